@@ -1,0 +1,242 @@
+"""The data model, in one place: every table the workbench stores (DESIGN.md, "Data model").
+
+Argilla's vocabulary maps onto it: an Item is a record, a Prediction a suggestion, a Decision a
+response. Decisions and audit events are append-only (database triggers refuse UPDATE and
+DELETE, see the migrations); a correction is a new decision that names the one it supersedes.
+
+Times are stored as naive UTC datetimes; `utcnow()` is the one clock.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Optional
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+# Case states, in the order a case usually moves through them.
+CASE_STATES = ("open", "claimed", "decided", "escalated", "appealed")
+# Decision kinds.
+DECISION_KINDS = ("review", "qa_audit", "calibration", "appeal", "bulk", "escalation")
+# Model roles.
+MODEL_ROLES = ("champion", "challenger", "retired")
+
+
+class Item(Base):
+    """A piece of user content: the unit everything else points at."""
+
+    __tablename__ = "items"
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    source: Mapped[str] = mapped_column(String(100))
+    surface: Mapped[str] = mapped_column(String(50), default="post")
+    text: Mapped[str] = mapped_column(Text)
+    text_hash: Mapped[str] = mapped_column(String(40))
+    author_id: Mapped[Optional[str]] = mapped_column(String(200))
+    created_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    source_label: Mapped[Optional[str]] = mapped_column(String(100))
+    # The source label mapped through the taxonomy (ground truth where the source has one).
+    policy_label: Mapped[Optional[str]] = mapped_column(String(50))
+    taxonomy_version: Mapped[Optional[str]] = mapped_column(String(50))
+    meta: Mapped[Optional[dict[str, Any]]] = mapped_column("metadata", JSON)
+    ingest_run_id: Mapped[Optional[int]] = mapped_column(Integer)
+    ingested_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+    __table_args__ = (
+        Index("ix_items_source", "source", "policy_label"),
+        Index("ix_items_text_hash", "text_hash"),
+        Index("ix_items_author", "author_id"),
+    )
+
+
+class IngestRun(Base):
+    __tablename__ = "ingest_runs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    finished_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    actor: Mapped[str] = mapped_column(String(100), default="system")
+    paths: Mapped[list[Any]] = mapped_column(JSON)
+    options: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)
+    counts: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)
+
+
+class ModelVersion(Base):
+    """A trained classifier in the registry; exactly one has role 'champion' at a time."""
+
+    __tablename__ = "model_versions"
+    id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(50))
+    artifact_path: Mapped[str] = mapped_column(Text)
+    parent_id: Mapped[Optional[str]] = mapped_column(String(100))
+    role: Mapped[str] = mapped_column(String(20), default="challenger")
+    labels: Mapped[list[Any]] = mapped_column(JSON)
+    params: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)
+    data_fingerprint: Mapped[Optional[str]] = mapped_column(String(64))
+    metrics: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)
+    taxonomy_version: Mapped[Optional[str]] = mapped_column(String(50))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    promoted_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+
+
+class Prediction(Base):
+    """A model's suggestion for an item: per-label scores, top label and its uncertainty."""
+
+    __tablename__ = "predictions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    item_id: Mapped[str] = mapped_column(ForeignKey("items.id"))
+    model_version: Mapped[str] = mapped_column(String(100))
+    label: Mapped[str] = mapped_column(String(50))
+    score: Mapped[float] = mapped_column(Float)
+    scores: Mapped[dict[str, Any]] = mapped_column(JSON)
+    uncertainty: Mapped[float] = mapped_column(Float, default=0.0)
+    # Outcome notes for odd input: {"truncated": true, "empty": true, "undecodable": true}.
+    flags: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)
+    taxonomy_version: Mapped[str] = mapped_column(String(50))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("item_id", "model_version", name="uq_predictions_item_model"),
+        Index("ix_predictions_model", "model_version", "label"),
+    )
+
+
+class Embedding(Base):
+    """Sentence embedding cache keyed by model and normalised-text hash (copies encode once)."""
+
+    __tablename__ = "embeddings"
+    model: Mapped[str] = mapped_column(String(200), primary_key=True)
+    text_hash: Mapped[str] = mapped_column(String(40), primary_key=True)
+    dim: Mapped[int] = mapped_column(Integer)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Campaign(Base):
+    """A cluster of near-duplicate items (a scam wave) that can be acted on as one."""
+
+    __tablename__ = "campaigns"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    exemplar_item_id: Mapped[Optional[str]] = mapped_column(String(200))
+    size: Mapped[int] = mapped_column(Integer, default=0)
+    first_seen: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    last_seen: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    entities: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)
+    top_terms: Mapped[Optional[list[Any]]] = mapped_column(JSON)
+    link_reasons: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(20), default="active")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class CampaignMember(Base):
+    """Membership of an item in a campaign, with why it was linked (similarity or entity)."""
+
+    __tablename__ = "campaign_members"
+    item_id: Mapped[str] = mapped_column(ForeignKey("items.id"), primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"))
+    linked_by: Mapped[Optional[str]] = mapped_column(String(200))
+    similarity: Mapped[Optional[float]] = mapped_column(Float)
+    added_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+    __table_args__ = (Index("ix_campaign_members_campaign", "campaign_id"),)
+
+
+class Case(Base):
+    """An item or a campaign waiting in a queue for a human."""
+
+    __tablename__ = "cases"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    item_id: Mapped[Optional[str]] = mapped_column(ForeignKey("items.id"))
+    campaign_id: Mapped[Optional[int]] = mapped_column(ForeignKey("campaigns.id"))
+    queue: Mapped[str] = mapped_column(String(100))
+    state: Mapped[str] = mapped_column(String(20), default="open")
+    priority: Mapped[float] = mapped_column(Float, default=0.0)
+    priority_reason: Mapped[Optional[str]] = mapped_column(Text)
+    severity: Mapped[Optional[str]] = mapped_column(String(10))
+    predicted_label: Mapped[Optional[str]] = mapped_column(String(50))
+    model_version: Mapped[Optional[str]] = mapped_column(String(100))
+    due_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    is_audit: Mapped[bool] = mapped_column(Boolean, default=False)
+    calibration_set: Mapped[Optional[str]] = mapped_column(String(100))
+    escalation_reason: Mapped[Optional[str]] = mapped_column(Text)
+    claimed_by: Mapped[Optional[str]] = mapped_column(String(100))
+    lease_expires_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    first_action_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    resolved_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    reopened_from: Mapped[Optional[int]] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+    __table_args__ = (
+        # The claim path: open cases of one queue, best priority first.
+        Index("ix_cases_claim", "queue", "state", "priority"),
+        Index("ix_cases_item", "item_id"),
+        Index("ix_cases_lease", "state", "lease_expires_at"),
+    )
+
+
+class Decision(Base):
+    """A human's answer on a case. Append-only: a correction is a new row with `supersedes_id`."""
+
+    __tablename__ = "decisions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    case_id: Mapped[Optional[int]] = mapped_column(ForeignKey("cases.id"))
+    item_id: Mapped[Optional[str]] = mapped_column(ForeignKey("items.id"))
+    campaign_id: Mapped[Optional[int]] = mapped_column(Integer)
+    reviewer: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(20), default="review")
+    label: Mapped[str] = mapped_column(String(50))
+    action: Mapped[str] = mapped_column(String(50))
+    severity: Mapped[Optional[str]] = mapped_column(String(10))
+    policy_ref: Mapped[Optional[str]] = mapped_column(String(100))
+    rationale: Mapped[Optional[str]] = mapped_column(Text)
+    # What the analyst saw: the model's version, label and score at decision time.
+    model_version: Mapped[Optional[str]] = mapped_column(String(100))
+    model_label: Mapped[Optional[str]] = mapped_column(String(50))
+    model_score: Mapped[Optional[float]] = mapped_column(Float)
+    is_override: Mapped[bool] = mapped_column(Boolean, default=False)
+    taxonomy_version: Mapped[str] = mapped_column(String(50))
+    supersedes_id: Mapped[Optional[int]] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+    __table_args__ = (
+        Index("ix_decisions_item", "item_id", "created_at"),
+        Index("ix_decisions_case", "case_id"),
+    )
+
+
+class AuditEvent(Base):
+    """Who did what when. Append-only and hash-chained: each row's hash covers the previous one."""
+
+    __tablename__ = "audit_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    ts: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(100))
+    entity_type: Mapped[Optional[str]] = mapped_column(String(50))
+    entity_id: Mapped[Optional[str]] = mapped_column(String(200))
+    payload: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)
+    prev_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+metadata = Base.metadata

@@ -1,0 +1,165 @@
+"""The store: one SQLAlchemy engine over SQLite (WAL, embedded default) or PostgreSQL (team).
+
+Same code for both. Write transactions on SQLite start with `BEGIN IMMEDIATE`, so a transaction
+that reads then writes (claiming a case, extending the audit chain) holds the write lock from its
+first statement and is serialised across processes, the way `SELECT ... FOR UPDATE` is on
+PostgreSQL. Read-only work uses `store.read()`, which never takes the write lock.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Iterator
+
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
+from sqlalchemy.orm import Session
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+DEFAULT_DATA_DIR = "workbench-data"
+DB_FILE = "workbench.db"
+
+
+class StoreError(RuntimeError):
+    """The database cannot be opened or is not at the schema this code expects."""
+
+
+def default_data_dir() -> Path:
+    return Path(os.environ.get("WORKBENCH_DATA_DIR", DEFAULT_DATA_DIR))
+
+
+def normalise_url(url: str) -> str:
+    """Accept `postgresql://` and `postgres://` and use the psycopg 3 driver for them."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+class Store:
+    """Database engine plus data directory (quarantine, indexes and model artefacts live there)."""
+
+    def __init__(self, data_dir: str | os.PathLike[str] | None = None, url: str | None = None,
+                 echo: bool = False) -> None:
+        self.data_dir = Path(data_dir) if data_dir else default_data_dir()
+        url = url or os.environ.get("WORKBENCH_DB")
+        self.url = normalise_url(url) if url else f"sqlite:///{self.data_dir / DB_FILE}"
+        self.is_sqlite = self.url.startswith("sqlite")
+        if self.is_sqlite:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.engine = self._make_engine(write=True, echo=echo)
+        self.read_engine = self._make_engine(write=False, echo=echo) if self.is_sqlite else self.engine
+
+    # -- engines -------------------------------------------------------------------------
+    def _make_engine(self, write: bool, echo: bool) -> Engine:
+        if not self.is_sqlite:
+            return create_engine(self.url, echo=echo, pool_pre_ping=True, future=True)
+        engine = create_engine(self.url, echo=echo, future=True,
+                               connect_args={"timeout": 60, "check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+            dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=60000")
+            cur.execute("PRAGMA cache_size=-131072")  # 128 MiB page cache keeps index inserts flat
+            cur.execute("PRAGMA temp_store=MEMORY")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn):  # type: ignore[no-untyped-def]
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+        return engine
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def begin(self) -> contextlib.AbstractContextManager[Connection]:
+        """A write transaction (commits on success, rolls back on error)."""
+        return self.engine.begin()
+
+    def read(self) -> contextlib.AbstractContextManager[Connection]:
+        """A read-only transaction that never blocks writers."""
+        return self.read_engine.begin()
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[Session]:
+        """An ORM session in a write transaction."""
+        with Session(self.engine, expire_on_commit=False) as session, session.begin():
+            yield session
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+        if self.read_engine is not self.engine:
+            self.read_engine.dispose()
+
+    # -- paths ---------------------------------------------------------------------------
+    def path(self, *parts: str) -> Path:
+        """A path inside the data directory (created on demand)."""
+        p = self.data_dir.joinpath(*parts)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+    @property
+    def quarantine_path(self) -> Path:
+        return self.path("quarantine.jsonl")
+
+    # -- schema --------------------------------------------------------------------------
+    def _alembic_config(self):  # type: ignore[no-untyped-def]
+        from alembic.config import Config
+
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+        cfg.set_main_option("sqlalchemy.url", self.url.replace("%", "%%"))
+        return cfg
+
+    def migrate(self) -> str:
+        """Bring the schema to the newest migration (creating it on an empty database)."""
+        from alembic import command
+
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        cfg = self._alembic_config()
+        with self.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+        return self.schema_revision() or ""
+
+    def schema_revision(self) -> str | None:
+        with self.read() as conn:
+            if not inspect(conn).has_table("alembic_version"):
+                return None
+            return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+
+    def head_revision(self) -> str:
+        from alembic.script import ScriptDirectory
+
+        return ScriptDirectory.from_config(self._alembic_config()).get_current_head() or ""
+
+    def ensure_ready(self) -> None:
+        """Raise StoreError unless the schema is at head; migrate a missing SQLite store."""
+        try:
+            current = self.schema_revision()
+        except Exception as exc:  # connection refused, bad URL, unreadable file
+            raise StoreError(f"cannot open the database at {self.display_url}: {exc}") from None
+        if current is None:
+            self.migrate()
+            return
+        if current != self.head_revision():
+            self.migrate()
+
+
+    @property
+    def display_url(self) -> str:
+        return self.engine.url.render_as_string(hide_password=True)
+
+
+def open_store(data_dir: str | os.PathLike[str] | None = None, url: str | None = None) -> Store:
+    """Open a store and make sure its schema is current: the one way commands get a store."""
+    store = Store(data_dir, url)
+    store.ensure_ready()
+    return store

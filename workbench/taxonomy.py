@@ -1,0 +1,212 @@
+"""The policy taxonomy (`configs/taxonomy.yaml`): labels, severities, actions, escalation, source maps.
+
+Loaded once per command and passed around explicitly; there is no module-level cache, so a test
+or a reloaded UI always sees the file as it is now.
+"""
+from __future__ import annotations
+
+import re
+from functools import cached_property
+from pathlib import Path
+from typing import Optional
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from .config import config_dir, load_model
+
+TAXONOMY_FILE = "taxonomy.yaml"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Severity(_Strict):
+    name: str
+    sla_minutes: int = Field(gt=0)
+    weight: float = Field(gt=0)
+    description: str = ""
+
+
+class Action(_Strict):
+    description: str
+    removes_content: bool = False
+
+
+class Policy(_Strict):
+    title: str
+    violating: bool
+    severity: Optional[str] = None
+    policy_ref: str = Field(min_length=1)
+    actions: list[str] = Field(min_length=1)
+    default_action: str
+
+
+class EscalationCriterion(_Strict):
+    id: str
+    description: str
+    severity: str
+    policies: list[str] = Field(min_length=1)
+    patterns: list[str] = Field(default_factory=list)
+    min_score: float = Field(default=0.0, ge=0.0, le=1.0)
+    min_campaign_size: Optional[int] = Field(default=None, gt=0)
+
+    @field_validator("patterns")
+    @classmethod
+    def _patterns_compile(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"pattern {pattern!r} is not a valid regular expression: {exc}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _has_trigger(self) -> "EscalationCriterion":
+        if not self.patterns and self.min_campaign_size is None:
+            raise ValueError("needs `patterns` or `min_campaign_size`, or it can never fire")
+        return self
+
+    @cached_property
+    def regexes(self) -> list[re.Pattern[str]]:
+        return [re.compile(p, re.IGNORECASE) for p in self.patterns]
+
+
+class RefineRule(_Strict):
+    label: str
+    policy: str
+    pattern: str
+
+    @field_validator("pattern")
+    @classmethod
+    def _pattern_compiles(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}") from None
+        return value
+
+    @cached_property
+    def regex(self) -> re.Pattern[str]:
+        return re.compile(self.pattern, re.IGNORECASE)
+
+
+class SourceMap(_Strict):
+    surface: str = "post"
+    label_field: Optional[str] = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    refine: list[RefineRule] = Field(default_factory=list)
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _keys_as_text(cls, value: object) -> object:
+        # YAML reads `0:` as an int; source labels are compared as text.
+        if isinstance(value, dict):
+            return {str(k): v for k, v in value.items()}
+        return value
+
+
+class Taxonomy(_Strict):
+    version: str = Field(min_length=1)
+    severities: dict[str, Severity] = Field(min_length=1)
+    actions: dict[str, Action] = Field(min_length=1)
+    policies: dict[str, Policy] = Field(min_length=2)
+    escalation: list[EscalationCriterion] = Field(default_factory=list)
+    sources: dict[str, SourceMap] = Field(default_factory=dict)
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version_as_text(cls, value: object) -> object:
+        return str(value) if isinstance(value, (int, float)) else value
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> "Taxonomy":
+        problems: list[str] = []
+        benign = [name for name, p in self.policies.items() if not p.violating]
+        if len(benign) != 1:
+            problems.append(f"policies: exactly one policy must have `violating: false`, found {benign or 'none'}")
+        for name, pol in self.policies.items():
+            if pol.violating and pol.severity is None:
+                problems.append(f"policies.{name}.severity: a violating policy needs a severity tier")
+            if pol.severity is not None and pol.severity not in self.severities:
+                problems.append(f"policies.{name}.severity: unknown tier {pol.severity!r} (known: {', '.join(self.severities)})")
+            for act in pol.actions:
+                if act not in self.actions:
+                    problems.append(f"policies.{name}.actions: unknown action {act!r} (known: {', '.join(self.actions)})")
+            if pol.default_action not in pol.actions:
+                problems.append(f"policies.{name}.default_action: {pol.default_action!r} is not among its actions")
+        for i, crit in enumerate(self.escalation):
+            if crit.severity not in self.severities:
+                problems.append(f"escalation.{i}.severity: unknown tier {crit.severity!r}")
+            for pol in crit.policies:
+                if pol not in self.policies:
+                    problems.append(f"escalation.{i}.policies: unknown policy {pol!r}")
+        ids = [c.id for c in self.escalation]
+        if len(ids) != len(set(ids)):
+            problems.append("escalation: criterion ids must be unique")
+        for src, smap in self.sources.items():
+            for raw, pol in smap.labels.items():
+                if pol not in self.policies:
+                    problems.append(f"sources.{src}.labels.{raw}: unknown policy {pol!r}")
+            for j, rule in enumerate(smap.refine):
+                if rule.policy not in self.policies:
+                    problems.append(f"sources.{src}.refine.{j}.policy: unknown policy {rule.policy!r}")
+                if rule.label not in smap.labels:
+                    problems.append(f"sources.{src}.refine.{j}.label: {rule.label!r} is not a label of this source")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    # -- queries -------------------------------------------------------------------------
+    @property
+    def labels(self) -> list[str]:
+        """Policy labels in config order: the class order of every model's `predict_proba`."""
+        return list(self.policies)
+
+    @property
+    def benign_label(self) -> str:
+        return next(name for name, p in self.policies.items() if not p.violating)
+
+    def severity_of(self, policy: str) -> Optional[str]:
+        return self.policies[policy].severity
+
+    def sla_minutes(self, tier: str) -> int:
+        return self.severities[tier].sla_minutes
+
+    def map_source_label(self, source: str, raw_label: object, text: str = "") -> Optional[str]:
+        """Policy label for a source's own label, or None when the source has no mapping.
+
+        Raises KeyError when the source is mapped but `raw_label` is not one of its labels.
+        """
+        smap = self.sources.get(source)
+        if smap is None or not smap.labels:
+            return None
+        key = _label_key(raw_label)
+        if key not in smap.labels:
+            raise KeyError(key)
+        for rule in smap.refine:
+            if rule.label == key and rule.regex.search(text):
+                return rule.policy
+        return smap.labels[key]
+
+    def check_decision(self, label: str, action: str) -> None:
+        """Raise ValueError unless `action` is allowed for policy `label`."""
+        if label not in self.policies:
+            raise ValueError(f"unknown policy label {label!r} (known: {', '.join(self.policies)})")
+        if action not in self.policies[label].actions:
+            allowed = ", ".join(self.policies[label].actions)
+            raise ValueError(f"action {action!r} is not allowed for {label!r} (allowed: {allowed})")
+
+
+def _label_key(raw: object) -> str:
+    if isinstance(raw, float) and raw.is_integer():
+        raw = int(raw)
+    return str(raw).strip()
+
+
+def load_taxonomy(path: str | Path | None = None) -> Taxonomy:
+    """Load and validate the taxonomy; `path` may be the YAML file or a configs folder."""
+    p = Path(path) if path else config_dir() / TAXONOMY_FILE
+    if p.is_dir():
+        p = p / TAXONOMY_FILE
+    return load_model(p, Taxonomy)
