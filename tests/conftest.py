@@ -1,0 +1,98 @@
+"""Shared fixtures: a fresh SQLite store, the real PostgreSQL server, the bundled taxonomy.
+
+PostgreSQL tests create a throw-away database on 127.0.0.1:5432 (override with
+`WORKBENCH_TEST_PG`) and drop it afterwards; where no server answers they are skipped with the
+reason, so the suite still passes on a machine without one.
+"""
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from workbench.store import Store, open_store  # noqa: E402
+from workbench.taxonomy import Taxonomy, load_taxonomy  # noqa: E402
+
+PG_ADMIN_URL = os.environ.get("WORKBENCH_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def _pg_unavailable_reason() -> str | None:
+    try:
+        import psycopg
+    except ImportError:
+        return "psycopg is not installed"
+    dsn = PG_ADMIN_URL.replace("postgresql+psycopg://", "postgresql://")
+    try:
+        with psycopg.connect(dsn, connect_timeout=3):
+            return None
+    except Exception as exc:  # noqa: BLE001 - any failure means: no server to test against
+        return f"no PostgreSQL server answers at {dsn}: {str(exc).strip().splitlines()[0]}"
+
+
+@pytest.fixture(scope="session")
+def pg_server_url():
+    """Admin URL of the real PostgreSQL server, or skip with the reason."""
+    reason = _pg_unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    return PG_ADMIN_URL
+
+
+def _create_pg_database(admin_url: str) -> tuple[str, str]:
+    import psycopg
+
+    name = f"wb_test_{uuid.uuid4().hex[:12]}"
+    dsn = admin_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = admin_url.rsplit("/", 1)[0]
+    return name, f"{base}/{name}"
+
+
+def _drop_pg_database(admin_url: str, name: str) -> None:
+    import psycopg
+
+    dsn = admin_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def sqlite_store(tmp_path) -> Store:
+    store = open_store(tmp_path / "data")
+    yield store
+    store.dispose()
+
+
+@pytest.fixture
+def pg_store(pg_server_url, tmp_path) -> Store:
+    name, url = _create_pg_database(pg_server_url)
+    store = open_store(tmp_path / "data", url)
+    yield store
+    store.dispose()
+    _drop_pg_database(pg_server_url, name)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def any_store(request) -> Store:
+    """The same test against SQLite and against the real PostgreSQL server."""
+    return request.getfixturevalue("sqlite_store" if request.param == "sqlite" else "pg_store")
+
+
+@pytest.fixture(scope="session")
+def taxonomy() -> Taxonomy:
+    return load_taxonomy()
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.exists():
+        pytest.skip(f"shared data folder {SHARED_DATA} is absent")
+    return SHARED_DATA
