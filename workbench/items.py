@@ -1,0 +1,120 @@
+"""Read-side queries over items: what `workbench status` and `workbench items` show.
+
+An item row carries its source label, its latest prediction, its campaign and its case, so a
+script reading `items --json` sees the whole loop for that item in one object.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterator, Optional
+
+from sqlalchemy import func, select
+
+from .schema import (AuditEvent, Campaign, CampaignMember, Case, Decision, Item, ModelVersion,
+                     Prediction)
+
+PAGE = 1000
+
+
+def store_status(store: Any) -> dict[str, Any]:
+    """Counts of everything, plus breakdowns per source, policy label, case state and prediction."""
+    def count(conn: Any, table: Any) -> int:
+        return conn.execute(select(func.count()).select_from(table)).scalar_one()
+
+    def group(conn: Any, col: Any) -> dict[str, int]:
+        rows = conn.execute(select(col, func.count()).group_by(col).order_by(func.count().desc()))
+        return {str(k) if k is not None else "(none)": n for k, n in rows}
+
+    with store.read() as conn:
+        latest = _latest_prediction_ids()
+        by_prediction = conn.execute(
+            select(Prediction.label, func.count()).where(Prediction.id.in_(latest))
+            .group_by(Prediction.label)).all()
+        champion = conn.execute(select(ModelVersion.id).where(ModelVersion.role == "champion")).scalar()
+        return {
+            "items": count(conn, Item),
+            "predictions": count(conn, Prediction),
+            "campaigns": count(conn, Campaign),
+            "cases": count(conn, Case),
+            "decisions": count(conn, Decision),
+            "audit_events": count(conn, AuditEvent),
+            "by_source": group(conn, Item.source),
+            "by_label": group(conn, Item.policy_label),
+            "by_state": group(conn, Case.state),
+            "by_prediction": {k: n for k, n in by_prediction},
+            "champion": champion,
+        }
+
+
+def _latest_prediction_ids() -> Any:
+    return select(func.max(Prediction.id)).group_by(Prediction.item_id).scalar_subquery()
+
+
+def iter_items(store: Any, source: Optional[str] = None, label: Optional[str] = None,
+               predicted: Optional[str] = None, state: Optional[str] = None,
+               campaign: Optional[int] = None, limit: Optional[int] = 20,
+               offset: int = 0) -> Iterator[dict[str, Any]]:
+    """Items matching the filters, in id order, each with prediction, campaign and case attached.
+
+    Pages through the table so `limit=None` streams every item without loading them all.
+    """
+    query = select(Item.__table__).order_by(Item.id)
+    if source:
+        query = query.where(Item.source == source)
+    if label:
+        query = query.where(Item.policy_label == label)
+    if predicted:
+        query = query.where(Item.id.in_(select(Prediction.item_id).where(
+            Prediction.id.in_(_latest_prediction_ids()), Prediction.label == predicted)))
+    if state:
+        query = query.where(Item.id.in_(select(Case.item_id).where(Case.state == state)))
+    if campaign is not None:
+        query = query.where(Item.id.in_(select(CampaignMember.item_id).where(
+            CampaignMember.campaign_id == campaign)))
+    remaining = limit
+    pos = offset
+    while remaining is None or remaining > 0:
+        size = PAGE if remaining is None else min(PAGE, remaining)
+        with store.read() as conn:
+            page = conn.execute(query.offset(pos).limit(size)).mappings().all()
+            if not page:
+                return
+            yield from _attach(conn, page)
+        pos += len(page)
+        if remaining is not None:
+            remaining -= len(page)
+        if len(page) < size:
+            return
+
+
+def _latest_by_item(conn: Any, table: Any, ids: list[str]) -> dict[str, Any]:
+    """The newest row of `table` per item id among `ids` (rows in id order: later ones win)."""
+    out: dict[str, Any] = {}
+    for row in conn.execute(select(table).where(table.c.item_id.in_(ids)).order_by(table.c.id)).mappings():
+        out[row["item_id"]] = row
+    return out
+
+
+def _attach(conn: Any, page: list[Any]) -> Iterator[dict[str, Any]]:
+    ids = [it["id"] for it in page]
+    preds = _latest_by_item(conn, Prediction.__table__, ids)
+    cases = _latest_by_item(conn, Case.__table__, ids)
+    decided = _latest_by_item(conn, Decision.__table__, ids)
+    camps = dict(conn.execute(select(CampaignMember.item_id, CampaignMember.campaign_id)
+                              .where(CampaignMember.item_id.in_(ids))).all())
+    for it in page:
+        p, c, d = preds.get(it["id"]), cases.get(it["id"]), decided.get(it["id"])
+        yield {
+            **{k: it[k] for k in ("id", "source", "surface", "text", "author_id", "created_at",
+                                  "source_label", "policy_label", "taxonomy_version", "metadata")},
+            "prediction": None if p is None else {k: p[k] for k in (
+                "model_version", "label", "score", "uncertainty", "scores", "flags")},
+            "campaign_id": camps.get(it["id"]),
+            "case": None if c is None else {k: c[k] for k in ("id", "queue", "state", "priority", "due_at")},
+            "decision": None if d is None else {k: d[k] for k in ("label", "action", "reviewer", "kind")},
+        }
+
+
+def recent_audit_events(store: Any, limit: int = 20) -> list[dict[str, Any]]:
+    with store.read() as conn:
+        rows = conn.execute(select(AuditEvent.__table__).order_by(AuditEvent.id.desc()).limit(limit)).mappings()
+        return [dict(r) for r in rows]

@@ -1,0 +1,121 @@
+"""Where the public datasets come from: the shared folder, else the Hugging Face Hub.
+
+The shared folder (`../shared/data` beside the project) holds the SMS Spam Collection and the
+Davidson tweets. Where it is absent and a network exists, the same public datasets load from the
+Hub through `datasets`; where neither works, `DataNotFound` says what to download and where.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from .ingest import PRESETS, ColumnMap, RowBuilder, read_delimited, read_hf
+
+# name -> path of the file inside the shared data folder
+SHARED_DATASETS: dict[str, str] = {
+    "sms_spam": "sms_spam_collection/SMSSpamCollection",
+    "davidson": "davidson_hate_offensive/labeled_data.csv",
+}
+_HELP = {
+    "sms_spam": "the SMS Spam Collection (UCI, CC BY 4.0): tab-separated with header `Label<TAB>SMS`",
+    "davidson": "the Davidson et al. 2017 hate/offensive tweets: labeled_data.csv from "
+                "github.com/t-davidson/hate-speech-and-offensive-language",
+}
+
+
+class DataNotFound(FileNotFoundError):
+    """Neither the shared folder nor the Hub could provide a dataset."""
+
+
+@dataclass(frozen=True)
+class Location:
+    path: str  # a file path, or a Hub dataset id
+    fmt: Optional[str]  # None = from the extension / preset
+    description: str
+
+
+def shared_data_dir(override: Optional[str | os.PathLike[str]] = None) -> Optional[Path]:
+    """The shared data folder: explicit, `$WORKBENCH_SHARED_DATA`, or `../shared/data` near here."""
+    if override:
+        return Path(override)
+    env = os.environ.get("WORKBENCH_SHARED_DATA")
+    if env:
+        return Path(env)
+    project = Path(__file__).resolve().parent.parent
+    for cand in (Path.cwd().parent / "shared" / "data", project.parent / "shared" / "data"):
+        if cand.is_dir():
+            return cand
+    return None
+
+
+def locate_dataset(name: str, shared_dir: Optional[str | os.PathLike[str]] = None,
+                   try_hub: bool = True) -> Location:
+    """Find dataset `name` in the shared folder, else on the Hub; raise DataNotFound with advice."""
+    if name not in SHARED_DATASETS:
+        raise DataNotFound(f"unknown dataset {name!r} (known: {', '.join(SHARED_DATASETS)})")
+    folder = shared_data_dir(shared_dir)
+    tried = []
+    if folder is not None:
+        path = folder / SHARED_DATASETS[name]
+        if path.is_file():
+            return Location(str(path), PRESETS[name].fmt, f"{path}")
+        tried.append(str(path))
+    hub_id = PRESETS[name].hub_id
+    if try_hub and os.environ.get("HF_HUB_OFFLINE", "0") not in ("1", "true", "True"):
+        if _hub_reachable(hub_id):
+            return Location(hub_id, "hf", f"Hugging Face Hub dataset {hub_id}")
+        tried.append(f"Hub dataset {hub_id} (unreachable)")
+    else:
+        tried.append(f"Hub dataset {hub_id} (skipped: HF_HUB_OFFLINE is set)")
+    target = (folder or Path("../shared/data")) / SHARED_DATASETS[name]
+    raise DataNotFound(
+        f"dataset {name!r} not found (tried: {'; '.join(tried)}). Download {_HELP[name]}, and put it at "
+        f"{target}, or pass --shared-data FOLDER, or run with a network and HF_HUB_OFFLINE unset "
+        f"to load {hub_id} from the Hub.")
+
+
+def _hub_reachable(hub_id: str) -> bool:
+    try:
+        from huggingface_hub import HfApi
+
+        HfApi().dataset_info(hub_id, timeout=5)
+        return True
+    except Exception:  # noqa: BLE001 - any failure means: not available from here
+        return False
+
+
+def load_labelled(name: str, shared_dir: Optional[str | os.PathLike[str]] = None,
+                  taxonomy: Any = None, limit: Optional[int] = None) -> Any:
+    """A pandas DataFrame [id, text, source_label, policy_label] of a shared dataset.
+
+    Rows go through the same RowBuilder as ingest, so ids and label mapping match the store;
+    rows ingest would quarantine are left out here too (they are not trainable).
+    """
+    import pandas as pd
+
+    from .ingest import BadRow
+    from .taxonomy import load_taxonomy
+
+    tax = taxonomy or load_taxonomy()
+    loc = locate_dataset(name, shared_dir)
+    pre = PRESETS[name]
+    if loc.fmt == "hf":
+        rows, cols = read_hf(loc.path, "train"), pre.hub_columns
+    else:
+        rows, cols = read_delimited(loc.path, "\t" if pre.fmt == "tsv" else ",", pre.quoting), pre.columns
+    build = RowBuilder(tax, pre.source, tax.sources[pre.source].surface if pre.source in tax.sources else "post",
+                       ColumnMap(id=cols.id, text=cols.text, label=cols.label), run_id=0)
+    out = []
+    for rowno, (lineno, row) in enumerate(rows, 1):
+        if limit is not None and len(out) >= limit:
+            break
+        if "__error__" in row:
+            continue
+        try:
+            item = build(lineno, row, rowno)
+        except BadRow:
+            continue
+        out.append((item["id"], item["text"], item["source_label"], item["policy_label"]))
+    return pd.DataFrame(out, columns=["id", "text", "source_label", "policy_label"])
