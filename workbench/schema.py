@@ -183,15 +183,30 @@ class Case(Base):
     first_action_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
     resolved_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
     reopened_from: Mapped[Optional[int]] = mapped_column(Integer)
+    # Context shown to the analyst: priority features, model scores, appeal / escalation packet.
+    meta: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
     __table_args__ = (
-        # The claim path: open cases of one queue, best priority first.
-        Index("ix_cases_claim", "queue", "state", "priority"),
         Index("ix_cases_item", "item_id"),
         Index("ix_cases_lease", "state", "lease_expires_at"),
     )
+
+
+# The claim path: open cases of one queue, best priority first, oldest first among equals; the
+# index order is the ORDER BY of `queue.next_case`, so a claim reads one index entry, not a sort.
+Index("ix_cases_claim", Case.queue, Case.state, Case.priority.desc(), Case.id)
+
+
+class CaseSkip(Base):
+    """An analyst passed on a case (or holds a sibling calibration copy): not offered to them again."""
+
+    __tablename__ = "case_skips"
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), primary_key=True)
+    analyst: Mapped[str] = mapped_column(String(100), primary_key=True)
+    reason: Mapped[Optional[str]] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 
 class Decision(Base):

@@ -155,6 +155,7 @@ def upgrade() -> None:
     sa.Column('first_action_at', sa.DateTime(), nullable=True),
     sa.Column('resolved_at', sa.DateTime(), nullable=True),
     sa.Column('reopened_from', sa.Integer(), nullable=True),
+    sa.Column('meta', sa.JSON(), nullable=True),
     sa.Column('created_at', sa.DateTime(), nullable=False),
     sa.Column('updated_at', sa.DateTime(), nullable=False),
     sa.ForeignKeyConstraint(['campaign_id'], ['campaigns.id'], ),
@@ -162,9 +163,18 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('cases', schema=None) as batch_op:
-        batch_op.create_index('ix_cases_claim', ['queue', 'state', 'priority'], unique=False)
+        batch_op.create_index('ix_cases_claim', ['queue', 'state', sa.text('priority DESC'), 'id'], unique=False)
         batch_op.create_index('ix_cases_item', ['item_id'], unique=False)
         batch_op.create_index('ix_cases_lease', ['state', 'lease_expires_at'], unique=False)
+
+    op.create_table('case_skips',
+    sa.Column('case_id', sa.Integer(), nullable=False),
+    sa.Column('analyst', sa.String(length=100), nullable=False),
+    sa.Column('reason', sa.Text(), nullable=True),
+    sa.Column('created_at', sa.DateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['case_id'], ['cases.id'], ),
+    sa.PrimaryKeyConstraint('case_id', 'analyst')
+    )
 
     op.create_table('predictions',
     sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
@@ -226,6 +236,7 @@ def downgrade() -> None:
         batch_op.drop_index('ix_predictions_model')
 
     op.drop_table('predictions')
+    op.drop_table('case_skips')
     with op.batch_alter_table('cases', schema=None) as batch_op:
         batch_op.drop_index('ix_cases_lease')
         batch_op.drop_index('ix_cases_item')
