@@ -138,7 +138,8 @@ class BadRow(ValueError):
 
 
 # -- readers: each yields (line number, {column: value}) ----------------------------------------
-def detect_format(path: str, fmt: Optional[str]) -> str:
+def detect_format(path: str, fmt: Optional[str], default: Optional[str] = None) -> str:
+    """The explicit format, else the extension's, else `default` (a preset's), else an error."""
     if fmt:
         return fmt
     p = Path(path)
@@ -148,6 +149,8 @@ def detect_format(path: str, fmt: Optional[str]) -> str:
         ext = p.suffix.lower()
         if ext in _EXTENSIONS:
             return _EXTENSIONS[ext]
+        if default:
+            return default
         raise IngestError(f"{path}: cannot tell the format from the extension {ext!r}; pass --format "
                           f"({', '.join(FORMATS)})")
     if _looks_like_hub_id(path):
@@ -428,7 +431,8 @@ def ingest_paths(store: Any, taxonomy: Any, paths: list[str], preset: Optional[s
         raise IngestError(f"unknown format {fmt!r} (known: {', '.join(FORMATS)})")
     if chunk_size < 1:
         raise IngestError("--chunk-size must be at least 1")
-    plan = [(p, detect_format(p, fmt)) for p in paths]  # fails fast on a missing file
+    default_fmt = PRESETS[preset].fmt if preset else None
+    plan = [(p, detect_format(p, fmt, default_fmt)) for p in paths]  # fails fast on a missing file
 
     options = {"preset": preset, "source": source, "format": fmt, "split": split,
                "columns": (columns or ColumnMap()).__dict__, "surface": surface, "limit": limit}
@@ -516,13 +520,21 @@ def _ingest_one(store: Any, taxonomy: Any, path: str, fmt: str, preset: Optional
 
 
 def _quarantine_row(row: dict[str, Any]) -> Any:
-    if "__raw__" in row:
-        raw = row["__raw__"]
-    else:
-        raw = {k: v for k, v in row.items() if k != "__error__"}
-    text = json.dumps(raw, ensure_ascii=False, default=str)
-    # Keep undecodable bytes visible as escapes rather than failing to write the quarantine line.
-    return json.loads(text.encode("utf-8", "backslashreplace").decode("utf-8")) if has_undecodable_bytes(text) else raw
+    raw = row["__raw__"] if "__raw__" in row else {k: v for k, v in row.items() if k != "__error__"}
+    return _printable(raw)
+
+
+def _printable(value: Any) -> Any:
+    """Undecodable bytes as `\\xNN` escapes, so the quarantine line itself is valid UTF-8."""
+    if isinstance(value, str):
+        if has_undecodable_bytes(value):
+            return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        return value
+    if isinstance(value, dict):
+        return {k: _printable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_printable(v) for v in value]
+    return value
 
 
 def _source_from_path(path: str) -> str:
@@ -550,7 +562,7 @@ class _ChunkWriter:
         if not self.buf:
             return
         with self.store.begin() as conn:
-            stored = conn.execute(self.stmt, self.buf).rowcount
+            stored = len(conn.execute(self.stmt, self.buf).all())
         self.summary.stored += stored
         self.summary.duplicate += len(self.buf) - stored
         self.buf = []
@@ -564,4 +576,5 @@ def _insert_ignore(store: Any) -> Any:
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
-    return insert(table).on_conflict_do_nothing(index_elements=["id"])
+    # RETURNING gives an exact count of new rows on both databases (executemany rowcount does not).
+    return insert(table).on_conflict_do_nothing(index_elements=["id"]).returning(table.c.id)
