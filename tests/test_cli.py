@@ -20,11 +20,17 @@ def run(tmp_path, *args, ok=True):
 @pytest.fixture
 def tiny_shared(tmp_path, shared_data):
     """A copy of the first rows of both shared datasets, laid out like ../shared/data."""
+    import csv
+
     out = tmp_path / "shared"
-    for rel, n in (("sms_spam_collection/SMSSpamCollection", 120), ("davidson_hate_offensive/labeled_data.csv", 150)):
-        (out / rel).parent.mkdir(parents=True)
-        with open(shared_data / rel, encoding="utf-8") as src:
-            (out / rel).write_text("".join(line for _, line in zip(range(n + 1), src)), encoding="utf-8")
+    sms, dav = "sms_spam_collection/SMSSpamCollection", "davidson_hate_offensive/labeled_data.csv"
+    (out / sms).parent.mkdir(parents=True)
+    (out / dav).parent.mkdir(parents=True)
+    with open(shared_data / sms, encoding="utf-8") as src:
+        (out / sms).write_text("".join(line for _, line in zip(range(121), src)), encoding="utf-8")
+    with open(shared_data / dav, encoding="utf-8", newline="") as src, \
+            open(out / dav, "w", encoding="utf-8", newline="") as dst:
+        csv.writer(dst).writerows(row for _, row in zip(range(151), csv.reader(src)))
     return out
 
 
