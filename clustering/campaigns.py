@@ -1,0 +1,313 @@
+"""The campaign graph: which items link, and why, as connected components.
+
+Items with the same template-normalised text share one vector (one index position, a *node*);
+nodes link when their cosine similarity passes the threshold (faiss range search); items link
+when they share a rare entity (URL, host, e-mail, phone number, short code). Campaigns are the
+connected components of that graph.
+
+Incremental by construction: `add` searches only the new nodes against the index (which
+already holds every older node), so the similarity edge set after `add(a); add(b)` is the set
+a single `add(a + b)` finds. Components and entity document frequencies are recomputed from
+the stored edges in one vectorised pass (milliseconds even at 200k items), so an entity that
+becomes too common stops linking everywhere at once, exactly as in a full re-cluster. Only the
+similarity search, the expensive part, is incremental. With the HNSW index the search is
+approximate, so equality with a full re-cluster then holds up to HNSW recall.
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .config import CampaignSettings
+from .index import IndexError_, VectorIndex
+from .normalize import Entities
+
+GRAPH_ARRAYS = "graph.npz"
+GRAPH_META = "graph.json"
+_SEARCH_BATCH = 2048
+
+
+@dataclass(frozen=True)
+class AddStats:
+    items: int
+    new_nodes: int
+    new_edges: int
+    new_entities: int
+
+    def as_dict(self) -> dict[str, int]:
+        return {"items": self.items, "new_texts": self.new_nodes, "new_similarity_edges": self.new_edges,
+                "new_entity_mentions": self.new_entities}
+
+
+@dataclass(frozen=True)
+class Components:
+    """Component label per item row (labels are the smallest item row of each component)."""
+
+    labels: np.ndarray
+    active_entity: np.ndarray  # bool per entity key: links (2 <= distinct texts <= max_df)
+    node_max_sim: np.ndarray  # best similarity of each node to another node (0 if none)
+    node_items: np.ndarray  # items per node
+
+    def groups(self, min_size: int = 1) -> dict[int, np.ndarray]:
+        """label -> item rows, for components of at least `min_size` items."""
+        order = np.argsort(self.labels, kind="stable")
+        labels = self.labels[order]
+        cuts = np.flatnonzero(np.diff(labels)) + 1
+        out: dict[int, np.ndarray] = {}
+        for rows in np.split(order, cuts):
+            if len(rows) >= min_size:
+                out[int(self.labels[rows[0]])] = rows
+        return out
+
+
+def _empty_i64() -> np.ndarray:
+    return np.empty(0, dtype=np.int64)
+
+
+class CampaignGraph:
+    """Items, their nodes in a `VectorIndex`, similarity edges and entity mentions."""
+
+    def __init__(self, settings: CampaignSettings, dim: int, model_id: str | None = None) -> None:
+        self.settings = settings
+        ix = settings.index
+        self.index = VectorIndex(dim, ix.hnsw_min_size, ix.hnsw_m, ix.ef_construction, ix.ef_search,
+                                 model_id=model_id)
+        self.item_ids: list[str] = []
+        self._item_row: dict[str, int] = {}
+        self.item_node = _empty_i64()
+        self.edge_a = _empty_i64()
+        self.edge_b = _empty_i64()
+        self.edge_sim = np.empty(0, dtype=np.float32)
+        self.entity_keys: list[str] = []
+        self._entity_id: dict[str, int] = {}
+        self.ent_item = _empty_i64()
+        self.ent_key = _empty_i64()
+        # Term counts of every item's template text: the corpus side of class-based TF-IDF.
+        self.term_counts: Counter[str] = Counter()
+
+    # -- building -----------------------------------------------------------------------
+    @property
+    def model_id(self) -> str | None:
+        return self.index.model_id
+
+    def __len__(self) -> int:
+        return len(self.item_ids)
+
+    def __contains__(self, item_id: object) -> bool:
+        return item_id in self._item_row
+
+    def row(self, item_id: str) -> int:
+        return self._item_row[item_id]
+
+    def missing_keys(self, node_keys: Sequence[str]) -> list[str]:
+        """The distinct keys not yet indexed, in first-appearance order: what `add` needs vectors for."""
+        return [k for k in dict.fromkeys(node_keys) if k not in self.index]
+
+    def add(self, item_ids: Sequence[str], node_keys: Sequence[str], entities: Sequence[Entities],
+            vectors: np.ndarray, terms: Sequence[Sequence[str]] | None = None,
+            show_progress: bool = False) -> AddStats:
+        """Attach items. `vectors` holds one row per key of `missing_keys(node_keys)`, in that order."""
+        if not (len(item_ids) == len(node_keys) == len(entities)):
+            raise ValueError(f"{len(item_ids)} item ids, {len(node_keys)} keys, {len(entities)} entity sets")
+        seen = [i for i in item_ids if i in self._item_row]
+        if seen or len(set(item_ids)) != len(item_ids):
+            raise ValueError(f"items already in the graph or repeated, e.g. {(seen or list(item_ids))[:3]}")
+        new_keys = self.missing_keys(node_keys)
+        vectors = np.asarray(vectors, dtype=np.float32).reshape(len(new_keys), -1) if len(new_keys) \
+            else np.empty((0, self.index.dim), dtype=np.float32)
+        positions = self.index.add(new_keys, vectors)
+        new_edges = self._search_edges(positions, vectors, show_progress)
+
+        start = len(self.item_ids)
+        self.item_ids.extend(item_ids)
+        for i, item in enumerate(item_ids):
+            self._item_row[item] = start + i
+        self.item_node = np.concatenate(
+            [self.item_node, np.fromiter((self.index.position(k) for k in node_keys), np.int64, len(node_keys))])
+
+        ent_rows: list[int] = []
+        ent_keys: list[int] = []
+        for i, ents in enumerate(entities):
+            for kind, value in ents.items(self.settings.entity_kinds):
+                key = f"{kind}:{value}"
+                kid = self._entity_id.get(key)
+                if kid is None:
+                    kid = self._entity_id[key] = len(self.entity_keys)
+                    self.entity_keys.append(key)
+                ent_rows.append(start + i)
+                ent_keys.append(kid)
+        self.ent_item = np.concatenate([self.ent_item, np.asarray(ent_rows, dtype=np.int64)])
+        self.ent_key = np.concatenate([self.ent_key, np.asarray(ent_keys, dtype=np.int64)])
+        if terms is not None:
+            for toks in terms:
+                self.term_counts.update(toks)
+        return AddStats(len(item_ids), len(new_keys), new_edges, len(ent_rows))
+
+    def _search_edges(self, positions: np.ndarray, vectors: np.ndarray, show_progress: bool) -> int:
+        """Range-search the new nodes against the whole index; keep each pair once (a < b)."""
+        if not len(positions):
+            return 0
+        from tqdm.auto import tqdm
+
+        a_parts, b_parts, s_parts = [], [], []
+        thr = self.settings.similarity_threshold
+        for lo in tqdm(range(0, len(positions), _SEARCH_BATCH), desc="linking similar texts",
+                       unit="batch", disable=not show_progress, leave=False):
+            q = vectors[lo:lo + _SEARCH_BATCH]
+            rows, pos, sims = self.index.range_search(q, thr)
+            src = positions[lo:lo + _SEARCH_BATCH][rows]
+            keep = src != pos
+            a_parts.append(np.minimum(src, pos)[keep])
+            b_parts.append(np.maximum(src, pos)[keep])
+            s_parts.append(sims[keep])
+        a = np.concatenate(a_parts)
+        b = np.concatenate(b_parts)
+        s = np.concatenate(s_parts)
+        # A pair of two new nodes is found from both ends: keep one copy (the higher similarity).
+        n = len(self.index)
+        code = a * n + b
+        order = np.lexsort((-s, code))
+        code, s = code[order], s[order]
+        first = np.ones(len(code), dtype=bool)
+        first[1:] = code[1:] != code[:-1]
+        a, b, s = code[first] // n, code[first] % n, s[first]
+        self.edge_a = np.concatenate([self.edge_a, a])
+        self.edge_b = np.concatenate([self.edge_b, b])
+        self.edge_sim = np.concatenate([self.edge_sim, s.astype(np.float32)])
+        return int(len(a))
+
+    # -- components ---------------------------------------------------------------------
+    def entity_df(self) -> np.ndarray:
+        """Number of distinct texts (nodes) mentioning each entity key."""
+        n_keys = len(self.entity_keys)
+        if not n_keys:
+            return _empty_i64()
+        n_nodes = max(len(self.index), 1)
+        pairs = np.unique(self.ent_key * n_nodes + self.item_node[self.ent_item])
+        return np.bincount(pairs // n_nodes, minlength=n_keys)
+
+    def components(self) -> Components:
+        """Connected components over items, nodes (text/similarity links) and rare entities."""
+        from scipy.sparse import coo_matrix
+        from scipy.sparse.csgraph import connected_components
+
+        n_items, n_nodes, n_keys = len(self.item_ids), len(self.index), len(self.entity_keys)
+        df = self.entity_df()
+        active = (df >= 2) & (df <= self.settings.entity_max_df)
+        mention = active[self.ent_key] if n_keys else np.zeros(0, dtype=bool)
+        items = np.arange(n_items, dtype=np.int64)
+        src = np.concatenate([items, n_items + self.edge_a, self.ent_item[mention]])
+        dst = np.concatenate([n_items + self.item_node, n_items + self.edge_b,
+                              n_items + n_nodes + self.ent_key[mention]])
+        size = n_items + n_nodes + n_keys
+        graph = coo_matrix((np.ones(len(src), dtype=np.int8), (src, dst)), shape=(size, size))
+        _, comp = connected_components(graph, directed=False)
+        comp = comp[:n_items]
+        # Canonical labels: the smallest item row of each component (independent of add order).
+        smallest = np.full(comp.max() + 1 if n_items else 0, n_items, dtype=np.int64)
+        np.minimum.at(smallest, comp, items)
+        node_max = np.zeros(n_nodes, dtype=np.float32)
+        np.maximum.at(node_max, self.edge_a, self.edge_sim)
+        np.maximum.at(node_max, self.edge_b, self.edge_sim)
+        return Components(labels=smallest[comp], active_entity=active, node_max_sim=node_max,
+                          node_items=np.bincount(self.item_node, minlength=n_nodes))
+
+    def link_reasons(self, comps: Components, rows: np.ndarray) -> list[tuple[str, float | None]]:
+        """(linked_by, best similarity) per item row: why each member is in its campaign."""
+        active_by_row: dict[int, list[str]] = {}
+        if len(self.ent_key):
+            want = np.isin(self.ent_item, rows) & comps.active_entity[self.ent_key]
+            for r, k in zip(self.ent_item[want].tolist(), self.ent_key[want].tolist()):
+                active_by_row.setdefault(r, []).append(self.entity_keys[k])
+        out = []
+        for r in np.asarray(rows).tolist():
+            node = self.item_node[r]
+            parts: list[str] = []
+            sim: float | None = None
+            if comps.node_items[node] > 1:
+                parts.append("same_text")
+                sim = 1.0
+            if comps.node_max_sim[node] > 0:
+                parts.append("similarity")
+                sim = max(sim or 0.0, float(comps.node_max_sim[node]))
+            parts.extend(sorted(active_by_row.get(r, [])))
+            out.append((",".join(parts)[:200] or "seed", sim))
+        return out
+
+    def shared_entities(self, comps: Components, rows: np.ndarray) -> dict[str, list[dict[str, Any]]]:
+        """Entities mentioned by at least two of `rows`, by kind, most frequent first."""
+        if not len(self.ent_key):
+            return {}
+        mask = np.isin(self.ent_item, rows)
+        counts = Counter(self.ent_key[mask].tolist())
+        out: dict[str, list[dict[str, Any]]] = {}
+        for k, c in counts.most_common():
+            if c < 2:
+                continue
+            kind, value = self.entity_keys[k].split(":", 1)
+            out.setdefault(kind, []).append({"value": value, "items": c, "links": bool(comps.active_entity[k])})
+        return out
+
+    # -- persistence --------------------------------------------------------------------
+    def save(self, directory: str | os.PathLike[str]) -> None:
+        """Index first, then arrays, then the JSON meta (whose counts `load` checks the rest against)."""
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        self.index.save(d)
+        tmp = d / (GRAPH_ARRAYS + ".tmp.npz")
+        np.savez(tmp, item_node=self.item_node, edge_a=self.edge_a, edge_b=self.edge_b,
+                 edge_sim=self.edge_sim, ent_item=self.ent_item, ent_key=self.ent_key)
+        os.replace(tmp, d / GRAPH_ARRAYS)
+        meta = {"settings": self.settings.model_dump(mode="json"), "items": len(self.item_ids),
+                "nodes": len(self.index), "edges": int(len(self.edge_a)), "item_ids": self.item_ids,
+                "entity_keys": self.entity_keys, "term_counts": dict(self.term_counts)}
+        tmp_meta = d / (GRAPH_META + ".tmp")
+        tmp_meta.write_text(json.dumps(meta), encoding="utf-8")
+        os.replace(tmp_meta, d / GRAPH_META)
+
+    @classmethod
+    def exists(cls, directory: str | os.PathLike[str]) -> bool:
+        d = Path(directory)
+        return VectorIndex.exists(d) and (d / GRAPH_ARRAYS).exists() and (d / GRAPH_META).exists()
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike[str], settings: CampaignSettings) -> "CampaignGraph":
+        """Load a saved graph; raises IndexError_ when files are missing or disagree."""
+        d = Path(directory)
+        index = VectorIndex.load(d)
+        try:
+            meta = json.loads((d / GRAPH_META).read_text(encoding="utf-8"))
+            arrays = np.load(d / GRAPH_ARRAYS)
+        except FileNotFoundError as exc:
+            raise IndexError_(f"{exc.filename}: campaign graph missing; run `workbench cluster --rebuild`") from None
+        self = cls(settings, index.dim, index.model_id)
+        self.index = index
+        self.item_ids = list(meta["item_ids"])
+        self._item_row = {k: i for i, k in enumerate(self.item_ids)}
+        for name in ("item_node", "edge_a", "edge_b", "edge_sim", "ent_item", "ent_key"):
+            setattr(self, name, arrays[name])
+        self.entity_keys = list(meta["entity_keys"])
+        self._entity_id = {k: i for i, k in enumerate(self.entity_keys)}
+        self.term_counts = Counter(meta.get("term_counts", {}))
+        if (len(self.item_node) != len(self.item_ids) or meta["nodes"] != len(index)
+                or (len(self.item_node) and self.item_node.max() >= len(index))):
+            raise IndexError_(f"{d}: campaign graph and index disagree (a run was interrupted?); "
+                              "run `workbench cluster --rebuild`")
+        return self
+
+    @staticmethod
+    def saved_settings(directory: str | os.PathLike[str]) -> dict[str, Any] | None:
+        p = Path(directory) / GRAPH_META
+        if not p.exists():
+            return None
+        try:
+            with p.open(encoding="utf-8") as fh:
+                return json.load(fh).get("settings")
+        except ValueError:
+            return None

@@ -1,0 +1,56 @@
+"""`configs/campaigns.yaml`: thresholds and index parameters of campaign clustering."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from workbench.config import config_dir, load_model
+
+from .normalize import ENTITY_KINDS
+
+CAMPAIGNS_FILE = "campaigns.yaml"
+
+
+class IndexSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    hnsw_min_size: int = Field(default=20_000, ge=1)
+    hnsw_m: int = Field(default=32, ge=4, le=256)
+    ef_construction: int = Field(default=80, ge=8)
+    ef_search: int = Field(default=128, ge=8)
+
+
+class CampaignSettings(BaseModel):
+    """Everything that decides which items link; `linking_key` names the parts a graph depends on."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    embed: Literal["template", "raw"] = "template"
+    embedding_model: Optional[str] = None
+    similarity_threshold: float = Field(default=0.75, gt=0.0, le=1.0)
+    entity_kinds: tuple[str, ...] = ENTITY_KINDS
+    entity_max_df: int = Field(default=10, ge=2)
+    min_campaign_size: int = Field(default=2, ge=2)
+    top_terms: int = Field(default=8, ge=1, le=50)
+    index: IndexSettings = IndexSettings()
+
+    @field_validator("entity_kinds")
+    @classmethod
+    def _known_kinds(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [k for k in value if k not in ENTITY_KINDS]
+        if unknown:
+            raise ValueError(f"unknown entity kind(s) {unknown} (known: {', '.join(ENTITY_KINDS)})")
+        return tuple(value)
+
+    def linking_key(self) -> dict[str, object]:
+        """The settings a stored graph was built with; any change needs a full re-cluster."""
+        return {"embed": self.embed, "similarity_threshold": self.similarity_threshold,
+                "entity_kinds": list(self.entity_kinds), "entity_max_df": self.entity_max_df}
+
+
+def load_campaign_settings(path: str | Path | None = None) -> CampaignSettings:
+    """Load `campaigns.yaml` (a file or a configs folder); errors name the file and field."""
+    p = Path(path) if path else config_dir() / CAMPAIGNS_FILE
+    if p.is_dir():
+        p = p / CAMPAIGNS_FILE
+    return load_model(p, CampaignSettings)

@@ -1,0 +1,152 @@
+"""Template normalisation and entity extraction for campaign linking.
+
+A scam wave sends one template with a fresh callback number, claim code or prize amount per
+message. `normalize_template` maps those variable parts to tokens (`<url>`, `<phone>`,
+`<shortcode>`, `<email>`, `<money>`, `<num>`) so the variants collide, while
+`extract_entities` keeps the values themselves: a shared premium number or URL host links
+messages even when their wording differs. Both run on `workbench.text.normalize_light`
+output, so case, Unicode form and spacing never matter.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from workbench.text import normalize_light
+
+ENTITY_KINDS = ("url", "host", "email", "phone", "shortcode")
+
+# Top-level domains seen in the wild in SMS / social spam; a bare `name.tld` is only taken as a
+# host with one of these, so "e.g" or "u.s" never become hosts.
+_TLDS = (
+    "com|net|org|info|biz|co|uk|tv|mobi|me|io|ly|ac|us|de|fr|ru|cn|in|eu|xyz|top|club|online|"
+    "site|app|link|click|shop|store|live|gov|edu|ws|cc|to|gl|gd|it|nl|es|ie|au|ca"
+)
+_EMAIL = re.compile(r"[a-z0-9._%+-]+@[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,}")
+# A URL with a scheme or a www. prefix; SMS often breaks it with a space after "http://wap." or
+# "www." ("http://wap. xxxmobilemovieclub.com"), which the optional `\s?` rejoins.
+_URL_PREFIXED = re.compile(
+    r"(?:https?://|www\.)(?:\s?[a-z0-9-]+\.)*\s?[a-z0-9-]+(?:\.[a-z]{2,})+(?:[/?#][^\s]*)?"
+)
+_URL_BARE = re.compile(
+    r"(?<![@\w.-])(?:[a-z0-9-]+\.)+(?:" + _TLDS + r")(?![a-z0-9-])(?:/[^\s]*)?"
+)
+# UK-style numbers: 0 + 9-10 digits, optionally grouped by spaces or dashes (0800 169 6031), or
+# +44 / 0044 international form. Digits glued to text ("08452810075over18's") still match.
+_PHONE = re.compile(
+    r"(?<![\d£$€])(?:\+44\s?|0044\s?|0)(?:\d[\s-]?){8,9}\d"
+)
+# Short codes: five digits starting 6-8 (UK premium SMS ranges) not part of money or a longer
+# number.
+_SHORTCODE = re.compile(r"(?<![\d£$€.,])[6-8]\d{4}(?![\d,]|\.\d|p\b|%)")
+_MONEY = re.compile(r"[£$€]\s?\d[\d,]*(?:\.\d+)?(?:k|m)?|\b\d[\d,]*(?:\.\d+)?\s?(?:pounds|gbp|usd|dollars|p\b|ppm\b)")
+_WORD_WITH_DIGIT = re.compile(r"\b\w*\d\w*\b")
+_PUNCT_RUN = re.compile(r"([!?.,*\-_=~])\1+")
+_SPACE = re.compile(r"\s+")
+
+
+@dataclass(frozen=True)
+class Entities:
+    """The linkable values found in one text, each kind a sorted tuple of distinct values."""
+
+    url: tuple[str, ...] = ()
+    host: tuple[str, ...] = ()
+    email: tuple[str, ...] = ()
+    phone: tuple[str, ...] = ()
+    shortcode: tuple[str, ...] = ()
+    _fields: tuple[str, ...] = field(default=ENTITY_KINDS, repr=False, compare=False)
+
+    def items(self, kinds: tuple[str, ...] | list[str] = ENTITY_KINDS) -> list[tuple[str, str]]:
+        """(kind, value) pairs for the requested kinds, in kind then value order."""
+        return [(k, v) for k in kinds for v in getattr(self, k)]
+
+    def as_dict(self) -> dict[str, list[str]]:
+        return {k: list(getattr(self, k)) for k in ENTITY_KINDS if getattr(self, k)}
+
+    def __bool__(self) -> bool:
+        return any(getattr(self, k) for k in ENTITY_KINDS)
+
+
+def _host_of(url: str) -> str:
+    u = re.sub(r"\s", "", url)
+    u = re.sub(r"^https?://", "", u)
+    host = re.split(r"[/?#]", u, maxsplit=1)[0].strip(".")
+    host = re.sub(r"^(?:www|wap|m)\.", "", host)
+    return host
+
+
+def _clean_url(url: str) -> str:
+    u = re.sub(r"\s", "", url).rstrip(".,;:!?)'\"")
+    return re.sub(r"^https?://", "", u)
+
+
+def _phone_digits(raw: str) -> str:
+    digits = re.sub(r"\D", "", raw)
+    if digits.startswith("0044"):
+        digits = "0" + digits[4:]
+    elif digits.startswith("44") and raw.lstrip().startswith("+"):
+        digits = "0" + digits[2:]
+    return digits
+
+
+def _spans(pattern: re.Pattern[str], text: str) -> list[tuple[int, int, str]]:
+    return [(m.start(), m.end(), m.group(0)) for m in pattern.finditer(text)]
+
+
+def _entity_spans(light: str) -> list[tuple[int, int, str, str]]:
+    """Non-overlapping (start, end, kind, value) spans, the earlier-listed kind winning overlaps."""
+    found: list[tuple[int, int, str, str]] = []
+    taken: list[tuple[int, int]] = []
+
+    def free(s: int, e: int) -> bool:
+        return all(e <= ts or s >= te for ts, te in taken)
+
+    for s, e, raw in _spans(_EMAIL, light):
+        found.append((s, e, "email", raw))
+        taken.append((s, e))
+    for pattern in (_URL_PREFIXED, _URL_BARE):
+        for s, e, raw in _spans(pattern, light):
+            if free(s, e):
+                found.append((s, e, "url", _clean_url(raw)))
+                taken.append((s, e))
+    for s, e, raw in _spans(_PHONE, light):
+        if free(s, e):
+            found.append((s, e, "phone", _phone_digits(raw)))
+            taken.append((s, e))
+    for s, e, raw in _spans(_SHORTCODE, light):
+        if free(s, e):
+            found.append((s, e, "shortcode", raw))
+            taken.append((s, e))
+    return sorted(found)
+
+
+def extract_entities(text: str) -> Entities:
+    """URLs (and their hosts), e-mails, phone numbers (incl. 09xx premium) and SMS short codes."""
+    light = normalize_light(text)
+    values: dict[str, set[str]] = {k: set() for k in ENTITY_KINDS}
+    for _s, _e, kind, value in _entity_spans(light):
+        values[kind].add(value)
+        if kind == "url":
+            host = _host_of(value)
+            if host:
+                values["host"].add(host)
+        elif kind == "email":
+            values["host"].add(value.rsplit("@", 1)[1])
+    return Entities(**{k: tuple(sorted(v)) for k, v in values.items()})
+
+
+def normalize_template(text: str) -> str:
+    """The text with variable parts as tokens, so template variants of one message collide."""
+    light = normalize_light(text)
+    out: list[str] = []
+    pos = 0
+    for s, e, kind, _value in _entity_spans(light):
+        out.append(light[pos:s])
+        out.append(f" <{kind}> ")
+        pos = e
+    out.append(light[pos:])
+    body = "".join(out)
+    body = _MONEY.sub(" <money> ", body)
+    body = _WORD_WITH_DIGIT.sub(" <num> ", body)
+    body = _PUNCT_RUN.sub(r"\1", body)
+    return _SPACE.sub(" ", body).strip()
