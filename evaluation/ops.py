@@ -1,0 +1,173 @@
+"""Operations KPIs of a review team: volume, backlog, SLAs, speed, throughput, rework, appeals.
+
+Pure functions over arrays (times as epoch seconds, NaN where missing) compute each figure; one
+function, `ops_kpis`, reads the store and applies them. The queue simulation benchmark uses the
+same functions, so the figures it prints mean what `workbench queues` shows.
+
+Definitions: time to first action = case creation to first claim (a human opened it); time to
+resolution = creation to decision; an SLA is met when the case is decided by its due time,
+missed when decided later or still undecided after it, and pending otherwise.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Iterable, Mapping, Optional, Sequence
+
+import numpy as np
+
+WAITING_STATES = ("open", "escalated", "claimed")
+
+
+def _f(values: Any) -> np.ndarray:
+    return np.asarray(values, dtype=float)
+
+
+def rate(flags: Sequence[bool]) -> Optional[float]:
+    """Share of true flags; None when there are none to count."""
+    arr = np.asarray(flags, dtype=bool)
+    return float(arr.mean()) if arr.size else None
+
+
+def queue_volume(queues: Sequence[str], states: Sequence[str]) -> dict[str, dict[str, int]]:
+    """Per queue: cases per state, `total`, and `backlog` (waiting or claimed, not yet decided)."""
+    out: dict[str, dict[str, int]] = {}
+    for q, s in zip(queues, states):
+        row = out.setdefault(q, {"total": 0, "backlog": 0})
+        row[s] = row.get(s, 0) + 1
+        row["total"] += 1
+        row["backlog"] += int(s in WAITING_STATES)
+    return dict(sorted(out.items()))
+
+
+def sla_compliance(tiers: Sequence[Optional[str]], due: Any, resolved: Any, now: float) -> dict[str, dict[str, Any]]:
+    """Per tier: cases, met, missed, pending and `rate` = met / (met + missed) (None if none closed).
+
+    `due` and `resolved` are epoch seconds (NaN = not resolved); `now` decides undecided cases.
+    """
+    due, resolved = _f(due), _f(resolved)
+    done = ~np.isnan(resolved)
+    met = done & (resolved <= due)
+    missed = (done & (resolved > due)) | (~done & (now > due))
+    out: dict[str, dict[str, Any]] = {}
+    tiers_arr = np.asarray([t if t is not None else "" for t in tiers], dtype=object)
+    for tier in sorted({t for t in tiers_arr if t}):
+        m = tiers_arr == tier
+        n_met, n_missed = int((met & m).sum()), int((missed & m).sum())
+        out[tier] = {"cases": int(m.sum()), "met": n_met, "missed": n_missed,
+                     "pending": int(m.sum()) - n_met - n_missed,
+                     "rate": (n_met / (n_met + n_missed)) if (n_met + n_missed) else None}
+    return out
+
+
+def median_minutes(start: Any, end: Any) -> Optional[float]:
+    """Median of (end - start) in minutes over pairs where both are known; None if there are none."""
+    start, end = _f(start), _f(end)
+    ok = ~np.isnan(start) & ~np.isnan(end)
+    return float(np.median(end[ok] - start[ok]) / 60.0) if ok.any() else None
+
+
+def per_analyst(reviewers: Sequence[str], case_ids: Sequence[Any]) -> dict[str, int]:
+    """Distinct cases resolved per analyst, most first."""
+    seen: dict[str, set[Any]] = {}
+    for r, c in zip(reviewers, case_ids):
+        seen.setdefault(r, set()).add(c)
+    return dict(sorted(((r, len(c)) for r, c in seen.items()), key=lambda kv: (-kv[1], kv[0])))
+
+
+def rework_rate(ids: Sequence[int], supersedes: Sequence[Optional[int]], labels: Sequence[str],
+                actions: Sequence[str]) -> Optional[float]:
+    """Share of original decisions later superseded by one with a different label or action.
+
+    Originals are decisions that supersede nothing; None when there are none.
+    """
+    by_id = {i: (lab, act) for i, lab, act in zip(ids, labels, actions)}
+    originals = [i for i, s in zip(ids, supersedes) if s is None]
+    if not originals:
+        return None
+    changed = set()
+    for i, s, lab, act in zip(ids, supersedes, labels, actions):
+        if s is not None and s in by_id and by_id[s] != (lab, act):
+            changed.add(s)
+    # follow chains back to their original decision
+    parent = {i: s for i, s in zip(ids, supersedes) if s is not None}
+    roots = set()
+    for s in changed:
+        while s in parent:
+            s = parent[s]
+        roots.add(s)
+    return len(roots & set(originals)) / len(originals)
+
+
+def appeals_upheld_rate(outcomes: Sequence[Optional[str]]) -> Optional[float]:
+    """Share of resolved appeals that were upheld (decision reversed): a false-positive signal."""
+    done = [o for o in outcomes if o]
+    return (sum(o == "reverse" for o in done) / len(done)) if done else None
+
+
+def harm_exposure(wait_hours: Any, weights: Any) -> float:
+    """Severity-weighted harm exposure: sum of hours each violating item stayed up times its weight."""
+    return float(np.sum(_f(wait_hours) * _f(weights)))
+
+
+# ---------------------------------------------------------------------------------------------
+def _epoch(values: Iterable[Optional[dt.datetime]]) -> np.ndarray:
+    base = dt.datetime(1970, 1, 1)
+    return np.array([(v - base).total_seconds() if v is not None else np.nan for v in values], dtype=float)
+
+
+def ops_kpis(store: Any, now: Optional[dt.datetime] = None, queue: Optional[str] = None,
+             policy: Optional[str] = None, surface: Optional[str] = None,
+             config: Any = None) -> dict[str, Any]:
+    """Every KPI above, computed from the store; filters apply to cases (and their decisions)."""
+    from sqlalchemy import select
+
+    from workbench.queue import C, D, I, load_queue_config
+    from workbench.schema import utcnow
+
+    config = config or load_queue_config()
+    now = now or utcnow()
+    q = select(C.c.id, C.c.queue, C.c.state, C.c.severity, C.c.created_at, C.c.due_at, C.c.first_action_at,
+               C.c.resolved_at, C.c.escalation_reason, C.c.calibration_set, C.c.is_audit, C.c.meta,
+               C.c.predicted_label).outerjoin(I, I.c.id == C.c.item_id)
+    if queue:
+        q = q.where(C.c.queue == queue)
+    if policy:
+        q = q.where(C.c.predicted_label == policy)
+    if surface:
+        q = q.where(I.c.surface == surface)
+    with store.read() as conn:
+        cases = conn.execute(q).mappings().all()
+        case_ids = {c["id"] for c in cases}
+        decs = [d for d in conn.execute(select(D.c.id, D.c.case_id, D.c.reviewer, D.c.kind, D.c.label, D.c.action,
+                                               D.c.supersedes_id, D.c.is_override)).mappings()
+                if (not (queue or policy or surface)) or d["case_id"] in case_ids]
+    work = [c for c in cases if not c["calibration_set"] and c["queue"] != config.appeals_queue]
+    appeals = [c for c in cases if c["queue"] == config.appeals_queue]
+    primary = [c for c in cases if not c["calibration_set"]]
+    enforce = [d for d in decs if d["kind"] != "calibration"]
+    now_s = float(_epoch([now])[0])
+    return {
+        "as_of": now.isoformat(timespec="seconds"),
+        "filters": {"queue": queue, "policy": policy, "surface": surface},
+        "cases": len(cases),
+        "queues": queue_volume([c["queue"] for c in cases], [c["state"] for c in cases]),
+        "backlog": sum(c["state"] in WAITING_STATES for c in cases),
+        "overdue": int(sum(c["state"] in WAITING_STATES and c["due_at"] is not None and c["due_at"] < now
+                           for c in cases)),
+        "sla": sla_compliance([c["severity"] for c in primary], _epoch(c["due_at"] for c in primary),
+                              _epoch(c["resolved_at"] for c in primary), now_s),
+        "median_minutes_to_first_action": median_minutes(_epoch(c["created_at"] for c in work),
+                                                         _epoch(c["first_action_at"] for c in work)),
+        "median_minutes_to_resolution": median_minutes(_epoch(c["created_at"] for c in work),
+                                                       _epoch(c["resolved_at"] for c in work)),
+        "resolved_per_analyst": per_analyst([d["reviewer"] for d in enforce], [d["case_id"] for d in enforce]),
+        "decisions": len(enforce),
+        "override_rate": rate([bool(d["is_override"]) for d in enforce if d["kind"] != "appeal"]),
+        "rework_rate": rework_rate([d["id"] for d in enforce], [d["supersedes_id"] for d in enforce],
+                                   [d["label"] for d in enforce], [d["action"] for d in enforce]),
+        "escalation_rate": rate([c["escalation_reason"] is not None for c in work]),
+        "audit_share": rate([bool(c["is_audit"]) for c in work]),
+        "appeals": len(appeals),
+        "appeals_upheld_rate": appeals_upheld_rate([((c["meta"] or {}).get("appeal") or {}).get("outcome")
+                                                    for c in appeals]),
+    }

@@ -1,0 +1,77 @@
+"""The label store: an item's human label is its latest decision that nothing supersedes.
+
+Decisions are append-only, so the label is derived, never stored: a correction or an appeal
+outcome supersedes an earlier row and the derived label follows. Calibration decisions measure
+agreement between analysts and are left out by default (they do not enforce anything).
+"""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Iterable, Optional, Sequence
+
+from sqlalchemy import Connection, exists, select
+from sqlalchemy.orm import aliased
+
+from workbench.schema import Decision
+from workbench.store import Store
+
+AUTHORITATIVE_KINDS: tuple[str, ...] = ("review", "qa_audit", "appeal", "bulk", "escalation")
+
+_D = Decision.__table__
+_CHUNK = 900  # stay under SQLite's bound-parameter limit
+
+
+def current_decisions(conn: Connection, item_ids: Optional[Iterable[str]] = None,
+                      kinds: Sequence[str] = AUTHORITATIVE_KINDS) -> dict[str, dict[str, Any]]:
+    """item id -> its latest non-superseded decision row (as a dict), in the caller's transaction."""
+    later = aliased(_D)
+    base = select(_D).where(_D.c.kind.in_(list(kinds)), _D.c.item_id.is_not(None),
+                            ~exists(select(1).where(later.c.supersedes_id == _D.c.id)))
+    out: dict[str, dict[str, Any]] = {}
+
+    def take(rows: Iterable[Any]) -> None:
+        for r in rows:
+            prev = out.get(r["item_id"])
+            if prev is None or (r["created_at"], r["id"]) > (prev["created_at"], prev["id"]):
+                out[r["item_id"]] = dict(r)
+
+    if item_ids is None:
+        take(conn.execute(base).mappings())
+    else:
+        ids = list(dict.fromkeys(item_ids))
+        for i in range(0, len(ids), _CHUNK):
+            take(conn.execute(base.where(_D.c.item_id.in_(ids[i:i + _CHUNK]))).mappings())
+    return out
+
+
+def current_labels(store: Store, item_ids: Optional[Iterable[str]] = None,
+                   kinds: Sequence[str] = AUTHORITATIVE_KINDS) -> dict[str, dict[str, Any]]:
+    """`current_decisions` in its own read transaction."""
+    with store.read() as conn:
+        return current_decisions(conn, item_ids, kinds)
+
+
+def label_history(store: Store, item_id: str) -> list[dict[str, Any]]:
+    """Every decision on an item, oldest first, each marked `current` or with who superseded it."""
+    with store.read() as conn:
+        rows = [dict(r) for r in conn.execute(select(_D).where(_D.c.item_id == item_id).order_by(_D.c.id)).mappings()]
+    by_old = {r["supersedes_id"]: r["id"] for r in rows if r["supersedes_id"] is not None}
+    for r in rows:
+        r["superseded_by"] = by_old.get(r["id"])
+        for k, v in list(r.items()):
+            if isinstance(v, dt.datetime):
+                r[k] = v.isoformat()
+    return rows
+
+
+def labels_frame(store: Store, kinds: Sequence[str] = AUTHORITATIVE_KINDS) -> Any:
+    """A pandas DataFrame of current labels: item_id, label, action, severity, reviewer, kind,
+    decided_at, decision_id, model_version, model_label, model_score, is_override (for training
+    and evaluation)."""
+    import pandas as pd
+
+    cols = ["item_id", "label", "action", "severity", "reviewer", "kind", "decided_at", "decision_id",
+            "model_version", "model_label", "model_score", "is_override"]
+    rows = [{**{k: d[k] for k in cols if k in d}, "decided_at": d["created_at"], "decision_id": d["id"]}
+            for d in current_labels(store, kinds=kinds).values()]
+    return pd.DataFrame(rows, columns=cols).sort_values("item_id", ignore_index=True)

@@ -1,0 +1,53 @@
+"""Small fixtures for the queue, decision, appeal and KPI tests (no tests of its own).
+
+Items and predictions are written directly, the way batch scoring writes them, so these tests
+do not depend on the models package.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Iterable, Optional
+
+from sqlalchemy import insert
+
+from workbench.schema import Campaign, CampaignMember, Item, Prediction
+from workbench.text import text_hash
+
+T0 = dt.datetime(2026, 11, 25, 8, 0, 0)
+MODEL = "test-model-1"
+
+
+def scores_for(taxonomy, label: str, p: float) -> dict[str, float]:
+    """A score vector with `p` on `label` and the rest spread evenly over the other labels."""
+    others = [lbl for lbl in taxonomy.labels if lbl != label]
+    return {lbl: (p if lbl == label else (1 - p) / len(others)) for lbl in taxonomy.labels}
+
+
+def add_scored(store, taxonomy, specs: Iterable[dict[str, Any]], model: str = MODEL) -> list[str]:
+    """Insert items with one prediction each. A spec: id, label, p, and optionally text, surface,
+    source, meta, uncertainty."""
+    items, preds = [], []
+    for s in specs:
+        text = s.get("text", f"message {s['id']}")
+        items.append({"id": s["id"], "source": s.get("source", "test"), "surface": s.get("surface", "sms"),
+                      "text": text, "text_hash": text_hash(text), "metadata": s.get("meta"), "ingested_at": T0,
+                      "created_at": T0, "policy_label": s.get("truth")})
+        scores = s.get("scores") or scores_for(taxonomy, s["label"], s["p"])
+        preds.append({"item_id": s["id"], "model_version": model, "label": s["label"], "score": scores[s["label"]],
+                      "scores": scores, "uncertainty": s.get("uncertainty", 1 - s.get("p", 0.5)),
+                      "taxonomy_version": taxonomy.version, "created_at": T0})
+    with store.begin() as conn:
+        conn.execute(insert(Item.__table__), items)
+        conn.execute(insert(Prediction.__table__), preds)
+    return [s["id"] for s in specs]
+
+
+def add_campaign(store, item_ids: list[str], added_at: Optional[dt.datetime] = None) -> int:
+    with store.begin() as conn:
+        cid = conn.execute(insert(Campaign.__table__).values(
+            exemplar_item_id=item_ids[0], size=len(item_ids), first_seen=T0, last_seen=T0, status="active",
+            created_at=T0, updated_at=T0).returning(Campaign.__table__.c.id)).scalar_one()
+        conn.execute(insert(CampaignMember.__table__), [
+            {"item_id": i, "campaign_id": cid, "linked_by": "test", "similarity": 0.95, "added_at": added_at or T0}
+            for i in item_ids])
+    return int(cid)
