@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 Echo = Callable[..., None]
 
 # Later steps, as "module:function"; each takes (store, taxonomy, echo) and returns a summary dict.
-STEPS: list[str] = []
+STEPS: list[str] = ["workbench.queue_cli:demo_step"]
 
 
 class DemoError(RuntimeError):

@@ -1,0 +1,424 @@
+"""Queue commands: build cases, show KPIs, claim, decide, skip, release, escalate, appeal.
+
+Thin wrappers over `workbench.queue`, `labeling.decisions` and `evaluation.ops`: the web UI calls
+the same functions. Top-level imports stay light (click and the standard library); the service
+modules load inside each command.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+from typing import Any, Callable, Iterator, Optional
+
+import click
+
+
+def _emit(data: Any, as_json: bool, human: Callable[[Any], None]) -> None:
+    if as_json:
+        click.echo(json.dumps(data, default=str, ensure_ascii=False))
+    else:
+        human(data)
+
+
+def _json(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")(f)
+
+
+def _as(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--as", "analyst", required=True, metavar="NAME",
+                        help="Who does it (recorded on the case, the decision and the audit log).")(f)
+
+
+@contextlib.contextmanager
+def _user_errors() -> Iterator[None]:
+    """Errors a user can cause become one-line messages."""
+    from .config import ConfigError
+    from .queue import QueueError
+
+    try:
+        yield
+    except (QueueError, ConfigError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _config(app: Any) -> Any:
+    from .queue import QUEUES_FILE, load_queue_config
+
+    return load_queue_config(app.config_path(QUEUES_FILE), taxonomy=app.taxonomy())
+
+
+def _print_case(c: dict[str, Any]) -> None:
+    item = c.get("item") or {}
+    click.echo(f"case {c['id']}  queue {c['queue']}  state {c['state']}  severity {c.get('severity') or '-'}  "
+               f"due {c.get('due_at') or '-'}{'  [QA audit]' if c.get('is_audit') else ''}"
+               f"{'  [calibration ' + c['calibration_set'] + ']' if c.get('calibration_set') else ''}")
+    if c.get("claimed_by"):
+        click.echo(f"  claimed by {c['claimed_by']} until {c.get('lease_expires_at')}")
+    click.echo(f"  why first: {c.get('priority_reason')}")
+    if c.get("escalation_reason"):
+        click.echo(f"  escalated: {c['escalation_reason']}")
+    if c.get("campaign"):
+        click.echo(f"  campaign {c['campaign']['id']}: {c['campaign'].get('members')} members")
+    scores = (c.get("meta") or {}).get("scores") or {}
+    if scores:
+        click.echo("  model: " + ", ".join(f"{k}={v:.2f}" for k, v in sorted(scores.items(), key=lambda kv: -kv[1])))
+    if item:
+        click.echo(f"  item {item['id']} ({item.get('surface')}): {item['text'][:200]!r}")
+    appeal = (c.get("meta") or {}).get("appeal")
+    if appeal:
+        d = appeal["decision"]
+        click.echo(f"  appeal by {appeal['appellant']}: {appeal['reason']!r}")
+        click.echo(f"  appealed decision {d['id']}: {d['label']}/{d['action']} by {d['reviewer']}: {d.get('rationale')!r}")
+    for d in c.get("decisions") or []:
+        click.echo(f"  decision {d['id']} [{d['kind']}] {d['label']}/{d['action']} by {d['reviewer']}"
+                   f"{' (supersedes ' + str(d['supersedes_id']) + ')' if d.get('supersedes_id') else ''}")
+
+
+def register(cli: click.Group) -> None:
+    """Add the queue commands to the `workbench` group."""
+
+    @cli.group()
+    def cases() -> None:
+        """Cases: build them from predictions and campaigns, list, show, sweep."""
+
+    @cases.command("build")
+    @_json
+    @click.pass_obj
+    def cases_build(app: Any, as_json: bool) -> None:
+        """Turn every scored item and active campaign without a case into one (idempotent).
+
+        \b
+        Example:
+          workbench cases build --json
+        """
+        from .queue import build_cases
+
+        with _user_errors():
+            summary = build_cases(app.store(), app.taxonomy(), _config(app), actor="cli", progress=not as_json)
+        _emit(summary, as_json, lambda s: click.echo(
+            f"{s['cases']} new cases ({s['item_cases']} items, {s['campaign_cases']} campaigns): "
+            f"{s['audit']} QA audit, {s['escalated']} escalated, {s['calibration_copies']} calibration copies\n"
+            + "  ".join(f"{q}={n}" for q, n in sorted(s["by_queue"].items()))))
+
+    @cases.command("list")
+    @click.option("--queue", help="Only this queue.")
+    @click.option("--state", help="Only this state (open, claimed, decided, escalated, appealed).")
+    @click.option("--policy", help="Only cases whose predicted policy is this.")
+    @click.option("--surface", help="Only items of this surface (sms, post, ...).")
+    @click.option("--audit", "audit_only", is_flag=True, help="Only QA-audit cases.")
+    @click.option("--limit", default=20, show_default=True, help="How many (0 = all).")
+    @_json
+    @click.pass_obj
+    def cases_list(app: Any, queue: Optional[str], state: Optional[str], policy: Optional[str],
+                   surface: Optional[str], audit_only: bool, limit: int, as_json: bool) -> None:
+        """List cases, best priority first, with the one-line reason for their rank.
+
+        \b
+        Example:
+          workbench cases list --queue fraud --state open --limit 5
+        """
+        from .queue import list_cases
+
+        rows = list_cases(app.store(), queue=queue, state=state, policy=policy, surface=surface,
+                          audit_only=audit_only, limit=limit or None)
+        _emit(rows, as_json, lambda rs: [click.echo(
+            f"{r['id']:>7} {r['queue']:<16} {r['state']:<9} {r['severity'] or '-':<3} "
+            f"{'A' if r['is_audit'] else ' '} {r['priority_reason']}") for r in rs])
+
+    @cases.command("show")
+    @click.argument("case_id", type=int)
+    @_json
+    @click.pass_obj
+    def cases_show(app: Any, case_id: int, as_json: bool) -> None:
+        """Everything about a case: item, model scores, campaign, decisions, appeal packet.
+
+        \b
+        Example:
+          workbench cases show 42
+        """
+        from .queue import case_detail
+
+        with _user_errors():
+            c = case_detail(app.store(), case_id)
+        _emit(c, as_json, _print_case)
+
+    @cases.command("sweep")
+    @_json
+    @click.pass_obj
+    def cases_sweep(app: Any, as_json: bool) -> None:
+        """Return lapsed leases, escalate cases whose SLA is about to lapse, refresh priorities.
+
+        Run every few minutes (cron): the SLA-urgency term of the priority grows with time.
+
+        \b
+        Example:
+          workbench cases sweep --json
+        """
+        from .queue import sweep
+
+        with _user_errors():
+            out = sweep(app.store(), app.taxonomy(), _config(app), progress=not as_json)
+        _emit(out, as_json, lambda o: click.echo(
+            f"leases returned {o['leases_expired']}, SLA escalations {o['sla_escalated']}, "
+            f"priorities refreshed {o['reprioritised']}"))
+
+    @cli.command("queues")
+    @click.option("--queue", help="Only this queue.")
+    @click.option("--policy", help="Only cases whose predicted policy is this.")
+    @click.option("--surface", help="Only items of this surface.")
+    @_json
+    @click.pass_obj
+    def queues_cmd(app: Any, queue: Optional[str], policy: Optional[str], surface: Optional[str],
+                   as_json: bool) -> None:
+        """Operations KPIs: volume and backlog per queue, SLA compliance per tier, speed, rework, appeals.
+
+        \b
+        Example:
+          workbench queues
+          workbench queues --policy scam --json | jq .sla
+        """
+        from evaluation.ops import ops_kpis
+
+        with _user_errors():
+            k = ops_kpis(app.store(), queue=queue, policy=policy, surface=surface, config=_config(app))
+        _emit(k, as_json, _print_kpis)
+
+    @cli.command("next")
+    @click.option("--queue", "-q", required=True, help="Queue to claim from.")
+    @_as
+    @click.option("--lease", type=int, help="Lease in seconds (default: lease_seconds in queues.yaml).")
+    @_json
+    @click.pass_obj
+    def next_cmd(app: Any, queue: str, analyst: str, lease: Optional[int], as_json: bool) -> None:
+        """Claim the next case of a queue (atomic, with a lease); exit 3 when the queue is empty.
+
+        \b
+        Example:
+          workbench next --queue fraud --as alice --json
+        """
+        from .queue import next_case
+
+        with _user_errors():
+            c = next_case(app.store(), analyst, queue, lease_seconds=lease, config=_config(app))
+        if c is None:
+            _emit({"case": None, "queue": queue}, as_json, lambda _: click.echo(f"queue {queue} is empty"))
+            raise SystemExit(3)
+        _emit(c, as_json, _print_case)
+
+    @cli.command("decide")
+    @click.argument("case_id", type=int)
+    @click.option("--label", required=True, help="Policy label (benign, spam, scam, hate, harassment).")
+    @click.option("--action", help="Enforcement action (default: the policy's default action).")
+    @click.option("--severity", help="Severity tier (default: the policy's tier).")
+    @click.option("--policy-ref", help="Policy reference (default: the policy's).")
+    @click.option("--rationale", help="Why; required to override the model or on an escalated case.")
+    @_as
+    @_json
+    @click.pass_obj
+    def decide_cmd(app: Any, case_id: int, label: str, action: Optional[str], severity: Optional[str],
+                   policy_ref: Optional[str], rationale: Optional[str], analyst: str, as_json: bool) -> None:
+        """Decide a case: validated against the taxonomy, audited, case closed (campaign: bulk).
+
+        \b
+        Examples:
+          workbench decide 42 --label scam --action block_sender --as alice
+          workbench decide 43 --label benign --rationale "a bank's real notice" --as alice --json
+        """
+        from labeling.decisions import decide
+
+        with _user_errors():
+            out = decide(app.store(), app.taxonomy(), case_id, analyst, label, action=action, severity=severity,
+                         policy_ref=policy_ref, rationale=rationale, config=_config(app))
+        _emit(out, as_json, lambda o: click.echo(
+            f"case {o['id']} decided: {label} ({o['kind']}, {len(o['decision_ids'])} decision(s)"
+            f"{', overrides the model' if o['is_override'] else ''}"
+            f"{', closed ' + str(len(o['closed_member_cases'])) + ' member cases' if o['closed_member_cases'] else ''})"))
+
+    @cli.command("correct")
+    @click.argument("decision_id", type=int)
+    @click.option("--label", required=True, help="The corrected policy label.")
+    @click.option("--action", help="Enforcement action (default: the policy's default action).")
+    @click.option("--rationale", required=True, help="Why the earlier decision was wrong.")
+    @_as
+    @_json
+    @click.pass_obj
+    def correct_cmd(app: Any, decision_id: int, label: str, action: Optional[str], rationale: str,
+                    analyst: str, as_json: bool) -> None:
+        """Correct a decision: a new decision superseding it (decisions are append-only).
+
+        \b
+        Example:
+          workbench correct 17 --label spam --action remove --rationale "advert, not fraud" --as lead
+        """
+        from labeling.decisions import correct
+
+        with _user_errors():
+            out = correct(app.store(), app.taxonomy(), decision_id, analyst, label, rationale, action=action)
+        _emit(out, as_json, lambda o: click.echo(f"decision {o['decision_id']} supersedes {o['supersedes_id']}"))
+
+    @cli.command("skip")
+    @click.argument("case_id", type=int)
+    @click.option("--reason", help="Why (e.g. language, conflict of interest).")
+    @_as
+    @_json
+    @click.pass_obj
+    def skip_cmd(app: Any, case_id: int, reason: Optional[str], analyst: str, as_json: bool) -> None:
+        """Give a claimed case back; it is not offered to you again.
+
+        \b
+        Example:
+          workbench skip 42 --as alice --reason "not my language"
+        """
+        from .queue import skip
+
+        with _user_errors():
+            out = skip(app.store(), case_id, analyst, reason=reason, config=_config(app))
+        _emit(out, as_json, lambda o: click.echo(f"case {o['id']} skipped, back in {o['queue']}"))
+
+    @cli.command("release")
+    @click.argument("case_id", type=int)
+    @_as
+    @_json
+    @click.pass_obj
+    def release_cmd(app: Any, case_id: int, analyst: str, as_json: bool) -> None:
+        """Give a claimed case back to its queue (anyone may claim it again).
+
+        \b
+        Example:
+          workbench release 42 --as alice
+        """
+        from .queue import release
+
+        with _user_errors():
+            out = release(app.store(), case_id, analyst, config=_config(app))
+        _emit(out, as_json, lambda o: click.echo(f"case {o['id']} released to {o['queue']}"))
+
+    @cli.command("escalate")
+    @click.argument("case_id", type=int)
+    @click.option("--reason", required=True, help="Why it needs the escalation team.")
+    @click.option("--severity", help="Raise the severity tier (e.g. P0).")
+    @_as
+    @_json
+    @click.pass_obj
+    def escalate_cmd(app: Any, case_id: int, reason: str, severity: Optional[str], analyst: str,
+                     as_json: bool) -> None:
+        """Move a case to the escalation queue with the reason recorded.
+
+        \b
+        Example:
+          workbench escalate 42 --reason "names a school and a date" --severity P0 --as alice
+        """
+        from .queue import escalate
+
+        with _user_errors():
+            out = escalate(app.store(), app.taxonomy(), case_id, analyst, reason, severity=severity,
+                           config=_config(app))
+        _emit(out, as_json, lambda o: click.echo(f"case {o['id']} escalated ({o['severity']}, due {o['due_at']})"))
+
+    @cli.command("appeal")
+    @click.argument("item_id")
+    @click.option("--reason", required=True, help="The appellant's reason.")
+    @_as
+    @_json
+    @click.pass_obj
+    def appeal_cmd(app: Any, item_id: str, reason: str, analyst: str, as_json: bool) -> None:
+        """Appeal an item's decision: a case in the appeals queue with the decision and evidence.
+
+        \b
+        Example:
+          workbench appeal sms_spam:812 --reason "this was my bank" --as user-4411
+        """
+        from labeling.decisions import appeal
+
+        with _user_errors():
+            out = appeal(app.store(), item_id, analyst, reason, app.taxonomy(), config=_config(app))
+        _emit(out, as_json, lambda o: click.echo(f"appeal case {o['id']} opened in {o['queue']} (due {o['due_at']})"))
+
+    @cli.group("appeals")
+    def appeals() -> None:
+        """Appeals: list and resolve."""
+
+    @appeals.command("resolve")
+    @click.argument("case_id", type=int)
+    @click.option("--outcome", type=click.Choice(["confirm", "reverse"]), required=True,
+                  help="confirm: the decision stands; reverse: the appeal is upheld.")
+    @click.option("--rationale", required=True, help="Why.")
+    @click.option("--label", help="New label for a reversal (default: benign).")
+    @click.option("--action", help="New action for a reversal (default: the label's default action).")
+    @_as
+    @_json
+    @click.pass_obj
+    def appeals_resolve(app: Any, case_id: int, outcome: str, rationale: str, label: Optional[str],
+                        action: Optional[str], analyst: str, as_json: bool) -> None:
+        """Confirm or reverse an appealed decision (either way a new, superseding decision).
+
+        \b
+        Example:
+          workbench appeals resolve 97 --outcome reverse --rationale "genuine bank notice" --as bob
+        """
+        from labeling.decisions import resolve_appeal
+
+        with _user_errors():
+            out = resolve_appeal(app.store(), app.taxonomy(), case_id, analyst, outcome, rationale,
+                                 label=label, action=action, config=_config(app))
+        _emit(out, as_json, lambda o: click.echo(
+            f"appeal case {o['id']}: {'upheld, decision reversed' if o['upheld'] else 'decision confirmed'} "
+            f"(decision {o['decision_id']})"))
+
+    @appeals.command("list")
+    @click.option("--state", default="open", show_default=True, help="open, claimed or decided.")
+    @click.option("--limit", default=20, show_default=True)
+    @_json
+    @click.pass_obj
+    def appeals_list(app: Any, state: str, limit: int, as_json: bool) -> None:
+        """Appeal cases, most urgent first.
+
+        \b
+        Example:
+          workbench appeals list --json
+        """
+        from .queue import list_cases
+
+        with _user_errors():
+            rows = list_cases(app.store(), queue=_config(app).appeals_queue, state=state, limit=limit or None)
+        _emit(rows, as_json, lambda rs: [click.echo(
+            f"{r['id']:>7} {r['state']:<8} item {r['item_id']}  due {r['due_at']}") for r in rs])
+
+
+def _print_kpis(k: dict[str, Any]) -> None:
+    def pct(v: Optional[float]) -> str:
+        return "-" if v is None else f"{v:.1%}"
+
+    def mins(v: Optional[float]) -> str:
+        return "-" if v is None else f"{v:.1f} min"
+
+    click.echo(f"cases {k['cases']}, backlog {k['backlog']}, overdue {k['overdue']}  (as of {k['as_of']})")
+    for q, row in k["queues"].items():
+        extra = " ".join(f"{s}={n}" for s, n in row.items() if s not in ("total", "backlog"))
+        click.echo(f"  {q:<16} total {row['total']:>6}  backlog {row['backlog']:>6}  {extra}")
+    click.echo("SLA compliance: " + ", ".join(
+        f"{t} {pct(v['rate'])} ({v['met']}/{v['met'] + v['missed']}, {v['pending']} pending)" for t, v in k["sla"].items()))
+    click.echo(f"median time to first action {mins(k['median_minutes_to_first_action'])}, "
+               f"to resolution {mins(k['median_minutes_to_resolution'])}")
+    click.echo(f"decisions {k['decisions']}, override {pct(k['override_rate'])}, rework {pct(k['rework_rate'])}, "
+               f"escalation {pct(k['escalation_rate'])}, QA audit share {pct(k['audit_share'])}, "
+               f"appeals {k['appeals']} (upheld {pct(k['appeals_upheld_rate'])})")
+    if k["resolved_per_analyst"]:
+        click.echo("resolved per analyst: " + ", ".join(f"{a}={n}" for a, n in k["resolved_per_analyst"].items()))
+
+
+def demo_step(store: Any, taxonomy: Any, echo: Callable[..., None]) -> dict[str, Any]:
+    """Demo: build cases from the scored items and campaigns, then show the queue KPIs."""
+    from evaluation.ops import ops_kpis
+
+    from .queue import build_cases, list_cases, load_queue_config
+
+    config = load_queue_config(taxonomy=taxonomy)
+    summary = build_cases(store, taxonomy, config, actor="demo")
+    echo(f"  {summary['cases']} new cases: " + ", ".join(f"{q}={n}" for q, n in sorted(summary["by_queue"].items()))
+         + f"; {summary['audit']} QA audit, {summary['escalated']} escalated")
+    for row in list_cases(store, limit=3):
+        echo(f"  next up: case {row['id']} [{row['queue']}] {row['priority_reason']}")
+    kpis = ops_kpis(store, config=config)
+    echo(f"  backlog {kpis['backlog']} cases in {len(kpis['queues'])} queues")
+    return {"build": summary, "backlog": kpis["backlog"], "queues": kpis["queues"]}
