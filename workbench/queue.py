@@ -586,6 +586,16 @@ def reclaim_expired(conn: Connection, config: QueueConfig, now: dt.datetime, lim
     return [r.id for r in rows]
 
 
+def claim_query(config: QueueConfig, queue: str, analyst: str, dialect: str = "sqlite"):  # type: ignore[no-untyped-def]
+    """The claim SELECT: first waiting case of the queue in index order, not skipped by the analyst."""
+    skipped = exists(select(1).where(SK.c.case_id == C.c.id, SK.c.analyst == analyst))
+    q = (select(C.c.id).where(C.c.queue == queue, C.c.state == config.waiting_state(queue), ~skipped)
+         .order_by(C.c.priority.desc(), C.c.id.asc()).limit(1))
+    if dialect == "postgresql":
+        q = q.with_for_update(skip_locked=True, of=C)
+    return q
+
+
 def next_case(store: Store, analyst: str, queue: str, lease_seconds: Optional[int] = None,
               now: Optional[dt.datetime] = None, config: Optional[QueueConfig] = None,
               detail: bool = True) -> Optional[dict[str, Any]]:
@@ -604,12 +614,7 @@ def next_case(store: Store, analyst: str, queue: str, lease_seconds: Optional[in
     lease = int(lease_seconds or config.lease_seconds)
     with store.begin() as conn:
         reclaim_expired(conn, config, now)
-        skipped = exists(select(1).where(SK.c.case_id == C.c.id, SK.c.analyst == analyst))
-        q = (select(C.c.id).where(C.c.queue == queue, C.c.state == config.waiting_state(queue), ~skipped)
-             .order_by(C.c.priority.desc(), C.c.id.asc()).limit(1))
-        if conn.dialect.name == "postgresql":
-            q = q.with_for_update(skip_locked=True, of=C)
-        case_id = conn.execute(q).scalar()
+        case_id = conn.execute(claim_query(config, queue, analyst, conn.dialect.name)).scalar()
         if case_id is None:
             return None
         expires = now + dt.timedelta(seconds=lease)
