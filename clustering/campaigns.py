@@ -90,6 +90,8 @@ class CampaignGraph:
         self.ent_key = _empty_i64()
         # Term counts of every item's template text: the corpus side of class-based TF-IDF.
         self.term_counts: Counter[str] = Counter()
+        # Settings the saved graph was built with (None for a new graph).
+        self.built_with: dict[str, Any] | None = None
 
     # -- building -----------------------------------------------------------------------
     @property
@@ -295,19 +297,9 @@ class CampaignGraph:
         self.entity_keys = list(meta["entity_keys"])
         self._entity_id = {k: i for i, k in enumerate(self.entity_keys)}
         self.term_counts = Counter(meta.get("term_counts", {}))
+        self.built_with = meta.get("settings")
         if (len(self.item_node) != len(self.item_ids) or meta["nodes"] != len(index)
                 or (len(self.item_node) and self.item_node.max() >= len(index))):
             raise IndexError_(f"{d}: campaign graph and index disagree (a run was interrupted?); "
                               "run `workbench cluster --rebuild`")
         return self
-
-    @staticmethod
-    def saved_settings(directory: str | os.PathLike[str]) -> dict[str, Any] | None:
-        p = Path(directory) / GRAPH_META
-        if not p.exists():
-            return None
-        try:
-            with p.open(encoding="utf-8") as fh:
-                return json.load(fh).get("settings")
-        except ValueError:
-            return None

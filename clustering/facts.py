@@ -1,0 +1,110 @@
+"""Campaign facts as pure functions over plain arrays (cleanlab style): terms, exemplar, growth.
+
+No store access here: `clustering.service` gathers the arrays and calls these, tests call them
+directly with hand-made inputs.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+from collections import Counter
+from typing import Iterable, Sequence
+
+import numpy as np
+
+_TOKEN = re.compile(r"<[a-z]+>|[a-z][a-z']+")
+
+
+def _stop_words() -> frozenset[str]:
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    # SMS / tweet filler the English list misses.
+    return frozenset(ENGLISH_STOP_WORDS) | {"u", "ur", "im", "dont", "rt", "amp", "just", "got", "ll", "ve"}
+
+
+def terms_of(template: str, stop_words: frozenset[str] | None = None) -> list[str]:
+    """Content words of a template-normalised text (placeholder tokens and stop words dropped)."""
+    stop = stop_words if stop_words is not None else _stop_words()
+    return [t.strip("'") for t in _TOKEN.findall(template)
+            if not t.startswith("<") and t.strip("'") not in stop and len(t.strip("'")) > 1]
+
+
+def class_tfidf_top_terms(class_counts: Counter[str], corpus_counts: Counter[str], n_classes: int,
+                          k: int = 8) -> list[tuple[str, float]]:
+    """The `k` terms with the highest class-based TF-IDF (BERTopic's c-TF-IDF) for one class.
+
+    Returns (term, weight) pairs, best first, where weight = tf(t, c) / |c| * log(1 + A / f(t)),
+    |c| the number of term occurrences in the class, f(t) the term's frequency in the whole
+    corpus and A the average number of term occurrences per class.
+    """
+    total_c = sum(class_counts.values())
+    if not total_c:
+        return []
+    avg_words = sum(corpus_counts.values()) / max(n_classes, 1)
+    scored = []
+    for term, tf in class_counts.items():
+        f_t = max(corpus_counts.get(term, 0), tf)
+        scored.append((term, tf / total_c * math.log(1.0 + avg_words / f_t)))
+    scored.sort(key=lambda x: (-x[1], x[0]))
+    return [(t, round(w, 5)) for t, w in scored[:k]]
+
+
+def exemplar_row(vectors: np.ndarray, weights: np.ndarray | None = None) -> int:
+    """Row of the vector closest to the (weighted) centroid: the most typical member."""
+    if not len(vectors):
+        raise ValueError("no vectors")
+    centroid = np.average(vectors, axis=0, weights=weights)
+    return int(np.argmax(vectors @ centroid))
+
+
+def growth(times: Sequence[dt.datetime], now: dt.datetime) -> dict[str, float | int]:
+    """Members per hour / per day over the campaign's life, and how many arrived in the last hour / day before `now`."""
+    if not times:
+        return {"per_hour": 0.0, "per_day": 0.0, "last_hour": 0, "last_day": 0}
+    first, last = min(times), max(times)
+    hours = max((last - first).total_seconds() / 3600.0, 1.0)
+    return {
+        "per_hour": round(len(times) / hours, 3),
+        "per_day": round(len(times) / max(hours / 24.0, 1.0), 3),
+        "last_hour": sum(1 for t in times if now - t <= dt.timedelta(hours=1)),
+        "last_day": sum(1 for t in times if now - t <= dt.timedelta(days=1)),
+    }
+
+
+def timeline(times: Iterable[dt.datetime], freq: str = "h") -> list[tuple[dt.datetime, int, int]]:
+    """(bucket start, new members, cumulative size) per hour (`h`) or day (`D`), gaps filled with 0."""
+    if freq not in ("h", "D"):
+        raise ValueError(f"freq must be 'h' or 'D', got {freq!r}")
+    step = dt.timedelta(hours=1) if freq == "h" else dt.timedelta(days=1)
+
+    def bucket(t: dt.datetime) -> dt.datetime:
+        return t.replace(minute=0, second=0, microsecond=0) if freq == "h" else \
+            t.replace(hour=0, minute=0, second=0, microsecond=0)
+
+    counts = Counter(bucket(t) for t in times)
+    if not counts:
+        return []
+    out = []
+    cur, end, total = min(counts), max(counts), 0
+    while cur <= end:
+        total += counts.get(cur, 0)
+        out.append((cur, counts.get(cur, 0), total))
+        cur += step
+    return out
+
+
+def label_mix(labels: Iterable[str | None]) -> dict[str, int]:
+    """Count of each decided label, most frequent first (None = undecided, left out)."""
+    return dict(Counter(lab for lab in labels if lab).most_common())
+
+
+def mean_scores(score_dicts: Iterable[dict[str, float]]) -> dict[str, float]:
+    """Mean of each label's score over the given per-item score dicts (empty when none)."""
+    sums: Counter[str] = Counter()
+    n = 0
+    for scores in score_dicts:
+        n += 1
+        for label, value in scores.items():
+            sums[label] += float(value)
+    return {label: round(total / n, 4) for label, total in sums.items()} if n else {}

@@ -1,0 +1,580 @@
+"""Store-facing campaign functions: cluster, search, similar, list/show/timeline campaigns.
+
+The CLI, the UI, the demo and the tests all call these. The index and the campaign graph live
+in `<data dir>/campaigns/`; campaigns and their members live in the database (Campaign,
+CampaignMember), so `workbench items` and the queues see them. A run writes the database first
+(campaigns, members, one audit event, all in one transaction) and saves the graph after, so an
+interrupted run leaves the new items unattached and the next run attaches them again.
+
+Campaign ids stay stable across runs: a component keeps the id of the existing campaign most of
+its members were in; a campaign absorbed into a bigger one is marked `merged`.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Sequence
+
+import numpy as np
+from sqlalchemy import and_, bindparam, delete, func, insert, select, update
+
+from workbench import audit
+from workbench.schema import Campaign, CampaignMember, Decision, Item, Prediction, utcnow
+from workbench.text import text_hash
+
+from . import facts
+from .campaigns import CampaignGraph, Components
+from .config import CampaignSettings, load_campaign_settings
+from .index import IndexError_
+from .normalize import extract_entities, normalize_template
+
+if TYPE_CHECKING:  # pragma: no cover
+    from models.embeddings import Embedder
+    from workbench.store import Store
+    from workbench.taxonomy import Taxonomy
+
+CAMPAIGN_DIR = "campaigns"
+_CHUNK = 500  # ids per IN (...) list
+_CT = Campaign.__table__
+_MT = CampaignMember.__table__
+_IT = Item.__table__
+
+
+class CampaignError(RuntimeError):
+    """A user-caused problem (unknown campaign or item, nothing indexed yet); the message says what to do."""
+
+
+@dataclass(frozen=True)
+class PreparedText:
+    """What clustering needs from one item text: the embedded text, its key and its entities."""
+
+    key: str
+    embed_text: str
+    template: str
+    entities: Any
+
+
+def prepare(text: str, settings: CampaignSettings) -> PreparedText:
+    template = normalize_template(text)
+    embed = template if settings.embed == "template" else text
+    return PreparedText(text_hash(embed), embed, template, extract_entities(text))
+
+
+def graph_dir(store: "Store") -> Path:
+    return store.path(CAMPAIGN_DIR, "index.json").parent
+
+
+def make_embedder(settings: CampaignSettings) -> "Embedder":
+    from models.embeddings import Embedder
+
+    return Embedder(settings.embedding_model)
+
+
+@contextlib.contextmanager
+def _run_lock(store: "Store") -> Iterator[None]:
+    """One clustering run per data directory at a time (the graph files are not shared-writable)."""
+    path = store.path(CAMPAIGN_DIR, "cluster.lock")
+    with open(path, "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise CampaignError(f"another `workbench cluster` is running on {store.data_dir}; "
+                                "wait for it to finish") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _chunks(seq: Sequence[Any], n: int = _CHUNK) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(seq), n):
+        yield seq[i:i + n]
+
+
+def _item_time() -> Any:
+    return func.coalesce(_IT.c.created_at, _IT.c.ingested_at)
+
+
+def _fetch_items(conn: Any, ids: Sequence[str], cols: Sequence[Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for chunk in _chunks(list(ids)):
+        for row in conn.execute(select(_IT.c.id, *cols).where(_IT.c.id.in_(chunk))):
+            out[row[0]] = row
+    return out
+
+
+# -- clustering ---------------------------------------------------------------------------
+def _load_or_new_graph(store: "Store", settings: CampaignSettings, embedder: "Embedder",
+                       rebuild: bool, db_ids: set[str]) -> tuple[CampaignGraph, Optional[str]]:
+    """The saved graph when it fits, else an empty one and the reason a full re-cluster is needed."""
+    d = graph_dir(store)
+    reason: Optional[str] = "--rebuild asked" if rebuild else None
+    if reason is None and not CampaignGraph.exists(d):
+        reason = "no index yet"
+    if reason is None:
+        try:
+            graph = CampaignGraph.load(d, settings)
+        except IndexError_ as exc:
+            reason = f"saved index unusable ({exc})"
+        else:
+            built = CampaignSettings.model_validate(graph.built_with) if graph.built_with else None
+            if graph.model_id != embedder.model_id:
+                reason = f"embedding model changed ({graph.model_id} -> {embedder.model_id})"
+            elif built is None or built.linking_key() != settings.linking_key():
+                reason = "linking settings in campaigns.yaml changed"
+            elif any(i not in db_ids for i in graph.item_ids):
+                reason = "index holds items the store no longer has"
+            else:
+                return graph, None
+    return CampaignGraph(settings, embedder.dim, embedder.model_id), reason
+
+
+def cluster(store: "Store", settings: Optional[CampaignSettings] = None, rebuild: bool = False,
+            embedder: Optional["Embedder"] = None, use_cache: bool = True, actor: str = "system",
+            show_progress: bool = True) -> dict[str, Any]:
+    """Embed, index and attach the items not yet clustered; a full re-cluster with `rebuild=True`.
+
+    Returns a summary: mode (incremental / full and why), items added, campaigns created,
+    updated and merged, index kind and size, seconds per phase.
+    """
+    from models.embeddings import EmbeddingCache, embed_texts
+
+    settings = settings or load_campaign_settings()
+    embedder = embedder or make_embedder(settings)
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    with _run_lock(store):
+        with store.read() as conn:
+            db_ids = set(conn.execute(select(_IT.c.id)).scalars())
+        graph, reason = _load_or_new_graph(store, settings, embedder, rebuild, db_ids)
+        prev_labels = None if reason else _saved_labels(store, len(graph))
+        new_ids = sorted(db_ids.difference(graph.item_ids)) if len(graph) else sorted(db_ids)
+        with store.read() as conn:
+            rows = _fetch_items(conn, new_ids, [_IT.c.text])
+        timings["load"] = time.perf_counter() - t0
+
+        t1 = time.perf_counter()
+        prepared = [prepare(rows[i].text, settings) for i in new_ids]
+        keys = [p.key for p in prepared]
+        missing = set(graph.missing_keys(keys))
+        first: dict[str, str] = {}
+        for p in prepared:
+            if p.key in missing:
+                first.setdefault(p.key, p.embed_text)
+        miss_keys = list(first)
+        cache = EmbeddingCache(store, embedder.model_id) if use_cache else None
+        vectors = embed_texts([first[k] for k in miss_keys], embedder, cache=cache, hashes=miss_keys,
+                              show_progress=show_progress) if miss_keys else None
+        timings["normalise_embed"] = time.perf_counter() - t1
+
+        t2 = time.perf_counter()
+        stats = graph.add(new_ids, keys, [p.entities for p in prepared],
+                          vectors if vectors is not None else np.empty((0, embedder.dim), np.float32),
+                          terms=[facts.terms_of(p.template) for p in prepared], show_progress=show_progress)
+        comps = graph.components()
+        timings["link"] = time.perf_counter() - t2
+
+        t3 = time.perf_counter()
+        touched = _touched_labels(comps.labels, prev_labels)
+        templates = {i: p.template for i, p in zip(new_ids, prepared)}
+        summary = _write_campaigns(store, graph, comps, touched, settings, templates, actor,
+                                   full=reason is not None, reason=reason, stats=stats.as_dict())
+        timings["write"] = time.perf_counter() - t3
+        t4 = time.perf_counter()
+        graph.save(graph_dir(store))
+        _save_labels(store, comps.labels)
+        timings["save"] = time.perf_counter() - t4
+    timings["total"] = time.perf_counter() - t0
+    summary["seconds"] = {k: round(v, 3) for k, v in timings.items()}
+    return summary
+
+
+def _labels_path(store: "Store") -> Path:
+    return store.path(CAMPAIGN_DIR, "labels.npy")
+
+
+def _saved_labels(store: "Store", n: int) -> Optional[np.ndarray]:
+    p = _labels_path(store)
+    if not p.exists():
+        return None
+    labels = np.load(p)
+    return labels if len(labels) == n else None
+
+
+def _save_labels(store: "Store", labels: np.ndarray) -> None:
+    p = _labels_path(store)
+    tmp = p.with_name("labels.tmp.npy")
+    np.save(tmp, labels)
+    tmp.replace(p)
+
+
+def _touched_labels(labels: np.ndarray, prev: Optional[np.ndarray]) -> np.ndarray:
+    """Components whose membership may differ from the last run (all of them without a last run)."""
+    if prev is None:
+        return np.unique(labels)
+    n_prev = len(prev)
+    changed = np.flatnonzero(labels[:n_prev] != prev)
+    touched = set(np.unique(labels[n_prev:]).tolist()) | set(np.unique(labels[changed]).tolist())
+    if len(changed):
+        # A split leaves the old label on the rows that stayed: their component changed too.
+        old = np.isin(prev, np.unique(prev[changed]))
+        touched |= set(np.unique(labels[:n_prev][old]).tolist())
+    return np.array(sorted(touched), dtype=np.int64)
+
+
+def _write_campaigns(store: "Store", graph: CampaignGraph, comps: Components, touched: np.ndarray,
+                     settings: CampaignSettings, templates: dict[str, str], actor: str, full: bool,
+                     reason: Optional[str], stats: dict[str, int]) -> dict[str, Any]:
+    labels = comps.labels
+    mask = np.isin(labels, touched)
+    rows = np.flatnonzero(mask)
+    order = rows[np.argsort(labels[rows], kind="stable")]
+    cuts = np.flatnonzero(np.diff(labels[order])) + 1
+    groups = [g for g in np.split(order, cuts) if len(g)] if len(order) else []
+    ids = graph.item_ids
+    touched_ids = [ids[r] for r in rows.tolist()]
+    now = utcnow()
+    created = updated = 0
+    merged: set[int] = set()
+    with store.begin() as conn:
+        old_camp: dict[str, int] = {}
+        if full:
+            old_camp = dict(conn.execute(select(_MT.c.item_id, _MT.c.campaign_id)).all())
+        else:
+            for chunk in _chunks(touched_ids):
+                old_camp.update(conn.execute(select(_MT.c.item_id, _MT.c.campaign_id)
+                                             .where(_MT.c.item_id.in_(chunk))).all())
+        reported = sorted((g for g in groups if len(g) >= settings.min_campaign_size), key=lambda g: (-len(g), g[0]))
+        # Items of reported campaigns that are not new in this run need their text for terms.
+        need_text = [ids[r] for g in reported for r in g[:2000].tolist() if ids[r] not in templates]
+        info = _fetch_items(conn, [ids[r] for g in reported for r in g.tolist()], [_item_time().label("seen")])
+        texts = _fetch_items(conn, need_text, [_IT.c.text])
+        n_classes = max(len(set(labels.tolist())), 1)
+        claimed: set[int] = set()
+        plans: list[tuple[Optional[int], dict[str, Any], np.ndarray]] = []
+        for g in reported:
+            votes = Counter(old_camp[ids[r]] for r in g.tolist() if ids[r] in old_camp)
+            cid = next((c for c, _ in sorted(votes.items(), key=lambda x: (-x[1], x[0])) if c not in claimed), None)
+            if cid is not None:
+                claimed.add(cid)
+            plans.append((cid, _campaign_facts(graph, comps, g, info, texts, templates, settings, n_classes), g))
+        # Members: drop the touched items' old rows, then insert the new ones.
+        if full:
+            conn.execute(delete(_MT))
+        else:
+            for chunk in _chunks(touched_ids):
+                conn.execute(delete(_MT).where(_MT.c.item_id.in_(chunk)))
+        new_rows = [{**f, "created_at": now, "updated_at": now, "status": "active"} for cid, f, _ in plans if cid is None]
+        new_ids: list[int] = []
+        if new_rows:
+            res = conn.execute(insert(_CT).returning(_CT.c.id, sort_by_parameter_order=True), new_rows)
+            new_ids = [r[0] for r in res]
+            created = len(new_ids)
+        upd = [{"cid": cid, **f, "updated_at": now, "status": "active"} for cid, f, _ in plans if cid is not None]
+        if upd:
+            stmt = update(_CT).where(_CT.c.id == bindparam("cid")).values(
+                {k: bindparam(k) for k in upd[0] if k != "cid"})
+            conn.execute(stmt, upd)
+            updated = len(upd)
+        it = iter(new_ids)
+        member_rows = []
+        for cid, _f, g in plans:
+            cid = cid if cid is not None else next(it)
+            for r, (why, sim) in zip(g.tolist(), graph.link_reasons(comps, g)):
+                member_rows.append({"item_id": ids[r], "campaign_id": cid, "linked_by": why,
+                                    "similarity": sim, "added_at": now})
+        for chunk in _chunks(member_rows, 5000):
+            conn.execute(insert(_MT), list(chunk))
+        # Campaigns that lost every member: merged into another one, or dissolved.
+        kept = claimed | set(new_ids)
+        gone = set(old_camp.values()) - kept
+        if full:
+            gone |= set(conn.execute(select(_CT.c.id).where(_CT.c.status == "active")).scalars()) - kept
+        if gone:
+            conn.execute(update(_CT).where(_CT.c.id.in_(sorted(gone))).values(
+                status="merged", size=0, updated_at=now))
+            merged = gone
+        summary = {
+            "mode": "full" if full else "incremental", "reason": reason, **stats,
+            "items_clustered": len(ids), "components_touched": int(len(touched)),
+            "campaigns_created": created, "campaigns_updated": updated, "campaigns_merged": len(merged),
+            "campaigns_active": conn.execute(select(func.count()).select_from(_CT)
+                                             .where(_CT.c.status == "active")).scalar_one(),
+            "index": {"kind": graph.index.kind, "size": len(graph.index),
+                      "hnsw_min_size": graph.index.hnsw_min_size,
+                      "switched_at_size": graph.index.switched_at_size},
+        }
+        audit.record(conn, actor, "campaigns.rebuild" if full else "campaigns.attach", "campaigns", None,
+                     {k: v for k, v in summary.items()})
+    return summary
+
+
+def _campaign_facts(graph: CampaignGraph, comps: Components, rows: np.ndarray, info: dict[str, Any],
+                    texts: dict[str, Any], templates: dict[str, str], settings: CampaignSettings,
+                    n_classes: int) -> dict[str, Any]:
+    """The stored facts of one campaign: size, first/last seen, exemplar, terms, entities, reasons."""
+    ids = graph.item_ids
+    members = [ids[r] for r in rows.tolist()]
+    times = [info[i].seen for i in members if i in info and info[i].seen is not None]
+    nodes, counts = np.unique(graph.item_node[rows], return_counts=True)
+    best = facts.exemplar_row(graph.index.reconstruct(nodes[:5000]), counts[:5000])
+    node = nodes[best]
+    exemplar = next(ids[r] for r in rows.tolist() if graph.item_node[r] == node)
+    term_counts: Counter[str] = Counter()
+    for i in members[:2000]:
+        tmpl = templates.get(i)
+        if tmpl is None:
+            tmpl = normalize_template(texts[i].text) if i in texts else ""
+        term_counts.update(facts.terms_of(tmpl))
+    reasons = Counter()
+    for why, _sim in graph.link_reasons(comps, rows):
+        for part in why.split(","):
+            reasons[part.split(":", 1)[0] if ":" in part else part] += 1
+    return {
+        "size": int(len(rows)), "exemplar_item_id": exemplar,
+        "first_seen": min(times) if times else None, "last_seen": max(times) if times else None,
+        "top_terms": [[t, w] for t, w in facts.class_tfidf_top_terms(term_counts, graph.term_counts, n_classes,
+                                                                     settings.top_terms)],
+        "entities": graph.shared_entities(comps, rows),
+        "link_reasons": {"members_by_reason": dict(reasons.most_common()),
+                         "distinct_texts": int(len(nodes)),
+                         "similarity_threshold": settings.similarity_threshold,
+                         "entity_max_df": settings.entity_max_df},
+    }
+
+
+# -- reading campaigns ----------------------------------------------------------------------
+def _campaign_row(conn: Any, campaign_id: int) -> Any:
+    row = conn.execute(select(_CT).where(_CT.c.id == campaign_id)).mappings().first()
+    if row is None:
+        raise CampaignError(f"no campaign {campaign_id}; see `workbench campaigns list`")
+    return row
+
+
+def _member_ids(conn: Any, campaign_id: int) -> list[str]:
+    return list(conn.execute(select(_MT.c.item_id).where(_MT.c.campaign_id == campaign_id)
+                             .order_by(_MT.c.item_id)).scalars())
+
+
+def _latest_decisions(conn: Any, item_ids: Sequence[str]) -> dict[str, str]:
+    """Latest decision label per item (decisions are append-only; the newest one counts)."""
+    d = Decision.__table__
+    out: dict[str, tuple[Any, int, str]] = {}
+    for chunk in _chunks(list(item_ids)):
+        for item, created, did, label in conn.execute(
+                select(d.c.item_id, d.c.created_at, d.c.id, d.c.label).where(d.c.item_id.in_(chunk))):
+            if item not in out or (created, did) > out[item][:2]:
+                out[item] = (created, did, label)
+    return {k: v[2] for k, v in out.items()}
+
+
+def _latest_predictions(conn: Any, item_ids: Sequence[str]) -> dict[str, dict[str, float]]:
+    p = Prediction.__table__
+    out: dict[str, tuple[int, dict[str, float]]] = {}
+    for chunk in _chunks(list(item_ids)):
+        for item, pid, scores in conn.execute(select(p.c.item_id, p.c.id, p.c.scores).where(p.c.item_id.in_(chunk))):
+            if item not in out or pid > out[item][0]:
+                out[item] = (pid, scores or {})
+    return {k: v[1] for k, v in out.items()}
+
+
+def _live_facts(conn: Any, campaign_id: int, members: Sequence[str], benign: str,
+                now: dt.datetime) -> dict[str, Any]:
+    """Facts that change without re-clustering: growth, decided label mix, mean model score."""
+    times = [r.seen for r in _fetch_items(conn, members, [_item_time().label("seen")]).values() if r.seen is not None]
+    mix = facts.label_mix(_latest_decisions(conn, members).values())
+    preds = _latest_predictions(conn, members)
+    means = facts.mean_scores(preds.values())
+    return {
+        "growth": facts.growth(times, now),
+        "decided": sum(mix.values()), "label_mix": mix,
+        "scored": len(preds), "mean_scores": means,
+        "mean_violation_score": round(1.0 - means[benign], 4) if benign in means else None,
+    }
+
+
+def list_campaigns(store: "Store", limit: int = 20, min_size: int = 2, status: str = "active",
+                   sort: str = "size", taxonomy: Optional["Taxonomy"] = None,
+                   now: Optional[dt.datetime] = None) -> list[dict[str, Any]]:
+    """Campaigns, biggest (or most recent: sort='last_seen') first, with their live facts."""
+    if sort not in ("size", "last_seen", "id"):
+        raise CampaignError(f"unknown sort {sort!r} (size, last_seen, id)")
+    order = {"size": (_CT.c.size.desc(), _CT.c.id), "last_seen": (_CT.c.last_seen.desc(), _CT.c.id),
+             "id": (_CT.c.id,)}[sort]
+    benign = taxonomy.benign_label if taxonomy else "benign"
+    now = now or utcnow()
+    out = []
+    with store.read() as conn:
+        q = select(_CT).where(_CT.c.size >= min_size).order_by(*order)
+        if status != "all":
+            q = q.where(_CT.c.status == status)
+        if limit:
+            q = q.limit(limit)
+        for row in conn.execute(q).mappings().all():
+            members = _member_ids(conn, row["id"])
+            ex = conn.execute(select(_IT.c.text).where(_IT.c.id == row["exemplar_item_id"])).scalar()
+            out.append({**_campaign_dict(row), "exemplar_text": ex,
+                        **_live_facts(conn, row["id"], members, benign, now)})
+    return out
+
+
+def _campaign_dict(row: Any) -> dict[str, Any]:
+    return {"id": row["id"], "status": row["status"], "size": row["size"],
+            "first_seen": row["first_seen"], "last_seen": row["last_seen"],
+            "exemplar_item_id": row["exemplar_item_id"], "top_terms": row["top_terms"] or [],
+            "entities": row["entities"] or {}, "link_reasons": row["link_reasons"] or {},
+            "updated_at": row["updated_at"]}
+
+
+def campaign_detail(store: "Store", campaign_id: int, members_limit: int = 20,
+                    taxonomy: Optional["Taxonomy"] = None, now: Optional[dt.datetime] = None) -> dict[str, Any]:
+    """One campaign with its facts and its first members (with why each is linked)."""
+    benign = taxonomy.benign_label if taxonomy else "benign"
+    with store.read() as conn:
+        row = _campaign_row(conn, campaign_id)
+        members = _member_ids(conn, campaign_id)
+        shown = members[:members_limit] if members_limit else members
+        links = {r.item_id: r for r in conn.execute(select(_MT).where(_MT.c.item_id.in_(shown)))} if shown else {}
+        items = _fetch_items(conn, shown, [_IT.c.text, _IT.c.source, _item_time().label("seen")])
+        decided = _latest_decisions(conn, shown)
+        ex = conn.execute(select(_IT.c.text).where(_IT.c.id == row["exemplar_item_id"])).scalar()
+        detail = {**_campaign_dict(row), "exemplar_text": ex,
+                  **_live_facts(conn, campaign_id, members, benign, now or utcnow())}
+    detail["members"] = [{"item_id": i, "source": items[i].source, "seen": items[i].seen,
+                          "linked_by": links[i].linked_by, "similarity": links[i].similarity,
+                          "decided_label": decided.get(i), "text": items[i].text}
+                         for i in shown if i in items and i in links]
+    return detail
+
+
+def campaign_timeline(store: "Store", campaign_id: int, freq: str = "auto",
+                      png_path: Optional[str | Path] = None) -> dict[str, Any]:
+    """Members per hour or day with the running size; writes a PNG plot when `png_path` is given."""
+    with store.read() as conn:
+        _campaign_row(conn, campaign_id)
+        members = _member_ids(conn, campaign_id)
+        times = [r.seen for r in _fetch_items(conn, members, [_item_time().label("seen")]).values() if r.seen is not None]
+    if freq == "auto":
+        span = (max(times) - min(times)) if times else dt.timedelta(0)
+        freq = "h" if span <= dt.timedelta(days=7) else "D"
+    series = facts.timeline(times, freq)
+    out: dict[str, Any] = {"campaign_id": campaign_id, "freq": "hour" if freq == "h" else "day",
+                           "buckets": [{"start": s, "new": n, "size": c} for s, n, c in series]}
+    if png_path:
+        out["png"] = str(_plot_timeline(campaign_id, series, freq, Path(png_path)))
+    return out
+
+
+def _plot_timeline(campaign_id: int, series: list[tuple[dt.datetime, int, int]], freq: str, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    if series:
+        xs = [s for s, _, _ in series]
+        width = (1 / 24 if freq == "h" else 1.0) * 0.8
+        ax.bar(xs, [n for _, n, _ in series], width=width, color="#d95f02", label=f"new members per {'hour' if freq == 'h' else 'day'}")
+        ax2 = ax.twinx()
+        ax2.plot(xs, [c for _, _, c in series], color="#1b9e77", marker=".", label="campaign size")
+        ax2.set_ylabel("size")
+        ax2.legend(loc="upper right")
+    ax.set_ylabel("new members")
+    ax.legend(loc="upper left")
+    ax.set_title(f"Campaign {campaign_id}: growth")
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+# -- search ---------------------------------------------------------------------------------
+def _load_graph(store: "Store", settings: CampaignSettings) -> CampaignGraph:
+    d = graph_dir(store)
+    if not CampaignGraph.exists(d):
+        raise CampaignError("nothing indexed yet; run `workbench cluster` first")
+    try:
+        return CampaignGraph.load(d, settings)
+    except IndexError_ as exc:
+        raise CampaignError(str(exc)) from None
+
+
+def _expand(store: "Store", graph: CampaignGraph, sims: np.ndarray, nodes: np.ndarray, k: int,
+            exclude: Optional[str] = None) -> list[dict[str, Any]]:
+    """Nearest nodes -> their items (copies share a node), with label, decision and campaign."""
+    order = np.argsort(graph.item_node, kind="stable")
+    sorted_nodes = graph.item_node[order]
+    hits: list[tuple[str, float]] = []
+    for sim, node in zip(sims.tolist(), nodes.tolist()):
+        if node < 0:
+            continue
+        lo, hi = np.searchsorted(sorted_nodes, [node, node + 1])
+        for r in order[lo:hi].tolist():
+            if graph.item_ids[r] != exclude:
+                hits.append((graph.item_ids[r], float(sim)))
+        if len(hits) >= k:
+            break
+    hits = hits[:k]
+    ids = [h for h, _ in hits]
+    with store.read() as conn:
+        items = _fetch_items(conn, ids, [_IT.c.text, _IT.c.policy_label, _IT.c.source])
+        camps = dict(conn.execute(select(_MT.c.item_id, _MT.c.campaign_id).where(_MT.c.item_id.in_(ids))).all()) if ids else {}
+        decided = _latest_decisions(conn, ids)
+    return [{"item_id": i, "similarity": round(s, 4), "label": items[i].policy_label if i in items else None,
+             "decided_label": decided.get(i), "campaign_id": camps.get(i), "source": items[i].source if i in items else None,
+             "text": items[i].text if i in items else None}
+            for i, s in hits]
+
+
+def search_text(store: "Store", text: str, k: int = 10, settings: Optional[CampaignSettings] = None,
+                embedder: Optional["Embedder"] = None) -> list[dict[str, Any]]:
+    """The `k` indexed items nearest to a free text, most similar first."""
+    if not text.strip():
+        raise CampaignError("empty search text")
+    settings = settings or load_campaign_settings()
+    graph = _load_graph(store, settings)
+    embedder = embedder or make_embedder(settings)
+    if embedder.model_id != graph.model_id:
+        raise CampaignError(f"the index was built with {graph.model_id}, not {embedder.model_id}; "
+                            "run `workbench cluster --rebuild`")
+    query = prepare(text, settings).embed_text
+    vec = embedder.encode([query])
+    sims, nodes = graph.index.search(vec, min(k, len(graph.index)))
+    return _expand(store, graph, sims[0], nodes[0], k)
+
+
+def similar_items(store: "Store", item_id: str, k: int = 10,
+                  settings: Optional[CampaignSettings] = None) -> list[dict[str, Any]]:
+    """The `k` items nearest to an indexed item (its exact copies first), the item itself left out."""
+    settings = settings or load_campaign_settings()
+    graph = _load_graph(store, settings)
+    if item_id not in graph:
+        with store.read() as conn:
+            exists = conn.execute(select(_IT.c.id).where(_IT.c.id == item_id)).scalar()
+        raise CampaignError(f"item {item_id!r} " + ("is not indexed yet; run `workbench cluster`" if exists
+                                                   else "does not exist"))
+    node = int(graph.item_node[graph.row(item_id)])
+    vec = graph.index.reconstruct([node])
+    sims, nodes = graph.index.search(vec, min(k + 1, len(graph.index)))
+    return _expand(store, graph, sims[0], nodes[0], k, exclude=item_id)
+
+
+def demo_step(store: "Store", taxonomy: "Taxonomy", echo: Callable[..., None]) -> dict[str, Any]:
+    """Demo: build the index and the campaigns, then show the biggest ones."""
+    summary = cluster(store, actor="demo", show_progress=False)
+    echo(f"  {summary['mode']} clustering of {summary['items_clustered']} items: "
+         f"{summary['campaigns_active']} campaigns, index {summary['index']['kind']} "
+         f"({summary['index']['size']} distinct texts) in {summary['seconds']['total']:.1f}s")
+    top = list_campaigns(store, limit=3, taxonomy=taxonomy)
+    for c in top:
+        terms = ", ".join(t for t, _ in c["top_terms"][:5])
+        echo(f"  campaign {c['id']}: {c['size']} items [{terms}] e.g. {str(c['exemplar_text'])[:70]!r}")
+    return {**summary, "top_campaigns": [{"id": c["id"], "size": c["size"]} for c in top]}
