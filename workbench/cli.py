@@ -126,7 +126,7 @@ def init(app: AppContext, as_json: bool) -> None:
 @click.option("--meta-column", "meta_columns", multiple=True, help="Extra column kept as metadata (repeatable).")
 @click.option("--surface", help="Surface of the items (sms, comment, post, listing, ...).")
 @click.option("--split", default="train", show_default=True, help="Split of a Hugging Face dataset.")
-@click.option("--chunk-size", default=5000, show_default=True, help="Rows per transaction.")
+@click.option("--chunk-size", default=20000, show_default=True, help="Rows per transaction.")
 @click.option("--limit", type=int, help="Stop after this many rows per input (for a quick look).")
 @click.option("--as", "actor", default="cli", show_default=True, help="Who runs the ingest (audit log).")
 @json_option

@@ -417,7 +417,7 @@ def _jsonable(value: Any) -> Any:
 def ingest_paths(store: Any, taxonomy: Any, paths: list[str], preset: Optional[str] = None,
                  source: Optional[str] = None, fmt: Optional[str] = None,
                  columns: Optional[ColumnMap] = None, surface: Optional[str] = None,
-                 split: str = "train", chunk_size: int = 5000, limit: Optional[int] = None,
+                 split: str = "train", chunk_size: int = 20000, limit: Optional[int] = None,
                  actor: str = "system", progress: bool = True) -> IngestSummary:
     """Ingest every path; raises IngestError before writing anything if a path is unusable."""
     from sqlalchemy import insert, update
@@ -544,7 +544,12 @@ def _source_from_path(path: str) -> str:
 
 
 class _ChunkWriter:
-    """Buffers item dicts and writes each chunk in one transaction, skipping ids already stored."""
+    """Buffers item dicts and writes each chunk in one transaction, skipping ids already stored.
+
+    Chunks are large on purpose: a commit rewrites every index page it touched, and hash-keyed
+    index pages are touched at random, so small commits make the cost per row grow with the
+    store. PostgreSQL's executemany gives no row count, so there RETURNING counts new rows.
+    """
 
     def __init__(self, store: Any, summary: FileSummary, chunk_size: int) -> None:
         self.store = store
@@ -552,6 +557,8 @@ class _ChunkWriter:
         self.chunk_size = chunk_size
         self.buf: list[dict[str, Any]] = []
         self.stmt = _insert_ignore(store)
+        self.returning = self.stmt.returning(self.stmt.table.c.id)
+        self.counts_rows = store.dialect == "sqlite"  # sqlite3's executemany rowcount is exact
 
     def add(self, item: dict[str, Any]) -> None:
         self.buf.append(item)
@@ -562,7 +569,10 @@ class _ChunkWriter:
         if not self.buf:
             return
         with self.store.begin() as conn:
-            stored = len(conn.execute(self.stmt, self.buf).all())
+            if self.counts_rows:
+                stored = conn.execute(self.stmt, self.buf).rowcount
+            else:
+                stored = len(conn.execute(self.returning, self.buf).all())
         self.summary.stored += stored
         self.summary.duplicate += len(self.buf) - stored
         self.buf = []
@@ -576,5 +586,4 @@ def _insert_ignore(store: Any) -> Any:
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
-    # RETURNING gives an exact count of new rows on both databases (executemany rowcount does not).
-    return insert(table).on_conflict_do_nothing(index_elements=["id"]).returning(table.c.id)
+    return insert(table).on_conflict_do_nothing(index_elements=["id"])
