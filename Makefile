@@ -6,7 +6,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup demo test bench serve clean
+.PHONY: setup services demo test bench serve clean
 
 $(BIN)/workbench: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -21,7 +21,15 @@ setup: $(BIN)/workbench
 demo: setup
 	$(BIN)/workbench demo
 
-test: setup
+# Start the local PostgreSQL if it is installed but down; its tests skip with a reason if absent.
+services:
+	@if command -v pg_isready >/dev/null 2>&1 && ! pg_isready -q -h 127.0.0.1 -p 5432; then \
+	  if command -v pg_ctlcluster >/dev/null 2>&1; then \
+	    pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql | head -n 1) main start || true; fi; \
+	  for i in $$(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done; \
+	fi; true
+
+test: setup services
 	$(BIN)/python -m pytest -q tests
 
 bench: setup
