@@ -567,7 +567,7 @@ def similar_items(store: "Store", item_id: str, k: int = 10,
     return _expand(store, graph, sims[0], nodes[0], k, exclude=item_id)
 
 
-def demo_step(store: "Store", taxonomy: "Taxonomy", echo: Callable[..., None]) -> dict[str, Any]:
+def campaigns_demo(store: "Store", taxonomy: "Taxonomy", echo: Callable[..., None]) -> dict[str, Any]:
     """Demo: build the index and the campaigns, then show the biggest ones."""
     summary = cluster(store, actor="demo", show_progress=False)
     echo(f"  {summary['mode']} clustering of {summary['items_clustered']} items: "

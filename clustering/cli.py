@@ -1,0 +1,207 @@
+"""CLI for campaigns: `cluster`, `campaigns list|show|timeline`, `search`, `similar`.
+
+Thin: every command calls `clustering.service`. Top-level imports stay light (click only).
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import click
+
+
+def _settings(app: Any) -> Any:
+    from .config import CAMPAIGNS_FILE, load_campaign_settings
+
+    return load_campaign_settings(app.config_path(CAMPAIGNS_FILE))
+
+
+def _service_call(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """Run a service function, turning user-caused errors into one-line messages."""
+    from .service import CampaignError
+
+    try:
+        return fn(*args, **kwargs)
+    except CampaignError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _short(text: Optional[str], n: int = 70) -> str:
+    return (text or "").replace("\n", " ")[:n]
+
+
+def register(cli: click.Group) -> None:
+    from workbench.cli import AppContext, emit, json_option, pass_app
+
+    @cli.command("cluster")
+    @click.option("--rebuild", is_flag=True, help="Full re-cluster: rebuild the index and every campaign.")
+    @click.option("--no-cache", is_flag=True, help="Do not read or write the embedding cache.")
+    @click.option("--as", "actor", default="cli", show_default=True, help="Who runs it (audit log).")
+    @json_option
+    @pass_app
+    def cluster_cmd(app: AppContext, rebuild: bool, no_cache: bool, actor: str, as_json: bool) -> None:
+        """Embed and index new items and attach them to campaigns (incremental).
+
+        A full re-cluster happens with --rebuild, on the first run, or when the model or the
+        linking settings in campaigns.yaml changed. Campaign ids stay stable across runs.
+
+        \b
+        Examples:
+          workbench cluster
+          workbench cluster --rebuild --json
+        """
+        from .service import cluster
+
+        summary = _service_call(cluster, app.store(), _settings(app), rebuild=rebuild,
+                                use_cache=not no_cache, actor=actor, show_progress=not as_json)
+
+        def human(s: dict[str, Any]) -> None:
+            why = f" ({s['reason']})" if s.get("reason") else ""
+            click.echo(f"{s['mode']} clustering{why}: {s['items']} new items, {s['new_texts']} new texts, "
+                       f"{s['new_similarity_edges']} new similarity links")
+            click.echo(f"campaigns: {s['campaigns_created']} created, {s['campaigns_updated']} updated, "
+                       f"{s['campaigns_merged']} merged; {s['campaigns_active']} active")
+            ix = s["index"]
+            click.echo(f"index: {ix['kind']} with {ix['size']} distinct texts "
+                       f"(HNSW from {ix['hnsw_min_size']}); {s['seconds']['total']:.1f}s")
+
+        emit(summary, as_json, human)
+
+    @cli.group("campaigns")
+    def campaigns() -> None:
+        """Scam-wave campaigns: near-duplicate items linked by similarity and shared entities."""
+
+    @campaigns.command("list")
+    @click.option("--limit", default=20, show_default=True, help="How many campaigns (0 = all).")
+    @click.option("--min-size", default=2, show_default=True, help="Only campaigns with at least this many items.")
+    @click.option("--status", default="active", show_default=True, help="active, merged or all.")
+    @click.option("--sort", type=click.Choice(["size", "last_seen", "id"]), default="size", show_default=True)
+    @json_option
+    @pass_app
+    def list_cmd(app: AppContext, limit: int, min_size: int, status: str, sort: str, as_json: bool) -> None:
+        """List campaigns with size, growth, top terms, decided label mix and mean model score.
+
+        \b
+        Examples:
+          workbench campaigns list --limit 10
+          workbench campaigns list --sort last_seen --json | jq '.[0]'
+        """
+        from .service import list_campaigns
+
+        rows = _service_call(list_campaigns, app.store(), limit=limit, min_size=min_size, status=status,
+                             sort=sort, taxonomy=app.taxonomy())
+
+        def human(rs: list[dict[str, Any]]) -> None:
+            if not rs:
+                click.echo("no campaigns; run `workbench cluster`")
+            for c in rs:
+                terms = ", ".join(t for t, _ in c["top_terms"][:4])
+                score = "-" if c["mean_violation_score"] is None else f"{c['mean_violation_score']:.2f}"
+                click.echo(f"{c['id']:>5} size {c['size']:>5}  +{c['growth']['last_day']:>4}/day  "
+                           f"violation {score:>4}  decided {c['decided']:>3}  [{terms}]  {_short(c['exemplar_text'], 50)}")
+
+        emit(rows, as_json, human)
+
+    @campaigns.command("show")
+    @click.argument("campaign_id", type=int)
+    @click.option("--members", default=20, show_default=True, help="Members to list (0 = all).")
+    @json_option
+    @pass_app
+    def show_cmd(app: AppContext, campaign_id: int, members: int, as_json: bool) -> None:
+        """One campaign: facts, shared entities, link reasons and members with why each is in.
+
+        \b
+        Example:
+          workbench campaigns show 3 --members 5
+        """
+        from .service import campaign_detail
+
+        d = _service_call(campaign_detail, app.store(), campaign_id, members_limit=members,
+                          taxonomy=app.taxonomy())
+
+        def human(c: dict[str, Any]) -> None:
+            click.echo(f"campaign {c['id']} ({c['status']}): {c['size']} items, first seen {c['first_seen']}, "
+                       f"last seen {c['last_seen']}")
+            g = c["growth"]
+            click.echo(f"growth: {g['per_hour']}/hour, {g['per_day']}/day; last hour +{g['last_hour']}, "
+                       f"last day +{g['last_day']}")
+            click.echo(f"exemplar {c['exemplar_item_id']}: {_short(c['exemplar_text'], 100)}")
+            click.echo("top terms: " + ", ".join(t for t, _ in c["top_terms"]))
+            for kind, vals in c["entities"].items():
+                click.echo(f"shared {kind}: " + ", ".join(f"{v['value']} x{v['items']}" for v in vals[:6]))
+            click.echo(f"link reasons: {c['link_reasons'].get('members_by_reason', {})}")
+            click.echo(f"decided: {c['decided']} {c['label_mix']}; scored: {c['scored']} "
+                       f"mean violation score {c['mean_violation_score']}")
+            for m in c["members"]:
+                sim = "" if m["similarity"] is None else f"{m['similarity']:.2f}"
+                click.echo(f"  {m['item_id']:<22} {sim:>4} {m['linked_by'][:40]:<40} {_short(m['text'], 60)}")
+
+        emit(d, as_json, human)
+
+    @campaigns.command("timeline")
+    @click.argument("campaign_id", type=int)
+    @click.option("--freq", type=click.Choice(["auto", "hour", "day"]), default="auto", show_default=True)
+    @click.option("--png", "png_path", type=click.Path(dir_okay=False),
+                  help="Where to write the plot (default: <data dir>/campaigns/plots/campaign_<id>.png).")
+    @json_option
+    @pass_app
+    def timeline_cmd(app: AppContext, campaign_id: int, freq: str, png_path: Optional[str], as_json: bool) -> None:
+        """Members per hour or day and the running size of a campaign, also as a PNG plot.
+
+        \b
+        Example:
+          workbench campaigns timeline 3 --freq day --png campaign3.png
+        """
+        from .service import campaign_timeline
+
+        store = app.store()
+        path = png_path or str(store.path("campaigns", "plots", f"campaign_{campaign_id}.png"))
+        data = _service_call(campaign_timeline, store, campaign_id,
+                             freq={"auto": "auto", "hour": "h", "day": "D"}[freq], png_path=path)
+
+        def human(t: dict[str, Any]) -> None:
+            for b in t["buckets"][-48:]:
+                click.echo(f"{b['start']}  +{b['new']:<5} size {b['size']}")
+            click.echo(f"plot: {t['png']}")
+
+        emit(data, as_json, human)
+
+    def _print_hits(hits: list[dict[str, Any]]) -> None:
+        if not hits:
+            click.echo("no similar items")
+        for h in hits:
+            click.echo(f"{h['similarity']:.3f}  {h['item_id']:<22} {h['label'] or '-':<10} "
+                       f"campaign {h['campaign_id'] or '-':<6} {_short(h['text'])}")
+
+    @cli.command("search")
+    @click.argument("text")
+    @click.option("-k", "--k", "k", default=10, show_default=True, help="How many items.")
+    @json_option
+    @pass_app
+    def search_cmd(app: AppContext, text: str, k: int, as_json: bool) -> None:
+        """The indexed items nearest to a text, with similarity, label and campaign.
+
+        \b
+        Example:
+          workbench search "You have won a guaranteed prize, call 09061701461" -k 5
+        """
+        from .service import search_text
+
+        hits = _service_call(search_text, app.store(), text, k=k, settings=_settings(app))
+        emit(hits, as_json, _print_hits)
+
+    @cli.command("similar")
+    @click.argument("item_id")
+    @click.option("-k", "--k", "k", default=10, show_default=True, help="How many items.")
+    @json_option
+    @pass_app
+    def similar_cmd(app: AppContext, item_id: str, k: int, as_json: bool) -> None:
+        """The items nearest to an indexed item (its copies first), with similarity, label and campaign.
+
+        \b
+        Example:
+          workbench similar sms_spam:3 -k 5 --json
+        """
+        from .service import similar_items
+
+        hits = _service_call(similar_items, app.store(), item_id, k=k, settings=_settings(app))
+        emit(hits, as_json, _print_hits)
