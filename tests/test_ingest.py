@@ -183,3 +183,12 @@ def test_presets_on_shared_data(sqlite_store, taxonomy, shared_data):
 ])
 def test_parse_time(value, expected):
     assert parse_time(value).isoformat() == expected
+
+
+def test_hub_id_offline_is_a_clear_error(sqlite_store, taxonomy, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    summary = ingest_paths(sqlite_store, taxonomy, ["ucirvine/sms_spam"], preset="sms_spam", progress=False)
+    assert summary.files[0].fmt == "hf"
+    assert "cannot load as a Hugging Face dataset" in summary.files[0].error
+    assert not summary.ok

@@ -193,7 +193,7 @@ def _print_status(d: dict[str, Any]) -> None:
 
 @cli.command()
 @click.option("--source", help="Only items from this source.")
-@click.option("--label", help="Only items with this policy label (source truth or latest decision).")
+@click.option("--label", help="Only items whose source label maps to this policy.")
 @click.option("--predicted", help="Only items whose latest prediction is this label.")
 @click.option("--state", help="Only items whose case is in this state (open, claimed, decided, ...).")
 @click.option("--campaign", type=int, help="Only members of this campaign.")
