@@ -1,0 +1,91 @@
+"""Appeals: reopened in the appeals queue with the original decision and evidence; confirmed or
+reversed by a new, superseding decision; the upheld rate is a KPI."""
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from sqlalchemy import select
+
+from evaluation.ops import ops_kpis
+from labeling import decisions as DEC
+from labeling.labels import current_labels
+from workbench import queue as Q
+
+from test_queue_support import T0, add_scored
+
+
+@pytest.fixture(scope="module")
+def cfg(taxonomy):
+    return Q.load_queue_config(taxonomy=taxonomy).model_copy(update={"qa_share": 0.0, "calibration_sets": []})
+
+
+def _decided(store, taxonomy, cfg, ids=("a",)):
+    add_scored(store, taxonomy, [{"id": i, "label": "scam", "p": 0.9, "text": f"claim your prize {i}"} for i in ids])
+    Q.build_cases(store, taxonomy, cfg, now=T0, progress=False)
+    out = {}
+    for i in ids:
+        c = Q.next_case(store, "ann", "fraud", now=T0, config=cfg)
+        out[c["item_id"]] = DEC.decide(store, taxonomy, c["id"], "ann", "scam", "block_sender",
+                                       rationale="prize lure", now=T0 + dt.timedelta(minutes=5), config=cfg)
+    return out
+
+
+def test_appeal_reopens_with_decision_rationale_and_evidence(any_store, taxonomy, cfg):
+    decided = _decided(any_store, taxonomy, cfg)
+    when = T0 + dt.timedelta(hours=1)
+    case = DEC.appeal(any_store, "a", "user-1", "this was my bank", taxonomy, now=when, config=cfg)
+    assert case["queue"] == "appeals" and case["state"] == "open" and case["reopened_from"] == decided["a"]["id"]
+    assert case["due_at"] == (when + dt.timedelta(minutes=cfg.appeal_sla_minutes)).isoformat()
+    packet = case["meta"]["appeal"]
+    assert packet["appellant"] == "user-1" and packet["reason"] == "this was my bank"
+    assert packet["decision"]["id"] == decided["a"]["decision_ids"][0]
+    assert packet["decision"]["rationale"] == "prize lure" and packet["decision"]["label"] == "scam"
+    assert packet["evidence"]["model_scores"]["scam"] == pytest.approx(0.9)
+    assert packet["evidence"]["original_queue"] == "fraud"
+    assert case["item"]["text"] == "claim your prize a"
+    assert case["priority_reason"].startswith(f"appeal of decision {packet['decision']['id']}")
+    assert Q.case_detail(any_store, decided["a"]["id"])["state"] == "appealed"
+    with pytest.raises(Q.QueueError, match="already has an appeal waiting"):
+        DEC.appeal(any_store, "a", "user-1", "again", taxonomy, config=cfg)
+    # decide() is not the way to close an appeal
+    with pytest.raises(Q.QueueError, match="is an appeal"):
+        DEC.decide(any_store, taxonomy, case["id"], "bob", "benign", config=cfg)
+
+
+def test_appeal_needs_a_decision_and_a_reason(sqlite_store, taxonomy, cfg):
+    add_scored(sqlite_store, taxonomy, [{"id": "undecided", "label": "scam", "p": 0.9}])
+    with pytest.raises(Q.QueueError, match="has no decision to appeal"):
+        DEC.appeal(sqlite_store, "undecided", "u", "why", taxonomy, config=cfg)
+    with pytest.raises(Q.QueueError, match="needs a reason"):
+        DEC.appeal(sqlite_store, "undecided", "u", " ", taxonomy, config=cfg)
+
+
+def test_reversal_is_a_new_decision_and_counts_as_upheld(any_store, taxonomy, cfg):
+    decided = _decided(any_store, taxonomy, cfg, ids=("a", "b"))
+    ap_a = DEC.appeal(any_store, "a", "user-1", "my bank", taxonomy, now=T0 + dt.timedelta(hours=1), config=cfg)
+    ap_b = DEC.appeal(any_store, "b", "user-2", "not spam", taxonomy, now=T0 + dt.timedelta(hours=1), config=cfg)
+    claimed = Q.next_case(any_store, "bob", "appeals", now=T0 + dt.timedelta(hours=2), config=cfg)
+    assert claimed["id"] in (ap_a["id"], ap_b["id"])
+    with pytest.raises(Q.QueueError, match="must change the label or the action"):
+        DEC.resolve_appeal(any_store, taxonomy, ap_a["id"], "bob", "reverse", "x", label="scam", action="block_sender",
+                           config=cfg, now=T0 + dt.timedelta(hours=2))
+    rev = DEC.resolve_appeal(any_store, taxonomy, ap_a["id"], "bob", "reverse", "genuine bank notice",
+                             config=cfg, now=T0 + dt.timedelta(hours=2))
+    assert rev["upheld"] and rev["state"] == "decided"
+    conf = DEC.resolve_appeal(any_store, taxonomy, ap_b["id"], "bob", "confirm", "classic prize lure",
+                              config=cfg, now=T0 + dt.timedelta(hours=2))
+    assert not conf["upheld"]
+    with any_store.read() as conn:
+        appeal_decs = conn.execute(select(Q.D).where(Q.D.c.kind == "appeal").order_by(Q.D.c.id)).mappings().all()
+    assert [(d["label"], d["action"]) for d in appeal_decs] == [("benign", "no_action"), ("scam", "block_sender")]
+    assert appeal_decs[0]["supersedes_id"] == decided["a"]["decision_ids"][0]
+    assert appeal_decs[0]["model_label"] == "scam" and appeal_decs[0]["is_override"]
+    labels = current_labels(any_store)
+    assert labels["a"]["label"] == "benign" and labels["b"]["label"] == "scam"
+    assert Q.case_detail(any_store, decided["a"]["id"])["state"] == "decided"
+    kpis = ops_kpis(any_store, now=T0 + dt.timedelta(hours=3), config=cfg)
+    assert kpis["appeals"] == 2 and kpis["appeals_upheld_rate"] == 0.5
+    assert kpis["rework_rate"] == 0.5  # one of two original decisions changed on appeal
+    with pytest.raises(Q.QueueError, match="outcome must be one of"):
+        DEC.resolve_appeal(any_store, taxonomy, ap_a["id"], "bob", "upheld", "x", config=cfg)
