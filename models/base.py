@@ -1,0 +1,180 @@
+"""One estimator interface for every model kind, and the kind registry.
+
+A `PolicyClassifier` is a small scikit-learn-style object: parameters in the constructor,
+`fit(texts, labels)`, `predict_proba(texts)` with one column per policy label in taxonomy order,
+`save(folder)` / `load_classifier(folder)`. Kinds that read sentence embeddings accept them
+precomputed (`embeddings=`), so the caller can serve them from the text-hash cache; otherwise
+they encode with their own lazily loaded `Embedder`.
+
+`predict` may differ from the arg-max of `predict_proba`: kinds can learn per-label decision
+weights (on held-out training data) that trade a little accuracy for recall on rare, severe
+policies such as hate; the probabilities themselves stay calibrated.
+"""
+from __future__ import annotations
+
+import inspect
+import json
+from pathlib import Path
+from typing import Any, ClassVar, Sequence
+
+import numpy as np
+
+from .metrics import UNCERTAINTY
+
+META_FILE = "model.json"
+KINDS: dict[str, type["PolicyClassifier"]] = {}
+
+
+class ModelError(ValueError):
+    """A model cannot be built, trained or loaded as asked (the message says why)."""
+
+
+def register_kind(cls: type["PolicyClassifier"]) -> type["PolicyClassifier"]:
+    """Class decorator: make a kind available by name to `make_classifier` / `load_classifier`."""
+    KINDS[cls.kind] = cls
+    return cls
+
+
+def _load_kinds() -> None:
+    # Importing the modules registers their kinds; they import heavy libraries lazily.
+    from . import linear, transformer  # noqa: F401
+
+
+def kind_names() -> list[str]:
+    _load_kinds()
+    return sorted(KINDS)
+
+
+def kind_class(kind: str) -> type["PolicyClassifier"]:
+    _load_kinds()
+    try:
+        return KINDS[kind]
+    except KeyError:
+        raise ModelError(f"unknown model kind {kind!r} (known: {', '.join(sorted(KINDS))})") from None
+
+
+def make_classifier(kind: str, labels: Sequence[str], **params: Any) -> "PolicyClassifier":
+    """A fresh, unfitted classifier of `kind`; unknown parameters raise ModelError naming them."""
+    cls = kind_class(kind)
+    allowed = set(cls.param_names())
+    unknown = sorted(set(params) - allowed)
+    if unknown:
+        raise ModelError(f"kind {kind!r} has no parameter(s) {', '.join(unknown)} "
+                         f"(known: {', '.join(sorted(allowed - {'labels'}))})")
+    return cls(labels=list(labels), **params)
+
+
+def load_classifier(path: str | Path) -> "PolicyClassifier":
+    """Load a classifier saved by `save`, whatever its kind."""
+    folder = Path(path)
+    meta_path = folder / META_FILE
+    if not meta_path.is_file():
+        raise ModelError(f"{folder}: not a saved model (no {META_FILE})")
+    meta = json.loads(meta_path.read_text())
+    cls = kind_class(meta["kind"])
+    model = cls(labels=meta["labels"], **meta.get("params", {}))
+    model._load_state(folder, meta)
+    model.is_fitted = True
+    return model
+
+
+class PolicyClassifier:
+    """Base class: subclasses implement `fit`, `predict_proba`, `_save_state`, `_load_state`."""
+
+    kind: ClassVar[str] = ""
+    uses_embeddings: ClassVar[bool] = False
+
+    def __init__(self, labels: Sequence[str]) -> None:
+        if len(labels) < 2 or len(set(labels)) != len(labels):
+            raise ModelError(f"need two or more distinct labels, got {list(labels)}")
+        self.labels = list(labels)
+        self.is_fitted = False
+        self.decision_weights: np.ndarray = np.ones(len(self.labels))
+        self.fit_info: dict[str, Any] = {}
+
+    # -- parameters (scikit-learn style) -------------------------------------------------
+    @classmethod
+    def param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return [n for n, p in sig.parameters.items() if n != "self" and p.kind is p.POSITIONAL_OR_KEYWORD]
+
+    def get_params(self) -> dict[str, Any]:
+        """Constructor parameters except `labels` (JSON-ready)."""
+        return {n: _jsonable(getattr(self, n)) for n in self.param_names() if n != "labels"}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+    # -- the contract --------------------------------------------------------------------
+    def fit(self, texts: Sequence[str], y: Sequence[str], embeddings: np.ndarray | None = None,
+            show_progress: bool = False) -> "PolicyClassifier":
+        raise NotImplementedError
+
+    def predict_proba(self, texts: Sequence[str], embeddings: np.ndarray | None = None) -> np.ndarray:
+        """(n, len(labels)) calibrated probabilities, columns in `labels` order."""
+        raise NotImplementedError
+
+    def predict_from_proba(self, proba: np.ndarray) -> np.ndarray:
+        """(n,) label indices: arg-max of probabilities times the learned decision weights."""
+        return np.argmax(np.asarray(proba) * self.decision_weights[None, :], axis=1)
+
+    def predict(self, texts: Sequence[str], embeddings: np.ndarray | None = None) -> list[str]:
+        idx = self.predict_from_proba(self.predict_proba(texts, embeddings))
+        return [self.labels[i] for i in idx]
+
+    def uncertainty(self, proba: np.ndarray, method: str = "margin") -> np.ndarray:
+        """(n,) uncertainty per prediction (see `metrics.margin_uncertainty` / `entropy_uncertainty`)."""
+        try:
+            return UNCERTAINTY[method](proba)
+        except KeyError:
+            raise ModelError(f"unknown uncertainty {method!r} (known: {', '.join(UNCERTAINTY)})") from None
+
+    # -- persistence ---------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Write the fitted model into folder `path` (created); returns it."""
+        if not self.is_fitted:
+            raise ModelError("cannot save a model that has not been fitted")
+        folder = Path(path)
+        folder.mkdir(parents=True, exist_ok=True)
+        meta = {"kind": self.kind, "labels": self.labels, "params": self.get_params(),
+                "decision_weights": self.decision_weights.tolist(), "fit_info": _jsonable(self.fit_info)}
+        self._save_state(folder)
+        (folder / META_FILE).write_text(json.dumps(meta, indent=2))
+        return folder
+
+    def _save_state(self, folder: Path) -> None:
+        raise NotImplementedError
+
+    def _load_state(self, folder: Path, meta: dict[str, Any]) -> None:
+        self.decision_weights = np.asarray(meta.get("decision_weights") or np.ones(len(self.labels)), dtype=float)
+        self.fit_info = meta.get("fit_info", {})
+
+    # -- helpers for subclasses ------------------------------------------------------------
+    def _encode_labels(self, y: Sequence[str]) -> np.ndarray:
+        index = {lab: i for i, lab in enumerate(self.labels)}
+        bad = sorted({lab for lab in y if lab not in index})
+        if bad:
+            raise ModelError(f"training labels {bad} are not among the model's labels {self.labels}")
+        out = np.fromiter((index[lab] for lab in y), dtype=np.int64, count=len(y))
+        if len(np.unique(out)) < 2:
+            raise ModelError("training data needs at least two different labels")
+        return out
+
+    def _check_fitted(self) -> None:
+        if not self.is_fitted:
+            raise ModelError(f"this {self.kind} model has not been fitted")
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return value

@@ -1,0 +1,89 @@
+"""`configs/models.yaml`: embedding, training, per-kind defaults and scoring settings."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from workbench.config import config_dir, load_model
+
+MODELS_FILE = "models.yaml"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EmbeddingSettings(_Strict):
+    model: Optional[str] = None
+    runtime: Literal["torch", "onnx", "onnx-int8"] = "torch"
+    batch_size: int = Field(default=64, gt=0)
+    max_seq_length: int = Field(default=128, gt=0, le=512)
+
+
+class TrainingSettings(_Strict):
+    default_kind: str = "hybrid"
+    seed: int = 13
+    validation_fraction: float = Field(default=0.2, gt=0.0, lt=0.9)
+    min_examples_per_label: int = Field(default=5, ge=2)
+    reliability_bins: int = Field(default=15, ge=2, le=100)
+
+
+class ScoringSettings(_Strict):
+    chunk_size: int = Field(default=1000, gt=0)
+    max_chars: int = Field(default=5000, gt=0)
+    uncertainty: Literal["margin", "entropy"] = "margin"
+
+
+class ModelsConfig(_Strict):
+    embedding: EmbeddingSettings = EmbeddingSettings()
+    training: TrainingSettings = TrainingSettings()
+    kinds: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    scoring: ScoringSettings = ScoringSettings()
+
+    @model_validator(mode="after")
+    def _known_kinds_and_params(self) -> "ModelsConfig":
+        from .base import KINDS, _load_kinds
+
+        _load_kinds()
+        problems = []
+        if self.training.default_kind not in KINDS:
+            problems.append(f"training.default_kind: unknown kind {self.training.default_kind!r} "
+                            f"(known: {', '.join(sorted(KINDS))})")
+        for kind, params in self.kinds.items():
+            if kind not in KINDS:
+                problems.append(f"kinds.{kind}: unknown kind (known: {', '.join(sorted(KINDS))})")
+                continue
+            allowed = set(KINDS[kind].param_names()) - {"labels"}
+            for name in params or {}:
+                if name not in allowed:
+                    problems.append(f"kinds.{kind}.{name}: not a parameter of this kind "
+                                    f"(known: {', '.join(sorted(allowed))})")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def kind_params(self, kind: str) -> dict[str, Any]:
+        """The configured defaults of a kind, with the shared embedding settings filled in."""
+        from .base import kind_class
+
+        params = dict(self.kinds.get(kind) or {})
+        names = kind_class(kind).param_names()
+        if "embedding_model" in names:
+            params.setdefault("embedding_model", self.embedding.model)
+        if "max_seq_length" in names:
+            params.setdefault("max_seq_length", self.embedding.max_seq_length)
+        if "seed" in names:
+            params.setdefault("seed", self.training.seed)
+        return params
+
+
+def load_models_config(path: str | Path | None = None) -> ModelsConfig:
+    """Load `models.yaml` from a file or a configs folder (default: the configs folder)."""
+    p = Path(path) if path else config_dir() / MODELS_FILE
+    if p.is_dir():
+        p = p / MODELS_FILE
+    if not p.exists() and path is None:
+        return ModelsConfig()
+    return load_model(p, ModelsConfig)

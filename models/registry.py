@@ -1,0 +1,257 @@
+"""The model registry: train, list, show, promote and retire versions; exactly one champion.
+
+Each version is a `model_versions` row plus a folder `models/<version>/` in the data directory
+holding the saved classifier, its validation metrics (`metrics.json`) and a reliability diagram
+(`reliability.png`). Training and every role change are written to the audit log in the same
+transaction as the row they describe. Promotion demotes the previous champion to challenger
+inside one write transaction, so two concurrent promotions can never leave two champions.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import secrets
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
+
+import numpy as np
+
+from .base import ModelError, PolicyClassifier, load_classifier, make_classifier
+
+if TYPE_CHECKING:  # pragma: no cover
+    from workbench.store import Store
+    from workbench.taxonomy import Taxonomy
+
+    from .config import ModelsConfig
+    from .training import TrainingSet
+
+MODELS_DIR = "models"
+Echo = Callable[..., None]
+
+
+class RegistryError(ModelError):
+    """A registry operation is not allowed (unknown version, retiring the champion, ...)."""
+
+
+def _row_dict(row: Any) -> dict[str, Any]:
+    d = dict(row._mapping) if hasattr(row, "_mapping") else dict(row)
+    for k in ("created_at", "promoted_at"):
+        if d.get(k) is not None:
+            d[k] = d[k].isoformat(timespec="seconds")
+    return d
+
+
+def new_version_id(kind: str) -> str:
+    """`<kind>-<UTC yyyymmdd-hhmmss>-<4 hex>`: sortable by time, unique across processes."""
+    return f"{kind}-{dt.datetime.now(dt.timezone.utc):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+
+
+def artifact_dir(store: "Store", version: str) -> Path:
+    return store.data_dir / MODELS_DIR / version
+
+
+def _table() -> Any:
+    from workbench.schema import ModelVersion
+
+    return ModelVersion.__table__
+
+
+# -- queries ---------------------------------------------------------------------------------
+def list_models(store: "Store", include_retired: bool = True) -> list[dict[str, Any]]:
+    """All versions, newest first, as dicts (metrics included)."""
+    from sqlalchemy import select
+
+    t = _table()
+    q = select(t).order_by(t.c.created_at.desc(), t.c.id.desc())
+    if not include_retired:
+        q = q.where(t.c.role != "retired")
+    with store.read() as conn:
+        return [_row_dict(r) for r in conn.execute(q)]
+
+
+def get_model(store: "Store", version: str) -> dict[str, Any]:
+    """One version's row as a dict; RegistryError when unknown. `champion` names the champion."""
+    from sqlalchemy import select
+
+    t = _table()
+    with store.read() as conn:
+        if version == "champion":
+            row = conn.execute(select(t).where(t.c.role == "champion")).first()
+            if row is None:
+                raise RegistryError("there is no champion model yet: train one with `workbench models train`")
+        else:
+            row = conn.execute(select(t).where(t.c.id == version)).first()
+            if row is None:
+                raise RegistryError(f"unknown model version {version!r} (see `workbench models list`)")
+    return _row_dict(row)
+
+
+def champion(store: "Store") -> Optional[dict[str, Any]]:
+    """The champion's row, or None when no model has been promoted."""
+    try:
+        return get_model(store, "champion")
+    except RegistryError:
+        return None
+
+
+def load_model_version(store: "Store", version: str | None = None) -> tuple[PolicyClassifier, dict[str, Any]]:
+    """The classifier of `version` (default: the champion) and its registry row."""
+    row = get_model(store, version or "champion")
+    path = Path(row["artifact_path"])
+    if not path.is_absolute():
+        path = store.data_dir / path
+    if not path.exists():
+        raise RegistryError(f"model {row['id']}: artefact folder {path} is missing")
+    return load_classifier(path), row
+
+
+# -- role changes ----------------------------------------------------------------------------
+def promote(store: "Store", version: str, actor: str = "cli", reason: str = "") -> dict[str, Any]:
+    """Make `version` the champion; the previous champion becomes a challenger. Audited."""
+    from sqlalchemy import select, update
+
+    from workbench import audit
+    from workbench.schema import utcnow
+
+    t = _table()
+    with store.begin() as conn:
+        rows = conn.execute(select(t.c.id, t.c.role).with_for_update()).all()
+        roles = dict(rows)
+        if version not in roles:
+            raise RegistryError(f"unknown model version {version!r} (see `workbench models list`)")
+        previous = [v for v, r in roles.items() if r == "champion" and v != version]
+        if roles[version] == "champion" and not previous:
+            return {"champion": version, "previous": None, "changed": False}
+        if previous:
+            conn.execute(update(t).where(t.c.id.in_(previous)).values(role="challenger"))
+        conn.execute(update(t).where(t.c.id == version).values(role="champion", promoted_at=utcnow()))
+        audit.record(conn, actor, "model.promote", "model_version", version,
+                     {"previous_champion": previous[0] if previous else None, "from_role": roles[version],
+                      "reason": reason or None})
+    return {"champion": version, "previous": previous[0] if previous else None, "changed": True}
+
+
+def retire(store: "Store", version: str, actor: str = "cli", reason: str = "") -> dict[str, Any]:
+    """Mark a version retired (kept for the record, never used to score). Not the champion."""
+    from sqlalchemy import select, update
+
+    from workbench import audit
+
+    t = _table()
+    with store.begin() as conn:
+        role = conn.execute(select(t.c.role).where(t.c.id == version).with_for_update()).scalar()
+        if role is None:
+            raise RegistryError(f"unknown model version {version!r} (see `workbench models list`)")
+        if role == "champion":
+            raise RegistryError(f"{version} is the champion: promote another version before retiring it")
+        if role == "retired":
+            return {"retired": version, "changed": False}
+        conn.execute(update(t).where(t.c.id == version).values(role="retired"))
+        audit.record(conn, actor, "model.retire", "model_version", version,
+                     {"from_role": role, "reason": reason or None})
+    return {"retired": version, "changed": True}
+
+
+# -- training --------------------------------------------------------------------------------
+def evaluate(model: PolicyClassifier, texts: Sequence[str], labels: Sequence[str],
+             embeddings: np.ndarray | None = None, n_bins: int = 15) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+    """(metrics, proba, y) of a fitted model on labelled texts, over the labels that occur."""
+    from .metrics import classification_summary
+
+    proba = model.predict_proba(list(texts), embeddings)
+    index = {lab: i for i, lab in enumerate(model.labels)}
+    y = np.array([index[lab] for lab in labels])
+    pred = model.predict_from_proba(proba)
+    summary = classification_summary(y, pred, model.labels, proba, n_bins=n_bins)
+    summary["labels"] = model.labels
+    return summary, proba, y
+
+
+def embeddings_for(store: "Store", model: PolicyClassifier, texts: Sequence[str],
+                   show_progress: bool = True, config: Optional["ModelsConfig"] = None) -> np.ndarray | None:
+    """Cached sentence embeddings for a kind that reads them (None for the others)."""
+    if not getattr(model, "needs_embeddings", model.uses_embeddings):
+        return None
+    from .embeddings import EmbeddingCache, Embedder, embed_texts
+
+    embedder = model.embedder() if hasattr(model, "embedder") else Embedder()
+    if config is not None:
+        embedder.batch_size = config.embedding.batch_size
+    return embed_texts(list(texts), embedder, EmbeddingCache(store, embedder.model_id), show_progress=show_progress)
+
+
+def train_model(store: "Store", taxonomy: "Taxonomy", kind: Optional[str] = None,
+                params: Optional[dict[str, Any]] = None, config: Optional["ModelsConfig"] = None,
+                sources: Optional[Sequence[str]] = None, parent: Optional[str] = None,
+                promote_if: str = "no_champion", actor: str = "cli", data: Optional["TrainingSet"] = None,
+                show_progress: bool = True, echo: Echo = lambda *a, **k: None) -> dict[str, Any]:
+    """Train a new version on the store's labelled items, validate it, register it. Audited.
+
+    Splits the examples with the configured seed (80/20 by default), fits on the training side,
+    measures on the validation side, saves the artefact + metrics + reliability diagram, and
+    inserts the registry row. `promote_if`: "never", "always" or "no_champion" (promote when
+    there is none yet, so a fresh store gets a champion from its first model).
+    """
+    from sqlalchemy import insert
+
+    from workbench import audit
+
+    from .config import load_models_config
+    from .metrics import plot_reliability
+    from .training import stratified_split, training_examples
+
+    if promote_if not in ("never", "always", "no_champion"):
+        raise ModelError(f"promote_if must be never, always or no_champion, not {promote_if!r}")
+    cfg = config or load_models_config()
+    kind = kind or cfg.training.default_kind
+    merged = {**cfg.kind_params(kind), **(params or {})}
+    if parent is not None:
+        get_model(store, parent)  # raises for an unknown parent
+    if data is None:
+        data = training_examples(store, taxonomy, sources=sources,
+                                 min_examples_per_label=cfg.training.min_examples_per_label)
+    if len(data) == 0 or len(set(data.labels)) < 2:
+        raise ModelError("no labelled items to train on (need two or more policy labels): "
+                         "ingest a labelled dataset first, e.g. `workbench ingest FILE --preset sms_spam`")
+    version = new_version_id(kind)
+    model = make_classifier(kind, taxonomy.labels, **merged)
+    seed = cfg.training.seed
+    train_idx, val_idx = stratified_split(data.ids, data.labels, cfg.training.validation_fraction, seed)
+    train, val = data.subset(train_idx), data.subset(val_idx)
+    echo(f"  training {kind} on {len(train)} items, validating on {len(val)} "
+         f"({', '.join(f'{k}={v}' for k, v in data.label_counts().items())})")
+    emb_all = embeddings_for(store, model, data.texts, show_progress=show_progress, config=cfg)
+    model.fit(train.texts, train.labels, embeddings=None if emb_all is None else emb_all[train_idx],
+              show_progress=show_progress)
+    metrics, proba, y = evaluate(model, val.texts, val.labels,
+                                 None if emb_all is None else emb_all[val_idx], cfg.training.reliability_bins)
+    metrics.update({"n_train": len(train), "n_validation": len(val), "split_seed": seed,
+                    "validation_fraction": cfg.training.validation_fraction,
+                    "label_counts": data.label_counts(), "dropped": data.dropped,
+                    "labels_from_decisions": sum(1 for o in data.origin if o == "decision")})
+    folder = artifact_dir(store, version)
+    try:
+        model.save(folder)
+        (folder / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        plot_reliability(proba, y, str(folder / "reliability.png"),
+                         title=f"{version} on validation split", n_bins=cfg.training.reliability_bins)
+        t = _table()
+        with store.begin() as conn:
+            conn.execute(insert(t).values(
+                id=version, kind=kind, artifact_path=f"{MODELS_DIR}/{version}", parent_id=parent,
+                role="challenger", labels=model.labels, params=model.get_params(),
+                data_fingerprint=data.fingerprint(), metrics=metrics, taxonomy_version=taxonomy.version))
+            audit.record(conn, actor, "model.train", "model_version", version,
+                         {"kind": kind, "parent": parent, "data_fingerprint": data.fingerprint(),
+                          "n_train": len(train), "n_validation": len(val),
+                          "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"], "ece": metrics["ece"]})
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    result = get_model(store, version)
+    if promote_if == "always" or (promote_if == "no_champion" and champion(store) is None):
+        promote(store, version, actor=actor, reason="first model" if promote_if == "no_champion" else "")
+        result = get_model(store, version)
+    result["reliability_png"] = str(folder / "reliability.png")
+    return result

@@ -1,0 +1,133 @@
+"""Training data from the store, seeded stratified splits and the data fingerprint.
+
+`training_examples` is the seam between what the store knows and what a model learns from: today
+an item's label is its source label mapped through the taxonomy (`items.policy_label`), and where
+a human has decided on the item, the newest decision's label takes precedence. Every kind trains
+on what this one function returns, so changing where labels come from changes it in one place.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Iterable, Optional, Sequence
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from workbench.store import Store
+    from workbench.taxonomy import Taxonomy
+
+
+@dataclass
+class TrainingSet:
+    """Parallel lists of item ids, texts and policy labels, sorted by id; `origin` says where
+    each label came from ('source' or 'decision')."""
+
+    ids: list[str]
+    texts: list[str]
+    labels: list[str]
+    origin: list[str] = field(default_factory=list)
+    dropped: dict[str, int] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def subset(self, index: Sequence[int] | np.ndarray) -> "TrainingSet":
+        idx = [int(i) for i in index]
+        return TrainingSet([self.ids[i] for i in idx], [self.texts[i] for i in idx],
+                           [self.labels[i] for i in idx], [self.origin[i] for i in idx] if self.origin else [])
+
+    def label_counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for lab in self.labels:
+            out[lab] = out.get(lab, 0) + 1
+        return dict(sorted(out.items()))
+
+    def fingerprint(self) -> str:
+        """SHA-256 over (id, label, text hash) of every example: same data, same fingerprint."""
+        return data_fingerprint(self.ids, self.texts, self.labels)
+
+
+def data_fingerprint(ids: Sequence[str], texts: Sequence[str], labels: Sequence[str]) -> str:
+    """Hex SHA-256 identifying a labelled data set independent of its order."""
+    from workbench.text import text_hash
+
+    rows = sorted(f"{i}\x1f{lab}\x1f{text_hash(t)}" for i, t, lab in zip(ids, texts, labels))
+    h = hashlib.sha256()
+    for r in rows:
+        h.update(r.encode("utf-8", "surrogatepass"))
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+def training_examples(store: "Store", taxonomy: "Taxonomy", sources: Optional[Iterable[str]] = None,
+                      prefer_decisions: bool = True, min_examples_per_label: int = 1) -> TrainingSet:
+    """(texts, labels) for training: every item with a policy label known to the taxonomy.
+
+    An item's current human label (`labeling.labels`: latest decision nothing supersedes)
+    overrides its source label when `prefer_decisions`.
+    Labels with fewer than `min_examples_per_label` examples are dropped (counted in `dropped`).
+    """
+    from sqlalchemy import select
+
+    from labeling.labels import current_decisions
+    from workbench.schema import Item
+
+    known = set(taxonomy.labels)
+    it = Item.__table__
+    q = select(it.c.id, it.c.text, it.c.policy_label).order_by(it.c.id)
+    src = sorted(set(sources)) if sources else None
+    if src:
+        q = q.where(it.c.source.in_(src))
+    decided: dict[str, str] = {}
+    with store.read() as conn:
+        rows = conn.execute(q).all()
+        if prefer_decisions:
+            # The label store's rule: the latest decision nothing supersedes (calibration excluded).
+            decided = {item_id: d["label"] for item_id, d in current_decisions(conn).items()}
+    ids, texts, labels, origin = [], [], [], []
+    dropped: dict[str, int] = {}
+    for item_id, text, policy_label in rows:
+        label, how = (decided[item_id], "decision") if item_id in decided else (policy_label, "source")
+        if label is None:
+            continue
+        if label not in known:
+            dropped[f"unknown label {label}"] = dropped.get(f"unknown label {label}", 0) + 1
+            continue
+        ids.append(item_id)
+        texts.append(text)
+        labels.append(label)
+        origin.append(how)
+    data = TrainingSet(ids, texts, labels, origin, dropped)
+    counts = data.label_counts()
+    rare = {lab for lab, c in counts.items() if c < min_examples_per_label}
+    if rare:
+        keep = [i for i, lab in enumerate(labels) if lab not in rare]
+        data = TrainingSet(*(list(np.asarray(x, dtype=object)[keep]) for x in (ids, texts, labels, origin)),
+                           dropped={**dropped, **{f"too few examples of {lab}": counts[lab] for lab in sorted(rare)}})
+    return data
+
+
+def stratified_split(ids: Sequence[str], labels: Sequence[str], fraction: float,
+                     seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, holdout) index arrays: within each label, the `fraction` of items whose seeded
+    hash of their id is smallest are held out.
+
+    Depending only on (seed, id), an item keeps its side when other items are added, so a
+    retrained challenger is validated on the same items as its parent where they overlap.
+    Labels with fewer than 2 items stay wholly in training.
+    """
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"fraction must be between 0 and 1, got {fraction}")
+    keys = np.array([int(hashlib.blake2b(f"{seed}:{i}".encode(), digest_size=8).hexdigest(), 16) for i in ids],
+                    dtype=np.uint64)
+    labels_arr = np.asarray(labels, dtype=object)
+    train, hold = [], []
+    for lab in sorted(set(labels)):
+        members = np.flatnonzero(labels_arr == lab)
+        members = members[np.argsort(keys[members], kind="stable")]
+        k = int(round(len(members) * fraction)) if len(members) >= 2 else 0
+        k = min(max(k, 1 if len(members) >= 2 else 0), len(members) - 1) if len(members) >= 2 else 0
+        hold.append(members[:k])
+        train.append(members[k:])
+    return np.sort(np.concatenate(train)).astype(int), np.sort(np.concatenate(hold)).astype(int)

@@ -1,0 +1,242 @@
+"""Fine-tuned transformer kind: AutoModelForSequenceClassification over the policy labels.
+
+Initialised from the bundled MiniLM weights (or any local folder / hub name), trained on CPU
+with a plain PyTorch loop: progress bar, `max_steps` / `epochs` limits, and a checkpoint every
+`checkpoint_every` steps under `checkpoint_dir`, from which a killed run resumes (the checkpoint
+records a fingerprint of the training data, so it is never resumed on different data). A slice
+of the training data is held out to fit a temperature and per-label bias, so its probabilities
+are calibrated like the linear kinds'. `init_config` builds a randomly initialised model of the
+given (small) architecture instead: the tests use it, and it needs no download.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from .base import ModelError, PolicyClassifier, register_kind
+from .linear import fit_temperature_bias
+from .training import stratified_split
+
+HF_DIR = "hf"
+CKPT_FILE = "checkpoint.pt"
+CALIB_FILE = "calibration.json"
+
+
+@register_kind
+class TransformerClassifier(PolicyClassifier):
+    """Fine-tunes a BERT-style encoder end to end; slower to train, no n-gram features needed."""
+
+    kind = "transformer"
+
+    def __init__(self, labels: Sequence[str], base_model: Optional[str] = None,
+                 init_config: Optional[dict[str, Any]] = None, max_steps: int = 400, epochs: float = 1.0,
+                 batch_size: int = 16, learning_rate: float = 5e-5, weight_decay: float = 0.01,
+                 warmup_ratio: float = 0.06, max_length: int = 64, calibration_fraction: float = 0.1,
+                 class_weight: Optional[str] = None, checkpoint_dir: Optional[str] = None,
+                 checkpoint_every: int = 50, eval_batch_size: int = 64, device: str = "cpu",
+                 torch_threads: Optional[int] = None, seed: int = 0) -> None:
+        super().__init__(labels)
+        self.base_model = base_model
+        self.init_config = dict(init_config) if init_config else None
+        self.max_steps = int(max_steps)
+        self.epochs = float(epochs)
+        self.batch_size = int(batch_size)
+        self.learning_rate = float(learning_rate)
+        self.weight_decay = float(weight_decay)
+        self.warmup_ratio = float(warmup_ratio)
+        self.max_length = int(max_length)
+        self.calibration_fraction = float(calibration_fraction)
+        self.class_weight = class_weight
+        self.checkpoint_dir = checkpoint_dir
+        self.checkpoint_every = int(checkpoint_every)
+        self.eval_batch_size = int(eval_batch_size)
+        self.device = device
+        self.torch_threads = torch_threads
+        self.seed = int(seed)
+        if self.max_steps < 1 or self.epochs <= 0:
+            raise ModelError("max_steps must be >= 1 and epochs > 0")
+        if class_weight not in (None, "balanced"):
+            raise ModelError(f"class_weight must be null or balanced, not {class_weight!r}")
+        if not 0.0 <= self.calibration_fraction < 0.5:
+            raise ModelError("calibration_fraction must be in [0, 0.5)")
+        self._model: Any = None
+        self._tokenizer: Any = None
+        self.temperature = 1.0
+        self.bias = np.zeros(len(self.labels))
+
+    # -- building ------------------------------------------------------------------------
+    def _source(self) -> str:
+        if self.base_model:
+            return self.base_model
+        from .embeddings import default_model_path
+
+        return default_model_path()
+
+    def _build(self) -> None:
+        import torch
+        from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+        if self.torch_threads:
+            torch.set_num_threads(int(self.torch_threads))
+        torch.manual_seed(self.seed)
+        source = self._source()
+        id2label = dict(enumerate(self.labels))
+        label2id = {v: k for k, v in id2label.items()}
+        self._tokenizer = AutoTokenizer.from_pretrained(source)
+        if self.init_config is not None:
+            cfg = dict(self.init_config)
+            model_type = cfg.pop("model_type", "bert")
+            config = AutoConfig.for_model(model_type, vocab_size=self._tokenizer.vocab_size, num_labels=len(self.labels),
+                                          id2label=id2label, label2id=label2id, **cfg)
+            self._model = AutoModelForSequenceClassification.from_config(config)
+        else:
+            self._model = AutoModelForSequenceClassification.from_pretrained(
+                source, num_labels=len(self.labels), id2label=id2label, label2id=label2id,
+                ignore_mismatched_sizes=True)
+        self._model.to(self.device)
+
+    def _batch(self, texts: Sequence[str]) -> dict[str, Any]:
+        enc = self._tokenizer(list(texts), truncation=True, max_length=self.max_length, padding=True,
+                              return_tensors="pt")
+        return {k: v.to(self.device) for k, v in enc.items()}
+
+    # -- fitting -------------------------------------------------------------------------
+    def fit(self, texts: Sequence[str], y: Sequence[str], embeddings: np.ndarray | None = None,
+            show_progress: bool = False) -> "TransformerClassifier":
+        import torch
+        from tqdm.auto import tqdm
+        from transformers import get_linear_schedule_with_warmup
+
+        texts = list(texts)
+        yi = self._encode_labels(y)
+        self._build()
+        if self.calibration_fraction > 0:
+            train_idx, cal_idx = stratified_split([str(i) for i in range(len(yi))], yi.tolist(),
+                                                  self.calibration_fraction, self.seed)
+        else:
+            train_idx, cal_idx = np.arange(len(yi)), np.arange(0)
+        n = len(train_idx)
+        steps_per_epoch = max(1, math.ceil(n / self.batch_size))
+        total = int(min(self.max_steps, math.ceil(steps_per_epoch * self.epochs)))
+        optim = torch.optim.AdamW(self._model.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
+        sched = get_linear_schedule_with_warmup(optim, int(total * self.warmup_ratio), total)
+        weight = None
+        if self.class_weight == "balanced":
+            counts = np.bincount(yi[train_idx], minlength=len(self.labels)).astype(float)
+            w = np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / max((counts > 0).sum(), 1), 0.0)
+            weight = torch.tensor(w, dtype=torch.float32, device=self.device)
+        loss_fn = torch.nn.CrossEntropyLoss(weight=weight)
+        fingerprint = _fingerprint(texts, yi, self.get_params())
+        ckpt = Path(self.checkpoint_dir) / CKPT_FILE if self.checkpoint_dir else None
+        step, losses = 0, []
+        if ckpt is not None and ckpt.is_file():
+            state = torch.load(ckpt, map_location=self.device, weights_only=False)
+            if state.get("fingerprint") == fingerprint:
+                self._model.load_state_dict(state["model"])
+                optim.load_state_dict(state["optim"])
+                sched.load_state_dict(state["sched"])
+                step, losses = int(state["step"]), list(state["losses"])
+        order = _epoch_order(n, self.seed, step, self.batch_size)
+        self._model.train()
+        bar = tqdm(total=total, initial=step, desc="fine-tuning transformer", unit="step",
+                   disable=not show_progress, leave=False)
+        while step < total:
+            batch_pos = next(order)
+            idx = train_idx[batch_pos]
+            inputs = self._batch([texts[i] for i in idx])
+            logits = self._model(**inputs).logits
+            loss = loss_fn(logits, torch.as_tensor(yi[idx], device=self.device))
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self._model.parameters(), 1.0)
+            optim.step()
+            sched.step()
+            optim.zero_grad()
+            step += 1
+            losses.append(float(loss.detach()))
+            bar.update(1)
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+            if ckpt is not None and (step % self.checkpoint_every == 0 or step == total):
+                ckpt.parent.mkdir(parents=True, exist_ok=True)
+                tmp = ckpt.with_suffix(".tmp")
+                torch.save({"fingerprint": fingerprint, "model": self._model.state_dict(),
+                            "optim": optim.state_dict(), "sched": sched.state_dict(), "step": step,
+                            "losses": losses}, tmp)
+                tmp.replace(ckpt)
+        bar.close()
+        self._model.eval()
+        self.temperature, self.bias = 1.0, np.zeros(len(self.labels))
+        self.is_fitted = True
+        if len(cal_idx):
+            logits = self._logits([texts[i] for i in cal_idx])
+            present = np.unique(yi[cal_idx])
+            if len(present) >= 2:
+                self.temperature, self.bias = fit_temperature_bias(logits[:, present], yi[cal_idx], present,
+                                                                   len(self.labels))
+        self.fit_info = {"n_train": int(n), "n_calibration": int(len(cal_idx)), "steps": int(step),
+                         "total_steps": total, "loss_first": float(np.mean(losses[:10])) if losses else None,
+                         "loss_last": float(np.mean(losses[-10:])) if losses else None,
+                         "loss_curve": [float(np.mean(losses[i:i + 10])) for i in range(0, len(losses), 10)],
+                         "temperature": float(self.temperature)}
+        return self
+
+    def _logits(self, texts: Sequence[str]) -> np.ndarray:
+        import torch
+
+        out = []
+        with torch.inference_mode():
+            for i in range(0, len(texts), self.eval_batch_size):
+                out.append(self._model(**self._batch(texts[i:i + self.eval_batch_size])).logits.float().cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, len(self.labels)))
+
+    def predict_proba(self, texts: Sequence[str], embeddings: np.ndarray | None = None) -> np.ndarray:
+        from .metrics import softmax
+
+        self._check_fitted()
+        texts = list(texts)
+        if not texts:
+            return np.zeros((0, len(self.labels)))
+        return softmax(self._logits(texts) / self.temperature + self.bias[None, :])
+
+    # -- persistence ---------------------------------------------------------------------
+    def _save_state(self, folder: Path) -> None:
+        self._model.save_pretrained(folder / HF_DIR)
+        self._tokenizer.save_pretrained(folder / HF_DIR)
+        (folder / CALIB_FILE).write_text(json.dumps({"temperature": self.temperature, "bias": self.bias.tolist()}))
+
+    def _load_state(self, folder: Path, meta: dict[str, Any]) -> None:
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        super()._load_state(folder, meta)
+        if not (folder / HF_DIR).is_dir():
+            raise ModelError(f"{folder}: transformer weights folder {HF_DIR}/ is missing")
+        self._tokenizer = AutoTokenizer.from_pretrained(folder / HF_DIR)
+        self._model = AutoModelForSequenceClassification.from_pretrained(folder / HF_DIR).to(self.device).eval()
+        calib = json.loads((folder / CALIB_FILE).read_text())
+        self.temperature, self.bias = float(calib["temperature"]), np.asarray(calib["bias"], dtype=float)
+
+
+def _epoch_order(n: int, seed: int, start_step: int, batch_size: int):  # type: ignore[no-untyped-def]
+    """Batches of positions, a fresh seeded permutation per epoch, starting at `start_step`
+    (so a resumed run sees exactly the batches the uninterrupted run would have)."""
+    per_epoch = max(1, math.ceil(n / batch_size))
+    step = start_step
+    while True:
+        epoch, b = divmod(step, per_epoch)
+        perm = np.random.default_rng(seed + epoch).permutation(n)
+        yield perm[b * batch_size:(b + 1) * batch_size]
+        step += 1
+
+
+def _fingerprint(texts: Sequence[str], y: np.ndarray, params: dict[str, Any]) -> str:
+    h = hashlib.sha256()
+    for t, label in zip(texts, y.tolist()):
+        h.update(t.encode("utf-8", "surrogatepass"))
+        h.update(f"\x00{label}\x01".encode())
+    h.update(json.dumps({k: v for k, v in params.items() if k not in ("checkpoint_dir", "device")},
+                        sort_keys=True, default=str).encode())
+    return h.hexdigest()
