@@ -1,0 +1,254 @@
+"""The review packet: everything an analyst needs to decide one case, and the escalation packet.
+
+One service for the Gradio UI, the CLI and the tests: the UI renders these dicts and holds no
+logic of its own. Offensive text is masked server-side (not just blurred in the browser), and
+revealing it is an audited action, as T&S wellness practice asks.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from pathlib import Path
+from typing import Any, Optional
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import and_, or_, select
+
+from . import audit
+from .config import config_dir, load_model
+from .schema import AuditEvent, Case, Decision, Item, Prediction, utcnow
+from .store import Store
+from .taxonomy import Taxonomy
+
+_WORD = re.compile(r"[^\W\d_]{2,}", re.UNICODE)
+
+
+class ReviewSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    version: str
+    mask_policies: list[str] = Field(default_factory=list)
+    mask_min_score: float = Field(default=0.15, ge=0.0, le=1.0)
+    similar_k: int = Field(default=8, ge=0, le=100)
+    author_history: int = Field(default=15, ge=0, le=500)
+    timeline_events: int = Field(default=50, ge=1, le=1000)
+
+
+def load_review_settings(path: Optional[str | Path] = None, taxonomy: Optional[Taxonomy] = None) -> ReviewSettings:
+    p = Path(path) if path else config_dir() / "review.yaml"
+    settings = load_model(p, ReviewSettings)
+    if taxonomy is not None:
+        unknown = [m for m in settings.mask_policies if m not in taxonomy.policies]
+        if unknown:
+            from .config import ConfigError
+
+            raise ConfigError(f"{p}: field 'mask_policies': unknown policies {unknown}")
+    return settings
+
+
+def mask_text(text: str) -> str:
+    """Keep the shape (first letter, length, punctuation, numbers, links) and hide the words."""
+    return _WORD.sub(lambda m: m.group(0)[0] + "•" * (len(m.group(0)) - 1), text)
+
+
+def should_mask(settings: ReviewSettings, scores: Optional[dict[str, float]], policy_label: Optional[str]) -> bool:
+    """Mask when a sensitive policy is likely, is the source's label, or nothing is known yet."""
+    if policy_label in settings.mask_policies:
+        return True
+    if not scores:
+        return True
+    return any(float(scores.get(p, 0.0)) >= settings.mask_min_score for p in settings.mask_policies)
+
+
+def _iso(v: Any) -> Any:
+    return v.isoformat() if isinstance(v, dt.datetime) else v
+
+
+def _latest_predictions(conn: Any, item_ids: list[str]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    if not item_ids:
+        return out
+    P = Prediction.__table__
+    for r in conn.execute(select(P).where(P.c.item_id.in_(item_ids)).order_by(P.c.id)).mappings():
+        out[r["item_id"]] = dict(r)
+    return out
+
+
+def author_history(conn: Any, author_id: Optional[str], exclude_item: Optional[str], limit: int) -> dict[str, Any]:
+    """The author's other items, newest first, with their prediction and current human label."""
+    from labeling.labels import current_decisions
+
+    if not author_id or limit <= 0:
+        return {"author_id": author_id, "items": 0, "violations": 0, "recent": []}
+    I = Item.__table__
+    cond = I.c.author_id == author_id
+    if exclude_item:
+        cond = and_(cond, I.c.id != exclude_item)
+    rows = conn.execute(select(I.c.id, I.c.text, I.c.created_at, I.c.source_label).where(cond)
+                        .order_by(I.c.created_at.desc(), I.c.id.desc()).limit(limit)).mappings().all()
+    total = conn.execute(select(I.c.id).where(cond)).all()
+    ids = [r["id"] for r in rows]
+    preds = _latest_predictions(conn, ids)
+    decided = current_decisions(conn, [r[0] for r in total])
+    violating = sum(1 for d in decided.values() if d["action"] != "no_action")
+    recent = [{"item_id": r["id"], "created_at": _iso(r["created_at"]), "text": r["text"],
+               "predicted": (preds.get(r["id"]) or {}).get("label"),
+               "decided": (decided.get(r["id"]) or {}).get("label"),
+               "action": (decided.get(r["id"]) or {}).get("action")} for r in rows]
+    return {"author_id": author_id, "items": len(total), "decided": len(decided), "violations": violating,
+            "recent": recent}
+
+
+def similar_decisions(store: Store, item_id: str, text_hash: str, k: int) -> list[dict[str, Any]]:
+    """Past human decisions on this text or its nearest neighbours (needs `workbench cluster`)."""
+    from labeling.labels import current_decisions
+
+    if k <= 0:
+        return []
+    I = Item.__table__
+    neighbours: dict[str, float] = {}
+    with store.read() as conn:
+        for (other,) in conn.execute(select(I.c.id).where(I.c.text_hash == text_hash, I.c.id != item_id).limit(50)):
+            neighbours[other] = 1.0
+    try:
+        from clustering.service import CampaignError, similar_items
+
+        for hit in similar_items(store, item_id, k=k * 4):
+            neighbours.setdefault(hit["item_id"], float(hit["similarity"]))
+    except (ImportError, FileNotFoundError):
+        pass
+    except Exception as exc:  # noqa: BLE001 - an unbuilt index only means fewer hints
+        if type(exc).__name__ != "CampaignError":
+            raise
+    if not neighbours:
+        return []
+    with store.read() as conn:
+        decided = current_decisions(conn, list(neighbours))
+        texts = dict(conn.execute(select(I.c.id, I.c.text).where(I.c.id.in_(list(decided)))).all()) if decided else {}
+    rows = [{"item_id": i, "similarity": round(neighbours[i], 3), "label": d["label"], "action": d["action"],
+             "reviewer": d["reviewer"], "rationale": d["rationale"], "decided_at": _iso(d["created_at"]),
+             "text": texts.get(i, "")} for i, d in decided.items()]
+    rows.sort(key=lambda r: -r["similarity"])
+    return rows[:k]
+
+
+def review_packet(store: Store, taxonomy: Taxonomy, case_id: int,
+                  settings: Optional[ReviewSettings] = None, now: Optional[dt.datetime] = None) -> dict[str, Any]:
+    """Case, item (masked if sensitive), model suggestion, campaign, author, similar decisions, choices."""
+    from .queue import case_view
+
+    settings = settings or load_review_settings(taxonomy=taxonomy)
+    now = now or utcnow()
+    with store.read() as conn:
+        view = case_view(conn, case_id)
+        item_id = view.get("item_id")
+        item = conn.execute(select(Item.__table__).where(Item.id == item_id)).mappings().first() if item_id else None
+        pred = _latest_predictions(conn, [item_id]).get(item_id) if item_id else None
+        author = author_history(conn, item["author_id"] if item else None, item_id, settings.author_history)
+    scores = (pred or {}).get("scores") or {}
+    suggested = (pred or {}).get("label") or view.get("predicted_label") or taxonomy.benign_label
+    masked = should_mask(settings, scores, item["policy_label"] if item else None) if item else False
+    due = view.get("due_at")
+    due_dt = dt.datetime.fromisoformat(due) if isinstance(due, str) else due
+    packet: dict[str, Any] = {
+        "case": {k: view.get(k) for k in ("id", "queue", "state", "priority", "priority_reason", "severity",
+                                          "due_at", "is_audit", "calibration_set", "escalation_reason",
+                                          "claimed_by", "lease_expires_at", "campaign_id", "item_id")},
+        "minutes_left": None if due_dt is None else round((due_dt - now).total_seconds() / 60, 1),
+        "item": None if item is None else {
+            "id": item["id"], "source": item["source"], "surface": item["surface"],
+            "author_id": item["author_id"], "created_at": _iso(item["created_at"]),
+            "source_label": item["source_label"], "metadata": item["metadata"],
+            "text": mask_text(item["text"]) if masked else item["text"]},
+        "masked": masked,
+        "prediction": None if pred is None else {
+            "model_version": pred["model_version"], "label": pred["label"], "score": pred["score"],
+            "uncertainty": pred["uncertainty"], "scores": scores, "flags": pred["flags"]},
+        "campaign": view.get("campaign"),
+        "decisions": view.get("decisions", []),
+        "author": author,
+        "similar_decisions": similar_decisions(store, item_id, item["text_hash"], settings.similar_k) if item else [],
+        "suggested_label": suggested,
+        "choices": {name: {"actions": pol.actions, "default_action": pol.default_action,
+                           "policy_ref": pol.policy_ref, "severity": pol.severity}
+                    for name, pol in taxonomy.policies.items()},
+    }
+    if view.get("meta") and isinstance(view["meta"], dict) and view["meta"].get("appeal"):
+        packet["appeal"] = view["meta"]["appeal"]
+    return packet
+
+
+def reveal_text(store: Store, case_id: int, analyst: str) -> str:
+    """The unmasked text of a case's item; the reveal itself is audited."""
+    with store.begin() as conn:
+        row = conn.execute(select(Item.text, Item.id).join(Case.__table__, Case.item_id == Item.id)
+                           .where(Case.id == case_id)).first()
+        if row is None:
+            from .queue import QueueError
+
+            raise QueueError(f"case {case_id} has no item text to reveal")
+        audit.record(conn, analyst, "text.reveal", "item", row.id, {"case_id": case_id})
+    return row.text
+
+
+def escalation_packet(store: Store, taxonomy: Taxonomy, case_id: int, reason: str = "",
+                      settings: Optional[ReviewSettings] = None) -> dict[str, Any]:
+    """Summary, evidence, timeline, linked campaign and a recommended next step, for a hand-off."""
+    settings = settings or load_review_settings(taxonomy=taxonomy)
+    packet = review_packet(store, taxonomy, case_id, settings)
+    item, pred, case = packet["item"] or {}, packet["prediction"] or {}, packet["case"]
+    with store.read() as conn:
+        raw_text = conn.execute(select(Item.text).where(Item.id == item.get("id"))).scalar() if item else None
+        A = AuditEvent.__table__
+        cond = or_(and_(A.c.entity_type == "case", A.c.entity_id == str(case_id)),
+                   and_(A.c.entity_type == "item", A.c.entity_id == str(item.get("id"))))
+        events = conn.execute(select(A.c.ts, A.c.actor, A.c.action, A.c.payload).where(cond)
+                              .order_by(A.c.id).limit(settings.timeline_events)).mappings().all()
+    label = pred.get("label") or packet["suggested_label"]
+    matched = [c for c in taxonomy.escalation if raw_text and any(r.search(raw_text) for r in c.regexes)]
+    tier = case.get("severity") or (taxonomy.severity_of(label) if label in taxonomy.policies else None)
+    policy = taxonomy.policies.get(label)
+    if matched and any(c.severity == "P0" for c in matched) and policy and "refer_law_enforcement" in policy.actions:
+        step = "refer_law_enforcement"
+    else:
+        step = policy.default_action if policy else "no_action"
+    campaign = packet.get("campaign")
+    parts = [f"Case {case_id} ({case.get('queue')}, {tier or 'no tier'}): model says {label}"
+             + (f" at {pred['score']:.2f}" if pred.get("score") is not None else "")]
+    if campaign:
+        parts.append(f"campaign {campaign.get('id')} with {campaign.get('members')} members")
+    if packet["author"]["violations"]:
+        parts.append(f"author has {packet['author']['violations']} earlier violations")
+    if matched:
+        parts.append("matches " + ", ".join(c.id for c in matched))
+    summary = "; ".join(parts) + "."
+    return {
+        "case_id": case_id, "summary": summary, "reason": reason,
+        "evidence": {"item": {**item, "text": raw_text}, "model": pred,
+                     "escalation_criteria": [{"id": c.id, "description": c.description, "severity": c.severity}
+                                             for c in matched],
+                     "entities": (campaign or {}).get("entities"),
+                     "similar_decisions": packet["similar_decisions"]},
+        "timeline": [{"ts": _iso(e["ts"]), "actor": e["actor"], "action": e["action"], "payload": e["payload"]}
+                     for e in events],
+        "campaign": campaign, "author": packet["author"],
+        "recommended_next_step": {"action": step, "severity": tier,
+                                  "policy_ref": policy.policy_ref if policy else None,
+                                  "sla_minutes": taxonomy.sla_minutes(tier) if tier in taxonomy.severities else None},
+    }
+
+
+def escalate_with_packet(store: Store, taxonomy: Taxonomy, case_id: int, analyst: str, reason: str,
+                         severity: Optional[str] = None) -> dict[str, Any]:
+    """Escalate the case and file its packet (JSON in the data dir, path in the audit log)."""
+    from .queue import escalate
+
+    packet = escalation_packet(store, taxonomy, case_id, reason)
+    path = store.path("packets", f"case-{case_id}-{utcnow():%Y%m%dT%H%M%S}.json")
+    path.write_text(json.dumps(packet, indent=2, default=str, ensure_ascii=False), encoding="utf-8")
+    view = escalate(store, taxonomy, case_id, analyst, reason, severity=severity)
+    with store.begin() as conn:
+        audit.record(conn, analyst, "escalation.packet", "case", case_id,
+                     {"path": str(path), "summary": packet["summary"],
+                      "next_step": packet["recommended_next_step"]})
+    return {"case": view, "packet": packet, "packet_path": str(path)}
