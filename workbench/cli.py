@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from .taxonomy import Taxonomy
 
 # Modules that add commands: each has `register(cli: click.Group) -> None`.
-PLUGINS: tuple[str, ...] = ("workbench.queue_cli", "clustering.cli")
+PLUGINS: tuple[str, ...] = ("workbench.queue_cli", "clustering.cli", "models.cli")
 
 
 class AppContext:

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 Echo = Callable[..., None]
 
 # Later steps, as "module:function"; each takes (store, taxonomy, echo) and returns a summary dict.
-STEPS: list[str] = ["clustering.service:campaigns_demo", "workbench.queue_cli:demo_step"]
+STEPS: list[str] = ["models.demo:models_demo", "clustering.service:campaigns_demo", "workbench.queue_cli:demo_step"]
 
 
 class DemoError(RuntimeError):
