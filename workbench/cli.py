@@ -306,6 +306,25 @@ def demo(app: AppContext, shared_data: Optional[str], limit: Optional[int], skip
         click.echo(json.dumps(report, default=str))
 
 
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", default=7860, show_default=True, help="Port of the web UI.")
+@click.option("--as", "analyst", default="analyst", show_default=True, help="Default analyst name in the UI.")
+@click.option("--queue", help="Queue shown first (default: the one with most waiting cases).")
+@pass_app
+def serve(app: AppContext, host: str, port: int, analyst: str, queue: Optional[str]) -> None:
+    """Serve the review workbench (Gradio web UI) over this store.
+
+    \b
+    Example:
+      workbench serve --port 7860 --as alice      # then open http://127.0.0.1:7860
+    """
+    from .ui import serve as serve_ui
+
+    click.echo(f"serving {app.store().display_url} on http://{host}:{port} (Ctrl+C to stop)")
+    serve_ui(app.store(), app.taxonomy(), host=host, port=port, analyst=analyst, queue=queue)
+
+
 def _register_plugins() -> None:
     for name in PLUGINS:
         importlib.import_module(name).register(cli)

@@ -252,3 +252,23 @@ def escalate_with_packet(store: Store, taxonomy: Taxonomy, case_id: int, analyst
                      {"path": str(path), "summary": packet["summary"],
                       "next_step": packet["recommended_next_step"]})
     return {"case": view, "packet": packet, "packet_path": str(path)}
+
+
+def queue_overview(store: Store) -> dict[str, int]:
+    """Waiting (open or escalated) cases per queue, for the queue picker."""
+    from sqlalchemy import func
+
+    C = Case.__table__
+    with store.read() as conn:
+        rows = conn.execute(select(C.c.queue, func.count()).where(C.c.state.in_(("open", "escalated")))
+                            .group_by(C.c.queue)).all()
+    return {q: n for q, n in rows}
+
+
+def campaign_case(store: Store, campaign_id: int) -> Optional[int]:
+    """The waiting case of a campaign (to act on the whole campaign at once), if there is one."""
+    C = Case.__table__
+    with store.read() as conn:
+        return conn.execute(select(C.c.id).where(C.c.campaign_id == campaign_id,
+                                                 C.c.state.in_(("open", "escalated", "claimed")))
+                            .order_by(C.c.id.desc()).limit(1)).scalar()

@@ -1,0 +1,124 @@
+"""The review UI in a real browser: claim, masked text, reveal, one-key confirm, override.
+
+Drives Debian's Chromium headless through Playwright (no browser download); skipped with the
+reason where Chromium or Playwright is missing.
+"""
+import json
+import os
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, insert, select
+
+from workbench.ingest import ColumnMap, ingest_paths
+from workbench.schema import Decision, Prediction, utcnow
+
+CHROMIUM = os.environ.get("WORKBENCH_CHROMIUM", "/usr/bin/chromium")
+SHOTS = Path(__file__).resolve().parent.parent / "workbench-data" / "screenshots"
+
+ITEMS = [
+    {"id": "a", "text": "WINNER!! Claim your prize now, call 09061701461", "author": "u1"},
+    {"id": "b", "text": "Cheap meds, text STOP to 87121", "author": "u1"},
+    {"id": "c", "text": "you people are vile trash and should leave", "author": "u2"},
+]
+SCORES = {
+    "a": {"benign": 0.02, "spam": 0.08, "scam": 0.88, "hate": 0.01, "harassment": 0.01},
+    "b": {"benign": 0.05, "spam": 0.90, "scam": 0.03, "hate": 0.01, "harassment": 0.01},
+    "c": {"benign": 0.05, "spam": 0.01, "scam": 0.01, "hate": 0.55, "harassment": 0.38},
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def seeded(sqlite_store, taxonomy, tmp_path):
+    from workbench.queue import build_cases
+
+    src = tmp_path / "items.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in ITEMS), encoding="utf-8")
+    ingest_paths(sqlite_store, taxonomy, [str(src)], source="reports", columns=ColumnMap(id="id", author="author"),
+                 progress=False)
+    with sqlite_store.begin() as conn:
+        for key, scores in SCORES.items():
+            label = max(scores, key=scores.get)
+            conn.execute(insert(Prediction.__table__).values(
+                item_id=f"reports:{key}", model_version="test-v1", label=label, score=scores[label], scores=scores,
+                uncertainty=1 - scores[label], taxonomy_version=taxonomy.version, created_at=utcnow()))
+    build_cases(sqlite_store, taxonomy, progress=False)
+    return sqlite_store
+
+
+@pytest.fixture
+def browser_page():
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run", "--disable-quic"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        yield page
+        browser.close()
+
+
+def decisions(store) -> list[dict]:
+    with store.read() as conn:
+        return [dict(r) for r in conn.execute(select(Decision.__table__).order_by(Decision.id)).mappings()]
+
+
+def test_review_flow_in_the_browser(seeded, taxonomy, browser_page):
+    from workbench.ui import serve
+
+    port = _free_port()
+    app = serve(seeded, taxonomy, port=port, analyst="alice", queue="hate-harassment", block=False)
+    page = browser_page
+    try:
+        page.goto(f"http://127.0.0.1:{port}/")
+        page.wait_for_selector("#wb-next")
+        page.keyboard.press("n")  # one key claims the best case of the queue
+        try:
+            page.wait_for_selector("text=/Case \\d+ · hate-harassment/", timeout=20000)
+        finally:
+            SHOTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SHOTS / "review-claimed.png"), full_page=True)
+        body = page.inner_text("#wb-text")
+        assert "vile" not in body and "v•••" in body  # offensive text is masked until revealed
+        page.click("#wb-reveal")
+        page.wait_for_function("document.querySelector('#wb-text').innerText.includes('vile')")
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / "review.png"), full_page=True)
+
+        page.keyboard.press("c")  # one key confirms the model's label with the default action
+        page.wait_for_selector("text=Saved: case", timeout=20000)
+        made = decisions(seeded)
+        assert len(made) == 1
+        assert made[0]["reviewer"] == "alice" and made[0]["label"] == "hate"
+        assert made[0]["action"] == taxonomy.policies["hate"].default_action and not made[0]["is_override"]
+
+        # Override: refused without a rationale (and nothing typed is lost), saved with one.
+        page.click("#wb-queue input")
+        page.fill("#wb-queue input", "spam")
+        page.keyboard.press("Enter")
+        page.click("#wb-next")
+        page.wait_for_selector("text=/Case \\d+ · spam/", timeout=20000)
+        page.get_by_role("radio", name="benign").check()
+        page.click("#wb-decide")
+        page.wait_for_selector("text=Not saved", timeout=20000)
+        assert len(decisions(seeded)) == 1
+        page.fill("#wb-rationale textarea", "Pharmacy reminder from a known clinic, not spam")
+        page.click("#wb-decide")
+        page.wait_for_function("() => document.body.innerText.includes('benign / no_action')", timeout=20000)
+        made = decisions(seeded)
+        assert len(made) == 2
+        assert made[1]["label"] == "benign" and made[1]["is_override"] and made[1]["model_label"] == "spam"
+        assert made[1]["rationale"].startswith("Pharmacy")
+        page.screenshot(path=str(SHOTS / "review-override.png"), full_page=True)
+    finally:
+        app.close()
