@@ -98,6 +98,13 @@ class PolicyClassifier:
         sig = inspect.signature(cls.__init__)
         return [n for n, p in sig.parameters.items() if n != "self" and p.kind is p.POSITIONAL_OR_KEYWORD]
 
+    @classmethod
+    def default_params(cls) -> dict[str, Any]:
+        """Constructor defaults except `labels` (JSON-ready)."""
+        sig = inspect.signature(cls.__init__)
+        return {n: _jsonable(p.default) for n, p in sig.parameters.items()
+                if n not in ("self", "labels") and p.default is not p.empty}
+
     def get_params(self) -> dict[str, Any]:
         """Constructor parameters except `labels` (JSON-ready)."""
         return {n: _jsonable(getattr(self, n)) for n in self.param_names() if n != "labels"}

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 import numpy as np
 
-from .base import ModelError, PolicyClassifier, load_classifier, make_classifier
+from .base import ModelError, PolicyClassifier, kind_class, load_classifier, make_classifier
 
 if TYPE_CHECKING:  # pragma: no cover
     from workbench.store import Store
@@ -215,7 +215,9 @@ def train_model(store: "Store", taxonomy: "Taxonomy", kind: Optional[str] = None
         raise ModelError("no labelled items to train on (need two or more policy labels): "
                          "ingest a labelled dataset first, e.g. `workbench ingest FILE --preset sms_spam`")
     version = new_version_id(kind)
-    model = make_classifier(kind, taxonomy.labels, **merged)
+    if "checkpoint_dir" in kind_class(kind).param_names() and not merged.get("checkpoint_dir"):
+        # Same kind, parameters and data after a kill: the transformer resumes from here.
+        merged["checkpoint_dir"] = str(store.path("checkpoints", f"{kind}-{data.fingerprint()[:16]}", "x").parent)
     seed = cfg.training.seed
     train_idx, val_idx = stratified_split(data.ids, data.labels, cfg.training.validation_fraction, seed)
     train, val = data.subset(train_idx), data.subset(val_idx)

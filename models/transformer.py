@@ -134,6 +134,7 @@ class TransformerClassifier(PolicyClassifier):
         fingerprint = _fingerprint(texts, yi, self.get_params())
         ckpt = Path(self.checkpoint_dir) / CKPT_FILE if self.checkpoint_dir else None
         step, losses = 0, []
+        resumed_from = None
         if ckpt is not None and ckpt.is_file():
             state = torch.load(ckpt, map_location=self.device, weights_only=False)
             if state.get("fingerprint") == fingerprint:
@@ -141,6 +142,7 @@ class TransformerClassifier(PolicyClassifier):
                 optim.load_state_dict(state["optim"])
                 sched.load_state_dict(state["sched"])
                 step, losses = int(state["step"]), list(state["losses"])
+                resumed_from = step
         order = _epoch_order(n, self.seed, step, self.batch_size)
         self._model.train()
         bar = tqdm(total=total, initial=step, desc="fine-tuning transformer", unit="step",
@@ -178,7 +180,7 @@ class TransformerClassifier(PolicyClassifier):
                 self.temperature, self.bias = fit_temperature_bias(logits[:, present], yi[cal_idx], present,
                                                                    len(self.labels))
         self.fit_info = {"n_train": int(n), "n_calibration": int(len(cal_idx)), "steps": int(step),
-                         "total_steps": total, "loss_first": float(np.mean(losses[:10])) if losses else None,
+                         "total_steps": total, "resumed_from": resumed_from, "loss_first": float(np.mean(losses[:10])) if losses else None,
                          "loss_last": float(np.mean(losses[-10:])) if losses else None,
                          "loss_curve": [float(np.mean(losses[i:i + 10])) for i in range(0, len(losses), 10)],
                          "temperature": float(self.temperature)}
@@ -237,6 +239,8 @@ def _fingerprint(texts: Sequence[str], y: np.ndarray, params: dict[str, Any]) ->
     for t, label in zip(texts, y.tolist()):
         h.update(t.encode("utf-8", "surrogatepass"))
         h.update(f"\x00{label}\x01".encode())
-    h.update(json.dumps({k: v for k, v in params.items() if k not in ("checkpoint_dir", "device")},
+    # max_steps / epochs are left out so a finished run can be resumed to train for longer.
+    skip = ("checkpoint_dir", "device", "max_steps", "epochs", "eval_batch_size", "checkpoint_every", "torch_threads")
+    h.update(json.dumps({k: v for k, v in params.items() if k not in skip},
                         sort_keys=True, default=str).encode())
     return h.hexdigest()

@@ -1,0 +1,236 @@
+"""CLI for models: `models train|list|show|promote|retire|kinds` and `score`.
+
+Thin: every command calls `models.registry` or `models.scoring`. Top-level imports stay light
+(click and the standard library); the service modules load inside the commands.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import click
+
+
+def _config(app: Any) -> Any:
+    from .config import MODELS_FILE, load_models_config
+
+    path = app.config_path(MODELS_FILE)
+    return load_models_config(path if path.exists() else None)
+
+
+def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """Run a service function; user-caused errors become one-line messages."""
+    from .base import ModelError
+
+    try:
+        return fn(*args, **kwargs)
+    except ModelError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _parse_params(pairs: tuple[str, ...]) -> dict[str, Any]:
+    import yaml
+
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--param")
+        try:
+            out[key.strip()] = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            out[key.strip()] = raw
+    return out
+
+
+def _metrics_line(m: dict[str, Any]) -> str:
+    met = m.get("metrics") or {}
+    if not met:
+        return "-"
+    return (f"acc {met.get('accuracy', 0):.3f}  macro-F1 {met.get('macro_f1', 0):.3f}  "
+            f"wF1 {met.get('weighted_f1', 0):.3f}  ECE {met.get('ece', 0):.3f}")
+
+
+def _print_model(m: dict[str, Any]) -> None:
+    click.echo(f"{m['id']}  [{m['role']}]  kind {m['kind']}  created {m['created_at']}"
+               + (f"  promoted {m['promoted_at']}" if m.get("promoted_at") else ""))
+    click.echo(f"  parent: {m.get('parent_id') or '-'}   taxonomy {m.get('taxonomy_version')}   "
+               f"data fingerprint {str(m.get('data_fingerprint'))[:16]}")
+    click.echo(f"  artefact: {m['artifact_path']}")
+    met = m.get("metrics") or {}
+    click.echo(f"  validation ({met.get('n_validation', '?')} items, trained on {met.get('n_train', '?')}): "
+               + _metrics_line(m))
+    for lab, d in (met.get("per_label") or {}).items():
+        click.echo(f"    {lab:<12} P {d['precision']:.3f}  R {d['recall']:.3f}  F1 {d['f1']:.3f}  n={d['support']}")
+    params = m.get("params") or {}
+    click.echo("  params: " + ", ".join(f"{k}={v}" for k, v in params.items()))
+    if m.get("reliability_png"):
+        click.echo(f"  reliability diagram: {m['reliability_png']}")
+
+
+def register(cli: click.Group) -> None:
+    from workbench.cli import AppContext, emit, json_option, pass_app
+
+    @cli.group("models")
+    def models_group() -> None:
+        """Model registry: train classifiers, compare them, promote one champion."""
+
+    @models_group.command("train")
+    @click.option("--kind", help="Model kind (default: training.default_kind in models.yaml; see `models kinds`).")
+    @click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
+                  help="Override a kind parameter for this run (repeatable), e.g. C=2 or char_ngrams=[2,4].")
+    @click.option("--source", "sources", multiple=True, help="Train only on items of this source (repeatable).")
+    @click.option("--parent", help="Version this one derives from (recorded in the registry).")
+    @click.option("--promote", "promote_if", flag_value="always", help="Make it the champion right away.")
+    @click.option("--no-promote", "promote_if", flag_value="never", help="Never promote, even without a champion.")
+    @click.option("--as", "actor", default="cli", show_default=True, help="Who trains it (audit log).")
+    @json_option
+    @pass_app
+    def train_cmd(app: AppContext, kind: Optional[str], params: tuple[str, ...], sources: tuple[str, ...],
+                  parent: Optional[str], promote_if: Optional[str], actor: str, as_json: bool) -> None:
+        """Train a model on the labelled items, validate it on a seeded split, register it.
+
+        Labels are each item's policy label (its source label through the taxonomy), or the
+        current human decision where there is one. Without --promote/--no-promote the new
+        version becomes champion only when there is no champion yet.
+
+        \b
+        Examples:
+          workbench models train
+          workbench models train --kind tfidf_lr --param C=2 --json
+          workbench models train --kind transformer --param max_steps=200 --no-promote
+        """
+        from .registry import train_model
+
+        echo = (lambda *a, **k: None) if as_json else click.echo
+        result = _call(train_model, app.store(), app.taxonomy(), kind=kind, params=_parse_params(params),
+                       config=_config(app), sources=list(sources) or None, parent=parent,
+                       promote_if=promote_if or "no_champion", actor=actor, show_progress=not as_json, echo=echo)
+        emit(result, as_json, _print_model)
+
+    @models_group.command("list")
+    @click.option("--all", "include_retired", is_flag=True, help="Include retired versions.")
+    @json_option
+    @pass_app
+    def list_cmd(app: AppContext, include_retired: bool, as_json: bool) -> None:
+        """List model versions, newest first, with their validation metrics.
+
+        \b
+        Example:
+          workbench models list --all --json
+        """
+        from .registry import list_models
+
+        rows = list_models(app.store(), include_retired=include_retired)
+
+        def human(rs: list[dict[str, Any]]) -> None:
+            if not rs:
+                click.echo("no models yet: train one with `workbench models train`")
+            for m in rs:
+                click.echo(f"{m['id']:<34} {m['role']:<10} {m['kind']:<12} {_metrics_line(m)}")
+
+        emit(rows, as_json, human)
+
+    @models_group.command("show")
+    @click.argument("version", default="champion")
+    @json_option
+    @pass_app
+    def show_cmd(app: AppContext, version: str, as_json: bool) -> None:
+        """Show one version (default: the champion): parameters, metrics per label, artefacts.
+
+        \b
+        Examples:
+          workbench models show
+          workbench models show hybrid-20261125-101500-ab12 --json
+        """
+        from .registry import artifact_dir, get_model
+
+        row = _call(get_model, app.store(), version)
+        png = artifact_dir(app.store(), row["id"]) / "reliability.png"
+        if png.exists():
+            row["reliability_png"] = str(png)
+        emit(row, as_json, _print_model)
+
+    @models_group.command("promote")
+    @click.argument("version")
+    @click.option("--reason", default="", help="Why (kept in the audit log).")
+    @click.option("--as", "actor", default="cli", show_default=True, help="Who promotes (audit log).")
+    @json_option
+    @pass_app
+    def promote_cmd(app: AppContext, version: str, reason: str, actor: str, as_json: bool) -> None:
+        """Make VERSION the champion; the previous champion becomes a challenger.
+
+        New items are scored by the champion; run `workbench score` to rescore with it.
+
+        \b
+        Example:
+          workbench models promote hybrid-20261125-101500-ab12 --reason "beats champion on QA labels"
+        """
+        from .registry import promote
+
+        result = _call(promote, app.store(), version, actor=actor, reason=reason)
+        emit(result, as_json, lambda r: click.echo(
+            f"{r['champion']} is the champion" + (f" (was {r['previous']})" if r.get("previous") else "")
+            + ("" if r["changed"] else " already")))
+
+    @models_group.command("retire")
+    @click.argument("version")
+    @click.option("--reason", default="", help="Why (kept in the audit log).")
+    @click.option("--as", "actor", default="cli", show_default=True, help="Who retires it (audit log).")
+    @json_option
+    @pass_app
+    def retire_cmd(app: AppContext, version: str, reason: str, actor: str, as_json: bool) -> None:
+        """Retire VERSION: kept for the record, no longer offered for scoring. Not the champion.
+
+        \b
+        Example:
+          workbench models retire tfidf_lr-20261125-093000-9f3e --reason superseded
+        """
+        from .registry import retire
+
+        result = _call(retire, app.store(), version, actor=actor, reason=reason)
+        emit(result, as_json, lambda r: click.echo(f"{r['retired']} retired" + ("" if r["changed"] else " already")))
+
+    @models_group.command("kinds")
+    @json_option
+    @pass_app
+    def kinds_cmd(app: AppContext, as_json: bool) -> None:
+        """List the model kinds and their configured parameters.
+
+        \b
+        Example:
+          workbench models kinds --json
+        """
+        from .base import kind_class, kind_names
+
+        cfg = _config(app)
+        data = {k: {"description": (kind_class(k).__doc__ or "").strip().splitlines()[0],
+                    "params": {**kind_class(k).default_params(), **cfg.kind_params(k)}}
+                for k in kind_names()}
+        emit(data, as_json, lambda d: [click.echo(f"{k:<12} {v['description']}\n             "
+                                                  + ", ".join(f"{n}={p}" for n, p in v["params"].items()))
+                                       for k, v in d.items()])
+
+    @cli.command("score")
+    @click.option("--model", "model_version", help="Version to score with (default: the champion).")
+    @click.option("--chunk-size", type=int, help="Items per transaction (default: scoring.chunk_size).")
+    @click.option("--limit", type=int, help="Stop after this many items (the next run continues).")
+    @json_option
+    @pass_app
+    def score_cmd(app: AppContext, model_version: Optional[str], chunk_size: Optional[int],
+                  limit: Optional[int], as_json: bool) -> None:
+        """Score every item that has no prediction from the model yet (resumable).
+
+        Each prediction stores per-label scores, the top label, its uncertainty, the taxonomy
+        version and flags for empty, truncated or non-UTF-8 text. Killing the run loses at most
+        one chunk; running it again continues where it stopped.
+
+        \b
+        Examples:
+          workbench score
+          workbench score --model hybrid-20261125-101500-ab12 --json
+        """
+        from .scoring import score_items
+
+        summary = _call(score_items, app.store(), app.taxonomy(), model_version=model_version,
+                        chunk_size=chunk_size, config=_config(app), limit=limit, show_progress=not as_json)
+        emit(summary.as_dict(), as_json, lambda _: click.echo(summary.describe()))

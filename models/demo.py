@@ -1,0 +1,41 @@
+"""The models step of `workbench demo`: train (or reuse) the default model, then score everything."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:  # pragma: no cover
+    from workbench.store import Store
+    from workbench.taxonomy import Taxonomy
+
+
+def models_demo(store: "Store", taxonomy: "Taxonomy", echo: Callable[..., None]) -> dict[str, Any]:
+    """Reuse a version of the default kind trained on exactly the current labelled data and
+    taxonomy (promoting it if needed), else train one and promote it; then score every item."""
+    from .config import load_models_config
+    from .registry import list_models, promote, train_model
+    from .scoring import score_items
+    from .training import training_examples
+
+    cfg = load_models_config()
+    kind = cfg.training.default_kind
+    data = training_examples(store, taxonomy, min_examples_per_label=cfg.training.min_examples_per_label)
+    fingerprint = data.fingerprint()
+    reuse = next((m for m in list_models(store, include_retired=False)
+                  if m["kind"] == kind and m["data_fingerprint"] == fingerprint
+                  and m["taxonomy_version"] == taxonomy.version), None)
+    if reuse is not None:
+        echo(f"  reusing {reuse['id']} (same training data fingerprint {fingerprint[:12]})")
+        if reuse["role"] != "champion":
+            promote(store, reuse["id"], actor="demo", reason="demo: matches current training data")
+        version, metrics = reuse["id"], reuse["metrics"]
+    else:
+        row = train_model(store, taxonomy, kind=kind, config=cfg, promote_if="always", actor="demo",
+                          data=data, echo=echo)
+        version, metrics = row["id"], row["metrics"]
+        echo(f"  trained {version}: validation accuracy {metrics['accuracy']:.3f}, macro F1 "
+             f"{metrics['macro_f1']:.3f}, ECE {metrics['ece']:.3f}; diagram {row['reliability_png']}")
+    summary = score_items(store, taxonomy, model_version=version, config=cfg)
+    echo("  " + summary.describe())
+    return {"model_version": version, "reused": reuse is not None,
+            "validation": {k: metrics.get(k) for k in ("accuracy", "macro_f1", "weighted_f1", "ece")},
+            "scoring": summary.as_dict()}

@@ -1,0 +1,226 @@
+"""Model kinds: one interface contract, save/load round trip, calibration, training data, splits."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.metrics import f1_score, matthews_corrcoef
+
+from models import metrics as M
+from models.base import ModelError, kind_names, load_classifier, make_classifier
+from models.linear import fit_temperature_bias, tune_decision_weights
+from models.training import data_fingerprint, stratified_split, training_examples
+from test_models_fixtures import (  # noqa: F401 - fixtures
+    TINY_TRANSFORMER,
+    add_items,
+    hash_vectors,
+    tiny_embedding_model,
+    tiny_st_path,
+    toy_corpus,
+)
+
+LABELS = ["benign", "spam", "scam", "hate", "harassment"]
+
+
+def _params(kind: str, tmp_path) -> dict:
+    if kind == "transformer":
+        return {"init_config": TINY_TRANSFORMER, "max_steps": 40, "batch_size": 16, "learning_rate": 1e-2,
+                "max_length": 16, "calibration_fraction": 0.2, "checkpoint_dir": str(tmp_path / "ckpt")}
+    if kind == "hybrid":
+        return {"calibration_folds": 3, "min_df": 1}
+    if kind == "tfidf_lr":
+        return {"min_df": 1}
+    return {}
+
+
+# -- the contract, for every kind ----------------------------------------------------------
+@pytest.mark.parametrize("kind", ["hybrid", "tfidf_lr", "minilm_lr", "transformer"])
+def test_every_kind_honours_the_interface(kind, tmp_path):
+    assert kind in kind_names()
+    texts, ys = toy_corpus(16, seed=1)
+    # Train without 'hate': its column must still exist, with probability 0 for the linear kinds.
+    keep = [i for i, y in enumerate(ys) if y != "hate"]
+    texts, ys = [texts[i] for i in keep], [ys[i] for i in keep]
+    emb = hash_vectors(texts)
+    model = make_classifier(kind, LABELS, **_params(kind, tmp_path))
+    assert not model.is_fitted
+    model.fit(texts, ys, embeddings=emb)
+    test_texts, test_y = toy_corpus(6, seed=99, labels=("benign", "spam", "scam", "harassment"))
+    test_emb = hash_vectors(test_texts)
+    proba = model.predict_proba(test_texts, embeddings=test_emb)
+    assert proba.shape == (len(test_texts), len(LABELS))
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-6)
+    assert (proba >= 0).all()
+    preds = model.predict(test_texts, embeddings=test_emb)
+    assert set(preds) <= set(LABELS)
+    unc = model.uncertainty(proba)
+    assert unc.shape == (len(test_texts),) and ((unc >= 0) & (unc <= 1)).all()
+    if kind != "transformer":
+        assert np.allclose(proba[:, LABELS.index("hate")], 0.0)
+    if kind != "minilm_lr":  # random stand-in embeddings carry no signal for the embedding-only kind
+        acc = np.mean([p == y for p, y in zip(preds, test_y)])
+        assert acc >= 0.6, f"{kind} learned nothing: accuracy {acc:.2f}"
+    # save / load round trip gives the same scores
+    folder = model.save(tmp_path / "saved")
+    again = load_classifier(folder)
+    assert type(again) is type(model) and again.get_params() == model.get_params()
+    np.testing.assert_allclose(again.predict_proba(test_texts, embeddings=test_emb), proba, atol=1e-6)
+    assert again.predict(test_texts, embeddings=test_emb) == preds
+    assert len(model.predict_proba([], embeddings=np.zeros((0, 16), dtype=np.float32))) == 0
+
+
+def test_hybrid_encodes_with_its_own_embedder_when_none_given(tiny_embedding_model, tmp_path):
+    texts, ys = toy_corpus(10)
+    model = make_classifier("hybrid", LABELS, calibration_folds=2, min_df=1).fit(texts, ys)
+    assert model.embedder().model_id == "tiny-st"
+    proba = model.predict_proba(texts[:5])
+    assert proba.shape == (5, 5)
+    again = load_classifier(model.save(tmp_path / "m"))
+    np.testing.assert_allclose(again.predict_proba(texts[:5]), proba, atol=1e-5)
+
+
+def test_unknown_kind_and_parameter_are_named():
+    with pytest.raises(ModelError, match="unknown model kind 'svm'"):
+        make_classifier("svm", LABELS)
+    with pytest.raises(ModelError, match="no parameter.*gamma"):
+        make_classifier("hybrid", LABELS, gamma=1)
+    with pytest.raises(ModelError, match="not among the model's labels"):
+        make_classifier("tfidf_lr", LABELS).fit(["a b", "c d"], ["benign", "nonsense"])
+    with pytest.raises(ModelError, match="two different labels"):
+        make_classifier("tfidf_lr", LABELS).fit(["a b", "c d"], ["benign", "benign"])
+    with pytest.raises(ModelError, match="not a saved model"):
+        load_classifier("/nonexistent/folder")
+
+
+def test_hybrid_calibration_output_and_fit_info():
+    texts, ys = toy_corpus(20, seed=3)
+    model = make_classifier("hybrid", LABELS, calibration_folds=4, min_df=1, embedding_weight=0.0)
+    model.fit(texts, ys)
+    info = model.fit_info
+    assert info["calibration_folds"] == 4 and info["temperature"] > 0
+    assert len(info["bias"]) == len(LABELS)
+    assert model.decision_weights.shape == (len(LABELS),) and model.decision_weights.max() == pytest.approx(1.0)
+    # Calibration never makes held-out log loss worse than the raw logits (it is fitted on them).
+    assert info["oof_log_loss"] <= info["oof_log_loss_raw"] + 1e-9
+
+
+# -- transformer ---------------------------------------------------------------------------
+def test_tiny_transformer_lowers_its_loss_and_resumes(tmp_path):
+    texts, ys = toy_corpus(12, seed=5)
+    common = dict(init_config=TINY_TRANSFORMER, batch_size=16, learning_rate=1e-2, max_length=16,
+                  calibration_fraction=0.0, checkpoint_dir=str(tmp_path / "ckpt"), checkpoint_every=5, seed=1)
+    first = make_classifier("transformer", LABELS, max_steps=40, epochs=50, **common).fit(texts, ys)
+    info = first.fit_info
+    assert info["steps"] == 40 and info["resumed_from"] is None
+    assert info["loss_last"] < info["loss_first"] * 0.8, info["loss_curve"]
+    # Same data and parameters with a higher step budget: continues from step 40, not from 0.
+    longer = make_classifier("transformer", LABELS, max_steps=45, epochs=50, **common).fit(texts, ys)
+    assert longer.fit_info["resumed_from"] == 40 and longer.fit_info["steps"] == 45
+    # Different data: the checkpoint is not used.
+    other = make_classifier("transformer", LABELS, max_steps=3, epochs=50, **common).fit(texts[:-5], ys[:-5])
+    assert other.fit_info["resumed_from"] is None
+
+
+# -- pure functions ------------------------------------------------------------------------
+def test_uncertainty_bounds():
+    p = np.array([[1.0, 0, 0], [0.5, 0.5, 0], [1 / 3, 1 / 3, 1 / 3], [0.7, 0.2, 0.1]])
+    np.testing.assert_allclose(M.margin_uncertainty(p), [0.0, 1.0, 1.0, 0.5])
+    ent = M.entropy_uncertainty(p)
+    assert ent[0] == pytest.approx(0.0, abs=1e-6) and ent[2] == pytest.approx(1.0)
+    assert 0 < ent[1] < ent[3] < 1  # (.5,.5,0) spreads over 2 labels, (.7,.2,.1) over 3
+
+
+def test_ece_is_zero_when_confidence_matches_accuracy_and_large_when_not():
+    rng = np.random.default_rng(0)
+    n = 20000
+    conf = rng.uniform(0.5, 1.0, size=n)
+    correct = rng.uniform(size=n) < conf
+    proba = np.stack([conf, 1 - conf], axis=1)
+    y = np.where(correct, 0, 1)
+    assert M.expected_calibration_error(proba, y) < 0.02
+    overconfident = np.stack([np.full(n, 0.99), np.full(n, 0.01)], axis=1)
+    y_half = rng.integers(0, 2, size=n)
+    assert M.expected_calibration_error(overconfident, y_half) == pytest.approx(0.49, abs=0.02)
+    bins = M.reliability_bins(proba, y, n_bins=10)
+    assert bins["count"].sum() == n and len(bins["edges"]) == 11
+
+
+def test_classification_summary_agrees_with_sklearn():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 4, size=500)
+    pred = np.where(rng.uniform(size=500) < 0.7, y, rng.integers(0, 4, size=500))
+    s = M.classification_summary(y, pred, ["a", "b", "c", "d"])
+    assert s["macro_f1"] == pytest.approx(f1_score(y, pred, average="macro"))
+    assert s["weighted_f1"] == pytest.approx(f1_score(y, pred, average="weighted"))
+    assert s["mcc"] == pytest.approx(matthews_corrcoef(y, pred))
+    assert s["per_label"]["b"]["f1"] == pytest.approx(f1_score(y, pred, average=None)[1])
+
+
+def test_temperature_fit_recovers_a_known_temperature():
+    rng = np.random.default_rng(2)
+    logits = rng.normal(scale=3.0, size=(8000, 3))
+    true_p = M.softmax(logits / 2.5)
+    y = np.array([rng.choice(3, p=row) for row in true_p])
+    t, bias = fit_temperature_bias(logits, y, np.arange(3), 3, with_bias=False)
+    assert t == pytest.approx(2.5, rel=0.08)
+    assert np.all(bias == 0)
+
+
+def test_decision_weights_raise_macro_f1_on_a_rare_class():
+    rng = np.random.default_rng(3)
+    n = 3000
+    y = (rng.uniform(size=n) < 0.08).astype(int)  # rare class 1
+    p1 = np.clip(0.25 * y + rng.uniform(0, 0.45, size=n), 0, 1)  # rare class rarely wins arg-max
+    proba = np.stack([1 - p1, p1], axis=1)
+    before = M.classification_summary(y, proba.argmax(1), ["a", "b"])["macro_f1"]
+    w = tune_decision_weights(proba, y, np.array([0, 1]))
+    after = M.classification_summary(y, np.argmax(proba * w, axis=1), ["a", "b"])["macro_f1"]
+    assert after > before + 0.02
+
+
+# -- training data and splits --------------------------------------------------------------
+def test_split_is_seeded_stratified_and_stable():
+    ids = [f"i{k}" for k in range(1000)]
+    labels = ["a"] * 900 + ["b"] * 95 + ["c"] * 5
+    tr, ho = stratified_split(ids, labels, 0.2, seed=7)
+    assert len(set(tr) & set(ho)) == 0 and len(tr) + len(ho) == 1000
+    held = [labels[i] for i in ho]
+    assert held.count("a") == 180 and held.count("b") == 19 and held.count("c") == 1
+    tr2, ho2 = stratified_split(ids, labels, 0.2, seed=7)
+    assert list(ho) == list(ho2)
+    assert list(stratified_split(ids, labels, 0.2, seed=8)[1]) != list(ho)
+    # Adding items keeps most existing items on their side.
+    more_ids, more_labels = ids + [f"j{k}" for k in range(100)], labels + ["a"] * 100
+    _, ho3 = stratified_split(more_ids, more_labels, 0.2, seed=7)
+    moved = set(ids[i] for i in ho) ^ set(more_ids[i] for i in ho3 if i < 1000)
+    assert len(moved) < 40
+
+
+def test_training_examples_prefer_human_decisions(sqlite_store, taxonomy):
+    from workbench.schema import Decision
+
+    texts, ys = toy_corpus(4, labels=("benign", "spam"))
+    ys_with_gap = ys[:-1] + [None]
+    ids = add_items(sqlite_store, texts, ys_with_gap)
+    add_items(sqlite_store, ["not in the taxonomy"], ["weird_label"], prefix="odd")
+    with sqlite_store.session() as s:
+        s.add(Decision(item_id=ids[0], reviewer="ana", kind="review", label="scam", action="remove",
+                       taxonomy_version=taxonomy.version))
+        s.add(Decision(item_id=ids[-1], reviewer="ana", kind="review", label="spam", action="remove",
+                       taxonomy_version=taxonomy.version))
+    data = training_examples(sqlite_store, taxonomy)
+    assert data.ids == sorted(data.ids) and len(data) == 8
+    label_of = dict(zip(data.ids, data.labels))
+    assert label_of[ids[0]] == "scam" and label_of[ids[-1]] == "spam"
+    assert data.origin.count("decision") == 2
+    assert data.dropped == {"unknown label weird_label": 1}
+    source_only = training_examples(sqlite_store, taxonomy, prefer_decisions=False)
+    assert dict(zip(source_only.ids, source_only.labels))[ids[0]] == "benign"
+    assert source_only.fingerprint() != data.fingerprint()
+    rare = training_examples(sqlite_store, taxonomy, min_examples_per_label=5)
+    assert "scam" not in rare.labels and "too few examples of scam" in rare.dropped
+
+
+def test_fingerprint_ignores_order_but_not_labels():
+    a = data_fingerprint(["1", "2"], ["x", "y"], ["benign", "spam"])
+    assert a == data_fingerprint(["2", "1"], ["y", "x"], ["spam", "benign"])
+    assert a != data_fingerprint(["1", "2"], ["x", "y"], ["benign", "benign"])
