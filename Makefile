@@ -6,7 +6,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup services demo test bench serve clean
+.PHONY: setup services browser demo test bench serve clean
 
 $(BIN)/workbench: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -21,6 +21,9 @@ setup: $(BIN)/workbench
 demo: setup
 	$(BIN)/workbench demo
 
+serve: setup
+	$(BIN)/workbench serve
+
 # Start the local PostgreSQL if it is installed but down; its tests skip with a reason if absent.
 services:
 	@if command -v pg_isready >/dev/null 2>&1 && ! pg_isready -q -h 127.0.0.1 -p 5432; then \
@@ -29,7 +32,15 @@ services:
 	  for i in $$(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done; \
 	fi; true
 
-test: setup services
+# Debian's Chromium for the browser tests (Playwright drives it; no browser download). Best effort:
+# without it those tests skip with the reason.
+browser:
+	@if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver) \
+	    >/dev/null 2>&1 || echo "could not install chromium: browser tests will be skipped"; \
+	fi; true
+
+test: setup services browser
 	$(BIN)/python -m pytest -q tests
 
 bench: setup

@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Any, Optional
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import and_, or_, select
 
 from . import audit
@@ -32,6 +32,11 @@ class ReviewSettings(BaseModel):
     similar_k: int = Field(default=8, ge=0, le=100)
     author_history: int = Field(default=15, ge=0, le=500)
     timeline_events: int = Field(default=50, ge=1, le=1000)
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version_as_text(cls, value: object) -> object:
+        return str(value) if isinstance(value, (int, float)) else value
 
 
 def load_review_settings(path: Optional[str | Path] = None, taxonomy: Optional[Taxonomy] = None) -> ReviewSettings:

@@ -1,0 +1,105 @@
+import json
+
+import pytest
+from sqlalchemy import insert, select
+
+from workbench import review
+from workbench.ingest import ColumnMap, ingest_paths
+from workbench.schema import AuditEvent, Prediction, utcnow
+
+
+def _seed(store, taxonomy, tmp_path, rows, scores):
+    from workbench.queue import build_cases
+
+    src = tmp_path / "items.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    ingest_paths(store, taxonomy, [str(src)], source="reports", columns=ColumnMap(id="id", author="author"),
+                 progress=False)
+    with store.begin() as conn:
+        for key, sc in scores.items():
+            label = max(sc, key=sc.get)
+            conn.execute(insert(Prediction.__table__).values(
+                item_id=f"reports:{key}", model_version="t1", label=label, score=sc[label], scores=sc,
+                uncertainty=1 - sc[label], taxonomy_version=taxonomy.version, created_at=utcnow()))
+    build_cases(store, taxonomy, progress=False)
+
+
+def _case_of(store, item_id):
+    from workbench.schema import Case
+
+    with store.read() as conn:
+        return conn.execute(select(Case.id).where(Case.item_id == item_id)).scalar()
+
+
+HATE = {"benign": 0.1, "spam": 0.0, "scam": 0.0, "hate": 0.7, "harassment": 0.2}
+SPAM = {"benign": 0.05, "spam": 0.9, "scam": 0.05, "hate": 0.0, "harassment": 0.0}
+
+
+def test_mask_text_keeps_shape():
+    assert review.mask_text("you are vile, call 0906 now http://x.co") == "y•• a•• v•••, c••• 0906 n•• h•••://x.c•"
+
+
+def test_should_mask(taxonomy):
+    s = review.load_review_settings(taxonomy=taxonomy)
+    assert review.should_mask(s, HATE, None)
+    assert not review.should_mask(s, SPAM, None)
+    assert review.should_mask(s, SPAM, "harassment")  # the source says so
+    assert review.should_mask(s, None, None)  # unknown content is treated as sensitive
+
+
+def test_packet_masks_and_reveal_is_audited(sqlite_store, taxonomy, tmp_path):
+    _seed(sqlite_store, taxonomy, tmp_path,
+          [{"id": "h", "text": "they are vermin", "author": "u9"}, {"id": "s", "text": "cheap pills", "author": "u9"}],
+          {"h": HATE, "s": SPAM})
+    case_id = _case_of(sqlite_store, "reports:h")
+    packet = review.review_packet(sqlite_store, taxonomy, case_id)
+    assert packet["masked"] and "vermin" not in packet["item"]["text"]
+    assert packet["suggested_label"] == "hate"
+    assert packet["choices"]["hate"]["default_action"] == taxonomy.policies["hate"].default_action
+    assert packet["author"]["items"] == 1 and packet["author"]["recent"][0]["item_id"] == "reports:s"
+    assert review.reveal_text(sqlite_store, case_id, "alice") == "they are vermin"
+    with sqlite_store.read() as conn:
+        ev = conn.execute(select(AuditEvent.actor, AuditEvent.action).order_by(AuditEvent.id.desc())).first()
+    assert tuple(ev) == ("alice", "text.reveal")
+    unmasked = review.review_packet(sqlite_store, taxonomy, _case_of(sqlite_store, "reports:s"))
+    assert not unmasked["masked"] and unmasked["item"]["text"] == "cheap pills"
+
+
+def test_similar_decisions_include_exact_copies(sqlite_store, taxonomy, tmp_path):
+    from labeling.decisions import decide
+
+    _seed(sqlite_store, taxonomy, tmp_path,
+          [{"id": "1", "text": "Cheap pills!"}, {"id": "2", "text": "cheap   PILLS!"}], {"1": SPAM, "2": SPAM})
+    decide(sqlite_store, taxonomy, _case_of(sqlite_store, "reports:1"), "bob", "spam", action="remove")
+    packet = review.review_packet(sqlite_store, taxonomy, _case_of(sqlite_store, "reports:2"))
+    assert [(d["item_id"], d["label"], d["reviewer"]) for d in packet["similar_decisions"]] == [("reports:1", "spam", "bob")]
+
+
+def test_escalation_packet_is_complete_and_filed(sqlite_store, taxonomy, tmp_path):
+    _seed(sqlite_store, taxonomy, tmp_path, [{"id": "t", "text": "I will kill you tomorrow", "author": "u1"}],
+          {"t": HATE})
+    from workbench.queue import next_case
+
+    case_id = _case_of(sqlite_store, "reports:t")
+    claimed = next_case(sqlite_store, "alice", "escalation", detail=False) or next_case(
+        sqlite_store, "alice", "hate-harassment", detail=False)
+    assert claimed["id"] == case_id
+    out = review.escalate_with_packet(sqlite_store, taxonomy, case_id, "alice", "credible threat")
+    packet = out["packet"]
+    assert {"summary", "evidence", "timeline", "campaign", "recommended_next_step"} <= set(packet)
+    assert packet["evidence"]["item"]["text"] == "I will kill you tomorrow"  # the packet carries the evidence
+    assert "credible_threat" in [c["id"] for c in packet["evidence"]["escalation_criteria"]]
+    assert packet["recommended_next_step"]["action"] == "refer_law_enforcement"
+    assert json.loads(open(out["packet_path"], encoding="utf-8").read())["case_id"] == case_id
+    assert out["case"]["state"] == "escalated"
+    assert [e["action"] for e in packet["timeline"]][-1] == "case.claim"
+    assert packet["timeline"][-1]["actor"] == "alice"
+
+
+def test_broken_review_config(tmp_path, taxonomy):
+    from workbench.config import ConfigError
+
+    p = tmp_path / "review.yaml"
+    p.write_text("version: 1\nmask_policies: [nonsense]\n")
+    with pytest.raises(ConfigError, match="mask_policies"):
+        review.load_review_settings(p, taxonomy)
