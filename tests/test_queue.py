@@ -239,6 +239,19 @@ def test_claim_reads_the_index_not_a_sort(sqlite_store, cfg):
     assert "INDEX ix_cases_claim (queue=? AND state=?)" in plan and "TEMP B-TREE" not in plan, plan
 
 
+def test_lease_reclaim_reads_the_lease_index(sqlite_store):
+    rows = [{"queue": "fraud", "state": "open" if i % 7 else "decided", "priority": i / 5000, "is_audit": False,
+             "created_at": T0, "updated_at": T0} for i in range(5000)]
+    with sqlite_store.begin() as conn:
+        conn.execute(Q.insert(Q.C), rows)
+        conn.exec_driver_sql("ANALYZE")  # with statistics, ORDER BY id would tempt a table scan
+    q = Q.expired_query(T0, 500, "sqlite").compile(dialect=sqlite_store.engine.dialect,
+                                                  compile_kwargs={"literal_binds": True})
+    with sqlite_store.read() as conn:
+        plan = " | ".join(str(r[-1]) for r in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {q}"))
+    assert "INDEX ix_cases_lease" in plan and "SCAN cases" not in plan and "TEMP B-TREE" not in plan, plan
+
+
 @pytest.mark.postgres
 def test_claim_uses_the_index_on_postgresql(pg_store, cfg):
     q = Q.claim_query(cfg, "fraud", "ann", "postgresql").compile(
