@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from workbench.config import config_dir, load_model
 
@@ -42,26 +42,32 @@ class ModelsConfig(_Strict):
     kinds: dict[str, dict[str, Any]] = Field(default_factory=dict)
     scoring: ScoringSettings = ScoringSettings()
 
-    @model_validator(mode="after")
-    def _known_kinds_and_params(self) -> "ModelsConfig":
+    @field_validator("kinds")
+    @classmethod
+    def _known_kinds_and_params(cls, kinds: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
         from .base import KINDS, _load_kinds
 
         _load_kinds()
         problems = []
-        if self.training.default_kind not in KINDS:
-            problems.append(f"training.default_kind: unknown kind {self.training.default_kind!r} "
-                            f"(known: {', '.join(sorted(KINDS))})")
-        for kind, params in self.kinds.items():
+        for kind, params in kinds.items():
             if kind not in KINDS:
-                problems.append(f"kinds.{kind}: unknown kind (known: {', '.join(sorted(KINDS))})")
+                problems.append(f"{kind}: unknown kind (known: {', '.join(sorted(KINDS))})")
                 continue
             allowed = set(KINDS[kind].param_names()) - {"labels"}
             for name in params or {}:
                 if name not in allowed:
-                    problems.append(f"kinds.{kind}.{name}: not a parameter of this kind "
-                                    f"(known: {', '.join(sorted(allowed))})")
+                    problems.append(f"{kind}.{name}: not a parameter of this kind (known: {', '.join(sorted(allowed))})")
         if problems:
             raise ValueError("; ".join(problems))
+        return kinds
+
+    @model_validator(mode="after")
+    def _known_default_kind(self) -> "ModelsConfig":
+        from .base import KINDS
+
+        if self.training.default_kind not in KINDS:
+            raise ValueError(f"training.default_kind: unknown kind {self.training.default_kind!r} "
+                             f"(known: {', '.join(sorted(KINDS))})")
         return self
 
     def kind_params(self, kind: str) -> dict[str, Any]:

@@ -99,7 +99,11 @@ class Embedder:
     def _dim_from_files(self) -> int | None:
         pooling = Path(self.model_name_or_path) / "1_Pooling" / "config.json"
         if pooling.is_file():
-            return int(json.loads(pooling.read_text())["word_embedding_dimension"])
+            cfg = json.loads(pooling.read_text())
+            # sentence-transformers < 5.2 writes word_embedding_dimension, newer ones embedding_dimension
+            for key in ("word_embedding_dimension", "embedding_dimension"):
+                if isinstance(cfg.get(key), int):
+                    return int(cfg[key])
         return None
 
     # -- encoding ------------------------------------------------------------------------

@@ -218,6 +218,7 @@ def train_model(store: "Store", taxonomy: "Taxonomy", kind: Optional[str] = None
     if "checkpoint_dir" in kind_class(kind).param_names() and not merged.get("checkpoint_dir"):
         # Same kind, parameters and data after a kill: the transformer resumes from here.
         merged["checkpoint_dir"] = str(store.path("checkpoints", f"{kind}-{data.fingerprint()[:16]}", "x").parent)
+    model = make_classifier(kind, taxonomy.labels, **merged)
     seed = cfg.training.seed
     train_idx, val_idx = stratified_split(data.ids, data.labels, cfg.training.validation_fraction, seed)
     train, val = data.subset(train_idx), data.subset(val_idx)

@@ -9,8 +9,9 @@ Odd input has a defined outcome instead of failing the batch:
 - empty or whitespace-only text: no model call; the benign label with score 1, flag `empty`;
 - text over `max_chars`: the model sees the first `max_chars` characters, flag `truncated`
   with `original_chars`;
-- bytes that were not UTF-8 (kept by ingest as surrogate escapes): replaced by U+FFFD for the
-  model, flag `undecodable`.
+- bytes that were not UTF-8: surrogate escapes (how Python keeps them) are replaced by U+FFFD
+  for the model, and text already holding U+FFFD (decoded upstream with errors="replace") is
+  scored as it is; both get flag `undecodable`.
 """
 from __future__ import annotations
 
@@ -44,6 +45,8 @@ def prepare_text(text: Optional[str], max_chars: int, stored_hash: Optional[str]
     text = text or ""
     if has_undecodable_bytes(text):
         text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        flags["undecodable"] = True
+    elif "\ufffd" in text:
         flags["undecodable"] = True
     if not text.strip():
         flags["empty"] = True
