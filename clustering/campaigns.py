@@ -220,13 +220,19 @@ class CampaignGraph:
         return Components(labels=smallest[comp], active_entity=active, node_max_sim=node_max,
                           node_items=np.bincount(self.item_node, minlength=n_nodes))
 
-    def link_reasons(self, comps: Components, rows: np.ndarray) -> list[tuple[str, float | None]]:
-        """(linked_by, best similarity) per item row: why each member is in its campaign."""
-        active_by_row: dict[int, list[str]] = {}
-        if len(self.ent_key):
-            want = np.isin(self.ent_item, rows) & comps.active_entity[self.ent_key]
+    def mentions(self, rows: np.ndarray) -> dict[int, list[int]]:
+        """Entity key ids mentioned by each of `rows` (one pass; pass the result to the two below)."""
+        out: dict[int, list[int]] = {}
+        if len(self.ent_key) and len(rows):
+            want = np.isin(self.ent_item, rows)
             for r, k in zip(self.ent_item[want].tolist(), self.ent_key[want].tolist()):
-                active_by_row.setdefault(r, []).append(self.entity_keys[k])
+                out.setdefault(r, []).append(k)
+        return out
+
+    def link_reasons(self, comps: Components, rows: np.ndarray,
+                     mentions: dict[int, list[int]] | None = None) -> list[tuple[str, float | None]]:
+        """(linked_by, best similarity) per item row: why each member is in its campaign."""
+        mentions = self.mentions(rows) if mentions is None else mentions
         out = []
         for r in np.asarray(rows).tolist():
             node = self.item_node[r]
@@ -238,16 +244,15 @@ class CampaignGraph:
             if comps.node_max_sim[node] > 0:
                 parts.append("similarity")
                 sim = max(sim or 0.0, float(comps.node_max_sim[node]))
-            parts.extend(sorted(active_by_row.get(r, [])))
+            parts.extend(sorted(self.entity_keys[k] for k in mentions.get(r, ()) if comps.active_entity[k]))
             out.append((",".join(parts)[:200] or "seed", sim))
         return out
 
-    def shared_entities(self, comps: Components, rows: np.ndarray) -> dict[str, list[dict[str, Any]]]:
+    def shared_entities(self, comps: Components, rows: np.ndarray,
+                        mentions: dict[int, list[int]] | None = None) -> dict[str, list[dict[str, Any]]]:
         """Entities mentioned by at least two of `rows`, by kind, most frequent first."""
-        if not len(self.ent_key):
-            return {}
-        mask = np.isin(self.ent_item, rows)
-        counts = Counter(self.ent_key[mask].tolist())
+        mentions = self.mentions(rows) if mentions is None else mentions
+        counts = Counter(k for r in np.asarray(rows).tolist() for k in mentions.get(r, ()))
         out: dict[str, list[dict[str, Any]]] = {}
         for k, c in counts.most_common():
             if c < 2:

@@ -6,6 +6,7 @@ directly with hand-made inputs.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 import re
 from collections import Counter
@@ -16,6 +17,7 @@ import numpy as np
 _TOKEN = re.compile(r"<[a-z]+>|[a-z][a-z']+")
 
 
+@functools.lru_cache(maxsize=1)
 def _stop_words() -> frozenset[str]:
     from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 

@@ -157,7 +157,9 @@ class VectorIndex:
 
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
-        _atomic_write(d / INDEX_FILE, faiss.serialize_index(self._index).tobytes())
+        tmp = d / (INDEX_FILE + ".tmp")
+        faiss.write_index(self._index, str(tmp))
+        os.replace(tmp, d / INDEX_FILE)
         _atomic_write(d / KEYS_FILE, json.dumps(self.keys).encode("utf-8"))
         _atomic_write(d / META_FILE, json.dumps(self.meta(), indent=2).encode("utf-8"))
 
@@ -174,7 +176,8 @@ class VectorIndex:
         try:
             meta = json.loads((d / META_FILE).read_text(encoding="utf-8"))
             keys = json.loads((d / KEYS_FILE).read_text(encoding="utf-8"))
-            raw = np.frombuffer((d / INDEX_FILE).read_bytes(), dtype=np.uint8)
+            if not (d / INDEX_FILE).exists():
+                raise FileNotFoundError(2, "missing", str(d / INDEX_FILE))
         except FileNotFoundError as exc:
             raise IndexError_(f"{exc.filename}: index file missing; run `workbench cluster --rebuild`") from None
         except (ValueError, UnicodeDecodeError) as exc:
@@ -183,7 +186,11 @@ class VectorIndex:
             raise IndexError_(f"{d / META_FILE}: format {meta.get('format')!r}, expected {FORMAT}")
         self = cls(meta["dim"], meta["hnsw_min_size"], meta["hnsw_m"], meta["ef_construction"],
                    meta["ef_search"], meta.get("model_id"))
-        self._index = faiss.deserialize_index(raw)
+        try:
+            self._index = faiss.read_index(str(d / INDEX_FILE))
+        except RuntimeError as exc:
+            raise IndexError_(f"{d / INDEX_FILE}: unreadable faiss index ({str(exc).splitlines()[0]}); "
+                              "run `workbench cluster --rebuild`") from None
         if self._index.ntotal != len(keys):
             raise IndexError_(f"{d}: index holds {self._index.ntotal} vectors but {len(keys)} keys; "
                               "run `workbench cluster --rebuild`")

@@ -120,11 +120,9 @@ def _entity_spans(light: str) -> list[tuple[int, int, str, str]]:
     return sorted(found)
 
 
-def extract_entities(text: str) -> Entities:
-    """URLs (and their hosts), e-mails, phone numbers (incl. 09xx premium) and SMS short codes."""
-    light = normalize_light(text)
+def _entities_from(spans: list[tuple[int, int, str, str]]) -> Entities:
     values: dict[str, set[str]] = {k: set() for k in ENTITY_KINDS}
-    for _s, _e, kind, value in _entity_spans(light):
+    for _s, _e, kind, value in spans:
         values[kind].add(value)
         if kind == "url":
             host = _host_of(value)
@@ -135,12 +133,10 @@ def extract_entities(text: str) -> Entities:
     return Entities(**{k: tuple(sorted(v)) for k, v in values.items()})
 
 
-def normalize_template(text: str) -> str:
-    """The text with variable parts as tokens, so template variants of one message collide."""
-    light = normalize_light(text)
+def _template_from(light: str, spans: list[tuple[int, int, str, str]]) -> str:
     out: list[str] = []
     pos = 0
-    for s, e, kind, _value in _entity_spans(light):
+    for s, e, kind, _value in spans:
         out.append(light[pos:s])
         out.append(f" <{kind}> ")
         pos = e
@@ -150,3 +146,21 @@ def normalize_template(text: str) -> str:
     body = _WORD_WITH_DIGIT.sub(" <num> ", body)
     body = _PUNCT_RUN.sub(r"\1", body)
     return _SPACE.sub(" ", body).strip()
+
+
+def analyse(text: str) -> tuple[str, Entities]:
+    """`normalize_template(text)` and `extract_entities(text)` in one pass over the text."""
+    light = normalize_light(text)
+    spans = _entity_spans(light)
+    return _template_from(light, spans), _entities_from(spans)
+
+
+def extract_entities(text: str) -> Entities:
+    """URLs (and their hosts), e-mails, phone numbers (incl. 09xx premium) and SMS short codes."""
+    return _entities_from(_entity_spans(normalize_light(text)))
+
+
+def normalize_template(text: str) -> str:
+    """The text with variable parts as tokens, so template variants of one message collide."""
+    light = normalize_light(text)
+    return _template_from(light, _entity_spans(light))

@@ -31,7 +31,7 @@ from . import facts
 from .campaigns import CampaignGraph, Components
 from .config import CampaignSettings, load_campaign_settings
 from .index import IndexError_
-from .normalize import extract_entities, normalize_template
+from .normalize import analyse, normalize_template
 
 if TYPE_CHECKING:  # pragma: no cover
     from models.embeddings import Embedder
@@ -60,9 +60,9 @@ class PreparedText:
 
 
 def prepare(text: str, settings: CampaignSettings) -> PreparedText:
-    template = normalize_template(text)
+    template, entities = analyse(text)
     embed = template if settings.embed == "template" else text
-    return PreparedText(text_hash(embed), embed, template, extract_entities(text))
+    return PreparedText(text_hash(embed), embed, template, entities)
 
 
 def graph_dir(store: "Store") -> Path:
@@ -241,7 +241,9 @@ def _write_campaigns(store: "Store", graph: CampaignGraph, comps: Components, to
     now = utcnow()
     created = updated = 0
     merged: set[int] = set()
-    with store.begin() as conn:
+    # Read and plan outside the write transaction (only clustering runs, serialised by the run
+    # lock, write campaign members), so reviewers' writes are not blocked while facts are computed.
+    with store.read() as conn:
         old_camp: dict[str, int] = {}
         if full:
             old_camp = dict(conn.execute(select(_MT.c.item_id, _MT.c.campaign_id)).all())
@@ -254,15 +256,18 @@ def _write_campaigns(store: "Store", graph: CampaignGraph, comps: Components, to
         need_text = [ids[r] for g in reported for r in g[:2000].tolist() if ids[r] not in templates]
         info = _fetch_items(conn, [ids[r] for g in reported for r in g.tolist()], [_item_time().label("seen")])
         texts = _fetch_items(conn, need_text, [_IT.c.text])
-        n_classes = max(len(set(labels.tolist())), 1)
-        claimed: set[int] = set()
-        plans: list[tuple[Optional[int], dict[str, Any], np.ndarray]] = []
-        for g in reported:
-            votes = Counter(old_camp[ids[r]] for r in g.tolist() if ids[r] in old_camp)
-            cid = next((c for c, _ in sorted(votes.items(), key=lambda x: (-x[1], x[0])) if c not in claimed), None)
-            if cid is not None:
-                claimed.add(cid)
-            plans.append((cid, _campaign_facts(graph, comps, g, info, texts, templates, settings, n_classes), g))
+    n_classes = max(len(np.unique(labels)), 1)
+    mentions = graph.mentions(np.concatenate(reported)) if reported else {}
+    claimed: set[int] = set()
+    plans: list[tuple[Optional[int], dict[str, Any], np.ndarray]] = []
+    for g in reported:
+        votes = Counter(old_camp[ids[r]] for r in g.tolist() if ids[r] in old_camp)
+        cid = next((c for c, _ in sorted(votes.items(), key=lambda x: (-x[1], x[0])) if c not in claimed), None)
+        if cid is not None:
+            claimed.add(cid)
+        plans.append((cid, _campaign_facts(graph, comps, g, info, texts, templates, settings, n_classes,
+                                            mentions), g))
+    with store.begin() as conn:
         # Members: drop the touched items' old rows, then insert the new ones.
         if full:
             conn.execute(delete(_MT))
@@ -285,7 +290,7 @@ def _write_campaigns(store: "Store", graph: CampaignGraph, comps: Components, to
         member_rows = []
         for cid, _f, g in plans:
             cid = cid if cid is not None else next(it)
-            for r, (why, sim) in zip(g.tolist(), graph.link_reasons(comps, g)):
+            for r, (why, sim) in zip(g.tolist(), graph.link_reasons(comps, g, mentions)):
                 member_rows.append({"item_id": ids[r], "campaign_id": cid, "linked_by": why,
                                     "similarity": sim, "added_at": now})
         for chunk in _chunks(member_rows, 5000):
@@ -316,7 +321,7 @@ def _write_campaigns(store: "Store", graph: CampaignGraph, comps: Components, to
 
 def _campaign_facts(graph: CampaignGraph, comps: Components, rows: np.ndarray, info: dict[str, Any],
                     texts: dict[str, Any], templates: dict[str, str], settings: CampaignSettings,
-                    n_classes: int) -> dict[str, Any]:
+                    n_classes: int, mentions: dict[int, list[int]]) -> dict[str, Any]:
     """The stored facts of one campaign: size, first/last seen, exemplar, terms, entities, reasons."""
     ids = graph.item_ids
     members = [ids[r] for r in rows.tolist()]
@@ -332,7 +337,7 @@ def _campaign_facts(graph: CampaignGraph, comps: Components, rows: np.ndarray, i
             tmpl = normalize_template(texts[i].text) if i in texts else ""
         term_counts.update(facts.terms_of(tmpl))
     reasons = Counter()
-    for why, _sim in graph.link_reasons(comps, rows):
+    for why, _sim in graph.link_reasons(comps, rows, mentions):
         for part in why.split(","):
             reasons[part.split(":", 1)[0] if ":" in part else part] += 1
     return {
@@ -340,7 +345,7 @@ def _campaign_facts(graph: CampaignGraph, comps: Components, rows: np.ndarray, i
         "first_seen": min(times) if times else None, "last_seen": max(times) if times else None,
         "top_terms": [[t, w] for t, w in facts.class_tfidf_top_terms(term_counts, graph.term_counts, n_classes,
                                                                      settings.top_terms)],
-        "entities": graph.shared_entities(comps, rows),
+        "entities": graph.shared_entities(comps, rows, mentions),
         "link_reasons": {"members_by_reason": dict(reasons.most_common()),
                          "distinct_texts": int(len(nodes)),
                          "similarity_threshold": settings.similarity_threshold,

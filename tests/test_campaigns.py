@@ -314,3 +314,13 @@ def test_search_returns_the_near_duplicate_first_and_survives_restart(sqlite_sto
 def test_unindexed_store_gives_a_clear_error(sqlite_store):
     with pytest.raises(service.CampaignError, match="run `workbench cluster`"):
         service.similar_items(sqlite_store, "x", settings=settings())
+
+
+def test_damaged_index_triggers_a_full_recluster(sqlite_store):
+    add_items(sqlite_store, corpus())
+    service.cluster(sqlite_store, settings(), embedder=HashingEmbedder(), show_progress=False)
+    before = partition(sqlite_store)
+    (service.graph_dir(sqlite_store) / "index.faiss").write_bytes(b"garbage")
+    s = service.cluster(sqlite_store, settings(), embedder=HashingEmbedder(), show_progress=False)
+    assert s["mode"] == "full" and "unusable" in s["reason"]
+    assert partition(sqlite_store) == before  # nothing stored was lost

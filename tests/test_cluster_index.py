@@ -80,3 +80,12 @@ def test_empty_index_answers_queries():
     assert (nn == -1).all()
     rows, pos, sims = ix.range_search(_unit(2, 8), 0.5)
     assert len(rows) == 0
+
+
+def test_damaged_index_file_is_reported(tmp_path):
+    ix = VectorIndex(8)
+    ix.add(["a", "b"], _unit(2, 8))
+    ix.save(tmp_path)
+    (tmp_path / "index.faiss").write_bytes(b"not a faiss index")
+    with pytest.raises(IndexError_, match="rebuild"):
+        VectorIndex.load(tmp_path)
