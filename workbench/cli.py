@@ -307,6 +307,37 @@ def demo(app: AppContext, shared_data: Optional[str], limit: Optional[int], skip
 
 
 @cli.command()
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option("--include-source-labels", is_flag=True,
+              help="Also export items labelled only by their source (marked label_origin=source).")
+@click.option("--source", help="Only items of this source.")
+@click.option("--push-to-hub", metavar="REPO", help="Also push the dataset to this Hugging Face Hub repo.")
+@json_option
+@pass_app
+def export(app: AppContext, out_dir: str, include_source_labels: bool, source: Optional[str],
+           push_to_hub: Optional[str], as_json: bool) -> None:
+    """Export current labels as a Hugging Face dataset (save_to_disk folder + Parquet).
+
+    Human decisions win over source labels; each row keeps reviewer, action, policy reference,
+    rationale and what the model said when the analyst decided.
+
+    \b
+    Example:
+      workbench export ./exports/2026-11 --include-source-labels
+      python -c "import datasets; print(datasets.load_from_disk('./exports/2026-11/dataset'))"
+    """
+    from labeling.export import ExportError, export_labels
+
+    try:
+        summary = export_labels(app.store(), app.taxonomy(), out_dir, include_source_labels, source, push_to_hub)
+    except ExportError as exc:
+        raise click.ClickException(str(exc)) from None
+    emit(summary, as_json, lambda d: click.echo(
+        f"exported {d['rows']} labelled items ({d['by_origin']['human']} human, {d['by_origin']['source']} source) "
+        f"to {d['path']} and {d['parquet']}"))
+
+
+@cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option("--port", default=7860, show_default=True, help="Port of the web UI.")
 @click.option("--as", "analyst", default="analyst", show_default=True, help="Default analyst name in the UI.")
