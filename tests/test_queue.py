@@ -327,3 +327,12 @@ def test_list_cases_filters(sqlite_store, taxonomy, cfg):
     Q.build_cases(sqlite_store, taxonomy, _no_sampling(cfg), now=T0, progress=False)
     assert {r["item_id"] for r in Q.list_cases(sqlite_store, policy="scam", surface="sms")} == {"a"}
     assert {r["item_id"] for r in Q.list_cases(sqlite_store, state="open", queue="spam")} == {"c"}
+
+
+def test_benign_campaign_is_not_a_campaign_case_queue_item(sqlite_store, taxonomy, cfg):
+    add_scored(sqlite_store, taxonomy, [{"id": f"hi{i}", "label": "benign", "p": 0.97, "text": "sorry, call later"}
+                                        for i in range(4)])
+    add_campaign(sqlite_store, [f"hi{i}" for i in range(4)])
+    Q.build_cases(sqlite_store, taxonomy, _no_sampling(cfg), now=T0, progress=False)
+    camp = _cases(sqlite_store)["campaign:1"]
+    assert camp["queue"] == "low-risk" and camp["meta"]["campaign_case"] is True
