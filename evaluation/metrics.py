@@ -1,0 +1,100 @@
+"""Pure functions over arrays for model-vs-human and drift figures (cleanlab style).
+
+Classification figures (precision/recall/F1, confusion, ECE) come from `models.metrics`, so the
+registry, the benchmarks and these reports agree; this module adds what only human decisions
+and time windows give: override rates, inter-analyst agreement and distribution drift.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+
+def override_rate(model_labels: Sequence[str], human_labels: Sequence[str]) -> Optional[float]:
+    """Share of decisions whose human label differs from the model's label; None when empty."""
+    m, h = np.asarray(model_labels, dtype=object), np.asarray(human_labels, dtype=object)
+    return float((m != h).mean()) if len(m) else None
+
+
+def override_rates_by(groups: Sequence[Any], model_labels: Sequence[str],
+                      human_labels: Sequence[str]) -> dict[Any, dict[str, Any]]:
+    """Per group (e.g. model label, or day): {'n', 'overrides', 'rate'} in first-seen order."""
+    out: dict[Any, dict[str, Any]] = {}
+    for g, m, h in zip(groups, model_labels, human_labels):
+        row = out.setdefault(g, {"n": 0, "overrides": 0})
+        row["n"] += 1
+        row["overrides"] += int(m != h)
+    for row in out.values():
+        row["rate"] = row["overrides"] / row["n"]
+    return out
+
+
+def cohen_kappa(a: Sequence[Any], b: Sequence[Any]) -> Optional[float]:
+    """Cohen's kappa of two raters over the same items; None when empty, 1.0 when both are constant and agree."""
+    a, b = np.asarray(a, dtype=object), np.asarray(b, dtype=object)
+    if len(a) == 0:
+        return None
+    cats = sorted(set(a.tolist()) | set(b.tolist()), key=str)
+    po = float((a == b).mean())
+    pe = sum(float((a == c).mean()) * float((b == c).mean()) for c in cats)
+    return 1.0 if pe >= 1.0 else (po - pe) / (1.0 - pe)
+
+
+def fleiss_kappa(counts: np.ndarray) -> Optional[float]:
+    """Fleiss' kappa from an (items, categories) matrix of rating counts (equal raters per item)."""
+    counts = np.asarray(counts, dtype=np.float64)
+    if counts.size == 0:
+        return None
+    n = counts.sum(axis=1)
+    if not np.all(n == n[0]) or n[0] < 2:
+        raise ValueError("Fleiss' kappa needs the same number (>= 2) of ratings for every item")
+    r = n[0]
+    p_j = counts.sum(axis=0) / counts.sum()
+    p_i = ((counts * counts).sum(axis=1) - r) / (r * (r - 1))
+    pe = float((p_j * p_j).sum())
+    return 1.0 if pe >= 1.0 else float((p_i.mean() - pe) / (1.0 - pe))
+
+
+def psi(reference: np.ndarray, current: np.ndarray, bins: int = 10, eps: float = 1e-4) -> float:
+    """Population stability index of `current` against `reference`, on reference-quantile bins.
+
+    Rule of thumb: < 0.1 stable, 0.1-0.25 moderate shift, > 0.25 significant shift.
+    """
+    ref, cur = np.asarray(reference, dtype=np.float64), np.asarray(current, dtype=np.float64)
+    if len(ref) == 0 or len(cur) == 0:
+        return float("nan")
+    edges = np.unique(np.quantile(ref, np.linspace(0, 1, bins + 1)))
+    if len(edges) < 2:
+        edges = np.array([ref.min() - 0.5, ref.max() + 0.5])
+    edges[0], edges[-1] = -np.inf, np.inf
+    r = np.histogram(ref, edges)[0] / len(ref)
+    c = np.histogram(cur, edges)[0] / len(cur)
+    r, c = np.clip(r, eps, None), np.clip(c, eps, None)
+    return float(((c - r) * np.log(c / r)).sum())
+
+
+def ks_statistic(reference: np.ndarray, current: np.ndarray) -> dict[str, float]:
+    """Two-sample Kolmogorov-Smirnov: {'statistic', 'pvalue'} (scipy)."""
+    from scipy.stats import ks_2samp
+
+    res = ks_2samp(np.asarray(reference, dtype=np.float64), np.asarray(current, dtype=np.float64))
+    return {"statistic": float(res.statistic), "pvalue": float(res.pvalue)}
+
+
+def domain_classifier_auc(reference: np.ndarray, current: np.ndarray, seed: int = 0) -> Optional[float]:
+    """Cross-validated ROC AUC of a classifier telling current from reference rows (e.g. embeddings).
+
+    0.5 means the windows are indistinguishable; near 1.0 means the input distribution moved.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import cross_val_score
+
+    ref, cur = np.asarray(reference), np.asarray(current)
+    if min(len(ref), len(cur)) < 10:
+        return None
+    x = np.vstack([ref, cur])
+    y = np.r_[np.zeros(len(ref)), np.ones(len(cur))]
+    folds = int(min(5, len(ref), len(cur)))
+    clf = LogisticRegression(max_iter=1000, random_state=seed)
+    return float(cross_val_score(clf, x, y, cv=folds, scoring="roc_auc").mean())
