@@ -115,6 +115,13 @@ def decide(store: Store, taxonomy: Taxonomy, case_id: int, analyst: str, label: 
             raise QueueError(f"case {case_id} is an appeal: resolve it with `workbench appeals resolve`")
         check_actionable(case, analyst, now)
         kind = _decision_kind(case, config, kind)
+        if kind == "calibration":
+            twice = conn.execute(select(D.c.id).join(C, C.c.id == D.c.case_id).where(
+                D.c.item_id == case["item_id"], D.c.reviewer == analyst, D.c.kind == "calibration",
+                C.c.calibration_set == case["calibration_set"])).first()
+            if twice is not None:
+                raise QueueError(f"{analyst} already answered item {case['item_id']!r} in calibration set "
+                                 f"{case['calibration_set']!r}; agreement needs different analysts")
         version, model_label, model_score = _model_seen(conn, case)
         override = model_label is not None and label != model_label
         if override and not rationale:
@@ -246,7 +253,7 @@ def appeal(store: Store, item_id: str, appellant: str, reason: str, taxonomy: Ta
             due_at=due, is_audit=False, reopened_from=current["case_id"], created_at=now, updated_at=now,
             meta={"features": features, "terms": terms, "scores": orig_meta.get("scores") or {}, "appeal": packet},
         ).returning(C.c.id)).scalar_one())
-        if orig is not None and orig["state"] == "decided":
+        if orig is not None and orig["state"] == "decided" and orig["campaign_id"] is None:
             conn.execute(update(C).where(C.c.id == orig["id"]).values(state="appealed", updated_at=now))
         audit.record(conn, appellant, "appeal.file", "case", case_id,
                      {"item_id": item_id, "decision_id": current["id"], "reason": reason.strip()})

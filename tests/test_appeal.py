@@ -89,3 +89,22 @@ def test_reversal_is_a_new_decision_and_counts_as_upheld(any_store, taxonomy, cf
     assert kpis["rework_rate"] == 0.5  # one of two original decisions changed on appeal
     with pytest.raises(Q.QueueError, match="outcome must be one of"):
         DEC.resolve_appeal(any_store, taxonomy, ap_a["id"], "bob", "upheld", "x", config=cfg)
+
+
+def test_appeal_of_one_member_of_a_bulk_decision(sqlite_store, taxonomy, cfg):
+    from test_queue_support import add_campaign
+
+    members = ["w1", "w2", "w3"]
+    add_scored(sqlite_store, taxonomy, [{"id": m, "label": "scam", "p": 0.9} for m in members])
+    add_campaign(sqlite_store, members)
+    Q.build_cases(sqlite_store, taxonomy, cfg, now=T0, progress=False)
+    camp = Q.next_case(sqlite_store, "lead", "campaigns", now=T0, config=cfg)
+    DEC.decide(sqlite_store, taxonomy, camp["id"], "lead", "scam", now=T0, config=cfg)
+    ap = DEC.appeal(sqlite_store, "w2", "owner", "I run a real raffle", taxonomy, config=cfg, now=T0)
+    assert ap["meta"]["appeal"]["decision"]["kind"] == "bulk"
+    assert ap["meta"]["appeal"]["evidence"]["campaign_id"] == camp["campaign_id"]
+    assert Q.case_detail(sqlite_store, camp["id"])["state"] == "decided"  # the campaign case stays closed
+    DEC.resolve_appeal(sqlite_store, taxonomy, ap["id"], "bob", "reverse", "licensed raffle", label="spam",
+                       action="label", config=cfg, now=T0)
+    labels = current_labels(sqlite_store)
+    assert labels["w2"]["label"] == "spam" and labels["w1"]["label"] == labels["w3"]["label"] == "scam"

@@ -58,7 +58,9 @@ def _print_case(c: dict[str, Any]) -> None:
     if c.get("escalation_reason"):
         click.echo(f"  escalated: {c['escalation_reason']}")
     if c.get("campaign"):
-        click.echo(f"  campaign {c['campaign']['id']}: {c['campaign'].get('members')} members")
+        click.echo(f"  campaign {c['campaign']['id']}: {c['campaign'].get('members')} members (decided in bulk)")
+    elif (c.get("meta") or {}).get("member_of_campaign"):
+        click.echo(f"  member of campaign {c['meta']['member_of_campaign']}")
     scores = (c.get("meta") or {}).get("scores") or {}
     if scores:
         click.echo("  model: " + ", ".join(f"{k}={v:.2f}" for k, v in sorted(scores.items(), key=lambda kv: -kv[1])))
