@@ -2,7 +2,8 @@
 
 Tabs: Review (claim the next case, see the masked text, the model's scores, similar past
 decisions, campaign and author history; confirm in one key, override, escalate, skip), Campaigns
-(list, timeline plot, act on a whole campaign), Operations (queue KPIs). Keys on the Review tab
+(list, timeline plot, act on a whole campaign), Evaluation (the `workbench eval report`
+figures and plots), Operations (queue KPIs). Keys on the Review tab
 when no text box has focus: c confirm, n next, r reveal, s skip, x release.
 """
 from __future__ import annotations
@@ -238,6 +239,14 @@ def build_app(store: Store, taxonomy: Taxonomy, analyst: str = "analyst", queue:
             return f"Warning: Not saved: {exc}"
         return f"Saved: {label} / {action} applied to {len(out.get('decision_ids', []))} items of campaign {int(campaign_id)}."
 
+    def evaluation() -> tuple[Any, ...]:
+        from evaluation.report import write_report
+
+        out = write_report(store, taxonomy, store.path("reports", "ui"))
+        text = open(out["report"], encoding="utf-8").read().split("\n![")[0]
+        plots = out["plots"]
+        return text, plots.get("override_rate"), plots.get("reliability"), plots.get("score_drift")
+
     def kpis() -> tuple[Any, Any]:
         from evaluation.ops import ops_kpis
 
@@ -319,6 +328,15 @@ def build_app(store: Store, taxonomy: Taxonomy, analyst: str = "analyst", queue:
             bulk_label.input(lambda l: on_label(l)[0], [bulk_label], [bulk_action])
             bulk_btn.click(act_on_campaign, [camp_id, who, bulk_label, bulk_action, bulk_rationale], bulk_out)
             app.load(campaign_table, None, table)
+
+        with gr.Tab("Evaluation"):
+            eval_btn = gr.Button("Compute report", size="sm")
+            eval_md = gr.Markdown("Model against human decisions: overrides, precision/recall, calibration, drift.")
+            with gr.Row():
+                override_png = gr.Image(label="Override rate per day", type="filepath")
+                reliability_png = gr.Image(label="Calibration on human labels", type="filepath")
+            drift_png = gr.Image(label="Score drift", type="filepath")
+            eval_btn.click(evaluation, None, [eval_md, override_png, reliability_png, drift_png])
 
         with gr.Tab("Operations"):
             kpi_btn = gr.Button("Refresh", size="sm")
