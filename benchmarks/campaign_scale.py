@@ -3,11 +3,12 @@
 Data: texts resampled (seeded) from the SMS Spam Collection (all of it) and 10,000 Davidson
 tweets, so only those ~15.5k distinct base texts are ever encoded with MiniLM (cached in
 benchmarks/.cache/). Every item is perturbed:
-  - all items get template-invariant noise (a random number, phone number, URL or amount that
-    the template normaliser maps to a token), so raw texts are almost all distinct;
-  - VARIANT_SHARE of them also get a word-level edit (a word dropped or two swapped), which
-    makes a new template; its vector is the base text's MiniLM vector plus Gaussian noise
-    (about cosine 0.96 to it), renormalised, instead of a fresh encoding.
+  - every item gets a random number, phone number, URL or amount put before or after it, which
+    the template normaliser maps to a token: raw texts are almost all distinct, while each base
+    text yields at most 8 templates (4 token kinds x 2 places);
+  - VARIANT_SHARE of them also get a word-level edit (a word dropped or two swapped).
+Only the base texts are encoded; every other template's vector is its base text's MiniLM vector
+plus Gaussian noise (about cosine 0.96 to it), renormalised, instead of a fresh encoding.
 The run goes through `clustering.service.cluster` on a SQLite store (items inserted directly),
 with an embedder that looks those vectors up, so timings cover normalisation, entity
 extraction, the faiss index, linking, facts and the database writes, but not MiniLM itself.
@@ -65,7 +66,7 @@ def base_texts() -> list[str]:
 
 
 def invariant_noise(rng: random.Random) -> str:
-    """Text the template normaliser turns into a token: the template stays the same."""
+    """Text the template normaliser turns into a token (its template is one of 4 token kinds)."""
     kind = rng.randrange(4)
     if kind == 0:
         return f"ref {rng.randrange(10**6)}"
@@ -265,8 +266,9 @@ def main() -> None:
         "benchmark": "campaign_scale", "items": args.items, "attached": args.attach,
         "data": {"base_texts_encoded_with_minilm": len(set(base_templates)), "davidson_sample": DAVIDSON_SAMPLE,
                  "distinct_raw_texts": distinct_raw, "distinct_templates_indexed": len(table),
-                 "perturbation": "every item: random number/phone/URL/amount (template-invariant); "
-                                 f"{VARIANT_SHARE:.0%}: a word dropped or swapped, vector = base MiniLM vector "
+                 "perturbation": "every item: a random number/phone/URL/amount before or after the text "
+                                 f"(mapped to a token by the normaliser); {VARIANT_SHARE:.0%}: a word dropped or "
+                                 "swapped; only base texts are MiniLM-encoded, other templates get base vector "
                                  f"+ N(0, {NOISE_SIGMA}) per dim, renormalised"},
         "build_seconds": round(build_s, 2), "build_peak_rss_mb": round(build_rss, 1),
         "rss_before_build_mb": round(rss_before, 1),

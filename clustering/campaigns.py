@@ -77,7 +77,7 @@ class CampaignGraph:
         self.settings = settings
         ix = settings.index
         self.index = VectorIndex(dim, ix.hnsw_min_size, ix.hnsw_m, ix.ef_construction, ix.ef_search,
-                                 model_id=model_id)
+                                 model_id=model_id, range_k=ix.range_k)
         self.item_ids: list[str] = []
         self._item_row: dict[str, int] = {}
         self.item_node = _empty_i64()

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from workbench.config import config_dir, load_model
 
@@ -15,10 +15,19 @@ CAMPAIGNS_FILE = "campaigns.yaml"
 
 class IndexSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="after")
+    def _ef_covers_k(self) -> "IndexSettings":
+        if self.ef_search < self.range_k:
+            raise ValueError(f"ef_search ({self.ef_search}) must be at least range_k ({self.range_k})")
+        return self
+
     hnsw_min_size: int = Field(default=20_000, ge=1)
     hnsw_m: int = Field(default=32, ge=4, le=256)
     ef_construction: int = Field(default=80, ge=8)
     ef_search: int = Field(default=128, ge=8)
+    # On HNSW, "every neighbour above the threshold" is the range_k nearest filtered by it.
+    range_k: int = Field(default=100, ge=2, le=1000)
 
 
 class CampaignSettings(BaseModel):

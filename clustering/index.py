@@ -40,7 +40,8 @@ class VectorIndex:
     """Cosine search over L2-normalised vectors: flat while small, HNSW past a size."""
 
     def __init__(self, dim: int, hnsw_min_size: int = 50_000, hnsw_m: int = 32,
-                 ef_construction: int = 80, ef_search: int = 128, model_id: str | None = None) -> None:
+                 ef_construction: int = 80, ef_search: int = 128, model_id: str | None = None,
+                 range_k: int = 100) -> None:
         if dim <= 0:
             raise ValueError(f"dim must be positive, got {dim}")
         self.dim = dim
@@ -49,6 +50,7 @@ class VectorIndex:
         self.ef_construction = ef_construction
         self.ef_search = ef_search
         self.model_id = model_id
+        self.range_k = range_k
         self.keys: list[str] = []
         self._pos: dict[str, int] = {}
         self.kind = "flat"
@@ -131,11 +133,21 @@ class VectorIndex:
         return self._index.search(vectors, k)
 
     def range_search(self, vectors: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """All (query row, position, similarity) triples with similarity >= threshold."""
+        """All (query row, position, similarity) triples with similarity >= threshold.
+
+        Exact on the flat index. On HNSW it is the `range_k` nearest neighbours filtered by the
+        threshold: faiss's own HNSW range search aborts the process on large result sets
+        (faiss 1.15, multi-threaded), and a k-NN graph keeps near-duplicate groups connected.
+        """
         vectors = self._check(vectors)
         if not self.keys or not len(vectors):
             empty = np.empty(0, dtype=np.int64)
             return empty, empty.copy(), np.empty(0, dtype=np.float32)
+        if self.kind == "hnsw":
+            sims, pos = self.search(vectors, self.range_k)
+            keep = (pos >= 0) & (sims >= threshold)
+            rows = np.nonzero(keep)[0].astype(np.int64)
+            return rows, pos[keep].astype(np.int64), sims[keep].astype(np.float32)
         lims, sims, pos = self._index.range_search(vectors, float(threshold))
         rows = np.repeat(np.arange(len(vectors), dtype=np.int64), np.diff(lims.astype(np.int64)))
         return rows, pos.astype(np.int64), sims.astype(np.float32)
@@ -147,7 +159,7 @@ class VectorIndex:
             "metric": "inner_product (cosine on L2-normalised vectors)",
             "hnsw_min_size": self.hnsw_min_size, "hnsw_m": self.hnsw_m,
             "ef_construction": self.ef_construction, "ef_search": self.ef_search,
-            "switched_at_size": self.switched_at_size, "model_id": self.model_id,
+            "switched_at_size": self.switched_at_size, "model_id": self.model_id, "range_k": self.range_k,
             "built_at": self.built_at, "saved_at": utcnow().isoformat(timespec="seconds"),
         }
 
@@ -185,7 +197,7 @@ class VectorIndex:
         if meta.get("format") != FORMAT:
             raise IndexError_(f"{d / META_FILE}: format {meta.get('format')!r}, expected {FORMAT}")
         self = cls(meta["dim"], meta["hnsw_min_size"], meta["hnsw_m"], meta["ef_construction"],
-                   meta["ef_search"], meta.get("model_id"))
+                   meta["ef_search"], meta.get("model_id"), meta.get("range_k", 100))
         try:
             self._index = faiss.read_index(str(d / INDEX_FILE))
         except RuntimeError as exc:

@@ -40,6 +40,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 CAMPAIGN_DIR = "campaigns"
 _CHUNK = 500  # ids per IN (...) list
+_TERM_SAMPLE = 300  # members whose text feeds a campaign's top terms (the first by item row)
 _CT = Campaign.__table__
 _MT = CampaignMember.__table__
 _IT = Item.__table__
@@ -244,16 +245,17 @@ def _write_campaigns(store: "Store", graph: CampaignGraph, comps: Components, to
     # Read and plan outside the write transaction (only clustering runs, serialised by the run
     # lock, write campaign members), so reviewers' writes are not blocked while facts are computed.
     with store.read() as conn:
-        old_camp: dict[str, int] = {}
+        old_rows: dict[str, tuple[int, Optional[str], Optional[float]]] = {}
+        cols = (_MT.c.item_id, _MT.c.campaign_id, _MT.c.linked_by, _MT.c.similarity)
         if full:
-            old_camp = dict(conn.execute(select(_MT.c.item_id, _MT.c.campaign_id)).all())
+            old_rows = {r[0]: tuple(r[1:]) for r in conn.execute(select(*cols))}
         else:
             for chunk in _chunks(touched_ids):
-                old_camp.update(conn.execute(select(_MT.c.item_id, _MT.c.campaign_id)
-                                             .where(_MT.c.item_id.in_(chunk))).all())
+                old_rows.update({r[0]: tuple(r[1:]) for r in conn.execute(select(*cols).where(_MT.c.item_id.in_(chunk)))})
+        old_camp = {k: v[0] for k, v in old_rows.items()}
         reported = sorted((g for g in groups if len(g) >= settings.min_campaign_size), key=lambda g: (-len(g), g[0]))
         # Items of reported campaigns that are not new in this run need their text for terms.
-        need_text = [ids[r] for g in reported for r in g[:2000].tolist() if ids[r] not in templates]
+        need_text = [ids[r] for g in reported for r in g[:_TERM_SAMPLE].tolist() if ids[r] not in templates]
         info = _fetch_items(conn, [ids[r] for g in reported for r in g.tolist()], [_item_time().label("seen")])
         texts = _fetch_items(conn, need_text, [_IT.c.text])
     n_classes = max(len(np.unique(labels)), 1)
@@ -268,12 +270,6 @@ def _write_campaigns(store: "Store", graph: CampaignGraph, comps: Components, to
         plans.append((cid, _campaign_facts(graph, comps, g, info, texts, templates, settings, n_classes,
                                             mentions), g))
     with store.begin() as conn:
-        # Members: drop the touched items' old rows, then insert the new ones.
-        if full:
-            conn.execute(delete(_MT))
-        else:
-            for chunk in _chunks(touched_ids):
-                conn.execute(delete(_MT).where(_MT.c.item_id.in_(chunk)))
         new_rows = [{**f, "created_at": now, "updated_at": now, "status": "active"} for cid, f, _ in plans if cid is None]
         new_ids: list[int] = []
         if new_rows:
@@ -286,13 +282,22 @@ def _write_campaigns(store: "Store", graph: CampaignGraph, comps: Components, to
                 {k: bindparam(k) for k in upd[0] if k != "cid"})
             conn.execute(stmt, upd)
             updated = len(upd)
+        # Members: rewrite only rows whose campaign or reason changed; drop those now in none.
         it = iter(new_ids)
         member_rows = []
+        staying: set[str] = set()
         for cid, _f, g in plans:
             cid = cid if cid is not None else next(it)
             for r, (why, sim) in zip(g.tolist(), graph.link_reasons(comps, g, mentions)):
-                member_rows.append({"item_id": ids[r], "campaign_id": cid, "linked_by": why,
-                                    "similarity": sim, "added_at": now})
+                item = ids[r]
+                staying.add(item)
+                old = old_rows.get(item)
+                if old is None or old[0] != cid or old[1] != why or not _same_sim(old[2], sim):
+                    member_rows.append({"item_id": item, "campaign_id": cid, "linked_by": why,
+                                        "similarity": sim, "added_at": now})
+        stale = [i for i in old_rows if i not in staying] + [m["item_id"] for m in member_rows if m["item_id"] in old_rows]
+        for chunk in _chunks(stale):
+            conn.execute(delete(_MT).where(_MT.c.item_id.in_(chunk)))
         for chunk in _chunks(member_rows, 5000):
             conn.execute(insert(_MT), list(chunk))
         # Campaigns that lost every member: merged into another one, or dissolved.
@@ -308,6 +313,7 @@ def _write_campaigns(store: "Store", graph: CampaignGraph, comps: Components, to
             "mode": "full" if full else "incremental", "reason": reason, **stats,
             "items_clustered": len(ids), "components_touched": int(len(touched)),
             "campaigns_created": created, "campaigns_updated": updated, "campaigns_merged": len(merged),
+            "member_rows_written": len(member_rows),
             "campaigns_active": conn.execute(select(func.count()).select_from(_CT)
                                              .where(_CT.c.status == "active")).scalar_one(),
             "index": {"kind": graph.index.kind, "size": len(graph.index),
@@ -317,6 +323,10 @@ def _write_campaigns(store: "Store", graph: CampaignGraph, comps: Components, to
         audit.record(conn, actor, "campaigns.rebuild" if full else "campaigns.attach", "campaigns", None,
                      {k: v for k, v in summary.items()})
     return summary
+
+
+def _same_sim(a: Optional[float], b: Optional[float]) -> bool:
+    return (a is None and b is None) or (a is not None and b is not None and abs(a - b) < 1e-6)
 
 
 def _campaign_facts(graph: CampaignGraph, comps: Components, rows: np.ndarray, info: dict[str, Any],
@@ -331,7 +341,7 @@ def _campaign_facts(graph: CampaignGraph, comps: Components, rows: np.ndarray, i
     node = nodes[best]
     exemplar = next(ids[r] for r in rows.tolist() if graph.item_node[r] == node)
     term_counts: Counter[str] = Counter()
-    for i in members[:2000]:
+    for i in members[:_TERM_SAMPLE]:
         tmpl = templates.get(i)
         if tmpl is None:
             tmpl = normalize_template(texts[i].text) if i in texts else ""

@@ -44,6 +44,8 @@ def test_switches_to_hnsw_past_the_size_and_records_it(tmp_path):
     assert ix.kind == "hnsw" and ix.switched_at_size == 300
     sims, nn = ix.search(x[:20], 1)
     assert (nn[:, 0] == np.arange(20)).mean() >= 0.95  # approximate, but self is found
+    rows, pos, sims = ix.range_search(x[:20], 0.999)  # k-NN filtered by the threshold on HNSW
+    assert (sims >= 0.999).all() and set(zip(rows.tolist(), pos.tolist())) >= {(i, i) for i in range(18)}
     ix.save(tmp_path)
     meta = json.loads((tmp_path / META_FILE).read_text())
     assert meta["kind"] == "hnsw" and meta["switched_at_size"] == 300 and meta["size"] == 300
