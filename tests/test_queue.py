@@ -130,13 +130,13 @@ def test_user_reports_and_campaign_size_raise_priority_with_reason(sqlite_store,
     assert c["campaign:1"]["queue"] == "campaigns"
 
 
-def test_urgency_rises_as_the_deadline_nears_and_sweep_refreshes(sqlite_store, taxonomy, cfg):
+def test_urgency_rises_as_the_deadline_nears_and_sweep_refreshes(any_store, taxonomy, cfg):
     cfg = _no_sampling(cfg).model_copy(update={"sla_escalation": Q.SlaEscalation(tiers=[])})
-    add_scored(sqlite_store, taxonomy, [{"id": "s", "label": "scam", "p": 0.9}])
-    Q.build_cases(sqlite_store, taxonomy, cfg, now=T0, progress=False)
-    before = _cases(sqlite_store)["s"]["priority"]
-    out = Q.sweep(sqlite_store, taxonomy, cfg, now=T0 + dt.timedelta(minutes=180))
-    after = _cases(sqlite_store)["s"]
+    add_scored(any_store, taxonomy, [{"id": "s", "label": "scam", "p": 0.9}])
+    Q.build_cases(any_store, taxonomy, cfg, now=T0, progress=False)
+    before = _cases(any_store)["s"]["priority"]
+    out = Q.sweep(any_store, taxonomy, cfg, now=T0 + dt.timedelta(minutes=180))
+    after = _cases(any_store)["s"]
     assert out["reprioritised"] == 1 and after["priority"] > before
     assert "75% of P1 SLA used" in after["priority_reason"]
 
@@ -167,14 +167,14 @@ def test_uniform_draw_is_uniform_and_reproducible():
     assert Q.uniform_draw("x", "salt") == Q.uniform_draw("x", "salt") != Q.uniform_draw("x", "other")
 
 
-def test_calibration_copies_go_to_distinct_analysts(sqlite_store, taxonomy, cfg):
+def test_calibration_copies_go_to_distinct_analysts(any_store, taxonomy, cfg):
     cfg = cfg.model_copy(update={"qa_share": 0.0, "calibration_sets": [Q.CalibrationSet(name="cal", share=1.0, reviewers=3)]})
-    add_scored(sqlite_store, taxonomy, [{"id": "a", "label": "scam", "p": 0.9}, {"id": "b", "label": "hate", "p": 0.9}])
-    summary = Q.build_cases(sqlite_store, taxonomy, cfg, now=T0, progress=False)
+    add_scored(any_store, taxonomy, [{"id": "a", "label": "scam", "p": 0.9}, {"id": "b", "label": "hate", "p": 0.9}])
+    summary = Q.build_cases(any_store, taxonomy, cfg, now=T0, progress=False)
     assert summary["calibration_copies"] == 6
     got = {name: [] for name in ("ann", "bob", "cy", "dee")}
     for name in got:
-        while (c := Q.next_case(sqlite_store, name, "calibration", now=T0, config=cfg)) is not None:
+        while (c := Q.next_case(any_store, name, "calibration", now=T0, config=cfg)) is not None:
             got[name].append(c["item_id"])
     for name in ("ann", "bob", "cy"):
         assert sorted(got[name]) == ["a", "b"]  # one copy of each item, never two
@@ -290,18 +290,18 @@ def test_escalation_criteria_route_to_escalation_queue(sqlite_store, taxonomy, c
     assert Q.case_detail(sqlite_store, claimed["id"])["state"] == "escalated"
 
 
-def test_sla_about_to_lapse_moves_to_escalation(sqlite_store, taxonomy, cfg):
+def test_sla_about_to_lapse_moves_to_escalation(any_store, taxonomy, cfg):
     cfg = _no_sampling(cfg)
-    add_scored(sqlite_store, taxonomy, [{"id": "p1", "label": "scam", "p": 0.9}, {"id": "p3", "label": "spam", "p": 0.9}])
-    Q.build_cases(sqlite_store, taxonomy, cfg, now=T0, progress=False)
-    assert Q.sweep(sqlite_store, taxonomy, cfg, now=T0 + dt.timedelta(minutes=170))["sla_escalated"] == 0
-    out = Q.sweep(sqlite_store, taxonomy, cfg, now=T0 + dt.timedelta(minutes=190))  # 50 of 240 minutes left
+    add_scored(any_store, taxonomy, [{"id": "p1", "label": "scam", "p": 0.9}, {"id": "p3", "label": "spam", "p": 0.9}])
+    Q.build_cases(any_store, taxonomy, cfg, now=T0, progress=False)
+    assert Q.sweep(any_store, taxonomy, cfg, now=T0 + dt.timedelta(minutes=170))["sla_escalated"] == 0
+    out = Q.sweep(any_store, taxonomy, cfg, now=T0 + dt.timedelta(minutes=190))  # 50 of 240 minutes left
     assert out["sla_escalated"] == 1
-    c = _cases(sqlite_store)
+    c = _cases(any_store)
     assert c["p1"]["queue"] == "escalation" and c["p1"]["escalation_reason"] == "sla: 50 of 240 minutes left on the P1 SLA"
     assert c["p1"]["first_action_at"] is None  # the system moved it; no human acted yet
     assert c["p3"]["queue"] == "spam"  # P3 is not in sla_escalation.tiers
-    assert Q.sweep(sqlite_store, taxonomy, cfg, now=T0 + dt.timedelta(minutes=200))["sla_escalated"] == 0
+    assert Q.sweep(any_store, taxonomy, cfg, now=T0 + dt.timedelta(minutes=200))["sla_escalated"] == 0
 
 
 def test_manual_escalation_needs_a_reason_and_raises_severity(sqlite_store, taxonomy, cfg):
