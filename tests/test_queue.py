@@ -215,6 +215,20 @@ def test_expired_lease_returns_the_case(any_store, taxonomy, cfg):
         Q.release(any_store, first["id"], "ann", config=cfg)
 
 
+def test_renew_extends_only_a_live_lease_of_the_holder(sqlite_store, taxonomy, cfg):
+    cfg = _no_sampling(cfg)
+    add_scored(sqlite_store, taxonomy, [{"id": "only", "label": "scam", "p": 0.9}])
+    Q.build_cases(sqlite_store, taxonomy, cfg, now=T0, progress=False)
+    c = Q.next_case(sqlite_store, "ann", "fraud", lease_seconds=60, now=T0, config=cfg)
+    out = Q.renew(sqlite_store, c["id"], "ann", lease_seconds=600, now=T0 + dt.timedelta(seconds=50), config=cfg)
+    assert out["lease_expires_at"] == (T0 + dt.timedelta(seconds=650)).isoformat()
+    assert Q.next_case(sqlite_store, "bob", "fraud", now=T0 + dt.timedelta(seconds=300), config=cfg) is None
+    with pytest.raises(Q.QueueError, match="not held by bob"):
+        Q.renew(sqlite_store, c["id"], "bob", now=T0, config=cfg)
+    with pytest.raises(Q.QueueError, match="lease lapsed"):
+        Q.renew(sqlite_store, c["id"], "ann", now=T0 + dt.timedelta(seconds=700), config=cfg)
+
+
 def test_skip_and_release(any_store, taxonomy, cfg):
     cfg = _no_sampling(cfg)
     add_scored(any_store, taxonomy, [{"id": "top", "label": "scam", "p": 0.95}, {"id": "second", "label": "scam", "p": 0.6}])

@@ -688,6 +688,21 @@ def release(store: Store, case_id: int, analyst: str, now: Optional[dt.datetime]
         return case_view(conn, case_id, with_history=False)
 
 
+def renew(store: Store, case_id: int, analyst: str, lease_seconds: Optional[int] = None,
+          now: Optional[dt.datetime] = None, config: Optional[QueueConfig] = None) -> dict[str, Any]:
+    """Extend the holder's lease (a UI heartbeat while the analyst is still reading)."""
+    config = config or load_queue_config()
+    now = _now(now)
+    with store.begin() as conn:
+        case = lock_case(conn, case_id)
+        live = case["lease_expires_at"] is not None and case["lease_expires_at"] > now
+        if case["state"] != "claimed" or case["claimed_by"] != analyst or not live:
+            raise QueueError(f"case {case_id} is not held by {analyst} (lease lapsed or never taken); claim it again")
+        expires = now + dt.timedelta(seconds=int(lease_seconds or config.lease_seconds))
+        conn.execute(update(C).where(C.c.id == case_id).values(lease_expires_at=expires, updated_at=now))
+        return {"id": case_id, "claimed_by": analyst, "lease_expires_at": expires.isoformat()}
+
+
 def skip(store: Store, case_id: int, analyst: str, reason: Optional[str] = None,
          now: Optional[dt.datetime] = None, config: Optional[QueueConfig] = None) -> dict[str, Any]:
     """Give a claimed case back and never offer it to this analyst again (others still get it)."""
