@@ -8,7 +8,9 @@ are the plain baselines the benchmark compares against (no calibration, no decis
 """
 from __future__ import annotations
 
+import html
 import pickle
+import re
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -28,15 +30,18 @@ class HybridClassifier(PolicyClassifier):
     uses_embeddings = True
 
     def __init__(self, labels: Sequence[str], word_ngrams: Optional[Sequence[int]] = (1, 2),
-                 char_ngrams: Optional[Sequence[int]] = (2, 5), embedding_weight: float = 1.0,
+                 char_ngrams: Optional[Sequence[int]] = (1, 5), char_analyzer: str = "char",
+                 preprocess: Optional[str] = "social", embedding_weight: float = 1.0,
                  max_features: int = 300_000, min_df: int = 2, C: float = 4.0,
-                 class_weight: Optional[str] = None, calibration: str = "temperature_bias",
+                 class_weight: Optional[str] = "balanced", calibration: str = "temperature_bias",
                  calibration_folds: int = 5, decision_objective: Optional[str] = "macro_f1",
                  max_iter: int = 2000, seed: int = 0, embedding_model: Optional[str] = None,
                  max_seq_length: int = 128) -> None:
         super().__init__(labels)
         self.word_ngrams = tuple(word_ngrams) if word_ngrams else None
         self.char_ngrams = tuple(char_ngrams) if char_ngrams else None
+        self.char_analyzer = char_analyzer
+        self.preprocess = preprocess
         self.embedding_weight = float(embedding_weight)
         self.max_features = int(max_features)
         self.min_df = int(min_df)
@@ -51,6 +56,10 @@ class HybridClassifier(PolicyClassifier):
         self.max_seq_length = int(max_seq_length)
         if not (self.word_ngrams or self.char_ngrams or self.embedding_weight > 0):
             raise ModelError("hybrid model needs at least one of word_ngrams, char_ngrams, embedding_weight > 0")
+        if char_analyzer not in ("char", "char_wb"):
+            raise ModelError(f"char_analyzer must be char or char_wb, not {char_analyzer!r}")
+        if preprocess not in (None, "social"):
+            raise ModelError(f"preprocess must be null or social, not {preprocess!r}")
         if calibration not in ("none", "temperature", "temperature_bias"):
             raise ModelError(f"calibration must be none, temperature or temperature_bias, not {calibration!r}")
         if decision_objective not in (None, "macro_f1"):
@@ -70,11 +79,13 @@ class HybridClassifier(PolicyClassifier):
     def _vectorizers(self) -> None:
         from sklearn.feature_extraction.text import TfidfVectorizer
 
+        pre = social_text if self.preprocess == "social" else None
         self._word = (TfidfVectorizer(ngram_range=self.word_ngrams, min_df=self.min_df, sublinear_tf=True,
-                                      max_features=self.max_features, dtype=np.float32)
+                                      max_features=self.max_features, dtype=np.float32, preprocessor=pre)
                       if self.word_ngrams else None)
-        self._char = (TfidfVectorizer(analyzer="char_wb", ngram_range=self.char_ngrams, min_df=self.min_df,
-                                      sublinear_tf=True, max_features=self.max_features, dtype=np.float32)
+        self._char = (TfidfVectorizer(analyzer=self.char_analyzer, ngram_range=self.char_ngrams, min_df=self.min_df,
+                                      sublinear_tf=True, max_features=self.max_features, dtype=np.float32,
+                                      preprocessor=pre)
                       if self.char_ngrams else None)
 
     def embedder(self) -> Any:
@@ -202,8 +213,9 @@ class TfidfLogReg(HybridClassifier):
 
     def __init__(self, labels: Sequence[str], word_ngrams: Sequence[int] = (1, 2), C: float = 4.0,
                  min_df: int = 2, max_iter: int = 2000, seed: int = 0) -> None:
-        super().__init__(labels, word_ngrams=word_ngrams, char_ngrams=None, embedding_weight=0.0, C=C,
-                         min_df=min_df, calibration="none", decision_objective=None, max_iter=max_iter, seed=seed)
+        super().__init__(labels, word_ngrams=word_ngrams, char_ngrams=None, preprocess=None, embedding_weight=0.0,
+                         C=C, min_df=min_df, class_weight=None, calibration="none", decision_objective=None,
+                         max_iter=max_iter, seed=seed)
 
 
 @register_kind
@@ -216,11 +228,24 @@ class MiniLMLogReg(HybridClassifier):
     def __init__(self, labels: Sequence[str], C: float = 4.0, max_iter: int = 2000, seed: int = 0,
                  embedding_model: Optional[str] = None, max_seq_length: int = 128) -> None:
         super().__init__(labels, word_ngrams=None, char_ngrams=None, embedding_weight=1.0, C=C,
-                         calibration="none", decision_objective=None, max_iter=max_iter, seed=seed,
+                         class_weight=None, calibration="none", decision_objective=None, max_iter=max_iter, seed=seed,
                          embedding_model=embedding_model, max_seq_length=max_seq_length)
 
 
-# -- calibration and decision rules: pure functions over arrays ------------------------------
+# -- text and arrays: pure functions ---------------------------------------------------------
+_URL = re.compile(r"(https?://|www\.)\S+", re.IGNORECASE)
+_MENTION = re.compile(r"(?<!\w)@\w+")
+
+
+def social_text(text: str) -> str:
+    """Lower-cased text with HTML entities decoded and URLs / @mentions as placeholder tokens,
+    so n-grams learn from what is said rather than from who is tagged or linked."""
+    text = html.unescape(text)
+    text = _URL.sub(" httpurl ", text)
+    text = _MENTION.sub(" @user ", text)
+    return text.lower()
+
+
 def _nll(proba: np.ndarray, y: np.ndarray) -> float:
     return float(-np.log(np.clip(proba[np.arange(len(y)), y], 1e-12, 1.0)).mean())
 

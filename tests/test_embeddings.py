@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from models.embeddings import Embedder, EmbeddingCache, default_model_path, embed_texts, model_id_for
+from test_models_fixtures import tiny_st_path  # noqa: F401 - fixture
 from workbench.text import text_hash
 
 
@@ -100,3 +101,19 @@ def test_real_minilm_vectors_are_unit_length_and_semantic():
     assert vecs.shape == (3, 384) and vecs.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
     assert vecs[0] @ vecs[1] > vecs[0] @ vecs[2]
+
+
+def test_onnx_runtime_reproduces_torch_vectors(tiny_st_path, tmp_path, monkeypatch):
+    monkeypatch.setenv("WORKBENCH_ONNX_CACHE", str(tmp_path / "onnx"))
+    texts = ["hello there", "WIN a prize now, call 0900", "a much longer message " * 20, "x"]
+    ref = Embedder(tiny_st_path, max_seq_length=64).encode(texts)
+    fp32 = Embedder(tiny_st_path, max_seq_length=64, runtime="onnx")
+    got = fp32.encode(texts)
+    assert got.shape == ref.shape and got.dtype == np.float32
+    assert np.min(np.sum(got * ref, axis=1)) > 0.9999
+    int8 = Embedder(tiny_st_path, max_seq_length=64, runtime="onnx-int8")
+    q = int8.encode(texts)
+    np.testing.assert_allclose(np.linalg.norm(q, axis=1), 1.0, atol=1e-4)
+    assert np.min(np.sum(q * ref, axis=1)) > 0.9
+    assert fp32.model_id == "tiny-st@onnx" and int8.model_id == "tiny-st@onnx-int8"
+    assert len(list((tmp_path / "onnx").glob("*/model*.onnx"))) == 2  # exported once, reused after
