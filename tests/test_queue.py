@@ -350,3 +350,29 @@ def test_benign_campaign_is_not_a_campaign_case_queue_item(sqlite_store, taxonom
     Q.build_cases(sqlite_store, taxonomy, _no_sampling(cfg), now=T0, progress=False)
     camp = _cases(sqlite_store)["campaign:1"]
     assert camp["queue"] == "low-risk" and camp["meta"]["campaign_case"] is True
+
+
+def test_rescoring_by_a_new_model_replans_waiting_cases(any_store, taxonomy, cfg):
+    from sqlalchemy import insert as sql_insert
+
+    from workbench.schema import Prediction
+
+    cfg = _no_sampling(cfg)
+    add_scored(any_store, taxonomy, [{"id": "a", "label": "spam", "p": 0.9}, {"id": "b", "label": "spam", "p": 0.9},
+                                     {"id": "c", "label": "spam", "p": 0.9}])
+    Q.build_cases(any_store, taxonomy, cfg, now=T0, progress=False)
+    claimed = Q.next_case(any_store, "ann", "spam", now=T0, config=cfg)
+    newer = [{"item_id": i, "model_version": "test-model-2", "label": "scam", "score": 0.95,
+              "scores": scores_for(taxonomy, "scam", 0.95), "uncertainty": 0.05,
+              "taxonomy_version": taxonomy.version, "created_at": T0} for i in ("a", "b", "c")]
+    with any_store.begin() as conn:
+        conn.execute(sql_insert(Prediction.__table__), newer)
+    out = Q.build_cases(any_store, taxonomy, cfg, now=T0 + dt.timedelta(minutes=10), progress=False)
+    assert out["cases"] == 0 and out["rescored"] == 2  # the claimed case is left to its holder
+    cases = _cases(any_store)
+    moved = [cases[i] for i in ("a", "b", "c") if cases[i]["id"] != claimed["id"]]
+    for c in moved:
+        assert (c["queue"], c["severity"], c["model_version"]) == ("fraud", "P1", "test-model-2")
+        assert c["due_at"] == T0 + dt.timedelta(minutes=240) and "scam p=0.95" in c["priority_reason"]
+    assert cases[claimed["item_id"]]["model_version"] == "test-model-1"
+    assert Q.build_cases(any_store, taxonomy, cfg, now=T0, progress=False)["rescored"] == 0

@@ -462,23 +462,58 @@ def _lock_builds(conn: Connection) -> None:
         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _BUILD_LOCK_KEY})
 
 
+def _prediction_rows(conn: Connection, *extra: Any, where: Sequence[Any] = ()):  # type: ignore[no-untyped-def]
+    """Latest prediction per item joined with the item and its campaign (plus `extra` columns)."""
+    return (select(P.c.item_id, P.c.model_version, P.c.label, P.c.score, P.c.scores, P.c.uncertainty,
+                   I.c.text, I.c.surface, I.c.source, I.c["metadata"].label("meta"), CM.c.campaign_id, CP.c.size,
+                   *extra)
+            .join(I, I.c.id == P.c.item_id)
+            .outerjoin(CM, CM.c.item_id == P.c.item_id)
+            .outerjoin(CP, CP.c.id == CM.c.campaign_id)
+            .where(P.c.id.in_(latest_prediction_ids(conn)), *where))
+
+
+def _candidate(r: Any, growth: dict[int, int]) -> Candidate:
+    size = int(r.size or 0)
+    return Candidate(item_id=r.item_id, text=r.text, label=r.label, score=float(r.score),
+                     scores=dict(r.scores or {}), uncertainty=float(r.uncertainty or 0.0),
+                     model_version=r.model_version, campaign_id=r.campaign_id, surface=r.surface,
+                     source=r.source, language=_language(r.meta), campaign_size=size,
+                     campaign_growth=(growth.get(r.campaign_id, 0) / size) if size else 0.0,
+                     reports=_reports(r.meta))
+
+
 def _item_candidates(conn: Connection, now: dt.datetime, growth: dict[int, int]) -> Iterable[Candidate]:
     has_case = exists(select(1).where(C.c.item_id == P.c.item_id, C.c.campaign_id.is_(None)))
-    q = (select(P.c.item_id, P.c.model_version, P.c.label, P.c.score, P.c.scores, P.c.uncertainty,
-                I.c.text, I.c.surface, I.c.source, I.c["metadata"].label("meta"), CM.c.campaign_id, CP.c.size)
-         .join(I, I.c.id == P.c.item_id)
-         .outerjoin(CM, CM.c.item_id == P.c.item_id)
-         .outerjoin(CP, CP.c.id == CM.c.campaign_id)
-         .where(P.c.id.in_(latest_prediction_ids(conn)), ~has_case)
-         .order_by(P.c.id))
-    for r in conn.execute(q):
-        size = int(r.size or 0)
-        yield Candidate(item_id=r.item_id, text=r.text, label=r.label, score=float(r.score),
-                        scores=dict(r.scores or {}), uncertainty=float(r.uncertainty or 0.0),
-                        model_version=r.model_version, campaign_id=r.campaign_id, surface=r.surface,
-                        source=r.source, language=_language(r.meta), campaign_size=size,
-                        campaign_growth=(growth.get(r.campaign_id, 0) / size) if size else 0.0,
-                        reports=_reports(r.meta))
+    for r in conn.execute(_prediction_rows(conn, where=[~has_case]).order_by(P.c.id)):
+        yield _candidate(r, growth)
+
+
+def _rescore_open_cases(conn: Connection, taxonomy: Taxonomy, config: QueueConfig, now: dt.datetime,
+                        growth: dict[int, int], harm: np.ndarray) -> dict[str, int]:
+    """Re-plan waiting item cases whose item has a newer model's prediction (after a promotion).
+
+    Only unclaimed cases in an ordinary queue move: their queue, severity, due time (from the
+    case's creation), escalation and priority follow the new prediction; the audit flag and the
+    case id stay.
+    """
+    special = [config.escalation_queue, config.appeals_queue, config.calibration_queue]
+    q = _prediction_rows(conn, C.c.id.label("case_id"), C.c.created_at.label("case_created"), C.c.is_audit,
+                         where=[C.c.state == "open", C.c.campaign_id.is_(None), C.c.calibration_set.is_(None),
+                                C.c.queue.notin_(special), P.c.model_version != C.c.model_version]
+                         ).join(C, C.c.item_id == P.c.item_id)
+    out = {"rescored": 0, "rescored_escalated": 0}
+    for r in conn.execute(q).all():
+        row = plan_case(taxonomy, config, _candidate(r, growth), r.case_created, harm)
+        priority, why, terms = score_features(taxonomy, row["meta"]["features"], config, r.case_created,
+                                              row["due_at"], now)
+        conn.execute(update(C).where(C.c.id == r.case_id).values(
+            queue=row["queue"], state=row["state"], severity=row["severity"], predicted_label=row["predicted_label"],
+            model_version=row["model_version"], due_at=row["due_at"], escalation_reason=row["escalation_reason"],
+            priority=priority, priority_reason=why, meta=dict(row["meta"], terms=terms), updated_at=now))
+        out["rescored"] += 1
+        out["rescored_escalated"] += int(row["escalation_reason"] is not None)
+    return out
 
 
 def _campaign_candidates(conn: Connection, taxonomy: Taxonomy, growth: dict[int, int]) -> Iterable[Candidate]:
@@ -512,8 +547,9 @@ def build_cases(store: Store, taxonomy: Taxonomy, config: Optional[QueueConfig] 
                 chunk_size: int = 5000) -> dict[str, Any]:
     """Turn every scored item and every active campaign without a case into one; returns counts.
 
-    Idempotent: an item or campaign that already has a case is left alone, so it can run after
-    every scoring batch.
+    Idempotent: an item or campaign that already has a case gets no second one, so it can run
+    after every scoring batch. Waiting item cases whose item was re-scored by a newer model are
+    re-planned in place (`rescored`), so a promotion re-orders the backlog.
     """
     from tqdm import tqdm
 
@@ -555,7 +591,8 @@ def build_cases(store: Store, taxonomy: Taxonomy, config: Optional[QueueConfig] 
                 flush()
         flush()
         bar.close()
-        if summary["cases"]:
+        summary.update(_rescore_open_cases(conn, taxonomy, config, now, growth, harm))
+        if summary["cases"] or summary["rescored"]:
             audit.record(conn, actor, "cases.build", "queue", None,
                          {k: v for k, v in summary.items()} | {"config_version": config.version})
     return summary

@@ -99,7 +99,8 @@ def register(cli: click.Group) -> None:
             summary = build_cases(app.store(), app.taxonomy(), _config(app), actor="cli", progress=not as_json)
         _emit(summary, as_json, lambda s: click.echo(
             f"{s['cases']} new cases ({s['item_cases']} items, {s['campaign_cases']} campaigns): "
-            f"{s['audit']} QA audit, {s['escalated']} escalated, {s['calibration_copies']} calibration copies\n"
+            f"{s['audit']} QA audit, {s['escalated']} escalated, {s['calibration_copies']} calibration copies; "
+            f"{s['rescored']} waiting cases re-planned for a newer model\n"
             + "  ".join(f"{q}={n}" for q, n in sorted(s["by_queue"].items()))))
 
     @cases.command("list")
