@@ -376,3 +376,27 @@ def test_rescoring_by_a_new_model_replans_waiting_cases(any_store, taxonomy, cfg
         assert c["due_at"] == T0 + dt.timedelta(minutes=240) and "scam p=0.95" in c["priority_reason"]
     assert cases[claimed["item_id"]]["model_version"] == "test-model-1"
     assert Q.build_cases(any_store, taxonomy, cfg, now=T0, progress=False)["rescored"] == 0
+
+
+def test_the_champion_prediction_counts_and_unscored_by_it_still_queue(any_store, taxonomy, cfg):
+    from sqlalchemy import insert as sql_insert
+
+    from workbench.schema import ModelVersion, Prediction
+
+    cfg = _no_sampling(cfg)
+    add_scored(any_store, taxonomy, [{"id": "a", "label": "spam", "p": 0.9}, {"id": "b", "label": "spam", "p": 0.9}])
+    with any_store.begin() as conn:
+        conn.execute(sql_insert(ModelVersion.__table__).values(
+            id="champ-1", kind="test", artifact_path="-", role="champion", labels=taxonomy.labels, created_at=T0,
+            promoted_at=T0))
+        conn.execute(sql_insert(Prediction.__table__).values(
+            item_id="a", model_version="champ-1", label="hate", score=0.8, scores=scores_for(taxonomy, "hate", 0.8),
+            uncertainty=0.2, taxonomy_version=taxonomy.version, created_at=T0))
+        conn.execute(sql_insert(Prediction.__table__).values(  # a newer challenger's opinion does not count
+            item_id="a", model_version="challenger-9", label="benign", score=0.99,
+            scores=scores_for(taxonomy, "benign", 0.99), uncertainty=0.01, taxonomy_version=taxonomy.version,
+            created_at=T0))
+    Q.build_cases(any_store, taxonomy, cfg, now=T0, progress=False)
+    cases = _cases(any_store)
+    assert (cases["a"]["predicted_label"], cases["a"]["model_version"]) == ("hate", "champ-1")
+    assert (cases["b"]["predicted_label"], cases["b"]["model_version"]) == ("spam", "test-model-1")

@@ -424,12 +424,18 @@ def champion_version(conn: Connection) -> Optional[str]:
 
 
 def latest_prediction_ids(conn: Connection):  # type: ignore[no-untyped-def]
-    """Subquery of the newest prediction id per item (the champion's, when there is one)."""
-    q = select(func.max(P.c.id)).group_by(P.c.item_id)
+    """Subquery of the prediction id that counts per item: the champion's newest where the
+    champion scored the item, else the newest of any model (so nothing scored is left out)."""
+    newest = select(func.max(P.c.id)).group_by(P.c.item_id)
     champ = champion_version(conn)
-    if champ is not None:
-        q = q.where(P.c.model_version == champ)
-    return q
+    if champ is None:
+        return newest
+    other = P.alias("p_champ")
+    by_champ = select(func.max(P.c.id)).where(P.c.model_version == champ).group_by(P.c.item_id)
+    rest = (select(func.max(P.c.id)).where(~exists(select(1).where(other.c.item_id == P.c.item_id,
+                                                                   other.c.model_version == champ)))
+            .group_by(P.c.item_id))
+    return by_champ.union_all(rest)
 
 
 def _reports(meta: Any) -> int:
