@@ -66,7 +66,7 @@ def test_routing_follows_config_rules(sqlite_store, taxonomy, cfg):
         {"id": "es1", "label": "scam", "p": 0.9, "meta": {"language": "es"}},
         {"id": "comment_scam", "label": "scam", "p": 0.9, "surface": "comment"},
     ])
-    summary = Q.build_cases(sqlite_store, taxonomy, cfg, now=T0, progress=False)
+    summary = Q.build_cases(sqlite_store, taxonomy, cfg, now=T0, progress=False, chunk_size=3)  # 3 transactions
     assert summary["cases"] == 7
     got = {k: v["queue"] for k, v in _cases(sqlite_store).items()}
     assert got == {"scam1": "fraud", "spam1": "spam", "hate1": "hate-harassment", "ben_sure": "low-risk",

@@ -36,6 +36,7 @@ from .taxonomy import EscalationCriterion, Taxonomy
 
 QUEUES_FILE = "queues.yaml"
 TERMS = ("risk", "uncertainty", "campaign_size", "campaign_growth", "reports", "urgency")
+PRIORITY_EPSILON = 1e-4  # a sweep rewrites a case's priority only when it moved more than this
 URGENCY_CAP = 1.5  # an overdue case keeps gaining, up to half a deadline past due
 
 C = Case.__table__
@@ -548,6 +549,20 @@ def _campaign_candidates(conn: Connection, taxonomy: Taxonomy, growth: dict[int,
                         reports=sum(_reports(r.meta) for r in rows), extra={"campaign_case": True})
 
 
+def _already_cased(conn: Connection, chunk: Sequence[Candidate]) -> set[tuple[Any, bool]]:
+    """(item id, False) / (campaign id, True) of the chunk's candidates that already have a case."""
+    items = [c.item_id for c in chunk if not c.is_campaign]
+    camps = [c.campaign_id for c in chunk if c.is_campaign]
+    out: set[tuple[Any, bool]] = set()
+    for i in range(0, len(items), 900):
+        out |= {(r, False) for r in conn.execute(select(C.c.item_id).where(
+            C.c.item_id.in_(items[i:i + 900]), C.c.campaign_id.is_(None))).scalars()}
+    for i in range(0, len(camps), 900):
+        out |= {(r, True) for r in conn.execute(select(C.c.campaign_id).where(
+            C.c.campaign_id.in_(camps[i:i + 900]))).scalars()}
+    return out
+
+
 def build_cases(store: Store, taxonomy: Taxonomy, config: Optional[QueueConfig] = None,
                 now: Optional[dt.datetime] = None, actor: str = "system", progress: bool = True,
                 chunk_size: int = 5000) -> dict[str, Any]:
@@ -564,39 +579,37 @@ def build_cases(store: Store, taxonomy: Taxonomy, config: Optional[QueueConfig] 
     harm = label_harm_weights(taxonomy)
     summary: dict[str, Any] = {"cases": 0, "item_cases": 0, "campaign_cases": 0, "audit": 0,
                                "escalated": 0, "calibration_copies": 0, "by_queue": {}}
-    with store.begin() as conn:
-        _lock_builds(conn)
+    # Read and plan without the write lock; write in chunks so claims interleave with a big build.
+    with store.read() as conn:
         growth = _campaign_growth(conn, config, now)
-        todo = conn.execute(select(func.count()).select_from(P).where(
-            P.c.id.in_(latest_prediction_ids(conn)),
-            ~exists(select(1).where(C.c.item_id == P.c.item_id, C.c.campaign_id.is_(None))))).scalar() or 0
-        bar = tqdm(total=todo, desc="building cases", unit="case", disable=not progress, leave=False)
-        rows: list[dict[str, Any]] = []
-
-        def flush() -> None:
-            if rows:
-                conn.execute(insert(C), rows)
-                rows.clear()
-
         candidates = list(_item_candidates(conn, now, growth))
         candidates += list(_campaign_candidates(conn, taxonomy, growth))
-        for cand in candidates:
-            row = plan_case(taxonomy, config, cand, now, harm)
-            copies = calibration_copies(config, cand, row)
-            rows.append(row)
-            rows.extend(copies)
-            summary["cases"] += 1
-            summary["campaign_cases" if row["campaign_id"] is not None else "item_cases"] += 1
-            summary["audit"] += int(row["is_audit"])
-            summary["escalated"] += int(row["escalation_reason"] is not None)
-            summary["calibration_copies"] += len(copies)
-            summary["by_queue"][row["queue"]] = summary["by_queue"].get(row["queue"], 0) + 1
-            if row["campaign_id"] is None:
-                bar.update(1)
-            if len(rows) >= chunk_size:
-                flush()
-        flush()
-        bar.close()
+    bar = tqdm(total=len(candidates), desc="building cases", unit="case", disable=not progress, leave=False)
+    for start in range(0, len(candidates), chunk_size):
+        chunk = candidates[start:start + chunk_size]
+        planned = [(cand, plan_case(taxonomy, config, cand, now, harm)) for cand in chunk]
+        with store.begin() as conn:
+            _lock_builds(conn)
+            taken = _already_cased(conn, chunk)  # a concurrent build may have got there first
+            rows: list[dict[str, Any]] = []
+            for cand, row in planned:
+                if (row["campaign_id"] if cand.is_campaign else cand.item_id, cand.is_campaign) in taken:
+                    continue
+                copies = calibration_copies(config, cand, row)
+                rows.append(row)
+                rows.extend(copies)
+                summary["cases"] += 1
+                summary["campaign_cases" if cand.is_campaign else "item_cases"] += 1
+                summary["audit"] += int(row["is_audit"])
+                summary["escalated"] += int(row["escalation_reason"] is not None)
+                summary["calibration_copies"] += len(copies)
+                summary["by_queue"][row["queue"]] = summary["by_queue"].get(row["queue"], 0) + 1
+            if rows:
+                conn.execute(insert(C), rows)
+        bar.update(len(chunk))
+    bar.close()
+    with store.begin() as conn:
+        _lock_builds(conn)
         summary.update(_rescore_open_cases(conn, taxonomy, config, now, growth, harm))
         if summary["cases"] or summary["rescored"]:
             audit.record(conn, actor, "cases.build", "queue", None,
@@ -834,13 +847,17 @@ def sweep(store: Store, taxonomy: Taxonomy, config: Optional[QueueConfig] = None
                         audit.record(conn, "system", "case.escalate", "case", r["id"],
                                      {"from_queue": r["queue"], "reason": why})
                         out["sla_escalated"] += 1
-        # Refresh priorities (urgency grows with time).
+        if out["sla_escalated"] or out["leases_expired"]:
+            audit.record(conn, "system", "cases.sweep", "queue", None, dict(out))
         total = conn.execute(select(func.count()).select_from(C).where(waiting)).scalar() or 0
-        bar = tqdm(total=total, desc="refreshing priorities", unit="case", disable=not progress, leave=False)
-        last_id = 0
-        stmt = (update(C).where(C.c.id == bindparam("cid"))
-                .values(priority=bindparam("p"), priority_reason=bindparam("why")))
-        while True:
+    # Refresh priorities (urgency grows with time), one short write transaction per chunk so
+    # claims interleave; a claim taken meanwhile simply drops out of the `waiting` filter.
+    bar = tqdm(total=total, desc="refreshing priorities", unit="case", disable=not progress, leave=False)
+    last_id = 0
+    stmt = (update(C).where(C.c.id == bindparam("cid"), waiting)
+            .values(priority=bindparam("p"), priority_reason=bindparam("why")))
+    while True:
+        with store.begin() as conn:
             rows = conn.execute(select(C.c.id, C.c.created_at, C.c.due_at, C.c.meta, C.c.priority)
                                 .where(waiting, C.c.id > last_id).order_by(C.c.id).limit(chunk_size)).all()
             if not rows:
@@ -852,15 +869,13 @@ def sweep(store: Store, taxonomy: Taxonomy, config: Optional[QueueConfig] = None
                 if not feats:
                     continue
                 p, why, _ = score_features(taxonomy, feats, config, r.created_at, r.due_at, now)
-                if abs(p - (r.priority or 0.0)) > 1e-9:
+                if abs(p - (r.priority or 0.0)) > PRIORITY_EPSILON:
                     changes.append({"cid": r.id, "p": p, "why": why})
             if changes:
                 conn.execute(stmt, changes)
                 out["reprioritised"] += len(changes)
-            bar.update(len(rows))
-        bar.close()
-        if out["sla_escalated"] or out["leases_expired"]:
-            audit.record(conn, "system", "cases.sweep", "queue", None, out)
+        bar.update(len(rows))
+    bar.close()
     return out
 
 
