@@ -127,7 +127,7 @@ def decide(store: Store, taxonomy: Taxonomy, case_id: int, analyst: str, label: 
         if override and not rationale:
             raise QueueError(f"a rationale is required to override the model's label "
                              f"({model_label} -> {label}); pass --rationale")
-        if kind == "escalation" and not rationale:
+        if (case["state"] == "escalated" or case["queue"] == config.escalation_queue) and not rationale:
             raise QueueError(f"case {case_id} is escalated: a rationale is required")
         common = dict(case_id=case_id, reviewer=analyst, kind=kind, label=label, action=action, severity=severity,
                       policy_ref=policy_ref, rationale=rationale, taxonomy_version=taxonomy.version, created_at=now)
