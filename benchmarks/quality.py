@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from models.base import make_classifier  # noqa: E402
+from models.base import kind_class, make_classifier  # noqa: E402
 from models.config import load_models_config  # noqa: E402
 from models.embeddings import Embedder, EmbeddingCache, embed_texts  # noqa: E402
 from models.metrics import classification_summary, matthews_corrcoef, plot_reliability  # noqa: E402
@@ -105,6 +105,8 @@ def main() -> None:
     ap.add_argument("--transformer-steps", type=int, default=8,
                     help="Steps of the fine-tuned transformer to train (a probe by default; 0 = skip).")
     ap.add_argument("--seed", type=int, default=None, help="Split seed (default: training.seed of models.yaml).")
+    ap.add_argument("--runtime", choices=["torch", "onnx", "onnx-int8"], default=None,
+                    help="Embedding runtime for the MiniLM features (default: embedding.runtime of models.yaml).")
     args = ap.parse_args()
 
     cfg = load_models_config()
@@ -113,10 +115,11 @@ def main() -> None:
     best_kind = args.kind or cfg.training.default_kind
     labels = tax.labels
     store = open_store(CACHE / "store")
-    embedder = Embedder(max_seq_length=cfg.embedding.max_seq_length)
+    runtime = args.runtime or cfg.embedding.runtime
+    embedder = Embedder(max_seq_length=cfg.embedding.max_seq_length, runtime=runtime)
     cache = EmbeddingCache(store, embedder.model_id)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    report: dict = {"benchmark": "quality", "seed": seed, "split": "80/20 stratified on policy label",
+    report: dict = {"benchmark": "quality", "seed": seed, "embedding": embedder.model_id, "split": "80/20 stratified on policy label",
                     "best_kind": best_kind, "datasets": {}, "targets": {}}
     for ds in args.datasets:
         log(f"[{ds}] loading")
@@ -131,8 +134,10 @@ def main() -> None:
                        "label_counts": {k: int(v) for k, v in df["policy_label"].value_counts().items()},
                        "models": {}}
         contenders = [("tfidf_lr", "tfidf_lr", cfg.kind_params("tfidf_lr")),
-                      ("minilm_lr", "minilm_lr", cfg.kind_params("minilm_lr")),
-                      ("best", best_kind, cfg.kind_params(best_kind))]
+                      ("minilm_lr", "minilm_lr", {**cfg.kind_params("minilm_lr"), "embedding_runtime": runtime}),
+                      ("best", best_kind, {**cfg.kind_params(best_kind),
+                                           **({"embedding_runtime": runtime}
+                                              if "embedding_runtime" in kind_class(best_kind).param_names() else {})})]
         for name, kind, params in contenders:
             log(f"[{ds}] {name} ({kind})")
             model = make_classifier(kind, labels, **params)

@@ -78,6 +78,8 @@ class ModelsConfig(_Strict):
         names = kind_class(kind).param_names()
         if "embedding_model" in names:
             params.setdefault("embedding_model", self.embedding.model)
+        if "embedding_runtime" in names:
+            params.setdefault("embedding_runtime", self.embedding.runtime)
         if "max_seq_length" in names:
             params.setdefault("max_seq_length", self.embedding.max_seq_length)
         if "seed" in names:

@@ -36,7 +36,7 @@ class HybridClassifier(PolicyClassifier):
                  class_weight: Optional[str] = "balanced", calibration: str = "temperature_bias",
                  calibration_folds: int = 5, decision_objective: Optional[str] = "macro_f1",
                  max_iter: int = 2000, seed: int = 0, embedding_model: Optional[str] = None,
-                 max_seq_length: int = 128) -> None:
+                 max_seq_length: int = 128, embedding_runtime: Optional[str] = None) -> None:
         super().__init__(labels)
         self.word_ngrams = tuple(word_ngrams) if word_ngrams else None
         self.char_ngrams = tuple(char_ngrams) if char_ngrams else None
@@ -54,6 +54,7 @@ class HybridClassifier(PolicyClassifier):
         self.seed = int(seed)
         self.embedding_model = embedding_model
         self.max_seq_length = int(max_seq_length)
+        self.embedding_runtime = embedding_runtime
         if not (self.word_ngrams or self.char_ngrams or self.embedding_weight > 0):
             raise ModelError("hybrid model needs at least one of word_ngrams, char_ngrams, embedding_weight > 0")
         if char_analyzer not in ("char", "char_wb"):
@@ -93,7 +94,8 @@ class HybridClassifier(PolicyClassifier):
         if self._embedder is None:
             from .embeddings import Embedder
 
-            self._embedder = Embedder(self.embedding_model, max_seq_length=self.max_seq_length)
+            self._embedder = Embedder(self.embedding_model, max_seq_length=self.max_seq_length,
+                                      runtime=self.embedding_runtime)
         return self._embedder
 
     def _features(self, texts: Sequence[str], embeddings: np.ndarray | None, fit: bool) -> Any:
@@ -226,10 +228,12 @@ class MiniLMLogReg(HybridClassifier):
     uses_embeddings = True
 
     def __init__(self, labels: Sequence[str], C: float = 4.0, max_iter: int = 2000, seed: int = 0,
-                 embedding_model: Optional[str] = None, max_seq_length: int = 128) -> None:
+                 embedding_model: Optional[str] = None, max_seq_length: int = 128,
+                 embedding_runtime: Optional[str] = None) -> None:
         super().__init__(labels, word_ngrams=None, char_ngrams=None, embedding_weight=1.0, C=C,
                          class_weight=None, calibration="none", decision_objective=None, max_iter=max_iter, seed=seed,
-                         embedding_model=embedding_model, max_seq_length=max_seq_length)
+                         embedding_model=embedding_model, max_seq_length=max_seq_length,
+                         embedding_runtime=embedding_runtime)
 
 
 # -- text and arrays: pure functions ---------------------------------------------------------
