@@ -224,3 +224,21 @@ def test_fingerprint_ignores_order_but_not_labels():
     a = data_fingerprint(["1", "2"], ["x", "y"], ["benign", "spam"])
     assert a == data_fingerprint(["2", "1"], ["y", "x"], ["spam", "benign"])
     assert a != data_fingerprint(["1", "2"], ["x", "y"], ["benign", "benign"])
+
+
+def test_social_text_normalises_links_mentions_and_entities():
+    from models.linear import social_text
+
+    assert social_text("RT @Bob: WIN &amp; see https://x.co/a?b=1 now") == "rt  @user : win & see  httpurl  now"
+    assert social_text("mail me at bob@example.com") == "mail me at bob@example.com"
+
+
+def test_config_fills_shared_embedding_settings():
+    from models.config import load_models_config
+
+    cfg = load_models_config()
+    params = cfg.kind_params("hybrid")
+    assert params["embedding_runtime"] == cfg.embedding.runtime and params["seed"] == cfg.training.seed
+    assert "embedding_runtime" not in cfg.kind_params("tfidf_lr")
+    model = make_classifier("hybrid", LABELS, **{**params, "embedding_runtime": "onnx"})
+    assert model.embedder().model_id == "all-MiniLM-L6-v2@onnx"
