@@ -171,3 +171,27 @@ def ops_kpis(store: Any, now: Optional[dt.datetime] = None, queue: Optional[str]
         "appeals_upheld_rate": appeals_upheld_rate([((c["meta"] or {}).get("appeal") or {}).get("outcome")
                                                     for c in appeals]),
     }
+
+
+def plot_kpis(kpis: Mapping[str, Any], path: Any) -> str:
+    """Write a PNG of the backlog per queue and the SLA compliance per tier; returns the path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    queues = kpis["queues"]
+    tiers = [t for t, v in kpis["sla"].items() if v["met"] + v["missed"]]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4), gridspec_kw={"width_ratios": [1.6, 1]})
+    names = list(queues)
+    a1.barh(names, [queues[q]["backlog"] for q in names], color="#47a", label="backlog")
+    a1.barh(names, [queues[q]["total"] - queues[q]["backlog"] for q in names],
+            left=[queues[q]["backlog"] for q in names], color="#bbb", label="done")
+    a1.set_title(f"Cases per queue (as of {kpis['as_of']})"), a1.legend(loc="best")
+    a2.bar(tiers, [kpis["sla"][t]["rate"] for t in tiers], color="#4a7")
+    a2.axhline(0.95, color="#c44", linestyle="--", linewidth=1)
+    a2.set_ylim(0, 1.05), a2.set_title("SLA compliance per tier")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return str(path)

@@ -37,7 +37,7 @@ def env(tmp_path, taxonomy):
     return run
 
 
-def test_build_claim_decide_appeal_resolve(env):
+def test_build_claim_decide_appeal_resolve(env, tmp_path):
     built = json.loads(env("cases", "build", "--json").output)
     assert built["cases"] == 6 and built["campaign_cases"] == 1
     claimed = json.loads(env("next", "--queue", "fraud", "--as", "ann", "--json").output)
@@ -59,6 +59,9 @@ def test_build_claim_decide_appeal_resolve(env):
     assert kpis["appeals_upheld_rate"] == 1.0 and kpis["resolved_per_analyst"] == {"ann": 1, "bob": 1}
     human = env("queues").output
     assert "SLA compliance" in human and "fraud" in human
+    png = tmp_path / "q.png"
+    assert json.loads(env("queues", "--plot", str(png), "--json").output)["plot"] == str(png)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_skip_release_escalate_and_empty_queue(env):

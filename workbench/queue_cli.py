@@ -169,21 +169,26 @@ def register(cli: click.Group) -> None:
     @click.option("--queue", help="Only this queue.")
     @click.option("--policy", help="Only cases whose predicted policy is this.")
     @click.option("--surface", help="Only items of this surface.")
+    @click.option("--plot", "plot_path", type=click.Path(dir_okay=False),
+                  help="Also write a PNG of backlog per queue and SLA compliance per tier.")
     @_json
     @click.pass_obj
     def queues_cmd(app: Any, queue: Optional[str], policy: Optional[str], surface: Optional[str],
-                   as_json: bool) -> None:
+                   plot_path: Optional[str], as_json: bool) -> None:
         """Operations KPIs: volume and backlog per queue, SLA compliance per tier, speed, rework, appeals.
 
         \b
         Example:
           workbench queues
           workbench queues --policy scam --json | jq .sla
+          workbench queues --plot queues.png
         """
-        from evaluation.ops import ops_kpis
+        from evaluation.ops import ops_kpis, plot_kpis
 
         with _user_errors():
             k = ops_kpis(app.store(), queue=queue, policy=policy, surface=surface, config=_config(app))
+        if plot_path:
+            k["plot"] = plot_kpis(k, plot_path)
         _emit(k, as_json, _print_kpis)
 
     @cli.command("next")
@@ -406,6 +411,8 @@ def _print_kpis(k: dict[str, Any]) -> None:
     click.echo(f"decisions {k['decisions']}, override {pct(k['override_rate'])}, rework {pct(k['rework_rate'])}, "
                f"escalation {pct(k['escalation_rate'])}, QA audit share {pct(k['audit_share'])}, "
                f"appeals {k['appeals']} (upheld {pct(k['appeals_upheld_rate'])})")
+    if k.get("plot"):
+        click.echo(f"plot: {k['plot']}")
     if k["resolved_per_analyst"]:
         click.echo("resolved per analyst: " + ", ".join(f"{a}={n}" for a, n in k["resolved_per_analyst"].items()))
 
