@@ -208,7 +208,7 @@ def correct(store: Store, taxonomy: Taxonomy, decision_id: int, analyst: str, la
 # ---------------------------------------------------------------------------------------------
 # Appeals
 # ---------------------------------------------------------------------------------------------
-def appeal(store: Store, item_id: str, appellant: str, reason: str, taxonomy: Taxonomy,
+def appeal(store: Store, item_id: str, appellant: str, reason: str, taxonomy: Optional[Taxonomy] = None,
            now: Optional[dt.datetime] = None, config: Optional[QueueConfig] = None) -> dict[str, Any]:
     """File an appeal against an item's current decision: a new case in the appeals queue.
 
@@ -217,6 +217,10 @@ def appeal(store: Store, item_id: str, appellant: str, reason: str, taxonomy: Ta
     """
     if not reason or not reason.strip():
         raise QueueError("an appeal needs a reason")
+    if taxonomy is None:
+        from workbench.taxonomy import load_taxonomy
+
+        taxonomy = load_taxonomy()
     config = config or load_queue_config(taxonomy=taxonomy)
     now = now or utcnow()
     with store.begin() as conn:
