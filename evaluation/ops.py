@@ -143,7 +143,6 @@ def ops_kpis(store: Any, now: Optional[dt.datetime] = None, queue: Optional[str]
                 if (not (queue or policy or surface)) or d["case_id"] in case_ids]
     work = [c for c in cases if not c["calibration_set"] and c["queue"] != config.appeals_queue]
     appeals = [c for c in cases if c["queue"] == config.appeals_queue]
-    primary = [c for c in cases if not c["calibration_set"]]
     enforce = [d for d in decs if d["kind"] != "calibration"]
     now_s = float(_epoch([now])[0])
     return {
@@ -154,8 +153,8 @@ def ops_kpis(store: Any, now: Optional[dt.datetime] = None, queue: Optional[str]
         "backlog": sum(c["state"] in WAITING_STATES for c in cases),
         "overdue": int(sum(c["state"] in WAITING_STATES and c["due_at"] is not None and c["due_at"] < now
                            for c in cases)),
-        "sla": sla_compliance([c["severity"] for c in primary], _epoch(c["due_at"] for c in primary),
-                              _epoch(c["resolved_at"] for c in primary), now_s),
+        "sla": sla_compliance([c["severity"] for c in work], _epoch(c["due_at"] for c in work),
+                              _epoch(c["resolved_at"] for c in work), now_s),
         "median_minutes_to_first_action": median_minutes(_epoch(c["created_at"] for c in work),
                                                          _epoch(c["first_action_at"] for c in work)),
         "median_minutes_to_resolution": median_minutes(_epoch(c["created_at"] for c in work),
@@ -168,6 +167,8 @@ def ops_kpis(store: Any, now: Optional[dt.datetime] = None, queue: Optional[str]
         "escalation_rate": rate([c["escalation_reason"] is not None for c in work]),
         "audit_share": rate([bool(c["is_audit"]) for c in work]),
         "appeals": len(appeals),
+        "appeals_sla": sla_compliance(["appeal"] * len(appeals), _epoch(c["due_at"] for c in appeals),
+                                      _epoch(c["resolved_at"] for c in appeals), now_s).get("appeal"),
         "appeals_upheld_rate": appeals_upheld_rate([((c["meta"] or {}).get("appeal") or {}).get("outcome")
                                                     for c in appeals]),
     }

@@ -86,6 +86,8 @@ def test_reversal_is_a_new_decision_and_counts_as_upheld(any_store, taxonomy, cf
     assert Q.case_detail(any_store, decided["a"]["id"])["state"] == "decided"
     kpis = ops_kpis(any_store, now=T0 + dt.timedelta(hours=3), config=cfg)
     assert kpis["appeals"] == 2 and kpis["appeals_upheld_rate"] == 0.5
+    assert kpis["appeals_sla"] == {"cases": 2, "met": 2, "missed": 0, "pending": 0, "rate": 1.0}
+    assert kpis["sla"]["P1"]["cases"] == 2  # appeals keep their own SLA, not the tier's
     assert kpis["rework_rate"] == 0.5  # one of two original decisions changed on appeal
     with pytest.raises(Q.QueueError, match="outcome must be one of"):
         DEC.resolve_appeal(any_store, taxonomy, ap_a["id"], "bob", "upheld", "x", config=cfg)

@@ -410,7 +410,8 @@ def _print_kpis(k: dict[str, Any]) -> None:
                f"to resolution {mins(k['median_minutes_to_resolution'])}")
     click.echo(f"decisions {k['decisions']}, override {pct(k['override_rate'])}, rework {pct(k['rework_rate'])}, "
                f"escalation {pct(k['escalation_rate'])}, QA audit share {pct(k['audit_share'])}, "
-               f"appeals {k['appeals']} (upheld {pct(k['appeals_upheld_rate'])})")
+               f"appeals {k['appeals']} (upheld {pct(k['appeals_upheld_rate'])}, "
+               f"within SLA {pct((k.get('appeals_sla') or {}).get('rate'))})")
     if k.get("plot"):
         click.echo(f"plot: {k['plot']}")
     if k["resolved_per_analyst"]:
