@@ -15,6 +15,7 @@ approximate, so equality with a full re-cluster then holds up to HNSW recall.
 """
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 from collections import Counter
@@ -30,6 +31,8 @@ from .normalize import Entities
 
 GRAPH_ARRAYS = "graph.npz"
 GRAPH_META = "graph.json"
+ITEMS_LOG = "graph_items.jsonl"
+ENTITIES_LOG = "graph_entities.jsonl"
 _SEARCH_BATCH = 2048
 
 
@@ -66,6 +69,31 @@ class Components:
         return out
 
 
+def _append_log(path: Path, values: list[str], saved: tuple[int, int] | None) -> tuple[int, int]:
+    """Write `values` as JSON lines, appending to what is on disk when it is a prefix; (count, bytes)."""
+    if saved is None or not path.exists() or saved[0] > len(values) or path.stat().st_size < saved[1]:
+        data = "".join(json.dumps(v) + "\n" for v in values).encode("utf-8")
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+        return len(values), len(data)
+    data = "".join(json.dumps(v) + "\n" for v in values[saved[0]:]).encode("utf-8")
+    with open(path, "r+b") as fh:
+        fh.truncate(saved[1])
+        fh.seek(saved[1])
+        fh.write(data)
+    return len(values), saved[1] + len(data)
+
+
+def _read_log(path: Path, count: int, nbytes: int) -> list[str]:
+    with open(path, "rb") as fh:
+        data = fh.read(nbytes)
+    values = [json.loads(line) for line in data.decode("utf-8").splitlines()]
+    if len(values) != count:
+        raise ValueError(f"{path.name}: {len(values)} values, expected {count}")
+    return values
+
+
 def _empty_i64() -> np.ndarray:
     return np.empty(0, dtype=np.int64)
 
@@ -92,6 +120,10 @@ class CampaignGraph:
         self.term_counts: Counter[str] = Counter()
         # Settings the saved graph was built with (None for a new graph).
         self.built_with: dict[str, Any] | None = None
+        # Newest `ingested_at` among the items added: where to look for new items next time.
+        self.watermark: dt.datetime | None = None
+        # (values, bytes) already in each append-only log on disk.
+        self._logged: dict[str, tuple[int, int]] = {}
 
     # -- building -----------------------------------------------------------------------
     @property
@@ -263,7 +295,11 @@ class CampaignGraph:
 
     # -- persistence --------------------------------------------------------------------
     def save(self, directory: str | os.PathLike[str]) -> None:
-        """Index first, then arrays, then the JSON meta (whose counts `load` checks the rest against)."""
+        """Index, then arrays and the append-only id logs, then the JSON meta that `load` trusts.
+
+        Item ids and entity keys only ever grow, so their logs are appended to (after cutting
+        anything a crashed save left past the recorded length) instead of rewritten.
+        """
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         self.index.save(d)
@@ -271,9 +307,12 @@ class CampaignGraph:
         np.savez(tmp, item_node=self.item_node, edge_a=self.edge_a, edge_b=self.edge_b,
                  edge_sim=self.edge_sim, ent_item=self.ent_item, ent_key=self.ent_key)
         os.replace(tmp, d / GRAPH_ARRAYS)
+        self._logged["items"] = _append_log(d / ITEMS_LOG, self.item_ids, self._logged.get("items"))
+        self._logged["entities"] = _append_log(d / ENTITIES_LOG, self.entity_keys, self._logged.get("entities"))
         meta = {"settings": self.settings.model_dump(mode="json"), "items": len(self.item_ids),
-                "nodes": len(self.index), "edges": int(len(self.edge_a)), "item_ids": self.item_ids,
-                "entity_keys": self.entity_keys, "term_counts": dict(self.term_counts)}
+                "nodes": len(self.index), "edges": int(len(self.edge_a)), "entities": len(self.entity_keys),
+                "logs": {k: list(v) for k, v in self._logged.items()}, "term_counts": dict(self.term_counts),
+                "watermark": self.watermark.isoformat() if self.watermark else None}
         tmp_meta = d / (GRAPH_META + ".tmp")
         tmp_meta.write_text(json.dumps(meta), encoding="utf-8")
         os.replace(tmp_meta, d / GRAPH_META)
@@ -295,15 +334,22 @@ class CampaignGraph:
             raise IndexError_(f"{exc.filename}: campaign graph missing; run `workbench cluster --rebuild`") from None
         self = cls(settings, index.dim, index.model_id)
         self.index = index
-        self.item_ids = list(meta["item_ids"])
+        try:
+            logs = meta["logs"]
+            self.item_ids = _read_log(d / ITEMS_LOG, *logs["items"])
+            self.entity_keys = _read_log(d / ENTITIES_LOG, *logs["entities"])
+        except (KeyError, FileNotFoundError, ValueError) as exc:
+            raise IndexError_(f"{d}: campaign graph logs unreadable ({exc}); run `workbench cluster --rebuild`") from None
+        self._logged = {k: tuple(v) for k, v in logs.items()}
         self._item_row = {k: i for i, k in enumerate(self.item_ids)}
         for name in ("item_node", "edge_a", "edge_b", "edge_sim", "ent_item", "ent_key"):
             setattr(self, name, arrays[name])
-        self.entity_keys = list(meta["entity_keys"])
         self._entity_id = {k: i for i, k in enumerate(self.entity_keys)}
         self.term_counts = Counter(meta.get("term_counts", {}))
         self.built_with = meta.get("settings")
+        self.watermark = dt.datetime.fromisoformat(meta["watermark"]) if meta.get("watermark") else None
         if (len(self.item_node) != len(self.item_ids) or meta["nodes"] != len(index)
+                or len(self.entity_keys) != meta["entities"]
                 or (len(self.item_node) and self.item_node.max() >= len(index))):
             raise IndexError_(f"{d}: campaign graph and index disagree (a run was interrupted?); "
                               "run `workbench cluster --rebuild`")

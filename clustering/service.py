@@ -40,7 +40,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 CAMPAIGN_DIR = "campaigns"
 _CHUNK = 500  # ids per IN (...) list
-_TERM_SAMPLE = 300  # members whose text feeds a campaign's top terms (the first by item row)
+_WATERMARK_MARGIN = dt.timedelta(hours=1)
+_TERM_SAMPLE = 300
+TERMS_REFRESH_GROWTH = 0.25  # recompute a campaign's top terms once it grew this much  # members whose text feeds a campaign's top terms (the first by item row)
 _CT = Campaign.__table__
 _MT = CampaignMember.__table__
 _IT = Item.__table__
@@ -111,7 +113,7 @@ def _fetch_items(conn: Any, ids: Sequence[str], cols: Sequence[Any]) -> dict[str
 
 # -- clustering ---------------------------------------------------------------------------
 def _load_or_new_graph(store: "Store", settings: CampaignSettings, embedder: "Embedder",
-                       rebuild: bool, db_ids: set[str]) -> tuple[CampaignGraph, Optional[str]]:
+                       rebuild: bool) -> tuple[CampaignGraph, Optional[str]]:
     """The saved graph when it fits, else an empty one and the reason a full re-cluster is needed."""
     d = graph_dir(store)
     reason: Optional[str] = "--rebuild asked" if rebuild else None
@@ -128,11 +130,27 @@ def _load_or_new_graph(store: "Store", settings: CampaignSettings, embedder: "Em
                 reason = f"embedding model changed ({graph.model_id} -> {embedder.model_id})"
             elif built is None or built.linking_key() != settings.linking_key():
                 reason = "linking settings in campaigns.yaml changed"
-            elif any(i not in db_ids for i in graph.item_ids):
-                reason = "index holds items the store no longer has"
             else:
                 return graph, None
     return CampaignGraph(settings, embedder.dim, embedder.model_id), reason
+
+
+def _new_item_ids(conn: Any, graph: CampaignGraph) -> tuple[list[str], bool]:
+    """Ids of items not in the graph, and whether every graph item is still in the store.
+
+    Fast path: items ingested since the graph's watermark (less a margin for long ingest
+    transactions), accepted only when the counts add up; otherwise every id is read.
+    """
+    total = conn.execute(select(func.count()).select_from(_IT)).scalar_one()
+    if len(graph) and graph.watermark is not None:
+        since = graph.watermark - _WATERMARK_MARGIN
+        recent = conn.execute(select(_IT.c.id).where(_IT.c.ingested_at >= since)).scalars().all()
+        fresh = sorted(i for i in recent if i not in graph)
+        if len(graph) + len(fresh) == total:
+            return fresh, True
+    db_ids = set(conn.execute(select(_IT.c.id)).scalars())
+    intact = all(i in db_ids for i in graph.item_ids)
+    return sorted(db_ids.difference(graph.item_ids)), intact
 
 
 def cluster(store: "Store", settings: Optional[CampaignSettings] = None, rebuild: bool = False,
@@ -150,13 +168,15 @@ def cluster(store: "Store", settings: Optional[CampaignSettings] = None, rebuild
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     with _run_lock(store):
+        graph, reason = _load_or_new_graph(store, settings, embedder, rebuild)
         with store.read() as conn:
-            db_ids = set(conn.execute(select(_IT.c.id)).scalars())
-        graph, reason = _load_or_new_graph(store, settings, embedder, rebuild, db_ids)
+            new_ids, intact = _new_item_ids(conn, graph)
+            if not intact:
+                graph, reason = CampaignGraph(settings, embedder.dim, embedder.model_id), \
+                    "index holds items the store no longer has"
+                new_ids, _ = _new_item_ids(conn, graph)
+            rows = _fetch_items(conn, new_ids, [_IT.c.text, _IT.c.ingested_at])
         prev_labels = None if reason else _saved_labels(store, len(graph))
-        new_ids = sorted(db_ids.difference(graph.item_ids)) if len(graph) else sorted(db_ids)
-        with store.read() as conn:
-            rows = _fetch_items(conn, new_ids, [_IT.c.text])
         timings["load"] = time.perf_counter() - t0
 
         t1 = time.perf_counter()
@@ -174,6 +194,9 @@ def cluster(store: "Store", settings: Optional[CampaignSettings] = None, rebuild
         timings["normalise_embed"] = time.perf_counter() - t1
 
         t2 = time.perf_counter()
+        if rows:
+            newest = max(r.ingested_at for r in rows.values())
+            graph.watermark = max(graph.watermark, newest) if graph.watermark else newest
         stats = graph.add(new_ids, keys, [p.entities for p in prepared],
                           vectors if vectors is not None else np.empty((0, embedder.dim), np.float32),
                           terms=[facts.terms_of(p.template) for p in prepared], show_progress=show_progress)
@@ -254,29 +277,36 @@ def _write_campaigns(store: "Store", graph: CampaignGraph, comps: Components, to
                 old_rows.update({r[0]: tuple(r[1:]) for r in conn.execute(select(*cols).where(_MT.c.item_id.in_(chunk)))})
         old_camp = {k: v[0] for k, v in old_rows.items()}
         reported = sorted((g for g in groups if len(g) >= settings.min_campaign_size), key=lambda g: (-len(g), g[0]))
-        # Items of reported campaigns that are not new in this run need their text for terms.
-        need_text = [ids[r] for g in reported for r in g[:_TERM_SAMPLE].tolist() if ids[r] not in templates]
+        # Ids first: a component keeps the id of the campaign most of its members were in.
+        claimed: set[int] = set()
+        cids: list[Optional[int]] = []
+        for g in reported:
+            votes = Counter(old_camp[ids[r]] for r in g.tolist() if ids[r] in old_camp)
+            cid = next((c for c, _ in sorted(votes.items(), key=lambda x: (-x[1], x[0])) if c not in claimed), None)
+            if cid is not None:
+                claimed.add(cid)
+            cids.append(cid)
+        kept_terms = _reusable_terms(conn, reported, cids, old_camp, ids)
+        # Items of campaigns whose terms are recomputed need their text (new items: in hand).
+        need_text = [ids[r] for g, kt in zip(reported, kept_terms) if kt is None
+                     for r in g[:_TERM_SAMPLE].tolist() if ids[r] not in templates]
         info = _fetch_items(conn, [ids[r] for g in reported for r in g.tolist()], [_item_time().label("seen")])
         texts = _fetch_items(conn, need_text, [_IT.c.text])
     n_classes = max(len(np.unique(labels)), 1)
     mentions = graph.mentions(np.concatenate(reported)) if reported else {}
-    claimed: set[int] = set()
-    plans: list[tuple[Optional[int], dict[str, Any], np.ndarray]] = []
-    for g in reported:
-        votes = Counter(old_camp[ids[r]] for r in g.tolist() if ids[r] in old_camp)
-        cid = next((c for c, _ in sorted(votes.items(), key=lambda x: (-x[1], x[0])) if c not in claimed), None)
-        if cid is not None:
-            claimed.add(cid)
+    plans: list[tuple[Optional[int], dict[str, Any], np.ndarray, list[tuple[str, Optional[float]]]]] = []
+    for g, cid, kt in zip(reported, cids, kept_terms):
+        reasons = graph.link_reasons(comps, g, mentions)
         plans.append((cid, _campaign_facts(graph, comps, g, info, texts, templates, settings, n_classes,
-                                            mentions), g))
+                                            mentions, reasons, kt), g, reasons))
     with store.begin() as conn:
-        new_rows = [{**f, "created_at": now, "updated_at": now, "status": "active"} for cid, f, _ in plans if cid is None]
+        new_rows = [{**f, "created_at": now, "updated_at": now, "status": "active"} for cid, f, _, _ in plans if cid is None]
         new_ids: list[int] = []
         if new_rows:
             res = conn.execute(insert(_CT).returning(_CT.c.id, sort_by_parameter_order=True), new_rows)
             new_ids = [r[0] for r in res]
             created = len(new_ids)
-        upd = [{"cid": cid, **f, "updated_at": now, "status": "active"} for cid, f, _ in plans if cid is not None]
+        upd = [{"cid": cid, **f, "updated_at": now, "status": "active"} for cid, f, _, _ in plans if cid is not None]
         if upd:
             stmt = update(_CT).where(_CT.c.id == bindparam("cid")).values(
                 {k: bindparam(k) for k in upd[0] if k != "cid"})
@@ -286,9 +316,9 @@ def _write_campaigns(store: "Store", graph: CampaignGraph, comps: Components, to
         it = iter(new_ids)
         member_rows = []
         staying: set[str] = set()
-        for cid, _f, g in plans:
+        for cid, _f, g, reasons in plans:
             cid = cid if cid is not None else next(it)
-            for r, (why, sim) in zip(g.tolist(), graph.link_reasons(comps, g, mentions)):
+            for r, (why, sim) in zip(g.tolist(), reasons):
                 item = ids[r]
                 staying.add(item)
                 old = old_rows.get(item)
@@ -325,13 +355,36 @@ def _write_campaigns(store: "Store", graph: CampaignGraph, comps: Components, to
     return summary
 
 
+def _reusable_terms(conn: Any, reported: list[np.ndarray], cids: list[Optional[int]],
+                    old_camp: dict[str, int], ids: list[str]) -> list[Optional[tuple[list[Any], int]]]:
+    """Stored top terms (and the size they were computed at) that may be kept, per campaign.
+
+    Terms are recomputed for new and merged campaigns and once a campaign has grown by
+    TERMS_REFRESH_GROWTH since they were computed; otherwise an attach leaves them as they are.
+    """
+    retained = [c for c in cids if c is not None]
+    stored: dict[int, tuple[Any, Any]] = {}
+    for chunk in _chunks(retained):
+        for cid, terms, reasons in conn.execute(select(_CT.c.id, _CT.c.top_terms, _CT.c.link_reasons)
+                                                .where(_CT.c.id.in_(chunk))):
+            stored[cid] = (terms, (reasons or {}).get("top_terms_at_size"))
+    out: list[Optional[tuple[list[Any], int]]] = []
+    for g, cid in zip(reported, cids):
+        terms, at = stored.get(cid, (None, None)) if cid is not None else (None, None)
+        fresh = (terms and at and len(g) < at * (1 + TERMS_REFRESH_GROWTH)
+                 and all(old_camp.get(ids[r], cid) == cid for r in g.tolist()))
+        out.append((terms, at) if fresh else None)
+    return out
+
+
 def _same_sim(a: Optional[float], b: Optional[float]) -> bool:
     return (a is None and b is None) or (a is not None and b is not None and abs(a - b) < 1e-6)
 
 
 def _campaign_facts(graph: CampaignGraph, comps: Components, rows: np.ndarray, info: dict[str, Any],
                     texts: dict[str, Any], templates: dict[str, str], settings: CampaignSettings,
-                    n_classes: int, mentions: dict[int, list[int]]) -> dict[str, Any]:
+                    n_classes: int, mentions: dict[int, list[int]], reasons: list[tuple[str, Optional[float]]],
+                    kept_terms: Optional[tuple[list[Any], int]]) -> dict[str, Any]:
     """The stored facts of one campaign: size, first/last seen, exemplar, terms, entities, reasons."""
     ids = graph.item_ids
     members = [ids[r] for r in rows.tolist()]
@@ -340,23 +393,28 @@ def _campaign_facts(graph: CampaignGraph, comps: Components, rows: np.ndarray, i
     best = facts.exemplar_row(graph.index.reconstruct(nodes[:5000]), counts[:5000])
     node = nodes[best]
     exemplar = next(ids[r] for r in rows.tolist() if graph.item_node[r] == node)
-    term_counts: Counter[str] = Counter()
-    for i in members[:_TERM_SAMPLE]:
-        tmpl = templates.get(i)
-        if tmpl is None:
-            tmpl = normalize_template(texts[i].text) if i in texts else ""
-        term_counts.update(facts.terms_of(tmpl))
-    reasons = Counter()
-    for why, _sim in graph.link_reasons(comps, rows, mentions):
+    if kept_terms is not None:
+        top_terms, terms_at = kept_terms
+    else:
+        term_counts: Counter[str] = Counter()
+        for i in members[:_TERM_SAMPLE]:
+            tmpl = templates.get(i)
+            if tmpl is None:
+                tmpl = normalize_template(texts[i].text) if i in texts else ""
+            term_counts.update(facts.terms_of(tmpl))
+        top_terms = [[t, w] for t, w in facts.class_tfidf_top_terms(term_counts, graph.term_counts, n_classes,
+                                                                    settings.top_terms)]
+        terms_at = int(len(rows))
+    by_reason: Counter[str] = Counter()
+    for why, _sim in reasons:
         for part in why.split(","):
-            reasons[part.split(":", 1)[0] if ":" in part else part] += 1
+            by_reason[part.split(":", 1)[0] if ":" in part else part] += 1
     return {
         "size": int(len(rows)), "exemplar_item_id": exemplar,
         "first_seen": min(times) if times else None, "last_seen": max(times) if times else None,
-        "top_terms": [[t, w] for t, w in facts.class_tfidf_top_terms(term_counts, graph.term_counts, n_classes,
-                                                                     settings.top_terms)],
+        "top_terms": top_terms,
         "entities": graph.shared_entities(comps, rows, mentions),
-        "link_reasons": {"members_by_reason": dict(reasons.most_common()),
+        "link_reasons": {"members_by_reason": dict(by_reason.most_common()), "top_terms_at_size": terms_at,
                          "distinct_texts": int(len(nodes)),
                          "similarity_threshold": settings.similarity_threshold,
                          "entity_max_df": settings.entity_max_df},

@@ -324,3 +324,19 @@ def test_damaged_index_triggers_a_full_recluster(sqlite_store):
     s = service.cluster(sqlite_store, settings(), embedder=HashingEmbedder(), show_progress=False)
     assert s["mode"] == "full" and "unusable" in s["reason"]
     assert partition(sqlite_store) == before  # nothing stored was lost
+
+
+def test_graph_logs_survive_a_crashed_append(tmp_path):
+    from clustering.campaigns import ITEMS_LOG
+
+    ids, keys, ents, x = _random_corpus(60)
+    g = CampaignGraph(settings(similarity_threshold=0.85), 32)
+    _graph_add(g, ids[:40], keys[:40], ents[:40], x[:40])
+    g.save(tmp_path)
+    with open(tmp_path / ITEMS_LOG, "ab") as fh:  # a save that died half-way through an append
+        fh.write(b'"half-writ')
+    again = CampaignGraph.load(tmp_path, settings(similarity_threshold=0.85))
+    assert again.item_ids == ids[:40]
+    _graph_add(again, ids[40:], keys[40:], ents[40:], x[40:])
+    again.save(tmp_path)
+    assert CampaignGraph.load(tmp_path, settings(similarity_threshold=0.85)).item_ids == ids
