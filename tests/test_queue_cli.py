@@ -75,7 +75,9 @@ def test_skip_release_escalate_and_empty_queue(env):
     assert again["id"] == second["id"]  # released (not skipped): offered again
     esc = json.loads(env("escalate", str(first["id"]), "--reason", "names a school", "--severity", "P0",
                          "--as", "lead", "--json").output)
-    assert esc["queue"] == "escalation" and esc["severity"] == "P0"
+    assert esc["case"]["queue"] == "escalation" and esc["case"]["severity"] == "P0"
+    packet = json.loads(open(esc["packet_path"], encoding="utf-8").read())
+    assert packet["case_id"] == first["id"] and packet["recommended_next_step"]["severity"] == "P0"
     shown = env("cases", "show", str(first["id"])).output
     assert "escalated: names a school" in shown and "why first:" in shown
     rows = json.loads(env("cases", "list", "--queue", "escalation", "--json").output)

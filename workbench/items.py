@@ -9,8 +9,7 @@ from typing import Any, Iterator, Optional
 
 from sqlalchemy import func, select
 
-from .schema import (AuditEvent, Campaign, CampaignMember, Case, Decision, Item, ModelVersion,
-                     Prediction)
+from .schema import AuditEvent, Campaign, CampaignMember, Case, Decision, Item, ModelVersion, Prediction
 
 PAGE = 1000
 
@@ -94,11 +93,23 @@ def _latest_by_item(conn: Any, table: Any, ids: list[str]) -> dict[str, Any]:
     return out
 
 
+def _item_cases(conn: Any, ids: list[str]) -> dict[str, Any]:
+    """Each item's own review case: the newest that is not a calibration copy (an appeal counts)."""
+    C = Case.__table__
+    out: dict[str, Any] = {}
+    for row in conn.execute(select(C).where(C.c.item_id.in_(ids), C.c.calibration_set.is_(None))
+                            .order_by(C.c.id)).mappings():
+        out[row["item_id"]] = row
+    return out
+
+
 def _attach(conn: Any, page: list[Any]) -> Iterator[dict[str, Any]]:
+    from labeling.labels import current_decisions
+
     ids = [it["id"] for it in page]
     preds = _latest_by_item(conn, Prediction.__table__, ids)
-    cases = _latest_by_item(conn, Case.__table__, ids)
-    decided = _latest_by_item(conn, Decision.__table__, ids)
+    cases = _item_cases(conn, ids)
+    decided = current_decisions(conn, ids)
     camps = dict(conn.execute(select(CampaignMember.item_id, CampaignMember.campaign_id)
                               .where(CampaignMember.item_id.in_(ids))).all())
     for it in page:
@@ -110,7 +121,7 @@ def _attach(conn: Any, page: list[Any]) -> Iterator[dict[str, Any]]:
                 "model_version", "label", "score", "uncertainty", "scores", "flags")},
             "campaign_id": camps.get(it["id"]),
             "case": None if c is None else {k: c[k] for k in ("id", "queue", "state", "priority", "due_at")},
-            "decision": None if d is None else {k: d[k] for k in ("label", "action", "reviewer", "kind")},
+            "decision": None if d is None else {k: d[k] for k in ("id", "label", "action", "reviewer", "kind")},
         }
 
 

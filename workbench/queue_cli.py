@@ -310,18 +310,22 @@ def register(cli: click.Group) -> None:
     @click.pass_obj
     def escalate_cmd(app: Any, case_id: int, reason: str, severity: Optional[str], analyst: str,
                      as_json: bool) -> None:
-        """Move a case to the escalation queue with the reason recorded.
+        """Move a case to the escalation queue with the reason recorded, and file its packet.
+
+        The packet (summary, evidence, timeline, linked campaign, recommended next step) is
+        written as JSON under packets/ in the data directory; its path is in the audit log.
 
         \b
         Example:
           workbench escalate 42 --reason "names a school and a date" --severity P0 --as alice
         """
-        from .queue import escalate
+        from .review import escalate_with_packet
 
         with _user_errors():
-            out = escalate(app.store(), app.taxonomy(), case_id, analyst, reason, severity=severity,
-                           config=_config(app))
-        _emit(out, as_json, lambda o: click.echo(f"case {o['id']} escalated ({o['severity']}, due {o['due_at']})"))
+            out = escalate_with_packet(app.store(), app.taxonomy(), case_id, analyst, reason, severity=severity)
+        _emit(out, as_json, lambda o: click.echo(
+            f"case {o['case']['id']} escalated ({o['case']['severity']}, due {o['case']['due_at']}); "
+            f"packet: {o['packet_path']}\n{o['packet']['summary']}"))
 
     @cli.command("appeal")
     @click.argument("item_id")

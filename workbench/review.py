@@ -197,7 +197,7 @@ def reveal_text(store: Store, case_id: int, analyst: str) -> str:
 
 
 def escalation_packet(store: Store, taxonomy: Taxonomy, case_id: int, reason: str = "",
-                      settings: Optional[ReviewSettings] = None) -> dict[str, Any]:
+                      settings: Optional[ReviewSettings] = None, severity: Optional[str] = None) -> dict[str, Any]:
     """Summary, evidence, timeline, linked campaign and a recommended next step, for a hand-off."""
     settings = settings or load_review_settings(taxonomy=taxonomy)
     packet = review_packet(store, taxonomy, case_id, settings)
@@ -211,7 +211,7 @@ def escalation_packet(store: Store, taxonomy: Taxonomy, case_id: int, reason: st
                               .order_by(A.c.id).limit(settings.timeline_events)).mappings().all()
     label = pred.get("label") or packet["suggested_label"]
     matched = [c for c in taxonomy.escalation if raw_text and any(r.search(raw_text) for r in c.regexes)]
-    tier = case.get("severity") or (taxonomy.severity_of(label) if label in taxonomy.policies else None)
+    tier = severity or case.get("severity") or (taxonomy.severity_of(label) if label in taxonomy.policies else None)
     policy = taxonomy.policies.get(label)
     if matched and any(c.severity == "P0" for c in matched) and policy and "refer_law_enforcement" in policy.actions:
         step = "refer_law_enforcement"
@@ -248,10 +248,10 @@ def escalate_with_packet(store: Store, taxonomy: Taxonomy, case_id: int, analyst
     """Escalate the case and file its packet (JSON in the data dir, path in the audit log)."""
     from .queue import escalate
 
-    packet = escalation_packet(store, taxonomy, case_id, reason)
+    packet = escalation_packet(store, taxonomy, case_id, reason, severity=severity)
+    view = escalate(store, taxonomy, case_id, analyst, reason, severity=severity)
     path = store.path("packets", f"case-{case_id}-{utcnow():%Y%m%dT%H%M%S}.json")
     path.write_text(json.dumps(packet, indent=2, default=str, ensure_ascii=False), encoding="utf-8")
-    view = escalate(store, taxonomy, case_id, analyst, reason, severity=severity)
     with store.begin() as conn:
         audit.record(conn, analyst, "escalation.packet", "case", case_id,
                      {"path": str(path), "summary": packet["summary"],
