@@ -32,6 +32,7 @@ class ReviewSettings(BaseModel):
     similar_k: int = Field(default=8, ge=0, le=100)
     author_history: int = Field(default=15, ge=0, le=500)
     timeline_events: int = Field(default=50, ge=1, le=1000)
+    sweep_every_seconds: int = Field(default=300, ge=0)
 
     @field_validator("version", mode="before")
     @classmethod

@@ -8,10 +8,14 @@ when no text box has focus: c confirm, n next, r reveal, s skip, x release.
 """
 from __future__ import annotations
 
+import logging
+import threading
 from typing import Any, Optional
 
 from .store import Store
 from .taxonomy import Taxonomy
+
+log = logging.getLogger(__name__)
 
 SHORTCUTS_JS = """
 <script>
@@ -347,10 +351,33 @@ def build_app(store: Store, taxonomy: Taxonomy, analyst: str = "analyst", queue:
     return app
 
 
+def start_sweeper(store: Store, taxonomy: Taxonomy, every_seconds: int) -> Optional[threading.Event]:
+    """Run `queue.sweep` every `every_seconds` in a daemon thread; set the returned event to stop."""
+    if every_seconds <= 0:
+        return None
+    from .queue import sweep
+
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(every_seconds):
+            try:
+                sweep(store, taxonomy)
+            except Exception as exc:  # noqa: BLE001 - keep serving; the next sweep retries
+                log.warning("queue sweep failed: %s", exc)
+
+    threading.Thread(target=loop, name="queue-sweeper", daemon=True).start()
+    return stop
+
+
 def serve(store: Store, taxonomy: Taxonomy, host: str = "127.0.0.1", port: int = 7860, analyst: str = "analyst",
           queue: Optional[str] = None, block: bool = True) -> Any:
-    """Launch the app (blocking unless `block=False`, for tests)."""
+    """Launch the app (blocking unless `block=False`, for tests) with the periodic queue sweep."""
+    from .review import load_review_settings
+
     app = build_app(store, taxonomy, analyst, queue)
+    if block:
+        start_sweeper(store, taxonomy, load_review_settings(taxonomy=taxonomy).sweep_every_seconds)
     app.launch(server_name=host, server_port=port, prevent_thread_lock=not block, quiet=not block,
                head=SHORTCUTS_JS, css=CSS, footer_links=[])
     return app
