@@ -28,6 +28,7 @@ import numpy as np
 from .config import CampaignSettings
 from .index import IndexError_, VectorIndex
 from .normalize import Entities
+from .persist import append_log, read_log
 
 GRAPH_ARRAYS = "graph.npz"
 GRAPH_META = "graph.json"
@@ -69,31 +70,6 @@ class Components:
         return out
 
 
-def _append_log(path: Path, values: list[str], saved: tuple[int, int] | None) -> tuple[int, int]:
-    """Write `values` as JSON lines, appending to what is on disk when it is a prefix; (count, bytes)."""
-    if saved is None or not path.exists() or saved[0] > len(values) or path.stat().st_size < saved[1]:
-        data = "".join(json.dumps(v) + "\n" for v in values).encode("utf-8")
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-        return len(values), len(data)
-    data = "".join(json.dumps(v) + "\n" for v in values[saved[0]:]).encode("utf-8")
-    with open(path, "r+b") as fh:
-        fh.truncate(saved[1])
-        fh.seek(saved[1])
-        fh.write(data)
-    return len(values), saved[1] + len(data)
-
-
-def _read_log(path: Path, count: int, nbytes: int) -> list[str]:
-    with open(path, "rb") as fh:
-        data = fh.read(nbytes)
-    values = [json.loads(line) for line in data.decode("utf-8").splitlines()]
-    if len(values) != count:
-        raise ValueError(f"{path.name}: {len(values)} values, expected {count}")
-    return values
-
-
 def _empty_i64() -> np.ndarray:
     return np.empty(0, dtype=np.int64)
 
@@ -105,7 +81,7 @@ class CampaignGraph:
         self.settings = settings
         ix = settings.index
         self.index = VectorIndex(dim, ix.hnsw_min_size, ix.hnsw_m, ix.ef_construction, ix.ef_search,
-                                 model_id=model_id, range_k=ix.range_k)
+                                 model_id=model_id, range_k=ix.range_k, delta_max=ix.delta_max)
         self.item_ids: list[str] = []
         self._item_row: dict[str, int] = {}
         self.item_node = _empty_i64()
@@ -307,8 +283,8 @@ class CampaignGraph:
         np.savez(tmp, item_node=self.item_node, edge_a=self.edge_a, edge_b=self.edge_b,
                  edge_sim=self.edge_sim, ent_item=self.ent_item, ent_key=self.ent_key)
         os.replace(tmp, d / GRAPH_ARRAYS)
-        self._logged["items"] = _append_log(d / ITEMS_LOG, self.item_ids, self._logged.get("items"))
-        self._logged["entities"] = _append_log(d / ENTITIES_LOG, self.entity_keys, self._logged.get("entities"))
+        self._logged["items"] = append_log(d / ITEMS_LOG, self.item_ids, self._logged.get("items"))
+        self._logged["entities"] = append_log(d / ENTITIES_LOG, self.entity_keys, self._logged.get("entities"))
         meta = {"settings": self.settings.model_dump(mode="json"), "items": len(self.item_ids),
                 "nodes": len(self.index), "edges": int(len(self.edge_a)), "entities": len(self.entity_keys),
                 "logs": {k: list(v) for k, v in self._logged.items()}, "term_counts": dict(self.term_counts),
@@ -336,8 +312,8 @@ class CampaignGraph:
         self.index = index
         try:
             logs = meta["logs"]
-            self.item_ids = _read_log(d / ITEMS_LOG, *logs["items"])
-            self.entity_keys = _read_log(d / ENTITIES_LOG, *logs["entities"])
+            self.item_ids = read_log(d / ITEMS_LOG, *logs["items"])
+            self.entity_keys = read_log(d / ENTITIES_LOG, *logs["entities"])
         except (KeyError, FileNotFoundError, ValueError) as exc:
             raise IndexError_(f"{d}: campaign graph logs unreadable ({exc}); run `workbench cluster --rebuild`") from None
         self._logged = {k: tuple(v) for k, v in logs.items()}

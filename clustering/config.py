@@ -28,6 +28,8 @@ class IndexSettings(BaseModel):
     ef_search: int = Field(default=64, ge=8)
     # On HNSW, "every neighbour above the threshold" is the range_k nearest filtered by it.
     range_k: int = Field(default=64, ge=2, le=1000)
+    # New vectors go to an exact delta index, merged into the main one at this many.
+    delta_max: int = Field(default=10_000, ge=1)
 
 
 class CampaignSettings(BaseModel):

@@ -40,7 +40,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 CAMPAIGN_DIR = "campaigns"
 _CHUNK = 500  # ids per IN (...) list
-_WATERMARK_MARGIN = dt.timedelta(hours=1)
+# Items ingested at or after the newest one already clustered are the candidates; the count
+# check in `_new_item_ids` catches any committed late with an older time (then all ids are read).
+_WATERMARK_MARGIN = dt.timedelta(0)
 _TERM_SAMPLE = 300
 TERMS_REFRESH_GROWTH = 0.25  # recompute a campaign's top terms once it grew this much  # members whose text feeds a campaign's top terms (the first by item row)
 _CT = Campaign.__table__
@@ -138,8 +140,8 @@ def _load_or_new_graph(store: "Store", settings: CampaignSettings, embedder: "Em
 def _new_item_ids(conn: Any, graph: CampaignGraph) -> tuple[list[str], bool]:
     """Ids of items not in the graph, and whether every graph item is still in the store.
 
-    Fast path: items ingested since the graph's watermark (less a margin for long ingest
-    transactions), accepted only when the counts add up; otherwise every id is read.
+    Fast path: items ingested since the graph's watermark, accepted only when the counts add
+    up (an ingest that committed late with older times breaks the sum); otherwise every id is read.
     """
     total = conn.execute(select(func.count()).select_from(_IT)).scalar_one()
     if len(graph) and graph.watermark is not None:

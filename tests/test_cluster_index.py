@@ -91,3 +91,29 @@ def test_damaged_index_file_is_reported(tmp_path):
     (tmp_path / "index.faiss").write_bytes(b"not a faiss index")
     with pytest.raises(IndexError_, match="rebuild"):
         VectorIndex.load(tmp_path)
+
+
+def test_delta_tier_compaction_and_mmapped_base(tmp_path):
+    x = _unit(120, seed=5)
+    ix = VectorIndex(16, hnsw_min_size=10**6, delta_max=30)
+    ix.add([str(i) for i in range(50)], x[:50])  # >= delta_max: compacted into the base
+    assert ix.delta_size == 0 and ix.compactions == 1
+    ix.save(tmp_path)
+    base_mtime = (tmp_path / "index.faiss").stat().st_mtime_ns
+    loaded = VectorIndex.load(tmp_path)  # base memory-mapped
+    loaded.add([str(i) for i in range(50, 70)], x[50:70])  # stays in the delta
+    loaded.save(tmp_path)
+    assert (tmp_path / "index.faiss").stat().st_mtime_ns == base_mtime  # base not rewritten
+    again = VectorIndex.load(tmp_path)
+    assert again.delta_size == 20 and len(again) == 70
+    again.add([str(i) for i in range(70, 120)], x[70:])  # compacts a memory-mapped base
+    assert again.delta_size == 0 and again.compactions == 2
+    exact = VectorIndex(16)
+    exact.add([str(i) for i in range(120)], x)
+    for index in (again, exact):
+        sims, nn = index.search(x[::7], 5)
+        assert nn[:, 0].tolist() == list(range(0, 120, 7))
+    assert np.array_equal(again.search(x[::7], 5)[1], exact.search(x[::7], 5)[1])
+    r1 = again.range_search(x[:30], 0.2)
+    r2 = exact.range_search(x[:30], 0.2)
+    assert set(zip(r1[0].tolist(), r1[1].tolist())) == set(zip(r2[0].tolist(), r2[1].tolist()))
