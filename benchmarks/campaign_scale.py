@@ -16,7 +16,9 @@ extraction, the faiss index, linking, facts and the database writes, but not Min
 Figures (one JSON line on stdout, progress on stderr):
   - build_seconds / build_peak_rss_mb for the first 200,000 items (a full cluster),
   - attach_seconds for 1,000 new items (incremental) and rebuild_seconds for a full re-cluster
-    of all 201,000; speedup = rebuild / attach (target >= 50),
+    of all 201,000; the attach writes only the index's delta tier, so it is also charged its
+    cost of merging its delta into the base plus its share (new texts / delta_max) of one base write:
+    speedup_amortized = rebuild / (attach + that share) (target >= 50),
   - agreement: share of items whose campaign co-members are identical after attach and after
     the rebuild (HNSW search is approximate, so this may fall a little short of 1),
   - index_crossover: self-join time of exact flat search vs HNSW at growing sizes, the data
@@ -242,6 +244,23 @@ def main() -> None:
     log(f"attach: {attach_s:.2f}s: {attach}")
     after_attach = partition_signature(store)
 
+    # The attach wrote only the delta tier; every `delta_max` new texts it is merged into the
+    # base (read the base, add the delta, write the base). Charge each attach, conservatively,
+    # the whole merge of its own vectors plus its share of one base write.
+    from clustering.campaigns import CampaignGraph
+
+    graph = CampaignGraph.load(service.graph_dir(store), settings)
+    t0 = time.perf_counter()
+    graph.index.compact()
+    merge_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    graph.save(service.graph_dir(store))
+    write_s = time.perf_counter() - t0
+    share = attach["new_texts"] / settings.index.delta_max
+    amortized_s = attach_s + merge_s + write_s * share
+    log(f"merging this attach's delta into the base: {merge_s:.2f}s, writing the base {write_s:.2f}s; "
+        f"attach amortized: {amortized_s:.2f}s")
+
     t0 = time.perf_counter()
     rebuild = service.cluster(store, settings, rebuild=True, embedder=lookup, use_cache=False, actor="bench",
                               show_progress=True)
@@ -252,8 +271,6 @@ def main() -> None:
     same = sum(after_attach.get(i, frozenset({i})) == after_rebuild.get(i, frozenset({i})) for i in all_ids)
 
     log("index crossover (flat vs HNSW self-join)")
-    from clustering.campaigns import CampaignGraph
-
     graph = CampaignGraph.load(service.graph_dir(store), settings)
     node_vecs = graph.index.reconstruct_all()
     perm = np.random.default_rng(0).permutation(len(node_vecs))
@@ -262,6 +279,7 @@ def main() -> None:
     store.dispose()
 
     speedup = rebuild_s / attach_s
+    speedup_amortized = rebuild_s / amortized_s
     out = {
         "benchmark": "campaign_scale", "items": args.items, "attached": args.attach,
         "data": {"base_texts_encoded_with_minilm": len(set(base_templates)), "davidson_sample": DAVIDSON_SAMPLE,
@@ -276,12 +294,17 @@ def main() -> None:
         "index": build["index"],
         "attach_seconds": round(attach_s, 3), "attach_phases": attach["seconds"],
         "rebuild_seconds": round(rebuild_s, 2), "rebuild_phases": rebuild["seconds"],
+        "compaction_merge_seconds": round(merge_s, 3), "compaction_write_seconds": round(write_s, 3),
+        "compaction_write_share_per_attach": round(share, 4),
+        "attach_amortized_seconds": round(amortized_s, 3),
         "speedup_attach_vs_rebuild": round(speedup, 1),
+        "speedup_amortized_vs_rebuild": round(speedup_amortized, 1),
         "agreement_attach_vs_rebuild": round(same / len(all_ids), 5),
         "index_crossover": crossover,
         "peak_rss_mb": round(rss_mb(), 1),
-        "targets": {"speedup>=50": {"value": round(speedup, 1), "met": speedup >= TARGET_SPEEDUP}},
-        "all_targets_met": speedup >= TARGET_SPEEDUP,
+        "targets": {"speedup>=50 (attach incl. its share of delta compaction)": {
+            "value": round(speedup_amortized, 1), "met": speedup_amortized >= TARGET_SPEEDUP}},
+        "all_targets_met": speedup_amortized >= TARGET_SPEEDUP,
         "seconds_total": round(time.perf_counter() - t_all, 1),
     }
     print(json.dumps(out))

@@ -182,7 +182,11 @@ def cluster(store: "Store", settings: Optional[CampaignSettings] = None, rebuild
         timings["load"] = time.perf_counter() - t0
 
         t1 = time.perf_counter()
-        prepared = [prepare(rows[i].text, settings) for i in new_ids]
+        from tqdm.auto import tqdm
+
+        prepared = [prepare(rows[i].text, settings)
+                    for i in tqdm(new_ids, desc="normalising texts", unit="item", leave=False,
+                                  disable=not show_progress or len(new_ids) < 5000)]
         keys = [p.key for p in prepared]
         missing = set(graph.missing_keys(keys))
         first: dict[str, str] = {}
@@ -297,7 +301,10 @@ def _write_campaigns(store: "Store", graph: CampaignGraph, comps: Components, to
     n_classes = max(len(np.unique(labels)), 1)
     mentions = graph.mentions(np.concatenate(reported)) if reported else {}
     plans: list[tuple[Optional[int], dict[str, Any], np.ndarray, list[tuple[str, Optional[float]]]]] = []
-    for g, cid, kt in zip(reported, cids, kept_terms):
+    from tqdm.auto import tqdm
+
+    for g, cid, kt in tqdm(list(zip(reported, cids, kept_terms)), desc="campaign facts", unit="campaign",
+                           leave=False, disable=len(reported) < 2000):
         reasons = graph.link_reasons(comps, g, mentions)
         plans.append((cid, _campaign_facts(graph, comps, g, info, texts, templates, settings, n_classes,
                                             mentions, reasons, kt), g, reasons))
