@@ -96,3 +96,34 @@ def shared_data() -> Path:
     if not SHARED_DATA.exists():
         pytest.skip(f"shared data folder {SHARED_DATA} is absent")
     return SHARED_DATA
+
+
+@pytest.fixture
+def make_scored(tmp_path, taxonomy):
+    """Ingest `rows` (dicts with id, text, ...), give each a prediction from `scores` (item key ->
+    per-policy scores), and build the cases: the state a queue is in after `workbench score`."""
+    import json
+
+    from sqlalchemy import insert
+
+    from workbench.ingest import ColumnMap, ingest_paths
+    from workbench.queue import build_cases
+    from workbench.schema import Prediction, utcnow
+
+    def make(store: Store, rows: list[dict], scores: dict[str, dict[str, float]], source: str = "reports",
+             columns: "ColumnMap | None" = None, model_version: str = "test-v1", build: bool = True) -> Store:
+        src = tmp_path / f"{source}-{uuid.uuid4().hex[:6]}.jsonl"
+        src.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+        ingest_paths(store, taxonomy, [str(src)], source=source, progress=False,
+                     columns=columns or ColumnMap(id="id", author="author" if any("author" in r for r in rows) else None))
+        with store.begin() as conn:
+            for key, sc in scores.items():
+                label = max(sc, key=sc.get)
+                conn.execute(insert(Prediction.__table__).values(
+                    item_id=f"{source}:{key}", model_version=model_version, label=label, score=sc[label], scores=sc,
+                    uncertainty=1 - sc[label], taxonomy_version=taxonomy.version, created_at=utcnow()))
+        if build:
+            build_cases(store, taxonomy, progress=False)
+        return store
+
+    return make

@@ -1,27 +1,10 @@
 import json
 
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import select
 
 from workbench import review
-from workbench.ingest import ColumnMap, ingest_paths
-from workbench.schema import AuditEvent, Prediction, utcnow
-
-
-def _seed(store, taxonomy, tmp_path, rows, scores):
-    from workbench.queue import build_cases
-
-    src = tmp_path / "items.jsonl"
-    src.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    ingest_paths(store, taxonomy, [str(src)], source="reports", columns=ColumnMap(id="id", author="author"),
-                 progress=False)
-    with store.begin() as conn:
-        for key, sc in scores.items():
-            label = max(sc, key=sc.get)
-            conn.execute(insert(Prediction.__table__).values(
-                item_id=f"reports:{key}", model_version="t1", label=label, score=sc[label], scores=sc,
-                uncertainty=1 - sc[label], taxonomy_version=taxonomy.version, created_at=utcnow()))
-    build_cases(store, taxonomy, progress=False)
+from workbench.schema import AuditEvent
 
 
 def _case_of(store, item_id):
@@ -47,8 +30,8 @@ def test_should_mask(taxonomy):
     assert review.should_mask(s, None, None)  # unknown content is treated as sensitive
 
 
-def test_packet_masks_and_reveal_is_audited(sqlite_store, taxonomy, tmp_path):
-    _seed(sqlite_store, taxonomy, tmp_path,
+def test_packet_masks_and_reveal_is_audited(sqlite_store, taxonomy, make_scored):
+    make_scored(sqlite_store,
           [{"id": "h", "text": "they are vermin", "author": "u9"}, {"id": "s", "text": "cheap pills", "author": "u9"}],
           {"h": HATE, "s": SPAM})
     case_id = _case_of(sqlite_store, "reports:h")
@@ -65,18 +48,18 @@ def test_packet_masks_and_reveal_is_audited(sqlite_store, taxonomy, tmp_path):
     assert not unmasked["masked"] and unmasked["item"]["text"] == "cheap pills"
 
 
-def test_similar_decisions_include_exact_copies(sqlite_store, taxonomy, tmp_path):
+def test_similar_decisions_include_exact_copies(sqlite_store, taxonomy, make_scored):
     from labeling.decisions import decide
 
-    _seed(sqlite_store, taxonomy, tmp_path,
+    make_scored(sqlite_store,
           [{"id": "1", "text": "Cheap pills!"}, {"id": "2", "text": "cheap   PILLS!"}], {"1": SPAM, "2": SPAM})
     decide(sqlite_store, taxonomy, _case_of(sqlite_store, "reports:1"), "bob", "spam", action="remove")
     packet = review.review_packet(sqlite_store, taxonomy, _case_of(sqlite_store, "reports:2"))
     assert [(d["item_id"], d["label"], d["reviewer"]) for d in packet["similar_decisions"]] == [("reports:1", "spam", "bob")]
 
 
-def test_escalation_packet_is_complete_and_filed(sqlite_store, taxonomy, tmp_path):
-    _seed(sqlite_store, taxonomy, tmp_path, [{"id": "t", "text": "I will kill you tomorrow", "author": "u1"}],
+def test_escalation_packet_is_complete_and_filed(sqlite_store, taxonomy, make_scored):
+    make_scored(sqlite_store, [{"id": "t", "text": "I will kill you tomorrow", "author": "u1"}],
           {"t": HATE})
     from workbench.queue import next_case
 

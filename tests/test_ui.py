@@ -3,17 +3,15 @@
 Drives Debian's Chromium headless through Playwright (no browser download); skipped with the
 reason where Chromium or Playwright is missing.
 """
-import json
 import os
 import shutil
 import socket
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 
-from workbench.ingest import ColumnMap, ingest_paths
-from workbench.schema import Decision, Prediction, utcnow
+from workbench.schema import Decision
 
 CHROMIUM = os.environ.get("WORKBENCH_CHROMIUM", "/usr/bin/chromium")
 SHOTS = Path(__file__).resolve().parent.parent / "workbench-data" / "screenshots"
@@ -37,21 +35,8 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def seeded(sqlite_store, taxonomy, tmp_path):
-    from workbench.queue import build_cases
-
-    src = tmp_path / "items.jsonl"
-    src.write_text("".join(json.dumps(r) + "\n" for r in ITEMS), encoding="utf-8")
-    ingest_paths(sqlite_store, taxonomy, [str(src)], source="reports", columns=ColumnMap(id="id", author="author"),
-                 progress=False)
-    with sqlite_store.begin() as conn:
-        for key, scores in SCORES.items():
-            label = max(scores, key=scores.get)
-            conn.execute(insert(Prediction.__table__).values(
-                item_id=f"reports:{key}", model_version="test-v1", label=label, score=scores[label], scores=scores,
-                uncertainty=1 - scores[label], taxonomy_version=taxonomy.version, created_at=utcnow()))
-    build_cases(sqlite_store, taxonomy, progress=False)
-    return sqlite_store
+def seeded(sqlite_store, make_scored):
+    return make_scored(sqlite_store, ITEMS, SCORES)
 
 
 @pytest.fixture
@@ -109,6 +94,7 @@ def test_review_flow_in_the_browser(seeded, taxonomy, browser_page):
         page.click("#wb-next")
         page.wait_for_selector("text=/Case \\d+ · spam/", timeout=20000)
         page.get_by_role("radio", name="benign").check()
+        page.wait_for_function("() => document.querySelector('#wb-action input').value === 'no_action'", timeout=20000)
         page.click("#wb-decide")
         page.wait_for_selector("text=Not saved", timeout=20000)
         assert len(decisions(seeded)) == 1

@@ -266,7 +266,7 @@ def build_app(store: Store, taxonomy: Taxonomy, analyst: str = "analyst", queue:
                 waiting = review.queue_overview(store)
                 busiest = max(qconfig.queues, key=lambda q: waiting.get(q, 0))
                 queue = gr.Dropdown(choices=queue_choices(), value=queue or busiest, label="Queue", scale=2,
-                                    elem_id="wb-queue")
+                                    elem_id="wb-queue", allow_custom_value=True)
                 next_btn = gr.Button("Next case (n)", elem_id="wb-next", variant="primary", scale=1)
             header = gr.Markdown(empty[1])
             with gr.Row():
@@ -278,7 +278,10 @@ def build_app(store: Store, taxonomy: Taxonomy, analyst: str = "analyst", queue:
                     model_info = gr.Markdown()
             with gr.Row():
                 label_in = gr.Radio(choices=labels, label="Label")
-                action_in = gr.Dropdown(choices=[], label="Enforcement action")
+                # Choices follow the label; the service validates the pair, so a value that is briefly
+                # out of step with the choices (a fast click after a label change) is not a UI error.
+                action_in = gr.Dropdown(choices=[], label="Enforcement action", allow_custom_value=True,
+                                        elem_id="wb-action")
                 policy_in = gr.Textbox(label="Policy reference")
             rationale_in = gr.Textbox(label="Rationale (required to override or escalate)", lines=2,
                                       elem_id="wb-rationale")
@@ -323,7 +326,7 @@ def build_app(store: Store, taxonomy: Taxonomy, analyst: str = "analyst", queue:
                                    interactive=False, wrap=True)
             with gr.Row():
                 bulk_label = gr.Radio(choices=labels, label="Label for the whole campaign")
-                bulk_action = gr.Dropdown(choices=[], label="Action")
+                bulk_action = gr.Dropdown(choices=[], label="Action", allow_custom_value=True)
                 bulk_rationale = gr.Textbox(label="Rationale")
             bulk_btn = gr.Button("Apply to the whole campaign", variant="stop")
             bulk_out = gr.Markdown()
