@@ -10,9 +10,11 @@ import importlib
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import click
+
+from .cliutil import emit, json_option
 
 if TYPE_CHECKING:
     from .store import Store
@@ -54,18 +56,6 @@ class AppContext:
 
 
 pass_app = click.make_pass_decorator(AppContext)
-
-
-def emit(data: Any, as_json: bool, human: Callable[[Any], None]) -> None:
-    """Print `data` as one JSON document, or hand it to `human` for a readable rendering."""
-    if as_json:
-        click.echo(json.dumps(data, default=str, ensure_ascii=False))
-    else:
-        human(data)
-
-
-def json_option(f: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")(f)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

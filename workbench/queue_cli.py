@@ -7,21 +7,12 @@ modules load inside each command.
 from __future__ import annotations
 
 import contextlib
-import json
 from typing import Any, Callable, Iterator, Optional
 
 import click
 
-
-def _emit(data: Any, as_json: bool, human: Callable[[Any], None]) -> None:
-    if as_json:
-        click.echo(json.dumps(data, default=str, ensure_ascii=False))
-    else:
-        human(data)
-
-
-def _json(f: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")(f)
+from .cliutil import emit as _emit
+from .cliutil import json_option as _json
 
 
 def _as(f: Callable[..., Any]) -> Callable[..., Any]:
