@@ -35,6 +35,7 @@ GRAPH_META = "graph.json"
 ITEMS_LOG = "graph_items.jsonl"
 ENTITIES_LOG = "graph_entities.jsonl"
 _SEARCH_BATCH = 2048
+_EPOCH = dt.datetime(1970, 1, 1)
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,7 @@ class CampaignGraph:
         self.item_ids: list[str] = []
         self._item_row: dict[str, int] = {}
         self.item_node = _empty_i64()
+        self.item_time = np.empty(0, dtype=np.float64)  # seconds since 1970 (naive UTC), NaN = unknown
         self.edge_a = _empty_i64()
         self.edge_b = _empty_i64()
         self.edge_sim = np.empty(0, dtype=np.float32)
@@ -121,8 +123,11 @@ class CampaignGraph:
 
     def add(self, item_ids: Sequence[str], node_keys: Sequence[str], entities: Sequence[Entities],
             vectors: np.ndarray, terms: Sequence[Sequence[str]] | None = None,
-            show_progress: bool = False) -> AddStats:
-        """Attach items. `vectors` holds one row per key of `missing_keys(node_keys)`, in that order."""
+            times: Sequence[dt.datetime | None] | None = None, show_progress: bool = False) -> AddStats:
+        """Attach items. `vectors` holds one row per key of `missing_keys(node_keys)`, in that order.
+
+        `times` (when each item was seen; None = unknown) feed first/last seen without a query.
+        """
         if not (len(item_ids) == len(node_keys) == len(entities)):
             raise ValueError(f"{len(item_ids)} item ids, {len(node_keys)} keys, {len(entities)} entity sets")
         seen = [i for i in item_ids if i in self._item_row]
@@ -140,6 +145,8 @@ class CampaignGraph:
             self._item_row[item] = start + i
         self.item_node = np.concatenate(
             [self.item_node, np.fromiter((self.index.position(k) for k in node_keys), np.int64, len(node_keys))])
+        stamps = [np.nan if t is None else (t - _EPOCH).total_seconds() for t in (times or [None] * len(item_ids))]
+        self.item_time = np.concatenate([self.item_time, np.asarray(stamps, dtype=np.float64)])
 
         ent_rows: list[int] = []
         ent_keys: list[int] = []
@@ -228,6 +235,14 @@ class CampaignGraph:
         return Components(labels=smallest[comp], active_entity=active, node_max_sim=node_max,
                           node_items=np.bincount(self.item_node, minlength=n_nodes))
 
+    def seen_range(self, rows: np.ndarray) -> tuple[dt.datetime | None, dt.datetime | None]:
+        """(first, last) time the given items were seen, None when none has a time."""
+        t = self.item_time[rows]
+        t = t[~np.isnan(t)]
+        if not len(t):
+            return None, None
+        return _EPOCH + dt.timedelta(seconds=float(t.min())), _EPOCH + dt.timedelta(seconds=float(t.max()))
+
     def mentions(self, rows: np.ndarray) -> dict[int, list[int]]:
         """Entity key ids mentioned by each of `rows` (one pass; pass the result to the two below)."""
         out: dict[int, list[int]] = {}
@@ -241,18 +256,24 @@ class CampaignGraph:
                      mentions: dict[int, list[int]] | None = None) -> list[tuple[str, float | None]]:
         """(linked_by, best similarity) per item row: why each member is in its campaign."""
         mentions = self.mentions(rows) if mentions is None else mentions
-        out = []
-        for r in np.asarray(rows).tolist():
-            node = self.item_node[r]
+        rows = np.asarray(rows)
+        nodes = self.item_node[rows]
+        copies = (comps.node_items[nodes] > 1).tolist()
+        best = comps.node_max_sim[nodes].tolist()
+        active = comps.active_entity
+        out: list[tuple[str, float | None]] = []
+        for r, copy, b in zip(rows.tolist(), copies, best):
             parts: list[str] = []
             sim: float | None = None
-            if comps.node_items[node] > 1:
+            if copy:
                 parts.append("same_text")
                 sim = 1.0
-            if comps.node_max_sim[node] > 0:
+            if b > 0:
                 parts.append("similarity")
-                sim = max(sim or 0.0, float(comps.node_max_sim[node]))
-            parts.extend(sorted(self.entity_keys[k] for k in mentions.get(r, ()) if comps.active_entity[k]))
+                sim = max(sim or 0.0, b)
+            ks = mentions.get(r)
+            if ks:
+                parts.extend(sorted(self.entity_keys[k] for k in ks if active[k]))
             out.append((",".join(parts)[:200] or "seed", sim))
         return out
 
@@ -280,7 +301,7 @@ class CampaignGraph:
         d.mkdir(parents=True, exist_ok=True)
         self.index.save(d)
         tmp = d / (GRAPH_ARRAYS + ".tmp.npz")
-        np.savez(tmp, item_node=self.item_node, edge_a=self.edge_a, edge_b=self.edge_b,
+        np.savez(tmp, item_node=self.item_node, item_time=self.item_time, edge_a=self.edge_a, edge_b=self.edge_b,
                  edge_sim=self.edge_sim, ent_item=self.ent_item, ent_key=self.ent_key)
         os.replace(tmp, d / GRAPH_ARRAYS)
         self._logged["items"] = append_log(d / ITEMS_LOG, self.item_ids, self._logged.get("items"))
@@ -318,13 +339,17 @@ class CampaignGraph:
             raise IndexError_(f"{d}: campaign graph logs unreadable ({exc}); run `workbench cluster --rebuild`") from None
         self._logged = {k: tuple(v) for k, v in logs.items()}
         self._item_row = {k: i for i, k in enumerate(self.item_ids)}
-        for name in ("item_node", "edge_a", "edge_b", "edge_sim", "ent_item", "ent_key"):
-            setattr(self, name, arrays[name])
+        try:
+            for name in ("item_node", "item_time", "edge_a", "edge_b", "edge_sim", "ent_item", "ent_key"):
+                setattr(self, name, arrays[name])
+        except KeyError as exc:
+            raise IndexError_(f"{d / GRAPH_ARRAYS}: no array {exc}; run `workbench cluster --rebuild`") from None
         self._entity_id = {k: i for i, k in enumerate(self.entity_keys)}
         self.term_counts = Counter(meta.get("term_counts", {}))
         self.built_with = meta.get("settings")
         self.watermark = dt.datetime.fromisoformat(meta["watermark"]) if meta.get("watermark") else None
-        if (len(self.item_node) != len(self.item_ids) or meta["nodes"] != len(index)
+        if (len(self.item_node) != len(self.item_ids) or len(self.item_time) != len(self.item_ids)
+                or meta["nodes"] != len(index)
                 or len(self.entity_keys) != meta["entities"]
                 or (len(self.item_node) and self.item_node.max() >= len(index))):
             raise IndexError_(f"{d}: campaign graph and index disagree (a run was interrupted?); "

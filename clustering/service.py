@@ -177,7 +177,7 @@ def cluster(store: "Store", settings: Optional[CampaignSettings] = None, rebuild
                 graph, reason = CampaignGraph(settings, embedder.dim, embedder.model_id), \
                     "index holds items the store no longer has"
                 new_ids, _ = _new_item_ids(conn, graph)
-            rows = _fetch_items(conn, new_ids, [_IT.c.text, _IT.c.ingested_at])
+            rows = _fetch_items(conn, new_ids, [_IT.c.text, _IT.c.ingested_at, _item_time().label("seen")])
         prev_labels = None if reason else _saved_labels(store, len(graph))
         timings["load"] = time.perf_counter() - t0
 
@@ -205,7 +205,8 @@ def cluster(store: "Store", settings: Optional[CampaignSettings] = None, rebuild
             graph.watermark = max(graph.watermark, newest) if graph.watermark else newest
         stats = graph.add(new_ids, keys, [p.entities for p in prepared],
                           vectors if vectors is not None else np.empty((0, embedder.dim), np.float32),
-                          terms=[facts.terms_of(p.template) for p in prepared], show_progress=show_progress)
+                          terms=[facts.terms_of(p.template) for p in prepared],
+                          times=[rows[i].seen for i in new_ids], show_progress=show_progress)
         comps = graph.components()
         timings["link"] = time.perf_counter() - t2
 
@@ -296,7 +297,6 @@ def _write_campaigns(store: "Store", graph: CampaignGraph, comps: Components, to
         # Items of campaigns whose terms are recomputed need their text (new items: in hand).
         need_text = [ids[r] for g, kt in zip(reported, kept_terms) if kt is None
                      for r in g[:_TERM_SAMPLE].tolist() if ids[r] not in templates]
-        info = _fetch_items(conn, [ids[r] for g in reported for r in g.tolist()], [_item_time().label("seen")])
         texts = _fetch_items(conn, need_text, [_IT.c.text])
     n_classes = max(len(np.unique(labels)), 1)
     mentions = graph.mentions(np.concatenate(reported)) if reported else {}
@@ -306,7 +306,7 @@ def _write_campaigns(store: "Store", graph: CampaignGraph, comps: Components, to
     for g, cid, kt in tqdm(list(zip(reported, cids, kept_terms)), desc="campaign facts", unit="campaign",
                            leave=False, disable=len(reported) < 2000):
         reasons = graph.link_reasons(comps, g, mentions)
-        plans.append((cid, _campaign_facts(graph, comps, g, info, texts, templates, settings, n_classes,
+        plans.append((cid, _campaign_facts(graph, comps, g, texts, templates, settings, n_classes,
                                             mentions, reasons, kt), g, reasons))
     with store.begin() as conn:
         new_rows = [{**f, "created_at": now, "updated_at": now, "status": "active"} for cid, f, _, _ in plans if cid is None]
@@ -390,14 +390,14 @@ def _same_sim(a: Optional[float], b: Optional[float]) -> bool:
     return (a is None and b is None) or (a is not None and b is not None and abs(a - b) < 1e-6)
 
 
-def _campaign_facts(graph: CampaignGraph, comps: Components, rows: np.ndarray, info: dict[str, Any],
+def _campaign_facts(graph: CampaignGraph, comps: Components, rows: np.ndarray,
                     texts: dict[str, Any], templates: dict[str, str], settings: CampaignSettings,
                     n_classes: int, mentions: dict[int, list[int]], reasons: list[tuple[str, Optional[float]]],
                     kept_terms: Optional[tuple[list[Any], int]]) -> dict[str, Any]:
     """The stored facts of one campaign: size, first/last seen, exemplar, terms, entities, reasons."""
     ids = graph.item_ids
     members = [ids[r] for r in rows.tolist()]
-    times = [info[i].seen for i in members if i in info and info[i].seen is not None]
+    first_seen, last_seen = graph.seen_range(rows)
     nodes, counts = np.unique(graph.item_node[rows], return_counts=True)
     best = facts.exemplar_row(graph.index.reconstruct(nodes[:5000]), counts[:5000])
     node = nodes[best]
@@ -420,7 +420,7 @@ def _campaign_facts(graph: CampaignGraph, comps: Components, rows: np.ndarray, i
             by_reason[part.split(":", 1)[0] if ":" in part else part] += 1
     return {
         "size": int(len(rows)), "exemplar_item_id": exemplar,
-        "first_seen": min(times) if times else None, "last_seen": max(times) if times else None,
+        "first_seen": first_seen, "last_seen": last_seen,
         "top_terms": top_terms,
         "entities": graph.shared_entities(comps, rows, mentions),
         "link_reasons": {"members_by_reason": dict(by_reason.most_common()), "top_terms_at_size": terms_at,
