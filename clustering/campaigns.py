@@ -320,10 +320,11 @@ class CampaignGraph:
         return VectorIndex.exists(d) and (d / GRAPH_ARRAYS).exists() and (d / GRAPH_META).exists()
 
     @classmethod
-    def load(cls, directory: str | os.PathLike[str], settings: CampaignSettings) -> "CampaignGraph":
+    def load(cls, directory: str | os.PathLike[str], settings: CampaignSettings,
+             mmap: bool = True) -> "CampaignGraph":
         """Load a saved graph; raises IndexError_ when files are missing or disagree."""
         d = Path(directory)
-        index = VectorIndex.load(d)
+        index = VectorIndex.load(d, mmap=mmap)
         try:
             meta = json.loads((d / GRAPH_META).read_text(encoding="utf-8"))
             arrays = np.load(d / GRAPH_ARRAYS)

@@ -23,9 +23,9 @@ class IndexSettings(BaseModel):
         return self
 
     hnsw_min_size: int = Field(default=40_000, ge=1)
-    hnsw_m: int = Field(default=16, ge=4, le=256)
-    ef_construction: int = Field(default=40, ge=8)
-    ef_search: int = Field(default=64, ge=8)
+    hnsw_m: int = Field(default=32, ge=4, le=256)
+    ef_construction: int = Field(default=80, ge=8)
+    ef_search: int = Field(default=96, ge=8)
     # On HNSW, "every neighbour above the threshold" is the range_k nearest filtered by it.
     range_k: int = Field(default=64, ge=2, le=1000)
     # New vectors go to an exact delta index, merged into the main one at this many.
