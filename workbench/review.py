@@ -80,6 +80,21 @@ def _latest_predictions(conn: Any, item_ids: list[str]) -> dict[str, dict[str, A
     return out
 
 
+def _item_campaign(conn: Any, item_id: str) -> Optional[dict[str, Any]]:
+    """The campaign an item belongs to, with why it was linked, or None."""
+    from .schema import Campaign, CampaignMember
+
+    M, CP = CampaignMember.__table__, Campaign.__table__
+    row = conn.execute(select(CP.c.id, CP.c.size, CP.c.entities, CP.c.top_terms, CP.c.first_seen, CP.c.last_seen,
+                              CP.c.status, M.c.linked_by, M.c.similarity)
+                       .join(M, M.c.campaign_id == CP.c.id).where(M.c.item_id == item_id)).mappings().first()
+    if row is None:
+        return None
+    out = {k: _iso(v) for k, v in row.items()}
+    out["members"] = row["size"]
+    return out
+
+
 def author_history(conn: Any, author_id: Optional[str], exclude_item: Optional[str], limit: int) -> dict[str, Any]:
     """The author's other items, newest first, with their prediction and current human label."""
     from labeling.labels import current_decisions
@@ -151,6 +166,7 @@ def review_packet(store: Store, taxonomy: Taxonomy, case_id: int,
         item = conn.execute(select(Item.__table__).where(Item.id == item_id)).mappings().first() if item_id else None
         pred = _latest_predictions(conn, [item_id]).get(item_id) if item_id else None
         author = author_history(conn, item["author_id"] if item else None, item_id, settings.author_history)
+        campaign = view.get("campaign") or (_item_campaign(conn, item_id) if item_id else None)
     scores = (pred or {}).get("scores") or {}
     suggested = (pred or {}).get("label") or view.get("predicted_label") or taxonomy.benign_label
     masked = should_mask(settings, scores, item["policy_label"] if item else None) if item else False
@@ -170,7 +186,7 @@ def review_packet(store: Store, taxonomy: Taxonomy, case_id: int,
         "prediction": None if pred is None else {
             "model_version": pred["model_version"], "label": pred["label"], "score": pred["score"],
             "uncertainty": pred["uncertainty"], "scores": scores, "flags": pred["flags"]},
-        "campaign": view.get("campaign"),
+        "campaign": campaign,
         "decisions": view.get("decisions", []),
         "author": author,
         "similar_decisions": similar_decisions(store, item_id, item["text_hash"], settings.similar_k) if item else [],

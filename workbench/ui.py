@@ -82,15 +82,36 @@ def model_md(p: dict[str, Any]) -> str:
             f"`{pred['model_version']}`" + (f" · input flags: {flags}" if flags else ""))
 
 
+def terms_text(top_terms: Any, n: int = 8) -> str:
+    """Top terms stored as [term, weight] pairs (or plain terms), as a comma list."""
+    out = [t[0] if isinstance(t, (list, tuple)) else str(t) for t in (top_terms or [])[:n]]
+    return ", ".join(out) or "—"
+
+
+def entities_text(entities: Any, n: int = 4) -> str:
+    """Shared entities per kind, most widespread first: `phone 0871… (7 items)`."""
+    parts = []
+    for kind, values in (entities or {}).items():
+        shown = []
+        for v in list(values or [])[:n]:
+            if isinstance(v, dict):
+                shown.append(f"{v.get('value')} ({v.get('items', '?')} items{'' if v.get('links', True) else ', too common to link'})")
+            else:
+                shown.append(str(v))
+        if shown:
+            parts.append(f"{kind}: " + "; ".join(shown))
+    return " · ".join(parts) or "none"
+
+
 def campaign_md(p: dict[str, Any]) -> str:
     camp = p.get("campaign")
     if not camp:
         return "Not part of a campaign."
-    ents = camp.get("entities") or {}
-    shown = "; ".join(f"{k}: {', '.join(map(str, list(v)[:4]))}" for k, v in ents.items() if v) or "none"
+    shown = entities_text(camp.get("entities"))
+    why = f" · linked by {camp['linked_by']}" if camp.get("linked_by") else ""
     return (f"**Campaign {camp.get('id')}** · {camp.get('members', camp.get('size'))} items · first "
-            f"{camp.get('first_seen') or '?'} · last {camp.get('last_seen') or '?'}\n\nShared entities: {shown}\n\n"
-            f"Top terms: {', '.join(map(str, (camp.get('top_terms') or [])[:8])) or '—'}")
+            f"{camp.get('first_seen') or '?'} · last {camp.get('last_seen') or '?'}{why}\n\nShared entities: {shown}\n\n"
+            f"Top terms: {terms_text(camp.get('top_terms'))}")
 
 
 def author_rows(p: dict[str, Any]) -> list[list[Any]]:
@@ -208,8 +229,12 @@ def build_app(store: Store, taxonomy: Taxonomy, analyst: str = "analyst", queue:
             rows = list_campaigns(store, limit=100)
         except Exception as exc:  # noqa: BLE001 - no campaigns built yet
             return [[None, 0, str(exc), "", "", ""]]
-        return [[r.get("id"), r.get("size"), (r.get("exemplar_text") or "")[:100], r.get("first_seen"),
-                 r.get("last_seen"), ", ".join(map(str, (r.get("top_terms") or [])[:5]))] for r in rows]
+        return [[r.get("id"), r.get("size"), campaign_text(r, r.get("exemplar_text") or "")[:100], r.get("first_seen"),
+                 r.get("last_seen"), terms_text(r.get("top_terms"), 5)] for r in rows]
+
+    def campaign_text(camp: dict[str, Any], text: str) -> str:
+        # Campaign texts are masked like case texts, on the campaign's mean scores.
+        return review.mask_text(text) if review.should_mask(settings, camp.get("mean_scores"), None) else text
 
     def show_campaign(campaign_id: Optional[float]) -> tuple[Any, ...]:
         from clustering.service import campaign_detail, campaign_timeline
@@ -219,15 +244,22 @@ def build_app(store: Store, taxonomy: Taxonomy, analyst: str = "analyst", queue:
         cid = int(campaign_id)
         try:
             d = campaign_detail(store, cid, members_limit=50, taxonomy=taxonomy)
-            tl = campaign_timeline(store, cid)
-        except Exception as exc:  # noqa: BLE001
+            png = campaign_timeline(store, cid, png_path=store.path("plots", f"campaign-{cid}-timeline.png"))["png"]
+        except Exception as exc:  # noqa: BLE001 - unknown id, no campaigns built yet
             return f"Warning: {exc}", None, []
-        png = tl.get("png") or tl.get("path") if isinstance(tl, dict) else None
-        facts = {k: v for k, v in d.items() if k not in ("members", "exemplar_text")}
-        md = (f"### Campaign {cid}: {d.get('size')} items\n**Exemplar:** {d.get('exemplar_text')}\n\n"
-              + "\n".join(f"- **{k}**: {v}" for k, v in facts.items() if v not in (None, [], {})))
-        members = [[m["item_id"], m["seen"], m["linked_by"], m["similarity"], m["decided_label"], m["text"][:120]]
-                   for m in d.get("members", [])]
+        mean = d.get("mean_scores") or {}
+        growth = d.get("growth") or {}
+        md = (f"### Campaign {cid}: {d.get('size')} items ({d.get('status')})\n"
+              f"**Exemplar:** {campaign_text(d, d.get('exemplar_text') or '')}\n\n"
+              f"- first seen {d.get('first_seen')}, last seen {d.get('last_seen')}; growth: "
+              f"{growth.get('last_hour', 0)} in the last hour, {growth.get('last_day', 0)} in the last day\n"
+              f"- shared entities: {entities_text(d.get('entities'))}\n"
+              f"- top terms: {terms_text(d.get('top_terms'))}\n"
+              f"- why linked: {(d.get('link_reasons') or {}).get('members_by_reason', {})}\n"
+              f"- model mean scores: " + ", ".join(f"{k} {v:.2f}" for k, v in mean.items()) + "\n"
+              f"- decided members: {d.get('decided', 0)}; label mix {d.get('label_mix') or {}}")
+        members = [[m["item_id"], m["seen"], m["linked_by"], m["similarity"], m["decided_label"],
+                    campaign_text(d, m["text"])[:120]] for m in d.get("members", [])]
         return md, png, members
 
     def act_on_campaign(campaign_id: Optional[float], who: str, label: str, action: str, rationale: str) -> str:
