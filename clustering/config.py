@@ -22,7 +22,7 @@ class IndexSettings(BaseModel):
             raise ValueError(f"ef_search ({self.ef_search}) must be at least range_k ({self.range_k})")
         return self
 
-    hnsw_min_size: int = Field(default=40_000, ge=1)
+    hnsw_min_size: int = Field(default=60_000, ge=1)
     hnsw_m: int = Field(default=32, ge=4, le=256)
     ef_construction: int = Field(default=80, ge=8)
     ef_search: int = Field(default=96, ge=8)

@@ -40,8 +40,8 @@ class IndexError_(RuntimeError):
 class VectorIndex:
     """Cosine search over L2-normalised vectors: flat while small, HNSW past a size."""
 
-    def __init__(self, dim: int, hnsw_min_size: int = 40_000, hnsw_m: int = 16,
-                 ef_construction: int = 40, ef_search: int = 64, model_id: str | None = None,
+    def __init__(self, dim: int, hnsw_min_size: int = 60_000, hnsw_m: int = 32,
+                 ef_construction: int = 80, ef_search: int = 96, model_id: str | None = None,
                  range_k: int = 64, delta_max: int = 10_000) -> None:
         if dim <= 0:
             raise ValueError(f"dim must be positive, got {dim}")
