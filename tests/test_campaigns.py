@@ -210,21 +210,21 @@ def test_cluster_builds_campaigns_with_reasons_and_audit(any_store):
     assert partition(any_store) == parts
 
 
-def test_incremental_attach_equals_rebuild_in_the_store(sqlite_store):
+def test_incremental_attach_equals_rebuild_in_the_store(any_store):
     rows = corpus()
-    add_items(sqlite_store, rows[:6])
+    add_items(any_store, rows[:6])
     s = settings()
-    service.cluster(sqlite_store, s, embedder=HashingEmbedder(), show_progress=False)
-    a_campaign = campaign_of(sqlite_store, "a0")
-    add_items(sqlite_store, rows[6:], start=dt.datetime(2026, 1, 2))
-    inc = service.cluster(sqlite_store, s, embedder=HashingEmbedder(), show_progress=False)
+    service.cluster(any_store, s, embedder=HashingEmbedder(), show_progress=False)
+    a_campaign = campaign_of(any_store, "a0")
+    add_items(any_store, rows[6:], start=dt.datetime(2026, 1, 2))
+    inc = service.cluster(any_store, s, embedder=HashingEmbedder(), show_progress=False)
     assert inc["mode"] == "incremental" and inc["items"] == len(rows) - 6
-    incremental = partition(sqlite_store)
-    assert campaign_of(sqlite_store, "a0") == a_campaign  # ids stay stable
-    full = service.cluster(sqlite_store, s, rebuild=True, embedder=HashingEmbedder(), show_progress=False)
+    incremental = partition(any_store)
+    assert campaign_of(any_store, "a0") == a_campaign  # ids stay stable
+    full = service.cluster(any_store, s, rebuild=True, embedder=HashingEmbedder(), show_progress=False)
     assert full["mode"] == "full"
-    assert partition(sqlite_store) == incremental
-    assert campaign_of(sqlite_store, "a0") == a_campaign
+    assert partition(any_store) == incremental
+    assert campaign_of(any_store, "a0") == a_campaign
 
 
 def test_settings_change_forces_full_recluster(sqlite_store):
@@ -235,17 +235,17 @@ def test_settings_change_forces_full_recluster(sqlite_store):
     assert s["mode"] == "full" and "settings" in s["reason"]
 
 
-def test_merged_campaign_is_marked(sqlite_store):
+def test_merged_campaign_is_marked(any_store):
     # Two separate waves, then a message sharing both their numbers joins them into one.
-    add_items(sqlite_store, [("p0", "ring 09050000001 now"), ("p1", "call 09050000001 today please"),
+    add_items(any_store, [("p0", "ring 09050000001 now"), ("p1", "call 09050000001 today please"),
                              ("q0", "your parcel: 09050000002"), ("q1", "parcel waiting 09050000002 asap")])
     s = settings(similarity_threshold=0.99)
-    service.cluster(sqlite_store, s, embedder=HashingEmbedder(), show_progress=False)
-    assert len(partition(sqlite_store)) == 2
-    add_items(sqlite_store, [("r0", "numbers 09050000001 and 09050000002 both work")], start=dt.datetime(2026, 2, 1))
-    out = service.cluster(sqlite_store, s, embedder=HashingEmbedder(), show_progress=False)
-    assert out["campaigns_merged"] == 1 and len(partition(sqlite_store)) == 1
-    with sqlite_store.read() as conn:
+    service.cluster(any_store, s, embedder=HashingEmbedder(), show_progress=False)
+    assert len(partition(any_store)) == 2
+    add_items(any_store, [("r0", "numbers 09050000001 and 09050000002 both work")], start=dt.datetime(2026, 2, 1))
+    out = service.cluster(any_store, s, embedder=HashingEmbedder(), show_progress=False)
+    assert out["campaigns_merged"] == 1 and len(partition(any_store)) == 1
+    with any_store.read() as conn:
         statuses = sorted(conn.execute(select(Campaign.status)).scalars())
     assert statuses == ["active", "merged"]
 
@@ -340,3 +340,10 @@ def test_graph_logs_survive_a_crashed_append(tmp_path):
     _graph_add(again, ids[40:], keys[40:], ents[40:], x[40:])
     again.save(tmp_path)
     assert CampaignGraph.load(tmp_path, settings(similarity_threshold=0.85)).item_ids == ids
+
+
+def test_empty_store_clusters_to_nothing(sqlite_store):
+    s = service.cluster(sqlite_store, settings(), embedder=HashingEmbedder(), show_progress=False)
+    assert s["items_clustered"] == 0 and s["campaigns_active"] == 0
+    assert service.list_campaigns(sqlite_store) == []
+    assert service.search_text(sqlite_store, "anything", settings=settings(), embedder=HashingEmbedder()) == []
