@@ -274,16 +274,17 @@ def audit_log_cmd(app: AppContext, limit: int, as_json: bool) -> None:
               help="Folder with the shared datasets (default: ../shared/data, else the Hugging Face Hub).")
 @click.option("--limit", type=int, help="Rows per dataset (for a quick run).")
 @click.option("--skip", "skip_steps", multiple=True, help="Skip a step by name (repeatable).")
+@click.option("--serve", "then_serve", is_flag=True, help="Then serve the review UI on http://127.0.0.1:7860.")
 @json_option
 @pass_app
 def demo(app: AppContext, shared_data: Optional[str], limit: Optional[int], skip_steps: tuple[str, ...],
-         as_json: bool) -> None:
+         then_serve: bool, as_json: bool) -> None:
     """Run the whole loop on the shared datasets: ingest, then every later step.
 
     \b
     Example:
       workbench --data-dir ./workbench-data demo
-      workbench demo --shared-data /data/public --limit 2000
+      workbench demo --shared-data /data/public --limit 2000 --serve
     """
     from .demo import DemoError, run_demo
 
@@ -294,6 +295,13 @@ def demo(app: AppContext, shared_data: Optional[str], limit: Optional[int], skip
         raise click.ClickException(str(exc)) from None
     if as_json:
         click.echo(json.dumps(report, default=str))
+    if then_serve:
+        from .ui import serve as serve_ui
+
+        click.echo("serving the review UI on http://127.0.0.1:7860 (Ctrl+C to stop)")
+        serve_ui(app.store(), app.taxonomy())
+    elif not as_json:
+        click.echo("next: `workbench serve` opens the review UI on http://127.0.0.1:7860")
 
 
 @cli.command()
