@@ -7,10 +7,12 @@ Two streams of N items (default 20,000) go into a fresh store under benchmarks/.
   from a Zipf law, copies varying in case and spacing as template blasts do) up to N items.
 
 For each stream the baseline is `SentenceTransformer(model).encode(texts)` with its defaults, in
-this process, on the same texts; then the champion (a `hybrid` model trained beforehand on a
-separate labelled sample, not timed) scores the stream end to end: reading items, embedding with
-the text-hash cache (cold at the start), the head, and writing Prediction rows. The stretch run
-repeats the unique stream with the int8 ONNX Runtime embedder and reports its cosine to fp32.
+this process, on the same texts; the pipeline is the champion (a `hybrid` model trained before on
+a separate labelled sample, not timed) scoring the stream end to end: reading items, embedding
+through the text-hash cache (cold at the start), the head, and writing Prediction rows. The two
+run in interleaved blocks (baseline first, then pipeline first, ...) so that the load of other
+jobs on the shared cores drifts onto both sides alike. The stretch run repeats the unique stream
+with the int8 ONNX Runtime embedder and reports its cosine to the fp32 vectors.
 
 Prints one JSON line (progress goes to stderr).
 """
@@ -91,26 +93,46 @@ def clear_embeddings(store) -> None:
         conn.execute(delete(Embedding.__table__))
 
 
-def baseline_rate(texts: list[str]) -> tuple[float, float]:
-    """(items/s, seconds) of plain SentenceTransformer.encode with its defaults."""
-    from sentence_transformers import SentenceTransformer
+def interleaved_rates(texts: list[str], st, pipelines: dict[str, tuple], tax, cfg, model, version: str,
+                      blocks: int) -> dict:
+    """The baseline and each pipeline over the same texts in `blocks` turns whose order rotates,
+    so that a change in machine load (2 cores shared with other jobs) hits every side alike.
 
-    st = SentenceTransformer(default_model_path(), device="cpu")
-    st.encode(texts[:64])  # warm-up: first-call allocations are not what we compare
-    t0 = time.perf_counter()
-    st.encode(texts, show_progress_bar=True)
-    sec = time.perf_counter() - t0
-    return len(texts) / sec, sec
-
-
-def pipeline_rate(store, tax, texts: list[str], prefix: str, cfg, version: str, embedder: Embedder) -> tuple[float, dict]:
-    load_items(store, texts, prefix)
-    clear_embeddings(store)
-    embedder.encode(texts[:64])  # same warm-up as the baseline (model load is not timed either)
-    summary = score_items(store, tax, model_version=version, config=cfg, embedder=embedder, show_progress=True)
-    if summary.scored != len(texts):
-        raise SystemExit(f"scored {summary.scored} of {len(texts)} items")
-    return summary.scored / summary.seconds, summary.as_dict()
+    `pipelines` maps a name to (store, embedder); each store gets the texts as items (ids sort in
+    stream order, so each turn scores exactly one block) and a cold embedding cache.
+    """
+    for store, embedder in pipelines.values():
+        load_items(store, texts, "stream")
+        clear_embeddings(store)
+        embedder.encode(texts[:64])  # warm-up: model load is not what we compare
+    st.encode(texts[:64])
+    size = -(-len(texts) // blocks)
+    sides = ["baseline", *pipelines]
+    seconds = dict.fromkeys(sides, 0.0)
+    counts = {name: {"embeddings_encoded": 0, "embeddings_cached": 0} for name in pipelines}
+    for b in range(blocks):
+        block = texts[b * size:(b + 1) * size]
+        for side in sides[b % len(sides):] + sides[:b % len(sides)]:
+            t0 = time.perf_counter()
+            if side == "baseline":
+                st.encode(block)
+            else:
+                store, embedder = pipelines[side]
+                summary = score_items(store, tax, model_version=version, model=model, config=cfg,
+                                      embedder=embedder, limit=len(block), show_progress=False)
+                if summary.scored != len(block):
+                    raise SystemExit(f"{side}: scored {summary.scored} of {len(block)} items")
+                counts[side]["embeddings_encoded"] += summary.embeddings_encoded
+                counts[side]["embeddings_cached"] += summary.embeddings_cached
+            seconds[side] += time.perf_counter() - t0
+        log(f"  block {b + 1}/{blocks}: " + ", ".join(f"{k} {v:.0f}s" for k, v in seconds.items()))
+    n = len(texts)
+    out = {"baseline_seconds": round(seconds["baseline"], 1),
+           "baseline_items_per_s": round(n / seconds["baseline"], 1)}
+    for name in pipelines:
+        out[name] = {"pipeline_seconds": round(seconds[name], 1), "pipeline_items_per_s": round(n / seconds[name], 1),
+                     "ratio": round(seconds["baseline"] / seconds[name], 3), **counts[name]}
+    return out
 
 
 def main() -> None:
@@ -118,6 +140,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=20_000, help="Items per stream.")
     ap.add_argument("--seed", type=int, default=13)
     ap.add_argument("--skip-onnx", action="store_true", help="Skip the ONNX Runtime stretch run.")
+    ap.add_argument("--blocks", type=int, default=4, help="Interleaved baseline/pipeline turns per stream.")
     args = ap.parse_args()
     rng = random.Random(args.seed)
     cfg = load_models_config()
@@ -148,40 +171,40 @@ def main() -> None:
     version = row["id"]
     embedder = Embedder(max_seq_length=cfg.embedding.max_seq_length, batch_size=cfg.embedding.batch_size)
 
-    result: dict = {"benchmark": "scoring", "n": args.n, "model": version, "streams": {}, "targets": {}}
-    for name, texts in (("unique", unique), ("waves", waves)):
-        log(f"[{name}] baseline: SentenceTransformer.encode on {len(texts)} texts")
-        base_rate, base_sec = baseline_rate(texts)
-        log(f"[{name}] score_items")
-        rate, summary = pipeline_rate(store, tax, texts, name, cfg, version, embedder)
-        result["streams"][name] = {
-            "distinct_texts": len({text_hash(t) for t in texts}), "baseline_items_per_s": round(base_rate, 1),
-            "baseline_seconds": round(base_sec, 1), "pipeline_items_per_s": round(rate, 1),
-            "pipeline_seconds": summary["seconds"], "ratio": round(rate / base_rate, 3),
-            "embeddings_encoded": summary["embeddings_encoded"], "embeddings_cached": summary["embeddings_cached"]}
-        log(f"[{name}] " + json.dumps(result["streams"][name]))
+    from sentence_transformers import SentenceTransformer
 
+    from models.registry import load_model_version
+
+    model, _ = load_model_version(store, version)
+    st = SentenceTransformer(default_model_path(), device="cpu")  # plain: its own defaults
+    result: dict = {"benchmark": "scoring", "n": args.n, "model": version, "blocks": args.blocks,
+                    "baseline": "SentenceTransformer(all-MiniLM-L6-v2).encode, default settings", "streams": {}}
+    unique_sides = {"torch": (fresh_store("scoring-unique"), embedder)}
     if not args.skip_onnx:
         onnx = Embedder(max_seq_length=cfg.embedding.max_seq_length, batch_size=cfg.embedding.batch_size,
                         runtime="onnx-int8")
         onnx.encode(unique[:8])  # export + quantise once (cached), outside the timing
-        log("[unique, onnx-int8] score_items")
-        base = result["streams"]["unique"]["baseline_items_per_s"]
-        rate, summary = pipeline_rate(store, tax, unique, "onnx", cfg, version, onnx)
+        unique_sides["onnx_int8"] = (fresh_store("scoring-unique-onnx"), onnx)
+    for name, texts, sides in (("unique", unique, unique_sides),
+                               ("waves", waves, {"torch": (fresh_store("scoring-waves"), embedder)})):
+        log(f"[{name}] baseline vs score_items ({', '.join(sides)}) on {len(texts)} texts, {args.blocks} blocks")
+        rates = interleaved_rates(texts, st, sides, tax, cfg, model, version, args.blocks)
+        result["streams"][name] = {"distinct_texts": len({text_hash(t) for t in texts}), **rates}
+        log(f"[{name}] " + json.dumps(result["streams"][name]))
+    if not args.skip_onnx:
         sample = unique[:2000]
         cos = np.sum(onnx.encode(sample) * embedder.encode(sample), axis=1)
-        result["streams"]["unique_onnx_int8"] = {
-            "pipeline_items_per_s": round(rate, 1), "pipeline_seconds": summary["seconds"],
-            "ratio": round(rate / base, 3), "cosine_to_fp32_mean": round(float(cos.mean()), 4),
-            "cosine_to_fp32_min": round(float(cos.min()), 4),
-            "cosine_to_fp32_p01": round(float(np.percentile(cos, 1)), 4)}
-        log("[unique, onnx-int8] " + json.dumps(result["streams"]["unique_onnx_int8"]))
+        result["streams"]["unique"]["onnx_int8"].update({
+            "cosine_to_fp32_mean": round(float(cos.mean()), 4), "cosine_to_fp32_min": round(float(cos.min()), 4),
+            "cosine_to_fp32_p01": round(float(np.percentile(cos, 1)), 4),
+            "note": "quality with int8 embeddings: benchmarks/quality.py --runtime onnx-int8"})
 
+    result["targets"] = {}
     s = result["streams"]
-    got = {"unique_ratio": s["unique"]["ratio"], "waves_ratio": s["waves"]["ratio"]}
-    if "unique_onnx_int8" in s:
-        got.update({"onnx_unique_ratio": s["unique_onnx_int8"]["ratio"],
-                    "onnx_cosine_mean": s["unique_onnx_int8"]["cosine_to_fp32_mean"]})
+    got = {"unique_ratio": s["unique"]["torch"]["ratio"], "waves_ratio": s["waves"]["torch"]["ratio"]}
+    if "onnx_int8" in s["unique"]:
+        got.update({"onnx_unique_ratio": s["unique"]["onnx_int8"]["ratio"],
+                    "onnx_cosine_mean": s["unique"]["onnx_int8"]["cosine_to_fp32_mean"]})
     for key, target in TARGETS.items():
         if key in got:
             result["targets"][key] = {"target": target, "value": got[key], "met": bool(got[key] >= target),
