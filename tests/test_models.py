@@ -24,7 +24,8 @@ LABELS = ["benign", "spam", "scam", "hate", "harassment"]
 def _params(kind: str, tmp_path) -> dict:
     if kind == "transformer":
         return {"init_config": TINY_TRANSFORMER, "max_steps": 40, "batch_size": 16, "learning_rate": 1e-2,
-                "max_length": 16, "calibration_fraction": 0.2, "checkpoint_dir": str(tmp_path / "ckpt")}
+                "max_length": 16, "calibration_fraction": 0.2, "checkpoint_dir": str(tmp_path / "ckpt"),
+                "torch_threads": 1}
     if kind == "hybrid":
         return {"calibration_folds": 3, "min_df": 1}
     if kind == "tfidf_lr":
@@ -107,7 +108,8 @@ def test_hybrid_calibration_output_and_fit_info():
 def test_tiny_transformer_lowers_its_loss_and_resumes(tmp_path):
     texts, ys = toy_corpus(12, seed=5)
     common = dict(init_config=TINY_TRANSFORMER, batch_size=16, learning_rate=1e-2, max_length=16,
-                  calibration_fraction=0.0, checkpoint_dir=str(tmp_path / "ckpt"), checkpoint_every=5, seed=1)
+                  calibration_fraction=0.0, checkpoint_dir=str(tmp_path / "ckpt"), checkpoint_every=20, seed=1,
+                  torch_threads=1)
     first = make_classifier("transformer", LABELS, max_steps=40, epochs=50, **common).fit(texts, ys)
     info = first.fit_info
     assert info["steps"] == 40 and info["resumed_from"] is None
