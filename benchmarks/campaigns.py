@@ -203,13 +203,13 @@ def main() -> None:
            for t in (0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)}
     cos_t, cos_best = best_at_error(cos, ours_res["wrong_rate"])
     cos_res = {**cos_best, "best_threshold": cos_t, "seconds": round(time.perf_counter() - t0, 2),
-               "sweep": {str(t): r["actions_ratio"] for t, r in cos.items()}}
+               "sweep": {str(t): [r["actions_ratio"], r["wrong_rate"]] for t, r in cos.items()}}
     log(f"MiniLM cosine (raw text): {cos_res}")
 
     t0 = time.perf_counter()
     sigs = minhash_signatures(texts)
     mh = {t: bulk_action_cost(minhash_components(sigs, t), is_spam)
-          for t in (0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)}
+          for t in (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)}
     mh_t, mh_best = best_at_error(mh, ours_res["wrong_rate"])
     mh_res = {**mh_best, "best_threshold": mh_t, "seconds": round(time.perf_counter() - t0, 2),
               "sweep": {str(t): [r["actions_ratio"], r["wrong_rate"]] for t, r in mh.items()}}
