@@ -150,8 +150,11 @@ class CampaignGraph:
 
         ent_rows: list[int] = []
         ent_keys: list[int] = []
+        ignored = set(self.settings.ignore_hosts)
         for i, ents in enumerate(entities):
             for kind, value in ents.items(self.settings.entity_kinds):
+                if kind == "host" and value in ignored:
+                    continue
                 key = f"{kind}:{value}"
                 kid = self._entity_id.get(key)
                 if kid is None:

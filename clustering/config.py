@@ -41,9 +41,16 @@ class CampaignSettings(BaseModel):
     similarity_threshold: float = Field(default=0.75, gt=0.0, le=1.0)
     entity_kinds: tuple[str, ...] = ENTITY_KINDS
     entity_max_df: int = Field(default=10, ge=2)
+    # Hosts that never link on their own (shorteners, big platforms); their full URLs still do.
+    ignore_hosts: tuple[str, ...] = ()
     min_campaign_size: int = Field(default=2, ge=2)
     top_terms: int = Field(default=8, ge=1, le=50)
     index: IndexSettings = IndexSettings()
+
+    @field_validator("ignore_hosts")
+    @classmethod
+    def _lower_hosts(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(h.strip().lower() for h in value)
 
     @field_validator("entity_kinds")
     @classmethod
@@ -56,7 +63,8 @@ class CampaignSettings(BaseModel):
     def linking_key(self) -> dict[str, object]:
         """The settings a stored graph was built with; any change needs a full re-cluster."""
         return {"embed": self.embed, "similarity_threshold": self.similarity_threshold,
-                "entity_kinds": list(self.entity_kinds), "entity_max_df": self.entity_max_df}
+                "entity_kinds": list(self.entity_kinds), "entity_max_df": self.entity_max_df,
+                "ignore_hosts": sorted(self.ignore_hosts)}
 
 
 def load_campaign_settings(path: str | Path | None = None) -> CampaignSettings:

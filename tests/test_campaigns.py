@@ -347,3 +347,13 @@ def test_empty_store_clusters_to_nothing(sqlite_store):
     assert s["items_clustered"] == 0 and s["campaigns_active"] == 0
     assert service.list_campaigns(sqlite_store) == []
     assert service.search_text(sqlite_store, "anything", settings=settings(), embedder=HashingEmbedder()) == []
+
+
+def test_ignored_hosts_do_not_link_but_their_urls_do():
+    s = settings(ignore_hosts=("t.co",))
+    e = np.eye(4, dtype=np.float32)
+    ents = [extract_entities("lol http://t.co/AAA"), extract_entities("wow http://t.co/BBB"),
+            extract_entities("see http://t.co/CCC"), extract_entities("again http://t.co/CCC")]
+    g = CampaignGraph(s, 4)
+    _graph_add(g, ["a", "b", "c", "d"], ["k0", "k1", "k2", "k3"], ents, e)
+    assert _partition_of(g) == {frozenset({"a"}), frozenset({"b"}), frozenset({"c", "d"})}
