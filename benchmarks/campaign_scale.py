@@ -198,7 +198,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--items", type=int, default=200_000)
     ap.add_argument("--attach", type=int, default=1_000)
-    ap.add_argument("--crossover-sizes", default="5000,10000,20000,40000")
+    ap.add_argument("--crossover-sizes", default="20000,40000,60000,80000")
     args = ap.parse_args()
 
     from clustering import service
