@@ -12,7 +12,7 @@ def models_demo(store: "Store", taxonomy: "Taxonomy", echo: Callable[..., None])
     """Reuse a version of the default kind trained on exactly the current labelled data and
     taxonomy (promoting it if needed), else train one and promote it; then score every item."""
     from .config import load_models_config
-    from .registry import list_models, promote, train_model
+    from .registry import champion, list_models, promote, train_model
     from .scoring import score_items
     from .training import training_examples
 
@@ -23,8 +23,16 @@ def models_demo(store: "Store", taxonomy: "Taxonomy", echo: Callable[..., None])
     reuse = next((m for m in list_models(store, include_retired=False)
                   if m["kind"] == kind and m["data_fingerprint"] == fingerprint
                   and m["taxonomy_version"] == taxonomy.version), None)
+    if reuse is None and len(set(data.labels)) < 2:
+        current = champion(store)
+        if current is None:
+            echo("  no labelled items to train on and no champion yet: skipping model training and scoring")
+            return {"skipped": "no labelled items and no champion"}
+        reuse = current
+        echo(f"  too few labelled items to train; scoring with the champion {current['id']}")
     if reuse is not None:
-        echo(f"  reusing {reuse['id']} (same training data fingerprint {fingerprint[:12]})")
+        if reuse["data_fingerprint"] == fingerprint:
+            echo(f"  reusing {reuse['id']} (same training data fingerprint {fingerprint[:12]})")
         if reuse["role"] != "champion":
             promote(store, reuse["id"], actor="demo", reason="demo: matches current training data")
         version, metrics = reuse["id"], reuse["metrics"]

@@ -269,3 +269,10 @@ def test_demo_step_trains_once_then_reuses(tiny_embedding_model, sqlite_store, t
     again = models_demo(sqlite_store, taxonomy, lines.append)
     assert again["reused"] is True and again["model_version"] == out["model_version"]
     assert again["scoring"]["scored"] == 0
+
+
+def test_demo_step_without_labels_skips_cleanly(sqlite_store, taxonomy):
+    from models.demo import models_demo
+
+    add_items(sqlite_store, ["just text", "more text"], [None, None])
+    assert models_demo(sqlite_store, taxonomy, lambda *a: None) == {"skipped": "no labelled items and no champion"}
