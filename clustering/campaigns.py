@@ -229,6 +229,8 @@ class CampaignGraph:
         graph = coo_matrix((np.ones(len(src), dtype=np.int8), (src, dst)), shape=(size, size))
         _, comp = connected_components(graph, directed=False)
         comp = comp[:n_items]
+        if self.settings.max_campaign_texts and n_items:
+            comp = self._split_chained(comp, active)
         # Canonical labels: the smallest item row of each component (independent of add order).
         smallest = np.full(comp.max() + 1 if n_items else 0, n_items, dtype=np.int64)
         np.minimum.at(smallest, comp, items)
@@ -237,6 +239,47 @@ class CampaignGraph:
         np.maximum.at(node_max, self.edge_b, self.edge_sim)
         return Components(labels=smallest[comp], active_entity=active, node_max_sim=node_max,
                           node_items=np.bincount(self.item_node, minlength=n_nodes))
+
+    def _split_chained(self, comp: np.ndarray, active: np.ndarray) -> np.ndarray:
+        """Split components of more than `max_campaign_texts` distinct texts (a stricter method).
+
+        Inside oversized components only similarity edges at a raised threshold are kept (rare
+        shared entities keep linking); parts still too large go one step higher, up to
+        `split_max_threshold`. All oversized parts of one level are split by one connected-
+        components pass: an edge kept at a higher threshold was kept at every lower one, so no
+        edge crosses two parts. A pure function of the stored edges, so attach and re-cluster
+        still agree.
+        """
+        from scipy.sparse import coo_matrix
+        from scipy.sparse.csgraph import connected_components
+
+        st = self.settings
+        n_nodes = len(self.index)
+        node_comp = np.full(n_nodes, -1, dtype=np.int64)
+        node_comp[self.item_node] = comp
+        mention = active[self.ent_key] if len(self.entity_keys) else np.zeros(0, dtype=bool)
+        ent_node, ent_key = self.item_node[self.ent_item[mention]], self.ent_key[mention]
+        thr = st.similarity_threshold
+        while True:
+            thr += st.split_step
+            counts = np.bincount(node_comp[node_comp >= 0])
+            big = counts > st.max_campaign_texts
+            if thr > st.split_max_threshold + 1e-9 or not big.any():
+                break
+            in_big = (node_comp >= 0) & big[np.maximum(node_comp, 0)]
+            nodes = np.flatnonzero(in_big)
+            local = np.full(n_nodes, -1, dtype=np.int64)
+            local[nodes] = np.arange(len(nodes))
+            keep = in_big[self.edge_a] & in_big[self.edge_b] & (self.edge_sim >= thr)
+            inside = in_big[ent_node]
+            keys, key_idx = np.unique(ent_key[inside], return_inverse=True)
+            src = np.concatenate([local[self.edge_a[keep]], local[ent_node[inside]]])
+            dst = np.concatenate([local[self.edge_b[keep]], len(nodes) + key_idx.ravel()])
+            size = len(nodes) + len(keys)
+            graph = coo_matrix((np.ones(len(src), dtype=np.int8), (src, dst)), shape=(size, size))
+            _, part = connected_components(graph, directed=False)
+            node_comp[nodes] = int(node_comp.max()) + 1 + part[:len(nodes)]
+        return node_comp[self.item_node]
 
     def seen_range(self, rows: np.ndarray) -> tuple[dt.datetime | None, dt.datetime | None]:
         """(first, last) time the given items were seen, None when none has a time."""

@@ -44,6 +44,13 @@ class CampaignSettings(BaseModel):
     # Hosts that never link on their own (shorteners, big platforms); their full URLs still do.
     ignore_hosts: tuple[str, ...] = ()
     min_campaign_size: int = Field(default=2, ge=2)
+    # Similarity links chain: A~B and B~C joins A and C however far apart they are. A component
+    # with more distinct texts than this is split by raising the similarity threshold inside it
+    # in steps of `split_step` (rare shared entities still link), until each part is at most
+    # this size or the threshold reaches `split_max_threshold`. null keeps plain components.
+    max_campaign_texts: Optional[int] = Field(default=150, ge=2)
+    split_step: float = Field(default=0.03, gt=0.0, le=0.2)
+    split_max_threshold: float = Field(default=0.95, gt=0.0, le=1.0)
     top_terms: int = Field(default=8, ge=1, le=50)
     index: IndexSettings = IndexSettings()
 

@@ -380,7 +380,8 @@ def _reusable_terms(conn: Any, reported: list[np.ndarray], cids: list[Optional[i
     out: list[Optional[tuple[list[Any], int]]] = []
     for g, cid in zip(reported, cids):
         terms, at = stored.get(cid, (None, None)) if cid is not None else (None, None)
-        fresh = (terms and at and len(g) < at * (1 + TERMS_REFRESH_GROWTH)
+        # Terms stay while the campaign has neither grown nor shrunk (a split) much since.
+        fresh = (terms and at and at / (1 + TERMS_REFRESH_GROWTH) <= len(g) < at * (1 + TERMS_REFRESH_GROWTH)
                  and all(old_camp.get(ids[r], cid) == cid for r in g.tolist()))
         out.append((terms, at) if fresh else None)
     return out

@@ -357,3 +357,41 @@ def test_ignored_hosts_do_not_link_but_their_urls_do():
     g = CampaignGraph(s, 4)
     _graph_add(g, ["a", "b", "c", "d"], ["k0", "k1", "k2", "k3"], ents, e)
     assert _partition_of(g) == {frozenset({"a"}), frozenset({"b"}), frozenset({"c", "d"})}
+
+
+def _graph(vectors, max_texts, entities=None, thr=0.45):
+    st = CampaignSettings(similarity_threshold=thr, entity_max_df=3, max_campaign_texts=max_texts, split_step=0.03,
+                          index=IndexSettings(hnsw_min_size=10_000))
+    g = CampaignGraph(st, dim=vectors.shape[1], model_id="test")
+    n = len(vectors)
+    ents = entities or [extract_entities("") for _ in range(n)]
+    g.add([f"i{k}" for k in range(n)], [f"t{k}" for k in range(n)], ents, vectors)
+    return g
+
+
+def _n_groups(g):
+    return len(g.components().groups(min_size=2))
+
+
+def test_similarity_chains_are_split_but_tight_waves_stay_whole():
+    n = 12
+    eye = np.eye(n + 1, dtype=np.float32)
+    chain = np.stack([(eye[k] + eye[k + 1]) / np.sqrt(2) for k in range(n)])  # neighbours 0.5, others 0
+    assert _n_groups(_graph(chain, None)) == 1  # plain components: one 12-text "campaign"
+    assert _n_groups(_graph(chain, 5)) == 0  # stricter: the chain is no campaign at all
+
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=32).astype(np.float32)
+    wave = base + 0.05 * rng.normal(size=(8, 32)).astype(np.float32)
+    wave /= np.linalg.norm(wave, axis=1, keepdims=True)  # every pair ~0.99: a real scam wave
+    g = _graph(wave, 5)
+    assert list(g.components().groups(min_size=2).values())[0].tolist() == list(range(8))
+
+
+def test_split_keeps_rare_entity_links():
+    n = 8
+    eye = np.eye(n + 1, dtype=np.float32)
+    chain = np.stack([(eye[k] + eye[k + 1]) / np.sqrt(2) for k in range(n)])
+    ents = [extract_entities("call 09061701461 now" if k in (0, 7) else "") for k in range(n)]
+    groups = _graph(chain, 3, ents).components().groups(min_size=2)
+    assert [rows.tolist() for rows in groups.values()] == [[0, 7]]  # same premium number, far apart in text
