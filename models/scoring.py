@@ -30,6 +30,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from .config import ModelsConfig
 
 
+_MEMO_LIMIT = 200_000  # scores kept per run for repeated texts (about 10 MB)
+
+
 @dataclass
 class PreparedText:
     """What the model sees for one item, and what was done to get there."""
@@ -99,15 +102,30 @@ class _CountingCache:
 
 
 def predict_rows(model: "PolicyClassifier", prepared: Sequence[PreparedText], benign: str,
-                 embeddings: np.ndarray | None, uncertainty: str = "margin") -> list[dict[str, Any]]:
-    """Prediction fields (label, score, scores, uncertainty, flags) for prepared texts."""
+                 embeddings: np.ndarray | None, uncertainty: str = "margin",
+                 memo: Optional[dict[str, np.ndarray]] = None) -> list[dict[str, Any]]:
+    """Prediction fields (label, score, scores, uncertainty, flags) for prepared texts.
+
+    Texts with the same light-normalised hash (the copies of a wave) go through the head once
+    and get identical scores; `memo` carries those scores across calls of one scoring run.
+    """
     n = len(prepared)
     k = len(model.labels)
+    memo = {} if memo is None else memo
     proba = np.zeros((n, k))
     live = [i for i, p in enumerate(prepared) if not p.flags.get("empty")]
-    if live:
-        emb = None if embeddings is None else embeddings[live]
-        proba[live] = model.predict_proba([prepared[i].text for i in live], emb)
+    first: dict[str, int] = {}
+    for i in live:
+        h = prepared[i].hash
+        if h not in memo and h not in first:
+            first[h] = i
+    if first:
+        idx = list(first.values())
+        emb = None if embeddings is None else embeddings[idx]
+        for h, row in zip(first, model.predict_proba([prepared[i].text for i in idx], emb)):
+            memo[h] = row
+    for i in live:
+        proba[i] = memo[prepared[i].hash]
     b = model.labels.index(benign)
     for i, p in enumerate(prepared):
         if p.flags.get("empty"):
@@ -199,6 +217,7 @@ def score_items(store: "Store", taxonomy: "Taxonomy", model_version: Optional[st
     benign = taxonomy.benign_label
     bar = tqdm(total=todo, desc=f"scoring with {version}", unit="item", disable=not show_progress)
     last_id: Optional[str] = None
+    memo: dict[str, np.ndarray] = {}
     try:
         while limit is None or summary.scored < limit:
             n = chunk if limit is None else min(chunk, limit - summary.scored)
@@ -221,7 +240,9 @@ def score_items(store: "Store", taxonomy: "Taxonomy", model_version: Optional[st
                     vecs = embed_texts([p.text for p in live], embedder, cache, hashes=[p.hash for p in live],
                                        show_progress=False)
                     emb[[i for i, p in enumerate(prepared) if not p.flags.get("empty")]] = vecs
-            fields = predict_rows(model, prepared, benign, emb, cfg.scoring.uncertainty)
+            if len(memo) > _MEMO_LIMIT:
+                memo.clear()
+            fields = predict_rows(model, prepared, benign, emb, cfg.scoring.uncertainty, memo)
             now = utcnow()
             rows = [{"item_id": item[0], "model_version": version, "taxonomy_version": taxonomy.version,
                      "created_at": now, **f} for item, f in zip(items, fields)]

@@ -276,3 +276,23 @@ def test_demo_step_without_labels_skips_cleanly(sqlite_store, taxonomy):
 
     add_items(sqlite_store, ["just text", "more text"], [None, None])
     assert models_demo(sqlite_store, taxonomy, lambda *a: None) == {"skipped": "no labelled items and no champion"}
+
+
+def test_copies_go_through_the_head_once(sqlite_store, taxonomy):
+    texts, ys = toy_corpus(8)
+    add_items(sqlite_store, texts, ys)
+    add_items(sqlite_store, ["WIN cash now"] * 12 + ["win  cash NOW"] * 3 + ["other text"], [None] * 16, prefix="w")
+    version = train_model(sqlite_store, taxonomy, kind="tfidf_lr", params=FAST["tfidf_lr"], show_progress=False)["id"]
+    model, _ = load_model_version(sqlite_store, version)
+    seen: list[str] = []
+    real = model.predict_proba
+
+    def counting(batch, embeddings=None):
+        seen.extend(batch)
+        return real(batch, embeddings)
+
+    model.predict_proba = counting
+    summary = score_items(sqlite_store, taxonomy, model_version=version, model=model, chunk_size=7,
+                          show_progress=False)
+    assert summary.scored == 56
+    assert len(seen) == 40 + 2 and seen.count("WIN cash now") == 1  # copies across chunks: once
