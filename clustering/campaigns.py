@@ -259,6 +259,8 @@ class CampaignGraph:
         node_comp[self.item_node] = comp
         mention = active[self.ent_key] if len(self.entity_keys) else np.zeros(0, dtype=bool)
         ent_node, ent_key = self.item_node[self.ent_item[mention]], self.ent_key[mention]
+        # Work on the edges and mentions inside oversized parts only; both shrink level by level.
+        ea, eb, es = self.edge_a, self.edge_b, self.edge_sim
         thr = st.similarity_threshold
         while True:
             thr += st.split_step
@@ -267,14 +269,16 @@ class CampaignGraph:
             if thr > st.split_max_threshold + 1e-9 or not big.any():
                 break
             in_big = (node_comp >= 0) & big[np.maximum(node_comp, 0)]
+            sel = in_big[ea] & in_big[eb] & (es >= thr)
+            ea, eb, es = ea[sel], eb[sel], es[sel]
+            inside = in_big[ent_node]
+            ent_node, ent_key = ent_node[inside], ent_key[inside]
             nodes = np.flatnonzero(in_big)
             local = np.full(n_nodes, -1, dtype=np.int64)
             local[nodes] = np.arange(len(nodes))
-            keep = in_big[self.edge_a] & in_big[self.edge_b] & (self.edge_sim >= thr)
-            inside = in_big[ent_node]
-            keys, key_idx = np.unique(ent_key[inside], return_inverse=True)
-            src = np.concatenate([local[self.edge_a[keep]], local[ent_node[inside]]])
-            dst = np.concatenate([local[self.edge_b[keep]], len(nodes) + key_idx.ravel()])
+            keys, key_idx = np.unique(ent_key, return_inverse=True)
+            src = np.concatenate([local[ea], local[ent_node]])
+            dst = np.concatenate([local[eb], len(nodes) + key_idx.ravel()])
             size = len(nodes) + len(keys)
             graph = coo_matrix((np.ones(len(src), dtype=np.int8), (src, dst)), shape=(size, size))
             _, part = connected_components(graph, directed=False)
