@@ -83,17 +83,17 @@ def evaluate(model, texts_te, y_te, emb_te, labels, benign):
     return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in out.items()}, proba, y
 
 
-def transformer_probe(texts, labels_tr, labels, steps: int, cfg) -> dict:
-    """Train the transformer kind for `steps` steps on the training split; seconds per step."""
-    params = {**cfg.kind_params("transformer"), "max_steps": steps, "calibration_fraction": 0.1,
-              "checkpoint_dir": str(CACHE / "transformer_ckpt")}
+def transformer_probe(texts, labels_tr, labels, steps: int, cfg, dataset: str) -> dict:
+    """Train the transformer kind for `steps` steps on the training split; seconds per step.
+    Long runs (> 50 steps) checkpoint under benchmarks/.cache/ and resume after a kill."""
+    params = {**cfg.kind_params("transformer"), "max_steps": steps, "epochs": 100.0, "calibration_fraction": 0.1,
+              "checkpoint_dir": str(CACHE / f"transformer_ckpt_{dataset}") if steps > 50 else None}
     model = make_classifier("transformer", labels, **params)
-    t0 = time.perf_counter()
     model.fit(texts, labels_tr, show_progress=True)
-    sec = time.perf_counter() - t0
-    per_step = sec / max(model.fit_info["steps"] - (model.fit_info["resumed_from"] or 0), 1)
+    per_step = model.fit_info["seconds_per_step"]  # the training loop only (no load, no calibration pass)
     epoch_steps = math.ceil(len(texts) * 0.9 / params["batch_size"])
-    return {"model": model, "steps": model.fit_info["steps"], "seconds_per_step": round(per_step, 2),
+    return {"model": model, "steps": model.fit_info["steps"], "resumed_from": model.fit_info["resumed_from"],
+            "seconds_per_step": round(per_step, 2),
             "estimated_epoch_minutes": round(per_step * epoch_steps / 60, 1),
             "loss_first": model.fit_info["loss_first"], "loss_last": model.fit_info["loss_last"]}
 
@@ -150,7 +150,7 @@ def main() -> None:
                                  title=f"{best_kind} on {ds} test split")
         if args.transformer_steps > 0:
             log(f"[{ds}] transformer: {args.transformer_steps} steps")
-            probe = transformer_probe(t_tr, y_tr, labels, args.transformer_steps, cfg)
+            probe = transformer_probe(t_tr, y_tr, labels, args.transformer_steps, cfg, ds)
             model = probe.pop("model")
             res, _, _ = evaluate(model, t_te, y_te, None, labels, tax.benign_label)
             entry["models"]["transformer"] = {**res, **probe, "kind": "transformer",

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -145,6 +146,7 @@ class TransformerClassifier(PolicyClassifier):
                 resumed_from = step
         order = _epoch_order(n, self.seed, step, self.batch_size)
         self._model.train()
+        loop_started, start_step = time.perf_counter(), step
         bar = tqdm(total=total, initial=step, desc="fine-tuning transformer", unit="step",
                    disable=not show_progress, leave=False)
         while step < total:
@@ -170,6 +172,7 @@ class TransformerClassifier(PolicyClassifier):
                             "losses": losses}, tmp)
                 tmp.replace(ckpt)
         bar.close()
+        seconds_per_step = (time.perf_counter() - loop_started) / max(step - start_step, 1)
         self._model.eval()
         self.temperature, self.bias = 1.0, np.zeros(len(self.labels))
         self.is_fitted = True
@@ -180,7 +183,8 @@ class TransformerClassifier(PolicyClassifier):
                 self.temperature, self.bias = fit_temperature_bias(logits[:, present], yi[cal_idx], present,
                                                                    len(self.labels))
         self.fit_info = {"n_train": int(n), "n_calibration": int(len(cal_idx)), "steps": int(step),
-                         "total_steps": total, "resumed_from": resumed_from, "loss_first": float(np.mean(losses[:10])) if losses else None,
+                         "total_steps": total, "resumed_from": resumed_from,
+                         "seconds_per_step": round(seconds_per_step, 3), "loss_first": float(np.mean(losses[:10])) if losses else None,
                          "loss_last": float(np.mean(losses[-10:])) if losses else None,
                          "loss_curve": [float(np.mean(losses[i:i + 10])) for i in range(0, len(losses), 10)],
                          "temperature": float(self.temperature)}
