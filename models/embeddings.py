@@ -164,18 +164,10 @@ class EmbeddingCache:
             rows.append({"model": self.model_id, "text_hash": h, "dim": int(arr.shape[0]),
                          "vector": arr.tobytes()})
         with self.store.begin() as conn:
-            conn.execute(_insert_ignore(conn.dialect.name), rows)
+            from workbench.schema import Embedding
+            from workbench.store import insert_ignore
 
-
-def _insert_ignore(dialect: str) -> Any:
-    from workbench.schema import Embedding
-
-    t = Embedding.__table__
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert(t).on_conflict_do_nothing(index_elements=["model", "text_hash"])
+            conn.execute(insert_ignore(conn.dialect.name, Embedding.__table__, ["model", "text_hash"]), rows)
 
 
 def embed_texts(texts: list[str], embedder: Embedder, cache: EmbeddingCache | None = None,

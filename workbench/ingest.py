@@ -556,7 +556,10 @@ class _ChunkWriter:
         self.summary = summary
         self.chunk_size = chunk_size
         self.buf: list[dict[str, Any]] = []
-        self.stmt = _insert_ignore(store)
+        from .schema import Item
+        from .store import insert_ignore
+
+        self.stmt = insert_ignore(store.dialect, Item.__table__, ["id"])
         self.returning = self.stmt.returning(self.stmt.table.c.id)
         self.counts_rows = store.dialect == "sqlite"  # sqlite3's executemany rowcount is exact
 
@@ -576,14 +579,3 @@ class _ChunkWriter:
         self.summary.stored += stored
         self.summary.duplicate += len(self.buf) - stored
         self.buf = []
-
-
-def _insert_ignore(store: Any) -> Any:
-    from .schema import Item
-
-    table = Item.__table__
-    if store.dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert(table).on_conflict_do_nothing(index_elements=["id"])

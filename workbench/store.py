@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.orm import Session
@@ -159,6 +159,15 @@ class Store:
     @property
     def display_url(self) -> str:
         return self.engine.url.render_as_string(hide_password=True)
+
+
+def insert_ignore(dialect: str, table: Any, key: list[str]) -> Any:
+    """INSERT that skips rows whose `key` columns already exist (both dialects say it alike)."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(table).on_conflict_do_nothing(index_elements=key)
 
 
 def open_store(data_dir: str | os.PathLike[str] | None = None, url: str | None = None) -> Store:
