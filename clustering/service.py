@@ -24,7 +24,7 @@ import numpy as np
 from sqlalchemy import bindparam, delete, func, insert, select, update
 
 from workbench import audit
-from workbench.schema import Campaign, CampaignMember, Decision, Item, Prediction, utcnow
+from workbench.schema import Campaign, CampaignMember, Item, Prediction, utcnow
 from workbench.text import text_hash
 
 from . import facts
@@ -445,15 +445,10 @@ def _member_ids(conn: Any, campaign_id: int) -> list[str]:
 
 
 def _latest_decisions(conn: Any, item_ids: Sequence[str]) -> dict[str, str]:
-    """Latest decision label per item (decisions are append-only; the newest one counts)."""
-    d = Decision.__table__
-    out: dict[str, tuple[Any, int, str]] = {}
-    for chunk in _chunks(list(item_ids)):
-        for item, created, did, label in conn.execute(
-                select(d.c.item_id, d.c.created_at, d.c.id, d.c.label).where(d.c.item_id.in_(chunk))):
-            if item not in out or (created, did) > out[item][:2]:
-                out[item] = (created, did, label)
-    return {k: v[2] for k, v in out.items()}
+    """Current human label per item: the label store's latest decision that nothing supersedes."""
+    from labeling.labels import current_decisions
+
+    return {k: d["label"] for k, d in current_decisions(conn, item_ids).items()}
 
 
 def _latest_predictions(conn: Any, item_ids: Sequence[str]) -> dict[str, dict[str, float]]:
