@@ -121,20 +121,14 @@ def ops_kpis(store: Any, now: Optional[dt.datetime] = None, queue: Optional[str]
     """Every KPI above, computed from the store; filters apply to cases (and their decisions)."""
     from sqlalchemy import select
 
-    from workbench.queue import C, D, I, load_queue_config
+    from workbench.queue import C, D, filter_cases, load_queue_config
     from workbench.schema import utcnow
 
     config = config or load_queue_config()
     now = now or utcnow()
-    q = select(C.c.id, C.c.queue, C.c.state, C.c.severity, C.c.created_at, C.c.due_at, C.c.first_action_at,
-               C.c.resolved_at, C.c.escalation_reason, C.c.calibration_set, C.c.is_audit, C.c.meta,
-               C.c.predicted_label).outerjoin(I, I.c.id == C.c.item_id)
-    if queue:
-        q = q.where(C.c.queue == queue)
-    if policy:
-        q = q.where(C.c.predicted_label == policy)
-    if surface:
-        q = q.where(I.c.surface == surface)
+    q = filter_cases(select(C.c.id, C.c.queue, C.c.state, C.c.severity, C.c.created_at, C.c.due_at,
+                            C.c.first_action_at, C.c.resolved_at, C.c.escalation_reason, C.c.calibration_set,
+                            C.c.is_audit, C.c.meta, C.c.predicted_label), queue=queue, policy=policy, surface=surface)
     with store.read() as conn:
         cases = conn.execute(q).mappings().all()
         case_ids = {c["id"] for c in cases}

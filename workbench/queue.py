@@ -914,14 +914,10 @@ def case_detail(store: Store, case_id: int) -> dict[str, Any]:
         return case_view(conn, case_id)
 
 
-def list_cases(store: Store, queue: Optional[str] = None, state: Optional[str] = None,
-               policy: Optional[str] = None, surface: Optional[str] = None, audit_only: bool = False,
-               limit: Optional[int] = 50, offset: int = 0) -> list[dict[str, Any]]:
-    """Cases filtered by queue, state, predicted policy and surface, best priority first."""
-    q = select(C.c.id, C.c.item_id, C.c.campaign_id, C.c.queue, C.c.state, C.c.priority, C.c.priority_reason,
-               C.c.severity, C.c.predicted_label, C.c.due_at, C.c.is_audit, C.c.calibration_set,
-               C.c.escalation_reason, C.c.claimed_by, C.c.lease_expires_at, I.c.surface, I.c.text
-               ).outerjoin(I, I.c.id == C.c.item_id)
+def filter_cases(q: Any, queue: Optional[str] = None, state: Optional[str] = None,
+                 policy: Optional[str] = None, surface: Optional[str] = None) -> Any:
+    """`q` (a select over cases) joined to its items and narrowed by queue, state, policy, surface."""
+    q = q.outerjoin(I, I.c.id == C.c.item_id)
     if queue:
         q = q.where(C.c.queue == queue)
     if state:
@@ -930,6 +926,17 @@ def list_cases(store: Store, queue: Optional[str] = None, state: Optional[str] =
         q = q.where(C.c.predicted_label == policy)
     if surface:
         q = q.where(I.c.surface == surface)
+    return q
+
+
+def list_cases(store: Store, queue: Optional[str] = None, state: Optional[str] = None,
+               policy: Optional[str] = None, surface: Optional[str] = None, audit_only: bool = False,
+               limit: Optional[int] = 50, offset: int = 0) -> list[dict[str, Any]]:
+    """Cases filtered by queue, state, predicted policy and surface, best priority first."""
+    q = filter_cases(select(C.c.id, C.c.item_id, C.c.campaign_id, C.c.queue, C.c.state, C.c.priority,
+                            C.c.priority_reason, C.c.severity, C.c.predicted_label, C.c.due_at, C.c.is_audit,
+                            C.c.calibration_set, C.c.escalation_reason, C.c.claimed_by, C.c.lease_expires_at,
+                            I.c.surface, I.c.text), queue=queue, state=state, policy=policy, surface=surface)
     if audit_only:
         q = q.where(C.c.is_audit.is_(True))
     q = q.order_by(C.c.priority.desc(), C.c.id).offset(offset)
