@@ -37,7 +37,7 @@ def register_kind(cls: type["PolicyClassifier"]) -> type["PolicyClassifier"]:
 
 def _load_kinds() -> None:
     # Importing the modules registers their kinds; they import heavy libraries lazily.
-    from . import linear, transformer  # noqa: F401
+    from . import ensemble, linear, transformer  # noqa: F401
 
 
 def kind_names() -> list[str]:

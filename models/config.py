@@ -71,11 +71,16 @@ class ModelsConfig(_Strict):
         return self
 
     def kind_params(self, kind: str) -> dict[str, Any]:
-        """The configured defaults of a kind, with the shared embedding settings filled in."""
+        """The configured defaults of a kind, with the shared embedding settings filled in; an
+        ensemble's members get their own kind's defaults beneath the params given for them."""
         from .base import kind_class
 
         params = dict(self.kinds.get(kind) or {})
-        names = kind_class(kind).param_names()
+        cls = kind_class(kind)
+        names = cls.param_names()
+        if "members" in names:
+            members = params.get("members", cls.default_params().get("members") or [])
+            params["members"] = [self._member_params(m) for m in members]
         if "embedding_model" in names:
             params.setdefault("embedding_model", self.embedding.model)
         if "embedding_runtime" in names:
@@ -85,6 +90,13 @@ class ModelsConfig(_Strict):
         if "seed" in names:
             params.setdefault("seed", self.training.seed)
         return params
+
+    def _member_params(self, member: Any) -> Any:
+        if isinstance(member, str):
+            member = {"kind": member}
+        if not isinstance(member, dict) or not isinstance(member.get("kind"), str):
+            return member  # the ensemble names the problem when it is built
+        return {**member, "params": {**self.kind_params(member["kind"]), **(member.get("params") or {})}}
 
 
 def load_models_config(path: str | Path | None = None) -> ModelsConfig:

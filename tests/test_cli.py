@@ -1,4 +1,5 @@
 import json
+import shutil
 import subprocess
 import sys
 
@@ -119,3 +120,15 @@ def test_demo_says_what_to_download(tmp_path, monkeypatch):
     res = CliRunner().invoke(cli, ["--data-dir", str(tmp_path / "d"), "demo", "--shared-data", str(tmp_path / "empty")])
     assert res.exit_code != 0
     assert "SMSSpamCollection" in res.output and "ucirvine/sms_spam" in res.output
+
+
+def test_config_dir_option_reaches_loaders_that_use_the_default(tmp_path, monkeypatch):
+    """`--config-dir` must govern the demo's steps too, which load configs without the app."""
+    from workbench.config import config_dir
+
+    monkeypatch.setenv("WORKBENCH_CONFIG_DIR", str(config_dir()))  # restored after the test
+    cfg = tmp_path / "cfg"
+    shutil.copytree(config_dir(), cfg)
+    res = CliRunner().invoke(cli, ["--data-dir", str(tmp_path / "d"), "--config-dir", str(cfg), "init"])
+    assert res.exit_code == 0, res.output
+    assert config_dir() == cfg.resolve()

@@ -7,6 +7,7 @@ from sklearn.metrics import f1_score, matthews_corrcoef
 
 from models import metrics as M
 from models.base import ModelError, kind_names, load_classifier, make_classifier
+from models.ensemble import fit_blend
 from models.linear import fit_temperature_bias, tune_decision_weights
 from models.training import data_fingerprint, stratified_split, training_examples
 from test_models_fixtures import (  # noqa: F401 - fixtures
@@ -30,11 +31,16 @@ def _params(kind: str, tmp_path) -> dict:
         return {"calibration_folds": 3, "min_df": 1}
     if kind == "tfidf_lr":
         return {"min_df": 1}
+    if kind == "ensemble":
+        tiny = {k: v for k, v in _params("transformer", tmp_path).items() if k != "checkpoint_dir"}
+        return {"members": [{"kind": "hybrid", "params": _params("hybrid", tmp_path)},
+                            {"kind": "transformer", "params": tiny}],
+                "blend_fraction": 0.25, "checkpoint_dir": str(tmp_path / "ens-ckpt")}
     return {}
 
 
 # -- the contract, for every kind ----------------------------------------------------------
-@pytest.mark.parametrize("kind", ["hybrid", "tfidf_lr", "minilm_lr", "transformer"])
+@pytest.mark.parametrize("kind", ["hybrid", "tfidf_lr", "minilm_lr", "transformer", "ensemble"])
 def test_every_kind_honours_the_interface(kind, tmp_path):
     assert kind in kind_names()
     texts, ys = toy_corpus(16, seed=1)
@@ -55,7 +61,7 @@ def test_every_kind_honours_the_interface(kind, tmp_path):
     assert set(preds) <= set(LABELS)
     unc = model.uncertainty(proba)
     assert unc.shape == (len(test_texts),) and ((unc >= 0) & (unc <= 1)).all()
-    if kind != "transformer":
+    if kind != "transformer":  # the blend, like the linear kinds, gives unseen labels probability 0
         assert np.allclose(proba[:, LABELS.index("hate")], 0.0)
     if kind != "minilm_lr":  # random stand-in embeddings carry no signal for the embedding-only kind
         acc = np.mean([p == y for p, y in zip(preds, test_y)])
@@ -244,3 +250,34 @@ def test_config_fills_shared_embedding_settings():
     assert "embedding_runtime" not in cfg.kind_params("tfidf_lr")
     model = make_classifier("hybrid", LABELS, **{**params, "embedding_runtime": "onnx"})
     assert model.embedder().model_id == "all-MiniLM-L6-v2@onnx"
+
+
+def test_blend_weights_the_informative_member_and_beats_each_alone():
+    rng = np.random.default_rng(0)
+    n, k = 600, 3
+    y = rng.integers(0, k, n)
+    good = np.full((n, k), 0.1)
+    good[np.arange(n), y] = 0.8
+    flip = rng.random(n) < 0.2  # the good member is wrong on a fifth of the items
+    good[flip] = np.roll(good[flip], 1, axis=1)
+    noise = rng.dirichlet(np.ones(k), n)
+    logp = np.log(np.stack([good, noise]))
+    w, b = fit_blend(logp, y, np.arange(k), k)
+    assert w[0] > 0.5 and w[1] < 0.2 * w[0]
+    z = w[0] * logp[0] + w[1] * logp[1] + b
+    blended = M.softmax(z)
+    nll = lambda p: -np.log(p[np.arange(n), y]).mean()  # noqa: E731
+    assert nll(blended) <= nll(good) + 1e-6 and nll(blended) < nll(noise)
+
+
+def test_ensemble_members_are_validated_and_checkpoint_per_member(tmp_path):
+    with pytest.raises(ModelError, match="unknown model kind"):
+        make_classifier("ensemble", LABELS, members=[{"kind": "nope"}])
+    with pytest.raises(ModelError, match="cannot contain an ensemble"):
+        make_classifier("ensemble", LABELS, members=["ensemble"])
+    with pytest.raises(ModelError, match="unknown key"):
+        make_classifier("ensemble", LABELS, members=[{"kind": "hybrid", "C": 1}])
+    model = make_classifier("ensemble", LABELS, members=["hybrid", "transformer"], checkpoint_dir=str(tmp_path))
+    built = model._new_members()
+    assert [m.kind for m in built] == ["hybrid", "transformer"]
+    assert built[1].checkpoint_dir == str(tmp_path / "member-1-transformer")

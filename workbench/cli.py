@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
@@ -76,6 +77,10 @@ def cli(ctx: click.Context, data_dir: str, db: Optional[str], config_dir: Option
       workbench ingest posts.csv --text-column body --id-column post_id
       workbench status --json
     """
+    if config_dir:
+        # Every loader that falls back to the default folder (demo steps, the UI's sweeper) then
+        # reads the same configs as the commands that are handed the folder explicitly.
+        os.environ["WORKBENCH_CONFIG_DIR"] = str(Path(config_dir).resolve())
     ctx.obj = AppContext(data_dir, db, config_dir)
     ctx.call_on_close(lambda: ctx.obj._store.dispose() if ctx.obj._store is not None else None)
 

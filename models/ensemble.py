@@ -1,0 +1,204 @@
+"""Ensemble kind: several calibrated members blended by weights learned on held-out data.
+
+The n-gram `hybrid` and the fine-tuned `transformer` make different mistakes (one sees spellings
+and slurs character by character, the other reads the sentence), so a blend of the two beats
+either. `fit` holds out a seeded, stratified `blend_fraction` of the training data, fits every
+member on the rest, and then learns on the held-out slice, by log loss, one weight per member
+and one bias per label over the members' log-probabilities (a stacked, tied logistic
+regression: k + m parameters, so a few hundred held-out items suffice). Per-label decision
+weights are tuned on the same slice. Members are saved in sub-folders with their own kinds.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from .base import ModelError, PolicyClassifier, kind_class, load_classifier, make_classifier, register_kind
+from .training import stratified_split
+
+BLEND_FILE = "blend.json"
+MEMBERS_DIR = "members"
+DEFAULT_MEMBERS = ({"kind": "hybrid"}, {"kind": "transformer"})
+
+
+@register_kind
+class EnsembleClassifier(PolicyClassifier):
+    """Blend of member kinds; slowest to train, best scores (see benchmarks/quality.py)."""
+
+    kind = "ensemble"
+    uses_embeddings = True
+
+    def __init__(self, labels: Sequence[str], members: Sequence[dict[str, Any]] = DEFAULT_MEMBERS,
+                 blend_fraction: float = 0.15, decision_objective: Optional[str] = "macro_f1",
+                 checkpoint_dir: Optional[str] = None, seed: int = 0) -> None:
+        super().__init__(labels)
+        self.members = [_member_spec(m, i) for i, m in enumerate(members)]
+        self.blend_fraction = float(blend_fraction)
+        self.decision_objective = decision_objective
+        self.checkpoint_dir = checkpoint_dir
+        self.seed = int(seed)
+        if not self.members:
+            raise ModelError("an ensemble needs at least one member")
+        if not 0.0 < self.blend_fraction < 0.5:
+            raise ModelError("blend_fraction must be in (0, 0.5)")
+        if decision_objective not in (None, "macro_f1"):
+            raise ModelError(f"decision_objective must be null or macro_f1, not {decision_objective!r}")
+        self._models: list[PolicyClassifier] = []
+        self.weights = np.ones(len(self.members))
+        self.bias = np.zeros(len(self.labels))
+        self.present = np.arange(len(self.labels))
+
+    # -- members -------------------------------------------------------------------------
+    def _new_members(self) -> list[PolicyClassifier]:
+        out = []
+        for i, spec in enumerate(self.members):
+            params = dict(spec.get("params") or {})
+            if (self.checkpoint_dir and "checkpoint_dir" in kind_class(spec["kind"]).param_names()
+                    and not params.get("checkpoint_dir")):
+                params["checkpoint_dir"] = str(Path(self.checkpoint_dir) / f"member-{i}-{spec['kind']}")
+            out.append(make_classifier(spec["kind"], self.labels, **params))
+        return out
+
+    def _embedding_member(self) -> Optional[PolicyClassifier]:
+        models = self._models or self._new_members()
+        for m in models:
+            if getattr(m, "needs_embeddings", m.uses_embeddings):
+                return m
+        return None
+
+    @property
+    def needs_embeddings(self) -> bool:
+        return self._embedding_member() is not None
+
+    def embedder(self) -> Any:
+        """The embedder of the first member that reads sentence embeddings (for the cache)."""
+        member = self._embedding_member()
+        if member is None or not hasattr(member, "embedder"):
+            raise ModelError("no member of this ensemble reads sentence embeddings")
+        return member.embedder()
+
+    def _member_log_proba(self, texts: Sequence[str], embeddings: np.ndarray | None,
+                          models: Sequence[PolicyClassifier]) -> np.ndarray:
+        """(m, n, k) clipped log-probabilities of each member."""
+        out = []
+        for m in models:
+            emb = embeddings if getattr(m, "needs_embeddings", m.uses_embeddings) else None
+            out.append(np.log(np.clip(m.predict_proba(texts, embeddings=emb), 1e-9, 1.0)))
+        return np.stack(out)
+
+    # -- fitting -------------------------------------------------------------------------
+    def fit(self, texts: Sequence[str], y: Sequence[str], embeddings: np.ndarray | None = None,
+            show_progress: bool = False) -> "EnsembleClassifier":
+        texts = list(texts)
+        yi = self._encode_labels(y)
+        fit_idx, blend_idx = stratified_split([str(i) for i in range(len(yi))], yi.tolist(), self.blend_fraction,
+                                              self.seed)
+        models = self._new_members()
+        fit_texts, fit_y = [texts[i] for i in fit_idx], [self.labels[v] for v in yi[fit_idx]]
+        infos = []
+        for m in models:
+            emb = None
+            if embeddings is not None and getattr(m, "needs_embeddings", m.uses_embeddings):
+                emb = np.asarray(embeddings)[fit_idx]
+            m.fit(fit_texts, fit_y, embeddings=emb, show_progress=show_progress)
+            infos.append({"kind": m.kind, **{k: v for k, v in m.fit_info.items() if k != "loss_curve"}})
+        blend_emb = None if embeddings is None else np.asarray(embeddings)[blend_idx]
+        logp = self._member_log_proba([texts[i] for i in blend_idx], blend_emb, models)
+        present = np.unique(yi)
+        self.weights, self.bias = fit_blend(logp[:, :, present], yi[blend_idx], present, len(self.labels))
+        self.present = present
+        self._models = models
+        self.is_fitted = True
+        proba = self._combine(logp)
+        if self.decision_objective == "macro_f1":
+            from .linear import tune_decision_weights
+
+            self.decision_weights = tune_decision_weights(proba, yi[blend_idx], present)
+        else:
+            self.decision_weights = np.ones(len(self.labels))
+        self.fit_info = {"n_train": int(len(fit_idx)), "n_blend": int(len(blend_idx)),
+                         "weights": {f"{i}:{s['kind']}": float(w) for i, (s, w) in enumerate(zip(self.members, self.weights))},
+                         "bias": self.bias.tolist(), "members": infos}
+        return self
+
+    def _combine(self, logp: np.ndarray) -> np.ndarray:
+        z = np.full(logp.shape[1:], -np.inf)
+        z[:, self.present] = np.tensordot(self.weights, logp[:, :, self.present], axes=1) + self.bias[self.present]
+        z = z - z.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(axis=1, keepdims=True)
+
+    def predict_proba(self, texts: Sequence[str], embeddings: np.ndarray | None = None) -> np.ndarray:
+        self._check_fitted()
+        texts = list(texts)
+        if not texts:
+            return np.zeros((0, len(self.labels)))
+        return self._combine(self._member_log_proba(texts, embeddings, self._models))
+
+    # -- persistence ---------------------------------------------------------------------
+    def _save_state(self, folder: Path) -> None:
+        for i, m in enumerate(self._models):
+            m.save(folder / MEMBERS_DIR / str(i))
+        (folder / BLEND_FILE).write_text(json.dumps({"weights": self.weights.tolist(), "bias": self.bias.tolist(),
+                                                     "present": self.present.tolist()}))
+
+    def _load_state(self, folder: Path, meta: dict[str, Any]) -> None:
+        super()._load_state(folder, meta)
+        if not (folder / BLEND_FILE).is_file():
+            raise ModelError(f"{folder}: ensemble blend {BLEND_FILE} is missing")
+        blend = json.loads((folder / BLEND_FILE).read_text())
+        self.weights = np.asarray(blend["weights"], dtype=float)
+        self.bias = np.asarray(blend["bias"], dtype=float)
+        self.present = np.asarray(blend["present"], dtype=int)
+        self._models = [load_classifier(folder / MEMBERS_DIR / str(i)) for i in range(len(self.members))]
+        for spec, m in zip(self.members, self._models):
+            if m.kind != spec["kind"] or m.labels != self.labels:
+                raise ModelError(f"{folder}: saved member {m.kind} does not match the ensemble's {spec['kind']}")
+
+
+def _member_spec(spec: Any, i: int) -> dict[str, Any]:
+    if isinstance(spec, str):
+        spec = {"kind": spec}
+    if not isinstance(spec, dict) or "kind" not in spec:
+        raise ModelError(f"ensemble member {i} must be a kind name or {{kind: ..., params: {{...}}}}, not {spec!r}")
+    unknown = set(spec) - {"kind", "params"}
+    if unknown:
+        raise ModelError(f"ensemble member {i} has unknown key(s) {sorted(unknown)} (known: kind, params)")
+    if spec["kind"] == EnsembleClassifier.kind:
+        raise ModelError("an ensemble cannot contain an ensemble")
+    kind_class(spec["kind"])  # raises for an unknown kind
+    return {"kind": spec["kind"], "params": dict(spec.get("params") or {})}
+
+
+def fit_blend(logp: np.ndarray, y: np.ndarray, present: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Member weights a (m,) and a per-label bias b (length k, zero for absent labels) minimising
+    the log loss of softmax(sum_j a_j * logp[j] + b) on held-out data; `logp` is (m, n, len(present))
+    with the `present` columns, `y` holds label indices among `present`'s values."""
+    from scipy.optimize import minimize
+
+    col = {c: j for j, c in enumerate(present)}
+    yy = np.array([col[v] for v in y])
+    m, n, c = logp.shape
+    rows = np.arange(n)
+
+    def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        a, b = theta[:m], theta[m:]
+        z = np.tensordot(a, logp, axes=1) + b
+        z = z - z.max(axis=1, keepdims=True)
+        lse = np.log(np.exp(z).sum(axis=1))
+        p = np.exp(z - lse[:, None])
+        g = p
+        g[rows, yy] -= 1.0
+        g /= n
+        value = float((lse - z[rows, yy]).mean())
+        grad_a = np.einsum("jnc,nc->j", logp, g)
+        return value, np.concatenate([grad_a, g.sum(axis=0)])
+
+    theta0 = np.concatenate([np.full(m, 1.0 / m), np.zeros(c)])
+    res = minimize(loss, theta0, jac=True, method="L-BFGS-B", bounds=[(0.0, None)] * m + [(None, None)] * c)
+    bias = np.zeros(k)
+    bias[present] = res.x[m:] - res.x[m:].mean()
+    return res.x[:m], bias
