@@ -205,6 +205,27 @@ def test_new_texts_are_encoded_and_cached_while_scoring(tiny_embedding_model, sq
     assert summary.embeddings_encoded == 2 and _count(sqlite_store, Embedding) == before + 2
 
 
+def test_ensemble_trains_registers_and_scores_through_the_cache(tiny_embedding_model, sqlite_store, taxonomy):
+    """The ensemble reads embeddings through its hybrid member, checkpoints its transformer
+    member under the store's checkpoints folder, and scores like any other version."""
+    from test_models_fixtures import TINY_TRANSFORMER
+
+    texts, ys = toy_corpus(12)
+    add_items(sqlite_store, texts, ys)
+    members = [{"kind": "hybrid", "params": {"min_df": 1, "calibration_folds": 2}},
+               {"kind": "transformer", "params": {"init_config": TINY_TRANSFORMER, "max_steps": 10,
+                                                  "batch_size": 8, "max_length": 16, "calibration_fraction": 0.0,
+                                                  "torch_threads": 1}}]
+    row = train_model(sqlite_store, taxonomy, kind="ensemble", params={"members": members, "blend_fraction": 0.25},
+                      show_progress=False)
+    assert row["role"] == "champion" and row["metrics"]["n_validation"] > 0
+    assert any(p.name.startswith("member-1-transformer") for p in sqlite_store.path("checkpoints").rglob("*"))
+    model, _ = load_model_version(sqlite_store, row["id"])
+    assert model.embedder().model_id == "tiny-st" and set(model.fit_info["weights"]) == {"0:hybrid", "1:transformer"}
+    summary = score_items(sqlite_store, taxonomy, show_progress=False)
+    assert summary.scored == len(texts) and summary.embeddings_encoded == 0  # all from the training cache
+
+
 # -- CLI -----------------------------------------------------------------------------------
 def test_cli_train_list_show_promote_retire_score(sqlite_store, taxonomy):
     from workbench.cli import cli
