@@ -5,7 +5,8 @@ with a plain PyTorch loop: progress bar, `max_steps` / `epochs` limits, and a ch
 `checkpoint_every` steps under `checkpoint_dir`, from which a killed run resumes (the checkpoint
 records a fingerprint of the training data, so it is never resumed on different data). A slice
 of the training data is held out to fit a temperature and per-label bias, so its probabilities
-are calibrated like the linear kinds'. `init_config` builds a randomly initialised model of the
+are calibrated like the linear kinds'. `preprocess: social` feeds it the hybrid's normalised
+text (HTML entities decoded, links and @mentions as placeholders). `init_config` builds a randomly initialised model of the
 given (small) architecture instead: the tests use it, and it needs no download.
 """
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from .base import ModelError, PolicyClassifier, register_kind
-from .linear import fit_temperature_bias
+from .linear import fit_temperature_bias, social_text
 from .training import stratified_split
 
 HF_DIR = "hf"
@@ -38,7 +39,8 @@ class TransformerClassifier(PolicyClassifier):
                  init_config: Optional[dict[str, Any]] = None, max_steps: int = 400, epochs: float = 1.0,
                  batch_size: int = 16, learning_rate: float = 5e-5, weight_decay: float = 0.01,
                  warmup_ratio: float = 0.06, max_length: int = 64, calibration_fraction: float = 0.1,
-                 class_weight: Optional[str] = None, checkpoint_dir: Optional[str] = None,
+                 class_weight: Optional[str] = None, preprocess: Optional[str] = None,
+                 checkpoint_dir: Optional[str] = None,
                  checkpoint_every: int = 50, eval_batch_size: int = 64, device: str = "cpu",
                  torch_threads: Optional[int] = None, seed: int = 0) -> None:
         super().__init__(labels)
@@ -53,6 +55,7 @@ class TransformerClassifier(PolicyClassifier):
         self.max_length = int(max_length)
         self.calibration_fraction = float(calibration_fraction)
         self.class_weight = class_weight
+        self.preprocess = preprocess
         self.checkpoint_dir = checkpoint_dir
         self.checkpoint_every = int(checkpoint_every)
         self.eval_batch_size = int(eval_batch_size)
@@ -63,6 +66,8 @@ class TransformerClassifier(PolicyClassifier):
             raise ModelError("max_steps must be >= 1 and epochs > 0")
         if class_weight not in (None, "balanced"):
             raise ModelError(f"class_weight must be null or balanced, not {class_weight!r}")
+        if preprocess not in (None, "social"):
+            raise ModelError(f"preprocess must be null or social, not {preprocess!r}")
         if not 0.0 <= self.calibration_fraction < 0.5:
             raise ModelError("calibration_fraction must be in [0, 0.5)")
         self._model: Any = None
@@ -102,6 +107,8 @@ class TransformerClassifier(PolicyClassifier):
         self._model.to(self.device)
 
     def _batch(self, texts: Sequence[str]) -> dict[str, Any]:
+        if self.preprocess == "social":  # links and @mentions as one token each: more room for the words
+            texts = [social_text(t) for t in texts]
         enc = self._tokenizer(list(texts), truncation=True, max_length=self.max_length, padding=True,
                               return_tensors="pt")
         return {k: v.to(self.device) for k, v in enc.items()}

@@ -126,6 +126,19 @@ def test_tiny_transformer_lowers_its_loss_and_resumes(tmp_path):
     # Different data: the checkpoint is not used.
     other = make_classifier("transformer", LABELS, max_steps=3, epochs=50, **common).fit(texts[:-5], ys[:-5])
     assert other.fit_info["resumed_from"] is None
+    # Another preprocessing is another model: its checkpoint is not resumed either.
+    social = make_classifier("transformer", LABELS, max_steps=3, epochs=50, preprocess="social", **common).fit(texts, ys)
+    assert social.fit_info["resumed_from"] is None
+
+
+def test_transformer_social_preprocessing_reads_past_links_and_mentions():
+    with pytest.raises(ModelError, match="preprocess"):
+        make_classifier("transformer", LABELS, preprocess="stem")
+    model = make_classifier("transformer", LABELS, init_config=TINY_TRANSFORMER, preprocess="social")
+    model._build()
+    a = model._batch(["RT @alice_1987: you are GREAT &amp; kind http://x.co/abc"])["input_ids"]
+    b = model._batch(["RT @bob: you are great & kind https://www.example.org/a/b?c=1"])["input_ids"]
+    assert a.tolist() == b.tolist()
 
 
 # -- pure functions ------------------------------------------------------------------------
