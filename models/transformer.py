@@ -252,6 +252,8 @@ def _fingerprint(texts: Sequence[str], y: np.ndarray, params: dict[str, Any]) ->
         h.update(f"\x00{label}\x01".encode())
     # max_steps / epochs are left out so a finished run can be resumed to train for longer.
     skip = ("checkpoint_dir", "device", "max_steps", "epochs", "eval_batch_size", "checkpoint_every", "torch_threads")
-    h.update(json.dumps({k: v for k, v in params.items() if k not in skip},
+    # Parameters added later count only when set, so checkpoints written before them still resume.
+    unset_later = {"preprocess"}
+    h.update(json.dumps({k: v for k, v in params.items() if k not in skip and not (k in unset_later and v is None)},
                         sort_keys=True, default=str).encode())
     return h.hexdigest()
