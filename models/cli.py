@@ -206,8 +206,18 @@ def register(cli: click.Group) -> None:
         data = {k: {"description": (kind_class(k).__doc__ or "").strip().splitlines()[0],
                     "params": {**kind_class(k).default_params(), **cfg.kind_params(k)}}
                 for k in kind_names()}
+
+        def shown(name: str, value: Any) -> str:
+            if name != "members":
+                return f"{name}={value}"
+            parts = []  # an ensemble's members, each with what it changes from its kind's settings
+            for m in value:
+                changed = {k: v for k, v in m["params"].items() if cfg.kind_params(m["kind"]).get(k) != v}
+                parts.append(m["kind"] + (f"({', '.join(f'{k}={v}' for k, v in changed.items())})" if changed else ""))
+            return "members=" + " + ".join(parts)
+
         emit(data, as_json, lambda d: [click.echo(f"{k:<12} {v['description']}\n             "
-                                                  + ", ".join(f"{n}={p}" for n, p in v["params"].items()))
+                                                  + ", ".join(shown(n, p) for n, p in v["params"].items()))
                                        for k, v in d.items()])
 
     @cli.command("score")
