@@ -6,7 +6,7 @@ either. `fit` holds out a seeded, stratified `blend_fraction` of the training da
 member on the rest, and then learns on the held-out slice, by log loss, one weight per member
 and one bias per label over the members' log-probabilities (a stacked, tied logistic
 regression: k + m parameters, so a few hundred held-out items suffice). Per-label decision
-weights are tuned on the same slice. Members are saved in sub-folders with their own kinds.
+weights are tuned on the same slice, bagged over bootstrap resamples because the slice is small. Members are saved in sub-folders with their own kinds.
 """
 from __future__ import annotations
 
@@ -33,11 +33,12 @@ class EnsembleClassifier(PolicyClassifier):
 
     def __init__(self, labels: Sequence[str], members: Sequence[dict[str, Any]] = DEFAULT_MEMBERS,
                  blend_fraction: float = 0.15, decision_objective: Optional[str] = "macro_f1",
-                 checkpoint_dir: Optional[str] = None, seed: int = 0) -> None:
+                 decision_bootstrap: int = 30, checkpoint_dir: Optional[str] = None, seed: int = 0) -> None:
         super().__init__(labels)
         self.members = [_member_spec(m, i) for i, m in enumerate(members)]
         self.blend_fraction = float(blend_fraction)
         self.decision_objective = decision_objective
+        self.decision_bootstrap = int(decision_bootstrap)
         self.checkpoint_dir = checkpoint_dir
         self.seed = int(seed)
         if not self.members:
@@ -116,7 +117,8 @@ class EnsembleClassifier(PolicyClassifier):
         if self.decision_objective == "macro_f1":
             from .linear import tune_decision_weights
 
-            self.decision_weights = tune_decision_weights(proba, yi[blend_idx], present)
+            self.decision_weights = tune_decision_weights(proba, yi[blend_idx], present,
+                                                          bootstrap=self.decision_bootstrap, seed=self.seed)
         else:
             self.decision_weights = np.ones(len(self.labels))
         self.fit_info = {"n_train": int(len(fit_idx)), "n_blend": int(len(blend_idx)),
