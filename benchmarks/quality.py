@@ -175,7 +175,10 @@ def main() -> None:
     report["all_met"] = all(v["met"] for v in report["targets"].values())
     report["notes"] = ["sms accuracy/mcc are ham-vs-spam on the dataset's own labels (spam+scam = spam); "
                        "macro F1, ECE (top-label, 15 bins) on policy labels",
-                       "thresholds and calibration are fitted on the training split only (out-of-fold)"]
+                       "thresholds and calibration are fitted on the training split only (out of fold for the hybrid, "
+                       "on a held-out blend slice of it for the ensemble)",
+                       "a fine-tuned member with resumed_from == steps was read from its benchmarks/.cache checkpoint, so "
+                       "fit_seconds leaves out its fine-tuning (about 25 min per Davidson transformer on 2 CPU cores)"]
     print(json.dumps(report, separators=(",", ":")))
 
 
