@@ -57,6 +57,15 @@ class ModelsConfig(_Strict):
             for name in params or {}:
                 if name not in allowed:
                     problems.append(f"{kind}.{name}: not a parameter of this kind (known: {', '.join(sorted(allowed))})")
+            if "members" in allowed and (params or {}).get("members") is not None:
+                from .base import ModelError
+                from .ensemble import member_spec
+
+                for i, member in enumerate(params["members"]):
+                    try:
+                        member_spec(member, i)
+                    except ModelError as exc:
+                        problems.append(f"{kind}.members[{i}]: {exc}")
         if problems:
             raise ValueError("; ".join(problems))
         return kinds

@@ -35,7 +35,7 @@ class EnsembleClassifier(PolicyClassifier):
                  blend_fraction: float = 0.15, decision_objective: Optional[str] = "macro_f1",
                  decision_bootstrap: int = 30, checkpoint_dir: Optional[str] = None, seed: int = 0) -> None:
         super().__init__(labels)
-        self.members = [_member_spec(m, i) for i, m in enumerate(members)]
+        self.members = [member_spec(m, i) for i, m in enumerate(members)]
         self.blend_fraction = float(blend_fraction)
         self.decision_objective = decision_objective
         self.decision_bootstrap = int(decision_bootstrap)
@@ -161,7 +161,8 @@ class EnsembleClassifier(PolicyClassifier):
                 raise ModelError(f"{folder}: saved member {m.kind} does not match the ensemble's {spec['kind']}")
 
 
-def _member_spec(spec: Any, i: int) -> dict[str, Any]:
+def member_spec(spec: Any, i: int) -> dict[str, Any]:
+    """`{kind, params}` of member `i` (a kind name is accepted too); ModelError says what is wrong."""
     if isinstance(spec, str):
         spec = {"kind": spec}
     if not isinstance(spec, dict) or "kind" not in spec:
@@ -171,8 +172,11 @@ def _member_spec(spec: Any, i: int) -> dict[str, Any]:
         raise ModelError(f"ensemble member {i} has unknown key(s) {sorted(unknown)} (known: kind, params)")
     if spec["kind"] == EnsembleClassifier.kind:
         raise ModelError("an ensemble cannot contain an ensemble")
-    kind_class(spec["kind"])  # raises for an unknown kind
-    return {"kind": spec["kind"], "params": dict(spec.get("params") or {})}
+    params = dict(spec.get("params") or {})
+    unknown = sorted(set(params) - set(kind_class(spec["kind"]).param_names()) | ({"labels"} & set(params)))
+    if unknown:
+        raise ModelError(f"ensemble member {i} ({spec['kind']}) has no parameter(s) {', '.join(unknown)}")
+    return {"kind": spec["kind"], "params": params}
 
 
 def fit_blend(logp: np.ndarray, y: np.ndarray, present: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -276,6 +276,13 @@ def test_models_yaml_errors_name_the_field(tmp_path):
         load_models_config(bad)
     msg = str(err.value)
     assert "models.yaml" in msg and "'kinds'" in msg and "hybrid.gamma" in msg and "scoring.chunk_size" in msg
+    # An ensemble's members are checked when the file is read, not when training starts.
+    bad.write_text("kinds:\n  ensemble:\n    members:\n      - kind: hybird\n      - {kind: transformer, params: {lr: 1}}\n")
+    with pytest.raises(ConfigError) as err:
+        load_models_config(bad)
+    msg = str(err.value)
+    assert "models.yaml" in msg and "ensemble.members[0]" in msg and "hybird" in msg
+    assert "ensemble.members[1]" in msg and "lr" in msg
 
 
 def test_demo_step_trains_once_then_reuses(tiny_embedding_model, sqlite_store, taxonomy):
