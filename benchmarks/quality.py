@@ -88,7 +88,7 @@ def evaluate(model, texts_te, y_te, emb_te, labels, benign):
 def member_results(model, texts_te, y_te, emb_te, labels, benign) -> dict:
     """Each ensemble member's own test metrics (trained on the ensemble's fit slice)."""
     out = {}
-    for i, m in enumerate(getattr(model, "_models", [])):
+    for i, m in enumerate(getattr(model, "fitted_members", [])):
         emb = emb_te if getattr(m, "needs_embeddings", m.uses_embeddings) else None
         res, _, _ = evaluate(m, texts_te, y_te, emb, labels, benign)
         info = model.fit_info["members"][i]

@@ -71,6 +71,11 @@ class EnsembleClassifier(PolicyClassifier):
         return None
 
     @property
+    def fitted_members(self) -> list[PolicyClassifier]:
+        """The fitted members, in `members` order (empty before `fit`)."""
+        return list(self._models)
+
+    @property
     def needs_embeddings(self) -> bool:
         return self._embedding_member() is not None
 
