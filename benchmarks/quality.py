@@ -41,7 +41,7 @@ from models.base import kind_class, make_classifier  # noqa: E402
 from models.config import load_models_config  # noqa: E402
 from models.embeddings import Embedder, EmbeddingCache, embed_texts  # noqa: E402
 from models.metrics import classification_summary, matthews_corrcoef, plot_reliability  # noqa: E402
-from models.training import stratified_split  # noqa: E402
+from models.training import stratified_split, target_matrix  # noqa: E402
 from workbench.sources import load_labelled  # noqa: E402
 from workbench.store import open_store  # noqa: E402
 from workbench.taxonomy import load_taxonomy  # noqa: E402
@@ -58,10 +58,12 @@ def log(*args: object) -> None:
     print(*args, file=sys.stderr, flush=True)
 
 
-def fit_and_measure(model, texts_tr, y_tr, texts_te, y_te, emb_tr, emb_te, labels, benign):
-    """Fit on the training side, then `evaluate` on the test side; adds fit/predict seconds."""
+def fit_and_measure(model, texts_tr, y_tr, texts_te, y_te, emb_tr, emb_te, labels, benign, targets=None):
+    """Fit on the training side (with soft `targets` where the kind learns from them), then
+    `evaluate` on the test side; adds fit/predict seconds."""
     t0 = time.perf_counter()
-    model.fit(texts_tr, y_tr, embeddings=emb_tr if model.uses_embeddings else None, show_progress=True)
+    model.fit(texts_tr, y_tr, embeddings=emb_tr if model.uses_embeddings else None, show_progress=True,
+              targets=targets)
     fit_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     res, proba, y = evaluate(model, texts_te, y_te, emb_te if model.uses_embeddings else None, labels, benign)
@@ -138,6 +140,8 @@ def main() -> None:
         emb = embed_texts(texts, embedder, cache, show_progress=True)
         t_tr, t_te = [texts[i] for i in tr], [texts[i] for i in te]
         y_tr, y_te = [y[i] for i in tr], [y[i] for i in te]
+        shares = df["vote_shares"].tolist()
+        targets = target_matrix([shares[i] for i in tr], y_tr, labels) if any(shares) else None
         entry: dict = {"n_train": len(tr), "n_test": len(te),
                        "label_counts": {k: int(v) for k, v in df["policy_label"].value_counts().items()},
                        "models": {}}
@@ -150,7 +154,8 @@ def main() -> None:
         for name, kind, params in contenders:
             log(f"[{ds}] {name} ({kind})")
             model = make_classifier(kind, labels, **params)
-            res, proba, yi = fit_and_measure(model, t_tr, y_tr, t_te, y_te, emb[tr], emb[te], labels, tax.benign_label)
+            res, proba, yi = fit_and_measure(model, t_tr, y_tr, t_te, y_te, emb[tr], emb[te], labels, tax.benign_label,
+                                             targets=targets)
             res["kind"] = kind
             entry["models"][name] = res
             log(f"[{ds}] {name}: " + json.dumps({k: res[k] for k in ("accuracy", "macro_f1", "weighted_f1", "ece")}))

@@ -6,6 +6,11 @@ A `PolicyClassifier` is a small scikit-learn-style object: parameters in the con
 precomputed (`embeddings=`), so the caller can serve them from the text-hash cache; otherwise
 they encode with their own lazily loaded `Embedder`.
 
+`fit` also takes optional soft `targets`, an (n, labels) array of label distributions (the
+annotators' vote shares, see `training.target_matrix`); kinds built with `soft_labels=True`
+learn from them, the others ignore them. `y` stays the hard label: splits, calibration and
+decision weights are fitted against what the model will be judged on.
+
 `predict` may differ from the arg-max of `predict_proba`: kinds can learn per-label decision
 weights (on held-out training data) that trade a little accuracy for recall on rare, severe
 policies such as hate; the probabilities themselves stay calibrated.
@@ -115,7 +120,7 @@ class PolicyClassifier:
 
     # -- the contract --------------------------------------------------------------------
     def fit(self, texts: Sequence[str], y: Sequence[str], embeddings: np.ndarray | None = None,
-            show_progress: bool = False) -> "PolicyClassifier":
+            show_progress: bool = False, targets: np.ndarray | None = None) -> "PolicyClassifier":
         raise NotImplementedError
 
     def predict_proba(self, texts: Sequence[str], embeddings: np.ndarray | None = None) -> np.ndarray:
@@ -167,6 +172,19 @@ class PolicyClassifier:
         if len(np.unique(out)) < 2:
             raise ModelError("training data needs at least two different labels")
         return out
+
+    def _soft_targets(self, targets: np.ndarray | None, n: int) -> np.ndarray | None:
+        """`targets` checked and row-normalised when this model learns from them, else None."""
+        if targets is None or not getattr(self, "soft_labels", False):
+            return None
+        t = np.asarray(targets, dtype=float)
+        if t.shape != (n, len(self.labels)):
+            raise ModelError(f"soft targets must have shape ({n}, {len(self.labels)}), got {t.shape}")
+        total = t.sum(axis=1)
+        if not np.isfinite(t).all() or (t < 0).any() or (total <= 0).any():
+            bad = int(np.flatnonzero(~np.isfinite(total) | (total <= 0) | (t < 0).any(axis=1))[0])
+            raise ModelError(f"soft target row {bad} is not a distribution: {t[bad].tolist()}")
+        return t / total[:, None]
 
     def _check_fitted(self) -> None:
         if not self.is_fitted:

@@ -6,7 +6,10 @@ either. `fit` holds out a seeded, stratified `blend_fraction` of the training da
 member on the rest, and then learns on the held-out slice, by log loss, one weight per member
 and one bias per label over the members' log-probabilities (a stacked, tied logistic
 regression: k + m parameters, so a few hundred held-out items suffice). Per-label decision
-weights are tuned on the same slice, bagged over bootstrap resamples because the slice is small. Members are saved in sub-folders with their own kinds.
+weights are tuned on the same slice, bagged over bootstrap resamples because the slice is small.
+Soft targets (annotator vote shares) go to every member; those with `soft_labels` learn from
+them, and the blend itself is fitted on the hard labels. Members are saved in sub-folders with
+their own kinds.
 """
 from __future__ import annotations
 
@@ -97,9 +100,11 @@ class EnsembleClassifier(PolicyClassifier):
 
     # -- fitting -------------------------------------------------------------------------
     def fit(self, texts: Sequence[str], y: Sequence[str], embeddings: np.ndarray | None = None,
-            show_progress: bool = False) -> "EnsembleClassifier":
+            show_progress: bool = False, targets: np.ndarray | None = None) -> "EnsembleClassifier":
         texts = list(texts)
         yi = self._encode_labels(y)
+        if targets is not None and np.shape(targets) != (len(yi), len(self.labels)):
+            raise ModelError(f"soft targets must have shape ({len(yi)}, {len(self.labels)}), got {np.shape(targets)}")
         fit_idx, blend_idx = stratified_split([str(i) for i in range(len(yi))], yi.tolist(), self.blend_fraction,
                                               self.seed)
         models = self._new_members()
@@ -109,7 +114,8 @@ class EnsembleClassifier(PolicyClassifier):
             emb = None
             if embeddings is not None and getattr(m, "needs_embeddings", m.uses_embeddings):
                 emb = np.asarray(embeddings)[fit_idx]
-            m.fit(fit_texts, fit_y, embeddings=emb, show_progress=show_progress)
+            m.fit(fit_texts, fit_y, embeddings=emb, show_progress=show_progress,
+                  targets=None if targets is None else np.asarray(targets)[fit_idx])
             infos.append({"kind": m.kind, **{k: v for k, v in m.fit_info.items() if k != "loss_curve"}})
         blend_emb = None if embeddings is None else np.asarray(embeddings)[blend_idx]
         logp = self._member_log_proba([texts[i] for i in blend_idx], blend_emb, models)

@@ -36,7 +36,8 @@ class HybridClassifier(PolicyClassifier):
                  class_weight: Optional[str] = "balanced", calibration: str = "temperature_bias",
                  calibration_folds: int = 5, decision_objective: Optional[str] = "macro_f1",
                  max_iter: int = 2000, seed: int = 0, embedding_model: Optional[str] = None,
-                 max_seq_length: int = 128, embedding_runtime: Optional[str] = None) -> None:
+                 max_seq_length: int = 128, embedding_runtime: Optional[str] = None,
+                 soft_labels: bool = False) -> None:
         super().__init__(labels)
         self.word_ngrams = tuple(word_ngrams) if word_ngrams else None
         self.char_ngrams = tuple(char_ngrams) if char_ngrams else None
@@ -55,6 +56,7 @@ class HybridClassifier(PolicyClassifier):
         self.embedding_model = embedding_model
         self.max_seq_length = int(max_seq_length)
         self.embedding_runtime = embedding_runtime
+        self.soft_labels = bool(soft_labels)
         if not (self.word_ngrams or self.char_ngrams or self.embedding_weight > 0):
             raise ModelError("hybrid model needs at least one of word_ngrams, char_ngrams, embedding_weight > 0")
         if char_analyzer not in ("char", "char_wb"):
@@ -115,11 +117,24 @@ class HybridClassifier(PolicyClassifier):
             blocks.append(sp.csr_matrix(embeddings * self.embedding_weight))
         return sp.hstack(blocks, format="csr", dtype=np.float32) if len(blocks) > 1 else sp.csr_matrix(blocks[0])
 
-    def _new_head(self) -> Any:
+    def _new_head(self, class_weight: Optional[str] = None) -> Any:
         from sklearn.linear_model import LogisticRegression
 
-        return LogisticRegression(C=self.C, max_iter=self.max_iter, class_weight=self.class_weight,
+        return LogisticRegression(C=self.C, max_iter=self.max_iter, class_weight=class_weight,
                                   random_state=self.seed)
+
+    def _fit_head(self, X: Any, y: np.ndarray, targets: np.ndarray | None) -> Any:
+        """Logistic regression on hard labels, or on soft targets as one weighted row per
+        (item, label with a share): the log loss of a distribution is the share-weighted sum."""
+        if targets is None:
+            return self._new_head(self.class_weight).fit(X, y)
+        rows, cols = np.nonzero(targets > 0)
+        weight = targets[rows, cols]
+        if self.class_weight == "balanced":  # sklearn's rule, on the vote mass per label
+            mass = targets.sum(axis=0)
+            seen = mass > 0
+            weight = weight * np.where(seen, mass.sum() / max(seen.sum(), 1) / np.maximum(mass, 1e-12), 0.0)[cols]
+        return self._new_head(None).fit(X[rows], cols, sample_weight=weight)
 
     def _full_logits(self, clf: Any, X: Any) -> np.ndarray:
         """Logits over all labels; labels absent from training get -inf (probability 0)."""
@@ -132,11 +147,12 @@ class HybridClassifier(PolicyClassifier):
 
     # -- fitting -------------------------------------------------------------------------
     def fit(self, texts: Sequence[str], y: Sequence[str], embeddings: np.ndarray | None = None,
-            show_progress: bool = False) -> "HybridClassifier":
+            show_progress: bool = False, targets: np.ndarray | None = None) -> "HybridClassifier":
         from sklearn.model_selection import StratifiedKFold
         from tqdm.auto import tqdm
 
         yi = self._encode_labels(y)
+        soft = self._soft_targets(targets, len(yi))
         self._vectorizers()
         X = self._features(texts, embeddings, fit=True)
         present = np.unique(yi)
@@ -152,7 +168,7 @@ class HybridClassifier(PolicyClassifier):
             oof = np.zeros((len(yi), len(self.labels)))
             skf = StratifiedKFold(n_splits=folds, shuffle=True, random_state=self.seed)
             for tr, ho in skf.split(X, yi):
-                clf = self._new_head().fit(X[tr], yi[tr])
+                clf = self._fit_head(X[tr], yi[tr], None if soft is None else soft[tr])
                 oof[ho] = self._full_logits(clf, X[ho])
                 bar.update(1)
             oof[~np.isfinite(oof)] = -1e4  # a label missing from one fold: never predicted there
@@ -165,8 +181,9 @@ class HybridClassifier(PolicyClassifier):
             if self.decision_objective == "macro_f1":
                 self.decision_weights = tune_decision_weights(proba, yi, present)
             info["calibration_folds"] = folds
-        self._clf = self._new_head().fit(X, yi)
+        self._clf = self._fit_head(X, yi, soft)
         bar.update(1)
+        info["soft_targets"] = soft is not None
         bar.close()
         info["temperature"] = float(self.temperature)
         info["bias"] = self.bias.tolist()

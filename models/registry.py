@@ -226,7 +226,7 @@ def train_model(store: "Store", taxonomy: "Taxonomy", kind: Optional[str] = None
          f"({', '.join(f'{k}={v}' for k, v in data.label_counts().items())})")
     emb_all = embeddings_for(store, model, data.texts, show_progress=show_progress, config=cfg)
     model.fit(train.texts, train.labels, embeddings=None if emb_all is None else emb_all[train_idx],
-              show_progress=show_progress)
+              show_progress=show_progress, targets=train.targets(model.labels))
     metrics, proba, y = evaluate(model, val.texts, val.labels,
                                  None if emb_all is None else emb_all[val_idx], cfg.training.reliability_bins)
     metrics.update({"n_train": len(train), "n_validation": len(val), "split_seed": seed,

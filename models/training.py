@@ -2,7 +2,9 @@
 
 `training_examples` is the seam between what the store knows and what a model learns from: today
 an item's label is its source label mapped through the taxonomy (`items.policy_label`), and where
-a human has decided on the item, the newest decision's label takes precedence. Every kind trains
+a human has decided on the item, the newest decision's label takes precedence. Where the source
+recorded its annotators' votes (taxonomy `votes`), the vote shares travel beside the label as
+soft targets (`TrainingSet.targets`), for kinds with `soft_labels: true`. Every kind trains
 on what this one function returns, so changing where labels come from changes it in one place.
 """
 from __future__ import annotations
@@ -21,13 +23,15 @@ if TYPE_CHECKING:  # pragma: no cover
 @dataclass
 class TrainingSet:
     """Parallel lists of item ids, texts and policy labels, sorted by id; `origin` says where
-    each label came from ('source' or 'decision')."""
+    each label came from ('source' or 'decision'); `shares` holds the annotators' vote share per
+    policy label where the source recorded votes (None elsewhere, and where a human decided)."""
 
     ids: list[str]
     texts: list[str]
     labels: list[str]
     origin: list[str] = field(default_factory=list)
     dropped: dict[str, int] = field(default_factory=dict)
+    shares: list[Optional[dict[str, float]]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -35,7 +39,14 @@ class TrainingSet:
     def subset(self, index: Sequence[int] | np.ndarray) -> "TrainingSet":
         idx = [int(i) for i in index]
         return TrainingSet([self.ids[i] for i in idx], [self.texts[i] for i in idx],
-                           [self.labels[i] for i in idx], [self.origin[i] for i in idx] if self.origin else [])
+                           [self.labels[i] for i in idx], [self.origin[i] for i in idx] if self.origin else [],
+                           shares=[self.shares[i] for i in idx] if self.shares else [])
+
+    def targets(self, labels: Sequence[str]) -> Optional[np.ndarray]:
+        """(n, len(labels)) soft targets (see `target_matrix`), or None when no item has votes."""
+        if not any(self.shares):
+            return None
+        return target_matrix(self.shares, self.labels, labels)
 
     def label_counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -44,15 +55,39 @@ class TrainingSet:
         return dict(sorted(out.items()))
 
     def fingerprint(self) -> str:
-        """SHA-256 over (id, label, text hash) of every example: same data, same fingerprint."""
-        return data_fingerprint(self.ids, self.texts, self.labels)
+        """SHA-256 over (id, label, text hash, vote shares) of every example: same data, same fingerprint."""
+        return data_fingerprint(self.ids, self.texts, self.labels, self.shares or None)
 
 
-def data_fingerprint(ids: Sequence[str], texts: Sequence[str], labels: Sequence[str]) -> str:
-    """Hex SHA-256 identifying a labelled data set independent of its order."""
+def target_matrix(shares: Sequence[Optional[dict[str, float]]], y: Sequence[str],
+                  labels: Sequence[str]) -> np.ndarray:
+    """(n, len(labels)) rows summing to 1: an item's vote shares where it has them, else the
+    one-hot of its label `y`; shares for labels outside `labels` are dropped and the row renormalised."""
+    col = {lab: j for j, lab in enumerate(labels)}
+    out = np.zeros((len(y), len(labels)))
+    for i, (share, lab) in enumerate(zip(shares, y)):
+        if share:
+            for k, v in share.items():
+                if k in col:
+                    out[i, col[k]] += float(v)
+        total = out[i].sum()
+        if total > 0:
+            out[i] /= total
+        else:
+            out[i, col[lab]] = 1.0
+    return out
+
+
+def data_fingerprint(ids: Sequence[str], texts: Sequence[str], labels: Sequence[str],
+                     shares: Optional[Sequence[Optional[dict[str, float]]]] = None) -> str:
+    """Hex SHA-256 identifying a labelled data set independent of its order (an item's vote
+    shares count where it has them, so data without votes keeps its old fingerprint)."""
     from workbench.text import text_hash
 
-    rows = sorted(f"{i}\x1f{lab}\x1f{text_hash(t)}" for i, t, lab in zip(ids, texts, labels))
+    shares = shares or [None] * len(ids)
+    rows = sorted(f"{i}\x1f{lab}\x1f{text_hash(t)}"
+                  + (f"\x1f{sorted((k, round(v, 6)) for k, v in s.items())}" if s else "")
+                  for i, t, lab, s in zip(ids, texts, labels, shares))
     h = hashlib.sha256()
     for r in rows:
         h.update(r.encode("utf-8", "surrogatepass"))
@@ -75,7 +110,8 @@ def training_examples(store: "Store", taxonomy: "Taxonomy", sources: Optional[It
 
     known = set(taxonomy.labels)
     it = Item.__table__
-    q = select(it.c.id, it.c.text, it.c.policy_label).order_by(it.c.id)
+    with_votes = {name for name, smap in taxonomy.sources.items() if smap.votes}
+    q = select(it.c.id, it.c.text, it.c.policy_label, it.c.source, it.c["metadata"]).order_by(it.c.id)
     src = sorted(set(sources)) if sources else None
     if src:
         q = q.where(it.c.source.in_(src))
@@ -85,26 +121,35 @@ def training_examples(store: "Store", taxonomy: "Taxonomy", sources: Optional[It
         if prefer_decisions:
             # The label store's rule: the latest decision nothing supersedes (calibration excluded).
             decided = {item_id: d["label"] for item_id, d in current_decisions(conn).items()}
-    ids, texts, labels, origin = [], [], [], []
+    ids, texts, labels, origin, shares = [], [], [], [], []
     dropped: dict[str, int] = {}
-    for item_id, text, policy_label in rows:
+    for item_id, text, policy_label, source, meta in rows:
         label, how = (decided[item_id], "decision") if item_id in decided else (policy_label, "source")
         if label is None:
             continue
         if label not in known:
             dropped[f"unknown label {label}"] = dropped.get(f"unknown label {label}", 0) + 1
             continue
+        share = None
+        if how == "source" and source in with_votes:
+            try:
+                share = taxonomy.vote_shares(source, meta, text)
+            except ValueError:
+                # The majority label still trains; the item is counted so the gap is visible.
+                dropped["unreadable vote counts (trained on the label alone)"] = dropped.get(
+                    "unreadable vote counts (trained on the label alone)", 0) + 1
         ids.append(item_id)
         texts.append(text)
         labels.append(label)
         origin.append(how)
-    data = TrainingSet(ids, texts, labels, origin, dropped)
+        shares.append(share)
+    data = TrainingSet(ids, texts, labels, origin, dropped, shares)
     counts = data.label_counts()
     rare = {lab for lab, c in counts.items() if c < min_examples_per_label}
     if rare:
         keep = [i for i, lab in enumerate(labels) if lab not in rare]
-        data = TrainingSet(*(list(np.asarray(x, dtype=object)[keep]) for x in (ids, texts, labels, origin)),
-                           dropped={**dropped, **{f"too few examples of {lab}": counts[lab] for lab in sorted(rare)}})
+        data = data.subset(keep)
+        data.dropped = {**dropped, **{f"too few examples of {lab}": counts[lab] for lab in sorted(rare)}}
     return data
 
 

@@ -40,7 +40,7 @@ class TransformerClassifier(PolicyClassifier):
                  batch_size: int = 16, learning_rate: float = 5e-5, weight_decay: float = 0.01,
                  warmup_ratio: float = 0.06, max_length: int = 64, calibration_fraction: float = 0.1,
                  class_weight: Optional[str] = None, preprocess: Optional[str] = None,
-                 checkpoint_dir: Optional[str] = None,
+                 soft_labels: bool = False, checkpoint_dir: Optional[str] = None,
                  checkpoint_every: int = 50, eval_batch_size: int = 64, device: str = "cpu",
                  torch_threads: Optional[int] = None, seed: int = 0) -> None:
         super().__init__(labels)
@@ -56,6 +56,7 @@ class TransformerClassifier(PolicyClassifier):
         self.calibration_fraction = float(calibration_fraction)
         self.class_weight = class_weight
         self.preprocess = preprocess
+        self.soft_labels = bool(soft_labels)
         self.checkpoint_dir = checkpoint_dir
         self.checkpoint_every = int(checkpoint_every)
         self.eval_batch_size = int(eval_batch_size)
@@ -115,13 +116,14 @@ class TransformerClassifier(PolicyClassifier):
 
     # -- fitting -------------------------------------------------------------------------
     def fit(self, texts: Sequence[str], y: Sequence[str], embeddings: np.ndarray | None = None,
-            show_progress: bool = False) -> "TransformerClassifier":
+            show_progress: bool = False, targets: np.ndarray | None = None) -> "TransformerClassifier":
         import torch
         from tqdm.auto import tqdm
         from transformers import get_linear_schedule_with_warmup
 
         texts = list(texts)
         yi = self._encode_labels(y)
+        soft = self._soft_targets(targets, len(yi))
         self._build()
         if self.calibration_fraction > 0:
             train_idx, cal_idx = stratified_split([str(i) for i in range(len(yi))], yi.tolist(),
@@ -138,8 +140,9 @@ class TransformerClassifier(PolicyClassifier):
             counts = np.bincount(yi[train_idx], minlength=len(self.labels)).astype(float)
             w = np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / max((counts > 0).sum(), 1), 0.0)
             weight = torch.tensor(w, dtype=torch.float32, device=self.device)
+        # With soft targets the loss is the cross-entropy to each item's vote distribution.
         loss_fn = torch.nn.CrossEntropyLoss(weight=weight)
-        fingerprint = _fingerprint(texts, yi, self.get_params())
+        fingerprint = _fingerprint(texts, yi, self.get_params(), soft)
         ckpt = Path(self.checkpoint_dir) / CKPT_FILE if self.checkpoint_dir else None
         step, losses = 0, []
         resumed_from = None
@@ -161,7 +164,9 @@ class TransformerClassifier(PolicyClassifier):
             idx = train_idx[batch_pos]
             inputs = self._batch([texts[i] for i in idx])
             logits = self._model(**inputs).logits
-            loss = loss_fn(logits, torch.as_tensor(yi[idx], device=self.device))
+            target = (torch.as_tensor(soft[idx], dtype=torch.float32, device=self.device) if soft is not None
+                      else torch.as_tensor(yi[idx], device=self.device))
+            loss = loss_fn(logits, target)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(self._model.parameters(), 1.0)
             optim.step()
@@ -190,6 +195,7 @@ class TransformerClassifier(PolicyClassifier):
                 self.temperature, self.bias = fit_temperature_bias(logits[:, present], yi[cal_idx], present,
                                                                    len(self.labels))
         self.fit_info = {"n_train": int(n), "n_calibration": int(len(cal_idx)), "steps": int(step),
+                         "soft_targets": soft is not None,
                          "total_steps": total, "resumed_from": resumed_from,
                          "seconds_per_step": round(seconds_per_step, 3), "loss_first": float(np.mean(losses[:10])) if losses else None,
                          "loss_last": float(np.mean(losses[-10:])) if losses else None,
@@ -245,15 +251,19 @@ def _epoch_order(n: int, seed: int, start_step: int, batch_size: int):  # type: 
         step += 1
 
 
-def _fingerprint(texts: Sequence[str], y: np.ndarray, params: dict[str, Any]) -> str:
+def _fingerprint(texts: Sequence[str], y: np.ndarray, params: dict[str, Any],
+                 targets: np.ndarray | None = None) -> str:
     h = hashlib.sha256()
     for t, label in zip(texts, y.tolist()):
         h.update(t.encode("utf-8", "surrogatepass"))
         h.update(f"\x00{label}\x01".encode())
+    if targets is not None:
+        h.update(np.round(targets, 6).astype(np.float64).tobytes())
     # max_steps / epochs are left out so a finished run can be resumed to train for longer.
     skip = ("checkpoint_dir", "device", "max_steps", "epochs", "eval_batch_size", "checkpoint_every", "torch_threads")
     # Parameters added later count only when set, so checkpoints written before them still resume.
-    unset_later = {"preprocess"}
-    h.update(json.dumps({k: v for k, v in params.items() if k not in skip and not (k in unset_later and v is None)},
+    unset_later = {"preprocess": None, "soft_labels": False}
+    h.update(json.dumps({k: v for k, v in params.items()
+                         if k not in skip and not (k in unset_later and v == unset_later[k])},
                         sort_keys=True, default=str).encode())
     return h.hexdigest()

@@ -314,3 +314,124 @@ def test_bagged_decision_weights_are_steadier_than_one_tuning():
     assert np.std(bagged, axis=0).sum() < np.std(single, axis=0).sum()
     w = tune_decision_weights(proba, y, np.arange(3), bootstrap=15, seed=1)
     assert w.max() == pytest.approx(1.0) and (w > 0).all()
+
+
+# -- soft targets from annotator votes -------------------------------------------------------
+def test_vote_shares_follow_the_taxonomy_and_name_a_bad_count(taxonomy):
+    meta = {"count": 3, "hate_speech": 1, "offensive_language": 2, "neither": 0}
+    assert taxonomy.vote_shares("davidson", meta) == pytest.approx({"hate": 1 / 3, "harassment": 2 / 3})
+    hub = {"hate_speech_count": 0, "offensive_language_count": 0, "neither_count": 3}
+    assert taxonomy.vote_shares("davidson", hub) == {"benign": 1.0}
+    assert taxonomy.vote_shares("davidson", None) is None
+    assert taxonomy.vote_shares("davidson", {"hate_speech": 0, "offensive_language": 0, "neither": 0}) is None
+    assert taxonomy.vote_shares("sms_spam", meta) is None  # no votes recorded for this source
+    with pytest.raises(ValueError, match="offensive_language='many'"):
+        taxonomy.vote_shares("davidson", {**meta, "offensive_language": "many"})
+
+
+def test_votes_must_name_labels_of_their_source(taxonomy):
+    from workbench.taxonomy import Taxonomy
+
+    raw = taxonomy.model_dump()
+    raw["sources"]["davidson"]["votes"]["7"] = ["sevens"]
+    with pytest.raises(ValueError, match="sources.davidson.votes.7"):
+        Taxonomy.model_validate(raw)
+
+
+def test_target_matrix_uses_votes_where_known_and_one_hot_elsewhere():
+    from models.training import target_matrix
+
+    t = target_matrix([{"hate": 1, "harassment": 3}, None, {"unknown": 1.0}], ["harassment", "spam", "benign"], LABELS)
+    np.testing.assert_allclose(t[0], [0, 0, 0, 0.25, 0.75])
+    np.testing.assert_allclose(t[1], [0, 1, 0, 0, 0])
+    np.testing.assert_allclose(t[2], [1, 0, 0, 0, 0])  # nothing usable: the label itself
+
+
+def test_training_examples_carry_vote_shares_except_where_a_human_decided(sqlite_store, taxonomy):
+    from workbench.schema import Decision, Item
+    from workbench.text import text_hash
+
+    votes = [{"hate_speech": 2, "offensive_language": 1, "neither": 0},
+             {"hate_speech": 0, "offensive_language": 3, "neither": 0},
+             {"hate_speech": "x", "offensive_language": 3, "neither": 0}]
+    labels = ["hate", "harassment", "harassment"]
+    with sqlite_store.session() as s:
+        for i, (v, lab) in enumerate(zip(votes, labels)):
+            s.add(Item(id=f"davidson:{i}", source="davidson", surface="post", text=f"tweet {i}",
+                       text_hash=text_hash(f"tweet {i}"), policy_label=lab, source_label=lab,
+                       taxonomy_version="test", meta={"count": 3, **v}))
+    data = training_examples(sqlite_store, taxonomy)
+    assert data.shares[0] == pytest.approx({"hate": 2 / 3, "harassment": 1 / 3})
+    assert data.shares[1] == {"harassment": 1.0} and data.shares[2] is None
+    assert data.dropped == {"unreadable vote counts (trained on the label alone)": 1}
+    t = data.targets(LABELS)
+    assert t.shape == (3, len(LABELS)) and t[0, LABELS.index("hate")] == pytest.approx(2 / 3)
+    # The votes are part of the data: other votes, another fingerprint.
+    before = data.fingerprint()
+    with sqlite_store.session() as s:
+        s.add(Decision(item_id="davidson:0", reviewer="ana", kind="review", label="harassment", action="remove",
+                       taxonomy_version=taxonomy.version))
+    decided = training_examples(sqlite_store, taxonomy)
+    assert decided.shares[0] is None and decided.labels[0] == "harassment"
+    assert decided.fingerprint() != before
+    assert data.subset([0]).shares == [data.shares[0]]
+
+
+def _ambiguous_corpus() -> tuple[list[str], list[str], np.ndarray]:
+    """Two phrasings; annotators split 70/30 hate vs harassment on the first, agree on the second."""
+    texts = [f"ugly phrase number {i % 5}" for i in range(40)] + [f"calm words here {i % 5}" for i in range(40)]
+    ys = ["hate"] * 40 + ["benign"] * 40
+    t = np.zeros((80, len(LABELS)))
+    t[:40, LABELS.index("hate")], t[:40, LABELS.index("harassment")] = 0.7, 0.3
+    t[40:, LABELS.index("benign")] = 1.0
+    return texts, ys, t
+
+
+def test_hybrid_learns_the_vote_share_only_when_asked():
+    texts, ys, t = _ambiguous_corpus()
+    emb = hash_vectors(texts)
+    common = dict(calibration="none", decision_objective=None, min_df=1, class_weight=None, C=100.0)
+    hard = make_classifier("hybrid", LABELS, **common).fit(texts, ys, embeddings=emb, targets=t)
+    soft = make_classifier("hybrid", LABELS, soft_labels=True, **common).fit(texts, ys, embeddings=emb, targets=t)
+    same = make_classifier("hybrid", LABELS, **common).fit(texts, ys, embeddings=emb)
+    np.testing.assert_allclose(hard.predict_proba(texts[:1], emb[:1]), same.predict_proba(texts[:1], emb[:1]))
+    p_hard, p_soft = hard.predict_proba(texts[:1], emb[:1])[0], soft.predict_proba(texts[:1], emb[:1])[0]
+    assert p_hard[LABELS.index("harassment")] == 0.0  # never a hard label
+    assert p_soft[LABELS.index("harassment")] == pytest.approx(0.3, abs=0.05)
+    assert p_soft[LABELS.index("hate")] == pytest.approx(0.7, abs=0.05)
+    assert soft.fit_info["soft_targets"] and not hard.fit_info["soft_targets"]
+    with pytest.raises(ModelError, match="shape"):
+        make_classifier("hybrid", LABELS, soft_labels=True, **common).fit(texts, ys, embeddings=emb, targets=t[:5])
+    bad = t.copy()
+    bad[3] = 0.0
+    with pytest.raises(ModelError, match="row 3"):
+        make_classifier("hybrid", LABELS, soft_labels=True, **common).fit(texts, ys, embeddings=emb, targets=bad)
+
+
+def test_transformer_trains_on_soft_targets_and_keys_its_checkpoint_on_them(tmp_path):
+    texts, ys, t = _ambiguous_corpus()
+    common = dict(init_config=TINY_TRANSFORMER, batch_size=16, learning_rate=1e-2, max_length=8, epochs=50,
+                  calibration_fraction=0.0, checkpoint_dir=str(tmp_path / "ckpt"), seed=1, torch_threads=1)
+    soft = make_classifier("transformer", LABELS, max_steps=60, soft_labels=True, **common).fit(texts, ys, targets=t)
+    assert soft.fit_info["soft_targets"] and soft.fit_info["loss_last"] < soft.fit_info["loss_first"]
+    p = soft.predict_proba(texts[:1])[0]
+    assert 0.1 < p[LABELS.index("harassment")] < 0.5 < p[LABELS.index("hate")]
+    again = make_classifier("transformer", LABELS, max_steps=61, soft_labels=True, **common).fit(texts, ys, targets=t)
+    assert again.fit_info["resumed_from"] == 60
+    t2 = t.copy()
+    t2[:40, LABELS.index("hate")], t2[:40, LABELS.index("harassment")] = 0.5, 0.5
+    other = make_classifier("transformer", LABELS, max_steps=2, soft_labels=True, **common).fit(texts, ys, targets=t2)
+    assert other.fit_info["resumed_from"] is None
+
+
+def test_ensemble_hands_soft_targets_to_the_members_that_learn_from_them():
+    texts, ys, t = _ambiguous_corpus()
+    emb = hash_vectors(texts)
+    hy = {"calibration_folds": 3, "min_df": 1}
+    model = make_classifier("ensemble", LABELS, blend_fraction=0.25,
+                            members=[{"kind": "hybrid", "params": {**hy, "soft_labels": True}},
+                                     {"kind": "hybrid", "params": hy}])
+    model.fit(texts, ys, embeddings=emb, targets=t)
+    assert [m["soft_targets"] for m in model.fit_info["members"]] == [True, False]
+    with pytest.raises(ModelError, match="shape"):
+        model.fit(texts, ys, embeddings=emb, targets=t[:, :2])

@@ -88,10 +88,11 @@ def _hub_reachable(hub_id: str) -> bool:
 
 def load_labelled(name: str, shared_dir: Optional[str | os.PathLike[str]] = None,
                   taxonomy: Any = None, limit: Optional[int] = None) -> Any:
-    """A pandas DataFrame [id, text, source_label, policy_label] of a shared dataset.
+    """A pandas DataFrame [id, text, source_label, policy_label, vote_shares] of a shared dataset.
 
     Rows go through the same RowBuilder as ingest, so ids and label mapping match the store;
-    rows ingest would quarantine are left out here too (they are not trainable).
+    rows ingest would quarantine are left out here too (they are not trainable). `vote_shares`
+    is the annotators' share per policy label where the source records votes (else None).
     """
     import pandas as pd
 
@@ -106,7 +107,7 @@ def load_labelled(name: str, shared_dir: Optional[str | os.PathLike[str]] = None
     else:
         rows, cols = read_delimited(loc.path, "\t" if pre.fmt == "tsv" else ",", pre.quoting), pre.columns
     build = RowBuilder(tax, pre.source, tax.sources[pre.source].surface if pre.source in tax.sources else "post",
-                       ColumnMap(id=cols.id, text=cols.text, label=cols.label), run_id=0)
+                       ColumnMap(id=cols.id, text=cols.text, label=cols.label, meta=cols.meta), run_id=0)
     out = []
     for rowno, (lineno, row) in enumerate(rows, 1):
         if limit is not None and len(out) >= limit:
@@ -117,5 +118,9 @@ def load_labelled(name: str, shared_dir: Optional[str | os.PathLike[str]] = None
             item = build(lineno, row, rowno)
         except BadRow:
             continue
-        out.append((item["id"], item["text"], item["source_label"], item["policy_label"]))
-    return pd.DataFrame(out, columns=["id", "text", "source_label", "policy_label"])
+        try:
+            shares = tax.vote_shares(pre.source, item["metadata"], item["text"])
+        except ValueError:
+            shares = None  # ingest keeps such a row (votes are extra); its majority label still trains
+        out.append((item["id"], item["text"], item["source_label"], item["policy_label"], shares))
+    return pd.DataFrame(out, columns=["id", "text", "source_label", "policy_label", "vote_shares"])

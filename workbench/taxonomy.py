@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from functools import cached_property
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -96,8 +96,11 @@ class SourceMap(_Strict):
     label_field: Optional[str] = None
     labels: dict[str, str] = Field(default_factory=dict)
     refine: list[RefineRule] = Field(default_factory=list)
+    # Source label -> metadata fields (first present wins: file and hub spellings) that count the
+    # annotators who chose it; with them a model can learn from the vote share, not the majority only.
+    votes: dict[str, list[str]] = Field(default_factory=dict)
 
-    @field_validator("labels", mode="before")
+    @field_validator("labels", "votes", mode="before")
     @classmethod
     def _keys_as_text(cls, value: object) -> object:
         # YAML reads `0:` as an int; source labels are compared as text.
@@ -153,6 +156,11 @@ class Taxonomy(_Strict):
                     problems.append(f"sources.{src}.refine.{j}.policy: unknown policy {rule.policy!r}")
                 if rule.label not in smap.labels:
                     problems.append(f"sources.{src}.refine.{j}.label: {rule.label!r} is not a label of this source")
+            for raw, fields in smap.votes.items():
+                if raw not in smap.labels:
+                    problems.append(f"sources.{src}.votes.{raw}: {raw!r} is not a label of this source")
+                if not fields:
+                    problems.append(f"sources.{src}.votes.{raw}: name at least one metadata field")
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -188,6 +196,31 @@ class Taxonomy(_Strict):
             if rule.label == key and rule.regex.search(text):
                 return rule.policy
         return smap.labels[key]
+
+    def vote_shares(self, source: str, metadata: Optional[dict[str, Any]], text: str = "") -> Optional[dict[str, float]]:
+        """Share of annotator votes per policy label (summing to 1), from the item's metadata
+        through the source's `votes` fields; None when the source records no votes or the item
+        has none. Raises ValueError naming the field when a count is not a non-negative number."""
+        smap = self.sources.get(source)
+        if smap is None or not smap.votes or not metadata:
+            return None
+        counts: dict[str, float] = {}
+        for raw, fields in smap.votes.items():
+            field = next((f for f in fields if f in metadata), None)
+            if field is None:
+                return None
+            try:
+                n = float(metadata[field])
+            except (TypeError, ValueError):
+                raise ValueError(f"vote count {field}={metadata[field]!r} is not a number") from None
+            if not n >= 0:
+                raise ValueError(f"vote count {field}={metadata[field]!r} is negative")
+            if n:
+                policy = self.map_source_label(source, raw, text)
+                if policy is not None:
+                    counts[policy] = counts.get(policy, 0.0) + n
+        total = sum(counts.values())
+        return {k: v / total for k, v in counts.items()} if total else None
 
     def check_decision(self, label: str, action: str) -> None:
         """Raise ValueError unless `action` is allowed for policy `label`."""
