@@ -9,6 +9,8 @@ side and measured on the same test side, in this process:
 - `minilm_lr`: frozen all-MiniLM-L6-v2 embedding + logistic regression (baseline);
 - `hybrid`: the fast default kind (word + char n-grams + MiniLM in one head, calibrated out of
   fold, decision weights tuned on training data only);
+- `hybrid_soft` (datasets with annotator votes only): the hybrid trained on each item's vote
+  shares (`soft_labels: true`) instead of its majority label, as an ablation;
 - `best`: the project's best kind, `ensemble` by default: the hybrid and a fine-tuned
   all-MiniLM-L6-v2 (`transformer`) blended on a held-out slice of the training side. Its
   members' own test scores are reported beside it.
@@ -141,12 +143,17 @@ def main() -> None:
         t_tr, t_te = [texts[i] for i in tr], [texts[i] for i in te]
         y_tr, y_te = [y[i] for i in tr], [y[i] for i in te]
         shares = df["vote_shares"].tolist()
+        for problem in df.attrs.get("unreadable_votes", []):
+            log(f"[{ds}] votes ignored (label kept): {problem}")
         targets = target_matrix([shares[i] for i in tr], y_tr, labels) if any(shares) else None
         entry: dict = {"n_train": len(tr), "n_test": len(te),
                        "label_counts": {k: int(v) for k, v in df["policy_label"].value_counts().items()},
                        "models": {}}
         contenders = [(name, name, with_runtime(cfg.kind_params(name), runtime))
                       for name in ("tfidf_lr", "minilm_lr", "hybrid") if name != best_kind]
+        if targets is not None:  # ablation: the hybrid on the annotators' vote shares instead of the majority
+            contenders.append(("hybrid_soft", "hybrid", {**with_runtime(cfg.kind_params("hybrid"), runtime),
+                                                         "soft_labels": True}))
         best_params = with_runtime(cfg.kind_params(best_kind), runtime)
         if "checkpoint_dir" in kind_class(best_kind).param_names():
             best_params["checkpoint_dir"] = str(CACHE / f"{best_kind}_{ds}")

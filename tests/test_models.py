@@ -435,3 +435,21 @@ def test_ensemble_hands_soft_targets_to_the_members_that_learn_from_them():
     assert [m["soft_targets"] for m in model.fit_info["members"]] == [True, False]
     with pytest.raises(ModelError, match="shape"):
         model.fit(texts, ys, embeddings=emb, targets=t[:, :2])
+
+
+def test_load_labelled_reads_vote_shares_and_lists_unreadable_ones(tmp_path, taxonomy):
+    from workbench.sources import load_labelled
+
+    folder = tmp_path / "davidson_hate_offensive"
+    folder.mkdir()
+    (folder / "labeled_data.csv").write_text(
+        ",count,hate_speech,offensive_language,neither,class,tweet\n"
+        "0,3,2,1,0,0,first tweet\n"
+        "1,3,0,0,3,2,second tweet\n"
+        "2,3,x,3,0,1,third tweet\n")
+    df = load_labelled("davidson", shared_dir=tmp_path, taxonomy=taxonomy)
+    assert df["policy_label"].tolist() == ["hate", "benign", "harassment"]
+    assert df["vote_shares"][0] == pytest.approx({"hate": 2 / 3, "harassment": 1 / 3})
+    assert df["vote_shares"][1] == {"benign": 1.0} and df["vote_shares"][2] is None
+    [problem] = df.attrs["unreadable_votes"]
+    assert "labeled_data.csv line 4" in problem and "hate_speech='x'" in problem

@@ -92,7 +92,8 @@ def load_labelled(name: str, shared_dir: Optional[str | os.PathLike[str]] = None
 
     Rows go through the same RowBuilder as ingest, so ids and label mapping match the store;
     rows ingest would quarantine are left out here too (they are not trainable). `vote_shares`
-    is the annotators' share per policy label where the source records votes (else None).
+    is the annotators' share per policy label where the source records votes (else None); rows
+    whose vote counts cannot be read keep their label and are listed in `attrs["unreadable_votes"]`.
     """
     import pandas as pd
 
@@ -108,7 +109,7 @@ def load_labelled(name: str, shared_dir: Optional[str | os.PathLike[str]] = None
         rows, cols = read_delimited(loc.path, "\t" if pre.fmt == "tsv" else ",", pre.quoting), pre.columns
     build = RowBuilder(tax, pre.source, tax.sources[pre.source].surface if pre.source in tax.sources else "post",
                        ColumnMap(id=cols.id, text=cols.text, label=cols.label, meta=cols.meta), run_id=0)
-    out = []
+    out, bad_votes = [], []
     for rowno, (lineno, row) in enumerate(rows, 1):
         if limit is not None and len(out) >= limit:
             break
@@ -120,7 +121,11 @@ def load_labelled(name: str, shared_dir: Optional[str | os.PathLike[str]] = None
             continue
         try:
             shares = tax.vote_shares(pre.source, item["metadata"], item["text"])
-        except ValueError:
-            shares = None  # ingest keeps such a row (votes are extra); its majority label still trains
+        except ValueError as exc:
+            # Ingest keeps such a row (votes are extra) and so do we: its majority label still trains.
+            shares = None
+            bad_votes.append(f"{loc.path} line {lineno}: {exc}")
         out.append((item["id"], item["text"], item["source_label"], item["policy_label"], shares))
-    return pd.DataFrame(out, columns=["id", "text", "source_label", "policy_label", "vote_shares"])
+    df = pd.DataFrame(out, columns=["id", "text", "source_label", "policy_label", "vote_shares"])
+    df.attrs["unreadable_votes"] = bad_votes
+    return df
