@@ -324,3 +324,24 @@ def test_copies_go_through_the_head_once(sqlite_store, taxonomy):
                           show_progress=False)
     assert summary.scored == 56
     assert len(seen) == 40 + 2 and seen.count("WIN cash now") == 1  # copies across chunks: once
+
+
+def test_training_learns_from_annotator_votes_when_the_kind_asks(sqlite_store, taxonomy):
+    from workbench.schema import Item
+
+    texts, ys = toy_corpus(10, labels=("benign", "hate", "harassment"))
+    with sqlite_store.session() as s:
+        for i, (t, lab) in enumerate(zip(texts, ys)):
+            votes = {"hate_speech": 2 if lab == "hate" else 0, "offensive_language": 1 if lab != "benign" else 0,
+                     "neither": 3 if lab == "benign" else 0}
+            if lab == "harassment":
+                votes["offensive_language"] = 3
+            s.add(Item(id=f"davidson:{i}", source="davidson", surface="post", text=t, text_hash=text_hash(t),
+                       policy_label=lab, source_label=lab, taxonomy_version="test", meta={"count": 3, **votes}))
+    params = {"embedding_weight": 0.0, "min_df": 1, "calibration_folds": 2}
+    soft = train_model(sqlite_store, taxonomy, kind="hybrid", params={**params, "soft_labels": True},
+                       show_progress=False)
+    hard = train_model(sqlite_store, taxonomy, kind="hybrid", params=params, show_progress=False)
+    assert load_model_version(sqlite_store, soft["id"])[0].fit_info["soft_targets"] is True
+    assert load_model_version(sqlite_store, hard["id"])[0].fit_info["soft_targets"] is False
+    assert soft["params"]["soft_labels"] is True and soft["data_fingerprint"] == hard["data_fingerprint"]
