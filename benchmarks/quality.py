@@ -11,9 +11,9 @@ side and measured on the same test side, in this process:
   fold, decision weights tuned on training data only);
 - `hybrid_soft` (datasets with annotator votes only): the hybrid trained on each item's vote
   shares (`soft_labels: true`) instead of its majority label, as an ablation;
-- `best`: the project's best kind, `ensemble` by default: the hybrid and a fine-tuned
-  all-MiniLM-L6-v2 (`transformer`) blended on a held-out slice of the training side. Its
-  members' own test scores are reported beside it.
+- `best`: the project's best kind, `ensemble` by default: the hybrid and the fine-tuned
+  all-MiniLM-L6-v2 members (`transformer`) of models.yaml, blended on a held-out slice of the
+  training side. Its members' own test scores are reported beside it.
 
 SMS accuracy and MCC are measured on the dataset's own labels (ham vs spam; the model's spam
 and scam both count as spam); macro F1 and ECE on the policy labels. Fine-tuning takes most of
