@@ -131,9 +131,7 @@ class HybridClassifier(PolicyClassifier):
         rows, cols = np.nonzero(targets > 0)
         weight = targets[rows, cols]
         if self.class_weight == "balanced":  # sklearn's rule, on the vote mass per label
-            mass = targets.sum(axis=0)
-            seen = mass > 0
-            weight = weight * np.where(seen, mass.sum() / max(seen.sum(), 1) / np.maximum(mass, 1e-12), 0.0)[cols]
+            weight = weight * balanced_weights(targets.sum(axis=0))[cols]
         return self._new_head(None).fit(X[rows], cols, sample_weight=weight)
 
     def _full_logits(self, clf: Any, X: Any) -> np.ndarray:
@@ -265,6 +263,14 @@ def social_text(text: str) -> str:
     text = _URL.sub(" httpurl ", text)
     text = _MENTION.sub(" @user ", text)
     return text.lower()
+
+
+def balanced_weights(mass: np.ndarray) -> np.ndarray:
+    """Per-label weights n / (labels seen * mass), sklearn's 'balanced' rule over a count or vote
+    mass per label; 0 for labels with no mass."""
+    mass = np.asarray(mass, dtype=float)
+    seen = mass > 0
+    return np.where(seen, mass.sum() / max(int(seen.sum()), 1) / np.where(seen, mass, 1.0), 0.0)
 
 
 def _nll(proba: np.ndarray, y: np.ndarray) -> float:

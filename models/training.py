@@ -20,6 +20,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from workbench.taxonomy import Taxonomy
 
 
+UNREADABLE_VOTES = "unreadable vote counts (trained on the label alone)"
+
+
 @dataclass
 class TrainingSet:
     """Parallel lists of item ids, texts and policy labels, sorted by id; `origin` says where
@@ -110,7 +113,6 @@ def training_examples(store: "Store", taxonomy: "Taxonomy", sources: Optional[It
 
     known = set(taxonomy.labels)
     it = Item.__table__
-    with_votes = {name for name, smap in taxonomy.sources.items() if smap.votes}
     q = select(it.c.id, it.c.text, it.c.policy_label, it.c.source, it.c["metadata"]).order_by(it.c.id)
     src = sorted(set(sources)) if sources else None
     if src:
@@ -131,13 +133,12 @@ def training_examples(store: "Store", taxonomy: "Taxonomy", sources: Optional[It
             dropped[f"unknown label {label}"] = dropped.get(f"unknown label {label}", 0) + 1
             continue
         share = None
-        if how == "source" and source in with_votes:
+        if how == "source":
             try:
                 share = taxonomy.vote_shares(source, meta, text)
             except ValueError:
                 # The majority label still trains; the item is counted so the gap is visible.
-                dropped["unreadable vote counts (trained on the label alone)"] = dropped.get(
-                    "unreadable vote counts (trained on the label alone)", 0) + 1
+                dropped[UNREADABLE_VOTES] = dropped.get(UNREADABLE_VOTES, 0) + 1
         ids.append(item_id)
         texts.append(text)
         labels.append(label)

@@ -21,7 +21,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from .base import ModelError, PolicyClassifier, register_kind
-from .linear import fit_temperature_bias, social_text
+from .linear import balanced_weights, fit_temperature_bias, social_text
 from .training import stratified_split
 
 HF_DIR = "hf"
@@ -137,8 +137,7 @@ class TransformerClassifier(PolicyClassifier):
         sched = get_linear_schedule_with_warmup(optim, int(total * self.warmup_ratio), total)
         weight = None
         if self.class_weight == "balanced":
-            counts = np.bincount(yi[train_idx], minlength=len(self.labels)).astype(float)
-            w = np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / max((counts > 0).sum(), 1), 0.0)
+            w = balanced_weights(np.bincount(yi[train_idx], minlength=len(self.labels)))
             weight = torch.tensor(w, dtype=torch.float32, device=self.device)
         # With soft targets the loss is the cross-entropy to each item's vote distribution.
         loss_fn = torch.nn.CrossEntropyLoss(weight=weight)
