@@ -20,7 +20,9 @@ and scam both count as spam); macro F1 and ECE on the policy labels. Fine-tuning
 the run (~25 min for Davidson on 2 CPU cores); it checkpoints under benchmarks/.cache/ and a
 rerun or a killed run resumes from there, as do the cached MiniLM embeddings.
 
-Prints one JSON line (progress goes to stderr); reliability diagrams go to benchmarks/results/.
+Prints one JSON line (progress goes to stderr); reliability diagrams, and the test probabilities of
+the best model and of each of its members (`quality_<dataset>_test_proba.npz`), go to
+benchmarks/results/.
 """
 from __future__ import annotations
 
@@ -89,12 +91,15 @@ def evaluate(model, texts_te, y_te, emb_te, labels, benign):
     return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in out.items()}, proba, y
 
 
-def member_results(model, texts_te, y_te, emb_te, labels, benign) -> dict:
-    """Each ensemble member's own test metrics (trained on the ensemble's fit slice)."""
+def member_results(model, texts_te, y_te, emb_te, labels, benign, dump: dict | None = None) -> dict:
+    """Each ensemble member's own test metrics (trained on the ensemble's fit slice, or on the whole
+    training side with `refit`); each member's test probabilities go into `dump` when given."""
     out = {}
     for i, m in enumerate(getattr(model, "fitted_members", [])):
         emb = emb_te if getattr(m, "needs_embeddings", m.uses_embeddings) else None
-        res, _, _ = evaluate(m, texts_te, y_te, emb, labels, benign)
+        res, member_proba, _ = evaluate(m, texts_te, y_te, emb, labels, benign)
+        if dump is not None:
+            dump[f"member_{i}_{m.kind}"] = member_proba
         info = model.fit_info["members"][i]
         res.update({k: info[k] for k in ("steps", "seconds_per_step", "resumed_from", "loss_first", "loss_last")
                     if k in info})
@@ -112,6 +117,13 @@ def with_runtime(params: dict, runtime: str) -> dict:
     return out
 
 
+def _torch_device() -> str:
+    """Where fine-tuning runs (`device: auto` picks the GPU when torch sees one)."""
+    import torch
+
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--datasets", nargs="+", default=["sms_spam", "davidson"])
@@ -119,6 +131,11 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=None, help="Split seed (default: training.seed of models.yaml).")
     ap.add_argument("--runtime", choices=["torch", "onnx", "onnx-int8"], default=None,
                     help="Embedding runtime for the MiniLM features (default: embedding.runtime of models.yaml).")
+    ap.add_argument("--skip", nargs="*", default=[], choices=["hybrid", "hybrid_soft"],
+                    help="Leave out these extra contenders (the baselines and the best model always run).")
+    ap.add_argument("--no-checkpoints", action="store_true",
+                    help="Fine-tune in memory: no checkpoints under benchmarks/.cache (for a GPU, where "
+                         "writing them costs more than the training steps between them).")
     args = ap.parse_args()
 
     cfg = load_models_config()
@@ -131,7 +148,7 @@ def main() -> None:
     embedder = Embedder(max_seq_length=cfg.embedding.max_seq_length, runtime=runtime)
     cache = EmbeddingCache(store, embedder.model_id)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    report: dict = {"benchmark": "quality", "seed": seed, "embedding": embedder.model_id, "split": "80/20 stratified on policy label",
+    report: dict = {"benchmark": "quality", "seed": seed, "torch_device": _torch_device(), "embedding": embedder.model_id, "split": "80/20 stratified on policy label",
                     "best_kind": best_kind, "datasets": {}, "targets": {}}
     for ds in args.datasets:
         log(f"[{ds}] loading")
@@ -150,12 +167,12 @@ def main() -> None:
                        "label_counts": {k: int(v) for k, v in df["policy_label"].value_counts().items()},
                        "models": {}}
         contenders = [(name, name, with_runtime(cfg.kind_params(name), runtime))
-                      for name in ("tfidf_lr", "minilm_lr", "hybrid") if name != best_kind]
-        if targets is not None:  # ablation: the hybrid on the annotators' vote shares instead of the majority
+                      for name in ("tfidf_lr", "minilm_lr", "hybrid") if name != best_kind and name not in args.skip]
+        if targets is not None and "hybrid_soft" not in args.skip:  # ablation: the hybrid on the annotators' vote shares instead of the majority
             contenders.append(("hybrid_soft", "hybrid", {**with_runtime(cfg.kind_params("hybrid"), runtime),
                                                          "soft_labels": True}))
         best_params = with_runtime(cfg.kind_params(best_kind), runtime)
-        if "checkpoint_dir" in kind_class(best_kind).param_names():
+        if "checkpoint_dir" in kind_class(best_kind).param_names() and not args.no_checkpoints:
             best_params["checkpoint_dir"] = str(CACHE / f"{best_kind}_{ds}")
         contenders.append(("best", best_kind, best_params))
         for name, kind, params in contenders:
@@ -169,10 +186,13 @@ def main() -> None:
             if name == "best":
                 plot_reliability(proba, yi, str(RESULTS / f"quality_{ds}_reliability.png"),
                                  title=f"{best_kind} on {ds} test split")
-                members = member_results(model, t_te, y_te, emb[te], labels, tax.benign_label)
+                dump = {"y": yi, "labels": np.array(labels), "best": proba}
+                members = member_results(model, t_te, y_te, emb[te], labels, tax.benign_label, dump)
+                np.savez_compressed(RESULTS / f"quality_{ds}_test_proba.npz", **dump)
                 if members:
                     res["members"] = members
-                    res["blend"] = {k: model.fit_info[k] for k in ("weights", "n_train", "n_blend")}
+                    res["blend"] = {k: model.fit_info[k] for k in ("weights", "n_train", "n_blend", "refit")
+                                    if k in model.fit_info}
         best, base = entry["models"]["best"], entry["models"]["tfidf_lr"]
         entry["ratios_vs_tfidf_lr"] = {k: round(best[k] / base[k], 4) for k in ("macro_f1", "weighted_f1", "accuracy")}
         report["datasets"][ds] = entry

@@ -7,6 +7,9 @@ member on the rest, and then learns on the held-out slice, by log loss, one weig
 and one bias per label over the members' log-probabilities (a stacked, tied logistic
 regression: k + m parameters, so a few hundred held-out items suffice). Per-label decision
 weights are tuned on the same slice, bagged over bootstrap resamples because the slice is small.
+With `refit`, every member is then trained again on all the training data and the learned blend
+and decision weights are kept (as scikit-learn's stacking refits its base estimators on the full
+data): the members see the held-out slice too, at twice the training cost.
 Soft targets (annotator vote shares) go to every member; those with `soft_labels` learn from
 them, and the blend itself is fitted on the hard labels. Members are saved in sub-folders with
 their own kinds.
@@ -36,12 +39,14 @@ class EnsembleClassifier(PolicyClassifier):
 
     def __init__(self, labels: Sequence[str], members: Sequence[dict[str, Any]] = DEFAULT_MEMBERS,
                  blend_fraction: float = 0.15, decision_objective: Optional[str] = "macro_f1",
-                 decision_bootstrap: int = 30, checkpoint_dir: Optional[str] = None, seed: int = 0) -> None:
+                 decision_bootstrap: int = 30, refit: bool = False, checkpoint_dir: Optional[str] = None,
+                 seed: int = 0) -> None:
         super().__init__(labels)
         self.members = [member_spec(m, i) for i, m in enumerate(members)]
         self.blend_fraction = float(blend_fraction)
         self.decision_objective = decision_objective
         self.decision_bootstrap = int(decision_bootstrap)
+        self.refit = bool(refit)
         self.checkpoint_dir = checkpoint_dir
         self.seed = int(seed)
         if not self.members:
@@ -56,13 +61,16 @@ class EnsembleClassifier(PolicyClassifier):
         self.present = np.arange(len(self.labels))
 
     # -- members -------------------------------------------------------------------------
-    def _new_members(self) -> list[PolicyClassifier]:
+    def _new_members(self, stage: str = "") -> list[PolicyClassifier]:
+        """Unfitted members; `stage` names their checkpoint folders apart (the refit's own)."""
         out = []
         for i, spec in enumerate(self.members):
             params = dict(spec.get("params") or {})
-            if (self.checkpoint_dir and "checkpoint_dir" in kind_class(spec["kind"]).param_names()
-                    and not params.get("checkpoint_dir")):
-                params["checkpoint_dir"] = str(Path(self.checkpoint_dir) / f"member-{i}-{spec['kind']}")
+            if "checkpoint_dir" in kind_class(spec["kind"]).param_names():
+                base = params.get("checkpoint_dir") or (
+                    str(Path(self.checkpoint_dir) / f"member-{i}-{spec['kind']}") if self.checkpoint_dir else None)
+                if base:
+                    params["checkpoint_dir"] = base + stage
             out.append(make_classifier(spec["kind"], self.labels, **params))
         return out
 
@@ -107,23 +115,12 @@ class EnsembleClassifier(PolicyClassifier):
             raise ModelError(f"soft targets must have shape ({len(yi)}, {len(self.labels)}), got {np.shape(targets)}")
         fit_idx, blend_idx = stratified_split([str(i) for i in range(len(yi))], yi.tolist(), self.blend_fraction,
                                               self.seed)
-        models = self._new_members()
-        fit_texts, fit_y = [texts[i] for i in fit_idx], [self.labels[v] for v in yi[fit_idx]]
-        infos = []
-        for m in models:
-            emb = None
-            if embeddings is not None and getattr(m, "needs_embeddings", m.uses_embeddings):
-                emb = np.asarray(embeddings)[fit_idx]
-            m.fit(fit_texts, fit_y, embeddings=emb, show_progress=show_progress,
-                  targets=None if targets is None else np.asarray(targets)[fit_idx])
-            infos.append({"kind": m.kind, **{k: v for k, v in m.fit_info.items() if k != "loss_curve"}})
+        models, infos = self._fit_members(self._new_members(), texts, yi, fit_idx, embeddings, targets, show_progress)
         blend_emb = None if embeddings is None else np.asarray(embeddings)[blend_idx]
         logp = self._member_log_proba([texts[i] for i in blend_idx], blend_emb, models)
         present = np.unique(yi)
         self.weights, self.bias = fit_blend(logp[:, :, present], yi[blend_idx], present, len(self.labels))
         self.present = present
-        self._models = models
-        self.is_fitted = True
         proba = self._combine(logp)
         if self.decision_objective == "macro_f1":
             from .linear import tune_decision_weights
@@ -134,8 +131,30 @@ class EnsembleClassifier(PolicyClassifier):
             self.decision_weights = np.ones(len(self.labels))
         self.fit_info = {"n_train": int(len(fit_idx)), "n_blend": int(len(blend_idx)),
                          "weights": {f"{i}:{s['kind']}": float(w) for i, (s, w) in enumerate(zip(self.members, self.weights))},
-                         "bias": self.bias.tolist(), "members": infos}
+                         "bias": self.bias.tolist(), "members": infos, "refit": self.refit}
+        if self.refit:
+            self.fit_info["blend_members"] = infos
+            models, self.fit_info["members"] = self._fit_members(self._new_members("-refit"), texts, yi,
+                                                                 np.arange(len(yi)), embeddings, targets, show_progress)
+            self.fit_info["n_refit"] = int(len(yi))
+        self._models = models
+        self.is_fitted = True
         return self
+
+    def _fit_members(self, models: list[PolicyClassifier], texts: list[str], yi: np.ndarray, idx: np.ndarray,
+                     embeddings: np.ndarray | None, targets: np.ndarray | None,
+                     show_progress: bool) -> tuple[list[PolicyClassifier], list[dict[str, Any]]]:
+        """`models` fitted on the rows `idx`, and what each one's fit reported."""
+        sub_texts, sub_y = [texts[i] for i in idx], [self.labels[v] for v in yi[idx]]
+        infos = []
+        for m in models:
+            emb = None
+            if embeddings is not None and getattr(m, "needs_embeddings", m.uses_embeddings):
+                emb = np.asarray(embeddings)[idx]
+            m.fit(sub_texts, sub_y, embeddings=emb, show_progress=show_progress,
+                  targets=None if targets is None else np.asarray(targets)[idx])
+            infos.append({"kind": m.kind, **{k: v for k, v in m.fit_info.items() if k != "loss_curve"}})
+        return models, infos
 
     def _combine(self, logp: np.ndarray) -> np.ndarray:
         z = np.full(logp.shape[1:], -np.inf)

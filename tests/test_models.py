@@ -141,6 +141,58 @@ def test_transformer_social_preprocessing_reads_past_links_and_mentions():
     assert a.tolist() == b.tolist()
 
 
+
+def test_length_grouped_batches_cover_each_epoch_pad_less_and_resume():
+    from models.transformer import _epoch_order
+
+    rng = np.random.default_rng(3)
+    n, bs = 1000, 16
+    lengths = rng.integers(4, 64, n)
+    grouped, plain = _epoch_order(n, 7, 0, bs, lengths, group=8), _epoch_order(n, 7, 0, bs)
+    per_epoch = -(-n // bs)
+    g_batches = [next(grouped) for _ in range(2 * per_epoch)]
+    p_batches = [next(plain) for _ in range(per_epoch)]
+    for epoch in range(2):  # every text once per epoch, whatever the grouping
+        seen = np.concatenate(g_batches[epoch * per_epoch:(epoch + 1) * per_epoch])
+        assert sorted(seen.tolist()) == list(range(n))
+    padded = lambda batches: sum(len(b) * lengths[b].max() for b in batches)  # noqa: E731
+    assert padded(g_batches[:per_epoch]) < 0.75 * padded(p_batches)
+    # A run resumed at step 70 sees exactly the batches the uninterrupted run saw from there.
+    resumed = _epoch_order(n, 7, 70, bs, lengths, group=8)
+    for b in g_batches[70:70 + per_epoch]:
+        assert next(resumed).tolist() == b.tolist()
+
+
+def test_transformer_scores_in_length_order_but_returns_input_order(tmp_path):
+    texts, ys = toy_corpus(6, seed=2)
+    model = make_classifier("transformer", LABELS, init_config=TINY_TRANSFORMER, max_steps=5, batch_size=8,
+                            max_length=16, calibration_fraction=0.0, eval_batch_size=4, torch_threads=1)
+    model.fit(texts, ys)
+    texts = texts[:9] + ["a much longer text " * 6, "hi"]
+    together = model.predict_proba(texts)
+    one_by_one = np.vstack([model.predict_proba([t]) for t in texts])
+    np.testing.assert_allclose(together, one_by_one, atol=1e-5)
+
+
+def test_ensemble_refit_trains_members_on_all_rows_and_keeps_the_blend(tmp_path):
+    texts, ys = toy_corpus(12, seed=4)
+    emb = hash_vectors(texts)
+    hy = {"calibration_folds": 3, "min_df": 1}
+    common = dict(members=[{"kind": "hybrid", "params": hy}, {"kind": "tfidf_lr", "params": {"min_df": 1}}],
+                  blend_fraction=0.25)
+    plain = make_classifier("ensemble", LABELS, **common).fit(texts, ys, embeddings=emb)
+    refit = make_classifier("ensemble", LABELS, refit=True, **common).fit(texts, ys, embeddings=emb)
+    n = len(texts)
+    assert plain.fit_info["members"][0]["n_train"] < n
+    assert refit.fit_info["n_refit"] == n and [m["n_train"] for m in refit.fit_info["members"]] == [n, n]
+    assert [m["n_train"] for m in refit.fit_info["blend_members"]] == [m["n_train"] for m in plain.fit_info["members"]]
+    np.testing.assert_allclose(refit.weights, plain.weights)  # the blend was learned before the refit
+    assert refit.predict_proba(texts[:3], embeddings=emb[:3]).shape == (3, len(LABELS))
+    assert make_classifier("ensemble", LABELS, refit=True, checkpoint_dir=str(tmp_path),
+                           members=["hybrid", "transformer"])._new_members("-refit")[1].checkpoint_dir \
+        == str(tmp_path / "member-1-transformer-refit")
+
+
 # -- pure functions ------------------------------------------------------------------------
 def test_uncertainty_bounds():
     p = np.array([[1.0, 0, 0], [0.5, 0.5, 0], [1 / 3, 1 / 3, 1 / 3], [0.7, 0.2, 0.1]])
