@@ -17,7 +17,7 @@ side and measured on the same test side, in this process:
 
 SMS accuracy and MCC are measured on the dataset's own labels (ham vs spam; the model's spam
 and scam both count as spam); macro F1 and ECE on the policy labels. Fine-tuning takes most of
-the run (~25 min for Davidson on 2 CPU cores); it checkpoints under benchmarks/.cache/ and a
+the run (~85 min for Davidson on 2 CPU cores, refit included); it checkpoints under benchmarks/.cache/ and a
 rerun or a killed run resumes from there, as do the cached MiniLM embeddings.
 
 Prints one JSON line (progress goes to stderr); reliability diagrams, and the test probabilities of
@@ -210,7 +210,7 @@ def main() -> None:
                        "thresholds and calibration are fitted on the training split only (out of fold for the hybrid, "
                        "on a held-out blend slice of it for the ensemble)",
                        "a fine-tuned member with resumed_from == steps was read from its benchmarks/.cache checkpoint, so "
-                       "fit_seconds leaves out its fine-tuning (about 25 min per Davidson transformer on 2 CPU cores)"]
+                       "fit_seconds leaves out its fine-tuning (about 13 min per Davidson transformer on 2 CPU cores)"]
     print(json.dumps(report, separators=(",", ":")))
 
 
