@@ -146,13 +146,12 @@ class EnsembleClassifier(PolicyClassifier):
                      show_progress: bool) -> tuple[list[PolicyClassifier], list[dict[str, Any]]]:
         """`models` fitted on the rows `idx`, and what each one's fit reported."""
         sub_texts, sub_y = [texts[i] for i in idx], [self.labels[v] for v in yi[idx]]
+        sub_emb = None if embeddings is None else np.asarray(embeddings)[idx]
+        sub_targets = None if targets is None else np.asarray(targets)[idx]
         infos = []
         for m in models:
-            emb = None
-            if embeddings is not None and getattr(m, "needs_embeddings", m.uses_embeddings):
-                emb = np.asarray(embeddings)[idx]
-            m.fit(sub_texts, sub_y, embeddings=emb, show_progress=show_progress,
-                  targets=None if targets is None else np.asarray(targets)[idx])
+            emb = sub_emb if getattr(m, "needs_embeddings", m.uses_embeddings) else None
+            m.fit(sub_texts, sub_y, embeddings=emb, show_progress=show_progress, targets=sub_targets)
             infos.append({"kind": m.kind, **{k: v for k, v in m.fit_info.items() if k != "loss_curve"}})
         return models, infos
 
