@@ -78,9 +78,15 @@ def fit_and_measure(model, texts_tr, y_tr, texts_te, y_te, emb_tr, emb_te, label
 def evaluate(model, texts_te, y_te, emb_te, labels, benign):
     """Policy-label metrics plus benign-vs-violating accuracy and MCC of a fitted model."""
     proba = model.predict_proba(texts_te, embeddings=emb_te)
+    res, y = evaluate_proba(proba, model.predict_from_proba, y_te, labels, benign)
+    return res, proba, y
+
+
+def evaluate_proba(proba, predict_from_proba, y_te, labels, benign):
+    """`evaluate` on test probabilities already computed; returns the figures and the label indices."""
     index = {lab: i for i, lab in enumerate(labels)}
     y = np.array([index[v] for v in y_te])
-    pred = model.predict_from_proba(proba)
+    pred = predict_from_proba(proba)
     s = classification_summary(y, pred, labels, proba)
     b = index[benign]
     yb, pb = (y != b).astype(int), (pred != b).astype(int)
@@ -88,16 +94,23 @@ def evaluate(model, texts_te, y_te, emb_te, labels, benign):
            "ece": s["ece"], "log_loss": s["log_loss"],
            "f1": {k: round(v["f1"], 4) for k, v in s["per_label"].items()},
            "accuracy_binary": float((yb == pb).mean()), "mcc_binary": matthews_corrcoef(yb, pb, 2)}
-    return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in out.items()}, proba, y
+    return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in out.items()}, y
 
 
 def member_results(model, texts_te, y_te, emb_te, labels, benign, dump: dict | None = None) -> dict:
-    """Each ensemble member's own test metrics (trained on the ensemble's fit slice, or on the whole
-    training side with `refit`); each member's test probabilities go into `dump` when given."""
+    """Each ensemble member's own test metrics (averaged over its fold models when cross-fit
+    bagged; trained on the whole training side with `refit`); each member's test probabilities,
+    and the out-of-fold member log-probabilities the blend was fitted on, go into `dump` when given."""
+    if not hasattr(model, "member_log_proba"):
+        return {}
+    logp = model.member_log_proba(texts_te, embeddings=emb_te)
+    if dump is not None and model.blend_log_proba_ is not None:
+        dump["blend_member_logp"], dump["blend_y"] = model.blend_log_proba_, model.blend_y_
     out = {}
-    for i, m in enumerate(getattr(model, "fitted_members", [])):
-        emb = emb_te if getattr(m, "needs_embeddings", m.uses_embeddings) else None
-        res, member_proba, _ = evaluate(m, texts_te, y_te, emb, labels, benign)
+    for i, m in enumerate(model.fitted_members):
+        member_proba = np.exp(logp[i])
+        member_proba /= member_proba.sum(axis=1, keepdims=True)
+        res, _ = evaluate_proba(member_proba, m.predict_from_proba, y_te, labels, benign)
         if dump is not None:
             dump[f"member_{i}_{m.kind}"] = member_proba
         info = model.fit_info["members"][i]
@@ -191,7 +204,7 @@ def main() -> None:
                 np.savez_compressed(RESULTS / f"quality_{ds}_test_proba.npz", **dump)
                 if members:
                     res["members"] = members
-                    res["blend"] = {k: model.fit_info[k] for k in ("weights", "n_train", "n_blend", "refit")
+                    res["blend"] = {k: model.fit_info[k] for k in ("weights", "n_train", "n_blend", "blend_folds", "refit")
                                     if k in model.fit_info}
         best, base = entry["models"]["best"], entry["models"]["tfidf_lr"]
         entry["ratios_vs_tfidf_lr"] = {k: round(best[k] / base[k], 4) for k in ("macro_f1", "weighted_f1", "accuracy")}

@@ -7,9 +7,14 @@ member on the rest, and then learns on the held-out slice, by log loss, one weig
 and one bias per label over the members' log-probabilities (a stacked, tied logistic
 regression: k + m parameters, so a few hundred held-out items suffice). Per-label decision
 weights are tuned on the same slice, bagged over bootstrap resamples because the slice is small.
+With `blend_folds` = K >= 2 the blend is cross-fitted instead: the members are trained K times, each
+time on K-1 folds, and the blend and decision weights are learned on the out-of-fold predictions
+of every training item (on Davidson, ~1,100 hate tweets instead of the ~170 of a 15% slice). The K
+fitted member sets are kept and their log-probabilities averaged at prediction time (cross-fit
+bagging), so the blend scores models of the kind it was fitted on.
 With `refit`, every member is then trained again on all the training data and the learned blend
 and decision weights are kept (as scikit-learn's stacking refits its base estimators on the full
-data): the members see the held-out slice too, at twice the training cost.
+data): the members see the held-out data too, but are sharper than the ones the blend was fitted on.
 Soft targets (annotator vote shares) go to every member; those with `soft_labels` learn from
 them, and the blend itself is fitted on the hard labels. Members are saved in sub-folders with
 their own kinds.
@@ -39,13 +44,14 @@ class EnsembleClassifier(PolicyClassifier):
 
     def __init__(self, labels: Sequence[str], members: Sequence[dict[str, Any]] = DEFAULT_MEMBERS,
                  blend_fraction: float = 0.15, decision_objective: Optional[str] = "macro_f1",
-                 decision_bootstrap: int = 30, refit: bool = False, checkpoint_dir: Optional[str] = None,
-                 seed: int = 0) -> None:
+                 decision_bootstrap: int = 30, blend_folds: int = 0, refit: bool = False,
+                 checkpoint_dir: Optional[str] = None, seed: int = 0) -> None:
         super().__init__(labels)
         self.members = [member_spec(m, i) for i, m in enumerate(members)]
         self.blend_fraction = float(blend_fraction)
         self.decision_objective = decision_objective
         self.decision_bootstrap = int(decision_bootstrap)
+        self.blend_folds = int(blend_folds)
         self.refit = bool(refit)
         self.checkpoint_dir = checkpoint_dir
         self.seed = int(seed)
@@ -53,9 +59,13 @@ class EnsembleClassifier(PolicyClassifier):
             raise ModelError("an ensemble needs at least one member")
         if not 0.0 < self.blend_fraction < 0.5:
             raise ModelError("blend_fraction must be in (0, 0.5)")
+        if self.blend_folds == 1 or self.blend_folds < 0:
+            raise ModelError(f"blend_folds must be 0 (one held-out slice) or at least 2, not {blend_folds}")
         if decision_objective not in (None, "macro_f1"):
             raise ModelError(f"decision_objective must be null or macro_f1, not {decision_objective!r}")
-        self._models: list[PolicyClassifier] = []
+        self._sets: list[list[PolicyClassifier]] = []  # one set of members per fold (one set unless bagged)
+        self.blend_log_proba_: Optional[np.ndarray] = None  # (m, n, k) what the blend was fitted on (not saved)
+        self.blend_y_: Optional[np.ndarray] = None
         self.weights = np.ones(len(self.members))
         self.bias = np.zeros(len(self.labels))
         self.present = np.arange(len(self.labels))
@@ -75,7 +85,7 @@ class EnsembleClassifier(PolicyClassifier):
         return out
 
     def _embedding_member(self) -> Optional[PolicyClassifier]:
-        models = self._models or self._new_members()
+        models = self._sets[0] if self._sets else self._new_members()
         for m in models:
             if getattr(m, "needs_embeddings", m.uses_embeddings):
                 return m
@@ -83,8 +93,19 @@ class EnsembleClassifier(PolicyClassifier):
 
     @property
     def fitted_members(self) -> list[PolicyClassifier]:
-        """The fitted members, in `members` order (empty before `fit`)."""
-        return list(self._models)
+        """The fitted members of the first set, in `members` order (empty before `fit`)."""
+        return list(self._sets[0]) if self._sets else []
+
+    @property
+    def n_member_sets(self) -> int:
+        """How many fitted member sets are averaged (the folds when cross-fit bagged, else 1)."""
+        return len(self._sets)
+
+    def member_log_proba(self, texts: Sequence[str], embeddings: np.ndarray | None = None) -> np.ndarray:
+        """(m, n, k) each member's log-probabilities, averaged over the member sets: the blend's inputs."""
+        self._check_fitted()
+        texts = list(texts)
+        return np.mean([self._member_log_proba(texts, embeddings, models) for models in self._sets], axis=0)
 
     @property
     def needs_embeddings(self) -> bool:
@@ -113,14 +134,22 @@ class EnsembleClassifier(PolicyClassifier):
         yi = self._encode_labels(y)
         if targets is not None and np.shape(targets) != (len(yi), len(self.labels)):
             raise ModelError(f"soft targets must have shape ({len(yi)}, {len(self.labels)}), got {np.shape(targets)}")
-        fit_idx, blend_idx = stratified_split([str(i) for i in range(len(yi))], yi.tolist(), self.blend_fraction,
-                                              self.seed)
-        models, infos = self._fit_members(self._new_members(), texts, yi, fit_idx, embeddings, targets, show_progress)
-        blend_emb = None if embeddings is None else np.asarray(embeddings)[blend_idx]
-        logp = self._member_log_proba([texts[i] for i in blend_idx], blend_emb, models)
+        if self.blend_folds:
+            sets, infos, logp = self._cross_fit(texts, yi, embeddings, targets, show_progress)
+            blend_idx = np.arange(len(yi))
+            n_train = int(len(yi) - len(yi) // self.blend_folds)
+        else:
+            fit_idx, blend_idx = stratified_split([str(i) for i in range(len(yi))], yi.tolist(), self.blend_fraction,
+                                                  self.seed)
+            models, infos = self._fit_members(self._new_members(), texts, yi, fit_idx, embeddings, targets,
+                                              show_progress)
+            blend_emb = None if embeddings is None else np.asarray(embeddings)[blend_idx]
+            logp = self._member_log_proba([texts[i] for i in blend_idx], blend_emb, models)
+            sets, n_train = [models], int(len(fit_idx))
         present = np.unique(yi)
         self.weights, self.bias = fit_blend(logp[:, :, present], yi[blend_idx], present, len(self.labels))
         self.present = present
+        self.blend_log_proba_, self.blend_y_ = logp, yi[blend_idx]
         proba = self._combine(logp)
         if self.decision_objective == "macro_f1":
             from .linear import tune_decision_weights
@@ -129,7 +158,7 @@ class EnsembleClassifier(PolicyClassifier):
                                                           bootstrap=self.decision_bootstrap, seed=self.seed)
         else:
             self.decision_weights = np.ones(len(self.labels))
-        self.fit_info = {"n_train": int(len(fit_idx)), "n_blend": int(len(blend_idx)),
+        self.fit_info = {"n_train": n_train, "n_blend": int(len(blend_idx)), "blend_folds": self.blend_folds,
                          "weights": {f"{i}:{s['kind']}": float(w) for i, (s, w) in enumerate(zip(self.members, self.weights))},
                          "bias": self.bias.tolist(), "members": infos, "refit": self.refit}
         if self.refit:
@@ -137,9 +166,30 @@ class EnsembleClassifier(PolicyClassifier):
             models, self.fit_info["members"] = self._fit_members(self._new_members("-refit"), texts, yi,
                                                                  np.arange(len(yi)), embeddings, targets, show_progress)
             self.fit_info["n_refit"] = int(len(yi))
-        self._models = models
+            sets = [models]
+        self._sets = sets
         self.is_fitted = True
         return self
+
+    def _cross_fit(self, texts: list[str], yi: np.ndarray, embeddings: np.ndarray | None,
+                   targets: np.ndarray | None, show_progress: bool
+                   ) -> tuple[list[list[PolicyClassifier]], list[dict[str, Any]], np.ndarray]:
+        """Members fitted once per stratified fold; returns the member sets, each member's fit
+        report (the first fold's, with every fold's under `folds`) and the (m, n, k) out-of-fold
+        log-probabilities of every item."""
+        from sklearn.model_selection import StratifiedKFold
+
+        folds = StratifiedKFold(n_splits=self.blend_folds, shuffle=True, random_state=self.seed)
+        logp = np.zeros((len(self.members), len(yi), len(self.labels)))
+        sets, infos = [], []
+        for f, (fit_idx, held_idx) in enumerate(folds.split(np.zeros(len(yi)), yi)):
+            models, fold_infos = self._fit_members(self._new_members(f"-fold{f}"), texts, yi, fit_idx, embeddings,
+                                                   targets, show_progress)
+            held_emb = None if embeddings is None else np.asarray(embeddings)[held_idx]
+            logp[:, held_idx] = self._member_log_proba([texts[i] for i in held_idx], held_emb, models)
+            sets.append(models)
+            infos.append(fold_infos)
+        return sets, [{**info, "folds": [fi[j] for fi in infos]} for j, info in enumerate(infos[0])], logp
 
     def _fit_members(self, models: list[PolicyClassifier], texts: list[str], yi: np.ndarray, idx: np.ndarray,
                      embeddings: np.ndarray | None, targets: np.ndarray | None,
@@ -167,14 +217,16 @@ class EnsembleClassifier(PolicyClassifier):
         texts = list(texts)
         if not texts:
             return np.zeros((0, len(self.labels)))
-        return self._combine(self._member_log_proba(texts, embeddings, self._models))
+        return self._combine(self.member_log_proba(texts, embeddings))
 
     # -- persistence ---------------------------------------------------------------------
     def _save_state(self, folder: Path) -> None:
-        for i, m in enumerate(self._models):
-            m.save(folder / MEMBERS_DIR / str(i))
+        for f, models in enumerate(self._sets):
+            for i, m in enumerate(models):
+                m.save(_member_dir(folder, f, len(self._sets), i))
         (folder / BLEND_FILE).write_text(json.dumps({"weights": self.weights.tolist(), "bias": self.bias.tolist(),
-                                                     "present": self.present.tolist()}))
+                                                     "present": self.present.tolist(),
+                                                     "member_sets": len(self._sets)}))
 
     def _load_state(self, folder: Path, meta: dict[str, Any]) -> None:
         super()._load_state(folder, meta)
@@ -184,10 +236,19 @@ class EnsembleClassifier(PolicyClassifier):
         self.weights = np.asarray(blend["weights"], dtype=float)
         self.bias = np.asarray(blend["bias"], dtype=float)
         self.present = np.asarray(blend["present"], dtype=int)
-        self._models = [load_classifier(folder / MEMBERS_DIR / str(i)) for i in range(len(self.members))]
-        for spec, m in zip(self.members, self._models):
-            if m.kind != spec["kind"] or m.labels != self.labels:
-                raise ModelError(f"{folder}: saved member {m.kind} does not match the ensemble's {spec['kind']}")
+        k = int(blend.get("member_sets", 1))
+        self._sets = [[load_classifier(_member_dir(folder, f, k, i)) for i in range(len(self.members))]
+                      for f in range(k)]
+        for models in self._sets:
+            for spec, m in zip(self.members, models):
+                if m.kind != spec["kind"] or m.labels != self.labels:
+                    raise ModelError(f"{folder}: saved member {m.kind} does not match the ensemble's {spec['kind']}")
+
+
+def _member_dir(folder: Path, set_index: int, n_sets: int, i: int) -> Path:
+    """members/<i> for a single member set (as before cross-fitting), members/fold-<f>/<i> for several."""
+    base = folder / MEMBERS_DIR
+    return base / str(i) if n_sets == 1 else base / f"fold-{set_index}" / str(i)
 
 
 def member_spec(spec: Any, i: int) -> dict[str, Any]:

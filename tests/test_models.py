@@ -174,6 +174,39 @@ def test_transformer_scores_in_length_order_but_returns_input_order(tmp_path):
     np.testing.assert_allclose(together, one_by_one, atol=1e-5)
 
 
+def test_ensemble_cross_fit_blends_every_item_out_of_fold_and_averages_the_fold_models(tmp_path):
+    texts, ys = toy_corpus(12, seed=4)
+    emb = hash_vectors(texts)
+    members = [{"kind": "hybrid", "params": {"calibration_folds": 3, "min_df": 1}},
+               {"kind": "tfidf_lr", "params": {"min_df": 1}}]
+    model = make_classifier("ensemble", LABELS, members=members, blend_folds=3).fit(texts, ys, embeddings=emb)
+    n = len(texts)
+    assert model.n_member_sets == 3 and model.fit_info["n_blend"] == n
+    assert model.blend_log_proba_.shape == (2, n, len(LABELS)) and len(model.blend_y_) == n
+    folds = model.fit_info["members"][0]["folds"]
+    assert len(folds) == 3 and sum(n - f["n_train"] for f in folds) == n  # each item held out exactly once
+    # Every item's blend input comes from the fold models that did not see it.
+    from sklearn.model_selection import StratifiedKFold
+    yi = np.array([LABELS.index(v) for v in ys])
+    for f, (_, held) in enumerate(StratifiedKFold(3, shuffle=True, random_state=0).split(np.zeros(n), yi)):
+        held_p = model._sets[f][1].predict_proba([texts[i] for i in held])
+        np.testing.assert_allclose(model.blend_log_proba_[1, held], np.log(np.clip(held_p, 1e-9, 1)), atol=1e-9)
+    # Prediction averages the fold models' log-probabilities before the blend.
+    sample = texts[:4]
+    logs = [model._member_log_proba(sample, emb[:4], s) for s in model._sets]
+    np.testing.assert_allclose(model.member_log_proba(sample, emb[:4]), np.mean(logs, axis=0))
+    np.testing.assert_allclose(model.predict_proba(sample, embeddings=emb[:4]), model._combine(np.mean(logs, axis=0)))
+    again = load_classifier(model.save(tmp_path / "ens"))
+    assert again.n_member_sets == 3
+    np.testing.assert_allclose(again.predict_proba(sample, embeddings=emb[:4]),
+                               model.predict_proba(sample, embeddings=emb[:4]), atol=1e-9)
+    assert make_classifier("ensemble", LABELS, blend_folds=2, checkpoint_dir=str(tmp_path),
+                           members=["hybrid", "transformer"])._new_members("-fold1")[1].checkpoint_dir \
+        == str(tmp_path / "member-1-transformer-fold1")
+    with pytest.raises(ModelError, match="blend_folds"):
+        make_classifier("ensemble", LABELS, blend_folds=1)
+
+
 def test_ensemble_refit_trains_members_on_all_rows_and_keeps_the_blend(tmp_path):
     texts, ys = toy_corpus(12, seed=4)
     emb = hash_vectors(texts)
