@@ -13,7 +13,8 @@ side and measured on the same test side, in this process:
   shares (`soft_labels: true`) instead of its majority label, as an ablation;
 - `best`: the project's best kind, `ensemble` by default: the hybrid and the fine-tuned
   all-MiniLM-L6-v2 members (`transformer`) of models.yaml, blended on a held-out slice of the
-  training side. Its members' own test scores are reported beside it.
+  training side (or on out-of-fold predictions with `blend_folds`). Its members' own test scores
+  are reported beside it.
 
 SMS accuracy and MCC are measured on the dataset's own labels (ham vs spam; the model's spam
 and scam both count as spam); macro F1 and ECE on the policy labels. Fine-tuning takes most of
@@ -21,7 +22,8 @@ the run (~85 min for Davidson on 2 CPU cores, refit included); it checkpoints un
 rerun or a killed run resumes from there, as do the cached MiniLM embeddings.
 
 Prints one JSON line (progress goes to stderr); reliability diagrams, and the test probabilities of
-the best model and of each of its members (`quality_<dataset>_test_proba.npz`), go to
+the best model and of each of its members, and the member log-probabilities its blend was fitted on
+(`quality_<dataset>_test_proba.npz`), go to
 benchmarks/results/.
 """
 from __future__ import annotations
