@@ -44,14 +44,15 @@ class EnsembleClassifier(PolicyClassifier):
 
     def __init__(self, labels: Sequence[str], members: Sequence[dict[str, Any]] = DEFAULT_MEMBERS,
                  blend_fraction: float = 0.15, decision_objective: Optional[str] = "macro_f1",
-                 decision_bootstrap: int = 30, blend_folds: int = 0, refit: bool = False,
-                 checkpoint_dir: Optional[str] = None, seed: int = 0) -> None:
+                 decision_bootstrap: int = 30, blend_folds: int = 0, blend_weights: str = "tied",
+                 refit: bool = False, checkpoint_dir: Optional[str] = None, seed: int = 0) -> None:
         super().__init__(labels)
         self.members = [member_spec(m, i) for i, m in enumerate(members)]
         self.blend_fraction = float(blend_fraction)
         self.decision_objective = decision_objective
         self.decision_bootstrap = int(decision_bootstrap)
         self.blend_folds = int(blend_folds)
+        self.blend_weights = blend_weights
         self.refit = bool(refit)
         self.checkpoint_dir = checkpoint_dir
         self.seed = int(seed)
@@ -59,6 +60,8 @@ class EnsembleClassifier(PolicyClassifier):
             raise ModelError("an ensemble needs at least one member")
         if not 0.0 < self.blend_fraction < 0.5:
             raise ModelError("blend_fraction must be in (0, 0.5)")
+        if blend_weights not in ("tied", "per_label"):
+            raise ModelError(f"blend_weights must be tied or per_label, not {blend_weights!r}")
         if self.blend_folds == 1 or self.blend_folds < 0:
             raise ModelError(f"blend_folds must be 0 (one held-out slice) or at least 2, not {blend_folds}")
         if decision_objective not in (None, "macro_f1"):
@@ -147,7 +150,8 @@ class EnsembleClassifier(PolicyClassifier):
             logp = self._member_log_proba([texts[i] for i in blend_idx], blend_emb, models)
             sets, n_train = [models], int(len(fit_idx))
         present = np.unique(yi)
-        self.weights, self.bias = fit_blend(logp[:, :, present], yi[blend_idx], present, len(self.labels))
+        self.weights, self.bias = fit_blend(logp[:, :, present], yi[blend_idx], present, len(self.labels),
+                                            per_label=self.blend_weights == "per_label")
         self.present = present
         self.blend_log_proba_, self.blend_y_ = logp, yi[blend_idx]
         proba = self._combine(logp)
@@ -159,7 +163,8 @@ class EnsembleClassifier(PolicyClassifier):
         else:
             self.decision_weights = np.ones(len(self.labels))
         self.fit_info = {"n_train": n_train, "n_blend": int(len(blend_idx)), "blend_folds": self.blend_folds,
-                         "weights": {f"{i}:{s['kind']}": float(w) for i, (s, w) in enumerate(zip(self.members, self.weights))},
+                         "weights": {f"{i}:{s['kind']}": w.tolist() if np.ndim(w) else float(w)
+                                     for i, (s, w) in enumerate(zip(self.members, self.weights))},
                          "bias": self.bias.tolist(), "members": infos, "refit": self.refit}
         if self.refit:
             self.fit_info["blend_members"] = infos
@@ -207,7 +212,10 @@ class EnsembleClassifier(PolicyClassifier):
 
     def _combine(self, logp: np.ndarray) -> np.ndarray:
         z = np.full(logp.shape[1:], -np.inf)
-        z[:, self.present] = np.tensordot(self.weights, logp[:, :, self.present], axes=1) + self.bias[self.present]
+        lp = logp[:, :, self.present]
+        mixed = (np.einsum("jc,jnc->nc", self.weights[:, self.present], lp) if self.weights.ndim == 2
+                 else np.tensordot(self.weights, lp, axes=1))
+        z[:, self.present] = mixed + self.bias[self.present]
         z = z - z.max(axis=1, keepdims=True)
         e = np.exp(z)
         return e / e.sum(axis=1, keepdims=True)
@@ -269,20 +277,24 @@ def member_spec(spec: Any, i: int) -> dict[str, Any]:
     return {"kind": spec["kind"], "params": params}
 
 
-def fit_blend(logp: np.ndarray, y: np.ndarray, present: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Member weights a (m,) and a per-label bias b (length k, zero for absent labels) minimising
-    the log loss of softmax(sum_j a_j * logp[j] + b) on held-out data; `logp` is (m, n, len(present))
-    with the `present` columns, `y` holds label indices among `present`'s values."""
+def fit_blend(logp: np.ndarray, y: np.ndarray, present: np.ndarray, k: int,
+              per_label: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Member weights and a per-label bias b (length k, zero for absent labels) minimising the log
+    loss of softmax(sum_j a_j * logp[j] + b) on held-out data; `logp` is (m, n, len(present)) with
+    the `present` columns, `y` holds label indices among `present`'s values. The weights are a (m,),
+    or with `per_label` a (m, k), one weight per member and label (zero for absent labels): a member
+    may be trusted more on one policy than on another, at m * k parameters instead of m."""
     from scipy.optimize import minimize
 
     col = {c: j for j, c in enumerate(present)}
     yy = np.array([col[v] for v in y])
     m, n, c = logp.shape
     rows = np.arange(n)
+    na = m * c if per_label else m
 
     def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
-        a, b = theta[:m], theta[m:]
-        z = np.tensordot(a, logp, axes=1) + b
+        a, b = theta[:na], theta[na:]
+        z = (np.einsum("jc,jnc->nc", a.reshape(m, c), logp) if per_label else np.tensordot(a, logp, axes=1)) + b
         z = z - z.max(axis=1, keepdims=True)
         lse = np.log(np.exp(z).sum(axis=1))
         p = np.exp(z - lse[:, None])
@@ -290,11 +302,15 @@ def fit_blend(logp: np.ndarray, y: np.ndarray, present: np.ndarray, k: int) -> t
         g[rows, yy] -= 1.0
         g /= n
         value = float((lse - z[rows, yy]).mean())
-        grad_a = np.einsum("jnc,nc->j", logp, g)
+        grad_a = np.einsum("jnc,nc->jc", logp, g).ravel() if per_label else np.einsum("jnc,nc->j", logp, g)
         return value, np.concatenate([grad_a, g.sum(axis=0)])
 
-    theta0 = np.concatenate([np.full(m, 1.0 / m), np.zeros(c)])
-    res = minimize(loss, theta0, jac=True, method="L-BFGS-B", bounds=[(0.0, None)] * m + [(None, None)] * c)
+    theta0 = np.concatenate([np.full(na, 1.0 / m), np.zeros(c)])
+    res = minimize(loss, theta0, jac=True, method="L-BFGS-B", bounds=[(0.0, None)] * na + [(None, None)] * c)
     bias = np.zeros(k)
-    bias[present] = res.x[m:] - res.x[m:].mean()
-    return res.x[:m], bias
+    bias[present] = res.x[na:] - res.x[na:].mean()
+    if not per_label:
+        return res.x[:m], bias
+    weights = np.zeros((m, k))
+    weights[:, present] = res.x[:na].reshape(m, c)
+    return weights, bias

@@ -368,6 +368,41 @@ def test_blend_weights_the_informative_member_and_beats_each_alone():
     assert nll(blended) <= nll(good) + 1e-6 and nll(blended) < nll(noise)
 
 
+def test_per_label_blend_trusts_each_member_on_the_label_it_reads_well(tmp_path):
+    rng = np.random.default_rng(1)
+    n, k = 1200, 3
+    y = rng.integers(0, k, n)
+
+    def member(good_at: int) -> np.ndarray:
+        # Sure and right on items of label `good_at`, a coin toss elsewhere.
+        p = rng.dirichlet(np.ones(k), n)
+        sure = y == good_at
+        p[sure] = 0.05
+        p[sure, good_at] = 0.9
+        return p
+
+    logp = np.log(np.stack([member(0), member(1)]))
+    tied_w, tied_b = fit_blend(logp, y, np.arange(k), k)
+    w, b = fit_blend(logp, y, np.arange(k), k, per_label=True)
+    assert w.shape == (2, k) and tied_w.shape == (2,)
+    assert w[0, 0] > w[1, 0] and w[1, 1] > w[0, 1]
+    nll = lambda z: -np.log(M.softmax(z)[np.arange(n), y]).mean()  # noqa: E731
+    assert nll(np.einsum("jc,jnc->nc", w, logp) + b) < nll(np.tensordot(tied_w, logp, axes=1) + tied_b)
+    # The ensemble keeps, uses and saves the (m, k) weights.
+    texts, ys = toy_corpus(12, seed=4)
+    emb = hash_vectors(texts)
+    members = [{"kind": "hybrid", "params": {"calibration_folds": 3, "min_df": 1}},
+               {"kind": "tfidf_lr", "params": {"min_df": 1}}]
+    model = make_classifier("ensemble", LABELS, members=members, blend_fraction=0.25,
+                            blend_weights="per_label").fit(texts, ys, embeddings=emb)
+    assert model.weights.shape == (2, len(LABELS))
+    again = load_classifier(model.save(tmp_path / "ens"))
+    np.testing.assert_allclose(again.predict_proba(texts[:4], embeddings=emb[:4]),
+                               model.predict_proba(texts[:4], embeddings=emb[:4]), atol=1e-9)
+    with pytest.raises(ModelError, match="blend_weights"):
+        make_classifier("ensemble", LABELS, blend_weights="free")
+
+
 def test_ensemble_members_are_validated_and_checkpoint_per_member(tmp_path):
     with pytest.raises(ModelError, match="unknown model kind"):
         make_classifier("ensemble", LABELS, members=[{"kind": "nope"}])
