@@ -66,26 +66,24 @@ def log(*args: object) -> None:
 
 def fit_and_measure(model, texts_tr, y_tr, texts_te, y_te, emb_tr, emb_te, labels, benign, targets=None):
     """Fit on the training side (with soft `targets` where the kind learns from them), then
-    `evaluate` on the test side; adds fit/predict seconds."""
+    measure on the test side (`evaluate_proba`) with fit/predict seconds. Also returns an ensemble's (m, n, k)
+    member log-probabilities on the test side (None for other kinds), for `member_results`."""
     t0 = time.perf_counter()
     model.fit(texts_tr, y_tr, embeddings=emb_tr if model.uses_embeddings else None, show_progress=True,
               targets=targets)
     fit_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    res, proba, y = evaluate(model, texts_te, y_te, emb_te if model.uses_embeddings else None, labels, benign)
-    res.update({"fit_seconds": round(fit_s, 1), "predict_seconds": round(time.perf_counter() - t0, 2)})
-    return res, proba, y
-
-
-def evaluate(model, texts_te, y_te, emb_te, labels, benign):
-    """Policy-label metrics plus benign-vs-violating accuracy and MCC of a fitted model."""
-    proba = model.predict_proba(texts_te, embeddings=emb_te)
+    emb = emb_te if model.uses_embeddings else None
+    member_logp = model.member_log_proba(texts_te, embeddings=emb) if hasattr(model, "member_log_proba") else None
+    proba = model.blend(member_logp) if member_logp is not None else model.predict_proba(texts_te, embeddings=emb)
     res, y = evaluate_proba(proba, model.predict_from_proba, y_te, labels, benign)
-    return res, proba, y
+    res.update({"fit_seconds": round(fit_s, 1), "predict_seconds": round(time.perf_counter() - t0, 2)})
+    return res, proba, y, member_logp
 
 
 def evaluate_proba(proba, predict_from_proba, y_te, labels, benign):
-    """`evaluate` on test probabilities already computed; returns the figures and the label indices."""
+    """Policy-label metrics plus benign-vs-violating accuracy and MCC of test probabilities
+    (`predict_from_proba` applies the model's decision weights); also returns the label indices."""
     index = {lab: i for i, lab in enumerate(labels)}
     y = np.array([index[v] for v in y_te])
     pred = predict_from_proba(proba)
@@ -99,18 +97,16 @@ def evaluate_proba(proba, predict_from_proba, y_te, labels, benign):
     return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in out.items()}, y
 
 
-def member_results(model, texts_te, y_te, emb_te, labels, benign, dump: dict | None = None) -> dict:
-    """Each ensemble member's own test metrics (averaged over its fold models when cross-fit
-    bagged; trained on the whole training side with `refit`); each member's test probabilities,
-    and the out-of-fold member log-probabilities the blend was fitted on, go into `dump` when given."""
-    if not hasattr(model, "member_log_proba"):
-        return {}
-    logp = model.member_log_proba(texts_te, embeddings=emb_te)
+def member_results(model, member_logp, y_te, labels, benign, dump: dict | None = None) -> dict:
+    """Each ensemble member's own test metrics from its test log-probabilities `member_logp`
+    (averaged over its fold models when cross-fit bagged; trained on the whole training side with
+    `refit`); each member's test probabilities, and the out-of-fold member log-probabilities the
+    blend was fitted on, go into `dump` when given."""
     if dump is not None and model.blend_log_proba_ is not None:
         dump["blend_member_logp"], dump["blend_y"] = model.blend_log_proba_, model.blend_y_
     out = {}
     for i, m in enumerate(model.fitted_members):
-        member_proba = np.exp(logp[i])
+        member_proba = np.exp(member_logp[i])
         member_proba /= member_proba.sum(axis=1, keepdims=True)
         res, _ = evaluate_proba(member_proba, m.predict_from_proba, y_te, labels, benign)
         if dump is not None:
@@ -193,7 +189,7 @@ def main() -> None:
         for name, kind, params in contenders:
             log(f"[{ds}] {name} ({kind})")
             model = make_classifier(kind, labels, **params)
-            res, proba, yi = fit_and_measure(model, t_tr, y_tr, t_te, y_te, emb[tr], emb[te], labels, tax.benign_label,
+            res, proba, yi, member_logp = fit_and_measure(model, t_tr, y_tr, t_te, y_te, emb[tr], emb[te], labels, tax.benign_label,
                                              targets=targets)
             res["kind"] = kind
             entry["models"][name] = res
@@ -202,7 +198,8 @@ def main() -> None:
                 plot_reliability(proba, yi, str(RESULTS / f"quality_{ds}_reliability.png"),
                                  title=f"{best_kind} on {ds} test split")
                 dump = {"y": yi, "labels": np.array(labels), "best": proba}
-                members = member_results(model, t_te, y_te, emb[te], labels, tax.benign_label, dump)
+                members = member_results(model, member_logp, y_te, labels, tax.benign_label, dump) \
+                    if member_logp is not None else {}
                 np.savez_compressed(RESULTS / f"quality_{ds}_test_proba.npz", **dump)
                 if members:
                     res["members"] = members

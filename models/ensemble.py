@@ -154,7 +154,7 @@ class EnsembleClassifier(PolicyClassifier):
                                             per_label=self.blend_weights == "per_label")
         self.present = present
         self.blend_log_proba_, self.blend_y_ = logp, yi[blend_idx]
-        proba = self._combine(logp)
+        proba = self.blend(logp)
         if self.decision_objective == "macro_f1":
             from .linear import tune_decision_weights
 
@@ -210,12 +210,12 @@ class EnsembleClassifier(PolicyClassifier):
             infos.append({"kind": m.kind, **{k: v for k, v in m.fit_info.items() if k != "loss_curve"}})
         return models, infos
 
-    def _combine(self, logp: np.ndarray) -> np.ndarray:
-        z = np.full(logp.shape[1:], -np.inf)
-        lp = logp[:, :, self.present]
-        mixed = (np.einsum("jc,jnc->nc", self.weights[:, self.present], lp) if self.weights.ndim == 2
-                 else np.tensordot(self.weights, lp, axes=1))
-        z[:, self.present] = mixed + self.bias[self.present]
+    def blend(self, member_logp: np.ndarray) -> np.ndarray:
+        """(n, k) probabilities from the (m, n, k) `member_log_proba`: `predict_proba` without
+        running the members again when their scores are already at hand."""
+        z = np.full(member_logp.shape[1:], -np.inf)
+        w = self.weights[:, self.present] if self.weights.ndim == 2 else self.weights[:, None]
+        z[:, self.present] = (w[:, None, :] * member_logp[:, :, self.present]).sum(axis=0) + self.bias[self.present]
         z = z - z.max(axis=1, keepdims=True)
         e = np.exp(z)
         return e / e.sum(axis=1, keepdims=True)
@@ -225,7 +225,7 @@ class EnsembleClassifier(PolicyClassifier):
         texts = list(texts)
         if not texts:
             return np.zeros((0, len(self.labels)))
-        return self._combine(self.member_log_proba(texts, embeddings))
+        return self.blend(self.member_log_proba(texts, embeddings))
 
     # -- persistence ---------------------------------------------------------------------
     def _save_state(self, folder: Path) -> None:

@@ -195,7 +195,7 @@ def test_ensemble_cross_fit_blends_every_item_out_of_fold_and_averages_the_fold_
     sample = texts[:4]
     logs = [model._member_log_proba(sample, emb[:4], s) for s in model._sets]
     np.testing.assert_allclose(model.member_log_proba(sample, emb[:4]), np.mean(logs, axis=0))
-    np.testing.assert_allclose(model.predict_proba(sample, embeddings=emb[:4]), model._combine(np.mean(logs, axis=0)))
+    np.testing.assert_allclose(model.predict_proba(sample, embeddings=emb[:4]), model.blend(np.mean(logs, axis=0)))
     again = load_classifier(model.save(tmp_path / "ens"))
     assert again.n_member_sets == 3
     np.testing.assert_allclose(again.predict_proba(sample, embeddings=emb[:4]),
