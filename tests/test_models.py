@@ -31,6 +31,8 @@ def _params(kind: str, tmp_path) -> dict:
         return {"calibration_folds": 3, "min_df": 1}
     if kind == "tfidf_lr":
         return {"min_df": 1}
+    if kind == "nblr":
+        return {"calibration_folds": 3, "min_df": 1}
     if kind == "ensemble":
         tiny = {k: v for k, v in _params("transformer", tmp_path).items() if k != "checkpoint_dir"}
         return {"members": [{"kind": "hybrid", "params": _params("hybrid", tmp_path)},
@@ -40,7 +42,7 @@ def _params(kind: str, tmp_path) -> dict:
 
 
 # -- the contract, for every kind ----------------------------------------------------------
-@pytest.mark.parametrize("kind", ["hybrid", "tfidf_lr", "minilm_lr", "transformer", "ensemble"])
+@pytest.mark.parametrize("kind", ["hybrid", "nblr", "tfidf_lr", "minilm_lr", "transformer", "ensemble"])
 def test_every_kind_honours_the_interface(kind, tmp_path):
     assert kind in kind_names()
     texts, ys = toy_corpus(16, seed=1)
@@ -227,6 +229,42 @@ def test_ensemble_refit_trains_members_on_all_rows_and_keeps_the_blend(tmp_path)
 
 
 # -- pure functions ------------------------------------------------------------------------
+def test_nb_ratio_is_positive_for_features_typical_of_the_label_and_weighted():
+    import scipy.sparse as sp
+
+    from models.linear import nb_log_count_ratio
+
+    # feature 0 only in positive rows, feature 1 only in negative rows, feature 2 everywhere
+    X = sp.csr_matrix(np.array([[1, 0, 1], [1, 0, 1], [0, 1, 1], [0, 1, 1]], dtype=np.float32))
+    pos = np.array([True, True, False, False])
+    r = nb_log_count_ratio(X, pos, np.ones(4))
+    assert r[0] > 0 > r[1] and abs(r[2]) < 1e-6
+    assert r.dtype == np.float32 and r.shape == (3,)
+    # a row of weight 0 counts for nothing: feature 1 then appears in no row at all
+    r0 = nb_log_count_ratio(X, pos, np.array([1.0, 1.0, 0.0, 0.0]))
+    np.testing.assert_allclose(r0[0], r0[2], atol=1e-6)
+
+
+def test_nblr_has_one_head_per_label_whose_ratios_favour_that_labels_words():
+    from test_models_fixtures import VOCAB
+
+    texts, ys = toy_corpus(20, seed=3)
+    model = make_classifier("nblr", LABELS, calibration_folds=3, min_df=1, char_ngrams=None).fit(texts, ys)
+    head = model._clf
+    assert list(head.classes_) == sorted(LABELS.index(v) for v in set(ys))
+    vocab = model._word.vocabulary_
+    for c, ratio in zip(head.classes_, head.ratios_):
+        own = [ratio[vocab[w]] for w in VOCAB[LABELS[c]] if w in vocab]
+        other = [ratio[vocab[w]] for lab, words in VOCAB.items() if lab != LABELS[c] for w in words if w in vocab]
+        assert own and min(own) > 0 > max(other)
+    assert head.decision_function(model._features(texts[:3], None, fit=False)).shape == (3, len(head.classes_))
+    assert not model.needs_embeddings and model.fit_info["calibration_folds"] == 3
+    with pytest.raises(ModelError, match="alpha"):
+        make_classifier("nblr", LABELS, alpha=0)
+    with pytest.raises(ModelError, match="word_ngrams or char_ngrams"):
+        make_classifier("nblr", LABELS, word_ngrams=None, char_ngrams=None)
+
+
 def test_uncertainty_bounds():
     p = np.array([[1.0, 0, 0], [0.5, 0.5, 0], [1 / 3, 1 / 3, 1 / 3], [0.7, 0.2, 0.1]])
     np.testing.assert_allclose(M.margin_uncertainty(p), [0.0, 1.0, 1.0, 0.5])
