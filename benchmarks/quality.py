@@ -9,10 +9,12 @@ side and measured on the same test side, in this process:
 - `minilm_lr`: frozen all-MiniLM-L6-v2 embedding + logistic regression (baseline);
 - `hybrid`: the fast default kind (word + char n-grams + MiniLM in one head, calibrated out of
   fold, decision weights tuned on training data only);
+- `nblr`: word + char n-grams weighted by naive-Bayes log-count ratios, one-vs-rest logistic
+  regression (NBSVM-style), calibrated like the hybrid; an ensemble member of its own;
 - `hybrid_soft` (datasets with annotator votes only): the hybrid trained on each item's vote
   shares (`soft_labels: true`) instead of its majority label, as an ablation;
-- `best`: the project's best kind, `ensemble` by default: the hybrid and the fine-tuned
-  all-MiniLM-L6-v2 members (`transformer`) of models.yaml, blended on a held-out slice of the
+- `best`: the project's best kind, `ensemble` by default: the hybrid, the fine-tuned
+  all-MiniLM-L6-v2 members (`transformer`) and the nblr of models.yaml, blended on a held-out slice of the
   training side (or on out-of-fold predictions with `blend_folds`). Its members' own test scores
   are reported beside it.
 
@@ -142,7 +144,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=None, help="Split seed (default: training.seed of models.yaml).")
     ap.add_argument("--runtime", choices=["torch", "onnx", "onnx-int8"], default=None,
                     help="Embedding runtime for the MiniLM features (default: embedding.runtime of models.yaml).")
-    ap.add_argument("--skip", nargs="*", default=[], choices=["hybrid", "hybrid_soft"],
+    ap.add_argument("--skip", nargs="*", default=[], choices=["hybrid", "nblr", "hybrid_soft"],
                     help="Leave out these extra contenders (the baselines and the best model always run).")
     ap.add_argument("--no-checkpoints", action="store_true",
                     help="Fine-tune in memory: no checkpoints under benchmarks/.cache (for a GPU, where "
@@ -178,7 +180,7 @@ def main() -> None:
                        "label_counts": {k: int(v) for k, v in df["policy_label"].value_counts().items()},
                        "models": {}}
         contenders = [(name, name, with_runtime(cfg.kind_params(name), runtime))
-                      for name in ("tfidf_lr", "minilm_lr", "hybrid") if name != best_kind and name not in args.skip]
+                      for name in ("tfidf_lr", "minilm_lr", "hybrid", "nblr") if name != best_kind and name not in args.skip]
         if targets is not None and "hybrid_soft" not in args.skip:  # ablation: the hybrid on the annotators' vote shares instead of the majority
             contenders.append(("hybrid_soft", "hybrid", {**with_runtime(cfg.kind_params("hybrid"), runtime),
                                                          "soft_labels": True}))
