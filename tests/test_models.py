@@ -566,6 +566,18 @@ def test_hybrid_learns_the_vote_share_only_when_asked():
         make_classifier("hybrid", LABELS, soft_labels=True, **common).fit(texts, ys, embeddings=emb, targets=bad)
 
 
+def test_nblr_learns_from_vote_shares_through_weighted_rows():
+    texts, ys, t = _ambiguous_corpus()
+    common = dict(calibration="none", decision_objective=None, min_df=1, class_weight=None, C=100.0)
+    hard = make_classifier("nblr", LABELS, **common).fit(texts, ys, targets=t)
+    soft = make_classifier("nblr", LABELS, soft_labels=True, **common).fit(texts, ys, targets=t)
+    p_hard, p_soft = hard.predict_proba(texts[:1])[0], soft.predict_proba(texts[:1])[0]
+    h, a = LABELS.index("hate"), LABELS.index("harassment")
+    assert p_hard[a] == 0.0  # harassment is never a hard label: no head for it
+    assert 0.05 < p_soft[a] < p_soft[h]  # the minority vote gets mass, the majority more
+    assert soft.fit_info["soft_targets"]
+
+
 def test_transformer_trains_on_soft_targets_and_keys_its_checkpoint_on_them(tmp_path):
     texts, ys, t = _ambiguous_corpus()
     common = dict(init_config=TINY_TRANSFORMER, batch_size=16, learning_rate=1e-2, max_length=8, epochs=50,
