@@ -279,8 +279,11 @@ class NBLogisticRegressionClassifier(HybridClassifier):
                          C=C, class_weight=class_weight, calibration=calibration,
                          calibration_folds=calibration_folds, decision_objective=decision_objective,
                          max_iter=max_iter, seed=seed, soft_labels=soft_labels)
-        self.alpha = float(alpha)
-        if self.alpha <= 0:
+        try:
+            self.alpha = float(alpha)
+        except (TypeError, ValueError):
+            raise ModelError(f"alpha (the naive-Bayes smoothing count) must be a number, not {alpha!r}") from None
+        if not self.alpha > 0:
             raise ModelError(f"alpha (the naive-Bayes smoothing count) must be > 0, not {alpha}")
 
     def _new_head(self, class_weight: Optional[str] = None) -> Any:

@@ -261,6 +261,8 @@ def test_nblr_has_one_head_per_label_whose_ratios_favour_that_labels_words():
     assert not model.needs_embeddings and model.fit_info["calibration_folds"] == 3
     with pytest.raises(ModelError, match="alpha"):
         make_classifier("nblr", LABELS, alpha=0)
+    with pytest.raises(ModelError, match="alpha .* must be a number, not 'abc'"):
+        make_classifier("nblr", LABELS, alpha="abc")
     with pytest.raises(ModelError, match="word_ngrams or char_ngrams"):
         make_classifier("nblr", LABELS, word_ngrams=None, char_ngrams=None)
 
