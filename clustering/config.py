@@ -6,7 +6,7 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from workbench.config import config_dir, load_model
+from core.config import config_dir, load_model
 
 from .normalize import ENTITY_KINDS
 

@@ -22,7 +22,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from workbench.schema import utcnow
+from core.schema import utcnow
 
 from .persist import append_log, atomic_write, read_log
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from workbench.text import normalize_light
+from core.text import normalize_light
 
 ENTITY_KINDS = ("url", "host", "email", "phone", "shortcode")
 

@@ -1,6 +1,6 @@
-"""Store-facing campaign functions: cluster, search, similar, list/show/timeline campaigns.
+"""Clustering runs: embed, index and attach new items to campaigns (incremental), or re-cluster.
 
-The CLI, the UI, the demo and the tests all call these. The index and the campaign graph live
+Reading campaigns is `explore`, nearest-neighbour search is `search`. The index and the campaign graph live
 in `<data dir>/campaigns/`; campaigns and their members live in the database (Campaign,
 CampaignMember), so `workbench items` and the queues see them. A run writes the database first
 (campaigns, members, one audit event, all in one transaction) and saves the graph after, so an
@@ -23,28 +23,27 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Sequence
 import numpy as np
 from sqlalchemy import bindparam, delete, func, insert, select, update
 
-from workbench import audit
-from workbench.schema import Campaign, CampaignMember, Item, Prediction, utcnow
-from workbench.text import text_hash
+from core import audit
+from core.labels import current_decisions
+from core.predictions import predictions_of_record
+from core.schema import Campaign, CampaignMember, Item, utcnow
+from core.text import text_hash
 
 from . import facts
 from .campaigns import CampaignGraph, Components
-from .config import CampaignSettings, load_campaign_settings
+from .config import CampaignSettings
 from .index import IndexError_
 from .normalize import analyse, normalize_template
 
 if TYPE_CHECKING:  # pragma: no cover
     from models.embeddings import Embedder
-    from workbench.store import Store
-    from workbench.taxonomy import Taxonomy
+    from core.store import Store
+    from core.taxonomy import Taxonomy
 
 CAMPAIGN_DIR = "campaigns"
 _CHUNK = 500  # ids per IN (...) list
-# Items ingested at or after the newest one already clustered are the candidates; the count
-# check in `_new_item_ids` catches any committed late with an older time (then all ids are read).
-_WATERMARK_MARGIN = dt.timedelta(0)
 _TERM_SAMPLE = 300
-TERMS_REFRESH_GROWTH = 0.25  # recompute a campaign's top terms once it grew this much  # members whose text feeds a campaign's top terms (the first by item row)
+TERMS_REFRESH_GROWTH = 0.25  # recompute a campaign's top terms once it grew this much
 _CT = Campaign.__table__
 _MT = CampaignMember.__table__
 _IT = Item.__table__
@@ -145,8 +144,7 @@ def _new_item_ids(conn: Any, graph: CampaignGraph) -> tuple[list[str], bool]:
     """
     total = conn.execute(select(func.count()).select_from(_IT)).scalar_one()
     if len(graph) and graph.watermark is not None:
-        since = graph.watermark - _WATERMARK_MARGIN
-        recent = conn.execute(select(_IT.c.id).where(_IT.c.ingested_at >= since)).scalars().all()
+        recent = conn.execute(select(_IT.c.id).where(_IT.c.ingested_at >= graph.watermark)).scalars().all()
         fresh = sorted(i for i in recent if i not in graph)
         if len(graph) + len(fresh) == total:
             return fresh, True
@@ -155,7 +153,7 @@ def _new_item_ids(conn: Any, graph: CampaignGraph) -> tuple[list[str], bool]:
     return sorted(db_ids.difference(graph.item_ids)), intact
 
 
-def cluster(store: "Store", settings: Optional[CampaignSettings] = None, rebuild: bool = False,
+def cluster(store: "Store", settings: CampaignSettings, rebuild: bool = False,
             embedder: Optional["Embedder"] = None, use_cache: bool = True, actor: str = "system",
             show_progress: bool = True) -> dict[str, Any]:
     """Embed, index and attach the items not yet clustered; a full re-cluster with `rebuild=True`.
@@ -165,7 +163,6 @@ def cluster(store: "Store", settings: Optional[CampaignSettings] = None, rebuild
     """
     from models.embeddings import EmbeddingCache, embed_texts
 
-    settings = settings or load_campaign_settings()
     embedder = embedder or make_embedder(settings)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -429,230 +426,3 @@ def _campaign_facts(graph: CampaignGraph, comps: Components, rows: np.ndarray,
                          "similarity_threshold": settings.similarity_threshold,
                          "entity_max_df": settings.entity_max_df},
     }
-
-
-# -- reading campaigns ----------------------------------------------------------------------
-def _campaign_row(conn: Any, campaign_id: int) -> Any:
-    row = conn.execute(select(_CT).where(_CT.c.id == campaign_id)).mappings().first()
-    if row is None:
-        raise CampaignError(f"no campaign {campaign_id}; see `workbench campaigns list`")
-    return row
-
-
-def _member_ids(conn: Any, campaign_id: int) -> list[str]:
-    return list(conn.execute(select(_MT.c.item_id).where(_MT.c.campaign_id == campaign_id)
-                             .order_by(_MT.c.item_id)).scalars())
-
-
-def _latest_decisions(conn: Any, item_ids: Sequence[str]) -> dict[str, str]:
-    """Current human label per item: the label store's latest decision that nothing supersedes."""
-    from labeling.labels import current_decisions
-
-    return {k: d["label"] for k, d in current_decisions(conn, item_ids).items()}
-
-
-def _latest_predictions(conn: Any, item_ids: Sequence[str]) -> dict[str, dict[str, float]]:
-    p = Prediction.__table__
-    out: dict[str, tuple[int, dict[str, float]]] = {}
-    for chunk in _chunks(list(item_ids)):
-        for item, pid, scores in conn.execute(select(p.c.item_id, p.c.id, p.c.scores).where(p.c.item_id.in_(chunk))):
-            if item not in out or pid > out[item][0]:
-                out[item] = (pid, scores or {})
-    return {k: v[1] for k, v in out.items()}
-
-
-def _live_facts(conn: Any, campaign_id: int, members: Sequence[str], benign: str,
-                now: dt.datetime) -> dict[str, Any]:
-    """Facts that change without re-clustering: growth, decided label mix, mean model score."""
-    times = [r.seen for r in _fetch_items(conn, members, [_item_time().label("seen")]).values() if r.seen is not None]
-    mix = facts.label_mix(_latest_decisions(conn, members).values())
-    preds = _latest_predictions(conn, members)
-    means = facts.mean_scores(preds.values())
-    return {
-        "growth": facts.growth(times, now),
-        "decided": sum(mix.values()), "label_mix": mix,
-        "scored": len(preds), "mean_scores": means,
-        "mean_violation_score": round(1.0 - means[benign], 4) if benign in means else None,
-    }
-
-
-def list_campaigns(store: "Store", limit: int = 20, min_size: int = 2, status: str = "active",
-                   sort: str = "size", taxonomy: Optional["Taxonomy"] = None,
-                   now: Optional[dt.datetime] = None) -> list[dict[str, Any]]:
-    """Campaigns, biggest (or most recent: sort='last_seen') first, with their live facts."""
-    if sort not in ("size", "last_seen", "id"):
-        raise CampaignError(f"unknown sort {sort!r} (size, last_seen, id)")
-    order = {"size": (_CT.c.size.desc(), _CT.c.id), "last_seen": (_CT.c.last_seen.desc(), _CT.c.id),
-             "id": (_CT.c.id,)}[sort]
-    benign = taxonomy.benign_label if taxonomy else "benign"
-    now = now or utcnow()
-    out = []
-    with store.read() as conn:
-        q = select(_CT).where(_CT.c.size >= min_size).order_by(*order)
-        if status != "all":
-            q = q.where(_CT.c.status == status)
-        if limit:
-            q = q.limit(limit)
-        for row in conn.execute(q).mappings().all():
-            members = _member_ids(conn, row["id"])
-            ex = conn.execute(select(_IT.c.text).where(_IT.c.id == row["exemplar_item_id"])).scalar()
-            out.append({**_campaign_dict(row), "exemplar_text": ex,
-                        **_live_facts(conn, row["id"], members, benign, now)})
-    return out
-
-
-def _campaign_dict(row: Any) -> dict[str, Any]:
-    return {"id": row["id"], "status": row["status"], "size": row["size"],
-            "first_seen": row["first_seen"], "last_seen": row["last_seen"],
-            "exemplar_item_id": row["exemplar_item_id"], "top_terms": row["top_terms"] or [],
-            "entities": row["entities"] or {}, "link_reasons": row["link_reasons"] or {},
-            "updated_at": row["updated_at"]}
-
-
-def campaign_detail(store: "Store", campaign_id: int, members_limit: int = 20,
-                    taxonomy: Optional["Taxonomy"] = None, now: Optional[dt.datetime] = None) -> dict[str, Any]:
-    """One campaign with its facts and its first members (with why each is linked)."""
-    benign = taxonomy.benign_label if taxonomy else "benign"
-    with store.read() as conn:
-        row = _campaign_row(conn, campaign_id)
-        members = _member_ids(conn, campaign_id)
-        shown = members[:members_limit] if members_limit else members
-        links = {r.item_id: r for r in conn.execute(select(_MT).where(_MT.c.item_id.in_(shown)))} if shown else {}
-        items = _fetch_items(conn, shown, [_IT.c.text, _IT.c.source, _item_time().label("seen")])
-        decided = _latest_decisions(conn, shown)
-        ex = conn.execute(select(_IT.c.text).where(_IT.c.id == row["exemplar_item_id"])).scalar()
-        detail = {**_campaign_dict(row), "exemplar_text": ex,
-                  **_live_facts(conn, campaign_id, members, benign, now or utcnow())}
-    detail["members"] = [{"item_id": i, "source": items[i].source, "seen": items[i].seen,
-                          "linked_by": links[i].linked_by, "similarity": links[i].similarity,
-                          "decided_label": decided.get(i), "text": items[i].text}
-                         for i in shown if i in items and i in links]
-    return detail
-
-
-def campaign_timeline(store: "Store", campaign_id: int, freq: str = "auto",
-                      png_path: Optional[str | Path] = None) -> dict[str, Any]:
-    """Members per hour or day with the running size; writes a PNG plot when `png_path` is given."""
-    with store.read() as conn:
-        _campaign_row(conn, campaign_id)
-        members = _member_ids(conn, campaign_id)
-        times = [r.seen for r in _fetch_items(conn, members, [_item_time().label("seen")]).values() if r.seen is not None]
-    if freq == "auto":
-        span = (max(times) - min(times)) if times else dt.timedelta(0)
-        freq = "h" if span <= dt.timedelta(days=7) else "D"
-    series = facts.timeline(times, freq)
-    out: dict[str, Any] = {"campaign_id": campaign_id, "freq": "hour" if freq == "h" else "day",
-                           "buckets": [{"start": s, "new": n, "size": c} for s, n, c in series]}
-    if png_path:
-        out["png"] = str(_plot_timeline(campaign_id, series, freq, Path(png_path)))
-    return out
-
-
-def _plot_timeline(campaign_id: int, series: list[tuple[dt.datetime, int, int]], freq: str, path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(8, 3.5))
-    if series:
-        xs = [s for s, _, _ in series]
-        width = (1 / 24 if freq == "h" else 1.0) * 0.8
-        ax.bar(xs, [n for _, n, _ in series], width=width, color="#d95f02", label=f"new members per {'hour' if freq == 'h' else 'day'}")
-        ax2 = ax.twinx()
-        ax2.plot(xs, [c for _, _, c in series], color="#1b9e77", marker=".", label="campaign size")
-        ax2.set_ylabel("size")
-        ax2.legend(loc="upper right")
-    ax.set_ylabel("new members")
-    ax.legend(loc="upper left")
-    ax.set_title(f"Campaign {campaign_id}: growth")
-    fig.autofmt_xdate()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
-
-
-# -- search ---------------------------------------------------------------------------------
-def _load_graph(store: "Store", settings: CampaignSettings) -> CampaignGraph:
-    d = graph_dir(store)
-    if not CampaignGraph.exists(d):
-        raise CampaignError("nothing indexed yet; run `workbench cluster` first")
-    try:
-        return CampaignGraph.load(d, settings)
-    except IndexError_ as exc:
-        raise CampaignError(str(exc)) from None
-
-
-def _expand(store: "Store", graph: CampaignGraph, sims: np.ndarray, nodes: np.ndarray, k: int,
-            exclude: Optional[str] = None) -> list[dict[str, Any]]:
-    """Nearest nodes -> their items (copies share a node), with label, decision and campaign."""
-    order = np.argsort(graph.item_node, kind="stable")
-    sorted_nodes = graph.item_node[order]
-    hits: list[tuple[str, float]] = []
-    for sim, node in zip(sims.tolist(), nodes.tolist()):
-        if node < 0:
-            continue
-        lo, hi = np.searchsorted(sorted_nodes, [node, node + 1])
-        for r in order[lo:hi].tolist():
-            if graph.item_ids[r] != exclude:
-                hits.append((graph.item_ids[r], float(sim)))
-        if len(hits) >= k:
-            break
-    hits = hits[:k]
-    ids = [h for h, _ in hits]
-    with store.read() as conn:
-        items = _fetch_items(conn, ids, [_IT.c.text, _IT.c.policy_label, _IT.c.source])
-        camps = dict(conn.execute(select(_MT.c.item_id, _MT.c.campaign_id).where(_MT.c.item_id.in_(ids))).all()) if ids else {}
-        decided = _latest_decisions(conn, ids)
-    return [{"item_id": i, "similarity": round(s, 4), "label": items[i].policy_label if i in items else None,
-             "decided_label": decided.get(i), "campaign_id": camps.get(i), "source": items[i].source if i in items else None,
-             "text": items[i].text if i in items else None}
-            for i, s in hits]
-
-
-def search_text(store: "Store", text: str, k: int = 10, settings: Optional[CampaignSettings] = None,
-                embedder: Optional["Embedder"] = None) -> list[dict[str, Any]]:
-    """The `k` indexed items nearest to a free text, most similar first."""
-    if not text.strip():
-        raise CampaignError("empty search text")
-    settings = settings or load_campaign_settings()
-    graph = _load_graph(store, settings)
-    embedder = embedder or make_embedder(settings)
-    if embedder.model_id != graph.model_id:
-        raise CampaignError(f"the index was built with {graph.model_id}, not {embedder.model_id}; "
-                            "run `workbench cluster --rebuild`")
-    query = prepare(text, settings).embed_text
-    vec = embedder.encode([query])
-    sims, nodes = graph.index.search(vec, min(k, len(graph.index)))
-    return _expand(store, graph, sims[0], nodes[0], k)
-
-
-def similar_items(store: "Store", item_id: str, k: int = 10,
-                  settings: Optional[CampaignSettings] = None) -> list[dict[str, Any]]:
-    """The `k` items nearest to an indexed item (its exact copies first), the item itself left out."""
-    settings = settings or load_campaign_settings()
-    graph = _load_graph(store, settings)
-    if item_id not in graph:
-        with store.read() as conn:
-            exists = conn.execute(select(_IT.c.id).where(_IT.c.id == item_id)).scalar()
-        raise CampaignError(f"item {item_id!r} " + ("is not indexed yet; run `workbench cluster`" if exists
-                                                   else "does not exist"))
-    node = int(graph.item_node[graph.row(item_id)])
-    vec = graph.index.reconstruct([node])
-    sims, nodes = graph.index.search(vec, min(k + 1, len(graph.index)))
-    return _expand(store, graph, sims[0], nodes[0], k, exclude=item_id)
-
-
-def campaigns_demo(store: "Store", taxonomy: "Taxonomy", echo: Callable[..., None]) -> dict[str, Any]:
-    """Demo: build the index and the campaigns, then show the biggest ones."""
-    summary = cluster(store, actor="demo", show_progress=False)
-    echo(f"  {summary['mode']} clustering of {summary['items_clustered']} items: "
-         f"{summary['campaigns_active']} campaigns, index {summary['index']['kind']} "
-         f"({summary['index']['size']} distinct texts) in {summary['seconds']['total']:.1f}s")
-    top = list_campaigns(store, limit=3, taxonomy=taxonomy)
-    for c in top:
-        terms = ", ".join(t for t, _ in c["top_terms"][:5])
-        echo(f"  campaign {c['id']}: {c['size']} items [{terms}] e.g. {str(c['exemplar_text'])[:70]!r}")
-    return {**summary, "top_campaigns": [{"id": c["id"], "size": c["size"]} for c in top]}

@@ -80,21 +80,3 @@ def ks_statistic(reference: np.ndarray, current: np.ndarray) -> dict[str, float]
 
     res = ks_2samp(np.asarray(reference, dtype=np.float64), np.asarray(current, dtype=np.float64))
     return {"statistic": float(res.statistic), "pvalue": float(res.pvalue)}
-
-
-def domain_classifier_auc(reference: np.ndarray, current: np.ndarray, seed: int = 0) -> Optional[float]:
-    """Cross-validated ROC AUC of a classifier telling current from reference rows (e.g. embeddings).
-
-    0.5 means the windows are indistinguishable; near 1.0 means the input distribution moved.
-    """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import cross_val_score
-
-    ref, cur = np.asarray(reference), np.asarray(current)
-    if min(len(ref), len(cur)) < 10:
-        return None
-    x = np.vstack([ref, cur])
-    y = np.r_[np.zeros(len(ref)), np.ones(len(cur))]
-    folds = int(min(5, len(ref), len(cur)))
-    clf = LogisticRegression(max_iter=1000, random_state=seed)
-    return float(cross_val_score(clf, x, y, cv=folds, scoring="roc_auc").mean())

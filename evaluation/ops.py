@@ -14,6 +14,11 @@ import datetime as dt
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
+from sqlalchemy import select
+
+from core.schema import Case, Decision, utcnow
+from labeling.cases import filter_cases
+from labeling.queue_config import QueueConfig
 
 WAITING_STATES = ("open", "escalated", "claimed")
 
@@ -117,14 +122,9 @@ def _epoch(values: Iterable[Optional[dt.datetime]]) -> np.ndarray:
 
 def ops_kpis(store: Any, now: Optional[dt.datetime] = None, queue: Optional[str] = None,
              policy: Optional[str] = None, surface: Optional[str] = None,
-             config: Any = None) -> dict[str, Any]:
+             *, config: QueueConfig) -> dict[str, Any]:
     """Every KPI above, computed from the store; filters apply to cases (and their decisions)."""
-    from sqlalchemy import select
-
-    from workbench.queue import C, D, filter_cases, load_queue_config
-    from workbench.schema import utcnow
-
-    config = config or load_queue_config()
+    C, D = Case.__table__, Decision.__table__
     now = now or utcnow()
     q = filter_cases(select(C.c.id, C.c.queue, C.c.state, C.c.severity, C.c.created_at, C.c.due_at,
                             C.c.first_action_at, C.c.resolved_at, C.c.escalation_reason, C.c.calibration_set,

@@ -16,18 +16,15 @@ from typing import Any, Optional
 import numpy as np
 from sqlalchemy import and_, func, select
 
-from labeling.labels import AUTHORITATIVE_KINDS, current_decisions
-from workbench.schema import Case, Decision, Item, ModelVersion, Prediction
-from workbench.store import Store
-from workbench.taxonomy import Taxonomy
+from core.labels import AUTHORITATIVE_KINDS, current_decisions
+from core.predictions import champion_version
+from core.schema import Case, Decision, Item, Prediction
+from core.store import Store
+from core.taxonomy import Taxonomy
 
 from . import metrics as em
 
 _CHUNK = 900
-
-
-def _champion(conn: Any) -> Optional[str]:
-    return conn.execute(select(ModelVersion.id).where(ModelVersion.role == "champion")).scalar()
 
 
 def decision_rows(store: Store, taxonomy: Taxonomy) -> list[dict[str, Any]]:
@@ -136,7 +133,7 @@ def score_drift(store: Store, taxonomy: Taxonomy, reference: Optional[tuple[dt.d
     """PSI and KS of each policy's score between two windows of item time (default: halves)."""
     P, I = Prediction.__table__, Item.__table__
     with store.read() as conn:
-        version = model_version or _champion(conn)
+        version = model_version or champion_version(conn)
         if version is None:
             return {"error": "no champion model and no --model given"}
         t = _item_time()

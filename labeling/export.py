@@ -14,11 +14,11 @@ from typing import Any, Optional
 
 from sqlalchemy import select
 
-from workbench.schema import Item
-from workbench.store import Store
-from workbench.taxonomy import Taxonomy
+from core.schema import Item
+from core.store import Store
+from core.taxonomy import Taxonomy
 
-from .labels import AUTHORITATIVE_KINDS, current_decisions
+from core.labels import AUTHORITATIVE_KINDS, current_decisions
 
 _CHUNK = 900
 COLUMNS = ["id", "text", "label", "label_origin", "source", "surface", "author_id", "created_at",
@@ -97,7 +97,7 @@ def to_dataset(rows: list[dict[str, Any]], taxonomy: Taxonomy) -> Any:
 def export_labels(store: Store, taxonomy: Taxonomy, out_dir: str | Path, include_source_labels: bool = False,
                   source: Optional[str] = None, push_to_hub: Optional[str] = None) -> dict[str, Any]:
     """Write the labels as a dataset folder (`save_to_disk`) plus a Parquet file; optionally push."""
-    from workbench import audit
+    from core import audit
 
     rows = label_rows(store, taxonomy, include_source_labels, source)
     if not rows:

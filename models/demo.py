@@ -4,19 +4,19 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:  # pragma: no cover
-    from workbench.store import Store
-    from workbench.taxonomy import Taxonomy
+    from core.store import Store
+    from core.taxonomy import Taxonomy
+
+    from .config import ModelsConfig
 
 
-def models_demo(store: "Store", taxonomy: "Taxonomy", echo: Callable[..., None]) -> dict[str, Any]:
+def models_demo(store: "Store", taxonomy: "Taxonomy", cfg: "ModelsConfig", echo: Callable[..., None]) -> dict[str, Any]:
     """Reuse a version of the default kind trained on exactly the current labelled data and
     taxonomy (promoting it if needed), else train one and promote it; then score every item."""
-    from .config import load_models_config
     from .registry import champion, list_models, promote, train_model
     from .scoring import score_items
     from .training import training_examples
 
-    cfg = load_models_config()
     kind = cfg.training.default_kind
     data = training_examples(store, taxonomy, min_examples_per_label=cfg.training.min_examples_per_label)
     fingerprint = data.fingerprint()

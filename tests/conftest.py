@@ -16,8 +16,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from workbench.store import Store, open_store  # noqa: E402
-from workbench.taxonomy import Taxonomy, load_taxonomy  # noqa: E402
+from clustering.config import CampaignSettings, load_campaign_settings  # noqa: E402
+from core.config import config_dir  # noqa: E402
+from core.store import Store, open_store  # noqa: E402
+from core.taxonomy import Taxonomy, load_taxonomy  # noqa: E402
+from labeling.queue_config import QueueConfig, load_queue_config  # noqa: E402
+from labeling.review_config import ReviewSettings, load_review_settings  # noqa: E402
 
 PG_ADMIN_URL = os.environ.get("WORKBENCH_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -98,17 +102,33 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+@pytest.fixture(scope="session")
+def queue_config(taxonomy) -> "QueueConfig":
+    """The bundled `queues.yaml`, checked against the bundled taxonomy."""
+    return load_queue_config(config_dir(), taxonomy=taxonomy)
+
+
+@pytest.fixture(scope="session")
+def review_settings(taxonomy) -> "ReviewSettings":
+    return load_review_settings(config_dir(), taxonomy=taxonomy)
+
+
+@pytest.fixture(scope="session")
+def campaign_settings() -> "CampaignSettings":
+    return load_campaign_settings(config_dir())
+
+
 @pytest.fixture
-def make_scored(tmp_path, taxonomy):
+def make_scored(tmp_path, taxonomy, queue_config):
     """Ingest `rows` (dicts with id, text, ...), give each a prediction from `scores` (item key ->
     per-policy scores), and build the cases: the state a queue is in after `workbench score`."""
     import json
 
     from sqlalchemy import insert
 
-    from workbench.ingest import ColumnMap, ingest_paths
-    from workbench.queue import build_cases
-    from workbench.schema import Prediction, utcnow
+    from core.ingest import ColumnMap, ingest_paths
+    from core.schema import Prediction, utcnow
+    from labeling.cases import build_cases
 
     def make(store: Store, rows: list[dict], scores: dict[str, dict[str, float]], source: str = "reports",
              columns: "ColumnMap | None" = None, model_version: str = "test-v1", build: bool = True) -> Store:
@@ -123,7 +143,7 @@ def make_scored(tmp_path, taxonomy):
                     item_id=f"{source}:{key}", model_version=model_version, label=label, score=sc[label], scores=sc,
                     uncertainty=1 - sc[label], taxonomy_version=taxonomy.version, created_at=utcnow()))
         if build:
-            build_cases(store, taxonomy, progress=False)
+            build_cases(store, taxonomy, queue_config, progress=False)
         return store
 
     return make

@@ -2,7 +2,7 @@ import sqlite3
 
 from sqlalchemy import text
 
-from workbench import audit
+from core import audit
 
 
 def _events(store, n=5):

@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 from sqlalchemy import func, insert, select
 
-from clustering import service
+from clustering import explore, search, service
 from clustering.campaigns import CampaignGraph
 from clustering.config import CampaignSettings, IndexSettings
 from clustering.normalize import Entities, extract_entities
-from workbench import audit
-from workbench.schema import AuditEvent, Campaign, CampaignMember, Decision, Item, Prediction
-from workbench.text import text_hash
+from core import audit
+from core.schema import AuditEvent, Campaign, CampaignMember, Decision, Item, Prediction
+from core.text import text_hash
 
 
 class HashingEmbedder:
@@ -266,7 +266,7 @@ def test_campaign_facts_and_live_label_mix(sqlite_store, taxonomy):
             {"item_id": i, "model_version": "m1", "label": "scam", "score": 0.8, "taxonomy_version": "t",
              "scores": {"benign": b, "spam": 0.1, "scam": 0.9 - b, "hate": 0.0, "harassment": 0.0}}
             for i, b in (("a0", 0.1), ("a1", 0.3))])
-    d = service.campaign_detail(sqlite_store, cid, taxonomy=taxonomy, now=dt.datetime(2026, 1, 1, 9, 0))
+    d = explore.campaign_detail(sqlite_store, cid, taxonomy=taxonomy, now=dt.datetime(2026, 1, 1, 9, 0))
     assert d["size"] == 4 and d["label_mix"] == {"scam": 2} and d["decided"] == 2
     assert d["mean_violation_score"] == pytest.approx(0.8)
     assert d["first_seen"] == dt.datetime(2026, 1, 1, 8, 0) and d["last_seen"] == dt.datetime(2026, 1, 1, 8, 30)
@@ -276,7 +276,7 @@ def test_campaign_facts_and_live_label_mix(sqlite_store, taxonomy):
     # Shared by two copies of one template: reported, but it is the text that links them.
     assert d["entities"]["phone"][0] == {"value": "09061701939", "items": 2, "links": False}
     assert {m["item_id"] for m in d["members"]} == {"a0", "a1", "a2", "a3"}
-    listed = service.list_campaigns(sqlite_store, taxonomy=taxonomy)
+    listed = explore.list_campaigns(sqlite_store, taxonomy=taxonomy)
     assert listed[0]["size"] >= listed[-1]["size"] and cid in [c["id"] for c in listed]
 
 
@@ -284,36 +284,36 @@ def test_timeline_writes_a_png(sqlite_store, tmp_path):
     add_items(sqlite_store, corpus())
     service.cluster(sqlite_store, settings(), embedder=HashingEmbedder(), show_progress=False)
     cid = campaign_of(sqlite_store, "a0")
-    t = service.campaign_timeline(sqlite_store, cid, png_path=tmp_path / "t.png")
+    t = explore.campaign_timeline(sqlite_store, cid, png_path=tmp_path / "t.png")
     assert t["freq"] == "hour" and t["buckets"][-1]["size"] == 4
     assert (tmp_path / "t.png").read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(service.CampaignError, match="no campaign"):
-        service.campaign_timeline(sqlite_store, 9999)
+        explore.campaign_timeline(sqlite_store, 9999)
 
 
 def test_search_returns_the_near_duplicate_first_and_survives_restart(sqlite_store):
-    from workbench.store import open_store
+    from core.store import open_store
 
     add_items(sqlite_store, corpus())
     service.cluster(sqlite_store, settings(), embedder=HashingEmbedder(), show_progress=False)
     q = "URGENT! you have won a £5000 prize GUARANTEED. Call 09099999999 now to claim. Claim code X1. Valid 12hrs only"
-    hits = service.search_text(sqlite_store, q, k=3, settings=settings(), embedder=HashingEmbedder())
+    hits = search.search_text(sqlite_store, q, settings(), k=3, embedder=HashingEmbedder())
     assert hits[0]["item_id"].startswith("a") and hits[0]["similarity"] > 0.9
     assert hits[0]["campaign_id"] == campaign_of(sqlite_store, "a0")
     # A fresh process: the index is loaded from the data dir.
     store2 = open_store(sqlite_store.data_dir)
     try:
-        sim = service.similar_items(store2, "b0", k=2, settings=settings())
+        sim = search.similar_items(store2, "b0", settings(), k=2)
         assert {h["item_id"] for h in sim} == {"b1", "b2"} and sim[0]["similarity"] == pytest.approx(1.0, abs=1e-4)
         with pytest.raises(service.CampaignError, match="does not exist"):
-            service.similar_items(store2, "nope", settings=settings())
+            search.similar_items(store2, "nope", settings())
     finally:
         store2.dispose()
 
 
 def test_unindexed_store_gives_a_clear_error(sqlite_store):
     with pytest.raises(service.CampaignError, match="run `workbench cluster`"):
-        service.similar_items(sqlite_store, "x", settings=settings())
+        search.similar_items(sqlite_store, "x", settings())
 
 
 def test_damaged_index_triggers_a_full_recluster(sqlite_store):
@@ -345,8 +345,8 @@ def test_graph_logs_survive_a_crashed_append(tmp_path):
 def test_empty_store_clusters_to_nothing(sqlite_store):
     s = service.cluster(sqlite_store, settings(), embedder=HashingEmbedder(), show_progress=False)
     assert s["items_clustered"] == 0 and s["campaigns_active"] == 0
-    assert service.list_campaigns(sqlite_store) == []
-    assert service.search_text(sqlite_store, "anything", settings=settings(), embedder=HashingEmbedder()) == []
+    assert explore.list_campaigns(sqlite_store) == []
+    assert search.search_text(sqlite_store, "anything", settings(), embedder=HashingEmbedder()) == []
 
 
 def test_ignored_hosts_do_not_link_but_their_urls_do():

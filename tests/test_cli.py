@@ -105,9 +105,9 @@ def test_audit_verify_after_ingest(tmp_path):
 
 
 def test_demo_ingests_both_datasets_and_is_idempotent(tmp_path, tiny_shared):
-    from workbench.demo import STEPS
+    from workbench.demo import collect_steps
 
-    skip = [arg for spec in STEPS for arg in ("--skip", spec.split(":")[1])]  # later steps have their own tests
+    skip = [arg for step in collect_steps() for arg in ("--skip", step.name)]  # later steps have their own tests
     args = ["demo", "--shared-data", str(tiny_shared), "--json", *skip]
     first = json.loads(run(tmp_path, *args).stdout.splitlines()[-1])["steps"]["ingest"]
     assert first["sms_spam"]["stored"] == 120 and first["davidson"]["stored"] == 150
@@ -122,13 +122,19 @@ def test_demo_says_what_to_download(tmp_path, monkeypatch):
     assert "SMSSpamCollection" in res.output and "ucirvine/sms_spam" in res.output
 
 
-def test_config_dir_option_reaches_loaders_that_use_the_default(tmp_path, monkeypatch):
-    """`--config-dir` must govern the demo's steps too, which load configs without the app."""
-    from workbench.config import config_dir
+def test_config_dir_option_reaches_the_demo_steps_without_the_environment(tmp_path, monkeypatch):
+    """`--config-dir` governs every step, passed down in the application context, not an env var."""
+    import os
 
-    monkeypatch.setenv("WORKBENCH_CONFIG_DIR", str(config_dir()))  # restored after the test
+    from core.config import config_dir
+
+    monkeypatch.delenv("WORKBENCH_CONFIG_DIR", raising=False)
     cfg = tmp_path / "cfg"
     shutil.copytree(config_dir(), cfg)
-    res = CliRunner().invoke(cli, ["--data-dir", str(tmp_path / "d"), "--config-dir", str(cfg), "init"])
-    assert res.exit_code == 0, res.output
-    assert config_dir() == cfg.resolve()
+    (cfg / "queues.yaml").write_text((cfg / "queues.yaml").read_text().replace("lease_seconds:", "lease_seconds: -5 #"))
+    res = CliRunner().invoke(cli, ["--data-dir", str(tmp_path / "d"), "--config-dir", str(cfg), "demo",
+                                   "--skip", "ingest", "--skip", "models", "--skip", "campaigns"])
+    assert res.exit_code != 0
+    assert str(cfg / "queues.yaml") in str(res.exception or res.output) or "lease_seconds" in res.output
+    assert "WORKBENCH_CONFIG_DIR" not in os.environ
+    assert config_dir() != cfg.resolve()  # the bundled folder stays the default for everyone else

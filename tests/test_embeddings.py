@@ -6,7 +6,7 @@ import pytest
 
 from models.embeddings import Embedder, EmbeddingCache, default_model_path, embed_texts, model_id_for
 from test_models_fixtures import tiny_st_path  # noqa: F401 - fixture
-from workbench.text import text_hash
+from core.text import text_hash
 
 
 class CountingEmbedder:

@@ -4,16 +4,16 @@ import pytest
 from sqlalchemy import insert, select
 
 from labeling.export import ExportError, export_labels
-from workbench.ingest import ColumnMap, ingest_paths
-from workbench.schema import Case, Prediction, utcnow
+from core.ingest import ColumnMap, ingest_paths
+from core.schema import Case, Prediction, utcnow
 
 SPAM = {"benign": 0.05, "spam": 0.9, "scam": 0.05, "hate": 0.0, "harassment": 0.0}
 
 
 @pytest.fixture
-def decided_store(sqlite_store, taxonomy, tmp_path):
+def decided_store(sqlite_store, taxonomy, tmp_path, queue_config):
     from labeling.decisions import correct, decide
-    from workbench.queue import build_cases
+    from labeling.cases import build_cases
 
     src = tmp_path / "items.jsonl"
     rows = [{"id": "1", "text": "cheap pills", "label": "spam"}, {"id": "2", "text": "see you soon", "label": "ham"},
@@ -26,11 +26,12 @@ def decided_store(sqlite_store, taxonomy, tmp_path):
             conn.execute(insert(Prediction.__table__).values(
                 item_id=f"sms_spam:{i}", model_version="m1", label="spam", score=0.9, scores=SPAM, uncertainty=0.1,
                 taxonomy_version=taxonomy.version, created_at=utcnow()))
-    build_cases(sqlite_store, taxonomy, progress=False)
+    build_cases(sqlite_store, taxonomy, queue_config, progress=False)
     with sqlite_store.read() as conn:
         cases = dict(conn.execute(select(Case.item_id, Case.id).where(Case.item_id.is_not(None))).all())
-    decide(sqlite_store, taxonomy, cases["sms_spam:1"], "ann", "spam", action="remove")
-    first = decide(sqlite_store, taxonomy, cases["sms_spam:3"], "ann", "spam", action="remove")
+    decide(sqlite_store, taxonomy, cases["sms_spam:1"], "ann", "spam", action="remove", config=queue_config)
+    first = decide(sqlite_store, taxonomy, cases["sms_spam:3"], "ann", "spam", action="remove",
+                   config=queue_config)
     correct(sqlite_store, taxonomy, first["decision_ids"][0], "lead", "benign", action="no_action",
             rationale="ringtone offer from the carrier itself")
     return sqlite_store

@@ -4,8 +4,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from workbench.ingest import ColumnMap, IngestError, ingest_paths, parse_time
-from workbench.schema import Item
+from core.ingest import ColumnMap, IngestError, ingest_paths, parse_time
+from core.schema import Item
 
 ROWS = [
     {"post_id": "p1", "body": "Win a free cruise now!", "user": "u1", "at": "2024-05-01T10:00:00Z", "tag": "spam", "country": "GB"},

@@ -8,7 +8,10 @@ import pytest
 
 from evaluation import ops
 from labeling import decisions as DEC
-from workbench import queue as Q
+from labeling.cases import build_cases
+from labeling.claims import next_case
+from labeling.queue_config import load_queue_config
+from core.config import config_dir
 
 from test_queue_support import T0, add_scored
 
@@ -50,19 +53,19 @@ def test_small_rates_and_counts():
 
 
 def test_ops_kpis_from_the_store(any_store, taxonomy):
-    cfg = Q.load_queue_config(taxonomy=taxonomy).model_copy(update={"qa_share": 0.0, "calibration_sets": []})
+    cfg = load_queue_config(config_dir(), taxonomy=taxonomy).model_copy(update={"qa_share": 0.0, "calibration_sets": []})
     add_scored(any_store, taxonomy, [
         {"id": "s1", "label": "scam", "p": 0.9}, {"id": "s2", "label": "scam", "p": 0.8},
         {"id": "h1", "label": "hate", "p": 0.9, "surface": "post"}, {"id": "sp", "label": "spam", "p": 0.9},
         {"id": "t", "label": "harassment", "p": 0.9, "text": "we will kill them"},
     ])
-    Q.build_cases(any_store, taxonomy, cfg, now=T0, progress=False)
-    c1 = Q.next_case(any_store, "ann", "fraud", now=T0 + dt.timedelta(minutes=10), config=cfg)
+    build_cases(any_store, taxonomy, cfg, now=T0, progress=False)
+    c1 = next_case(any_store, "ann", "fraud", now=T0 + dt.timedelta(minutes=10), config=cfg)
     DEC.decide(any_store, taxonomy, c1["id"], "ann", "scam", now=T0 + dt.timedelta(minutes=30), config=cfg)
-    c2 = Q.next_case(any_store, "bob", "fraud", now=T0 + dt.timedelta(minutes=20), config=cfg)
+    c2 = next_case(any_store, "bob", "fraud", now=T0 + dt.timedelta(minutes=20), config=cfg)
     DEC.decide(any_store, taxonomy, c2["id"], "bob", "spam", "remove", rationale="ad", config=cfg,
                now=T0 + dt.timedelta(minutes=300))  # after the 240-minute P1 SLA
-    c3 = Q.next_case(any_store, "ann", "hate-harassment", now=T0 + dt.timedelta(minutes=40), config=cfg)
+    c3 = next_case(any_store, "ann", "hate-harassment", now=T0 + dt.timedelta(minutes=40), config=cfg)
     DEC.decide(any_store, taxonomy, c3["id"], "ann", "hate", now=T0 + dt.timedelta(minutes=50), config=cfg)
     k = ops_kpis_at(any_store, T0 + dt.timedelta(hours=6), cfg)
     assert k["cases"] == 5 and k["backlog"] == 2 and k["overdue"] == 1  # the P0 threat is overdue

@@ -9,16 +9,25 @@ import numpy as np
 import pytest
 from sqlalchemy import select, text
 
-from workbench import queue as Q
-from workbench.config import ConfigError
-from workbench.schema import AuditEvent
+from core.config import config_dir
+from core.schema import Case
+from labeling.cases import build_cases, case_detail, list_cases
+from labeling.claims import claim_query, expired_query, next_case, release, skip
+from labeling.errors import QueueError
+from labeling.escalation import escalate, sweep
+from labeling.priority import TERMS, priority_scores, priority_terms
+from labeling.queue_config import CalibrationSet, QUEUES_FILE, Route, RouteWhen, SlaEscalation, load_queue_config
+from labeling.sampling import uniform_draw
+from sqlalchemy import insert
+from core.config import ConfigError
+from core.schema import AuditEvent
 
 from test_queue_support import T0, add_campaign, add_scored, scores_for
 
 
 @pytest.fixture(scope="module")
 def cfg(taxonomy):
-    return Q.load_queue_config(taxonomy=taxonomy)
+    return load_queue_config(config_dir(), taxonomy=taxonomy)
 
 
 def _no_sampling(cfg):
@@ -28,7 +37,7 @@ def _no_sampling(cfg):
 def _cases(store):
     with store.read() as conn:
         return {r["item_id"] if r["campaign_id"] is None else f"campaign:{r['campaign_id']}": dict(r)
-                for r in conn.execute(select(Q.C).where(Q.C.c.calibration_set.is_(None))).mappings()}
+                for r in conn.execute(select(Case.__table__).where(Case.__table__.c.calibration_set.is_(None))).mappings()}
 
 
 # -- config --------------------------------------------------------------------------------------
@@ -39,23 +48,23 @@ def test_bundled_config_loads_and_names_known_queues(cfg, taxonomy):
 
 def test_config_errors_name_file_and_field(tmp_path, taxonomy):
     bad = tmp_path / "queues.yaml"
-    src = (Q.config_dir() / Q.QUEUES_FILE).read_text()
+    src = (config_dir() / QUEUES_FILE).read_text()
     bad.write_text(src.replace("- {queue: fraud, when: {policy: [scam]}}", "- {queue: fraud, when: {policy: [scamz]}}"))
     with pytest.raises(ConfigError, match=r"queues.yaml: field 'routes.1.when.policy': unknown policy 'scamz'"):
-        Q.load_queue_config(bad, taxonomy=taxonomy)
+        load_queue_config(bad, taxonomy=taxonomy)
     bad.write_text(src.replace("default_queue: general", "default_queue: nowhere"))
     with pytest.raises(ConfigError, match="default_queue: 'nowhere' is not listed"):
-        Q.load_queue_config(bad)
+        load_queue_config(bad)
     bad.write_text(src.replace("qa_share: 0.05", "qa_share: 1.5"))
     with pytest.raises(ConfigError, match="field 'qa_share'"):
-        Q.load_queue_config(bad)
+        load_queue_config(bad)
 
 
 # -- routing ---------------------------------------------------------------------------------
 def test_routing_follows_config_rules(sqlite_store, taxonomy, cfg):
     cfg = _no_sampling(cfg).model_copy(update={"routes": [
-        Q.Route(queue="spam", when=Q.RouteWhen(language=["es"])),
-        Q.Route(queue="hate-harassment", when=Q.RouteWhen(surface=["comment"], severity=["P1", "P2"])),
+        Route(queue="spam", when=RouteWhen(language=["es"])),
+        Route(queue="hate-harassment", when=RouteWhen(surface=["comment"], severity=["P1", "P2"])),
         *cfg.routes]})
     add_scored(sqlite_store, taxonomy, [
         {"id": "scam1", "label": "scam", "p": 0.9},
@@ -66,19 +75,19 @@ def test_routing_follows_config_rules(sqlite_store, taxonomy, cfg):
         {"id": "es1", "label": "scam", "p": 0.9, "meta": {"language": "es"}},
         {"id": "comment_scam", "label": "scam", "p": 0.9, "surface": "comment"},
     ])
-    summary = Q.build_cases(sqlite_store, taxonomy, cfg, now=T0, progress=False, chunk_size=3)  # 3 transactions
+    summary = build_cases(sqlite_store, taxonomy, cfg, now=T0, progress=False, chunk_size=3)  # 3 transactions
     assert summary["cases"] == 7
     got = {k: v["queue"] for k, v in _cases(sqlite_store).items()}
     assert got == {"scam1": "fraud", "spam1": "spam", "hate1": "hate-harassment", "ben_sure": "low-risk",
                    "ben_unsure": "general", "es1": "spam", "comment_scam": "hate-harassment"}
     # idempotent: a second build adds nothing
-    assert Q.build_cases(sqlite_store, taxonomy, cfg, now=T0, progress=False)["cases"] == 0
+    assert build_cases(sqlite_store, taxonomy, cfg, now=T0, progress=False)["cases"] == 0
 
 
 def test_due_time_from_the_tier_sla(sqlite_store, taxonomy, cfg):
     add_scored(sqlite_store, taxonomy, [{"id": "s", "label": "scam", "p": 0.9}, {"id": "h", "label": "harassment", "p": 0.9},
                                         {"id": "b", "label": "benign", "p": 0.99}])
-    Q.build_cases(sqlite_store, taxonomy, _no_sampling(cfg), now=T0, progress=False)
+    build_cases(sqlite_store, taxonomy, _no_sampling(cfg), now=T0, progress=False)
     cases = _cases(sqlite_store)
     assert cases["s"]["severity"] == "P1" and cases["s"]["due_at"] == T0 + dt.timedelta(minutes=240)
     assert cases["h"]["severity"] == "P2" and cases["h"]["due_at"] == T0 + dt.timedelta(minutes=1440)
@@ -91,8 +100,8 @@ def test_priority_orders_by_severity_weighted_risk_and_explains(sqlite_store, ta
         {"id": "hate", "label": "hate", "p": 0.9}, {"id": "harass", "label": "harassment", "p": 0.95},
         {"id": "spam", "label": "spam", "p": 0.99}, {"id": "benign", "label": "benign", "p": 0.99},
     ])
-    Q.build_cases(sqlite_store, taxonomy, _no_sampling(cfg), now=T0, progress=False)
-    rows = Q.list_cases(sqlite_store, limit=0)
+    build_cases(sqlite_store, taxonomy, _no_sampling(cfg), now=T0, progress=False)
+    rows = list_cases(sqlite_store, limit=0)
     assert [r["item_id"] for r in rows] == ["hate", "harass", "spam", "benign"]
     top = rows[0]
     reason = top["priority_reason"]
@@ -102,16 +111,16 @@ def test_priority_orders_by_severity_weighted_risk_and_explains(sqlite_store, ta
 
 def test_priority_terms_respond_to_each_signal(cfg):
     base = dict(risk=0.2, uncertainty=0.1, campaign_size=0, campaign_growth=0.0, reports=0, urgency=0.0, tier_weight=0.2)
-    p0 = float(Q.priority_scores(cfg.priority, **base))
+    p0 = float(priority_scores(cfg.priority, **base))
     for key, value in (("risk", 0.5), ("uncertainty", 0.9), ("campaign_size", 50), ("campaign_growth", 0.5),
                        ("reports", 5), ("urgency", 0.9)):
-        assert float(Q.priority_scores(cfg.priority, **{**base, key: value})) > p0, key
-    terms = Q.priority_terms(cfg.priority, **{**base, "reports": 5})
-    assert set(terms) == set(Q.TERMS)
-    assert np.isclose(sum(float(v) for v in terms.values()), float(Q.priority_scores(cfg.priority, **{**base, "reports": 5})))
+        assert float(priority_scores(cfg.priority, **{**base, key: value})) > p0, key
+    terms = priority_terms(cfg.priority, **{**base, "reports": 5})
+    assert set(terms) == set(TERMS)
+    assert np.isclose(sum(float(v) for v in terms.values()), float(priority_scores(cfg.priority, **{**base, "reports": 5})))
     # vectorised: the same function ranks many cases at once
-    many = Q.priority_scores(cfg.priority, risk=np.array([0.1, 0.9, 0.5]), uncertainty=0.0)
-    assert list(Q.waiting_rank(many)) == [1, 2, 0]
+    many = priority_scores(cfg.priority, risk=np.array([0.1, 0.9, 0.5]), uncertainty=0.0)
+    assert list(np.argsort(-many, kind="stable")) == [1, 2, 0]
 
 
 def test_user_reports_and_campaign_size_raise_priority_with_reason(sqlite_store, taxonomy, cfg):
@@ -121,7 +130,7 @@ def test_user_reports_and_campaign_size_raise_priority_with_reason(sqlite_store,
         *[{"id": f"wave{i}", "label": "scam", "p": 0.8} for i in range(5)],
     ])
     add_campaign(sqlite_store, [f"wave{i}" for i in range(5)], added_at=T0 - dt.timedelta(days=3))
-    Q.build_cases(sqlite_store, taxonomy, _no_sampling(cfg), now=T0, progress=False)
+    build_cases(sqlite_store, taxonomy, _no_sampling(cfg), now=T0, progress=False)
     c = _cases(sqlite_store)
     assert c["reported"]["priority"] > c["quiet"]["priority"]
     assert "12 user reports" in c["reported"]["priority_reason"]
@@ -131,11 +140,11 @@ def test_user_reports_and_campaign_size_raise_priority_with_reason(sqlite_store,
 
 
 def test_urgency_rises_as_the_deadline_nears_and_sweep_refreshes(any_store, taxonomy, cfg):
-    cfg = _no_sampling(cfg).model_copy(update={"sla_escalation": Q.SlaEscalation(tiers=[])})
+    cfg = _no_sampling(cfg).model_copy(update={"sla_escalation": SlaEscalation(tiers=[])})
     add_scored(any_store, taxonomy, [{"id": "s", "label": "scam", "p": 0.9}])
-    Q.build_cases(any_store, taxonomy, cfg, now=T0, progress=False)
+    build_cases(any_store, taxonomy, cfg, now=T0, progress=False)
     before = _cases(any_store)["s"]["priority"]
-    out = Q.sweep(any_store, taxonomy, cfg, now=T0 + dt.timedelta(minutes=180))
+    out = sweep(any_store, taxonomy, cfg, now=T0 + dt.timedelta(minutes=180))
     after = _cases(any_store)["s"]
     assert out["reprioritised"] == 1 and after["priority"] > before
     assert "75% of P1 SLA used" in after["priority_reason"]
@@ -147,7 +156,7 @@ def test_audit_share_is_uniform_within_tolerance(sqlite_store, taxonomy, cfg):
     specs = [{"id": f"s{i}", "label": "scam", "p": 0.5 + 0.5 * (i % 100) / 100} for i in range(2000)]
     specs += [{"id": f"h{i}", "label": "harassment", "p": 0.9} for i in range(2000)]
     add_scored(sqlite_store, taxonomy, specs)
-    Q.build_cases(sqlite_store, taxonomy, cfg, now=T0, progress=False)
+    build_cases(sqlite_store, taxonomy, cfg, now=T0, progress=False)
     cases = list(_cases(sqlite_store).values())
     for queue in ("fraud", "hate-harassment"):
         flags = [c["is_audit"] for c in cases if c["queue"] == queue]
@@ -161,20 +170,20 @@ def test_audit_share_is_uniform_within_tolerance(sqlite_store, taxonomy, cfg):
 
 
 def test_uniform_draw_is_uniform_and_reproducible():
-    draws = np.array([Q.uniform_draw(f"item{i}", "salt") for i in range(20000)])
+    draws = np.array([uniform_draw(f"item{i}", "salt") for i in range(20000)])
     hist, _ = np.histogram(draws, bins=10, range=(0, 1))
     assert np.all(np.abs(hist / len(draws) - 0.1) < 0.01)
-    assert Q.uniform_draw("x", "salt") == Q.uniform_draw("x", "salt") != Q.uniform_draw("x", "other")
+    assert uniform_draw("x", "salt") == uniform_draw("x", "salt") != uniform_draw("x", "other")
 
 
 def test_calibration_copies_go_to_distinct_analysts(any_store, taxonomy, cfg):
-    cfg = cfg.model_copy(update={"qa_share": 0.0, "calibration_sets": [Q.CalibrationSet(name="cal", share=1.0, reviewers=3)]})
+    cfg = cfg.model_copy(update={"qa_share": 0.0, "calibration_sets": [CalibrationSet(name="cal", share=1.0, reviewers=3)]})
     add_scored(any_store, taxonomy, [{"id": "a", "label": "scam", "p": 0.9}, {"id": "b", "label": "hate", "p": 0.9}])
-    summary = Q.build_cases(any_store, taxonomy, cfg, now=T0, progress=False)
+    summary = build_cases(any_store, taxonomy, cfg, now=T0, progress=False)
     assert summary["calibration_copies"] == 6
     got = {name: [] for name in ("ann", "bob", "cy", "dee")}
     for name in got:
-        while (c := Q.next_case(any_store, name, "calibration", now=T0, config=cfg)) is not None:
+        while (c := next_case(any_store, name, "calibration", now=T0, config=cfg)) is not None:
             got[name].append(c["item_id"])
     for name in ("ann", "bob", "cy"):
         assert sorted(got[name]) == ["a", "b"]  # one copy of each item, never two
@@ -185,68 +194,54 @@ def test_calibration_copies_go_to_distinct_analysts(any_store, taxonomy, cfg):
 def test_next_case_claims_best_first_and_never_twice(any_store, taxonomy, cfg):
     cfg = _no_sampling(cfg)
     add_scored(any_store, taxonomy, [{"id": f"x{i}", "label": "scam", "p": 0.5 + i / 20} for i in range(10)])
-    Q.build_cases(any_store, taxonomy, cfg, now=T0, progress=False)
+    build_cases(any_store, taxonomy, cfg, now=T0, progress=False)
     claimed = []
     for i in range(10):
-        c = Q.next_case(any_store, f"analyst{i % 3}", "fraud", now=T0, config=cfg)
+        c = next_case(any_store, f"analyst{i % 3}", "fraud", now=T0, config=cfg)
         assert c["state"] == "claimed" and c["claimed_by"] == f"analyst{i % 3}"
         assert c["lease_expires_at"] == (T0 + dt.timedelta(seconds=cfg.lease_seconds)).isoformat()
         claimed.append(c["item_id"])
     assert claimed == [f"x{i}" for i in range(9, -1, -1)]
-    assert Q.next_case(any_store, "late", "fraud", now=T0, config=cfg) is None
-    with pytest.raises(Q.QueueError, match="unknown queue"):
-        Q.next_case(any_store, "ann", "nope", config=cfg)
+    assert next_case(any_store, "late", "fraud", now=T0, config=cfg) is None
+    with pytest.raises(QueueError, match="unknown queue"):
+        next_case(any_store, "ann", "nope", config=cfg)
 
 
 def test_expired_lease_returns_the_case(any_store, taxonomy, cfg):
     cfg = _no_sampling(cfg)
     add_scored(any_store, taxonomy, [{"id": "only", "label": "scam", "p": 0.9}])
-    Q.build_cases(any_store, taxonomy, cfg, now=T0, progress=False)
-    first = Q.next_case(any_store, "ann", "fraud", lease_seconds=60, now=T0, config=cfg)
-    assert Q.next_case(any_store, "bob", "fraud", now=T0 + dt.timedelta(seconds=59), config=cfg) is None
-    again = Q.next_case(any_store, "bob", "fraud", now=T0 + dt.timedelta(seconds=61), config=cfg)
+    build_cases(any_store, taxonomy, cfg, now=T0, progress=False)
+    first = next_case(any_store, "ann", "fraud", lease_seconds=60, now=T0, config=cfg)
+    assert next_case(any_store, "bob", "fraud", now=T0 + dt.timedelta(seconds=59), config=cfg) is None
+    again = next_case(any_store, "bob", "fraud", now=T0 + dt.timedelta(seconds=61), config=cfg)
     assert again["id"] == first["id"] and again["claimed_by"] == "bob"
     assert again["first_action_at"] == T0.isoformat()  # first touch is kept
     with any_store.read() as conn:
         actions = conn.execute(select(AuditEvent.__table__.c.action)).scalars().all()
     assert actions.count("case.claim") == 2 and "case.lease_expired" in actions
     # the first holder can no longer release what they lost
-    with pytest.raises(Q.QueueError, match="not claimed by ann"):
-        Q.release(any_store, first["id"], "ann", config=cfg)
-
-
-def test_renew_extends_only_a_live_lease_of_the_holder(sqlite_store, taxonomy, cfg):
-    cfg = _no_sampling(cfg)
-    add_scored(sqlite_store, taxonomy, [{"id": "only", "label": "scam", "p": 0.9}])
-    Q.build_cases(sqlite_store, taxonomy, cfg, now=T0, progress=False)
-    c = Q.next_case(sqlite_store, "ann", "fraud", lease_seconds=60, now=T0, config=cfg)
-    out = Q.renew(sqlite_store, c["id"], "ann", lease_seconds=600, now=T0 + dt.timedelta(seconds=50), config=cfg)
-    assert out["lease_expires_at"] == (T0 + dt.timedelta(seconds=650)).isoformat()
-    assert Q.next_case(sqlite_store, "bob", "fraud", now=T0 + dt.timedelta(seconds=300), config=cfg) is None
-    with pytest.raises(Q.QueueError, match="not held by bob"):
-        Q.renew(sqlite_store, c["id"], "bob", now=T0, config=cfg)
-    with pytest.raises(Q.QueueError, match="lease lapsed"):
-        Q.renew(sqlite_store, c["id"], "ann", now=T0 + dt.timedelta(seconds=700), config=cfg)
+    with pytest.raises(QueueError, match="not claimed by ann"):
+        release(any_store, first["id"], "ann", config=cfg)
 
 
 def test_skip_and_release(any_store, taxonomy, cfg):
     cfg = _no_sampling(cfg)
     add_scored(any_store, taxonomy, [{"id": "top", "label": "scam", "p": 0.95}, {"id": "second", "label": "scam", "p": 0.6}])
-    Q.build_cases(any_store, taxonomy, cfg, now=T0, progress=False)
-    c = Q.next_case(any_store, "ann", "fraud", now=T0, config=cfg)
+    build_cases(any_store, taxonomy, cfg, now=T0, progress=False)
+    c = next_case(any_store, "ann", "fraud", now=T0, config=cfg)
     assert c["item_id"] == "top"
-    Q.skip(any_store, c["id"], "ann", reason="not my language", config=cfg, now=T0)
-    assert Q.next_case(any_store, "ann", "fraud", now=T0, config=cfg)["item_id"] == "second"
-    assert Q.next_case(any_store, "ann", "fraud", now=T0, config=cfg) is None  # skipped stays skipped for ann
-    assert Q.next_case(any_store, "bob", "fraud", now=T0, config=cfg)["item_id"] == "top"  # others get it
-    Q.release(any_store, c["id"], "bob", config=cfg, now=T0)
-    with pytest.raises(Q.QueueError, match="not claimed by bob"):
-        Q.release(any_store, c["id"], "bob", config=cfg, now=T0)
-    assert Q.next_case(any_store, "cy", "fraud", now=T0, config=cfg)["id"] == c["id"]
+    skip(any_store, c["id"], "ann", reason="not my language", config=cfg, now=T0)
+    assert next_case(any_store, "ann", "fraud", now=T0, config=cfg)["item_id"] == "second"
+    assert next_case(any_store, "ann", "fraud", now=T0, config=cfg) is None  # skipped stays skipped for ann
+    assert next_case(any_store, "bob", "fraud", now=T0, config=cfg)["item_id"] == "top"  # others get it
+    release(any_store, c["id"], "bob", config=cfg, now=T0)
+    with pytest.raises(QueueError, match="not claimed by bob"):
+        release(any_store, c["id"], "bob", config=cfg, now=T0)
+    assert next_case(any_store, "cy", "fraud", now=T0, config=cfg)["id"] == c["id"]
 
 
 def test_claim_reads_the_index_not_a_sort(sqlite_store, cfg):
-    q = Q.claim_query(cfg, "fraud", "ann", "sqlite").compile(
+    q = claim_query(cfg, "fraud", "ann", "sqlite").compile(
         dialect=sqlite_store.engine.dialect, compile_kwargs={"literal_binds": True})
     with sqlite_store.read() as conn:
         plan = " | ".join(str(r[-1]) for r in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {q}"))
@@ -257,9 +252,9 @@ def test_lease_reclaim_reads_the_lease_index(sqlite_store):
     rows = [{"queue": "fraud", "state": "open" if i % 7 else "decided", "priority": i / 5000, "is_audit": False,
              "created_at": T0, "updated_at": T0} for i in range(5000)]
     with sqlite_store.begin() as conn:
-        conn.execute(Q.insert(Q.C), rows)
+        conn.execute(insert(Case.__table__), rows)
         conn.exec_driver_sql("ANALYZE")  # with statistics, ORDER BY id would tempt a table scan
-    q = Q.expired_query(T0, 500, "sqlite").compile(dialect=sqlite_store.engine.dialect,
+    q = expired_query(T0, 500, "sqlite").compile(dialect=sqlite_store.engine.dialect,
                                                   compile_kwargs={"literal_binds": True})
     with sqlite_store.read() as conn:
         plan = " | ".join(str(r[-1]) for r in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {q}"))
@@ -268,7 +263,7 @@ def test_lease_reclaim_reads_the_lease_index(sqlite_store):
 
 @pytest.mark.postgres
 def test_claim_uses_the_index_on_postgresql(pg_store, cfg):
-    q = Q.claim_query(cfg, "fraud", "ann", "postgresql").compile(
+    q = claim_query(cfg, "fraud", "ann", "postgresql").compile(
         dialect=pg_store.engine.dialect, compile_kwargs={"literal_binds": True})
     with pg_store.begin() as conn:
         conn.execute(text("SET LOCAL enable_seqscan = off"))
@@ -289,7 +284,7 @@ def test_escalation_criteria_route_to_escalation_queue(sqlite_store, taxonomy, c
     ])
     add_campaign(sqlite_store, [f"big{i}" for i in range(30)])
     add_campaign(sqlite_store, [f"small{i}" for i in range(3)])
-    Q.build_cases(sqlite_store, taxonomy, cfg, now=T0, progress=False)
+    build_cases(sqlite_store, taxonomy, cfg, now=T0, progress=False)
     c = _cases(sqlite_store)
     assert c["threat"]["queue"] == "escalation" and c["threat"]["state"] == "escalated"
     assert c["threat"]["severity"] == "P0" and c["threat"]["escalation_reason"].startswith("credible_threat")
@@ -298,36 +293,36 @@ def test_escalation_criteria_route_to_escalation_queue(sqlite_store, taxonomy, c
     assert c["child"]["escalation_reason"].startswith("child_safety")
     assert c["campaign:1"]["escalation_reason"].startswith("large_fraud")
     assert c["campaign:2"]["queue"] == "campaigns" and c["campaign:2"]["escalation_reason"] is None
-    claimed = Q.next_case(sqlite_store, "esc", "escalation", now=T0, config=cfg)
+    claimed = next_case(sqlite_store, "esc", "escalation", now=T0, config=cfg)
     assert claimed["escalation_reason"] is not None
-    Q.release(sqlite_store, claimed["id"], "esc", config=cfg, now=T0)
-    assert Q.case_detail(sqlite_store, claimed["id"])["state"] == "escalated"
+    release(sqlite_store, claimed["id"], "esc", config=cfg, now=T0)
+    assert case_detail(sqlite_store, claimed["id"])["state"] == "escalated"
 
 
 def test_sla_about_to_lapse_moves_to_escalation(any_store, taxonomy, cfg):
     cfg = _no_sampling(cfg)
     add_scored(any_store, taxonomy, [{"id": "p1", "label": "scam", "p": 0.9}, {"id": "p3", "label": "spam", "p": 0.9}])
-    Q.build_cases(any_store, taxonomy, cfg, now=T0, progress=False)
-    assert Q.sweep(any_store, taxonomy, cfg, now=T0 + dt.timedelta(minutes=170))["sla_escalated"] == 0
-    out = Q.sweep(any_store, taxonomy, cfg, now=T0 + dt.timedelta(minutes=190))  # 50 of 240 minutes left
+    build_cases(any_store, taxonomy, cfg, now=T0, progress=False)
+    assert sweep(any_store, taxonomy, cfg, now=T0 + dt.timedelta(minutes=170))["sla_escalated"] == 0
+    out = sweep(any_store, taxonomy, cfg, now=T0 + dt.timedelta(minutes=190))  # 50 of 240 minutes left
     assert out["sla_escalated"] == 1
     c = _cases(any_store)
     assert c["p1"]["queue"] == "escalation" and c["p1"]["escalation_reason"] == "sla: 50 of 240 minutes left on the P1 SLA"
     assert c["p1"]["first_action_at"] is None  # the system moved it; no human acted yet
     assert c["p3"]["queue"] == "spam"  # P3 is not in sla_escalation.tiers
-    assert Q.sweep(any_store, taxonomy, cfg, now=T0 + dt.timedelta(minutes=200))["sla_escalated"] == 0
+    assert sweep(any_store, taxonomy, cfg, now=T0 + dt.timedelta(minutes=200))["sla_escalated"] == 0
 
 
 def test_manual_escalation_needs_a_reason_and_raises_severity(sqlite_store, taxonomy, cfg):
     cfg = _no_sampling(cfg)
     add_scored(sqlite_store, taxonomy, [{"id": "h", "label": "harassment", "p": 0.9}])
-    Q.build_cases(sqlite_store, taxonomy, cfg, now=T0, progress=False)
-    case = Q.next_case(sqlite_store, "ann", "hate-harassment", now=T0, config=cfg)
-    with pytest.raises(Q.QueueError, match="needs a reason"):
-        Q.escalate(sqlite_store, taxonomy, case["id"], "ann", "  ", config=cfg)
-    with pytest.raises(Q.QueueError, match="claimed by ann"):
-        Q.escalate(sqlite_store, taxonomy, case["id"], "bob", "names a school", config=cfg, now=T0)
-    out = Q.escalate(sqlite_store, taxonomy, case["id"], "ann", "names a school and a date", severity="P0",
+    build_cases(sqlite_store, taxonomy, cfg, now=T0, progress=False)
+    case = next_case(sqlite_store, "ann", "hate-harassment", now=T0, config=cfg)
+    with pytest.raises(QueueError, match="needs a reason"):
+        escalate(sqlite_store, taxonomy, case["id"], "ann", "  ", config=cfg)
+    with pytest.raises(QueueError, match="claimed by ann"):
+        escalate(sqlite_store, taxonomy, case["id"], "bob", "names a school", config=cfg, now=T0)
+    out = escalate(sqlite_store, taxonomy, case["id"], "ann", "names a school and a date", severity="P0",
                      config=cfg, now=T0 + dt.timedelta(minutes=5))
     assert out["queue"] == "escalation" and out["state"] == "escalated" and out["severity"] == "P0"
     assert out["due_at"] == (T0 + dt.timedelta(minutes=35)).isoformat()
@@ -338,16 +333,16 @@ def test_list_cases_filters(sqlite_store, taxonomy, cfg):
     add_scored(sqlite_store, taxonomy, [{"id": "a", "label": "scam", "p": 0.9, "surface": "sms"},
                                         {"id": "b", "label": "scam", "p": 0.9, "surface": "post"},
                                         {"id": "c", "label": "spam", "p": 0.9, "surface": "sms"}])
-    Q.build_cases(sqlite_store, taxonomy, _no_sampling(cfg), now=T0, progress=False)
-    assert {r["item_id"] for r in Q.list_cases(sqlite_store, policy="scam", surface="sms")} == {"a"}
-    assert {r["item_id"] for r in Q.list_cases(sqlite_store, state="open", queue="spam")} == {"c"}
+    build_cases(sqlite_store, taxonomy, _no_sampling(cfg), now=T0, progress=False)
+    assert {r["item_id"] for r in list_cases(sqlite_store, policy="scam", surface="sms")} == {"a"}
+    assert {r["item_id"] for r in list_cases(sqlite_store, state="open", queue="spam")} == {"c"}
 
 
 def test_benign_campaign_is_not_a_campaign_case_queue_item(sqlite_store, taxonomy, cfg):
     add_scored(sqlite_store, taxonomy, [{"id": f"hi{i}", "label": "benign", "p": 0.97, "text": "sorry, call later"}
                                         for i in range(4)])
     add_campaign(sqlite_store, [f"hi{i}" for i in range(4)])
-    Q.build_cases(sqlite_store, taxonomy, _no_sampling(cfg), now=T0, progress=False)
+    build_cases(sqlite_store, taxonomy, _no_sampling(cfg), now=T0, progress=False)
     camp = _cases(sqlite_store)["campaign:1"]
     assert camp["queue"] == "low-risk" and camp["meta"]["campaign_case"] is True
 
@@ -355,19 +350,19 @@ def test_benign_campaign_is_not_a_campaign_case_queue_item(sqlite_store, taxonom
 def test_rescoring_by_a_new_model_replans_waiting_cases(any_store, taxonomy, cfg):
     from sqlalchemy import insert as sql_insert
 
-    from workbench.schema import Prediction
+    from core.schema import Prediction
 
     cfg = _no_sampling(cfg)
     add_scored(any_store, taxonomy, [{"id": "a", "label": "spam", "p": 0.9}, {"id": "b", "label": "spam", "p": 0.9},
                                      {"id": "c", "label": "spam", "p": 0.9}])
-    Q.build_cases(any_store, taxonomy, cfg, now=T0, progress=False)
-    claimed = Q.next_case(any_store, "ann", "spam", now=T0, config=cfg)
+    build_cases(any_store, taxonomy, cfg, now=T0, progress=False)
+    claimed = next_case(any_store, "ann", "spam", now=T0, config=cfg)
     newer = [{"item_id": i, "model_version": "test-model-2", "label": "scam", "score": 0.95,
               "scores": scores_for(taxonomy, "scam", 0.95), "uncertainty": 0.05,
               "taxonomy_version": taxonomy.version, "created_at": T0} for i in ("a", "b", "c")]
     with any_store.begin() as conn:
         conn.execute(sql_insert(Prediction.__table__), newer)
-    out = Q.build_cases(any_store, taxonomy, cfg, now=T0 + dt.timedelta(minutes=10), progress=False)
+    out = build_cases(any_store, taxonomy, cfg, now=T0 + dt.timedelta(minutes=10), progress=False)
     assert out["cases"] == 0 and out["rescored"] == 2  # the claimed case is left to its holder
     cases = _cases(any_store)
     moved = [cases[i] for i in ("a", "b", "c") if cases[i]["id"] != claimed["id"]]
@@ -375,13 +370,13 @@ def test_rescoring_by_a_new_model_replans_waiting_cases(any_store, taxonomy, cfg
         assert (c["queue"], c["severity"], c["model_version"]) == ("fraud", "P1", "test-model-2")
         assert c["due_at"] == T0 + dt.timedelta(minutes=240) and "scam p=0.95" in c["priority_reason"]
     assert cases[claimed["item_id"]]["model_version"] == "test-model-1"
-    assert Q.build_cases(any_store, taxonomy, cfg, now=T0, progress=False)["rescored"] == 0
+    assert build_cases(any_store, taxonomy, cfg, now=T0, progress=False)["rescored"] == 0
 
 
 def test_the_champion_prediction_counts_and_unscored_by_it_still_queue(any_store, taxonomy, cfg):
     from sqlalchemy import insert as sql_insert
 
-    from workbench.schema import ModelVersion, Prediction
+    from core.schema import ModelVersion, Prediction
 
     cfg = _no_sampling(cfg)
     add_scored(any_store, taxonomy, [{"id": "a", "label": "spam", "p": 0.9}, {"id": "b", "label": "spam", "p": 0.9}])
@@ -396,7 +391,7 @@ def test_the_champion_prediction_counts_and_unscored_by_it_still_queue(any_store
             item_id="a", model_version="challenger-9", label="benign", score=0.99,
             scores=scores_for(taxonomy, "benign", 0.99), uncertainty=0.01, taxonomy_version=taxonomy.version,
             created_at=T0))
-    Q.build_cases(any_store, taxonomy, cfg, now=T0, progress=False)
+    build_cases(any_store, taxonomy, cfg, now=T0, progress=False)
     cases = _cases(any_store)
     assert (cases["a"]["predicted_label"], cases["a"]["model_version"]) == ("hate", "champ-1")
     assert (cases["b"]["predicted_label"], cases["b"]["model_version"]) == ("spam", "test-model-1")

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from workbench.cli import cli
-from workbench.store import open_store
+from core.store import open_store
 
 from test_queue_support import add_campaign, add_scored
 
@@ -99,7 +99,7 @@ def test_user_errors_are_one_line(env):
 
 
 def test_cli_module_imports_stay_light():
-    code = ("import sys, workbench.queue_cli; "
+    code = ("import sys, workbench.cli.queue, workbench.cli.campaigns, workbench.cli.models, workbench.context; "
             "heavy = [m for m in ('sqlalchemy', 'numpy', 'pandas', 'torch', 'sklearn') if m in sys.modules]; "
             "print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

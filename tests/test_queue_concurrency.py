@@ -11,16 +11,20 @@ from collections import Counter
 import pytest
 from sqlalchemy import func, insert, select
 
-from workbench import queue as Q
-from workbench.schema import utcnow
+from core import audit
+from core.schema import Case
+from core.config import config_dir
+from labeling.queue_config import load_queue_config
+from core.schema import utcnow
 
 N_CASES = 2000
 N_WORKERS = 8
 
 
 def _claim_all(data_dir: str, url: str | None, config: dict, name: str, start) -> list[int]:
-    from workbench.queue import QueueConfig, next_case
-    from workbench.store import Store
+    from labeling.claims import next_case
+    from labeling.queue_config import QueueConfig
+    from core.store import Store
 
     store = Store(data_dir, url)
     cfg = QueueConfig.model_validate(config)
@@ -39,11 +43,11 @@ def _fill(store) -> None:
     rows = [{"queue": "fraud", "state": "open", "priority": float(i % 97) / 97, "priority_reason": "test",
              "is_audit": False, "created_at": now, "updated_at": now} for i in range(N_CASES)]
     with store.begin() as conn:
-        conn.execute(insert(Q.C), rows)
+        conn.execute(insert(Case.__table__), rows)
 
 
 def _race(store) -> None:
-    cfg = Q.load_queue_config()
+    cfg = load_queue_config(config_dir())
     _fill(store)
     ctx = mp.get_context("spawn")
     with ctx.Manager() as manager:
@@ -59,9 +63,9 @@ def _race(store) -> None:
     assert len(claimed) == N_CASES
     assert sum(1 for r in results if r) >= 2, "only one worker claimed anything: no race was tested"
     with store.read() as conn:
-        rows = conn.execute(select(Q.C.c.id, Q.C.c.state, Q.C.c.claimed_by)).all()
-        claims = conn.execute(select(func.count()).select_from(Q.audit.AuditEvent.__table__)
-                              .where(Q.audit.AuditEvent.__table__.c.action == "case.claim")).scalar()
+        rows = conn.execute(select(Case.__table__.c.id, Case.__table__.c.state, Case.__table__.c.claimed_by)).all()
+        claims = conn.execute(select(func.count()).select_from(audit.AuditEvent.__table__)
+                              .where(audit.AuditEvent.__table__.c.action == "case.claim")).scalar()
     assert len(rows) == N_CASES and all(r.state == "claimed" for r in rows)
     owner = {cid: f"w{i}" for i, r in enumerate(results) for cid in r}
     assert all(owner[r.id] == r.claimed_by for r in rows)

@@ -10,8 +10,8 @@ from typing import Any, Iterable, Optional
 
 from sqlalchemy import insert
 
-from workbench.schema import Campaign, CampaignMember, Item, Prediction
-from workbench.text import text_hash
+from core.schema import Campaign, CampaignMember, Item, Prediction
+from core.text import text_hash
 
 T0 = dt.datetime(2026, 11, 25, 8, 0, 0)
 MODEL = "test-model-1"

@@ -3,12 +3,13 @@ import json
 import pytest
 from sqlalchemy import select
 
-from workbench import review
-from workbench.schema import AuditEvent
+from core.schema import AuditEvent
+from labeling import packets
+from labeling.masking import mask_text, should_mask
 
 
 def _case_of(store, item_id):
-    from workbench.schema import Case
+    from core.schema import Case
 
     with store.read() as conn:
         return conn.execute(select(Case.id).where(Case.item_id == item_id)).scalar()
@@ -19,55 +20,61 @@ SPAM = {"benign": 0.05, "spam": 0.9, "scam": 0.05, "hate": 0.0, "harassment": 0.
 
 
 def test_mask_text_keeps_shape():
-    assert review.mask_text("you are vile, call 0906 now http://x.co") == "y•• a•• v•••, c••• 0906 n•• h•••://x.c•"
+    assert mask_text("you are vile, call 0906 now http://x.co") == "y•• a•• v•••, c••• 0906 n•• h•••://x.c•"
 
 
-def test_should_mask(taxonomy):
-    s = review.load_review_settings(taxonomy=taxonomy)
-    assert review.should_mask(s, HATE, None)
-    assert not review.should_mask(s, SPAM, None)
-    assert review.should_mask(s, SPAM, "harassment")  # the source says so
-    assert review.should_mask(s, None, None)  # unknown content is treated as sensitive
+def test_should_mask(review_settings):
+    s = review_settings
+    assert should_mask(s, HATE, None)
+    assert not should_mask(s, SPAM, None)
+    assert should_mask(s, SPAM, "harassment")  # the source says so
+    assert should_mask(s, None, None)  # unknown content is treated as sensitive
 
 
-def test_packet_masks_and_reveal_is_audited(sqlite_store, taxonomy, make_scored):
+def test_packet_masks_and_reveal_is_audited(sqlite_store, taxonomy, make_scored, review_settings, campaign_settings):
     make_scored(sqlite_store,
           [{"id": "h", "text": "they are vermin", "author": "u9"}, {"id": "s", "text": "cheap pills", "author": "u9"}],
           {"h": HATE, "s": SPAM})
     case_id = _case_of(sqlite_store, "reports:h")
-    packet = review.review_packet(sqlite_store, taxonomy, case_id)
+    packet = packets.review_packet(sqlite_store, taxonomy, case_id, review_settings, campaign_settings)
     assert packet["masked"] and "vermin" not in packet["item"]["text"]
     assert packet["suggested_label"] == "hate"
     assert packet["choices"]["hate"]["default_action"] == taxonomy.policies["hate"].default_action
     assert packet["author"]["items"] == 1 and packet["author"]["recent"][0]["item_id"] == "reports:s"
-    assert review.reveal_text(sqlite_store, case_id, "alice") == "they are vermin"
+    assert packets.reveal_text(sqlite_store, case_id, "alice") == "they are vermin"
     with sqlite_store.read() as conn:
         ev = conn.execute(select(AuditEvent.actor, AuditEvent.action).order_by(AuditEvent.id.desc())).first()
     assert tuple(ev) == ("alice", "text.reveal")
-    unmasked = review.review_packet(sqlite_store, taxonomy, _case_of(sqlite_store, "reports:s"))
+    unmasked = packets.review_packet(sqlite_store, taxonomy, _case_of(sqlite_store, "reports:s"), review_settings,
+                                      campaign_settings)
     assert not unmasked["masked"] and unmasked["item"]["text"] == "cheap pills"
 
 
-def test_similar_decisions_include_exact_copies(sqlite_store, taxonomy, make_scored):
+def test_similar_decisions_include_exact_copies(sqlite_store, taxonomy, make_scored, queue_config, review_settings,
+                                                campaign_settings):
     from labeling.decisions import decide
 
     make_scored(sqlite_store,
           [{"id": "1", "text": "Cheap pills!"}, {"id": "2", "text": "cheap   PILLS!"}], {"1": SPAM, "2": SPAM})
-    decide(sqlite_store, taxonomy, _case_of(sqlite_store, "reports:1"), "bob", "spam", action="remove")
-    packet = review.review_packet(sqlite_store, taxonomy, _case_of(sqlite_store, "reports:2"))
+    decide(sqlite_store, taxonomy, _case_of(sqlite_store, "reports:1"), "bob", "spam", action="remove",
+           config=queue_config)
+    packet = packets.review_packet(sqlite_store, taxonomy, _case_of(sqlite_store, "reports:2"), review_settings,
+                                   campaign_settings)
     assert [(d["item_id"], d["label"], d["reviewer"]) for d in packet["similar_decisions"]] == [("reports:1", "spam", "bob")]
 
 
-def test_escalation_packet_is_complete_and_filed(sqlite_store, taxonomy, make_scored):
+def test_escalation_packet_is_complete_and_filed(sqlite_store, taxonomy, make_scored, queue_config, review_settings,
+                                                 campaign_settings):
     make_scored(sqlite_store, [{"id": "t", "text": "I will kill you tomorrow", "author": "u1"}],
           {"t": HATE})
-    from workbench.queue import next_case
+    from labeling.claims import next_case
 
     case_id = _case_of(sqlite_store, "reports:t")
-    claimed = next_case(sqlite_store, "alice", "escalation", detail=False) or next_case(
-        sqlite_store, "alice", "hate-harassment", detail=False)
+    claimed = next_case(sqlite_store, "alice", "escalation", queue_config, detail=False) or next_case(
+        sqlite_store, "alice", "hate-harassment", queue_config, detail=False)
     assert claimed["id"] == case_id
-    out = review.escalate_with_packet(sqlite_store, taxonomy, case_id, "alice", "credible threat")
+    out = packets.escalate_with_packet(sqlite_store, taxonomy, case_id, "alice", "credible threat", queue_config,
+                                       review_settings, campaign_settings)
     packet = out["packet"]
     assert {"summary", "evidence", "timeline", "campaign", "recommended_next_step"} <= set(packet)
     assert packet["evidence"]["item"]["text"] == "I will kill you tomorrow"  # the packet carries the evidence
@@ -80,9 +87,11 @@ def test_escalation_packet_is_complete_and_filed(sqlite_store, taxonomy, make_sc
 
 
 def test_broken_review_config(tmp_path, taxonomy):
-    from workbench.config import ConfigError
+    from core.config import ConfigError
 
     p = tmp_path / "review.yaml"
     p.write_text("version: 1\nmask_policies: [nonsense]\n")
+    from labeling.review_config import load_review_settings
+
     with pytest.raises(ConfigError, match="mask_policies"):
-        review.load_review_settings(p, taxonomy)
+        load_review_settings(p, taxonomy)

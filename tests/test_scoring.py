@@ -24,9 +24,9 @@ from models.registry import (
 )
 from models.scoring import prepare_text, score_items
 from test_models_fixtures import add_items, tiny_embedding_model, tiny_st_path, toy_corpus  # noqa: F401
-from workbench import audit
-from workbench.schema import AuditEvent, Embedding, Prediction
-from workbench.text import text_hash
+from core import audit
+from core.schema import AuditEvent, Embedding, Prediction
+from core.text import text_hash
 
 FAST = {"tfidf_lr": {"min_df": 1}}
 
@@ -268,7 +268,7 @@ def test_cli_train_list_show_promote_retire_score(sqlite_store, taxonomy):
 
 
 def test_models_yaml_errors_name_the_field(tmp_path):
-    from workbench.config import ConfigError
+    from core.config import ConfigError
 
     bad = tmp_path / "models.yaml"
     bad.write_text("kinds:\n  hybrid:\n    gamma: 3\nscoring:\n  chunk_size: 0\n")
@@ -327,7 +327,7 @@ def test_copies_go_through_the_head_once(sqlite_store, taxonomy):
 
 
 def test_training_learns_from_annotator_votes_when_the_kind_asks(sqlite_store, taxonomy):
-    from workbench.schema import Item
+    from core.schema import Item
 
     texts, ys = toy_corpus(10, labels=("benign", "hate", "harassment"))
     with sqlite_store.session() as s:

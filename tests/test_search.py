@@ -9,9 +9,9 @@ from click.testing import CliRunner
 from sqlalchemy import insert
 
 from workbench.cli import cli
-from workbench.schema import Item
-from workbench.store import open_store
-from workbench.text import text_hash
+from core.schema import Item
+from core.store import open_store
+from core.text import text_hash
 
 TEXTS = {
     "w1": "WINNER!! As a valued network customer you have been selected to receive a £900 prize reward! To claim call 09061701461. Claim code KL341. Valid 12 hours only.",

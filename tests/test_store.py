@@ -1,7 +1,7 @@
 from sqlalchemy import text
 
-from workbench import audit
-from workbench.store import open_store
+from core import audit
+from core.store import open_store
 
 
 def test_migrate_creates_schema_at_head(any_store):

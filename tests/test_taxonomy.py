@@ -3,8 +3,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from workbench.config import ConfigError
-from workbench.taxonomy import load_taxonomy
+from core.config import ConfigError
+from core.taxonomy import load_taxonomy
 
 BUNDLED = Path(__file__).resolve().parents[1] / "configs" / "taxonomy.yaml"
 

@@ -1,31 +1,87 @@
-"""`workbench demo`: the whole loop on the shared datasets, one step per area.
+"""`workbench demo`: the whole loop on the shared datasets.
 
-Each step is a function `(store, taxonomy, echo) -> dict` living in its own area's module; this
-file only orders them. The ingest step runs first and finds the data (shared folder, else Hub).
+Ingest runs first and finds the data (shared folder, else the Hub); every later step is a
+`demo_steps` hook implementation (`core.hooks.DemoStep`), run in ascending order, so a plugin
+adds a step without touching this file. The built-in steps below are thin: each calls its
+area's service functions with the configs of the application context.
 """
 from __future__ import annotations
 
-import importlib
 import time
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import Any, Callable, Optional
 
-if TYPE_CHECKING:
-    from .cli import AppContext
+from core.hooks import DemoStep, hookimpl, pm
+
+from .context import AppContext
 
 Echo = Callable[..., None]
-
-# Later steps, as "module:function"; each takes (store, taxonomy, echo) and returns a summary dict.
-STEPS: list[str] = ["models.demo:models_demo", "clustering.service:campaigns_demo", "workbench.queue_cli:demo_step"]
 
 
 class DemoError(RuntimeError):
     """The demo cannot run (no data found); the message says what to do."""
 
 
-def run_demo(app: "AppContext", shared_data: Optional[str] = None, limit: Optional[int] = None,
+def models_step(app: AppContext, echo: Echo) -> dict[str, Any]:
+    """Train (or reuse) the default model, promote it, score every item."""
+    from models.demo import models_demo
+
+    return models_demo(app.store(), app.taxonomy(), app.models(), echo)
+
+
+def campaigns_step(app: AppContext, echo: Echo) -> dict[str, Any]:
+    """Build the index and the campaigns, then show the biggest ones."""
+    from clustering.explore import list_campaigns
+    from clustering.service import cluster
+
+    store = app.store()
+    summary = cluster(store, app.campaigns(), actor="demo", show_progress=False)
+    echo(f"  {summary['mode']} clustering of {summary['items_clustered']} items: "
+         f"{summary['campaigns_active']} campaigns, index {summary['index']['kind']} "
+         f"({summary['index']['size']} distinct texts) in {summary['seconds']['total']:.1f}s")
+    top = list_campaigns(store, limit=3, taxonomy=app.taxonomy())
+    for c in top:
+        terms = ", ".join(t for t, _ in c["top_terms"][:5])
+        echo(f"  campaign {c['id']}: {c['size']} items [{terms}] e.g. {str(c['exemplar_text'])[:70]!r}")
+    return {**summary, "top_campaigns": [{"id": c["id"], "size": c["size"]} for c in top]}
+
+
+def cases_step(app: AppContext, echo: Echo) -> dict[str, Any]:
+    """Build cases from the scored items and campaigns, then show the queue KPIs."""
+    from evaluation.ops import ops_kpis
+    from labeling.cases import build_cases, list_cases
+
+    store, config = app.store(), app.queues()
+    summary = build_cases(store, app.taxonomy(), config, actor="demo")
+    echo(f"  {summary['cases']} new cases: " + ", ".join(f"{q}={n}" for q, n in sorted(summary["by_queue"].items()))
+         + f"; {summary['audit']} QA audit, {summary['escalated']} escalated")
+    for row in list_cases(store, limit=3):
+        echo(f"  next up: case {row['id']} [{row['queue']}] {row['priority_reason']}")
+    kpis = ops_kpis(store, config=config)
+    echo(f"  backlog {kpis['backlog']} cases in {len(kpis['queues'])} queues")
+    return {"build": summary, "backlog": kpis["backlog"], "queues": kpis["queues"]}
+
+
+@hookimpl
+def demo_steps() -> list[DemoStep]:
+    return [DemoStep("models", 100, models_step), DemoStep("campaigns", 200, campaigns_step),
+            DemoStep("cases", 300, cases_step)]
+
+
+def collect_steps() -> list[DemoStep]:
+    """Every plugin's demo steps (the built-in ones registered once), in run order."""
+    import sys
+
+    module = sys.modules[__name__]
+    if not pm.is_registered(module):
+        pm.register(module, name="workbench.demo")
+    steps = [s for batch in pm.hook.demo_steps() for s in batch]
+    return sorted(steps, key=lambda s: (s.order, s.name))
+
+
+def run_demo(app: AppContext, shared_data: Optional[str] = None, limit: Optional[int] = None,
              skip: set[str] | frozenset[str] = frozenset(), echo: Echo = print) -> dict[str, Any]:
-    from .ingest import ingest_paths
-    from .sources import DataNotFound, SHARED_DATASETS, locate_dataset
+    from core.ingest import ingest_paths
+    from core.sources import SHARED_DATASETS, DataNotFound, locate_dataset
 
     store, tax = app.store(), app.taxonomy()
     echo(f"workbench demo: data in {store.display_url}, taxonomy {tax.version}")
@@ -47,15 +103,12 @@ def run_demo(app: "AppContext", shared_data: Optional[str] = None, limit: Option
         report["steps"]["ingest"] = per_dataset
     report["timings"] = {"ingest": round(time.perf_counter() - started, 2)}
 
-    for spec in STEPS:
-        module_name, func_name = spec.split(":")
-        name = module_name.rsplit(".", 1)[-1] + "." + func_name
-        if func_name in skip or name in skip or module_name.rsplit(".", 1)[-1] in skip:
+    for step in collect_steps():
+        if step.name in skip:
             continue
         t0 = time.perf_counter()
-        step = getattr(importlib.import_module(module_name), func_name)
-        echo(f"[{func_name}]")
-        report["steps"][func_name] = step(store, tax, echo)
-        report["timings"][func_name] = round(time.perf_counter() - t0, 2)
+        echo(f"[{step.name}]")
+        report["steps"][step.name] = step.run(app, echo)
+        report["timings"][step.name] = round(time.perf_counter() - t0, 2)
     echo(f"demo done in {sum(report['timings'].values()):.1f}s")
     return report

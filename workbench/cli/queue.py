@@ -1,41 +1,21 @@
-"""Queue commands: build cases, show KPIs, claim, decide, skip, release, escalate, appeal.
+"""Queue commands: build cases, show KPIs, claim, decide, correct, skip, release, escalate, appeal.
 
-Thin wrappers over `workbench.queue`, `labeling.decisions` and `evaluation.ops`: the web UI calls
-the same functions. Top-level imports stay light (click and the standard library); the service
+Thin wrappers over `labeling` (cases, claims, decisions, appeals, packets) and `evaluation.ops`:
+the web UI calls the same functions. Top-level imports stay light (click and the standard library); the service
 modules load inside each command.
 """
 from __future__ import annotations
 
-import contextlib
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Optional
 
 import click
 
-from .cliutil import emit as _emit
-from .cliutil import json_option as _json
+from core.hooks import hookimpl
 
-
-def _as(f: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option("--as", "analyst", required=True, metavar="NAME",
-                        help="Who does it (recorded on the case, the decision and the audit log).")(f)
-
-
-@contextlib.contextmanager
-def _user_errors() -> Iterator[None]:
-    """Errors a user can cause become one-line messages."""
-    from .config import ConfigError
-    from .queue import QueueError
-
-    try:
-        yield
-    except (QueueError, ConfigError) as exc:
-        raise click.ClickException(str(exc)) from None
-
-
-def _config(app: Any) -> Any:
-    from .queue import QUEUES_FILE, load_queue_config
-
-    return load_queue_config(app.config_path(QUEUES_FILE), taxonomy=app.taxonomy())
+from .common import as_option as _as
+from .common import emit as _emit
+from .common import json_option as _json
+from .common import user_errors as _user_errors
 
 
 def _print_case(c: dict[str, Any]) -> None:
@@ -67,7 +47,8 @@ def _print_case(c: dict[str, Any]) -> None:
                    f"{' (supersedes ' + str(d['supersedes_id']) + ')' if d.get('supersedes_id') else ''}")
 
 
-def register(cli: click.Group) -> None:
+@hookimpl
+def register_commands(cli: click.Group) -> None:
     """Add the queue commands to the `workbench` group."""
 
     @cli.group()
@@ -84,10 +65,10 @@ def register(cli: click.Group) -> None:
         Example:
           workbench cases build --json
         """
-        from .queue import build_cases
+        from labeling.cases import build_cases
 
         with _user_errors():
-            summary = build_cases(app.store(), app.taxonomy(), _config(app), actor="cli", progress=not as_json)
+            summary = build_cases(app.store(), app.taxonomy(), app.queues(), actor="cli", progress=not as_json)
         _emit(summary, as_json, lambda s: click.echo(
             f"{s['cases']} new cases ({s['item_cases']} items, {s['campaign_cases']} campaigns): "
             f"{s['audit']} QA audit, {s['escalated']} escalated, {s['calibration_copies']} calibration copies; "
@@ -111,7 +92,7 @@ def register(cli: click.Group) -> None:
         Example:
           workbench cases list --queue fraud --state open --limit 5
         """
-        from .queue import list_cases
+        from labeling.cases import list_cases
 
         rows = list_cases(app.store(), queue=queue, state=state, policy=policy, surface=surface,
                           audit_only=audit_only, limit=limit or None)
@@ -130,7 +111,7 @@ def register(cli: click.Group) -> None:
         Example:
           workbench cases show 42
         """
-        from .queue import case_detail
+        from labeling.cases import case_detail
 
         with _user_errors():
             c = case_detail(app.store(), case_id)
@@ -148,10 +129,10 @@ def register(cli: click.Group) -> None:
         Example:
           workbench cases sweep --json
         """
-        from .queue import sweep
+        from labeling.escalation import sweep
 
         with _user_errors():
-            out = sweep(app.store(), app.taxonomy(), _config(app), progress=not as_json)
+            out = sweep(app.store(), app.taxonomy(), app.queues(), progress=not as_json)
         _emit(out, as_json, lambda o: click.echo(
             f"leases returned {o['leases_expired']}, SLA escalations {o['sla_escalated']}, "
             f"priorities refreshed {o['reprioritised']}"))
@@ -177,7 +158,7 @@ def register(cli: click.Group) -> None:
         from evaluation.ops import ops_kpis, plot_kpis
 
         with _user_errors():
-            k = ops_kpis(app.store(), queue=queue, policy=policy, surface=surface, config=_config(app))
+            k = ops_kpis(app.store(), queue=queue, policy=policy, surface=surface, config=app.queues())
         if plot_path:
             k["plot"] = plot_kpis(k, plot_path)
         _emit(k, as_json, _print_kpis)
@@ -195,10 +176,10 @@ def register(cli: click.Group) -> None:
         Example:
           workbench next --queue fraud --as alice --json
         """
-        from .queue import next_case
+        from labeling.claims import next_case
 
         with _user_errors():
-            c = next_case(app.store(), analyst, queue, lease_seconds=lease, config=_config(app))
+            c = next_case(app.store(), analyst, queue, lease_seconds=lease, config=app.queues())
         if c is None:
             _emit({"case": None, "queue": queue}, as_json, lambda _: click.echo(f"queue {queue} is empty"))
             raise SystemExit(3)
@@ -227,7 +208,7 @@ def register(cli: click.Group) -> None:
 
         with _user_errors():
             out = decide(app.store(), app.taxonomy(), case_id, analyst, label, action=action, severity=severity,
-                         policy_ref=policy_ref, rationale=rationale, config=_config(app))
+                         policy_ref=policy_ref, rationale=rationale, config=app.queues())
         _emit(out, as_json, lambda o: click.echo(
             f"case {o['id']} decided: {label} ({o['kind']}, {len(o['decision_ids'])} decision(s)"
             f"{', overrides the model' if o['is_override'] else ''}"
@@ -268,10 +249,10 @@ def register(cli: click.Group) -> None:
         Example:
           workbench skip 42 --as alice --reason "not my language"
         """
-        from .queue import skip
+        from labeling.claims import skip
 
         with _user_errors():
-            out = skip(app.store(), case_id, analyst, reason=reason, config=_config(app))
+            out = skip(app.store(), case_id, analyst, reason=reason, config=app.queues())
         _emit(out, as_json, lambda o: click.echo(f"case {o['id']} skipped, back in {o['queue']}"))
 
     @cli.command("release")
@@ -286,10 +267,10 @@ def register(cli: click.Group) -> None:
         Example:
           workbench release 42 --as alice
         """
-        from .queue import release
+        from labeling.claims import release
 
         with _user_errors():
-            out = release(app.store(), case_id, analyst, config=_config(app))
+            out = release(app.store(), case_id, analyst, config=app.queues())
         _emit(out, as_json, lambda o: click.echo(f"case {o['id']} released to {o['queue']}"))
 
     @cli.command("escalate")
@@ -310,10 +291,11 @@ def register(cli: click.Group) -> None:
         Example:
           workbench escalate 42 --reason "names a school and a date" --severity P0 --as alice
         """
-        from .review import escalate_with_packet
+        from labeling.packets import escalate_with_packet
 
         with _user_errors():
-            out = escalate_with_packet(app.store(), app.taxonomy(), case_id, analyst, reason, severity=severity)
+            out = escalate_with_packet(app.store(), app.taxonomy(), case_id, analyst, reason, app.queues(),
+                                       app.review(), app.campaigns(), severity=severity)
         _emit(out, as_json, lambda o: click.echo(
             f"case {o['case']['id']} escalated ({o['case']['severity']}, due {o['case']['due_at']}); "
             f"packet: {o['packet_path']}\n{o['packet']['summary']}"))
@@ -331,10 +313,10 @@ def register(cli: click.Group) -> None:
         Example:
           workbench appeal sms_spam:812 --reason "this was my bank" --as user-4411
         """
-        from labeling.decisions import appeal
+        from labeling.appeals import appeal
 
         with _user_errors():
-            out = appeal(app.store(), item_id, analyst, reason, app.taxonomy(), config=_config(app))
+            out = appeal(app.store(), item_id, analyst, reason, app.taxonomy(), config=app.queues())
         _emit(out, as_json, lambda o: click.echo(f"appeal case {o['id']} opened in {o['queue']} (due {o['due_at']})"))
 
     @cli.group("appeals")
@@ -359,11 +341,11 @@ def register(cli: click.Group) -> None:
         Example:
           workbench appeals resolve 97 --outcome reverse --rationale "genuine bank notice" --as bob
         """
-        from labeling.decisions import resolve_appeal
+        from labeling.appeals import resolve_appeal
 
         with _user_errors():
             out = resolve_appeal(app.store(), app.taxonomy(), case_id, analyst, outcome, rationale,
-                                 label=label, action=action, config=_config(app))
+                                 label=label, action=action, config=app.queues())
         _emit(out, as_json, lambda o: click.echo(
             f"appeal case {o['id']}: {'upheld, decision reversed' if o['upheld'] else 'decision confirmed'} "
             f"(decision {o['decision_id']})"))
@@ -380,10 +362,10 @@ def register(cli: click.Group) -> None:
         Example:
           workbench appeals list --json
         """
-        from .queue import list_cases
+        from labeling.cases import list_cases
 
         with _user_errors():
-            rows = list_cases(app.store(), queue=_config(app).appeals_queue, state=state, limit=limit or None)
+            rows = list_cases(app.store(), queue=app.queues().appeals_queue, state=state, limit=limit or None)
         _emit(rows, as_json, lambda rs: [click.echo(
             f"{r['id']:>7} {r['state']:<8} item {r['item_id']}  due {r['due_at']}") for r in rs])
 
@@ -411,20 +393,3 @@ def _print_kpis(k: dict[str, Any]) -> None:
         click.echo(f"plot: {k['plot']}")
     if k["resolved_per_analyst"]:
         click.echo("resolved per analyst: " + ", ".join(f"{a}={n}" for a, n in k["resolved_per_analyst"].items()))
-
-
-def demo_step(store: Any, taxonomy: Any, echo: Callable[..., None]) -> dict[str, Any]:
-    """Demo: build cases from the scored items and campaigns, then show the queue KPIs."""
-    from evaluation.ops import ops_kpis
-
-    from .queue import build_cases, list_cases, load_queue_config
-
-    config = load_queue_config(taxonomy=taxonomy)
-    summary = build_cases(store, taxonomy, config, actor="demo")
-    echo(f"  {summary['cases']} new cases: " + ", ".join(f"{q}={n}" for q, n in sorted(summary["by_queue"].items()))
-         + f"; {summary['audit']} QA audit, {summary['escalated']} escalated")
-    for row in list_cases(store, limit=3):
-        echo(f"  next up: case {row['id']} [{row['queue']}] {row['priority_reason']}")
-    kpis = ops_kpis(store, config=config)
-    echo(f"  backlog {kpis['backlog']} cases in {len(kpis['queues'])} queues")
-    return {"build": summary, "backlog": kpis["backlog"], "queues": kpis["queues"]}

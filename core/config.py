@@ -23,11 +23,12 @@ class ConfigError(ValueError):
 
 
 def config_dir(override: str | os.PathLike[str] | None = None) -> Path:
-    """The configs folder: an explicit path, `$WORKBENCH_CONFIG_DIR`, or the bundled one."""
-    if override:
-        return Path(override)
-    env = os.environ.get("WORKBENCH_CONFIG_DIR")
-    return Path(env) if env else DEFAULT_CONFIG_DIR
+    """The configs folder: an explicit path, else the bundled one.
+
+    No environment variable is read here: the application reads its options (`--config-dir`,
+    or `$WORKBENCH_CONFIG_DIR` through the command line) once and passes the folder down.
+    """
+    return Path(override) if override else DEFAULT_CONFIG_DIR
 
 
 def read_yaml(path: Path) -> Any:

@@ -1,4 +1,4 @@
-"""The label store: an item's human label is its latest decision that nothing supersedes.
+"""The label of record: an item's human label is its latest decision that nothing supersedes.
 
 Decisions are append-only, so the label is derived, never stored: a correction or an appeal
 outcome supersedes an earlier row and the derived label follows. Calibration decisions measure
@@ -6,14 +6,13 @@ agreement between analysts and are left out by default (they do not enforce anyt
 """
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any, Iterable, Optional, Sequence
 
 from sqlalchemy import Connection, exists, select
 from sqlalchemy.orm import aliased
 
-from workbench.schema import Decision
-from workbench.store import Store
+from .schema import Decision
+from .store import Store
 
 AUTHORITATIVE_KINDS: tuple[str, ...] = ("review", "qa_audit", "appeal", "bulk", "escalation")
 
@@ -49,29 +48,3 @@ def current_labels(store: Store, item_ids: Optional[Iterable[str]] = None,
     """`current_decisions` in its own read transaction."""
     with store.read() as conn:
         return current_decisions(conn, item_ids, kinds)
-
-
-def label_history(store: Store, item_id: str) -> list[dict[str, Any]]:
-    """Every decision on an item, oldest first, each marked `current` or with who superseded it."""
-    with store.read() as conn:
-        rows = [dict(r) for r in conn.execute(select(_D).where(_D.c.item_id == item_id).order_by(_D.c.id)).mappings()]
-    by_old = {r["supersedes_id"]: r["id"] for r in rows if r["supersedes_id"] is not None}
-    for r in rows:
-        r["superseded_by"] = by_old.get(r["id"])
-        for k, v in list(r.items()):
-            if isinstance(v, dt.datetime):
-                r[k] = v.isoformat()
-    return rows
-
-
-def labels_frame(store: Store, kinds: Sequence[str] = AUTHORITATIVE_KINDS) -> Any:
-    """A pandas DataFrame of current labels: item_id, label, action, severity, reviewer, kind,
-    decided_at, decision_id, model_version, model_label, model_score, is_override (for training
-    and evaluation)."""
-    import pandas as pd
-
-    cols = ["item_id", "label", "action", "severity", "reviewer", "kind", "decided_at", "decision_id",
-            "model_version", "model_label", "model_score", "is_override"]
-    rows = [{**{k: d[k] for k in cols if k in d}, "decided_at": d["created_at"], "decision_id": d["id"]}
-            for d in current_labels(store, kinds=kinds).values()]
-    return pd.DataFrame(rows, columns=cols).sort_values("item_id", ignore_index=True)

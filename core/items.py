@@ -1,6 +1,6 @@
 """Read-side queries over items: what `workbench status` and `workbench items` show.
 
-An item row carries its source label, its latest prediction, its campaign and its case, so a
+An item row carries its source label, its prediction of record, its campaign and its case, so a
 script reading `items --json` sees the whole loop for that item in one object.
 """
 from __future__ import annotations
@@ -9,7 +9,9 @@ from typing import Any, Iterator, Optional
 
 from sqlalchemy import func, select
 
-from .schema import AuditEvent, Campaign, CampaignMember, Case, Decision, Item, ModelVersion, Prediction
+from .labels import current_decisions
+from .predictions import champion_version, predictions_of_record, record_ids
+from .schema import AuditEvent, Campaign, CampaignMember, Case, Decision, Item, Prediction
 
 PAGE = 1000
 
@@ -24,11 +26,10 @@ def store_status(store: Any) -> dict[str, Any]:
         return {str(k) if k is not None else "(none)": n for k, n in rows}
 
     with store.read() as conn:
-        latest = _latest_prediction_ids()
         by_prediction = conn.execute(
-            select(Prediction.label, func.count()).where(Prediction.id.in_(latest))
+            select(Prediction.label, func.count()).where(Prediction.id.in_(record_ids(conn)))
             .group_by(Prediction.label)).all()
-        champion = conn.execute(select(ModelVersion.id).where(ModelVersion.role == "champion")).scalar()
+        champion = champion_version(conn)
         return {
             "items": count(conn, Item),
             "predictions": count(conn, Prediction),
@@ -42,10 +43,6 @@ def store_status(store: Any) -> dict[str, Any]:
             "by_prediction": {k: n for k, n in by_prediction},
             "champion": champion,
         }
-
-
-def _latest_prediction_ids() -> Any:
-    return select(func.max(Prediction.id)).group_by(Prediction.item_id).scalar_subquery()
 
 
 def iter_items(store: Any, source: Optional[str] = None, label: Optional[str] = None,
@@ -62,8 +59,10 @@ def iter_items(store: Any, source: Optional[str] = None, label: Optional[str] = 
     if label:
         query = query.where(Item.policy_label == label)
     if predicted:
+        with store.read() as conn:
+            of_record = record_ids(conn)
         query = query.where(Item.id.in_(select(Prediction.item_id).where(
-            Prediction.id.in_(_latest_prediction_ids()), Prediction.label == predicted)))
+            Prediction.id.in_(of_record), Prediction.label == predicted)))
     if state:
         query = query.where(Item.id.in_(select(Case.item_id).where(Case.state == state)))
     if campaign is not None:
@@ -85,14 +84,6 @@ def iter_items(store: Any, source: Optional[str] = None, label: Optional[str] = 
             return
 
 
-def _latest_by_item(conn: Any, table: Any, ids: list[str]) -> dict[str, Any]:
-    """The newest row of `table` per item id among `ids` (rows in id order: later ones win)."""
-    out: dict[str, Any] = {}
-    for row in conn.execute(select(table).where(table.c.item_id.in_(ids)).order_by(table.c.id)).mappings():
-        out[row["item_id"]] = row
-    return out
-
-
 def _item_cases(conn: Any, ids: list[str]) -> dict[str, Any]:
     """Each item's own review case: the newest that is not a calibration copy (an appeal counts)."""
     C = Case.__table__
@@ -104,10 +95,8 @@ def _item_cases(conn: Any, ids: list[str]) -> dict[str, Any]:
 
 
 def _attach(conn: Any, page: list[Any]) -> Iterator[dict[str, Any]]:
-    from labeling.labels import current_decisions
-
     ids = [it["id"] for it in page]
-    preds = _latest_by_item(conn, Prediction.__table__, ids)
+    preds = predictions_of_record(conn, ids)
     cases = _item_cases(conn, ids)
     decided = current_decisions(conn, ids)
     camps = dict(conn.execute(select(CampaignMember.item_id, CampaignMember.campaign_id)

@@ -1,4 +1,4 @@
-"""The review packet: everything an analyst needs to decide one case, and the escalation packet.
+"""Packets: everything an analyst needs to decide one case (review), and the escalation hand-off.
 
 One service for the Gradio UI, the CLI and the tests: the UI renders these dicts and holds no
 logic of its own. Offensive text is masked server-side (not just blurred in the browser), and
@@ -12,78 +12,32 @@ import re
 from pathlib import Path
 from typing import Any, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import and_, or_, select
 
-from . import audit
-from .config import config_dir, load_model
-from .schema import AuditEvent, Case, Decision, Item, Prediction, utcnow
-from .store import Store
-from .taxonomy import Taxonomy
+from clustering.config import CampaignSettings
+from clustering.search import similar_items
+from clustering.service import CampaignError
+from core import audit
+from core.labels import current_decisions
+from core.predictions import predictions_of_record
+from core.schema import AuditEvent, Campaign, CampaignMember, Case, Item, utcnow
+from core.store import Store
+from core.taxonomy import Taxonomy
 
-_WORD = re.compile(r"[^\W\d_]{2,}", re.UNICODE)
-
-
-class ReviewSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    version: str
-    mask_policies: list[str] = Field(default_factory=list)
-    mask_min_score: float = Field(default=0.15, ge=0.0, le=1.0)
-    similar_k: int = Field(default=8, ge=0, le=100)
-    author_history: int = Field(default=15, ge=0, le=500)
-    timeline_events: int = Field(default=50, ge=1, le=1000)
-    sweep_every_seconds: int = Field(default=300, ge=0)
-
-    @field_validator("version", mode="before")
-    @classmethod
-    def _version_as_text(cls, value: object) -> object:
-        return str(value) if isinstance(value, (int, float)) else value
-
-
-def load_review_settings(path: Optional[str | Path] = None, taxonomy: Optional[Taxonomy] = None) -> ReviewSettings:
-    p = Path(path) if path else config_dir() / "review.yaml"
-    settings = load_model(p, ReviewSettings)
-    if taxonomy is not None:
-        unknown = [m for m in settings.mask_policies if m not in taxonomy.policies]
-        if unknown:
-            from .config import ConfigError
-
-            raise ConfigError(f"{p}: field 'mask_policies': unknown policies {unknown}")
-    return settings
-
-
-def mask_text(text: str) -> str:
-    """Keep the shape (first letter, length, punctuation, numbers, links) and hide the words."""
-    return _WORD.sub(lambda m: m.group(0)[0] + "•" * (len(m.group(0)) - 1), text)
-
-
-def should_mask(settings: ReviewSettings, scores: Optional[dict[str, float]], policy_label: Optional[str]) -> bool:
-    """Mask when a sensitive policy is likely, is the source's label, or nothing is known yet."""
-    if policy_label in settings.mask_policies:
-        return True
-    if not scores:
-        return True
-    return any(float(scores.get(p, 0.0)) >= settings.mask_min_score for p in settings.mask_policies)
+from .cases import case_view, suggestion
+from .errors import QueueError
+from .escalation import escalate
+from .masking import mask_text, should_mask
+from .queue_config import QueueConfig
+from .review_config import ReviewSettings
 
 
 def _iso(v: Any) -> Any:
     return v.isoformat() if isinstance(v, dt.datetime) else v
 
 
-def _latest_predictions(conn: Any, item_ids: list[str]) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
-    if not item_ids:
-        return out
-    P = Prediction.__table__
-    for r in conn.execute(select(P).where(P.c.item_id.in_(item_ids)).order_by(P.c.id)).mappings():
-        out[r["item_id"]] = dict(r)
-    return out
-
-
 def _item_campaign(conn: Any, item_id: str) -> Optional[dict[str, Any]]:
     """The campaign an item belongs to, with why it was linked, or None."""
-    from .schema import Campaign, CampaignMember
-
     M, CP = CampaignMember.__table__, Campaign.__table__
     row = conn.execute(select(CP.c.id, CP.c.size, CP.c.entities, CP.c.top_terms, CP.c.first_seen, CP.c.last_seen,
                               CP.c.status, M.c.linked_by, M.c.similarity)
@@ -97,8 +51,6 @@ def _item_campaign(conn: Any, item_id: str) -> Optional[dict[str, Any]]:
 
 def author_history(conn: Any, author_id: Optional[str], exclude_item: Optional[str], limit: int) -> dict[str, Any]:
     """The author's other items, newest first, with their prediction and current human label."""
-    from labeling.labels import current_decisions
-
     if not author_id or limit <= 0:
         return {"author_id": author_id, "items": 0, "violations": 0, "recent": []}
     I = Item.__table__
@@ -109,7 +61,7 @@ def author_history(conn: Any, author_id: Optional[str], exclude_item: Optional[s
                         .order_by(I.c.created_at.desc(), I.c.id.desc()).limit(limit)).mappings().all()
     total = conn.execute(select(I.c.id).where(cond)).all()
     ids = [r["id"] for r in rows]
-    preds = _latest_predictions(conn, ids)
+    preds = predictions_of_record(conn, ids)
     decided = current_decisions(conn, [r[0] for r in total])
     violating = sum(1 for d in decided.values() if d["action"] != "no_action")
     recent = [{"item_id": r["id"], "created_at": _iso(r["created_at"]), "text": r["text"],
@@ -120,10 +72,9 @@ def author_history(conn: Any, author_id: Optional[str], exclude_item: Optional[s
             "recent": recent}
 
 
-def similar_decisions(store: Store, item_id: str, text_hash: str, k: int) -> list[dict[str, Any]]:
+def similar_decisions(store: Store, item_id: str, text_hash: str, k: int,
+                      campaign_settings: CampaignSettings) -> list[dict[str, Any]]:
     """Past human decisions on this text or its nearest neighbours (needs `workbench cluster`)."""
-    from labeling.labels import current_decisions
-
     if k <= 0:
         return []
     I = Item.__table__
@@ -132,15 +83,10 @@ def similar_decisions(store: Store, item_id: str, text_hash: str, k: int) -> lis
         for (other,) in conn.execute(select(I.c.id).where(I.c.text_hash == text_hash, I.c.id != item_id).limit(50)):
             neighbours[other] = 1.0
     try:
-        from clustering.service import CampaignError, similar_items
-
-        for hit in similar_items(store, item_id, k=k * 4):
+        for hit in similar_items(store, item_id, campaign_settings, k=k * 4):
             neighbours.setdefault(hit["item_id"], float(hit["similarity"]))
-    except (ImportError, FileNotFoundError):
-        pass
-    except Exception as exc:  # noqa: BLE001 - an unbuilt index only means fewer hints
-        if type(exc).__name__ != "CampaignError":
-            raise
+    except (CampaignError, FileNotFoundError):
+        pass  # no index built yet (or the item is not in it): only fewer hints
     if not neighbours:
         return []
     with store.read() as conn:
@@ -153,18 +99,19 @@ def similar_decisions(store: Store, item_id: str, text_hash: str, k: int) -> lis
     return rows[:k]
 
 
-def review_packet(store: Store, taxonomy: Taxonomy, case_id: int,
-                  settings: Optional[ReviewSettings] = None, now: Optional[dt.datetime] = None) -> dict[str, Any]:
-    """Case, item (masked if sensitive), model suggestion, campaign, author, similar decisions, choices."""
-    from .queue import case_view
+def review_packet(store: Store, taxonomy: Taxonomy, case_id: int, settings: ReviewSettings,
+                  campaign_settings: CampaignSettings, now: Optional[dt.datetime] = None) -> dict[str, Any]:
+    """Case, item (masked if sensitive), model suggestion, campaign, author, similar decisions, choices.
 
-    settings = settings or load_review_settings(taxonomy=taxonomy)
+    The suggestion is `cases.suggestion`, the same one a decision is judged against.
+    """
     now = now or utcnow()
     with store.read() as conn:
         view = case_view(conn, case_id)
         item_id = view.get("item_id")
         item = conn.execute(select(Item.__table__).where(Item.id == item_id)).mappings().first() if item_id else None
-        pred = _latest_predictions(conn, [item_id]).get(item_id) if item_id else None
+        case_row = conn.execute(select(Case.__table__).where(Case.id == case_id)).mappings().first()
+        pred = suggestion(conn, case_row)
         author = author_history(conn, item["author_id"] if item else None, item_id, settings.author_history)
         campaign = view.get("campaign") or (_item_campaign(conn, item_id) if item_id else None)
     scores = (pred or {}).get("scores") or {}
@@ -183,13 +130,11 @@ def review_packet(store: Store, taxonomy: Taxonomy, case_id: int,
             "source_label": item["source_label"], "metadata": item["metadata"],
             "text": mask_text(item["text"]) if masked else item["text"]},
         "masked": masked,
-        "prediction": None if pred is None else {
-            "model_version": pred["model_version"], "label": pred["label"], "score": pred["score"],
-            "uncertainty": pred["uncertainty"], "scores": scores, "flags": pred["flags"]},
+        "prediction": pred,
         "campaign": campaign,
         "decisions": view.get("decisions", []),
         "author": author,
-        "similar_decisions": similar_decisions(store, item_id, item["text_hash"], settings.similar_k) if item else [],
+        "similar_decisions": similar_decisions(store, item_id, item["text_hash"], settings.similar_k, campaign_settings) if item else [],
         "suggested_label": suggested,
         "choices": {name: {"actions": pol.actions, "default_action": pol.default_action,
                            "policy_ref": pol.policy_ref, "severity": pol.severity}
@@ -206,18 +151,16 @@ def reveal_text(store: Store, case_id: int, analyst: str) -> str:
         row = conn.execute(select(Item.text, Item.id).join(Case.__table__, Case.item_id == Item.id)
                            .where(Case.id == case_id)).first()
         if row is None:
-            from .queue import QueueError
-
             raise QueueError(f"case {case_id} has no item text to reveal")
         audit.record(conn, analyst, "text.reveal", "item", row.id, {"case_id": case_id})
     return row.text
 
 
-def escalation_packet(store: Store, taxonomy: Taxonomy, case_id: int, reason: str = "",
-                      settings: Optional[ReviewSettings] = None, severity: Optional[str] = None) -> dict[str, Any]:
+def escalation_packet(store: Store, taxonomy: Taxonomy, case_id: int, settings: ReviewSettings,
+                      campaign_settings: CampaignSettings, reason: str = "",
+                      severity: Optional[str] = None) -> dict[str, Any]:
     """Summary, evidence, timeline, linked campaign and a recommended next step, for a hand-off."""
-    settings = settings or load_review_settings(taxonomy=taxonomy)
-    packet = review_packet(store, taxonomy, case_id, settings)
+    packet = review_packet(store, taxonomy, case_id, settings, campaign_settings)
     item, pred, case = packet["item"] or {}, packet["prediction"] or {}, packet["case"]
     with store.read() as conn:
         raw_text = conn.execute(select(Item.text).where(Item.id == item.get("id"))).scalar() if item else None
@@ -261,12 +204,11 @@ def escalation_packet(store: Store, taxonomy: Taxonomy, case_id: int, reason: st
 
 
 def escalate_with_packet(store: Store, taxonomy: Taxonomy, case_id: int, analyst: str, reason: str,
+                         config: QueueConfig, settings: ReviewSettings, campaign_settings: CampaignSettings,
                          severity: Optional[str] = None) -> dict[str, Any]:
     """Escalate the case and file its packet (JSON in the data dir, path in the audit log)."""
-    from .queue import escalate
-
-    packet = escalation_packet(store, taxonomy, case_id, reason, severity=severity)
-    view = escalate(store, taxonomy, case_id, analyst, reason, severity=severity)
+    packet = escalation_packet(store, taxonomy, case_id, settings, campaign_settings, reason, severity=severity)
+    view = escalate(store, taxonomy, case_id, analyst, reason, config, severity=severity)
     path = store.path("packets", f"case-{case_id}-{utcnow():%Y%m%dT%H%M%S}.json")
     path.write_text(json.dumps(packet, indent=2, default=str, ensure_ascii=False), encoding="utf-8")
     with store.begin() as conn:
@@ -274,23 +216,3 @@ def escalate_with_packet(store: Store, taxonomy: Taxonomy, case_id: int, analyst
                      {"path": str(path), "summary": packet["summary"],
                       "next_step": packet["recommended_next_step"]})
     return {"case": view, "packet": packet, "packet_path": str(path)}
-
-
-def queue_overview(store: Store) -> dict[str, int]:
-    """Waiting (open or escalated) cases per queue, for the queue picker."""
-    from sqlalchemy import func
-
-    C = Case.__table__
-    with store.read() as conn:
-        rows = conn.execute(select(C.c.queue, func.count()).where(C.c.state.in_(("open", "escalated")))
-                            .group_by(C.c.queue)).all()
-    return {q: n for q, n in rows}
-
-
-def campaign_case(store: Store, campaign_id: int) -> Optional[int]:
-    """The waiting case of a campaign (to act on the whole campaign at once), if there is one."""
-    C = Case.__table__
-    with store.read() as conn:
-        return conn.execute(select(C.c.id).where(C.c.campaign_id == campaign_id,
-                                                 C.c.state.in_(("open", "escalated", "claimed")))
-                            .order_by(C.c.id.desc()).limit(1)).scalar()

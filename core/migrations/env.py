@@ -1,7 +1,7 @@
 """Alembic environment: migrations run on the connection the Store hands over."""
 from alembic import context
 
-from workbench.schema import metadata
+from core.schema import metadata
 
 config = context.config
 connection = config.attributes.get("connection")

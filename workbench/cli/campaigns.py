@@ -1,6 +1,6 @@
-"""CLI for campaigns: `cluster`, `campaigns list|show|timeline`, `search`, `similar`.
+"""Campaign commands: `cluster`, `campaigns list|show|timeline`, `search`, `similar`.
 
-Thin: every command calls `clustering.service`. Top-level imports stay light (click only).
+Thin: every command calls `clustering` (service, explore, search). Top-level imports stay light.
 """
 from __future__ import annotations
 
@@ -8,30 +8,23 @@ from typing import Any, Optional
 
 import click
 
+from core.hooks import hookimpl
 
-def _settings(app: Any) -> Any:
-    from .config import CAMPAIGNS_FILE, load_campaign_settings
-
-    return load_campaign_settings(app.config_path(CAMPAIGNS_FILE))
+from .common import AppContext, emit, json_option, pass_app, user_errors
 
 
 def _service_call(fn: Any, *args: Any, **kwargs: Any) -> Any:
     """Run a service function, turning user-caused errors into one-line messages."""
-    from .service import CampaignError
-
-    try:
+    with user_errors():
         return fn(*args, **kwargs)
-    except CampaignError as exc:
-        raise click.ClickException(str(exc)) from None
 
 
 def _short(text: Optional[str], n: int = 70) -> str:
     return (text or "").replace("\n", " ")[:n]
 
 
-def register(cli: click.Group) -> None:
-    from workbench.cli import AppContext, emit, json_option, pass_app
-
+@hookimpl
+def register_commands(cli: click.Group) -> None:
     @cli.command("cluster")
     @click.option("--rebuild", is_flag=True, help="Full re-cluster: rebuild the index and every campaign.")
     @click.option("--no-cache", is_flag=True, help="Do not read or write the embedding cache.")
@@ -49,9 +42,9 @@ def register(cli: click.Group) -> None:
           workbench cluster
           workbench cluster --rebuild --json
         """
-        from .service import cluster
+        from clustering.service import cluster
 
-        summary = _service_call(cluster, app.store(), _settings(app), rebuild=rebuild,
+        summary = _service_call(cluster, app.store(), app.campaigns(), rebuild=rebuild,
                                 use_cache=not no_cache, actor=actor, show_progress=not as_json)
 
         def human(s: dict[str, Any]) -> None:
@@ -85,7 +78,7 @@ def register(cli: click.Group) -> None:
           workbench campaigns list --limit 10
           workbench campaigns list --sort last_seen --json | jq '.[0]'
         """
-        from .service import list_campaigns
+        from clustering.explore import list_campaigns
 
         rows = _service_call(list_campaigns, app.store(), limit=limit, min_size=min_size, status=status,
                              sort=sort, taxonomy=app.taxonomy())
@@ -113,7 +106,7 @@ def register(cli: click.Group) -> None:
         Example:
           workbench campaigns show 3 --members 5
         """
-        from .service import campaign_detail
+        from clustering.explore import campaign_detail
 
         d = _service_call(campaign_detail, app.store(), campaign_id, members_limit=members,
                           taxonomy=app.taxonomy())
@@ -151,7 +144,7 @@ def register(cli: click.Group) -> None:
         Example:
           workbench campaigns timeline 3 --freq day --png campaign3.png
         """
-        from .service import campaign_timeline
+        from clustering.explore import campaign_timeline
 
         store = app.store()
         path = png_path or str(store.path("campaigns", "plots", f"campaign_{campaign_id}.png"))
@@ -184,9 +177,9 @@ def register(cli: click.Group) -> None:
         Example:
           workbench search "You have won a guaranteed prize, call 09061701461" -k 5
         """
-        from .service import search_text
+        from clustering.search import search_text
 
-        hits = _service_call(search_text, app.store(), text, k=k, settings=_settings(app))
+        hits = _service_call(search_text, app.store(), text, k=k, settings=app.campaigns())
         emit(hits, as_json, _print_hits)
 
     @cli.command("similar")
@@ -201,7 +194,7 @@ def register(cli: click.Group) -> None:
         Example:
           workbench similar sms_spam:3 -k 5 --json
         """
-        from .service import similar_items
+        from clustering.search import similar_items
 
-        hits = _service_call(similar_items, app.store(), item_id, k=k, settings=_settings(app))
+        hits = _service_call(similar_items, app.store(), item_id, k=k, settings=app.campaigns())
         emit(hits, as_json, _print_hits)

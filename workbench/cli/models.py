@@ -1,4 +1,4 @@
-"""CLI for models: `models train|list|show|promote|retire|kinds` and `score`.
+"""Model commands: `models train|list|show|promote|retire|kinds` and `score`.
 
 Thin: every command calls `models.registry` or `models.scoring`. Top-level imports stay light
 (click and the standard library); the service modules load inside the commands.
@@ -9,22 +9,15 @@ from typing import Any, Optional
 
 import click
 
+from core.hooks import hookimpl
 
-def _config(app: Any) -> Any:
-    from .config import MODELS_FILE, load_models_config
-
-    path = app.config_path(MODELS_FILE)
-    return load_models_config(path if path.exists() else None)
+from .common import AppContext, emit, json_option, pass_app, user_errors
 
 
 def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
     """Run a service function; user-caused errors become one-line messages."""
-    from .base import ModelError
-
-    try:
+    with user_errors():
         return fn(*args, **kwargs)
-    except ModelError as exc:
-        raise click.ClickException(str(exc)) from None
 
 
 def _parse_params(pairs: tuple[str, ...]) -> dict[str, Any]:
@@ -67,8 +60,8 @@ def _print_model(m: dict[str, Any]) -> None:
         click.echo(f"  reliability diagram: {m['reliability_png']}")
 
 
-def register(cli: click.Group) -> None:
-    from workbench.cli import AppContext, emit, json_option, pass_app
+@hookimpl
+def register_commands(cli: click.Group) -> None:
 
     @cli.group("models")
     def models_group() -> None:
@@ -99,11 +92,11 @@ def register(cli: click.Group) -> None:
           workbench models train --kind tfidf_lr --param C=2 --json
           workbench models train --kind transformer --param max_steps=200 --no-promote
         """
-        from .registry import train_model
+        from models.registry import train_model
 
         echo = (lambda *a, **k: None) if as_json else click.echo
         result = _call(train_model, app.store(), app.taxonomy(), kind=kind, params=_parse_params(params),
-                       config=_config(app), sources=list(sources) or None, parent=parent,
+                       config=app.models(), sources=list(sources) or None, parent=parent,
                        promote_if=promote_if or "no_champion", actor=actor, show_progress=not as_json, echo=echo)
         emit(result, as_json, _print_model)
 
@@ -118,7 +111,7 @@ def register(cli: click.Group) -> None:
         Example:
           workbench models list --all --json
         """
-        from .registry import list_models
+        from models.registry import list_models
 
         rows = list_models(app.store(), include_retired=include_retired)
 
@@ -142,7 +135,7 @@ def register(cli: click.Group) -> None:
           workbench models show
           workbench models show hybrid-20261125-101500-ab12 --json
         """
-        from .registry import artifact_dir, get_model
+        from models.registry import artifact_dir, get_model
 
         row = _call(get_model, app.store(), version)
         png = artifact_dir(app.store(), row["id"]) / "reliability.png"
@@ -165,7 +158,7 @@ def register(cli: click.Group) -> None:
         Example:
           workbench models promote hybrid-20261125-101500-ab12 --reason "beats champion on QA labels"
         """
-        from .registry import promote
+        from models.registry import promote
 
         result = _call(promote, app.store(), version, actor=actor, reason=reason)
         emit(result, as_json, lambda r: click.echo(
@@ -185,7 +178,7 @@ def register(cli: click.Group) -> None:
         Example:
           workbench models retire tfidf_lr-20261125-093000-9f3e --reason superseded
         """
-        from .registry import retire
+        from models.registry import retire
 
         result = _call(retire, app.store(), version, actor=actor, reason=reason)
         emit(result, as_json, lambda r: click.echo(f"{r['retired']} retired" + ("" if r["changed"] else " already")))
@@ -200,9 +193,9 @@ def register(cli: click.Group) -> None:
         Example:
           workbench models kinds --json
         """
-        from .base import kind_class, kind_names
+        from models.base import kind_class, kind_names
 
-        cfg = _config(app)
+        cfg = app.models()
         data = {k: {"description": (kind_class(k).__doc__ or "").strip().splitlines()[0],
                     "params": {**kind_class(k).default_params(), **cfg.kind_params(k)}}
                 for k in kind_names()}
@@ -239,8 +232,8 @@ def register(cli: click.Group) -> None:
           workbench score
           workbench score --model hybrid-20261125-101500-ab12 --json
         """
-        from .scoring import score_items
+        from models.scoring import score_items
 
         summary = _call(score_items, app.store(), app.taxonomy(), model_version=model_version,
-                        chunk_size=chunk_size, config=_config(app), limit=limit, show_progress=not as_json)
+                        chunk_size=chunk_size, config=app.models(), limit=limit, show_progress=not as_json)
         emit(summary.as_dict(), as_json, lambda _: click.echo(summary.describe()))

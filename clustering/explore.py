@@ -1,0 +1,145 @@
+"""Reading campaigns for trend analysts: lists, details with members, growth timelines and plots.
+
+Facts that change without re-clustering (growth, the decided label mix, the mean model score)
+are computed on read from the label of record and the prediction of record.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional, Sequence
+
+from sqlalchemy import select
+
+from core.labels import current_decisions
+from core.predictions import predictions_of_record
+from core.schema import utcnow
+
+from . import facts
+from .service import _CT, _IT, _MT, CampaignError, _fetch_items, _item_time
+
+if TYPE_CHECKING:  # pragma: no cover
+    from core.store import Store
+    from core.taxonomy import Taxonomy
+
+
+def _campaign_row(conn: Any, campaign_id: int) -> Any:
+    row = conn.execute(select(_CT).where(_CT.c.id == campaign_id)).mappings().first()
+    if row is None:
+        raise CampaignError(f"no campaign {campaign_id}; see `workbench campaigns list`")
+    return row
+
+def _member_ids(conn: Any, campaign_id: int) -> list[str]:
+    return list(conn.execute(select(_MT.c.item_id).where(_MT.c.campaign_id == campaign_id)
+                             .order_by(_MT.c.item_id)).scalars())
+
+def _latest_decisions(conn: Any, item_ids: Sequence[str]) -> dict[str, str]:
+    """Current human label per item: the label of record (`core.labels`)."""
+    return {k: d["label"] for k, d in current_decisions(conn, item_ids).items()}
+
+def _live_facts(conn: Any, campaign_id: int, members: Sequence[str], benign: str,
+                now: dt.datetime) -> dict[str, Any]:
+    """Facts that change without re-clustering: growth, decided label mix, mean model score."""
+    times = [r.seen for r in _fetch_items(conn, members, [_item_time().label("seen")]).values() if r.seen is not None]
+    mix = facts.label_mix(_latest_decisions(conn, members).values())
+    preds = {k: p["scores"] or {} for k, p in predictions_of_record(conn, members).items()}
+    means = facts.mean_scores(preds.values())
+    return {
+        "growth": facts.growth(times, now),
+        "decided": sum(mix.values()), "label_mix": mix,
+        "scored": len(preds), "mean_scores": means,
+        "mean_violation_score": round(1.0 - means[benign], 4) if benign in means else None,
+    }
+
+def list_campaigns(store: "Store", limit: int = 20, min_size: int = 2, status: str = "active",
+                   sort: str = "size", taxonomy: Optional["Taxonomy"] = None,
+                   now: Optional[dt.datetime] = None) -> list[dict[str, Any]]:
+    """Campaigns, biggest (or most recent: sort='last_seen') first, with their live facts."""
+    if sort not in ("size", "last_seen", "id"):
+        raise CampaignError(f"unknown sort {sort!r} (size, last_seen, id)")
+    order = {"size": (_CT.c.size.desc(), _CT.c.id), "last_seen": (_CT.c.last_seen.desc(), _CT.c.id),
+             "id": (_CT.c.id,)}[sort]
+    benign = taxonomy.benign_label if taxonomy else "benign"
+    now = now or utcnow()
+    out = []
+    with store.read() as conn:
+        q = select(_CT).where(_CT.c.size >= min_size).order_by(*order)
+        if status != "all":
+            q = q.where(_CT.c.status == status)
+        if limit:
+            q = q.limit(limit)
+        for row in conn.execute(q).mappings().all():
+            members = _member_ids(conn, row["id"])
+            ex = conn.execute(select(_IT.c.text).where(_IT.c.id == row["exemplar_item_id"])).scalar()
+            out.append({**_campaign_dict(row), "exemplar_text": ex,
+                        **_live_facts(conn, row["id"], members, benign, now)})
+    return out
+
+def _campaign_dict(row: Any) -> dict[str, Any]:
+    return {"id": row["id"], "status": row["status"], "size": row["size"],
+            "first_seen": row["first_seen"], "last_seen": row["last_seen"],
+            "exemplar_item_id": row["exemplar_item_id"], "top_terms": row["top_terms"] or [],
+            "entities": row["entities"] or {}, "link_reasons": row["link_reasons"] or {},
+            "updated_at": row["updated_at"]}
+
+def campaign_detail(store: "Store", campaign_id: int, members_limit: int = 20,
+                    taxonomy: Optional["Taxonomy"] = None, now: Optional[dt.datetime] = None) -> dict[str, Any]:
+    """One campaign with its facts and its first members (with why each is linked)."""
+    benign = taxonomy.benign_label if taxonomy else "benign"
+    with store.read() as conn:
+        row = _campaign_row(conn, campaign_id)
+        members = _member_ids(conn, campaign_id)
+        shown = members[:members_limit] if members_limit else members
+        links = {r.item_id: r for r in conn.execute(select(_MT).where(_MT.c.item_id.in_(shown)))} if shown else {}
+        items = _fetch_items(conn, shown, [_IT.c.text, _IT.c.source, _item_time().label("seen")])
+        decided = _latest_decisions(conn, shown)
+        ex = conn.execute(select(_IT.c.text).where(_IT.c.id == row["exemplar_item_id"])).scalar()
+        detail = {**_campaign_dict(row), "exemplar_text": ex,
+                  **_live_facts(conn, campaign_id, members, benign, now or utcnow())}
+    detail["members"] = [{"item_id": i, "source": items[i].source, "seen": items[i].seen,
+                          "linked_by": links[i].linked_by, "similarity": links[i].similarity,
+                          "decided_label": decided.get(i), "text": items[i].text}
+                         for i in shown if i in items and i in links]
+    return detail
+
+def campaign_timeline(store: "Store", campaign_id: int, freq: str = "auto",
+                      png_path: Optional[str | Path] = None) -> dict[str, Any]:
+    """Members per hour or day with the running size; writes a PNG plot when `png_path` is given."""
+    with store.read() as conn:
+        _campaign_row(conn, campaign_id)
+        members = _member_ids(conn, campaign_id)
+        times = [r.seen for r in _fetch_items(conn, members, [_item_time().label("seen")]).values() if r.seen is not None]
+    if freq == "auto":
+        span = (max(times) - min(times)) if times else dt.timedelta(0)
+        freq = "h" if span <= dt.timedelta(days=7) else "D"
+    series = facts.timeline(times, freq)
+    out: dict[str, Any] = {"campaign_id": campaign_id, "freq": "hour" if freq == "h" else "day",
+                           "buckets": [{"start": s, "new": n, "size": c} for s, n, c in series]}
+    if png_path:
+        out["png"] = str(_plot_timeline(campaign_id, series, freq, Path(png_path)))
+    return out
+
+def _plot_timeline(campaign_id: int, series: list[tuple[dt.datetime, int, int]], freq: str, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    if series:
+        xs = [s for s, _, _ in series]
+        width = (1 / 24 if freq == "h" else 1.0) * 0.8
+        ax.bar(xs, [n for _, n, _ in series], width=width, color="#d95f02", label=f"new members per {'hour' if freq == 'h' else 'day'}")
+        ax2 = ax.twinx()
+        ax2.plot(xs, [c for _, _, c in series], color="#1b9e77", marker=".", label="campaign size")
+        ax2.set_ylabel("size")
+        ax2.legend(loc="upper right")
+    ax.set_ylabel("new members")
+    ax.legend(loc="upper left")
+    ax.set_title(f"Campaign {campaign_id}: growth")
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -1,0 +1,76 @@
+"""Extension points (pluggy, as pytest and datasette use it): the hook specifications and the
+plugin manager.
+
+A plugin is a module or object with functions marked `@hookimpl` named after the specs below;
+installed packages register one through the `workbench` entry-point group, and the application
+registers its own command and demo-step modules the same way. The domain calls
+`decision_recorded` after every committed decision (the webhook delivery hangs here) and asks
+`permission_allowed` before every state-changing action (roles hang here).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple, Optional
+
+import pluggy
+
+PROJECT = "workbench"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+class DemoStep(NamedTuple):
+    """One step of `workbench demo`: run in ascending `order`, skippable by `name`."""
+
+    name: str
+    order: int
+    run: Callable[[Any, Callable[..., None]], dict[str, Any]]  # (application context, echo) -> summary
+
+
+class PermissionDenied(PermissionError):
+    """A plugin's `permission_allowed` refused the action; the message names actor and action."""
+
+
+class HookSpecs:
+    @hookspec
+    def register_commands(self, cli: Any) -> None:
+        """Add click commands or groups to the `workbench` command group."""
+
+    @hookspec
+    def demo_steps(self) -> list[DemoStep]:
+        """Steps of `workbench demo` after ingest (each plugin returns a list)."""
+
+    @hookspec
+    def decision_recorded(self, decision_ids: list[int], case: dict[str, Any], actor: str,
+                          kind: str, label: str, action: str) -> None:
+        """Called once per committed decision batch (a case decided, corrected, an appeal resolved)."""
+
+    @hookspec(firstresult=True)
+    def permission_allowed(self, actor: str, action: str, resource: Optional[str]) -> Optional[bool]:
+        """True or False to decide whether `actor` may do `action` on `resource`; None to abstain."""
+
+
+def make_plugin_manager(entry_points: bool = True) -> pluggy.PluginManager:
+    """A plugin manager with the specs above and, by default, the installed `workbench` plugins."""
+    pm = pluggy.PluginManager(PROJECT)
+    pm.add_hookspecs(HookSpecs)
+    if entry_points:
+        pm.load_setuptools_entrypoints(PROJECT)
+    return pm
+
+
+# The process-wide manager, as datasette keeps one: the domain fires its hooks on it and the
+# application registers its plugins on it at start-up.
+pm = make_plugin_manager()
+
+
+def check_permission(actor: str, action: str, resource: Optional[str] = None) -> None:
+    """Raise PermissionDenied when a plugin refuses; allowed when every plugin abstains."""
+    if pm.hook.permission_allowed(actor=actor, action=action, resource=resource) is False:
+        raise PermissionDenied(f"{actor} may not {action}" + (f" {resource}" if resource else ""))
+
+
+def decision_recorded(decision_ids: list[int], case: dict[str, Any], actor: str, kind: str,
+                      label: str, action: str) -> None:
+    """Tell every plugin about committed decisions (after the transaction, never inside it)."""
+    pm.hook.decision_recorded(decision_ids=list(decision_ids), case=case, actor=actor, kind=kind,
+                              label=label, action=action)

@@ -1,0 +1,137 @@
+"""Appeals: a decided item's appeal becomes a case in the appeals queue; resolving it confirms or reverses.
+
+Vocabulary: an appeal is *upheld* when the appellant is right and the original decision is
+reversed (`outcome="reverse"`, a false-positive signal); otherwise the decision is confirmed
+(`outcome="confirm"`). Both outcomes are recorded as decisions of kind "appeal" that supersede
+the appealed one.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Optional
+
+from sqlalchemy import insert, select, update
+
+from core import audit
+from core.hooks import check_permission, decision_recorded
+from core.labels import current_decisions
+from core.predictions import predictions_of_record
+from core.schema import Case, utcnow
+from core.store import Store
+from core.taxonomy import Taxonomy
+
+from .cases import case_view
+from .claims import check_actionable, lock_case
+from .decisions import _close, _insert_decision, _validate
+from .errors import DecisionError
+from .priority import score_features
+from .queue_config import QueueConfig
+
+OUTCOMES = ("confirm", "reverse")
+C = Case.__table__
+
+
+def appeal(store: Store, item_id: str, appellant: str, reason: str, taxonomy: Taxonomy,
+           now: Optional[dt.datetime] = None, *, config: QueueConfig) -> dict[str, Any]:
+    """File an appeal against an item's current decision: a new case in the appeals queue.
+
+    The case carries the original decision, its rationale and the evidence the analyst saw
+    (text, model scores, campaign, priority reason), and the decided case moves to 'appealed'.
+    """
+    if not reason or not reason.strip():
+        raise DecisionError("an appeal needs a reason")
+    now = now or utcnow()
+    check_permission(appellant, "appeal", f"item {item_id}")
+    with store.begin() as conn:
+        current = current_decisions(conn, [item_id]).get(item_id)
+        if current is None:
+            raise DecisionError(f"item {item_id!r} has no decision to appeal")
+        pending = conn.execute(select(C.c.id).where(
+            C.c.item_id == item_id, C.c.queue == config.appeals_queue,
+            C.c.state.in_(("open", "claimed")))).scalar()
+        if pending is not None:
+            raise DecisionError(f"item {item_id!r} already has an appeal waiting (case {pending})")
+        orig = conn.execute(select(C).where(C.c.id == current["case_id"])).mappings().first() if current["case_id"] else None
+        orig_meta = dict((orig or {}).get("meta") or {})
+        item = predictions_of_record(conn, [item_id]).get(item_id)
+        tier = current["severity"] or config.benign_tier
+        features = dict(orig_meta.get("features") or {"risk": 0.0, "label": current["label"], "score": 0.0},
+                        severity=tier, escalation=None)
+        due = now + dt.timedelta(minutes=config.appeal_sla_minutes)
+        priority, why, terms = score_features(taxonomy, features, config, now, due, now)
+        packet = {
+            "appellant": appellant, "reason": reason.strip(), "filed_at": now.isoformat(),
+            "decision": {k: (v.isoformat() if isinstance(v, dt.datetime) else v) for k, v in current.items()},
+            "evidence": {"model_scores": orig_meta.get("scores") or (dict(item["scores"]) if item else None),
+                         "campaign_id": (orig or {}).get("campaign_id") or orig_meta.get("member_of_campaign"),
+                         "priority_reason": (orig or {}).get("priority_reason"),
+                         "escalation_reason": (orig or {}).get("escalation_reason"),
+                         "original_queue": (orig or {}).get("queue")},
+        }
+        case_id = int(conn.execute(insert(C).values(
+            item_id=item_id, campaign_id=None, queue=config.appeals_queue, state="open", priority=priority,
+            priority_reason=f"appeal of decision {current['id']}; {why}", severity=tier,
+            predicted_label=(orig or {}).get("predicted_label"), model_version=(orig or {}).get("model_version"),
+            due_at=due, is_audit=False, reopened_from=current["case_id"], created_at=now, updated_at=now,
+            meta={"features": features, "terms": terms, "scores": orig_meta.get("scores") or {}, "appeal": packet},
+        ).returning(C.c.id)).scalar_one())
+        if orig is not None and orig["state"] == "decided" and orig["campaign_id"] is None:
+            conn.execute(update(C).where(C.c.id == orig["id"]).values(state="appealed", updated_at=now))
+        audit.record(conn, appellant, "appeal.file", "case", case_id,
+                     {"item_id": item_id, "decision_id": current["id"], "reason": reason.strip()})
+        return case_view(conn, case_id)
+
+
+def resolve_appeal(store: Store, taxonomy: Taxonomy, case_id: int, analyst: str, outcome: str,
+                   rationale: str, label: Optional[str] = None, action: Optional[str] = None,
+                   severity: Optional[str] = None, policy_ref: Optional[str] = None,
+                   now: Optional[dt.datetime] = None, *, config: QueueConfig) -> dict[str, Any]:
+    """Confirm or reverse the appealed decision; either way a new "appeal" decision supersedes it.
+
+    A reversal (the appeal is upheld) defaults to the benign label and its default action, and
+    must change the label or the action.
+    """
+    if outcome not in OUTCOMES:
+        raise DecisionError(f"outcome must be one of {', '.join(OUTCOMES)}, not {outcome!r}")
+    if not rationale or not rationale.strip():
+        raise DecisionError("resolving an appeal needs a rationale")
+    now = now or utcnow()
+    check_permission(analyst, "resolve_appeal", f"case {case_id}")
+    with store.begin() as conn:
+        case = lock_case(conn, case_id)
+        if case["queue"] != config.appeals_queue:
+            raise DecisionError(f"case {case_id} is not an appeal (queue {case['queue']})")
+        check_actionable(case, analyst, now)
+        current = current_decisions(conn, [case["item_id"]]).get(case["item_id"])
+        if current is None:
+            raise DecisionError(f"item {case['item_id']!r} has no decision any more")
+        if outcome == "confirm":
+            label, action = current["label"], current["action"]
+            severity, policy_ref = current["severity"], current["policy_ref"]
+        else:
+            label = label or taxonomy.benign_label
+            action, severity, policy_ref = _validate(taxonomy, label, action, severity, policy_ref)
+            if label == current["label"] and action == current["action"]:
+                raise DecisionError(f"a reversal must change the label or the action (both are {label}/{action})")
+        new_id = _insert_decision(
+            conn, case_id=case_id, item_id=case["item_id"], campaign_id=current["campaign_id"], reviewer=analyst,
+            kind="appeal", label=label, action=action, severity=severity, policy_ref=policy_ref,
+            rationale=rationale.strip(), model_version=current["model_version"],
+            model_label=current["model_label"], model_score=current["model_score"],
+            is_override=current["model_label"] is not None and label != current["model_label"],
+            taxonomy_version=taxonomy.version, supersedes_id=current["id"], created_at=now)
+        meta = dict(case["meta"] or {})
+        meta["appeal"] = dict(meta.get("appeal") or {}, outcome=outcome, upheld=outcome == "reverse",
+                              resolved_by=analyst, decision_id=new_id)
+        _close(conn, case_id, analyst, now, meta=meta)
+        if case["reopened_from"]:
+            conn.execute(update(C).where(C.c.id == case["reopened_from"], C.c.state == "appealed")
+                         .values(state="decided", updated_at=now))
+        audit.record(conn, analyst, "appeal.resolve", "case", case_id,
+                     {"outcome": outcome, "decision_id": new_id, "supersedes": current["id"],
+                      "from": [current["label"], current["action"]], "to": [label, action],
+                      "rationale": rationale.strip()})
+        view = case_view(conn, case_id)
+    view.update(decision_id=new_id, outcome=outcome, upheld=outcome == "reverse")
+    decision_recorded([new_id], view, analyst, "appeal", label, action)
+    return view

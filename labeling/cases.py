@@ -1,0 +1,314 @@
+"""Cases: built from the scored items and campaigns, read back for the CLI, the UI and evaluation.
+
+Every scored item (and every active campaign, as one case) becomes a case in the queue its
+routing picks; `build_cases` is idempotent and re-plans waiting cases after a promotion. The
+prediction a case carries is the prediction of record (`core.predictions`).
+"""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Iterable, Mapping, Optional, Sequence
+
+import numpy as np
+from sqlalchemy import Connection, exists, func, insert, select, update
+
+from core import audit
+from core.predictions import predictions_of_record, record_ids
+from core.schema import Campaign, CampaignMember, Case, Decision, Item, Prediction, utcnow
+from core.store import Store
+from core.taxonomy import Taxonomy
+
+from .errors import QueueError
+from .priority import label_harm_weights, score_features
+from .queue_config import QueueConfig
+from .routing import Candidate, plan_case
+from .sampling import calibration_copies
+
+C = Case.__table__
+P = Prediction.__table__
+I = Item.__table__
+CM = CampaignMember.__table__
+CP = Campaign.__table__
+D = Decision.__table__
+_BUILD_LOCK_KEY = 0x7175_6575  # advisory lock for build/sweep on PostgreSQL
+
+
+def _reports(meta: Any) -> int:
+    if isinstance(meta, dict):
+        for key in ("reports", "report_count", "user_reports"):
+            v = meta.get(key)
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                return int(v)
+    return 0
+
+
+def _language(meta: Any) -> Optional[str]:
+    if isinstance(meta, dict):
+        v = meta.get("language") or meta.get("lang")
+        return str(v) if v else None
+    return None
+
+
+def _campaign_growth(conn: Connection, config: QueueConfig, now: dt.datetime) -> dict[int, int]:
+    since = now - dt.timedelta(hours=config.priority.growth_window_hours)
+    rows = conn.execute(select(CM.c.campaign_id, func.count()).where(CM.c.added_at >= since)
+                        .group_by(CM.c.campaign_id))
+    return {int(cid): int(n) for cid, n in rows}
+
+
+def _lock_builds(conn: Connection) -> None:
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy import text
+
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _BUILD_LOCK_KEY})
+
+
+def _prediction_rows(conn: Connection, *extra: Any, where: Sequence[Any] = ()):  # type: ignore[no-untyped-def]
+    """Latest prediction per item joined with the item and its campaign (plus `extra` columns)."""
+    return (select(P.c.item_id, P.c.model_version, P.c.label, P.c.score, P.c.scores, P.c.uncertainty,
+                   I.c.text, I.c.surface, I.c.source, I.c["metadata"].label("meta"), CM.c.campaign_id, CP.c.size,
+                   *extra)
+            .join(I, I.c.id == P.c.item_id)
+            .outerjoin(CM, CM.c.item_id == P.c.item_id)
+            .outerjoin(CP, CP.c.id == CM.c.campaign_id)
+            .where(P.c.id.in_(record_ids(conn)), *where))
+
+
+def _candidate(r: Any, growth: dict[int, int]) -> Candidate:
+    size = int(r.size or 0)
+    return Candidate(item_id=r.item_id, text=r.text, label=r.label, score=float(r.score),
+                     scores=dict(r.scores or {}), uncertainty=float(r.uncertainty or 0.0),
+                     model_version=r.model_version, campaign_id=r.campaign_id, surface=r.surface,
+                     source=r.source, language=_language(r.meta), campaign_size=size,
+                     campaign_growth=(growth.get(r.campaign_id, 0) / size) if size else 0.0,
+                     reports=_reports(r.meta))
+
+
+def _item_candidates(conn: Connection, now: dt.datetime, growth: dict[int, int]) -> Iterable[Candidate]:
+    has_case = exists(select(1).where(C.c.item_id == P.c.item_id, C.c.campaign_id.is_(None)))
+    for r in conn.execute(_prediction_rows(conn, where=[~has_case]).order_by(P.c.id)):
+        yield _candidate(r, growth)
+
+
+def _rescore_open_cases(conn: Connection, taxonomy: Taxonomy, config: QueueConfig, now: dt.datetime,
+                        growth: dict[int, int], harm: np.ndarray) -> dict[str, int]:
+    """Re-plan waiting item cases whose item has a newer model's prediction (after a promotion).
+
+    Only unclaimed cases in an ordinary queue move: their queue, severity, due time (from the
+    case's creation), escalation and priority follow the new prediction; the audit flag and the
+    case id stay.
+    """
+    special = [config.escalation_queue, config.appeals_queue, config.calibration_queue]
+    q = _prediction_rows(conn, C.c.id.label("case_id"), C.c.created_at.label("case_created"), C.c.is_audit,
+                         where=[C.c.state == "open", C.c.campaign_id.is_(None), C.c.calibration_set.is_(None),
+                                C.c.queue.notin_(special), P.c.model_version != C.c.model_version]
+                         ).join(C, C.c.item_id == P.c.item_id)
+    out = {"rescored": 0, "rescored_escalated": 0}
+    for r in conn.execute(q).all():
+        row = plan_case(taxonomy, config, _candidate(r, growth), r.case_created, harm)
+        priority, why, terms = score_features(taxonomy, row["meta"]["features"], config, r.case_created,
+                                              row["due_at"], now)
+        conn.execute(update(C).where(C.c.id == r.case_id).values(
+            queue=row["queue"], state=row["state"], severity=row["severity"], predicted_label=row["predicted_label"],
+            model_version=row["model_version"], due_at=row["due_at"], escalation_reason=row["escalation_reason"],
+            priority=priority, priority_reason=why, meta=dict(row["meta"], terms=terms), updated_at=now))
+        out["rescored"] += 1
+        out["rescored_escalated"] += int(row["escalation_reason"] is not None)
+    return out
+
+
+def _campaign_candidates(conn: Connection, taxonomy: Taxonomy, growth: dict[int, int]) -> Iterable[Candidate]:
+    has_case = exists(select(1).where(C.c.campaign_id == CP.c.id))
+    camps = conn.execute(select(CP).where(CP.c.status == "active", ~has_case).order_by(CP.c.id)).mappings().all()
+    if not camps:
+        return
+    latest = record_ids(conn)
+    for camp in camps:
+        rows = conn.execute(
+            select(P.c.item_id, P.c.scores, P.c.uncertainty, P.c.model_version, I.c.text, I.c.surface,
+                   I.c.source, I.c["metadata"].label("meta"))
+            .join(CM, CM.c.item_id == P.c.item_id).join(I, I.c.id == P.c.item_id)
+            .where(CM.c.campaign_id == camp["id"], P.c.id.in_(latest))).all()
+        if len(rows) < 2:
+            continue  # a campaign case needs at least two scored members
+        mean = {lbl: float(np.mean([float((r.scores or {}).get(lbl, 0.0)) for r in rows])) for lbl in taxonomy.labels}
+        label = max(mean, key=mean.get)
+        exemplar = next((r for r in rows if r.item_id == camp["exemplar_item_id"]), rows[0])
+        size = max(int(camp["size"] or 0), len(rows))
+        yield Candidate(item_id=exemplar.item_id, text=exemplar.text, label=label, score=mean[label],
+                        scores=mean, uncertainty=float(np.mean([r.uncertainty or 0.0 for r in rows])),
+                        model_version=exemplar.model_version, campaign_id=int(camp["id"]),
+                        surface=exemplar.surface, source=exemplar.source, language=_language(exemplar.meta),
+                        campaign_size=size, campaign_growth=growth.get(int(camp["id"]), 0) / size,
+                        reports=sum(_reports(r.meta) for r in rows), extra={"campaign_case": True})
+
+
+def _already_cased(conn: Connection, chunk: Sequence[Candidate]) -> set[tuple[Any, bool]]:
+    """(item id, False) / (campaign id, True) of the chunk's candidates that already have a case."""
+    items = [c.item_id for c in chunk if not c.is_campaign]
+    camps = [c.campaign_id for c in chunk if c.is_campaign]
+    out: set[tuple[Any, bool]] = set()
+    for i in range(0, len(items), 900):
+        out |= {(r, False) for r in conn.execute(select(C.c.item_id).where(
+            C.c.item_id.in_(items[i:i + 900]), C.c.campaign_id.is_(None))).scalars()}
+    for i in range(0, len(camps), 900):
+        out |= {(r, True) for r in conn.execute(select(C.c.campaign_id).where(
+            C.c.campaign_id.in_(camps[i:i + 900]))).scalars()}
+    return out
+
+
+def build_cases(store: Store, taxonomy: Taxonomy, config: QueueConfig,
+                now: Optional[dt.datetime] = None, actor: str = "system", progress: bool = True,
+                chunk_size: int = 5000) -> dict[str, Any]:
+    """Turn every scored item and every active campaign without a case into one; returns counts.
+
+    Idempotent: an item or campaign that already has a case gets no second one, so it can run
+    after every scoring batch. Waiting item cases whose item was re-scored by a newer model are
+    re-planned in place (`rescored`), so a promotion re-orders the backlog.
+    """
+    from tqdm import tqdm
+
+    now = now or utcnow()
+    harm = label_harm_weights(taxonomy)
+    summary: dict[str, Any] = {"cases": 0, "item_cases": 0, "campaign_cases": 0, "audit": 0,
+                               "escalated": 0, "calibration_copies": 0, "by_queue": {}}
+    # Read and plan without the write lock; write in chunks so claims interleave with a big build.
+    with store.read() as conn:
+        growth = _campaign_growth(conn, config, now)
+        candidates = list(_item_candidates(conn, now, growth))
+        candidates += list(_campaign_candidates(conn, taxonomy, growth))
+    bar = tqdm(total=len(candidates), desc="building cases", unit="case", disable=not progress, leave=False)
+    for start in range(0, len(candidates), chunk_size):
+        chunk = candidates[start:start + chunk_size]
+        planned = [(cand, plan_case(taxonomy, config, cand, now, harm)) for cand in chunk]
+        with store.begin() as conn:
+            _lock_builds(conn)
+            taken = _already_cased(conn, chunk)  # a concurrent build may have got there first
+            rows: list[dict[str, Any]] = []
+            for cand, row in planned:
+                if (row["campaign_id"] if cand.is_campaign else cand.item_id, cand.is_campaign) in taken:
+                    continue
+                copies = calibration_copies(config, cand.key, row)
+                rows.append(row)
+                rows.extend(copies)
+                summary["cases"] += 1
+                summary["campaign_cases" if cand.is_campaign else "item_cases"] += 1
+                summary["audit"] += int(row["is_audit"])
+                summary["escalated"] += int(row["escalation_reason"] is not None)
+                summary["calibration_copies"] += len(copies)
+                summary["by_queue"][row["queue"]] = summary["by_queue"].get(row["queue"], 0) + 1
+            if rows:
+                conn.execute(insert(C), rows)
+        bar.update(len(chunk))
+    bar.close()
+    with store.begin() as conn:
+        _lock_builds(conn)
+        summary.update(_rescore_open_cases(conn, taxonomy, config, now, growth, harm))
+        if summary["cases"] or summary["rescored"]:
+            audit.record(conn, actor, "cases.build", "queue", None,
+                         {k: v for k, v in summary.items()} | {"config_version": config.version})
+    return summary
+
+
+def _jsonable(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: (v.isoformat() if isinstance(v, dt.datetime) else v) for k, v in row.items()}
+
+
+def case_view(conn: Connection, case_id: int, with_history: bool = True) -> dict[str, Any]:
+    """A case with what an analyst needs to decide: item, model scores, campaign, earlier decisions."""
+    case = conn.execute(select(C).where(C.c.id == case_id)).mappings().first()
+    if case is None:
+        raise QueueError(f"no case {case_id}")
+    out = _jsonable(case)
+    if case["item_id"]:
+        item = conn.execute(select(I.c.id, I.c.text, I.c.source, I.c.surface, I.c.author_id, I.c.created_at)
+                            .where(I.c.id == case["item_id"])).mappings().first()
+        out["item"] = _jsonable(item) if item else None
+    if case["campaign_id"] is not None:
+        camp = conn.execute(select(CP.c.id, CP.c.size, CP.c.entities, CP.c.top_terms, CP.c.first_seen, CP.c.last_seen)
+                            .where(CP.c.id == case["campaign_id"])).mappings().first()
+        out["campaign"] = _jsonable(camp) if camp else {"id": case["campaign_id"]}
+        out["campaign"]["members"] = conn.execute(select(func.count()).select_from(CM).where(
+            CM.c.campaign_id == case["campaign_id"])).scalar()
+    if with_history and case["item_id"]:
+        decs = conn.execute(select(D).where(D.c.item_id == case["item_id"]).order_by(D.c.id)).mappings().all()
+        out["decisions"] = [_jsonable(d) for d in decs]
+    return out
+
+
+def case_detail(store: Store, case_id: int) -> dict[str, Any]:
+    """`case_view` in its own read transaction (for the CLI and the UI)."""
+    with store.read() as conn:
+        return case_view(conn, case_id)
+
+
+def filter_cases(q: Any, queue: Optional[str] = None, state: Optional[str] = None,
+                 policy: Optional[str] = None, surface: Optional[str] = None) -> Any:
+    """`q` (a select over cases) joined to its items and narrowed by queue, state, policy, surface."""
+    q = q.outerjoin(I, I.c.id == C.c.item_id)
+    if queue:
+        q = q.where(C.c.queue == queue)
+    if state:
+        q = q.where(C.c.state == state)
+    if policy:
+        q = q.where(C.c.predicted_label == policy)
+    if surface:
+        q = q.where(I.c.surface == surface)
+    return q
+
+
+def list_cases(store: Store, queue: Optional[str] = None, state: Optional[str] = None,
+               policy: Optional[str] = None, surface: Optional[str] = None, audit_only: bool = False,
+               limit: Optional[int] = 50, offset: int = 0) -> list[dict[str, Any]]:
+    """Cases filtered by queue, state, predicted policy and surface, best priority first."""
+    q = filter_cases(select(C.c.id, C.c.item_id, C.c.campaign_id, C.c.queue, C.c.state, C.c.priority,
+                            C.c.priority_reason, C.c.severity, C.c.predicted_label, C.c.due_at, C.c.is_audit,
+                            C.c.calibration_set, C.c.escalation_reason, C.c.claimed_by, C.c.lease_expires_at,
+                            I.c.surface, I.c.text), queue=queue, state=state, policy=policy, surface=surface)
+    if audit_only:
+        q = q.where(C.c.is_audit.is_(True))
+    q = q.order_by(C.c.priority.desc(), C.c.id).offset(offset)
+    if limit:
+        q = q.limit(limit)
+    with store.read() as conn:
+        return [_jsonable(r) for r in conn.execute(q).mappings()]
+
+
+def suggestion(conn: Connection, case: Mapping[str, Any]) -> Optional[dict[str, Any]]:
+    """What the model suggests for a case: the one answer the review screen shows and a decision
+    is judged against (so a confirm is never counted as an override).
+
+    A campaign case suggests the mean label over its members (stored when the case was built);
+    an item case its item's prediction of record (`core.predictions`); a case whose item has no
+    prediction any more, what was stored on the case. None when the model said nothing.
+    """
+    meta = case.get("meta") or {}
+    stored_scores = dict(meta.get("scores") or {})
+    record = None
+    if case["item_id"] and case["campaign_id"] is None:
+        record = predictions_of_record(conn, [case["item_id"]]).get(case["item_id"])
+    if record is not None:
+        return {"model_version": record["model_version"], "label": record["label"], "score": record["score"],
+                "scores": dict(record["scores"] or {}), "uncertainty": record["uncertainty"],
+                "flags": record["flags"]}
+    label = case["predicted_label"]
+    if label is None:
+        return None
+    return {"model_version": case["model_version"], "label": label, "score": stored_scores.get(label),
+            "scores": stored_scores, "uncertainty": (meta.get("features") or {}).get("uncertainty"), "flags": None}
+
+
+def queue_overview(store: Store) -> dict[str, int]:
+    """Waiting (open or escalated) cases per queue, for the queue picker."""
+    with store.read() as conn:
+        rows = conn.execute(select(C.c.queue, func.count()).where(C.c.state.in_(("open", "escalated")))
+                            .group_by(C.c.queue)).all()
+    return {q: n for q, n in rows}
+
+
+def campaign_case(store: Store, campaign_id: int) -> Optional[int]:
+    """The waiting case of a campaign (to act on the whole campaign at once), if there is one."""
+    with store.read() as conn:
+        return conn.execute(select(C.c.id).where(C.c.campaign_id == campaign_id,
+                                                 C.c.state.in_(("open", "escalated", "claimed")))
+                            .order_by(C.c.id.desc()).limit(1)).scalar()

@@ -1,0 +1,154 @@
+"""Claims: atomic claims with a lease, release, skip, and lapsed leases back to the queue.
+
+Atomic: on PostgreSQL `SELECT ... FOR UPDATE SKIP LOCKED`; on SQLite the store's write
+transactions are `BEGIN IMMEDIATE`, so select-then-update is serialised across processes. The
+claim reads the first entry of the `ix_cases_claim` index (queue, state, priority DESC, id), so
+its cost does not grow with the backlog.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Mapping, Optional
+
+from sqlalchemy import Connection, exists, func, insert, select, update
+
+from core import audit
+from core.hooks import check_permission
+from core.schema import Case, CaseSkip, utcnow
+from core.store import Store
+
+from .cases import case_view
+from .errors import QueueError
+from .queue_config import QueueConfig
+
+C = Case.__table__
+SK = CaseSkip.__table__
+
+def _now(now: Optional[dt.datetime]) -> dt.datetime:
+    return now or utcnow()
+
+
+def expired_query(now: dt.datetime, limit: int = 500, dialect: str = "sqlite"):  # type: ignore[no-untyped-def]
+    """Claimed cases whose lease lapsed, in `ix_cases_lease` order (ordering by id would scan the table)."""
+    q = (select(C.c.id, C.c.queue, C.c.claimed_by).where(C.c.state == "claimed", C.c.lease_expires_at < now)
+         .order_by(C.c.lease_expires_at, C.c.id).limit(limit))
+    if dialect == "postgresql":
+        q = q.with_for_update(skip_locked=True)
+    return q
+
+
+def reclaim_expired(conn: Connection, config: QueueConfig, now: dt.datetime, limit: int = 500) -> list[int]:
+    """Return cases whose lease lapsed to the queue they wait in; the ids returned (in the caller's tx)."""
+    rows = conn.execute(expired_query(now, limit, conn.dialect.name)).all()
+    for state in ("open", "escalated"):
+        ids = [r.id for r in rows if config.waiting_state(r.queue) == state]
+        if ids:
+            conn.execute(update(C).where(C.c.id.in_(ids)).values(
+                state=state, claimed_by=None, lease_expires_at=None, updated_at=now))
+    if rows:
+        audit.record(conn, "system", "case.lease_expired", "case", None,
+                     {"cases": [r.id for r in rows], "holders": sorted({r.claimed_by for r in rows if r.claimed_by})})
+    return [r.id for r in rows]
+
+
+def claim_query(config: QueueConfig, queue: str, analyst: str, dialect: str = "sqlite"):  # type: ignore[no-untyped-def]
+    """The claim SELECT: first waiting case of the queue in index order, not skipped by the analyst."""
+    skipped = exists(select(1).where(SK.c.case_id == C.c.id, SK.c.analyst == analyst))
+    q = (select(C.c.id).where(C.c.queue == queue, C.c.state == config.waiting_state(queue), ~skipped)
+         .order_by(C.c.priority.desc(), C.c.id.asc()).limit(1))
+    if dialect == "postgresql":
+        q = q.with_for_update(skip_locked=True, of=C)
+    return q
+
+
+def next_case(store: Store, analyst: str, queue: str, config: QueueConfig, lease_seconds: Optional[int] = None,
+              now: Optional[dt.datetime] = None,
+              detail: bool = True) -> Optional[dict[str, Any]]:
+    """Claim the best waiting case of `queue` for `analyst` with a lease; None when it is empty.
+
+    Atomic: on PostgreSQL the row is taken with FOR UPDATE SKIP LOCKED, on SQLite the write
+    transaction holds the database write lock from its first statement. Cases the analyst
+    skipped (or a sibling calibration copy of one they hold) are not offered to them.
+    """
+    if not analyst:
+        raise QueueError("an analyst name is required to claim a case")
+    if queue not in config.queues:
+        raise QueueError(f"unknown queue {queue!r} (known: {', '.join(config.queues)})")
+    now = _now(now)
+    lease = int(lease_seconds or config.lease_seconds)
+    check_permission(analyst, "claim", f"queue {queue}")
+    with store.begin() as conn:
+        reclaim_expired(conn, config, now)
+        case_id = conn.execute(claim_query(config, queue, analyst, conn.dialect.name)).scalar()
+        if case_id is None:
+            return None
+        expires = now + dt.timedelta(seconds=lease)
+        conn.execute(update(C).where(C.c.id == case_id).values(
+            state="claimed", claimed_by=analyst, lease_expires_at=expires,
+            first_action_at=func.coalesce(C.c.first_action_at, now), updated_at=now))
+        row = conn.execute(select(C.c.item_id, C.c.calibration_set).where(C.c.id == case_id)).one()
+        if row.calibration_set:
+            _exclude_calibration_siblings(conn, case_id, row.item_id, row.calibration_set, analyst, now)
+        audit.record(conn, analyst, "case.claim", "case", case_id,
+                     {"queue": queue, "lease_expires_at": expires.isoformat()})
+        return case_view(conn, case_id) if detail else {"id": case_id, "queue": queue, "claimed_by": analyst,
+                                                         "lease_expires_at": expires}
+
+
+def _exclude_calibration_siblings(conn: Connection, case_id: int, item_id: Optional[str], cal_set: str,
+                                  analyst: str, now: dt.datetime) -> None:
+    already = exists(select(1).where(SK.c.case_id == C.c.id, SK.c.analyst == analyst))
+    sibs = conn.execute(select(C.c.id).where(C.c.item_id == item_id, C.c.calibration_set == cal_set,
+                                             C.c.id != case_id, ~already)).scalars().all()
+    if sibs:
+        conn.execute(insert(SK), [{"case_id": s, "analyst": analyst, "reason": "calibration sibling",
+                                   "created_at": now} for s in sibs])
+
+
+def lock_case(conn: Connection, case_id: int) -> dict[str, Any]:
+    """The case row, locked for update on PostgreSQL; QueueError when there is no such case."""
+    q = select(C).where(C.c.id == case_id)
+    if conn.dialect.name == "postgresql":
+        q = q.with_for_update()
+    row = conn.execute(q).mappings().first()
+    if row is None:
+        raise QueueError(f"no case {case_id}")
+    return dict(row)
+
+
+def check_actionable(case: Mapping[str, Any], analyst: str, now: dt.datetime) -> None:
+    """Raise QueueError unless `analyst` may act on the case now (waiting, or claimed by them)."""
+    state = case["state"]
+    if state == "claimed":
+        live = case["lease_expires_at"] is not None and case["lease_expires_at"] > now
+        if case["claimed_by"] != analyst and live:
+            raise QueueError(f"case {case['id']} is claimed by {case['claimed_by']} until "
+                             f"{case['lease_expires_at']:%Y-%m-%d %H:%M:%S} UTC")
+    elif state not in ("open", "escalated"):
+        raise QueueError(f"case {case['id']} is {state}, not waiting for a decision")
+
+
+def release(store: Store, case_id: int, analyst: str, config: QueueConfig, now: Optional[dt.datetime] = None,
+            reason: Optional[str] = None,
+            _action: str = "case.release") -> dict[str, Any]:
+    """Give a claimed case back to its queue, priority unchanged."""
+    now = _now(now)
+    check_permission(analyst, "release", f"case {case_id}")
+    with store.begin() as conn:
+        case = lock_case(conn, case_id)
+        if case["state"] != "claimed" or case["claimed_by"] != analyst:
+            holder = f"claimed by {case['claimed_by']}" if case["state"] == "claimed" else case["state"]
+            raise QueueError(f"case {case_id} is not claimed by {analyst} (it is {holder})")
+        if _action == "case.skip":
+            if conn.execute(select(SK.c.case_id).where(SK.c.case_id == case_id, SK.c.analyst == analyst)).first() is None:
+                conn.execute(insert(SK).values(case_id=case_id, analyst=analyst, reason=reason, created_at=now))
+        conn.execute(update(C).where(C.c.id == case_id).values(
+            state=config.waiting_state(case["queue"]), claimed_by=None, lease_expires_at=None, updated_at=now))
+        audit.record(conn, analyst, _action, "case", case_id, {"queue": case["queue"], "reason": reason})
+        return case_view(conn, case_id, with_history=False)
+
+
+def skip(store: Store, case_id: int, analyst: str, config: QueueConfig, reason: Optional[str] = None,
+         now: Optional[dt.datetime] = None) -> dict[str, Any]:
+    """Give a claimed case back and never offer it to this analyst again (others still get it)."""
+    return release(store, case_id, analyst, config, now=now, reason=reason, _action="case.skip")

@@ -1,0 +1,14 @@
+"""The errors of the human side of the loop: each names what the user asked for and why it cannot be done."""
+from __future__ import annotations
+
+
+class LabelingError(ValueError):
+    """A labeling operation a user asked for cannot be done; the message says why."""
+
+
+class QueueError(LabelingError):
+    """A queue operation cannot be done (unknown queue or case, the case is not waiting, not the claim holder...)."""
+
+
+class DecisionError(LabelingError):
+    """A decision, correction or appeal is not valid (unknown label, action not allowed, rationale missing...)."""

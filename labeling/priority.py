@@ -1,0 +1,133 @@
+"""Priority: pure functions over arrays that decide the order a queue is worked in.
+
+A case's priority is a configurable sum of weighted terms (severity-weighted risk, uncertainty,
+campaign size and growth, user reports, SLA urgency) with a one-line explanation. The queue
+simulation benchmark runs these same functions, so it measures the product's ordering.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import math
+from typing import Any, Mapping, Optional
+
+import numpy as np
+
+from core.taxonomy import Taxonomy
+
+from .queue_config import PriorityConfig, QueueConfig
+
+TERMS = ("risk", "uncertainty", "campaign_size", "campaign_growth", "reports", "urgency")
+
+
+PRIORITY_EPSILON = 1e-4  # a sweep rewrites a case's priority only when it moved more than this
+
+
+URGENCY_CAP = 1.5  # an overdue case keeps gaining, up to half a deadline past due
+
+
+def label_harm_weights(taxonomy: Taxonomy) -> np.ndarray:
+    """Per policy label (taxonomy order), its tier's harm weight over the largest tier weight; benign 0."""
+    top = max(s.weight for s in taxonomy.severities.values())
+    return np.array([taxonomy.severities[p.severity].weight / top if p.violating and p.severity else 0.0
+                     for p in taxonomy.policies.values()], dtype=float)
+
+
+def tier_weight(taxonomy: Taxonomy, tier: Optional[str]) -> float:
+    """A tier's harm weight over the largest tier weight (0 for no tier)."""
+    if not tier:
+        return 0.0
+    return taxonomy.severities[tier].weight / max(s.weight for s in taxonomy.severities.values())
+
+
+def risk_scores(probs: np.ndarray, harm_weights: np.ndarray) -> np.ndarray:
+    """Expected normalised harm per row: probs (n x labels) @ harm weights, in [0, 1]."""
+    probs = np.atleast_2d(np.asarray(probs, dtype=float))
+    return np.clip(probs @ np.asarray(harm_weights, dtype=float), 0.0, 1.0)
+
+
+def sla_used(created: np.ndarray, due: np.ndarray, now: np.ndarray | float) -> np.ndarray:
+    """Share of the SLA window elapsed, (now - created) / (due - created), in [0, URGENCY_CAP].
+
+    Inputs are numbers on one clock (e.g. epoch seconds); a case without a window gets 0.
+    """
+    created = np.asarray(created, dtype=float)
+    window = np.asarray(due, dtype=float) - created
+    with np.errstate(divide="ignore", invalid="ignore"):
+        used = np.where(window > 0, (np.asarray(now, dtype=float) - created) / window, 0.0)
+    return np.clip(np.nan_to_num(used), 0.0, URGENCY_CAP)
+
+
+def priority_terms(config: PriorityConfig, risk: Any, uncertainty: Any = 0.0, campaign_size: Any = 0,
+                   campaign_growth: Any = 0.0, reports: Any = 0, urgency: Any = 0.0,
+                   tier_weight: Any = 0.0) -> dict[str, np.ndarray]:
+    """Each term's weighted contribution per case (broadcast arrays); the priority is their sum.
+
+    `urgency` is the share of the SLA used (see `sla_used`); it is scaled by the case's tier
+    weight so that only urgent tiers jump the queue as their deadline nears.
+    """
+    w = config.weights
+    size = np.log1p(np.maximum(np.asarray(campaign_size, dtype=float), 0.0)) / math.log1p(config.campaign_size_ref)
+    rep = np.log1p(np.maximum(np.asarray(reports, dtype=float), 0.0)) / math.log1p(config.reports_ref)
+    terms = {
+        "risk": w.risk * np.clip(np.asarray(risk, dtype=float), 0.0, 1.0),
+        "uncertainty": w.uncertainty * np.clip(np.asarray(uncertainty, dtype=float), 0.0, 1.0),
+        "campaign_size": w.campaign_size * np.clip(size, 0.0, 1.0),
+        "campaign_growth": w.campaign_growth * np.clip(np.asarray(campaign_growth, dtype=float), 0.0, 1.0),
+        "reports": w.reports * np.clip(rep, 0.0, 1.0),
+        "urgency": w.urgency * np.clip(np.asarray(urgency, dtype=float), 0.0, URGENCY_CAP)
+        * np.clip(np.asarray(tier_weight, dtype=float), 0.0, 1.0),
+    }
+    n = np.broadcast(*terms.values()).shape
+    return {k: np.broadcast_to(v, n).astype(float) for k, v in terms.items()}
+
+
+def priority_scores(config: PriorityConfig, **features: Any) -> np.ndarray:
+    """The priority of each case: the sum of `priority_terms` (higher is reviewed first)."""
+    return np.sum(list(priority_terms(config, **features).values()), axis=0)
+
+
+def sla_lapsing(minutes_left: Any, sla_minutes: Any, eligible: Any, remaining_fraction: float) -> np.ndarray:
+    """True where an eligible case has at most `remaining_fraction` of its SLA left (or is overdue)."""
+    left = np.asarray(minutes_left, dtype=float)
+    return np.asarray(eligible, dtype=bool) & (left <= remaining_fraction * np.asarray(sla_minutes, dtype=float))
+
+
+def explain_priority(priority: float, terms: Mapping[str, float], features: Mapping[str, Any]) -> str:
+    """One line answering "why is this first?": the total and its non-zero terms, largest first."""
+    def describe(name: str, value: float) -> str:
+        f = features
+        if name == "risk":
+            return f"risk {value:.3f} ({f.get('label')} p={f.get('score', 0):.2f}, {f.get('severity') or 'no tier'})"
+        if name == "urgency":
+            return f"urgency {value:.3f} ({f.get('sla_used', 0):.0%} of {f.get('severity')} SLA used)"
+        if name == "uncertainty":
+            return f"uncertainty {value:.3f} (model unsure {f.get('uncertainty', 0):.2f})"
+        if name == "campaign_size":
+            return f"campaign {value:.3f} ({int(f.get('campaign_size', 0))} items)"
+        if name == "campaign_growth":
+            return f"growth {value:.3f} ({f.get('campaign_growth', 0):.0%} new in window)"
+        return f"reports {value:.3f} ({int(f.get('reports', 0))} user reports)"
+
+    parts = [describe(k, v) for k, v in sorted(terms.items(), key=lambda kv: -kv[1]) if v >= 5e-4]
+    head = f"ESCALATED {features['escalation']}; " if features.get("escalation") else ""
+    return f"{head}{priority:.3f} = " + (" + ".join(parts) if parts else "no risk signal")
+
+
+def _epoch(t: dt.datetime) -> float:
+    return (t - dt.datetime(1970, 1, 1)).total_seconds()
+
+
+def score_features(taxonomy: Taxonomy, features: Mapping[str, Any], config: QueueConfig,
+                   created: dt.datetime, due: Optional[dt.datetime], now: dt.datetime) -> tuple[float, str, dict[str, float]]:
+    """(priority, one-line reason, term contributions) of one case from its stored features."""
+    used = float(sla_used(_epoch(created), _epoch(due), _epoch(now))) if due else 0.0
+    terms = priority_terms(config.priority, risk=features.get("risk", 0.0),
+                           uncertainty=features.get("uncertainty", 0.0),
+                           campaign_size=features.get("campaign_size", 0),
+                           campaign_growth=features.get("campaign_growth", 0.0),
+                           reports=features.get("reports", 0), urgency=used,
+                           tier_weight=tier_weight(taxonomy, features.get("severity")))
+    flat = {k: float(v) for k, v in terms.items()}
+    total = float(sum(flat.values()))
+    reason = explain_priority(total, flat, {**features, "sla_used": used})
+    return total, reason, {k: round(v, 6) for k, v in flat.items()}

@@ -1,0 +1,126 @@
+"""Routing: which queue, severity, due time, escalation and priority a new case gets.
+
+`plan_case` turns a candidate (a scored item, or a campaign as one case) into the row of its
+case, following the routing rules of `configs/queues.yaml` and the escalation criteria and SLA
+tiers of the taxonomy.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Optional
+
+import numpy as np
+
+from core.taxonomy import EscalationCriterion, Taxonomy
+
+from .priority import label_harm_weights, risk_scores, score_features, tier_weight
+from .queue_config import QueueConfig
+from .sampling import is_audit_draw
+
+@dataclass
+class Candidate:
+    """What routing and priority need to know about an item or campaign about to become a case."""
+
+    item_id: Optional[str]
+    text: str
+    label: str
+    score: float
+    scores: dict[str, float]
+    uncertainty: float = 0.0
+    model_version: Optional[str] = None
+    campaign_id: Optional[int] = None
+    surface: Optional[str] = None
+    source: Optional[str] = None
+    language: Optional[str] = None
+    campaign_size: int = 0
+    campaign_growth: float = 0.0
+    reports: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return f"campaign:{self.campaign_id}" if self.is_campaign else str(self.item_id)
+
+    @property
+    def is_campaign(self) -> bool:
+        return self.campaign_id is not None and self.extra.get("campaign_case", False)
+
+
+def match_escalation(taxonomy: Taxonomy, text: str, scores: Mapping[str, float],
+                     campaign_size: Optional[int] = None) -> Optional[EscalationCriterion]:
+    """The first taxonomy escalation criterion the case meets, or None.
+
+    A criterion needs one of its policies at `min_score` or more, and then every trigger it
+    defines: a pattern matching the text, and a campaign of at least `min_campaign_size`.
+    """
+    for crit in taxonomy.escalation:
+        if max(float(scores.get(p, 0.0)) for p in crit.policies) < crit.min_score:
+            continue
+        if crit.patterns and not any(r.search(text or "") for r in crit.regexes):
+            continue
+        if crit.min_campaign_size is not None and (campaign_size or 0) < crit.min_campaign_size:
+            continue
+        return crit
+    return None
+
+
+def route(config: QueueConfig, cand: Candidate, severity: Optional[str]) -> str:
+    """The queue of the first route whose every condition holds, else the default queue."""
+    for r in config.routes:
+        w = r.when
+        if w.campaign is not None and w.campaign != cand.is_campaign:
+            continue
+        if w.policy is not None and cand.label not in w.policy:
+            continue
+        if w.severity is not None and severity not in w.severity:
+            continue
+        if w.surface is not None and cand.surface not in w.surface:
+            continue
+        if w.language is not None and cand.language not in w.language:
+            continue
+        if w.source is not None and cand.source not in w.source:
+            continue
+        if w.min_score is not None and cand.score < w.min_score:
+            continue
+        if w.max_score is not None and cand.score > w.max_score:
+            continue
+        return r.queue
+    return config.default_queue
+
+
+def plan_case(taxonomy: Taxonomy, config: QueueConfig, cand: Candidate, now: dt.datetime,
+              harm: Optional[np.ndarray] = None) -> dict[str, Any]:
+    """The row of the case a candidate becomes: queue, state, severity, due time, priority, QA flag."""
+    harm = label_harm_weights(taxonomy) if harm is None else harm
+    probs = np.array([[float(cand.scores.get(lbl, 0.0)) for lbl in taxonomy.labels]])
+    risk = float(risk_scores(probs, harm)[0])
+    severity = taxonomy.severity_of(cand.label) if cand.label in taxonomy.policies else None
+    severity = severity or config.benign_tier
+    crit = match_escalation(taxonomy, cand.text, cand.scores, cand.campaign_size if cand.is_campaign else None)
+    reason = None
+    if crit is not None:
+        if taxonomy.severities[crit.severity].sla_minutes < taxonomy.severities[severity].sla_minutes:
+            severity = crit.severity
+        risk = max(risk, tier_weight(taxonomy, crit.severity))
+        queue = config.escalation_queue
+        reason = f"{crit.id}: {crit.description}"
+    else:
+        queue = route(config, cand, severity)
+    due = now + dt.timedelta(minutes=taxonomy.sla_minutes(severity))
+    features = {"risk": round(risk, 6), "uncertainty": round(float(cand.uncertainty), 6),
+                "campaign_size": cand.campaign_size, "campaign_growth": round(cand.campaign_growth, 6),
+                "reports": cand.reports, "severity": severity, "label": cand.label,
+                "score": round(float(cand.score), 6), "escalation": crit.id if crit else None}
+    priority, why, terms = score_features(taxonomy, features, config, now, due, now)
+    is_audit = is_audit_draw(config, cand.key)
+    return {
+        "item_id": cand.item_id, "campaign_id": cand.campaign_id if cand.is_campaign else None,
+        "queue": queue, "state": config.waiting_state(queue), "priority": priority, "priority_reason": why,
+        "severity": severity, "predicted_label": cand.label, "model_version": cand.model_version,
+        "due_at": due, "is_audit": is_audit, "calibration_set": None, "escalation_reason": reason,
+        "created_at": now, "updated_at": now,
+        "meta": {"features": features, "terms": terms, "scores": {k: round(float(v), 6) for k, v in cand.scores.items()},
+                 **({"campaign_case": True} if cand.is_campaign else {}),
+                 **({"member_of_campaign": cand.campaign_id} if cand.campaign_id and not cand.is_campaign else {})},
+    }

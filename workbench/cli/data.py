@@ -1,0 +1,226 @@
+"""Commands over the store: init, ingest, status, items, audit verify|log, export."""
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, Optional
+
+import click
+
+from core.hooks import hookimpl
+
+from .common import AppContext, emit, json_option, pass_app
+
+
+@hookimpl
+def register_commands(cli: click.Group) -> None:
+    @cli.command()
+    @json_option
+    @pass_app
+    def init(app: AppContext, as_json: bool) -> None:
+        """Create (or migrate) the store and check the taxonomy.
+
+        \b
+        Example:
+          workbench --data-dir ./workbench-data init
+          workbench --db postgresql://postgres@127.0.0.1/test init --json
+        """
+        store = app.store()
+        tax = app.taxonomy()
+        data = {"database": store.display_url, "data_dir": str(store.data_dir),
+                "schema_revision": store.schema_revision(), "taxonomy_version": tax.version,
+                "policies": tax.labels}
+        emit(data, as_json, lambda d: click.echo(
+            f"store ready: {d['database']} (schema {d['schema_revision']})\n"
+            f"taxonomy {d['taxonomy_version']}: {', '.join(d['policies'])}"))
+
+    @cli.command()
+    @click.argument("paths", nargs=-1, required=True)
+    @click.option("--preset", type=click.Choice(["sms_spam", "davidson"]), help="Column mapping of a known dataset.")
+    @click.option("--source", help="Source name stored on each item (default: the preset, or the file's stem).")
+    @click.option("--format", "fmt", type=click.Choice(["csv", "tsv", "jsonl", "parquet", "hf"]),
+                  help="Input format (default: from the file extension; hub ids and dataset folders are 'hf').")
+    @click.option("--id-column", help="Column with a stable id ('@row' = row number); default: a hash of the content.")
+    @click.option("--text-column", help="Column with the text (default: text).")
+    @click.option("--author-column", help="Column with the author id.")
+    @click.option("--created-column", help="Column with the creation time (ISO 8601 or epoch seconds).")
+    @click.option("--label-column", help="Column with the source's own label.")
+    @click.option("--meta-column", "meta_columns", multiple=True, help="Extra column kept as metadata (repeatable).")
+    @click.option("--surface", help="Surface of the items (sms, comment, post, listing, ...).")
+    @click.option("--split", default="train", show_default=True, help="Split of a Hugging Face dataset.")
+    @click.option("--chunk-size", default=20000, show_default=True, help="Rows per transaction.")
+    @click.option("--limit", type=int, help="Stop after this many rows per input (for a quick look).")
+    @click.option("--as", "actor", default="cli", show_default=True, help="Who runs the ingest (audit log).")
+    @json_option
+    @pass_app
+    def ingest(app: AppContext, paths: tuple[str, ...], preset: Optional[str], source: Optional[str],
+               fmt: Optional[str], id_column: Optional[str], text_column: Optional[str],
+               author_column: Optional[str], created_column: Optional[str], label_column: Optional[str],
+               meta_columns: tuple[str, ...], surface: Optional[str], split: str, chunk_size: int,
+               limit: Optional[int], actor: str, as_json: bool) -> None:
+        """Ingest CSV, TSV, JSONL, Parquet or Hugging Face datasets; bad rows go to quarantine.
+
+        Re-ingesting the same rows adds nothing. Rows that cannot be stored (missing text, unparsable
+        time, unknown label, bytes that are not UTF-8) are written to quarantine.jsonl in the data
+        directory with file, line and reason. Exits non-zero only when nothing could be stored.
+
+        \b
+        Examples:
+          workbench ingest ../shared/data/sms_spam_collection/SMSSpamCollection --preset sms_spam
+          workbench ingest reports.jsonl --text-column body --id-column report_id \\
+              --created-column reported_at --author-column user --meta-column country
+          workbench ingest ucirvine/sms_spam --preset sms_spam       # from the Hub, where a network exists
+        """
+        from core.ingest import ColumnMap, IngestError, ingest_paths
+
+        columns = ColumnMap(id=id_column, text=text_column, author=author_column, created=created_column,
+                            label=label_column, meta=list(meta_columns))
+        try:
+            summary = ingest_paths(app.store(), app.taxonomy(), list(paths), preset=preset, source=source,
+                                   fmt=fmt, columns=columns, surface=surface, split=split,
+                                   chunk_size=chunk_size, limit=limit, actor=actor)
+        except IngestError as exc:
+            raise click.ClickException(str(exc)) from None
+        emit(summary.as_dict(), as_json, lambda _: click.echo(summary.describe()))
+        if not summary.ok:
+            sys.exit(1)
+
+    @cli.command()
+    @json_option
+    @pass_app
+    def status(app: AppContext, as_json: bool) -> None:
+        """Counts per source, policy label and case state; models, campaigns, decisions.
+
+        \b
+        Example:
+          workbench status --json | jq .items
+        """
+        from core.items import store_status
+
+        data = store_status(app.store())
+        emit(data, as_json, _print_status)
+
+    @cli.command()
+    @click.option("--source", help="Only items from this source.")
+    @click.option("--label", help="Only items whose source label maps to this policy.")
+    @click.option("--predicted", help="Only items whose latest prediction is this label.")
+    @click.option("--state", help="Only items whose case is in this state (open, claimed, decided, ...).")
+    @click.option("--campaign", type=int, help="Only members of this campaign.")
+    @click.option("--limit", default=20, show_default=True, help="How many items (0 = all).")
+    @click.option("--offset", default=0, show_default=True)
+    @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+    @pass_app
+    def items(app: AppContext, source: Optional[str], label: Optional[str], predicted: Optional[str],
+              state: Optional[str], campaign: Optional[int], limit: int, offset: int, as_json: bool) -> None:
+        """List items with their source label, latest prediction, campaign and case state.
+
+        \b
+        Examples:
+          workbench items --source sms_spam --label spam --limit 5
+          workbench items --state open --json | head
+        """
+        from core.items import iter_items
+
+        rows = iter_items(app.store(), source=source, label=label, predicted=predicted, state=state,
+                          campaign=campaign, limit=limit or None, offset=offset)
+        for row in rows:
+            if as_json:
+                click.echo(json.dumps(row, default=str, ensure_ascii=False))
+            else:
+                pred = row.get("prediction") or {}
+                guess = f"{pred['label']}:{pred['score']:.2f}" if pred else "-"
+                text = row["text"].replace("\n", " ")
+                click.echo(f"{row['id']:<24} {row['source_label'] or '-':<8} {guess:<16} "
+                           f"{row.get('campaign_id') or '-':<6} {(row.get('case') or {}).get('state', '-'):<9} "
+                           f"{text[:70]}")
+
+    @cli.group()
+    def audit() -> None:
+        """The tamper-evident audit log."""
+
+    @audit.command("verify")
+    @click.option("--expect-head", help="Hash printed by an earlier `audit head`: also detects lost newest events.")
+    @json_option
+    @pass_app
+    def audit_verify(app: AppContext, expect_head: Optional[str], as_json: bool) -> None:
+        """Recompute the hash chain; exit 1 if any event was edited, deleted or re-ordered.
+
+        \b
+        Example:
+          workbench audit verify --json
+        """
+        from core import audit as audit_log
+
+        with app.store().read() as conn:
+            result = audit_log.verify(conn, expect_head=expect_head)
+
+        def human(_: Any) -> None:
+            if result.ok:
+                click.echo(f"audit chain intact: {result.events} events, head {result.head}")
+            else:
+                click.echo(f"AUDIT CHAIN BROKEN ({len(result.problems)} problems):", err=True)
+                for p in result.problems:
+                    click.echo(f"  {p}", err=True)
+
+        emit(result.as_dict(), as_json, human)
+        if not result.ok:
+            sys.exit(1)
+
+    @audit.command("log")
+    @click.option("--limit", default=20, show_default=True)
+    @json_option
+    @pass_app
+    def audit_log_cmd(app: AppContext, limit: int, as_json: bool) -> None:
+        """Show the newest audit events.
+
+        \b
+        Example:
+          workbench audit log --limit 5
+        """
+        from core.items import recent_audit_events
+
+        events = recent_audit_events(app.store(), limit)
+        emit(events, as_json, lambda ev: [click.echo(
+            f"{e['id']:>6} {e['ts']} {e['actor']:<12} {e['action']:<20} {e['entity_type'] or ''}:{e['entity_id'] or ''} "
+            f"{json.dumps(e['payload'], default=str)[:80]}") for e in ev])
+
+    @cli.command()
+    @click.argument("out_dir", type=click.Path(file_okay=False))
+    @click.option("--include-source-labels", is_flag=True,
+                  help="Also export items labelled only by their source (marked label_origin=source).")
+    @click.option("--source", help="Only items of this source.")
+    @click.option("--push-to-hub", metavar="REPO", help="Also push the dataset to this Hugging Face Hub repo.")
+    @json_option
+    @pass_app
+    def export(app: AppContext, out_dir: str, include_source_labels: bool, source: Optional[str],
+               push_to_hub: Optional[str], as_json: bool) -> None:
+        """Export current labels as a Hugging Face dataset (save_to_disk folder + Parquet).
+
+        Human decisions win over source labels; each row keeps reviewer, action, policy reference,
+        rationale and what the model said when the analyst decided.
+
+        \b
+        Example:
+          workbench export ./exports/2026-11 --include-source-labels
+          python -c "import datasets; print(datasets.load_from_disk('./exports/2026-11/dataset'))"
+        """
+        from labeling.export import ExportError, export_labels
+
+        try:
+            summary = export_labels(app.store(), app.taxonomy(), out_dir, include_source_labels, source, push_to_hub)
+        except ExportError as exc:
+            raise click.ClickException(str(exc)) from None
+        emit(summary, as_json, lambda d: click.echo(
+            f"exported {d['rows']} labelled items ({d['by_origin']['human']} human, {d['by_origin']['source']} source) "
+            f"to {d['path']} and {d['parquet']}"))
+
+
+def _print_status(d: dict[str, Any]) -> None:
+    click.echo(f"items: {d['items']}  predictions: {d['predictions']}  campaigns: {d['campaigns']}  "
+               f"cases: {d['cases']}  decisions: {d['decisions']}  audit events: {d['audit_events']}")
+    for key, title in (("by_source", "per source"), ("by_label", "per policy label"),
+                       ("by_state", "per case state"), ("by_prediction", "per predicted label")):
+        if d.get(key):
+            click.echo(f"{title}: " + ", ".join(f"{k}={v}" for k, v in d[key].items()))
+    if d.get("champion"):
+        click.echo(f"champion model: {d['champion']}")

@@ -1,0 +1,66 @@
+"""`workbench demo` (the whole loop on the shared data) and `workbench serve` (the review UI)."""
+from __future__ import annotations
+
+import json
+from typing import Optional
+
+import click
+
+from core.hooks import hookimpl
+
+from .common import AppContext, json_option, pass_app
+
+
+@hookimpl
+def register_commands(cli: click.Group) -> None:
+    @cli.command()
+    @click.option("--shared-data", type=click.Path(file_okay=False),
+                  help="Folder with the shared datasets (default: ../shared/data, else the Hugging Face Hub).")
+    @click.option("--limit", type=int, help="Rows per dataset (for a quick run).")
+    @click.option("--skip", "skip_steps", multiple=True, help="Skip a step by name (repeatable).")
+    @click.option("--serve", "then_serve", is_flag=True, help="Then serve the review UI on http://127.0.0.1:7860.")
+    @json_option
+    @pass_app
+    def demo(app: AppContext, shared_data: Optional[str], limit: Optional[int], skip_steps: tuple[str, ...],
+             then_serve: bool, as_json: bool) -> None:
+        """Run the whole loop on the shared datasets: ingest, then every later step.
+
+        \b
+        Example:
+          workbench --data-dir ./workbench-data demo
+          workbench demo --shared-data /data/public --limit 2000 --serve
+        """
+        from ..demo import DemoError, run_demo
+
+        try:
+            report = run_demo(app, shared_data=shared_data, limit=limit, skip=set(skip_steps),
+                              echo=(lambda *_: None) if as_json else click.echo)
+        except DemoError as exc:
+            raise click.ClickException(str(exc)) from None
+        if as_json:
+            click.echo(json.dumps(report, default=str))
+        if then_serve:
+            from ..ui import serve as serve_ui
+
+            click.echo("serving the review UI on http://127.0.0.1:7860 (Ctrl+C to stop)")
+            serve_ui(app)
+        elif not as_json:
+            click.echo("next: `workbench serve` opens the review UI on http://127.0.0.1:7860")
+
+    @cli.command()
+    @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+    @click.option("--port", default=7860, show_default=True, help="Port of the web UI.")
+    @click.option("--as", "analyst", default="analyst", show_default=True, help="Default analyst name in the UI.")
+    @click.option("--queue", help="Queue shown first (default: the one with most waiting cases).")
+    @pass_app
+    def serve(app: AppContext, host: str, port: int, analyst: str, queue: Optional[str]) -> None:
+        """Serve the review workbench (Gradio web UI) over this store.
+
+        \b
+        Example:
+          workbench serve --port 7860 --as alice      # then open http://127.0.0.1:7860
+        """
+        from ..ui import serve as serve_ui
+
+        click.echo(f"serving {app.store().display_url} on http://{host}:{port} (Ctrl+C to stop)")
+        serve_ui(app, host=host, port=port, analyst=analyst, queue=queue)
