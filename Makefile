@@ -44,6 +44,7 @@ test: setup services browser
 	$(BIN)/python -m pytest -q tests
 
 bench: setup
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	for b in benchmarks/*.py; do $(BIN)/python $$b || exit 1; done
 
 clean:

@@ -2,7 +2,9 @@
 
 PostgreSQL tests create a throw-away database on 127.0.0.1:5432 (override with
 `WORKBENCH_TEST_PG`) and drop it afterwards; where no server answers they are skipped with the
-reason, so the suite still passes on a machine without one.
+reason, so the suite still passes on a machine without one. Under `WORKBENCH_REQUIRE_SERVICES=1`
+(set by `.ci/run`: the CI machine has PostgreSQL and Chromium) a missing service fails those
+tests instead of skipping them.
 """
 from __future__ import annotations
 
@@ -22,6 +24,16 @@ from core.store import Store, open_store  # noqa: E402
 from core.taxonomy import Taxonomy, load_taxonomy  # noqa: E402
 from labeling.queue_config import QueueConfig, load_queue_config  # noqa: E402
 from labeling.review_config import ReviewSettings, load_review_settings  # noqa: E402
+
+REQUIRE_SERVICES = os.environ.get("WORKBENCH_REQUIRE_SERVICES", "") not in ("", "0")
+
+
+def skip_or_fail(reason: str) -> None:
+    """Skip with the reason, or fail with it where the services are required (CI)."""
+    if REQUIRE_SERVICES:
+        pytest.fail(f"WORKBENCH_REQUIRE_SERVICES is set but {reason}", pytrace=False)
+    pytest.skip(reason)
+
 
 PG_ADMIN_URL = os.environ.get("WORKBENCH_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -45,7 +57,7 @@ def pg_server_url():
     """Admin URL of the real PostgreSQL server, or skip with the reason."""
     reason = _pg_unavailable_reason()
     if reason:
-        pytest.skip(reason)
+        skip_or_fail(reason)
     return PG_ADMIN_URL
 
 

@@ -291,10 +291,10 @@ def test_demo_step_trains_once_then_reuses(tiny_embedding_model, sqlite_store, t
     texts, ys = toy_corpus(10)
     add_items(sqlite_store, texts, ys)
     lines: list[str] = []
-    out = models_demo(sqlite_store, taxonomy, lines.append)
+    out = models_demo(sqlite_store, taxonomy, load_models_config(), lines.append)
     assert out["reused"] is False and out["scoring"]["scored"] == 50
     assert get_model(sqlite_store, "champion")["id"] == out["model_version"]
-    again = models_demo(sqlite_store, taxonomy, lines.append)
+    again = models_demo(sqlite_store, taxonomy, load_models_config(), lines.append)
     assert again["reused"] is True and again["model_version"] == out["model_version"]
     assert again["scoring"]["scored"] == 0
 
@@ -303,7 +303,7 @@ def test_demo_step_without_labels_skips_cleanly(sqlite_store, taxonomy):
     from models.demo import models_demo
 
     add_items(sqlite_store, ["just text", "more text"], [None, None])
-    assert models_demo(sqlite_store, taxonomy, lambda *a: None) == {"skipped": "no labelled items and no champion"}
+    assert models_demo(sqlite_store, taxonomy, load_models_config(), lambda *a: None) == {"skipped": "no labelled items and no champion"}
 
 
 def test_copies_go_through_the_head_once(sqlite_store, taxonomy):
