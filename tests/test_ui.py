@@ -1,17 +1,19 @@
-"""The review UI in a real browser: claim, masked text, reveal, one-key confirm, override.
+"""The review UI in a real browser: claim, masked text, reveal, one-key confirm, override, and
+the other tabs load; the rendering helpers without a browser; `import workbench.ui` stays light.
 
 Drives Debian's Chromium headless through Playwright (no browser download); skipped with the
 reason where Chromium or Playwright is missing.
 """
 import os
-import shutil
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
-from workbench.schema import Decision
+from core.schema import Decision
 
 CHROMIUM = os.environ.get("WORKBENCH_CHROMIUM", "/usr/bin/chromium")
 SHOTS = Path(__file__).resolve().parent.parent / "workbench-data" / "screenshots"
@@ -48,7 +50,7 @@ def browser_page():
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
             "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
             "--disable-sync", "--no-first-run", "--disable-quic"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page = browser.new_page(viewport={"width": 1366, "height": 768})
         yield page
         browser.close()
 
@@ -59,10 +61,11 @@ def decisions(store) -> list[dict]:
 
 
 def test_review_flow_in_the_browser(seeded, taxonomy, browser_page):
+    from workbench.context import AppContext
     from workbench.ui import serve
 
     port = _free_port()
-    app = serve(seeded, taxonomy, port=port, analyst="alice", queue="hate-harassment", block=False)
+    app = serve(AppContext(store=seeded), port=port, analyst="alice", queue="hate-harassment", block=False)
     page = browser_page
     try:
         page.goto(f"http://127.0.0.1:{port}/")
@@ -70,9 +73,10 @@ def test_review_flow_in_the_browser(seeded, taxonomy, browser_page):
         page.keyboard.press("n")  # one key claims the best case of the queue
         try:
             page.wait_for_selector("text=/Case \\d+ · hate-harassment/", timeout=20000)
+            page.wait_for_timeout(600)  # let the outputs' fade-in finish before the screenshot
         finally:
             SHOTS.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(SHOTS / "review-claimed.png"), full_page=True)
+            page.screenshot(path=str(SHOTS / "review-claimed.png"))  # what a 1366x768 laptop shows
         body = page.inner_text("#wb-text")
         assert "vile" not in body and "v•••" in body  # offensive text is masked until revealed
         page.click("#wb-reveal")
@@ -106,5 +110,38 @@ def test_review_flow_in_the_browser(seeded, taxonomy, browser_page):
         assert made[1]["label"] == "benign" and made[1]["is_override"] and made[1]["model_label"] == "spam"
         assert made[1]["rationale"].startswith("Pharmacy")
         page.screenshot(path=str(SHOTS / "review-override.png"), full_page=True)
+
+        # The other tabs: Operations has its KPIs (loaded with the page), Campaigns its table.
+        page.get_by_role("tab", name="Operations").click()
+        page.wait_for_selector("text=Waiting cases per queue", timeout=20000)
+        page.wait_for_function("() => document.body.innerText.includes('backlog')", timeout=20000)
+        page.get_by_role("tab", name="Campaigns").click()
+        page.wait_for_selector("text=Apply to the whole campaign", timeout=20000)
+        page.get_by_role("tab", name="Evaluation").click()
+        page.wait_for_selector("text=Compute report", timeout=20000)
     finally:
         app.close()
+
+
+def test_render_helpers():
+    from workbench.ui.render import _esc, campaign_md, entities_text, header_md, terms_text, text_html
+
+    packet = {"case": {"id": 7, "queue": "spam", "severity": None, "is_audit": True, "priority_reason": "score"},
+              "minutes_left": -5, "masked": True, "campaign": None,
+              "item": {"id": "r:<a>", "source": "r", "surface": "dm", "text": "x\ny"}}
+    assert header_md(packet).startswith("### Case 7 · spam · no tier · **overdue by 5 min**")
+    assert "QA audit" in header_md(packet)
+    html = text_html(packet)
+    assert "r:&lt;a&gt;" in html and "x<br>y" in html and "Reveal" in html
+    assert campaign_md(packet) == "Not part of a campaign."
+    assert terms_text([["win", 0.5], "prize"]) == "win, prize" and terms_text(None) == "—"
+    assert entities_text({"phone": [{"value": "0871", "items": 7}]}) == "phone: 0871 (7 items)"
+    assert _esc("<b>") == "&lt;b&gt;"
+
+
+def test_import_is_light():
+    """`workbench serve --help` must not pay for Gradio: the package imports it inside build_app."""
+    code = ("import sys, workbench.ui, workbench.ui.render, workbench.ui.assets; "
+            "print([m for m in ('gradio', 'sqlalchemy', 'numpy') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -1,0 +1,78 @@
+"""The Gradio review workbench: a thin view over the services, handed the application context.
+
+Tabs, one module each: Review (`review`: claim the next case, see the masked text, the model's
+scores, similar past decisions, campaign and author history; confirm in one key, override,
+escalate, skip), Campaigns (`campaigns`: list, timeline plot, act on a whole campaign),
+Evaluation (`evaluation`: the `workbench eval report` figures and plots), Operations
+(`operations`: queue KPIs). `render` holds the pure rendering helpers, `assets` the keyboard
+shortcuts and CSS. Keys on the Review tab when no text box has focus: c confirm, n next,
+r reveal, s skip, x release.
+
+Importing this package is light: Gradio and the tab modules load inside `build_app`.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING, Any, Optional
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..context import AppContext
+
+log = logging.getLogger(__name__)
+
+__all__ = ["build_app", "serve", "start_sweeper"]
+
+
+def build_app(app: "AppContext", analyst: str = "analyst", queue: Optional[str] = None) -> Any:
+    """The Gradio Blocks app; every handler calls a service function and renders its result."""
+    import gradio as gr
+
+    from .campaigns import build_campaigns_tab
+    from .evaluation import build_evaluation_tab
+    from .operations import build_operations_tab
+    from .review import build_review_tab
+
+    with gr.Blocks(title="T&S workbench") as blocks:
+        gr.Markdown("## Trust & Safety workbench")
+        with gr.Tab("Review"):
+            who = build_review_tab(app, analyst, queue)
+        with gr.Tab("Campaigns"):
+            build_campaigns_tab(app, blocks, who)
+        with gr.Tab("Evaluation"):
+            build_evaluation_tab(app)
+        with gr.Tab("Operations"):
+            build_operations_tab(app, blocks)
+    return blocks
+
+
+def start_sweeper(app: "AppContext", every_seconds: int) -> Optional[threading.Event]:
+    """Run `labeling.escalation.sweep` every `every_seconds` in a daemon thread; set the returned event to stop."""
+    if every_seconds <= 0:
+        return None
+    from labeling.escalation import sweep
+
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(every_seconds):
+            try:
+                sweep(app.store(), app.taxonomy(), app.queues())
+            except Exception as exc:  # noqa: BLE001 - keep serving; the next sweep retries
+                log.warning("queue sweep failed: %s", exc)
+
+    threading.Thread(target=loop, name="queue-sweeper", daemon=True).start()
+    return stop
+
+
+def serve(app: "AppContext", host: str = "127.0.0.1", port: int = 7860, analyst: str = "analyst",
+          queue: Optional[str] = None, block: bool = True) -> Any:
+    """Launch the app (blocking unless `block=False`, for tests) with the periodic queue sweep."""
+    from .assets import CSS, SHORTCUTS_JS
+
+    blocks = build_app(app, analyst, queue)
+    if block:
+        start_sweeper(app, app.review().sweep_every_seconds)
+    blocks.launch(server_name=host, server_port=port, prevent_thread_lock=not block, quiet=not block,
+                  head=SHORTCUTS_JS, css=CSS, footer_links=[])
+    return blocks
