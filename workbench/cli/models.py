@@ -193,7 +193,7 @@ def register_commands(cli: click.Group) -> None:
         Example:
           workbench models kinds --json
         """
-        from models.base import kind_class, kind_names
+        from models.kinds import kind_class, kind_names
 
         cfg = app.models()
         data = {k: {"description": (kind_class(k).__doc__ or "").strip().splitlines()[0],
