@@ -1,10 +1,15 @@
-"""One estimator interface for every model kind, and the kind registry.
+"""One estimator interface for every model kind, and the registry dict the kinds join.
 
-A `PolicyClassifier` is a small scikit-learn-style object: parameters in the constructor,
-`fit(texts, labels)`, `predict_proba(texts)` with one column per policy label in taxonomy order,
-`save(folder)` / `load_classifier(folder)`. Kinds that read sentence embeddings accept them
-precomputed (`embeddings=`), so the caller can serve them from the text-hash cache; otherwise
-they encode with their own lazily loaded `Embedder`.
+A `PolicyClassifier` is a small scikit-learn-style object: parameters in the constructor (which
+only stores them; `_validate_params` checks them against the kind's `_parameter_constraints`, see
+`params`), `fit(texts, labels)`, `predict_proba(texts)` with one column per policy label in
+taxonomy order, `save(folder)` / `load_classifier(folder)`. Kinds that read sentence embeddings
+accept them precomputed (`embeddings=`), so the caller can serve them from the text-hash cache;
+otherwise they encode with their own lazily loaded `Embedder`.
+
+This module knows no kind: each kind module registers its classes with `register_kind`, and
+`models.kinds` imports them all and offers the lookups (`kind_names`, `kind_class`,
+`make_classifier`, `load_classifier`) to the rest of the project.
 
 `fit` also takes optional soft `targets`, an (n, labels) array of label distributions (the
 annotators' vote shares, see `training.target_matrix`); kinds built with `soft_labels=True`
@@ -19,12 +24,14 @@ from __future__ import annotations
 
 import inspect
 import json
+import numbers
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar, Optional, Sequence
 
 import numpy as np
 
 from .metrics import UNCERTAINTY
+from .params import Interval, unmet
 
 META_FILE = "model.json"
 KINDS: dict[str, type["PolicyClassifier"]] = {}
@@ -40,44 +47,43 @@ def register_kind(cls: type["PolicyClassifier"]) -> type["PolicyClassifier"]:
     return cls
 
 
-def _load_kinds() -> None:
-    # Importing the modules registers their kinds; they import heavy libraries lazily.
-    from . import ensemble, linear, transformer  # noqa: F401
-
-
-def kind_names() -> list[str]:
-    _load_kinds()
-    return sorted(KINDS)
-
-
-def kind_class(kind: str) -> type["PolicyClassifier"]:
-    _load_kinds()
+# -- lookups among the kinds registered so far ------------------------------------------------
+# `models.kinds` imports every kind module and is the public entry point (kind_names, kind_class,
+# make_classifier, load_classifier); the functions below only see kinds whose module has been
+# imported, which is what a composite kind (the ensemble) needs without importing models.kinds.
+def registered_class(kind: str) -> type["PolicyClassifier"]:
     try:
         return KINDS[kind]
-    except KeyError:
+    except (KeyError, TypeError):
         raise ModelError(f"unknown model kind {kind!r} (known: {', '.join(sorted(KINDS))})") from None
 
 
-def make_classifier(kind: str, labels: Sequence[str], **params: Any) -> "PolicyClassifier":
-    """A fresh, unfitted classifier of `kind`; unknown parameters raise ModelError naming them."""
-    cls = kind_class(kind)
+def new_registered(kind: str, labels: Sequence[str], **params: Any) -> "PolicyClassifier":
+    """A fresh, unfitted, validated classifier of a registered `kind` (see `kinds.make_classifier`)."""
+    cls = registered_class(kind)
     allowed = set(cls.param_names())
     unknown = sorted(set(params) - allowed)
     if unknown:
         raise ModelError(f"kind {kind!r} has no parameter(s) {', '.join(unknown)} "
                          f"(known: {', '.join(sorted(allowed - {'labels'}))})")
-    return cls(labels=list(labels), **params)
+    model = cls(labels=labels, **params)
+    model._validate_params()
+    return model
 
 
-def load_classifier(path: str | Path) -> "PolicyClassifier":
-    """Load a classifier saved by `save`, whatever its kind."""
+def load_registered(path: str | Path) -> "PolicyClassifier":
+    """A classifier saved by `save`, of a registered kind (see `kinds.load_classifier`)."""
     folder = Path(path)
     meta_path = folder / META_FILE
     if not meta_path.is_file():
         raise ModelError(f"{folder}: not a saved model (no {META_FILE})")
-    meta = json.loads(meta_path.read_text())
-    cls = kind_class(meta["kind"])
-    model = cls(labels=meta["labels"], **meta.get("params", {}))
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{folder}: unreadable {META_FILE} ({exc})") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("params", {}), dict):
+        raise ModelError(f"{folder}: {META_FILE} is not a model description")
+    model = new_registered(meta.get("kind"), meta.get("labels") or [], **meta.get("params", {}))
     model._load_state(folder, meta)
     model.is_fitted = True
     return model
@@ -88,14 +94,40 @@ class PolicyClassifier:
 
     kind: ClassVar[str] = ""
     uses_embeddings: ClassVar[bool] = False
+    # {parameter: [constraint, ...]} (see models.params); a value must satisfy one of its list.
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {}
 
     def __init__(self, labels: Sequence[str]) -> None:
-        if len(labels) < 2 or len(set(labels)) != len(labels):
-            raise ModelError(f"need two or more distinct labels, got {list(labels)}")
-        self.labels = list(labels)
+        # Constructors only store their parameters (checked by `_validate_params`) and set up the
+        # state of an unfitted model.
+        self.labels = labels
         self.is_fitted = False
-        self.decision_weights: np.ndarray = np.ones(len(self.labels))
+        self.decision_weights: Optional[np.ndarray] = None  # set by fit / load (None: plain arg-max)
         self.fit_info: dict[str, Any] = {}
+
+    # -- parameters (scikit-learn style) -------------------------------------------------
+    def _validate_params(self) -> None:
+        """Check every constructor parameter against `_parameter_constraints`, then the checks
+        that involve several parameters (`_validate_combination`); ModelError names the kind, the
+        parameter and the value. Run by `make_classifier` and at the start of `fit`."""
+        labels = self.labels
+        if (not isinstance(labels, (list, tuple)) or len(labels) < 2 or len(set(labels)) != len(labels)
+                or not all(isinstance(lab, str) for lab in labels)):
+            raise ModelError(f"{self.kind}: need two or more distinct labels, got {labels!r}")
+        self.labels = list(labels)
+        for name in self.param_names():
+            if name == "labels":
+                continue
+            constraints = self._parameter_constraints.get(name)
+            if constraints is None:
+                raise ModelError(f"{self.kind}: parameter {name!r} has no declared constraints")
+            problem = unmet(getattr(self, name), constraints)
+            if problem:
+                raise ModelError(f"{self.kind}: parameter {name!r} {problem}")
+        self._validate_combination()
+
+    def _validate_combination(self) -> None:
+        """Checks across parameters (each valid on its own); raise ModelError naming them."""
 
     # -- parameters (scikit-learn style) -------------------------------------------------
     @classmethod
@@ -111,8 +143,19 @@ class PolicyClassifier:
                 if n not in ("self", "labels") and p.default is not p.empty}
 
     def get_params(self) -> dict[str, Any]:
-        """Constructor parameters except `labels` (JSON-ready)."""
+        """Constructor parameters except `labels` (JSON-ready), as they were given."""
         return {n: _jsonable(getattr(self, n)) for n in self.param_names() if n != "labels"}
+
+    def typed_params(self) -> dict[str, Any]:
+        """`get_params` with each number as the type its constraints declare (4 -> 4.0 for a float
+        parameter): what the model computes with, for fingerprints that must not depend on spelling."""
+        out = {}
+        for name, value in self.get_params().items():
+            kinds = {c.type for c in self._parameter_constraints.get(name, []) if isinstance(c, Interval)}
+            if kinds == {numbers.Real} and isinstance(value, numbers.Real) and not isinstance(value, bool):
+                value = float(value)
+            out[name] = value
+        return out
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
@@ -129,7 +172,10 @@ class PolicyClassifier:
 
     def predict_from_proba(self, proba: np.ndarray) -> np.ndarray:
         """(n,) label indices: arg-max of probabilities times the learned decision weights."""
-        return np.argmax(np.asarray(proba) * self.decision_weights[None, :], axis=1)
+        proba = np.asarray(proba)
+        if self.decision_weights is None:
+            return np.argmax(proba, axis=1)
+        return np.argmax(proba * self.decision_weights[None, :], axis=1)
 
     def predict(self, texts: Sequence[str], embeddings: np.ndarray | None = None) -> list[str]:
         idx = self.predict_from_proba(self.predict_proba(texts, embeddings))
@@ -150,10 +196,13 @@ class PolicyClassifier:
         folder = Path(path)
         folder.mkdir(parents=True, exist_ok=True)
         meta = {"kind": self.kind, "labels": self.labels, "params": self.get_params(),
-                "decision_weights": self.decision_weights.tolist(), "fit_info": _jsonable(self.fit_info)}
+                "decision_weights": self._decision_weights().tolist(), "fit_info": _jsonable(self.fit_info)}
         self._save_state(folder)
         (folder / META_FILE).write_text(json.dumps(meta, indent=2))
         return folder
+
+    def _decision_weights(self) -> np.ndarray:
+        return np.ones(len(self.labels)) if self.decision_weights is None else self.decision_weights
 
     def _save_state(self, folder: Path) -> None:
         raise NotImplementedError

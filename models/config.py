@@ -6,7 +6,7 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from workbench.config import config_dir, load_model
+from core.config import config_dir, load_model
 
 MODELS_FILE = "models.yaml"
 
@@ -45,18 +45,23 @@ class ModelsConfig(_Strict):
     @field_validator("kinds")
     @classmethod
     def _known_kinds_and_params(cls, kinds: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        from .base import KINDS, _load_kinds
+        from .kinds import kind_class, kind_names
+        from .params import unmet
 
-        _load_kinds()
+        known = kind_names()
         problems = []
         for kind, params in kinds.items():
-            if kind not in KINDS:
-                problems.append(f"{kind}: unknown kind (known: {', '.join(sorted(KINDS))})")
+            if kind not in known:
+                problems.append(f"{kind}: unknown kind (known: {', '.join(known)})")
                 continue
-            allowed = set(KINDS[kind].param_names()) - {"labels"}
-            for name in params or {}:
+            allowed = set(kind_class(kind).param_names()) - {"labels"}
+            for name, value in (params or {}).items():
                 if name not in allowed:
                     problems.append(f"{kind}.{name}: not a parameter of this kind (known: {', '.join(sorted(allowed))})")
+                elif name != "members":  # members: checked below, spec by spec
+                    problem = unmet(value, kind_class(kind)._parameter_constraints.get(name, [object]))
+                    if problem:
+                        problems.append(f"{kind}.{name}: {problem}")
             if "members" in allowed and (params or {}).get("members") is not None:
                 from .base import ModelError
                 from .ensemble import member_spec
@@ -72,17 +77,17 @@ class ModelsConfig(_Strict):
 
     @model_validator(mode="after")
     def _known_default_kind(self) -> "ModelsConfig":
-        from .base import KINDS
+        from .kinds import kind_names
 
-        if self.training.default_kind not in KINDS:
+        if self.training.default_kind not in kind_names():
             raise ValueError(f"training.default_kind: unknown kind {self.training.default_kind!r} "
-                             f"(known: {', '.join(sorted(KINDS))})")
+                             f"(known: {', '.join(kind_names())})")
         return self
 
     def kind_params(self, kind: str) -> dict[str, Any]:
         """The configured defaults of a kind, with the shared embedding settings filled in; an
         ensemble's members get their own kind's defaults beneath the params given for them."""
-        from .base import kind_class
+        from .kinds import kind_class
 
         params = dict(self.kinds.get(kind) or {})
         cls = kind_class(kind)

@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from workbench.text import text_hash
+from core.text import text_hash
 
 if TYPE_CHECKING:  # pragma: no cover
-    from workbench.store import Store
+    from core.store import Store
 
 DEFAULT_MODEL_ID = "all-MiniLM-L6-v2"
 RUNTIMES = ("torch", "onnx", "onnx-int8")
@@ -140,7 +140,7 @@ class EmbeddingCache:
         """The cached vectors among `hashes` (missing ones are simply absent)."""
         from sqlalchemy import select
 
-        from workbench.schema import Embedding
+        from core.schema import Embedding
 
         t = Embedding.__table__
         wanted = list(dict.fromkeys(hashes))
@@ -164,8 +164,8 @@ class EmbeddingCache:
             rows.append({"model": self.model_id, "text_hash": h, "dim": int(arr.shape[0]),
                          "vector": arr.tobytes()})
         with self.store.begin() as conn:
-            from workbench.schema import Embedding
-            from workbench.store import insert_ignore
+            from core.schema import Embedding
+            from core.store import insert_ignore
 
             conn.execute(insert_ignore(conn.dialect.name, Embedding.__table__, ["model", "text_hash"]), rows)
 

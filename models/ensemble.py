@@ -22,12 +22,17 @@ their own kinds.
 from __future__ import annotations
 
 import json
+import numbers
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from .base import ModelError, PolicyClassifier, kind_class, load_classifier, make_classifier, register_kind
+# Importing the kind modules of the default members registers them (models.kinds registers all).
+from . import linear, transformer  # noqa: F401
+from .base import ModelError, PolicyClassifier, load_registered, new_registered, register_kind, registered_class
+from .calibration import tune_decision_weights
+from .params import PATH, SEED, Check, Interval, Options
 from .training import stratified_split
 
 BLEND_FILE = "blend.json"
@@ -41,50 +46,64 @@ class EnsembleClassifier(PolicyClassifier):
 
     kind = "ensemble"
     uses_embeddings = True
+    _parameter_constraints = {
+        "members": [Check(lambda v: isinstance(v, (list, tuple)) and len(v) > 0,
+                          "a non-empty list of member kinds or {kind, params}")],
+        "blend_fraction": [Interval(numbers.Real, 0, 0.5, closed="neither")],
+        "decision_objective": [None, Options(("macro_f1",))],
+        "decision_bootstrap": [Interval(numbers.Integral, 0, None, closed="left")],
+        "blend_folds": [Check(lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool)
+                              and (v == 0 or v >= 2), "0 (one held-out slice) or an int >= 2")],
+        "blend_weights": [Options(("tied", "per_label"))],
+        "refit": [bool],
+        "checkpoint_dir": [None, PATH],
+        "seed": [SEED],
+    }
 
     def __init__(self, labels: Sequence[str], members: Sequence[dict[str, Any]] = DEFAULT_MEMBERS,
                  blend_fraction: float = 0.15, decision_objective: Optional[str] = "macro_f1",
                  decision_bootstrap: int = 30, blend_folds: int = 0, blend_weights: str = "tied",
                  refit: bool = False, checkpoint_dir: Optional[str] = None, seed: int = 0) -> None:
         super().__init__(labels)
-        self.members = [member_spec(m, i) for i, m in enumerate(members)]
-        self.blend_fraction = float(blend_fraction)
+        self.members = members
+        self.blend_fraction = blend_fraction
         self.decision_objective = decision_objective
-        self.decision_bootstrap = int(decision_bootstrap)
-        self.blend_folds = int(blend_folds)
+        self.decision_bootstrap = decision_bootstrap
+        self.blend_folds = blend_folds
         self.blend_weights = blend_weights
-        self.refit = bool(refit)
+        self.refit = refit
         self.checkpoint_dir = checkpoint_dir
-        self.seed = int(seed)
-        if not self.members:
-            raise ModelError("an ensemble needs at least one member")
-        if not 0.0 < self.blend_fraction < 0.5:
-            raise ModelError("blend_fraction must be in (0, 0.5)")
-        if blend_weights not in ("tied", "per_label"):
-            raise ModelError(f"blend_weights must be tied or per_label, not {blend_weights!r}")
-        if self.blend_folds == 1 or self.blend_folds < 0:
-            raise ModelError(f"blend_folds must be 0 (one held-out slice) or at least 2, not {blend_folds}")
-        if decision_objective not in (None, "macro_f1"):
-            raise ModelError(f"decision_objective must be null or macro_f1, not {decision_objective!r}")
+        self.seed = seed
         self._sets: list[list[PolicyClassifier]] = []  # one set of members per fold (one set unless bagged)
         self.blend_log_proba_: Optional[np.ndarray] = None  # (m, n, k) what the blend was fitted on (not saved)
         self.blend_y_: Optional[np.ndarray] = None
-        self.weights = np.ones(len(self.members))
-        self.bias = np.zeros(len(self.labels))
-        self.present = np.arange(len(self.labels))
+        self.weights: Optional[np.ndarray] = None  # (m,) or (m, k), set by fit / load
+        self.bias: Optional[np.ndarray] = None
+        self.present: Optional[np.ndarray] = None
+
+    def _validate_combination(self) -> None:
+        for i, spec in enumerate(self.member_specs()):  # each member's own parameters, too
+            try:
+                new_registered(spec["kind"], self.labels, **spec["params"])
+            except ModelError as exc:
+                raise ModelError(f"{self.kind} member {i}: {exc}") from None
+
+    def member_specs(self) -> list[dict[str, Any]]:
+        """`members` as `{kind, params}` dicts; ModelError says what is wrong with one."""
+        return [member_spec(m, i) for i, m in enumerate(self.members)]
 
     # -- members -------------------------------------------------------------------------
     def _new_members(self, stage: str = "") -> list[PolicyClassifier]:
         """Unfitted members; `stage` names their checkpoint folders apart (the refit's own)."""
         out = []
-        for i, spec in enumerate(self.members):
+        for i, spec in enumerate(self.member_specs()):
             params = dict(spec.get("params") or {})
-            if "checkpoint_dir" in kind_class(spec["kind"]).param_names():
+            if "checkpoint_dir" in registered_class(spec["kind"]).param_names():
                 base = params.get("checkpoint_dir") or (
                     str(Path(self.checkpoint_dir) / f"member-{i}-{spec['kind']}") if self.checkpoint_dir else None)
                 if base:
                     params["checkpoint_dir"] = base + stage
-            out.append(make_classifier(spec["kind"], self.labels, **params))
+            out.append(new_registered(spec["kind"], self.labels, **params))
         return out
 
     def _embedding_member(self) -> Optional[PolicyClassifier]:
@@ -133,6 +152,8 @@ class EnsembleClassifier(PolicyClassifier):
     # -- fitting -------------------------------------------------------------------------
     def fit(self, texts: Sequence[str], y: Sequence[str], embeddings: np.ndarray | None = None,
             show_progress: bool = False, targets: np.ndarray | None = None) -> "EnsembleClassifier":
+        self._validate_params()
+        specs = self.member_specs()
         texts = list(texts)
         yi = self._encode_labels(y)
         if targets is not None and np.shape(targets) != (len(yi), len(self.labels)):
@@ -156,15 +177,13 @@ class EnsembleClassifier(PolicyClassifier):
         self.blend_log_proba_, self.blend_y_ = logp, yi[blend_idx]
         proba = self.blend(logp)
         if self.decision_objective == "macro_f1":
-            from .linear import tune_decision_weights
-
             self.decision_weights = tune_decision_weights(proba, yi[blend_idx], present,
                                                           bootstrap=self.decision_bootstrap, seed=self.seed)
         else:
             self.decision_weights = np.ones(len(self.labels))
         self.fit_info = {"n_train": n_train, "n_blend": int(len(blend_idx)), "blend_folds": self.blend_folds,
                          "weights": {f"{i}:{s['kind']}": w.tolist() if np.ndim(w) else float(w)
-                                     for i, (s, w) in enumerate(zip(self.members, self.weights))},
+                                     for i, (s, w) in enumerate(zip(specs, self.weights))},
                          "bias": self.bias.tolist(), "members": infos, "refit": self.refit}
         if self.refit:
             self.fit_info["blend_members"] = infos
@@ -240,15 +259,19 @@ class EnsembleClassifier(PolicyClassifier):
         super()._load_state(folder, meta)
         if not (folder / BLEND_FILE).is_file():
             raise ModelError(f"{folder}: ensemble blend {BLEND_FILE} is missing")
-        blend = json.loads((folder / BLEND_FILE).read_text())
-        self.weights = np.asarray(blend["weights"], dtype=float)
-        self.bias = np.asarray(blend["bias"], dtype=float)
-        self.present = np.asarray(blend["present"], dtype=int)
-        k = int(blend.get("member_sets", 1))
-        self._sets = [[load_classifier(_member_dir(folder, f, k, i)) for i in range(len(self.members))]
+        try:
+            blend = json.loads((folder / BLEND_FILE).read_text())
+            self.weights = np.asarray(blend["weights"], dtype=float)
+            self.bias = np.asarray(blend["bias"], dtype=float)
+            self.present = np.asarray(blend["present"], dtype=int)
+            k = int(blend.get("member_sets", 1))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ModelError(f"{folder}: unreadable {BLEND_FILE} ({exc})") from None
+        self._sets = [[load_registered(_member_dir(folder, f, k, i)) for i in range(len(self.members))]
                       for f in range(k)]
+        specs = self.member_specs()
         for models in self._sets:
-            for spec, m in zip(self.members, models):
+            for spec, m in zip(specs, models):
                 if m.kind != spec["kind"] or m.labels != self.labels:
                     raise ModelError(f"{folder}: saved member {m.kind} does not match the ensemble's {spec['kind']}")
 
@@ -271,7 +294,7 @@ def member_spec(spec: Any, i: int) -> dict[str, Any]:
     if spec["kind"] == EnsembleClassifier.kind:
         raise ModelError("an ensemble cannot contain an ensemble")
     params = dict(spec.get("params") or {})
-    unknown = sorted(set(params) - set(kind_class(spec["kind"]).param_names()) | ({"labels"} & set(params)))
+    unknown = sorted(set(params) - set(registered_class(spec["kind"]).param_names()) | ({"labels"} & set(params)))
     if unknown:
         raise ModelError(f"ensemble member {i} ({spec['kind']}) has no parameter(s) {', '.join(unknown)}")
     return {"kind": spec["kind"], "params": params}

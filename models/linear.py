@@ -5,21 +5,37 @@ multinomial logistic regression. It then calibrates on out-of-fold logits of the
 (temperature plus per-label bias, fitted by likelihood) and learns per-label decision weights on
 the same out-of-fold predictions, so no test data is ever looked at. `tfidf_lr` and `minilm_lr`
 are the plain baselines the benchmark compares against (no calibration, no decision weights).
+(`nblr`, the naive-Bayes-weighted variant, lives in `nblr`.)
+
+A fitted model is saved as data only: `linear.npz` (arrays, read with `allow_pickle=False`: the
+vectorizers' idf, the head's coefficients, the calibration bias) and `linear.json` (the n-gram
+vocabularies and scalar settings); the scikit-learn objects are rebuilt from them on load. The
+pickled `linear.pkl` of earlier versions is never read.
 """
 from __future__ import annotations
 
-import html
-import pickle
-import re
+import json
+import numbers
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import numpy as np
 
 from .base import ModelError, PolicyClassifier, register_kind
+from .calibration import apply_temperature_bias, fit_temperature_bias, nll, tune_decision_weights
+from .embeddings import RUNTIMES
 from .metrics import softmax
+from .params import NGRAM_RANGE, PATH, SEED, Interval, Options
+from .preprocessing import PREPROCESSORS, social_text
+from .weights import balanced_weights
 
-STATE_FILE = "linear.pkl"
+ARRAYS_FILE = "linear.npz"
+STATE_FILE = "linear.json"
+LEGACY_PICKLE = "linear.pkl"  # written by earlier versions; never loaded (a pickle can run code)
+STATE_FORMAT = 1
+
+_POSITIVE = Interval(numbers.Real, 0, None, closed="neither")
+_COUNT = Interval(numbers.Integral, 1, None, closed="left")
 
 
 @register_kind
@@ -28,6 +44,26 @@ class HybridClassifier(PolicyClassifier):
 
     kind = "hybrid"
     uses_embeddings = True
+    _parameter_constraints = {
+        "word_ngrams": [None, NGRAM_RANGE],
+        "char_ngrams": [None, NGRAM_RANGE],
+        "char_analyzer": [Options(("char", "char_wb"))],
+        "preprocess": [None, Options(PREPROCESSORS)],
+        "embedding_weight": [Interval(numbers.Real, 0, None, closed="left")],
+        "max_features": [_COUNT],
+        "min_df": [Interval(numbers.Integral, 0, None, closed="left")],
+        "C": [_POSITIVE],
+        "class_weight": [None, Options(("balanced",))],
+        "calibration": [Options(("none", "temperature", "temperature_bias"))],
+        "calibration_folds": [Interval(numbers.Integral, 2, None, closed="left")],
+        "decision_objective": [None, Options(("macro_f1",))],
+        "max_iter": [_COUNT],
+        "seed": [SEED],
+        "embedding_model": [None, PATH],
+        "max_seq_length": [_COUNT],
+        "embedding_runtime": [None, Options(RUNTIMES)],
+        "soft_labels": [bool],
+    }
 
     def __init__(self, labels: Sequence[str], word_ngrams: Optional[Sequence[int]] = (1, 2),
                  char_ngrams: Optional[Sequence[int]] = (1, 5), char_analyzer: str = "char",
@@ -39,40 +75,35 @@ class HybridClassifier(PolicyClassifier):
                  max_seq_length: int = 128, embedding_runtime: Optional[str] = None,
                  soft_labels: bool = False) -> None:
         super().__init__(labels)
-        self.word_ngrams = tuple(word_ngrams) if word_ngrams else None
-        self.char_ngrams = tuple(char_ngrams) if char_ngrams else None
+        self.word_ngrams = word_ngrams
+        self.char_ngrams = char_ngrams
         self.char_analyzer = char_analyzer
         self.preprocess = preprocess
-        self.embedding_weight = float(embedding_weight)
-        self.max_features = int(max_features)
-        self.min_df = int(min_df)
-        self.C = float(C)
+        self.embedding_weight = embedding_weight
+        self.max_features = max_features
+        self.min_df = min_df
+        self.C = C
         self.class_weight = class_weight
         self.calibration = calibration
-        self.calibration_folds = int(calibration_folds)
+        self.calibration_folds = calibration_folds
         self.decision_objective = decision_objective
-        self.max_iter = int(max_iter)
-        self.seed = int(seed)
+        self.max_iter = max_iter
+        self.seed = seed
         self.embedding_model = embedding_model
-        self.max_seq_length = int(max_seq_length)
+        self.max_seq_length = max_seq_length
         self.embedding_runtime = embedding_runtime
-        self.soft_labels = bool(soft_labels)
-        if not (self.word_ngrams or self.char_ngrams or self.embedding_weight > 0):
-            raise ModelError("hybrid model needs at least one of word_ngrams, char_ngrams, embedding_weight > 0")
-        if char_analyzer not in ("char", "char_wb"):
-            raise ModelError(f"char_analyzer must be char or char_wb, not {char_analyzer!r}")
-        if preprocess not in (None, "social"):
-            raise ModelError(f"preprocess must be null or social, not {preprocess!r}")
-        if calibration not in ("none", "temperature", "temperature_bias"):
-            raise ModelError(f"calibration must be none, temperature or temperature_bias, not {calibration!r}")
-        if decision_objective not in (None, "macro_f1"):
-            raise ModelError(f"decision_objective must be null or macro_f1, not {decision_objective!r}")
+        self.soft_labels = soft_labels
         self._word: Any = None
         self._char: Any = None
         self._clf: Any = None
         self._embedder: Any = None
         self.temperature = 1.0
-        self.bias = np.zeros(len(self.labels))
+        self.bias: Optional[np.ndarray] = None
+
+    def _validate_combination(self) -> None:
+        if not (self.word_ngrams or self.char_ngrams or self.embedding_weight > 0):
+            raise ModelError(f"{self.kind}: needs at least one of word_ngrams, char_ngrams, embedding_weight > 0 "
+                             f"(got {self.word_ngrams!r}, {self.char_ngrams!r}, {self.embedding_weight!r})")
 
     @property
     def needs_embeddings(self) -> bool:
@@ -83,12 +114,12 @@ class HybridClassifier(PolicyClassifier):
         from sklearn.feature_extraction.text import TfidfVectorizer
 
         pre = social_text if self.preprocess == "social" else None
-        self._word = (TfidfVectorizer(ngram_range=self.word_ngrams, min_df=self.min_df, sublinear_tf=True,
+        self._word = (TfidfVectorizer(ngram_range=tuple(self.word_ngrams), min_df=self.min_df, sublinear_tf=True,
                                       max_features=self.max_features, dtype=np.float32, preprocessor=pre)
                       if self.word_ngrams else None)
-        self._char = (TfidfVectorizer(analyzer=self.char_analyzer, ngram_range=self.char_ngrams, min_df=self.min_df,
-                                      sublinear_tf=True, max_features=self.max_features, dtype=np.float32,
-                                      preprocessor=pre)
+        self._char = (TfidfVectorizer(analyzer=self.char_analyzer, ngram_range=tuple(self.char_ngrams),
+                                      min_df=self.min_df, sublinear_tf=True, max_features=self.max_features,
+                                      dtype=np.float32, preprocessor=pre)
                       if self.char_ngrams else None)
 
     def embedder(self) -> Any:
@@ -149,6 +180,7 @@ class HybridClassifier(PolicyClassifier):
         from sklearn.model_selection import StratifiedKFold
         from tqdm.auto import tqdm
 
+        self._validate_params()
         yi = self._encode_labels(y)
         soft = self._soft_targets(targets, len(yi))
         self._vectorizers()
@@ -174,8 +206,8 @@ class HybridClassifier(PolicyClassifier):
                 self.temperature, self.bias = fit_temperature_bias(oof[:, present], yi, present, len(self.labels),
                                                                    with_bias=self.calibration == "temperature_bias")
             proba = self._calibrate(oof)
-            info["oof_log_loss_raw"] = float(_nll(softmax(oof), yi))
-            info["oof_log_loss"] = float(_nll(proba, yi))
+            info["oof_log_loss_raw"] = float(nll(softmax(oof), yi))
+            info["oof_log_loss"] = float(nll(proba, yi))
             if self.decision_objective == "macro_f1":
                 self.decision_weights = tune_decision_weights(proba, yi, present)
             info["calibration_folds"] = folds
@@ -190,11 +222,8 @@ class HybridClassifier(PolicyClassifier):
         return self
 
     def _calibrate(self, logits: np.ndarray) -> np.ndarray:
-        z = logits / self.temperature + self.bias[None, :]
-        z = np.where(np.isfinite(logits), z, -np.inf)
-        z = z - z.max(axis=1, keepdims=True)
-        e = np.exp(z)
-        return e / e.sum(axis=1, keepdims=True)
+        bias = np.zeros(len(self.labels)) if self.bias is None else self.bias
+        return apply_temperature_bias(logits, self.temperature, bias)
 
     def predict_proba(self, texts: Sequence[str], embeddings: np.ndarray | None = None) -> np.ndarray:
         self._check_fitted()
@@ -203,22 +232,99 @@ class HybridClassifier(PolicyClassifier):
         X = self._features(texts, embeddings, fit=False)
         return self._calibrate(self._full_logits(self._clf, X))
 
-    # -- persistence ---------------------------------------------------------------------
+    # -- persistence: arrays in .npz, vocabularies and scalars in JSON -------------------
+    def _head_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """(JSON-ready description, arrays) of the fitted head; `_head_from_state` rebuilds it."""
+        clf = self._clf
+        return {"type": "logistic_regression"}, {"head_coef": clf.coef_, "head_intercept": clf.intercept_,
+                                                 "head_classes": np.asarray(clf.classes_, dtype=np.int64)}
+
+    def _head_from_state(self, desc: dict[str, Any], arrays: dict[str, np.ndarray]) -> Any:
+        if desc.get("type") != "logistic_regression":
+            raise ModelError(f"a {self.kind} head cannot be rebuilt from a {desc.get('type')!r} head")
+        classes = self._saved_classes(arrays["head_classes"])
+        return logistic_from_arrays(self._new_head(self.class_weight), arrays["head_coef"],
+                                    arrays["head_intercept"], classes)
+
+    def _saved_classes(self, classes: np.ndarray) -> np.ndarray:
+        """Saved label indices, checked to be distinct indices into `labels`."""
+        classes = np.asarray(classes)
+        if (classes.ndim != 1 or classes.dtype.kind not in "iu" or len(np.unique(classes)) != len(classes)
+                or (classes < 0).any() or (classes >= len(self.labels)).any()):
+            raise ModelError(f"saved head classes {classes.tolist()} are not indices of the labels {self.labels}")
+        return classes.astype(np.int64)
+
     def _save_state(self, folder: Path) -> None:
-        state = {"word": self._word, "char": self._char, "clf": self._clf,
-                 "temperature": self.temperature, "bias": self.bias}
-        with open(folder / STATE_FILE, "wb") as fh:
-            pickle.dump(state, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        head_desc, arrays = self._head_state()
+        arrays = dict(arrays)
+        arrays["bias"] = np.asarray(self._calibration_bias(), dtype=np.float64)
+        state: dict[str, Any] = {"format": STATE_FORMAT, "temperature": float(self.temperature), "head": head_desc,
+                                 "vocabularies": {}}
+        for name, vec in (("word", self._word), ("char", self._char)):
+            if vec is None:
+                state["vocabularies"][name] = None
+                continue
+            terms: list[Optional[str]] = [None] * len(vec.vocabulary_)
+            for term, i in vec.vocabulary_.items():
+                terms[int(i)] = term
+            state["vocabularies"][name] = terms
+            arrays[f"{name}_idf"] = np.asarray(vec.idf_)
+        np.savez(folder / ARRAYS_FILE, **arrays)
+        # ASCII JSON: n-grams of odd text (lone surrogates included) round-trip through escapes.
+        (folder / STATE_FILE).write_text(json.dumps(state, ensure_ascii=True), encoding="ascii")
+
+    def _calibration_bias(self) -> np.ndarray:
+        return np.zeros(len(self.labels)) if self.bias is None else self.bias
 
     def _load_state(self, folder: Path, meta: dict[str, Any]) -> None:
         super()._load_state(folder, meta)
+        missing = [f for f in (STATE_FILE, ARRAYS_FILE) if not (folder / f).is_file()]
+        if missing:
+            legacy = (" (it holds a pickled linear.pkl from an earlier version, which is not loaded: "
+                      "retrain the model)") if (folder / LEGACY_PICKLE).exists() else ""
+            raise ModelError(f"{folder}: model state {' and '.join(missing)} is missing{legacy}")
         try:
-            with open(folder / STATE_FILE, "rb") as fh:
-                state = pickle.load(fh)
-        except FileNotFoundError:
-            raise ModelError(f"{folder}: model state {STATE_FILE} is missing") from None
-        self._word, self._char, self._clf = state["word"], state["char"], state["clf"]
-        self.temperature, self.bias = float(state["temperature"]), np.asarray(state["bias"], dtype=float)
+            state = json.loads((folder / STATE_FILE).read_text(encoding="ascii"))
+            with np.load(folder / ARRAYS_FILE, allow_pickle=False) as npz:
+                arrays = {k: npz[k] for k in npz.files}
+        except (OSError, ValueError, UnicodeDecodeError) as exc:
+            raise ModelError(f"{folder}: unreadable model state ({exc})") from None
+        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+            raise ModelError(f"{folder}: {STATE_FILE} has an unknown format")
+        try:
+            self._vectorizers()
+            for name in ("word", "char"):
+                vec, terms = getattr(self, f"_{name}"), state["vocabularies"].get(name)
+                if (vec is None) != (terms is None):
+                    raise ModelError(f"{folder}: saved {name} n-grams do not match the parameters")
+                if vec is not None:
+                    if not isinstance(terms, list) or not all(isinstance(t, str) for t in terms):
+                        raise ModelError(f"{folder}: saved {name} vocabulary is not a list of n-grams")
+                    vec.vocabulary_ = {t: i for i, t in enumerate(terms)}
+                    vec.fixed_vocabulary_ = False
+                    vec.idf_ = arrays[f"{name}_idf"]
+            self._clf = self._head_from_state(state["head"], arrays)
+            self.temperature = float(state["temperature"])
+            self.bias = np.asarray(arrays["bias"], dtype=float)
+        except (KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, ModelError):
+                raise
+            raise ModelError(f"{folder}: incomplete model state ({type(exc).__name__}: {exc})") from None
+        if self.bias.shape != (len(self.labels),):
+            raise ModelError(f"{folder}: calibration bias has shape {self.bias.shape}, not ({len(self.labels)},)")
+
+
+def logistic_from_arrays(clf: Any, coef: np.ndarray, intercept: np.ndarray, classes: np.ndarray) -> Any:
+    """An unfitted scikit-learn LogisticRegression `clf` given the fitted coefficients (enough for
+    `decision_function`): what `fit` would have set, read from saved arrays."""
+    coef, intercept, classes = np.asarray(coef), np.asarray(intercept), np.asarray(classes)
+    rows = coef.shape[0] if coef.ndim == 2 else -1
+    if rows < 1 or intercept.shape != (rows,) or classes.shape != (2 if rows == 1 else rows,):
+        raise ModelError(f"saved logistic regression has inconsistent shapes: coef {coef.shape}, "
+                         f"intercept {intercept.shape}, classes {classes.shape}")
+    clf.coef_, clf.intercept_, clf.classes_ = coef, intercept, classes
+    clf.n_features_in_ = coef.shape[1]
+    return clf
 
 
 @register_kind
@@ -249,193 +355,3 @@ class MiniLMLogReg(HybridClassifier):
                          class_weight=None, calibration="none", decision_objective=None, max_iter=max_iter, seed=seed,
                          embedding_model=embedding_model, max_seq_length=max_seq_length,
                          embedding_runtime=embedding_runtime)
-
-
-@register_kind
-class NBLogisticRegressionClassifier(HybridClassifier):
-    """Word + char n-grams scaled by naive-Bayes log-count ratios, one-vs-rest logistic regression.
-
-    Wang and Manning's NBSVM (2012), with a logistic loss: each label's binary head sees the
-    n-grams weighted by how much more often they occur in that label than in the rest, which
-    trusts rare, label-specific tokens (slurs, callback numbers) more than a plain TF-IDF head.
-    It makes different mistakes from the `hybrid` (on the Davidson training side, the two
-    averaged cut the out-of-fold log loss from 0.273 to 0.259), so the ensemble blends both.
-    Calibrated and decision-weighted out of fold like the hybrid; reads no sentence embedding."""
-
-    kind = "nblr"
-    uses_embeddings = False
-
-    def __init__(self, labels: Sequence[str], word_ngrams: Optional[Sequence[int]] = (1, 2),
-                 char_ngrams: Optional[Sequence[int]] = (1, 5), char_analyzer: str = "char",
-                 preprocess: Optional[str] = "social", max_features: int = 300_000, min_df: int = 2,
-                 C: float = 1.0, alpha: float = 1.0, class_weight: Optional[str] = "balanced",
-                 calibration: str = "temperature_bias", calibration_folds: int = 5,
-                 decision_objective: Optional[str] = "macro_f1", max_iter: int = 2000, seed: int = 0,
-                 soft_labels: bool = False) -> None:
-        if not (word_ngrams or char_ngrams):
-            raise ModelError("nblr needs word_ngrams or char_ngrams")
-        super().__init__(labels, word_ngrams=word_ngrams, char_ngrams=char_ngrams, char_analyzer=char_analyzer,
-                         preprocess=preprocess, embedding_weight=0.0, max_features=max_features, min_df=min_df,
-                         C=C, class_weight=class_weight, calibration=calibration,
-                         calibration_folds=calibration_folds, decision_objective=decision_objective,
-                         max_iter=max_iter, seed=seed, soft_labels=soft_labels)
-        try:
-            self.alpha = float(alpha)
-        except (TypeError, ValueError):
-            raise ModelError(f"alpha (the naive-Bayes smoothing count) must be a number, not {alpha!r}") from None
-        if not self.alpha > 0:
-            raise ModelError(f"alpha (the naive-Bayes smoothing count) must be > 0, not {alpha}")
-
-    def _new_head(self, class_weight: Optional[str] = None) -> Any:
-        return NBLogisticRegression(C=self.C, alpha=self.alpha, class_weight=class_weight,
-                                    max_iter=self.max_iter, random_state=self.seed)
-
-
-class NBLogisticRegression:
-    """scikit-learn-style one-vs-rest head: for each label c, features times r_c = log of the
-    smoothed share of feature mass in c over that in the rest, then a binary logistic regression.
-    `decision_function` gives one column per class in `classes_`, even for two classes."""
-
-    def __init__(self, C: float = 1.0, alpha: float = 1.0, class_weight: Optional[str] = "balanced",
-                 max_iter: int = 2000, random_state: int = 0) -> None:
-        self.C, self.alpha, self.class_weight = C, alpha, class_weight
-        self.max_iter, self.random_state = max_iter, random_state
-
-    def fit(self, X: Any, y: np.ndarray, sample_weight: np.ndarray | None = None) -> "NBLogisticRegression":
-        import scipy.sparse as sp
-        from sklearn.linear_model import LogisticRegression
-
-        X = sp.csr_matrix(X)
-        y = np.asarray(y)
-        w = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, dtype=float)
-        self.classes_ = np.unique(y)
-        self.ratios_, self.heads_ = [], []
-        for c in self.classes_:
-            pos = y == c
-            r = nb_log_count_ratio(X, pos, w, self.alpha)
-            head = LogisticRegression(C=self.C, max_iter=self.max_iter, class_weight=self.class_weight,
-                                      random_state=self.random_state)
-            head.fit(X.multiply(r).tocsr(), pos.astype(int), sample_weight=w)
-            self.ratios_.append(r)
-            self.heads_.append(head)
-        return self
-
-    def decision_function(self, X: Any) -> np.ndarray:
-        import scipy.sparse as sp
-
-        X = sp.csr_matrix(X)
-        return np.stack([h.decision_function(X.multiply(r).tocsr()) for r, h in zip(self.ratios_, self.heads_)],
-                        axis=1)
-
-
-# -- text and arrays: pure functions ---------------------------------------------------------
-_URL = re.compile(r"(https?://|www\.)\S+", re.IGNORECASE)
-_MENTION = re.compile(r"(?<!\w)@\w+")
-
-
-def social_text(text: str) -> str:
-    """Lower-cased text with HTML entities decoded and URLs / @mentions as placeholder tokens,
-    so n-grams learn from what is said rather than from who is tagged or linked."""
-    text = html.unescape(text)
-    text = _URL.sub(" httpurl ", text)
-    text = _MENTION.sub(" @user ", text)
-    return text.lower()
-
-
-def balanced_weights(mass: np.ndarray) -> np.ndarray:
-    """Per-label weights n / (labels seen * mass), sklearn's 'balanced' rule over a count or vote
-    mass per label; 0 for labels with no mass."""
-    mass = np.asarray(mass, dtype=float)
-    seen = mass > 0
-    return np.where(seen, mass.sum() / max(int(seen.sum()), 1) / np.where(seen, mass, 1.0), 0.0)
-
-
-def nb_log_count_ratio(X: Any, positive: np.ndarray, weight: np.ndarray, alpha: float = 1.0) -> np.ndarray:
-    """(features,) float32 log((p / |p|_1) / (q / |q|_1)), where p and q are the `alpha`-smoothed
-    weighted feature sums over the `positive` rows and over the rest (Wang and Manning's NB ratio):
-    > 0 for features more typical of the positive rows."""
-    positive = np.asarray(positive, dtype=bool)
-    weight = np.asarray(weight, dtype=float)
-    p = alpha + np.asarray(X.T @ (weight * positive)).ravel()
-    q = alpha + np.asarray(X.T @ (weight * ~positive)).ravel()
-    return np.log((p / p.sum()) / (q / q.sum())).astype(np.float32)
-
-
-def _nll(proba: np.ndarray, y: np.ndarray) -> float:
-    return float(-np.log(np.clip(proba[np.arange(len(y)), y], 1e-12, 1.0)).mean())
-
-
-def fit_temperature_bias(logits: np.ndarray, y: np.ndarray, present: np.ndarray, k: int,
-                         with_bias: bool = True) -> tuple[float, np.ndarray]:
-    """Temperature T and a per-label bias b (length k, zero for absent labels) minimising the
-    log loss of softmax(logits / T + b) on held-out logits; `logits` has the `present` columns."""
-    from scipy.optimize import minimize
-
-    col = {c: j for j, c in enumerate(present)}
-    yy = np.array([col[v] for v in y])
-    m = logits.shape[1]
-
-    def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
-        t = np.exp(theta[0])
-        b = theta[1:] if with_bias else np.zeros(m)
-        z = logits / t + b
-        z = z - z.max(axis=1, keepdims=True)
-        lse = np.log(np.exp(z).sum(axis=1))
-        p = np.exp(z - lse[:, None])
-        n = len(yy)
-        value = float((lse - z[np.arange(n), yy]).mean())
-        g = p.copy()
-        g[np.arange(n), yy] -= 1.0
-        g /= n
-        grad_b = g.sum(axis=0)
-        grad_logt = float(-(g * (logits / t)).sum())
-        grad = np.concatenate([[grad_logt], grad_b if with_bias else []])
-        return value, grad
-
-    theta0 = np.zeros(1 + (m if with_bias else 0))
-    res = minimize(loss, theta0, jac=True, method="L-BFGS-B")
-    bias = np.zeros(k)
-    if with_bias:
-        b = res.x[1:] - res.x[1:].mean()
-        bias[present] = b
-    return float(np.exp(res.x[0])), bias
-
-
-def tune_decision_weights(proba: np.ndarray, y: np.ndarray, present: np.ndarray,
-                          grid: np.ndarray | None = None, rounds: int = 2, bootstrap: int = 0,
-                          seed: int = 0) -> np.ndarray:
-    """Per-label multipliers w (length k) for arg-max(proba * w) that maximise macro F1 on
-    held-out predictions, by coordinate ascent over a log grid; 1 for labels never seen.
-
-    With `bootstrap` = B > 0, w is the geometric mean of the weights tuned on B seeded resamples:
-    on a few hundred held-out items the single best weights chase noise (a rare label's handful of
-    examples), and the bagged ones generalise better."""
-    if bootstrap > 0:
-        rng = np.random.default_rng(seed)
-        logs = []
-        for _ in range(bootstrap):
-            idx = rng.integers(0, len(y), len(y))
-            logs.append(np.log(tune_decision_weights(proba[idx], y[idx], present, grid, rounds)))
-        w = np.exp(np.mean(logs, axis=0))
-        return w / w[present].max()
-    from .metrics import classification_summary
-
-    k = proba.shape[1]
-    grid = np.exp(np.linspace(np.log(0.25), np.log(8.0), 25)) if grid is None else grid
-    w = np.ones(k)
-    labels = [str(i) for i in range(k)]
-
-    def score(weights: np.ndarray) -> float:
-        pred = np.argmax(proba * weights[None, :], axis=1)
-        return classification_summary(y, pred, labels)["macro_f1"]
-
-    best = score(w)
-    for _ in range(rounds):
-        for c in present:
-            for g in grid:
-                trial = w.copy()
-                trial[c] = g
-                s = score(trial)
-                if s > best + 1e-9:
-                    best, w = s, trial
-    return w / w[present].max()

@@ -17,11 +17,12 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 import numpy as np
 
-from .base import ModelError, PolicyClassifier, kind_class, load_classifier, make_classifier
+from .base import ModelError, PolicyClassifier
+from .kinds import kind_class, load_classifier, make_classifier
 
 if TYPE_CHECKING:  # pragma: no cover
-    from workbench.store import Store
-    from workbench.taxonomy import Taxonomy
+    from core.store import Store
+    from core.taxonomy import Taxonomy
 
     from .config import ModelsConfig
     from .training import TrainingSet
@@ -52,7 +53,7 @@ def artifact_dir(store: "Store", version: str) -> Path:
 
 
 def _table() -> Any:
-    from workbench.schema import ModelVersion
+    from core.schema import ModelVersion
 
     return ModelVersion.__table__
 
@@ -111,8 +112,8 @@ def promote(store: "Store", version: str, actor: str = "cli", reason: str = "") 
     """Make `version` the champion; the previous champion becomes a challenger. Audited."""
     from sqlalchemy import select, update
 
-    from workbench import audit
-    from workbench.schema import utcnow
+    from core import audit
+    from core.schema import utcnow
 
     t = _table()
     with store.begin() as conn:
@@ -136,7 +137,7 @@ def retire(store: "Store", version: str, actor: str = "cli", reason: str = "") -
     """Mark a version retired (kept for the record, never used to score). Not the champion."""
     from sqlalchemy import select, update
 
-    from workbench import audit
+    from core import audit
 
     t = _table()
     with store.begin() as conn:
@@ -195,7 +196,7 @@ def train_model(store: "Store", taxonomy: "Taxonomy", kind: Optional[str] = None
     """
     from sqlalchemy import insert
 
-    from workbench import audit
+    from core import audit
 
     from .config import load_models_config
     from .metrics import plot_reliability

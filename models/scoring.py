@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 import numpy as np
 
-from workbench.text import has_undecodable_bytes, text_hash
+from core.text import has_undecodable_bytes, text_hash
 
 if TYPE_CHECKING:  # pragma: no cover
-    from workbench.store import Store
-    from workbench.taxonomy import Taxonomy
+    from core.store import Store
+    from core.taxonomy import Taxonomy
 
     from .base import PolicyClassifier
     from .config import ModelsConfig
@@ -142,7 +142,7 @@ def predict_rows(model: "PolicyClassifier", prepared: Sequence[PreparedText], be
 
 
 def _insert_predictions(conn: Any, rows: list[dict[str, Any]]) -> None:
-    from workbench.schema import Prediction
+    from core.schema import Prediction
 
     t = Prediction.__table__
     if conn.dialect.name == "postgresql":
@@ -156,7 +156,7 @@ def count_unscored(store: "Store", model_version: str) -> tuple[int, int]:
     """(items without a prediction from `model_version`, items in total)."""
     from sqlalchemy import func, select
 
-    from workbench.schema import Item, Prediction
+    from core.schema import Item, Prediction
 
     it, pt = Item.__table__, Prediction.__table__
     with store.read() as conn:
@@ -179,7 +179,7 @@ def score_items(store: "Store", taxonomy: "Taxonomy", model_version: Optional[st
     from sqlalchemy import and_, select
     from tqdm.auto import tqdm
 
-    from workbench.schema import Item, Prediction, utcnow
+    from core.schema import Item, Prediction, utcnow
 
     from .config import load_models_config
     from .embeddings import EmbeddingCache, Embedder, embed_texts

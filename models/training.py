@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Iterable, Optional, Sequence
 import numpy as np
 
 if TYPE_CHECKING:  # pragma: no cover
-    from workbench.store import Store
-    from workbench.taxonomy import Taxonomy
+    from core.store import Store
+    from core.taxonomy import Taxonomy
 
 
 UNREADABLE_VOTES = "unreadable vote counts (trained on the label alone)"
@@ -85,7 +85,7 @@ def data_fingerprint(ids: Sequence[str], texts: Sequence[str], labels: Sequence[
                      shares: Optional[Sequence[Optional[dict[str, float]]]] = None) -> str:
     """Hex SHA-256 identifying a labelled data set independent of its order (an item's vote
     shares count where it has them, so data without votes keeps its old fingerprint)."""
-    from workbench.text import text_hash
+    from core.text import text_hash
 
     shares = shares or [None] * len(ids)
     rows = sorted(f"{i}\x1f{lab}\x1f{text_hash(t)}"
@@ -108,8 +108,8 @@ def training_examples(store: "Store", taxonomy: "Taxonomy", sources: Optional[It
     """
     from sqlalchemy import select
 
-    from labeling.labels import current_decisions
-    from workbench.schema import Item
+    from core.labels import current_decisions
+    from core.schema import Item
 
     known = set(taxonomy.labels)
     it = Item.__table__

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import numbers
 import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -22,12 +23,18 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from .base import ModelError, PolicyClassifier, register_kind
-from .linear import balanced_weights, fit_temperature_bias, social_text
+from .calibration import apply_temperature_bias, fit_temperature_bias
+from .params import PATH, SEED, Interval, Options
+from .preprocessing import PREPROCESSORS, social_text
 from .training import stratified_split
+from .weights import balanced_weights
 
 HF_DIR = "hf"
 CKPT_FILE = "checkpoint.pt"
 CALIB_FILE = "calibration.json"
+
+_POSITIVE = Interval(numbers.Real, 0, None, closed="neither")
+_COUNT = Interval(numbers.Integral, 1, None, closed="left")
 
 
 @register_kind
@@ -35,6 +42,28 @@ class TransformerClassifier(PolicyClassifier):
     """Fine-tunes a BERT-style encoder end to end; slower to train, no n-gram features needed."""
 
     kind = "transformer"
+    _parameter_constraints = {
+        "base_model": [None, PATH],
+        "init_config": [None, dict],
+        "max_steps": [_COUNT],
+        "epochs": [_POSITIVE],
+        "batch_size": [_COUNT],
+        "learning_rate": [_POSITIVE],
+        "weight_decay": [Interval(numbers.Real, 0, None, closed="left")],
+        "warmup_ratio": [Interval(numbers.Real, 0, 1, closed="both")],
+        "max_length": [_COUNT],
+        "calibration_fraction": [Interval(numbers.Real, 0, 0.5, closed="left")],
+        "class_weight": [None, Options(("balanced",))],
+        "preprocess": [None, Options(PREPROCESSORS)],
+        "soft_labels": [bool],
+        "checkpoint_dir": [None, PATH],
+        "checkpoint_every": [_COUNT],
+        "eval_batch_size": [_COUNT],
+        "device": [str],
+        "torch_threads": [None, _COUNT],
+        "group_by_length": [bool],
+        "seed": [SEED],
+    }
 
     def __init__(self, labels: Sequence[str], base_model: Optional[str] = None,
                  init_config: Optional[dict[str, Any]] = None, max_steps: int = 400, epochs: float = 1.0,
@@ -46,38 +75,30 @@ class TransformerClassifier(PolicyClassifier):
                  torch_threads: Optional[int] = None, group_by_length: bool = True, seed: int = 0) -> None:
         super().__init__(labels)
         self.base_model = base_model
-        self.init_config = dict(init_config) if init_config else None
-        self.max_steps = int(max_steps)
-        self.epochs = float(epochs)
-        self.batch_size = int(batch_size)
-        self.learning_rate = float(learning_rate)
-        self.weight_decay = float(weight_decay)
-        self.warmup_ratio = float(warmup_ratio)
-        self.max_length = int(max_length)
-        self.calibration_fraction = float(calibration_fraction)
+        self.init_config = init_config
+        self.max_steps = max_steps
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.warmup_ratio = warmup_ratio
+        self.max_length = max_length
+        self.calibration_fraction = calibration_fraction
         self.class_weight = class_weight
         self.preprocess = preprocess
-        self.soft_labels = bool(soft_labels)
+        self.soft_labels = soft_labels
         self.checkpoint_dir = checkpoint_dir
-        self.checkpoint_every = int(checkpoint_every)
-        self.eval_batch_size = int(eval_batch_size)
+        self.checkpoint_every = checkpoint_every
+        self.eval_batch_size = eval_batch_size
         self.device = device
         self.torch_threads = torch_threads
-        self.group_by_length = bool(group_by_length)
-        self.seed = int(seed)
-        if self.max_steps < 1 or self.epochs <= 0:
-            raise ModelError("max_steps must be >= 1 and epochs > 0")
-        if class_weight not in (None, "balanced"):
-            raise ModelError(f"class_weight must be null or balanced, not {class_weight!r}")
-        if preprocess not in (None, "social"):
-            raise ModelError(f"preprocess must be null or social, not {preprocess!r}")
-        if not 0.0 <= self.calibration_fraction < 0.5:
-            raise ModelError("calibration_fraction must be in [0, 0.5)")
+        self.group_by_length = group_by_length
+        self.seed = seed
         self._model: Any = None
         self._tokenizer: Any = None
         self._device: Optional[str] = None
         self.temperature = 1.0
-        self.bias = np.zeros(len(self.labels))
+        self.bias: Optional[np.ndarray] = None
 
     # -- building ------------------------------------------------------------------------
     @property
@@ -110,7 +131,7 @@ class TransformerClassifier(PolicyClassifier):
         id2label = dict(enumerate(self.labels))
         label2id = {v: k for k, v in id2label.items()}
         self._tokenizer = AutoTokenizer.from_pretrained(source)
-        if self.init_config is not None:
+        if self.init_config:  # an empty mapping, like null, means the pretrained weights
             cfg = dict(self.init_config)
             model_type = cfg.pop("model_type", "bert")
             config = AutoConfig.for_model(model_type, vocab_size=self._tokenizer.vocab_size, num_labels=len(self.labels),
@@ -144,10 +165,12 @@ class TransformerClassifier(PolicyClassifier):
         from tqdm.auto import tqdm
         from transformers import get_linear_schedule_with_warmup
 
+        self._validate_params()
         texts = list(texts)
         yi = self._encode_labels(y)
         soft = self._soft_targets(targets, len(yi))
         self._build()
+        self.decision_weights = np.ones(len(self.labels))
         if self.calibration_fraction > 0:
             train_idx, cal_idx = stratified_split([str(i) for i in range(len(yi))], yi.tolist(),
                                                   self.calibration_fraction, self.seed)
@@ -164,13 +187,17 @@ class TransformerClassifier(PolicyClassifier):
             weight = torch.tensor(w, dtype=torch.float32, device=self.torch_device)
         # With soft targets the loss is the cross-entropy to each item's vote distribution.
         loss_fn = torch.nn.CrossEntropyLoss(weight=weight)
-        fingerprint = _fingerprint(texts, yi, self.get_params(), soft)
+        fingerprint = _fingerprint(texts, yi, {**self.typed_params(), "init_config": self.init_config or None}, soft)
         ckpt = Path(self.checkpoint_dir) / CKPT_FILE if self.checkpoint_dir else None
         step, losses = 0, []
         resumed_from = None
         if ckpt is not None and ckpt.is_file():
-            state = torch.load(ckpt, map_location=self.torch_device, weights_only=False)
-            if state.get("fingerprint") == fingerprint:
+            try:  # tensors and plain containers only: a checkpoint is data, never code
+                state = torch.load(ckpt, map_location=self.torch_device, weights_only=True)
+            except Exception as exc:  # noqa: BLE001 - torch raises several kinds for a bad file
+                raise ModelError(f"{ckpt}: unreadable checkpoint ({type(exc).__name__}: {str(exc)[:200]}); "
+                                 "delete it to train from the start") from None
+            if isinstance(state, dict) and state.get("fingerprint") == fingerprint:
                 self._model.load_state_dict(state["model"])
                 optim.load_state_dict(state["optim"])
                 sched.load_state_dict(state["sched"])
@@ -244,19 +271,21 @@ class TransformerClassifier(PolicyClassifier):
         return logits
 
     def predict_proba(self, texts: Sequence[str], embeddings: np.ndarray | None = None) -> np.ndarray:
-        from .metrics import softmax
-
         self._check_fitted()
         texts = list(texts)
         if not texts:
             return np.zeros((0, len(self.labels)))
-        return softmax(self._logits(texts) / self.temperature + self.bias[None, :])
+        return apply_temperature_bias(self._logits(texts).astype(np.float64), self.temperature, self._bias())
+
+    def _bias(self) -> np.ndarray:
+        return np.zeros(len(self.labels)) if self.bias is None else self.bias
 
     # -- persistence ---------------------------------------------------------------------
     def _save_state(self, folder: Path) -> None:
         self._model.save_pretrained(folder / HF_DIR)
         self._tokenizer.save_pretrained(folder / HF_DIR)
-        (folder / CALIB_FILE).write_text(json.dumps({"temperature": self.temperature, "bias": self.bias.tolist()}))
+        (folder / CALIB_FILE).write_text(json.dumps({"temperature": float(self.temperature),
+                                                     "bias": self._bias().tolist()}))
 
     def _load_state(self, folder: Path, meta: dict[str, Any]) -> None:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -264,10 +293,19 @@ class TransformerClassifier(PolicyClassifier):
         super()._load_state(folder, meta)
         if not (folder / HF_DIR).is_dir():
             raise ModelError(f"{folder}: transformer weights folder {HF_DIR}/ is missing")
+        if not (folder / CALIB_FILE).is_file():
+            raise ModelError(f"{folder}: transformer calibration {CALIB_FILE} is missing")
+        try:
+            calib = json.loads((folder / CALIB_FILE).read_text())
+            self.temperature, self.bias = float(calib["temperature"]), np.asarray(calib["bias"], dtype=float)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ModelError(f"{folder}: unreadable {CALIB_FILE} ({exc})") from None
+        if self.bias.shape != (len(self.labels),):
+            raise ModelError(f"{folder}: calibration bias has shape {self.bias.shape}, not ({len(self.labels)},)")
         self._tokenizer = AutoTokenizer.from_pretrained(folder / HF_DIR)
-        self._model = AutoModelForSequenceClassification.from_pretrained(folder / HF_DIR).to(self.torch_device).eval()
-        calib = json.loads((folder / CALIB_FILE).read_text())
-        self.temperature, self.bias = float(calib["temperature"]), np.asarray(calib["bias"], dtype=float)
+        # safetensors only: a pickled pytorch_model.bin in the folder is never read.
+        self._model = AutoModelForSequenceClassification.from_pretrained(
+            folder / HF_DIR, use_safetensors=True).to(self.torch_device).eval()
 
 
 def _epoch_order(n: int, seed: int, start_step: int, batch_size: int,  # type: ignore[no-untyped-def]

@@ -6,9 +6,10 @@ import pytest
 from sklearn.metrics import f1_score, matthews_corrcoef
 
 from models import metrics as M
-from models.base import ModelError, kind_names, load_classifier, make_classifier
+from models.base import ModelError
+from models.calibration import fit_temperature_bias, tune_decision_weights
 from models.ensemble import fit_blend
-from models.linear import fit_temperature_bias, tune_decision_weights
+from models.kinds import load_classifier, make_classifier
 from models.training import data_fingerprint, stratified_split, training_examples
 from test_models_fixtures import (  # noqa: F401 - fixtures
     TINY_TRANSFORMER,
@@ -22,59 +23,8 @@ from test_models_fixtures import (  # noqa: F401 - fixtures
 LABELS = ["benign", "spam", "scam", "hate", "harassment"]
 
 
-def _params(kind: str, tmp_path) -> dict:
-    if kind == "transformer":
-        return {"init_config": TINY_TRANSFORMER, "max_steps": 40, "batch_size": 16, "learning_rate": 1e-2,
-                "max_length": 16, "calibration_fraction": 0.2, "checkpoint_dir": str(tmp_path / "ckpt"),
-                "torch_threads": 1}
-    if kind == "hybrid":
-        return {"calibration_folds": 3, "min_df": 1}
-    if kind == "tfidf_lr":
-        return {"min_df": 1}
-    if kind == "nblr":
-        return {"calibration_folds": 3, "min_df": 1}
-    if kind == "ensemble":
-        tiny = {k: v for k, v in _params("transformer", tmp_path).items() if k != "checkpoint_dir"}
-        return {"members": [{"kind": "hybrid", "params": _params("hybrid", tmp_path)},
-                            {"kind": "transformer", "params": tiny}],
-                "blend_fraction": 0.25, "checkpoint_dir": str(tmp_path / "ens-ckpt")}
-    return {}
-
-
-# -- the contract, for every kind ----------------------------------------------------------
-@pytest.mark.parametrize("kind", ["hybrid", "nblr", "tfidf_lr", "minilm_lr", "transformer", "ensemble"])
-def test_every_kind_honours_the_interface(kind, tmp_path):
-    assert kind in kind_names()
-    texts, ys = toy_corpus(16, seed=1)
-    # Train without 'hate': its column must still exist, with probability 0 for the linear kinds.
-    keep = [i for i, y in enumerate(ys) if y != "hate"]
-    texts, ys = [texts[i] for i in keep], [ys[i] for i in keep]
-    emb = hash_vectors(texts)
-    model = make_classifier(kind, LABELS, **_params(kind, tmp_path))
-    assert not model.is_fitted
-    model.fit(texts, ys, embeddings=emb)
-    test_texts, test_y = toy_corpus(6, seed=99, labels=("benign", "spam", "scam", "harassment"))
-    test_emb = hash_vectors(test_texts)
-    proba = model.predict_proba(test_texts, embeddings=test_emb)
-    assert proba.shape == (len(test_texts), len(LABELS))
-    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-6)
-    assert (proba >= 0).all()
-    preds = model.predict(test_texts, embeddings=test_emb)
-    assert set(preds) <= set(LABELS)
-    unc = model.uncertainty(proba)
-    assert unc.shape == (len(test_texts),) and ((unc >= 0) & (unc <= 1)).all()
-    if kind != "transformer":  # the blend, like the linear kinds, gives unseen labels probability 0
-        assert np.allclose(proba[:, LABELS.index("hate")], 0.0)
-    if kind != "minilm_lr":  # random stand-in embeddings carry no signal for the embedding-only kind
-        acc = np.mean([p == y for p, y in zip(preds, test_y)])
-        assert acc >= 0.6, f"{kind} learned nothing: accuracy {acc:.2f}"
-    # save / load round trip gives the same scores
-    folder = model.save(tmp_path / "saved")
-    again = load_classifier(folder)
-    assert type(again) is type(model) and again.get_params() == model.get_params()
-    np.testing.assert_allclose(again.predict_proba(test_texts, embeddings=test_emb), proba, atol=1e-6)
-    assert again.predict(test_texts, embeddings=test_emb) == preds
-    assert len(model.predict_proba([], embeddings=np.zeros((0, 16), dtype=np.float32))) == 0
+# The interface contract every kind honours (fit, predict_proba, predict, save / load, get_params,
+# parameter validation, calibration) is tested for each registered kind in test_model_contract.py.
 
 
 def test_hybrid_encodes_with_its_own_embedder_when_none_given(tiny_embedding_model, tmp_path):
@@ -232,7 +182,7 @@ def test_ensemble_refit_trains_members_on_all_rows_and_keeps_the_blend(tmp_path)
 def test_nb_ratio_is_positive_for_features_typical_of_the_label_and_weighted():
     import scipy.sparse as sp
 
-    from models.linear import nb_log_count_ratio
+    from models.nblr import nb_log_count_ratio
 
     # feature 0 only in positive rows, feature 1 only in negative rows, feature 2 everywhere
     X = sp.csr_matrix(np.array([[1, 0, 1], [1, 0, 1], [0, 1, 1], [0, 1, 1]], dtype=np.float32))
@@ -261,7 +211,7 @@ def test_nblr_has_one_head_per_label_whose_ratios_favour_that_labels_words():
     assert not model.needs_embeddings and model.fit_info["calibration_folds"] == 3
     with pytest.raises(ModelError, match="alpha"):
         make_classifier("nblr", LABELS, alpha=0)
-    with pytest.raises(ModelError, match="alpha .* must be a number, not 'abc'"):
+    with pytest.raises(ModelError, match="nblr: parameter 'alpha' must be a float > 0, got 'abc'"):
         make_classifier("nblr", LABELS, alpha="abc")
     with pytest.raises(ModelError, match="word_ngrams or char_ngrams"):
         make_classifier("nblr", LABELS, word_ngrams=None, char_ngrams=None)
@@ -342,7 +292,7 @@ def test_split_is_seeded_stratified_and_stable():
 
 
 def test_training_examples_prefer_human_decisions(sqlite_store, taxonomy):
-    from workbench.schema import Decision
+    from core.schema import Decision
 
     texts, ys = toy_corpus(4, labels=("benign", "spam"))
     ys_with_gap = ys[:-1] + [None]
@@ -373,7 +323,7 @@ def test_fingerprint_ignores_order_but_not_labels():
 
 
 def test_social_text_normalises_links_mentions_and_entities():
-    from models.linear import social_text
+    from models.preprocessing import social_text
 
     assert social_text("RT @Bob: WIN &amp; see https://x.co/a?b=1 now") == "rt  @user : win & see  httpurl  now"
     assert social_text("mail me at bob@example.com") == "mail me at bob@example.com"
@@ -490,7 +440,7 @@ def test_vote_shares_follow_the_taxonomy_and_name_a_bad_count(taxonomy):
 
 
 def test_votes_must_name_labels_of_their_source(taxonomy):
-    from workbench.taxonomy import Taxonomy
+    from core.taxonomy import Taxonomy
 
     raw = taxonomy.model_dump()
     raw["sources"]["davidson"]["votes"]["7"] = ["sevens"]
@@ -508,8 +458,8 @@ def test_target_matrix_uses_votes_where_known_and_one_hot_elsewhere():
 
 
 def test_training_examples_carry_vote_shares_except_where_a_human_decided(sqlite_store, taxonomy):
-    from workbench.schema import Decision, Item
-    from workbench.text import text_hash
+    from core.schema import Decision, Item
+    from core.text import text_hash
 
     votes = [{"hate_speech": 2, "offensive_language": 1, "neither": 0},
              {"hate_speech": 0, "offensive_language": 3, "neither": 0},
@@ -610,7 +560,7 @@ def test_ensemble_hands_soft_targets_to_the_members_that_learn_from_them():
 
 
 def test_load_labelled_reads_vote_shares_and_lists_unreadable_ones(tmp_path, taxonomy):
-    from workbench.sources import load_labelled
+    from core.sources import load_labelled
 
     folder = tmp_path / "davidson_hate_offensive"
     folder.mkdir()

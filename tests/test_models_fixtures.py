@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from workbench.schema import Item
-from workbench.text import text_hash
+from core.schema import Item
+from core.text import text_hash
 
 VOCAB = {
     "benign": ["lunch", "meeting", "tomorrow", "thanks", "family", "weekend", "movie", "dinner", "garden", "train"],
@@ -94,3 +94,21 @@ def tiny_embedding_model(tiny_st_path, monkeypatch) -> str:
 TINY_TRANSFORMER = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
                     "intermediate_size": 64, "max_position_embeddings": 128, "initializer_range": 0.1,
                     "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
+
+
+def tiny_params(kind: str, tmp_path: Path) -> dict:
+    """The smallest settings that still learn the toy corpus, per kind (the contract tests fit every kind)."""
+    if kind == "transformer":
+        return {"init_config": TINY_TRANSFORMER, "max_steps": 40, "epochs": 50.0, "batch_size": 16,
+                "learning_rate": 1e-2, "max_length": 16, "calibration_fraction": 0.2, "checkpoint_dir": str(tmp_path / "ckpt"),
+                "torch_threads": 1}
+    if kind in ("hybrid", "nblr"):
+        return {"calibration_folds": 3, "min_df": 1}
+    if kind == "tfidf_lr":
+        return {"min_df": 1}
+    if kind == "ensemble":
+        tiny = {k: v for k, v in tiny_params("transformer", tmp_path).items() if k != "checkpoint_dir"}
+        return {"members": [{"kind": "hybrid", "params": tiny_params("hybrid", tmp_path)},
+                            {"kind": "transformer", "params": tiny}],
+                "blend_fraction": 0.25, "checkpoint_dir": str(tmp_path / "ens-ckpt")}
+    return {}
