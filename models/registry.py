@@ -183,7 +183,7 @@ def embeddings_for(store: "Store", model: PolicyClassifier, texts: Sequence[str]
 
 
 def train_model(store: "Store", taxonomy: "Taxonomy", kind: Optional[str] = None,
-                params: Optional[dict[str, Any]] = None, config: Optional["ModelsConfig"] = None,
+                params: Optional[dict[str, Any]] = None, *, config: "ModelsConfig",
                 sources: Optional[Sequence[str]] = None, parent: Optional[str] = None,
                 promote_if: str = "no_champion", actor: str = "cli", data: Optional["TrainingSet"] = None,
                 show_progress: bool = True, echo: Echo = lambda *a, **k: None) -> dict[str, Any]:
@@ -198,13 +198,12 @@ def train_model(store: "Store", taxonomy: "Taxonomy", kind: Optional[str] = None
 
     from core import audit
 
-    from .config import load_models_config
     from .metrics import plot_reliability
     from .training import stratified_split, training_examples
 
     if promote_if not in ("never", "always", "no_champion"):
         raise ModelError(f"promote_if must be never, always or no_champion, not {promote_if!r}")
-    cfg = config or load_models_config()
+    cfg = config
     kind = kind or cfg.training.default_kind
     merged = {**cfg.kind_params(kind), **(params or {})}
     if parent is not None:

@@ -166,7 +166,7 @@ def count_unscored(store: "Store", model_version: str) -> tuple[int, int]:
 
 
 def score_items(store: "Store", taxonomy: "Taxonomy", model_version: Optional[str] = None,
-                chunk_size: Optional[int] = None, config: Optional["ModelsConfig"] = None,
+                chunk_size: Optional[int] = None, *, config: "ModelsConfig",
                 limit: Optional[int] = None, show_progress: bool = True,
                 model: Optional["PolicyClassifier"] = None, embedder: Any = None) -> ScoreSummary:
     """Score every item that has no prediction from the model yet; returns counts and timing.
@@ -181,11 +181,10 @@ def score_items(store: "Store", taxonomy: "Taxonomy", model_version: Optional[st
 
     from core.schema import Item, Prediction, utcnow
 
-    from .config import load_models_config
     from .embeddings import EmbeddingCache, Embedder, embed_texts
     from .registry import load_model_version
 
-    cfg = config or load_models_config()
+    cfg = config
     chunk = int(chunk_size or cfg.scoring.chunk_size)
     started = time.perf_counter()
     if model is None:

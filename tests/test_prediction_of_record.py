@@ -14,11 +14,13 @@ from labeling.cases import build_cases
 from labeling.claims import next_case
 from labeling.decisions import decide
 from labeling.packets import review_packet
+from models.config import load_models_config
 from models.registry import train_model
 from models.scoring import score_items
 from models.training import training_examples
 from test_models_fixtures import add_items, toy_corpus
 
+MODELS = load_models_config()
 FAST = {"min_df": 1}
 
 
@@ -33,15 +35,16 @@ def test_confirming_the_suggestion_after_a_challenger_scored_is_not_an_override(
     store = sqlite_store
     texts, ys = toy_corpus(10)
     add_items(store, texts, ys)
-    champ = train_model(store, taxonomy, kind="tfidf_lr", params=FAST, show_progress=False)["id"]
-    score_items(store, taxonomy, model_version=champ, show_progress=False)
+    champ = train_model(store, taxonomy, config=MODELS, kind="tfidf_lr", params=FAST, show_progress=False)["id"]
+    score_items(store, taxonomy, config=MODELS, model_version=champ, show_progress=False)
     cfg = queue_config.model_copy(update={"qa_share": 0.0, "calibration_sets": []})
     build_cases(store, taxonomy, cfg, progress=False)
 
     data = training_examples(store, taxonomy, min_examples_per_label=1)
-    challenger = train_model(store, taxonomy, kind="tfidf_lr", params={"min_df": 1, "C": 2.0}, promote_if="never",
+    challenger = train_model(store, taxonomy, config=MODELS, kind="tfidf_lr", params={"min_df": 1, "C": 2.0},
+                             promote_if="never",
                              data=_rotated(data, sorted(set(data.labels))), show_progress=False)["id"]
-    score_items(store, taxonomy, model_version=challenger, show_progress=False)  # `workbench score --model`
+    score_items(store, taxonomy, config=MODELS, model_version=challenger, show_progress=False)  # `workbench score --model`
     build_cases(store, taxonomy, cfg, progress=False)
 
     with store.read() as conn:
@@ -67,12 +70,12 @@ def test_confirming_the_suggestion_after_a_challenger_scored_is_not_an_override(
 def test_without_a_champion_the_newest_prediction_counts(sqlite_store, taxonomy):
     texts, ys = toy_corpus(6)
     add_items(sqlite_store, texts, ys)
-    first = train_model(sqlite_store, taxonomy, kind="tfidf_lr", params=FAST, promote_if="never",
+    first = train_model(sqlite_store, taxonomy, config=MODELS, kind="tfidf_lr", params=FAST, promote_if="never",
                         show_progress=False)["id"]
-    score_items(sqlite_store, taxonomy, model_version=first, show_progress=False)
-    second = train_model(sqlite_store, taxonomy, kind="tfidf_lr", params={"min_df": 1, "C": 0.5},
+    score_items(sqlite_store, taxonomy, config=MODELS, model_version=first, show_progress=False)
+    second = train_model(sqlite_store, taxonomy, config=MODELS, kind="tfidf_lr", params={"min_df": 1, "C": 0.5},
                          promote_if="never", show_progress=False)["id"]
-    score_items(sqlite_store, taxonomy, model_version=second, show_progress=False)
+    score_items(sqlite_store, taxonomy, config=MODELS, model_version=second, show_progress=False)
     with sqlite_store.read() as conn:
         assert champion_version(conn) is None
         record = predictions_of_record(conn, ["toy:00000", "toy:00001"])

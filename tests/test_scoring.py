@@ -28,6 +28,7 @@ from core import audit
 from core.schema import AuditEvent, Embedding, Prediction
 from core.text import text_hash
 
+MODELS = load_models_config()
 FAST = {"tfidf_lr": {"min_df": 1}}
 
 
@@ -55,7 +56,7 @@ def labelled_store(any_store, taxonomy):
 # -- registry ------------------------------------------------------------------------------
 def test_train_register_promote_retire(labelled_store, taxonomy):
     store = labelled_store
-    first = train_model(store, taxonomy, kind="tfidf_lr", params=FAST["tfidf_lr"], show_progress=False)
+    first = train_model(store, taxonomy, config=MODELS, kind="tfidf_lr", params=FAST["tfidf_lr"], show_progress=False)
     assert first["role"] == "champion"  # the first model of a store becomes champion
     assert first["kind"] == "tfidf_lr" and first["labels"] == taxonomy.labels
     assert first["taxonomy_version"] == taxonomy.version and len(first["data_fingerprint"]) == 64
@@ -64,7 +65,7 @@ def test_train_register_promote_retire(labelled_store, taxonomy):
     folder = store.data_dir / first["artifact_path"]
     assert (folder / "reliability.png").stat().st_size > 1000 and (folder / "metrics.json").exists()
 
-    second = train_model(store, taxonomy, kind="tfidf_lr", params={"min_df": 1, "C": 1.0}, parent=first["id"],
+    second = train_model(store, taxonomy, config=MODELS, kind="tfidf_lr", params={"min_df": 1, "C": 1.0}, parent=first["id"],
                          show_progress=False)
     assert second["role"] == "challenger" and second["parent_id"] == first["id"]
     assert second["data_fingerprint"] == first["data_fingerprint"]
@@ -80,7 +81,7 @@ def test_train_register_promote_retire(labelled_store, taxonomy):
     with pytest.raises(RegistryError, match="unknown model version"):
         promote(store, "nope")
     with pytest.raises(RegistryError, match="unknown model version"):
-        train_model(store, taxonomy, kind="tfidf_lr", parent="nope", show_progress=False)
+        train_model(store, taxonomy, config=MODELS, kind="tfidf_lr", parent="nope", show_progress=False)
 
     with store.read() as conn:
         actions = [a for (a,) in conn.execute(select(AuditEvent.action).order_by(AuditEvent.id))]
@@ -92,9 +93,9 @@ def test_train_register_promote_retire(labelled_store, taxonomy):
 def test_training_needs_labels(sqlite_store, taxonomy):
     add_items(sqlite_store, ["unlabelled one", "unlabelled two"], [None, None])
     with pytest.raises(ModelError, match="no labelled items"):
-        train_model(sqlite_store, taxonomy, kind="tfidf_lr", show_progress=False)
+        train_model(sqlite_store, taxonomy, config=MODELS, kind="tfidf_lr", show_progress=False)
     with pytest.raises(RegistryError, match="no champion"):
-        score_items(sqlite_store, taxonomy, show_progress=False)
+        score_items(sqlite_store, taxonomy, config=MODELS, show_progress=False)
 
 
 def test_failed_training_leaves_no_row_or_folder(labelled_store, taxonomy, monkeypatch):
@@ -106,7 +107,7 @@ def test_failed_training_leaves_no_row_or_folder(labelled_store, taxonomy, monke
 
     monkeypatch.setattr(models.metrics, "plot_reliability", boom)
     with pytest.raises(RuntimeError, match="disk full"):
-        train_model(labelled_store, taxonomy, kind="tfidf_lr", params=FAST["tfidf_lr"], show_progress=False)
+        train_model(labelled_store, taxonomy, config=MODELS, kind="tfidf_lr", params=FAST["tfidf_lr"], show_progress=False)
     assert list_models(labelled_store) == []
     assert not any((labelled_store.data_dir / "models").glob("*"))
 
@@ -114,8 +115,8 @@ def test_failed_training_leaves_no_row_or_folder(labelled_store, taxonomy, monke
 # -- scoring -------------------------------------------------------------------------------
 def test_scoring_is_resumable_and_never_rescores(labelled_store, taxonomy, monkeypatch):
     store = labelled_store
-    version = train_model(store, taxonomy, kind="tfidf_lr", params=FAST["tfidf_lr"], show_progress=False)["id"]
-    part = score_items(store, taxonomy, chunk_size=7, limit=20, show_progress=False)
+    version = train_model(store, taxonomy, config=MODELS, kind="tfidf_lr", params=FAST["tfidf_lr"], show_progress=False)["id"]
+    part = score_items(store, taxonomy, config=MODELS, chunk_size=7, limit=20, show_progress=False)
     assert part.scored == 20 and _count(store, Prediction) == 20
 
     # A crash in the third chunk: the two chunks before it stay written.
@@ -130,14 +131,14 @@ def test_scoring_is_resumable_and_never_rescores(labelled_store, taxonomy, monke
 
     monkeypatch.setattr(scoring_mod, "predict_rows", flaky)
     with pytest.raises(KeyboardInterrupt):
-        score_items(store, taxonomy, chunk_size=7, show_progress=False)
+        score_items(store, taxonomy, config=MODELS, chunk_size=7, show_progress=False)
     assert _count(store, Prediction) == 34
     monkeypatch.setattr(scoring_mod, "predict_rows", real)
 
-    rest = score_items(store, taxonomy, chunk_size=7, show_progress=False)
+    rest = score_items(store, taxonomy, config=MODELS, chunk_size=7, show_progress=False)
     assert rest.scored == 26 and rest.skipped_already_scored == 34
     assert _count(store, Prediction) == 60 and _count(store, Prediction, model_version=version) == 60
-    assert score_items(store, taxonomy, show_progress=False).scored == 0
+    assert score_items(store, taxonomy, config=MODELS, show_progress=False).scored == 0
     with store.read() as conn:
         rows = conn.execute(select(Prediction.label, Prediction.score, Prediction.scores, Prediction.uncertainty,
                                    Prediction.taxonomy_version)).all()
@@ -146,7 +147,7 @@ def test_scoring_is_resumable_and_never_rescores(labelled_store, taxonomy, monke
         assert scores[label] == pytest.approx(score, abs=1e-5) and 0 <= unc <= 1 and tv == taxonomy.version
     # New items are picked up by the next run, and only they.
     add_items(store, ["a brand new discount offer sale"], ["spam"], prefix="new")
-    assert score_items(store, taxonomy, show_progress=False).scored == 1
+    assert score_items(store, taxonomy, config=MODELS, show_progress=False).scored == 1
 
 
 def test_odd_input_gets_a_defined_outcome(sqlite_store, taxonomy):
@@ -154,7 +155,7 @@ def test_odd_input_gets_a_defined_outcome(sqlite_store, taxonomy):
     add_items(sqlite_store, texts, ys)
     odd = ["", "   \n\t ", "prize " * 5000, "claim your cash \ufffd\ufffd now"]
     ids = add_items(sqlite_store, odd, [None] * 4, prefix="odd")
-    train_model(sqlite_store, taxonomy, kind="tfidf_lr", params=FAST["tfidf_lr"], show_progress=False)
+    train_model(sqlite_store, taxonomy, config=MODELS, kind="tfidf_lr", params=FAST["tfidf_lr"], show_progress=False)
     summary = score_items(sqlite_store, taxonomy, config=_config(max_chars=1000), show_progress=False)
     assert summary.flags == {"empty": 2, "truncated": 1, "undecodable": 1}
     with sqlite_store.read() as conn:
@@ -176,11 +177,11 @@ def test_duplicate_texts_are_encoded_once(tiny_embedding_model, sqlite_store, ta
     add_items(sqlite_store, texts, ys)
     wave = ["URGENT you are a winner claim your cash prize now"] * 30 + ["urgent YOU are a winner  claim your cash prize now"] * 5
     add_items(sqlite_store, wave, [None] * len(wave), prefix="wave")
-    row = train_model(sqlite_store, taxonomy, kind="hybrid", params={"min_df": 1, "calibration_folds": 2},
+    row = train_model(sqlite_store, taxonomy, config=MODELS, kind="hybrid", params={"min_df": 1, "calibration_folds": 2},
                       show_progress=False)
     distinct_training = len({text_hash(t) for t in texts})
     assert _count(sqlite_store, Embedding) == distinct_training  # training embedded each labelled text once
-    summary = score_items(sqlite_store, taxonomy, show_progress=False)
+    summary = score_items(sqlite_store, taxonomy, config=MODELS, show_progress=False)
     assert summary.scored == 40 + 35
     # 35 copies (case and spacing vary) encode once; the training texts come from the cache.
     assert summary.embeddings_encoded == 1 and summary.embeddings_cached == 74
@@ -197,11 +198,11 @@ def test_duplicate_texts_are_encoded_once(tiny_embedding_model, sqlite_store, ta
 def test_new_texts_are_encoded_and_cached_while_scoring(tiny_embedding_model, sqlite_store, taxonomy):
     texts, ys = toy_corpus(8)
     add_items(sqlite_store, texts, ys)
-    train_model(sqlite_store, taxonomy, kind="hybrid", params={"min_df": 1, "calibration_folds": 2},
+    train_model(sqlite_store, taxonomy, config=MODELS, kind="hybrid", params={"min_df": 1, "calibration_folds": 2},
                 show_progress=False)
     before = _count(sqlite_store, Embedding)
     add_items(sqlite_store, ["fresh words here"] * 4 + ["other fresh words"], [None] * 5, prefix="fresh")
-    summary = score_items(sqlite_store, taxonomy, show_progress=False)
+    summary = score_items(sqlite_store, taxonomy, config=MODELS, show_progress=False)
     assert summary.embeddings_encoded == 2 and _count(sqlite_store, Embedding) == before + 2
 
 
@@ -216,13 +217,13 @@ def test_ensemble_trains_registers_and_scores_through_the_cache(tiny_embedding_m
                {"kind": "transformer", "params": {"init_config": TINY_TRANSFORMER, "max_steps": 10,
                                                   "batch_size": 8, "max_length": 16, "calibration_fraction": 0.0,
                                                   "torch_threads": 1}}]
-    row = train_model(sqlite_store, taxonomy, kind="ensemble", params={"members": members, "blend_fraction": 0.25},
+    row = train_model(sqlite_store, taxonomy, config=MODELS, kind="ensemble", params={"members": members, "blend_fraction": 0.25},
                       show_progress=False)
     assert row["role"] == "champion" and row["metrics"]["n_validation"] > 0
     assert any(p.name.startswith("member-1-transformer") for p in sqlite_store.path("checkpoints").rglob("*"))
     model, _ = load_model_version(sqlite_store, row["id"])
     assert model.embedder().model_id == "tiny-st" and set(model.fit_info["weights"]) == {"0:hybrid", "1:transformer"}
-    summary = score_items(sqlite_store, taxonomy, show_progress=False)
+    summary = score_items(sqlite_store, taxonomy, config=MODELS, show_progress=False)
     assert summary.scored == len(texts) and summary.embeddings_encoded == 0  # all from the training cache
 
 
@@ -310,7 +311,7 @@ def test_copies_go_through_the_head_once(sqlite_store, taxonomy):
     texts, ys = toy_corpus(8)
     add_items(sqlite_store, texts, ys)
     add_items(sqlite_store, ["WIN cash now"] * 12 + ["win  cash NOW"] * 3 + ["other text"], [None] * 16, prefix="w")
-    version = train_model(sqlite_store, taxonomy, kind="tfidf_lr", params=FAST["tfidf_lr"], show_progress=False)["id"]
+    version = train_model(sqlite_store, taxonomy, config=MODELS, kind="tfidf_lr", params=FAST["tfidf_lr"], show_progress=False)["id"]
     model, _ = load_model_version(sqlite_store, version)
     seen: list[str] = []
     real = model.predict_proba
@@ -320,7 +321,7 @@ def test_copies_go_through_the_head_once(sqlite_store, taxonomy):
         return real(batch, embeddings)
 
     model.predict_proba = counting
-    summary = score_items(sqlite_store, taxonomy, model_version=version, model=model, chunk_size=7,
+    summary = score_items(sqlite_store, taxonomy, config=MODELS, model_version=version, model=model, chunk_size=7,
                           show_progress=False)
     assert summary.scored == 56
     assert len(seen) == 40 + 2 and seen.count("WIN cash now") == 1  # copies across chunks: once
@@ -339,9 +340,9 @@ def test_training_learns_from_annotator_votes_when_the_kind_asks(sqlite_store, t
             s.add(Item(id=f"davidson:{i}", source="davidson", surface="post", text=t, text_hash=text_hash(t),
                        policy_label=lab, source_label=lab, taxonomy_version="test", meta={"count": 3, **votes}))
     params = {"embedding_weight": 0.0, "min_df": 1, "calibration_folds": 2}
-    soft = train_model(sqlite_store, taxonomy, kind="hybrid", params={**params, "soft_labels": True},
+    soft = train_model(sqlite_store, taxonomy, config=MODELS, kind="hybrid", params={**params, "soft_labels": True},
                        show_progress=False)
-    hard = train_model(sqlite_store, taxonomy, kind="hybrid", params=params, show_progress=False)
+    hard = train_model(sqlite_store, taxonomy, config=MODELS, kind="hybrid", params=params, show_progress=False)
     assert load_model_version(sqlite_store, soft["id"])[0].fit_info["soft_targets"] is True
     assert load_model_version(sqlite_store, hard["id"])[0].fit_info["soft_targets"] is False
     assert soft["params"]["soft_labels"] is True and soft["data_fingerprint"] == hard["data_fingerprint"]
