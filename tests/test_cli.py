@@ -8,7 +8,8 @@ from click.testing import CliRunner
 
 from workbench.cli import cli
 
-HEAVY = ("torch", "sentence_transformers", "gradio", "faiss", "sklearn", "transformers", "pandas", "datasets")
+HEAVY = ("torch", "sentence_transformers", "gradio", "faiss", "sklearn", "transformers", "pandas", "datasets",
+         "numpy", "sqlalchemy", "pydantic")
 
 
 def run(tmp_path, *args, ok=True):

@@ -12,8 +12,6 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
-from core.config import config_dir
-
 if TYPE_CHECKING:  # pragma: no cover
     import pluggy
 
@@ -31,6 +29,8 @@ class AppContext:
     def __init__(self, data_dir: Optional[str | Path] = None, db: Optional[str] = None,
                  config_dir_: Optional[str | Path] = None, store: Optional["Store"] = None) -> None:
         self.data_dir = Path(data_dir) if data_dir else None
+        from core.config import config_dir  # pydantic and yaml: not for `workbench --help`
+
         self.db = db
         self.config_dir = config_dir(config_dir_).resolve()
         self._store = store
