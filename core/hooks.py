@@ -31,9 +31,10 @@ class PermissionDenied(PermissionError):
 
 
 class HookSpecs:
-    @hookspec
+    @hookspec(historic=True)
     def register_commands(self, cli: Any) -> None:
-        """Add click commands or groups to the `workbench` command group."""
+        """Add click commands or groups to the `workbench` command group (a plugin registered
+        after start-up is called too: the hook is historic)."""
 
     @hookspec
     def demo_steps(self) -> list[DemoStep]:

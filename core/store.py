@@ -24,10 +24,6 @@ class StoreError(RuntimeError):
     """The database cannot be opened or is not at the schema this code expects."""
 
 
-def default_data_dir() -> Path:
-    return Path(os.environ.get("WORKBENCH_DATA_DIR", DEFAULT_DATA_DIR))
-
-
 def normalise_url(url: str) -> str:
     """Accept `postgresql://` and `postgres://` and use the psycopg 3 driver for them."""
     for prefix in ("postgres://", "postgresql://"):
@@ -41,8 +37,9 @@ class Store:
 
     def __init__(self, data_dir: str | os.PathLike[str] | None = None, url: str | None = None,
                  echo: bool = False) -> None:
-        self.data_dir = Path(data_dir) if data_dir else default_data_dir()
-        url = url or os.environ.get("WORKBENCH_DB")
+        # Where the data lives is an argument: the command line reads its options (and their
+        # WORKBENCH_DATA_DIR / WORKBENCH_DB environment variables) once and passes them here.
+        self.data_dir = Path(data_dir) if data_dir else Path(DEFAULT_DATA_DIR)
         self.url = normalise_url(url) if url else f"sqlite:///{self.data_dir / DB_FILE}"
         self.is_sqlite = self.url.startswith("sqlite")
         if self.is_sqlite:

@@ -50,7 +50,7 @@ def _register_commands() -> None:
         module = importlib.import_module(f"{__name__}.{name}")
         if not pm.is_registered(module):
             pm.register(module, name=f"workbench.cli.{name}")
-    pm.hook.register_commands(cli=cli)
+    pm.hook.register_commands.call_historic(kwargs={"cli": cli})
 
 
 _register_commands()
