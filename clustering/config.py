@@ -6,7 +6,7 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from core.config import config_dir, load_model
+from core.config import config_file, load_model
 
 from .normalize import ENTITY_KINDS
 
@@ -76,7 +76,5 @@ class CampaignSettings(BaseModel):
 
 def load_campaign_settings(path: str | Path | None = None) -> CampaignSettings:
     """Load `campaigns.yaml` (a file or a configs folder); errors name the file and field."""
-    p = Path(path) if path else config_dir() / CAMPAIGNS_FILE
-    if p.is_dir():
-        p = p / CAMPAIGNS_FILE
+    p = config_file(path, CAMPAIGNS_FILE)
     return load_model(p, CampaignSettings)

@@ -64,3 +64,15 @@ def load_model(path: Path, model: type[M]) -> M:
         return model.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(path, exc)) from None
+
+
+def config_file(path: str | os.PathLike[str] | None, name: str) -> Path:
+    """The YAML file `name` given a file, a configs folder, or nothing (the bundled folder)."""
+    p = Path(path) if path else DEFAULT_CONFIG_DIR
+    return p / name if p.is_dir() else p
+
+
+def raise_problems(path: Path, problems: list[tuple[str, str]]) -> None:
+    """ConfigError naming the file and each (field, problem) pair, when there are any."""
+    if problems:
+        raise ConfigError("\n".join(f"{path}: field '{f}': {msg}" for f, msg in problems))

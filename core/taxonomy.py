@@ -12,7 +12,7 @@ from typing import Any, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from .config import config_dir, load_model
+from .config import config_file, load_model
 
 TAXONOMY_FILE = "taxonomy.yaml"
 
@@ -239,7 +239,5 @@ def _label_key(raw: object) -> str:
 
 def load_taxonomy(path: str | Path | None = None) -> Taxonomy:
     """Load and validate the taxonomy; `path` may be the YAML file or a configs folder."""
-    p = Path(path) if path else config_dir() / TAXONOMY_FILE
-    if p.is_dir():
-        p = p / TAXONOMY_FILE
+    p = config_file(path, TAXONOMY_FILE)
     return load_model(p, Taxonomy)

@@ -10,7 +10,7 @@ from typing import Optional
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from core.config import ConfigError, load_model
+from core.config import config_file, load_model, raise_problems
 from core.taxonomy import Taxonomy
 
 QUEUES_FILE = "queues.yaml"
@@ -121,12 +121,8 @@ class QueueConfig(_Strict):
 
 def load_queue_config(path: str | Path, taxonomy: Optional[Taxonomy] = None) -> QueueConfig:
     """Load `queues.yaml` (a file or a configs folder); with a taxonomy, also check its names."""
-    p = Path(path)
-    if p.is_dir():
-        p = p / QUEUES_FILE
+    p = config_file(path, QUEUES_FILE)
     cfg = load_model(p, QueueConfig)
     if taxonomy is not None:
-        problems = cfg.check_against(taxonomy)
-        if problems:
-            raise ConfigError("\n".join(f"{p}: field '{f}': {msg}" for f, msg in problems))
+        raise_problems(p, cfg.check_against(taxonomy))
     return cfg

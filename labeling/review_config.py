@@ -6,7 +6,7 @@ from typing import Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from core.config import ConfigError, load_model
+from core.config import config_file, load_model, raise_problems
 from core.taxonomy import Taxonomy
 
 REVIEW_FILE = "review.yaml"
@@ -30,12 +30,9 @@ class ReviewSettings(BaseModel):
 
 def load_review_settings(path: str | Path, taxonomy: Optional[Taxonomy] = None) -> ReviewSettings:
     """Load `review.yaml` (a file or a configs folder); with a taxonomy, also check the policy names."""
-    p = Path(path)
-    if p.is_dir():
-        p = p / REVIEW_FILE
+    p = config_file(path, REVIEW_FILE)
     settings = load_model(p, ReviewSettings)
     if taxonomy is not None:
         unknown = [m for m in settings.mask_policies if m not in taxonomy.policies]
-        if unknown:
-            raise ConfigError(f"{p}: field 'mask_policies': unknown policies {unknown}")
+        raise_problems(p, [("mask_policies", f"unknown policies {unknown}")] if unknown else [])
     return settings

@@ -6,7 +6,7 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from core.config import config_dir, load_model
+from core.config import config_file, load_model
 
 MODELS_FILE = "models.yaml"
 
@@ -115,9 +115,7 @@ class ModelsConfig(_Strict):
 
 def load_models_config(path: str | Path | None = None) -> ModelsConfig:
     """Load `models.yaml` from a file or a configs folder (default: the configs folder)."""
-    p = Path(path) if path else config_dir() / MODELS_FILE
-    if p.is_dir():
-        p = p / MODELS_FILE
+    p = config_file(path, MODELS_FILE)
     if not p.exists() and path is None:
         return ModelsConfig()
     return load_model(p, ModelsConfig)

@@ -8,9 +8,8 @@ service exactly what it needs (later, the signed-in principal too).
 """
 from __future__ import annotations
 
-from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 if TYPE_CHECKING:  # pragma: no cover
     import pluggy
@@ -34,6 +33,7 @@ class AppContext:
         self.db = db
         self.config_dir = config_dir(config_dir_).resolve()
         self._store = store
+        self._configs: dict[str, Any] = {}
 
     def store(self) -> "Store":
         if self._store is None:
@@ -49,54 +49,40 @@ class AppContext:
     def config_path(self, name: str) -> Path:
         return self.config_dir / name
 
-    @cached_property
-    def _taxonomy(self) -> "Taxonomy":
-        from core.taxonomy import load_taxonomy
-
-        return load_taxonomy(self.config_dir)
+    def _once(self, name: str, load: Callable[[], Any]) -> Any:
+        """Load a config the first time it is asked for; the same object afterwards."""
+        if name not in self._configs:
+            self._configs[name] = load()
+        return self._configs[name]
 
     def taxonomy(self) -> "Taxonomy":
-        return self._taxonomy
+        from core.taxonomy import load_taxonomy
 
-    @cached_property
-    def _queues(self) -> "QueueConfig":
-        from labeling.queue_config import load_queue_config
-
-        return load_queue_config(self.config_dir, taxonomy=self.taxonomy())
+        return self._once("taxonomy", lambda: load_taxonomy(self.config_dir))
 
     def queues(self) -> "QueueConfig":
         """`queues.yaml`, checked against the taxonomy."""
-        return self._queues
+        from labeling.queue_config import load_queue_config
 
-    @cached_property
-    def _review(self) -> "ReviewSettings":
-        from labeling.review_config import load_review_settings
-
-        return load_review_settings(self.config_dir, taxonomy=self.taxonomy())
+        return self._once("queues", lambda: load_queue_config(self.config_dir, taxonomy=self.taxonomy()))
 
     def review(self) -> "ReviewSettings":
         """`review.yaml`, checked against the taxonomy."""
-        return self._review
+        from labeling.review_config import load_review_settings
 
-    @cached_property
-    def _campaigns(self) -> "CampaignSettings":
-        from clustering.config import load_campaign_settings
-
-        return load_campaign_settings(self.config_dir)
+        return self._once("review", lambda: load_review_settings(self.config_dir, taxonomy=self.taxonomy()))
 
     def campaigns(self) -> "CampaignSettings":
         """`campaigns.yaml`."""
-        return self._campaigns
+        from clustering.config import load_campaign_settings
 
-    @cached_property
-    def _models(self) -> "ModelsConfig":
-        from models.config import load_models_config
-
-        return load_models_config(self.config_dir)
+        return self._once("campaigns", lambda: load_campaign_settings(self.config_dir))
 
     def models(self) -> "ModelsConfig":
         """`models.yaml`."""
-        return self._models
+        from models.config import load_models_config
+
+        return self._once("models", lambda: load_models_config(self.config_dir))
 
     @property
     def plugins(self) -> "pluggy.PluginManager":
