@@ -17,6 +17,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional
 
+from . import audit
+from .schema import IngestRun, Item
+from .store import insert_ignore
 from .text import has_undecodable_bytes, text_hash
 
 ROW_NUMBER = "@row"  # pseudo-column: the 1-based data row number (same in a file and on the Hub)
@@ -422,9 +425,6 @@ def ingest_paths(store: Any, taxonomy: Any, paths: list[str], preset: Optional[s
     """Ingest every path; raises IngestError before writing anything if a path is unusable."""
     from sqlalchemy import insert, update
 
-    from . import audit
-    from .schema import IngestRun
-
     if preset is not None and preset not in PRESETS:
         raise IngestError(f"unknown preset {preset!r} (known: {', '.join(PRESETS)})")
     if fmt is not None and fmt not in FORMATS:
@@ -556,9 +556,6 @@ class _ChunkWriter:
         self.summary = summary
         self.chunk_size = chunk_size
         self.buf: list[dict[str, Any]] = []
-        from .schema import Item
-        from .store import insert_ignore
-
         self.stmt = insert_ignore(store.dialect, Item.__table__, ["id"])
         self.returning = self.stmt.returning(self.stmt.table.c.id)
         self.counts_rows = store.dialect == "sqlite"  # sqlite3's executemany rowcount is exact

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from core.schema import Embedding
+from core.store import insert_ignore
 from core.text import text_hash
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -140,8 +142,6 @@ class EmbeddingCache:
         """The cached vectors among `hashes` (missing ones are simply absent)."""
         from sqlalchemy import select
 
-        from core.schema import Embedding
-
         t = Embedding.__table__
         wanted = list(dict.fromkeys(hashes))
         out: dict[str, np.ndarray] = {}
@@ -164,8 +164,6 @@ class EmbeddingCache:
             rows.append({"model": self.model_id, "text_hash": h, "dim": int(arr.shape[0]),
                          "vector": arr.tobytes()})
         with self.store.begin() as conn:
-            from core.schema import Embedding
-            from core.store import insert_ignore
 
             conn.execute(insert_ignore(conn.dialect.name, Embedding.__table__, ["model", "text_hash"]), rows)
 

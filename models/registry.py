@@ -17,6 +17,9 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 import numpy as np
 
+from core import audit
+from core.schema import ModelVersion, utcnow
+
 from .base import ModelError, PolicyClassifier
 from .kinds import kind_class, load_classifier, make_classifier
 
@@ -53,8 +56,6 @@ def artifact_dir(store: "Store", version: str) -> Path:
 
 
 def _table() -> Any:
-    from core.schema import ModelVersion
-
     return ModelVersion.__table__
 
 
@@ -112,9 +113,6 @@ def promote(store: "Store", version: str, actor: str = "cli", reason: str = "") 
     """Make `version` the champion; the previous champion becomes a challenger. Audited."""
     from sqlalchemy import select, update
 
-    from core import audit
-    from core.schema import utcnow
-
     t = _table()
     with store.begin() as conn:
         rows = conn.execute(select(t.c.id, t.c.role).with_for_update()).all()
@@ -136,8 +134,6 @@ def promote(store: "Store", version: str, actor: str = "cli", reason: str = "") 
 def retire(store: "Store", version: str, actor: str = "cli", reason: str = "") -> dict[str, Any]:
     """Mark a version retired (kept for the record, never used to score). Not the champion."""
     from sqlalchemy import select, update
-
-    from core import audit
 
     t = _table()
     with store.begin() as conn:
@@ -174,7 +170,7 @@ def embeddings_for(store: "Store", model: PolicyClassifier, texts: Sequence[str]
     """Cached sentence embeddings for a kind that reads them (None for the others)."""
     if not getattr(model, "needs_embeddings", model.uses_embeddings):
         return None
-    from .embeddings import EmbeddingCache, Embedder, embed_texts
+    from .embeddings import Embedder, EmbeddingCache, embed_texts
 
     embedder = model.embedder() if hasattr(model, "embedder") else Embedder()
     if config is not None:
@@ -195,8 +191,6 @@ def train_model(store: "Store", taxonomy: "Taxonomy", kind: Optional[str] = None
     there is none yet, so a fresh store gets a champion from its first model).
     """
     from sqlalchemy import insert
-
-    from core import audit
 
     from .metrics import plot_reliability
     from .training import stratified_split, training_examples

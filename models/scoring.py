@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 import numpy as np
 
+from core.schema import Item, Prediction, utcnow
 from core.text import has_undecodable_bytes, text_hash
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -142,8 +143,6 @@ def predict_rows(model: "PolicyClassifier", prepared: Sequence[PreparedText], be
 
 
 def _insert_predictions(conn: Any, rows: list[dict[str, Any]]) -> None:
-    from core.schema import Prediction
-
     t = Prediction.__table__
     if conn.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
@@ -155,8 +154,6 @@ def _insert_predictions(conn: Any, rows: list[dict[str, Any]]) -> None:
 def count_unscored(store: "Store", model_version: str) -> tuple[int, int]:
     """(items without a prediction from `model_version`, items in total)."""
     from sqlalchemy import func, select
-
-    from core.schema import Item, Prediction
 
     it, pt = Item.__table__, Prediction.__table__
     with store.read() as conn:
@@ -179,9 +176,7 @@ def score_items(store: "Store", taxonomy: "Taxonomy", model_version: Optional[st
     from sqlalchemy import and_, select
     from tqdm.auto import tqdm
 
-    from core.schema import Item, Prediction, utcnow
-
-    from .embeddings import EmbeddingCache, Embedder, embed_texts
+    from .embeddings import Embedder, EmbeddingCache, embed_texts
     from .registry import load_model_version
 
     cfg = config

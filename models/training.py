@@ -15,6 +15,10 @@ from typing import TYPE_CHECKING, Iterable, Optional, Sequence
 
 import numpy as np
 
+from core.labels import current_decisions
+from core.schema import Item
+from core.text import text_hash
+
 if TYPE_CHECKING:  # pragma: no cover
     from core.store import Store
     from core.taxonomy import Taxonomy
@@ -85,7 +89,6 @@ def data_fingerprint(ids: Sequence[str], texts: Sequence[str], labels: Sequence[
                      shares: Optional[Sequence[Optional[dict[str, float]]]] = None) -> str:
     """Hex SHA-256 identifying a labelled data set independent of its order (an item's vote
     shares count where it has them, so data without votes keeps its old fingerprint)."""
-    from core.text import text_hash
 
     shares = shares or [None] * len(ids)
     rows = sorted(f"{i}\x1f{lab}\x1f{text_hash(t)}"
@@ -107,9 +110,6 @@ def training_examples(store: "Store", taxonomy: "Taxonomy", sources: Optional[It
     Labels with fewer than `min_examples_per_label` examples are dropped (counted in `dropped`).
     """
     from sqlalchemy import select
-
-    from core.labels import current_decisions
-    from core.schema import Item
 
     known = set(taxonomy.labels)
     it = Item.__table__
