@@ -20,6 +20,8 @@ from core.schema import Case, Decision, utcnow
 from labeling.cases import filter_cases
 from labeling.queue_config import QueueConfig
 
+from .report import one_per_labelling_act
+
 WAITING_STATES = ("open", "escalated", "claimed")
 
 
@@ -132,12 +134,14 @@ def ops_kpis(store: Any, now: Optional[dt.datetime] = None, queue: Optional[str]
     with store.read() as conn:
         cases = conn.execute(q).mappings().all()
         case_ids = {c["id"] for c in cases}
-        decs = [d for d in conn.execute(select(D.c.id, D.c.case_id, D.c.reviewer, D.c.kind, D.c.label, D.c.action,
-                                               D.c.supersedes_id, D.c.is_override)).mappings()
+        decs = [d for d in conn.execute(select(D.c.id, D.c.case_id, D.c.item_id, D.c.reviewer, D.c.kind, D.c.label,
+                                               D.c.action, D.c.supersedes_id, D.c.is_override)).mappings()
                 if (not (queue or policy or surface)) or d["case_id"] in case_ids]
+        acts = one_per_labelling_act(conn, [dict(d) for d in decs])
     work = [c for c in cases if not c["calibration_set"] and c["queue"] != config.appeals_queue]
     appeals = [c for c in cases if c["queue"] == config.appeals_queue]
     enforce = [d for d in decs if d["kind"] != "calibration"]
+    acts_enforce = [d for d in acts if d["kind"] != "calibration"]
     now_s = float(_epoch([now])[0])
     return {
         "as_of": now.isoformat(timespec="seconds"),
@@ -155,7 +159,8 @@ def ops_kpis(store: Any, now: Optional[dt.datetime] = None, queue: Optional[str]
                                                        _epoch(c["resolved_at"] for c in work)),
         "resolved_per_analyst": per_analyst([d["reviewer"] for d in enforce], [d["case_id"] for d in enforce]),
         "decisions": len(enforce),
-        "override_rate": rate([bool(d["is_override"]) for d in enforce if d["kind"] != "appeal"]),
+        "labelling_acts": len(acts_enforce),  # a bulk decision counts once per distinct text
+        "override_rate": rate([bool(d["is_override"]) for d in acts_enforce if d["kind"] != "appeal"]),
         "rework_rate": rework_rate([d["id"] for d in enforce], [d["supersedes_id"] for d in enforce],
                                    [d["label"] for d in enforce], [d["action"] for d in enforce]),
         "escalation_rate": rate([c["escalation_reason"] is not None for c in work]),

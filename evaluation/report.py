@@ -27,12 +27,35 @@ from . import metrics as em
 _CHUNK = 900
 
 
+def one_per_labelling_act(conn: Any, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Decision rows with a bulk decision's members collapsed to one row per distinct text.
+
+    A campaign decided in one action labels hundreds of copies of a few texts: counted as
+    independent labels they would swamp every rate. Rows of other kinds pass through unchanged.
+    """
+    I = Item.__table__
+    bulk_ids = [r["item_id"] for r in rows if r["kind"] == "bulk"]
+    hashes: dict[str, str] = {}
+    for i in range(0, len(bulk_ids), _CHUNK):
+        hashes.update(dict(conn.execute(select(I.c.id, I.c.text_hash).where(I.c.id.in_(bulk_ids[i:i + _CHUNK]))).all()))
+    seen: set[tuple[Any, ...]] = set()
+    out = []
+    for r in rows:
+        if r["kind"] == "bulk":
+            key = (r["case_id"], r["label"], hashes.get(r["item_id"], r["item_id"]))
+            if key in seen:
+                continue
+            seen.add(key)
+        out.append(r)
+    return out
+
+
 def decision_rows(store: Store, taxonomy: Taxonomy) -> list[dict[str, Any]]:
     """Current human labels joined with the scores the model showed when each was decided."""
     P, C = Prediction.__table__, Case.__table__
     with store.read() as conn:
         decided = current_decisions(conn, kinds=AUTHORITATIVE_KINDS)
-        rows = [d for d in decided.values() if d["model_version"] and d["model_label"]]
+        rows = one_per_labelling_act(conn, [d for d in decided.values() if d["model_version"] and d["model_label"]])
         scores: dict[tuple[str, str], dict[str, float]] = {}
         audit_cases: set[int] = set()
         ids = [r["item_id"] for r in rows]

@@ -74,8 +74,11 @@ def next_case(store: Store, analyst: str, queue: str, config: QueueConfig, lease
         raise QueueError("an analyst name is required to claim a case")
     if queue not in config.queues:
         raise QueueError(f"unknown queue {queue!r} (known: {', '.join(config.queues)})")
+    lease = config.lease_seconds if lease_seconds is None else lease_seconds
+    if isinstance(lease, bool) or not isinstance(lease, int) or not 0 < lease <= config.max_lease_seconds:
+        raise QueueError(f"a lease must be 1 to {config.max_lease_seconds} seconds (max_lease_seconds in "
+                         f"queues.yaml), not {lease_seconds!r}")
     now = _now(now)
-    lease = int(lease_seconds or config.lease_seconds)
     check_permission(analyst, "claim", f"queue {queue}")
     with store.begin() as conn:
         reclaim_expired(conn, config, now)

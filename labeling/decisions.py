@@ -17,7 +17,8 @@ from sqlalchemy import Connection, func, insert, select, update
 
 from core import audit
 from core.hooks import check_permission, decision_recorded
-from core.predictions import record_ids
+from core.labels import current_decisions
+from core.predictions import predictions_of_record
 from core.schema import CampaignMember, Case, Decision, Prediction, utcnow
 from core.store import Store
 from core.taxonomy import Taxonomy
@@ -27,6 +28,8 @@ from .claims import check_actionable, lock_case
 from .errors import DecisionError
 from .queue_config import QueueConfig
 
+EXISTING = ("supersede", "skip")  # what a campaign decision does to members a human already decided
+_CHUNK = 900  # stay under SQLite's bound-parameter limit
 C = Case.__table__
 CM = CampaignMember.__table__
 D = Decision.__table__
@@ -84,13 +87,18 @@ def _insert_decision(conn: Connection, **row: Any) -> int:
 def decide(store: Store, taxonomy: Taxonomy, case_id: int, analyst: str, label: str,
            action: Optional[str] = None, severity: Optional[str] = None, policy_ref: Optional[str] = None,
            rationale: Optional[str] = None, kind: str = "review", now: Optional[dt.datetime] = None,
-           *, config: QueueConfig) -> dict[str, Any]:
+           *, config: QueueConfig, existing: str = "supersede") -> dict[str, Any]:
     """Decide a case (one transaction): validate, record what the model said, close, audit.
 
     `action` defaults to the policy's default action (a one-key confirm). The kind follows the
     case: QA audit, calibration copy, escalation, or "bulk" for a campaign case, which writes one
-    decision per member item and closes the members' own waiting cases.
+    decision per member item and closes the members' own waiting cases (`bulk_preview` shows
+    the effect first). A member whose own case another analyst holds is left out; a member that
+    already has a human decision gets one superseding it (`existing="supersede"`, counted as
+    rework) or is left out (`existing="skip"`).
     """
+    if existing not in EXISTING:
+        raise DecisionError(f"existing must be one of {', '.join(EXISTING)}, not {existing!r}")
     now = now or utcnow()
     rationale = (rationale or "").strip() or None
     action, severity, policy_ref = _validate(taxonomy, label, action, severity, policy_ref)
@@ -119,8 +127,9 @@ def decide(store: Store, taxonomy: Taxonomy, case_id: int, analyst: str, label: 
                       policy_ref=policy_ref, rationale=rationale, taxonomy_version=taxonomy.version, created_at=now)
         ids: list[int] = []
         closed_members: list[int] = []
+        bulk: dict[str, Any] = {}
         if case["campaign_id"] is not None:
-            ids, closed_members = _bulk(conn, case, analyst, common, now)
+            ids, closed_members, bulk = _bulk(conn, case, analyst, common, now, existing)
         else:
             ids.append(_insert_decision(conn, item_id=case["item_id"], model_version=version,
                                         model_label=model_label, model_score=model_score,
@@ -130,39 +139,85 @@ def decide(store: Store, taxonomy: Taxonomy, case_id: int, analyst: str, label: 
                      {"decisions": ids if len(ids) <= 50 else {"count": len(ids), "first": ids[0], "last": ids[-1]},
                       "kind": kind, "label": label, "action": action, "severity": severity,
                       "model_label": model_label, "model_score": model_score, "is_override": override,
-                      "rationale": rationale, "closed_member_cases": len(closed_members)})
+                      "rationale": rationale, "closed_member_cases": len(closed_members),
+                      **({"bulk": {k: len(v) if isinstance(v, list) else v for k, v in bulk.items()}} if bulk else {})})
         view = case_view(conn, case_id, with_history=False)
-    view.update(decision_ids=ids, kind=kind, is_override=override, closed_member_cases=closed_members)
+    view.update(decision_ids=ids, kind=kind, is_override=override, closed_member_cases=closed_members, bulk=bulk)
     decision_recorded(ids, view, analyst, kind, label, action)
     return view
 
 
-def _bulk(conn: Connection, case: Mapping[str, Any], analyst: str, common: dict[str, Any],
-          now: dt.datetime) -> tuple[list[int], list[int]]:
-    """One decision per member of the campaign (its own model prediction recorded); close member cases."""
+def _bulk_plan(conn: Connection, case: Mapping[str, Any], analyst: str, now: dt.datetime) -> dict[str, Any]:
+    """Who a campaign decision would touch: members, those held by another analyst, those decided."""
     members = conn.execute(select(CM.c.item_id).where(CM.c.campaign_id == case["campaign_id"])
                            .order_by(CM.c.item_id)).scalars().all()
     if not members:
         raise DecisionError(f"campaign {case['campaign_id']} of case {case['id']} has no members")
-    preds = {r.item_id: r for r in conn.execute(
-        select(P.c.item_id, P.c.model_version, P.c.label, P.c.score)
-        .where(P.c.item_id.in_(members), P.c.id.in_(record_ids(conn))))}
+    held: dict[str, str] = {}
+    for start in range(0, len(members), _CHUNK):
+        for item_id, holder in conn.execute(select(C.c.item_id, C.c.claimed_by).where(
+                C.c.item_id.in_(members[start:start + _CHUNK]), C.c.campaign_id.is_(None),
+                C.c.state == "claimed", C.c.claimed_by != analyst, C.c.lease_expires_at > now)):
+            held[item_id] = holder
+    decided = current_decisions(conn, members)
+    return {"members": list(members), "held": held, "decided": decided}
+
+
+def bulk_preview(store: Store, case_id: int, analyst: str, now: Optional[dt.datetime] = None) -> dict[str, Any]:
+    """What deciding a campaign case would do, to show before confirming: how many members get a
+    decision, how many are held by other analysts (left out), and how many already have a human
+    decision (superseded, or left out with `existing="skip"`), with those decisions' labels."""
+    now = now or utcnow()
+    with store.read() as conn:
+        case = conn.execute(select(C).where(C.c.id == case_id)).mappings().first()
+        if case is None:
+            raise DecisionError(f"no case {case_id}")
+        if case["campaign_id"] is None:
+            return {"case_id": case_id, "campaign_id": None, "members": 1, "held_by_others": {},
+                    "already_decided": 0, "already_decided_labels": {}}
+        plan = _bulk_plan(conn, case, analyst, now)
+    labels: dict[str, int] = {}
+    for d in plan["decided"].values():
+        labels[d["label"]] = labels.get(d["label"], 0) + 1
+    return {"case_id": case_id, "campaign_id": case["campaign_id"], "members": len(plan["members"]),
+            "held_by_others": dict(plan["held"]), "already_decided": len(plan["decided"]),
+            "already_decided_labels": labels}
+
+
+def _bulk(conn: Connection, case: Mapping[str, Any], analyst: str, common: dict[str, Any],
+          now: dt.datetime, existing: str) -> tuple[list[int], list[int], dict[str, Any]]:
+    """One decision per member of the campaign (its own model prediction recorded); close member cases.
+
+    Members whose own case another analyst holds are left out (their cases untouched); members
+    with a human decision get one that supersedes it, or are left out when `existing="skip"`.
+    """
+    plan = _bulk_plan(conn, case, analyst, now)
+    held, decided = plan["held"], plan["decided"]
+    skipped_decided = sorted(decided) if existing == "skip" else []
+    targets = [m for m in plan["members"] if m not in held and m not in skipped_decided]
+    preds = predictions_of_record(conn, targets)
     rows = []
-    for item_id in members:
+    for item_id in targets:
         p = preds.get(item_id)
+        before = decided.get(item_id)
         rows.append(dict(common, item_id=item_id, campaign_id=case["campaign_id"],
-                         model_version=p.model_version if p else None, model_label=p.label if p else None,
-                         model_score=float(p.score) if p else None,
-                         is_override=bool(p is not None and p.label != common["label"])))
-    ids = conn.execute(insert(D).returning(D.c.id, sort_by_parameter_order=True), rows).scalars().all()
-    waiting = conn.execute(select(C.c.id).where(
-        C.c.item_id.in_(members), C.c.campaign_id.is_(None), C.c.calibration_set.is_(None),
-        C.c.state.in_(("open", "escalated", "claimed")), C.c.id != case["id"])).scalars().all()
+                         model_version=p["model_version"] if p else None, model_label=p["label"] if p else None,
+                         model_score=float(p["score"]) if p else None,
+                         is_override=bool(p is not None and p["label"] != common["label"]),
+                         supersedes_id=before["id"] if before else None))
+    ids = conn.execute(insert(D).returning(D.c.id, sort_by_parameter_order=True), rows).scalars().all() if rows else []
+    waiting: list[int] = []
+    for start in range(0, len(targets), _CHUNK):
+        waiting += conn.execute(select(C.c.id).where(
+            C.c.item_id.in_(targets[start:start + _CHUNK]), C.c.campaign_id.is_(None), C.c.calibration_set.is_(None),
+            C.c.state.in_(("open", "escalated", "claimed")), C.c.id != case["id"])).scalars().all()
     if waiting:
         conn.execute(update(C).where(C.c.id.in_(waiting)).values(
             state="decided", resolved_at=now, lease_expires_at=None, updated_at=now,
             first_action_at=func.coalesce(C.c.first_action_at, now)))
-    return list(ids), list(waiting)
+    info = {"skipped_held": sorted(held), "superseded": sum(1 for r in rows if r["supersedes_id"]),
+            "skipped_decided": skipped_decided}
+    return list(ids), list(waiting), info
 
 
 def correct(store: Store, taxonomy: Taxonomy, decision_id: int, analyst: str, label: str,

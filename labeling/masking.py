@@ -25,3 +25,11 @@ def should_mask(settings: ReviewSettings, scores: Optional[dict[str, float]], po
     if not scores:
         return True
     return any(float(scores.get(p, 0.0)) >= settings.mask_min_score for p in settings.mask_policies)
+
+
+def shown_text(settings: ReviewSettings, text: str, scores: Optional[dict[str, float]],
+               *labels: Optional[str]) -> str:
+    """`text` as it may leave the server unrevealed: masked when `should_mask` says so for its
+    scores or for any of `labels` (its source's policy label, a human decision's label)."""
+    sensitive = should_mask(settings, scores, None) or any(lab in settings.mask_policies for lab in labels if lab)
+    return mask_text(text) if sensitive else text

@@ -7,8 +7,10 @@ revealing it is an audited action, as T&S wellness practice asks.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
-import re
+import os
+import secrets
 from pathlib import Path
 from typing import Any, Optional
 
@@ -27,7 +29,7 @@ from core.taxonomy import Taxonomy
 from .cases import case_view, suggestion
 from .errors import QueueError
 from .escalation import escalate
-from .masking import mask_text, should_mask
+from .masking import mask_text, should_mask, shown_text
 from .queue_config import QueueConfig
 from .review_config import ReviewSettings
 
@@ -49,22 +51,27 @@ def _item_campaign(conn: Any, item_id: str) -> Optional[dict[str, Any]]:
     return out
 
 
-def author_history(conn: Any, author_id: Optional[str], exclude_item: Optional[str], limit: int) -> dict[str, Any]:
-    """The author's other items, newest first, with their prediction and current human label."""
+def author_history(conn: Any, author_id: Optional[str], exclude_item: Optional[str],
+                   settings: ReviewSettings) -> dict[str, Any]:
+    """The author's other items, newest first, with their prediction and current human label
+    (texts masked by the one masking rule, like the case's own)."""
+    limit = settings.author_history
     if not author_id or limit <= 0:
         return {"author_id": author_id, "items": 0, "violations": 0, "recent": []}
     I = Item.__table__
     cond = I.c.author_id == author_id
     if exclude_item:
         cond = and_(cond, I.c.id != exclude_item)
-    rows = conn.execute(select(I.c.id, I.c.text, I.c.created_at, I.c.source_label).where(cond)
+    rows = conn.execute(select(I.c.id, I.c.text, I.c.created_at, I.c.policy_label).where(cond)
                         .order_by(I.c.created_at.desc(), I.c.id.desc()).limit(limit)).mappings().all()
     total = conn.execute(select(I.c.id).where(cond)).all()
     ids = [r["id"] for r in rows]
     preds = predictions_of_record(conn, ids)
     decided = current_decisions(conn, [r[0] for r in total])
     violating = sum(1 for d in decided.values() if d["action"] != "no_action")
-    recent = [{"item_id": r["id"], "created_at": _iso(r["created_at"]), "text": r["text"],
+    recent = [{"item_id": r["id"], "created_at": _iso(r["created_at"]),
+               "text": shown_text(settings, r["text"], (preds.get(r["id"]) or {}).get("scores"), r["policy_label"],
+                                  (decided.get(r["id"]) or {}).get("label")),
                "predicted": (preds.get(r["id"]) or {}).get("label"),
                "decided": (decided.get(r["id"]) or {}).get("label"),
                "action": (decided.get(r["id"]) or {}).get("action")} for r in rows]
@@ -72,9 +79,11 @@ def author_history(conn: Any, author_id: Optional[str], exclude_item: Optional[s
             "recent": recent}
 
 
-def similar_decisions(store: Store, item_id: str, text_hash: str, k: int,
+def similar_decisions(store: Store, item_id: str, text_hash: str, settings: ReviewSettings,
                       campaign_settings: CampaignSettings) -> list[dict[str, Any]]:
-    """Past human decisions on this text or its nearest neighbours (needs `workbench cluster`)."""
+    """Past human decisions on this text or its nearest neighbours (needs `workbench cluster`),
+    their texts masked by the one masking rule."""
+    k = settings.similar_k
     if k <= 0:
         return []
     I = Item.__table__
@@ -91,10 +100,14 @@ def similar_decisions(store: Store, item_id: str, text_hash: str, k: int,
         return []
     with store.read() as conn:
         decided = current_decisions(conn, list(neighbours))
-        texts = dict(conn.execute(select(I.c.id, I.c.text).where(I.c.id.in_(list(decided)))).all()) if decided else {}
+        items = {r.id: r for r in conn.execute(select(I.c.id, I.c.text, I.c.policy_label)
+                                                .where(I.c.id.in_(list(decided))))} if decided else {}
+        preds = predictions_of_record(conn, list(decided))
     rows = [{"item_id": i, "similarity": round(neighbours[i], 3), "label": d["label"], "action": d["action"],
              "reviewer": d["reviewer"], "rationale": d["rationale"], "decided_at": _iso(d["created_at"]),
-             "text": texts.get(i, "")} for i, d in decided.items()]
+             "text": shown_text(settings, items[i].text, (preds.get(i) or {}).get("scores"), items[i].policy_label,
+                                d["label"]) if i in items else ""}
+            for i, d in decided.items()]
     rows.sort(key=lambda r: -r["similarity"])
     return rows[:k]
 
@@ -112,11 +125,14 @@ def review_packet(store: Store, taxonomy: Taxonomy, case_id: int, settings: Revi
         item = conn.execute(select(Item.__table__).where(Item.id == item_id)).mappings().first() if item_id else None
         case_row = conn.execute(select(Case.__table__).where(Case.id == case_id)).mappings().first()
         pred = suggestion(conn, case_row)
-        author = author_history(conn, item["author_id"] if item else None, item_id, settings.author_history)
+        author = author_history(conn, item["author_id"] if item else None, item_id, settings)
         campaign = view.get("campaign") or (_item_campaign(conn, item_id) if item_id else None)
     scores = (pred or {}).get("scores") or {}
     suggested = (pred or {}).get("label") or view.get("predicted_label") or taxonomy.benign_label
     masked = should_mask(settings, scores, item["policy_label"] if item else None) if item else False
+    if masked and campaign and campaign.get("top_terms"):
+        campaign = dict(campaign, top_terms=[[mask_text(str(t[0])), *t[1:]] if isinstance(t, (list, tuple))
+                                             else mask_text(str(t)) for t in campaign["top_terms"]])
     due = view.get("due_at")
     due_dt = dt.datetime.fromisoformat(due) if isinstance(due, str) else due
     packet: dict[str, Any] = {
@@ -134,7 +150,7 @@ def review_packet(store: Store, taxonomy: Taxonomy, case_id: int, settings: Revi
         "campaign": campaign,
         "decisions": view.get("decisions", []),
         "author": author,
-        "similar_decisions": similar_decisions(store, item_id, item["text_hash"], settings.similar_k, campaign_settings) if item else [],
+        "similar_decisions": similar_decisions(store, item_id, item["text_hash"], settings, campaign_settings) if item else [],
         "suggested_label": suggested,
         "choices": {name: {"actions": pol.actions, "default_action": pol.default_action,
                            "policy_ref": pol.policy_ref, "severity": pol.severity}
@@ -143,6 +159,42 @@ def review_packet(store: Store, taxonomy: Taxonomy, case_id: int, settings: Revi
     if view.get("meta") and isinstance(view["meta"], dict) and view["meta"].get("appeal"):
         packet["appeal"] = view["meta"]["appeal"]
     return packet
+
+
+def _author_ref(author_id: Optional[str]) -> Optional[str]:
+    """A stable reference to an author that is not the id itself (packets leave the tool)."""
+    return None if not author_id else "author-" + hashlib.sha256(author_id.encode("utf-8")).hexdigest()[:16]
+
+
+def _write_private(folder: Path, name: str, text: str) -> Path:
+    """Write a new file readable by its owner only (0600), never over an existing one."""
+    folder.mkdir(parents=True, exist_ok=True)
+    os.chmod(folder, 0o700)
+    path = folder / name
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    return path
+
+
+def show_case(store: Store, case_id: int, settings: ReviewSettings, reveal_by: Optional[str] = None) -> dict[str, Any]:
+    """A case for display (`cases show`, `next`): its item text masked by the one masking rule,
+    unless `reveal_by` names who reveals it (then the reveal is audited)."""
+    with store.read() as conn:
+        view = case_view(conn, case_id)
+        case_row = conn.execute(select(Case.__table__).where(Case.id == case_id)).mappings().first()
+        seen = suggestion(conn, case_row)
+        policy = conn.execute(select(Item.policy_label).where(Item.id == view.get("item_id"))).scalar()
+    item = view.get("item")
+    if item:
+        if reveal_by:
+            item["text"] = reveal_text(store, case_id, reveal_by)
+            view["masked"] = False
+        else:
+            shown = shown_text(settings, item["text"], (seen or {}).get("scores"), policy)
+            view["masked"] = shown != item["text"]
+            item["text"] = shown
+    return view
 
 
 def reveal_text(store: Store, case_id: int, analyst: str) -> str:
@@ -189,14 +241,18 @@ def escalation_packet(store: Store, taxonomy: Taxonomy, case_id: int, settings: 
     summary = "; ".join(parts) + "."
     return {
         "case_id": case_id, "summary": summary, "reason": reason,
-        "evidence": {"item": {**item, "text": raw_text}, "model": pred,
+        "masked": packet["masked"],  # the text as the review screen shows it; reveal with `cases show --reveal`
+        "evidence": {"item": {**{k: v for k, v in item.items() if k != "author_id"},
+                              "author_ref": _author_ref(item.get("author_id"))}, "model": pred,
                      "escalation_criteria": [{"id": c.id, "description": c.description, "severity": c.severity}
                                              for c in matched],
                      "entities": (campaign or {}).get("entities"),
                      "similar_decisions": packet["similar_decisions"]},
         "timeline": [{"ts": _iso(e["ts"]), "actor": e["actor"], "action": e["action"], "payload": e["payload"]}
                      for e in events],
-        "campaign": campaign, "author": packet["author"],
+        "campaign": campaign,
+        "author": {**{k: v for k, v in packet["author"].items() if k != "author_id"},
+                   "author_ref": _author_ref(packet["author"].get("author_id"))},
         "recommended_next_step": {"action": step, "severity": tier,
                                   "policy_ref": policy.policy_ref if policy else None,
                                   "sla_minutes": taxonomy.sla_minutes(tier) if tier in taxonomy.severities else None},
@@ -209,8 +265,9 @@ def escalate_with_packet(store: Store, taxonomy: Taxonomy, case_id: int, analyst
     """Escalate the case and file its packet (JSON in the data dir, path in the audit log)."""
     packet = escalation_packet(store, taxonomy, case_id, settings, campaign_settings, reason, severity=severity)
     view = escalate(store, taxonomy, case_id, analyst, reason, config, severity=severity)
-    path = store.path("packets", f"case-{case_id}-{utcnow():%Y%m%dT%H%M%S}.json")
-    path.write_text(json.dumps(packet, indent=2, default=str, ensure_ascii=False), encoding="utf-8")
+    path = _write_private(store.path("packets", "x").parent,
+                          f"case-{case_id}-{utcnow():%Y%m%dT%H%M%S%f}-{secrets.token_hex(4)}.json",
+                          json.dumps(packet, indent=2, default=str, ensure_ascii=False))
     with store.begin() as conn:
         audit.record(conn, analyst, "escalation.packet", "case", case_id,
                      {"path": str(path), "summary": packet["summary"],

@@ -74,6 +74,7 @@ class QueueConfig(_Strict):
     benign_tier: str
     appeal_sla_minutes: int = Field(default=1440, gt=0)
     lease_seconds: int = Field(default=900, gt=0)
+    max_lease_seconds: int = Field(default=4 * 3600, gt=0)
     qa_share: float = Field(default=0.05, ge=0.0, le=1.0)
     seed: int = 0
     calibration_sets: list[CalibrationSet] = Field(default_factory=list)
@@ -89,6 +90,8 @@ class QueueConfig(_Strict):
         for i, r in enumerate(self.routes):
             if r.queue not in self.queues:
                 problems.append(f"routes.{i}.queue: {r.queue!r} is not listed under `queues`")
+        if self.lease_seconds > self.max_lease_seconds:
+            problems.append(f"lease_seconds: {self.lease_seconds} is over max_lease_seconds {self.max_lease_seconds}")
         names = [c.name for c in self.calibration_sets]
         if len(names) != len(set(names)):
             problems.append("calibration_sets: names must be unique")

@@ -127,22 +127,59 @@ def test_bulk_decision_on_a_campaign(any_store, taxonomy, cfg):
     add_scored(any_store, taxonomy, [{"id": m, "label": "scam" if i else "spam", "p": 0.8} for i, m in enumerate(members)])
     add_campaign(any_store, members)
     build_cases(any_store, taxonomy, cfg, now=T0, progress=False)
-    member_case = next_case(any_store, "ann", "fraud", now=T0, config=cfg)
+    member_case = next_case(any_store, "ann", "fraud", now=T0, config=cfg)  # ann holds one member's own case
     camp = next_case(any_store, "lead", "campaigns", now=T0, config=cfg)
     assert camp["campaign"]["members"] == 6
+    preview = DEC.bulk_preview(any_store, camp["id"], "lead", now=T0)
+    assert preview["members"] == 6 and preview["held_by_others"] == {member_case["item_id"]: "ann"}
     out = DEC.decide(any_store, taxonomy, camp["id"], "lead", "scam", "block_sender", now=T0, config=cfg)
-    assert out["kind"] == "bulk" and len(out["decision_ids"]) == 6
+    assert out["kind"] == "bulk" and len(out["decision_ids"]) == 5
+    assert out["bulk"]["skipped_held"] == [member_case["item_id"]]  # never closes a case someone else holds
     with any_store.read() as conn:
         decs = conn.execute(select(Decision.__table__).order_by(Decision.__table__.c.item_id)).mappings().all()
         states = dict(conn.execute(select(Case.__table__.c.item_id, Case.__table__.c.state).where(Case.__table__.c.campaign_id.is_(None))).all())
-    assert [d["item_id"] for d in decs] == members
+    assert [d["item_id"] for d in decs] == [m for m in members if m != member_case["item_id"]]
     assert all(d["kind"] == "bulk" and d["campaign_id"] == camp["campaign_id"] for d in decs)
-    assert [d["is_override"] for d in decs] == [True] + [False] * 5  # m0's own prediction was spam
-    assert set(states.values()) == {"decided"}  # members' own cases closed, the claimed one too
-    assert member_case["id"] in out["closed_member_cases"]
-    with pytest.raises(QueueError, match="decided, not waiting"):
-        DEC.decide(any_store, taxonomy, member_case["id"], "ann", "scam", config=cfg)
+    assert [d["is_override"] for d in decs] == [d["item_id"] == "m0" for d in decs]  # m0's own prediction was spam
+    assert states.pop(member_case["item_id"]) == "claimed" and set(states.values()) == {"decided"}
+    assert member_case["id"] not in out["closed_member_cases"]
+    # ann's own decision still stands on her case
+    DEC.decide(any_store, taxonomy, member_case["id"], "ann", "scam", now=T0, config=cfg,
+               rationale="same wave" if member_case["item_id"] == "m0" else None)
     assert set(current_labels(any_store)) == set(members)
+
+
+def test_bulk_decision_supersedes_or_skips_members_already_decided(sqlite_store, taxonomy, cfg):
+    members = [f"m{i}" for i in range(4)]
+    add_scored(sqlite_store, taxonomy, [{"id": m, "label": "scam", "p": 0.8} for m in members])
+    add_campaign(sqlite_store, members)
+    cfg0 = cfg.model_copy(update={"qa_share": 0.0, "calibration_sets": []})
+    build_cases(sqlite_store, taxonomy, cfg0, now=T0, progress=False)
+    own = next_case(sqlite_store, "ann", "fraud", now=T0, config=cfg0)
+    first = DEC.decide(sqlite_store, taxonomy, own["id"], "ann", "scam", now=T0, config=cfg0)["decision_ids"][0]
+    camp = next_case(sqlite_store, "lead", "campaigns", now=T0, config=cfg0)
+    assert DEC.bulk_preview(sqlite_store, camp["id"], "lead", now=T0)["already_decided_labels"] == {"scam": 1}
+    with pytest.raises(DecisionError, match="existing must be one of"):
+        DEC.decide(sqlite_store, taxonomy, camp["id"], "lead", "spam", now=T0, config=cfg0, existing="ignore")
+    out = DEC.decide(sqlite_store, taxonomy, camp["id"], "lead", "spam", "remove", rationale="an advert wave",
+                     now=T0, config=cfg0)
+    assert len(out["decision_ids"]) == 4 and out["bulk"]["superseded"] == 1
+    lab = current_labels(sqlite_store)[own["item_id"]]
+    assert lab["label"] == "spam" and lab["supersedes_id"] == first  # rework is visible as a supersession
+
+
+def test_bulk_decision_can_leave_decided_members_out(sqlite_store, taxonomy, cfg):
+    members = [f"m{i}" for i in range(3)]
+    add_scored(sqlite_store, taxonomy, [{"id": m, "label": "scam", "p": 0.8} for m in members])
+    add_campaign(sqlite_store, members)
+    cfg0 = cfg.model_copy(update={"qa_share": 0.0, "calibration_sets": []})
+    build_cases(sqlite_store, taxonomy, cfg0, now=T0, progress=False)
+    own = next_case(sqlite_store, "ann", "fraud", now=T0, config=cfg0)
+    DEC.decide(sqlite_store, taxonomy, own["id"], "ann", "scam", now=T0, config=cfg0)
+    camp = next_case(sqlite_store, "lead", "campaigns", now=T0, config=cfg0)
+    out = DEC.decide(sqlite_store, taxonomy, camp["id"], "lead", "scam", now=T0, config=cfg0, existing="skip")
+    assert len(out["decision_ids"]) == 2 and out["bulk"]["skipped_decided"] == [own["item_id"]]
+    assert current_labels(sqlite_store)[own["item_id"]]["reviewer"] == "ann"
 
 
 def test_correction_supersedes_and_label_store_follows(sqlite_store, taxonomy, cfg):

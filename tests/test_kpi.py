@@ -85,3 +85,19 @@ def test_ops_kpis_from_the_store(any_store, taxonomy):
 
 def ops_kpis_at(store, now, cfg, **filters):
     return ops.ops_kpis(store, now=now, config=cfg, **filters)
+
+
+def test_a_bulk_decision_counts_once_per_distinct_text(sqlite_store, taxonomy):
+    from test_queue_support import add_campaign
+
+    cfg = load_queue_config(config_dir(), taxonomy=taxonomy).model_copy(update={"qa_share": 0.0, "calibration_sets": []})
+    texts = ["WIN a prize call 0900", "win a  PRIZE call 0900", "claim your refund now", "Claim your refund now"]
+    members = [f"w{i}" for i in range(4)]
+    add_scored(sqlite_store, taxonomy, [{"id": m, "label": "spam", "p": 0.8, "text": t} for m, t in zip(members, texts)])
+    add_campaign(sqlite_store, members)
+    build_cases(sqlite_store, taxonomy, cfg, now=T0, progress=False)
+    camp = next_case(sqlite_store, "lead", "campaigns", now=T0, config=cfg)
+    DEC.decide(sqlite_store, taxonomy, camp["id"], "lead", "scam", rationale="a refund scam", now=T0, config=cfg)
+    k = ops.ops_kpis(sqlite_store, now=T0, config=cfg)
+    assert k["decisions"] == 4 and k["labelling_acts"] == 2  # two distinct texts, one action
+    assert k["override_rate"] == 1.0

@@ -104,3 +104,30 @@ def test_cli_module_imports_stay_light():
             "print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_leases_are_capped_and_case_text_is_masked_unless_revealed(env):
+    env("cases", "build", "--json")
+    refused = env("next", "--queue", "hate-harassment", "--as", "ann", "--lease", "3000000000", ok=False)
+    assert refused.exit_code == 1 and "max_lease_seconds" in refused.output
+    assert "Traceback" not in refused.output and len(refused.output.strip().splitlines()) == 1
+    claimed = json.loads(env("next", "--queue", "hate-harassment", "--as", "ann", "--json").output)
+    assert claimed["item_id"] == "h1" and claimed["masked"]
+    shown = json.loads(env("cases", "show", str(claimed["id"]), "--json").output)
+    assert shown["masked"] and shown["item"]["text"] == claimed["item"]["text"] and "•" in shown["item"]["text"]
+    needs_who = env("cases", "show", str(claimed["id"]), "--reveal", ok=False)
+    assert needs_who.exit_code != 0 and "--as" in needs_who.output
+    revealed = json.loads(env("cases", "show", str(claimed["id"]), "--reveal", "--as", "lead", "--json").output)
+    assert not revealed["masked"] and "•" not in revealed["item"]["text"]
+    log = json.loads(env("audit", "log", "--json").output)
+    assert log[0]["action"] == "text.reveal" and log[0]["actor"] == "lead"
+
+
+def test_campaign_decision_previews_and_says_what_it_left_out(env):
+    env("cases", "build", "--json")
+    own = json.loads(env("next", "--queue", "spam", "--as", "ann", "--json").output)
+    camp = json.loads(env("next", "--queue", "campaigns", "--as", "lead", "--json").output)
+    preview = json.loads(env("cases", "preview", str(camp["id"]), "--as", "lead", "--json").output)
+    assert preview["members"] == 2 and preview["held_by_others"] == {own["item_id"]: "ann"}
+    out = env("decide", str(camp["id"]), "--label", "spam", "--as", "lead").output
+    assert "left out 1 member(s) another analyst holds" in out

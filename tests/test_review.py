@@ -77,7 +77,14 @@ def test_escalation_packet_is_complete_and_filed(sqlite_store, taxonomy, make_sc
                                        review_settings, campaign_settings)
     packet = out["packet"]
     assert {"summary", "evidence", "timeline", "campaign", "recommended_next_step"} <= set(packet)
-    assert packet["evidence"]["item"]["text"] == "I will kill you tomorrow"  # the packet carries the evidence
+    # the packet leaves the tool: its text is masked like the screen's, the author is a reference
+    assert packet["masked"] and packet["evidence"]["item"]["text"] == mask_text("I will kill you tomorrow")
+    assert "author_id" not in json.dumps(packet) and packet["author"]["author_ref"].startswith("author-")
+    assert "u1" not in json.dumps(packet["evidence"])
+    import os
+    import stat
+
+    assert stat.S_IMODE(os.stat(out["packet_path"]).st_mode) == 0o600
     assert "credible_threat" in [c["id"] for c in packet["evidence"]["escalation_criteria"]]
     assert packet["recommended_next_step"]["action"] == "refer_law_enforcement"
     assert json.loads(open(out["packet_path"], encoding="utf-8").read())["case_id"] == case_id
@@ -95,3 +102,38 @@ def test_broken_review_config(tmp_path, taxonomy):
 
     with pytest.raises(ConfigError, match="mask_policies"):
         load_review_settings(p, taxonomy)
+
+
+def test_packets_filed_in_the_same_second_never_overwrite(sqlite_store, taxonomy, make_scored, queue_config,
+                                                          review_settings, campaign_settings):
+    make_scored(sqlite_store, [{"id": str(i), "text": f"cheap pills {i}", "author": "u1"} for i in range(3)],
+                {str(i): SPAM for i in range(3)})
+    paths = {packets.escalate_with_packet(sqlite_store, taxonomy, _case_of(sqlite_store, f"reports:{i}"), "alice",
+                                          "wave", queue_config, review_settings, campaign_settings)["packet_path"]
+             for i in range(3)}
+    assert len(paths) == 3
+
+
+def test_show_case_masks_unless_revealed_and_the_reveal_is_audited(sqlite_store, taxonomy, make_scored,
+                                                                   review_settings):
+    make_scored(sqlite_store, [{"id": "h", "text": "they are vermin", "author": "u9"}], {"h": HATE})
+    case_id = _case_of(sqlite_store, "reports:h")
+    shown = packets.show_case(sqlite_store, case_id, review_settings)
+    assert shown["masked"] and "vermin" not in shown["item"]["text"]
+    revealed = packets.show_case(sqlite_store, case_id, review_settings, reveal_by="lead")
+    assert revealed["item"]["text"] == "they are vermin"
+    with sqlite_store.read() as conn:
+        ev = conn.execute(select(AuditEvent.actor, AuditEvent.action).order_by(AuditEvent.id.desc())).first()
+    assert tuple(ev) == ("lead", "text.reveal")
+
+
+def test_author_history_and_similar_texts_are_masked_too(sqlite_store, taxonomy, make_scored, queue_config,
+                                                         review_settings, campaign_settings):
+    from labeling.decisions import decide
+
+    make_scored(sqlite_store, [{"id": "1", "text": "they are vermin", "author": "u7"},
+                               {"id": "2", "text": "they are   VERMIN", "author": "u7"}], {"1": HATE, "2": HATE})
+    decide(sqlite_store, taxonomy, _case_of(sqlite_store, "reports:1"), "bob", "hate", config=queue_config)
+    packet = packets.review_packet(sqlite_store, taxonomy, _case_of(sqlite_store, "reports:2"), review_settings,
+                                   campaign_settings)
+    assert "vermin" not in json.dumps(packet).lower()

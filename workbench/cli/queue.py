@@ -102,20 +102,47 @@ def register_commands(cli: click.Group) -> None:
 
     @cases.command("show")
     @click.argument("case_id", type=int)
+    @click.option("--reveal", is_flag=True, help="Show the text unmasked (audited; needs --as).")
+    @click.option("--as", "analyst", metavar="NAME", help="Who reveals the text (recorded in the audit log).")
     @_json
     @click.pass_obj
-    def cases_show(app: Any, case_id: int, as_json: bool) -> None:
-        """Everything about a case: item, model scores, campaign, decisions, appeal packet.
+    def cases_show(app: Any, case_id: int, reveal: bool, analyst: Optional[str], as_json: bool) -> None:
+        """Everything about a case: item (masked if sensitive), model scores, campaign, decisions, appeal.
+
+        \b
+        Examples:
+          workbench cases show 42
+          workbench cases show 42 --reveal --as lead      # unmasked; the reveal is audited
+        """
+        from labeling.packets import show_case
+
+        if reveal and not analyst:
+            raise click.UsageError("--reveal needs --as NAME (the reveal is audited)")
+        with _user_errors():
+            c = show_case(app.store(), case_id, app.review(), reveal_by=analyst if reveal else None)
+        _emit(c, as_json, _print_case)
+
+    @cases.command("preview")
+    @click.argument("case_id", type=int)
+    @_as
+    @_json
+    @click.pass_obj
+    def cases_preview(app: Any, case_id: int, analyst: str, as_json: bool) -> None:
+        """What deciding a campaign case would do: members, those held by others, those already decided.
 
         \b
         Example:
-          workbench cases show 42
+          workbench cases preview 97 --as lead
         """
-        from labeling.cases import case_detail
+        from labeling.decisions import bulk_preview
 
         with _user_errors():
-            c = case_detail(app.store(), case_id)
-        _emit(c, as_json, _print_case)
+            p = bulk_preview(app.store(), case_id, analyst)
+        held = ", ".join(f"{i} ({who})" for i, who in p["held_by_others"].items()) or "none"
+        _emit(p, as_json, lambda _: click.echo(
+            f"case {case_id}: {p['members']} member(s); held by other analysts (left out): {held}; "
+            f"already decided: {p['already_decided']} {p['already_decided_labels'] or ''} "
+            f"(superseded, or left out with --existing skip)"))
 
     @cases.command("sweep")
     @_json
@@ -177,9 +204,12 @@ def register_commands(cli: click.Group) -> None:
           workbench next --queue fraud --as alice --json
         """
         from labeling.claims import next_case
+        from labeling.packets import show_case
 
         with _user_errors():
-            c = next_case(app.store(), analyst, queue, lease_seconds=lease, config=app.queues())
+            c = next_case(app.store(), analyst, queue, lease_seconds=lease, config=app.queues(), detail=False)
+            if c is not None:
+                c = show_case(app.store(), c["id"], app.review())
         if c is None:
             _emit({"case": None, "queue": queue}, as_json, lambda _: click.echo(f"queue {queue} is empty"))
             raise SystemExit(3)
@@ -192,11 +222,14 @@ def register_commands(cli: click.Group) -> None:
     @click.option("--severity", help="Severity tier (default: the policy's tier).")
     @click.option("--policy-ref", help="Policy reference (default: the policy's).")
     @click.option("--rationale", help="Why; required to override the model or on an escalated case.")
+    @click.option("--existing", type=click.Choice(["supersede", "skip"]), default="supersede", show_default=True,
+                  help="Campaign cases: members a human already decided get a superseding decision, or are left out.")
     @_as
     @_json
     @click.pass_obj
     def decide_cmd(app: Any, case_id: int, label: str, action: Optional[str], severity: Optional[str],
-                   policy_ref: Optional[str], rationale: Optional[str], analyst: str, as_json: bool) -> None:
+                   policy_ref: Optional[str], rationale: Optional[str], existing: str, analyst: str,
+                   as_json: bool) -> None:
         """Decide a case: validated against the taxonomy, audited, case closed (campaign: bulk).
 
         \b
@@ -208,11 +241,12 @@ def register_commands(cli: click.Group) -> None:
 
         with _user_errors():
             out = decide(app.store(), app.taxonomy(), case_id, analyst, label, action=action, severity=severity,
-                         policy_ref=policy_ref, rationale=rationale, config=app.queues())
+                         policy_ref=policy_ref, rationale=rationale, config=app.queues(), existing=existing)
         _emit(out, as_json, lambda o: click.echo(
             f"case {o['id']} decided: {label} ({o['kind']}, {len(o['decision_ids'])} decision(s)"
             f"{', overrides the model' if o['is_override'] else ''}"
-            f"{', closed ' + str(len(o['closed_member_cases'])) + ' member cases' if o['closed_member_cases'] else ''})"))
+            f"{', closed ' + str(len(o['closed_member_cases'])) + ' member cases' if o['closed_member_cases'] else ''})"
+            + _bulk_note(o.get("bulk") or {})))
 
     @cli.command("correct")
     @click.argument("decision_id", type=int)
@@ -368,6 +402,19 @@ def register_commands(cli: click.Group) -> None:
             rows = list_cases(app.store(), queue=app.queues().appeals_queue, state=state, limit=limit or None)
         _emit(rows, as_json, lambda rs: [click.echo(
             f"{r['id']:>7} {r['state']:<8} item {r['item_id']}  due {r['due_at']}") for r in rs])
+
+
+def _bulk_note(bulk: dict[str, Any]) -> str:
+    """What a campaign decision left out or superseded, said plainly."""
+    parts = []
+    if bulk.get("skipped_held"):
+        parts.append(f"left out {len(bulk['skipped_held'])} member(s) another analyst holds: "
+                     + ", ".join(bulk["skipped_held"][:10]))
+    if bulk.get("superseded"):
+        parts.append(f"superseded {bulk['superseded']} earlier human decision(s)")
+    if bulk.get("skipped_decided"):
+        parts.append(f"left out {len(bulk['skipped_decided'])} member(s) already decided")
+    return "".join(f"\n  {p}" for p in parts)
 
 
 def _print_kpis(k: dict[str, Any]) -> None:
