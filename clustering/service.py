@@ -12,20 +12,17 @@ its members were in; a campaign absorbed into a bigger one is marked `merged`.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import fcntl
 import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence
 
 import numpy as np
 from sqlalchemy import bindparam, delete, func, insert, select, update
 
 from core import audit
-from core.labels import current_decisions
-from core.predictions import predictions_of_record
 from core.schema import Campaign, CampaignMember, Item, utcnow
 from core.text import text_hash
 
@@ -38,7 +35,6 @@ from .normalize import analyse, normalize_template
 if TYPE_CHECKING:  # pragma: no cover
     from models.embeddings import Embedder
     from core.store import Store
-    from core.taxonomy import Taxonomy
 
 CAMPAIGN_DIR = "campaigns"
 _CHUNK = 500  # ids per IN (...) list

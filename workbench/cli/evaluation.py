@@ -1,7 +1,7 @@
 """`workbench eval report|drift`: the model measured against human decisions, and drift."""
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Optional
 
 import click
 
