@@ -87,6 +87,9 @@ class ModelVersion(Base):
     id: Mapped[str] = mapped_column(String(100), primary_key=True)
     kind: Mapped[str] = mapped_column(String(50))
     artifact_path: Mapped[str] = mapped_column(Text)
+    # SHA-256 over the artifact folder's files (sorted relative paths and bytes), checked before
+    # loading; NULL for versions trained before it was recorded (refused: retrain them).
+    artifact_sha256: Mapped[Optional[str]] = mapped_column(String(64))
     parent_id: Mapped[Optional[str]] = mapped_column(String(100))
     role: Mapped[str] = mapped_column(String(20), default="challenger")
     labels: Mapped[list[Any]] = mapped_column(JSON)

@@ -65,7 +65,7 @@ def _lock_builds(conn: Connection) -> None:
 
 def _prediction_rows(conn: Connection, *extra: Any, where: Sequence[Any] = ()):  # type: ignore[no-untyped-def]
     """Latest prediction per item joined with the item and its campaign (plus `extra` columns)."""
-    return (select(P.c.item_id, P.c.model_version, P.c.label, P.c.score, P.c.scores, P.c.uncertainty,
+    return (select(P.c.item_id, P.c.model_version, P.c.label, P.c.score, P.c.scores, P.c.uncertainty, P.c.flags,
                    I.c.text, I.c.surface, I.c.source, I.c["metadata"].label("meta"), CM.c.campaign_id, CP.c.size,
                    *extra)
             .join(I, I.c.id == P.c.item_id)
@@ -81,7 +81,7 @@ def _candidate(r: Any, growth: dict[int, int]) -> Candidate:
                      model_version=r.model_version, campaign_id=r.campaign_id, surface=r.surface,
                      source=r.source, language=_language(r.meta), campaign_size=size,
                      campaign_growth=(growth.get(r.campaign_id, 0) / size) if size else 0.0,
-                     reports=_reports(r.meta))
+                     reports=_reports(r.meta), flags=dict(r.flags or {}))
 
 
 def _item_candidates(conn: Connection, now: dt.datetime, growth: dict[int, int]) -> Iterable[Candidate]:

@@ -3,6 +3,11 @@
 `plan_case` turns a candidate (a scored item, or a campaign as one case) into the row of its
 case, following the routing rules of `configs/queues.yaml` and the escalation criteria and SLA
 tiers of the taxonomy.
+
+A long text the model read in windows or only in part (prediction flags `windowed` or
+`truncated`, see `models.scoring`) is never trusted as benign: it skips every route that only
+takes benign predictions (the low-risk queue), so it lands in its policy's queue or the default
+queue, where a person reads it.
 """
 from __future__ import annotations
 
@@ -37,10 +42,16 @@ class Candidate:
     campaign_growth: float = 0.0
     reports: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    flags: dict[str, Any] = field(default_factory=dict)  # the prediction's flags (models.scoring)
 
     @property
     def key(self) -> str:
         return f"campaign:{self.campaign_id}" if self.is_campaign else str(self.item_id)
+
+    @property
+    def long_text(self) -> bool:
+        """Scored over windows or cut short: a person must read it (see the module doc)."""
+        return bool(self.flags.get("windowed") or self.flags.get("truncated"))
 
     @property
     def is_campaign(self) -> bool:
@@ -65,10 +76,14 @@ def match_escalation(taxonomy: Taxonomy, text: str, scores: Mapping[str, float],
     return None
 
 
-def route(config: QueueConfig, cand: Candidate, severity: Optional[str]) -> str:
-    """The queue of the first route whose every condition holds, else the default queue."""
+def route(config: QueueConfig, cand: Candidate, severity: Optional[str], benign: Optional[str] = None) -> str:
+    """The queue of the first route whose every condition holds, else the default queue.
+
+    A long text (`cand.long_text`) skips the routes whose policy condition names only `benign`."""
     for r in config.routes:
         w = r.when
+        if cand.long_text and w.policy is not None and benign is not None and set(w.policy) <= {benign}:
+            continue
         if w.campaign is not None and w.campaign != cand.is_campaign:
             continue
         if w.policy is not None and cand.label not in w.policy:
@@ -106,7 +121,7 @@ def plan_case(taxonomy: Taxonomy, config: QueueConfig, cand: Candidate, now: dt.
         queue = config.escalation_queue
         reason = f"{crit.id}: {crit.description}"
     else:
-        queue = route(config, cand, severity)
+        queue = route(config, cand, severity, taxonomy.benign_label)
     due = now + dt.timedelta(minutes=taxonomy.sla_minutes(severity))
     features = {"risk": round(risk, 6), "uncertainty": round(float(cand.uncertainty), 6),
                 "campaign_size": cand.campaign_size, "campaign_growth": round(cand.campaign_growth, 6),
@@ -122,5 +137,6 @@ def plan_case(taxonomy: Taxonomy, config: QueueConfig, cand: Candidate, now: dt.
         "created_at": now, "updated_at": now,
         "meta": {"features": features, "terms": terms, "scores": {k: round(float(v), 6) for k, v in cand.scores.items()},
                  **({"campaign_case": True} if cand.is_campaign else {}),
+                 **({"long_text": dict(cand.flags)} if cand.long_text else {}),
                  **({"member_of_campaign": cand.campaign_id} if cand.campaign_id and not cand.is_campaign else {})},
     }

@@ -32,8 +32,22 @@ class TrainingSettings(_Strict):
 
 class ScoringSettings(_Strict):
     chunk_size: int = Field(default=1000, gt=0)
+    # Texts over max_chars are scored over windows of window_chars characters overlapping by
+    # window_overlap, at most max_windows of them (models.scoring.text_windows); 1 scores the head only.
     max_chars: int = Field(default=5000, gt=0)
+    window_chars: int = Field(default=320, gt=0)
+    window_overlap: int = Field(default=160, ge=0)
+    max_windows: int = Field(default=64, ge=1)
     uncertainty: Literal["margin", "entropy"] = "margin"
+
+    @model_validator(mode="after")
+    def _windows_fit(self) -> "ScoringSettings":
+        if self.window_chars > self.max_chars:
+            raise ValueError(f"window_chars: {self.window_chars} is over max_chars {self.max_chars}")
+        if self.window_overlap >= self.window_chars:
+            raise ValueError(f"window_overlap: {self.window_overlap} must be smaller than "
+                             f"window_chars {self.window_chars}")
+        return self
 
 
 class ModelsConfig(_Strict):

@@ -22,7 +22,8 @@ def models_demo(store: "Store", taxonomy: "Taxonomy", cfg: "ModelsConfig", echo:
     fingerprint = data.fingerprint()
     reuse = next((m for m in list_models(store, include_retired=False)
                   if m["kind"] == kind and m["data_fingerprint"] == fingerprint
-                  and m["taxonomy_version"] == taxonomy.version), None)
+                  and m["taxonomy_version"] == taxonomy.version
+                  and m.get("artifact_sha256")), None)  # a version from before digests cannot be loaded
     if reuse is None and len(set(data.labels)) < 2:
         current = champion(store)
         if current is None:

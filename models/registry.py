@@ -2,13 +2,23 @@
 
 Each version is a `model_versions` row plus a folder `models/<version>/` in the data directory
 holding the saved classifier, its validation metrics (`metrics.json`) and a reliability diagram
-(`reliability.png`). Training and every role change are written to the audit log in the same
+(`reliability.png`).
+
+Artifacts are data, checked before they are read (`verify_artifact`): the row's `artifact_path`
+(stored relative to the data directory) must resolve, symbolic links followed, to a folder
+inside `<data dir>/models/` (an absolute path is accepted only when it does, a `..` never), and
+the folder must hash to the row's `artifact_sha256`, recorded at training over every file in it
+(sorted relative paths, sizes and bytes, the metrics and diagram included). A changed, missing
+or extra file (a planted `linear.pkl`), or a link inside the folder, is a one-line RegistryError
+before anything is loaded. Versions registered before digests were recorded have none and are
+refused with the advice to retrain them. Training and every role change are written to the audit log in the same
 transaction as the row they describe. Promotion demotes the previous champion to challenger
 inside one write transaction, so two concurrent promotions can never leave two champions.
 """
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import secrets
 import shutil
@@ -59,6 +69,68 @@ def _table() -> Any:
     return ModelVersion.__table__
 
 
+# -- artifacts: confined to the data directory, hashed at training, checked before loading -----
+_CODE_SUFFIXES = (".pkl", ".pickle", ".joblib", ".pt", ".pth", ".bin")  # named when found
+
+
+def _artifact_files(folder: Path) -> list[tuple[str, Path]]:
+    """(relative posix path, path) of every file under `folder`, sorted; a link or a special
+    file inside is an error (a digest over what a link points to would follow it anywhere)."""
+    out = []
+    for p in folder.rglob("*"):
+        rel = p.relative_to(folder).as_posix()
+        if p.is_symlink() or not (p.is_file() or p.is_dir()):
+            raise RegistryError(f"{rel} is a link or special file")
+        if p.is_file():
+            out.append((rel, p))
+    return sorted(out)
+
+
+def artifact_digest(folder: str | Path) -> str:
+    """Hex SHA-256 over an artifact folder: each file's relative path, size and bytes, in path order."""
+    h = hashlib.sha256()
+    for rel, p in _artifact_files(Path(folder)):
+        h.update(f"{rel}\0{p.stat().st_size}\0".encode("utf-8", "surrogateescape"))
+        with p.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def artifact_folder(store: "Store", row: dict[str, Any]) -> Path:
+    """The resolved artifact folder of a registry row, refused unless inside `<data dir>/models/`."""
+    raw = str(row.get("artifact_path") or "")
+    root = (store.data_dir / MODELS_DIR).resolve()
+    path = Path(raw)
+    escape = ".." in path.parts or not raw
+    resolved = (path if path.is_absolute() else store.data_dir / path).resolve()
+    if escape or resolved == root or root not in resolved.parents:
+        raise RegistryError(f"model {row.get('id')}: artifact path {raw!r} is outside {root}: refused")
+    return resolved
+
+
+def verify_artifact(store: "Store", row: dict[str, Any]) -> Path:
+    """The artifact folder of `row` once its place and its SHA-256 check out (see the module doc)."""
+    folder = artifact_folder(store, row)
+    version = row.get("id")
+    if not folder.is_dir():
+        raise RegistryError(f"model {version}: artifact folder {folder} is missing")
+    expected = row.get("artifact_sha256")
+    if not expected:
+        raise RegistryError(f"model {version} has no recorded artifact digest (registered before digests were "
+                            "kept): refused; retrain it with `workbench models train`")
+    try:
+        actual = artifact_digest(folder)
+    except (RegistryError, OSError) as exc:
+        raise RegistryError(f"model {version}: artifact folder {folder} cannot be checked ({exc}): refused") from None
+    if actual != expected:
+        odd = [rel for rel, _ in _artifact_files(folder) if rel.lower().endswith(_CODE_SUFFIXES)]
+        unexpected = f"; unexpected: {', '.join(odd)}" if odd else ""
+        raise RegistryError(f"model {version}: artifact folder {folder} does not match its recorded SHA-256 "
+                            f"(a file was changed, added or removed{unexpected}): refused; retrain it")
+    return folder
+
+
 # -- queries ---------------------------------------------------------------------------------
 def list_models(store: "Store", include_retired: bool = True) -> list[dict[str, Any]]:
     """All versions, newest first, as dicts (metrics included)."""
@@ -100,12 +172,7 @@ def champion(store: "Store") -> Optional[dict[str, Any]]:
 def load_model_version(store: "Store", version: str | None = None) -> tuple[PolicyClassifier, dict[str, Any]]:
     """The classifier of `version` (default: the champion) and its registry row."""
     row = get_model(store, version or "champion")
-    path = Path(row["artifact_path"])
-    if not path.is_absolute():
-        path = store.data_dir / path
-    if not path.exists():
-        raise RegistryError(f"model {row['id']}: artefact folder {path} is missing")
-    return load_classifier(path), row
+    return load_classifier(verify_artifact(store, row)), row
 
 
 # -- role changes ----------------------------------------------------------------------------
@@ -233,14 +300,17 @@ def train_model(store: "Store", taxonomy: "Taxonomy", kind: Optional[str] = None
         (folder / "metrics.json").write_text(json.dumps(metrics, indent=2))
         plot_reliability(proba, y, str(folder / "reliability.png"),
                          title=f"{version} on validation split", n_bins=cfg.training.reliability_bins)
+        digest = artifact_digest(folder)
         t = _table()
         with store.begin() as conn:
             conn.execute(insert(t).values(
-                id=version, kind=kind, artifact_path=f"{MODELS_DIR}/{version}", parent_id=parent,
+                id=version, kind=kind, artifact_path=f"{MODELS_DIR}/{version}", artifact_sha256=digest,
+                parent_id=parent,
                 role="challenger", labels=model.labels, params=model.get_params(),
                 data_fingerprint=data.fingerprint(), metrics=metrics, taxonomy_version=taxonomy.version))
             audit.record(conn, actor, "model.train", "model_version", version,
                          {"kind": kind, "parent": parent, "data_fingerprint": data.fingerprint(),
+                          "artifact_sha256": digest,
                           "n_train": len(train), "n_validation": len(val),
                           "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"], "ece": metrics["ece"]})
     except BaseException:

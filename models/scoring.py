@@ -7,8 +7,15 @@ Sentence embeddings go through the text-hash cache, so the copies in a scam wave
 
 Odd input has a defined outcome instead of failing the batch:
 - empty or whitespace-only text: no model call; the benign label with score 1, flag `empty`;
-- text over `max_chars`: the model sees the first `max_chars` characters, flag `truncated`
-  with `original_chars`;
+- text over `max_chars`: scored whole, over windows of `window_chars` characters (see
+  `text_windows`: head, tail and strided chunks overlapping by `window_overlap`, at most
+  `max_windows` of them), combined by `combine_windows` (the most violating window decides each
+  policy); flags `windowed`, `windows` (how many), `original_chars`, and `truncated` (true when
+  the cap on windows left characters that no window covered). With `max_windows: 1` only the
+  first `max_chars` characters are scored (flag `truncated`). Routing sends both to a human
+  queue, never to low-risk (`labeling.routing`). Windows are short (320 characters by default,
+  about two SMS) because the models learn from short messages: a 5,000-character window that is
+  94% benign padding reads as benign to them however plain the scam at its end;
 - bytes that were not UTF-8: surrogate escapes (how Python keeps them) are replaced by U+FFFD
   for the model, and text already holding U+FFFD (decoded upstream with errors="replace") is
   scored as it is; both get flag `undecodable`.
@@ -36,14 +43,61 @@ _MEMO_LIMIT = 200_000  # scores kept per run for repeated texts (about 10 MB)
 
 @dataclass
 class PreparedText:
-    """What the model sees for one item, and what was done to get there."""
+    """What the model sees for one item, and what was done to get there.
+
+    `text` / `hash`: the whole text, or the first window of a long one; `windows`: every window
+    of a long text as (text, hash), empty otherwise (see `units`)."""
 
     text: str
     hash: str
     flags: dict[str, Any]
+    windows: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def units(self) -> list[tuple[str, str]]:
+        """What goes through the model, one (text, hash) per call: the windows, or the text."""
+        return self.windows or [(self.text, self.hash)]
 
 
-def prepare_text(text: Optional[str], max_chars: int, stored_hash: Optional[str] = None) -> PreparedText:
+def text_windows(n_chars: int, size: int, overlap: int, max_windows: int) -> tuple[list[int], bool]:
+    """(start offsets of windows of `size` characters over a text of `n_chars`, truncated).
+
+    The head (0) and the tail (`n_chars - size`) always, strided chunks between them stepping
+    `size - overlap`; when that needs more than `max_windows`, `max_windows` windows spread
+    evenly from head to tail instead, and `truncated` says whether that left gaps no window
+    reads. A text of `size` characters or fewer is one window.
+    """
+    if n_chars <= size:
+        return [0], False
+    last = n_chars - size
+    if max_windows <= 1:
+        return [0], True
+    stride = max(size - overlap, 1)
+    starts = list(range(0, last, stride)) + [last]
+    if len(starts) <= max_windows:
+        return starts, False
+    starts = sorted({int(round(x)) for x in np.linspace(0, last, max_windows)})
+    gaps = any(b - a > size for a, b in zip(starts, starts[1:]))
+    return starts, gaps
+
+
+def combine_windows(proba: np.ndarray, benign: int) -> np.ndarray:
+    """One distribution from a long text's per-window distributions (rows).
+
+    Each violating policy takes its maximum over the windows (a scam payload anywhere counts
+    wherever it sits); benign takes its minimum (the text is only as benign as its least benign
+    window). The sum is then at least 1 (the least benign window alone already sums to 1), so
+    dividing by it keeps the scores a distribution, as risk, escalation and priority expect;
+    one window, or identical windows, give that window's scores unchanged.
+    """
+    proba = np.asarray(proba, dtype=float)
+    out = proba.max(axis=0)
+    out[benign] = proba[:, benign].min()
+    return out / out.sum()
+
+
+def prepare_text(text: Optional[str], max_chars: int, stored_hash: Optional[str] = None,
+                 window_chars: Optional[int] = None, window_overlap: int = 0, max_windows: int = 1) -> PreparedText:
     """Apply the odd-input rules above; `stored_hash` is reused when the text is unchanged."""
     flags: dict[str, Any] = {}
     text = text or ""
@@ -54,12 +108,18 @@ def prepare_text(text: Optional[str], max_chars: int, stored_hash: Optional[str]
         flags["undecodable"] = True
     if not text.strip():
         flags["empty"] = True
+    windows: list[tuple[str, str]] = []
     if len(text) > max_chars:
-        flags["truncated"] = True
+        size = min(window_chars or max_chars, max_chars)
+        starts, truncated = text_windows(len(text), size, window_overlap, max_windows)
+        if len(starts) > 1:
+            flags.update(windowed=True, windows=len(starts))
+            windows = [(w, text_hash(w)) for w in (text[s:s + size] for s in starts)]
+        flags["truncated"] = truncated
         flags["original_chars"] = len(text)
         text = text[:max_chars]
     h = stored_hash if (stored_hash and not flags) else text_hash(text)
-    return PreparedText(text, h, flags)
+    return PreparedText(text, h, flags, windows)
 
 
 @dataclass
@@ -107,30 +167,33 @@ def predict_rows(model: "PolicyClassifier", prepared: Sequence[PreparedText], be
                  memo: Optional[dict[str, np.ndarray]] = None) -> list[dict[str, Any]]:
     """Prediction fields (label, score, scores, uncertainty, flags) for prepared texts.
 
-    Texts with the same light-normalised hash (the copies of a wave) go through the head once
-    and get identical scores; `memo` carries those scores across calls of one scoring run.
+    `embeddings`, when given, has one row per unit (`PreparedText.units`, item after item).
+    Texts with the same light-normalised hash (the copies of a wave, a window two long texts
+    share) go through the head once and get identical scores; `memo` carries those scores
+    across calls of one scoring run. A long text's windows are combined by `combine_windows`.
     """
     n = len(prepared)
     k = len(model.labels)
     memo = {} if memo is None else memo
     proba = np.zeros((n, k))
-    live = [i for i, p in enumerate(prepared) if not p.flags.get("empty")]
+    b = model.labels.index(benign)
+    units = [(i, t, h) for i, p in enumerate(prepared) for t, h in p.units]
     first: dict[str, int] = {}
-    for i in live:
-        h = prepared[i].hash
-        if h not in memo and h not in first:
-            first[h] = i
+    for j, (i, _, h) in enumerate(units):
+        if not prepared[i].flags.get("empty") and h not in memo and h not in first:
+            first[h] = j
     if first:
         idx = list(first.values())
         emb = None if embeddings is None else embeddings[idx]
-        for h, row in zip(first, model.predict_proba([prepared[i].text for i in idx], emb)):
+        for h, row in zip(first, model.predict_proba([units[j][1] for j in idx], emb)):
             memo[h] = row
-    for i in live:
-        proba[i] = memo[prepared[i].hash]
-    b = model.labels.index(benign)
     for i, p in enumerate(prepared):
         if p.flags.get("empty"):
             proba[i, b] = 1.0
+        elif p.windows:
+            proba[i] = combine_windows(np.stack([memo[h] for _, h in p.windows]), b)
+        else:
+            proba[i] = memo[p.hash]
     pred = model.predict_from_proba(proba)
     unc = model.uncertainty(proba, uncertainty)
     rows = []
@@ -212,6 +275,7 @@ def score_items(store: "Store", taxonomy: "Taxonomy", model_version: Optional[st
     bar = tqdm(total=todo, desc=f"scoring with {version}", unit="item", disable=not show_progress)
     last_id: Optional[str] = None
     memo: dict[str, np.ndarray] = {}
+    live_units = 0  # texts and windows that needed an embedding
     try:
         while limit is None or summary.scored < limit:
             n = chunk if limit is None else min(chunk, limit - summary.scored)
@@ -225,15 +289,18 @@ def score_items(store: "Store", taxonomy: "Taxonomy", model_version: Optional[st
             if not items:
                 break
             last_id = items[-1][0]
-            prepared = [prepare_text(text, cfg.scoring.max_chars, h) for _, text, h in items]
+            sc = cfg.scoring
+            prepared = [prepare_text(text, sc.max_chars, h, sc.window_chars, sc.window_overlap, sc.max_windows)
+                        for _, text, h in items]
             emb = None
             if uses_emb:
-                live = [p for p in prepared if not p.flags.get("empty")]
-                emb = np.zeros((len(prepared), embedder.dim), dtype=np.float32)
+                units = [(u, not p.flags.get("empty")) for p in prepared for u in p.units]
+                live = [j for j, (_, ok) in enumerate(units) if ok]
+                emb = np.zeros((len(units), embedder.dim), dtype=np.float32)
                 if live:
-                    vecs = embed_texts([p.text for p in live], embedder, cache, hashes=[p.hash for p in live],
-                                       show_progress=False)
-                    emb[[i for i, p in enumerate(prepared) if not p.flags.get("empty")]] = vecs
+                    emb[live] = embed_texts([units[j][0][0] for j in live], embedder, cache,
+                                            hashes=[units[j][0][1] for j in live], show_progress=False)
+                live_units += len(live)
             if len(memo) > _MEMO_LIMIT:
                 memo.clear()
             fields = predict_rows(model, prepared, benign, emb, cfg.scoring.uncertainty, memo)
@@ -244,8 +311,8 @@ def score_items(store: "Store", taxonomy: "Taxonomy", model_version: Optional[st
                 _insert_predictions(conn, rows)
             for f in fields:
                 summary.by_label[f["label"]] = summary.by_label.get(f["label"], 0) + 1
-                for flag in (f["flags"] or {}):
-                    if flag != "original_chars":
+                for flag, value in (f["flags"] or {}).items():
+                    if value is True:
                         summary.flags[flag] = summary.flags.get(flag, 0) + 1
             summary.scored += len(rows)
             bar.update(len(rows))
@@ -253,6 +320,6 @@ def score_items(store: "Store", taxonomy: "Taxonomy", model_version: Optional[st
         bar.close()
     if cache is not None:
         summary.embeddings_encoded = cache.puts
-        summary.embeddings_cached = summary.scored - summary.flags.get("empty", 0) - cache.puts
+        summary.embeddings_cached = live_units - cache.puts
     summary.seconds = round(time.perf_counter() - started, 3)
     return summary

@@ -60,6 +60,8 @@ def test_train_register_promote_retire(labelled_store, taxonomy):
     assert first["role"] == "champion"  # the first model of a store becomes champion
     assert first["kind"] == "tfidf_lr" and first["labels"] == taxonomy.labels
     assert first["taxonomy_version"] == taxonomy.version and len(first["data_fingerprint"]) == 64
+    # The artifact is stored relative to the data directory, with the SHA-256 of its folder.
+    assert first["artifact_path"] == f"models/{first['id']}" and len(first["artifact_sha256"]) == 64
     m = first["metrics"]
     assert m["n_train"] + m["n_validation"] == 60 and 0 <= m["ece"] <= 1 and set(m["per_label"]) == set(taxonomy.labels)
     folder = store.data_dir / first["artifact_path"]
@@ -157,12 +159,14 @@ def test_odd_input_gets_a_defined_outcome(sqlite_store, taxonomy):
     ids = add_items(sqlite_store, odd, [None] * 4, prefix="odd")
     train_model(sqlite_store, taxonomy, config=MODELS, kind="tfidf_lr", params=FAST["tfidf_lr"], show_progress=False)
     summary = score_items(sqlite_store, taxonomy, config=_config(max_chars=1000), show_progress=False)
-    assert summary.flags == {"empty": 2, "truncated": 1, "undecodable": 1}
+    assert summary.flags == {"empty": 2, "truncated": 1, "windowed": 1, "undecodable": 1}
     with sqlite_store.read() as conn:
         got = {r.item_id: r for r in conn.execute(select(Prediction).where(Prediction.item_id.in_(ids)))}
     assert got[ids[0]].flags == {"empty": True} and got[ids[0]].label == "benign" and got[ids[0]].score == 1.0
     assert got[ids[1]].flags == {"empty": True}
-    assert got[ids[2]].flags == {"truncated": True, "original_chars": 30000}
+    # 30,000 characters: read over 64 windows spread evenly (the cap), so some text went unread.
+    assert got[ids[2]].flags == {"windowed": True, "windows": 64, "truncated": True, "original_chars": 30000}
+    assert got[ids[2]].label == "scam" and abs(sum(got[ids[2]].scores.values()) - 1) < 1e-4
     assert got[ids[3]].flags == {"undecodable": True}
     p = prepare_text("x" * 10, max_chars=4, stored_hash="stale")
     assert p.text == "xxxx" and p.hash == text_hash("xxxx")
