@@ -1,38 +1,54 @@
 """Ingest: stream rows from CSV / TSV / JSONL / Parquet / Hugging Face datasets into items.
 
 Rows are validated and normalised one at a time and written in chunks (one transaction each),
-so a million rows never sit in memory and a crash loses at most one uncommitted chunk. Ids are
-stable (`source:<id>`, or a content hash when the source has none), and inserts skip ids that
-exist, so re-ingesting adds nothing. A row that cannot become an item goes to the quarantine
-JSONL in the data directory with file, line, field and reason; nothing is silently dropped.
+so a million rows never sit in memory. Ids are stable (`source:<id>`, or a content hash when the
+source has none). Nothing is lost or rewritten without a trace; every row read ends as exactly one of:
+
+- **stored**: a new item, counted once its chunk has committed;
+- **duplicate**: an item with this id and exactly this text is already stored (re-ingesting adds
+  nothing; other fields of the new row are not compared, the stored item is kept as it is);
+- **conflict**: an item with this id is stored with a *different* text (or an earlier row of this
+  run has it). The stored item is never rewritten: the new row goes to the quarantine with both
+  texts (`stored_text`, `new_text`) and reason "conflict", for a person to resolve (for instance
+  by ingesting it under a new id). It is not stored as a new version;
+- **quarantined**: the row cannot become an item; its record in the quarantine file (see
+  `core.quarantine`) names file, line (row), field and reason, and it is counted once written.
+  Undecodable bytes in any field used cost that row, never the file; so do text that is not a
+  string (a dict, list, number or bool: the type is named) and ids or authors that are neither
+  text nor integers. An integer id is kept as its decimal text (`1` -> `src:1`); a float id is
+  quarantined, integral or not, since `1.0` would otherwise silently become the same item as
+  `1` (write ids as text or integers).
+
+So read = stored + duplicate + conflict + quarantined, and `lost` (rows read but neither written
+nor quarantined: a chunk the store refused, a quarantine write that failed) is 0 unless the
+summary says why. `IngestSummary.ok` (the command's exit status) is False when any row was
+lost, a file could not be read or was cut short (an error after some rows), or nothing could be
+stored. Readers, unbalanced-quote detection and the missing-path rule live in `core.readers`.
 """
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import hashlib
-import json
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional
 
 from . import audit
+from .quarantine import QuarantineWriter, printable
+from .readers import (FORMATS, BadRow, IngestError, csv, detect_format, has_bad_bytes, ident_text, jsonable,
+                      parse_time, preview, read_delimited, read_hf, read_jsonl, read_parquet, type_name)
 from .schema import IngestRun, Item
 from .store import insert_ignore
 from .text import has_undecodable_bytes, text_hash
 
+__all__ = ["FORMATS", "PRESETS", "BadRow", "ColumnMap", "IngestError", "IngestSummary", "RowBuilder",
+           "detect_format", "ingest_paths", "parse_time", "read_delimited", "read_hf", "read_jsonl",
+           "read_parquet"]
+
 ROW_NUMBER = "@row"  # pseudo-column: the 1-based data row number (same in a file and on the Hub)
 MAX_ID_LEN = 200
-FORMATS = ("csv", "tsv", "jsonl", "parquet", "hf")
-_EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl",
-               ".json": "jsonl", ".parquet": "parquet", ".pq": "parquet", ".arrow": "hf"}
-
-csv.field_size_limit(min(2**31 - 1, 1 << 28))
-
-
-class IngestError(RuntimeError):
-    """An input cannot be read at all (missing file, unknown format, bad options)."""
+COUNTS = ("read", "stored", "duplicate", "conflict", "quarantined", "lost")
 
 
 @dataclass
@@ -90,9 +106,19 @@ class FileSummary:
     read: int = 0
     stored: int = 0
     duplicate: int = 0
+    conflict: int = 0
     quarantined: int = 0
+    lost: int = 0
     error: Optional[str] = None
     reasons: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def reconciled(self) -> bool:
+        return self.read == self.stored + self.duplicate + self.conflict + self.quarantined
+
+    def note(self, reason: str) -> None:
+        key = reason.split(" (")[0]
+        self.reasons[key] = self.reasons.get(key, 0) + 1
 
 
 @dataclass
@@ -106,202 +132,41 @@ class IngestSummary:
 
     @property
     def ok(self) -> bool:
-        """False only when nothing could be stored (nor was already there)."""
-        return self.total("stored") + self.total("duplicate") > 0
+        """False when a row was lost, a file failed or was cut short, or nothing could be stored."""
+        return (not any(f.error or f.lost or not f.reconciled for f in self.files)
+                and self.total("stored") + self.total("duplicate") > 0)
+
+    def counts(self) -> dict[str, int]:
+        return {k: self.total(k) for k in COUNTS}
 
     def as_dict(self) -> dict[str, Any]:
-        return {"run_id": self.run_id, "read": self.total("read"), "stored": self.total("stored"),
-                "duplicate": self.total("duplicate"), "quarantined": self.total("quarantined"),
-                "quarantine_file": self.quarantine_path, "ok": self.ok,
-                "files": [f.__dict__ for f in self.files]}
+        return {"run_id": self.run_id, **self.counts(), "quarantine_file": self.quarantine_path, "ok": self.ok,
+                "files": [{**f.__dict__, "reconciled": f.reconciled} for f in self.files]}
 
     def describe(self) -> str:
+        def line(c: Any) -> str:
+            text = (f"read {c('read')}, stored {c('stored')}, duplicate {c('duplicate')}, conflict "
+                    f"{c('conflict')}, quarantined {c('quarantined')}")
+            return text + (f", LOST {c('lost')}" if c("lost") else "")
+
         lines = []
         for f in self.files:
-            if f.error:
+            if f.error and not f.read:
                 lines.append(f"{f.path}: ERROR {f.error}")
                 continue
-            lines.append(f"{f.path} [{f.fmt}, source {f.source}]: read {f.read}, stored {f.stored}, "
-                         f"duplicate {f.duplicate}, quarantined {f.quarantined}")
+            lines.append(f"{f.path} [{f.fmt}, source {f.source}]: " + line(lambda k: getattr(f, k)))
             for reason, n in sorted(f.reasons.items(), key=lambda kv: -kv[1]):
                 lines.append(f"    quarantined {n}: {reason}")
+            if f.error:
+                lines.append(f"    ERROR (file cut short): {f.error}")
         if len(self.files) > 1:
-            lines.append(f"total: read {self.total('read')}, stored {self.total('stored')}, duplicate "
-                         f"{self.total('duplicate')}, quarantined {self.total('quarantined')}")
-        if self.total("quarantined"):
-            lines.append(f"quarantined rows (file, line, reason) are in {self.quarantine_path}")
+            lines.append("total: " + line(self.total))
+        if self.total("quarantined") + self.total("conflict"):
+            lines.append(f"quarantined rows (file, line, field, reason) are in {self.quarantine_path}")
         return "\n".join(lines)
 
 
-class BadRow(ValueError):
-    def __init__(self, field_name: str, reason: str) -> None:
-        super().__init__(reason)
-        self.field = field_name
-        self.reason = reason
-
-
-# -- readers: each yields (line number, {column: value}) ----------------------------------------
-def detect_format(path: str, fmt: Optional[str], default: Optional[str] = None) -> str:
-    """The explicit format, else the extension's, else `default` (a preset's), else an error."""
-    if fmt:
-        return fmt
-    p = Path(path)
-    if p.is_dir():
-        return "hf"
-    if p.exists():
-        ext = p.suffix.lower()
-        if ext in _EXTENSIONS:
-            return _EXTENSIONS[ext]
-        if default:
-            return default
-        raise IngestError(f"{path}: cannot tell the format from the extension {ext!r}; pass --format "
-                          f"({', '.join(FORMATS)})")
-    if _looks_like_hub_id(path):
-        return "hf"
-    raise IngestError(f"{path}: no such file or folder")
-
-
-def _looks_like_hub_id(path: str) -> bool:
-    parts = path.split("/")
-    return len(parts) == 2 and all(parts) and not path.startswith((".", "~")) and "\\" not in path
-
-
-def read_delimited(path: str, delimiter: str, quoting: int) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Rows of a CSV/TSV file; bytes that are not UTF-8 survive as surrogates, flagged later."""
-    with open(path, "r", encoding="utf-8", errors="surrogateescape", newline="") as fh:
-        reader = csv.reader(fh, delimiter=delimiter, quoting=quoting)
-        try:
-            header = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            raise IngestError(f"{path}: cannot parse the header: {exc}") from None
-        if header and header[0].startswith("\ufeff"):
-            header[0] = header[0][1:]
-        width = len(header)
-        while True:
-            try:
-                values = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as exc:
-                yield reader.line_num, {"__error__": BadRow("row", f"unparsable CSV: {exc}")}
-                continue
-            if not values:
-                continue  # blank line
-            if len(values) != width:
-                yield reader.line_num, {"__error__": BadRow(
-                    "row", f"expected {width} fields, found {len(values)}"), "__raw__": values}
-                continue
-            yield reader.line_num, dict(zip(header, values))
-
-
-def read_jsonl(path: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    with open(path, "r", encoding="utf-8", errors="surrogateescape") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield lineno, {"__error__": BadRow("row", f"invalid JSON: {exc.msg} at column {exc.colno}"),
-                               "__raw__": line[:500]}
-                continue
-            if not isinstance(obj, dict):
-                yield lineno, {"__error__": BadRow("row", f"expected a JSON object, found {type(obj).__name__}"),
-                               "__raw__": line[:500]}
-                continue
-            yield lineno, obj
-
-
-def read_parquet(path: str, batch_rows: int = 10_000) -> Iterator[tuple[int, dict[str, Any]]]:
-    import pyarrow.parquet as pq
-
-    try:
-        pf = pq.ParquetFile(path)
-    except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a corrupt file
-        raise IngestError(f"{path}: not a readable Parquet file: {exc}") from None
-    row = 0
-    for batch in pf.iter_batches(batch_size=batch_rows):
-        for rec in batch.to_pylist():
-            row += 1
-            yield row, rec
-
-
-def read_hf(path: str, split: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    """A Hub dataset id, a `save_to_disk` folder, or a local data folder/file, through `datasets`."""
-    try:
-        import datasets
-    except ImportError as exc:  # pragma: no cover - a dependency
-        raise IngestError(f"{path}: the `datasets` package is needed for Hugging Face input: {exc}") from None
-    p = Path(path)
-    try:
-        if p.is_dir() and ((p / "dataset_info.json").exists() or (p / "state.json").exists()
-                           or (p / "dataset_dict.json").exists()):
-            ds = datasets.load_from_disk(str(p))
-            if isinstance(ds, datasets.DatasetDict):
-                if split not in ds:
-                    raise IngestError(f"{path}: no split {split!r} (has {', '.join(ds)})")
-                ds = ds[split]
-        elif p.is_file():
-            builder = {".arrow": "arrow", ".csv": "csv", ".json": "json", ".jsonl": "json",
-                       ".parquet": "parquet"}.get(p.suffix.lower())
-            if builder is None:
-                raise IngestError(f"{path}: datasets cannot read {p.suffix!r} files")
-            ds = datasets.load_dataset(builder, data_files=str(p), split="train", streaming=True)
-        else:
-            ds = datasets.load_dataset(path, split=split, streaming=True)
-    except IngestError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - offline hub, missing repo, bad folder
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise IngestError(f"{path}: cannot load as a Hugging Face dataset: {first}") from None
-    names = _classlabel_names(ds)
-    for row, rec in enumerate(ds, 1):
-        for col, labels in names.items():
-            value = rec.get(col)
-            if isinstance(value, int) and 0 <= value < len(labels):
-                rec[col] = (value, labels[value])
-        yield row, rec
-
-
-def _classlabel_names(ds: Any) -> dict[str, list[str]]:
-    try:
-        import datasets
-
-        feats = ds.features or {}
-        return {k: list(v.names) for k, v in feats.items() if isinstance(v, datasets.ClassLabel)}
-    except Exception:  # noqa: BLE001 - streaming datasets may not know their features
-        return {}
-
-
 # -- normalising one row ------------------------------------------------------------------------
-def parse_time(value: Any) -> Optional[dt.datetime]:
-    """ISO 8601 text, epoch seconds (or milliseconds), or a datetime; returned as naive UTC."""
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, dt.datetime):
-        ts = value
-    elif isinstance(value, dt.date):
-        ts = dt.datetime(value.year, value.month, value.day)
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        seconds = value / 1000.0 if value > 1e11 else float(value)
-        ts = dt.datetime.fromtimestamp(seconds, dt.timezone.utc)
-    else:
-        s = str(value).strip()
-        try:
-            num = float(s)
-        except ValueError:
-            ts = dt.datetime.fromisoformat(s.replace("Z", "+00:00") if s.endswith("Z") else s)
-        else:
-            return parse_time(num)
-    if ts.tzinfo is not None:
-        ts = ts.astimezone(dt.timezone.utc).replace(tzinfo=None)
-    return ts
-
-
 def _label_value(value: Any) -> Any:
     return value[0] if isinstance(value, tuple) else value
 
@@ -326,15 +191,18 @@ class RowBuilder:
         if text_col not in row:
             raise BadRow(text_col, f"missing text column {text_col!r}")
         text = row[text_col]
-        if text is None or (isinstance(text, float) and math.isnan(text)) or not str(text).strip():
+        if text is None or (isinstance(text, float) and math.isnan(text)):
             raise BadRow(text_col, "missing text")
-        text = str(text)
-        if has_undecodable_bytes(text):
+        if not isinstance(text, str):
+            raise BadRow(text_col, f"text is {type_name(text)} ({preview(text)}), not a string")
+        if not text.strip():
+            raise BadRow(text_col, "missing text")
+        if not text.isascii() and has_undecodable_bytes(text):
             raise BadRow(text_col, "wrong encoding: text is not valid UTF-8")
         if "\x00" in text:
             raise BadRow(text_col, "text contains NUL bytes")
 
-        author = _opt_str(row.get(c.author)) if c.author else None
+        author = ident_text(row.get(c.author), c.author, "author") if c.author else None
         created = None
         if c.created:
             raw_time = row.get(c.created)
@@ -353,7 +221,7 @@ class RowBuilder:
         if c.id == ROW_NUMBER:
             raw_id = str(rowno if rowno is not None else lineno)
         elif c.id is not None:
-            raw_id = _opt_str(row.get(c.id))
+            raw_id = ident_text(row.get(c.id), c.id, "id")
             if not raw_id:
                 raise BadRow(c.id or "id", "missing id")
         else:
@@ -369,7 +237,9 @@ class RowBuilder:
             for col in c.meta:
                 if col not in row:
                     raise BadRow(col, f"missing metadata column {col!r}")
-                meta[col] = _jsonable(row[col])
+                if has_bad_bytes(row[col]):
+                    raise BadRow(col, "wrong encoding: value is not valid UTF-8")
+                meta[col] = jsonable(row[col])
         return {"id": item_id, "source": self.source, "surface": self.surface, "text": text,
                 "text_hash": text_hash(text), "author_id": author, "created_at": created,
                 "source_label": source_label, "policy_label": policy, "taxonomy_version": self.version,
@@ -389,31 +259,6 @@ class RowBuilder:
                 return key, key
         known = ", ".join(self.smap.labels) if self.smap and self.smap.labels else ", ".join(self.tax.policies)
         raise BadRow(self.c.label or "label", f"unknown label {_label_value(raw)!r} (known: {known})")
-
-
-def _opt_str(value: Any) -> Optional[str]:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    s = str(value).strip()
-    return s or None
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, (dt.datetime, dt.date)):
-        return value.isoformat()
-    if isinstance(value, tuple):
-        return value[1]
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    try:
-        json.dumps(value)
-        return value
-    except TypeError:
-        return str(value)
 
 
 # -- the service --------------------------------------------------------------------------------
@@ -446,7 +291,7 @@ def ingest_paths(store: Any, taxonomy: Any, paths: list[str], preset: Optional[s
                                  split, chunk_size, limit, run_id, progress))
 
     summary = IngestSummary(run_id=run_id, files=files, quarantine_path=str(store.quarantine_path))
-    counts = {k: summary.total(k) for k in ("read", "stored", "duplicate", "quarantined")}
+    counts = summary.counts()
     with store.begin() as conn:
         conn.execute(update(IngestRun.__table__).where(IngestRun.__table__.c.id == run_id)
                      .values(finished_at=dt.datetime.now(dt.timezone.utc).replace(tzinfo=None),
@@ -484,57 +329,91 @@ def _ingest_one(store: Any, taxonomy: Any, path: str, fmt: str, preset: Optional
         rows = read_hf(path, split)
 
     build = RowBuilder(taxonomy, src, surf, cols, run_id)
-    writer = _ChunkWriter(store, summary, chunk_size)
     bar = tqdm(desc=f"ingest {Path(path).name}", unit=" rows", disable=not progress, mininterval=0.5,
                leave=False)
     try:
-        with open(store.quarantine_path, "a", encoding="utf-8") as qfile:
-            for lineno, row in rows:
-                if limit is not None and summary.read >= limit:
-                    break
-                summary.read += 1
-                err = row.get("__error__")
-                try:
-                    if err is not None:
-                        raise err
-                    writer.add(build(lineno, row, summary.read))
-                except BadRow as bad:
-                    summary.quarantined += 1
-                    summary.reasons[bad.reason.split(" (")[0]] = summary.reasons.get(bad.reason.split(" (")[0], 0) + 1
-                    qfile.write(json.dumps({
-                        "file": str(path), "line": lineno, "field": bad.field, "reason": bad.reason,
-                        "source": src, "run_id": run_id, "row": _quarantine_row(row),
-                    }, ensure_ascii=False, default=str) + "\n")
-                if summary.read % 1000 == 0:
-                    bar.update(1000)
-            writer.flush()
-    except IngestError as exc:
-        writer.flush()
-        summary.error = str(exc)
-    except (OSError, UnicodeError) as exc:
-        writer.flush()
-        summary.error = f"{path}: read failed after {summary.read} rows: {exc}"
+        with QuarantineWriter(store.quarantine_path) as qw:
+            sink = _Sink(qw, str(path), src, run_id, summary)
+            writer = _ChunkWriter(store, summary, chunk_size, sink, cols.text or "text")
+            try:
+                summary.error = _read_all(rows, build, writer, sink, summary, limit, path, bar)
+            except _Abort as exc:
+                summary.error = str(exc)
+            try:
+                writer.flush()  # rows read before an error are still stored
+            except _Abort as exc:
+                summary.error = summary.error or str(exc)
+    except OSError as exc:  # the quarantine file cannot be opened: nothing was read
+        summary.error = f"cannot open the quarantine {store.quarantine_path}: {exc.strerror or exc}"
     finally:
         bar.close()
     return summary
 
 
+def _read_all(rows: Iterable[tuple[int, dict[str, Any]]], build: "RowBuilder", writer: "_ChunkWriter",
+              sink: "_Sink", summary: FileSummary, limit: Optional[int], path: str, bar: Any) -> Optional[str]:
+    """Every row to the writer or the quarantine; the error that cut the file short, if any."""
+    it: Iterator[tuple[int, dict[str, Any]]] = iter(rows)
+    while limit is None or summary.read < limit:
+        try:
+            lineno, row = next(it)
+        except StopIteration:
+            return None
+        except IngestError as exc:
+            return str(exc) if not summary.read else f"{exc} (after {summary.read} rows)"
+        except Exception as exc:  # noqa: BLE001 - OSError, a decoder's or pyarrow's error mid-file
+            return f"{path}: read failed after {summary.read} rows: {_one_line(exc)}"
+        summary.read += 1
+        err = row.get("__error__")
+        try:
+            if err is not None:
+                raise err
+            item = build(lineno, row, summary.read)
+        except BadRow as bad:
+            sink.put(lineno, bad.field, bad.reason, row)
+        except Exception as exc:  # noqa: BLE001 - a row the builder did not foresee: kept, not lost
+            sink.put(lineno, "row", f"cannot normalise the row: {type(exc).__name__}: {_one_line(exc)}", row)
+        else:
+            writer.add(lineno, item, row)
+        if summary.read % 1000 == 0:
+            bar.update(1000)
+    return None
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
+
+
+class _Abort(Exception):
+    """A row could be neither stored nor quarantined: the file stops here, the run fails."""
+
+
+class _Sink:
+    """Writes one quarantine record and counts the row only once the record is written."""
+
+    def __init__(self, writer: QuarantineWriter, path: str, source: str, run_id: int, summary: FileSummary) -> None:
+        self.writer = writer
+        self.path = path
+        self.source = source
+        self.run_id = run_id
+        self.summary = summary
+
+    def put(self, lineno: int, field_name: str, reason: str, row: dict[str, Any], count: str = "quarantined",
+            **extra: Any) -> None:
+        try:
+            self.writer.write({"file": self.path, "line": lineno, "field": field_name, "reason": reason,
+                               "source": self.source, "run_id": self.run_id, **extra, "row": _quarantine_row(row)})
+        except (OSError, ValueError) as exc:
+            self.summary.lost += 1
+            raise _Abort(f"cannot write the quarantine {self.writer.path}: {_one_line(exc)}") from None
+        setattr(self.summary, count, getattr(self.summary, count) + 1)
+        self.summary.note(reason)
+
+
 def _quarantine_row(row: dict[str, Any]) -> Any:
     raw = row["__raw__"] if "__raw__" in row else {k: v for k, v in row.items() if k != "__error__"}
-    return _printable(raw)
-
-
-def _printable(value: Any) -> Any:
-    """Undecodable bytes as `\\xNN` escapes, so the quarantine line itself is valid UTF-8."""
-    if isinstance(value, str):
-        if has_undecodable_bytes(value):
-            return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-        return value
-    if isinstance(value, dict):
-        return {k: _printable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_printable(v) for v in value]
-    return value
+    return printable(raw)
 
 
 def _source_from_path(path: str) -> str:
@@ -544,35 +423,90 @@ def _source_from_path(path: str) -> str:
 
 
 class _ChunkWriter:
-    """Buffers item dicts and writes each chunk in one transaction, skipping ids already stored.
+    """Buffers item dicts and writes each chunk in one transaction; sorts out duplicates and conflicts.
 
-    Chunks are large on purpose: a commit rewrites every index page it touched, and hash-keyed
-    index pages are touched at random, so small commits make the cost per row grow with the
-    store. PostgreSQL's executemany gives no row count, so there RETURNING counts new rows.
+    Inserts skip ids already stored; only when some were skipped does one look-up fetch the
+    stored texts: an id stored with the same text is a duplicate, with another text a conflict
+    (quarantined with both texts, the stored item untouched). Chunks are large on purpose: a commit rewrites every index
+    page it touched, and hash-keyed index pages are touched at random, so small commits make the
+    cost per row grow with the store. PostgreSQL's executemany gives no row count, so there
+    RETURNING counts new rows. A chunk the store refuses is counted as lost and stops the file.
     """
 
-    def __init__(self, store: Any, summary: FileSummary, chunk_size: int) -> None:
+    LOOKUP_BATCH = 500
+
+    def __init__(self, store: Any, summary: FileSummary, chunk_size: int, sink: _Sink, text_col: str) -> None:
         self.store = store
         self.summary = summary
         self.chunk_size = chunk_size
-        self.buf: list[dict[str, Any]] = []
-        self.stmt = insert_ignore(store.dialect, Item.__table__, ["id"])
+        self.sink = sink
+        self.text_col = text_col
+        self.buf: list[tuple[int, dict[str, Any], dict[str, Any]]] = []
+        self.table = Item.__table__
+        self.stmt = insert_ignore(store.dialect, self.table, ["id"])
         self.returning = self.stmt.returning(self.stmt.table.c.id)
         self.counts_rows = store.dialect == "sqlite"  # sqlite3's executemany rowcount is exact
 
-    def add(self, item: dict[str, Any]) -> None:
-        self.buf.append(item)
+    def add(self, lineno: int, item: dict[str, Any], row: dict[str, Any]) -> None:
+        self.buf.append((lineno, item, row))
         if len(self.buf) >= self.chunk_size:
             self.flush()
 
+    def _texts(self, conn: Any, ids: list[str]) -> dict[str, str]:
+        from sqlalchemy import select
+
+        t, out = self.table, {}
+        for i in range(0, len(ids), self.LOOKUP_BATCH):
+            out.update(conn.execute(select(t.c.id, t.c.text).where(t.c.id.in_(ids[i:i + self.LOOKUP_BATCH]))).all())
+        return out
+
     def flush(self) -> None:
-        if not self.buf:
+        buf, self.buf = self.buf, []
+        if not buf:
             return
-        with self.store.begin() as conn:
-            if self.counts_rows:
-                stored = conn.execute(self.stmt, self.buf).rowcount
+        # The first row of each id is inserted (skipped if the id is stored); the rows after it
+        # and the skipped ones are then compared with the text the store holds.
+        first: dict[str, tuple[int, dict[str, Any], dict[str, Any]]] = {}
+        repeats = []
+        for entry in buf:
+            if entry[1]["id"] in first:
+                repeats.append(entry)
             else:
-                stored = len(conn.execute(self.returning, self.buf).all())
+                first[entry[1]["id"]] = entry
+        new = [item for _, item, _ in first.values()]
+        conflicts: list[tuple[int, dict[str, Any], dict[str, Any], str]] = []
+        try:
+            with self.store.begin() as conn:
+                stored = self._insert(conn, new)
+                known = self._texts(conn, list(first)) if stored < len(new) else {}
+        except Exception as exc:  # noqa: BLE001 - whatever the driver raises, these rows are not stored
+            self.summary.lost += len(buf)
+            raise _Abort(f"the store refused {len(buf)} rows: {_one_line(exc)}") from None
+        duplicate = len(new) - stored
+        for entry in [*first.values(), *repeats]:
+            item = entry[1]
+            held = known.get(item["id"], first[item["id"]][1]["text"])
+            if held == item["text"]:
+                if entry is not first[item["id"]]:
+                    duplicate += 1  # a repeat of the text the store holds
+            else:
+                conflicts.append((*entry, held))
+                if entry is first[item["id"]]:
+                    duplicate -= 1  # skipped by the insert, but its text differs
         self.summary.stored += stored
-        self.summary.duplicate += len(self.buf) - stored
-        self.buf = []
+        self.summary.duplicate += duplicate
+        conflicts.sort(key=lambda c: c[0])
+        for n, (lineno, item, row, prior) in enumerate(conflicts):
+            try:
+                self.sink.put(lineno, self.text_col, "conflict: this id is already stored with a different text",
+                              row, count="conflict", id=item["id"], stored_text=prior, new_text=item["text"])
+            except _Abort:
+                self.summary.lost += len(conflicts) - n - 1  # the failed one is counted by the sink
+                raise
+
+    def _insert(self, conn: Any, items: list[dict[str, Any]]) -> int:
+        if not items:
+            return 0
+        if self.counts_rows:
+            return conn.execute(self.stmt, items).rowcount
+        return len(conn.execute(self.returning, items).all())

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from .ingest import PRESETS, ColumnMap, RowBuilder, read_delimited, read_hf
+from .ingest import PRESETS, ColumnMap, RowBuilder
+from .readers import read_delimited, read_hf
 
 # name -> path of the file inside the shared data folder
 SHARED_DATASETS: dict[str, str] = {
@@ -97,7 +98,7 @@ def load_labelled(name: str, shared_dir: Optional[str | os.PathLike[str]] = None
     """
     import pandas as pd
 
-    from .ingest import BadRow
+    from .readers import BadRow
     from .taxonomy import load_taxonomy
 
     tax = taxonomy or load_taxonomy()

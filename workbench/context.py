@@ -15,6 +15,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import pluggy
 
     from clustering.config import CampaignSettings
+    from core.quarantine import RetentionConfig
     from core.store import Store
     from core.taxonomy import Taxonomy
     from labeling.queue_config import QueueConfig
@@ -83,6 +84,12 @@ class AppContext:
         from models.config import load_models_config
 
         return self._once("models", lambda: load_models_config(self.config_dir))
+
+    def retention(self) -> "RetentionConfig":
+        """`retention.yaml` (how long the quarantine keeps raw rows)."""
+        from core.quarantine import load_retention
+
+        return self._once("retention", lambda: load_retention(self.config_dir))
 
     @property
     def plugins(self) -> "pluggy.PluginManager":

@@ -15,7 +15,7 @@ import click
 from ..context import AppContext
 
 # Built-in command groups, registered as plugins in this order.
-BUILTIN_COMMANDS: tuple[str, ...] = ("data", "evaluation", "queue", "campaigns", "models", "serve")
+BUILTIN_COMMANDS: tuple[str, ...] = ("data", "evaluation", "queue", "campaigns", "models", "serve", "quarantine")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

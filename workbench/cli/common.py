@@ -39,9 +39,11 @@ def user_errors() -> Iterator[None]:
     from labeling.errors import LabelingError
     from models.base import ModelError
     from core.ingest import IngestError
+    from core.quarantine import QuarantineError
     from labeling.export import ExportError
 
     try:
         yield
-    except (LabelingError, ConfigError, PermissionDenied, ModelError, CampaignError, IngestError, ExportError) as exc:
+    except (LabelingError, ConfigError, PermissionDenied, ModelError, CampaignError, IngestError, ExportError,
+            QuarantineError) as exc:
         raise click.ClickException(str(exc)) from None

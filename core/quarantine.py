@@ -1,0 +1,236 @@
+"""The quarantine: rows ingest could not store, one JSON record a line, with their retention.
+
+Every record names `file`, `line` (the line, or the row for Parquet and Hugging Face input),
+`field` and `reason`, with `source`, `run_id`, `quarantined_at` (UTC) and the raw `row` for
+repair; a `conflict` record also holds `id`, `stored_text` and `new_text`. Undecodable bytes are
+written as `\\xNN` escapes so every line is valid UTF-8 JSON.
+
+The file holds raw input, which may be personal data: it is created with mode 0600, and
+`configs/retention.yaml` (`quarantine.max_age_days`) says how long records are kept. `purge`
+drops records older than that, keeps every other record byte for byte (a record it cannot date
+is kept), rewrites the file atomically (a 0600 temp file, then `os.replace`) and records an
+audit event. Writers (ingest) hold a shared lock on `<file>.lock` while the file is open and
+purge an exclusive one, so a purge never drops a record appended while it runs.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterator, Optional, TextIO
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .config import config_file, load_model
+from .text import has_undecodable_bytes
+
+RETENTION_FILE = "retention.yaml"
+LOCK_WAIT_S = 10.0
+
+
+class QuarantineError(RuntimeError):
+    """The quarantine cannot be read or rewritten (busy, unreadable)."""
+
+
+class QuarantineRetention(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    max_age_days: int = Field(default=30, ge=0)
+
+
+class RetentionConfig(BaseModel):
+    """`configs/retention.yaml`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    quarantine: QuarantineRetention = QuarantineRetention()
+
+
+def load_retention(path: str | os.PathLike[str] | None = None) -> RetentionConfig:
+    """`retention.yaml` from a configs folder or file; errors name the file and the field."""
+    return load_model(config_file(path, RETENTION_FILE), RetentionConfig)
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+# -- writing -------------------------------------------------------------------------------------
+def printable(value: Any) -> Any:
+    """Undecodable bytes as `\\xNN` escapes (keys too), so the record is valid UTF-8 JSON."""
+    if isinstance(value, str):
+        if has_undecodable_bytes(value):
+            return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        return value
+    if isinstance(value, dict):
+        return {printable(str(k)): printable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [printable(v) for v in value]
+    return value
+
+
+@contextlib.contextmanager
+def _lock(path: Path, exclusive: bool) -> Iterator[None]:
+    import fcntl
+
+    fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        if not exclusive:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+        else:
+            deadline = time.monotonic() + LOCK_WAIT_S
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise QuarantineError(f"{path}: an ingest is writing the quarantine; try again when it ends") from None
+                    time.sleep(0.1)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+class QuarantineWriter:
+    """Appends records, each flushed as it is written, so a record counted is a record on disk."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._stack = contextlib.ExitStack()
+        self._fh: Optional[TextIO] = None
+
+    def __enter__(self) -> "QuarantineWriter":
+        self._stack.enter_context(_lock(self.path, exclusive=False))
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        with contextlib.suppress(OSError):  # a file made before 0600 was the rule, or not ours
+            os.fchmod(fd, 0o600)
+        self._fh = self._stack.enter_context(open(fd, "a", encoding="utf-8"))
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stack.close()
+
+    def write(self, record: dict[str, Any]) -> None:
+        assert self._fh is not None, "use QuarantineWriter as a context manager"
+        record = {**record, "quarantined_at": utcnow().isoformat(timespec="seconds")}
+        try:
+            line = json.dumps(printable(record), ensure_ascii=False, default=str)
+        except UnicodeError:  # pragma: no cover - a value printable() does not reach
+            line = json.dumps(printable(record), ensure_ascii=True, default=str)
+        self._fh.write(line + "\n")
+        self._fh.flush()
+
+
+# -- reading, listing, purging -------------------------------------------------------------------
+def _records(path: Path) -> Iterator[tuple[str, Optional[dict[str, Any]]]]:
+    """(raw line, parsed record or None) for every line of the file."""
+    try:
+        fh = open(path, "r", encoding="utf-8", errors="surrogateescape", newline="")
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise QuarantineError(f"{path}: cannot read the quarantine: {exc.strerror}") from None
+    with fh:
+        for line in fh:
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                rec = None
+            yield line, rec if isinstance(rec, dict) else None
+
+
+def _run_times(store: Any) -> dict[int, dt.datetime]:
+    """When each ingest run started: the date of records written before `quarantined_at` existed."""
+    from sqlalchemy import select
+
+    from .schema import IngestRun
+
+    t = IngestRun.__table__
+    with store.read() as conn:
+        return {r.id: r.started_at for r in conn.execute(select(t.c.id, t.c.started_at)) if r.started_at}
+
+
+def _when(rec: Optional[dict[str, Any]], runs: dict[int, dt.datetime]) -> Optional[dt.datetime]:
+    if rec is None:
+        return None
+    stamp = rec.get("quarantined_at")
+    if isinstance(stamp, str):
+        try:
+            ts = dt.datetime.fromisoformat(stamp)
+            return ts.astimezone(dt.timezone.utc).replace(tzinfo=None) if ts.tzinfo else ts
+        except ValueError:
+            return None
+    run = rec.get("run_id")
+    return runs.get(run) if isinstance(run, int) else None
+
+
+def list_quarantine(store: Any, max_age_days: int, now: Optional[dt.datetime] = None) -> dict[str, Any]:
+    """Every record's place, reason and age (no row contents), counts per reason, and how many
+    are past the retention of `max_age_days`."""
+    now = now or utcnow()
+    path, runs = store.quarantine_path, _run_times(store)
+    out, reasons, past, undated = [], {}, 0, 0
+    for _, rec in _records(path):
+        when = _when(rec, runs)
+        age = round((now - when).total_seconds() / 86400, 2) if when else None
+        if age is None:
+            undated += 1
+        elif age > max_age_days:
+            past += 1
+        rec = rec or {}
+        reason = str(rec.get("reason", "unreadable quarantine line"))
+        key = reason.split(" (")[0].split(": ")[0]
+        reasons[key] = reasons.get(key, 0) + 1
+        out.append({"file": rec.get("file"), "line": rec.get("line"), "field": rec.get("field"), "reason": reason,
+                    "source": rec.get("source"), "run_id": rec.get("run_id"),
+                    "quarantined_at": when.isoformat(timespec="seconds") if when else None, "age_days": age})
+    return {"path": str(path), "records": len(out), "max_age_days": max_age_days, "past_retention": past,
+            "undated": undated, "by_reason": reasons, "items": out}
+
+
+def purge_quarantine(store: Any, older_than_days: float, actor: str,
+                     now: Optional[dt.datetime] = None) -> dict[str, Any]:
+    """Drop records older than `older_than_days`; keep the rest intact; audit the purge."""
+    from . import audit
+
+    if older_than_days < 0:
+        raise QuarantineError("--older-than must be 0 or more days")
+    now = now or utcnow()
+    cutoff = now - dt.timedelta(days=older_than_days)
+    path, runs = store.quarantine_path, _run_times(store)
+    removed = kept = 0
+    with _lock(path, exclusive=True):
+        tmp = None
+        if path.exists():
+            fd, tmp = tempfile.mkstemp(prefix=".quarantine-", suffix=".tmp", dir=path.parent)
+        try:
+            if tmp is not None:
+                os.fchmod(fd, 0o600)
+                with open(fd, "w", encoding="utf-8", errors="surrogateescape", newline="") as out:
+                    for line, rec in _records(path):
+                        when = _when(rec, runs)
+                        if when is not None and when < cutoff:
+                            removed += 1
+                            continue
+                        kept += 1
+                        out.write(line if line.endswith("\n") else line + "\n")
+                    out.flush()
+                    os.fsync(out.fileno())
+            result = {"path": str(path), "removed": removed, "kept": kept, "older_than_days": older_than_days,
+                      "cutoff": cutoff.isoformat(timespec="seconds")}
+            # The event commits only once the file is replaced: no audited purge that did not happen.
+            with store.begin() as conn:
+                audit.record(conn, actor, "quarantine_purge", "quarantine", path.name, result)
+                if tmp is not None:
+                    os.replace(tmp, path)
+                    tmp = None
+        finally:
+            if tmp is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+    return result

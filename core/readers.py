@@ -1,0 +1,376 @@
+"""Readers for ingest: each yields (line number, {column: value}) for every record of one input.
+
+A record that cannot be read as a row is yielded as `{"__error__": BadRow(...), "__raw__": ...}`
+so the caller quarantines it and goes on; nothing is skipped silently. Files are decoded as
+UTF-8 with `surrogateescape` (a byte that is not UTF-8 survives, flagged by the row builder, so
+it costs that row and not the file) and a UTF-8 byte-order mark is dropped.
+
+**Unbalanced quotes (CSV / TSV).** A quoted field may hold line breaks, so a quote that is never
+closed would swallow the rows after it into one text. A record that spans several lines is kept
+only when all of these hold:
+  - it parses strictly (after a closing quote comes a delimiter or the line end),
+  - it has the header's number of fields and ends before the end of the file,
+  - no line inside the quoted field reads as a row of its own: no quote character, exactly the
+    header's number of fields (two or more), and a first field without spaces (as ids, numbers
+    and dates are), and
+  - it spans at most `MAX_RECORD_LINES` lines.
+Otherwise the line where the quote opened is quarantined ("unbalanced quote", naming the column
+the quote opened in) and reading starts again at the next line, so the rows it swallowed are
+read as rows. A legitimate multi-line text (whose inner lines are prose) passes.
+
+**Local paths.** A path that does not exist but looks local (starts with `.`, `/` or `~`, holds a
+backslash or more than one `/`, ends in a file extension, or names a folder that exists, as in
+`data/posts`) fails at once with "no such file or folder"; only `owner/name` shapes go to the Hub.
+"""
+from __future__ import annotations
+
+import collections
+import csv
+import datetime as dt
+import json
+import math
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+from .text import has_undecodable_bytes
+
+FORMATS = ("csv", "tsv", "jsonl", "parquet", "hf")
+_EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl",
+               ".json": "jsonl", ".parquet": "parquet", ".pq": "parquet", ".arrow": "hf"}
+# Extensions that mark a missing path as a local file (never a Hub id).
+_FILE_EXTENSIONS = set(_EXTENSIONS) | {".txt", ".gz", ".bz2", ".xz", ".zst", ".zip", ".xls", ".xlsx", ".feather"}
+MAX_RECORD_LINES = 10_000  # a quoted field running longer than this is taken as an unclosed quote
+_UNCLOSED = "unbalanced quote: the quoted field opened on this line is not closed"
+
+csv.field_size_limit(min(2**31 - 1, 1 << 28))
+
+
+class IngestError(RuntimeError):
+    """An input cannot be read at all (missing file, unknown format, bad options)."""
+
+
+class BadRow(ValueError):
+    def __init__(self, field_name: str, reason: str) -> None:
+        super().__init__(reason)
+        self.field = field_name
+        self.reason = reason
+
+
+# -- which reader --------------------------------------------------------------------------------
+def detect_format(path: str, fmt: Optional[str], default: Optional[str] = None) -> str:
+    """The explicit format, else the extension's, else `default` (a preset's), else an error.
+
+    A missing path fails at once unless it can only be a Hub dataset id (see the module doc)."""
+    p = Path(path)
+    if not p.exists():
+        if looks_local(path) or (fmt is not None and fmt != "hf") or not _looks_like_hub_id(path):
+            raise IngestError(f"{path}: no such file or folder")
+        return "hf"
+    if fmt:
+        return fmt
+    if p.is_dir():
+        return "hf"
+    ext = p.suffix.lower()
+    if ext in _EXTENSIONS:
+        return _EXTENSIONS[ext]
+    if default:
+        return default
+    raise IngestError(f"{path}: cannot tell the format from the extension {ext!r}; pass --format "
+                      f"({', '.join(FORMATS)})")
+
+
+def looks_local(path: str) -> bool:
+    """True when a path names a local file or folder, never a Hub dataset id."""
+    if path.startswith((".", "/", "~")) or "\\" in path or path.count("/") > 1:
+        return True
+    if Path(path).suffix.lower() in _FILE_EXTENSIONS:
+        return True
+    head = path.split("/")[0]
+    return "/" in path and Path(head).is_dir()
+
+
+def _looks_like_hub_id(path: str) -> bool:
+    parts = path.split("/")
+    return len(parts) == 2 and all(parts)
+
+
+# -- values as read: times, ids, types ----------------------------------------------------------
+def parse_time(value: Any) -> Optional[dt.datetime]:
+    """ISO 8601 text, epoch seconds (or milliseconds), or a datetime; returned as naive UTC."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dt.datetime):
+        ts = value
+    elif isinstance(value, dt.date):
+        ts = dt.datetime(value.year, value.month, value.day)
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = value / 1000.0 if value > 1e11 else float(value)
+        ts = dt.datetime.fromtimestamp(seconds, dt.timezone.utc)
+    else:
+        s = str(value).strip()
+        try:
+            num = float(s)
+        except ValueError:
+            ts = dt.datetime.fromisoformat(s.replace("Z", "+00:00") if s.endswith("Z") else s)
+        else:
+            return parse_time(num)
+    if ts.tzinfo is not None:
+        ts = ts.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return ts
+
+
+def ident_text(value: Any, column: str, what: str) -> Optional[str]:
+    """An id or author as text: a string (stripped) or an integer's decimal text; None if absent.
+
+    A float is refused even when integral: `1.0` must not silently become the same id as `1`."""
+    if type(value) is str:
+        s = value.strip()
+    elif value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    elif isinstance(value, bool) or not isinstance(value, (str, int)):
+        hint = "; write ids as text or integers" if isinstance(value, float) else ""
+        raise BadRow(column, f"{what} is {type_name(value)} ({preview(value)}), not text or an integer{hint}")
+    else:
+        s = str(value).strip()
+    if not s.isascii() and has_undecodable_bytes(s):
+        raise BadRow(column, f"wrong encoding: {what} is not valid UTF-8")
+    return s or None
+
+
+def type_name(value: Any) -> str:
+    name = type(value).__name__
+    return f"an {name}" if name[:1] in "aeiou" else f"a {name}"
+
+
+def preview(value: Any) -> str:
+    try:
+        text = json.dumps(value, ensure_ascii=False, default=repr)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def has_bad_bytes(value: Any) -> bool:
+    if isinstance(value, str):
+        return not value.isascii() and has_undecodable_bytes(value)
+    if isinstance(value, dict):
+        return any(has_bad_bytes(k) or has_bad_bytes(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return any(has_bad_bytes(v) for v in value)
+    return False
+
+
+def jsonable(value: Any) -> Any:
+    if isinstance(value, (dt.datetime, dt.date)):
+        return value.isoformat()
+    if isinstance(value, tuple):
+        return value[1]
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    try:
+        json.dumps(value)
+        return value
+    except TypeError:
+        return str(value)
+
+
+# -- CSV / TSV ------------------------------------------------------------------------------------
+class _Swallowed(Exception):
+    """A line inside a quoted field reads as a row of its own, or the field runs too long."""
+
+
+class _Lines:
+    """The physical lines of a file for csv.reader, remembering those of the current record;
+    lines can be handed back to be read again."""
+
+    def __init__(self, fh: Any, delimiter: str, quotechar: str) -> None:
+        self.fh = fh
+        self.delimiter = delimiter
+        self.quotechar = quotechar
+        self.pending: collections.deque[str] = collections.deque()
+        self.taken: list[str] = []
+        self.width = 0  # the header's field count, once known
+
+    def __iter__(self) -> "_Lines":
+        return self
+
+    def __next__(self) -> str:
+        line = self.pending.popleft() if self.pending else next(self.fh)
+        self.taken.append(line)
+        if len(self.taken) > 1:  # csv asks for another line only inside a quoted field
+            if len(self.taken) > MAX_RECORD_LINES or self._reads_as_row(line):
+                raise _Swallowed()
+        return line
+
+    def _reads_as_row(self, line: str) -> bool:
+        if self.width < 2 or self.quotechar in line:
+            return False
+        parts = line.rstrip("\r\n").split(self.delimiter)
+        return len(parts) == self.width and bool(parts[0]) and not any(ch.isspace() for ch in parts[0])
+
+    def give_back(self, lines: list[str]) -> None:
+        self.pending.extendleft(reversed(lines))
+
+
+def read_delimited(path: str, delimiter: str, quoting: int) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Rows of a CSV/TSV file; bytes that are not UTF-8 survive as surrogates, flagged later."""
+    with open(path, "r", encoding="utf-8-sig", errors="surrogateescape", newline="") as fh:
+        lines = _Lines(fh, delimiter, '"')
+        reader = csv.reader(lines, delimiter=delimiter, quoting=quoting, strict=True)
+        try:
+            header = next(reader)
+        except StopIteration:
+            return
+        except (csv.Error, _Swallowed) as exc:
+            what = exc if isinstance(exc, csv.Error) else "a quote in the header is not closed"
+            raise IngestError(f"{path}: cannot parse the header: {what}") from None
+        if header and header[0].startswith("\ufeff"):
+            header[0] = header[0][1:]
+        width = lines.width = len(header)
+        lineno = 1 + len(lines.taken)  # the number of the record's first line
+        while True:
+            lines.taken = []
+            problem: Optional[str] = None
+            try:
+                values = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                problem = str(exc)
+                values = None
+            except _Swallowed:
+                problem = "swallowed"
+                values = None
+            taken = lines.taken
+            if values is not None and (len(taken) <= 1 or len(values) == width):
+                start, lineno = lineno, lineno + len(taken)
+                if not values:
+                    continue  # blank line
+                if len(values) != width:
+                    yield start, {"__error__": BadRow("row", f"expected {width} fields, found {len(values)}"),
+                                  "__raw__": values}
+                    continue
+                yield start, dict(zip(header, values))
+                continue
+            if len(taken) <= 1:  # one line that does not parse (a final unclosed quote included)
+                start, lineno = lineno, lineno + max(len(taken), 1)
+                reason = (_UNCLOSED + " (the file ends inside it)" if problem and "end of data" in problem
+                          else f"unparsable CSV: {problem}")
+                yield start, {"__error__": BadRow(_open_column(taken, header, delimiter), reason),
+                              "__raw__": "".join(taken)}
+                reader = csv.reader(lines, delimiter=delimiter, quoting=quoting, strict=True)
+                continue
+            # A quoted field ran over several lines and did not make a good row: quarantine the
+            # line it opened on, and read the lines it took again as rows of their own.
+            if problem == "swallowed":
+                why = f"line {lineno + len(taken) - 1} inside it reads as a row of its own"
+                if len(taken) > MAX_RECORD_LINES:
+                    why = f"it runs over more than {MAX_RECORD_LINES} lines"
+            elif problem and "end of data" in problem:
+                why = "the file ends inside it"
+            elif problem:
+                why = f"it does not parse: {problem}"
+            else:
+                why = f"it spans lines {lineno}-{lineno + len(taken) - 1} and leaves {len(values or [])} fields, not {width}"
+            yield lineno, {"__error__": BadRow(_open_column(taken, header, delimiter),
+                                               f"{_UNCLOSED} ({why})"),
+                           "__raw__": taken[0]}
+            lines.give_back(taken[1:])
+            lineno += 1
+            reader = csv.reader(lines, delimiter=delimiter, quoting=quoting, strict=True)
+
+
+def _open_column(taken: list[str], header: list[str], delimiter: str) -> str:
+    """The column a record's first line leaves open (its last field once the quote is closed)."""
+    if not taken:
+        return "row"
+    try:
+        fields = next(csv.reader([taken[0].rstrip("\r\n") + '"'], delimiter=delimiter))
+    except (csv.Error, StopIteration):
+        return "row"
+    idx = len(fields) - 1
+    return header[idx] if 0 <= idx < len(header) and header[idx] else "row"
+
+
+# -- JSONL, Parquet, Hugging Face ----------------------------------------------------------------
+def read_jsonl(path: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    with open(path, "r", encoding="utf-8-sig", errors="surrogateescape") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                yield lineno, {"__error__": BadRow("row", f"invalid JSON: {exc.msg} at column {exc.colno}"),
+                               "__raw__": line[:500]}
+                continue
+            if not isinstance(obj, dict):
+                yield lineno, {"__error__": BadRow("row", f"expected a JSON object, found {type(obj).__name__}"),
+                               "__raw__": line[:500]}
+                continue
+            yield lineno, obj
+
+
+def read_parquet(path: str, batch_rows: int = 10_000) -> Iterator[tuple[int, dict[str, Any]]]:
+    import pyarrow.parquet as pq
+
+    try:
+        pf = pq.ParquetFile(path)
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a corrupt file
+        raise IngestError(f"{path}: not a readable Parquet file: {exc}") from None
+    row = 0
+    for batch in pf.iter_batches(batch_size=batch_rows):
+        for rec in batch.to_pylist():
+            row += 1
+            yield row, rec
+
+
+def read_hf(path: str, split: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """A Hub dataset id, a `save_to_disk` folder, or a local data folder/file, through `datasets`."""
+    try:
+        import datasets
+    except ImportError as exc:  # pragma: no cover - a dependency
+        raise IngestError(f"{path}: the `datasets` package is needed for Hugging Face input: {exc}") from None
+    p = Path(path)
+    try:
+        if p.is_dir() and ((p / "dataset_info.json").exists() or (p / "state.json").exists()
+                           or (p / "dataset_dict.json").exists()):
+            ds = datasets.load_from_disk(str(p))
+            if isinstance(ds, datasets.DatasetDict):
+                if split not in ds:
+                    raise IngestError(f"{path}: no split {split!r} (has {', '.join(ds)})")
+                ds = ds[split]
+        elif p.is_file():
+            builder = {".arrow": "arrow", ".csv": "csv", ".json": "json", ".jsonl": "json",
+                       ".parquet": "parquet"}.get(p.suffix.lower())
+            if builder is None:
+                raise IngestError(f"{path}: datasets cannot read {p.suffix!r} files")
+            ds = datasets.load_dataset(builder, data_files=str(p), split="train", streaming=True)
+        else:
+            ds = datasets.load_dataset(path, split=split, streaming=True)
+    except IngestError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - offline hub, missing repo, bad folder
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise IngestError(f"{path}: cannot load as a Hugging Face dataset: {first}") from None
+    names = _classlabel_names(ds)
+    for row, rec in enumerate(ds, 1):
+        for col, labels in names.items():
+            value = rec.get(col)
+            if isinstance(value, int) and 0 <= value < len(labels):
+                rec[col] = (value, labels[value])
+        yield row, rec
+
+
+def _classlabel_names(ds: Any) -> dict[str, list[str]]:
+    try:
+        import datasets
+
+        feats = ds.features or {}
+        return {k: list(v.names) for k, v in feats.items() if isinstance(v, datasets.ClassLabel)}
+    except Exception:  # noqa: BLE001 - streaming datasets may not know their features
+        return {}

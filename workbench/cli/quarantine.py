@@ -1,0 +1,92 @@
+"""Quarantine commands: list the rows ingest could not store, purge those past their retention.
+
+The quarantine (`quarantine.jsonl` in the data directory) keeps raw input rows, which may hold
+personal data; `configs/retention.yaml` says how long. A thin layer over `core.quarantine`; the
+service loads inside each command so `workbench --help` stays light.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import click
+
+from core.hooks import hookimpl
+
+from .common import AppContext, emit, json_option, pass_app, user_errors
+
+
+def _print_list(d: dict[str, Any], limit: int) -> None:
+    click.echo(f"{d['records']} quarantined rows in {d['path']}; {d['past_retention']} older than the "
+               f"retention of {d['max_age_days']} days" + (f", {d['undated']} undated" if d["undated"] else ""))
+    for reason, n in sorted(d["by_reason"].items(), key=lambda kv: -kv[1]):
+        click.echo(f"  {n:>7}  {reason}")
+    shown = d["items"][-limit:] if limit else d["items"]
+    if shown:
+        click.echo(f"newest {len(shown)}:" if len(shown) < d["records"] else "records:")
+    for r in shown:
+        age = "undated" if r["age_days"] is None else f"{r['age_days']:.1f} days"
+        click.echo(f"  {r['file']}:{r['line']}  field {r['field']}  run {r['run_id']}  {age}  {r['reason']}")
+
+
+@hookimpl
+def register_commands(cli: click.Group) -> None:
+    """Add the `quarantine` group to the `workbench` group."""
+
+    @cli.group()
+    def quarantine() -> None:
+        """Rows ingest could not store (raw input, may hold personal data) and their retention."""
+
+    @quarantine.command("list")
+    @click.option("--limit", default=50, show_default=True, help="How many of the newest records to print (0 = all).")
+    @json_option
+    @pass_app
+    def quarantine_list(app: AppContext, limit: int, as_json: bool) -> None:
+        """List quarantined rows: file, line, field, reason and age; no row contents.
+
+        Counts per reason and how many rows are past the retention in configs/retention.yaml.
+        The raw rows themselves stay in quarantine.jsonl in the data directory, for repair.
+
+        \b
+        Example:
+          workbench quarantine list
+          workbench quarantine list --json | jq '.by_reason'
+        """
+        from core.quarantine import QuarantineError, list_quarantine
+
+        with user_errors():
+            days = app.retention().quarantine.max_age_days
+            try:
+                data = list_quarantine(app.store(), days)
+            except QuarantineError as exc:
+                raise click.ClickException(str(exc)) from None
+        emit(data, as_json, lambda d: _print_list(d, limit))
+
+    @quarantine.command("purge")
+    @click.option("--older-than", "older_than", type=click.IntRange(min=0), metavar="DAYS",
+                  help="Drop records older than this many days (default: quarantine.max_age_days in "
+                       "configs/retention.yaml; 0 drops every record).")
+    @click.option("--as", "actor", default="cli", show_default=True, help="Who purges (audit log).")
+    @json_option
+    @pass_app
+    def quarantine_purge(app: AppContext, older_than: Optional[int], actor: str, as_json: bool) -> None:
+        """Drop quarantined rows past their retention; every other record is kept intact.
+
+        The file is rewritten atomically (mode 0600) and the purge is recorded in the audit log.
+        A record whose age cannot be told is kept.
+
+        \b
+        Example:
+          workbench quarantine purge                 # the retention in configs/retention.yaml
+          workbench quarantine purge --older-than 7 --as alice --json
+        """
+        from core.quarantine import QuarantineError, purge_quarantine
+
+        with user_errors():
+            days = older_than if older_than is not None else app.retention().quarantine.max_age_days
+            try:
+                result = purge_quarantine(app.store(), days, actor)
+            except QuarantineError as exc:
+                raise click.ClickException(str(exc)) from None
+        emit(result, as_json, lambda d: click.echo(
+            f"purged {d['removed']} quarantined rows older than {d['older_than_days']} days "
+            f"(before {d['cutoff']}); kept {d['kept']} in {d['path']}"))
