@@ -1,9 +1,28 @@
-"""Tamper-evident audit log: an append-only hash chain of who did what when.
+"""Tamper-evident audit log: an append-only, keyed hash chain of who did what when.
 
-Each event's hash is SHA-256 over the previous event's hash and the event's own canonical JSON,
-so editing any stored field, deleting an event, or re-ordering events breaks every hash after
-it. `verify` walks the chain; `head` gives the newest hash, which an operator can keep outside
-the database (e.g. in a ticket) to also detect truncation of the newest events.
+Each event's hash is HMAC-SHA256, under a key kept outside the database, over the previous
+event's hash and the event's own canonical JSON: editing any stored field, deleting an event or
+re-ordering events breaks every hash after it, and someone with database access but without the
+key cannot recompute the chain. The key is an `AuditKey` (bytes given by the application, or a
+file with 0600 rights in the data directory, created on first use); the store puts it on every
+connection it opens (`KEY_INFO`), so `record(conn, ...)` needs no extra argument.
+
+Chains written before the key existed (plain SHA-256, chain version 0) stay valid: the first
+keyed event after them is a seal (`audit.chain.keyed`) that names how many unkeyed events come
+before it, their last hash, and a digest of every decision row that existed then. Unkeyed
+events are accepted only before the seal; after it, every event must verify with the key.
+`core.store.Store.migrate` writes the seal when it upgrades a store that has unkeyed events, so
+a chain with events but no keyed one is reported (a recomputation without the key).
+
+Decisions are bound to their events: `bind(conn, ids)` gives each decision row's content hash,
+which the decision.create / decision.correct / appeal.resolve payloads carry under "bound".
+`verify` checks both directions: every decision has an event whose hash matches, and every bound
+decision still exists unchanged.
+
+Checkpoints ({head, count, time}, `head`) are kept outside the database (a 0600 JSON-lines file,
+optionally posted to a webhook); `verify(checkpoints=...)` checks that the event at position
+`count` still has hash `head`, which finds truncation, deletion, re-ordering and recomputation
+and never alarms on events appended since.
 
 `record` must run inside the caller's write transaction, so the event commits or rolls back
 with the change it describes. On PostgreSQL it takes a transaction-scoped advisory lock; on
@@ -13,19 +32,106 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import hmac
 import json
+import os
+import secrets
+import stat
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Optional
 
-from sqlalchemy import Connection, insert, select, text
+from sqlalchemy import Connection, func, insert, select, text
 
-from .schema import AuditEvent, utcnow
+from .schema import AuditEvent, Decision, utcnow
 
 GENESIS = "0" * 64
+ALGORITHM = "hmac-sha256"
+KEY_FILE = "audit.key"
+CHECKPOINT_FILE = "audit-checkpoints.jsonl"
+KEY_INFO = "wb_audit_key"  # where the store puts the AuditKey in each connection's `info`
+SEAL_ACTION = "audit.chain.keyed"
+BINDING_ACTIONS = ("decision.create", "decision.correct", "appeal.resolve")
 _LOCK_KEY = 0x7773_6175  # advisory lock id for the chain on PostgreSQL
 _T = AuditEvent.__table__
+_D = Decision.__table__
+_MIN_KEY_BYTES = 16
 
 
+class AuditError(RuntimeError):
+    """The audit key or a checkpoint file cannot be used (one-line message)."""
+
+
+# -- the key ----------------------------------------------------------------------------------
+class AuditKey:
+    """The chain key: given by the application, or read from (created in) a 0600 key file."""
+
+    def __init__(self, key: bytes | str | None = None, path: str | os.PathLike[str] | None = None) -> None:
+        if key is None and path is None:
+            raise AuditError("an audit key needs either the key or a key file")
+        self.path = Path(path) if path is not None else None
+        self._key = _check_key(key.encode("utf-8") if isinstance(key, str) else key, "the given audit key") \
+            if key is not None else None
+        self.last_keyed_head: Optional[str] = None  # a head this process knows is keyed
+
+    def get(self) -> bytes:
+        if self._key is None:
+            assert self.path is not None
+            self._key = _load_or_create(self.path)
+        return self._key
+
+    @property
+    def key_id(self) -> str:
+        """A short, non-secret fingerprint of the key (to tell keys apart in reports)."""
+        return hmac.new(self.get(), b"workbench audit key id", hashlib.sha256).hexdigest()[:12]
+
+
+def _check_key(key: bytes, where: str) -> bytes:
+    if len(key) < _MIN_KEY_BYTES:
+        raise AuditError(f"{where} is too short ({len(key)} bytes; at least {_MIN_KEY_BYTES})")
+    return key
+
+
+def _load_or_create(path: Path) -> bytes:
+    """Read the key file (refusing one others can read), or create it with 0600 rights."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "w", encoding="ascii") as fh:
+                fh.write(secrets.token_hex(32) + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+            try:
+                os.link(tmp, path)  # atomic, and never replaces a key another process just made
+            except FileExistsError:
+                pass
+        finally:
+            tmp.unlink(missing_ok=True)
+    try:
+        mode = path.stat().st_mode
+        raw = path.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise AuditError(f"cannot read the audit key file {path}: {exc}") from None
+    if os.name == "posix" and mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise AuditError(f"the audit key file {path} is readable by others (mode {stat.S_IMODE(mode):o}): "
+                         f"chmod 600 {path}")
+    try:
+        key = bytes.fromhex(raw)
+    except ValueError:
+        key = raw.encode("utf-8")
+    return _check_key(key, f"the audit key in {path}")
+
+
+def connection_key(conn: Connection) -> AuditKey:
+    key = conn.info.get(KEY_INFO)
+    if key is None:
+        raise AuditError("this connection carries no audit key: open it through core.store.Store")
+    return key
+
+
+# -- hashing ----------------------------------------------------------------------------------
 def _canonical(ts: dt.datetime, actor: str, action: str, entity_type: Optional[str],
                entity_id: Optional[str], payload: Any) -> str:
     return json.dumps(
@@ -37,60 +143,300 @@ def _canonical(ts: dt.datetime, actor: str, action: str, entity_type: Optional[s
 
 def event_hash(prev_hash: str, ts: dt.datetime, actor: str, action: str,
                entity_type: Optional[str], entity_id: Optional[str], payload: Any) -> str:
+    """The chain-version-0 hash (plain SHA-256): how events before the seal were hashed."""
     body = _canonical(ts, actor, action, entity_type, entity_id, payload)
     return hashlib.sha256((prev_hash + body).encode("utf-8")).hexdigest()
 
 
-def record(conn: Connection, actor: str, action: str, entity_type: Optional[str] = None,
-           entity_id: Optional[str | int] = None, payload: Optional[dict[str, Any]] = None) -> str:
-    """Append one event in the caller's transaction; returns its hash."""
-    if conn.dialect.name == "postgresql":
-        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
-    prev = conn.execute(select(_T.c.hash).order_by(_T.c.id.desc()).limit(1)).scalar() or GENESIS
+def keyed_hash(key: bytes, prev_hash: str, ts: dt.datetime, actor: str, action: str,
+               entity_type: Optional[str], entity_id: Optional[str], payload: Any) -> str:
+    body = _canonical(ts, actor, action, entity_type, entity_id, payload)
+    return hmac.digest(key, (prev_hash + body).encode("utf-8"), "sha256").hex()
+
+
+def _row_keyed_hash(key: bytes, row: Mapping[str, Any]) -> str:
+    return keyed_hash(key, row["prev_hash"], row["ts"], row["actor"], row["action"], row["entity_type"],
+                      row["entity_id"], row["payload"])
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return value.isoformat(timespec="microseconds")
+    return value
+
+
+def decision_digest(row: Mapping[str, Any]) -> str:
+    """Canonical SHA-256 of a decision row: every column, by name."""
+    body = json.dumps({c.name: _plain(row[c.name]) for c in _D.columns}, sort_keys=True,
+                      separators=(",", ":"), default=str, ensure_ascii=False)
+    return hashlib.sha256(body.encode("utf-8")).hexdigest()
+
+
+def bind(conn: Connection, ids: Iterable[int]) -> dict[str, str]:
+    """{decision id: content hash} of rows just written in this transaction (for the event payload)."""
+    ids = sorted({int(i) for i in ids})
+    out: dict[str, str] = {}
+    for start in range(0, len(ids), 5000):
+        for row in conn.execute(select(_D).where(_D.c.id.in_(ids[start:start + 5000]))).mappings():
+            out[str(row["id"])] = decision_digest(row)
+    return out
+
+
+# -- writing ----------------------------------------------------------------------------------
+def _head_row(conn: Connection) -> Optional[Mapping[str, Any]]:
+    return conn.execute(select(_T).order_by(_T.c.id.desc()).limit(1)).mappings().first()
+
+
+def _insert(conn: Connection, key: bytes, prev: str, actor: str, action: str, entity_type: Optional[str],
+            entity_id: Optional[str], payload: Optional[dict[str, Any]]) -> str:
     ts = utcnow()
-    eid = None if entity_id is None else str(entity_id)
     # Round-trip the payload through JSON so the hash covers exactly what the database stores.
     payload = json.loads(json.dumps(payload, default=str)) if payload is not None else None
-    digest = event_hash(prev, ts, actor, action, entity_type, eid, payload)
+    digest = keyed_hash(key, prev, ts, actor, action, entity_type, entity_id, payload)
     conn.execute(insert(_T).values(ts=ts, actor=actor, action=action, entity_type=entity_type,
-                                   entity_id=eid, payload=payload, prev_hash=prev, hash=digest))
+                                   entity_id=entity_id, payload=payload, prev_hash=prev, hash=digest))
     return digest
 
 
+def _chain_head(conn: Connection, akey: AuditKey) -> str:
+    """The hash to chain onto; writes the seal first when the head is not keyed (an old chain)."""
+    head_hash = conn.execute(select(_T.c.hash).order_by(_T.c.id.desc()).limit(1)).scalar()
+    if head_hash is None:
+        return GENESIS
+    if head_hash == akey.last_keyed_head:
+        return head_hash
+    head = _head_row(conn)
+    assert head is not None
+    if _row_keyed_hash(akey.get(), head) == head_hash:
+        return head_hash
+    return _write_seal(conn, akey, head_hash)
+
+
+def _write_seal(conn: Connection, akey: AuditKey, prev: str) -> str:
+    legacy = int(conn.execute(select(func.count()).select_from(_T)).scalar_one())
+    upto = conn.execute(select(func.max(_D.c.id))).scalar()
+    agg = hashlib.sha256()
+    if upto is not None:
+        for row in conn.execute(select(_D).order_by(_D.c.id)).mappings():
+            agg.update(f"{row['id']}:{decision_digest(row)}\n".encode())
+    payload = {"algorithm": ALGORITHM, "legacy_events": legacy, "legacy_head": prev,
+               "decisions_upto": upto, "decisions_sha256": agg.hexdigest(), "key_id": akey.key_id}
+    return _insert(conn, akey.get(), prev, "system", SEAL_ACTION, "audit_chain", None, payload)
+
+
+def record(conn: Connection, actor: str, action: str, entity_type: Optional[str] = None,
+           entity_id: Optional[str | int] = None, payload: Optional[dict[str, Any]] = None) -> str:
+    """Append one keyed event in the caller's transaction; returns its hash."""
+    akey = connection_key(conn)
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
+    prev = _chain_head(conn, akey)
+    eid = None if entity_id is None else str(entity_id)
+    digest = _insert(conn, akey.get(), prev, actor, action, entity_type, eid, payload)
+    akey.last_keyed_head = digest
+    return digest
+
+
+def seal(conn: Connection) -> Optional[str]:
+    """Key an old (unkeyed) chain now: writes the seal event when the head is unkeyed."""
+    akey = connection_key(conn)
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
+    head = conn.execute(select(_T.c.hash).order_by(_T.c.id.desc()).limit(1)).scalar()
+    if head is None:
+        return None
+    new = _chain_head(conn, akey)
+    return new if new != head else None
+
+
+# -- checkpoints ------------------------------------------------------------------------------
+def head(conn: Connection) -> dict[str, Any]:
+    """{head, count, time}: the newest hash and the number of events, read in one statement."""
+    count_q = select(func.count()).select_from(_T).scalar_subquery()
+    row = conn.execute(select(_T.c.hash, _T.c.ts, count_q).order_by(_T.c.id.desc()).limit(1)).first()
+    now = utcnow().isoformat(timespec="seconds") + "Z"
+    if row is None:
+        return {"head": GENESIS, "count": 0, "time": now, "last_event_at": None}
+    return {"head": row[0], "count": int(row[2]), "time": now,
+            "last_event_at": row[1].isoformat(timespec="seconds") + "Z"}
+
+
+def append_checkpoint(path: str | os.PathLike[str], checkpoint: Mapping[str, Any]) -> Path:
+    """Append {head, count, time} as one JSON line to a 0600 file (created when missing)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = json.dumps({k: checkpoint[k] for k in ("head", "count", "time")}, sort_keys=True) + "\n"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        if os.name == "posix":
+            os.fchmod(fd, 0o600)
+        os.write(fd, line.encode("utf-8"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return path
+
+
+def read_checkpoints(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise AuditError(f"cannot read the checkpoint file {path}: {exc.strerror or exc}") from None
+    out = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            cp = json.loads(line)
+            out.append({"head": str(cp["head"]), "count": int(cp["count"]), "time": str(cp.get("time", "?"))})
+        except (ValueError, KeyError, TypeError):
+            raise AuditError(f"{path}:{n}: not a checkpoint line ({{head, count, time}})") from None
+    return out
+
+
+def post_checkpoint(url: str, checkpoint: Mapping[str, Any], timeout: float = 5.0) -> int:
+    """POST the checkpoint as JSON to a webhook or log pipeline; returns the HTTP status."""
+    import urllib.error
+    import urllib.request
+
+    if not url.startswith(("https://", "http://")):
+        raise AuditError(f"--post needs an http(s) URL, not {url!r}")
+    body = json.dumps({k: checkpoint[k] for k in ("head", "count", "time")}).encode("utf-8")
+    req = urllib.request.Request(url, data=body, method="POST",
+                                 headers={"Content-Type": "application/json", "User-Agent": "workbench-audit"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - scheme checked above
+            return int(resp.status)
+    except (urllib.error.URLError, OSError) as exc:
+        raise AuditError(f"could not post the checkpoint to {url}: {getattr(exc, 'reason', exc)}") from None
+
+
+# -- verifying --------------------------------------------------------------------------------
 @dataclass
 class VerifyResult:
     ok: bool
     events: int
     head: str
     problems: list[str] = field(default_factory=list)
+    keyed_events: int = 0
+    legacy_events: int = 0
+    decisions: int = 0
+    checkpoints: int = 0
 
     def as_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "events": self.events, "head": self.head, "problems": self.problems}
+        return {"ok": self.ok, "events": self.events, "head": self.head, "problems": self.problems,
+                "keyed_events": self.keyed_events, "legacy_events": self.legacy_events,
+                "decisions": self.decisions, "checkpoints": self.checkpoints}
 
 
-def verify(conn: Connection, expect_head: Optional[str] = None, max_problems: int = 20) -> VerifyResult:
-    """Recompute the chain from the first event; report the first breaks (edits, deletions)."""
-    problems: list[str] = []
-    prev = GENESIS
-    count = 0
-    expected_id: Optional[int] = None
-    rows = conn.execute(select(_T).order_by(_T.c.id)).mappings()
+class _Problems(list):  # type: ignore[type-arg]
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit, self.more = limit, 0
+
+    def add(self, msg: str) -> None:
+        if len(self) < self.limit:
+            self.append(msg)
+        else:
+            self.more += 1
+
+    def final(self) -> list[str]:
+        return list(self) + ([f"… and {self.more} more problems"] if self.more else [])
+
+
+def verify(conn: Connection, expect_head: Optional[str] = None,
+           checkpoints: Optional[list[Mapping[str, Any]]] = None, key: Optional[AuditKey] = None,
+           max_problems: int = 20, check_decisions: bool = True) -> VerifyResult:
+    """Recompute the chain and check decisions against their events and checkpoints kept elsewhere.
+
+    `expect_head`: a hash printed earlier by `head`; it must still be in the chain (events
+    appended since are fine). `checkpoints`: [{head, count, time}]; the event at position
+    `count` must have hash `head`.
+    """
+    kb = (key or connection_key(conn)).get()
+    problems = _Problems(max_problems)
+    at = {int(cp["count"]): cp for cp in checkpoints or []}
+    seen_at: dict[int, str] = {}
+    prev, count, keyed, legacy, expected_id = GENESIS, 0, 0, 0, None
+    seal: Optional[Mapping[str, Any]] = None
+    bound: dict[int, tuple[str, int]] = {}
+    found_head = expect_head is None
+    rows = conn.execute(select(_T).order_by(_T.c.id).execution_options(yield_per=10000)).mappings()
     for row in rows:
         count += 1
-        if expected_id is not None and row["id"] != expected_id:
-            problems.append(f"event ids jump from {expected_id - 1} to {row['id']}: events deleted")
-        expected_id = row["id"] + 1
+        eid = row["id"]
+        if expected_id is not None and eid != expected_id:
+            problems.add(f"event ids jump from {expected_id - 1} to {eid}: events deleted")
+        expected_id = eid + 1
         if row["prev_hash"] != prev:
-            problems.append(f"event {row['id']}: prev_hash does not match the event before it "
-                            "(an event was deleted or re-ordered)")
-        digest = event_hash(row["prev_hash"], row["ts"], row["actor"], row["action"],
-                            row["entity_type"], row["entity_id"], row["payload"])
-        if digest != row["hash"]:
-            problems.append(f"event {row['id']}: contents do not match its hash (edited: "
-                            f"{row['action']} by {row['actor']})")
+            problems.add(f"event {eid}: prev_hash does not match the event before it "
+                         "(an event was deleted or re-ordered)")
+        if _row_keyed_hash(kb, row) == row["hash"]:
+            if row["action"] == SEAL_ACTION:
+                p = row["payload"] or {}
+                if keyed or p.get("legacy_events") != legacy or p.get("legacy_head") != row["prev_hash"]:
+                    problems.add(f"event {eid}: the chain seal does not match the {legacy} unkeyed events "
+                                 "before it (events deleted or added before it)")
+                seal = seal or p
+            elif legacy and not keyed:
+                problems.add(f"event {eid}: the first keyed event after {legacy} unkeyed ones is not the "
+                             "chain seal (unkeyed events were inserted)")
+            keyed += 1
+        elif not keyed and event_hash(row["prev_hash"], row["ts"], row["actor"], row["action"],
+                                      row["entity_type"], row["entity_id"], row["payload"]) == row["hash"]:
+            legacy += 1
+        else:
+            problems.add(f"event {eid}: contents do not match its keyed hash (edited, or the chain was "
+                         f"recomputed without the key: {row['action']} by {row['actor']})")
+        if row["action"] in BINDING_ACTIONS and isinstance(row["payload"], dict):
+            for did, digest in (row["payload"].get("bound") or {}).items():
+                bound[int(did)] = (digest, eid)
+        if count in at:
+            seen_at[count] = row["hash"]
+        if not found_head and row["hash"] == expect_head:
+            found_head = True
         prev = row["hash"]
-        if len(problems) >= max_problems:
-            break
-    if expect_head and prev != expect_head and len(problems) < max_problems:
-        problems.append(f"head is {prev[:16]}…, expected {expect_head[:16]}…: newest events missing")
-    return VerifyResult(ok=not problems, events=count, head=prev, problems=problems)
+    if count and not keyed:
+        problems.add(f"none of the {count} events is keyed with this key: the chain was recomputed without "
+                     "the key, or this is not the key it was written with")
+    for n, cp in sorted(at.items()):
+        if n > count:
+            problems.add(f"checkpoint of {cp.get('time')} counted {n} events, the chain has {count}: "
+                         "events deleted or truncated")
+        elif seen_at.get(n) != cp["head"]:
+            problems.add(f"event #{n} is not the one checkpointed at {cp.get('time')} (hash "
+                         f"{str(seen_at.get(n))[:16]}…, checkpoint {str(cp['head'])[:16]}…): events deleted, "
+                         "re-ordered or the chain recomputed")
+    if not found_head:
+        problems.add(f"expected head {str(expect_head)[:16]}… is not in the chain: events deleted or recomputed")
+    decisions = _check_decisions(conn, seal, bound, problems) if check_decisions else 0
+    return VerifyResult(ok=not problems, events=count, head=prev, problems=problems.final(),
+                        keyed_events=keyed, legacy_events=legacy, decisions=decisions, checkpoints=len(at))
+
+
+def _check_decisions(conn: Connection, seal: Optional[Mapping[str, Any]],
+                     bound: dict[int, tuple[str, int]], problems: _Problems) -> int:
+    """Every decision has an event whose hash matches; every bound decision exists unchanged."""
+    upto = seal.get("decisions_upto") if seal else None
+    agg = hashlib.sha256()
+    n = 0
+    for row in conn.execute(select(_D).order_by(_D.c.id).execution_options(yield_per=10000)).mappings():
+        n += 1
+        did = row["id"]
+        digest = decision_digest(row)
+        if upto is not None and did <= upto:
+            agg.update(f"{did}:{digest}\n".encode())
+            continue
+        have = bound.pop(did, None)
+        if have is None:
+            problems.add(f"decision {did} has no audit event binding it (written outside the workbench, "
+                         "or its event was removed)")
+        elif have[0] != digest:
+            problems.add(f"decision {did} differs from what event {have[1]} recorded (edited or replaced)")
+    if seal is not None and upto is not None and agg.hexdigest() != seal.get("decisions_sha256"):
+        problems.add(f"the decisions up to {upto} that existed when the chain was keyed were changed, "
+                     "added or deleted")
+    for did, (_, eid) in sorted(bound.items()):
+        problems.add(f"decision {did}, bound by event {eid}, is missing (deleted)")
+    return n

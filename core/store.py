@@ -15,6 +15,8 @@ from typing import Any, Iterator
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.orm import Session
 
+from . import audit
+
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 DEFAULT_DATA_DIR = "workbench-data"
 DB_FILE = "workbench.db"
@@ -36,10 +38,15 @@ class Store:
     """Database engine plus data directory (quarantine, indexes and model artefacts live there)."""
 
     def __init__(self, data_dir: str | os.PathLike[str] | None = None, url: str | None = None,
-                 echo: bool = False) -> None:
+                 echo: bool = False, audit_key: bytes | str | None = None,
+                 audit_key_file: str | os.PathLike[str] | None = None) -> None:
         # Where the data lives is an argument: the command line reads its options (and their
         # WORKBENCH_DATA_DIR / WORKBENCH_DB environment variables) once and passes them here.
+        # So is the audit chain's key: given by the application, or a key file (default
+        # `<data dir>/audit.key`, 0600, created on first use); never an environment read here.
         self.data_dir = Path(data_dir) if data_dir else Path(DEFAULT_DATA_DIR)
+        self.audit_key = audit.AuditKey(audit_key, None if audit_key is not None else
+                                        Path(audit_key_file) if audit_key_file else self.data_dir / audit.KEY_FILE)
         self.url = normalise_url(url) if url else f"sqlite:///{self.data_dir / DB_FILE}"
         self.is_sqlite = self.url.startswith("sqlite")
         if self.is_sqlite:
@@ -50,9 +57,12 @@ class Store:
     # -- engines -------------------------------------------------------------------------
     def _make_engine(self, write: bool, echo: bool) -> Engine:
         if not self.is_sqlite:
-            return create_engine(self.url, echo=echo, pool_pre_ping=True, future=True)
+            engine = create_engine(self.url, echo=echo, pool_pre_ping=True, future=True)
+            self._carry_audit_key(engine)
+            return engine
         engine = create_engine(self.url, echo=echo, future=True,
                                connect_args={"timeout": 60, "check_same_thread": False})
+        self._carry_audit_key(engine)
 
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_conn, _record):  # type: ignore[no-untyped-def]
@@ -62,6 +72,9 @@ class Store:
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=60000")
+            # REPLACE's hidden delete then fires the append-only DELETE triggers (migration 0003
+            # also guards INSERT itself, for connections that do not set this).
+            cur.execute("PRAGMA recursive_triggers=ON")
             # A 256 MiB page cache holds the indexes of ~1M items, so inserts stay flat as the store
             # grows; checkpointing every ~40 MiB of WAL writes each hot page once, not once per chunk.
             cur.execute("PRAGMA cache_size=-262144")
@@ -74,6 +87,14 @@ class Store:
             conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
         return engine
+
+    def _carry_audit_key(self, engine: Engine) -> None:
+        """Every connection carries the chain key, so `audit.record(conn, ...)` can use it."""
+        key = self.audit_key
+
+        @event.listens_for(engine, "connect")
+        def _on_connect_key(_dbapi_conn, record):  # type: ignore[no-untyped-def]
+            record.info[audit.KEY_INFO] = key
 
     @property
     def dialect(self) -> str:
@@ -127,6 +148,8 @@ class Store:
         with self.engine.begin() as conn:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
+        with self.engine.begin() as conn:
+            audit.seal(conn)  # key a chain written before the key existed (a no-op otherwise)
         return self.schema_revision() or ""
 
     def schema_revision(self) -> str | None:
@@ -167,8 +190,10 @@ def insert_ignore(dialect: str, table: Any, key: list[str]) -> Any:
     return insert(table).on_conflict_do_nothing(index_elements=key)
 
 
-def open_store(data_dir: str | os.PathLike[str] | None = None, url: str | None = None) -> Store:
+def open_store(data_dir: str | os.PathLike[str] | None = None, url: str | None = None, *,
+               audit_key: bytes | str | None = None,
+               audit_key_file: str | os.PathLike[str] | None = None) -> Store:
     """Open a store and make sure its schema is current: the one way commands get a store."""
-    store = Store(data_dir, url)
+    store = Store(data_dir, url, audit_key=audit_key, audit_key_file=audit_key_file)
     store.ensure_ready()
     return store

@@ -130,7 +130,7 @@ def resolve_appeal(store: Store, taxonomy: Taxonomy, case_id: int, analyst: str,
         audit.record(conn, analyst, "appeal.resolve", "case", case_id,
                      {"outcome": outcome, "decision_id": new_id, "supersedes": current["id"],
                       "from": [current["label"], current["action"]], "to": [label, action],
-                      "rationale": rationale.strip()})
+                      "rationale": rationale.strip(), "bound": audit.bind(conn, [new_id])})
         view = case_view(conn, case_id)
     view.update(decision_id=new_id, outcome=outcome, upheld=outcome == "reverse")
     decision_recorded([new_id], view, analyst, "appeal", label, action)

@@ -140,6 +140,7 @@ def decide(store: Store, taxonomy: Taxonomy, case_id: int, analyst: str, label: 
                       "kind": kind, "label": label, "action": action, "severity": severity,
                       "model_label": model_label, "model_score": model_score, "is_override": override,
                       "rationale": rationale, "closed_member_cases": len(closed_members),
+                      "bound": audit.bind(conn, ids),
                       **({"bulk": {k: len(v) if isinstance(v, list) else v for k, v in bulk.items()}} if bulk else {})})
         view = case_view(conn, case_id, with_history=False)
     view.update(decision_ids=ids, kind=kind, is_override=override, closed_member_cases=closed_members, bulk=bulk)
@@ -244,7 +245,7 @@ def correct(store: Store, taxonomy: Taxonomy, decision_id: int, analyst: str, la
             taxonomy_version=taxonomy.version, supersedes_id=decision_id, created_at=now)
         audit.record(conn, analyst, "decision.correct", "decision", new_id,
                      {"supersedes": decision_id, "from": [old["label"], old["action"]], "to": [label, action],
-                      "rationale": rationale.strip()})
+                      "rationale": rationale.strip(), "bound": audit.bind(conn, [new_id])})
     decision_recorded([new_id], {"id": old["case_id"], "item_id": old["item_id"], "campaign_id": old["campaign_id"]},
                       analyst, old["kind"], label, action)
     return {"decision_id": new_id, "supersedes_id": decision_id, "label": label, "action": action}

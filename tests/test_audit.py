@@ -83,3 +83,67 @@ def test_truncated_tail_is_detected_against_a_kept_head(sqlite_store):
     with sqlite_store.read() as conn:
         assert audit.verify(conn).ok  # the chain alone cannot see a cut tail...
         assert not audit.verify(conn, expect_head=heads[-1]).ok  # ...a head kept elsewhere can
+
+
+def test_an_older_head_is_no_false_alarm(any_store):
+    """`--expect-head` asks "is this hash still in the chain", so normal work since is fine."""
+    heads = _events(any_store, 3)
+    with any_store.begin() as conn:
+        audit.record(conn, "ann", "case.claim", "case", 7)
+    with any_store.read() as conn:
+        assert audit.verify(conn, expect_head=heads[1]).ok
+        assert not audit.verify(conn, expect_head="f" * 64).ok
+
+
+def test_cli_head_checkpoint_and_verify_against_it(tmp_path):
+    import http.server
+    import json
+    import threading
+
+    from click.testing import CliRunner
+
+    from workbench.cli import cli
+
+    def run(*args, code=0):
+        res = CliRunner().invoke(cli, ["--data-dir", str(tmp_path / "data"), *args], catch_exceptions=False)
+        assert res.exit_code == code, res.output
+        return res
+
+    for n in range(2):
+        (tmp_path / f"p{n}.jsonl").write_text(f'{{"text": "hello {n}"}}\n', encoding="utf-8")
+    run("ingest", str(tmp_path / "p0.jsonl"))
+    head = json.loads(run("audit", "head", "--json").stdout)
+    assert head["count"] == 1 and len(head["head"]) == 64
+    got = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            got.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.handle_request, daemon=True).start()
+    cp = json.loads(run("audit", "checkpoint", "--json", "--post", f"http://127.0.0.1:{server.server_port}/").stdout)
+    server.server_close()
+    assert cp["count"] == 1 and cp["head"] == head["head"] and cp["posted"] == 204
+    assert got == [{"head": head["head"], "count": 1, "time": cp["time"]}]
+    path = tmp_path / "data" / audit.CHECKPOINT_FILE
+    assert path.stat().st_mode & 0o777 == 0o600
+    run("ingest", str(tmp_path / "p1.jsonl"))  # appended after the checkpoint: still intact
+    out = json.loads(run("audit", "verify", "--checkpoint", str(path), "--json").stdout)
+    assert out["ok"] and out["events"] == 2 and out["checkpoints"] == 1
+    run("audit", "verify", "--expect-head", head["head"])
+    # Cut the chain back before the checkpoint: the chain alone links up, the checkpoint does not.
+    db = sqlite3.connect(tmp_path / "data" / "workbench.db")
+    db.execute("DROP TRIGGER audit_events_no_delete")
+    db.execute("DELETE FROM audit_events")
+    db.commit()
+    db.close()
+    res = run("audit", "verify", "--checkpoint", str(path), code=1)
+    assert "events deleted or truncated" in res.output
+    run("audit", "checkpoint", code=1)  # no checkpoint over a broken chain
+    assert len(path.read_text().splitlines()) == 1

@@ -1,4 +1,4 @@
-"""Commands over the store: init, ingest, status, items, audit verify|log, export."""
+"""Commands over the store: init, ingest, status, items, audit verify|head|checkpoint|log, export."""
 from __future__ import annotations
 
 import json
@@ -60,9 +60,19 @@ def register_commands(cli: click.Group) -> None:
                limit: Optional[int], actor: str, as_json: bool) -> None:
         """Ingest CSV, TSV, JSONL, Parquet or Hugging Face datasets; bad rows go to quarantine.
 
-        Re-ingesting the same rows adds nothing. Rows that cannot be stored (missing text, unparsable
-        time, unknown label, bytes that are not UTF-8) are written to quarantine.jsonl in the data
-        directory with file, line and reason. Exits non-zero only when nothing could be stored.
+        Every row read is counted once it is written, as exactly one of: stored; duplicate (its
+        id is already stored with the same text: re-ingesting adds nothing); conflict (its id is
+        stored with a different text: the stored item is never rewritten, the new row goes to
+        the quarantine with both texts for a person to resolve); quarantined (missing text, text
+        that is not a string, an id that is neither text nor an integer (a float id such as 1.0
+        is refused), unparsable time, unknown label, bytes that are not UTF-8 in any field used,
+        a wrong number of fields, an unbalanced CSV quote, invalid JSON). The summary reconciles
+        read = stored + duplicate + conflict + quarantined. Quarantine records
+        (quarantine.jsonl in the data directory, see `workbench quarantine list`) name file,
+        line, field and reason. A missing local path fails at once.
+
+        Exits 1 when a row was lost, a file could not be read or was cut short, or nothing
+        could be stored; quarantined and conflicting rows alone do not fail the run.
 
         \b
         Examples:
@@ -139,24 +149,42 @@ def register_commands(cli: click.Group) -> None:
         """The tamper-evident audit log."""
 
     @audit.command("verify")
-    @click.option("--expect-head", help="Hash printed by an earlier `audit head`: also detects lost newest events.")
+    @click.option("--expect-head", help="A hash printed by an earlier `audit head`: it must still be in the chain "
+                                        "(events appended since are fine).")
+    @click.option("--checkpoint", "checkpoint_file", type=click.Path(dir_okay=False),
+                  help="A file written by `audit checkpoint`: the event at each line's count must have its hash.")
+    @click.option("--no-decisions", is_flag=True, help="Skip checking decisions against their audit events.")
     @json_option
     @pass_app
-    def audit_verify(app: AppContext, expect_head: Optional[str], as_json: bool) -> None:
-        """Recompute the hash chain; exit 1 if any event was edited, deleted or re-ordered.
+    def audit_verify(app: AppContext, expect_head: Optional[str], checkpoint_file: Optional[str],
+                     no_decisions: bool, as_json: bool) -> None:
+        """Recompute the keyed chain and check decisions; exit 1 on any sign of tampering.
+
+        Finds edited, deleted, inserted or re-ordered events, a chain recomputed without the key,
+        and decisions edited, replaced, deleted or written without their event. With --checkpoint
+        it also finds a cut tail; events appended after a checkpoint are fine.
 
         \b
-        Example:
+        Examples:
           workbench audit verify --json
+          workbench audit verify --checkpoint /secure/audit-checkpoints.jsonl
         """
         from core import audit as audit_log
 
-        with app.store().read() as conn:
-            result = audit_log.verify(conn, expect_head=expect_head)
+        try:
+            cps = audit_log.read_checkpoints(checkpoint_file) if checkpoint_file else None
+            with app.store().read() as conn:
+                result = audit_log.verify(conn, expect_head=expect_head, checkpoints=cps,
+                                          check_decisions=not no_decisions)
+        except audit_log.AuditError as exc:
+            raise click.ClickException(str(exc)) from None
 
         def human(_: Any) -> None:
             if result.ok:
-                click.echo(f"audit chain intact: {result.events} events, head {result.head}")
+                old = f", {result.legacy_events} from before the key" if result.legacy_events else ""
+                click.echo(f"audit chain intact: {result.events} events ({result.keyed_events} keyed{old}), "
+                           f"{result.decisions} decisions bound, {result.checkpoints} checkpoints held, "
+                           f"head {result.head}")
             else:
                 click.echo(f"AUDIT CHAIN BROKEN ({len(result.problems)} problems):", err=True)
                 for p in result.problems:
@@ -165,6 +193,67 @@ def register_commands(cli: click.Group) -> None:
         emit(result.as_dict(), as_json, human)
         if not result.ok:
             sys.exit(1)
+
+    @audit.command("head")
+    @json_option
+    @pass_app
+    def audit_head(app: AppContext, as_json: bool) -> None:
+        """Print the newest hash, the number of events and the time (keep it outside the database).
+
+        \b
+        Example:
+          workbench audit head --json
+        """
+        from core import audit as audit_log
+
+        with app.store().read() as conn:
+            data = audit_log.head(conn)
+        emit(data, as_json, lambda d: click.echo(f"head {d['head']}\nevents {d['count']}\ntime {d['time']}"))
+
+    @audit.command("checkpoint")
+    @click.option("--file", "path", type=click.Path(dir_okay=False),
+                  help="Append to this file (default: <data dir>/audit-checkpoints.jsonl); keep a copy off the host.")
+    @click.option("--post", "post_url", metavar="URL",
+                  help="Also POST the checkpoint as JSON to this webhook (5 s timeout).")
+    @click.option("--no-verify", is_flag=True, help="Write the checkpoint without verifying the chain first.")
+    @json_option
+    @pass_app
+    def audit_checkpoint(app: AppContext, path: Optional[str], post_url: Optional[str], no_verify: bool,
+                         as_json: bool) -> None:
+        """Verify the chain, then append {head, count, time} as a JSON line to a 0600 file.
+
+        `audit verify --checkpoint FILE` later finds truncation, deletion, re-ordering and
+        recomputation up to each checkpoint. Run it from cron, and ship the file or --post it.
+
+        \b
+        Examples:
+          workbench audit checkpoint
+          workbench audit checkpoint --file /secure/wb.jsonl --post https://logs.example.org/hook
+        """
+        from pathlib import Path
+
+        from core import audit as audit_log
+
+        store = app.store()
+        target = Path(path) if path else store.data_dir / audit_log.CHECKPOINT_FILE
+        try:
+            with store.read() as conn:
+                if not no_verify:
+                    cps = audit_log.read_checkpoints(target) if target.exists() else None
+                    result = audit_log.verify(conn, checkpoints=cps)
+                    if not result.ok:
+                        for p in result.problems:
+                            click.echo(f"  {p}", err=True)
+                        raise click.ClickException("the audit chain does not verify: no checkpoint written")
+                cp = audit_log.head(conn)
+            audit_log.append_checkpoint(target, cp)
+            data = dict(cp, file=str(target))
+            if post_url:
+                data["posted"] = audit_log.post_checkpoint(post_url, cp)
+        except audit_log.AuditError as exc:
+            raise click.ClickException(str(exc)) from None
+        emit(data, as_json, lambda d: click.echo(f"checkpoint: {d['count']} events, head {d['head']} -> {d['file']}"
+                                                 + (f" (posted: HTTP {d['posted']})" if "posted" in d else "")))
 
     @audit.command("log")
     @click.option("--limit", default=20, show_default=True)
