@@ -147,3 +147,31 @@ def test_cli_head_checkpoint_and_verify_against_it(tmp_path):
     assert "events deleted or truncated" in res.output
     run("audit", "checkpoint", code=1)  # no checkpoint over a broken chain
     assert len(path.read_text().splitlines()) == 1
+
+
+def test_cli_audit_key_file_option_keys_the_chain(tmp_path):
+    """`--audit-key-file` (or WORKBENCH_AUDIT_KEY_FILE) reaches the store through the context."""
+    import json as _json
+    import os as _os
+
+    from click.testing import CliRunner
+
+    from workbench.cli import cli
+
+    key = tmp_path / "secret" / "audit.key"
+    key.parent.mkdir()
+    key.write_text(_os.urandom(32).hex() + "\n")
+    key.chmod(0o600)
+    src = tmp_path / "posts.jsonl"
+    src.write_text('{"text": "hello"}\n', encoding="utf-8")
+    base = ["--data-dir", str(tmp_path / "d"), "--audit-key-file", str(key)]
+    assert CliRunner().invoke(cli, [*base, "ingest", str(src)]).exit_code == 0
+    ok = CliRunner().invoke(cli, [*base, "audit", "verify", "--json"])
+    assert ok.exit_code == 0 and _json.loads(ok.output)["ok"]
+    assert not (tmp_path / "d" / "audit.key").exists()  # the data dir's default key was never made
+    other = tmp_path / "other.key"
+    other.write_text(_os.urandom(32).hex() + "\n")
+    other.chmod(0o600)
+    wrong = CliRunner().invoke(cli, ["--data-dir", str(tmp_path / "d"), "--audit-key-file", str(other),
+                                     "audit", "verify", "--json"])
+    assert wrong.exit_code == 1

@@ -37,7 +37,11 @@ def tiny_shared(tmp_path, shared_data):
 
 
 def test_help_is_light():
-    code = f"import sys, workbench.cli; print([m for m in {HEAVY!r} if m in sys.modules])"
+    code = ("import sys, contextlib, io, workbench.cli\n"
+            "sys.argv = ['workbench', '--help']\n"
+            "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+            "    workbench.cli.main()\n"
+            f"print([m for m in {HEAVY!r} if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 

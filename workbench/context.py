@@ -27,11 +27,13 @@ class AppContext:
     """Store, configs and plugins for one process; configs load lazily, once, validated."""
 
     def __init__(self, data_dir: Optional[str | Path] = None, db: Optional[str] = None,
-                 config_dir_: Optional[str | Path] = None, store: Optional["Store"] = None) -> None:
+                 config_dir_: Optional[str | Path] = None, store: Optional["Store"] = None,
+                 audit_key_file: Optional[str | Path] = None) -> None:
         self.data_dir = Path(data_dir) if data_dir else None
         from core.config import config_dir  # pydantic and yaml: not for `workbench --help`
 
         self.db = db
+        self.audit_key_file = audit_key_file
         self.config_dir = config_dir(config_dir_).resolve()
         self._store = store
         self._configs: dict[str, Any] = {}
@@ -40,7 +42,7 @@ class AppContext:
         if self._store is None:
             from core.store import open_store
 
-            self._store = open_store(self.data_dir, self.db)
+            self._store = open_store(self.data_dir, self.db, audit_key_file=self.audit_key_file)
         return self._store
 
     def close(self) -> None:

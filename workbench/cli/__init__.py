@@ -25,9 +25,12 @@ BUILTIN_COMMANDS: tuple[str, ...] = ("data", "evaluation", "queue", "campaigns",
               help="Database URL instead of SQLite in the data dir, e.g. postgresql://user@host/db.")
 @click.option("--config-dir", envvar="WORKBENCH_CONFIG_DIR", default=None, type=click.Path(file_okay=False),
               help="Folder with taxonomy.yaml and the other configs (default: the bundled configs/).")
+@click.option("--audit-key-file", envvar="WORKBENCH_AUDIT_KEY_FILE", default=None, type=click.Path(dir_okay=False),
+              help="Key of the audit chain (0600), kept outside the database (default: audit.key in the data dir).")
 @click.version_option(package_name="ts-workbench")
 @click.pass_context
-def cli(ctx: click.Context, data_dir: str, db: Optional[str], config_dir: Optional[str]) -> None:
+def cli(ctx: click.Context, data_dir: str, db: Optional[str], config_dir: Optional[str],
+        audit_key_file: Optional[str]) -> None:
     """Trust & Safety review workbench: ingest, score, cluster, queue, review, evaluate.
 
     \b
@@ -36,7 +39,7 @@ def cli(ctx: click.Context, data_dir: str, db: Optional[str], config_dir: Option
       workbench ingest posts.csv --text-column body --id-column post_id
       workbench status --json
     """
-    ctx.obj = AppContext(data_dir, db, config_dir)
+    ctx.obj = AppContext(data_dir, db, config_dir, audit_key_file=audit_key_file)
     ctx.call_on_close(ctx.obj.close)
 
 
@@ -58,9 +61,6 @@ _register_commands()
 
 def main() -> None:
     """Console entry point: user-caused errors become one line, not a traceback."""
-    from core.config import ConfigError
-    from core.store import StoreError
-
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:
@@ -69,11 +69,16 @@ def main() -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except ConfigError as exc:
-        click.echo(f"Error: config: {exc}", err=True)
-        sys.exit(2)
-    except StoreError as exc:
-        click.echo(f"Error: {exc}", err=True)
-        sys.exit(2)
+    except Exception as exc:
+        # Typed errors of the floors below, imported only now: `workbench --help` stays light.
+        from core.audit import AuditError
+        from core.config import ConfigError
+        from core.store import StoreError
 
-
+        if isinstance(exc, ConfigError):
+            click.echo(f"Error: config: {exc}", err=True)
+            sys.exit(2)
+        if isinstance(exc, (StoreError, AuditError)):
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(2)
+        raise
