@@ -8,7 +8,7 @@ import gradio as gr
 
 from clustering.explore import campaign_detail, campaign_timeline, list_campaigns
 from labeling.cases import campaign_case
-from labeling.decisions import decide
+from labeling.decisions import bulk_preview, decide
 from labeling.masking import mask_text, should_mask
 
 from .render import campaign_detail_md, terms_text
@@ -45,7 +45,20 @@ def build_campaigns_tab(app: "AppContext", blocks: gr.Blocks, who: gr.Textbox) -
             return f"Warning: {exc}", None, []
         members = [[m["item_id"], m["seen"], m["linked_by"], m["similarity"], m["decided_label"],
                     shown(d, m["text"])[:120]] for m in d.get("members", [])]
-        return campaign_detail_md(d, shown(d, d.get("exemplar_text") or "")), png, members
+        return campaign_detail_md(d, shown(d, d.get("exemplar_text") or "")) + preview_md(cid), png, members
+
+    def preview_md(cid: int) -> str:
+        """What applying a decision would do, said before the button is pressed."""
+        case_id = campaign_case(store, cid)
+        if case_id is None:
+            return "\n\nNo waiting campaign case: nothing to apply."
+        p = bulk_preview(store, case_id, "")
+        held = len(p["held_by_others"])
+        decided = ", ".join(f"{n} {lab}" for lab, n in p["already_decided_labels"].items())
+        return (f"\n\n**Applying a decision** labels {p['members'] - held} of {p['members']} members"
+                + (f"; {held} held by other analysts are left out" if held else "")
+                + (f"; {p['already_decided']} already decided ({decided}) get a superseding decision, "
+                   "or are left out if you tick the box" if p["already_decided"] else "") + ".")
 
     def on_label(label: Optional[str]) -> Any:
         if not label:
@@ -53,7 +66,8 @@ def build_campaigns_tab(app: "AppContext", blocks: gr.Blocks, who: gr.Textbox) -
         pol = taxonomy.policies[label]
         return gr.update(choices=pol.actions, value=pol.default_action)
 
-    def act_on_campaign(campaign_id: Optional[float], who: str, label: str, action: str, rationale: str) -> str:
+    def act_on_campaign(campaign_id: Optional[float], who: str, label: str, action: str, rationale: str,
+                        keep_decided: bool) -> str:
         if campaign_id is None:
             return "Pick a campaign id."
         case_id = campaign_case(store, int(campaign_id))
@@ -61,10 +75,16 @@ def build_campaigns_tab(app: "AppContext", blocks: gr.Blocks, who: gr.Textbox) -
             return f"Warning: Campaign {int(campaign_id)} has no waiting case (run `workbench cases build`)."
         try:
             out = decide(store, taxonomy, case_id, who.strip(), label, action=action or None,
-                         rationale=rationale or None, config=app.queues())
+                         rationale=rationale or None, config=app.queues(),
+                         existing="skip" if keep_decided else "supersede")
         except SERVICE_ERRORS as exc:
             return f"Warning: Not saved: {exc}"
-        return f"Saved: {label} / {action} applied to {len(out.get('decision_ids', []))} items of campaign {int(campaign_id)}."
+        bulk = out.get("bulk") or {}
+        left = [f"{len(bulk[k])} {what}" for k, what in (("skipped_held", "held by other analysts"),
+                                                         ("skipped_decided", "already decided")) if bulk.get(k)]
+        return (f"Saved: {label} / {action} applied to {len(out.get('decision_ids', []))} items of campaign "
+                f"{int(campaign_id)}" + (f"; left out {', '.join(left)}" if left else "")
+                + (f"; superseded {bulk['superseded']} earlier decisions" if bulk.get("superseded") else "") + ".")
 
     refresh = gr.Button("Refresh campaigns", size="sm")
     table = gr.Dataframe(headers=["id", "size", "exemplar", "first seen", "last seen", "top terms"],
@@ -80,10 +100,11 @@ def build_campaigns_tab(app: "AppContext", blocks: gr.Blocks, who: gr.Textbox) -
         bulk_label = gr.Radio(choices=taxonomy.labels, label="Label for the whole campaign")
         bulk_action = gr.Dropdown(choices=[], label="Action", allow_custom_value=True)
         bulk_rationale = gr.Textbox(label="Rationale")
+        bulk_keep = gr.Checkbox(label="Leave out members already decided", value=False)
     bulk_btn = gr.Button("Apply to the whole campaign", variant="stop")
     bulk_out = gr.Markdown()
     refresh.click(campaign_table, None, table)
     show_btn.click(show_campaign, [camp_id], [camp_md, timeline, members])
     bulk_label.input(on_label, [bulk_label], [bulk_action])
-    bulk_btn.click(act_on_campaign, [camp_id, who, bulk_label, bulk_action, bulk_rationale], bulk_out)
+    bulk_btn.click(act_on_campaign, [camp_id, who, bulk_label, bulk_action, bulk_rationale, bulk_keep], bulk_out)
     blocks.load(campaign_table, None, table)
