@@ -60,7 +60,7 @@ HOSTS = [f"promo{i}.example.com" for i in range(40)]
 
 
 def base_texts() -> list[str]:
-    from workbench.sources import load_labelled
+    from core.sources import load_labelled
 
     sms = load_labelled("sms_spam")["text"].tolist()
     dav = load_labelled("davidson")["text"].tolist()
@@ -142,8 +142,8 @@ def insert_items(store: Any, ids: list[str], texts: list[str], start: dt.datetim
     from sqlalchemy import insert
     from tqdm import tqdm
 
-    from workbench.schema import Item
-    from workbench.text import text_hash
+    from core.schema import Item
+    from core.text import text_hash
 
     rows = [{"id": i, "source": "scale", "surface": "sms", "text": t, "text_hash": text_hash(t),
              "created_at": start + dt.timedelta(seconds=17 * n)} for n, (i, t) in enumerate(zip(ids, texts))]
@@ -156,7 +156,7 @@ def partition_signature(store: Any) -> dict[str, frozenset[str]]:
     """item -> the set of its campaign's members (items in no campaign map to themselves)."""
     from sqlalchemy import select
 
-    from workbench.schema import CampaignMember
+    from core.schema import CampaignMember
 
     with store.read() as conn:
         rows = conn.execute(select(CampaignMember.item_id, CampaignMember.campaign_id)).all()
@@ -205,7 +205,7 @@ def main() -> None:
     from clustering import service
     from clustering.config import load_campaign_settings
     from clustering.service import prepare
-    from workbench.store import open_store
+    from core.store import open_store
 
     t_all = time.perf_counter()
     settings = load_campaign_settings()

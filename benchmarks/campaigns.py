@@ -7,8 +7,11 @@ its members spam; every spam message outside such a campaign costs one action of
   wrong_rate    = ham messages inside spam-majority campaigns / messages those actions label
 Compared in the same run with
   - MinHash-LSH (datasketch, word 3-shingles, 128 permutations) at its best threshold,
-  - plain MiniLM cosine on the raw text (connected components) at its best threshold,
-"best" meaning the lowest actions_ratio whose wrong_rate is no higher than ours (equal error).
+  - plain MiniLM cosine (connected components) at its best threshold,
+each on the raw text and on the same template-normalised text ours embeds
+(`clustering.normalize.normalize_template`: numbers, URLs, phones... as tokens), "best" meaning
+the lowest actions_ratio whose wrong_rate is no higher than ours (equal error). The MinHash
+target is judged against the stronger of its two variants.
 Ours is the shipped configuration (configs/campaigns.yaml) through `clustering.CampaignGraph`,
 the code `workbench cluster` runs. Embeddings are cached in benchmarks/.cache/.
 
@@ -86,7 +89,7 @@ def best_at_error(results: dict[float, dict[str, Any]], max_wrong_rate: float) -
 
 # -- data and embeddings --------------------------------------------------------------------
 def load_sms() -> tuple[list[str], list[str], np.ndarray]:
-    from workbench.sources import load_labelled
+    from core.sources import load_labelled
 
     df = load_labelled("sms_spam")
     return df["id"].tolist(), df["text"].tolist(), (df["source_label"] == "spam").to_numpy()
@@ -95,9 +98,9 @@ def load_sms() -> tuple[list[str], list[str], np.ndarray]:
 def cached_embedder() -> tuple[Any, Callable[[Sequence[str], Sequence[str] | None], np.ndarray]]:
     """The MiniLM embedder and an `embed(texts, hashes)` backed by a cache store in benchmarks/.cache."""
     from models.embeddings import Embedder, EmbeddingCache, embed_texts
-    from workbench.store import open_store
+    from core.store import open_store
 
-    store = open_store(CACHE / "embedding-store")
+    store = open_store(CACHE / "store")  # shared with benchmarks/quality.py (same model, same text hashes)
     emb = Embedder()
     cache = EmbeddingCache(store, emb.model_id)
 
@@ -142,7 +145,7 @@ def minhash_signatures(texts: Sequence[str], num_perm: int = 128) -> list[Any]:
     from datasketch import MinHash
     from tqdm import tqdm
 
-    from workbench.text import normalize_light
+    from core.text import normalize_light
 
     out = []
     for t in tqdm(texts, desc="minhash signatures", unit="msg", file=sys.stderr, leave=False):
@@ -197,23 +200,30 @@ def main() -> None:
         ablations[name] = {"actions_ratio": r["actions_ratio"], "wrong_rate": r["wrong_rate"]}
         log(f"  {name}: {ablations[name]}")
 
-    t0 = time.perf_counter()
-    raw = embed(texts, None)
-    cos = {t: bulk_action_cost(cosine_components(raw, t), is_spam)
-           for t in (0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)}
-    cos_t, cos_best = best_at_error(cos, ours_res["wrong_rate"])
-    cos_res = {**cos_best, "best_threshold": cos_t, "seconds": round(time.perf_counter() - t0, 2),
-               "sweep": {str(t): [r["actions_ratio"], r["wrong_rate"]] for t, r in cos.items()}}
-    log(f"MiniLM cosine (raw text): {cos_res}")
+    from clustering.normalize import normalize_template
 
-    t0 = time.perf_counter()
-    sigs = minhash_signatures(texts)
-    mh = {t: bulk_action_cost(minhash_components(sigs, t), is_spam)
-          for t in (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)}
-    mh_t, mh_best = best_at_error(mh, ours_res["wrong_rate"])
-    mh_res = {**mh_best, "best_threshold": mh_t, "seconds": round(time.perf_counter() - t0, 2),
-              "sweep": {str(t): [r["actions_ratio"], r["wrong_rate"]] for t, r in mh.items()}}
-    log(f"MinHash-LSH: {mh_res}")
+    baselines: dict[str, dict] = {}
+    for variant, base_texts in (("raw", list(texts)), ("normalised", [normalize_template(t) for t in texts])):
+        t0 = time.perf_counter()
+        vecs = embed(base_texts, None)
+        cos = {t: bulk_action_cost(cosine_components(vecs, t), is_spam)
+               for t in (0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)}
+        cos_t, cos_best = best_at_error(cos, ours_res["wrong_rate"])
+        baselines[f"minilm_cosine_{variant}"] = {
+            **cos_best, "best_threshold": cos_t, "seconds": round(time.perf_counter() - t0, 2),
+            "sweep": {str(t): [r["actions_ratio"], r["wrong_rate"]] for t, r in cos.items()}}
+        log(f"MiniLM cosine ({variant} text): {baselines[f'minilm_cosine_{variant}']}")
+
+        t0 = time.perf_counter()
+        sigs = minhash_signatures(base_texts)
+        mh = {t: bulk_action_cost(minhash_components(sigs, t), is_spam)
+              for t in (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)}
+        mh_t, mh_best = best_at_error(mh, ours_res["wrong_rate"])
+        baselines[f"minhash_lsh_{variant}"] = {
+            **mh_best, "best_threshold": mh_t, "seconds": round(time.perf_counter() - t0, 2),
+            "sweep": {str(t): [r["actions_ratio"], r["wrong_rate"]] for t, r in mh.items()}}
+        log(f"MinHash-LSH ({variant} text): {baselines[f'minhash_lsh_{variant}']}")
+    mh_res = min((baselines["minhash_lsh_raw"], baselines["minhash_lsh_normalised"]), key=lambda r: r["actions_ratio"])
 
     targets = {
         "actions_ratio<=0.40": {"value": ours_res["actions_ratio"], "met": ours_res["actions_ratio"] <= TARGET_RATIO},
@@ -226,9 +236,9 @@ def main() -> None:
     out = {
         "benchmark": "campaigns_sms", "messages": len(texts), "spam": int(is_spam.sum()),
         "labels_hidden_from_clustering": True, "model": emb.model_id,
-        "ours": ours_res, "ablations": ablations, "minilm_cosine_raw": cos_res, "minhash_lsh": mh_res,
+        "ours": ours_res, "ablations": ablations, **baselines,
         "ratio_vs_minhash": targets["better_than_minhash_at_equal_error"]["value"],
-        "ratio_vs_minilm_cosine": round(ours_res["actions_ratio"] / cos_res["actions_ratio"], 4),
+        "ratios": {name: round(ours_res["actions_ratio"] / r["actions_ratio"], 4) for name, r in baselines.items()},
         "targets": targets, "all_targets_met": all(t["met"] for t in targets.values()),
         "seconds_total": round(time.perf_counter() - t_all, 1),
     }

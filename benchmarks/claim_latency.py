@@ -45,7 +45,7 @@ def fill(store, n: int, seed: int, chunk: int = 50_000) -> None:
     """n cases over six queues; most waiting, some decided; seeded priorities and due times."""
     from tqdm import tqdm
 
-    from workbench.schema import utcnow
+    from core.schema import utcnow
 
     rng = np.random.default_rng(seed)
     now = utcnow()
@@ -69,7 +69,7 @@ def fill(store, n: int, seed: int, chunk: int = 50_000) -> None:
 @contextlib.contextmanager
 def scratch_store(backend: str, n: int, pg_admin: str):
     """A fresh, empty store for one run: a SQLite folder under .cache, or a throw-away PG database."""
-    from workbench.store import open_store
+    from core.store import open_store
 
     folder = CACHE / f"{backend}-n{n}"
     shutil.rmtree(folder, ignore_errors=True)
@@ -96,7 +96,10 @@ def scratch_store(backend: str, n: int, pg_admin: str):
 
 
 def time_claims(store, claims: int, cfg) -> list[float]:
-    from workbench.queue import next_case
+    try:  # the queue pieces are moving from workbench.queue into labeling.*
+        from labeling.claims import next_case
+    except ImportError:  # not there yet in this checkout
+        from workbench.queue import next_case
 
     out = []
     for i in range(claims):
@@ -110,7 +113,10 @@ def time_claims(store, claims: int, cfg) -> list[float]:
 def time_scan(store, cfg, reps: int = 5) -> float:
     """Median ms of the claim query with its index out of play (SQLite NOT INDEXED; PostgreSQL
     with index scans disabled): what a scan and sort of the backlog costs."""
-    from workbench.queue import claim_query
+    try:
+        from labeling.claims import claim_query
+    except ImportError:
+        from workbench.queue import claim_query
 
     sql = str(claim_query(cfg, "fraud", "nobody", store.dialect).compile(
         dialect=store.engine.dialect, compile_kwargs={"literal_binds": True}))
@@ -158,9 +164,15 @@ def main() -> None:
                                                          "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"))
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from workbench.queue import load_queue_config
+    try:
+        from core.config import config_dir
+        from labeling.queue_config import load_queue_config
 
-    cfg = load_queue_config()
+        cfg = load_queue_config(config_dir())
+    except ImportError:  # not there yet in this checkout
+        from workbench.queue import load_queue_config
+
+        cfg = load_queue_config()
     started = time.perf_counter()
     out: dict = {"benchmark": "claim_latency", "claims_timed": args.claims, "targets": {"ratio_large_vs_small_max": 2.0},
                  "met": {}}

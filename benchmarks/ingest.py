@@ -37,7 +37,7 @@ def generate(n: int, path: Path) -> Path:
         return path
     from tqdm import tqdm
 
-    from workbench.sources import load_labelled
+    from core.sources import load_labelled
 
     pool = []
     for name in ("sms_spam", "davidson"):
@@ -61,9 +61,9 @@ def generate(n: int, path: Path) -> Path:
 
 def child(path: str, data_dir: str) -> None:
     """Run one ingest and print its own timing and peak memory."""
-    from workbench.ingest import ColumnMap, ingest_paths
-    from workbench.store import open_store
-    from workbench.taxonomy import load_taxonomy
+    from core.ingest import ColumnMap, ingest_paths
+    from core.store import open_store
+    from core.taxonomy import load_taxonomy
 
     store = open_store(data_dir)
     tax = load_taxonomy()

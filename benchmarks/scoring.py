@@ -6,8 +6,9 @@ Two streams of N items (default 20,000) go into a fresh store under benchmarks/.
 - `waves`: the SMS collection once, then copies of its spam messages in waves (wave sizes drawn
   from a Zipf law, copies varying in case and spacing as template blasts do) up to N items.
 
-For each stream the baseline is `SentenceTransformer(model).encode(texts)` with its defaults, in
-this process, on the same texts; the pipeline is the champion (a `hybrid` model trained before on
+For each stream the baseline is `SentenceTransformer(model).encode(texts)` with its defaults
+except `max_seq_length`, which is set to the pipeline embedder's (`embedding.max_seq_length` of
+configs/models.yaml) so both sides truncate alike, in this process, on the same texts; the pipeline is the champion (a `hybrid` model trained before on
 a separate labelled sample, not timed) scoring the stream end to end: reading items, embedding
 through the text-hash cache (cold at the start), the head, and writing Prediction rows. The two
 run in interleaved blocks (baseline first, then pipeline first, ...) so that the load of other
@@ -40,11 +41,11 @@ from models.embeddings import Embedder, default_model_path  # noqa: E402
 from models.registry import train_model  # noqa: E402
 from models.scoring import score_items  # noqa: E402
 from models.training import TrainingSet  # noqa: E402
-from workbench.schema import Embedding, Item  # noqa: E402
-from workbench.sources import load_labelled  # noqa: E402
-from workbench.store import open_store  # noqa: E402
-from workbench.taxonomy import load_taxonomy  # noqa: E402
-from workbench.text import text_hash  # noqa: E402
+from core.schema import Embedding, Item  # noqa: E402
+from core.sources import load_labelled  # noqa: E402
+from core.store import open_store  # noqa: E402
+from core.taxonomy import load_taxonomy  # noqa: E402
+from core.text import text_hash  # noqa: E402
 
 CACHE = ROOT / "benchmarks" / ".cache"
 TARGETS = {"unique_ratio": 1.0, "waves_ratio": 3.0, "onnx_unique_ratio": 1.5, "onnx_cosine_mean": 0.99}
@@ -176,9 +177,12 @@ def main() -> None:
     from models.registry import load_model_version
 
     model, _ = load_model_version(store, version)
-    st = SentenceTransformer(default_model_path(), device="cpu")  # plain: its own defaults
+    st = SentenceTransformer(default_model_path(), device="cpu")  # plain: its own defaults, except ...
+    st.max_seq_length = embedder.max_seq_length  # ... the pipeline's truncation (models.yaml), so both encode the same tokens
     result: dict = {"benchmark": "scoring", "n": args.n, "model": version, "blocks": args.blocks,
-                    "baseline": "SentenceTransformer(all-MiniLM-L6-v2).encode, default settings", "streams": {}}
+                    "baseline": f"SentenceTransformer(all-MiniLM-L6-v2).encode, default settings except "
+                                f"max_seq_length={st.max_seq_length} (the pipeline embedder's)",
+                    "max_seq_length": embedder.max_seq_length, "streams": {}}
     unique_sides = {"torch": (fresh_store("scoring-unique"), embedder)}
     if not args.skip_onnx:
         onnx = Embedder(max_seq_length=cfg.embedding.max_seq_length, batch_size=cfg.embedding.batch_size,
