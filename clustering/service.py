@@ -23,6 +23,8 @@ import numpy as np
 from sqlalchemy import bindparam, delete, func, insert, select, update
 
 from core import audit
+from core.hooks import check_permission
+from core.principals import SYSTEM, Actor, actor_name
 from core.schema import Campaign, CampaignMember, Item, utcnow
 from core.text import text_hash
 
@@ -150,13 +152,15 @@ def _new_item_ids(conn: Any, graph: CampaignGraph) -> tuple[list[str], bool]:
 
 
 def cluster(store: "Store", settings: CampaignSettings, rebuild: bool = False,
-            embedder: Optional["Embedder"] = None, use_cache: bool = True, actor: str = "system",
+            embedder: Optional["Embedder"] = None, use_cache: bool = True, actor: Actor = SYSTEM["system"],
             show_progress: bool = True) -> dict[str, Any]:
     """Embed, index and attach the items not yet clustered; a full re-cluster with `rebuild=True`.
 
     Returns a summary: mode (incremental / full and why), items added, campaigns created,
     updated and merged, index kind and size, seconds per phase.
     """
+    check_permission(actor, "cluster", "campaigns")
+    actor = actor_name(actor)
     from models.embeddings import EmbeddingCache, embed_texts
 
     embedder = embedder or make_embedder(settings)

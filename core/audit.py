@@ -43,6 +43,7 @@ from typing import Any, Iterable, Mapping, Optional
 
 from sqlalchemy import Connection, func, insert, select, text
 
+from .principals import Actor, actor_name
 from .schema import AuditEvent, Decision, utcnow
 
 GENESIS = "0" * 64
@@ -224,9 +225,11 @@ def _write_seal(conn: Connection, akey: AuditKey, prev: str) -> str:
     return _insert(conn, akey.get(), prev, "system", SEAL_ACTION, "audit_chain", None, payload)
 
 
-def record(conn: Connection, actor: str, action: str, entity_type: Optional[str] = None,
+def record(conn: Connection, actor: "Actor", action: str, entity_type: Optional[str] = None,
            entity_id: Optional[str | int] = None, payload: Optional[dict[str, Any]] = None) -> str:
-    """Append one keyed event in the caller's transaction; returns its hash."""
+    """Append one keyed event in the caller's transaction; returns its hash. `actor` is a name or
+    a `Principal` (its name is recorded)."""
+    actor = actor_name(actor)
     akey = connection_key(conn)
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})

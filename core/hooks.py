@@ -13,6 +13,8 @@ from typing import Any, Callable, NamedTuple, Optional
 
 import pluggy
 
+from .principals import Actor, Principal, actor_name
+
 PROJECT = "workbench"
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
@@ -46,8 +48,10 @@ class HookSpecs:
         """Called once per committed decision batch (a case decided, corrected, an appeal resolved)."""
 
     @hookspec(firstresult=True)
-    def permission_allowed(self, actor: str, action: str, resource: Optional[str]) -> Optional[bool]:
-        """True or False to decide whether `actor` may do `action` on `resource`; None to abstain."""
+    def permission_allowed(self, actor: Actor, action: str, resource: Optional[str]) -> Optional[bool]:
+        """True or False to decide whether `actor` (a `core.principals.Principal`, or a plain name from
+        a trusted in-process caller) may do `action` on `resource`; None to abstain. The roles
+        matrix (`core.permissions.RolePolicy`) is the built-in implementation."""
 
 
 def make_plugin_manager(entry_points: bool = True) -> pluggy.PluginManager:
@@ -64,14 +68,19 @@ def make_plugin_manager(entry_points: bool = True) -> pluggy.PluginManager:
 pm = make_plugin_manager()
 
 
-def check_permission(actor: str, action: str, resource: Optional[str] = None) -> None:
-    """Raise PermissionDenied when a plugin refuses; allowed when every plugin abstains."""
+def check_permission(actor: Actor, action: str, resource: Optional[str] = None) -> None:
+    """Raise PermissionDenied when a plugin refuses; allowed when every plugin abstains.
+
+    The message names who, the action and the permission missing, e.g. "bob (analyst) may not
+    promote model_version x: needs permission 'promote' (configs/roles.yaml)"."""
     if pm.hook.permission_allowed(actor=actor, action=action, resource=resource) is False:
-        raise PermissionDenied(f"{actor} may not {action}" + (f" {resource}" if resource else ""))
+        who = f"{actor.name} ({actor.role})" if isinstance(actor, Principal) else actor
+        raise PermissionDenied(f"{who} may not {action}" + (f" {resource}" if resource else "")
+                               + f": needs permission '{action}' (configs/roles.yaml)")
 
 
-def decision_recorded(decision_ids: list[int], case: dict[str, Any], actor: str, kind: str,
+def decision_recorded(decision_ids: list[int], case: dict[str, Any], actor: Actor, kind: str,
                       label: str, action: str) -> None:
     """Tell every plugin about committed decisions (after the transaction, never inside it)."""
-    pm.hook.decision_recorded(decision_ids=list(decision_ids), case=case, actor=actor, kind=kind,
+    pm.hook.decision_recorded(decision_ids=list(decision_ids), case=case, actor=actor_name(actor), kind=kind,
                               label=label, action=action)

@@ -35,6 +35,8 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional
 
 from . import audit
+from .hooks import check_permission
+from .principals import SYSTEM, Actor, actor_name
 from .quarantine import QuarantineWriter, printable
 from .readers import (FORMATS, BadRow, IngestError, csv, detect_format, has_bad_bytes, ident_text, jsonable,
                       parse_time, preview, read_delimited, read_hf, read_jsonl, read_parquet, type_name)
@@ -266,9 +268,15 @@ def ingest_paths(store: Any, taxonomy: Any, paths: list[str], preset: Optional[s
                  source: Optional[str] = None, fmt: Optional[str] = None,
                  columns: Optional[ColumnMap] = None, surface: Optional[str] = None,
                  split: str = "train", chunk_size: int = 20000, limit: Optional[int] = None,
-                 actor: str = "system", progress: bool = True) -> IngestSummary:
-    """Ingest every path; raises IngestError before writing anything if a path is unusable."""
+                 actor: Actor = SYSTEM["ingest"], progress: bool = True) -> IngestSummary:
+    """Ingest every path; raises IngestError before writing anything if a path is unusable.
+
+    Runs as the reserved system principal `ingest` unless a person starts it (`actor`, who
+    needs the `ingest` permission and is recorded on the run)."""
     from sqlalchemy import insert, update
+
+    check_permission(actor, "ingest", "items")
+    actor = actor_name(actor)
 
     if preset is not None and preset not in PRESETS:
         raise IngestError(f"unknown preset {preset!r} (known: {', '.join(PRESETS)})")

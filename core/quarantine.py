@@ -193,10 +193,14 @@ def list_quarantine(store: Any, max_age_days: int, now: Optional[dt.datetime] = 
             "undated": undated, "by_reason": reasons, "items": out}
 
 
-def purge_quarantine(store: Any, older_than_days: float, actor: str,
+def purge_quarantine(store: Any, older_than_days: float, actor: Any,
                      now: Optional[dt.datetime] = None) -> dict[str, Any]:
-    """Drop records older than `older_than_days`; keep the rest intact; audit the purge."""
+    """Drop records older than `older_than_days`; keep the rest intact; audit the purge. Needs
+    `purge_quarantine`."""
     from . import audit
+    from .hooks import check_permission
+
+    check_permission(actor, "purge_quarantine", "quarantine")
 
     if older_than_days < 0:
         raise QuarantineError("--older-than must be 0 or more days")

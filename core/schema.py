@@ -99,6 +99,8 @@ class ModelVersion(Base):
     taxonomy_version: Mapped[Optional[str]] = mapped_column(String(50))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     promoted_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    # Who approved the latest promotion to champion (also in the model.promote audit event).
+    promoted_by: Mapped[Optional[str]] = mapped_column(String(100))
 
 
 class Prediction(Base):
@@ -242,6 +244,49 @@ class Decision(Base):
     )
 
 
+# Account roles are the keys of configs/roles.yaml; token scopes are its action names.
+class User(Base):
+    """An account (core.accounts): a name, a role, an argon2 password hash, and its failed logins.
+
+    Names are unique and never reserved system names. `failed_logins` / `locked_until` throttle
+    password guessing per name, across processes. Disabling keeps the row (decisions name it).
+    """
+
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(100))
+    role: Mapped[str] = mapped_column(String(20))
+    password_hash: Mapped[Optional[str]] = mapped_column(Text)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+    __table_args__ = (UniqueConstraint("name", name="uq_users_name"),)
+
+
+class ApiToken(Base):
+    """A bearer token of a user: only its SHA-256 is stored; `prefix` identifies it in listings."""
+
+    __tablename__ = "api_tokens"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", name="fk_api_tokens_user"))
+    token_hash: Mapped[str] = mapped_column(String(64))
+    prefix: Mapped[str] = mapped_column(String(16))
+    # None: everything the user's role allows; a list narrows it to these actions.
+    scopes: Mapped[Optional[list[Any]]] = mapped_column(JSON)
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    revoked_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+
+    __table_args__ = (
+        UniqueConstraint("token_hash", name="uq_api_tokens_hash"),
+        Index("ix_api_tokens_user", "user_id"),
+    )
+
+
 class AuditEvent(Base):
     """Who did what when. Append-only and hash-chained: each row's hash covers the previous one."""
 
@@ -255,6 +300,74 @@ class AuditEvent(Base):
     payload: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)
     prev_hash: Mapped[str] = mapped_column(String(64), unique=True)
     hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+# Webhook delivery states (workbench/webhooks.py).
+DELIVERY_STATES = ("pending", "delivered", "dead")
+
+
+class OutboxEvent(Base):
+    """An event for the enforcement platform, written in the decision's own transaction
+    (`core.outbox.enqueue`); the delivery worker fans it out to endpoints (`fanned_out_at`)."""
+
+    __tablename__ = "outbox"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(36))
+    event_type: Mapped[str] = mapped_column(String(50))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    idempotency_key: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    fanned_out_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+
+    __table_args__ = (
+        UniqueConstraint("event_id", name="uq_outbox_event_id"),
+        Index("ix_outbox_fanout", "fanned_out_at", "id"),
+        Index("ix_outbox_key", "idempotency_key"),
+    )
+
+
+class WebhookDelivery(Base):
+    """One event for one endpoint: pending until delivered, dead after the last attempt.
+    A worker holds it while sending (`lease_owner`, `lease_expires_at`)."""
+
+    __tablename__ = "webhook_deliveries"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(
+        ForeignKey("outbox.event_id", name="fk_deliveries_event"))
+    endpoint: Mapped[str] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    lease_owner: Mapped[Optional[str]] = mapped_column(String(100))
+    lease_expires_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    last_error: Mapped[Optional[str]] = mapped_column(Text)
+    last_status_code: Mapped[Optional[int]] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    delivered_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+
+    __table_args__ = (
+        UniqueConstraint("event_id", "endpoint", name="uq_deliveries_event_endpoint"),
+        Index("ix_deliveries_due", "status", "next_attempt_at"),
+    )
+
+
+class WebhookAttempt(Base):
+    """Every POST the worker made (or started: a row without `finished_at` is a worker that
+    died between send and acknowledgement)."""
+
+    __tablename__ = "webhook_attempts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[int] = mapped_column(
+        ForeignKey("webhook_deliveries.id", name="fk_attempts_delivery"))
+    attempt: Mapped[int] = mapped_column(Integer)
+    worker: Mapped[Optional[str]] = mapped_column(String(100))
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    finished_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    status_code: Mapped[Optional[int]] = mapped_column(Integer)
+    error: Mapped[Optional[str]] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_attempts_delivery", "delivery_id"),)
 
 
 metadata = Base.metadata

@@ -16,6 +16,8 @@ from typing import Any, Optional
 import numpy as np
 from sqlalchemy import and_, func, select
 
+from core.hooks import check_permission
+from core.principals import SYSTEM, Actor
 from core.labels import AUTHORITATIVE_KINDS, current_decisions
 from core.predictions import champion_version
 from core.schema import Case, Decision, Item, Prediction
@@ -194,8 +196,9 @@ def _as_dt(v: Any) -> dt.datetime:
 
 
 def write_report(store: Store, taxonomy: Taxonomy, out_dir: str | Path,
-                 model_version: Optional[str] = None) -> dict[str, Any]:
-    """Markdown report with PNG plots: override rate over time, reliability, score drift."""
+                 model_version: Optional[str] = None, actor: Actor = SYSTEM["system"]) -> dict[str, Any]:
+    """Markdown report with PNG plots: override rate over time, reliability, score drift. Needs `evaluate`."""
+    check_permission(actor, "evaluate", str(out_dir))
     import matplotlib
 
     matplotlib.use("Agg")

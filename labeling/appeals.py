@@ -12,10 +12,11 @@ from typing import Any, Optional
 
 from sqlalchemy import insert, select, update
 
-from core import audit
+from core import audit, outbox
 from core.hooks import check_permission, decision_recorded
 from core.labels import current_decisions
 from core.predictions import predictions_of_record
+from core.principals import Actor, actor_name
 from core.schema import Case, utcnow
 from core.store import Store
 from core.taxonomy import Taxonomy
@@ -31,7 +32,7 @@ OUTCOMES = ("confirm", "reverse")
 C = Case.__table__
 
 
-def appeal(store: Store, item_id: str, appellant: str, reason: str, taxonomy: Taxonomy,
+def appeal(store: Store, item_id: str, appellant: Actor, reason: str, taxonomy: Taxonomy,
            now: Optional[dt.datetime] = None, *, config: QueueConfig) -> dict[str, Any]:
     """File an appeal against an item's current decision: a new case in the appeals queue.
 
@@ -42,6 +43,7 @@ def appeal(store: Store, item_id: str, appellant: str, reason: str, taxonomy: Ta
         raise DecisionError("an appeal needs a reason")
     now = now or utcnow()
     check_permission(appellant, "appeal", f"item {item_id}")
+    appellant = actor_name(appellant)
     with store.begin() as conn:
         current = current_decisions(conn, [item_id]).get(item_id)
         if current is None:
@@ -82,14 +84,15 @@ def appeal(store: Store, item_id: str, appellant: str, reason: str, taxonomy: Ta
         return case_view(conn, case_id)
 
 
-def resolve_appeal(store: Store, taxonomy: Taxonomy, case_id: int, analyst: str, outcome: str,
+def resolve_appeal(store: Store, taxonomy: Taxonomy, case_id: int, analyst: Actor, outcome: str,
                    rationale: str, label: Optional[str] = None, action: Optional[str] = None,
                    severity: Optional[str] = None, policy_ref: Optional[str] = None,
                    now: Optional[dt.datetime] = None, *, config: QueueConfig) -> dict[str, Any]:
     """Confirm or reverse the appealed decision; either way a new "appeal" decision supersedes it.
 
     A reversal (the appeal is upheld) defaults to the benign label and its default action, and
-    must change the label or the action.
+    must change the label or the action. Needs `resolve_appeal`; nobody resolves an appeal of a
+    decision they made (separation of duties).
     """
     if outcome not in OUTCOMES:
         raise DecisionError(f"outcome must be one of {', '.join(OUTCOMES)}, not {outcome!r}")
@@ -97,6 +100,7 @@ def resolve_appeal(store: Store, taxonomy: Taxonomy, case_id: int, analyst: str,
         raise DecisionError("resolving an appeal needs a rationale")
     now = now or utcnow()
     check_permission(analyst, "resolve_appeal", f"case {case_id}")
+    analyst = actor_name(analyst)
     with store.begin() as conn:
         case = lock_case(conn, case_id)
         if case["queue"] != config.appeals_queue:
@@ -105,6 +109,9 @@ def resolve_appeal(store: Store, taxonomy: Taxonomy, case_id: int, analyst: str,
         current = current_decisions(conn, [case["item_id"]]).get(case["item_id"])
         if current is None:
             raise DecisionError(f"item {case['item_id']!r} has no decision any more")
+        if current["reviewer"] == analyst:
+            raise DecisionError(f"{analyst} made the appealed decision {current['id']}: an appeal is resolved by "
+                                f"someone else (separation of duties)")
         if outcome == "confirm":
             label, action = current["label"], current["action"]
             severity, policy_ref = current["severity"], current["policy_ref"]
@@ -127,6 +134,7 @@ def resolve_appeal(store: Store, taxonomy: Taxonomy, case_id: int, analyst: str,
         if case["reopened_from"]:
             conn.execute(update(C).where(C.c.id == case["reopened_from"], C.c.state == "appealed")
                          .values(state="decided", updated_at=now))
+        outbox.decision_event(conn, "appeal.resolved", [new_id], case_id=case_id, outcome=outcome, upheld=outcome == "reverse")
         audit.record(conn, analyst, "appeal.resolve", "case", case_id,
                      {"outcome": outcome, "decision_id": new_id, "supersedes": current["id"],
                       "from": [current["label"], current["action"]], "to": [label, action],

@@ -13,6 +13,8 @@ import numpy as np
 from sqlalchemy import Connection, exists, func, insert, select, update
 
 from core import audit
+from core.hooks import check_permission
+from core.principals import SYSTEM, Actor
 from core.predictions import predictions_of_record, record_ids
 from core.schema import Campaign, CampaignMember, Case, Decision, Item, Prediction, utcnow
 from core.store import Store
@@ -158,14 +160,16 @@ def _already_cased(conn: Connection, chunk: Sequence[Candidate]) -> set[tuple[An
 
 
 def build_cases(store: Store, taxonomy: Taxonomy, config: QueueConfig,
-                now: Optional[dt.datetime] = None, actor: str = "system", progress: bool = True,
+                now: Optional[dt.datetime] = None, actor: Actor = SYSTEM["system"], progress: bool = True,
                 chunk_size: int = 5000) -> dict[str, Any]:
     """Turn every scored item and every active campaign without a case into one; returns counts.
+    Needs `build_cases`.
 
     Idempotent: an item or campaign that already has a case gets no second one, so it can run
     after every scoring batch. Waiting item cases whose item was re-scored by a newer model are
     re-planned in place (`rescored`), so a promotion re-orders the backlog.
     """
+    check_permission(actor, "build_cases", "queues")
     from tqdm import tqdm
 
     now = now or utcnow()

@@ -14,6 +14,7 @@ from sqlalchemy import Connection, exists, func, insert, select, update
 
 from core import audit
 from core.hooks import check_permission
+from core.principals import SYSTEM, Actor, actor_name
 from core.schema import Case, CaseSkip, utcnow
 from core.store import Store
 
@@ -46,7 +47,7 @@ def reclaim_expired(conn: Connection, config: QueueConfig, now: dt.datetime, lim
             conn.execute(update(C).where(C.c.id.in_(ids)).values(
                 state=state, claimed_by=None, lease_expires_at=None, updated_at=now))
     if rows:
-        audit.record(conn, "system", "case.lease_expired", "case", None,
+        audit.record(conn, SYSTEM["system"], "case.lease_expired", "case", None,
                      {"cases": [r.id for r in rows], "holders": sorted({r.claimed_by for r in rows if r.claimed_by})})
     return [r.id for r in rows]
 
@@ -61,7 +62,7 @@ def claim_query(config: QueueConfig, queue: str, analyst: str, dialect: str = "s
     return q
 
 
-def next_case(store: Store, analyst: str, queue: str, config: QueueConfig, lease_seconds: Optional[int] = None,
+def next_case(store: Store, analyst: Actor, queue: str, config: QueueConfig, lease_seconds: Optional[int] = None,
               now: Optional[dt.datetime] = None,
               detail: bool = True) -> Optional[dict[str, Any]]:
     """Claim the best waiting case of `queue` for `analyst` with a lease; None when it is empty.
@@ -70,7 +71,8 @@ def next_case(store: Store, analyst: str, queue: str, config: QueueConfig, lease
     transaction holds the database write lock from its first statement. Cases the analyst
     skipped (or a sibling calibration copy of one they hold) are not offered to them.
     """
-    if not analyst:
+    who = actor_name(analyst)
+    if not who or not who.strip():
         raise QueueError("an analyst name is required to claim a case")
     if queue not in config.queues:
         raise QueueError(f"unknown queue {queue!r} (known: {', '.join(config.queues)})")
@@ -82,19 +84,19 @@ def next_case(store: Store, analyst: str, queue: str, config: QueueConfig, lease
     check_permission(analyst, "claim", f"queue {queue}")
     with store.begin() as conn:
         reclaim_expired(conn, config, now)
-        case_id = conn.execute(claim_query(config, queue, analyst, conn.dialect.name)).scalar()
+        case_id = conn.execute(claim_query(config, queue, who, conn.dialect.name)).scalar()
         if case_id is None:
             return None
         expires = now + dt.timedelta(seconds=lease)
         conn.execute(update(C).where(C.c.id == case_id).values(
-            state="claimed", claimed_by=analyst, lease_expires_at=expires,
+            state="claimed", claimed_by=who, lease_expires_at=expires,
             first_action_at=func.coalesce(C.c.first_action_at, now), updated_at=now))
         row = conn.execute(select(C.c.item_id, C.c.calibration_set).where(C.c.id == case_id)).one()
         if row.calibration_set:
-            _exclude_calibration_siblings(conn, case_id, row.item_id, row.calibration_set, analyst, now)
-        audit.record(conn, analyst, "case.claim", "case", case_id,
+            _exclude_calibration_siblings(conn, case_id, row.item_id, row.calibration_set, who, now)
+        audit.record(conn, who, "case.claim", "case", case_id,
                      {"queue": queue, "lease_expires_at": expires.isoformat()})
-        return case_view(conn, case_id) if detail else {"id": case_id, "queue": queue, "claimed_by": analyst,
+        return case_view(conn, case_id) if detail else {"id": case_id, "queue": queue, "claimed_by": who,
                                                          "lease_expires_at": expires}
 
 
@@ -119,8 +121,9 @@ def lock_case(conn: Connection, case_id: int) -> dict[str, Any]:
     return dict(row)
 
 
-def check_actionable(case: Mapping[str, Any], analyst: str, now: dt.datetime) -> None:
+def check_actionable(case: Mapping[str, Any], analyst: Actor, now: dt.datetime) -> None:
     """Raise QueueError unless `analyst` may act on the case now (waiting, or claimed by them)."""
+    analyst = actor_name(analyst)
     state = case["state"]
     if state == "claimed":
         live = case["lease_expires_at"] is not None and case["lease_expires_at"] > now
@@ -131,12 +134,13 @@ def check_actionable(case: Mapping[str, Any], analyst: str, now: dt.datetime) ->
         raise QueueError(f"case {case['id']} is {state}, not waiting for a decision")
 
 
-def release(store: Store, case_id: int, analyst: str, config: QueueConfig, now: Optional[dt.datetime] = None,
+def release(store: Store, case_id: int, analyst: Actor, config: QueueConfig, now: Optional[dt.datetime] = None,
             reason: Optional[str] = None,
             _action: str = "case.release") -> dict[str, Any]:
     """Give a claimed case back to its queue, priority unchanged."""
     now = _now(now)
-    check_permission(analyst, "release", f"case {case_id}")
+    check_permission(analyst, "skip" if _action == "case.skip" else "release", f"case {case_id}")
+    principal, analyst = analyst, actor_name(analyst)
     with store.begin() as conn:
         case = lock_case(conn, case_id)
         if case["state"] != "claimed" or case["claimed_by"] != analyst:
@@ -147,11 +151,11 @@ def release(store: Store, case_id: int, analyst: str, config: QueueConfig, now: 
                 conn.execute(insert(SK).values(case_id=case_id, analyst=analyst, reason=reason, created_at=now))
         conn.execute(update(C).where(C.c.id == case_id).values(
             state=config.waiting_state(case["queue"]), claimed_by=None, lease_expires_at=None, updated_at=now))
-        audit.record(conn, analyst, _action, "case", case_id, {"queue": case["queue"], "reason": reason})
+        audit.record(conn, principal, _action, "case", case_id, {"queue": case["queue"], "reason": reason})
         return case_view(conn, case_id, with_history=False)
 
 
-def skip(store: Store, case_id: int, analyst: str, config: QueueConfig, reason: Optional[str] = None,
+def skip(store: Store, case_id: int, analyst: Actor, config: QueueConfig, reason: Optional[str] = None,
          now: Optional[dt.datetime] = None) -> dict[str, Any]:
     """Give a claimed case back and never offer it to this analyst again (others still get it)."""
     return release(store, case_id, analyst, config, now=now, reason=reason, _action="case.skip")

@@ -15,10 +15,11 @@ from typing import Any, Mapping, Optional
 
 from sqlalchemy import Connection, func, insert, select, update
 
-from core import audit
+from core import audit, outbox
 from core.hooks import check_permission, decision_recorded
 from core.labels import current_decisions
 from core.predictions import predictions_of_record
+from core.principals import Actor, actor_name
 from core.schema import CampaignMember, Case, Decision, Prediction, utcnow
 from core.store import Store
 from core.taxonomy import Taxonomy
@@ -72,8 +73,8 @@ def _decision_kind(case: Mapping[str, Any], config: QueueConfig, kind: str) -> s
     return kind
 
 
-def _close(conn: Connection, case_id: int, analyst: str, now: dt.datetime, meta: Optional[dict[str, Any]] = None) -> None:
-    values: dict[str, Any] = dict(state="decided", resolved_at=now, claimed_by=analyst, lease_expires_at=None,
+def _close(conn: Connection, case_id: int, analyst: Actor, now: dt.datetime, meta: Optional[dict[str, Any]] = None) -> None:
+    values: dict[str, Any] = dict(state="decided", resolved_at=now, claimed_by=actor_name(analyst), lease_expires_at=None,
                                   first_action_at=func.coalesce(C.c.first_action_at, now), updated_at=now)
     if meta is not None:
         values["meta"] = meta
@@ -84,7 +85,7 @@ def _insert_decision(conn: Connection, **row: Any) -> int:
     return int(conn.execute(insert(D).values(**row).returning(D.c.id)).scalar_one())
 
 
-def decide(store: Store, taxonomy: Taxonomy, case_id: int, analyst: str, label: str,
+def decide(store: Store, taxonomy: Taxonomy, case_id: int, analyst: Actor, label: str,
            action: Optional[str] = None, severity: Optional[str] = None, policy_ref: Optional[str] = None,
            rationale: Optional[str] = None, kind: str = "review", now: Optional[dt.datetime] = None,
            *, config: QueueConfig, existing: str = "supersede") -> dict[str, Any]:
@@ -96,6 +97,10 @@ def decide(store: Store, taxonomy: Taxonomy, case_id: int, analyst: str, label: 
     the effect first). A member whose own case another analyst holds is left out; a member that
     already has a human decision gets one superseding it (`existing="supersede"`, counted as
     rework) or is left out (`existing="skip"`).
+
+    Permissions (configs/roles.yaml): `decide`; a campaign case also `bulk`; a QA-audit case of an
+    item that already has a human decision also `qa_review`, and never by whoever made one of
+    that item's decisions (separation of duties).
     """
     if existing not in EXISTING:
         raise DecisionError(f"existing must be one of {', '.join(EXISTING)}, not {existing!r}")
@@ -103,12 +108,17 @@ def decide(store: Store, taxonomy: Taxonomy, case_id: int, analyst: str, label: 
     rationale = (rationale or "").strip() or None
     action, severity, policy_ref = _validate(taxonomy, label, action, severity, policy_ref)
     check_permission(analyst, "decide", f"case {case_id}")
+    principal, analyst = analyst, actor_name(analyst)
     with store.begin() as conn:
         case = lock_case(conn, case_id)
         if case["queue"] == config.appeals_queue:
             raise DecisionError(f"case {case_id} is an appeal: resolve it with `workbench appeals resolve`")
         check_actionable(case, analyst, now)
         kind = _decision_kind(case, config, kind)
+        if kind == "bulk":
+            check_permission(principal, "bulk", f"campaign {case['campaign_id']} (case {case_id})")
+        elif kind == "qa_audit":
+            _check_qa_review(conn, principal, case)
         if kind == "calibration":
             twice = conn.execute(select(D.c.id).join(C, C.c.id == D.c.case_id).where(
                 D.c.item_id == case["item_id"], D.c.reviewer == analyst, D.c.kind == "calibration",
@@ -135,6 +145,8 @@ def decide(store: Store, taxonomy: Taxonomy, case_id: int, analyst: str, label: 
                                         model_label=model_label, model_score=model_score,
                                         is_override=override, **common))
         _close(conn, case_id, analyst, now)
+        outbox.decision_event(conn, "campaign.decided" if case["campaign_id"] is not None else "decision.created",
+                              ids, case_id=case_id, campaign_id=case["campaign_id"], queue=case["queue"])
         audit.record(conn, analyst, "decision.create", "case", case_id,
                      {"decisions": ids if len(ids) <= 50 else {"count": len(ids), "first": ids[0], "last": ids[-1]},
                       "kind": kind, "label": label, "action": action, "severity": severity,
@@ -146,6 +158,18 @@ def decide(store: Store, taxonomy: Taxonomy, case_id: int, analyst: str, label: 
     view.update(decision_ids=ids, kind=kind, is_override=override, closed_member_cases=closed_members, bulk=bulk)
     decision_recorded(ids, view, analyst, kind, label, action)
     return view
+
+
+def _check_qa_review(conn: Connection, principal: Actor, case: Mapping[str, Any]) -> None:
+    """A QA-audit case of an already decided item is a re-review: `qa_review`, and not of one's own."""
+    reviewers = set(conn.execute(select(D.c.reviewer).where(D.c.item_id == case["item_id"])).scalars())
+    if not reviewers:
+        return
+    who = actor_name(principal)
+    if who in reviewers:
+        raise DecisionError(f"{who} decided item {case['item_id']!r} before: a QA review of one's own "
+                            f"decision is not allowed (separation of duties)")
+    check_permission(principal, "qa_review", f"case {case['id']}")
 
 
 def _bulk_plan(conn: Connection, case: Mapping[str, Any], analyst: str, now: dt.datetime) -> dict[str, Any]:
@@ -164,11 +188,11 @@ def _bulk_plan(conn: Connection, case: Mapping[str, Any], analyst: str, now: dt.
     return {"members": list(members), "held": held, "decided": decided}
 
 
-def bulk_preview(store: Store, case_id: int, analyst: str, now: Optional[dt.datetime] = None) -> dict[str, Any]:
+def bulk_preview(store: Store, case_id: int, analyst: Actor, now: Optional[dt.datetime] = None) -> dict[str, Any]:
     """What deciding a campaign case would do, to show before confirming: how many members get a
     decision, how many are held by other analysts (left out), and how many already have a human
     decision (superseded, or left out with `existing="skip"`), with those decisions' labels."""
-    now = now or utcnow()
+    now, analyst = now or utcnow(), actor_name(analyst)
     with store.read() as conn:
         case = conn.execute(select(C).where(C.c.id == case_id)).mappings().first()
         if case is None:
@@ -221,19 +245,24 @@ def _bulk(conn: Connection, case: Mapping[str, Any], analyst: str, common: dict[
     return list(ids), list(waiting), info
 
 
-def correct(store: Store, taxonomy: Taxonomy, decision_id: int, analyst: str, label: str,
+def correct(store: Store, taxonomy: Taxonomy, decision_id: int, analyst: Actor, label: str,
             rationale: str, action: Optional[str] = None, severity: Optional[str] = None,
             policy_ref: Optional[str] = None, now: Optional[dt.datetime] = None) -> dict[str, Any]:
-    """Correct a decision: a new row superseding it (the old row stays, as the triggers demand)."""
+    """Correct a decision: a new row superseding it (the old row stays, as the triggers demand).
+
+    Needs `correct`, and `correct_others` for a decision someone else made."""
     if not rationale or not rationale.strip():
         raise DecisionError("a correction needs a rationale")
     now = now or utcnow()
     action, severity, policy_ref = _validate(taxonomy, label, action, severity, policy_ref)
     check_permission(analyst, "correct", f"decision {decision_id}")
+    principal, analyst = analyst, actor_name(analyst)
     with store.begin() as conn:
         old = conn.execute(select(D).where(D.c.id == decision_id)).mappings().first()
         if old is None:
             raise DecisionError(f"no decision {decision_id}")
+        if old["reviewer"] != analyst:
+            check_permission(principal, "correct_others", f"decision {decision_id} of {old['reviewer']}")
         newer = conn.execute(select(D.c.id).where(D.c.supersedes_id == decision_id)).scalar()
         if newer is not None:
             raise DecisionError(f"decision {decision_id} was already superseded by {newer}; correct that one")
@@ -243,6 +272,7 @@ def correct(store: Store, taxonomy: Taxonomy, decision_id: int, analyst: str, la
             rationale=rationale.strip(), model_version=old["model_version"], model_label=old["model_label"],
             model_score=old["model_score"], is_override=old["model_label"] is not None and label != old["model_label"],
             taxonomy_version=taxonomy.version, supersedes_id=decision_id, created_at=now)
+        outbox.decision_event(conn, "decision.corrected", [new_id], case_id=old["case_id"], corrects=decision_id)
         audit.record(conn, analyst, "decision.correct", "decision", new_id,
                      {"supersedes": decision_id, "from": [old["label"], old["action"]], "to": [label, action],
                       "rationale": rationale.strip(), "bound": audit.bind(conn, [new_id])})

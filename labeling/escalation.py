@@ -13,6 +13,7 @@ from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
 
 from core import audit
 from core.hooks import check_permission
+from core.principals import SYSTEM, Actor, actor_name
 from core.schema import Case
 from core.store import Store
 from core.taxonomy import Taxonomy
@@ -25,7 +26,7 @@ from .queue_config import QueueConfig
 
 C = Case.__table__
 
-def escalate(store: Store, taxonomy: Taxonomy, case_id: int, actor: str, reason: str, config: QueueConfig,
+def escalate(store: Store, taxonomy: Taxonomy, case_id: int, actor: Actor, reason: str, config: QueueConfig,
              severity: Optional[str] = None, now: Optional[dt.datetime] = None) -> dict[str, Any]:
     """Move a waiting or claimed case to the escalation queue with the reason recorded."""
     if not reason or not reason.strip():
@@ -34,6 +35,7 @@ def escalate(store: Store, taxonomy: Taxonomy, case_id: int, actor: str, reason:
         raise QueueError(f"unknown severity {severity!r} (known: {', '.join(taxonomy.severities)})")
     now = _now(now)
     check_permission(actor, "escalate", f"case {case_id}")
+    actor = actor_name(actor)
     with store.begin() as conn:
         case = lock_case(conn, case_id)
         check_actionable(case, actor, now)
@@ -66,14 +68,18 @@ def _move_to_escalation(conn: Connection, taxonomy: Taxonomy, config: QueueConfi
 
 
 def sweep(store: Store, taxonomy: Taxonomy, config: QueueConfig,
-          now: Optional[dt.datetime] = None, progress: bool = False, chunk_size: int = 5000) -> dict[str, int]:
+          now: Optional[dt.datetime] = None, progress: bool = False, chunk_size: int = 5000,
+          requested_by: Optional[Actor] = None) -> dict[str, int]:
     """Periodic upkeep: lapsed leases back to the queue, SLA-lapsing cases escalated, priorities refreshed.
 
     Priorities carry an SLA-urgency term, so they are recomputed here from the features stored
-    with each case; run it every few minutes (cron, or the UI's timer).
+    with each case; run it every few minutes (cron, or the UI's timer). It acts as the reserved
+    system principal `sweeper`; a person who starts it (`requested_by`) needs `sweep`.
     """
     from tqdm import tqdm
 
+    if requested_by is not None:
+        check_permission(requested_by, "sweep", "queues")
     now = _now(now)
     out = {"leases_expired": 0, "sla_escalated": 0, "reprioritised": 0}
     waiting = or_(and_(C.c.state == "open", C.c.queue != config.escalation_queue),
@@ -102,11 +108,12 @@ def sweep(store: Store, taxonomy: Taxonomy, config: QueueConfig,
                         why = (f"sla: {max(m, 0):.0f} of {taxonomy.sla_minutes(r['severity'])} minutes left "
                                f"on the {r['severity']} SLA" if m > 0 else f"sla: {r['severity']} SLA lapsed")
                         _move_to_escalation(conn, taxonomy, config, r, why, now, human=False)
-                        audit.record(conn, "system", "case.escalate", "case", r["id"],
+                        audit.record(conn, SYSTEM["sweeper"], "case.escalate", "case", r["id"],
                                      {"from_queue": r["queue"], "reason": why})
                         out["sla_escalated"] += 1
         if out["sla_escalated"] or out["leases_expired"]:
-            audit.record(conn, "system", "cases.sweep", "queue", None, dict(out))
+            audit.record(conn, SYSTEM["sweeper"], "cases.sweep", "queue", None,
+                         dict(out, **({"requested_by": actor_name(requested_by)} if requested_by is not None else {})))
         total = conn.execute(select(func.count()).select_from(C).where(waiting)).scalar() or 0
     # Refresh priorities (urgency grows with time), one short write transaction per chunk so
     # claims interleave; a claim taken meanwhile simply drops out of the `waiting` filter.

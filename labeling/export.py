@@ -14,6 +14,8 @@ from typing import Any, Optional
 
 from sqlalchemy import select
 
+from core.hooks import check_permission
+from core.principals import SYSTEM, Actor
 from core.schema import Item
 from core.store import Store
 from core.taxonomy import Taxonomy
@@ -95,9 +97,13 @@ def to_dataset(rows: list[dict[str, Any]], taxonomy: Taxonomy) -> Any:
 
 
 def export_labels(store: Store, taxonomy: Taxonomy, out_dir: str | Path, include_source_labels: bool = False,
-                  source: Optional[str] = None, push_to_hub: Optional[str] = None) -> dict[str, Any]:
-    """Write the labels as a dataset folder (`save_to_disk`) plus a Parquet file; optionally push."""
+                  source: Optional[str] = None, push_to_hub: Optional[str] = None,
+                  actor: Actor = SYSTEM["system"]) -> dict[str, Any]:
+    """Write the labels as a dataset folder (`save_to_disk`) plus a Parquet file; optionally push.
+    Needs `export`."""
     from core import audit
+
+    check_permission(actor, "export", str(out_dir))
 
     rows = label_rows(store, taxonomy, include_source_labels, source)
     if not rows:
@@ -118,5 +124,5 @@ def export_labels(store: Store, taxonomy: Taxonomy, out_dir: str | Path, include
                "parquet": str(out / "labels.parquet"), "taxonomy_version": taxonomy.version,
                "pushed_to": push_to_hub}
     with store.begin() as conn:
-        audit.record(conn, "system", "labels.export", "dataset", str(out), summary)
+        audit.record(conn, actor, "labels.export", "dataset", str(out), summary)
     return summary

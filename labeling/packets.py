@@ -20,8 +20,10 @@ from clustering.config import CampaignSettings
 from clustering.search import similar_items
 from clustering.service import CampaignError
 from core import audit
+from core.hooks import check_permission
 from core.labels import current_decisions
 from core.predictions import predictions_of_record
+from core.principals import Actor
 from core.schema import AuditEvent, Campaign, CampaignMember, Case, Item, utcnow
 from core.store import Store
 from core.taxonomy import Taxonomy
@@ -177,7 +179,7 @@ def _write_private(folder: Path, name: str, text: str) -> Path:
     return path
 
 
-def show_case(store: Store, case_id: int, settings: ReviewSettings, reveal_by: Optional[str] = None) -> dict[str, Any]:
+def show_case(store: Store, case_id: int, settings: ReviewSettings, reveal_by: Optional[Actor] = None) -> dict[str, Any]:
     """A case for display (`cases show`, `next`): its item text masked by the one masking rule,
     unless `reveal_by` names who reveals it (then the reveal is audited)."""
     with store.read() as conn:
@@ -197,8 +199,9 @@ def show_case(store: Store, case_id: int, settings: ReviewSettings, reveal_by: O
     return view
 
 
-def reveal_text(store: Store, case_id: int, analyst: str) -> str:
-    """The unmasked text of a case's item; the reveal itself is audited."""
+def reveal_text(store: Store, case_id: int, analyst: Actor) -> str:
+    """The unmasked text of a case's item; the reveal itself is audited. Needs `reveal`."""
+    check_permission(analyst, "reveal", f"case {case_id}")
     with store.begin() as conn:
         row = conn.execute(select(Item.text, Item.id).join(Case.__table__, Case.item_id == Item.id)
                            .where(Case.id == case_id)).first()
@@ -259,10 +262,11 @@ def escalation_packet(store: Store, taxonomy: Taxonomy, case_id: int, settings: 
     }
 
 
-def escalate_with_packet(store: Store, taxonomy: Taxonomy, case_id: int, analyst: str, reason: str,
+def escalate_with_packet(store: Store, taxonomy: Taxonomy, case_id: int, analyst: Actor, reason: str,
                          config: QueueConfig, settings: ReviewSettings, campaign_settings: CampaignSettings,
                          severity: Optional[str] = None) -> dict[str, Any]:
-    """Escalate the case and file its packet (JSON in the data dir, path in the audit log)."""
+    """Escalate the case and file its packet (JSON in the data dir, path in the audit log). Needs `escalate`."""
+    check_permission(analyst, "escalate", f"case {case_id}")
     packet = escalation_packet(store, taxonomy, case_id, settings, campaign_settings, reason, severity=severity)
     view = escalate(store, taxonomy, case_id, analyst, reason, config, severity=severity)
     path = _write_private(store.path("packets", "x").parent,

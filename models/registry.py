@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 import numpy as np
 
 from core import audit
+from core.hooks import check_permission
+from core.principals import SYSTEM, Actor, actor_name
 from core.schema import ModelVersion, utcnow
 
 from .base import ModelError, PolicyClassifier
@@ -176,10 +178,14 @@ def load_model_version(store: "Store", version: str | None = None) -> tuple[Poli
 
 
 # -- role changes ----------------------------------------------------------------------------
-def promote(store: "Store", version: str, actor: str = "cli", reason: str = "") -> dict[str, Any]:
-    """Make `version` the champion; the previous champion becomes a challenger. Audited."""
+def promote(store: "Store", version: str, actor: Actor = SYSTEM["system"], reason: str = "") -> dict[str, Any]:
+    """Make `version` the champion; the previous champion becomes a challenger. Audited.
+
+    Needs `promote`; who approved it is recorded on the row (`promoted_by`) and in the event."""
     from sqlalchemy import select, update
 
+    check_permission(actor, "promote", f"model_version {version}")
+    approver = actor_name(actor)
     t = _table()
     with store.begin() as conn:
         rows = conn.execute(select(t.c.id, t.c.role).with_for_update()).all()
@@ -191,17 +197,19 @@ def promote(store: "Store", version: str, actor: str = "cli", reason: str = "") 
             return {"champion": version, "previous": None, "changed": False}
         if previous:
             conn.execute(update(t).where(t.c.id.in_(previous)).values(role="challenger"))
-        conn.execute(update(t).where(t.c.id == version).values(role="champion", promoted_at=utcnow()))
+        conn.execute(update(t).where(t.c.id == version).values(role="champion", promoted_at=utcnow(),
+                                                               promoted_by=approver))
         audit.record(conn, actor, "model.promote", "model_version", version,
                      {"previous_champion": previous[0] if previous else None, "from_role": roles[version],
-                      "reason": reason or None})
+                      "reason": reason or None, "approved_by": approver})
     return {"champion": version, "previous": previous[0] if previous else None, "changed": True}
 
 
-def retire(store: "Store", version: str, actor: str = "cli", reason: str = "") -> dict[str, Any]:
-    """Mark a version retired (kept for the record, never used to score). Not the champion."""
+def retire(store: "Store", version: str, actor: Actor = SYSTEM["system"], reason: str = "") -> dict[str, Any]:
+    """Mark a version retired (kept for the record, never used to score). Not the champion. Needs `retire`."""
     from sqlalchemy import select, update
 
+    check_permission(actor, "retire", f"model_version {version}")
     t = _table()
     with store.begin() as conn:
         role = conn.execute(select(t.c.role).where(t.c.id == version).with_for_update()).scalar()
@@ -248,20 +256,24 @@ def embeddings_for(store: "Store", model: PolicyClassifier, texts: Sequence[str]
 def train_model(store: "Store", taxonomy: "Taxonomy", kind: Optional[str] = None,
                 params: Optional[dict[str, Any]] = None, *, config: "ModelsConfig",
                 sources: Optional[Sequence[str]] = None, parent: Optional[str] = None,
-                promote_if: str = "no_champion", actor: str = "cli", data: Optional["TrainingSet"] = None,
+                promote_if: str = "no_champion", actor: Actor = SYSTEM["system"], data: Optional["TrainingSet"] = None,
                 show_progress: bool = True, echo: Echo = lambda *a, **k: None) -> dict[str, Any]:
     """Train a new version on the store's labelled items, validate it, register it. Audited.
 
     Splits the examples with the configured seed (80/20 by default), fits on the training side,
     measures on the validation side, saves the artefact + metrics + reliability diagram, and
     inserts the registry row. `promote_if`: "never", "always" or "no_champion" (promote when
-    there is none yet, so a fresh store gets a champion from its first model).
+    there is none yet, so a fresh store gets a champion from its first model). Needs `train`
+    (and `promote` when it promotes).
     """
     from sqlalchemy import insert
 
     from .metrics import plot_reliability
     from .training import stratified_split, training_examples
 
+    check_permission(actor, "train", kind or "default kind")
+    if promote_if == "always":
+        check_permission(actor, "promote", "the new version")
     if promote_if not in ("never", "always", "no_champion"):
         raise ModelError(f"promote_if must be never, always or no_champion, not {promote_if!r}")
     cfg = config

@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 import numpy as np
 
+from core.hooks import check_permission
+from core.principals import SYSTEM, Actor
 from core.schema import Item, Prediction, utcnow
 from core.text import has_undecodable_bytes, text_hash
 
@@ -228,8 +230,10 @@ def count_unscored(store: "Store", model_version: str) -> tuple[int, int]:
 def score_items(store: "Store", taxonomy: "Taxonomy", model_version: Optional[str] = None,
                 chunk_size: Optional[int] = None, *, config: "ModelsConfig",
                 limit: Optional[int] = None, show_progress: bool = True,
-                model: Optional["PolicyClassifier"] = None, embedder: Any = None) -> ScoreSummary:
+                model: Optional["PolicyClassifier"] = None, embedder: Any = None,
+                actor: Actor = SYSTEM["system"]) -> ScoreSummary:
     """Score every item that has no prediction from the model yet; returns counts and timing.
+    Needs `score`.
 
     `model_version` defaults to the champion. `limit` stops after that many items (the rest are
     picked up by the next call). `model` / `embedder` let a caller reuse loaded objects.
@@ -242,6 +246,7 @@ def score_items(store: "Store", taxonomy: "Taxonomy", model_version: Optional[st
     from .embeddings import Embedder, EmbeddingCache, embed_texts
     from .registry import load_model_version
 
+    check_permission(actor, "score", model_version or "champion")
     cfg = config
     chunk = int(chunk_size or cfg.scoring.chunk_size)
     started = time.perf_counter()

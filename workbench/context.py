@@ -4,7 +4,13 @@ step is handed explicitly.
 It holds where the data lives, the store (opened on first use), the configs folder and each
 config loaded once and checked against the taxonomy, and the plugin manager. Nothing reaches the
 floors below through environment variables: the context reads its options once and passes each
-service exactly what it needs (later, the signed-in principal too).
+service exactly what it needs, the principal included.
+
+The principal (`principal()`): on a store with accounts, the user of the token the command line
+was given (`--token` / `WORKBENCH_TOKEN`, read once by the CLI group); on a store without any,
+the local user (`--as NAME`, else the OS user) with the admin role. It is resolved on every call
+(a disabled user or a revoked token stops working at once). `roles()` loads `roles.yaml` and
+registers the role policy on the plugin manager, once per process.
 """
 from __future__ import annotations
 
@@ -14,6 +20,9 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 if TYPE_CHECKING:  # pragma: no cover
     import pluggy
 
+    from core.permissions import RolesConfig
+    from core.principals import Principal
+
     from clustering.config import CampaignSettings
     from core.quarantine import RetentionConfig
     from core.store import Store
@@ -21,6 +30,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from labeling.queue_config import QueueConfig
     from labeling.review_config import ReviewSettings
     from models.config import ModelsConfig
+    from workbench.webhooks import WebhookConfig
 
 
 class AppContext:
@@ -28,7 +38,8 @@ class AppContext:
 
     def __init__(self, data_dir: Optional[str | Path] = None, db: Optional[str] = None,
                  config_dir_: Optional[str | Path] = None, store: Optional["Store"] = None,
-                 audit_key_file: Optional[str | Path] = None) -> None:
+                 audit_key_file: Optional[str | Path] = None, token: Optional[str] = None,
+                 on_open: Optional[Callable[["AppContext"], None]] = None) -> None:
         self.data_dir = Path(data_dir) if data_dir else None
         from core.config import config_dir  # pydantic and yaml: not for `workbench --help`
 
@@ -37,13 +48,81 @@ class AppContext:
         self.config_dir = config_dir(config_dir_).resolve()
         self._store = store
         self._configs: dict[str, Any] = {}
+        self.token = token
+        # Called once, right after the store is opened (the command line checks the principal there).
+        self.on_open = on_open
 
     def store(self) -> "Store":
         if self._store is None:
             from core.store import open_store
 
             self._store = open_store(self.data_dir, self.db, audit_key_file=self.audit_key_file)
+            if self.on_open is not None:
+                try:
+                    self.on_open(self)
+                except BaseException:
+                    self._store.dispose()
+                    self._store = None
+                    raise
         return self._store
+
+    def roles(self) -> "RolesConfig":
+        """`roles.yaml`; loading it registers the role policy (`core.permissions.RolePolicy`) on
+        the plugin manager, replacing any earlier one."""
+        from core.permissions import RolePolicy, load_roles
+
+        def load() -> "RolesConfig":
+            roles = load_roles(self.config_dir)
+            RolePolicy(roles).install(self.plugins)
+            return roles
+
+        return self._once("roles", load)
+
+    def has_users(self) -> bool:
+        from core.accounts import has_users
+
+        return has_users(self.store())
+
+    def principal(self, as_name: Optional[str] = None) -> "Principal":
+        """Who acts (see the module notes). `as_name` (`--as`) names the local user on a store
+        without accounts; with accounts it must be absent or the token's own user.
+        Raises `core.accounts.AccountError` / `core.principals.InvalidName` (one line)."""
+        from core.accounts import AccountError, principal_for_token
+        from core.principals import InvalidName, check_name, local_principal
+
+        self.roles()
+        store = self.store()
+        if as_name is not None:
+            check_name(as_name, "--as name")
+        if self.token:
+            who = principal_for_token(store, self.token)
+            if as_name is not None and as_name != who.name:
+                raise AccountError(f"--as {as_name} does not match the token's user {who.name}: "
+                                   f"leave --as out, or use {as_name}'s own token")
+            return who
+        if self.has_users():
+            raise AccountError("this store has accounts: set WORKBENCH_TOKEN (or pass --token) to a token "
+                               "from `workbench tokens create NAME`")
+        if as_name is not None:
+            return local_principal(as_name)
+        import getpass
+
+        try:
+            name = getpass.getuser()
+        except Exception:  # no user name in the environment or the password database
+            name = "local"
+        try:
+            return local_principal(name)
+        except InvalidName as exc:
+            raise InvalidName(f"the OS user cannot act here ({exc}): pass --as NAME") from None
+
+    def require(self, action: str, resource: Optional[str] = None, as_name: Optional[str] = None) -> "Principal":
+        """The principal, refused (PermissionDenied) unless the roles allow `action`."""
+        from core.hooks import check_permission
+
+        who = self.principal(as_name)
+        check_permission(who, action, resource)
+        return who
 
     def close(self) -> None:
         if self._store is not None:
@@ -92,6 +171,15 @@ class AppContext:
         from core.quarantine import load_retention
 
         return self._once("retention", lambda: load_retention(self.config_dir))
+
+    def webhooks(self) -> "WebhookConfig":
+        """`webhooks.yaml` (enforcement hand-off), each endpoint's secret read once, here, from the
+        environment variable or file it names; services get the loaded config."""
+        import os
+
+        from workbench.webhooks import load_webhooks
+
+        return self._once("webhooks", lambda: load_webhooks(self.config_dir, os.environ))
 
     @property
     def plugins(self) -> "pluggy.PluginManager":

@@ -15,7 +15,8 @@ import click
 from ..context import AppContext
 
 # Built-in command groups, registered as plugins in this order.
-BUILTIN_COMMANDS: tuple[str, ...] = ("data", "evaluation", "queue", "campaigns", "models", "serve", "quarantine")
+BUILTIN_COMMANDS: tuple[str, ...] = ("data", "evaluation", "queue", "campaigns", "models", "serve", "quarantine",
+                                     "webhooks", "accounts")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -27,10 +28,13 @@ BUILTIN_COMMANDS: tuple[str, ...] = ("data", "evaluation", "queue", "campaigns",
               help="Folder with taxonomy.yaml and the other configs (default: the bundled configs/).")
 @click.option("--audit-key-file", envvar="WORKBENCH_AUDIT_KEY_FILE", default=None, type=click.Path(dir_okay=False),
               help="Key of the audit chain (0600), kept outside the database (default: audit.key in the data dir).")
+@click.option("--token", envvar="WORKBENCH_TOKEN", default=None, metavar="TOKEN",
+              help="Who you are, on a store with accounts: a token from `workbench tokens create` "
+                   "(better in WORKBENCH_TOKEN than on the command line).")
 @click.version_option(package_name="ts-workbench")
 @click.pass_context
 def cli(ctx: click.Context, data_dir: str, db: Optional[str], config_dir: Optional[str],
-        audit_key_file: Optional[str]) -> None:
+        audit_key_file: Optional[str], token: Optional[str]) -> None:
     """Trust & Safety review workbench: ingest, score, cluster, queue, review, evaluate.
 
     \b
@@ -39,7 +43,9 @@ def cli(ctx: click.Context, data_dir: str, db: Optional[str], config_dir: Option
       workbench ingest posts.csv --text-column body --id-column post_id
       workbench status --json
     """
-    ctx.obj = AppContext(data_dir, db, config_dir, audit_key_file=audit_key_file)
+    from .common import check_access
+
+    ctx.obj = AppContext(data_dir, db, config_dir, audit_key_file=audit_key_file, token=token, on_open=check_access)
     ctx.call_on_close(ctx.obj.close)
 
 
@@ -71,14 +77,17 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except Exception as exc:
         # Typed errors of the floors below, imported only now: `workbench --help` stays light.
+        from core.accounts import AccountError
         from core.audit import AuditError
         from core.config import ConfigError
+        from core.hooks import PermissionDenied
+        from core.principals import InvalidName
         from core.store import StoreError
 
         if isinstance(exc, ConfigError):
             click.echo(f"Error: config: {exc}", err=True)
             sys.exit(2)
-        if isinstance(exc, (StoreError, AuditError)):
+        if isinstance(exc, (StoreError, AuditError, AccountError, InvalidName, PermissionDenied)):
             click.echo(f"Error: {exc}", err=True)
             sys.exit(2)
         raise

@@ -10,7 +10,7 @@ import click
 
 from core.hooks import hookimpl
 
-from .common import AppContext, emit, json_option, pass_app, user_errors
+from .common import AppContext, emit, json_option, pass_app, principal_option, user_errors
 
 
 def _service_call(fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -28,7 +28,7 @@ def register_commands(cli: click.Group) -> None:
     @cli.command("cluster")
     @click.option("--rebuild", is_flag=True, help="Full re-cluster: rebuild the index and every campaign.")
     @click.option("--no-cache", is_flag=True, help="Do not read or write the embedding cache.")
-    @click.option("--as", "actor", default="cli", show_default=True, help="Who runs it (audit log).")
+    @principal_option("actor", help="Who runs it (audit log); on a store without accounts, default: the OS user.")
     @json_option
     @pass_app
     def cluster_cmd(app: AppContext, rebuild: bool, no_cache: bool, actor: str, as_json: bool) -> None:

@@ -3,8 +3,9 @@ context decorator, and one translation of user-caused errors into one-line messa
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Optional
 
 import click
 
@@ -25,9 +26,39 @@ def json_option(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")(f)
 
 
-def as_option(f: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option("--as", "analyst", required=True, metavar="NAME",
-                        help="Who does it (recorded on the case, the decision and the audit log).")(f)
+def principal_option(param: str = "analyst",
+                     help: str = "Who does it, on a store without accounts (default: the OS user); with "
+                                 "accounts, leave it out or give the token's own user.") -> Callable[..., Any]:
+    """`--as NAME`, handed to the command as the principal (`AppContext.principal`), not the string:
+    the services check its role and record its name."""
+    def decorate(f: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(f)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            app = click.get_current_context().find_object(AppContext)
+            with user_errors():
+                kwargs[param] = app.principal(kwargs.get(param))
+            return f(*args, **kwargs)
+
+        return click.option("--as", param, default=None, metavar="NAME", help=help)(wrapper)
+
+    return decorate
+
+
+as_option = principal_option("analyst")
+
+
+def check_access(app: AppContext) -> None:
+    """Run when a command opens the store: with accounts (or a token given), a valid token is
+    needed for every command; which actions it allows is then up to the services."""
+    if app.token or app.has_users():
+        with user_errors():
+            app.principal()
+
+
+def acting(app: AppContext, as_name: Optional[str] = None) -> Any:
+    """The principal for a command without `--as` (one-line errors)."""
+    with user_errors():
+        return app.principal(as_name)
 
 
 @contextlib.contextmanager
@@ -41,9 +72,11 @@ def user_errors() -> Iterator[None]:
     from core.ingest import IngestError
     from core.quarantine import QuarantineError
     from labeling.export import ExportError
+    from core.accounts import AccountError
+    from core.principals import InvalidName
 
     try:
         yield
     except (LabelingError, ConfigError, PermissionDenied, ModelError, CampaignError, IngestError, ExportError,
-            QuarantineError) as exc:
+            QuarantineError, AccountError, InvalidName) as exc:
         raise click.ClickException(str(exc)) from None

@@ -9,7 +9,7 @@ import click
 
 from core.hooks import hookimpl
 
-from .common import AppContext, emit, json_option, pass_app
+from .common import AppContext, acting, emit, json_option, pass_app, principal_option
 
 
 @hookimpl
@@ -50,7 +50,7 @@ def register_commands(cli: click.Group) -> None:
     @click.option("--split", default="train", show_default=True, help="Split of a Hugging Face dataset.")
     @click.option("--chunk-size", default=20000, show_default=True, help="Rows per transaction.")
     @click.option("--limit", type=int, help="Stop after this many rows per input (for a quick look).")
-    @click.option("--as", "actor", default="cli", show_default=True, help="Who runs the ingest (audit log).")
+    @principal_option("actor", help="Who runs the ingest (audit log); on a store without accounts, default: the OS user.")
     @json_option
     @pass_app
     def ingest(app: AppContext, paths: tuple[str, ...], preset: Optional[str], source: Optional[str],
@@ -296,7 +296,8 @@ def register_commands(cli: click.Group) -> None:
         from labeling.export import ExportError, export_labels
 
         try:
-            summary = export_labels(app.store(), app.taxonomy(), out_dir, include_source_labels, source, push_to_hub)
+            summary = export_labels(app.store(), app.taxonomy(), out_dir, include_source_labels, source, push_to_hub,
+                                    actor=acting(app))
         except ExportError as exc:
             raise click.ClickException(str(exc)) from None
         emit(summary, as_json, lambda d: click.echo(

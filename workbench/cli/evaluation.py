@@ -7,7 +7,7 @@ import click
 
 from core.hooks import hookimpl
 
-from .common import AppContext, emit, json_option, pass_app
+from .common import AppContext, acting, emit, json_option, pass_app, user_errors
 
 
 @hookimpl
@@ -30,7 +30,8 @@ def register_commands(cli: click.Group) -> None:
         """
         from evaluation.report import write_report
 
-        result = write_report(app.store(), app.taxonomy(), out_dir, model_version)
+        with user_errors():
+            result = write_report(app.store(), app.taxonomy(), out_dir, model_version, actor=acting(app))
         emit(result, as_json, lambda r: click.echo(
             f"{r['quality']['decisions']} decisions, override rate "
             f"{'n/a' if r['quality']['override_rate'] is None else format(r['quality']['override_rate'], '.1%')}; "

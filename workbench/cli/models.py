@@ -11,7 +11,7 @@ import click
 
 from core.hooks import hookimpl
 
-from .common import AppContext, emit, json_option, pass_app, user_errors
+from .common import AppContext, acting, emit, json_option, pass_app, principal_option, user_errors
 
 
 def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -81,7 +81,7 @@ def register_commands(cli: click.Group) -> None:
     @click.option("--parent", help="Version this one derives from (recorded in the registry).")
     @click.option("--promote", "promote_if", flag_value="always", help="Make it the champion right away.")
     @click.option("--no-promote", "promote_if", flag_value="never", help="Never promote, even without a champion.")
-    @click.option("--as", "actor", default="cli", show_default=True, help="Who trains it (audit log).")
+    @principal_option("actor", help="Who trains it (audit log); on a store without accounts, default: the OS user.")
     @json_option
     @pass_app
     def train_cmd(app: AppContext, kind: Optional[str], params: tuple[str, ...], sources: tuple[str, ...],
@@ -152,7 +152,7 @@ def register_commands(cli: click.Group) -> None:
     @models_group.command("promote")
     @click.argument("version")
     @click.option("--reason", default="", help="Why (kept in the audit log).")
-    @click.option("--as", "actor", default="cli", show_default=True, help="Who promotes (audit log).")
+    @principal_option("actor", help="Who promotes (audit log); on a store without accounts, default: the OS user.")
     @json_option
     @pass_app
     def promote_cmd(app: AppContext, version: str, reason: str, actor: str, as_json: bool) -> None:
@@ -174,7 +174,7 @@ def register_commands(cli: click.Group) -> None:
     @models_group.command("retire")
     @click.argument("version")
     @click.option("--reason", default="", help="Why (kept in the audit log).")
-    @click.option("--as", "actor", default="cli", show_default=True, help="Who retires it (audit log).")
+    @principal_option("actor", help="Who retires it (audit log); on a store without accounts, default: the OS user.")
     @json_option
     @pass_app
     def retire_cmd(app: AppContext, version: str, reason: str, actor: str, as_json: bool) -> None:
@@ -241,5 +241,6 @@ def register_commands(cli: click.Group) -> None:
         from models.scoring import score_items
 
         summary = _call(score_items, app.store(), app.taxonomy(), model_version=model_version,
-                        chunk_size=chunk_size, config=app.models(), limit=limit, show_progress=not as_json)
+                        chunk_size=chunk_size, config=app.models(), limit=limit, show_progress=not as_json,
+                        actor=acting(app))
         emit(summary.as_dict(), as_json, lambda _: click.echo(summary.describe()))

@@ -12,7 +12,7 @@ import click
 
 from core.hooks import hookimpl
 
-from .common import AppContext, emit, json_option, pass_app, user_errors
+from .common import AppContext, emit, json_option, pass_app, principal_option, user_errors
 
 
 def _print_list(d: dict[str, Any], limit: int) -> None:
@@ -65,7 +65,7 @@ def register_commands(cli: click.Group) -> None:
     @click.option("--older-than", "older_than", type=click.IntRange(min=0), metavar="DAYS",
                   help="Drop records older than this many days (default: quarantine.max_age_days in "
                        "configs/retention.yaml; 0 drops every record).")
-    @click.option("--as", "actor", default="cli", show_default=True, help="Who purges (audit log).")
+    @principal_option("actor", help="Who purges (audit log); on a store without accounts, default: the OS user.")
     @json_option
     @pass_app
     def quarantine_purge(app: AppContext, older_than: Optional[int], actor: str, as_json: bool) -> None:

@@ -12,6 +12,7 @@ import click
 
 from core.hooks import hookimpl
 
+from .common import acting as _acting
 from .common import as_option as _as
 from .common import emit as _emit
 from .common import json_option as _json
@@ -68,7 +69,7 @@ def register_commands(cli: click.Group) -> None:
         from labeling.cases import build_cases
 
         with _user_errors():
-            summary = build_cases(app.store(), app.taxonomy(), app.queues(), actor="cli", progress=not as_json)
+            summary = build_cases(app.store(), app.taxonomy(), app.queues(), actor=_acting(app), progress=not as_json)
         _emit(summary, as_json, lambda s: click.echo(
             f"{s['cases']} new cases ({s['item_cases']} items, {s['campaign_cases']} campaigns): "
             f"{s['audit']} QA audit, {s['escalated']} escalated, {s['calibration_copies']} calibration copies; "
@@ -102,7 +103,7 @@ def register_commands(cli: click.Group) -> None:
 
     @cases.command("show")
     @click.argument("case_id", type=int)
-    @click.option("--reveal", is_flag=True, help="Show the text unmasked (audited; needs --as).")
+    @click.option("--reveal", is_flag=True, help="Show the text unmasked (audited; needs --as or a token).")
     @click.option("--as", "analyst", metavar="NAME", help="Who reveals the text (recorded in the audit log).")
     @_json
     @click.pass_obj
@@ -116,10 +117,11 @@ def register_commands(cli: click.Group) -> None:
         """
         from labeling.packets import show_case
 
-        if reveal and not analyst:
-            raise click.UsageError("--reveal needs --as NAME (the reveal is audited)")
+        if reveal and not analyst and not app.token:
+            raise click.UsageError("--reveal needs --as NAME or a token (the reveal is audited)")
+        who = _acting(app, analyst) if reveal else None
         with _user_errors():
-            c = show_case(app.store(), case_id, app.review(), reveal_by=analyst if reveal else None)
+            c = show_case(app.store(), case_id, app.review(), reveal_by=who)
         _emit(c, as_json, _print_case)
 
     @cases.command("preview")
@@ -159,7 +161,7 @@ def register_commands(cli: click.Group) -> None:
         from labeling.escalation import sweep
 
         with _user_errors():
-            out = sweep(app.store(), app.taxonomy(), app.queues(), progress=not as_json)
+            out = sweep(app.store(), app.taxonomy(), app.queues(), progress=not as_json, requested_by=_acting(app))
         _emit(out, as_json, lambda o: click.echo(
             f"leases returned {o['leases_expired']}, SLA escalations {o['sla_escalated']}, "
             f"priorities refreshed {o['reprioritised']}"))

@@ -2,13 +2,38 @@
 from __future__ import annotations
 
 import json
-from typing import Optional
+from typing import Any, Optional
 
 import click
 
 from core.hooks import hookimpl
 
-from .common import AppContext, json_option, pass_app
+from .common import AppContext, json_option, pass_app, principal_option, user_errors
+
+# What `workbench demo` does on the store, each needing its permission (it runs them as the system).
+DEMO_ACTIONS = ("ingest", "train", "score", "cluster", "build_cases")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` only listens on this machine (127.0.0.0/8, ::1, localhost)."""
+    import ipaddress
+
+    if host.strip().lower() in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_serve_host(host: str, has_users: bool) -> None:
+    """Refuse a non-loopback `--host` while the store has no accounts: without them nobody signs in,
+    so anyone who reaches the port would act as anyone."""
+    if not has_users and not is_loopback(host):
+        raise click.ClickException(
+            f"refusing to serve on {host}: this store has no accounts, so anyone reaching the port could act "
+            f"as anyone. Add one first (`workbench users add NAME --role admin --password-stdin`), "
+            f"or serve on 127.0.0.1")
 
 
 @hookimpl
@@ -32,6 +57,9 @@ def register_commands(cli: click.Group) -> None:
         """
         from ..demo import DemoError, run_demo
 
+        with user_errors():
+            for action in DEMO_ACTIONS:
+                app.require(action, "demo")
         try:
             report = run_demo(app, shared_data=shared_data, limit=limit, skip=set(skip_steps),
                               echo=(lambda *_: None) if as_json else click.echo)
@@ -50,17 +78,20 @@ def register_commands(cli: click.Group) -> None:
     @cli.command()
     @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
     @click.option("--port", default=7860, show_default=True, help="Port of the web UI.")
-    @click.option("--as", "analyst", default="analyst", show_default=True, help="Default analyst name in the UI.")
+    @principal_option("analyst", help="Default analyst name in the UI, on a store without accounts "
+                                      "(default: the OS user).")
     @click.option("--queue", help="Queue shown first (default: the one with most waiting cases).")
     @pass_app
-    def serve(app: AppContext, host: str, port: int, analyst: str, queue: Optional[str]) -> None:
+    def serve(app: AppContext, host: str, port: int, analyst: Any, queue: Optional[str]) -> None:
         """Serve the review workbench (Gradio web UI) over this store.
 
         \b
         Example:
           workbench serve --port 7860 --as alice      # then open http://127.0.0.1:7860
         """
+        with user_errors():
+            check_serve_host(host, app.has_users())
         from ..ui import serve as serve_ui
 
         click.echo(f"serving {app.store().display_url} on http://{host}:{port} (Ctrl+C to stop)")
-        serve_ui(app, host=host, port=port, analyst=analyst, queue=queue)
+        serve_ui(app, host=host, port=port, analyst=analyst.name, queue=queue)

@@ -67,12 +67,16 @@ def start_sweeper(app: "AppContext", every_seconds: int) -> Optional[threading.E
 
 def serve(app: "AppContext", host: str = "127.0.0.1", port: int = 7860, analyst: str = "analyst",
           queue: Optional[str] = None, block: bool = True) -> Any:
-    """Launch the app (blocking unless `block=False`, for tests) with the periodic queue sweep."""
+    """Launch the app (blocking unless `block=False`, for tests) with the periodic queue sweep and
+    the webhook delivery worker."""
     from .assets import CSS, SHORTCUTS_JS
 
     blocks = build_app(app, analyst, queue)
     if block:
         start_sweeper(app, app.review().sweep_every_seconds)
+        from ..webhooks import start_webhook_worker  # the enforcement hand-off (webhooks.yaml)
+
+        start_webhook_worker(app)
     blocks.launch(server_name=host, server_port=port, prevent_thread_lock=not block, quiet=not block,
                   head=SHORTCUTS_JS, css=CSS, footer_links=[])
     return blocks

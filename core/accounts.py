@@ -1,0 +1,274 @@
+"""Accounts and tokens: who may sign in, with which role, and the bearer tokens the command line
+and the HTTP API present.
+
+- Passwords are hashed with argon2id (argon2-cffi's defaults); only the hash is stored.
+- A token is `wbt_` + 43 random URL-safe characters, shown once when created; the store keeps
+  its SHA-256 (a token has 256 random bits, so a fast hash is enough) and a short prefix to tell
+  tokens apart in listings. A token may expire, be revoked, and carry scopes (action names) that
+  narrow its user's role.
+- `principal_for_token` reads the user's row every time: disabling a user, changing their role
+  or revoking a token takes effect on the next call, with nothing cached.
+- `verify_password` takes the same path whatever happens (unknown name, disabled or locked
+  account, no password set, wrong password): one argon2 verification, against a dummy hash when
+  there is no real one, so its timing does not tell whether a name exists. Failed attempts are
+  counted per name in the `users` row (so the count holds across processes and restarts): after
+  `MAX_FAILED` failures in a row the account is locked for `LOCKOUT` (every attempt is refused
+  meanwhile, the right password included), and a success resets the count. Unknown names have
+  no row and so no counter: guessing them only costs the attacker argon2's time.
+
+Every change (user added, disabled, role set, token created or revoked, an account locked) is
+an audit event. Managing accounts needs the `users` permission, tokens the `tokens` one.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+from typing import Any, Optional, Sequence
+
+from sqlalchemy import func, insert, select, update
+
+from . import audit
+from .hooks import check_permission
+from .principals import Actor, InvalidName, Principal, actor_name, check_name
+from .schema import ApiToken, User, utcnow
+
+U = User.__table__
+T = ApiToken.__table__
+TOKEN_PREFIX = "wbt_"
+MAX_FAILED = 5
+LOCKOUT = dt.timedelta(minutes=15)
+_DUMMY: list[str] = []  # an argon2 hash of a random password, computed once, for the constant path
+
+
+class AccountError(ValueError):
+    """A refused account or token operation, or a token that does not authenticate; one line."""
+
+
+def _hasher() -> Any:
+    from argon2 import PasswordHasher
+
+    return PasswordHasher()
+
+
+def hash_password(password: str) -> str:
+    if not isinstance(password, str) or len(password) < 8:
+        raise AccountError("a password needs at least 8 characters")
+    return _hasher().hash(password)
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def _check(name: str) -> str:
+    try:
+        return check_name(name, "user name")
+    except InvalidName as exc:
+        raise AccountError(str(exc)) from None
+
+
+def _user(conn: Any, name: str) -> dict[str, Any]:
+    row = conn.execute(select(U).where(U.c.name == name)).mappings().first()
+    if row is None:
+        raise AccountError(f"no user {name!r} (see `workbench users list`)")
+    return dict(row)
+
+
+def has_users(store: Any) -> bool:
+    """Whether any account exists (none: the local command line acts as admin)."""
+    with store.read() as conn:
+        return conn.execute(select(U.c.id).limit(1)).first() is not None
+
+
+# -- users -----------------------------------------------------------------------------------
+def add_user(store: Any, name: str, role: str, *, actor: Actor, roles: Any, password: Optional[str] = None,
+             now: Optional[dt.datetime] = None) -> dict[str, Any]:
+    """Create an account with `role` (a key of roles.yaml) and, optionally, a password. Audited.
+
+    The first account must be an admin: once one exists the command line needs a token, and
+    only an admin can hand tokens out."""
+    check_permission(actor, "users", f"user {name}")
+    _check(name)
+    try:
+        roles.check_role(role)
+    except ValueError as exc:
+        raise AccountError(str(exc)) from None
+    hashed = hash_password(password) if password is not None else None
+    now = now or utcnow()
+    with store.begin() as conn:
+        if conn.execute(select(U.c.id).where(func.lower(U.c.name) == name.lower())).first() is not None:
+            raise AccountError(f"user {name!r} already exists")
+        first = conn.execute(select(U.c.id).limit(1)).first() is None
+        if first and not roles.allows(role, "users"):
+            raise AccountError(f"the first account must be able to manage accounts (role admin), not {role!r}: "
+                               f"once an account exists, the command line needs a token")
+        uid = int(conn.execute(insert(U).values(
+            name=name, role=role, password_hash=hashed, disabled=False, failed_logins=0,
+            created_at=now, updated_at=now).returning(U.c.id)).scalar_one())
+        audit.record(conn, actor, "user.add", "user", name, {"role": role, "password": hashed is not None})
+    return {"id": uid, "name": name, "role": role, "disabled": False, "password": hashed is not None, "first": first}
+
+
+def list_users(store: Any) -> list[dict[str, Any]]:
+    with store.read() as conn:
+        rows = conn.execute(select(U).order_by(U.c.name)).mappings().all()
+        live = dict(conn.execute(select(T.c.user_id, func.count()).where(T.c.revoked_at.is_(None))
+                                 .group_by(T.c.user_id)).all())
+    return [{"name": r["name"], "role": r["role"], "disabled": r["disabled"], "password": r["password_hash"] is not None,
+             "tokens": int(live.get(r["id"], 0)), "failed_logins": r["failed_logins"], "locked_until": r["locked_until"],
+             "created_at": r["created_at"]} for r in rows]
+
+
+def _change_user(store: Any, name: str, actor: Actor, action: str, values: dict[str, Any],
+                 payload: dict[str, Any]) -> dict[str, Any]:
+    check_permission(actor, "users", f"user {name}")
+    with store.begin() as conn:
+        user = _user(conn, name)
+        conn.execute(update(U).where(U.c.id == user["id"]).values(updated_at=utcnow(), **values))
+        audit.record(conn, actor, action, "user", name, dict(payload, was={k: user[k] for k in values}))
+        user.update(values)
+    return {"name": name, "role": user["role"], "disabled": user["disabled"]}
+
+
+def disable_user(store: Any, name: str, *, actor: Actor) -> dict[str, Any]:
+    """Disable an account: its tokens and password stop working at once. Audited."""
+    return _change_user(store, name, actor, "user.disable", {"disabled": True}, {})
+
+
+def enable_user(store: Any, name: str, *, actor: Actor) -> dict[str, Any]:
+    return _change_user(store, name, actor, "user.enable", {"disabled": False, "failed_logins": 0,
+                                                           "locked_until": None}, {})
+
+
+def set_role(store: Any, name: str, role: str, *, actor: Actor, roles: Any) -> dict[str, Any]:
+    """Give an account another role (effective on its next request). Audited."""
+    try:
+        roles.check_role(role)
+    except ValueError as exc:
+        raise AccountError(str(exc)) from None
+    return _change_user(store, name, actor, "user.set_role", {"role": role}, {"role": role})
+
+
+def set_password(store: Any, name: str, password: str, *, actor: Actor) -> dict[str, Any]:
+    return _change_user(store, name, actor, "user.set_password",
+                        {"password_hash": hash_password(password), "failed_logins": 0, "locked_until": None}, {})
+
+
+# -- passwords -------------------------------------------------------------------------------
+def _dummy_hash() -> str:
+    if not _DUMMY:
+        _DUMMY.append(_hasher().hash(secrets.token_urlsafe(16)))
+    return _DUMMY[0]
+
+
+def verify_password(store: Any, name: str, password: str, now: Optional[dt.datetime] = None) -> Optional[Principal]:
+    """The user's Principal when `password` is right and the account is enabled and not locked; else None.
+
+    One argon2 verification on every path (see the module notes); failures are counted and lock
+    the account for LOCKOUT after MAX_FAILED in a row."""
+    from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+    now = now or utcnow()
+    with store.read() as conn:
+        user = conn.execute(select(U).where(U.c.name == name)).mappings().first() if isinstance(name, str) else None
+    usable = (user is not None and not user["disabled"] and user["password_hash"] is not None
+              and not (user["locked_until"] is not None and user["locked_until"] > now))
+    try:
+        ok = _hasher().verify(user["password_hash"] if usable else _dummy_hash(), password or "")
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        ok = False
+    ok = ok and usable
+    if user is None:
+        return None
+    with store.begin() as conn:
+        if ok:
+            if user["failed_logins"] or user["locked_until"] is not None:
+                conn.execute(update(U).where(U.c.id == user["id"]).values(failed_logins=0, locked_until=None))
+            return Principal(user["name"], user["role"], "user")
+        if user["locked_until"] is not None and user["locked_until"] > now:
+            return None  # already locked: the attempt is refused, the lock not extended
+        failed = int(conn.execute(update(U).where(U.c.id == user["id"])
+                                  .values(failed_logins=U.c.failed_logins + 1)
+                                  .returning(U.c.failed_logins)).scalar_one())
+        if failed >= MAX_FAILED:
+            until = now + LOCKOUT
+            conn.execute(update(U).where(U.c.id == user["id"]).values(locked_until=until, failed_logins=0))
+            audit.record(conn, "system", "user.locked", "user", user["name"],
+                         {"failed_logins": failed, "until": until.isoformat()})
+    return None
+
+
+# -- tokens ----------------------------------------------------------------------------------
+def create_token(store: Any, name: str, *, actor: Actor, expires_days: Optional[float] = None,
+                 scopes: Optional[Sequence[str]] = None, now: Optional[dt.datetime] = None) -> dict[str, Any]:
+    """A new token for user `name`: returned once under "token"; only its hash is stored. Audited."""
+    from .permissions import check_scopes
+
+    check_permission(actor, "tokens", f"user {name}")
+    if expires_days is not None and not expires_days > 0:
+        raise AccountError(f"--expires must be a positive number of days, not {expires_days!r}")
+    try:
+        scope_list = check_scopes(list(scopes or []))
+    except ValueError as exc:
+        raise AccountError(str(exc)) from None
+    now = now or utcnow()
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    expires = now + dt.timedelta(days=expires_days) if expires_days is not None else None
+    with store.begin() as conn:
+        user = _user(conn, name)
+        if user["disabled"]:
+            raise AccountError(f"user {name!r} is disabled")
+        tid = int(conn.execute(insert(T).values(
+            user_id=user["id"], token_hash=token_hash(token), prefix=token[:12], scopes=scope_list,
+            created_by=actor_name(actor), created_at=now, expires_at=expires).returning(T.c.id)).scalar_one())
+        audit.record(conn, actor, "token.create", "api_token", tid,
+                     {"user": name, "prefix": token[:12], "scopes": scope_list,
+                      "expires_at": expires.isoformat() if expires else None})
+    return {"id": tid, "user": name, "token": token, "prefix": token[:12], "scopes": scope_list, "expires_at": expires}
+
+
+def list_tokens(store: Any, name: Optional[str] = None) -> list[dict[str, Any]]:
+    q = (select(T.c.id, U.c.name.label("user"), T.c.prefix, T.c.scopes, T.c.created_by, T.c.created_at,
+                T.c.expires_at, T.c.revoked_at).join(U, U.c.id == T.c.user_id).order_by(T.c.id))
+    if name is not None:
+        q = q.where(U.c.name == name)
+    with store.read() as conn:
+        return [dict(r) for r in conn.execute(q).mappings()]
+
+
+def revoke_token(store: Any, token_id: int, *, actor: Actor, now: Optional[dt.datetime] = None) -> dict[str, Any]:
+    """Revoke a token (by the id `tokens list` shows); it stops working at once. Audited."""
+    check_permission(actor, "tokens", f"token {token_id}")
+    now = now or utcnow()
+    with store.begin() as conn:
+        row = conn.execute(select(T.c.id, T.c.revoked_at, T.c.prefix, U.c.name).join(U, U.c.id == T.c.user_id)
+                           .where(T.c.id == token_id)).first()
+        if row is None:
+            raise AccountError(f"no token {token_id} (see `workbench tokens list`)")
+        if row.revoked_at is not None:
+            return {"id": token_id, "user": row.name, "revoked": True, "changed": False}
+        conn.execute(update(T).where(T.c.id == token_id).values(revoked_at=now))
+        audit.record(conn, actor, "token.revoke", "api_token", token_id, {"user": row.name, "prefix": row.prefix})
+    return {"id": token_id, "user": row.name, "revoked": True, "changed": True}
+
+
+def principal_for_token(store: Any, token: str, now: Optional[dt.datetime] = None) -> Principal:
+    """The Principal a token stands for; AccountError (one line) for an unknown, expired or revoked
+    token or a disabled user. Reads the user's row every time (nothing cached)."""
+    if not isinstance(token, str) or not token.strip():
+        raise AccountError("no token given (set WORKBENCH_TOKEN or pass --token)")
+    now = now or utcnow()
+    with store.read() as conn:
+        row = conn.execute(select(T.c.id, T.c.scopes, T.c.expires_at, T.c.revoked_at, U.c.name, U.c.role,
+                                  U.c.disabled).join(U, U.c.id == T.c.user_id)
+                           .where(T.c.token_hash == token_hash(token.strip()))).first()
+    if row is None:
+        raise AccountError("unknown token (check WORKBENCH_TOKEN or --token)")
+    if row.revoked_at is not None:
+        raise AccountError(f"token {row.id} of {row.name} was revoked")
+    if row.expires_at is not None and row.expires_at <= now:
+        raise AccountError(f"token {row.id} of {row.name} expired at {row.expires_at:%Y-%m-%d %H:%M} UTC")
+    if row.disabled:
+        raise AccountError(f"user {row.name} is disabled")
+    return Principal(row.name, row.role, "user", tuple(row.scopes) if row.scopes else None)

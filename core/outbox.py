@@ -1,0 +1,279 @@
+"""The transactional outbox of enforcement events, and the rows that track their delivery.
+
+`enqueue(conn, event_type, payload, key)` is called by the decision services INSIDE the
+transaction that writes the decision, so an event exists exactly when its decision does (a
+rolled-back decision leaves no event; a committed one cannot lose its event). The delivery
+worker (`workbench/webhooks.py`) then:
+
+1. fans each new event out to the configured endpoints subscribed to its type
+   (`fan_out`: one `webhook_deliveries` row per endpoint, the event marked `fanned_out_at`);
+2. claims due deliveries with a lease (`claim`: `FOR UPDATE SKIP LOCKED` on PostgreSQL, the
+   `BEGIN IMMEDIATE` write lock on SQLite), so two workers never send the same row at once; a
+   delivery whose lease ran out (its worker died) is claimed again and the lost attempt recorded;
+3. records each attempt's outcome (`finish`): delivered, retried later, or dead.
+
+Nothing here reads configuration: endpoints, leases and back-off arrive as arguments.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from typing import Any, Iterable, Mapping, Optional
+
+from sqlalchemy import Connection, and_, func, insert, or_, select, update
+
+from . import audit
+from .hooks import check_permission
+from .schema import Decision, OutboxEvent, WebhookAttempt, WebhookDelivery, utcnow
+
+EVENT_TYPES = ("decision.created", "decision.corrected", "appeal.resolved", "campaign.decided")
+
+O = OutboxEvent.__table__
+WD = WebhookDelivery.__table__
+WA = WebhookAttempt.__table__
+D = Decision.__table__
+
+# What an event tells the platform about each decision (never item text or the rationale).
+DECISION_FIELDS = ("id", "case_id", "item_id", "campaign_id", "reviewer", "kind", "label", "action",
+                   "severity", "policy_ref", "supersedes_id", "taxonomy_version", "created_at")
+_CHUNK = 500
+
+
+class OutboxError(ValueError):
+    """An unknown event type, delivery or endpoint."""
+
+
+def _jsonable(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, (dt.datetime, dt.date)) else value
+
+
+def enqueue(conn: Connection, event_type: str, payload: Mapping[str, Any], key: str,
+            now: Optional[dt.datetime] = None) -> str:
+    """Write one outbox event in the caller's transaction; returns its event id (a uuid4)."""
+    if event_type not in EVENT_TYPES:
+        raise OutboxError(f"unknown event type {event_type!r} (known: {', '.join(EVENT_TYPES)})")
+    event_id = str(uuid.uuid4())
+    conn.execute(insert(O).values(event_id=event_id, event_type=event_type, idempotency_key=key,
+                                  payload=json.loads(json.dumps(dict(payload), default=_jsonable)),
+                                  created_at=now or utcnow()))
+    return event_id
+
+
+def decision_event(conn: Connection, event_type: str, decision_ids: Iterable[int], **context: Any) -> Optional[str]:
+    """Enqueue the event for decisions just written in this transaction (none: no event).
+
+    The payload lists each decision's fields of `DECISION_FIELDS` plus `context` (case id,
+    campaign id, ...); the idempotency key is the event type and the lowest decision id, which
+    no other event shares.
+    """
+    ids = sorted(int(i) for i in decision_ids)
+    if not ids:
+        return None
+    rows: list[dict[str, Any]] = []
+    cols = [D.c[f] for f in DECISION_FIELDS]
+    for start in range(0, len(ids), _CHUNK):
+        rows += [{k: _jsonable(v) for k, v in r.items()} for r in conn.execute(
+            select(*cols).where(D.c.id.in_(ids[start:start + _CHUNK])).order_by(D.c.id)).mappings()]
+    payload = {**{k: _jsonable(v) for k, v in context.items()}, "decision_count": len(rows), "decisions": rows}
+    return enqueue(conn, event_type, payload, f"{event_type}:{ids[0]}")
+
+
+def event_body(event: Mapping[str, Any]) -> bytes:
+    """The JSON body POSTed for an outbox event (stable bytes: the same on every redelivery)."""
+    created = event["created_at"]
+    doc = {"id": event["event_id"], "type": event["event_type"], "idempotency_key": event["idempotency_key"],
+           "created_at": created.isoformat() + "Z" if isinstance(created, dt.datetime) else created,
+           "data": event["payload"]}
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+# -- fan-out and claims --------------------------------------------------------------------------
+def fan_out(conn: Connection, subscriptions: Mapping[str, Iterable[str]], limit: int = 500,
+            now: Optional[dt.datetime] = None) -> int:
+    """Create delivery rows for up to `limit` events not fanned out yet; returns events handled.
+
+    `subscriptions` maps endpoint name -> event types. Every configured endpoint gets its rows,
+    enabled or not (a disabled endpoint's deliveries wait for it). Safe to run concurrently:
+    PostgreSQL skips events another worker holds, SQLite serialises writers.
+    """
+    now = now or utcnow()
+    q = select(O.c.id, O.c.event_id, O.c.event_type, O.c.created_at).where(
+        O.c.fanned_out_at.is_(None)).order_by(O.c.id).limit(limit)
+    if conn.dialect.name == "postgresql":
+        q = q.with_for_update(skip_locked=True)
+    events = conn.execute(q).mappings().all()
+    if not events:
+        return 0
+    subs = {name: set(types) for name, types in subscriptions.items()}
+    rows = [dict(event_id=e["event_id"], endpoint=name, status="pending", attempts=0,
+                 next_attempt_at=now, created_at=now, updated_at=now)
+            for e in events for name, types in subs.items() if e["event_type"] in types]
+    if rows:
+        existing = {(r[0], r[1]) for r in conn.execute(select(WD.c.event_id, WD.c.endpoint).where(
+            WD.c.event_id.in_([e["event_id"] for e in events])))}
+        rows = [r for r in rows if (r["event_id"], r["endpoint"]) not in existing]
+        if rows:
+            conn.execute(insert(WD), rows)
+    conn.execute(update(O).where(O.c.id.in_([e["id"] for e in events])).values(fanned_out_at=now))
+    return len(events)
+
+
+def claim(conn: Connection, endpoints: Iterable[str], worker: str, lease_seconds: float, limit: int = 20,
+          now: Optional[dt.datetime] = None) -> list[dict[str, Any]]:
+    """Lease up to `limit` due deliveries of `endpoints` to `worker`; each counts as an attempt.
+
+    Due: pending, `next_attempt_at` reached, and no live lease. A row whose lease expired was
+    being sent by a worker that died: that attempt's outcome is unknown, recorded as such, and
+    the event is sent again (at least once). Returns the deliveries joined with their events.
+    """
+    now = now or utcnow()
+    names = list(endpoints)
+    if not names:
+        return []
+    q = (select(WD.c.id, WD.c.lease_owner, WD.c.attempts, WD.c.lease_expires_at)
+         .where(WD.c.status == "pending", WD.c.endpoint.in_(names), WD.c.next_attempt_at <= now,
+                or_(WD.c.lease_expires_at.is_(None), WD.c.lease_expires_at <= now))
+         .order_by(WD.c.next_attempt_at, WD.c.id).limit(limit))
+    if conn.dialect.name == "postgresql":
+        q = q.with_for_update(skip_locked=True)
+    due = conn.execute(q).mappings().all()
+    if not due:
+        return []
+    lost = [dict(delivery_id=r["id"], attempt=r["attempts"], worker=r["lease_owner"], started_at=r["lease_expires_at"],
+                 finished_at=now, error="worker lost before acknowledging (lease expired); outcome unknown")
+            for r in due if r["lease_owner"] is not None]
+    if lost:
+        conn.execute(insert(WA), lost)
+    ids = [r["id"] for r in due]
+    conn.execute(update(WD).where(WD.c.id.in_(ids)).values(
+        lease_owner=worker, lease_expires_at=now + dt.timedelta(seconds=lease_seconds),
+        attempts=WD.c.attempts + 1, updated_at=now))
+    got = conn.execute(
+        select(WD.c.id, WD.c.endpoint, WD.c.attempts, O.c.event_id, O.c.event_type, O.c.payload,
+               O.c.idempotency_key, O.c.created_at)
+        .join(O, O.c.event_id == WD.c.event_id).where(WD.c.id.in_(ids)).order_by(WD.c.next_attempt_at, WD.c.id))
+    return [dict(r) for r in got.mappings()]
+
+
+def finish(conn: Connection, delivery_id: int, worker: str, attempt: int, started_at: dt.datetime, *,
+           ok: bool, status_code: Optional[int], error: Optional[str], retry_at: Optional[dt.datetime],
+           now: Optional[dt.datetime] = None) -> str:
+    """Record an attempt's outcome: delivered (`ok`), pending again at `retry_at`, or dead
+    (`retry_at` None). Only the lease holder changes the delivery; the attempt is always kept.
+    Returns the delivery's status after the call."""
+    now = now or utcnow()
+    conn.execute(insert(WA).values(delivery_id=delivery_id, attempt=attempt, worker=worker, started_at=started_at,
+                                   finished_at=now, status_code=status_code, error=error))
+    status = "delivered" if ok else ("pending" if retry_at is not None else "dead")
+    values: dict[str, Any] = dict(status=status, lease_owner=None, lease_expires_at=None, updated_at=now,
+                                  last_status_code=status_code, last_error=None if ok else error)
+    if ok:
+        values["delivered_at"] = now
+    elif retry_at is not None:
+        values["next_attempt_at"] = retry_at
+    conn.execute(update(WD).where(WD.c.id == delivery_id, WD.c.lease_owner == worker,
+                                  WD.c.status == "pending").values(**values))
+    return status
+
+
+def release(conn: Connection, ids: Iterable[int], worker: str) -> int:
+    """Hand back claimed deliveries that `worker` did not start sending (not an attempt)."""
+    ids = list(ids)
+    if not ids:
+        return 0
+    res = conn.execute(update(WD).where(WD.c.id.in_(ids), WD.c.lease_owner == worker, WD.c.status == "pending")
+                       .values(lease_owner=None, lease_expires_at=None, attempts=WD.c.attempts - 1))
+    return int(res.rowcount or 0)
+
+
+# -- operator commands ---------------------------------------------------------------------------
+def list_deliveries(conn: Connection, status: Optional[str] = None, endpoint: Optional[str] = None,
+                    event_id: Optional[str] = None, limit: int = 50) -> list[dict[str, Any]]:
+    """Newest deliveries first, with their event type and idempotency key."""
+    q = (select(WD.c.id, WD.c.event_id, O.c.event_type, O.c.idempotency_key, WD.c.endpoint, WD.c.status,
+                WD.c.attempts, WD.c.next_attempt_at, WD.c.last_status_code, WD.c.last_error,
+                WD.c.created_at, WD.c.delivered_at)
+         .join(O, O.c.event_id == WD.c.event_id).order_by(WD.c.id.desc()).limit(limit))
+    if status:
+        q = q.where(WD.c.status == status)
+    if endpoint:
+        q = q.where(WD.c.endpoint == endpoint)
+    if event_id:
+        q = q.where(WD.c.event_id == event_id)
+    return [{k: _jsonable(v) for k, v in r.items()} for r in conn.execute(q).mappings()]
+
+
+def summary(conn: Connection) -> dict[str, Any]:
+    """Counts per endpoint and status, and events not fanned out yet."""
+    counts: dict[str, dict[str, int]] = {}
+    for endpoint, status, n in conn.execute(select(WD.c.endpoint, WD.c.status, func.count())
+                                            .group_by(WD.c.endpoint, WD.c.status)):
+        counts.setdefault(endpoint, {})[status] = int(n)
+    waiting = conn.execute(select(func.count()).select_from(O).where(O.c.fanned_out_at.is_(None))).scalar_one()
+    return {"endpoints": counts, "events_not_fanned_out": int(waiting),
+            "events": int(conn.execute(select(func.count()).select_from(O)).scalar_one())}
+
+
+def attempts_of(conn: Connection, delivery_id: int) -> list[dict[str, Any]]:
+    return [{k: _jsonable(v) for k, v in r.items()} for r in conn.execute(
+        select(WA).where(WA.c.delivery_id == delivery_id).order_by(WA.c.id)).mappings()]
+
+
+def retry(conn: Connection, ids: Iterable[int] = (), endpoint: Optional[str] = None, all_dead: bool = False,
+          now: Optional[dt.datetime] = None, *, actor: Any) -> int:
+    """Dead deliveries (the given ids, or every dead one of `endpoint` / all with `all_dead`)
+    become pending again, due now, with a fresh count of attempts. Returns how many. Needs the
+    `webhooks` permission; audited."""
+    check_permission(actor, "webhooks", f"endpoint {endpoint}" if endpoint else None)
+    now = now or utcnow()
+    ids = list(ids)
+    if not ids and not endpoint and not all_dead:
+        raise OutboxError("name delivery ids, an endpoint, or all dead deliveries")
+    cond = [WD.c.status == "dead"]
+    if ids:
+        cond.append(WD.c.id.in_(ids))
+    if endpoint:
+        cond.append(WD.c.endpoint == endpoint)
+    res = conn.execute(update(WD).where(and_(*cond)).values(
+        status="pending", attempts=0, next_attempt_at=now, lease_owner=None, lease_expires_at=None, updated_at=now))
+    audit.record(conn, actor, "webhooks.retry", "endpoint", endpoint,
+                 {"ids": ids[:100], "all_dead": all_dead, "retried": int(res.rowcount or 0)})
+    return int(res.rowcount or 0)
+
+
+def replay(conn: Connection, endpoint: str, event_types: Iterable[str], event_ids: Iterable[str] = (),
+           since: Optional[dt.datetime] = None, now: Optional[dt.datetime] = None, *, actor: Any) -> int:
+    """Send events to `endpoint` again (same event id and idempotency key): the named events, or
+    those created since `since`, of the endpoint's event types. Delivered or dead deliveries
+    become pending; events the endpoint never had (it was added later) get a delivery. Returns
+    how many deliveries are now pending because of it. Needs the `webhooks` permission; audited."""
+    check_permission(actor, "webhooks", f"endpoint {endpoint}")
+    now = now or utcnow()
+    event_ids = list(event_ids)
+    if not event_ids and since is None:
+        raise OutboxError("name event ids or --since")
+    q = select(O.c.event_id).where(O.c.event_type.in_(list(event_types)), O.c.fanned_out_at.is_not(None))
+    if event_ids:
+        q = q.where(O.c.event_id.in_(event_ids))
+    if since is not None:
+        q = q.where(O.c.created_at >= since)
+    wanted = conn.execute(q).scalars().all()
+    n = 0
+    for start in range(0, len(wanted), _CHUNK):
+        chunk = wanted[start:start + _CHUNK]
+        have = set(conn.execute(select(WD.c.event_id).where(WD.c.endpoint == endpoint,
+                                                            WD.c.event_id.in_(chunk))).scalars())
+        res = conn.execute(update(WD).where(WD.c.endpoint == endpoint, WD.c.event_id.in_(chunk),
+                                            WD.c.status != "pending").values(
+            status="pending", attempts=0, next_attempt_at=now, lease_owner=None, lease_expires_at=None,
+            updated_at=now))
+        n += int(res.rowcount or 0)
+        new = [dict(event_id=e, endpoint=endpoint, status="pending", attempts=0, next_attempt_at=now,
+                    created_at=now, updated_at=now) for e in chunk if e not in have]
+        if new:
+            conn.execute(insert(WD), new)
+            n += len(new)
+    audit.record(conn, actor, "webhooks.replay", "endpoint", endpoint,
+                 {"events": event_ids[:100], "since": since.isoformat() if since else None, "pending": n})
+    return n

@@ -1,0 +1,329 @@
+"""Enforcement hand-off by webhook: the endpoints config and the delivery worker.
+
+`configs/webhooks.yaml` lists the endpoints (name, URL, event types, a secret given as the name
+of an environment variable or a file, enabled, max attempts, back-off base and cap, timeout);
+`load_webhooks` validates it (errors name the file and the field) and reads each secret once.
+`AppContext.webhooks()` is the one caller.
+
+`DeliveryWorker` moves events from the outbox (`core/outbox.py`, written in each decision's own
+transaction) to the endpoints: fan out, claim with a lease, POST the JSON body signed with
+HMAC-SHA256 (`core/webhook_signature.py`), record the attempt, and on failure retry after an
+exponential back-off with full jitter (uniform(0, min(cap, base * 2**(n-1)))) until the
+endpoint's `max_attempts`, then dead-letter. At least once: a worker killed between sending and
+recording is found by its expired lease and the event sent again with the same
+`Idempotency-Key`. It runs inside `workbench serve` (`start_webhook_worker`, a daemon thread)
+and as `workbench webhooks deliver` for cron.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import random
+import re
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from core.config import ConfigError, load_model, raise_problems
+from core.outbox import EVENT_TYPES
+
+if TYPE_CHECKING:  # pragma: no cover
+    from core.store import Store
+
+log = logging.getLogger(__name__)
+
+WEBHOOKS_FILE = "webhooks.yaml"
+EventType = Literal["decision.created", "decision.corrected", "appeal.resolved", "campaign.decided"]
+assert set(EventType.__args__) == set(EVENT_TYPES)  # type: ignore[attr-defined]
+
+
+class EndpointSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,100}$")
+    url: str
+    events: list[EventType] = Field(min_length=1)
+    secret_env: Optional[str] = None
+    secret_file: Optional[str] = None
+    enabled: bool = True
+    max_attempts: int = Field(8, ge=1, le=100)
+    backoff_base_seconds: float = Field(5.0, gt=0)
+    backoff_cap_seconds: float = Field(3600.0, gt=0)
+    timeout_seconds: float = Field(10.0, gt=0, le=120)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, v: str) -> str:
+        if not re.match(r"^https?://[^\s/]+", v):
+            raise ValueError("must be an http:// or https:// URL")
+        return v
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> "EndpointSpec":
+        if (self.secret_env is None) == (self.secret_file is None):
+            raise ValueError("give exactly one of secret_env (an environment variable's name) "
+                             "or secret_file (a file holding the secret)")
+        if self.backoff_cap_seconds < self.backoff_base_seconds:
+            raise ValueError("backoff_cap_seconds must be at least backoff_base_seconds")
+        return self
+
+
+class WorkerSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    poll_seconds: float = Field(2.0, gt=0)
+    lease_seconds: float = Field(60.0, gt=0)
+    batch_size: int = Field(20, ge=1, le=1000)
+
+
+class WebhooksFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    endpoints: list[EndpointSpec] = Field(default_factory=list)
+    worker: WorkerSpec = Field(default_factory=WorkerSpec)
+
+
+@dataclasses.dataclass(frozen=True)
+class Endpoint:
+    """A configured endpoint with its secret read (never printed: `repr` leaves it out)."""
+
+    name: str
+    url: str
+    events: tuple[str, ...]
+    secret: bytes = dataclasses.field(repr=False)
+    enabled: bool = True
+    max_attempts: int = 8
+    backoff_base_seconds: float = 5.0
+    backoff_cap_seconds: float = 3600.0
+    timeout_seconds: float = 10.0
+
+
+@dataclasses.dataclass(frozen=True)
+class WebhookConfig:
+    endpoints: tuple[Endpoint, ...] = ()
+    poll_seconds: float = 2.0
+    lease_seconds: float = 60.0
+    batch_size: int = 20
+    path: Optional[Path] = None
+
+    def endpoint(self, name: str) -> Endpoint:
+        for e in self.endpoints:
+            if e.name == name:
+                return e
+        raise ConfigError(f"{self.path or WEBHOOKS_FILE}: no webhook endpoint named {name!r} "
+                          f"(configured: {', '.join(e.name for e in self.endpoints) or 'none'})")
+
+    @property
+    def enabled(self) -> tuple[Endpoint, ...]:
+        return tuple(e for e in self.endpoints if e.enabled)
+
+    def subscriptions(self) -> dict[str, tuple[str, ...]]:
+        return {e.name: e.events for e in self.endpoints}
+
+
+def load_webhooks(config_dir: Path, environ: Mapping[str, str]) -> WebhookConfig:
+    """`webhooks.yaml` validated, each enabled endpoint's secret read (from `environ` or a file);
+    no file: no endpoints. Errors name the file and the field."""
+    path = Path(config_dir) / WEBHOOKS_FILE
+    if not path.exists():
+        return WebhookConfig(path=path)
+    spec = load_model(path, WebhooksFile)
+    problems: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    endpoints = []
+    for i, e in enumerate(spec.endpoints):
+        where = f"endpoints.{i}"
+        if e.name in seen:
+            problems.append((f"{where}.name", f"duplicate endpoint name {e.name!r}"))
+        seen.add(e.name)
+        if e.timeout_seconds + 1 > spec.worker.lease_seconds:
+            problems.append((f"{where}.timeout_seconds",
+                             f"must be at least 1 s below worker.lease_seconds ({spec.worker.lease_seconds:g})"))
+        secret = b""
+        if e.secret_env is not None:
+            value = environ.get(e.secret_env, "")
+            if not value and e.enabled:
+                problems.append((f"{where}.secret_env", f"environment variable {e.secret_env} is not set or empty"))
+            secret = value.encode("utf-8")
+        else:
+            file = Path(e.secret_file or "")
+            file = file if file.is_absolute() else path.parent / file
+            try:
+                secret = file.read_bytes().strip()
+            except OSError as exc:
+                if e.enabled:
+                    problems.append((f"{where}.secret_file", f"cannot read {file}: {exc.strerror or exc}"))
+            if not secret and e.enabled and file.exists():
+                problems.append((f"{where}.secret_file", f"{file} is empty"))
+        endpoints.append(Endpoint(e.name, e.url, tuple(e.events), secret, e.enabled, e.max_attempts,
+                                  e.backoff_base_seconds, e.backoff_cap_seconds, e.timeout_seconds))
+    raise_problems(path, problems)
+    w = spec.worker
+    return WebhookConfig(tuple(endpoints), w.poll_seconds, w.lease_seconds, w.batch_size, path)
+
+
+def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> float:
+    """Full jitter: uniform(0, min(cap, base * 2**(attempt-1))) seconds before the next try."""
+    return rng.uniform(0.0, min(cap, base * (2 ** max(0, min(attempt - 1, 60)))))
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:  # a redirect is a failure
+        return None
+
+
+_opener = urllib.request.build_opener(_NoRedirect())
+
+
+def http_post(url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> tuple[Optional[int], Optional[str]]:
+    """POST `body`; (status code, None) on 2xx, (status or None, error text) otherwise."""
+    req = urllib.request.Request(url, data=body, method="POST", headers=dict(headers))
+    try:
+        with _opener.open(req, timeout=timeout) as resp:
+            resp.read(65536)
+            return resp.status, None
+    except urllib.error.HTTPError as exc:
+        try:
+            detail = exc.read(300).decode("utf-8", "replace")
+        except Exception:  # noqa: BLE001 - the status is what matters
+            detail = ""
+        return exc.code, f"HTTP {exc.code} {exc.reason}: {detail}".strip()[:500]
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return None, f"{type(exc).__name__}: {reason}"[:500]
+
+
+Sender = Callable[[str, bytes, Mapping[str, str], float], tuple[Optional[int], Optional[str]]]
+
+
+class DeliveryWorker:
+    """Fans out and delivers outbox events to the configured endpoints (see the module doc)."""
+
+    def __init__(self, store: "Store", config: WebhookConfig, name: Optional[str] = None,
+                 send: Sender = http_post, rng: Optional[random.Random] = None,
+                 lease_seconds: Optional[float] = None, batch_size: Optional[int] = None) -> None:
+        self.store = store
+        self.config = config
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.send = send
+        self.rng = rng or random.Random()
+        self.lease_seconds = lease_seconds or config.lease_seconds
+        self.batch_size = batch_size or config.batch_size
+        slowest = max((e.timeout_seconds for e in config.endpoints), default=0.0)
+        if self.lease_seconds < slowest + 1:
+            raise ConfigError(f"lease of {self.lease_seconds:g} s is shorter than an endpoint's timeout "
+                              f"({slowest:g} s) plus a second: two workers could send the same delivery")
+
+    # -- one delivery ------------------------------------------------------------------------
+    def _deliver(self, row: Mapping[str, Any], started: Any) -> str:
+        from core.outbox import event_body, finish
+        from core.schema import utcnow
+        from core.webhook_signature import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, signature_header
+
+        ep = self.config.endpoint(row["endpoint"])
+        body = event_body(row)
+        headers = {"Content-Type": "application/json", "User-Agent": "ts-workbench-webhooks/1",
+                   SIGNATURE_HEADER: signature_header(ep.secret, body),
+                   IDEMPOTENCY_HEADER: row["idempotency_key"], "Workbench-Event": row["event_type"],
+                   "Workbench-Event-Id": row["event_id"], "Workbench-Delivery": str(row["id"]),
+                   "Workbench-Attempt": str(row["attempts"])}
+        code, error = self.send(ep.url, body, headers, ep.timeout_seconds)
+        ok = error is None and code is not None and 200 <= code < 300
+        now = utcnow()
+        retry_at = None
+        if not ok and row["attempts"] < ep.max_attempts:
+            import datetime as dt
+
+            retry_at = now + dt.timedelta(seconds=backoff_delay(
+                row["attempts"], ep.backoff_base_seconds, ep.backoff_cap_seconds, self.rng))
+        with self.store.begin() as conn:
+            return finish(conn, row["id"], self.name, row["attempts"], started, ok=ok, status_code=code,
+                          error=None if ok else (error or f"HTTP {code}"), retry_at=retry_at, now=now)
+
+    # -- passes --------------------------------------------------------------------------------
+    def fan_out(self) -> int:
+        from core.outbox import fan_out
+
+        subs = self.config.subscriptions()
+        total = 0
+        while True:
+            with self.store.begin() as conn:
+                n = fan_out(conn, subs, limit=500)
+            total += n
+            if n < 500:
+                return total
+
+    def run_pass(self, deadline: Optional[float] = None) -> dict[str, int]:
+        """Fan out new events, then deliver everything due now (until `deadline`, a monotonic time)."""
+        from core.outbox import claim, release
+        from core.schema import utcnow
+
+        stats = {"fanned_out": self.fan_out(), "delivered": 0, "retrying": 0, "dead": 0, "released": 0}
+        names = [e.name for e in self.config.enabled]
+        slowest = max((e.timeout_seconds for e in self.config.enabled), default=0.0)
+        while names and (deadline is None or time.monotonic() < deadline):
+            claimed_at = time.monotonic()
+            with self.store.begin() as conn:
+                rows = claim(conn, names, self.name, self.lease_seconds, self.batch_size, now=utcnow())
+            if not rows:
+                break
+            for i, row in enumerate(rows):
+                # Never start a send that could outlive the lease (half a second spare); hand the
+                # rest back. The first row of a claim is always sent, so a pass makes progress.
+                late = i > 0 and time.monotonic() - claimed_at + slowest > self.lease_seconds - 0.5
+                if late or (i > 0 and deadline is not None and time.monotonic() >= deadline):
+                    with self.store.begin() as conn:
+                        stats["released"] += release(conn, [r["id"] for r in rows[i:]], self.name)
+                    break
+                status = self._deliver(row, utcnow())
+                stats["delivered" if status == "delivered" else "retrying" if status == "pending" else "dead"] += 1
+        return stats
+
+    def run(self, stop: Optional[threading.Event] = None, once: bool = False,
+            max_seconds: Optional[float] = None) -> dict[str, int]:
+        """Deliver until `stop` is set, after one pass (`once`), or after `max_seconds`."""
+        stop = stop or threading.Event()
+        deadline = time.monotonic() + max_seconds if max_seconds else None
+        totals: dict[str, int] = {}
+        while not stop.is_set():
+            stats = self.run_pass(deadline)
+            for k, v in stats.items():
+                totals[k] = totals.get(k, 0) + v
+            if once or (deadline is not None and time.monotonic() >= deadline):
+                break
+            busy = stats["fanned_out"] or stats["delivered"] or stats["retrying"] or stats["dead"]
+            if not busy:
+                wait = self.config.poll_seconds
+                if deadline is not None:
+                    wait = min(wait, max(0.0, deadline - time.monotonic()))
+                stop.wait(wait)
+        return totals
+
+
+def start_webhook_worker(app: Any) -> Optional[threading.Event]:
+    """Run a `DeliveryWorker` in a daemon thread (for `workbench serve`; `app` is the
+    application context) when an endpoint is enabled; set the returned event to stop it. Errors are logged and the loop goes on."""
+    config = app.webhooks()
+    if not config.enabled:
+        return None
+    worker = DeliveryWorker(app.store(), config)
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set():
+            try:
+                worker.run(stop)
+            except Exception as exc:  # noqa: BLE001 - keep serving; the next pass retries
+                log.warning("webhook delivery failed: %s", exc)
+                stop.wait(config.poll_seconds)
+
+    threading.Thread(target=loop, name="webhook-worker", daemon=True).start()
+    return stop
