@@ -272,3 +272,13 @@ def principal_for_token(store: Any, token: str, now: Optional[dt.datetime] = Non
     if row.disabled:
         raise AccountError(f"user {row.name} is disabled")
     return Principal(row.name, row.role, "user", tuple(row.scopes) if row.scopes else None)
+
+
+def principal_for_user(store: Any, name: str) -> Principal:
+    """The Principal of a signed-in user (a web session); AccountError (one line) for an unknown
+    or disabled user. Reads the row every time, so disabling a user ends their session at once."""
+    with store.read() as conn:
+        row = _user(conn, name)
+    if row["disabled"]:
+        raise AccountError(f"user {row['name']} is disabled")
+    return Principal(row["name"], row["role"], "user")

@@ -14,7 +14,7 @@ import pytest
 from conftest import skip_or_fail
 from sqlalchemy import func, select
 
-from core.schema import Decision
+from core.schema import Case, Decision
 
 CHROMIUM = os.environ.get("WORKBENCH_CHROMIUM", "/usr/bin/chromium")
 SHOTS = Path(__file__).resolve().parent.parent / "workbench-data" / "screenshots"
@@ -149,3 +149,63 @@ def test_import_is_light():
             "print([m for m in ('gradio', 'sqlalchemy', 'numpy') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_sign_in_roles_and_no_session_no_action(seeded, taxonomy, browser_page):
+    """With accounts: a login page, actions run as the signed-in user with their role, and a raw
+    call to the Gradio API without a session is refused and changes nothing."""
+    import json as _json
+    import urllib.error
+    import urllib.request
+
+    from core.accounts import add_user
+    from core.permissions import load_roles
+    from core.config import config_dir
+    from workbench.context import AppContext
+    from workbench.ui import serve
+
+    roles = load_roles(config_dir())
+    add_user(seeded, "boss", "admin", actor="setup", roles=roles, password="boss-pass-123")
+    add_user(seeded, "ann", "analyst", actor="setup", roles=roles, password="ann-pass-123")
+    add_user(seeded, "vic", "viewer", actor="setup", roles=roles, password="vic-pass-123")
+    port = _free_port()
+    app = serve(AppContext(store=seeded), port=port, queue="hate-harassment", block=False)
+    page = browser_page
+    try:
+        # no session: the API answers 401/403 and nothing is claimed or decided
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/gradio_api/call/claim", method="POST",
+                                     data=_json.dumps({"data": ["mallory", "hate-harassment"]}).encode(),
+                                     headers={"Content-Type": "application/json"})
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(req, timeout=10)
+        assert err.value.code in (401, 403, 404)
+        with seeded.read() as conn:
+            claimed = conn.execute(select(func.count()).select_from(Case).where(Case.state == "claimed")).scalar()
+        assert claimed == 0 and decisions(seeded) == []
+
+        # a viewer signs in and is refused a claim
+        page.goto(f"http://127.0.0.1:{port}/")
+        page.fill("input[type=text]", "vic")
+        page.fill("input[type=password]", "vic-pass-123")
+        page.keyboard.press("Enter")
+        page.wait_for_selector("#wb-next", timeout=20000)
+        page.keyboard.press("n")
+        page.wait_for_selector("text=/may not claim/", timeout=20000)
+
+        # the analyst signs in, claims and confirms with the keyboard; the decision is hers
+        page.context.clear_cookies()
+        page.goto(f"http://127.0.0.1:{port}/")
+        page.fill("input[type=text]", "ann")
+        page.fill("input[type=password]", "ann-pass-123")
+        page.keyboard.press("Enter")
+        page.wait_for_selector("#wb-next", timeout=20000)
+        page.keyboard.press("n")
+        page.wait_for_selector("text=/Case \\d+ · hate-harassment/", timeout=20000)
+        page.keyboard.press("c")
+        page.wait_for_selector("text=Saved: case", timeout=20000)
+        made = decisions(seeded)
+        assert [d["reviewer"] for d in made] == ["ann"]
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / "review-signed-in.png"))
+    finally:
+        app.close()

@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Optional
+from typing import Optional
 
 import click
 
 from core.hooks import hookimpl
 
-from .common import AppContext, json_option, pass_app, principal_option, user_errors
+from .common import AppContext, json_option, pass_app, user_errors
 
 # What `workbench demo` does on the store, each needing its permission (it runs them as the system).
 DEMO_ACTIONS = ("ingest", "train", "score", "cluster", "build_cases")
@@ -78,20 +78,26 @@ def register_commands(cli: click.Group) -> None:
     @cli.command()
     @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
     @click.option("--port", default=7860, show_default=True, help="Port of the web UI.")
-    @principal_option("analyst", help="Default analyst name in the UI, on a store without accounts "
-                                      "(default: the OS user).")
+    @click.option("--as", "analyst", metavar="NAME",
+                  help="Default analyst name in the UI on a store without accounts (default: the OS user); "
+                       "with accounts everyone signs in on the page.")
     @click.option("--queue", help="Queue shown first (default: the one with most waiting cases).")
     @pass_app
-    def serve(app: AppContext, host: str, port: int, analyst: Any, queue: Optional[str]) -> None:
+    def serve(app: AppContext, host: str, port: int, analyst: Optional[str], queue: Optional[str]) -> None:
         """Serve the review workbench (Gradio web UI) over this store.
 
         \b
         Example:
           workbench serve --port 7860 --as alice      # then open http://127.0.0.1:7860
         """
+        # The server itself needs no token: with accounts, every user signs in on the page and
+        # each action runs as that user's principal (workbench/ui/session.py).
+        app.on_open = None
         with user_errors():
             check_serve_host(host, app.has_users())
+            name = "" if app.has_users() else app.principal(analyst).name
         from ..ui import serve as serve_ui
 
-        click.echo(f"serving {app.store().display_url} on http://{host}:{port} (Ctrl+C to stop)")
-        serve_ui(app, host=host, port=port, analyst=analyst.name, queue=queue)
+        click.echo(f"serving {app.store().display_url} on http://{host}:{port} (Ctrl+C to stop)"
+                   + (" with sign-in" if app.has_users() else ""))
+        serve_ui(app, host=host, port=port, analyst=name, queue=queue)

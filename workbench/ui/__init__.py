@@ -32,6 +32,7 @@ def build_app(app: "AppContext", analyst: str = "analyst", queue: Optional[str] 
     from .evaluation import build_evaluation_tab
     from .operations import build_operations_tab
     from .review import build_review_tab
+    from .session import signed_in_name
 
     with gr.Blocks(title="T&S workbench") as blocks:
         gr.Markdown("## Trust & Safety workbench")
@@ -43,6 +44,8 @@ def build_app(app: "AppContext", analyst: str = "analyst", queue: Optional[str] 
             build_evaluation_tab(app)
         with gr.Tab("Operations"):
             build_operations_tab(app, blocks)
+        if app.has_users():
+            blocks.load(signed_in_name(app, ""), None, who)  # the session's user, shown
     return blocks
 
 
@@ -77,6 +80,9 @@ def serve(app: "AppContext", host: str = "127.0.0.1", port: int = 7860, analyst:
         from ..webhooks import start_webhook_worker  # the enforcement hand-off (webhooks.yaml)
 
         start_webhook_worker(app)
+    from .session import login_check
+
     blocks.launch(server_name=host, server_port=port, prevent_thread_lock=not block, quiet=not block,
+                  auth=login_check(app), auth_message="Sign in with your workbench account.",
                   head=SHORTCUTS_JS, css=CSS, footer_links=[])
     return blocks

@@ -12,6 +12,7 @@ from labeling.decisions import bulk_preview, decide
 from labeling.masking import mask_text, should_mask
 
 from .render import campaign_detail_md, terms_text
+from .session import actor
 from .review import SERVICE_ERRORS
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -67,14 +68,14 @@ def build_campaigns_tab(app: "AppContext", blocks: gr.Blocks, who: gr.Textbox) -
         return gr.update(choices=pol.actions, value=pol.default_action)
 
     def act_on_campaign(campaign_id: Optional[float], who: str, label: str, action: str, rationale: str,
-                        keep_decided: bool) -> str:
+                        keep_decided: bool, request: gr.Request) -> str:
         if campaign_id is None:
             return "Pick a campaign id."
         case_id = campaign_case(store, int(campaign_id))
         if case_id is None:
             return f"Warning: Campaign {int(campaign_id)} has no waiting case (run `workbench cases build`)."
         try:
-            out = decide(store, taxonomy, case_id, who.strip(), label, action=action or None,
+            out = decide(store, taxonomy, case_id, actor(app, who, request), label, action=action or None,
                          rationale=rationale or None, config=app.queues(),
                          existing="skip" if keep_decided else "supersede")
         except SERVICE_ERRORS as exc:

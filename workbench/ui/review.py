@@ -16,6 +16,7 @@ from labeling.claims import next_case, release, skip
 from labeling.decisions import decide
 from labeling.packets import escalate_with_packet, review_packet, reveal_text
 
+from .session import actor
 from .render import EMPTY_HEADER, author_rows, campaign_md, header_md, model_md, similar_rows, text_html
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -50,11 +51,11 @@ def build_review_tab(app: "AppContext", analyst: str, queue: Optional[str]) -> g
     """Lay out the Review tab inside the current Blocks and wire it; returns the analyst box."""
     store, taxonomy, qconfig = app.store(), app.taxonomy(), app.queues()
 
-    def claim(who: str, queue: str, message: str = "") -> tuple[Any, ...]:
-        if not who.strip():
+    def claim(who: str, queue: str, request: gr.Request, message: str = "") -> tuple[Any, ...]:
+        if not app.has_users() and not who.strip():
             return _show(None, "Enter your analyst name first.")
         try:
-            case = next_case(store, who.strip(), queue, config=qconfig, detail=False)
+            case = next_case(store, actor(app, who, request), queue, config=qconfig, detail=False)
         except SERVICE_ERRORS as exc:
             return _show(None, f"Warning: {exc}")
         if case is None:
@@ -68,59 +69,60 @@ def build_review_tab(app: "AppContext", analyst: str, queue: Optional[str]) -> g
         return gr.update(choices=pol.actions, value=pol.default_action), pol.policy_ref
 
     def submit(packet: Optional[dict[str, Any]], who: str, queue: str, label: str, action: str,
-               policy_ref: str, rationale: str) -> tuple[Any, ...]:
+               policy_ref: str, rationale: str, request: gr.Request) -> tuple[Any, ...]:
         if packet is None:
-            return claim(who, queue)
+            return claim(who, queue, request)
         case_id = packet["case"]["id"]
         try:
-            out = decide(store, taxonomy, case_id, who.strip(), label, action=action or None,
+            out = decide(store, taxonomy, case_id, actor(app, who, request), label, action=action or None,
                          policy_ref=policy_ref or None, rationale=rationale or None, config=qconfig)
         except SERVICE_ERRORS as exc:
             return _kept(packet, "Not saved", exc)
         n = len(out.get("decision_ids", []))
-        return claim(who, queue, f"Saved: case {case_id}: {label} / {action or 'default action'}"
+        return claim(who, queue, request, f"Saved: case {case_id}: {label} / {action or 'default action'}"
                                  f"{f' on {n} items' if n > 1 else ''}.")
 
-    def confirm(packet: Optional[dict[str, Any]], who: str, queue: str) -> tuple[Any, ...]:
+    def confirm(packet: Optional[dict[str, Any]], who: str, queue: str, request: gr.Request) -> tuple[Any, ...]:
         if packet is None:
-            return claim(who, queue)
+            return claim(who, queue, request)
         label = packet["suggested_label"]
         choice = packet["choices"][label]
-        return submit(packet, who, queue, label, choice["default_action"], choice["policy_ref"], "")
+        return submit(packet, who, queue, label, choice["default_action"], choice["policy_ref"], "", request)
 
-    def escalate(packet: Optional[dict[str, Any]], who: str, queue: str, rationale: str) -> tuple[Any, ...]:
+    def escalate(packet: Optional[dict[str, Any]], who: str, queue: str, rationale: str,
+                 request: gr.Request) -> tuple[Any, ...]:
         if packet is None:
             return _show(None, "No case to escalate.")
         try:
-            out = escalate_with_packet(store, taxonomy, packet["case"]["id"], who.strip(), rationale,
+            out = escalate_with_packet(store, taxonomy, packet["case"]["id"], actor(app, who, request), rationale,
                                        qconfig, app.review(), app.campaigns())
         except SERVICE_ERRORS as exc:
             return _kept(packet, "Not escalated", exc)
-        return claim(who, queue, f"Escalated case {packet['case']['id']}: packet at `{out['packet_path']}`")
+        return claim(who, queue, request, f"Escalated case {packet['case']['id']}: packet at `{out['packet_path']}`")
 
-    def skip_case(packet: Optional[dict[str, Any]], who: str, queue: str) -> tuple[Any, ...]:
+    def skip_case(packet: Optional[dict[str, Any]], who: str, queue: str, request: gr.Request) -> tuple[Any, ...]:
         if packet is None:
             return _show(None, "")
         try:
-            skip(store, packet["case"]["id"], who.strip(), qconfig)
+            skip(store, packet["case"]["id"], actor(app, who, request), qconfig)
         except SERVICE_ERRORS as exc:
             return _show(None, f"Warning: {exc}")
-        return claim(who, queue, f"Skipped case {packet['case']['id']}.")
+        return claim(who, queue, request, f"Skipped case {packet['case']['id']}.")
 
-    def release_case(packet: Optional[dict[str, Any]], who: str) -> tuple[Any, ...]:
+    def release_case(packet: Optional[dict[str, Any]], who: str, request: gr.Request) -> tuple[Any, ...]:
         if packet is None:
             return _show(None, "")
         try:
-            release(store, packet["case"]["id"], who.strip(), qconfig)
+            release(store, packet["case"]["id"], actor(app, who, request), qconfig)
         except SERVICE_ERRORS as exc:
             return _show(None, f"Warning: {exc}")
         return _show(None, f"Released case {packet['case']['id']}.")
 
-    def reveal(packet: Optional[dict[str, Any]], who: str) -> Any:
+    def reveal(packet: Optional[dict[str, Any]], who: str, request: gr.Request) -> Any:
         if packet is None or not packet.get("item"):
             return gr.update()
         try:
-            text = reveal_text(store, packet["case"]["id"], who.strip())
+            text = reveal_text(store, packet["case"]["id"], actor(app, who, request))
         except SERVICE_ERRORS as exc:
             gr.Warning(str(exc))
             return gr.update()
@@ -128,7 +130,9 @@ def build_review_tab(app: "AppContext", analyst: str, queue: Optional[str]) -> g
 
     packet_state = gr.State(None)
     with gr.Row():
-        who = gr.Textbox(value=analyst, label="Analyst", scale=1)
+        accounts = app.has_users()
+        who = gr.Textbox(value="" if accounts else analyst, label="Signed in as" if accounts else "Analyst",
+                         interactive=not accounts, scale=1)
         waiting = queue_overview(store)
         busiest = max(qconfig.queues, key=lambda q: waiting.get(q, 0))
         queue_in = gr.Dropdown(choices=[(f"{q} ({waiting.get(q, 0)})", q) for q in qconfig.queues],

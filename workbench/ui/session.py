@@ -1,0 +1,50 @@
+"""Who acts in the web UI: the signed-in user once the store has accounts, else the name typed.
+
+With accounts, Gradio's login page (`launch(auth=...)`, checked by `core.accounts.verify_password`)
+guards every page, queue and `/gradio_api` endpoint: a request without a session gets 401 and
+never reaches a callback. Each callback then builds the Principal from the session's user name,
+re-reading the account, so a disabled user stops at once and their role is what the services
+check. The analyst box only names the actor on a store without accounts (served on loopback).
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+import gradio as gr
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..context import AppContext
+
+
+def actor(app: "AppContext", who: str, request: Optional[gr.Request]) -> Any:
+    """The Principal of the session's user (accounts), else the analyst box's name."""
+    if app.has_users():
+        from core.accounts import principal_for_user
+        from core.hooks import PermissionDenied
+
+        name = getattr(request, "username", None)
+        if not name:
+            raise PermissionDenied("sign in first")
+        app.roles()  # the roles policy (core.permissions) is installed once per process
+        return principal_for_user(app.store(), name)
+    return who.strip()
+
+
+def login_check(app: "AppContext") -> Optional[Callable[[str, str], bool]]:
+    """Gradio's `auth` callable for a store with accounts (None without: no login page)."""
+    if not app.has_users():
+        return None
+    from core.accounts import verify_password
+
+    def check(username: str, password: str) -> bool:
+        return verify_password(app.store(), username, password) is not None
+
+    return check
+
+
+def signed_in_name(app: "AppContext", default: str) -> Callable[[Any], str]:
+    """A `load` callback filling the analyst box with the session's user (with accounts)."""
+    def fill(request: gr.Request) -> str:
+        return (getattr(request, "username", None) or default) if app.has_users() else default
+
+    return fill
