@@ -151,6 +151,15 @@ def test_import_is_light():
     assert out.stdout.strip() == "[]"
 
 
+def _sign_in(page, port: int, name: str, password: str) -> None:
+    """Through the login page the server shows once the store has accounts."""
+    page.goto(f"http://127.0.0.1:{port}/")
+    page.fill("input[type=text]", name)
+    page.fill("input[type=password]", password)
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#wb-next", timeout=20000)
+
+
 def test_sign_in_roles_and_no_session_no_action(seeded, taxonomy, browser_page):
     """With accounts: a login page, actions run as the signed-in user with their role, and a raw
     call to the Gradio API without a session is refused and changes nothing."""
@@ -184,21 +193,13 @@ def test_sign_in_roles_and_no_session_no_action(seeded, taxonomy, browser_page):
         assert claimed == 0 and decisions(seeded) == []
 
         # a viewer signs in and is refused a claim
-        page.goto(f"http://127.0.0.1:{port}/")
-        page.fill("input[type=text]", "vic")
-        page.fill("input[type=password]", "vic-pass-123")
-        page.keyboard.press("Enter")
-        page.wait_for_selector("#wb-next", timeout=20000)
+        _sign_in(page, port, "vic", "vic-pass-123")
         page.keyboard.press("n")
         page.wait_for_selector("text=/may not claim/", timeout=20000)
 
         # the analyst signs in, claims and confirms with the keyboard; the decision is hers
         page.context.clear_cookies()
-        page.goto(f"http://127.0.0.1:{port}/")
-        page.fill("input[type=text]", "ann")
-        page.fill("input[type=password]", "ann-pass-123")
-        page.keyboard.press("Enter")
-        page.wait_for_selector("#wb-next", timeout=20000)
+        _sign_in(page, port, "ann", "ann-pass-123")
         page.keyboard.press("n")
         page.wait_for_selector("text=/Case \\d+ · hate-harassment/", timeout=20000)
         page.keyboard.press("c")
