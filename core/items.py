@@ -114,6 +114,14 @@ def _attach(conn: Any, page: list[Any]) -> Iterator[dict[str, Any]]:
         }
 
 
+def get_item(store: Any, item_id: str) -> Optional[dict[str, Any]]:
+    """One item with its prediction of record, campaign, case and current decision (the same
+    view as `workbench items --json`), or None when there is no such item."""
+    with store.read() as conn:
+        rows = conn.execute(select(Item.__table__).where(Item.id == item_id)).mappings().all()
+        return next(_attach(conn, rows), None)
+
+
 def recent_audit_events(store: Any, limit: int = 20) -> list[dict[str, Any]]:
     with store.read() as conn:
         rows = conn.execute(select(AuditEvent.__table__).order_by(AuditEvent.id.desc()).limit(limit)).mappings()

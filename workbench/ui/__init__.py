@@ -70,8 +70,8 @@ def start_sweeper(app: "AppContext", every_seconds: int) -> Optional[threading.E
 
 def serve(app: "AppContext", host: str = "127.0.0.1", port: int = 7860, analyst: str = "analyst",
           queue: Optional[str] = None, block: bool = True) -> Any:
-    """Launch the app (blocking unless `block=False`, for tests) with the periodic queue sweep and
-    the webhook delivery worker."""
+    """Launch the app (blocking unless `block=False`, for tests) with the periodic queue sweep,
+    the webhook delivery worker and the `/api/v1` HTTP API (`workbench.api`) on the same server."""
     from .assets import CSS, SHORTCUTS_JS
 
     blocks = build_app(app, analyst, queue)
@@ -82,7 +82,12 @@ def serve(app: "AppContext", host: str = "127.0.0.1", port: int = 7860, analyst:
         start_webhook_worker(app)
     from .session import login_check
 
-    blocks.launch(server_name=host, server_port=port, prevent_thread_lock=not block, quiet=not block,
+    blocks.launch(server_name=host, server_port=port, prevent_thread_lock=True, quiet=not block,
                   auth=login_check(app), auth_message="Sign in with your workbench account.",
                   head=SHORTCUTS_JS, css=CSS, footer_links=[])
+    from ..api import mount_api  # the /api/v1 HTTP API (bearer tokens), ahead of Gradio's routes
+
+    mount_api(app, blocks.app)
+    if block:
+        blocks.block_thread()
     return blocks

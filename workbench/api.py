@@ -1,0 +1,267 @@
+"""The HTTP API, `/api/v1`: the enforcement platform's way in (items, appeals) and out (decisions).
+
+A thin FastAPI layer over the same services as the command line and the UI, handed the
+application context. Every request needs `Authorization: Bearer <token>` (a token from
+`workbench tokens create`): 401 without one or with an unknown, revoked or expired token, or a
+disabled user; the services check the role policy (`roles.yaml`, narrowed by the token's scopes)
+and a refusal is a 403 naming the missing permission. Domain errors are 400 (404 for an unknown
+item) with a one-line `detail`.
+
+- `POST /api/v1/items`: a batch of up to `MAX_BATCH` items for one `source`, through file
+  ingest's own validation and quarantine (`core.ingest.ingest_paths` over a temporary JSONL
+  file in the data folder); idempotent by the platform's id (`<source>:<id>`). Needs `ingest`.
+  When a champion model exists, new items are scored and their cases built (`score=false` skips).
+- `GET /api/v1/items/{item_id}`: the item with its prediction of record, campaign, case and
+  current decision; text masked as the UI masks it (`labeling.masking`) unless `reveal=true`
+  (needs `reveal`; audited). Needs `read`.
+- `POST /api/v1/items/{item_id}/appeals`: `{reason}` files an appeal on the user's behalf.
+- `GET /api/v1/decisions?after=<id>&limit=<n>`: decisions in id order, `next_cursor` to page on.
+
+OpenAPI docs: `/api/v1/docs`, `/api/v1/openapi.json`. FastAPI is imported here only: the CLI
+imports this module inside `workbench serve`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from typing import TYPE_CHECKING, Any, Optional, Union
+
+from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from core.principals import Principal  # standard library only
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .context import AppContext
+
+PREFIX = "/api/v1"
+MAX_BATCH = 1000
+MAX_PAGE = 1000
+# The temporary file's own column names, so no metadata key can collide with them.
+_COLS = {"id": "__id", "text": "__text", "author": "__author", "created": "__created_at"}
+DECISION_FIELDS = ("id", "case_id", "item_id", "campaign_id", "reviewer", "kind", "label", "action", "severity",
+                   "policy_ref", "model_version", "model_label", "model_score", "is_override",
+                   "taxonomy_version", "supersedes_id", "created_at")
+
+
+class ItemIn(BaseModel):
+    """One item as the platform has it. `id` and `text` are optional here so that a row lacking
+    them is quarantined (as file ingest does) rather than refusing the whole batch."""
+
+    id: Optional[Union[str, int]] = None
+    text: Optional[Any] = None
+    author: Optional[Union[str, int]] = None
+    created_at: Optional[Union[str, int, float]] = None
+    surface: Optional[str] = None
+    metadata: Optional[dict[str, Any]] = None
+
+
+class ItemBatch(BaseModel):
+    source: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    items: list[ItemIn] = Field(min_length=1, max_length=MAX_BATCH)
+    surface: Optional[str] = None
+
+
+class AppealIn(BaseModel):
+    reason: str = Field(min_length=1, max_length=5000)
+
+
+def _one_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def create_api(app: "AppContext") -> FastAPI:
+    """The API as its own FastAPI app, routes relative to where it is mounted (`PREFIX`)."""
+    from core.accounts import AccountError
+    from core.hooks import PermissionDenied
+    from core.ingest import IngestError
+
+    app.roles()  # installs the role policy the services check
+    api = FastAPI(title="T&S workbench API", version="1", docs_url="/docs", redoc_url="/redoc",
+                  openapi_url="/openapi.json")
+
+    @api.exception_handler(PermissionDenied)
+    async def _denied(request: Request, exc: PermissionDenied) -> JSONResponse:
+        return JSONResponse({"detail": _one_line(exc)}, status_code=403)
+
+    @api.exception_handler(AccountError)
+    async def _account(request: Request, exc: AccountError) -> JSONResponse:
+        return JSONResponse({"detail": _one_line(exc)}, status_code=400)
+
+    @api.exception_handler(IngestError)
+    async def _ingest(request: Request, exc: IngestError) -> JSONResponse:
+        return JSONResponse({"detail": _one_line(exc)}, status_code=400)
+
+    @api.exception_handler(ValueError)  # LabelingError and the other domain errors are ValueErrors
+    async def _value(request: Request, exc: ValueError) -> JSONResponse:
+        return JSONResponse({"detail": _one_line(exc)}, status_code=400)
+
+    def principal(authorization: Optional[str] = Header(None)) -> "Principal":
+        from core.accounts import principal_for_token
+
+        scheme, _, token = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise HTTPException(401, "send Authorization: Bearer <token> (workbench tokens create NAME)",
+                                headers={"WWW-Authenticate": "Bearer"})
+        try:
+            return principal_for_token(app.store(), token.strip())
+        except AccountError as exc:
+            raise HTTPException(401, _one_line(exc), headers={"WWW-Authenticate": "Bearer"}) from None
+
+    @api.post("/items", summary="Ingest a batch of items (needs ingest)")
+    def post_items(batch: ItemBatch, score: bool = True, who: "Principal" = Depends(principal)) -> dict[str, Any]:
+        return ingest_batch(app, batch, who, score=score)
+
+    @api.get("/items/{item_id:path}/appeals", include_in_schema=False)
+    def _appeals_get() -> None:
+        raise HTTPException(405, "POST an appeal")
+
+    @api.post("/items/{item_id:path}/appeals", summary="File an appeal on a user's behalf (needs appeal)")
+    def post_appeal(item_id: str, body: AppealIn, who: "Principal" = Depends(principal)) -> dict[str, Any]:
+        from labeling.appeals import appeal
+
+        _item_or_404(app, item_id, who)
+        case = appeal(app.store(), item_id, who, body.reason, app.taxonomy(), config=app.queues())
+        return {k: case.get(k) for k in ("id", "item_id", "queue", "state", "priority", "due_at", "reopened_from")}
+
+    @api.get("/items/{item_id:path}", summary="An item with its prediction, case and decision (needs read)")
+    def get_item(item_id: str, reveal: bool = False, who: "Principal" = Depends(principal)) -> dict[str, Any]:
+        return item_view(app, item_id, who, reveal)
+
+    @api.get("/decisions", summary="Decisions in id order, paged by cursor (needs read)")
+    def get_decisions(after: int = Query(0, ge=0), limit: int = Query(100, ge=1, le=MAX_PAGE),
+                      who: "Principal" = Depends(principal)) -> dict[str, Any]:
+        return decisions_page(app, who, after, limit)
+
+    return api
+
+
+def create_app(app: "AppContext") -> FastAPI:
+    """A FastAPI app serving only the API at `PREFIX` (tests, benchmarks, a headless server)."""
+    root = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    root.mount(PREFIX, create_api(app))
+    return root
+
+
+def mount_api(app: "AppContext", server: Any) -> None:
+    """Put the API in front of another Starlette/FastAPI app's routes (Gradio's, in `serve`)."""
+    from starlette.routing import Mount
+
+    server.router.routes.insert(0, Mount(PREFIX, app=create_api(app)))
+
+
+# -- the work behind each route -----------------------------------------------------------------
+def ingest_batch(app: "AppContext", batch: ItemBatch, who: "Principal", score: bool = True) -> dict[str, Any]:
+    """Write the batch as JSONL in the data folder and ingest it as a file (same validation,
+    quarantine, idempotency and audit); one ingest run per surface in the batch."""
+    from core.hooks import check_permission
+    from core.ingest import ColumnMap, ingest_paths
+
+    check_permission(who, "ingest", "items")  # before writing anything
+    store, taxonomy = app.store(), app.taxonomy()
+    meta_keys: list[str] = []
+    for it in batch.items:
+        for k in it.metadata or {}:
+            if k.startswith("__"):
+                raise ValueError(f"metadata key {k!r}: keys may not start with '__'")
+            if k not in meta_keys:
+                meta_keys.append(k)
+    groups: dict[Optional[str], list[ItemIn]] = {}
+    for it in batch.items:
+        groups.setdefault(it.surface or batch.surface, []).append(it)
+
+    counts = {k: 0 for k in ("read", "stored", "duplicate", "conflict", "quarantined", "lost")}
+    runs, reasons, errors = [], {}, []
+    columns = ColumnMap(id=_COLS["id"], text=_COLS["text"], author=_COLS["author"],
+                        created=_COLS["created"], meta=meta_keys)
+    folder = store.data_dir / "api-batches"
+    folder.mkdir(parents=True, exist_ok=True)
+    for surface, items in groups.items():
+        fd, path = tempfile.mkstemp(prefix=f"{batch.source}-", suffix=".jsonl", dir=folder)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                for it in items:
+                    meta = it.metadata or {}
+                    row = {_COLS["id"]: it.id, _COLS["text"]: it.text, _COLS["author"]: it.author,
+                           _COLS["created"]: it.created_at, **{k: meta.get(k) for k in meta_keys}}
+                    fh.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+            summary = ingest_paths(store, taxonomy, [path], source=batch.source, fmt="jsonl", columns=columns,
+                                   surface=surface, actor=who, progress=False)
+        finally:
+            os.unlink(path)
+        runs.append(summary.run_id)
+        for k, n in summary.counts().items():
+            counts[k] += n
+        for f in summary.files:
+            for reason, n in f.reasons.items():
+                reasons[reason] = reasons.get(reason, 0) + n
+            if f.error:
+                errors.append(f.error)
+    out: dict[str, Any] = {"source": batch.source, **counts, "quarantine_reasons": reasons, "ingest_runs": runs,
+                           "errors": errors, "scored": None, "cases": None}
+    if score and counts["stored"]:
+        out.update(_score_new(app))
+    return out
+
+
+def _score_new(app: "AppContext") -> dict[str, Any]:
+    """Score what the champion has not seen yet and build the cases; nothing without a champion."""
+    from core.predictions import champion_version
+    from labeling.cases import build_cases
+    from models.scoring import score_items
+
+    store, taxonomy = app.store(), app.taxonomy()
+    with store.read() as conn:
+        champ = champion_version(conn)
+    if champ is None:
+        return {}
+    scored = score_items(store, taxonomy, config=app.models(), show_progress=False)
+    cases = build_cases(store, taxonomy, app.queues(), progress=False)
+    return {"scored": scored.scored, "cases": cases}
+
+
+def _item_or_404(app: "AppContext", item_id: str, who: "Principal") -> dict[str, Any]:
+    from core.hooks import check_permission
+    from core.items import get_item  # the same view as `workbench items --json`
+
+    check_permission(who, "read", f"item {item_id}")
+    item = get_item(app.store(), item_id)
+    if item is None:
+        raise HTTPException(404, f"no item {item_id!r}")
+    return item
+
+
+def item_view(app: "AppContext", item_id: str, who: "Principal", reveal: bool = False) -> dict[str, Any]:
+    from core import audit
+    from core.hooks import check_permission
+    from labeling.masking import shown_text
+
+    item = _item_or_404(app, item_id, who)
+    if reveal:
+        check_permission(who, "reveal", f"item {item_id}")
+        with app.store().begin() as conn:
+            audit.record(conn, who, "text.reveal", "item", item_id, {"via": "api"})
+        item["masked"] = False
+    else:
+        pred, dec = item.get("prediction") or {}, item.get("decision") or {}
+        shown = shown_text(app.review(), item["text"], pred.get("scores"), item.get("policy_label"), dec.get("label"))
+        item["masked"] = shown != item["text"]
+        item["text"] = shown
+    return item
+
+
+def decisions_page(app: "AppContext", who: "Principal", after: int = 0, limit: int = 100) -> dict[str, Any]:
+    from sqlalchemy import select
+
+    from core.hooks import check_permission
+    from core.schema import Decision
+
+    check_permission(who, "read", "decisions")
+    D = Decision.__table__
+    with app.store().read() as conn:
+        rows = conn.execute(select(*[D.c[f] for f in DECISION_FIELDS]).where(D.c.id > after)
+                            .order_by(D.c.id).limit(limit + 1)).mappings().all()
+    page = [dict(r) for r in rows[:limit]]
+    return {"decisions": page, "next_cursor": page[-1]["id"] if len(rows) > limit else None}
