@@ -21,6 +21,7 @@ from core.store import Store
 from core.taxonomy import Taxonomy
 
 from .errors import QueueError
+from .masking import mask_text
 from .priority import label_harm_weights, score_features
 from .queue_config import QueueConfig
 from .routing import Candidate, plan_case
@@ -218,8 +219,12 @@ def _jsonable(row: Mapping[str, Any]) -> dict[str, Any]:
     return {k: (v.isoformat() if isinstance(v, dt.datetime) else v) for k, v in row.items()}
 
 
-def case_view(conn: Connection, case_id: int, with_history: bool = True) -> dict[str, Any]:
-    """A case with what an analyst needs to decide: item, model scores, campaign, earlier decisions."""
+def case_view(conn: Connection, case_id: int, with_history: bool = True, raw_text: bool = False) -> dict[str, Any]:
+    """A case with what an analyst needs to decide: item, model scores, campaign, earlier decisions.
+
+    The item's text is masked (`masking.mask_text`): a view leaves the server through every
+    service's return value. Only `packets.show_case` asks for `raw_text`, to apply the masking
+    rule itself or an audited reveal."""
     case = conn.execute(select(C).where(C.c.id == case_id)).mappings().first()
     if case is None:
         raise QueueError(f"no case {case_id}")
@@ -228,6 +233,8 @@ def case_view(conn: Connection, case_id: int, with_history: bool = True) -> dict
         item = conn.execute(select(I.c.id, I.c.text, I.c.source, I.c.surface, I.c.author_id, I.c.created_at)
                             .where(I.c.id == case["item_id"])).mappings().first()
         out["item"] = _jsonable(item) if item else None
+        if item and not raw_text:
+            out["item"]["text"] = mask_text(item["text"])
     if case["campaign_id"] is not None:
         camp = conn.execute(select(CP.c.id, CP.c.size, CP.c.entities, CP.c.top_terms, CP.c.first_seen, CP.c.last_seen)
                             .where(CP.c.id == case["campaign_id"])).mappings().first()

@@ -183,7 +183,7 @@ def show_case(store: Store, case_id: int, settings: ReviewSettings, reveal_by: O
     """A case for display (`cases show`, `next`): its item text masked by the one masking rule,
     unless `reveal_by` names who reveals it (then the reveal is audited)."""
     with store.read() as conn:
-        view = case_view(conn, case_id)
+        view = case_view(conn, case_id, raw_text=True)
         case_row = conn.execute(select(Case.__table__).where(Case.id == case_id)).mappings().first()
         seen = suggestion(conn, case_row)
         policy = conn.execute(select(Item.policy_label).where(Item.id == view.get("item_id"))).scalar()
