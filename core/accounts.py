@@ -121,19 +121,24 @@ def list_users(store: Any) -> list[dict[str, Any]]:
 
 
 def _change_user(store: Any, name: str, actor: Actor, action: str, values: dict[str, Any],
-                 payload: dict[str, Any]) -> dict[str, Any]:
+                 payload: dict[str, Any], end_sessions: Optional[str] = None) -> dict[str, Any]:
+    """Update a user's row, audited; `end_sessions` (a reason) also ends their web sessions."""
+    from .web_sessions import end_user_sessions
+
     check_permission(actor, "users", f"user {name}")
     with store.begin() as conn:
         user = _user(conn, name)
         conn.execute(update(U).where(U.c.id == user["id"]).values(updated_at=utcnow(), **values))
         audit.record(conn, actor, action, "user", name, dict(payload, was={k: user[k] for k in values}))
+        if end_sessions is not None:
+            end_user_sessions(conn, user["id"], name, end_sessions, actor)
         user.update(values)
     return {"name": name, "role": user["role"], "disabled": user["disabled"]}
 
 
 def disable_user(store: Any, name: str, *, actor: Actor) -> dict[str, Any]:
-    """Disable an account: its tokens and password stop working at once. Audited."""
-    return _change_user(store, name, actor, "user.disable", {"disabled": True}, {})
+    """Disable an account: its tokens, password and web sessions stop working at once. Audited."""
+    return _change_user(store, name, actor, "user.disable", {"disabled": True}, {}, end_sessions="disabled")
 
 
 def enable_user(store: Any, name: str, *, actor: Actor) -> dict[str, Any]:
@@ -151,8 +156,10 @@ def set_role(store: Any, name: str, role: str, *, actor: Actor, roles: Any) -> d
 
 
 def set_password(store: Any, name: str, password: str, *, actor: Actor) -> dict[str, Any]:
+    """A new password; every web session signed in with the old one ends. Audited."""
     return _change_user(store, name, actor, "user.set_password",
-                        {"password_hash": hash_password(password), "failed_logins": 0, "locked_until": None}, {})
+                        {"password_hash": hash_password(password), "failed_logins": 0, "locked_until": None}, {},
+                        end_sessions="password")
 
 
 # -- passwords -------------------------------------------------------------------------------

@@ -29,6 +29,9 @@ ACTIONS = frozenset({
     "train", "promote", "retire", "score", "export", "evaluate",
     "ingest", "cluster", "build_cases", "sweep", "purge_quarantine", "webhooks",
     "users", "tokens",
+    "force_promote",  # promote a challenger the gate refused (evaluation.promotion), with a reason
+    "analyst_quality",  # per-analyst quality figures (evaluation.analysts), leads only
+    "note", "tag",
 })
 ADMIN_ROLE = "admin"  # the local command line's role on a store without accounts
 

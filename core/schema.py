@@ -38,7 +38,9 @@ class Base(DeclarativeBase):
 # Case states, in the order a case usually moves through them.
 CASE_STATES = ("open", "claimed", "decided", "escalated", "appealed")
 # Decision kinds.
-DECISION_KINDS = ("review", "qa_audit", "calibration", "appeal", "bulk", "escalation")
+# "undo": an analyst took back their own decision within the undo window (labeling.undo); it
+# supersedes that decision and is no label itself.
+DECISION_KINDS = ("review", "qa_audit", "calibration", "appeal", "bulk", "escalation", "undo")
 # Model roles.
 MODEL_ROLES = ("champion", "challenger", "retired")
 
@@ -181,6 +183,9 @@ class Case(Base):
     model_version: Mapped[Optional[str]] = mapped_column(String(100))
     due_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
     is_audit: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The probability the QA-audit draw had of taking this case (labeling.sampling; issue 19):
+    # estimators weight an audited case by its inverse. NULL on cases built before it was stored.
+    audit_inclusion: Mapped[Optional[float]] = mapped_column(Float)
     calibration_set: Mapped[Optional[str]] = mapped_column(String(100))
     escalation_reason: Mapped[Optional[str]] = mapped_column(Text)
     claimed_by: Mapped[Optional[str]] = mapped_column(String(100))
@@ -287,6 +292,30 @@ class ApiToken(Base):
     )
 
 
+class WebSession(Base):
+    """A signed-in browser session (core.web_sessions): only the SHA-256 of its cookie is stored.
+
+    In the store, not in memory, so a session survives a restart and is shared by every `serve`
+    process, and a disabled user, a revocation or an idle timeout ends it at once everywhere."""
+
+    __tablename__ = "web_sessions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    token_hash: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", name="fk_web_sessions_user"))
+    client: Mapped[Optional[str]] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    last_seen_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    ended_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    # logout, idle, expired, disabled, password, revoked
+    end_reason: Mapped[Optional[str]] = mapped_column(String(20))
+
+    __table_args__ = (
+        UniqueConstraint("token_hash", name="uq_web_sessions_hash"),
+        Index("ix_web_sessions_user", "user_id"),
+    )
+
+
 class AuditEvent(Base):
     """Who did what when. Append-only and hash-chained: each row's hash covers the previous one."""
 
@@ -369,5 +398,87 @@ class WebhookAttempt(Base):
 
     __table_args__ = (Index("ix_attempts_delivery", "delivery_id"),)
 
+
+# What notes and tags are attached to (labeling.notes).
+NOTE_TARGETS = ("item", "campaign")
+
+
+class Note(Base):
+    """An analyst's note on an item or a campaign (labeling.notes). Append-only, like decisions:
+    a correction is a new note."""
+
+    __tablename__ = "notes"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    entity_type: Mapped[str] = mapped_column(String(20))
+    entity_id: Mapped[str] = mapped_column(String(200))
+    author: Mapped[str] = mapped_column(String(100))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+    __table_args__ = (Index("ix_notes_entity", "entity_type", "entity_id", "id"),)
+
+
+class Tag(Base):
+    """A tag on an item or a campaign (labeling.notes). Removing one stamps `removed_at` and
+    `removed_by` (a tag added again is a new row); every change is also in the audit log."""
+
+    __tablename__ = "tags"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    entity_type: Mapped[str] = mapped_column(String(20))
+    entity_id: Mapped[str] = mapped_column(String(200))
+    tag: Mapped[str] = mapped_column(String(50))
+    added_by: Mapped[str] = mapped_column(String(100))
+    added_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    removed_by: Mapped[Optional[str]] = mapped_column(String(100))
+    removed_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+
+    __table_args__ = (
+        Index("ix_tags_entity", "entity_type", "entity_id"),
+        Index("ix_tags_tag", "tag"),
+    )
+
+
+
+class Reveal(Base):
+    """An analyst unmasked a case's texts (labeling.wellbeing): the case stays revealed for them,
+    the reveal is audited once, and severe reveals count against the shift's exposure budget."""
+
+    __tablename__ = "reveals"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    analyst: Mapped[str] = mapped_column(String(100))
+    case_id: Mapped[int] = mapped_column(Integer)
+    item_id: Mapped[Optional[str]] = mapped_column(String(200))
+    severity: Mapped[Optional[str]] = mapped_column(String(10))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("analyst", "case_id", name="uq_reveals_analyst_case"),
+        Index("ix_reveals_analyst_time", "analyst", "created_at"),
+    )
+
+
+class UserPreference(Base):
+    """Display settings remembered per user (labeling.wellbeing): blur, grayscale."""
+
+    __tablename__ = "user_preferences"
+    user_name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    prefs: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+# Sides of the campaign-grouped training split (labeling.training_data; issue 18).
+SPLITS = ("train", "test")
+
+
+class LearningSplit(Base):
+    """The side of the training split an item was first given (labeling.training_data): stored so
+    an item keeps its side across retrains, re-clustering and exports. `group_key` is the group it
+    was assigned with (`campaign:<id>` or `text:<hash>`)."""
+
+    __tablename__ = "learning_splits"
+    item_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    split: Mapped[str] = mapped_column(String(10))
+    group_key: Mapped[str] = mapped_column(String(120))
+    assigned_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 metadata = Base.metadata

@@ -21,6 +21,14 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _prose(value: str) -> str:
+    """Policy prose: not blank, and folded onto one paragraph (YAML block scalars keep newlines)."""
+    text = " ".join(value.split())
+    if not text:
+        raise ValueError("must not be blank")
+    return text
+
+
 class Severity(_Strict):
     name: str
     sla_minutes: int = Field(gt=0)
@@ -33,6 +41,18 @@ class Action(_Strict):
     removes_content: bool = False
 
 
+class PolicyExample(_Strict):
+    """One worked example shown beside the case: a paraphrased text and why it falls where it does."""
+
+    text: str = Field(min_length=1, max_length=300)
+    why: str = Field(min_length=1, max_length=300)
+
+    @field_validator("text", "why")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        return _prose(value)
+
+
 class Policy(_Strict):
     title: str
     violating: bool
@@ -40,6 +60,23 @@ class Policy(_Strict):
     policy_ref: str = Field(min_length=1)
     actions: list[str] = Field(min_length=1)
     default_action: str
+    # The policy text an analyst reads beside the case (the Review tab's context panel): what
+    # the policy covers, how to enforce it, and one or two worked examples. Optional, so a
+    # taxonomy written before them still loads; the bundled one has all three for every policy.
+    definition: str = Field(default="", max_length=600)
+    guidance: str = Field(default="", max_length=1200)
+    examples: list[PolicyExample] = Field(default_factory=list, max_length=3)
+
+    @field_validator("definition", "guidance")
+    @classmethod
+    def _prose_or_empty(cls, value: str) -> str:
+        return _prose(value) if value else value
+
+    @model_validator(mode="after")
+    def _text_complete(self) -> "Policy":
+        if (self.guidance or self.examples) and not self.definition:
+            raise ValueError("policy text needs a `definition` when it has `guidance` or `examples`")
+        return self
 
 
 class EscalationCriterion(_Strict):
@@ -221,6 +258,15 @@ class Taxonomy(_Strict):
                     counts[policy] = counts.get(policy, 0.0) + n
         total = sum(counts.values())
         return {k: v / total for k, v in counts.items()} if total else None
+
+    def policy_text(self, label: str) -> dict[str, Any]:
+        """What the context panel shows for a policy: title, reference, tier, definition,
+        enforcement guidance, examples and the allowed actions. KeyError for an unknown label."""
+        pol = self.policies[label]
+        return {"label": label, "title": pol.title, "policy_ref": pol.policy_ref, "severity": pol.severity,
+                "violating": pol.violating, "definition": pol.definition, "guidance": pol.guidance,
+                "examples": [e.model_dump() for e in pol.examples], "actions": list(pol.actions),
+                "default_action": pol.default_action}
 
     def check_decision(self, label: str, action: str) -> None:
         """Raise ValueError unless `action` is allowed for policy `label`."""

@@ -20,7 +20,8 @@ from core.schema import Case, Decision, utcnow
 from labeling.cases import filter_cases
 from labeling.queue_config import QueueConfig
 
-from .report import one_per_labelling_act
+from .data import one_per_labelling_act
+from .estimates import proportion
 
 WAITING_STATES = ("open", "escalated", "claimed")
 
@@ -87,10 +88,17 @@ def rework_rate(ids: Sequence[int], supersedes: Sequence[Optional[int]], labels:
 
     Originals are decisions that supersede nothing; None when there are none.
     """
+    k, n = rework_counts(ids, supersedes, labels, actions)
+    return k / n if n else None
+
+
+def rework_counts(ids: Sequence[int], supersedes: Sequence[Optional[int]], labels: Sequence[str],
+                  actions: Sequence[str]) -> tuple[int, int]:
+    """(originals later changed, originals): the counts behind `rework_rate`."""
     by_id = {i: (lab, act) for i, lab, act in zip(ids, labels, actions)}
     originals = [i for i, s in zip(ids, supersedes) if s is None]
     if not originals:
-        return None
+        return 0, 0
     changed = set()
     for i, s, lab, act in zip(ids, supersedes, labels, actions):
         if s is not None and s in by_id and by_id[s] != (lab, act):
@@ -102,7 +110,7 @@ def rework_rate(ids: Sequence[int], supersedes: Sequence[Optional[int]], labels:
         while s in parent:
             s = parent[s]
         roots.add(s)
-    return len(roots & set(originals)) / len(originals)
+    return len(roots & set(originals)), len(originals)
 
 
 def appeals_upheld_rate(outcomes: Sequence[Optional[str]]) -> Optional[float]:
@@ -140,9 +148,23 @@ def ops_kpis(store: Any, now: Optional[dt.datetime] = None, queue: Optional[str]
         acts = one_per_labelling_act(conn, [dict(d) for d in decs])
     work = [c for c in cases if not c["calibration_set"] and c["queue"] != config.appeals_queue]
     appeals = [c for c in cases if c["queue"] == config.appeals_queue]
-    enforce = [d for d in decs if d["kind"] != "calibration"]
-    acts_enforce = [d for d in acts if d["kind"] != "calibration"]
+    # calibration copies are practice, and an "undo" row takes a decision back rather than making one
+    enforce = [d for d in decs if d["kind"] not in ("calibration", "undo")]
+    acts_enforce = [d for d in acts if d["kind"] not in ("calibration", "undo")]
     now_s = float(_epoch([now])[0])
+    judged = [bool(d["is_override"]) for d in acts_enforce if d["kind"] != "appeal"]
+    upheld = [((c["meta"] or {}).get("appeal") or {}).get("outcome") for c in appeals]
+    upheld = [o for o in upheld if o]
+    rework = rework_counts([d["id"] for d in enforce], [d["supersedes_id"] for d in enforce],
+                           [d["label"] for d in enforce], [d["action"] for d in enforce])
+    # every rate below with its n and 90% Wilson interval (evaluation.estimates)
+    intervals = {
+        "override_rate": proportion(sum(judged), len(judged)),
+        "rework_rate": proportion(*rework),
+        "escalation_rate": proportion(sum(c["escalation_reason"] is not None for c in work), len(work)),
+        "audit_share": proportion(sum(bool(c["is_audit"]) for c in work), len(work)),
+        "appeals_upheld_rate": proportion(sum(o == "reverse" for o in upheld), len(upheld)),
+    }
     return {
         "as_of": now.isoformat(timespec="seconds"),
         "filters": {"queue": queue, "policy": policy, "surface": surface},
@@ -170,6 +192,7 @@ def ops_kpis(store: Any, now: Optional[dt.datetime] = None, queue: Optional[str]
                                       _epoch(c["resolved_at"] for c in appeals), now_s).get("appeal"),
         "appeals_upheld_rate": appeals_upheld_rate([((c["meta"] or {}).get("appeal") or {}).get("outcome")
                                                     for c in appeals]),
+        "rate_intervals": intervals,
     }
 
 

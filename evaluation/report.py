@@ -4,8 +4,11 @@
 same model version) and reports override rates (per model label and per day), precision /
 recall / F1 and calibration; the same figures on the uniformly drawn QA-audit cases give
 estimates free of the bias of model-ranked review. `agreement` reads calibration sets;
-`score_drift` compares score distributions of two windows. `write_report` puts it all in a
-Markdown report with PNG plots, the same figures the UI shows.
+`score_drift` compares score distributions of two windows (halves of item time; the alarms of
+`evaluation.drift` are what the report shows). `evaluation_summary` gathers every figure (QA-audit
+estimates with intervals, override telemetry, calibration, agreement, slices, analyst quality for
+leads, drift); `write_report` writes it as report.md with PNGs and as one self-contained
+report.html, and the UI's Evaluation tab shows `summary_html` of the same summary.
 """
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ from typing import Any, Optional
 import numpy as np
 from sqlalchemy import and_, func, select
 
-from core.hooks import check_permission
+from core.hooks import PermissionDenied, check_permission
 from core.principals import SYSTEM, Actor
 from core.labels import AUTHORITATIVE_KINDS, current_decisions
 from core.predictions import champion_version
@@ -24,61 +27,13 @@ from core.schema import Case, Decision, Item, Prediction
 from core.store import Store
 from core.taxonomy import Taxonomy
 
+from . import estimates as es
 from . import metrics as em
-
-_CHUNK = 900
-
-
-def one_per_labelling_act(conn: Any, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Decision rows with a bulk decision's members collapsed to one row per distinct text.
-
-    A campaign decided in one action labels hundreds of copies of a few texts: counted as
-    independent labels they would swamp every rate. Rows of other kinds pass through unchanged.
-    """
-    I = Item.__table__
-    bulk_ids = [r["item_id"] for r in rows if r["kind"] == "bulk"]
-    hashes: dict[str, str] = {}
-    for i in range(0, len(bulk_ids), _CHUNK):
-        hashes.update(dict(conn.execute(select(I.c.id, I.c.text_hash).where(I.c.id.in_(bulk_ids[i:i + _CHUNK]))).all()))
-    seen: set[tuple[Any, ...]] = set()
-    out = []
-    for r in rows:
-        if r["kind"] == "bulk":
-            key = (r["case_id"], r["label"], hashes.get(r["item_id"], r["item_id"]))
-            if key in seen:
-                continue
-            seen.add(key)
-        out.append(r)
-    return out
-
-
-def decision_rows(store: Store, taxonomy: Taxonomy) -> list[dict[str, Any]]:
-    """Current human labels joined with the scores the model showed when each was decided."""
-    P, C = Prediction.__table__, Case.__table__
-    with store.read() as conn:
-        decided = current_decisions(conn, kinds=AUTHORITATIVE_KINDS)
-        rows = one_per_labelling_act(conn, [d for d in decided.values() if d["model_version"] and d["model_label"]])
-        scores: dict[tuple[str, str], dict[str, float]] = {}
-        audit_cases: set[int] = set()
-        ids = [r["item_id"] for r in rows]
-        for i in range(0, len(ids), _CHUNK):
-            part = ids[i:i + _CHUNK]
-            for p in conn.execute(select(P.c.item_id, P.c.model_version, P.c.scores).where(P.c.item_id.in_(part))):
-                scores[(p.item_id, p.model_version)] = p.scores
-        case_ids = [r["case_id"] for r in rows if r["case_id"] is not None]
-        for i in range(0, len(case_ids), _CHUNK):
-            audit_cases |= {c for (c,) in conn.execute(select(C.c.id).where(
-                C.c.id.in_(case_ids[i:i + _CHUNK]), C.c.is_audit.is_(True)))}
-    out = []
-    for r in rows:
-        sc = scores.get((r["item_id"], r["model_version"]))
-        if r["label"] not in taxonomy.policies or r["model_label"] not in taxonomy.policies:
-            continue
-        out.append({"item_id": r["item_id"], "human": r["label"], "model": r["model_label"],
-                    "model_version": r["model_version"], "decided_at": r["created_at"], "kind": r["kind"],
-                    "is_audit": r["case_id"] in audit_cases or r["kind"] == "qa_audit",
-                    "proba": [float(sc.get(lab, 0.0)) for lab in taxonomy.labels] if sc else None})
-    return out
+from .analysts import analyst_quality
+from .config import EvaluationConfig
+from .overrides import override_telemetry
+from .slices import slice_report
+from .data import decision_rows, one_per_labelling_act  # noqa: F401 - re-exported (ops, older callers)
 
 
 def _quality(rows: list[dict[str, Any]], taxonomy: Taxonomy) -> dict[str, Any]:
@@ -195,98 +150,120 @@ def _as_dt(v: Any) -> dt.datetime:
     return v if isinstance(v, dt.datetime) else dt.datetime.fromisoformat(str(v))
 
 
-def write_report(store: Store, taxonomy: Taxonomy, out_dir: str | Path,
-                 model_version: Optional[str] = None, actor: Actor = SYSTEM["system"]) -> dict[str, Any]:
-    """Markdown report with PNG plots: override rate over time, reliability, score drift. Needs `evaluate`."""
+def _audit_estimates(audit: list[dict[str, Any]], taxonomy: Taxonomy, config: EvaluationConfig) -> dict[str, Any]:
+    """Precision / recall / F1 per policy on the QA-audit sample, weighted when the draw was stratified."""
+    pis = [r["inclusion"] for r in audit]
+    w = es.inverse_probability_weights(pis)
+    weighted = w is not None
+    human, model = [r["human"] for r in audit], [r["model"] for r in audit]
+    per_policy = es.policy_estimates(human, model, taxonomy.labels, w, conf=config.confidence,
+                                     method=config.interval_method)
+    return {"n": len(audit), "weighted": weighted, "strata": len({p for p in pis if p}), "per_policy": per_policy,
+            "accuracy": es.accuracy_estimate(human, model, w, conf=config.confidence),
+            "table": es.estimates_table(per_policy, len(audit), config.target_width)}
+
+
+def evaluation_summary(store: Store, taxonomy: Taxonomy, actor: Actor, *, config: EvaluationConfig,
+                       drift_config: Any = None, model_version: Optional[str] = None,
+                       now: Optional[dt.datetime] = None) -> dict[str, Any]:
+    """Every figure of the report and the UI's Evaluation tab, with the PNGs (`_png`, bytes).
+
+    The analyst part needs `analyst_quality` (leads); for others it says so instead. Drift comes
+    from `evaluation.drift` when `drift_config` is given."""
+    from . import plots
+
+    rows = [r for r in decision_rows(store, taxonomy) if model_version is None or r["model_version"] == model_version]
+    audit = [r for r in rows if r["is_audit"]]
+    human, model = [r["human"] for r in rows], [r["model"] for r in rows]
+    idx = {lab: i for i, lab in enumerate(taxonomy.labels)}
+    scored = [r for r in rows if r["proba"] is not None]
+    proba = np.array([r["proba"] for r in scored]).reshape(-1, len(taxonomy.labels))
+    proba = proba / np.clip(proba.sum(axis=1, keepdims=True), 1e-12, None)
+    y = np.array([idx[r["human"]] for r in scored], dtype=int)
+    from models.metrics import expected_calibration_error
+
+    out: dict[str, Any] = {
+        "generated": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "taxonomy_version": taxonomy.version, "model_version": model_version,
+        "confidence": config.confidence, "target_width": config.target_width, "change_alpha": config.change_alpha,
+        "min_slice_n": config.min_slice_n, "decisions": len(rows),
+        "estimates": {"qa_audit": _audit_estimates(audit, taxonomy, config),
+                      "all_decisions": {"per_policy": es.policy_estimates(human, model, taxonomy.labels,
+                                                                          conf=config.confidence),
+                                        "accuracy": es.accuracy_estimate(human, model, conf=config.confidence)}},
+        "calibration": {"n": len(scored), "ece": expected_calibration_error(proba, y) if len(scored) else None},
+        "overrides": override_telemetry(store, taxonomy, config, now=now, model_version=model_version),
+        "agreement": agreement(store),
+        "slices": slice_report(rows, taxonomy, config),
+    }
+    try:
+        out["analysts"] = analyst_quality(store, actor, config)
+    except PermissionDenied as exc:
+        out["analysts"] = {"refused": str(exc)}
+    png: dict[str, Optional[bytes]] = {
+        "estimates": plots.estimates_png(out["estimates"]["qa_audit"]["per_policy"]),
+        "override_rate": plots.override_rate_png(out["overrides"]["windows"], out["overrides"]["by_model_version"]
+                                                 if len(out["overrides"]["by_model_version"]) > 1 else None,
+                                                 title=f"Override rate per window of {out['overrides']['window']}"),
+        "reliability": plots.reliability_png(proba, y, config.confidence) if len(scored) else None,
+    }
+    values = out["overrides"].pop("_score_values")
+    png["score_split"] = plots.score_split_png(values["confirmed"], values["overridden"])
+    if drift_config is not None:
+        from .drift import drift_markdown, drift_report, plot_drift
+
+        try:
+            report = drift_report(store, drift_config, taxonomy, now=now)
+        except ValueError as exc:
+            out["drift"] = {"error": f"Drift not computed: {exc}"}
+        else:
+            out["drift"] = {**report.to_dict(), "markdown": drift_markdown(report)}
+            png["drift"] = plots.figure_png(plot_drift(report))
+    out["_png"] = {k: v for k, v in png.items() if v is not None}
+    return out
+
+
+TITLE = "Model evaluation against human decisions"
+
+
+def _header(s: dict[str, Any]) -> str:
+    return (f"Generated {s['generated'][:16].replace('T', ' ')} UTC · taxonomy {s['taxonomy_version']} · "
+            f"model {s['model_version'] or 'all versions'}")
+
+
+def summary_html(summary: dict[str, Any]) -> str:
+    """The report as an HTML fragment with the plots inlined: what the UI's Evaluation tab shows."""
+    from .render import report_body_html
+    from .sections import evaluation_sections
+
+    return report_body_html(TITLE, _header(summary), evaluation_sections(summary), summary["_png"])
+
+
+def write_report(store: Store, taxonomy: Taxonomy, out_dir: str | Path, model_version: Optional[str] = None,
+                 actor: Actor = SYSTEM["system"], *, config: EvaluationConfig, drift_config: Any = None,
+                 now: Optional[dt.datetime] = None) -> dict[str, Any]:
+    """report.md with PNG files beside it, and report.html with the same plots embedded (one
+    self-contained file). Needs `evaluate`. Returns the figures (JSON-ready) and the paths."""
     check_permission(actor, "evaluate", str(out_dir))
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from models.metrics import plot_reliability
+    from .render import report_html, report_markdown
+    from .sections import evaluation_sections
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    quality = model_quality(store, taxonomy, model_version)
-    agree = agreement(store)
-    drift = score_drift(store, taxonomy, model_version=model_version)
-    pngs: dict[str, str] = {}
-
-    days = quality["override_by_day"]
-    if days:
-        fig, ax = plt.subplots(figsize=(7, 3))
-        ax.plot(list(days), [v["rate"] for v in days.values()], marker="o")
-        ax.set_ylabel("override rate")
-        ax.set_ylim(0, 1)
-        ax.set_title("Human overrides of the model, per day")
-        fig.autofmt_xdate()
-        fig.tight_layout()
-        pngs["override_rate"] = str(out / "override_rate.png")
-        fig.savefig(pngs["override_rate"], dpi=100)
-        plt.close(fig)
-    rows = [r for r in decision_rows(store, taxonomy) if r["proba"] is not None
-            and (model_version is None or r["model_version"] == model_version)]
-    if rows:
-        idx = {lab: i for i, lab in enumerate(taxonomy.labels)}
-        proba = np.array([r["proba"] for r in rows])
-        pngs["reliability"] = plot_reliability(proba, np.array([idx[r["human"]] for r in rows]),
-                                               str(out / "reliability_human.png"), "Calibration on human labels")
-    arrays = drift.pop("_arrays", None)
-    if arrays is not None:
-        ref, cur = arrays
-        k = len(taxonomy.labels)
-        fig, axes = plt.subplots(1, k, figsize=(3 * k, 2.8), sharey=False)
-        for j, lab in enumerate(taxonomy.labels):
-            axes[j].hist(ref[:, j], bins=20, range=(0, 1), alpha=0.6, density=True, label="reference")
-            axes[j].hist(cur[:, j], bins=20, range=(0, 1), alpha=0.6, density=True, label="current")
-            axes[j].set_title(f"{lab}\nPSI {drift['per_label'][lab]['psi']:.3f}", fontsize=9)
-        axes[0].legend(fontsize=7)
-        fig.tight_layout()
-        pngs["score_drift"] = str(out / "score_drift.png")
-        fig.savefig(pngs["score_drift"], dpi=100)
-        plt.close(fig)
-
-    def pct(v: Optional[float]) -> str:
-        return "n/a" if v is None else f"{100 * v:.1f}%"
-
-    lines = ["# Model evaluation against human decisions", "",
-             f"Generated {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC · taxonomy {taxonomy.version} · "
-             f"model {model_version or 'all versions'}", "",
-             f"- decisions joined with the prediction the analyst saw: **{quality['decisions']}** "
-             f"({quality['qa_audit_decisions']} from the uniform QA-audit sample)",
-             f"- override rate: **{pct(quality['override_rate'])}**", ""]
-    for title, key in (("All decisions (model-ranked review: recall is not estimable here)", "all_decisions"),
-                       ("QA-audit sample (uniform draw: unbiased precision and recall)", "qa_audit_sample")):
-        q = quality[key]
-        lines += [f"## {title}", ""]
-        if not q.get("n"):
-            lines += ["No decisions yet.", ""]
-            continue
-        lines += [f"n = {q['n']}, accuracy {q['accuracy']:.3f}, macro F1 {q['macro_f1']:.3f}"
-                  + (f", ECE {q['ece']:.3f}" if "ece" in q else ""), "",
-                  "| label | precision | recall | F1 | support |", "|---|---|---|---|---|"]
-        lines += [f"| {lab} | {v['precision']:.3f} | {v['recall']:.3f} | {v['f1']:.3f} | {v['support']} |"
-                  for lab, v in q["per_label"].items()]
-        lines.append("")
-    lines += ["## Overrides per model label", "", "| model label | decisions | overrides | rate |", "|---|---|---|---|"]
-    lines += [f"| {lab} | {v['n']} | {v['overrides']} | {pct(v['rate'])} |"
-              for lab, v in quality["override_by_model_label"].items()]
-    lines += ["", "## Agreement between analysts (calibration sets)", ""]
-    lines += [f"- {name}: {v['items']} items x {v['raters_per_item']} raters, {v['method']} kappa "
-              + ("n/a" if v["kappa"] is None else f"{v['kappa']:.3f}")
-              for name, v in agree.items()] or ["No calibration decisions yet."]
-    lines += ["", "## Score drift", ""]
-    if "per_label" in drift and drift["per_label"]:
-        lines += [f"Reference {drift['reference'][0]} – {drift['reference'][1]} (n={drift['n_reference']}), current "
-                  f"{drift['current'][0]} – {drift['current'][1]} (n={drift['n_current']}). PSI < 0.1 stable, "
-                  "0.1–0.25 moderate, > 0.25 significant.", "", "| label | PSI | KS | mean ref | mean cur |",
-                  "|---|---|---|---|---|"]
-        lines += [f"| {lab} | {v['psi']:.3f} | {v['ks']:.3f} | {v['mean_ref']:.3f} | {v['mean_cur']:.3f} |"
-                  for lab, v in drift["per_label"].items()]
-    else:
-        lines.append(drift.get("error", "Not enough scored items in both windows."))
-    lines += [""] + [f"![{name}]({Path(p).name})" for name, p in pngs.items()]
-    md = out / "report.md"
-    md.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return {"report": str(md), "plots": pngs, "quality": quality, "agreement": agree, "drift": drift}
+    summary = evaluation_summary(store, taxonomy, actor, config=config, drift_config=drift_config,
+                                 model_version=model_version, now=now)
+    pngs = summary.pop("_png")
+    files = {"reliability": "reliability_human.png"}
+    images: dict[str, str] = {}
+    for name, data in pngs.items():
+        images[name] = files.get(name, f"{name}.png")
+        (out / images[name]).write_bytes(data)
+    sections = evaluation_sections(summary)
+    header = _header(summary)
+    md, page = out / "report.md", out / "report.html"
+    md.write_text(report_markdown(TITLE, header, sections, images), encoding="utf-8")
+    page.write_text(report_html(TITLE, header, sections, pngs), encoding="utf-8")
+    summary.update(report=str(md), html=str(page), plots={k: str(out / v) for k, v in images.items()})
+    if summary.get("drift"):
+        summary["drift"].pop("markdown", None)
+    return summary

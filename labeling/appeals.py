@@ -17,7 +17,7 @@ from core.hooks import check_permission, decision_recorded
 from core.labels import current_decisions
 from core.predictions import predictions_of_record
 from core.principals import Actor, actor_name
-from core.schema import Case, utcnow
+from core.schema import Case, Item, utcnow
 from core.store import Store
 from core.taxonomy import Taxonomy
 
@@ -25,8 +25,10 @@ from .cases import case_view
 from .claims import check_actionable, lock_case
 from .decisions import _close, _insert_decision, _validate
 from .errors import DecisionError
+from .masking import shown_text
 from .priority import score_features
 from .queue_config import QueueConfig
+from .review_config import ReviewSettings
 
 OUTCOMES = ("confirm", "reverse")
 C = Case.__table__
@@ -143,3 +145,31 @@ def resolve_appeal(store: Store, taxonomy: Taxonomy, case_id: int, analyst: Acto
     view.update(decision_id=new_id, outcome=outcome, upheld=outcome == "reverse")
     decision_recorded([new_id], view, analyst, "appeal", label, action)
     return view
+
+
+def open_appeals(store: Store, settings: ReviewSettings, *, config: QueueConfig,
+                 limit: int = 200) -> list[dict[str, Any]]:
+    """Waiting appeals, oldest due first, each with the appealed decision (who, when, label,
+    action, rationale), the appellant's reason, and the item's text through the masking rule:
+    what a lead reads side by side before `resolve_appeal`."""
+    I = Item.__table__
+    with store.read() as conn:
+        rows = conn.execute(select(C.c.id, C.c.item_id, C.c.state, C.c.claimed_by, C.c.due_at, C.c.meta,
+                                   I.c.text, I.c.policy_label)
+                            .join(I, I.c.id == C.c.item_id)
+                            .where(C.c.queue == config.appeals_queue, C.c.state.in_(("open", "claimed")))
+                            .order_by(C.c.due_at, C.c.id).limit(limit)).mappings().all()
+        current = current_decisions(conn, [r["item_id"] for r in rows])
+    out = []
+    for r in rows:
+        packet = dict((r["meta"] or {}).get("appeal") or {})
+        decision = dict(packet.get("decision") or {})
+        now_current = current.get(r["item_id"]) or {}
+        text = shown_text(settings, r["text"], (packet.get("evidence") or {}).get("model_scores"), r["policy_label"],
+                          decision.get("label"))
+        out.append({"case_id": r["id"], "item_id": r["item_id"], "state": r["state"], "claimed_by": r["claimed_by"],
+                    "due_at": r["due_at"].isoformat() if r["due_at"] else None, "appellant": packet.get("appellant"),
+                    "reason": packet.get("reason"), "filed_at": packet.get("filed_at"), "decision": decision,
+                    "still_current": now_current.get("id") == decision.get("id"), "text": text,
+                    "masked": text != r["text"]})
+    return out

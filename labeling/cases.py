@@ -10,10 +10,10 @@ import datetime as dt
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
-from sqlalchemy import Connection, exists, func, insert, select, update
+from sqlalchemy import Connection, case as sql_case, exists, func, insert, select, update
 
 from core import audit
-from core.hooks import check_permission
+from core.hooks import PermissionDenied, check_permission
 from core.principals import SYSTEM, Actor
 from core.predictions import predictions_of_record, record_ids
 from core.schema import Campaign, CampaignMember, Case, Decision, Item, Prediction, utcnow
@@ -323,3 +323,66 @@ def campaign_case(store: Store, campaign_id: int) -> Optional[int]:
         return conn.execute(select(C.c.id).where(C.c.campaign_id == campaign_id,
                                                  C.c.state.in_(("open", "escalated", "claimed")))
                             .order_by(C.c.id.desc()).limit(1)).scalar()
+
+
+def queue_status(store: Store, config: QueueConfig, now: Optional[dt.datetime] = None) -> dict[str, dict[str, Any]]:
+    """Per queue: waiting cases, overdue ones, those due within the hour, minutes to the first
+    due time, and claimed ones (the review screen's live counts and its start queue)."""
+    now = now or utcnow()
+    waiting = C.c.state.in_(("open", "escalated"))
+    soon = now + dt.timedelta(hours=1)
+    with store.read() as conn:  # one pass over the live cases (the index on state leads)
+        rows = conn.execute(select(
+            C.c.queue, func.sum(case_when(waiting)), func.min(sql_case((waiting, C.c.due_at), else_=None)),
+            func.sum(case_when(waiting & (C.c.due_at < now))), func.sum(case_when(waiting & (C.c.due_at < soon))),
+            func.sum(case_when(C.c.state == "claimed")))
+            .where(C.c.state.in_(("open", "escalated", "claimed"))).group_by(C.c.queue)).all()
+
+    def blank() -> dict[str, Any]:
+        return {"waiting": 0, "overdue": 0, "due_within_hour": 0, "first_due_minutes": None, "claimed": 0}
+
+    out = {q: blank() for q in config.queues}
+    for queue, n, first_due, overdue, due_soon, held in rows:
+        out.setdefault(queue, blank()).update(
+            waiting=int(n or 0), overdue=int(overdue or 0), due_within_hour=int(due_soon or 0), claimed=int(held or 0),
+            first_due_minutes=None if first_due is None else round((_as_dt(first_due) - now).total_seconds() / 60, 1))
+    return out
+
+
+def _as_dt(v: Any) -> dt.datetime:
+    """MIN over a CASE comes back as text on SQLite (the column type is lost)."""
+    return dt.datetime.fromisoformat(v) if isinstance(v, str) else v
+
+
+def case_when(cond: Any) -> Any:
+    """1 where `cond` holds, else 0 (for SUM)."""
+    return sql_case((cond, 1), else_=0)
+
+
+def start_queue(store: Store, analyst: Actor, config: QueueConfig, now: Optional[dt.datetime] = None,
+                status: Optional[dict[str, dict[str, Any]]] = None) -> Optional[str]:
+    """The most urgent queue `analyst` may work: escalations first when any wait, then the queue
+    whose work is most at risk of missing its SLA (overdue, then due within the hour, then the
+    soonest due time), then the biggest backlog. Appeals are a lead's (the Appeals tab); a queue
+    the permission plugins refuse a claim in is passed over. None when nothing waits."""
+    status = status or queue_status(store, config, now)
+
+    def allowed(q: str) -> bool:
+        try:
+            check_permission(analyst, "claim", f"queue {q}")
+        except PermissionDenied:
+            return False
+        return True
+
+    cands = [q for q, s in status.items() if s["waiting"] and q in config.queues and q != config.appeals_queue
+             and allowed(q)]
+    if not cands:
+        return None
+
+    def urgency(q: str) -> tuple[Any, ...]:
+        s = status[q]
+        first = s["first_due_minutes"]
+        return (q != config.escalation_queue, -s["overdue"], -s["due_within_hour"],
+                first if first is not None else float("inf"), -s["waiting"])
+
+    return min(cands, key=urgency)

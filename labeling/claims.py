@@ -159,3 +159,52 @@ def skip(store: Store, case_id: int, analyst: Actor, config: QueueConfig, reason
          now: Optional[dt.datetime] = None) -> dict[str, Any]:
     """Give a claimed case back and never offer it to this analyst again (others still get it)."""
     return release(store, case_id, analyst, config, now=now, reason=reason, _action="case.skip")
+
+
+def renew(store: Store, case_id: int, analyst: Actor, config: QueueConfig, lease_seconds: Optional[int] = None,
+          now: Optional[dt.datetime] = None) -> dict[str, Any]:
+    """Extend the holder's lease: the review screen's heartbeat while the case is on screen.
+
+    Needs `claim`. Only the holder of a live lease may renew it (a lapsed lease is lost: the
+    case may already be someone else's), and never past `max_lease_seconds` from now.
+    """
+    lease = config.lease_seconds if lease_seconds is None else lease_seconds
+    if isinstance(lease, bool) or not isinstance(lease, int) or not 0 < lease <= config.max_lease_seconds:
+        raise QueueError(f"a lease must be 1 to {config.max_lease_seconds} seconds (max_lease_seconds in "
+                         f"queues.yaml), not {lease_seconds!r}")
+    check_permission(analyst, "claim", f"case {case_id}")
+    who, now = actor_name(analyst), _now(now)
+    with store.begin() as conn:
+        case = lock_case(conn, case_id)
+        live = case["lease_expires_at"] is not None and case["lease_expires_at"] > now
+        if case["state"] != "claimed" or case["claimed_by"] != who or not live:
+            raise QueueError(f"case {case_id} is no longer held by {who}: the hold lapsed and the case went back "
+                             f"to its queue" + (f" (now held by {case['claimed_by']})" if case["state"] == "claimed"
+                                                and case["claimed_by"] != who else ""))
+        expires = now + dt.timedelta(seconds=lease)
+        conn.execute(update(C).where(C.c.id == case_id).values(lease_expires_at=expires, updated_at=now))
+    return {"id": case_id, "claimed_by": who, "lease_expires_at": expires}
+
+
+def claim_case(store: Store, case_id: int, analyst: Actor, config: QueueConfig,
+               now: Optional[dt.datetime] = None) -> dict[str, Any]:
+    """Claim one case by its id ("open case" on the review screen): it must be waiting (or
+    already held by `analyst`, which renews the lease). Needs `claim`; never takes a case another
+    analyst holds, and not an appeal (those are resolved by a lead on the Appeals tab)."""
+    who, now = actor_name(analyst), _now(now)
+    if not who or not who.strip():
+        raise QueueError("an analyst name is required to claim a case")
+    check_permission(analyst, "claim", f"case {case_id}")
+    with store.begin() as conn:
+        reclaim_expired(conn, config, now)
+        case = lock_case(conn, case_id)
+        if case["queue"] == config.appeals_queue:
+            raise QueueError(f"case {case_id} is an appeal: a lead resolves it on the Appeals tab")
+        check_actionable(case, who, now)
+        expires = now + dt.timedelta(seconds=config.lease_seconds)
+        conn.execute(update(C).where(C.c.id == case_id).values(
+            state="claimed", claimed_by=who, lease_expires_at=expires,
+            first_action_at=func.coalesce(C.c.first_action_at, now), updated_at=now))
+        audit.record(conn, analyst, "case.claim", "case", case_id,
+                     {"queue": case["queue"], "lease_expires_at": expires.isoformat(), "by_id": True})
+    return {"id": case_id, "queue": case["queue"], "claimed_by": who, "lease_expires_at": expires}

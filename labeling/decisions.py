@@ -13,7 +13,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Mapping, Optional
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, and_, exists, func, insert, select, update
+from sqlalchemy.orm import aliased
 
 from core import audit, outbox
 from core.hooks import check_permission, decision_recorded
@@ -35,6 +36,13 @@ C = Case.__table__
 CM = CampaignMember.__table__
 D = Decision.__table__
 P = Prediction.__table__
+
+def _not_undone() -> Any:
+    """Decisions not taken back with `u` (labeling.undo): an undone decision and its "undo" row
+    count neither for separation of duties nor as a calibration answer."""
+    undo = aliased(D)
+    return and_(D.c.kind != "undo", ~exists().where(undo.c.supersedes_id == D.c.id, undo.c.kind == "undo"))
+
 
 def _validate(taxonomy: Taxonomy, label: str, action: Optional[str], severity: Optional[str],
               policy_ref: Optional[str]) -> tuple[str, Optional[str], str]:
@@ -112,7 +120,8 @@ def decide(store: Store, taxonomy: Taxonomy, case_id: int, analyst: Actor, label
     with store.begin() as conn:
         case = lock_case(conn, case_id)
         if case["queue"] == config.appeals_queue:
-            raise DecisionError(f"case {case_id} is an appeal: resolve it with `workbench appeals resolve`")
+            raise DecisionError(f"case {case_id} is an appeal: a lead resolves it (Appeals tab, or "
+                                f"`workbench appeals resolve`)")
         check_actionable(case, analyst, now)
         kind = _decision_kind(case, config, kind)
         if kind == "bulk":
@@ -122,7 +131,7 @@ def decide(store: Store, taxonomy: Taxonomy, case_id: int, analyst: Actor, label
         if kind == "calibration":
             twice = conn.execute(select(D.c.id).join(C, C.c.id == D.c.case_id).where(
                 D.c.item_id == case["item_id"], D.c.reviewer == analyst, D.c.kind == "calibration",
-                C.c.calibration_set == case["calibration_set"])).first()
+                C.c.calibration_set == case["calibration_set"], _not_undone())).first()
             if twice is not None:
                 raise DecisionError(f"{analyst} already answered item {case['item_id']!r} in calibration set "
                                  f"{case['calibration_set']!r}; agreement needs different analysts")
@@ -132,7 +141,7 @@ def decide(store: Store, taxonomy: Taxonomy, case_id: int, analyst: Actor, label
             raise DecisionError(f"a rationale is required to override the model's label "
                              f"({model_label} -> {label})")
         if (case["state"] == "escalated" or case["queue"] == config.escalation_queue) and not rationale:
-            raise DecisionError(f"case {case_id} is escalated: a rationale is required")
+            raise DecisionError(f"case {case_id} is escalated: a rationale is required (say why)")
         common = dict(case_id=case_id, reviewer=analyst, kind=kind, label=label, action=action, severity=severity,
                       policy_ref=policy_ref, rationale=rationale, taxonomy_version=taxonomy.version, created_at=now)
         ids: list[int] = []
@@ -162,7 +171,7 @@ def decide(store: Store, taxonomy: Taxonomy, case_id: int, analyst: Actor, label
 
 def _check_qa_review(conn: Connection, principal: Actor, case: Mapping[str, Any]) -> None:
     """A QA-audit case of an already decided item is a re-review: `qa_review`, and not of one's own."""
-    reviewers = set(conn.execute(select(D.c.reviewer).where(D.c.item_id == case["item_id"])).scalars())
+    reviewers = set(conn.execute(select(D.c.reviewer).where(D.c.item_id == case["item_id"], _not_undone())).scalars())
     if not reviewers:
         return
     who = actor_name(principal)

@@ -2,6 +2,11 @@
 
 `sweep` is the periodic upkeep (cron or the UI's timer): lapsed leases back to the queue,
 cases whose SLA is about to lapse escalated, priorities refreshed (urgency grows with time).
+
+The escalation queue holds an item once: a campaign case covers its members (deciding it
+decides them), so when a campaign's case is in the escalation queue its members' own cases
+are not escalated beside it. They wait in their own queues marked `covered_by` (`fold_covered`),
+and an analyst escalating such a member adds the reason to the campaign's escalated case.
 """
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
 from core import audit
 from core.hooks import check_permission
 from core.principals import SYSTEM, Actor, actor_name
-from core.schema import Case
+from core.schema import CampaignMember, Case
 from core.store import Store
 from core.taxonomy import Taxonomy
 
@@ -25,6 +30,8 @@ from .priority import PRIORITY_EPSILON, score_features, sla_lapsing, tier_weight
 from .queue_config import QueueConfig
 
 C = Case.__table__
+CM = CampaignMember.__table__
+LIVE = ("open", "escalated", "claimed")
 
 def escalate(store: Store, taxonomy: Taxonomy, case_id: int, actor: Actor, reason: str, config: QueueConfig,
              severity: Optional[str] = None, now: Optional[dt.datetime] = None) -> dict[str, Any]:
@@ -39,10 +46,71 @@ def escalate(store: Store, taxonomy: Taxonomy, case_id: int, actor: Actor, reaso
     with store.begin() as conn:
         case = lock_case(conn, case_id)
         check_actionable(case, actor, now)
+        cover = _escalated_campaign_case(conn, config, case)
+        if cover is not None:  # its campaign is already escalated: one entry per item
+            _cover(conn, config, case, cover, now)
+            meta = dict(cover["meta"] or {})
+            meta["item_escalations"] = [*meta.get("item_escalations", []),
+                                        {"case_id": case_id, "by": actor, "reason": reason.strip()}][-50:]
+            conn.execute(update(C).where(C.c.id == cover["id"]).values(meta=meta, updated_at=now))
+            audit.record(conn, actor, "case.escalate", "case", case_id,
+                         {"from_queue": case["queue"], "reason": reason.strip(), "severity": severity,
+                          "folded_into": cover["id"]})
+            view = case_view(conn, cover["id"], with_history=False)
+            view["folded_from"] = case_id
+            return view
         _move_to_escalation(conn, taxonomy, config, case, reason.strip(), now, severity)
         audit.record(conn, actor, "case.escalate", "case", case_id,
                      {"from_queue": case["queue"], "reason": reason.strip(), "severity": severity})
+        if case["campaign_id"] is not None:
+            fold_covered(conn, config, now, [case_id])
         return case_view(conn, case_id, with_history=False)
+
+
+def _escalated_campaign_case(conn: Connection, config: QueueConfig, case: Mapping[str, Any]) -> Optional[dict[str, Any]]:
+    """The live campaign case in the escalation queue that covers this item case, if any."""
+    if case["campaign_id"] is not None or not case["item_id"]:
+        return None
+    camp = conn.execute(select(CM.c.campaign_id).where(CM.c.item_id == case["item_id"])).scalar()
+    if camp is None:
+        return None
+    row = conn.execute(select(C).where(C.c.campaign_id == camp, C.c.queue == config.escalation_queue,
+                                       C.c.state.in_(LIVE)).order_by(C.c.id).limit(1)).mappings().first()
+    return dict(row) if row else None
+
+
+def _cover(conn: Connection, config: QueueConfig, case: Mapping[str, Any], cover: Mapping[str, Any],
+           now: dt.datetime) -> None:
+    """Send an item case back to the queue it came from, marked as covered by its campaign's case."""
+    meta = dict(case["meta"] or {})
+    home = meta.get("escalated_from") if case["queue"] == config.escalation_queue else case["queue"]
+    home = home if home in config.queues and home != config.escalation_queue else config.default_queue
+    meta["covered_by"] = cover["id"]
+    conn.execute(update(C).where(C.c.id == case["id"]).values(
+        queue=home, state="open", claimed_by=None, lease_expires_at=None, meta=meta, updated_at=now))
+
+
+def fold_covered(conn: Connection, config: QueueConfig, now: dt.datetime,
+                 campaign_case_ids: Optional[list[int]] = None) -> int:
+    """Members' own cases waiting in the escalation queue beside their campaign's escalated case
+    go back to their queues, covered by it (a held one stays with its holder); the count moved."""
+    q = select(C.c.id, C.c.campaign_id).where(C.c.queue == config.escalation_queue, C.c.state.in_(LIVE),
+                                              C.c.campaign_id.is_not(None))
+    if campaign_case_ids is not None:
+        q = q.where(C.c.id.in_(campaign_case_ids))
+    moved = 0
+    for cover_id, camp in conn.execute(q).all():
+        members = select(CM.c.item_id).where(CM.c.campaign_id == camp)
+        dupes = conn.execute(select(C).where(C.c.item_id.in_(members), C.c.campaign_id.is_(None),
+                                             C.c.queue == config.escalation_queue, C.c.state == "escalated")
+                             ).mappings().all()
+        for d in dupes:
+            _cover(conn, config, d, {"id": cover_id}, now)
+        if dupes:
+            audit.record(conn, SYSTEM["sweeper"], "case.fold", "case", cover_id,
+                         {"covered": [d["id"] for d in dupes][:200], "count": len(dupes)})
+        moved += len(dupes)
+    return moved
 
 
 def _move_to_escalation(conn: Connection, taxonomy: Taxonomy, config: QueueConfig, case: Mapping[str, Any],
@@ -81,7 +149,7 @@ def sweep(store: Store, taxonomy: Taxonomy, config: QueueConfig,
     if requested_by is not None:
         check_permission(requested_by, "sweep", "queues")
     now = _now(now)
-    out = {"leases_expired": 0, "sla_escalated": 0, "reprioritised": 0}
+    out = {"leases_expired": 0, "sla_escalated": 0, "reprioritised": 0, "folded": 0}
     waiting = or_(and_(C.c.state == "open", C.c.queue != config.escalation_queue),
                   C.c.state == "escalated")
     with store.begin() as conn:
@@ -103,7 +171,10 @@ def sweep(store: Store, taxonomy: Taxonomy, config: QueueConfig,
                 left = np.array([(r["due_at"] - now).total_seconds() / 60 for r in rows])
                 sla = np.array([taxonomy.sla_minutes(r["severity"]) for r in rows])
                 mask = sla_lapsing(left, sla, np.ones(len(rows), bool), config.sla_escalation.remaining_fraction)
+                covered = _covered_items(conn, config, [r["item_id"] for r in rows if r["campaign_id"] is None])
                 for r, hit, m in zip(rows, mask, left):
+                    if hit and r["campaign_id"] is None and r["item_id"] in covered:
+                        continue  # its campaign's case is in the escalation queue already
                     if hit:
                         why = (f"sla: {max(m, 0):.0f} of {taxonomy.sla_minutes(r['severity'])} minutes left "
                                f"on the {r['severity']} SLA" if m > 0 else f"sla: {r['severity']} SLA lapsed")
@@ -111,7 +182,8 @@ def sweep(store: Store, taxonomy: Taxonomy, config: QueueConfig,
                         audit.record(conn, SYSTEM["sweeper"], "case.escalate", "case", r["id"],
                                      {"from_queue": r["queue"], "reason": why})
                         out["sla_escalated"] += 1
-        if out["sla_escalated"] or out["leases_expired"]:
+        out["folded"] = fold_covered(conn, config, now)
+        if out["sla_escalated"] or out["leases_expired"] or out["folded"]:
             audit.record(conn, SYSTEM["sweeper"], "cases.sweep", "queue", None,
                          dict(out, **({"requested_by": actor_name(requested_by)} if requested_by is not None else {})))
         total = conn.execute(select(func.count()).select_from(C).where(waiting)).scalar() or 0
@@ -141,4 +213,16 @@ def sweep(store: Store, taxonomy: Taxonomy, config: QueueConfig,
                 out["reprioritised"] += len(changes)
         bar.update(len(rows))
     bar.close()
+    return out
+
+
+def _covered_items(conn: Connection, config: QueueConfig, item_ids: list[Optional[str]]) -> set[str]:
+    """Of `item_ids`, those whose campaign has a live case in the escalation queue."""
+    ids = [i for i in item_ids if i]
+    out: set[str] = set()
+    esc = select(C.c.campaign_id).where(C.c.queue == config.escalation_queue, C.c.state.in_(LIVE),
+                                        C.c.campaign_id.is_not(None))
+    for start in range(0, len(ids), 900):
+        out |= set(conn.execute(select(CM.c.item_id).where(CM.c.item_id.in_(ids[start:start + 900]),
+                                                          CM.c.campaign_id.in_(esc))).scalars())
     return out

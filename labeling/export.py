@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from sqlalchemy import select
 
@@ -22,11 +22,16 @@ from core.taxonomy import Taxonomy
 
 from core.labels import AUTHORITATIVE_KINDS, current_decisions
 
+from .notes import export_fields
+
+if TYPE_CHECKING:  # pragma: no cover
+    from models.config import LearningSettings
+
 _CHUNK = 900
 COLUMNS = ["id", "text", "label", "label_origin", "source", "surface", "author_id", "created_at",
            "source_label", "decision_id", "decision_kind", "reviewer", "action", "severity", "policy_ref",
            "rationale", "decided_at", "model_version", "model_label", "model_score", "is_override",
-           "taxonomy_version"]
+           "taxonomy_version", "notes", "tags", "split"]
 
 
 class ExportError(RuntimeError):
@@ -50,6 +55,7 @@ def label_rows(store: Store, taxonomy: Taxonomy, include_source_labels: bool = F
                 q = q.where(I.c.source == source)
             for r in conn.execute(q).mappings():
                 items.setdefault(r["id"], r)
+        extra = export_fields(conn, list(items))  # analysts' notes and tags travel with the labels
     rows = []
     for item_id in sorted(items):
         it = items[item_id]
@@ -72,6 +78,7 @@ def label_rows(store: Store, taxonomy: Taxonomy, include_source_labels: bool = F
             "model_version": d["model_version"] if d else None, "model_label": d["model_label"] if d else None,
             "model_score": d["model_score"] if d else None, "is_override": bool(d["is_override"]) if d else None,
             "taxonomy_version": (d["taxonomy_version"] if d else it["taxonomy_version"]) or taxonomy.version,
+            **extra[item_id],
         })
     return rows
 
@@ -91,16 +98,18 @@ def to_dataset(rows: list[dict[str, Any]], taxonomy: Taxonomy) -> Any:
         "model_score": datasets.Value("float64"),
         "is_override": datasets.Value("bool"),
     })
-    cols = {c: [r[c] for r in rows] for c in COLUMNS}
+    cols = {c: [r.get(c) for r in rows] for c in COLUMNS}
     cols["label"] = [taxonomy.labels.index(lab) for lab in cols["label"]]
     return datasets.Dataset.from_dict(cols, features=feats)
 
 
 def export_labels(store: Store, taxonomy: Taxonomy, out_dir: str | Path, include_source_labels: bool = False,
                   source: Optional[str] = None, push_to_hub: Optional[str] = None,
-                  actor: Actor = SYSTEM["system"]) -> dict[str, Any]:
+                  actor: Actor = SYSTEM["system"], splits: Optional["LearningSettings"] = None) -> dict[str, Any]:
     """Write the labels as a dataset folder (`save_to_disk`) plus a Parquet file; optionally push.
-    Needs `export`."""
+    Needs `export`. With `splits` (models.yaml `learning`), each row carries its side of the
+    campaign-grouped training split (`split`: train / test / excluded), the one `workbench
+    retrain` uses (`labeling.training_data.assign_splits`; stored, so it never moves)."""
     from core import audit
 
     check_permission(actor, "export", str(out_dir))
@@ -108,6 +117,14 @@ def export_labels(store: Store, taxonomy: Taxonomy, out_dir: str | Path, include
     rows = label_rows(store, taxonomy, include_source_labels, source)
     if not rows:
         raise ExportError("no labels to export: decide some cases first, or pass --include-source-labels")
+    if splits is not None:
+        from .training_data import assign_splits, group_keys
+
+        with store.read() as conn:
+            groups = group_keys(conn, {r["id"]: r["text"] for r in rows})
+        sides = assign_splits(store, groups, splits, actor, action="export")
+        for r in rows:
+            r["split"] = sides[r["id"]]
     ds = to_dataset(rows, taxonomy)
     out = Path(out_dir)
     try:

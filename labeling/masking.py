@@ -2,15 +2,24 @@
 
 Offensive text is masked (not just blurred in the browser) until the analyst reveals it, and a
 reveal is an audited action (`packets.reveal_text`), as T&S wellness practice asks.
+
+`mask_packet` is the one function every review packet passes through before it leaves the
+server (the Review screen, its Gradio API, the escalation packet): while the case is masked and
+not revealed by the viewer, every text in it is masked: the item, the similar past decisions
+(texts and rationales), the campaign's top terms, exemplar and members, the author's other
+items and the earlier decisions' rationales. A reveal unmasks the case's own texts (item,
+campaign); other items' texts then follow their own rule (`shown_text`).
 """
 from __future__ import annotations
 
 import re
-from typing import Optional
+from typing import Any, Optional
 
 from .review_config import ReviewSettings
 
 _WORD = re.compile(r"[^\W\d_]{2,}", re.UNICODE)
+# Per-row flag set while a packet is built: True when that row's own text is sensitive.
+OWN_FLAG = "_sensitive"
 
 
 def mask_text(text: str) -> str:
@@ -27,9 +36,62 @@ def should_mask(settings: ReviewSettings, scores: Optional[dict[str, float]], po
     return any(float(scores.get(p, 0.0)) >= settings.mask_min_score for p in settings.mask_policies)
 
 
+def is_sensitive(settings: ReviewSettings, scores: Optional[dict[str, float]], *labels: Optional[str]) -> bool:
+    """`should_mask` for a text's scores, or any of `labels` (source policy, a human decision) sensitive."""
+    return should_mask(settings, scores, None) or any(lab in settings.mask_policies for lab in labels if lab)
+
+
 def shown_text(settings: ReviewSettings, text: str, scores: Optional[dict[str, float]],
                *labels: Optional[str]) -> str:
     """`text` as it may leave the server unrevealed: masked when `should_mask` says so for its
     scores or for any of `labels` (its source's policy label, a human decision's label)."""
-    sensitive = should_mask(settings, scores, None) or any(lab in settings.mask_policies for lab in labels if lab)
-    return mask_text(text) if sensitive else text
+    return mask_text(text) if is_sensitive(settings, scores, *labels) else text
+
+
+def _terms(terms: Any) -> Any:
+    return [[mask_text(str(t[0])), *t[1:]] if isinstance(t, (list, tuple)) else mask_text(str(t))
+            for t in (terms or [])]
+
+
+def _row(row: dict[str, Any], fields: tuple[str, ...], mask_all: bool) -> dict[str, Any]:
+    """A copy of `row` with `fields` masked when `mask_all` or the row's own flag says so."""
+    out = {k: v for k, v in row.items() if k != OWN_FLAG}
+    if mask_all or row.get(OWN_FLAG, True):
+        for f in fields:
+            if isinstance(out.get(f), str):
+                out[f] = mask_text(out[f])
+    return out
+
+
+def mask_packet(packet: dict[str, Any], revealed: bool) -> dict[str, Any]:
+    """The packet as it may leave the server: see the module notes. `packet["masked"]` says
+    whether the case's own text is sensitive; `revealed` whether this viewer revealed it.
+
+    Rows of other items (neighbours, author history, campaign members) carry `OWN_FLAG`, their
+    own sensitivity; a row without it is treated as sensitive. The result never carries the flag.
+    """
+    hide = bool(packet.get("masked")) and not revealed
+    out = dict(packet, revealed=bool(revealed and packet.get("masked")))
+    if out.get("item") and hide:
+        out["item"] = dict(out["item"], text=mask_text(out["item"]["text"]))
+    camp = out.get("campaign")
+    if camp:
+        camp = dict(camp)
+        if hide:
+            camp["top_terms"] = _terms(camp.get("top_terms"))
+            if isinstance(camp.get("exemplar_text"), str):
+                camp["exemplar_text"] = mask_text(camp["exemplar_text"])
+        # Members are the case's own texts once revealed; else masked with it, or by their own rule.
+        camp["sample"] = [{k: v for k, v in m.items() if k != OWN_FLAG} if out["revealed"] else _row(m, ("text",), hide)
+                          for m in camp.get("sample") or []]
+        out["campaign"] = camp
+    out["similar_decisions"] = [_row(r, ("text", "rationale"), hide) for r in out.get("similar_decisions") or []]
+    author = out.get("author")
+    if author:
+        out["author"] = dict(author, recent=[_row(r, ("text",), hide) for r in author.get("recent") or []])
+    out["decisions"] = [dict(d, rationale=mask_text(d["rationale"])) if hide and isinstance(d.get("rationale"), str)
+                        else d for d in out.get("decisions") or []]
+    if out.get("appeal") and hide:
+        out["appeal"] = {k: mask_text(v) if isinstance(v, str) and k in ("reason", "rationale") else v
+                         for k, v in out["appeal"].items()}
+    return out

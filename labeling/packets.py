@@ -29,11 +29,16 @@ from core.store import Store
 from core.taxonomy import Taxonomy
 
 from .cases import case_view, suggestion
+from .decisions import bulk_preview
 from .errors import QueueError
 from .escalation import escalate
-from .masking import mask_text, should_mask, shown_text
+from .masking import OWN_FLAG, is_sensitive, mask_packet, should_mask, shown_text
 from .queue_config import QueueConfig
 from .review_config import ReviewSettings
+from .wellbeing import has_revealed, record_reveal
+
+# Case fields the analyst never sees: QA-audit and calibration draws are blind.
+BLIND_FIELDS = ("is_audit", "calibration_set")
 
 
 def _iso(v: Any) -> Any:
@@ -55,8 +60,8 @@ def _item_campaign(conn: Any, item_id: str) -> Optional[dict[str, Any]]:
 
 def author_history(conn: Any, author_id: Optional[str], exclude_item: Optional[str],
                    settings: ReviewSettings) -> dict[str, Any]:
-    """The author's other items, newest first, with their prediction and current human label
-    (texts masked by the one masking rule, like the case's own)."""
+    """The author's other items, newest first, with their prediction and current human label.
+    Texts are raw, each row flagged with its own sensitivity: `masking.mask_packet` masks them."""
     limit = settings.author_history
     if not author_id or limit <= 0:
         return {"author_id": author_id, "items": 0, "violations": 0, "recent": []}
@@ -71,9 +76,9 @@ def author_history(conn: Any, author_id: Optional[str], exclude_item: Optional[s
     preds = predictions_of_record(conn, ids)
     decided = current_decisions(conn, [r[0] for r in total])
     violating = sum(1 for d in decided.values() if d["action"] != "no_action")
-    recent = [{"item_id": r["id"], "created_at": _iso(r["created_at"]),
-               "text": shown_text(settings, r["text"], (preds.get(r["id"]) or {}).get("scores"), r["policy_label"],
-                                  (decided.get(r["id"]) or {}).get("label")),
+    recent = [{"item_id": r["id"], "created_at": _iso(r["created_at"]), "text": r["text"],
+               OWN_FLAG: is_sensitive(settings, (preds.get(r["id"]) or {}).get("scores"), r["policy_label"],
+                                      (decided.get(r["id"]) or {}).get("label")),
                "predicted": (preds.get(r["id"]) or {}).get("label"),
                "decided": (decided.get(r["id"]) or {}).get("label"),
                "action": (decided.get(r["id"]) or {}).get("action")} for r in rows]
@@ -83,8 +88,8 @@ def author_history(conn: Any, author_id: Optional[str], exclude_item: Optional[s
 
 def similar_decisions(store: Store, item_id: str, text_hash: str, settings: ReviewSettings,
                       campaign_settings: CampaignSettings) -> list[dict[str, Any]]:
-    """Past human decisions on this text or its nearest neighbours (needs `workbench cluster`),
-    their texts masked by the one masking rule."""
+    """Past human decisions on this text or its nearest neighbours (needs `workbench cluster`).
+    Texts are raw, each row flagged with its own sensitivity: `masking.mask_packet` masks them."""
     k = settings.similar_k
     if k <= 0:
         return []
@@ -107,50 +112,93 @@ def similar_decisions(store: Store, item_id: str, text_hash: str, settings: Revi
         preds = predictions_of_record(conn, list(decided))
     rows = [{"item_id": i, "similarity": round(neighbours[i], 3), "label": d["label"], "action": d["action"],
              "reviewer": d["reviewer"], "rationale": d["rationale"], "decided_at": _iso(d["created_at"]),
-             "text": shown_text(settings, items[i].text, (preds.get(i) or {}).get("scores"), items[i].policy_label,
-                                d["label"]) if i in items else ""}
+             "text": items[i].text if i in items else "",
+             OWN_FLAG: i not in items or is_sensitive(settings, (preds.get(i) or {}).get("scores"),
+                                                      items[i].policy_label, d["label"])}
             for i, d in decided.items()]
     rows.sort(key=lambda r: -r["similarity"])
     return rows[:k]
 
 
+def _campaign_sample(conn: Any, campaign_id: int, exclude: Optional[str], settings: ReviewSettings,
+                     n: int = 5) -> list[dict[str, Any]]:
+    """A few members of a campaign besides its exemplar (raw texts, flagged for `mask_packet`)."""
+    M, I = CampaignMember.__table__, Item.__table__
+    rows = conn.execute(select(I.c.id, I.c.text, I.c.policy_label, M.c.linked_by, M.c.similarity)
+                        .join(M, M.c.item_id == I.c.id).where(M.c.campaign_id == campaign_id, I.c.id != (exclude or ""))
+                        .order_by(M.c.similarity.desc(), I.c.id).limit(n)).mappings().all()
+    preds = predictions_of_record(conn, [r["id"] for r in rows])
+    return [{"item_id": r["id"], "text": r["text"], "linked_by": r["linked_by"], "similarity": r["similarity"],
+             OWN_FLAG: is_sensitive(settings, (preds.get(r["id"]) or {}).get("scores"), r["policy_label"])}
+            for r in rows]
+
+
+def campaign_announcement(store: Store, case_id: int, viewer: Optional[Actor],
+                          now: Optional[dt.datetime] = None) -> dict[str, Any]:
+    """What a decision on a campaign case touches, said before any key is pressed: members, the
+    model's label mix over them, how many a human already decided, how many others hold, and
+    how many items the decision would label."""
+    with store.read() as conn:
+        campaign_id = conn.execute(select(Case.campaign_id).where(Case.id == case_id)).scalar()
+        if campaign_id is None:
+            return {}
+        members = conn.execute(select(CampaignMember.item_id).where(CampaignMember.campaign_id == campaign_id)
+                               ).scalars().all()
+        preds = predictions_of_record(conn, list(members))
+    mix: dict[str, int] = {}
+    for p in preds.values():
+        mix[p["label"]] = mix.get(p["label"], 0) + 1
+    preview = bulk_preview(store, case_id, viewer or "", now=now)
+    held = len(preview["held_by_others"])
+    return {"campaign_id": campaign_id, "members": preview["members"],
+            "label_mix": dict(sorted(mix.items(), key=lambda kv: -kv[1])),
+            "unscored": preview["members"] - len(preds), "already_decided": preview["already_decided"],
+            "already_decided_labels": preview["already_decided_labels"], "held_by_others": held,
+            "will_decide": preview["members"] - held}
+
+
 def review_packet(store: Store, taxonomy: Taxonomy, case_id: int, settings: ReviewSettings,
-                  campaign_settings: CampaignSettings, now: Optional[dt.datetime] = None) -> dict[str, Any]:
-    """Case, item (masked if sensitive), model suggestion, campaign, author, similar decisions, choices.
+                  campaign_settings: CampaignSettings, now: Optional[dt.datetime] = None,
+                  viewer: Optional[Actor] = None) -> dict[str, Any]:
+    """Case, item, model suggestion, campaign, author, similar decisions, choices: everything
+    the screen shows, passed through `masking.mask_packet` (masked unless `viewer` revealed
+    this case). QA-audit and calibration flags are left out (blind review); a campaign case
+    carries `campaign_case`, what deciding it would touch.
 
     The suggestion is `cases.suggestion`, the same one a decision is judged against.
     """
     now = now or utcnow()
     with store.read() as conn:
-        view = case_view(conn, case_id)
+        view = case_view(conn, case_id, raw_text=True)
         item_id = view.get("item_id")
         item = conn.execute(select(Item.__table__).where(Item.id == item_id)).mappings().first() if item_id else None
         case_row = conn.execute(select(Case.__table__).where(Case.id == case_id)).mappings().first()
         pred = suggestion(conn, case_row)
         author = author_history(conn, item["author_id"] if item else None, item_id, settings)
         campaign = view.get("campaign") or (_item_campaign(conn, item_id) if item_id else None)
+        if campaign and case_row["campaign_id"] is not None:
+            campaign = dict(campaign, sample=_campaign_sample(conn, case_row["campaign_id"], item_id, settings))
+        revealed = viewer is not None and has_revealed(conn, viewer, case_id)
     scores = (pred or {}).get("scores") or {}
     suggested = (pred or {}).get("label") or view.get("predicted_label") or taxonomy.benign_label
     masked = should_mask(settings, scores, item["policy_label"] if item else None) if item else False
-    if masked and campaign and campaign.get("top_terms"):
-        campaign = dict(campaign, top_terms=[[mask_text(str(t[0])), *t[1:]] if isinstance(t, (list, tuple))
-                                             else mask_text(str(t)) for t in campaign["top_terms"]])
     due = view.get("due_at")
     due_dt = dt.datetime.fromisoformat(due) if isinstance(due, str) else due
     packet: dict[str, Any] = {
         "case": {k: view.get(k) for k in ("id", "queue", "state", "priority", "priority_reason", "severity",
-                                          "due_at", "is_audit", "calibration_set", "escalation_reason",
-                                          "claimed_by", "lease_expires_at", "campaign_id", "item_id")},
+                                          "due_at", "escalation_reason", "claimed_by", "lease_expires_at",
+                                          "campaign_id", "item_id")},
         "minutes_left": None if due_dt is None else round((due_dt - now).total_seconds() / 60, 1),
         "item": None if item is None else {
             "id": item["id"], "source": item["source"], "surface": item["surface"],
             "author_id": item["author_id"], "created_at": _iso(item["created_at"]),
-            "source_label": item["source_label"], "metadata": item["metadata"],
-            "text": mask_text(item["text"]) if masked else item["text"]},
+            "source_label": item["source_label"], "metadata": item["metadata"], "text": item["text"]},
         "masked": masked,
         "prediction": pred,
         "campaign": campaign,
-        "decisions": view.get("decisions", []),
+        "campaign_case": campaign_announcement(store, case_id, viewer, now) if case_row["campaign_id"] is not None
+        else None,
+        "decisions": [{k: v for k, v in d.items() if k not in ("kind",)} for d in view.get("decisions", [])],
         "author": author,
         "similar_decisions": similar_decisions(store, item_id, item["text_hash"], settings, campaign_settings) if item else [],
         "suggested_label": suggested,
@@ -160,7 +208,7 @@ def review_packet(store: Store, taxonomy: Taxonomy, case_id: int, settings: Revi
     }
     if view.get("meta") and isinstance(view["meta"], dict) and view["meta"].get("appeal"):
         packet["appeal"] = view["meta"]["appeal"]
-    return packet
+    return mask_packet(packet, revealed)
 
 
 def _author_ref(author_id: Optional[str]) -> Optional[str]:
@@ -199,15 +247,17 @@ def show_case(store: Store, case_id: int, settings: ReviewSettings, reveal_by: O
     return view
 
 
-def reveal_text(store: Store, case_id: int, analyst: Actor) -> str:
-    """The unmasked text of a case's item; the reveal itself is audited. Needs `reveal`."""
+def reveal_text(store: Store, case_id: int, analyst: Actor, now: Optional[dt.datetime] = None) -> str:
+    """The unmasked text of a case's item. Needs `reveal`. The case then stays revealed for this
+    analyst (`review_packet(viewer=...)` unmasks its texts), the reveal is audited once, and it
+    counts toward the analyst's exposure (`wellbeing.exposure`)."""
     check_permission(analyst, "reveal", f"case {case_id}")
     with store.begin() as conn:
-        row = conn.execute(select(Item.text, Item.id).join(Case.__table__, Case.item_id == Item.id)
+        row = conn.execute(select(Item.text, Item.id, Case.severity).join(Case.__table__, Case.item_id == Item.id)
                            .where(Case.id == case_id)).first()
         if row is None:
             raise QueueError(f"case {case_id} has no item text to reveal")
-        audit.record(conn, analyst, "text.reveal", "item", row.id, {"case_id": case_id})
+        record_reveal(conn, analyst, case_id, row.id, row.severity, now or utcnow())
     return row.text
 
 

@@ -117,9 +117,25 @@ def _epoch(t: dt.datetime) -> float:
     return (t - dt.datetime(1970, 1, 1)).total_seconds()
 
 
+# Features that pin a case's place in its queue (set by `labeling.learning` and `labeling.seeding`):
+# {"priority": p, "why": "..."}; a sweep keeps the pinned priority instead of recomputing it.
+PINNED = ("seed", "learning")
+
+
+def pinned(features: Mapping[str, Any]) -> Optional[tuple[float, str]]:
+    """(priority, reason) where a learning or seed pass placed the case, else None."""
+    for key in PINNED:
+        pin = features.get(key)
+        if isinstance(pin, Mapping) and isinstance(pin.get("priority"), (int, float)):
+            return float(pin["priority"]), f"{key}: {pin.get('why') or ''}".rstrip(": ")
+    return None
+
+
 def score_features(taxonomy: Taxonomy, features: Mapping[str, Any], config: QueueConfig,
                    created: dt.datetime, due: Optional[dt.datetime], now: dt.datetime) -> tuple[float, str, dict[str, float]]:
-    """(priority, one-line reason, term contributions) of one case from its stored features."""
+    """(priority, one-line reason, term contributions) of one case from its stored features.
+
+    A case a learning or seed pass placed (`pinned`) keeps that priority; its reason says why."""
     used = float(sla_used(_epoch(created), _epoch(due), _epoch(now))) if due else 0.0
     terms = priority_terms(config.priority, risk=features.get("risk", 0.0),
                            uncertainty=features.get("uncertainty", 0.0),
@@ -130,4 +146,7 @@ def score_features(taxonomy: Taxonomy, features: Mapping[str, Any], config: Queu
     flat = {k: float(v) for k, v in terms.items()}
     total = float(sum(flat.values()))
     reason = explain_priority(total, flat, {**features, "sla_used": used})
+    pin = pinned(features)
+    if pin is not None and not features.get("escalation"):
+        total, reason = pin[0], f"{pin[1]} (risk order would give {total:.3f})"
     return total, reason, {k: round(v, 6) for k, v in flat.items()}

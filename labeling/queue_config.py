@@ -6,7 +6,7 @@ Validated once on load (pydantic, errors naming file and field) and checked agai
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -63,6 +63,64 @@ class CalibrationSet(_Strict):
     reviewers: int = Field(ge=2)
 
 
+class LearningShare(_Strict):
+    """The learning share: part of a queue's claims goes to the cases the model learns most from.
+
+    `queues` maps a queue to the share of its next claims served this way (0 to 0.9); the rest
+    stay in risk order. A learning case is uncertain (`measure` of the prediction of record at
+    least `min_uncertainty`) and diverse: at most one per campaign, and none within cosine
+    `max_similarity` of another learning case (one per embedding cluster). `horizon` is how
+    many upcoming claims of a queue each pass plans (`labeling.learning`)."""
+
+    queues: dict[str, float] = Field(default_factory=dict)
+    measure: Literal["margin", "entropy"] = "margin"
+    min_uncertainty: float = Field(default=0.3, ge=0.0, le=1.0)
+    max_similarity: float = Field(default=0.9, gt=0.0, le=1.0)
+    horizon: int = Field(default=200, gt=0)
+
+    @model_validator(mode="after")
+    def _shares(self) -> "LearningShare":
+        bad = [f"queues.{q}: share {s} must be between 0 and 0.9" for q, s in self.queues.items() if not 0.0 <= s <= 0.9]
+        if bad:
+            raise ValueError("; ".join(bad))
+        return self
+
+
+class LabelErrorSettings(_Strict):
+    """Confident learning over the decided items (`labeling.label_errors`): likely label errors go
+    to `queue` (a lead's re-review queue), at most `max_cases` per run, with out-of-fold
+    probabilities from `folds` folds."""
+
+    queue: Optional[str] = None
+    max_cases: int = Field(default=500, gt=0)
+    folds: int = Field(default=5, ge=2, le=20)
+    min_label_quality: float = Field(default=0.5, ge=0.0, le=1.0)
+
+
+class SeedSettings(_Strict):
+    """Cold start (`labeling.seeding`): how many neighbours of the examples become cases, the
+    least cosine similarity a neighbour needs, and the share of uniform QA-sample cases added."""
+
+    neighbours: int = Field(default=50, gt=0)
+    min_similarity: float = Field(default=0.3, ge=-1.0, le=1.0)
+    uniform_share: float = Field(default=0.2, ge=0.0, le=1.0)
+
+
+class QaStratum(_Strict):
+    """A band of the stratified QA audit (issue 19): cases whose predicted policy is in `policy`
+    and whose score of it is in [min_score, max_score) are audited with probability `share`."""
+    policy: Optional[list[str]] = None
+    min_score: float = Field(default=0.0, ge=0.0, le=1.0)
+    max_score: float = Field(default=1.0, ge=0.0, le=1.0)
+    share: float = Field(gt=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _band(self) -> "QaStratum":
+        if self.min_score >= self.max_score:
+            raise ValueError(f"min_score {self.min_score} must be below max_score {self.max_score}")
+        return self
+
+
 class QueueConfig(_Strict):
     version: str = Field(min_length=1)
     queues: dict[str, str] = Field(min_length=1)
@@ -76,10 +134,15 @@ class QueueConfig(_Strict):
     lease_seconds: int = Field(default=900, gt=0)
     max_lease_seconds: int = Field(default=4 * 3600, gt=0)
     qa_share: float = Field(default=0.05, ge=0.0, le=1.0)
+    # Stratified QA audit (labeling.sampling.audit_inclusion): first matching band wins, else qa_share.
+    qa_strata: list[QaStratum] = Field(default_factory=list)
     seed: int = 0
     calibration_sets: list[CalibrationSet] = Field(default_factory=list)
     priority: PriorityConfig = Field(default_factory=PriorityConfig)
     sla_escalation: SlaEscalation = Field(default_factory=SlaEscalation)
+    learning: LearningShare = Field(default_factory=LearningShare)
+    label_errors: LabelErrorSettings = Field(default_factory=LabelErrorSettings)
+    seeding: SeedSettings = Field(default_factory=SeedSettings)
 
     @model_validator(mode="after")
     def _queues_known(self) -> "QueueConfig":
@@ -92,6 +155,11 @@ class QueueConfig(_Strict):
                 problems.append(f"routes.{i}.queue: {r.queue!r} is not listed under `queues`")
         if self.lease_seconds > self.max_lease_seconds:
             problems.append(f"lease_seconds: {self.lease_seconds} is over max_lease_seconds {self.max_lease_seconds}")
+        for q in self.learning.queues:
+            if q not in self.queues:
+                problems.append(f"learning.queues: {q!r} is not listed under `queues`")
+        if self.label_errors.queue is not None and self.label_errors.queue not in self.queues:
+            problems.append(f"label_errors.queue: {self.label_errors.queue!r} is not listed under `queues`")
         names = [c.name for c in self.calibration_sets]
         if len(names) != len(set(names)):
             problems.append("calibration_sets: names must be unique")
@@ -108,6 +176,10 @@ class QueueConfig(_Strict):
         for t in self.sla_escalation.tiers:
             if t not in tiers:
                 out.append(("sla_escalation.tiers", f"unknown tier {t!r}"))
+        for i, band in enumerate(self.qa_strata):
+            for p in band.policy or []:
+                if p not in taxonomy.policies:
+                    out.append((f"qa_strata.{i}.policy", f"unknown policy {p!r}"))
         for i, r in enumerate(self.routes):
             for p in r.when.policy or []:
                 if p not in taxonomy.policies:

@@ -21,6 +21,20 @@ class ReviewSettings(BaseModel):
     author_history: int = Field(default=15, ge=0, le=500)
     timeline_events: int = Field(default=50, ge=1, le=1000)
     sweep_every_seconds: int = Field(default=300, ge=0)
+    # The screen's lease heartbeat and timers (seconds).
+    heartbeat_seconds: int = Field(default=60, ge=1, le=3600)
+    lease_warning_seconds: int = Field(default=120, ge=0)
+    idle_seconds: int = Field(default=900, ge=1)
+    counts_refresh_seconds: int = Field(default=30, ge=1, le=3600)
+    # `u` takes back one's own last decision for this long after it was saved.
+    undo_seconds: int = Field(default=120, ge=0, le=86400)
+    # Well-being: severe reveals per shift before the screen offers a break or a milder queue.
+    severe_tiers: list[str] = Field(default_factory=lambda: ["P0", "P1"])
+    shift_hours: float = Field(default=8.0, gt=0, le=24)
+    exposure_budget: int = Field(default=25, ge=1)
+    break_queue: Optional[str] = None
+    default_blur: bool = True
+    default_grayscale: bool = False
 
     @field_validator("version", mode="before")
     @classmethod
@@ -34,5 +48,7 @@ def load_review_settings(path: str | Path, taxonomy: Optional[Taxonomy] = None) 
     settings = load_model(p, ReviewSettings)
     if taxonomy is not None:
         unknown = [m for m in settings.mask_policies if m not in taxonomy.policies]
-        raise_problems(p, [("mask_policies", f"unknown policies {unknown}")] if unknown else [])
+        tiers = [t for t in settings.severe_tiers if t not in taxonomy.severities]
+        raise_problems(p, ([("mask_policies", f"unknown policies {unknown}")] if unknown else [])
+                       + ([("severe_tiers", f"unknown tiers {tiers}")] if tiers else []))
     return settings

@@ -21,7 +21,7 @@ from core.taxonomy import EscalationCriterion, Taxonomy
 
 from .priority import label_harm_weights, risk_scores, score_features, tier_weight
 from .queue_config import QueueConfig
-from .sampling import is_audit_draw
+from .sampling import audit_draw
 
 @dataclass
 class Candidate:
@@ -128,12 +128,12 @@ def plan_case(taxonomy: Taxonomy, config: QueueConfig, cand: Candidate, now: dt.
                 "reports": cand.reports, "severity": severity, "label": cand.label,
                 "score": round(float(cand.score), 6), "escalation": crit.id if crit else None}
     priority, why, terms = score_features(taxonomy, features, config, now, due, now)
-    is_audit = is_audit_draw(config, cand.key)
+    is_audit, inclusion = audit_draw(config, cand.key, cand.label, cand.score)  # stratified QA (issue 19)
     return {
         "item_id": cand.item_id, "campaign_id": cand.campaign_id if cand.is_campaign else None,
         "queue": queue, "state": config.waiting_state(queue), "priority": priority, "priority_reason": why,
         "severity": severity, "predicted_label": cand.label, "model_version": cand.model_version,
-        "due_at": due, "is_audit": is_audit, "calibration_set": None, "escalation_reason": reason,
+        "due_at": due, "is_audit": is_audit, "audit_inclusion": inclusion, "calibration_set": None, "escalation_reason": reason,
         "created_at": now, "updated_at": now,
         "meta": {"features": features, "terms": terms, "scores": {k: round(float(v), 6) for k, v in cand.scores.items()},
                  **({"campaign_case": True} if cand.is_campaign else {}),

@@ -50,11 +50,73 @@ class ScoringSettings(_Strict):
         return self
 
 
+class LearningSettings(_Strict):
+    """How human decisions become training and evaluation data (`labeling.training_data`)."""
+
+    # Campaign-grouped split: a group's first assignment is a salted hash of its key, then stored.
+    split_salt: str = Field(default="workbench-split-1", min_length=1)
+    test_fraction: float = Field(default=0.2, gt=0.0, lt=0.9)
+    # Calibration copies of one item: majority of the analysts (ties leave the item out), or
+    # `lead`: a lead's (or admin's) copy wins, else the majority.
+    calibration_rule: Literal["majority", "lead"] = "majority"
+    # Sample weight of a human label over a source label (1.0): base x recency x scarcity, capped.
+    human_weight: float = Field(default=10.0, gt=0.0)
+    recency_boost: float = Field(default=1.0, ge=0.0)        # a fresh decision weighs (1 + boost)x an old one
+    recency_half_life_days: float = Field(default=30.0, gt=0.0)
+    scarce_source_decisions: int = Field(default=200, ge=1)  # sources with fewer decisions weigh more ...
+    max_scarcity: float = Field(default=3.0, ge=1.0)         # ... up to this factor (sqrt(ref / n))
+    max_weight: float = Field(default=20.0, ge=1.0)
+    # Candidates of `workbench retrain --tune-weight` (grouped cross-validation on the training side).
+    weight_grid: list[float] = Field(default_factory=lambda: [1.0, 3.0, 10.0])
+    tune_folds: int = Field(default=3, ge=2, le=10)
+
+    @field_validator("weight_grid")
+    @classmethod
+    def _positive(cls, v: list[float]) -> list[float]:
+        if not v or any(w <= 0 for w in v):
+            raise ValueError("weight_grid: give one or more positive weights")
+        return v
+
+
+class PromotionSettings(_Strict):
+    """The gate of `workbench retrain` (`evaluation.promotion`)."""
+
+    metric: str = "macro_f1"            # macro_f1 | auc_mean | auc:<policy>
+    min_lower_bound: float = 0.0        # promote only when the interval's lower bound is above this
+    confidence: float = Field(default=0.95, gt=0.5, lt=1.0)
+    bootstrap: int = Field(default=1000, ge=100)
+    seed: int = 13
+    min_items: int = Field(default=30, ge=1)   # an evaluation set with fewer items is reported, not gating
+    # Also required: McNemar's exact p below this, the challenger right on more disagreements (None: off).
+    mcnemar_alpha: Optional[float] = Field(default=0.05, gt=0.0, lt=1.0)
+    sets: list[Literal["test_split", "qa_audit"]] = Field(default_factory=lambda: ["test_split", "qa_audit"])
+
+    @field_validator("metric")
+    @classmethod
+    def _metric(cls, v: str) -> str:
+        if v not in ("macro_f1", "auc_mean") and not (v.startswith("auc:") and len(v) > 4):
+            raise ValueError(f"metric: {v!r} is not macro_f1, auc_mean or auc:<policy>")
+        return v
+
+
+class AutoRetrainSettings(_Strict):
+    """When `workbench retrain --if-due` (cron, or serve) starts a retrain by itself. Off by default."""
+
+    enabled: bool = False
+    after_decisions: Optional[int] = Field(default=500, ge=1)   # new human labels since the champion
+    override_rate_alarm: Optional[float] = Field(default=None, gt=0.0, le=1.0)
+    alarm_min_decisions: int = Field(default=50, ge=1)
+    check_seconds: int = Field(default=900, ge=10)              # how often serve checks
+
+
 class ModelsConfig(_Strict):
     embedding: EmbeddingSettings = EmbeddingSettings()
     training: TrainingSettings = TrainingSettings()
     kinds: dict[str, dict[str, Any]] = Field(default_factory=dict)
     scoring: ScoringSettings = ScoringSettings()
+    learning: LearningSettings = LearningSettings()
+    promotion: PromotionSettings = PromotionSettings()
+    auto_retrain: AutoRetrainSettings = AutoRetrainSettings()
 
     @field_validator("kinds")
     @classmethod

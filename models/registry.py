@@ -257,6 +257,7 @@ def train_model(store: "Store", taxonomy: "Taxonomy", kind: Optional[str] = None
                 params: Optional[dict[str, Any]] = None, *, config: "ModelsConfig",
                 sources: Optional[Sequence[str]] = None, parent: Optional[str] = None,
                 promote_if: str = "no_champion", actor: Actor = SYSTEM["system"], data: Optional["TrainingSet"] = None,
+                validation: Optional["TrainingSet"] = None,
                 show_progress: bool = True, echo: Echo = lambda *a, **k: None) -> dict[str, Any]:
     """Train a new version on the store's labelled items, validate it, register it. Audited.
 
@@ -264,7 +265,9 @@ def train_model(store: "Store", taxonomy: "Taxonomy", kind: Optional[str] = None
     measures on the validation side, saves the artefact + metrics + reliability diagram, and
     inserts the registry row. `promote_if`: "never", "always" or "no_champion" (promote when
     there is none yet, so a fresh store gets a champion from its first model). Needs `train`
-    (and `promote` when it promotes).
+    (and `promote` when it promotes). With `validation` (a held-out set the caller split, e.g.
+    the campaign-grouped test side of `labeling.training_data`), the model fits on all of `data`
+    and is measured on `validation` instead of a seeded split of `data`.
     """
     from sqlalchemy import insert
 
@@ -293,16 +296,23 @@ def train_model(store: "Store", taxonomy: "Taxonomy", kind: Optional[str] = None
         merged["checkpoint_dir"] = str(store.path("checkpoints", f"{kind}-{data.fingerprint()[:16]}", "x").parent)
     model = make_classifier(kind, taxonomy.labels, **merged)
     seed = cfg.training.seed
-    train_idx, val_idx = stratified_split(data.ids, data.labels, cfg.training.validation_fraction, seed)
-    train, val = data.subset(train_idx), data.subset(val_idx)
+    if validation is not None and len(validation):
+        train, val = data, validation
+        all_texts = list(data.texts) + list(validation.texts)
+        train_idx, val_idx = np.arange(len(data)), np.arange(len(data), len(all_texts))
+    else:
+        train_idx, val_idx = stratified_split(data.ids, data.labels, cfg.training.validation_fraction, seed)
+        train, val = data.subset(train_idx), data.subset(val_idx)
+        all_texts = data.texts
     echo(f"  training {kind} on {len(train)} items, validating on {len(val)} "
          f"({', '.join(f'{k}={v}' for k, v in data.label_counts().items())})")
-    emb_all = embeddings_for(store, model, data.texts, show_progress=show_progress, config=cfg)
+    emb_all = embeddings_for(store, model, all_texts, show_progress=show_progress, config=cfg)
     model.fit(train.texts, train.labels, embeddings=None if emb_all is None else emb_all[train_idx],
               show_progress=show_progress, targets=train.targets(model.labels))
     metrics, proba, y = evaluate(model, val.texts, val.labels,
                                  None if emb_all is None else emb_all[val_idx], cfg.training.reliability_bins)
-    metrics.update({"n_train": len(train), "n_validation": len(val), "split_seed": seed,
+    metrics.update({"n_train": len(train), "n_validation": len(val),
+                    "split_seed": None if validation is not None and len(validation) else seed,
                     "validation_fraction": cfg.training.validation_fraction,
                     "label_counts": data.label_counts(), "dropped": data.dropped,
                     "labels_from_decisions": sum(1 for o in data.origin if o == "decision")})

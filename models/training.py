@@ -177,3 +177,20 @@ def stratified_split(ids: Sequence[str], labels: Sequence[str], fraction: float,
         hold.append(members[:k])
         train.append(members[k:])
     return np.sort(np.concatenate(train)).astype(int), np.sort(np.concatenate(hold)).astype(int)
+
+
+def replicate_by_weight(data: TrainingSet, weights: Sequence[float], seed: int) -> TrainingSet:
+    """`data` with example i repeated about `weights[i]` times: floor(w) copies plus one more with
+    probability frac(w), decided by a seeded hash of (seed, id), so the same data and weights give
+    the same set on every run. Why copies: every kind's `fit` then honours the weight the same
+    way (the linear heads, the transformer, the ensemble), without a sample-weight argument in
+    each. A weight below 1 keeps the example with probability w. Order follows `data`."""
+    w = np.asarray(weights, dtype=float)
+    if w.shape != (len(data),):
+        raise ValueError(f"need one weight per example ({len(data)}), got {w.shape}")
+    if not np.isfinite(w).all() or (w < 0).any():
+        raise ValueError("weights must be finite and non-negative")
+    frac = np.array([int(hashlib.blake2b(f"{seed}:w:{i}".encode(), digest_size=8).hexdigest(), 16) / 2.0 ** 64
+                     for i in data.ids])
+    counts = np.floor(w).astype(int) + (frac < (w - np.floor(w))).astype(int)
+    return data.subset(np.repeat(np.arange(len(data)), counts))

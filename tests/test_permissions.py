@@ -161,7 +161,9 @@ class Scene:
         elif op == "evaluate":
             from evaluation.report import write_report
 
-            write_report(s, tax, self.tmp / f"report-{p.role}", actor=p)
+            from evaluation.config import load_evaluation_config
+
+            write_report(s, tax, self.tmp / f"report-{p.role}", actor=p, config=load_evaluation_config(config_dir()))
         elif op == "ingest":
             from core.ingest import ColumnMap, ingest_paths
 

@@ -89,7 +89,7 @@ def test_review_flow_in_the_browser(seeded, taxonomy, browser_page):
         page.screenshot(path=str(SHOTS / "review.png"), full_page=True)
 
         page.keyboard.press("c")  # one key confirms the model's label with the default action
-        page.wait_for_selector("text=Saved: case", timeout=20000)
+        page.wait_for_selector("text=/Saved case/", timeout=20000)
         made = decisions(seeded)
         assert len(made) == 1
         assert made[0]["reviewer"] == "alice" and made[0]["label"] == "hate"
@@ -101,8 +101,9 @@ def test_review_flow_in_the_browser(seeded, taxonomy, browser_page):
         page.keyboard.press("Enter")
         page.click("#wb-next")
         page.wait_for_selector("text=/Case \\d+ · spam/", timeout=20000)
-        page.get_by_role("radio", name="benign").check()
-        page.wait_for_function("() => document.querySelector('#wb-action input').value === 'no_action'", timeout=20000)
+        page.get_by_role("radio", name="1 benign").check()
+        page.wait_for_function("() => document.querySelector('#wb-action input:checked')?.value === 'no_action'",
+                               timeout=20000)
         page.click("#wb-decide")
         page.wait_for_selector("text=Not saved", timeout=20000)
         assert len(decisions(seeded)) == 1
@@ -128,15 +129,23 @@ def test_review_flow_in_the_browser(seeded, taxonomy, browser_page):
 
 
 def test_render_helpers():
-    from workbench.ui.render import _esc, campaign_md, entities_text, header_md, terms_text, text_html
+    from workbench.ui.render import (_esc, campaign_md, entities_text, header_html, header_md, terms_text, text_html,
+                                     when)
 
-    packet = {"case": {"id": 7, "queue": "spam", "severity": None, "is_audit": True, "priority_reason": "score"},
+    packet = {"case": {"id": 7, "queue": "spam", "severity": None, "is_audit": True, "calibration_set": "weekly",
+                       "priority_reason": "score"},
               "minutes_left": -5, "masked": True, "campaign": None,
-              "item": {"id": "r:<a>", "source": "r", "surface": "dm", "text": "x\ny"}}
+              "item": {"id": "r:<a>", "source": "r", "surface": "dm", "text": "x\ny &#128545;"}}
     assert header_md(packet).startswith("### Case 7 · spam · no tier · **overdue by 5 min**")
-    assert "QA audit" in header_md(packet)
+    head = header_html(packet)
+    assert "data-case='7'" in head and "overdue by 5 min" in head
+    assert "audit" not in head.lower() and "weekly" not in head  # blind QA and calibration
     html = text_html(packet)
-    assert "r:&lt;a&gt;" in html and "x<br>y" in html and "Reveal" in html
+    assert "r:&lt;a&gt;" in html and "x<br>y \U0001F621" in html and "Reveal" in html  # entities decoded
+    assert ">2026-12-03 09:41 UTC</time>" in when("2026-12-03T09:41:37.123456")  # to the minute
+    camp = dict(packet, campaign_case={"members": 7, "label_mix": {"scam": 5, "spam": 2}, "already_decided": 2,
+                                       "held_by_others": 0, "will_decide": 7})
+    assert "Campaign case: <b>7 items</b>, label mix 5 scam, 2 spam, <b>2 already decided</b>" in header_html(camp)
     assert campaign_md(packet) == "Not part of a campaign."
     assert terms_text([["win", 0.5], "prize"]) == "win, prize" and terms_text(None) == "—"
     assert entities_text({"phone": [{"value": "0871", "items": 7}]}) == "phone: 0871 (7 items)"
@@ -203,7 +212,7 @@ def test_sign_in_roles_and_no_session_no_action(seeded, taxonomy, browser_page):
         page.keyboard.press("n")
         page.wait_for_selector("text=/Case \\d+ · hate-harassment/", timeout=20000)
         page.keyboard.press("c")
-        page.wait_for_selector("text=Saved: case", timeout=20000)
+        page.wait_for_selector("text=/Saved case/", timeout=20000)
         made = decisions(seeded)
         assert [d["reviewer"] for d in made] == ["ann"]
         SHOTS.mkdir(parents=True, exist_ok=True)

@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from labeling.queue_config import QueueConfig
     from labeling.review_config import ReviewSettings
     from models.config import ModelsConfig
+    from core.web_config import WebConfig
     from workbench.webhooks import WebhookConfig
 
 
@@ -180,6 +181,12 @@ class AppContext:
         from workbench.webhooks import load_webhooks
 
         return self._once("webhooks", lambda: load_webhooks(self.config_dir, os.environ))
+
+    def web(self) -> "WebConfig":
+        """`web.yaml` (web sessions, cross-site protection, login throttle, single-sign-on proxy)."""
+        from core.web_config import load_web_config
+
+        return self._once("web", lambda: load_web_config(self.config_dir))
 
     @property
     def plugins(self) -> "pluggy.PluginManager":

@@ -16,7 +16,7 @@ from ..context import AppContext
 
 # Built-in command groups, registered as plugins in this order.
 BUILTIN_COMMANDS: tuple[str, ...] = ("data", "evaluation", "queue", "campaigns", "models", "serve", "quarantine",
-                                     "webhooks", "accounts")
+                                     "webhooks", "accounts", "seed", "search")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -1,4 +1,4 @@
-"""Account commands: `workbench users add|list|disable|enable|set-role|set-password` and
+"""Account commands: `workbench users add|list|disable|enable|set-role|set-password|sessions|logout` and
 `workbench tokens create|list|revoke`. Thin wrappers over `core.accounts`; the services check the
 `users` / `tokens` permissions and audit every change.
 
@@ -148,6 +148,48 @@ def register_commands(cli: click.Group) -> None:
         with user_errors():
             out = set_password(app.store(), name, _read_password(True) or "", actor=acting(app))
         emit(out, as_json, lambda o: click.echo(f"password of {o['name']} set"))
+
+    @users.command("sessions")
+    @click.argument("name", required=False)
+    @click.option("--all", "show_all", is_flag=True, help="Also sessions that ended (and why).")
+    @json_option
+    @pass_app
+    def users_sessions(app: AppContext, name: Optional[str], show_all: bool, as_json: bool) -> None:
+        """List web sessions (newest first): user, client address, start, last activity, end.
+
+        \b
+        Example:
+          workbench users sessions bob --all
+        """
+        from core.web_sessions import list_sessions
+
+        with user_errors():
+            app.require("users", "sessions")
+            rows = list_sessions(app.store(), name, live_only=not show_all)
+        emit(rows, as_json, lambda rs: [click.echo(
+            f"{r['id']:>5} {r['user']:<20} {r['client'] or '-':<16} since {r['created_at']:%Y-%m-%d %H:%M} "
+            f"last {r['last_seen_at']:%H:%M:%S}"
+            + (f"  ended {r['ended_at']:%Y-%m-%d %H:%M} ({r['end_reason']})" if r["ended_at"] else "")) for r in rs])
+
+    @users.command("logout")
+    @click.argument("name")
+    @json_option
+    @pass_app
+    def users_logout(app: AppContext, name: str, as_json: bool) -> None:
+        """Sign NAME out of the web UI everywhere: every live session ends at once.
+
+        \b
+        Example:
+          workbench users logout bob
+        """
+        from core.web_sessions import SessionError, revoke_sessions
+
+        with user_errors():
+            try:
+                out = revoke_sessions(app.store(), name, actor=acting(app))
+            except SessionError as exc:
+                raise click.ClickException(str(exc)) from None
+        emit(out, as_json, lambda o: click.echo(f"{o['ended']} session(s) of {o['user']} ended"))
 
     @cli.group()
     def tokens() -> None:

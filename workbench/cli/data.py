@@ -297,7 +297,7 @@ def register_commands(cli: click.Group) -> None:
 
         try:
             summary = export_labels(app.store(), app.taxonomy(), out_dir, include_source_labels, source, push_to_hub,
-                                    actor=acting(app))
+                                    actor=acting(app), splits=app.models().learning)
         except ExportError as exc:
             raise click.ClickException(str(exc)) from None
         emit(summary, as_json, lambda d: click.echo(

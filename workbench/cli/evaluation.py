@@ -22,55 +22,97 @@ def register_commands(cli: click.Group) -> None:
     @json_option
     @pass_app
     def eval_report(app: AppContext, out_dir: str, model_version: Optional[str], as_json: bool) -> None:
-        """Write report.md with PNG plots: override rates, P/R/F1 (all and QA-audit), ECE, kappa, drift.
+        """Write report.html (one self-contained file, plots embedded) and report.md with PNGs.
+
+        QA-audit precision / recall / F1 per policy with intervals and the audits still needed,
+        override rates over time (per model version, policy, queue) with a test of change, the
+        confusion matrix, calibration, agreement, slices with the Jigsaw bias AUCs, drift, and
+        analyst quality when you are a lead (configs/evaluation.yaml, configs/drift.yaml).
 
         \b
         Example:
-          workbench eval report ./reports/week-48 --json | jq .quality.override_rate
+          workbench eval report ./reports/week-48 --json | jq .overrides.overall
         """
+        from evaluation.config import load_evaluation_config
+        from evaluation.drift import load_drift_config
         from evaluation.report import write_report
 
         with user_errors():
-            result = write_report(app.store(), app.taxonomy(), out_dir, model_version, actor=acting(app))
-        emit(result, as_json, lambda r: click.echo(
-            f"{r['quality']['decisions']} decisions, override rate "
-            f"{'n/a' if r['quality']['override_rate'] is None else format(r['quality']['override_rate'], '.1%')}; "
-            f"report at {r['report']} with {len(r['plots'])} plots"))
+            config = load_evaluation_config(app.config_dir)
+            drift_config = load_drift_config(app.config_dir)
+            result = write_report(app.store(), app.taxonomy(), out_dir, model_version, actor=acting(app),
+                                  config=config, drift_config=drift_config)
+
+        def line(r: dict) -> None:
+            o = r["overrides"]["overall"]
+            rate = "n/a" if o["estimate"] is None else f"{o['estimate']:.1%} [{o['lo']:.1%}, {o['hi']:.1%}]"
+            click.echo(f"{r['decisions']} decisions ({r['estimates']['qa_audit']['n']} QA audits), override rate "
+                       f"{rate} n={o['n']}; report at {r['html']} and {r['report']} with {len(r['plots'])} plots")
+
+        emit(result, as_json, line)
 
     @eval_group.command("drift")
-    @click.option("--reference", help="Reference window START/END (ISO times); default: first half of item time.")
-    @click.option("--current", help="Current window START/END (ISO times); default: second half.")
-    @click.option("--model", "model_version", help="Model version (default: the champion).")
+    @click.option("--reference-days", type=float, default=None,
+                  help="Length of the reference window, ending where the current one starts (default: drift.yaml, 28).")
+    @click.option("--current-days", type=float, default=None,
+                  help="Length of the current window, ending at --now (default: drift.yaml, 7).")
+    @click.option("--now", "now_text", metavar="ISO-TIME", default=None,
+                  help="End of the current window (ISO time, UTC unless it says otherwise); default: the newest item time.")
+    @click.option("--check", is_flag=True,
+                  help="Exit 1 when any alarm fires (one line each), 0 otherwise: for cron or CI.")
     @json_option
     @pass_app
-    def eval_drift(app: AppContext, reference: Optional[str], current: Optional[str], model_version: Optional[str],
-                   as_json: bool) -> None:
-        """Score drift between two windows of item time: PSI and KS per policy label.
+    def eval_drift(app: AppContext, reference_days: Optional[float], current_days: Optional[float],
+                   now_text: Optional[str], check: bool, as_json: bool) -> None:
+        """Drift between the last days of item time and the weeks before: scores, labels, embeddings, campaigns, overrides.
+
+        Checks and thresholds: configs/drift.yaml. A window below a check's minimum size says
+        "not enough data" instead of alarming. Exit status with --check: 0 no alarm, 1 alarm,
+        2 could not measure (empty store, broken config).
 
         \b
-        Example:
-          workbench eval drift --reference 2026-10-01/2026-11-01 --current 2026-11-01/2026-11-25
+        Example (cron, every morning; exit 1 mails the alarms):
+          workbench eval drift --check
+          workbench eval drift --reference-days 28 --current-days 7 --now 2026-11-30T00:00 --json
         """
         import datetime as dt
 
-        from evaluation.report import score_drift
+        from core.config import ConfigError
+        from evaluation.drift import DriftError, drift_report, load_drift_config
 
-        def window(text: Optional[str], name: str) -> Optional[tuple[dt.datetime, dt.datetime]]:
-            if not text:
-                return None
+        now = None
+        if now_text:
             try:
-                a, b = text.split("/")
-                return dt.datetime.fromisoformat(a), dt.datetime.fromisoformat(b)
+                now = dt.datetime.fromisoformat(now_text)
             except ValueError:
-                raise click.BadParameter(f"expected START/END in ISO format, got {text!r}", param_hint=name) from None
+                raise click.BadParameter(f"expected an ISO time such as 2026-11-30T00:00, got {now_text!r}",
+                                         param_hint="--now") from None
+        for name, days in (("--reference-days", reference_days), ("--current-days", current_days)):
+            if days is not None and not days > 0:
+                raise click.BadParameter(f"must be more than 0 days, got {days:g}", param_hint=name)
+        class CannotRun(click.ClickException):
+            exit_code = 2  # 1 means "alarm" to a scheduler: a run that could not measure is not one
 
-        ref, cur = window(reference, "--reference"), window(current, "--current")
-        if (ref is None) != (cur is None):
-            raise click.UsageError("give both --reference and --current, or neither")
-        result = score_drift(app.store(), app.taxonomy(), ref, cur, model_version)
-        result.pop("_arrays", None)
-        if "error" in result:
-            raise click.ClickException(result["error"])
-        emit(result, as_json, lambda r: [click.echo(
-            f"{lab:<12} PSI {v['psi']:.3f}  KS {v['ks']:.3f}  mean {v['mean_ref']:.3f} -> {v['mean_cur']:.3f}")
-            for lab, v in r["per_label"].items()])
+        try:
+            config = load_drift_config(app.config_dir)
+            with user_errors():
+                store, taxonomy = app.store(), app.taxonomy()
+            report = drift_report(store, config, taxonomy, now=now, reference_days=reference_days,
+                                  current_days=current_days)
+        except (ConfigError, DriftError, click.ClickException) as exc:
+            raise CannotRun(exc.format_message() if isinstance(exc, click.ClickException) else str(exc)) from None
+
+        def human(_: object) -> None:
+            r, c = report.reference, report.current
+            click.echo(f"reference {r[0]:%Y-%m-%d %H:%M} - {r[1]:%Y-%m-%d %H:%M} ({report.n_reference} items), "
+                       f"current {c[0]:%Y-%m-%d %H:%M} - {c[1]:%Y-%m-%d %H:%M} ({report.n_current} items)")
+            for ch in (report.alarms if check else report.checks):
+                click.echo(("ALARM " if ch.alarm else "") + ch.message)
+            if check:
+                skipped = sum(ch.status == "not enough data" for ch in report.checks)
+                click.echo(f"{len(report.alarms)} alarm(s) in {len(report.checks)} checks"
+                           + (f" ({skipped} with not enough data)" if skipped else ""))
+
+        emit(report.to_dict(), as_json, human)
+        if check and report.alarms:
+            click.get_current_context().exit(1)

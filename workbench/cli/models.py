@@ -219,6 +219,92 @@ def register_commands(cli: click.Group) -> None:
                                                   + ", ".join(shown(n, p) for n, p in v["params"].items()))
                                        for k, v in d.items()])
 
+    @cli.command("retrain")
+    @click.option("--kind", help="Challenger kind (default: the champion's kind, with its parameters).")
+    @click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
+                  help="Override a parameter of the challenger (repeatable), e.g. C=2.")
+    @click.option("--source", "sources", multiple=True, help="Use only items of this source (repeatable).")
+    @click.option("--no-promote", "no_promote", is_flag=True,
+                  help="Train, compare and report only; never promote.")
+    @click.option("--force", is_flag=True,
+                  help="Promote even when the gate refuses (needs force_promote and --reason; audited).")
+    @click.option("--reason", default="", help="Why (required with --force; kept in the audit log).")
+    @click.option("--if-due", "if_due", is_flag=True,
+                  help="Only when auto_retrain in models.yaml says a retrain is due (for cron).")
+    @click.option("--tune-weight", "tune_weight", is_flag=True,
+                  help="Choose the human-label weight from learning.weight_grid by grouped cross-validation "
+                       "on the train side before training.")
+    @click.option("--no-rescore", "no_rescore", is_flag=True,
+                  help="After a promotion, leave the open cases as they are (run `workbench score` and "
+                       "`workbench cases build` later).")
+    @click.option("--report-dir", type=click.Path(file_okay=False), help="Where to write comparison.md / .png "
+                  "(default: <data dir>/reports/promotion-<challenger>).")
+    @principal_option("actor", help="Who retrains (audit log); on a store without accounts, default: the OS user.")
+    @json_option
+    @pass_app
+    def retrain_cmd(app: AppContext, kind: Optional[str], params: tuple[str, ...], sources: tuple[str, ...],
+                    no_promote: bool, force: bool, reason: str, if_due: bool, tune_weight: bool, no_rescore: bool,
+                    report_dir: Optional[str], actor: Any, as_json: bool) -> None:
+        """Train a challenger on base data plus human labels; promote it only through the gate.
+
+        The challenger and the champion are scored on the same held-out items: the human labels
+        on the campaign-grouped test split and the uniform QA-audit decisions among them. It is
+        promoted only when the lower bound of the paired bootstrap interval of the configured
+        metric (models.yaml `promotion`) is above zero, or with --force --reason by an
+        engineer. A comparison report (Markdown + PNG) is written either way. After a
+        promotion the open cases are rescored and re-prioritised (with a progress bar).
+
+        \b
+        Examples:
+          workbench retrain
+          workbench retrain --no-promote --json
+          workbench retrain --if-due                 # from cron
+          workbench retrain --force --reason "hotfix for the new scam wave; QA set too small"
+        """
+        from evaluation.promotion import retrain_and_gate, retrain_due
+
+        cfg = app.models()
+        if if_due:
+            due = _call(retrain_due, app.store(), cfg)
+            if not due["due"]:
+                emit({"retrained": False, **due}, as_json, lambda d: click.echo(f"no retrain: {d['reason']}"))
+                return
+            if not as_json:
+                click.echo(f"retrain due: {due['reason']}")
+        if tune_weight:
+            from evaluation.weight_tuning import tune_human_weight
+
+            tuned = _call(tune_human_weight, app.store(), app.taxonomy(), models_config=cfg, actor=actor, kind=kind,
+                          params=_parse_params(params), sources=list(sources) or None, show_progress=not as_json)
+            cfg = cfg.model_copy(update={"learning": cfg.learning.model_copy(
+                update={"human_weight": tuned["chosen"]})})
+            if not as_json:
+                click.echo(f"human weight {tuned['chosen']} by {tuned['folds']}-fold grouped cross-validation: "
+                           + ", ".join(f"{w}: macro F1 {f:.4f}" for w, f in tuned["scores"].items()))
+        echo = (lambda *a, **k: None) if as_json else click.echo
+        result = _call(retrain_and_gate, app.store(), app.taxonomy(), models_config=cfg,
+                       queue_config=None if no_rescore else app.queues(), actor=actor, kind=kind,
+                       params=_parse_params(params), sources=list(sources) or None, promote=not no_promote,
+                       force=force, reason=reason, rescore="none" if no_rescore else "foreground",
+                       report_dir=report_dir, show_progress=not as_json, echo=echo)
+
+        def human(r: dict[str, Any]) -> None:
+            click.echo(f"challenger {r['challenger']} vs champion {r['champion'] or '(none)'}: "
+                       + ("PROMOTED" + (" (forced)" if r["forced"] else "") if r["promoted"] else "not promoted"))
+            click.echo(f"  gate: {r['gate']['reason']}")
+            for name, comp in r["comparisons"].items():
+                m = comp.get("macro_f1") or {}
+                if comp["n"]:
+                    click.echo(f"  {name}: {comp['n']} items, macro F1 {m.get('champion')} -> {m.get('challenger')} "
+                               f"[{m.get('lower')}, {m.get('upper')}]; McNemar p {comp['mcnemar']['p_value']}")
+            if r.get("rescore"):
+                rs = r["rescore"]
+                click.echo(f"  open cases: {rs['scored']} items rescored, {rs['replanned']} re-planned, "
+                           f"{rs['refreshed']} refreshed, {rs['stale_left']} stale left")
+            click.echo(f"  report: {r['report']}  plot: {r['png']}")
+
+        emit(result, as_json, human)
+
     @cli.command("score")
     @click.option("--model", "model_version", help="Version to score with (default: the champion).")
     @click.option("--chunk-size", type=int, help="Items per transaction (default: scoring.chunk_size).")

@@ -96,8 +96,11 @@ def register_commands(cli: click.Group) -> None:
         with user_errors():
             check_serve_host(host, app.has_users())
             name = "" if app.has_users() else app.principal(analyst).name
+            web = app.web()  # configs/web.yaml: a broken file stops here, before the server starts
         from ..ui import serve as serve_ui
 
         click.echo(f"serving {app.store().display_url} on http://{host}:{port} (Ctrl+C to stop)"
-                   + (" with sign-in" if app.has_users() else ""))
+                   + (f" with sign-in (idle timeout {web.session.idle_timeout_seconds} s"
+                      + (f"; single sign-on by {web.sso.user_header} from {', '.join(map(str, web.trusted_proxies))}"
+                         if web.sso.enabled else "") + ")" if app.has_users() else ""))
         serve_ui(app, host=host, port=port, analyst=name, queue=queue)

@@ -1,12 +1,15 @@
 """The Gradio review workbench: a thin view over the services, handed the application context.
 
-Tabs, one module each: Review (`review`: claim the next case, see the masked text, the model's
-scores, similar past decisions, campaign and author history; confirm in one key, override,
-escalate, skip), Campaigns (`campaigns`: list, timeline plot, act on a whole campaign),
+Tabs, one module each: Review (`review`: the analyst's screen: the most urgent queue first, the
+next case or one by id, the text masked by the server until revealed, the model's scores, the
+campaign, similar past decisions and author history, a context panel (`context_panel`); one key
+to confirm, override, escalate, skip, undo; a lease heartbeat and live counts), Campaigns (`campaigns`: list, timeline plot, act on a whole campaign),
 Evaluation (`evaluation`: the `workbench eval report` figures and plots), Operations
-(`operations`: queue KPIs). `render` holds the pure rendering helpers, `assets` the keyboard
-shortcuts and CSS. Keys on the Review tab when no text box has focus: c confirm, n next,
-r reveal, s skip, x release.
+(`operations`: queue KPIs as tables and charts), Search (`search`: text, id, author, tag, note),
+Appeals (`appeals`: a lead confirms or reverses). `format` holds the shared time and text
+formatting, `render` holds the pure rendering helpers, `assets` the keyboard
+shortcuts and CSS. Keys on the Review tab: 1-9 label, a action, c confirm, o override, e escalate,
+Ctrl+Enter save, u undo, n next, r reveal, s skip, x release, ? help.
 
 Importing this package is light: Gradio and the tab modules load inside `build_app`.
 """
@@ -32,20 +35,24 @@ def build_app(app: "AppContext", analyst: str = "analyst", queue: Optional[str] 
     from .evaluation import build_evaluation_tab
     from .operations import build_operations_tab
     from .review import build_review_tab
-    from .session import signed_in_name
 
     with gr.Blocks(title="T&S workbench") as blocks:
-        gr.Markdown("## Trust & Safety workbench")
-        with gr.Tab("Review"):
-            who = build_review_tab(app, analyst, queue)
+        with gr.Tab("Review", elem_id="wb-review-tab"):
+            who = build_review_tab(app, blocks, analyst, queue)  # fills `who` with the session's user on load
         with gr.Tab("Campaigns"):
             build_campaigns_tab(app, blocks, who)
         with gr.Tab("Evaluation"):
-            build_evaluation_tab(app)
+            build_evaluation_tab(app, who)
         with gr.Tab("Operations"):
             build_operations_tab(app, blocks)
-        if app.has_users():
-            blocks.load(signed_in_name(app, ""), None, who)  # the session's user, shown
+        with gr.Tab("Search"):
+            from .search import build_search_tab  # issue 17: find by text, id, author, tag
+
+            build_search_tab(app, who)
+        with gr.Tab("Appeals"):
+            from .appeals import build_appeals_tab  # issue 17: a lead decides appeals
+
+            build_appeals_tab(app, blocks, who)
     return blocks
 
 
@@ -80,11 +87,20 @@ def serve(app: "AppContext", host: str = "127.0.0.1", port: int = 7860, analyst:
         from ..webhooks import start_webhook_worker  # the enforcement hand-off (webhooks.yaml)
 
         start_webhook_worker(app)
-    from .session import login_check
+        from ..learning import start_auto_retrain  # issue 18: off unless models.yaml auto_retrain.enabled
 
+        start_auto_retrain(app)
+    from .session import login_check
+    from .web_guard import SESSION_JS, guard_middleware, record_peer
+
+    # The guard (sessions in the store, idle timeout, logout, CSRF, login throttle, SSO proxy;
+    # configs/web.yaml) is a middleware of the app Gradio creates, so it is there before the
+    # first request; record_peer keeps the real TCP peer for the trusted-proxy check.
     blocks.launch(server_name=host, server_port=port, prevent_thread_lock=True, quiet=not block,
                   auth=login_check(app), auth_message="Sign in with your workbench account.",
-                  head=SHORTCUTS_JS, css=CSS, footer_links=[])
+                  head=SHORTCUTS_JS + SESSION_JS, css=CSS, footer_links=[],
+                  app_kwargs={"middleware": [guard_middleware(app, port)]})
+    record_peer(blocks)
     from ..api import mount_api  # the /api/v1 HTTP API (bearer tokens), ahead of Gradio's routes
 
     mount_api(app, blocks.app)

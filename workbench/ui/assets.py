@@ -1,23 +1,182 @@
-"""Assets shared by every tab: the keyboard shortcuts of the Review tab and the page CSS."""
+"""Assets shared by every tab: the Review tab's keyboard shortcuts, lease clock, local times, and the page CSS.
+
+Keys on the Review tab (not while typing in a text box, except Ctrl+Enter and Esc):
+1-9 pick the label, a cycles the action, o focuses the rationale (override), e escalates (focus
+the reason; Ctrl+Enter sends), Ctrl+Enter saves, c confirms the model, n next, r reveal, s skip,
+x release, u undo, ? the list of keys, Esc leaves the text box.
+"""
 from __future__ import annotations
 
-# Keys on the Review tab when no text box has focus: c confirm, n next, r reveal, s skip, x release.
 SHORTCUTS_JS = """
 <script>
-document.addEventListener('keydown', (e) => {
-  const t = e.target;
-  if (e.ctrlKey || e.metaKey || e.altKey) return;
-  if (t && (t.tagName === 'TEXTAREA' || t.tagName === 'INPUT' || t.isContentEditable)) return;
-  const ids = {c: 'wb-confirm', n: 'wb-next', r: 'wb-reveal', s: 'wb-skip', x: 'wb-release'};
-  const el = document.getElementById(ids[e.key]);
-  if (el) { e.preventDefault(); el.click(); }
-});
+(() => {
+  if (window.wbKeys) return;
+  window.wbKeys = true;
+  window.wbLastActivity = Date.now();
+  window.wbMode = 'decide';
+  const $ = (sel) => document.querySelector(sel);
+  const typing = (t) => t && (t.tagName === 'TEXTAREA' || t.isContentEditable ||
+      (t.tagName === 'INPUT' && !['radio', 'checkbox', 'button', 'submit'].includes(t.type)));
+  const click = (id) => { const el = document.getElementById(id); if (el) el.click(); return !!el; };
+  const reviewShown = () => { const el = document.getElementById('wb-confirm'); return !!el && el.offsetParent !== null; };
+  const radios = (id) => Array.from(document.querySelectorAll('#' + id + ' input[type=radio]'));
+  const groupRadios = () => {  // one radio group: one tab stop, arrows move (native behaviour)
+    for (const id of ['wb-label', 'wb-action']) radios(id).forEach((r) => { r.name = id; });
+  };
+  const hint = (text) => {
+    let el = document.getElementById('wb-mode');
+    const box = document.getElementById('wb-rationale');
+    if (!el && box) { el = document.createElement('div'); el.id = 'wb-mode'; box.parentNode.insertBefore(el, box); }
+    if (el) { el.textContent = text || ''; el.style.display = text ? 'block' : 'none'; }
+  };
+  const focusRationale = () => { const t = $('#wb-rationale textarea'); if (t) t.focus(); };
+  const help = () => {
+    let el = document.getElementById('wb-help');
+    if (!el) {
+      el = document.createElement('div'); el.id = 'wb-help'; el.setAttribute('role', 'dialog');
+      el.innerHTML = '<b>Keys on the Review tab</b><table>' + [
+        ['1-9', 'pick the label'], ['a', 'next enforcement action'], ['c', 'confirm the model (campaign: twice)'],
+        ['o', 'override: type the rationale'], ['e', 'escalate: type the reason'],
+        ['Ctrl+Enter', 'save (or send the escalation), also from the text box'], ['u', 'undo your last decision'],
+        ['n', 'next case'], ['r', 'reveal the text (audited)'], ['s', 'skip'], ['x', 'release'],
+        ['Esc', 'leave the text box'], ['?', 'this list']].map(([k, v]) => '<tr><td><kbd>' + k + '</kbd></td><td>' + v +
+        '</td></tr>').join('') + '</table><small>Press ? or Esc to close.</small>';
+      document.body.appendChild(el);
+    }
+    el.style.display = el.style.display === 'block' ? 'none' : 'block';
+  };
+  const activity = () => { window.wbLastActivity = Date.now(); };
+  document.addEventListener('mousedown', activity, true);
+  document.addEventListener('keydown', (e) => {
+    activity();
+    const t = e.target;
+    if (!reviewShown()) return;
+    if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) {
+      e.preventDefault(); e.stopPropagation();
+      if (t && t.blur && typing(t)) t.dispatchEvent(new Event('input', {bubbles: true}));
+      setTimeout(() => click(window.wbMode === 'escalate' ? 'wb-escalate' : 'wb-decide'), 60);
+      return;
+    }
+    if (e.key === 'Escape') {
+      const h = document.getElementById('wb-help'); if (h) h.style.display = 'none';
+      if (typing(t)) t.blur();
+      window.wbMode = 'decide'; hint('');
+      return;
+    }
+    if (e.ctrlKey || e.metaKey || e.altKey || typing(t)) return;
+    const k = e.key;
+    if (/^[1-9]$/.test(k)) {
+      const r = radios('wb-label')[Number(k) - 1];
+      if (r) { e.preventDefault(); r.click(); r.focus(); }
+      return;
+    }
+    if (k === 'a') {
+      const rs = radios('wb-action'); if (!rs.length) return;
+      const i = rs.findIndex((r) => r.checked);
+      const next = rs[(i + 1) % rs.length]; e.preventDefault(); next.click();
+      return;
+    }
+    if (k === 'o') { e.preventDefault(); window.wbMode = 'decide'; hint('Override: type why, then Ctrl+Enter to save.'); focusRationale(); return; }
+    if (k === 'e') { e.preventDefault(); window.wbMode = 'escalate'; hint('Escalating: type the reason, then Ctrl+Enter to send (Esc cancels).'); focusRationale(); return; }
+    if (k === '?') { e.preventDefault(); help(); return; }
+    const ids = {c: 'wb-confirm', n: 'wb-next', r: 'wb-reveal', s: 'wb-skip', x: 'wb-release', u: 'wb-undo'};
+    if (ids[k]) { e.preventDefault(); click(ids[k]); }
+  }, true);
+  const pad = (n) => String(n).padStart(2, '0');
+  const localTimes = () => document.querySelectorAll('time.wb-t:not([data-local])').forEach((el) => {
+    const d = new Date(el.getAttribute('datetime'));
+    if (isNaN(d)) return;
+    el.textContent = d.getFullYear() + '-' + pad(d.getMonth() + 1) + '-' + pad(d.getDate()) + ' ' + pad(d.getHours()) + ':' + pad(d.getMinutes());
+    el.setAttribute('data-local', '1'); el.title = el.getAttribute('datetime');
+  });
+  let lastCase = null;
+  const onChange = () => {
+    groupRadios(); localTimes();
+    const lease = document.getElementById('wb-lease');
+    if (lease && !lease.querySelector('.wb-clock') && lease.getAttribute('data-expires')) clockTick();
+    const head = document.querySelector('#wb-header .wb-head');
+    const id = head ? head.getAttribute('data-case') : null;
+    if (id !== lastCase) {  // a new case: back to the top, out of any text box, mode reset
+      lastCase = id; window.wbMode = 'decide'; hint('');
+      window.scrollTo(0, 0);
+      const a = document.activeElement; if (a && typing(a)) a.blur();
+    }
+  };
+  new MutationObserver(onChange).observe(document.documentElement, {childList: true, subtree: true});
+  const fmt = (s) => Math.floor(s / 60) + ':' + pad(Math.floor(s % 60));
+  const clockTick = () => {  // the lease clock
+    const el = document.getElementById('wb-lease'); if (!el) return;
+    const exp = Number(el.getAttribute('data-expires') || 0);
+    if (!exp) return;
+    const left = (exp - Date.now()) / 1000, warn = Number(el.getAttribute('data-warn') || 0);
+    let clock = el.querySelector('.wb-clock');
+    if (!clock) { clock = document.createElement('span'); clock.className = 'wb-clock'; el.appendChild(clock); }
+    if (left <= 0) { el.className = 'wb-lease wb-lost'; clock.textContent = ': the hold lapsed; the case may be back in the queue.'; }
+    else if (left <= warn) {
+      el.className = 'wb-lease wb-warn';
+      clock.textContent = ': ends in ' + fmt(left) + (el.getAttribute('data-idle') === '1' ? '' : ' (it renews while you work)');
+    }
+    else { el.className = 'wb-lease'; clock.textContent = ': ' + fmt(left) + ' left'; }
+  };
+  setInterval(clockTick, 1000);
+})();
 </script>
 """
 
 CSS = """
-#wb-text {font-size: 1.15em; line-height: 1.5; padding: 0.6em; border-radius: 6px;
-          background: var(--background-fill-secondary);}
-.wb-masked {color: var(--body-text-color-subdued); font-family: monospace;}
-.wb-keys kbd {border: 1px solid #999; border-radius: 3px; padding: 0 4px; font-size: 0.85em;}
+.gradio-container {max-width: 1366px !important; padding-top: 4px !important;}
+#wb-topbar {gap: 8px; align-items: end;}
+#wb-text {font-size: 1.1em; line-height: 1.4; padding: 0.4em 0.7em; border-radius: 6px; max-height: 8em;
+          overflow-y: auto; background: var(--background-fill-secondary);}
+#wb-text .wb-masked {color: var(--body-text-color-subdued); font-family: monospace;}
+#wb-text .wb-blur .wb-revealed {filter: blur(5px); transition: filter 0.15s;}
+#wb-text .wb-blur .wb-revealed:hover {filter: none;}
+#wb-text .wb-gray {filter: grayscale(1);}
+#wb-text .wb-sample ul {margin: 0.2em 0 0 1.2em; font-size: 0.9em;}
+.wb-head {font-size: 0.95em; line-height: 1.35;}
+.wb-case-title {font-weight: 600; font-size: 1.1em;}
+.wb-campaign {margin: 2px 0; padding: 3px 8px; border-left: 4px solid #d97706; background: rgba(217,119,6,0.08);}
+.wb-why {color: var(--body-text-color-subdued); font-size: 0.88em; white-space: nowrap; overflow: hidden;
+         text-overflow: ellipsis;}
+.wb-overdue {color: #b91c1c;}
+.wb-msg {margin-top: 3px; padding: 3px 8px; border-radius: 4px;}
+.wb-info {background: rgba(22,163,74,0.10);}
+.wb-error {background: rgba(220,38,38,0.12); color: #991b1b; font-weight: 500;}
+.wb-confirm {background: rgba(217,119,6,0.15); color: #92400e; font-weight: 600;}
+.wb-lease {font-size: 0.88em;}
+.wb-lease.wb-warn {color: #92400e; font-weight: 600; background: rgba(217,119,6,0.15); padding: 1px 4px;}
+.wb-lease.wb-lost {color: #991b1b; font-weight: 600; background: rgba(220,38,38,0.12); padding: 1px 4px;}
+.wb-status {font-size: 0.88em;}
+.wb-over {color: #991b1b; font-weight: 600;}
+#wb-mode {display: none; font-size: 0.88em; color: #92400e; font-weight: 600;}
+.wb-model {font-size: 0.92em;}
+.wb-bar {display: grid; grid-template-columns: 6.5em 1fr 2.6em; align-items: center; gap: 4px; font-size: 0.85em;}
+.wb-bar i {display: block; height: 0.6em; background: var(--color-accent); border-radius: 2px;}
+.wb-table {table-layout: fixed; width: 100%; border-collapse: collapse; font-size: 0.82em;}
+.wb-table th, .wb-table td {padding: 2px 4px; border-bottom: 1px solid var(--border-color-primary);
+                             overflow-wrap: anywhere; vertical-align: top; text-align: left;}
+.wb-count, .wb-sub, .wb-empty {font-size: 0.82em; color: var(--body-text-color-subdued);}
+.wb-keys {font-size: 0.8em; color: var(--body-text-color-subdued);}
+.wb-keys kbd, #wb-help kbd {border: 1px solid #999; border-radius: 3px; padding: 0 4px; font-size: 0.85em;}
+#wb-help {display: none; position: fixed; top: 60px; right: 24px; z-index: 1000; padding: 12px 16px;
+          background: var(--background-fill-primary); border: 1px solid #999; border-radius: 8px;
+          box-shadow: 0 4px 16px rgba(0,0,0,0.25); font-size: 0.9em;}
+#wb-help td {padding: 1px 8px 1px 0;}
+#wb-label .wrap, #wb-action .wrap {gap: 4px 6px;}
+#wb-label label, #wb-action label {padding: 2px 7px !important; font-size: 0.92em;}
+#wb-buttons button {padding: 4px 6px;}
+.wb-err:not(:has(.wb-msg)) {display: none !important;}
+.wb-title {font-size: 1.05em; font-weight: 600; margin: 0;}
+#wb-topbar .block, #wb-topbar label {padding-top: 2px !important; padding-bottom: 2px !important;}
+#wb-topbar input {padding-top: 4px !important; padding-bottom: 4px !important;}
+#wb-status-box, #wb-lease-box {min-height: 0 !important;}
+.gradio-container > .main > .wrap, .gradio-container .contain {padding-top: 0 !important;}
+#wb-display {align-items: center;}
+.gradio-container .column {gap: 6px !important;}
+.tabitem {padding-top: 2px !important;}
+#wb-label, #wb-action {padding: 4px 10px !important;}
+#wb-label > span, #wb-action > span {margin-bottom: 2px !important;}
+#wb-rationale, #wb-policy-ref {padding: 4px 10px !important;}
+#wb-buttons {gap: 6px !important;}
+#wb-buttons button {min-height: 34px; font-size: 0.95em;}
 """

@@ -1,52 +1,151 @@
-"""The Campaigns tab: the list of campaigns, one campaign's facts and timeline plot, and one
-decision applied to the whole campaign (its campaign case, decided in bulk)."""
+"""The Campaigns tab: the list of campaigns, one campaign's facts, why its members are linked,
+its timeline plot and its members page by page, and one decision applied to the whole campaign
+(its campaign case, decided in bulk).
+
+Readable at 1366x768: the list leads with size, last seen and top terms; times are local to the
+minute; HTML entities are decoded; every text a campaign shows (exemplar, member texts, top
+terms) goes through the masking rule on the campaign's mean model scores, like case texts.
+"""
 from __future__ import annotations
 
+from collections import Counter
 from typing import TYPE_CHECKING, Any, Optional
 
 import gradio as gr
 
+from core.hooks import PermissionDenied
 from clustering.explore import campaign_detail, campaign_timeline, list_campaigns
 from labeling.cases import campaign_case
 from labeling.decisions import bulk_preview, decide
 from labeling.masking import mask_text, should_mask
 
-from .render import campaign_detail_md, terms_text
+from .format import decoded, local_time, md_escape, of_total, page_span, short, zone_name
 from .session import actor
-from .review import SERVICE_ERRORS
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..context import AppContext
+
+# What a service refuses with (LabelingError is a ValueError): shown, never a crash.
+SERVICE_ERRORS = (ValueError, PermissionDenied)
+MEMBERS_PAGE = 50
+LIST_HEADERS = ["id", "size", "last seen", "top terms", "first seen", "decided", "exemplar"]
+MEMBER_HEADERS = ["item", "seen", "why linked", "decided", "text"]
+
+
+def _terms(top_terms: Any, n: int = 6) -> list[str]:
+    return [decoded(t[0] if isinstance(t, (list, tuple)) else t) for t in (top_terms or [])[:n]]
+
+
+_REASON_ORDER = {"same_text": 0, "similarity": 1, "seed": 9}
+
+
+def reason_kinds(linked_by: Optional[str]) -> tuple[str, ...]:
+    """A member's `linked_by` ("same_text,similarity,phone:0871…") as its reason kinds: copies,
+    then similarity, then shared entities, each once."""
+    kinds = {part.split(":", 1)[0] for part in (linked_by or "seed").split(",") if part}
+    return tuple(sorted(kinds, key=lambda k: (_REASON_ORDER.get(k, 5), k))) or ("seed",)
+
+
+def _reason_words(kind: str, threshold: Any) -> str:
+    sim = f" (cosine ≥ {threshold})" if threshold is not None else ""
+    return {"same_text": "the same text as another member", "similarity": f"similar{sim} to another text",
+            "seed": "the member the campaign grew from (no link of its own)"}.get(
+        kind, f"shares a {kind.replace('_', ' ')} with other members")
+
+
+def why_linked_md(members: list[dict[str, Any]], size: int, link_reasons: dict[str, Any]) -> str:
+    """Why the members are in the campaign, each member counted once by its combination of
+    reasons (so the lines add up to the member count), then per reason, which overlap."""
+    thr = (link_reasons or {}).get("similarity_threshold")
+    combos = Counter(reason_kinds(m.get("linked_by")) for m in members)
+    per_reason = Counter(k for m in members for k in reason_kinds(m.get("linked_by")))
+    lines = [f"**Why linked**: each of the {len(members)} members once, by the reasons that hold for it:"]
+    for kinds, n in combos.most_common():
+        lines.append(f"- {n}: " + " and ".join(_reason_words(k, thr) for k in kinds))
+    if len(members) < size:
+        lines.append(f"- {size - len(members)}: not listed (members since removed or merged)")
+    overlap = sum(per_reason.values())
+    lines.append("\nPer reason: " + " · ".join(f"{k.replace('_', ' ')} {n}" for k, n in per_reason.most_common())
+                 + (f". A member linked for several reasons counts under each, so these add to {overlap} for "
+                    f"{len(members)} members." if overlap != len(members) else "."))
+    return "\n".join(lines)
+
+
+def linked_short(linked_by: Optional[str], similarity: Any) -> str:
+    """A member's reasons in a few words: `copy, similar 0.93, phone`."""
+    words = {"same_text": "copy", "similarity": "similar"}
+    out = [words.get(k, k.replace("_", " ")) for k in reason_kinds(linked_by)]
+    if similarity is not None and "similar" in out:
+        out[out.index("similar")] = f"similar {float(similarity):.2f}"
+    return ", ".join(out)
 
 
 def build_campaigns_tab(app: "AppContext", blocks: gr.Blocks, who: gr.Textbox) -> None:
     """Lay out the Campaigns tab inside `blocks` and wire it; `who` is the Review tab's analyst box."""
     store, taxonomy = app.store(), app.taxonomy()
 
-    def shown(camp: dict[str, Any], text: str) -> str:
+    def masked(camp: dict[str, Any]) -> bool:
         # Campaign texts are masked like case texts, on the campaign's mean scores.
-        return mask_text(text) if should_mask(app.review(), camp.get("mean_scores"), None) else text
+        return should_mask(app.review(), camp.get("mean_scores"), None)
+
+    def shown(camp: dict[str, Any], text: Any) -> str:
+        plain = decoded(text)
+        return mask_text(plain) if masked(camp) else plain
+
+    def terms(camp: dict[str, Any], n: int = 6) -> str:
+        return ", ".join(shown(camp, t) for t in _terms(camp.get("top_terms"), n)) or "—"
 
     def campaign_table() -> list[list[Any]]:
         try:
-            rows = list_campaigns(store, limit=100)
+            rows = list_campaigns(store, limit=100, taxonomy=taxonomy)
         except Exception as exc:  # noqa: BLE001 - no campaigns built yet
-            return [[None, 0, str(exc), "", "", ""]]
-        return [[r.get("id"), r.get("size"), shown(r, r.get("exemplar_text") or "")[:100], r.get("first_seen"),
-                 r.get("last_seen"), terms_text(r.get("top_terms"), 5)] for r in rows]
+            return [[None, 0, "", str(exc), "", "", ""]]
+        return [[r.get("id"), r.get("size"), local_time(r.get("last_seen")), terms(r, 5),
+                 local_time(r.get("first_seen")), r.get("decided", 0), short(shown(r, r.get("exemplar_text")), 90)]
+                for r in rows]
 
-    def show_campaign(campaign_id: Optional[float]) -> tuple[Any, ...]:
+    def summary_md(d: dict[str, Any]) -> str:
+        mean = d.get("mean_scores") or {}
+        growth = d.get("growth") or {}
+        mix = ", ".join(f"{n} {lab}" for lab, n in (d.get("label_mix") or {}).items()) or "none"
+        ents = []
+        for kind, values in (d.get("entities") or {}).items():
+            vals = [f"{md_escape(v.get('value'))} ({v.get('items')} items)" for v in list(values or [])[:3]
+                    if isinstance(v, dict)]
+            if vals:
+                ents.append(f"{kind}: " + "; ".join(vals))
+        top = sorted(mean.items(), key=lambda kv: -kv[1])[:3]
+        return (f"### Campaign {d.get('id')}: {d.get('size')} items ({d.get('status')})\n"
+                f"**Exemplar:** {md_escape(shown(d, d.get('exemplar_text')))}\n\n"
+                f"- seen from {local_time(d.get('first_seen'))} to {local_time(d.get('last_seen'), zone=True)}; "
+                f"{growth.get('last_hour', 0)} new in the last hour, {growth.get('last_day', 0)} in the last day\n"
+                f"- top terms: {md_escape(terms(d, 8))}\n"
+                f"- shared entities: {' · '.join(ents) or 'none'}\n"
+                f"- model, mean over members: " + ", ".join(f"{k} {v:.2f}" for k, v in top) + "\n"
+                f"- decided members: {d.get('decided', 0)} of {d.get('size')} ({mix})")
+
+    def show_campaign(campaign_id: Optional[float], page: Optional[float]) -> tuple[Any, ...]:
         if campaign_id is None:
-            return "Pick a campaign id.", None, []
+            return "Pick a campaign id.", None, [], "", 1
         cid = int(campaign_id)
         try:
-            d = campaign_detail(store, cid, members_limit=50, taxonomy=taxonomy)
+            d = campaign_detail(store, cid, members_limit=0, taxonomy=taxonomy)
             png = campaign_timeline(store, cid, png_path=store.path("plots", f"campaign-{cid}-timeline.png"))["png"]
         except Exception as exc:  # noqa: BLE001 - unknown id, no campaigns built yet
-            return f"Warning: {exc}", None, []
-        members = [[m["item_id"], m["seen"], m["linked_by"], m["similarity"], m["decided_label"],
-                    shown(d, m["text"])[:120]] for m in d.get("members", [])]
-        return campaign_detail_md(d, shown(d, d.get("exemplar_text") or "")) + preview_md(cid), png, members
+            return f"Warning: {exc}", None, [], "", 1
+        members = sorted(d.get("members", []), key=lambda m: (str(m.get("seen") or ""), m["item_id"]))  # as they came
+        page, start, end = page_span(int(page or 1), MEMBERS_PAGE, len(members))
+        rows = [[m["item_id"], local_time(m["seen"]), linked_short(m["linked_by"], m["similarity"]),
+                 m["decided_label"] or "—", short(shown(d, m["text"]), 140)] for m in members[start:end]]
+        count = (f"Members {start + 1}–{end}: {of_total(end - start, len(members), 'members')} "
+                 f"(page {page} of {max(1, -(-len(members) // MEMBERS_PAGE))}; times in {zone_name()})"
+                 if members else "No members.")
+        body = (summary_md(d) + "\n\n" + why_linked_md(members, int(d.get("size") or 0), d.get("link_reasons") or {})
+                + preview_md(cid))
+        return body, png, rows, count, page
+
+    def page_of(campaign_id: Optional[float], page: Optional[float], by: int) -> tuple[Any, ...]:
+        return show_campaign(campaign_id, max(1, int(page or 1) + by))
 
     def preview_md(cid: int) -> str:
         """What applying a decision would do, said before the button is pressed."""
@@ -88,15 +187,21 @@ def build_campaigns_tab(app: "AppContext", blocks: gr.Blocks, who: gr.Textbox) -
                 + (f"; superseded {bulk['superseded']} earlier decisions" if bulk.get("superseded") else "") + ".")
 
     refresh = gr.Button("Refresh campaigns", size="sm")
-    table = gr.Dataframe(headers=["id", "size", "exemplar", "first seen", "last seen", "top terms"],
-                         interactive=False, wrap=True)
+    table = gr.Dataframe(headers=LIST_HEADERS, interactive=False, wrap=True, elem_id="wb-campaigns",
+                         column_widths=["5%", "6%", "13%", "24%", "13%", "7%", "32%"], max_height=330,
+                         label=f"Campaigns, biggest first (times in {zone_name()}); click a row to show it")
     with gr.Row():
-        camp_id = gr.Number(label="Campaign id", precision=0)
-        show_btn = gr.Button("Show")
-    camp_md = gr.Markdown()
-    timeline = gr.Image(label="Timeline", type="filepath")
-    members = gr.Dataframe(headers=["item", "seen", "linked by", "similarity", "decided", "text"],
-                           interactive=False, wrap=True)
+        camp_id = gr.Number(label="Campaign id", precision=0, scale=2)
+        show_btn = gr.Button("Show", scale=1)
+    camp_md = gr.Markdown(elem_id="wb-campaign-detail")
+    timeline = gr.Image(label="Timeline", type="filepath", height=300)
+    members_count = gr.Markdown(elem_id="wb-members-count")
+    members = gr.Dataframe(headers=MEMBER_HEADERS, interactive=False, wrap=True, elem_id="wb-members",
+                           column_widths=["15%", "13%", "17%", "9%", "46%"], max_height=420)
+    with gr.Row():
+        prev_btn = gr.Button("◀ Previous members", size="sm")
+        page = gr.Number(value=1, precision=0, label="Members page", minimum=1, scale=0, min_width=160)
+        next_btn = gr.Button("Next members ▶", size="sm")
     with gr.Row():
         bulk_label = gr.Radio(choices=taxonomy.labels, label="Label for the whole campaign")
         bulk_action = gr.Dropdown(choices=[], label="Action", allow_custom_value=True)
@@ -104,8 +209,27 @@ def build_campaigns_tab(app: "AppContext", blocks: gr.Blocks, who: gr.Textbox) -
         bulk_keep = gr.Checkbox(label="Leave out members already decided", value=False)
     bulk_btn = gr.Button("Apply to the whole campaign", variant="stop")
     bulk_out = gr.Markdown()
+
+    def pick(rows: Any, evt: gr.SelectData) -> tuple[Any, ...]:
+        try:
+            cid = evt.row_value[0] if evt.row_value is not None else rows.iloc[evt.index[0]].tolist()[0]
+            cid = int(cid)
+        except (AttributeError, IndexError, TypeError, ValueError):
+            return (gr.update(),) * 6
+        return (cid, *show_campaign(cid, 1))
+
+    def prev(cid: Optional[float], p: Optional[float]) -> tuple[Any, ...]:
+        return page_of(cid, p, -1)
+
+    def nxt(cid: Optional[float], p: Optional[float]) -> tuple[Any, ...]:
+        return page_of(cid, p, +1)
+
+    detail_outs = [camp_md, timeline, members, members_count, page]
     refresh.click(campaign_table, None, table)
-    show_btn.click(show_campaign, [camp_id], [camp_md, timeline, members])
+    show_btn.click(lambda cid: show_campaign(cid, 1), [camp_id], detail_outs)
+    table.select(pick, [table], [camp_id, *detail_outs])
+    prev_btn.click(prev, [camp_id, page], detail_outs)
+    next_btn.click(nxt, [camp_id, page], detail_outs)
     bulk_label.input(on_label, [bulk_label], [bulk_action])
     bulk_btn.click(act_on_campaign, [camp_id, who, bulk_label, bulk_action, bulk_rationale, bulk_keep], bulk_out)
     blocks.load(campaign_table, None, table)

@@ -1,30 +1,44 @@
-"""The Evaluation tab: the `workbench eval report` figures and plots (model against human decisions)."""
+"""The Evaluation tab: the `workbench eval report` figures, drawn by the same functions.
+
+`evaluation.report.evaluation_summary` computes every figure and `summary_html` renders the
+same sections as report.html (tables, plots inlined), so the tab and the report never disagree.
+The analyst-quality section follows the viewer's role: the signed-in user's principal (or the
+analyst box's name on a store without accounts) is what `analyst_quality` checks.
+"""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import html
+from typing import TYPE_CHECKING, Any, Optional
 
 import gradio as gr
 
-from evaluation.report import write_report
+from core.hooks import PermissionDenied
+from evaluation.config import load_evaluation_config
+from evaluation.drift import load_drift_config
+from evaluation.report import evaluation_summary, summary_html
+
+from .session import actor
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..context import AppContext
 
+INTRO = ("Model against human decisions: QA-audit estimates with intervals, override rates over time, "
+         "calibration, agreement, slices and bias, drift; analyst quality for leads.")
 
-def build_evaluation_tab(app: "AppContext") -> None:
-    """Lay out the Evaluation tab inside the current Blocks and wire it."""
 
-    def evaluation() -> tuple[Any, ...]:
-        store = app.store()
-        out = write_report(store, app.taxonomy(), store.path("reports", "ui"))
-        text = open(out["report"], encoding="utf-8").read().split("\n![")[0]
-        plots = out["plots"]
-        return text, plots.get("override_rate"), plots.get("reliability"), plots.get("score_drift")
+def build_evaluation_tab(app: "AppContext", who: Optional[Any] = None) -> None:
+    """Lay out the Evaluation tab inside the current Blocks and wire it; `who` is the analyst box."""
 
-    eval_btn = gr.Button("Compute report", size="sm")
-    eval_md = gr.Markdown("Model against human decisions: overrides, precision/recall, calibration, drift.")
-    with gr.Row():
-        override_png = gr.Image(label="Override rate per day", type="filepath")
-        reliability_png = gr.Image(label="Calibration on human labels", type="filepath")
-    drift_png = gr.Image(label="Score drift", type="filepath")
-    eval_btn.click(evaluation, None, [eval_md, override_png, reliability_png, drift_png])
+    def evaluation(name: Optional[str], request: gr.Request) -> str:
+        try:
+            principal = actor(app, name or "", request)
+            config = app._once("evaluation", lambda: load_evaluation_config(app.config_dir))
+            drift = app._once("drift", lambda: load_drift_config(app.config_dir))
+            summary = evaluation_summary(app.store(), app.taxonomy(), principal, config=config, drift_config=drift)
+        except PermissionDenied as exc:
+            return f"<p>Not shown: {html.escape(str(exc))}</p>"
+        return summary_html(summary)
+
+    eval_btn = gr.Button("Compute report", size="sm", elem_id="wb-eval-compute")
+    out = gr.HTML(f"<p>{html.escape(INTRO)}</p>", elem_id="wb-eval-report")
+    eval_btn.click(evaluation, [who] if who is not None else [gr.State("")], out)

@@ -1,4 +1,9 @@
-"""The Operations tab: queue KPIs and the waiting cases per queue."""
+"""The Operations tab: the queue KPIs as tables and charts (`evaluation.ops`), refreshed on load.
+
+A summary table (backlog, overdue, speed, override, rework, escalation, audit share, appeals),
+the cases per queue and state, SLA compliance per tier, decisions per analyst, and one PNG of
+the three as bar charts.
+"""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
@@ -6,21 +11,113 @@ from typing import TYPE_CHECKING, Any
 import gradio as gr
 
 from evaluation.ops import ops_kpis
-from labeling.cases import queue_overview
+
+from .format import local_time, minutes, percent
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..context import AppContext
+
+STATES = ("open", "claimed", "escalated", "decided", "appealed")
+QUEUE_HEADERS = ["queue", "backlog", *STATES, "total"]
+SLA_HEADERS = ["tier", "cases", "met", "missed", "pending", "compliance"]
+
+
+def summary_rows(k: dict[str, Any]) -> list[list[Any]]:
+    """The headline KPIs, formatted, each with what it counts."""
+    appeals_sla = (k.get("appeals_sla") or {}).get("rate")
+    return [
+        ["backlog", k["backlog"], "cases waiting or claimed, not yet decided"],
+        ["overdue", k["overdue"], "waiting cases past their SLA due time"],
+        ["cases", k["cases"], "all cases, every state"],
+        ["decisions", k["decisions"], f"{k['labelling_acts']} labelling acts (a bulk decision counts once per text)"],
+        ["time to first action", minutes(k["median_minutes_to_first_action"]), "median, case creation to first claim"],
+        ["time to resolution", minutes(k["median_minutes_to_resolution"]), "median, case creation to decision"],
+        ["override rate", percent(k["override_rate"]), "decisions that changed the model's label"],
+        ["rework rate", percent(k["rework_rate"]), "decisions later superseded with another label or action"],
+        ["escalation rate", percent(k["escalation_rate"]), "cases escalated"],
+        ["QA audit share", percent(k["audit_share"]), "cases drawn for QA audit"],
+        ["appeals", k["appeals"], f"SLA met {percent(appeals_sla)}, upheld {percent(k['appeals_upheld_rate'])}"],
+    ]
+
+
+def queue_rows(k: dict[str, Any]) -> list[list[Any]]:
+    """Per queue: the backlog (waiting or claimed), the cases in each state, and all of them."""
+    return [[q, v.get("backlog", 0), *[v.get(s, 0) for s in STATES], v.get("total", 0)]
+            for q, v in sorted(k["queues"].items(), key=lambda kv: (-kv[1].get("backlog", 0), kv[0]))]
+
+
+def ops_chart(k: dict[str, Any], path: Any) -> str:
+    """One PNG, three panels sized for a laptop screen: cases per queue (backlog beside done),
+    SLA compliance per tier against the 95% line, and cases decided per analyst."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    queues = sorted(k["queues"], key=lambda q: k["queues"][q].get("backlog", 0))
+    tiers = [t for t, v in k["sla"].items() if v["met"] + v["missed"]]
+    people = list(k["resolved_per_analyst"].items())[:10][::-1]
+    fig, (a1, a2, a3) = plt.subplots(1, 3, figsize=(12.5, 3.2), gridspec_kw={"width_ratios": [1.5, 1, 1]})
+    back = [k["queues"][q].get("backlog", 0) for q in queues]
+    a1.barh(queues, back, color="#3a6ea5", label="backlog")
+    a1.barh(queues, [k["queues"][q].get("total", 0) - b for q, b in zip(queues, back)], left=back, color="#c8c8c8",
+            label="done")
+    a1.set_title("Cases per queue"), a1.legend(loc="lower right", fontsize=8), a1.tick_params(labelsize=8)
+    if tiers:
+        a2.bar(tiers, [100 * k["sla"][t]["rate"] for t in tiers], color="#4a9a6a", width=0.5)
+        a2.axhline(95, color="#c44", linestyle="--", linewidth=1, label="95% target")
+        a2.legend(loc="lower right", fontsize=8)
+    else:
+        a2.text(0.5, 0.5, "no case closed or overdue yet", ha="center", va="center", transform=a2.transAxes)
+    a2.set_ylim(0, 105), a2.set_ylabel("% met"), a2.set_title("SLA compliance per tier")
+    if people:
+        a3.barh([p for p, _ in people], [n for _, n in people], color="#8a6bb0")
+    else:
+        a3.text(0.5, 0.5, "no decisions yet", ha="center", va="center", transform=a3.transAxes)
+    a3.set_title("Cases decided per analyst"), a3.tick_params(labelsize=8)
+    for ax in (a1, a3):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # counts of cases, never 0.2 of one
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return str(path)
+
+
+def sla_rows(k: dict[str, Any]) -> list[list[Any]]:
+    return [[t, v["cases"], v["met"], v["missed"], v["pending"], percent(v["rate"])] for t, v in k["sla"].items()]
 
 
 def build_operations_tab(app: "AppContext", blocks: gr.Blocks) -> None:
     """Lay out the Operations tab inside `blocks` and wire it (refreshed on every page load)."""
 
-    def kpis() -> tuple[Any, Any]:
+    def kpis() -> tuple[Any, ...]:
         store = app.store()
-        return ops_kpis(store, config=app.queues()), queue_overview(store)
+        k = ops_kpis(store, config=app.queues())
+        png = ops_chart(k, store.path("plots", "operations.png"))
+        when = f"As of {local_time(k['as_of'], zone=True)}."
+        analysts = [[name, n] for name, n in k["resolved_per_analyst"].items()]
+        return when, summary_rows(k), queue_rows(k), sla_rows(k), analysts, png
 
-    kpi_btn = gr.Button("Refresh", size="sm")
-    kpi_json = gr.JSON(label="Queue KPIs")
-    waiting_json = gr.JSON(label="Waiting cases per queue")
-    kpi_btn.click(kpis, None, [kpi_json, waiting_json])
-    blocks.load(kpis, None, [kpi_json, waiting_json])
+    with gr.Row():
+        as_of = gr.Markdown(elem_id="wb-ops-asof")
+        kpi_btn = gr.Button("Refresh", size="sm", scale=0, min_width=100)
+    with gr.Row():
+        with gr.Column(scale=3):
+            summary = gr.Dataframe(headers=["measure", "value", "what it counts"], interactive=False, wrap=True,
+                                   label="Queue KPIs", column_widths=["26%", "16%", "58%"], elem_id="wb-ops-kpis",
+                                   max_height=480)
+        with gr.Column(scale=4):
+            queues = gr.Dataframe(headers=QUEUE_HEADERS, interactive=False, label="Waiting cases per queue",
+                                  elem_id="wb-ops-queues", max_height=360, wrap=True,
+                                  column_widths=["17%", "11%", "8%", "11%", "16%", "11%", "14%", "9%"])
+            with gr.Row():
+                sla = gr.Dataframe(headers=SLA_HEADERS, interactive=False, label="SLA compliance per tier",
+                                   elem_id="wb-ops-sla", scale=3)
+                analysts = gr.Dataframe(headers=["analyst", "cases decided"], interactive=False,
+                                        label="Decided per analyst", scale=2)
+    chart = gr.Image(label="Cases per queue, SLA compliance per tier, cases decided per analyst", type="filepath",
+                     height=340, elem_id="wb-ops-chart")
+    outs = [as_of, summary, queues, sla, analysts, chart]
+    kpi_btn.click(kpis, None, outs)
+    blocks.load(kpis, None, outs)

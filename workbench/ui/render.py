@@ -5,43 +5,131 @@ tested without a browser.
 """
 from __future__ import annotations
 
+import datetime as dt
 import html
-from typing import Any
+from typing import Any, Optional
 
-EMPTY_HEADER = "No case claimed. Pick a queue and press **Next** (n)."
+EMPTY_HEADER = "No case claimed. Pick a queue and press <b>Next</b> (<kbd>n</kbd>), or open a case by its id."
 
 
 def _esc(text: str) -> str:
-    return html.escape(text).replace("\n", "<br>")
+    """Text as HTML: entities in the data decoded first (`&#128545;` is an emoji), then escaped."""
+    return html.escape(html.unescape(str(text))).replace("\n", "<br>")
+
+
+def when(value: Any) -> str:
+    """A timestamp as a `<time>` element: the page shows it in the browser's local time to the
+    minute (assets.SHORTCUTS_JS); without script it reads as UTC to the minute."""
+    if not value:
+        return ""
+    try:
+        t = dt.datetime.fromisoformat(str(value))
+    except ValueError:
+        return _esc(str(value))
+    if t.tzinfo is not None:
+        t = t.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return f"<time class='wb-t' datetime='{t.isoformat(timespec='seconds')}Z'>{t:%Y-%m-%d %H:%M} UTC</time>"
+
+
+def _mix(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} {lab}" for lab, n in counts.items()) or "none"
+
+
+def campaign_line(p: dict[str, Any]) -> str:
+    """What deciding a campaign case touches, said before any key: size, label mix, decided."""
+    cc = p.get("campaign_case")
+    if not cc:
+        return ""
+    held = f", {cc['held_by_others']} held by other analysts (left out)" if cc.get("held_by_others") else ""
+    return (f"<div class='wb-campaign' id='wb-campaign-line'>Campaign case: <b>{cc['members']} items</b>, "
+            f"label mix {_esc(_mix(cc.get('label_mix') or {}))}, <b>{cc['already_decided']} already decided</b>{held}. "
+            f"One decision labels {cc['will_decide']} items.</div>")
+
+
+def header_html(p: dict[str, Any], message: str = "") -> str:
+    """The case line: id, queue, tier, SLA, why it is first, and for a campaign case what a
+    decision touches. QA-audit and calibration draws look like any other case (blind review)."""
+    c = p["case"]
+    left = p.get("minutes_left")
+    due = ("no SLA" if left is None else
+           f"<b class='wb-overdue'>overdue by {_minutes(-left)}</b>" if left < 0 else f"due in {_minutes(left)}")
+    tags = []
+    if c.get("escalation_reason"):
+        tags.append(f"escalated: {_esc(c['escalation_reason'])}")
+    kind = "campaign" if c.get("campaign_id") is not None else "item"
+    return (f"<div class='wb-head' data-case='{int(c['id'])}' data-kind='{kind}'>"
+            f"<span class='wb-case-title'>Case {int(c['id'])} · {_esc(c['queue'])} · {_esc(c.get('severity') or 'no tier')} · "
+            f"{due}</span>{' · ' + ' · '.join(tags) if tags else ''}"
+            f"{campaign_line(p)}"
+            f"<div class='wb-why'><b>Why first:</b> {_esc(c.get('priority_reason') or '—')}</div>"
+            f"{message_html(message)}</div>")
+
+
+def message_html(message: str, kind: str = "info") -> str:
+    return f"<div class='wb-msg wb-{kind}'>{_esc(message)}</div>" if message else ""
+
+
+def empty_header(message: str = "") -> str:
+    return f"<div class='wb-head' data-case=''>{EMPTY_HEADER}{message_html(message)}</div>"
+
+
+def _minutes(m: float) -> str:
+    m = abs(float(m))
+    if m >= 2 * 1440:
+        return f"{m / 1440:.0f} days"
+    if m >= 120:
+        return f"{m / 60:.0f} h"
+    return f"{m:.0f} min"
 
 
 def header_md(p: dict[str, Any]) -> str:
+    """A plain-text case line (CLI-like callers); the screen uses `header_html`."""
     c = p["case"]
     left = p.get("minutes_left")
     due = "no SLA" if left is None else (f"**overdue by {-left:.0f} min**" if left < 0 else f"due in {left:.0f} min")
-    tags = []
-    if c.get("is_audit"):
-        tags.append("QA audit")
-    if c.get("calibration_set"):
-        tags.append(f"calibration: {c['calibration_set']}")
-    if c.get("escalation_reason"):
-        tags.append(f"escalated: {c['escalation_reason']}")
-    if c.get("campaign_id") is not None and not c.get("item_id"):
-        tags.append(f"campaign case ({(p.get('campaign') or {}).get('members', '?')} items, decided in bulk)")
-    return (f"### Case {c['id']} · {c['queue']} · {c.get('severity') or 'no tier'} · {due}\n"
-            f"{' · '.join(tags)}\n\n**Why first:** {c.get('priority_reason') or '—'}")
+    return (f"### Case {c['id']} · {c['queue']} · {c.get('severity') or 'no tier'} · {due}\n\n"
+            f"**Why first:** {c.get('priority_reason') or '—'}")
 
 
-def text_html(p: dict[str, Any]) -> str:
+def text_html(p: dict[str, Any], prefs: Optional[dict[str, bool]] = None) -> str:
+    """The item's text (already masked by the server unless revealed), with the display settings."""
+    prefs = prefs or {}
+    cls = " ".join(c for c, on in (("wb-blur", prefs.get("blur")), ("wb-gray", prefs.get("grayscale"))) if on)
     item = p.get("item")
     if item is None:
         camp = p.get("campaign") or {}
-        return f"<div>Campaign {camp.get('id')}: {camp.get('members', '?')} members — see the Campaigns tab.</div>"
-    note = ("<div class='wb-masked'><small>Masked: possibly offensive. Press <b>r</b> or Reveal to show "
-            "(audited).</small></div>") if p.get("masked") else ""
-    meta = f"<small>{_esc(item['id'])} · {item['source']} · {item['surface']} · {item.get('created_at') or ''}</small>"
-    cls = "wb-masked" if p.get("masked") else ""
-    return f"{meta}<div class='{cls}'>{_esc(item['text'])}</div>{note}"
+        return f"<div class='{cls}'>Campaign {camp.get('id')}: {camp.get('members', '?')} members.</div>"
+    masked = p.get("masked") and not p.get("revealed")
+    note = ("<div class='wb-masknote'><small>Masked: possibly offensive. Press <kbd>r</kbd> or Reveal to show "
+            "(audited, counted in your exposure).</small></div>") if masked else ""
+    meta = (f"<small>{_esc(item['id'])} · {_esc(item['source'])} · {_esc(item['surface'])} · "
+            f"{when(item.get('created_at'))}</small>")
+    state = " wb-masked" if masked else (" wb-revealed" if p.get("revealed") else "")
+    body = f"<div class='wb-body{state}'>{_esc(item['text'])}</div>"
+    sample = (p.get("campaign") or {}).get("sample") or []
+    more = ""
+    if sample and p.get("campaign_case"):
+        rows = "".join(f"<li>{_esc(m['text'][:160])}</li>" for m in sample)
+        more = f"<div class='wb-sample'><small>Other members:</small><ul>{rows}</ul></div>"
+    return f"<div class='{cls}'>{meta}{body}{note}{more}</div>"
+
+
+def model_html(p: dict[str, Any]) -> str:
+    """The model's suggestion and its scores as compact bars (fits beside the text)."""
+    pred = p.get("prediction")
+    if not pred:
+        return "<div>No model prediction for this case.</div>"
+    flags = ", ".join(k for k, v in (pred.get("flags") or {}).items() if v)
+    scores = sorted((pred.get("scores") or {}).items(), key=lambda kv: -float(kv[1]))
+    bars = "".join(f"<div class='wb-bar'><span>{_esc(k)}</span><i style='width:{max(1, round(float(v) * 100))}%'></i>"
+                   f"<b>{float(v):.2f}</b></div>" for k, v in scores)
+    score = pred.get("score")
+    unc = pred.get("uncertainty")
+    return (f"<div class='wb-model'>Model says <b>{_esc(pred['label'])}</b>"
+            f"{f' at {float(score):.2f}' if score is not None else ''}"
+            f"{f' (uncertainty {float(unc):.2f})' if unc is not None else ''}"
+            f"<br><small>{_esc(pred.get('model_version') or '')}{' · input flags: ' + _esc(flags) if flags else ''}</small>"
+            f"{bars}</div>")
 
 
 def model_md(p: dict[str, Any]) -> str:
@@ -51,6 +139,18 @@ def model_md(p: dict[str, Any]) -> str:
     flags = ", ".join(k for k, v in (pred.get("flags") or {}).items() if v)
     return (f"Model **{pred['label']}** at {pred['score']:.2f} (uncertainty {pred['uncertainty']:.2f}) · "
             f"`{pred['model_version']}`" + (f" · input flags: {flags}" if flags else ""))
+
+
+def table_html(headers: list[str], rows: list[list[str]], empty: str, widths: Optional[list[str]] = None,
+               total: Optional[int] = None) -> str:
+    """A fixed-layout table that fits its column (cells are HTML already escaped by the caller)."""
+    if not rows:
+        return f"<div class='wb-empty'>{_esc(empty)}</div>"
+    cols = "".join(f"<col style='width:{w}'>" for w in widths) if widths else ""
+    head = "".join(f"<th>{_esc(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
+    shown = f"<div class='wb-count'>{len(rows)} of {total}</div>" if total is not None and total > len(rows) else ""
+    return f"<table class='wb-table'><colgroup>{cols}</colgroup><tr>{head}</tr>{body}</table>{shown}"
 
 
 def terms_text(top_terms: Any, n: int = 8) -> str:
@@ -85,14 +185,32 @@ def campaign_md(p: dict[str, Any]) -> str:
             f"Top terms: {terms_text(camp.get('top_terms'))}")
 
 
-def author_rows(p: dict[str, Any]) -> list[list[Any]]:
-    return [[r["item_id"], r["created_at"], r["predicted"], r["decided"], r["action"], r["text"][:120]]
-            for r in p["author"]["recent"]]
+def campaign_html(p: dict[str, Any]) -> str:
+    camp = p.get("campaign")
+    if not camp:
+        return "<div class='wb-sub'>Not part of a campaign.</div>"
+    why = f" · this item linked by {_esc(camp['linked_by'])}" if camp.get("linked_by") else ""
+    return (f"<div><b>Campaign {camp.get('id')}</b> · {camp.get('members', camp.get('size'))} items · first "
+            f"{when(camp.get('first_seen')) or '?'} · last {when(camp.get('last_seen')) or '?'}{why}<br>"
+            f"Shared entities: {_esc(entities_text(camp.get('entities')))}<br>"
+            f"Top terms: {_esc(terms_text(camp.get('top_terms')))}</div>")
 
 
-def similar_rows(p: dict[str, Any]) -> list[list[Any]]:
-    return [[r["similarity"], r["label"], r["action"], r["reviewer"], (r["rationale"] or "")[:80], r["text"][:120]]
-            for r in p["similar_decisions"]]
+def author_html(p: dict[str, Any]) -> str:
+    a = p.get("author") or {}
+    rows = [[when(r["created_at"]), _esc(r["predicted"] or "—"), _esc(r["decided"] or "—"),
+             _esc(r["action"] or "—"), _esc(r["text"][:160])] for r in a.get("recent") or []]
+    head = (f"<div class='wb-sub'>{a.get('items', 0)} other items, {a.get('violations', 0)} decided violating</div>"
+            if a.get("author_id") else "")
+    return head + table_html(["posted", "model", "decided", "action", "text"], rows, "No other items by this author.",
+                             ["19%", "11%", "11%", "14%", "45%"], total=a.get("items"))
+
+
+def similar_html(p: dict[str, Any]) -> str:
+    rows = [[f"{float(r['similarity']):.2f}", _esc(r["label"]), _esc(r["action"]), _esc(r["reviewer"]),
+             _esc((r.get("rationale") or "")[:80]), _esc(r["text"][:140])] for r in p.get("similar_decisions") or []]
+    return table_html(["sim.", "label", "action", "by", "rationale", "text"], rows, "No similar past decisions.",
+                      ["8%", "11%", "14%", "10%", "20%", "37%"])
 
 
 def campaign_detail_md(d: dict[str, Any], exemplar: str) -> str:

@@ -1,23 +1,34 @@
-"""The Review tab: claim the next case, read the masked text, the model's scores, similar past
-decisions, campaign and author history; confirm in one key, override, escalate, skip, release.
+"""The Review tab: the analyst's screen. Claim the next case (or one by id), read the text
+(masked by the server until revealed), the model's scores, the campaign it belongs to, similar
+past decisions and the author's history; confirm in one key, override, escalate, skip, release,
+undo.
 
-Each callback is a few lines over one `labeling` service call; `_show` turns the packet the
-service returns into the tab's outputs.
+Each callback is a few lines over one `labeling` service call; `Screen.show` turns the packet
+the service returns (already masked: `labeling.masking.mask_packet`) into the tab's outputs.
+A timer renews the claim's lease while the case is on screen (`labeling.claims.renew`) and
+refreshes the queue counts; the page counts the lease down and warns before it lapses.
+Keys (assets.SHORTCUTS_JS): 1-9 label, a action, o override rationale, e escalate, Ctrl+Enter
+save, c confirm, n next, r reveal, s skip, x release, u undo, ? help.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Optional
+import datetime as dt
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import gradio as gr
 
 from core.hooks import PermissionDenied
-from labeling.cases import queue_overview
-from labeling.claims import next_case, release, skip
+from core.schema import utcnow
+from labeling.cases import queue_status, start_queue
+from labeling.claims import claim_case, next_case, release, renew, skip
 from labeling.decisions import decide
 from labeling.packets import escalate_with_packet, review_packet, reveal_text
+from labeling.undo import undo_last
+from labeling.wellbeing import exposure, preferences, set_preferences
 
+from .render import (_esc, author_html, campaign_html, empty_header, header_html, message_html, model_html,
+                     similar_html, text_html)
 from .session import actor
-from .render import EMPTY_HEADER, author_rows, campaign_md, header_md, model_md, similar_rows, text_html
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..context import AppContext
@@ -25,162 +36,429 @@ if TYPE_CHECKING:  # pragma: no cover
 # What a service refuses with (LabelingError is a ValueError): shown to the analyst, never a crash.
 SERVICE_ERRORS = (ValueError, PermissionDenied)
 
-
-def _show(packet: Optional[dict[str, Any]], message: str) -> tuple[Any, ...]:
-    """The outputs for a claimed case (or for none): state, header, text, scores, info, form."""
-    if packet is None:
-        return (None, message or EMPTY_HEADER, "", {}, "", "", [], [], gr.update(value=None),
-                gr.update(choices=[], value=None), "", "")
-    pred = packet.get("prediction") or {}
-    label = packet["suggested_label"]
-    choice = packet["choices"][label]
-    confidences = {k: float(v) for k, v in (pred.get("scores") or {}).items()}
-    return (packet, header_md(packet) + (f"\n\n{message}" if message else ""), text_html(packet), confidences,
-            model_md(packet), campaign_md(packet), author_rows(packet), similar_rows(packet),
-            gr.update(value=label), gr.update(choices=choice["actions"], value=choice["default_action"]),
-            choice["policy_ref"], "")
+try:  # the context panel (policy text, history, notes and tags) lives in its own module
+    from .context_panel import build_context_panel, context_values
+except ImportError:  # pragma: no cover - until that module exists
+    build_context_panel = None  # type: ignore[assignment]
+    context_values = None  # type: ignore[assignment]
 
 
-def _kept(packet: dict[str, Any], what: str, exc: Exception) -> tuple[Any, ...]:
-    """A refusal: keep the packet and everything the analyst typed; only the header says why."""
-    gr.Warning(str(exc))
-    return (packet, header_md(packet) + f"\n\n**{what}:** {exc}", *([gr.update()] * 10))
+def html_box(value: Any = None, **kw: Any) -> gr.HTML:
+    """A gr.HTML without Gradio's default on-load script (it re-ran on every update of the
+    value, and the page slowed down a little with every case)."""
+    return gr.HTML(value, js_on_load=None, **kw)
 
 
-def build_review_tab(app: "AppContext", analyst: str, queue: Optional[str]) -> gr.Textbox:
+def where_error_goes(message: str) -> str:
+    """Which control a refusal belongs beside: the rationale box, the label, the lease, or the buttons."""
+    m = message.lower()
+    if "rationale" in m or "reason" in m:
+        return "rationale"
+    if "action" in m or "label" in m or "policy" in m or "severity" in m:
+        return "label"
+    if "claimed by" in m or "no longer held" in m or "lapsed" in m:
+        return "lease"
+    return "buttons"
+
+
+def plain(message: str) -> str:
+    """A service message in the screen's words (no command-line options)."""
+    return (message.replace("`workbench appeals resolve`", "the command line")
+            .replace("(configs/roles.yaml)", "(ask an admin for the role)"))
+
+
+def lease_html(packet: Optional[dict[str, Any]], settings: Any, lost: str = "", idle: bool = False) -> str:
+    """The lease clock: the page counts it down every second (assets), warns `lease_warning_seconds`
+    before the end, and says plainly when the hold was lost."""
+    if lost:
+        return f"<div id='wb-lease' class='wb-lease wb-lost' data-expires=''>{_esc(lost)}</div>"
+    if not packet or not packet["case"].get("lease_expires_at"):
+        return "<div id='wb-lease' class='wb-lease' data-expires=''></div>"
+    exp = packet["case"]["lease_expires_at"]
+    exp = dt.datetime.fromisoformat(exp) if isinstance(exp, str) else exp
+    ms = int((exp - dt.datetime(1970, 1, 1)).total_seconds() * 1000)
+    note = " (renewal paused: no activity; press any key to keep the case)" if idle else ""
+    return (f"<div id='wb-lease' class='wb-lease' data-expires='{ms}' data-warn='{settings.lease_warning_seconds}' "
+            f"data-case='{int(packet['case']['id'])}' data-idle='{int(idle)}'>Hold on case {int(packet['case']['id'])}"
+            f"{_esc(note)}</div>")
+
+
+def counts_choices(status: dict[str, dict[str, Any]], queues: list[str]) -> list[tuple[str, str]]:
+    out = []
+    for q in queues:
+        s = status.get(q) or {}
+        late = f", {s['overdue']} overdue" if s.get("overdue") else ""
+        out.append((f"{q} ({s.get('waiting', 0)} left{late})", q))
+    return out
+
+
+def status_html(status: dict[str, dict[str, Any]], queue: Optional[str], expo: Optional[dict[str, Any]]) -> str:
+    s = status.get(queue or "") or {}
+    left = f"<b>{s.get('waiting', 0)} left</b> in {_esc(queue or '—')}" + (
+        f" · {s['overdue']} overdue" if s.get("overdue") else "")
+    ex = ""
+    if expo:
+        cls = "wb-over" if expo["over_budget"] else ""
+        ex = (f" · <span class='{cls}' id='wb-exposure'>severe items revealed this shift: {expo['severe']} of "
+              f"{expo['budget']}</span>")
+    return f"<div id='wb-status' class='wb-status'>{left}{ex}</div>"
+
+
+def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: Optional[str]) -> gr.Textbox:
     """Lay out the Review tab inside the current Blocks and wire it; returns the analyst box."""
-    store, taxonomy, qconfig = app.store(), app.taxonomy(), app.queues()
+    store, taxonomy, qconfig, settings = app.store(), app.taxonomy(), app.queues(), app.review()
+    labels = list(taxonomy.labels)
+    ctx_components: list[Any] = []
 
-    def claim(who: str, queue: str, request: gr.Request, message: str = "") -> tuple[Any, ...]:
-        if not app.has_users() and not who.strip():
-            return _show(None, "Enter your analyst name first.")
+    def who_of(who: str, request: Optional[gr.Request]) -> Any:
+        return actor(app, who, request)
+
+    def expo_of(principal: Any) -> Optional[dict[str, Any]]:
         try:
-            case = next_case(store, actor(app, who, request), queue, config=qconfig, detail=False)
+            return exposure(store, principal, settings) if principal else None
+        except SERVICE_ERRORS:
+            return None
+
+    def prefs_of(principal: Any) -> dict[str, bool]:
+        return preferences(store, principal, settings) if principal else {
+            "blur": settings.default_blur, "grayscale": settings.default_grayscale}
+
+    def show(packet: Optional[dict[str, Any]], principal: Any, queue: Optional[str], message: str = "",
+             kind: str = "info", switch_queue: bool = False) -> tuple[Any, ...]:
+        """Every output of the tab for a packet (or for none). The "N left" line follows every
+        decision; the queue list's counts follow the counts timer (re-rendering the list on every
+        key costs the screen more than the count is worth)."""
+        status = queue_status(store, qconfig)
+        expo = expo_of(principal)
+        ctx = tuple(context_values(app, packet, principal)) if context_values and ctx_components else ()
+        common = (gr.update(choices=counts_choices(status, list(qconfig.queues)), value=queue) if switch_queue
+                  else gr.update(),
+                  status_html(status, queue, expo),
+                  break_update(expo, queue))
+        if packet is None:
+            return (None, None, empty_header(message if kind == "info" else ""), "", "", "", "", "",
+                    gr.update(value=None), gr.update(choices=[], value=None), "", "", "", "",
+                    message_html(message, kind) if kind != "info" else "", lease_html(None, settings), *common, *ctx)
+        label = packet["suggested_label"]
+        choice = packet["choices"][label]
+        prefs = prefs_of(principal)
+        return (packet, None, header_html(packet, message), text_html(packet, prefs), model_html(packet),
+                campaign_html(packet), similar_html(packet), author_html(packet),
+                gr.update(value=label), gr.update(choices=choice["actions"], value=choice["default_action"]),
+                choice["policy_ref"], "", "", "", "", lease_html(packet, settings), *common, *ctx)
+
+    def kept(packet: dict[str, Any], armed: Optional[int], exc: Exception, what: str = "Not saved") -> tuple[Any, ...]:
+        """A refusal: keep the packet and everything typed; the reason goes beside its control."""
+        msg = f"{what}: {plain(str(exc))}"
+        spot = where_error_goes(str(exc))
+        errs = {k: message_html(msg, "error") if spot == k else "" for k in ("label", "rationale", "buttons")}
+        lease = lease_html(None, settings, lost=msg) if spot == "lease" else gr.update()
+        if spot == "lease":
+            errs["buttons"] = message_html(msg, "error")
+        return (packet, armed, *([gr.update()] * 10), errs["label"], errs["rationale"], errs["buttons"], lease,
+                *([gr.update()] * (3 + len(ctx_components))))
+
+    def packet_for(case_id: int, principal: Any) -> dict[str, Any]:
+        return review_packet(store, taxonomy, case_id, settings, app.campaigns(), viewer=principal)
+
+    def claim(who: str, queue: str, request: gr.Request, message: str = "", switch_queue: bool = False) -> tuple[Any, ...]:
+        if not app.has_users() and not who.strip():
+            return show(None, None, queue, "Enter your analyst name first (top left).", "error")
+        try:
+            principal = who_of(who, request)
+            case = next_case(store, principal, queue, config=qconfig, detail=False)
         except SERVICE_ERRORS as exc:
-            return _show(None, f"Warning: {exc}")
+            return show(None, None, queue, plain(str(exc)), "error")
         if case is None:
-            return _show(None, f"{message}\n\nQueue **{queue}** is empty.".strip())
-        return _show(review_packet(store, taxonomy, case["id"], app.review(), app.campaigns()), message)
+            return show(None, principal, queue, f"{message} Queue {queue} is empty.".strip(), switch_queue=switch_queue)
+        return show(packet_for(case["id"], principal), principal, queue, message, switch_queue=switch_queue)
 
-    def on_label(label: Optional[str]) -> tuple[Any, Any]:
-        if not label:
-            return gr.update(), ""
+    def open_case(who: str, queue: str, case_text: str, request: gr.Request) -> tuple[Any, ...]:
+        try:
+            case_id = int(str(case_text).strip().lstrip("#"))
+        except ValueError:
+            return show(None, None, queue, f"{case_text!r} is not a case number.", "error")
+        try:
+            principal = who_of(who, request)
+            claim_case(store, case_id, principal, qconfig)
+            return show(packet_for(case_id, principal), principal, queue, f"Opened case {case_id}.")
+        except SERVICE_ERRORS as exc:
+            return show(None, None, queue, f"Cannot open case {case_id}: {plain(str(exc))}", "error")
+
+    def on_label(label: Optional[str]) -> tuple[Any, Any, Any]:
+        if not label or label not in taxonomy.policies:
+            return gr.update(), gr.update(), ""
         pol = taxonomy.policies[label]
-        return gr.update(choices=pol.actions, value=pol.default_action), pol.policy_ref
+        return gr.update(choices=pol.actions, value=pol.default_action), pol.policy_ref, ""
 
-    def submit(packet: Optional[dict[str, Any]], who: str, queue: str, label: str, action: str,
-               policy_ref: str, rationale: str, request: gr.Request) -> tuple[Any, ...]:
+    def needs_confirm(packet: dict[str, Any], armed: Optional[int], what: str) -> Optional[tuple[Any, ...]]:
+        """A campaign decision asks once more, saying how many items it will label."""
+        cc = packet.get("campaign_case")
+        if not cc or armed == packet["case"]["id"]:
+            return None
+        n = cc["will_decide"]
+        msg = (f"This decides {n} items of campaign {cc['campaign_id']} ({cc['already_decided']} already decided). "
+               f"Press {what} again, or Confirm, to decide {n} items.")
+        return (packet, packet["case"]["id"], *([gr.update()] * 10), "", "",
+                message_html(msg, "confirm"), gr.update(), *([gr.update()] * (3 + len(ctx_components))))
+
+    def submit(packet: Optional[dict[str, Any]], armed: Optional[int], who: str, queue: str, label: str,
+               action: str, policy_ref: str, rationale: str, request: gr.Request, key: str = "Ctrl+Enter") -> tuple[Any, ...]:
         if packet is None:
             return claim(who, queue, request)
+        if not label:
+            return kept(packet, armed, ValueError("pick a label first (keys 1-9)"))
+        pol = taxonomy.policies.get(label)
+        if pol is not None:  # the action and reference follow the label; a value a fast key left
+            if action not in pol.actions:  # out of step with it is not the analyst's choice
+                action = pol.default_action
+            if policy_ref in {p.policy_ref for p in taxonomy.policies.values()}:
+                policy_ref = pol.policy_ref
+        ask = needs_confirm(packet, armed, key)
+        if ask is not None:
+            return ask
         case_id = packet["case"]["id"]
         try:
-            out = decide(store, taxonomy, case_id, actor(app, who, request), label, action=action or None,
+            out = decide(store, taxonomy, case_id, who_of(who, request), label, action=action or None,
                          policy_ref=policy_ref or None, rationale=rationale or None, config=qconfig)
         except SERVICE_ERRORS as exc:
-            return _kept(packet, "Not saved", exc)
+            return kept(packet, armed, exc)
         n = len(out.get("decision_ids", []))
-        return claim(who, queue, request, f"Saved: case {case_id}: {label} / {action or 'default action'}"
-                                 f"{f' on {n} items' if n > 1 else ''}.")
+        return claim(who, queue, request, f"Saved case {case_id}: {label} / {action or 'default action'}"
+                                          f"{f' on {n} items' if n > 1 else ''}. Press u to undo.")
 
-    def confirm(packet: Optional[dict[str, Any]], who: str, queue: str, request: gr.Request) -> tuple[Any, ...]:
+    def confirm(packet: Optional[dict[str, Any]], armed: Optional[int], who: str, queue: str,
+                request: gr.Request) -> tuple[Any, ...]:
         if packet is None:
             return claim(who, queue, request)
         label = packet["suggested_label"]
         choice = packet["choices"][label]
-        return submit(packet, who, queue, label, choice["default_action"], choice["policy_ref"], "", request)
+        return submit(packet, armed, who, queue, label, choice["default_action"], choice["policy_ref"], "", request,
+                      key="c")
 
-    def escalate(packet: Optional[dict[str, Any]], who: str, queue: str, rationale: str,
+    def escalate(packet: Optional[dict[str, Any]], armed: Optional[int], who: str, queue: str, reason: str,
                  request: gr.Request) -> tuple[Any, ...]:
         if packet is None:
-            return _show(None, "No case to escalate.")
+            return show(None, None, queue, "No case to escalate.", "error")
+        if not (reason or "").strip():
+            return kept(packet, armed, ValueError("say why you escalate: type the reason in the box, then Ctrl+Enter"),
+                        "Not escalated")
         try:
-            out = escalate_with_packet(store, taxonomy, packet["case"]["id"], actor(app, who, request), rationale,
-                                       qconfig, app.review(), app.campaigns())
+            out = escalate_with_packet(store, taxonomy, packet["case"]["id"], who_of(who, request), reason, qconfig,
+                                       settings, app.campaigns())
         except SERVICE_ERRORS as exc:
-            return _kept(packet, "Not escalated", exc)
-        return claim(who, queue, request, f"Escalated case {packet['case']['id']}: packet at `{out['packet_path']}`")
+            return kept(packet, armed, exc, "Not escalated")
+        folded = out["case"].get("folded_from")
+        return claim(who, queue, request, f"Escalated case {packet['case']['id']}"
+                     + (f" (its campaign's case {out['case']['id']} was escalated already: reason added there)"
+                        if folded else "") + ".")
 
     def skip_case(packet: Optional[dict[str, Any]], who: str, queue: str, request: gr.Request) -> tuple[Any, ...]:
         if packet is None:
-            return _show(None, "")
+            return claim(who, queue, request)
         try:
-            skip(store, packet["case"]["id"], actor(app, who, request), qconfig)
+            skip(store, packet["case"]["id"], who_of(who, request), qconfig)
         except SERVICE_ERRORS as exc:
-            return _show(None, f"Warning: {exc}")
+            return show(None, None, queue, plain(str(exc)), "error")
         return claim(who, queue, request, f"Skipped case {packet['case']['id']}.")
 
-    def release_case(packet: Optional[dict[str, Any]], who: str, request: gr.Request) -> tuple[Any, ...]:
+    def release_case(packet: Optional[dict[str, Any]], who: str, queue: str, request: gr.Request) -> tuple[Any, ...]:
         if packet is None:
-            return _show(None, "")
+            return show(None, None, queue)
         try:
-            release(store, packet["case"]["id"], actor(app, who, request), qconfig)
+            principal = who_of(who, request)
+            release(store, packet["case"]["id"], principal, qconfig)
         except SERVICE_ERRORS as exc:
-            return _show(None, f"Warning: {exc}")
-        return _show(None, f"Released case {packet['case']['id']}.")
+            return show(None, None, queue, plain(str(exc)), "error")
+        return show(None, principal, queue, f"Released case {packet['case']['id']}.")
 
-    def reveal(packet: Optional[dict[str, Any]], who: str, request: gr.Request) -> Any:
+    def undo(packet: Optional[dict[str, Any]], who: str, queue: str, request: gr.Request) -> tuple[Any, ...]:
+        try:
+            principal = who_of(who, request)
+            out = undo_last(store, principal, qconfig, settings.undo_seconds)
+        except SERVICE_ERRORS as exc:
+            if packet is not None:
+                return kept(packet, None, exc, "Not undone")
+            return show(None, None, queue, f"Not undone: {plain(str(exc))}", "error")
+        if packet is not None and packet["case"]["id"] != out["case_id"]:
+            try:  # the case on screen goes back to its queue; the undone one comes back
+                release(store, packet["case"]["id"], principal, qconfig)
+            except SERVICE_ERRORS:
+                pass
+        return show(packet_for(out["case_id"], principal), principal, queue,
+                    f"Undone: your {out['label']} / {out['action']} on case {out['case_id']} "
+                    f"({len(out['undone'])} decision{'s' if len(out['undone']) != 1 else ''}). Decide it again.")
+
+    def reveal(packet: Optional[dict[str, Any]], who: str, queue: str, request: gr.Request) -> tuple[Any, ...]:
         if packet is None or not packet.get("item"):
-            return gr.update()
+            return (gr.update(),) * 8
         try:
-            text = reveal_text(store, packet["case"]["id"], actor(app, who, request))
+            principal = who_of(who, request)
+            reveal_text(store, packet["case"]["id"], principal)
+            fresh = packet_for(packet["case"]["id"], principal)
         except SERVICE_ERRORS as exc:
-            gr.Warning(str(exc))
-            return gr.update()
-        return text_html(dict(packet, masked=False, item=dict(packet["item"], text=text)))
+            return (gr.update(), gr.update(), gr.update(), gr.update(), gr.update(),
+                    message_html(plain(str(exc)), "error"), gr.update(), gr.update())
+        expo = expo_of(principal)
+        return (fresh, text_html(fresh, prefs_of(principal)), campaign_html(fresh), similar_html(fresh),
+                author_html(fresh), "",
+                status_html(queue_status(store, qconfig), queue, expo), break_update(expo, queue))
 
+    def heartbeat(packet: Optional[dict[str, Any]], held: Optional[dict[str, Any]], who: str,
+                  idle_ms: Optional[float], request: gr.Request) -> tuple[Any, Any]:
+        """Renew the lease while the analyst is active; `held` is the last renewal (case, expiry)."""
+        if packet is None:
+            return gr.update(), None
+        case_id = packet["case"]["id"]
+        expires = held["expires"] if held and held.get("case") == case_id else packet["case"]["lease_expires_at"]
+        shown = dict(packet, case=dict(packet["case"], lease_expires_at=expires))
+        if (idle_ms or 0) / 1000 > settings.idle_seconds:
+            return lease_html(shown, settings, idle=True), held
+        try:
+            out = renew(store, case_id, who_of(who, request), qconfig)
+        except SERVICE_ERRORS as exc:
+            return lease_html(None, settings, lost=f"Lost: {plain(str(exc))}. What you typed is kept; press n "
+                                                  f"for the next case, or open this one again by its id."), None
+        fresh = {"case": case_id, "expires": out["lease_expires_at"]}
+        return lease_html(dict(packet, case=dict(packet["case"], lease_expires_at=fresh["expires"])), settings), fresh
+
+    def refresh_counts(who: str, queue: str, request: gr.Request) -> tuple[Any, Any, Any]:
+        try:
+            principal = who_of(who, request) if (app.has_users() or who.strip()) else None
+        except SERVICE_ERRORS:
+            principal = None
+        status = queue_status(store, qconfig)
+        expo = expo_of(principal)
+        return (status_html(status, queue, expo), break_update(expo, queue),
+                gr.update(choices=counts_choices(status, list(qconfig.queues))))
+
+    def break_queue_name(queue: Optional[str]) -> Optional[str]:
+        if settings.break_queue in qconfig.queues:
+            return settings.break_queue
+        return None
+
+    def break_update(expo: Optional[dict[str, Any]], queue: Optional[str]) -> Any:
+        over = bool(expo and expo["over_budget"])
+        target = break_queue_name(queue)
+        return gr.update(visible=over and target is not None and queue != target,
+                         value=f"Take a break, or switch to the {target} queue")
+
+    def to_break(who: str, request: gr.Request) -> tuple[Any, ...]:
+        return claim(who, break_queue_name(None) or qconfig.default_queue, request, "Switched to a milder queue.",
+                     switch_queue=True)
+
+    def save_prefs(packet: Optional[dict[str, Any]], who: str, blur: bool, gray: bool, request: gr.Request) -> Any:
+        try:
+            prefs = set_preferences(store, who_of(who, request), settings, blur=bool(blur), grayscale=bool(gray))
+        except SERVICE_ERRORS:
+            prefs = {"blur": bool(blur), "grayscale": bool(gray)}
+        return text_html(packet, prefs) if packet else ""
+
+    def on_load(who: str, request: gr.Request) -> tuple[Any, ...]:
+        """The session's start: the most urgent queue this analyst may work, their display settings."""
+        name = (getattr(request, "username", None) or who) if app.has_users() else who
+        try:
+            principal = who_of(name, request) if name and name.strip() else None
+        except SERVICE_ERRORS:
+            principal = None
+        status = queue_status(store, qconfig)
+        first = queue or (start_queue(store, principal, qconfig, status=status) if principal else None) \
+            or start_queue(store, "", qconfig, status=status) or qconfig.default_queue
+        prefs = prefs_of(principal)
+        expo = expo_of(principal)
+        return (name, gr.update(choices=counts_choices(status, list(qconfig.queues)), value=first),
+                status_html(status, first, expo), prefs["blur"], prefs["grayscale"], break_update(expo, first))
+
+    # -- layout ---------------------------------------------------------------------------------
     packet_state = gr.State(None)
-    with gr.Row():
-        accounts = app.has_users()
+    armed_state = gr.State(None)  # the campaign case a first `c` / Ctrl+Enter armed
+    accounts = app.has_users()
+    with gr.Row(elem_id="wb-topbar", equal_height=True):
         who = gr.Textbox(value="" if accounts else analyst, label="Signed in as" if accounts else "Analyst",
-                         interactive=not accounts, scale=1)
-        waiting = queue_overview(store)
-        busiest = max(qconfig.queues, key=lambda q: waiting.get(q, 0))
-        queue_in = gr.Dropdown(choices=[(f"{q} ({waiting.get(q, 0)})", q) for q in qconfig.queues],
-                               value=queue or busiest, label="Queue", scale=2, elem_id="wb-queue",
-                               allow_custom_value=True)
-        next_btn = gr.Button("Next case (n)", elem_id="wb-next", variant="primary", scale=1)
-    header = gr.Markdown(EMPTY_HEADER)
-    with gr.Row():
-        with gr.Column(scale=3):
-            text = gr.HTML(elem_id="wb-text")
-            reveal_btn = gr.Button("Reveal text (r)", elem_id="wb-reveal", size="sm")
-        with gr.Column(scale=2):
-            scores = gr.Label(label="Model scores", num_top_classes=len(taxonomy.labels))
-            model_info = gr.Markdown()
-    with gr.Row():
-        label_in = gr.Radio(choices=taxonomy.labels, label="Label")
-        # Choices follow the label; the service validates the pair, so a value that is briefly
-        # out of step with the choices (a fast click after a label change) is not a UI error.
-        action_in = gr.Dropdown(choices=[], label="Enforcement action", allow_custom_value=True,
-                                elem_id="wb-action")
-        policy_in = gr.Textbox(label="Policy reference")
-    rationale_in = gr.Textbox(label="Rationale (required to override or escalate)", lines=2,
-                              elem_id="wb-rationale")
-    with gr.Row():
-        confirm_btn = gr.Button("Confirm model (c)", elem_id="wb-confirm", variant="primary")
-        decide_btn = gr.Button("Save decision", elem_id="wb-decide")
-        escalate_btn = gr.Button("Escalate with packet", elem_id="wb-escalate", variant="stop")
-        skip_btn = gr.Button("Skip (s)", elem_id="wb-skip")
-        release_btn = gr.Button("Release (x)", elem_id="wb-release")
-    gr.Markdown("<span class='wb-keys'>Keys: <kbd>c</kbd> confirm · <kbd>n</kbd> next · <kbd>r</kbd> reveal · "
-                "<kbd>s</kbd> skip · <kbd>x</kbd> release</span>")
-    with gr.Accordion("Campaign", open=True):
-        campaign_info = gr.Markdown()
-    with gr.Accordion("Similar past decisions", open=True):
-        similar = gr.Dataframe(headers=["similarity", "label", "action", "reviewer", "rationale", "text"],
-                               interactive=False, wrap=True)
-    with gr.Accordion("Author history", open=False):
-        author = gr.Dataframe(headers=["item", "created", "predicted", "decided", "action", "text"],
-                              interactive=False, wrap=True)
+                         interactive=not accounts, scale=1, min_width=120, elem_id="wb-who")
+        queue_in = gr.Dropdown(choices=[(q, q) for q in qconfig.queues], value=queue or qconfig.default_queue,
+                               label="Queue", scale=2, min_width=200, elem_id="wb-queue", allow_custom_value=True)
+        next_btn = gr.Button("Next case (n)", elem_id="wb-next", variant="primary", scale=1, min_width=110)
+        open_in = gr.Textbox(label="Open case #", scale=1, min_width=90, elem_id="wb-open", max_lines=1,
+                             placeholder="id, Enter")
+        open_btn = gr.Button("Open", elem_id="wb-open-btn", scale=0, min_width=60)
+        with gr.Column(scale=2, min_width=220):
+            status = html_box(status_html({}, queue, None), elem_id="wb-status-box")
+            lease = html_box(lease_html(None, settings), elem_id="wb-lease-box")
+    break_btn = gr.Button("Take a break", visible=False, elem_id="wb-break", size="sm")
+    header = html_box(empty_header(), elem_id="wb-header")
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=3, min_width=480):
+            text = html_box(elem_id="wb-text")
+            label_in = gr.Radio(choices=[(f"{i + 1} {lab}", lab) for i, lab in enumerate(labels)], label="Label (1-9)",
+                                elem_id="wb-label")
+            label_err = html_box(elem_id="wb-label-err", elem_classes=["wb-err"])
+            action_in = gr.Radio(choices=[], label="Enforcement action (a cycles)", elem_id="wb-action")
+            with gr.Row(equal_height=True):
+                rationale_in = gr.Textbox(label="Rationale (o: override) or escalation reason (e)", lines=1,
+                                          max_lines=4, elem_id="wb-rationale", scale=4)
+                policy_in = gr.Textbox(label="Policy reference", scale=1, min_width=110, elem_id="wb-policy-ref")
+            rationale_err = html_box(elem_id="wb-rationale-err", elem_classes=["wb-err"])
+            with gr.Row(elem_id="wb-buttons"):
+                confirm_btn = gr.Button("Confirm (c)", elem_id="wb-confirm", variant="primary", min_width=100)
+                decide_btn = gr.Button("Save (Ctrl+↵)", elem_id="wb-decide", min_width=100)
+                escalate_btn = gr.Button("Escalate (e)", elem_id="wb-escalate", variant="stop", min_width=100)
+                skip_btn = gr.Button("Skip (s)", elem_id="wb-skip", min_width=70)
+                release_btn = gr.Button("Release (x)", elem_id="wb-release", min_width=90)
+                undo_btn = gr.Button("Undo (u)", elem_id="wb-undo", min_width=70)
+            buttons_err = html_box(elem_id="wb-buttons-err", elem_classes=["wb-err"])
+            with gr.Row(elem_id="wb-display", equal_height=True):
+                reveal_btn = gr.Button("Reveal text (r)", elem_id="wb-reveal", size="sm", scale=0, min_width=120)
+                blur_in = gr.Checkbox(label="Blur revealed text (hover reads)", value=settings.default_blur, elem_id="wb-blur",
+                                      scale=0, min_width=150, container=False)
+                gray_in = gr.Checkbox(label="Grayscale", value=settings.default_grayscale, elem_id="wb-gray",
+                                      scale=0, min_width=110, container=False)
+                html_box("<div class='wb-keys'>Keys: <kbd>1</kbd>-<kbd>9</kbd> label · <kbd>a</kbd> action · "
+                        "<kbd>c</kbd> confirm · <kbd>o</kbd> override · <kbd>e</kbd> escalate · <kbd>Ctrl</kbd>+"
+                        "<kbd>Enter</kbd> save · <kbd>u</kbd> undo · <kbd>n</kbd> next · <kbd>?</kbd> all keys</div>")
+        with gr.Column(scale=2, min_width=360):
+            model_info = html_box(elem_id="wb-model")
+            campaign_info = html_box(elem_id="wb-campaign")
+            with gr.Accordion("Similar past decisions", open=False):
+                similar = html_box(elem_id="wb-similar")
+            if build_context_panel is not None:
+                with gr.Accordion("Context: policy, history, notes", open=True, elem_id="wb-context"):
+                    ctx_components.extend(build_context_panel(app, packet_state, who))
+            # The context panel shows the author's history; without it, this accordion does.
+            with gr.Accordion("Author history", open=False, visible=build_context_panel is None):
+                author = html_box(elem_id="wb-author")
+    idle_ms = gr.Number(value=0, visible="hidden", elem_id="wb-idle")
+    heartbeat_timer = gr.Timer(settings.heartbeat_seconds)
+    counts_timer = gr.Timer(settings.counts_refresh_seconds)
 
-    outputs = [packet_state, header, text, scores, model_info, campaign_info, author, similar,
-               label_in, action_in, policy_in, rationale_in]
-    next_btn.click(claim, [who, queue_in], outputs)
-    confirm_btn.click(confirm, [packet_state, who, queue_in], outputs)
-    decide_btn.click(submit, [packet_state, who, queue_in, label_in, action_in, policy_in, rationale_in], outputs)
-    escalate_btn.click(escalate, [packet_state, who, queue_in, rationale_in], outputs)
-    skip_btn.click(skip_case, [packet_state, who, queue_in], outputs)
-    release_btn.click(release_case, [packet_state, who], outputs)
-    reveal_btn.click(reveal, [packet_state, who], [text])
-    label_in.input(on_label, [label_in], [action_in, policy_in])
+    outputs = [packet_state, armed_state, header, text, model_info, campaign_info, similar, author,
+               label_in, action_in, policy_in, rationale_in, label_err, rationale_err, buttons_err, lease,
+               queue_in, status, break_btn, *ctx_components]
+    wire: list[tuple[Any, Callable[..., Any], list[Any]]] = [
+        (next_btn.click, claim, [who, queue_in]),
+        (open_btn.click, open_case, [who, queue_in, open_in]),
+        (open_in.submit, open_case, [who, queue_in, open_in]),
+        (confirm_btn.click, confirm, [packet_state, armed_state, who, queue_in]),
+        (decide_btn.click, submit, [packet_state, armed_state, who, queue_in, label_in, action_in, policy_in,
+                                    rationale_in]),
+        (escalate_btn.click, escalate, [packet_state, armed_state, who, queue_in, rationale_in]),
+        (skip_btn.click, skip_case, [packet_state, who, queue_in]),
+        (release_btn.click, release_case, [packet_state, who, queue_in]),
+        (undo_btn.click, undo, [packet_state, who, queue_in]),
+    ]
+    for event, fn, inputs in wire:
+        event(fn, inputs, outputs, show_progress="hidden", trigger_mode="once", queue=False)
+    reveal_btn.click(reveal, [packet_state, who, queue_in],
+                     [packet_state, text, campaign_info, similar, author, buttons_err, status, break_btn],
+                     show_progress="hidden")
+    label_in.input(on_label, [label_in], [action_in, policy_in, label_err], show_progress="hidden")
+    held_state = gr.State(None)  # the last renewal: {"case": id, "expires": datetime}
+    heartbeat_timer.tick(heartbeat, [packet_state, held_state, who, idle_ms], [lease, held_state],
+                         js="(p, h, w, i) => [p, h, w, Date.now() - (window.wbLastActivity || Date.now())]")
+    counts_timer.tick(refresh_counts, [who, queue_in], [status, break_btn, queue_in])
+    queue_in.input(refresh_counts, [who, queue_in], [status, break_btn, queue_in], show_progress="hidden")
+    break_btn.click(to_break, [who], outputs, show_progress="hidden")
+    for box in (blur_in, gray_in):
+        box.input(save_prefs, [packet_state, who, blur_in, gray_in], [text], show_progress="hidden")
+    blocks.load(on_load, [who], [who, queue_in, status, blur_in, gray_in, break_btn])
     return who

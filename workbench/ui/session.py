@@ -1,10 +1,12 @@
 """Who acts in the web UI: the signed-in user once the store has accounts, else the name typed.
 
-With accounts, Gradio's login page (`launch(auth=...)`, checked by `core.accounts.verify_password`)
-guards every page, queue and `/gradio_api` endpoint: a request without a session gets 401 and
-never reaches a callback. Each callback then builds the Principal from the session's user name,
-re-reading the account, so a disabled user stops at once and their role is what the services
-check. The analyst box only names the actor on a store without accounts (served on loopback).
+With accounts, Gradio's login page (`launch(auth=...)`, checked by `core.accounts.verify_password`:
+argon2 and the per-account lockout) guards every page, queue and `/gradio_api` endpoint: a
+request without a session gets 401 and never reaches a callback. The session itself (in the
+store, idle timeout, logout, cookies, CSRF, login throttle, SSO proxy) is `web_guard`'s. Each
+callback builds the Principal from the session's user name, re-reading the account, so a
+disabled user stops at once and their role is what the services check. The analyst box only
+names the actor on a store without accounts (served on loopback).
 """
 from __future__ import annotations
 

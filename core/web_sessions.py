@@ -1,0 +1,163 @@
+"""Signed-in browser sessions, kept in the store (`web_sessions`).
+
+Why in the store and not in the web server's memory (Gradio keeps `app.tokens` in a dict):
+
+- a session must end *at once* when its user is disabled, their password is changed or an
+  admin revokes it, and those commands run in another process (`workbench users disable`);
+  every request re-reads the session row joined with its user, so nothing is cached;
+- sessions survive a restart of `workbench serve` and are shared by several `serve` processes
+  over one PostgreSQL store (a restart no longer signs everyone out, a load balancer may send
+  each request anywhere);
+- who was signed in from where and when, and why each session ended, is on record.
+
+Only the SHA-256 of the cookie value is stored (the cookie holds 128 random bits, so a fast hash
+is enough, as for API tokens). A session ends on logout, after `idle_timeout` without activity,
+`absolute` after it began, when its user is disabled or their password changes, or when revoked;
+an ended session never comes back. `last_seen_at` is written at most every `touch_every` (a
+fraction of the idle timeout), not on every request.
+
+Starting and ending sessions are audit events (`session.start`, `session.end`).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from sqlalchemy import func, insert, select, update
+
+from . import audit
+from .hooks import check_permission
+from .principals import Actor, Principal
+from .schema import User, WebSession, utcnow
+
+U = User.__table__
+S = WebSession.__table__
+END_REASONS = ("logout", "idle", "expired", "disabled", "password", "revoked")
+
+
+class SessionError(ValueError):
+    """A refused session operation; one line."""
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    """A live session: its id, the user's Principal, and its timing."""
+
+    id: int
+    principal: Principal
+    created_at: dt.datetime
+    last_seen_at: dt.datetime
+    expires_at: dt.datetime
+
+
+def session_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def start_session(store: Any, token: str, name: str, *, absolute: dt.timedelta, client: Optional[str] = None,
+                  now: Optional[dt.datetime] = None) -> int:
+    """Record a session for user `name` (who has just proven their password), keyed by the hash of
+    its cookie value. Audited. SessionError for an unknown or disabled user."""
+    now = now or utcnow()
+    with store.begin() as conn:
+        user = conn.execute(select(U.c.id, U.c.disabled).where(U.c.name == name)).first()
+        if user is None or user.disabled:
+            raise SessionError(f"user {name!r} cannot sign in")
+        sid = int(conn.execute(insert(S).values(
+            token_hash=session_hash(token), user_id=user.id, client=(client or None) and client[:64],
+            created_at=now, last_seen_at=now, expires_at=now + absolute).returning(S.c.id)).scalar_one())
+        audit.record(conn, name, "session.start", "web_session", sid, {"client": client})
+    return sid
+
+
+def _end(conn: Any, sid: int, name: str, reason: str, now: dt.datetime, actor: Actor | None = None) -> None:
+    """End one session, audited once (two requests finding it idle at the same time end it once)."""
+    done = conn.execute(update(S).where(S.c.id == sid, S.c.ended_at.is_(None))
+                        .values(ended_at=now, end_reason=reason)).rowcount
+    if done:
+        audit.record(conn, actor if actor is not None else name, "session.end", "web_session", sid,
+                     {"user": name, "reason": reason})
+
+
+def session_user(store: Any, token: Optional[str], *, idle: dt.timedelta, touch: bool = False,
+                 now: Optional[dt.datetime] = None) -> Optional[SessionInfo]:
+    """The live session of a cookie value, or None (no such session, ended, idle or past its
+    absolute expiry, or its user disabled). A session found dead here is ended on record (its
+    reason says why). `touch`: this request counts as activity (refresh `last_seen_at`, at most
+    every `idle / 10`, capped at a minute)."""
+    if not isinstance(token, str) or not token:
+        return None
+    now = now or utcnow()
+    with store.read() as conn:
+        row = conn.execute(select(S.c.id, S.c.created_at, S.c.last_seen_at, S.c.expires_at, S.c.ended_at,
+                                  U.c.name, U.c.role, U.c.disabled)
+                           .join(U, U.c.id == S.c.user_id).where(S.c.token_hash == session_hash(token))).first()
+    if row is None or row.ended_at is not None:
+        return None
+    reason = ("disabled" if row.disabled else "expired" if row.expires_at <= now
+              else "idle" if now - row.last_seen_at > idle else None)
+    if reason is not None:
+        with store.begin() as conn:
+            _end(conn, row.id, row.name, reason, now)
+        return None
+    last_seen = row.last_seen_at
+    if touch and now - last_seen >= min(idle / 10, dt.timedelta(minutes=1)):
+        with store.begin() as conn:
+            conn.execute(update(S).where(S.c.id == row.id).values(last_seen_at=now))
+        last_seen = now
+    return SessionInfo(row.id, Principal(row.name, row.role, "user"), row.created_at, last_seen, row.expires_at)
+
+
+def end_session(store: Any, token: Optional[str], reason: str = "logout", now: Optional[dt.datetime] = None) -> bool:
+    """End the session of a cookie value (logout). Audited; False when there was no live one."""
+    if not isinstance(token, str) or not token:
+        return False
+    now = now or utcnow()
+    with store.begin() as conn:
+        row = conn.execute(select(S.c.id, S.c.ended_at, U.c.name).join(U, U.c.id == S.c.user_id)
+                           .where(S.c.token_hash == session_hash(token))).first()
+        if row is None or row.ended_at is not None:
+            return False
+        _end(conn, row.id, row.name, reason, now)
+    return True
+
+
+def end_user_sessions(conn: Any, user_id: int, name: str, reason: str, actor: Actor,
+                      now: Optional[dt.datetime] = None) -> int:
+    """End every live session of a user inside the caller's transaction (disable, new password,
+    revoke); each one audited. Returns how many ended."""
+    now = now or utcnow()
+    live = conn.execute(select(S.c.id).where(S.c.user_id == user_id, S.c.ended_at.is_(None))).scalars().all()
+    for sid in live:
+        _end(conn, sid, name, reason, now, actor)
+    return len(live)
+
+
+def revoke_sessions(store: Any, name: str, *, actor: Actor, now: Optional[dt.datetime] = None) -> dict[str, Any]:
+    """Sign a user out everywhere (needs `users`): every live session ends at once. Audited."""
+    check_permission(actor, "users", f"user {name}")
+    with store.begin() as conn:
+        user = conn.execute(select(U.c.id).where(U.c.name == name)).first()
+        if user is None:
+            raise SessionError(f"no user {name!r} (see `workbench users list`)")
+        ended = end_user_sessions(conn, user.id, name, "revoked", actor, now)
+    return {"user": name, "ended": ended}
+
+
+def list_sessions(store: Any, name: Optional[str] = None, live_only: bool = True) -> list[dict[str, Any]]:
+    """Sessions, newest first (never the cookie or its hash)."""
+    q = (select(S.c.id, U.c.name.label("user"), S.c.client, S.c.created_at, S.c.last_seen_at, S.c.expires_at,
+                S.c.ended_at, S.c.end_reason).join(U, U.c.id == S.c.user_id).order_by(S.c.id.desc()))
+    if name is not None:
+        q = q.where(U.c.name == name)
+    if live_only:
+        q = q.where(S.c.ended_at.is_(None))
+    with store.read() as conn:
+        return [dict(r) for r in conn.execute(q).mappings()]
+
+
+def live_count(store: Any) -> int:
+    with store.read() as conn:
+        return int(conn.execute(select(func.count()).select_from(S).where(S.c.ended_at.is_(None))).scalar_one())

@@ -1,0 +1,164 @@
+"""Analyst quality, for leads: QA pass rate, agreement with gold and with peers, override rate,
+throughput and rework, each with its n (and an interval where it is a rate).
+
+Why: a lead coaching an analyst needs to know whether a low figure is a pattern or three unlucky
+cases. Shown only to roles with the `analyst_quality` permission (lead, admin: configs/roles.yaml),
+one analyst per row **sorted by name**, never by a score: this is a coaching view, not a league
+table.
+
+Definitions:
+- QA pass rate: of an analyst's decisions that a lead later re-reviewed blind (a QA-audit
+  decision by someone else on the same item), the share where the re-review gave the same label.
+- Gold agreement: on calibration copies, the share of the analyst's labels equal to the item's
+  label of record decided by someone else (review, QA audit, appeal, escalation), and Cohen's
+  kappa between the two.
+- Peer agreement: on calibration sets, every (analyst, other rater) pair on the same item: the
+  share of equal labels and Cohen's kappa.
+- Override rate: share of the analyst's decisions that overruled the model's label.
+- Throughput: decisions per day with at least one decision (active day).
+- Rework: share of the analyst's original decisions later superseded with another label or
+  action (a correction, an appeal reversal).
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional, Sequence
+
+from core.hooks import check_permission
+from core.labels import current_labels
+from core.principals import Actor
+from core.schema import DECISION_KINDS
+from core.store import Store
+
+from .config import EvaluationConfig
+from .data import decision_events
+from .estimates import proportion
+from .metrics import cohen_kappa
+
+JUDGED = ("review", "qa_audit", "bulk", "escalation")  # acts by an analyst on a case of their own
+
+
+def qa_pass_pairs(events: Sequence[Mapping[str, Any]]) -> list[tuple[str, bool]]:
+    """(analyst, passed) for every QA-audit decision that re-reviewed someone else's decision.
+
+    The re-reviewed decision is the latest earlier one on the item (of kinds `JUDGED`) by another
+    reviewer; passed when the labels agree."""
+    by_item: dict[str, list[Mapping[str, Any]]] = {}
+    pairs: list[tuple[str, bool]] = []
+    for e in sorted(events, key=lambda e: (e["created_at"], e["id"])):
+        if e["item_id"] is None:
+            continue
+        if e["kind"] == "qa_audit" and e["supersedes_id"] is None:  # a correction keeps its kind: not a re-review
+            earlier = [p for p in by_item.get(e["item_id"], []) if p["reviewer"] != e["reviewer"]]
+            if earlier:
+                pairs.append((str(earlier[-1]["reviewer"]), earlier[-1]["label"] == e["label"]))
+        if e["kind"] in JUDGED:
+            by_item.setdefault(e["item_id"], []).append(e)
+    return pairs
+
+
+def gold_pairs(calibration: Sequence[Mapping[str, Any]], gold: Mapping[str, Mapping[str, Any]]
+               ) -> dict[str, list[tuple[str, str]]]:
+    """analyst -> [(their calibration label, the gold label)] where a gold label by someone else exists."""
+    out: dict[str, list[tuple[str, str]]] = {}
+    for e in calibration:
+        g = gold.get(e["item_id"])
+        if g is not None and g["reviewer"] != e["reviewer"]:
+            out.setdefault(str(e["reviewer"]), []).append((e["label"], g["label"]))
+    return out
+
+
+def peer_pairs(calibration: Sequence[Mapping[str, Any]]) -> dict[str, list[tuple[str, str]]]:
+    """analyst -> [(their label, a peer's label)] over every other rater of the same calibration item."""
+    by_item: dict[tuple[Any, str], dict[str, str]] = {}
+    for e in calibration:
+        by_item.setdefault((e.get("calibration_set"), e["item_id"]), {})[str(e["reviewer"])] = e["label"]
+    out: dict[str, list[tuple[str, str]]] = {}
+    for raters in by_item.values():
+        for a, la in raters.items():
+            for b, lb in raters.items():
+                if a != b:
+                    out.setdefault(a, []).append((la, lb))
+    return out
+
+
+def rework_flags(events: Sequence[Mapping[str, Any]]) -> dict[str, list[bool]]:
+    """analyst -> one flag per original decision (superseding nothing): later changed or not."""
+    by_id = {e["id"]: e for e in events}
+    changed: set[int] = set()
+    for e in events:
+        s = e["supersedes_id"]
+        if s is not None and s in by_id and e["kind"] != "undo" and (
+                by_id[s]["label"], by_id[s]["action"]) != (e["label"], e["action"]):
+            while by_id.get(s, {}).get("supersedes_id") is not None:  # back to the original
+                s = by_id[s]["supersedes_id"]
+            changed.add(s)
+    out: dict[str, list[bool]] = {}
+    for e in events:
+        if e["supersedes_id"] is None and e["kind"] in JUDGED:
+            out.setdefault(str(e["reviewer"]), []).append(e["id"] in changed)
+    return out
+
+
+def _agreement(pairs: Sequence[tuple[str, str]], conf: float) -> dict[str, Any]:
+    est = proportion(sum(a == b for a, b in pairs), len(pairs), conf)
+    est["kappa"] = cohen_kappa([a for a, _ in pairs], [b for _, b in pairs]) if pairs else None
+    return est
+
+
+def analyst_table(events: Sequence[Mapping[str, Any]], gold: Mapping[str, Mapping[str, Any]],
+                  conf: float = 0.9) -> list[dict[str, Any]]:
+    """One row per analyst, sorted by name: every figure of the module doc, each with its n."""
+    judged = [e for e in events if e["kind"] in JUDGED]
+    calibration = [e for e in events if e["kind"] == "calibration"]
+    qa: dict[str, list[bool]] = {}
+    for who, ok in qa_pass_pairs(events):
+        qa.setdefault(who, []).append(ok)
+    golds, peers, rework = gold_pairs(calibration, gold), peer_pairs(calibration), rework_flags(events)
+    names = sorted({str(e["reviewer"]) for e in judged} | {str(e["reviewer"]) for e in calibration})
+    rows = []
+    for name in names:
+        mine = [e for e in judged if str(e["reviewer"]) == name]
+        with_model = [e for e in mine if e.get("model_label")]
+        days = {e["created_at"].date() for e in mine}
+        passed = qa.get(name, [])
+        flags = rework.get(name, [])
+        rows.append({
+            "analyst": name, "decisions": len(mine), "active_days": len(days),
+            "per_active_day": (len(mine) / len(days)) if days else None,
+            "qa_pass_rate": proportion(sum(passed), len(passed), conf),
+            "gold_agreement": _agreement(golds.get(name, []), conf),
+            "peer_agreement": _agreement(peers.get(name, []), conf),
+            "override_rate": proportion(sum(bool(e["is_override"]) for e in with_model), len(with_model), conf),
+            "rework_rate": proportion(sum(flags), len(flags), conf),
+        })
+    return rows
+
+
+def analyst_quality(store: Store, actor: Actor, config: EvaluationConfig,
+                    analyst: Optional[str] = None) -> dict[str, Any]:
+    """The analyst table from the store (one analyst, or all). Needs `analyst_quality` (leads)."""
+    check_permission(actor, "analyst_quality", f"analyst {analyst}" if analyst else "analysts")
+    events = decision_events(store, kinds=DECISION_KINDS)
+    cal_sets = _calibration_sets(store, [e["case_id"] for e in events if e["kind"] == "calibration"])
+    for e in events:
+        e["calibration_set"] = cal_sets.get(e["case_id"])
+    gold = current_labels(store, {e["item_id"] for e in events if e["kind"] == "calibration" and e["item_id"]})
+    rows = analyst_table(events, gold, config.confidence)
+    if analyst is not None:
+        rows = [r for r in rows if r["analyst"] == analyst]
+    return {"analysts": rows, "sorted_by": "name", "confidence": config.confidence}
+
+
+def _calibration_sets(store: Store, case_ids: Sequence[Optional[int]]) -> dict[int, str]:
+    from sqlalchemy import select
+
+    from core.schema import Case
+
+    C = Case.__table__
+    ids = [c for c in dict.fromkeys(case_ids) if c is not None]
+    out: dict[int, str] = {}
+    with store.read() as conn:
+        for i in range(0, len(ids), 900):
+            out.update({cid: cs for cid, cs in conn.execute(
+                select(C.c.id, C.c.calibration_set).where(C.c.id.in_(ids[i:i + 900]))).all()})
+    return out

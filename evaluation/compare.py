@@ -1,0 +1,193 @@
+"""Champion against challenger on the same items: paired bootstrap intervals and McNemar's test.
+
+Pure functions over arrays (no store, no models), so the promotion gate, the benchmarks and the
+tests share one implementation.
+
+- `paired_bootstrap` resamples the evaluation items (or whole groups, e.g. campaigns, when
+  `groups` is given: near-copies of one campaign are not independent evidence) and recomputes
+  both models' metrics on every resample, so the interval of the *difference* accounts for the
+  models being scored on the same items. Resamples are weight vectors, so every metric is a
+  weighted count and B resamples cost a few matrix products.
+- Metrics: macro F1 over the labels that occur in `y` (a fixed set, so a resample that misses a
+  rare label scores it 0 rather than changing the average), and per-policy one-vs-rest ROC AUC
+  from the probabilities (Mann-Whitney, ties counted half).
+- `mcnemar` tests whether the two models' error rates differ, from the items exactly one of
+  them gets right (exact two-sided binomial test; it is valid for small counts too).
+"""
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+
+def resample_weights(n: int, n_boot: int, seed: int, groups: Optional[Sequence[Any]] = None) -> np.ndarray:
+    """(n_boot, n) multiplicities of the items in each bootstrap resample; with `groups`, whole
+    groups are drawn with replacement (a cluster bootstrap) and each item counts its group's draws."""
+    rng = np.random.default_rng(seed)
+    if groups is None:
+        return rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(float) if n else np.zeros((n_boot, 0))
+    _, inv = np.unique(np.asarray(groups, dtype=object).astype(str), return_inverse=True)
+    g = int(inv.max()) + 1 if n else 0
+    draws = rng.multinomial(g, np.full(g, 1.0 / g), size=n_boot).astype(float) if g else np.zeros((n_boot, 0))
+    return draws[:, inv]
+
+
+def weighted_macro_f1(y: np.ndarray, pred: np.ndarray, classes: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Macro F1 over `classes` for each row of item weights `w` (B, n) -> (B,)."""
+    y, pred = np.asarray(y), np.asarray(pred)
+    Y = (y[:, None] == classes[None, :]).astype(float)       # (n, k)
+    P = (pred[:, None] == classes[None, :]).astype(float)
+    tp = w @ (Y * P)
+    support = w @ Y
+    predicted = w @ P
+    denom = support + predicted
+    f1 = np.where(denom > 0, 2 * tp / np.where(denom > 0, denom, 1.0), 0.0)
+    return f1.mean(axis=1)
+
+
+def weighted_auc(positive: np.ndarray, score: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """ROC AUC of `score` for the boolean `positive` under each row of weights `w` (B, n) -> (B,);
+    NaN where a resample has no positive or no negative weight."""
+    positive = np.asarray(positive, dtype=bool)
+    uniq, rank = np.unique(np.asarray(score, dtype=float), return_inverse=True)
+    import scipy.sparse as sp
+
+    onehot = sp.csr_matrix((np.ones(len(rank)), (rank, np.arange(len(rank)))), shape=(len(uniq), len(rank)))
+    neg_by_rank = np.asarray((onehot @ (w * ~positive).T).T)   # (B, m) negative weight at each score value
+    below = np.cumsum(neg_by_rank, axis=1) - neg_by_rank       # negative weight strictly below
+    wins = below[:, rank] + 0.5 * neg_by_rank[:, rank]          # (B, n): per item, as if positive
+    pos_w = w * positive
+    num = (pos_w * wins).sum(axis=1)
+    n_pos, n_neg = pos_w.sum(axis=1), (w * ~positive).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where((n_pos > 0) & (n_neg > 0), num / (n_pos * n_neg), np.nan)
+
+
+def _interval(delta: np.ndarray, point: float, confidence: float) -> dict[str, Any]:
+    d = delta[np.isfinite(delta)]
+    if len(d) == 0 or not np.isfinite(point):
+        return {"delta": None, "lower": None, "upper": None, "p_not_better": None}
+    a = (1 - confidence) / 2
+    return {"delta": round(float(point), 6), "lower": round(float(np.quantile(d, a)), 6),
+            "upper": round(float(np.quantile(d, 1 - a)), 6),
+            "p_not_better": round(float((d <= 0).mean()), 6)}
+
+
+def mcnemar(correct_a: Sequence[bool], correct_b: Sequence[bool]) -> dict[str, Any]:
+    """McNemar's test on paired correctness: b = only A right, c = only B right; exact two-sided
+    binomial p-value of b vs c under equal error rates (1.0 when they never disagree)."""
+    from scipy.stats import binomtest
+
+    a, b_ = np.asarray(correct_a, dtype=bool), np.asarray(correct_b, dtype=bool)
+    only_a, only_b = int((a & ~b_).sum()), int((~a & b_).sum())
+    n = only_a + only_b
+    p = 1.0 if n == 0 else float(binomtest(only_b, n, 0.5).pvalue)
+    return {"only_champion_right": only_a, "only_challenger_right": only_b, "disagreements": n,
+            "p_value": round(p, 6)}
+
+
+def paired_bootstrap(y: Sequence[int], proba_a: np.ndarray, proba_b: np.ndarray, pred_a: Sequence[int],
+                     pred_b: Sequence[int], labels: Sequence[str], *, groups: Optional[Sequence[Any]] = None,
+                     n_boot: int = 1000, seed: int = 13, confidence: float = 0.95,
+                     policies: Optional[Sequence[str]] = None) -> dict[str, Any]:
+    """Champion A against challenger B on the same items: each model's macro F1 and per-policy
+    AUC, and the bootstrap interval of B - A for each (`delta`, `lower`, `upper`, and
+    `p_not_better`, the share of resamples where B is not better).
+
+    `y`, `pred_a`, `pred_b` are label indices into `labels`; `proba_*` are (n, len(labels)).
+    `policies`: the labels to compute AUC for (default: every label present with both classes).
+    """
+    y = np.asarray(y, dtype=int)
+    labels = list(labels)
+    n = len(y)
+    pa, pb = np.asarray(proba_a, dtype=float), np.asarray(proba_b, dtype=float)
+    if pa.shape != (n, len(labels)) or pb.shape != (n, len(labels)):
+        raise ValueError(f"probabilities must be ({n}, {len(labels)}), got {pa.shape} and {pb.shape}")
+    out: dict[str, Any] = {"n": n, "groups": len(set(groups)) if groups is not None else n,
+                           "confidence": confidence, "bootstrap": n_boot}
+    if n == 0:
+        out.update(macro_f1={"champion": None, "challenger": None, **_interval(np.array([]), np.nan, confidence)},
+                   auc={})
+        return out
+    W = resample_weights(n, n_boot, seed, groups)
+    ones = np.ones((1, n))
+    classes = np.unique(y)
+    fa, fb = weighted_macro_f1(y, pred_a, classes, W), weighted_macro_f1(y, pred_b, classes, W)
+    pt_a, pt_b = float(weighted_macro_f1(y, pred_a, classes, ones)[0]), float(weighted_macro_f1(y, pred_b, classes, ones)[0])
+    out["macro_f1"] = {"champion": round(pt_a, 6), "challenger": round(pt_b, 6),
+                       **_interval(fb - fa, pt_b - pt_a, confidence)}
+    auc: dict[str, Any] = {}
+    for j, lab in enumerate(labels):
+        if policies is not None and lab not in policies:
+            continue
+        pos = y == j
+        if pos.all() or not pos.any():
+            continue
+        aa, ab = weighted_auc(pos, pa[:, j], W), weighted_auc(pos, pb[:, j], W)
+        p_a, p_b = float(weighted_auc(pos, pa[:, j], ones)[0]), float(weighted_auc(pos, pb[:, j], ones)[0])
+        auc[lab] = {"champion": round(p_a, 6), "challenger": round(p_b, 6), "positives": int(pos.sum()),
+                    **_interval(ab - aa, p_b - p_a, confidence)}
+    out["auc"] = auc
+    if auc:
+        keys = list(auc)
+        mean_a = np.nanmean(np.stack([weighted_auc(y == labels.index(k), pa[:, labels.index(k)], W) for k in keys]), axis=0)
+        mean_b = np.nanmean(np.stack([weighted_auc(y == labels.index(k), pb[:, labels.index(k)], W) for k in keys]), axis=0)
+        pm_a = float(np.mean([auc[k]["champion"] for k in keys]))
+        pm_b = float(np.mean([auc[k]["challenger"] for k in keys]))
+        out["auc_mean"] = {"champion": round(pm_a, 6), "challenger": round(pm_b, 6),
+                           **_interval(mean_b - mean_a, pm_b - pm_a, confidence)}
+    out["mcnemar"] = mcnemar(np.asarray(pred_a) == y, np.asarray(pred_b) == y)
+    return out
+
+
+def metric_interval(comparison: dict[str, Any], metric: str) -> Optional[dict[str, Any]]:
+    """The interval entry of `metric` (macro_f1, auc_mean, auc:<policy>) in a `paired_bootstrap`
+    result, or None when it could not be computed (no positives, empty set)."""
+    if metric.startswith("auc:"):
+        entry = (comparison.get("auc") or {}).get(metric[4:])
+    else:
+        entry = comparison.get(metric)
+    if not entry or entry.get("lower") is None:
+        return None
+    return entry
+
+
+def gate(comparisons: dict[str, dict[str, Any]], metric: str, min_lower_bound: float,
+         min_items: int, mcnemar_alpha: Optional[float] = None) -> dict[str, Any]:
+    """The promotion verdict over evaluation sets (name -> `paired_bootstrap` result): every set
+    with at least `min_items` items must have the lower bound of `metric`'s B - A interval above
+    `min_lower_bound` and, with `mcnemar_alpha`, McNemar's exact p below it with B right on more
+    of the disagreements (a percentile interval of a handful of discordant items can clear zero
+    on luck alone; the exact test cannot). Smaller sets are reported, not counted; no qualifying
+    set means no promotion (no evidence). Returns {passed, reason, sets: {name: {gating, passed,
+    lower, delta, mcnemar_p}}}."""
+    sets: dict[str, Any] = {}
+    reasons = []
+    for name, comp in comparisons.items():
+        entry = metric_interval(comp, metric)
+        gating = comp.get("n", 0) >= min_items and entry is not None
+        ok_interval = bool(gating and entry["lower"] > min_lower_bound)
+        m = comp.get("mcnemar") or {}
+        ok_mcnemar = mcnemar_alpha is None or bool(
+            m and m["p_value"] < mcnemar_alpha and m["only_challenger_right"] > m["only_champion_right"])
+        ok = ok_interval and ok_mcnemar
+        sets[name] = {"gating": gating, "passed": ok if gating else None, "n": comp.get("n", 0),
+                      "lower": entry["lower"] if entry else None, "delta": entry["delta"] if entry else None,
+                      "mcnemar_p": m.get("p_value")}
+        if not gating:
+            reasons.append(f"{name}: {comp.get('n', 0)} items" + ("" if entry else f", no {metric}")
+                           + f" (under {min_items} or not computable: reported only)")
+            continue
+        why = (f"{name}: {metric} delta {entry['delta']:+.4f}, lower bound {entry['lower']:+.4f} "
+               f"{'>' if ok_interval else '<='} {min_lower_bound:+.4f}")
+        if mcnemar_alpha is not None and m:
+            why += (f"; McNemar p {m['p_value']:.4g} ({m['only_challenger_right']} vs {m['only_champion_right']} "
+                    f"disagreements) {'<' if ok_mcnemar else 'not <'} {mcnemar_alpha}")
+        reasons.append(why)
+    gating = [s for s in sets.values() if s["gating"]]
+    passed = bool(gating) and all(s["passed"] for s in gating)
+    if not gating:
+        reasons.append("no evaluation set large enough: not promoted")
+    return {"passed": passed, "metric": metric, "min_lower_bound": min_lower_bound, "mcnemar_alpha": mcnemar_alpha,
+            "sets": sets, "reason": "; ".join(reasons)}

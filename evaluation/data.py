@@ -1,0 +1,122 @@
+"""What evaluation reads from the store: human decisions joined with what the model said.
+
+Two readers, shared by the report, the override telemetry, the slices and the analyst views so
+they all count the same things:
+
+- `decision_rows`: each item's *current* human label (the label of record) with the scores the
+  model showed when it was decided, the QA-audit flag and inclusion probability of its case,
+  its queue, and the item's source, surface, language, campaign membership and text (the text
+  never leaves the server: slices only match identity terms on it).
+- `decision_events`: every labelling act as it happened (corrections and re-reviews included),
+  for rates over time and per analyst.
+
+A campaign decided in bulk counts once per distinct text (`one_per_labelling_act`).
+"""
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+from sqlalchemy import select
+
+from core.labels import AUTHORITATIVE_KINDS, current_decisions
+from core.schema import CampaignMember, Case, Decision, Item, Prediction
+from core.store import Store
+from core.taxonomy import Taxonomy
+
+_CHUNK = 900  # stay under SQLite's bound-parameter limit
+EVENT_KINDS = ("review", "qa_audit", "bulk", "escalation")  # acts judged against the model
+
+
+def one_per_labelling_act(conn: Any, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Decision rows with a bulk decision's members collapsed to one row per distinct text.
+
+    A campaign decided in one action labels hundreds of copies of a few texts: counted as
+    independent labels they would swamp every rate. Rows of other kinds pass through unchanged.
+    """
+    I = Item.__table__
+    bulk_ids = [r["item_id"] for r in rows if r["kind"] == "bulk"]
+    hashes: dict[str, str] = {}
+    for i in range(0, len(bulk_ids), _CHUNK):
+        hashes.update(dict(conn.execute(select(I.c.id, I.c.text_hash).where(I.c.id.in_(bulk_ids[i:i + _CHUNK]))).all()))
+    seen: set[tuple[Any, ...]] = set()
+    out = []
+    for r in rows:
+        if r["kind"] == "bulk":
+            key = (r["case_id"], r["label"], hashes.get(r["item_id"], r["item_id"]))
+            if key in seen:
+                continue
+            seen.add(key)
+        out.append(r)
+    return out
+
+
+def _chunked(conn: Any, query: Any, column: Any, keys: Sequence[Any]) -> list[Any]:
+    out: list[Any] = []
+    keys = list(dict.fromkeys(k for k in keys if k is not None))
+    for i in range(0, len(keys), _CHUNK):
+        out.extend(conn.execute(query.where(column.in_(keys[i:i + _CHUNK]))).all())
+    return out
+
+
+def _language(meta: Any) -> Optional[str]:
+    if isinstance(meta, dict):
+        v = meta.get("language") or meta.get("lang")
+        return str(v) if v else None
+    return None
+
+
+def decision_rows(store: Store, taxonomy: Taxonomy) -> list[dict[str, Any]]:
+    """Current human labels joined with the scores the model showed when each was decided.
+
+    Each row: item_id, human, model, model_version, decided_at, kind, reviewer, is_audit,
+    inclusion (the audit draw's probability; None before it was stored), queue, proba (over
+    `taxonomy.labels`, None when the prediction is gone), source, surface, language, campaign
+    (member of one), text.
+    """
+    P, C, I, CM = Prediction.__table__, Case.__table__, Item.__table__, CampaignMember.__table__
+    with store.read() as conn:
+        decided = current_decisions(conn, kinds=AUTHORITATIVE_KINDS)
+        rows = one_per_labelling_act(conn, [d for d in decided.values() if d["model_version"] and d["model_label"]])
+        ids = [r["item_id"] for r in rows]
+        scores = {(p.item_id, p.model_version): p.scores
+                  for p in _chunked(conn, select(P.c.item_id, P.c.model_version, P.c.scores), P.c.item_id, ids)}
+        cases = {c.id: c for c in _chunked(conn, select(C.c.id, C.c.is_audit, C.c.audit_inclusion, C.c.queue),
+                                            C.c.id, [r["case_id"] for r in rows])}
+        items = {i.id: i for i in _chunked(conn, select(I.c.id, I.c.source, I.c.surface, I.c["metadata"].label("meta"),
+                                                        I.c.text), I.c.id, ids)}
+        members = {m for (m,) in _chunked(conn, select(CM.c.item_id), CM.c.item_id, ids)}
+    out = []
+    for r in rows:
+        if r["label"] not in taxonomy.policies or r["model_label"] not in taxonomy.policies:
+            continue
+        sc = scores.get((r["item_id"], r["model_version"]))
+        case = cases.get(r["case_id"])
+        item = items.get(r["item_id"])
+        is_audit = bool(case is not None and case.is_audit) or r["kind"] == "qa_audit"
+        out.append({"item_id": r["item_id"], "human": r["label"], "model": r["model_label"],
+                    "model_version": r["model_version"], "decided_at": r["created_at"], "kind": r["kind"],
+                    "reviewer": r["reviewer"], "is_audit": is_audit,
+                    "inclusion": (float(case.audit_inclusion) if case is not None and case.audit_inclusion else None),
+                    "queue": case.queue if case is not None else None,
+                    "proba": [float(sc.get(lab, 0.0)) for lab in taxonomy.labels] if sc else None,
+                    "source": item.source if item else None, "surface": item.surface if item else None,
+                    "language": _language(item.meta) if item else None,
+                    "campaign": r["item_id"] in members, "text": item.text if item else ""})
+    return out
+
+
+def decision_events(store: Store, kinds: Sequence[str] = EVENT_KINDS) -> list[dict[str, Any]]:
+    """Every decision of `kinds` as made (superseded ones included), with its case's queue.
+
+    Each row: id, case_id, item_id, reviewer, kind, label, action, model_version, model_label,
+    model_score, is_override, supersedes_id, created_at, queue. Bulk members collapse to one row
+    per distinct text.
+    """
+    D, C = Decision.__table__, Case.__table__
+    with store.read() as conn:
+        rows = [dict(r) for r in conn.execute(
+            select(D.c.id, D.c.case_id, D.c.item_id, D.c.reviewer, D.c.kind, D.c.label, D.c.action,
+                   D.c.model_version, D.c.model_label, D.c.model_score, D.c.is_override, D.c.supersedes_id,
+                   D.c.created_at, C.c.queue).outerjoin(C, C.c.id == D.c.case_id)
+            .where(D.c.kind.in_(list(kinds))).order_by(D.c.id)).mappings()]
+        return one_per_labelling_act(conn, rows)

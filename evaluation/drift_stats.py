@@ -1,0 +1,197 @@
+"""Drift statistics: pure functions over arrays, shared by `workbench eval drift` and benchmarks/drift.py.
+
+Each function compares a reference sample with a current one and returns plain numbers, so the
+same code runs on arrays read from the store and on arrays a benchmark simulates. PSI and the
+two-sample KS statistic come from `evaluation.metrics`; this module adds the Jensen-Shannon
+distance on binned scores and on label shares, a domain classifier's cross-validated ROC AUC on
+embeddings, and the two rate tests (override rate, new-campaign emergence).
+
+Conventions follow Evidently where it has one: the Jensen-Shannon *distance* (the square root
+of the divergence) with natural logarithms, as `scipy.spatial.distance.jensenshannon` computes
+it, so Evidently's threshold of 0.1 means the same here; a domain-classifier AUC of 0.5 means the
+windows cannot be told apart.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from . import metrics as em
+
+
+@dataclass
+class WindowData:
+    """What the checks need from one window, as arrays.
+
+    `scores` (n_scored, len(policies)) and `predicted` (n_scored,) come from the prediction of
+    record; `embeddings` are the cached vectors of the window's items (None: none cached);
+    `new_campaigns` counts campaigns whose earliest member falls in the window (None: the store
+    has no campaigns); `decisions` / `overrides` count current human labels on the window's items
+    that differ from the model label the analyst saw.
+    """
+
+    n_items: int
+    scores: np.ndarray
+    predicted: np.ndarray
+    embeddings: Optional[np.ndarray] = None
+    new_campaigns: Optional[int] = None
+    decisions: int = 0
+    overrides: int = 0
+
+
+def quantile_edges(reference: np.ndarray, bins: int = 10) -> np.ndarray:
+    """Bin edges at the reference sample's quantiles, open at both ends (the bins `em.psi` uses).
+
+    Why reference quantiles: every bin holds about the same share of the reference, so a shift
+    anywhere in the range moves mass between well-populated bins; ties (many scores of exactly
+    0) collapse duplicate edges into fewer bins instead of empty ones.
+    """
+    ref = np.asarray(reference, dtype=np.float64)
+    edges = np.unique(np.quantile(ref, np.linspace(0, 1, bins + 1)))
+    if len(edges) < 2:
+        edges = np.array([ref.min() - 0.5, ref.max() + 0.5])
+    edges[0], edges[-1] = -np.inf, np.inf
+    return edges
+
+
+def binned_shares(reference: np.ndarray, current: np.ndarray, bins: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """Shares of each sample per reference-quantile bin (each sums to 1)."""
+    ref, cur = np.asarray(reference, dtype=np.float64), np.asarray(current, dtype=np.float64)
+    edges = quantile_edges(ref, bins)
+    return np.histogram(ref, edges)[0] / len(ref), np.histogram(cur, edges)[0] / len(cur)
+
+
+def js_distance(p: np.ndarray, q: np.ndarray) -> float:
+    """Jensen-Shannon distance (natural log; 0 = identical, sqrt(ln 2) ~ 0.83 = disjoint) of two share vectors."""
+    from scipy.spatial.distance import jensenshannon
+
+    p, q = np.asarray(p, dtype=np.float64), np.asarray(q, dtype=np.float64)
+    if p.sum() <= 0 or q.sum() <= 0:
+        return float("nan")
+    return float(jensenshannon(p, q))
+
+
+def score_shift(reference: np.ndarray, current: np.ndarray, bins: int = 10) -> dict[str, float]:
+    """PSI, Jensen-Shannon distance and KS of one score column between two windows, plus the means.
+
+    PSI and JS use the same reference-quantile bins. Under no drift both shrink like
+    (bins - 1) * (1/n_ref + 1/n_cur): PSI about that much, JS divergence an eighth of it, so with
+    10 bins and 1,000 items a window the JS distance stays near 0.04, well below 0.1.
+    """
+    ref, cur = np.asarray(reference, dtype=np.float64), np.asarray(current, dtype=np.float64)
+    if len(ref) == 0 or len(cur) == 0:
+        nan = float("nan")
+        return {"psi": nan, "js": nan, "ks": nan, "ks_pvalue": nan, "mean_ref": nan, "mean_cur": nan}
+    p, q = binned_shares(ref, cur, bins)
+    ks = em.ks_statistic(ref, cur)
+    return {"psi": em.psi(ref, cur, bins=bins), "js": js_distance(p, q), "ks": ks["statistic"],
+            "ks_pvalue": ks["pvalue"], "mean_ref": float(ref.mean()), "mean_cur": float(cur.mean())}
+
+
+def label_mix_shift(reference: Sequence[str], current: Sequence[str], labels: Sequence[str]) -> dict[str, Any]:
+    """Shares of each label in both windows, their Jensen-Shannon distance and a chi-square test.
+
+    The chi-square p-value (scipy's test of independence on the 2 x k count table, labels absent
+    from both windows dropped) says whether the change could be chance; the JS distance says how
+    big it is, which is what the alarm looks at on windows of a thousand items and more.
+    """
+    from scipy.stats import chi2_contingency
+
+    ref, cur = np.asarray(reference, dtype=object), np.asarray(current, dtype=object)
+    labels = list(labels)
+    extra = sorted({str(x) for x in np.concatenate([ref, cur])} - set(labels))
+    labels += extra  # a label the taxonomy no longer has still counts as a change
+    rc = np.array([(ref == lab).sum() for lab in labels], dtype=np.float64)
+    cc = np.array([(cur == lab).sum() for lab in labels], dtype=np.float64)
+    out: dict[str, Any] = {"ref_shares": {}, "cur_shares": {}, "js": float("nan"), "chi2_pvalue": float("nan")}
+    if rc.sum() == 0 or cc.sum() == 0:
+        return out
+    out["ref_shares"] = {lab: float(v) for lab, v in zip(labels, rc / rc.sum())}
+    out["cur_shares"] = {lab: float(v) for lab, v in zip(labels, cc / cc.sum())}
+    out["js"] = js_distance(rc / rc.sum(), cc / cc.sum())
+    keep = (rc + cc) > 0
+    if keep.sum() >= 2:
+        out["chi2_pvalue"] = float(chi2_contingency(np.vstack([rc[keep], cc[keep]]))[1])
+    else:
+        out["chi2_pvalue"] = 1.0
+    return out
+
+
+def domain_classifier_auc(reference: np.ndarray, current: np.ndarray, folds: int = 5, seed: int = 0,
+                          max_per_window: Optional[int] = 5000, C: float = 1.0) -> dict[str, Any]:
+    """Cross-validated ROC AUC of a logistic regression telling current rows from reference rows.
+
+    Why a classifier: a shift in a 384-dimensional embedding space has no single statistic, but if
+    a linear model can tell which window a text came from better than chance (AUC 0.5), the
+    content changed. Out-of-fold probabilities (stratified k-fold) keep the model from grading
+    its own training rows. Windows larger than `max_per_window` are subsampled (seeded) to bound
+    the cost; the AUC does not depend on the class balance. Under no drift the AUC scatters around
+    0.5 with sd ~ sqrt((n_ref + n_cur) / (12 n_ref n_cur)), about 0.018 at 500 a window.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    rng = np.random.default_rng(seed)
+    ref, cur = np.asarray(reference, dtype=np.float32), np.asarray(current, dtype=np.float32)
+    if max_per_window is not None:
+        if len(ref) > max_per_window:
+            ref = ref[rng.choice(len(ref), max_per_window, replace=False)]
+        if len(cur) > max_per_window:
+            cur = cur[rng.choice(len(cur), max_per_window, replace=False)]
+    k = min(folds, len(ref), len(cur))
+    if k < 2:
+        return {"auc": float("nan"), "n_reference": len(ref), "n_current": len(cur), "folds": k}
+    x = np.vstack([ref, cur])
+    y = np.r_[np.zeros(len(ref), dtype=int), np.ones(len(cur), dtype=int)]
+    clf = LogisticRegression(C=C, max_iter=1000, class_weight="balanced")
+    cv = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+    proba = cross_val_predict(clf, x, y, cv=cv, method="predict_proba")[:, 1]
+    return {"auc": float(roc_auc_score(y, proba)), "n_reference": len(ref), "n_current": len(cur), "folds": k}
+
+
+def two_proportion_test(k_ref: int, n_ref: int, k_cur: int, n_cur: int,
+                        alternative: str = "two-sided") -> dict[str, float]:
+    """Pooled two-proportion z-test of k_cur/n_cur against k_ref/n_ref.
+
+    `alternative`: "two-sided", or "increase" (only a rise of the current rate counts). Returns
+    both rates, their difference (current - reference), z and the p-value; p is 1.0 when the
+    pooled rate is 0 or 1 (no variation to test).
+    """
+    from scipy.stats import norm
+
+    if alternative not in ("two-sided", "increase"):
+        raise ValueError(f"alternative must be 'two-sided' or 'increase', got {alternative!r}")
+    nan = float("nan")
+    if n_ref <= 0 or n_cur <= 0:
+        return {"rate_ref": nan, "rate_cur": nan, "difference": nan, "z": nan, "pvalue": nan}
+    p1, p2 = k_ref / n_ref, k_cur / n_cur
+    pooled = (k_ref + k_cur) / (n_ref + n_cur)
+    se = math.sqrt(pooled * (1 - pooled) * (1 / n_ref + 1 / n_cur))
+    if se == 0:
+        return {"rate_ref": p1, "rate_cur": p2, "difference": p2 - p1, "z": 0.0, "pvalue": 1.0}
+    z = (p2 - p1) / se
+    p = float(2 * norm.sf(abs(z))) if alternative == "two-sided" else float(norm.sf(z))
+    return {"rate_ref": p1, "rate_cur": p2, "difference": p2 - p1, "z": float(z), "pvalue": p}
+
+
+def emergence_test(new_ref: int, items_ref: int, new_cur: int, items_cur: int) -> dict[str, Any]:
+    """New campaigns per 1,000 items in both windows, their ratio, and a one-sided exact test.
+
+    Given the new campaigns of both windows together, equal rates would put each in the current
+    window with probability items_cur / (items_ref + items_cur); the binomial test (scipy) asks
+    whether the current window got more than that. The ratio is None when the reference saw none.
+    """
+    from scipy.stats import binomtest
+
+    nan = float("nan")
+    if items_ref <= 0 or items_cur <= 0:
+        return {"rate_ref": nan, "rate_cur": nan, "ratio": None, "pvalue": nan}
+    r1, r2 = 1000 * new_ref / items_ref, 1000 * new_cur / items_cur
+    total = new_ref + new_cur
+    p = 1.0 if total == 0 else float(binomtest(new_cur, total, items_cur / (items_ref + items_cur),
+                                               alternative="greater").pvalue)
+    return {"rate_ref": r1, "rate_cur": r2, "ratio": (r2 / r1) if r1 > 0 else None, "pvalue": p}

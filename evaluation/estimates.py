@@ -1,0 +1,260 @@
+"""Estimates with intervals from audit samples: pure functions over arrays.
+
+Why: a rate read off a handful of audits ("precision 1.000" from n = 2) says nothing without its
+n and an interval. Every figure here comes back as an *estimate*: a dict with the point
+`estimate`, the raw `n` it rests on (the denominator count observed), the interval `lo`/`hi` at
+confidence `conf`, the `method` and, for weighted samples, the Kish effective sample size
+`n_eff`.
+
+- Uniform samples: a proportion gets the Wilson score interval (good coverage down to small n,
+  never outside [0, 1]).
+- Stratified samples (the QA audit drawn with a higher inclusion probability in some score
+  bands): each audited case carries its inclusion probability pi; weights 1/pi give the
+  Horvitz-Thompson totals, a rate is their ratio (Hajek / ratio estimator), its variance is the
+  Taylor linearisation under stratified sampling (strata = groups of equal pi, Poisson draws
+  treated as post-stratified), and the interval is Wilson's at the effective sample size
+  n_eff = R(1 - R) / Var (Korn & Graubard's adaptation for complex samples).
+- Precision, recall and F1 are all ratios of sums over audited items: precision = sum(tp) /
+  sum(pred), recall = sum(tp) / sum(true), F1 = sum(2 tp) / sum(true + pred), so one ratio
+  estimator serves all three.
+- `audits_needed` says how many further audits would bring an interval to a target width.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+import numpy as np
+
+Estimate = dict[str, Any]
+
+
+def z_value(conf: float) -> float:
+    """Two-sided standard normal quantile for confidence `conf` (0.9 -> 1.645)."""
+    if not 0.0 < conf < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {conf}")
+    from scipy.stats import norm
+
+    return float(norm.ppf(0.5 + conf / 2.0))
+
+
+def wilson(k: float, n: float, conf: float = 0.9) -> tuple[float, float]:
+    """Wilson score interval of k successes in n trials (n may be an effective, non-integer n)."""
+    if n <= 0:
+        return 0.0, 1.0
+    z = z_value(conf)
+    p = min(max(k / n, 0.0), 1.0)
+    denom = 1.0 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def wilson_width(p: float, n: float, conf: float = 0.9) -> float:
+    """Width of the Wilson interval at proportion p and sample size n."""
+    lo, hi = wilson(p * n, n, conf)
+    return hi - lo
+
+
+def proportion(k: int, n: int, conf: float = 0.9) -> Estimate:
+    """A plain rate k / n with its Wilson interval; estimate None when n is 0."""
+    lo, hi = wilson(k, n, conf)
+    return {"estimate": (k / n) if n else None, "k": int(k), "n": int(n), "lo": lo if n else None,
+            "hi": hi if n else None, "conf": conf, "method": "wilson"}
+
+
+def _binary(a: np.ndarray) -> bool:
+    return bool(np.all((a == 0) | (a == 1)))
+
+
+def ratio_estimate(num: Sequence[float], den: Sequence[float], weights: Optional[Sequence[float]] = None,
+                   strata: Optional[Sequence[Any]] = None, conf: float = 0.9) -> Estimate:
+    """R = sum(w num) / sum(w den) over sampled units, with an interval.
+
+    `weights` are inverse inclusion probabilities (None: a uniform sample); `strata` the stratum of
+    each unit (None with weights: units of equal weight form a stratum). Unweighted binary ratios
+    get the exact-count Wilson interval; otherwise the linearised variance
+    Var = sum_h (1 - f_h) n_h / (n_h - 1) sum_i (e_i - mean_h e)^2, e_i = w_i (num_i - R den_i) / sum(w den),
+    f_h = n_h / N_h (N_h = sum of the stratum's weights), and Wilson at n_eff = R (1 - R) / Var.
+    `n` is the number of sampled units with den > 0.
+    """
+    z_num, z_den = np.asarray(num, dtype=np.float64), np.asarray(den, dtype=np.float64)
+    if z_num.shape != z_den.shape:
+        raise ValueError("num and den must have the same length")
+    n = int((z_den > 0).sum())
+    uniform = weights is None
+    w = np.ones_like(z_den) if uniform else np.asarray(weights, dtype=np.float64)
+    if w.shape != z_den.shape or np.any(~np.isfinite(w)) or np.any(w <= 0):
+        raise ValueError("weights must be positive and finite, one per unit")
+    total = float((w * z_den).sum())
+    out: Estimate = {"estimate": None, "n": n, "lo": None, "hi": None, "conf": conf,
+                     "method": "wilson" if uniform else "ratio-linearised"}
+    if total <= 0:
+        out["n_eff"] = 0.0
+        return out
+    r = float((w * z_num).sum() / total)
+    out["estimate"] = r
+    if uniform and _binary(z_num) and _binary(z_den):
+        out["lo"], out["hi"] = wilson(float(z_num.sum()), float(z_den.sum()), conf)
+        out["n_eff"] = float(z_den.sum())
+        return out
+    e = w * (z_num - r * z_den) / total
+    groups = np.zeros(len(w), dtype=np.int64)
+    if strata is not None:
+        _, groups = np.unique(np.asarray(list(strata), dtype=object).astype(str), return_inverse=True)
+    elif not uniform:
+        _, groups = np.unique(w, return_inverse=True)
+    var = 0.0
+    for g in np.unique(groups):
+        m = groups == g
+        n_h = int(m.sum())
+        f_h = 0.0 if uniform else min(1.0, n_h / float(w[m].sum()))
+        if n_h > 1:
+            var += (1 - f_h) * n_h / (n_h - 1) * float(((e[m] - e[m].mean()) ** 2).sum())
+        else:
+            var += (1 - f_h) * float((e[m] ** 2).sum())
+    wd = w * z_den
+    kish = float(wd.sum() ** 2 / (wd * wd).sum())
+    # Korn & Graubard truncate the design effect at 1: n_eff is at most the units observed
+    n_eff = min(float(z_den.sum()), r * (1 - r) / var) if var > 0 and 0 < r < 1 else kish
+    out["n_eff"] = float(n_eff)
+    out["lo"], out["hi"] = wilson(r * n_eff, n_eff, conf)
+    return out
+
+
+def inverse_probability_weights(inclusion: Sequence[Optional[float]]) -> Optional[np.ndarray]:
+    """Weights 1 / pi for audited units, or None when every unit had the same probability (a
+    uniform audit: plain counts are then exact). Units without a stored probability (cases
+    built before it was recorded) count as drawn at the most common stored one."""
+    known = [float(p) for p in inclusion if p]
+    if not known or len(set(known)) == 1:
+        return None
+    values, counts = np.unique(known, return_counts=True)
+    fill = float(values[counts.argmax()])
+    return np.array([1.0 / float(p) if p else 1.0 / fill for p in inclusion], dtype=np.float64)
+
+
+def bootstrap_interval(stat: Callable[[np.ndarray], Optional[float]], n: int, conf: float = 0.9,
+                       n_boot: int = 1000, seed: int = 0, strata: Optional[Sequence[Any]] = None
+                       ) -> tuple[Optional[float], Optional[float]]:
+    """Percentile bootstrap interval of `stat(indices)` over units resampled within strata."""
+    rng = np.random.default_rng(seed)
+    groups = [np.arange(n)] if strata is None else [
+        np.flatnonzero(np.asarray(list(strata), dtype=object).astype(str) == g)
+        for g in np.unique(np.asarray(list(strata), dtype=object).astype(str))]
+    vals = []
+    for _ in range(n_boot):
+        idx = np.concatenate([rng.choice(g, size=len(g), replace=True) for g in groups if len(g)])
+        v = stat(idx)
+        if v is not None and np.isfinite(v):
+            vals.append(v)
+    if not vals:
+        return None, None
+    a = (1 - conf) / 2
+    return float(np.quantile(vals, a)), float(np.quantile(vals, 1 - a))
+
+
+def policy_estimates(y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str],
+                     weights: Optional[Sequence[float]] = None, strata: Optional[Sequence[Any]] = None,
+                     conf: float = 0.9, method: str = "wilson", n_boot: int = 1000,
+                     seed: int = 0) -> dict[str, dict[str, Estimate]]:
+    """Per policy: precision, recall and F1 of `y_pred` against `y_true`, each an estimate.
+
+    `method`: "wilson" (Wilson; with weights, the linearised ratio estimator) or "bootstrap"
+    (percentile bootstrap of the same weighted ratios, within strata). Labels that neither side
+    uses are left out.
+    """
+    if method not in ("wilson", "bootstrap"):
+        raise ValueError(f"method must be 'wilson' or 'bootstrap', not {method!r}")
+    yt, yp = np.asarray(y_true, dtype=object), np.asarray(y_pred, dtype=object)
+    w = None if weights is None else np.asarray(weights, dtype=np.float64)
+    out: dict[str, dict[str, Estimate]] = {}
+    for lab in labels:
+        t, p = (yt == lab).astype(float), (yp == lab).astype(float)
+        if not (t.any() or p.any()):
+            continue
+        tp = t * p
+        parts = {"precision": (tp, p), "recall": (tp, t), "f1": (2 * tp, t + p)}
+        row = {}
+        for name, (num, den) in parts.items():
+            est = ratio_estimate(num, den, w, strata, conf)
+            if method == "bootstrap" and est["estimate"] is not None:
+                ww = np.ones_like(num) if w is None else w
+
+                def stat(idx: np.ndarray, num: np.ndarray = num, den: np.ndarray = den, ww: np.ndarray = ww
+                         ) -> Optional[float]:
+                    d = float((ww[idx] * den[idx]).sum())
+                    return float((ww[idx] * num[idx]).sum() / d) if d > 0 else None
+
+                est["lo"], est["hi"] = bootstrap_interval(stat, len(num), conf, n_boot, seed, strata)
+                est["method"] = "bootstrap"
+            row[name] = est
+        out[lab] = row
+    return out
+
+
+def accuracy_estimate(y_true: Sequence[str], y_pred: Sequence[str], weights: Optional[Sequence[float]] = None,
+                      strata: Optional[Sequence[Any]] = None, conf: float = 0.9) -> Estimate:
+    """Share of items where the model's label is the human's, as an estimate."""
+    yt, yp = np.asarray(y_true, dtype=object), np.asarray(y_pred, dtype=object)
+    return ratio_estimate((yt == yp).astype(float), np.ones(len(yt)), weights, strata, conf)
+
+
+def audits_needed(est: Estimate, audits: int, target_width: float) -> Optional[int]:
+    """Further audits (beyond `audits` done) that would bring `est`'s interval to `target_width`.
+
+    Assumes the estimate stays where it is and further audits inform it at the rate seen so far
+    (n_eff per audit). 0 when already narrow enough; None when nothing is known yet (no audited
+    unit in the denominator).
+    """
+    if not 0 < target_width < 1:
+        raise ValueError(f"target width must be in (0, 1), got {target_width}")
+    r, n_eff = est.get("estimate"), est.get("n_eff", est.get("n"))
+    if r is None or not n_eff or audits <= 0:
+        return None
+    conf = est.get("conf", 0.9)
+    if est.get("lo") is not None and est["hi"] - est["lo"] <= target_width:
+        return 0
+    lo, hi = float(n_eff), float(n_eff)
+    while wilson_width(r, hi, conf) > target_width:
+        hi *= 2
+        if hi > 1e9:
+            return None
+    while hi - lo > 0.5:
+        mid = (lo + hi) / 2
+        if wilson_width(r, mid, conf) > target_width:
+            lo = mid
+        else:
+            hi = mid
+    per_audit = float(n_eff) / audits
+    return max(0, int(math.ceil(hi / per_audit)) - audits)
+
+
+def neyman_allocation(sizes: Sequence[float], sds: Sequence[float], budget: int,
+                      floor: int = 2) -> np.ndarray:
+    """Audits per stratum minimising the variance of a total: n_h proportional to N_h S_h.
+
+    Each stratum gets at least `floor` (so its variance can be estimated) and at most N_h.
+    """
+    N, S = np.asarray(sizes, dtype=np.float64), np.asarray(sds, dtype=np.float64)
+    share = N * np.maximum(S, 1e-9)
+    n = np.minimum(N, np.maximum(floor, budget * share / share.sum()))
+    for _ in range(20):  # rescale the uncapped strata so the budget is spent
+        free = n < N
+        spare = budget - n.sum()
+        if abs(spare) < 0.5 or not free.any():
+            break
+        n[free] = np.minimum(N[free], np.maximum(floor, n[free] + spare * share[free] / share[free].sum()))
+    return np.round(n).astype(int)
+
+
+def estimates_table(per_policy: Mapping[str, Mapping[str, Estimate]], audits: int,
+                    target_width: float) -> list[dict[str, Any]]:
+    """Rows (policy, measure, estimate, n, lo, hi, further audits to the target width) for display."""
+    rows = []
+    for lab, measures in per_policy.items():
+        for name, est in measures.items():
+            rows.append({"policy": lab, "measure": name, "estimate": est["estimate"], "n": est["n"],
+                         "n_eff": est.get("n_eff"), "lo": est["lo"], "hi": est["hi"], "method": est["method"],
+                         "audits_to_target": audits_needed(est, audits, target_width)})
+    return rows

@@ -1,0 +1,240 @@
+"""Retrain and promote behind a gate: `workbench retrain` and the auto-retrain check.
+
+`retrain_and_gate` is the one entry point (the CLI, serve and the benchmarks call it):
+
+1. assemble the data (`labeling.training_data.learning_data`: the label of record, calibration
+   copies resolved, one example per text of a bulk decision, campaign-grouped stored splits,
+   human labels weighted);
+2. train a challenger (the champion's kind and parameters unless told) on the train side, base
+   data and human labels together, validated in the registry on the test side;
+3. score the same evaluation items with champion and challenger, in memory: (a) `test_split`,
+   the human labels on the test side, and (b) `qa_audit`, those of them from the uniform
+   QA-audit sample (an unbiased picture of the traffic, where (a) leans to what the queues
+   served); compare them (`evaluation.compare.paired_bootstrap`, resampling whole campaign
+   groups) and write the report (Markdown + PNG);
+4. promote only when the gate passes (`evaluation.compare.gate`: the lower bound of the chosen
+   metric's interval above `promotion.min_lower_bound` on every set with `min_items`), or with
+   `force` by someone allowed `force_promote`, with a reason (audited as `model.force_promote`
+   beside the gate's verdict); every verdict is audited as `model.gate`;
+5. after a promotion, rescore and re-prioritise the open cases (`labeling.rescore`): in the
+   foreground with a progress bar, in a background thread, or not at all.
+
+A champion trained by `models train` (an item-level split) may have seen test-side items; its
+figures are then flattering and the gate errs towards keeping it. After the first gated
+retrain, the champion has only seen the train side.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
+
+import numpy as np
+from sqlalchemy import Integer, func, select
+
+from core import audit
+from core.hooks import check_permission
+from core.labels import AUTHORITATIVE_KINDS
+from core.principals import Actor, actor_name
+from core.schema import Decision, ModelVersion, utcnow
+from models.base import ModelError
+
+from .compare import gate, paired_bootstrap
+from .promotion_report import plot_comparison, write_markdown
+
+if TYPE_CHECKING:  # pragma: no cover
+    from core.store import Store
+    from core.taxonomy import Taxonomy
+    from labeling.queue_config import QueueConfig
+    from models.base import PolicyClassifier
+    from models.config import ModelsConfig
+    from models.training import TrainingSet
+
+RESCORE_MODES = ("foreground", "background", "none")
+_NOT_INHERITED = ("checkpoint_dir",)  # a champion's run-specific parameters
+
+
+class PromotionError(ModelError):
+    """A retrain cannot run as asked (the message says why; the CLI prints it as one line)."""
+
+
+def aligned_proba(model: "PolicyClassifier", proba: np.ndarray, labels: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(probabilities, predicted label indices) in `labels` order from a model's own columns: a
+    label the model does not know scores 0; the prediction keeps the model's decision weights."""
+    out = np.zeros((proba.shape[0], len(labels)))
+    index = {lab: j for j, lab in enumerate(labels)}
+    for j, lab in enumerate(model.labels):
+        if lab in index:
+            out[:, index[lab]] = proba[:, j]
+    pred_own = model.predict_from_proba(proba)
+    pred = np.array([index.get(model.labels[int(k)], -1) for k in pred_own], dtype=int)
+    return out, pred
+
+
+def score_set(store: "Store", model: "PolicyClassifier", data: "TrainingSet", labels: Sequence[str],
+              config: "ModelsConfig") -> tuple[np.ndarray, np.ndarray]:
+    """`aligned_proba` of `model` on the texts of `data` (embeddings from the cache)."""
+    from models.registry import embeddings_for
+
+    if not len(data):
+        return np.zeros((0, len(labels))), np.zeros(0, dtype=int)
+    emb = embeddings_for(store, model, data.texts, show_progress=False, config=config)
+    return aligned_proba(model, model.predict_proba(list(data.texts), emb), labels)
+
+
+def _challenger_params(cfg: "ModelsConfig", kind: str, champ: Optional[dict[str, Any]],
+                       params: Optional[dict[str, Any]]) -> dict[str, Any]:
+    inherited = {}
+    if champ is not None and champ["kind"] == kind:
+        inherited = {k: v for k, v in (champ.get("params") or {}).items() if k not in _NOT_INHERITED}
+    return {**cfg.kind_params(kind), **inherited, **(params or {})}
+
+
+def retrain_and_gate(store: "Store", taxonomy: "Taxonomy", *, models_config: "ModelsConfig",
+                     queue_config: Optional["QueueConfig"], actor: Actor, kind: Optional[str] = None,
+                     params: Optional[dict[str, Any]] = None, sources: Optional[Sequence[str]] = None,
+                     promote: bool = True, force: bool = False, reason: str = "",
+                     rescore: str = "foreground", report_dir: Optional[str] = None,
+                     now: Optional[dt.datetime] = None, show_progress: bool = True,
+                     echo: Callable[..., None] = lambda *a, **k: None) -> dict[str, Any]:
+    """Train a challenger on base data plus human labels, compare it with the champion on the same
+    held-out items, promote it only through the gate (or `force` with a `reason`), then rescore
+    the open cases. Stable signature: the CLI, serve and the benchmarks call it.
+
+    - `kind` / `params`: default the champion's kind and parameters (else `training.default_kind`).
+    - `promote=False`: evaluate and report only (the challenger stays registered as a challenger).
+    - `force`: promote even when the gate refuses; needs `force_promote` and a non-empty `reason`.
+    - `rescore`: `foreground` (progress bar), `background` (a thread; the job is in
+      `result['rescore_job']`), or `none`; needs `queue_config` unless `none`.
+    - Needs `train` (and `promote` to promote).
+
+    Returns a dict: challenger, champion (the one compared against), promoted, forced, gate
+    (verdict, reason, per set), comparisons (per set: `paired_bootstrap` output), data (counts),
+    report and png (paths), rescore (counts) when it ran in the foreground.
+    """
+    from labeling.training_data import learning_data
+    from models.registry import champion, load_model_version, promote as promote_version, train_model
+
+    cfg = models_config
+    pcfg = cfg.promotion
+    if rescore not in RESCORE_MODES:
+        raise PromotionError(f"rescore must be one of {', '.join(RESCORE_MODES)}, not {rescore!r}")
+    if rescore != "none" and queue_config is None:
+        raise PromotionError("rescoring open cases needs the queue config (or rescore='none')")
+    check_permission(actor, "train", "retrain")
+    if promote:
+        check_permission(actor, "promote", "retrain")
+    if force:
+        if not reason.strip():
+            raise PromotionError("--force needs a --reason (kept in the audit log)")
+        check_permission(actor, "force_promote", "retrain")
+    now = now or utcnow()
+    champ = champion(store)
+    kind = kind or (champ["kind"] if champ else cfg.training.default_kind)
+    merged = _challenger_params(cfg, kind, champ, params)
+    echo("assembling training data (campaign-grouped splits, human labels weighted)")
+    ld = learning_data(store, taxonomy, cfg.learning, actor, sources=sources, now=now,
+                       min_examples_per_label=cfg.training.min_examples_per_label)
+    train = ld.train_set(cfg.training.seed)
+    test_side = ld.data.subset(np.flatnonzero(ld.split == "test"))
+    echo(f"  {ld.stats['items']} items ({ld.stats['human_labels']} human labels); "
+         f"train {ld.stats['by_split']['train']}, test {ld.stats['by_split']['test']}, "
+         f"excluded {ld.stats['by_split']['excluded']}; {len(train)} training rows after weighting")
+    row = train_model(store, taxonomy, kind=kind, params=merged, config=cfg, parent=champ["id"] if champ else None,
+                      promote_if="never", actor=actor, data=train, validation=test_side if len(test_side) else None,
+                      show_progress=show_progress, echo=echo)
+    challenger_id = row["id"]
+    challenger_model, _ = load_model_version(store, challenger_id)
+    champion_model = load_model_version(store, champ["id"])[0] if champ else None
+    labels = list(taxonomy.labels)
+    comparisons: dict[str, dict[str, Any]] = {}
+    reliability = None
+    for set_name in pcfg.sets:
+        data, groups = ld.test_set(set_name)
+        y = np.array([labels.index(lab) for lab in data.labels], dtype=int)
+        pb, predb = score_set(store, challenger_model, data, labels, cfg)
+        pa, preda = score_set(store, champion_model, data, labels, cfg) if champion_model else (pb, predb)
+        comparisons[set_name] = paired_bootstrap(y, pa, pb, preda, predb, labels, groups=groups,
+                                                 n_boot=pcfg.bootstrap, seed=pcfg.seed, confidence=pcfg.confidence)
+        if set_name == "test_split":
+            reliability = {"champion": (pa, y), "challenger": (pb, y)}
+    if champ is None:
+        verdict = {"passed": True, "metric": pcfg.metric, "min_lower_bound": pcfg.min_lower_bound, "sets": {},
+                   "reason": "no champion yet: the challenger becomes the first champion"}
+    else:
+        verdict = gate(comparisons, pcfg.metric, pcfg.min_lower_bound, pcfg.min_items, pcfg.mcnemar_alpha)
+    promoted = bool(promote and (verdict["passed"] or force))
+    forced = bool(promoted and force and not verdict["passed"])
+    result: dict[str, Any] = {"challenger": challenger_id, "champion": champ["id"] if champ else None,
+                              "kind": kind, "promoted": promoted, "forced": forced,
+                              "forced_by": actor_name(actor) if forced else None,
+                              "force_reason": reason if forced else None, "confidence": pcfg.confidence,
+                              "gate": verdict, "comparisons": comparisons, "data": ld.stats}
+    folder = Path(report_dir) if report_dir else store.path("reports", f"promotion-{challenger_id}", "x").parent
+    folder.mkdir(parents=True, exist_ok=True)
+    png = plot_comparison(folder / "comparison.png", result["champion"] or "(none)", challenger_id, comparisons,
+                          reliability)
+    result.update(png=png, report=str(folder / "comparison.md"))
+    write_markdown(folder / "comparison.md", result, "comparison.png")
+    summary = {"champion": result["champion"], "passed": verdict["passed"], "metric": verdict["metric"],
+               "sets": verdict["sets"], "reason": verdict["reason"], "report": result["report"]}
+    with store.begin() as conn:
+        audit.record(conn, actor, "model.gate", "model_version", challenger_id, summary)
+        if forced:
+            audit.record(conn, actor, "model.force_promote", "model_version", challenger_id,
+                         {"reason": reason, "approved_by": actor_name(actor), "gate": summary})
+    if promoted:
+        why = ("first champion" if champ is None else
+               f"forced by {actor_name(actor)} over the gate: {reason}" if forced else
+               f"passed the gate: {verdict['reason']}")
+        promote_version(store, challenger_id, actor=actor, reason=why)
+        echo(f"promoted {challenger_id}: {why}")
+        if rescore == "foreground":
+            from labeling.rescore import rescore_open_cases
+
+            result["rescore"] = rescore_open_cases(store, taxonomy, models_config=cfg, queue_config=queue_config,
+                                                   actor=actor, progress=show_progress)
+        elif rescore == "background":
+            from labeling.rescore import start_background_rescore
+
+            result["rescore_job"] = start_background_rescore(store, taxonomy, models_config=cfg,
+                                                             queue_config=queue_config, actor=actor)
+    else:
+        echo(f"not promoted: {verdict['reason']}")
+    return result
+
+
+def retrain_due(store: "Store", config: "ModelsConfig") -> dict[str, Any]:
+    """Whether an automatic retrain should start now (`auto_retrain` in models.yaml): `due` and
+    the reason. Counted since the champion was trained: new human decisions (at least
+    `after_decisions`), and the override rate of decisions on the champion's suggestions (at or
+    above `override_rate_alarm`, over at least `alarm_min_decisions`). Read-only."""
+    from models.registry import champion
+
+    ac = config.auto_retrain
+    if not ac.enabled:
+        return {"due": False, "reason": "auto_retrain.enabled is false"}
+    champ = champion(store)
+    if champ is None:
+        return {"due": False, "reason": "no champion: train one with `workbench models train`"}
+    D = Decision.__table__
+    MV = ModelVersion.__table__
+    with store.read() as conn:
+        # The stored time itself (the registry's dict rounds it to the second).
+        since = conn.execute(select(MV.c.created_at).where(MV.c.id == champ["id"])).scalar()
+        new = conn.execute(select(func.count()).select_from(D).where(
+            D.c.kind.in_(AUTHORITATIVE_KINDS + ("calibration",)), D.c.created_at > since)).scalar() or 0
+        seen, overrides = conn.execute(select(func.count(), func.sum(D.c.is_override.cast(Integer))).where(
+            D.c.model_version == champ["id"], D.c.kind.in_(AUTHORITATIVE_KINDS))).one()
+    seen, overrides = int(seen or 0), int(overrides or 0)
+    out = {"champion": champ["id"], "new_decisions": int(new), "champion_decisions": seen,
+           "override_rate": round(overrides / seen, 4) if seen else None}
+    if ac.after_decisions is not None and new >= ac.after_decisions:
+        return {**out, "due": True, "reason": f"{new} new human decisions since {champ['id']} (>= {ac.after_decisions})"}
+    if (ac.override_rate_alarm is not None and seen >= ac.alarm_min_decisions
+            and overrides / seen >= ac.override_rate_alarm):
+        return {**out, "due": True, "reason": f"override rate {overrides / seen:.3f} on {seen} decisions "
+                                               f">= alarm {ac.override_rate_alarm}"}
+    return {**out, "due": False, "reason": f"{new} new decisions (retrain at {ac.after_decisions}); override rate "
+                                           f"{out['override_rate']} (alarm {ac.override_rate_alarm})"}
+

@@ -1,0 +1,104 @@
+"""The champion-versus-challenger report of `workbench retrain`: Markdown plus one PNG.
+
+The PNG has the two reliability diagrams (champion, challenger) on the human-labelled test split
+and the per-policy AUC deltas (and macro F1) with their bootstrap intervals, one colour per
+evaluation set, so a lead sees at a glance where the challenger is better and how sure that is.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+
+def plot_comparison(path: str | Path, champion: str, challenger: str, comparisons: dict[str, dict[str, Any]],
+                    reliability: Optional[dict[str, tuple[np.ndarray, np.ndarray]]], n_bins: int = 10) -> str:
+    """Write the comparison PNG; `reliability` maps 'champion' / 'challenger' to (proba, y)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from models.metrics import expected_calibration_error, reliability_bins
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))
+    for ax, (who, name) in zip(axes[:2], (("champion", champion), ("challenger", challenger))):
+        ax.plot([0, 1], [0, 1], "--", color="gray")
+        if reliability and who in reliability and len(reliability[who][1]):
+            proba, y = reliability[who]
+            bins = reliability_bins(proba, y, n_bins)
+            centers = (bins["edges"][:-1] + bins["edges"][1:]) / 2
+            mask = bins["count"] > 0
+            ax.bar(centers[mask], bins["accuracy"][mask], width=0.9 / n_bins, color="#4C72B0")
+            ax.plot(centers[mask], bins["confidence"][mask], "_", color="#C44E52", ms=12, mew=2)
+            ece = expected_calibration_error(proba, y, n_bins)
+            ax.set_title(f"{who}: {name}\nECE {ece:.3f}, n = {len(y)} (test split)", fontsize=9)
+        else:
+            ax.set_title(f"{who}: {name}\n(no human-labelled test items)", fontsize=9)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("confidence (top score)")
+        ax.set_ylabel("accuracy")
+    ax = axes[2]
+    rows: list[tuple[str, str, dict[str, Any]]] = []
+    for set_name, comp in comparisons.items():
+        if comp.get("macro_f1", {}).get("lower") is not None:
+            rows.append((set_name, "macro F1", comp["macro_f1"]))
+        for pol, entry in (comp.get("auc") or {}).items():
+            if entry.get("lower") is not None:
+                rows.append((set_name, f"AUC {pol}", entry))
+    colours = {name: c for name, c in zip(comparisons, ("#4C72B0", "#DD8452", "#55A868", "#8172B3"))}
+    for k, (set_name, what, entry) in enumerate(rows):
+        ax.errorbar(entry["delta"], k, xerr=[[entry["delta"] - entry["lower"]], [entry["upper"] - entry["delta"]]],
+                    fmt="o", color=colours[set_name], capsize=3)
+    ax.axvline(0, color="gray", lw=1)
+    ax.set_yticks(range(len(rows)))
+    ax.set_yticklabels([f"{what} ({s}, n={comparisons[s]['n']})" for s, what, _ in rows], fontsize=8)
+    ax.set_xlabel("challenger - champion (bootstrap interval)")
+    ax.set_title("per-policy deltas", fontsize=9)
+    ax.invert_yaxis()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return str(path)
+
+
+def _fmt(v: Any) -> str:
+    return "-" if v is None else f"{v:+.4f}" if isinstance(v, float) else str(v)
+
+
+def write_markdown(path: str | Path, result: dict[str, Any], png_name: str) -> str:
+    """The Markdown report of one retrain (`evaluation.promotion.retrain_and_gate`'s result)."""
+    g = result["gate"]
+    lines = [f"# Challenger {result['challenger']} against champion {result.get('champion') or '(none)'}", "",
+             f"**Verdict: {'promoted' if result['promoted'] else 'not promoted'}**"
+             + (" (forced by " + str(result.get("forced_by")) + ": " + str(result.get("force_reason")) + ")"
+                if result.get("forced") else ""),
+             "", f"Gate: {g['metric']} lower bound of the {int(result['confidence'] * 100)}% paired bootstrap "
+             f"interval above {g['min_lower_bound']:+g} on every evaluation set with enough items.",
+             "", f"{g['reason']}", "", "## Evaluation sets", ""]
+    for name, comp in result["comparisons"].items():
+        lines += [f"### {name} ({comp['n']} items, {comp['groups']} groups)", ""]
+        if not comp["n"]:
+            lines += ["No items.", ""]
+            continue
+        lines += ["| metric | champion | challenger | delta | lower | upper | P(not better) |",
+                  "|---|---|---|---|---|---|---|"]
+        entries = [("macro F1", comp["macro_f1"])] + [(f"AUC {k}", v) for k, v in (comp.get("auc") or {}).items()]
+        if comp.get("auc_mean"):
+            entries.append(("mean AUC", comp["auc_mean"]))
+        for what, e in entries:
+            lines.append(f"| {what} | {e.get('champion')} | {e.get('challenger')} | {_fmt(e.get('delta'))} | "
+                         f"{_fmt(e.get('lower'))} | {_fmt(e.get('upper'))} | {e.get('p_not_better')} |")
+        m = comp.get("mcnemar") or {}
+        if m:
+            lines += ["", f"McNemar: {m['disagreements']} disagreements, champion alone right on "
+                          f"{m['only_champion_right']}, challenger alone on {m['only_challenger_right']}, "
+                          f"exact p = {m['p_value']}"]
+        lines.append("")
+    stats = result.get("data") or {}
+    lines += ["## Training data", "", "```", *(f"{k}: {v}" for k, v in stats.items()), "```", "",
+              f"![comparison]({png_name})", ""]
+    Path(path).write_text("\n".join(lines), encoding="utf-8")
+    return str(path)

@@ -1,0 +1,183 @@
+"""Sections of the evaluation report, rendered as Markdown (report.md) and HTML (report.html, the UI).
+
+A `Section` is a title, a short text, tables and plot names; `report.evaluation_sections` builds
+them from the figures, and both renderers here draw the same sections, so the Markdown file, the
+self-contained HTML file and the UI's Evaluation tab never disagree. Every rate cell carries its
+interval and n ("0.42 [0.31, 0.54] n=57").
+"""
+from __future__ import annotations
+
+import base64
+import html
+import re
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Optional, Sequence
+
+
+@dataclass
+class Table:
+    headers: list[str]
+    rows: list[list[Any]]
+    caption: str = ""
+
+
+@dataclass
+class Section:
+    title: str
+    text: str = ""
+    tables: list[Table] = field(default_factory=list)
+    plots: list[str] = field(default_factory=list)
+    markdown: Optional[str] = None  # a section rendered elsewhere (drift), used as it is
+
+
+def num(v: Optional[float], digits: int = 3) -> str:
+    return "n/a" if v is None else f"{v:.{digits}f}"
+
+
+def est(e: Optional[Mapping[str, Any]], digits: int = 2, with_n: bool = True) -> str:
+    """"0.42 [0.31, 0.54] n=57" for an estimate dict; "n/a (n=0)" when there is nothing to estimate."""
+    if not e or e.get("estimate") is None:
+        return f"n/a (n={e.get('n', 0) if e else 0})"
+    out = f"{e['estimate']:.{digits}f}"
+    if e.get("lo") is not None:
+        out += f" [{e['lo']:.{digits}f}, {e['hi']:.{digits}f}]"
+    return out + (f" n={e['n']}" if with_n else "")
+
+
+def kappa(e: Mapping[str, Any]) -> str:
+    return est(e) + ("" if e.get("kappa") is None else f", κ {e['kappa']:.2f}")
+
+
+# -- Markdown --------------------------------------------------------------------------------
+def _md_cell(v: Any) -> str:
+    return str(v).replace("|", "\\|").replace("\n", " ")
+
+
+def table_markdown(t: Table) -> str:
+    lines = ([f"*{t.caption}*", ""] if t.caption else []) + [
+        "| " + " | ".join(t.headers) + " |", "|" + "---|" * len(t.headers)]
+    lines += ["| " + " | ".join(_md_cell(c) for c in r) + " |" for r in t.rows]
+    return "\n".join(lines)
+
+
+def section_markdown(s: Section, images: Optional[Mapping[str, str]] = None) -> str:
+    """One section as Markdown; `images` maps plot name -> file name to link (None: no images)."""
+    if s.markdown is not None:
+        body = s.markdown.rstrip()
+    else:
+        parts = [f"## {s.title}"] + ([s.text] if s.text else [])
+        parts += [table_markdown(t) for t in s.tables]
+        body = "\n\n".join(parts)
+    for p in s.plots:
+        if images and p in images:
+            body += f"\n\n![{p}]({images[p]})"
+    return body + "\n"
+
+
+def report_markdown(title: str, header: str, sections: Sequence[Section], images: Mapping[str, str]) -> str:
+    return f"# {title}\n\n{header}\n\n" + "\n".join(section_markdown(s, images) for s in sections)
+
+
+# -- HTML ------------------------------------------------------------------------------------
+_BOLD = re.compile(r"\*\*(.+?)\*\*")
+_ITAL = re.compile(r"(?<![*\w])\*(?!\s)(.+?)\*(?!\w)")
+_CODE = re.compile(r"`([^`]+)`")
+
+CSS = """
+.wb-eval{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif!important;font-size:13px!important;color:#222;
+ max-width:1320px;line-height:1.35!important}
+.wb-eval h1{font-size:19px!important;margin:2px 0 2px!important;font-weight:600!important}
+.wb-eval h2{font-size:15px!important;margin:16px 0 4px!important;padding:0 0 2px!important;border-bottom:1px solid #ddd;
+ font-weight:600!important}
+.wb-eval p{margin:2px 0 6px!important;font-size:13px!important}
+.wb-eval .wb-row{display:flex;flex-wrap:wrap;gap:6px 18px;align-items:flex-start}
+.wb-eval .wb-scroll{overflow-x:auto;max-width:100%;margin:2px 0 4px}
+.wb-eval table{border-collapse:collapse!important;font-size:12px!important;margin:0!important;width:auto!important}
+.wb-eval th,.wb-eval td{border:1px solid #d8dce0!important;padding:2px 6px!important;text-align:left;
+ white-space:nowrap;line-height:1.3!important;font-size:12px!important}
+.wb-eval th{background:#eef1f4!important;font-weight:600!important}.wb-eval tr:nth-child(even) td{background:#f8f9fa}
+.wb-eval caption{caption-side:top;text-align:left;font-style:italic;color:#555;padding:0 0 2px!important;font-size:12px}
+.wb-eval img{max-width:min(100%,640px);width:auto;height:auto;margin:0!important;border:1px solid #eee}
+"""
+
+
+def inline_html(text: str) -> str:
+    """Escape, then the little Markdown the section texts use: **bold**, *italic*, `code`."""
+    t = html.escape(text)
+    t = _BOLD.sub(r"<b>\1</b>", t)
+    t = _CODE.sub(r"<code>\1</code>", t)
+    return _ITAL.sub(r"<i>\1</i>", t)
+
+
+def _markdown_to_html(md: str) -> str:
+    """Minimal Markdown (headings, paragraphs, lists, pipe tables) for sections rendered elsewhere."""
+    out, table, para = [], [], []
+
+    def flush() -> None:
+        if para:
+            out.append("<p>" + inline_html(" ".join(para)) + "</p>")
+            para.clear()
+        if table:
+            rows = [r for r in table if not re.fullmatch(r"\|(\s*:?-+:?\s*\|)+", r.strip())]
+            cells = [[c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", r.strip())[1:-1]] for r in rows]
+            if cells:
+                out.append(table_html(Table(cells[0], cells[1:])))
+            table.clear()
+
+    for line in md.splitlines():
+        s = line.strip()
+        if s.startswith("|"):
+            if para:
+                flush()
+            table.append(s)
+            continue
+        if table:
+            flush()
+        if not s:
+            flush()
+        elif s.startswith("#"):
+            flush()
+            level = min(len(s) - len(s.lstrip("#")) + 0, 3)
+            out.append(f"<h{max(level, 2)}>{inline_html(s.lstrip('#').strip())}</h{max(level, 2)}>")
+        elif s.startswith(("- ", "* ")):
+            flush()
+            out.append("<ul><li>" + inline_html(s[2:]) + "</li></ul>")
+        else:
+            para.append(s)
+    flush()
+    return "\n".join(out)
+
+
+def table_html(t: Table) -> str:
+    head = "".join(f"<th>{inline_html(str(h))}</th>" for h in t.headers)
+    body = "".join("<tr>" + "".join(f"<td>{inline_html(str(c))}</td>" for c in r) + "</tr>" for r in t.rows)
+    cap = f"<caption>{inline_html(t.caption)}</caption>" if t.caption else ""
+    return f'<div class="wb-scroll"><table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
+
+
+def section_html(s: Section, pngs: Mapping[str, bytes]) -> str:
+    """One section as HTML with its plots inlined as base64 PNGs."""
+    if s.markdown is not None:
+        body = _markdown_to_html(s.markdown)
+    else:
+        body = f"<h2>{inline_html(s.title)}</h2>" + "".join(
+            "<p>" + inline_html(p) + "</p>" for p in s.text.split("\n\n") if p.strip())
+        tables = "".join(table_html(t) for t in s.tables)
+    imgs = "".join(f'<img alt="{html.escape(p)}" src="data:image/png;base64,{base64.b64encode(pngs[p]).decode()}">'
+                   for p in s.plots if p in pngs)
+    if s.markdown is not None:
+        return f'<section>{body}<div class="wb-row">{imgs}</div></section>'
+    return f'<section>{body}<div class="wb-row">{tables}{imgs}</div></section>'
+
+
+def report_body_html(title: str, header: str, sections: Sequence[Section], pngs: Mapping[str, bytes]) -> str:
+    """The report as an HTML fragment (style included): what the UI's Evaluation tab shows."""
+    return (f'<style>{CSS}</style><div class="wb-eval"><h1>{inline_html(title)}</h1><p>{inline_html(header)}</p>'
+            + "".join(section_html(s, pngs) for s in sections) + "</div>")
+
+
+def report_html(title: str, header: str, sections: Sequence[Section], pngs: Mapping[str, bytes]) -> str:
+    """A self-contained HTML page: no external file, script or font; plots embedded."""
+    return ("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<meta name=\"viewport\" content=\"width=device-width\"><title>{html.escape(title)}</title></head>"
+            f"<body>{report_body_html(title, header, sections, pngs)}</body></html>\n")

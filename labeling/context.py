@@ -1,0 +1,116 @@
+"""Context beside the text: what an analyst reads next to a case before deciding it.
+
+For a case and the principal looking at it: the policy text of the label the model suggests
+(definition, enforcement guidance, examples, from the taxonomy), the author's other items with
+their past decisions, the item's whole decision history (superseded decisions included: who,
+when, label, action, rationale), and the notes and tags on the item and its campaign.
+
+Texts leave through the one masking rule (`labeling.masking`) unless this principal revealed
+this case (`labeling.wellbeing.has_revealed`): a reveal unmasks that case's texts for that
+analyst only, and is audited once, by `packets.reveal_text`.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Optional
+
+from sqlalchemy import Connection, and_, select
+
+from core.hooks import check_permission
+from core.labels import current_decisions
+from core.predictions import predictions_of_record
+from core.principals import Actor, actor_name
+from core.schema import CampaignMember, Case, Decision, Item
+from core.store import Store
+from core.taxonomy import Taxonomy
+
+from .cases import suggestion
+from .errors import QueueError
+from .masking import should_mask, shown_text
+from .notes import notes_of, tags_of
+from .review_config import ReviewSettings
+from .wellbeing import has_revealed
+
+I, C, D, CM = Item.__table__, Case.__table__, Decision.__table__, CampaignMember.__table__
+HISTORY_LIMIT = 200
+
+
+def _iso(v: Any) -> Any:
+    return v.isoformat() if isinstance(v, dt.datetime) else v
+
+
+def was_revealed(conn: Connection, case_id: int, item_id: Optional[str], who: str) -> bool:
+    """Whether `who` revealed this case (the one record of reveals, `labeling.wellbeing`)."""
+    return bool(item_id) and has_revealed(conn, who, case_id)
+
+
+def item_history(conn: Connection, item_id: str, limit: int = HISTORY_LIMIT) -> list[dict[str, Any]]:
+    """Every decision on an item, oldest first, superseded ones included and marked, with what
+    superseded them; `current` marks the label of record."""
+    rows = conn.execute(select(D).where(D.c.item_id == item_id).order_by(D.c.created_at, D.c.id)
+                        .limit(limit)).mappings().all()
+    by_sup = {r["supersedes_id"]: r["id"] for r in rows if r["supersedes_id"] is not None}
+    record = current_decisions(conn, [item_id]).get(item_id)
+    return [{"id": r["id"], "case_id": r["case_id"], "kind": r["kind"], "reviewer": r["reviewer"],
+             "created_at": _iso(r["created_at"]), "label": r["label"], "action": r["action"],
+             "policy_ref": r["policy_ref"], "rationale": r["rationale"], "is_override": bool(r["is_override"]),
+             "model_label": r["model_label"], "supersedes_id": r["supersedes_id"],
+             "superseded_by": by_sup.get(r["id"]), "current": record is not None and record["id"] == r["id"]}
+            for r in rows]
+
+
+def author_context(conn: Connection, author_id: Optional[str], exclude_item: Optional[str],
+                   settings: ReviewSettings, revealed: bool) -> dict[str, Any]:
+    """The author's other items, newest first, each with its prediction and its current decision
+    (who, when, label, action), texts masked unless `revealed`; totals over all their items."""
+    if not author_id or settings.author_history <= 0:
+        return {"author_id": author_id, "items": 0, "decided": 0, "violations": 0, "recent": []}
+    cond = I.c.author_id == author_id
+    if exclude_item:
+        cond = and_(cond, I.c.id != exclude_item)
+    rows = conn.execute(select(I.c.id, I.c.text, I.c.created_at, I.c.policy_label).where(cond)
+                        .order_by(I.c.created_at.desc(), I.c.id.desc()).limit(settings.author_history)).mappings().all()
+    all_ids = list(conn.execute(select(I.c.id).where(cond)).scalars())
+    decided = current_decisions(conn, all_ids)
+    preds = predictions_of_record(conn, [r["id"] for r in rows])
+    recent = []
+    for r in rows:
+        d, p = decided.get(r["id"]) or {}, preds.get(r["id"]) or {}
+        text = r["text"] if revealed else shown_text(settings, r["text"], p.get("scores"), r["policy_label"],
+                                                     d.get("label"))
+        recent.append({"item_id": r["id"], "created_at": _iso(r["created_at"]), "text": text,
+                       "masked": text != r["text"], "predicted": p.get("label"), "decided": d.get("label"),
+                       "action": d.get("action"), "reviewer": d.get("reviewer"),
+                       "decided_at": _iso(d.get("created_at"))})
+    return {"author_id": author_id, "items": len(all_ids), "decided": len(decided),
+            "violations": sum(1 for d in decided.values() if d["action"] != "no_action"), "recent": recent}
+
+
+def case_context(store: Store, taxonomy: Taxonomy, case_id: int, principal: Actor, settings: ReviewSettings,
+                 revealed: Optional[bool] = None) -> dict[str, Any]:
+    """Policy text, author history, decision history, notes and tags for one case (see the module
+    notes). `revealed` None asks the audit log whether this principal revealed the case."""
+    check_permission(principal, "read", f"case {case_id}")
+    with store.read() as conn:
+        case = conn.execute(select(C).where(C.c.id == case_id)).mappings().first()
+        if case is None:
+            raise QueueError(f"no case {case_id}")
+        item_id = case["item_id"]
+        item = conn.execute(select(I).where(I.c.id == item_id)).mappings().first() if item_id else None
+        if revealed is None:
+            revealed = was_revealed(conn, case_id, item_id, actor_name(principal))
+        pred = suggestion(conn, case)
+        label = (pred or {}).get("label") or case["predicted_label"] or taxonomy.benign_label
+        campaign_id = case["campaign_id"]
+        if campaign_id is None and item_id:
+            campaign_id = conn.execute(select(CM.c.campaign_id).where(CM.c.item_id == item_id)).scalar()
+        author = author_context(conn, item["author_id"] if item else None, item_id, settings, bool(revealed))
+        history = item_history(conn, item_id) if item_id else []
+        notes = {"item": notes_of(conn, "item", [item_id])[item_id] if item_id else [],
+                 "campaign": notes_of(conn, "campaign", [campaign_id])[str(campaign_id)] if campaign_id else []}
+        tags = {"item": tags_of(conn, "item", [item_id])[item_id] if item_id else [],
+                "campaign": tags_of(conn, "campaign", [campaign_id])[str(campaign_id)] if campaign_id else []}
+    masked = bool(item) and not revealed and should_mask(settings, (pred or {}).get("scores"), item["policy_label"])
+    return {"case_id": case_id, "item_id": item_id, "campaign_id": campaign_id, "revealed": bool(revealed),
+            "masked": masked, "policy": taxonomy.policy_text(label) if label in taxonomy.policies else None,
+            "author": author, "history": history, "notes": notes, "tags": tags}

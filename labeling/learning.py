@@ -1,0 +1,314 @@
+"""The learning share: part of a queue's claims goes to the cases the model learns most from.
+
+Review capacity spent only in risk order teaches the model little: it confirms what it already
+knows. `configs/queues.yaml` `learning.queues` gives a queue a share (say 20%) of its next claims
+for cases chosen by uncertainty times diversity:
+
+- uncertainty: the margin (1 - (p1 - p2)) or normalised entropy of the prediction of record
+  (`core.predictions`), at least `min_uncertainty`;
+- diversity: at most one case per campaign and per text, and none within cosine `max_similarity`
+  of another learning case (one per embedding cluster); among the rest the greedy pick maximises
+  uncertainty x distance to the cases already picked (uncertainty-weighted k-center, over the
+  cached embeddings of `models.embeddings`).
+
+Claims are untouched (`labeling.claims` takes the highest priority): a pass pins each chosen case
+at the priority of its slot, so that of the next `horizon` claims the configured share are
+learning cases, interleaved evenly with the risk order (`interleave_priorities`). A pinned case's
+explanation starts with `learning:` and its `meta.learning` says why, so analysts and evaluation
+know why it was served; the sweep keeps pinned priorities (`priority.pinned`). Each pass re-plans:
+cases no longer chosen go back to risk order. The pure functions over arrays come first; the
+benchmarks run them as the product does.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import math
+from typing import Any, Mapping, Optional, Sequence
+
+import numpy as np
+from sqlalchemy import select, update
+
+from core import audit
+from core.hooks import check_permission
+from core.predictions import predictions_of_record
+from core.principals import Actor
+from core.schema import CampaignMember, Case, Item, utcnow
+from core.store import Store
+from core.taxonomy import Taxonomy
+
+from .priority import score_features
+from .queue_config import LearningShare, QueueConfig
+
+C = Case.__table__
+I = Item.__table__
+CM = CampaignMember.__table__
+
+
+# -- pure functions ---------------------------------------------------------------------------
+def margin_uncertainty(probs: np.ndarray) -> np.ndarray:
+    """1 - (top probability - second), per row, in [0, 1]: 1 when the top two tie."""
+    p = np.sort(np.atleast_2d(np.asarray(probs, dtype=float)), axis=1)
+    if p.shape[1] < 2:
+        return np.zeros(p.shape[0])
+    return np.clip(1.0 - (p[:, -1] - p[:, -2]), 0.0, 1.0)
+
+
+def entropy_uncertainty(probs: np.ndarray) -> np.ndarray:
+    """Entropy of each row over log(number of labels), in [0, 1]."""
+    p = np.atleast_2d(np.asarray(probs, dtype=float))
+    p = p / np.clip(p.sum(axis=1, keepdims=True), 1e-12, None)
+    if p.shape[1] < 2:
+        return np.zeros(p.shape[0])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        h = -np.nansum(np.where(p > 0, p * np.log(p), 0.0), axis=1)
+    return np.clip(h / math.log(p.shape[1]), 0.0, 1.0)
+
+
+def uncertainty(probs: np.ndarray, measure: str = "margin") -> np.ndarray:
+    """The configured uncertainty measure ('margin' or 'entropy') of each row of probabilities."""
+    if measure == "margin":
+        return margin_uncertainty(probs)
+    if measure == "entropy":
+        return entropy_uncertainty(probs)
+    raise ValueError(f"unknown uncertainty measure {measure!r} (margin, entropy)")
+
+
+def select_learning(unc: np.ndarray, k: int, emb: Optional[np.ndarray] = None,
+                    groups: Optional[Sequence[Any]] = None, min_uncertainty: float = 0.0,
+                    max_similarity: float = 0.9, pool: int = 20) -> list[int]:
+    """Indices of up to `k` rows, in pick order: uncertain (>= `min_uncertainty`) and diverse.
+
+    Greedy uncertainty-weighted k-center: each pick maximises uncertainty x (1 - the largest
+    cosine similarity to the rows already picked); a row in a group already picked (campaign,
+    text) or within `max_similarity` of a pick is never taken. `emb` holds unit-length rows (a row
+    of NaN where no vector is known: then only its groups keep it apart). Only the `pool` x k most
+    uncertain eligible rows are considered, which bounds the cost on a large backlog.
+    """
+    unc = np.asarray(unc, dtype=float)
+    n = unc.shape[0]
+    if k <= 0 or n == 0:
+        return []
+    cand = np.flatnonzero(unc >= min_uncertainty)
+    cand = cand[np.argsort(-unc[cand], kind="stable")][: max(k * pool, k)]
+    if cand.size == 0:
+        return []
+    # Groups as integer ids (one column per group a row belongs to, -1 for none), so excluding
+    # the groups of a pick is one vectorised test, not a loop over the backlog.
+    ids: dict[Any, int] = {}
+    rows_g: list[list[int]] = []
+    for i in cand:
+        g = groups[i] if groups is not None else None
+        keys = [x for x in g if x is not None] if isinstance(g, (set, frozenset, list, tuple)) else \
+            ([] if g is None else [g])
+        rows_g.append([ids.setdefault(x, len(ids)) for x in keys])
+    width = max((len(r) for r in rows_g), default=0)
+    gid = np.full((cand.size, max(width, 1)), -1, dtype=np.int64)
+    for j, r in enumerate(rows_g):
+        gid[j, :len(r)] = r
+    vec = None
+    known = np.zeros(cand.size, dtype=bool)
+    if emb is not None:
+        vec = np.asarray(emb, dtype=np.float32)[cand]
+        known = ~np.isnan(vec).any(axis=1)
+        vec = np.where(known[:, None], vec, 0.0).astype(np.float32)
+    u = unc[cand]
+    dist = np.ones(cand.size)  # 1 - max similarity to the picks so far
+    alive = np.ones(cand.size, dtype=bool)
+    out: list[int] = []
+    while len(out) < k and alive.any():
+        score = np.where(alive, u * dist, -np.inf)
+        j = int(np.argmax(score))
+        out.append(int(cand[j]))
+        alive[j] = False
+        mine = gid[j][gid[j] >= 0]
+        if mine.size:
+            alive &= ~np.isin(gid, mine).any(axis=1)
+        if vec is not None and known[j]:
+            sim = vec @ vec[j]
+            dist = np.minimum(dist, np.clip(1.0 - sim, 0.0, 1.0))
+            alive &= ~(known & (sim >= max_similarity))
+    return out
+
+
+def slot_positions(k: int, share: float) -> list[int]:
+    """Claim positions (0-based) of `k` learning cases spread evenly at `share` of the claims."""
+    if k <= 0 or share <= 0:
+        return []
+    return [int(math.floor((j + 1) / share)) - 1 for j in range(k)]
+
+
+def interleave_priorities(risk_priorities: Sequence[float], k: int, share: float) -> list[float]:
+    """Priorities for `k` learning cases so that, among the risk-ordered cases (priorities given
+    in claim order, highest first), claims serve `share` of learning cases, evenly spread.
+
+    Learning case j goes after the first `slot_positions[j] - j` risk cases: its priority lies
+    strictly between that case's priority and the next one's (below the last one at the end);
+    several learning cases between the same two risk cases keep their pick order. Where two risk
+    cases tie, the learning case ties with them too (claims then order by case id).
+    """
+    risk = [float(p) for p in risk_priorities]
+    n = len(risk)
+    slots = [min(pos - j, n) for j, pos in enumerate(slot_positions(k, share))]
+    out: list[float] = []
+    for j, r in enumerate(slots):
+        if n == 0:
+            hi, lo = 1.0, 0.0
+        else:
+            hi = risk[0] + 1.0 if r == 0 else risk[r - 1]
+            lo = risk[r] if r < n else risk[-1] - 1.0
+        same = [m for m, x in enumerate(slots) if x == r]
+        m, cnt = same.index(j), len(same)
+        out.append(hi - (hi - lo) * (m + 1) / (cnt + 1))
+    return out
+
+
+def probs_matrix(scores: Sequence[Mapping[str, float]], labels: Sequence[str]) -> np.ndarray:
+    """(n, len(labels)) per-label probabilities from stored `scores` dicts (missing labels 0)."""
+    return np.array([[float((s or {}).get(lab, 0.0)) for lab in labels] for s in scores], dtype=float).reshape(
+        len(scores), len(labels))
+
+
+# -- the pass over a queue --------------------------------------------------------------------
+def _cached_vectors(store: Store, model_id: Optional[str], hashes: Sequence[str]) -> Optional[np.ndarray]:
+    """Unit vectors of the items' texts from the embedding cache (NaN rows where not cached)."""
+    if not model_id or not hashes:
+        return None
+    from models.embeddings import EmbeddingCache
+
+    found = EmbeddingCache(store, model_id).get(list(hashes))
+    if not found:
+        return None
+    dim = next(iter(found.values())).shape[0]
+    out = np.full((len(hashes), dim), np.nan, dtype=np.float32)
+    for i, h in enumerate(hashes):
+        v = found.get(h)
+        if v is not None:
+            out[i] = v / max(float(np.linalg.norm(v)), 1e-12)
+    return out
+
+
+def _unpinned(features: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in features.items() if k != "learning"}
+
+
+def plan_queue(store: Store, taxonomy: Taxonomy, config: QueueConfig, queue: str, now: dt.datetime,
+               embedding_model: Optional[str] = None) -> dict[str, Any]:
+    """What a pass would do to one queue: the cases to pin (id -> learning info) and to unpin."""
+    settings: LearningShare = config.learning
+    share = float(settings.queues.get(queue, 0.0))
+    with store.read() as conn:
+        rows = conn.execute(select(C.c.id, C.c.item_id, C.c.priority, C.c.meta, C.c.is_audit, C.c.calibration_set,
+                                   C.c.created_at, C.c.due_at, I.c.text_hash)
+                            .outerjoin(I, I.c.id == C.c.item_id)
+                            .where(C.c.queue == queue, C.c.state == config.waiting_state(queue),
+                                   C.c.campaign_id.is_(None))
+                            .order_by(C.c.id)).all()
+        item_ids = [r.item_id for r in rows if r.item_id]
+        records = predictions_of_record(conn, item_ids)
+        camp: dict[str, int] = {}
+        for i in range(0, len(item_ids), 900):
+            camp.update(dict(conn.execute(select(CM.c.item_id, CM.c.campaign_id)
+                                          .where(CM.c.item_id.in_(item_ids[i:i + 900]))).all()))
+    # Risk-order priority of every waiting case, as if no case were pinned for learning.
+    risk = np.zeros(len(rows))
+    for i, r in enumerate(rows):
+        feats = (r.meta or {}).get("features")
+        if feats and "learning" in feats:
+            risk[i] = score_features(taxonomy, _unpinned(feats), config, r.created_at, r.due_at, now)[0]
+        else:
+            risk[i] = float(r.priority or 0.0)
+    scores = [(records.get(r.item_id) or {}).get("scores") or {} for r in rows]
+    unc = uncertainty(probs_matrix(scores, taxonomy.labels), settings.measure) if rows else np.zeros(0)
+    eligible = np.array([bool(r.item_id in records) and not r.is_audit and r.calibration_set is None
+                         and not ((r.meta or {}).get("features") or {}).get("seed")
+                         and not ((r.meta or {}).get("features") or {}).get("escalation")
+                         for r in rows], dtype=bool)
+    k_max = int(math.floor(settings.horizon * share)) if share > 0 else 0
+    pick: list[int] = []
+    if k_max and eligible.any():
+        idx = np.flatnonzero(eligible)
+        emb = _cached_vectors(store, embedding_model, [rows[i].text_hash or "" for i in idx])
+        groups = [(("campaign", camp[rows[i].item_id]) if rows[i].item_id in camp else None,
+                   ("text", rows[i].text_hash)) for i in idx]
+        chosen = select_learning(unc[idx], k_max, emb, groups, settings.min_uncertainty, settings.max_similarity)
+        pick = [int(idx[c]) for c in chosen]
+    picked = set(pick)
+    rest = sorted((i for i in range(len(rows)) if i not in picked), key=lambda i: (-risk[i], rows[i].id))
+    prios = interleave_priorities([risk[i] for i in rest], len(pick), share)
+    positions = slot_positions(len(pick), share)
+    pin: dict[int, dict[str, Any]] = {}
+    for j, (i, p) in enumerate(zip(pick, prios)):
+        r = rows[i]
+        why = (f"{settings.measure} uncertainty {unc[i]:.2f} of the prediction of record, one per "
+               f"{'campaign ' + str(camp[r.item_id]) if r.item_id in camp else 'embedding cluster'}; "
+               f"learning share {share:.0%} of queue {queue}, claim {positions[j] + 1}")
+        pin[r.id] = {"priority": round(float(p), 9), "why": why, "uncertainty": round(float(unc[i]), 6),
+                     "measure": settings.measure, "rank": j + 1, "campaign_id": camp.get(r.item_id),
+                     "share": share, "planned_at": now.isoformat()}
+    unpin = [r.id for r in rows if "learning" in ((r.meta or {}).get("features") or {}) and r.id not in pin]
+    return {"queue": queue, "share": share, "waiting": len(rows), "eligible": int(eligible.sum()),
+            "uncertain": int((eligible & (unc >= settings.min_uncertainty)).sum()),
+            "pin": pin, "unpin": unpin}
+
+
+def apply_learning_share(store: Store, taxonomy: Taxonomy, config: QueueConfig, actor: Actor,
+                         now: Optional[dt.datetime] = None, embedding_model: Optional[str] = None,
+                         queues: Optional[Sequence[str]] = None) -> dict[str, Any]:
+    """Plan and pin the learning cases of every queue with a learning share (needs `build_cases`).
+
+    `embedding_model` is the embedding cache's model id (`models.embeddings.Embedder.model_id`);
+    without it, or for texts not cached, diversity is by campaign and text only. Returns per
+    queue: waiting, eligible and uncertain cases, pinned and unpinned counts."""
+    check_permission(actor, "build_cases", "queues")
+    now = now or utcnow()
+    out: dict[str, Any] = {}
+    names = list(queues) if queues is not None else list(config.learning.queues)
+    for q in names:
+        if q not in config.queues:
+            from .errors import QueueError
+
+            raise QueueError(f"unknown queue {q!r} (known: {', '.join(config.queues)})")
+        plan = plan_queue(store, taxonomy, config, q, now, embedding_model)
+        with store.begin() as conn:
+            ids = list(plan["pin"]) + plan["unpin"]
+            current = {r.id: r for r in conn.execute(select(C.c.id, C.c.state, C.c.meta, C.c.created_at, C.c.due_at)
+                                                     .where(C.c.id.in_(ids))).all()} if ids else {}
+            pinned = unpinned = 0
+            for cid, info in plan["pin"].items():
+                r = current.get(cid)
+                if r is None or r.state != config.waiting_state(q):
+                    continue  # claimed or decided meanwhile
+                meta = dict(r.meta or {})
+                feats = dict(meta.get("features") or {}, learning={"priority": info["priority"], "why": info["why"]})
+                p, why, _ = score_features(taxonomy, feats, config, r.created_at, r.due_at, now)
+                meta.update(features=feats, learning={k: v for k, v in info.items() if k not in ("priority", "why")})
+                conn.execute(update(C).where(C.c.id == cid).values(priority=p, priority_reason=why, meta=meta,
+                                                                   updated_at=now))
+                pinned += 1
+            for cid in plan["unpin"]:
+                r = current.get(cid)
+                if r is None:
+                    continue
+                meta = dict(r.meta or {})
+                feats = _unpinned(meta.get("features") or {})
+                meta["features"] = feats
+                meta.pop("learning", None)
+                values: dict[str, Any] = {"meta": meta, "updated_at": now}
+                if r.state == config.waiting_state(q):
+                    p, why, _ = score_features(taxonomy, feats, config, r.created_at, r.due_at, now)
+                    values.update(priority=p, priority_reason=why)
+                conn.execute(update(C).where(C.c.id == cid).values(**values))
+                unpinned += 1
+            summary = {k: plan[k] for k in ("share", "waiting", "eligible", "uncertain")}
+            summary.update(learning=pinned, unpinned=unpinned)
+            if pinned or unpinned:
+                audit.record(conn, actor, "cases.learning", "queue", None,
+                             {"queue": q, **summary, "config_version": config.version})
+        out[q] = summary
+    return out
+
+
+def served_learning(case: Mapping[str, Any]) -> bool:
+    """True when a case (a row or `case_view`) was served for the learning share."""
+    meta = case.get("meta") or {}
+    return bool(meta.get("learning")) or str(case.get("priority_reason") or "").startswith("learning:")

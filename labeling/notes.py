@@ -1,0 +1,160 @@
+"""Notes and tags on items and campaigns: what analysts leave for each other beside the decisions.
+
+A note is free text, append-only like a decision (database triggers refuse UPDATE and DELETE;
+a correction is a new note). A tag is a short keyword (`repeat-offender`, `bank-impersonation`)
+that can be added and removed; removing one stamps it, so its history stays readable, and every
+change is an audit event. Both need a permission (`note`, `tag` in configs/roles.yaml), are
+searchable (`labeling.search`) and travel with the exported labels (`labeling.export`).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Any, Iterable, Optional
+
+from sqlalchemy import Connection, select, update
+
+from core import audit
+from core.hooks import check_permission
+from core.principals import Actor, actor_name
+from core.schema import NOTE_TARGETS, Campaign, Item, Note, Tag, utcnow
+from core.store import Store
+
+from .errors import LabelingError
+
+MAX_NOTE_CHARS = 4000
+# A tag: lower-case letters, digits and '-', '_', '.', ':' (at most 50), starting with a letter or digit.
+TAG_RE = re.compile(r"[a-z0-9][a-z0-9._:-]{0,49}")
+N, TG = Note.__table__, Tag.__table__
+_CHUNK = 900
+
+
+class NoteError(LabelingError):
+    """A note or tag cannot be added or removed; the message says why."""
+
+
+def _iso(v: Any) -> Any:
+    return v.isoformat() if isinstance(v, dt.datetime) else v
+
+
+def _target(conn: Connection, entity_type: str, entity_id: Any) -> str:
+    """The target's id as stored (text), after checking the kind and that it exists."""
+    if entity_type not in NOTE_TARGETS:
+        raise NoteError(f"notes and tags go on {' or '.join(NOTE_TARGETS)}, not {entity_type!r}")
+    key = str(entity_id).strip()
+    if entity_type == "item":
+        found = conn.execute(select(Item.id).where(Item.id == key)).scalar()
+    else:
+        if not key.isdigit():
+            raise NoteError(f"campaign id must be a number, not {entity_id!r}")
+        found = conn.execute(select(Campaign.id).where(Campaign.id == int(key))).scalar()
+    if found is None:
+        raise NoteError(f"no {entity_type} {key!r}")
+    return key
+
+
+def normalise_tag(tag: object) -> str:
+    """A tag as stored: trimmed, lower-case, spaces as '-'; NoteError (one line) when not a valid tag."""
+    if not isinstance(tag, str) or not tag.strip():
+        raise NoteError("a tag must not be blank")
+    t = "-".join(tag.strip().lower().split())
+    if not TAG_RE.fullmatch(t):
+        raise NoteError(f"tag {tag!r} is not allowed: use 1 to 50 letters, digits, '-', '_', '.' or ':', "
+                        f"starting with a letter or digit")
+    return t
+
+
+def add_note(store: Store, entity_type: str, entity_id: Any, body: str, actor: Actor,
+             now: Optional[dt.datetime] = None) -> dict[str, Any]:
+    """Append a note to an item or a campaign; audited. Needs `note`."""
+    check_permission(actor, "note", f"{entity_type} {entity_id}")
+    if not isinstance(body, str) or not body.strip():
+        raise NoteError("a note must not be blank")
+    text = body.strip()
+    if len(text) > MAX_NOTE_CHARS:
+        raise NoteError(f"a note has at most {MAX_NOTE_CHARS} characters, this one has {len(text)}")
+    now = now or utcnow()
+    who = actor_name(actor)
+    with store.begin() as conn:
+        key = _target(conn, entity_type, entity_id)
+        note_id = int(conn.execute(N.insert().values(entity_type=entity_type, entity_id=key, author=who, body=text,
+                                                     created_at=now).returning(N.c.id)).scalar_one())
+        audit.record(conn, actor, "note.add", entity_type, key, {"note_id": note_id, "body": text})
+    return {"id": note_id, "entity_type": entity_type, "entity_id": key, "author": who, "body": text,
+            "created_at": now.isoformat()}
+
+
+def add_tag(store: Store, entity_type: str, entity_id: Any, tag: str, actor: Actor,
+            now: Optional[dt.datetime] = None) -> dict[str, Any]:
+    """Tag an item or a campaign (a tag it already has is left as it is: `added` False); audited. Needs `tag`."""
+    check_permission(actor, "tag", f"{entity_type} {entity_id}")
+    t = normalise_tag(tag)
+    now = now or utcnow()
+    with store.begin() as conn:
+        key = _target(conn, entity_type, entity_id)
+        live = conn.execute(select(TG.c.id).where(TG.c.entity_type == entity_type, TG.c.entity_id == key,
+                                                  TG.c.tag == t, TG.c.removed_at.is_(None))).scalar()
+        if live is not None:
+            return {"entity_type": entity_type, "entity_id": key, "tag": t, "added": False}
+        conn.execute(TG.insert().values(entity_type=entity_type, entity_id=key, tag=t, added_by=actor_name(actor),
+                                        added_at=now))
+        audit.record(conn, actor, "tag.add", entity_type, key, {"tag": t})
+    return {"entity_type": entity_type, "entity_id": key, "tag": t, "added": True}
+
+
+def remove_tag(store: Store, entity_type: str, entity_id: Any, tag: str, actor: Actor,
+               now: Optional[dt.datetime] = None) -> dict[str, Any]:
+    """Take a tag off an item or a campaign (stamped, not deleted); audited. Needs `tag`."""
+    check_permission(actor, "tag", f"{entity_type} {entity_id}")
+    t = normalise_tag(tag)
+    now = now or utcnow()
+    with store.begin() as conn:
+        key = _target(conn, entity_type, entity_id)
+        done = conn.execute(update(TG).where(TG.c.entity_type == entity_type, TG.c.entity_id == key, TG.c.tag == t,
+                                             TG.c.removed_at.is_(None))
+                            .values(removed_at=now, removed_by=actor_name(actor))).rowcount
+        if not done:
+            raise NoteError(f"{entity_type} {key} has no tag {t!r}")
+        audit.record(conn, actor, "tag.remove", entity_type, key, {"tag": t})
+    return {"entity_type": entity_type, "entity_id": key, "tag": t, "removed": True}
+
+
+def notes_of(conn: Connection, entity_type: str, ids: Iterable[Any]) -> dict[str, list[dict[str, Any]]]:
+    """entity id -> its notes, oldest first (in the caller's transaction)."""
+    keys = list(dict.fromkeys(str(i) for i in ids))
+    out: dict[str, list[dict[str, Any]]] = {k: [] for k in keys}
+    for i in range(0, len(keys), _CHUNK):
+        rows = conn.execute(select(N).where(N.c.entity_type == entity_type, N.c.entity_id.in_(keys[i:i + _CHUNK]))
+                            .order_by(N.c.id)).mappings()
+        for r in rows:
+            out[r["entity_id"]].append({"id": r["id"], "author": r["author"], "body": r["body"],
+                                        "created_at": _iso(r["created_at"])})
+    return out
+
+
+def tags_of(conn: Connection, entity_type: str, ids: Iterable[Any]) -> dict[str, list[str]]:
+    """entity id -> its current tags, alphabetical (in the caller's transaction)."""
+    keys = list(dict.fromkeys(str(i) for i in ids))
+    out: dict[str, list[str]] = {k: [] for k in keys}
+    for i in range(0, len(keys), _CHUNK):
+        for eid, tag in conn.execute(select(TG.c.entity_id, TG.c.tag).where(
+                TG.c.entity_type == entity_type, TG.c.entity_id.in_(keys[i:i + _CHUNK]),
+                TG.c.removed_at.is_(None))):
+            out[eid].append(tag)
+    return {k: sorted(set(v)) for k, v in out.items()}
+
+
+def list_notes(store: Store, entity_type: str, entity_id: Any) -> dict[str, Any]:
+    """An item's or campaign's notes (oldest first) and current tags."""
+    with store.read() as conn:
+        key = _target(conn, entity_type, entity_id)
+        return {"entity_type": entity_type, "entity_id": key, "notes": notes_of(conn, entity_type, [key])[key],
+                "tags": tags_of(conn, entity_type, [key])[key]}
+
+
+def export_fields(conn: Connection, item_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """item id -> {"notes": note bodies as "author: body" lines, "tags": comma list}: the export's columns."""
+    ids = list(item_ids)
+    notes, tags = notes_of(conn, "item", ids), tags_of(conn, "item", ids)
+    return {i: {"notes": "\n".join(f"{n['author']}: {n['body']}" for n in notes.get(i, [])) or None,
+                "tags": ",".join(tags.get(i, [])) or None} for i in ids}

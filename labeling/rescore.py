@@ -1,0 +1,215 @@
+"""After a promotion: rescore and re-prioritise the open cases, so none keeps a stale prediction.
+
+A promotion changes the prediction of record (`core.predictions`) only for items the new
+champion has scored. `rescore_open_cases`:
+
+1. scores, with the champion, every item behind an open case (an item case, or a member of a
+   campaign case) that the champion has not scored yet, open cases first rather than the whole
+   store (`workbench score` catches up with the rest), in chunks with a progress bar;
+2. re-plans waiting item cases in the ordinary queues through `build_cases` (queue, severity,
+   due time, priority follow the new prediction);
+3. refreshes the cases `build_cases` leaves where they are: a campaign case gets its members'
+   new mean scores, label and priority; a claimed case, or one in the escalation, appeals or
+   calibration queue, keeps its queue and holder and gets the new label and scores.
+
+`start_background_rescore` runs the same in a daemon thread (serve); its progress is the
+returned `RescoreJob` (done / total), its result or error kept on the job.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+import numpy as np
+from sqlalchemy import select, update
+
+from core.hooks import check_permission
+from core.predictions import champion_version, predictions_of_record
+from core.principals import Actor
+from core.schema import CampaignMember, Case, Item, Prediction, utcnow
+
+from .cases import build_cases
+from .priority import label_harm_weights, score_features
+from .routing import Candidate, plan_case
+
+if TYPE_CHECKING:  # pragma: no cover
+    from core.store import Store
+    from core.taxonomy import Taxonomy
+    from models.config import ModelsConfig
+
+    from .queue_config import QueueConfig
+
+OPEN_STATES = ("open", "claimed", "escalated", "appealed")
+C = Case.__table__
+CM = CampaignMember.__table__
+I = Item.__table__
+P = Prediction.__table__
+_CHUNK = 900
+
+
+def _items_to_score(conn: Any, champ: str) -> list[str]:
+    """Items behind open cases (item cases and campaign members) without a champion prediction."""
+    items = set(conn.execute(select(C.c.item_id).where(C.c.state.in_(OPEN_STATES), C.c.campaign_id.is_(None),
+                                                       C.c.item_id.is_not(None))).scalars())
+    camps = select(C.c.campaign_id).where(C.c.state.in_(OPEN_STATES), C.c.campaign_id.is_not(None))
+    items |= set(conn.execute(select(CM.c.item_id).where(CM.c.campaign_id.in_(camps))).scalars())
+    done = set(conn.execute(select(P.c.item_id).where(P.c.model_version == champ)).scalars())
+    return sorted(items - done)
+
+
+def stale_open_cases(store: "Store") -> list[int]:
+    """Ids of open cases that do not carry the champion's prediction (its version on the case);
+    empty when there is no champion."""
+    with store.read() as conn:
+        champ = champion_version(conn)
+        if champ is None:
+            return []
+        return sorted(conn.execute(select(C.c.id).where(
+            C.c.state.in_(OPEN_STATES), (C.c.model_version != champ) | C.c.model_version.is_(None))).scalars())
+
+
+def _score(store: "Store", taxonomy: "Taxonomy", models_config: "ModelsConfig", champ: str, ids: list[str],
+           progress: bool, tick: Callable[[int], None]) -> int:
+    from tqdm.auto import tqdm
+
+    from models.registry import embeddings_for, load_model_version
+    from models.scoring import _insert_predictions, predict_rows, prepare_text
+
+    if not ids:
+        return 0
+    model, _ = load_model_version(store, champ)
+    sc = models_config.scoring
+    bar = tqdm(total=len(ids), desc=f"rescoring open cases with {champ}", unit="item", disable=not progress)
+    done = 0
+    try:
+        for start in range(0, len(ids), _CHUNK):
+            chunk = ids[start:start + _CHUNK]
+            with store.read() as conn:
+                rows = conn.execute(select(I.c.id, I.c.text, I.c.text_hash).where(I.c.id.in_(chunk))
+                                    .order_by(I.c.id)).all()
+            prepared = [prepare_text(t, sc.max_chars, h, sc.window_chars, sc.window_overlap, sc.max_windows)
+                        for _, t, h in rows]
+            units = [u for p in prepared for u in p.units]
+            emb = None
+            if getattr(model, "needs_embeddings", model.uses_embeddings) and units:
+                emb = embeddings_for(store, model, [u[0] for u in units], show_progress=False, config=models_config)
+            fields = predict_rows(model, prepared, taxonomy.benign_label, emb, sc.uncertainty)
+            now = utcnow()
+            with store.begin() as conn:
+                _insert_predictions(conn, [{"item_id": r[0], "model_version": champ, "taxonomy_version": taxonomy.version,
+                                            "created_at": now, **f} for r, f in zip(rows, fields)])
+            done += len(rows)
+            bar.update(len(rows))
+            tick(len(rows))
+    finally:
+        bar.close()
+    return done
+
+
+def _refresh(store: "Store", taxonomy: "Taxonomy", config: "QueueConfig", champ: str, now: dt.datetime) -> int:
+    """Bring the open cases `build_cases` does not re-plan onto the champion's predictions."""
+    harm = label_harm_weights(taxonomy)
+    refreshed = 0
+    with store.begin() as conn:
+        cases = conn.execute(select(C).where(C.c.state.in_(OPEN_STATES),
+                                             (C.c.model_version != champ) | C.c.model_version.is_(None))).mappings().all()
+        for case in cases:
+            meta = dict(case["meta"] or {})
+            if case["campaign_id"] is not None:
+                members = conn.execute(select(CM.c.item_id).where(CM.c.campaign_id == case["campaign_id"])).scalars().all()
+                preds = predictions_of_record(conn, members)
+                if not preds or any(p["model_version"] != champ for p in preds.values()):
+                    continue
+                rows = list(preds.values())
+                scores = {lab: float(np.mean([float((p["scores"] or {}).get(lab, 0.0)) for p in rows]))
+                          for lab in taxonomy.labels}
+                label = max(scores, key=scores.get)
+                feats = dict(meta.get("features") or {})
+                cand = Candidate(item_id=case["item_id"], text="", label=label, score=scores[label], scores=scores,
+                                 uncertainty=float(np.mean([p["uncertainty"] or 0.0 for p in rows])),
+                                 model_version=champ, campaign_id=case["campaign_id"],
+                                 campaign_size=int(feats.get("campaign_size") or len(rows)),
+                                 campaign_growth=float(feats.get("campaign_growth") or 0.0),
+                                 reports=int(feats.get("reports") or 0), extra={"campaign_case": True})
+                planned = plan_case(taxonomy, config, cand, case["created_at"], harm)
+                values: dict[str, Any] = {"predicted_label": label, "model_version": champ,
+                                          "meta": dict(meta, scores=planned["meta"]["scores"],
+                                                       features=planned["meta"]["features"])}
+                if case["state"] == "open":
+                    priority, why, terms = score_features(taxonomy, planned["meta"]["features"], config,
+                                                          case["created_at"], case["due_at"], now)
+                    values.update(priority=priority, priority_reason=why,
+                                  meta=dict(values["meta"], terms=terms))
+            else:
+                pred = predictions_of_record(conn, [case["item_id"]]).get(case["item_id"]) if case["item_id"] else None
+                if pred is None or pred["model_version"] != champ:
+                    continue
+                feats = dict(meta.get("features") or {}, label=pred["label"], score=round(float(pred["score"]), 6),
+                             uncertainty=round(float(pred["uncertainty"] or 0.0), 6))
+                values = {"predicted_label": pred["label"], "model_version": champ,
+                          "meta": dict(meta, features=feats, scores=dict(pred["scores"] or {}))}
+            conn.execute(update(C).where(C.c.id == case["id"]).values(**values, updated_at=now))
+            refreshed += 1
+    return refreshed
+
+
+def rescore_open_cases(store: "Store", taxonomy: "Taxonomy", *, models_config: "ModelsConfig",
+                       queue_config: "QueueConfig", actor: Actor, progress: bool = True,
+                       now: Optional[dt.datetime] = None, tick: Callable[[int], None] = lambda n: None) -> dict[str, Any]:
+    """Score, re-plan and refresh the open cases after a promotion (see the module doc); returns
+    counts, `stale_left` included (0 unless an item could not be scored). Needs `score` and
+    `build_cases`."""
+    check_permission(actor, "score", "open cases")
+    check_permission(actor, "build_cases", "open cases")
+    now = now or utcnow()
+    with store.read() as conn:
+        champ = champion_version(conn)
+        ids = _items_to_score(conn, champ) if champ else []
+    if champ is None:
+        return {"champion": None, "scored": 0, "replanned": 0, "refreshed": 0, "stale_left": 0}
+    scored = _score(store, taxonomy, models_config, champ, ids, progress, tick)
+    built = build_cases(store, taxonomy, queue_config, now=now, actor=actor, progress=False)
+    refreshed = _refresh(store, taxonomy, queue_config, champ, now)
+    return {"champion": champ, "scored": scored, "replanned": int(built.get("rescored", 0)),
+            "new_cases": int(built.get("cases", 0)), "refreshed": refreshed,
+            "stale_left": len(stale_open_cases(store))}
+
+
+@dataclass
+class RescoreJob:
+    """A background rescoring run: `done` of `total` items scored, then `result` (or `error`)."""
+
+    total: int = 0
+    done: int = 0
+    result: Optional[dict[str, Any]] = None
+    error: Optional[str] = None
+    thread: Optional[threading.Thread] = field(default=None, repr=False)
+
+    @property
+    def finished(self) -> bool:
+        return self.result is not None or self.error is not None
+
+
+def start_background_rescore(store: "Store", taxonomy: "Taxonomy", *, models_config: "ModelsConfig",
+                             queue_config: "QueueConfig", actor: Actor) -> RescoreJob:
+    """`rescore_open_cases` in a daemon thread (for serve); progress and outcome on the job."""
+    check_permission(actor, "score", "open cases")
+    with store.read() as conn:
+        champ = champion_version(conn)
+        job = RescoreJob(total=len(_items_to_score(conn, champ)) if champ else 0)
+
+    def tick(n: int) -> None:
+        job.done += n
+
+    def run() -> None:
+        try:
+            job.result = rescore_open_cases(store, taxonomy, models_config=models_config, queue_config=queue_config,
+                                            actor=actor, progress=False, tick=tick)
+        except Exception as exc:  # kept on the job: a thread has no caller to raise to
+            job.error = f"{type(exc).__name__}: {exc}"
+
+    job.thread = threading.Thread(target=run, name="workbench-rescore", daemon=True)
+    job.thread.start()
+    return job

@@ -1,0 +1,173 @@
+"""Find items (and campaigns) by text, item id, author, tag or note, within the principal's rights.
+
+One query box for the Search tab, `workbench find` and scripts. A query is free text, or one
+field with a prefix: `id:sms_spam:12`, `author:u1`, `tag:bank-impersonation`, `case:42`,
+`campaign:7`, `text:prize`, `note:callback`. Free text matches an item id or an author exactly,
+a tag, a note, or a part of the text (case-insensitive).
+
+Rights: searching needs `read`. Texts come back masked by the one masking rule (search never
+reveals), and a principal who may not `reveal` gets no text match on an item whose text would
+be masked: otherwise searching for a word would show which hidden texts contain it.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Optional
+
+from sqlalchemy import Connection, select
+
+from core.hooks import PermissionDenied, check_permission
+from core.labels import current_decisions
+from core.predictions import predictions_of_record
+from core.principals import Actor
+from core.schema import Campaign, CampaignMember, Case, Item, Note, Tag
+from core.store import Store
+
+from .errors import LabelingError
+from .masking import shown_text
+from .notes import normalise_tag, tags_of
+from .review_config import ReviewSettings
+
+I, C, N, TG, CP, CM = (Item.__table__, Case.__table__, Note.__table__, Tag.__table__, Campaign.__table__,
+                       CampaignMember.__table__)
+FIELDS = ("id", "author", "tag", "case", "campaign", "text", "note")
+CAP = 1000  # matches looked at per field; the total says "1000+" past it
+WAITING = ("open", "claimed", "escalated")
+
+
+class SearchError(LabelingError):
+    """A query that cannot be run (blank, too long, a field that does not exist)."""
+
+
+def parse_query(query: object) -> tuple[Optional[str], str]:
+    """(field or None for free text, value); SearchError (one line) for a blank or unknown one."""
+    if not isinstance(query, str) or not query.strip():
+        raise SearchError("type something to search for: text, an item id, an author or a tag")
+    q = query.strip()
+    if len(q) > 500:
+        raise SearchError(f"a query has at most 500 characters, this one has {len(q)}")
+    head, sep, rest = q.partition(":")
+    if sep and head.lower() in FIELDS and rest.strip():
+        return head.lower(), rest.strip()
+    return None, q
+
+
+def _may_reveal(principal: Actor) -> bool:
+    try:
+        check_permission(principal, "reveal")
+    except PermissionDenied:
+        return False
+    return True
+
+
+def _matches(conn: Connection, field: Optional[str], value: str) -> tuple[dict[str, set[str]], list[int]]:
+    """item id -> the fields it matched; campaign ids matched (by tag or id)."""
+    hits: dict[str, set[str]] = {}
+    camps: list[int] = []
+
+    def take(kind: str, ids: Any) -> None:
+        for i in ids:
+            hits.setdefault(i, set()).add(kind)
+
+    if field in (None, "id"):
+        take("id", conn.execute(select(I.c.id).where(I.c.id == value)).scalars())
+    if field in (None, "author"):
+        take("author", conn.execute(select(I.c.id).where(I.c.author_id == value).limit(CAP)).scalars())
+    if field in (None, "tag"):
+        try:
+            tag = normalise_tag(value)
+        except LabelingError:
+            if field == "tag":
+                raise
+            tag = None
+        if tag:
+            live = (TG.c.tag == tag) & TG.c.removed_at.is_(None)
+            take("tag", conn.execute(select(TG.c.entity_id).where(live, TG.c.entity_type == "item").limit(CAP)).scalars())
+            camps += [int(c) for c in conn.execute(select(TG.c.entity_id).where(live, TG.c.entity_type == "campaign")
+                                                   .limit(CAP)).scalars()]
+    if field in (None, "note"):
+        take("note", conn.execute(select(N.c.entity_id).where(N.c.entity_type == "item",
+                                                              N.c.body.icontains(value, autoescape=True))
+                                  .limit(CAP)).scalars())
+        camps += [int(c) for c in conn.execute(select(N.c.entity_id).where(
+            N.c.entity_type == "campaign", N.c.body.icontains(value, autoescape=True)).limit(CAP)).scalars()]
+    if field in (None, "text"):
+        take("text", conn.execute(select(I.c.id).where(I.c.text.icontains(value, autoescape=True))
+                                  .order_by(I.c.created_at.desc(), I.c.id).limit(CAP)).scalars())
+    if field == "case":
+        if not value.isdigit():
+            raise SearchError(f"case: needs a case number, not {value!r}")
+        row = conn.execute(select(C.c.item_id, C.c.campaign_id).where(C.c.id == int(value))).first()
+        if row is not None and row.item_id:
+            take("case", [row.item_id])
+        elif row is not None:
+            camps.append(int(row.campaign_id))
+    if field == "campaign":
+        if not value.isdigit():
+            raise SearchError(f"campaign: needs a campaign number, not {value!r}")
+        camps += list(conn.execute(select(CP.c.id).where(CP.c.id == int(value))).scalars())
+    return hits, list(dict.fromkeys(camps))
+
+
+def _cases_of(conn: Connection, item_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """item id -> the case to open for it: a waiting one first, else its newest."""
+    out: dict[str, dict[str, Any]] = {}
+    if not item_ids:
+        return out
+    rows = conn.execute(select(C.c.id, C.c.item_id, C.c.state, C.c.queue).where(C.c.item_id.in_(item_ids))
+                        .order_by(C.c.id.desc())).mappings().all()
+    for r in rows:
+        prev = out.get(r["item_id"])
+        if prev is None or (r["state"] in WAITING and prev["state"] not in WAITING):
+            out[r["item_id"]] = dict(r)
+    return out
+
+
+def search(store: Store, query: str, principal: Actor, settings: ReviewSettings, limit: int = 50,
+           offset: int = 0) -> dict[str, Any]:
+    """Items and campaigns matching `query` (see the module notes), newest items first, a page of
+    `limit` from `offset`, with `total` matches (`capped` when the count stopped at the cap)."""
+    check_permission(principal, "read", "search")
+    field, value = parse_query(query)
+    limit, offset = max(1, min(int(limit), 500)), max(0, int(offset))
+    reveal_ok = _may_reveal(principal)
+    with store.read() as conn:
+        hits, camps = _matches(conn, field, value)
+        ids = list(hits)
+        info: dict[str, Any] = {}
+        for i in range(0, len(ids), 900):
+            for r in conn.execute(select(I.c.id, I.c.text, I.c.author_id, I.c.created_at, I.c.source,
+                                         I.c.policy_label).where(I.c.id.in_(ids[i:i + 900]))).mappings():
+                info[r["id"]] = r
+        preds = predictions_of_record(conn, list(info))
+        decided = current_decisions(conn, list(info))
+        shown: dict[str, str] = {}
+        for i, r in info.items():
+            shown[i] = shown_text(settings, r["text"], (preds.get(i) or {}).get("scores"), r["policy_label"],
+                                  (decided.get(i) or {}).get("label"))
+            if not reveal_ok and shown[i] != r["text"]:
+                hits[i].discard("text")  # no probing of hidden texts without the right to reveal
+        keep = [i for i in info if hits[i]]
+        keep.sort(key=lambda i: (info[i]["created_at"] or dt.datetime.min, i), reverse=True)
+        keep.sort(key=lambda i: not hits[i] & {"id", "case"})  # an exact id first, then newest first
+        page = keep[offset:offset + limit]
+        cases = _cases_of(conn, page)
+        tags = tags_of(conn, "item", page)
+        camp_of = dict(conn.execute(select(CM.c.item_id, CM.c.campaign_id).where(CM.c.item_id.in_(page))).all()) if page else {}
+        camp_rows = conn.execute(select(CP.c.id, CP.c.size, CP.c.last_seen).where(CP.c.id.in_(camps))).mappings().all() if camps else []
+        camp_cases = dict(conn.execute(select(C.c.campaign_id, C.c.id).where(C.c.campaign_id.in_(camps))
+                                       .order_by(C.c.id)).all()) if camps else {}
+        camp_tags = tags_of(conn, "campaign", camps)
+    results = [{"kind": "item", "item_id": i, "case_id": (cases.get(i) or {}).get("id"),
+                "case_state": (cases.get(i) or {}).get("state"), "queue": (cases.get(i) or {}).get("queue"),
+                "author_id": info[i]["author_id"], "created_at": info[i]["created_at"].isoformat()
+                if info[i]["created_at"] else None, "source": info[i]["source"], "text": shown[i],
+                "masked": shown[i] != info[i]["text"], "matched": sorted(hits[i]),
+                "predicted": (preds.get(i) or {}).get("label"), "decided": (decided.get(i) or {}).get("label"),
+                "campaign_id": camp_of.get(i), "tags": tags.get(i, [])} for i in page]
+    campaigns = [{"kind": "campaign", "campaign_id": r["id"], "size": r["size"], "case_id": camp_cases.get(r["id"]),
+                  "last_seen": r["last_seen"].isoformat() if r["last_seen"] else None,
+                  "tags": camp_tags.get(str(r["id"]), [])} for r in camp_rows]
+    return {"query": query.strip(), "field": field or "any", "total": len(keep),
+            "capped": len(keep) >= CAP, "offset": offset, "limit": limit,
+            "results": results, "campaigns": campaigns}

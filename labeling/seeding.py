@@ -1,0 +1,263 @@
+"""Cold start: the first cases of a new source, surface or policy, seeded around a few examples.
+
+A model that never saw a policy (or a surface) ranks its violations low, so risk order and
+uncertainty alone would serve analysts almost only negatives. An engineer gives a handful of
+example texts or a query (`workbench seed --policy P --examples FILE` / `--query TEXT`); the items
+of the scope (a source and/or surface, else every item) nearest to them by cosine similarity of the
+cached MiniLM embeddings become the first cases of the queue policy P routes to, one per distinct
+text, round-robin over the examples so each gets neighbours. A uniform QA sample of the same scope
+(blind to the model and to the examples, `sampling.uniform_draw`) is interleaved, so the first
+labels are not all of one kind and precision and recall can be estimated. Seed cases are pinned at
+the head of their queue (`priority.pinned`), explained as `seed: ...`, and items a human already
+decided or someone holds are left alone.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import math
+from typing import TYPE_CHECKING, Any, Optional, Sequence
+
+import numpy as np
+from sqlalchemy import func, insert, select, update
+
+from core import audit
+from core.hooks import check_permission
+from core.labels import current_decisions
+from core.predictions import predictions_of_record
+from core.principals import Actor
+from core.schema import Case, Item, utcnow
+from core.store import Store
+from core.taxonomy import Taxonomy
+
+from .errors import QueueError
+from .priority import score_features
+from .queue_config import QueueConfig
+from .routing import Candidate, plan_case, route
+from .sampling import uniform_draw
+
+if TYPE_CHECKING:  # pragma: no cover
+    from models.embeddings import Embedder
+
+C = Case.__table__
+I = Item.__table__
+
+
+def read_examples(path: str) -> list[str]:
+    """Example texts from a file: one per line (blank lines and `#` comments skipped), or a JSONL
+    file of objects with a `text` field. One-line errors name the file and line."""
+    import json
+    from pathlib import Path
+
+    p = Path(path)
+    if not p.is_file():
+        raise QueueError(f"{path}: no such examples file")
+    out: list[str] = []
+    try:
+        lines = p.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise QueueError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    for n, line in enumerate(lines, 1):
+        s = line.strip()
+        if not s or s.startswith("#"):
+            continue
+        if p.suffix == ".jsonl":
+            try:
+                obj = json.loads(s)
+            except json.JSONDecodeError as exc:
+                raise QueueError(f"{path} line {n}: invalid JSON ({exc.msg})") from None
+            if not isinstance(obj, dict) or not isinstance(obj.get("text"), str) or not obj["text"].strip():
+                raise QueueError(f"{path} line {n}: field 'text' must be a non-empty string")
+            s = obj["text"].strip()
+        out.append(s)
+    if not out:
+        raise QueueError(f"{path}: no examples (one text per line)")
+    return out
+
+
+def nearest_round_robin(sims: np.ndarray, n: int, min_similarity: float,
+                        groups: Optional[Sequence[Any]] = None) -> list[tuple[int, int, float]]:
+    """Up to `n` (row, example, similarity) picks from an (items x examples) similarity matrix:
+    each example in turn takes its nearest row not yet taken, with similarity >= `min_similarity`
+    and a group (e.g. the text hash) not yet taken. Pure; the seed order."""
+    sims = np.atleast_2d(np.asarray(sims, dtype=float))
+    rows, m = sims.shape
+    if rows == 0 or m == 0 or n <= 0:
+        return []
+    orders = [np.argsort(-sims[:, e], kind="stable") for e in range(m)]
+    ptr = [0] * m
+    taken_rows: set[int] = set()
+    taken_groups: set[Any] = set()
+    out: list[tuple[int, int, float]] = []
+    active = set(range(m))
+    while len(out) < n and active:
+        for e in sorted(active):
+            if len(out) >= n:
+                break
+            while ptr[e] < rows:
+                r = int(orders[e][ptr[e]])
+                ptr[e] += 1
+                if sims[r, e] < min_similarity:
+                    ptr[e] = rows
+                    break
+                g = groups[r] if groups is not None else None
+                if r in taken_rows or (g is not None and g in taken_groups):
+                    continue
+                taken_rows.add(r)
+                if g is not None:
+                    taken_groups.add(g)
+                out.append((r, e, float(sims[r, e])))
+                break
+            if ptr[e] >= rows:
+                active.discard(e)
+    return out
+
+
+def interleave_uniform(seeds: list[Any], uniform: list[Any]) -> list[Any]:
+    """The seed order with the uniform sample spread evenly through it."""
+    if not uniform:
+        return list(seeds)
+    out: list[Any] = []
+    total = len(seeds) + len(uniform)
+    step = total / len(uniform)
+    u_pos = {int(math.floor(step * (j + 0.5))) for j in range(len(uniform))}
+    s_it, u_it = iter(seeds), iter(uniform)
+    for pos in range(total):
+        nxt = next(u_it, None) if pos in u_pos else next(s_it, None)
+        if nxt is None:
+            nxt = next(s_it, None) if pos in u_pos else next(u_it, None)
+        if nxt is not None:
+            out.append(nxt)
+    return out
+
+
+def seed_cases(store: Store, taxonomy: Taxonomy, config: QueueConfig, actor: Actor, *, policy: str,
+               examples: Sequence[str], embedder: "Embedder", source: Optional[str] = None,
+               surface: Optional[str] = None, neighbours: Optional[int] = None,
+               uniform_share: Optional[float] = None, now: Optional[dt.datetime] = None,
+               progress: bool = False) -> dict[str, Any]:
+    """Seed the first cases of `policy` in the scope (source / surface) around `examples`.
+
+    Needs `build_cases`. Items already decided, or whose case is claimed, decided or escalated,
+    are left out; an item's waiting case moves to the seed queue; an item without a case gets
+    one. Returns the queue, counts and each seeded item (id, kind seed / uniform, similarity,
+    example index, case id)."""
+    check_permission(actor, "build_cases", f"seed {policy}")
+    if policy not in taxonomy.policies:
+        raise QueueError(f"unknown policy {policy!r} (known: {', '.join(taxonomy.policies)})")
+    examples = [e.strip() for e in examples if e and e.strip()]
+    if not examples:
+        raise QueueError("seeding needs at least one non-empty example text or query")
+    settings = config.seeding
+    n_seed = settings.neighbours if neighbours is None else int(neighbours)
+    share = settings.uniform_share if uniform_share is None else float(uniform_share)
+    if n_seed <= 0 or not 0.0 <= share <= 1.0:
+        raise QueueError("neighbours must be positive and uniform_share between 0 and 1")
+    now = now or utcnow()
+    from models.embeddings import EmbeddingCache, embed_texts
+
+    q = select(I.c.id, I.c.text, I.c.text_hash, I.c.source, I.c.surface).order_by(I.c.id)
+    if source:
+        q = q.where(I.c.source == source)
+    if surface:
+        q = q.where(I.c.surface == surface)
+    with store.read() as conn:
+        items = conn.execute(q).all()
+        decided = set(current_decisions(conn, [r.id for r in items]))
+        busy = set(conn.execute(select(C.c.item_id).where(C.c.item_id.is_not(None),
+                                                          C.c.state.notin_(("open",)))).scalars())
+    pool = [r for r in items if r.id not in decided and r.id not in busy]
+    if not pool:
+        raise QueueError("no undecided item to seed in " + (f"source {source!r}" if source else "the store")
+                         + (f", surface {surface!r}" if surface else ""))
+    vecs = embed_texts([r.text for r in pool], embedder, EmbeddingCache(store, embedder.model_id),
+                       hashes=[r.text_hash for r in pool], show_progress=progress)
+    ex = embedder.encode(list(examples))
+    sims = vecs @ ex.T
+    picks = nearest_round_robin(sims, n_seed, settings.min_similarity, [r.text_hash for r in pool])
+    chosen = {r for r, _, _ in picks}
+    n_uni = int(round(share * len(picks))) if picks else int(round(share * n_seed))
+    salt = f"{config.seed}:seed:{policy}"
+    rest = sorted((i for i in range(len(pool)) if i not in chosen), key=lambda i: uniform_draw(pool[i].id, salt))
+    uniform = rest[:n_uni]
+    order = interleave_uniform([("seed", r, e, s) for r, e, s in picks],
+                               [("uniform", r, None, None) for r in uniform])
+    inclusion = len(uniform) / len(rest) if rest else None  # each undecided item's chance of the uniform draw
+    return _write_seeds(store, taxonomy, config, actor, policy, examples, pool, order, now,
+                        {"source": source, "surface": surface}, inclusion)
+
+
+def _write_seeds(store: Store, taxonomy: Taxonomy, config: QueueConfig, actor: Actor, policy: str,
+                 examples: Sequence[str], pool: Sequence[Any], order: Sequence[tuple[Any, ...]], now: dt.datetime,
+                 scope: dict[str, Any], inclusion: Optional[float] = None) -> dict[str, Any]:
+    """Create or move the seed cases, pinned at the head of the queue `policy` routes to. A uniform
+    case is a QA audit whose inclusion probability is that of the uniform draw (`inclusion`)."""
+    out: dict[str, Any] = {"policy": policy, "examples": len(examples), "scope": scope, "seeded": 0, "uniform": 0,
+                           "created": 0, "moved": 0, "items": []}
+    with store.begin() as conn:
+        ids = [pool[r].id for _, r, _, _ in order]
+        records = predictions_of_record(conn, ids)
+        existing = {row.item_id: row for row in conn.execute(
+            select(C.c.id, C.c.item_id, C.c.state, C.c.meta, C.c.created_at, C.c.due_at, C.c.queue)
+            .where(C.c.item_id.in_(ids), C.c.campaign_id.is_(None), C.c.calibration_set.is_(None),
+                   C.c.state == "open")).all()} if ids else {}
+        queue = None
+        for kind, r, e, s in order:
+            item = pool[r]
+            q = route(config, Candidate(item_id=item.id, text=item.text, label=policy, score=1.0, scores={},
+                                        surface=item.surface, source=item.source), taxonomy.severity_of(policy),
+                      taxonomy.benign_label)
+            queue = queue or q
+        queue = queue or config.default_queue
+        top = conn.execute(select(func.max(C.c.priority)).where(C.c.queue == queue,
+                                                                C.c.state == config.waiting_state(queue))).scalar()
+        top = float(top or 0.0) + 1.0
+        total = len(order)
+        for pos, (kind, r, e, s) in enumerate(order):
+            item = pool[r]
+            rec = records.get(item.id)
+            why = (f"similar ({s:.2f}) to example {e + 1} of {len(examples)} for policy {policy}" if kind == "seed"
+                   else f"uniform QA sample of the {policy} seed scope")
+            pin = {"priority": round(top + 1.0 - (pos + 1) / (total + 1), 9), "why": why}
+            info = {"policy": policy, "kind": kind, "similarity": None if s is None else round(s, 4),
+                    "example": None if e is None else e + 1, "seeded_at": now.isoformat()}
+            case = existing.get(item.id)
+            if case is not None:
+                meta = dict(case.meta or {})
+                feats = {k: v for k, v in (meta.get("features") or {}).items() if k != "learning"}
+                feats["seed"] = pin
+                meta.pop("learning", None)
+                meta.update(features=feats, seed=info, **({"seeded_from": case.queue} if case.queue != queue else {}))
+                p, reason, _ = score_features(taxonomy, feats, config, case.created_at, case.due_at, now)
+                values: dict[str, Any] = {"queue": queue, "priority": p, "priority_reason": reason, "meta": meta,
+                                          "updated_at": now}
+                if kind == "uniform":
+                    values.update(is_audit=True, audit_inclusion=inclusion)
+                conn.execute(update(C).where(C.c.id == case.id).values(**values))
+                case_id = case.id
+                out["moved"] += 1
+            else:
+                cand = (Candidate(item_id=item.id, text=item.text, label=rec["label"], score=float(rec["score"]),
+                                  scores=dict(rec["scores"] or {}), uncertainty=float(rec["uncertainty"] or 0.0),
+                                  model_version=rec["model_version"], surface=item.surface, source=item.source,
+                                  flags=dict(rec["flags"] or {}))
+                        if rec else Candidate(item_id=item.id, text=item.text, label=taxonomy.benign_label, score=0.0,
+                                              scores={}, surface=item.surface, source=item.source))
+                row = plan_case(taxonomy, config, cand, now)
+                row["meta"]["seed"] = info
+                if rec is None:  # no model scored it yet: the case suggests nothing (a decision is no override)
+                    row["predicted_label"] = None
+                if row["escalation_reason"] is None:  # an escalation criterion outranks a seed
+                    row["meta"]["features"]["seed"] = pin
+                    p, reason, _ = score_features(taxonomy, row["meta"]["features"], config, now, row["due_at"], now)
+                    row.update(queue=queue, state=config.waiting_state(queue), priority=p, priority_reason=reason)
+                    if kind == "uniform":
+                        row.update(is_audit=True, audit_inclusion=inclusion)
+                case_id = conn.execute(insert(C).values(**row)).inserted_primary_key[0]
+                out["created"] += 1
+            out["seeded" if kind == "seed" else "uniform"] += 1
+            out["items"].append({"item_id": item.id, "kind": kind, "similarity": info["similarity"],
+                                 "example": info["example"], "case_id": int(case_id)})
+        out["queue"] = queue
+        audit.record(conn, actor, "cases.seed", "queue", None,
+                     {k: v for k, v in out.items() if k != "items"} | {"config_version": config.version})
+    return out

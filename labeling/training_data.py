@@ -1,0 +1,330 @@
+"""Training and evaluation data from the store without leakage: what `workbench retrain` learns from.
+
+`learning_data` returns every labelled item once, with the side of the split it is on, its
+group, and its sample weight:
+
+- **Label**: the label of record (`core.labels`: the latest authoritative decision nothing
+  supersedes, so corrections, undos and appeal reversals win), else the resolution of the item's
+  calibration copies (`resolve_calibration`, rule `learning.calibration_rule`), else the
+  source's own label through the taxonomy.
+- **A bulk decision counts once per distinct text**: the members a campaign decision labelled
+  are reduced to one per template-normalised text (`clustering.normalize.normalize_template`);
+  the other copies are left out of training and evaluation altogether (their source labels
+  too, which the human decision overrules), so a 300-member wave of 4 templates is 4 examples.
+- **Grouped, stable splits** (`assign_splits`): the group of an item is its campaign
+  (`campaign:<id>`), else its light-normalised text (`text:<hash>`, exact copies). A group
+  without any stored side gets one from a salted hash of its key (`learning.split_salt`,
+  `learning.test_fraction`); the side is stored per item (`learning_splits`) and never moves.
+  A new member takes its group's stored side. When a later clustering run joins groups
+  assigned to different sides, the members stored as test are left out (`excluded`) for as
+  long as the group straddles, so no campaign is ever on both sides of an evaluation and no
+  item changes side. Why stored and not only hashed: a campaign's key changes when campaigns
+  merge or are re-clustered; a pure hash would then move items that a champion trained on
+  into the test side.
+- **Weights** (`human_weights`): a human label weighs `human_weight` x recency x scarcity
+  (capped at `max_weight`) against 1.0 for a source label; recency decays with a half-life,
+  scarcity favours sources (surfaces) with few decisions, so a few hundred decisions on a new
+  surface move a model trained on tens of thousands of source labels.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence
+
+import numpy as np
+from sqlalchemy import Connection, exists, select
+from sqlalchemy.orm import aliased
+
+from core.hooks import check_permission
+from core.labels import current_decisions
+from core.principals import Actor
+from core.schema import CampaignMember, Decision, Item, LearningSplit, User, utcnow
+from core.text import text_hash
+from models.training import TrainingSet, replicate_by_weight
+
+if TYPE_CHECKING:  # pragma: no cover
+    from core.store import Store
+    from core.taxonomy import Taxonomy
+    from models.config import LearningSettings
+
+EXCLUDED = "excluded"
+LEAD_ROLES = ("lead", "admin")
+_CHUNK = 900
+D = Decision.__table__
+I = Item.__table__
+CM = CampaignMember.__table__
+LS = LearningSplit.__table__
+
+
+# -- pure rules ------------------------------------------------------------------------------
+def proposed_side(group_key: str, salt: str, test_fraction: float) -> str:
+    """'test' or 'train' for a group never assigned before: a salted BLAKE2b hash of the key,
+    read as a uniform number in [0, 1), below `test_fraction` is test. Same key, same side."""
+    h = int(hashlib.blake2b(f"{salt}\x1f{group_key}".encode("utf-8", "surrogatepass"), digest_size=8).hexdigest(), 16)
+    return "test" if h / 2.0 ** 64 < test_fraction else "train"
+
+
+def resolve_calibration(votes: Sequence[tuple[str, str]], rule: str, leads: Iterable[str] = ()) -> Optional[str]:
+    """The label of an item from its calibration copies, `votes` = (reviewer, label), one per
+    reviewer. `majority`: the label most reviewers gave, None on a tie (no label beats a coin
+    toss). `lead`: the label a lead gave (the latest lead vote listed) wins; without one, the
+    majority."""
+    if not votes:
+        return None
+    if rule == "lead":
+        lead_set = set(leads)
+        lead_votes = [lab for reviewer, lab in votes if reviewer in lead_set]
+        if lead_votes:
+            return lead_votes[-1]
+    elif rule != "majority":
+        raise ValueError(f"unknown calibration rule {rule!r} (majority or lead)")
+    counts = Counter(lab for _, lab in votes).most_common()
+    if len(counts) > 1 and counts[0][1] == counts[1][1]:
+        return None
+    return counts[0][0]
+
+
+def human_weights(decided_at: Sequence[Optional[dt.datetime]], sources: Sequence[str],
+                  now: dt.datetime, settings: "LearningSettings") -> np.ndarray:
+    """Sample weight of each human label: human_weight x (1 + recency_boost x 0.5^(age/half-life))
+    / (1 + recency_boost) x min(max_scarcity, sqrt(scarce_source_decisions / n_source)) floored at
+    1, capped at max_weight. A fresh decision weighs `human_weight`; an old one tends to
+    human_weight / (1 + boost); a source with a quarter of the reference count weighs twice."""
+    n_by_source = Counter(sources)
+    out = np.empty(len(sources))
+    boost = settings.recency_boost
+    for i, (when, src) in enumerate(zip(decided_at, sources)):
+        age = max((now - when).total_seconds() / 86400.0, 0.0) if when is not None else 0.0
+        recency = (1.0 + boost * 0.5 ** (age / settings.recency_half_life_days)) / (1.0 + boost)
+        scarcity = min(settings.max_scarcity, max(1.0, (settings.scarce_source_decisions / n_by_source[src]) ** 0.5))
+        out[i] = min(settings.max_weight, settings.human_weight * recency * scarcity)
+    return out
+
+
+def one_per_text(members: Mapping[Any, Sequence[tuple[str, str]]]) -> set[str]:
+    """Of each bulk decision's members (key -> [(item id, text)]), the item ids kept: the first
+    id (sorted) per distinct template-normalised text."""
+    from clustering.normalize import normalize_template
+
+    keep: set[str] = set()
+    for rows in members.values():
+        seen: set[str] = set()
+        for item_id, text in sorted(rows):
+            tpl = normalize_template(text or "")
+            if tpl not in seen:
+                seen.add(tpl)
+                keep.add(item_id)
+    return keep
+
+
+# -- reading the store -----------------------------------------------------------------------
+def _leads(conn: Connection) -> set[str]:
+    U = User.__table__
+    return set(conn.execute(select(U.c.name).where(U.c.role.in_(LEAD_ROLES))).scalars())
+
+
+def calibration_labels(conn: Connection, rule: str) -> tuple[dict[str, dict[str, Any]], int]:
+    """(item id -> {label, decided_at, reviewers}, ties left out) from the calibration copies
+    nothing supersedes; each reviewer's latest copy counts once."""
+    later = aliased(D)
+    rows = conn.execute(select(D.c.item_id, D.c.reviewer, D.c.label, D.c.created_at, D.c.id)
+                        .where(D.c.kind == "calibration", D.c.item_id.is_not(None),
+                               ~exists(select(1).where(later.c.supersedes_id == D.c.id)))
+                        .order_by(D.c.created_at, D.c.id)).all()
+    by_item: dict[str, dict[str, tuple[str, dt.datetime]]] = defaultdict(dict)
+    for item_id, reviewer, label, created, _ in rows:
+        by_item[item_id][reviewer] = (label, created)  # later rows overwrite: the latest per reviewer
+    leads = _leads(conn) if rule == "lead" else set()
+    out, ties = {}, 0
+    for item_id, votes in by_item.items():
+        ordered = sorted(votes.items(), key=lambda kv: kv[1][1])
+        label = resolve_calibration([(r, lab) for r, (lab, _) in ordered], rule, leads)
+        if label is None:
+            ties += 1
+            continue
+        out[item_id] = {"label": label, "decided_at": max(t for _, t in votes.values()), "kind": "calibration",
+                        "reviewers": sorted(votes)}
+    return out, ties
+
+
+def group_keys(conn: Connection, items: Mapping[str, str]) -> dict[str, str]:
+    """item id -> its group: `campaign:<id>` for a campaign member, else `text:<light hash>`."""
+    camp: dict[str, int] = {}
+    ids = list(items)
+    for i in range(0, len(ids), _CHUNK):
+        camp.update(dict(conn.execute(select(CM.c.item_id, CM.c.campaign_id)
+                                      .where(CM.c.item_id.in_(ids[i:i + _CHUNK]))).all()))
+    return {i: (f"campaign:{camp[i]}" if i in camp else f"text:{text_hash(t or '')}") for i, t in items.items()}
+
+
+def assign_splits(store: "Store", groups: Mapping[str, str], settings: "LearningSettings", actor: Actor,
+                  action: str = "train") -> dict[str, str]:
+    """item id -> 'train' / 'test' / 'excluded' for the items of `groups` (item id -> group key),
+    storing a side for each item that has none (see the module doc). Needs `action` (`train`
+    for retraining, `export` for an export)."""
+    check_permission(actor, action, "training split")
+    ids = sorted(groups)
+    stored = _stored_sides(store, ids)
+    by_group: dict[str, list[str]] = defaultdict(list)
+    for i in ids:
+        by_group[groups[i]].append(i)
+    new_rows: list[dict[str, Any]] = []
+    now = utcnow()
+    for key, members in by_group.items():
+        sides = {stored[m] for m in members if m in stored}
+        if not sides:
+            side = proposed_side(key, settings.split_salt, settings.test_fraction)
+        elif len(sides) == 1:
+            side = next(iter(sides))
+        else:
+            side = "train"  # a straddling group only grows on the side its trained members are on
+        new_rows += [{"item_id": m, "split": side, "group_key": key[:120], "assigned_at": now}
+                     for m in members if m not in stored]
+    if new_rows:
+        with store.begin() as conn:
+            ins = _insert_ignore(conn)
+            for i in range(0, len(new_rows), _CHUNK):
+                conn.execute(ins, new_rows[i:i + _CHUNK])
+        stored.update(_stored_sides(store, [r["item_id"] for r in new_rows]))  # a concurrent run may have won
+    out: dict[str, str] = {}
+    for key, members in by_group.items():
+        straddles = len({stored[m] for m in members}) > 1
+        for m in members:
+            out[m] = EXCLUDED if straddles and stored[m] == "test" else stored[m]
+    return out
+
+
+def _stored_sides(store: "Store", ids: Sequence[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    with store.read() as conn:
+        for i in range(0, len(ids), _CHUNK):
+            out.update(dict(conn.execute(select(LS.c.item_id, LS.c.split)
+                                         .where(LS.c.item_id.in_(ids[i:i + _CHUNK]))).all()))
+    return out
+
+
+def _insert_ignore(conn: Connection) -> Any:
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(LS).on_conflict_do_nothing(index_elements=["item_id"])
+
+
+# -- the assembled data ----------------------------------------------------------------------
+@dataclass
+class LearningData:
+    """Every usable labelled item once (sorted by id) with its split side, group, weight and
+    where its label came from; `stats` counts what was resolved, merged or left out."""
+
+    data: TrainingSet
+    split: np.ndarray            # "train" | "test" | "excluded"
+    groups: list[str]
+    weights: np.ndarray          # 1.0 for a source label
+    decision_kind: list[Optional[str]]   # the kind of the human decision behind the label, else None
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    def _where(self, mask: np.ndarray) -> np.ndarray:
+        return np.flatnonzero(mask)
+
+    def train_set(self, seed: int) -> TrainingSet:
+        """The train side, each example repeated by its weight (`models.training.replicate_by_weight`)."""
+        idx = self._where(self.split == "train")
+        sub = self.data.subset(idx)
+        out = replicate_by_weight(sub, self.weights[idx], seed)
+        out.dropped = dict(self.data.dropped)
+        return out
+
+    def test_set(self, which: str = "test_split") -> tuple[TrainingSet, list[str]]:
+        """(examples, their groups) of an evaluation set: `test_split`, the human labels on the
+        test side; `qa_audit`, those of them from the uniform QA-audit sample; `source_test`,
+        the source labels on the test side."""
+        human = np.array([o == "decision" for o in self.data.origin], dtype=bool)
+        test = self.split == "test"
+        if which == "test_split":
+            mask = test & human
+        elif which == "qa_audit":
+            mask = test & np.array([k == "qa_audit" for k in self.decision_kind], dtype=bool)
+        elif which == "source_test":
+            mask = test & ~human
+        else:
+            raise ValueError(f"unknown evaluation set {which!r} (test_split, qa_audit, source_test)")
+        idx = self._where(mask)
+        return self.data.subset(idx), [self.groups[i] for i in idx]
+
+
+def learning_data(store: "Store", taxonomy: "Taxonomy", settings: "LearningSettings", actor: Actor, *,
+                  sources: Optional[Sequence[str]] = None, min_examples_per_label: int = 1,
+                  now: Optional[dt.datetime] = None, action: str = "train") -> LearningData:
+    """Assemble the labelled items as the module doc says; stores the sides of new items. Needs
+    `action` (default `train`). Labels with fewer than `min_examples_per_label` examples on the
+    train side are left out everywhere (counted in `data.dropped`)."""
+    now = now or utcnow()
+    known = set(taxonomy.labels)
+    dropped: Counter[str] = Counter()
+    with store.read() as conn:
+        human = {i: dict(d, decided_at=d["created_at"]) for i, d in current_decisions(conn).items()}
+        calib, ties = calibration_labels(conn, settings.calibration_rule)
+        for item_id, c in calib.items():
+            human.setdefault(item_id, c)  # a decision of record (an adjudication) wins over the copies
+        q = select(I.c.id, I.c.text, I.c.policy_label, I.c.source, I.c["metadata"]).order_by(I.c.id)
+        if sources:
+            q = q.where(I.c.source.in_(sorted(set(sources))))
+        rows = [r for r in conn.execute(q) if r[2] is not None or r[0] in human]
+    dropped.update({"calibration ties (no majority)": ties} if ties else {})
+    # A bulk decision counts once per distinct text.
+    bulk: dict[Any, list[tuple[str, str]]] = defaultdict(list)
+    texts = {r[0]: r[1] for r in rows}
+    for item_id, d in human.items():
+        if d.get("kind") == "bulk" and item_id in texts:
+            bulk[(d.get("case_id") or d.get("campaign_id"), d["label"])].append((item_id, texts[item_id]))
+    keep_bulk = one_per_text(bulk)
+    bulk_members = {i for members in bulk.values() for i, _ in members}
+    kept = []
+    for item_id, text, policy_label, source, meta in rows:
+        d = human.get(item_id)
+        if item_id in bulk_members and item_id not in keep_bulk:
+            dropped["bulk copies (a campaign decision counts once per text)"] += 1
+            continue
+        label = d["label"] if d else policy_label
+        if label not in known:
+            dropped[f"unknown label {label}"] += 1
+            continue
+        share = None
+        if d is None:
+            try:
+                share = taxonomy.vote_shares(source, meta, text)
+            except ValueError:
+                dropped["unreadable vote counts (trained on the label alone)"] += 1
+        kept.append((item_id, text, label, "decision" if d else "source", share, source, d))
+    with store.read() as conn:
+        groups_by_id = group_keys(conn, {k[0]: k[1] for k in kept})
+    sides = assign_splits(store, groups_by_id, settings, actor, action=action)
+    split = np.array([sides[k[0]] for k in kept], dtype=object)
+    # Rare labels: counted on the train side, left out everywhere.
+    train_counts = Counter(k[2] for k, s in zip(kept, split) if s == "train")
+    rare = {lab for lab in {k[2] for k in kept} if train_counts[lab] < min_examples_per_label}
+    if rare:
+        for lab in sorted(rare):
+            dropped[f"too few examples of {lab}"] += sum(1 for k in kept if k[2] == lab)
+        keep_idx = [i for i, k in enumerate(kept) if k[2] not in rare]
+        kept, split = [kept[i] for i in keep_idx], split[keep_idx]
+    data = TrainingSet([k[0] for k in kept], [k[1] for k in kept], [k[2] for k in kept], [k[3] for k in kept],
+                       dict(dropped), [k[4] for k in kept])
+    weights = np.ones(len(kept))
+    hidx = [i for i, k in enumerate(kept) if k[6] is not None]
+    if hidx:
+        weights[hidx] = human_weights([kept[i][6]["decided_at"] for i in hidx], [kept[i][5] for i in hidx],
+                                      now, settings)
+    stats = {"items": len(kept), "human_labels": len(hidx),
+             "by_split": {s: int((split == s).sum()) for s in ("train", "test", EXCLUDED)},
+             "human_by_split": {s: int(sum(1 for i in hidx if split[i] == s)) for s in ("train", "test", EXCLUDED)},
+             "calibration_resolved": sum(1 for i in hidx if kept[i][6].get("kind") == "calibration"),
+             "bulk_decisions": len(bulk), "bulk_members": len(bulk_members), "bulk_kept": len(keep_bulk),
+             "dropped": dict(dropped),
+             "mean_human_weight": round(float(weights[hidx].mean()), 4) if hidx else None}
+    return LearningData(data, split, [groups_by_id[k[0]] for k in kept], weights,
+                        [k[6].get("kind") if k[6] else None for k in kept], stats)

@@ -1,0 +1,89 @@
+"""Well-being on the review screen: who revealed which case (the exposure counter) and each
+user's display settings (blur, grayscale).
+
+A reveal is stored once per analyst and case (`reveals`): the case then stays revealed for that
+analyst, the audit log gets one event, and reveals of severe tiers within the shift count
+against `exposure_budget` (configs/review.yaml), after which the screen offers a break or a
+milder queue.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Optional
+
+from sqlalchemy import Connection, func, insert, select, update
+
+from core import audit
+from core.hooks import check_permission
+from core.principals import Actor, actor_name
+from core.schema import Reveal, UserPreference, utcnow
+from core.store import Store
+
+from .errors import QueueError
+from .review_config import ReviewSettings
+
+R = Reveal.__table__
+U = UserPreference.__table__
+PREFERENCE_KEYS = ("blur", "grayscale")
+
+
+def record_reveal(conn: Connection, analyst: Actor, case_id: int, item_id: Optional[str],
+                  severity: Optional[str], now: dt.datetime) -> bool:
+    """Store the reveal (in the caller's transaction) and audit it, once per analyst and case;
+    True when this was the first."""
+    who = actor_name(analyst)
+    if has_revealed(conn, who, case_id):
+        return False
+    conn.execute(insert(R).values(analyst=who, case_id=case_id, item_id=item_id, severity=severity, created_at=now))
+    audit.record(conn, analyst, "text.reveal", "item", item_id, {"case_id": case_id, "severity": severity})
+    return True
+
+
+def has_revealed(conn: Connection, analyst: Actor, case_id: int) -> bool:
+    """Whether `analyst` revealed case `case_id` (its texts are then unmasked for them)."""
+    return conn.execute(select(R.c.id).where(R.c.analyst == actor_name(analyst), R.c.case_id == case_id)
+                        .limit(1)).first() is not None
+
+
+def exposure(store: Store, analyst: Actor, settings: ReviewSettings,
+             now: Optional[dt.datetime] = None) -> dict[str, Any]:
+    """Severe reveals by `analyst` within the last `shift_hours`, against the budget."""
+    now = now or utcnow()
+    since = now - dt.timedelta(hours=settings.shift_hours)
+    with store.read() as conn:
+        severe = conn.execute(select(func.count()).select_from(R).where(
+            R.c.analyst == actor_name(analyst), R.c.created_at >= since,
+            R.c.severity.in_(list(settings.severe_tiers)))).scalar() or 0
+        total = conn.execute(select(func.count()).select_from(R).where(
+            R.c.analyst == actor_name(analyst), R.c.created_at >= since)).scalar() or 0
+    return {"severe": int(severe), "revealed": int(total), "budget": settings.exposure_budget,
+            "over_budget": severe >= settings.exposure_budget, "shift_hours": settings.shift_hours}
+
+
+def preferences(store: Store, user: Actor, settings: ReviewSettings) -> dict[str, bool]:
+    """The user's display settings, the config's defaults where they set none."""
+    out = {"blur": settings.default_blur, "grayscale": settings.default_grayscale}
+    with store.read() as conn:
+        row = conn.execute(select(U.c.prefs).where(U.c.user_name == actor_name(user))).scalar()
+    out.update({k: bool(v) for k, v in (row or {}).items() if k in PREFERENCE_KEYS})
+    return out
+
+
+def set_preferences(store: Store, user: Actor, settings: ReviewSettings, **prefs: bool) -> dict[str, bool]:
+    """Remember the user's own display settings (any signed-in user: needs `read`)."""
+    unknown = [k for k in prefs if k not in PREFERENCE_KEYS]
+    if unknown:
+        raise QueueError(f"unknown display setting(s) {unknown} (known: {', '.join(PREFERENCE_KEYS)})")
+    who = actor_name(user)
+    if not who:
+        raise QueueError("sign in (or enter your name) to keep display settings")
+    check_permission(user, "read", f"preferences of {who}")
+    now = utcnow()
+    with store.begin() as conn:
+        row = conn.execute(select(U.c.prefs).where(U.c.user_name == who)).first()
+        merged = dict((row.prefs if row else None) or {}, **{k: bool(v) for k, v in prefs.items()})
+        if row is None:
+            conn.execute(insert(U).values(user_name=who, prefs=merged, updated_at=now))
+        else:
+            conn.execute(update(U).where(U.c.user_name == who).values(prefs=merged, updated_at=now))
+    return preferences(store, user, settings)

@@ -1,0 +1,168 @@
+"""The learning share (issue 18): a configured share of a queue's claims goes to uncertain, diverse
+cases, marked `learning`, the rest in risk order; the sweep keeps the plan; a re-plan unpins."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sqlalchemy import select
+
+from core.config import config_dir
+from core.schema import Case
+from labeling.cases import build_cases
+from labeling.claims import next_case
+from labeling.escalation import sweep
+from labeling.learning import (apply_learning_share, entropy_uncertainty, interleave_priorities,
+                               margin_uncertainty, select_learning, served_learning, slot_positions)
+from labeling.queue_config import LearningShare, load_queue_config
+from models.embeddings import EmbeddingCache
+from core.text import text_hash
+from test_queue_support import T0, add_campaign, add_scored
+
+EMB = "test-emb"
+N_CLUSTERS = 12
+
+
+@pytest.fixture(scope="module")
+def cfg(taxonomy):
+    base = load_queue_config(config_dir(), taxonomy=taxonomy)
+    return base.model_copy(update={"calibration_sets": [], "learning": LearningShare(
+        queues={"general": 0.25}, horizon=40, min_uncertainty=0.5, max_similarity=0.95)})
+
+
+def _scores(b: float) -> dict[str, float]:
+    return {"benign": b, "spam": round(1 - b, 6), "scam": 0.0, "hate": 0.0, "harassment": 0.0}
+
+
+def _fill(store, taxonomy, cfg) -> dict[str, dict]:
+    """48 items in the general queue: 12 embedding clusters of 4; two items of each cluster uncertain
+    (benign 0.55 / 0.6: margin uncertainty 0.9 / 0.8), two sure (0.8 / 0.85: 0.4 / 0.3)."""
+    rng = np.random.default_rng(0)
+    centres = np.linalg.qr(rng.normal(size=(64, N_CLUSTERS)))[0].T  # orthonormal cluster centres
+    specs, vecs, info = [], {}, {}
+    for i in range(48):
+        cluster, level = i % N_CLUSTERS, i // N_CLUSTERS
+        b = round((0.55, 0.6, 0.8, 0.85)[level] + 0.002 * cluster, 6)  # no two risk priorities tie
+        text = f"message {i} of cluster {cluster}"
+        v = centres[cluster] + 0.01 * rng.normal(size=64)  # cosine ~0.99 within a cluster
+        vecs[text_hash(text)] = (v / np.linalg.norm(v)).astype(np.float32)
+        specs.append({"id": f"m{i}", "label": "benign", "scores": _scores(b), "text": text})
+        info[f"m{i}"] = {"cluster": cluster, "uncertainty": float(margin_uncertainty([list(_scores(b).values())])[0])}
+    add_scored(store, taxonomy, specs)
+    EmbeddingCache(store, EMB).put(vecs)
+    build_cases(store, taxonomy, cfg, now=T0, progress=False)
+    return info
+
+
+def test_uncertainty_measures():
+    assert margin_uncertainty([[0.5, 0.5, 0.0]])[0] == pytest.approx(1.0)
+    assert margin_uncertainty([[1.0, 0.0, 0.0]])[0] == pytest.approx(0.0)
+    assert entropy_uncertainty([[0.25, 0.25, 0.25, 0.25]])[0] == pytest.approx(1.0)
+    assert entropy_uncertainty([[1.0, 0.0, 0.0, 0.0]])[0] == pytest.approx(0.0)
+
+
+def test_select_learning_takes_uncertain_rows_one_per_group_and_cluster():
+    unc = np.array([0.95, 0.9, 0.85, 0.8, 0.2, 0.7])
+    emb = np.array([[1, 0], [1, 0.01], [0, 1], [0.7, 0.7], [-1, 0], [np.nan, np.nan]], dtype=float)
+    emb[:5] /= np.linalg.norm(emb[:5], axis=1, keepdims=True)
+    groups = [("campaign", 1), None, ("campaign", 1), None, None, None]
+    got = select_learning(unc, 10, emb, groups, min_uncertainty=0.5, max_similarity=0.95)
+    assert got[0] == 0                      # the most uncertain first
+    assert 1 not in got                     # within 0.95 cosine of row 0: same embedding cluster
+    assert 2 not in got                     # same campaign as row 0
+    assert 4 not in got                     # not uncertain enough
+    assert set(got) == {0, 3, 5}            # row 5 has no vector: kept apart by its groups only
+
+
+def test_interleave_places_the_share_evenly():
+    risk = list(np.linspace(10, 1, 60))
+    for share in (0.1, 0.25, 0.5, 0.8):
+        k = int(40 * share)
+        learn = interleave_priorities(risk, k, share)
+        merged = sorted([(p, "r") for p in risk] + [(p, "l") for p in learn], key=lambda t: -t[0])
+        pos = [i for i, (_, kind) in enumerate(merged) if kind == "l"]
+        assert pos == slot_positions(k, share)
+    # Past the end of the risk order the rest follow it, still in pick order.
+    learn = interleave_priorities(risk[:3], 4, 0.5)
+    assert learn[2] < risk[2] and learn[3] < learn[2]
+
+
+def test_claims_serve_the_configured_share_of_uncertain_diverse_cases(any_store, taxonomy, cfg):
+    info = _fill(any_store, taxonomy, cfg)
+    out = apply_learning_share(any_store, taxonomy, cfg, "ops", now=T0, embedding_model=EMB)
+    assert out["general"]["learning"] == 10          # 25% of the 40-claim horizon
+    served = []
+    for _ in range(40):
+        c = next_case(any_store, "ann", "general", now=T0, config=cfg)
+        served.append(c)
+    learning = [c for c in served if served_learning(c)]
+    assert len(learning) == 10
+    assert [i for i, c in enumerate(served) if served_learning(c)] == [3, 7, 11, 15, 19, 23, 27, 31, 35, 39]
+    for c in learning:
+        assert c["priority_reason"].startswith("learning:")
+        assert info[c["item_id"]]["uncertainty"] >= 0.5
+        assert c["meta"]["learning"]["uncertainty"] >= 0.5
+    clusters = [info[c["item_id"]]["cluster"] for c in learning]
+    assert len(set(clusters)) == len(clusters)       # one per embedding cluster
+    # The rest is served in risk order (priority never rises between two risk cases).
+    risk = [c["priority"] for c in served if not served_learning(c)]
+    assert all(a >= b - 1e-12 for a, b in zip(risk, risk[1:]))
+
+
+def test_one_learning_case_per_campaign(sqlite_store, taxonomy, cfg):
+    _fill(sqlite_store, taxonomy, cfg)
+    add_campaign(sqlite_store, [f"m{i}" for i in range(0, 48, 1) if i % N_CLUSTERS < 6])  # clusters 0-5: one campaign
+    apply_learning_share(sqlite_store, taxonomy, cfg, "ops", now=T0, embedding_model=EMB)
+    with sqlite_store.read() as conn:
+        rows = conn.execute(select(Case.__table__).where(Case.__table__.c.queue == "general")).mappings().all()
+    camp = [r for r in rows if (r["meta"] or {}).get("learning", {}).get("campaign_id") is not None]
+    assert len(camp) == 1
+    assert sum(1 for r in rows if (r["meta"] or {}).get("learning")) == 7   # 1 campaign + clusters 6-11
+
+
+def test_sweep_keeps_the_plan_and_a_replan_unpins(sqlite_store, taxonomy, cfg):
+    _fill(sqlite_store, taxonomy, cfg)
+    apply_learning_share(sqlite_store, taxonomy, cfg, "ops", now=T0, embedding_model=EMB)
+    C = Case.__table__
+
+    def pinned():
+        with sqlite_store.read() as conn:
+            return {r.id: r.priority for r in conn.execute(select(C.c.id, C.c.priority, C.c.priority_reason))
+                    if (r.priority_reason or "").startswith("learning:")}
+
+    before = pinned()
+    sweep(sqlite_store, taxonomy, cfg, now=T0)
+    assert pinned() == before
+    off = cfg.model_copy(update={"learning": LearningShare(queues={"general": 0.0})})
+    out = apply_learning_share(sqlite_store, taxonomy, off, "ops", now=T0, embedding_model=EMB)
+    assert out["general"]["unpinned"] == len(before) and not pinned()
+
+
+def test_cli_cases_build_plans_the_learning_share(tmp_path, taxonomy):
+    """`cases build` runs the pass with the shipped config (general at 0.2); `learning` re-plans;
+    `label-errors counts` answers on a store without re-review cases."""
+    import json
+
+    from click.testing import CliRunner
+
+    from core.store import open_store
+    from workbench.cli import cli
+
+    data = tmp_path / "data"
+    store = open_store(data)
+    add_scored(store, taxonomy, [{"id": f"g{i}", "label": "benign", "scores": _scores(0.52 + 0.01 * i),
+                                  "text": f"hello number {i}"} for i in range(30)])
+    store.dispose()
+    runner = CliRunner()
+
+    def run(*args):
+        res = runner.invoke(cli, ["--data-dir", str(data), *args], catch_exceptions=False)
+        assert res.exit_code == 0, res.output
+        return json.loads(res.output)
+
+    built = run("cases", "build", "--json")
+    assert built["learning"]["general"]["learning"] >= 1
+    listed = runner.invoke(cli, ["--data-dir", str(data), "cases", "list", "--queue", "general", "--json"]).output
+    assert any(str(c["priority_reason"]).startswith("learning:") for c in json.loads(listed))
+    again = run("learning", "--queue", "general", "--json")
+    assert again["general"]["learning"] == built["learning"]["general"]["learning"]
+    assert run("label-errors", "counts", "--json") == {}

@@ -1,0 +1,105 @@
+"""Cold start (issue 18): seeds around a few examples are the neighbours of the examples, with a
+uniform QA sample interleaved, pinned at the head of the policy's queue; decided items are left alone."""
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+from sqlalchemy import select
+
+from core.config import config_dir
+from core.schema import Case, Decision
+from labeling.cases import build_cases
+from labeling.claims import next_case
+from labeling.errors import QueueError
+from labeling.queue_config import load_queue_config
+from labeling.seeding import interleave_uniform, nearest_round_robin, read_examples, seed_cases
+from test_queue_support import T0, add_scored
+
+SPAM = [f"WINNER! you have won a free prize {i}, call 0906{i:03d} now to claim your cash" for i in range(10)]
+CHAT = [f"are we still meeting for lunch at {i} today? see you at the cafe" for i in range(15)] + \
+       [f"thanks mum, I got home fine, the train was late by {i} minutes" for i in range(15)]
+
+
+class BagOfWords:
+    """A deterministic stand-in for the MiniLM embedder: hashed bag of words, unit length."""
+
+    model_id = "bow-test"
+    dim = 256
+
+    def encode(self, texts, show_progress=False):
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for i, t in enumerate(texts):
+            for w in t.lower().split():
+                out[i, int(hashlib.md5(w.strip(",.!?").encode()).hexdigest(), 16) % self.dim] += 1.0
+        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-9)
+
+
+@pytest.fixture(scope="module")
+def cfg(taxonomy):
+    return load_queue_config(config_dir(), taxonomy=taxonomy).model_copy(update={"calibration_sets": []})
+
+
+def _store(store, taxonomy, cfg):
+    # A Davidson-like champion: everything looks benign to it (no spam examples ever seen).
+    specs = [{"id": f"s{i}", "label": "benign", "p": 0.97, "text": t, "truth": "spam"} for i, t in enumerate(SPAM)]
+    specs += [{"id": f"c{i}", "label": "benign", "p": 0.95, "text": t, "truth": "benign"} for i, t in enumerate(CHAT)]
+    add_scored(store, taxonomy, specs)
+    build_cases(store, taxonomy, cfg, now=T0, progress=False)
+
+
+def test_round_robin_and_interleave_are_pure_and_fair():
+    sims = np.array([[0.9, 0.1], [0.8, 0.2], [0.1, 0.7], [0.05, 0.6], [0.0, 0.0]])
+    picks = nearest_round_robin(sims, 4, 0.3)
+    assert [(r, e) for r, e, _ in picks] == [(0, 0), (2, 1), (1, 0), (3, 1)]
+    assert nearest_round_robin(sims, 4, 0.3, groups=["a", "a", "b", "c", "d"])[1][0] == 2
+    assert [r for r, _, _ in nearest_round_robin(sims, 10, 0.75)] == [0, 1]
+    order = interleave_uniform(list("abcdefgh"), ["U", "V"])
+    assert sorted(order) == sorted("abcdefghUV")
+    assert 0 < order.index("U") < order.index("V") < 9        # spread through, not bunched at either end
+    assert [x for x in order if x.islower()] == list("abcdefgh")
+
+
+def test_seed_finds_the_neighbours_of_the_examples(any_store, taxonomy, cfg):
+    _store(any_store, taxonomy, cfg)
+    examples = ["You have WON a cash prize! Call 0906 now to claim", "free prize winner, call now"]
+    out = seed_cases(any_store, taxonomy, cfg, "eng", policy="spam", examples=examples, embedder=BagOfWords(),
+                     neighbours=8, uniform_share=0.25, now=T0)
+    assert out["queue"] == "spam" and out["seeded"] == 8 and out["uniform"] == 2
+    seeds = [x["item_id"] for x in out["items"] if x["kind"] == "seed"]
+    assert all(i.startswith("s") for i in seeds), seeds            # every seed is a spam neighbour
+    assert {x["example"] for x in out["items"] if x["kind"] == "seed"} == {1, 2}
+    uniform = [x["item_id"] for x in out["items"] if x["kind"] == "uniform"]
+    assert not set(uniform) & set(seeds)
+    # The seeds lead the spam queue, explained, with the uniform sample among them as QA audits.
+    served = [next_case(any_store, "ann", "spam", now=T0, config=cfg) for _ in range(10)]
+    assert [c["item_id"] for c in served] == [x["item_id"] for x in out["items"]]
+    assert all(c["priority_reason"].startswith("seed:") for c in served)
+    assert all(c["is_audit"] and 0 < c["audit_inclusion"] < 1 for c in served if c["item_id"] in uniform)
+    assert next_case(any_store, "ann", "spam", now=T0, config=cfg) is None
+
+
+def test_seed_leaves_decided_items_and_checks_input(sqlite_store, taxonomy, cfg, tmp_path):
+    _store(sqlite_store, taxonomy, cfg)
+    from labeling.decisions import decide
+
+    with sqlite_store.read() as conn:
+        case_id = conn.execute(select(Case.__table__.c.id).where(Case.__table__.c.item_id == "s0")).scalar()
+    decide(sqlite_store, taxonomy, case_id, "ann", "spam", rationale="spam", config=cfg, now=T0)
+    out = seed_cases(sqlite_store, taxonomy, cfg, "eng", policy="spam", examples=[SPAM[0]], embedder=BagOfWords(),
+                     neighbours=5, uniform_share=0.0, now=T0)
+    assert "s0" not in [x["item_id"] for x in out["items"]]
+    with sqlite_store.read() as conn:
+        assert conn.execute(select(Decision.__table__.c.id)).all()  # the decision stays as it was
+    with pytest.raises(QueueError, match="unknown policy"):
+        seed_cases(sqlite_store, taxonomy, cfg, "eng", policy="nope", examples=["x"], embedder=BagOfWords())
+    with pytest.raises(QueueError, match="at least one"):
+        seed_cases(sqlite_store, taxonomy, cfg, "eng", policy="spam", examples=["  "], embedder=BagOfWords())
+    bad = tmp_path / "ex.jsonl"
+    bad.write_text('{"text": "ok"}\n{"txt": 1}\n', encoding="utf-8")
+    with pytest.raises(QueueError, match=r"ex.jsonl line 2: field 'text'"):
+        read_examples(str(bad))
+    good = tmp_path / "ex.txt"
+    good.write_text("# spam examples\nwin a prize\n\ncall now\n", encoding="utf-8")
+    assert read_examples(str(good)) == ["win a prize", "call now"]

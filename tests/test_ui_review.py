@@ -1,0 +1,231 @@
+"""The analyst's screen in Chromium (issue 17): nothing unmasked leaves the server before a
+reveal (DOM and Gradio API), campaign cases announced and confirmed with their count, the lease
+heartbeat with its warning and loss, keyboard-only override / escalation / undo with the stored
+rows checked, blind QA, errors beside their control. Screenshots at 1366x768 go to
+workbench-data/screenshots/."""
+import json
+import shutil
+import urllib.request
+
+import pytest
+from sqlalchemy import select, update
+
+from core.schema import Case, Decision
+from test_review_screen import SLUR, case_of, seed
+from test_ui import SHOTS, _free_port, browser_page, decisions  # noqa: F401 - browser_page is a fixture
+
+HEAD = "#wb-header .wb-head"
+
+
+@pytest.fixture
+def store(sqlite_store, make_scored, taxonomy, queue_config):
+    return seed(sqlite_store, make_scored, taxonomy, queue_config)
+
+
+def _serve(store, config_dir=None, queue=None):
+    from workbench.context import AppContext
+    from workbench.ui import serve
+
+    port = _free_port()
+    app = serve(AppContext(store=store, config_dir_=config_dir), port=port, analyst="alice", queue=queue, block=False)
+    return app, port
+
+
+def _open(page, port):
+    page.goto(f"http://127.0.0.1:{port}/")
+    page.wait_for_selector("#wb-next")
+    page.wait_for_function("() => (document.querySelector('#wb-queue input') || {}).value?.includes('left')",
+                           timeout=20000)  # the start queue is chosen on load
+
+
+def _case_on_screen(page, case_id=None, timeout=20000):
+    sel = f"{HEAD}[data-case='{case_id}']" if case_id else f"{HEAD}[data-case]:not([data-case=''])"
+    page.wait_for_selector(sel, state="attached", timeout=timeout)
+    page.wait_for_timeout(300)
+    return int(page.get_attribute(HEAD, "data-case"))
+
+
+def _open_case(page, case_id):
+    page.fill("#wb-open input", str(case_id))
+    page.keyboard.press("Enter")
+    return _case_on_screen(page, case_id)
+
+
+def _shot(page, name):
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.evaluate("window.scrollTo(0, 0)")
+    page.screenshot(path=str(SHOTS / name))
+
+
+def _api(port, fn, data):
+    """One call through Gradio's own API (what the browser gets back), as text."""
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/gradio_api/call/{fn}", method="POST",
+                                 data=json.dumps({"data": data}).encode(),
+                                 headers={"Content-Type": "application/json", "Origin": f"http://127.0.0.1:{port}"})
+    event = json.loads(urllib.request.urlopen(req, timeout=20).read())["event_id"]
+    return urllib.request.urlopen(f"http://127.0.0.1:{port}/gradio_api/call/{fn}/{event}", timeout=30).read().decode()
+
+
+def test_masked_case_leaks_nothing_before_reveal(store, taxonomy, queue_config, browser_page):
+    from labeling.decisions import decide
+
+    decide(store, taxonomy, case_of(store, "reports:h1"), "bob", "hate", rationale=f"calls them {SLUR}",
+           config=queue_config)  # a similar past decision whose text and rationale carry the slur
+    camp = case_of(store, "reports:h2", campaign=True)
+    app, port = _serve(store)
+    page = browser_page
+    try:
+        answer = _api(port, "open_case", ["alice", "campaigns", str(camp)])
+        assert "complete" in answer and f"Case {camp}" in answer and SLUR not in answer.lower()
+        _open(page, port)
+        _open_case(page, camp)
+        page.click("text=Similar past decisions")
+        page.wait_for_timeout(500)
+        html = page.content().lower()
+        assert SLUR not in html and "g••••••••" in html  # text, top terms, members, neighbours, rationale
+        _shot(page, "review-masked.png")
+        page.keyboard.press("r")
+        page.wait_for_function(f"() => document.querySelector('#wb-text').innerText.toLowerCase().includes('{SLUR}')")
+        page.wait_for_function("() => document.querySelector('#wb-exposure').innerText.includes('1 of')")
+        assert SLUR in page.inner_text("#wb-campaign").lower()  # the case's own texts are revealed with it
+        _shot(page, "review-revealed.png")
+    finally:
+        app.close()
+
+
+def test_campaign_case_is_announced_and_asks_before_deciding(store, browser_page):
+    camp = case_of(store, "reports:s1", campaign=True)
+    app, port = _serve(store)
+    page = browser_page
+    try:
+        _open(page, port)
+        _open_case(page, camp)
+        line = page.inner_text("#wb-campaign-line")
+        assert "Campaign case: 3 items" in line and "3 scam" in line and "0 already decided" in line
+        page.keyboard.press("c")
+        page.wait_for_selector("text=/Press c again, or Confirm, to decide 3 items/", timeout=20000)
+        assert decisions(store) == []
+        _shot(page, "review-campaign-confirm.png")
+        page.keyboard.press("c")
+        page.wait_for_selector("text=/Saved case .* on 3 items/", timeout=20000)
+        assert len(decisions(store)) == 3 and {d["kind"] for d in decisions(store)} == {"bulk"}
+    finally:
+        app.close()
+
+
+def test_lease_heartbeat_warning_and_loss(store, queue_config, tmp_path, browser_page):
+    from core.config import config_dir
+    from labeling.claims import claim_case
+
+    conf = tmp_path / "configs"
+    shutil.copytree(config_dir(), conf)
+    q = (conf / "queues.yaml").read_text().replace("lease_seconds: 900", "lease_seconds: 6")
+    (conf / "queues.yaml").write_text(q)
+    r = (conf / "review.yaml").read_text()
+    for key, value in (("heartbeat_seconds: 60", "heartbeat_seconds: 1"), ("lease_warning_seconds: 120",
+                       "lease_warning_seconds: 4"), ("idle_seconds: 900", "idle_seconds: 4")):
+        r = r.replace(key, value)
+    (conf / "review.yaml").write_text(r)
+    app, port = _serve(store, config_dir=conf, queue="spam")
+    page = browser_page
+    try:
+        _open(page, port)
+        page.keyboard.press("n")
+        case_id = _case_on_screen(page)
+        with store.read() as conn:
+            first = conn.execute(select(Case.lease_expires_at).where(Case.id == case_id)).scalar()
+        page.wait_for_timeout(2500)  # the heartbeat renews while the analyst is active
+        with store.read() as conn:
+            renewed = conn.execute(select(Case.lease_expires_at).where(Case.id == case_id)).scalar()
+        assert renewed > first
+        assert "left" in page.inner_text("#wb-lease")
+        # idle: renewal pauses, the clock warns, then says the hold lapsed
+        page.wait_for_selector("#wb-lease.wb-warn", timeout=15000)
+        assert "ends in" in page.inner_text("#wb-lease")
+        _shot(page, "review-lease-warning.png")
+        page.wait_for_selector("#wb-lease.wb-lost", timeout=15000)
+        took = claim_case(store, case_id, "bob", queue_config)  # the lapsed hold lets another analyst take it
+        assert took["claimed_by"] == "bob"
+        page.mouse.click(5, 5)  # activity again: the next heartbeat finds the hold lost
+        page.wait_for_function("() => document.querySelector('#wb-lease').innerText.includes('now held by bob')",
+                               timeout=15000)
+        _shot(page, "review-lease-lost.png")
+    finally:
+        app.close()
+
+
+def test_keyboard_only_override_escalation_undo(store, taxonomy, browser_page):
+    app, port = _serve(store, queue="spam")
+    page = browser_page
+    try:
+        _open(page, port)
+        page.keyboard.press("n")
+        first = _case_on_screen(page)
+        names = page.eval_on_selector_all("#wb-label input[type=radio]", "els => [...new Set(els.map(e => e.name))]")
+        assert names == ["wb-label"]  # one radio group: one tab stop
+        # override: 1 (benign) o <rationale> Ctrl+Enter: 3 keys plus the text; refused first without one
+        page.keyboard.press("1")
+        page.wait_for_function("() => document.querySelector('#wb-action input:checked')?.value === 'no_action'")
+        page.keyboard.press("ArrowRight")  # arrows move within the group (focus is on the radio)
+        page.wait_for_function("() => document.querySelector('#wb-label input:checked')?.value === 'spam'")
+        page.wait_for_function("() => document.querySelector('#wb-action input:checked')?.value === 'remove'")
+        page.keyboard.press("1")
+        page.wait_for_function("() => document.querySelector('#wb-action input:checked')?.value === 'no_action'")
+        page.keyboard.press("Control+Enter")
+        page.wait_for_selector("#wb-rationale-err .wb-error", timeout=20000)
+        err = page.inner_text("#wb-rationale-err")
+        assert "rationale is required" in err and "--" not in err and decisions(store) == []
+        _shot(page, "review-error-beside-rationale.png")
+        page.keyboard.press("o")
+        page.keyboard.type("clinic reminder, not spam")
+        page.keyboard.press("Control+Enter")
+        second = None
+        page.wait_for_selector("text=/Saved case .*benign/", timeout=20000)
+        made = decisions(store)
+        assert len(made) == 1 and made[0]["label"] == "benign" and made[0]["is_override"]
+        assert made[0]["rationale"] == "clinic reminder, not spam" and made[0]["case_id"] == first
+        second = _case_on_screen(page)
+        assert second != first and page.evaluate("window.scrollY") == 0
+        # escalation: e <reason> Ctrl+Enter: 2 keys plus the reason
+        page.keyboard.press("e")
+        page.keyboard.type("looks like a pharmacy scam wave")
+        page.keyboard.press("Control+Enter")
+        page.wait_for_selector(f"text=Escalated case {second}", timeout=20000)
+        with store.read() as conn:
+            esc = conn.execute(select(Case.queue, Case.escalation_reason).where(Case.id == second)).one()
+        assert esc.queue == "escalation" and esc.escalation_reason == "looks like a pharmacy scam wave"
+        # undo: u takes back the override; the case comes back on screen, claimed again
+        page.keyboard.press("u")
+        page.wait_for_selector("text=/Undone: your benign/", timeout=20000)
+        assert _case_on_screen(page, first) == first
+        with store.read() as conn:
+            rows = conn.execute(select(Decision.kind, Decision.supersedes_id).order_by(Decision.id)).all()
+            state = conn.execute(select(Case.state, Case.claimed_by).where(Case.id == first)).one()
+        assert rows[-1] == ("undo", made[0]["id"]) and tuple(state) == ("claimed", "alice")
+        page.keyboard.press("?")
+        page.wait_for_selector("#wb-help", state="visible")
+        _shot(page, "review-keys-help.png")
+    finally:
+        app.close()
+
+
+def test_blind_qa_case_looks_like_any_other(store, taxonomy, queue_config, browser_page):
+    b1 = case_of(store, "reports:b1")
+    with store.begin() as conn:
+        conn.execute(update(Case.__table__).where(Case.id == b1).values(is_audit=True))
+    app, port = _serve(store)
+    page = browser_page
+    try:
+        answer = _api(port, "open_case", ["alice", "spam", str(b1)]).lower()
+        assert "audit" not in answer and "is_audit" not in answer
+        _open(page, port)
+        _open_case(page, b1)
+        head = page.inner_text("#wb-header").lower()
+        assert "audit" not in head and "calibration" not in head
+        assert "qa audit" not in page.content().lower() and "is_audit" not in page.content().lower()
+        _shot(page, "review-claimed.png")
+        page.keyboard.press("c")
+        page.wait_for_selector("text=/Saved case/", timeout=20000)
+        assert decisions(store)[0]["kind"] == "qa_audit"  # recorded as the audit it is
+    finally:
+        app.close()

@@ -1,0 +1,170 @@
+"""Learning-loop commands: cold-start seeds, the learning share, likely label errors.
+
+Thin wrappers over `labeling.seeding`, `labeling.learning` and `labeling.label_errors`; top-level
+imports stay light (click and the standard library).
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import click
+
+from core.hooks import hookimpl
+
+from .common import acting as _acting
+from .common import as_option as _as
+from .common import emit as _emit
+from .common import json_option as _json
+from .common import user_errors as _user_errors
+
+
+def embedder_for(app: Any) -> Any:
+    """The embedding model of models.yaml (loaded lazily: building it reads no weights)."""
+    from models.embeddings import Embedder
+
+    emb = app.models().embedding
+    return Embedder(emb.model, batch_size=emb.batch_size, max_seq_length=emb.max_seq_length, runtime=emb.runtime)
+
+
+def learning_pass(app: Any, queue: Optional[str] = None) -> dict[str, Any]:
+    """Run the learning-share pass on the configured queues (or one), with the cache's model id."""
+    from labeling.learning import apply_learning_share
+
+    cfg = app.queues()
+    return apply_learning_share(app.store(), app.taxonomy(), cfg, _acting(app),
+                                embedding_model=embedder_for(app).model_id,
+                                queues=[queue] if queue else None)
+
+
+@hookimpl
+def register_commands(cli: click.Group) -> None:
+    """Add `seed`, `learning` and `label-errors` to the `workbench` group."""
+
+    @cli.command("seed")
+    @click.option("--policy", required=True, help="The policy the seeds are for (a taxonomy label).")
+    @click.option("--examples", "examples_file", type=click.Path(dir_okay=False),
+                  help="File of example texts: one per line, or JSONL with a `text` field.")
+    @click.option("--query", "queries", multiple=True, help="An example text or keywords (repeatable).")
+    @click.option("--source", help="Only items of this source (a new source).")
+    @click.option("--surface", help="Only items of this surface (a new surface).")
+    @click.option("--neighbours", type=int, default=None, help="How many seed cases (default: seeding.neighbours).")
+    @click.option("--uniform-share", type=float, default=None,
+                  help="Uniform QA sample, as a share of the seeds (default: seeding.uniform_share).")
+    @_json
+    @click.pass_obj
+    def seed_cmd(app: Any, policy: str, examples_file: Optional[str], queries: tuple[str, ...],
+                 source: Optional[str], surface: Optional[str], neighbours: Optional[int],
+                 uniform_share: Optional[float], as_json: bool) -> None:
+        """Cold start: seed the first cases of a policy around a few examples, plus a uniform QA sample.
+
+        \b
+        Example:
+          workbench seed --policy spam --examples spam_examples.txt --surface sms
+          workbench seed --policy scam --query "you have won a prize, call now" --source newapp
+        """
+        from labeling.seeding import read_examples, seed_cases
+
+        with _user_errors():
+            examples = (read_examples(examples_file) if examples_file else []) + list(queries)
+            if not examples:
+                raise click.UsageError("give --examples FILE or --query TEXT")
+            out = seed_cases(app.store(), app.taxonomy(), app.queues(), _acting(app), policy=policy,
+                             examples=examples, embedder=embedder_for(app), source=source, surface=surface,
+                             neighbours=neighbours, uniform_share=uniform_share, progress=not as_json)
+        _emit(out, as_json, lambda o: click.echo(
+            f"{o['seeded']} seed cases and {o['uniform']} uniform QA-sample cases for {o['policy']} at the head of "
+            f"queue {o['queue']} ({o['created']} new, {o['moved']} moved)"))
+
+    @cli.command("learning")
+    @click.option("--queue", help="Only this queue (default: every queue of learning.queues).")
+    @_json
+    @click.pass_obj
+    def learning_cmd(app: Any, queue: Optional[str], as_json: bool) -> None:
+        """Re-plan the learning share: pin uncertain, diverse cases among the next claims.
+
+        `cases build` and `cases sweep` run it too; each case it serves is explained as `learning: ...`.
+
+        \b
+        Example:
+          workbench learning --queue general --json
+        """
+        with _user_errors():
+            out = learning_pass(app, queue)
+        _emit(out, as_json, lambda o: click.echo("\n".join(
+            f"{q}: {s['learning']} learning cases pinned ({s['share']:.0%} share; {s['uncertain']} uncertain of "
+            f"{s['waiting']} waiting), {s['unpinned']} back to risk order" for q, s in o.items()) or "no learning queues"))
+
+    @cli.group("label-errors")
+    def label_errors() -> None:
+        """Likely label errors (confident learning) in a lead's re-review queue.
+
+        \b
+        Example:
+          workbench label-errors scan && workbench next --queue label-review --as lena
+        """
+
+    @label_errors.command("scan")
+    @click.option("--max-cases", type=int, default=None, help="At most this many new cases (default: label_errors.max_cases).")
+    @_json
+    @click.pass_obj
+    def label_errors_scan(app: Any, max_cases: Optional[int], as_json: bool) -> None:
+        """Rank decided items by how likely their label is wrong; queue the top ones for re-review.
+
+        \b
+        Example:
+          workbench label-errors scan --json
+        """
+        from labeling.label_errors import find_label_errors
+
+        with _user_errors():
+            out = find_label_errors(app.store(), app.taxonomy(), app.queues(), _acting(app), embedder_for(app),
+                                    max_cases=max_cases, progress=not as_json)
+        def human(o: dict[str, Any]) -> None:
+            click.echo(f"{o['decided']} decided items, {o['flagged']} flagged by confident learning, "
+                       f"{o['queued']} queued for re-review" + (f" ({o['note']})" if o.get("note") else ""))
+            for c in o["cases"][:20]:
+                click.echo(f"  {c['item_id']}: given {c['given_label']} by {c['reviewer']}, model {c['model_label']} "
+                           f"({c['confidence']:.2f}), quality {c['quality']:.2f}")
+            for who, row in o.get("by_analyst", {}).items():
+                click.echo(f"  {who}: {row['flagged']} of {row['decided']} flagged")
+        _emit(out, as_json, human)
+
+    @label_errors.command("resolve")
+    @click.argument("case_id", type=int)
+    @click.option("--label", required=True, help="The right label (the given one confirms the decision).")
+    @click.option("--rationale", required=True, help="Why.")
+    @_as
+    @_json
+    @click.pass_obj
+    def label_errors_resolve(app: Any, case_id: int, label: str, rationale: str, analyst: Any, as_json: bool) -> None:
+        """A lead's verdict on a re-review case: a new label becomes a correction superseding the decision.
+
+        \b
+        Example:
+          workbench label-errors resolve 812 --label benign --rationale "a receipt, not spam" --as lena
+        """
+        from labeling.label_errors import resolve_label_error
+
+        with _user_errors():
+            out = resolve_label_error(app.store(), app.taxonomy(), app.queues(), case_id, analyst, label, rationale)
+        _emit(out, as_json, lambda o: click.echo(
+            f"case {o['case_id']}: {o['outcome']}" + (f" (correction {o['correction_id']} supersedes decision "
+                                                      f"{o['decision_id']})" if o["correction_id"] else "")))
+
+    @label_errors.command("counts")
+    @_json
+    @click.pass_obj
+    def label_errors_counts(app: Any, as_json: bool) -> None:
+        """Per analyst: decisions queued for re-review, corrected, confirmed, pending.
+
+        \b
+        Example:
+          workbench label-errors counts --json
+        """
+        from labeling.label_errors import label_error_counts
+
+        with _user_errors():
+            out = label_error_counts(app.store(), app.queues())
+        _emit(out, as_json, lambda o: click.echo("\n".join(
+            f"{who}: {r['queued']} queued, {r['corrected']} corrected, {r['confirmed']} confirmed, {r['pending']} pending"
+            for who, r in o.items()) or "no re-review cases"))

@@ -1,0 +1,119 @@
+"""The Appeals tab: a lead reads an open appeal (the original decision and its rationale beside
+the appellant's reason) and confirms the decision or reverses it, with a rationale.
+
+The rules are the service's (`labeling.appeals.resolve_appeal`): `resolve_appeal` permission
+(leads), and nobody resolves an appeal of their own decision (separation of duties); a refusal
+is shown beside the button, in the service's words.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Optional
+
+import gradio as gr
+
+from core.hooks import PermissionDenied
+from labeling.appeals import open_appeals, resolve_appeal
+
+from .format import local_time, md_escape, short, zone_name
+from .session import actor
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..context import AppContext
+
+HEADERS = ["case", "item", "filed", "due", "decision", "decided by", "appellant's reason"]
+OUTCOMES = [("Confirm the decision (appeal denied)", "confirm"), ("Reverse it (appeal upheld)", "reverse")]
+
+
+def appeal_rows(appeals: list[dict[str, Any]]) -> list[list[Any]]:
+    return [[a["case_id"], a["item_id"], local_time(a["filed_at"]), local_time(a["due_at"]),
+             f"{a['decision'].get('label')} / {a['decision'].get('action')}", a["decision"].get("reviewer") or "—",
+             short(a["reason"], 120)] for a in appeals]
+
+
+def side_by_side(a: Optional[dict[str, Any]]) -> tuple[str, str, str]:
+    """(the item, the original decision, the appellant's reason) as three Markdown panes."""
+    if a is None:
+        return "Pick an open appeal.", "", ""
+    d = a["decision"]
+    item = (f"**Case {a['case_id']}** · item `{md_escape(a['item_id'])}`\n\n> {md_escape(a['text'])}"
+            + ("\n\n*Masked: possibly offensive (reveal it on the Review tab, audited).*" if a["masked"] else ""))
+    original = (f"**Original decision #{d.get('id')}**: **{d.get('label')} / {d.get('action')}** "
+                f"({d.get('policy_ref') or 'no policy ref'})\n\nby **{md_escape(d.get('reviewer'))}**, "
+                f"{local_time(d.get('created_at'), zone=True)}, kind {d.get('kind')}\n\n"
+                f"**Rationale:** {md_escape(d.get('rationale') or '— none given —')}"
+                + ("" if a["still_current"] else "\n\n*This decision was corrected since the appeal was filed.*"))
+    reason = (f"**Appellant:** {md_escape(a.get('appellant'))}, filed {local_time(a.get('filed_at'), zone=True)}\n\n"
+              f"**Reason:** {md_escape(a.get('reason'))}\n\nDue {local_time(a.get('due_at'), zone=True)}")
+    return item, original, reason
+
+
+def build_appeals_tab(app: "AppContext", blocks: gr.Blocks, who: Optional[gr.Textbox] = None) -> None:
+    """Lay out the Appeals tab inside `blocks` and wire it; `who` is the Review tab's analyst box."""
+    taxonomy = app.taxonomy()
+    who_in = who if who is not None else gr.State("")
+
+    def listing() -> tuple[Any, Any]:
+        appeals = open_appeals(app.store(), app.review(), config=app.queues())
+        label = f"Appeal to decide ({len(appeals)} open)" if appeals else "No open appeals"
+        return (appeal_rows(appeals), gr.update(choices=[(f"case {a['case_id']} · {a['item_id']}", a["case_id"])
+                                                          for a in appeals], value=None, label=label))
+
+    def show(case_id: Optional[int]) -> tuple[Any, ...]:
+        found = next((a for a in open_appeals(app.store(), app.review(), config=app.queues())
+                      if a["case_id"] == case_id), None) if case_id is not None else None
+        if found is None:  # nothing picked (or just resolved): keep the result line as it is
+            return (*side_by_side(None), gr.update(), gr.update())
+        return (*side_by_side(found), gr.update(value=taxonomy.benign_label), "")
+
+    def on_label(label: Optional[str]) -> Any:
+        if not label:
+            return gr.update()
+        pol = taxonomy.policies[label]
+        return gr.update(choices=pol.actions, value=pol.default_action)
+
+    def resolve(case_id: Optional[int], outcome: str, label: str, action: str, rationale: str, name: str,
+                request: gr.Request) -> tuple[Any, ...]:
+        if case_id is None:
+            return "**Pick an appeal first.**", gr.update(), gr.update(), gr.update()
+        try:
+            out = resolve_appeal(app.store(), taxonomy, int(case_id), actor(app, name, request), outcome,
+                                 rationale, label=label or None, action=action or None, config=app.queues())
+        except (ValueError, PermissionDenied) as exc:
+            return f"**Not resolved:** {md_escape(exc)}", gr.update(), gr.update(), gr.update()
+        rows, choices = listing()
+        verb = "reversed (appeal upheld)" if out["upheld"] else "confirmed (appeal denied)"
+        return (f"**Saved:** case {int(case_id)}: decision {verb}; new decision #{out['decision_id']}.",
+                rows, choices, "")
+
+    refresh = gr.Button("Refresh appeals", size="sm")
+    table = gr.Dataframe(headers=HEADERS, interactive=False, wrap=True, elem_id="wb-appeals",
+                         column_widths=["6%", "13%", "12%", "12%", "15%", "10%", "32%"], max_height=260,
+                         label=f"Open appeals, oldest due first (times in {zone_name()}); click one to decide it")
+    pick = gr.Dropdown(choices=[], label="Appeal to decide", elem_id="wb-appeal-pick")
+    with gr.Row(equal_height=True):
+        item_md = gr.Markdown("Pick an open appeal.", elem_id="wb-appeal-item")
+        original_md = gr.Markdown(elem_id="wb-appeal-original")
+        reason_md = gr.Markdown(elem_id="wb-appeal-reason")
+    with gr.Row():
+        outcome = gr.Radio(choices=OUTCOMES, value="confirm", label="Outcome", elem_id="wb-appeal-outcome", scale=2)
+        label = gr.Dropdown(choices=taxonomy.labels, value=taxonomy.benign_label, label="Label if reversed", scale=1)
+        pol = taxonomy.policies[taxonomy.benign_label]
+        action = gr.Dropdown(choices=pol.actions, value=pol.default_action, label="Action if reversed", scale=1,
+                             allow_custom_value=True)
+    rationale = gr.Textbox(label="Rationale (required)", lines=2, elem_id="wb-appeal-rationale")
+    resolve_btn = gr.Button("Resolve appeal", variant="primary", elem_id="wb-appeal-resolve")
+    result = gr.Markdown(elem_id="wb-appeal-result")
+    def row_picked(rows: Any, evt: gr.SelectData) -> Any:
+        """A clicked row of the list picks that appeal."""
+        try:
+            row = evt.row_value if evt.row_value is not None else rows.iloc[evt.index[0]].tolist()
+            return int(row[0])
+        except (AttributeError, IndexError, TypeError, ValueError):
+            return gr.update()
+
+    refresh.click(listing, None, [table, pick])
+    table.select(row_picked, [table], [pick])
+    pick.change(show, [pick], [item_md, original_md, reason_md, label, result])
+    label.input(on_label, [label], [action])
+    resolve_btn.click(resolve, [pick, outcome, label, action, rationale, who_in], [result, table, pick, rationale])
+    blocks.load(listing, None, [table, pick])

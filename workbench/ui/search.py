@@ -1,0 +1,111 @@
+"""The Search tab: find items and campaigns by text, item id, author, tag or note (with prefixes
+`id:`, `author:`, `tag:`, `note:`, `text:`, `case:`, `campaign:`), within the signed-in user's
+rights, texts masked; a row's case id is what "Open" gives, for the Review tab's case box.
+
+Each callback is a few lines over `labeling.search.search`.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Optional
+
+import gradio as gr
+
+from core.hooks import PermissionDenied
+from labeling.search import search
+
+from .format import local_time, md_escape, short, zone_name
+from .session import actor
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..context import AppContext
+
+PAGE = 25
+HEADERS = ["case", "item", "posted", "author", "queue · state", "model → decided", "tags · matched on", "text"]
+CAMPAIGN_HEADERS = ["campaign", "size", "last seen", "case", "tags"]
+
+
+def result_rows(out: dict[str, Any]) -> list[list[Any]]:
+    """The search service's item results as table rows."""
+    return [[r["case_id"] if r["case_id"] is not None else "—", r["item_id"], local_time(r["created_at"]),
+             r["author_id"] or "—", f"{r['queue'] or '—'} · {r['case_state'] or 'no case'}",
+             f"{r['predicted'] or '—'} → {r['decided'] or '—'}",
+             " · ".join(x for x in (", ".join(r["tags"]), ", ".join(r["matched"])) if x),
+             short(r["text"], 160) + (" (masked)" if r["masked"] else "")] for r in out["results"]]
+
+
+def campaign_rows(out: dict[str, Any]) -> list[list[Any]]:
+    return [[c["campaign_id"], c["size"], local_time(c["last_seen"]), c["case_id"] if c["case_id"] is not None else "—",
+             ", ".join(c["tags"])] for c in out["campaigns"]]
+
+
+def summary_md(out: dict[str, Any]) -> str:
+    n, total = len(out["results"]), out["total"]
+    start = out["offset"] + 1 if n else 0
+    count = (f"{start}–{out['offset'] + n} of {total}{'+' if out['capped'] else ''}" if total > n
+             else f"{total}")
+    camps = f"; {len(out['campaigns'])} campaigns" if out["campaigns"] else ""
+    return f"**{count} items**{camps} for `{md_escape(out['query'])}` (times in {zone_name()}; texts masked as on Review)."
+
+
+def build_search_tab(app: "AppContext", who: Optional[gr.Textbox] = None) -> gr.Number:
+    """Lay out the Search tab and wire it; returns the number box holding the case id to open."""
+    who_in = who if who is not None else gr.State("")
+
+    def run(query: str, page: float, name: str, request: gr.Request) -> tuple[Any, ...]:
+        page = max(1, int(page or 1))
+        try:
+            out = search(app.store(), query, actor(app, name, request), app.review(), limit=PAGE,
+                         offset=(page - 1) * PAGE)
+        except (ValueError, PermissionDenied) as exc:
+            return f"**Not searched:** {md_escape(exc)}", [], [], 1
+        if out["total"] and not out["results"] and page > 1:  # past the last page: show the last one
+            return run(query, -(-out["total"] // PAGE), name, request)
+        return summary_md(out), result_rows(out), campaign_rows(out), page
+
+    def first(query: str, name: str, request: gr.Request) -> tuple[Any, ...]:
+        return run(query, 1, name, request)
+
+    def step(query: str, page: float, name: str, request: gr.Request, by: int) -> tuple[Any, ...]:
+        return run(query, max(1, int(page or 1) + by), name, request)
+
+    def prev(query: str, page: float, name: str, request: gr.Request) -> tuple[Any, ...]:
+        return step(query, page, name, request, -1)
+
+    def nxt(query: str, page: float, name: str, request: gr.Request) -> tuple[Any, ...]:
+        return step(query, page, name, request, +1)
+
+    def pick(rows: Any, evt: gr.SelectData) -> tuple[Any, str]:
+        """A clicked row: its case id goes into the box the Review tab opens cases from."""
+        try:
+            row = evt.row_value if evt.row_value is not None else rows.iloc[evt.index[0]].tolist()
+        except (AttributeError, IndexError, TypeError):
+            return gr.update(), ""
+        case = row[0]
+        if case in ("—", None, ""):
+            return None, f"Item {md_escape(row[1])} has no case."
+        return int(case), f"Case **{int(case)}** (item `{md_escape(row[1])}`): open it on the Review tab with this id."
+
+    with gr.Row():
+        query = gr.Textbox(label="Search", placeholder="text, item id, author, or tag:…, note:…, case:…, campaign:…",
+                           scale=5, elem_id="wb-search-q")
+        go = gr.Button("Search", variant="primary", scale=1, elem_id="wb-search-go")
+    with gr.Row(equal_height=True):
+        summary = gr.Markdown("Search texts, item ids, authors, tags and notes.", elem_id="wb-search-summary")
+        case_box = gr.Number(label="Case to open (click a row)", precision=0, elem_id="wb-search-case", scale=0,
+                             min_width=200)
+        opened = gr.Markdown(elem_id="wb-search-open")
+    results = gr.Dataframe(headers=HEADERS, interactive=False, wrap=True, elem_id="wb-search-results",
+                           column_widths=["6%", "12%", "11%", "8%", "12%", "12%", "11%", "28%"], max_height=400)
+    with gr.Row():
+        prev_btn = gr.Button("◀ Previous", size="sm")
+        page = gr.Number(value=1, precision=0, label="Page", minimum=1, scale=0, min_width=120)
+        next_btn = gr.Button("Next ▶", size="sm")
+    campaigns = gr.Dataframe(headers=CAMPAIGN_HEADERS, interactive=False, label="Campaigns (by tag, note or id)",
+                             max_height=200)
+    outs = [summary, results, campaigns, page]
+    go.click(first, [query, who_in], outs)
+    query.submit(first, [query, who_in], outs)
+    prev_btn.click(prev, [query, page, who_in], outs)
+    next_btn.click(nxt, [query, page, who_in], outs)
+    results.select(pick, [results], [case_box, opened])
+    return case_box
