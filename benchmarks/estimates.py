@@ -12,8 +12,8 @@ Audits, each seed drawing `--draws` audits of each design with the same expected
   predicted benign split at a benign score of 0.9 (unsure / confident), the budget spread equally
   over the bands (capped at a band's size, the rest to the others). The design reads only the
   model's predictions, never a label. Estimates weight each audit by 1 / its inclusion
-  probability (evaluation.estimates: ratio estimator, linearised variance, Wilson at the
-  effective n).
+  probability (evaluation.estimates: Horvitz-Thompson ratio; its interval from the simulated
+  population totals of `stratified_posterior`, per band x the model's prediction).
 
 Prints one JSON line: for each policy's recall and precision, the coverage of the 90% intervals
 and their mean width under both designs (mean and sd over seeds), and the width ratio
@@ -187,6 +187,8 @@ def main() -> None:
                    for b in cfg.qa_strata],
         "seeds": seeds, "draws_per_seed": args.draws, "confidence": CONF, "rarest_policy": rarest,
         "baseline": "uniform audit of the same expected size, Wilson intervals",
+        "stratified_interval": "Horvitz-Thompson ratio; interval from stratified_posterior (per band x prediction: "
+                               "negative-binomial unseen units, Beta share under one Jeffreys prior spread per group)",
         "rarest_recall_width_ratio": ratio, "rarest_recall_stratified_coverage": cov,
         "target": {"width_ratio_max": 0.7, "coverage": [0.85, 0.95]},
         "met": bool(ratio <= 0.7 and 0.85 <= cov <= 0.95),

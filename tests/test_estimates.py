@@ -51,7 +51,8 @@ def test_weighted_ratio_is_the_horvitz_thompson_ratio():
     assert est["hate"]["recall"]["estimate"] == pytest.approx(12 / 14)
     # precision of hate: weighted tp 12 / weighted predicted hate (2 + 10 + 10)
     assert est["hate"]["precision"]["estimate"] == pytest.approx(12 / 22)
-    assert est["hate"]["recall"]["method"] == "ratio-linearised" and est["hate"]["recall"]["n"] == 3
+    assert est["hate"]["recall"]["method"] == "stratified-posterior" and est["hate"]["recall"]["n"] == 3
+    assert es.ratio_estimate([1, 0, 1], [1, 1, 1], [2, 2, 10])["method"] == "ratio-linearised"
     r = es.ratio_estimate([1, 0, 1], [1, 1, 1], [1, 1, 2])
     assert r["estimate"] == pytest.approx(0.75)
     with pytest.raises(ValueError):
@@ -135,6 +136,58 @@ def test_stratified_90pct_intervals_cover_close_to_nominal_and_are_narrower():
     assert np.mean(widths) < np.mean(uniform_widths)
 
 
+def _heavy_population(seed=2, n=30000):
+    """The shape of spam in benchmarks/estimates.py: a rare policy (1.5%) caught 88% of the time,
+    its misses predicted benign, the benign band (most items) audited at 2%, the flagged bands far
+    more: each audited miss weighs 50, each audited catch under 7, and an audit sees about one miss."""
+    rng = np.random.default_rng(seed)
+    y = rng.choice(3, size=n, p=[0.935, 0.015, 0.05])
+    caught = rng.random(n) < np.where(y == 1, 0.88, 0.7)
+    pred = np.where((y > 0) & caught, y, 0)
+    fp = rng.random(n)
+    pred = np.where((y == 0) & (fp < 0.002), 1, np.where((y == 0) & (fp > 0.99), 2, pred))
+    names = np.array(LABELS, dtype=object)
+    y, pred = names[y], names[pred]
+    return y, pred, np.where(pred == "spam", 0.15, np.where(pred == "hate", 0.05, 0.02))
+
+
+def test_stratified_intervals_cover_when_the_misses_carry_heavy_weights():
+    """The undercoverage benchmarks/estimates.py found for spam recall (~60%): the linearised
+    variance with Wilson at the effective n is near zero when the audit draws zero or one miss."""
+    y, p, pi = _heavy_population()
+    truth = _truth(y, p, "spam")["recall"]
+    rng = np.random.default_rng(12)
+    hits, linearised = 0, 0
+    for _ in range(200):
+        s = rng.random(len(y)) < pi
+        e = es.policy_estimates(y[s], p[s], LABELS, weights=1 / pi[s], conf=0.9)["spam"]["recall"]
+        assert e["lo"] <= e["estimate"] <= e["hi"]
+        hits += e["lo"] <= truth <= e["hi"]
+        t, q = (y[s] == "spam").astype(float), (p[s] == "spam").astype(float)
+        old = es.ratio_estimate(t * q, t, 1 / pi[s], conf=0.9)
+        linearised += old["lo"] <= truth <= old["hi"]
+    assert linearised / 200 < 0.8  # the defect this guards against is still there to compare with
+    assert 0.85 <= hits / 200 <= 0.95, hits / 200
+
+
+def test_stratified_posterior_is_exact_for_a_census_and_wide_when_no_miss_is_seen():
+    # every unit audited (weight 1): the totals are the counts, no uncertainty left
+    post = es.stratified_posterior([True, False, True], [True, True, False], [1.0, 1.0, 1.0], draws=50)
+    assert set(post[True][0]) == {1} and set(post[True][1]) == {1} and set(post[False][0]) == {1}
+    # 50 flagged units audited at 1/5, all true positives; 400 unflagged at 1/50, no miss among them
+    y = np.array(["spam"] * 50 + ["benign"] * 400, dtype=object)
+    p = y.copy()
+    w = np.array([5.0] * 50 + [50.0] * 400)
+    e = es.policy_estimates(y, p, ["benign", "spam"], weights=w)["spam"]["recall"]
+    assert e["estimate"] == 1.0 and e["hi"] == 1.0
+    # 20,000 unseen benign-band items could hide ~100 misses next to 250 catches: not [0.95, 1]
+    assert e["lo"] < 0.9 and e["n_eff"] < 100
+    again = es.policy_estimates(y, p, ["benign", "spam"], weights=w)["spam"]["recall"]
+    assert again["lo"] == e["lo"]  # seeded: the same audit gives the same interval
+    acc = es.accuracy_estimate(y, p, w)
+    assert acc["estimate"] == 1.0 and acc["method"] == "stratified-posterior" and acc["lo"] < 1.0
+
+
 def test_neyman_allocation_spends_the_budget():
     n = es.neyman_allocation([1000, 100, 10], [0.1, 0.5, 0.5], budget=100)
     assert n.sum() == pytest.approx(100, abs=2) and n[2] <= 10 and n[1] > n[2] and all(n >= 2)
@@ -210,4 +263,4 @@ def test_the_report_weights_a_stratified_audit(sqlite_store, make_scored, queue_
     qa = s["estimates"]["qa_audit"]
     assert qa["weighted"] and qa["n"] == len(cases) and qa["strata"] == 2
     assert qa["per_policy"]["spam"]["recall"]["estimate"] == pytest.approx(tp / true_spam)
-    assert qa["per_policy"]["spam"]["recall"]["method"] == "ratio-linearised"
+    assert qa["per_policy"]["spam"]["recall"]["method"] == "stratified-posterior"
