@@ -108,7 +108,8 @@ def decide(store: Store, taxonomy: Taxonomy, case_id: int, analyst: Actor, label
 
     Permissions (configs/roles.yaml): `decide`; a campaign case also `bulk`; a QA-audit case of an
     item that already has a human decision also `qa_review`, and never by whoever made one of
-    that item's decisions (separation of duties).
+    that item's decisions (separation of duties). A case of the label-error re-review queue is
+    decided as that re-review (`_label_review`: a correction or a confirmation, `qa_review`).
     """
     if existing not in EXISTING:
         raise DecisionError(f"existing must be one of {', '.join(EXISTING)}, not {existing!r}")
@@ -123,47 +124,60 @@ def decide(store: Store, taxonomy: Taxonomy, case_id: int, analyst: Actor, label
             raise DecisionError(f"case {case_id} is an appeal: a lead resolves it (Appeals tab, or "
                                 f"`workbench appeals resolve`)")
         check_actionable(case, analyst, now)
-        kind = _decision_kind(case, config, kind)
-        if kind == "bulk":
-            check_permission(principal, "bulk", f"campaign {case['campaign_id']} (case {case_id})")
-        elif kind == "qa_audit":
-            _check_qa_review(conn, principal, case)
-        if kind == "calibration":
-            twice = conn.execute(select(D.c.id).join(C, C.c.id == D.c.case_id).where(
-                D.c.item_id == case["item_id"], D.c.reviewer == analyst, D.c.kind == "calibration",
-                C.c.calibration_set == case["calibration_set"], _not_undone())).first()
-            if twice is not None:
-                raise DecisionError(f"{analyst} already answered item {case['item_id']!r} in calibration set "
-                                 f"{case['calibration_set']!r}; agreement needs different analysts")
-        version, model_label, model_score = _model_seen(conn, case)
-        override = model_label is not None and label != model_label
-        if override and not rationale:
-            raise DecisionError(f"a rationale is required to override the model's label "
-                             f"({model_label} -> {label})")
-        if (case["state"] == "escalated" or case["queue"] == config.escalation_queue) and not rationale:
-            raise DecisionError(f"case {case_id} is escalated: a rationale is required (say why)")
-        common = dict(case_id=case_id, reviewer=analyst, kind=kind, label=label, action=action, severity=severity,
-                      policy_ref=policy_ref, rationale=rationale, taxonomy_version=taxonomy.version, created_at=now)
-        ids: list[int] = []
-        closed_members: list[int] = []
-        bulk: dict[str, Any] = {}
-        if case["campaign_id"] is not None:
-            ids, closed_members, bulk = _bulk(conn, case, analyst, common, now, existing)
+        review = _label_review(conn, taxonomy, case, config, principal, label, action, severity, policy_ref,
+                               rationale, now)
+        if review is not None:  # a re-review of a suspected label error: a correction or a confirmation
+            view = case_view(conn, case_id, with_history=False)
         else:
-            ids.append(_insert_decision(conn, item_id=case["item_id"], model_version=version,
-                                        model_label=model_label, model_score=model_score,
-                                        is_override=override, **common))
-        _close(conn, case_id, analyst, now)
-        outbox.decision_event(conn, "campaign.decided" if case["campaign_id"] is not None else "decision.created",
-                              ids, case_id=case_id, campaign_id=case["campaign_id"], queue=case["queue"])
-        audit.record(conn, analyst, "decision.create", "case", case_id,
-                     {"decisions": ids if len(ids) <= 50 else {"count": len(ids), "first": ids[0], "last": ids[-1]},
-                      "kind": kind, "label": label, "action": action, "severity": severity,
-                      "model_label": model_label, "model_score": model_score, "is_override": override,
-                      "rationale": rationale, "closed_member_cases": len(closed_members),
-                      "bound": audit.bind(conn, ids),
-                      **({"bulk": {k: len(v) if isinstance(v, list) else v for k, v in bulk.items()}} if bulk else {})})
-        view = case_view(conn, case_id, with_history=False)
+            kind = _decision_kind(case, config, kind)
+            if kind == "bulk":
+                check_permission(principal, "bulk", f"campaign {case['campaign_id']} (case {case_id})")
+            elif kind == "qa_audit":
+                _check_qa_review(conn, principal, case)
+            if kind == "calibration":
+                twice = conn.execute(select(D.c.id).join(C, C.c.id == D.c.case_id).where(
+                    D.c.item_id == case["item_id"], D.c.reviewer == analyst, D.c.kind == "calibration",
+                    C.c.calibration_set == case["calibration_set"], _not_undone())).first()
+                if twice is not None:
+                    raise DecisionError(f"{analyst} already answered item {case['item_id']!r} in calibration set "
+                                     f"{case['calibration_set']!r}; agreement needs different analysts")
+            version, model_label, model_score = _model_seen(conn, case)
+            override = model_label is not None and label != model_label
+            if override and not rationale:
+                raise DecisionError(f"a rationale is required to override the model's label "
+                                 f"({model_label} -> {label})")
+            if (case["state"] == "escalated" or case["queue"] == config.escalation_queue) and not rationale:
+                raise DecisionError(f"case {case_id} is escalated: a rationale is required (say why)")
+            common = dict(case_id=case_id, reviewer=analyst, kind=kind, label=label, action=action, severity=severity,
+                          policy_ref=policy_ref, rationale=rationale, taxonomy_version=taxonomy.version, created_at=now)
+            ids: list[int] = []
+            closed_members: list[int] = []
+            bulk: dict[str, Any] = {}
+            if case["campaign_id"] is not None:
+                ids, closed_members, bulk = _bulk(conn, case, analyst, common, now, existing)
+            else:
+                ids.append(_insert_decision(conn, item_id=case["item_id"], model_version=version,
+                                            model_label=model_label, model_score=model_score,
+                                            is_override=override, **common))
+            _close(conn, case_id, analyst, now)
+            outbox.decision_event(conn, "campaign.decided" if case["campaign_id"] is not None else "decision.created",
+                                  ids, case_id=case_id, campaign_id=case["campaign_id"], queue=case["queue"])
+            audit.record(conn, analyst, "decision.create", "case", case_id,
+                         {"decisions": ids if len(ids) <= 50 else {"count": len(ids), "first": ids[0], "last": ids[-1]},
+                          "kind": kind, "label": label, "action": action, "severity": severity,
+                          "model_label": model_label, "model_score": model_score, "is_override": override,
+                          "rationale": rationale, "closed_member_cases": len(closed_members),
+                          "bound": audit.bind(conn, ids),
+                          **({"bulk": {k: len(v) if isinstance(v, list) else v for k, v in bulk.items()}} if bulk else {})})
+            view = case_view(conn, case_id, with_history=False)
+    if review is not None:
+        ids = [review["correction_id"]] if review["correction_id"] else []
+        view.update(decision_ids=ids, kind="label_review", is_override=False, closed_member_cases=[], bulk={},
+                    label_review=review)
+        if ids:
+            decision_recorded(ids, {"id": review["reviewed_case_id"], "item_id": case["item_id"], "campaign_id": None},
+                              analyst, review["kind"], label, action)
+        return view
     view.update(decision_ids=ids, kind=kind, is_override=override, closed_member_cases=closed_members, bulk=bulk)
     decision_recorded(ids, view, analyst, kind, label, action)
     return view
@@ -254,6 +268,65 @@ def _bulk(conn: Connection, case: Mapping[str, Any], analyst: str, common: dict[
     return list(ids), list(waiting), info
 
 
+def _supersede(conn: Connection, taxonomy: Taxonomy, old: Mapping[str, Any], analyst: str, label: str, action: str,
+               severity: Optional[str], policy_ref: str, rationale: str, now: dt.datetime,
+               **details: Any) -> int:
+    """Insert the correction of `old` (same case, item and model fields; it supersedes `old`), its
+    outbox event and audit event; the new decision's id."""
+    new_id = _insert_decision(
+        conn, case_id=old["case_id"], item_id=old["item_id"], campaign_id=old["campaign_id"], reviewer=analyst,
+        kind=old["kind"], label=label, action=action, severity=severity, policy_ref=policy_ref,
+        rationale=rationale, model_version=old["model_version"], model_label=old["model_label"],
+        model_score=old["model_score"], is_override=old["model_label"] is not None and label != old["model_label"],
+        taxonomy_version=taxonomy.version, supersedes_id=old["id"], created_at=now)
+    outbox.decision_event(conn, "decision.corrected", [new_id], case_id=old["case_id"], corrects=old["id"])
+    audit.record(conn, analyst, "decision.correct", "decision", new_id,
+                 {"supersedes": old["id"], "from": [old["label"], old["action"]], "to": [label, action],
+                  "rationale": rationale, "bound": audit.bind(conn, [new_id]), **details})
+    return new_id
+
+
+def _label_review(conn: Connection, taxonomy: Taxonomy, case: Mapping[str, Any], config: QueueConfig,
+                  principal: Actor, label: str, action: str, severity: Optional[str], policy_ref: str,
+                  rationale: Optional[str], now: dt.datetime) -> Optional[dict[str, Any]]:
+    """Decide a case of the label-error re-review queue (`labeling.label_errors`) as that re-review.
+
+    Why here: such a case asks whether an earlier decision was right, so an ordinary decision on
+    it would add a second, unrelated label of record. A label other than the suspected decision's
+    becomes a correction superseding it; the same label confirms it (no new decision). Needs
+    `qa_review` and a rationale, and never by the analyst who made the decision under review
+    (separation of duties). None for any other case (the ordinary path goes on)."""
+    info = (case.get("meta") or {}).get("label_error")
+    if config.label_errors.queue is None or case["queue"] != config.label_errors.queue or not info:
+        return None
+    check_permission(principal, "qa_review", f"case {case['id']}")
+    who = actor_name(principal)
+    if not rationale:
+        raise DecisionError(f"case {case['id']} re-reviews decision {info['decision_id']}: a rationale is required")
+    old = conn.execute(select(D).where(D.c.id == int(info["decision_id"]))).mappings().first()
+    if old is None:
+        raise DecisionError(f"case {case['id']} re-reviews decision {info['decision_id']}, which does not exist")
+    if old["reviewer"] == who:
+        raise DecisionError(f"{who} made decision {old['id']}: re-reviewing one's own decision is not allowed "
+                            f"(separation of duties)")
+    newer = conn.execute(select(D.c.id).where(D.c.supersedes_id == old["id"])).scalar()
+    if newer is not None:
+        raise DecisionError(f"decision {old['id']} was superseded by {newer} after case {case['id']} was queued; "
+                            f"correct that one")
+    fixed = None
+    if label != old["label"]:
+        fixed = _supersede(conn, taxonomy, old, who, label, action, severity, policy_ref, rationale, now,
+                           label_review_case=case["id"])
+    outcome = "corrected" if fixed else "confirmed"
+    _close(conn, case["id"], who, now, dict(case["meta"] or {}, label_error=dict(
+        info, outcome=outcome, resolved_by=who, resolved_label=label, correction_id=fixed)))
+    audit.record(conn, who, "label_error.resolve", "case", case["id"],
+                 {"decision": old["id"], "given": old["label"], "label": label, "outcome": outcome,
+                  "rationale": rationale, "correction": fixed})
+    return {"case_id": case["id"], "outcome": outcome, "decision_id": int(old["id"]), "correction_id": fixed,
+            "label": label, "kind": old["kind"], "reviewed_case_id": old["case_id"]}
+
+
 def correct(store: Store, taxonomy: Taxonomy, decision_id: int, analyst: Actor, label: str,
             rationale: str, action: Optional[str] = None, severity: Optional[str] = None,
             policy_ref: Optional[str] = None, now: Optional[dt.datetime] = None) -> dict[str, Any]:
@@ -275,16 +348,7 @@ def correct(store: Store, taxonomy: Taxonomy, decision_id: int, analyst: Actor, 
         newer = conn.execute(select(D.c.id).where(D.c.supersedes_id == decision_id)).scalar()
         if newer is not None:
             raise DecisionError(f"decision {decision_id} was already superseded by {newer}; correct that one")
-        new_id = _insert_decision(
-            conn, case_id=old["case_id"], item_id=old["item_id"], campaign_id=old["campaign_id"], reviewer=analyst,
-            kind=old["kind"], label=label, action=action, severity=severity, policy_ref=policy_ref,
-            rationale=rationale.strip(), model_version=old["model_version"], model_label=old["model_label"],
-            model_score=old["model_score"], is_override=old["model_label"] is not None and label != old["model_label"],
-            taxonomy_version=taxonomy.version, supersedes_id=decision_id, created_at=now)
-        outbox.decision_event(conn, "decision.corrected", [new_id], case_id=old["case_id"], corrects=decision_id)
-        audit.record(conn, analyst, "decision.correct", "decision", new_id,
-                     {"supersedes": decision_id, "from": [old["label"], old["action"]], "to": [label, action],
-                      "rationale": rationale.strip(), "bound": audit.bind(conn, [new_id])})
+        new_id = _supersede(conn, taxonomy, old, analyst, label, action, severity, policy_ref, rationale.strip(), now)
     decision_recorded([new_id], {"id": old["case_id"], "item_id": old["item_id"], "campaign_id": old["campaign_id"]},
                       analyst, old["kind"], label, action)
     return {"decision_id": new_id, "supersedes_id": decision_id, "label": label, "action": action}

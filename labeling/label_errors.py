@@ -9,9 +9,10 @@ items and those of label quality (self-confidence) under `min_label_quality` are
 quality, and the top `label_errors.max_cases` become cases in the lead's re-review queue (`label_errors.queue` of
 `configs/queues.yaml`) with the reason shown: given label, the model's label and its confidence.
 
-A lead resolves such a case (`resolve_label_error`): a different label becomes a correction
-through `labeling.decisions.correct` (a new decision superseding the old one); the same label
-confirms the decision. `label_error_counts` gives per-analyst counts (decided, flagged, confirmed
+A lead resolves such a case by deciding it (`labeling.decisions.decide`, or
+`resolve_label_error`): a different label becomes a correction (a new decision superseding the
+old one); the same label confirms the decision; `qa_review` is needed, and the analyst whose
+decision is under review may not resolve it (separation of duties). `label_error_counts` gives per-analyst counts (decided, flagged, confirmed
 errors) for the evaluation report.
 """
 from __future__ import annotations
@@ -20,18 +21,17 @@ import datetime as dt
 from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 import numpy as np
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, select
 
 from core import audit
 from core.hooks import check_permission
 from core.labels import current_decisions
-from core.principals import Actor, actor_name
+from core.principals import Actor
 from core.schema import Case, Item, utcnow
 from core.store import Store
 from core.taxonomy import Taxonomy
 
-from .claims import check_actionable, lock_case
-from .decisions import correct
+from .decisions import decide
 from .errors import DecisionError, QueueError
 from .queue_config import QueueConfig
 
@@ -218,44 +218,24 @@ def _per_analyst(decisions: Sequence[dict[str, Any]], flagged: np.ndarray) -> di
 
 def resolve_label_error(store: Store, taxonomy: Taxonomy, config: QueueConfig, case_id: int, lead: Actor,
                         label: str, rationale: str, now: Optional[dt.datetime] = None) -> dict[str, Any]:
-    """A lead's verdict on a re-review case: `label` differing from the given one becomes a
-    correction superseding the decision (`decisions.correct`); the same label confirms it.
+    """A lead's verdict on a re-review case: `label` differing from the decision under review
+    becomes a correction superseding it; the same label confirms it (no new decision).
 
-    Needs `qa_review` (a lead's re-review), and the correction its own permissions."""
-    check_permission(lead, "qa_review", f"case {case_id}")
+    The same as deciding the case through `labeling.decisions.decide` (the Review screen, `workbench
+    decide`), which handles the case kind: `qa_review`, a rationale, and never the analyst whose
+    decision is under review (separation of duties). This entry point only checks first that the
+    case is one."""
     if not rationale or not rationale.strip():
         raise DecisionError("a re-review needs a rationale")
-    if label not in taxonomy.policies:
-        raise DecisionError(f"unknown policy label {label!r} (known: {', '.join(taxonomy.policies)})")
-    now = now or utcnow()
-    who = actor_name(lead)
     with store.read() as conn:
-        row = conn.execute(select(C).where(C.c.id == case_id)).mappings().first()
+        row = conn.execute(select(C.c.queue, C.c.meta).where(C.c.id == case_id)).first()
     if row is None:
         raise QueueError(f"no case {case_id}")
-    case = dict(row)
-    info = (case.get("meta") or {}).get("label_error")
-    if case["queue"] != _queue(config) or not info:
+    if row.queue != _queue(config) or not (row.meta or {}).get("label_error"):
         raise QueueError(f"case {case_id} is not a label-error re-review case")
-    check_actionable(case, who, now)
-    corrected = None
-    if label != info["given_label"]:
-        corrected = correct(store, taxonomy, int(info["decision_id"]), lead, label, rationale, now=now)
-    outcome = "corrected" if corrected else "confirmed"
-    with store.begin() as conn:
-        case = lock_case(conn, case_id)
-        check_actionable(case, who, now)
-        meta = dict(case["meta"] or {})
-        meta["label_error"] = dict(info, outcome=outcome, resolved_by=who, resolved_label=label,
-                                   correction_id=corrected["decision_id"] if corrected else None)
-        conn.execute(update(C).where(C.c.id == case_id).values(state="decided", claimed_by=who, lease_expires_at=None,
-                                                               resolved_at=now, meta=meta, updated_at=now))
-        audit.record(conn, lead, "label_error.resolve", "case", case_id,
-                     {"decision": info["decision_id"], "given": info["given_label"], "label": label,
-                      "outcome": outcome, "rationale": rationale.strip(),
-                      "correction": corrected["decision_id"] if corrected else None})
-    return {"case_id": case_id, "outcome": outcome, "decision_id": info["decision_id"],
-            "correction_id": corrected["decision_id"] if corrected else None, "label": label}
+    view = decide(store, taxonomy, case_id, lead, label, rationale=rationale, config=config, now=now)
+    review = view["label_review"]
+    return {k: review[k] for k in ("case_id", "outcome", "decision_id", "correction_id", "label")}
 
 
 def label_error_counts(store: Store, config: QueueConfig) -> dict[str, dict[str, int]]:

@@ -7,11 +7,14 @@ import pytest
 from sqlalchemy import select
 
 from core.config import config_dir
+from core.hooks import PermissionDenied, pm
 from core.labels import current_labels
-from core.schema import Case
+from core.permissions import RolePolicy, load_roles
+from core.principals import Principal
+from core.schema import Case, Decision
 from labeling.cases import build_cases
 from labeling.decisions import decide
-from labeling.errors import QueueError
+from labeling.errors import DecisionError, QueueError
 from labeling.label_errors import (find_label_errors, label_error_counts, out_of_fold_probs, rank_label_errors,
                                    resolve_label_error)
 from labeling.queue_config import load_queue_config
@@ -89,3 +92,67 @@ def test_queue_finds_flipped_decisions_and_a_lead_corrects_them(any_store, taxon
     counts = label_error_counts(any_store, cfg)
     assert counts["bob"]["corrected"] == 1 and counts["bob"]["queued"] >= 4
     assert sum(r["queued"] for r in counts.values()) == out["queued"] + again["queued"]
+
+
+@pytest.fixture()
+def roles():
+    policy = RolePolicy(load_roles(config_dir())).install(pm)
+    yield
+    if pm.is_registered(policy):
+        pm.unregister(policy)
+
+
+def test_deciding_a_label_review_case_corrects_or_confirms(any_store, taxonomy, cfg, roles):
+    """The Review screen and `workbench decide` use `decide`: on a re-review case it must do what
+    `label-errors resolve` does, not record a second, unrelated decision of record."""
+    rng = np.random.default_rng(3)
+    spam, chat = _texts(rng, SPAM_WORDS, 20), _texts(rng, CHAT_WORDS, 20)
+    specs = [{"id": f"s{i}", "label": "spam", "p": 0.9, "text": t} for i, t in enumerate(spam)]
+    specs += [{"id": f"c{i}", "label": "benign", "p": 0.7, "text": t} for i, t in enumerate(chat)]
+    add_scored(any_store, taxonomy, specs)
+    build_cases(any_store, taxonomy, cfg, now=T0, progress=False)
+    with any_store.read() as conn:
+        cases = dict(conn.execute(select(Case.__table__.c.item_id, Case.__table__.c.id)).all())
+    flipped = {"s3": "benign", "c5": "spam"}  # bob's slips
+    for s in specs:
+        true = "spam" if s["id"].startswith("s") else "benign"
+        decide(any_store, taxonomy, cases[s["id"]], "bob" if s["id"] in flipped else "ann",
+               flipped.get(s["id"], true), rationale="test", config=cfg, now=T0)
+    out = find_label_errors(any_store, taxonomy, cfg, "eng", BagOfWords(), now=T0, max_cases=4)
+    with any_store.read() as conn:
+        review = dict(conn.execute(select(Case.__table__.c.item_id, Case.__table__.c.id)
+                                   .where(Case.__table__.c.queue == "label-review")).all())
+    assert set(flipped) <= set(review), out["cases"]
+    before = current_labels(any_store, ["s3", "c5"])
+    lena, bob = Principal("lena", "lead"), Principal("bob", "lead")
+    with pytest.raises(PermissionDenied, match="qa_review"):  # an analyst may not re-review
+        decide(any_store, taxonomy, review["s3"], Principal("ann", "analyst"), "spam", rationale="x", config=cfg)
+    with pytest.raises(DecisionError, match="separation of duties"):  # nor the analyst under review
+        decide(any_store, taxonomy, review["s3"], bob, "spam", rationale="mine", config=cfg)
+    with pytest.raises(DecisionError, match="rationale"):
+        decide(any_store, taxonomy, review["s3"], lena, "spam", config=cfg)
+    # a different label: a correction superseding bob's decision, on the reviewed item
+    view = decide(any_store, taxonomy, review["s3"], lena, "spam", rationale="a prize scam", config=cfg)
+    res = view["label_review"]
+    assert view["kind"] == "label_review" and res["outcome"] == "corrected"
+    assert res["decision_id"] == before["s3"]["id"] and view["decision_ids"] == [res["correction_id"]]
+    now_s3 = current_labels(any_store, ["s3"])["s3"]
+    assert (now_s3["id"], now_s3["label"], now_s3["reviewer"]) == (res["correction_id"], "spam", "lena")
+    assert now_s3["supersedes_id"] == before["s3"]["id"]
+    # the same label: a confirmation, no new decision
+    view = decide(any_store, taxonomy, review["c5"], lena, "spam", rationale="reads as spam to me", config=cfg)
+    assert view["label_review"]["outcome"] == "confirmed" and view["decision_ids"] == []
+    assert current_labels(any_store, ["c5"])["c5"]["id"] == before["c5"]["id"]
+    with any_store.read() as conn:
+        rows = conn.execute(select(Decision.__table__.c.item_id, Decision.__table__.c.case_id)
+                            .where(Decision.__table__.c.item_id.in_(["s3", "c5"]))).all()
+        metas = dict(conn.execute(select(Case.__table__.c.id, Case.__table__.c.meta)
+                                  .where(Case.__table__.c.id.in_([review["s3"], review["c5"]]))).all())
+    assert sorted(r.item_id for r in rows) == ["c5", "s3", "s3"]  # bob's two, lena's one correction
+    assert not {r.case_id for r in rows} & {review["s3"], review["c5"]}  # nothing decided "on" the review case
+    assert metas[review["s3"]]["label_error"]["outcome"] == "corrected"
+    assert metas[review["c5"]]["label_error"]["resolved_by"] == "lena"
+    with pytest.raises(QueueError):  # decided once
+        decide(any_store, taxonomy, review["c5"], lena, "benign", rationale="again", config=cfg)
+    counts = label_error_counts(any_store, cfg)
+    assert counts["bob"]["corrected"] == 1 and counts["bob"]["confirmed"] == 1
