@@ -15,7 +15,10 @@ and `ratio_median` = browser median / service median (target <= 3). Then keystro
 are counted from the keys the benchmark actually sends (confirm; override: a label key, `o`, the
 rationale, Ctrl+Enter; escalation: `e`, the reason, Ctrl+Enter), each checked against the stored
 rows: targets 1, <= 4 and <= 3 keys besides the typed text. Seeds resample the store; mean and
-sd over seeds. Prints one JSON line.
+sd over seeds. Per seed it also reports the median of each fifth of the session (a page that
+slows down within a session shows here), Chrome's page metrics (`Performance.getMetrics`: DOM
+nodes, JS event listeners, JS heap) at the start and end, and the 1-minute load average before
+and after (the machine is shared). Prints one JSON line.
 
 Usage: nice -n 10 python benchmarks/ui_roundtrip.py [--per-source 700] [--decisions 100] [--seeds 0,1]
 """
@@ -24,6 +27,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import shutil
 import socket
 import sys
@@ -186,7 +190,8 @@ def browser_run(data: Path, queue: str, n: int) -> tuple[list[float], dict[str, 
             # next case's header arrived (Playwright's own round trips are not counted).
             page.evaluate("""() => {
               window.wbBench = {key: 0, shown: []};
-              document.addEventListener('keydown', (e) => { if (e.key === 'c') window.wbBench.key = performance.now(); }, true);
+              // on window, capturing: it runs before the page's own key handler (on document) sends the click
+              window.addEventListener('keydown', (e) => { if (e.key === 'c') window.wbBench.key = performance.now(); }, true);
               let last = null;
               new MutationObserver(() => {
                 const h = document.querySelector('#wb-header .wb-head');
@@ -199,8 +204,18 @@ def browser_run(data: Path, queue: str, n: int) -> tuple[list[float], dict[str, 
                 }
               }).observe(document.body, {childList: true, subtree: true, attributes: true});
             }""")
+            cdp = page.context.new_cdp_session(page)
+            cdp.send("Performance.enable")
+
+            def metrics() -> dict[str, int]:
+                """Chrome's page metrics: a page that slows down over a session shows it here first."""
+                cdp.send("HeapProfiler.collectGarbage")  # live nodes and heap, not garbage waiting for a GC
+                m = {x["name"]: x["value"] for x in cdp.send("Performance.getMetrics")["metrics"]}
+                return {k: int(m[k]) for k in ("Nodes", "JSEventListeners", "JSHeapUsedSize") if k in m}
+
             page.keyboard.press("n")
             current = next_on_screen("")
+            keys["metrics_start"] = metrics()  # type: ignore[assignment]
             dropped = 0
             for _ in range(n):
                 page.wait_for_timeout(100)  # an analyst reads first; a key while the last one's outputs
@@ -213,6 +228,7 @@ def browser_run(data: Path, queue: str, n: int) -> tuple[list[float], dict[str, 
                 current = next_on_screen(current)
             keys["dropped_keys"] = dropped
             page.wait_for_timeout(200)
+            keys["metrics_end"] = metrics()  # type: ignore[assignment]
             times = page.evaluate("window.wbBench.shown")
             if len(times) != n:
                 raise SystemExit(f"{len(times)} timed case changes, {n} expected")
@@ -281,8 +297,13 @@ def main() -> None:
             log(f"seed {seed}: {args.decisions} confirms in {queue}: service")
             service = service_run(tmp / "data", taxonomy, qconfig, queue, args.decisions)
             log(f"seed {seed}: browser")
+            load_before = os.getloadavg()[0]
             browser, keys = browser_run(tmp / "data-browser", queue, args.decisions)
-            runs.append({"seed": seed, "queue": queue,
+            chunk = max(1, args.decisions // 5)
+            runs.append({"load_avg_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+                         "browser_chunk_medians_ms": [round(float(np.median(browser[i:i + chunk])), 1)
+                                                      for i in range(0, len(browser), chunk)],
+                         "page_metrics": {"start": keys.pop("metrics_start"), "end": keys.pop("metrics_end")},"seed": seed, "queue": queue,
                          "browser_median_ms": float(np.median(browser)), "browser_p90_ms": float(np.percentile(browser, 90)),
                          "service_median_ms": float(np.median(service)), "service_p90_ms": float(np.percentile(service, 90)),
                          "keys": keys})
@@ -309,6 +330,9 @@ def main() -> None:
                        "escalation_plus_text": keys["escalation"], "targets": {"confirm": 1, "override": 4,
                                                                                 "escalation": 3}},
         "dropped_keys": sum(r["keys"].get("dropped_keys", 0) for r in runs),
+        "per_seed": [{k: r[k] for k in ("seed", "browser_median_ms", "service_median_ms", "browser_chunk_medians_ms",
+                                        "page_metrics", "load_avg_1min")} for r in runs],
+        "cpu_cores": os.cpu_count(),
         "met": met_speed and met_keys, "met_speed": met_speed, "met_keys": met_keys,
     }))
 

@@ -179,6 +179,23 @@ def test_lead_decides_an_appeal_and_the_other_tabs_read_well(sqlite_store, make_
         page.wait_for_function("() => document.querySelector('#wb-search-open').innerText.includes('Case')",
                                timeout=20000)
         _shot(page, "search.png")
+        # "Open in Review": the case is claimed by lou (claim_case) and shown on the Review tab
+        picked = int(page.input_value("#wb-search-case input"))
+        page.click("#wb-search-open-review")
+        page.wait_for_function(f"() => {{ const h = document.querySelector('#wb-header .wb-head');"
+                               f" return h && h.getAttribute('data-case') === '{picked}' && h.offsetParent !== null; }}",
+                               timeout=20000)
+        assert page.locator("#wb-confirm").is_visible() and not page.locator("#wb-search-q").is_visible()
+        with sqlite_store.read() as conn:
+            assert conn.execute(select(Case.claimed_by).where(Case.id == picked)).scalar() == "lou"
+        page.get_by_role("tab", name="Search").click()
+        assert "Opened case" in page.inner_text("#wb-search-open")
+        page.evaluate("() => { const i = document.querySelector('#wb-search-case input'); i.value = '';"
+                      " i.dispatchEvent(new Event('input', {bubbles: true})); }")
+        page.click("#wb-search-open-review")  # no case picked: said where the button is, no tab switch
+        page.wait_for_function("() => document.querySelector('#wb-search-open').innerText.includes('Not opened')",
+                               timeout=20000)
+        assert page.locator("#wb-search-q").is_visible()
 
         # Campaigns: last seen and top terms on screen, members page by page, counts that add up
         page.get_by_role("tab", name="Campaigns").click()

@@ -44,6 +44,7 @@ def test_why_linked_counts_each_member_once():
 def test_context_values_follow_the_panel(sqlite_store, taxonomy, queue_config):
     from labeling.cases import build_cases
     from labeling.claims import next_case
+    from labeling.context import case_context
     from labeling.decisions import decide
     from labeling.notes import add_note
     from test_queue_support import add_scored
@@ -58,12 +59,17 @@ def test_context_values_follow_the_panel(sqlite_store, taxonomy, queue_config):
     app = AppContext(store=sqlite_store)
     values = context_values(app, {"case": {"id": case["id"], "campaign_id": None}}, "bob")
     assert len(values) == 8 and len(context_values(app, None, "bob")) == 8
-    policy, author, author_rows, history, notes = values[:5]
+    policy, author, author_table, history_table, notes = values[:5]
     assert "TS-FRAUD-2.1" in policy and "**Covers:**" in policy and "*Example:*" in policy
+    history = history_rows(case_context(sqlite_store, taxonomy, case["id"], "bob", app.review())["history"])
     assert history[0][0].endswith(" · ann") and "scam / block_sender (review) current" in history[0][1]
-    assert "&lt;b&gt;" not in history[0][2] and "<b>prize</b> lure" == history[0][2]  # a table cell is plain text
+    assert "&lt;b&gt;" not in history[0][2] and "<b>prize</b> lure" == history[0][2]  # a row cell is plain text
+    # the panel's table is HTML made on the server: the cell escaped once, never markup
+    assert f"data-case='{case['id']}'" in history_table and "&lt;b&gt;prize&lt;/b&gt; lure" in history_table
+    assert "<b>prize</b>" not in history_table and "scam / block_sender (review) current" in history_table
+    assert "No other items" in author_table
     assert "\\[this\\]" in notes and "](http" not in notes  # a note cannot become a link
-    assert "No author" in author and author_rows == []
+    assert "No author" in author
     assert policy_md(None).startswith("No case")
     assert history_rows([{"id": 1, "current": False, "superseded_by": 2, "created_at": "2026-01-01T10:00:00",
                           "reviewer": "x", "kind": "review", "label": "spam", "action": "remove",

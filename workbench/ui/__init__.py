@@ -36,20 +36,23 @@ def build_app(app: "AppContext", analyst: str = "analyst", queue: Optional[str] 
     from .operations import build_operations_tab
     from .review import build_review_tab
 
-    with gr.Blocks(title="T&S workbench") as blocks:
-        with gr.Tab("Review", elem_id="wb-review-tab"):
-            who = build_review_tab(app, blocks, analyst, queue)  # fills `who` with the session's user on load
-        with gr.Tab("Campaigns"):
+    with gr.Blocks(title="T&S workbench") as blocks, gr.Tabs(elem_id="wb-tabs") as tabs:
+        with gr.Tab("Review", id="review", elem_id="wb-review-tab"):
+            review = build_review_tab(app, blocks, analyst, queue)
+        who = review.who  # filled with the session's user on load
+        with gr.Tab("Campaigns", id="campaigns"):
             build_campaigns_tab(app, blocks, who)
-        with gr.Tab("Evaluation"):
+        with gr.Tab("Evaluation", id="evaluation"):
             build_evaluation_tab(app, who)
-        with gr.Tab("Operations"):
+        with gr.Tab("Operations", id="operations"):
             build_operations_tab(app, blocks)
-        with gr.Tab("Search"):
+        with gr.Tab("Search", id="search"):
             from .search import build_search_tab  # issue 17: find by text, id, author, tag
 
-            build_search_tab(app, who)
-        with gr.Tab("Appeals"):
+            # "Open in Review": claim the result's case and show it on the Review tab
+            build_search_tab(app, who, lambda event, case_box, note: review.open_from(event, case_box, tabs, "review",
+                                                                                      note))
+        with gr.Tab("Appeals", id="appeals"):
             from .appeals import build_appeals_tab  # issue 17: a lead decides appeals
 
             build_appeals_tab(app, blocks, who)
@@ -99,6 +102,10 @@ def serve(app: "AppContext", host: str = "127.0.0.1", port: int = 7860, analyst:
     blocks.launch(server_name=host, server_port=port, prevent_thread_lock=True, quiet=not block,
                   auth=login_check(app), auth_message="Sign in with your workbench account.",
                   head=SHORTCUTS_JS + SESSION_JS, css=CSS, footer_links=[],
+                  # Gradio's run history re-serialises up to 100 past runs (inputs and outputs) into
+                  # localStorage on every event: each key grew ~1 ms slower per case until 100 (issue
+                  # 17), and it kept revealed texts in the browser after the session. Off.
+                  run_history=False,
                   app_kwargs={"middleware": [guard_middleware(app, port)]})
     record_peer(blocks)
     from ..api import mount_api  # the /api/v1 HTTP API (bearer tokens), ahead of Gradio's routes

@@ -179,4 +179,5 @@ CSS = """
 #wb-rationale, #wb-policy-ref {padding: 4px 10px !important;}
 #wb-buttons {gap: 6px !important;}
 #wb-buttons button {min-height: 34px; font-size: 0.95em;}
+.wb-ctx-table {max-height: 300px; overflow-y: auto;}
 """

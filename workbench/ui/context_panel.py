@@ -14,6 +14,7 @@ case); notes and tags are written by `labeling.notes`.
 """
 from __future__ import annotations
 
+import html
 from typing import TYPE_CHECKING, Any, Optional
 
 import gradio as gr
@@ -23,6 +24,7 @@ from labeling.context import case_context
 from labeling.notes import add_note, add_tag, remove_tag
 
 from .format import local_time, md_escape, short, zone_name
+from .render import table_html
 from .session import actor
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -32,6 +34,7 @@ ERRORS = (ValueError, PermissionDenied)
 # Few, wide columns: the panel sits in the Review tab's narrow right-hand column.
 HISTORY_HEADERS = ["when · who", "decision", "rationale"]
 AUTHOR_HEADERS = ["item · posted", "model → decided", "text"]
+HISTORY_WIDTHS, AUTHOR_WIDTHS = ["30%", "35%", "35%"], ["30%", "32%", "38%"]
 NO_CASE = "No case on screen."
 
 
@@ -76,6 +79,26 @@ def author_rows(author: dict[str, Any]) -> list[list[Any]]:
              short(r["text"], 140)] for r in author.get("recent", [])]
 
 
+def rows_html(headers: list[str], rows: list[list[Any]], empty: str, widths: list[str], case_id: Any = "",
+              caption: str = "") -> str:
+    """Rows as a plain HTML table rendered here, every cell escaped (a cell is text, never markup).
+    Why not gr.Dataframe: two of them re-rendered on every case cost the page more than the rest
+    of the case together (issue 17); `data-case` says which case the table belongs to."""
+    cells = [[html.escape(str(c)) for c in r] for r in rows]
+    cap = f"<div class='wb-sub'>{html.escape(caption)}</div>" if caption else ""
+    return (f"<div class='wb-ctx-table' data-case='{html.escape(str(case_id or ''))}'>{cap}"
+            f"{table_html(headers, cells, empty, widths)}</div>")
+
+
+def history_html(history: list[dict[str, Any]], case_id: Any = "") -> str:
+    return rows_html(HISTORY_HEADERS, history_rows(history), "No decisions on this item yet.", HISTORY_WIDTHS,
+                     case_id, f"times in {zone_name()}")
+
+
+def author_table_html(author: dict[str, Any], case_id: Any = "") -> str:
+    return rows_html(AUTHOR_HEADERS, author_rows(author), "No other items of this author.", AUTHOR_WIDTHS, case_id)
+
+
 def notes_md(ctx: dict[str, Any]) -> str:
     """Notes of the item and its campaign, oldest first, and their tags."""
     parts = []
@@ -101,12 +124,14 @@ def context_values(app: "AppContext", packet: Optional[dict[str, Any]], principa
     """Values for the panel's components (the order `build_context_panel` returns them) for a
     review packet, or the empty panel for None."""
     if not packet or not (packet.get("case") or {}).get("id"):
-        return (NO_CASE, "", [], [], "", gr.update(choices=["item"], value="item"), "", "")
+        return (NO_CASE, "", author_table_html({}), history_html([]), "", gr.update(choices=["item"], value="item"),
+                "", "")
     ctx = case_context(app.store(), app.taxonomy(), int(packet["case"]["id"]), principal, app.review())
     targets = _targets(ctx) or ["item"]
     default = "campaign" if packet["case"].get("campaign_id") is not None and "campaign" in targets else targets[0]
-    return (policy_md(ctx["policy"]), author_md(ctx["author"]), author_rows(ctx["author"]),
-            history_rows(ctx["history"]), notes_md(ctx), gr.update(choices=targets, value=default), "", "")
+    case_id = int(packet["case"]["id"])
+    return (policy_md(ctx["policy"]), author_md(ctx["author"]), author_table_html(ctx["author"], case_id),
+            history_html(ctx["history"], case_id), notes_md(ctx), gr.update(choices=targets, value=default), "", "")
 
 
 def build_context_panel(app: "AppContext", case_state: gr.State, who: Optional[gr.Textbox] = None) -> list[gr.Component]:
@@ -159,12 +184,10 @@ def build_context_panel(app: "AppContext", case_state: gr.State, who: Optional[g
     with gr.Accordion("Policy", open=True):
         policy = gr.Markdown(NO_CASE, elem_id="wb-ctx-policy")
     with gr.Accordion("Item history (every decision, superseded ones too)", open=True):
-        history = gr.Dataframe(headers=HISTORY_HEADERS, interactive=False, wrap=True, elem_id="wb-ctx-history",
-                               column_widths=["30%", "35%", "35%"], max_height=260, label=f"times in {zone_name()}")
+        history = gr.HTML(history_html([]), js_on_load=None, elem_id="wb-ctx-history")
     with gr.Accordion("Author's other items and past decisions", open=False):
         author_info = gr.Markdown()
-        author = gr.Dataframe(headers=AUTHOR_HEADERS, interactive=False, wrap=True, elem_id="wb-ctx-author",
-                              column_widths=["30%", "32%", "38%"], max_height=300)
+        author = gr.HTML(author_table_html({}), js_on_load=None, elem_id="wb-ctx-author")
     with gr.Accordion("Notes and tags", open=True):
         notes = gr.Markdown("No notes.", elem_id="wb-ctx-notes")
         note_box = gr.Textbox(label="Note (kept for good, visible to the team)", lines=2, elem_id="wb-ctx-note")

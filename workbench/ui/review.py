@@ -13,6 +13,10 @@ save, c confirm, n next, r reveal, s skip, x release, u undo, ? help.
 from __future__ import annotations
 
 import datetime as dt
+import html
+import inspect
+import re
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import gradio as gr
@@ -28,6 +32,7 @@ from labeling.wellbeing import exposure, preferences, set_preferences
 
 from .render import (_esc, author_html, campaign_html, empty_header, header_html, message_html, model_html,
                      similar_html, text_html)
+from .format import md_escape
 from .session import actor
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -104,8 +109,19 @@ def status_html(status: dict[str, dict[str, Any]], queue: Optional[str], expo: O
     return f"<div id='wb-status' class='wb-status'>{left}{ex}</div>"
 
 
-def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: Optional[str]) -> gr.Textbox:
-    """Lay out the Review tab inside the current Blocks and wire it; returns the analyst box."""
+@dataclass
+class ReviewTab:
+    """What other tabs use of the Review tab: the analyst box (the session's user) and
+    `open_from(event, case_box, tabs, tab_id, note)`, which wires an event elsewhere (Search's
+    "Open in Review") to claim the case in `case_box` and show it here, switching `tabs` to this
+    tab when it opened and saying why not in `note` otherwise."""
+
+    who: gr.Textbox
+    open_from: Callable[..., Any]
+
+
+def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: Optional[str]) -> ReviewTab:
+    """Lay out the Review tab inside the current Blocks and wire it."""
     store, taxonomy, qconfig, settings = app.store(), app.taxonomy(), app.queues(), app.review()
     labels = list(taxonomy.labels)
     ctx_components: list[Any] = []
@@ -125,27 +141,42 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
 
     def show(packet: Optional[dict[str, Any]], principal: Any, queue: Optional[str], message: str = "",
              kind: str = "info", switch_queue: bool = False) -> tuple[Any, ...]:
-        """Every output of the tab for a packet (or for none). The "N left" line follows every
-        decision; the queue list's counts follow the counts timer (re-rendering the list on every
-        key costs the screen more than the count is worth)."""
-        status = queue_status(store, qconfig)
-        expo = expo_of(principal)
-        ctx = tuple(context_values(app, packet, principal)) if context_values and ctx_components else ()
-        common = (gr.update(choices=counts_choices(status, list(qconfig.queues)), value=queue) if switch_queue
-                  else gr.update(),
-                  status_html(status, queue, expo),
-                  break_update(expo, queue))
+        """The case's outputs of the tab for a packet (or for none): what the analyst decides on.
+        The "N left" line, the break offer and the context panel are added by `after_case` (see
+        `wired`), the panel only when the case changed; the queue
+        list's counts follow the counts timer (re-rendering the list on every key costs the
+        screen more than the count is worth)."""
+        queue_list = (gr.update(choices=counts_choices(queue_status(store, qconfig), list(qconfig.queues)), value=queue)
+                      if switch_queue else gr.update())
         if packet is None:
             return (None, None, empty_header(message if kind == "info" else ""), "", "", "", "", "",
                     gr.update(value=None), gr.update(choices=[], value=None), "", "", "", "",
-                    message_html(message, kind) if kind != "info" else "", lease_html(None, settings), *common, *ctx)
+                    message_html(message, kind) if kind != "info" else "", lease_html(None, settings), queue_list)
         label = packet["suggested_label"]
         choice = packet["choices"][label]
         prefs = prefs_of(principal)
         return (packet, None, header_html(packet, message), text_html(packet, prefs), model_html(packet),
-                campaign_html(packet), similar_html(packet), author_html(packet),
-                gr.update(value=label), gr.update(choices=choice["actions"], value=choice["default_action"]),
-                choice["policy_ref"], "", "", "", "", lease_html(packet, settings), *common, *ctx)
+                campaign_html(packet), similar_html(packet), author_html(packet) if build_context_panel is None
+                else gr.update(), gr.update(value=label),
+                gr.update(choices=choice["actions"], value=choice["default_action"]),
+                choice["policy_ref"], "", "", "", "", lease_html(packet, settings), queue_list)
+
+    def after_case(packet: Optional[dict[str, Any]], shown: Optional[int], who: str, queue: str,
+                   request: gr.Request) -> tuple[Any, ...]:
+        """What follows a case change: the "N left" line, the break offer, and the context panel
+        (re-rendered only when the case on screen changed; `shown` is the case it shows)."""
+        try:
+            principal = who_of(who, request) if (app.has_users() or (who or "").strip()) else None
+        except SERVICE_ERRORS:
+            principal = None
+        expo = expo_of(principal)
+        case_id = packet["case"]["id"] if packet else None
+        head = (status_html(queue_status(store, qconfig), queue, expo), break_update(expo, queue))
+        if not ctx_components:
+            return (*head, case_id)
+        if case_id == shown and packet is not None:
+            return (*head, case_id, *([gr.update()] * len(ctx_components)))
+        return (*head, case_id, *context_values(app, packet, principal))
 
     def kept(packet: dict[str, Any], armed: Optional[int], exc: Exception, what: str = "Not saved") -> tuple[Any, ...]:
         """A refusal: keep the packet and everything typed; the reason goes beside its control."""
@@ -156,16 +187,17 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
         if spot == "lease":
             errs["buttons"] = message_html(msg, "error")
         return (packet, armed, *([gr.update()] * 10), errs["label"], errs["rationale"], errs["buttons"], lease,
-                *([gr.update()] * (3 + len(ctx_components))))
+                gr.update())
 
     def packet_for(case_id: int, principal: Any) -> dict[str, Any]:
         return review_packet(store, taxonomy, case_id, settings, app.campaigns(), viewer=principal)
 
-    def claim(who: str, queue: str, request: gr.Request, message: str = "", switch_queue: bool = False) -> tuple[Any, ...]:
+    def claim(who: str, queue: str, request: gr.Request, message: str = "", switch_queue: bool = False,
+              principal: Any = None) -> tuple[Any, ...]:
         if not app.has_users() and not who.strip():
             return show(None, None, queue, "Enter your analyst name first (top left).", "error")
         try:
-            principal = who_of(who, request)
+            principal = principal or who_of(who, request)
             case = next_case(store, principal, queue, config=qconfig, detail=False)
         except SERVICE_ERRORS as exc:
             return show(None, None, queue, plain(str(exc)), "error")
@@ -173,7 +205,9 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
             return show(None, principal, queue, f"{message} Queue {queue} is empty.".strip(), switch_queue=switch_queue)
         return show(packet_for(case["id"], principal), principal, queue, message, switch_queue=switch_queue)
 
-    def open_case(who: str, queue: str, case_text: str, request: gr.Request) -> tuple[Any, ...]:
+    def open_case(who: str, queue: str, case_text: Any, request: gr.Request) -> tuple[Any, ...]:
+        if case_text is None or not str(case_text).strip():
+            return show(None, None, queue, "Type a case number first.", "error")
         try:
             case_id = int(str(case_text).strip().lstrip("#"))
         except ValueError:
@@ -200,7 +234,7 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
         msg = (f"This decides {n} items of campaign {cc['campaign_id']} ({cc['already_decided']} already decided). "
                f"Press {what} again, or Confirm, to decide {n} items.")
         return (packet, packet["case"]["id"], *([gr.update()] * 10), "", "",
-                message_html(msg, "confirm"), gr.update(), *([gr.update()] * (3 + len(ctx_components))))
+                message_html(msg, "confirm"), gr.update(), gr.update())
 
     def submit(packet: Optional[dict[str, Any]], armed: Optional[int], who: str, queue: str, label: str,
                action: str, policy_ref: str, rationale: str, request: gr.Request, key: str = "Ctrl+Enter") -> tuple[Any, ...]:
@@ -219,13 +253,14 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
             return ask
         case_id = packet["case"]["id"]
         try:
-            out = decide(store, taxonomy, case_id, who_of(who, request), label, action=action or None,
+            principal = who_of(who, request)
+            out = decide(store, taxonomy, case_id, principal, label, action=action or None,
                          policy_ref=policy_ref or None, rationale=rationale or None, config=qconfig)
         except SERVICE_ERRORS as exc:
             return kept(packet, armed, exc)
         n = len(out.get("decision_ids", []))
         return claim(who, queue, request, f"Saved case {case_id}: {label} / {action or 'default action'}"
-                                          f"{f' on {n} items' if n > 1 else ''}. Press u to undo.")
+                                          f"{f' on {n} items' if n > 1 else ''}. Press u to undo.", principal=principal)
 
     def confirm(packet: Optional[dict[str, Any]], armed: Optional[int], who: str, queue: str,
                 request: gr.Request) -> tuple[Any, ...]:
@@ -432,8 +467,33 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
     counts_timer = gr.Timer(settings.counts_refresh_seconds)
 
     outputs = [packet_state, armed_state, header, text, model_info, campaign_info, similar, author,
-               label_in, action_in, policy_in, rationale_in, label_err, rationale_err, buttons_err, lease,
-               queue_in, status, break_btn, *ctx_components]
+               label_in, action_in, policy_in, rationale_in, label_err, rationale_err, buttons_err, lease, queue_in]
+    shown_state = gr.State(None)  # the case the context panel shows
+
+    def wired(event: Any, fn: Callable[..., Any], inputs: list[Any]) -> Any:
+        """A key's event: the case's outputs and, in the same response, what follows a case change
+        (`after_case`). One event, not a chained `.then`: the page walks every output's status on
+        each event, and a second event per key cost more in the browser than it saved on the
+        server (measured, issue 17). Not queued (a confirm is one short transaction), no progress
+        overlay, a second key while one is in flight is dropped."""
+        n_in = len(inputs)
+
+        def with_after(*args: Any) -> tuple[Any, ...]:
+            shown, request = args[n_in], args[n_in + 1]
+            out = fn(*args[:n_in], request)
+            packet = out[0] if isinstance(out[0], dict) and "case" in out[0] else None
+            q = args[inputs.index(queue_in)] if queue_in in inputs else (break_queue_name(None) or qconfig.default_queue)
+            return (*out, *after_case(packet, shown, args[inputs.index(who)], q, request))
+
+        # Gradio passes the request to a parameter annotated gr.Request: say so for the wrapper.
+        params = [inspect.Parameter(f"in{i}", inspect.Parameter.POSITIONAL_OR_KEYWORD) for i in range(n_in + 1)]
+        params.append(inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=gr.Request))
+        with_after.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+        with_after.__annotations__ = {"request": gr.Request}
+        with_after.__name__ = fn.__name__
+        return event(with_after, [*inputs, shown_state], [*outputs, status, break_btn, shown_state, *ctx_components],
+                     show_progress="hidden", trigger_mode="once", queue=False)
+
     wire: list[tuple[Any, Callable[..., Any], list[Any]]] = [
         (next_btn.click, claim, [who, queue_in]),
         (open_btn.click, open_case, [who, queue_in, open_in]),
@@ -447,7 +507,7 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
         (undo_btn.click, undo, [packet_state, who, queue_in]),
     ]
     for event, fn, inputs in wire:
-        event(fn, inputs, outputs, show_progress="hidden", trigger_mode="once", queue=False)
+        wired(event, fn, inputs)
     reveal_btn.click(reveal, [packet_state, who, queue_in],
                      [packet_state, text, campaign_info, similar, author, buttons_err, status, break_btn],
                      show_progress="hidden")
@@ -457,8 +517,19 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
                          js="(p, h, w, i) => [p, h, w, Date.now() - (window.wbLastActivity || Date.now())]")
     counts_timer.tick(refresh_counts, [who, queue_in], [status, break_btn, queue_in])
     queue_in.input(refresh_counts, [who, queue_in], [status, break_btn, queue_in], show_progress="hidden")
-    break_btn.click(to_break, [who], outputs, show_progress="hidden")
+    wired(break_btn.click, to_break, [who])
     for box in (blur_in, gray_in):
         box.input(save_prefs, [packet_state, who, blur_in, gray_in], [text], show_progress="hidden")
     blocks.load(on_load, [who], [who, queue_in, status, blur_in, gray_in, break_btn])
-    return who
+
+    def open_from(event: Any, case_box: Any, tabs: Any, tab_id: str, note: Any) -> None:
+        def switched(packet: Optional[dict[str, Any]], case_id: Any, refusal: str) -> tuple[Any, str]:
+            if packet and case_id is not None and int(packet["case"]["id"]) == int(case_id):
+                return gr.Tabs(selected=tab_id), f"Opened case {int(case_id)} on the Review tab."
+            why = html.unescape(re.sub(r"<[^>]+>", " ", refusal or "")).strip() or "pick a result with a case first"
+            return gr.update(), f"Not opened: {md_escape(why)}"
+
+        wired(event, open_case, [who, queue_in, case_box]).then(
+            switched, [packet_state, case_box, buttons_err], [tabs, note], show_progress="hidden", queue=False)
+
+    return ReviewTab(who=who, open_from=open_from)

@@ -1,12 +1,13 @@
 """The Search tab: find items and campaigns by text, item id, author, tag or note (with prefixes
 `id:`, `author:`, `tag:`, `note:`, `text:`, `case:`, `campaign:`), within the signed-in user's
-rights, texts masked; a row's case id is what "Open" gives, for the Review tab's case box.
+rights, texts masked; a clicked row gives its case id, and "Open in Review" claims that case and
+shows it on the Review tab (`review.ReviewTab.open_from`).
 
 Each callback is a few lines over `labeling.search.search`.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import gradio as gr
 
@@ -47,8 +48,11 @@ def summary_md(out: dict[str, Any]) -> str:
     return f"**{count} items**{camps} for `{md_escape(out['query'])}` (times in {zone_name()}; texts masked as on Review)."
 
 
-def build_search_tab(app: "AppContext", who: Optional[gr.Textbox] = None) -> gr.Number:
-    """Lay out the Search tab and wire it; returns the number box holding the case id to open."""
+def build_search_tab(app: "AppContext", who: Optional[gr.Textbox] = None,
+                     open_in_review: Optional[Callable[[Any, gr.Number, gr.Markdown], None]] = None) -> gr.Number:
+    """Lay out the Search tab and wire it; returns the number box holding the case id to open.
+    `open_in_review(event, case_box, note)` (the Review tab's `open_from`) wires the "Open in
+    Review" button: claim that case and show it on the Review tab."""
     who_in = who if who is not None else gr.State("")
 
     def run(query: str, page: float, name: str, request: gr.Request) -> tuple[Any, ...]:
@@ -83,7 +87,8 @@ def build_search_tab(app: "AppContext", who: Optional[gr.Textbox] = None) -> gr.
         case = row[0]
         if case in ("—", None, ""):
             return None, f"Item {md_escape(row[1])} has no case."
-        return int(case), f"Case **{int(case)}** (item `{md_escape(row[1])}`): open it on the Review tab with this id."
+        how = "press **Open in Review**" if open_in_review else "open it on the Review tab with this id"
+        return int(case), f"Case **{int(case)}** (item `{md_escape(row[1])}`): {how}."
 
     with gr.Row():
         query = gr.Textbox(label="Search", placeholder="text, item id, author, or tag:…, note:…, case:…, campaign:…",
@@ -93,6 +98,8 @@ def build_search_tab(app: "AppContext", who: Optional[gr.Textbox] = None) -> gr.
         summary = gr.Markdown("Search texts, item ids, authors, tags and notes.", elem_id="wb-search-summary")
         case_box = gr.Number(label="Case to open (click a row)", precision=0, elem_id="wb-search-case", scale=0,
                              min_width=200)
+        open_btn = (gr.Button("Open in Review", elem_id="wb-search-open-review", scale=0, min_width=130)
+                    if open_in_review else None)
         opened = gr.Markdown(elem_id="wb-search-open")
     results = gr.Dataframe(headers=HEADERS, interactive=False, wrap=True, elem_id="wb-search-results",
                            column_widths=["6%", "12%", "11%", "8%", "12%", "12%", "11%", "28%"], max_height=400)
@@ -108,4 +115,6 @@ def build_search_tab(app: "AppContext", who: Optional[gr.Textbox] = None) -> gr.
     prev_btn.click(prev, [query, page, who_in], outs)
     next_btn.click(nxt, [query, page, who_in], outs)
     results.select(pick, [results], [case_box, opened])
+    if open_in_review and open_btn is not None:
+        open_in_review(open_btn.click, case_box, opened)
     return case_box
