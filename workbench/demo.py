@@ -3,7 +3,9 @@
 Ingest runs first and finds the data (shared folder, else the Hub); every later step is a
 `demo_steps` hook implementation (`core.hooks.DemoStep`), run in ascending order, so a plugin
 adds a step without touching this file. The built-in steps below are thin: each calls its
-area's service functions with the configs of the application context.
+area's service functions with the configs of the application context. The learning loop
+after the cases (simulated decisions, retrain behind the gate, label errors, the evaluation
+report, drift, search) is in `demo_loop`.
 """
 from __future__ import annotations
 
@@ -71,9 +73,11 @@ def collect_steps() -> list[DemoStep]:
     """Every plugin's demo steps (the built-in ones registered once), in run order."""
     import sys
 
-    module = sys.modules[__name__]
-    if not pm.is_registered(module):
-        pm.register(module, name="workbench.demo")
+    from . import demo_loop
+
+    for name, module in (("workbench.demo", sys.modules[__name__]), ("workbench.demo_loop", demo_loop)):
+        if not pm.is_registered(module):
+            pm.register(module, name=name)
     steps = [s for batch in pm.hook.demo_steps() for s in batch]
     return sorted(steps, key=lambda s: (s.order, s.name))
 

@@ -11,7 +11,7 @@ from core.hooks import hookimpl
 from .common import AppContext, json_option, pass_app, user_errors
 
 # What `workbench demo` does on the store, each needing its permission (it runs them as the system).
-DEMO_ACTIONS = ("ingest", "train", "score", "cluster", "build_cases")
+DEMO_ACTIONS = ("ingest", "train", "score", "cluster", "build_cases", "promote", "evaluate")
 
 
 def is_loopback(host: str) -> bool:
