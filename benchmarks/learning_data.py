@@ -71,6 +71,45 @@ def load(name: str) -> Dataset:
     return Dataset(name, ids, texts, labels, emb)
 
 
+def hybrid_text_features(datasets: list[Dataset], params: dict) -> "object":
+    """The n-gram block of the product's `hybrid` kind (word + char TF-IDF with its preprocessing,
+    `models.linear.HybridClassifier._features` with the embedding left out) over the rows of
+    `datasets` stacked in order, as a CSR matrix; cached on disk under `CACHE` keyed by the texts
+    and the n-gram parameters.
+
+    The vectorizers are fitted on all of these texts without their labels (vocabulary and idf
+    only): every text is in the store unlabelled when the model is trained, and refitting the
+    vocabulary at each of the ~500 retrains of a benchmark run would not fit a shared 2-core
+    machine. The classifier head never sees an unreviewed item's label."""
+    import hashlib
+    import json
+
+    import scipy.sparse as sp
+
+    from core.taxonomy import load_taxonomy
+    from models.kinds import make_classifier
+
+    keep = {k: params[k] for k in ("word_ngrams", "char_ngrams", "char_analyzer", "preprocess", "min_df",
+                                   "max_features") if k in params}
+    h = hashlib.blake2b(digest_size=8)
+    h.update(json.dumps(keep, sort_keys=True, default=list).encode())
+    for d in datasets:
+        h.update(d.name.encode())
+        for t in d.texts:
+            h.update(t.encode("utf-8", "surrogatepass") + b"\x1f")
+    path = CACHE / f"hybrid-ngrams-{'+'.join(d.name for d in datasets)}-{h.hexdigest()}.npz"
+    if path.exists():
+        return sp.load_npz(path).tocsr()
+    texts = [t for d in datasets for t in d.texts]
+    log(f"fitting the hybrid's word/char TF-IDF on {len(texts)} texts ({keep}); cached in {path.name}")
+    clf = make_classifier("hybrid", list(load_taxonomy().labels), **{**keep, "embedding_weight": 0.0})
+    clf._vectorizers()
+    X = sp.csr_matrix(clf._features(texts, None, fit=True), dtype=np.float32)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    sp.save_npz(path, X)
+    return X
+
+
 if __name__ == "__main__":
     for ds in sys.argv[1:] or ["sms_spam", "davidson"]:
         d = load(ds)

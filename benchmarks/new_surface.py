@@ -4,9 +4,25 @@ The champion is trained on Davidson tweets alone (a seeded stratified sample of 
 default 8,000, so that the ~30 retrains per seed fit a shared 2-core machine; labels benign /
 harassment / hate: no spam or scam at all). The SMS messages arrive as a new surface; a simulated
 analyst answers every case with the message's true policy label. Three ways to spend 200
-decisions, each retrained (logistic regression on the cached MiniLM embeddings, the Davidson
-labels at weight 1 and the human labels at `labeling.training_data.human_weights` of models.yaml's
-`learning` settings, balanced class weights) after every 20 decisions:
+decisions; after every 20 a challenger is trained and goes through the promotion gate:
+
+- model (the same for all three strategies): logistic regression (models.yaml `kinds.hybrid` C,
+  balanced class weights) on the product `hybrid` kind's features: its word + char TF-IDF n-grams
+  (`kinds.hybrid` settings, vocabulary fitted once on all texts without labels, cached under
+  workbench-data/bench-learning/) beside the MiniLM embedding. Which features (MiniLM alone, or
+  n-grams + MiniLM at embedding weight 1 or 2) is chosen by 3-fold log loss on the champion's
+  training data (the base), never on surface items. The base labels weigh 1, the human labels
+  `labeling.training_data.human_weights` (the product repeats rows by weight; here a sample
+  weight, with the balanced class weights computed on the weighted counts as the product's are
+  on the repeated rows). The kind's own calibration and decision weights are left out (AUC does not need them;
+  its `fit` takes no sample weights, and its 5 calibration folds would multiply the ~600 retrains).
+- gate (`evaluation.compare.paired_bootstrap` + `gate`, models.yaml `promotion`): the decisions
+  are split by the product's salted text hash (`labeling.training_data.proposed_side`,
+  `--test-fraction`, default 0.35); the challenger learns from the base plus the train side and is
+  compared with the champion on the test side (`test_split`) and on its uniform-QA part
+  (`qa_audit`); a set under `min_items` is reported, not counted, and with no qualifying set the
+  champion stays. The champion (the model in production) scores the queue and is what the AUC
+  measures; every challenger's AUC is reported too.
 
 - `loop` (as built): cold-start seeds around five example spam texts (`labeling.seeding`:
   round-robin nearest neighbours, `seeding.neighbours` of queues.yaml, plus the uniform QA sample
@@ -20,9 +36,7 @@ The five examples are SMS spam messages drawn per seed; they are not decisions a
 of the evaluation. Measured: spam AUC (p(spam) + p(scam) against the dataset's spam label) on the
 SMS messages nobody reviewed, after each retrain; mean and sd over `--seeds`. Targets: the loop
 reaches AUC >= 0.95 after 100 decisions and >= 0.98 after 200, above both comparisons.
-Not exercised here: the promotion gate (with 100 decisions its human-labelled test side holds ~20
-items, under the gate's `min_items`; benchmarks/promotion.py measures the gate): every retrain
-is taken as the next champion.
+Per checkpoint the output gives how many seeds promoted the challenger and the test-side size.
 
 `--variant new_policy`: a new policy on a known surface. The champion is trained on the SMS
 messages and on the Davidson tweets with every hate label hidden (those tweets unlabelled); the
@@ -58,18 +72,31 @@ STRATEGIES = ("loop", "risk", "random")
 # 13 trial), 0.5: 0.972 / 0.975, 0.9: 0.973 / 0.983, 1.0 (20 neighbours): 0.977 / 0.985. A queue in
 # steady state keeps the shipped 0.2 (configs/queues.yaml); a new surface's queue is set high.
 COLD_SHARE = 0.9
+# The gate's held-out share of the decisions (the product's salted text hash, models.yaml
+# `learning.test_fraction` is 0.2): 0.35 so that 100 decisions give about 35 test items, over the
+# gate's `promotion.min_items` (30); with 0.2 the gate has no evidence before ~150 decisions.
+TEST_FRACTION = 0.35
+# Feature sets compared by cross-validation on the champion's training data: (the hybrid's word +
+# char n-grams?, MiniLM embedding weight). The n-gram settings are models.yaml `kinds.hybrid`.
+FEATURE_GRID = ((False, 1.0), (True, 1.0), (True, 2.0))
+CV_ROWS = 4000
 
 
 class Sim:
-    """The shared state of one benchmark run: data, taxonomy order, configs, the champion's base."""
+    """The shared state of one benchmark run: data, features, taxonomy order, configs, the champion's base."""
 
     def __init__(self, base_n: int, share: float | None = None, neighbours: int | None = None,
-                 uniform_share: float | None = None, variant: str = "new_surface") -> None:
+                 uniform_share: float | None = None, variant: str = "new_surface",
+                 test_fraction: float = TEST_FRACTION, gate_metric: str | None = None) -> None:
         sys.path.insert(0, str(ROOT))
+        import scipy.sparse as sp
+
         from core.taxonomy import load_taxonomy
         from core.text import text_hash
         from labeling.priority import label_harm_weights
         from labeling.queue_config import load_queue_config
+        from labeling.training_data import proposed_side
+        from learning_data import hybrid_text_features
         from models.config import load_models_config
         from models.training import stratified_split
 
@@ -79,8 +106,16 @@ class Sim:
         self.qcfg = load_queue_config(ROOT / "configs", self.tax)
         mcfg = load_models_config()
         self.learning = mcfg.learning
-        self.C = float(mcfg.kind_params("minilm_lr").get("C", 1.0))
+        self.pcfg = mcfg.promotion
+        if gate_metric:  # e.g. auc:hate for a new policy (models.yaml `promotion.metric` takes it too)
+            self.pcfg = self.pcfg.model_copy(update={"metric": gate_metric})
+        self.hp = mcfg.kind_params("hybrid")
+        self.C = float(self.hp.get("C", 4.0))
         sms, dav = load("sms_spam"), load("davidson")
+        # One row space for both datasets (SMS first): the hybrid's n-gram block and the embeddings.
+        self.T = hybrid_text_features([sms, dav], self.hp)
+        self.E = np.vstack([sms.emb, dav.emb]).astype(np.float32)
+        off = {"sms_spam": 0, "davidson": len(sms.ids)}
         self.variant = variant
         if variant == "new_surface":
             # Champion: Davidson alone; surface: the SMS messages; policy: spam (spam + scam).
@@ -89,41 +124,99 @@ class Sim:
             # Champion: SMS and the Davidson tweets with every hate label hidden (those tweets
             # unlabelled); surface: the Davidson tweets; policy: hate.
             self.sur, self.pos_labels, base = dav, ["hate"], [(dav, "hate"), (sms, None)]
+        self.sur_rows = off[self.sur.name] + np.arange(len(self.sur.ids))
         self.sur_y = np.array([self.labels.index(lab) for lab in self.sur.labels])
         self.sur_hash = [text_hash(t) for t in self.sur.texts]
         self.pos = np.isin(self.sur_y, [self.labels.index(lab) for lab in self.pos_labels])
-        Xs, ys = [], []
+        rows, ys = [], []
         for data, hidden in base:
             keep_all = [i for i, lab in enumerate(data.labels) if lab != hidden]
             if data is dav and len(keep_all) > base_n:
                 _, pick = stratified_split([data.ids[i] for i in keep_all], [data.labels[i] for i in keep_all],
                                            base_n / len(keep_all), 13)
                 keep_all = [keep_all[i] for i in pick]
-            Xs.append(data.emb[keep_all])
+            rows.append(off[data.name] + np.array(keep_all))
             ys.append(np.array([self.labels.index(data.labels[i]) for i in keep_all]))
-        self.base_X, self.base_y = np.vstack(Xs), np.concatenate(ys)
+        self.base_rows, self.base_y = np.concatenate(rows), np.concatenate(ys)
         self.share = float(self.qcfg.learning.queues.get("general", 0.2)) if share is None else share
         upd = {k: v for k, v in (("neighbours", neighbours), ("uniform_share", uniform_share)) if v is not None}
         if upd:
             self.qcfg = self.qcfg.model_copy(update={"seeding": self.qcfg.seeding.model_copy(update=upd)})
+        # The gate's held-out side of the decisions: the product's salted hash of each text.
+        self.test_fraction = test_fraction
+        self.side_test = np.array([proposed_side(h, self.learning.split_salt, test_fraction) == "test"
+                                   for h in self.sur_hash])
+        self.cv = self.choose_features()
+        ngrams, w = self.cv["chosen"]
+        blocks = ([self.T] if ngrams else []) + [sp.csr_matrix(self.E * w)]
+        self.X = sp.hstack(blocks, format="csr", dtype=np.float32) if len(blocks) > 1 else blocks[0]
+        self.X_sur = self.X[self.sur_rows]
+        self.X_base = self.X[self.base_rows]
 
-    def fit(self, human: list[int]) -> np.ndarray:
-        """Probabilities over the SMS messages (taxonomy order) of a model trained on the base plus
-        the human labels of `human` (SMS indices), weighted as the product weighs them."""
+    def features_name(self) -> str:
+        ngrams, w = self.cv["chosen"]
+        return f"hybrid n-grams + {w:g} x MiniLM" if ngrams else "MiniLM only"
+
+    def choose_features(self) -> dict:
+        """The feature set by stratified 3-fold log loss on the champion's training data (the
+        base, a seeded sample of at most CV_ROWS rows): MiniLM alone, or the hybrid's n-grams plus
+        MiniLM at each embedding weight of FEATURE_GRID. No surface item is looked at."""
+        import scipy.sparse as sp
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.metrics import log_loss
+        from sklearn.model_selection import StratifiedKFold
+
+        rng = np.random.default_rng(1)
+        sub = rng.choice(len(self.base_y), size=min(CV_ROWS, len(self.base_y)), replace=False)
+        rows, y = self.base_rows[sub], self.base_y[sub]
+        scores = {}
+        for ngrams, w in FEATURE_GRID:
+            blocks = ([self.T[rows]] if ngrams else []) + [sp.csr_matrix(self.E[rows] * w)]
+            X = sp.hstack(blocks, format="csr") if len(blocks) > 1 else blocks[0]
+            losses = []
+            for tr, ho in StratifiedKFold(3, shuffle=True, random_state=1).split(X, y):
+                clf = LogisticRegression(C=self.C, max_iter=1000, class_weight="balanced").fit(X[tr], y[tr])
+                losses.append(log_loss(y[ho], clf.predict_proba(X[ho]), labels=clf.classes_))
+            scores[f"{'hybrid' if ngrams else 'minilm'}:{w:g}"] = round(float(np.mean(losses)), 5)
+            log(f"[cv] {'n-grams + ' if ngrams else ''}{w:g} x MiniLM: log loss {scores[list(scores)[-1]]}")
+        best = min(range(len(FEATURE_GRID)), key=lambda j: list(scores.values())[j])
+        return {"rows": int(len(y)), "folds": 3, "log_loss": scores, "chosen": FEATURE_GRID[best]}
+
+    def fit(self, human: list[int], warm: dict | None = None) -> tuple[np.ndarray, dict]:
+        """Probabilities over the surface (taxonomy order) of a model trained on the base plus the
+        human labels of `human` (surface indices), weighted as the product weighs them, and the
+        head's state (warm start for the next retrain: same optimum, fewer iterations)."""
+        import scipy.sparse as sp
         from sklearn.linear_model import LogisticRegression
 
         from labeling.training_data import human_weights
 
         now = dt.datetime(2026, 12, 1)
         w_h = human_weights([now] * len(human), ["surface"] * len(human), now, self.learning) if human else np.zeros(0)
-        X = np.vstack([self.base_X, self.sur.emb[human]]) if human else self.base_X
+        X = sp.vstack([self.X_base, self.X_sur[human]], format="csr") if human else self.X_base
         y = np.concatenate([self.base_y, self.sur_y[human]]) if human else self.base_y
         w = np.concatenate([np.ones(len(self.base_y)), w_h])
-        clf = LogisticRegression(C=self.C, max_iter=500, class_weight="balanced")
+        # Balanced class weights over the weighted counts: what the product's `class_weight:
+        # balanced` computes on its rows repeated by weight (`models.training.replicate_by_weight`).
+        mass = np.bincount(y, weights=w, minlength=len(self.labels))
+        present = mass > 0
+        cw = np.zeros(len(self.labels))
+        cw[present] = w.sum() / (present.sum() * mass[present])
+        w = w * cw[y]
+        clf = LogisticRegression(C=self.C, max_iter=1000, warm_start=True)
+        classes = np.unique(y)
+        if warm is not None:
+            coef = np.zeros((len(classes), X.shape[1]))
+            icpt = np.zeros(len(classes))
+            for j, c in enumerate(classes):
+                if c in warm["classes"]:
+                    k = int(np.flatnonzero(warm["classes"] == c)[0])
+                    coef[j], icpt[j] = warm["coef"][k], warm["intercept"][k]
+            clf.coef_, clf.intercept_ = coef, icpt
         clf.fit(X, y, sample_weight=w)
         out = np.zeros((len(self.sur_y), len(self.labels)))
-        out[:, clf.classes_] = clf.predict_proba(self.sur.emb)
-        return out
+        out[:, clf.classes_] = clf.predict_proba(self.X_sur)
+        return out, {"classes": clf.classes_, "coef": clf.coef_, "intercept": clf.intercept_}
 
     def auc(self, probs: np.ndarray, unseen: np.ndarray) -> float:
         from sklearn.metrics import roc_auc_score
@@ -131,8 +224,9 @@ class Sim:
         score = probs[:, [self.labels.index(lab) for lab in self.pos_labels]].sum(axis=1)
         return float(roc_auc_score(self.pos[unseen], score[unseen]))
 
-    def seeds(self, examples: np.ndarray, pool: np.ndarray, seed: int) -> list[int]:
-        """The cold-start order: the product's round-robin neighbours plus the uniform QA sample."""
+    def seeds(self, examples: np.ndarray, pool: np.ndarray, seed: int) -> tuple[list[int], set[int]]:
+        """The cold-start order (the product's round-robin neighbours plus the uniform QA sample)
+        and the items of that uniform sample (the gate's `qa_audit` set)."""
         from labeling.sampling import uniform_draw
         from labeling.seeding import interleave_uniform, nearest_round_robin
 
@@ -143,8 +237,9 @@ class Sim:
         n_uni = int(round(s.uniform_share * len(picks)))
         rest = sorted((r for r in range(len(pool)) if r not in chosen),
                       key=lambda r: uniform_draw(self.sur.ids[pool[r]], f"{seed}:seed:{self.pos_labels[0]}"))
-        order = interleave_uniform([int(pool[r]) for r, _, _ in picks], [int(pool[r]) for r in rest[:n_uni]])
-        return order
+        uniform = [int(pool[r]) for r in rest[:n_uni]]
+        order = interleave_uniform([int(pool[r]) for r, _, _ in picks], uniform)
+        return order, set(uniform)
 
     def queue_batch(self, probs: np.ndarray, remaining: np.ndarray, k: int, share: float) -> list[int]:
         """One batch of claims: `share` of it by the learning pick, the rest by risk."""
@@ -163,14 +258,43 @@ class Sim:
         by_risk = [int(remaining[j]) for j in np.argsort(-risk, kind="stable") if int(remaining[j]) not in taken]
         return learn + by_risk[: k - len(learn)]
 
-    def run(self, strategy: str, seed: int, champion_probs: np.ndarray) -> list[tuple[int, float]]:
+    def gate_step(self, decided: list[int], uniform: set[int], champ: np.ndarray,
+                  chall: np.ndarray) -> dict:
+        """The product's gate (`evaluation.compare.paired_bootstrap` + `gate`, models.yaml
+        `promotion`) on the human-labelled test side of the decisions so far and on its uniform
+        QA part: the champion in production against the challenger, on the same items."""
+        import warnings
+
+        from evaluation.compare import gate, paired_bootstrap
+
+        test = [i for i in decided if self.side_test[i]]
+        comps = {}
+        for name, items in (("test_split", test), ("qa_audit", [i for i in test if i in uniform])):
+            idx = np.array(items, dtype=int)
+            y = self.sur_y[idx]
+            pa, pb = champ[idx], chall[idx]
+            with warnings.catch_warnings():  # nanmean over resamples without a positive: reported as None
+                warnings.simplefilter("ignore", RuntimeWarning)
+                comps[name] = paired_bootstrap(y, pa, pb, pa.argmax(axis=1), pb.argmax(axis=1), self.labels,
+                                               groups=[self.sur_hash[i] for i in idx], n_boot=self.pcfg.bootstrap,
+                                               seed=self.pcfg.seed, confidence=self.pcfg.confidence)
+        comps = {k: v for k, v in comps.items() if k in self.pcfg.sets}
+        v = gate(comps, self.pcfg.metric, self.pcfg.min_lower_bound, self.pcfg.min_items, self.pcfg.mcnemar_alpha)
+        return {"passed": bool(v["passed"]), "n_test": len(test), "reason": v["reason"]}
+
+    def run(self, strategy: str, seed: int, champion: tuple[np.ndarray, dict]) -> list[dict]:
+        """One strategy's 200 decisions: after every STEP a challenger is trained on the base and
+        the train side of the decisions and goes through the gate; the champion (the model in
+        production) scores the queue, and both are measured on the items nobody reviewed."""
         rng = np.random.default_rng(seed)
         examples = rng.choice(np.flatnonzero(self.pos), size=5, replace=False)
         pool = np.setdiff1d(np.arange(len(self.sur_y)), examples)
-        pending = self.seeds(examples, pool, seed) if strategy != "random" else []
-        random_order = list(rng.permutation(pool)) if strategy == "random" else []
+        pending, uniform = self.seeds(examples, pool, seed) if strategy != "random" else ([], set())
+        random_order = [int(i) for i in rng.permutation(pool)] if strategy == "random" else []
+        if strategy == "random":
+            uniform = set(random_order[:BUDGET])
         decided: list[int] = []
-        probs = champion_probs
+        champ_probs, warm = champion
         curve = []
         while len(decided) < BUDGET:
             need = STEP
@@ -178,16 +302,22 @@ class Sim:
             pending = pending[need:]
             if len(batch) < need:
                 if strategy == "random":
-                    batch = [int(i) for i in random_order[len(decided):len(decided) + need]]
+                    batch = random_order[len(decided):len(decided) + need]
                 else:
                     seen = set(decided) | set(batch)
                     remaining = np.array([i for i in pool if int(i) not in seen])
-                    batch += self.queue_batch(probs, remaining, need - len(batch),
+                    batch += self.queue_batch(champ_probs, remaining, need - len(batch),
                                               self.share if strategy == "loop" else 0.0)
             decided += batch
-            probs = self.fit(decided)
+            train = [i for i in decided if not self.side_test[i]]
+            chall_probs, warm = self.fit(train, warm)
+            verdict = self.gate_step(decided, uniform, champ_probs, chall_probs)
+            if verdict["passed"]:
+                champ_probs = chall_probs
             unseen = np.setdiff1d(pool, np.array(decided))
-            curve.append((len(decided), self.auc(probs, unseen)))
+            curve.append({"n": len(decided), "auc": self.auc(champ_probs, unseen),
+                          "challenger_auc": self.auc(chall_probs, unseen), "promoted": verdict["passed"],
+                          "n_test": verdict["n_test"], "reason": verdict["reason"]})
         return curve
 
 
@@ -199,27 +329,40 @@ def main() -> None:
                     help=f"Learning share of the new surface's queue (default {COLD_SHARE}; see the module doc).")
     ap.add_argument("--neighbours", type=int, default=None, help="Seed neighbours (default: seeding.neighbours).")
     ap.add_argument("--uniform-share", type=float, default=None, help="Default: seeding.uniform_share.")
+    ap.add_argument("--test-fraction", type=float, default=TEST_FRACTION,
+                    help=f"The gate's held-out share of the decisions (default {TEST_FRACTION}).")
+    ap.add_argument("--gate-metric", default=None,
+                    help="The gate's metric (default: models.yaml promotion.metric), e.g. auc:hate.")
     ap.add_argument("--variant", choices=["new_surface", "new_policy"], default="new_surface")
     ap.add_argument("--append", action="store_true", help="Append the JSON line to benchmarks/measured.jsonl.")
     args = ap.parse_args()
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     t0 = time.time()
-    sim = Sim(args.base_n, args.share, args.neighbours, args.uniform_share, args.variant)
+    sim = Sim(args.base_n, args.share, args.neighbours, args.uniform_share, args.variant, args.test_fraction,
+              args.gate_metric)
     policy = "+".join(sim.pos_labels)
-    log(f"[{args.variant}] champion trained on {len(sim.base_y)} items; surface {len(sim.sur_y)} "
-        f"({int(sim.pos.sum())} {policy})")
+    log(f"[{args.variant}] champion trained on {len(sim.base_y)} items ({sim.features_name()}); surface "
+        f"{len(sim.sur_y)} ({int(sim.pos.sum())} {policy})")
     champ = sim.fit([])
-    champ_auc = sim.auc(champ, np.arange(len(sim.sur_y)))
+    champ_auc = sim.auc(champ[0], np.arange(len(sim.sur_y)))
     curves: dict = {s: [] for s in STRATEGIES}
     for seed in seeds:
         for strategy in STRATEGIES:
             c = sim.run(strategy, seed, champ)
             curves[strategy].append(c)
-            log(f"[{args.variant} seed {seed}] {strategy}: " + ", ".join(f"{n}:{a:.3f}" for n, a in c))
-    xs = [n for n, _ in curves["loop"][0]]
-    mean = {s: np.mean([[a for _, a in c] for c in curves[s]], axis=0) for s in STRATEGIES}
-    sd = {s: (np.std([[a for _, a in c] for c in curves[s]], axis=0, ddof=1) if len(seeds) > 1
-              else np.zeros(len(xs))) for s in STRATEGIES}
+            log(f"[{args.variant} seed {seed}] {strategy}: " + ", ".join(
+                f"{p['n']}:{p['auc']:.3f}{'*' if p['promoted'] else ''}(ch {p['challenger_auc']:.3f}, test {p['n_test']})"
+                for p in c))
+    xs = [p["n"] for p in curves["loop"][0]]
+
+    def stats(key: str) -> tuple[dict, dict]:
+        m = {s: np.mean([[p[key] for p in c] for c in curves[s]], axis=0) for s in STRATEGIES}
+        e = {s: (np.std([[p[key] for p in c] for c in curves[s]], axis=0, ddof=1) if len(seeds) > 1
+                 else np.zeros(len(xs))) for s in STRATEGIES}
+        return m, e
+
+    mean, sd = stats("auc")
+    cmean, csd = stats("challenger_auc")
 
     def at(s: str, n: int) -> float:
         return float(mean[s][xs.index(n)])
@@ -228,6 +371,7 @@ def main() -> None:
     met = {k: at("loop", int(k[-3:])) >= v and at("loop", int(k[-3:])) > max(at("risk", int(k[-3:])),
                                                                             at("random", int(k[-3:])))
            for k, v in targets.items()}
+    pc = sim.pcfg
     report = {
         "benchmark": "new_surface", "variant": args.variant,
         "setting": ("Davidson-only champion meets the SMS surface; spam AUC (spam + scam) on unreviewed SMS"
@@ -235,17 +379,31 @@ def main() -> None:
                     "champion on SMS + Davidson with every hate label hidden meets the hate policy; hate AUC on "
                     "unreviewed Davidson tweets"),
         "seeds": seeds, "base_items": int(len(sim.base_y)), "base_davidson_sample": args.base_n,
-        "model": f"LR(C={sim.C}, balanced) on MiniLM; human labels weighted by labeling.training_data.human_weights",
+        "model": f"LR(C={sim.C}, balanced) on {sim.features_name()} (models.yaml kinds.hybrid n-grams); human "
+                 "labels weighted by labeling.training_data.human_weights; same model for all three strategies",
+        "feature_cv": {k: (list(v) if isinstance(v, tuple) else v) for k, v in sim.cv.items()},
         "learning_share": sim.share, "seeding": sim.qcfg.seeding.model_dump(), "retrain_every": STEP,
-        "gate": "not exercised (every retrain taken as champion); see benchmarks/promotion.py",
+        "gate": {"metric": pc.metric, "min_lower_bound": pc.min_lower_bound, "min_items": pc.min_items,
+                 "mcnemar_alpha": pc.mcnemar_alpha, "bootstrap": pc.bootstrap, "sets": list(pc.sets),
+                 "test_fraction": sim.test_fraction,
+                 "note": "challenger trained on base + train-side decisions; AUC is the champion's (in production "
+                         "after the gate); challenger_auc is every retrain's"},
         "champion_auc": round(champ_auc, 4),
         "auc": {s: {str(n): [round(float(m), 4), round(float(e), 4)] for n, m, e in zip(xs, mean[s], sd[s])}
                 for s in STRATEGIES},
+        "challenger_auc": {s: {str(n): [round(float(m), 4), round(float(e), 4)] for n, m, e in zip(xs, cmean[s], csd[s])}
+                           for s in STRATEGIES},
+        "promoted_of_seeds": {s: {str(n): int(sum(c[j]["promoted"] for c in curves[s])) for j, n in enumerate(xs)}
+                              for s in STRATEGIES},
+        "test_side_items": {s: {str(n): [int(c[j]["n_test"]) for c in curves[s]] for j, n in enumerate(xs)}
+                            for s in STRATEGIES},
+        "gate_reason_first_seed": {s: {str(c["n"]): c["reason"] for c in curves[s][0] if c["n"] in (100, 200)}
+                                   for s in STRATEGIES},
         **{f"loop_over_{b}_at_{n}": round(at("loop", n) / at(b, n), 4) for b in ("risk", "random") for n in (100, 200)},
         "targets": targets, "met_each": met, "met": all(met.values()), "seconds": round(time.time() - t0, 1)}
     RESULTS.mkdir(parents=True, exist_ok=True)
     png = RESULTS / f"{args.variant}.png"
-    plot(xs, mean, sd, champ_auc, png, policy, args.variant, list(targets.values()))
+    plot(xs, mean, sd, champ_auc, png, policy, args.variant, list(targets.values()), cmean)
     report["plot"] = str(png.relative_to(ROOT))
     line = json.dumps(report)
     print(line)
@@ -255,7 +413,9 @@ def main() -> None:
 
 
 def plot(xs: list[int], mean: dict, sd: dict, champ_auc: float, path, policy: str, variant: str,
-         targets: list[float]) -> None:
+         targets: list[float], challenger: dict | None = None) -> None:
+    """Production AUC (champion after the gate; band: sd over seeds) per strategy, and each
+    strategy's challengers dashed."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -265,11 +425,13 @@ def plot(xs: list[int], mean: dict, sd: dict, champ_auc: float, path, policy: st
     for s, colour in zip(STRATEGIES, ("tab:blue", "tab:orange", "tab:gray")):
         ax.plot(xs, mean[s], marker="o", ms=3, color=colour, label=s)
         ax.fill_between(xs, mean[s] - sd[s], mean[s] + sd[s], color=colour, alpha=0.2)
+        if challenger is not None:
+            ax.plot(xs, challenger[s], ls="--", lw=1, color=colour, label=f"{s}: every challenger")
     ax.axhline(champ_auc, ls=":", color="black", lw=1, label="champion before any decision")
     for y in targets:
         ax.axhline(y, ls="--", color="tab:red", lw=0.8)
     ax.set_xlabel("human decisions")
-    ax.set_ylabel(f"{policy} AUC on unreviewed items")
+    ax.set_ylabel(f"{policy} AUC on unreviewed items\n(model in production after the gate)")
     ax.set_title("New surface: SMS spam, Davidson-only champion" if variant == "new_surface"
                  else "New policy: hate, champion with hate labels hidden")
     ax.legend(fontsize=8)
