@@ -38,6 +38,12 @@ def one_per_labelling_act(conn: Any, rows: list[dict[str, Any]]) -> list[dict[st
     hashes: dict[str, str] = {}
     for i in range(0, len(bulk_ids), _CHUNK):
         hashes.update(dict(conn.execute(select(I.c.id, I.c.text_hash).where(I.c.id.in_(bulk_ids[i:i + _CHUNK]))).all()))
+    return collapse_bulk(rows, hashes)
+
+
+def collapse_bulk(rows: list[dict[str, Any]], hashes: dict[str, str]) -> list[dict[str, Any]]:
+    """`rows` with each bulk decision's rows cut to one per (case, label, text hash); `hashes`
+    maps item id to its text hash (an item missing from it counts as its own text)."""
     seen: set[tuple[Any, ...]] = set()
     out = []
     for r in rows:

@@ -19,6 +19,7 @@ from core.labels import AUTHORITATIVE_KINDS, current_decisions
 from core.predictions import record_ids
 from core.schema import CampaignMember, Item, Prediction
 
+from .data import collapse_bulk
 from .drift_stats import WindowData
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -80,20 +81,6 @@ def _cached_vectors(store: "Store", model_id: str, ids: list[str], hashes: list[
     return template_hits if len(template_hits) > len(hits) else hits
 
 
-def _one_per_labelling_act(rows: list[dict[str, Any]], hashes: dict[str, str]) -> list[dict[str, Any]]:
-    """A bulk decision over a campaign's copies counts once per distinct text, not once per copy."""
-    seen: set[tuple[Any, ...]] = set()
-    out = []
-    for r in rows:
-        if r["kind"] == "bulk":
-            key = (r["case_id"], r["label"], hashes.get(r["item_id"], r["item_id"]))
-            if key in seen:
-                continue
-            seen.add(key)
-        out.append(r)
-    return out
-
-
 def read_windows(store: "Store", embedding_model: str, taxonomy: "Taxonomy",
                  reference: tuple[dt.datetime, dt.datetime], current: tuple[dt.datetime, dt.datetime]
                  ) -> tuple[WindowData, WindowData, dict[str, dict[str, int]]]:
@@ -130,7 +117,7 @@ def read_windows(store: "Store", embedding_model: str, taxonomy: "Taxonomy",
             first = _as_dt(first)
             if first is not None and lo < first <= hi:
                 new_campaigns[int(first > mid)] += 1
-    rows = _one_per_labelling_act([d for d in decided.values() if d["model_label"]], hashes)
+    rows = collapse_bulk([d for d in decided.values() if d["model_label"]], hashes)
     decisions, overrides = [0, 0], [0, 0]
     for r in rows:
         s = side[r["item_id"]]

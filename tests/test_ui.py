@@ -4,19 +4,16 @@ the other tabs load; the rendering helpers without a browser; `import workbench.
 Drives Debian's Chromium headless through Playwright (no browser download); skipped with the
 reason where Chromium or Playwright is missing.
 """
-import os
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import skip_or_fail
 from sqlalchemy import func, select
 
 from core.schema import Case, Decision
 
-CHROMIUM = os.environ.get("WORKBENCH_CHROMIUM", "/usr/bin/chromium")
 SHOTS = Path(__file__).resolve().parent.parent / "workbench-data" / "screenshots"
 
 ITEMS = [
@@ -40,23 +37,6 @@ def _free_port() -> int:
 @pytest.fixture
 def seeded(sqlite_store, make_scored):
     return make_scored(sqlite_store, ITEMS, SCORES)
-
-
-@pytest.fixture
-def browser_page():
-    if not Path(CHROMIUM).exists():
-        skip_or_fail(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
-    try:
-        from playwright import sync_api
-    except ImportError:
-        skip_or_fail("Playwright for Python is not installed")
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run", "--disable-quic"])
-        page = browser.new_page(viewport={"width": 1366, "height": 768})
-        yield page
-        browser.close()
 
 
 def decisions(store) -> list[dict]:

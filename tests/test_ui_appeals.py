@@ -8,14 +8,12 @@ tables and a chart. Screenshots of each tab go to workbench-data/screenshots/.
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 
 import pytest
 from sqlalchemy import insert, select
 
-from conftest import skip_or_fail
 from core.schema import Campaign, CampaignMember, Case, Decision, Note
-from test_ui import CHROMIUM, SHOTS, _free_port, _sign_in
+from test_ui import SHOTS, _free_port, _sign_in
 
 WAVE = 64
 SCAM = {"benign": 0.02, "spam": 0.08, "scam": 0.88, "hate": 0.01, "harassment": 0.01}
@@ -65,22 +63,6 @@ def _seed(store, make_scored, taxonomy, queue_config):
     appeal = APP.appeal(store, "reports:ap", "shop-owner", "This is our real courier notice, not a scam", taxonomy,
                         config=cfg)
     return cid, appeal["id"]
-
-
-@pytest.fixture
-def browser():
-    if not Path(CHROMIUM).exists():
-        skip_or_fail(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
-    try:
-        from playwright import sync_api
-    except ImportError:
-        skip_or_fail("Playwright for Python is not installed")
-    with sync_api.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run", "--disable-quic"])
-        yield b
-        b.close()
 
 
 def _page(browser):

@@ -5,7 +5,7 @@ Saves workbench-data/screenshots/evaluation.png (the viewport) and evaluation-fu
 """
 import pytest
 from eval_support import seed_reviews
-from test_ui import SHOTS, _free_port, _sign_in, browser_page  # noqa: F401 - the fixture
+from test_ui import SHOTS, _free_port, _sign_in
 
 from core.config import config_dir
 from evaluation.config import load_evaluation_config

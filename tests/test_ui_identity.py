@@ -18,7 +18,7 @@ from core.config import config_dir
 from core.schema import Decision
 from core.web_sessions import list_sessions
 from test_queue_support import add_campaign, add_scored
-from test_ui import SHOTS, _free_port, _sign_in, browser_page  # noqa: F401 - the fixture is used by name
+from test_ui import SHOTS, _free_port, _sign_in
 
 MEMBERS = [f"w{i}" for i in range(4)]
 

@@ -12,7 +12,7 @@ from sqlalchemy import select, update
 
 from core.schema import Case, Decision
 from test_review_screen import SLUR, case_of, seed
-from test_ui import SHOTS, _free_port, browser_page, decisions  # noqa: F401 - browser_page is a fixture
+from test_ui import SHOTS, _free_port, decisions
 
 HEAD = "#wb-header .wb-head"
 
