@@ -20,7 +20,7 @@ from test_queue_support import T0, add_campaign, add_scored
 
 ROLES = ("viewer", "analyst", "lead", "engineer", "admin")
 ANALYST_OPS = {"claim", "release", "skip", "decide", "escalate", "escalate_with_packet", "reveal", "appeal",
-               "correct_own"}
+               "correct_own", "renew", "claim_case", "undo", "note", "tag", "untag"}
 LEAD_OPS = ANALYST_OPS | {"bulk_decide", "correct_others", "qa_review", "resolve_appeal"}
 ENGINEER_OPS = {"train", "promote", "retire", "score", "export", "evaluate", "ingest", "build_cases", "cluster",
                 "sweep", "purge_quarantine"}
@@ -60,7 +60,7 @@ class Scene:
 
         self.store, self.tax, self.cfg, self.tmp = store, taxonomy, cfg, tmp_path
         self.review, self.campaigns, self.roles = review_settings, campaign_settings, roles
-        add_scored(store, taxonomy, [{"id": f"s{i}", "label": "scam", "p": 0.9} for i in range(40)])
+        add_scored(store, taxonomy, [{"id": f"s{i}", "label": "scam", "p": 0.9} for i in range(60)])
         add_scored(store, taxonomy, [{"id": f"w{i}", "label": "spam", "p": 0.9, "text": "win cash now"}
                                      for i in range(3)])
         add_campaign(store, [f"w{i}" for i in range(3)])
@@ -113,6 +113,31 @@ class Scene:
                 item = conn.execute(select(Case.item_id).where(Case.id == case)).scalar()
             filed = appeals.appeal(s, item, "user-1", "my bank", tax, config=cfg)
             appeals.resolve_appeal(s, tax, filed["id"], p, "confirm", "stands", config=cfg)
+        elif op == "renew":
+            assert claims.renew(s, self.claimed(p.name), p, cfg)
+        elif op == "claim_case":
+            with s.read() as conn:
+                case = conn.execute(select(Case.id).where(Case.queue == "fraud", Case.state == "open")).scalar()
+            assert claims.claim_case(s, case, p, cfg)
+        elif op == "undo":
+            from labeling.undo import undo_last
+
+            from labeling.cases import build_cases
+
+            # a fresh case: for a role allowed everything, the operations run before this one
+            # (build_cases, sweep) have moved the scene's open fraud cases elsewhere
+            add_scored(s, tax, [{"id": f"u-{p.role}", "label": "scam", "p": 0.9}])
+            build_cases(s, tax, cfg, now=T0, progress=False)
+            _, did = self.decided(p.name)
+            assert did in undo_last(s, p, cfg, 600)["undone"]
+        elif op in ("note", "tag", "untag"):
+            from labeling import notes
+
+            if op == "note":
+                notes.add_note(s, "item", "s1", "seen this lure before", p)
+            else:
+                notes.add_tag(s, "item", "s1", "lure", "ops")  # a trusted caller tags; p then adds or removes
+                (notes.add_tag if op == "tag" else notes.remove_tag)(s, "item", "s1", "wave-7" if op == "tag" else "lure", p)
         elif op == "correct_own":
             _, did = self.decided(p.name)
             decisions.correct(s, tax, did, p, "spam", "advert, not fraud")
