@@ -105,7 +105,9 @@ def case_context(store: Store, taxonomy: Taxonomy, case_id: int, principal: Acto
         if campaign_id is None and item_id:
             campaign_id = conn.execute(select(CM.c.campaign_id).where(CM.c.item_id == item_id)).scalar()
         author = author_context(conn, item["author_id"] if item else None, item_id, settings, bool(revealed))
-        history = item_history(conn, item_id) if item_id else []
+        # blind QA: an audit case (a uniform draw, or a lead's re-review of a decided item) shows no
+        # earlier decision on the item, so the reviewer is not anchored by it
+        history = item_history(conn, item_id) if item_id and not case["is_audit"] else []
         notes = {"item": notes_of(conn, "item", [item_id])[item_id] if item_id else [],
                  "campaign": notes_of(conn, "campaign", [campaign_id])[str(campaign_id)] if campaign_id else []}
         tags = {"item": tags_of(conn, "item", [item_id])[item_id] if item_id else [],

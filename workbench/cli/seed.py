@@ -168,3 +168,28 @@ def register_commands(cli: click.Group) -> None:
         _emit(out, as_json, lambda o: click.echo("\n".join(
             f"{who}: {r['queued']} queued, {r['corrected']} corrected, {r['confirmed']} confirmed, {r['pending']} pending"
             for who, r in o.items()) or "no re-review cases"))
+
+    @cli.command("rereview")
+    @click.option("--n", "n", type=int, default=20, show_default=True, help="How many decided items to draw.")
+    @click.option("--analyst", "of_analyst", default=None, help="Draw only from this analyst's decisions.")
+    @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the uniform draw.")
+    @_as
+    @_json
+    @click.pass_obj
+    def rereview(app: Any, n: int, of_analyst: Optional[str], seed: int, analyst: Any, as_json: bool) -> None:
+        """Draw decided items uniformly into the lead's queue for a blind QA re-review.
+
+        The re-reviewer sees a case like any other (no earlier decision on it); their answer is a
+        QA-audit decision, and each analyst's QA pass rate in `workbench eval report` comes from these.
+
+        \b
+        Example:
+          workbench rereview --n 25 --analyst ann --as lena
+        """
+        from labeling.rereview import draw_rereviews
+
+        with _user_errors():
+            out = draw_rereviews(app.store(), app.queues(), analyst, n, analyst=of_analyst, seed=seed)
+        _emit(out, as_json, lambda o: click.echo(
+            f"{o['drawn']} of {o['candidates']} decided items queued for blind re-review in {o['queue']}; "
+            f"work them with `workbench next --queue {o['queue']}`"))

@@ -1,0 +1,66 @@
+"""Blind QA re-review: a lead draws a uniform sample of decided items back into review.
+
+Each drawn item gets a QA-audit case in the lead's re-review queue (`label_errors.queue` in
+queues.yaml). The case carries nothing of the decision under review: the screen shows it as any
+other case and the context panel leaves out the item's decision history for audit cases
+(`labeling.context`), so the re-reviewer decides blind. `labeling.decisions.decide` records the
+answer as a `qa_audit` decision (`qa_review` needed, never by the analyst who decided the item),
+and `evaluation.analysts` turns those into each analyst's QA pass rate.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Optional
+
+import numpy as np
+from sqlalchemy import insert, select
+
+from core import audit
+from core.hooks import check_permission
+from core.labels import current_decisions
+from core.principals import Actor
+from core.schema import Case, utcnow
+from core.store import Store
+
+from .errors import QueueError
+from .queue_config import QueueConfig
+
+C = Case.__table__
+REVIEWED_KINDS = ("review", "bulk", "escalation")  # the analysts' own judgements
+
+
+def draw_rereviews(store: Store, config: QueueConfig, lead: Actor, n: int, *, analyst: Optional[str] = None,
+                   seed: int = 0, now: Optional[dt.datetime] = None) -> dict[str, Any]:
+    """Queue `n` decided items, drawn uniformly (of `analyst`'s decisions if given), for blind
+    re-review. Items with a waiting or claimed re-review already are not drawn twice.
+
+    Needs `qa_review`. Returns the number of candidates, the case ids created and the queue."""
+    check_permission(lead, "qa_review", "draw re-reviews")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise QueueError(f"the number of re-reviews must be a positive whole number, not {n!r}")
+    queue = config.label_errors.queue
+    if queue is None or queue not in config.queues:
+        raise QueueError("no label_errors.queue in queues.yaml: name the lead's re-review queue there")
+    now = now or utcnow()
+    with store.read() as conn:
+        decided = current_decisions(conn, kinds=REVIEWED_KINDS)
+        pending = set(conn.execute(select(C.c.item_id).where(
+            C.c.queue == queue, C.c.is_audit.is_(True), C.c.state.in_(["open", "claimed"]))).scalars())
+    candidates = sorted(i for i, d in decided.items()
+                        if i not in pending and (analyst is None or d["reviewer"] == analyst))
+    rng = np.random.default_rng(seed)
+    picked = sorted(rng.choice(len(candidates), size=min(n, len(candidates)), replace=False).tolist()) \
+        if candidates else []
+    rows = [{"item_id": candidates[j], "campaign_id": None, "queue": queue, "state": config.waiting_state(queue),
+             "priority": float(rng.random()), "priority_reason": "QA audit (uniform draw)",
+             "predicted_label": None, "due_at": None, "is_audit": True,
+             "audit_inclusion": len(picked) / len(candidates), "created_at": now, "updated_at": now}
+            for j in picked]
+    ids: list[int] = []
+    if rows:
+        with store.begin() as conn:
+            for row in rows:
+                ids.append(conn.execute(insert(C).values(**row).returning(C.c.id)).scalar_one())
+            audit.record(conn, lead, "cases.rereview", "queue", None,
+                         {"queue": queue, "drawn": len(ids), "candidates": len(candidates), "analyst": analyst})
+    return {"queue": queue, "candidates": len(candidates), "drawn": len(ids), "case_ids": ids}
