@@ -185,3 +185,16 @@ def browser():
 def browser_page(browser):
     """One page at the 1366x768 the UI is built for."""
     yield browser.new_page(viewport={"width": 1366, "height": 768})
+
+
+@pytest.fixture
+def roles():
+    """The bundled roles.yaml installed as the role policy for one test (removed after); yields its config."""
+    from core.hooks import pm
+    from core.permissions import RolePolicy, load_roles
+
+    cfg = load_roles(config_dir())
+    policy = RolePolicy(cfg).install(pm)
+    yield cfg
+    if pm.is_registered(policy):
+        pm.unregister(policy)

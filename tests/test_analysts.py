@@ -6,8 +6,7 @@ import pytest
 from eval_support import seed_reviews
 
 from core.config import config_dir
-from core.hooks import PermissionDenied, pm
-from core.permissions import RolePolicy, load_roles
+from core.hooks import PermissionDenied
 from core.principals import Principal
 from evaluation import analysts as an
 from evaluation.config import load_evaluation_config
@@ -63,15 +62,6 @@ def test_each_figure_by_hand():
     for r in rows:
         for key in ("qa_pass_rate", "gold_agreement", "peer_agreement", "override_rate", "rework_rate"):
             assert "n" in r[key] and ("lo" in r[key])
-
-
-@pytest.fixture
-def roles():
-    cfg = load_roles(config_dir())
-    policy = RolePolicy(cfg).install(pm)
-    yield cfg
-    if pm.is_registered(policy):
-        pm.unregister(policy)
 
 
 def test_from_the_store_and_lead_only(sqlite_store, make_scored, taxonomy, queue_config, roles):

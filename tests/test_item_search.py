@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.config import config_dir
-from core.hooks import PermissionDenied, pm
-from core.permissions import RolePolicy, load_roles
+from core.hooks import PermissionDenied
 from core.principals import Principal
 from labeling.cases import build_cases
 from labeling.masking import mask_text
@@ -22,13 +20,6 @@ ITEMS = [
     {"id": "h1", "label": "hate", "p": 0.8, "text": "those people are vile vermin"},
     {"id": "b1", "label": "benign", "p": 0.97, "text": "lunch at noon? vile weather though"},
 ]
-
-
-@pytest.fixture
-def roles():
-    policy = RolePolicy(load_roles(config_dir())).install(pm)
-    yield policy
-    pm.unregister(policy)
 
 
 @pytest.fixture

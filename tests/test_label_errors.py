@@ -7,9 +7,8 @@ import pytest
 from sqlalchemy import select
 
 from core.config import config_dir
-from core.hooks import PermissionDenied, pm
+from core.hooks import PermissionDenied
 from core.labels import current_labels
-from core.permissions import RolePolicy, load_roles
 from core.principals import Principal
 from core.schema import Case, Decision
 from labeling.cases import build_cases
@@ -92,14 +91,6 @@ def test_queue_finds_flipped_decisions_and_a_lead_corrects_them(any_store, taxon
     counts = label_error_counts(any_store, cfg)
     assert counts["bob"]["corrected"] == 1 and counts["bob"]["queued"] >= 4
     assert sum(r["queued"] for r in counts.values()) == out["queued"] + again["queued"]
-
-
-@pytest.fixture()
-def roles():
-    policy = RolePolicy(load_roles(config_dir())).install(pm)
-    yield
-    if pm.is_registered(policy):
-        pm.unregister(policy)
 
 
 def test_deciding_a_label_review_case_corrects_or_confirms(any_store, taxonomy, cfg, roles):

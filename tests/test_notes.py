@@ -5,21 +5,12 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select, text
 
-from core.config import config_dir
-from core.hooks import PermissionDenied, pm
-from core.permissions import RolePolicy, load_roles
+from core.hooks import PermissionDenied
 from core.principals import Principal
 from core.schema import AuditEvent
 from labeling.notes import NoteError, add_note, add_tag, list_notes, remove_tag
 
 from test_queue_support import add_campaign, add_scored
-
-
-@pytest.fixture
-def roles():
-    policy = RolePolicy(load_roles(config_dir())).install(pm)
-    yield policy
-    pm.unregister(policy)
 
 
 def _events(store, action):

@@ -11,7 +11,7 @@ from sqlalchemy import insert, select
 from core.accounts import add_user, create_token
 from core.config import config_dir
 from core.hooks import PermissionDenied, pm
-from core.permissions import RolePolicy, load_roles
+from core.permissions import RolePolicy
 from core.principals import SYSTEM, Principal
 from core.schema import Case, Decision, ModelVersion
 from labeling.errors import DecisionError
@@ -28,16 +28,6 @@ ACCOUNT_OPS = {"add_user", "create_token"}
 ALL_OPS = LEAD_OPS | ENGINEER_OPS | ACCOUNT_OPS
 # The matrix of the issue, written out (not read from roles.yaml): role -> operations allowed.
 EXPECTED = {"viewer": set(), "analyst": ANALYST_OPS, "lead": LEAD_OPS, "engineer": ENGINEER_OPS, "admin": ALL_OPS}
-
-
-@pytest.fixture
-def roles():
-    """The bundled roles.yaml, registered as the role policy for the test (and removed after)."""
-    cfg = load_roles(config_dir())
-    policy = RolePolicy(cfg).install(pm)
-    yield cfg
-    if pm.is_registered(policy):
-        pm.unregister(policy)
 
 
 @pytest.fixture

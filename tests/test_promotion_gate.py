@@ -10,9 +10,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import insert, select
 
-from core.hooks import PermissionDenied, pm
-from core.permissions import RolePolicy, load_roles
-from core.config import config_dir
+from core.hooks import PermissionDenied
 from core.predictions import champion_version, predictions_of_record
 from core.principals import Principal
 from core.schema import AuditEvent, Campaign, CampaignMember, Case, Decision, ModelVersion, utcnow
@@ -169,14 +167,6 @@ def test_the_test_split_is_the_same_items_on_every_retrain(loop, taxonomy, queue
                          rescore="none", show_progress=False)
     assert a["comparisons"]["test_split"]["n"] == b["comparisons"]["test_split"]["n"] > 20
     assert not a["promoted"] and get_model(store, a["challenger"])["role"] == "challenger"
-
-
-@pytest.fixture
-def roles():
-    policy = RolePolicy(load_roles(config_dir())).install(pm)
-    yield
-    if pm.is_registered(policy):
-        pm.unregister(policy)
 
 
 def test_only_engineers_retrain_and_force_is_audited_with_a_reason(loop, taxonomy, queue_config, roles):

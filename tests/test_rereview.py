@@ -7,8 +7,7 @@ import pytest
 from sqlalchemy import select
 
 from core.config import config_dir
-from core.hooks import PermissionDenied, pm
-from core.permissions import RolePolicy, load_roles
+from core.hooks import PermissionDenied
 from core.principals import Principal
 from core.schema import Case, Decision
 from evaluation.analysts import qa_pass_pairs
@@ -19,14 +18,6 @@ from labeling.errors import DecisionError, QueueError
 from labeling.queue_config import load_queue_config
 from labeling.rereview import draw_rereviews
 from test_queue_support import T0, add_scored
-
-
-@pytest.fixture
-def roles():
-    policy = RolePolicy(load_roles(config_dir())).install(pm)
-    yield
-    if pm.is_registered(policy):
-        pm.unregister(policy)
 
 
 @pytest.fixture(scope="module")
