@@ -42,11 +42,3 @@ def login_check(app: "AppContext") -> Optional[Callable[[str, str], bool]]:
         return verify_password(app.store(), username, password) is not None
 
     return check
-
-
-def signed_in_name(app: "AppContext", default: str) -> Callable[[Any], str]:
-    """A `load` callback filling the analyst box with the session's user (with accounts)."""
-    def fill(request: gr.Request) -> str:
-        return (getattr(request, "username", None) or default) if app.has_users() else default
-
-    return fill
