@@ -153,23 +153,30 @@ def metric_interval(comparison: dict[str, Any], metric: str) -> Optional[dict[st
     return entry
 
 
+PREDICTION_METRICS = ("macro_f1",)  # metrics of the arg-max labels, where McNemar's test applies
+
+
 def gate(comparisons: dict[str, dict[str, Any]], metric: str, min_lower_bound: float,
          min_items: int, mcnemar_alpha: Optional[float] = None) -> dict[str, Any]:
     """The promotion verdict over evaluation sets (name -> `paired_bootstrap` result): every set
     with at least `min_items` items must have the lower bound of `metric`'s B - A interval above
-    `min_lower_bound` and, with `mcnemar_alpha`, McNemar's exact p below it with B right on more
-    of the disagreements (a percentile interval of a handful of discordant items can clear zero
-    on luck alone; the exact test cannot). Smaller sets are reported, not counted; no qualifying
+    `min_lower_bound` and, with `mcnemar_alpha` and a metric of the arg-max labels (macro F1),
+    McNemar's exact p below it with B right on more of the disagreements (a percentile interval
+    of a handful of discordant items can clear zero on luck alone; the exact test cannot). An
+    AUC metric ranks the probabilities of every item, not the arg-max: McNemar's test of the
+    labels asks another question (a first model of a new policy can rank its items far better
+    than chance while calling a few old items by the new label), so its interval alone gates. Smaller sets are reported, not counted; no qualifying
     set means no promotion (no evidence). Returns {passed, reason, sets: {name: {gating, passed,
     lower, delta, mcnemar_p}}}."""
     sets: dict[str, Any] = {}
     reasons = []
+    uses_mcnemar = mcnemar_alpha is not None and metric in PREDICTION_METRICS
     for name, comp in comparisons.items():
         entry = metric_interval(comp, metric)
         gating = comp.get("n", 0) >= min_items and entry is not None
         ok_interval = bool(gating and entry["lower"] > min_lower_bound)
-        m = comp.get("mcnemar") or {}
-        ok_mcnemar = mcnemar_alpha is None or bool(
+        m = (comp.get("mcnemar") or {}) if uses_mcnemar else {}
+        ok_mcnemar = not uses_mcnemar or bool(
             m and m["p_value"] < mcnemar_alpha and m["only_challenger_right"] > m["only_champion_right"])
         ok = ok_interval and ok_mcnemar
         sets[name] = {"gating": gating, "passed": ok if gating else None, "n": comp.get("n", 0),

@@ -74,6 +74,35 @@ def test_gate_refuses_equal_and_worse_and_accepts_clearly_better():
     assert gate({"test_split": better, "qa_audit": same | {"n": 5}}, "macro_f1", 0.0, 30)["passed"]
 
 
+def test_auc_metric_is_gated_by_its_interval_not_by_mcnemar_of_the_labels():
+    """A first model of a new policy: the champion cannot score it (a constant 0), the challenger
+    ranks its items well but calls a few old items by the new label. McNemar of the arg-max labels
+    refuses it; the new policy's AUC interval is what the `auc:` metric asks about."""
+    rng = np.random.default_rng(5)
+    labels = ["benign", "harassment", "hate"]
+    y = np.array([0] * 60 + [1] * 60 + [2] * 40)
+    pa = np.zeros((len(y), 3))
+    pa[y == 0, 0], pa[y != 0, 1] = 0.9, 0.9          # the champion: never says hate
+    pa[:, :2] += 0.05
+    preda = pa.argmax(1)
+    pb = pa.copy()
+    pb[:, 2] = np.where(y == 2, rng.uniform(0.3, 1.0, len(y)), rng.uniform(0.0, 0.7, len(y)))
+    predb = preda.copy()
+    predb[y == 2] = np.where(rng.random(40) < 0.25, 2, predb[y == 2])   # ~10 hate items now right
+    old_wrong = rng.choice(np.flatnonzero(y == 1), 8, replace=False)    # 8 harassment items now wrong
+    predb[old_wrong] = 2
+    comp = paired_bootstrap(y, pa, pb, preda, predb, labels, n_boot=500, seed=1)
+    assert comp["auc"]["hate"]["champion"] == pytest.approx(0.5) and comp["auc"]["hate"]["lower"] > 0
+    assert comp["mcnemar"]["p_value"] > 0.05
+    assert gate({"test_split": comp}, "auc:hate", 0.0, 30, mcnemar_alpha=0.05)["passed"]
+    assert not gate({"test_split": comp}, "macro_f1", 0.0, 30, mcnemar_alpha=0.05)["passed"]
+    # The interval still gates an AUC metric: a challenger no better than chance stays out.
+    pc = pa.copy()
+    pc[:, 2] = rng.uniform(0, 1, len(y))
+    chance = paired_bootstrap(y, pa, pc, preda, preda, labels, n_boot=500, seed=1)
+    assert not gate({"test_split": chance}, "auc:hate", 0.0, 30, mcnemar_alpha=0.05)["passed"]
+
+
 def test_statistics_against_references():
     from sklearn.metrics import f1_score, roc_auc_score
 
