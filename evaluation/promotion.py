@@ -50,6 +50,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from models.config import ModelsConfig
     from models.training import TrainingSet
 
+    from .drift import DriftReport
+
 RESCORE_MODES = ("foreground", "background", "none")
 _NOT_INHERITED = ("checkpoint_dir",)  # a champion's run-specific parameters
 
@@ -204,11 +206,15 @@ def retrain_and_gate(store: "Store", taxonomy: "Taxonomy", *, models_config: "Mo
     return result
 
 
-def retrain_due(store: "Store", config: "ModelsConfig") -> dict[str, Any]:
+def retrain_due(store: "Store", config: "ModelsConfig",
+                drift: Optional[Callable[[], "DriftReport"]] = None) -> dict[str, Any]:
     """Whether an automatic retrain should start now (`auto_retrain` in models.yaml): `due` and
     the reason. Counted since the champion was trained: new human decisions (at least
-    `after_decisions`), and the override rate of decisions on the champion's suggestions (at or
-    above `override_rate_alarm`, over at least `alarm_min_decisions`). Read-only."""
+    `after_decisions`), the override rate of decisions on the champion's suggestions (at or
+    above `override_rate_alarm`, over at least `alarm_min_decisions`), and with `drift_alarm`
+    the drift report `drift` computes (`evaluation.drift.drift_report`): an alarm counts when
+    the champion was trained before its current window began (a champion that already saw the
+    drifted window is not retrained again for it). Read-only."""
     from models.registry import champion
 
     ac = config.auto_retrain
@@ -235,6 +241,24 @@ def retrain_due(store: "Store", config: "ModelsConfig") -> dict[str, Any]:
             and overrides / seen >= ac.override_rate_alarm):
         return {**out, "due": True, "reason": f"override rate {overrides / seen:.3f} on {seen} decisions "
                                                f">= alarm {ac.override_rate_alarm}"}
+    if ac.drift_alarm and drift is not None:
+        from .drift import DriftError
+
+        try:
+            report = drift()
+        except DriftError as exc:   # e.g. an empty store: no drift to act on
+            report, out["drift_error"] = None, str(exc)
+        alarms = [c.check for c in report.alarms] if report else []
+        out["drift_alarms"] = alarms
+        if report and alarms and since is not None and _naive_utc(since) < report.current[0]:
+            return {**out, "due": True, "reason": f"drift alarm ({', '.join(alarms)}) in the window from "
+                                                   f"{report.current[0]:%Y-%m-%d %H:%M} UTC, after {champ['id']} was trained"}
     return {**out, "due": False, "reason": f"{new} new decisions (retrain at {ac.after_decisions}); override rate "
-                                           f"{out['override_rate']} (alarm {ac.override_rate_alarm})"}
+                                           f"{out['override_rate']} (alarm {ac.override_rate_alarm})"
+                                           + (f"; drift alarms {out.get('drift_alarms') or 'none'}"
+                                              if ac.drift_alarm and drift is not None else "")}
+
+
+def _naive_utc(t: dt.datetime) -> dt.datetime:
+    return t.astimezone(dt.timezone.utc).replace(tzinfo=None) if t.tzinfo is not None else t
 

@@ -106,6 +106,7 @@ class AutoRetrainSettings(_Strict):
     after_decisions: Optional[int] = Field(default=500, ge=1)   # new human labels since the champion
     override_rate_alarm: Optional[float] = Field(default=None, gt=0.0, le=1.0)
     alarm_min_decisions: int = Field(default=50, ge=1)
+    drift_alarm: bool = False   # any alarm of `workbench eval drift` (configs/drift.yaml) in a window after the champion
     check_seconds: int = Field(default=900, ge=10)              # how often serve checks
 
 

@@ -3,6 +3,7 @@ equal or worse challenger and accepting a clearly better one, rescoring after a 
 who may retrain or force a promotion."""
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import numpy as np
@@ -301,3 +302,32 @@ def test_serve_auto_retrain_check_and_background_rescore(loop, taxonomy, queue_c
     job = start_background_rescore(store, taxonomy, models_config=MODELS, queue_config=queue_config, actor="eng")
     job.thread.join(120)
     assert job.finished and job.error is None and job.result["stale_left"] == 0
+
+
+def test_auto_retrain_on_a_drift_alarm_once_per_drifted_window(loop):
+    """A drift alarm is due only with `drift_alarm` on and a current window that began after the
+    champion was trained; windows the champion already saw, or no alarm, are not due."""
+    from evaluation.drift import DriftConfig, DriftReport, compare_windows
+    from test_drift import _window
+
+    store, _, _ = loop
+    rng = np.random.default_rng(3)
+    loud = compare_windows(_window(rng, 4000), _window(rng, 1000, a=5, b=2, emb_shift=1.0), ["benign", "spam"],
+                           DriftConfig())
+    quiet = compare_windows(_window(rng, 4000), _window(rng, 1000), ["benign", "spam"], DriftConfig())
+    assert any(c.alarm for c in loud) and not any(c.alarm for c in quiet)
+    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+    def report(checks, window_start):
+        return lambda: DriftReport((window_start - dt.timedelta(days=28), window_start), (window_start, now), now,
+                                   4000, 1000, checks)
+
+    on = MODELS.model_copy(update={"auto_retrain": MODELS.auto_retrain.model_copy(
+        update={"enabled": True, "after_decisions": 10_000, "drift_alarm": True})})
+    later = now + dt.timedelta(minutes=5)   # a window that began after the champion was trained
+    due = retrain_due(store, on, drift=report(loud, later))
+    assert due["due"] and "drift alarm" in due["reason"] and "embedding" in due["drift_alarms"]
+    assert not retrain_due(store, on, drift=report(quiet, later))["due"]
+    assert not retrain_due(store, on, drift=report(loud, now - dt.timedelta(days=7)))["due"]
+    off = on.model_copy(update={"auto_retrain": on.auto_retrain.model_copy(update={"drift_alarm": False})})
+    assert not retrain_due(store, off, drift=report(loud, later))["due"]

@@ -16,12 +16,21 @@ from typing import Any, Optional
 log = logging.getLogger(__name__)
 
 
+def drift_check(app: Any) -> Any:
+    """The drift report of the store as `retrain_due` asks for it (computed only when it does)."""
+    def run() -> Any:
+        from evaluation.drift import drift_report, load_drift_config
+
+        return drift_report(app.store(), load_drift_config(app.config_dir), app.taxonomy())
+    return run
+
+
 def check_and_retrain(app: Any) -> Optional[dict[str, Any]]:
     """One check: the retrain's result when one was due and ran, else None."""
     from core.principals import SYSTEM
     from evaluation.promotion import retrain_and_gate, retrain_due
 
-    due = retrain_due(app.store(), app.models())
+    due = retrain_due(app.store(), app.models(), drift=drift_check(app))
     if not due["due"]:
         return None
     log.info("automatic retrain: %s", due["reason"])

@@ -265,7 +265,9 @@ def register_commands(cli: click.Group) -> None:
 
         cfg = app.models()
         if if_due:
-            due = _call(retrain_due, app.store(), cfg)
+            from workbench.learning import drift_check
+
+            due = _call(retrain_due, app.store(), cfg, drift_check(app))
             if not due["due"]:
                 emit({"retrained": False, **due}, as_json, lambda d: click.echo(f"no retrain: {d['reason']}"))
                 return
