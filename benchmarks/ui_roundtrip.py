@@ -7,8 +7,10 @@ on which model scored the items), and the cases built from them. Two copies of t
 
 - service: the bare service calls one confirm costs, in this process (`decide`, `next_case`,
   `review_packet` for the next case): the baseline.
-- browser: `workbench serve` on the other copy, Chromium at 1366x768 through Playwright, the
-  analyst presses `c` and the clock stops when the next case's header is in the page.
+- browser: the workbench's server on the other copy (Gradio inside this process, as the browser
+  tests serve it; `--server process` runs `workbench serve` in its own process instead), Chromium
+  at 1366x768 through Playwright, the analyst presses `c` and the clock stops at the first frame
+  after the next case's header is in the page.
 
 Both run `--decisions` confirms in the same queue. Figures: median and p90 milliseconds of each,
 and `ratio_median` = browser median / service median (target <= 3). Then keystrokes per decision
@@ -16,11 +18,14 @@ are counted from the keys the benchmark actually sends (confirm; override: a lab
 rationale, Ctrl+Enter; escalation: `e`, the reason, Ctrl+Enter), each checked against the stored
 rows: targets 1, <= 4 and <= 3 keys besides the typed text. Seeds resample the store; mean and
 sd over seeds. Per seed it also reports the median of each fifth of the session (a page that
-slows down within a session shows here), Chrome's page metrics (`Performance.getMetrics`: DOM
+slows down within a session shows here), where a key's time goes (`browser_split_ms`: key to
+the request leaving, the request, the response to the header in the DOM, that to the next frame),
+Chrome's page metrics (`Performance.getMetrics`: DOM
 nodes, JS event listeners, JS heap) at the start and end, and the 1-minute load average before
 and after (the machine is shared). Prints one JSON line.
 
 Usage: nice -n 10 python benchmarks/ui_roundtrip.py [--per-source 700] [--decisions 100] [--seeds 0,1]
+       [--server inline|process]
 """
 from __future__ import annotations
 
@@ -30,9 +35,11 @@ import json
 import os
 import shutil
 import socket
+import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -145,18 +152,77 @@ def _port() -> int:
         return s.getsockname()[1]
 
 
-def browser_run(data: Path, queue: str, n: int) -> tuple[list[float], dict[str, int]]:
+def split_of(shown: list[list[float]], requests: list[list[float]]) -> dict[str, float]:
+    """Median milliseconds of each part of a key's round trip, from the page's clock: key to the
+    request leaving, the request (server and transport), the response to the header's change in
+    the DOM (Gradio applying the outputs), and that change to the next frame."""
+    parts = []
+    for key, mutated, frame in shown:
+        sent = [r for r in requests if key <= r[0] <= mutated]
+        if sent:
+            start, end = sent[0]
+            parts.append((start - key, end - start, mutated - end, frame - mutated))
+    if not parts:
+        return {}
+    med = np.median(np.array(parts), axis=0)
+    return {name: round(float(v), 1) for name, v in zip(("key_to_request", "request", "response_to_header",
+                                                          "header_to_frame"), med)}
+
+
+class Server:
+    """The server the browser talks to: with `inline` Gradio in this process
+    (`workbench.ui.serve(block=False)`, as the browser tests run it), else `workbench serve` in
+    its own process (as deployed: the Playwright client does not share the server's interpreter,
+    and the sweeper and webhook worker run beside it)."""
+
+    def __init__(self, data: Path, queue: str, port: int, inline: bool) -> None:
+        self.app = self.proc = None
+        if inline:
+            from core.store import open_store
+            from workbench.context import AppContext
+            from workbench.ui import serve
+
+            self.store = open_store(data)
+            self.app = serve(AppContext(store=self.store), port=port, analyst="alice", queue=queue, block=False)
+            return
+        self.log = open(data.parent / f"serve-{port}.log", "w")
+        self.proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "--data-dir", str(data), "serve",
+                                      "--port", str(port), "--as", "alice", "--queue", queue], cwd=ROOT,
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read()
+                return
+            except OSError:
+                if self.proc.poll() is not None or time.time() > deadline:
+                    self.close()
+                    raise SystemExit(f"`workbench serve` did not start: see {self.log.name}") from None
+                time.sleep(0.5)
+
+    def close(self) -> None:
+        if self.app is not None:
+            self.app.close()
+            self.store.dispose()
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+            self.log.close()
+
+
+def browser_run(data: Path, queue: str, n: int, inline: bool = False) -> tuple[list[float], dict[str, int]]:
     from playwright import sync_api
     from sqlalchemy import select
 
     from core.schema import Case, Decision
     from core.store import open_store
-    from workbench.context import AppContext
-    from workbench.ui import serve
 
-    store = open_store(data)
     port = _port()
-    app = serve(AppContext(store=store), port=port, analyst="alice", queue=queue, block=False)
+    server = Server(data, queue, port, inline)
+    store = open_store(data)
     head = "#wb-header .wb-head"
     times: list[float] = []
     keys: dict[str, int] = {}
@@ -189,7 +255,11 @@ def browser_run(data: Path, queue: str, n: int) -> tuple[list[float], dict[str, 
             # The clock runs in the page: from the key's keydown to the first frame painted after the
             # next case's header arrived (Playwright's own round trips are not counted).
             page.evaluate("""() => {
-              window.wbBench = {key: 0, shown: []};
+              window.wbBench = {key: 0, shown: [], split: [], requests: []};
+              // where the time goes: each key's Gradio request (Resource Timing) and the header's mutation
+              new PerformanceObserver((list) => list.getEntries().forEach((e) => {
+                if (e.name.includes('/run/predict')) window.wbBench.requests.push([e.startTime, e.responseEnd]);
+              })).observe({type: 'resource'});
               // on window, capturing: it runs before the page's own key handler (on document) sends the click
               window.addEventListener('keydown', (e) => { if (e.key === 'c') window.wbBench.key = performance.now(); }, true);
               let last = null;
@@ -199,7 +269,12 @@ def browser_run(data: Path, queue: str, n: int) -> tuple[list[float], dict[str, 
                 if (id && id !== last) {
                   last = id;
                   const key = window.wbBench.key;
-                  if (key) requestAnimationFrame(() => window.wbBench.shown.push(performance.now() - key));
+                  const mutated = performance.now();
+                  if (key) requestAnimationFrame(() => {
+                    const now = performance.now();
+                    window.wbBench.shown.push(now - key);
+                    window.wbBench.split.push([key, mutated, now]);
+                  });
                   window.wbBench.key = 0;
                 }
               }).observe(document.body, {childList: true, subtree: true, attributes: true});
@@ -230,6 +305,7 @@ def browser_run(data: Path, queue: str, n: int) -> tuple[list[float], dict[str, 
             page.wait_for_timeout(200)
             keys["metrics_end"] = metrics()  # type: ignore[assignment]
             times = page.evaluate("window.wbBench.shown")
+            keys["split"] = split_of(*page.evaluate("[window.wbBench.split, window.wbBench.requests]"))  # type: ignore[assignment]
             if len(times) != n:
                 raise SystemExit(f"{len(times)} timed case changes, {n} expected")
 
@@ -269,7 +345,7 @@ def browser_run(data: Path, queue: str, n: int) -> tuple[list[float], dict[str, 
         if len(made) != n + 1:
             raise SystemExit(f"{len(made)} decisions stored, {n + 1} expected")
     finally:
-        app.close()
+        server.close()
         store.dispose()
     return times, keys
 
@@ -279,6 +355,8 @@ def main() -> None:
     ap.add_argument("--per-source", type=int, default=700)
     ap.add_argument("--decisions", type=int, default=100)
     ap.add_argument("--seeds", default="0,1")
+    ap.add_argument("--server", choices=("inline", "process"), default="inline",
+                    help="Gradio inside this process (default), or `workbench serve` in its own process")
     args = ap.parse_args()
     if not Path(CHROMIUM).exists():
         raise SystemExit(f"no Chromium at {CHROMIUM}")
@@ -298,12 +376,13 @@ def main() -> None:
             service = service_run(tmp / "data", taxonomy, qconfig, queue, args.decisions)
             log(f"seed {seed}: browser")
             load_before = os.getloadavg()[0]
-            browser, keys = browser_run(tmp / "data-browser", queue, args.decisions)
+            browser, keys = browser_run(tmp / "data-browser", queue, args.decisions, inline=args.server == "inline")
             chunk = max(1, args.decisions // 5)
             runs.append({"load_avg_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
                          "browser_chunk_medians_ms": [round(float(np.median(browser[i:i + chunk])), 1)
                                                       for i in range(0, len(browser), chunk)],
-                         "page_metrics": {"start": keys.pop("metrics_start"), "end": keys.pop("metrics_end")},"seed": seed, "queue": queue,
+                         "page_metrics": {"start": keys.pop("metrics_start"), "end": keys.pop("metrics_end")},
+                         "browser_split_ms": keys.pop("split"), "seed": seed, "queue": queue,
                          "browser_median_ms": float(np.median(browser)), "browser_p90_ms": float(np.percentile(browser, 90)),
                          "service_median_ms": float(np.median(service)), "service_p90_ms": float(np.percentile(service, 90)),
                          "keys": keys})
@@ -319,7 +398,7 @@ def main() -> None:
     met_speed = bool(ratios.mean() <= 3.0)
     met_keys = keys["confirm"] <= 1 and keys["override"] <= 4 and keys["escalation"] <= 3
     print(json.dumps({
-        "benchmark": "ui_roundtrip", "decisions": args.decisions, "items": 2 * args.per_source,
+        "benchmark": "ui_roundtrip", "server": args.server, "decisions": args.decisions, "items": 2 * args.per_source,
         "seeds": [r["seed"] for r in runs], "queues": [r["queue"] for r in runs],
         "browser_key_to_next_case_ms": {"median": stat("browser_median_ms"), "p90": stat("browser_p90_ms")},
         "service_call_ms": {"median": stat("service_median_ms"), "p90": stat("service_p90_ms")},
@@ -330,8 +409,8 @@ def main() -> None:
                        "escalation_plus_text": keys["escalation"], "targets": {"confirm": 1, "override": 4,
                                                                                 "escalation": 3}},
         "dropped_keys": sum(r["keys"].get("dropped_keys", 0) for r in runs),
-        "per_seed": [{k: r[k] for k in ("seed", "browser_median_ms", "service_median_ms", "browser_chunk_medians_ms",
-                                        "page_metrics", "load_avg_1min")} for r in runs],
+        "per_seed": [{k: r[k] for k in ("seed", "browser_median_ms", "service_median_ms", "browser_split_ms",
+                                        "browser_chunk_medians_ms", "page_metrics", "load_avg_1min")} for r in runs],
         "cpu_cores": os.cpu_count(),
         "met": met_speed and met_keys, "met_speed": met_speed, "met_keys": met_keys,
     }))

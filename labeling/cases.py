@@ -349,6 +349,16 @@ def queue_status(store: Store, config: QueueConfig, now: Optional[dt.datetime] =
     return out
 
 
+def queue_counts(store: Store, queue: str, now: Optional[dt.datetime] = None) -> dict[str, int]:
+    """Waiting and overdue cases of one queue, as `queue_status` counts them: the review screen's
+    "N left" line after every key reads one queue's range of the claim index, not every live case."""
+    now = now or utcnow()
+    with store.read() as conn:
+        n, overdue = conn.execute(select(func.count(), func.sum(case_when(C.c.due_at < now)))
+                                  .where(C.c.queue == queue, C.c.state.in_(("open", "escalated")))).one()
+    return {"waiting": int(n or 0), "overdue": int(overdue or 0)}
+
+
 def _as_dt(v: Any) -> dt.datetime:
     """MIN over a CASE comes back as text on SQLite (the column type is lost)."""
     return dt.datetime.fromisoformat(v) if isinstance(v, str) else v

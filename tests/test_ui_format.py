@@ -49,28 +49,57 @@ def test_context_values_follow_the_panel(sqlite_store, taxonomy, queue_config):
     from labeling.notes import add_note
     from test_queue_support import add_scored
     from workbench.context import AppContext
-    from workbench.ui.context_panel import context_values, history_rows, policy_md
+    from workbench.ui.context_panel import context_values, history_rows, policy_html
 
     add_scored(sqlite_store, taxonomy, [{"id": "a", "label": "scam", "p": 0.9, "text": "claim your prize"}])
     build_cases(sqlite_store, taxonomy, queue_config, progress=False)
     case = next_case(sqlite_store, "ann", "fraud", config=queue_config)
     decide(sqlite_store, taxonomy, case["id"], "ann", "scam", rationale="<b>prize</b> lure", config=queue_config)
-    add_note(sqlite_store, "item", "a", "see [this](http://evil)", "ann")
+    add_note(sqlite_store, "item", "a", "see [this](http://evil) <i>now</i>", "ann")
     app = AppContext(store=sqlite_store)
     values = context_values(app, {"case": {"id": case["id"], "campaign_id": None}}, "bob")
-    assert len(values) == 8 and len(context_values(app, None, "bob")) == 8
-    policy, author, author_table, history_table, notes = values[:5]
-    assert "TS-FRAUD-2.1" in policy and "**Covers:**" in policy and "*Example:*" in policy
+    assert len(values) == 3 and len(context_values(app, None, "bob")) == 3
+    panel, notes, target = values[:3]
+    assert "TS-FRAUD-2.1" in panel and "<b>Covers:</b>" in panel and "<i>Example:</i>" in panel
     history = history_rows(case_context(sqlite_store, taxonomy, case["id"], "bob", app.review())["history"])
     assert history[0][0].endswith(" · ann") and "scam / block_sender (review) current" in history[0][1]
     assert "&lt;b&gt;" not in history[0][2] and "<b>prize</b> lure" == history[0][2]  # a row cell is plain text
-    # the panel's table is HTML made on the server: the cell escaped once, never markup
-    assert f"data-case='{case['id']}'" in history_table and "&lt;b&gt;prize&lt;/b&gt; lure" in history_table
-    assert "<b>prize</b>" not in history_table and "scam / block_sender (review) current" in history_table
-    assert "No other items" in author_table
-    assert "\\[this\\]" in notes and "](http" not in notes  # a note cannot become a link
-    assert "No author" in author
-    assert policy_md(None).startswith("No case")
+    # the panel's tables are HTML made on the server: the cell escaped once, never markup; times
+    # are <time> elements (the page shows them in the viewer's zone), UTC to the minute without script
+    assert f"data-case='{case['id']}'" in panel and "&lt;b&gt;prize&lt;/b&gt; lure" in panel
+    assert "<b>prize</b>" not in panel and "scam / block_sender (review) current" in panel
+    assert "<time class='wb-t' datetime='" in panel and " UTC</time> · ann" in panel
+    assert "No other items" in panel and "No author" in panel
+    assert "&lt;i&gt;now&lt;/i&gt;" in notes and "<i>now</i>" not in notes and "<a" not in notes  # a note stays text
+    assert "<time class='wb-t'" in notes and target["choices"] == ["item"]
+    assert policy_html(None).startswith("<div>No case")
     assert history_rows([{"id": 1, "current": False, "superseded_by": 2, "created_at": "2026-01-01T10:00:00",
                           "reviewer": "x", "kind": "review", "label": "spam", "action": "remove",
                           "rationale": None}])[0][1] == "#1 spam / remove (review) superseded by #2"
+
+
+def test_n_left_line_counts_as_queue_status(sqlite_store, taxonomy, queue_config):
+    """The "N left" line after each key reads one queue (`queue_counts`); it says what the
+    counts timer's `queue_status` says: waiting (open or escalated) and overdue, per queue."""
+    from sqlalchemy import update
+
+    from core.schema import Case
+    from labeling.cases import build_cases, queue_counts, queue_status
+    from labeling.claims import next_case
+    from test_queue_support import add_scored
+    from workbench.ui.review import status_html
+
+    add_scored(sqlite_store, taxonomy, [{"id": f"s{i}", "label": "spam", "p": 0.9} for i in range(5)]
+               + [{"id": f"f{i}", "label": "scam", "p": 0.9} for i in range(3)])
+    build_cases(sqlite_store, taxonomy, queue_config, progress=False)
+    next_case(sqlite_store, "ann", "spam", config=queue_config)  # claimed: no longer waiting
+    with sqlite_store.begin() as conn:  # two overdue
+        ids = conn.execute(Case.__table__.select().where(Case.queue == "spam", Case.state == "open")).all()
+        conn.execute(update(Case.__table__).where(Case.id.in_([r.id for r in ids[:2]]))
+                     .values(due_at=dt.datetime(2020, 1, 1)))
+    status = queue_status(sqlite_store, queue_config)
+    assert status["spam"]["waiting"] == 4 and status["spam"]["overdue"] == 2
+    for q in queue_config.queues:
+        counts = queue_counts(sqlite_store, q)
+        assert counts == {"waiting": status[q]["waiting"], "overdue": status[q]["overdue"]}, q
+        assert status_html({q: counts}, q, None) == status_html(status, q, None)

@@ -229,3 +229,77 @@ def test_blind_qa_case_looks_like_any_other(store, taxonomy, queue_config, brows
         assert decisions(store)[0]["kind"] == "qa_audit"  # recorded as the audit it is
     finally:
         app.close()
+
+
+def test_times_in_the_viewers_zone_and_sections_kept(store, browser):
+    """Times are `<time>` elements the page shows in the browser's zone to the minute (the server
+    writes UTC), also after an update that morphs the old nodes in place; a section the analyst
+    opened stays open on the next case; the rationale and note boxes start empty for it."""
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    zone = "Asia/Kolkata"  # UTC+05:30: not the server's zone, and the minutes differ
+    app, port = _serve(store)
+    context = browser.new_context(viewport={"width": 1366, "height": 768}, timezone_id=zone)
+    page = context.new_page()
+
+    def shown_local():
+        page.wait_for_function("() => { const t = [...document.querySelectorAll('#wb-campaign time.wb-t')];"
+                               " return t.length && t.every((e) => e.hasAttribute('data-local')); }", timeout=20000)
+        for iso, text in page.eval_on_selector_all("#wb-campaign time.wb-t",
+                                                   "els => els.map((e) => [e.getAttribute('datetime'), e.innerText])"):
+            utc = dt.datetime.fromisoformat(iso.rstrip("Z")).replace(tzinfo=dt.timezone.utc)
+            assert text == utc.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M"), (iso, text)
+            assert text != utc.strftime("%Y-%m-%d %H:%M")
+
+    try:
+        _open(page, port)
+        _open_case(page, case_of(store, "reports:s1", campaign=True))
+        shown_local()
+        page.click("text=Similar past decisions")
+        assert page.locator("details[data-acc='similar']").get_attribute("open") is not None
+        page.fill("#wb-ctx-note textarea", "a draft for the first case")
+        page.fill("#wb-rationale textarea", "a draft rationale")
+        _open_case(page, case_of(store, "reports:h2", campaign=True))  # same layout: morphed in place
+        shown_local()
+        assert page.input_value("#wb-ctx-note textarea") == "" and page.input_value("#wb-rationale textarea") == ""
+        assert page.locator("details[data-acc='similar']").get_attribute("open") is not None
+        assert page.locator("details[data-acc='author']").get_attribute("open") is None  # closed unless opened
+    finally:
+        context.close()
+        app.close()
+
+
+def test_break_offer_after_the_exposure_budget(store, tmp_path, browser_page):
+    """Over the shift's budget of severe reveals the screen offers a break; the offer stays while
+    the analyst decides (a decision changes neither the queue nor the exposure), and taking it
+    switches the queue list to the milder queue and hides the offer."""
+    from core.config import config_dir
+
+    conf = tmp_path / "configs"
+    shutil.copytree(config_dir(), conf)
+    r = (conf / "review.yaml").read_text()
+    (conf / "review.yaml").write_text(r.replace("exposure_budget: 25", "exposure_budget: 1"))
+    app, port = _serve(store, config_dir=conf)
+    page = browser_page
+    try:
+        _open(page, port)
+        _open_case(page, case_of(store, "reports:h1"))
+        assert not page.locator("#wb-break").is_visible()
+        page.keyboard.press("r")
+        page.wait_for_function("() => document.querySelector('#wb-exposure').innerText.includes('1 of 1')",
+                               timeout=20000)
+        page.wait_for_selector("#wb-break", state="visible", timeout=20000)
+        first = int(page.get_attribute(HEAD, "data-case"))
+        page.keyboard.press("c")
+        page.wait_for_function(f"() => document.querySelector('{HEAD}').getAttribute('data-case') !== '{first}'",
+                               timeout=20000)
+        page.wait_for_timeout(300)
+        assert page.locator("#wb-break").is_visible()
+        page.click("#wb-break")
+        page.wait_for_function("() => document.querySelector('#wb-queue input').value.includes('low-risk')",
+                               timeout=20000)
+        page.wait_for_selector("#wb-break", state="hidden", timeout=20000)
+        assert "milder queue" in page.inner_text("#wb-header")
+    finally:
+        app.close()

@@ -12,6 +12,22 @@ SHORTCUTS_JS = """
 (() => {
   if (window.wbKeys) return;
   window.wbKeys = true;
+  // Gradio's frontend snapshots every prop of every component that ever was an event's output,
+  // twice per event (its loading status), and Svelte's snapshot calls structuredClone on each
+  // primitive leaf: thousands of native calls per key (issue 17). A primitive's clone is the
+  // primitive itself, so answer those here; objects, functions, and any call with options still
+  // go to the browser's structuredClone (same results, same errors).
+  const nativeClone = window.structuredClone;
+  if (nativeClone) {
+    window.structuredClone = function structuredClone(value, options) {
+      if (options === undefined) {
+        const t = typeof value;
+        if (value === null || (t !== 'object' && t !== 'function' && t !== 'symbol')) return value;
+        return nativeClone(value);
+      }
+      return nativeClone(value, options);
+    };
+  }
   window.wbLastActivity = Date.now();
   window.wbMode = 'decide';
   const $ = (sel) => document.querySelector(sel);
@@ -89,9 +105,20 @@ SHORTCUTS_JS = """
     el.textContent = d.getFullYear() + '-' + pad(d.getMonth() + 1) + '-' + pad(d.getDate()) + ' ' + pad(d.getHours()) + ':' + pad(d.getMinutes());
     el.setAttribute('data-local', '1'); el.title = el.getAttribute('datetime');
   });
+  // Sections (<details data-acc>) of HTML made anew for each case keep the analyst's open/closed choice.
+  const opened = {};
+  document.addEventListener('toggle', (e) => {
+    const d = e.target; const k = d && d.getAttribute && d.getAttribute('data-acc');
+    if (k && d.getAttribute('data-seen')) opened[k] = d.open;
+  }, true);
+  const keepSections = () => document.querySelectorAll('details[data-acc]:not([data-seen])').forEach((d) => {
+    const k = d.getAttribute('data-acc');
+    if (k in opened) d.open = opened[k];
+    d.setAttribute('data-seen', '1');
+  });
   let lastCase = null;
   const onChange = () => {
-    groupRadios(); localTimes();
+    groupRadios(); localTimes(); keepSections();
     const lease = document.getElementById('wb-lease');
     if (lease && !lease.querySelector('.wb-clock') && lease.getAttribute('data-expires')) clockTick();
     const head = document.querySelector('#wb-header .wb-head');
@@ -100,9 +127,19 @@ SHORTCUTS_JS = """
       lastCase = id; window.wbMode = 'decide'; hint('');
       window.scrollTo(0, 0);
       const a = document.activeElement; if (a && typing(a)) a.blur();
+      // the rationale and the note and tag boxes start empty for each case (the page empties them:
+      // as outputs of every key they cost the page on every event; issue 17)
+      for (const sel of ['#wb-rationale textarea', '#wb-ctx-note textarea', '#wb-ctx-tag textarea', '#wb-ctx-tag input']) {
+        const box = $(sel);
+        if (box && box.value) { box.value = ''; box.dispatchEvent(new Event('input', {bubbles: true})); }
+      }
     }
   };
-  new MutationObserver(onChange).observe(document.documentElement, {childList: true, subtree: true});
+  // characterData and data-local too: Gradio's HTML updates morph the old nodes in place, which
+  // puts a <time>'s server text back (and drops data-local, a section's data-seen) without adding
+  // or removing a node.
+  new MutationObserver(onChange).observe(document.documentElement, {childList: true, subtree: true,
+    characterData: true, attributes: true, attributeFilter: ['data-local', 'data-seen']});
   const fmt = (s) => Math.floor(s / 60) + ':' + pad(Math.floor(s % 60));
   const clockTick = () => {  // the lease clock
     const el = document.getElementById('wb-lease'); if (!el) return;
@@ -180,4 +217,9 @@ CSS = """
 #wb-buttons {gap: 6px !important;}
 #wb-buttons button {min-height: 34px; font-size: 0.95em;}
 .wb-ctx-table {max-height: 300px; overflow-y: auto;}
+details.wb-acc {margin: 4px 0; border: 1px solid var(--border-color-primary); border-radius: 6px; padding: 2px 8px;}
+details.wb-acc > summary {cursor: pointer; font-weight: 500; padding: 2px 0;}
+.wb-ctx p, .wb-notes ul {margin: 0.25em 0;}
+.wb-ctx ul, .wb-notes ul {padding-left: 1.2em;}
+.wb-ctx, .wb-notes {font-size: 0.9em;}
 """

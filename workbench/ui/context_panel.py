@@ -5,9 +5,17 @@ Two functions make the interface the Review tab uses:
 
 - `build_context_panel(app, case_state, who=None)` lays the panel out where it is called and
   wires its own buttons (the session's principal through `session.actor`; `who` is the Review
-  tab's analyst box, for a store without accounts) and returns the displayed components;
+  tab's analyst box, for a store without accounts) and returns the components a case fills (the
+  note and tag boxes are not among them: the page empties them when the case changes);
 - `context_values(app, packet, principal)` returns their values for a review packet (None: no
   case), in the same order, so the Review tab can put them among its outputs.
+
+Policy, history and the author's items are one HTML block made here (sections the analyst opens
+and closes, remembered across cases by assets.SHORTCUTS_JS), the notes another: every output of
+a key on the Review tab costs the page on every later event too (Gradio re-reads the loading
+state of each component that ever was an output), so the panel has few of them (issue 17), and
+no Markdown to render in the browser. Every cell is escaped here; times are `<time>` elements the
+page shows in the viewer's local time (render.when).
 
 Every value comes from `labeling.context.case_context` (masked unless this analyst revealed the
 case); notes and tags are written by `labeling.notes`.
@@ -23,8 +31,8 @@ from core.hooks import PermissionDenied
 from labeling.context import case_context
 from labeling.notes import add_note, add_tag, remove_tag
 
-from .format import local_time, md_escape, short, zone_name
-from .render import table_html
+from .format import decoded, local_time, short
+from .render import table_html, when
 from .session import actor
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -38,82 +46,114 @@ HISTORY_WIDTHS, AUTHOR_WIDTHS = ["30%", "35%", "35%"], ["30%", "32%", "38%"]
 NO_CASE = "No case on screen."
 
 
-def policy_md(policy: Optional[dict[str, Any]]) -> str:
+class Html(str):
+    """A table cell that is HTML made here (a `<time>` element and escaped text), not plain text."""
+
+
+def esc(text: Any) -> str:
+    """User-written or stored text as HTML text: entities decoded first (as people read them), then escaped."""
+    return html.escape(decoded(text))
+
+
+def section(key: str, title: str, body: str, open_: bool = True) -> str:
+    """A section the analyst opens and closes; `data-acc` names it so the page keeps the choice
+    from one case to the next (the panel is made anew for each case)."""
+    return (f"<details class='wb-acc' data-acc='{key}'{' open' if open_ else ''}><summary>{html.escape(title)}"
+            f"</summary>{body}</details>")
+
+
+def policy_html(policy: Optional[dict[str, Any]]) -> str:
     """The suggested label's policy text: title, reference, tier, definition, guidance, examples."""
     if not policy:
-        return NO_CASE
-    head = (f"**{policy['label']}** · `{policy['policy_ref']}` · {policy.get('severity') or 'no tier'} · "
-            f"{md_escape(policy['title'])}")
+        return f"<div>{NO_CASE}</div>"
+    head = (f"<b>{esc(policy['label'])}</b> · <code>{esc(policy['policy_ref'])}</code> · "
+            f"{esc(policy.get('severity') or 'no tier')} · {esc(policy['title'])}")
     if not policy.get("definition"):
-        return head + "\n\nNo policy text in configs/taxonomy.yaml for this policy."
-    parts = [head, f"**Covers:** {md_escape(policy['definition'])}"]
+        return f"<p>{head}</p><p>No policy text in configs/taxonomy.yaml for this policy.</p>"
+    parts = [head, f"<b>Covers:</b> {esc(policy['definition'])}"]
     if policy.get("guidance"):
-        parts.append(f"**Enforce:** {md_escape(policy['guidance'])}")
-    for ex in policy.get("examples") or []:
-        parts.append(f"- *Example:* “{md_escape(ex['text'])}” — {md_escape(ex['why'])}")
-    parts.append(f"Actions: {', '.join(policy['actions'])} (default **{policy['default_action']}**)")
-    return "\n\n".join(parts)
+        parts.append(f"<b>Enforce:</b> {esc(policy['guidance'])}")
+    examples = "".join(f"<li><i>Example:</i> “{esc(ex['text'])}” — {esc(ex['why'])}</li>"
+                       for ex in policy.get("examples") or [])
+    actions = f"Actions: {esc(', '.join(policy['actions']))} (default <b>{esc(policy['default_action'])}</b>)"
+    return "".join(f"<p>{p}</p>" for p in parts) + (f"<ul>{examples}</ul>" if examples else "") + f"<p>{actions}</p>"
 
 
-def history_rows(history: list[dict[str, Any]]) -> list[list[Any]]:
-    """Every decision on the item, oldest first, superseded ones marked."""
+def history_rows(history: list[dict[str, Any]], cells: bool = False) -> list[list[Any]]:
+    """Every decision on the item, oldest first, superseded ones marked. `cells`: the first
+    column as HTML with a `<time>` the page shows in local time; else all plain text."""
     rows = []
     for h in history:
         status = "current" if h["current"] else (f"superseded by #{h['superseded_by']}" if h["superseded_by"] else "")
-        rows.append([f"{local_time(h['created_at'])} · {h['reviewer']}",
-                     f"#{h['id']} {h['label']} / {h['action']} ({h['kind']}) {status}".strip(),
+        stamp = (Html(f"{when(h['created_at'])} · {esc(h['reviewer'])}") if cells
+                 else f"{local_time(h['created_at'])} · {h['reviewer']}")
+        rows.append([stamp, f"#{h['id']} {h['label']} / {h['action']} ({h['kind']}) {status}".strip(),
                      short(h.get("rationale") or "—", 160)])
     return rows
 
 
-def author_md(author: dict[str, Any]) -> str:
+def author_line(author: dict[str, Any]) -> str:
     if not author.get("author_id"):
         return "No author recorded for this item."
-    return (f"Author `{md_escape(author['author_id'])}`: {author['items']} other items, {author['decided']} decided, "
-            f"**{author['violations']}** enforced against.")
+    return (f"Author <code>{esc(author['author_id'])}</code>: {author['items']} other items, {author['decided']} "
+            f"decided, <b>{author['violations']}</b> enforced against.")
 
 
 def author_rows(author: dict[str, Any]) -> list[list[Any]]:
-    return [[f"{r['item_id']} · {local_time(r['created_at'])}",
+    return [[Html(f"{esc(r['item_id'])} · {when(r['created_at'])}"),
              f"{r['predicted'] or '—'} → " + (f"{r['decided']} / {r['action']} by {r['reviewer']}" if r["decided"] else "—"),
              short(r["text"], 140)] for r in author.get("recent", [])]
 
 
-def rows_html(headers: list[str], rows: list[list[Any]], empty: str, widths: list[str], case_id: Any = "",
-              caption: str = "") -> str:
-    """Rows as a plain HTML table rendered here, every cell escaped (a cell is text, never markup).
-    Why not gr.Dataframe: two of them re-rendered on every case cost the page more than the rest
-    of the case together (issue 17); `data-case` says which case the table belongs to."""
-    cells = [[html.escape(str(c)) for c in r] for r in rows]
-    cap = f"<div class='wb-sub'>{html.escape(caption)}</div>" if caption else ""
-    return (f"<div class='wb-ctx-table' data-case='{html.escape(str(case_id or ''))}'>{cap}"
+def rows_html(headers: list[str], rows: list[list[Any]], empty: str, widths: list[str], case_id: Any = "") -> str:
+    """Rows as a plain HTML table rendered here, every text cell escaped (a cell is text, never
+    markup; an `Html` cell was made here). Why not gr.Dataframe: two of them re-rendered on every
+    case cost the page more than the rest of the case together (issue 17); `data-case` says which
+    case the table belongs to."""
+    cells = [[c if isinstance(c, Html) else html.escape(str(c)) for c in r] for r in rows]
+    return (f"<div class='wb-ctx-table' data-case='{html.escape(str(case_id or ''))}'>"
             f"{table_html(headers, cells, empty, widths)}</div>")
 
 
 def history_html(history: list[dict[str, Any]], case_id: Any = "") -> str:
-    return rows_html(HISTORY_HEADERS, history_rows(history), "No decisions on this item yet.", HISTORY_WIDTHS,
-                     case_id, f"times in {zone_name()}")
+    return rows_html(HISTORY_HEADERS, history_rows(history, cells=True), "No decisions on this item yet.",
+                     HISTORY_WIDTHS, case_id)
 
 
 def author_table_html(author: dict[str, Any], case_id: Any = "") -> str:
     return rows_html(AUTHOR_HEADERS, author_rows(author), "No other items of this author.", AUTHOR_WIDTHS, case_id)
 
 
-def notes_md(ctx: dict[str, Any]) -> str:
-    """Notes of the item and its campaign, oldest first, and their tags."""
+def panel_html(ctx: Optional[dict[str, Any]]) -> str:
+    """Policy, history and author sections in one block (None: no case on screen)."""
+    ctx = ctx or {}
+    case_id = ctx.get("case_id") or ""
+    author = ctx.get("author") or {}
+    return (f"<div class='wb-ctx' data-case='{html.escape(str(case_id))}'>"
+            + section("policy", "Policy", f"<div id='wb-ctx-policy'>{policy_html(ctx.get('policy'))}</div>")
+            + section("history", "Item history (every decision, superseded ones too)",
+                      f"<div id='wb-ctx-history'>{history_html(ctx.get('history') or [], case_id)}</div>")
+            + section("author", "Author's other items and past decisions",
+                      f"<div id='wb-ctx-author'><div class='wb-sub'>{author_line(author) if ctx else NO_CASE}</div>"
+                      f"{author_table_html(author, case_id)}</div>", open_=False)
+            + "</div>")
+
+
+def notes_html(ctx: dict[str, Any]) -> str:
+    """Notes of the item and its campaign, oldest first, and their tags: text as typed, never markup."""
     parts = []
-    for kind, title in (("item", f"item `{md_escape(ctx.get('item_id'))}`"),
-                        ("campaign", f"campaign {ctx.get('campaign_id')}")):
+    for kind, title in (("item", f"item <code>{esc(ctx.get('item_id'))}</code>"),
+                        ("campaign", f"campaign {esc(ctx.get('campaign_id'))}")):
         if kind == "campaign" and not ctx.get("campaign_id"):
             continue
         if kind == "item" and not ctx.get("item_id"):
             continue
         tags = ctx["tags"][kind]
-        lines = [f"**On {title}** · tags: " + (", ".join(f"`{md_escape(t)}`" for t in tags) if tags else "none")]
-        lines += [f"- {local_time(n['created_at'])} **{md_escape(n['author'])}**: {md_escape(n['body'])}"
-                  for n in ctx["notes"][kind]] or ["- no notes yet"]
-        parts.append("\n".join(lines))
-    return "\n\n".join(parts) or "No notes."
+        lines = "".join(f"<li>{when(n['created_at'])} <b>{esc(n['author'])}</b>: {esc(n['body'])}</li>"
+                        for n in ctx["notes"][kind]) or "<li>no notes yet</li>"
+        parts.append(f"<div><b>On {title}</b> · tags: "
+                     + (", ".join(f"<code>{esc(t)}</code>" for t in tags) if tags else "none") + f"<ul>{lines}</ul></div>")
+    return f"<div class='wb-notes'>{''.join(parts) or 'No notes.'}</div>"
 
 
 def _targets(ctx: dict[str, Any]) -> list[str]:
@@ -124,14 +164,11 @@ def context_values(app: "AppContext", packet: Optional[dict[str, Any]], principa
     """Values for the panel's components (the order `build_context_panel` returns them) for a
     review packet, or the empty panel for None."""
     if not packet or not (packet.get("case") or {}).get("id"):
-        return (NO_CASE, "", author_table_html({}), history_html([]), "", gr.update(choices=["item"], value="item"),
-                "", "")
+        return panel_html(None), "<div class='wb-notes'>No notes.</div>", gr.update(choices=["item"], value="item")
     ctx = case_context(app.store(), app.taxonomy(), int(packet["case"]["id"]), principal, app.review())
     targets = _targets(ctx) or ["item"]
     default = "campaign" if packet["case"].get("campaign_id") is not None and "campaign" in targets else targets[0]
-    case_id = int(packet["case"]["id"])
-    return (policy_md(ctx["policy"]), author_md(ctx["author"]), author_table_html(ctx["author"], case_id),
-            history_html(ctx["history"], case_id), notes_md(ctx), gr.update(choices=targets, value=default), "", "")
+    return panel_html(ctx), notes_html(ctx), gr.update(choices=targets, value=default)
 
 
 def build_context_panel(app: "AppContext", case_state: gr.State, who: Optional[gr.Textbox] = None) -> list[gr.Component]:
@@ -154,7 +191,7 @@ def build_context_panel(app: "AppContext", case_state: gr.State, who: Optional[g
         """The notes list again, and the box that was used emptied."""
         gr.Info(message)
         ctx = case_context(app.store(), app.taxonomy(), int(packet["case"]["id"]), who_acts, app.review())
-        return notes_md(ctx), ""
+        return notes_html(ctx), ""
 
     def on_note(packet: Optional[dict[str, Any]], target: str, body: str, name: str,
                 request: gr.Request) -> tuple[Any, ...]:
@@ -181,15 +218,9 @@ def build_context_panel(app: "AppContext", case_state: gr.State, who: Optional[g
             gr.Warning(f"Tag not {'removed' if remove else 'added'}: {exc}")
             return gr.update(), gr.update()
 
-    with gr.Accordion("Policy", open=True):
-        policy = gr.Markdown(NO_CASE, elem_id="wb-ctx-policy")
-    with gr.Accordion("Item history (every decision, superseded ones too)", open=True):
-        history = gr.HTML(history_html([]), js_on_load=None, elem_id="wb-ctx-history")
-    with gr.Accordion("Author's other items and past decisions", open=False):
-        author_info = gr.Markdown()
-        author = gr.HTML(author_table_html({}), js_on_load=None, elem_id="wb-ctx-author")
+    panel = gr.HTML(panel_html(None), js_on_load=None, elem_id="wb-ctx-panel")
     with gr.Accordion("Notes and tags", open=True):
-        notes = gr.Markdown("No notes.", elem_id="wb-ctx-notes")
+        notes = gr.HTML("<div class='wb-notes'>No notes.</div>", js_on_load=None, elem_id="wb-ctx-notes")
         note_box = gr.Textbox(label="Note (kept for good, visible to the team)", lines=2, elem_id="wb-ctx-note")
         with gr.Row(equal_height=True):
             target = gr.Radio(choices=["item"], value="item", label="On", scale=2, min_width=120,
@@ -201,6 +232,7 @@ def build_context_panel(app: "AppContext", case_state: gr.State, who: Optional[g
             tag_btn = gr.Button("Add tag", size="sm", scale=1, min_width=80, elem_id="wb-ctx-add-tag")
             untag_btn = gr.Button("Remove tag", size="sm", scale=1, min_width=90, elem_id="wb-ctx-remove-tag")
     note_btn.click(on_note, [case_state, target, note_box, who_in], [notes, note_box])
+
     def add_tag_cb(packet: Optional[dict[str, Any]], target: str, tag: str, name: str,
                    request: gr.Request) -> tuple[Any, ...]:
         return on_tag(packet, target, tag, name, False, request)
@@ -211,4 +243,4 @@ def build_context_panel(app: "AppContext", case_state: gr.State, who: Optional[g
 
     tag_btn.click(add_tag_cb, [case_state, target, tag_box, who_in], [notes, tag_box])
     untag_btn.click(remove_tag_cb, [case_state, target, tag_box, who_in], [notes, tag_box])
-    return [policy, author_info, author, history, notes, target, note_box, tag_box]
+    return [panel, notes, target]

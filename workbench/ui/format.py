@@ -1,8 +1,10 @@
 """Readable values for every tab: local times to the minute, decoded HTML entities, percentages,
 short texts, and "50 of 144" counts. Pure functions (no Gradio, no store), tested without a browser.
 
-Stored times are naive UTC (`core.schema.utcnow`); the screen shows them in the server's local
-time zone (the `TZ` of the process), to the minute, with the zone's name where it matters.
+Stored times are naive UTC (`core.schema.utcnow`); `local_time` writes them in the server's local
+time zone (the `TZ` of the process), to the minute, with the zone's name where it matters: the
+text of tables and Markdown (Campaigns, Operations, Search, Appeals). The Review tab's HTML uses
+`render.when` instead: a `<time>` element the page shows in the viewer's own zone.
 """
 from __future__ import annotations
 

@@ -196,6 +196,19 @@ def campaign_html(p: dict[str, Any]) -> str:
             f"Top terms: {_esc(terms_text(camp.get('top_terms')))}</div>")
 
 
+def side_html(p: Optional[dict[str, Any]]) -> str:
+    """The right-hand column above the context panel: the model's scores, the campaign, and the
+    similar past decisions (a section the analyst opens; the page keeps it open from case to
+    case). One block, not three components: each output of a key costs the page on every later
+    event (issue 17)."""
+    model = model_html(p) if p else ""
+    camp = campaign_html(p) if p else ""
+    similar = similar_html(p) if p else ""
+    return (f"<div id='wb-model'>{model}</div><div id='wb-campaign'>{camp}</div>"
+            f"<details class='wb-acc' data-acc='similar'><summary>Similar past decisions</summary>"
+            f"<div id='wb-similar'>{similar}</div></details>")
+
+
 def author_html(p: dict[str, Any]) -> str:
     a = p.get("author") or {}
     rows = [[when(r["created_at"]), _esc(r["predicted"] or "—"), _esc(r["decided"] or "—"),

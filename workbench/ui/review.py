@@ -12,6 +12,7 @@ save, c confirm, n next, r reveal, s skip, x release, u undo, ? help.
 """
 from __future__ import annotations
 
+import contextvars
 import datetime as dt
 import html
 import inspect
@@ -23,15 +24,15 @@ import gradio as gr
 
 from core.hooks import PermissionDenied
 from core.schema import utcnow
-from labeling.cases import queue_status, start_queue
+from labeling.cases import queue_counts, queue_status, start_queue
 from labeling.claims import claim_case, next_case, release, renew, skip
 from labeling.decisions import decide
 from labeling.packets import escalate_with_packet, review_packet, reveal_text
 from labeling.undo import undo_last
 from labeling.wellbeing import exposure, preferences, set_preferences
 
-from .render import (_esc, author_html, campaign_html, empty_header, header_html, message_html, model_html,
-                     similar_html, text_html)
+from .context_panel import build_context_panel, context_values
+from .render import _esc, empty_header, header_html, message_html, side_html, text_html
 from .format import md_escape
 from .session import actor
 
@@ -40,12 +41,13 @@ if TYPE_CHECKING:  # pragma: no cover
 
 # What a service refuses with (LabelingError is a ValueError): shown to the analyst, never a crash.
 SERVICE_ERRORS = (ValueError, PermissionDenied)
-
-try:  # the context panel (policy text, history, notes and tags) lives in its own module
-    from .context_panel import build_context_panel, context_values
-except ImportError:  # pragma: no cover - until that module exists
-    build_context_panel = None  # type: ignore[assignment]
-    context_values = None  # type: ignore[assignment]
+# The case's outputs a refusal leaves as they are: header, text, side column, label, action,
+# policy reference. The rationale box is no output: the page empties it when the case on screen
+# changes (assets.SHORTCUTS_JS), so what was typed stays on a refusal.
+KEPT = 6
+# What one key event has read already (the store's accounts, the principal): each key asked
+# the store for both up to four times (issue 17). Set per event by `wired`; None elsewhere.
+_EVENT: contextvars.ContextVar[Optional[dict[Any, Any]]] = contextvars.ContextVar("wb_review_event", default=None)
 
 
 def html_box(value: Any = None, **kw: Any) -> gr.HTML:
@@ -126,8 +128,23 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
     labels = list(taxonomy.labels)
     ctx_components: list[Any] = []
 
+    def accounts() -> bool:
+        """Whether the store has accounts (read once per key event)."""
+        memo = _EVENT.get()
+        if memo is None:
+            return app.has_users()
+        if "accounts" not in memo:
+            memo["accounts"] = app.has_users()
+        return bool(memo["accounts"])
+
     def who_of(who: str, request: Optional[gr.Request]) -> Any:
-        return actor(app, who, request)
+        """The acting principal (session.actor), re-read from the store once per key event."""
+        memo = _EVENT.get()
+        if memo is None:
+            return actor(app, who, request)
+        if ("actor", who) not in memo:
+            memo[("actor", who)] = actor(app, who, request)
+        return memo[("actor", who)]
 
     def expo_of(principal: Any) -> Optional[dict[str, Any]]:
         try:
@@ -149,31 +166,28 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
         queue_list = (gr.update(choices=counts_choices(queue_status(store, qconfig), list(qconfig.queues)), value=queue)
                       if switch_queue else gr.update())
         if packet is None:
-            return (None, None, empty_header(message if kind == "info" else ""), "", "", "", "", "",
-                    gr.update(value=None), gr.update(choices=[], value=None), "", "", "", "",
+            return (None, None, empty_header(message if kind == "info" else ""), "", side_html(None),
+                    None, gr.update(choices=[], value=None), "", "", "",
                     message_html(message, kind) if kind != "info" else "", lease_html(None, settings), queue_list)
         label = packet["suggested_label"]
         choice = packet["choices"][label]
         prefs = prefs_of(principal)
-        return (packet, None, header_html(packet, message), text_html(packet, prefs), model_html(packet),
-                campaign_html(packet), similar_html(packet), author_html(packet) if build_context_panel is None
-                else gr.update(), gr.update(value=label),
-                gr.update(choices=choice["actions"], value=choice["default_action"]),
-                choice["policy_ref"], "", "", "", "", lease_html(packet, settings), queue_list)
+        return (packet, None, header_html(packet, message), text_html(packet, prefs), side_html(packet),
+                label, gr.update(choices=choice["actions"], value=choice["default_action"]),
+                choice["policy_ref"], "", "", "", lease_html(packet, settings), queue_list)
 
     def after_case(packet: Optional[dict[str, Any]], shown: Optional[int], who: str, queue: str,
                    request: gr.Request) -> tuple[Any, ...]:
         """What follows a case change: the "N left" line, the break offer, and the context panel
         (re-rendered only when the case on screen changed; `shown` is the case it shows)."""
         try:
-            principal = who_of(who, request) if (app.has_users() or (who or "").strip()) else None
+            principal = who_of(who, request) if (accounts() or (who or "").strip()) else None
         except SERVICE_ERRORS:
             principal = None
         expo = expo_of(principal)
         case_id = packet["case"]["id"] if packet else None
-        head = (status_html(queue_status(store, qconfig), queue, expo), break_update(expo, queue))
-        if not ctx_components:
-            return (*head, case_id)
+        # one queue's count (an index range), not `queue_status` over every live case: this runs on every key
+        head = (status_html({queue: queue_counts(store, queue)}, queue, expo), break_update(expo, queue))
         if case_id == shown and packet is not None:
             return (*head, case_id, *([gr.update()] * len(ctx_components)))
         return (*head, case_id, *context_values(app, packet, principal))
@@ -186,7 +200,7 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
         lease = lease_html(None, settings, lost=msg) if spot == "lease" else gr.update()
         if spot == "lease":
             errs["buttons"] = message_html(msg, "error")
-        return (packet, armed, *([gr.update()] * 10), errs["label"], errs["rationale"], errs["buttons"], lease,
+        return (packet, armed, *([gr.update()] * KEPT), errs["label"], errs["rationale"], errs["buttons"], lease,
                 gr.update())
 
     def packet_for(case_id: int, principal: Any) -> dict[str, Any]:
@@ -194,7 +208,7 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
 
     def claim(who: str, queue: str, request: gr.Request, message: str = "", switch_queue: bool = False,
               principal: Any = None) -> tuple[Any, ...]:
-        if not app.has_users() and not who.strip():
+        if not accounts() and not who.strip():
             return show(None, None, queue, "Enter your analyst name first (top left).", "error")
         try:
             principal = principal or who_of(who, request)
@@ -233,7 +247,7 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
         n = cc["will_decide"]
         msg = (f"This decides {n} items of campaign {cc['campaign_id']} ({cc['already_decided']} already decided). "
                f"Press {what} again, or Confirm, to decide {n} items.")
-        return (packet, packet["case"]["id"], *([gr.update()] * 10), "", "",
+        return (packet, packet["case"]["id"], *([gr.update()] * KEPT), "", "",
                 message_html(msg, "confirm"), gr.update(), gr.update())
 
     def submit(packet: Optional[dict[str, Any]], armed: Optional[int], who: str, queue: str, label: str,
@@ -325,19 +339,21 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
                     f"({len(out['undone'])} decision{'s' if len(out['undone']) != 1 else ''}). Decide it again.")
 
     def reveal(packet: Optional[dict[str, Any]], who: str, queue: str, request: gr.Request) -> tuple[Any, ...]:
+        """The case's own texts unmasked (audited): the text, the side column and the context panel."""
+        n_ctx = len(ctx_components)
         if packet is None or not packet.get("item"):
-            return (gr.update(),) * 8
+            return (gr.update(),) * (6 + n_ctx)
         try:
             principal = who_of(who, request)
             reveal_text(store, packet["case"]["id"], principal)
             fresh = packet_for(packet["case"]["id"], principal)
         except SERVICE_ERRORS as exc:
-            return (gr.update(), gr.update(), gr.update(), gr.update(), gr.update(),
-                    message_html(plain(str(exc)), "error"), gr.update(), gr.update())
+            return (gr.update(), gr.update(), gr.update(), message_html(plain(str(exc)), "error"), gr.update(),
+                    gr.update(), *([gr.update()] * n_ctx))
         expo = expo_of(principal)
-        return (fresh, text_html(fresh, prefs_of(principal)), campaign_html(fresh), similar_html(fresh),
-                author_html(fresh), "",
-                status_html(queue_status(store, qconfig), queue, expo), break_update(expo, queue))
+        return (fresh, text_html(fresh, prefs_of(principal)), side_html(fresh), "",
+                status_html({queue: queue_counts(store, queue)}, queue, expo), break_update(expo, queue),
+                *context_values(app, fresh, principal))
 
     def heartbeat(packet: Optional[dict[str, Any]], held: Optional[dict[str, Any]], who: str,
                   idle_ms: Optional[float], request: gr.Request) -> tuple[Any, Any]:
@@ -359,7 +375,7 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
 
     def refresh_counts(who: str, queue: str, request: gr.Request) -> tuple[Any, Any, Any]:
         try:
-            principal = who_of(who, request) if (app.has_users() or who.strip()) else None
+            principal = who_of(who, request) if (accounts() or who.strip()) else None
         except SERVICE_ERRORS:
             principal = None
         status = queue_status(store, qconfig)
@@ -407,10 +423,10 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
     # -- layout ---------------------------------------------------------------------------------
     packet_state = gr.State(None)
     armed_state = gr.State(None)  # the campaign case a first `c` / Ctrl+Enter armed
-    accounts = app.has_users()
+    signed = app.has_users()
     with gr.Row(elem_id="wb-topbar", equal_height=True):
-        who = gr.Textbox(value="" if accounts else analyst, label="Signed in as" if accounts else "Analyst",
-                         interactive=not accounts, scale=1, min_width=120, elem_id="wb-who")
+        who = gr.Textbox(value="" if signed else analyst, label="Signed in as" if signed else "Analyst",
+                         interactive=not signed, scale=1, min_width=120, elem_id="wb-who")
         queue_in = gr.Dropdown(choices=[(q, q) for q in qconfig.queues], value=queue or qconfig.default_queue,
                                label="Queue", scale=2, min_width=200, elem_id="wb-queue", allow_custom_value=True)
         next_btn = gr.Button("Next case (n)", elem_id="wb-next", variant="primary", scale=1, min_width=110)
@@ -452,38 +468,44 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
                         "<kbd>c</kbd> confirm · <kbd>o</kbd> override · <kbd>e</kbd> escalate · <kbd>Ctrl</kbd>+"
                         "<kbd>Enter</kbd> save · <kbd>u</kbd> undo · <kbd>n</kbd> next · <kbd>?</kbd> all keys</div>")
         with gr.Column(scale=2, min_width=360):
-            model_info = html_box(elem_id="wb-model")
-            campaign_info = html_box(elem_id="wb-campaign")
-            with gr.Accordion("Similar past decisions", open=False):
-                similar = html_box(elem_id="wb-similar")
-            if build_context_panel is not None:
-                with gr.Accordion("Context: policy, history, notes", open=True, elem_id="wb-context"):
-                    ctx_components.extend(build_context_panel(app, packet_state, who))
-            # The context panel shows the author's history; without it, this accordion does.
-            with gr.Accordion("Author history", open=False, visible=build_context_panel is None):
-                author = html_box(elem_id="wb-author")
+            side = html_box(side_html(None), elem_id="wb-side")  # model, campaign, similar decisions
+            with gr.Accordion("Context: policy, history, notes", open=True, elem_id="wb-context"):
+                ctx_components.extend(build_context_panel(app, packet_state, who))
     idle_ms = gr.Number(value=0, visible="hidden", elem_id="wb-idle")
     heartbeat_timer = gr.Timer(settings.heartbeat_seconds)
     counts_timer = gr.Timer(settings.counts_refresh_seconds)
 
-    outputs = [packet_state, armed_state, header, text, model_info, campaign_info, similar, author,
-               label_in, action_in, policy_in, rationale_in, label_err, rationale_err, buttons_err, lease, queue_in]
+    outputs = [packet_state, armed_state, header, text, side,
+               label_in, action_in, policy_in, label_err, rationale_err, buttons_err, lease, queue_in]
     shown_state = gr.State(None)  # the case the context panel shows
 
-    def wired(event: Any, fn: Callable[..., Any], inputs: list[Any]) -> Any:
+    def wired(event: Any, fn: Callable[..., Any], inputs: list[Any], switches: bool = False) -> Any:
         """A key's event: the case's outputs and, in the same response, what follows a case change
         (`after_case`). One event, not a chained `.then`: the page walks every output's status on
         each event, and a second event per key cost more in the browser than it saved on the
         server (measured, issue 17). Not queued (a confirm is one short transaction), no progress
-        overlay, a second key while one is in flight is dropped."""
+        overlay, a second key while one is in flight is dropped. No Gradio pre/postprocessing: the
+        inputs are plain text and states and the outputs text, HTML, states and updates, for which
+        both are the identity, and each one moved every value through a worker thread (~20 per
+        key, issue 17). The queue list and the break offer are outputs only of a key that
+        `switches` the queue (the break button): a decision or a claim changes neither the queue
+        nor the exposure the offer follows (reveal, the counts timer and the list's own event
+        update it), and each output costs the page on every key."""
         n_in = len(inputs)
 
         def with_after(*args: Any) -> tuple[Any, ...]:
             shown, request = args[n_in], args[n_in + 1]
-            out = fn(*args[:n_in], request)
-            packet = out[0] if isinstance(out[0], dict) and "case" in out[0] else None
-            q = args[inputs.index(queue_in)] if queue_in in inputs else (break_queue_name(None) or qconfig.default_queue)
-            return (*out, *after_case(packet, shown, args[inputs.index(who)], q, request))
+            token = _EVENT.set({})
+            try:
+                out = fn(*args[:n_in], request)
+                packet = out[0] if isinstance(out[0], dict) and "case" in out[0] else None
+                q = args[inputs.index(queue_in)] if queue_in in inputs else (break_queue_name(None) or qconfig.default_queue)
+                status_line, offer, *rest = after_case(packet, shown, args[inputs.index(who)], q, request)
+                if switches:
+                    return (*out, status_line, offer, *rest)
+                return (*out[:-1], status_line, *rest)  # without the queue list and the break offer
+            finally:
+                _EVENT.reset(token)
 
         # Gradio passes the request to a parameter annotated gr.Request: say so for the wrapper.
         params = [inspect.Parameter(f"in{i}", inspect.Parameter.POSITIONAL_OR_KEYWORD) for i in range(n_in + 1)]
@@ -491,8 +513,9 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
         with_after.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
         with_after.__annotations__ = {"request": gr.Request}
         with_after.__name__ = fn.__name__
-        return event(with_after, [*inputs, shown_state], [*outputs, status, break_btn, shown_state, *ctx_components],
-                     show_progress="hidden", trigger_mode="once", queue=False)
+        outs = [*outputs, status, break_btn] if switches else [*outputs[:-1], status]
+        return event(with_after, [*inputs, shown_state], [*outs, shown_state, *ctx_components],
+                     show_progress="hidden", trigger_mode="once", queue=False, preprocess=False, postprocess=False)
 
     wire: list[tuple[Any, Callable[..., Any], list[Any]]] = [
         (next_btn.click, claim, [who, queue_in]),
@@ -509,7 +532,7 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
     for event, fn, inputs in wire:
         wired(event, fn, inputs)
     reveal_btn.click(reveal, [packet_state, who, queue_in],
-                     [packet_state, text, campaign_info, similar, author, buttons_err, status, break_btn],
+                     [packet_state, text, side, buttons_err, status, break_btn, *ctx_components],
                      show_progress="hidden")
     label_in.input(on_label, [label_in], [action_in, policy_in, label_err], show_progress="hidden")
     held_state = gr.State(None)  # the last renewal: {"case": id, "expires": datetime}
@@ -517,7 +540,7 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
                          js="(p, h, w, i) => [p, h, w, Date.now() - (window.wbLastActivity || Date.now())]")
     counts_timer.tick(refresh_counts, [who, queue_in], [status, break_btn, queue_in])
     queue_in.input(refresh_counts, [who, queue_in], [status, break_btn, queue_in], show_progress="hidden")
-    wired(break_btn.click, to_break, [who])
+    wired(break_btn.click, to_break, [who], switches=True)
     for box in (blur_in, gray_in):
         box.input(save_prefs, [packet_state, who, blur_in, gray_in], [text], show_progress="hidden")
     blocks.load(on_load, [who], [who, queue_in, status, blur_in, gray_in, break_btn])
