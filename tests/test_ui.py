@@ -96,7 +96,7 @@ def test_review_flow_in_the_browser(seeded, taxonomy, browser_page):
         assert made[1]["rationale"].startswith("Pharmacy")
         page.screenshot(path=str(SHOTS / "review-override.png"), full_page=True)
 
-        # The other tabs: Operations has its KPIs (loaded with the page), Campaigns its table.
+        # The other tabs: Operations has its KPIs (loaded when the tab opens), Campaigns its table.
         page.get_by_role("tab", name="Operations").click()
         page.wait_for_selector("text=Waiting cases per queue", timeout=20000)
         page.wait_for_function("() => document.body.innerText.includes('backlog')", timeout=20000)

@@ -40,22 +40,22 @@ def build_app(app: "AppContext", analyst: str = "analyst", queue: Optional[str] 
         with gr.Tab("Review", id="review", elem_id="wb-review-tab"):
             review = build_review_tab(app, blocks, analyst, queue)
         who = review.who  # filled with the session's user on load
-        with gr.Tab("Campaigns", id="campaigns"):
-            build_campaigns_tab(app, blocks, who)
+        with gr.Tab("Campaigns", id="campaigns") as campaigns_tab:
+            build_campaigns_tab(app, campaigns_tab, who)
         with gr.Tab("Evaluation", id="evaluation"):
             build_evaluation_tab(app, who)
-        with gr.Tab("Operations", id="operations"):
-            build_operations_tab(app, blocks)
+        with gr.Tab("Operations", id="operations") as operations_tab:
+            build_operations_tab(app, operations_tab)
         with gr.Tab("Search", id="search"):
             from .search import build_search_tab  # issue 17: find by text, id, author, tag
 
             # "Open in Review": claim the result's case and show it on the Review tab
             build_search_tab(app, who, lambda event, case_box, note: review.open_from(event, case_box, tabs, "review",
                                                                                       note))
-        with gr.Tab("Appeals", id="appeals"):
+        with gr.Tab("Appeals", id="appeals") as appeals_tab:
             from .appeals import build_appeals_tab  # issue 17: a lead decides appeals
 
-            build_appeals_tab(app, blocks, who)
+            build_appeals_tab(app, appeals_tab, who)
     return blocks
 
 

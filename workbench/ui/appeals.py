@@ -47,8 +47,9 @@ def side_by_side(a: Optional[dict[str, Any]]) -> tuple[str, str, str]:
     return item, original, reason
 
 
-def build_appeals_tab(app: "AppContext", blocks: gr.Blocks, who: Optional[gr.Textbox] = None) -> None:
-    """Lay out the Appeals tab inside `blocks` and wire it; `who` is the Review tab's analyst box."""
+def build_appeals_tab(app: "AppContext", tab: gr.Tab, who: Optional[gr.Textbox] = None) -> None:
+    """Lay out the Appeals tab and wire it; `who` is the Review tab's analyst box. The list loads
+    each time `tab` is opened (not on page load: see `build_campaigns_tab`)."""
     taxonomy = app.taxonomy()
     who_in = who if who is not None else gr.State("")
 
@@ -116,4 +117,4 @@ def build_appeals_tab(app: "AppContext", blocks: gr.Blocks, who: Optional[gr.Tex
     pick.change(show, [pick], [item_md, original_md, reason_md, label, result])
     label.input(on_label, [label], [action])
     resolve_btn.click(resolve, [pick, outcome, label, action, rationale, who_in], [result, table, pick, rationale])
-    blocks.load(listing, None, [table, pick])
+    tab.select(listing, None, [table, pick])

@@ -80,8 +80,10 @@ def linked_short(linked_by: Optional[str], similarity: Any) -> str:
     return ", ".join(out)
 
 
-def build_campaigns_tab(app: "AppContext", blocks: gr.Blocks, who: gr.Textbox) -> None:
-    """Lay out the Campaigns tab inside `blocks` and wire it; `who` is the Review tab's analyst box."""
+def build_campaigns_tab(app: "AppContext", tab: gr.Tab, who: gr.Textbox) -> None:
+    """Lay out the Campaigns tab and wire it; `who` is the Review tab's analyst box. The list loads
+    when `tab` is opened: a page-load event would make its outputs part of every Review key's
+    status walk in the browser (issue 17), and an analyst who never opens the tab never pays."""
     store, taxonomy = app.store(), app.taxonomy()
 
     def masked(camp: dict[str, Any]) -> bool:
@@ -232,4 +234,4 @@ def build_campaigns_tab(app: "AppContext", blocks: gr.Blocks, who: gr.Textbox) -
     next_btn.click(nxt, [camp_id, page], detail_outs)
     bulk_label.input(on_label, [bulk_label], [bulk_action])
     bulk_btn.click(act_on_campaign, [camp_id, who, bulk_label, bulk_action, bulk_rationale, bulk_keep], bulk_out)
-    blocks.load(campaign_table, None, table)
+    tab.select(campaign_table, None, table)

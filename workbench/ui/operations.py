@@ -88,8 +88,9 @@ def sla_rows(k: dict[str, Any]) -> list[list[Any]]:
     return [[t, v["cases"], v["met"], v["missed"], v["pending"], percent(v["rate"])] for t, v in k["sla"].items()]
 
 
-def build_operations_tab(app: "AppContext", blocks: gr.Blocks) -> None:
-    """Lay out the Operations tab inside `blocks` and wire it (refreshed on every page load)."""
+def build_operations_tab(app: "AppContext", tab: gr.Tab) -> None:
+    """Lay out the Operations tab and wire it: refreshed each time `tab` is opened (not on page
+    load, which would put its outputs in every Review key's status walk; issue 17) and by its button."""
 
     def kpis() -> tuple[Any, ...]:
         store = app.store()
@@ -120,4 +121,4 @@ def build_operations_tab(app: "AppContext", blocks: gr.Blocks) -> None:
                      height=340, elem_id="wb-ops-chart")
     outs = [as_of, summary, queues, sla, analysts, chart]
     kpi_btn.click(kpis, None, outs)
-    blocks.load(kpis, None, outs)
+    tab.select(kpis, None, outs)
