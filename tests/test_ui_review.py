@@ -4,6 +4,7 @@ heartbeat with its warning and loss, keyboard-only override / escalation / undo 
 rows checked, blind QA, errors beside their control. Screenshots at 1366x768 go to
 workbench-data/screenshots/."""
 import json
+import re
 import shutil
 import urllib.request
 
@@ -72,7 +73,7 @@ def test_masked_case_leaks_nothing_before_reveal(store, taxonomy, queue_config, 
     decide(store, taxonomy, case_of(store, "reports:h1"), "bob", "hate", rationale=f"calls them {SLUR}",
            config=queue_config)  # a similar past decision whose text and rationale carry the slur
     camp = case_of(store, "reports:h2", campaign=True)
-    app, port = _serve(store)
+    app, port = _serve(store, queue="hate-harassment")  # the next case claimed ahead: a masked one
     page = browser_page
     try:
         answer = _api(port, "open_case", ["alice", "campaigns", str(camp)])
@@ -83,11 +84,15 @@ def test_masked_case_leaks_nothing_before_reveal(store, taxonomy, queue_config, 
         page.wait_for_timeout(500)
         html = page.content().lower()
         assert SLUR not in html and "g••••••••" in html  # text, top terms, members, neighbours, rationale
+        ahead = int(page.get_attribute("#wb-prefetch .wb-pre", "data-case"))  # claimed ahead: a slur case
+        assert ahead in {case_of(store, f"reports:h{i}") for i in (2, 3, 4)}
+        assert "g••••••••" in page.get_attribute("#wb-prefetch .wb-pre", "data-text").lower()
         _shot(page, "review-masked.png")
         page.keyboard.press("r")
         page.wait_for_function(f"() => document.querySelector('#wb-text').innerText.toLowerCase().includes('{SLUR}')")
         page.wait_for_function("() => document.querySelector('#wb-exposure').innerText.includes('1 of')")
         assert SLUR in page.inner_text("#wb-campaign").lower()  # the case's own texts are revealed with it
+        assert SLUR not in page.get_attribute("#wb-prefetch .wb-pre", "data-text").lower()  # ahead: still masked
         _shot(page, "review-revealed.png")
     finally:
         app.close()
@@ -301,5 +306,124 @@ def test_break_offer_after_the_exposure_budget(store, tmp_path, browser_page):
                                timeout=20000)
         page.wait_for_selector("#wb-break", state="hidden", timeout=20000)
         assert "milder queue" in page.inner_text("#wb-header")
+    finally:
+        app.close()
+
+
+PRE = "#wb-prefetch .wb-pre"
+
+
+@pytest.fixture
+def gated_decide(monkeypatch):
+    """`decide` on the Review tab held until the test opens the gate: what the page shows while
+    the confirm's request is in flight can be checked without timing it."""
+    import threading
+
+    import workbench.ui.review as review
+
+    gate, real = threading.Event(), review.decide
+
+    def held(*args, **kwargs):
+        gate.wait(60)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(review, "decide", held)
+    yield gate
+    gate.set()
+
+
+def _row(store, case_id):
+    with store.read() as conn:
+        return tuple(conn.execute(select(Case.state, Case.claimed_by).where(Case.id == case_id)).one())
+
+
+def _ahead(page):
+    page.wait_for_selector(f"{PRE}[data-case]:not([data-case=''])", state="attached", timeout=20000)
+    return int(page.get_attribute(PRE, "data-case"))
+
+
+def _claim_with_one_ahead(page, port, gate):
+    """Open the tab, claim a case with `n`: (the case on screen, the one claimed ahead)."""
+    _open(page, port)
+    gate.set()
+    page.keyboard.press("n")
+    return _case_on_screen(page), _ahead(page)
+
+
+def test_confirm_shows_the_case_claimed_ahead_before_the_answer(store, gated_decide, browser_page):
+    """`c` swaps in the case claimed ahead (masked, as the server rendered it) while the request is
+    in flight; the server's answer then replaces it with the same case, and the rows are right."""
+    app, port = _serve(store, queue="hate-harassment")
+    page = browser_page
+    try:
+        first, ahead = _claim_with_one_ahead(page, port, gated_decide)
+        assert ahead != first and _row(store, ahead) == ("claimed", "alice")
+        gated_decide.clear()
+        page.keyboard.press("c")
+        page.wait_for_selector(f"{HEAD}[data-optimistic='1'][data-case='{ahead}']", state="attached", timeout=20000)
+        assert decisions(store) == []  # shown before the server decided anything
+        text = page.inner_text("#wb-text").lower()
+        assert "••••" in text and SLUR not in text
+        gated_decide.set()
+        page.wait_for_selector(f"{HEAD}[data-case='{ahead}']:not([data-optimistic])", state="attached", timeout=20000)
+        assert f"Saved case {first}" in page.inner_text("#wb-header")
+        made = decisions(store)
+        assert [(d["case_id"], d["label"]) for d in made] == [(first, "hate")]
+        after = _ahead(page)
+        assert after not in (first, ahead)
+        assert _row(store, ahead) == ("claimed", "alice") and _row(store, after) == ("claimed", "alice")
+        # undo: the decided case comes back, the one on screen goes back, the one ahead stays ahead
+        page.keyboard.press("u")
+        page.wait_for_selector(f"{HEAD}[data-case='{first}']", state="attached", timeout=20000)
+        assert _ahead(page) == after and _row(store, after) == ("claimed", "alice")
+        assert _row(store, first) == ("claimed", "alice") and _row(store, ahead) == ("open", None)
+    finally:
+        gated_decide.set()
+        app.close()
+
+
+def test_lost_lease_puts_the_case_back_over_the_optimistic_view(store, gated_decide, browser_page):
+    app, port = _serve(store, queue="hate-harassment")
+    page = browser_page
+    try:
+        first, ahead = _claim_with_one_ahead(page, port, gated_decide)
+        gated_decide.clear()
+        with store.begin() as conn:  # the hold lapsed and another analyst took the case
+            conn.execute(update(Case.__table__).where(Case.id == first).values(claimed_by="bob"))
+        page.keyboard.press("c")
+        page.wait_for_selector(f"{HEAD}[data-optimistic='1'][data-case='{ahead}']", state="attached", timeout=20000)
+        gated_decide.set()
+        page.wait_for_selector(f"{HEAD}[data-case='{first}']:not([data-optimistic])", state="attached", timeout=20000)
+        page.wait_for_selector("#wb-buttons-err .wb-error", timeout=20000)
+        assert "claimed by bob" in page.inner_text("#wb-buttons-err")
+        assert "Case %d" % first in page.inner_text("#wb-header") and decisions(store) == []
+        assert page.locator("#wb-side #wb-model").get_attribute("data-case") == str(first)
+        assert int(page.get_attribute(PRE, "data-case")) == ahead and _row(store, ahead) == ("claimed", "alice")
+    finally:
+        gated_decide.set()
+        app.close()
+
+
+def test_claim_ahead_goes_back_on_queue_switch_and_release(store, browser_page):
+    app, port = _serve(store, queue="hate-harassment")
+    page = browser_page
+    try:
+        _open(page, port)
+        page.keyboard.press("n")
+        first = _case_on_screen(page)
+        ahead = _ahead(page)
+        assert _row(store, ahead) == ("claimed", "alice")
+        page.click("#wb-queue input")
+        page.get_by_role("option", name=re.compile(r"^spam")).click()
+        page.wait_for_function(f"() => !['', '{ahead}'].includes(document.querySelector('{PRE}').getAttribute('data-case'))",
+                               timeout=20000)
+        assert _row(store, ahead) == ("open", None)  # back in its queue, for anyone
+        spam = _ahead(page)
+        with store.read() as conn:
+            assert conn.execute(select(Case.queue).where(Case.id == spam)).scalar() == "spam"
+        page.keyboard.press("x")  # release: the case on screen and the one ahead both go back
+        page.wait_for_selector(f"{HEAD}[data-case='']", state="attached", timeout=20000)
+        page.wait_for_selector(f"{PRE}[data-case='']", state="attached", timeout=20000)
+        assert _row(store, first) == ("open", None) and _row(store, spam) == ("open", None)
     finally:
         app.close()

@@ -3,7 +3,9 @@
 Keys on the Review tab (not while typing in a text box, except Ctrl+Enter and Esc):
 1-9 pick the label, a cycles the action, o focuses the rationale (override), e escalates (focus
 the reason; Ctrl+Enter sends), Ctrl+Enter saves, c confirms the model, n next, r reveal, s skip,
-x release, u undo, ? the list of keys, Esc leaves the text box.
+x release, u undo, ? the list of keys, Esc leaves the text box. On `c` the page first shows the
+analyst's next case, claimed ahead and rendered (masked) by the server into a hidden box; the
+server's answer then replaces that view (review.confirm).
 """
 from __future__ import annotations
 
@@ -61,6 +63,34 @@ SHORTCUTS_JS = """
     }
     el.style.display = el.style.display === 'block' ? 'none' : 'block';
   };
+  // `c` on a plain item case shows the analyst's next case at once: the server claimed it ahead and
+  // rendered it, masked like any case, into the hidden #wb-prefetch (review.fetch_ahead). The
+  // server's answer to the click then replaces this view either way: the same case, fresh, or on a
+  // refusal the old case back with the reason. Never for a campaign case (it asks for the count
+  // first), nor in override/escalation mode, with an error showing, or twice before an answer.
+  const box = (id) => document.querySelector('#' + id + " [id^='html-']");  // the HTML's own node
+  const optimistic = () => {
+    const pre = document.querySelector('#wb-prefetch .wb-pre');
+    const head = document.querySelector('#wb-header .wb-head');
+    const boxes = ['wb-header', 'wb-text', 'wb-side'].map(box);
+    if (!pre || !head || !pre.getAttribute('data-head') || boxes.some((b) => !b)) return false;
+    if (head.getAttribute('data-kind') !== 'item' || pre.getAttribute('data-kind') !== 'item') return false;
+    if (head.hasAttribute('data-optimistic') || pre.getAttribute('data-case') === head.getAttribute('data-case')) return false;
+    if (window.wbMode !== 'decide' || document.querySelector('.wb-err .wb-msg, #wb-lease.wb-lost')) return false;
+    boxes[0].innerHTML = pre.getAttribute('data-head');
+    boxes[0].querySelector('.wb-head').setAttribute('data-optimistic', '1');
+    boxes[1].innerHTML = pre.getAttribute('data-text');
+    boxes[2].innerHTML = pre.getAttribute('data-side');
+    return true;
+  };
+  // The click right after the swapped view's frame: Gradio's own work before the request (~6 ms of
+  // script) would otherwise hold that frame back. A timer too, where no frame comes (hidden page).
+  const afterPaint = (fn) => {
+    let done = false;
+    const once = () => { if (!done) { done = true; fn(); } };
+    requestAnimationFrame(() => setTimeout(once, 0));
+    setTimeout(once, 100);
+  };
   const activity = () => { window.wbLastActivity = Date.now(); };
   document.addEventListener('mousedown', activity, true);
   document.addEventListener('keydown', (e) => {
@@ -95,6 +125,8 @@ SHORTCUTS_JS = """
     if (k === 'o') { e.preventDefault(); window.wbMode = 'decide'; hint('Override: type why, then Ctrl+Enter to save.'); focusRationale(); return; }
     if (k === 'e') { e.preventDefault(); window.wbMode = 'escalate'; hint('Escalating: type the reason, then Ctrl+Enter to send (Esc cancels).'); focusRationale(); return; }
     if (k === '?') { e.preventDefault(); help(); return; }
+    if (k === 'c' && document.querySelector('#wb-header .wb-head[data-optimistic]')) { e.preventDefault(); return; }  // one in flight
+    if (k === 'c' && optimistic()) { e.preventDefault(); afterPaint(() => click('wb-confirm')); return; }
     const ids = {c: 'wb-confirm', n: 'wb-next', r: 'wb-reveal', s: 'wb-skip', x: 'wb-release', u: 'wb-undo'};
     if (ids[k]) { e.preventDefault(); click(ids[k]); }
   }, true);
@@ -122,7 +154,8 @@ SHORTCUTS_JS = """
     const lease = document.getElementById('wb-lease');
     if (lease && !lease.querySelector('.wb-clock') && lease.getAttribute('data-expires')) clockTick();
     const head = document.querySelector('#wb-header .wb-head');
-    const id = head ? head.getAttribute('data-case') : null;
+    // an optimistic view is not yet the case on screen: the boxes are emptied when the server's is
+    const id = !head ? null : head.hasAttribute('data-optimistic') ? lastCase : head.getAttribute('data-case');
     if (id !== lastCase) {  // a new case: back to the top, out of any text box, mode reset
       lastCase = id; window.wbMode = 'decide'; hint('');
       window.scrollTo(0, 0);
@@ -161,6 +194,7 @@ SHORTCUTS_JS = """
 """
 
 CSS = """
+#wb-prefetch {display: none !important;}
 .gradio-container {max-width: 1366px !important; padding-top: 4px !important;}
 #wb-topbar {gap: 8px; align-items: end;}
 #wb-text {font-size: 1.1em; line-height: 1.4; padding: 0.4em 0.7em; border-radius: 6px; max-height: 8em;

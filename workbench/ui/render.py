@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import datetime as dt
 import html
+import itertools
 from typing import Any, Optional
 
+# Stamps that make a refusal's re-sent case HTML differ from what the page last got (`restored_html`).
+_SENT = itertools.count(1)
 EMPTY_HEADER = "No case claimed. Pick a queue and press <b>Next</b> (<kbd>n</kbd>), or open a case by its id."
 
 
@@ -204,7 +207,8 @@ def side_html(p: Optional[dict[str, Any]]) -> str:
     model = model_html(p) if p else ""
     camp = campaign_html(p) if p else ""
     similar = similar_html(p) if p else ""
-    return (f"<div id='wb-model'>{model}</div><div id='wb-campaign'>{camp}</div>"
+    case = int(p["case"]["id"]) if p else ""  # two cases' columns differ even where their scores do not
+    return (f"<div id='wb-model' data-case='{case}'>{model}</div><div id='wb-campaign'>{camp}</div>"
             f"<details class='wb-acc' data-acc='similar'><summary>Similar past decisions</summary>"
             f"<div id='wb-similar'>{similar}</div></details>")
 
@@ -239,3 +243,79 @@ def campaign_detail_md(d: dict[str, Any], exemplar: str) -> str:
             f"- why linked: {(d.get('link_reasons') or {}).get('members_by_reason', {})}\n"
             f"- model mean scores: " + ", ".join(f"{k} {v:.2f}" for k, v in mean.items()) + "\n"
             f"- decided members: {d.get('decided', 0)}; label mix {d.get('label_mix') or {}}")
+
+
+def lease_html(packet: Optional[dict[str, Any]], settings: Any, lost: str = "", idle: bool = False) -> str:
+    """The lease clock: the page counts it down every second (assets), warns `lease_warning_seconds`
+    before the end, and says plainly when the hold was lost."""
+    if lost:
+        return f"<div id='wb-lease' class='wb-lease wb-lost' data-expires=''>{_esc(lost)}</div>"
+    if not packet or not packet["case"].get("lease_expires_at"):
+        return "<div id='wb-lease' class='wb-lease' data-expires=''></div>"
+    exp = packet["case"]["lease_expires_at"]
+    exp = dt.datetime.fromisoformat(exp) if isinstance(exp, str) else exp
+    ms = int((exp - dt.datetime(1970, 1, 1)).total_seconds() * 1000)
+    note = " (renewal paused: no activity; press any key to keep the case)" if idle else ""
+    return (f"<div id='wb-lease' class='wb-lease' data-expires='{ms}' data-warn='{settings.lease_warning_seconds}' "
+            f"data-case='{int(packet['case']['id'])}' data-idle='{int(idle)}'>Hold on case {int(packet['case']['id'])}"
+            f"{_esc(note)}</div>")
+
+
+def counts_choices(status: dict[str, dict[str, Any]], queues: list[str]) -> list[tuple[str, str]]:
+    out = []
+    for q in queues:
+        s = status.get(q) or {}
+        late = f", {s['overdue']} overdue" if s.get("overdue") else ""
+        out.append((f"{q} ({s.get('waiting', 0)} left{late})", q))
+    return out
+
+
+def status_html(status: dict[str, dict[str, Any]], queue: Optional[str], expo: Optional[dict[str, Any]]) -> str:
+    s = status.get(queue or "") or {}
+    left = f"<b>{s.get('waiting', 0)} left</b> in {_esc(queue or '—')}" + (
+        f" · {s['overdue']} overdue" if s.get("overdue") else "")
+    ex = ""
+    if expo:
+        cls = "wb-over" if expo["over_budget"] else ""
+        ex = (f" · <span class='{cls}' id='wb-exposure'>severe items revealed this shift: {expo['severe']} of "
+              f"{expo['budget']}</span>")
+    return f"<div id='wb-status' class='wb-status'>{left}{ex}</div>"
+
+
+def prefetch_html(p: Optional[dict[str, Any]], prefs: Optional[dict[str, bool]] = None) -> str:
+    """The analyst's next case (claimed ahead), rendered as the screen would show it, in the hidden
+    `#wb-prefetch` box: the page swaps it in on `c` before the server answers (assets.SHORTCUTS_JS).
+    The same render functions over the same masked packet, so it carries nothing the screen would
+    not show; held in attributes, not as nodes, so none of its ids or texts is in the page's tree."""
+    if p is None:
+        return "<div class='wb-pre' data-case=''></div>"
+    kind = "campaign" if p["case"].get("campaign_id") is not None else "item"
+    parts = (("head", header_html(p)), ("text", text_html(p, prefs)), ("side", side_html(p)))
+    attrs = " ".join(f'data-{k}="{html.escape(v, quote=True)}"' for k, v in parts)
+    return f"<div class='wb-pre' data-case='{int(p['case']['id'])}' data-kind='{kind}' {attrs}></div>"
+
+
+def where_error_goes(message: str) -> str:
+    """Which control a refusal belongs beside: the rationale box, the label, the lease, or the buttons."""
+    m = message.lower()
+    if "rationale" in m or "reason" in m:
+        return "rationale"
+    if "action" in m or "label" in m or "policy" in m or "severity" in m:
+        return "label"
+    if "claimed by" in m or "no longer held" in m or "lapsed" in m:
+        return "lease"
+    return "buttons"
+
+
+def plain(message: str) -> str:
+    """A service message in the screen's words (no command-line options)."""
+    return (message.replace("`workbench appeals resolve`", "the command line")
+            .replace("(configs/roles.yaml)", "(ask an admin for the role)"))
+
+
+def restored_html(p: dict[str, Any], prefs: Optional[dict[str, bool]] = None) -> tuple[str, str, str]:
+    """The case's header, text and side column again, stamped, for a refusal: the page may show
+    the next case optimistically (assets.SHORTCUTS_JS), and Gradio re-applies an HTML value only
+    when it differs from the last one it got, so the unchanged value would leave that view up."""
+    stamp = f"<span hidden data-sent='{next(_SENT)}'></span>"
+    return header_html(p) + stamp, text_html(p, prefs) + stamp, side_html(p) + stamp

@@ -5,13 +5,16 @@ undo.
 
 Each callback is a few lines over one `labeling` service call; `Screen.show` turns the packet
 the service returns (already masked: `labeling.masking.mask_packet`) into the tab's outputs.
-A timer renews the claim's lease while the case is on screen (`labeling.claims.renew`) and
-refreshes the queue counts; the page counts the lease down and warns before it lapses.
+The analyst's next case is claimed ahead (a normal lease) and rendered, masked like any case,
+into a hidden box; on `c` the page shows it at once and the server's answer then replaces that
+view (a refusal puts the case back). A timer renews both leases while the case is on screen
+(`labeling.claims.renew`) and refreshes the queue counts; the page counts the lease down.
 Keys (assets.SHORTCUTS_JS): 1-9 label, a action, o override rationale, e escalate, Ctrl+Enter
 save, c confirm, n next, r reveal, s skip, x release, u undo, ? help.
 """
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import datetime as dt
 import html
@@ -32,7 +35,8 @@ from labeling.undo import undo_last
 from labeling.wellbeing import exposure, preferences, set_preferences
 
 from .context_panel import build_context_panel, context_values
-from .render import _esc, empty_header, header_html, message_html, side_html, text_html
+from .render import (counts_choices, empty_header, header_html, lease_html, message_html, plain, prefetch_html,
+                     restored_html, side_html, status_html, text_html, where_error_goes)
 from .format import md_escape
 from .session import actor
 
@@ -54,61 +58,6 @@ def html_box(value: Any = None, **kw: Any) -> gr.HTML:
     """A gr.HTML without Gradio's default on-load script (it re-ran on every update of the
     value, and the page slowed down a little with every case)."""
     return gr.HTML(value, js_on_load=None, **kw)
-
-
-def where_error_goes(message: str) -> str:
-    """Which control a refusal belongs beside: the rationale box, the label, the lease, or the buttons."""
-    m = message.lower()
-    if "rationale" in m or "reason" in m:
-        return "rationale"
-    if "action" in m or "label" in m or "policy" in m or "severity" in m:
-        return "label"
-    if "claimed by" in m or "no longer held" in m or "lapsed" in m:
-        return "lease"
-    return "buttons"
-
-
-def plain(message: str) -> str:
-    """A service message in the screen's words (no command-line options)."""
-    return (message.replace("`workbench appeals resolve`", "the command line")
-            .replace("(configs/roles.yaml)", "(ask an admin for the role)"))
-
-
-def lease_html(packet: Optional[dict[str, Any]], settings: Any, lost: str = "", idle: bool = False) -> str:
-    """The lease clock: the page counts it down every second (assets), warns `lease_warning_seconds`
-    before the end, and says plainly when the hold was lost."""
-    if lost:
-        return f"<div id='wb-lease' class='wb-lease wb-lost' data-expires=''>{_esc(lost)}</div>"
-    if not packet or not packet["case"].get("lease_expires_at"):
-        return "<div id='wb-lease' class='wb-lease' data-expires=''></div>"
-    exp = packet["case"]["lease_expires_at"]
-    exp = dt.datetime.fromisoformat(exp) if isinstance(exp, str) else exp
-    ms = int((exp - dt.datetime(1970, 1, 1)).total_seconds() * 1000)
-    note = " (renewal paused: no activity; press any key to keep the case)" if idle else ""
-    return (f"<div id='wb-lease' class='wb-lease' data-expires='{ms}' data-warn='{settings.lease_warning_seconds}' "
-            f"data-case='{int(packet['case']['id'])}' data-idle='{int(idle)}'>Hold on case {int(packet['case']['id'])}"
-            f"{_esc(note)}</div>")
-
-
-def counts_choices(status: dict[str, dict[str, Any]], queues: list[str]) -> list[tuple[str, str]]:
-    out = []
-    for q in queues:
-        s = status.get(q) or {}
-        late = f", {s['overdue']} overdue" if s.get("overdue") else ""
-        out.append((f"{q} ({s.get('waiting', 0)} left{late})", q))
-    return out
-
-
-def status_html(status: dict[str, dict[str, Any]], queue: Optional[str], expo: Optional[dict[str, Any]]) -> str:
-    s = status.get(queue or "") or {}
-    left = f"<b>{s.get('waiting', 0)} left</b> in {_esc(queue or '—')}" + (
-        f" · {s['overdue']} overdue" if s.get("overdue") else "")
-    ex = ""
-    if expo:
-        cls = "wb-over" if expo["over_budget"] else ""
-        ex = (f" · <span class='{cls}' id='wb-exposure'>severe items revealed this shift: {expo['severe']} of "
-              f"{expo['budget']}</span>")
-    return f"<div id='wb-status' class='wb-status'>{left}{ex}</div>"
 
 
 @dataclass
@@ -146,6 +95,13 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
             memo[("actor", who)] = actor(app, who, request)
         return memo[("actor", who)]
 
+    def viewer(who: str, request: Optional[gr.Request]) -> Any:
+        """The principal, or None (no name given yet, or not allowed)."""
+        try:
+            return who_of(who, request) if (accounts() or (who or "").strip()) else None
+        except SERVICE_ERRORS:
+            return None
+
     def expo_of(principal: Any) -> Optional[dict[str, Any]]:
         try:
             return exposure(store, principal, settings) if principal else None
@@ -157,33 +113,32 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
             "blur": settings.default_blur, "grayscale": settings.default_grayscale}
 
     def show(packet: Optional[dict[str, Any]], principal: Any, queue: Optional[str], message: str = "",
-             kind: str = "info", switch_queue: bool = False) -> tuple[Any, ...]:
+             kind: str = "info", switch_queue: bool = False,
+             ahead: Optional[tuple[Optional[int], str]] = None) -> tuple[Any, ...]:
         """The case's outputs of the tab for a packet (or for none): what the analyst decides on.
         The "N left" line, the break offer and the context panel are added by `after_case` (see
-        `wired`), the panel only when the case changed; the queue
-        list's counts follow the counts timer (re-rendering the list on every key costs the
-        screen more than the count is worth)."""
+        `wired`), the panel only when the case changed; the queue list's counts follow the counts
+        timer (re-rendering the list on every key costs the screen more than the count is worth).
+        `ahead`: the case claimed ahead and its hidden rendering (None: both as they are)."""
+        pre = ahead if ahead is not None else (gr.update(), gr.update())
         queue_list = (gr.update(choices=counts_choices(queue_status(store, qconfig), list(qconfig.queues)), value=queue)
                       if switch_queue else gr.update())
         if packet is None:
             return (None, None, empty_header(message if kind == "info" else ""), "", side_html(None),
                     None, gr.update(choices=[], value=None), "", "", "",
-                    message_html(message, kind) if kind != "info" else "", lease_html(None, settings), queue_list)
+                    message_html(message, kind) if kind != "info" else "", lease_html(None, settings), *pre, queue_list)
         label = packet["suggested_label"]
         choice = packet["choices"][label]
         prefs = prefs_of(principal)
         return (packet, None, header_html(packet, message), text_html(packet, prefs), side_html(packet),
                 label, gr.update(choices=choice["actions"], value=choice["default_action"]),
-                choice["policy_ref"], "", "", "", lease_html(packet, settings), queue_list)
+                choice["policy_ref"], "", "", "", lease_html(packet, settings), *pre, queue_list)
 
     def after_case(packet: Optional[dict[str, Any]], shown: Optional[int], who: str, queue: str,
                    request: gr.Request) -> tuple[Any, ...]:
         """What follows a case change: the "N left" line, the break offer, and the context panel
         (re-rendered only when the case on screen changed; `shown` is the case it shows)."""
-        try:
-            principal = who_of(who, request) if (accounts() or (who or "").strip()) else None
-        except SERVICE_ERRORS:
-            principal = None
+        principal = viewer(who, request)
         expo = expo_of(principal)
         case_id = packet["case"]["id"] if packet else None
         # one queue's count (an index range), not `queue_status` over every live case: this runs on every key
@@ -192,34 +147,71 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
             return (*head, case_id, *([gr.update()] * len(ctx_components)))
         return (*head, case_id, *context_values(app, packet, principal))
 
-    def kept(packet: dict[str, Any], armed: Optional[int], exc: Exception, what: str = "Not saved") -> tuple[Any, ...]:
-        """A refusal: keep the packet and everything typed; the reason goes beside its control."""
+    def kept(packet: dict[str, Any], armed: Optional[int], exc: Exception, what: str = "Not saved",
+             restore: Optional[tuple[str, str, str]] = None) -> tuple[Any, ...]:
+        """A refusal: keep the packet and everything typed; the reason goes beside its control.
+        `restore` (render.restored_html): the case's header, text and side column sent again."""
         msg = f"{what}: {plain(str(exc))}"
         spot = where_error_goes(str(exc))
         errs = {k: message_html(msg, "error") if spot == k else "" for k in ("label", "rationale", "buttons")}
         lease = lease_html(None, settings, lost=msg) if spot == "lease" else gr.update()
         if spot == "lease":
             errs["buttons"] = message_html(msg, "error")
-        return (packet, armed, *([gr.update()] * KEPT), errs["label"], errs["rationale"], errs["buttons"], lease,
-                gr.update())
+        case = restore or (gr.update(),) * 3
+        return (packet, armed, *case, *([gr.update()] * (KEPT - 3)), errs["label"], errs["rationale"], errs["buttons"],
+                lease, gr.update(), gr.update(), gr.update())
 
     def packet_for(case_id: int, principal: Any) -> dict[str, Any]:
         return review_packet(store, taxonomy, case_id, settings, app.campaigns(), viewer=principal)
 
-    def claim(who: str, queue: str, request: gr.Request, message: str = "", switch_queue: bool = False,
-              principal: Any = None) -> tuple[Any, ...]:
+    def fetch_ahead(principal: Any, queue: str) -> tuple[Optional[int], str]:
+        """Claim the analyst's next case of `queue` ahead (a normal lease) and render it, masked
+        as the screen would show it, for the hidden box the page swaps in on `c`."""
+        try:
+            case = next_case(store, principal, queue, config=qconfig, detail=False)
+            if case is not None:
+                return case["id"], prefetch_html(packet_for(case["id"], principal), prefs_of(principal))
+        except SERVICE_ERRORS:
+            pass
+        return None, prefetch_html(None)
+
+    def promoted(ahead: Optional[int], principal: Any, queue: str) -> Optional[dict[str, Any]]:
+        """The case claimed ahead as the one on screen, its lease renewed; None when it is no longer
+        the analyst's (lapsed, or taken) or is of another queue (`wired` then gives it back)."""
+        try:
+            packet = renew(store, ahead, principal, qconfig) and packet_for(ahead, principal) if ahead else None
+        except SERVICE_ERRORS:
+            return None
+        return packet if packet and packet["case"]["queue"] == queue else None
+
+    def drop(ahead: Optional[int], principal: Any) -> None:
+        """Give the case claimed ahead back to its queue (quietly: its hold may have lapsed)."""
+        if ahead is not None:
+            with contextlib.suppress(*SERVICE_ERRORS):
+                release(store, ahead, principal, qconfig)
+
+    def claim_next(who: str, queue: str, request: gr.Request, message: str = "", switch_queue: bool = False,
+                   principal: Any = None, ahead: Optional[int] = None) -> tuple[Any, ...]:
+        """The next case on screen: the one claimed ahead if it is still the analyst's, else the
+        queue's next; and a new one claimed ahead of it."""
         if not accounts() and not who.strip():
             return show(None, None, queue, "Enter your analyst name first (top left).", "error")
         try:
             principal = principal or who_of(who, request)
-            case = next_case(store, principal, queue, config=qconfig, detail=False)
+            packet = promoted(ahead, principal, queue)
+            if packet is None:
+                case = next_case(store, principal, queue, config=qconfig, detail=False)
+                packet = packet_for(case["id"], principal) if case else None
         except SERVICE_ERRORS as exc:
             return show(None, None, queue, plain(str(exc)), "error")
-        if case is None:
+        if packet is None:
             return show(None, principal, queue, f"{message} Queue {queue} is empty.".strip(), switch_queue=switch_queue)
-        return show(packet_for(case["id"], principal), principal, queue, message, switch_queue=switch_queue)
+        return show(packet, principal, queue, message, switch_queue=switch_queue, ahead=fetch_ahead(principal, queue))
 
-    def open_case(who: str, queue: str, case_text: Any, request: gr.Request) -> tuple[Any, ...]:
+    def claim(who: str, queue: str, ahead: Optional[int], request: gr.Request) -> tuple[Any, ...]:
+        return claim_next(who, queue, request, ahead=ahead)
+
+    def open_case(who: str, queue: str, case_text: Any, ahead: Optional[int], request: gr.Request) -> tuple[Any, ...]:
         if case_text is None or not str(case_text).strip():
             return show(None, None, queue, "Type a case number first.", "error")
         try:
@@ -228,8 +220,10 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
             return show(None, None, queue, f"{case_text!r} is not a case number.", "error")
         try:
             principal = who_of(who, request)
+            drop(ahead, principal)  # the next case is claimed ahead anew, after the one opened
             claim_case(store, case_id, principal, qconfig)
-            return show(packet_for(case_id, principal), principal, queue, f"Opened case {case_id}.")
+            return show(packet_for(case_id, principal), principal, queue, f"Opened case {case_id}.",
+                        ahead=fetch_ahead(principal, queue))
         except SERVICE_ERRORS as exc:
             return show(None, None, queue, f"Cannot open case {case_id}: {plain(str(exc))}", "error")
 
@@ -248,14 +242,16 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
         msg = (f"This decides {n} items of campaign {cc['campaign_id']} ({cc['already_decided']} already decided). "
                f"Press {what} again, or Confirm, to decide {n} items.")
         return (packet, packet["case"]["id"], *([gr.update()] * KEPT), "", "",
-                message_html(msg, "confirm"), gr.update(), gr.update())
+                message_html(msg, "confirm"), gr.update(), gr.update(), gr.update(), gr.update())
 
     def submit(packet: Optional[dict[str, Any]], armed: Optional[int], who: str, queue: str, label: str,
-               action: str, policy_ref: str, rationale: str, request: gr.Request, key: str = "Ctrl+Enter") -> tuple[Any, ...]:
+               action: str, policy_ref: str, rationale: str, ahead: Optional[int], request: gr.Request,
+               key: str = "Ctrl+Enter") -> tuple[Any, ...]:
         if packet is None:
-            return claim(who, queue, request)
+            return claim_next(who, queue, request, ahead=ahead)
         if not label:
-            return kept(packet, armed, ValueError("pick a label first (keys 1-9)"))
+            return kept(packet, armed, ValueError("pick a label first (keys 1-9)"),
+                        restore=restored_html(packet, prefs_of(viewer(who, request))))
         pol = taxonomy.policies.get(label)
         if pol is not None:  # the action and reference follow the label; a value a fast key left
             if action not in pol.actions:  # out of step with it is not the analyst's choice
@@ -271,22 +267,25 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
             out = decide(store, taxonomy, case_id, principal, label, action=action or None,
                          policy_ref=policy_ref or None, rationale=rationale or None, config=qconfig)
         except SERVICE_ERRORS as exc:
-            return kept(packet, armed, exc)
+            return kept(packet, armed, exc, restore=restored_html(packet, prefs_of(viewer(who, request))))
         n = len(out.get("decision_ids", []))
-        return claim(who, queue, request, f"Saved case {case_id}: {label} / {action or 'default action'}"
-                                          f"{f' on {n} items' if n > 1 else ''}. Press u to undo.", principal=principal)
+        return claim_next(who, queue, request, f"Saved case {case_id}: {label} / {action or 'default action'}"
+                                               f"{f' on {n} items' if n > 1 else ''}. Press u to undo.",
+                          principal=principal, ahead=ahead)
 
-    def confirm(packet: Optional[dict[str, Any]], armed: Optional[int], who: str, queue: str,
+    def confirm(packet: Optional[dict[str, Any]], armed: Optional[int], who: str, queue: str, ahead: Optional[int],
                 request: gr.Request) -> tuple[Any, ...]:
+        """`c`: the model's label and default action. The page may already show the case claimed
+        ahead (assets.SHORTCUTS_JS); this response replaces that view either way."""
         if packet is None:
-            return claim(who, queue, request)
+            return claim_next(who, queue, request, ahead=ahead)
         label = packet["suggested_label"]
         choice = packet["choices"][label]
-        return submit(packet, armed, who, queue, label, choice["default_action"], choice["policy_ref"], "", request,
-                      key="c")
+        return submit(packet, armed, who, queue, label, choice["default_action"], choice["policy_ref"], "", ahead,
+                      request, key="c")
 
     def escalate(packet: Optional[dict[str, Any]], armed: Optional[int], who: str, queue: str, reason: str,
-                 request: gr.Request) -> tuple[Any, ...]:
+                 ahead: Optional[int], request: gr.Request) -> tuple[Any, ...]:
         if packet is None:
             return show(None, None, queue, "No case to escalate.", "error")
         if not (reason or "").strip():
@@ -298,20 +297,23 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
         except SERVICE_ERRORS as exc:
             return kept(packet, armed, exc, "Not escalated")
         folded = out["case"].get("folded_from")
-        return claim(who, queue, request, f"Escalated case {packet['case']['id']}"
-                     + (f" (its campaign's case {out['case']['id']} was escalated already: reason added there)"
-                        if folded else "") + ".")
+        return claim_next(who, queue, request, f"Escalated case {packet['case']['id']}"
+                          + (f" (its campaign's case {out['case']['id']} was escalated already: reason added there)"
+                             if folded else "") + ".", ahead=ahead)
 
-    def skip_case(packet: Optional[dict[str, Any]], who: str, queue: str, request: gr.Request) -> tuple[Any, ...]:
+    def skip_case(packet: Optional[dict[str, Any]], who: str, queue: str, ahead: Optional[int],
+                  request: gr.Request) -> tuple[Any, ...]:
         if packet is None:
-            return claim(who, queue, request)
+            return claim_next(who, queue, request, ahead=ahead)
         try:
             skip(store, packet["case"]["id"], who_of(who, request), qconfig)
         except SERVICE_ERRORS as exc:
             return show(None, None, queue, plain(str(exc)), "error")
-        return claim(who, queue, request, f"Skipped case {packet['case']['id']}.")
+        return claim_next(who, queue, request, f"Skipped case {packet['case']['id']}.", ahead=ahead)
 
-    def release_case(packet: Optional[dict[str, Any]], who: str, queue: str, request: gr.Request) -> tuple[Any, ...]:
+    def release_case(packet: Optional[dict[str, Any]], who: str, queue: str, ahead: Optional[int],
+                     request: gr.Request) -> tuple[Any, ...]:
+        """`x`: the case goes back; so does the one claimed ahead (`wired`: no case on screen, none ahead)."""
         if packet is None:
             return show(None, None, queue)
         try:
@@ -321,7 +323,10 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
             return show(None, None, queue, plain(str(exc)), "error")
         return show(None, principal, queue, f"Released case {packet['case']['id']}.")
 
-    def undo(packet: Optional[dict[str, Any]], who: str, queue: str, request: gr.Request) -> tuple[Any, ...]:
+    def undo(packet: Optional[dict[str, Any]], who: str, queue: str, ahead: Optional[int],
+             request: gr.Request) -> tuple[Any, ...]:
+        """`u`: the undone case comes back on screen; the one on screen goes back to its queue, and
+        the one claimed ahead stays claimed ahead."""
         try:
             principal = who_of(who, request)
             out = undo_last(store, principal, qconfig, settings.undo_seconds)
@@ -330,13 +335,12 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
                 return kept(packet, None, exc, "Not undone")
             return show(None, None, queue, f"Not undone: {plain(str(exc))}", "error")
         if packet is not None and packet["case"]["id"] != out["case_id"]:
-            try:  # the case on screen goes back to its queue; the undone one comes back
+            with contextlib.suppress(*SERVICE_ERRORS):  # the case on screen goes back; the undone one comes back
                 release(store, packet["case"]["id"], principal, qconfig)
-            except SERVICE_ERRORS:
-                pass
         return show(packet_for(out["case_id"], principal), principal, queue,
                     f"Undone: your {out['label']} / {out['action']} on case {out['case_id']} "
-                    f"({len(out['undone'])} decision{'s' if len(out['undone']) != 1 else ''}). Decide it again.")
+                    f"({len(out['undone'])} decision{'s' if len(out['undone']) != 1 else ''}). Decide it again.",
+                    ahead=None if ahead is not None else fetch_ahead(principal, queue))
 
     def reveal(packet: Optional[dict[str, Any]], who: str, queue: str, request: gr.Request) -> tuple[Any, ...]:
         """The case's own texts unmasked (audited): the text, the side column and the context panel."""
@@ -355,38 +359,54 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
                 status_html({queue: queue_counts(store, queue)}, queue, expo), break_update(expo, queue),
                 *context_values(app, fresh, principal))
 
-    def heartbeat(packet: Optional[dict[str, Any]], held: Optional[dict[str, Any]], who: str,
-                  idle_ms: Optional[float], request: gr.Request) -> tuple[Any, Any]:
-        """Renew the lease while the analyst is active; `held` is the last renewal (case, expiry)."""
+    def heartbeat(packet: Optional[dict[str, Any]], held: Optional[dict[str, Any]], ahead: Optional[int], who: str,
+                  idle_ms: Optional[float], request: gr.Request) -> tuple[Any, ...]:
+        """Renew the lease while the analyst is active, and the one claimed ahead (lost: none is
+        ahead, the next key claims the queue's next); `held` is the last renewal (case, expiry)."""
+        same = (gr.update(), gr.update())
         if packet is None:
-            return gr.update(), None
+            return gr.update(), None, *same
         case_id = packet["case"]["id"]
         expires = held["expires"] if held and held.get("case") == case_id else packet["case"]["lease_expires_at"]
         shown = dict(packet, case=dict(packet["case"], lease_expires_at=expires))
         if (idle_ms or 0) / 1000 > settings.idle_seconds:
-            return lease_html(shown, settings, idle=True), held
+            return lease_html(shown, settings, idle=True), held, *same
         try:
-            out = renew(store, case_id, who_of(who, request), qconfig)
+            principal = who_of(who, request)
+            if ahead is not None:
+                try:
+                    renew(store, ahead, principal, qconfig)
+                except SERVICE_ERRORS:
+                    same = (None, prefetch_html(None))
+            out = renew(store, case_id, principal, qconfig)
         except SERVICE_ERRORS as exc:
             return lease_html(None, settings, lost=f"Lost: {plain(str(exc))}. What you typed is kept; press n "
-                                                  f"for the next case, or open this one again by its id."), None
+                                                  f"for the next case, or open this one again by its id."), None, *same
         fresh = {"case": case_id, "expires": out["lease_expires_at"]}
-        return lease_html(dict(packet, case=dict(packet["case"], lease_expires_at=fresh["expires"])), settings), fresh
+        return (lease_html(dict(packet, case=dict(packet["case"], lease_expires_at=fresh["expires"])), settings), fresh,
+                *same)
+
+    def switch_ahead(packet: Optional[dict[str, Any]], ahead: Optional[int], who: str, queue: str,
+                     request: gr.Request) -> tuple[Any, Any]:
+        """Another queue picked: the case claimed ahead goes back, the next comes from that queue."""
+        try:
+            principal = who_of(who, request)
+        except SERVICE_ERRORS:
+            return gr.update(), gr.update()
+        drop(ahead, principal)
+        if packet is None or queue not in qconfig.queues:
+            return None, prefetch_html(None)
+        return fetch_ahead(principal, queue)
 
     def refresh_counts(who: str, queue: str, request: gr.Request) -> tuple[Any, Any, Any]:
-        try:
-            principal = who_of(who, request) if (accounts() or who.strip()) else None
-        except SERVICE_ERRORS:
-            principal = None
+        principal = viewer(who, request)
         status = queue_status(store, qconfig)
         expo = expo_of(principal)
         return (status_html(status, queue, expo), break_update(expo, queue),
                 gr.update(choices=counts_choices(status, list(qconfig.queues))))
 
     def break_queue_name(queue: Optional[str]) -> Optional[str]:
-        if settings.break_queue in qconfig.queues:
-            return settings.break_queue
-        return None
+        return settings.break_queue if settings.break_queue in qconfig.queues else None
 
     def break_update(expo: Optional[dict[str, Any]], queue: Optional[str]) -> Any:
         over = bool(expo and expo["over_budget"])
@@ -394,9 +414,11 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
         return gr.update(visible=over and target is not None and queue != target,
                          value=f"Take a break, or switch to the {target} queue")
 
-    def to_break(who: str, request: gr.Request) -> tuple[Any, ...]:
-        return claim(who, break_queue_name(None) or qconfig.default_queue, request, "Switched to a milder queue.",
-                     switch_queue=True)
+    def to_break(who: str, ahead: Optional[int], request: gr.Request) -> tuple[Any, ...]:
+        with contextlib.suppress(*SERVICE_ERRORS):
+            drop(ahead, who_of(who, request))  # claimed ahead in the queue left
+        return claim_next(who, break_queue_name(None) or qconfig.default_queue, request,
+                          "Switched to a milder queue.", switch_queue=True)
 
     def save_prefs(packet: Optional[dict[str, Any]], who: str, blur: bool, gray: bool, request: gr.Request) -> Any:
         try:
@@ -423,6 +445,7 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
     # -- layout ---------------------------------------------------------------------------------
     packet_state = gr.State(None)
     armed_state = gr.State(None)  # the campaign case a first `c` / Ctrl+Enter armed
+    ahead_state = gr.State(None)  # the case claimed ahead: the analyst's next (its HTML is in `prefetch`)
     signed = app.has_users()
     with gr.Row(elem_id="wb-topbar", equal_height=True):
         who = gr.Textbox(value="" if signed else analyst, label="Signed in as" if signed else "Analyst",
@@ -471,13 +494,28 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
             side = html_box(side_html(None), elem_id="wb-side")  # model, campaign, similar decisions
             with gr.Accordion("Context: policy, history, notes", open=True, elem_id="wb-context"):
                 ctx_components.extend(build_context_panel(app, packet_state, who))
+    prefetch = html_box(prefetch_html(None), elem_id="wb-prefetch")  # hidden (assets.CSS)
     idle_ms = gr.Number(value=0, visible="hidden", elem_id="wb-idle")
     heartbeat_timer = gr.Timer(settings.heartbeat_seconds)
     counts_timer = gr.Timer(settings.counts_refresh_seconds)
 
     outputs = [packet_state, armed_state, header, text, side,
-               label_in, action_in, policy_in, label_err, rationale_err, buttons_err, lease, queue_in]
+               label_in, action_in, policy_in, label_err, rationale_err, buttons_err, lease, ahead_state, prefetch, queue_in]
     shown_state = gr.State(None)  # the case the context panel shows
+
+    def settle_ahead(out: tuple[Any, ...], packet: Optional[dict[str, Any]], held: Optional[int], who: str,
+                     request: gr.Request) -> tuple[Any, ...]:
+        """No claim ahead leaks: with no case on screen none is held ahead, and the one held before
+        the key goes back unless it is now on screen or still the one ahead."""
+        at = outputs.index(ahead_state)
+        new = out[at]
+        if packet is None and not (new is None or isinstance(new, int)):
+            out, new = (*out[:at], None, prefetch_html(None), *out[at + 2:]), None
+        now = new if new is None or isinstance(new, int) else held
+        if held is not None and held != now and (packet is None or packet["case"]["id"] != held):
+            with contextlib.suppress(*SERVICE_ERRORS):
+                drop(held, who_of(who, request))
+        return out
 
     def wired(event: Any, fn: Callable[..., Any], inputs: list[Any], switches: bool = False) -> Any:
         """A key's event: the case's outputs and, in the same response, what follows a case change
@@ -499,6 +537,7 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
             try:
                 out = fn(*args[:n_in], request)
                 packet = out[0] if isinstance(out[0], dict) and "case" in out[0] else None
+                out = settle_ahead(out, packet, args[inputs.index(ahead_state)], args[inputs.index(who)], request)
                 q = args[inputs.index(queue_in)] if queue_in in inputs else (break_queue_name(None) or qconfig.default_queue)
                 status_line, offer, *rest = after_case(packet, shown, args[inputs.index(who)], q, request)
                 if switches:
@@ -518,16 +557,16 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
                      show_progress="hidden", trigger_mode="once", queue=False, preprocess=False, postprocess=False)
 
     wire: list[tuple[Any, Callable[..., Any], list[Any]]] = [
-        (next_btn.click, claim, [who, queue_in]),
-        (open_btn.click, open_case, [who, queue_in, open_in]),
-        (open_in.submit, open_case, [who, queue_in, open_in]),
-        (confirm_btn.click, confirm, [packet_state, armed_state, who, queue_in]),
+        (next_btn.click, claim, [who, queue_in, ahead_state]),
+        (open_btn.click, open_case, [who, queue_in, open_in, ahead_state]),
+        (open_in.submit, open_case, [who, queue_in, open_in, ahead_state]),
+        (confirm_btn.click, confirm, [packet_state, armed_state, who, queue_in, ahead_state]),
         (decide_btn.click, submit, [packet_state, armed_state, who, queue_in, label_in, action_in, policy_in,
-                                    rationale_in]),
-        (escalate_btn.click, escalate, [packet_state, armed_state, who, queue_in, rationale_in]),
-        (skip_btn.click, skip_case, [packet_state, who, queue_in]),
-        (release_btn.click, release_case, [packet_state, who, queue_in]),
-        (undo_btn.click, undo, [packet_state, who, queue_in]),
+                                    rationale_in, ahead_state]),
+        (escalate_btn.click, escalate, [packet_state, armed_state, who, queue_in, rationale_in, ahead_state]),
+        (skip_btn.click, skip_case, [packet_state, who, queue_in, ahead_state]),
+        (release_btn.click, release_case, [packet_state, who, queue_in, ahead_state]),
+        (undo_btn.click, undo, [packet_state, who, queue_in, ahead_state]),
     ]
     for event, fn, inputs in wire:
         wired(event, fn, inputs)
@@ -536,11 +575,14 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
                      show_progress="hidden")
     label_in.input(on_label, [label_in], [action_in, policy_in, label_err], show_progress="hidden")
     held_state = gr.State(None)  # the last renewal: {"case": id, "expires": datetime}
-    heartbeat_timer.tick(heartbeat, [packet_state, held_state, who, idle_ms], [lease, held_state],
-                         js="(p, h, w, i) => [p, h, w, Date.now() - (window.wbLastActivity || Date.now())]")
+    heartbeat_timer.tick(heartbeat, [packet_state, held_state, ahead_state, who, idle_ms],
+                         [lease, held_state, ahead_state, prefetch],
+                         js="(p, h, a, w, i) => [p, h, a, w, Date.now() - (window.wbLastActivity || Date.now())]")
     counts_timer.tick(refresh_counts, [who, queue_in], [status, break_btn, queue_in])
     queue_in.input(refresh_counts, [who, queue_in], [status, break_btn, queue_in], show_progress="hidden")
-    wired(break_btn.click, to_break, [who], switches=True)
+    queue_in.input(switch_ahead, [packet_state, ahead_state, who, queue_in], [ahead_state, prefetch],
+                   show_progress="hidden")
+    wired(break_btn.click, to_break, [who, ahead_state], switches=True)
     for box in (blur_in, gray_in):
         box.input(save_prefs, [packet_state, who, blur_in, gray_in], [text], show_progress="hidden")
     blocks.load(on_load, [who], [who, queue_in, status, blur_in, gray_in, break_btn])
@@ -552,7 +594,7 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
             why = html.unescape(re.sub(r"<[^>]+>", " ", refusal or "")).strip() or "pick a result with a case first"
             return gr.update(), f"Not opened: {md_escape(why)}"
 
-        wired(event, open_case, [who, queue_in, case_box]).then(
+        wired(event, open_case, [who, queue_in, case_box, ahead_state]).then(
             switched, [packet_state, case_box, buttons_err], [tabs, note], show_progress="hidden", queue=False)
 
     return ReviewTab(who=who, open_from=open_from)
