@@ -109,7 +109,7 @@ def test_review_flow_in_the_browser(seeded, taxonomy, browser_page):
 
 
 def test_render_helpers():
-    from workbench.ui.render import (_esc, campaign_md, entities_text, header_html, header_md, terms_text, text_html,
+    from workbench.ui.render import (esc, campaign_md, entities_text, header_html, header_md, terms_text, text_html,
                                      when)
 
     packet = {"case": {"id": 7, "queue": "spam", "severity": None, "is_audit": True, "calibration_set": "weekly",
@@ -129,7 +129,7 @@ def test_render_helpers():
     assert campaign_md(packet) == "Not part of a campaign."
     assert terms_text([["win", 0.5], "prize"]) == "win, prize" and terms_text(None) == "—"
     assert entities_text({"phone": [{"value": "0871", "items": 7}]}) == "phone: 0871 (7 items)"
-    assert _esc("<b>") == "&lt;b&gt;"
+    assert esc("<b>") == "&lt;b&gt;"
 
 
 def test_import_is_light():

@@ -31,8 +31,8 @@ from core.hooks import PermissionDenied
 from labeling.context import case_context
 from labeling.notes import add_note, add_tag, remove_tag
 
-from .format import decoded, local_time, short
-from .render import table_html, when
+from .format import local_time, short
+from .render import esc, table_html, when
 from .session import actor
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -48,11 +48,6 @@ NO_CASE = "No case on screen."
 
 class Html(str):
     """A table cell that is HTML made here (a `<time>` element and escaped text), not plain text."""
-
-
-def esc(text: Any) -> str:
-    """User-written or stored text as HTML text: entities decoded first (as people read them), then escaped."""
-    return html.escape(decoded(text))
 
 
 def section(key: str, title: str, body: str, open_: bool = True) -> str:

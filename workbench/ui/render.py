@@ -10,14 +10,17 @@ import html
 import itertools
 from typing import Any, Optional
 
+from .format import decoded
+
 # Stamps that make a refusal's re-sent case HTML differ from what the page last got (`restored_html`).
 _SENT = itertools.count(1)
 EMPTY_HEADER = "No case claimed. Pick a queue and press <b>Next</b> (<kbd>n</kbd>), or open a case by its id."
 
 
-def _esc(text: str) -> str:
-    """Text as HTML: entities in the data decoded first (`&#128545;` is an emoji), then escaped."""
-    return html.escape(html.unescape(str(text))).replace("\n", "<br>")
+def esc(text: Any) -> str:
+    """User-written or stored text as HTML text, the one rule for every HTML block the screen makes:
+    entities decoded first (`format.decoded`: `&#128545;` is an emoji), then escaped; line breaks kept."""
+    return html.escape(decoded(text)).replace("\n", "<br>")
 
 
 def when(value: Any) -> str:
@@ -28,7 +31,7 @@ def when(value: Any) -> str:
     try:
         t = dt.datetime.fromisoformat(str(value))
     except ValueError:
-        return _esc(str(value))
+        return esc(str(value))
     if t.tzinfo is not None:
         t = t.astimezone(dt.timezone.utc).replace(tzinfo=None)
     return f"<time class='wb-t' datetime='{t.isoformat(timespec='seconds')}Z'>{t:%Y-%m-%d %H:%M} UTC</time>"
@@ -45,7 +48,7 @@ def campaign_line(p: dict[str, Any]) -> str:
         return ""
     held = f", {cc['held_by_others']} held by other analysts (left out)" if cc.get("held_by_others") else ""
     return (f"<div class='wb-campaign' id='wb-campaign-line'>Campaign case: <b>{cc['members']} items</b>, "
-            f"label mix {_esc(_mix(cc.get('label_mix') or {}))}, <b>{cc['already_decided']} already decided</b>{held}. "
+            f"label mix {esc(_mix(cc.get('label_mix') or {}))}, <b>{cc['already_decided']} already decided</b>{held}. "
             f"One decision labels {cc['will_decide']} items.</div>")
 
 
@@ -58,18 +61,18 @@ def header_html(p: dict[str, Any], message: str = "") -> str:
            f"<b class='wb-overdue'>overdue by {_minutes(-left)}</b>" if left < 0 else f"due in {_minutes(left)}")
     tags = []
     if c.get("escalation_reason"):
-        tags.append(f"escalated: {_esc(c['escalation_reason'])}")
+        tags.append(f"escalated: {esc(c['escalation_reason'])}")
     kind = "campaign" if c.get("campaign_id") is not None else "item"
     return (f"<div class='wb-head' data-case='{int(c['id'])}' data-kind='{kind}'>"
-            f"<span class='wb-case-title'>Case {int(c['id'])} · {_esc(c['queue'])} · {_esc(c.get('severity') or 'no tier')} · "
+            f"<span class='wb-case-title'>Case {int(c['id'])} · {esc(c['queue'])} · {esc(c.get('severity') or 'no tier')} · "
             f"{due}</span>{' · ' + ' · '.join(tags) if tags else ''}"
             f"{campaign_line(p)}"
-            f"<div class='wb-why'><b>Why first:</b> {_esc(c.get('priority_reason') or '—')}</div>"
+            f"<div class='wb-why'><b>Why first:</b> {esc(c.get('priority_reason') or '—')}</div>"
             f"{message_html(message)}</div>")
 
 
 def message_html(message: str, kind: str = "info") -> str:
-    return f"<div class='wb-msg wb-{kind}'>{_esc(message)}</div>" if message else ""
+    return f"<div class='wb-msg wb-{kind}'>{esc(message)}</div>" if message else ""
 
 
 def empty_header(message: str = "") -> str:
@@ -105,14 +108,14 @@ def text_html(p: dict[str, Any], prefs: Optional[dict[str, bool]] = None) -> str
     masked = p.get("masked") and not p.get("revealed")
     note = ("<div class='wb-masknote'><small>Masked: possibly offensive. Press <kbd>r</kbd> or Reveal to show "
             "(audited, counted in your exposure).</small></div>") if masked else ""
-    meta = (f"<small>{_esc(item['id'])} · {_esc(item['source'])} · {_esc(item['surface'])} · "
+    meta = (f"<small>{esc(item['id'])} · {esc(item['source'])} · {esc(item['surface'])} · "
             f"{when(item.get('created_at'))}</small>")
     state = " wb-masked" if masked else (" wb-revealed" if p.get("revealed") else "")
-    body = f"<div class='wb-body{state}'>{_esc(item['text'])}</div>"
+    body = f"<div class='wb-body{state}'>{esc(item['text'])}</div>"
     sample = (p.get("campaign") or {}).get("sample") or []
     more = ""
     if sample and p.get("campaign_case"):
-        rows = "".join(f"<li>{_esc(m['text'][:160])}</li>" for m in sample)
+        rows = "".join(f"<li>{esc(m['text'][:160])}</li>" for m in sample)
         more = f"<div class='wb-sample'><small>Other members:</small><ul>{rows}</ul></div>"
     return f"<div class='{cls}'>{meta}{body}{note}{more}</div>"
 
@@ -124,14 +127,14 @@ def model_html(p: dict[str, Any]) -> str:
         return "<div>No model prediction for this case.</div>"
     flags = ", ".join(k for k, v in (pred.get("flags") or {}).items() if v)
     scores = sorted((pred.get("scores") or {}).items(), key=lambda kv: -float(kv[1]))
-    bars = "".join(f"<div class='wb-bar'><span>{_esc(k)}</span><i style='width:{max(1, round(float(v) * 100))}%'></i>"
+    bars = "".join(f"<div class='wb-bar'><span>{esc(k)}</span><i style='width:{max(1, round(float(v) * 100))}%'></i>"
                    f"<b>{float(v):.2f}</b></div>" for k, v in scores)
     score = pred.get("score")
     unc = pred.get("uncertainty")
-    return (f"<div class='wb-model'>Model says <b>{_esc(pred['label'])}</b>"
+    return (f"<div class='wb-model'>Model says <b>{esc(pred['label'])}</b>"
             f"{f' at {float(score):.2f}' if score is not None else ''}"
             f"{f' (uncertainty {float(unc):.2f})' if unc is not None else ''}"
-            f"<br><small>{_esc(pred.get('model_version') or '')}{' · input flags: ' + _esc(flags) if flags else ''}</small>"
+            f"<br><small>{esc(pred.get('model_version') or '')}{' · input flags: ' + esc(flags) if flags else ''}</small>"
             f"{bars}</div>")
 
 
@@ -148,9 +151,9 @@ def table_html(headers: list[str], rows: list[list[str]], empty: str, widths: Op
                total: Optional[int] = None) -> str:
     """A fixed-layout table that fits its column (cells are HTML already escaped by the caller)."""
     if not rows:
-        return f"<div class='wb-empty'>{_esc(empty)}</div>"
+        return f"<div class='wb-empty'>{esc(empty)}</div>"
     cols = "".join(f"<col style='width:{w}'>" for w in widths) if widths else ""
-    head = "".join(f"<th>{_esc(h)}</th>" for h in headers)
+    head = "".join(f"<th>{esc(h)}</th>" for h in headers)
     body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
     shown = f"<div class='wb-count'>{len(rows)} of {total}</div>" if total is not None and total > len(rows) else ""
     return f"<table class='wb-table'><colgroup>{cols}</colgroup><tr>{head}</tr>{body}</table>{shown}"
@@ -192,11 +195,11 @@ def campaign_html(p: dict[str, Any]) -> str:
     camp = p.get("campaign")
     if not camp:
         return "<div class='wb-sub'>Not part of a campaign.</div>"
-    why = f" · this item linked by {_esc(camp['linked_by'])}" if camp.get("linked_by") else ""
+    why = f" · this item linked by {esc(camp['linked_by'])}" if camp.get("linked_by") else ""
     return (f"<div><b>Campaign {camp.get('id')}</b> · {camp.get('members', camp.get('size'))} items · first "
             f"{when(camp.get('first_seen')) or '?'} · last {when(camp.get('last_seen')) or '?'}{why}<br>"
-            f"Shared entities: {_esc(entities_text(camp.get('entities')))}<br>"
-            f"Top terms: {_esc(terms_text(camp.get('top_terms')))}</div>")
+            f"Shared entities: {esc(entities_text(camp.get('entities')))}<br>"
+            f"Top terms: {esc(terms_text(camp.get('top_terms')))}</div>")
 
 
 def side_html(p: Optional[dict[str, Any]]) -> str:
@@ -215,8 +218,8 @@ def side_html(p: Optional[dict[str, Any]]) -> str:
 
 def author_html(p: dict[str, Any]) -> str:
     a = p.get("author") or {}
-    rows = [[when(r["created_at"]), _esc(r["predicted"] or "—"), _esc(r["decided"] or "—"),
-             _esc(r["action"] or "—"), _esc(r["text"][:160])] for r in a.get("recent") or []]
+    rows = [[when(r["created_at"]), esc(r["predicted"] or "—"), esc(r["decided"] or "—"),
+             esc(r["action"] or "—"), esc(r["text"][:160])] for r in a.get("recent") or []]
     head = (f"<div class='wb-sub'>{a.get('items', 0)} other items, {a.get('violations', 0)} decided violating</div>"
             if a.get("author_id") else "")
     return head + table_html(["posted", "model", "decided", "action", "text"], rows, "No other items by this author.",
@@ -224,8 +227,8 @@ def author_html(p: dict[str, Any]) -> str:
 
 
 def similar_html(p: dict[str, Any]) -> str:
-    rows = [[f"{float(r['similarity']):.2f}", _esc(r["label"]), _esc(r["action"]), _esc(r["reviewer"]),
-             _esc((r.get("rationale") or "")[:80]), _esc(r["text"][:140])] for r in p.get("similar_decisions") or []]
+    rows = [[f"{float(r['similarity']):.2f}", esc(r["label"]), esc(r["action"]), esc(r["reviewer"]),
+             esc((r.get("rationale") or "")[:80]), esc(r["text"][:140])] for r in p.get("similar_decisions") or []]
     return table_html(["sim.", "label", "action", "by", "rationale", "text"], rows, "No similar past decisions.",
                       ["8%", "11%", "14%", "10%", "20%", "37%"])
 
@@ -249,7 +252,7 @@ def lease_html(packet: Optional[dict[str, Any]], settings: Any, lost: str = "", 
     """The lease clock: the page counts it down every second (assets), warns `lease_warning_seconds`
     before the end, and says plainly when the hold was lost."""
     if lost:
-        return f"<div id='wb-lease' class='wb-lease wb-lost' data-expires=''>{_esc(lost)}</div>"
+        return f"<div id='wb-lease' class='wb-lease wb-lost' data-expires=''>{esc(lost)}</div>"
     if not packet or not packet["case"].get("lease_expires_at"):
         return "<div id='wb-lease' class='wb-lease' data-expires=''></div>"
     exp = packet["case"]["lease_expires_at"]
@@ -258,7 +261,7 @@ def lease_html(packet: Optional[dict[str, Any]], settings: Any, lost: str = "", 
     note = " (renewal paused: no activity; press any key to keep the case)" if idle else ""
     return (f"<div id='wb-lease' class='wb-lease' data-expires='{ms}' data-warn='{settings.lease_warning_seconds}' "
             f"data-case='{int(packet['case']['id'])}' data-idle='{int(idle)}'>Hold on case {int(packet['case']['id'])}"
-            f"{_esc(note)}</div>")
+            f"{esc(note)}</div>")
 
 
 def counts_choices(status: dict[str, dict[str, Any]], queues: list[str]) -> list[tuple[str, str]]:
@@ -272,7 +275,7 @@ def counts_choices(status: dict[str, dict[str, Any]], queues: list[str]) -> list
 
 def status_html(status: dict[str, dict[str, Any]], queue: Optional[str], expo: Optional[dict[str, Any]]) -> str:
     s = status.get(queue or "") or {}
-    left = f"<b>{s.get('waiting', 0)} left</b> in {_esc(queue or '—')}" + (
+    left = f"<b>{s.get('waiting', 0)} left</b> in {esc(queue or '—')}" + (
         f" · {s['overdue']} overdue" if s.get("overdue") else "")
     ex = ""
     if expo:
