@@ -16,6 +16,11 @@ decisions; after every 20 a challenger is trained and goes through the promotion
   weight, with the balanced class weights computed on the weighted counts as the product's are
   on the repeated rows). The kind's own calibration and decision weights are left out (AUC does not need them;
   its `fit` takes no sample weights, and its 5 calibration folds would multiply the ~600 retrains).
+  The head (the hybrid's `head`: one multinomial softmax, or a binary head per label, `models.ovr`)
+  is chosen by 3-fold cross-validation over the training side (`choose_head`: the base plus the
+  train-side labels of the first 40 cold-start decisions of seed 1, not a reported seed; the
+  policy's out-of-fold AUC; ties go to the multinomial), what `workbench retrain --tune-head` does
+  on a store's data. No unreviewed surface item is looked at.
 - gate (`evaluation.compare.paired_bootstrap` + `gate`, models.yaml `promotion`): the decisions
   are split by the product's salted text hash (`labeling.training_data.proposed_side`,
   `--test-fraction`, default 0.35); the challenger learns from the base plus the train side and is
@@ -26,10 +31,12 @@ decisions; after every 20 a challenger is trained and goes through the promotion
 
 - `loop` (as built): cold-start seeds around five example spam texts (`labeling.seeding`:
   round-robin nearest neighbours, `seeding.neighbours` of queues.yaml, plus the uniform QA sample
-  interleaved), then the queue: the learning share (`--share`, default 0.9 for a cold queue,
+  interleaved); when they are worked and no promoted model knows the policy yet, a second round
+  around the decided positives (`workbench seed --from-decisions`; `--no-reseed` seeds once), and
+  so on until a promotion; then the queue: the learning share (`--share`, default 0.9 for a cold queue,
   see COLD_SHARE) of each batch picked by `labeling.learning.select_learning` (uncertainty x diversity), the rest in
   risk order (`labeling.priority.risk_scores` of the current model);
-- `risk`: the same seeds and risk order, no learning share;
+- `risk`: the same seeds (and seed rounds) and risk order, no learning share;
 - `random`: 200 decisions drawn uniformly at random.
 
 The five examples are SMS spam messages drawn per seed; they are not decisions and are left out
@@ -84,6 +91,27 @@ TEST_FRACTION = 0.35
 # char n-grams?, MiniLM embedding weight). The n-gram settings are models.yaml `kinds.hybrid`.
 FEATURE_GRID = ((False, 1.0), (True, 1.0), (True, 2.0))
 CV_ROWS = 4000
+# The head's cross-validation (choose_head): the training side plus the first cold-start decisions
+# of an unreported seed.
+HEAD_CV_SEED = 1
+HEAD_CV_DECISIONS = 40
+
+
+class _Head:
+    """A fitted head's probabilities over every taxonomy label (0 for labels it never saw)."""
+
+    def __init__(self, clf, n_labels: int, ovr: bool) -> None:
+        self.clf, self.n_labels, self.ovr = clf, n_labels, ovr
+
+    def predict_proba_full(self, X) -> np.ndarray:
+        out = np.zeros((X.shape[0], self.n_labels))
+        if self.ovr:  # softmax of log-sigmoids: the sigmoids normalised (models.ovr)
+            z = self.clf.decision_function(X)
+            z = np.exp(z - z.max(axis=1, keepdims=True))
+            out[:, self.clf.classes_] = z / z.sum(axis=1, keepdims=True)
+        else:
+            out[:, self.clf.classes_] = self.clf.predict_proba(X)
+        return out
 
 
 class Sim:
@@ -91,7 +119,8 @@ class Sim:
 
     def __init__(self, base_n: int, share: float | None = None, neighbours: int | None = None,
                  uniform_share: float | None = None, variant: str = "new_surface",
-                 test_fraction: float = TEST_FRACTION, gate_metric: str | None = None) -> None:
+                 test_fraction: float = TEST_FRACTION, gate_metric: str | None = None,
+                 head: str | None = None, reseed: bool = True) -> None:
         sys.path.insert(0, str(ROOT))
         import scipy.sparse as sp
 
@@ -121,6 +150,7 @@ class Sim:
         self.E = np.vstack([sms.emb, dav.emb]).astype(np.float32)
         off = {"sms_spam": 0, "davidson": len(sms.ids)}
         self.variant = variant
+        self.reseed = reseed
         if variant == "new_surface":
             # Champion: Davidson alone; surface: the SMS messages; policy: spam (spam + scam).
             self.sur, self.pos_labels, base = sms, ["spam", "scam"], [(dav, None)]
@@ -156,6 +186,8 @@ class Sim:
         self.X = sp.hstack(blocks, format="csr", dtype=np.float32) if len(blocks) > 1 else blocks[0]
         self.X_sur = self.X[self.sur_rows]
         self.X_base = self.X[self.base_rows]
+        self.head_cv = self.choose_head() if head is None else {"chosen": head}
+        self.head = self.head_cv["chosen"]
 
     def features_name(self) -> str:
         ngrams, w = self.cv["chosen"]
@@ -186,6 +218,57 @@ class Sim:
         best = min(range(len(FEATURE_GRID)), key=lambda j: list(scores.values())[j])
         return {"rows": int(len(y)), "folds": 3, "log_loss": scores, "chosen": FEATURE_GRID[best]}
 
+    def choose_head(self, seed: int = HEAD_CV_SEED, n_first: int = HEAD_CV_DECISIONS) -> dict:
+        """The head (multinomial softmax, or one binary head per label: the hybrid's `head`) by
+        stratified 3-fold cross-validation over the training side: the base plus the train-side
+        human labels of the first `n_first` cold-start decisions of `seed` (an unreported seed:
+        five examples of the policy, their neighbours and the uniform sample, answered with the
+        true labels). Each head's out-of-fold probabilities of the policy give its AUC over all
+        those rows; the higher wins. No unreviewed surface item is looked at."""
+        import scipy.sparse as sp
+        from sklearn.metrics import roc_auc_score
+        from sklearn.model_selection import StratifiedKFold
+
+        from labeling.training_data import human_weights
+
+        rng = np.random.default_rng(seed)
+        examples = rng.choice(np.flatnonzero(self.pos), size=5, replace=False)
+        pool = np.setdiff1d(np.arange(len(self.sur_y)), examples)
+        first = self.seeds(examples, pool, seed)[0][:n_first]
+        train = [i for i in first if not self.side_test[i]]
+        now = dt.datetime(2026, 12, 1)
+        X = sp.vstack([self.X_base, self.X_sur[train]], format="csr")
+        y = np.concatenate([self.base_y, self.sur_y[train]])
+        w = np.concatenate([np.ones(len(self.base_y)),
+                            human_weights([now] * len(train), ["surface"] * len(train), now, self.learning)])
+        cols = [self.labels.index(lab) for lab in self.pos_labels]
+        aucs = {}
+        for head in ("multinomial", "ovr"):
+            oof = np.zeros((len(y), len(self.labels)))
+            for tr, ho in StratifiedKFold(3, shuffle=True, random_state=1).split(X, y):
+                oof[ho] = self._fit_head(head, X[tr], y[tr], w[tr]).predict_proba_full(X[ho])
+            aucs[head] = round(float(roc_auc_score(np.isin(y, cols), oof[:, cols].sum(axis=1))), 4)
+            log(f"[head cv] {head}: out-of-fold {'+'.join(self.pos_labels)} AUC {aucs[head]}")
+        return {"seed": seed, "human_labels": len(train), "policy_positives": int(np.isin(self.sur_y[train], cols).sum()),
+                "rows": int(len(y)), "folds": 3, "auc": aucs, "chosen": max(aucs, key=lambda h: (aucs[h], h == "multinomial"))}
+
+    def _fit_head(self, head: str, X, y: np.ndarray, w: np.ndarray) -> "_Head":
+        """A fitted head over the taxonomy order: `head` ('multinomial' or 'ovr') on rows X, labels
+        y, sample weights w (class-balanced as `fit` balances them)."""
+        from sklearn.linear_model import LogisticRegression
+
+        from models.ovr import OneVsRestLogistic
+
+        if head == "ovr":
+            return _Head(OneVsRestLogistic(C=self.C, class_weight="balanced", max_iter=1000).fit(X, y, sample_weight=w),
+                         len(self.labels), True)
+        mass = np.bincount(y, weights=w, minlength=len(self.labels))
+        present = mass > 0
+        cw = np.zeros(len(self.labels))
+        cw[present] = w.sum() / (present.sum() * mass[present])
+        return _Head(LogisticRegression(C=self.C, max_iter=1000).fit(X, y, sample_weight=w * cw[y]),
+                     len(self.labels), False)
+
     def fit(self, human: list[int], warm: dict | None = None) -> tuple[np.ndarray, dict]:
         """Probabilities over the surface (taxonomy order) of a model trained on the base plus the
         human labels of `human` (surface indices), weighted as the product weighs them, and the
@@ -202,6 +285,8 @@ class Sim:
         w = np.concatenate([np.ones(len(self.base_y)), w_h])
         # Balanced class weights over the weighted counts: what the product's `class_weight:
         # balanced` computes on its rows repeated by weight (`models.training.replicate_by_weight`).
+        if self.head == "ovr":  # the product's `head: ovr` (models.ovr), balanced per binary problem
+            return self._fit_head("ovr", X, y, w).predict_proba_full(self.X_sur), None
         mass = np.bincount(y, weights=w, minlength=len(self.labels))
         present = mass > 0
         cw = np.zeros(len(self.labels))
@@ -226,13 +311,12 @@ class Sim:
         """The ceiling for context: the same model and features trained with every surface label
         known (stratified `folds`-fold cross-validation over the surface alone, no base), the
         policy's AUC out of fold. What 200 decisions are measured against is far fewer labels."""
-        from sklearn.linear_model import LogisticRegression
         from sklearn.model_selection import StratifiedKFold
 
         out = np.zeros((len(self.sur_y), len(self.labels)))
         for tr, ho in StratifiedKFold(folds, shuffle=True, random_state=1).split(self.X_sur, self.sur_y):
-            clf = LogisticRegression(C=self.C, max_iter=1000, class_weight="balanced").fit(self.X_sur[tr], self.sur_y[tr])
-            out[np.ix_(ho, clf.classes_)] = clf.predict_proba(self.X_sur[ho])
+            head = self._fit_head(self.head, self.X_sur[tr], self.sur_y[tr], np.ones(len(tr)))
+            out[ho] = head.predict_proba_full(self.X_sur[ho])
         return self.auc(out, np.arange(len(self.sur_y)))
 
     def auc(self, probs: np.ndarray, unseen: np.ndarray) -> float:
@@ -312,9 +396,20 @@ class Sim:
             uniform = set(random_order[:BUDGET])
         decided: list[int] = []
         champ_probs, warm = champion
+        knows_policy = False  # has a model that learned the policy been promoted?
         curve = []
         while len(decided) < BUDGET:
             need = STEP
+            if len(pending) < need and strategy != "random" and self.reseed and not knows_policy:
+                # Still cold: seed again around the decided positives (`workbench seed --policy P
+                # --from-decisions`): the production model cannot find the policy yet.
+                positives = [i for i in decided if self.pos[i]]
+                seen = set(decided) | set(pending)
+                rest = np.array([i for i in pool if int(i) not in seen])
+                if positives and len(rest):
+                    more, more_uniform = self.seeds(np.array(positives), rest, seed)
+                    pending += [i for i in more if i not in seen]
+                    uniform |= more_uniform
             batch = pending[:need]
             pending = pending[need:]
             if len(batch) < need:
@@ -331,6 +426,7 @@ class Sim:
             verdict = self.gate_step(decided, uniform, champ_probs, chall_probs)
             if verdict["passed"]:
                 champ_probs = chall_probs
+                knows_policy = True
             unseen = np.setdiff1d(pool, np.array(decided))
             curve.append({"n": len(decided), "auc": self.auc(champ_probs, unseen),
                           "challenger_auc": self.auc(chall_probs, unseen), "promoted": verdict["passed"],
@@ -351,12 +447,17 @@ def main() -> None:
     ap.add_argument("--gate-metric", default=None,
                     help="The gate's metric (default: models.yaml promotion.metric), e.g. auc:hate.")
     ap.add_argument("--variant", choices=["new_surface", "new_policy"], default="new_surface")
+    ap.add_argument("--no-reseed", action="store_true",
+                    help="Seed once only (default: while no promoted model knows the policy, seed again around "
+                         "the decided positives when the seeds run out).")
+    ap.add_argument("--head", choices=["multinomial", "ovr"], default=None,
+                    help="The model's head (default: chosen by leave-one-policy-out CV on the base, see choose_head).")
     ap.add_argument("--append", action="store_true", help="Append the JSON line to benchmarks/measured.jsonl.")
     args = ap.parse_args()
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     t0 = time.time()
     sim = Sim(args.base_n, args.share, args.neighbours, args.uniform_share, args.variant, args.test_fraction,
-              args.gate_metric)
+              args.gate_metric, args.head, not args.no_reseed)
     policy = "+".join(sim.pos_labels)
     log(f"[{args.variant}] champion trained on {len(sim.base_y)} items ({sim.features_name()}); surface "
         f"{len(sim.sur_y)} ({int(sim.pos.sum())} {policy})")
@@ -396,9 +497,10 @@ def main() -> None:
                     "champion on SMS + Davidson with every hate label hidden meets the hate policy; hate AUC on "
                     "unreviewed Davidson tweets"),
         "seeds": seeds, "base_items": int(len(sim.base_y)), "base_davidson_sample": args.base_n,
-        "model": f"LR(C={sim.C}, balanced) on {sim.features_name()} (models.yaml kinds.hybrid n-grams); human "
+        "model": f"LR(C={sim.C}, balanced, {sim.head} head) on {sim.features_name()} (models.yaml kinds.hybrid n-grams); human "
                  "labels weighted by labeling.training_data.human_weights; same model for all three strategies",
         "feature_cv": {k: (list(v) if isinstance(v, tuple) else v) for k, v in sim.cv.items()},
+        "head_cv": sim.head_cv, "reseed": sim.reseed,
         "learning_share": sim.share, "seeding": sim.qcfg.seeding.model_dump(), "retrain_every": STEP,
         "gate": {"metric": pc.metric, "min_lower_bound": pc.min_lower_bound, "min_items": pc.min_items,
                  "mcnemar_alpha": pc.mcnemar_alpha, "bootstrap": pc.bootstrap, "sets": list(pc.sets),

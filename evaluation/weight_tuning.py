@@ -1,10 +1,17 @@
-"""Choose the weight of human labels on the training side: grouped cross-validation.
+"""Choose the weight of human labels, and the hybrid's head, on the training side: grouped cross-validation.
 
 `tune_human_weight` folds the human labels of the train side by their group (campaign or text,
 so copies never sit on both sides of a fold), and for each candidate weight of
 `learning.weight_grid` trains on all source labels of the train side plus the human labels of
 the other folds, weighted, and measures macro F1 on the held-out fold's human labels. The test
 side is never read, so the gate's comparison stays clean. Ties go to the smaller weight.
+
+`tune_head` chooses the `hybrid` kind's head (one multinomial softmax, or a binary head per label:
+`models.ovr`) the same way, over the whole train side (source and human labels, folded by group,
+each fold's training rows repeated by weight): the out-of-fold AUC of the gate's policy
+(`promotion.metric` auc:<policy>), else the mean one-vs-rest AUC of the labels humans decided.
+That is the question a new policy asks: can its few hundred decisions rank it among everything
+the source labels taught? Ties go to the multinomial head.
 """
 from __future__ import annotations
 
@@ -94,4 +101,88 @@ def tune_human_weight(store: "Store", taxonomy: "Taxonomy", *, models_config: "M
                          show_progress=show_progress, config=cfg)
     out = cv_human_weight(ld, taxonomy.labels, kind, merged, cfg.learning.weight_grid, cfg.learning.tune_folds,
                           cfg.training.seed, cfg.learning.human_weight, cfg.learning.max_weight, emb, show_progress)
+    return {**out, "kind": kind}
+
+
+HEADS = ("multinomial", "ovr")
+
+
+def cv_head(ld: "LearningData", labels: Sequence[str], kind: str, params: dict[str, Any], folds: int, seed: int,
+            policies: Sequence[str], embeddings: Optional[np.ndarray] = None,
+            show_progress: bool = False) -> dict[str, Any]:
+    """{chosen, scores: {head: out-of-fold AUC}, folds, policies} over the train side of `ld` (see
+    the module doc); the folds' models skip calibration and decision weights (AUC needs neither)."""
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import GroupKFold
+    from tqdm.auto import tqdm
+
+    from models.kinds import make_classifier
+    from models.training import replicate_by_weight
+
+    train = np.flatnonzero(ld.split == "train")
+    y = np.array([ld.data.labels[i] for i in train], dtype=object)
+    policies = [p for p in policies if p in set(y.tolist()) and p in labels]
+    groups = np.array([ld.groups[i] for i in train], dtype=object)
+    n_groups = len(set(groups.tolist()))
+    current = params.get("head", "multinomial")
+    if not policies or n_groups < 2:
+        return {"chosen": current, "scores": {}, "folds": 0, "policies": policies,
+                "reason": "no policy with labels on the train side, or nothing to fold"}
+    k = min(folds, n_groups)
+    position = {item_id: j for j, item_id in enumerate(ld.data.ids)}
+    cols = [list(labels).index(p) for p in policies]
+    scores: dict[str, float] = {}
+    bar = tqdm(total=len(HEADS) * k, desc="choosing the head", unit="fit", disable=not show_progress, leave=False)
+    for head in HEADS:
+        oof = np.zeros((len(train), len(labels)))
+        for fit_i, held_i in GroupKFold(n_splits=k).split(train, groups=groups):
+            rep = replicate_by_weight(ld.data.subset(train[fit_i]), ld.weights[train[fit_i]], seed)
+            rows = np.array([position[i] for i in rep.ids], dtype=int)
+            model = make_classifier(kind, list(labels), **{**params, "head": head, "calibration": "none",
+                                                           "decision_objective": None})
+            model.fit(rep.texts, rep.labels, embeddings=None if embeddings is None else embeddings[rows])
+            held = train[held_i]
+            oof[held_i] = model.predict_proba([ld.data.texts[i] for i in held],
+                                              None if embeddings is None else embeddings[held])
+            bar.update(1)
+        aucs = [roc_auc_score(y == p, oof[:, c]) for p, c in zip(policies, cols) if 0 < (y == p).sum() < len(y)]
+        scores[head] = round(float(np.mean(aucs)), 6) if aucs else float("nan")
+    bar.close()
+    best = max(v for v in scores.values() if v == v) if any(v == v for v in scores.values()) else None
+    chosen = current if best is None else next(h for h in HEADS if scores[h] >= best - 1e-9)
+    return {"chosen": chosen, "scores": scores, "folds": k, "policies": policies}
+
+
+def tune_head(store: "Store", taxonomy: "Taxonomy", *, models_config: "ModelsConfig", actor: Actor,
+              kind: Optional[str] = None, params: Optional[dict[str, Any]] = None,
+              sources: Optional[Sequence[str]] = None, show_progress: bool = True) -> dict[str, Any]:
+    """`cv_head` on the store's data for the challenger `workbench retrain` would train. Only the
+    `hybrid` kind has a head to choose. Needs `train`."""
+    from labeling.training_data import learning_data
+    from models.kinds import make_classifier
+    from models.registry import champion, embeddings_for
+
+    from .promotion import _challenger_params
+
+    check_permission(actor, "train", "head tuning")
+    cfg = models_config
+    champ = champion(store)
+    kind = kind or (champ["kind"] if champ else cfg.training.default_kind)
+    if kind != "hybrid":
+        from models.base import ModelError
+
+        raise ModelError(f"only the hybrid kind has a head to choose, not {kind!r} (pass --kind hybrid)")
+    merged = _challenger_params(cfg, kind, champ, params)
+    ld = learning_data(store, taxonomy, cfg.learning, actor, sources=sources,
+                       min_examples_per_label=cfg.training.min_examples_per_label)
+    metric = cfg.promotion.metric
+    if metric.startswith("auc:"):
+        policies = [metric.split(":", 1)[1]]
+    else:
+        policies = sorted({ld.data.labels[i] for i in np.flatnonzero(ld.split == "train")
+                           if ld.data.origin[i] == "decision"})
+    emb = embeddings_for(store, make_classifier(kind, taxonomy.labels, **merged), ld.data.texts,
+                         show_progress=show_progress, config=cfg)
+    out = cv_head(ld, taxonomy.labels, kind, merged, cfg.learning.tune_folds, cfg.training.seed, policies, emb,
+                  show_progress)
     return {**out, "kind": kind}

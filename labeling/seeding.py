@@ -74,6 +74,27 @@ def read_examples(path: str) -> list[str]:
     return out
 
 
+def decided_examples(store: Store, taxonomy: Taxonomy, policy: str, source: Optional[str] = None,
+                     surface: Optional[str] = None, limit: int = 200) -> list[str]:
+    """The texts of the items (in the scope) whose current decision is `policy`, newest first, at
+    most `limit`: the examples of a second seeding round. Five examples find a first handful of
+    violations; while no promoted model knows the policy, risk order cannot find more, so the
+    confirmed ones become the examples around which the next seeds are searched."""
+    if policy not in taxonomy.policies:
+        raise QueueError(f"unknown policy {policy!r} (known: {', '.join(taxonomy.policies)})")
+    q = select(I.c.id, I.c.text)
+    if source:
+        q = q.where(I.c.source == source)
+    if surface:
+        q = q.where(I.c.surface == surface)
+    with store.read() as conn:
+        texts = dict(conn.execute(q).all())
+        decided = current_decisions(conn, list(texts))
+    rows = sorted((d for d in decided.values() if d["label"] == policy), key=lambda d: (d["created_at"], d["id"]),
+                  reverse=True)
+    return [texts[d["item_id"]] for d in rows[:limit] if texts.get(d["item_id"])]
+
+
 def nearest_round_robin(sims: np.ndarray, n: int, min_similarity: float,
                         groups: Optional[Sequence[Any]] = None) -> list[tuple[int, int, float]]:
     """Up to `n` (row, example, similarity) picks from an (items x examples) similarity matrix:

@@ -25,6 +25,7 @@ from .base import ModelError, PolicyClassifier, register_kind
 from .calibration import apply_temperature_bias, fit_temperature_bias, nll, tune_decision_weights
 from .embeddings import RUNTIMES
 from .metrics import softmax
+from .ovr import OneVsRestLogistic
 from .params import NGRAM_RANGE, PATH, SEED, Interval, Options
 from .preprocessing import PREPROCESSORS, social_text
 from .weights import balanced_weights
@@ -54,6 +55,9 @@ class HybridClassifier(PolicyClassifier):
         "min_df": [Interval(numbers.Integral, 0, None, closed="left")],
         "C": [_POSITIVE],
         "class_weight": [None, Options(("balanced",))],
+        # multinomial: one softmax over the labels; ovr: a binary head per label (models.ovr), what a
+        # policy with few labels beside a big neighbouring one needs (benchmarks/new_surface.py)
+        "head": [Options(("multinomial", "ovr"))],
         "calibration": [Options(("none", "temperature", "temperature_bias"))],
         "calibration_folds": [Interval(numbers.Integral, 2, None, closed="left")],
         "decision_objective": [None, Options(("macro_f1",))],
@@ -73,7 +77,7 @@ class HybridClassifier(PolicyClassifier):
                  calibration_folds: int = 5, decision_objective: Optional[str] = "macro_f1",
                  max_iter: int = 2000, seed: int = 0, embedding_model: Optional[str] = None,
                  max_seq_length: int = 128, embedding_runtime: Optional[str] = None,
-                 soft_labels: bool = False) -> None:
+                 soft_labels: bool = False, head: str = "multinomial") -> None:
         super().__init__(labels)
         self.word_ngrams = word_ngrams
         self.char_ngrams = char_ngrams
@@ -93,6 +97,7 @@ class HybridClassifier(PolicyClassifier):
         self.max_seq_length = max_seq_length
         self.embedding_runtime = embedding_runtime
         self.soft_labels = soft_labels
+        self.head = head
         self._word: Any = None
         self._char: Any = None
         self._clf: Any = None
@@ -151,6 +156,9 @@ class HybridClassifier(PolicyClassifier):
     def _new_head(self, class_weight: Optional[str] = None) -> Any:
         from sklearn.linear_model import LogisticRegression
 
+        if self.head == "ovr":
+            return OneVsRestLogistic(C=self.C, class_weight=class_weight, max_iter=self.max_iter,
+                                     random_state=self.seed)
         return LogisticRegression(C=self.C, max_iter=self.max_iter, class_weight=class_weight,
                                   random_state=self.seed)
 
@@ -236,13 +244,18 @@ class HybridClassifier(PolicyClassifier):
     def _head_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         """(JSON-ready description, arrays) of the fitted head; `_head_from_state` rebuilds it."""
         clf = self._clf
+        if isinstance(clf, OneVsRestLogistic):
+            return {"type": "ovr_logistic_regression"}, clf.to_arrays()
         return {"type": "logistic_regression"}, {"head_coef": clf.coef_, "head_intercept": clf.intercept_,
                                                  "head_classes": np.asarray(clf.classes_, dtype=np.int64)}
 
     def _head_from_state(self, desc: dict[str, Any], arrays: dict[str, np.ndarray]) -> Any:
-        if desc.get("type") != "logistic_regression":
+        want = "ovr_logistic_regression" if self.head == "ovr" else "logistic_regression"
+        if desc.get("type") != want:
             raise ModelError(f"a {self.kind} head cannot be rebuilt from a {desc.get('type')!r} head")
         classes = self._saved_classes(arrays["head_classes"])
+        if want == "ovr_logistic_regression":
+            return self._new_head(self.class_weight).from_arrays(classes, arrays["head_coef"], arrays["head_intercept"])
         return logistic_from_arrays(self._new_head(self.class_weight), arrays["head_coef"],
                                     arrays["head_intercept"], classes)
 

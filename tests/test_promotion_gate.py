@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 
 import numpy as np
 import pytest
@@ -258,6 +259,17 @@ def test_retrain_command(loop, tmp_path):
     assert res.exit_code == 0 and "no retrain: auto_retrain.enabled is false" in res.output
     res = runner.invoke(cli, ["--data-dir", str(data_dir), "retrain", "--force"], catch_exceptions=False)
     assert res.exit_code == 1 and "Error: --force needs a --reason" in res.output
+    # --tune-head: the hybrid's head by grouped cross-validation on the train side, then the retrain.
+    res = runner.invoke(cli, ["--data-dir", str(data_dir), "retrain", "--no-promote", "--no-rescore", "--tune-head",
+                              "--kind", "tfidf_lr"], catch_exceptions=False)
+    assert res.exit_code == 1 and "only the hybrid kind has a head to choose" in res.output
+    res = runner.invoke(cli, ["--data-dir", str(data_dir), "retrain", "--no-promote", "--no-rescore", "--tune-head",
+                              "--kind", "hybrid", "--param", "embedding_weight=0", "--param", "min_df=1",
+                              "--param", "calibration_folds=2", "--param", "head=multinomial"], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    m = re.search(r"head (multinomial|ovr) by 3-fold grouped cross-validation \(([a-z, ]+) AUC\): "
+                  r"multinomial: [0-9.]+, ovr: [0-9.]+", res.output)
+    assert m and "hate" in m.group(2) and "not promoted" in res.output, res.output
 
 
 def test_without_rescoring_cases_are_stale_and_rescoring_fixes_them(loop, taxonomy, queue_config):

@@ -14,7 +14,7 @@ from labeling.cases import build_cases
 from labeling.claims import next_case
 from labeling.errors import QueueError
 from labeling.queue_config import load_queue_config
-from labeling.seeding import interleave_uniform, nearest_round_robin, read_examples, seed_cases
+from labeling.seeding import decided_examples, interleave_uniform, nearest_round_robin, read_examples, seed_cases
 from test_queue_support import T0, add_scored
 
 SPAM = [f"WINNER! you have won a free prize {i}, call 0906{i:03d} now to claim your cash" for i in range(10)]
@@ -103,3 +103,31 @@ def test_seed_leaves_decided_items_and_checks_input(sqlite_store, taxonomy, cfg,
     good = tmp_path / "ex.txt"
     good.write_text("# spam examples\nwin a prize\n\ncall now\n", encoding="utf-8")
     assert read_examples(str(good)) == ["win a prize", "call now"]
+
+
+def test_a_second_round_seeds_around_the_decided_positives(sqlite_store, taxonomy, cfg):
+    """Round one found a few spam messages; their decisions are the examples of round two, which
+    reaches the spam the engineer's example did not (other wording), never the decided ones."""
+    from labeling.decisions import decide
+
+    _store(sqlite_store, taxonomy, cfg)
+    other = [f"URGENT your mobile number {i} was awarded a bonus, reply YES to 8007{i:02d} for the bonus" for i in range(6)]
+    add_scored(sqlite_store, taxonomy, [{"id": f"o{i}", "label": "benign", "p": 0.96, "text": t, "truth": "spam"}
+                                        for i, t in enumerate(other)])
+    build_cases(sqlite_store, taxonomy, cfg, now=T0, progress=False)
+    assert decided_examples(sqlite_store, taxonomy, "spam") == []
+    with sqlite_store.read() as conn:
+        ids = dict(conn.execute(select(Case.__table__.c.item_id, Case.__table__.c.id)
+                                .where(Case.__table__.c.item_id.in_(["s0", "o0", "c0"]))).all())
+    decide(sqlite_store, taxonomy, ids["s0"], "ann", "spam", rationale="prize spam", config=cfg, now=T0)
+    decide(sqlite_store, taxonomy, ids["o0"], "ann", "spam", rationale="bonus spam", config=cfg, now=T0)
+    decide(sqlite_store, taxonomy, ids["c0"], "ann", "benign", rationale="chat", config=cfg, now=T0)
+    examples = decided_examples(sqlite_store, taxonomy, "spam")
+    assert sorted(examples) == sorted([SPAM[0], other[0]])                  # the spam decisions only
+    out = seed_cases(sqlite_store, taxonomy, cfg, "eng", policy="spam", examples=examples, embedder=BagOfWords(),
+                     neighbours=10, uniform_share=0.0, now=T0)
+    seeded = {x["item_id"] for x in out["items"]}
+    assert {f"o{i}" for i in range(1, 6)} <= seeded                        # the other wording is reached
+    assert not seeded & {"s0", "o0", "c0"} and not any(i.startswith("c") for i in seeded)
+    with pytest.raises(QueueError, match="unknown policy"):
+        decided_examples(sqlite_store, taxonomy, "nope")

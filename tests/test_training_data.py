@@ -249,3 +249,28 @@ def test_weight_cross_validation_prefers_the_weight_that_lets_humans_overrule_st
                           [1.0, 10.0], 3, 13, base_weight=1.0, max_weight=20.0)
     assert out["folds"] == 3 and set(out["scores"]) == {1.0, 10.0}
     assert out["scores"][10.0] > out["scores"][1.0] and out["chosen"] == 10.0
+
+
+def test_head_cross_validation_scores_both_heads_on_the_policy_and_picks_the_better():
+    from evaluation.weight_tuning import HEADS, cv_head
+    from labeling.training_data import LearningData
+
+    texts, ys = toy_corpus(25, labels=("benign", "scam", "harassment"))
+    origin = ["source"] * len(texts)
+    hate, _ = toy_corpus(12, labels=("hate",))
+    texts += hate
+    ys += ["hate"] * len(hate)
+    origin += ["decision"] * len(hate)
+    ids = [f"x{i}" for i in range(len(texts))]
+    ld = LearningData(TrainingSet(ids, texts, ys, origin), np.array(["train"] * len(ids), dtype=object),
+                      [f"text:{i}" for i in ids], np.ones(len(ids)), [None] * len(ids))
+    labels = ["benign", "spam", "scam", "hate", "harassment"]
+    params = {"min_df": 1, "embedding_weight": 0.0, "calibration_folds": 2}
+    out = cv_head(ld, labels, "hybrid", params, 3, 13, ["hate"])
+    assert out["folds"] == 3 and set(out["scores"]) == set(HEADS) and out["policies"] == ["hate"]
+    assert all(0.5 < a <= 1.0 for a in out["scores"].values())      # both heads learn the toy hate
+    best = max(out["scores"].values())
+    assert out["chosen"] == next(h for h in HEADS if out["scores"][h] >= best - 1e-9)
+    # A policy nobody labelled: nothing to choose on, the current head stays.
+    none = cv_head(ld, labels, "hybrid", {**params, "head": "ovr"}, 3, 13, ["spam"])
+    assert none["chosen"] == "ovr" and none["scores"] == {} and "no policy" in none["reason"]

@@ -234,6 +234,9 @@ def register_commands(cli: click.Group) -> None:
     @click.option("--tune-weight", "tune_weight", is_flag=True,
                   help="Choose the human-label weight from learning.weight_grid by grouped cross-validation "
                        "on the train side before training.")
+    @click.option("--tune-head", "tune_head", is_flag=True,
+                  help="Choose the hybrid's head (multinomial or one binary head per label) by grouped "
+                       "cross-validation on the train side before training (a new policy).")
     @click.option("--no-rescore", "no_rescore", is_flag=True,
                   help="After a promotion, leave the open cases as they are (run `workbench score` and "
                        "`workbench cases build` later).")
@@ -243,7 +246,8 @@ def register_commands(cli: click.Group) -> None:
     @json_option
     @pass_app
     def retrain_cmd(app: AppContext, kind: Optional[str], params: tuple[str, ...], sources: tuple[str, ...],
-                    no_promote: bool, force: bool, reason: str, if_due: bool, tune_weight: bool, no_rescore: bool,
+                    no_promote: bool, force: bool, reason: str, if_due: bool, tune_weight: bool, tune_head: bool,
+                    no_rescore: bool,
                     report_dir: Optional[str], actor: Any, as_json: bool) -> None:
         """Train a challenger on base data plus human labels; promote it only through the gate.
 
@@ -283,6 +287,16 @@ def register_commands(cli: click.Group) -> None:
             if not as_json:
                 click.echo(f"human weight {tuned['chosen']} by {tuned['folds']}-fold grouped cross-validation: "
                            + ", ".join(f"{w}: macro F1 {f:.4f}" for w, f in tuned["scores"].items()))
+        if tune_head:
+            from evaluation.weight_tuning import tune_head as choose_head
+
+            chosen = _call(choose_head, app.store(), app.taxonomy(), models_config=cfg, actor=actor, kind=kind,
+                           params=_parse_params(params), sources=list(sources) or None, show_progress=not as_json)
+            params = tuple(p for p in params if not p.startswith("head=")) + (f"head={chosen['chosen']}",)
+            if not as_json:
+                click.echo(f"head {chosen['chosen']} by {chosen['folds']}-fold grouped cross-validation "
+                           f"({', '.join(chosen['policies'])} AUC): "
+                           + ", ".join(f"{h}: {a:.4f}" for h, a in chosen["scores"].items()))
         echo = (lambda *a, **k: None) if as_json else click.echo
         result = _call(retrain_and_gate, app.store(), app.taxonomy(), models_config=cfg,
                        queue_config=None if no_rescore else app.queues(), actor=actor, kind=kind,

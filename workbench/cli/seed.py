@@ -45,6 +45,9 @@ def register_commands(cli: click.Group) -> None:
     @click.option("--examples", "examples_file", type=click.Path(dir_okay=False),
                   help="File of example texts: one per line, or JSONL with a `text` field.")
     @click.option("--query", "queries", multiple=True, help="An example text or keywords (repeatable).")
+    @click.option("--from-decisions", "from_decisions", is_flag=True,
+                  help="Use the texts of the items already decided as the policy (newest 200) as examples: "
+                       "a second round while no promoted model knows the policy.")
     @click.option("--source", help="Only items of this source (a new source).")
     @click.option("--surface", help="Only items of this surface (a new surface).")
     @click.option("--neighbours", type=int, default=None, help="How many seed cases (default: seeding.neighbours).")
@@ -52,7 +55,7 @@ def register_commands(cli: click.Group) -> None:
                   help="Uniform QA sample, as a share of the seeds (default: seeding.uniform_share).")
     @_json
     @click.pass_obj
-    def seed_cmd(app: Any, policy: str, examples_file: Optional[str], queries: tuple[str, ...],
+    def seed_cmd(app: Any, policy: str, examples_file: Optional[str], queries: tuple[str, ...], from_decisions: bool,
                  source: Optional[str], surface: Optional[str], neighbours: Optional[int],
                  uniform_share: Optional[float], as_json: bool) -> None:
         """Cold start: seed the first cases of a policy around a few examples, plus a uniform QA sample.
@@ -61,13 +64,19 @@ def register_commands(cli: click.Group) -> None:
         Example:
           workbench seed --policy spam --examples spam_examples.txt --surface sms
           workbench seed --policy scam --query "you have won a prize, call now" --source newapp
+          workbench seed --policy spam --from-decisions --surface sms   # round two
         """
-        from labeling.seeding import read_examples, seed_cases
+        from labeling.seeding import decided_examples, read_examples, seed_cases
 
         with _user_errors():
             examples = (read_examples(examples_file) if examples_file else []) + list(queries)
+            if from_decisions:
+                found = decided_examples(app.store(), app.taxonomy(), policy, source, surface)
+                if not found:
+                    raise click.UsageError(f"no item is decided as {policy} yet: seed from --examples or --query first")
+                examples += found
             if not examples:
-                raise click.UsageError("give --examples FILE or --query TEXT")
+                raise click.UsageError("give --examples FILE, --query TEXT or --from-decisions")
             out = seed_cases(app.store(), app.taxonomy(), app.queues(), _acting(app), policy=policy,
                              examples=examples, embedder=embedder_for(app), source=source, surface=surface,
                              neighbours=neighbours, uniform_share=uniform_share, progress=not as_json)
