@@ -131,3 +131,32 @@ def test_a_second_round_seeds_around_the_decided_positives(sqlite_store, taxonom
     assert not seeded & {"s0", "o0", "c0"} and not any(i.startswith("c") for i in seeded)
     with pytest.raises(QueueError, match="unknown policy"):
         decided_examples(sqlite_store, taxonomy, "nope")
+
+
+def test_cli_seed_from_decisions(tmp_path, taxonomy, cfg):
+    """`workbench seed --from-decisions`: refused (one line) before any decision of the policy;
+    after one, the bundled MiniLM seeds around it."""
+    import json
+
+    from click.testing import CliRunner
+
+    from core.store import open_store
+    from labeling.decisions import decide
+    from workbench.cli import cli
+
+    data = tmp_path / "data"
+    store = open_store(data)
+    _store(store, taxonomy, cfg)
+    runner = CliRunner()
+    res = runner.invoke(cli, ["--data-dir", str(data), "seed", "--policy", "spam", "--from-decisions"])
+    assert res.exit_code == 2 and "no item is decided as spam yet" in res.output
+    with store.read() as conn:
+        case_id = conn.execute(select(Case.__table__.c.id).where(Case.__table__.c.item_id == "s0")).scalar()
+    decide(store, taxonomy, case_id, "ann", "spam", rationale="prize spam", config=cfg, now=T0)
+    store.dispose()
+    res = runner.invoke(cli, ["--data-dir", str(data), "seed", "--policy", "spam", "--from-decisions",
+                              "--neighbours", "5", "--uniform-share", "0", "--json"], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)  # (stderr may carry the embedding model's loading bar)
+    assert out["examples"] == 1 and out["seeded"] == 5
+    assert all(x["item_id"].startswith("s") and x["item_id"] != "s0" for x in out["items"])  # the other spam
