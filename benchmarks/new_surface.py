@@ -8,8 +8,8 @@ decisions; after every 20 a challenger is trained and goes through the promotion
 
 - model (the same for all three strategies): logistic regression (models.yaml `kinds.hybrid` C,
   balanced class weights) on the product `hybrid` kind's features: its word + char TF-IDF n-grams
-  (`kinds.hybrid` settings, vocabulary fitted once on all texts without labels, cached under
-  workbench-data/bench-learning/) beside the MiniLM embedding. Which features (MiniLM alone, or
+  (`kinds.hybrid` settings; as the product, each model's vocabulary and idf are fitted on its own
+  training texts: `learning_data.TrainingVocabulary`) beside the MiniLM embedding. Which features (MiniLM alone, or
   n-grams + MiniLM at embedding weight 1 or 2) is chosen by 3-fold log loss on the champion's
   training data (the base), never on surface items. The base labels weigh 1, the human labels
   `labeling.training_data.human_weights` (the product repeats rows by weight; here a sample
@@ -129,7 +129,7 @@ class Sim:
         from labeling.priority import label_harm_weights
         from labeling.queue_config import load_queue_config
         from labeling.training_data import proposed_side
-        from learning_data import hybrid_text_features
+        from learning_data import TrainingVocabulary
         from models.config import load_models_config
         from models.training import stratified_split
 
@@ -146,7 +146,7 @@ class Sim:
         self.C = float(self.hp.get("C", 4.0))
         sms, dav = load("sms_spam"), load("davidson")
         # One row space for both datasets (SMS first): the hybrid's n-gram block and the embeddings.
-        self.T = hybrid_text_features([sms, dav], self.hp)
+        self.vocab = TrainingVocabulary([sms, dav], self.hp)
         self.E = np.vstack([sms.emb, dav.emb]).astype(np.float32)
         off = {"sms_spam": 0, "davidson": len(sms.ids)}
         self.variant = variant
@@ -182,10 +182,9 @@ class Sim:
                                    for h in self.sur_hash])
         self.cv = self.choose_features()
         ngrams, w = self.cv["chosen"]
-        blocks = ([self.T] if ngrams else []) + [sp.csr_matrix(self.E * w)]
-        self.X = sp.hstack(blocks, format="csr", dtype=np.float32) if len(blocks) > 1 else blocks[0]
-        self.X_sur = self.X[self.sur_rows]
-        self.X_base = self.X[self.base_rows]
+        self.E_base = sp.csr_matrix(self.E[self.base_rows] * w)
+        self.E_sur = sp.csr_matrix(self.E[self.sur_rows] * w)
+        self.X_base, self.X_sur = self.design([])  # the champion's
         self.head_cv = self.choose_head() if head is None else {"chosen": head}
         self.head = self.head_cv["chosen"]
 
@@ -205,9 +204,10 @@ class Sim:
         rng = np.random.default_rng(1)
         sub = rng.choice(len(self.base_y), size=min(CV_ROWS, len(self.base_y)), replace=False)
         rows, y = self.base_rows[sub], self.base_y[sub]
+        T_base = self.vocab.features(self.base_rows, self.base_rows)  # the vocabulary of the base
         scores = {}
         for ngrams, w in FEATURE_GRID:
-            blocks = ([self.T[rows]] if ngrams else []) + [sp.csr_matrix(self.E[rows] * w)]
+            blocks = ([T_base[sub]] if ngrams else []) + [sp.csr_matrix(self.E[rows] * w)]
             X = sp.hstack(blocks, format="csr") if len(blocks) > 1 else blocks[0]
             losses = []
             for tr, ho in StratifiedKFold(3, shuffle=True, random_state=1).split(X, y):
@@ -237,7 +237,8 @@ class Sim:
         first = self.seeds(examples, pool, seed)[0][:n_first]
         train = [i for i in first if not self.side_test[i]]
         now = dt.datetime(2026, 12, 1)
-        X = sp.vstack([self.X_base, self.X_sur[train]], format="csr")
+        X_base, X_sur = self.design(train)
+        X = sp.vstack([X_base, X_sur[train]], format="csr")
         y = np.concatenate([self.base_y, self.sur_y[train]])
         w = np.concatenate([np.ones(len(self.base_y)),
                             human_weights([now] * len(train), ["surface"] * len(train), now, self.learning)])
@@ -269,6 +270,21 @@ class Sim:
         return _Head(LogisticRegression(C=self.C, max_iter=1000).fit(X, y, sample_weight=w * cw[y]),
                      len(self.labels), False)
 
+    def design(self, human: list[int]) -> tuple:
+        """(base rows, surface rows) of the model trained on the base plus the surface items
+        `human`: its n-gram vocabulary and idf fitted on those training texts, as the product's
+        hybrid fits them (`learning_data.TrainingVocabulary`), beside the MiniLM block."""
+        import scipy.sparse as sp
+
+        ngrams, _ = self.cv["chosen"]
+        if not ngrams:
+            return self.E_base, self.E_sur
+        train_rows = np.concatenate([self.base_rows, self.sur_rows[np.asarray(human, dtype=int)]])
+        T = self.vocab.features(train_rows, np.concatenate([self.base_rows, self.sur_rows]))
+        nb = len(self.base_rows)
+        return (sp.hstack([T[:nb], self.E_base], format="csr", dtype=np.float32),
+                sp.hstack([T[nb:], self.E_sur], format="csr", dtype=np.float32))
+
     def fit(self, human: list[int], warm: dict | None = None) -> tuple[np.ndarray, dict]:
         """Probabilities over the surface (taxonomy order) of a model trained on the base plus the
         human labels of `human` (surface indices), weighted as the product weighs them, and the
@@ -280,13 +296,14 @@ class Sim:
 
         now = dt.datetime(2026, 12, 1)
         w_h = human_weights([now] * len(human), ["surface"] * len(human), now, self.learning) if human else np.zeros(0)
-        X = sp.vstack([self.X_base, self.X_sur[human]], format="csr") if human else self.X_base
+        X_base, X_sur = self.design(human) if human else (self.X_base, self.X_sur)
+        X = sp.vstack([X_base, X_sur[human]], format="csr") if human else X_base
         y = np.concatenate([self.base_y, self.sur_y[human]]) if human else self.base_y
         w = np.concatenate([np.ones(len(self.base_y)), w_h])
         # Balanced class weights over the weighted counts: what the product's `class_weight:
         # balanced` computes on its rows repeated by weight (`models.training.replicate_by_weight`).
         if self.head == "ovr":  # the product's `head: ovr` (models.ovr), balanced per binary problem
-            return self._fit_head("ovr", X, y, w).predict_proba_full(self.X_sur), None
+            return self._fit_head("ovr", X, y, w).predict_proba_full(X_sur), None
         mass = np.bincount(y, weights=w, minlength=len(self.labels))
         present = mass > 0
         cw = np.zeros(len(self.labels))
@@ -294,7 +311,7 @@ class Sim:
         w = w * cw[y]
         clf = LogisticRegression(C=self.C, max_iter=1000, warm_start=True)
         classes = np.unique(y)
-        if warm is not None:
+        if warm is not None and warm["coef"].shape[1] == X.shape[1]:  # (a new vocabulary: a cold start)
             coef = np.zeros((len(classes), X.shape[1]))
             icpt = np.zeros(len(classes))
             for j, c in enumerate(classes):
@@ -304,7 +321,7 @@ class Sim:
             clf.coef_, clf.intercept_ = coef, icpt
         clf.fit(X, y, sample_weight=w)
         out = np.zeros((len(self.sur_y), len(self.labels)))
-        out[:, clf.classes_] = clf.predict_proba(self.X_sur)
+        out[:, clf.classes_] = clf.predict_proba(X_sur)
         return out, {"classes": clf.classes_, "coef": clf.coef_, "intercept": clf.intercept_}
 
     def full_label_reference(self, folds: int = 3) -> float:
@@ -314,9 +331,14 @@ class Sim:
         from sklearn.model_selection import StratifiedKFold
 
         out = np.zeros((len(self.sur_y), len(self.labels)))
-        for tr, ho in StratifiedKFold(folds, shuffle=True, random_state=1).split(self.X_sur, self.sur_y):
-            head = self._fit_head(self.head, self.X_sur[tr], self.sur_y[tr], np.ones(len(tr)))
-            out[ho] = head.predict_proba_full(self.X_sur[ho])
+        import scipy.sparse as sp
+
+        ngrams, _ = self.cv["chosen"]
+        for tr, ho in StratifiedKFold(folds, shuffle=True, random_state=1).split(self.E_sur, self.sur_y):
+            X = (sp.hstack([self.vocab.features(self.sur_rows[tr], self.sur_rows), self.E_sur], format="csr")
+                 if ngrams else self.E_sur)  # the vocabulary of the training folds
+            head = self._fit_head(self.head, X[tr], self.sur_y[tr], np.ones(len(tr)))
+            out[ho] = head.predict_proba_full(X[ho])
         return self.auc(out, np.arange(len(self.sur_y)))
 
     def auc(self, probs: np.ndarray, unseen: np.ndarray) -> float:
