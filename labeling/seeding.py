@@ -82,17 +82,19 @@ def decided_examples(store: Store, taxonomy: Taxonomy, policy: str, source: Opti
     confirmed ones become the examples around which the next seeds are searched."""
     if policy not in taxonomy.policies:
         raise QueueError(f"unknown policy {policy!r} (known: {', '.join(taxonomy.policies)})")
-    q = select(I.c.id, I.c.text)
-    if source:
-        q = q.where(I.c.source == source)
-    if surface:
-        q = q.where(I.c.surface == surface)
     with store.read() as conn:
-        texts = dict(conn.execute(q).all())
-        decided = current_decisions(conn, list(texts))
-    rows = sorted((d for d in decided.values() if d["label"] == policy), key=lambda d: (d["created_at"], d["id"]),
-                  reverse=True)
-    return [texts[d["item_id"]] for d in rows[:limit] if texts.get(d["item_id"])]
+        rows = sorted((d for d in current_decisions(conn).values() if d["label"] == policy),
+                      key=lambda d: (d["created_at"], d["id"]), reverse=True)
+        ids = [d["item_id"] for d in rows]
+        texts: dict[str, str] = {}
+        for i in range(0, len(ids), 500):  # the decided items' texts, in the scope
+            q = select(I.c.id, I.c.text).where(I.c.id.in_(ids[i:i + 500]))
+            if source:
+                q = q.where(I.c.source == source)
+            if surface:
+                q = q.where(I.c.surface == surface)
+            texts.update(conn.execute(q).all())
+    return [texts[i] for i in ids if texts.get(i)][:limit]
 
 
 def nearest_round_robin(sims: np.ndarray, n: int, min_similarity: float,

@@ -124,6 +124,8 @@ def test_a_second_round_seeds_around_the_decided_positives(sqlite_store, taxonom
     decide(sqlite_store, taxonomy, ids["c0"], "ann", "benign", rationale="chat", config=cfg, now=T0)
     examples = decided_examples(sqlite_store, taxonomy, "spam")
     assert sorted(examples) == sorted([SPAM[0], other[0]])                  # the spam decisions only
+    assert decided_examples(sqlite_store, taxonomy, "spam", limit=1) == [other[0]]   # the newest first
+    assert decided_examples(sqlite_store, taxonomy, "spam", surface="elsewhere") == []  # out of scope
     out = seed_cases(sqlite_store, taxonomy, cfg, "eng", policy="spam", examples=examples, embedder=BagOfWords(),
                      neighbours=10, uniform_share=0.0, now=T0)
     seeded = {x["item_id"] for x in out["items"]}
