@@ -255,18 +255,16 @@ class Sim:
 
     def _fit_head(self, head: str, X, y: np.ndarray, w: np.ndarray) -> "_Head":
         """A fitted head over the taxonomy order: `head` ('multinomial' or 'ovr') on rows X, labels
-        y, sample weights w (class-balanced as `fit` balances them)."""
+        y, sample weights w, classes balanced on the weighted counts (ovr: per binary problem)."""
         from sklearn.linear_model import LogisticRegression
 
         from models.ovr import OneVsRestLogistic
+        from models.weights import balanced_weights
 
         if head == "ovr":
             return _Head(OneVsRestLogistic(C=self.C, class_weight="balanced", max_iter=1000).fit(X, y, sample_weight=w),
                          len(self.labels), True)
-        mass = np.bincount(y, weights=w, minlength=len(self.labels))
-        present = mass > 0
-        cw = np.zeros(len(self.labels))
-        cw[present] = w.sum() / (present.sum() * mass[present])
+        cw = balanced_weights(np.bincount(y, weights=w, minlength=len(self.labels)))
         return _Head(LogisticRegression(C=self.C, max_iter=1000).fit(X, y, sample_weight=w * cw[y]),
                      len(self.labels), False)
 
@@ -285,12 +283,12 @@ class Sim:
         return (sp.hstack([T[:nb], self.E_base], format="csr", dtype=np.float32),
                 sp.hstack([T[nb:], self.E_sur], format="csr", dtype=np.float32))
 
-    def fit(self, human: list[int], warm: dict | None = None) -> tuple[np.ndarray, dict]:
+    def fit(self, human: list[int]) -> np.ndarray:
         """Probabilities over the surface (taxonomy order) of a model trained on the base plus the
-        human labels of `human` (surface indices), weighted as the product weighs them, and the
-        head's state (warm start for the next retrain: same optimum, fewer iterations)."""
+        human labels of `human` (surface indices), weighted as the product weighs them (`_fit_head`
+        balances the classes on the weighted counts, as the product's `class_weight: balanced`
+        does on its rows repeated by weight)."""
         import scipy.sparse as sp
-        from sklearn.linear_model import LogisticRegression
 
         from labeling.training_data import human_weights
 
@@ -300,29 +298,7 @@ class Sim:
         X = sp.vstack([X_base, X_sur[human]], format="csr") if human else X_base
         y = np.concatenate([self.base_y, self.sur_y[human]]) if human else self.base_y
         w = np.concatenate([np.ones(len(self.base_y)), w_h])
-        # Balanced class weights over the weighted counts: what the product's `class_weight:
-        # balanced` computes on its rows repeated by weight (`models.training.replicate_by_weight`).
-        if self.head == "ovr":  # the product's `head: ovr` (models.ovr), balanced per binary problem
-            return self._fit_head("ovr", X, y, w).predict_proba_full(X_sur), None
-        mass = np.bincount(y, weights=w, minlength=len(self.labels))
-        present = mass > 0
-        cw = np.zeros(len(self.labels))
-        cw[present] = w.sum() / (present.sum() * mass[present])
-        w = w * cw[y]
-        clf = LogisticRegression(C=self.C, max_iter=1000, warm_start=True)
-        classes = np.unique(y)
-        if warm is not None and warm["coef"].shape[1] == X.shape[1]:  # (a new vocabulary: a cold start)
-            coef = np.zeros((len(classes), X.shape[1]))
-            icpt = np.zeros(len(classes))
-            for j, c in enumerate(classes):
-                if c in warm["classes"]:
-                    k = int(np.flatnonzero(warm["classes"] == c)[0])
-                    coef[j], icpt[j] = warm["coef"][k], warm["intercept"][k]
-            clf.coef_, clf.intercept_ = coef, icpt
-        clf.fit(X, y, sample_weight=w)
-        out = np.zeros((len(self.sur_y), len(self.labels)))
-        out[:, clf.classes_] = clf.predict_proba(X_sur)
-        return out, {"classes": clf.classes_, "coef": clf.coef_, "intercept": clf.intercept_}
+        return self._fit_head(self.head, X, y, w).predict_proba_full(X_sur)
 
     def full_label_reference(self, folds: int = 3) -> float:
         """The ceiling for context: the same model and features trained with every surface label
@@ -405,7 +381,7 @@ class Sim:
         v = gate(comps, self.pcfg.metric, self.pcfg.min_lower_bound, self.pcfg.min_items, self.pcfg.mcnemar_alpha)
         return {"passed": bool(v["passed"]), "n_test": len(test), "reason": v["reason"]}
 
-    def run(self, strategy: str, seed: int, champion: tuple[np.ndarray, dict]) -> list[dict]:
+    def run(self, strategy: str, seed: int, champion: np.ndarray) -> list[dict]:
         """One strategy's 200 decisions: after every STEP a challenger is trained on the base and
         the train side of the decisions and goes through the gate; the champion (the model in
         production) scores the queue, and both are measured on the items nobody reviewed."""
@@ -417,7 +393,7 @@ class Sim:
         if strategy == "random":
             uniform = set(random_order[:BUDGET])
         decided: list[int] = []
-        champ_probs, warm = champion
+        champ_probs = champion
         knows_policy = False  # has a model that learned the policy been promoted?
         curve = []
         while len(decided) < BUDGET:
@@ -444,7 +420,7 @@ class Sim:
                                               self.share if strategy == "loop" else 0.0)
             decided += batch
             train = [i for i in decided if not self.side_test[i]]
-            chall_probs, warm = self.fit(train, warm)
+            chall_probs = self.fit(train)
             verdict = self.gate_step(decided, uniform, champ_probs, chall_probs)
             if verdict["passed"]:
                 champ_probs = chall_probs
@@ -484,7 +460,7 @@ def main() -> None:
     log(f"[{args.variant}] champion trained on {len(sim.base_y)} items ({sim.features_name()}); surface "
         f"{len(sim.sur_y)} ({int(sim.pos.sum())} {policy})")
     champ = sim.fit([])
-    champ_auc = sim.auc(champ[0], np.arange(len(sim.sur_y)))
+    champ_auc = sim.auc(champ, np.arange(len(sim.sur_y)))
     curves: dict = {s: [] for s in STRATEGIES}
     for seed in seeds:
         for strategy in STRATEGIES:
