@@ -540,14 +540,16 @@ def plot(xs: list[int], mean: dict, sd: dict, champ_auc: float, path, policy: st
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    for s, colour in zip(STRATEGIES, ("tab:blue", "tab:orange", "tab:gray")):
-        ax.plot(xs, mean[s], marker="o", ms=3, color=colour, label=s)
-        ax.fill_between(xs, mean[s] - sd[s], mean[s] + sd[s], color=colour, alpha=0.2)
+    for z, (s, colour) in enumerate(zip(STRATEGIES, ("tab:blue", "tab:orange", "tab:gray"))):
+        # the loop drawn last, on top: it shares the seed rounds with risk order until a promotion
+        ax.plot(xs, mean[s], marker="o", ms=3, color=colour, label=s, zorder=3 + len(STRATEGIES) - z)
+        ax.fill_between(xs, np.clip(mean[s] - sd[s], 0, 1), np.clip(mean[s] + sd[s], 0, 1), color=colour, alpha=0.2)
         if challenger is not None:
             ax.plot(xs, challenger[s], ls="--", lw=1, color=colour, label=f"{s}: every challenger")
     ax.axhline(champ_auc, ls=":", color="black", lw=1, label="champion before any decision")
     for y in targets:
         ax.axhline(y, ls="--", color="tab:red", lw=0.8)
+    ax.set_ylim(top=1.005)
     ax.set_xlabel("human decisions")
     ax.set_ylabel(f"{policy} AUC on unreviewed items\n(model in production after the gate)")
     ax.set_title("New surface: SMS spam, Davidson-only champion" if variant == "new_surface"
