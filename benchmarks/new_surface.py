@@ -100,17 +100,12 @@ HEAD_CV_DECISIONS = 40
 class _Head:
     """A fitted head's probabilities over every taxonomy label (0 for labels it never saw)."""
 
-    def __init__(self, clf, n_labels: int, ovr: bool) -> None:
-        self.clf, self.n_labels, self.ovr = clf, n_labels, ovr
+    def __init__(self, clf, n_labels: int) -> None:
+        self.clf, self.n_labels = clf, n_labels
 
     def predict_proba_full(self, X) -> np.ndarray:
         out = np.zeros((X.shape[0], self.n_labels))
-        if self.ovr:  # softmax of log-sigmoids: the sigmoids normalised (models.ovr)
-            z = self.clf.decision_function(X)
-            z = np.exp(z - z.max(axis=1, keepdims=True))
-            out[:, self.clf.classes_] = z / z.sum(axis=1, keepdims=True)
-        else:
-            out[:, self.clf.classes_] = self.clf.predict_proba(X)
+        out[:, self.clf.classes_] = self.clf.predict_proba(X)
         return out
 
 
@@ -263,10 +258,10 @@ class Sim:
 
         if head == "ovr":
             return _Head(OneVsRestLogistic(C=self.C, class_weight="balanced", max_iter=1000).fit(X, y, sample_weight=w),
-                         len(self.labels), True)
+                         len(self.labels))
         cw = balanced_weights(np.bincount(y, weights=w, minlength=len(self.labels)))
         return _Head(LogisticRegression(C=self.C, max_iter=1000).fit(X, y, sample_weight=w * cw[y]),
-                     len(self.labels), False)
+                     len(self.labels))
 
     def design(self, human: list[int]) -> tuple:
         """(base rows, surface rows) of the model trained on the base plus the surface items

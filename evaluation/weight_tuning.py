@@ -29,6 +29,44 @@ if TYPE_CHECKING:  # pragma: no cover
     from models.config import ModelsConfig
 
 
+def _fit_on(ld: "LearningData", idx: np.ndarray, weights: np.ndarray, kind: str, labels: Sequence[str],
+            params: dict[str, Any], seed: int, embeddings: Optional[np.ndarray], position: dict[str, int]) -> Any:
+    """A `kind` model fitted on the items `idx` of `ld`, each repeated by its weight (as the
+    product trains), with their cached embeddings (`position`: item id -> row)."""
+    from models.kinds import make_classifier
+    from models.training import replicate_by_weight
+
+    rep = replicate_by_weight(ld.data.subset(idx), weights, seed)
+    rows = np.array([position[i] for i in rep.ids], dtype=int)
+    model = make_classifier(kind, list(labels), **params)
+    return model.fit(rep.texts, rep.labels, embeddings=None if embeddings is None else embeddings[rows])
+
+
+def _store_side(store: "Store", taxonomy: "Taxonomy", cfg: "ModelsConfig", actor: Actor, what: str,
+                kind: Optional[str], params: Optional[dict[str, Any]], sources: Optional[Sequence[str]],
+                show_progress: bool, only_kind: Optional[str] = None) -> tuple[str, dict[str, Any], Any, Any]:
+    """(kind, parameters, learning data, embeddings) of the challenger `workbench retrain` would
+    train (the champion's kind and parameters unless told), after the `train` permission check."""
+    from labeling.training_data import learning_data
+    from models.base import ModelError
+    from models.kinds import make_classifier
+    from models.registry import champion, embeddings_for
+
+    from .promotion import _challenger_params
+
+    check_permission(actor, "train", what)
+    champ = champion(store)
+    kind = kind or (champ["kind"] if champ else cfg.training.default_kind)
+    if only_kind is not None and kind != only_kind:
+        raise ModelError(f"only the {only_kind} kind has a head to choose, not {kind!r} (pass --kind {only_kind})")
+    merged = _challenger_params(cfg, kind, champ, params)
+    ld = learning_data(store, taxonomy, cfg.learning, actor, sources=sources,
+                       min_examples_per_label=cfg.training.min_examples_per_label)
+    emb = embeddings_for(store, make_classifier(kind, taxonomy.labels, **merged), ld.data.texts,
+                         show_progress=show_progress, config=cfg)
+    return kind, merged, ld, emb
+
+
 def cv_human_weight(ld: "LearningData", labels: Sequence[str], kind: str, params: dict[str, Any],
                     grid: Sequence[float], folds: int, seed: int, base_weight: float, max_weight: float,
                     embeddings: Optional[np.ndarray] = None, show_progress: bool = False) -> dict[str, Any]:
@@ -38,9 +76,6 @@ def cv_human_weight(ld: "LearningData", labels: Sequence[str], kind: str, params
     from sklearn.metrics import f1_score
     from sklearn.model_selection import GroupKFold
     from tqdm.auto import tqdm
-
-    from models.kinds import make_classifier
-    from models.training import replicate_by_weight
 
     train = np.flatnonzero(ld.split == "train")
     human = np.array([i for i in train if ld.data.origin[i] == "decision"], dtype=int)
@@ -63,10 +98,7 @@ def cv_human_weight(ld: "LearningData", labels: Sequence[str], kind: str, params
             is_h = np.zeros(len(idx), dtype=bool)
             is_h[len(source):] = True
             weights[is_h] = np.minimum(max_weight, weights[is_h] * (w / base_weight))
-            rep = replicate_by_weight(ld.data.subset(idx), weights, seed)
-            rows = np.array([position[i] for i in rep.ids], dtype=int)
-            model = make_classifier(kind, list(labels), **params)
-            model.fit(rep.texts, rep.labels, embeddings=None if embeddings is None else embeddings[rows])
+            model = _fit_on(ld, idx, weights, kind, labels, params, seed, embeddings, position)
             held = human[held_h]
             pred = model.predict([ld.data.texts[i] for i in held], None if embeddings is None else embeddings[held])
             truth = [ld.data.labels[i] for i in held]
@@ -84,21 +116,9 @@ def tune_human_weight(store: "Store", taxonomy: "Taxonomy", *, models_config: "M
                       sources: Optional[Sequence[str]] = None, show_progress: bool = True) -> dict[str, Any]:
     """`cv_human_weight` on the store's data for the challenger `workbench retrain` would train
     (the champion's kind and parameters unless told). Needs `train`."""
-    from labeling.training_data import learning_data
-    from models.kinds import make_classifier
-    from models.registry import champion, embeddings_for
-
-    from .promotion import _challenger_params
-
-    check_permission(actor, "train", "human weight tuning")
     cfg = models_config
-    champ = champion(store)
-    kind = kind or (champ["kind"] if champ else cfg.training.default_kind)
-    merged = _challenger_params(cfg, kind, champ, params)
-    ld = learning_data(store, taxonomy, cfg.learning, actor, sources=sources,
-                       min_examples_per_label=cfg.training.min_examples_per_label)
-    emb = embeddings_for(store, make_classifier(kind, taxonomy.labels, **merged), ld.data.texts,
-                         show_progress=show_progress, config=cfg)
+    kind, merged, ld, emb = _store_side(store, taxonomy, cfg, actor, "human weight tuning", kind, params, sources,
+                                        show_progress)
     out = cv_human_weight(ld, taxonomy.labels, kind, merged, cfg.learning.weight_grid, cfg.learning.tune_folds,
                           cfg.training.seed, cfg.learning.human_weight, cfg.learning.max_weight, emb, show_progress)
     return {**out, "kind": kind}
@@ -115,9 +135,6 @@ def cv_head(ld: "LearningData", labels: Sequence[str], kind: str, params: dict[s
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import GroupKFold
     from tqdm.auto import tqdm
-
-    from models.kinds import make_classifier
-    from models.training import replicate_by_weight
 
     train = np.flatnonzero(ld.split == "train")
     y = np.array([ld.data.labels[i] for i in train], dtype=object)
@@ -136,11 +153,9 @@ def cv_head(ld: "LearningData", labels: Sequence[str], kind: str, params: dict[s
     for head in HEADS:
         oof = np.zeros((len(train), len(labels)))
         for fit_i, held_i in GroupKFold(n_splits=k).split(train, groups=groups):
-            rep = replicate_by_weight(ld.data.subset(train[fit_i]), ld.weights[train[fit_i]], seed)
-            rows = np.array([position[i] for i in rep.ids], dtype=int)
-            model = make_classifier(kind, list(labels), **{**params, "head": head, "calibration": "none",
-                                                           "decision_objective": None})
-            model.fit(rep.texts, rep.labels, embeddings=None if embeddings is None else embeddings[rows])
+            model = _fit_on(ld, train[fit_i], ld.weights[train[fit_i]], kind, labels,
+                            {**params, "head": head, "calibration": "none", "decision_objective": None},
+                            seed, embeddings, position)
             held = train[held_i]
             oof[held_i] = model.predict_proba([ld.data.texts[i] for i in held],
                                               None if embeddings is None else embeddings[held])
@@ -158,31 +173,15 @@ def tune_head(store: "Store", taxonomy: "Taxonomy", *, models_config: "ModelsCon
               sources: Optional[Sequence[str]] = None, show_progress: bool = True) -> dict[str, Any]:
     """`cv_head` on the store's data for the challenger `workbench retrain` would train. Only the
     `hybrid` kind has a head to choose. Needs `train`."""
-    from labeling.training_data import learning_data
-    from models.kinds import make_classifier
-    from models.registry import champion, embeddings_for
-
-    from .promotion import _challenger_params
-
-    check_permission(actor, "train", "head tuning")
     cfg = models_config
-    champ = champion(store)
-    kind = kind or (champ["kind"] if champ else cfg.training.default_kind)
-    if kind != "hybrid":
-        from models.base import ModelError
-
-        raise ModelError(f"only the hybrid kind has a head to choose, not {kind!r} (pass --kind hybrid)")
-    merged = _challenger_params(cfg, kind, champ, params)
-    ld = learning_data(store, taxonomy, cfg.learning, actor, sources=sources,
-                       min_examples_per_label=cfg.training.min_examples_per_label)
+    kind, merged, ld, emb = _store_side(store, taxonomy, cfg, actor, "head tuning", kind, params, sources,
+                                        show_progress, only_kind="hybrid")
     metric = cfg.promotion.metric
     if metric.startswith("auc:"):
         policies = [metric.split(":", 1)[1]]
     else:
         policies = sorted({ld.data.labels[i] for i in np.flatnonzero(ld.split == "train")
                            if ld.data.origin[i] == "decision"})
-    emb = embeddings_for(store, make_classifier(kind, taxonomy.labels, **merged), ld.data.texts,
-                         show_progress=show_progress, config=cfg)
     out = cv_head(ld, taxonomy.labels, kind, merged, cfg.learning.tune_folds, cfg.training.seed, policies, emb,
                   show_progress)
     return {**out, "kind": kind}

@@ -61,6 +61,12 @@ class OneVsRestLogistic:
         normalised to sum to one."""
         return -np.logaddexp(0.0, -self.scores(X))
 
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """(n, classes) the heads' sigmoids normalised to sum to one (scikit-learn's one-vs-rest)."""
+        z = self.decision_function(X)
+        z = np.exp(z - z.max(axis=1, keepdims=True))
+        return z / z.sum(axis=1, keepdims=True)
+
     def to_arrays(self) -> dict[str, np.ndarray]:
         return {"head_classes": np.asarray(self.classes_, dtype=np.int64), "head_coef": self.coef_,
                 "head_intercept": self.intercept_}

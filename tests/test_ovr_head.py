@@ -38,6 +38,7 @@ def test_each_head_is_the_balanced_binary_regression_of_its_label():
     soft /= soft.sum(axis=1, keepdims=True)
     sig = 1.0 / (1.0 + np.exp(-head.scores(X)))
     np.testing.assert_allclose(soft, sig / sig.sum(axis=1, keepdims=True), atol=1e-9)
+    np.testing.assert_allclose(head.predict_proba(X), soft, atol=1e-12)
 
 
 def test_one_label_is_refused():
