@@ -115,7 +115,7 @@ class Sim:
     def __init__(self, base_n: int, share: float | None = None, neighbours: int | None = None,
                  uniform_share: float | None = None, variant: str = "new_surface",
                  test_fraction: float = TEST_FRACTION, gate_metric: str | None = None,
-                 head: str | None = None, reseed: bool = True) -> None:
+                 head: str | None = None, reseed: bool = True, seed_pins: str = "keep") -> None:
         sys.path.insert(0, str(ROOT))
         import scipy.sparse as sp
 
@@ -143,9 +143,12 @@ class Sim:
         # One row space for both datasets (SMS first): the hybrid's n-gram block and the embeddings.
         self.vocab = TrainingVocabulary([sms, dav], self.hp)
         self.E = np.vstack([sms.emb, dav.emb]).astype(np.float32)
+        self.all_texts = sms.texts + dav.texts  # the same row space
+        self.decided: dict[tuple[str, int], list[int]] = {}
         off = {"sms_spam": 0, "davidson": len(sms.ids)}
         self.variant = variant
         self.reseed = reseed
+        self.seed_pins = seed_pins
         if variant == "new_surface":
             # Champion: Davidson alone; surface: the SMS messages; policy: spam (spam + scam).
             self.sur, self.pos_labels, base = sms, ["spam", "scam"], [(dav, None)]
@@ -420,11 +423,30 @@ class Sim:
             if verdict["passed"]:
                 champ_probs = chall_probs
                 knows_policy = True
+                if self.seed_pins == "lapse":  # the unworked seeds join the queue's own order
+                    pending = []
             unseen = np.setdiff1d(pool, np.array(decided))
             curve.append({"n": len(decided), "auc": self.auc(champ_probs, unseen),
                           "challenger_auc": self.auc(chall_probs, unseen), "promoted": verdict["passed"],
                           "n_test": verdict["n_test"], "reason": verdict["reason"]})
+        self.decided[(strategy, seed)] = decided
         return curve
+
+    def dump(self, path: str) -> None:
+        """Write what `transformer_adaptation.py` needs to train other model kinds on the same
+        decisions, self-contained (texts included: the device machine has no shared data): the
+        base (texts, labels), the surface (texts, labels, gate side) and, per strategy and seed,
+        the decided surface indices in the order they were decided."""
+        def texts(rows: np.ndarray) -> list[str]:
+            return [self.all_texts[int(r)] for r in rows]
+
+        out = {"variant": self.variant, "labels": self.labels, "pos_labels": self.pos_labels,
+               "base": {"texts": texts(self.base_rows), "y": self.base_y.tolist()},
+               "surface": {"name": self.sur.name, "texts": self.sur.texts, "y": self.sur_y.tolist(),
+                           "test_side": self.side_test.tolist()},
+               "decided": {f"{s}:{seed}": d for (s, seed), d in self.decided.items()}}
+        with open(path, "w", encoding="utf-8") as fh:
+            json.dump(out, fh)
 
 
 def main() -> None:
@@ -445,12 +467,17 @@ def main() -> None:
                          "the decided positives when the seeds run out).")
     ap.add_argument("--head", choices=["multinomial", "ovr"], default=None,
                     help="The model's head (default: chosen by leave-one-policy-out CV on the base, see choose_head).")
+    ap.add_argument("--seed-pins", choices=["keep", "lapse"], default="keep",
+                    help="After a promotion, keep working the seeds first (keep) or let them join the queue's order.")
     ap.add_argument("--append", action="store_true", help="Append the JSON line to benchmarks/measured.jsonl.")
+    ap.add_argument("--dump-decisions", default=None, metavar="FILE",
+                    help="Also write the base, the surface and every strategy's decisions as JSON (the input of "
+                         "benchmarks/transformer_adaptation.py).")
     args = ap.parse_args()
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     t0 = time.time()
     sim = Sim(args.base_n, args.share, args.neighbours, args.uniform_share, args.variant, args.test_fraction,
-              args.gate_metric, args.head, not args.no_reseed)
+              args.gate_metric, args.head, not args.no_reseed, args.seed_pins)
     policy = "+".join(sim.pos_labels)
     log(f"[{args.variant}] champion trained on {len(sim.base_y)} items ({sim.features_name()}); surface "
         f"{len(sim.sur_y)} ({int(sim.pos.sum())} {policy})")
@@ -493,7 +520,7 @@ def main() -> None:
         "model": f"LR(C={sim.C}, balanced, {sim.head} head) on {sim.features_name()} (models.yaml kinds.hybrid n-grams); human "
                  "labels weighted by labeling.training_data.human_weights; same model for all three strategies",
         "feature_cv": {k: (list(v) if isinstance(v, tuple) else v) for k, v in sim.cv.items()},
-        "head_cv": sim.head_cv, "reseed": sim.reseed,
+        "head_cv": sim.head_cv, "reseed": sim.reseed, "seed_pins": sim.seed_pins,
         "learning_share": sim.share, "seeding": sim.qcfg.seeding.model_dump(), "retrain_every": STEP,
         "gate": {"metric": pc.metric, "min_lower_bound": pc.min_lower_bound, "min_items": pc.min_items,
                  "mcnemar_alpha": pc.mcnemar_alpha, "bootstrap": pc.bootstrap, "sets": list(pc.sets),
@@ -518,6 +545,9 @@ def main() -> None:
     png = RESULTS / f"{args.variant}.png"
     plot(xs, mean, sd, champ_auc, png, policy, args.variant, list(targets.values()), cmean)
     report["plot"] = str(png.relative_to(ROOT))
+    if args.dump_decisions:
+        sim.dump(args.dump_decisions)
+        report["decisions_dump"] = args.dump_decisions
     line = json.dumps(report)
     print(line)
     if args.append:
