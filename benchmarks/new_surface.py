@@ -115,7 +115,7 @@ class Sim:
     def __init__(self, base_n: int, share: float | None = None, neighbours: int | None = None,
                  uniform_share: float | None = None, variant: str = "new_surface",
                  test_fraction: float = TEST_FRACTION, gate_metric: str | None = None,
-                 head: str | None = None, reseed: bool = True, seed_pins: str = "keep") -> None:
+                 head: str | None = None, reseed: bool = True) -> None:
         sys.path.insert(0, str(ROOT))
         import scipy.sparse as sp
 
@@ -148,7 +148,6 @@ class Sim:
         off = {"sms_spam": 0, "davidson": len(sms.ids)}
         self.variant = variant
         self.reseed = reseed
-        self.seed_pins = seed_pins
         if variant == "new_surface":
             # Champion: Davidson alone; surface: the SMS messages; policy: spam (spam + scam).
             self.sur, self.pos_labels, base = sms, ["spam", "scam"], [(dav, None)]
@@ -423,8 +422,6 @@ class Sim:
             if verdict["passed"]:
                 champ_probs = chall_probs
                 knows_policy = True
-                if self.seed_pins == "lapse":  # the unworked seeds join the queue's own order
-                    pending = []
             unseen = np.setdiff1d(pool, np.array(decided))
             curve.append({"n": len(decided), "auc": self.auc(champ_probs, unseen),
                           "challenger_auc": self.auc(chall_probs, unseen), "promoted": verdict["passed"],
@@ -467,8 +464,6 @@ def main() -> None:
                          "the decided positives when the seeds run out).")
     ap.add_argument("--head", choices=["multinomial", "ovr"], default=None,
                     help="The model's head (default: chosen by leave-one-policy-out CV on the base, see choose_head).")
-    ap.add_argument("--seed-pins", choices=["keep", "lapse"], default="keep",
-                    help="After a promotion, keep working the seeds first (keep) or let them join the queue's order.")
     ap.add_argument("--append", action="store_true", help="Append the JSON line to benchmarks/measured.jsonl.")
     ap.add_argument("--dump-decisions", default=None, metavar="FILE",
                     help="Also write the base, the surface and every strategy's decisions as JSON (the input of "
@@ -477,7 +472,7 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     t0 = time.time()
     sim = Sim(args.base_n, args.share, args.neighbours, args.uniform_share, args.variant, args.test_fraction,
-              args.gate_metric, args.head, not args.no_reseed, args.seed_pins)
+              args.gate_metric, args.head, not args.no_reseed)
     policy = "+".join(sim.pos_labels)
     log(f"[{args.variant}] champion trained on {len(sim.base_y)} items ({sim.features_name()}); surface "
         f"{len(sim.sur_y)} ({int(sim.pos.sum())} {policy})")
@@ -520,7 +515,7 @@ def main() -> None:
         "model": f"LR(C={sim.C}, balanced, {sim.head} head) on {sim.features_name()} (models.yaml kinds.hybrid n-grams); human "
                  "labels weighted by labeling.training_data.human_weights; same model for all three strategies",
         "feature_cv": {k: (list(v) if isinstance(v, tuple) else v) for k, v in sim.cv.items()},
-        "head_cv": sim.head_cv, "reseed": sim.reseed, "seed_pins": sim.seed_pins,
+        "head_cv": sim.head_cv, "reseed": sim.reseed,
         "learning_share": sim.share, "seeding": sim.qcfg.seeding.model_dump(), "retrain_every": STEP,
         "gate": {"metric": pc.metric, "min_lower_bound": pc.min_lower_bound, "min_items": pc.min_items,
                  "mcnemar_alpha": pc.mcnemar_alpha, "bootstrap": pc.bootstrap, "sets": list(pc.sets),

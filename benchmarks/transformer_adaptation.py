@@ -67,6 +67,39 @@ def human_repeats() -> int:
     return int(round(float(human_weights([now], ["surface"], now, load_models_config().learning)[0])))
 
 
+def read_dump(path: str) -> dict:
+    """The decisions dump, checked: a bad file stops with one line naming the file and field."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            d = json.load(fh)
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"{path}: not a readable JSON dump ({exc})") from None
+    need = {"variant": str, "labels": list, "pos_labels": list, "base": dict, "surface": dict, "decided": dict}
+    for key, kind in need.items():
+        if not isinstance(d.get(key) if isinstance(d, dict) else None, kind):
+            raise SystemExit(f"{path}: field '{key}' missing or not a {kind.__name__}")
+    for part, fields in (("base", ("texts", "y")), ("surface", ("texts", "y", "test_side"))):
+        lengths = {f: len(d[part].get(f) or []) for f in fields}
+        if len(set(lengths.values())) != 1:
+            raise SystemExit(f"{path}: field '{part}' has lists of different lengths {lengths}")
+        bad = [i for i, t in enumerate(d[part]["texts"]) if not isinstance(t, str)]
+        if bad:
+            raise SystemExit(f"{path}: field '{part}.texts' row {bad[0]} is not a string")
+        ys = d[part]["y"]
+        if any(not isinstance(v, int) or not 0 <= v < len(d["labels"]) for v in ys):
+            raise SystemExit(f"{path}: field '{part}.y' holds a value that is not a label index")
+    missing = [lab for lab in d["pos_labels"] if lab not in d["labels"]]
+    if missing:
+        raise SystemExit(f"{path}: field 'pos_labels' names {missing}, not in 'labels'")
+    n = len(d["surface"]["texts"])
+    for key, rows in d["decided"].items():
+        if ":" not in key or not key.split(":")[1].isdigit():
+            raise SystemExit(f"{path}: field 'decided' key {key!r} is not STRATEGY:SEED")
+        if not isinstance(rows, list) or any(not isinstance(i, int) or not 0 <= i < n for i in rows):
+            raise SystemExit(f"{path}: field 'decided.{key}' holds a row that is not a surface index")
+    return d
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("dump", help="JSON written by new_surface.py --dump-decisions")
@@ -86,8 +119,7 @@ def main() -> None:
     t0 = time.time()
     from models.transformer import TransformerClassifier
 
-    with open(args.dump, encoding="utf-8") as fh:
-        d = json.load(fh)
+    d = read_dump(args.dump)
     labels, cols = d["labels"], [d["labels"].index(lab) for lab in d["pos_labels"]]
     base_t, base_y = d["base"]["texts"], np.array(d["base"]["y"])
     sur_t, sur_y = d["surface"]["texts"], np.array(d["surface"]["y"])
