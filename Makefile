@@ -43,9 +43,10 @@ browser:
 test: setup services browser
 	$(BIN)/python -m pytest -q tests
 
+# transformer_adaptation.py is left out: it reads new_surface.py's --dump-decisions file and wants a GPU.
 bench: setup
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
-	for b in benchmarks/*.py; do $(BIN)/python $$b || exit 1; done
+	for b in $(filter-out benchmarks/transformer_adaptation.py,$(wildcard benchmarks/*.py)); do $(BIN)/python $$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) workbench-data
