@@ -23,7 +23,6 @@ Usage: python benchmarks/active_learning.py [--seeds 13,17,23] [--datasets sms_s
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -35,7 +34,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import numpy as np  # noqa: E402
 
-from learning_data import RESULTS, ROOT, load, log
+from learning_data import RESULTS, ROOT, emit, load, log
 
 CHECKPOINTS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.6, 0.8, 1.0)
 LEARNING_UP_TO = 0.6  # the learning curve stops here (the target is judged at 40%)
@@ -157,11 +156,7 @@ def main() -> None:
     png = RESULTS / "active_learning.png"
     plot(curves, png)
     report["plot"] = str(png.relative_to(ROOT))
-    line = json.dumps(report)
-    print(line)
-    if args.append:
-        with open(ROOT / "benchmarks" / "measured.jsonl", "a", encoding="utf-8") as fh:
-            fh.write(line + "\n")
+    emit(report, args.append)
 
 
 def plot(curves: dict, path) -> None:

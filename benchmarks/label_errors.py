@@ -20,7 +20,6 @@ Usage: python benchmarks/label_errors.py [--seeds 13,17,23] [--datasets sms_spam
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -32,7 +31,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import numpy as np  # noqa: E402
 
-from learning_data import ROOT, load, log
+from learning_data import ROOT, emit, load, log
 
 TOP = 500
 FLIP = 0.05
@@ -115,11 +114,7 @@ def main() -> None:
         report["datasets"][name] = out
     report["met"] = all(v["met"] for v in report["datasets"].values())
     report["seconds"] = round(time.time() - t0, 1)
-    line = json.dumps(report)
-    print(line)
-    if args.append:
-        with open(ROOT / "benchmarks" / "measured.jsonl", "a", encoding="utf-8") as fh:
-            fh.write(line + "\n")
+    emit(report, args.append)
 
 
 if __name__ == "__main__":

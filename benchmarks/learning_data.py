@@ -42,6 +42,17 @@ def log(*args: object) -> None:
     print(*args, file=sys.stderr, flush=True)
 
 
+def emit(report: dict, append: bool) -> None:
+    """Print the benchmark's one JSON line; with `append`, add it to benchmarks/measured.jsonl."""
+    import json
+
+    line = json.dumps(report)
+    print(line)
+    if append:
+        with open(ROOT / "benchmarks" / "measured.jsonl", "a", encoding="utf-8") as fh:
+            fh.write(line + "\n")
+
+
 def load(name: str) -> Dataset:
     """The dataset with its embeddings (from the on-disk cache when it matches the texts)."""
     from core.sources import load_labelled

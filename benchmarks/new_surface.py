@@ -73,7 +73,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import numpy as np  # noqa: E402
 
-from learning_data import RESULTS, ROOT, load, log  # noqa: E402
+from learning_data import RESULTS, ROOT, emit, load, log  # noqa: E402
 
 BUDGET = 200
 STEP = 20
@@ -543,11 +543,7 @@ def main() -> None:
     if args.dump_decisions:
         sim.dump(args.dump_decisions)
         report["decisions_dump"] = args.dump_decisions
-    line = json.dumps(report)
-    print(line)
-    if args.append:
-        with open(ROOT / "benchmarks" / "measured.jsonl", "a", encoding="utf-8") as fh:
-            fh.write(line + "\n")
+    emit(report, args.append)
 
 
 def plot(xs: list[int], mean: dict, sd: dict, champ_auc: float, path, policy: str, variant: str,

@@ -32,23 +32,11 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
-import sys
 import time
-from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-
-def log(*args: object) -> None:
-    print(*args, file=sys.stderr, flush=True)
+from learning_data import emit, log  # offline hub settings and the project on sys.path, as every learning benchmark
 
 
 def policy_auc(probs: np.ndarray, y: np.ndarray, cols: list[int]) -> float:
@@ -183,11 +171,7 @@ def main() -> None:
             log(f"[{strategy} seed {seed} @{n}] AUC {auc} ({info['steps']} steps, {info['seconds_per_step']} s/step)")
             write(True)
     write(False)
-    line = json.dumps(report)
-    print(line)
-    if args.append:
-        with open(ROOT / "benchmarks" / "measured.jsonl", "a", encoding="utf-8") as fh:
-            fh.write(line + "\n")
+    emit(report, args.append)
 
 
 if __name__ == "__main__":
