@@ -56,6 +56,8 @@ thousands of labels reach, beside which 200 decisions are read.
 
 Prints one JSON line (appended to benchmarks/measured.jsonl with --append); the curves go to
 benchmarks/results/<variant>.png.
+`--dump-decisions FILE` also writes the base, the surface and every strategy's decisions, which
+`transformer_adaptation.py` trains the fine-tuned transformer on.
 
 Usage: python benchmarks/new_surface.py [--variant new_surface|new_policy] [--seeds 13,17,23] [--base-n 8000]
 """
