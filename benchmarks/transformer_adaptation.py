@@ -16,9 +16,11 @@ the challenger instead:
   full-label reference: 3-fold cross-validation over the surface with every label known (the
   ceiling of this model kind, as `new_surface.py` reports one for the hybrid).
 
-The kind's settings are models.yaml `kinds.transformer` except the ones given on the command line
-(`--epochs`, `--batch-size`, `--max-steps`; class-balanced loss and the normalised text are the
-settings of the shipped ensemble's hate-reading member). They are the same for every strategy and
+The kind's settings are its defaults (learning rate 5e-5, 64 tokens: what models.yaml
+`kinds.transformer` sets too; the script reads no config, so it runs where only torch and
+transformers are installed) with `--epochs`, `--batch-size` and `--max-steps` from the command line;
+class-balanced loss and the normalised text are the settings of the shipped ensemble's
+hate-reading member. They are the same for every strategy and
 the reference, and none was chosen by looking at an unreviewed item. A GPU makes this minutes
 (`device: auto`); on a 2-core CPU one fine-tune of ~14k texts takes most of an hour, so the
 default run is one checkpoint.
@@ -100,7 +102,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=None,
                     help="Copies of each human label (default: labeling.training_data.human_weights).")
     ap.add_argument("--no-reference", action="store_true", help="Skip the full-label reference.")
-    ap.add_argument("--limit", type=int, default=None, help="Smoke test: keep this many base and surface texts.")
+    ap.add_argument("--limit", type=int, default=None, help="Smoke test: keep only the first this many base texts.")
     ap.add_argument("--out", default=None, help="Also write the JSON line (and partial results) to this file.")
     ap.add_argument("--append", action="store_true", help="Append the JSON line to benchmarks/measured.jsonl.")
     args = ap.parse_args()
