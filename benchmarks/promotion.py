@@ -25,7 +25,8 @@ models.yaml's `promotion` settings: macro F1, lower bound of the 95% interval ab
 McNemar's exact p < 0.05 in the challenger's favour; `interval_only` is the interval alone). The
 baseline, in the same process on the same models: promoting whenever the challenger's macro F1
 point estimate is higher (what a by-hand comparison does); McNemar's test (p < 0.05, challenger
-right more often) is reported beside it.
+right more often) is reported beside it. `--gate-metric` runs the same trials through the gate on
+another of `promotion`'s metrics (e.g. `brier`); the baselines and the reported deltas stay macro F1.
 
 Targets: false promotions (equal or worse promoted) <= 1 in 20 each; better promoted in >= 18 of 20.
 
@@ -36,7 +37,7 @@ for each weight in `learning.weight_grid`, per seed.
 
 Prints one JSON line. Usage: python benchmarks/promotion.py [--trials 20] [--kind tfidf_lr]
        [--n 3000] [--noise 0.3] [--noise-kind missed] [--better-noise 0.0] [--worse-noise 0.6]
-       [--eval 600] [--design paired|independent] [--equal-extra 0.05] [--tune-weight]
+       [--eval 600] [--design paired|independent] [--equal-extra 0.05] [--gate-metric M] [--tune-weight]
 """
 from __future__ import annotations
 
@@ -91,6 +92,8 @@ def run_trials(args: argparse.Namespace) -> dict:
     tax = load_taxonomy()
     cfg = load_models_config()
     pc = cfg.promotion
+    if args.gate_metric:  # e.g. brier: the same trials through the gate on another metric
+        pc = pc.model_copy(update={"metric": args.gate_metric})
     labels = list(tax.labels)
     df = load_labelled("sms_spam", taxonomy=tax)
     texts = df.text.tolist()
@@ -237,6 +240,8 @@ def main() -> None:
     ap.add_argument("--design", choices=("paired", "independent"), default="paired")
     ap.add_argument("--equal-extra", type=float, default=0.05)
     ap.add_argument("--tune-weight", action="store_true")
+    ap.add_argument("--gate-metric", default=None,
+                    help="The gate's metric (default: models.yaml promotion.metric), e.g. brier or auc_mean.")
     ap.add_argument("--human", type=int, default=300)
     ap.add_argument("--grid", type=lambda s: [float(x) for x in s.split(",")], default=None,
                     help="weights to cross-validate (default: learning.weight_grid)")

@@ -11,6 +11,10 @@ tests share one implementation.
 - Metrics: macro F1 over the labels that occur in `y` (a fixed set, so a resample that misses a
   rare label scores it 0 rather than changing the average), and per-policy one-vs-rest ROC AUC
   from the probabilities (Mann-Whitney, ties counted half).
+- The multi-class Brier score (squared distance of the probabilities from the one-hot label, a
+  proper score): its `delta` is the champion's score minus the challenger's, so that, as for the
+  other metrics, a positive delta means the challenger is better. It credits a challenger that is
+  surer where it is right even when no arg-max label changes.
 - `mcnemar` tests whether the two models' error rates differ, from the items exactly one of
   them gets right (exact two-sided binomial test; it is valid for small counts too).
 """
@@ -91,8 +95,9 @@ def paired_bootstrap(y: Sequence[int], proba_a: np.ndarray, proba_b: np.ndarray,
                      pred_b: Sequence[int], labels: Sequence[str], *, groups: Optional[Sequence[Any]] = None,
                      n_boot: int = 1000, seed: int = 13, confidence: float = 0.95,
                      policies: Optional[Sequence[str]] = None) -> dict[str, Any]:
-    """Champion A against challenger B on the same items: each model's macro F1 and per-policy
-    AUC, and the bootstrap interval of B - A for each (`delta`, `lower`, `upper`, and
+    """Champion A against challenger B on the same items: each model's macro F1, per-policy AUC
+    and Brier score, and the bootstrap interval of B - A for each (for Brier, lower is better, so
+    its delta is A - B) (`delta`, `lower`, `upper`, and
     `p_not_better`, the share of resamples where B is not better).
 
     `y`, `pred_a`, `pred_b` are label indices into `labels`; `proba_*` are (n, len(labels)).
@@ -129,6 +134,11 @@ def paired_bootstrap(y: Sequence[int], proba_a: np.ndarray, proba_b: np.ndarray,
         auc[lab] = {"champion": round(p_a, 6), "challenger": round(p_b, 6), "positives": int(pos.sum()),
                     **_interval(ab - aa, p_b - p_a, confidence)}
     out["auc"] = auc
+    onehot = np.eye(len(labels))[y]
+    ba, bb = ((pa - onehot) ** 2).sum(axis=1), ((pb - onehot) ** 2).sum(axis=1)   # per item
+    total = W.sum(axis=1)
+    out["brier"] = {"champion": round(float(ba.mean()), 6), "challenger": round(float(bb.mean()), 6),
+                    **_interval((W @ (ba - bb)) / total, float((ba - bb).mean()), confidence)}
     if auc:
         keys = list(auc)
         mean_a = np.nanmean(np.stack([weighted_auc(y == labels.index(k), pa[:, labels.index(k)], W) for k in keys]), axis=0)
@@ -142,7 +152,7 @@ def paired_bootstrap(y: Sequence[int], proba_a: np.ndarray, proba_b: np.ndarray,
 
 
 def metric_interval(comparison: dict[str, Any], metric: str) -> Optional[dict[str, Any]]:
-    """The interval entry of `metric` (macro_f1, auc_mean, auc:<policy>) in a `paired_bootstrap`
+    """The interval entry of `metric` (macro_f1, brier, auc_mean, auc:<policy>) in a `paired_bootstrap`
     result, or None when it could not be computed (no positives, empty set)."""
     if metric.startswith("auc:"):
         entry = (comparison.get("auc") or {}).get(metric[4:])
@@ -165,7 +175,8 @@ def gate(comparisons: dict[str, dict[str, Any]], metric: str, min_lower_bound: f
     of a handful of discordant items can clear zero on luck alone; the exact test cannot). An
     AUC metric ranks the probabilities of every item, not the arg-max: McNemar's test of the
     labels asks another question (a first model of a new policy can rank its items far better
-    than chance while calling a few old items by the new label), so its interval alone gates. Smaller sets are reported, not counted; no qualifying
+    than chance while calling a few old items by the new label), so its interval alone gates, as
+    the Brier score's does (a proper score of the probabilities, not of the arg-max). Smaller sets are reported, not counted; no qualifying
     set means no promotion (no evidence). Returns {passed, reason, sets: {name: {gating, passed,
     lower, delta, mcnemar_p}}}."""
     sets: dict[str, Any] = {}

@@ -88,6 +88,8 @@ def write_markdown(path: str | Path, result: dict[str, Any], png_name: str) -> s
         entries = [("macro F1", comp["macro_f1"])] + [(f"AUC {k}", v) for k, v in (comp.get("auc") or {}).items()]
         if comp.get("auc_mean"):
             entries.append(("mean AUC", comp["auc_mean"]))
+        if comp.get("brier"):
+            entries.append(("Brier (lower is better; delta = champion - challenger)", comp["brier"]))
         for what, e in entries:
             lines.append(f"| {what} | {e.get('champion')} | {e.get('challenger')} | {_fmt(e.get('delta'))} | "
                          f"{_fmt(e.get('lower'))} | {_fmt(e.get('upper'))} | {e.get('p_not_better')} |")

@@ -81,7 +81,7 @@ class LearningSettings(_Strict):
 class PromotionSettings(_Strict):
     """The gate of `workbench retrain` (`evaluation.promotion`)."""
 
-    metric: str = "macro_f1"            # macro_f1 | auc_mean | auc:<policy>
+    metric: str = "macro_f1"            # macro_f1 | brier | auc_mean | auc:<policy>
     min_lower_bound: float = 0.0        # promote only when the interval's lower bound is above this
     confidence: float = Field(default=0.95, gt=0.5, lt=1.0)
     bootstrap: int = Field(default=1000, ge=100)
@@ -94,8 +94,8 @@ class PromotionSettings(_Strict):
     @field_validator("metric")
     @classmethod
     def _metric(cls, v: str) -> str:
-        if v not in ("macro_f1", "auc_mean") and not (v.startswith("auc:") and len(v) > 4):
-            raise ValueError(f"metric: {v!r} is not macro_f1, auc_mean or auc:<policy>")
+        if v not in ("macro_f1", "brier", "auc_mean") and not (v.startswith("auc:") and len(v) > 4):
+            raise ValueError(f"metric: {v!r} is not macro_f1, brier, auc_mean or auc:<policy>")
         return v
 
 

@@ -105,6 +105,29 @@ def test_auc_metric_is_gated_by_its_interval_not_by_mcnemar_of_the_labels():
     assert not gate({"test_split": chance}, "auc:hate", 0.0, 30, mcnemar_alpha=0.05)["passed"]
 
 
+def test_brier_metric_credits_surer_right_answers_and_refuses_an_equal_or_less_sure_one():
+    """Same arg-max labels everywhere (macro F1 and McNemar see no difference): the challenger
+    that is surer where it is right has the lower Brier score and passes; the same model, or a
+    less sure one, does not. Delta is champion - challenger, so positive means better."""
+    rng = np.random.default_rng(7)
+    labels = ["benign", "spam", "scam"]
+    y = rng.integers(0, 3, 200)
+    pa, preda = _probas(y, 3, 0.8, rng)
+    sharp = pa.copy()
+    right = preda == y
+    sharp[right] = np.eye(3)[y[right]] * 0.98 + 0.01       # the same labels, surer where right
+    better = paired_bootstrap(y, pa, sharp, preda, sharp.argmax(1), labels, n_boot=500, seed=1)
+    assert better["macro_f1"]["delta"] == 0 and better["mcnemar"]["disagreements"] == 0
+    expected = ((pa - np.eye(3)[y]) ** 2).sum(1).mean() - ((sharp - np.eye(3)[y]) ** 2).sum(1).mean()
+    assert better["brier"]["delta"] == pytest.approx(expected, abs=1e-6) and better["brier"]["lower"] > 0
+    assert gate({"test_split": better}, "brier", 0.0, 30, mcnemar_alpha=0.05)["passed"]
+    assert not gate({"test_split": better}, "macro_f1", 0.0, 30, mcnemar_alpha=0.05)["passed"]
+    same = paired_bootstrap(y, pa, pa, preda, preda, labels, n_boot=500, seed=1)
+    assert same["brier"]["delta"] == 0 and not gate({"t": same}, "brier", 0.0, 30)["passed"]
+    worse = paired_bootstrap(y, sharp, pa, sharp.argmax(1), preda, labels, n_boot=500, seed=1)
+    assert worse["brier"]["upper"] < 0 and not gate({"t": worse}, "brier", 0.0, 30)["passed"]
+
+
 def test_statistics_against_references():
     from sklearn.metrics import f1_score, roc_auc_score
 
@@ -161,7 +184,8 @@ def test_better_challenger_is_promoted_and_no_open_case_keeps_a_stale_prediction
     assert out["champion"] == champ and out["promoted"] and not out["forced"]
     assert out["gate"]["sets"]["test_split"]["gating"] and out["gate"]["sets"]["test_split"]["lower"] > 0
     assert (tmp_path / "report" / "comparison.png").stat().st_size > 5000
-    assert "promoted" in (tmp_path / "report" / "comparison.md").read_text()
+    md = (tmp_path / "report" / "comparison.md").read_text()
+    assert "promoted" in md and "| Brier (lower is better" in md
     new = out["challenger"]
     assert get_model(store, new)["role"] == "champion" and get_model(store, new)["parent_id"] == champ
     assert out["rescore"]["stale_left"] == 0 and out["rescore"]["scored"] > 0
