@@ -330,7 +330,8 @@ class Sim:
 
         s = self.qcfg.seeding
         sims = self.sur.emb[pool] @ self.sur.emb[examples].T
-        picks = nearest_round_robin(sims, s.neighbours, s.min_similarity, [self.sur_hash[i] for i in pool])
+        picks = nearest_round_robin(sims, s.neighbours, s.min_similarity, [self.sur_hash[i] for i in pool],
+                                    self.sur.emb[pool], s.max_similarity)
         chosen = {r for r, _, _ in picks}
         n_uni = int(round(s.uniform_share * len(picks)))
         rest = sorted((r for r in range(len(pool)) if r not in chosen),

@@ -99,10 +99,13 @@ class LabelErrorSettings(_Strict):
 
 class SeedSettings(_Strict):
     """Cold start (`labeling.seeding`): how many neighbours of the examples become cases, the
-    least cosine similarity a neighbour needs, and the share of uniform QA-sample cases added."""
+    least cosine similarity a neighbour needs, the cosine above which a neighbour counts as a
+    near-copy of one already seeded (passed over; None: only exact copies are), and the share of
+    uniform QA-sample cases added."""
 
     neighbours: int = Field(default=50, gt=0)
     min_similarity: float = Field(default=0.3, ge=-1.0, le=1.0)
+    max_similarity: Optional[float] = Field(default=None, gt=-1.0, le=1.0)
     uniform_share: float = Field(default=0.2, ge=0.0, le=1.0)
 
 

@@ -98,14 +98,26 @@ def decided_examples(store: Store, taxonomy: Taxonomy, policy: str, source: Opti
 
 
 def nearest_round_robin(sims: np.ndarray, n: int, min_similarity: float,
-                        groups: Optional[Sequence[Any]] = None) -> list[tuple[int, int, float]]:
+                        groups: Optional[Sequence[Any]] = None, vectors: Optional[np.ndarray] = None,
+                        max_similarity: Optional[float] = None) -> list[tuple[int, int, float]]:
     """Up to `n` (row, example, similarity) picks from an (items x examples) similarity matrix:
     each example in turn takes its nearest row not yet taken, with similarity >= `min_similarity`
-    and a group (e.g. the text hash) not yet taken. Pure; the seed order."""
+    and a group (e.g. the text hash) not yet taken. With `vectors` (the rows' unit embeddings) and
+    `max_similarity`, a row within that cosine of a row already taken is passed over too: one
+    label of a template teaches what ten near-copies would, so the seeds spread over more of what
+    the examples resemble. Pure; the seed order."""
     sims = np.atleast_2d(np.asarray(sims, dtype=float))
     rows, m = sims.shape
     if rows == 0 or m == 0 or n <= 0:
         return []
+    V = None
+    if vectors is not None and max_similarity is not None:
+        V = np.asarray(vectors, dtype=np.float32)
+        if V.shape[0] != rows:
+            raise ValueError(f"vectors has {V.shape[0]} rows, sims {rows}")
+        known = ~np.isnan(V).any(axis=1)   # a row without a vector is kept apart by its group alone
+        V = np.where(known[:, None], V, 0.0)
+        taken_v = np.zeros((n, V.shape[1]), dtype=np.float32)
     orders = [np.argsort(-sims[:, e], kind="stable") for e in range(m)]
     ptr = [0] * m
     taken_rows: set[int] = set()
@@ -125,9 +137,13 @@ def nearest_round_robin(sims: np.ndarray, n: int, min_similarity: float,
                 g = groups[r] if groups is not None else None
                 if r in taken_rows or (g is not None and g in taken_groups):
                     continue
+                if V is not None and known[r] and out and float((taken_v[:len(out)] @ V[r]).max()) >= max_similarity:
+                    continue
                 taken_rows.add(r)
                 if g is not None:
                     taken_groups.add(g)
+                if V is not None:
+                    taken_v[len(out)] = V[r]
                 out.append((r, e, float(sims[r, e])))
                 break
             if ptr[e] >= rows:
@@ -156,14 +172,15 @@ def interleave_uniform(seeds: list[Any], uniform: list[Any]) -> list[Any]:
 def seed_cases(store: Store, taxonomy: Taxonomy, config: QueueConfig, actor: Actor, *, policy: str,
                examples: Sequence[str], embedder: "Embedder", source: Optional[str] = None,
                surface: Optional[str] = None, neighbours: Optional[int] = None,
-               uniform_share: Optional[float] = None, now: Optional[dt.datetime] = None,
-               progress: bool = False) -> dict[str, Any]:
+               uniform_share: Optional[float] = None, max_similarity: Optional[float] = None,
+               now: Optional[dt.datetime] = None, progress: bool = False) -> dict[str, Any]:
     """Seed the first cases of `policy` in the scope (source / surface) around `examples`.
 
     Needs `build_cases`. Items already decided, or whose case is claimed, decided or escalated,
     are left out; an item's waiting case moves to the seed queue; an item without a case gets
-    one. Returns the queue, counts and each seeded item (id, kind seed / uniform, similarity,
-    example index, case id)."""
+    one. A neighbour within `max_similarity` cosine (default: seeding.max_similarity) of one
+    already seeded is a near-copy and is passed over. Returns the queue, counts, the near-copy
+    threshold used and each seeded item (id, kind seed / uniform, similarity, example index, case id)."""
     check_permission(actor, "build_cases", f"seed {policy}")
     if policy not in taxonomy.policies:
         raise QueueError(f"unknown policy {policy!r} (known: {', '.join(taxonomy.policies)})")
@@ -173,8 +190,9 @@ def seed_cases(store: Store, taxonomy: Taxonomy, config: QueueConfig, actor: Act
     settings = config.seeding
     n_seed = settings.neighbours if neighbours is None else int(neighbours)
     share = settings.uniform_share if uniform_share is None else float(uniform_share)
-    if n_seed <= 0 or not 0.0 <= share <= 1.0:
-        raise QueueError("neighbours must be positive and uniform_share between 0 and 1")
+    near = settings.max_similarity if max_similarity is None else float(max_similarity)
+    if n_seed <= 0 or not 0.0 <= share <= 1.0 or (near is not None and not -1.0 < near <= 1.0):
+        raise QueueError("neighbours must be positive, uniform_share between 0 and 1 and max_similarity in (-1, 1]")
     now = now or utcnow()
     from models.embeddings import EmbeddingCache, embed_texts
 
@@ -196,7 +214,7 @@ def seed_cases(store: Store, taxonomy: Taxonomy, config: QueueConfig, actor: Act
                        hashes=[r.text_hash for r in pool], show_progress=progress)
     ex = embedder.encode(list(examples))
     sims = vecs @ ex.T
-    picks = nearest_round_robin(sims, n_seed, settings.min_similarity, [r.text_hash for r in pool])
+    picks = nearest_round_robin(sims, n_seed, settings.min_similarity, [r.text_hash for r in pool], vecs, near)
     chosen = {r for r, _, _ in picks}
     n_uni = int(round(share * len(picks))) if picks else int(round(share * n_seed))
     salt = f"{config.seed}:seed:{policy}"
@@ -205,8 +223,9 @@ def seed_cases(store: Store, taxonomy: Taxonomy, config: QueueConfig, actor: Act
     order = interleave_uniform([("seed", r, e, s) for r, e, s in picks],
                                [("uniform", r, None, None) for r in uniform])
     inclusion = len(uniform) / len(rest) if rest else None  # each undecided item's chance of the uniform draw
-    return _write_seeds(store, taxonomy, config, actor, policy, examples, pool, order, now,
-                        {"source": source, "surface": surface}, inclusion)
+    out = _write_seeds(store, taxonomy, config, actor, policy, examples, pool, order, now,
+                       {"source": source, "surface": surface}, inclusion)
+    return {**out, "max_similarity": near}
 
 
 def _write_seeds(store: Store, taxonomy: Taxonomy, config: QueueConfig, actor: Actor, policy: str,

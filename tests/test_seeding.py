@@ -55,6 +55,12 @@ def test_round_robin_and_interleave_are_pure_and_fair():
     assert [(r, e) for r, e, _ in picks] == [(0, 0), (2, 1), (1, 0), (3, 1)]
     assert nearest_round_robin(sims, 4, 0.3, groups=["a", "a", "b", "c", "d"])[1][0] == 2
     assert [r for r, _, _ in nearest_round_robin(sims, 10, 0.75)] == [0, 1]
+    # Near-copies: rows 0 and 1 are one template (cosine 0.99); with max_similarity 0.9 example 0
+    # passes row 1 over and its second pick is the next row unlike both (row 4 has no vector: kept).
+    vec = np.array([[1.0, 0.0], [0.99, 0.141], [0.0, 1.0], [0.6, 0.8], [np.nan, np.nan]])
+    near = np.array([[0.9, 0.1], [0.89, 0.2], [0.1, 0.7], [0.5, 0.6], [0.4, 0.0]])
+    assert [r for r, _, _ in nearest_round_robin(near, 5, 0.3, vectors=vec, max_similarity=0.9)] == [0, 2, 3, 4]
+    assert [r for r, _, _ in nearest_round_robin(near, 5, 0.3, vectors=vec)] == [0, 2, 1, 3, 4]
     order = interleave_uniform(list("abcdefgh"), ["U", "V"])
     assert sorted(order) == sorted("abcdefghUV")
     assert 0 < order.index("U") < order.index("V") < 9        # spread through, not bunched at either end
@@ -65,7 +71,7 @@ def test_seed_finds_the_neighbours_of_the_examples(any_store, taxonomy, cfg):
     _store(any_store, taxonomy, cfg)
     examples = ["You have WON a cash prize! Call 0906 now to claim", "free prize winner, call now"]
     out = seed_cases(any_store, taxonomy, cfg, "eng", policy="spam", examples=examples, embedder=BagOfWords(),
-                     neighbours=8, uniform_share=0.25, now=T0)
+                     neighbours=8, uniform_share=0.25, max_similarity=1.0, now=T0)
     assert out["queue"] == "spam" and out["seeded"] == 8 and out["uniform"] == 2
     seeds = [x["item_id"] for x in out["items"] if x["kind"] == "seed"]
     assert all(i.startswith("s") for i in seeds), seeds            # every seed is a spam neighbour
@@ -80,6 +86,31 @@ def test_seed_finds_the_neighbours_of_the_examples(any_store, taxonomy, cfg):
     assert next_case(any_store, "ann", "spam", now=T0, config=cfg) is None
 
 
+def test_seed_passes_over_near_copies_by_the_configured_threshold(sqlite_store, taxonomy, cfg):
+    """The shipped seeding.max_similarity: ten copies of one prize template (numbers aside) give one
+    seed, not ten, and the other wording still gets its own; no two seeds are near-copies."""
+    _store(sqlite_store, taxonomy, cfg)
+    other = [f"URGENT your mobile number {i} was awarded a bonus, reply YES to 8007{i:02d} for the bonus" for i in range(6)]
+    add_scored(sqlite_store, taxonomy, [{"id": f"o{i}", "label": "benign", "p": 0.96, "text": t, "truth": "spam"}
+                                        for i, t in enumerate(other)])
+    build_cases(sqlite_store, taxonomy, cfg, now=T0, progress=False)
+    near = cfg.seeding.max_similarity
+    assert near is not None and near < 0.9
+    examples = ["You have WON a cash prize! Call 0906 now to claim", "awarded a bonus, reply YES"]
+    out = seed_cases(sqlite_store, taxonomy, cfg, "eng", policy="spam", examples=examples, embedder=BagOfWords(),
+                     neighbours=8, uniform_share=0.0, now=T0)
+    seeds = [x["item_id"] for x in out["items"] if x["kind"] == "seed"]
+    assert out["max_similarity"] == near and len(seeds) < 8
+    assert sum(i.startswith("s") for i in seeds) == 1 and sum(i.startswith("o") for i in seeds) == 1
+    texts = {**{f"s{i}": t for i, t in enumerate(SPAM)}, **{f"o{i}": t for i, t in enumerate(other)},
+             **{f"c{i}": t for i, t in enumerate(CHAT)}}
+    V = BagOfWords().encode([texts[i] for i in seeds])
+    assert (V @ V.T)[np.triu_indices(len(seeds), 1)].max(initial=-1) < near
+    with pytest.raises(QueueError, match="max_similarity"):
+        seed_cases(sqlite_store, taxonomy, cfg, "eng", policy="spam", examples=examples, embedder=BagOfWords(),
+                   max_similarity=1.5, now=T0)
+
+
 def test_seed_leaves_decided_items_and_checks_input(sqlite_store, taxonomy, cfg, tmp_path):
     _store(sqlite_store, taxonomy, cfg)
     from labeling.decisions import decide
@@ -88,7 +119,7 @@ def test_seed_leaves_decided_items_and_checks_input(sqlite_store, taxonomy, cfg,
         case_id = conn.execute(select(Case.__table__.c.id).where(Case.__table__.c.item_id == "s0")).scalar()
     decide(sqlite_store, taxonomy, case_id, "ann", "spam", rationale="spam", config=cfg, now=T0)
     out = seed_cases(sqlite_store, taxonomy, cfg, "eng", policy="spam", examples=[SPAM[0]], embedder=BagOfWords(),
-                     neighbours=5, uniform_share=0.0, now=T0)
+                     neighbours=5, uniform_share=0.0, max_similarity=1.0, now=T0)
     assert "s0" not in [x["item_id"] for x in out["items"]]
     with sqlite_store.read() as conn:
         assert conn.execute(select(Decision.__table__.c.id)).all()  # the decision stays as it was
@@ -127,7 +158,7 @@ def test_a_second_round_seeds_around_the_decided_positives(sqlite_store, taxonom
     assert decided_examples(sqlite_store, taxonomy, "spam", limit=1) == [other[0]]   # the newest first
     assert decided_examples(sqlite_store, taxonomy, "spam", surface="elsewhere") == []  # out of scope
     out = seed_cases(sqlite_store, taxonomy, cfg, "eng", policy="spam", examples=examples, embedder=BagOfWords(),
-                     neighbours=10, uniform_share=0.0, now=T0)
+                     neighbours=10, uniform_share=0.0, max_similarity=1.0, now=T0)
     seeded = {x["item_id"] for x in out["items"]}
     assert {f"o{i}" for i in range(1, 6)} <= seeded                        # the other wording is reached
     assert not seeded & {"s0", "o0", "c0"} and not any(i.startswith("c") for i in seeded)
@@ -157,7 +188,8 @@ def test_cli_seed_from_decisions(tmp_path, taxonomy, cfg):
     decide(store, taxonomy, case_id, "ann", "spam", rationale="prize spam", config=cfg, now=T0)
     store.dispose()
     res = runner.invoke(cli, ["--data-dir", str(data), "seed", "--policy", "spam", "--from-decisions",
-                              "--neighbours", "5", "--uniform-share", "0", "--json"], catch_exceptions=False)
+                              "--neighbours", "5", "--uniform-share", "0", "--max-similarity", "1", "--json"],
+                        catch_exceptions=False)
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)  # (stderr may carry the embedding model's loading bar)
     assert out["examples"] == 1 and out["seeded"] == 5

@@ -53,11 +53,14 @@ def register_commands(cli: click.Group) -> None:
     @click.option("--neighbours", type=int, default=None, help="How many seed cases (default: seeding.neighbours).")
     @click.option("--uniform-share", type=float, default=None,
                   help="Uniform QA sample, as a share of the seeds (default: seeding.uniform_share).")
+    @click.option("--max-similarity", type=float, default=None,
+                  help="A neighbour within this cosine of a seed already taken is a near-copy and is passed over "
+                       "(default: seeding.max_similarity; 1 keeps near-copies).")
     @_json
     @click.pass_obj
     def seed_cmd(app: Any, policy: str, examples_file: Optional[str], queries: tuple[str, ...], from_decisions: bool,
                  source: Optional[str], surface: Optional[str], neighbours: Optional[int],
-                 uniform_share: Optional[float], as_json: bool) -> None:
+                 uniform_share: Optional[float], max_similarity: Optional[float], as_json: bool) -> None:
         """Cold start: seed the first cases of a policy around a few examples, plus a uniform QA sample.
 
         \b
@@ -79,7 +82,8 @@ def register_commands(cli: click.Group) -> None:
                 raise click.UsageError("give --examples FILE, --query TEXT or --from-decisions")
             out = seed_cases(app.store(), app.taxonomy(), app.queues(), _acting(app), policy=policy,
                              examples=examples, embedder=embedder_for(app), source=source, surface=surface,
-                             neighbours=neighbours, uniform_share=uniform_share, progress=not as_json)
+                             neighbours=neighbours, uniform_share=uniform_share, max_similarity=max_similarity,
+                             progress=not as_json)
         _emit(out, as_json, lambda o: click.echo(
             f"{o['seeded']} seed cases and {o['uniform']} uniform QA-sample cases for {o['policy']} at the head of "
             f"queue {o['queue']} ({o['created']} new, {o['moved']} moved)"))
