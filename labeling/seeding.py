@@ -112,11 +112,9 @@ def nearest_round_robin(sims: np.ndarray, n: int, min_similarity: float,
         return []
     V = None
     if vectors is not None and max_similarity is not None:
-        V = np.asarray(vectors, dtype=np.float32)
+        V = np.asarray(vectors)   # no copy of a large pool's vectors: rows are read as they are tried
         if V.shape[0] != rows:
             raise ValueError(f"vectors has {V.shape[0]} rows, sims {rows}")
-        known = ~np.isnan(V).any(axis=1)   # a row without a vector is kept apart by its group alone
-        V = np.where(known[:, None], V, 0.0)
         taken_v = np.zeros((n, V.shape[1]), dtype=np.float32)
     orders = [np.argsort(-sims[:, e], kind="stable") for e in range(m)]
     ptr = [0] * m
@@ -137,13 +135,16 @@ def nearest_round_robin(sims: np.ndarray, n: int, min_similarity: float,
                 g = groups[r] if groups is not None else None
                 if r in taken_rows or (g is not None and g in taken_groups):
                     continue
-                if V is not None and known[r] and out and float((taken_v[:len(out)] @ V[r]).max()) >= max_similarity:
+                v = V[r].astype(np.float32) if V is not None else None
+                if v is not None and np.isnan(v).any():
+                    v = None   # a row without a vector is kept apart by its group alone
+                if v is not None and out and float((taken_v[:len(out)] @ v).max()) >= max_similarity:
                     continue
                 taken_rows.add(r)
                 if g is not None:
                     taken_groups.add(g)
-                if V is not None:
-                    taken_v[len(out)] = V[r]
+                if v is not None:
+                    taken_v[len(out)] = v
                 out.append((r, e, float(sims[r, e])))
                 break
             if ptr[e] >= rows:
