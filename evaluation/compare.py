@@ -96,9 +96,9 @@ def paired_bootstrap(y: Sequence[int], proba_a: np.ndarray, proba_b: np.ndarray,
                      n_boot: int = 1000, seed: int = 13, confidence: float = 0.95,
                      policies: Optional[Sequence[str]] = None) -> dict[str, Any]:
     """Champion A against challenger B on the same items: each model's macro F1, per-policy AUC
-    and Brier score, and the bootstrap interval of B - A for each (for Brier, lower is better, so
-    its delta is A - B) (`delta`, `lower`, `upper`, and
-    `p_not_better`, the share of resamples where B is not better).
+    and Brier score, and the bootstrap interval of how much better B is for each (`delta`,
+    `lower`, `upper`, and `p_not_better`, the share of resamples where B is not better): B - A,
+    and for the Brier score, where lower is better, A - B.
 
     `y`, `pred_a`, `pred_b` are label indices into `labels`; `proba_*` are (n, len(labels)).
     `policies`: the labels to compute AUC for (default: every label present with both classes).
