@@ -194,3 +194,11 @@ def test_cli_seed_from_decisions(tmp_path, taxonomy, cfg):
     out = json.loads(res.stdout)  # (stderr may carry the embedding model's loading bar)
     assert out["examples"] == 1 and out["seeded"] == 5
     assert all(x["item_id"].startswith("s") and x["item_id"] != "s0" for x in out["items"])  # the other spam
+    # With the shipped near-copy threshold the plain output says near-copies were passed over; a
+    # threshold out of range is one line, no traceback.
+    res = runner.invoke(cli, ["--data-dir", str(data), "seed", "--policy", "spam", "--from-decisions",
+                              "--neighbours", "5", "--uniform-share", "0"], catch_exceptions=False)
+    assert res.exit_code == 0 and "passed over as near-copies" in res.stdout, res.output
+    res = runner.invoke(cli, ["--data-dir", str(data), "seed", "--policy", "spam", "--from-decisions",
+                              "--max-similarity", "2"])
+    assert res.exit_code != 0 and "max_similarity in (-1, 1]" in res.output and "Traceback" not in res.output

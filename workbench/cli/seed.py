@@ -86,7 +86,9 @@ def register_commands(cli: click.Group) -> None:
                              progress=not as_json)
         _emit(out, as_json, lambda o: click.echo(
             f"{o['seeded']} seed cases and {o['uniform']} uniform QA-sample cases for {o['policy']} at the head of "
-            f"queue {o['queue']} ({o['created']} new, {o['moved']} moved)"))
+            f"queue {o['queue']} ({o['created']} new, {o['moved']} moved)"
+            + (f"; neighbours within cosine {o['max_similarity']:g} of a seed already taken were passed over as "
+               "near-copies" if o.get("max_similarity") is not None else "")))
 
     @cli.command("learning")
     @click.option("--queue", help="Only this queue (default: every queue of learning.queues).")
