@@ -50,14 +50,25 @@ def oracle_draw(pos: np.ndarray, budget: int, share: float, seed: int) -> np.nda
                            rng.choice(np.flatnonzero(~pos), budget - k, replace=False)])
 
 
+def _seeds(text: str) -> list[int]:
+    """`--seeds`: comma-separated integers, at least one."""
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not comma-separated integers: {text!r}") from None
+    if not seeds:
+        raise argparse.ArgumentTypeError("give at least one seed")
+    return seeds
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--variant", choices=["new_surface", "new_policy"], default="new_policy")
-    ap.add_argument("--seeds", default="13,17,23")
+    ap.add_argument("--seeds", type=_seeds, default=[13, 17, 23], help="Comma-separated (default 13,17,23).")
     ap.add_argument("--base-n", type=int, default=8000)
     ap.add_argument("--append", action="store_true", help="Append the JSON line to benchmarks/measured.jsonl.")
     args = ap.parse_args()
-    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    seeds = args.seeds
     t0 = time.time()
     sim = Sim(args.base_n, variant=args.variant)
     n_sur = len(sim.sur_y)
