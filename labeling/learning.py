@@ -35,6 +35,7 @@ from core.principals import Actor
 from core.schema import CampaignMember, Case, Item, utcnow
 from core.store import Store
 from core.taxonomy import Taxonomy
+from models.metrics import UNCERTAINTY, entropy_uncertainty, margin_uncertainty  # noqa: F401 (re-exported)
 
 from .priority import score_features
 from .queue_config import LearningShare, QueueConfig
@@ -45,32 +46,11 @@ CM = CampaignMember.__table__
 
 
 # -- pure functions ---------------------------------------------------------------------------
-def margin_uncertainty(probs: np.ndarray) -> np.ndarray:
-    """1 - (top probability - second), per row, in [0, 1]: 1 when the top two tie."""
-    p = np.sort(np.atleast_2d(np.asarray(probs, dtype=float)), axis=1)
-    if p.shape[1] < 2:
-        return np.zeros(p.shape[0])
-    return np.clip(1.0 - (p[:, -1] - p[:, -2]), 0.0, 1.0)
-
-
-def entropy_uncertainty(probs: np.ndarray) -> np.ndarray:
-    """Entropy of each row over log(number of labels), in [0, 1]."""
-    p = np.atleast_2d(np.asarray(probs, dtype=float))
-    p = p / np.clip(p.sum(axis=1, keepdims=True), 1e-12, None)
-    if p.shape[1] < 2:
-        return np.zeros(p.shape[0])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        h = -np.nansum(np.where(p > 0, p * np.log(p), 0.0), axis=1)
-    return np.clip(h / math.log(p.shape[1]), 0.0, 1.0)
-
-
 def uncertainty(probs: np.ndarray, measure: str = "margin") -> np.ndarray:
-    """The configured uncertainty measure ('margin' or 'entropy') of each row of probabilities."""
-    if measure == "margin":
-        return margin_uncertainty(probs)
-    if measure == "entropy":
-        return entropy_uncertainty(probs)
-    raise ValueError(f"unknown uncertainty measure {measure!r} (margin, entropy)")
+    """The configured uncertainty measure ('margin' or 'entropy', `models.metrics`) of each row."""
+    if measure not in UNCERTAINTY:
+        raise ValueError(f"unknown uncertainty measure {measure!r} (margin, entropy)")
+    return UNCERTAINTY[measure](probs)
 
 
 def select_learning(unc: np.ndarray, k: int, emb: Optional[np.ndarray] = None,

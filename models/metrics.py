@@ -12,21 +12,25 @@ import numpy as np
 
 
 def margin_uncertainty(proba: np.ndarray) -> np.ndarray:
-    """(n,) 1 - (top score - second score): 0 for a sure prediction, 1 for a tie."""
-    proba = np.asarray(proba, dtype=np.float64)
+    """(n,) 1 - (top score - second score), in [0, 1]: 0 for a sure prediction, 1 for a tie."""
+    proba = np.atleast_2d(np.asarray(proba, dtype=np.float64))
     if proba.shape[1] < 2:
         return np.zeros(proba.shape[0])
     part = np.partition(proba, -2, axis=1)
-    return 1.0 - (part[:, -1] - part[:, -2])
+    return np.clip(1.0 - (part[:, -1] - part[:, -2]), 0.0, 1.0)
 
 
 def entropy_uncertainty(proba: np.ndarray) -> np.ndarray:
-    """(n,) Shannon entropy of each row divided by log(k): 0 when sure, 1 when uniform."""
-    proba = np.clip(np.asarray(proba, dtype=np.float64), 1e-12, 1.0)
+    """(n,) Shannon entropy of each row (renormalised to sum to 1: stored per-label scores of a
+    one-vs-rest head need not) divided by log(k), in [0, 1]: 0 when sure, 1 when uniform."""
+    proba = np.atleast_2d(np.asarray(proba, dtype=np.float64))
     k = proba.shape[1]
     if k < 2:
         return np.zeros(proba.shape[0])
-    return -(proba * np.log(proba)).sum(axis=1) / np.log(k)
+    proba = proba / np.clip(proba.sum(axis=1, keepdims=True), 1e-12, None)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        h = -np.nansum(np.where(proba > 0, proba * np.log(proba), 0.0), axis=1)
+    return np.clip(h / np.log(k), 0.0, 1.0)
 
 
 UNCERTAINTY = {"margin": margin_uncertainty, "entropy": entropy_uncertainty}
