@@ -46,6 +46,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from core.store import Store
     from core.taxonomy import Taxonomy
     from labeling.queue_config import QueueConfig
+    from labeling.training_data import LearningData
     from models.base import PolicyClassifier
     from models.config import ModelsConfig
     from models.training import TrainingSet
@@ -115,21 +116,12 @@ def retrain_and_gate(store: "Store", taxonomy: "Taxonomy", *, models_config: "Mo
     report and png (paths), rescore (counts) when it ran in the foreground.
     """
     from labeling.training_data import learning_data
-    from models.registry import champion, load_model_version, promote as promote_version, train_model
+    from models.registry import champion, train_model
 
     cfg = models_config
     pcfg = cfg.promotion
-    if rescore not in RESCORE_MODES:
-        raise PromotionError(f"rescore must be one of {', '.join(RESCORE_MODES)}, not {rescore!r}")
-    if rescore != "none" and queue_config is None:
-        raise PromotionError("rescoring open cases needs the queue config (or rescore='none')")
     check_permission(actor, "train", "retrain")
-    if promote:
-        check_permission(actor, "promote", "retrain")
-    if force:
-        if not reason.strip():
-            raise PromotionError("--force needs a --reason (kept in the audit log)")
-        check_permission(actor, "force_promote", "retrain")
+    _check_promotion(actor, promote, force, reason, "retrain", rescore, queue_config)
     now = now or utcnow()
     champ = champion(store)
     kind = kind or (champ["kind"] if champ else cfg.training.default_kind)
@@ -145,7 +137,69 @@ def retrain_and_gate(store: "Store", taxonomy: "Taxonomy", *, models_config: "Mo
     row = train_model(store, taxonomy, kind=kind, params=merged, config=cfg, parent=champ["id"] if champ else None,
                       promote_if="never", actor=actor, data=train, validation=test_side if len(test_side) else None,
                       show_progress=show_progress, echo=echo)
-    challenger_id = row["id"]
+    return compare_and_promote(store, taxonomy, ld, champ, row["id"], kind=kind, models_config=cfg,
+                               queue_config=queue_config, actor=actor, promote=promote, force=force, reason=reason,
+                               rescore=rescore, report_dir=report_dir, show_progress=show_progress, echo=echo)
+
+
+def _check_promotion(actor: Actor, promote: bool, force: bool, reason: str, what: str, rescore: str,
+                     queue_config: Optional["QueueConfig"]) -> None:
+    """The input and permission checks every gated promotion makes before any work."""
+    if rescore not in RESCORE_MODES:
+        raise PromotionError(f"rescore must be one of {', '.join(RESCORE_MODES)}, not {rescore!r}")
+    if rescore != "none" and queue_config is None:
+        raise PromotionError("rescoring open cases needs the queue config (or rescore='none')")
+    if promote:
+        check_permission(actor, "promote", what)
+    if force:
+        if not reason.strip():
+            raise PromotionError("--force needs a --reason (kept in the audit log)")
+        check_permission(actor, "force_promote", what)
+
+
+def promote_through_gate(store: "Store", taxonomy: "Taxonomy", version: str, *, models_config: "ModelsConfig",
+                         queue_config: Optional["QueueConfig"], actor: Actor, force: bool = False, reason: str = "",
+                         rescore: str = "foreground", report_dir: Optional[str] = None,
+                         now: Optional[dt.datetime] = None, show_progress: bool = True,
+                         echo: Callable[..., None] = lambda *a, **k: None) -> dict[str, Any]:
+    """Promote an already trained `version` (`workbench models promote`) by the same rule as a
+    retrain: compared with the champion on the same held-out human labels, promoted only when
+    the gate passes, or with `force` and a `reason` (a rollback is a forced promotion: the audit
+    log says why). Without a champion, or when `version` is the champion, no comparison is due.
+
+    A version trained by `models train` (an item-level split) may have seen test-side items, so
+    its figures can flatter it; only `workbench retrain` trains on the train side alone.
+    Returns `compare_and_promote`'s dict (`gate.reason` says why when nothing changed)."""
+    from labeling.training_data import learning_data
+    from models.registry import champion, get_model, promote as promote_version
+
+    _check_promotion(actor, True, force, reason, f"model_version {version}", rescore, queue_config)
+    row = get_model(store, version)  # an unknown version is a one-line RegistryError
+    champ = champion(store)
+    if champ is None or champ["id"] == row["id"]:
+        result = promote_version(store, row["id"], actor=actor, reason=reason or "first champion")
+        why = "no champion yet: the first champion" if champ is None else "already the champion"
+        return {"challenger": row["id"], "champion": champ["id"] if champ else None, "kind": row["kind"],
+                "promoted": result["changed"], "forced": False, "gate": {"passed": True, "reason": why}}
+    echo("assembling the held-out human labels (campaign-grouped splits)")
+    ld = learning_data(store, taxonomy, models_config.learning, actor, now=now or utcnow(),
+                       min_examples_per_label=models_config.training.min_examples_per_label)
+    return compare_and_promote(store, taxonomy, ld, champ, row["id"], kind=row["kind"], models_config=models_config,
+                               queue_config=queue_config, actor=actor, promote=True, force=force, reason=reason,
+                               rescore=rescore, report_dir=report_dir, show_progress=show_progress, echo=echo)
+
+
+def compare_and_promote(store: "Store", taxonomy: "Taxonomy", ld: "LearningData", champ: Optional[dict[str, Any]],
+                        challenger_id: str, *, kind: str, models_config: "ModelsConfig",
+                        queue_config: Optional["QueueConfig"], actor: Actor, promote: bool, force: bool, reason: str,
+                        rescore: str, report_dir: Optional[str], show_progress: bool,
+                        echo: Callable[..., None]) -> dict[str, Any]:
+    """Steps 3-5 of the module doc for a registered `challenger_id`: score the evaluation sets of
+    `ld` (`labeling.training_data.learning_data`) with champion and challenger, gate, report,
+    audit, promote (through the gate, or forced), rescore. The callers check permissions first."""
+    from models.registry import load_model_version, promote as promote_version
+
+    cfg, pcfg = models_config, models_config.promotion
     challenger_model, _ = load_model_version(store, challenger_id)
     champion_model = load_model_version(store, champ["id"])[0] if champ else None
     labels = list(taxonomy.labels)

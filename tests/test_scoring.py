@@ -256,8 +256,12 @@ def test_cli_train_list_show_promote_retire_score(sqlite_store, taxonomy):
     r = run(cli, base + ["score", "--json"])
     assert r.exit_code == 0, r.output
     assert json.loads(r.output)["scored"] == 60
-    r = run(cli, base + ["models", "promote", second["id"], "--json"])
-    assert json.loads(r.output) == {"champion": second["id"], "previous": first["id"], "changed": True}
+    r = run(cli, base + ["models", "promote", second["id"], "--json"])  # no human labels: the gate cannot pass
+    assert r.exit_code == 1 and json.loads(r.stdout)["changed"] is False
+    r = run(cli, base + ["models", "promote", second["id"], "--force", "--reason", "smaller C", "--no-rescore",
+                         "--json"])
+    out = json.loads(r.stdout)
+    assert (out["champion"], out["previous"], out["changed"], out["forced"]) == (second["id"], first["id"], True, True)
     r = run(cli, base + ["score", "--json"])
     assert json.loads(r.output)["scored"] == 60  # the new champion scores everything once
     r = run(cli, base + ["models", "retire", first["id"]])

@@ -41,6 +41,24 @@ def _parse_params(pairs: tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
+def _print_gate(r: dict[str, Any]) -> None:
+    """A gated promotion's outcome (`evaluation.promotion`): verdict, per-set figures, rescore, report."""
+    click.echo(f"challenger {r['challenger']} vs champion {r['champion'] or '(none)'}: "
+               + ("PROMOTED" + (" (forced)" if r["forced"] else "") if r["promoted"] else "not promoted"))
+    click.echo(f"  gate: {r['gate']['reason']}")
+    for name, comp in (r.get("comparisons") or {}).items():
+        m = comp.get("macro_f1") or {}
+        if comp["n"]:
+            click.echo(f"  {name}: {comp['n']} items, macro F1 {m.get('champion')} -> {m.get('challenger')} "
+                       f"[{m.get('lower')}, {m.get('upper')}]; McNemar p {comp['mcnemar']['p_value']}")
+    if r.get("rescore"):
+        rs = r["rescore"]
+        click.echo(f"  open cases: {rs['scored']} items rescored, {rs['replanned']} re-planned, "
+                   f"{rs['refreshed']} refreshed, {rs['stale_left']} stale left")
+    if r.get("report"):
+        click.echo(f"  report: {r['report']}  plot: {r['png']}")
+
+
 def _metrics_line(m: dict[str, Any]) -> str:
     met = m.get("metrics") or {}
     if not met:
@@ -79,7 +97,8 @@ def register_commands(cli: click.Group) -> None:
                   help="Override a kind parameter for this run (repeatable), e.g. C=2 or char_ngrams=[2,4].")
     @click.option("--source", "sources", multiple=True, help="Train only on items of this source (repeatable).")
     @click.option("--parent", help="Version this one derives from (recorded in the registry).")
-    @click.option("--promote", "promote_if", flag_value="always", help="Make it the champion right away.")
+    @click.option("--promote", "promote_if", flag_value="always",
+                  help="Promote it through the gate (as `models promote`); without a champion it becomes the first.")
     @click.option("--no-promote", "promote_if", flag_value="never", help="Never promote, even without a champion.")
     @principal_option("actor", help="Who trains it (audit log); on a store without accounts, default: the OS user.")
     @json_option
@@ -98,12 +117,25 @@ def register_commands(cli: click.Group) -> None:
           workbench models train --kind tfidf_lr --param C=2 --json
           workbench models train --kind transformer --param max_steps=200 --no-promote
         """
-        from models.registry import train_model
+        from models.registry import champion, get_model, train_model
 
         echo = (lambda *a, **k: None) if as_json else click.echo
+        gated = promote_if == "always" and champion(app.store()) is not None  # only the first champion skips the gate
+        if gated:
+            from core.hooks import check_permission
+
+            _call(check_permission, actor, "promote", "models train --promote")  # before the training, not after
         result = _call(train_model, app.store(), app.taxonomy(), kind=kind, params=_parse_params(params),
                        config=app.models(), sources=list(sources) or None, parent=parent,
-                       promote_if=promote_if or "no_champion", actor=actor, show_progress=not as_json, echo=echo)
+                       promote_if="never" if gated else (promote_if or "no_champion"), actor=actor,
+                       show_progress=not as_json, echo=echo)
+        if gated:
+            from evaluation.promotion import promote_through_gate
+
+            r = _call(promote_through_gate, app.store(), app.taxonomy(), result["id"], models_config=app.models(),
+                      queue_config=None, actor=actor, rescore="none", show_progress=not as_json, echo=echo)
+            result = {**get_model(app.store(), result["id"]), "gate": r["gate"]["reason"], "report": r.get("report")}
+            echo(("promoted" if r["promoted"] else "not promoted") + f" through the gate: {r['gate']['reason']}")
         emit(result, as_json, _print_model)
 
     @models_group.command("list")
@@ -151,25 +183,43 @@ def register_commands(cli: click.Group) -> None:
 
     @models_group.command("promote")
     @click.argument("version")
-    @click.option("--reason", default="", help="Why (kept in the audit log).")
+    @click.option("--force", is_flag=True,
+                  help="Promote even when the gate refuses, e.g. a rollback (needs force_promote and --reason; "
+                       "audited).")
+    @click.option("--reason", default="", help="Why (required with --force; kept in the audit log).")
+    @click.option("--no-rescore", "no_rescore", is_flag=True,
+                  help="After the promotion, leave the open cases as they are (run `workbench score` later).")
     @principal_option("actor", help="Who promotes (audit log); on a store without accounts, default: the OS user.")
     @json_option
     @pass_app
-    def promote_cmd(app: AppContext, version: str, reason: str, actor: str, as_json: bool) -> None:
-        """Make VERSION the champion; the previous champion becomes a challenger.
+    def promote_cmd(app: AppContext, version: str, force: bool, reason: str, no_rescore: bool, actor: str,
+                    as_json: bool) -> None:
+        """Make VERSION the champion, through the same gate as `workbench retrain`.
 
-        New items are scored by the champion; run `workbench score` to rescore with it.
+        VERSION and the champion are scored on the same held-out human labels and VERSION is
+        promoted only when the gate passes (models.yaml `promotion`), or with --force --reason
+        (a rollback to an earlier version is a forced promotion). Without a champion it becomes
+        the first. A comparison report is written; after a promotion the open cases are
+        rescored. Exit status 1 when the gate refuses.
 
         \b
-        Example:
-          workbench models promote hybrid-20261125-101500-ab12 --reason "beats champion on QA labels"
+        Examples:
+          workbench models promote hybrid-20261125-101500-ab12
+          workbench models promote hybrid-20261120-090000-77aa --force --reason "rollback: new model floods the queue"
         """
-        from models.registry import promote
+        from evaluation.promotion import promote_through_gate
 
-        result = _call(promote, app.store(), version, actor=actor, reason=reason)
-        emit(result, as_json, lambda r: click.echo(
-            f"{r['champion']} is the champion" + (f" (was {r['previous']})" if r.get("previous") else "")
-            + ("" if r["changed"] else " already")))
+        echo = (lambda *a, **k: None) if as_json else click.echo
+        r = _call(promote_through_gate, app.store(), app.taxonomy(), version, models_config=app.models(),
+                  queue_config=None if no_rescore else app.queues(), actor=actor, force=force, reason=reason,
+                  rescore="none" if no_rescore else "foreground", show_progress=not as_json, echo=echo)
+        now_champion = r["challenger"] if r["promoted"] else r["champion"]
+        out = {"champion": now_champion, "previous": r["champion"] if r["promoted"] else None,
+               "changed": r["promoted"], "forced": r["forced"], "gate": r["gate"]["reason"],
+               "report": r.get("report")}
+        emit(out if as_json else r, as_json, _print_gate)
+        if now_champion != r["challenger"]:
+            raise SystemExit(1)
 
     @models_group.command("retire")
     @click.argument("version")
@@ -304,22 +354,7 @@ def register_commands(cli: click.Group) -> None:
                        force=force, reason=reason, rescore="none" if no_rescore else "foreground",
                        report_dir=report_dir, show_progress=not as_json, echo=echo)
 
-        def human(r: dict[str, Any]) -> None:
-            click.echo(f"challenger {r['challenger']} vs champion {r['champion'] or '(none)'}: "
-                       + ("PROMOTED" + (" (forced)" if r["forced"] else "") if r["promoted"] else "not promoted"))
-            click.echo(f"  gate: {r['gate']['reason']}")
-            for name, comp in r["comparisons"].items():
-                m = comp.get("macro_f1") or {}
-                if comp["n"]:
-                    click.echo(f"  {name}: {comp['n']} items, macro F1 {m.get('champion')} -> {m.get('challenger')} "
-                               f"[{m.get('lower')}, {m.get('upper')}]; McNemar p {comp['mcnemar']['p_value']}")
-            if r.get("rescore"):
-                rs = r["rescore"]
-                click.echo(f"  open cases: {rs['scored']} items rescored, {rs['replanned']} re-planned, "
-                           f"{rs['refreshed']} refreshed, {rs['stale_left']} stale left")
-            click.echo(f"  report: {r['report']}  plot: {r['png']}")
-
-        emit(result, as_json, human)
+        emit(result, as_json, _print_gate)
 
     @cli.command("score")
     @click.option("--model", "model_version", help="Version to score with (default: the champion).")
