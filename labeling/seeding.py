@@ -42,33 +42,82 @@ C = Case.__table__
 I = Item.__table__
 
 
+# Limits of an examples file (`workbench seed --examples`). An engineer seeding a new policy writes a
+# handful to a few hundred examples; the seeds are `seeding.neighbours` (50 by default) shared
+# round-robin over the examples, so past a thousand most examples would get no neighbour at all,
+# and every example costs a column of the (items x examples) similarity matrix. The byte cap lets
+# a file of MAX_EXAMPLES long examples through while a mistaken path (a dump, a model file) is
+# refused from its size, before it is read into memory.
+MAX_EXAMPLES = 1000
+"""Most examples an examples file may hold (the `--examples` of `workbench seed`)."""
+MAX_EXAMPLES_FILE_BYTES = 4 * 1024 * 1024
+"""Largest examples file read, in bytes (4 MiB)."""
+MAX_EXAMPLE_CHARS = 10_000
+"""Longest example text or query, in characters. The embedder reads only its first few hundred
+tokens (`models.yaml` max_seq_length), so a longer one is a mistake (a whole thread or file on one
+line), not an example; core.ingest has no text-length cap to reuse."""
+
+
+def check_example(text: str, where: str) -> str:
+    """`text` stripped, refused (one line, `where` naming the file and line or the query) when it
+    holds a NUL byte or runs past MAX_EXAMPLE_CHARS: either means the input is not what was meant."""
+    if "\x00" in text:
+        raise QueueError(f"{where}: NUL byte in the example text")
+    s = text.strip()
+    if len(s) > MAX_EXAMPLE_CHARS:
+        raise QueueError(f"{where}: example text is {len(s):,} characters, over the limit of "
+                         f"{MAX_EXAMPLE_CHARS:,}")
+    return s
+
+
 def read_examples(path: str) -> list[str]:
     """Example texts from a file: one per line (blank lines and `#` comments skipped), or a JSONL
-    file of objects with a `text` field. One-line errors name the file and line."""
+    file of objects with a `text` field. UTF-8, a leading BOM dropped; the file is refused past
+    MAX_EXAMPLES_FILE_BYTES (before it is read whole) or MAX_EXAMPLES, an example past
+    MAX_EXAMPLE_CHARS or with a NUL byte. One-line errors name the file and line."""
     import json
     from pathlib import Path
 
     p = Path(path)
     if not p.is_file():
         raise QueueError(f"{path}: no such examples file")
-    out: list[str] = []
+    limit = f"the limit of an examples file is {MAX_EXAMPLES_FILE_BYTES // (1024 * 1024)} MiB"
     try:
-        lines = p.read_text(encoding="utf-8").splitlines()
+        size = p.stat().st_size
+        if size > MAX_EXAMPLES_FILE_BYTES:
+            raise QueueError(f"{path}: {size:,} bytes, {limit}")
+        with p.open("rb") as fh:  # bounded: a file grown since the stat is still not read whole
+            raw = fh.read(MAX_EXAMPLES_FILE_BYTES + 1)
+    except OSError as exc:
+        raise QueueError(f"{path}: cannot read the examples file ({exc.strerror or exc})") from None
+    if len(raw) > MAX_EXAMPLES_FILE_BYTES:
+        raise QueueError(f"{path}: over {MAX_EXAMPLES_FILE_BYTES:,} bytes, {limit}")
+    try:
+        text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise QueueError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    for n, line in enumerate(lines, 1):
+        bom = 3 if raw.startswith(b"\xef\xbb\xbf") else 0
+        n = raw[:exc.start + bom].count(b"\n") + 1
+        raise QueueError(f"{path} line {n}: not UTF-8 text ({exc.reason} at byte {exc.start + bom})") from None
+    jsonl = p.suffix.lower() == ".jsonl"
+    out: list[str] = []
+    for n, line in enumerate(text.split("\n"), 1):  # "\n" only: line numbers as an editor shows them
+        where = f"{path} line {n}"
         s = line.strip()
         if not s or s.startswith("#"):
             continue
-        if p.suffix == ".jsonl":
+        if "\x00" in s:
+            raise QueueError(f"{where}: NUL byte in the example text")
+        if jsonl:
             try:
                 obj = json.loads(s)
             except json.JSONDecodeError as exc:
-                raise QueueError(f"{path} line {n}: invalid JSON ({exc.msg})") from None
+                raise QueueError(f"{where}: invalid JSON ({exc.msg})") from None
             if not isinstance(obj, dict) or not isinstance(obj.get("text"), str) or not obj["text"].strip():
-                raise QueueError(f"{path} line {n}: field 'text' must be a non-empty string")
-            s = obj["text"].strip()
-        out.append(s)
+                raise QueueError(f"{where}: field 'text' must be a non-empty string")
+            s, where = obj["text"], f"{where}, field 'text'"
+        if len(out) >= MAX_EXAMPLES:
+            raise QueueError(f"{where}: more than {MAX_EXAMPLES:,} examples, the limit of an examples file")
+        out.append(check_example(s, where))
     if not out:
         raise QueueError(f"{path}: no examples (one text per line)")
     return out

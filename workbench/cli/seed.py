@@ -43,7 +43,8 @@ def register_commands(cli: click.Group) -> None:
     @cli.command("seed")
     @click.option("--policy", required=True, help="The policy the seeds are for (a taxonomy label).")
     @click.option("--examples", "examples_file", type=click.Path(dir_okay=False),
-                  help="File of example texts: one per line, or JSONL with a `text` field.")
+                  help="File of example texts: one per line, or JSONL with a `text` field "
+                       "(UTF-8; at most 1,000 examples of 10,000 characters, 4 MiB).")
     @click.option("--query", "queries", multiple=True, help="An example text or keywords (repeatable).")
     @click.option("--from-decisions", "from_decisions", is_flag=True,
                   help="Use the texts of the items already decided as the policy (newest 200) as examples: "
@@ -69,10 +70,11 @@ def register_commands(cli: click.Group) -> None:
           workbench seed --policy scam --query "you have won a prize, call now" --source newapp
           workbench seed --policy spam --from-decisions --surface sms   # round two
         """
-        from labeling.seeding import decided_examples, read_examples, seed_cases
+        from labeling.seeding import check_example, decided_examples, read_examples, seed_cases
 
         with _user_errors():
-            examples = (read_examples(examples_file) if examples_file else []) + list(queries)
+            examples = (read_examples(examples_file) if examples_file else []) + [
+                check_example(q, f"--query {i}") for i, q in enumerate(queries, 1)]
             if from_decisions:
                 found = decided_examples(app.store(), app.taxonomy(), policy, source, surface)
                 if not found:
