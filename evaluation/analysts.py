@@ -18,6 +18,9 @@ Definitions:
 - Throughput: decisions per day with at least one decision (active day).
 - Rework: share of the analyst's original decisions later superseded with another label or
   action (a correction, an appeal reversal).
+- Label errors: the analyst's decisions the confident-learning scan (`labeling.label_errors`)
+  queued for a lead's re-review, and of them how many the lead corrected (confirmed errors) and
+  confirmed correct; the rest are pending. Zeros where no scan has queued any.
 """
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ from core.labels import current_labels
 from core.principals import Actor
 from core.schema import DECISION_KINDS
 from core.store import Store
+from labeling.label_errors import LABEL_ERROR_COUNTS, tally_label_errors
 
 from .config import EvaluationConfig
 from .data import decision_events
@@ -106,15 +110,21 @@ def _agreement(pairs: Sequence[tuple[str, str]], conf: float) -> dict[str, Any]:
 
 
 def analyst_table(events: Sequence[Mapping[str, Any]], gold: Mapping[str, Mapping[str, Any]],
-                  conf: float = 0.9) -> list[dict[str, Any]]:
-    """One row per analyst, sorted by name: every figure of the module doc, each with its n."""
+                  conf: float = 0.9, label_errors: Optional[Mapping[str, Mapping[str, int]]] = None
+                  ) -> list[dict[str, Any]]:
+    """One row per analyst, sorted by name: every figure of the module doc, each with its n.
+
+    `label_errors`: `labeling.label_errors.tally_label_errors` per analyst; an analyst it names
+    gets a row even without a decision of `JUDGED` kinds, so no flagged decision drops out."""
+    label_errors = label_errors or {}
     judged = [e for e in events if e["kind"] in JUDGED]
     calibration = [e for e in events if e["kind"] == "calibration"]
     qa: dict[str, list[bool]] = {}
     for who, ok in qa_pass_pairs(events):
         qa.setdefault(who, []).append(ok)
     golds, peers, rework = gold_pairs(calibration, gold), peer_pairs(calibration), rework_flags(events)
-    names = sorted({str(e["reviewer"]) for e in judged} | {str(e["reviewer"]) for e in calibration})
+    names = sorted({str(e["reviewer"]) for e in judged} | {str(e["reviewer"]) for e in calibration}
+                   | set(label_errors))
     rows = []
     for name in names:
         mine = [e for e in judged if str(e["reviewer"]) == name]
@@ -130,6 +140,7 @@ def analyst_table(events: Sequence[Mapping[str, Any]], gold: Mapping[str, Mappin
             "peer_agreement": _agreement(peers.get(name, []), conf),
             "override_rate": proportion(sum(bool(e["is_override"]) for e in with_model), len(with_model), conf),
             "rework_rate": proportion(sum(flags), len(flags), conf),
+            "label_errors": dict(label_errors.get(name) or dict.fromkeys(LABEL_ERROR_COUNTS, 0)),
         })
     return rows
 
@@ -143,10 +154,25 @@ def analyst_quality(store: Store, actor: Actor, config: EvaluationConfig,
     for e in events:
         e["calibration_set"] = cal_sets.get(e["case_id"])
     gold = current_labels(store, {e["item_id"] for e in events if e["kind"] == "calibration" and e["item_id"]})
-    rows = analyst_table(events, gold, config.confidence)
+    label_errors = _label_errors(store)
+    rows = analyst_table(events, gold, config.confidence, label_errors)
     if analyst is not None:
         rows = [r for r in rows if r["analyst"] == analyst]
-    return {"analysts": rows, "sorted_by": "name", "confidence": config.confidence}
+    return {"analysts": rows, "sorted_by": "name", "confidence": config.confidence,
+            "label_errors_queued": sum(r["queued"] for r in label_errors.values())}
+
+
+def _label_errors(store: Store) -> dict[str, dict[str, int]]:
+    """Per analyst, the re-review cases of the label-error scan, found by their `label_error` meta:
+    the evaluation config does not name the queue they sit in."""
+    from sqlalchemy import select
+
+    from core.schema import Case
+
+    C = Case.__table__
+    with store.read() as conn:
+        metas = conn.execute(select(C.c.meta).where(C.c.meta["label_error"].as_string().is_not(None))).scalars()
+        return tally_label_errors((m or {}).get("label_error") for m in metas)
 
 
 def _calibration_sets(store: Store, case_ids: Sequence[Optional[int]]) -> dict[int, str]:

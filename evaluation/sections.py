@@ -135,14 +135,20 @@ def _analyst_section(s: Mapping[str, Any]) -> Section:
     if "refused" in a:
         return Section(title, f"Not shown: {a['refused']}")
     rows = [[r["analyst"], r["decisions"], r["active_days"], num(r["per_active_day"], 1), est(r["qa_pass_rate"]),
-             kappa(r["gold_agreement"]), kappa(r["peer_agreement"]), est(r["override_rate"]), est(r["rework_rate"])]
+             kappa(r["gold_agreement"]), kappa(r["peer_agreement"]), est(r["override_rate"]), est(r["rework_rate"]),
+             r["label_errors"]["queued"], r["label_errors"]["corrected"], r["label_errors"]["confirmed"]]
             for r in a["analysts"]]
+    scan = ("" if a.get("label_errors_queued") else " No label-error scan has queued a decision yet "
+            "(`workbench label-errors scan`): those columns are 0.")
     return Section(title, "For coaching, sorted by name (not a ranking). QA pass: the lead's blind re-review gave "
                           "the same label; gold: calibration labels against the label of record by someone else; "
                           "peers: every other rater of the same calibration item; rework: own decisions later "
-                          "changed. Each with its interval and n.",
+                          "changed. Each with its interval and n. Label errors: own decisions the confident-learning "
+                          "scan queued for a lead's re-review, of them confirmed errors (corrected) and confirmed "
+                          "correct; the rest are pending." + scan,
                    [Table(["analyst", "decisions", "active days", "per active day", "QA pass rate", "gold agreement",
-                           "peer agreement", "override rate", "rework rate"], rows)] if rows else [])
+                           "peer agreement", "override rate", "rework rate", "flagged label errors",
+                           "confirmed errors", "confirmed correct"], rows)] if rows else [])
 
 
 def evaluation_sections(s: Mapping[str, Any]) -> list[Section]:

@@ -12,13 +12,14 @@ quality, and the top `label_errors.max_cases` become cases in the lead's re-revi
 A lead resolves such a case by deciding it (`labeling.decisions.decide`, or
 `resolve_label_error`): a different label becomes a correction (a new decision superseding the
 old one); the same label confirms the decision; `qa_review` is needed, and the analyst whose
-decision is under review may not resolve it (separation of duties). `label_error_counts` gives per-analyst counts (decided, flagged, confirmed
-errors) for the evaluation report.
+decision is under review may not resolve it (separation of duties). `tally_label_errors` counts, per
+analyst, the decisions queued and how the lead resolved them (`label_error_counts` for the CLI, and
+the analyst table of the evaluation report).
 """
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING, Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 from sqlalchemy import insert, select
@@ -238,17 +239,25 @@ def resolve_label_error(store: Store, taxonomy: Taxonomy, config: QueueConfig, c
     return {k: review[k] for k in ("case_id", "outcome", "decision_id", "correction_id", "label")}
 
 
-def label_error_counts(store: Store, config: QueueConfig) -> dict[str, dict[str, int]]:
-    """Per analyst whose decision was queued for re-review: queued, confirmed errors (corrected),
-    confirmed correct, and still pending (for the evaluation report)."""
-    queue = _queue(config)
+LABEL_ERROR_COUNTS = ("queued", "corrected", "confirmed", "pending")
+
+
+def tally_label_errors(infos: Iterable[Optional[Mapping[str, Any]]]) -> dict[str, dict[str, int]]:
+    """Per analyst, from the `label_error` meta of re-review cases: queued, confirmed errors
+    (corrected), confirmed correct, still pending. Pure, so the CLI and the evaluation report count alike."""
     out: dict[str, dict[str, int]] = {}
-    with store.read() as conn:
-        for r in conn.execute(select(C.c.meta).where(C.c.queue == queue)):
-            info = (r.meta or {}).get("label_error")
-            if not info:
-                continue
-            row = out.setdefault(info.get("reviewer") or "?", {"queued": 0, "corrected": 0, "confirmed": 0, "pending": 0})
-            row["queued"] += 1
-            row[{"corrected": "corrected", "confirmed": "confirmed"}.get(info.get("outcome"), "pending")] += 1
+    for info in infos:
+        if not info:
+            continue
+        row = out.setdefault(info.get("reviewer") or "?", dict.fromkeys(LABEL_ERROR_COUNTS, 0))
+        row["queued"] += 1
+        row[info["outcome"] if info.get("outcome") in ("corrected", "confirmed") else "pending"] += 1
     return dict(sorted(out.items()))
+
+
+def label_error_counts(store: Store, config: QueueConfig) -> dict[str, dict[str, int]]:
+    """`tally_label_errors` over the cases of the configured re-review queue."""
+    queue = _queue(config)
+    with store.read() as conn:
+        return tally_label_errors((r.meta or {}).get("label_error")
+                                  for r in conn.execute(select(C.c.meta).where(C.c.queue == queue)))
