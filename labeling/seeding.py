@@ -10,11 +10,18 @@ text, round-robin over the examples so each gets neighbours. A uniform QA sample
 labels are not all of one kind and precision and recall can be estimated. Seed cases are pinned at
 the head of their queue (`priority.pinned`), explained as `seed: ...`, and items a human already
 decided or someone holds are left alone.
+
+Keywords (`--keyword WORD`, `--keywords FILE`) seed too: an item whose text holds a keyword as a
+whole word or phrase (after `core.text.normalize_light`: Unicode form, case, spacing) is a seed
+for that keyword, drawn in a seeded random order among its matches (`keyword_similarities`), in
+the same round-robin as the examples. A slur, a brand or a payment app says more as a word than
+as a sentence to embed; embedding it as a query finds texts about it, not texts that use it.
 """
 from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 import numpy as np
@@ -26,6 +33,7 @@ from core.labels import current_decisions
 from core.predictions import predictions_of_record
 from core.principals import Actor
 from core.schema import Case, Item, utcnow
+from core.text import normalize_light
 from core.store import Store
 from core.taxonomy import Taxonomy
 
@@ -68,6 +76,43 @@ def check_example(text: str, where: str) -> str:
         raise QueueError(f"{where}: example text is {len(s):,} characters, over the limit of "
                          f"{MAX_EXAMPLE_CHARS:,}")
     return s
+
+
+MAX_KEYWORD_CHARS = 200
+"""Longest keyword or phrase: past it the input is a sentence (give it as an example instead)."""
+
+
+def check_keyword(text: str, where: str) -> str:
+    """A keyword, normalised as texts are matched (`normalize_light`), or a one-line refusal."""
+    if "\x00" in text:
+        raise QueueError(f"{where}: NUL byte in the keyword")
+    k = normalize_light(text)
+    if not k:
+        raise QueueError(f"{where}: empty keyword")
+    if len(k) > MAX_KEYWORD_CHARS:
+        raise QueueError(f"{where}: keyword is {len(k):,} characters, over the limit of {MAX_KEYWORD_CHARS} "
+                         "(give a sentence as an example)")
+    return k
+
+
+def keyword_similarities(texts: Sequence[str], keywords: Sequence[str], draws: Sequence[float]) -> np.ndarray:
+    """(items x keywords) pseudo-similarities for `nearest_round_robin`: for an item whose
+    normalised text holds the keyword as a whole word or phrase, 1 - draw x 1e-6 (so its matches
+    are taken in the order of `draws`, a seeded uniform draw per item in [0, 1), not by id); -1
+    elsewhere. Keywords are matched as `check_keyword` normalises them; one pass per text (an
+    alternation, longest keyword first)."""
+    out = np.full((len(texts), len(keywords)), -1.0)
+    if not len(texts) or not len(keywords):
+        return out
+    index: dict[str, int] = {}
+    for j, k in enumerate(keywords):
+        index.setdefault(normalize_light(k), j)
+    alts = sorted(index, key=len, reverse=True)
+    rx = re.compile(r"(?<!\w)(?:" + "|".join(map(re.escape, alts)) + r")(?!\w)")
+    for i, t in enumerate(texts):
+        for m in rx.finditer(normalize_light(t)):
+            out[i, index[m.group(0)]] = 1.0 - float(draws[i]) * 1e-6  # both sides normalised alike
+    return out
 
 
 def read_examples(path: str) -> list[str]:
@@ -220,11 +265,12 @@ def interleave_uniform(seeds: list[Any], uniform: list[Any]) -> list[Any]:
 
 
 def seed_cases(store: Store, taxonomy: Taxonomy, config: QueueConfig, actor: Actor, *, policy: str,
-               examples: Sequence[str], embedder: "Embedder", source: Optional[str] = None,
+               examples: Sequence[str], embedder: "Embedder", keywords: Sequence[str] = (), source: Optional[str] = None,
                surface: Optional[str] = None, neighbours: Optional[int] = None,
                uniform_share: Optional[float] = None, max_similarity: Optional[float] = None,
                now: Optional[dt.datetime] = None, progress: bool = False) -> dict[str, Any]:
-    """Seed the first cases of `policy` in the scope (source / surface) around `examples`.
+    """Seed the first cases of `policy` in the scope (source / surface) around `examples` and
+    items holding `keywords` (round-robin over both).
 
     Needs `build_cases`. Items already decided, or whose case is claimed, decided or escalated,
     are left out; an item's waiting case moves to the seed queue; an item without a case gets
@@ -235,8 +281,9 @@ def seed_cases(store: Store, taxonomy: Taxonomy, config: QueueConfig, actor: Act
     if policy not in taxonomy.policies:
         raise QueueError(f"unknown policy {policy!r} (known: {', '.join(taxonomy.policies)})")
     examples = [e.strip() for e in examples if e and e.strip()]
-    if not examples:
-        raise QueueError("seeding needs at least one non-empty example text or query")
+    keywords = list(dict.fromkeys(check_keyword(k, f"keyword {i}") for i, k in enumerate(keywords, 1)))
+    if not examples and not keywords:
+        raise QueueError("seeding needs at least one non-empty example text, query or keyword")
     settings = config.seeding
     n_seed = settings.neighbours if neighbours is None else int(neighbours)
     share = settings.uniform_share if uniform_share is None else float(uniform_share)
@@ -262,28 +309,33 @@ def seed_cases(store: Store, taxonomy: Taxonomy, config: QueueConfig, actor: Act
                          + (f", surface {surface!r}" if surface else ""))
     vecs = embed_texts([r.text for r in pool], embedder, EmbeddingCache(store, embedder.model_id),
                        hashes=[r.text_hash for r in pool], show_progress=progress)
-    ex = embedder.encode(list(examples))
-    sims = vecs @ ex.T
+    salt = f"{config.seed}:seed:{policy}"
+    sims = vecs @ embedder.encode(list(examples)).T if examples else np.zeros((len(pool), 0))
+    if keywords:
+        draws = [uniform_draw(r.id, f"{salt}:keyword") for r in pool]
+        sims = np.hstack([sims, keyword_similarities([r.text for r in pool], keywords, draws)])
     picks = nearest_round_robin(sims, n_seed, settings.min_similarity, [r.text_hash for r in pool], vecs, near)
     chosen = {r for r, _, _ in picks}
     n_uni = int(round(share * len(picks))) if picks else int(round(share * n_seed))
-    salt = f"{config.seed}:seed:{policy}"
     rest = sorted((i for i in range(len(pool)) if i not in chosen), key=lambda i: uniform_draw(pool[i].id, salt))
     uniform = rest[:n_uni]
     order = interleave_uniform([("seed", r, e, s) for r, e, s in picks],
                                [("uniform", r, None, None) for r in uniform])
     inclusion = len(uniform) / len(rest) if rest else None  # each undecided item's chance of the uniform draw
-    out = _write_seeds(store, taxonomy, config, actor, policy, examples, pool, order, now,
-                       {"source": source, "surface": surface}, inclusion)
-    return {**out, "max_similarity": near}
+    out = _write_seeds(store, taxonomy, config, actor, policy, [*examples, *keywords], pool, order, now,
+                       {"source": source, "surface": surface}, inclusion, n_examples=len(examples))
+    return {**out, "keywords": len(keywords), "max_similarity": near}
 
 
 def _write_seeds(store: Store, taxonomy: Taxonomy, config: QueueConfig, actor: Actor, policy: str,
                  examples: Sequence[str], pool: Sequence[Any], order: Sequence[tuple[Any, ...]], now: dt.datetime,
-                 scope: dict[str, Any], inclusion: Optional[float] = None) -> dict[str, Any]:
+                 scope: dict[str, Any], inclusion: Optional[float] = None,
+                 n_examples: Optional[int] = None) -> dict[str, Any]:
     """Create or move the seed cases, pinned at the head of the queue `policy` routes to. A uniform
-    case is a QA audit whose inclusion probability is that of the uniform draw (`inclusion`)."""
-    out: dict[str, Any] = {"policy": policy, "examples": len(examples), "scope": scope, "seeded": 0, "uniform": 0,
+    case is a QA audit whose inclusion probability is that of the uniform draw (`inclusion`).
+    `examples` holds the example texts, then (from index `n_examples`) the keywords."""
+    n_ex = len(examples) if n_examples is None else n_examples
+    out: dict[str, Any] = {"policy": policy, "examples": n_ex, "scope": scope, "seeded": 0, "uniform": 0,
                            "created": 0, "moved": 0, "items": []}
     with store.begin() as conn:
         ids = [pool[r].id for _, r, _, _ in order]
@@ -307,11 +359,14 @@ def _write_seeds(store: Store, taxonomy: Taxonomy, config: QueueConfig, actor: A
         for pos, (kind, r, e, s) in enumerate(order):
             item = pool[r]
             rec = records.get(item.id)
-            why = (f"similar ({s:.2f}) to example {e + 1} of {len(examples)} for policy {policy}" if kind == "seed"
-                   else f"uniform QA sample of the {policy} seed scope")
+            word = examples[e] if e is not None and e >= n_ex else None
+            why = (f"uniform QA sample of the {policy} seed scope" if kind != "seed" else
+                   f"holds keyword {word!r} for policy {policy}" if word is not None else
+                   f"similar ({s:.2f}) to example {e + 1} of {n_ex} for policy {policy}")
             pin = {"priority": round(top + 1.0 - (pos + 1) / (total + 1), 9), "why": why}
-            info = {"policy": policy, "kind": kind, "similarity": None if s is None else round(s, 4),
-                    "example": None if e is None else e + 1, "seeded_at": now.isoformat()}
+            info = {"policy": policy, "kind": kind, "seeded_at": now.isoformat(),
+                    "similarity": None if s is None or word is not None else round(s, 4),
+                    "example": None if e is None or word is not None else e + 1, "keyword": word}
             case = existing.get(item.id)
             if case is not None:
                 meta = dict(case.meta or {})
@@ -348,7 +403,7 @@ def _write_seeds(store: Store, taxonomy: Taxonomy, config: QueueConfig, actor: A
                 out["created"] += 1
             out["seeded" if kind == "seed" else "uniform"] += 1
             out["items"].append({"item_id": item.id, "kind": kind, "similarity": info["similarity"],
-                                 "example": info["example"], "case_id": int(case_id)})
+                                 "example": info["example"], "keyword": word, "case_id": int(case_id)})
         out["queue"] = queue
         audit.record(conn, actor, "cases.seed", "queue", None,
                      {k: v for k, v in out.items() if k != "items"} | {"config_version": config.version})

@@ -45,7 +45,11 @@ def register_commands(cli: click.Group) -> None:
     @click.option("--examples", "examples_file", type=click.Path(dir_okay=False),
                   help="File of example texts: one per line, or JSONL with a `text` field "
                        "(UTF-8; at most 1,000 examples of 10,000 characters, 4 MiB).")
-    @click.option("--query", "queries", multiple=True, help="An example text or keywords (repeatable).")
+    @click.option("--query", "queries", multiple=True, help="An example text, embedded like the examples (repeatable).")
+    @click.option("--keyword", "keywords", multiple=True,
+                  help="A word or phrase the seeds hold, matched as whole words, case-insensitive (repeatable).")
+    @click.option("--keywords", "keywords_file", type=click.Path(dir_okay=False),
+                  help="File of keywords, one per line (the limits of --examples; 200 characters a keyword).")
     @click.option("--from-decisions", "from_decisions", is_flag=True,
                   help="Use the texts of the items already decided as the policy (newest 200) as examples: "
                        "a second round while no promoted model knows the policy.")
@@ -59,7 +63,8 @@ def register_commands(cli: click.Group) -> None:
                        "(default: seeding.max_similarity; 1 keeps near-copies).")
     @_json
     @click.pass_obj
-    def seed_cmd(app: Any, policy: str, examples_file: Optional[str], queries: tuple[str, ...], from_decisions: bool,
+    def seed_cmd(app: Any, policy: str, examples_file: Optional[str], queries: tuple[str, ...],
+                 keywords: tuple[str, ...], keywords_file: Optional[str], from_decisions: bool,
                  source: Optional[str], surface: Optional[str], neighbours: Optional[int],
                  uniform_share: Optional[float], max_similarity: Optional[float], as_json: bool) -> None:
         """Cold start: seed the first cases of a policy around a few examples, plus a uniform QA sample.
@@ -69,8 +74,9 @@ def register_commands(cli: click.Group) -> None:
           workbench seed --policy spam --examples spam_examples.txt --surface sms
           workbench seed --policy scam --query "you have won a prize, call now" --source newapp
           workbench seed --policy spam --from-decisions --surface sms   # round two
+          workbench seed --policy scam --keyword "gift card" --keyword zelle --keywords scam_words.txt
         """
-        from labeling.seeding import check_example, decided_examples, read_examples, seed_cases
+        from labeling.seeding import check_example, check_keyword, decided_examples, read_examples, seed_cases
 
         with _user_errors():
             examples = (read_examples(examples_file) if examples_file else []) + [
@@ -78,12 +84,18 @@ def register_commands(cli: click.Group) -> None:
             if from_decisions:
                 found = decided_examples(app.store(), app.taxonomy(), policy, source, surface)
                 if not found:
-                    raise click.UsageError(f"no item is decided as {policy} yet: seed from --examples or --query first")
+                    raise click.UsageError(f"no item is decided as {policy} yet: seed from --examples, --query or "
+                                       "--keyword first")
                 examples += found
-            if not examples:
-                raise click.UsageError("give --examples FILE, --query TEXT or --from-decisions")
+            words = [check_keyword(k, f"--keyword {i}") for i, k in enumerate(keywords, 1)]
+            if keywords_file:
+                words += [check_keyword(k, f"{keywords_file} keyword {i}")
+                          for i, k in enumerate(read_examples(keywords_file), 1)]
+            if not examples and not words:
+                raise click.UsageError("give --examples FILE, --query TEXT, --keyword WORD or --from-decisions")
             out = seed_cases(app.store(), app.taxonomy(), app.queues(), _acting(app), policy=policy,
-                             examples=examples, embedder=embedder_for(app), source=source, surface=surface,
+                             examples=examples, keywords=words, embedder=embedder_for(app), source=source,
+                             surface=surface,
                              neighbours=neighbours, uniform_share=uniform_share, max_similarity=max_similarity,
                              progress=not as_json)
         _emit(out, as_json, lambda o: click.echo(
