@@ -36,7 +36,7 @@ from core import audit
 from core.hooks import check_permission
 from core.labels import AUTHORITATIVE_KINDS
 from core.principals import Actor, actor_name
-from core.schema import Decision, ModelVersion, utcnow
+from core.schema import AuditEvent, Decision, ModelVersion, utcnow
 from models.base import ModelError
 
 from .compare import gate, paired_bootstrap
@@ -268,7 +268,11 @@ def retrain_due(store: "Store", config: "ModelsConfig",
     above `override_rate_alarm`, over at least `alarm_min_decisions`), and with `drift_alarm`
     the drift report `drift` computes (`evaluation.drift.drift_report`): an alarm counts when
     the champion was trained before its current window began (a champion that already saw the
-    drifted window is not retrained again for it). Read-only."""
+    drifted window is not retrained again for it). A retrain the gate refused starts the count
+    again: new decisions and the drift window are counted from the last gate verdict when it is
+    later than the champion, and the override alarm then needs `alarm_min_decisions` decisions
+    since that verdict, so a refused retrain is not repeated at every check on the same evidence.
+    Read-only."""
     from models.registry import champion
 
     ac = config.auto_retrain
@@ -277,11 +281,13 @@ def retrain_due(store: "Store", config: "ModelsConfig",
     champ = champion(store)
     if champ is None:
         return {"due": False, "reason": "no champion: train one with `workbench models train`"}
-    D = Decision.__table__
-    MV = ModelVersion.__table__
+    D, MV, AE = Decision.__table__, ModelVersion.__table__, AuditEvent.__table__
     with store.read() as conn:
         # The stored time itself (the registry's dict rounds it to the second).
         since = conn.execute(select(MV.c.created_at).where(MV.c.id == champ["id"])).scalar()
+        gated = conn.execute(select(func.max(AE.c.ts)).where(AE.c.action == "model.gate")).scalar()
+        if gated is not None and (since is None or _naive_utc(gated) > _naive_utc(since)):
+            since = gated   # the last retrain (promoted or refused) already saw the decisions before it
         new = conn.execute(select(func.count()).select_from(D).where(
             D.c.kind.in_(AUTHORITATIVE_KINDS + ("calibration",)), D.c.created_at > since)).scalar() or 0
         seen, overrides = conn.execute(select(func.count(), func.sum(D.c.is_override.cast(Integer))).where(
@@ -290,8 +296,9 @@ def retrain_due(store: "Store", config: "ModelsConfig",
     out = {"champion": champ["id"], "new_decisions": int(new), "champion_decisions": seen,
            "override_rate": round(overrides / seen, 4) if seen else None}
     if ac.after_decisions is not None and new >= ac.after_decisions:
-        return {**out, "due": True, "reason": f"{new} new human decisions since {champ['id']} (>= {ac.after_decisions})"}
-    if (ac.override_rate_alarm is not None and seen >= ac.alarm_min_decisions
+        return {**out, "due": True, "reason": f"{new} new human decisions since {champ['id']} or the last retrain "
+                                               f"(>= {ac.after_decisions})"}
+    if (ac.override_rate_alarm is not None and seen >= ac.alarm_min_decisions and new >= ac.alarm_min_decisions
             and overrides / seen >= ac.override_rate_alarm):
         return {**out, "due": True, "reason": f"override rate {overrides / seen:.3f} on {seen} decisions "
                                                f">= alarm {ac.override_rate_alarm}"}
@@ -307,7 +314,8 @@ def retrain_due(store: "Store", config: "ModelsConfig",
         if report and alarms and since is not None and _naive_utc(since) < report.current[0]:
             return {**out, "due": True, "reason": f"drift alarm ({', '.join(alarms)}) in the window from "
                                                    f"{report.current[0]:%Y-%m-%d %H:%M} UTC, after {champ['id']} was trained"}
-    return {**out, "due": False, "reason": f"{new} new decisions (retrain at {ac.after_decisions}); override rate "
+    return {**out, "due": False, "reason": f"{new} new decisions since the last retrain or promotion (retrain at "
+                                           f"{ac.after_decisions}); override rate "
                                            f"{out['override_rate']} (alarm {ac.override_rate_alarm})"
                                            + (f"; drift alarms {out.get('drift_alarms') or 'none'}"
                                               if ac.drift_alarm and drift is not None else "")}

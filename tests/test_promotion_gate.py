@@ -267,6 +267,27 @@ def test_auto_retrain_is_off_by_default_and_counts_new_decisions(loop, taxonomy)
     assert retrain_due(store, high)["due"] is False
 
 
+def test_a_refused_retrain_is_not_repeated_on_the_same_decisions(loop, taxonomy):
+    """After a gate verdict (here a retrain that did not promote) the count of new decisions starts
+    again: a check right after is not due, and enough decisions made after it are due again."""
+    store, champ, ids = loop
+    on = MODELS.model_copy(update={"auto_retrain": MODELS.auto_retrain.model_copy(
+        update={"enabled": True, "after_decisions": 100})})
+    assert retrain_due(store, on)["due"]
+    refused = retrain_and_gate(store, taxonomy, models_config=on, queue_config=None, actor="eng", promote=False,
+                               rescore="none", show_progress=False)
+    assert not refused["promoted"]
+    after = retrain_due(store, on)
+    assert not after["due"] and after["new_decisions"] == 0 and "since the last retrain" in after["reason"]
+    later = utcnow() + dt.timedelta(seconds=1)
+    with store.begin() as conn:
+        for i in ids[:100]:
+            conn.execute(insert(Decision.__table__).values(item_id=i, label="benign", action="none", kind="review",
+                                                           reviewer="bob", taxonomy_version="t", created_at=later))
+    again = retrain_due(store, on)
+    assert again["due"] and again["new_decisions"] == 100
+
+
 def test_retrain_command(loop, tmp_path):
     store, champ, _ = loop
     data_dir = store.data_dir
