@@ -16,6 +16,9 @@ item) with a one-line `detail`.
   (needs `reveal`; audited). Needs `read`.
 - `POST /api/v1/items/{item_id}/appeals`: `{reason}` files an appeal on the user's behalf.
 - `GET /api/v1/decisions?after=<id>&limit=<n>`: decisions in id order, `next_cursor` to page on.
+- `GET /api/v1/jobs/rescore`: the latest rescoring of the open cases after an automatic promotion
+  in `serve` (`workbench.learning`): state (none, running, finished, failed), done of total items
+  scored, the counts when finished, the error when failed. Needs `read`.
 
 OpenAPI docs: `/api/v1/docs`, `/api/v1/openapi.json`. FastAPI is imported here only: the CLI
 imports this module inside `workbench serve`.
@@ -134,6 +137,10 @@ def create_api(app: "AppContext") -> FastAPI:
     def get_decisions(after: int = Query(0, ge=0), limit: int = Query(100, ge=1, le=MAX_PAGE),
                       who: "Principal" = Depends(principal)) -> dict[str, Any]:
         return decisions_page(app, who, after, limit)
+
+    @api.get("/jobs/rescore", summary="Progress of the latest rescoring after a promotion (needs read)")
+    def get_rescore_job(who: "Principal" = Depends(principal)) -> dict[str, Any]:
+        return rescore_job_view(app, who)
 
     return api
 
@@ -265,3 +272,13 @@ def decisions_page(app: "AppContext", who: "Principal", after: int = 0, limit: i
                             .order_by(D.c.id).limit(limit + 1)).mappings().all()
     page = [dict(r) for r in rows[:limit]]
     return {"decisions": page, "next_cursor": page[-1]["id"] if len(rows) > limit else None}
+
+
+def rescore_job_view(app: "AppContext", who: "Principal") -> dict[str, Any]:
+    """The latest rescoring job on the context, as `workbench.learning.rescore_state` reports it."""
+    from core.hooks import check_permission
+
+    from .learning import rescore_state
+
+    check_permission(who, "read", "rescore job")
+    return rescore_state(app.rescore_job)

@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from labeling.review_config import ReviewSettings
     from models.config import ModelsConfig
     from core.web_config import WebConfig
+    from labeling.rescore import RescoreJob
     from workbench.webhooks import WebhookConfig
 
 
@@ -52,6 +53,9 @@ class AppContext:
         self.token = token
         # Called once, right after the store is opened (the command line checks the principal there).
         self.on_open = on_open
+        # The latest rescoring of the open cases after an automatic promotion (`workbench.learning`),
+        # for the API to report its progress; None until one starts in this process.
+        self.rescore_job: Optional["RescoreJob"] = None
 
     def store(self) -> "Store":
         if self._store is None:
