@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from core.config import config_file, load_model
 
 EVALUATION_FILE = "evaluation.yaml"
-SLICE_KINDS = ("source", "surface", "language", "campaign", "identity")
+SLICE_KINDS = ("source", "surface", "language", "campaign", "identity", "served")
 
 
 class EvaluationConfig(BaseModel):
@@ -27,7 +27,7 @@ class EvaluationConfig(BaseModel):
     override_window_days: int = Field(default=7, ge=1, le=366)
     override_windows: int = Field(default=8, ge=2, le=104)
     change_alpha: float = Field(default=0.05, gt=0.0, lt=0.5)
-    slices: list[Literal["source", "surface", "language", "campaign", "identity"]] = Field(
+    slices: list[Literal["source", "surface", "language", "campaign", "identity", "served"]] = Field(
         default_factory=lambda: list(SLICE_KINDS))
     min_slice_n: int = Field(default=30, ge=1)
     identity_terms: dict[str, list[str]] = Field(default_factory=dict)

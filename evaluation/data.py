@@ -22,6 +22,7 @@ from core.labels import AUTHORITATIVE_KINDS, current_decisions
 from core.schema import CampaignMember, Case, Decision, Item, Prediction
 from core.store import Store
 from core.taxonomy import Taxonomy
+from labeling.learning import served_as
 
 _CHUNK = 900  # stay under SQLite's bound-parameter limit
 EVENT_KINDS = ("review", "qa_audit", "bulk", "escalation")  # acts judged against the model
@@ -75,7 +76,8 @@ def decision_rows(store: Store, taxonomy: Taxonomy) -> list[dict[str, Any]]:
     """Current human labels joined with the scores the model showed when each was decided.
 
     Each row: item_id, human, model, model_version, decided_at, kind, reviewer, is_audit,
-    inclusion (the audit draw's probability; None before it was stored), queue, proba (over
+    inclusion (the audit draw's probability; None before it was stored), queue, served (why the
+    case was served, `labeling.learning.served_as`; None without a case), proba (over
     `taxonomy.labels`, None when the prediction is gone), source, surface, language, campaign
     (member of one), text.
     """
@@ -86,7 +88,8 @@ def decision_rows(store: Store, taxonomy: Taxonomy) -> list[dict[str, Any]]:
         ids = [r["item_id"] for r in rows]
         scores = {(p.item_id, p.model_version): p.scores
                   for p in _chunked(conn, select(P.c.item_id, P.c.model_version, P.c.scores), P.c.item_id, ids)}
-        cases = {c.id: c for c in _chunked(conn, select(C.c.id, C.c.is_audit, C.c.audit_inclusion, C.c.queue),
+        cases = {c.id: c for c in _chunked(conn, select(C.c.id, C.c.is_audit, C.c.audit_inclusion, C.c.queue,
+                                                           C.c.meta, C.c.priority_reason),
                                             C.c.id, [r["case_id"] for r in rows])}
         items = {i.id: i for i in _chunked(conn, select(I.c.id, I.c.source, I.c.surface, I.c["metadata"].label("meta"),
                                                         I.c.text), I.c.id, ids)}
@@ -104,6 +107,7 @@ def decision_rows(store: Store, taxonomy: Taxonomy) -> list[dict[str, Any]]:
                     "reviewer": r["reviewer"], "is_audit": is_audit,
                     "inclusion": (float(case.audit_inclusion) if case is not None and case.audit_inclusion else None),
                     "queue": case.queue if case is not None else None,
+                    "served": served_as(case._mapping) if case is not None else None,
                     "proba": [float(sc.get(lab, 0.0)) for lab in taxonomy.labels] if sc else None,
                     "source": item.source if item else None, "surface": item.surface if item else None,
                     "language": _language(item.meta) if item else None,

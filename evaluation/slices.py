@@ -4,8 +4,10 @@ Why: a model can be good on average and systematically wrong on one part of the 
 source, one surface, one language, campaign members, or benign text that mentions an identity
 group (the false positives against a group the Jigsaw Unintended Bias competition measured).
 Slices (`configs/evaluation.yaml: slices`): source, surface, language (item metadata, when
-present), campaign (member or not) and identity (one slice per group of `identity_terms`,
-matched as whole words).
+present), campaign (member or not), identity (one slice per group of `identity_terms`, matched
+as whole words) and served (why the case was served: learning share, cold-start seed, uniform
+sample or risk order, `labeling.learning.served_as`; the learning and seed slices are chosen
+for uncertainty or resemblance, so their override rates are expected to be higher).
 
 Per slice: n, override rate, accuracy, false-positive rate (benign by the human, flagged by the
 model) and false-negative rate, each with its n and Wilson interval; per-policy precision /
@@ -74,7 +76,7 @@ def slice_masks(rows: Sequence[dict[str, Any]], config: EvaluationConfig) -> dic
     Values seen once per kind become one slice each; `language` only when some item has one."""
     out: dict[str, np.ndarray] = {}
     for kind in config.slices:
-        if kind in ("source", "surface", "language"):
+        if kind in ("source", "surface", "language", "served"):
             values = [r.get(kind) for r in rows]
             for v in sorted({v for v in values if v}):
                 out[f"{kind}={v}"] = np.array([x == v for x in values], dtype=bool)

@@ -292,3 +292,17 @@ def served_learning(case: Mapping[str, Any]) -> bool:
     """True when a case (a row or `case_view`) was served for the learning share."""
     meta = case.get("meta") or {}
     return bool(meta.get("learning")) or str(case.get("priority_reason") or "").startswith("learning:")
+
+
+SERVED_AS = ("learning share", "cold-start seed", "uniform sample", "risk order")
+
+
+def served_as(case: Mapping[str, Any]) -> str:
+    """Why a case (a row with `meta`, `priority_reason`, `is_audit`) was served, one of SERVED_AS:
+    the evaluation slices model quality by it, since a learning case is chosen *because* the model
+    is unsure and a seed because it resembles an example, so neither is the traffic at large."""
+    if served_learning(case):
+        return SERVED_AS[0]
+    if ((case.get("meta") or {}).get("seed") or {}).get("kind") == "seed":
+        return SERVED_AS[1]
+    return SERVED_AS[2] if case.get("is_audit") else SERVED_AS[3]

@@ -106,6 +106,15 @@ def test_claims_serve_the_configured_share_of_uncertain_diverse_cases(any_store,
     # The rest is served in risk order (priority never rises between two risk cases).
     risk = [c["priority"] for c in served if not served_learning(c)]
     assert all(a >= b - 1e-12 for a, b in zip(risk, risk[1:]))
+    # Decided, each case says why it was served: the evaluation slices the model's quality by it.
+    from evaluation.data import decision_rows
+    from labeling.decisions import decide
+
+    for c in served:
+        decide(any_store, taxonomy, c["id"], "ann", "benign", config=cfg, now=T0)
+    why = {r["item_id"]: r["served"] for r in decision_rows(any_store, taxonomy)}
+    assert {why[c["item_id"]] for c in learning} == {"learning share"}
+    assert {why[c["item_id"]] for c in served if not served_learning(c)} <= {"risk order", "uniform sample"}
 
 
 def test_one_learning_case_per_campaign(sqlite_store, taxonomy, cfg):

@@ -49,6 +49,23 @@ def test_slice_masks():
     assert m["identity=gender"].tolist() == [True, False, True]  # whole words: "menu" is not "men"
     only = sl.slice_masks(rows, _cfg(slices=["campaign"]))
     assert set(only) == {"campaign=member", "campaign=not member"}
+    assert not any(k.startswith("served=") for k in m)  # rows without a case: no served slice
+
+
+def test_served_slices_say_why_each_case_was_served():
+    from labeling.learning import SERVED_AS, served_as
+
+    cases = [{"meta": {"learning": {"uncertainty": 0.9}}, "priority_reason": "learning: unsure", "is_audit": False},
+             {"meta": {"seed": {"kind": "seed", "policy": "spam"}}, "priority_reason": "seed: …", "is_audit": False},
+             {"meta": {"seed": {"kind": "uniform"}}, "priority_reason": "seed: uniform", "is_audit": True},
+             {"meta": {}, "priority_reason": "risk 0.93", "is_audit": True},
+             {"meta": None, "priority_reason": None, "is_audit": False}]
+    served = [served_as(c) for c in cases]
+    assert served == [SERVED_AS[0], SERVED_AS[1], SERVED_AS[2], SERVED_AS[2], SERVED_AS[3]]
+    rows = [{"served": s, "text": ""} for s in served] + [{"served": None, "text": ""}]
+    m = sl.slice_masks(rows, _cfg(slices=["served"]))
+    assert m["served=learning share"].tolist() == [True, False, False, False, False, False]
+    assert m["served=uniform sample"].sum() == 2 and m["served=risk order"].tolist()[-2:] == [True, False]
 
 
 def test_quality_figures_by_hand(taxonomy):
