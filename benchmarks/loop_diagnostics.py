@@ -1,0 +1,112 @@
+"""Where the loop gains and loses against random decisions (new_surface's setting, diagnostics).
+
+`new_surface.py` found random decisions ahead of the loop at 200 on SMS. This script asks why,
+on seeds of your choosing (use seeds that are not new_surface's reported 13, 17, 23 when a
+choice is to be made), by swapping one part of the loop at a time, everything else as
+`new_surface.Sim` runs it (same base, features, head, weights, gate):
+
+- `loop`: as built (seed rounds from five examples, then the learning share 0.9 + risk);
+- `explore<P>`: P% of each batch's learning slots drawn uniformly (seeded) instead of by the
+  learning pick: does the pick beat random *after* the cold start?
+- `density<B>`: the learning pick's uncertainty times (cosine to the remaining pool's mean)^B,
+  the information-density correction of uncertainty sampling (Settles & Craven, 2008), against
+  the k-center term's taste for outliers;
+- `random`: new_surface's 200 random decisions, for reference.
+
+Prints one JSON line: per mode, production and challenger AUC @100 / @200 (mean, sd over seeds,
+and per seed). Usage:
+    python benchmarks/loop_diagnostics.py --variant new_surface --modes loop,explore100,density1 --seeds 1,2,3,4,5,6
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import time
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import numpy as np  # noqa: E402
+
+from learning_data import emit, log  # noqa: E402
+from new_surface import COLD_SHARE, Sim  # noqa: E402
+
+MODE = re.compile(r"^(loop|random|explore(100|[1-9]?[0-9])|density([0-9]+(\.[0-9]+)?))$")
+
+
+class Diagnostic(Sim):
+    """`new_surface.Sim` with one part of the loop's learning pick swapped (`mode`)."""
+
+    mode = "loop"
+    seed = 0
+
+    def queue_batch(self, probs: np.ndarray, remaining: np.ndarray, k: int, share: float) -> list[int]:
+        if self.mode == "loop" or share <= 0:
+            return super().queue_batch(probs, remaining, k, share)
+        from labeling.learning import margin_uncertainty, select_learning
+        from labeling.priority import risk_scores
+        from labeling.sampling import uniform_draw
+
+        n_learn = int(round(share * k))
+        n_uni = int(round(n_learn * int(self.mode[7:]) / 100)) if self.mode.startswith("explore") else 0
+        unc = margin_uncertainty(probs[remaining])
+        if self.mode.startswith("density"):
+            E = self.sur.emb[remaining]
+            mu = E.mean(axis=0)
+            unc = unc * np.clip(E @ (mu / np.linalg.norm(mu)), 0.0, 1.0) ** float(self.mode[7:])
+        lc = self.qcfg.learning
+        learn = [int(remaining[j]) for j in select_learning(
+            unc, n_learn - n_uni, self.sur.emb[remaining], [self.sur_hash[i] for i in remaining],
+            lc.min_uncertainty, lc.max_similarity)] if n_learn > n_uni else []
+        taken = set(learn)
+        draw = sorted((int(i) for i in remaining if int(i) not in taken),
+                      key=lambda i: uniform_draw(self.sur.ids[i], f"{self.seed}:explore"))
+        learn += draw[:n_uni]
+        taken = set(learn)
+        risk = risk_scores(probs[remaining], self.harm)
+        by_risk = [int(remaining[j]) for j in np.argsort(-risk, kind="stable") if int(remaining[j]) not in taken]
+        return learn + by_risk[: k - len(learn)]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--variant", choices=["new_surface", "new_policy"], default="new_surface")
+    ap.add_argument("--modes", default="loop,explore100,density1,random")
+    ap.add_argument("--seeds", default="1,2,3,4,5,6")
+    ap.add_argument("--base-n", type=int, default=8000)
+    ap.add_argument("--append", action="store_true", help="Append the JSON line to benchmarks/measured.jsonl.")
+    args = ap.parse_args()
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    bad = [m for m in modes if not MODE.match(m)]
+    if bad:
+        ap.error(f"--modes: {', '.join(bad)} (loop, random, explore<0-100>, density<B>)")
+    try:
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    except ValueError:
+        ap.error(f"--seeds: {args.seeds!r} is not a comma-separated list of integers")
+    t0 = time.time()
+    sim = Diagnostic(args.base_n, COLD_SHARE, variant=args.variant,
+                     gate_metric="auc:hate" if args.variant == "new_policy" else None)
+    champ = sim.fit([])
+    out: dict = {}
+    for mode in modes:
+        per: dict = {"auc_100": [], "auc_200": [], "challenger_200": []}
+        for seed in seeds:
+            sim.mode, sim.seed = ("loop" if mode == "random" else mode), seed
+            curve = {p["n"]: p for p in sim.run("random" if mode == "random" else "loop", seed, champ)}
+            per["auc_100"].append(round(curve[100]["auc"], 4))
+            per["auc_200"].append(round(curve[200]["auc"], 4))
+            per["challenger_200"].append(round(curve[200]["challenger_auc"], 4))
+            log(f"[{args.variant} {mode} seed {seed}] @100 {per['auc_100'][-1]} @200 {per['auc_200'][-1]} "
+                f"(challenger {per['challenger_200'][-1]})")
+        out[mode] = {k: {"mean": round(float(np.mean(v)), 4),
+                         "sd": round(float(np.std(v, ddof=1)), 4) if len(v) > 1 else 0.0, "per_seed": v}
+                     for k, v in per.items()}
+    emit({"benchmark": "loop_diagnostics", "variant": args.variant, "seeds": seeds, "modes": out,
+          "note": "production (after the gate) and challenger AUC on unreviewed items; diagnostics, no target",
+          "seconds": round(time.time() - t0, 1)}, args.append)
+
+
+if __name__ == "__main__":
+    main()
