@@ -75,6 +75,8 @@ def main() -> None:
     ap.add_argument("--modes", default="loop,explore100,density1,random")
     ap.add_argument("--seeds", default="1,2,3,4,5,6")
     ap.add_argument("--base-n", type=int, default=8000)
+    ap.add_argument("--neighbours", type=int, default=None,
+                    help="Seed neighbours per cold-start round (default: seeding.neighbours in queues.yaml).")
     ap.add_argument("--append", action="store_true", help="Append the JSON line to benchmarks/measured.jsonl.")
     args = ap.parse_args()
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
@@ -86,7 +88,9 @@ def main() -> None:
     except ValueError:
         ap.error(f"--seeds: {args.seeds!r} is not a comma-separated list of integers")
     t0 = time.time()
-    sim = Diagnostic(args.base_n, COLD_SHARE, variant=args.variant,
+    if args.neighbours is not None and args.neighbours <= 0:
+        ap.error("--neighbours must be a positive integer")
+    sim = Diagnostic(args.base_n, COLD_SHARE, neighbours=args.neighbours, variant=args.variant,
                      gate_metric="auc:hate" if args.variant == "new_policy" else None)
     champ = sim.fit([])
     out: dict = {}
@@ -103,7 +107,8 @@ def main() -> None:
         out[mode] = {k: {"mean": round(float(np.mean(v)), 4),
                          "sd": round(float(np.std(v, ddof=1)), 4) if len(v) > 1 else 0.0, "per_seed": v}
                      for k, v in per.items()}
-    emit({"benchmark": "loop_diagnostics", "variant": args.variant, "seeds": seeds, "modes": out,
+    emit({"benchmark": "loop_diagnostics", "variant": args.variant, "seeds": seeds,
+          "seeding_neighbours": sim.qcfg.seeding.neighbours, "modes": out,
           "note": "production (after the gate) and challenger AUC on unreviewed items; diagnostics, no target",
           "seconds": round(time.time() - t0, 1)}, args.append)
 
