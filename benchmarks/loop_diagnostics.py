@@ -41,15 +41,13 @@ class Diagnostic(Sim):
     mode = "loop"
     seed = 0
 
-    def queue_batch(self, probs: np.ndarray, remaining: np.ndarray, k: int, share: float) -> list[int]:
-        if self.mode == "loop" or share <= 0:
-            return super().queue_batch(probs, remaining, k, share)
+    def learning_pick(self, probs: np.ndarray, remaining: np.ndarray, n: int) -> list[int]:
+        if self.mode == "loop":
+            return super().learning_pick(probs, remaining, n)
         from labeling.learning import margin_uncertainty, select_learning
-        from labeling.priority import risk_scores
         from labeling.sampling import uniform_draw
 
-        n_learn = int(round(share * k))
-        n_uni = int(round(n_learn * int(self.mode[7:]) / 100)) if self.mode.startswith("explore") else 0
+        n_uni = int(round(n * int(self.mode[7:]) / 100)) if self.mode.startswith("explore") else 0
         unc = margin_uncertainty(probs[remaining])
         if self.mode.startswith("density"):
             E = self.sur.emb[remaining]
@@ -57,16 +55,12 @@ class Diagnostic(Sim):
             unc = unc * np.clip(E @ (mu / np.linalg.norm(mu)), 0.0, 1.0) ** float(self.mode[7:])
         lc = self.qcfg.learning
         learn = [int(remaining[j]) for j in select_learning(
-            unc, n_learn - n_uni, self.sur.emb[remaining], [self.sur_hash[i] for i in remaining],
-            lc.min_uncertainty, lc.max_similarity)] if n_learn > n_uni else []
+            unc, n - n_uni, self.sur.emb[remaining], [self.sur_hash[i] for i in remaining],
+            lc.min_uncertainty, lc.max_similarity)] if n > n_uni else []
         taken = set(learn)
         draw = sorted((int(i) for i in remaining if int(i) not in taken),
                       key=lambda i: uniform_draw(self.sur.ids[i], f"{self.seed}:explore"))
-        learn += draw[:n_uni]
-        taken = set(learn)
-        risk = risk_scores(probs[remaining], self.harm)
-        by_risk = [int(remaining[j]) for j in np.argsort(-risk, kind="stable") if int(remaining[j]) not in taken]
-        return learn + by_risk[: k - len(learn)]
+        return learn + draw[:n_uni]
 
 
 def main() -> None:

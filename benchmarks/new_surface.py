@@ -340,18 +340,21 @@ class Sim:
         order = interleave_uniform([int(pool[r]) for r, _, _ in picks], uniform)
         return order, set(uniform)
 
+    def learning_pick(self, probs: np.ndarray, remaining: np.ndarray, n: int) -> list[int]:
+        """Up to `n` surface indices of `remaining` by the product's learning pick."""
+        from labeling.learning import margin_uncertainty, select_learning
+
+        lc = self.qcfg.learning
+        pick = select_learning(margin_uncertainty(probs[remaining]), n, self.sur.emb[remaining],
+                               [self.sur_hash[i] for i in remaining], lc.min_uncertainty, lc.max_similarity)
+        return [int(remaining[j]) for j in pick]
+
     def queue_batch(self, probs: np.ndarray, remaining: np.ndarray, k: int, share: float) -> list[int]:
         """One batch of claims: `share` of it by the learning pick, the rest by risk."""
-        from labeling.learning import margin_uncertainty, select_learning
         from labeling.priority import risk_scores
 
         n_learn = int(round(share * k))
-        learn: list[int] = []
-        if n_learn:
-            lc = self.qcfg.learning
-            pick = select_learning(margin_uncertainty(probs[remaining]), n_learn, self.sur.emb[remaining],
-                                   [self.sur_hash[i] for i in remaining], lc.min_uncertainty, lc.max_similarity)
-            learn = [int(remaining[j]) for j in pick]
+        learn = self.learning_pick(probs, remaining, n_learn) if n_learn else []
         risk = risk_scores(probs[remaining], self.harm)
         taken = set(learn)
         by_risk = [int(remaining[j]) for j in np.argsort(-risk, kind="stable") if int(remaining[j]) not in taken]
