@@ -242,7 +242,7 @@ def compare_and_promote(store: "Store", taxonomy: "Taxonomy", ld: "LearningData"
     if promoted:
         why = ("first champion" if champ is None else
                f"forced by {actor_name(actor)} over the gate: {reason}" if forced else
-               f"passed the gate: {verdict['reason']}")
+               f"passed the gate: {verdict['reason']}" + (f"; {reason}" if reason.strip() else ""))
         promote_version(store, challenger_id, actor=actor, reason=why)
         echo(f"promoted {challenger_id}: {why}")
         if rescore == "foreground":

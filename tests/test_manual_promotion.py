@@ -45,12 +45,16 @@ def test_models_promote_goes_through_the_gate_and_a_rollback_is_forced_and_audit
     with store.read() as conn:
         assert champion_version(conn) == champ
 
-    res = _cli(store, "models", "promote", good, "--json")
+    res = _cli(store, "models", "promote", good, "--reason", "learned the labels right", "--json")
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
     assert out["champion"] == good and out["previous"] == champ and out["changed"] and not out["forced"]
     assert "lower bound" in out["gate"] and out["report"].endswith("comparison.md")
     assert stale_open_cases(store) == []  # the open cases were rescored by the new champion
+    with store.read() as conn:
+        why = conn.execute(select(AuditEvent.payload).where(AuditEvent.action == "model.promote",
+                                                            AuditEvent.entity_id == good)).scalar_one()["reason"]
+    assert why.startswith("passed the gate: ") and why.endswith("; learned the labels right")
 
     # A rollback to the old champion: refused by the gate, then forced with a reason.
     res = _cli(store, "models", "promote", champ, "--force")
