@@ -13,7 +13,8 @@ for cases chosen by uncertainty times diversity:
 
 Claims are untouched (`labeling.claims` takes the highest priority): a pass pins each chosen case
 at the priority of its slot, so that of the next `horizon` claims the configured share are
-learning cases, interleaved evenly with the risk order (`interleave_priorities`). A pinned case's
+learning cases, interleaved evenly with the risk order (`interleave_priorities`) after any
+cold-start seeds (`labeling.seeding`), which stay at the head of the queue. A pinned case's
 explanation starts with `learning:` and its `meta.learning` says why, so analysts and evaluation
 know why it was served; the sweep keeps pinned priorities (`priority.pinned`). Each pass re-plans:
 cases no longer chosen go back to risk order. The pure functions over arrays come first; the
@@ -117,14 +118,17 @@ def slot_positions(k: int, share: float) -> list[int]:
     return [int(math.floor((j + 1) / share)) - 1 for j in range(k)]
 
 
-def interleave_priorities(risk_priorities: Sequence[float], k: int, share: float) -> list[float]:
+def interleave_priorities(risk_priorities: Sequence[float], k: int, share: float,
+                          ceiling: Optional[float] = None) -> list[float]:
     """Priorities for `k` learning cases so that, among the risk-ordered cases (priorities given
     in claim order, highest first), claims serve `share` of learning cases, evenly spread.
 
     Learning case j goes after the first `slot_positions[j] - j` risk cases: its priority lies
     strictly between that case's priority and the next one's (below the last one at the end);
     several learning cases between the same two risk cases keep their pick order. Where two risk
-    cases tie, the learning case ties with them too (claims then order by case id).
+    cases tie, the learning case ties with them too (claims then order by case id). With
+    `ceiling` (the lowest priority of the cases pinned ahead of the risk order: a cold start's
+    seeds), no learning case goes above it while the first risk case stays below it.
     """
     risk = [float(p) for p in risk_priorities]
     n = len(risk)
@@ -135,6 +139,8 @@ def interleave_priorities(risk_priorities: Sequence[float], k: int, share: float
             hi, lo = 1.0, 0.0
         else:
             hi = risk[0] + 1.0 if r == 0 else risk[r - 1]
+            if r == 0 and ceiling is not None and risk[0] < ceiling:
+                hi = min(hi, ceiling)
             lo = risk[r] if r < n else risk[-1] - 1.0
         same = [m for m, x in enumerate(slots) if x == r]
         m, cnt = same.index(j), len(same)
@@ -213,8 +219,14 @@ def plan_queue(store: Store, taxonomy: Taxonomy, config: QueueConfig, queue: str
         chosen = select_learning(unc[idx], k_max, emb, groups, settings.min_uncertainty, settings.max_similarity)
         pick = [int(idx[c]) for c in chosen]
     picked = set(pick)
-    rest = sorted((i for i in range(len(rows)) if i not in picked), key=lambda i: (-risk[i], rows[i].id))
-    prios = interleave_priorities([risk[i] for i in rest], len(pick), share)
+    # A cold start's seeds (pinned by `labeling.seeding`) stay at the head of the queue: an engineer
+    # asked for them, and a model that does not know the new policy yet has nothing to learn from
+    # its own uncertainty about it. The learning share interleaves with the risk order after them.
+    seeded = {i for i in range(len(rows)) if ((rows[i].meta or {}).get("features") or {}).get("seed")}
+    rest = sorted((i for i in range(len(rows)) if i not in picked and i not in seeded),
+                  key=lambda i: (-risk[i], rows[i].id))
+    prios = interleave_priorities([risk[i] for i in rest], len(pick), share,
+                                  ceiling=min((risk[i] for i in seeded), default=None))
     positions = slot_positions(len(pick), share)
     pin: dict[int, dict[str, Any]] = {}
     for j, (i, p) in enumerate(zip(pick, prios)):

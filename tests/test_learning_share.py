@@ -117,6 +117,32 @@ def test_claims_serve_the_configured_share_of_uncertain_diverse_cases(any_store,
     assert {why[c["item_id"]] for c in served if not served_learning(c)} <= {"risk order", "uniform sample"}
 
 
+def test_seeds_stay_at_the_head_and_the_share_interleaves_after_them(sqlite_store, taxonomy, cfg):
+    """A cold start's seed pins (labeling.seeding) are served first; the learning share takes its
+    configured positions among the claims after them, never ahead of a seed."""
+    from sqlalchemy import func, update
+
+    from labeling.priority import score_features
+
+    _fill(sqlite_store, taxonomy, cfg)
+    seeds = ["m44", "m45", "m46"]  # sure cases, low in risk order
+    with sqlite_store.begin() as conn:
+        top = float(conn.execute(select(func.max(Case.priority))).scalar()) + 1.0
+        for pos, item in enumerate(seeds):
+            row = conn.execute(select(Case.id, Case.meta, Case.created_at, Case.due_at)
+                               .where(Case.item_id == item)).one()
+            meta = dict(row.meta)
+            meta["features"] = dict(meta["features"], seed={"priority": top + 1.0 - (pos + 1) / 4, "why": "similar"})
+            p, why, _ = score_features(taxonomy, meta["features"], cfg, row.created_at, row.due_at, T0)
+            conn.execute(update(Case).where(Case.id == row.id).values(meta=meta, priority=p, priority_reason=why))
+    out = apply_learning_share(sqlite_store, taxonomy, cfg, "ops", now=T0, embedding_model=EMB)
+    assert out["general"]["learning"] == 10
+    served = [next_case(sqlite_store, "ann", "general", now=T0, config=cfg) for _ in range(43)]
+    assert [c["item_id"] for c in served[:3]] == seeds
+    after = [i for i, c in enumerate(served[3:]) if served_learning(c)]
+    assert after == slot_positions(10, 0.25) == [3, 7, 11, 15, 19, 23, 27, 31, 35, 39]
+
+
 def test_one_learning_case_per_campaign(sqlite_store, taxonomy, cfg):
     _fill(sqlite_store, taxonomy, cfg)
     add_campaign(sqlite_store, [f"m{i}" for i in range(0, 48, 1) if i % N_CLUSTERS < 6])  # clusters 0-5: one campaign
