@@ -227,13 +227,14 @@ def plan_queue(store: Store, taxonomy: Taxonomy, config: QueueConfig, queue: str
                   key=lambda i: (-risk[i], rows[i].id))
     prios = interleave_priorities([risk[i] for i in rest], len(pick), share,
                                   ceiling=min((risk[i] for i in seeded), default=None))
-    positions = slot_positions(len(pick), share)
+    # Claim number as planned: after the seeds, at the share's slot (or after the risk cases left).
+    claims = [len(seeded) + min(pos, j + len(rest)) + 1 for j, pos in enumerate(slot_positions(len(pick), share))]
     pin: dict[int, dict[str, Any]] = {}
     for j, (i, p) in enumerate(zip(pick, prios)):
         r = rows[i]
         why = (f"{settings.measure} uncertainty {unc[i]:.2f} of the prediction of record, one per "
                f"{'campaign ' + str(camp[r.item_id]) if r.item_id in camp else 'embedding cluster'}; "
-               f"learning share {share:.0%} of queue {queue}, claim {positions[j] + 1}")
+               f"learning share {share:.0%} of queue {queue}, claim {claims[j]}")
         pin[r.id] = {"priority": round(float(p), 9), "why": why, "uncertainty": round(float(unc[i]), 6),
                      "measure": settings.measure, "rank": j + 1, "campaign_id": camp.get(r.item_id),
                      "share": share, "planned_at": now.isoformat()}

@@ -141,6 +141,9 @@ def test_seeds_stay_at_the_head_and_the_share_interleaves_after_them(sqlite_stor
     assert [c["item_id"] for c in served[:3]] == seeds
     after = [i for i, c in enumerate(served[3:]) if served_learning(c)]
     assert after == slot_positions(10, 0.25) == [3, 7, 11, 15, 19, 23, 27, 31, 35, 39]
+    # each learning case's explanation names the claim it was planned for, counting the seeds
+    for pos in after:
+        assert f"claim {3 + pos + 1} " in served[3 + pos]["priority_reason"], served[3 + pos]["priority_reason"]
 
 
 def test_one_learning_case_per_campaign(sqlite_store, taxonomy, cfg):
