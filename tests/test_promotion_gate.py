@@ -156,7 +156,11 @@ def _rotated(data: TrainingSet) -> TrainingSet:
 def loop(sqlite_store, taxonomy, queue_config):
     """300 toy items without source labels, a champion that learned every label wrong, cases
     built from its predictions (a campaign case among them), and a human decision on 240 items."""
-    store = sqlite_store
+    return make_loop(sqlite_store, taxonomy, queue_config)
+
+
+def make_loop(store, taxonomy, queue_config):
+    """The `loop` fixture's store contents on any store: (store, champion version, item ids)."""
     texts, ys = toy_corpus(60, seed=4)
     ids = add_items(store, texts, [None] * len(texts))
     with store.begin() as conn:
