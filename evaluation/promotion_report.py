@@ -68,6 +68,11 @@ def _fmt(v: Any) -> str:
     return "-" if v is None else f"{v:+.4f}" if isinstance(v, float) else str(v)
 
 
+def _val(v: Any) -> str:
+    """A metric's value to 4 decimals (a delta is `_fmt`, signed)."""
+    return "-" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
+
+
 def write_markdown(path: str | Path, result: dict[str, Any], png_name: str) -> str:
     """The Markdown report of one retrain (`evaluation.promotion.retrain_and_gate`'s result)."""
     g = result["gate"]
@@ -91,8 +96,8 @@ def write_markdown(path: str | Path, result: dict[str, Any], png_name: str) -> s
         if comp.get("brier"):
             entries.append(("Brier (lower is better; delta = champion - challenger)", comp["brier"]))
         for what, e in entries:
-            lines.append(f"| {what} | {e.get('champion')} | {e.get('challenger')} | {_fmt(e.get('delta'))} | "
-                         f"{_fmt(e.get('lower'))} | {_fmt(e.get('upper'))} | {e.get('p_not_better')} |")
+            lines.append(f"| {what} | {_val(e.get('champion'))} | {_val(e.get('challenger'))} | {_fmt(e.get('delta'))} | "
+                         f"{_fmt(e.get('lower'))} | {_fmt(e.get('upper'))} | {_val(e.get('p_not_better'))} |")
         m = comp.get("mcnemar") or {}
         if m:
             lines += ["", f"McNemar: {m['disagreements']} disagreements, champion alone right on "

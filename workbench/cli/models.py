@@ -1,4 +1,4 @@
-"""Model commands: `models train|list|show|promote|retire|kinds` and `score`.
+"""Model commands: `models train|list|gates|show|promote|retire|kinds` and `score`.
 
 Thin: every command calls `models.registry` or `models.scoring`. Top-level imports stay light
 (click and the standard library); the service modules load inside the commands.
@@ -158,6 +158,34 @@ def register_commands(cli: click.Group) -> None:
                 click.echo("no models yet: train one with `workbench models train`")
             for m in rs:
                 click.echo(f"{m['id']:<34} {m['role']:<10} {m['kind']:<12} {_metrics_line(m)}")
+
+        emit(rows, as_json, human)
+
+    @models_group.command("gates")
+    @click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True,
+                  help="How many verdicts, newest first.")
+    @json_option
+    @pass_app
+    def gates_cmd(app: AppContext, limit: int, as_json: bool) -> None:
+        """The gate's verdicts, newest first: every retrain and gated promotion (and forced ones),
+        read back from the audit log, as the web UI's Models tab lists them.
+
+        \b
+        Example:
+          workbench models gates --limit 5
+        """
+        from evaluation.model_overview import gate_verdicts
+
+        rows = _call(gate_verdicts, app.store(), acting(app), limit=limit)
+
+        def human(rs: list[dict[str, Any]]) -> None:
+            if not rs:
+                click.echo("no gate verdicts yet: `workbench retrain` compares a challenger with the champion")
+            for v in rs:
+                word = "FORCED" if v["forced"] else "passed" if v["passed"] else "refused"
+                why = f"{v['force_reason']} (gate: {v['reason']})" if v["forced"] else v["reason"]
+                click.echo(f"{v['at']}  {v['challenger']} vs {v['champion'] or '-'}: {word} by {v['actor']}\n"
+                           f"    {why}")
 
         emit(rows, as_json, human)
 

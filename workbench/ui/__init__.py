@@ -4,7 +4,8 @@ Tabs, one module each: Review (`review`: the analyst's screen: the most urgent q
 next case or one by id, the text masked by the server until revealed, the model's scores, the
 campaign, similar past decisions and author history, a context panel (`context_panel`); one key
 to confirm, override, escalate, skip, undo; a lease heartbeat and live counts), Campaigns (`campaigns`: list, timeline plot, act on a whole campaign),
-Evaluation (`evaluation`: the `workbench eval report` figures and plots), Operations
+Evaluation (`evaluation`: the `workbench eval report` figures and plots), Models (`models`: the
+registry beside the gate's verdicts and comparison reports, promotion through the gate), Operations
 (`operations`: queue KPIs as tables and charts), Search (`search`: text, id, author, tag, note),
 Appeals (`appeals`: a lead confirms or reverses). `format` holds the shared time and text
 formatting, `render` holds the pure rendering helpers, `assets` the keyboard
@@ -44,6 +45,10 @@ def build_app(app: "AppContext", analyst: str = "analyst", queue: Optional[str] 
             build_campaigns_tab(app, campaigns_tab, who)
         with gr.Tab("Evaluation", id="evaluation"):
             build_evaluation_tab(app, who)
+        with gr.Tab("Models", id="models") as models_tab:
+            from .models import build_models_tab  # issue 18: the registry, the gate's verdicts, gated promotion
+
+            build_models_tab(app, models_tab, who)
         with gr.Tab("Operations", id="operations") as operations_tab:
             build_operations_tab(app, operations_tab)
         with gr.Tab("Search", id="search"):

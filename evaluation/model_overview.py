@@ -1,0 +1,97 @@
+"""What an integrity engineer reads before promoting: the registry beside the gate's verdicts.
+
+The verdicts are read back from the audit log (`model.gate`, written by
+`evaluation.promotion.compare_and_promote` for every retrain and gated promotion, and
+`model.force_promote` for an override), so the Models tab, the CLI and an auditor see the same
+history; nothing here writes. A comparison report is read only from inside the store's data
+directory: the path comes from the database, and a row there must not make the server read an
+arbitrary file.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional
+
+from sqlalchemy import select
+
+from core.hooks import check_permission
+from core.principals import Actor
+from core.schema import AuditEvent
+
+if TYPE_CHECKING:  # pragma: no cover
+    from core.store import Store
+
+A = AuditEvent.__table__
+GATE_ACTIONS = ("model.gate", "model.force_promote")
+MAX_REPORT_BYTES = 1 << 20  # a comparison report is a few kB; anything larger is not ours
+
+
+def gate_verdicts(store: "Store", actor: Actor, limit: int = 50) -> list[dict[str, Any]]:
+    """The latest `limit` gate verdicts and forced promotions, newest first: when, who, the
+    challenger, the champion it was compared with, passed, the metric, the gate's reason, the
+    report path, and for a forced promotion the engineer's reason. Needs `read`."""
+    check_permission(actor, "read", "models")
+    limit = max(1, min(int(limit), 1000))
+    with store.read() as conn:
+        rows = conn.execute(select(A.c.id, A.c.ts, A.c.actor, A.c.action, A.c.entity_id, A.c.payload)
+                            .where(A.c.action.in_(GATE_ACTIONS)).order_by(A.c.id.desc()).limit(limit)).all()
+    out = []
+    for r in rows:
+        p = r.payload if isinstance(r.payload, dict) else {}
+        gate = p.get("gate") if r.action == "model.force_promote" and isinstance(p.get("gate"), dict) else p
+        out.append({"event": r.id, "at": r.ts.isoformat(timespec="seconds") if r.ts else None, "actor": r.actor,
+                    "action": r.action, "challenger": r.entity_id, "champion": gate.get("champion"),
+                    "passed": bool(gate.get("passed")), "metric": gate.get("metric"),
+                    "reason": str(gate.get("reason") or ""), "report": gate.get("report"),
+                    "forced": r.action == "model.force_promote",
+                    "force_reason": p.get("reason") if r.action == "model.force_promote" else None})
+    return out
+
+
+def model_overview(store: "Store", actor: Actor, include_retired: bool = True) -> list[dict[str, Any]]:
+    """The registry, newest first, each version with its latest gate verdict (None when it never
+    met the gate: a first champion, or a version trained and not yet compared). Needs `read`."""
+    from models.registry import list_models
+
+    check_permission(actor, "read", "models")
+    latest: dict[str, dict[str, Any]] = {}
+    for v in gate_verdicts(store, actor, limit=1000):
+        if v["action"] == "model.gate":
+            latest.setdefault(v["challenger"], v)
+    return [{**m, "verdict": latest.get(m["id"])} for m in list_models(store, include_retired=include_retired)]
+
+
+def comparison_report(store: "Store", actor: Actor, version: str) -> dict[str, Any]:
+    """The latest comparison report of `version` as a challenger: {verdict, markdown, png, note}.
+    `markdown` / `png` are None when there is none, or when it lies outside the store's data
+    directory or is not a report (`note` says which). Needs `read`."""
+    check_permission(actor, "read", "models")
+    verdict = next((v for v in gate_verdicts(store, actor, limit=1000)
+                    if v["challenger"] == version and v["action"] == "model.gate"), None)
+    out: dict[str, Any] = {"verdict": verdict, "markdown": None, "png": None, "note": None}
+    if verdict is None:
+        out["note"] = f"{version} has not been through the gate (no comparison report)"
+        return out
+    md = _inside(store, verdict.get("report"))
+    if md is None:
+        out["note"] = f"the report of {version} is not inside the store's data directory: {verdict.get('report')}"
+        return out
+    if not md.is_file() or md.suffix != ".md" or md.stat().st_size > MAX_REPORT_BYTES:
+        out["note"] = f"the report of {version} is missing or not a report: {md}"
+        return out
+    out["markdown"] = md.read_text(encoding="utf-8", errors="replace")
+    png = md.with_name("comparison.png")
+    out["png"] = str(png) if png.is_file() else None
+    return out
+
+
+def _inside(store: "Store", path: Optional[str]) -> Optional[Path]:
+    """`path` resolved, when it lies inside the store's data directory; else None."""
+    if not path or not isinstance(path, str):
+        return None
+    root = Path(store.data_dir).resolve()
+    try:
+        p = Path(path).resolve()
+    except (OSError, RuntimeError, ValueError):
+        return None
+    return p if p.is_relative_to(root) else None

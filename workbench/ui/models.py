@@ -1,0 +1,150 @@
+"""The Models tab: the registry beside the gate's verdicts, each comparison report, and a
+promotion that goes through the same gate as `workbench models promote`.
+
+Reading is `evaluation.model_overview` (the audit log's `model.gate` events, so the tab and the
+CLI tell the same history); promoting is `evaluation.promotion.promote_through_gate`: the
+version is compared with the champion on the same held-out human labels and promoted only when
+the gate passes, or forced with a reason by someone allowed `force_promote` (a rollback). The
+open cases are then rescored in the background (`app.rescore_job`, as serve's automatic retrain
+does); the status line follows that job. Refusals are shown beside the button, in the service's
+words.
+"""
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any, Optional
+
+import gradio as gr
+
+from core.hooks import PermissionDenied
+from evaluation.model_overview import comparison_report, gate_verdicts, model_overview
+from models.base import ModelError
+
+from .format import local_time, md_escape, short, zone_name
+from .session import actor
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..context import AppContext
+
+VERSION_HEADERS = ["version", "kind", "role", "trained", "promoted", "validation macro F1", "gate"]
+VERDICT_HEADERS = ["when", "challenger", "compared with", "verdict", "metric", "gate's reason", "by"]
+
+
+def verdict_word(v: Optional[dict[str, Any]]) -> str:
+    """passed / refused / forced over the gate / — (never compared)."""
+    if not v:
+        return "—"
+    return "forced over the gate" if v["forced"] else "passed" if v["passed"] else "refused"
+
+
+def version_rows(models: list[dict[str, Any]]) -> list[list[Any]]:
+    rows = []
+    for m in models:
+        f1 = (m.get("metrics") or {}).get("macro_f1")
+        v = m.get("verdict")
+        promoted = f"{local_time(m['promoted_at'])} by {m.get('promoted_by') or '—'}" if m.get("promoted_at") else "—"
+        rows.append([m["id"], m["kind"], m["role"], local_time(m["created_at"]), promoted,
+                     f"{f1:.3f}" if isinstance(f1, (int, float)) else "—",
+                     verdict_word(v) + (f": {short(v['reason'], 90)}" if v else "")])
+    return rows
+
+
+def verdict_rows(verdicts: list[dict[str, Any]]) -> list[list[Any]]:
+    return [[local_time(v["at"]), v["challenger"], v["champion"] or "—", verdict_word(v), v["metric"] or "—",
+             short(v["force_reason"] if v["forced"] else v["reason"], 160), v["actor"]] for v in verdicts]
+
+
+def without_images(markdown: str) -> str:
+    """The report's Markdown without its image references: the tab shows the PNG beside it, and
+    a relative path would be fetched from the server's root."""
+    return re.sub(r"!\[[^\]]*\]\([^)]*\)", "", markdown)
+
+
+def rescore_line(app: "AppContext") -> str:
+    """The background rescoring after a promotion, as the API's `GET /api/v1/jobs/rescore` reports it."""
+    from workbench.learning import rescore_state
+
+    s = rescore_state(app.rescore_job)
+    if s["state"] == "none":
+        return ""
+    if s["state"] == "running":
+        return f" Rescoring open cases: {s['done']} of {s['total']} items scored."
+    if s["state"] == "failed":
+        return f" Rescoring open cases failed after {s['done']} of {s['total']}: {md_escape(s['error'])}."
+    r = s["result"] or {}
+    return (f" Rescoring open cases finished: {r.get('scored', 0)} scored, {r.get('stale_left', 0)} still stale.")
+
+
+def build_models_tab(app: "AppContext", tab: gr.Tab, who: Optional[gr.Textbox] = None) -> None:
+    """Lay out the Models tab and wire it; `who` is the Review tab's analyst box. It loads each
+    time `tab` is opened (not on page load: see `build_campaigns_tab`)."""
+    who_in = who if who is not None else gr.State("")
+
+    def listing(name: str, request: gr.Request) -> tuple[Any, ...]:
+        try:
+            principal = actor(app, name or "", request)
+            models = model_overview(app.store(), principal)
+            verdicts = gate_verdicts(app.store(), principal)
+        except PermissionDenied as exc:
+            return f"Not shown: {md_escape(exc)}", [], [], gr.update(choices=[])
+        champ = next((m["id"] for m in models if m["role"] == "champion"), None)
+        head = (f"Champion: **{md_escape(champ)}**." if champ else "No champion yet.") + rescore_line(app)
+        choices = [(f"{m['id']} ({m['role']})", m["id"]) for m in models]
+        return head, version_rows(models), verdict_rows(verdicts), gr.update(choices=choices)
+
+    def report(version: Optional[str], name: str, request: gr.Request) -> tuple[Any, Any]:
+        if not version:
+            return "Pick a version to read its comparison with the champion it met.", None
+        try:
+            r = comparison_report(app.store(), actor(app, name or "", request), version)
+        except PermissionDenied as exc:
+            return f"Not shown: {md_escape(exc)}", None
+        return (without_images(r["markdown"]) if r["markdown"] else f"*{md_escape(r['note'])}*"), r["png"]
+
+    def promote(version: Optional[str], force: bool, reason: str, name: str, request: gr.Request) -> tuple[Any, ...]:
+        from evaluation.promotion import promote_through_gate
+
+        if not version:
+            return ("**Pick a version first.**", *listing(name, request), gr.update(), gr.update())
+        try:
+            out = promote_through_gate(app.store(), app.taxonomy(), version, models_config=app.models(),
+                                       queue_config=app.queues(), actor=actor(app, name or "", request),
+                                       force=bool(force), reason=reason or "", rescore="background",
+                                       show_progress=False)
+        except (PermissionDenied, ModelError) as exc:
+            return (f"**Not promoted:** {md_escape(exc)}", *listing(name, request), gr.update(), gr.update())
+        if out.get("rescore_job") is not None:
+            app.rescore_job = out["rescore_job"]  # followed by the status line and the API
+        what = ("forced over the gate" if out["forced"] else "promoted through the gate" if out["promoted"]
+                else "not promoted")
+        line = f"**{md_escape(version)}: {what}.** Gate: {md_escape(out['gate']['reason'])}"
+        md, png = report(version, name, request)
+        return (line, *listing(name, request), md, png)
+
+    with gr.Row():
+        head = gr.Markdown(elem_id="wb-models-head")
+        refresh = gr.Button("Refresh", size="sm", scale=0, min_width=100)
+    versions = gr.Dataframe(headers=VERSION_HEADERS, interactive=False, wrap=True, elem_id="wb-models",
+                            column_widths=["27%", "8%", "9%", "12%", "16%", "9%", "19%"], max_height=260,
+                            label=f"Model versions, newest first (times in {zone_name()})")
+    verdicts = gr.Dataframe(headers=VERDICT_HEADERS, interactive=False, wrap=True, elem_id="wb-gate-verdicts",
+                            column_widths=["11%", "22%", "22%", "9%", "7%", "22%", "7%"], max_height=220,
+                            label="Gate verdicts, newest first: every retrain and gated promotion")
+    pick = gr.Dropdown(choices=[], label="Version", elem_id="wb-model-pick")
+    with gr.Row():
+        reason = gr.Textbox(label="Reason (kept in the audit log; required to force)", scale=3,
+                            elem_id="wb-model-reason")
+        force = gr.Checkbox(label="Force over the gate (a rollback; needs force_promote)", value=False, scale=1,
+                            elem_id="wb-model-force")
+        promote_btn = gr.Button("Promote through the gate", variant="primary", scale=1, elem_id="wb-model-promote")
+    result = gr.Markdown(elem_id="wb-model-result")
+    report_png = gr.Image(label="Reliability on the test split, and challenger - champion per policy with intervals",
+                          type="filepath", elem_id="wb-model-png", height=320)
+    report_md = gr.Markdown("Pick a version to read its comparison with the champion it met.",
+                            elem_id="wb-model-report")
+
+    outs = [head, versions, verdicts, pick]
+    refresh.click(listing, [who_in], outs)
+    tab.select(listing, [who_in], outs)
+    pick.change(report, [pick, who_in], [report_md, report_png])
+    promote_btn.click(promote, [pick, force, reason, who_in], [result, *outs, report_md, report_png])
