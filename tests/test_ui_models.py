@@ -1,7 +1,7 @@
 """The Models tab in a real browser (Chromium, 1366x768): an engineer reads the registry beside the
 gate's verdicts and a challenger's comparison report, and promotes it through the gate; the
-champion changes and the open cases are rescored. An analyst is refused, beside the button,
-and nothing changes. A screenshot goes to workbench-data/screenshots/models.png."""
+champion changes and the open cases are rescored; a retrain started from the tab reports its
+verdict in the status line. An analyst is refused, beside the button, and nothing changes. A screenshot goes to workbench-data/screenshots/models.png."""
 from __future__ import annotations
 
 import time
@@ -85,8 +85,24 @@ def test_an_engineer_promotes_through_the_gate_and_an_analyst_is_refused(loop, t
     while stale_open_cases(store) and time.time() < deadline:
         time.sleep(0.2)
     assert stale_open_cases(store) == []
-    page.click("#wb-models-head + button, button:has-text('Refresh')")
+    page.click("#wb-models-refresh")
     page.wait_for_function("() => document.querySelector('#wb-models-head').innerText.includes('Rescoring open cases"
                            " finished')", timeout=20000)
     assert challenger in page.inner_text("#wb-models-head")
+
+    # A retrain from the tab: in the background, its verdict in the status line (the same data
+    # again: an equal challenger, refused) and a new row among the gate's verdicts.
+    page.click("#wb-model-retrain")
+    _wait_result(page, "Retrain started")
+    deadline = time.time() + 90
+    while "Retrain finished" not in page.inner_text("#wb-models-head") and time.time() < deadline:
+        page.click("#wb-models-refresh")
+        page.wait_for_timeout(500)
+    head = page.inner_text("#wb-models-head")
+    assert "Retrain finished" in head and "not promoted" in head and "by erin" in head, head
+    page.screenshot(path=str(SHOTS / "models-retrain.png"))
+    assert app.retrain_job is not None and app.retrain_job.result["champion"] == challenger
+    assert app.retrain_job.result["challenger"] in page.inner_text("#wb-gate-verdicts")
+    with store.read() as conn:
+        assert champion_version(conn) == challenger
     page.context.close()

@@ -142,6 +142,10 @@ def create_api(app: "AppContext") -> FastAPI:
     def get_rescore_job(who: "Principal" = Depends(principal)) -> dict[str, Any]:
         return rescore_job_view(app, who)
 
+    @api.get("/jobs/retrain", summary="The latest retrain started from the web UI: steps and verdict (needs read)")
+    def get_retrain_job(who: "Principal" = Depends(principal)) -> dict[str, Any]:
+        return retrain_job_view(app, who)
+
     return api
 
 
@@ -272,6 +276,16 @@ def decisions_page(app: "AppContext", who: "Principal", after: int = 0, limit: i
                             .order_by(D.c.id).limit(limit + 1)).mappings().all()
     page = [dict(r) for r in rows[:limit]]
     return {"decisions": page, "next_cursor": page[-1]["id"] if len(rows) > limit else None}
+
+
+def retrain_job_view(app: "AppContext", who: "Principal") -> dict[str, Any]:
+    """The latest retrain started from the web UI, as `workbench.learning.retrain_state` reports it."""
+    from core.hooks import check_permission
+
+    from .learning import retrain_state
+
+    check_permission(who, "read", "retrain job")
+    return retrain_state(app.retrain_job)
 
 
 def rescore_job_view(app: "AppContext", who: "Principal") -> dict[str, Any]:

@@ -14,6 +14,7 @@ registers the role policy on the plugin manager, once per process.
 """
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
@@ -28,6 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from core.store import Store
     from core.taxonomy import Taxonomy
     from labeling.queue_config import QueueConfig
+    from workbench.learning import RetrainJob
     from labeling.review_config import ReviewSettings
     from models.config import ModelsConfig
     from core.web_config import WebConfig
@@ -56,6 +58,10 @@ class AppContext:
         # The latest rescoring of the open cases after an automatic promotion (`workbench.learning`),
         # for the API to report its progress; None until one starts in this process.
         self.rescore_job: Optional["RescoreJob"] = None
+        # The latest retrain started from the web UI (`workbench.learning.start_retrain`), and the
+        # lock that keeps one retrain at a time in this process (the automatic one takes it too).
+        self.retrain_job: Optional["RetrainJob"] = None
+        self.retrain_lock = threading.Lock()
 
     def store(self) -> "Store":
         if self._store is None:

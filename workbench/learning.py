@@ -8,11 +8,18 @@ promotion the open cases are rescored as a `labeling.rescore.RescoreJob` in its 
 job is kept on the application context (`app.rescore_job`, what `GET /api/v1/jobs/rescore`
 reports) and the check thread follows it to its end, logging its progress, so that no retrain
 starts while the open cases are still being rescored. Errors are logged and the next check retries.
+
+A retrain can also be started from the web UI's Models tab (`start_retrain`): the same
+`retrain_and_gate` in a thread, its steps and outcome on a `RetrainJob` (`app.retrain_job`, what
+`GET /api/v1/jobs/retrain` reports). One retrain at a time per process: both paths take
+`app.retrain_lock`, and the automatic check skips while the lock is held.
 """
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Optional
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -69,9 +76,16 @@ def check_and_retrain(app: Any) -> Optional[dict[str, Any]]:
     due = retrain_due(app.store(), app.models(), drift=drift_check(app))
     if not due["due"]:
         return None
-    log.info("automatic retrain: %s", due["reason"])
-    result = retrain_and_gate(app.store(), app.taxonomy(), models_config=app.models(), queue_config=app.queues(),
-                              actor=SYSTEM["system"], rescore="background", show_progress=False)
+    if not app.retrain_lock.acquire(blocking=False):
+        log.info("automatic retrain due (%s), but a retrain is running: the next check retries", due["reason"])
+        return None
+    try:
+        log.info("automatic retrain: %s", due["reason"])
+        result = retrain_and_gate(app.store(), app.taxonomy(), models_config=app.models(),
+                                  queue_config=app.queues(), actor=SYSTEM["system"], rescore="background",
+                                  show_progress=False)
+    finally:
+        app.retrain_lock.release()
     log.info("automatic retrain: %s %s (%s)", result["challenger"],
              "promoted" if result["promoted"] else "not promoted", result["gate"]["reason"])
     job = result.get("rescore_job")
@@ -98,3 +112,67 @@ def start_auto_retrain(app: Any) -> Optional[threading.Event]:
 
     threading.Thread(target=loop, name="auto-retrain", daemon=True).start()
     return stop
+
+
+@dataclass
+class RetrainJob:
+    """A retrain started from the web UI: who and when, the steps so far, then the outcome."""
+
+    by: str
+    started_at: str
+    steps: list[str] = field(default_factory=list)
+    result: Optional[dict[str, Any]] = None
+    error: Optional[str] = None
+    thread: Optional[threading.Thread] = field(default=None, repr=False)
+
+
+def retrain_state(job: Optional[RetrainJob]) -> dict[str, Any]:
+    """A retrain job as readers see it (the API, the Models tab): `state` none, running, finished
+    or failed; who started it and when; its last steps; the outcome (challenger, champion
+    compared with, promoted, the gate's reason) or the error."""
+    if job is None:
+        return {"state": "none", "by": None, "started_at": None, "steps": [], "result": None, "error": None}
+    state = "failed" if job.error is not None else "finished" if job.result is not None else "running"
+    return {"state": state, "by": job.by, "started_at": job.started_at, "steps": list(job.steps[-20:]),
+            "result": dict(job.result) if job.result is not None else None, "error": job.error}
+
+
+def start_retrain(app: Any, actor: Any) -> RetrainJob:
+    """Start `retrain_and_gate` for `actor` in a thread (never forced: the gate alone decides);
+    after a promotion the open cases are rescored as `app.rescore_job`. Permissions (`train`,
+    `promote`, `score`) are checked here, before the thread, so a refusal is the caller's error;
+    a second retrain while one runs is refused (`PromotionError`)."""
+    from core.hooks import check_permission
+    from core.principals import actor_name
+    from evaluation.promotion import PromotionError, retrain_and_gate
+
+    for action in ("train", "promote", "score"):
+        check_permission(actor, action, "retrain")
+    if not app.retrain_lock.acquire(blocking=False):
+        running = app.retrain_job
+        since = f" (started {running.started_at} by {running.by})" if running is not None else ""
+        raise PromotionError(f"a retrain is already running{since}: wait for its verdict")
+    job = RetrainJob(by=actor_name(actor), started_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+
+    def step(message: Any = "", *_: Any, **__: Any) -> None:
+        job.steps.append(str(message).strip())
+
+    def run() -> None:
+        try:
+            out = retrain_and_gate(app.store(), app.taxonomy(), models_config=app.models(), queue_config=app.queues(),
+                                   actor=actor, rescore="background", show_progress=False, echo=step)
+            rescore = out.get("rescore_job")
+            if rescore is not None:
+                app.rescore_job = rescore
+            job.result = {"challenger": out["challenger"], "champion": out["champion"], "promoted": out["promoted"],
+                          "gate": out["gate"]["reason"], "report": out.get("report")}
+        except Exception as exc:  # noqa: BLE001 - kept on the job: a thread has no caller to raise to
+            job.error = f"{type(exc).__name__}: {exc}"
+            log.warning("retrain started by %s failed: %s", job.by, job.error)
+        finally:
+            app.retrain_lock.release()
+
+    app.retrain_job = job
+    job.thread = threading.Thread(target=run, name="workbench-retrain", daemon=True)
+    job.thread.start()
+    return job

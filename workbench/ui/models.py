@@ -6,8 +6,9 @@ CLI tell the same history); promoting is `evaluation.promotion.promote_through_g
 version is compared with the champion on the same held-out human labels and promoted only when
 the gate passes, or forced with a reason by someone allowed `force_promote` (a rollback). The
 open cases are then rescored in the background (`app.rescore_job`, as serve's automatic retrain
-does); the status line follows that job. Refusals are shown beside the button, in the service's
-words.
+does); the status line follows that job. **Retrain a challenger** starts `retrain_and_gate` in
+the background (`workbench.learning.start_retrain`, one at a time), its steps and verdict in the
+same status line. Refusals are shown beside the button, in the service's words.
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from .session import actor
 if TYPE_CHECKING:  # pragma: no cover
     from ..context import AppContext
 
-VERSION_HEADERS = ["version", "kind", "role", "trained", "promoted", "validation macro F1", "gate"]
+VERSION_HEADERS = ["version", "kind", "role", "trained", "promoted", "validation macro F1", "latest gate verdict"]
 VERDICT_HEADERS = ["when", "challenger", "compared with", "verdict", "metric", "gate's reason", "by"]
 
 
@@ -45,7 +46,7 @@ def version_rows(models: list[dict[str, Any]]) -> list[list[Any]]:
         promoted = f"{local_time(m['promoted_at'])} by {m.get('promoted_by') or '—'}" if m.get("promoted_at") else "—"
         rows.append([m["id"], m["kind"], m["role"], local_time(m["created_at"]), promoted,
                      f"{f1:.3f}" if isinstance(f1, (int, float)) else "—",
-                     verdict_word(v) + (f": {short(v['reason'], 90)}" if v else "")])
+                     verdict_word(v) + (f" ({v['metric']})" if v and v.get("metric") else "")])
     return rows
 
 
@@ -75,6 +76,23 @@ def rescore_line(app: "AppContext") -> str:
     return (f" Rescoring open cases finished: {r.get('scored', 0)} scored, {r.get('stale_left', 0)} still stale.")
 
 
+def retrain_line(app: "AppContext") -> str:
+    """The latest retrain started here (`workbench.learning.retrain_state`), in one line."""
+    from workbench.learning import retrain_state
+
+    s = retrain_state(app.retrain_job)
+    if s["state"] == "none":
+        return ""
+    since = f"started {local_time(s['started_at'])} by {md_escape(s['by'])}"
+    if s["state"] == "running":
+        return f" Retrain running ({since}): {md_escape(s['steps'][-1] if s['steps'] else 'starting')}."
+    if s["state"] == "failed":
+        return f" Retrain failed ({since}): {md_escape(s['error'])}."
+    r = s["result"]
+    what = "promoted" if r["promoted"] else "not promoted"
+    return f" Retrain finished ({since}): **{md_escape(r['challenger'])} {what}**; gate: {md_escape(r['gate'])}."
+
+
 def build_models_tab(app: "AppContext", tab: gr.Tab, who: Optional[gr.Textbox] = None) -> None:
     """Lay out the Models tab and wire it; `who` is the Review tab's analyst box. It loads each
     time `tab` is opened (not on page load: see `build_campaigns_tab`)."""
@@ -88,7 +106,8 @@ def build_models_tab(app: "AppContext", tab: gr.Tab, who: Optional[gr.Textbox] =
         except PermissionDenied as exc:
             return f"Not shown: {md_escape(exc)}", [], [], gr.update(choices=[])
         champ = next((m["id"] for m in models if m["role"] == "champion"), None)
-        head = (f"Champion: **{md_escape(champ)}**." if champ else "No champion yet.") + rescore_line(app)
+        head = ((f"Champion: **{md_escape(champ)}**." if champ else "No champion yet.") + retrain_line(app)
+                + rescore_line(app))
         choices = [(f"{m['id']} ({m['role']})", m["id"]) for m in models]
         return head, version_rows(models), verdict_rows(verdicts), gr.update(choices=choices)
 
@@ -121,11 +140,22 @@ def build_models_tab(app: "AppContext", tab: gr.Tab, who: Optional[gr.Textbox] =
         md, png = report(version, name, request)
         return (line, *listing(name, request), md, png)
 
+    def retrain(name: str, request: gr.Request) -> tuple[Any, ...]:
+        from workbench.learning import start_retrain
+
+        try:
+            start_retrain(app, actor(app, name or "", request))
+        except (PermissionDenied, ModelError) as exc:
+            return (f"**Not started:** {md_escape(exc)}", *listing(name, request))
+        return ("**Retrain started**: a challenger on the base data and the human labels, then the gate. "
+                "Refresh for its steps and verdict.", *listing(name, request))
+
     with gr.Row():
         head = gr.Markdown(elem_id="wb-models-head")
-        refresh = gr.Button("Refresh", size="sm", scale=0, min_width=100)
+        retrain_btn = gr.Button("Retrain a challenger", size="sm", scale=0, min_width=170, elem_id="wb-model-retrain")
+        refresh = gr.Button("Refresh", size="sm", scale=0, min_width=100, elem_id="wb-models-refresh")
     versions = gr.Dataframe(headers=VERSION_HEADERS, interactive=False, wrap=True, elem_id="wb-models",
-                            column_widths=["27%", "8%", "9%", "12%", "16%", "9%", "19%"], max_height=260,
+                            column_widths=["28%", "9%", "10%", "13%", "20%", "9%", "11%"], max_height=260,
                             label=f"Model versions, newest first (times in {zone_name()})")
     verdicts = gr.Dataframe(headers=VERDICT_HEADERS, interactive=False, wrap=True, elem_id="wb-gate-verdicts",
                             column_widths=["11%", "22%", "22%", "9%", "7%", "22%", "7%"], max_height=220,
@@ -148,3 +178,4 @@ def build_models_tab(app: "AppContext", tab: gr.Tab, who: Optional[gr.Textbox] =
     tab.select(listing, [who_in], outs)
     pick.change(report, [pick, who_in], [report_md, report_png])
     promote_btn.click(promote, [pick, force, reason, who_in], [result, *outs, report_md, report_png])
+    retrain_btn.click(retrain, [who_in], [result, *outs])
