@@ -75,3 +75,14 @@ def test_the_retrain_job_endpoint(api):  # noqa: F811
     assert body["state"] == "finished" and body["by"] == "eng" and body["result"]["promoted"] is True
     assert body["result"]["challenger"] and "lower bound" in body["result"]["gate"]
     _wait(api.ctx.rescore_job)
+
+
+def test_a_failed_retrain_is_kept_on_the_job_and_frees_the_lock(sqlite_store, roles):
+    app = LoopContext(store=sqlite_store)  # nothing to train on
+    job = start_retrain(app, ENGINEER)
+    _wait(job)
+    state = retrain_state(job)
+    assert state["state"] == "failed" and state["result"] is None and state["error"], state
+    assert not app.retrain_lock.locked()
+    assert start_retrain(app, ENGINEER).thread is not None  # the next one may start
+    _wait(app.retrain_job)
