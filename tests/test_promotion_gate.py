@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import threading
 
 import numpy as np
 import pytest
@@ -350,7 +351,8 @@ def test_serve_auto_retrain_check_and_background_rescore(loop, taxonomy, queue_c
     store, champ, _ = loop
     on = MODELS.model_copy(update={"auto_retrain": MODELS.auto_retrain.model_copy(
         update={"enabled": True, "after_decisions": 200})})
-    app = SimpleNamespace(store=lambda: store, models=lambda: on, taxonomy=lambda: taxonomy, queues=lambda: queue_config)
+    app = SimpleNamespace(store=lambda: store, models=lambda: on, taxonomy=lambda: taxonomy, queues=lambda: queue_config,
+                          retrain_lock=threading.Lock(), rescore_job=None)
     assert check_and_retrain(SimpleNamespace(**{**vars(app), "models": lambda: MODELS})) is None  # off by default
     result = check_and_retrain(app)
     assert result["promoted"] and result["rescore"]["stale_left"] == 0
