@@ -192,7 +192,7 @@ def gate(comparisons: dict[str, dict[str, Any]], metric: str, min_lower_bound: f
         ok = ok_interval and ok_mcnemar
         sets[name] = {"gating": gating, "passed": ok if gating else None, "n": comp.get("n", 0),
                       "lower": entry["lower"] if entry else None, "delta": entry["delta"] if entry else None,
-                      "mcnemar_p": m.get("p_value")}
+                      "upper": entry.get("upper") if entry else None, "mcnemar_p": m.get("p_value")}
         if not gating:
             reasons.append(f"{name}: {comp.get('n', 0)} items" + ("" if entry else f", no {metric}")
                            + f" (under {min_items} or not computable: reported only)")

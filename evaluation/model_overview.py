@@ -28,8 +28,9 @@ MAX_REPORT_BYTES = 1 << 20  # a comparison report is a few kB; anything larger i
 
 def gate_verdicts(store: "Store", actor: Actor, limit: int = 50) -> list[dict[str, Any]]:
     """The latest `limit` gate verdicts and forced promotions, newest first: when, who, the
-    challenger, the champion it was compared with, passed, the metric, the gate's reason, the
-    report path, and for a forced promotion the engineer's reason. Needs `read`."""
+    challenger, the champion it was compared with, passed, the metric, per evaluation set the
+    difference and its interval (`sets`), the gate's reason, the report path, and for a forced
+    promotion the engineer's reason. Needs `read`."""
     check_permission(actor, "read", "models")
     limit = max(1, min(int(limit), 1000))
     with store.read() as conn:
@@ -42,6 +43,8 @@ def gate_verdicts(store: "Store", actor: Actor, limit: int = 50) -> list[dict[st
         out.append({"event": r.id, "at": r.ts.isoformat(timespec="seconds") if r.ts else None, "actor": r.actor,
                     "action": r.action, "challenger": r.entity_id, "champion": gate.get("champion"),
                     "passed": bool(gate.get("passed")), "metric": gate.get("metric"),
+                    "min_lower_bound": gate.get("min_lower_bound"),
+                    "sets": gate.get("sets") if isinstance(gate.get("sets"), dict) else {},
                     "reason": str(gate.get("reason") or ""), "report": gate.get("report"),
                     "forced": r.action == "model.force_promote",
                     "force_reason": p.get("reason") if r.action == "model.force_promote" else None})

@@ -233,7 +233,8 @@ def compare_and_promote(store: "Store", taxonomy: "Taxonomy", ld: "LearningData"
     result.update(png=png, report=str(folder / "comparison.md"))
     write_markdown(folder / "comparison.md", result, "comparison.png")
     summary = {"champion": result["champion"], "passed": verdict["passed"], "metric": verdict["metric"],
-               "sets": verdict["sets"], "reason": verdict["reason"], "report": result["report"]}
+               "min_lower_bound": verdict["min_lower_bound"], "sets": verdict["sets"], "reason": verdict["reason"],
+               "report": result["report"]}
     with store.begin() as conn:
         audit.record(conn, actor, "model.gate", "model_version", challenger_id, summary)
         if forced:

@@ -109,3 +109,43 @@ def write_markdown(path: str | Path, result: dict[str, Any], png_name: str) -> s
               f"![comparison]({png_name})", ""]
     Path(path).write_text("\n".join(lines), encoding="utf-8")
     return str(path)
+
+
+def plot_gate_history(path: str | Path, verdicts: list[dict[str, Any]], set_name: str = "test_split") -> Optional[str]:
+    """One PNG of the gate over time (`evaluation.model_overview.gate_verdicts`, any order): per
+    verdict, challenger - champion on `set_name` (point) with its interval (the bar: the lower
+    bound the gate reads, to the upper one where recorded), green when it passed the gate, red
+    when refused and then forced over it, grey when refused; beside it, how many held-out human
+    labels each verdict stood on. None when no verdict has the set."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    forced = {v["challenger"] for v in verdicts if v.get("forced")}  # its gate row is drawn, in red
+    rows = [v for v in sorted(verdicts, key=lambda v: v["event"]) if not v.get("forced")
+            and isinstance((v.get("sets") or {}).get(set_name), dict) and v["sets"][set_name].get("delta") is not None]
+    if not rows:
+        return None
+    x = np.arange(1, len(rows) + 1)
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(12.5, 3.4), gridspec_kw={"width_ratios": [2.2, 1]})
+    for i, v in zip(x, rows):
+        s = v["sets"][set_name]
+        colour = "#4a9a6a" if v.get("passed") else "#c44e52" if v["challenger"] in forced else "#8c8c8c"
+        top = s.get("upper") if s.get("upper") is not None else s["delta"]
+        a1.plot([i, i], [s["lower"], top], color=colour, linewidth=2.5, solid_capstyle="butt")
+        a1.plot(i, s["delta"], "o", color=colour, ms=6)
+    bound = rows[-1].get("min_lower_bound")
+    a1.axhline(0.0 if bound is None else bound, color="#333", linestyle="--", linewidth=1)
+    metric = rows[-1].get("metric") or "metric"
+    a1.set_title(f"Challenger - champion, {metric} on {set_name} (green passed, grey refused, red forced over it)",
+                 fontsize=9)
+    a1.set_xlabel("gate verdict, oldest first"), a1.set_ylabel("difference with interval")
+    a1.set_xticks(x)
+    a2.bar(x, [v["sets"][set_name].get("n", 0) for v in rows], color="#3a6ea5")
+    a2.set_title(f"held-out human labels in {set_name}", fontsize=9), a2.set_xticks(x)
+    a2.set_xlabel("gate verdict, oldest first")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return str(path)

@@ -14,7 +14,7 @@ from evaluation.promotion import retrain_and_gate
 from test_promotion_gate import MODELS, loop  # noqa: F401 (the fixture)
 
 
-def test_verdicts_newest_first_with_each_versions_latest_and_its_report(loop, taxonomy, queue_config):  # noqa: F811
+def test_verdicts_newest_first_with_each_versions_latest_and_its_report(loop, taxonomy, tmp_path):  # noqa: F811
     store, champ, _ = loop
     better = retrain_and_gate(store, taxonomy, models_config=MODELS, queue_config=None, actor="eng",
                               rescore="none", show_progress=False)  # promoted: the champion learned every label wrong
@@ -42,6 +42,17 @@ def test_verdicts_newest_first_with_each_versions_latest_and_its_report(loop, ta
     top = gate_verdicts(store, "eng", limit=2)
     assert [v["action"] for v in top] == ["model.force_promote", "model.gate"]
     assert top[0]["forced"] and top[0]["force_reason"] == "rollback drill" and not top[0]["passed"]
+
+    # The gate over time, one PNG: each verdict's difference with its interval on the test split.
+    from evaluation.promotion_report import plot_gate_history
+
+    every = gate_verdicts(store, "eng")
+    split = every[-1]["sets"]["test_split"]
+    assert split["lower"] <= split["delta"] <= split["upper"] and split["n"] > 0
+    assert every[-1]["min_lower_bound"] == MODELS.promotion.min_lower_bound
+    png = plot_gate_history(tmp_path / "gates.png", every)
+    assert png and (tmp_path / "gates.png").stat().st_size > 5000
+    assert plot_gate_history(tmp_path / "none.png", []) is None and not (tmp_path / "none.png").exists()
 
 
 def test_needs_read_and_never_reads_a_report_outside_the_store(loop, roles, tmp_path):  # noqa: F811
@@ -84,5 +95,8 @@ def test_models_gates_command_lists_the_verdicts(loop, taxonomy):  # noqa: F811
     assert [(r["challenger"], r["champion"], r["passed"]) for r in rows] == [(out["challenger"], champ, True)]
     res = runner.invoke(cli, ["--data-dir", str(store.data_dir), "models", "gates"], catch_exceptions=False)
     assert res.exit_code == 0 and f"{out['challenger']} vs {champ}: passed by eng" in res.output
+    res = runner.invoke(cli, ["--data-dir", str(store.data_dir), "models", "gates", "--plot",
+                              str(store.data_dir / "gates.png")], catch_exceptions=False)
+    assert res.exit_code == 0 and "plot: " in res.output and (store.data_dir / "gates.png").stat().st_size > 5000
     res = runner.invoke(cli, ["--data-dir", str(store.data_dir), "models", "gates", "--limit", "0"])
     assert res.exit_code == 2 and "--limit" in res.output

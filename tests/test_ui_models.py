@@ -70,8 +70,9 @@ def test_an_engineer_promotes_through_the_gate_and_an_analyst_is_refused(loop, t
     listed = page.inner_text("#wb-models")
     assert champ in listed and "champion" in listed and "passed" in listed
     assert "lower bound" in page.inner_text("#wb-gate-verdicts")
-    page.wait_for_function("() => { const i = document.querySelector('#wb-model-png img');"
-                           " return i && i.naturalWidth > 0; }", timeout=20000)
+    for image in ("#wb-model-png img", "#wb-gate-history img"):  # the report's PNG and the gate over time
+        page.wait_for_function(f"() => {{ const i = document.querySelector('{image}');"
+                               " return i && i.naturalWidth > 0; }", timeout=20000)
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / "models.png"))
     page.screenshot(path=str(SHOTS / "models-report.png"), full_page=True)

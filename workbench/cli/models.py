@@ -164,19 +164,28 @@ def register_commands(cli: click.Group) -> None:
     @models_group.command("gates")
     @click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True,
                   help="How many verdicts, newest first.")
+    @click.option("--plot", "plot_path", type=click.Path(dir_okay=False, writable=True), default=None,
+                  help="Also write a PNG of these verdicts: challenger - champion with its interval, per verdict.")
     @json_option
     @pass_app
-    def gates_cmd(app: AppContext, limit: int, as_json: bool) -> None:
+    def gates_cmd(app: AppContext, limit: int, plot_path: Optional[str], as_json: bool) -> None:
         """The gate's verdicts, newest first: every retrain and gated promotion (and forced ones),
         read back from the audit log, as the web UI's Models tab lists them.
 
         \b
         Example:
           workbench models gates --limit 5
+          workbench models gates --plot gates.png
         """
         from evaluation.model_overview import gate_verdicts
 
         rows = _call(gate_verdicts, app.store(), acting(app), limit=limit)
+        if plot_path:
+            from evaluation.promotion_report import plot_gate_history
+
+            written = plot_gate_history(plot_path, rows)
+            if not as_json:
+                click.echo(f"plot: {written}" if written else "plot: no verdict with a test split to draw")
 
         def human(rs: list[dict[str, Any]]) -> None:
             if not rs:

@@ -19,6 +19,7 @@ import gradio as gr
 
 from core.hooks import PermissionDenied
 from evaluation.model_overview import comparison_report, gate_verdicts, model_overview
+from evaluation.promotion_report import plot_gate_history
 from models.base import ModelError
 
 from .format import local_time, md_escape, short, zone_name
@@ -104,12 +105,13 @@ def build_models_tab(app: "AppContext", tab: gr.Tab, who: Optional[gr.Textbox] =
             models = model_overview(app.store(), principal)
             verdicts = gate_verdicts(app.store(), principal)
         except PermissionDenied as exc:
-            return f"Not shown: {md_escape(exc)}", [], [], gr.update(choices=[])
+            return f"Not shown: {md_escape(exc)}", [], [], gr.update(choices=[]), None
         champ = next((m["id"] for m in models if m["role"] == "champion"), None)
         head = ((f"Champion: **{md_escape(champ)}**." if champ else "No champion yet.") + retrain_line(app)
                 + rescore_line(app))
         choices = [(f"{m['id']} ({m['role']})", m["id"]) for m in models]
-        return head, version_rows(models), verdict_rows(verdicts), gr.update(choices=choices)
+        history = plot_gate_history(app.store().path("plots", "gate-history.png"), verdicts)
+        return head, version_rows(models), verdict_rows(verdicts), gr.update(choices=choices), history
 
     def report(version: Optional[str], name: str, request: gr.Request) -> tuple[Any, Any]:
         if not version:
@@ -160,6 +162,8 @@ def build_models_tab(app: "AppContext", tab: gr.Tab, who: Optional[gr.Textbox] =
     verdicts = gr.Dataframe(headers=VERDICT_HEADERS, interactive=False, wrap=True, elem_id="wb-gate-verdicts",
                             column_widths=["11%", "22%", "22%", "9%", "7%", "22%", "7%"], max_height=220,
                             label="Gate verdicts, newest first: every retrain and gated promotion")
+    history = gr.Image(label="The gate over time: challenger - champion with its interval, and the held-out labels "
+                             "it stood on", type="filepath", elem_id="wb-gate-history", height=260)
     pick = gr.Dropdown(choices=[], label="Version", elem_id="wb-model-pick")
     with gr.Row():
         reason = gr.Textbox(label="Reason (kept in the audit log; required to force)", scale=3,
@@ -173,7 +177,7 @@ def build_models_tab(app: "AppContext", tab: gr.Tab, who: Optional[gr.Textbox] =
     report_md = gr.Markdown("Pick a version to read its comparison with the champion it met.",
                             elem_id="wb-model-report")
 
-    outs = [head, versions, verdicts, pick]
+    outs = [head, versions, verdicts, pick, history]
     refresh.click(listing, [who_in], outs)
     tab.select(listing, [who_in], outs)
     pick.change(report, [pick, who_in], [report_md, report_png])
