@@ -12,7 +12,10 @@ same status line. Refusals are shown beside the button, in the service's words.
 """
 from __future__ import annotations
 
+import os
 import re
+import threading
+import uuid
 from typing import TYPE_CHECKING, Any, Optional
 
 import gradio as gr
@@ -94,6 +97,22 @@ def retrain_line(app: "AppContext") -> str:
     return f" Retrain finished ({since}): **{md_escape(r['challenger'])} {what}**; gate: {md_escape(r['gate'])}."
 
 
+_PLOT_LOCK = threading.Lock()  # pyplot is not thread-safe, and Gradio runs callbacks in a pool
+
+
+def gate_history_png(app: "AppContext", verdicts: list[dict[str, Any]]) -> Optional[str]:
+    """The gate-over-time PNG of `verdicts`, written whole before it replaces the previous one
+    (two viewers refreshing at once never read a half-written file)."""
+    final = app.store().path("plots", "gate-history.png")
+    tmp = final.with_name(f".gate-history-{uuid.uuid4().hex}.png")
+    with _PLOT_LOCK:
+        written = plot_gate_history(tmp, verdicts)
+    if written is None:
+        return None
+    os.replace(tmp, final)
+    return str(final)
+
+
 def build_models_tab(app: "AppContext", tab: gr.Tab, who: Optional[gr.Textbox] = None) -> None:
     """Lay out the Models tab and wire it; `who` is the Review tab's analyst box. It loads each
     time `tab` is opened (not on page load: see `build_campaigns_tab`)."""
@@ -110,7 +129,7 @@ def build_models_tab(app: "AppContext", tab: gr.Tab, who: Optional[gr.Textbox] =
         head = ((f"Champion: **{md_escape(champ)}**." if champ else "No champion yet.") + retrain_line(app)
                 + rescore_line(app))
         choices = [(f"{m['id']} ({m['role']})", m["id"]) for m in models]
-        history = plot_gate_history(app.store().path("plots", "gate-history.png"), verdicts)
+        history = gate_history_png(app, verdicts)
         return head, version_rows(models), verdict_rows(verdicts), gr.update(choices=choices), history
 
     def report(version: Optional[str], name: str, request: gr.Request) -> tuple[Any, Any]:
