@@ -134,12 +134,13 @@ def build_models_tab(app: "AppContext", tab: gr.Tab, who: Optional[gr.Textbox] =
 
     def report(version: Optional[str], name: str, request: gr.Request) -> tuple[Any, Any]:
         if not version:
-            return "Pick a version to read its comparison with the champion it met.", None
+            return "Pick a version to read its comparison with the champion it met.", gr.update(visible=False)
         try:
             r = comparison_report(app.store(), actor(app, name or "", request), version)
         except PermissionDenied as exc:
-            return f"Not shown: {md_escape(exc)}", None
-        return (without_images(r["markdown"]) if r["markdown"] else f"*{md_escape(r['note'])}*"), r["png"]
+            return f"Not shown: {md_escape(exc)}", gr.update(value=None, visible=False)
+        return ((without_images(r["markdown"]) if r["markdown"] else f"*{md_escape(r['note'])}*"),
+                gr.update(value=r["png"], visible=r["png"] is not None))
 
     def promote(version: Optional[str], force: bool, reason: str, name: str, request: gr.Request) -> tuple[Any, ...]:
         from evaluation.promotion import promote_through_gate
@@ -182,7 +183,7 @@ def build_models_tab(app: "AppContext", tab: gr.Tab, who: Optional[gr.Textbox] =
                             column_widths=["11%", "22%", "22%", "9%", "7%", "22%", "7%"], max_height=220,
                             label="Gate verdicts, newest first: every retrain and gated promotion")
     history = gr.Image(label="The gate over time: challenger - champion with its interval, and the held-out labels "
-                             "it stood on", type="filepath", elem_id="wb-gate-history", height=260)
+                             "it stood on", show_label=False, type="filepath", elem_id="wb-gate-history", height=260)
     pick = gr.Dropdown(choices=[], label="Version", elem_id="wb-model-pick")
     with gr.Row():
         reason = gr.Textbox(label="Reason (kept in the audit log; required to force)", scale=3,
@@ -192,7 +193,7 @@ def build_models_tab(app: "AppContext", tab: gr.Tab, who: Optional[gr.Textbox] =
         promote_btn = gr.Button("Promote through the gate", variant="primary", scale=1, elem_id="wb-model-promote")
     result = gr.Markdown(elem_id="wb-model-result")
     report_png = gr.Image(label="Reliability on the test split, and challenger - champion per policy with intervals",
-                          type="filepath", elem_id="wb-model-png", height=320)
+                          show_label=False, type="filepath", elem_id="wb-model-png", height=320, visible=False)
     report_md = gr.Markdown("Pick a version to read its comparison with the champion it met.",
                             elem_id="wb-model-report")
 
