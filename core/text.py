@@ -26,3 +26,16 @@ def text_hash(text: str) -> str:
 def has_undecodable_bytes(text: str) -> bool:
     """True when `text` was decoded with `surrogateescape` and held bytes that are not UTF-8."""
     return bool(_SURROGATE.search(text))
+
+
+# A rationale or reason a person writes (a decision, a correction, a forced promotion) is kept in
+# the decision rows and the audit log for good: long enough for a careful note, never a dump.
+MAX_REASON_CHARS = 5000
+
+
+def reason_length_error(text: str | None, what: str, limit: int = MAX_REASON_CHARS) -> str | None:
+    """The one-line refusal when `text` is over `limit` characters (None when it is within): the
+    services raise it as their own error, so every free-text reason follows the same rule."""
+    if text is not None and len(text) > limit:
+        return f"{what} has at most {limit:,} characters, this one has {len(text):,}"
+    return None

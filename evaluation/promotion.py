@@ -37,6 +37,7 @@ from core.hooks import check_permission
 from core.labels import AUTHORITATIVE_KINDS
 from core.principals import Actor, actor_name
 from core.schema import AuditEvent, Decision, ModelVersion, utcnow
+from core.text import reason_length_error
 from models.base import ModelError
 
 from .compare import gate, paired_bootstrap
@@ -151,6 +152,8 @@ def _check_promotion(actor: Actor, promote: bool, force: bool, reason: str, what
         raise PromotionError("rescoring open cases needs the queue config (or rescore='none')")
     if promote:
         check_permission(actor, "promote", what)
+    if (too_long := reason_length_error(reason, "a reason")) is not None:
+        raise PromotionError(too_long)
     if force:
         if not reason.strip():
             raise PromotionError("--force needs a --reason (kept in the audit log)")

@@ -20,6 +20,7 @@ from core.principals import Actor, actor_name
 from core.schema import Case, Item, utcnow
 from core.store import Store
 from core.taxonomy import Taxonomy
+from core.text import reason_length_error
 
 from .cases import case_view
 from .claims import check_actionable, lock_case
@@ -43,6 +44,8 @@ def appeal(store: Store, item_id: str, appellant: Actor, reason: str, taxonomy: 
     """
     if not reason or not reason.strip():
         raise DecisionError("an appeal needs a reason")
+    if (too_long := reason_length_error(reason, "an appeal's reason")) is not None:
+        raise DecisionError(too_long)
     now = now or utcnow()
     check_permission(appellant, "appeal", f"item {item_id}")
     appellant = actor_name(appellant)
@@ -100,6 +103,8 @@ def resolve_appeal(store: Store, taxonomy: Taxonomy, case_id: int, analyst: Acto
         raise DecisionError(f"outcome must be one of {', '.join(OUTCOMES)}, not {outcome!r}")
     if not rationale or not rationale.strip():
         raise DecisionError("resolving an appeal needs a rationale")
+    if (too_long := reason_length_error(rationale, "a rationale")) is not None:
+        raise DecisionError(too_long)
     now = now or utcnow()
     check_permission(analyst, "resolve_appeal", f"case {case_id}")
     analyst = actor_name(analyst)

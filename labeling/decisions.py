@@ -23,6 +23,7 @@ from core.predictions import predictions_of_record
 from core.principals import Actor, actor_name
 from core.schema import CampaignMember, Case, Decision, Prediction, utcnow
 from core.store import Store
+from core.text import reason_length_error
 from core.taxonomy import Taxonomy
 
 from .cases import case_view, suggestion
@@ -115,6 +116,8 @@ def decide(store: Store, taxonomy: Taxonomy, case_id: int, analyst: Actor, label
         raise DecisionError(f"existing must be one of {', '.join(EXISTING)}, not {existing!r}")
     now = now or utcnow()
     rationale = (rationale or "").strip() or None
+    if (too_long := reason_length_error(rationale, "a rationale")) is not None:
+        raise DecisionError(too_long)
     action, severity, policy_ref = _validate(taxonomy, label, action, severity, policy_ref)
     check_permission(analyst, "decide", f"case {case_id}")
     principal, analyst = analyst, actor_name(analyst)
@@ -335,6 +338,8 @@ def correct(store: Store, taxonomy: Taxonomy, decision_id: int, analyst: Actor, 
     Needs `correct`, and `correct_others` for a decision someone else made."""
     if not rationale or not rationale.strip():
         raise DecisionError("a correction needs a rationale")
+    if (too_long := reason_length_error(rationale, "a rationale")) is not None:
+        raise DecisionError(too_long)
     now = now or utcnow()
     action, severity, policy_ref = _validate(taxonomy, label, action, severity, policy_ref)
     check_permission(analyst, "correct", f"decision {decision_id}")
