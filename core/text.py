@@ -2,7 +2,9 @@
 
 `normalize_light` only folds what never changes meaning (Unicode form, case, spacing), so two
 copies of one message in a scam wave hash alike while different messages do not. Template-level
-normalisation for campaigns (digits, URLs, phone numbers as tokens) lives in `clustering`.
+normalisation for campaigns (digits, URLs, phone numbers as tokens) lives in `clustering`. The
+length rule for a reason a person writes (`MAX_REASON_CHARS`) lives here too, one rule for every
+service and the API.
 """
 from __future__ import annotations
 

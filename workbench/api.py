@@ -35,6 +35,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from core.principals import Principal  # standard library only
+from core.text import MAX_REASON_CHARS  # standard library only
 
 if TYPE_CHECKING:  # pragma: no cover
     from .context import AppContext
@@ -68,7 +69,7 @@ class ItemBatch(BaseModel):
 
 
 class AppealIn(BaseModel):
-    reason: str = Field(min_length=1, max_length=5000)
+    reason: str = Field(min_length=1, max_length=MAX_REASON_CHARS)  # the services' one rule
 
 
 def _one_line(exc: BaseException) -> str:
