@@ -98,5 +98,8 @@ def test_models_gates_command_lists_the_verdicts(loop, taxonomy):  # noqa: F811
     res = runner.invoke(cli, ["--data-dir", str(store.data_dir), "models", "gates", "--plot",
                               str(store.data_dir / "gates.png")], catch_exceptions=False)
     assert res.exit_code == 0 and "plot: " in res.output and (store.data_dir / "gates.png").stat().st_size > 5000
+    res = runner.invoke(cli, ["--data-dir", str(store.data_dir), "models", "gates", "--plot",
+                              str(store.data_dir / "no-such-folder" / "gates.png")])
+    assert res.exit_code == 2 and "does not exist" in res.output and "Traceback" not in res.output
     res = runner.invoke(cli, ["--data-dir", str(store.data_dir), "models", "gates", "--limit", "0"])
     assert res.exit_code == 2 and "--limit" in res.output

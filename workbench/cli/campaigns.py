@@ -10,7 +10,7 @@ import click
 
 from core.hooks import hookimpl
 
-from .common import AppContext, emit, json_option, pass_app, principal_option, user_errors
+from .common import AppContext, PngPath, emit, json_option, pass_app, principal_option, user_errors
 
 
 def _service_call(fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -133,7 +133,7 @@ def register_commands(cli: click.Group) -> None:
     @campaigns.command("timeline")
     @click.argument("campaign_id", type=int)
     @click.option("--freq", type=click.Choice(["auto", "hour", "day"]), default="auto", show_default=True)
-    @click.option("--png", "png_path", type=click.Path(dir_okay=False),
+    @click.option("--png", "png_path", type=PngPath(),
                   help="Where to write the plot (default: <data dir>/campaigns/plots/campaign_<id>.png).")
     @json_option
     @pass_app

@@ -22,6 +22,23 @@ def emit(data: Any, as_json: bool, human: Callable[[Any], None]) -> None:
         human(data)
 
 
+class PngPath(click.Path):
+    """Where a command writes a PNG: a file path whose folder exists (a usage error, one line,
+    before any work; matplotlib would otherwise fail after it, with a traceback)."""
+
+    def __init__(self) -> None:
+        super().__init__(dir_okay=False, writable=True)
+
+    def convert(self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> Any:
+        import os
+
+        value = super().convert(value, param, ctx)
+        folder = os.path.dirname(os.path.abspath(os.fsdecode(value)))
+        if not os.path.isdir(folder):
+            self.fail(f"folder {folder!r} does not exist", param, ctx)
+        return value
+
+
 def json_option(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")(f)
 

@@ -11,7 +11,7 @@ import click
 
 from core.hooks import hookimpl
 
-from .common import AppContext, acting, emit, json_option, pass_app, principal_option, user_errors
+from .common import AppContext, PngPath, acting, emit, json_option, pass_app, principal_option, user_errors
 
 
 def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -164,7 +164,7 @@ def register_commands(cli: click.Group) -> None:
     @models_group.command("gates")
     @click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True,
                   help="How many verdicts, newest first.")
-    @click.option("--plot", "plot_path", type=click.Path(dir_okay=False, writable=True), default=None,
+    @click.option("--plot", "plot_path", type=PngPath(), default=None,
                   help="Also write a PNG of these verdicts: challenger - champion with its interval, per verdict.")
     @json_option
     @pass_app

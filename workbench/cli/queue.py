@@ -12,6 +12,7 @@ import click
 
 from core.hooks import hookimpl
 
+from .common import PngPath
 from .common import acting as _acting
 from .common import as_option as _as
 from .common import emit as _emit
@@ -178,7 +179,7 @@ def register_commands(cli: click.Group) -> None:
     @click.option("--queue", help="Only this queue.")
     @click.option("--policy", help="Only cases whose predicted policy is this.")
     @click.option("--surface", help="Only items of this surface.")
-    @click.option("--plot", "plot_path", type=click.Path(dir_okay=False),
+    @click.option("--plot", "plot_path", type=PngPath(),
                   help="Also write a PNG of backlog per queue and SLA compliance per tier.")
     @_json
     @click.pass_obj
