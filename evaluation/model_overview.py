@@ -26,16 +26,19 @@ GATE_ACTIONS = ("model.gate", "model.force_promote")
 MAX_REPORT_BYTES = 1 << 20  # a comparison report is a few kB; anything larger is not ours
 
 
-def gate_verdicts(store: "Store", actor: Actor, limit: int = 50) -> list[dict[str, Any]]:
-    """The latest `limit` gate verdicts and forced promotions, newest first: when, who, the
-    challenger, the champion it was compared with, passed, the metric, per evaluation set the
-    difference and its interval (`sets`), the gate's reason, the report path, and for a forced
-    promotion the engineer's reason. Needs `read`."""
+def gate_verdicts(store: "Store", actor: Actor, limit: int = 50,
+                  challenger: Optional[str] = None) -> list[dict[str, Any]]:
+    """The latest `limit` gate verdicts and forced promotions (of one `challenger` version when
+    given), newest first: when, who, the challenger, the champion it was compared with, passed,
+    the metric, per evaluation set the difference and its interval (`sets`), the gate's reason,
+    the report path, and for a forced promotion the engineer's reason. Needs `read`."""
     check_permission(actor, "read", "models")
     limit = max(1, min(int(limit), 1000))
+    q = select(A.c.id, A.c.ts, A.c.actor, A.c.action, A.c.entity_id, A.c.payload).where(A.c.action.in_(GATE_ACTIONS))
+    if challenger is not None:
+        q = q.where(A.c.entity_type == "model_version", A.c.entity_id == challenger)
     with store.read() as conn:
-        rows = conn.execute(select(A.c.id, A.c.ts, A.c.actor, A.c.action, A.c.entity_id, A.c.payload)
-                            .where(A.c.action.in_(GATE_ACTIONS)).order_by(A.c.id.desc()).limit(limit)).all()
+        rows = conn.execute(q.order_by(A.c.id.desc()).limit(limit)).all()
     out = []
     for r in rows:
         p = r.payload if isinstance(r.payload, dict) else {}
@@ -68,9 +71,8 @@ def comparison_report(store: "Store", actor: Actor, version: str) -> dict[str, A
     """The latest comparison report of `version` as a challenger: {verdict, markdown, png, note}.
     `markdown` / `png` are None when there is none, or when it lies outside the store's data
     directory or is not a report (`note` says which). Needs `read`."""
-    check_permission(actor, "read", "models")
-    verdict = next((v for v in gate_verdicts(store, actor, limit=1000)
-                    if v["challenger"] == version and v["action"] == "model.gate"), None)
+    verdict = next((v for v in gate_verdicts(store, actor, limit=10, challenger=version)
+                    if v["action"] == "model.gate"), None)
     out: dict[str, Any] = {"verdict": verdict, "markdown": None, "png": None, "note": None}
     if verdict is None:
         out["note"] = f"{version} has not been through the gate (no comparison report)"

@@ -141,11 +141,11 @@ def create_api(app: "AppContext") -> FastAPI:
 
     @api.get("/jobs/rescore", summary="Progress of the latest rescoring after a promotion (needs read)")
     def get_rescore_job(who: "Principal" = Depends(principal)) -> dict[str, Any]:
-        return rescore_job_view(app, who)
+        return job_view(app, who, "rescore")
 
     @api.get("/jobs/retrain", summary="The latest retrain started from the web UI: steps and verdict (needs read)")
     def get_retrain_job(who: "Principal" = Depends(principal)) -> dict[str, Any]:
-        return retrain_job_view(app, who)
+        return job_view(app, who, "retrain")
 
     return api
 
@@ -279,21 +279,12 @@ def decisions_page(app: "AppContext", who: "Principal", after: int = 0, limit: i
     return {"decisions": page, "next_cursor": page[-1]["id"] if len(rows) > limit else None}
 
 
-def retrain_job_view(app: "AppContext", who: "Principal") -> dict[str, Any]:
-    """The latest retrain started from the web UI, as `workbench.learning.retrain_state` reports it."""
+def job_view(app: "AppContext", who: "Principal", kind: str) -> dict[str, Any]:
+    """The latest background job of `kind` on the context (`rescore`: the rescoring after a
+    promotion; `retrain`: a retrain started from the web UI), as `workbench.learning` reports it."""
     from core.hooks import check_permission
 
-    from .learning import retrain_state
+    from .learning import rescore_state, retrain_state
 
-    check_permission(who, "read", "retrain job")
-    return retrain_state(app.retrain_job)
-
-
-def rescore_job_view(app: "AppContext", who: "Principal") -> dict[str, Any]:
-    """The latest rescoring job on the context, as `workbench.learning.rescore_state` reports it."""
-    from core.hooks import check_permission
-
-    from .learning import rescore_state
-
-    check_permission(who, "read", "rescore job")
-    return rescore_state(app.rescore_job)
+    check_permission(who, "read", f"{kind} job")
+    return rescore_state(app.rescore_job) if kind == "rescore" else retrain_state(app.retrain_job)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import os
 from typing import Any, Callable, Iterator, Optional
 
 import click
@@ -30,8 +31,6 @@ class PngPath(click.Path):
         super().__init__(dir_okay=False, writable=True)
 
     def convert(self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> Any:
-        import os
-
         value = super().convert(value, param, ctx)
         folder = os.path.dirname(os.path.abspath(os.fsdecode(value)))
         if not os.path.isdir(folder):
