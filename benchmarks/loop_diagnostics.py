@@ -11,6 +11,13 @@ choice is to be made), by swapping one part of the loop at a time, everything el
 - `density<B>`: the learning pick's uncertainty times (cosine to the remaining pool's mean)^B,
   the information-density correction of uncertainty sampling (Settles & Craven, 2008), against
   the k-center term's taste for outliers;
+- `shadow`: the learning pick's uncertainty from the latest challenger (retrained every 20
+  decisions, promoted or not) instead of the model in production, which the gate may keep for
+  a long time: does a fresher model's uncertainty pick better items?
+- `mix<P>`: queues.yaml `learning.among_seeds` set to P%: that share of each batch while seeds
+  wait goes to the learning pick (over a champion still blind to the policy: mostly diversity)
+  instead of seeds, so that the first challengers see the surface as it is, not only its
+  positives (`loop` runs the shipped value);
 - `random`: new_surface's 200 random decisions, for reference.
 
 Prints one JSON line: per mode, production and challenger AUC @100 / @200 (mean, sd over seeds,
@@ -32,7 +39,7 @@ import numpy as np  # noqa: E402
 from learning_data import emit, log  # noqa: E402
 from new_surface import COLD_SHARE, Sim  # noqa: E402
 
-MODE = re.compile(r"^(loop|random|explore(100|[1-9]?[0-9])|density([0-9]+(\.[0-9]+)?))$")
+MODE = re.compile(r"^(loop|shadow|mix[0-9]{1,2}|random|explore(100|[1-9]?[0-9])|density([0-9]+(\.[0-9]+)?))$")
 
 
 class Diagnostic(Sim):
@@ -42,7 +49,7 @@ class Diagnostic(Sim):
     seed = 0
 
     def learning_pick(self, probs: np.ndarray, remaining: np.ndarray, n: int) -> list[int]:
-        if self.mode == "loop":
+        if self.mode in ("loop", "shadow") or self.mode.startswith("mix"):
             return super().learning_pick(probs, remaining, n)
         from labeling.learning import margin_uncertainty, select_learning
         from labeling.sampling import uniform_draw
@@ -76,7 +83,7 @@ def main() -> None:
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     bad = [m for m in modes if not MODE.match(m)]
     if bad:
-        ap.error(f"--modes: {', '.join(bad)} (loop, random, explore<0-100>, density<B>)")
+        ap.error(f"--modes: {', '.join(bad)} (loop, shadow, random, explore<0-100>, density<B>)")
     try:
         seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     except ValueError:
@@ -92,6 +99,8 @@ def main() -> None:
         per: dict = {"auc_100": [], "auc_200": [], "challenger_200": []}
         for seed in seeds:
             sim.mode, sim.seed = ("loop" if mode == "random" else mode), seed
+            sim.learn_from = "challenger" if mode == "shadow" else "champion"
+            sim.cold_mix = int(mode[3:]) / 100 if mode.startswith("mix") else None
             curve = {p["n"]: p for p in sim.run("random" if mode == "random" else "loop", seed, champ)}
             per["auc_100"].append(round(curve[100]["auc"], 4))
             per["auc_200"].append(round(curve[200]["auc"], 4))

@@ -31,12 +31,13 @@ decisions; after every 20 a challenger is trained and goes through the promotion
 
 - `loop` (as built): cold-start seeds around five example spam texts (`labeling.seeding`:
   round-robin nearest neighbours, `seeding.neighbours` of queues.yaml, plus the uniform QA sample
-  interleaved); when they are worked and no promoted model knows the policy yet, a second round
+  interleaved), with queues.yaml `learning.among_seeds` of each batch by the learning pick while
+  seeds wait; when they are worked and no promoted model knows the policy yet, a second round
   around the decided positives (`workbench seed --from-decisions`; `--no-reseed` seeds once), and
   so on until a promotion; then the queue: the learning share (`--share`, default 0.9 for a cold queue,
   see COLD_SHARE) of each batch picked by `labeling.learning.select_learning` (uncertainty x diversity), the rest in
   risk order (`labeling.priority.risk_scores` of the current model);
-- `risk`: the same seeds (and seed rounds) and risk order, no learning share;
+- `risk`: the same seeds (and seed rounds) and risk order, no learning share (none among the seeds);
 - `random`: 200 decisions drawn uniformly at random.
 
 The five examples are SMS spam messages drawn per seed; they are not decisions and are left out
@@ -113,6 +114,9 @@ class _Head:
 
 class Sim:
     """The shared state of one benchmark run: data, features, taxonomy order, configs, the champion's base."""
+
+    learn_from = "champion"  # whose uncertainty the learning pick uses ("challenger": the latest retrain's)
+    cold_mix: float | None = None  # learning share among the seeds (None: queues.yaml learning.among_seeds)
 
     def __init__(self, base_n: int, share: float | None = None, neighbours: int | None = None,
                  uniform_share: float | None = None, variant: str = "new_surface",
@@ -349,12 +353,15 @@ class Sim:
                                [self.sur_hash[i] for i in remaining], lc.min_uncertainty, lc.max_similarity)
         return [int(remaining[j]) for j in pick]
 
-    def queue_batch(self, probs: np.ndarray, remaining: np.ndarray, k: int, share: float) -> list[int]:
-        """One batch of claims: `share` of it by the learning pick, the rest by risk."""
+    def queue_batch(self, probs: np.ndarray, remaining: np.ndarray, k: int, share: float,
+                    learn_probs: np.ndarray | None = None) -> list[int]:
+        """One batch of claims: `share` of it by the learning pick (over `learn_probs`, default the
+        champion's `probs`), the rest by risk."""
         from labeling.priority import risk_scores
 
         n_learn = int(round(share * k))
-        learn = self.learning_pick(probs, remaining, n_learn) if n_learn else []
+        lp = probs if learn_probs is None else learn_probs
+        learn = self.learning_pick(lp, remaining, n_learn) if n_learn else []
         risk = risk_scores(probs[remaining], self.harm)
         taken = set(learn)
         by_risk = [int(remaining[j]) for j in np.argsort(-risk, kind="stable") if int(remaining[j]) not in taken]
@@ -396,7 +403,7 @@ class Sim:
         if strategy == "random":
             uniform = set(random_order[:BUDGET])
         decided: list[int] = []
-        champ_probs = champion
+        champ_probs = latest = champion
         knows_policy = False  # has a model that learned the policy been promoted?
         curve = []
         while len(decided) < BUDGET:
@@ -411,8 +418,14 @@ class Sim:
                     more, more_uniform = self.seeds(np.array(positives), rest, seed)
                     pending += [i for i in more if i not in seen]
                     uniform |= more_uniform
-            batch = pending[:need]
-            pending = pending[need:]
+            # While seeds wait, the product's learning share among them (queues.yaml `among_seeds`).
+            mix = min(self.qcfg.learning.among_seeds if self.cold_mix is None else self.cold_mix, self.share)
+            n_mix = int(round(mix * need)) if strategy == "loop" and pending else 0
+            batch = pending[:need - n_mix]
+            pending = pending[need - n_mix:]
+            if n_mix:
+                seen = set(decided) | set(batch) | set(pending)
+                batch += self.learning_pick(champ_probs, np.array([i for i in pool if int(i) not in seen]), n_mix)
             if len(batch) < need:
                 if strategy == "random":
                     batch = random_order[len(decided):len(decided) + need]
@@ -420,10 +433,11 @@ class Sim:
                     seen = set(decided) | set(batch)
                     remaining = np.array([i for i in pool if int(i) not in seen])
                     batch += self.queue_batch(champ_probs, remaining, need - len(batch),
-                                              self.share if strategy == "loop" else 0.0)
+                                              self.share if strategy == "loop" else 0.0,
+                                              latest if self.learn_from == "challenger" else None)
             decided += batch
             train = [i for i in decided if not self.side_test[i]]
-            chall_probs = self.fit(train)
+            chall_probs = latest = self.fit(train)
             verdict = self.gate_step(decided, uniform, champ_probs, chall_probs)
             if verdict["passed"]:
                 champ_probs = chall_probs

@@ -14,7 +14,8 @@ for cases chosen by uncertainty times diversity:
 Claims are untouched (`labeling.claims` takes the highest priority): a pass pins each chosen case
 at the priority of its slot, so that of the next `horizon` claims the configured share are
 learning cases, interleaved evenly with the risk order (`interleave_priorities`) after any
-cold-start seeds (`labeling.seeding`), which stay at the head of the queue. A pinned case's
+cold-start seeds (`labeling.seeding`), which lead the queue; `among_seeds` of the claims while
+the seeds last are learning cases interleaved with them (0: every seed first). A pinned case's
 explanation starts with `learning:` and its `meta.learning` says why, so analysts and evaluation
 know why it was served; the sweep keeps pinned priorities (`priority.pinned`). Each pass re-plans:
 cases no longer chosen go back to risk order. The pure functions over arrays come first; the
@@ -219,29 +220,41 @@ def plan_queue(store: Store, taxonomy: Taxonomy, config: QueueConfig, queue: str
         chosen = select_learning(unc[idx], k_max, emb, groups, settings.min_uncertainty, settings.max_similarity)
         pick = [int(idx[c]) for c in chosen]
     picked = set(pick)
-    # A cold start's seeds (pinned by `labeling.seeding`) stay at the head of the queue: an engineer
-    # asked for them, and a model that does not know the new policy yet has nothing to learn from
-    # its own uncertainty about it. The learning share interleaves with the risk order after them.
-    seeded = {i for i in range(len(rows)) if ((rows[i].meta or {}).get("features") or {}).get("seed")}
+    # A cold start's seeds (pinned by `labeling.seeding`) lead the queue: an engineer asked for
+    # them. `among_seeds` of the claims while they last go to the first learning cases: a model
+    # that does not know the new policy yet is uncertain about little of it, so these picks are
+    # mostly diversity, the surface's ordinary traffic that seeds around positives do not show.
+    # The rest of the learning share interleaves with the risk order after the seeds.
+    seeded = sorted((i for i in range(len(rows)) if ((rows[i].meta or {}).get("features") or {}).get("seed")),
+                    key=lambda i: (-risk[i], rows[i].id))
     rest = sorted((i for i in range(len(rows)) if i not in picked and i not in seeded),
                   key=lambda i: (-risk[i], rows[i].id))
-    prios = interleave_priorities([risk[i] for i in rest], len(pick), share,
-                                  ceiling=min((risk[i] for i in seeded), default=None))
-    # Claim number as planned: after the seeds, at the share's slot (or after the risk cases left).
-    claims = [len(seeded) + min(pos, j + len(rest)) + 1 for j, pos in enumerate(slot_positions(len(pick), share))]
+    mix = min(settings.among_seeds, share) if seeded else 0.0
+    k_seed = sum(1 for j, pos in enumerate(slot_positions(len(pick), mix)) if pos - j < len(seeded))
+    prios = (interleave_priorities([risk[i] for i in seeded], k_seed, mix)
+             + interleave_priorities([risk[i] for i in rest], len(pick) - k_seed, share,
+                                     ceiling=min((risk[i] for i in seeded), default=None)))
+    # Claim number as planned: among the seeds at their slots, then after the seeds (and the
+    # learning cases among them) at the share's slot (or after the risk cases left).
+    head = len(seeded) + k_seed
+    claims = ([pos + 1 for pos in slot_positions(k_seed, mix)]
+              + [head + min(pos, j + len(rest)) + 1
+                 for j, pos in enumerate(slot_positions(len(pick) - k_seed, share))])
     pin: dict[int, dict[str, Any]] = {}
     for j, (i, p) in enumerate(zip(pick, prios)):
         r = rows[i]
         why = (f"{settings.measure} uncertainty {unc[i]:.2f} of the prediction of record, one per "
                f"{'campaign ' + str(camp[r.item_id]) if r.item_id in camp else 'embedding cluster'}; "
-               f"learning share {share:.0%} of queue {queue}, claim {claims[j]}")
+               f"learning share {(mix if j < k_seed else share):.0%} of queue {queue}"
+               f"{' among its cold-start seeds' if j < k_seed else ''}, claim {claims[j]}")
         pin[r.id] = {"priority": round(float(p), 9), "why": why, "uncertainty": round(float(unc[i]), 6),
                      "measure": settings.measure, "rank": j + 1, "campaign_id": camp.get(r.item_id),
-                     "share": share, "planned_at": now.isoformat()}
+                     "share": mix if j < k_seed else share, "among_seeds": j < k_seed,
+                     "planned_at": now.isoformat()}
     unpin = [r.id for r in rows if "learning" in ((r.meta or {}).get("features") or {}) and r.id not in pin]
     return {"queue": queue, "share": share, "waiting": len(rows), "eligible": int(eligible.sum()),
             "uncertain": int((eligible & (unc >= settings.min_uncertainty)).sum()),
-            "pin": pin, "unpin": unpin}
+            "seeds": len(seeded), "among_seeds": k_seed, "pin": pin, "unpin": unpin}
 
 
 def apply_learning_share(store: Store, taxonomy: Taxonomy, config: QueueConfig, actor: Actor,
@@ -292,7 +305,7 @@ def apply_learning_share(store: Store, taxonomy: Taxonomy, config: QueueConfig, 
                     values.update(priority=p, priority_reason=why)
                 conn.execute(update(C).where(C.c.id == cid).values(**values))
                 unpinned += 1
-            summary = {k: plan[k] for k in ("share", "waiting", "eligible", "uncertain")}
+            summary = {k: plan[k] for k in ("share", "waiting", "eligible", "uncertain", "seeds", "among_seeds")}
             summary.update(learning=pinned, unpinned=unpinned)
             if pinned or unpinned:
                 audit.record(conn, actor, "cases.learning", "queue", None,

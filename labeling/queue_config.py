@@ -70,13 +70,16 @@ class LearningShare(_Strict):
     stay in risk order. A learning case is uncertain (`measure` of the prediction of record at
     least `min_uncertainty`) and diverse: at most one per campaign, and none within cosine
     `max_similarity` of another learning case (one per embedding cluster). `horizon` is how
-    many upcoming claims of a queue each pass plans (`labeling.learning`)."""
+    many upcoming claims of a queue each pass plans (`labeling.learning`). While cold-start seeds
+    wait in a queue, `among_seeds` of its claims (at most its share) are learning cases
+    interleaved with the seeds; 0 serves every seed first."""
 
     queues: dict[str, float] = Field(default_factory=dict)
     measure: Literal["margin", "entropy"] = "margin"
     min_uncertainty: float = Field(default=0.3, ge=0.0, le=1.0)
     max_similarity: float = Field(default=0.9, gt=0.0, le=1.0)
     horizon: int = Field(default=200, gt=0)
+    among_seeds: float = Field(default=0.0, ge=0.0, le=0.9)
 
     @model_validator(mode="after")
     def _shares(self) -> "LearningShare":

@@ -117,24 +117,30 @@ def test_claims_serve_the_configured_share_of_uncertain_diverse_cases(any_store,
     assert {why[c["item_id"]] for c in served if not served_learning(c)} <= {"risk order", "uniform sample"}
 
 
-def test_seeds_stay_at_the_head_and_the_share_interleaves_after_them(sqlite_store, taxonomy, cfg):
-    """A cold start's seed pins (labeling.seeding) are served first; the learning share takes its
-    configured positions among the claims after them, never ahead of a seed."""
+def _pin_seeds(store, taxonomy, cfg, seeds: list[str]) -> None:
+    """Pin `seeds` at the head of their queue as `labeling.seeding` does, in the given order."""
     from sqlalchemy import func, update
 
     from labeling.priority import score_features
 
-    _fill(sqlite_store, taxonomy, cfg)
-    seeds = ["m44", "m45", "m46"]  # sure cases, low in risk order
-    with sqlite_store.begin() as conn:
+    with store.begin() as conn:
         top = float(conn.execute(select(func.max(Case.priority))).scalar()) + 1.0
         for pos, item in enumerate(seeds):
             row = conn.execute(select(Case.id, Case.meta, Case.created_at, Case.due_at)
                                .where(Case.item_id == item)).one()
             meta = dict(row.meta)
-            meta["features"] = dict(meta["features"], seed={"priority": top + 1.0 - (pos + 1) / 4, "why": "similar"})
+            pin = top + 1.0 - (pos + 1) / (len(seeds) + 1)
+            meta["features"] = dict(meta["features"], seed={"priority": pin, "why": "similar"})
             p, why, _ = score_features(taxonomy, meta["features"], cfg, row.created_at, row.due_at, T0)
             conn.execute(update(Case).where(Case.id == row.id).values(meta=meta, priority=p, priority_reason=why))
+
+
+def test_seeds_stay_at_the_head_and_the_share_interleaves_after_them(sqlite_store, taxonomy, cfg):
+    """A cold start's seed pins (labeling.seeding) are served first; the learning share takes its
+    configured positions among the claims after them, never ahead of a seed."""
+    _fill(sqlite_store, taxonomy, cfg)
+    seeds = ["m44", "m45", "m46"]  # sure cases, low in risk order
+    _pin_seeds(sqlite_store, taxonomy, cfg, seeds)
     out = apply_learning_share(sqlite_store, taxonomy, cfg, "ops", now=T0, embedding_model=EMB)
     assert out["general"]["learning"] == 10
     served = [next_case(sqlite_store, "ann", "general", now=T0, config=cfg) for _ in range(43)]
@@ -144,6 +150,38 @@ def test_seeds_stay_at_the_head_and_the_share_interleaves_after_them(sqlite_stor
     # each learning case's explanation names the claim it was planned for, counting the seeds
     for pos in after:
         assert f"claim {3 + pos + 1} " in served[3 + pos]["priority_reason"], served[3 + pos]["priority_reason"]
+
+
+@pytest.mark.parametrize("share,among,k_seed", [(0.5, 0.5, 7), (0.25, 0.5, 2), (0.25, 0.2, 1)])
+def test_among_seeds_interleaves_learning_cases_with_the_seeds(any_store, taxonomy, cfg, share, among, k_seed):
+    """With `among_seeds` (capped by the queue's share) that share of the claims while seeds wait
+    are learning cases between them, seeds in their order; the rest of the learning share follows
+    the seeds at the queue's share, as without it."""
+    _fill(any_store, taxonomy, cfg)
+    seeds = ["m44", "m45", "m46", "m47", "m40", "m41", "m42", "m43"]  # sure cases, low in risk order
+    _pin_seeds(any_store, taxonomy, cfg, seeds)
+    mixed = cfg.model_copy(update={"learning": cfg.learning.model_copy(
+        update={"among_seeds": among, "queues": {"general": share}})})
+    out = apply_learning_share(any_store, taxonomy, mixed, "ops", now=T0, embedding_model=EMB)
+    n_learn = out["general"]["learning"]
+    assert n_learn == min(int(40 * share), N_CLUSTERS)
+    assert (out["general"]["seeds"], out["general"]["among_seeds"]) == (len(seeds), k_seed)
+    served = [next_case(any_store, "ann", "general", now=T0, config=mixed) for _ in range(48)]
+    head = len(seeds) + k_seed
+    assert [c["item_id"] for c in served[:head] if not served_learning(c)] == seeds
+    among_pos = [i for i, c in enumerate(served[:head]) if served_learning(c)]
+    assert among_pos == slot_positions(k_seed, min(among, share))
+    after = [i for i, c in enumerate(served[head:]) if served_learning(c)]
+    assert after == slot_positions(n_learn - k_seed, share)
+    for i in among_pos:
+        reason = served[i]["priority_reason"]
+        assert "among its cold-start seeds" in reason and f"claim {i + 1} " in reason, reason
+    for pos in after:
+        reason = served[head + pos]["priority_reason"]
+        assert "among" not in reason and f"claim {head + pos + 1} " in reason, reason
+    # The pick's first (most uncertain, most diverse) are the ones among the seeds.
+    ranks = [c["meta"]["learning"]["rank"] for c in served if served_learning(c)]
+    assert ranks == sorted(ranks)
 
 
 def test_one_learning_case_per_campaign(sqlite_store, taxonomy, cfg):

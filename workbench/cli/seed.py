@@ -121,7 +121,9 @@ def register_commands(cli: click.Group) -> None:
             out = learning_pass(app, queue)
         _emit(out, as_json, lambda o: click.echo("\n".join(
             f"{q}: {s['learning']} learning cases pinned ({s['share']:.0%} share; {s['uncertain']} uncertain of "
-            f"{s['waiting']} waiting), {s['unpinned']} back to risk order" for q, s in o.items()) or "no learning queues"))
+            f"{s['waiting']} waiting"
+            + (f"; {s['among_seeds']} between its {s['seeds']} cold-start seeds" if s.get("seeds") else "")
+            + f"), {s['unpinned']} back to risk order" for q, s in o.items()) or "no learning queues"))
 
     @cli.group("label-errors")
     def label_errors() -> None:
