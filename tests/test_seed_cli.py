@@ -144,3 +144,29 @@ def test_help_states_the_limits():
     text = " ".join(res.output.split())
     assert f"at most {MAX_EXAMPLES:,} examples of {MAX_EXAMPLE_CHARS:,} characters, " \
            f"{MAX_EXAMPLES_FILE_BYTES // 2**20} MiB" in text
+
+
+def test_seed_line_says_what_the_learning_share_does_around_the_seeds(data_dir, tmp_path):
+    """Without a learning share in the seeded queue the engineer is told how to give it one; with
+    one, the line names the share among the seeds (`learning.among_seeds`, capped by the share)."""
+    import shutil
+
+    import yaml
+
+    res = _seed(data_dir, "--query", PRIZE)
+    assert res.exit_code == 0, res.output
+    assert "queue spam has no learning share (queues.yaml learning.queues)" in res.stdout
+    conf = tmp_path / "conf"
+    shutil.copytree(config_dir(), conf)
+    q = yaml.safe_load((conf / "queues.yaml").read_text())
+    q["learning"]["queues"]["spam"] = 0.9
+    q["learning"]["among_seeds"] = 0.25
+    (conf / "queues.yaml").write_text(yaml.safe_dump(q))
+    res = CliRunner().invoke(cli, ["--data-dir", str(data_dir), "--config-dir", str(conf), "seed", "--policy", "spam",
+                                   "--neighbours", "5", "--query", PRIZE])
+    assert res.exit_code == 0, res.output
+    assert "learning share 90% of queue spam: 25% of its claims while the seeds wait" in res.stdout
+    res = CliRunner().invoke(cli, ["--data-dir", str(data_dir), "--config-dir", str(conf), "learning", "--queue",
+                                   "spam", "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["spam"]["seeds"] >= 5

@@ -26,6 +26,18 @@ def embedder_for(app: Any) -> Any:
     return Embedder(emb.model, batch_size=emb.batch_size, max_seq_length=emb.max_seq_length, runtime=emb.runtime)
 
 
+def _learning_hint(app: Any, queue: str) -> str:
+    """What the learning share will do around the seeds of `queue` (one clause of the seed line)."""
+    settings = app.queues().learning
+    share = float(settings.queues.get(queue, 0.0))
+    if share <= 0:
+        return (f"\nqueue {queue} has no learning share (queues.yaml learning.queues): while its model is cold, a "
+                "high one teaches it fastest (0.9 in benchmarks/new_surface.py)")
+    among = min(settings.among_seeds, share)
+    return (f"\nlearning share {share:.0%} of queue {queue}: {among:.0%} of its claims while the seeds wait "
+            "(learning.among_seeds), then after them")
+
+
 def learning_pass(app: Any, queue: Optional[str] = None) -> dict[str, Any]:
     """Run the learning-share pass on the configured queues (or one), with the cache's model id."""
     from labeling.learning import apply_learning_share
@@ -102,7 +114,7 @@ def register_commands(cli: click.Group) -> None:
             f"{o['seeded']} seed cases and {o['uniform']} uniform QA-sample cases for {o['policy']} at the head of "
             f"queue {o['queue']} ({o['created']} new, {o['moved']} moved)"
             + (f"; neighbours within cosine {o['max_similarity']:g} of a seed already taken were passed over as "
-               "near-copies" if o.get("max_similarity") is not None else "")))
+               "near-copies" if o.get("max_similarity") is not None else "") + _learning_hint(app, o['queue'])))
 
     @cli.command("learning")
     @click.option("--queue", help="Only this queue (default: every queue of learning.queues).")
