@@ -83,7 +83,7 @@ def main() -> None:
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     bad = [m for m in modes if not MODE.match(m)]
     if bad:
-        ap.error(f"--modes: {', '.join(bad)} (loop, shadow, random, explore<0-100>, density<B>)")
+        ap.error(f"--modes: {', '.join(bad)} (loop, shadow, mix<0-99>, random, explore<0-100>, density<B>)")
     try:
         seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     except ValueError:

@@ -419,7 +419,7 @@ class Sim:
                     pending += [i for i in more if i not in seen]
                     uniform |= more_uniform
             # While seeds wait, the product's learning share among them (queues.yaml `among_seeds`).
-            mix = min(self.qcfg.learning.among_seeds if self.cold_mix is None else self.cold_mix, self.share)
+            mix = self.qcfg.learning.seed_mix(self.share) if self.cold_mix is None else min(self.cold_mix, self.share)
             n_mix = int(round(mix * need)) if strategy == "loop" and pending else 0
             batch = pending[:need - n_mix]
             pending = pending[need - n_mix:]

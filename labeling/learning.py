@@ -227,9 +227,10 @@ def plan_queue(store: Store, taxonomy: Taxonomy, config: QueueConfig, queue: str
     # The rest of the learning share interleaves with the risk order after the seeds.
     seeded = sorted((i for i in range(len(rows)) if ((rows[i].meta or {}).get("features") or {}).get("seed")),
                     key=lambda i: (-risk[i], rows[i].id))
-    rest = sorted((i for i in range(len(rows)) if i not in picked and i not in seeded),
+    taken = picked | set(seeded)
+    rest = sorted((i for i in range(len(rows)) if i not in taken),
                   key=lambda i: (-risk[i], rows[i].id))
-    mix = min(settings.among_seeds, share) if seeded else 0.0
+    mix = settings.seed_mix(share) if seeded else 0.0
     k_seed = sum(1 for j, pos in enumerate(slot_positions(len(pick), mix)) if pos - j < len(seeded))
     prios = (interleave_priorities([risk[i] for i in seeded], k_seed, mix)
              + interleave_priorities([risk[i] for i in rest], len(pick) - k_seed, share,

@@ -81,6 +81,10 @@ class LearningShare(_Strict):
     horizon: int = Field(default=200, gt=0)
     among_seeds: float = Field(default=0.0, ge=0.0, le=0.9)
 
+    def seed_mix(self, share: float) -> float:
+        """The learning share among a queue's waiting seeds: `among_seeds`, never above the queue's `share`."""
+        return min(self.among_seeds, share)
+
     @model_validator(mode="after")
     def _shares(self) -> "LearningShare":
         bad = [f"queues.{q}: share {s} must be between 0 and 0.9" for q, s in self.queues.items() if not 0.0 <= s <= 0.9]

@@ -33,7 +33,7 @@ def _learning_hint(app: Any, queue: str) -> str:
     if share <= 0:
         return (f"\nqueue {queue} has no learning share (queues.yaml learning.queues): while its model is cold, a "
                 "high one teaches it fastest (0.9 in benchmarks/new_surface.py)")
-    among = min(settings.among_seeds, share)
+    among = settings.seed_mix(share)
     return (f"\nlearning share {share:.0%} of queue {queue}: {among:.0%} of its claims while the seeds wait "
             "(learning.among_seeds), then after them")
 
