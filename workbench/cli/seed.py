@@ -27,7 +27,7 @@ def embedder_for(app: Any) -> Any:
 
 
 def _learning_hint(app: Any, queue: str) -> str:
-    """What the learning share will do around the seeds of `queue` (one clause of the seed line)."""
+    """What the learning share will do around the seeds of `queue` (a second line under the seed line)."""
     settings = app.queues().learning
     share = float(settings.queues.get(queue, 0.0))
     if share <= 0:
