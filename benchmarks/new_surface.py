@@ -8,19 +8,17 @@ decisions; after every 20 a challenger is trained and goes through the promotion
 
 - model (the same for all three strategies): logistic regression (models.yaml `kinds.hybrid` C,
   balanced class weights) on the product `hybrid` kind's features: its word + char TF-IDF n-grams
-  (`kinds.hybrid` settings; as the product, each model's vocabulary and idf are fitted on its own
-  training texts: `learning_data.TrainingVocabulary`) beside the MiniLM embedding. Which features (MiniLM alone, or
-  n-grams + MiniLM at embedding weight 1 or 2) is chosen by 3-fold log loss on the champion's
-  training data (the base), never on surface items. The base labels weigh 1, the human labels
-  `labeling.training_data.human_weights` (the product repeats rows by weight; here a sample
-  weight, with the balanced class weights computed on the weighted counts as the product's are
-  on the repeated rows). The kind's own calibration and decision weights are left out (AUC does not need them;
-  its `fit` takes no sample weights, and its 5 calibration folds would multiply the ~600 retrains).
-  The head (the hybrid's `head`: one multinomial softmax, or a binary head per label, `models.ovr`)
-  is chosen by 3-fold cross-validation over the training side (`choose_head`: the base plus the
-  train-side labels of the first 40 cold-start decisions of seed 1, not a reported seed; the
-  policy's out-of-fold AUC; ties go to the multinomial), what `workbench retrain --tune-head` does
-  on a store's data. No unreviewed surface item is looked at.
+  (`kinds.hybrid` settings; each model's vocabulary and idf fitted on its own training texts:
+  `learning_data.TrainingVocabulary`) beside MiniLM. Which features (MiniLM alone, or n-grams +
+  MiniLM at weight 1 or 2) by 3-fold log loss on the champion's training data (the base), never
+  on surface items. Base labels weigh 1, human labels `labeling.training_data.human_weights` (a
+  sample weight here where the product repeats rows; the balanced class weights on the weighted
+  counts). The kind's calibration and decision weights are left out (AUC does not need them; its
+  `fit` takes no sample weights, and 5 calibration folds would multiply the ~600 retrains). The
+  head (`hybrid` `head`: one multinomial softmax, or a binary head per label, `models.ovr`) is
+  chosen by 3-fold CV over the training side (`choose_head`: the base plus the train-side labels
+  of the first 40 cold-start decisions of seed 1, not a reported seed; the policy's out-of-fold
+  AUC; ties to the multinomial), as `retrain --tune-head` does. No unreviewed surface item is read.
 - gate (`evaluation.compare.paired_bootstrap` + `gate`, models.yaml `promotion`): the decisions
   are split by the product's salted text hash (`labeling.training_data.proposed_side`,
   `--test-fraction`, default 0.35); the challenger learns from the base plus the train side and is
@@ -32,33 +30,32 @@ decisions; after every 20 a challenger is trained and goes through the promotion
 - `loop` (as built): cold-start seeds around five example spam texts (`labeling.seeding`:
   round-robin nearest neighbours, `seeding.neighbours` of queues.yaml, plus the uniform QA sample
   interleaved), with queues.yaml `learning.among_seeds` of each batch by the learning pick while
-  seeds wait; when they are worked and no promoted model knows the policy yet, a second round
-  around the decided positives (`workbench seed --from-decisions`; `--no-reseed` seeds once), and
-  so on until a promotion; then the queue: the learning share (`--share`, default 0.9 for a cold queue,
-  see COLD_SHARE) of each batch picked by `labeling.learning.select_learning` (uncertainty x diversity), the rest in
-  risk order (`labeling.priority.risk_scores` of the current model);
+  seeds wait (`among_seeds_new_surface` for a surface the champion never learnt from: SMS here);
+  when they are worked and no promoted model knows the policy yet, a second round around the
+  decided positives (`workbench seed --from-decisions`; `--no-reseed` seeds once), and so on until
+  a promotion; then the learning share (`--share`, COLD_SHARE 0.9 for a cold queue) of each batch
+  by `labeling.learning.select_learning` (uncertainty x diversity), the rest in risk order
+  (`labeling.priority.risk_scores` of the current model);
 - `risk`: the same seeds (and seed rounds) and risk order, no learning share (none among the seeds);
 - `random`: 200 decisions drawn uniformly at random.
 
 The five examples are SMS spam messages drawn per seed; they are not decisions and are left out
 of the evaluation. Measured: spam AUC (p(spam) + p(scam) against the dataset's spam label) on the
-SMS messages nobody reviewed, after each retrain; mean and sd over `--seeds`. Targets: the loop
-reaches AUC >= 0.95 after 100 decisions and >= 0.98 after 200, above both comparisons.
-Per checkpoint the output gives how many seeds promoted the challenger and the test-side size.
+SMS messages nobody reviewed, after each retrain; mean and sd over `--seeds` (and per checkpoint
+how many seeds promoted, the test-side size). Targets: the loop reaches AUC >= 0.95 after 100
+decisions and >= 0.98 after 200, above both comparisons.
 
 `--variant new_policy`: a new policy on a known surface. The champion is trained on the SMS
 messages and on the Davidson tweets with every hate label hidden (those tweets unlabelled); the
 surface is the Davidson tweets, the seeds come from five example hate tweets, and the measure is
 hate AUC on the tweets nobody reviewed (target >= 0.85 after 200 decisions, above both).
 
-For context, `full_label_reference_auc`: the same model and features trained with every label of
-the surface known (3-fold cross-validation over the surface alone): the ceiling that tens of
-thousands of labels reach, beside which 200 decisions are read.
+For context, `full_label_reference_auc`: the same model with every label of the surface known
+(3-fold CV over the surface alone), the ceiling beside which 200 decisions are read.
 
 Prints one JSON line (appended to benchmarks/measured.jsonl with --append); the curves go to
-benchmarks/results/<variant>.png.
-`--dump-decisions FILE` also writes the base, the surface and every strategy's decisions, which
-`transformer_adaptation.py` trains the fine-tuned transformer on.
+benchmarks/results/<variant>.png. `--dump-decisions FILE` also writes the base, the surface and
+every strategy's decisions, which `transformer_adaptation.py` trains the fine-tuned transformer on.
 
 Usage: python benchmarks/new_surface.py [--variant new_surface|new_policy] [--seeds 13,17,23] [--base-n 8000]
 """
@@ -94,10 +91,8 @@ TEST_FRACTION = 0.35
 # char n-grams?, MiniLM embedding weight). The n-gram settings are models.yaml `kinds.hybrid`.
 FEATURE_GRID = ((False, 1.0), (True, 1.0), (True, 2.0))
 CV_ROWS = 4000
-# The head's cross-validation (choose_head): the training side plus the first cold-start decisions
-# of an unreported seed.
-HEAD_CV_SEED = 1
-HEAD_CV_DECISIONS = 40
+# The head's CV (choose_head): the training side plus the first cold-start decisions of an unreported seed.
+HEAD_CV_SEED, HEAD_CV_DECISIONS = 1, 40
 
 
 class _Head:
@@ -175,6 +170,8 @@ class Sim:
             rows.append(off[data.name] + np.array(keep_all))
             ys.append(np.array([self.labels.index(data.labels[i]) for i in keep_all]))
         self.base_rows, self.base_y = np.concatenate(rows), np.concatenate(ys)
+        # `labeling.learning.sources_new_to_champion`: under `new_surface_below` of its items learnt.
+        self.new_surface = int(np.isin(self.base_rows, self.sur_rows).sum()) < self.qcfg.learning.new_surface_below
         self.share = float(self.qcfg.learning.queues.get("general", 0.2)) if share is None else share
         upd = {k: v for k, v in (("neighbours", neighbours), ("uniform_share", uniform_share)) if v is not None}
         if upd:
@@ -419,7 +416,8 @@ class Sim:
                     pending += [i for i in more if i not in seen]
                     uniform |= more_uniform
             # While seeds wait, the product's learning share among them (queues.yaml `among_seeds`).
-            mix = self.qcfg.learning.seed_mix(self.share) if self.cold_mix is None else min(self.cold_mix, self.share)
+            mix = (self.qcfg.learning.seed_mix(self.share, new_surface=self.new_surface) if self.cold_mix is None
+                   else min(self.cold_mix, self.share))
             n_mix = int(round(mix * need)) if strategy == "loop" and pending else 0
             batch = pending[:need - n_mix]
             pending = pending[need - n_mix:]
@@ -536,7 +534,9 @@ def main() -> None:
                  "labels weighted by labeling.training_data.human_weights; same model for all three strategies",
         "feature_cv": {k: (list(v) if isinstance(v, tuple) else v) for k, v in sim.cv.items()},
         "head_cv": sim.head_cv, "reseed": sim.reseed,
-        "learning_share": sim.share, "seeding": sim.qcfg.seeding.model_dump(), "retrain_every": STEP,
+        "learning_share": sim.share, "surface_new_to_champion": sim.new_surface,
+        "among_seeds": sim.qcfg.learning.seed_mix(sim.share, new_surface=sim.new_surface),
+        "seeding": sim.qcfg.seeding.model_dump(), "retrain_every": STEP,
         "gate": {"metric": pc.metric, "min_lower_bound": pc.min_lower_bound, "min_items": pc.min_items,
                  "mcnemar_alpha": pc.mcnemar_alpha, "bootstrap": pc.bootstrap, "sets": list(pc.sets),
                  "test_fraction": sim.test_fraction,

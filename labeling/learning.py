@@ -15,7 +15,9 @@ Claims are untouched (`labeling.claims` takes the highest priority): a pass pins
 at the priority of its slot, so that of the next `horizon` claims the configured share are
 learning cases, interleaved evenly with the risk order (`interleave_priorities`) after any
 cold-start seeds (`labeling.seeding`), which lead the queue; `among_seeds` of the claims while
-the seeds last are learning cases interleaved with them (0: every seed first). A pinned case's
+the seeds last are learning cases interleaved with them (0: every seed first;
+`among_seeds_new_surface` when the seeds come from a source the champion never learnt from). A
+pinned case's
 explanation starts with `learning:` and its `meta.learning` says why, so analysts and evaluation
 know why it was served; the sweep keeps pinned priorities (`priority.pinned`). Each pass re-plans:
 cases no longer chosen go back to risk order. The pure functions over arrays come first; the
@@ -28,13 +30,13 @@ import math
 from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
-from sqlalchemy import select, update
+from sqlalchemy import exists, func, or_, select, update
 
 from core import audit
 from core.hooks import check_permission
 from core.predictions import predictions_of_record
 from core.principals import Actor
-from core.schema import CampaignMember, Case, Item, utcnow
+from core.schema import CampaignMember, Case, Decision, Item, ModelVersion, utcnow
 from core.store import Store
 from core.taxonomy import Taxonomy
 from models.metrics import UNCERTAINTY, entropy_uncertainty, margin_uncertainty  # noqa: F401 (re-exported)
@@ -45,6 +47,8 @@ from .queue_config import LearningShare, QueueConfig
 C = Case.__table__
 I = Item.__table__
 CM = CampaignMember.__table__
+D = Decision.__table__
+MV = ModelVersion.__table__
 
 
 # -- pure functions ---------------------------------------------------------------------------
@@ -174,6 +178,52 @@ def _cached_vectors(store: Store, model_id: Optional[str], hashes: Sequence[str]
     return out
 
 
+def _is_seed(row: Any) -> bool:
+    """True for a case a cold start pinned (`labeling.seeding`)."""
+    return bool(((row.meta or {}).get("features") or {}).get("seed"))
+
+
+def sources_new_to_champion(conn: Any, sources: Sequence[str], below: int) -> set[str]:
+    """The sources among `sources` that the champion learnt from fewer than `below` labelled items
+    of: items with a source label ingested, or a decision made, before it was trained (all of
+    them when there is no champion; none when `below` is 0). Such traffic is a new surface: the
+    model has seen neither its harmful nor its ordinary items."""
+    wanted = sorted({s for s in sources if s is not None})
+    if not wanted or below <= 0:
+        return set()
+    trained = conn.execute(select(MV.c.created_at).where(MV.c.role == "champion")
+                           .order_by(MV.c.promoted_at.desc()).limit(1)).scalar()
+    if trained is None:
+        return set(wanted)
+    decided = exists(select(1).where(D.c.item_id == I.c.id, D.c.created_at <= trained))
+    labelled = or_(I.c.policy_label.is_not(None) & (I.c.ingested_at <= trained), decided)
+    counts = dict(conn.execute(select(I.c.source, func.count()).where(I.c.source.in_(wanted), labelled)
+                               .group_by(I.c.source)).all())
+    return {s for s in wanted if counts.get(s, 0) < below}
+
+
+def seeds_surface(conn: Any, seed_sources: Sequence[str], settings: LearningShare) -> Optional[str]:
+    """The source most of a queue's waiting seeds come from when it is new to the champion
+    (`sources_new_to_champion`, `new_surface_below`), else None: then `among_seeds_new_surface`
+    sets the learning share among the seeds."""
+    if not seed_sources or settings.among_seeds_new_surface is None:
+        return None
+    new = sources_new_to_champion(conn, seed_sources, settings.new_surface_below)
+    in_new = [s for s in seed_sources if s in new]
+    if 2 * len(in_new) <= len(seed_sources):
+        return None
+    return max(sorted(set(in_new)), key=in_new.count)
+
+
+def queue_seeds_surface(store: Store, config: QueueConfig, queue: str) -> Optional[str]:
+    """`seeds_surface` of the seeds waiting in `queue` (what the next learning pass will use)."""
+    with store.read() as conn:
+        rows = conn.execute(select(C.c.meta, I.c.source).join(I, I.c.id == C.c.item_id)
+                            .where(C.c.queue == queue, C.c.state == config.waiting_state(queue),
+                                   C.c.campaign_id.is_(None))).all()
+        return seeds_surface(conn, [r.source for r in rows if _is_seed(r)], config.learning)
+
+
 def _unpinned(features: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in features.items() if k != "learning"}
 
@@ -185,13 +235,14 @@ def plan_queue(store: Store, taxonomy: Taxonomy, config: QueueConfig, queue: str
     share = float(settings.queues.get(queue, 0.0))
     with store.read() as conn:
         rows = conn.execute(select(C.c.id, C.c.item_id, C.c.priority, C.c.meta, C.c.is_audit, C.c.calibration_set,
-                                   C.c.created_at, C.c.due_at, I.c.text_hash)
+                                   C.c.created_at, C.c.due_at, I.c.text_hash, I.c.source)
                             .outerjoin(I, I.c.id == C.c.item_id)
                             .where(C.c.queue == queue, C.c.state == config.waiting_state(queue),
                                    C.c.campaign_id.is_(None))
                             .order_by(C.c.id)).all()
         item_ids = [r.item_id for r in rows if r.item_id]
         records = predictions_of_record(conn, item_ids)
+        surface = seeds_surface(conn, [r.source for r in rows if _is_seed(r)], settings)
         camp: dict[str, int] = {}
         for i in range(0, len(item_ids), 900):
             camp.update(dict(conn.execute(select(CM.c.item_id, CM.c.campaign_id)
@@ -207,7 +258,7 @@ def plan_queue(store: Store, taxonomy: Taxonomy, config: QueueConfig, queue: str
     scores = [(records.get(r.item_id) or {}).get("scores") or {} for r in rows]
     unc = uncertainty(probs_matrix(scores, taxonomy.labels), settings.measure) if rows else np.zeros(0)
     eligible = np.array([bool(r.item_id in records) and not r.is_audit and r.calibration_set is None
-                         and not ((r.meta or {}).get("features") or {}).get("seed")
+                         and not _is_seed(r)
                          and not ((r.meta or {}).get("features") or {}).get("escalation")
                          for r in rows], dtype=bool)
     k_max = int(math.floor(settings.horizon * share)) if share > 0 else 0
@@ -224,13 +275,15 @@ def plan_queue(store: Store, taxonomy: Taxonomy, config: QueueConfig, queue: str
     # them. `among_seeds` of the claims while they last go to the first learning cases: a model
     # that does not know the new policy yet is uncertain about little of it, so these picks are
     # mostly diversity, the surface's ordinary traffic that seeds around positives do not show.
+    # On a new surface (`seeds_surface`) the model knows neither side of the traffic, so its
+    # ordinary items teach as much as the seeds do: `among_seeds_new_surface` there.
     # The rest of the learning share interleaves with the risk order after the seeds.
-    seeded = sorted((i for i in range(len(rows)) if ((rows[i].meta or {}).get("features") or {}).get("seed")),
+    seeded = sorted((i for i in range(len(rows)) if _is_seed(rows[i])),
                     key=lambda i: (-risk[i], rows[i].id))
     taken = picked | set(seeded)
     rest = sorted((i for i in range(len(rows)) if i not in taken),
                   key=lambda i: (-risk[i], rows[i].id))
-    mix = settings.seed_mix(share) if seeded else 0.0
+    mix = settings.seed_mix(share, new_surface=surface is not None) if seeded else 0.0
     k_seed = sum(1 for j, pos in enumerate(slot_positions(len(pick), mix)) if pos - j < len(seeded))
     prios = (interleave_priorities([risk[i] for i in seeded], k_seed, mix)
              + interleave_priorities([risk[i] for i in rest], len(pick) - k_seed, share,
@@ -247,15 +300,18 @@ def plan_queue(store: Store, taxonomy: Taxonomy, config: QueueConfig, queue: str
         why = (f"{settings.measure} uncertainty {unc[i]:.2f} of the prediction of record, one per "
                f"{'campaign ' + str(camp[r.item_id]) if r.item_id in camp else 'embedding cluster'}; "
                f"learning share {(mix if j < k_seed else share):.0%} of queue {queue}"
-               f"{' among its cold-start seeds' if j < k_seed else ''}, claim {claims[j]}")
+               f"{' among its cold-start seeds' if j < k_seed else ''}"
+               f"{f' (source {surface} is new to the model)' if j < k_seed and surface else ''}, claim {claims[j]}")
         pin[r.id] = {"priority": round(float(p), 9), "why": why, "uncertainty": round(float(unc[i]), 6),
                      "measure": settings.measure, "rank": j + 1, "campaign_id": camp.get(r.item_id),
                      "share": mix if j < k_seed else share, "among_seeds": j < k_seed,
+                     "new_surface": surface if j < k_seed else None,
                      "planned_at": now.isoformat()}
     unpin = [r.id for r in rows if "learning" in ((r.meta or {}).get("features") or {}) and r.id not in pin]
     return {"queue": queue, "share": share, "waiting": len(rows), "eligible": int(eligible.sum()),
             "uncertain": int((eligible & (unc >= settings.min_uncertainty)).sum()),
-            "seeds": len(seeded), "among_seeds": k_seed, "pin": pin, "unpin": unpin}
+            "seeds": len(seeded), "among_seeds": k_seed, "new_surface": surface if seeded else None,
+            "pin": pin, "unpin": unpin}
 
 
 def apply_learning_share(store: Store, taxonomy: Taxonomy, config: QueueConfig, actor: Actor,
@@ -306,7 +362,8 @@ def apply_learning_share(store: Store, taxonomy: Taxonomy, config: QueueConfig, 
                     values.update(priority=p, priority_reason=why)
                 conn.execute(update(C).where(C.c.id == cid).values(**values))
                 unpinned += 1
-            summary = {k: plan[k] for k in ("share", "waiting", "eligible", "uncertain", "seeds", "among_seeds")}
+            summary = {k: plan[k] for k in ("share", "waiting", "eligible", "uncertain", "seeds", "among_seeds",
+                                            "new_surface")}
             summary.update(learning=pinned, unpinned=unpinned)
             if pinned or unpinned:
                 audit.record(conn, actor, "cases.learning", "queue", None,

@@ -72,7 +72,10 @@ class LearningShare(_Strict):
     `max_similarity` of another learning case (one per embedding cluster). `horizon` is how
     many upcoming claims of a queue each pass plans (`labeling.learning`). While cold-start seeds
     wait in a queue, `among_seeds` of its claims (at most its share) are learning cases
-    interleaved with the seeds; 0 serves every seed first."""
+    interleaved with the seeds; 0 serves every seed first. Where most seeds come from a source the
+    champion learnt from fewer than `new_surface_below` labelled items of (a new surface, not only
+    a new policy), `among_seeds_new_surface` applies instead (None: `among_seeds`): the model knows
+    neither side of that traffic, so its ordinary items teach it as much as the seeds."""
 
     queues: dict[str, float] = Field(default_factory=dict)
     measure: Literal["margin", "entropy"] = "margin"
@@ -80,10 +83,15 @@ class LearningShare(_Strict):
     max_similarity: float = Field(default=0.9, gt=0.0, le=1.0)
     horizon: int = Field(default=200, gt=0)
     among_seeds: float = Field(default=0.0, ge=0.0, le=0.9)
+    among_seeds_new_surface: Optional[float] = Field(default=None, ge=0.0, le=0.9)
+    new_surface_below: int = Field(default=100, ge=0)
 
-    def seed_mix(self, share: float) -> float:
-        """The learning share among a queue's waiting seeds: `among_seeds`, never above the queue's `share`."""
-        return min(self.among_seeds, share)
+    def seed_mix(self, share: float, new_surface: bool = False) -> float:
+        """The learning share among a queue's waiting seeds: `among_seeds` (`among_seeds_new_surface`
+        for seeds of a surface new to the champion, when set), never above the queue's `share`."""
+        among = self.among_seeds_new_surface if new_surface and self.among_seeds_new_surface is not None \
+            else self.among_seeds
+        return min(among, share)
 
     @model_validator(mode="after")
     def _shares(self) -> "LearningShare":

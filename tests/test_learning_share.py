@@ -184,6 +184,85 @@ def test_among_seeds_interleaves_learning_cases_with_the_seeds(any_store, taxono
     assert ranks == sorted(ranks)
 
 
+def _champion(store, trained_at) -> None:
+    """A champion row in the registry, trained at `trained_at` (no artefact: only its date is read)."""
+    from sqlalchemy import insert
+
+    from core.schema import ModelVersion
+
+    with store.begin() as conn:
+        conn.execute(insert(ModelVersion.__table__).values(
+            id="champ-1", kind="hybrid", artifact_path="models/champ-1", role="champion", labels=["benign", "spam"],
+            created_at=trained_at, promoted_at=trained_at))
+
+
+def test_seeds_of_a_new_surface_take_among_seeds_new_surface(any_store, taxonomy, cfg):
+    """Seeds from a source the champion learnt from fewer than `new_surface_below` labelled items
+    of get `among_seeds_new_surface` of the claims while they wait, and say so; once the champion
+    has learnt from that source, `among_seeds` applies again."""
+    import datetime as dt
+
+    from sqlalchemy import update
+
+    from core.schema import Item
+
+    _fill(any_store, taxonomy, cfg)
+    seeds = ["m44", "m45", "m46", "m47", "m40", "m41", "m42", "m43"]
+    _pin_seeds(any_store, taxonomy, cfg, seeds)
+    mixed = cfg.model_copy(update={"learning": cfg.learning.model_copy(update={
+        "among_seeds": 0.25, "among_seeds_new_surface": 0.5, "new_surface_below": 20, "queues": {"general": 0.5}})})
+    out = apply_learning_share(any_store, taxonomy, mixed, "ops", now=T0, embedding_model=EMB)["general"]
+    assert (out["among_seeds"], out["new_surface"]) == (7, "test")  # no champion: nothing learnt from it
+    with any_store.read() as conn:
+        reasons = [r.priority_reason for r in conn.execute(select(Case.priority_reason)).all()]
+    assert sum("among its cold-start seeds (source test is new to the model)" in r for r in reasons) == 7
+    # 30 source labels, but the champion was trained before they came: still new.
+    with any_store.begin() as conn:
+        conn.execute(update(Item).where(Item.id.in_([f"m{i}" for i in range(30)]))
+                     .values(policy_label="benign", ingested_at=T0 + dt.timedelta(hours=2)))
+    _champion(any_store, T0 + dt.timedelta(hours=1))
+    again = apply_learning_share(any_store, taxonomy, mixed, "ops", now=T0, embedding_model=EMB)["general"]
+    assert (again["among_seeds"], again["new_surface"]) == (7, "test")
+    with any_store.begin() as conn:
+        conn.execute(update(Item).values(ingested_at=T0))
+    known = apply_learning_share(any_store, taxonomy, mixed, "ops", now=T0, embedding_model=EMB)["general"]
+    assert (known["among_seeds"], known["new_surface"]) == (2, None)
+    # Unset, the new surface's share falls back to among_seeds.
+    plain = mixed.model_copy(update={"learning": mixed.learning.model_copy(update={"among_seeds_new_surface": None})})
+    with any_store.begin() as conn:
+        conn.execute(update(Item).values(policy_label=None))
+    assert apply_learning_share(any_store, taxonomy, plain, "ops", now=T0, embedding_model=EMB)["general"][
+        "among_seeds"] == 2
+
+
+def test_sources_new_to_champion_counts_what_it_learnt_before_training(sqlite_store, taxonomy):
+    """Source labels ingested and decisions made before the champion was trained count; later
+    ones do not; `new_surface_below` 0 turns the rule off."""
+    import datetime as dt
+
+    from sqlalchemy import insert, update
+
+    from core.schema import Decision, Item
+    from labeling.learning import sources_new_to_champion
+
+    add_scored(sqlite_store, taxonomy, [{"id": f"a{i}", "label": "benign", "p": 0.9, "source": "sms"} for i in range(6)]
+               + [{"id": f"b{i}", "label": "benign", "p": 0.9, "source": "forum", "truth": "benign"} for i in range(3)])
+    with sqlite_store.read() as conn:
+        assert sources_new_to_champion(conn, ["sms", "forum"], 3) == {"sms", "forum"}  # no champion
+        assert sources_new_to_champion(conn, ["sms", "forum"], 0) == set()
+    _champion(sqlite_store, T0 + dt.timedelta(hours=1))
+    with sqlite_store.begin() as conn:
+        conn.execute(insert(Decision.__table__), [
+            {"item_id": f"a{i}", "reviewer": "ann", "label": "spam", "action": "remove", "taxonomy_version": "t",
+             "created_at": T0 + dt.timedelta(minutes=10 if i < 2 else 120)} for i in range(6)])
+    with sqlite_store.read() as conn:
+        assert sources_new_to_champion(conn, ["sms", "forum"], 3) == {"sms"}  # 2 decisions before, 4 after
+    with sqlite_store.begin() as conn:
+        conn.execute(update(Item).where(Item.id == "a5").values(policy_label="spam"))
+    with sqlite_store.read() as conn:
+        assert sources_new_to_champion(conn, ["sms"], 3) == set()
+
+
 def test_one_learning_case_per_campaign(sqlite_store, taxonomy, cfg):
     _fill(sqlite_store, taxonomy, cfg)
     add_campaign(sqlite_store, [f"m{i}" for i in range(0, 48, 1) if i % N_CLUSTERS < 6])  # clusters 0-5: one campaign

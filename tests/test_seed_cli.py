@@ -148,7 +148,8 @@ def test_help_states_the_limits():
 
 def test_seed_line_says_what_the_learning_share_does_around_the_seeds(data_dir, tmp_path):
     """Without a learning share in the seeded queue the engineer is told how to give it one; with
-    one, the line names the share among the seeds (`learning.among_seeds`, capped by the share)."""
+    one, the line names the share among the seeds (`learning.among_seeds`, capped by the share, or
+    `among_seeds_new_surface` for seeds of a source the model never learnt from)."""
     import shutil
 
     import yaml
@@ -160,13 +161,26 @@ def test_seed_line_says_what_the_learning_share_does_around_the_seeds(data_dir, 
     shutil.copytree(config_dir(), conf)
     q = yaml.safe_load((conf / "queues.yaml").read_text())
     q["learning"]["queues"]["spam"] = 0.9
-    q["learning"]["among_seeds"] = 0.25
+    q["learning"].update(among_seeds=0.25, among_seeds_new_surface=None)
     (conf / "queues.yaml").write_text(yaml.safe_dump(q))
     res = CliRunner().invoke(cli, ["--data-dir", str(data_dir), "--config-dir", str(conf), "seed", "--policy", "spam",
                                    "--neighbours", "5", "--query", PRIZE])
     assert res.exit_code == 0, res.output
-    assert "learning share 90% of queue spam: 25% of its claims while the seeds wait" in res.stdout
+    assert "learning share 90% of queue spam: 25% of its claims while the seeds wait (learning.among_seeds)" \
+        in res.stdout
+    # The store's model never learnt from the seeds' source (no champion, no labels): a new surface.
+    q["learning"]["among_seeds_new_surface"] = 0.5
+    (conf / "queues.yaml").write_text(yaml.safe_dump(q))
+    res = CliRunner().invoke(cli, ["--data-dir", str(data_dir), "--config-dir", str(conf), "seed", "--policy", "spam",
+                                   "--neighbours", "5", "--query", PRIZE])
+    assert res.exit_code == 0, res.output
+    assert ("learning share 90% of queue spam: 50% of its claims while the seeds wait "
+            "(learning.among_seeds_new_surface: source test is new to the model)") in res.stdout
     res = CliRunner().invoke(cli, ["--data-dir", str(data_dir), "--config-dir", str(conf), "learning", "--queue",
                                    "spam", "--json"])
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["spam"]["seeds"] >= 5
+    assert json.loads(res.stdout)["spam"]["new_surface"] == "test"
+    res = CliRunner().invoke(cli, ["--data-dir", str(data_dir), "--config-dir", str(conf), "learning", "--queue",
+                                   "spam"])
+    assert res.exit_code == 0 and "cold-start seeds of source test, new to the model" in res.stdout, res.output

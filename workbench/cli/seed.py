@@ -33,9 +33,14 @@ def _learning_hint(app: Any, queue: str) -> str:
     if share <= 0:
         return (f"\nqueue {queue} has no learning share (queues.yaml learning.queues): while its model is cold, a "
                 "high one teaches it fastest (0.9 in benchmarks/new_surface.py)")
-    among = settings.seed_mix(share)
+    from labeling.learning import queue_seeds_surface
+
+    surface = queue_seeds_surface(app.store(), app.queues(), queue)
+    among = settings.seed_mix(share, new_surface=surface is not None)
+    why = (f"learning.among_seeds_new_surface: source {surface} is new to the model" if surface
+           else "learning.among_seeds")
     return (f"\nlearning share {share:.0%} of queue {queue}: {among:.0%} of its claims while the seeds wait "
-            "(learning.among_seeds), then after them")
+            f"({why}), then after them")
 
 
 def learning_pass(app: Any, queue: Optional[str] = None) -> dict[str, Any]:
@@ -135,6 +140,7 @@ def register_commands(cli: click.Group) -> None:
             f"{q}: {s['learning']} learning cases pinned ({s['share']:.0%} share; {s['uncertain']} uncertain of "
             f"{s['waiting']} waiting"
             + (f"; {s['among_seeds']} between its {s['seeds']} cold-start seeds" if s.get("seeds") else "")
+            + (f" of source {s['new_surface']}, new to the model" if s.get("new_surface") else "")
             + f"), {s['unpinned']} back to risk order" for q, s in o.items()) or "no learning queues"))
 
     @cli.group("label-errors")
