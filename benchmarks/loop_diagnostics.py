@@ -112,8 +112,9 @@ def main() -> None:
                      for k, v in per.items()}
     emit({"benchmark": "loop_diagnostics", "variant": args.variant, "seeds": seeds,
           "seeding_neighbours": sim.qcfg.seeding.neighbours, "modes": out,
+          "loop_among_seeds": sim.qcfg.learning.seed_mix(sim.share, new_surface=sim.new_surface),
           "note": "production (after the gate) and challenger AUC on unreviewed items; diagnostics, no target",
-          "seconds": round(time.time() - t0, 1)}, args.append)
+          "seconds": round(time.time() - t0, 1), "date": time.strftime("%Y-%m-%d")}, args.append)
 
 
 if __name__ == "__main__":
