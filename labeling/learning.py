@@ -30,7 +30,7 @@ import math
 from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
-from sqlalchemy import exists, func, or_, select, update
+from sqlalchemy import func, select, update
 
 from core import audit
 from core.hooks import check_permission
@@ -195,11 +195,17 @@ def sources_new_to_champion(conn: Any, sources: Sequence[str], below: int) -> se
                            .order_by(MV.c.promoted_at.desc()).limit(1)).scalar()
     if trained is None:
         return set(wanted)
-    decided = exists(select(1).where(D.c.item_id == I.c.id, D.c.created_at <= trained))
-    labelled = or_(I.c.policy_label.is_not(None) & (I.c.ingested_at <= trained), decided)
-    counts = dict(conn.execute(select(I.c.source, func.count()).where(I.c.source.in_(wanted), labelled)
-                               .group_by(I.c.source)).all())
-    return {s for s in wanted if counts.get(s, 0) < below}
+    new: set[str] = set()
+    for source in wanted:  # each count stops at `below` rows (indexes: source + label, decisions' item)
+        labelled = select(I.c.id).where(I.c.source == source, I.c.policy_label.is_not(None),
+                                        I.c.ingested_at <= trained).limit(below).subquery()
+        decided = (select(D.c.item_id).distinct().join(I, I.c.id == D.c.item_id)
+                   .where(I.c.source == source, I.c.policy_label.is_(None), D.c.created_at <= trained)
+                   .limit(below).subquery())
+        n = sum(int(conn.execute(select(func.count()).select_from(q)).scalar() or 0) for q in (labelled, decided))
+        if n < below:
+            new.add(source)
+    return new
 
 
 def seeds_surface(conn: Any, seed_sources: Sequence[str], settings: LearningShare) -> Optional[str]:
