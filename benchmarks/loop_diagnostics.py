@@ -14,6 +14,9 @@ choice is to be made), by swapping one part of the loop at a time, everything el
 - `shadow`: the learning pick's uncertainty from the latest challenger (retrained every 20
   decisions, promoted or not) instead of the model in production, which the gate may keep for
   a long time: does a fresher model's uncertainty pick better items?
+- `policy`: the learning pick's uncertainty as the binary uncertainty of the policy being
+  learnt (1 - |2 p(policy) - 1|) once the model scores it, instead of the margin over every
+  label (on Davidson mostly the known benign / offensive boundary);
 - `mix<P>`: queues.yaml `learning.among_seeds` set to P%: that share of each batch while seeds
   wait goes to the learning pick (over a champion still blind to the policy: mostly diversity)
   instead of seeds, so that the first challengers see the surface as it is, not only its
@@ -39,7 +42,7 @@ import numpy as np  # noqa: E402
 from learning_data import emit, log  # noqa: E402
 from new_surface import COLD_SHARE, Sim  # noqa: E402
 
-MODE = re.compile(r"^(loop|shadow|mix[0-9]{1,2}|random|explore(100|[1-9]?[0-9])|density([0-9]+(\.[0-9]+)?))$")
+MODE = re.compile(r"^(loop|shadow|policy|mix[0-9]{1,2}|random|explore(100|[1-9]?[0-9])|density([0-9]+(\.[0-9]+)?))$")
 
 
 class Diagnostic(Sim):
@@ -56,6 +59,14 @@ class Diagnostic(Sim):
 
         n_uni = int(round(n * int(self.mode[7:]) / 100)) if self.mode.startswith("explore") else 0
         unc = margin_uncertainty(probs[remaining])
+        if self.mode == "policy":
+            # Binary uncertainty of the policy being learnt (p(policy) near 1/2), where the model
+            # scores the policy at all; the margin over every label before it does.
+            idx = [self.labels.index(lab) for lab in self.pos_labels]
+            p = probs[remaining][:, idx].sum(axis=1)
+            pol = 1.0 - np.abs(2.0 * p - 1.0)
+            if (pol >= self.qcfg.learning.min_uncertainty).any():
+                unc = pol
         if self.mode.startswith("density"):
             E = self.sur.emb[remaining]
             mu = E.mean(axis=0)
