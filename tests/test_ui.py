@@ -120,6 +120,9 @@ def test_render_helpers():
     head = header_html(packet)
     assert "data-case='7'" in head and "overdue by 5 min" in head
     assert "audit" not in head.lower() and "weekly" not in head  # blind QA and calibration
+    # The reason is cut to one line on screen; the whole of it is the hover title, escaped.
+    long = dict(packet, case=dict(packet["case"], priority_reason='learning: "x" <b> ' + "y" * 300))
+    assert f'title="learning: &quot;x&quot; &lt;b&gt; {"y" * 300}"' in header_html(long)
     html = text_html(packet)
     assert "r:&lt;a&gt;" in html and "x<br>y \U0001F621" in html and "Reveal" in html  # entities decoded
     assert ">2026-12-03 09:41 UTC</time>" in when("2026-12-03T09:41:37.123456")  # to the minute

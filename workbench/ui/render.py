@@ -53,8 +53,9 @@ def campaign_line(p: dict[str, Any]) -> str:
 
 
 def header_html(p: dict[str, Any], message: str = "") -> str:
-    """The case line: id, queue, tier, SLA, why it is first, and for a campaign case what a
-    decision touches. QA-audit and calibration draws look like any other case (blind review)."""
+    """The case line: id, queue, tier, SLA, why it is first (one line; the whole reason on hover),
+    and for a campaign case what a decision touches. QA-audit and calibration draws look like any
+    other case (blind review)."""
     c = p["case"]
     left = p.get("minutes_left")
     due = ("no SLA" if left is None else
@@ -67,7 +68,8 @@ def header_html(p: dict[str, Any], message: str = "") -> str:
             f"<span class='wb-case-title'>Case {int(c['id'])} · {esc(c['queue'])} · {esc(c.get('severity') or 'no tier')} · "
             f"{due}</span>{' · ' + ' · '.join(tags) if tags else ''}"
             f"{campaign_line(p)}"
-            f"<div class='wb-why'><b>Why first:</b> {esc(c.get('priority_reason') or '—')}</div>"
+            f"<div class='wb-why' title=\"{html.escape(decoded(c.get('priority_reason') or ''))}\">"
+            f"<b>Why first:</b> {esc(c.get('priority_reason') or '—')}</div>"
             f"{message_html(message)}</div>")
 
 
