@@ -17,6 +17,10 @@ choice is to be made), by swapping one part of the loop at a time, everything el
 - `policy`: the learning pick's uncertainty as the binary uncertainty of the policy being
   learnt (1 - |2 p(policy) - 1|) once the model scores it, instead of the margin over every
   label (on Davidson mostly the known benign / offensive boundary);
+- `crossfit` / `crossfitrandom`: the loop / random decisions through a gate whose `test_split`
+  also holds the train-side decisions made since the champion was trained, scored by the
+  challenger out of fold (`Diagnostic.gate_step`): how much of the loop's lag in production behind
+  its own challengers is the gate's lack of evidence on a young surface?
 - `mix<P>`: queues.yaml `learning.among_seeds` set to P%: that share of each batch while seeds
   wait goes to the learning pick (over a champion still blind to the policy: mostly diversity)
   instead of seeds, so that the first challengers see the surface as it is, not only its
@@ -42,7 +46,7 @@ import numpy as np  # noqa: E402
 from learning_data import emit, log  # noqa: E402
 from new_surface import COLD_SHARE, Sim  # noqa: E402
 
-MODE = re.compile(r"^(loop|shadow|policy|mix[0-9]{1,2}|random|explore(100|[1-9]?[0-9])|density([0-9]+(\.[0-9]+)?))$")
+MODE = re.compile(r"^(loop|shadow|policy|crossfit|crossfitrandom|mix[0-9]{1,2}|random|explore(100|[1-9]?[0-9])|density([0-9]+(\.[0-9]+)?))$")
 
 
 class Diagnostic(Sim):
@@ -50,9 +54,53 @@ class Diagnostic(Sim):
 
     mode = "loop"
     seed = 0
+    champ_cut = 0  # `crossfit*`: how many decisions the champion in production was trained after
+    FOLDS = 3
+
+    def run(self, strategy: str, seed: int, champion: np.ndarray) -> list[dict]:
+        self.champ_cut = 0
+        return super().run(strategy, seed, champion)
+
+    def gate_step(self, decided: list[int], uniform: set[int], champ: np.ndarray, chall: np.ndarray) -> dict:
+        """`crossfit*`: the gate's `test_split` also holds the train-side decisions made since the
+        champion was trained (it never saw them), scored by the challenger out of fold (FOLDS
+        folds by text hash, each fold's model trained on the base and the other train-side
+        decisions): about twice the evidence on a young surface, at FOLDS extra fits."""
+        if not self.mode.startswith("crossfit"):
+            return super().gate_step(decided, uniform, champ, chall)
+        import warnings
+
+        from evaluation.compare import gate, paired_bootstrap
+
+        test = [i for i in decided if self.side_test[i]]
+        train = [i for i in decided if not self.side_test[i]]
+        post = [i for i in decided[self.champ_cut:] if not self.side_test[i]]
+        fold = {i: int(self.sur_hash[i][:8], 16) % self.FOLDS for i in post}
+        oof: dict[int, np.ndarray] = {}
+        for f in range(self.FOLDS):
+            hold = {i for i in post if fold[i] == f}
+            if hold:
+                P = self.fit([i for i in train if i not in hold])
+                oof.update({i: P[i] for i in hold})
+        comps = {}
+        for name, items in (("test_split", test + sorted(oof)), ("qa_audit", [i for i in test if i in uniform])):
+            idx = np.array(items, dtype=int)
+            pa = champ[idx]
+            pb = np.array([oof[i] if i in oof else chall[i] for i in items]).reshape(pa.shape)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                comps[name] = paired_bootstrap(self.sur_y[idx], pa, pb, pa.argmax(axis=1), pb.argmax(axis=1),
+                                               self.labels, groups=[self.sur_hash[i] for i in idx],
+                                               n_boot=self.pcfg.bootstrap, seed=self.pcfg.seed,
+                                               confidence=self.pcfg.confidence)
+        comps = {k: v for k, v in comps.items() if k in self.pcfg.sets}
+        v = gate(comps, self.pcfg.metric, self.pcfg.min_lower_bound, self.pcfg.min_items, self.pcfg.mcnemar_alpha)
+        if v["passed"]:
+            self.champ_cut = len(decided)
+        return {"passed": bool(v["passed"]), "n_test": len(test) + len(oof), "reason": v["reason"]}
 
     def learning_pick(self, probs: np.ndarray, remaining: np.ndarray, n: int) -> list[int]:
-        if self.mode in ("loop", "shadow") or self.mode.startswith("mix"):
+        if self.mode in ("loop", "shadow", "crossfit") or self.mode.startswith("mix"):
             return super().learning_pick(probs, remaining, n)
         from labeling.learning import margin_uncertainty, select_learning
         from labeling.sampling import uniform_draw
@@ -94,7 +142,8 @@ def main() -> None:
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     bad = [m for m in modes if not MODE.match(m)]
     if bad:
-        ap.error(f"--modes: {', '.join(bad)} (loop, shadow, mix<0-99>, random, explore<0-100>, density<B>)")
+        ap.error(f"--modes: {', '.join(bad)} (loop, shadow, policy, crossfit, crossfitrandom, mix<0-99>, random, "
+                 "explore<0-100>, density<B>)")
     try:
         seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     except ValueError:
@@ -112,7 +161,8 @@ def main() -> None:
             sim.mode, sim.seed = ("loop" if mode == "random" else mode), seed
             sim.learn_from = "challenger" if mode == "shadow" else "champion"
             sim.cold_mix = int(mode[3:]) / 100 if mode.startswith("mix") else None
-            curve = {p["n"]: p for p in sim.run("random" if mode == "random" else "loop", seed, champ)}
+            strategy = "random" if mode in ("random", "crossfitrandom") else "loop"
+            curve = {p["n"]: p for p in sim.run(strategy, seed, champ)}
             per["auc_100"].append(round(curve[100]["auc"], 4))
             per["auc_200"].append(round(curve[200]["auc"], 4))
             per["challenger_200"].append(round(curve[200]["challenger_auc"], 4))
