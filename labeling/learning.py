@@ -17,11 +17,10 @@ learning cases, interleaved evenly with the risk order (`interleave_priorities`)
 cold-start seeds (`labeling.seeding`), which lead the queue; `among_seeds` of the claims while
 the seeds last are learning cases interleaved with them (0: every seed first;
 `among_seeds_new_surface` when the seeds come from a source the champion never learnt from). A
-pinned case's
-explanation starts with `learning:` and its `meta.learning` says why, so analysts and evaluation
-know why it was served; the sweep keeps pinned priorities (`priority.pinned`). Each pass re-plans:
-cases no longer chosen go back to risk order. The pure functions over arrays come first; the
-benchmarks run them as the product does.
+pinned case's explanation starts with `learning:` and its `meta.learning` says why, so analysts
+and evaluation know why it was served; the sweep keeps pinned priorities (`priority.pinned`).
+Each pass re-plans: cases no longer chosen go back to risk order. The pure functions over arrays
+come first; the benchmarks run them as the product does.
 """
 from __future__ import annotations
 
