@@ -131,7 +131,9 @@ class Diagnostic(Sim):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--variant", choices=["new_surface", "new_policy"], default="new_surface")
+    ap.add_argument("--variant", choices=["new_surface", "new_policy", "tweets_surface"], default="new_surface",
+                    help="tweets_surface: an SMS-only champion meets the Davidson tweets as a new surface (hate): "
+                         "data no reported run measures, for choices about new surfaces.")
     ap.add_argument("--modes", default="loop,explore100,density1,random")
     ap.add_argument("--seeds", default="1,2,3,4,5,6")
     ap.add_argument("--base-n", type=int, default=8000)
@@ -152,7 +154,7 @@ def main() -> None:
     if args.neighbours is not None and args.neighbours <= 0:
         ap.error("--neighbours must be a positive integer")
     sim = Diagnostic(args.base_n, COLD_SHARE, neighbours=args.neighbours, variant=args.variant,
-                     gate_metric="auc:hate" if args.variant == "new_policy" else None)
+                     gate_metric="auc:hate" if args.variant in ("new_policy", "tweets_surface") else None)
     champ = sim.fit([])
     out: dict = {}
     for mode in modes:

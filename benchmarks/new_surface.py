@@ -30,7 +30,7 @@ decisions; after every 20 a challenger is trained and goes through the promotion
 - `loop` (as built): cold-start seeds around five example spam texts (`labeling.seeding`:
   round-robin nearest neighbours, `seeding.neighbours` of queues.yaml, plus the uniform QA sample
   interleaved), with queues.yaml `learning.among_seeds` of each batch by the learning pick while
-  seeds wait (`among_seeds_new_surface` for a surface the champion never learnt from: SMS here);
+  seeds wait (`among_seeds_new_surface`, where set, for a surface the champion never learnt from);
   when they are worked and no promoted model knows the policy yet, a second round around the
   decided positives (`workbench seed --from-decisions`; `--no-reseed` seeds once), and so on until
   a promotion; then the learning share (`--share`, COLD_SHARE 0.9 for a cold queue) of each batch
@@ -149,13 +149,12 @@ class Sim:
         off = {"sms_spam": 0, "davidson": len(sms.ids)}
         self.variant = variant
         self.reseed = reseed
-        if variant == "new_surface":
-            # Champion: Davidson alone; surface: the SMS messages; policy: spam (spam + scam).
-            self.sur, self.pos_labels, base = sms, ["spam", "scam"], [(dav, None)]
-        else:
-            # Champion: SMS and the Davidson tweets with every hate label hidden (those tweets
-            # unlabelled); surface: the Davidson tweets; policy: hate.
-            self.sur, self.pos_labels, base = dav, ["hate"], [(dav, "hate"), (sms, None)]
+        # new_surface: a Davidson-only champion meets the SMS messages (policy spam: spam + scam);
+        # new_policy: a champion on SMS and the tweets with every hate label hidden meets hate on the
+        # tweets; tweets_surface (for choices, loop_diagnostics): an SMS-only champion meets the tweets.
+        self.sur, self.pos_labels, base = {"new_surface": (sms, ["spam", "scam"], [(dav, None)]),
+                                           "new_policy": (dav, ["hate"], [(dav, "hate"), (sms, None)]),
+                                           "tweets_surface": (dav, ["hate"], [(sms, None)])}[variant]
         self.sur_rows = off[self.sur.name] + np.arange(len(self.sur.ids))
         self.sur_y = np.array([self.labels.index(lab) for lab in self.sur.labels])
         self.sur_hash = [text_hash(t) for t in self.sur.texts]

@@ -280,8 +280,8 @@ def plan_queue(store: Store, taxonomy: Taxonomy, config: QueueConfig, queue: str
     # them. `among_seeds` of the claims while they last go to the first learning cases: a model
     # that does not know the new policy yet is uncertain about little of it, so these picks are
     # mostly diversity, the surface's ordinary traffic that seeds around positives do not show.
-    # On a new surface (`seeds_surface`) the model knows neither side of the traffic, so its
-    # ordinary items teach as much as the seeds do: `among_seeds_new_surface` there.
+    # On a new surface (`seeds_surface`) the model knows neither side of the traffic:
+    # `among_seeds_new_surface` there, when a deployment sets it.
     # The rest of the learning share interleaves with the risk order after the seeds.
     seeded = sorted((i for i in range(len(rows)) if _is_seed(rows[i])),
                     key=lambda i: (-risk[i], rows[i].id))
