@@ -33,7 +33,7 @@ from sqlalchemy import func, select, update
 
 from core import audit
 from core.hooks import check_permission
-from core.predictions import predictions_of_record
+from core.predictions import champion_version, predictions_of_record
 from core.principals import Actor
 from core.schema import CampaignMember, Case, Decision, Item, ModelVersion, utcnow
 from core.store import Store
@@ -190,10 +190,10 @@ def sources_new_to_champion(conn: Any, sources: Sequence[str], below: int) -> se
     wanted = sorted({s for s in sources if s is not None})
     if not wanted or below <= 0:
         return set()
-    trained = conn.execute(select(MV.c.created_at).where(MV.c.role == "champion")
-                           .order_by(MV.c.promoted_at.desc()).limit(1)).scalar()
-    if trained is None:
+    champ = champion_version(conn)  # the one rule for which model is in production
+    if champ is None:
         return set(wanted)
+    trained = conn.execute(select(MV.c.created_at).where(MV.c.id == champ)).scalar()
     new: set[str] = set()
     for source in wanted:  # each count stops at `below` rows (indexes: source + label, decisions' item)
         labelled = select(I.c.id).where(I.c.source == source, I.c.policy_label.is_not(None),
