@@ -68,11 +68,6 @@ class Diagnostic(Sim):
         decisions): about twice the evidence on a young surface, at FOLDS extra fits."""
         if not self.mode.startswith("crossfit"):
             return super().gate_step(decided, uniform, champ, chall)
-        import warnings
-
-        from evaluation.compare import gate, paired_bootstrap
-
-        test = [i for i in decided if self.side_test[i]]
         train = [i for i in decided if not self.side_test[i]]
         post = [i for i in decided[self.champ_cut:] if not self.side_test[i]]
         fold = {i: int(self.sur_hash[i][:8], 16) % self.FOLDS for i in post}
@@ -82,22 +77,10 @@ class Diagnostic(Sim):
             if hold:
                 P = self.fit([i for i in train if i not in hold])
                 oof.update({i: P[i] for i in hold})
-        comps = {}
-        for name, items in (("test_split", test + sorted(oof)), ("qa_audit", [i for i in test if i in uniform])):
-            idx = np.array(items, dtype=int)
-            pa = champ[idx]
-            pb = np.array([oof[i] if i in oof else chall[i] for i in items]).reshape(pa.shape)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                comps[name] = paired_bootstrap(self.sur_y[idx], pa, pb, pa.argmax(axis=1), pb.argmax(axis=1),
-                                               self.labels, groups=[self.sur_hash[i] for i in idx],
-                                               n_boot=self.pcfg.bootstrap, seed=self.pcfg.seed,
-                                               confidence=self.pcfg.confidence)
-        comps = {k: v for k, v in comps.items() if k in self.pcfg.sets}
-        v = gate(comps, self.pcfg.metric, self.pcfg.min_lower_bound, self.pcfg.min_items, self.pcfg.mcnemar_alpha)
-        if v["passed"]:
+        verdict = super().gate_step(decided, uniform, champ, chall, extra=oof)
+        if verdict["passed"]:
             self.champ_cut = len(decided)
-        return {"passed": bool(v["passed"]), "n_test": len(test) + len(oof), "reason": v["reason"]}
+        return verdict
 
     def learning_pick(self, probs: np.ndarray, remaining: np.ndarray, n: int) -> list[int]:
         if self.mode in ("loop", "shadow", "crossfit") or self.mode.startswith("mix"):

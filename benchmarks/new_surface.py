@@ -364,20 +364,21 @@ class Sim:
         return learn + by_risk[: k - len(learn)]
 
     def gate_step(self, decided: list[int], uniform: set[int], champ: np.ndarray,
-                  chall: np.ndarray) -> dict:
-        """The product's gate (`evaluation.compare.paired_bootstrap` + `gate`, models.yaml
-        `promotion`) on the human-labelled test side of the decisions so far and on its uniform
-        QA part: the champion in production against the challenger, on the same items."""
+                  chall: np.ndarray, extra: dict[int, np.ndarray] | None = None) -> dict:
+        """The product's gate (`evaluation.compare.paired_bootstrap` + `gate`, models.yaml `promotion`) on
+        the test side of the decisions so far and its uniform QA part: champion against challenger
+        on the same items (`extra`: more `test_split` items with the challenger's probabilities)."""
         import warnings
 
         from evaluation.compare import gate, paired_bootstrap
 
-        test = [i for i in decided if self.side_test[i]]
+        test, extra = [i for i in decided if self.side_test[i]], extra or {}
         comps = {}
-        for name, items in (("test_split", test), ("qa_audit", [i for i in test if i in uniform])):
+        for name, items in (("test_split", test + sorted(extra)), ("qa_audit", [i for i in test if i in uniform])):
             idx = np.array(items, dtype=int)
             y = self.sur_y[idx]
-            pa, pb = champ[idx], chall[idx]
+            pa = champ[idx]
+            pb = np.array([extra[i] if i in extra else chall[i] for i in items]).reshape(pa.shape)
             with warnings.catch_warnings():  # nanmean over resamples without a positive: reported as None
                 warnings.simplefilter("ignore", RuntimeWarning)
                 comps[name] = paired_bootstrap(y, pa, pb, pa.argmax(axis=1), pb.argmax(axis=1), self.labels,
@@ -385,7 +386,7 @@ class Sim:
                                                seed=self.pcfg.seed, confidence=self.pcfg.confidence)
         comps = {k: v for k, v in comps.items() if k in self.pcfg.sets}
         v = gate(comps, self.pcfg.metric, self.pcfg.min_lower_bound, self.pcfg.min_items, self.pcfg.mcnemar_alpha)
-        return {"passed": bool(v["passed"]), "n_test": len(test), "reason": v["reason"]}
+        return {"passed": bool(v["passed"]), "n_test": len(test) + len(extra), "reason": v["reason"]}
 
     def run(self, strategy: str, seed: int, champion: np.ndarray) -> list[dict]:
         """One strategy's 200 decisions: after every STEP a challenger is trained on the base and
