@@ -372,8 +372,7 @@ class Sim:
 
         from evaluation.compare import gate, paired_bootstrap
 
-        test, extra = [i for i in decided if self.side_test[i]], extra or {}
-        comps = {}
+        test, extra, pc, comps = [i for i in decided if self.side_test[i]], extra or {}, self.pcfg, {}
         for name, items in (("test_split", test + sorted(extra)), ("qa_audit", [i for i in test if i in uniform])):
             idx = np.array(items, dtype=int)
             y = self.sur_y[idx]
@@ -382,10 +381,10 @@ class Sim:
             with warnings.catch_warnings():  # nanmean over resamples without a positive: reported as None
                 warnings.simplefilter("ignore", RuntimeWarning)
                 comps[name] = paired_bootstrap(y, pa, pb, pa.argmax(axis=1), pb.argmax(axis=1), self.labels,
-                                               groups=[self.sur_hash[i] for i in idx], n_boot=self.pcfg.bootstrap,
-                                               seed=self.pcfg.seed, confidence=self.pcfg.confidence)
-        comps = {k: v for k, v in comps.items() if k in self.pcfg.sets}
-        v = gate(comps, self.pcfg.metric, self.pcfg.min_lower_bound, self.pcfg.min_items, self.pcfg.mcnemar_alpha)
+                                               groups=[self.sur_hash[i] for i in idx], n_boot=pc.bootstrap,
+                                               seed=pc.seed, confidence=pc.confidence)
+        comps = {k: v for k, v in comps.items() if k in pc.sets}
+        v = gate(comps, pc.metric, pc.min_lower_bound, pc.min_items, pc.mcnemar_alpha, pc.mcnemar_test)
         return {"passed": bool(v["passed"]), "n_test": len(test) + len(extra), "reason": v["reason"]}
 
     def run(self, strategy: str, seed: int, champion: np.ndarray) -> list[dict]:
@@ -538,7 +537,7 @@ def main() -> None:
         "among_seeds": sim.qcfg.learning.seed_mix(sim.share, new_surface=sim.new_surface),
         "seeding": sim.qcfg.seeding.model_dump(), "retrain_every": STEP,
         "gate": {"metric": pc.metric, "min_lower_bound": pc.min_lower_bound, "min_items": pc.min_items,
-                 "mcnemar_alpha": pc.mcnemar_alpha, "bootstrap": pc.bootstrap, "sets": list(pc.sets),
+                 "mcnemar_alpha": pc.mcnemar_alpha, "mcnemar_test": pc.mcnemar_test, "bootstrap": pc.bootstrap, "sets": list(pc.sets),
                  "test_fraction": sim.test_fraction,
                  "note": "challenger trained on base + train-side decisions; AUC is the champion's (in production "
                          "after the gate); challenger_auc is every retrain's"},

@@ -22,7 +22,8 @@ are the held-out human labels both models are scored on. From the rest:
 Each challenger is compared with the champion on the same held-out items by the gate's own
 functions (`evaluation.compare.paired_bootstrap` resampling whole groups, then `gate` with
 models.yaml's `promotion` settings: macro F1, lower bound of the 95% interval above 0, and
-McNemar's exact p < 0.05 in the challenger's favour; `interval_only` is the interval alone). The
+McNemar's p < 0.05 in the challenger's favour, exact or mid-p as `promotion.mcnemar_test` says or
+`--mcnemar-test` overrides; `interval_only` is the interval alone). The
 baseline, in the same process on the same models: promoting whenever the challenger's macro F1
 point estimate is higher (what a by-hand comparison does); McNemar's test (p < 0.05, challenger
 right more often) is reported beside it. `--gate-metric` runs the same trials through the gate on
@@ -37,7 +38,8 @@ for each weight in `learning.weight_grid`, per seed.
 
 Prints one JSON line. Usage: python benchmarks/promotion.py [--trials 20] [--kind tfidf_lr]
        [--n 3000] [--noise 0.3] [--noise-kind missed] [--better-noise 0.0] [--worse-noise 0.6]
-       [--eval 600] [--design paired|independent] [--equal-extra 0.05] [--gate-metric M] [--tune-weight]
+       [--eval 600] [--design paired|independent] [--equal-extra 0.05] [--gate-metric M]
+       [--mcnemar-test exact|mid_p] [--tune-weight]
 """
 from __future__ import annotations
 
@@ -94,6 +96,8 @@ def run_trials(args: argparse.Namespace) -> dict:
     pc = cfg.promotion
     if args.gate_metric:  # e.g. brier: the same trials through the gate on another metric
         pc = pc.model_copy(update={"metric": args.gate_metric})
+    if args.mcnemar_test:  # exact or mid_p: the same trials through the gate with the other McNemar p
+        pc = pc.model_copy(update={"mcnemar_test": args.mcnemar_test})
     labels = list(tax.labels)
     df = load_labelled("sms_spam", taxonomy=tax)
     texts = df.text.tolist()
@@ -147,14 +151,15 @@ def run_trials(args: argparse.Namespace) -> dict:
             pb, predb = runs[name]()
             comp = paired_bootstrap(y_ev, pa, pb, preda, predb, labels, groups=g_ev, n_boot=pc.bootstrap,
                                     seed=pc.seed + trial, confidence=pc.confidence)
-            verdict = gate({"test_split": comp}, pc.metric, pc.min_lower_bound, pc.min_items, pc.mcnemar_alpha)
+            verdict = gate({"test_split": comp}, pc.metric, pc.min_lower_bound, pc.min_items, pc.mcnemar_alpha,
+                           pc.mcnemar_test)
             interval_only = gate({"test_split": comp}, pc.metric, pc.min_lower_bound, pc.min_items)
             o = outcome[name]
             o["gate"].append(bool(verdict["passed"]))
             o["interval_only"].append(bool(interval_only["passed"]))
             o["naive"].append(bool(comp["macro_f1"]["delta"] > 0))
             m = comp["mcnemar"]
-            o["mcnemar"].append(bool(m["p_value"] < 0.05 and m["only_challenger_right"] > m["only_champion_right"]))
+            o["mcnemar"].append(bool(m["mid_p" if pc.mcnemar_test == "mid_p" else "p_value"] < 0.05 and m["only_challenger_right"] > m["only_champion_right"]))
             o["delta"].append(comp["macro_f1"]["delta"])
             o["lower"].append(comp["macro_f1"]["lower"])
         log(f"trial {trial + 1}/{args.trials}: champion macro F1 {champ_f1[-1]:.3f}; "
@@ -171,7 +176,7 @@ def run_trials(args: argparse.Namespace) -> dict:
                   "equal_extra": args.equal_extra if args.design == "paired" else None,
                   "better_noise": args.better_noise, "worse_noise": args.worse_noise,
                   "gate": {"metric": pc.metric, "min_lower_bound": pc.min_lower_bound, "confidence": pc.confidence,
-                           "bootstrap": pc.bootstrap, "mcnemar_alpha": pc.mcnemar_alpha,
+                           "bootstrap": pc.bootstrap, "mcnemar_alpha": pc.mcnemar_alpha, "mcnemar_test": pc.mcnemar_test,
                            "resampling": "template groups"}},
         "champion_macro_f1": {"mean": round(float(np.mean(champ_f1)), 4), "sd": round(float(np.std(champ_f1, ddof=1)), 4)},
         "macro_f1_delta": {k: {"mean": round(float(np.mean(v["delta"])), 4), "sd": round(float(np.std(v["delta"], ddof=1)), 4)}
@@ -242,6 +247,8 @@ def main() -> None:
     ap.add_argument("--tune-weight", action="store_true")
     ap.add_argument("--gate-metric", default=None,
                     help="The gate's metric (default: models.yaml promotion.metric), e.g. brier or auc_mean.")
+    ap.add_argument("--mcnemar-test", choices=("exact", "mid_p"), default=None,
+                    help="McNemar's p the gate uses (default: models.yaml promotion.mcnemar_test).")
     ap.add_argument("--human", type=int, default=300)
     ap.add_argument("--grid", type=lambda s: [float(x) for x in s.split(",")], default=None,
                     help="weights to cross-validate (default: learning.weight_grid)")

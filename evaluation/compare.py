@@ -16,7 +16,10 @@ tests share one implementation.
   other metrics, a positive delta means the challenger is better. It credits a challenger that is
   surer where it is right even when no arg-max label changes.
 - `mcnemar` tests whether the two models' error rates differ, from the items exactly one of
-  them gets right (exact two-sided binomial test; it is valid for small counts too).
+  them gets right: the exact two-sided binomial test (valid for small counts) and its mid-p
+  version (each tail counts the observed split at half its probability), which holds the nominal
+  level more closely where the exact test is conservative on a handful of disagreements
+  (Fagerland, Lydersen & Laake, 2013, BMC Med. Res. Methodol. 13:91).
 """
 from __future__ import annotations
 
@@ -78,17 +81,23 @@ def _interval(delta: np.ndarray, point: float, confidence: float) -> dict[str, A
             "p_not_better": round(float((d <= 0).mean()), 6)}
 
 
+MCNEMAR_TESTS = ("exact", "mid_p")
+
+
 def mcnemar(correct_a: Sequence[bool], correct_b: Sequence[bool]) -> dict[str, Any]:
-    """McNemar's test on paired correctness: b = only A right, c = only B right; exact two-sided
-    binomial p-value of b vs c under equal error rates (1.0 when they never disagree)."""
-    from scipy.stats import binomtest
+    """McNemar's test on paired correctness: b = only A right, c = only B right. Returns the
+    counts, `p_value` (exact two-sided binomial p of b vs c under equal error rates) and `mid_p`
+    (each tail counts the observed split at half its probability; both 1.0 when they never disagree)."""
+    from scipy.stats import binom, binomtest
 
     a, b_ = np.asarray(correct_a, dtype=bool), np.asarray(correct_b, dtype=bool)
     only_a, only_b = int((a & ~b_).sum()), int((~a & b_).sum())
     n = only_a + only_b
     p = 1.0 if n == 0 else float(binomtest(only_b, n, 0.5).pvalue)
+    k = min(only_a, only_b)
+    mid = 1.0 if n == 0 else min(1.0, float(2 * (binom.cdf(k, n, 0.5) - 0.5 * binom.pmf(k, n, 0.5))))
     return {"only_champion_right": only_a, "only_challenger_right": only_b, "disagreements": n,
-            "p_value": round(p, 6)}
+            "p_value": round(p, 6), "mid_p": round(mid, 6)}
 
 
 def paired_bootstrap(y: Sequence[int], proba_a: np.ndarray, proba_b: np.ndarray, pred_a: Sequence[int],
@@ -167,32 +176,36 @@ PREDICTION_METRICS = ("macro_f1",)  # metrics of the arg-max labels, where McNem
 
 
 def gate(comparisons: dict[str, dict[str, Any]], metric: str, min_lower_bound: float,
-         min_items: int, mcnemar_alpha: Optional[float] = None) -> dict[str, Any]:
+         min_items: int, mcnemar_alpha: Optional[float] = None, mcnemar_test: str = "exact") -> dict[str, Any]:
     """The promotion verdict over evaluation sets (name -> `paired_bootstrap` result): every set
     with at least `min_items` items must have the lower bound of `metric`'s B - A interval above
     `min_lower_bound` and, with `mcnemar_alpha` and a metric of the arg-max labels (macro F1),
-    McNemar's exact p below it with B right on more of the disagreements (a percentile interval
-    of a handful of discordant items can clear zero on luck alone; the exact test cannot). An
+    McNemar's p (`mcnemar_test`: exact or mid_p) below it with B right on more of the
+    disagreements (a percentile interval of a handful of discordant items can clear zero on luck
+    alone; the test cannot). An
     AUC metric ranks the probabilities of every item, not the arg-max: McNemar's test of the
     labels asks another question (a first model of a new policy can rank its items far better
     than chance while calling a few old items by the new label), so its interval alone gates, as
-    the Brier score's does (a proper score of the probabilities, not of the arg-max). Smaller sets are reported, not counted; no qualifying
-    set means no promotion (no evidence). Returns {passed, reason, sets: {name: {gating, passed,
+    the Brier score's does (a proper score of the probabilities, not of the arg-max). Smaller
+    sets are reported, not counted; no qualifying set means no promotion (no evidence). Returns {passed, reason, sets: {name: {gating, passed,
     lower, delta, mcnemar_p}}}."""
     sets: dict[str, Any] = {}
     reasons = []
+    if mcnemar_test not in MCNEMAR_TESTS:
+        raise ValueError(f"mcnemar_test: {mcnemar_test!r} is not one of {', '.join(MCNEMAR_TESTS)}")
     uses_mcnemar = mcnemar_alpha is not None and metric in PREDICTION_METRICS
+    p_key = "mid_p" if mcnemar_test == "mid_p" else "p_value"
     for name, comp in comparisons.items():
         entry = metric_interval(comp, metric)
         gating = comp.get("n", 0) >= min_items and entry is not None
         ok_interval = bool(gating and entry["lower"] > min_lower_bound)
         m = (comp.get("mcnemar") or {}) if uses_mcnemar else {}
         ok_mcnemar = not uses_mcnemar or bool(
-            m and m["p_value"] < mcnemar_alpha and m["only_challenger_right"] > m["only_champion_right"])
+            m and m[p_key] < mcnemar_alpha and m["only_challenger_right"] > m["only_champion_right"])
         ok = ok_interval and ok_mcnemar
         sets[name] = {"gating": gating, "passed": ok if gating else None, "n": comp.get("n", 0),
                       "lower": entry["lower"] if entry else None, "delta": entry["delta"] if entry else None,
-                      "upper": entry.get("upper") if entry else None, "mcnemar_p": m.get("p_value")}
+                      "upper": entry.get("upper") if entry else None, "mcnemar_p": m.get(p_key)}
         if not gating:
             reasons.append(f"{name}: {comp.get('n', 0)} items" + ("" if entry else f", no {metric}")
                            + f" (under {min_items} or not computable: reported only)")
@@ -200,7 +213,8 @@ def gate(comparisons: dict[str, dict[str, Any]], metric: str, min_lower_bound: f
         why = (f"{name}: {metric} delta {entry['delta']:+.4f}, lower bound {entry['lower']:+.4f} "
                f"{'>' if ok_interval else '<='} {min_lower_bound:+.4f}")
         if mcnemar_alpha is not None and m:
-            why += (f"; McNemar p {m['p_value']:.4g} ({m['only_challenger_right']} vs {m['only_champion_right']} "
+            why += (f"; McNemar {'mid-p' if p_key == 'mid_p' else 'p'} {m[p_key]:.4g} "
+                    f"({m['only_challenger_right']} vs {m['only_champion_right']} "
                     f"disagreements) {'<' if ok_mcnemar else 'not <'} {mcnemar_alpha}")
         reasons.append(why)
     gating = [s for s in sets.values() if s["gating"]]
@@ -208,4 +222,5 @@ def gate(comparisons: dict[str, dict[str, Any]], metric: str, min_lower_bound: f
     if not gating:
         reasons.append("no evaluation set large enough: not promoted")
     return {"passed": passed, "metric": metric, "min_lower_bound": min_lower_bound, "mcnemar_alpha": mcnemar_alpha,
+            "mcnemar_test": mcnemar_test,
             "sets": sets, "reason": "; ".join(reasons)}

@@ -221,7 +221,8 @@ def compare_and_promote(store: "Store", taxonomy: "Taxonomy", ld: "LearningData"
         verdict = {"passed": True, "metric": pcfg.metric, "min_lower_bound": pcfg.min_lower_bound, "sets": {},
                    "reason": "no champion yet: the challenger becomes the first champion"}
     else:
-        verdict = gate(comparisons, pcfg.metric, pcfg.min_lower_bound, pcfg.min_items, pcfg.mcnemar_alpha)
+        verdict = gate(comparisons, pcfg.metric, pcfg.min_lower_bound, pcfg.min_items, pcfg.mcnemar_alpha,
+                       pcfg.mcnemar_test)
     promoted = bool(promote and (verdict["passed"] or force))
     forced = bool(promoted and force and not verdict["passed"])
     result: dict[str, Any] = {"challenger": challenger_id, "champion": champ["id"] if champ else None,

@@ -102,7 +102,7 @@ def write_markdown(path: str | Path, result: dict[str, Any], png_name: str) -> s
         if m:
             lines += ["", f"McNemar: {m['disagreements']} disagreements, champion alone right on "
                           f"{m['only_champion_right']}, challenger alone on {m['only_challenger_right']}, "
-                          f"exact p = {m['p_value']}"]
+                          f"exact p = {m['p_value']}, mid-p = {m.get('mid_p')}"]
         lines.append("")
     stats = result.get("data") or {}
     lines += ["## Training data", "", "```", *(f"{k}: {v}" for k, v in stats.items()), "```", "",

@@ -87,8 +87,9 @@ class PromotionSettings(_Strict):
     bootstrap: int = Field(default=1000, ge=100)
     seed: int = 13
     min_items: int = Field(default=30, ge=1)   # an evaluation set with fewer items is reported, not gating
-    # Also required: McNemar's exact p below this, the challenger right on more disagreements (None: off).
+    # Also required: McNemar's p below this, the challenger right on more disagreements (None: off).
     mcnemar_alpha: Optional[float] = Field(default=0.05, gt=0.0, lt=1.0)
+    mcnemar_test: Literal["exact", "mid_p"] = "exact"   # evaluation.compare.MCNEMAR_TESTS
     sets: list[Literal["test_split", "qa_audit"]] = Field(default_factory=lambda: ["test_split", "qa_audit"])
 
     @field_validator("metric")

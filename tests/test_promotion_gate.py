@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import insert, select
 
+from core.config import ConfigError
 from core.hooks import PermissionDenied
 from core.predictions import champion_version, predictions_of_record
 from core.principals import Principal
@@ -72,6 +73,17 @@ def test_gate_refuses_equal_and_worse_and_accepts_clearly_better():
     assert gate({"t": hair}, "macro_f1", 0.0, 30)["passed"]
     assert not gate({"t": hair}, "macro_f1", 0.0, 30, mcnemar_alpha=0.05)["passed"]
     assert gate({"test_split": better}, "macro_f1", 0.0, 30, mcnemar_alpha=0.05)["passed"]
+    # The mid-p test (each tail counts the observed split at half its probability): 5 vs 0 disagreements
+    # give 0.03125 and pass; 4 vs 0 (0.0625) do not; its verdict says which p it used.
+    assert hair["mcnemar"]["mid_p"] == pytest.approx(0.03125)
+    mid = gate({"t": hair}, "macro_f1", 0.0, 30, mcnemar_alpha=0.05, mcnemar_test="mid_p")
+    assert mid["passed"] and mid["sets"]["t"]["mcnemar_p"] == pytest.approx(0.03125) and "mid-p" in mid["reason"]
+    fixed[wrong[-1]] = preda[wrong[-1]]
+    four = paired_bootstrap(y, pa, pa, preda, fixed, labels, n_boot=2000, seed=1)
+    assert four["mcnemar"]["only_challenger_right"] == 4 and four["mcnemar"]["mid_p"] == pytest.approx(0.0625)
+    assert not gate({"t": four}, "macro_f1", 0.0, 30, mcnemar_alpha=0.05, mcnemar_test="mid_p")["passed"]
+    with pytest.raises(ValueError, match="mcnemar_test"):
+        gate({"t": hair}, "macro_f1", 0.0, 30, mcnemar_alpha=0.05, mcnemar_test="asymptotic")
     # A set under min_items is reported, not gating; no gating set at all: no promotion.
     assert not gate({"test_split": better}, "macro_f1", 0.0, 1000)["passed"]
     assert gate({"test_split": better, "qa_audit": same | {"n": 5}}, "macro_f1", 0.0, 30)["passed"]
@@ -141,6 +153,10 @@ def test_statistics_against_references():
     assert out["auc"]["b"]["challenger"] == pytest.approx(roc_auc_score(y == 1, pb[:, 1]), abs=1e-6)
     m = mcnemar([True, True, False, False, True], [True, False, True, True, True])
     assert (m["only_champion_right"], m["only_challenger_right"]) == (1, 2)
+    # mid-p = 2 [P(X <= 1) - P(X = 1) / 2] for 1 vs 2 of 3 = 2 (1/2 - 3/16) = 0.625 (Fagerland et al. 2013).
+    assert m["p_value"] == pytest.approx(1.0) and m["mid_p"] == pytest.approx(0.625)
+    none = mcnemar([True, False], [True, False])
+    assert none["disagreements"] == 0 and none["p_value"] == none["mid_p"] == 1.0
     # The cluster bootstrap draws whole groups: members of one group always count alike.
     w = resample_weights(6, 50, 0, groups=["a", "a", "b", "b", "c", "c"])
     assert (w[:, 0] == w[:, 1]).all() and (w.sum(axis=1) == 6).all()
@@ -394,3 +410,9 @@ def test_auto_retrain_on_a_drift_alarm_once_per_drifted_window(loop):
     assert not retrain_due(store, on, drift=report(loud, now - dt.timedelta(days=7)))["due"]
     off = on.model_copy(update={"auto_retrain": on.auto_retrain.model_copy(update={"drift_alarm": False})})
     assert not retrain_due(store, off, drift=report(loud, later))["due"]
+
+
+def test_a_bad_mcnemar_test_in_models_yaml_is_refused_naming_the_file_and_field(tmp_path):
+    (tmp_path / "models.yaml").write_text("promotion:\n  mcnemar_test: asymptotic\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"models.yaml.*promotion.mcnemar_test"):
+        load_models_config(tmp_path / "models.yaml")

@@ -50,7 +50,8 @@ def _print_gate(r: dict[str, Any]) -> None:
         m = comp.get("macro_f1") or {}
         if comp["n"]:
             click.echo(f"  {name}: {comp['n']} items, macro F1 {m.get('champion')} -> {m.get('challenger')} "
-                       f"[{m.get('lower')}, {m.get('upper')}]; McNemar p {comp['mcnemar']['p_value']}")
+                       f"[{m.get('lower')}, {m.get('upper')}]; McNemar p {comp['mcnemar']['p_value']} "
+                       f"(mid-p {comp['mcnemar'].get('mid_p')})")
     if r.get("rescore"):
         rs = r["rescore"]
         click.echo(f"  open cases: {rs['scored']} items rescored, {rs['replanned']} re-planned, "
