@@ -213,9 +213,10 @@ def gate(comparisons: dict[str, dict[str, Any]], metric: str, min_lower_bound: f
         why = (f"{name}: {metric} delta {entry['delta']:+.4f}, lower bound {entry['lower']:+.4f} "
                f"{'>' if ok_interval else '<='} {min_lower_bound:+.4f}")
         if mcnemar_alpha is not None and m:
-            why += (f"; McNemar {'mid-p' if p_key == 'mid_p' else 'p'} {m[p_key]:.4g} "
-                    f"({m['only_challenger_right']} vs {m['only_champion_right']} "
-                    f"disagreements) {'<' if ok_mcnemar else 'not <'} {mcnemar_alpha}")
+            verdict = ("passes" if ok_mcnemar else f"fails: not < {mcnemar_alpha}" if m[p_key] >= mcnemar_alpha
+                       else "fails: in the champion's favour")
+            why += (f"; McNemar {'mid-p' if p_key == 'mid_p' else 'p'} {m[p_key]:.4g} (challenger right alone on "
+                    f"{m['only_challenger_right']}, champion on {m['only_champion_right']}) {verdict}")
         reasons.append(why)
     gating = [s for s in sets.values() if s["gating"]]
     passed = bool(gating) and all(s["passed"] for s in gating)

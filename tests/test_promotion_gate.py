@@ -82,6 +82,11 @@ def test_gate_refuses_equal_and_worse_and_accepts_clearly_better():
     four = paired_bootstrap(y, pa, pa, preda, fixed, labels, n_boot=2000, seed=1)
     assert four["mcnemar"]["only_challenger_right"] == 4 and four["mcnemar"]["mid_p"] == pytest.approx(0.0625)
     assert not gate({"t": four}, "macro_f1", 0.0, 30, mcnemar_alpha=0.05, mcnemar_test="mid_p")["passed"]
+    # Significant the other way round: the reason says the champion is the one favoured.
+    reverse = gate({"t": paired_bootstrap(y, pa, pa, fixed, preda, labels, n_boot=200, seed=1)},
+                   "macro_f1", -1.0, 30, mcnemar_alpha=0.2, mcnemar_test="mid_p")
+    assert not reverse["passed"] and "fails: in the champion's favour" in reverse["reason"]
+    assert "fails: not < 0.05" in gate({"t": four}, "macro_f1", 0.0, 30, mcnemar_alpha=0.05)["reason"]
     with pytest.raises(ValueError, match="mcnemar_test"):
         gate({"t": hair}, "macro_f1", 0.0, 30, mcnemar_alpha=0.05, mcnemar_test="asymptotic")
     # A set under min_items is reported, not gating; no gating set at all: no promotion.
