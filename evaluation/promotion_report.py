@@ -11,6 +11,8 @@ from typing import Any, Optional
 
 import numpy as np
 
+from .compare import PREDICTION_METRICS
+
 
 def plot_comparison(path: str | Path, champion: str, challenger: str, comparisons: dict[str, dict[str, Any]],
                     reliability: Optional[dict[str, tuple[np.ndarray, np.ndarray]]], n_bins: int = 10) -> str:
@@ -81,7 +83,11 @@ def write_markdown(path: str | Path, result: dict[str, Any], png_name: str) -> s
              + (" (forced by " + str(result.get("forced_by")) + ": " + str(result.get("force_reason")) + ")"
                 if result.get("forced") else ""),
              "", f"Gate: {g['metric']} lower bound of the {int(result['confidence'] * 100)}% paired bootstrap "
-             f"interval above {g['min_lower_bound']:+g} on every evaluation set with enough items.",
+             f"interval above {g['min_lower_bound']:+g}"
+             + (f" and McNemar's {'mid-p' if g.get('mcnemar_test') == 'mid_p' else 'exact p'} below "
+                f"{g['mcnemar_alpha']} in the challenger's favour" if g.get("mcnemar_alpha") is not None
+                and g["metric"] in PREDICTION_METRICS else "")
+             + " on every evaluation set with enough items.",
              "", f"{g['reason']}", "", "## Evaluation sets", ""]
     for name, comp in result["comparisons"].items():
         lines += [f"### {name} ({comp['n']} items, {comp['groups']} groups)", ""]

@@ -212,6 +212,7 @@ def test_better_challenger_is_promoted_and_no_open_case_keeps_a_stale_prediction
     assert (tmp_path / "report" / "comparison.png").stat().st_size > 5000
     md = (tmp_path / "report" / "comparison.md").read_text()
     assert "promoted" in md and "| Brier (lower is better" in md
+    assert "McNemar's mid-p below 0.05 in the challenger's favour" in md and "mid-p = " in md
     new = out["challenger"]
     assert get_model(store, new)["role"] == "champion" and get_model(store, new)["parent_id"] == champ
     assert out["rescore"]["stale_left"] == 0 and out["rescore"]["scored"] > 0
