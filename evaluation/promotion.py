@@ -237,7 +237,8 @@ def compare_and_promote(store: "Store", taxonomy: "Taxonomy", ld: "LearningData"
     result.update(png=png, report=str(folder / "comparison.md"))
     write_markdown(folder / "comparison.md", result, "comparison.png")
     summary = {"champion": result["champion"], "passed": verdict["passed"], "metric": verdict["metric"],
-               "min_lower_bound": verdict["min_lower_bound"], "sets": verdict["sets"], "reason": verdict["reason"],
+               "min_lower_bound": verdict["min_lower_bound"], "mcnemar_alpha": verdict.get("mcnemar_alpha"),
+               "mcnemar_test": verdict.get("mcnemar_test"), "sets": verdict["sets"], "reason": verdict["reason"],
                "report": result["report"]}
     with store.begin() as conn:
         audit.record(conn, actor, "model.gate", "model_version", challenger_id, summary)

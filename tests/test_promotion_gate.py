@@ -226,6 +226,9 @@ def test_better_challenger_is_promoted_and_no_open_case_keeps_a_stale_prediction
     assert all(record[c.item_id]["model_version"] == new for c in open_cases if c.item_id)
     assert stale_open_cases(store) == []
     assert "model.gate" in events and "model.promote" in events
+    with store.read() as conn:  # the audited verdict names the test it was reached with
+        gated = conn.execute(select(AuditEvent.payload).where(AuditEvent.action == "model.gate")).scalar()
+    assert (gated["mcnemar_test"], gated["mcnemar_alpha"]) == ("mid_p", 0.05)
 
     # The same data, kind and parameters again: an equal challenger, refused.
     again = retrain_and_gate(store, taxonomy, models_config=MODELS, queue_config=queue_config, actor="eng",
