@@ -25,6 +25,10 @@ choice is to be made), by swapping one part of the loop at a time, everything el
   wait goes to the learning pick (over a champion still blind to the policy: mostly diversity)
   instead of seeds, so that the first challengers see the surface as it is, not only its
   positives (`loop` runs the shipped value);
+- `adapt<P>`: `learning.among_seeds` adapted to how the seeds are paying off: P% times the share
+  of the decisions so far that are positives of the policy (`among_seeds` before the first
+  decision), so a surface whose seeds are mostly positives (SMS spam) gives more of its claims to
+  the learning pick and a rarer policy (hate) keeps serving seeds;
 - `random`: new_surface's 200 random decisions, for reference.
 
 Prints one JSON line: per mode, production and challenger AUC @100 / @200 (mean, sd over seeds,
@@ -46,7 +50,8 @@ import numpy as np  # noqa: E402
 from learning_data import emit, log  # noqa: E402
 from new_surface import COLD_SHARE, Sim  # noqa: E402
 
-MODE = re.compile(r"^(loop|shadow|policy|crossfit|crossfitrandom|mix[0-9]{1,2}|random|explore(100|[1-9]?[0-9])|density([0-9]+(\.[0-9]+)?))$")
+MODE = re.compile(r"^(loop|shadow|policy|crossfit|crossfitrandom|mix[0-9]{1,2}|adapt[0-9]{1,2}|random|"
+                  r"explore(100|[1-9]?[0-9])|density([0-9]+(\.[0-9]+)?))$")
 
 
 class Diagnostic(Sim):
@@ -57,8 +62,23 @@ class Diagnostic(Sim):
     champ_cut = 0  # `crossfit*`: how many decisions the champion in production was trained after
     FOLDS = 3
 
+    fixed_mix: float | None = None  # `mix<P>`
+    so_far: list[int] = []  # the decisions up to the last gate step (`adapt<P>`)
+
+    @property
+    def cold_mix(self) -> float | None:  # type: ignore[override]
+        """`Sim.run`'s learning share among waiting seeds: `mix<P>` fixed, `adapt<P>` from the
+        positives decided so far, else None (queues.yaml)."""
+        if self.mode.startswith("adapt") and self.so_far:
+            return int(self.mode[5:]) / 100 * float(np.mean(self.pos[np.array(self.so_far)]))
+        return self.fixed_mix
+
+    @cold_mix.setter
+    def cold_mix(self, value: float | None) -> None:
+        self.fixed_mix = value
+
     def run(self, strategy: str, seed: int, champion: np.ndarray) -> list[dict]:
-        self.champ_cut = 0
+        self.champ_cut, self.so_far = 0, []
         return super().run(strategy, seed, champion)
 
     def gate_step(self, decided: list[int], uniform: set[int], champ: np.ndarray, chall: np.ndarray) -> dict:
@@ -66,6 +86,7 @@ class Diagnostic(Sim):
         champion was trained (it never saw them), scored by the challenger out of fold (FOLDS
         folds by text hash, each fold's model trained on the base and the other train-side
         decisions): about twice the evidence on a young surface, at FOLDS extra fits."""
+        self.so_far = list(decided)
         if not self.mode.startswith("crossfit"):
             return super().gate_step(decided, uniform, champ, chall)
         train = [i for i in decided if not self.side_test[i]]
@@ -83,7 +104,7 @@ class Diagnostic(Sim):
         return verdict
 
     def learning_pick(self, probs: np.ndarray, remaining: np.ndarray, n: int) -> list[int]:
-        if self.mode in ("loop", "shadow", "crossfit") or self.mode.startswith("mix"):
+        if self.mode in ("loop", "shadow", "crossfit") or self.mode.startswith(("mix", "adapt")):
             return super().learning_pick(probs, remaining, n)
         from labeling.learning import margin_uncertainty, select_learning
         from labeling.sampling import uniform_draw
@@ -127,8 +148,8 @@ def main() -> None:
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     bad = [m for m in modes if not MODE.match(m)]
     if bad:
-        ap.error(f"--modes: {', '.join(bad)} (loop, shadow, policy, crossfit, crossfitrandom, mix<0-99>, random, "
-                 "explore<0-100>, density<B>)")
+        ap.error(f"--modes: {', '.join(bad)} (loop, shadow, policy, crossfit, crossfitrandom, mix<0-99>, "
+                 "adapt<0-99>, random, explore<0-100>, density<B>)")
     try:
         seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     except ValueError:

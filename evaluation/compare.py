@@ -187,8 +187,9 @@ def gate(comparisons: dict[str, dict[str, Any]], metric: str, min_lower_bound: f
     labels asks another question (a first model of a new policy can rank its items far better
     than chance while calling a few old items by the new label), so its interval alone gates, as
     the Brier score's does (a proper score of the probabilities, not of the arg-max). Smaller
-    sets are reported, not counted; no qualifying set means no promotion (no evidence). Returns {passed, reason, sets: {name: {gating, passed,
-    lower, delta, mcnemar_p}}}."""
+    sets are reported, not counted; no qualifying set means no promotion (no evidence). Returns
+    {passed, reason, metric, min_lower_bound, mcnemar_alpha, mcnemar_test, sets: {name: {gating,
+    passed, n, lower, delta, upper, mcnemar_p}}}."""
     sets: dict[str, Any] = {}
     reasons = []
     if mcnemar_test not in MCNEMAR_TESTS:
