@@ -537,7 +537,8 @@ def main() -> None:
         "among_seeds": sim.qcfg.learning.seed_mix(sim.share, new_surface=sim.new_surface),
         "seeding": sim.qcfg.seeding.model_dump(), "retrain_every": STEP,
         "gate": {"metric": pc.metric, "min_lower_bound": pc.min_lower_bound, "min_items": pc.min_items,
-                 "mcnemar_alpha": pc.mcnemar_alpha, "mcnemar_test": pc.mcnemar_test, "bootstrap": pc.bootstrap, "sets": list(pc.sets),
+                 "mcnemar_alpha": pc.mcnemar_alpha, "mcnemar_test": pc.mcnemar_test, "bootstrap": pc.bootstrap,
+                 "sets": list(pc.sets),
                  "test_fraction": sim.test_fraction,
                  "note": "challenger trained on base + train-side decisions; AUC is the champion's (in production "
                          "after the gate); challenger_auc is every retrain's"},

@@ -59,7 +59,7 @@ import numpy as np  # noqa: E402
 from clustering.normalize import normalize_template  # noqa: E402
 from core.sources import load_labelled  # noqa: E402
 from core.taxonomy import load_taxonomy  # noqa: E402
-from evaluation.compare import gate, paired_bootstrap  # noqa: E402
+from evaluation.compare import gate, mcnemar_p, paired_bootstrap  # noqa: E402
 from models.config import load_models_config  # noqa: E402
 from models.kinds import make_classifier  # noqa: E402
 
@@ -159,7 +159,8 @@ def run_trials(args: argparse.Namespace) -> dict:
             o["interval_only"].append(bool(interval_only["passed"]))
             o["naive"].append(bool(comp["macro_f1"]["delta"] > 0))
             m = comp["mcnemar"]
-            o["mcnemar"].append(bool(m["mid_p" if pc.mcnemar_test == "mid_p" else "p_value"] < 0.05 and m["only_challenger_right"] > m["only_champion_right"]))
+            o["mcnemar"].append(bool(mcnemar_p(m, pc.mcnemar_test) < 0.05
+                                     and m["only_challenger_right"] > m["only_champion_right"]))
             o["delta"].append(comp["macro_f1"]["delta"])
             o["lower"].append(comp["macro_f1"]["lower"])
         log(f"trial {trial + 1}/{args.trials}: champion macro F1 {champ_f1[-1]:.3f}; "
@@ -176,7 +177,8 @@ def run_trials(args: argparse.Namespace) -> dict:
                   "equal_extra": args.equal_extra if args.design == "paired" else None,
                   "better_noise": args.better_noise, "worse_noise": args.worse_noise,
                   "gate": {"metric": pc.metric, "min_lower_bound": pc.min_lower_bound, "confidence": pc.confidence,
-                           "bootstrap": pc.bootstrap, "mcnemar_alpha": pc.mcnemar_alpha, "mcnemar_test": pc.mcnemar_test,
+                           "bootstrap": pc.bootstrap, "mcnemar_alpha": pc.mcnemar_alpha,
+                           "mcnemar_test": pc.mcnemar_test,
                            "resampling": "template groups"}},
         "champion_macro_f1": {"mean": round(float(np.mean(champ_f1)), 4), "sd": round(float(np.std(champ_f1, ddof=1)), 4)},
         "macro_f1_delta": {k: {"mean": round(float(np.mean(v["delta"])), 4), "sd": round(float(np.std(v["delta"], ddof=1)), 4)}

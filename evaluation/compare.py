@@ -100,6 +100,17 @@ def mcnemar(correct_a: Sequence[bool], correct_b: Sequence[bool]) -> dict[str, A
             "p_value": round(p, 6), "mid_p": round(mid, 6)}
 
 
+def _check_test(test: str) -> str:
+    if test not in MCNEMAR_TESTS:
+        raise ValueError(f"mcnemar_test: {test!r} is not one of {', '.join(MCNEMAR_TESTS)}")
+    return test
+
+
+def mcnemar_p(result: dict[str, Any], test: str) -> float:
+    """The p of an `mcnemar` result that `test` (exact or mid_p) names."""
+    return result["mid_p" if _check_test(test) == "mid_p" else "p_value"]
+
+
 def paired_bootstrap(y: Sequence[int], proba_a: np.ndarray, proba_b: np.ndarray, pred_a: Sequence[int],
                      pred_b: Sequence[int], labels: Sequence[str], *, groups: Optional[Sequence[Any]] = None,
                      n_boot: int = 1000, seed: int = 13, confidence: float = 0.95,
@@ -182,8 +193,8 @@ def gate(comparisons: dict[str, dict[str, Any]], metric: str, min_lower_bound: f
     `min_lower_bound` and, with `mcnemar_alpha` and a metric of the arg-max labels (macro F1),
     McNemar's p (`mcnemar_test`: exact or mid_p) below it with B right on more of the
     disagreements (a percentile interval of a handful of discordant items can clear zero on luck
-    alone; the test cannot). An
-    AUC metric ranks the probabilities of every item, not the arg-max: McNemar's test of the
+    alone; the test cannot). An AUC metric ranks the probabilities of every item, not the
+    arg-max: McNemar's test of the
     labels asks another question (a first model of a new policy can rank its items far better
     than chance while calling a few old items by the new label), so its interval alone gates, as
     the Brier score's does (a proper score of the probabilities, not of the arg-max). Smaller
@@ -192,21 +203,20 @@ def gate(comparisons: dict[str, dict[str, Any]], metric: str, min_lower_bound: f
     passed, n, lower, delta, upper, mcnemar_p}}}."""
     sets: dict[str, Any] = {}
     reasons = []
-    if mcnemar_test not in MCNEMAR_TESTS:
-        raise ValueError(f"mcnemar_test: {mcnemar_test!r} is not one of {', '.join(MCNEMAR_TESTS)}")
+    _check_test(mcnemar_test)
     uses_mcnemar = mcnemar_alpha is not None and metric in PREDICTION_METRICS
-    p_key = "mid_p" if mcnemar_test == "mid_p" else "p_value"
     for name, comp in comparisons.items():
         entry = metric_interval(comp, metric)
         gating = comp.get("n", 0) >= min_items and entry is not None
         ok_interval = bool(gating and entry["lower"] > min_lower_bound)
         m = (comp.get("mcnemar") or {}) if uses_mcnemar else {}
+        p = mcnemar_p(m, mcnemar_test) if m else None
         ok_mcnemar = not uses_mcnemar or bool(
-            m and m[p_key] < mcnemar_alpha and m["only_challenger_right"] > m["only_champion_right"])
+            m and p < mcnemar_alpha and m["only_challenger_right"] > m["only_champion_right"])
         ok = ok_interval and ok_mcnemar
         sets[name] = {"gating": gating, "passed": ok if gating else None, "n": comp.get("n", 0),
                       "lower": entry["lower"] if entry else None, "delta": entry["delta"] if entry else None,
-                      "upper": entry.get("upper") if entry else None, "mcnemar_p": m.get(p_key)}
+                      "upper": entry.get("upper") if entry else None, "mcnemar_p": p}
         if not gating:
             reasons.append(f"{name}: {comp.get('n', 0)} items" + ("" if entry else f", no {metric}")
                            + f" (under {min_items} or not computable: reported only)")
@@ -214,9 +224,9 @@ def gate(comparisons: dict[str, dict[str, Any]], metric: str, min_lower_bound: f
         why = (f"{name}: {metric} delta {entry['delta']:+.4f}, lower bound {entry['lower']:+.4f} "
                f"{'>' if ok_interval else '<='} {min_lower_bound:+.4f}")
         if mcnemar_alpha is not None and m:
-            verdict = ("passes" if ok_mcnemar else f"fails: not < {mcnemar_alpha}" if m[p_key] >= mcnemar_alpha
+            verdict = ("passes" if ok_mcnemar else f"fails: not < {mcnemar_alpha}" if p >= mcnemar_alpha
                        else "fails: in the champion's favour")
-            why += (f"; McNemar {'mid-p' if p_key == 'mid_p' else 'p'} {m[p_key]:.4g} (challenger right alone on "
+            why += (f"; McNemar {'mid-p' if mcnemar_test == 'mid_p' else 'p'} {p:.4g} (challenger right alone on "
                     f"{m['only_challenger_right']}, champion on {m['only_champion_right']}) {verdict}")
         reasons.append(why)
     gating = [s for s in sets.values() if s["gating"]]
