@@ -89,7 +89,7 @@ class PromotionSettings(_Strict):
     min_items: int = Field(default=30, ge=1)   # an evaluation set with fewer items is reported, not gating
     # Also required: McNemar's p below this, the challenger right on more disagreements (None: off).
     mcnemar_alpha: Optional[float] = Field(default=0.05, gt=0.0, lt=1.0)
-    mcnemar_test: Literal["exact", "mid_p"] = "exact"   # evaluation.compare.MCNEMAR_TESTS
+    mcnemar_test: Literal["exact", "mid_p"] = "mid_p"   # evaluation.compare.MCNEMAR_TESTS (configs/models.yaml says why)
     sets: list[Literal["test_split", "qa_audit"]] = Field(default_factory=lambda: ["test_split", "qa_audit"])
 
     @field_validator("metric")

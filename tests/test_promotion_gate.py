@@ -421,6 +421,12 @@ def test_auto_retrain_on_a_drift_alarm_once_per_drifted_window(loop):
     assert not retrain_due(store, off, drift=report(loud, later))["due"]
 
 
+def test_the_gate_without_models_yaml_is_the_shipped_one():
+    from models.config import ModelsConfig
+
+    assert ModelsConfig().promotion.mcnemar_test == BASE.promotion.mcnemar_test == "mid_p"
+
+
 def test_a_bad_mcnemar_test_in_models_yaml_is_refused_naming_the_file_and_field(tmp_path):
     (tmp_path / "models.yaml").write_text("promotion:\n  mcnemar_test: asymptotic\n", encoding="utf-8")
     with pytest.raises(ConfigError, match=r"models.yaml.*promotion.mcnemar_test"):
