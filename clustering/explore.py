@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from core.labels import current_decisions
 from core.predictions import predictions_of_record
+from core.plotting import pyplot, serialised
 from core.schema import utcnow
 
 from . import facts
@@ -119,11 +120,10 @@ def campaign_timeline(store: "Store", campaign_id: int, freq: str = "auto",
         out["png"] = str(_plot_timeline(campaign_id, series, freq, Path(png_path)))
     return out
 
-def _plot_timeline(campaign_id: int, series: list[tuple[dt.datetime, int, int]], freq: str, path: Path) -> Path:
-    import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+@serialised
+def _plot_timeline(campaign_id: int, series: list[tuple[dt.datetime, int, int]], freq: str, path: Path) -> Path:
+    plt = pyplot()
 
     path.parent.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(8, 3.5))

@@ -36,6 +36,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.config import config_file, load_model
+from core.plotting import pyplot, serialised
 
 from . import drift_stats as ds
 from .drift_stats import WindowData
@@ -329,6 +330,7 @@ def drift_markdown(report: DriftReport) -> str:
     return "\n".join(lines)
 
 
+@serialised
 def plot_drift(report: DriftReport) -> "Figure":
     """Horizontal bars: each check's statistic as a multiple of its threshold (1 = the alarm line).
 
@@ -336,10 +338,7 @@ def plot_drift(report: DriftReport) -> "Figure":
     bars alarmed, blue ones did not, grey labels had not enough data. The override and
     campaign checks also need p < alpha to alarm, so a bar past the line can stay blue.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     checks = report.checks
     fig, ax = plt.subplots(figsize=(7.5, 0.28 * len(checks) + 1.4))

@@ -16,6 +16,7 @@ from typing import Any, Iterable, Mapping, Optional, Sequence
 import numpy as np
 from sqlalchemy import select
 
+from core.plotting import pyplot, serialised
 from core.schema import Case, Decision, utcnow
 from labeling.cases import filter_cases
 from labeling.queue_config import QueueConfig
@@ -196,12 +197,10 @@ def ops_kpis(store: Any, now: Optional[dt.datetime] = None, queue: Optional[str]
     }
 
 
+@serialised
 def plot_kpis(kpis: Mapping[str, Any], path: Any) -> str:
     """Write a PNG of the backlog per queue and the SLA compliance per tier; returns the path."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     queues = kpis["queues"]
     tiers = [t for t, v in kpis["sla"].items() if v["met"] + v["missed"]]

@@ -11,32 +11,27 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
+from core.plotting import pyplot, serialised
+
 from .estimates import wilson
 
 
-def _plt() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
+@serialised
 def _png(fig: Any) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
-    _plt().close(fig)
+    pyplot().close(fig)
     return buf.getvalue()
 
 
+@serialised
 def override_rate_png(windows: Sequence[Mapping[str, Any]], groups: Optional[Mapping[str, Any]] = None,
                       title: str = "Override rate per window") -> Optional[bytes]:
     """Line of the override rate per window with its interval as a band (windows without
     decisions are gaps), n under each point; optional per-group lines (e.g. per model version)."""
     if not any(w["n"] for w in windows):
         return None
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.2, 3.0))
     x = np.arange(len(windows))
     short = len({w["end"][:10] for w in windows}) == len(windows)  # one window per day or longer
@@ -68,6 +63,7 @@ def override_rate_png(windows: Sequence[Mapping[str, Any]], groups: Optional[Map
     return _png(fig)
 
 
+@serialised
 def reliability_png(proba: np.ndarray, y: np.ndarray, conf: float = 0.9, n_bins: int = 10,
                     title: str = "Reliability on human labels") -> Optional[bytes]:
     """Accuracy of the model's top label against its confidence, per confidence bin, with Wilson
@@ -79,7 +75,7 @@ def reliability_png(proba: np.ndarray, y: np.ndarray, conf: float = 0.9, n_bins:
     correct = proba.argmax(axis=1) == y
     edges = np.linspace(0, 1, n_bins + 1)
     idx = np.clip(np.digitize(top, edges[1:-1]), 0, n_bins - 1)
-    plt = _plt()
+    plt = pyplot()
     fig, (ax, axn) = plt.subplots(2, 1, figsize=(4.6, 4.0), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     ax.plot([0, 1], [0, 1], color="#999", linestyle="--", linewidth=1)
     xs, ys, err_lo, err_hi, counts = [], [], [], [], []
@@ -106,6 +102,7 @@ def reliability_png(proba: np.ndarray, y: np.ndarray, conf: float = 0.9, n_bins:
     return _png(fig)
 
 
+@serialised
 def estimates_png(per_policy: Mapping[str, Mapping[str, Mapping[str, Any]]],
                   title: str = "QA-audit estimates per policy") -> Optional[bytes]:
     """Precision, recall and F1 per policy as points with interval error bars and their n."""
@@ -113,7 +110,7 @@ def estimates_png(per_policy: Mapping[str, Mapping[str, Mapping[str, Any]]],
             if est.get("estimate") is not None]
     if not rows:
         return None
-    plt = _plt()
+    plt = pyplot()
     policies = list(per_policy)
     fig, ax = plt.subplots(figsize=(5.4, 0.5 * len(policies) + 1.3))
     colours = {"precision": "#2e86c1", "recall": "#c0392b", "f1": "#27ae60"}
@@ -135,11 +132,12 @@ def estimates_png(per_policy: Mapping[str, Mapping[str, Mapping[str, Any]]],
     return _png(fig)
 
 
+@serialised
 def score_split_png(confirmed: Sequence[float], overridden: Sequence[float]) -> Optional[bytes]:
     """Histograms of the model's score for confirmed and for overridden decisions."""
     if not len(confirmed) and not len(overridden):
         return None
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(4.6, 2.8))
     bins = np.linspace(0, 1, 21)
     for values, name, colour in ((confirmed, "confirmed", "#27ae60"), (overridden, "overridden", "#c0392b")):
@@ -152,6 +150,7 @@ def score_split_png(confirmed: Sequence[float], overridden: Sequence[float]) -> 
     return _png(fig)
 
 
+@serialised
 def figure_png(fig: Any) -> bytes:
     """A matplotlib figure made elsewhere (the drift plot) as PNG bytes."""
     return _png(fig)

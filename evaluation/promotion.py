@@ -174,13 +174,17 @@ def promote_through_gate(store: "Store", taxonomy: "Taxonomy", version: str, *, 
     its figures can flatter it; only `workbench retrain` trains on the train side alone.
     Returns `compare_and_promote`'s dict (`gate.reason` says why when nothing changed)."""
     from labeling.training_data import learning_data
-    from models.registry import champion, get_model, promote as promote_version
+    from models.registry import ChampionChanged, champion, get_model, promote as promote_version
 
     _check_promotion(actor, True, force, reason, f"model_version {version}", rescore, queue_config)
     row = get_model(store, version)  # an unknown version is a one-line RegistryError
     champ = champion(store)
     if champ is None or champ["id"] == row["id"]:
-        result = promote_version(store, row["id"], actor=actor, reason=reason or "first champion")
+        try:
+            result = promote_version(store, row["id"], actor=actor, reason=reason or "first champion",
+                                     expect_champion=champ["id"] if champ else None)
+        except ChampionChanged as exc:
+            raise PromotionError(str(exc)) from None
         why = "no champion yet: the first champion" if champ is None else "already the champion"
         return {"challenger": row["id"], "champion": champ["id"] if champ else None, "kind": row["kind"],
                 "promoted": result["changed"], "forced": False, "gate": {"passed": True, "reason": why}}
@@ -200,7 +204,7 @@ def compare_and_promote(store: "Store", taxonomy: "Taxonomy", ld: "LearningData"
     """Steps 3-5 of the module doc for a registered `challenger_id`: score the evaluation sets of
     `ld` (`labeling.training_data.learning_data`) with champion and challenger, gate, report,
     audit, promote (through the gate, or forced), rescore. The callers check permissions first."""
-    from models.registry import load_model_version, promote as promote_version
+    from models.registry import ChampionChanged, load_model_version, promote as promote_version
 
     cfg, pcfg = models_config, models_config.promotion
     challenger_model, _ = load_model_version(store, challenger_id)
@@ -249,7 +253,11 @@ def compare_and_promote(store: "Store", taxonomy: "Taxonomy", ld: "LearningData"
         why = ("first champion" if champ is None else
                f"forced by {actor_name(actor)} over the gate: {reason}" if forced else
                f"passed the gate: {verdict['reason']}" + (f"; {reason}" if reason.strip() else ""))
-        promote_version(store, challenger_id, actor=actor, reason=why)
+        try:  # a compare-and-swap: the champion compared with must still be the champion
+            promote_version(store, challenger_id, actor=actor, reason=why,
+                            expect_champion=champ["id"] if champ else None)
+        except ChampionChanged as exc:
+            raise PromotionError(str(exc)) from None
         echo(f"promoted {challenger_id}: {why}")
         if rescore == "foreground":
             from labeling.rescore import rescore_open_cases

@@ -11,16 +11,16 @@ from typing import Any, Optional
 
 import numpy as np
 
+from core.plotting import pyplot, serialised
+
 from .compare import PREDICTION_METRICS
 
 
+@serialised
 def plot_comparison(path: str | Path, champion: str, challenger: str, comparisons: dict[str, dict[str, Any]],
                     reliability: Optional[dict[str, tuple[np.ndarray, np.ndarray]]], n_bins: int = 10) -> str:
     """Write the comparison PNG; `reliability` maps 'champion' / 'challenger' to (proba, y)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     from models.metrics import expected_calibration_error, reliability_bins
 
@@ -117,16 +117,14 @@ def write_markdown(path: str | Path, result: dict[str, Any], png_name: str) -> s
     return str(path)
 
 
+@serialised
 def plot_gate_history(path: str | Path, verdicts: list[dict[str, Any]], set_name: str = "test_split") -> Optional[str]:
     """One PNG of the gate over time (`evaluation.model_overview.gate_verdicts`, any order): per
     verdict, challenger - champion on `set_name` (point) with its interval (the bar: the lower
     bound the gate reads, to the upper one where recorded), green when it passed the gate, red
     when refused and then forced over it, grey when refused; beside it, how many held-out human
     labels each verdict stood on. None when no verdict has the set."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     forced = {v["challenger"] for v in verdicts if v.get("forced")}  # its gate row is drawn, in red
     rows = [v for v in sorted(verdicts, key=lambda v: v["event"]) if not v.get("forced")

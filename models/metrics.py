@@ -10,6 +10,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from core.plotting import pyplot, serialised
+
 
 def margin_uncertainty(proba: np.ndarray) -> np.ndarray:
     """(n,) 1 - (top score - second score), in [0, 1]: 0 for a sure prediction, 1 for a tie."""
@@ -133,13 +135,11 @@ def classification_summary(y_true: np.ndarray, y_pred: np.ndarray, labels: Seque
     return out
 
 
+@serialised
 def plot_reliability(proba: np.ndarray, y: np.ndarray, path: str, title: str = "Reliability",
                      n_bins: int = 15) -> str:
     """Write a reliability diagram (accuracy vs confidence, with bin counts) as PNG; returns path."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     bins = reliability_bins(proba, y, n_bins)
     ece = expected_calibration_error(proba, y, n_bins)

@@ -50,6 +50,13 @@ class RegistryError(ModelError):
     """A registry operation is not allowed (unknown version, retiring the champion, ...)."""
 
 
+class ChampionChanged(RegistryError):
+    """The champion is no longer the one a gate compared against (see `promote`)."""
+
+
+ANY_CHAMPION: Any = object()  # `promote(expect_champion=...)` default: whoever is champion now
+
+
 def _row_dict(row: Any) -> dict[str, Any]:
     d = dict(row._mapping) if hasattr(row, "_mapping") else dict(row)
     for k in ("created_at", "promoted_at"):
@@ -178,10 +185,16 @@ def load_model_version(store: "Store", version: str | None = None) -> tuple[Poli
 
 
 # -- role changes ----------------------------------------------------------------------------
-def promote(store: "Store", version: str, actor: Actor = SYSTEM["system"], reason: str = "") -> dict[str, Any]:
+def promote(store: "Store", version: str, actor: Actor = SYSTEM["system"], reason: str = "",
+            expect_champion: Any = ANY_CHAMPION) -> dict[str, Any]:
     """Make `version` the champion; the previous champion becomes a challenger. Audited.
 
-    Needs `promote`; who approved it is recorded on the row (`promoted_by`) and in the event."""
+    Needs `promote`; who approved it is recorded on the row (`promoted_by`) and in the event.
+    `expect_champion` (a version id, or None for "no champion yet") makes it a compare-and-swap
+    under the registry's row lock: a gate compared `version` with one champion, and when another
+    promotion ran meanwhile (a second retrain, `serve`'s automatic one, another host) promoting
+    now would put it over a champion it was never compared with, so `ChampionChanged` is raised
+    and nothing changes."""
     from sqlalchemy import select, update
 
     check_permission(actor, "promote", f"model_version {version}")
@@ -192,6 +205,12 @@ def promote(store: "Store", version: str, actor: Actor = SYSTEM["system"], reaso
         roles = dict(rows)
         if version not in roles:
             raise RegistryError(f"unknown model version {version!r} (see `workbench models list`)")
+        current = next((v for v, r in roles.items() if r == "champion"), None)
+        if expect_champion is not ANY_CHAMPION and current != expect_champion:
+            raise ChampionChanged(
+                f"the champion is now {current or 'none'}, not {expect_champion or 'none'} that {version} was "
+                f"compared with (another promotion ran meanwhile): nothing promoted; run the gate again "
+                f"(`workbench models promote {version}`)")
         previous = [v for v, r in roles.items() if r == "champion" and v != version]
         if roles[version] == "champion" and not previous:
             return {"champion": version, "previous": None, "changed": False}
@@ -339,8 +358,14 @@ def train_model(store: "Store", taxonomy: "Taxonomy", kind: Optional[str] = None
         shutil.rmtree(folder, ignore_errors=True)
         raise
     result = get_model(store, version)
-    if promote_if == "always" or (promote_if == "no_champion" and champion(store) is None):
-        promote(store, version, actor=actor, reason="first model" if promote_if == "no_champion" else "")
+    if promote_if == "always":
+        promote(store, version, actor=actor)
+        result = get_model(store, version)
+    elif promote_if == "no_champion" and champion(store) is None:
+        try:  # another process may have made the first champion since: then this one stays a challenger
+            promote(store, version, actor=actor, reason="first model", expect_champion=None)
+        except ChampionChanged as exc:
+            echo(f"not promoted: {exc}")
         result = get_model(store, version)
     result["reliability_png"] = str(folder / "reliability.png")
     return result

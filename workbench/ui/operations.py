@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
+from core.plotting import pyplot, serialised
 from evaluation.ops import ops_kpis
 
 from .format import local_time, minutes, percent
@@ -46,13 +47,11 @@ def queue_rows(k: dict[str, Any]) -> list[list[Any]]:
             for q, v in sorted(k["queues"].items(), key=lambda kv: (-kv[1].get("backlog", 0), kv[0]))]
 
 
+@serialised
 def ops_chart(k: dict[str, Any], path: Any) -> str:
     """One PNG, three panels sized for a laptop screen: cases per queue (backlog beside done),
     SLA compliance per tier against the 95% line, and cases decided per analyst."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     from matplotlib.ticker import MaxNLocator
 
     queues = sorted(k["queues"], key=lambda q: k["queues"][q].get("backlog", 0))

@@ -1,0 +1,99 @@
+"""Only a challenger compared with the current champion is promoted, even when promotions race
+(issue 18): a second retrain, `serve`'s automatic one or another host may promote while a gate
+is comparing. `models.registry.promote(expect_champion=...)` is the compare-and-swap that keeps
+the gate's verdict tied to the champion it was reached against."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+from sqlalchemy import select
+
+from core.predictions import champion_version
+from core.schema import AuditEvent
+from evaluation.promotion import PromotionError, retrain_and_gate
+from models.registry import ChampionChanged, get_model, promote
+from test_manual_promotion import _versions
+from test_promotion_gate import MODELS, make_loop
+
+
+@pytest.fixture
+def any_loop(any_store, taxonomy, queue_config):
+    return make_loop(any_store, taxonomy, queue_config)
+
+
+def _promotions(store) -> list[dict]:
+    with store.read() as conn:
+        rows = conn.execute(select(AuditEvent.entity_id, AuditEvent.payload)
+                            .where(AuditEvent.action == "model.promote").order_by(AuditEvent.id)).all()
+    return [{"version": v, **p} for v, p in rows]
+
+
+def test_promote_is_a_compare_and_swap_on_the_champion(any_loop, taxonomy):
+    store, champ, ids = any_loop
+    good, bad = _versions(store, taxonomy, ids)
+    with pytest.raises(ChampionChanged, match=f"the champion is now {champ}, not {bad} that {good} was compared"):
+        promote(store, good, actor="eng", expect_champion=bad)
+    with pytest.raises(ChampionChanged, match=f"the champion is now {champ}, not none"):
+        promote(store, good, actor="eng", expect_champion=None)
+    with store.read() as conn:
+        assert champion_version(conn) == champ
+    assert get_model(store, good)["role"] == "challenger" and len(_promotions(store)) == 1  # the fixture's
+    assert promote(store, good, actor="eng", expect_champion=champ)["previous"] == champ
+    with store.read() as conn:
+        assert champion_version(conn) == good
+
+
+def test_a_promotion_while_a_retrain_compares_refuses_the_retrains_promotion(any_loop, taxonomy, queue_config):
+    store, champ, ids = any_loop
+    good, _ = _versions(store, taxonomy, ids)
+
+    def echo(message: str = "", *_, **__) -> None:
+        if message.startswith("assembling training data") and champion_version_now(store) == champ:
+            promote(store, good, actor="eng", reason="someone else's promotion")  # lands mid-retrain
+
+    with pytest.raises(PromotionError, match=f"the champion is now {good}, not {champ} .*nothing promoted"):
+        retrain_and_gate(store, taxonomy, models_config=MODELS, queue_config=queue_config, actor="eng",
+                         show_progress=False, echo=echo)
+    with store.read() as conn:
+        assert champion_version(conn) == good
+        verdicts = conn.execute(select(AuditEvent.payload).where(AuditEvent.action == "model.gate")).scalars().all()
+    assert [p["version"] for p in _promotions(store)][1:] == [good]  # the retrain promoted nothing
+    assert verdicts and verdicts[-1]["champion"] == champ and verdicts[-1]["passed"]  # compared with the old one
+
+
+def champion_version_now(store) -> str:
+    with store.read() as conn:
+        return champion_version(conn)
+
+
+def test_two_concurrent_retrains_promote_one_challenger_at_most(any_loop, taxonomy, queue_config):
+    store, champ, _ = any_loop
+    both_read_the_champion = threading.Barrier(2, timeout=120)
+    outcomes: dict[str, object] = {}
+
+    def run(name: str) -> None:
+        def echo(message: str = "", *_, **__) -> None:
+            if message.startswith("assembling training data"):  # after reading the champion
+                both_read_the_champion.wait()
+        try:
+            outcomes[name] = retrain_and_gate(store, taxonomy, models_config=MODELS, queue_config=queue_config,
+                                              actor="eng", rescore="none", show_progress=False, echo=echo)
+        except Exception as exc:  # noqa: BLE001 - the assertion below says what was expected
+            outcomes[name] = exc
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    promoted = [o for o in outcomes.values() if isinstance(o, dict) and o["promoted"]]
+    refused = [o for o in outcomes.values() if isinstance(o, PromotionError)]
+    assert len(promoted) == 1 and len(refused) == 1, outcomes
+    assert "another promotion ran meanwhile" in str(refused[0])
+    winner = promoted[0]["challenger"]
+    assert promoted[0]["champion"] == champ
+    with store.read() as conn:
+        assert champion_version(conn) == winner
+    later = _promotions(store)[1:]
+    assert [(p["version"], p["previous_champion"]) for p in later] == [(winner, champ)]
