@@ -190,6 +190,15 @@ def insert_ignore(dialect: str, table: Any, key: list[str]) -> Any:
     return insert(table).on_conflict_do_nothing(index_elements=key)
 
 
+def serialise(conn: Connection, name: str) -> None:
+    """Hold `name`'s lock until the caller's write transaction ends: two transactions that read
+    then write under the same name run one after the other, across processes and hosts. SQLite's
+    `BEGIN IMMEDIATE` already serialises every write transaction; PostgreSQL takes a
+    transaction-scoped advisory lock keyed by the name's hash."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:n))"), {"n": f"workbench:{name}"})
+
+
 def open_store(data_dir: str | os.PathLike[str] | None = None, url: str | None = None, *,
                audit_key: bytes | str | None = None,
                audit_key_file: str | os.PathLike[str] | None = None) -> Store:

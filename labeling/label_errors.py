@@ -29,7 +29,7 @@ from core.hooks import check_permission
 from core.labels import current_decisions
 from core.principals import Actor
 from core.schema import Case, Item, utcnow
-from core.store import Store
+from core.store import Store, serialise
 from core.taxonomy import Taxonomy
 
 from .decisions import decide
@@ -109,7 +109,10 @@ def rank_label_errors(labels: np.ndarray, pred_probs: np.ndarray) -> tuple[np.nd
     pred_probs = np.asarray(pred_probs, dtype=float)
     quality = get_label_quality_scores(labels, pred_probs, method="self_confidence")
     try:
-        flagged = np.asarray(find_label_issues(labels, pred_probs, filter_by="prune_by_noise_rate"), dtype=bool)
+        # n_jobs=1: cleanlab's default forks a multiprocessing pool, and a fork from a threaded
+        # process (`serve`, two scans at once) can inherit a held lock and hang forever.
+        flagged = np.asarray(find_label_issues(labels, pred_probs, filter_by="prune_by_noise_rate", n_jobs=1),
+                             dtype=bool)
     except (ValueError, IndexError):  # too few rows or labels for the confident joint
         flagged = quality < 0.5
     order = np.argsort(quality, kind="stable")
@@ -153,8 +156,7 @@ def find_label_errors(store: Store, taxonomy: Taxonomy, config: QueueConfig, act
         for i in range(0, len(ids), 900):
             for r in conn.execute(select(I.c.id, I.c.text, I.c.text_hash).where(I.c.id.in_(ids[i:i + 900]))):
                 texts[r.id] = r
-        queued = {((r.meta or {}).get("label_error") or {}).get("decision_id")
-                  for r in conn.execute(select(C.c.meta).where(C.c.queue == queue))}
+        queued = _queued_decisions(conn, queue)
     rows = [i for i in ids if i in texts and dec[i]["label"] in taxonomy.policies]
     labels_used = sorted({dec[i]["label"] for i in rows}, key=taxonomy.labels.index)
     summary: dict[str, Any] = {"decided": len(rows), "labels": labels_used, "flagged": 0, "queued": 0, "cases": []}
@@ -199,11 +201,24 @@ def find_label_errors(store: Store, taxonomy: Taxonomy, config: QueueConfig, act
                                  ("decision_id", "given_label", "model_label", "confidence", "quality", "reviewer")}})
     if new_rows:
         with store.begin() as conn:
-            conn.execute(insert(C), new_rows)
-            audit.record(conn, actor, "cases.label_errors", "queue", None,
-                         {"queue": queue, "queued": len(new_rows), "decided": len(rows), "flagged": summary["flagged"]})
+            # Another scan may have queued some of these while this one computed: re-read under
+            # the scan's lock, so a decision is queued once however many scans run at a time.
+            serialise(conn, "label-errors")
+            queued = _queued_decisions(conn, queue)
+            new_rows = [r for r in new_rows if r["meta"]["label_error"]["decision_id"] not in queued]
+            summary["cases"] = [c for c in summary["cases"] if c["decision_id"] not in queued]
+            if new_rows:
+                conn.execute(insert(C), new_rows)
+                audit.record(conn, actor, "cases.label_errors", "queue", None, {
+                    "queue": queue, "queued": len(new_rows), "decided": len(rows), "flagged": summary["flagged"]})
     summary["queued"] = len(new_rows)
     return summary
+
+
+def _queued_decisions(conn: Any, queue: str) -> set[Any]:
+    """The decision ids already queued for re-review in `queue` (any state)."""
+    return {((r.meta or {}).get("label_error") or {}).get("decision_id")
+            for r in conn.execute(select(C.c.meta).where(C.c.queue == queue))}
 
 
 def _per_analyst(decisions: Sequence[dict[str, Any]], flagged: np.ndarray) -> dict[str, dict[str, Any]]:

@@ -2,6 +2,8 @@
 lead with the reason, a confirmed error becomes a superseding correction, per-analyst counts add up."""
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 from sqlalchemy import select
@@ -147,3 +149,52 @@ def test_deciding_a_label_review_case_corrects_or_confirms(any_store, taxonomy, 
         decide(any_store, taxonomy, review["c5"], lena, "benign", rationale="again", config=cfg)
     counts = label_error_counts(any_store, cfg)
     assert counts["bob"]["corrected"] == 1 and counts["bob"]["confirmed"] == 1
+
+
+class _MeetingEmbedder(BagOfWords):
+    """Each scan's first encode waits for the other's: both have read what was already queued
+    before either writes, the race a lead's second click or cron beside the UI makes."""
+
+    def __init__(self, parties: int):
+        self.barrier = threading.Barrier(parties, timeout=60)
+        self.local = threading.local()
+
+    def encode(self, texts, show_progress=False):
+        if not getattr(self.local, "met", False):
+            self.local.met = True
+            self.barrier.wait()
+        return super().encode(texts, show_progress)
+
+
+def test_concurrent_scans_queue_each_decision_once(any_store, taxonomy, cfg):
+    rng = np.random.default_rng(3)
+    specs = [{"id": f"s{i}", "label": "spam", "p": 0.9, "text": t} for i, t in enumerate(_texts(rng, SPAM_WORDS, 30))]
+    specs += [{"id": f"c{i}", "label": "benign", "p": 0.7, "text": t} for i, t in enumerate(_texts(rng, CHAT_WORDS, 30))]
+    add_scored(any_store, taxonomy, specs)
+    build_cases(any_store, taxonomy, cfg, now=T0, progress=False)
+    with any_store.read() as conn:
+        cases = dict(conn.execute(select(Case.__table__.c.item_id, Case.__table__.c.id)).all())
+    for s in specs:
+        flip = s["id"] in {"s2", "s9", "c4", "c21"}
+        label = {"spam": "benign", "benign": "spam"}[s["label"]] if flip else s["label"]
+        decide(any_store, taxonomy, cases[s["id"]], "bob", label, rationale="test", config=cfg, now=T0)
+    embedder, outs, errors = _MeetingEmbedder(2), [], []
+
+    def scan() -> None:
+        try:
+            outs.append(find_label_errors(any_store, taxonomy, cfg, "eng", embedder, now=T0, max_cases=5))
+        except BaseException as exc:  # noqa: BLE001 - asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=scan) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors and len(outs) == 2
+    with any_store.read() as conn:
+        metas = conn.execute(select(Case.__table__.c.meta).where(Case.__table__.c.queue == "label-review")).scalars().all()
+    queued = [m["label_error"]["decision_id"] for m in metas]
+    assert queued and len(queued) == len(set(queued))  # each decision once
+    assert sum(o["queued"] for o in outs) == len(queued)  # each scan reports what it queued itself
+    assert sorted(c["decision_id"] for o in outs for c in o["cases"]) == sorted(queued)
