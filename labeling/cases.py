@@ -17,7 +17,7 @@ from core.hooks import PermissionDenied, check_permission
 from core.principals import SYSTEM, Actor
 from core.predictions import predictions_of_record, record_ids
 from core.schema import Campaign, CampaignMember, Case, Decision, Item, Prediction, utcnow
-from core.store import Store
+from core.store import Store, serialise
 from core.taxonomy import Taxonomy
 
 from .errors import QueueError
@@ -33,7 +33,6 @@ I = Item.__table__
 CM = CampaignMember.__table__
 CP = Campaign.__table__
 D = Decision.__table__
-_BUILD_LOCK_KEY = 0x7175_6575  # advisory lock for build/sweep on PostgreSQL
 
 
 def _reports(meta: Any) -> int:
@@ -60,10 +59,8 @@ def _campaign_growth(conn: Connection, config: QueueConfig, now: dt.datetime) ->
 
 
 def _lock_builds(conn: Connection) -> None:
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy import text
-
-        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _BUILD_LOCK_KEY})
+    """Case builds and sweeps write one at a time (they read, plan, then insert)."""
+    serialise(conn, "case-builds")
 
 
 def _prediction_rows(conn: Connection, *extra: Any, where: Sequence[Any] = ()):  # type: ignore[no-untyped-def]
