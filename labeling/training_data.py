@@ -42,6 +42,7 @@ from core.hooks import check_permission
 from core.labels import current_decisions
 from core.principals import Actor
 from core.schema import CampaignMember, Decision, Item, LearningSplit, User, utcnow
+from core.store import insert_ignore
 from core.text import text_hash
 from models.training import TrainingSet, replicate_by_weight
 
@@ -185,7 +186,7 @@ def assign_splits(store: "Store", groups: Mapping[str, str], settings: "Learning
                      for m in members if m not in stored]
     if new_rows:
         with store.begin() as conn:
-            ins = _insert_ignore(conn)
+            ins = insert_ignore(conn.dialect.name, LS, ["item_id"])
             for i in range(0, len(new_rows), _CHUNK):
                 conn.execute(ins, new_rows[i:i + _CHUNK])
         stored.update(_stored_sides(store, [r["item_id"] for r in new_rows]))  # a concurrent run may have won
@@ -204,14 +205,6 @@ def _stored_sides(store: "Store", ids: Sequence[str]) -> dict[str, str]:
             out.update(dict(conn.execute(select(LS.c.item_id, LS.c.split)
                                          .where(LS.c.item_id.in_(ids[i:i + _CHUNK]))).all()))
     return out
-
-
-def _insert_ignore(conn: Connection) -> Any:
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert(LS).on_conflict_do_nothing(index_elements=["item_id"])
 
 
 # -- the assembled data ----------------------------------------------------------------------
