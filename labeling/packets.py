@@ -206,8 +206,12 @@ def review_packet(store: Store, taxonomy: Taxonomy, case_id: int, settings: Revi
                            "policy_ref": pol.policy_ref, "severity": pol.severity}
                     for name, pol in taxonomy.policies.items()},
     }
-    if view.get("meta") and isinstance(view["meta"], dict) and view["meta"].get("appeal"):
-        packet["appeal"] = view["meta"]["appeal"]
+    meta = view["meta"] if isinstance(view.get("meta"), dict) else {}
+    if meta.get("appeal"):
+        packet["appeal"] = meta["appeal"]
+    if isinstance(meta.get("label_error"), dict):  # a re-review case: the decision under review and why
+        packet["label_review"] = {k: meta["label_error"].get(k) for k in
+                                  ("decision_id", "given_label", "reviewer", "model_label", "confidence", "quality")}
     return mask_packet(packet, revealed)
 
 

@@ -207,6 +207,7 @@ CSS = """
 .wb-head {font-size: 0.95em; line-height: 1.35;}
 .wb-case-title {font-weight: 600; font-size: 1.1em;}
 .wb-campaign {margin: 2px 0; padding: 3px 8px; border-left: 4px solid #d97706; background: rgba(217,119,6,0.08);}
+.wb-relabel {margin: 2px 0; padding: 3px 8px; border-left: 4px solid #7c3aed; background: rgba(124,58,237,0.08);}
 .wb-why {color: var(--body-text-color-subdued); font-size: 0.88em; white-space: nowrap; overflow: hidden;
          text-overflow: ellipsis;}
 .wb-overdue {color: #b91c1c;}

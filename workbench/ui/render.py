@@ -52,6 +52,36 @@ def campaign_line(p: dict[str, Any]) -> str:
             f"One decision labels {cc['will_decide']} items.</div>")
 
 
+def label_review_line(p: dict[str, Any]) -> str:
+    """On a label-review case, the decision under review and what each answer does, said before any key."""
+    lr = p.get("label_review")
+    if not lr:
+        return ""
+    conf = lr.get("confidence")
+    quality = lr.get("quality")
+    return (f"<div class='wb-relabel' id='wb-relabel-line'>Re-review of <b>{esc(lr.get('reviewer') or '?')}</b>'s "
+            f"decision: <b>{esc(lr.get('given_label') or '?')}</b>. Out-of-fold model: <b>{esc(lr.get('model_label') or '?')}</b>"
+            f"{f' ({float(conf):.2f})' if conf is not None else ''}"
+            f"{f', label quality {float(quality):.2f}' if quality is not None else ''}. "
+            f"The same label confirms it; another label writes a correction that supersedes it "
+            f"(a rationale either way).</div>")
+
+
+def saved_message(case_id: int, label: str, action: Optional[str], out: dict[str, Any]) -> str:
+    """What the screen says after a decision (`labeling.decisions.decide`'s view): a re-review's
+    outcome (a correction or a confirmation, which `u` does not take back), else the label, action
+    and how many items it labelled, with the undo key."""
+    lr = out.get("label_review")
+    if lr:
+        if lr["outcome"] == "corrected":
+            return (f"Corrected decision {lr['decision_id']} to {label} (correction {lr['correction_id']} "
+                    f"supersedes it); case {case_id} closed.")
+        return f"Confirmed decision {lr['decision_id']} ({label}); no new decision. Case {case_id} closed."
+    n = len(out.get("decision_ids", []))
+    return (f"Saved case {case_id}: {label} / {action or 'default action'}{f' on {n} items' if n > 1 else ''}. "
+            "Press u to undo.")
+
+
 def header_html(p: dict[str, Any], message: str = "") -> str:
     """The case line: id, queue, tier, SLA, why it is first (one line; the whole reason on hover),
     and for a campaign case what a decision touches. QA-audit and calibration draws look like any
@@ -67,7 +97,7 @@ def header_html(p: dict[str, Any], message: str = "") -> str:
     return (f"<div class='wb-head' data-case='{int(c['id'])}' data-kind='{kind}'>"
             f"<span class='wb-case-title'>Case {int(c['id'])} · {esc(c['queue'])} · {esc(c.get('severity') or 'no tier')} · "
             f"{due}</span>{' · ' + ' · '.join(tags) if tags else ''}"
-            f"{campaign_line(p)}"
+            f"{campaign_line(p)}{label_review_line(p)}"
             f"<div class='wb-why' title=\"{html.escape(decoded(c.get('priority_reason') or ''))}\">"
             f"<b>Why first:</b> {esc(c.get('priority_reason') or '—')}</div>"
             f"{message_html(message)}</div>")

@@ -36,7 +36,7 @@ from labeling.wellbeing import exposure, preferences, set_preferences
 
 from .context_panel import build_context_panel, context_values
 from .render import (counts_choices, empty_header, header_html, lease_html, message_html, plain, prefetch_html,
-                     restored_html, side_html, status_html, text_html, where_error_goes)
+                     restored_html, saved_message, side_html, status_html, text_html, where_error_goes)
 from .format import md_escape
 from .session import actor
 
@@ -268,10 +268,8 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
                          policy_ref=policy_ref or None, rationale=rationale or None, config=qconfig)
         except SERVICE_ERRORS as exc:
             return kept(packet, armed, exc, restore=restored_html(packet, prefs_of(viewer(who, request))))
-        n = len(out.get("decision_ids", []))
-        return claim_next(who, queue, request, f"Saved case {case_id}: {label} / {action or 'default action'}"
-                                               f"{f' on {n} items' if n > 1 else ''}. Press u to undo.",
-                          principal=principal, ahead=ahead)
+        return claim_next(who, queue, request, saved_message(case_id, label, action, out), principal=principal,
+                          ahead=ahead)
 
     def confirm(packet: Optional[dict[str, Any]], armed: Optional[int], who: str, queue: str, ahead: Optional[int],
                 request: gr.Request) -> tuple[Any, ...]:
