@@ -120,7 +120,6 @@ def retrain_and_gate(store: "Store", taxonomy: "Taxonomy", *, models_config: "Mo
     from models.registry import champion, train_model
 
     cfg = models_config
-    pcfg = cfg.promotion
     check_permission(actor, "train", "retrain")
     _check_promotion(actor, promote, force, reason, "retrain", rescore, queue_config)
     now = now or utcnow()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 from sqlalchemy import select
 
@@ -15,12 +14,11 @@ from core.schema import Case
 from evaluation.analysts import analyst_table
 from evaluation.config import load_evaluation_config
 from evaluation.report import write_report
-from labeling.cases import build_cases
 from labeling.decisions import decide
 from labeling.label_errors import find_label_errors, label_error_counts, resolve_label_error, tally_label_errors
 from labeling.queue_config import load_queue_config
-from test_label_errors import CHAT_WORDS, SPAM_WORDS, _texts
-from test_queue_support import T0, add_scored
+from test_label_errors import decided_store
+from test_queue_support import T0
 from test_seeding import BagOfWords
 
 ZERO = {"queued": 0, "corrected": 0, "confirmed": 0, "pending": 0}
@@ -37,17 +35,7 @@ def cfg(taxonomy):
 @pytest.fixture
 def decided(sqlite_store, taxonomy, cfg, roles):
     """40 decided items: bob decided the three of `FLIPPED` (wrongly), ann the rest (rightly)."""
-    rng = np.random.default_rng(3)
-    specs = [{"id": f"s{i}", "label": "spam", "p": 0.9, "text": t} for i, t in enumerate(_texts(rng, SPAM_WORDS, 20))]
-    specs += [{"id": f"c{i}", "label": "benign", "p": 0.7, "text": t} for i, t in enumerate(_texts(rng, CHAT_WORDS, 20))]
-    add_scored(sqlite_store, taxonomy, specs)
-    build_cases(sqlite_store, taxonomy, cfg, now=T0, progress=False)
-    with sqlite_store.read() as conn:
-        cases = dict(conn.execute(select(Case.__table__.c.item_id, Case.__table__.c.id)).all())
-    for s in specs:
-        true = "spam" if s["id"].startswith("s") else "benign"
-        decide(sqlite_store, taxonomy, cases[s["id"]], "bob" if s["id"] in FLIPPED else "ann",
-               FLIPPED.get(s["id"], true), rationale="test", config=cfg, now=T0)
+    decided_store(sqlite_store, taxonomy, cfg, 20, FLIPPED)
     return sqlite_store
 
 

@@ -36,6 +36,24 @@ def _texts(rng, words, n):
     return [" ".join(rng.choice(words, size=8)) + f" {i}" for i in range(n)]
 
 
+def decided_store(store, taxonomy, cfg, n_each: int, flips: dict, flipped_by: str = "bob", others: str = "ann",
+                  seed: int = 3) -> list[dict]:
+    """`n_each` spam-worded and chat-worded items scored, their cases built and decided: the ids
+    in `flips` with the label given there by `flipped_by` (the slips), the rest rightly by `others`."""
+    rng = np.random.default_rng(seed)
+    specs = [{"id": f"s{i}", "label": "spam", "p": 0.9, "text": t} for i, t in enumerate(_texts(rng, SPAM_WORDS, n_each))]
+    specs += [{"id": f"c{i}", "label": "benign", "p": 0.7, "text": t}
+              for i, t in enumerate(_texts(rng, CHAT_WORDS, n_each))]
+    add_scored(store, taxonomy, specs)
+    build_cases(store, taxonomy, cfg, now=T0, progress=False)
+    with store.read() as conn:
+        cases = dict(conn.execute(select(Case.__table__.c.item_id, Case.__table__.c.id)).all())
+    for s in specs:
+        decide(store, taxonomy, cases[s["id"]], flipped_by if s["id"] in flips else others,
+               flips.get(s["id"], s["label"]), rationale="test", config=cfg, now=T0)
+    return specs
+
+
 def test_ranking_puts_flipped_labels_first():
     rng = np.random.default_rng(1)
     X = np.vstack([rng.normal(0, 1, (100, 5)) + 3, rng.normal(0, 1, (100, 5)) - 3])
@@ -98,19 +116,8 @@ def test_queue_finds_flipped_decisions_and_a_lead_corrects_them(any_store, taxon
 def test_deciding_a_label_review_case_corrects_or_confirms(any_store, taxonomy, cfg, roles):
     """The Review screen and `workbench decide` use `decide`: on a re-review case it must do what
     `label-errors resolve` does, not record a second, unrelated decision of record."""
-    rng = np.random.default_rng(3)
-    spam, chat = _texts(rng, SPAM_WORDS, 20), _texts(rng, CHAT_WORDS, 20)
-    specs = [{"id": f"s{i}", "label": "spam", "p": 0.9, "text": t} for i, t in enumerate(spam)]
-    specs += [{"id": f"c{i}", "label": "benign", "p": 0.7, "text": t} for i, t in enumerate(chat)]
-    add_scored(any_store, taxonomy, specs)
-    build_cases(any_store, taxonomy, cfg, now=T0, progress=False)
-    with any_store.read() as conn:
-        cases = dict(conn.execute(select(Case.__table__.c.item_id, Case.__table__.c.id)).all())
     flipped = {"s3": "benign", "c5": "spam"}  # bob's slips
-    for s in specs:
-        true = "spam" if s["id"].startswith("s") else "benign"
-        decide(any_store, taxonomy, cases[s["id"]], "bob" if s["id"] in flipped else "ann",
-               flipped.get(s["id"], true), rationale="test", config=cfg, now=T0)
+    decided_store(any_store, taxonomy, cfg, 20, flipped)
     out = find_label_errors(any_store, taxonomy, cfg, "eng", BagOfWords(), now=T0, max_cases=4)
     with any_store.read() as conn:
         review = dict(conn.execute(select(Case.__table__.c.item_id, Case.__table__.c.id)
@@ -167,17 +174,8 @@ class _MeetingEmbedder(BagOfWords):
 
 
 def test_concurrent_scans_queue_each_decision_once(any_store, taxonomy, cfg):
-    rng = np.random.default_rng(3)
-    specs = [{"id": f"s{i}", "label": "spam", "p": 0.9, "text": t} for i, t in enumerate(_texts(rng, SPAM_WORDS, 30))]
-    specs += [{"id": f"c{i}", "label": "benign", "p": 0.7, "text": t} for i, t in enumerate(_texts(rng, CHAT_WORDS, 30))]
-    add_scored(any_store, taxonomy, specs)
-    build_cases(any_store, taxonomy, cfg, now=T0, progress=False)
-    with any_store.read() as conn:
-        cases = dict(conn.execute(select(Case.__table__.c.item_id, Case.__table__.c.id)).all())
-    for s in specs:
-        flip = s["id"] in {"s2", "s9", "c4", "c21"}
-        label = {"spam": "benign", "benign": "spam"}[s["label"]] if flip else s["label"]
-        decide(any_store, taxonomy, cases[s["id"]], "bob", label, rationale="test", config=cfg, now=T0)
+    decided_store(any_store, taxonomy, cfg, 30, {"s2": "benign", "s9": "benign", "c4": "spam", "c21": "spam"},
+                  others="bob")
     embedder, outs, errors = _MeetingEmbedder(2), [], []
 
     def scan() -> None:

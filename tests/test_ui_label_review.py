@@ -5,19 +5,14 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 import pytest
-from sqlalchemy import select
 
 from core.labels import current_labels
-from core.schema import Case
-from labeling.cases import build_cases
-from labeling.decisions import decide
 from labeling.label_errors import find_label_errors
 from labeling.queue_config import load_queue_config
 from core.config import config_dir
-from test_label_errors import CHAT_WORDS, SPAM_WORDS, _texts
-from test_queue_support import T0, add_scored
+from test_label_errors import decided_store
+from test_queue_support import T0
 from test_seeding import BagOfWords
 from test_ui import SHOTS, _free_port, _sign_in
 
@@ -27,17 +22,7 @@ def reviewed(sqlite_store, taxonomy):
     """40 decided items, bob's slip on s3 (spam decided benign) queued for re-review."""
     cfg = load_queue_config(config_dir(), taxonomy=taxonomy).model_copy(update={"calibration_sets": [],
                                                                                 "qa_share": 0.0})
-    rng = np.random.default_rng(3)
-    specs = [{"id": f"s{i}", "label": "spam", "p": 0.9, "text": t} for i, t in enumerate(_texts(rng, SPAM_WORDS, 20))]
-    specs += [{"id": f"c{i}", "label": "benign", "p": 0.7, "text": t} for i, t in enumerate(_texts(rng, CHAT_WORDS, 20))]
-    add_scored(sqlite_store, taxonomy, specs)
-    build_cases(sqlite_store, taxonomy, cfg, now=T0, progress=False)
-    with sqlite_store.read() as conn:
-        cases = dict(conn.execute(select(Case.__table__.c.item_id, Case.__table__.c.id)).all())
-    for s in specs:
-        label = "benign" if s["id"] == "s3" else s["label"]
-        decide(sqlite_store, taxonomy, cases[s["id"]], "bob" if s["id"] == "s3" else "ann", label,
-               rationale="test", config=cfg, now=T0)
+    decided_store(sqlite_store, taxonomy, cfg, 20, {"s3": "benign"})
     out = find_label_errors(sqlite_store, taxonomy, cfg, "eng", BagOfWords(), now=T0, max_cases=1)
     assert [c["item_id"] for c in out["cases"]] == ["s3"], out["cases"]
     return sqlite_store

@@ -57,14 +57,16 @@ def label_review_line(p: dict[str, Any]) -> str:
     lr = p.get("label_review")
     if not lr:
         return ""
-    conf = lr.get("confidence")
-    quality = lr.get("quality")
     return (f"<div class='wb-relabel' id='wb-relabel-line'>Re-review of <b>{esc(lr.get('reviewer') or '?')}</b>'s "
             f"decision: <b>{esc(lr.get('given_label') or '?')}</b>. Out-of-fold model: <b>{esc(lr.get('model_label') or '?')}</b>"
-            f"{f' ({float(conf):.2f})' if conf is not None else ''}"
-            f"{f', label quality {float(quality):.2f}' if quality is not None else ''}. "
+            f"{_number(' ({:.2f})', lr.get('confidence'))}{_number(', label quality {:.2f}', lr.get('quality'))}. "
             f"The same label confirms it; another label writes a correction that supersedes it "
             f"(a rationale either way).</div>")
+
+
+def _number(template: str, value: Any) -> str:
+    """`template` filled with `value` as a float, or nothing when there is no value."""
+    return "" if value is None else template.format(float(value))
 
 
 def saved_message(case_id: int, label: str, action: Optional[str], out: dict[str, Any]) -> str:
@@ -161,11 +163,8 @@ def model_html(p: dict[str, Any]) -> str:
     scores = sorted((pred.get("scores") or {}).items(), key=lambda kv: -float(kv[1]))
     bars = "".join(f"<div class='wb-bar'><span>{esc(k)}</span><i style='width:{max(1, round(float(v) * 100))}%'></i>"
                    f"<b>{float(v):.2f}</b></div>" for k, v in scores)
-    score = pred.get("score")
-    unc = pred.get("uncertainty")
     return (f"<div class='wb-model'>Model says <b>{esc(pred['label'])}</b>"
-            f"{f' at {float(score):.2f}' if score is not None else ''}"
-            f"{f' (uncertainty {float(unc):.2f})' if unc is not None else ''}"
+            f"{_number(' at {:.2f}', pred.get('score'))}{_number(' (uncertainty {:.2f})', pred.get('uncertainty'))}"
             f"<br><small>{esc(pred.get('model_version') or '')}{' · input flags: ' + esc(flags) if flags else ''}</small>"
             f"{bars}</div>")
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import datetime as dt
 import html
 import inspect
 import re
@@ -26,7 +25,6 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 import gradio as gr
 
 from core.hooks import PermissionDenied
-from core.schema import utcnow
 from labeling.cases import queue_counts, queue_status, start_queue
 from labeling.claims import claim_case, next_case, release, renew, skip
 from labeling.decisions import decide
