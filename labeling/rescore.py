@@ -10,7 +10,9 @@ champion has scored. `rescore_open_cases`:
    due time, priority follow the new prediction);
 3. refreshes the cases `build_cases` leaves where they are: a campaign case gets its members'
    new mean scores, label and priority; a claimed case, or one in the escalation, appeals or
-   calibration queue, keeps its queue and holder and gets the new label and scores.
+   calibration queue, keeps its queue and holder and gets the new label and scores;
+4. re-plans the learning share (`labeling.learning`) where queues.yaml gives one: its pinned
+   cases were chosen by the old model's uncertainty.
 
 `start_background_rescore` runs the same in a daemon thread (serve); its progress is the
 returned `RescoreJob` (done / total), its result or error kept on the job.
@@ -172,9 +174,17 @@ def rescore_open_cases(store: "Store", taxonomy: "Taxonomy", *, models_config: "
     scored = _score(store, taxonomy, models_config, champ, ids, progress, tick)
     built = build_cases(store, taxonomy, queue_config, now=now, actor=actor, progress=False)
     refreshed = _refresh(store, taxonomy, queue_config, champ, now)
+    learning = None
+    if queue_config.learning.queues:  # the pinned learning cases were the old model's uncertain ones
+        from models.embeddings import Embedder
+
+        from .learning import apply_learning_share
+
+        learning = apply_learning_share(store, taxonomy, queue_config, actor, now=now,
+                                        embedding_model=Embedder.from_settings(models_config.embedding).model_id)
     return {"champion": champ, "scored": scored, "replanned": int(built.get("rescored", 0)),
             "new_cases": int(built.get("cases", 0)), "refreshed": refreshed,
-            "stale_left": len(stale_open_cases(store))}
+            "stale_left": len(stale_open_cases(store)), "learning": learning}
 
 
 @dataclass

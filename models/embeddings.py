@@ -77,6 +77,13 @@ class Embedder:
         self._onnx: Any = None
         self._dim: int | None = None
 
+    @classmethod
+    def from_settings(cls, settings: Any) -> "Embedder":
+        """The embedder models.yaml's `embedding` section names (`models.config.EmbeddingSettings`);
+        building it reads no weights, so its `model_id` (the cache key) is free to ask for."""
+        return cls(settings.model, batch_size=settings.batch_size, max_seq_length=settings.max_seq_length,
+                   runtime=settings.runtime)
+
     def __repr__(self) -> str:
         return (f"Embedder({self.model_id!r}, batch_size={self.batch_size}, "
                 f"max_seq_length={self.max_seq_length}, runtime={self.runtime!r})")

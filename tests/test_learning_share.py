@@ -321,3 +321,34 @@ def test_cli_cases_build_plans_the_learning_share(tmp_path, taxonomy):
     again = run("learning", "--queue", "general", "--json")
     assert again["general"]["learning"] == built["learning"]["general"]["learning"]
     assert run("label-errors", "counts", "--json") == {}
+
+
+def test_serve_sweeper_replans_the_share_as_learning_cases_are_claimed(sqlite_store, taxonomy):
+    """`serve` has no cron: its sweeper re-plans the learning share, or the pinned cases, once
+    claimed, would leave the queue in risk order only until someone ran `workbench learning`."""
+    from workbench.context import AppContext
+    from workbench.ui import sweep_once
+
+    add_scored(sqlite_store, taxonomy, [{"id": f"g{i}", "label": "benign", "scores": _scores(0.51 + 0.002 * i),
+                                         "text": f"hello number {i} " + "x" * i} for i in range(80)])
+    app = AppContext(store=sqlite_store)
+    build_cases(sqlite_store, taxonomy, app.queues(), now=T0, progress=False)
+    C = Case.__table__
+
+    def waiting_learning() -> int:
+        with sqlite_store.read() as conn:
+            return sum(1 for r in conn.execute(select(C.c.priority_reason).where(C.c.state == "open",
+                                                                                 C.c.queue == "general"))
+                       if (r.priority_reason or "").startswith("learning:"))
+
+    first = sweep_once(app)
+    planned = first["learning"]["general"]["learning"]
+    assert planned >= 3 and waiting_learning() == planned
+    from labeling.decisions import decide
+
+    served = [next_case(sqlite_store, "ann", "general", config=app.queues()) for _ in range(40)]
+    for c in served:
+        decide(sqlite_store, taxonomy, c["id"], "ann", "benign", config=app.queues())
+    assert sum(served_learning(c) for c in served) >= 1 and waiting_learning() < planned  # the share ran short
+    again = sweep_once(app)
+    assert again["learning"]["general"]["learning"] == planned and waiting_learning() == planned

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from core.predictions import champion_version
-from core.schema import AuditEvent
+from core.schema import AuditEvent, Case
 from evaluation.promotion import PromotionError, retrain_and_gate
 from models.registry import ChampionChanged, get_model, promote
 from test_manual_promotion import _versions
@@ -97,3 +97,29 @@ def test_two_concurrent_retrains_promote_one_challenger_at_most(any_loop, taxono
         assert champion_version(conn) == winner
     later = _promotions(store)[1:]
     assert [(p["version"], p["previous_champion"]) for p in later] == [(winner, champ)]
+
+
+def test_a_promotion_replans_the_learning_share_on_the_new_models_uncertainty(any_loop, taxonomy, queue_config):
+    """The pinned learning cases were chosen by the old champion's uncertainty: the rescore after
+    a promotion plans them again on the new one's."""
+    from core.predictions import predictions_of_record
+    from labeling.learning import apply_learning_share
+
+    from labeling.queue_config import LearningShare
+
+    store, champ, _ = any_loop
+    with store.read() as conn:
+        waiting = set(conn.execute(select(Case.queue).where(Case.state == "open")).scalars())
+    config = queue_config.model_copy(update={"learning": LearningShare(
+        queues={q: 0.5 for q in waiting if q in queue_config.queues}, min_uncertainty=0.0)})
+    assert config.learning.queues
+    apply_learning_share(store, taxonomy, config, "eng")
+    out = retrain_and_gate(store, taxonomy, models_config=MODELS, queue_config=config, actor="eng",
+                           show_progress=False)
+    assert out["promoted"] and sum(q["learning"] for q in out["rescore"]["learning"].values()) > 0
+    with store.read() as conn:
+        pinned = conn.execute(select(Case.item_id, Case.meta).where(Case.state == "open")).all()
+        pinned = [(i, m["learning"]) for i, m in pinned if (m or {}).get("learning")]
+        record = predictions_of_record(conn, [i for i, _ in pinned])
+    assert pinned and all(record[i]["model_version"] == out["challenger"] for i, _ in pinned)
+    assert all(abs(info["uncertainty"] - record[i]["uncertainty"]) < 1e-6 for i, info in pinned)

@@ -91,8 +91,7 @@ def label_errors_step(app: "AppContext", echo: Echo) -> dict[str, Any]:
     from labeling.label_errors import find_label_errors
     from models.embeddings import Embedder
 
-    emb = app.models().embedding
-    embedder = Embedder(emb.model, batch_size=emb.batch_size, max_seq_length=emb.max_seq_length, runtime=emb.runtime)
+    embedder = Embedder.from_settings(app.models().embedding)
     config = app.queues()
     out = find_label_errors(app.store(), app.taxonomy(), config, ACTOR, embedder, progress=True)
     slips, all_slips = _slips_among(app, [c["decision_id"] for c in out["cases"]])

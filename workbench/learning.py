@@ -30,6 +30,23 @@ log = logging.getLogger(__name__)
 PROGRESS_EVERY = 30.0
 
 
+def embedder_for(app: Any) -> Any:
+    """The embedding model of models.yaml (building it reads no weights)."""
+    from models.embeddings import Embedder
+
+    return Embedder.from_settings(app.models().embedding)
+
+
+def learning_pass(app: Any, actor: Any, queue: Optional[str] = None) -> dict[str, Any]:
+    """Re-plan the learning share of the configured queues (or one) over the embedding cache:
+    after `cases build` and `cases sweep`, and on every pass of `serve`'s queue sweeper, since
+    each pinned learning case claimed leaves the share short until the next plan."""
+    from labeling.learning import apply_learning_share
+
+    return apply_learning_share(app.store(), app.taxonomy(), app.queues(), actor,
+                                embedding_model=embedder_for(app).model_id, queues=[queue] if queue else None)
+
+
 def drift_check(app: Any) -> Any:
     """The drift report of the store as `retrain_due` asks for it (computed only when it does)."""
     def run() -> Any:

@@ -72,9 +72,9 @@ def register_commands(cli: click.Group) -> None:
         with _user_errors():
             summary = build_cases(app.store(), app.taxonomy(), app.queues(), actor=_acting(app), progress=not as_json)
             if app.queues().learning.queues:  # issue 18: re-plan the learning share after a build
-                from .seed import learning_pass
+                from ..learning import learning_pass
 
-                summary["learning"] = learning_pass(app)
+                summary["learning"] = learning_pass(app, _acting(app))
         _emit(summary, as_json, lambda s: click.echo(
             f"{s['cases']} new cases ({s['item_cases']} items, {s['campaign_cases']} campaigns): "
             f"{s['audit']} QA audit, {s['escalated']} escalated, {s['calibration_copies']} calibration copies; "
@@ -168,9 +168,9 @@ def register_commands(cli: click.Group) -> None:
         with _user_errors():
             out = sweep(app.store(), app.taxonomy(), app.queues(), progress=not as_json, requested_by=_acting(app))
             if app.queues().learning.queues:  # issue 18: re-plan the learning share after a sweep
-                from .seed import learning_pass
+                from ..learning import learning_pass
 
-                out["learning"] = learning_pass(app)
+                out["learning"] = learning_pass(app, _acting(app))
         _emit(out, as_json, lambda o: click.echo(
             f"leases returned {o['leases_expired']}, SLA escalations {o['sla_escalated']}, "
             f"priorities refreshed {o['reprioritised']}"))

@@ -11,19 +11,12 @@ import click
 
 from core.hooks import hookimpl
 
+from ..learning import embedder_for, learning_pass
 from .common import acting as _acting
 from .common import as_option as _as
 from .common import emit as _emit
 from .common import json_option as _json
 from .common import user_errors as _user_errors
-
-
-def embedder_for(app: Any) -> Any:
-    """The embedding model of models.yaml (loaded lazily: building it reads no weights)."""
-    from models.embeddings import Embedder
-
-    emb = app.models().embedding
-    return Embedder(emb.model, batch_size=emb.batch_size, max_seq_length=emb.max_seq_length, runtime=emb.runtime)
 
 
 def _learning_hint(app: Any, queue: str) -> str:
@@ -41,16 +34,6 @@ def _learning_hint(app: Any, queue: str) -> str:
            else "learning.among_seeds")
     return (f"\nlearning share {share:.0%} of queue {queue}: {among:.0%} of its claims while the seeds wait "
             f"({why}), then after them")
-
-
-def learning_pass(app: Any, queue: Optional[str] = None) -> dict[str, Any]:
-    """Run the learning-share pass on the configured queues (or one), with the cache's model id."""
-    from labeling.learning import apply_learning_share
-
-    cfg = app.queues()
-    return apply_learning_share(app.store(), app.taxonomy(), cfg, _acting(app),
-                                embedding_model=embedder_for(app).model_id,
-                                queues=[queue] if queue else None)
 
 
 @hookimpl
@@ -135,7 +118,7 @@ def register_commands(cli: click.Group) -> None:
           workbench learning --queue general --json
         """
         with _user_errors():
-            out = learning_pass(app, queue)
+            out = learning_pass(app, _acting(app), queue)
         _emit(out, as_json, lambda o: click.echo("\n".join(
             f"{q}: {s['learning']} learning cases pinned ({s['share']:.0%} share; {s['uncertain']} uncertain of "
             f"{s['waiting']} waiting"

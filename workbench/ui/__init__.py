@@ -65,22 +65,36 @@ def build_app(app: "AppContext", analyst: str = "analyst", queue: Optional[str] 
 
 
 def start_sweeper(app: "AppContext", every_seconds: int) -> Optional[threading.Event]:
-    """Run `labeling.escalation.sweep` every `every_seconds` in a daemon thread; set the returned event to stop."""
+    """Every `every_seconds`, in a daemon thread, what `workbench cases sweep` does: the queue
+    sweep (`labeling.escalation.sweep`), then the learning share re-planned where queues.yaml
+    gives one (claimed learning cases are replaced). Set the returned event to stop."""
     if every_seconds <= 0:
         return None
-    from labeling.escalation import sweep
-
     stop = threading.Event()
 
     def loop() -> None:
         while not stop.wait(every_seconds):
             try:
-                sweep(app.store(), app.taxonomy(), app.queues())
+                sweep_once(app)
             except Exception as exc:  # noqa: BLE001 - keep serving; the next sweep retries
                 log.warning("queue sweep failed: %s", exc)
 
     threading.Thread(target=loop, name="queue-sweeper", daemon=True).start()
     return stop
+
+
+def sweep_once(app: "AppContext") -> dict[str, Any]:
+    """One pass of the sweeper, as the `system` principal: the sweep's counts, with `learning`
+    (the learning pass's plan per queue) when a queue has a learning share."""
+    from core.principals import SYSTEM
+    from labeling.escalation import sweep
+
+    from ..learning import learning_pass
+
+    out = sweep(app.store(), app.taxonomy(), app.queues())
+    if app.queues().learning.queues:
+        out["learning"] = learning_pass(app, SYSTEM["system"])
+    return out
 
 
 def serve(app: "AppContext", host: str = "127.0.0.1", port: int = 7860, analyst: str = "analyst",
