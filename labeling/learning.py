@@ -58,6 +58,17 @@ def uncertainty(probs: np.ndarray, measure: str = "margin") -> np.ndarray:
     return UNCERTAINTY[measure](probs)
 
 
+def learning_candidates(unc: np.ndarray, k: int, min_uncertainty: float = 0.0, pool: int = 20) -> np.ndarray:
+    """Row indices `select_learning` considers, most uncertain first (ties in row order): the
+    `pool` x k most uncertain rows of at least `min_uncertainty`; empty when k <= 0. A planner
+    needs vectors for these rows only, not for the whole backlog."""
+    unc = np.asarray(unc, dtype=float)
+    if k <= 0 or unc.shape[0] == 0:
+        return np.zeros(0, dtype=np.int64)
+    cand = np.flatnonzero(unc >= min_uncertainty)
+    return cand[np.argsort(-unc[cand], kind="stable")][: max(k * pool, k)]
+
+
 def select_learning(unc: np.ndarray, k: int, emb: Optional[np.ndarray] = None,
                     groups: Optional[Sequence[Any]] = None, min_uncertainty: float = 0.0,
                     max_similarity: float = 0.9, pool: int = 20) -> list[int]:
@@ -70,11 +81,7 @@ def select_learning(unc: np.ndarray, k: int, emb: Optional[np.ndarray] = None,
     uncertain eligible rows are considered, which bounds the cost on a large backlog.
     """
     unc = np.asarray(unc, dtype=float)
-    n = unc.shape[0]
-    if k <= 0 or n == 0:
-        return []
-    cand = np.flatnonzero(unc >= min_uncertainty)
-    cand = cand[np.argsort(-unc[cand], kind="stable")][: max(k * pool, k)]
+    cand = learning_candidates(unc, k, min_uncertainty, pool)
     if cand.size == 0:
         return []
     # Groups as integer ids (one column per group a row belongs to, -1 for none), so excluding
@@ -270,6 +277,7 @@ def plan_queue(store: Store, taxonomy: Taxonomy, config: QueueConfig, queue: str
     pick: list[int] = []
     if k_max and eligible.any():
         idx = np.flatnonzero(eligible)
+        idx = idx[learning_candidates(unc[idx], k_max, settings.min_uncertainty)]  # vectors for these only
         emb = _cached_vectors(store, embedding_model, [rows[i].text_hash or "" for i in idx])
         groups = [(("campaign", camp[rows[i].item_id]) if rows[i].item_id in camp else None,
                    ("text", rows[i].text_hash)) for i in idx]

@@ -352,3 +352,24 @@ def test_serve_sweeper_replans_the_share_as_learning_cases_are_claimed(sqlite_st
     assert sum(served_learning(c) for c in served) >= 1 and waiting_learning() < planned  # the share ran short
     again = sweep_once(app)
     assert again["learning"]["general"]["learning"] == planned and waiting_learning() == planned
+
+
+def test_the_plan_needs_vectors_for_the_candidates_only():
+    """A planner fetches vectors for `learning_candidates` alone (not the whole backlog) and picks
+    exactly what `select_learning` over the whole backlog would."""
+    from labeling.learning import learning_candidates
+
+    rng = np.random.default_rng(5)
+    for trial in range(20):
+        n, k = int(rng.integers(50, 400)), int(rng.integers(1, 12))
+        unc = np.round(rng.random(n), 2)  # rounded: ties, whose order must hold too
+        emb = rng.normal(size=(n, 8))
+        emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+        emb[rng.random(n) < 0.1] = np.nan
+        groups = [(("campaign", int(g)) if g < 5 else None, ("text", i)) for i, g in enumerate(rng.integers(0, 40, n))]
+        whole = select_learning(unc, k, emb, groups, min_uncertainty=0.3, max_similarity=0.8, pool=3)
+        sub = learning_candidates(unc, k, 0.3, pool=3)
+        assert len(sub) <= 3 * k
+        part = select_learning(unc[sub], k, emb[sub], [groups[i] for i in sub], min_uncertainty=0.3,
+                               max_similarity=0.8, pool=3)
+        assert [int(sub[c]) for c in part] == whole, trial
