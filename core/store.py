@@ -26,6 +26,11 @@ class StoreError(RuntimeError):
     """The database cannot be opened or is not at the schema this code expects."""
 
 
+class Busy(StoreError):
+    """A long job holds `Store.exclusive(name)` in another thread, process or host."""
+
+
+
 def normalise_url(url: str) -> str:
     """Accept `postgresql://` and `postgres://` and use the psycopg 3 driver for them."""
     for prefix in ("postgres://", "postgresql://"):
@@ -118,6 +123,45 @@ class Store:
         self.engine.dispose()
         if self.read_engine is not self.engine:
             self.read_engine.dispose()
+
+    @contextlib.contextmanager
+    def exclusive(self, name: str) -> Iterator[None]:
+        """Hold `name` for a long job (a retrain: minutes) across threads, processes and hosts,
+        outside any transaction; `Busy` at once when another holder has it. SQLite: an exclusive
+        `flock` on `<data dir>/locks/<name>.lock` (one host by construction). PostgreSQL: a
+        session advisory lock on a connection kept for the job, released when it ends or when the
+        process dies (the server drops a dead session's locks)."""
+        if self.is_sqlite:
+            import fcntl
+
+            with open(self.path("locks", f"{name}.lock"), "a+") as fh:
+                try:
+                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    raise Busy(f"{name} is held by another run on this store") from None
+                try:
+                    yield
+                finally:
+                    fcntl.flock(fh, fcntl.LOCK_UN)
+            return
+        key = {"n": f"workbench-job:{name}"}
+        conn = self.engine.connect()
+        held = False
+        try:
+            held = bool(conn.execute(text("SELECT pg_try_advisory_lock(hashtext(:n))"), key).scalar())
+            conn.commit()
+            if not held:
+                raise Busy(f"{name} is held by another run on this database")
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(hashtext(:n))"), key)
+                conn.commit()
+                held = False
+        finally:
+            if held:  # the unlock failed: never hand a connection holding the lock back to the pool
+                conn.invalidate()
+            conn.close()
 
     # -- paths ---------------------------------------------------------------------------
     def path(self, *parts: str) -> Path:

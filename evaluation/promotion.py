@@ -37,6 +37,7 @@ from core.hooks import check_permission
 from core.labels import AUTHORITATIVE_KINDS
 from core.principals import Actor, actor_name
 from core.schema import AuditEvent, Decision, ModelVersion, utcnow
+from core.store import Busy
 from core.text import reason_length_error
 from models.base import ModelError
 
@@ -60,6 +61,10 @@ _NOT_INHERITED = ("checkpoint_dir",)  # a champion's run-specific parameters
 
 class PromotionError(ModelError):
     """A retrain cannot run as asked (the message says why; the CLI prints it as one line)."""
+
+
+class RetrainBusy(PromotionError):
+    """Another retrain holds the store's retrain lock (another thread, process or host)."""
 
 
 def aligned_proba(model: "PolicyClassifier", proba: np.ndarray, labels: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -116,12 +121,27 @@ def retrain_and_gate(store: "Store", taxonomy: "Taxonomy", *, models_config: "Mo
     (verdict, reason, per set), comparisons (per set: `paired_bootstrap` output), data (counts),
     report and png (paths), rescore (counts) when it ran in the foreground.
     """
-    from labeling.training_data import learning_data
-    from models.registry import champion, train_model
-
     cfg = models_config
     check_permission(actor, "train", "retrain")
     _check_promotion(actor, promote, force, reason, "retrain", rescore, queue_config)
+    try:
+        with store.exclusive("retrain"):
+            return _retrain_and_gate(store, taxonomy, cfg, queue_config, actor, kind, params, sources, promote,
+                                     force, reason, rescore, report_dir, now, show_progress, echo)
+    except Busy:
+        raise RetrainBusy("a retrain is already running on this store (another process or host): wait for "
+                             "its verdict (`workbench models gates`)") from None
+
+
+def _retrain_and_gate(store: "Store", taxonomy: "Taxonomy", cfg: "ModelsConfig", queue_config: Optional["QueueConfig"],
+                      actor: Actor, kind: Optional[str], params: Optional[dict[str, Any]],
+                      sources: Optional[Sequence[str]], promote: bool, force: bool, reason: str, rescore: str,
+                      report_dir: Optional[str], now: Optional[dt.datetime], show_progress: bool,
+                      echo: Callable[..., None]) -> dict[str, Any]:
+    """`retrain_and_gate` once its checks passed and it holds the store's retrain lock."""
+    from labeling.training_data import learning_data
+    from models.registry import champion, train_model
+
     now = now or utcnow()
     champ = champion(store)
     kind = kind or (champ["kind"] if champ else cfg.training.default_kind)

@@ -67,22 +67,69 @@ def champion_version_now(store) -> str:
         return champion_version(conn)
 
 
-def test_two_concurrent_retrains_promote_one_challenger_at_most(any_loop, taxonomy, queue_config):
+def test_a_second_retrain_while_one_runs_is_refused_at_once(any_loop, taxonomy, queue_config):
+    """One retrain at a time per store, whichever thread, process or host starts it
+    (`Store.exclusive`): the second is refused before it trains anything."""
     store, champ, _ = any_loop
+    started, go = threading.Event(), threading.Event()
+    outcome: dict[str, object] = {}
+
+    def first() -> None:
+        def echo(message: str = "", *_, **__) -> None:
+            if message.startswith("assembling training data"):
+                started.set()
+                go.wait(120)
+        outcome["first"] = retrain_and_gate(store, taxonomy, models_config=MODELS, queue_config=queue_config,
+                                            actor="eng", rescore="none", show_progress=False, echo=echo)
+
+    t = threading.Thread(target=first)
+    t.start()
+    try:
+        assert started.wait(120)
+        n_models = len(_model_ids(store))
+        with pytest.raises(PromotionError, match="a retrain is already running on this store"):
+            retrain_and_gate(store, taxonomy, models_config=MODELS, queue_config=queue_config, actor="eng",
+                             rescore="none", show_progress=False)
+        assert len(_model_ids(store)) == n_models  # refused before training
+    finally:
+        go.set()
+        t.join(300)
+    assert outcome["first"]["promoted"] and outcome["first"]["champion"] == champ
+    again = retrain_and_gate(store, taxonomy, models_config=MODELS, queue_config=queue_config, actor="eng",
+                             rescore="none", show_progress=False)  # the lock was released
+    assert not again["promoted"]
+
+
+def _model_ids(store) -> list[str]:
+    from core.schema import ModelVersion
+
+    with store.read() as conn:
+        return list(conn.execute(select(ModelVersion.id)).scalars())
+
+
+def test_two_gated_promotions_at_once_promote_one_version_at_most(any_loop, taxonomy, queue_config):
+    """Two versions gated against the same champion at once (two engineers' `models promote`):
+    both pass the gate, the compare-and-swap lets one through and refuses the other."""
+    from evaluation.promotion import promote_through_gate
+
+    store, champ, ids = any_loop
+    good, _ = _versions(store, taxonomy, ids)
+    also_good, _ = _versions(store, taxonomy, ids)
     both_read_the_champion = threading.Barrier(2, timeout=120)
     outcomes: dict[str, object] = {}
 
-    def run(name: str) -> None:
+    def run(version: str) -> None:
         def echo(message: str = "", *_, **__) -> None:
-            if message.startswith("assembling training data"):  # after reading the champion
+            if message.startswith("assembling the held-out human labels"):  # after reading the champion
                 both_read_the_champion.wait()
         try:
-            outcomes[name] = retrain_and_gate(store, taxonomy, models_config=MODELS, queue_config=queue_config,
-                                              actor="eng", rescore="none", show_progress=False, echo=echo)
+            outcomes[version] = promote_through_gate(store, taxonomy, version, models_config=MODELS,
+                                                     queue_config=queue_config, actor="eng", rescore="none",
+                                                     show_progress=False, echo=echo)
         except Exception as exc:  # noqa: BLE001 - the assertion below says what was expected
-            outcomes[name] = exc
+            outcomes[version] = exc
 
-    threads = [threading.Thread(target=run, args=(n,)) for n in ("a", "b")]
+    threads = [threading.Thread(target=run, args=(v,)) for v in (good, also_good)]
     for t in threads:
         t.start()
     for t in threads:
@@ -97,6 +144,37 @@ def test_two_concurrent_retrains_promote_one_challenger_at_most(any_loop, taxono
         assert champion_version(conn) == winner
     later = _promotions(store)[1:]
     assert [(p["version"], p["previous_champion"]) for p in later] == [(winner, champ)]
+
+
+def test_store_exclusive_is_held_across_threads_and_released(any_store):
+    from core.store import Busy
+
+    held, release = threading.Event(), threading.Event()
+
+    def holder() -> None:
+        with any_store.exclusive("job"):
+            held.set()
+            release.wait(60)
+
+    t = threading.Thread(target=holder)
+    t.start()
+    try:
+        assert held.wait(60)
+        with pytest.raises(Busy):
+            with any_store.exclusive("job"):
+                pass
+        with any_store.exclusive("another-job"):  # a lock per name
+            pass
+    finally:
+        release.set()
+        t.join(60)
+    with any_store.exclusive("job"):  # released when the holder left
+        pass
+    with pytest.raises(RuntimeError, match="inside"):  # an error inside releases it too
+        with any_store.exclusive("job"):
+            raise RuntimeError("inside")
+    with any_store.exclusive("job"):
+        pass
 
 
 def test_a_promotion_replans_the_learning_share_on_the_new_models_uncertainty(any_loop, taxonomy, queue_config):
@@ -123,3 +201,34 @@ def test_a_promotion_replans_the_learning_share_on_the_new_models_uncertainty(an
         record = predictions_of_record(conn, [i for i, _ in pinned])
     assert pinned and all(record[i]["model_version"] == out["challenger"] for i, _ in pinned)
     assert all(abs(info["uncertainty"] - record[i]["uncertainty"]) < 1e-6 for i, info in pinned)
+
+
+def test_serve_auto_retrain_skips_while_another_host_retrains(any_loop, taxonomy, queue_config, caplog):
+    from types import SimpleNamespace
+
+    from workbench.learning import check_and_retrain
+
+    store, champ, _ = any_loop
+    on = MODELS.model_copy(update={"auto_retrain": MODELS.auto_retrain.model_copy(
+        update={"enabled": True, "after_decisions": 200})})
+    app = SimpleNamespace(store=lambda: store, models=lambda: on, taxonomy=lambda: taxonomy,
+                          queues=lambda: queue_config, retrain_lock=threading.Lock(), rescore_job=None)
+    held, release = threading.Event(), threading.Event()
+
+    def other_host() -> None:
+        with store.exclusive("retrain"):
+            held.set()
+            release.wait(60)
+
+    t = threading.Thread(target=other_host)
+    t.start()
+    try:
+        assert held.wait(60)
+        with caplog.at_level("INFO", logger="workbench.learning"):
+            assert check_and_retrain(app) is None
+        assert "a retrain is already running on this store" in caplog.text
+        assert not app.retrain_lock.locked()
+    finally:
+        release.set()
+        t.join(60)
+    assert check_and_retrain(app)["promoted"]  # the next check, once the other retrain is done
