@@ -4,6 +4,7 @@ is comparing. `models.registry.promote(expect_champion=...)` is the compare-and-
 the gate's verdict tied to the champion it was reached against."""
 from __future__ import annotations
 
+import contextlib
 import threading
 
 import pytest
@@ -146,13 +147,13 @@ def test_two_gated_promotions_at_once_promote_one_version_at_most(any_loop, taxo
     assert [(p["version"], p["previous_champion"]) for p in later] == [(winner, champ)]
 
 
-def test_store_exclusive_is_held_across_threads_and_released(any_store):
-    from core.store import Busy
-
+@contextlib.contextmanager
+def held_elsewhere(store, name: str):
+    """`store.exclusive(name)` held by another thread (as another process or host would) while the block runs."""
     held, release = threading.Event(), threading.Event()
 
     def holder() -> None:
-        with any_store.exclusive("job"):
+        with store.exclusive(name):
             held.set()
             release.wait(60)
 
@@ -160,14 +161,21 @@ def test_store_exclusive_is_held_across_threads_and_released(any_store):
     t.start()
     try:
         assert held.wait(60)
+        yield
+    finally:
+        release.set()
+        t.join(60)
+
+
+def test_store_exclusive_is_held_across_threads_and_released(any_store):
+    from core.store import Busy
+
+    with held_elsewhere(any_store, "job"):
         with pytest.raises(Busy):
             with any_store.exclusive("job"):
                 pass
         with any_store.exclusive("another-job"):  # a lock per name
             pass
-    finally:
-        release.set()
-        t.join(60)
     with any_store.exclusive("job"):  # released when the holder left
         pass
     with pytest.raises(RuntimeError, match="inside"):  # an error inside releases it too
@@ -213,22 +221,9 @@ def test_serve_auto_retrain_skips_while_another_host_retrains(any_loop, taxonomy
         update={"enabled": True, "after_decisions": 200})})
     app = SimpleNamespace(store=lambda: store, models=lambda: on, taxonomy=lambda: taxonomy,
                           queues=lambda: queue_config, retrain_lock=threading.Lock(), rescore_job=None)
-    held, release = threading.Event(), threading.Event()
-
-    def other_host() -> None:
-        with store.exclusive("retrain"):
-            held.set()
-            release.wait(60)
-
-    t = threading.Thread(target=other_host)
-    t.start()
-    try:
-        assert held.wait(60)
+    with held_elsewhere(store, "retrain"):  # another host is retraining
         with caplog.at_level("INFO", logger="workbench.learning"):
             assert check_and_retrain(app) is None
         assert "a retrain is already running on this store" in caplog.text
         assert not app.retrain_lock.locked()
-    finally:
-        release.set()
-        t.join(60)
     assert check_and_retrain(app)["promoted"]  # the next check, once the other retrain is done
