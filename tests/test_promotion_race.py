@@ -227,3 +227,37 @@ def test_serve_auto_retrain_skips_while_another_host_retrains(any_loop, taxonomy
         assert "a retrain is already running on this store" in caplog.text
         assert not app.retrain_lock.locked()
     assert check_and_retrain(app)["promoted"]  # the next check, once the other retrain is done
+
+
+def test_store_exclusive_dies_with_the_process_that_held_it(any_store):
+    """A retrain killed mid-way (OOM, a host lost) must not block every later retrain."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from core.store import Busy
+
+    code = ("import sys, time; sys.path.insert(0, sys.argv[1]); from core.store import Store; "
+            "s = Store(sys.argv[2], sys.argv[3]); cm = s.exclusive('job'); cm.__enter__(); "
+            "print('held', flush=True); time.sleep(120)")
+    root = str(Path(__file__).resolve().parents[1])
+    child = subprocess.Popen([sys.executable, "-c", code, root, str(any_store.data_dir), any_store.url],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "held"
+        with pytest.raises(Busy):
+            with any_store.exclusive("job"):
+                pass
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(30)
+    deadline = time.time() + 20
+    while True:
+        try:
+            with any_store.exclusive("job"):
+                break
+        except Busy:
+            assert time.time() < deadline, "the lock outlived the process that held it"
+            time.sleep(0.2)
