@@ -121,9 +121,15 @@ def retrain_and_gate(store: "Store", taxonomy: "Taxonomy", *, models_config: "Mo
     (verdict, reason, per set), comparisons (per set: `paired_bootstrap` output), data (counts),
     report and png (paths), rescore (counts) when it ran in the foreground.
     """
+    from models.kinds import make_classifier
+    from models.registry import champion
+
     cfg = models_config
     check_permission(actor, "train", "retrain")
     _check_promotion(actor, promote, force, reason, "retrain", rescore, queue_config)
+    champ = champion(store)  # read again under the lock: this one only names the default kind
+    checked = kind or (champ["kind"] if champ else cfg.training.default_kind)
+    make_classifier(checked, taxonomy.labels, **_challenger_params(cfg, checked, champ, params))  # before any work
     try:
         with store.exclusive("retrain"):
             return _retrain_and_gate(store, taxonomy, cfg, queue_config, actor, kind, params, sources, promote,

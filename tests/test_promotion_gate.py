@@ -11,7 +11,7 @@ import threading
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 
 from core.config import ConfigError
 from core.hooks import PermissionDenied
@@ -431,3 +431,25 @@ def test_a_bad_mcnemar_test_in_models_yaml_is_refused_naming_the_file_and_field(
     (tmp_path / "models.yaml").write_text("promotion:\n  mcnemar_test: asymptotic\n", encoding="utf-8")
     with pytest.raises(ConfigError, match=r"models.yaml.*promotion.mcnemar_test"):
         load_models_config(tmp_path / "models.yaml")
+
+
+def test_a_bad_parameter_is_refused_before_any_work(loop, taxonomy, queue_config):
+    """`retrain --param C=-5` answers at once: no split assigned, no model trained or audited."""
+    from core.schema import LearningSplit
+    from models.base import ModelError
+
+    store, _, _ = loop
+
+    def counts():
+        with store.read() as conn:
+            return [conn.execute(select(func.count()).select_from(t)).scalar()
+                    for t in (LearningSplit.__table__, ModelVersion.__table__, AuditEvent.__table__)]
+
+    before = counts()
+    with pytest.raises(ModelError, match="parameter 'C' must be a float > 0, got -5"):
+        retrain_and_gate(store, taxonomy, models_config=MODELS, queue_config=queue_config, actor="eng",
+                         params={"C": -5}, show_progress=False)
+    with pytest.raises(ModelError, match="unknown model kind 'nokind'"):
+        retrain_and_gate(store, taxonomy, models_config=MODELS, queue_config=queue_config, actor="eng",
+                         kind="nokind", show_progress=False)
+    assert counts() == before
