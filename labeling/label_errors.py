@@ -146,6 +146,8 @@ def find_label_errors(store: Store, taxonomy: Taxonomy, config: QueueConfig, act
     check_permission(actor, "build_cases", "label errors")
     queue = _queue(config)
     limit = config.label_errors.max_cases if max_cases is None else int(max_cases)
+    if limit < 0:
+        raise QueueError(f"max_cases must be 0 (rank and count only) or more, not {limit}")
     now = now or utcnow()
     from models.embeddings import EmbeddingCache, embed_texts
 

@@ -288,8 +288,11 @@ def seed_cases(store: Store, taxonomy: Taxonomy, config: QueueConfig, actor: Act
     n_seed = settings.neighbours if neighbours is None else int(neighbours)
     share = settings.uniform_share if uniform_share is None else float(uniform_share)
     near = settings.max_similarity if max_similarity is None else float(max_similarity)
-    if n_seed <= 0 or not 0.0 <= share <= 1.0 or (near is not None and not -1.0 < near <= 1.0):
-        raise QueueError("neighbours must be positive, uniform_share between 0 and 1 and max_similarity in (-1, 1]")
+    for bad, what in ((n_seed <= 0, f"neighbours must be positive, not {n_seed}"),
+                      (not 0.0 <= share <= 1.0, f"uniform_share must be between 0 and 1, not {share:g}"),
+                      (near is not None and not -1.0 < near <= 1.0, f"max_similarity must be in (-1, 1], not {near}")):
+        if bad:
+            raise QueueError(what)
     now = now or utcnow()
     from models.embeddings import EmbeddingCache, embed_texts
 

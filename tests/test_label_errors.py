@@ -196,3 +196,11 @@ def test_concurrent_scans_queue_each_decision_once(any_store, taxonomy, cfg):
     assert queued and len(queued) == len(set(queued))  # each decision once
     assert sum(o["queued"] for o in outs) == len(queued)  # each scan reports what it queued itself
     assert sorted(c["decision_id"] for o in outs for c in o["cases"]) == sorted(queued)
+
+
+def test_a_negative_max_cases_is_refused_and_zero_only_ranks(sqlite_store, taxonomy, cfg):
+    decided_store(sqlite_store, taxonomy, cfg, 20, {"s3": "benign"})
+    with pytest.raises(QueueError, match="max_cases must be 0 .* not -1"):
+        find_label_errors(sqlite_store, taxonomy, cfg, "eng", BagOfWords(), now=T0, max_cases=-1)
+    out = find_label_errors(sqlite_store, taxonomy, cfg, "eng", BagOfWords(), now=T0, max_cases=0)
+    assert out["queued"] == 0 and out["flagged"] >= 1 and out["decided"] == 40

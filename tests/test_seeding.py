@@ -201,4 +201,15 @@ def test_cli_seed_from_decisions(tmp_path, taxonomy, cfg):
     assert res.exit_code == 0 and "passed over as near-copies" in res.stdout, res.output
     res = runner.invoke(cli, ["--data-dir", str(data), "seed", "--policy", "spam", "--from-decisions",
                               "--max-similarity", "2"])
-    assert res.exit_code != 0 and "max_similarity in (-1, 1]" in res.output and "Traceback" not in res.output
+    assert res.exit_code != 0 and "max_similarity must be in (-1, 1], not 2.0" in res.output and "Traceback" not in res.output
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"neighbours": -3}, "neighbours must be positive, not -3"),
+    ({"uniform_share": 1.5}, "uniform_share must be between 0 and 1, not 1.5"),
+    ({"max_similarity": 5.0}, r"max_similarity must be in \(-1, 1\], not 5.0")])
+def test_a_bad_seeding_setting_is_named_with_its_value(sqlite_store, taxonomy, cfg, kwargs, message):
+    _store(sqlite_store, taxonomy, cfg)
+    with pytest.raises(QueueError, match=message):
+        seed_cases(sqlite_store, taxonomy, cfg, "eng", policy="spam", examples=["win a prize"],
+                   embedder=BagOfWords(), **kwargs)
