@@ -30,7 +30,6 @@ class Busy(StoreError):
     """A long job holds `Store.exclusive(name)` in another thread, process or host."""
 
 
-
 def normalise_url(url: str) -> str:
     """Accept `postgresql://` and `postgres://` and use the psycopg 3 driver for them."""
     for prefix in ("postgres://", "postgresql://"):

@@ -39,6 +39,9 @@ def gate_verdicts(store: "Store", actor: Actor, limit: int = 50,
         q = q.where(A.c.entity_type == "model_version", A.c.entity_id == challenger)
     with store.read() as conn:
         rows = conn.execute(q.order_by(A.c.id.desc()).limit(limit)).all()
+        lost = dict(conn.execute(select(A.c.entity_id, A.c.payload).where(
+            A.c.action == "model.promote_refused", A.c.entity_type == "model_version",
+            A.c.entity_id.in_({r.entity_id for r in rows}))).all()) if rows else {}
     out = []
     for r in rows:
         p = r.payload if isinstance(r.payload, dict) else {}
@@ -50,8 +53,22 @@ def gate_verdicts(store: "Store", actor: Actor, limit: int = 50,
                     "sets": gate.get("sets") if isinstance(gate.get("sets"), dict) else {},
                     "reason": str(gate.get("reason") or ""), "report": gate.get("report"),
                     "forced": r.action == "model.force_promote",
-                    "force_reason": p.get("reason") if r.action == "model.force_promote" else None})
+                    "force_reason": p.get("reason") if r.action == "model.force_promote" else None,
+                    "promote_refused": (lost[r.entity_id] or {}).get("reason") if r.entity_id in lost else None})
     return out
+
+
+def verdict_word(v: Optional[dict[str, Any]]) -> str:
+    """A verdict of `gate_verdicts` in words, the same in the Models tab and the CLI: forced over
+    the gate, passed, passed but not promoted (another promotion landed first: the compare-and-swap
+    of `models.registry.promote`), refused; `—` when never compared."""
+    if not v:
+        return "—"
+    if v["forced"]:
+        return "forced over the gate"
+    if v["passed"]:
+        return "passed, not promoted: the champion changed meanwhile" if v.get("promote_refused") else "passed"
+    return "refused"
 
 
 def model_overview(store: "Store", actor: Actor, include_retired: bool = True) -> list[dict[str, Any]]:

@@ -136,7 +136,7 @@ def retrain_and_gate(store: "Store", taxonomy: "Taxonomy", *, models_config: "Mo
                                      force, reason, rescore, report_dir, now, show_progress, echo)
     except Busy:
         raise RetrainBusy("a retrain is already running on this store (another process or host): wait for "
-                             "its verdict (`workbench models gates`)") from None
+                          "its verdict (`workbench models gates`)") from None
 
 
 def _retrain_and_gate(store: "Store", taxonomy: "Taxonomy", cfg: "ModelsConfig", queue_config: Optional["QueueConfig"],
@@ -281,7 +281,10 @@ def compare_and_promote(store: "Store", taxonomy: "Taxonomy", ld: "LearningData"
         try:  # a compare-and-swap: the champion compared with must still be the champion
             promote_version(store, challenger_id, actor=actor, reason=why,
                             expect_champion=champ["id"] if champ else None)
-        except ChampionChanged as exc:
+        except ChampionChanged as exc:  # the verdict above stands; the record says why it promoted nothing
+            with store.begin() as conn:
+                audit.record(conn, actor, "model.promote_refused", "model_version", challenger_id,
+                             {"compared_with": result["champion"], "reason": str(exc)})
             raise PromotionError(str(exc)) from None
         echo(f"promoted {challenger_id}: {why}")
         if rescore == "foreground":

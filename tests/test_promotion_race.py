@@ -60,6 +60,14 @@ def test_a_promotion_while_a_retrain_compares_refuses_the_retrains_promotion(any
         assert champion_version(conn) == good
         verdicts = conn.execute(select(AuditEvent.payload).where(AuditEvent.action == "model.gate")).scalars().all()
     assert [p["version"] for p in _promotions(store)][1:] == [good]  # the retrain promoted nothing
+    with store.read() as conn:
+        refused = conn.execute(select(AuditEvent.payload).where(AuditEvent.action == "model.promote_refused")).scalar_one()
+    assert refused["compared_with"] == champ and f"the champion is now {good}" in refused["reason"]
+    from evaluation.model_overview import gate_verdicts, verdict_word
+
+    latest = gate_verdicts(store, "eng", limit=1)[0]  # what the Models tab and `models gates` show
+    assert latest["champion"] == champ and latest["passed"] and f"the champion is now {good}" in latest["promote_refused"]
+    assert verdict_word(latest) == "passed, not promoted: the champion changed meanwhile"
     assert verdicts and verdicts[-1]["champion"] == champ and verdicts[-1]["passed"]  # compared with the old one
 
 

@@ -178,7 +178,7 @@ def register_commands(cli: click.Group) -> None:
           workbench models gates --limit 5
           workbench models gates --plot gates.png
         """
-        from evaluation.model_overview import gate_verdicts
+        from evaluation.model_overview import gate_verdicts, verdict_word
 
         rows = _call(gate_verdicts, app.store(), acting(app), limit=limit)
         if plot_path:
@@ -192,7 +192,7 @@ def register_commands(cli: click.Group) -> None:
             if not rs:
                 click.echo("no gate verdicts yet: `workbench retrain` compares a challenger with the champion")
             for v in rs:
-                word = "FORCED" if v["forced"] else "passed" if v["passed"] else "refused"
+                word = verdict_word(v)
                 why = f"{v['force_reason']} (gate: {v['reason']})" if v["forced"] else v["reason"]
                 click.echo(f"{v['at']}  {v['challenger']} vs {v['champion'] or '-'}: {word} by {v['actor']}\n"
                            f"    {why}")

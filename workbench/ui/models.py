@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import gradio as gr
 
 from core.hooks import PermissionDenied
-from evaluation.model_overview import comparison_report, gate_verdicts, model_overview
+from evaluation.model_overview import comparison_report, gate_verdicts, model_overview, verdict_word
 from evaluation.promotion_report import plot_gate_history
 from models.base import ModelError
 
@@ -33,13 +33,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 VERSION_HEADERS = ["version", "kind", "role", "trained", "promoted", "validation macro F1", "latest gate verdict"]
 VERDICT_HEADERS = ["when", "challenger", "compared with", "verdict", "metric", "gate's reason", "by"]
-
-
-def verdict_word(v: Optional[dict[str, Any]]) -> str:
-    """passed / refused / forced over the gate / — (never compared)."""
-    if not v:
-        return "—"
-    return "forced over the gate" if v["forced"] else "passed" if v["passed"] else "refused"
 
 
 def version_rows(models: list[dict[str, Any]]) -> list[list[Any]]:
