@@ -36,7 +36,7 @@ from core.hooks import check_permission
 from core.predictions import champion_version, predictions_of_record
 from core.principals import Actor
 from core.schema import CampaignMember, Case, Decision, Item, ModelVersion, utcnow
-from core.store import Store
+from core.store import Store, serialise
 from core.taxonomy import Taxonomy
 from models.metrics import UNCERTAINTY, entropy_uncertainty, margin_uncertainty  # noqa: F401 (re-exported)
 
@@ -346,6 +346,12 @@ def apply_learning_share(store: Store, taxonomy: Taxonomy, config: QueueConfig, 
             raise QueueError(f"unknown queue {q!r} (known: {', '.join(config.queues)})")
         plan = plan_queue(store, taxonomy, config, q, now, embedding_model)
         with store.begin() as conn:
+            # A pass that wrote since this plan was read (the sweeper beside `workbench learning`)
+            # may have pinned other cases: unpin them too, so the last plan written is the plan.
+            serialise(conn, "learning-plan")
+            others = conn.execute(select(C.c.id).where(C.c.queue == q, C.c.state == config.waiting_state(q),
+                                                       C.c.priority_reason.like("learning:%"))).scalars()
+            plan["unpin"] = list(dict.fromkeys([*plan["unpin"], *(i for i in others if i not in plan["pin"])]))
             ids = list(plan["pin"]) + plan["unpin"]
             current = {r.id: r for r in conn.execute(select(C.c.id, C.c.state, C.c.meta, C.c.created_at, C.c.due_at)
                                                      .where(C.c.id.in_(ids))).all()} if ids else {}

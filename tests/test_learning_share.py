@@ -373,3 +373,23 @@ def test_the_plan_needs_vectors_for_the_candidates_only():
         part = select_learning(unc[sub], k, emb[sub], [groups[i] for i in sub], min_uncertainty=0.3,
                                max_similarity=0.8, pool=3)
         assert [int(sub[c]) for c in part] == whole, trial
+
+
+def test_the_last_plan_written_is_the_plan(sqlite_store, taxonomy, cfg, monkeypatch):
+    """Two passes at once (the sweeper beside `workbench learning`): the one that writes last
+    read the queue before the other pinned its cases; those are unpinned, not left beside its own."""
+    import labeling.learning as learning
+
+    _fill(sqlite_store, taxonomy, cfg)
+    stale = learning.plan_queue(sqlite_store, taxonomy, cfg, "general", T0, EMB)  # read before any pin
+    other = cfg.model_copy(update={"learning": cfg.learning.model_copy(update={
+        "queues": {"general": 0.9}, "min_uncertainty": 0.0, "max_similarity": 1.0})})
+    first = apply_learning_share(sqlite_store, taxonomy, other, "ops", now=T0, embedding_model=EMB)
+    assert first["general"]["learning"] > len(stale["pin"]) + 5  # it pinned cases the stale plan does not
+    monkeypatch.setattr(learning, "plan_queue", lambda *a, **k: {**stale, "unpin": list(stale["unpin"])})
+    apply_learning_share(sqlite_store, taxonomy, cfg, "ops", now=T0, embedding_model=EMB)
+    C = Case.__table__
+    with sqlite_store.read() as conn:
+        pinned = {r.id for r in conn.execute(select(C.c.id, C.c.priority_reason))
+                  if (r.priority_reason or "").startswith("learning:")}
+    assert pinned == set(stale["pin"])
