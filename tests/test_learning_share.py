@@ -327,7 +327,7 @@ def test_serve_sweeper_replans_the_share_as_learning_cases_are_claimed(sqlite_st
     """`serve` has no cron: its sweeper re-plans the learning share, or the pinned cases, once
     claimed, would leave the queue in risk order only until someone ran `workbench learning`."""
     from workbench.context import AppContext
-    from workbench.ui import sweep_once
+    from workbench.learning import sweep_once
 
     add_scored(sqlite_store, taxonomy, [{"id": f"g{i}", "label": "benign", "scores": _scores(0.51 + 0.002 * i),
                                          "text": f"hello number {i} " + "x" * i} for i in range(80)])

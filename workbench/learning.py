@@ -47,6 +47,20 @@ def learning_pass(app: Any, actor: Any, queue: Optional[str] = None) -> dict[str
                                 embedding_model=embedder_for(app).model_id, queues=[queue] if queue else None)
 
 
+def sweep_once(app: Any, actor: Any = None, progress: bool = False) -> dict[str, Any]:
+    """One queue sweep as `workbench cases sweep` and `serve`'s sweeper run it: the sweep
+    (`labeling.escalation.sweep`: leases, SLA escalations, priorities), then the learning pass
+    where queues.yaml gives a queue a share (`learning` in the result). `actor`: who asked (needs
+    `sweep`); None for the sweeper itself, which acts as the reserved principal `sweeper`."""
+    from core.principals import SYSTEM
+    from labeling.escalation import sweep
+
+    out = sweep(app.store(), app.taxonomy(), app.queues(), progress=progress, requested_by=actor)
+    if app.queues().learning.queues:
+        out["learning"] = learning_pass(app, actor if actor is not None else SYSTEM["sweeper"])
+    return out
+
+
 def drift_check(app: Any) -> Any:
     """The drift report of the store as `retrain_due` asks for it (computed only when it does)."""
     def run() -> Any:

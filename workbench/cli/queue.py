@@ -163,14 +163,10 @@ def register_commands(cli: click.Group) -> None:
         Example:
           workbench cases sweep --json
         """
-        from labeling.escalation import sweep
+        from ..learning import sweep_once  # the sweep, then the learning share re-planned (issue 18)
 
         with _user_errors():
-            out = sweep(app.store(), app.taxonomy(), app.queues(), progress=not as_json, requested_by=_acting(app))
-            if app.queues().learning.queues:  # issue 18: re-plan the learning share after a sweep
-                from ..learning import learning_pass
-
-                out["learning"] = learning_pass(app, _acting(app))
+            out = sweep_once(app, _acting(app), progress=not as_json)
         _emit(out, as_json, lambda o: click.echo(
             f"leases returned {o['leases_expired']}, SLA escalations {o['sla_escalated']}, "
             f"priorities refreshed {o['reprioritised']}"))

@@ -70,6 +70,8 @@ def start_sweeper(app: "AppContext", every_seconds: int) -> Optional[threading.E
     gives one (claimed learning cases are replaced). Set the returned event to stop."""
     if every_seconds <= 0:
         return None
+    from ..learning import sweep_once
+
     stop = threading.Event()
 
     def loop() -> None:
@@ -81,20 +83,6 @@ def start_sweeper(app: "AppContext", every_seconds: int) -> Optional[threading.E
 
     threading.Thread(target=loop, name="queue-sweeper", daemon=True).start()
     return stop
-
-
-def sweep_once(app: "AppContext") -> dict[str, Any]:
-    """One pass of the sweeper, as the `system` principal: the sweep's counts, with `learning`
-    (the learning pass's plan per queue) when a queue has a learning share."""
-    from core.principals import SYSTEM
-    from labeling.escalation import sweep
-
-    from ..learning import learning_pass
-
-    out = sweep(app.store(), app.taxonomy(), app.queues())
-    if app.queues().learning.queues:
-        out["learning"] = learning_pass(app, SYSTEM["system"])
-    return out
 
 
 def serve(app: "AppContext", host: str = "127.0.0.1", port: int = 7860, analyst: str = "analyst",
