@@ -96,3 +96,39 @@ def test_models_train_promote_is_gated_once_a_champion_exists(loop):  # noqa: F8
     assert weak["role"] == "challenger" and "<=" in weak["gate"]  # the interval did not clear zero
     with store.read() as conn:
         assert champion_version(conn) == out["id"] != weak["id"]
+
+
+def test_a_skipped_rescore_is_finished_by_cases_rescore(loop, taxonomy):  # noqa: F811
+    """`models promote --no-rescore` leaves every open case on the old champion; `workbench cases
+    rescore` brings them onto the new one (before it, nothing but another promotion did)."""
+    store, champ, ids = loop
+    good, _ = _versions(store, taxonomy, ids)
+    res = _cli(store, "models", "promote", good, "--no-rescore")
+    assert res.exit_code == 0, res.output
+    assert stale_open_cases(store)
+    res = _cli(store, "cases", "rescore", "--json")
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["champion"] == good and out["scored"] > 0 and out["stale_left"] == 0
+    assert stale_open_cases(store) == []
+    res = _cli(store, "cases", "rescore")
+    assert "0 items scored" in res.output and "0 still stale" in res.output
+
+
+def test_serve_finishes_a_rescore_cut_short(loop, taxonomy, queue_config):  # noqa: F811
+    from types import SimpleNamespace
+
+    from models.registry import promote
+    from workbench.learning import resume_rescore
+
+    store, champ, ids = loop
+    good, _ = _versions(store, taxonomy, ids)
+    promote(store, good, actor="eng")  # as if the process died right after promoting
+    app = SimpleNamespace(store=lambda: store, taxonomy=lambda: taxonomy, models=lambda: MODELS,
+                          queues=lambda: queue_config, rescore_job=None)
+    assert stale_open_cases(store)
+    job = resume_rescore(app)
+    assert job is app.rescore_job and job.total > 0
+    job.thread.join(120)
+    assert job.error is None and job.result["stale_left"] == 0 and stale_open_cases(store) == []
+    assert resume_rescore(app) is None  # nothing stale: no job

@@ -61,6 +61,27 @@ def sweep_once(app: Any, actor: Any = None, progress: bool = False) -> dict[str,
     return out
 
 
+def resume_rescore(app: Any) -> Optional["RescoreJob"]:
+    """When `serve` starts: open cases that do not carry the champion's prediction mean a
+    rescoring was cut short (a restart mid-way) or skipped (`models promote --no-rescore`), so
+    finish it in the background, as the `system` principal, on `app.rescore_job`. None when
+    nothing is stale or a rescoring is already running."""
+    from core.principals import SYSTEM
+    from labeling.rescore import stale_open_cases, start_background_rescore
+
+    running = getattr(app, "rescore_job", None)
+    if running is not None and not running.finished:
+        return None
+    stale = stale_open_cases(app.store())
+    if not stale:
+        return None
+    log.info("%d open cases do not carry the champion's prediction: rescoring them in the background", len(stale))
+    job = start_background_rescore(app.store(), app.taxonomy(), models_config=app.models(),
+                                   queue_config=app.queues(), actor=SYSTEM["system"])
+    app.rescore_job = job
+    return job
+
+
 def drift_check(app: Any) -> Any:
     """The drift report of the store as `retrain_due` asks for it (computed only when it does)."""
     def run() -> Any:

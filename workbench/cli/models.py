@@ -226,7 +226,7 @@ def register_commands(cli: click.Group) -> None:
                        "audited).")
     @click.option("--reason", default="", help="Why (required with --force; kept in the audit log).")
     @click.option("--no-rescore", "no_rescore", is_flag=True,
-                  help="After the promotion, leave the open cases as they are (run `workbench score` later).")
+                  help="After the promotion, leave the open cases as they are (`workbench cases rescore` later).")
     @principal_option("actor", help="Who promotes (audit log); on a store without accounts, default: the OS user.")
     @json_option
     @pass_app

@@ -151,6 +151,31 @@ def register_commands(cli: click.Group) -> None:
             f"already decided: {p['already_decided']} {p['already_decided_labels'] or ''} "
             f"(superseded, or left out with --existing skip)"))
 
+    @cases.command("rescore")
+    @_json
+    @click.pass_obj
+    def cases_rescore(app: Any, as_json: bool) -> None:
+        """Bring every open case onto the champion's prediction (what a promotion does after it).
+
+        For a promotion made with --no-rescore, or one whose rescoring was cut short: scores the
+        items behind open cases with the champion, re-plans waiting cases, refreshes campaign,
+        claimed and escalated ones, re-plans the learning share. `workbench serve` does this by
+        itself when it starts.
+
+        \b
+        Example:
+          workbench cases rescore --json
+        """
+        from labeling.rescore import rescore_open_cases
+
+        with _user_errors():
+            out = rescore_open_cases(app.store(), app.taxonomy(), models_config=app.models(), queue_config=app.queues(),
+                                     actor=_acting(app), progress=not as_json)
+        _emit(out, as_json, lambda o: click.echo(
+            "no champion: nothing to rescore" if o["champion"] is None else
+            f"open cases on {o['champion']}: {o['scored']} items scored, {o['replanned']} waiting cases re-planned, "
+            f"{o['refreshed']} refreshed, {o['stale_left']} still stale"))
+
     @cases.command("sweep")
     @_json
     @click.pass_obj

@@ -97,9 +97,10 @@ def serve(app: "AppContext", host: str = "127.0.0.1", port: int = 7860, analyst:
         from ..webhooks import start_webhook_worker  # the enforcement hand-off (webhooks.yaml)
 
         start_webhook_worker(app)
-        from ..learning import start_auto_retrain  # issue 18: off unless models.yaml auto_retrain.enabled
+        from ..learning import resume_rescore, start_auto_retrain  # issue 18
 
-        start_auto_retrain(app)
+        resume_rescore(app)  # a rescoring cut short by a restart, or skipped, is finished
+        start_auto_retrain(app)  # off unless models.yaml auto_retrain.enabled
     from .session import login_check
     from .web_guard import SESSION_JS, guard_middleware, record_peer
 
