@@ -127,6 +127,7 @@ def retrain_and_gate(store: "Store", taxonomy: "Taxonomy", *, models_config: "Mo
     cfg = models_config
     check_permission(actor, "train", "retrain")
     _check_promotion(actor, promote, force, reason, "retrain", rescore, queue_config)
+    _check_metric(cfg, taxonomy)
     champ = champion(store)  # read again under the lock: this one only names the default kind
     checked = kind or (champ["kind"] if champ else cfg.training.default_kind)
     make_classifier(checked, taxonomy.labels, **_challenger_params(cfg, checked, champ, params))  # before any work
@@ -168,6 +169,15 @@ def _retrain_and_gate(store: "Store", taxonomy: "Taxonomy", cfg: "ModelsConfig",
                                rescore=rescore, report_dir=report_dir, show_progress=show_progress, echo=echo)
 
 
+def _check_metric(cfg: "ModelsConfig", taxonomy: "Taxonomy") -> None:
+    """`promotion.metric: auc:<policy>` must name a label of the taxonomy: a typo would gate on a
+    metric no comparison has, and no challenger could ever be promoted."""
+    metric = cfg.promotion.metric
+    if metric.startswith("auc:") and metric[4:] not in taxonomy.labels:
+        raise PromotionError(f"models.yaml promotion.metric: {metric!r} names no label of the taxonomy "
+                             f"(labels: {', '.join(taxonomy.labels)})")
+
+
 def _check_promotion(actor: Actor, promote: bool, force: bool, reason: str, what: str, rescore: str,
                      queue_config: Optional["QueueConfig"]) -> None:
     """The input and permission checks every gated promotion makes before any work."""
@@ -202,6 +212,7 @@ def promote_through_gate(store: "Store", taxonomy: "Taxonomy", version: str, *, 
     from models.registry import ChampionChanged, champion, get_model, promote as promote_version
 
     _check_promotion(actor, True, force, reason, f"model_version {version}", rescore, queue_config)
+    _check_metric(models_config, taxonomy)
     row = get_model(store, version)  # an unknown version is a one-line RegistryError
     champ = champion(store)
     if champ is None or champ["id"] == row["id"]:

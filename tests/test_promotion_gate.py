@@ -452,4 +452,8 @@ def test_a_bad_parameter_is_refused_before_any_work(loop, taxonomy, queue_config
     with pytest.raises(ModelError, match="unknown model kind 'nokind'"):
         retrain_and_gate(store, taxonomy, models_config=MODELS, queue_config=queue_config, actor="eng",
                          kind="nokind", show_progress=False)
+    typo = MODELS.model_copy(update={"promotion": MODELS.promotion.model_copy(update={"metric": "auc:spamm"})})
+    with pytest.raises(PromotionError, match="promotion.metric: 'auc:spamm' names no label of the taxonomy"):
+        retrain_and_gate(store, taxonomy, models_config=typo, queue_config=queue_config, actor="eng",
+                         show_progress=False)
     assert counts() == before
