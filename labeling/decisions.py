@@ -296,7 +296,8 @@ def _label_review(conn: Connection, taxonomy: Taxonomy, case: Mapping[str, Any],
 
     Why here: such a case asks whether an earlier decision was right, so an ordinary decision on
     it would add a second, unrelated label of record. A label other than the suspected decision's
-    becomes a correction superseding it; the same label confirms it (no new decision). Needs
+    becomes a correction superseding it; the same label confirms it (no new decision); a decision
+    superseded since the scan closes the case as `superseded` (the later decision stands). Needs
     `qa_review` and a rationale, and never by the analyst who made the decision under review
     (separation of duties). None for any other case (the ordinary path goes on)."""
     info = (case.get("meta") or {}).get("label_error")
@@ -314,8 +315,16 @@ def _label_review(conn: Connection, taxonomy: Taxonomy, case: Mapping[str, Any],
                             f"(separation of duties)")
     newer = conn.execute(select(D.c.id).where(D.c.supersedes_id == old["id"])).scalar()
     if newer is not None:
-        raise DecisionError(f"decision {old['id']} was superseded by {newer} after case {case['id']} was queued; "
-                            f"correct that one")
+        # Corrected, undone or reversed on appeal since the scan: the later decision stands, and
+        # the case closes without a change (left open, it would be served again on every `n`).
+        _close(conn, case["id"], who, now, dict(case["meta"] or {}, label_error=dict(
+            info, outcome="superseded", superseded_by=int(newer), resolved_by=who)))
+        audit.record(conn, who, "label_error.resolve", "case", case["id"],
+                     {"decision": old["id"], "given": old["label"], "outcome": "superseded",
+                      "superseded_by": int(newer), "rationale": rationale})
+        return {"case_id": case["id"], "outcome": "superseded", "decision_id": int(old["id"]), "correction_id": None,
+                "superseded_by": int(newer), "label": old["label"], "kind": old["kind"],
+                "reviewed_case_id": old["case_id"]}
     fixed = None
     if label != old["label"]:
         fixed = _supersede(conn, taxonomy, old, who, label, action, severity, policy_ref, rationale, now,

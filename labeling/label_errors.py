@@ -256,19 +256,20 @@ def resolve_label_error(store: Store, taxonomy: Taxonomy, config: QueueConfig, c
     return {k: review[k] for k in ("case_id", "outcome", "decision_id", "correction_id", "label")}
 
 
-LABEL_ERROR_COUNTS = ("queued", "corrected", "confirmed", "pending")
+LABEL_ERROR_COUNTS = ("queued", "corrected", "confirmed", "superseded", "pending")
 
 
 def tally_label_errors(infos: Iterable[Optional[Mapping[str, Any]]]) -> dict[str, dict[str, int]]:
     """Per analyst, from the `label_error` meta of re-review cases: queued, confirmed errors
-    (corrected), confirmed correct, still pending. Pure, so the CLI and the evaluation report count alike."""
+    (corrected), confirmed correct, superseded before the re-review (no verdict), still pending.
+    Pure, so the CLI and the evaluation report count alike."""
     out: dict[str, dict[str, int]] = {}
     for info in infos:
         if not info:
             continue
         row = out.setdefault(info.get("reviewer") or "?", dict.fromkeys(LABEL_ERROR_COUNTS, 0))
         row["queued"] += 1
-        row[info["outcome"] if info.get("outcome") in ("corrected", "confirmed") else "pending"] += 1
+        row[info["outcome"] if info.get("outcome") in ("corrected", "confirmed", "superseded") else "pending"] += 1
     return dict(sorted(out.items()))
 
 

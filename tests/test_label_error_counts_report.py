@@ -21,7 +21,7 @@ from test_label_errors import decided_store
 from test_queue_support import T0
 from test_seeding import BagOfWords
 
-ZERO = {"queued": 0, "corrected": 0, "confirmed": 0, "pending": 0}
+ZERO = {"queued": 0, "corrected": 0, "confirmed": 0, "superseded": 0, "pending": 0}
 FLIPPED = {"s3": "benign", "c5": "spam", "s11": "benign"}  # bob's decisions, each the wrong label
 ADMIN, LEAD = Principal("ada", "admin"), Principal("lena", "lead")
 
@@ -65,7 +65,7 @@ def test_flagged_corrected_and_confirmed_per_analyst_in_the_report(decided, taxo
 
     summary, md, rows = _report(store, taxonomy, tmp_path / "rep")
     by_name = {r["analyst"]: r for r in summary["analysts"]["analysts"]}
-    assert by_name["bob"]["label_errors"] == {"queued": 3, "corrected": 1, "confirmed": 1, "pending": 1}
+    assert by_name["bob"]["label_errors"] == {"queued": 3, "corrected": 1, "confirmed": 1, "superseded": 0, "pending": 1}
     assert by_name["ann"]["label_errors"] == ZERO and by_name["ann"]["decisions"] == 37
     assert by_name["lena"]["label_errors"] == ZERO  # her correction is a decision of hers, not flagged
     assert summary["analysts"]["label_errors_queued"] == 3
@@ -92,7 +92,7 @@ def test_an_analyst_with_only_flagged_decisions_still_gets_a_row():
     """A flagged decision of a kind the table does not judge (an appeal reversal) must not vanish."""
     counts = tally_label_errors([{"reviewer": "cy", "outcome": "corrected"}, {"reviewer": "cy"}, None,
                                  {"reviewer": "cy", "outcome": "confirmed"}])
-    assert counts == {"cy": {"queued": 3, "corrected": 1, "confirmed": 1, "pending": 1}}
+    assert counts == {"cy": {"queued": 3, "corrected": 1, "confirmed": 1, "superseded": 0, "pending": 1}}
     rows = analyst_table([], {}, label_errors=counts)
     assert [(r["analyst"], r["decisions"], r["label_errors"]) for r in rows] == [("cy", 0, counts["cy"])]
 

@@ -204,3 +204,26 @@ def test_a_negative_max_cases_is_refused_and_zero_only_ranks(sqlite_store, taxon
         find_label_errors(sqlite_store, taxonomy, cfg, "eng", BagOfWords(), now=T0, max_cases=-1)
     out = find_label_errors(sqlite_store, taxonomy, cfg, "eng", BagOfWords(), now=T0, max_cases=0)
     assert out["queued"] == 0 and out["flagged"] >= 1 and out["decided"] == 40
+
+
+def test_a_decision_superseded_since_the_scan_closes_its_re_review_case(any_store, taxonomy, cfg):
+    """Corrected by its analyst after the scan queued it: the lead's verdict closes the case as
+    superseded (the later decision stands) instead of refusing, which left it served on every `n`."""
+    from labeling.claims import next_case
+    from labeling.decisions import correct
+
+    decided_store(any_store, taxonomy, cfg, 20, {"s3": "benign"})
+    out = find_label_errors(any_store, taxonomy, cfg, "eng", BagOfWords(), now=T0, max_cases=1)
+    assert [c["item_id"] for c in out["cases"]] == ["s3"]
+    old = out["cases"][0]["decision_id"]
+    fixed = correct(any_store, taxonomy, old, "bob", "spam", "my slip")  # bob fixes it himself
+    lena = Principal("lena", "lead")
+    case = next_case(any_store, lena, "label-review", now=T0, config=cfg)
+    view = decide(any_store, taxonomy, case["id"], lena, "spam", rationale="already fixed", config=cfg)
+    review = view["label_review"]
+    assert review["outcome"] == "superseded" and review["superseded_by"] == fixed["decision_id"]
+    assert view["decision_ids"] == []  # no new decision: bob's correction stands
+    assert current_labels(any_store, ["s3"])["s3"]["id"] == fixed["decision_id"]
+    assert next_case(any_store, lena, "label-review", now=T0, config=cfg) is None  # not served again
+    assert label_error_counts(any_store, cfg)["bob"] == {"queued": 1, "corrected": 0, "confirmed": 0,
+                                                        "superseded": 1, "pending": 0}

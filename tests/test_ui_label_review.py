@@ -76,5 +76,8 @@ def test_saved_message_says_what_a_re_review_did():
         "Corrected decision 7 to spam (correction 9 supersedes it); case 3 closed."
     kept = {"label_review": {"outcome": "confirmed", "decision_id": 7, "correction_id": None}, "decision_ids": []}
     assert saved_message(3, "benign", "no_action", kept).startswith("Confirmed decision 7 (benign); no new decision.")
+    moot = {"label_review": {"outcome": "superseded", "decision_id": 7, "superseded_by": 8}, "decision_ids": []}
+    assert saved_message(3, "spam", "remove", moot) == ("Decision 7 was superseded by 8 after case 3 was queued: "
+                                                        "the later decision stands; case closed without a change.")
     bulk = {"decision_ids": [1, 2, 3]}
     assert saved_message(3, "scam", "remove", bulk) == "Saved case 3: scam / remove on 3 items. Press u to undo."

@@ -198,7 +198,8 @@ def register_commands(cli: click.Group) -> None:
         with _user_errors():
             out = label_error_counts(app.store(), app.queues())
         _emit(out, as_json, lambda o: click.echo("\n".join(
-            f"{who}: {r['queued']} queued, {r['corrected']} corrected, {r['confirmed']} confirmed, {r['pending']} pending"
+            f"{who}: {r['queued']} queued, {r['corrected']} corrected, {r['confirmed']} confirmed, "
+            f"{r['superseded']} superseded first, {r['pending']} pending"
             for who, r in o.items()) or "no re-review cases"))
 
     @cli.command("rereview")

@@ -75,6 +75,9 @@ def saved_message(case_id: int, label: str, action: Optional[str], out: dict[str
     and how many items it labelled, with the undo key."""
     lr = out.get("label_review")
     if lr:
+        if lr["outcome"] == "superseded":
+            return (f"Decision {lr['decision_id']} was superseded by {lr['superseded_by']} after case {case_id} was "
+                    "queued: the later decision stands; case closed without a change.")
         if lr["outcome"] == "corrected":
             return (f"Corrected decision {lr['decision_id']} to {label} (correction {lr['correction_id']} "
                     f"supersedes it); case {case_id} closed.")
