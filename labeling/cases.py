@@ -100,12 +100,14 @@ def _rescore_open_cases(conn: Connection, taxonomy: Taxonomy, config: QueueConfi
     """
     special = [config.escalation_queue, config.appeals_queue, config.calibration_queue]
     q = _prediction_rows(conn, C.c.id.label("case_id"), C.c.created_at.label("case_created"), C.c.is_audit,
+                         C.c.queue.label("case_queue"), C.c.meta.label("case_meta"),
                          where=[C.c.state == "open", C.c.campaign_id.is_(None), C.c.calibration_set.is_(None),
                                 C.c.queue.notin_(special), P.c.model_version != C.c.model_version]
                          ).join(C, C.c.item_id == P.c.item_id)
     out = {"rescored": 0, "rescored_escalated": 0}
     for r in conn.execute(q).all():
         row = plan_case(taxonomy, config, _candidate(r, growth), r.case_created, harm)
+        _keep_seed(row, r.case_meta or {}, r.case_queue, config)
         priority, why, terms = score_features(taxonomy, row["meta"]["features"], config, r.case_created,
                                               row["due_at"], now)
         conn.execute(update(C).where(C.c.id == r.case_id).values(
@@ -115,6 +117,18 @@ def _rescore_open_cases(conn: Connection, taxonomy: Taxonomy, config: QueueConfi
         out["rescored"] += 1
         out["rescored_escalated"] += int(row["escalation_reason"] is not None)
     return out
+
+
+def _keep_seed(row: dict[str, Any], old_meta: Mapping[str, Any], old_queue: str, config: QueueConfig) -> None:
+    """A cold-start seed (`labeling.seeding`) keeps its pin, its queue and its record through a
+    re-plan for a newer model: the engineer asked for it at the head of that queue, and the new
+    model is the one the seeds are there to teach. An escalation criterion still wins."""
+    pin = (old_meta.get("features") or {}).get("seed")
+    if not pin or row["escalation_reason"] is not None:
+        return
+    row["meta"]["features"]["seed"] = pin
+    row["meta"].update({k: old_meta[k] for k in ("seed", "seeded_from") if k in old_meta})
+    row.update(queue=old_queue, state=config.waiting_state(old_queue))
 
 
 def _campaign_candidates(conn: Connection, taxonomy: Taxonomy, growth: dict[int, int]) -> Iterable[Candidate]:

@@ -213,3 +213,43 @@ def test_a_bad_seeding_setting_is_named_with_its_value(sqlite_store, taxonomy, c
     with pytest.raises(QueueError, match=message):
         seed_cases(sqlite_store, taxonomy, cfg, "eng", policy="spam", examples=["win a prize"],
                    embedder=BagOfWords(), **kwargs)
+
+
+def test_a_newer_model_keeps_the_seeds_pinned_where_they_were(any_store, taxonomy, cfg):
+    """A promotion mid-cold-start (the loop promotes after ~80 decisions while seeds still wait):
+    re-planning the waiting cases for the new model keeps each seed's queue, pin and record, so
+    the seeds are still served first, in their order (before, they went back to risk order and
+    to the queue the new prediction routes to)."""
+    from sqlalchemy import insert
+
+    from core.schema import Prediction
+    from test_queue_support import scores_for
+
+    _store(any_store, taxonomy, cfg)
+    examples = ["You have WON a cash prize! Call 0906 now to claim", "free prize winner, call now"]
+    out = seed_cases(any_store, taxonomy, cfg, "eng", policy="spam", examples=examples, embedder=BagOfWords(),
+                     neighbours=8, uniform_share=0.25, max_similarity=1.0, now=T0)
+    C = Case.__table__
+
+    def seeded():
+        with any_store.read() as conn:
+            return {r.item_id: (r.queue, r.meta["seed"], r.meta["features"]["seed"], r.is_audit) for r in
+                    conn.execute(select(C).where(C.c.item_id.in_([x["item_id"] for x in out["items"]])))}
+
+    before = seeded()
+    # A newer model scores every item (as a promotion's rescoring does): it calls the chat benign
+    # at 0.99 and the spam spam, so its routes and priorities differ from the old model's.
+    with any_store.begin() as conn:
+        rows = []
+        for item_id, in conn.execute(select(Case.__table__.c.item_id)):
+            label = "spam" if item_id.startswith("s") else "benign"
+            sc = scores_for(taxonomy, label, 0.99)
+            rows.append({"item_id": item_id, "model_version": "model-2", "label": label, "score": sc[label],
+                         "scores": sc, "uncertainty": 0.01, "taxonomy_version": taxonomy.version, "created_at": T0})
+        conn.execute(insert(Prediction.__table__), rows)
+    built = build_cases(any_store, taxonomy, cfg, now=T0, progress=False)
+    assert built["rescored"] >= len(before)
+    assert seeded() == before
+    served = [next_case(any_store, "ann", "spam", now=T0, config=cfg) for _ in range(len(before))]
+    assert [c["item_id"] for c in served] == [x["item_id"] for x in out["items"]]
+    assert all(c["priority_reason"].startswith("seed:") and c["model_version"] == "model-2" for c in served)
