@@ -30,6 +30,7 @@ import numpy as np
 from core.hooks import check_permission
 from core.principals import SYSTEM, Actor
 from core.schema import Item, Prediction, utcnow
+from core.store import insert_ignore
 from core.text import has_undecodable_bytes, text_hash
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -208,12 +209,8 @@ def predict_rows(model: "PolicyClassifier", prepared: Sequence[PreparedText], be
 
 
 def _insert_predictions(conn: Any, rows: list[dict[str, Any]]) -> None:
-    t = Prediction.__table__
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    conn.execute(insert(t).on_conflict_do_nothing(index_elements=["item_id", "model_version"]), rows)
+    """Insert prediction rows; one already stored for an item and model (a concurrent run) stays."""
+    conn.execute(insert_ignore(conn.dialect.name, Prediction.__table__, ["item_id", "model_version"]), rows)
 
 
 def count_unscored(store: "Store", model_version: str) -> tuple[int, int]:
