@@ -15,7 +15,7 @@ from core.schema import AuditEvent, Case
 from evaluation.promotion import PromotionError, retrain_and_gate
 from models.registry import ChampionChanged, get_model, promote
 from test_manual_promotion import _versions
-from test_promotion_gate import MODELS, make_loop
+from test_promotion_gate import MODELS, loop, make_loop  # noqa: F401 (the fixture)
 
 
 @pytest.fixture
@@ -269,3 +269,36 @@ def test_store_exclusive_dies_with_the_process_that_held_it(any_store):
         except Busy:
             assert time.time() < deadline, "the lock outlived the process that held it"
             time.sleep(0.2)
+
+
+def test_retrain_if_due_from_cron_skips_quietly_while_another_host_retrains(loop, tmp_path):  # noqa: F811
+    """Cron's `workbench retrain --if-due` on a second host: due, but one retrain at a time per
+    store, so it says why it skipped and exits 0 (an error there would mail the operator every run)."""
+    import json
+    import shutil
+
+    import yaml
+    from click.testing import CliRunner
+
+    from core.config import config_dir
+    from workbench.cli import cli
+
+    store, _, _ = loop
+    configs = tmp_path / "configs"
+    shutil.copytree(config_dir(), configs)
+    models_yaml = configs / "models.yaml"
+    doc = yaml.safe_load(models_yaml.read_text())
+    doc["auto_retrain"] = {**(doc.get("auto_retrain") or {}), "enabled": True, "after_decisions": 10}
+    models_yaml.write_text(yaml.safe_dump(doc))
+
+    def run(*args):
+        return CliRunner().invoke(cli, ["--data-dir", str(store.data_dir), "--config-dir", str(configs), *args],
+                                  catch_exceptions=False)
+
+    with held_elsewhere(store, "retrain"):
+        res = run("retrain", "--if-due", "--json")
+        assert res.exit_code == 0, res.output
+        out = json.loads(res.stdout)
+        assert out["retrained"] is False and "a retrain is already running on this store" in out["reason"]
+        res = run("retrain", "--no-promote")  # asked for by hand: an error, exit 1
+        assert res.exit_code == 1 and "Error: a retrain is already running on this store" in res.output

@@ -353,7 +353,7 @@ def register_commands(cli: click.Group) -> None:
           workbench retrain --if-due                 # from cron
           workbench retrain --force --reason "hotfix for the new scam wave; QA set too small"
         """
-        from evaluation.promotion import retrain_and_gate, retrain_due
+        from evaluation.promotion import RetrainBusy, retrain_and_gate, retrain_due
 
         cfg = app.models()
         if if_due:
@@ -386,11 +386,21 @@ def register_commands(cli: click.Group) -> None:
                            f"({', '.join(chosen['policies'])} AUC): "
                            + ", ".join(f"{h}: {a:.4f}" for h, a in chosen["scores"].items()))
         echo = (lambda *a, **k: None) if as_json else click.echo
-        result = _call(retrain_and_gate, app.store(), app.taxonomy(), models_config=cfg,
-                       queue_config=None if no_rescore else app.queues(), actor=actor, kind=kind,
-                       params=_parse_params(params), sources=list(sources) or None, promote=not no_promote,
-                       force=force, reason=reason, rescore="none" if no_rescore else "foreground",
-                       report_dir=report_dir, show_progress=not as_json, echo=echo)
+        with user_errors():
+            try:
+                result = retrain_and_gate(app.store(), app.taxonomy(), models_config=cfg,
+                                          queue_config=None if no_rescore else app.queues(), actor=actor, kind=kind,
+                                          params=_parse_params(params), sources=list(sources) or None,
+                                          promote=not no_promote, force=force, reason=reason,
+                                          rescore="none" if no_rescore else "foreground", report_dir=report_dir,
+                                          show_progress=not as_json, echo=echo)
+            except RetrainBusy as exc:
+                if not if_due:
+                    raise
+                # From cron: another process or host is retraining on these decisions; not an error.
+                emit({"retrained": False, "due": True, "reason": str(exc)}, as_json,
+                     lambda d: click.echo(f"no retrain: {d['reason']}"))
+                return
 
         emit(result, as_json, _print_gate)
 
