@@ -26,8 +26,9 @@ retrain, the champion has only seen the train side.
 from __future__ import annotations
 
 import datetime as dt
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
 from sqlalchemy import Integer, func, select
@@ -65,6 +66,13 @@ class PromotionError(ModelError):
 
 class RetrainBusy(PromotionError):
     """Another retrain holds the store's retrain lock (another thread, process or host)."""
+
+
+class PromotionRefused(PromotionError):
+    """The gate's verdict stands, but the champion it compared with was replaced meanwhile."""
+
+
+RETRAIN_FAILED = "model.retrain_failed"   # audit action of an automatic retrain that raised
 
 
 def aligned_proba(model: "PolicyClassifier", proba: np.ndarray, labels: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -220,7 +228,7 @@ def promote_through_gate(store: "Store", taxonomy: "Taxonomy", version: str, *, 
             result = promote_version(store, row["id"], actor=actor, reason=reason or "first champion",
                                      expect_champion=champ["id"] if champ else None)
         except ChampionChanged as exc:
-            raise PromotionError(str(exc)) from None
+            raise PromotionRefused(str(exc)) from None
         why = "no champion yet: the first champion" if champ is None else "already the champion"
         return {"challenger": row["id"], "champion": champ["id"] if champ else None, "kind": row["kind"],
                 "promoted": result["changed"], "forced": False, "gate": {"passed": True, "reason": why}}
@@ -296,7 +304,7 @@ def compare_and_promote(store: "Store", taxonomy: "Taxonomy", ld: "LearningData"
             with store.begin() as conn:
                 audit.record(conn, actor, "model.promote_refused", "model_version", challenger_id,
                              {"compared_with": result["champion"], "reason": str(exc)})
-            raise PromotionError(str(exc)) from None
+            raise PromotionRefused(str(exc)) from None
         echo(f"promoted {challenger_id}: {why}")
         if rescore == "foreground":
             from labeling.rescore import rescore_open_cases
@@ -314,7 +322,8 @@ def compare_and_promote(store: "Store", taxonomy: "Taxonomy", ld: "LearningData"
 
 
 def retrain_due(store: "Store", config: "ModelsConfig",
-                drift: Optional[Callable[[], "DriftReport"]] = None) -> dict[str, Any]:
+                drift: Optional[Callable[[], "DriftReport"]] = None,
+                now: Optional[dt.datetime] = None) -> dict[str, Any]:
     """Whether an automatic retrain should start now (`auto_retrain` in models.yaml): `due` and
     the reason. Counted since the champion was trained: new human decisions (at least
     `after_decisions`), the override rate of decisions on the champion's suggestions (at or
@@ -325,7 +334,11 @@ def retrain_due(store: "Store", config: "ModelsConfig",
     again: new decisions and the drift window are counted from the last gate verdict when it is
     later than the champion, and the override alarm then needs `alarm_min_decisions` decisions
     since that verdict, so a refused retrain is not repeated at every check on the same evidence.
-    Read-only."""
+    An automatic retrain that failed (`record_retrain_failure`) is not due again before
+    `failure_backoff_seconds` x 2^(failures - 1) after the latest failure (at most
+    `failure_backoff_cap_seconds`), failures counted since the champion or the last gate verdict:
+    a retrain that fails for a lasting reason (memory, disk, a broken model) is not started again
+    at every check. Read-only."""
     from models.registry import champion
 
     ac = config.auto_retrain
@@ -345,9 +358,22 @@ def retrain_due(store: "Store", config: "ModelsConfig",
             D.c.kind.in_(AUTHORITATIVE_KINDS + ("calibration",)), D.c.created_at > since)).scalar() or 0
         seen, overrides = conn.execute(select(func.count(), func.sum(D.c.is_override.cast(Integer))).where(
             D.c.model_version == champ["id"], D.c.kind.in_(AUTHORITATIVE_KINDS))).one()
+        failed = conn.execute(select(AE.c.ts, AE.c.payload).where(AE.c.action == RETRAIN_FAILED, AE.c.ts > since)
+                              .order_by(AE.c.ts)).all()
     seen, overrides = int(seen or 0), int(overrides or 0)
     out = {"champion": champ["id"], "new_decisions": int(new), "champion_decisions": seen,
-           "override_rate": round(overrides / seen, 4) if seen else None}
+           "override_rate": round(overrides / seen, 4) if seen else None, "failed_retrains": len(failed)}
+    if failed:
+        last = _naive_utc(failed[-1].ts)
+        wait = min(ac.failure_backoff_cap_seconds, ac.failure_backoff_seconds * 2 ** min(len(failed) - 1, 30))
+        retry_at = last + dt.timedelta(seconds=wait)
+        out["retry_after"] = retry_at.isoformat(timespec="seconds")
+        if _naive_utc(now or utcnow()) < retry_at:
+            error = str((failed[-1].payload or {}).get("error", "?"))
+            return {**out, "due": False,
+                    "reason": f"the last automatic retrain failed at {last:%Y-%m-%d %H:%M} UTC ({error}); "
+                              f"{len(failed)} failure(s) since {champ['id']} or the last gate verdict, next try "
+                              f"after {retry_at:%Y-%m-%d %H:%M} UTC (auto_retrain.failure_backoff_seconds)"}
     if ac.after_decisions is not None and new >= ac.after_decisions:
         return {**out, "due": True, "reason": f"{new} new human decisions since {champ['id']} or the last retrain "
                                                f"(>= {ac.after_decisions})"}
@@ -372,6 +398,34 @@ def retrain_due(store: "Store", config: "ModelsConfig",
                                            f"{out['override_rate']} (alarm {ac.override_rate_alarm})"
                                            + (f"; drift alarms {out.get('drift_alarms') or 'none'}"
                                               if ac.drift_alarm and drift is not None else "")}
+
+
+def record_retrain_failure(store: "Store", actor: Actor, trigger: str, exc: BaseException) -> None:
+    """Audit an automatic retrain that raised (`model.retrain_failed`: why it started, the error),
+    so that `retrain_due` backs off instead of retraining again at the next check."""
+    from models.registry import champion
+
+    champ = champion(store)
+    with store.begin() as conn:
+        audit.record(conn, actor, RETRAIN_FAILED, "model_version", champ["id"] if champ else None,
+                     {"trigger": trigger, "error": f"{type(exc).__name__}: {exc}"[:500]})
+
+
+@contextmanager
+def failure_recorded(store: "Store", actor: Actor, trigger: str) -> Iterator[None]:
+    """Run an automatic retrain (cron's `--if-due`, serve's check): an exception is audited by
+    `record_retrain_failure` and raised again. Another retrain holding the lock (`RetrainBusy`)
+    and a champion replaced meanwhile (`PromotionRefused`, audited by itself) are not failures."""
+    try:
+        yield
+    except (RetrainBusy, PromotionRefused):
+        raise
+    except Exception as exc:
+        try:
+            record_retrain_failure(store, actor, trigger, exc)
+        except Exception as err:  # noqa: BLE001 - the store itself may be what failed: keep the first error
+            exc.add_note(f"(the failure could not be recorded either: {err})")
+        raise
 
 
 def _naive_utc(t: dt.datetime) -> dt.datetime:

@@ -123,7 +123,7 @@ def check_and_retrain(app: Any) -> Optional[dict[str, Any]]:
     the rescoring job is `app.rescore_job` (and `result['rescore_job']`), followed to its end:
     its counts are `result['rescore']` (None when it failed; the error is on the job)."""
     from core.principals import SYSTEM
-    from evaluation.promotion import RetrainBusy, retrain_and_gate, retrain_due
+    from evaluation.promotion import RetrainBusy, failure_recorded, retrain_and_gate, retrain_due
 
     due = retrain_due(app.store(), app.models(), drift=drift_check(app))
     if not due["due"]:
@@ -133,9 +133,10 @@ def check_and_retrain(app: Any) -> Optional[dict[str, Any]]:
         return None
     try:
         log.info("automatic retrain: %s", due["reason"])
-        result = retrain_and_gate(app.store(), app.taxonomy(), models_config=app.models(),
-                                  queue_config=app.queues(), actor=SYSTEM["system"], rescore="background",
-                                  show_progress=False)
+        with failure_recorded(app.store(), SYSTEM["system"], due["reason"]):  # a failure backs off
+            result = retrain_and_gate(app.store(), app.taxonomy(), models_config=app.models(),
+                                      queue_config=app.queues(), actor=SYSTEM["system"], rescore="background",
+                                      show_progress=False)
     except RetrainBusy as exc:  # another process or host is retraining: its verdict will count
         log.info("automatic retrain due (%s), but %s: the next check retries", due["reason"], exc)
         return None

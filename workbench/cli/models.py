@@ -5,6 +5,7 @@ Thin: every command calls `models.registry` or `models.scoring`. Top-level impor
 """
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Optional
 
 import click
@@ -39,6 +40,41 @@ def _parse_params(pairs: tuple[str, ...]) -> dict[str, Any]:
                 pass
         out[key.strip()] = value
     return out
+
+
+def _retrain(app: AppContext, cfg: Any, kind: Optional[str], params: tuple[str, ...], sources: tuple[str, ...],
+             no_promote: bool, force: bool, reason: str, tune_weight: bool, tune_head: bool, no_rescore: bool,
+             report_dir: Optional[str], actor: Any, as_json: bool) -> dict[str, Any]:
+    """`workbench retrain`'s work: tune what was asked on the train side, then retrain, gate and
+    (unless told not to) promote and rescore. Returns `retrain_and_gate`'s result."""
+    from evaluation.promotion import retrain_and_gate
+
+    if tune_weight:
+        from evaluation.weight_tuning import tune_human_weight
+
+        tuned = tune_human_weight(app.store(), app.taxonomy(), models_config=cfg, actor=actor, kind=kind,
+                                  params=_parse_params(params), sources=list(sources) or None,
+                                  show_progress=not as_json)
+        cfg = cfg.model_copy(update={"learning": cfg.learning.model_copy(update={"human_weight": tuned["chosen"]})})
+        if not as_json:
+            click.echo(f"human weight {tuned['chosen']} by {tuned['folds']}-fold grouped cross-validation: "
+                       + ", ".join(f"{w}: macro F1 {f:.4f}" for w, f in tuned["scores"].items()))
+    if tune_head:
+        from evaluation.weight_tuning import tune_head as choose_head
+
+        chosen = choose_head(app.store(), app.taxonomy(), models_config=cfg, actor=actor, kind=kind,
+                             params=_parse_params(params), sources=list(sources) or None, show_progress=not as_json)
+        params = tuple(p for p in params if not p.startswith("head=")) + (f"head={chosen['chosen']}",)
+        if not as_json:
+            click.echo(f"head {chosen['chosen']} by {chosen['folds']}-fold grouped cross-validation "
+                       f"({', '.join(chosen['policies'])} AUC): "
+                       + ", ".join(f"{h}: {a:.4f}" for h, a in chosen["scores"].items()))
+    echo = (lambda *a, **k: None) if as_json else click.echo
+    return retrain_and_gate(app.store(), app.taxonomy(), models_config=cfg,
+                            queue_config=None if no_rescore else app.queues(), actor=actor, kind=kind,
+                            params=_parse_params(params), sources=list(sources) or None, promote=not no_promote,
+                            force=force, reason=reason, rescore="none" if no_rescore else "foreground",
+                            report_dir=report_dir, show_progress=not as_json, echo=echo)
 
 
 def _print_gate(r: dict[str, Any]) -> None:
@@ -353,10 +389,10 @@ def register_commands(cli: click.Group) -> None:
           workbench retrain --if-due                 # from cron
           workbench retrain --force --reason "hotfix for the new scam wave; QA set too small"
         """
-        from evaluation.promotion import RetrainBusy, retrain_and_gate, retrain_due
-
         cfg = app.models()
+        recorded: Any = contextlib.nullcontext()
         if if_due:
+            from evaluation.promotion import failure_recorded, retrain_due
             from workbench.learning import drift_check
 
             due = _call(retrain_due, app.store(), cfg, drift_check(app))
@@ -365,35 +401,14 @@ def register_commands(cli: click.Group) -> None:
                 return
             if not as_json:
                 click.echo(f"retrain due: {due['reason']}")
-        if tune_weight:
-            from evaluation.weight_tuning import tune_human_weight
+            # From cron: a failure is audited, and the next `--if-due` backs off instead of retrying at once.
+            recorded = failure_recorded(app.store(), actor, due["reason"])
+        from evaluation.promotion import RetrainBusy
 
-            tuned = _call(tune_human_weight, app.store(), app.taxonomy(), models_config=cfg, actor=actor, kind=kind,
-                          params=_parse_params(params), sources=list(sources) or None, show_progress=not as_json)
-            cfg = cfg.model_copy(update={"learning": cfg.learning.model_copy(
-                update={"human_weight": tuned["chosen"]})})
-            if not as_json:
-                click.echo(f"human weight {tuned['chosen']} by {tuned['folds']}-fold grouped cross-validation: "
-                           + ", ".join(f"{w}: macro F1 {f:.4f}" for w, f in tuned["scores"].items()))
-        if tune_head:
-            from evaluation.weight_tuning import tune_head as choose_head
-
-            chosen = _call(choose_head, app.store(), app.taxonomy(), models_config=cfg, actor=actor, kind=kind,
-                           params=_parse_params(params), sources=list(sources) or None, show_progress=not as_json)
-            params = tuple(p for p in params if not p.startswith("head=")) + (f"head={chosen['chosen']}",)
-            if not as_json:
-                click.echo(f"head {chosen['chosen']} by {chosen['folds']}-fold grouped cross-validation "
-                           f"({', '.join(chosen['policies'])} AUC): "
-                           + ", ".join(f"{h}: {a:.4f}" for h, a in chosen["scores"].items()))
-        echo = (lambda *a, **k: None) if as_json else click.echo
-        with user_errors():
+        with user_errors(), recorded:  # a failure is recorded as raised, then printed as one line
             try:
-                result = retrain_and_gate(app.store(), app.taxonomy(), models_config=cfg,
-                                          queue_config=None if no_rescore else app.queues(), actor=actor, kind=kind,
-                                          params=_parse_params(params), sources=list(sources) or None,
-                                          promote=not no_promote, force=force, reason=reason,
-                                          rescore="none" if no_rescore else "foreground", report_dir=report_dir,
-                                          show_progress=not as_json, echo=echo)
+                result = _retrain(app, cfg, kind, params, sources, no_promote, force, reason, tune_weight,
+                                  tune_head, no_rescore, report_dir, actor, as_json)
             except RetrainBusy as exc:
                 if not if_due:
                     raise
@@ -401,7 +416,6 @@ def register_commands(cli: click.Group) -> None:
                 emit({"retrained": False, "due": True, "reason": str(exc)}, as_json,
                      lambda d: click.echo(f"no retrain: {d['reason']}"))
                 return
-
         emit(result, as_json, _print_gate)
 
     @cli.command("score")
