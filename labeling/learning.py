@@ -358,8 +358,8 @@ def apply_learning_share(store: Store, taxonomy: Taxonomy, config: QueueConfig, 
             pinned = unpinned = 0
             for cid, info in plan["pin"].items():
                 r = current.get(cid)
-                if r is None or r.state != config.waiting_state(q):
-                    continue  # claimed or decided meanwhile
+                if r is None or r.state != config.waiting_state(q) or _is_seed(r):
+                    continue  # claimed, decided or seeded (`workbench seed`) meanwhile
                 meta = dict(r.meta or {})
                 feats = dict(meta.get("features") or {}, learning={"priority": info["priority"], "why": info["why"]})
                 p, why, _ = score_features(taxonomy, feats, config, r.created_at, r.due_at, now)

@@ -20,7 +20,7 @@ from core.hooks import check_permission
 from core.labels import current_decisions
 from core.principals import Actor
 from core.schema import Case, utcnow
-from core.store import Store
+from core.store import Store, serialise
 
 from .errors import QueueError
 from .queue_config import QueueConfig
@@ -42,25 +42,27 @@ def draw_rereviews(store: Store, config: QueueConfig, lead: Actor, n: int, *, an
     if queue is None or queue not in config.queues:
         raise QueueError("no label_errors.queue in queues.yaml: name the lead's re-review queue there")
     now = now or utcnow()
-    with store.read() as conn:
+    ids: list[int] = []
+    with store.begin() as conn:
+        # Read, draw and write in one transaction under the case writers' lock: two leads drawing
+        # at once must not queue the same item twice (each would read the other's draw as absent).
+        serialise(conn, "case-builds")
         decided = current_decisions(conn, kinds=REVIEWED_KINDS)
         pending = set(conn.execute(select(C.c.item_id).where(
             C.c.queue == queue, C.c.is_audit.is_(True), C.c.state.in_(["open", "claimed"]))).scalars())
-    candidates = sorted(i for i, d in decided.items()
-                        if i not in pending and (analyst is None or d["reviewer"] == analyst))
-    rng = np.random.default_rng(seed)
-    picked = sorted(rng.choice(len(candidates), size=min(n, len(candidates)), replace=False).tolist()) \
-        if candidates else []
-    rows = [{"item_id": candidates[j], "campaign_id": None, "queue": queue, "state": config.waiting_state(queue),
-             "priority": float(rng.random()), "priority_reason": "QA audit (uniform draw)",
-             "predicted_label": None, "due_at": None, "is_audit": True,
-             "audit_inclusion": len(picked) / len(candidates), "created_at": now, "updated_at": now}
-            for j in picked]
-    ids: list[int] = []
-    if rows:
-        with store.begin() as conn:
-            for row in rows:
-                ids.append(conn.execute(insert(C).values(**row).returning(C.c.id)).scalar_one())
+        candidates = sorted(i for i, d in decided.items()
+                            if i not in pending and (analyst is None or d["reviewer"] == analyst))
+        rng = np.random.default_rng(seed)
+        picked = sorted(rng.choice(len(candidates), size=min(n, len(candidates)), replace=False).tolist()) \
+            if candidates else []
+        rows = [{"item_id": candidates[j], "campaign_id": None, "queue": queue, "state": config.waiting_state(queue),
+                 "priority": float(rng.random()), "priority_reason": "QA audit (uniform draw)",
+                 "predicted_label": None, "due_at": None, "is_audit": True,
+                 "audit_inclusion": len(picked) / len(candidates), "created_at": now, "updated_at": now}
+                for j in picked]
+        for row in rows:
+            ids.append(conn.execute(insert(C).values(**row).returning(C.c.id)).scalar_one())
+        if rows:
             audit.record(conn, lead, "cases.rereview", "queue", None,
                          {"queue": queue, "drawn": len(ids), "candidates": len(candidates), "analyst": analyst})
     return {"queue": queue, "candidates": len(candidates), "drawn": len(ids), "case_ids": ids}

@@ -34,7 +34,7 @@ from core.predictions import predictions_of_record
 from core.principals import Actor
 from core.schema import Case, Item, utcnow
 from core.text import normalize_light
-from core.store import Store
+from core.store import Store, serialise
 from core.taxonomy import Taxonomy
 
 from .errors import QueueError
@@ -339,8 +339,16 @@ def _write_seeds(store: Store, taxonomy: Taxonomy, config: QueueConfig, actor: A
     `examples` holds the example texts, then (from index `n_examples`) the keywords."""
     n_ex = len(examples) if n_examples is None else n_examples
     out: dict[str, Any] = {"policy": policy, "examples": n_ex, "scope": scope, "seeded": 0, "uniform": 0,
-                           "created": 0, "moved": 0, "items": []}
+                           "created": 0, "moved": 0, "passed_over": 0, "items": []}
     with store.begin() as conn:
+        serialise(conn, "case-builds")  # case builds, seeds and re-review draws write cases one at a time
+        ids = [pool[r].id for _, r, _, _ in order]
+        # The pool was read (and embedded) before this transaction: an item whose case an analyst
+        # claimed, decided or escalated meanwhile keeps that case and is passed over, not given a second one.
+        taken = set(conn.execute(select(C.c.item_id).where(C.c.item_id.in_(ids), C.c.state != "open")).scalars())
+        taken |= set(current_decisions(conn, ids))
+        order = [o for o in order if pool[o[1]].id not in taken]
+        out["passed_over"] = len(ids) - len(order)
         ids = [pool[r].id for _, r, _, _ in order]
         records = predictions_of_record(conn, ids)
         existing = {row.item_id: row for row in conn.execute(

@@ -393,3 +393,23 @@ def test_the_last_plan_written_is_the_plan(sqlite_store, taxonomy, cfg, monkeypa
         pinned = {r.id for r in conn.execute(select(C.c.id, C.c.priority_reason))
                   if (r.priority_reason or "").startswith("learning:")}
     assert pinned == set(stale["pin"])
+
+
+def test_a_case_seeded_after_the_plan_was_read_stays_a_seed(sqlite_store, taxonomy, cfg, monkeypatch):
+    """`workbench seed` pins a case the running pass planned as a learning case: the pass's write
+    leaves the seed alone (seeds are never learning cases) instead of serving it as both."""
+    import labeling.learning as learning
+
+    _fill(sqlite_store, taxonomy, cfg)
+    plan = learning.plan_queue(sqlite_store, taxonomy, cfg, "general", T0, EMB)
+    C = Case.__table__
+    with sqlite_store.read() as conn:
+        target = conn.execute(select(C.c.item_id).where(C.c.id == next(iter(plan["pin"])))).scalar()
+    _pin_seeds(sqlite_store, taxonomy, cfg, [target])  # seeded between the plan's read and its write
+    monkeypatch.setattr(learning, "plan_queue", lambda *a, **k: plan)
+    out = apply_learning_share(sqlite_store, taxonomy, cfg, "ops", now=T0, embedding_model=EMB)
+    assert out["general"]["learning"] == len(plan["pin"]) - 1
+    with sqlite_store.read() as conn:
+        row = conn.execute(select(C.c.priority_reason, C.c.meta).where(C.c.item_id == target)).one()
+    assert row.priority_reason.startswith("seed:") and "learning" not in row.meta
+    assert "learning" not in row.meta["features"] and not served_learning(dict(row._mapping))

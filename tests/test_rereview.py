@@ -62,3 +62,41 @@ def test_draw_is_uniform_blind_and_feeds_the_pass_rate(any_store, taxonomy, cfg,
     with any_store.read() as conn:
         events = [dict(r) for r in conn.execute(select(Decision.__table__)).mappings()]
     assert qa_pass_pairs(events) == [("ann", False)]  # lena disagreed with ann once
+
+
+def test_two_leads_drawing_at_once_never_queue_an_item_twice(any_store, taxonomy, cfg, roles, monkeypatch):
+    """Lena's draw has read which items wait for a re-review when Lee's draw runs: Lee waits for
+    Lena's to be written (or Lena's sees Lee's), so no item gets two waiting re-reviews."""
+    import threading
+    from collections import Counter
+
+    import labeling.rereview as rereview
+
+    _decided_by(any_store, taxonomy, cfg)
+    read, lee_done = threading.Event(), threading.Event()
+    original = rereview.current_decisions
+    lena_thread = threading.current_thread()
+
+    def slow_read(conn, *args, **kwargs):
+        out = original(conn, *args, **kwargs)
+        if threading.current_thread() is lena_thread and not read.is_set():
+            read.set()
+            lee_done.wait(3)  # with the lock held, Lee cannot finish meanwhile
+        return out
+
+    monkeypatch.setattr(rereview, "current_decisions", slow_read)
+    results = {}
+
+    def lee():
+        read.wait(10)
+        results["lee"] = draw_rereviews(any_store, cfg, Principal("lee", "lead"), 50, seed=2)
+        lee_done.set()
+
+    t = threading.Thread(target=lee)
+    t.start()
+    results["lena"] = draw_rereviews(any_store, cfg, Principal("lena", "lead"), 50, seed=1)
+    t.join(30)
+    assert results["lena"]["drawn"] + results["lee"]["drawn"] == 12
+    with any_store.read() as conn:
+        items = conn.execute(select(Case.item_id).where(Case.queue == results["lena"]["queue"])).scalars().all()
+    assert max(Counter(items).values()) == 1

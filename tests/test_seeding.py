@@ -253,3 +253,31 @@ def test_a_newer_model_keeps_the_seeds_pinned_where_they_were(any_store, taxonom
     served = [next_case(any_store, "ann", "spam", now=T0, config=cfg) for _ in range(len(before))]
     assert [c["item_id"] for c in served] == [x["item_id"] for x in out["items"]]
     assert all(c["priority_reason"].startswith("seed:") and c["model_version"] == "model-2" for c in served)
+
+
+def test_an_item_claimed_while_the_seeds_are_embedded_is_not_seeded_twice(sqlite_store, taxonomy, cfg):
+    """Seeding reads its pool, embeds it (minutes on a big store), then writes. An analyst who
+    claims (or decides) one of the pool's cases meanwhile keeps it: the seed passes over the item
+    instead of opening a second case for it beside the claimed one."""
+    from labeling.claims import claim_case
+
+    _store(sqlite_store, taxonomy, cfg)
+    C = Case.__table__
+    with sqlite_store.read() as conn:
+        target = conn.execute(select(C.c.id).where(C.c.item_id == "s1")).scalar()
+
+    class ClaimingMidway(BagOfWords):
+        claimed = False
+
+        def encode(self, texts, show_progress=False):
+            if not self.claimed:  # ann claims s1's case while the pool is embedded
+                self.claimed = True
+                claim_case(sqlite_store, target, "ann", cfg, now=T0)
+            return super().encode(texts, show_progress)
+
+    out = seed_cases(sqlite_store, taxonomy, cfg, "eng", policy="spam", examples=[SPAM[1]], embedder=ClaimingMidway(),
+                     neighbours=5, uniform_share=0.0, max_similarity=1.0, now=T0)
+    assert "s1" not in [x["item_id"] for x in out["items"]] and out["passed_over"] == 1
+    with sqlite_store.read() as conn:
+        rows = conn.execute(select(C.c.id, C.c.state, C.c.claimed_by).where(C.c.item_id == "s1")).all()
+    assert [(r.id, r.state, r.claimed_by) for r in rows] == [(target, "claimed", "ann")]  # one case, still ann's

@@ -101,6 +101,7 @@ def register_commands(cli: click.Group) -> None:
         _emit(out, as_json, lambda o: click.echo(
             f"{o['seeded']} seed cases and {o['uniform']} uniform QA-sample cases for {o['policy']} at the head of "
             f"queue {o['queue']} ({o['created']} new, {o['moved']} moved)"
+            + (f"; {o['passed_over']} claimed or decided meanwhile were passed over" if o["passed_over"] else "")
             + (f"; neighbours within cosine {o['max_similarity']:g} of a seed already taken were passed over as "
                "near-copies" if o.get("max_similarity") is not None else "") + _learning_hint(app, o['queue'])))
 
