@@ -18,7 +18,7 @@ from core.labels import current_decisions
 from core.predictions import predictions_of_record
 from core.principals import Actor, actor_name
 from core.schema import Case, Item, utcnow
-from core.store import Store
+from core.store import Store, serialise
 from core.taxonomy import Taxonomy
 from core.text import reason_length_error
 
@@ -50,6 +50,7 @@ def appeal(store: Store, item_id: str, appellant: Actor, reason: str, taxonomy: 
     check_permission(appellant, "appeal", f"item {item_id}")
     appellant = actor_name(appellant)
     with store.begin() as conn:
+        serialise(conn, f"appeal:{item_id}")  # a retried filing waits, then finds this one waiting
         current = current_decisions(conn, [item_id]).get(item_id)
         if current is None:
             raise DecisionError(f"item {item_id!r} has no decision to appeal")

@@ -117,3 +117,38 @@ def test_appeal_of_one_member_of_a_bulk_decision(sqlite_store, taxonomy, cfg):
                        action="label", config=cfg, now=T0)
     labels = current_labels(sqlite_store)
     assert labels["w2"]["label"] == "spam" and labels["w1"]["label"] == labels["w3"]["label"] == "scam"
+
+
+def test_the_same_appeal_filed_twice_at_once_opens_one_case(any_store, taxonomy, cfg, monkeypatch):
+    """The platform retries an appeal (a timeout, a double click): two filings read "no appeal
+    waiting" at once. One opens the case; the other is refused, on PostgreSQL as on SQLite."""
+    import threading
+
+    _decided(any_store, taxonomy, cfg)
+    both_read = threading.Barrier(2, timeout=2)
+    original = APP.current_decisions
+
+    def read_then_meet(conn, *args, **kwargs):
+        out = original(conn, *args, **kwargs)
+        try:
+            both_read.wait()  # with the filings serialised, the second never gets here in time
+        except threading.BrokenBarrierError:
+            pass
+        return out
+
+    monkeypatch.setattr(APP, "current_decisions", read_then_meet)
+    outcomes = []
+
+    def file():
+        try:
+            outcomes.append(APP.appeal(any_store, "a", "user-1", "this was my bank", taxonomy, config=cfg)["id"])
+        except DecisionError as exc:
+            outcomes.append(str(exc))
+
+    threads = [threading.Thread(target=file) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sum(isinstance(o, int) for o in outcomes) == 1, outcomes
+    assert any("already has an appeal waiting" in str(o) for o in outcomes)
