@@ -137,3 +137,17 @@ def test_the_backoff_settings_are_validated():
         AutoRetrainSettings(failure_backoff_seconds=7200, failure_backoff_cap_seconds=3600)
     with pytest.raises(ValidationError):
         AutoRetrainSettings(failure_backoff_seconds=0)
+
+
+def test_the_models_tab_says_the_automatic_retrain_failed_and_when_it_tries_again(loop, disk_full):  # noqa: F811
+    pytest.importorskip("gradio")
+    from workbench.ui.models import auto_retrain_line
+
+    store, champ, _ = loop
+    app = LoopContext(store=store)
+    assert auto_retrain_line(app).startswith(" Automatic retrain due: 240 new human decisions")
+    with pytest.raises(OSError):
+        check_and_retrain(app)
+    line = auto_retrain_line(app)
+    assert "Automatic retrain waiting: the last automatic retrain failed" in line and "next try after" in line
+    assert "No space left on device" in line

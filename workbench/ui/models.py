@@ -90,6 +90,17 @@ def retrain_line(app: "AppContext") -> str:
     return f" Retrain finished ({since}): **{md_escape(r['challenger'])} {what}**; gate: {md_escape(r['gate'])}."
 
 
+def auto_retrain_line(app: "AppContext") -> str:
+    """Where the automatic retrain stands when models.yaml turns it on (`retrain_due`, without the
+    drift report: cheap), e.g. that the last one failed and when it tries again."""
+    from evaluation.promotion import retrain_due
+
+    if not app.models().auto_retrain.enabled:
+        return ""
+    due = retrain_due(app.store(), app.models())
+    return f" Automatic retrain {'due' if due['due'] else 'waiting'}: {md_escape(due['reason'])}."
+
+
 _PLOT_LOCK = threading.Lock()  # pyplot is not thread-safe, and Gradio runs callbacks in a pool
 
 
@@ -120,7 +131,7 @@ def build_models_tab(app: "AppContext", tab: gr.Tab, who: Optional[gr.Textbox] =
             return f"Not shown: {md_escape(exc)}", [], [], gr.update(choices=[]), None
         champ = next((m["id"] for m in models if m["role"] == "champion"), None)
         head = ((f"Champion: **{md_escape(champ)}**." if champ else "No champion yet.") + retrain_line(app)
-                + rescore_line(app))
+                + auto_retrain_line(app) + rescore_line(app))
         choices = [(f"{m['id']} ({m['role']})", m["id"]) for m in models]
         history = gate_history_png(app, verdicts)
         return head, version_rows(models), verdict_rows(verdicts), gr.update(choices=choices), history
