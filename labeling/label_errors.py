@@ -161,7 +161,8 @@ def find_label_errors(store: Store, taxonomy: Taxonomy, config: QueueConfig, act
         queued = _queued_decisions(conn, queue)
     rows = [i for i in ids if i in texts and dec[i]["label"] in taxonomy.policies]
     labels_used = sorted({dec[i]["label"] for i in rows}, key=taxonomy.labels.index)
-    summary: dict[str, Any] = {"decided": len(rows), "labels": labels_used, "flagged": 0, "queued": 0, "cases": []}
+    summary: dict[str, Any] = {"decided": len(rows), "labels": labels_used, "flagged": 0, "queued": 0,
+                               "already_queued": 0, "cases": []}
     if len(rows) < 10 or len(labels_used) < 2:
         summary["note"] = "too few decided items (or only one label) to learn from"
         summary["by_analyst"] = _per_analyst([dec[i] for i in rows], np.zeros(len(rows), bool))
@@ -184,6 +185,7 @@ def find_label_errors(store: Store, taxonomy: Taxonomy, config: QueueConfig, act
             continue
         d = dec[rows[j]]
         if d["id"] in queued:
+            summary["already_queued"] = summary.get("already_queued", 0) + 1
             continue
         m = int(np.argmax(probs[j]))
         info = {"decision_id": int(d["id"]), "given_label": d["label"], "model_label": labels_used[m],
@@ -207,7 +209,9 @@ def find_label_errors(store: Store, taxonomy: Taxonomy, config: QueueConfig, act
             # the scan's lock, so a decision is queued once however many scans run at a time.
             serialise(conn, "label-errors")
             queued = _queued_decisions(conn, queue)
-            new_rows = [r for r in new_rows if r["meta"]["label_error"]["decision_id"] not in queued]
+            fresh = [r for r in new_rows if r["meta"]["label_error"]["decision_id"] not in queued]
+            summary["already_queued"] += len(new_rows) - len(fresh)
+            new_rows = fresh
             summary["cases"] = [c for c in summary["cases"] if c["decision_id"] not in queued]
             if new_rows:
                 conn.execute(insert(C), new_rows)

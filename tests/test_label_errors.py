@@ -96,6 +96,7 @@ def test_queue_finds_flipped_decisions_and_a_lead_corrects_them(any_store, taxon
     assert all(r["priority_reason"].startswith("label error? given ") for r in rows)
     again = find_label_errors(any_store, taxonomy, cfg, "eng", BagOfWords(), now=T0, max_cases=6)
     assert not set(c["item_id"] for c in again["cases"]) & set(queued)
+    assert again["already_queued"] == out["queued"] and out["already_queued"] == 0  # said, not silently skipped
     # A lead corrects one (a superseding decision) and confirms another that was right after all.
     by_item = {r["item_id"]: r["id"] for r in rows}
     res = resolve_label_error(any_store, taxonomy, cfg, by_item["s3"], "lena", "spam", "a prize scam", now=T0)
@@ -195,6 +196,7 @@ def test_concurrent_scans_queue_each_decision_once(any_store, taxonomy, cfg):
     queued = [m["label_error"]["decision_id"] for m in metas]
     assert queued and len(queued) == len(set(queued))  # each decision once
     assert sum(o["queued"] for o in outs) == len(queued)  # each scan reports what it queued itself
+    assert sum(o["already_queued"] for o in outs) == min(o["queued"] + o["already_queued"] for o in outs)
     assert sorted(c["decision_id"] for o in outs for c in o["cases"]) == sorted(queued)
 
 

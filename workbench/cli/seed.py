@@ -154,7 +154,9 @@ def register_commands(cli: click.Group) -> None:
                                     max_cases=max_cases, progress=not as_json)
         def human(o: dict[str, Any]) -> None:
             click.echo(f"{o['decided']} decided items, {o['flagged']} flagged by confident learning, "
-                       f"{o['queued']} queued for re-review" + (f" ({o['note']})" if o.get("note") else ""))
+                       f"{o['queued']} queued for re-review"
+                       + (f", {o['already_queued']} already there" if o.get("already_queued") else "")
+                       + (f" ({o['note']})" if o.get("note") else ""))
             for c in o["cases"][:20]:
                 click.echo(f"  {c['item_id']}: given {c['given_label']} by {c['reviewer']}, model {c['model_label']} "
                            f"({c['confidence']:.2f}), quality {c['quality']:.2f}")
