@@ -176,6 +176,7 @@ def find_label_errors(store: Store, taxonomy: Taxonomy, config: QueueConfig, act
                               groups=[texts[i].text_hash for i in rows], seed=seed)
     order, flagged, quality = rank_label_errors(y, probs)
     summary["flagged"] = int(flagged.sum())
+    summary["candidates"] = int((flagged | (quality < config.label_errors.min_label_quality)).sum())
     summary["by_analyst"] = _per_analyst([dec[i] for i in rows], flagged)
     new_rows = []
     for j in order.tolist():

@@ -97,6 +97,7 @@ def test_queue_finds_flipped_decisions_and_a_lead_corrects_them(any_store, taxon
     again = find_label_errors(any_store, taxonomy, cfg, "eng", BagOfWords(), now=T0, max_cases=6)
     assert not set(c["item_id"] for c in again["cases"]) & set(queued)
     assert again["already_queued"] == out["queued"] and out["already_queued"] == 0  # said, not silently skipped
+    assert out["flagged"] <= out["candidates"] and out["queued"] == min(6, out["candidates"])
     # A lead corrects one (a superseding decision) and confirms another that was right after all.
     by_item = {r["item_id"]: r["id"] for r in rows}
     res = resolve_label_error(any_store, taxonomy, cfg, by_item["s3"], "lena", "spam", "a prize scam", now=T0)

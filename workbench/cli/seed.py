@@ -153,8 +153,10 @@ def register_commands(cli: click.Group) -> None:
             out = find_label_errors(app.store(), app.taxonomy(), app.queues(), _acting(app), embedder_for(app),
                                     max_cases=max_cases, progress=not as_json)
         def human(o: dict[str, Any]) -> None:
-            click.echo(f"{o['decided']} decided items, {o['flagged']} flagged by confident learning, "
-                       f"{o['queued']} queued for re-review"
+            click.echo(f"{o['decided']} decided items, {o['flagged']} flagged by confident learning"
+                       + (f" ({o['candidates']} likely errors with those under label quality "
+                          f"{app.queues().label_errors.min_label_quality:g})" if o.get("candidates") else "")
+                       + f"; {o['queued']} queued for re-review"
                        + (f", {o['already_queued']} already there" if o.get("already_queued") else "")
                        + (f" ({o['note']})" if o.get("note") else ""))
             for c in o["cases"][:20]:
