@@ -151,3 +151,17 @@ def test_the_models_tab_says_the_automatic_retrain_failed_and_when_it_tries_agai
     line = auto_retrain_line(app)
     assert "Automatic retrain waiting: the last automatic retrain failed" in line and "next try after" in line
     assert "No space left on device" in line
+
+
+def test_the_backoff_reads_the_same_on_postgresql(pg_store, taxonomy, queue_config, disk_full):
+    from test_promotion_gate import make_loop
+
+    store, champ, _ = make_loop(pg_store, taxonomy, queue_config)
+    app = LoopContext(store=store)
+    with pytest.raises(OSError):
+        check_and_retrain(app)
+    assert check_and_retrain(app) is None and len(disk_full) == 1
+    (failure,) = _failures(store)
+    due = retrain_due(store, ON)
+    assert not due["due"] and due["failed_retrains"] == 1
+    assert retrain_due(store, ON, now=failure.ts + dt.timedelta(seconds=BACKOFF + 5))["due"]
