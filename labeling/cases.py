@@ -101,22 +101,43 @@ def _rescore_open_cases(conn: Connection, taxonomy: Taxonomy, config: QueueConfi
     special = [config.escalation_queue, config.appeals_queue, config.calibration_queue]
     q = _prediction_rows(conn, C.c.id.label("case_id"), C.c.created_at.label("case_created"), C.c.is_audit,
                          C.c.queue.label("case_queue"), C.c.meta.label("case_meta"),
+                         C.c.updated_at.label("case_updated"),
                          where=[C.c.state == "open", C.c.campaign_id.is_(None), C.c.calibration_set.is_(None),
                                 C.c.queue.notin_(special), P.c.model_version != C.c.model_version]
                          ).join(C, C.c.item_id == P.c.item_id)
     out = {"rescored": 0, "rescored_escalated": 0}
-    for r in conn.execute(q).all():
-        row = plan_case(taxonomy, config, _candidate(r, growth), r.case_created, harm)
-        _keep_seed(row, r.case_meta or {}, r.case_queue, config)
-        priority, why, terms = score_features(taxonomy, row["meta"]["features"], config, r.case_created,
-                                              row["due_at"], now)
-        conn.execute(update(C).where(C.c.id == r.case_id).values(
-            queue=row["queue"], state=row["state"], severity=row["severity"], predicted_label=row["predicted_label"],
-            model_version=row["model_version"], due_at=row["due_at"], escalation_reason=row["escalation_reason"],
-            priority=priority, priority_reason=why, meta=dict(row["meta"], terms=terms), updated_at=now))
-        out["rescored"] += 1
-        out["rescored_escalated"] += int(row["escalation_reason"] is not None)
+    rows, changed = conn.execute(q).all(), []
+    for _ in range(3):  # a case changed meanwhile is read again (still open: re-planned from its new state)
+        for r in rows:
+            if _replan_one(conn, taxonomy, config, r, growth, harm, now, out):
+                continue
+            changed.append(r.case_id)
+        if not changed:
+            break
+        rows, changed = conn.execute(q.where(C.c.id.in_(changed))).all(), []
     return out
+
+
+def _replan_one(conn: Connection, taxonomy: Taxonomy, config: QueueConfig, r: Any, growth: dict[int, int],
+                harm: np.ndarray, now: dt.datetime, out: dict[str, int]) -> bool:
+    """Re-plan one case of `_rescore_open_cases`; False when another writer changed it since `r` was read."""
+    row = plan_case(taxonomy, config, _candidate(r, growth), r.case_created, harm)
+    _keep_seed(row, r.case_meta or {}, r.case_queue, config)
+    priority, why, terms = score_features(taxonomy, row["meta"]["features"], config, r.case_created,
+                                          row["due_at"], now)
+    # A compare-and-swap: claims and decisions do not take the builds' lock, so on PostgreSQL a
+    # case claimed since the read must not be written back to `open` (a second analyst could
+    # claim it); a claimed one is left to `labeling.rescore`'s refresh, a re-pinned one re-read.
+    done = conn.execute(update(C).where(C.c.id == r.case_id, C.c.state == "open",
+                                        C.c.updated_at == r.case_updated).values(
+        queue=row["queue"], state=row["state"], severity=row["severity"], predicted_label=row["predicted_label"],
+        model_version=row["model_version"], due_at=row["due_at"], escalation_reason=row["escalation_reason"],
+        priority=priority, priority_reason=why, meta=dict(row["meta"], terms=terms), updated_at=now))
+    if not done.rowcount:
+        return False
+    out["rescored"] += 1
+    out["rescored_escalated"] += int(row["escalation_reason"] is not None)
+    return True
 
 
 def _keep_seed(row: dict[str, Any], old_meta: Mapping[str, Any], old_queue: str, config: QueueConfig) -> None:

@@ -110,13 +110,31 @@ def _score(store: "Store", taxonomy: "Taxonomy", models_config: "ModelsConfig", 
     return done
 
 
-def _refresh(store: "Store", taxonomy: "Taxonomy", config: "QueueConfig", champ: str, now: dt.datetime) -> int:
-    """Bring the open cases `build_cases` does not re-plan onto the champion's predictions."""
+def _refresh(store: "Store", taxonomy: "Taxonomy", config: "QueueConfig", champ: str, now: dt.datetime,
+             rounds: int = 3) -> int:
+    """Bring the open cases `build_cases` does not re-plan onto the champion's predictions. Each
+    write is a compare-and-swap on the case's state and `updated_at`: a case an analyst decided,
+    or a seed or a learning pass pinned, since it was read is read again in the next round
+    instead of being written back from the stale copy (PostgreSQL; SQLite's write lock already
+    keeps other writers out)."""
     harm = label_harm_weights(taxonomy)
-    refreshed = 0
+    refreshed, only = 0, None
+    for _ in range(rounds):
+        n, only = _refresh_round(store, taxonomy, config, champ, now, harm, only)
+        refreshed += n
+        if not only:
+            break
+    return refreshed
+
+
+def _refresh_round(store: "Store", taxonomy: "Taxonomy", config: "QueueConfig", champ: str, now: dt.datetime,
+                   harm: np.ndarray, only: Optional[list[int]]) -> tuple[int, list[int]]:
+    """One pass of `_refresh` over the stale open cases (`only` these ids when given): the count
+    written and the ids another writer changed meanwhile."""
+    refreshed, changed = 0, []
     with store.begin() as conn:
-        cases = conn.execute(select(C).where(C.c.state.in_(OPEN_STATES),
-                                             (C.c.model_version != champ) | C.c.model_version.is_(None))).mappings().all()
+        q = select(C).where(C.c.state.in_(OPEN_STATES), (C.c.model_version != champ) | C.c.model_version.is_(None))
+        cases = conn.execute(q.where(C.c.id.in_(only)) if only is not None else q).mappings().all()
         for case in cases:
             meta = dict(case["meta"] or {})
             if case["campaign_id"] is not None:
@@ -152,9 +170,13 @@ def _refresh(store: "Store", taxonomy: "Taxonomy", config: "QueueConfig", champ:
                              uncertainty=round(float(pred["uncertainty"] or 0.0), 6))
                 values = {"predicted_label": pred["label"], "model_version": champ,
                           "meta": dict(meta, features=feats, scores=dict(pred["scores"] or {}))}
-            conn.execute(update(C).where(C.c.id == case["id"]).values(**values, updated_at=now))
-            refreshed += 1
-    return refreshed
+            done = conn.execute(update(C).where(C.c.id == case["id"], C.c.state == case["state"],
+                                                C.c.updated_at == case["updated_at"]).values(**values, updated_at=now))
+            if done.rowcount:
+                refreshed += 1
+            else:
+                changed.append(int(case["id"]))
+    return refreshed, changed
 
 
 def rescore_open_cases(store: "Store", taxonomy: "Taxonomy", *, models_config: "ModelsConfig",
