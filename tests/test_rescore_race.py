@@ -39,6 +39,14 @@ def _waiting_item_case(store, queue_config):
             C.c.queue.notin_(special)).order_by(C.c.id)).first()
 
 
+def _rescore_then_read(store, taxonomy, queue_config, case_id):
+    """Rescore the open cases as a promotion does; (its counts, the case's row afterwards)."""
+    out = rescore_open_cases(store, taxonomy, models_config=MODELS, queue_config=queue_config, actor="eng",
+                             progress=False)
+    with store.read() as conn:
+        return out, conn.execute(select(C).where(C.c.id == case_id)).mappings().one()
+
+
 def test_a_case_claimed_during_the_replan_stays_claimed(pg_store, taxonomy, queue_config, monkeypatch):
     store, _, ids = make_loop(pg_store, taxonomy, queue_config)
     target = _waiting_item_case(store, queue_config)
@@ -53,11 +61,8 @@ def test_a_case_claimed_during_the_replan_stays_claimed(pg_store, taxonomy, queu
 
     claim_meanwhile.done = False
     monkeypatch.setattr(labeling.cases, "plan_case", claim_meanwhile)
-    out = rescore_open_cases(store, taxonomy, models_config=MODELS, queue_config=queue_config, actor="eng",
-                             progress=False)
+    out, row = _rescore_then_read(store, taxonomy, queue_config, target.id)
     assert claim_meanwhile.done
-    with store.read() as conn:
-        row = conn.execute(select(C).where(C.c.id == target.id)).mappings().one()
     assert (row["state"], row["claimed_by"]) == ("claimed", "ann")  # not handed back to the queue
     assert row["model_version"] == champ and out["stale_left"] == 0 == len(stale_open_cases(store))
 
@@ -80,10 +85,7 @@ def test_a_pin_written_during_the_refresh_is_kept(pg_store, taxonomy, queue_conf
 
     pin_meanwhile.done = False
     monkeypatch.setattr(labeling.rescore, "predictions_of_record", pin_meanwhile)
-    out = rescore_open_cases(store, taxonomy, models_config=MODELS, queue_config=queue_config, actor="eng",
-                             progress=False)
+    out, row = _rescore_then_read(store, taxonomy, queue_config, target.id)
     assert pin_meanwhile.done
-    with store.read() as conn:
-        row = conn.execute(select(C).where(C.c.id == target.id)).mappings().one()
     assert row["meta"].get("note_from_elsewhere") is True  # not overwritten by the refresh's stale copy
     assert row["model_version"] == champ and row["state"] == "claimed" and out["stale_left"] == 0
