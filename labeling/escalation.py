@@ -83,14 +83,15 @@ def _escalated_campaign_case(conn: Connection, config: QueueConfig, case: Mappin
 
 
 def _cover(conn: Connection, config: QueueConfig, case: Mapping[str, Any], cover: Mapping[str, Any],
-           now: dt.datetime) -> None:
-    """Send an item case back to the queue it came from, marked as covered by its campaign's case."""
+           now: dt.datetime) -> bool:
+    """Send an item case back to the queue it came from, marked as covered by its campaign's case;
+    False when another writer changed it since it was read (e.g. a lead claimed it meanwhile)."""
     meta = dict(case["meta"] or {})
     home = meta.get("escalated_from") if case["queue"] == config.escalation_queue else case["queue"]
     home = home if home in config.queues and home != config.escalation_queue else config.default_queue
     meta["covered_by"] = cover["id"]
-    conn.execute(update(C).where(C.c.id == case["id"]).values(
-        queue=home, state="open", claimed_by=None, lease_expires_at=None, meta=meta, updated_at=now))
+    return bool(conn.execute(update(C).where(_unchanged(case)).values(
+        queue=home, state="open", claimed_by=None, lease_expires_at=None, meta=meta, updated_at=now)).rowcount)
 
 
 def fold_covered(conn: Connection, config: QueueConfig, now: dt.datetime,
@@ -107,8 +108,7 @@ def fold_covered(conn: Connection, config: QueueConfig, now: dt.datetime,
         dupes = conn.execute(select(C).where(C.c.item_id.in_(members), C.c.campaign_id.is_(None),
                                              C.c.queue == config.escalation_queue, C.c.state == "escalated")
                              ).mappings().all()
-        for d in dupes:
-            _cover(conn, config, d, {"id": cover_id}, now)
+        dupes = [d for d in dupes if _cover(conn, config, d, {"id": cover_id}, now)]
         if dupes:
             audit.record(conn, SYSTEM["sweeper"], "case.fold", "case", cover_id,
                          {"covered": [d["id"] for d in dupes][:200], "count": len(dupes)})
@@ -117,7 +117,10 @@ def fold_covered(conn: Connection, config: QueueConfig, now: dt.datetime,
 
 
 def _move_to_escalation(conn: Connection, taxonomy: Taxonomy, config: QueueConfig, case: Mapping[str, Any],
-                        reason: str, now: dt.datetime, severity: Optional[str] = None, human: bool = True) -> None:
+                        reason: str, now: dt.datetime, severity: Optional[str] = None, human: bool = True) -> bool:
+    """Move `case` (a row as read) to the escalation queue; False when another writer changed it
+    since (a compare-and-swap on state and `updated_at`: claims do not take the builds' lock, so
+    on PostgreSQL the sweep must not escalate, and unclaim, a case an analyst has just claimed)."""
     tier = case["severity"]
     if severity and (tier is None or taxonomy.sla_minutes(severity) < taxonomy.sla_minutes(tier)):
         tier = severity
@@ -131,11 +134,16 @@ def _move_to_escalation(conn: Connection, taxonomy: Taxonomy, config: QueueConfi
     meta.update(features=features, escalated_from=case["queue"])
     priority, why, terms = score_features(taxonomy, features, config, case["created_at"], due, now)
     meta["terms"] = terms
-    conn.execute(update(C).where(C.c.id == case["id"]).values(
+    return bool(conn.execute(update(C).where(_unchanged(case)).values(
         queue=config.escalation_queue, state="escalated", claimed_by=None, lease_expires_at=None,
         escalation_reason=reason, severity=tier, due_at=due, priority=priority, priority_reason=why,
         first_action_at=func.coalesce(C.c.first_action_at, now) if human else C.c.first_action_at,
-        meta=meta, updated_at=now))
+        meta=meta, updated_at=now)).rowcount)
+
+
+def _unchanged(case: Mapping[str, Any]) -> Any:
+    """WHERE the case row is still as `case` read it (id, state, `updated_at`)."""
+    return and_(C.c.id == case["id"], C.c.state == case["state"], C.c.updated_at == case["updated_at"])
 
 
 def sweep(store: Store, taxonomy: Taxonomy, config: QueueConfig,
@@ -181,7 +189,8 @@ def sweep(store: Store, taxonomy: Taxonomy, config: QueueConfig,
                     if hit:
                         why = (f"sla: {max(m, 0):.0f} of {taxonomy.sla_minutes(r['severity'])} minutes left "
                                f"on the {r['severity']} SLA" if m > 0 else f"sla: {r['severity']} SLA lapsed")
-                        _move_to_escalation(conn, taxonomy, config, r, why, now, human=False)
+                        if not _move_to_escalation(conn, taxonomy, config, r, why, now, human=False):
+                            continue  # claimed (or otherwise changed) since it was read: left as it is
                         audit.record(conn, SYSTEM["sweeper"], "case.escalate", "case", r["id"],
                                      {"from_queue": r["queue"], "reason": why})
                         out["sla_escalated"] += 1

@@ -89,3 +89,29 @@ def test_a_pin_written_during_the_refresh_is_kept(pg_store, taxonomy, queue_conf
     assert pin_meanwhile.done
     assert row["meta"].get("note_from_elsewhere") is True  # not overwritten by the refresh's stale copy
     assert row["model_version"] == champ and row["state"] == "claimed" and out["stale_left"] == 0
+
+
+def test_a_case_claimed_while_the_sweep_escalates_stays_claimed(pg_store, taxonomy, queue_config, monkeypatch):
+    """The sweep reads the cases whose SLA is lapsing, then moves each to the escalation queue. One
+    an analyst claims in between stays theirs: not escalated, its claim not cleared under them."""
+    import labeling.escalation as escalation
+    import datetime as dt
+
+    store, _, _ = make_loop(pg_store, taxonomy, queue_config)
+    tiers = queue_config.sla_escalation.tiers
+    with store.read() as conn:
+        target = conn.execute(select(C.c.id).where(C.c.state == "open", C.c.severity.in_(tiers),
+                                                   C.c.campaign_id.is_(None)).order_by(C.c.id)).scalar()
+    assert target is not None
+    original = escalation.sla_lapsing
+
+    def claim_meanwhile(*args, **kwargs):
+        claim_case(store, target, "ann", queue_config)  # between the sweep's read and its writes
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(escalation, "sla_lapsing", claim_meanwhile)
+    out = escalation.sweep(store, taxonomy, queue_config, now=utcnow() + dt.timedelta(days=2))
+    assert out["sla_escalated"] > 0  # the others lapsed and moved
+    with store.read() as conn:
+        row = conn.execute(select(C.c.state, C.c.claimed_by, C.c.queue).where(C.c.id == target)).one()
+    assert (row.state, row.claimed_by) == ("claimed", "ann") and row.queue != queue_config.escalation_queue
