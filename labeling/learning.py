@@ -353,7 +353,8 @@ def apply_learning_share(store: Store, taxonomy: Taxonomy, config: QueueConfig, 
                                                        C.c.priority_reason.like("learning:%"))).scalars()
             plan["unpin"] = list(dict.fromkeys([*plan["unpin"], *(i for i in others if i not in plan["pin"])]))
             ids = list(plan["pin"]) + plan["unpin"]
-            current = {r.id: r for r in conn.execute(select(C.c.id, C.c.state, C.c.meta, C.c.created_at, C.c.due_at)
+            current = {r.id: r for r in conn.execute(select(C.c.id, C.c.state, C.c.meta, C.c.created_at, C.c.due_at,
+                                                            C.c.updated_at)
                                                      .where(C.c.id.in_(ids))).all()} if ids else {}
             pinned = unpinned = 0
             for cid, info in plan["pin"].items():
@@ -364,9 +365,11 @@ def apply_learning_share(store: Store, taxonomy: Taxonomy, config: QueueConfig, 
                 feats = dict(meta.get("features") or {}, learning={"priority": info["priority"], "why": info["why"]})
                 p, why, _ = score_features(taxonomy, feats, config, r.created_at, r.due_at, now)
                 meta.update(features=feats, learning={k: v for k, v in info.items() if k not in ("priority", "why")})
-                conn.execute(update(C).where(C.c.id == cid).values(priority=p, priority_reason=why, meta=meta,
-                                                                   updated_at=now))
-                pinned += 1
+                # A compare-and-swap: claims do not take this lock, and a case claimed since the read
+                # was served by risk order, so it must not be recorded as a learning case.
+                if conn.execute(update(C).where(C.c.id == cid, C.c.state == r.state, C.c.updated_at == r.updated_at)
+                                .values(priority=p, priority_reason=why, meta=meta, updated_at=now)).rowcount:
+                    pinned += 1
             for cid in plan["unpin"]:
                 r = current.get(cid)
                 if r is None:

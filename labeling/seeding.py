@@ -352,7 +352,7 @@ def _write_seeds(store: Store, taxonomy: Taxonomy, config: QueueConfig, actor: A
         ids = [pool[r].id for _, r, _, _ in order]
         records = predictions_of_record(conn, ids)
         existing = {row.item_id: row for row in conn.execute(
-            select(C.c.id, C.c.item_id, C.c.state, C.c.meta, C.c.created_at, C.c.due_at, C.c.queue)
+            select(C.c.id, C.c.item_id, C.c.state, C.c.meta, C.c.created_at, C.c.due_at, C.c.queue, C.c.updated_at)
             .where(C.c.item_id.in_(ids), C.c.campaign_id.is_(None), C.c.calibration_set.is_(None),
                    C.c.state == "open")).all()} if ids else {}
         queue = None
@@ -390,7 +390,12 @@ def _write_seeds(store: Store, taxonomy: Taxonomy, config: QueueConfig, actor: A
                                           "updated_at": now}
                 if kind == "uniform":
                     values.update(is_audit=True, audit_inclusion=inclusion)
-                conn.execute(update(C).where(C.c.id == case.id).values(**values))
+                # Claims do not take the case writers' lock: a case claimed since it was read stays as the
+                # analyst has it (a compare-and-swap on state and updated_at), passed over like the rest.
+                if not conn.execute(update(C).where(C.c.id == case.id, C.c.state == "open",
+                                                    C.c.updated_at == case.updated_at).values(**values)).rowcount:
+                    out["passed_over"] += 1
+                    continue
                 case_id = case.id
                 out["moved"] += 1
             else:

@@ -1,8 +1,10 @@
-"""Rescoring after a promotion while analysts work (issue 18, PostgreSQL): the re-plan of the open
-cases and the refresh read the cases, then write each one. A case an analyst claims in between
+"""Writers of cases that read, then write, while analysts claim (issue 18, PostgreSQL): the
+re-plan and refresh after a promotion, the sweep's SLA escalations and folds, seeds and the
+learning plan. Claims and decisions do not take the case writers' lock, so each of those writes
+is a compare-and-swap on the case's state and `updated_at`: a case an analyst claims in between
 stays claimed by them (the re-plan used to write it back to `open`, so a second analyst could
-claim it too), and a pin a seed or a learning pass wrote in between is kept. On SQLite the
-write transaction holds the database's write lock, so nothing comes in between."""
+claim it too), and what another writer recorded in between is kept. On SQLite the write
+transaction holds the database's write lock, so nothing comes in between."""
 from __future__ import annotations
 
 import pytest
@@ -115,3 +117,61 @@ def test_a_case_claimed_while_the_sweep_escalates_stays_claimed(pg_store, taxono
     with store.read() as conn:
         row = conn.execute(select(C.c.state, C.c.claimed_by, C.c.queue).where(C.c.id == target)).one()
     assert (row.state, row.claimed_by) == ("claimed", "ann") and row.queue != queue_config.escalation_queue
+
+
+def test_a_case_claimed_while_a_seed_moves_it_stays_where_the_analyst_has_it(pg_store, taxonomy, monkeypatch):
+    import labeling.seeding as seeding
+    from core.config import config_dir
+    from labeling.queue_config import load_queue_config
+    from test_queue_support import T0
+    from test_seeding import SPAM, BagOfWords, _store
+
+    cfg = load_queue_config(config_dir(), taxonomy=taxonomy).model_copy(update={"calibration_sets": []})
+    _store(pg_store, taxonomy, cfg)
+    with pg_store.read() as conn:
+        target = conn.execute(select(C.c.id, C.c.queue).where(C.c.item_id == "s1")).one()
+    original = seeding.score_features
+
+    def claim_meanwhile(*args, **kwargs):
+        if not claim_meanwhile.done:  # the first seed's case, claimed between the read and the write
+            claim_meanwhile.done = True
+            claim_case(pg_store, target.id, "ann", cfg, now=T0)
+        return original(*args, **kwargs)
+
+    claim_meanwhile.done = False
+    monkeypatch.setattr(seeding, "score_features", claim_meanwhile)
+    out = seeding.seed_cases(pg_store, taxonomy, cfg, "eng", policy="spam", examples=[SPAM[1]],
+                             embedder=BagOfWords(), neighbours=5, uniform_share=0.0, max_similarity=1.0, now=T0)
+    assert out["items"][0]["item_id"] != "s1" and out["passed_over"] == 1 and out["seeded"] == 4
+    with pg_store.read() as conn:
+        row = conn.execute(select(C.c.state, C.c.claimed_by, C.c.queue, C.c.meta).where(C.c.id == target.id)).one()
+    assert (row.state, row.claimed_by, row.queue) == ("claimed", "ann", target.queue) and "seed" not in row.meta
+
+
+def test_a_case_claimed_while_the_learning_plan_pins_it_is_not_marked_learning(pg_store, taxonomy, monkeypatch):
+    import labeling.learning as learning
+    from labeling.learning import apply_learning_share
+    from test_learning_share import EMB, _fill
+    from test_learning_share import cfg as share_cfg
+    from test_queue_support import T0
+
+    cfg = share_cfg.__wrapped__(taxonomy)
+    _fill(pg_store, taxonomy, cfg)
+    plan = learning.plan_queue(pg_store, taxonomy, cfg, "general", T0, EMB)
+    first = next(iter(plan["pin"]))
+    original = learning.score_features
+
+    def claim_meanwhile(*args, **kwargs):
+        if not claim_meanwhile.done:
+            claim_meanwhile.done = True
+            claim_case(pg_store, first, "ann", cfg, now=T0)
+        return original(*args, **kwargs)
+
+    claim_meanwhile.done = False
+    monkeypatch.setattr(learning, "plan_queue", lambda *a, **k: plan)
+    monkeypatch.setattr(learning, "score_features", claim_meanwhile)
+    out = apply_learning_share(pg_store, taxonomy, cfg, "ops", now=T0, embedding_model=EMB)
+    assert out["general"]["learning"] == len(plan["pin"]) - 1
+    with pg_store.read() as conn:
+        row = conn.execute(select(C.c.state, C.c.priority_reason, C.c.meta).where(C.c.id == first)).one()
+    assert row.state == "claimed" and not row.priority_reason.startswith("learning:") and "learning" not in row.meta
