@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Mapping, Optional
 
-from sqlalchemy import Connection, and_, exists, func, insert, select, update
+from sqlalchemy import Connection, and_, exists, func, insert, or_, select, update
 from sqlalchemy.orm import aliased
 
 from core import audit, outbox
@@ -263,9 +263,12 @@ def _bulk(conn: Connection, case: Mapping[str, Any], analyst: str, common: dict[
             C.c.item_id.in_(targets[start:start + _CHUNK]), C.c.campaign_id.is_(None), C.c.calibration_set.is_(None),
             C.c.state.in_(("open", "escalated", "claimed")), C.c.id != case["id"])).scalars().all()
     if waiting:
-        conn.execute(update(C).where(C.c.id.in_(waiting)).values(
+        # Claims do not wait for this transaction: on PostgreSQL a member case another analyst
+        # claimed since `_bulk_plan` read them stays theirs (their decision, later, is the latest).
+        free = or_(C.c.state != "claimed", C.c.claimed_by == analyst, C.c.lease_expires_at <= now)
+        waiting = conn.execute(update(C).where(C.c.id.in_(waiting), free).values(
             state="decided", resolved_at=now, lease_expires_at=None, updated_at=now,
-            first_action_at=func.coalesce(C.c.first_action_at, now)))
+            first_action_at=func.coalesce(C.c.first_action_at, now)).returning(C.c.id)).scalars().all()
     info = {"skipped_held": sorted(held), "superseded": sum(1 for r in rows if r["supersedes_id"]),
             "skipped_decided": skipped_decided}
     return list(ids), list(waiting), info

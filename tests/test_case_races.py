@@ -175,3 +175,37 @@ def test_a_case_claimed_while_the_learning_plan_pins_it_is_not_marked_learning(p
     with pg_store.read() as conn:
         row = conn.execute(select(C.c.state, C.c.priority_reason, C.c.meta).where(C.c.id == first)).one()
     assert row.state == "claimed" and not row.priority_reason.startswith("learning:") and "learning" not in row.meta
+
+
+def test_a_member_case_claimed_while_a_campaign_is_decided_stays_claimed(pg_store, taxonomy, monkeypatch):
+    """A lead decides a campaign; ann claims one member's own case after the decision read who holds
+    what. The bulk decision labels the item, but ann's case is not closed under her."""
+    import labeling.decisions as decisions
+    from core.config import config_dir
+    from labeling.cases import build_cases
+    from labeling.claims import next_case
+    from labeling.queue_config import load_queue_config
+    from test_queue_support import T0, add_campaign, add_scored
+
+    cfg = load_queue_config(config_dir(), taxonomy=taxonomy).model_copy(update={"qa_share": 0.0,
+                                                                                "calibration_sets": []})
+    members = [f"m{i}" for i in range(6)]
+    add_scored(pg_store, taxonomy, [{"id": m, "label": "scam", "p": 0.8} for m in members])
+    add_campaign(pg_store, members)
+    build_cases(pg_store, taxonomy, cfg, now=T0, progress=False)
+    camp = next_case(pg_store, "lead", "campaigns", now=T0, config=cfg)
+    original, got = decisions.current_decisions, {}
+
+    def claim_meanwhile(conn, *args, **kwargs):
+        if not got:  # after `_bulk_plan` read which member cases others hold
+            got["case"] = next_case(pg_store, "ann", "fraud", now=T0, config=cfg)
+        return original(conn, *args, **kwargs)
+
+    monkeypatch.setattr(decisions, "current_decisions", claim_meanwhile)
+    out = decisions.decide(pg_store, taxonomy, camp["id"], "lead", "scam", "block_sender", now=T0, config=cfg)
+    mine = got["case"]
+    assert mine is not None and mine["id"] not in out["closed_member_cases"]
+    with pg_store.read() as conn:
+        row = conn.execute(select(C.c.state, C.c.claimed_by).where(C.c.id == mine["id"])).one()
+    assert (row.state, row.claimed_by) == ("claimed", "ann")
+    assert len(out["closed_member_cases"]) == 5
