@@ -372,18 +372,16 @@ def apply_learning_share(store: Store, taxonomy: Taxonomy, config: QueueConfig, 
                     pinned += 1
             for cid in plan["unpin"]:
                 r = current.get(cid)
-                if r is None:
-                    continue
+                if r is None or r.state != config.waiting_state(q):
+                    continue  # claimed (or decided) as a learning case since the plan's read: it keeps that record
                 meta = dict(r.meta or {})
                 feats = _unpinned(meta.get("features") or {})
                 meta["features"] = feats
                 meta.pop("learning", None)
-                values: dict[str, Any] = {"meta": meta, "updated_at": now}
-                if r.state == config.waiting_state(q):
-                    p, why, _ = score_features(taxonomy, feats, config, r.created_at, r.due_at, now)
-                    values.update(priority=p, priority_reason=why)
-                conn.execute(update(C).where(C.c.id == cid).values(**values))
-                unpinned += 1
+                p, why, _ = score_features(taxonomy, feats, config, r.created_at, r.due_at, now)
+                if conn.execute(update(C).where(C.c.id == cid, C.c.state == r.state, C.c.updated_at == r.updated_at)
+                                .values(meta=meta, priority=p, priority_reason=why, updated_at=now)).rowcount:
+                    unpinned += 1
             summary = {k: plan[k] for k in ("share", "waiting", "eligible", "uncertain", "seeds", "among_seeds",
                                             "new_surface")}
             summary.update(learning=pinned, unpinned=unpinned)

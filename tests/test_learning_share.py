@@ -413,3 +413,27 @@ def test_a_case_seeded_after_the_plan_was_read_stays_a_seed(sqlite_store, taxono
         row = conn.execute(select(C.c.priority_reason, C.c.meta).where(C.c.item_id == target)).one()
     assert row.priority_reason.startswith("seed:") and "learning" not in row.meta
     assert "learning" not in row.meta["features"] and not served_learning(dict(row._mapping))
+
+
+def test_a_learning_case_claimed_before_a_replan_keeps_its_record(sqlite_store, taxonomy, cfg, monkeypatch):
+    """A pass re-plans from a read made before an analyst claimed one of the learning cases: the
+    claimed case was served as a learning case and keeps that record (meta, reason), even though
+    the new plan would unpin it while it waited."""
+    import labeling.learning as learning
+
+    _fill(sqlite_store, taxonomy, cfg)
+    wide = cfg.model_copy(update={"learning": cfg.learning.model_copy(update={
+        "queues": {"general": 0.9}, "min_uncertainty": 0.0, "max_similarity": 1.0})})
+    apply_learning_share(sqlite_store, taxonomy, wide, "ops", now=T0, embedding_model=EMB)
+    stale = learning.plan_queue(sqlite_store, taxonomy, cfg, "general", T0, EMB)  # read while all wait
+    assert stale["unpin"]
+    from labeling.claims import claim_case
+
+    claimed = claim_case(sqlite_store, stale["unpin"][0], "ann", cfg, now=T0)  # opened from the queue's list
+    monkeypatch.setattr(learning, "plan_queue", lambda *a, **k: {**stale, "unpin": list(stale["unpin"])})
+    apply_learning_share(sqlite_store, taxonomy, cfg, "ops", now=T0, embedding_model=EMB)
+    C = Case.__table__
+    with sqlite_store.read() as conn:
+        row = conn.execute(select(C.c.state, C.c.priority_reason, C.c.meta).where(C.c.id == claimed["id"])).one()
+    assert row.state == "claimed" and served_learning(dict(row._mapping))
+    assert row.meta.get("learning") and "learning" in row.meta["features"]
