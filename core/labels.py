@@ -12,12 +12,20 @@ from sqlalchemy import Connection, exists, select
 from sqlalchemy.orm import aliased
 
 from .schema import Decision
-from .store import Store
+from .store import Store, serialise
 
 AUTHORITATIVE_KINDS: tuple[str, ...] = ("review", "qa_audit", "appeal", "bulk", "escalation")
 
 _D = Decision.__table__
 _CHUNK = 900  # stay under SQLite's bound-parameter limit
+
+
+def lock_item_decisions(conn: Connection, item_id: str) -> None:
+    """Hold `item_id`'s decision lock until the transaction ends. A writer that supersedes one of
+    an item's decisions (a correction, an undo, an appeal's outcome, a re-review's verdict) takes
+    it before reading what supersedes what, so two at once cannot both supersede one decision
+    (a fork would leave the label of record to whichever was written last)."""
+    serialise(conn, f"item-decisions:{item_id}")
 
 
 def current_decisions(conn: Connection, item_ids: Optional[Iterable[str]] = None,

@@ -14,7 +14,7 @@ from sqlalchemy import insert, select, update
 
 from core import audit, outbox
 from core.hooks import check_permission, decision_recorded
-from core.labels import current_decisions
+from core.labels import current_decisions, lock_item_decisions
 from core.predictions import predictions_of_record
 from core.principals import Actor, actor_name
 from core.schema import Case, Item, utcnow
@@ -114,6 +114,7 @@ def resolve_appeal(store: Store, taxonomy: Taxonomy, case_id: int, analyst: Acto
         if case["queue"] != config.appeals_queue:
             raise DecisionError(f"case {case_id} is not an appeal (queue {case['queue']})")
         check_actionable(case, analyst, now)
+        lock_item_decisions(conn, case["item_id"])  # a correction at the same time waits, or is waited for
         current = current_decisions(conn, [case["item_id"]]).get(case["item_id"])
         if current is None:
             raise DecisionError(f"item {case['item_id']!r} has no decision any more")

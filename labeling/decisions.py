@@ -18,7 +18,7 @@ from sqlalchemy.orm import aliased
 
 from core import audit, outbox
 from core.hooks import check_permission, decision_recorded
-from core.labels import current_decisions
+from core.labels import current_decisions, lock_item_decisions
 from core.predictions import predictions_of_record
 from core.principals import Actor, actor_name
 from core.schema import CampaignMember, Case, Decision, Prediction, utcnow
@@ -316,6 +316,8 @@ def _label_review(conn: Connection, taxonomy: Taxonomy, case: Mapping[str, Any],
     if old["reviewer"] == who:
         raise DecisionError(f"{who} made decision {old['id']}: re-reviewing one's own decision is not allowed "
                             f"(separation of duties)")
+    if old["item_id"]:
+        lock_item_decisions(conn, old["item_id"])
     newer = conn.execute(select(D.c.id).where(D.c.supersedes_id == old["id"])).scalar()
     if newer is not None:
         # Corrected, undone or reversed on appeal since the scan: the later decision stands, and
@@ -362,6 +364,8 @@ def correct(store: Store, taxonomy: Taxonomy, decision_id: int, analyst: Actor, 
             raise DecisionError(f"no decision {decision_id}")
         if old["reviewer"] != analyst:
             check_permission(principal, "correct_others", f"decision {decision_id} of {old['reviewer']}")
+        if old["item_id"]:
+            lock_item_decisions(conn, old["item_id"])
         newer = conn.execute(select(D.c.id).where(D.c.supersedes_id == decision_id)).scalar()
         if newer is not None:
             raise DecisionError(f"decision {decision_id} was already superseded by {newer}; correct that one")

@@ -16,6 +16,7 @@ from sqlalchemy.orm import aliased
 
 from core import audit, outbox
 from core.hooks import check_permission, decision_recorded
+from core.labels import lock_item_decisions
 from core.principals import Actor, actor_name
 from core.schema import Case, Decision, utcnow
 from core.store import Store
@@ -58,6 +59,8 @@ def undo_last(store: Store, analyst: Actor, config: QueueConfig, window_seconds:
     case_id = last["case_id"]
     with store.begin() as conn:
         case = lock_case(conn, case_id)
+        if case["item_id"]:
+            lock_item_decisions(conn, case["item_id"])  # a correction at the same time waits, or is waited for
         if case["state"] != "decided":
             raise DecisionError(f"case {case_id} is {case['state']} now: its decision can no longer be undone "
                                 f"(ask a lead to correct it)")
@@ -65,6 +68,8 @@ def undo_last(store: Store, analyst: Actor, config: QueueConfig, window_seconds:
         group = conn.execute(select(D).where(
             D.c.case_id == case_id, D.c.reviewer == who, D.c.created_at == last["created_at"], D.c.kind != "undo",
             ~exists().where(later.c.supersedes_id == D.c.id)).order_by(D.c.id)).mappings().all()
+        if not group:  # a lead corrected it since `last_decision` read it
+            raise DecisionError(f"nothing to undo: decision {last['id']} was corrected meanwhile")
         rows = [dict(case_id=case_id, item_id=d["item_id"], campaign_id=d["campaign_id"], reviewer=who, kind="undo",
                      label=d["label"], action=d["action"], severity=d["severity"], policy_ref=d["policy_ref"],
                      rationale=f"undone by {who} within {window_seconds} s", model_version=d["model_version"],

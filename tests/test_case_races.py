@@ -12,7 +12,7 @@ from sqlalchemy import select, update
 
 import labeling.cases
 import labeling.rescore
-from core.schema import Case, utcnow
+from core.schema import Case, Decision, utcnow
 from labeling.claims import claim_case
 from labeling.rescore import rescore_open_cases, stale_open_cases
 from models.registry import promote, train_model
@@ -209,3 +209,55 @@ def test_a_member_case_claimed_while_a_campaign_is_decided_stays_claimed(pg_stor
         row = conn.execute(select(C.c.state, C.c.claimed_by).where(C.c.id == mine["id"])).one()
     assert (row.state, row.claimed_by) == ("claimed", "ann")
     assert len(out["closed_member_cases"]) == 5
+
+
+def test_two_corrections_of_one_decision_at_once_do_not_fork_it(any_store, taxonomy, monkeypatch):
+    """Two leads correct the same decision at once (or one resolves its re-review while another
+    corrects it): the second sees the first and is told to correct that one, as it would one
+    after the other. Two rows superseding one decision would leave the label of record to
+    whichever was written last, with neither lead told."""
+    import threading
+
+    import labeling.decisions as decisions
+    from core.config import config_dir
+    from labeling.cases import build_cases
+    from labeling.claims import next_case
+    from labeling.errors import DecisionError
+    from labeling.queue_config import load_queue_config
+    from test_queue_support import T0, add_scored
+
+    cfg = load_queue_config(config_dir(), taxonomy=taxonomy).model_copy(update={"qa_share": 0.0,
+                                                                                "calibration_sets": []})
+    add_scored(any_store, taxonomy, [{"id": "x", "label": "scam", "p": 0.9}])
+    build_cases(any_store, taxonomy, cfg, now=T0, progress=False)
+    case = next_case(any_store, "ann", "fraud", now=T0, config=cfg)
+    first = decisions.decide(any_store, taxonomy, case["id"], "ann", "scam", now=T0, config=cfg)["decision_ids"][0]
+    both_checked = threading.Barrier(2, timeout=2)
+    original = decisions._supersede
+
+    def meet_then_write(*args, **kwargs):
+        try:
+            both_checked.wait()  # each has seen no newer decision; serialised, the second never gets here in time
+        except threading.BrokenBarrierError:
+            pass
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(decisions, "_supersede", meet_then_write)
+    outcomes = []
+
+    def correct(who, label):
+        try:
+            outcomes.append(decisions.correct(any_store, taxonomy, first, who, label, rationale="second look"))
+        except DecisionError as exc:
+            outcomes.append(str(exc))
+
+    threads = [threading.Thread(target=correct, args=a) for a in (("lena", "spam"), ("lee", "benign"))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sum(isinstance(o, dict) for o in outcomes) == 1, outcomes
+    assert any("already superseded" in str(o) for o in outcomes)
+    with any_store.read() as conn:
+        assert conn.execute(select(Decision.__table__.c.id).where(
+            Decision.__table__.c.supersedes_id == first)).scalars().all().__len__() == 1
