@@ -122,33 +122,18 @@ def test_appeal_of_one_member_of_a_bulk_decision(sqlite_store, taxonomy, cfg):
 def test_the_same_appeal_filed_twice_at_once_opens_one_case(any_store, taxonomy, cfg, monkeypatch):
     """The platform retries an appeal (a timeout, a double click): two filings read "no appeal
     waiting" at once. One opens the case; the other is refused, on PostgreSQL as on SQLite."""
-    import threading
+    from test_queue_support import at_once, meeting
 
     _decided(any_store, taxonomy, cfg)
-    both_read = threading.Barrier(2, timeout=2)
-    original = APP.current_decisions
+    both_read, original = meeting(), APP.current_decisions
 
     def read_then_meet(conn, *args, **kwargs):
         out = original(conn, *args, **kwargs)
-        try:
-            both_read.wait()  # with the filings serialised, the second never gets here in time
-        except threading.BrokenBarrierError:
-            pass
+        both_read()
         return out
 
     monkeypatch.setattr(APP, "current_decisions", read_then_meet)
-    outcomes = []
-
-    def file():
-        try:
-            outcomes.append(APP.appeal(any_store, "a", "user-1", "this was my bank", taxonomy, config=cfg)["id"])
-        except DecisionError as exc:
-            outcomes.append(str(exc))
-
-    threads = [threading.Thread(target=file) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
+    file = lambda: APP.appeal(any_store, "a", "user-1", "this was my bank", taxonomy, config=cfg)["id"]  # noqa: E731
+    outcomes = at_once(file, file, catch=(DecisionError,))
     assert sum(isinstance(o, int) for o in outcomes) == 1, outcomes
     assert any("already has an appeal waiting" in str(o) for o in outcomes)

@@ -7,7 +7,6 @@ claim it too), and what another writer recorded in between is kept. On SQLite th
 transaction holds the database's write lock, so nothing comes in between."""
 from __future__ import annotations
 
-import pytest
 from sqlalchemy import select, update
 
 import labeling.cases
@@ -216,15 +215,13 @@ def test_two_corrections_of_one_decision_at_once_do_not_fork_it(any_store, taxon
     corrects it): the second sees the first and is told to correct that one, as it would one
     after the other. Two rows superseding one decision would leave the label of record to
     whichever was written last, with neither lead told."""
-    import threading
-
     import labeling.decisions as decisions
     from core.config import config_dir
     from labeling.cases import build_cases
     from labeling.claims import next_case
     from labeling.errors import DecisionError
     from labeling.queue_config import load_queue_config
-    from test_queue_support import T0, add_scored
+    from test_queue_support import T0, add_scored, at_once, meeting
 
     cfg = load_queue_config(config_dir(), taxonomy=taxonomy).model_copy(update={"qa_share": 0.0,
                                                                                 "calibration_sets": []})
@@ -232,30 +229,16 @@ def test_two_corrections_of_one_decision_at_once_do_not_fork_it(any_store, taxon
     build_cases(any_store, taxonomy, cfg, now=T0, progress=False)
     case = next_case(any_store, "ann", "fraud", now=T0, config=cfg)
     first = decisions.decide(any_store, taxonomy, case["id"], "ann", "scam", now=T0, config=cfg)["decision_ids"][0]
-    both_checked = threading.Barrier(2, timeout=2)
-    original = decisions._supersede
+    both_checked, original = meeting(), decisions._supersede
 
     def meet_then_write(*args, **kwargs):
-        try:
-            both_checked.wait()  # each has seen no newer decision; serialised, the second never gets here in time
-        except threading.BrokenBarrierError:
-            pass
+        both_checked()  # each has seen no newer decision
         return original(*args, **kwargs)
 
     monkeypatch.setattr(decisions, "_supersede", meet_then_write)
-    outcomes = []
-
-    def correct(who, label):
-        try:
-            outcomes.append(decisions.correct(any_store, taxonomy, first, who, label, rationale="second look"))
-        except DecisionError as exc:
-            outcomes.append(str(exc))
-
-    threads = [threading.Thread(target=correct, args=a) for a in (("lena", "spam"), ("lee", "benign"))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
+    outcomes = at_once(*(lambda who=who, label=label: decisions.correct(any_store, taxonomy, first, who, label,
+                                                                        rationale="second look")
+                         for who, label in (("lena", "spam"), ("lee", "benign"))), catch=(DecisionError,))
     assert sum(isinstance(o, dict) for o in outcomes) == 1, outcomes
     assert any("already superseded" in str(o) for o in outcomes)
     with any_store.read() as conn:

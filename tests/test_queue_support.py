@@ -6,7 +6,8 @@ do not depend on the models package.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Iterable, Optional
+import threading
+from typing import Any, Callable, Iterable, Optional
 
 from sqlalchemy import insert
 
@@ -51,3 +52,34 @@ def add_campaign(store, item_ids: list[str], added_at: Optional[dt.datetime] = N
             {"item_id": i, "campaign_id": cid, "linked_by": "test", "similarity": 0.95, "added_at": added_at or T0}
             for i in item_ids])
     return int(cid)
+
+
+def meeting(parties: int = 2, seconds: float = 2.0) -> Callable[[], None]:
+    """A wait for `parties` threads to meet, giving up after `seconds`: two writers that meet
+    there both read before either wrote; serialised, the second never arrives in time."""
+    barrier = threading.Barrier(parties, timeout=seconds)
+
+    def meet() -> None:
+        try:
+            barrier.wait()
+        except threading.BrokenBarrierError:
+            pass
+    return meet
+
+
+def at_once(*calls: Callable[[], Any], catch: tuple[type[BaseException], ...] = (Exception,)) -> list[Any]:
+    """Run each call in its own thread at the same time; their results (or the exception of a
+    type in `catch`), in call order."""
+    out: list[Any] = [None] * len(calls)
+
+    def run(i: int, fn: Callable[[], Any]) -> None:
+        try:
+            out[i] = fn()
+        except catch as exc:
+            out[i] = exc
+    threads = [threading.Thread(target=run, args=(i, fn)) for i, fn in enumerate(calls)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    return out
