@@ -7,7 +7,9 @@ never waits, as the `system` principal: the gate alone decides the promotion (ne
 promotion the open cases are rescored as a `labeling.rescore.RescoreJob` in its own thread: the
 job is kept on the application context (`app.rescore_job`, what `GET /api/v1/jobs/rescore`
 reports) and the check thread follows it to its end, logging its progress, so that no retrain
-starts while the open cases are still being rescored. Errors are logged and the next check retries.
+starts while the open cases are still being rescored. A failed retrain is logged and audited
+(`model.retrain_failed`); the next try waits `auto_retrain.failure_backoff_seconds`, doubling per
+failure in a row, so a lasting failure is not retrained at every check.
 
 A retrain can also be started from the web UI's Models tab (`start_retrain`): the same
 `retrain_and_gate` in a thread, its steps and outcome on a `RetrainJob` (`app.retrain_job`, what
