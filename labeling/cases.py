@@ -10,7 +10,7 @@ import datetime as dt
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
-from sqlalchemy import Connection, case as sql_case, exists, func, insert, select, update
+from sqlalchemy import Connection, and_, case as sql_case, exists, func, insert, select, update
 
 from core import audit
 from core.hooks import PermissionDenied, check_permission
@@ -56,6 +56,14 @@ def _campaign_growth(conn: Connection, config: QueueConfig, now: dt.datetime) ->
     rows = conn.execute(select(CM.c.campaign_id, func.count()).where(CM.c.added_at >= since)
                         .group_by(CM.c.campaign_id))
     return {int(cid): int(n) for cid, n in rows}
+
+
+def unchanged(case_id: int, state: str, updated_at: Any) -> Any:
+    """WHERE case `case_id` is still in `state` with the `updated_at` its writer read: the
+    compare-and-swap of every writer that reads cases, then writes them (re-plans, refreshes,
+    sweeps, seeds, learning pins). Claims and decisions do not wait for those writers' lock, so
+    on PostgreSQL a case claimed in between must not be written back from the stale copy."""
+    return and_(C.c.id == case_id, C.c.state == state, C.c.updated_at == updated_at)
 
 
 def _lock_builds(conn: Connection) -> None:
@@ -128,8 +136,7 @@ def _replan_one(conn: Connection, taxonomy: Taxonomy, config: QueueConfig, r: An
     # A compare-and-swap: claims and decisions do not take the builds' lock, so on PostgreSQL a
     # case claimed since the read must not be written back to `open` (a second analyst could
     # claim it); a claimed one is left to `labeling.rescore`'s refresh, a re-pinned one re-read.
-    done = conn.execute(update(C).where(C.c.id == r.case_id, C.c.state == "open",
-                                        C.c.updated_at == r.case_updated).values(
+    done = conn.execute(update(C).where(unchanged(r.case_id, "open", r.case_updated)).values(
         queue=row["queue"], state=row["state"], severity=row["severity"], predicted_label=row["predicted_label"],
         model_version=row["model_version"], due_at=row["due_at"], escalation_reason=row["escalation_reason"],
         priority=priority, priority_reason=why, meta=dict(row["meta"], terms=terms), updated_at=now))

@@ -24,7 +24,7 @@ from core.store import Store
 from core.taxonomy import Taxonomy
 from core.text import reason_length_error
 
-from .cases import _lock_builds, case_view
+from .cases import _lock_builds, case_view, unchanged
 from .claims import _now, check_actionable, lock_case, reclaim_expired
 from .errors import QueueError
 from .priority import PRIORITY_EPSILON, score_features, sla_lapsing, tier_weight
@@ -90,7 +90,7 @@ def _cover(conn: Connection, config: QueueConfig, case: Mapping[str, Any], cover
     home = meta.get("escalated_from") if case["queue"] == config.escalation_queue else case["queue"]
     home = home if home in config.queues and home != config.escalation_queue else config.default_queue
     meta["covered_by"] = cover["id"]
-    return bool(conn.execute(update(C).where(_unchanged(case)).values(
+    return bool(conn.execute(update(C).where(unchanged(case["id"], case["state"], case["updated_at"])).values(
         queue=home, state="open", claimed_by=None, lease_expires_at=None, meta=meta, updated_at=now)).rowcount)
 
 
@@ -134,16 +134,11 @@ def _move_to_escalation(conn: Connection, taxonomy: Taxonomy, config: QueueConfi
     meta.update(features=features, escalated_from=case["queue"])
     priority, why, terms = score_features(taxonomy, features, config, case["created_at"], due, now)
     meta["terms"] = terms
-    return bool(conn.execute(update(C).where(_unchanged(case)).values(
+    return bool(conn.execute(update(C).where(unchanged(case["id"], case["state"], case["updated_at"])).values(
         queue=config.escalation_queue, state="escalated", claimed_by=None, lease_expires_at=None,
         escalation_reason=reason, severity=tier, due_at=due, priority=priority, priority_reason=why,
         first_action_at=func.coalesce(C.c.first_action_at, now) if human else C.c.first_action_at,
         meta=meta, updated_at=now)).rowcount)
-
-
-def _unchanged(case: Mapping[str, Any]) -> Any:
-    """WHERE the case row is still as `case` read it (id, state, `updated_at`)."""
-    return and_(C.c.id == case["id"], C.c.state == case["state"], C.c.updated_at == case["updated_at"])
 
 
 def sweep(store: Store, taxonomy: Taxonomy, config: QueueConfig,

@@ -40,6 +40,7 @@ from core.store import Store, serialise
 from core.taxonomy import Taxonomy
 from models.metrics import UNCERTAINTY, entropy_uncertainty, margin_uncertainty  # noqa: F401 (re-exported)
 
+from .cases import unchanged
 from .priority import score_features
 from .queue_config import LearningShare, QueueConfig
 
@@ -367,7 +368,7 @@ def apply_learning_share(store: Store, taxonomy: Taxonomy, config: QueueConfig, 
                 meta.update(features=feats, learning={k: v for k, v in info.items() if k not in ("priority", "why")})
                 # A compare-and-swap: claims do not take this lock, and a case claimed since the read
                 # was served by risk order, so it must not be recorded as a learning case.
-                if conn.execute(update(C).where(C.c.id == cid, C.c.state == r.state, C.c.updated_at == r.updated_at)
+                if conn.execute(update(C).where(unchanged(cid, r.state, r.updated_at))
                                 .values(priority=p, priority_reason=why, meta=meta, updated_at=now)).rowcount:
                     pinned += 1
             for cid in plan["unpin"]:
@@ -379,7 +380,7 @@ def apply_learning_share(store: Store, taxonomy: Taxonomy, config: QueueConfig, 
                 meta["features"] = feats
                 meta.pop("learning", None)
                 p, why, _ = score_features(taxonomy, feats, config, r.created_at, r.due_at, now)
-                if conn.execute(update(C).where(C.c.id == cid, C.c.state == r.state, C.c.updated_at == r.updated_at)
+                if conn.execute(update(C).where(unchanged(cid, r.state, r.updated_at))
                                 .values(meta=meta, priority=p, priority_reason=why, updated_at=now)).rowcount:
                     unpinned += 1
             summary = {k: plan[k] for k in ("share", "waiting", "eligible", "uncertain", "seeds", "among_seeds",

@@ -32,7 +32,7 @@ from core.predictions import champion_version, predictions_of_record
 from core.principals import Actor
 from core.schema import CampaignMember, Case, Item, Prediction, utcnow
 
-from .cases import build_cases
+from .cases import build_cases, unchanged
 from .priority import label_harm_weights, score_features
 from .routing import Candidate, plan_case
 
@@ -170,8 +170,8 @@ def _refresh_round(store: "Store", taxonomy: "Taxonomy", config: "QueueConfig", 
                              uncertainty=round(float(pred["uncertainty"] or 0.0), 6))
                 values = {"predicted_label": pred["label"], "model_version": champ,
                           "meta": dict(meta, features=feats, scores=dict(pred["scores"] or {}))}
-            done = conn.execute(update(C).where(C.c.id == case["id"], C.c.state == case["state"],
-                                                C.c.updated_at == case["updated_at"]).values(**values, updated_at=now))
+            done = conn.execute(update(C).where(unchanged(case["id"], case["state"], case["updated_at"]))
+                                .values(**values, updated_at=now))
             if done.rowcount:
                 refreshed += 1
             else:

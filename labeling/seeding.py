@@ -37,6 +37,7 @@ from core.text import normalize_light
 from core.store import Store, serialise
 from core.taxonomy import Taxonomy
 
+from .cases import unchanged
 from .errors import QueueError
 from .priority import score_features
 from .queue_config import QueueConfig
@@ -392,8 +393,8 @@ def _write_seeds(store: Store, taxonomy: Taxonomy, config: QueueConfig, actor: A
                     values.update(is_audit=True, audit_inclusion=inclusion)
                 # Claims do not take the case writers' lock: a case claimed since it was read stays as the
                 # analyst has it (a compare-and-swap on state and updated_at), passed over like the rest.
-                if not conn.execute(update(C).where(C.c.id == case.id, C.c.state == "open",
-                                                    C.c.updated_at == case.updated_at).values(**values)).rowcount:
+                moved = conn.execute(update(C).where(unchanged(case.id, "open", case.updated_at)).values(**values))
+                if not moved.rowcount:
                     out["passed_over"] += 1
                     continue
                 case_id = case.id
