@@ -43,11 +43,12 @@ def draw_rereviews(store: Store, config: QueueConfig, lead: Actor, n: int, *, an
         raise QueueError("no label_errors.queue in queues.yaml: name the lead's re-review queue there")
     now = now or utcnow()
     ids: list[int] = []
-    with store.begin() as conn:
-        # Read, draw and write in one transaction under the case writers' lock: two leads drawing
-        # at once must not queue the same item twice (each would read the other's draw as absent).
-        serialise(conn, "case-builds")
+    with store.read() as conn:  # the big read, outside the writers' lock (SQLite's blocks claims)
         decided = current_decisions(conn, kinds=REVIEWED_KINDS)
+    with store.begin() as conn:
+        # What waits for a re-review, drawn and written under the case writers' lock: two leads
+        # drawing at once must not queue the same item twice (each reading the other's as absent).
+        serialise(conn, "case-builds")
         pending = set(conn.execute(select(C.c.item_id).where(
             C.c.queue == queue, C.c.is_audit.is_(True), C.c.state.in_(["open", "claimed"]))).scalars())
         candidates = sorted(i for i, d in decided.items()
