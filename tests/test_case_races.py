@@ -150,11 +150,10 @@ def test_a_case_claimed_while_a_seed_moves_it_stays_where_the_analyst_has_it(pg_
 def test_a_case_claimed_while_the_learning_plan_pins_it_is_not_marked_learning(pg_store, taxonomy, monkeypatch):
     import labeling.learning as learning
     from labeling.learning import apply_learning_share
-    from test_learning_share import EMB, _fill
-    from test_learning_share import cfg as share_cfg
+    from test_learning_share import EMB, _fill, share_config
     from test_queue_support import T0
 
-    cfg = share_cfg.__wrapped__(taxonomy)
+    cfg = share_config(taxonomy)
     _fill(pg_store, taxonomy, cfg)
     plan = learning.plan_queue(pg_store, taxonomy, cfg, "general", T0, EMB)
     first = next(iter(plan["pin"]))

@@ -22,11 +22,16 @@ EMB = "test-emb"
 N_CLUSTERS = 12
 
 
-@pytest.fixture(scope="module")
-def cfg(taxonomy):
+def share_config(taxonomy):
+    """The bundled queues with a learning share of 0.25 on `general` (no calibration copies)."""
     base = load_queue_config(config_dir(), taxonomy=taxonomy)
     return base.model_copy(update={"calibration_sets": [], "learning": LearningShare(
         queues={"general": 0.25}, horizon=40, min_uncertainty=0.5, max_similarity=0.95)})
+
+
+@pytest.fixture(scope="module")
+def cfg(taxonomy):
+    return share_config(taxonomy)
 
 
 def _scores(b: float) -> dict[str, float]:
