@@ -198,11 +198,12 @@ def sweep(store: Store, taxonomy: Taxonomy, config: QueueConfig,
     # claims interleave; a claim taken meanwhile simply drops out of the `waiting` filter.
     bar = tqdm(total=total, desc="refreshing priorities", unit="case", disable=not progress, leave=False)
     last_id = 0
-    stmt = (update(C).where(C.c.id == bindparam("cid"), waiting)
+    # A pin written since the read (a seed, the learning plan) changes `updated_at`: it is kept.
+    stmt = (update(C).where(C.c.id == bindparam("cid"), C.c.updated_at == bindparam("read_at"), waiting)
             .values(priority=bindparam("p"), priority_reason=bindparam("why")))
     while True:
         with store.begin() as conn:
-            rows = conn.execute(select(C.c.id, C.c.created_at, C.c.due_at, C.c.meta, C.c.priority)
+            rows = conn.execute(select(C.c.id, C.c.created_at, C.c.due_at, C.c.meta, C.c.priority, C.c.updated_at)
                                 .where(waiting, C.c.id > last_id).order_by(C.c.id).limit(chunk_size)).all()
             if not rows:
                 break
@@ -214,10 +215,9 @@ def sweep(store: Store, taxonomy: Taxonomy, config: QueueConfig,
                     continue
                 p, why, _ = score_features(taxonomy, feats, config, r.created_at, r.due_at, now)
                 if abs(p - (r.priority or 0.0)) > PRIORITY_EPSILON:
-                    changes.append({"cid": r.id, "p": p, "why": why})
+                    changes.append({"cid": r.id, "p": p, "why": why, "read_at": r.updated_at})
             if changes:
-                conn.execute(stmt, changes)
-                out["reprioritised"] += len(changes)
+                out["reprioritised"] += conn.execute(stmt, changes).rowcount
         bar.update(len(rows))
     bar.close()
     return out

@@ -243,3 +243,30 @@ def test_two_corrections_of_one_decision_at_once_do_not_fork_it(any_store, taxon
     with any_store.read() as conn:
         assert conn.execute(select(Decision.__table__.c.id).where(
             Decision.__table__.c.supersedes_id == first)).scalars().all().__len__() == 1
+
+
+def test_a_pin_written_while_the_sweep_refreshes_priorities_is_kept(pg_store, taxonomy, queue_config, monkeypatch):
+    """The sweep recomputes waiting cases' priorities from what it read; a seed pinned in between
+    (its own priority and `updated_at`) is not written back to the priority from before the pin."""
+    import datetime as dt
+
+    import labeling.escalation as escalation
+
+    store, _, _ = make_loop(pg_store, taxonomy, queue_config)
+    target = _waiting_item_case(store, queue_config)
+    original, pinned = escalation.score_features, {}
+
+    def pin_meanwhile(*args, **kwargs):
+        if not pinned:  # the first priority computed: another writer pins the target case meanwhile
+            pinned["priority"] = 1e6
+            with store.begin() as other:
+                other.execute(update(C).where(C.c.id == target.id).values(
+                    priority=1e6, priority_reason="seed: pinned meanwhile", updated_at=utcnow()))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(escalation, "score_features", pin_meanwhile)
+    out = escalation.sweep(store, taxonomy, queue_config, now=utcnow() + dt.timedelta(minutes=10))
+    with store.read() as conn:
+        row = conn.execute(select(C.c.priority, C.c.priority_reason).where(C.c.id == target.id)).one()
+    assert (row.priority, row.priority_reason) == (1e6, "seed: pinned meanwhile")
+    assert out["reprioritised"] > 0
