@@ -12,7 +12,6 @@ its members were in; a campaign absorbed into a bigger one is marked `merged`.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -79,18 +78,17 @@ def make_embedder(settings: CampaignSettings) -> "Embedder":
 
 @contextlib.contextmanager
 def _run_lock(store: "Store") -> Iterator[None]:
-    """One clustering run per data directory at a time (the graph files are not shared-writable)."""
-    path = store.path(CAMPAIGN_DIR, "cluster.lock")
-    with open(path, "w") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise CampaignError(f"another `workbench cluster` is running on {store.data_dir}; "
-                                "wait for it to finish") from None
-        try:
+    """One clustering run at a time per store (`Store.exclusive`): a file lock on SQLite, a
+    session advisory lock on PostgreSQL, so two hosts of one database never write campaigns at
+    once (the graph files themselves live in the data dir of the host that runs it)."""
+    from core.store import Busy
+
+    try:
+        with store.exclusive("cluster"):
             yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    except Busy:
+        raise CampaignError(f"another `workbench cluster` is running on this store ({store.data_dir}, or another "
+                            "host of its database); wait for it to finish") from None
 
 
 def _chunks(seq: Sequence[Any], n: int = _CHUNK) -> Iterator[Sequence[Any]]:

@@ -7,6 +7,7 @@ claim it too), and what another writer recorded in between is kept. On SQLite th
 transaction holds the database's write lock, so nothing comes in between."""
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import select, update
 
 import labeling.cases
@@ -270,3 +271,21 @@ def test_a_pin_written_while_the_sweep_refreshes_priorities_is_kept(pg_store, ta
         row = conn.execute(select(C.c.priority, C.c.priority_reason).where(C.c.id == target.id)).one()
     assert (row.priority, row.priority_reason) == (1e6, "seed: pinned meanwhile")
     assert out["reprioritised"] > 0
+
+
+def test_two_hosts_of_one_database_never_cluster_at_once(pg_store, tmp_path):
+    """Each host has its own data dir (so its own file lock); the clustering run lock is the
+    database's, so a second host's `workbench cluster` is refused while the first one runs."""
+    from clustering import service
+    from core.store import open_store
+    from test_campaigns import HashingEmbedder, settings
+    from test_promotion_race import held_elsewhere
+
+    other_host = open_store(tmp_path / "host-b", pg_store.url)
+    try:
+        with held_elsewhere(pg_store, "cluster"):
+            with pytest.raises(service.CampaignError, match="another `workbench cluster` is running"):
+                service.cluster(other_host, settings(), embedder=HashingEmbedder(), show_progress=False)
+        service.cluster(other_host, settings(), embedder=HashingEmbedder(), show_progress=False)  # free again
+    finally:
+        other_host.dispose()
