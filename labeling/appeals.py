@@ -110,11 +110,15 @@ def resolve_appeal(store: Store, taxonomy: Taxonomy, case_id: int, analyst: Acto
     check_permission(analyst, "resolve_appeal", f"case {case_id}")
     analyst = actor_name(analyst)
     with store.begin() as conn:
+        # The item's decision lock before any case row, in the order every writer takes them (an
+        # undo of the appealed decision takes the item's, then that case's row: no deadlock).
+        item_id = conn.execute(select(C.c.item_id).where(C.c.id == case_id)).scalar()
+        if item_id:
+            lock_item_decisions(conn, item_id)  # a correction at the same time waits, or is waited for
         case = lock_case(conn, case_id)
         if case["queue"] != config.appeals_queue:
             raise DecisionError(f"case {case_id} is not an appeal (queue {case['queue']})")
         check_actionable(case, analyst, now)
-        lock_item_decisions(conn, case["item_id"])  # a correction at the same time waits, or is waited for
         current = current_decisions(conn, [case["item_id"]]).get(case["item_id"])
         if current is None:
             raise DecisionError(f"item {case['item_id']!r} has no decision any more")

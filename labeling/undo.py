@@ -58,9 +58,9 @@ def undo_last(store: Store, analyst: Actor, config: QueueConfig, window_seconds:
     check_permission(analyst, "correct", f"decision {last['id']}")
     case_id = last["case_id"]
     with store.begin() as conn:
+        if last["item_id"] and last["campaign_id"] is None:  # the item's lock first, as every writer takes them
+            lock_item_decisions(conn, last["item_id"])  # a correction at the same time waits, or is waited for
         case = lock_case(conn, case_id)
-        if case["item_id"]:
-            lock_item_decisions(conn, case["item_id"])  # a correction at the same time waits, or is waited for
         if case["state"] != "decided":
             raise DecisionError(f"case {case_id} is {case['state']} now: its decision can no longer be undone "
                                 f"(ask a lead to correct it)")
