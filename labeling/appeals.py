@@ -25,7 +25,7 @@ from core.text import reason_length_error
 from .cases import case_view
 from .claims import check_actionable, lock_case
 from .decisions import _close, _insert_decision, _validate
-from .errors import DecisionError
+from .errors import AppealPending, DecisionError
 from .masking import shown_text
 from .priority import score_features
 from .queue_config import QueueConfig
@@ -58,7 +58,7 @@ def appeal(store: Store, item_id: str, appellant: Actor, reason: str, taxonomy: 
             C.c.item_id == item_id, C.c.queue == config.appeals_queue,
             C.c.state.in_(("open", "claimed")))).scalar()
         if pending is not None:
-            raise DecisionError(f"item {item_id!r} already has an appeal waiting (case {pending})")
+            raise AppealPending(item_id, pending)
         orig = conn.execute(select(C).where(C.c.id == current["case_id"])).mappings().first() if current["case_id"] else None
         orig_meta = dict((orig or {}).get("meta") or {})
         item = predictions_of_record(conn, [item_id]).get(item_id)

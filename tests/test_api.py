@@ -116,6 +116,9 @@ def test_appeal_and_decision_paging(api):
     r = api.post("/api/v1/items/platform:2/appeals", json={"reason": "it was my bank"}, headers=auth(api, "ann"))
     assert r.status_code == 200, r.text
     assert r.json()["queue"] == "appeals" and r.json()["state"] == "open"
+    again = api.post("/api/v1/items/platform:2/appeals", json={"reason": "it was my bank"}, headers=auth(api, "ann"))
+    assert again.status_code == 409 and again.json()["case_id"] == r.json()["id"]  # a retry: the case it opened
+    assert "already has an appeal waiting" in again.json()["detail"]
     assert api.post("/api/v1/items/platform:nope/appeals", json={"reason": "x"},
                     headers=auth(api, "ann")).status_code == 404
 

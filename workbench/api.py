@@ -81,6 +81,7 @@ def create_api(app: "AppContext") -> FastAPI:
     from core.accounts import AccountError
     from core.hooks import PermissionDenied
     from core.ingest import IngestError
+    from labeling.errors import AppealPending
 
     app.roles()  # installs the role policy the services check
     api = FastAPI(title="T&S workbench API", version="1", docs_url="/docs", redoc_url="/redoc",
@@ -97,6 +98,10 @@ def create_api(app: "AppContext") -> FastAPI:
     @api.exception_handler(IngestError)
     async def _ingest(request: Request, exc: IngestError) -> JSONResponse:
         return JSONResponse({"detail": _one_line(exc)}, status_code=400)
+
+    @api.exception_handler(AppealPending)  # a retried filing that landed: the case it opened
+    async def _appeal_pending(request: Request, exc: AppealPending) -> JSONResponse:
+        return JSONResponse({"detail": _one_line(exc), "case_id": exc.case_id}, status_code=409)
 
     @api.exception_handler(ValueError)  # LabelingError and the other domain errors are ValueErrors
     async def _value(request: Request, exc: ValueError) -> JSONResponse:
