@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import re
-import threading
 import uuid
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -101,16 +100,13 @@ def auto_retrain_line(app: "AppContext") -> str:
     return f" Automatic retrain {'due' if due['due'] else 'waiting'}: {md_escape(due['reason'])}."
 
 
-_PLOT_LOCK = threading.Lock()  # pyplot is not thread-safe, and Gradio runs callbacks in a pool
-
-
 def gate_history_png(app: "AppContext", verdicts: list[dict[str, Any]]) -> Optional[str]:
     """The gate-over-time PNG of `verdicts`, written whole before it replaces the previous one
-    (two viewers refreshing at once never read a half-written file)."""
+    (two viewers refreshing at once never read a half-written file). Drawing itself is serialised
+    by `core.plotting` (pyplot is not thread-safe, and Gradio runs callbacks in a pool)."""
     final = app.store().path("plots", "gate-history.png")
     tmp = final.with_name(f".gate-history-{uuid.uuid4().hex}.png")
-    with _PLOT_LOCK:
-        written = plot_gate_history(tmp, verdicts)
+    written = plot_gate_history(tmp, verdicts)
     if written is None:
         return None
     os.replace(tmp, final)
