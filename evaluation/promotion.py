@@ -34,6 +34,7 @@ import numpy as np
 from sqlalchemy import Integer, func, select
 
 from core import audit
+from core.backoff import exponential_backoff
 from core.hooks import check_permission
 from core.labels import AUTHORITATIVE_KINDS
 from core.principals import Actor, actor_name
@@ -365,7 +366,7 @@ def retrain_due(store: "Store", config: "ModelsConfig",
            "override_rate": round(overrides / seen, 4) if seen else None, "failed_retrains": len(failed)}
     if failed:
         last = _naive_utc(failed[-1].ts)
-        wait = min(ac.failure_backoff_cap_seconds, ac.failure_backoff_seconds * 2 ** min(len(failed) - 1, 30))
+        wait = exponential_backoff(len(failed), ac.failure_backoff_seconds, ac.failure_backoff_cap_seconds)
         retry_at = last + dt.timedelta(seconds=wait)
         out["retry_after"] = retry_at.isoformat(timespec="seconds")
         if _naive_utc(now or utcnow()) < retry_at:

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from core.backoff import exponential_backoff
 from core.config import ConfigError, load_model, raise_problems
 from core.outbox import EVENT_TYPES
 
@@ -171,8 +172,8 @@ def load_webhooks(config_dir: Path, environ: Mapping[str, str]) -> WebhookConfig
 
 
 def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> float:
-    """Full jitter: uniform(0, min(cap, base * 2**(attempt-1))) seconds before the next try."""
-    return rng.uniform(0.0, min(cap, base * (2 ** max(0, min(attempt - 1, 60)))))
+    """Full jitter: uniform(0, `core.backoff.exponential_backoff`) seconds before the next try."""
+    return rng.uniform(0.0, exponential_backoff(attempt, base, cap))
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
