@@ -19,9 +19,10 @@
 5. after a promotion, rescore and re-prioritise the open cases (`labeling.rescore`): in the
    foreground with a progress bar, in a background thread, or not at all.
 
-A champion trained by `models train` (an item-level split) may have seen test-side items; its
-figures are then flattering and the gate errs towards keeping it. After the first gated
-retrain, the champion has only seen the train side.
+Every version trained from the store (`models train` too) fits on the train side alone
+(`LearningData.fit_sets`), so neither model has seen an item it is compared on. A version
+registered before that rule (its metrics carry a `split_seed`: an item-level split) may have;
+`item_split_warning` says so beside its verdict.
 """
 from __future__ import annotations
 
@@ -165,13 +166,12 @@ def _retrain_and_gate(store: "Store", taxonomy: "Taxonomy", cfg: "ModelsConfig",
     echo("assembling training data (campaign-grouped splits, human labels weighted)")
     ld = learning_data(store, taxonomy, cfg.learning, actor, sources=sources, now=now,
                        min_examples_per_label=cfg.training.min_examples_per_label)
-    train = ld.train_set(cfg.training.seed)
-    test_side = ld.data.subset(np.flatnonzero(ld.split == "test"))
+    train, test_side = ld.fit_sets(cfg.training.seed)
     echo(f"  {ld.stats['items']} items ({ld.stats['human_labels']} human labels); "
          f"train {ld.stats['by_split']['train']}, test {ld.stats['by_split']['test']}, "
          f"excluded {ld.stats['by_split']['excluded']}; {len(train)} training rows after weighting")
     row = train_model(store, taxonomy, kind=kind, params=merged, config=cfg, parent=champ["id"] if champ else None,
-                      promote_if="never", actor=actor, data=train, validation=test_side if len(test_side) else None,
+                      promote_if="never", actor=actor, data=train, validation=test_side,
                       show_progress=show_progress, echo=echo)
     return compare_and_promote(store, taxonomy, ld, champ, row["id"], kind=kind, models_config=cfg,
                                queue_config=queue_config, actor=actor, promote=promote, force=force, reason=reason,
@@ -214,8 +214,6 @@ def promote_through_gate(store: "Store", taxonomy: "Taxonomy", version: str, *, 
     the gate passes, or with `force` and a `reason` (a rollback is a forced promotion: the audit
     log says why). Without a champion, or when `version` is the champion, no comparison is due.
 
-    A version trained by `models train` (an item-level split) may have seen test-side items, so
-    its figures can flatter it; only `workbench retrain` trains on the train side alone.
     Returns `compare_and_promote`'s dict (`gate.reason` says why when nothing changed)."""
     from labeling.training_data import learning_data
     from models.registry import ChampionChanged, champion, get_model, promote as promote_version
@@ -241,6 +239,16 @@ def promote_through_gate(store: "Store", taxonomy: "Taxonomy", version: str, *, 
                                rescore=rescore, report_dir=report_dir, show_progress=show_progress, echo=echo)
 
 
+def item_split_warning(row: Optional[dict[str, Any]]) -> Optional[str]:
+    """A line for a registered version trained on an item-level split (its metrics carry a
+    `split_seed`: registered before every version fitted the grouped train side alone), which
+    may have seen items of the comparison; None for any other version."""
+    if not row or (row.get("metrics") or {}).get("split_seed") is None:
+        return None
+    return (f"{row['id']} was trained on an item-level split: it may have seen items of this comparison, "
+            f"which flatters its figures")
+
+
 def compare_and_promote(store: "Store", taxonomy: "Taxonomy", ld: "LearningData", champ: Optional[dict[str, Any]],
                         challenger_id: str, *, kind: str, models_config: "ModelsConfig",
                         queue_config: Optional["QueueConfig"], actor: Actor, promote: bool, force: bool, reason: str,
@@ -249,7 +257,7 @@ def compare_and_promote(store: "Store", taxonomy: "Taxonomy", ld: "LearningData"
     """Steps 3-5 of the module doc for a registered `challenger_id`: score the evaluation sets of
     `ld` (`labeling.training_data.learning_data`) with champion and challenger, gate, report,
     audit, promote (through the gate, or forced), rescore. The callers check permissions first."""
-    from models.registry import ChampionChanged, load_model_version, promote as promote_version
+    from models.registry import ChampionChanged, get_model, load_model_version, promote as promote_version
 
     cfg, pcfg = models_config, models_config.promotion
     challenger_model, _ = load_model_version(store, challenger_id)
@@ -278,7 +286,11 @@ def compare_and_promote(store: "Store", taxonomy: "Taxonomy", ld: "LearningData"
                               "kind": kind, "promoted": promoted, "forced": forced,
                               "forced_by": actor_name(actor) if forced else None,
                               "force_reason": reason if forced else None, "confidence": pcfg.confidence,
-                              "gate": verdict, "comparisons": comparisons, "data": ld.stats}
+                              "gate": verdict, "comparisons": comparisons, "data": ld.stats,
+                              "warnings": [w for w in (item_split_warning(champ),
+                                                       item_split_warning(get_model(store, challenger_id))) if w]}
+    for w in result["warnings"]:
+        echo(f"warning: {w}")
     folder = Path(report_dir) if report_dir else store.path("reports", f"promotion-{challenger_id}", "x").parent
     folder.mkdir(parents=True, exist_ok=True)
     png = plot_comparison(folder / "comparison.png", result["champion"] or "(none)", challenger_id, comparisons,
@@ -288,7 +300,7 @@ def compare_and_promote(store: "Store", taxonomy: "Taxonomy", ld: "LearningData"
     summary = {"champion": result["champion"], "passed": verdict["passed"], "metric": verdict["metric"],
                "min_lower_bound": verdict["min_lower_bound"], "mcnemar_alpha": verdict.get("mcnemar_alpha"),
                "mcnemar_test": verdict.get("mcnemar_test"), "sets": verdict["sets"], "reason": verdict["reason"],
-               "report": result["report"]}
+               "report": result["report"], "warnings": result["warnings"]}
     with store.begin() as conn:
         audit.record(conn, actor, "model.gate", "model_version", challenger_id, summary)
         if forced:

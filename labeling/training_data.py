@@ -1,4 +1,5 @@
-"""Training and evaluation data from the store without leakage: what `workbench retrain` learns from.
+"""Training and evaluation data from the store without leakage: what `workbench models train`
+and `workbench retrain` learn from.
 
 `learning_data` returns every labelled item once, with the side of the split it is on, its
 group, and its sample weight:
@@ -230,6 +231,14 @@ class LearningData:
         out = replicate_by_weight(sub, self.weights[idx], seed)
         out.dropped = dict(self.data.dropped)
         return out
+
+    def fit_sets(self, seed: int) -> tuple[TrainingSet, Optional[TrainingSet]]:
+        """(what a model fits on, what it is validated on): the train side repeated by weight
+        (`train_set`), and every label on the test side (None when it is empty). Every model
+        trained from the store fits on these (`workbench models train`, `retrain`, the demo), so
+        no champion has seen an item the gate tests it on."""
+        test = self._where(self.split == "test")
+        return self.train_set(seed), (self.data.subset(test) if len(test) else None)
 
     def test_set(self, which: str = "test_split") -> tuple[TrainingSet, list[str]]:
         """(examples, their groups) of an evaluation set: `test_split`, the human labels on the

@@ -1,24 +1,26 @@
 """The models step of `workbench demo`: train (or reuse) the default model, then score everything."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 if TYPE_CHECKING:  # pragma: no cover
     from core.store import Store
     from core.taxonomy import Taxonomy
 
     from .config import ModelsConfig
+    from .training import TrainingSet
 
 
-def models_demo(store: "Store", taxonomy: "Taxonomy", cfg: "ModelsConfig", echo: Callable[..., None]) -> dict[str, Any]:
-    """Reuse a version of the default kind trained on exactly the current labelled data and
-    taxonomy (promoting it if needed), else train one and promote it; then score every item."""
+def models_demo(store: "Store", taxonomy: "Taxonomy", cfg: "ModelsConfig", echo: Callable[..., None],
+                data: "TrainingSet", validation: Optional["TrainingSet"]) -> dict[str, Any]:
+    """Reuse a version of the default kind trained on exactly `data` and the taxonomy (promoting
+    it if needed), else train one on `data`, validate it on `validation` and promote it; then
+    score every item. The caller splits (`workbench demo`: the campaign-grouped sides of
+    `labeling.training_data`, as every model trained from the store)."""
     from .registry import champion, list_models, promote, train_model
     from .scoring import score_items
-    from .training import training_examples
 
     kind = cfg.training.default_kind
-    data = training_examples(store, taxonomy, min_examples_per_label=cfg.training.min_examples_per_label)
     fingerprint = data.fingerprint()
     reuse = next((m for m in list_models(store, include_retired=False)
                   if m["kind"] == kind and m["data_fingerprint"] == fingerprint
@@ -39,7 +41,7 @@ def models_demo(store: "Store", taxonomy: "Taxonomy", cfg: "ModelsConfig", echo:
         version, metrics = reuse["id"], reuse["metrics"]
     else:
         row = train_model(store, taxonomy, kind=kind, config=cfg, promote_if="always", actor="demo",
-                          data=data, echo=echo)
+                          data=data, validation=validation, echo=echo)
         version, metrics = row["id"], row["metrics"]
         echo(f"  trained {version}: validation accuracy {metrics['accuracy']:.3f}, macro F1 "
              f"{metrics['macro_f1']:.3f}, ECE {metrics['ece']:.3f}; diagram {row['reliability_png']}")

@@ -83,7 +83,7 @@ def test_models_promote_goes_through_the_gate_and_a_rollback_is_forced_and_audit
 
 def test_models_train_promote_is_gated_once_a_champion_exists(loop):  # noqa: F811
     store, champ, _ = loop
-    # No source labels: the decisions are the training data (an item-level split); a weakly fitted
+    # No source labels: the decisions are the training data (their grouped train side); a weakly fitted
     # model of the true labels still beats a champion that learned every label wrong.
     res = _cli(store, "models", "train", "--kind", "tfidf_lr", "--param", "min_df=1", "--promote", "--json")
     assert res.exit_code == 0, res.output

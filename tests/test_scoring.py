@@ -294,16 +294,25 @@ def test_models_yaml_errors_name_the_field(tmp_path):
     assert "ensemble.members[1]" in msg and "lr" in msg
 
 
+def _demo_sides(store, taxonomy, cfg):
+    """What `workbench demo` passes to `models_demo`: the grouped train and test sides."""
+    from labeling.training_data import learning_data
+
+    return learning_data(store, taxonomy, cfg.learning, "demo").fit_sets(cfg.training.seed)
+
+
 def test_demo_step_trains_once_then_reuses(tiny_embedding_model, sqlite_store, taxonomy):
     from models.demo import models_demo
 
     texts, ys = toy_corpus(10)
     add_items(sqlite_store, texts, ys)
     lines: list[str] = []
-    out = models_demo(sqlite_store, taxonomy, load_models_config(), lines.append)
+    cfg = load_models_config()
+    out = models_demo(sqlite_store, taxonomy, cfg, lines.append, *_demo_sides(sqlite_store, taxonomy, cfg))
     assert out["reused"] is False and out["scoring"]["scored"] == 50
-    assert get_model(sqlite_store, "champion")["id"] == out["model_version"]
-    again = models_demo(sqlite_store, taxonomy, load_models_config(), lines.append)
+    champ = get_model(sqlite_store, "champion")
+    assert champ["id"] == out["model_version"] and champ["metrics"]["split_seed"] is None  # the test side
+    again = models_demo(sqlite_store, taxonomy, cfg, lines.append, *_demo_sides(sqlite_store, taxonomy, cfg))
     assert again["reused"] is True and again["model_version"] == out["model_version"]
     assert again["scoring"]["scored"] == 0
 
@@ -312,7 +321,9 @@ def test_demo_step_without_labels_skips_cleanly(sqlite_store, taxonomy):
     from models.demo import models_demo
 
     add_items(sqlite_store, ["just text", "more text"], [None, None])
-    assert models_demo(sqlite_store, taxonomy, load_models_config(), lambda *a: None) == {"skipped": "no labelled items and no champion"}
+    cfg = load_models_config()
+    assert models_demo(sqlite_store, taxonomy, cfg, lambda *a: None, *_demo_sides(sqlite_store, taxonomy, cfg)) \
+        == {"skipped": "no labelled items and no champion"}
 
 
 def test_copies_go_through_the_head_once(sqlite_store, taxonomy):

@@ -24,10 +24,14 @@ class DemoError(RuntimeError):
 
 
 def models_step(app: AppContext, echo: Echo) -> dict[str, Any]:
-    """Train (or reuse) the default model, promote it, score every item."""
+    """Train (or reuse) the default model on the grouped train side, promote it, score every item."""
+    from labeling.training_data import learning_data
     from models.demo import models_demo
 
-    return models_demo(app.store(), app.taxonomy(), app.models(), echo)
+    cfg = app.models()
+    ld = learning_data(app.store(), app.taxonomy(), cfg.learning, "demo",
+                       min_examples_per_label=cfg.training.min_examples_per_label)
+    return models_demo(app.store(), app.taxonomy(), cfg, echo, *ld.fit_sets(cfg.training.seed))
 
 
 def campaigns_step(app: AppContext, echo: Echo) -> dict[str, Any]:

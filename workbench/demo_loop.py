@@ -72,11 +72,8 @@ def retrain_step(app: "AppContext", echo: Echo) -> dict[str, Any]:
     result = retrain_and_gate(store, app.taxonomy(), models_config=app.models(), queue_config=app.queues(),
                               actor=ACTOR, kind=kind, show_progress=True)
     verdict = "PROMOTED" if result["promoted"] else "not promoted"
-    leak = ("" if result["promoted"] or champ.get("parent_id") else
-            " (a champion from `models train` was split by item and may have seen these test items: "
-            "the gate errs towards keeping it)")
     echo(f"  challenger {result['challenger']} vs champion {result['champion']}: {verdict}: "
-         f"{result['gate']['reason']}{leak}")
+         f"{result['gate']['reason']}" + "".join(f"; warning: {w}" for w in result["warnings"]))
     rescored = result.get("rescore")
     echo(f"  comparison report {result['report']} (plot {result['png']})"
          + (f"; {rescored['scored']} open-case items rescored" if rescored else ""))

@@ -142,11 +142,13 @@ def register_commands(cli: click.Group) -> None:
     @pass_app
     def train_cmd(app: AppContext, kind: Optional[str], params: tuple[str, ...], sources: tuple[str, ...],
                   parent: Optional[str], promote_if: Optional[str], actor: str, as_json: bool) -> None:
-        """Train a model on the labelled items, validate it on a seeded split, register it.
+        """Train a model on the labelled items, validate it on the held-out side, register it.
 
-        Labels are each item's policy label (its source label through the taxonomy), or the
-        current human decision where there is one. Without --promote/--no-promote the new
-        version becomes champion only when there is no champion yet.
+        The data are `workbench retrain`'s: each item's label of record (a human decision wins
+        over its source label), human labels weighted, fitted on the campaign-grouped train
+        side and validated on the test side, so no version has seen an item the gate tests
+        it on. Without --promote/--no-promote the new version becomes champion only when
+        there is no champion yet.
 
         \b
         Examples:
@@ -154,16 +156,21 @@ def register_commands(cli: click.Group) -> None:
           workbench models train --kind tfidf_lr --param C=2 --json
           workbench models train --kind transformer --param max_steps=200 --no-promote
         """
+        from labeling.training_data import learning_data
         from models.registry import champion, get_model, train_model
 
         echo = (lambda *a, **k: None) if as_json else click.echo
+        cfg = app.models()
         gated = promote_if == "always" and champion(app.store()) is not None  # only the first champion skips the gate
         if gated:
             from core.hooks import check_permission
 
             _call(check_permission, actor, "promote", "models train --promote")  # before the training, not after
+        ld = _call(learning_data, app.store(), app.taxonomy(), cfg.learning, actor, sources=list(sources) or None,
+                   min_examples_per_label=cfg.training.min_examples_per_label)
+        data, validation = ld.fit_sets(cfg.training.seed)
         result = _call(train_model, app.store(), app.taxonomy(), kind=kind, params=_parse_params(params),
-                       config=app.models(), sources=list(sources) or None, parent=parent,
+                       config=cfg, parent=parent, data=data, validation=validation,
                        promote_if="never" if gated else (promote_if or "no_champion"), actor=actor,
                        show_progress=not as_json, echo=echo)
         if gated:
