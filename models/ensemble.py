@@ -33,7 +33,7 @@ from . import linear, transformer  # noqa: F401
 from .base import ModelError, PolicyClassifier, load_registered, new_registered, register_kind, registered_class
 from .calibration import tune_decision_weights
 from .params import PATH, SEED, Check, Interval, Options
-from .training import stratified_split
+from .training import grouped_folds, grouped_holdout
 
 BLEND_FILE = "blend.json"
 MEMBERS_DIR = "members"
@@ -163,8 +163,7 @@ class EnsembleClassifier(PolicyClassifier):
             blend_idx = np.arange(len(yi))
             n_train = int(len(yi) - len(yi) // self.blend_folds)
         else:
-            fit_idx, blend_idx = stratified_split([str(i) for i in range(len(yi))], yi.tolist(), self.blend_fraction,
-                                                  self.seed)
+            fit_idx, blend_idx = grouped_holdout(texts, yi.tolist(), self.blend_fraction, self.seed)
             models, infos = self._fit_members(self._new_members(), texts, yi, fit_idx, embeddings, targets,
                                               show_progress)
             blend_emb = None if embeddings is None else np.asarray(embeddings)[blend_idx]
@@ -198,15 +197,12 @@ class EnsembleClassifier(PolicyClassifier):
     def _cross_fit(self, texts: list[str], yi: np.ndarray, embeddings: np.ndarray | None,
                    targets: np.ndarray | None, show_progress: bool
                    ) -> tuple[list[list[PolicyClassifier]], list[dict[str, Any]], np.ndarray]:
-        """Members fitted once per stratified fold; returns the member sets, each member's fit
-        report (the first fold's, with every fold's under `folds`) and the (m, n, k) out-of-fold
-        log-probabilities of every item."""
-        from sklearn.model_selection import StratifiedKFold
-
-        folds = StratifiedKFold(n_splits=self.blend_folds, shuffle=True, random_state=self.seed)
+        """Members fitted once per stratified fold (every copy of a text in one, `grouped_folds`);
+        returns the member sets, each member's fit report (the first fold's, with every fold's
+        under `folds`) and the (m, n, k) out-of-fold log-probabilities of every item."""
         logp = np.zeros((len(self.members), len(yi), len(self.labels)))
         sets, infos = [], []
-        for f, (fit_idx, held_idx) in enumerate(folds.split(np.zeros(len(yi)), yi)):
+        for f, (fit_idx, held_idx) in enumerate(grouped_folds(texts, yi, self.blend_folds, self.seed)):
             models, fold_infos = self._fit_members(self._new_members(f"-fold{f}"), texts, yi, fit_idx, embeddings,
                                                    targets, show_progress)
             held_emb = None if embeddings is None else np.asarray(embeddings)[held_idx]

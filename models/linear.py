@@ -2,7 +2,8 @@
 
 `hybrid` (the default) stacks word n-grams, character n-grams and the sentence embedding in one
 multinomial logistic regression. It then calibrates on out-of-fold logits of the training data
-(temperature plus per-label bias, fitted by likelihood) and learns per-label decision weights on
+(folds grouped by text, `models.training.grouped_folds`: a human label repeated by its weight is
+never in-sample; temperature plus per-label bias, fitted by likelihood) and learns per-label decision weights on
 the same out-of-fold predictions, so no test data is ever looked at. `tfidf_lr` and `minilm_lr`
 are the plain baselines the benchmark compares against (no calibration, no decision weights).
 (`nblr`, the naive-Bayes-weighted variant, lives in `nblr`.)
@@ -185,8 +186,9 @@ class HybridClassifier(PolicyClassifier):
     # -- fitting -------------------------------------------------------------------------
     def fit(self, texts: Sequence[str], y: Sequence[str], embeddings: np.ndarray | None = None,
             show_progress: bool = False, targets: np.ndarray | None = None) -> "HybridClassifier":
-        from sklearn.model_selection import StratifiedKFold
         from tqdm.auto import tqdm
+
+        from .training import grouped_fold_count, grouped_folds
 
         self._validate_params()
         yi = self._encode_labels(y)
@@ -195,7 +197,8 @@ class HybridClassifier(PolicyClassifier):
         X = self._features(texts, embeddings, fit=True)
         present = np.unique(yi)
         calibrate = self.calibration != "none" or self.decision_objective is not None
-        folds = min(self.calibration_folds, int(np.bincount(yi)[present].min()))
+        texts = list(texts)
+        folds = grouped_fold_count(texts, yi, self.calibration_folds)
         steps = (folds if calibrate and folds >= 2 else 0) + 1
         bar = tqdm(total=steps, desc=f"fitting {self.kind}", unit="fit", disable=not show_progress, leave=False)
         self.temperature, self.bias = 1.0, np.zeros(len(self.labels))
@@ -204,8 +207,7 @@ class HybridClassifier(PolicyClassifier):
                                 "label_counts": {self.labels[i]: int(c) for i, c in enumerate(np.bincount(yi, minlength=len(self.labels))) if c}}
         if steps > 1:
             oof = np.zeros((len(yi), len(self.labels)))
-            skf = StratifiedKFold(n_splits=folds, shuffle=True, random_state=self.seed)
-            for tr, ho in skf.split(X, yi):
+            for tr, ho in grouped_folds(texts, yi, folds, self.seed):
                 clf = self._fit_head(X[tr], yi[tr], None if soft is None else soft[tr])
                 oof[ho] = self._full_logits(clf, X[ho])
                 bar.update(1)

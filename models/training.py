@@ -179,6 +179,49 @@ def stratified_split(ids: Sequence[str], labels: Sequence[str], fraction: float,
     return np.sort(np.concatenate(train)).astype(int), np.sort(np.concatenate(hold)).astype(int)
 
 
+# -- a model's own held-out rows: every copy of a text on one side ------------------------------
+def _text_codes(texts: Sequence[str]) -> np.ndarray:
+    """An integer per row, shared by the rows with the same text."""
+    codes: dict[str, int] = {}
+    return np.array([codes.setdefault(t, len(codes)) for t in texts], dtype=int)
+
+
+def grouped_fold_count(texts: Sequence[str], y: Sequence[int], wanted: int) -> int:
+    """How many folds `grouped_folds` can make with every present label in every fold: `wanted`,
+    at most the fewest distinct texts of any label (under 2: no folds)."""
+    distinct: dict[int, set[str]] = {}
+    for t, lab in zip(texts, y):
+        distinct.setdefault(int(lab), set()).add(t)
+    return min([wanted, *(len(v) for v in distinct.values())]) if distinct else 0
+
+
+def grouped_folds(texts: Sequence[str], y: Sequence[int], n_folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(fit, held-out) index pairs of stratified K folds in which every copy of a text sits in
+    one fold (sklearn's StratifiedGroupKFold). Why: a human label is repeated by its weight
+    (`replicate_by_weight`) and sources hold exact duplicates; split by row, a held-out copy
+    has its twins in the fitting rows, and the out-of-fold predictions that calibration and
+    decision weights learn from are in-sample for exactly the human labels."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    return [(np.asarray(a), np.asarray(b)) for a, b in splitter.split(np.zeros(len(y)), np.asarray(y), _text_codes(texts))]
+
+
+def grouped_holdout(texts: Sequence[str], labels: Sequence[str], fraction: float,
+                    seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """`stratified_split` of the distinct texts (each under its first row's label, keyed by its
+    hash), every row following its text: (fit, held-out) row indices with no text on both sides
+    (see `grouped_folds` for why)."""
+    first: dict[str, int] = {}
+    for i, t in enumerate(texts):
+        first.setdefault(t, i)
+    reps = np.fromiter(first.values(), dtype=int, count=len(first))
+    _, hold_rep = stratified_split([text_hash(texts[i]) for i in reps], [labels[i] for i in reps], fraction, seed)
+    held = {texts[i] for i in reps[hold_rep]}
+    mask = np.fromiter((t in held for t in texts), dtype=bool, count=len(texts))
+    return np.flatnonzero(~mask), np.flatnonzero(mask)
+
+
 def replicate_by_weight(data: TrainingSet, weights: Sequence[float], seed: int) -> TrainingSet:
     """`data` with example i repeated about `weights[i]` times: floor(w) copies plus one more with
     probability frac(w), decided by a seeded hash of (seed, id), so the same data and weights give

@@ -26,7 +26,7 @@ from .base import ModelError, PolicyClassifier, register_kind
 from .calibration import apply_temperature_bias, fit_temperature_bias
 from .params import PATH, SEED, Interval, Options
 from .preprocessing import PREPROCESSORS, social_text
-from .training import stratified_split
+from .training import grouped_holdout
 from .weights import balanced_weights
 
 HF_DIR = "hf"
@@ -172,8 +172,7 @@ class TransformerClassifier(PolicyClassifier):
         self._build()
         self.decision_weights = np.ones(len(self.labels))
         if self.calibration_fraction > 0:
-            train_idx, cal_idx = stratified_split([str(i) for i in range(len(yi))], yi.tolist(),
-                                                  self.calibration_fraction, self.seed)
+            train_idx, cal_idx = grouped_holdout(texts, yi.tolist(), self.calibration_fraction, self.seed)
         else:
             train_idx, cal_idx = np.arange(len(yi)), np.arange(0)
         n = len(train_idx)

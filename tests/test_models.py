@@ -138,9 +138,9 @@ def test_ensemble_cross_fit_blends_every_item_out_of_fold_and_averages_the_fold_
     folds = model.fit_info["members"][0]["folds"]
     assert len(folds) == 3 and sum(n - f["n_train"] for f in folds) == n  # each item held out exactly once
     # Every item's blend input comes from the fold models that did not see it.
-    from sklearn.model_selection import StratifiedKFold
+    from models.training import grouped_folds
     yi = np.array([LABELS.index(v) for v in ys])
-    for f, (_, held) in enumerate(StratifiedKFold(3, shuffle=True, random_state=0).split(np.zeros(n), yi)):
+    for f, (_, held) in enumerate(grouped_folds(texts, yi, 3, 0)):
         held_p = model._sets[f][1].predict_proba([texts[i] for i in held])
         np.testing.assert_allclose(model.blend_log_proba_[1, held], np.log(np.clip(held_p, 1e-9, 1)), atol=1e-9)
     # Prediction averages the fold models' log-probabilities before the blend.
