@@ -21,7 +21,7 @@
 
 Every version trained from the store (`models train` too) fits on the train side alone
 (`LearningData.fit_sets`), so neither model has seen an item it is compared on. A version
-registered before that rule (its metrics carry a `split_seed`: an item-level split) may have;
+registered before that rule (an item-level split of every labelled item) may have;
 `item_split_warning` says so beside its verdict.
 """
 from __future__ import annotations
@@ -171,7 +171,7 @@ def _retrain_and_gate(store: "Store", taxonomy: "Taxonomy", cfg: "ModelsConfig",
          f"train {ld.stats['by_split']['train']}, test {ld.stats['by_split']['test']}, "
          f"excluded {ld.stats['by_split']['excluded']}; {len(train)} training rows after weighting")
     row = train_model(store, taxonomy, kind=kind, params=merged, config=cfg, parent=champ["id"] if champ else None,
-                      promote_if="never", actor=actor, data=train, validation=test_side,
+                      promote_if="never", actor=actor, data=train, validation=test_side, train_side_only=True,
                       show_progress=show_progress, echo=echo)
     return compare_and_promote(store, taxonomy, ld, champ, row["id"], kind=kind, models_config=cfg,
                                queue_config=queue_config, actor=actor, promote=promote, force=force, reason=reason,
@@ -240,10 +240,12 @@ def promote_through_gate(store: "Store", taxonomy: "Taxonomy", version: str, *, 
 
 
 def item_split_warning(row: Optional[dict[str, Any]]) -> Optional[str]:
-    """A line for a registered version trained on an item-level split (its metrics carry a
-    `split_seed`: registered before every version fitted the grouped train side alone), which
-    may have seen items of the comparison; None for any other version."""
-    if not row or (row.get("metrics") or {}).get("split_seed") is None:
+    """A line for a registered version trained on an item-level split of every labelled item
+    (registered before every version fitted the grouped train side alone: its metrics carry a
+    `split_seed` and not `train_side_only`), which may have seen items of the comparison; None
+    for any other version."""
+    metrics = (row or {}).get("metrics") or {}
+    if not row or metrics.get("split_seed") is None or metrics.get("train_side_only"):
         return None
     return (f"{row['id']} was trained on an item-level split: it may have seen items of this comparison, "
             f"which flatters its figures")

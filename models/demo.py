@@ -41,7 +41,7 @@ def models_demo(store: "Store", taxonomy: "Taxonomy", cfg: "ModelsConfig", echo:
         version, metrics = reuse["id"], reuse["metrics"]
     else:
         row = train_model(store, taxonomy, kind=kind, config=cfg, promote_if="always", actor="demo",
-                          data=data, validation=validation, echo=echo)
+                          data=data, validation=validation, train_side_only=True, echo=echo)
         version, metrics = row["id"], row["metrics"]
         echo(f"  trained {version}: validation accuracy {metrics['accuracy']:.3f}, macro F1 "
              f"{metrics['macro_f1']:.3f}, ECE {metrics['ece']:.3f}; diagram {row['reliability_png']}")

@@ -276,7 +276,7 @@ def train_model(store: "Store", taxonomy: "Taxonomy", kind: Optional[str] = None
                 params: Optional[dict[str, Any]] = None, *, config: "ModelsConfig",
                 sources: Optional[Sequence[str]] = None, parent: Optional[str] = None,
                 promote_if: str = "no_champion", actor: Actor = SYSTEM["system"], data: Optional["TrainingSet"] = None,
-                validation: Optional["TrainingSet"] = None,
+                validation: Optional["TrainingSet"] = None, train_side_only: bool = False,
                 show_progress: bool = True, echo: Echo = lambda *a, **k: None) -> dict[str, Any]:
     """Train a new version on the store's labelled items, validate it, register it. Audited.
 
@@ -286,7 +286,10 @@ def train_model(store: "Store", taxonomy: "Taxonomy", kind: Optional[str] = None
     there is none yet, so a fresh store gets a champion from its first model). Needs `train`
     (and `promote` when it promotes). With `validation` (a held-out set the caller split, e.g.
     the campaign-grouped test side of `labeling.training_data`), the model fits on all of `data`
-    and is measured on `validation` instead of a seeded split of `data`.
+    and is measured on `validation` instead of a seeded split of `data`. `train_side_only`:
+    `data` is the store's grouped train side (`LearningData.fit_sets`), recorded in the metrics
+    so that the gate knows this version never saw a test-side item, even when the test side was
+    still empty and a seeded split of `data` validated it.
     """
     from sqlalchemy import insert
 
@@ -332,6 +335,7 @@ def train_model(store: "Store", taxonomy: "Taxonomy", kind: Optional[str] = None
                                  None if emb_all is None else emb_all[val_idx], cfg.training.reliability_bins)
     metrics.update({"n_train": len(train), "n_validation": len(val),
                     "split_seed": None if validation is not None and len(validation) else seed,
+                    "train_side_only": bool(train_side_only),
                     "validation_fraction": cfg.training.validation_fraction,
                     "label_counts": data.label_counts(), "dropped": data.dropped,
                     "labels_from_decisions": sum(1 for o in data.origin if o == "decision")})

@@ -102,3 +102,10 @@ def test_a_champion_from_an_item_level_split_is_named_beside_the_verdict(sqlite_
                                f"this comparison, which flatters its figures"]
     assert "**Warning:** " + out["warnings"][0] in (tmp_path / "comparison.md").read_text()
     assert get_model(store, out["challenger"])["metrics"]["split_seed"] is None
+    # A version fitted on the train side while the test side was still empty was validated on a
+    # seeded split of that side: it never saw a test-side item, and is not named.
+    from evaluation.promotion import item_split_warning
+
+    assert item_split_warning({"id": "v", "metrics": {"split_seed": 13, "train_side_only": True}}) is None
+    assert item_split_warning({"id": "v", "metrics": {"split_seed": None}}) is None
+    assert item_split_warning({"id": "v", "metrics": {"split_seed": 13}}).startswith("v was trained on an item-level")

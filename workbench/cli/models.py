@@ -170,7 +170,7 @@ def register_commands(cli: click.Group) -> None:
                    min_examples_per_label=cfg.training.min_examples_per_label)
         data, validation = ld.fit_sets(cfg.training.seed)
         result = _call(train_model, app.store(), app.taxonomy(), kind=kind, params=_parse_params(params),
-                       config=cfg, parent=parent, data=data, validation=validation,
+                       config=cfg, parent=parent, data=data, validation=validation, train_side_only=True,
                        promote_if="never" if gated else (promote_if or "no_champion"), actor=actor,
                        show_progress=not as_json, echo=echo)
         if gated:
