@@ -31,7 +31,8 @@ def gate_verdicts(store: "Store", actor: Actor, limit: int = 50,
     """The latest `limit` gate verdicts and forced promotions (of one `challenger` version when
     given), newest first: when, who, the challenger, the champion it was compared with, passed,
     the metric, per evaluation set the difference and its interval (`sets`), the gate's reason,
-    the report path, and for a forced promotion the engineer's reason. Needs `read`."""
+    its `warnings` (`evaluation.promotion.item_split_warning`), the report path, and for a forced
+    promotion the engineer's reason. Needs `read`."""
     check_permission(actor, "read", "models")
     limit = max(1, min(int(limit), 1000))
     q = select(A.c.id, A.c.ts, A.c.actor, A.c.action, A.c.entity_id, A.c.payload).where(A.c.action.in_(GATE_ACTIONS))
@@ -52,6 +53,7 @@ def gate_verdicts(store: "Store", actor: Actor, limit: int = 50,
                     "min_lower_bound": gate.get("min_lower_bound"),
                     "sets": gate.get("sets") if isinstance(gate.get("sets"), dict) else {},
                     "reason": str(gate.get("reason") or ""), "report": gate.get("report"),
+                    "warnings": [w for w in gate.get("warnings") or () if isinstance(w, str)],
                     "forced": r.action == "model.force_promote",
                     "force_reason": p.get("reason") if r.action == "model.force_promote" else None,
                     "promote_refused": (lost[r.entity_id] or {}).get("reason") if r.entity_id in lost else None})

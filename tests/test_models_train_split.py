@@ -109,3 +109,12 @@ def test_a_champion_from_an_item_level_split_is_named_beside_the_verdict(sqlite_
     assert item_split_warning({"id": "v", "metrics": {"split_seed": 13, "train_side_only": True}}) is None
     assert item_split_warning({"id": "v", "metrics": {"split_seed": None}}) is None
     assert item_split_warning({"id": "v", "metrics": {"split_seed": 13}}).startswith("v was trained on an item-level")
+    # The Models tab and `models gates` read the warning back from the audit log.
+    from evaluation.model_overview import gate_verdicts
+    from workbench.ui.models import verdict_rows
+
+    verdict = gate_verdicts(store, "eng", limit=1)[0]
+    assert verdict["warnings"] == out["warnings"]
+    assert f" | warning: {legacy['id']} was trained on an item-level split" in verdict_rows([verdict])[0][5]
+    res = _cli(store, "models", "gates", "--limit", "1")
+    assert res.exit_code == 0 and f"warning: {legacy['id']} was trained on an item-level split" in res.output

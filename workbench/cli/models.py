@@ -82,6 +82,8 @@ def _print_gate(r: dict[str, Any]) -> None:
     click.echo(f"challenger {r['challenger']} vs champion {r['champion'] or '(none)'}: "
                + ("PROMOTED" + (" (forced)" if r["forced"] else "") if r["promoted"] else "not promoted"))
     click.echo(f"  gate: {r['gate']['reason']}")
+    for w in r.get("warnings") or ():
+        click.echo(f"  warning: {w}")
     for name, comp in (r.get("comparisons") or {}).items():
         m = comp.get("macro_f1") or {}
         if comp["n"]:
@@ -237,6 +239,7 @@ def register_commands(cli: click.Group) -> None:
             for v in rs:
                 word = verdict_word(v)
                 why = f"{v['force_reason']} (gate: {v['reason']})" if v["forced"] else v["reason"]
+                why += "".join(f"\n    warning: {w}" for w in v["warnings"])
                 click.echo(f"{v['at']}  {v['challenger']} vs {v['champion'] or '-'}: {word} by {v['actor']}\n"
                            f"    {why}")
 

@@ -48,7 +48,8 @@ def version_rows(models: list[dict[str, Any]]) -> list[list[Any]]:
 
 def verdict_rows(verdicts: list[dict[str, Any]]) -> list[list[Any]]:
     return [[local_time(v["at"]), v["challenger"], v["champion"] or "—", verdict_word(v), v["metric"] or "—",
-             short(v["force_reason"] if v["forced"] else v["reason"], 160), v["actor"]] for v in verdicts]
+             short(v["force_reason"] if v["forced"] else v["reason"], 160)
+             + "".join(f" | warning: {w}" for w in v["warnings"]), v["actor"]] for v in verdicts]
 
 
 def without_images(markdown: str) -> str:
