@@ -167,6 +167,8 @@ def _retrain_and_gate(store: "Store", taxonomy: "Taxonomy", cfg: "ModelsConfig",
     ld = learning_data(store, taxonomy, cfg.learning, actor, sources=sources, now=now,
                        min_examples_per_label=cfg.training.min_examples_per_label)
     train, test_side = ld.fit_sets(cfg.training.seed)
+    for w in ld.stats["warnings"]:
+        echo(f"  warning: {w}")
     echo(f"  {ld.stats['items']} items ({ld.stats['human_labels']} human labels); "
          f"train {ld.stats['by_split']['train']}, test {ld.stats['by_split']['test']}, "
          f"excluded {ld.stats['by_split']['excluded']}; {len(train)} training rows after weighting")

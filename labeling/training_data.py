@@ -122,6 +122,18 @@ def one_per_text(members: Mapping[Any, Sequence[tuple[str, str]]]) -> set[str]:
     return keep
 
 
+def unclustered_warning(fresh: int, groups: Iterable[str]) -> Optional[str]:
+    """A line when `fresh` items were just given a side while none of the labelled items is in
+    a campaign (the store was not clustered yet): their groups are exact texts, so a campaign
+    that clustering forms later over both sides loses its test-side members (left out while it
+    straddles), and with them the human labels there; None otherwise."""
+    if fresh <= 0 or any(g.startswith("campaign:") for g in groups):
+        return None
+    return (f"{fresh} items got their train/test side while no labelled item is in a campaign: they are grouped by "
+            f"exact text, and a campaign formed later over both sides leaves out its test-side members; run "
+            f"`workbench cluster` before the first training on a labelled dataset")
+
+
 # -- reading the store -----------------------------------------------------------------------
 def _leads(conn: Connection) -> set[str]:
     U = User.__table__
@@ -304,7 +316,9 @@ def learning_data(store: "Store", taxonomy: "Taxonomy", settings: "LearningSetti
         kept.append((item_id, text, label, "decision" if d else "source", share, source, d))
     with store.read() as conn:
         groups_by_id = group_keys(conn, {k[0]: k[1] for k in kept})
+    fresh = len(groups_by_id) - len(_stored_sides(store, list(groups_by_id)))
     sides = assign_splits(store, groups_by_id, settings, actor, action=action)
+    warnings = [w for w in (unclustered_warning(fresh, groups_by_id.values()),) if w]
     split = np.array([sides[k[0]] for k in kept], dtype=object)
     # Rare labels: counted on the train side, left out everywhere.
     train_counts = Counter(k[2] for k, s in zip(kept, split) if s == "train")
@@ -326,7 +340,7 @@ def learning_data(store: "Store", taxonomy: "Taxonomy", settings: "LearningSetti
              "human_by_split": {s: int(sum(1 for i in hidx if split[i] == s)) for s in ("train", "test", EXCLUDED)},
              "calibration_resolved": sum(1 for i in hidx if kept[i][6].get("kind") == "calibration"),
              "bulk_decisions": len(bulk), "bulk_members": len(bulk_members), "bulk_kept": len(keep_bulk),
-             "dropped": dict(dropped),
+             "dropped": dict(dropped), "warnings": warnings,
              "mean_human_weight": round(float(weights[hidx].mean()), 4) if hidx else None}
     return LearningData(data, split, [groups_by_id[k[0]] for k in kept], weights,
                         [k[6].get("kind") if k[6] else None for k in kept], stats)

@@ -118,3 +118,26 @@ def test_a_champion_from_an_item_level_split_is_named_beside_the_verdict(sqlite_
     assert f" | warning: {legacy['id']} was trained on an item-level split" in verdict_rows([verdict])[0][5]
     res = _cli(store, "models", "gates", "--limit", "1")
     assert res.exit_code == 0 and f"warning: {legacy['id']} was trained on an item-level split" in res.output
+
+
+def test_storing_sides_before_any_campaign_exists_is_warned(sqlite_store, taxonomy):
+    """Sides stored while nothing is clustered group exact texts only: a campaign formed later
+    over both sides leaves out its test-side members. `models train` says so, once."""
+    from sqlalchemy import insert as sa_insert
+
+    from core.schema import Campaign, CampaignMember
+
+    store = sqlite_store
+    ids = _noise_store(store)
+    res = _cli(store, "models", "train", "--kind", "tfidf_lr", "--param", "min_df=1", "--json")
+    assert res.exit_code == 0 and "warning: 400 items got their train/test side while no labelled item is in a " \
+        "campaign" in res.stderr and "`workbench cluster` before the first training" in res.stderr
+    json.loads(res.stdout)  # the JSON on stdout is untouched
+    assert learning_data(store, taxonomy, MODELS.learning, "eng").stats["warnings"] == []  # nothing new stored
+    # New items, with a campaign among the labelled ones: no warning.
+    add_items(store, ["v1 fresh text", "v2 fresh text"], ["spam", "benign"], prefix="more")
+    with store.begin() as conn:
+        conn.execute(sa_insert(Campaign.__table__).values(id=1, exemplar_item_id=ids[0], size=2))
+        conn.execute(sa_insert(CampaignMember.__table__), [{"item_id": ids[0], "campaign_id": 1},
+                                                            {"item_id": ids[1], "campaign_id": 1}])
+    assert learning_data(store, taxonomy, MODELS.learning, "eng").stats["warnings"] == []

@@ -69,7 +69,9 @@ def cases_step(app: AppContext, echo: Echo) -> dict[str, Any]:
 
 @hookimpl
 def demo_steps() -> list[DemoStep]:
-    return [DemoStep("models", 100, models_step), DemoStep("campaigns", 200, campaigns_step),
+    # Campaigns before the first model: its training stores each item's train/test side, grouped
+    # by campaign only where campaigns exist (`labeling.training_data.unclustered_warning`).
+    return [DemoStep("campaigns", 100, campaigns_step), DemoStep("models", 200, models_step),
             DemoStep("cases", 300, cases_step)]
 
 

@@ -171,6 +171,8 @@ def register_commands(cli: click.Group) -> None:
         ld = _call(learning_data, app.store(), app.taxonomy(), cfg.learning, actor, sources=list(sources) or None,
                    min_examples_per_label=cfg.training.min_examples_per_label)
         data, validation = ld.fit_sets(cfg.training.seed)
+        for w in ld.stats["warnings"]:
+            click.echo(f"warning: {w}", err=True)
         result = _call(train_model, app.store(), app.taxonomy(), kind=kind, params=_parse_params(params),
                        config=cfg, parent=parent, data=data, validation=validation, train_side_only=True,
                        promote_if="never" if gated else (promote_if or "no_champion"), actor=actor,
