@@ -241,11 +241,11 @@ def test_cli_train_list_show_promote_retire_score(sqlite_store, taxonomy):
     run = CliRunner().invoke
     r = run(cli, base + ["models", "train", "--kind", "tfidf_lr", "--param", "min_df=1", "--json"])
     assert r.exit_code == 0, r.output
-    first = json.loads(r.output)
-    assert first["role"] == "champion"
+    first = json.loads(r.stdout)  # the stored-sides warning goes to stderr
+    assert first["role"] == "champion" and "no labelled item is in a campaign" in r.stderr
     r = run(cli, base + ["models", "train", "--kind", "tfidf_lr", "--param", "min_df=1", "--param", "C=0.5",
                          "--no-promote", "--json"])
-    second = json.loads(r.output)
+    second = json.loads(r.stdout)
     assert second["role"] == "challenger" and second["params"]["C"] == 0.5
     r = run(cli, base + ["models", "list", "--json"])
     assert [m["id"] for m in json.loads(r.output)] == [second["id"], first["id"]]
