@@ -4,8 +4,13 @@
 an item's label is its source label mapped through the taxonomy (`items.policy_label`), and where
 a human has decided on the item, the newest decision's label takes precedence. Where the source
 recorded its annotators' votes (taxonomy `votes`), the vote shares travel beside the label as
-soft targets (`TrainingSet.targets`), for kinds with `soft_labels: true`. Every kind trains
-on what this one function returns, so changing where labels come from changes it in one place.
+soft targets (`TrainingSet.targets`), for kinds with `soft_labels: true`. The models the
+workbench trains from the store (`models train`, `retrain`, the demo) take their examples from
+`labeling.training_data.learning_data`, which adds the campaign-grouped stored sides and the
+human-label weights on top of the same label-of-record rule (`core.labels`).
+
+Below them, the held-out rows a kind carves out of its own training data (calibration folds, a
+blend slice) keep every copy of a text on one side (`grouped_folds`, `grouped_holdout`).
 """
 from __future__ import annotations
 
