@@ -88,7 +88,8 @@ def write_markdown(path: str | Path, result: dict[str, Any], png_name: str) -> s
                 f"{g['mcnemar_alpha']} in the challenger's favour" if g.get("mcnemar_alpha") is not None
                 and g["metric"] in PREDICTION_METRICS else "")
              + " on every evaluation set with enough items.",
-             "", f"{g['reason']}", "", *(line for w in result.get("warnings") or () for line in (f"**Warning:** {w}", "")),
+             "", f"{g['reason']}", "",
+             *(line for w in result.get("warnings") or () for line in (f"**Warning:** {w}", "")),
              "## Evaluation sets", ""]
     for name, comp in result["comparisons"].items():
         lines += [f"### {name} ({comp['n']} items, {comp['groups']} groups)", ""]

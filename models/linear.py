@@ -2,10 +2,11 @@
 
 `hybrid` (the default) stacks word n-grams, character n-grams and the sentence embedding in one
 multinomial logistic regression. It then calibrates on out-of-fold logits of the training data
-(folds grouped by text, `models.training.grouped_folds`: a human label repeated by its weight is
-never in-sample; temperature plus per-label bias, fitted by likelihood) and learns per-label decision weights on
-the same out-of-fold predictions, so no test data is ever looked at. `tfidf_lr` and `minilm_lr`
-are the plain baselines the benchmark compares against (no calibration, no decision weights).
+(folds grouped by text, `models.training.grouped_folds`: a human label repeated by its weight
+is never in-sample; temperature plus per-label bias, fitted by likelihood) and learns per-label
+decision weights on the same out-of-fold predictions, so no test data is ever looked at.
+`tfidf_lr` and `minilm_lr` are the plain baselines the benchmark compares against (no
+calibration, no decision weights).
 (`nblr`, the naive-Bayes-weighted variant, lives in `nblr`.)
 
 A fitted model is saved as data only: `linear.npz` (arrays, read with `allow_pickle=False`: the

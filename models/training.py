@@ -200,7 +200,8 @@ def grouped_fold_count(texts: Sequence[str], y: Sequence[int], wanted: int) -> i
     return min([wanted, *(len(v) for v in distinct.values())]) if distinct else 0
 
 
-def grouped_folds(texts: Sequence[str], y: Sequence[int], n_folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+def grouped_folds(texts: Sequence[str], y: Sequence[int], n_folds: int,
+                  seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """(fit, held-out) index pairs of stratified K folds in which every copy of a text sits in
     one fold (sklearn's StratifiedGroupKFold). Why: a human label is repeated by its weight
     (`replicate_by_weight`) and sources hold exact duplicates; split by row, a held-out copy
@@ -209,7 +210,8 @@ def grouped_folds(texts: Sequence[str], y: Sequence[int], n_folds: int, seed: in
     from sklearn.model_selection import StratifiedGroupKFold
 
     splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
-    return [(np.asarray(a), np.asarray(b)) for a, b in splitter.split(np.zeros(len(y)), np.asarray(y), _text_codes(texts))]
+    pairs = splitter.split(np.zeros(len(y)), np.asarray(y), _text_codes(texts))
+    return [(np.asarray(a), np.asarray(b)) for a, b in pairs]
 
 
 def grouped_holdout(texts: Sequence[str], labels: Sequence[str], fraction: float,
