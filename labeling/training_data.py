@@ -122,15 +122,15 @@ def one_per_text(members: Mapping[Any, Sequence[tuple[str, str]]]) -> set[str]:
     return keep
 
 
-def unclustered_warning(fresh: int, groups: Iterable[str]) -> Optional[str]:
-    """A line when `fresh` items were just given a side while none of the labelled items is in
-    a campaign (the store was not clustered yet): their groups are exact texts, so a campaign
-    that clustering forms later over both sides loses its test-side members (left out while it
-    straddles), and with them the human labels there; None otherwise."""
-    if fresh <= 0 or any(g.startswith("campaign:") for g in groups):
+def unclustered_warning(fresh: int, clustered: bool) -> Optional[str]:
+    """A line when `fresh` items were just given a side on a store with no campaign at all (not
+    clustered yet): their groups are exact texts, so a campaign that clustering forms later over
+    both sides loses its test-side members (left out while it straddles), and with them the
+    human labels there; None otherwise."""
+    if fresh <= 0 or clustered:
         return None
-    return (f"{fresh} items got their train/test side while no labelled item is in a campaign: they are grouped by "
-            f"exact text, and a campaign formed later over both sides leaves out its test-side members; run "
+    return (f"{fresh} items got their train/test side while the store has no campaign: they are grouped by exact "
+            f"text, and a campaign formed later over both sides leaves out its test-side members; run "
             f"`workbench cluster` before the first training on a labelled dataset")
 
 
@@ -316,9 +316,10 @@ def learning_data(store: "Store", taxonomy: "Taxonomy", settings: "LearningSetti
         kept.append((item_id, text, label, "decision" if d else "source", share, source, d))
     with store.read() as conn:
         groups_by_id = group_keys(conn, {k[0]: k[1] for k in kept})
+        clustered = conn.execute(select(CM.c.item_id).limit(1)).first() is not None
     fresh = len(groups_by_id) - len(_stored_sides(store, list(groups_by_id)))
     sides = assign_splits(store, groups_by_id, settings, actor, action=action)
-    warnings = [w for w in (unclustered_warning(fresh, groups_by_id.values()),) if w]
+    warnings = [w for w in (unclustered_warning(fresh, clustered),) if w]
     split = np.array([sides[k[0]] for k in kept], dtype=object)
     # Rare labels: counted on the train side, left out everywhere.
     train_counts = Counter(k[2] for k, s in zip(kept, split) if s == "train")

@@ -128,16 +128,16 @@ def test_storing_sides_before_any_campaign_exists_is_warned(sqlite_store, taxono
     from core.schema import Campaign, CampaignMember
 
     store = sqlite_store
-    ids = _noise_store(store)
+    _noise_store(store)
     res = _cli(store, "models", "train", "--kind", "tfidf_lr", "--param", "min_df=1", "--json")
-    assert res.exit_code == 0 and "warning: 400 items got their train/test side while no labelled item is in a " \
-        "campaign" in res.stderr and "`workbench cluster` before the first training" in res.stderr
+    assert res.exit_code == 0 and "warning: 400 items got their train/test side while the store has no campaign" \
+        in res.stderr and "`workbench cluster` before the first training" in res.stderr
     json.loads(res.stdout)  # the JSON on stdout is untouched
     assert learning_data(store, taxonomy, MODELS.learning, "eng").stats["warnings"] == []  # nothing new stored
-    # New items, with a campaign among the labelled ones: no warning.
+    # New labelled items on a clustered store (a campaign of unlabelled items): no warning.
     add_items(store, ["v1 fresh text", "v2 fresh text"], ["spam", "benign"], prefix="more")
+    unlabelled = add_items(store, ["x1 wave text", "x2 wave text"], [None, None], prefix="wave")
     with store.begin() as conn:
-        conn.execute(sa_insert(Campaign.__table__).values(id=1, exemplar_item_id=ids[0], size=2))
-        conn.execute(sa_insert(CampaignMember.__table__), [{"item_id": ids[0], "campaign_id": 1},
-                                                            {"item_id": ids[1], "campaign_id": 1}])
+        conn.execute(sa_insert(Campaign.__table__).values(id=1, exemplar_item_id=unlabelled[0], size=2))
+        conn.execute(sa_insert(CampaignMember.__table__), [{"item_id": i, "campaign_id": 1} for i in unlabelled])
     assert learning_data(store, taxonomy, MODELS.learning, "eng").stats["warnings"] == []

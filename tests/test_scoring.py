@@ -242,7 +242,7 @@ def test_cli_train_list_show_promote_retire_score(sqlite_store, taxonomy):
     r = run(cli, base + ["models", "train", "--kind", "tfidf_lr", "--param", "min_df=1", "--json"])
     assert r.exit_code == 0, r.output
     first = json.loads(r.stdout)  # the stored-sides warning goes to stderr
-    assert first["role"] == "champion" and "no labelled item is in a campaign" in r.stderr
+    assert first["role"] == "champion" and "the store has no campaign" in r.stderr
     r = run(cli, base + ["models", "train", "--kind", "tfidf_lr", "--param", "min_df=1", "--param", "C=0.5",
                          "--no-promote", "--json"])
     second = json.loads(r.stdout)
