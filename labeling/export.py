@@ -125,6 +125,9 @@ def export_labels(store: Store, taxonomy: Taxonomy, out_dir: str | Path, include
         sides = assign_splits(store, groups, splits, actor, action="export")
         for r in rows:
             r["split"] = sides[r["id"]]
+        warnings = sides.warnings
+    else:
+        warnings = []
     ds = to_dataset(rows, taxonomy)
     out = Path(out_dir)
     try:
@@ -139,7 +142,7 @@ def export_labels(store: Store, taxonomy: Taxonomy, out_dir: str | Path, include
     counts = {lab: sum(1 for r in rows if r["label"] == lab) for lab in taxonomy.labels}
     summary = {"rows": len(rows), "by_origin": origins, "by_label": counts, "path": str(out / "dataset"),
                "parquet": str(out / "labels.parquet"), "taxonomy_version": taxonomy.version,
-               "pushed_to": push_to_hub}
+               "pushed_to": push_to_hub, "warnings": warnings}
     with store.begin() as conn:
         audit.record(conn, actor, "labels.export", "dataset", str(out), summary)
     return summary

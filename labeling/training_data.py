@@ -174,8 +174,15 @@ def group_keys(conn: Connection, items: Mapping[str, str]) -> dict[str, str]:
     return {i: (f"campaign:{camp[i]}" if i in camp else f"text:{text_hash(t or '')}") for i, t in items.items()}
 
 
+class Sides(dict):
+    """item id -> 'train' / 'test' / 'excluded' (`assign_splits`), with `warnings`: the lines
+    about the sides stored by this call (`unclustered_warning`)."""
+
+    warnings: list[str]
+
+
 def assign_splits(store: "Store", groups: Mapping[str, str], settings: "LearningSettings", actor: Actor,
-                  action: str = "train") -> dict[str, str]:
+                  action: str = "train") -> Sides:
     """item id -> 'train' / 'test' / 'excluded' for the items of `groups` (item id -> group key),
     storing a side for each item that has none (see the module doc). Needs `action` (`train`
     for retraining, `export` for an export)."""
@@ -197,13 +204,16 @@ def assign_splits(store: "Store", groups: Mapping[str, str], settings: "Learning
             side = "train"  # a straddling group only grows on the side its trained members are on
         new_rows += [{"item_id": m, "split": side, "group_key": key[:120], "assigned_at": now}
                      for m in members if m not in stored]
+    clustered = True
     if new_rows:
         with store.begin() as conn:
             ins = insert_ignore(conn.dialect.name, LS, ["item_id"])
             for i in range(0, len(new_rows), _CHUNK):
                 conn.execute(ins, new_rows[i:i + _CHUNK])
+            clustered = conn.execute(select(CM.c.item_id).limit(1)).first() is not None
         stored.update(_stored_sides(store, [r["item_id"] for r in new_rows]))  # a concurrent run may have won
-    out: dict[str, str] = {}
+    out = Sides()
+    out.warnings = [w for w in (unclustered_warning(len(new_rows), clustered),) if w]
     for key, members in by_group.items():
         straddles = len({stored[m] for m in members}) > 1
         for m in members:
@@ -316,10 +326,7 @@ def learning_data(store: "Store", taxonomy: "Taxonomy", settings: "LearningSetti
         kept.append((item_id, text, label, "decision" if d else "source", share, source, d))
     with store.read() as conn:
         groups_by_id = group_keys(conn, {k[0]: k[1] for k in kept})
-        clustered = conn.execute(select(CM.c.item_id).limit(1)).first() is not None
-    fresh = len(groups_by_id) - len(_stored_sides(store, list(groups_by_id)))
     sides = assign_splits(store, groups_by_id, settings, actor, action=action)
-    warnings = [w for w in (unclustered_warning(fresh, clustered),) if w]
     split = np.array([sides[k[0]] for k in kept], dtype=object)
     # Rare labels: counted on the train side, left out everywhere.
     train_counts = Counter(k[2] for k, s in zip(kept, split) if s == "train")
@@ -341,7 +348,7 @@ def learning_data(store: "Store", taxonomy: "Taxonomy", settings: "LearningSetti
              "human_by_split": {s: int(sum(1 for i in hidx if split[i] == s)) for s in ("train", "test", EXCLUDED)},
              "calibration_resolved": sum(1 for i in hidx if kept[i][6].get("kind") == "calibration"),
              "bulk_decisions": len(bulk), "bulk_members": len(bulk_members), "bulk_kept": len(keep_bulk),
-             "dropped": dict(dropped), "warnings": warnings,
+             "dropped": dict(dropped), "warnings": sides.warnings,
              "mean_human_weight": round(float(weights[hidx].mean()), 4) if hidx else None}
     return LearningData(data, split, [groups_by_id[k[0]] for k in kept], weights,
                         [k[6].get("kind") if k[6] else None for k in kept], stats)

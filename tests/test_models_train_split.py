@@ -141,3 +141,12 @@ def test_storing_sides_before_any_campaign_exists_is_warned(sqlite_store, taxono
         conn.execute(sa_insert(Campaign.__table__).values(id=1, exemplar_item_id=unlabelled[0], size=2))
         conn.execute(sa_insert(CampaignMember.__table__), [{"item_id": i, "campaign_id": 1} for i in unlabelled])
     assert learning_data(store, taxonomy, MODELS.learning, "eng").stats["warnings"] == []
+
+
+def test_an_export_that_stores_sides_before_any_campaign_exists_is_warned(sqlite_store, tmp_path):
+    _noise_store(sqlite_store)
+    res = _cli(sqlite_store, "export", str(tmp_path / "out"), "--json")
+    assert res.exit_code == 0, res.output
+    assert "warning: 400 items got their train/test side while the store has no campaign" in res.stderr
+    assert json.loads(res.stdout)["warnings"] and "warning" not in _cli(sqlite_store, "export", str(tmp_path / "again"),
+                                                                        "--json").stderr  # stored once

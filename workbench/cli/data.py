@@ -300,6 +300,8 @@ def register_commands(cli: click.Group) -> None:
                                     actor=acting(app), splits=app.models().learning)
         except ExportError as exc:
             raise click.ClickException(str(exc)) from None
+        for w in summary["warnings"]:
+            click.echo(f"warning: {w}", err=True)
         emit(summary, as_json, lambda d: click.echo(
             f"exported {d['rows']} labelled items ({d['by_origin']['human']} human, {d['by_origin']['source']} source) "
             f"to {d['path']} and {d['parquet']}"))
