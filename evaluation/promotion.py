@@ -261,10 +261,10 @@ def compare_and_promote(store: "Store", taxonomy: "Taxonomy", ld: "LearningData"
     """Steps 3-5 of the module doc for a registered `challenger_id`: score the evaluation sets of
     `ld` (`labeling.training_data.learning_data`) with champion and challenger, gate, report,
     audit, promote (through the gate, or forced), rescore. The callers check permissions first."""
-    from models.registry import ChampionChanged, get_model, load_model_version, promote as promote_version
+    from models.registry import ChampionChanged, load_model_version, promote as promote_version
 
     cfg, pcfg = models_config, models_config.promotion
-    challenger_model, _ = load_model_version(store, challenger_id)
+    challenger_model, challenger_row = load_model_version(store, challenger_id)
     champion_model = load_model_version(store, champ["id"])[0] if champ else None
     labels = list(taxonomy.labels)
     comparisons: dict[str, dict[str, Any]] = {}
@@ -292,7 +292,7 @@ def compare_and_promote(store: "Store", taxonomy: "Taxonomy", ld: "LearningData"
                               "force_reason": reason if forced else None, "confidence": pcfg.confidence,
                               "gate": verdict, "comparisons": comparisons, "data": ld.stats,
                               "warnings": [w for w in (item_split_warning(champ),
-                                                       item_split_warning(get_model(store, challenger_id))) if w]}
+                                                       item_split_warning(challenger_row)) if w]}
     for w in result["warnings"]:
         echo(f"warning: {w}")
     folder = Path(report_dir) if report_dir else store.path("reports", f"promotion-{challenger_id}", "x").parent

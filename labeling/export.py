@@ -117,6 +117,7 @@ def export_labels(store: Store, taxonomy: Taxonomy, out_dir: str | Path, include
     rows = label_rows(store, taxonomy, include_source_labels, source)
     if not rows:
         raise ExportError("no labels to export: decide some cases first, or pass --include-source-labels")
+    warnings: list[str] = []
     if splits is not None:
         from .training_data import assign_splits, group_keys
 
@@ -126,8 +127,6 @@ def export_labels(store: Store, taxonomy: Taxonomy, out_dir: str | Path, include
         for r in rows:
             r["split"] = sides[r["id"]]
         warnings = sides.warnings
-    else:
-        warnings = []
     ds = to_dataset(rows, taxonomy)
     out = Path(out_dir)
     try:

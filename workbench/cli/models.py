@@ -81,9 +81,7 @@ def _print_gate(r: dict[str, Any]) -> None:
     """A gated promotion's outcome (`evaluation.promotion`): verdict, per-set figures, rescore, report."""
     click.echo(f"challenger {r['challenger']} vs champion {r['champion'] or '(none)'}: "
                + ("PROMOTED" + (" (forced)" if r["forced"] else "") if r["promoted"] else "not promoted"))
-    click.echo(f"  gate: {r['gate']['reason']}")
-    for w in r.get("warnings") or ():
-        click.echo(f"  warning: {w}")
+    click.echo(f"  gate: {r['gate']['reason']}")  # its warnings were echoed as the comparison ran
     for name, comp in (r.get("comparisons") or {}).items():
         m = comp.get("macro_f1") or {}
         if comp["n"]:
@@ -302,7 +300,7 @@ def register_commands(cli: click.Group) -> None:
         now_champion = r["challenger"] if r["promoted"] else r["champion"]
         out = {"champion": now_champion, "previous": r["champion"] if r["promoted"] else None,
                "changed": r["promoted"], "forced": r["forced"], "gate": r["gate"]["reason"],
-               "report": r.get("report")}
+               "report": r.get("report"), "warnings": r.get("warnings", [])}
         emit(out if as_json else r, as_json, _print_gate)
         if now_champion != r["challenger"]:
             raise SystemExit(1)
