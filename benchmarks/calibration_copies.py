@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from learning_data import emit, load, log
+from learning_data import emit, load, log, seed_list
 
 LABELS = ["benign", "spam", "scam", "hate", "harassment"]
 SPAM = [LABELS.index("spam"), LABELS.index("scam")]
@@ -89,10 +89,10 @@ def one_seed(seed: int, dav, sms, params: dict[str, Any], copies: int = 20) -> d
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--seeds", default="1,2,3")
+    ap.add_argument("--seeds", type=seed_list, default="1,2,3")
     ap.add_argument("--append", action="store_true", help="Append the JSON line to benchmarks/measured.jsonl.")
     args = ap.parse_args()
-    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    seeds = args.seeds
     from models.config import load_models_config
 
     t0 = time.time()

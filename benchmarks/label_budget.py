@@ -33,7 +33,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import numpy as np  # noqa: E402
 
-from learning_data import RESULTS, ROOT, emit, log  # noqa: E402
+from learning_data import RESULTS, ROOT, emit, log, seed_list  # noqa: E402
 from new_surface import Sim  # noqa: E402
 
 BUDGETS = (100, 200)
@@ -50,21 +50,10 @@ def oracle_draw(pos: np.ndarray, budget: int, share: float, seed: int) -> np.nda
                            rng.choice(np.flatnonzero(~pos), budget - k, replace=False)])
 
 
-def _seeds(text: str) -> list[int]:
-    """`--seeds`: comma-separated integers, at least one."""
-    try:
-        seeds = [int(s) for s in text.split(",") if s.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not comma-separated integers: {text!r}") from None
-    if not seeds:
-        raise argparse.ArgumentTypeError("give at least one seed")
-    return seeds
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--variant", choices=["new_surface", "new_policy"], default="new_policy")
-    ap.add_argument("--seeds", type=_seeds, default=[13, 17, 23], help="Comma-separated (default 13,17,23).")
+    ap.add_argument("--seeds", type=seed_list, default=[13, 17, 23], help="Comma-separated (default 13,17,23).")
     ap.add_argument("--base-n", type=int, default=8000)
     ap.add_argument("--append", action="store_true", help="Append the JSON line to benchmarks/measured.jsonl.")
     args = ap.parse_args()

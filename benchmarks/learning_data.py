@@ -42,6 +42,19 @@ def log(*args: object) -> None:
     print(*args, file=sys.stderr, flush=True)
 
 
+def seed_list(text: str) -> list[int]:
+    """`--seeds` of the benchmark scripts (argparse `type`): comma-separated integers, at least one."""
+    import argparse
+
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not comma-separated integers: {text!r}") from None
+    if not seeds:
+        raise argparse.ArgumentTypeError("give at least one seed")
+    return seeds
+
+
 def emit(report: dict, append: bool) -> None:
     """Print the benchmark's one JSON line; with `append`, add it to benchmarks/measured.jsonl."""
     import json
