@@ -120,25 +120,45 @@ def list_users(store: Any) -> list[dict[str, Any]]:
              "created_at": r["created_at"]} for r in rows]
 
 
+def _managers(conn: Any, roles: Any) -> list[str]:
+    """Names of the enabled accounts whose role may manage accounts (`users`), rows locked."""
+    rows = conn.execute(select(U.c.name, U.c.role).where(U.c.disabled.is_(False)).with_for_update()).all()
+    return [r.name for r in rows if roles.allows(r.role, "users")]
+
+
 def _change_user(store: Any, name: str, actor: Actor, action: str, values: dict[str, Any],
-                 payload: dict[str, Any], end_sessions: Optional[str] = None) -> dict[str, Any]:
-    """Update a user's row, audited; `end_sessions` (a reason) also ends their web sessions."""
+                 payload: dict[str, Any], end_sessions: Optional[str] = None, roles: Any = None) -> dict[str, Any]:
+    """Update a user's row, audited; `end_sessions` (a reason) also ends their web sessions.
+
+    With `roles`, a change that would leave no enabled account able to manage accounts is
+    refused: nobody could hand out a token or a role again short of editing the database.
+    The audit record keeps the old values, except a password hash (it is secret; a hash in
+    the append-only log could be cracked offline by anyone who reads the log)."""
     from .web_sessions import end_user_sessions
 
     check_permission(actor, "users", f"user {name}")
     with store.begin() as conn:
+        before = _managers(conn, roles) if roles is not None else []
         user = _user(conn, name)
         conn.execute(update(U).where(U.c.id == user["id"]).values(updated_at=utcnow(), **values))
-        audit.record(conn, actor, action, "user", name, dict(payload, was={k: user[k] for k in values}))
+        if before and not _managers(conn, roles):
+            raise AccountError(f"{name} is the last enabled account allowed to manage accounts: "
+                               "give another account such a role first")
+        was = {k: (user[k] is not None if k == "password_hash" else user[k]) for k in values}
+        if "password_hash" in was:
+            was["password"] = was.pop("password_hash")
+        audit.record(conn, actor, action, "user", name, dict(payload, was=was))
         if end_sessions is not None:
             end_user_sessions(conn, user["id"], name, end_sessions, actor)
         user.update(values)
     return {"name": name, "role": user["role"], "disabled": user["disabled"]}
 
 
-def disable_user(store: Any, name: str, *, actor: Actor) -> dict[str, Any]:
-    """Disable an account: its tokens, password and web sessions stop working at once. Audited."""
-    return _change_user(store, name, actor, "user.disable", {"disabled": True}, {}, end_sessions="disabled")
+def disable_user(store: Any, name: str, *, actor: Actor, roles: Any) -> dict[str, Any]:
+    """Disable an account: its tokens, password and web sessions stop working at once. Audited.
+    The last enabled account that may manage accounts is not disabled."""
+    return _change_user(store, name, actor, "user.disable", {"disabled": True}, {}, end_sessions="disabled",
+                        roles=roles)
 
 
 def enable_user(store: Any, name: str, *, actor: Actor) -> dict[str, Any]:
@@ -152,7 +172,7 @@ def set_role(store: Any, name: str, role: str, *, actor: Actor, roles: Any) -> d
         roles.check_role(role)
     except ValueError as exc:
         raise AccountError(str(exc)) from None
-    return _change_user(store, name, actor, "user.set_role", {"role": role}, {"role": role})
+    return _change_user(store, name, actor, "user.set_role", {"role": role}, {"role": role}, roles=roles)
 
 
 def set_password(store: Any, name: str, password: str, *, actor: Actor) -> dict[str, Any]:

@@ -60,6 +60,34 @@ def test_users_and_tokens_are_audited_and_only_hashes_stored(any_store):
     assert "password_hash" not in accounts.list_users(any_store)[0]
 
 
+def test_the_last_account_manager_is_neither_demoted_nor_disabled(any_store):
+    add_user(any_store, "ada", "admin", actor="setup", roles=ROLES)
+    add_user(any_store, "bob", "analyst", actor="setup", roles=ROLES)
+    for change in (lambda: accounts.set_role(any_store, "ada", "viewer", actor="ada", roles=ROLES),
+                   lambda: accounts.disable_user(any_store, "ada", actor="ada", roles=ROLES)):
+        with pytest.raises(AccountError, match="ada is the last enabled account allowed to manage accounts"):
+            change()
+    assert [(u["name"], u["role"], u["disabled"]) for u in accounts.list_users(any_store)] == \
+        [("ada", "admin", False), ("bob", "analyst", False)]
+    accounts.disable_user(any_store, "bob", actor="ada", roles=ROLES)  # others: as before
+    accounts.set_role(any_store, "bob", "admin", actor="ada", roles=ROLES)
+    accounts.enable_user(any_store, "bob", actor="ada")
+    accounts.set_role(any_store, "ada", "viewer", actor="bob", roles=ROLES)  # bob manages accounts now
+    with pytest.raises(AccountError, match="bob is the last"):
+        accounts.disable_user(any_store, "bob", actor="bob", roles=ROLES)
+
+
+def test_a_password_hash_never_reaches_the_audit_log(any_store):
+    add_user(any_store, "ada", "admin", actor="setup", roles=ROLES, password="first-pass-1")
+    accounts.set_password(any_store, "ada", "second-pass-2", actor="ada")
+    accounts.set_password(any_store, "ada", "third-pass-3", actor="ada")
+    with any_store.read() as conn:
+        events = conn.execute(select(AuditEvent.action, AuditEvent.payload)
+                              .where(AuditEvent.action == "user.set_password")).all()
+    assert len(events) == 2 and "argon2" not in json.dumps([e.payload for e in events])
+    assert events[0].payload["was"]["password"] is True
+
+
 def test_the_first_account_must_be_an_admin(sqlite_store):
     with pytest.raises(AccountError, match="first account"):
         add_user(sqlite_store, "bob", "analyst", actor="setup", roles=ROLES)
@@ -70,7 +98,7 @@ def test_a_disabled_users_token_stops_working_at_once(any_store):
     add_user(any_store, "bob", "analyst", actor="setup", roles=ROLES)
     tok = create_token(any_store, "bob", actor="ada")["token"]
     assert principal_for_token(any_store, tok).name == "bob"
-    accounts.disable_user(any_store, "bob", actor=Principal("ada", "admin"))
+    accounts.disable_user(any_store, "bob", actor=Principal("ada", "admin"), roles=ROLES)
     with pytest.raises(AccountError, match="user bob is disabled"):
         principal_for_token(any_store, tok)
     accounts.enable_user(any_store, "bob", actor="ada")
@@ -117,7 +145,8 @@ def test_passwords_verify_and_failed_attempts_lock_the_account(sqlite_store, mon
     assert verify_password(sqlite_store, "ada", "correct horse", now=later).name == "ada"
     with sqlite_store.read() as conn:
         assert conn.execute(select(AuditEvent.action).where(AuditEvent.action == "user.locked")).scalar()
-    accounts.disable_user(sqlite_store, "ada", actor="setup")
+    add_user(sqlite_store, "root", "admin", actor="setup", roles=ROLES)
+    accounts.disable_user(sqlite_store, "ada", actor="setup", roles=ROLES)
     assert verify_password(sqlite_store, "ada", "correct horse", now=later) is None
 
 

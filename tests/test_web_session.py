@@ -200,7 +200,7 @@ def test_sessions_in_the_store(any_store):
     assert revoke_sessions(any_store, "lee", actor=Principal("boss", "admin", "user")) == {"user": "lee", "ended": 1}
     assert session_user(any_store, "tok-6", idle=IDLE) is None
     start_session(any_store, "tok-7", "ann", absolute=DAY)
-    disable_user(any_store, "ann", actor="boss")
+    disable_user(any_store, "ann", actor="boss", roles=load_roles(config_dir()))
     assert session_user(any_store, "tok-7", idle=IDLE) is None
     reasons = {r["end_reason"] for r in list_sessions(any_store, live_only=False)}
     assert reasons == {"idle", "expired", "logout", "password", "revoked", "disabled"}
@@ -284,7 +284,7 @@ def test_idle_timeout_disabled_user_and_restart(served):
     # a disabled user's session stops on the next request
     jar = srv.sign_in("lee", "lee-pass-123")
     assert srv.user(jar) == "lee"
-    disable_user(srv.store, "lee", actor="boss")
+    disable_user(srv.store, "lee", actor="boss", roles=load_roles(config_dir()))
     assert srv.user(jar) is None
 
     # sessions live in the store: another server process over it (a restart) knows them
@@ -364,7 +364,7 @@ def test_sso_header_from_the_trusted_proxy(served):
     # logout under SSO goes to the proxy's sign-out
     status, hdrs, _ = srv.req("POST", "/logout", headers={"X-Forwarded-User": "lee", "Origin": srv.origin})
     assert status == 303 and hdrs["location"] == ["/oauth2/sign_out"]
-    disable_user(srv.store, "lee", actor="boss")
+    disable_user(srv.store, "lee", actor="boss", roles=load_roles(config_dir()))
     assert srv.req("GET", "/gradio_api/user", headers={"X-Forwarded-User": "lee"})[0] == 403
 
 

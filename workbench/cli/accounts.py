@@ -94,7 +94,7 @@ def register_commands(cli: click.Group) -> None:
         from core.accounts import disable_user
 
         with user_errors():
-            out = disable_user(app.store(), name, actor=acting(app))
+            out = disable_user(app.store(), name, actor=acting(app), roles=app.roles())
         emit(out, as_json, lambda o: click.echo(f"user {o['name']} disabled"))
 
     @users.command("enable")
