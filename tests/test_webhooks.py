@@ -305,3 +305,39 @@ def test_serve_starts_no_worker_without_enabled_endpoints(tmp_path):
 
     assert start_webhook_worker(AppContext(tmp_path / "d", config_dir_=config_dir())) is None
     assert outbox.EVENT_TYPES == ("decision.created", "decision.corrected", "appeal.resolved", "campaign.decided")
+
+
+def test_a_receiver_that_answers_garbage_fails_its_own_deliveries_only(sqlite_store, taxonomy, cfg, receiver, tmp_path):
+    """A receiver answering something that is not HTTP (http.client's BadStatusLine) used to escape
+    the worker: its batch stayed leased with no attempt recorded, and no endpoint got anything."""
+    broken = Receiver().start()
+    broken.mode = "garbage"
+    try:
+        folder = write_config(tmp_path / "cfg", broken.url, name="broken", max_attempts=2, base=0.01, cap=0.02,
+                              extra=f"""  - name: healthy
+    url: {receiver.url}
+    events: [decision.created]
+    timeout_seconds: 2
+    secret_env: {SECRET_ENV}""")
+        _decide(sqlite_store, taxonomy, cfg, n=3)
+        _worker(sqlite_store, folder).run(max_seconds=1.5)
+        by_endpoint = {}
+        for d in _rows(sqlite_store, WebhookDelivery):
+            by_endpoint.setdefault(d["endpoint"], []).append(d)
+        assert [(d["status"], d["attempts"]) for d in by_endpoint["broken"]] == [("dead", 2)] * 3
+        assert all("BadStatusLine" in d["last_error"] for d in by_endpoint["broken"])
+        assert {d["status"] for d in by_endpoint["healthy"]} == {"delivered"} and len(receiver.event_ids()) == 3
+    finally:
+        broken.stop()
+
+
+def test_a_sender_that_raises_is_a_failed_attempt(sqlite_store, taxonomy, cfg, tmp_path):
+    def explode(url, body, headers, timeout):
+        raise RuntimeError("plugin bug")
+
+    folder = write_config(tmp_path / "cfg", "http://127.0.0.1:9/hooks", max_attempts=1)
+    _decide(sqlite_store, taxonomy, cfg, n=2)
+    stats = DeliveryWorker(sqlite_store, load_webhooks(folder, ENV), rng=random.Random(1), send=explode).run(once=True)
+    assert stats["dead"] == 2
+    assert [(d["status"], d["last_error"]) for d in _rows(sqlite_store, WebhookDelivery)] == \
+        [("dead", "RuntimeError: plugin bug")] * 2

@@ -22,7 +22,7 @@ def free_port() -> int:
 class Receiver:
     """An HTTP server on 127.0.0.1 that records every POST.
 
-    mode "ok" answers 200, "fail" answers 500, "hold" signals `arrived` and holds the response
+    mode "ok" answers 200, "fail" answers 500, "garbage" answers with a line that is not HTTP, "hold" signals `arrived` and holds the response
     until `release` is set. `stop()` closes the port (connections refused), `start()` reopens it.
     """
 
@@ -52,6 +52,10 @@ class Receiver:
                     receiver.received.append({"headers": dict(self.headers.items()), "body": body,
                                               "at": time.time(), "event": json.loads(body)})
                 mode = receiver.mode
+                if mode == "garbage":  # not HTTP at all: http.client raises BadStatusLine
+                    self.wfile.write(b"SURPRISE\r\n\r\n")
+                    self.close_connection = True
+                    return
                 if mode == "hold":
                     receiver.arrived.set()
                     receiver.release.wait(60)

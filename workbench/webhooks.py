@@ -17,6 +17,7 @@ and as `workbench webhooks deliver` for cron.
 from __future__ import annotations
 
 import dataclasses
+import http.client
 import logging
 import os
 import random
@@ -197,7 +198,9 @@ def http_post(url: str, body: bytes, headers: Mapping[str, str], timeout: float)
         except Exception:  # noqa: BLE001 - the status is what matters
             detail = ""
         return exc.code, f"HTTP {exc.code} {exc.reason}: {detail}".strip()[:500]
-    except (urllib.error.URLError, OSError, ValueError) as exc:
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
+        # HTTPException: a receiver that answers with something other than HTTP (BadStatusLine,
+        # LineTooLong, IncompleteRead) fails this attempt like a refused connection.
         reason = getattr(exc, "reason", exc)
         return None, f"{type(exc).__name__}: {reason}"[:500]
 
@@ -236,7 +239,11 @@ class DeliveryWorker:
                    IDEMPOTENCY_HEADER: row["idempotency_key"], "Workbench-Event": row["event_type"],
                    "Workbench-Event-Id": row["event_id"], "Workbench-Delivery": str(row["id"]),
                    "Workbench-Attempt": str(row["attempts"])}
-        code, error = self.send(ep.url, body, headers, ep.timeout_seconds)
+        try:
+            code, error = self.send(ep.url, body, headers, ep.timeout_seconds)
+        except Exception as exc:  # noqa: BLE001 - one endpoint's failure is that delivery's attempt, never
+            # the worker's: an uncaught error would leave the batch leased and stall every endpoint.
+            code, error = None, f"{type(exc).__name__}: {exc}"[:500]
         ok = error is None and code is not None and 200 <= code < 300
         now = utcnow()
         retry_at = None
