@@ -106,7 +106,8 @@ def _rescore_open_cases(conn: Connection, taxonomy: Taxonomy, config: QueueConfi
     case's creation), escalation and priority follow the new prediction; the audit flag and the
     case id stay.
     """
-    special = [config.escalation_queue, config.appeals_queue, config.calibration_queue]
+    special = [q for q in (config.escalation_queue, config.appeals_queue, config.calibration_queue,
+                           config.label_errors.queue) if q is not None]  # re-review cases keep their suggestion
     q = _prediction_rows(conn, C.c.id.label("case_id"), C.c.created_at.label("case_created"), C.c.is_audit,
                          C.c.queue.label("case_queue"), C.c.meta.label("case_meta"),
                          C.c.updated_at.label("case_updated"),

@@ -10,7 +10,8 @@ champion has scored. `rescore_open_cases`:
    due time, priority follow the new prediction);
 3. refreshes the cases `build_cases` leaves where they are: a campaign case gets its members'
    new mean scores, label and priority; a claimed case, or one in the escalation, appeals or
-   calibration queue, keeps its queue and holder and gets the new label and scores;
+   calibration queue, keeps its queue and holder and gets the new label and scores; the lead's
+   re-review queue is left alone (its cases show the label-error scan's suggestion, or none);
 4. re-plans the learning share (`labeling.learning`) where queues.yaml gives one: its pinned
    cases were chosen by the old model's uncertainty.
 
@@ -51,25 +52,35 @@ P = Prediction.__table__
 _CHUNK = 900
 
 
-def _items_to_score(conn: Any, champ: str) -> list[str]:
+def _rescorable(rereview_queue: Optional[str]) -> Any:
+    """The open cases a promotion brings onto the champion: all but those of the lead's re-review
+    queue (`label_errors.queue`), whose suggestion is by design not the model of record's (the
+    label-error scan's out-of-fold label, or none for a blind QA re-review)."""
+    open_ = C.c.state.in_(OPEN_STATES)
+    return open_ if rereview_queue is None else open_ & (C.c.queue != rereview_queue)
+
+
+def _items_to_score(conn: Any, champ: str, rereview_queue: Optional[str]) -> list[str]:
     """Items behind open cases (item cases and campaign members) without a champion prediction."""
-    items = set(conn.execute(select(C.c.item_id).where(C.c.state.in_(OPEN_STATES), C.c.campaign_id.is_(None),
+    items = set(conn.execute(select(C.c.item_id).where(_rescorable(rereview_queue), C.c.campaign_id.is_(None),
                                                        C.c.item_id.is_not(None))).scalars())
-    camps = select(C.c.campaign_id).where(C.c.state.in_(OPEN_STATES), C.c.campaign_id.is_not(None))
+    camps = select(C.c.campaign_id).where(_rescorable(rereview_queue), C.c.campaign_id.is_not(None))
     items |= set(conn.execute(select(CM.c.item_id).where(CM.c.campaign_id.in_(camps))).scalars())
     done = set(conn.execute(select(P.c.item_id).where(P.c.model_version == champ)).scalars())
     return sorted(items - done)
 
 
-def stale_open_cases(store: "Store") -> list[int]:
+def stale_open_cases(store: "Store", queue_config: Optional["QueueConfig"] = None) -> list[int]:
     """Ids of open cases that do not carry the champion's prediction (its version on the case);
-    empty when there is no champion."""
+    empty when there is no champion. With `queue_config`, the re-review queue's cases are not
+    counted (they never carry one, see `_rescorable`)."""
+    rereview = queue_config.label_errors.queue if queue_config is not None else None
     with store.read() as conn:
         champ = champion_version(conn)
         if champ is None:
             return []
         return sorted(conn.execute(select(C.c.id).where(
-            C.c.state.in_(OPEN_STATES), (C.c.model_version != champ) | C.c.model_version.is_(None))).scalars())
+            _rescorable(rereview), (C.c.model_version != champ) | C.c.model_version.is_(None))).scalars())
 
 
 def _score(store: "Store", taxonomy: "Taxonomy", models_config: "ModelsConfig", champ: str, ids: list[str],
@@ -133,7 +144,8 @@ def _refresh_round(store: "Store", taxonomy: "Taxonomy", config: "QueueConfig", 
     written and the ids another writer changed meanwhile."""
     refreshed, changed = 0, []
     with store.begin() as conn:
-        q = select(C).where(C.c.state.in_(OPEN_STATES), (C.c.model_version != champ) | C.c.model_version.is_(None))
+        q = select(C).where(_rescorable(config.label_errors.queue),
+                            (C.c.model_version != champ) | C.c.model_version.is_(None))
         cases = conn.execute(q.where(C.c.id.in_(only)) if only is not None else q).mappings().all()
         for case in cases:
             meta = dict(case["meta"] or {})
@@ -190,7 +202,7 @@ def rescore_open_cases(store: "Store", taxonomy: "Taxonomy", *, models_config: "
     now = now or utcnow()
     with store.read() as conn:
         champ = champion_version(conn)
-        ids = _items_to_score(conn, champ) if champ else []
+        ids = _items_to_score(conn, champ, queue_config.label_errors.queue) if champ else []
     if champ is None:
         return {"champion": None, "scored": 0, "replanned": 0, "refreshed": 0, "stale_left": 0}
     scored = _score(store, taxonomy, models_config, champ, ids, progress, tick)
@@ -206,7 +218,7 @@ def rescore_open_cases(store: "Store", taxonomy: "Taxonomy", *, models_config: "
                                         embedding_model=Embedder.from_settings(models_config.embedding).model_id)
     return {"champion": champ, "scored": scored, "replanned": int(built.get("rescored", 0)),
             "new_cases": int(built.get("cases", 0)), "refreshed": refreshed,
-            "stale_left": len(stale_open_cases(store)), "learning": learning}
+            "stale_left": len(stale_open_cases(store, queue_config)), "learning": learning}
 
 
 @dataclass
@@ -230,7 +242,7 @@ def start_background_rescore(store: "Store", taxonomy: "Taxonomy", *, models_con
     check_permission(actor, "score", "open cases")
     with store.read() as conn:
         champ = champion_version(conn)
-        job = RescoreJob(total=len(_items_to_score(conn, champ)) if champ else 0)
+        job = RescoreJob(total=len(_items_to_score(conn, champ, queue_config.label_errors.queue)) if champ else 0)
 
     def tick(n: int) -> None:
         job.done += n

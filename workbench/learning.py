@@ -74,7 +74,7 @@ def resume_rescore(app: Any) -> Optional["RescoreJob"]:
     running = getattr(app, "rescore_job", None)
     if running is not None and not running.finished:
         return None
-    stale = stale_open_cases(app.store())
+    stale = stale_open_cases(app.store(), app.queues())
     if not stale:
         return None
     log.info("%d open cases do not carry the champion's prediction: rescoring them in the background", len(stale))
