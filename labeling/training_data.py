@@ -165,13 +165,38 @@ def calibration_labels(conn: Connection, rule: str) -> tuple[dict[str, dict[str,
 
 
 def group_keys(conn: Connection, items: Mapping[str, str]) -> dict[str, str]:
-    """item id -> its group: `campaign:<id>` for a campaign member, else `text:<light hash>`."""
+    """item id -> its group: the items joined by a shared campaign or a shared text (light hash),
+    keyed `campaign:<id>` (the smallest campaign id among them) when any is a campaign member,
+    else `text:<hash>`.
+
+    Why texts join campaigns: a copy of a campaign member's text that arrives after the last
+    `workbench cluster` is in no campaign yet; keyed by its text alone it drew a side of its own
+    and could sit on the test side while its twin trained."""
     camp: dict[str, int] = {}
     ids = list(items)
     for i in range(0, len(ids), _CHUNK):
         camp.update(dict(conn.execute(select(CM.c.item_id, CM.c.campaign_id)
                                       .where(CM.c.item_id.in_(ids[i:i + _CHUNK]))).all()))
-    return {i: (f"campaign:{camp[i]}" if i in camp else f"text:{text_hash(t or '')}") for i, t in items.items()}
+    parent: dict[str, str] = {}
+
+    def root(k: str) -> str:
+        while parent.setdefault(k, k) != k:
+            parent[k] = parent[parent[k]]
+            k = parent[k]
+        return k
+
+    def rank(k: str) -> tuple[int, int, str]:  # a campaign first, the smallest id: stable across runs
+        kind, _, value = k.partition(":")
+        return (0, int(value), "") if kind == "campaign" else (1, 0, value)
+
+    texts = {i: f"text:{text_hash(t or '')}" for i, t in items.items()}
+    for i, key in texts.items():
+        if i in camp:
+            a, b = root(key), root(f"campaign:{camp[i]}")
+            if a != b:
+                keep, drop = sorted((a, b), key=rank)
+                parent[drop] = keep
+    return {i: root(key) for i, key in texts.items()}
 
 
 class Sides(dict):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from sqlalchemy import insert, select
 
-from core.schema import Campaign, CampaignMember, Decision, LearningSplit, User, utcnow
+from core.schema import Campaign, CampaignMember, Decision, Item, LearningSplit, User, utcnow
 from labeling.training_data import (EXCLUDED, human_weights, learning_data, proposed_side, resolve_calibration)
 from models.config import LearningSettings, load_models_config
 from models.training import TrainingSet, replicate_by_weight
@@ -107,6 +107,25 @@ def test_merged_campaigns_keep_sides_and_never_straddle(corpus, taxonomy):
     assert got[new_id] == "train" and stored[new_id] == "train"
     assert all(len(s) == 1 for s in _sides_by_group(after).values())
     assert len(merged) == 8
+
+
+def test_a_new_copy_of_a_campaign_text_takes_its_campaigns_side(corpus, taxonomy):
+    """A copy that arrives after the last clustering is in no campaign: keyed by its text alone it
+    drew a side of its own, and could be tested on while its campaign twin trained."""
+    store, ids = corpus
+    first = learning_data(store, taxonomy, SETTINGS, ENGINEER)
+    side = dict(zip(first.data.ids, first.split))
+    with store.read() as conn:
+        text_of = dict(conn.execute(select(Item.id, Item.text).where(Item.id.in_(ids[:120]))).all())
+    # one unclustered copy of a member of each of 30 campaigns (some land on each side by hash)
+    copies = add_items(store, [text_of[ids[c * 4]] for c in range(30)], ["spam"] * 30, source="live", prefix="live")
+    for i in copies:
+        _decide(store, i, "spam")
+    after = learning_data(store, taxonomy, SETTINGS, ENGINEER)
+    got, groups = dict(zip(after.data.ids, after.split)), dict(zip(after.data.ids, after.groups))
+    for c, copy in enumerate(copies):
+        assert groups[copy] == f"campaign:{c + 1}" and got[copy] == side[ids[c * 4]]
+    assert all(len(s) == 1 for s in _sides_by_group(after).values())
 
 
 def test_bulk_decision_counts_once_per_distinct_text(sqlite_store, taxonomy):
