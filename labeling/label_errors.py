@@ -159,7 +159,7 @@ def find_label_errors(store: Store, taxonomy: Taxonomy, config: QueueConfig, act
             for r in conn.execute(select(I.c.id, I.c.text, I.c.text_hash).where(I.c.id.in_(ids[i:i + 900]))):
                 texts[r.id] = r
         queued = _queued_decisions(conn, queue)
-    rows = [i for i in ids if i in texts and dec[i]["label"] in taxonomy.policies]
+    rows, groups, waves = _scanned(ids, texts, dec, taxonomy)
     labels_used = sorted({dec[i]["label"] for i in rows}, key=taxonomy.labels.index)
     summary: dict[str, Any] = {"decided": len(rows), "labels": labels_used, "flagged": 0, "queued": 0,
                                "already_queued": 0, "cases": []}
@@ -173,7 +173,7 @@ def find_label_errors(store: Store, taxonomy: Taxonomy, config: QueueConfig, act
                     hashes=[texts[i].text_hash for i in rows], show_progress=progress)
     X = label_features([texts[i].text for i in rows], X)
     probs = out_of_fold_probs(X, y, len(labels_used), config.label_errors.folds,
-                              groups=[texts[i].text_hash for i in rows], seed=seed)
+                              groups=groups, seed=seed)
     order, flagged, quality = rank_label_errors(y, probs)
     summary["flagged"] = int(flagged.sum())
     summary["candidates"] = int((flagged | (quality < config.label_errors.min_label_quality)).sum())
@@ -195,7 +195,8 @@ def find_label_errors(store: Store, taxonomy: Taxonomy, config: QueueConfig, act
                 "found_at": now.isoformat()}
         why = (f"label error? given {d['label']} by {d['reviewer']}, model says {labels_used[m]} "
                f"({info['confidence']:.2f}); label quality {info['quality']:.2f}"
-               + ("" if flagged[j] else " (not flagged by confident learning)"))
+               + ("" if flagged[j] else " (not flagged by confident learning)")
+               + (f"; a campaign decision of {waves[rows[j]]} items: correct the campaign" if rows[j] in waves else ""))
         new_rows.append({"item_id": rows[j], "campaign_id": None, "queue": queue, "state": config.waiting_state(queue),
                          "priority": round(1.0 - float(quality[j]), 6),
                          "priority_reason": why, "predicted_label": labels_used[m], "due_at": None,
@@ -220,6 +221,29 @@ def find_label_errors(store: Store, taxonomy: Taxonomy, config: QueueConfig, act
                     "queue": queue, "queued": len(new_rows), "decided": len(rows), "flagged": summary["flagged"]})
     summary["queued"] = len(new_rows)
     return summary
+
+
+def _scanned(ids: Sequence[str], texts: Mapping[str, Any], dec: Mapping[str, dict[str, Any]],
+             taxonomy: Taxonomy) -> tuple[list[str], list[str], dict[str, int]]:
+    """(the decided items the scan learns from, their fold groups, kept bulk member -> wave size).
+
+    A campaign (bulk) decision is one judgement: its members count once per distinct template
+    (`training_data.one_per_text`, as in training) and share one fold group. Counted per member,
+    a wrongly decided wave's template variants sat in each other's training folds and vouched for
+    the wrong label. Other decisions are grouped by exact text (copies share a fold)."""
+    from .training_data import one_per_text
+
+    usable = [i for i in ids if i in texts and dec[i]["label"] in taxonomy.policies]
+    waves: dict[Any, list[tuple[str, str]]] = {}
+    for i in usable:
+        if dec[i].get("kind") == "bulk":
+            waves.setdefault((dec[i].get("case_id") or dec[i].get("campaign_id"), dec[i]["label"]), []).append(
+                (i, texts[i].text))
+    keep = one_per_text(waves)
+    wave_of = {i: key for key, members in waves.items() for i, _ in members}
+    rows = [i for i in usable if i not in wave_of or i in keep]
+    groups = [f"bulk:{wave_of[i]}" if i in wave_of else f"text:{texts[i].text_hash}" for i in rows]
+    return rows, groups, {i: len(waves[wave_of[i]]) for i in rows if i in wave_of}
 
 
 def _queued_decisions(conn: Any, queue: str) -> set[Any]:

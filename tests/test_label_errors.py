@@ -6,13 +6,13 @@ import threading
 
 import numpy as np
 import pytest
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from core.config import config_dir
 from core.hooks import PermissionDenied
 from core.labels import current_labels
 from core.principals import Principal
-from core.schema import Case, Decision
+from core.schema import Case, Decision, utcnow
 from labeling.cases import build_cases
 from labeling.decisions import decide
 from labeling.errors import DecisionError, QueueError
@@ -230,3 +230,27 @@ def test_a_decision_superseded_since_the_scan_closes_its_re_review_case(any_stor
     assert next_case(any_store, lena, "label-review", now=T0, config=cfg) is None  # not served again
     assert label_error_counts(any_store, cfg)["bob"] == {"queued": 1, "corrected": 0, "confirmed": 0,
                                                         "superseded": 1, "pending": 0}
+
+
+def test_a_wrong_campaign_decision_is_one_judgement_and_reaches_the_lead(sqlite_store, taxonomy, cfg):
+    """A lead decides a spam wave benign in bulk. Counted per member, its template variants sat in
+    each other's training folds and vouched for the wrong label, so most of the wave escaped."""
+    decided_store(sqlite_store, taxonomy, cfg, 40, {})
+    rng = np.random.default_rng(11)
+    templates = [" ".join(rng.choice(SPAM_WORDS, size=8)) for _ in range(4)]
+    wave = [{"id": f"w{t}-{k}", "label": "spam", "p": 0.9, "text": f"{templates[t]} call 0800{k}{t}12345 ref {k}"}
+            for t in range(4) for k in range(6)]
+    add_scored(sqlite_store, taxonomy, wave)
+    with sqlite_store.begin() as conn:
+        conn.execute(insert(Decision.__table__), [
+            {"item_id": w["id"], "label": "benign", "action": "none", "kind": "bulk", "reviewer": "lena",
+             "campaign_id": 7, "taxonomy_version": "t", "created_at": utcnow()} for w in wave])
+    out = find_label_errors(sqlite_store, taxonomy, cfg, "eng", BagOfWords(), now=T0, max_cases=20)
+    assert out["decided"] == 80 + 4  # the wave counts once per template
+    queued = [c for c in out["cases"] if c["item_id"].startswith("w")]
+    assert len(queued) == 4 and {c["model_label"] for c in queued} == {"spam"}
+    with sqlite_store.read() as conn:
+        why = conn.execute(select(Case.__table__.c.priority_reason)
+                           .where(Case.__table__.c.item_id == queued[0]["item_id"],
+                                  Case.__table__.c.queue == "label-review")).scalar_one()
+    assert why.endswith("a campaign decision of 24 items: correct the campaign")
