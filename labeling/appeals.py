@@ -24,10 +24,10 @@ from core.text import reason_length_error
 
 from .cases import case_view
 from .claims import check_actionable, lock_case
-from .decisions import _close, _insert_decision, _validate
+from .decisions import _close, _insert_decision, _is_appeal, _validate
 from .errors import AppealPending, DecisionError
 from .masking import shown_text
-from .priority import score_features
+from .priority import PINNED, score_features
 from .queue_config import QueueConfig
 from .review_config import ReviewSettings
 
@@ -63,8 +63,11 @@ def appeal(store: Store, item_id: str, appellant: Actor, reason: str, taxonomy: 
         orig_meta = dict((orig or {}).get("meta") or {})
         item = predictions_of_record(conn, [item_id]).get(item_id)
         tier = current["severity"] or config.benign_tier
-        features = dict(orig_meta.get("features") or {"risk": 0.0, "label": current["label"], "score": 0.0},
-                        severity=tier, escalation=None)
+        # Not the original case's seed or learning pin: that placed it in its review queue, and
+        # would put this appeal ahead of those due sooner in the appeals queue.
+        features = {k: v for k, v in (orig_meta.get("features") or {"risk": 0.0, "label": current["label"],
+                                                                  "score": 0.0}).items() if k not in PINNED}
+        features.update(severity=tier, escalation=None)
         due = now + dt.timedelta(minutes=config.appeal_sla_minutes)
         priority, why, terms = score_features(taxonomy, features, config, now, due, now)
         packet = {
@@ -116,7 +119,7 @@ def resolve_appeal(store: Store, taxonomy: Taxonomy, case_id: int, analyst: Acto
         if item_id:
             lock_item_decisions(conn, item_id)  # a correction at the same time waits, or is waited for
         case = lock_case(conn, case_id)
-        if case["queue"] != config.appeals_queue:
+        if not _is_appeal(case, config):  # escalated before escalating appeals was refused: still one
             raise DecisionError(f"case {case_id} is not an appeal (queue {case['queue']})")
         check_actionable(case, analyst, now)
         current = current_decisions(conn, [case["item_id"]]).get(case["item_id"])

@@ -11,7 +11,7 @@ Appeals (`labeling.appeals`) reuse the validation and recording helpers of this 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Mapping, Optional
+from typing import Any, Iterable, Mapping, Optional
 
 from sqlalchemy import Connection, and_, exists, func, insert, or_, select, update
 from sqlalchemy.orm import aliased
@@ -82,6 +82,30 @@ def _decision_kind(case: Mapping[str, Any], config: QueueConfig, kind: str) -> s
     return kind
 
 
+def _is_appeal(case: Mapping[str, Any], config: QueueConfig) -> bool:
+    """An appeal case, wherever it waits: only `resolve_appeal` settles it (that permission, and
+    never by whoever made the appealed decision), so no other path may decide or close it."""
+    meta = case["meta"] or {}
+    return case["queue"] == config.appeals_queue or bool(meta.get("appeal")) \
+        or meta.get("escalated_from") == config.appeals_queue
+
+
+def _ordinary_member_case(case: Mapping[str, Any], config: QueueConfig) -> bool:
+    """A member's own review case, which a campaign decision closes. An appeal, a QA audit, a
+    calibration copy or a label-error re-review asks something else of its reviewer, and stays open."""
+    meta = case["meta"] or {}
+    return not (case["is_audit"] or case["calibration_set"] or _is_appeal(case, config) or meta.get("label_error"))
+
+
+def lock_member_decisions(conn: Connection, item_ids: Iterable[str]) -> None:
+    """Hold the decision lock (`lock_item_decisions`) of each item, in sorted order, so a campaign
+    decision (or its undo) does not supersede a member's decision that a correction, an appeal's
+    outcome or an undo is superseding meanwhile; sorted, two such writers cannot deadlock.
+    Take it after the campaign case's row lock, before reading the members' current decisions."""
+    for item_id in sorted(set(item_ids)):
+        lock_item_decisions(conn, item_id)
+
+
 def _close(conn: Connection, case_id: int, analyst: Actor, now: dt.datetime, meta: Optional[dict[str, Any]] = None) -> None:
     values: dict[str, Any] = dict(state="decided", resolved_at=now, claimed_by=actor_name(analyst), lease_expires_at=None,
                                   first_action_at=func.coalesce(C.c.first_action_at, now), updated_at=now)
@@ -123,7 +147,7 @@ def decide(store: Store, taxonomy: Taxonomy, case_id: int, analyst: Actor, label
     principal, analyst = analyst, actor_name(analyst)
     with store.begin() as conn:
         case = lock_case(conn, case_id)
-        if case["queue"] == config.appeals_queue:
+        if _is_appeal(case, config):
             raise DecisionError(f"case {case_id} is an appeal: a lead resolves it (Appeals tab, or "
                                 f"`workbench appeals resolve`)")
         check_actionable(case, analyst, now)
@@ -157,7 +181,7 @@ def decide(store: Store, taxonomy: Taxonomy, case_id: int, analyst: Actor, label
             closed_members: list[int] = []
             bulk: dict[str, Any] = {}
             if case["campaign_id"] is not None:
-                ids, closed_members, bulk = _bulk(conn, case, analyst, common, now, existing)
+                ids, closed_members, bulk = _bulk(conn, config, case, analyst, common, now, existing)
             else:
                 ids.append(_insert_decision(conn, item_id=case["item_id"], model_version=version,
                                             model_label=model_label, model_score=model_score,
@@ -235,13 +259,16 @@ def bulk_preview(store: Store, case_id: int, analyst: Actor, now: Optional[dt.da
             "already_decided_labels": labels}
 
 
-def _bulk(conn: Connection, case: Mapping[str, Any], analyst: str, common: dict[str, Any],
+def _bulk(conn: Connection, config: QueueConfig, case: Mapping[str, Any], analyst: str, common: dict[str, Any],
           now: dt.datetime, existing: str) -> tuple[list[int], list[int], dict[str, Any]]:
     """One decision per member of the campaign (its own model prediction recorded); close member cases.
 
     Members whose own case another analyst holds are left out (their cases untouched); members
     with a human decision get one that supersedes it, or are left out when `existing="skip"`.
+    Only members' ordinary review cases close (`_ordinary_member_case`).
     """
+    lock_member_decisions(conn, conn.execute(select(CM.c.item_id).where(CM.c.campaign_id == case["campaign_id"]))
+                          .scalars().all())
     plan = _bulk_plan(conn, case, analyst, now)
     held, decided = plan["held"], plan["decided"]
     skipped_decided = sorted(decided) if existing == "skip" else []
@@ -259,9 +286,11 @@ def _bulk(conn: Connection, case: Mapping[str, Any], analyst: str, common: dict[
     ids = conn.execute(insert(D).returning(D.c.id, sort_by_parameter_order=True), rows).scalars().all() if rows else []
     waiting: list[int] = []
     for start in range(0, len(targets), _CHUNK):
-        waiting += conn.execute(select(C.c.id).where(
+        waiting += [r["id"] for r in conn.execute(select(
+            C.c.id, C.c.queue, C.c.is_audit, C.c.calibration_set, C.c.meta).where(
             C.c.item_id.in_(targets[start:start + _CHUNK]), C.c.campaign_id.is_(None), C.c.calibration_set.is_(None),
-            C.c.state.in_(("open", "escalated", "claimed")), C.c.id != case["id"])).scalars().all()
+            C.c.state.in_(("open", "escalated", "claimed")), C.c.id != case["id"])).mappings()
+            if _ordinary_member_case(r, config)]
     if waiting:
         # Claims do not wait for this transaction: on PostgreSQL a member case another analyst
         # claimed since `_bulk_plan` read them stays theirs (their decision, later, is the latest).
@@ -304,7 +333,8 @@ def _label_review(conn: Connection, taxonomy: Taxonomy, case: Mapping[str, Any],
     `qa_review` and a rationale, and never by the analyst who made the decision under review
     (separation of duties). None for any other case (the ordinary path goes on)."""
     info = (case.get("meta") or {}).get("label_error")
-    if config.label_errors.queue is None or case["queue"] != config.label_errors.queue or not info:
+    home = case["queue"] if case["queue"] != config.escalation_queue else (case.get("meta") or {}).get("escalated_from")
+    if config.label_errors.queue is None or home != config.label_errors.queue or not info:
         return None
     check_permission(principal, "qa_review", f"case {case['id']}")
     who = actor_name(principal)

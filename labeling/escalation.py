@@ -48,6 +48,7 @@ def escalate(store: Store, taxonomy: Taxonomy, case_id: int, actor: Actor, reaso
     actor = actor_name(actor)
     with store.begin() as conn:
         case = lock_case(conn, case_id)
+        _check_escalatable(case, config)
         check_actionable(case, actor, now)
         cover = _escalated_campaign_case(conn, config, case)
         if cover is not None:  # its campaign is already escalated: one entry per item
@@ -68,6 +69,19 @@ def escalate(store: Store, taxonomy: Taxonomy, case_id: int, actor: Actor, reaso
         if case["campaign_id"] is not None:
             fold_covered(conn, config, now, [case_id])
         return case_view(conn, case_id, with_history=False)
+
+
+def _check_escalatable(case: Mapping[str, Any], config: QueueConfig) -> None:
+    """An appeal or a label-error re-review is settled only by its own path (`resolve_appeal`, the
+    re-review's decision), with their permissions and separation of duties: escalated, it would be
+    decided as an ordinary escalation case, by anyone, even whoever made the decision in question."""
+    meta = case["meta"] or {}
+    if case["queue"] == config.appeals_queue or meta.get("appeal"):
+        raise QueueError(f"case {case['id']} is an appeal: resolve it (Appeals tab, or `workbench appeals "
+                         f"resolve`) instead of escalating it")
+    if meta.get("label_error"):
+        raise QueueError(f"case {case['id']} re-reviews decision {meta['label_error'].get('decision_id')}: "
+                         f"decide it as that re-review instead of escalating it")
 
 
 def _escalated_campaign_case(conn: Connection, config: QueueConfig, case: Mapping[str, Any]) -> Optional[dict[str, Any]]:
