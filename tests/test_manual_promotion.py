@@ -89,9 +89,11 @@ def test_models_train_promote_is_gated_once_a_champion_exists(loop):  # noqa: F8
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
     assert out["role"] == "champion" and "lower bound" in out["gate"]
+    # promoted through the gate: the open cases are rescored, as `models promote` does
+    assert out["rescore"]["stale_left"] == 0 and stale_open_cases(store) == []
     res = _cli(store, "models", "train", "--kind", "tfidf_lr", "--param", "min_df=1", "--param", "C=0.0001",
                "--promote", "--json")
-    assert res.exit_code == 0, res.output
+    assert res.exit_code == 1, res.output  # refused: `models train --promote && deploy` stops
     weak = json.loads(res.stdout)
     assert weak["role"] == "challenger" and "<=" in weak["gate"]  # the interval did not clear zero
     with store.read() as conn:

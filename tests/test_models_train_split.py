@@ -15,7 +15,7 @@ from core.predictions import champion_version
 from core.schema import Decision, utcnow
 from labeling.training_data import learning_data
 from models.registry import get_model, train_model
-from test_models_fixtures import add_items
+from test_models_fixtures import add_items, toy_corpus
 from test_promotion_gate import FAST, MODELS
 
 LABELS = ("benign", "spam", "scam")
@@ -150,3 +150,15 @@ def test_an_export_that_stores_sides_before_any_campaign_exists_is_warned(sqlite
     assert "warning: 400 items got their train/test side while the store has no campaign" in res.stderr
     assert json.loads(res.stdout)["warnings"] and "warning" not in _cli(sqlite_store, "export", str(tmp_path / "again"),
                                                                         "--json").stderr  # stored once
+
+
+def test_retrain_tune_weight_says_when_there_is_nothing_to_tune(sqlite_store):
+    """With no human label on the train side there is nothing to fold: the command used to print
+    `human weight 10.0 by 0-fold grouped cross-validation: ` as if it had tuned it."""
+    texts, ys = toy_corpus(20, seed=2)
+    add_items(sqlite_store, texts, ys)
+    res = _cli(sqlite_store, "retrain", "--tune-weight", "--no-promote", "--kind", "tfidf_lr", "--param", "min_df=1")
+    assert res.exit_code == 0, res.output
+    line = next(x for x in res.output.splitlines() if x.startswith("human weight"))
+    assert line.startswith("human weight not tuned (0 human labels in 0 group(s) on the train side: nothing to fold)")
+    assert line.endswith(f"keeping the configured {MODELS.learning.human_weight}")

@@ -56,7 +56,10 @@ def _retrain(app: AppContext, cfg: Any, kind: Optional[str], params: tuple[str, 
                                   params=_parse_params(params), sources=list(sources) or None,
                                   show_progress=not as_json)
         cfg = cfg.model_copy(update={"learning": cfg.learning.model_copy(update={"human_weight": tuned["chosen"]})})
-        if not as_json:
+        if not as_json and not tuned["folds"]:
+            click.echo(f"human weight not tuned ({tuned.get('reason') or 'no folds'}): "
+                       f"keeping the configured {tuned['chosen']}")
+        elif not as_json:
             click.echo(f"human weight {tuned['chosen']} by {tuned['folds']}-fold grouped cross-validation: "
                        + ", ".join(f"{w}: macro F1 {f:.4f}" for w, f in tuned["scores"].items()))
     if tune_head:
@@ -137,18 +140,22 @@ def register_commands(cli: click.Group) -> None:
     @click.option("--promote", "promote_if", flag_value="always",
                   help="Promote it through the gate (as `models promote`); without a champion it becomes the first.")
     @click.option("--no-promote", "promote_if", flag_value="never", help="Never promote, even without a champion.")
+    @click.option("--no-rescore", "no_rescore", is_flag=True,
+                  help="After a promotion, leave the open cases as they are (`workbench cases rescore` later).")
     @principal_option("actor", help="Who trains it (audit log); on a store without accounts, default: the OS user.")
     @json_option
     @pass_app
     def train_cmd(app: AppContext, kind: Optional[str], params: tuple[str, ...], sources: tuple[str, ...],
-                  parent: Optional[str], promote_if: Optional[str], actor: str, as_json: bool) -> None:
+                  parent: Optional[str], promote_if: Optional[str], no_rescore: bool, actor: str,
+                  as_json: bool) -> None:
         """Train a model on the labelled items, validate it on the held-out side, register it.
 
         The data are `workbench retrain`'s: each item's label of record (a human decision wins
         over its source label), human labels weighted, fitted on the campaign-grouped train
         side and validated on the test side, so no version has seen an item the gate tests
         it on. Without --promote/--no-promote the new version becomes champion only when
-        there is no champion yet.
+        there is no champion yet. After a promotion through the gate the open cases are
+        rescored (as `models promote`); exit status 1 when the gate refuses.
 
         \b
         Examples:
@@ -179,10 +186,14 @@ def register_commands(cli: click.Group) -> None:
             from evaluation.promotion import promote_through_gate
 
             r = _call(promote_through_gate, app.store(), app.taxonomy(), result["id"], models_config=app.models(),
-                      queue_config=None, actor=actor, rescore="none", show_progress=not as_json, echo=echo)
-            result = {**get_model(app.store(), result["id"]), "gate": r["gate"]["reason"], "report": r.get("report")}
+                      queue_config=None if no_rescore else app.queues(), actor=actor,
+                      rescore="none" if no_rescore else "foreground", show_progress=not as_json, echo=echo)
+            result = {**get_model(app.store(), result["id"]), "gate": r["gate"]["reason"], "report": r.get("report"),
+                      "rescore": r.get("rescore")}
             echo(("promoted" if r["promoted"] else "not promoted") + f" through the gate: {r['gate']['reason']}")
         emit(result, as_json, _print_model)
+        if gated and not r["promoted"]:
+            raise SystemExit(1)  # as `models promote`: `models train --promote && deploy` stops here
 
     @models_group.command("list")
     @click.option("--all", "include_retired", is_flag=True, help="Include retired versions.")
