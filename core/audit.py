@@ -15,9 +15,9 @@ events are accepted only before the seal; after it, every event must verify with
 a chain with events but no keyed one is reported (a recomputation without the key).
 
 Decisions are bound to their events: `bind(conn, ids)` gives each decision row's content hash,
-which the decision.create / decision.correct / appeal.resolve payloads carry under "bound".
-`verify` checks both directions: every decision has an event whose hash matches, and every bound
-decision still exists unchanged.
+which the decision.create / decision.correct / decision.undo / appeal.resolve payloads carry
+under "bound". `verify` checks both directions: every decision has an event whose hash matches,
+and every bound decision still exists unchanged.
 
 Checkpoints ({head, count, time}, `head`) are kept outside the database (a 0600 JSON-lines file,
 optionally posted to a webhook); `verify(checkpoints=...)` checks that the event at position
@@ -52,7 +52,7 @@ KEY_FILE = "audit.key"
 CHECKPOINT_FILE = "audit-checkpoints.jsonl"
 KEY_INFO = "wb_audit_key"  # where the store puts the AuditKey in each connection's `info`
 SEAL_ACTION = "audit.chain.keyed"
-BINDING_ACTIONS = ("decision.create", "decision.correct", "appeal.resolve")
+BINDING_ACTIONS = ("decision.create", "decision.correct", "decision.undo", "appeal.resolve")
 _LOCK_KEY = 0x7773_6175  # advisory lock id for the chain on PostgreSQL
 _T = AuditEvent.__table__
 _D = Decision.__table__

@@ -1,22 +1,26 @@
 """Undo (`u` on the review screen): take back one's own last decision within a short window.
 
 Decisions are append-only, so an undo is a correction: one "undo" row per decision taken back,
-each superseding it (the item's label of record falls back to none; an "undo" row is no label
-itself), an audit event, a `decision.corrected` outbox event (so an enforcement already sent can
-be reverted), and the case back in the analyst's hands with a fresh lease. A campaign decision's
-member cases that it closed go back to their queues.
+each superseding it (an "undo" row is no label itself), an audit event, a `decision.corrected`
+outbox event (so an enforcement already sent can be reverted), and the label of record as it was
+before the decision: where the undone row superseded a decision that would be the label of record
+again, a restoring row re-asserts it (a copy of that decision, its reviewer's, superseding the
+"undo" row), so every reader of `core.labels.current_decisions` (export, training) sees it without
+a rule of its own. A case that had no decision before comes back into the analyst's hands with a
+fresh lease, and a campaign decision's member cases that it closed go back to their queues; a case
+whose earlier decision is restored stays decided.
 """
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
-from sqlalchemy import and_, exists, insert, select, update
+from sqlalchemy import Connection, and_, exists, insert, select, update
 from sqlalchemy.orm import aliased
 
 from core import audit, outbox
 from core.hooks import check_permission, decision_recorded
-from core.labels import lock_item_decisions
+from core.labels import AUTHORITATIVE_KINDS, current_decisions, lock_item_decisions
 from core.principals import Actor, actor_name
 from core.schema import Case, Decision, utcnow
 from core.store import Store
@@ -28,6 +32,14 @@ from .queue_config import QueueConfig
 C = Case.__table__
 D = Decision.__table__
 UNDOABLE = ("review", "qa_audit", "calibration", "escalation", "bulk")
+COPIED = [c.name for c in D.columns if c.name not in ("id", "supersedes_id", "created_at")]  # a restoring row's
+
+
+def _restoring() -> Any:
+    """Restoring rows (an undo wrote them, superseding its "undo" row): no act of their reviewer's,
+    so never the one an undo takes back."""
+    undo = aliased(D)
+    return exists().where(undo.c.id == D.c.supersedes_id, undo.c.kind == "undo")
 
 
 def last_decision(store: Store, analyst: Actor, window_seconds: int,
@@ -37,7 +49,7 @@ def last_decision(store: Store, analyst: Actor, window_seconds: int,
     now, who = now or utcnow(), actor_name(analyst)
     later = aliased(D)
     with store.read() as conn:
-        row = conn.execute(select(D).where(D.c.reviewer == who, D.c.kind != "undo")
+        row = conn.execute(select(D).where(D.c.reviewer == who, D.c.kind != "undo", ~_restoring())
                            .order_by(D.c.id.desc()).limit(1)).mappings().first()
         if row is None or row["kind"] not in UNDOABLE or row["created_at"] < now - dt.timedelta(seconds=window_seconds):
             return None
@@ -49,7 +61,9 @@ def last_decision(store: Store, analyst: Actor, window_seconds: int,
 def undo_last(store: Store, analyst: Actor, config: QueueConfig, window_seconds: int,
               now: Optional[dt.datetime] = None) -> dict[str, Any]:
     """Undo the analyst's last decision (all rows of it, for a campaign) if made within
-    `window_seconds`; the case comes back claimed by them. Needs `correct` (one's own decision)."""
+    `window_seconds`; the label of record is the one before it, and a case that had no decision
+    before comes back claimed by them (`lease_expires_at`; None when the case stays decided).
+    Needs `correct` (one's own decision)."""
     now, who = now or utcnow(), actor_name(analyst)
     last = last_decision(store, analyst, window_seconds, now)
     if last is None:
@@ -64,10 +78,15 @@ def undo_last(store: Store, analyst: Actor, config: QueueConfig, window_seconds:
         if case["state"] != "decided":
             raise DecisionError(f"case {case_id} is {case['state']} now: its decision can no longer be undone "
                                 f"(ask a lead to correct it)")
+        mine = and_(D.c.case_id == case_id, D.c.reviewer == who, D.c.created_at == last["created_at"],
+                    D.c.kind != "undo", ~_restoring())
+        if last["campaign_id"] is not None:  # the members' locks, sorted, after the campaign case's (as `_bulk`)
+            for item_id in sorted(set(conn.execute(select(D.c.item_id).where(mine, D.c.item_id.is_not(None)))
+                                      .scalars())):
+                lock_item_decisions(conn, item_id)
         later = aliased(D)
-        group = conn.execute(select(D).where(
-            D.c.case_id == case_id, D.c.reviewer == who, D.c.created_at == last["created_at"], D.c.kind != "undo",
-            ~exists().where(later.c.supersedes_id == D.c.id)).order_by(D.c.id)).mappings().all()
+        group = conn.execute(select(D).where(mine, ~exists().where(later.c.supersedes_id == D.c.id))
+                             .order_by(D.c.id)).mappings().all()
         if not group:  # a lead corrected it since `last_decision` read it
             raise DecisionError(f"nothing to undo: decision {last['id']} was corrected meanwhile")
         rows = [dict(case_id=case_id, item_id=d["item_id"], campaign_id=d["campaign_id"], reviewer=who, kind="undo",
@@ -77,10 +96,12 @@ def undo_last(store: Store, analyst: Actor, config: QueueConfig, window_seconds:
                      taxonomy_version=d["taxonomy_version"], supersedes_id=d["id"], created_at=now)
                 for d in group]
         ids = conn.execute(insert(D).returning(D.c.id, sort_by_parameter_order=True), rows).scalars().all()
+        prior, restored = _restore(conn, group, ids, now)
+        kept = any(p["case_id"] == case_id for p in prior)  # the case was decided before: it stays decided
         reopened: list[int] = []
         if case["campaign_id"] is not None:
             # member cases the campaign decision closed (no decision of their own, resolved with it)
-            items = [d["item_id"] for d in group if d["item_id"]]
+            items = [d["item_id"] for d in group if d["item_id"] and d["supersedes_id"] is None]
             own = exists().where(D.c.case_id == C.c.id)
             for start in range(0, len(items), 900):
                 reopened += conn.execute(select(C.c.id, C.c.queue).where(and_(
@@ -89,16 +110,45 @@ def undo_last(store: Store, analyst: Actor, config: QueueConfig, window_seconds:
             for cid, queue in reopened:
                 conn.execute(update(C).where(C.c.id == cid).values(
                     state=config.waiting_state(queue), resolved_at=None, claimed_by=None, updated_at=now))
-        expires = now + dt.timedelta(seconds=config.lease_seconds)
-        conn.execute(update(C).where(C.c.id == case_id).values(
-            state="claimed", claimed_by=who, lease_expires_at=expires, resolved_at=None, updated_at=now))
-        outbox.decision_event(conn, "decision.corrected", ids, case_id=case_id, undone=[d["id"] for d in group])
+        expires = None
+        if not kept:
+            expires = now + dt.timedelta(seconds=config.lease_seconds)
+            conn.execute(update(C).where(C.c.id == case_id).values(
+                state="claimed", claimed_by=who, lease_expires_at=expires, resolved_at=None, updated_at=now))
+        written = [*ids, *restored.values()]
+        outbox.decision_event(conn, "decision.corrected", written, case_id=case_id, undone=[d["id"] for d in group],
+                              restored=sorted(restored))
         audit.record(conn, analyst, "decision.undo", "case", case_id,
                      {"undone": [d["id"] for d in group] if len(group) <= 50 else {"count": len(group)},
                       "undo_rows": len(ids), "reopened_member_cases": len(reopened),
-                      "bound": audit.bind(conn, list(ids))})
-    decision_recorded(list(ids), {"id": case_id, "item_id": case["item_id"], "campaign_id": case["campaign_id"]},
+                      "restored": {str(k): v for k, v in restored.items()} if len(restored) <= 50
+                      else {"count": len(restored)}, "bound": audit.bind(conn, written)})
+    decision_recorded(written, {"id": case_id, "item_id": case["item_id"], "campaign_id": case["campaign_id"]},
                       who, "undo", last["label"], last["action"])
     return {"case_id": case_id, "undone": [d["id"] for d in group], "undo_ids": list(ids),
-            "reopened_member_cases": [r[0] for r in reopened], "label": last["label"], "action": last["action"],
-            "lease_expires_at": expires}
+            "restored": restored, "reopened_member_cases": [r[0] for r in reopened], "label": last["label"],
+            "action": last["action"], "lease_expires_at": expires}
+
+
+def _restore(conn: Connection, group: Sequence[Any], undo_ids: Sequence[int],
+             now: dt.datetime) -> tuple[list[dict[str, Any]], dict[int, int]]:
+    """Bring back what the undone rows superseded: (those decisions, {decision id: its restoring
+    row's id}). One is re-asserted where it would be the label of record again (nothing live on its
+    item is newer; a calibration copy always); after the "undo" rows, under the items' locks."""
+    undo_of = {d["supersedes_id"]: u for d, u in zip(group, undo_ids) if d["supersedes_id"] is not None}
+    keys = sorted(undo_of)
+    prior: list[dict[str, Any]] = []
+    for start in range(0, len(keys), 900):
+        prior += [dict(r) for r in conn.execute(select(D).where(D.c.id.in_(keys[start:start + 900]),
+                                                                D.c.kind != "undo")).mappings()]
+    live = current_decisions(conn, [p["item_id"] for p in prior if p["item_id"]])
+    back = []
+    for p in prior:
+        rival = live.get(p["item_id"]) if p["kind"] in AUTHORITATIVE_KINDS else None
+        if rival is None or (rival["created_at"], rival["id"]) < (p["created_at"], p["id"]):
+            back.append(p)
+    if not back:
+        return prior, {}
+    rows = [dict({k: p[k] for k in COPIED}, supersedes_id=undo_of[p["id"]], created_at=now) for p in back]
+    new = conn.execute(insert(D).returning(D.c.id, sort_by_parameter_order=True), rows).scalars().all()
+    return prior, {p["id"]: int(n) for p, n in zip(back, new)}

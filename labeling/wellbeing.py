@@ -17,7 +17,7 @@ from core import audit
 from core.hooks import check_permission
 from core.principals import Actor, actor_name
 from core.schema import Reveal, UserPreference, utcnow
-from core.store import Store
+from core.store import Store, insert_ignore
 
 from .errors import QueueError
 from .review_config import ReviewSettings
@@ -30,11 +30,13 @@ PREFERENCE_KEYS = ("blur", "grayscale")
 def record_reveal(conn: Connection, analyst: Actor, case_id: int, item_id: Optional[str],
                   severity: Optional[str], now: dt.datetime) -> bool:
     """Store the reveal (in the caller's transaction) and audit it, once per analyst and case;
-    True when this was the first."""
+    True when this was the first. An insert that skips an existing reveal, so two at once (a
+    double click, two tabs) store and audit one and neither fails."""
     who = actor_name(analyst)
-    if has_revealed(conn, who, case_id):
+    stmt = insert_ignore(conn.dialect.name, R, ["analyst", "case_id"]).values(
+        analyst=who, case_id=case_id, item_id=item_id, severity=severity, created_at=now)
+    if conn.execute(stmt.returning(R.c.id)).first() is None:
         return False
-    conn.execute(insert(R).values(analyst=who, case_id=case_id, item_id=item_id, severity=severity, created_at=now))
     audit.record(conn, analyst, "text.reveal", "item", item_id, {"case_id": case_id, "severity": severity})
     return True
 

@@ -10,7 +10,7 @@ import click
 
 from core.hooks import hookimpl
 
-from .common import AppContext, PngPath, emit, json_option, pass_app, principal_option, user_errors
+from .common import ID, AppContext, PngPath, emit, json_option, pass_app, principal_option, user_errors
 
 
 def _service_call(fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -95,7 +95,7 @@ def register_commands(cli: click.Group) -> None:
         emit(rows, as_json, human)
 
     @campaigns.command("show")
-    @click.argument("campaign_id", type=int)
+    @click.argument("campaign_id", type=ID)
     @click.option("--members", default=20, show_default=True, help="Members to list (0 = all).")
     @json_option
     @pass_app
@@ -131,7 +131,7 @@ def register_commands(cli: click.Group) -> None:
         emit(d, as_json, human)
 
     @campaigns.command("timeline")
-    @click.argument("campaign_id", type=int)
+    @click.argument("campaign_id", type=ID)
     @click.option("--freq", type=click.Choice(["auto", "hour", "day"]), default="auto", show_default=True)
     @click.option("--png", "png_path", type=PngPath(),
                   help="Where to write the plot (default: <data dir>/campaigns/plots/campaign_<id>.png).")

@@ -38,6 +38,20 @@ class PngPath(click.Path):
         return value
 
 
+class IdType(click.IntRange):
+    """A row id (case, decision, campaign, delivery, ...): a positive integer a database column
+    can hold. A longer pasted number is a usage error naming the parameter (one line), not an
+    OverflowError traceback from the database driver."""
+
+    name = "id"
+
+    def __init__(self) -> None:
+        super().__init__(1, 2**63 - 1)
+
+
+ID = IdType()  # the type of every id argument and option
+
+
 def json_option(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")(f)
 

@@ -9,7 +9,7 @@ import click
 
 from core.hooks import hookimpl
 
-from .common import AppContext, acting, emit, json_option, pass_app, principal_option
+from .common import ID, AppContext, acting, emit, json_option, pass_app, principal_option
 
 
 @hookimpl
@@ -115,7 +115,7 @@ def register_commands(cli: click.Group) -> None:
     @click.option("--label", help="Only items whose source label maps to this policy.")
     @click.option("--predicted", help="Only items whose latest prediction is this label.")
     @click.option("--state", help="Only items whose case is in this state (open, claimed, decided, ...).")
-    @click.option("--campaign", type=int, help="Only members of this campaign.")
+    @click.option("--campaign", type=ID, help="Only members of this campaign.")
     @click.option("--limit", default=20, show_default=True, help="How many items (0 = all).")
     @click.option("--offset", default=0, show_default=True)
     @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")

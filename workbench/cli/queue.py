@@ -12,7 +12,7 @@ import click
 
 from core.hooks import hookimpl
 
-from .common import PngPath
+from .common import ID, PngPath
 from .common import acting as _acting
 from .common import as_option as _as
 from .common import emit as _emit
@@ -107,7 +107,7 @@ def register_commands(cli: click.Group) -> None:
             f"{'A' if r['is_audit'] else ' '} {r['priority_reason']}") for r in rs])
 
     @cases.command("show")
-    @click.argument("case_id", type=int)
+    @click.argument("case_id", type=ID)
     @click.option("--reveal", is_flag=True, help="Show the text unmasked (audited; needs --as or a token).")
     @click.option("--as", "analyst", metavar="NAME", help="Who reveals the text (recorded in the audit log).")
     @_json
@@ -130,7 +130,7 @@ def register_commands(cli: click.Group) -> None:
         _emit(c, as_json, _print_case)
 
     @cases.command("preview")
-    @click.argument("case_id", type=int)
+    @click.argument("case_id", type=ID)
     @_as
     @_json
     @click.pass_obj
@@ -248,7 +248,7 @@ def register_commands(cli: click.Group) -> None:
         _emit(c, as_json, _print_case)
 
     @cli.command("decide")
-    @click.argument("case_id", type=int)
+    @click.argument("case_id", type=ID)
     @click.option("--label", required=True, help="Policy label (benign, spam, scam, hate, harassment).")
     @click.option("--action", help="Enforcement action (default: the policy's default action).")
     @click.option("--severity", help="Severity tier (default: the policy's tier).")
@@ -281,7 +281,7 @@ def register_commands(cli: click.Group) -> None:
             + _bulk_note(o.get("bulk") or {})))
 
     @cli.command("correct")
-    @click.argument("decision_id", type=int)
+    @click.argument("decision_id", type=ID)
     @click.option("--label", required=True, help="The corrected policy label.")
     @click.option("--action", help="Enforcement action (default: the policy's default action).")
     @click.option("--rationale", required=True, help="Why the earlier decision was wrong.")
@@ -303,7 +303,7 @@ def register_commands(cli: click.Group) -> None:
         _emit(out, as_json, lambda o: click.echo(f"decision {o['decision_id']} supersedes {o['supersedes_id']}"))
 
     @cli.command("skip")
-    @click.argument("case_id", type=int)
+    @click.argument("case_id", type=ID)
     @click.option("--reason", help="Why (e.g. language, conflict of interest).")
     @_as
     @_json
@@ -322,7 +322,7 @@ def register_commands(cli: click.Group) -> None:
         _emit(out, as_json, lambda o: click.echo(f"case {o['id']} skipped, back in {o['queue']}"))
 
     @cli.command("release")
-    @click.argument("case_id", type=int)
+    @click.argument("case_id", type=ID)
     @_as
     @_json
     @click.pass_obj
@@ -340,7 +340,7 @@ def register_commands(cli: click.Group) -> None:
         _emit(out, as_json, lambda o: click.echo(f"case {o['id']} released to {o['queue']}"))
 
     @cli.command("escalate")
-    @click.argument("case_id", type=int)
+    @click.argument("case_id", type=ID)
     @click.option("--reason", required=True, help="Why it needs the escalation team.")
     @click.option("--severity", help="Raise the severity tier (e.g. P0).")
     @_as
@@ -390,7 +390,7 @@ def register_commands(cli: click.Group) -> None:
         """Appeals: list and resolve."""
 
     @appeals.command("resolve")
-    @click.argument("case_id", type=int)
+    @click.argument("case_id", type=ID)
     @click.option("--outcome", type=click.Choice(["confirm", "reverse"]), required=True,
                   help="confirm: the decision stands; reverse: the appeal is upheld.")
     @click.option("--rationale", required=True, help="Why.")

@@ -12,6 +12,7 @@ import click
 from core.hooks import hookimpl
 
 from ..learning import embedder_for, learning_pass
+from .common import ID
 from .common import acting as _acting
 from .common import as_option as _as
 from .common import emit as _emit
@@ -167,7 +168,7 @@ def register_commands(cli: click.Group) -> None:
         _emit(out, as_json, human)
 
     @label_errors.command("resolve")
-    @click.argument("case_id", type=int)
+    @click.argument("case_id", type=ID)
     @click.option("--label", required=True, help="The right label (the given one confirms the decision).")
     @click.option("--rationale", required=True, help="Why.")
     @_as

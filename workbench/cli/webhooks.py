@@ -14,6 +14,7 @@ import click
 
 from core.hooks import hookimpl
 
+from .common import ID
 from .common import emit as _emit
 from .common import json_option as _json
 from .common import user_errors as _user_errors
@@ -109,7 +110,7 @@ def register_commands(cli: click.Group) -> None:
         _emit(data, as_json, human)
 
     @webhooks.command("show")
-    @click.argument("delivery_id", type=int)
+    @click.argument("delivery_id", type=ID)
     @_json
     @click.pass_obj
     def show(app: Any, delivery_id: int, as_json: bool) -> None:
@@ -141,7 +142,7 @@ def register_commands(cli: click.Group) -> None:
         _emit(row, as_json, human)
 
     @webhooks.command("retry")
-    @click.argument("delivery_ids", nargs=-1, type=int)
+    @click.argument("delivery_ids", nargs=-1, type=ID)
     @click.option("--endpoint", help="Every dead delivery of this endpoint.")
     @click.option("--all-dead", is_flag=True, help="Every dead delivery.")
     @_json
