@@ -45,8 +45,8 @@ def _target(conn: Connection, entity_type: str, entity_id: Any) -> str:
     if entity_type == "item":
         found = conn.execute(select(Item.id).where(Item.id == key)).scalar()
     else:
-        if not key.isdigit():
-            raise NoteError(f"campaign id must be a number, not {entity_id!r}")
+        if not (key.isascii() and key.isdigit()) or int(key) >= 2 ** 63:  # what the store's ids can hold
+            raise NoteError(f"campaign id must be a number below 2**63, not {entity_id!r}")
         found = conn.execute(select(Campaign.id).where(Campaign.id == int(key))).scalar()
     if found is None:
         raise NoteError(f"no {entity_type} {key!r}")

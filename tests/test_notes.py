@@ -72,6 +72,8 @@ def test_refusals_are_one_line(sqlite_store, taxonomy, roles):
         (lambda: add_note(sqlite_store, "item", "nope", "x", ann), "no item 'nope'"),
         (lambda: add_note(sqlite_store, "case", "1", "x", ann), "not 'case'"),
         (lambda: add_note(sqlite_store, "campaign", "x1", "x", ann), "must be a number"),
+        (lambda: add_note(sqlite_store, "campaign", "9" * 20, "x", ann), "must be a number below 2\\*\\*63"),
+        (lambda: add_tag(sqlite_store, "campaign", "\u0661\u0662", "x", ann), "must be a number"),
         (lambda: add_note(sqlite_store, "item", "a", "y" * 5000, ann), "at most 4000"),
         (lambda: add_tag(sqlite_store, "item", "a", "no/slashes", ann), "is not allowed"),
         (lambda: add_tag(sqlite_store, "item", "a", " ", ann), "must not be blank"),
