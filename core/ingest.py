@@ -17,7 +17,10 @@ source has none). Nothing is lost or rewritten without a trace; every row read e
   string (a dict, list, number or bool: the type is named) and ids or authors that are neither
   text nor integers. An integer id is kept as its decimal text (`1` -> `src:1`); a float id is
   quarantined, integral or not, since `1.0` would otherwise silently become the same item as
-  `1` (write ids as text or integers).
+  `1` (write ids as text or integers). A value longer than its column in `core.schema` (an
+  author over 200 characters), a NUL in any field used, and an id or author holding a control or
+  invisible format character are quarantined too, so one row never costs its chunk; ids and
+  authors are NFC-normalised, so ids that look identical are one id.
 
 So read = stored + duplicate + conflict + quarantined, and `lost` (rows read but neither written
 nor quarantined: a chunk the store refused, a quarantine write that failed) is 0 unless the
@@ -38,18 +41,18 @@ from . import audit
 from .hooks import check_permission
 from .principals import SYSTEM, Actor, actor_name
 from .quarantine import QuarantineWriter, printable
-from .readers import (FORMATS, BadRow, IngestError, csv, detect_format, has_bad_bytes, ident_text, jsonable,
-                      parse_time, preview, read_delimited, read_hf, read_jsonl, read_parquet, type_name)
+from .readers import (FORMATS, BadRow, IngestError, csv, detect_format, has_bad_bytes, has_nul, ident_text,
+                      jsonable, parse_time, preview, read_delimited, read_hf, read_jsonl, read_parquet, type_name)
 from .schema import IngestRun, Item
 from .store import insert_ignore
-from .text import has_undecodable_bytes, text_hash
+from .text import has_undecodable_bytes, invisible_char, text_hash
 
 __all__ = ["FORMATS", "PRESETS", "BadRow", "ColumnMap", "IngestError", "IngestSummary", "RowBuilder",
            "detect_format", "ingest_paths", "parse_time", "read_delimited", "read_hf", "read_jsonl",
            "read_parquet"]
 
 ROW_NUMBER = "@row"  # pseudo-column: the 1-based data row number (same in a file and on the Hub)
-MAX_ID_LEN = 200
+MAX_ID_LEN: int = Item.__table__.c.id.type.length
 COUNTS = ("read", "stored", "duplicate", "conflict", "quarantined", "lost")
 
 
@@ -185,6 +188,11 @@ class RowBuilder:
         self.version = taxonomy.version
         self.smap = taxonomy.sources.get(source)
         self.now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+        # The schema's string column limits, checked per row: the store would refuse the chunk.
+        self.limits = [(col.name, col.type.length) for col in Item.__table__.columns
+                       if getattr(col.type, "length", None)]
+        self.fields = {"id": (columns.id or "id", "id"), "author_id": (columns.author, "author"),
+                       "source_label": (columns.label, "label"), "policy_label": (columns.label, "policy label")}
 
     def __call__(self, lineno: int, row: dict[str, Any], rowno: Optional[int] = None) -> dict[str, Any]:
         """`lineno` locates the row for people; `rowno` (1-based data row) is the `@row` id."""
@@ -241,11 +249,19 @@ class RowBuilder:
                     raise BadRow(col, f"missing metadata column {col!r}")
                 if has_bad_bytes(row[col]):
                     raise BadRow(col, "wrong encoding: value is not valid UTF-8")
+                if has_nul(row[col]):
+                    raise BadRow(col, "value contains NUL bytes")
                 meta[col] = jsonable(row[col])
-        return {"id": item_id, "source": self.source, "surface": self.surface, "text": text,
+        item = {"id": item_id, "source": self.source, "surface": self.surface, "text": text,
                 "text_hash": text_hash(text), "author_id": author, "created_at": created,
                 "source_label": source_label, "policy_label": policy, "taxonomy_version": self.version,
                 "metadata": meta, "ingest_run_id": self.run_id, "ingested_at": self.now}
+        for name, limit in self.limits:
+            value = item.get(name)
+            if isinstance(value, str) and len(value) > limit:
+                column, what = self.fields.get(name, (name, name))
+                raise BadRow(column or name, f"{what} longer than {limit} characters")
+        return item
 
     def _map_label(self, raw: Any, text: str) -> tuple[str, str]:
         # A ClassLabel arrives as (int, name): try the name, then the number.
@@ -286,6 +302,10 @@ def ingest_paths(store: Any, taxonomy: Any, paths: list[str], preset: Optional[s
         raise IngestError("--chunk-size must be at least 1")
     default_fmt = PRESETS[preset].fmt if preset else None
     plan = [(p, detect_format(p, fmt, default_fmt)) for p in paths]  # fails fast on a missing file
+    for p in paths:  # a source or surface the items table cannot hold would cost every row
+        _check_name(p, "source", _source_name(p, preset, source), "--source" if source else "the file name")
+    if surface is not None:
+        _check_name(paths[0] if paths else "", "surface", surface, "--surface")
 
     options = {"preset": preset, "source": source, "format": fmt, "split": split,
                "columns": (columns or ColumnMap()).__dict__, "surface": surface, "limit": limit}
@@ -319,7 +339,7 @@ def _ingest_one(store: Any, taxonomy: Any, path: str, fmt: str, preset: Optional
     from_hub = fmt == "hf" and not Path(path).exists()
     base = (pre.hub_columns if from_hub else pre.columns) if pre else ColumnMap()
     cols = (columns or ColumnMap()).merged_over(base)
-    src = source or (pre.source if pre else _source_from_path(path))
+    src = _source_name(path, preset, source)
     smap = taxonomy.sources.get(src)
     surf = surface or (smap.surface if smap else "post")
     if cols.label is None and smap is not None and smap.label_field and pre is None:
@@ -331,8 +351,9 @@ def _ingest_one(store: Any, taxonomy: Any, path: str, fmt: str, preset: Optional
         rows: Iterable[tuple[int, dict[str, Any]]] = read_delimited(path, "\t" if fmt == "tsv" else ",", quoting)
     elif fmt == "jsonl":
         rows = read_jsonl(path)
-    elif fmt == "parquet":
-        rows = read_parquet(path)
+    elif fmt == "parquet":  # only the mapped columns: an unused column's bad value costs nothing
+        mapped = [cols.id, cols.text or "text", cols.author, cols.created, cols.label, *cols.meta]
+        rows = read_parquet(path, columns=[c for c in mapped if c is not None and c != ROW_NUMBER])
     else:
         rows = read_hf(path, split)
 
@@ -422,6 +443,23 @@ class _Sink:
 def _quarantine_row(row: dict[str, Any]) -> Any:
     raw = row["__raw__"] if "__raw__" in row else {k: v for k, v in row.items() if k != "__error__"}
     return printable(raw)
+
+
+def _source_name(path: str, preset: Optional[str], source: Optional[str]) -> str:
+    """The source items of `path` get: `--source`, else the preset's, else the file name's stem."""
+    return source or (PRESETS[preset].source if preset in PRESETS else _source_from_path(path))
+
+
+def _check_name(path: str, what: str, value: str, origin: str) -> None:
+    """Refuse up front, in one line, a source or surface name the items table cannot hold."""
+    limit = Item.__table__.c[what].type.length
+    if len(value) > limit:
+        raise IngestError(f"{path}: the {what} name from {origin} is {len(value)} characters long, "
+                          f"the most is {limit} ({value[:40]!r}...); pass a shorter --{what}")
+    bad = invisible_char(value)
+    if bad is not None:
+        raise IngestError(f"{path}: the {what} name from {origin} contains the control or invisible "
+                          f"character U+{ord(bad):04X}; pass --{what}")
 
 
 def _source_from_path(path: str) -> str:

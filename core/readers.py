@@ -29,10 +29,11 @@ import csv
 import datetime as dt
 import json
 import math
+import unicodedata
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
-from .text import has_undecodable_bytes
+from .text import has_undecodable_bytes, invisible_char
 
 FORMATS = ("csv", "tsv", "jsonl", "parquet", "hf")
 _EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl",
@@ -122,9 +123,12 @@ def parse_time(value: Any) -> Optional[dt.datetime]:
 
 
 def ident_text(value: Any, column: str, what: str) -> Optional[str]:
-    """An id or author as text: a string (stripped) or an integer's decimal text; None if absent.
+    """An id or author as text: a string (stripped, NFC) or an integer's decimal text; None if absent.
 
-    A float is refused even when integral: `1.0` must not silently become the same id as `1`."""
+    A float is refused even when integral: `1.0` must not silently become the same id as `1`.
+    Ids that look identical must be one id: a string is NFC-normalised (an NFC or ASCII id is
+    unchanged) and one holding a control or invisible format character (NUL, zero-width space,
+    bidi override) is refused, since it would be a different id that renders the same."""
     if type(value) is str:
         s = value.strip()
     elif value is None or (isinstance(value, float) and math.isnan(value)):
@@ -136,6 +140,13 @@ def ident_text(value: Any, column: str, what: str) -> Optional[str]:
         s = str(value).strip()
     if not s.isascii() and has_undecodable_bytes(s):
         raise BadRow(column, f"wrong encoding: {what} is not valid UTF-8")
+    bad = invisible_char(s)
+    if bad == "\x00":
+        raise BadRow(column, f"{what} contains NUL bytes")
+    if bad is not None:
+        raise BadRow(column, f"{what} contains the invisible or control character U+{ord(bad):04X}")
+    if not s.isascii():
+        s = unicodedata.normalize("NFC", s)
     return s or None
 
 
@@ -159,6 +170,17 @@ def has_bad_bytes(value: Any) -> bool:
         return any(has_bad_bytes(k) or has_bad_bytes(v) for k, v in value.items())
     if isinstance(value, (list, tuple)):
         return any(has_bad_bytes(v) for v in value)
+    return False
+
+
+def has_nul(value: Any) -> bool:
+    """True when a string in `value` (keys included) holds NUL, which a PostgreSQL text cannot hold."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(has_nul(k) or has_nul(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return any(has_nul(v) for v in value)
     return False
 
 
@@ -304,8 +326,8 @@ def read_jsonl(path: str) -> Iterator[tuple[int, dict[str, Any]]]:
                 continue
             try:
                 obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield lineno, {"__error__": BadRow("row", f"invalid JSON: {exc.msg} at column {exc.colno}"),
+            except (ValueError, RecursionError) as exc:  # a syntax error, nesting too deep, an int too long
+                yield lineno, {"__error__": BadRow("row", f"invalid JSON: {_json_problem(exc)}"),
                                "__raw__": line[:500]}
                 continue
             if not isinstance(obj, dict):
@@ -315,18 +337,55 @@ def read_jsonl(path: str) -> Iterator[tuple[int, dict[str, Any]]]:
             yield lineno, obj
 
 
-def read_parquet(path: str, batch_rows: int = 10_000) -> Iterator[tuple[int, dict[str, Any]]]:
+def _json_problem(exc: BaseException) -> str:
+    if isinstance(exc, json.JSONDecodeError):
+        return f"{exc.msg} at column {exc.colno}"
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    return f"unreadable value ({str(exc).split(';')[0].strip() or type(exc).__name__})"
+
+
+def read_parquet(path: str, batch_rows: int = 10_000,
+                 columns: Optional[list[str]] = None) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Rows of a Parquet file, only `columns` (those mapped to fields) when given.
+
+    A value Python cannot hold (a timestamp past year 9999) costs its row, not the batch: a
+    batch that fails to convert is converted again row by row, naming the failing column."""
     import pyarrow.parquet as pq
 
     try:
         pf = pq.ParquetFile(path)
+        names = pf.schema_arrow.names
     except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a corrupt file
         raise IngestError(f"{path}: not a readable Parquet file: {exc}") from None
+    keep = None if columns is None else set(columns)
+    wanted = None if keep is None else [c for c in names if c in keep]
     row = 0
-    for batch in pf.iter_batches(batch_size=batch_rows):
-        for rec in batch.to_pylist():
+    for batch in pf.iter_batches(batch_size=batch_rows, columns=wanted):
+        try:
+            recs = batch.to_pylist() if batch.num_columns else [{} for _ in range(batch.num_rows)]
+        except Exception:  # noqa: BLE001 - pyarrow / datetime raise several types for one bad value
+            recs = [_parquet_row(batch, i) for i in range(batch.num_rows)]
+        for rec in recs:
             row += 1
             yield row, rec
+
+
+def _parquet_row(batch: Any, i: int) -> dict[str, Any]:
+    """Row `i` of a batch value by value; a value that cannot be converted makes it a bad row."""
+    rec: dict[str, Any] = {}
+    bad: Optional[BadRow] = None
+    for name, col in zip(batch.schema.names, batch.columns):
+        try:
+            rec[name] = col[i].as_py()
+        except Exception as exc:  # noqa: BLE001 - as above
+            why = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            bad = bad or BadRow(name, f"unreadable {col.type} value: {why}")
+            try:  # the value as Arrow prints it, for the quarantine record
+                rec[name] = col.slice(i, 1).cast("string")[0].as_py()
+            except Exception:  # noqa: BLE001 - a type Arrow cannot print either
+                rec[name] = f"<unreadable {col.type}>"
+    return rec if bad is None else {"__error__": bad, "__raw__": rec}
 
 
 def read_hf(path: str, split: str) -> Iterator[tuple[int, dict[str, Any]]]:

@@ -1,23 +1,52 @@
 """Light text normalisation and the text hash shared by ingest, the embedding cache and dedupe.
 
-`normalize_light` only folds what never changes meaning (Unicode form, case, spacing), so two
-copies of one message in a scam wave hash alike while different messages do not. Template-level
+`normalize_light` only folds what never changes meaning (Unicode form, case, spacing, invisible
+format characters), so two copies of one message in a scam wave hash alike while different
+messages do not. It is the one normalisation for matching and hashing: an invisible character
+(zero-width space or joiner, soft hyphen, word joiner, byte-order mark, bidi control: Unicode
+category Cf) inside a word changes neither the hash, the template, the entities nor an escalation
+pattern's match. The stored text is never normalised (it is evidence). Template-level
 normalisation for campaigns (digits, URLs, phone numbers as tokens) lives in `clustering`. The
 length rule for a reason a person writes (`MAX_REASON_CHARS`) lives here too, one rule for every
 service and the API.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import unicodedata
+from typing import Optional
 
 _SPACE = re.compile(r"\s+")
 _SURROGATE = re.compile("[\udc80-\udcff]")
 
 
+@functools.cache
+def _format_chars() -> dict[int, None]:
+    """A str.translate table deleting every format (Cf) character; they live in planes 0, 1 and 14."""
+    planes = (range(0x20000), range(0xE0000, 0xE1000))
+    return {c: None for r in planes for c in r if unicodedata.category(chr(c)) == "Cf"}
+
+
 def normalize_light(text: str) -> str:
-    return _SPACE.sub(" ", unicodedata.normalize("NFKC", text)).strip().casefold()
+    """NFKC, invisible format characters dropped, spacing collapsed, casefolded: the form every
+    hash, template, entity and pattern match reads, so an invisible character cannot evade them."""
+    light = _SPACE.sub(" ", unicodedata.normalize("NFKC", text))
+    if not light.isprintable():  # only then can it hold one; a text without one hashes as it always did
+        light = _SPACE.sub(" ", unicodedata.normalize("NFKC", light.translate(_format_chars())))
+    return light.strip().casefold()
+
+
+def invisible_char(text: str) -> Optional[str]:
+    """The first control (Cc) or format (Cf) character in `text`, or None: such a character makes
+    two ids or authors that look identical differ, so ingest refuses them there."""
+    if text.isprintable():  # the common case, in C: no Cc, Cf (nor other non-printable) character
+        return None
+    for ch in text:
+        if (ch < " " or ch == "\x7f") if ch.isascii() else unicodedata.category(ch) in ("Cc", "Cf"):
+            return ch
+    return None
 
 
 def text_hash(text: str) -> str:

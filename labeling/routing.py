@@ -18,6 +18,7 @@ from typing import Any, Mapping, Optional
 import numpy as np
 
 from core.taxonomy import EscalationCriterion, Taxonomy
+from core.text import normalize_light
 
 from .priority import label_harm_weights, risk_scores, score_features, tier_weight
 from .queue_config import QueueConfig
@@ -63,17 +64,26 @@ def match_escalation(taxonomy: Taxonomy, text: str, scores: Mapping[str, float],
     """The first taxonomy escalation criterion the case meets, or None.
 
     A criterion needs one of its policies at `min_score` or more, and then every trigger it
-    defines: a pattern matching the text, and a campaign of at least `min_campaign_size`.
+    defines: a pattern matching the text (see `patterns_match`), and a campaign of at least
+    `min_campaign_size`.
     """
     for crit in taxonomy.escalation:
         if max(float(scores.get(p, 0.0)) for p in crit.policies) < crit.min_score:
             continue
-        if crit.patterns and not any(r.search(text or "") for r in crit.regexes):
+        if crit.patterns and not patterns_match(crit, text):
             continue
         if crit.min_campaign_size is not None and (campaign_size or 0) < crit.min_campaign_size:
             continue
         return crit
     return None
+
+
+def patterns_match(crit: EscalationCriterion, text: Optional[str]) -> bool:
+    """True when one of the criterion's patterns matches the text as received or its
+    `normalize_light` form: an invisible character (zero-width space, soft hyphen) or a
+    compatibility form inside a trigger word must not keep a case out of escalation."""
+    forms = (text or "", normalize_light(text or ""))
+    return any(r.search(t) for r in crit.regexes for t in forms)
 
 
 def route(config: QueueConfig, cand: Candidate, severity: Optional[str], benign: Optional[str] = None) -> str:
