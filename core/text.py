@@ -38,6 +38,15 @@ def normalize_light(text: str) -> str:
     return light.strip().casefold()
 
 
+def pattern_search(regex: "re.Pattern[str]", text: Optional[str]) -> bool:
+    """True when `regex` matches the text as received or its `normalize_light` form: the one rule
+    for a configured pattern (escalation criteria, identity slices, packets), so an invisible
+    character or a compatibility form inside a trigger word cannot keep a text from matching,
+    and a pattern written against the raw text still matches."""
+    raw = text or ""
+    return bool(regex.search(raw)) or bool(regex.search(normalize_light(raw)))
+
+
 def invisible_char(text: str) -> Optional[str]:
     """The first control (Cc) or format (Cf) character in `text`, or None: such a character makes
     two ids or authors that look identical differ, so ingest refuses them there."""

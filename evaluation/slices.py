@@ -30,6 +30,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from core.taxonomy import Taxonomy
+from core.text import pattern_search
 
 from .config import EvaluationConfig
 from .estimates import accuracy_estimate, inverse_probability_weights, policy_estimates, proportion, z_value
@@ -85,7 +86,7 @@ def slice_masks(rows: Sequence[dict[str, Any]], config: EvaluationConfig) -> dic
             out["campaign=member"], out["campaign=not member"] = m, ~m
         elif kind == "identity":
             for group, pattern in config.identity_patterns.items():
-                out[f"identity={group}"] = np.array([bool(pattern.search(r.get("text") or "")) for r in rows],
+                out[f"identity={group}"] = np.array([pattern_search(pattern, r.get("text")) for r in rows],
                                                     dtype=bool)
     return out
 

@@ -35,6 +35,7 @@ from .escalation import escalate
 from .masking import OWN_FLAG, is_sensitive, mask_packet, should_mask, shown_text
 from .queue_config import QueueConfig
 from .review_config import ReviewSettings
+from .routing import patterns_match
 from .wellbeing import has_revealed, record_reveal
 
 # Case fields the analyst never sees: QA-audit and calibration draws are blind.
@@ -279,7 +280,7 @@ def escalation_packet(store: Store, taxonomy: Taxonomy, case_id: int, settings: 
         events = conn.execute(select(A.c.ts, A.c.actor, A.c.action, A.c.payload).where(cond)
                               .order_by(A.c.id).limit(settings.timeline_events)).mappings().all()
     label = pred.get("label") or packet["suggested_label"]
-    matched = [c for c in taxonomy.escalation if raw_text and any(r.search(raw_text) for r in c.regexes)]
+    matched = [c for c in taxonomy.escalation if raw_text and patterns_match(c, raw_text)]
     tier = severity or case.get("severity") or (taxonomy.severity_of(label) if label in taxonomy.policies else None)
     policy = taxonomy.policies.get(label)
     if matched and any(c.severity == "P0" for c in matched) and policy and "refer_law_enforcement" in policy.actions:

@@ -18,7 +18,7 @@ from typing import Any, Mapping, Optional
 import numpy as np
 
 from core.taxonomy import EscalationCriterion, Taxonomy
-from core.text import normalize_light
+from core.text import pattern_search
 
 from .priority import label_harm_weights, risk_scores, score_features, tier_weight
 from .queue_config import QueueConfig
@@ -82,8 +82,7 @@ def patterns_match(crit: EscalationCriterion, text: Optional[str]) -> bool:
     """True when one of the criterion's patterns matches the text as received or its
     `normalize_light` form: an invisible character (zero-width space, soft hyphen) or a
     compatibility form inside a trigger word must not keep a case out of escalation."""
-    forms = (text or "", normalize_light(text or ""))
-    return any(r.search(t) for r in crit.regexes for t in forms)
+    return any(pattern_search(r, text) for r in crit.regexes)
 
 
 def route(config: QueueConfig, cand: Candidate, severity: Optional[str], benign: Optional[str] = None) -> str:

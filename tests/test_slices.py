@@ -47,6 +47,8 @@ def test_slice_masks():
     assert m["campaign=member"].tolist() == [True, False, False]
     assert m["identity=religion"].tolist() == [True, False, False]
     assert m["identity=gender"].tolist() == [True, False, True]  # whole words: "menu" is not "men"
+    hidden = sl.slice_masks([{"source": "sms", "text": "Mus\u200blim w\u00adomen meet"}], _cfg())
+    assert hidden["identity=religion"].tolist() == [True] == hidden["identity=gender"].tolist()  # invisible chars
     only = sl.slice_masks(rows, _cfg(slices=["campaign"]))
     assert set(only) == {"campaign=member", "campaign=not member"}
     assert not any(k.startswith("served=") for k in m)  # rows without a case: no served slice
