@@ -330,6 +330,10 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
             if packet is not None:
                 return kept(packet, None, exc, "Not undone")
             return show(None, None, queue, f"Not undone: {plain(str(exc))}", "error")
+        if out["lease_expires_at"] is None:  # it corrected an earlier decision, which is back: nothing to decide
+            return show(packet, principal, queue,
+                        f"Undone: your {out['label']} / {out['action']} on case {out['case_id']}; the decision "
+                        "it replaced is the label of record again (the case stays decided).", ahead=None)
         if packet is not None and packet["case"]["id"] != out["case_id"]:
             with contextlib.suppress(*SERVICE_ERRORS):  # the case on screen goes back; the undone one comes back
                 release(store, packet["case"]["id"], principal, qconfig)
