@@ -375,20 +375,29 @@ class CampaignGraph:
         """Load a saved graph; raises IndexError_ when files are missing or disagree."""
         d = Path(directory)
         index = VectorIndex.load(d, mmap=mmap)
+        rebuild = "run `workbench cluster --rebuild`"
+        path = d / GRAPH_META
         try:
-            meta = json.loads((d / GRAPH_META).read_text(encoding="utf-8"))
-            arrays = np.load(d / GRAPH_ARRAYS)
+            meta = json.loads(path.read_text(encoding="utf-8"))
+            path = d / GRAPH_ARRAYS
+            arrays = np.load(path)
         except FileNotFoundError as exc:
-            raise IndexError_(f"{exc.filename}: campaign graph missing; run `workbench cluster --rebuild`") from None
+            raise IndexError_(f"{exc.filename}: campaign graph missing; {rebuild}") from None
+        except ValueError as exc:  # not JSON, not UTF-8, or a graph.npz that is no archive
+            raise IndexError_(f"{path}: campaign graph unreadable ({str(exc).splitlines()[0]}); {rebuild}") from None
+        if not isinstance(meta, dict):
+            raise IndexError_(f"{d / GRAPH_META}: expected a JSON object, got {type(meta).__name__}; {rebuild}")
         self = cls(settings, index.dim, index.model_id)
         self.index = index
         try:
             logs = meta["logs"]
             self.item_ids = read_log(d / ITEMS_LOG, *logs["items"])
             self.entity_keys = read_log(d / ENTITIES_LOG, *logs["entities"])
-        except (KeyError, FileNotFoundError, ValueError) as exc:
-            raise IndexError_(f"{d}: campaign graph logs unreadable ({exc}); run `workbench cluster --rebuild`") from None
-        self._logged = {k: tuple(v) for k, v in logs.items()}
+            self._logged = {k: tuple(v) for k, v in logs.items()}
+            self.term_counts = Counter(meta.get("term_counts", {}))
+            self.watermark = dt.datetime.fromisoformat(meta["watermark"]) if meta.get("watermark") else None
+        except (KeyError, FileNotFoundError, ValueError, TypeError, AttributeError) as exc:
+            raise IndexError_(f"{d}: campaign graph metadata or logs unreadable ({exc}); {rebuild}") from None
         self._item_row = {k: i for i, k in enumerate(self.item_ids)}
         try:
             for name in ("item_node", "item_time", "edge_a", "edge_b", "edge_sim", "ent_item", "ent_key"):
@@ -396,12 +405,10 @@ class CampaignGraph:
         except KeyError as exc:
             raise IndexError_(f"{d / GRAPH_ARRAYS}: no array {exc}; run `workbench cluster --rebuild`") from None
         self._entity_id = {k: i for i, k in enumerate(self.entity_keys)}
-        self.term_counts = Counter(meta.get("term_counts", {}))
         self.built_with = meta.get("settings")
-        self.watermark = dt.datetime.fromisoformat(meta["watermark"]) if meta.get("watermark") else None
         if (len(self.item_node) != len(self.item_ids) or len(self.item_time) != len(self.item_ids)
-                or meta["nodes"] != len(index)
-                or len(self.entity_keys) != meta["entities"]
+                or meta.get("nodes") != len(index)
+                or len(self.entity_keys) != meta.get("entities")
                 or (len(self.item_node) and self.item_node.max() >= len(index))):
             raise IndexError_(f"{d}: campaign graph and index disagree (a run was interrupted?); "
                               "run `workbench cluster --rebuild`")

@@ -31,6 +31,10 @@ DELTA_FILE = "index_delta.npy"
 META_FILE = "index.json"
 KEYS_FILE = "index_keys.jsonl"
 FORMAT = 2
+# index.json fields read back as whole numbers (the minimum each may hold) and as text.
+_META_INTS = {"dim": 1, "hnsw_min_size": 1, "hnsw_m": 1, "ef_construction": 1, "ef_search": 1, "range_k": 1,
+              "delta_max": 1, "base_size": 0}
+_META_KINDS = ("flat", "hnsw")
 
 
 class IndexError_(RuntimeError):
@@ -256,8 +260,7 @@ class VectorIndex:
         rebuild = "run `workbench cluster --rebuild`"
         try:
             meta = json.loads((d / META_FILE).read_text(encoding="utf-8"))
-            if meta.get("format") != FORMAT:
-                raise IndexError_(f"{d / META_FILE}: format {meta.get('format')!r}, expected {FORMAT}; {rebuild}")
+            _check_meta(d / META_FILE, meta, rebuild)
             keys = read_log(d / KEYS_FILE, *meta["keys_log"])
             delta = np.load(d / DELTA_FILE)
             if not (d / INDEX_FILE).exists():
@@ -266,6 +269,9 @@ class VectorIndex:
             raise IndexError_(f"{exc.filename}: index file missing; {rebuild}") from None
         except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
             raise IndexError_(f"{d}: index metadata unreadable ({exc}); {rebuild}") from None
+        if delta.ndim != 2 or delta.shape[1] != meta["dim"] or delta.dtype.kind not in "fiu":
+            raise IndexError_(f"{d / DELTA_FILE}: expected vectors of shape (n, {meta['dim']}), got {delta.shape} "
+                              f"{delta.dtype}; {rebuild}")
         self = cls(meta["dim"], meta["hnsw_min_size"], meta["hnsw_m"], meta["ef_construction"],
                    meta["ef_search"], meta.get("model_id"), meta["range_k"], meta["delta_max"])
         base = None
@@ -281,6 +287,8 @@ class VectorIndex:
             except RuntimeError as exc:
                 raise IndexError_(f"{d / INDEX_FILE}: unreadable faiss index ({str(exc).splitlines()[0]}); "
                                   f"{rebuild}") from None
+        if int(base.d) != self.dim:
+            raise IndexError_(f"{d / INDEX_FILE}: vectors of dimension {base.d}, index.json says {self.dim}; {rebuild}")
         self._base = base
         self.kind = meta["kind"]
         self._set_ef()
@@ -297,3 +305,20 @@ class VectorIndex:
         self._pos = {k: i for i, k in enumerate(keys)}
         self._keys_logged = tuple(meta["keys_log"])
         return self
+
+
+def _check_meta(path: Path, meta: Any, rebuild: str) -> None:
+    """Refuse an index.json that is not what `save` writes, before any of it is used."""
+    if not isinstance(meta, dict):
+        raise IndexError_(f"{path}: expected a JSON object, got {type(meta).__name__}; {rebuild}")
+    if meta.get("format") != FORMAT:
+        raise IndexError_(f"{path}: format {meta.get('format')!r}, expected {FORMAT}; {rebuild}")
+    for field, least in _META_INTS.items():
+        value = meta.get(field)
+        if type(value) is not int or value < least:
+            raise IndexError_(f"{path}: field '{field}' is {value!r}, expected a whole number >= {least}; {rebuild}")
+    if meta.get("kind") not in _META_KINDS:
+        raise IndexError_(f"{path}: field 'kind' is {meta.get('kind')!r}, expected one of {_META_KINDS}; {rebuild}")
+    log = meta.get("keys_log")
+    if not (isinstance(log, list) and len(log) == 2 and all(type(v) is int and v >= 0 for v in log)):
+        raise IndexError_(f"{path}: field 'keys_log' is {log!r}, expected [count, bytes]; {rebuild}")

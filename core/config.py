@@ -22,6 +22,27 @@ class ConfigError(ValueError):
     """A config file is missing, is not YAML, or does not validate."""
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key repeated in one mapping: PyYAML keeps the last one silently,
+    so a second `sla_minutes` or `escalation:` would override the first without a word."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, Any] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<:` merges are overridden on purpose
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.get(key)
+            except TypeError:  # unhashable: the base constructor reports it
+                continue
+            if first is not None:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first at line {first.line + 1})", key_node.start_mark)
+            seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+
 def config_dir(override: str | os.PathLike[str] | None = None) -> Path:
     """The configs folder: an explicit path, else the bundled one.
 
@@ -39,7 +60,7 @@ def read_yaml(path: Path) -> Any:
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1} column {mark.column + 1}" if mark else ""
@@ -61,9 +82,29 @@ def load_model(path: Path, model: type[M]) -> M:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
     try:
-        return model.model_validate(data)
+        loaded = model.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(path, exc)) from None
+    raise_problems(path, _booleans_as_numbers(model, data))
+    return loaded
+
+
+_NUMBER_ERRORS = frozenset({"int_type", "float_type", "decimal_type"})
+
+
+def _booleans_as_numbers(model: type[BaseModel], data: Any) -> list[tuple[str, str]]:
+    """Numeric fields given `true` / `false`, which lax validation would read as 1 and 0.
+
+    Strict validation is run for its errors only: the numeric-type ones whose input is a bool
+    (a YAML list for a tuple and the like stay accepted, and YAML ints still fill float fields).
+    """
+    try:
+        model.model_validate(data, strict=True)
+    except ValidationError as exc:
+        return [(".".join(str(p) for p in err["loc"]), f"expected a number, got {str(err['input']).lower()}")
+                for err in exc.errors()
+                if isinstance(err.get("input"), bool) and err["type"] in _NUMBER_ERRORS]
+    return []
 
 
 def config_file(path: str | os.PathLike[str] | None, name: str) -> Path:

@@ -30,6 +30,7 @@ from .text import has_undecodable_bytes
 
 RETENTION_FILE = "retention.yaml"
 LOCK_WAIT_S = 10.0
+MAX_RETENTION_DAYS = 36_500  # a hundred years: a longer retention is a typo, and its cutoff a date before year 1
 
 
 class QuarantineError(RuntimeError):
@@ -38,7 +39,7 @@ class QuarantineError(RuntimeError):
 
 class QuarantineRetention(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    max_age_days: int = Field(default=30, ge=0)
+    max_age_days: int = Field(default=30, ge=0, le=MAX_RETENTION_DAYS)
 
 
 class RetentionConfig(BaseModel):
@@ -58,17 +59,34 @@ def utcnow() -> dt.datetime:
 
 
 # -- writing -------------------------------------------------------------------------------------
-def printable(value: Any) -> Any:
-    """Undecodable bytes as `\\xNN` escapes (keys too), so the record is valid UTF-8 JSON."""
-    if isinstance(value, str):
-        if has_undecodable_bytes(value):
-            return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-        return value
-    if isinstance(value, dict):
-        return {printable(str(k)): printable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [printable(v) for v in value]
+def _escaped(value: Any) -> Any:
+    if isinstance(value, str) and has_undecodable_bytes(value):
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
     return value
+
+
+def printable(value: Any) -> Any:
+    """Undecodable bytes as `\\xNN` escapes (keys too), so the record is valid UTF-8 JSON.
+
+    Walks with its own stack, not recursion: deeply nested input cannot exhaust Python's.
+    """
+    if not isinstance(value, (dict, list, tuple)):
+        return _escaped(value)
+    root: Any = {} if isinstance(value, dict) else []
+    todo: list[tuple[Any, Any]] = [(value, root)]
+    while todo:
+        src, dst = todo.pop()
+        for k, v in (src.items() if isinstance(src, dict) else enumerate(src)):
+            if isinstance(v, (dict, list, tuple)):
+                out: Any = {} if isinstance(v, dict) else []
+                todo.append((v, out))
+            else:
+                out = _escaped(v)
+            if isinstance(dst, dict):
+                dst[_escaped(str(k))] = out
+            else:
+                dst.append(out)
+    return root
 
 
 @contextlib.contextmanager
@@ -202,8 +220,8 @@ def purge_quarantine(store: Any, older_than_days: float, actor: Any,
 
     check_permission(actor, "purge_quarantine", "quarantine")
 
-    if older_than_days < 0:
-        raise QuarantineError("--older-than must be 0 or more days")
+    if not 0 <= older_than_days <= MAX_RETENTION_DAYS:
+        raise QuarantineError(f"--older-than must be 0 to {MAX_RETENTION_DAYS} days")
     now = now or utcnow()
     cutoff = now - dt.timedelta(days=older_than_days)
     path, runs = store.quarantine_path, _run_times(store)

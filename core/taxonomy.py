@@ -5,6 +5,7 @@ or a reloaded UI always sees the file as it is now.
 """
 from __future__ import annotations
 
+import math
 import re
 from functools import cached_property
 from pathlib import Path
@@ -15,6 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from .config import config_file, load_model
 
 TAXONOMY_FILE = "taxonomy.yaml"
+# One year: longer is a typo, and a deadline past year 9999 cannot be computed at all.
+MAX_SLA_MINUTES = 525_600
 
 
 class _Strict(BaseModel):
@@ -31,7 +34,7 @@ def _prose(value: str) -> str:
 
 class Severity(_Strict):
     name: str
-    sla_minutes: int = Field(gt=0)
+    sla_minutes: int = Field(gt=0, le=MAX_SLA_MINUTES)
     weight: float = Field(gt=0)
     description: str = ""
 
@@ -237,26 +240,31 @@ class Taxonomy(_Strict):
     def vote_shares(self, source: str, metadata: Optional[dict[str, Any]], text: str = "") -> Optional[dict[str, float]]:
         """Share of annotator votes per policy label (summing to 1), from the item's metadata
         through the source's `votes` fields; None when the source records no votes or the item
-        has none. Raises ValueError naming the field when a count is not a non-negative number."""
+        has none. Raises ValueError naming the field when a count is not a finite non-negative
+        number (or the counts overflow), so no NaN or all-zero soft label reaches training."""
         smap = self.sources.get(source)
         if smap is None or not smap.votes or not metadata:
             return None
         counts: dict[str, float] = {}
+        used: list[str] = []
         for raw, fields in smap.votes.items():
             field = next((f for f in fields if f in metadata), None)
             if field is None:
                 return None
+            used.append(field)
             try:
                 n = float(metadata[field])
             except (TypeError, ValueError):
                 raise ValueError(f"vote count {field}={metadata[field]!r} is not a number") from None
-            if not n >= 0:
-                raise ValueError(f"vote count {field}={metadata[field]!r} is negative")
+            if not (math.isfinite(n) and n >= 0):
+                raise ValueError(f"vote count {field}={metadata[field]!r} is not a finite non-negative number")
             if n:
                 policy = self.map_source_label(source, raw, text)
                 if policy is not None:
                     counts[policy] = counts.get(policy, 0.0) + n
         total = sum(counts.values())
+        if not math.isfinite(total):  # finite counts whose sum overflows: shares would be 0 or NaN
+            raise ValueError(f"vote counts {', '.join(used)} are too large to add up")
         return {k: v / total for k, v in counts.items()} if total else None
 
     def policy_text(self, label: str) -> dict[str, Any]:

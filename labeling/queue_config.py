@@ -11,7 +11,7 @@ from typing import Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from core.config import config_file, load_model, raise_problems
-from core.taxonomy import Taxonomy
+from core.taxonomy import MAX_SLA_MINUTES, Taxonomy
 
 QUEUES_FILE = "queues.yaml"
 
@@ -148,9 +148,9 @@ class QueueConfig(_Strict):
     appeals_queue: str
     calibration_queue: str
     benign_tier: str
-    appeal_sla_minutes: int = Field(default=1440, gt=0)
+    appeal_sla_minutes: int = Field(default=1440, gt=0, le=MAX_SLA_MINUTES)
     lease_seconds: int = Field(default=900, gt=0)
-    max_lease_seconds: int = Field(default=4 * 3600, gt=0)
+    max_lease_seconds: int = Field(default=4 * 3600, gt=0, le=MAX_SLA_MINUTES * 60)
     qa_share: float = Field(default=0.05, ge=0.0, le=1.0)
     # Stratified QA audit (labeling.sampling.audit_inclusion): first matching band wins, else qa_share.
     qa_strata: list[QaStratum] = Field(default_factory=list)

@@ -14,6 +14,8 @@ from core.hooks import hookimpl
 
 from .common import AppContext, emit, json_option, pass_app, principal_option, user_errors
 
+MAX_RETENTION_DAYS = 36_500  # core.quarantine.MAX_RETENTION_DAYS; not imported, so `--help` stays light
+
 
 def _print_list(d: dict[str, Any], limit: int) -> None:
     click.echo(f"{d['records']} quarantined rows in {d['path']}; {d['past_retention']} older than the "
@@ -62,7 +64,7 @@ def register_commands(cli: click.Group) -> None:
         emit(data, as_json, lambda d: _print_list(d, limit))
 
     @quarantine.command("purge")
-    @click.option("--older-than", "older_than", type=click.IntRange(min=0), metavar="DAYS",
+    @click.option("--older-than", "older_than", type=click.IntRange(min=0, max=MAX_RETENTION_DAYS), metavar="DAYS",
                   help="Drop records older than this many days (default: quarantine.max_age_days in "
                        "configs/retention.yaml; 0 drops every record).")
     @principal_option("actor", help="Who purges (audit log); on a store without accounts, default: the OS user.")
