@@ -11,6 +11,9 @@ item) with a one-line `detail`.
   ingest's own validation and quarantine (`core.ingest.ingest_paths` over a temporary JSONL
   file in the data folder); idempotent by the platform's id (`<source>:<id>`). Needs `ingest`.
   When a champion model exists, new items are scored and their cases built (`score=false` skips).
+  A batch is refused whole (nothing stored) for a text over `MAX_TEXT_CHARS`, metadata nested
+  deeper than `MAX_METADATA_DEPTH` or larger than `MAX_METADATA_BYTES`, or a string that is not
+  valid Unicode; a request body over `MAX_BODY_BYTES` is a 413.
 - `GET /api/v1/items/{item_id}`: the item with its prediction of record, campaign, case and
   current decision; text masked as the UI masks it (`labeling.masking`) unless `reveal=true`
   (needs `reveal`; audited). Needs `read`.
@@ -28,11 +31,11 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from typing import TYPE_CHECKING, Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from core.principals import Principal  # standard library only
 from core.text import MAX_REASON_CHARS  # standard library only
@@ -43,6 +46,11 @@ if TYPE_CHECKING:  # pragma: no cover
 PREFIX = "/api/v1"
 MAX_BATCH = 1000
 MAX_PAGE = 1000
+MAX_CURSOR = 2**63 - 1  # the largest id a 64-bit integer column holds
+MAX_BODY_BYTES = 32 * 1024 * 1024  # a whole request; a full batch of ordinary posts is far below
+MAX_TEXT_CHARS = 100_000  # one item's text
+MAX_METADATA_DEPTH = 32  # levels of nested objects and lists in one item's metadata
+MAX_METADATA_BYTES = 64 * 1024  # one item's metadata, as JSON
 # The temporary file's own column names, so no metadata key can collide with them.
 _COLS = {"id": "__id", "text": "__text", "author": "__author", "created": "__created_at"}
 DECISION_FIELDS = ("id", "case_id", "item_id", "campaign_id", "reviewer", "kind", "label", "action", "severity",
@@ -54,12 +62,34 @@ class ItemIn(BaseModel):
     """One item as the platform has it. `id` and `text` are optional here so that a row lacking
     them is quarantined (as file ingest does) rather than refusing the whole batch."""
 
-    id: Optional[Union[str, int]] = None
+    # Any, not Union[str, int]: lax validation would turn 1.0 and true into 1; file ingest's own
+    # rules (`core.readers.ident_text`, its time parser) quarantine what they cannot take.
+    id: Optional[Any] = None
     text: Optional[Any] = None
-    author: Optional[Union[str, int]] = None
-    created_at: Optional[Union[str, int, float]] = None
+    author: Optional[Any] = None
+    created_at: Optional[Any] = None
     surface: Optional[str] = None
     metadata: Optional[dict[str, Any]] = None
+
+    @field_validator("text")
+    @classmethod
+    def _text_length(cls, value: Any) -> Any:
+        if isinstance(value, str) and len(value) > MAX_TEXT_CHARS:
+            raise ValueError(f"text is {len(value)} characters, over MAX_TEXT_CHARS ({MAX_TEXT_CHARS})")
+        return value
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata_bounded(cls, value: Optional[dict[str, Any]]) -> Optional[dict[str, Any]]:
+        if value is None:
+            return value
+        depth = _depth(value)
+        if depth > MAX_METADATA_DEPTH:
+            raise ValueError(f"metadata nests {depth} levels deep, over MAX_METADATA_DEPTH ({MAX_METADATA_DEPTH})")
+        size = len(json.dumps(value, ensure_ascii=False, default=str).encode("utf-8", "surrogatepass"))
+        if size > MAX_METADATA_BYTES:
+            raise ValueError(f"metadata is {size} bytes as JSON, over MAX_METADATA_BYTES ({MAX_METADATA_BYTES})")
+        return value
 
 
 class ItemBatch(BaseModel):
@@ -76,6 +106,61 @@ def _one_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
+def _depth(value: Any) -> int:
+    """Nesting depth of JSON-like `value` (a scalar is 0), without recursion: the input is hostile."""
+    deepest, todo = 0, [(value, 1)]
+    while todo:
+        v, level = todo.pop()
+        if isinstance(v, (dict, list, tuple)):
+            deepest = max(deepest, level)
+            if level <= MAX_METADATA_DEPTH:  # past the limit one level is enough to refuse
+                todo.extend((c, level + 1) for c in (v.values() if isinstance(v, dict) else v))
+    return deepest
+
+
+class _BodyLimit:
+    """ASGI middleware refusing a request body over `limit` bytes with 413, by its Content-Length
+    and by the bytes actually received (a chunked body has none), before any route parses it."""
+
+    def __init__(self, app: Any, limit: int = MAX_BODY_BYTES) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length", b"")
+        if declared.strip().isdigit() and int(declared) > self.limit:
+            await self._refuse(scope, receive, send)
+            return
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                return
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.limit:
+                await self._refuse(scope, receive, send)
+                return
+            if not message.get("more_body", False):
+                break
+        body, replayed = b"".join(chunks), False
+
+        async def replay() -> dict[str, Any]:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        detail = f"request body over MAX_BODY_BYTES ({self.limit} bytes); send fewer items per batch"
+        await JSONResponse({"detail": detail}, status_code=413)(scope, receive, send)
+
+
 def create_api(app: "AppContext") -> FastAPI:
     """The API as its own FastAPI app, routes relative to where it is mounted (`PREFIX`)."""
     from core.accounts import AccountError
@@ -86,6 +171,7 @@ def create_api(app: "AppContext") -> FastAPI:
     app.roles()  # installs the role policy the services check
     api = FastAPI(title="T&S workbench API", version="1", docs_url="/docs", redoc_url="/redoc",
                   openapi_url="/openapi.json")
+    api.add_middleware(_BodyLimit, limit=MAX_BODY_BYTES)
 
     @api.exception_handler(PermissionDenied)
     async def _denied(request: Request, exc: PermissionDenied) -> JSONResponse:
@@ -140,7 +226,7 @@ def create_api(app: "AppContext") -> FastAPI:
         return item_view(app, item_id, who, reveal)
 
     @api.get("/decisions", summary="Decisions in id order, paged by cursor (needs read)")
-    def get_decisions(after: int = Query(0, ge=0), limit: int = Query(100, ge=1, le=MAX_PAGE),
+    def get_decisions(after: int = Query(0, ge=0, le=MAX_CURSOR), limit: int = Query(100, ge=1, le=MAX_PAGE),
                       who: "Principal" = Depends(principal)) -> dict[str, Any]:
         return decisions_page(app, who, after, limit)
 
@@ -177,6 +263,7 @@ def ingest_batch(app: "AppContext", batch: ItemBatch, who: "Principal", score: b
     from core.ingest import ColumnMap, ingest_paths
 
     check_permission(who, "ingest", "items")  # before writing anything
+    _check_encodable(batch)  # a row the JSONL file cannot hold would stop the batch half stored
     store, taxonomy = app.store(), app.taxonomy()
     meta_keys: list[str] = []
     for it in batch.items:
@@ -218,21 +305,42 @@ def ingest_batch(app: "AppContext", batch: ItemBatch, who: "Principal", score: b
                 errors.append(f.error)
     out: dict[str, Any] = {"source": batch.source, **counts, "quarantine_reasons": reasons, "ingest_runs": runs,
                            "errors": errors, "scored": None, "cases": None}
-    if score and counts["stored"]:
-        out.update(_score_new(app))
+    if score and (counts["stored"] or counts["duplicate"]):
+        # Duplicates only: a retry, maybe of a batch stored by a request that failed before
+        # scoring; score what the champion has not seen, or those items would never be.
+        out.update(_score_new(app, only_if_unscored=not counts["stored"]))
     return out
 
 
-def _score_new(app: "AppContext") -> dict[str, Any]:
-    """Score what the champion has not seen yet and build the cases; nothing without a champion."""
+def _check_encodable(batch: ItemBatch) -> None:
+    """ValueError naming `items[i].<field>` for a string UTF-8 cannot encode (a lone surrogate)."""
+    if batch.surface is not None and not _encodable(batch.surface):
+        raise ValueError("surface: not valid Unicode (a lone surrogate); send UTF-8 text")
+    for i, it in enumerate(batch.items):
+        for name in ("id", "text", "author", "created_at", "surface", "metadata"):
+            if not _encodable(getattr(it, name)):
+                raise ValueError(f"items[{i}].{name}: not valid Unicode (a lone surrogate); send UTF-8 text")
+
+
+def _encodable(value: Any) -> bool:
+    try:
+        json.dumps(value, ensure_ascii=False, default=str).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _score_new(app: "AppContext", only_if_unscored: bool = False) -> dict[str, Any]:
+    """Score what the champion has not seen yet and build the cases; nothing without a champion
+    (nor, with `only_if_unscored`, when every item already has its prediction)."""
     from core.predictions import champion_version
     from labeling.cases import build_cases
-    from models.scoring import score_items
+    from models.scoring import count_unscored, score_items
 
     store, taxonomy = app.store(), app.taxonomy()
     with store.read() as conn:
         champ = champion_version(conn)
-    if champ is None:
+    if champ is None or (only_if_unscored and not count_unscored(store, champ)[0]):
         return {}
     scored = score_items(store, taxonomy, config=app.models(), show_progress=False)
     cases = build_cases(store, taxonomy, app.queues(), progress=False)
