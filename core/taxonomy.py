@@ -14,6 +14,7 @@ from typing import Any, Optional
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .config import config_file, load_model
+from .text import pattern_search
 
 TAXONOMY_FILE = "taxonomy.yaml"
 # One year: longer is a typo, and a deadline past year 9999 cannot be computed at all.
@@ -233,7 +234,7 @@ class Taxonomy(_Strict):
         if key not in smap.labels:
             raise KeyError(key)
         for rule in smap.refine:
-            if rule.label == key and rule.regex.search(text):
+            if rule.label == key and pattern_search(rule.regex, text):
                 return rule.policy
         return smap.labels[key]
 

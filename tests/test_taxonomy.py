@@ -32,6 +32,7 @@ def test_source_label_mapping(taxonomy):
     assert taxonomy.map_source_label("sms_spam", "ham") == "benign"
     assert taxonomy.map_source_label("sms_spam", "spam", "Buy cheap watches now") == "spam"
     assert taxonomy.map_source_label("sms_spam", "spam", "You have WON a guaranteed prize") == "scam"
+    assert taxonomy.map_source_label("sms_spam", "spam", "You have W\u200bON a p\u00adrize") == "scam"  # invisible chars
     assert [taxonomy.map_source_label("davidson", c) for c in (0, 1, 2)] == ["hate", "harassment", "benign"]
     assert taxonomy.map_source_label("davidson", 1.0) == "harassment"
     assert taxonomy.map_source_label("no_such_source", "x") is None
