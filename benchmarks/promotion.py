@@ -160,7 +160,7 @@ def run_trials(args: argparse.Namespace) -> dict:
             o["naive"].append(bool(comp["macro_f1"]["delta"] > 0))
             m = comp["mcnemar"]
             o["mcnemar"].append(bool(mcnemar_p(m, pc.mcnemar_test) < 0.05
-                                     and m["only_challenger_right"] > m["only_champion_right"]))
+                                     and m["favour_challenger"] > m["favour_champion"]))
             o["delta"].append(comp["macro_f1"]["delta"])
             o["lower"].append(comp["macro_f1"]["lower"])
         log(f"trial {trial + 1}/{args.trials}: champion macro F1 {champ_f1[-1]:.3f}; "

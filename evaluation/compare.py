@@ -84,19 +84,33 @@ def _interval(delta: np.ndarray, point: float, confidence: float) -> dict[str, A
 MCNEMAR_TESTS = ("exact", "mid_p")
 
 
-def mcnemar(correct_a: Sequence[bool], correct_b: Sequence[bool]) -> dict[str, Any]:
-    """McNemar's test on paired correctness: b = only A right, c = only B right. Returns the
-    counts, `p_value` (exact two-sided binomial p of b vs c under equal error rates) and `mid_p`
-    (each tail counts the observed split at half its probability; both 1.0 when they never disagree)."""
+def mcnemar(correct_a: Sequence[bool], correct_b: Sequence[bool],
+            groups: Optional[Sequence[Any]] = None) -> dict[str, Any]:
+    """McNemar's test on paired correctness: b = only A right, c = only B right. Returns the item
+    counts, the counts the test uses (`favour_champion`, `favour_challenger`, in `units`),
+    `p_value` (exact two-sided binomial p of those under equal error rates) and `mid_p` (each tail
+    counts the observed split at half its probability; both 1.0 when they never disagree).
+
+    With `groups` (campaign or exact-text groups of the items), the test counts groups: a group
+    favours the model right alone on more of its items (a sign test over groups, McNemar's test
+    itself when every group is one item). Copies of one campaign share their errors, so counted
+    as items they looked like independent evidence: an equal challenger on 10 groups of 4
+    copies passed a 0.05 gate about twice as often as it should."""
     from scipy.stats import binom, binomtest
 
     a, b_ = np.asarray(correct_a, dtype=bool), np.asarray(correct_b, dtype=bool)
     only_a, only_b = int((a & ~b_).sum()), int((~a & b_).sum())
-    n = only_a + only_b
-    p = 1.0 if n == 0 else float(binomtest(only_b, n, 0.5).pvalue)
-    k = min(only_a, only_b)
+    units, fav_a, fav_b = "items", only_a, only_b
+    if groups is not None and len(set(groups)) < len(a):
+        _, g = np.unique(np.asarray(groups, dtype=str), return_inverse=True)
+        net = np.bincount(g, weights=(~a & b_).astype(float)) - np.bincount(g, weights=(a & ~b_).astype(float))
+        units, fav_a, fav_b = "groups", int((net < 0).sum()), int((net > 0).sum())
+    n = fav_a + fav_b
+    p = 1.0 if n == 0 else float(binomtest(fav_b, n, 0.5).pvalue)
+    k = min(fav_a, fav_b)
     mid = 1.0 if n == 0 else min(1.0, float(2 * (binom.cdf(k, n, 0.5) - 0.5 * binom.pmf(k, n, 0.5))))
-    return {"only_champion_right": only_a, "only_challenger_right": only_b, "disagreements": n,
+    return {"only_champion_right": only_a, "only_challenger_right": only_b, "disagreements": only_a + only_b,
+            "units": units, "favour_champion": fav_a, "favour_challenger": fav_b,
             "p_value": round(p, 6), "mid_p": round(mid, 6)}
 
 
@@ -167,7 +181,7 @@ def paired_bootstrap(y: Sequence[int], proba_a: np.ndarray, proba_b: np.ndarray,
         pm_b = float(np.mean([auc[k]["challenger"] for k in keys]))
         out["auc_mean"] = {"champion": round(pm_a, 6), "challenger": round(pm_b, 6),
                            **_interval(mean_b - mean_a, pm_b - pm_a, confidence)}
-    out["mcnemar"] = mcnemar(np.asarray(pred_a) == y, np.asarray(pred_b) == y)
+    out["mcnemar"] = mcnemar(np.asarray(pred_a) == y, np.asarray(pred_b) == y, groups)
     return out
 
 
@@ -183,15 +197,21 @@ def metric_interval(comparison: dict[str, Any], metric: str) -> Optional[dict[st
     return entry
 
 
+def _favour(m: dict[str, Any]) -> tuple[int, int]:
+    """(favouring the champion, the challenger) as McNemar's test counted them (groups or items)."""
+    return m.get("favour_champion", m["only_champion_right"]), m.get("favour_challenger", m["only_challenger_right"])
+
+
 PREDICTION_METRICS = ("macro_f1",)  # metrics of the arg-max labels, where McNemar's test applies
 
 
 def gate(comparisons: dict[str, dict[str, Any]], metric: str, min_lower_bound: float,
          min_items: int, mcnemar_alpha: Optional[float] = None, mcnemar_test: str = "exact") -> dict[str, Any]:
     """The promotion verdict over evaluation sets (name -> `paired_bootstrap` result): every set
-    with at least `min_items` items must have the lower bound of `metric`'s B - A interval above
-    `min_lower_bound` and, with `mcnemar_alpha` and a metric of the arg-max labels (macro F1),
-    McNemar's p (`mcnemar_test`: exact or mid_p) below it with B right on more of the
+    with at least `min_items` items, counted by group (copies of a campaign are one unit: a
+    bootstrap over a handful of groups under-covers), must have the lower bound of `metric`'s
+    B - A interval above `min_lower_bound` and, with `mcnemar_alpha` and a metric of the arg-max
+    labels (macro F1), McNemar's p (`mcnemar_test`: exact or mid_p) below it with B right on more of the
     disagreements (a percentile interval of a handful of discordant items can clear zero on luck
     alone; the test cannot). An AUC metric ranks the probabilities of every item, not the
     arg-max: McNemar's test of the
@@ -207,18 +227,20 @@ def gate(comparisons: dict[str, dict[str, Any]], metric: str, min_lower_bound: f
     uses_mcnemar = mcnemar_alpha is not None and metric in PREDICTION_METRICS
     for name, comp in comparisons.items():
         entry = metric_interval(comp, metric)
-        gating = comp.get("n", 0) >= min_items and entry is not None
+        units = comp.get("groups", comp.get("n", 0))  # independent units: a bootstrap over a few groups under-covers
+        gating = units >= min_items and entry is not None
         ok_interval = bool(gating and entry["lower"] > min_lower_bound)
         m = (comp.get("mcnemar") or {}) if uses_mcnemar else {}
         p = mcnemar_p(m, mcnemar_test) if m else None
-        ok_mcnemar = not uses_mcnemar or bool(
-            m and p < mcnemar_alpha and m["only_challenger_right"] > m["only_champion_right"])
+        ok_mcnemar = not uses_mcnemar or bool(m and p < mcnemar_alpha and _favour(m)[1] > _favour(m)[0])
         ok = ok_interval and ok_mcnemar
         sets[name] = {"gating": gating, "passed": ok if gating else None, "n": comp.get("n", 0),
                       "lower": entry["lower"] if entry else None, "delta": entry["delta"] if entry else None,
                       "upper": entry.get("upper") if entry else None, "mcnemar_p": p}
         if not gating:
-            reasons.append(f"{name}: {comp.get('n', 0)} items" + ("" if entry else f", no {metric}")
+            reasons.append(f"{name}: {comp.get('n', 0)} items"
+                           + (f" in {units} groups" if units != comp.get("n", 0) else "")
+                           + ("" if entry else f", no {metric}")
                            + f" (under {min_items} or not computable: reported only)")
             continue
         why = (f"{name}: {metric} delta {entry['delta']:+.4f}, lower bound {entry['lower']:+.4f} "
@@ -226,8 +248,11 @@ def gate(comparisons: dict[str, dict[str, Any]], metric: str, min_lower_bound: f
         if mcnemar_alpha is not None and m:
             verdict = ("passes" if ok_mcnemar else f"fails: not < {mcnemar_alpha}" if p >= mcnemar_alpha
                        else "fails: in the champion's favour")
+            fav_a, fav_b = _favour(m)
+            units = m.get("units", "items")
             why += (f"; McNemar {'mid-p' if mcnemar_test == 'mid_p' else 'p'} {p:.4g} (challenger right alone on "
-                    f"{m['only_challenger_right']}, champion on {m['only_champion_right']}) {verdict}")
+                    f"{m['only_challenger_right']}, champion on {m['only_champion_right']}"
+                    + (f"; by group {fav_b} to {fav_a}" if units == "groups" else "") + f") {verdict}")
         reasons.append(why)
     gating = [s for s in sets.values() if s["gating"]]
     passed = bool(gating) and all(s["passed"] for s in gating)

@@ -109,8 +109,10 @@ def write_markdown(path: str | Path, result: dict[str, Any], png_name: str) -> s
         m = comp.get("mcnemar") or {}
         if m:
             lines += ["", f"McNemar: {m['disagreements']} disagreements, champion alone right on "
-                          f"{m['only_champion_right']}, challenger alone on {m['only_challenger_right']}, "
-                          f"exact p = {m['p_value']}, mid-p = {m.get('mid_p')}"]
+                          f"{m['only_champion_right']}, challenger alone on {m['only_challenger_right']}"
+                          + (f" (tested by group: {m['favour_challenger']} groups favour the challenger, "
+                             f"{m['favour_champion']} the champion)" if m.get("units") == "groups" else "")
+                          + f", exact p = {m['p_value']}, mid-p = {m.get('mid_p')}"]
         lines.append("")
     stats = result.get("data") or {}
     lines += ["## Training data", "", "```", *(f"{k}: {v}" for k, v in stats.items()), "```", "",

@@ -47,6 +47,31 @@ def _probas(y, k, acc, rng):
     return p, pred
 
 
+def test_copies_of_a_campaign_are_one_unit_of_evidence():
+    """Copies share their errors: counted as items, 3 campaigns the challenger got right alone
+    looked like 12 independent wins (exact p 0.0005); as groups they are 3 (p 0.25). An equal
+    challenger on 10 groups of 4 copies passed a 0.05 gate about twice as often as it should."""
+    groups = np.repeat(np.arange(10), 4)
+    champion = np.ones(40, dtype=bool)
+    champion[:12] = False  # groups 0-2: only the challenger is right
+    challenger = np.ones(40, dtype=bool)
+    by_item, by_group = mcnemar(champion, challenger), mcnemar(champion, challenger, groups)
+    assert by_item["units"] == "items" and by_item["p_value"] < 0.001
+    assert (by_group["units"], by_group["favour_champion"], by_group["favour_challenger"]) == ("groups", 0, 3)
+    assert by_group["p_value"] == pytest.approx(0.25) and by_group["only_challenger_right"] == 12
+    assert mcnemar(champion, challenger, np.arange(40)) == by_item | {"units": "items"}  # singletons: McNemar
+    labels = ["benign", "spam"]
+    y = np.zeros(40, dtype=int)
+    pa = np.where(champion[:, None], [[0.9, 0.1]], [[0.1, 0.9]])
+    comp = paired_bootstrap(y, pa, np.tile([[0.9, 0.1]], (40, 1)), pa.argmax(1), np.zeros(40, dtype=int), labels,
+                            groups=groups, n_boot=300, seed=1)
+    assert comp["n"] == 40 and comp["groups"] == 10 and comp["mcnemar"]["units"] == "groups"
+    verdict = gate({"test_split": comp}, "macro_f1", -1.0, 10, mcnemar_alpha=0.05)
+    assert not verdict["passed"] and "by group 3 to 0" in verdict["reason"]
+    small = gate({"test_split": comp}, "macro_f1", -1.0, 30)  # 40 items but 10 groups: under min_items
+    assert not small["passed"] and "40 items in 10 groups" in small["reason"]
+
+
 def test_gate_refuses_equal_and_worse_and_accepts_clearly_better():
     rng = np.random.default_rng(0)
     y = rng.integers(0, 3, 400)
@@ -91,7 +116,7 @@ def test_gate_refuses_equal_and_worse_and_accepts_clearly_better():
         gate({"t": hair}, "macro_f1", 0.0, 30, mcnemar_alpha=0.05, mcnemar_test="asymptotic")
     # A set under min_items is reported, not gating; no gating set at all: no promotion.
     assert not gate({"test_split": better}, "macro_f1", 0.0, 1000)["passed"]
-    assert gate({"test_split": better, "qa_audit": same | {"n": 5}}, "macro_f1", 0.0, 30)["passed"]
+    assert gate({"test_split": better, "qa_audit": same | {"n": 5, "groups": 5}}, "macro_f1", 0.0, 30)["passed"]
 
 
 def test_auc_metric_is_gated_by_its_interval_not_by_mcnemar_of_the_labels():
