@@ -18,6 +18,10 @@ Definitions:
 - Throughput: decisions per day with at least one decision (active day).
 - Rework: share of the analyst's original decisions later superseded with another label or
   action (a correction, an appeal reversal).
+- Decisions taken back with undo, and the rows an undo restored, count nowhere (`taken_back`).
+  A calibration answer counts only live (`live_calibration`): a lead's correction of it is the
+  lead's label, not the rater's, so that answer drops out rather than show agreement the rater
+  never gave; the rater's own correction and an answer an undo restored count as theirs.
 - Label errors: the analyst's decisions the confident-learning scan (`labeling.label_errors`)
   queued for a lead's re-review, and of them how many the lead corrected (confirmed errors) and
   confirmed correct; the rest are pending. Zeros where no scan has queued any.
@@ -34,7 +38,7 @@ from core.store import Store
 from labeling.label_errors import LABEL_ERROR_COUNTS, tally_label_errors
 
 from .config import EvaluationConfig
-from .data import decision_events
+from .data import decision_events, taken_back
 from .estimates import proportion
 from .metrics import cohen_kappa
 
@@ -45,11 +49,12 @@ def qa_pass_pairs(events: Sequence[Mapping[str, Any]]) -> list[tuple[str, bool]]
     """(analyst, passed) for every QA-audit decision that re-reviewed someone else's decision.
 
     The re-reviewed decision is the latest earlier one on the item (of kinds `JUDGED`) by another
-    reviewer; passed when the labels agree."""
+    reviewer; passed when the labels agree. Undone decisions and restored rows take no part."""
+    gone = taken_back(events)
     by_item: dict[str, list[Mapping[str, Any]]] = {}
     pairs: list[tuple[str, bool]] = []
     for e in sorted(events, key=lambda e: (e["created_at"], e["id"])):
-        if e["item_id"] is None:
+        if e["item_id"] is None or e["id"] in gone:
             continue
         if e["kind"] == "qa_audit" and e["supersedes_id"] is None:  # a correction keeps its kind: not a re-review
             earlier = [p for p in by_item.get(e["item_id"], []) if p["reviewer"] != e["reviewer"]]
@@ -58,6 +63,29 @@ def qa_pass_pairs(events: Sequence[Mapping[str, Any]]) -> list[tuple[str, bool]]
         if e["kind"] in JUDGED:
             by_item.setdefault(e["item_id"], []).append(e)
     return pairs
+
+
+def live_calibration(events: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The calibration answers that count for agreement: one per rater and item, each the end of
+    its chain of corrections (nothing supersedes it, so not undone) **and by the rater who gave
+    the first answer of that chain**. Why: a lead's correction of an answer is the lead's label;
+    counted as a further rater it made the item look 3-rated, credited to the rater it would show
+    agreement they never gave, so the answer drops out. The rater's own correction, and their
+    answer an undo restored, count as theirs. `events` should hold every decision kind (the
+    "undo" rows link the chains); returns the counted "calibration" rows."""
+    by_id = {e["id"]: e for e in events}
+    superseded = {e["supersedes_id"] for e in events if e["supersedes_id"] is not None}
+    out = []
+    for e in events:
+        if e["kind"] != "calibration" or e["id"] in superseded:
+            continue
+        root, seen = e, {e["id"]}
+        while root["supersedes_id"] in by_id and root["supersedes_id"] not in seen:
+            root = by_id[root["supersedes_id"]]
+            seen.add(root["id"])
+        if root["kind"] == "calibration" and root["reviewer"] == e["reviewer"]:
+            out.append(e)
+    return out
 
 
 def gold_pairs(calibration: Sequence[Mapping[str, Any]], gold: Mapping[str, Mapping[str, Any]]
@@ -86,19 +114,21 @@ def peer_pairs(calibration: Sequence[Mapping[str, Any]]) -> dict[str, list[tuple
 
 
 def rework_flags(events: Sequence[Mapping[str, Any]]) -> dict[str, list[bool]]:
-    """analyst -> one flag per original decision (superseding nothing): later changed or not."""
+    """analyst -> one flag per original decision (superseding nothing): later changed or not.
+    A decision undone, an undone correction and a row an undo restored are no original and no change."""
     by_id = {e["id"]: e for e in events}
+    gone = taken_back(events)
     changed: set[int] = set()
     for e in events:
         s = e["supersedes_id"]
-        if s is not None and s in by_id and e["kind"] != "undo" and (
+        if s is not None and s in by_id and e["kind"] != "undo" and e["id"] not in gone and (
                 by_id[s]["label"], by_id[s]["action"]) != (e["label"], e["action"]):
             while by_id.get(s, {}).get("supersedes_id") is not None:  # back to the original
                 s = by_id[s]["supersedes_id"]
             changed.add(s)
     out: dict[str, list[bool]] = {}
     for e in events:
-        if e["supersedes_id"] is None and e["kind"] in JUDGED:
+        if e["supersedes_id"] is None and e["kind"] in JUDGED and e["id"] not in gone:
             out.setdefault(str(e["reviewer"]), []).append(e["id"] in changed)
     return out
 
@@ -115,16 +145,20 @@ def analyst_table(events: Sequence[Mapping[str, Any]], gold: Mapping[str, Mappin
     """One row per analyst, sorted by name: every figure of the module doc, each with its n.
 
     `label_errors`: `labeling.label_errors.tally_label_errors` per analyst; an analyst it names
-    gets a row even without a decision of `JUDGED` kinds, so no flagged decision drops out."""
+    gets a row even without a decision of `JUDGED` kinds, so no flagged decision drops out.
+    `events` should include the "undo" rows: undone decisions and restored rows are no judgement."""
     label_errors = label_errors or {}
-    judged = [e for e in events if e["kind"] in JUDGED]
-    calibration = [e for e in events if e["kind"] == "calibration"]
+    gone = taken_back(events)
+    judged = [e for e in events if e["kind"] in JUDGED and e["id"] not in gone]
+    calibration = live_calibration(events)
     qa: dict[str, list[bool]] = {}
     for who, ok in qa_pass_pairs(events):
         qa.setdefault(who, []).append(ok)
     golds, peers, rework = gold_pairs(calibration, gold), peer_pairs(calibration), rework_flags(events)
+    raters = {str(e["reviewer"]) for e in events  # whoever answered calibration, even if that answer drops out
+              if e["kind"] == "calibration" and e["supersedes_id"] is None and e["id"] not in gone}
     names = sorted({str(e["reviewer"]) for e in judged} | {str(e["reviewer"]) for e in calibration}
-                   | set(label_errors))
+                   | raters | set(label_errors))
     rows = []
     for name in names:
         mine = [e for e in judged if str(e["reviewer"]) == name]

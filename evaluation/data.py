@@ -14,7 +14,7 @@ A campaign decided in bulk counts once per distinct text (`one_per_labelling_act
 """
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 from sqlalchemy import select
 
@@ -23,6 +23,7 @@ from core.schema import CampaignMember, Case, Decision, Item, Prediction
 from core.store import Store
 from core.taxonomy import Taxonomy
 from labeling.learning import served_as
+from labeling.rereview import is_rereview
 
 _CHUNK = 900  # stay under SQLite's bound-parameter limit
 EVENT_KINDS = ("review", "qa_audit", "bulk", "escalation")  # acts judged against the model
@@ -75,7 +76,8 @@ def _language(meta: Any) -> Optional[str]:
 def decision_rows(store: Store, taxonomy: Taxonomy) -> list[dict[str, Any]]:
     """Current human labels joined with the scores the model showed when each was decided.
 
-    Each row: item_id, human, model, model_version, decided_at, kind, reviewer, is_audit,
+    Each row: item_id, human, model, model_version, decided_at, kind, reviewer, is_audit (a case
+    of the QA draw from traffic; a lead's re-review, `labeling.rereview.is_rereview`, is not),
     inclusion (the audit draw's probability; None before it was stored), queue, served (why the
     case was served, `labeling.learning.served_as`; None without a case), proba (over
     `taxonomy.labels`, None when the prediction is gone), source, surface, language, campaign
@@ -101,13 +103,17 @@ def decision_rows(store: Store, taxonomy: Taxonomy) -> list[dict[str, Any]]:
         sc = scores.get((r["item_id"], r["model_version"]))
         case = cases.get(r["case_id"])
         item = items.get(r["item_id"])
-        is_audit = bool(case is not None and case.is_audit) or r["kind"] == "qa_audit"
+        # Only a QA draw from traffic is the audit sample: a lead's re-review of decided items (also an
+        # `is_audit` case, decided as `qa_audit`) is not, and its label counts as any other decision.
+        rereview = case is not None and is_rereview(case._mapping)
+        is_audit = bool(case.is_audit) and not rereview if case is not None else r["kind"] == "qa_audit"
         out.append({"item_id": r["item_id"], "human": r["label"], "model": r["model_label"],
                     "model_version": r["model_version"], "decided_at": r["created_at"], "kind": r["kind"],
                     "reviewer": r["reviewer"], "is_audit": is_audit,
-                    "inclusion": (float(case.audit_inclusion) if case is not None and case.audit_inclusion else None),
+                    "inclusion": (float(case.audit_inclusion) if is_audit and case is not None and case.audit_inclusion
+                                  else None),
                     "queue": case.queue if case is not None else None,
-                    "served": served_as(case._mapping) if case is not None else None,
+                    "served": served_as(dict(case._mapping, is_audit=is_audit)) if case is not None else None,
                     "proba": [float(sc.get(lab, 0.0)) for lab in taxonomy.labels] if sc else None,
                     "source": item.source if item else None, "surface": item.surface if item else None,
                     "language": _language(item.meta) if item else None,
@@ -130,3 +136,15 @@ def decision_events(store: Store, kinds: Sequence[str] = EVENT_KINDS) -> list[di
                    D.c.created_at, C.c.queue).outerjoin(C, C.c.id == D.c.case_id)
             .where(D.c.kind.in_(list(kinds))).order_by(D.c.id)).mappings()]
         return one_per_labelling_act(conn, rows)
+
+
+def taken_back(events: Sequence[Mapping[str, Any]]) -> set[int]:
+    """Ids of the `events` that are no judgement of their reviewer's: decisions an undo took back
+    (an "undo" row supersedes them: a slip, not a verdict) and the restoring rows an undo wrote (a
+    copy of the decision the undone one had replaced, superseding the "undo" row; `labeling.undo`).
+
+    `events` must include the "undo" rows (`decision_events(store, kinds=(..., "undo"))`)."""
+    undo_rows = {e["id"]: e["supersedes_id"] for e in events if e["kind"] == "undo"}
+    out = {s for s in undo_rows.values() if s is not None}
+    out |= {e["id"] for e in events if e["kind"] != "undo" and e["supersedes_id"] in undo_rows}
+    return out

@@ -180,6 +180,9 @@ def _fmt(v: Optional[float]) -> str:
 
 def _result(check: str, stat: Optional[float], threshold: float, alarm: bool, n_ref: int, n_cur: int,
             what: str, detail: dict[str, Any], extra: str = "") -> CheckResult:
+    if stat is None or math.isnan(stat):  # nothing measured is no "ok"
+        msg = f"{check}: could not measure the {what}{extra} (n {n_ref} reference, {n_cur} current)"
+        return CheckResult(check, None, threshold, False, NOT_ENOUGH, n_ref, n_cur, msg, detail)
     status = ALARM if alarm else OK
     beyond = stat is not None and math.isfinite(abs(stat)) and abs(stat) > threshold or stat == math.inf
     op = ">" if beyond else "<="
@@ -195,18 +198,24 @@ def _too_small(check: str, threshold: float, n_ref: int, n_cur: int, need: int, 
 
 
 def score_checks(ref: WindowData, cur: WindowData, policies: Sequence[str], cfg: ScoreCheck) -> list[CheckResult]:
-    """PSI and JS distance of each policy's score column."""
-    n1, n2 = len(ref.scores), len(cur.scores)
+    """PSI and JS distance of each policy's score column, over its finite scores: non-finite ones
+    are left out and counted in the message and detail (`nonfinite_ref`, `nonfinite_cur`), and
+    too few finite ones is "not enough data", never "ok"."""
     out = []
     for j, pol in enumerate(policies):
+        r = ref.scores[:, j] if len(ref.scores) else np.zeros(0)
+        c = cur.scores[:, j] if len(cur.scores) else np.zeros(0)
+        n1, n2 = int(np.isfinite(r).sum()), int(np.isfinite(c).sum())
+        bad = (len(r) - n1, len(c) - n2)
+        extra = f"; non-finite scores left out: {bad[0]} reference, {bad[1]} current" if any(bad) else ""
         if min(n1, n2) < cfg.min_items:
-            out += [_too_small(f"score_psi:{pol}", cfg.psi, n1, n2, cfg.min_items, "scored items"),
-                    _too_small(f"score_js:{pol}", cfg.js_distance, n1, n2, cfg.min_items, "scored items")]
+            out += [_too_small(f"score_psi:{pol}", cfg.psi, n1, n2, cfg.min_items, "finite scores", extra),
+                    _too_small(f"score_js:{pol}", cfg.js_distance, n1, n2, cfg.min_items, "finite scores", extra)]
             continue
-        s = ds.score_shift(ref.scores[:, j], cur.scores[:, j], cfg.bins)
-        out.append(_result(f"score_psi:{pol}", s["psi"], cfg.psi, s["psi"] > cfg.psi, n1, n2, "PSI", s))
+        s = ds.score_shift(r, c, cfg.bins)
+        out.append(_result(f"score_psi:{pol}", s["psi"], cfg.psi, s["psi"] > cfg.psi, n1, n2, "PSI", s, extra))
         out.append(_result(f"score_js:{pol}", s["js"], cfg.js_distance, s["js"] > cfg.js_distance, n1, n2,
-                           "JS distance", s))
+                           "JS distance", s, extra))
     return out
 
 

@@ -20,6 +20,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from . import metrics as em
+from .metrics import finite
 
 
 @dataclass
@@ -47,9 +48,13 @@ def quantile_edges(reference: np.ndarray, bins: int = 10) -> np.ndarray:
 
     Why reference quantiles: every bin holds about the same share of the reference, so a shift
     anywhere in the range moves mass between well-populated bins; ties (many scores of exactly
-    0) collapse duplicate edges into fewer bins instead of empty ones.
+    0) collapse duplicate edges into fewer bins instead of empty ones. Non-finite values are
+    left out (one NaN made every quantile NaN, one bin, PSI 0); with no finite value the single
+    bin (-inf, inf) comes back, which measures nothing: `score_shift` reports NaN then.
     """
-    ref = np.asarray(reference, dtype=np.float64)
+    ref = finite(reference)
+    if len(ref) == 0:
+        return np.array([-np.inf, np.inf])
     edges = np.unique(np.quantile(ref, np.linspace(0, 1, bins + 1)))
     if len(edges) < 2:
         edges = np.array([ref.min() - 0.5, ref.max() + 0.5])
@@ -58,10 +63,11 @@ def quantile_edges(reference: np.ndarray, bins: int = 10) -> np.ndarray:
 
 
 def binned_shares(reference: np.ndarray, current: np.ndarray, bins: int = 10) -> tuple[np.ndarray, np.ndarray]:
-    """Shares of each sample per reference-quantile bin (each sums to 1)."""
-    ref, cur = np.asarray(reference, dtype=np.float64), np.asarray(current, dtype=np.float64)
+    """Shares of each sample's finite values per reference-quantile bin (each sums to 1; all
+    zeros for a sample without a finite value)."""
+    ref, cur = finite(reference), finite(current)
     edges = quantile_edges(ref, bins)
-    return np.histogram(ref, edges)[0] / len(ref), np.histogram(cur, edges)[0] / len(cur)
+    return (np.histogram(ref, edges)[0] / max(len(ref), 1), np.histogram(cur, edges)[0] / max(len(cur), 1))
 
 
 def js_distance(p: np.ndarray, q: np.ndarray) -> float:
@@ -80,15 +86,21 @@ def score_shift(reference: np.ndarray, current: np.ndarray, bins: int = 10) -> d
     PSI and JS use the same reference-quantile bins. Under no drift both shrink like
     (bins - 1) * (1/n_ref + 1/n_cur): PSI about that much, JS divergence an eighth of it, so with
     10 bins and 1,000 items a window the JS distance stays near 0.04, well below 0.1.
+
+    Non-finite scores are left out and counted (`nonfinite_ref`, `nonfinite_cur`); the figures
+    rest on the finite ones (`n_ref`, `n_cur`), and are NaN when a window has none.
     """
-    ref, cur = np.asarray(reference, dtype=np.float64), np.asarray(current, dtype=np.float64)
+    raw_ref, raw_cur = np.asarray(reference, dtype=np.float64).ravel(), np.asarray(current, dtype=np.float64).ravel()
+    ref, cur = finite(raw_ref), finite(raw_cur)
+    counts = {"n_ref": len(ref), "n_cur": len(cur), "nonfinite_ref": len(raw_ref) - len(ref),
+              "nonfinite_cur": len(raw_cur) - len(cur)}
     if len(ref) == 0 or len(cur) == 0:
         nan = float("nan")
-        return {"psi": nan, "js": nan, "ks": nan, "ks_pvalue": nan, "mean_ref": nan, "mean_cur": nan}
+        return {"psi": nan, "js": nan, "ks": nan, "ks_pvalue": nan, "mean_ref": nan, "mean_cur": nan, **counts}
     p, q = binned_shares(ref, cur, bins)
     ks = em.ks_statistic(ref, cur)
     return {"psi": em.psi(ref, cur, bins=bins), "js": js_distance(p, q), "ks": ks["statistic"],
-            "ks_pvalue": ks["pvalue"], "mean_ref": float(ref.mean()), "mean_cur": float(cur.mean())}
+            "ks_pvalue": ks["pvalue"], "mean_ref": float(ref.mean()), "mean_cur": float(cur.mean()), **counts}
 
 
 def label_mix_shift(reference: Sequence[str], current: Sequence[str], labels: Sequence[str]) -> dict[str, Any]:

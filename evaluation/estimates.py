@@ -221,7 +221,8 @@ def _posterior_interval(est: Estimate, num: np.ndarray, den: np.ndarray, conf: f
     lo, hi = float(np.quantile(r, a)), float(np.quantile(r, 1 - a))
     point = float(est["estimate"])
     est["lo"], est["hi"] = max(0.0, min(lo, point)), min(1.0, max(hi, point))
-    est["n_eff"] = _n_eff_for_width(point, est["hi"] - est["lo"], conf)
+    # a zero-width interval (every cell a census) is exact: n_eff is the units observed, not 1e9
+    est["n_eff"] = _n_eff_for_width(point, est["hi"] - est["lo"], conf) if est["hi"] > est["lo"] else float(est["n"])
     est["method"] = "stratified-posterior"
     return est
 
@@ -258,6 +259,28 @@ def bootstrap_interval(stat: Callable[[np.ndarray], Optional[float]], n: int, co
     return float(np.quantile(vals, a)), float(np.quantile(vals, 1 - a))
 
 
+def _union(a: tuple[Optional[float], Optional[float]], b: tuple[Optional[float], Optional[float]]
+           ) -> tuple[Optional[float], Optional[float]]:
+    """The smallest interval holding both (a missing side is ignored)."""
+    los = [x for x in (a[0], b[0]) if x is not None]
+    his = [x for x in (a[1], b[1]) if x is not None]
+    return (min(los) if los else None), (max(his) if his else None)
+
+
+def _unweighted_fallback(est: Estimate, num: np.ndarray, den: np.ndarray, conf: float) -> Estimate:
+    """`est` (its weighted point kept) with the Wilson interval of the unweighted counts, widened
+    to hold the point, and n_eff the units observed: what a uniform audit of these units would
+    say, for a measure the stratified posterior cannot simulate (a group never audited). No
+    interval (not enough data) when the denominator is empty."""
+    n = float(den.sum())
+    if est["estimate"] is None or n <= 0:
+        return est
+    lo, hi = wilson(float(num.sum()), n, conf)
+    point = float(est["estimate"])
+    est.update(lo=min(lo, point), hi=max(hi, point), n_eff=float(est["n"]), method="wilson-unweighted")
+    return est
+
+
 def policy_estimates(y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str],
                      weights: Optional[Sequence[float]] = None, strata: Optional[Sequence[Any]] = None,
                      conf: float = 0.9, method: str = "wilson", n_boot: int = 1000,
@@ -267,8 +290,12 @@ def policy_estimates(y_true: Sequence[str], y_pred: Sequence[str], labels: Seque
     `method`: "wilson" (Wilson; with weights, the Horvitz-Thompson ratio with the
     `stratified_posterior` interval, cells = strata x whether the model predicted the policy) or
     "bootstrap" (percentile bootstrap of the same weighted ratios, within strata; it cannot see a
-    miss the audit did not draw, so it is narrow when the heavy-weight bands show none). Labels
-    that neither side uses are left out. `seed` makes the simulated intervals reproducible.
+    miss the audit did not draw, so it is narrow when the heavy-weight bands show none, and on a
+    handful of units it shrinks to a point: the interval returned is never narrower than the
+    Wilson one of `ratio_estimate`, their union). Labels that neither side uses are left out.
+    With weights, a measure whose group of the audit is absent (recall and F1 when no unit the
+    model did not flag was audited) gets the Wilson interval of the unweighted counts
+    (`_unweighted_fallback`). `seed` makes the simulated intervals reproducible.
     """
     if method not in ("wilson", "bootstrap"):
         raise ValueError(f"method must be 'wilson' or 'bootstrap', not {method!r}")
@@ -284,15 +311,21 @@ def policy_estimates(y_true: Sequence[str], y_pred: Sequence[str], labels: Seque
         sims: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         if w is not None and method == "wilson":
             post = stratified_posterior(t > 0, (p > 0).tolist(), w, strata, seed=seed + li)
-            zero = np.zeros(1)
-            TP, FP = post.get(True, (zero, zero))
-            FN = post.get(False, (zero, zero))[0]
-            sims = {"precision": (TP, TP + FP), "recall": (TP, TP + FN), "f1": (2 * TP, 2 * TP + FP + FN)}
+            # An absent group is unknown, not zero: with no audited unit the model left unflagged,
+            # the misses (FN) were never looked for, so recall and F1 get no simulated interval.
+            if True in post:
+                TP, FP = post[True]
+                sims["precision"] = (TP, TP + FP)
+                if False in post:
+                    FN = post[False][0]
+                    sims.update(recall=(TP, TP + FN), f1=(2 * TP, 2 * TP + FP + FN))
         row = {}
         for name, (num, den) in parts.items():
             est = ratio_estimate(num, den, w, strata, conf)
             if name in sims:
                 est = _posterior_interval(est, *np.broadcast_arrays(*sims[name]), conf)
+            elif w is not None and method == "wilson":
+                est = _unweighted_fallback(est, num, den, conf)
             if method == "bootstrap" and est["estimate"] is not None:
                 ww = np.ones_like(num) if w is None else w
 
@@ -301,7 +334,8 @@ def policy_estimates(y_true: Sequence[str], y_pred: Sequence[str], labels: Seque
                     d = float((ww[idx] * den[idx]).sum())
                     return float((ww[idx] * num[idx]).sum() / d) if d > 0 else None
 
-                est["lo"], est["hi"] = bootstrap_interval(stat, len(num), conf, n_boot, seed, strata)
+                est["lo"], est["hi"] = _union((est["lo"], est["hi"]),
+                                              bootstrap_interval(stat, len(num), conf, n_boot, seed, strata))
                 est["method"] = "bootstrap"
             row[name] = est
         out[lab] = row

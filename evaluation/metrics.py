@@ -56,12 +56,21 @@ def fleiss_kappa(counts: np.ndarray) -> Optional[float]:
     return 1.0 if pe >= 1.0 else float((p_i.mean() - pe) / (1.0 - pe))
 
 
+def finite(values: Any) -> np.ndarray:
+    """`values` as a flat float array without its NaN and infinite entries (a score the model
+    could not give is no score, and no quantile survives one)."""
+    v = np.asarray(values, dtype=np.float64).ravel()
+    return v[np.isfinite(v)]
+
+
 def psi(reference: np.ndarray, current: np.ndarray, bins: int = 10, eps: float = 1e-4) -> float:
     """Population stability index of `current` against `reference`, on reference-quantile bins.
 
-    Rule of thumb: < 0.1 stable, 0.1-0.25 moderate shift, > 0.25 significant shift.
+    Rule of thumb: < 0.1 stable, 0.1-0.25 moderate shift, > 0.25 significant shift. Non-finite
+    values are left out (one NaN made every quantile NaN and the PSI 0); NaN when either sample
+    has no finite value left: not measured, never "stable".
     """
-    ref, cur = np.asarray(reference, dtype=np.float64), np.asarray(current, dtype=np.float64)
+    ref, cur = finite(reference), finite(current)
     if len(ref) == 0 or len(cur) == 0:
         return float("nan")
     edges = np.unique(np.quantile(ref, np.linspace(0, 1, bins + 1)))
@@ -75,8 +84,12 @@ def psi(reference: np.ndarray, current: np.ndarray, bins: int = 10, eps: float =
 
 
 def ks_statistic(reference: np.ndarray, current: np.ndarray) -> dict[str, float]:
-    """Two-sample Kolmogorov-Smirnov: {'statistic', 'pvalue'} (scipy)."""
+    """Two-sample Kolmogorov-Smirnov: {'statistic', 'pvalue'} (scipy) over the finite values; NaN
+    for both when either sample has none."""
     from scipy.stats import ks_2samp
 
-    res = ks_2samp(np.asarray(reference, dtype=np.float64), np.asarray(current, dtype=np.float64))
+    ref, cur = finite(reference), finite(current)
+    if len(ref) == 0 or len(cur) == 0:
+        return {"statistic": float("nan"), "pvalue": float("nan")}
+    res = ks_2samp(ref, cur)
     return {"statistic": float(res.statistic), "pvalue": float(res.pvalue)}

@@ -75,28 +75,30 @@ def model_quality(store: Store, taxonomy: Taxonomy, model_version: Optional[str]
 
 
 def agreement(store: Store) -> dict[str, Any]:
-    """Inter-analyst agreement per calibration set: Cohen's kappa for 2 raters, Fleiss' for more."""
+    """Inter-analyst agreement per calibration set: Fleiss' kappa over the items with the most
+    raters (for 2 raters that is Scott's pi: Cohen's kappa needs a fixed "rater 1" and "rater 2",
+    which differ from item to item here). Only live answers count (`analysts.live_calibration`:
+    not undone; a correction by someone other than the rater drops that answer)."""
+    from .analysts import live_calibration
+
     D, C = Decision.__table__, Case.__table__
     with store.read() as conn:
-        rows = conn.execute(select(C.c.calibration_set, D.c.item_id, D.c.reviewer, D.c.label)
-                            .join(C, C.c.id == D.c.case_id)
-                            .where(D.c.kind == "calibration", C.c.calibration_set.is_not(None))).all()
+        rows = [dict(r) for r in conn.execute(
+            select(D.c.id, D.c.supersedes_id, D.c.kind, C.c.calibration_set, D.c.item_id, D.c.reviewer, D.c.label)
+            .join(C, C.c.id == D.c.case_id)
+            .where(D.c.kind.in_(("calibration", "undo")), C.c.calibration_set.is_not(None))).mappings()]
     out: dict[str, Any] = {}
     sets: dict[str, dict[str, dict[str, str]]] = {}
-    for cal, item, reviewer, label in rows:
-        sets.setdefault(cal, {}).setdefault(item, {})[reviewer] = label
+    for e in live_calibration(rows):
+        sets.setdefault(e["calibration_set"], {}).setdefault(e["item_id"], {})[e["reviewer"]] = e["label"]
     for cal, items in sets.items():
         sizes = {len(v) for v in items.values()}
         r = max(sizes) if sizes else 0
         full = {i: v for i, v in items.items() if len(v) == r and r >= 2}
-        if r == 2:
-            pairs = [tuple(sorted(v.values())) for v in full.values()]
-            kappa = em.cohen_kappa([p[0] for p in pairs], [p[1] for p in pairs])
-            method = "cohen"
-        elif r > 2:
+        if r >= 2:
             cats = sorted({lab for v in full.values() for lab in v.values()})
             counts = np.array([[list(v.values()).count(c) for c in cats] for v in full.values()])
-            kappa, method = em.fleiss_kappa(counts) if len(counts) else None, "fleiss"
+            kappa, method = em.fleiss_kappa(counts) if len(counts) else None, "fleiss" if r > 2 else "scott"
         else:
             kappa, method = None, None
         out[cal] = {"items": len(full), "raters_per_item": r, "kappa": kappa, "method": method}

@@ -6,11 +6,16 @@ other case and the context panel leaves out the item's decision history for audi
 (`labeling.context`), so the re-reviewer decides blind. `labeling.decisions.decide` records the
 answer as a `qa_audit` decision (`qa_review` needed, never by the analyst who decided the item),
 and `evaluation.analysts` turns those into each analyst's QA pass rate.
+
+A re-review case is marked `meta["rereview"]` and has no `audit_inclusion`: it is drawn from
+decided items (served in risk order), not from traffic, so the model-quality estimates must not
+take it for the traffic QA-audit sample (`is_rereview`; `is_audit` stays set for the blindness and
+separation of duties of `decide`).
 """
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 import numpy as np
 from sqlalchemy import insert, select
@@ -27,6 +32,15 @@ from .queue_config import QueueConfig
 
 C = Case.__table__
 REVIEWED_KINDS = ("review", "bulk", "escalation")  # the analysts' own judgements
+REREVIEW_REASON = "QA audit (uniform draw)"  # the priority reason of every re-review case, older ones too
+
+
+def is_rereview(case: Mapping[str, Any]) -> bool:
+    """True for a blind re-review case (a row with `meta`, `priority_reason`): a draw of decided
+    items, not of traffic, so never part of the QA-audit sample. Cases drawn before the
+    `rereview` marker existed are known by their priority reason, which only this module writes."""
+    meta = case.get("meta") or {}
+    return bool(isinstance(meta, dict) and meta.get("rereview")) or case.get("priority_reason") == REREVIEW_REASON
 
 
 def draw_rereviews(store: Store, config: QueueConfig, lead: Actor, n: int, *, analyst: Optional[str] = None,
@@ -57,9 +71,10 @@ def draw_rereviews(store: Store, config: QueueConfig, lead: Actor, n: int, *, an
         picked = sorted(rng.choice(len(candidates), size=min(n, len(candidates)), replace=False).tolist()) \
             if candidates else []
         rows = [{"item_id": candidates[j], "campaign_id": None, "queue": queue, "state": config.waiting_state(queue),
-                 "priority": float(rng.random()), "priority_reason": "QA audit (uniform draw)",
-                 "predicted_label": None, "due_at": None, "is_audit": True,
-                 "audit_inclusion": len(picked) / len(candidates), "created_at": now, "updated_at": now}
+                 "priority": float(rng.random()), "priority_reason": REREVIEW_REASON,
+                 "predicted_label": None, "due_at": None, "is_audit": True, "audit_inclusion": None,
+                 "meta": {"rereview": {"drawn": len(picked), "candidates": len(candidates), "analyst": analyst}},
+                 "created_at": now, "updated_at": now}
                 for j in picked]
         for row in rows:
             ids.append(conn.execute(insert(C).values(**row).returning(C.c.id)).scalar_one())
