@@ -42,10 +42,12 @@ from sqlalchemy.orm import aliased
 from core.hooks import check_permission
 from core.labels import current_decisions
 from core.principals import Actor
-from core.schema import CampaignMember, Decision, Item, LearningSplit, User, utcnow
+from core.schema import CampaignMember, Case, Decision, Item, LearningSplit, User, utcnow
 from core.store import insert_ignore
 from core.text import text_hash
 from models.training import TrainingSet, replicate_by_weight
+
+from .rereview import is_rereview
 
 if TYPE_CHECKING:  # pragma: no cover
     from core.store import Store
@@ -164,6 +166,20 @@ def calibration_labels(conn: Connection, rule: str) -> tuple[dict[str, dict[str,
     return out, ties
 
 
+def _rereview_decisions(conn: Connection, decisions: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The `qa_audit` decisions made on a lead's re-review case (`labeling.rereview.is_rereview`):
+    they are drawn from decided items, so they must not stand in for the uniform QA-audit sample
+    the gate's `qa_audit` set is."""
+    audits = [d for d in decisions if d.get("kind") == "qa_audit" and d.get("case_id") is not None]
+    ids = sorted({d["case_id"] for d in audits})
+    C = Case.__table__
+    rereview: set[int] = set()
+    for i in range(0, len(ids), _CHUNK):
+        rereview |= {r.id for r in conn.execute(select(C.c.id, C.c.meta, C.c.priority_reason)
+                                                .where(C.c.id.in_(ids[i:i + _CHUNK]))) if is_rereview(r._mapping)}
+    return [d for d in audits if d["case_id"] in rereview]
+
+
 def group_keys(conn: Connection, items: Mapping[str, str]) -> dict[str, str]:
     """item id -> its group: the items joined by a shared campaign or a shared text (light hash),
     keyed `campaign:<id>` (the smallest campaign id among them) when any is a campaign member,
@@ -266,6 +282,7 @@ class LearningData:
     groups: list[str]
     weights: np.ndarray          # 1.0 for a source label
     decision_kind: list[Optional[str]]   # the kind of the human decision behind the label, else None
+    # (`rereview` for a qa_audit decision on a lead's blind re-review: not the uniform sample)
     stats: dict[str, Any] = field(default_factory=dict)
 
     def _where(self, mask: np.ndarray) -> np.ndarray:
@@ -316,6 +333,8 @@ def learning_data(store: "Store", taxonomy: "Taxonomy", settings: "LearningSetti
     dropped: Counter[str] = Counter()
     with store.read() as conn:
         human = {i: dict(d, decided_at=d["created_at"]) for i, d in current_decisions(conn).items()}
+        for d in _rereview_decisions(conn, human.values()):
+            d["kind"] = "rereview"  # a lead's blind re-review: a draw of decided items, not the QA sample
         calib, ties = calibration_labels(conn, settings.calibration_rule)
         for item_id, c in calib.items():
             human.setdefault(item_id, c)  # a decision of record (an adjudication) wins over the copies

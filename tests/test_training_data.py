@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from sqlalchemy import insert, select
 
-from core.schema import Campaign, CampaignMember, Decision, Item, LearningSplit, User, utcnow
+from core.schema import Campaign, CampaignMember, Case, Decision, Item, LearningSplit, User, utcnow
 from labeling.training_data import (EXCLUDED, human_weights, learning_data, proposed_side, resolve_calibration)
 from models.config import LearningSettings, load_models_config
 from models.training import TrainingSet, replicate_by_weight
@@ -293,3 +293,17 @@ def test_head_cross_validation_scores_both_heads_on_the_policy_and_picks_the_bet
     # A policy nobody labelled: nothing to choose on, the current head stays.
     none = cv_head(ld, labels, "hybrid", {**params, "head": "ovr"}, 3, 13, ["spam"])
     assert none["chosen"] == "ovr" and none["scores"] == {} and "no policy" in none["reason"]
+
+
+def test_a_lead_re_review_is_not_the_uniform_qa_sample(sqlite_store, taxonomy):
+    """The gate's `qa_audit` set stands for traffic; a lead's re-review draws decided items."""
+    texts, ys = toy_corpus(4)
+    ids = add_items(sqlite_store, texts[:2], [None, None])
+    for item_id, meta in zip(ids, ({}, {"rereview": True})):
+        with sqlite_store.begin() as conn:
+            cid = conn.execute(insert(Case.__table__).values(
+                item_id=item_id, queue="label-review", state="decided", priority=0.0, is_audit=True, meta=meta,
+                created_at=utcnow(), updated_at=utcnow()).returning(Case.__table__.c.id)).scalar_one()
+        _decide(sqlite_store, item_id, "spam", kind="qa_audit", case_id=cid)
+    ld = learning_data(sqlite_store, taxonomy, SETTINGS, ENGINEER)
+    assert dict(zip(ld.data.ids, ld.decision_kind)) == {ids[0]: "qa_audit", ids[1]: "rereview"}
