@@ -41,16 +41,30 @@ def _latest_decisions(conn: Any, item_ids: Sequence[str]) -> dict[str, str]:
 def _live_facts(conn: Any, campaign_id: int, members: Sequence[str], benign: str,
                 now: dt.datetime) -> dict[str, Any]:
     """Facts that change without re-clustering: growth, decided label mix, mean model score."""
-    times = [r.seen for r in _fetch_items(conn, members, [_item_time().label("seen")]).values() if r.seen is not None]
+    rows = _fetch_items(conn, members, [_item_time().label("seen"), _IT.c.policy_label]).values()
+    times = [r.seen for r in rows if r.seen is not None]
     mix = facts.label_mix(_latest_decisions(conn, members).values())
     preds = {k: p["scores"] or {} for k, p in predictions_of_record(conn, members).items()}
     means = facts.mean_scores(preds.values())
+    sources = {r.policy_label for r in rows if r.policy_label}
     return {
         "growth": facts.growth(times, now),
         "decided": sum(mix.values()), "label_mix": mix,
         "scored": len(preds), "mean_scores": means,
         "mean_violation_score": round(1.0 - means[benign], 4) if benign in means else None,
+        # what the masking rule needs to know whether any member is sensitive (labeling.masking)
+        "unscored": sum(1 for m in members if not preds.get(m)),
+        "max_scores": {p: max(float(s.get(p, 0.0)) for s in preds.values()) for p in {p for s in preds.values() for p in s}},
+        "member_labels": sorted(sources | set(mix)),
     }
+
+def _exemplar(conn: Any, item_id: Optional[str]) -> dict[str, Any]:
+    """The exemplar's text with what the masking rule needs: its scores, source and decided label."""
+    row = conn.execute(select(_IT.c.text, _IT.c.policy_label).where(_IT.c.id == item_id)).first() if item_id else None
+    pred = predictions_of_record(conn, [item_id]).get(item_id) if row is not None else None
+    return {"exemplar_text": row.text if row is not None else None,
+            "exemplar_scores": (pred or {}).get("scores"), "exemplar_policy_label": row.policy_label if row else None,
+            "exemplar_decided_label": _latest_decisions(conn, [item_id]).get(item_id) if row is not None else None}
 
 def list_campaigns(store: "Store", limit: int = 20, min_size: int = 2, status: str = "active",
                    sort: str = "size", taxonomy: Optional["Taxonomy"] = None,
@@ -71,8 +85,7 @@ def list_campaigns(store: "Store", limit: int = 20, min_size: int = 2, status: s
             q = q.limit(limit)
         for row in conn.execute(q).mappings().all():
             members = _member_ids(conn, row["id"])
-            ex = conn.execute(select(_IT.c.text).where(_IT.c.id == row["exemplar_item_id"])).scalar()
-            out.append({**_campaign_dict(row), "exemplar_text": ex,
+            out.append({**_campaign_dict(row), **_exemplar(conn, row["exemplar_item_id"]),
                         **_live_facts(conn, row["id"], members, benign, now)})
     return out
 
@@ -92,14 +105,15 @@ def campaign_detail(store: "Store", campaign_id: int, members_limit: int = 20,
         members = _member_ids(conn, campaign_id)
         shown = members[:members_limit] if members_limit else members
         links = {r.item_id: r for r in conn.execute(select(_MT).where(_MT.c.item_id.in_(shown)))} if shown else {}
-        items = _fetch_items(conn, shown, [_IT.c.text, _IT.c.source, _item_time().label("seen")])
+        items = _fetch_items(conn, shown, [_IT.c.text, _IT.c.source, _IT.c.policy_label, _item_time().label("seen")])
         decided = _latest_decisions(conn, shown)
-        ex = conn.execute(select(_IT.c.text).where(_IT.c.id == row["exemplar_item_id"])).scalar()
-        detail = {**_campaign_dict(row), "exemplar_text": ex,
+        scores = {k: p["scores"] for k, p in predictions_of_record(conn, shown).items()}
+        detail = {**_campaign_dict(row), **_exemplar(conn, row["exemplar_item_id"]),
                   **_live_facts(conn, campaign_id, members, benign, now or utcnow())}
     detail["members"] = [{"item_id": i, "source": items[i].source, "seen": items[i].seen,
                           "linked_by": links[i].linked_by, "similarity": links[i].similarity,
-                          "decided_label": decided.get(i), "text": items[i].text}
+                          "decided_label": decided.get(i), "text": items[i].text,
+                          "scores": scores.get(i), "policy_label": items[i].policy_label}
                          for i in shown if i in items and i in links]
     return detail
 

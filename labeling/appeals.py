@@ -26,7 +26,8 @@ from .cases import case_view
 from .claims import check_actionable, lock_case
 from .decisions import _close, _insert_decision, _is_appeal, _validate
 from .errors import AppealPending, DecisionError
-from .masking import shown_text
+from .context import may_reveal, was_revealed
+from .masking import is_sensitive, mask_fields, mask_text
 from .priority import PINNED, score_features
 from .queue_config import QueueConfig
 from .review_config import ReviewSettings
@@ -161,11 +162,13 @@ def resolve_appeal(store: Store, taxonomy: Taxonomy, case_id: int, analyst: Acto
     return view
 
 
-def open_appeals(store: Store, settings: ReviewSettings, *, config: QueueConfig,
+def open_appeals(store: Store, settings: ReviewSettings, *, config: QueueConfig, principal: Optional[Actor] = None,
                  limit: int = 200) -> list[dict[str, Any]]:
     """Waiting appeals, oldest due first, each with the appealed decision (who, when, label,
     action, rationale), the appellant's reason, and the item's text through the masking rule:
-    what a lead reads side by side before `resolve_appeal`."""
+    what a lead reads side by side before `resolve_appeal`. While the text is masked for
+    `principal` (not revealed by them on the Review tab, or no `reveal`; None: nobody), so are
+    the reason and the rationale, which quote it as `masking.mask_packet` says."""
     I = Item.__table__
     with store.read() as conn:
         rows = conn.execute(select(C.c.id, C.c.item_id, C.c.state, C.c.claimed_by, C.c.due_at, C.c.meta,
@@ -174,16 +177,20 @@ def open_appeals(store: Store, settings: ReviewSettings, *, config: QueueConfig,
                             .where(C.c.queue == config.appeals_queue, C.c.state.in_(("open", "claimed")))
                             .order_by(C.c.due_at, C.c.id).limit(limit)).mappings().all()
         current = current_decisions(conn, [r["item_id"] for r in rows])
+        viewer = actor_name(principal) if principal is not None and may_reveal(principal) else None
+        revealed = {r["id"] for r in rows if viewer and was_revealed(conn, r["id"], r["item_id"], viewer)}
     out = []
     for r in rows:
         packet = dict((r["meta"] or {}).get("appeal") or {})
-        decision = dict(packet.get("decision") or {})
         now_current = current.get(r["item_id"]) or {}
-        text = shown_text(settings, r["text"], (packet.get("evidence") or {}).get("model_scores"), r["policy_label"],
-                          decision.get("label"))
+        hide = r["id"] not in revealed and is_sensitive(
+            settings, (packet.get("evidence") or {}).get("model_scores"), r["policy_label"],
+            (packet.get("decision") or {}).get("label"))
+        decision = mask_fields([dict(packet.get("decision") or {})], ("rationale",), hide)[0]
         out.append({"case_id": r["id"], "item_id": r["item_id"], "state": r["state"], "claimed_by": r["claimed_by"],
                     "due_at": r["due_at"].isoformat() if r["due_at"] else None, "appellant": packet.get("appellant"),
-                    "reason": packet.get("reason"), "filed_at": packet.get("filed_at"), "decision": decision,
-                    "still_current": now_current.get("id") == decision.get("id"), "text": text,
-                    "masked": text != r["text"]})
+                    "reason": mask_fields([packet], ("reason",), hide)[0].get("reason"),
+                    "filed_at": packet.get("filed_at"), "decision": decision,
+                    "still_current": now_current.get("id") == decision.get("id"),
+                    "text": mask_text(r["text"]) if hide else r["text"], "masked": hide})
     return out

@@ -6,8 +6,10 @@ their past decisions, the item's whole decision history (superseded decisions in
 when, label, action, rationale), and the notes and tags on the item and its campaign.
 
 Texts leave through the one masking rule (`labeling.masking`) unless this principal revealed
-this case (`labeling.wellbeing.has_revealed`): a reveal unmasks that case's texts for that
-analyst only, and is audited once, by `packets.reveal_text`.
+this case (`labeling.wellbeing.has_revealed`) and may reveal: a reveal unmasks that case's texts
+(and what people wrote about it: rationales, notes) for that analyst only, and is audited once,
+by `packets.reveal_text`; the author's other items always follow their own rule (`shown_text`).
+QA-audit and calibration cases are blind: no decision on the item is shown.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from typing import Any, Optional
 
 from sqlalchemy import Connection, and_, select
 
-from core.hooks import check_permission
+from core.hooks import PermissionDenied, check_permission
 from core.labels import current_decisions
 from core.predictions import predictions_of_record
 from core.principals import Actor, actor_name
@@ -26,8 +28,9 @@ from core.taxonomy import Taxonomy
 
 from .cases import suggestion
 from .errors import QueueError
-from .masking import should_mask, shown_text
+from .masking import mask_fields, shown_text
 from .notes import notes_of, tags_of
+from .packets import case_masked
 from .review_config import ReviewSettings
 from .wellbeing import has_revealed
 
@@ -59,10 +62,20 @@ def item_history(conn: Connection, item_id: str, limit: int = HISTORY_LIMIT) -> 
             for r in rows]
 
 
+def may_reveal(principal: Actor) -> bool:
+    """Whether `principal` holds `reveal`: a reveal recorded before the role lost it unmasks nothing."""
+    try:
+        check_permission(principal, "reveal")
+    except PermissionDenied:
+        return False
+    return True
+
+
 def author_context(conn: Connection, author_id: Optional[str], exclude_item: Optional[str],
-                   settings: ReviewSettings, revealed: bool) -> dict[str, Any]:
+                   settings: ReviewSettings) -> dict[str, Any]:
     """The author's other items, newest first, each with its prediction and its current decision
-    (who, when, label, action), texts masked unless `revealed`; totals over all their items."""
+    (who, when, label, action), texts by their own masking rule: a reveal of this case is not a
+    reveal of theirs; totals over all their items."""
     if not author_id or settings.author_history <= 0:
         return {"author_id": author_id, "items": 0, "decided": 0, "violations": 0, "recent": []}
     cond = I.c.author_id == author_id
@@ -76,8 +89,7 @@ def author_context(conn: Connection, author_id: Optional[str], exclude_item: Opt
     recent = []
     for r in rows:
         d, p = decided.get(r["id"]) or {}, preds.get(r["id"]) or {}
-        text = r["text"] if revealed else shown_text(settings, r["text"], p.get("scores"), r["policy_label"],
-                                                     d.get("label"))
+        text = shown_text(settings, r["text"], p.get("scores"), r["policy_label"], d.get("label"))
         recent.append({"item_id": r["id"], "created_at": _iso(r["created_at"]), "text": text,
                        "masked": text != r["text"], "predicted": p.get("label"), "decided": d.get("label"),
                        "action": d.get("action"), "reviewer": d.get("reviewer"),
@@ -99,20 +111,24 @@ def case_context(store: Store, taxonomy: Taxonomy, case_id: int, principal: Acto
         item = conn.execute(select(I).where(I.c.id == item_id)).mappings().first() if item_id else None
         if revealed is None:
             revealed = was_revealed(conn, case_id, item_id, actor_name(principal))
+        revealed = bool(revealed) and may_reveal(principal)
+        masked = not revealed and case_masked(conn, case, item, settings)
         pred = suggestion(conn, case)
         label = (pred or {}).get("label") or case["predicted_label"] or taxonomy.benign_label
         campaign_id = case["campaign_id"]
         if campaign_id is None and item_id:
             campaign_id = conn.execute(select(CM.c.campaign_id).where(CM.c.item_id == item_id)).scalar()
-        author = author_context(conn, item["author_id"] if item else None, item_id, settings, bool(revealed))
-        # blind QA: an audit case (a uniform draw, or a lead's re-review of a decided item) shows no
-        # earlier decision on the item, so the reviewer is not anchored by it
-        history = item_history(conn, item_id) if item_id and not case["is_audit"] else []
+        author = author_context(conn, item["author_id"] if item else None, item_id, settings)
+        # blind review: an audit case (a uniform draw, or a lead's re-review of a decided item) and
+        # a calibration copy show no decision on the item (other reviewers' copies included), so
+        # the reviewer is neither anchored nor told what the others chose
+        blind = case["is_audit"] or case["calibration_set"]
+        history = mask_fields(item_history(conn, item_id), ("rationale",), masked) if item_id and not blind else []
         notes = {"item": notes_of(conn, "item", [item_id])[item_id] if item_id else [],
                  "campaign": notes_of(conn, "campaign", [campaign_id])[str(campaign_id)] if campaign_id else []}
+        notes = {k: mask_fields(v, ("body",), masked) for k, v in notes.items()}
         tags = {"item": tags_of(conn, "item", [item_id])[item_id] if item_id else [],
                 "campaign": tags_of(conn, "campaign", [campaign_id])[str(campaign_id)] if campaign_id else []}
-    masked = bool(item) and not revealed and should_mask(settings, (pred or {}).get("scores"), item["policy_label"])
     return {"case_id": case_id, "item_id": item_id, "campaign_id": campaign_id, "revealed": bool(revealed),
             "masked": masked, "policy": taxonomy.policy_text(label) if label in taxonomy.policies else None,
             "author": author, "history": history, "notes": notes, "tags": tags}

@@ -11,6 +11,7 @@ Appeals (`labeling.appeals`) reuse the validation and recording helpers of this 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any, Iterable, Mapping, Optional
 
 from sqlalchemy import Connection, and_, exists, func, insert, or_, select, update
@@ -33,6 +34,9 @@ from .queue_config import QueueConfig
 
 EXISTING = ("supersede", "skip")  # what a campaign decision does to members a human already decided
 _CHUNK = 900  # stay under SQLite's bound-parameter limit
+# A policy reference names a policy ("TS-HATE-3.1", "cg/hate#3"): it is shown in the lead's
+# Markdown and the panels' HTML, so letters, digits, space and . _ - / # : only, no link.
+POLICY_REF = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._/#:-]{0,99}")
 C = Case.__table__
 CM = CampaignMember.__table__
 D = Decision.__table__
@@ -58,6 +62,10 @@ def _validate(taxonomy: Taxonomy, label: str, action: Optional[str], severity: O
         raise DecisionError(str(exc)) from None
     if severity is not None and severity not in taxonomy.severities:
         raise DecisionError(f"unknown severity {severity!r} (known: {', '.join(taxonomy.severities)})")
+    policy_ref = (policy_ref or "").strip()
+    if policy_ref and (not POLICY_REF.fullmatch(policy_ref) or "://" in policy_ref):
+        raise DecisionError("policy_ref must be up to 100 letters, digits, spaces and . _ - / # : (like "
+                            f"{pol.policy_ref!r}), not a link or markup")
     return action, severity if severity is not None else pol.severity, policy_ref or pol.policy_ref
 
 

@@ -95,3 +95,38 @@ def mask_packet(packet: dict[str, Any], revealed: bool) -> dict[str, Any]:
         out["appeal"] = {k: mask_text(v) if isinstance(v, str) and k in ("reason", "rationale") else v
                          for k, v in out["appeal"].items()}
     return out
+
+
+def mask_fields(rows: list[dict[str, Any]], fields: tuple[str, ...], hide: bool) -> list[dict[str, Any]]:
+    """Copies of `rows` with `fields` masked when `hide`: while a case is masked for its viewer,
+    what people wrote about its text (rationales, notes, an appeal's reason) is as sensitive."""
+    return [{k: mask_text(v) if hide and k in fields and isinstance(v, str) else v for k, v in r.items()}
+            for r in rows]
+
+
+def members_sensitive(settings: ReviewSettings, camp: dict[str, Any]) -> bool:
+    """Whether any member of a campaign is sensitive by its own rule, from `clustering.explore`'s
+    summary over all members (`unscored`, `max_scores` per policy, `member_labels`: source and
+    decided labels): its top terms come from every member."""
+    if camp.get("unscored", 1):
+        return True  # a member nothing is known about yet, or no summary at all
+    return is_sensitive(settings, camp.get("max_scores"), *(camp.get("member_labels") or []))
+
+
+def mask_campaign(settings: ReviewSettings, camp: dict[str, Any]) -> dict[str, Any]:
+    """A campaign (`clustering.explore`'s list row or detail) as the Campaigns tab, which has no
+    reveal, may show it: the exemplar and each member by its own rule (scores, source and decided
+    label) or the campaign's mean rule, the top terms by `members_sensitive` or the mean rule. A
+    member masked on its own case stays masked here, whatever the campaign's mean."""
+    mean = should_mask(settings, camp.get("mean_scores"), None)
+    out = dict(camp)
+    if isinstance(out.get("exemplar_text"), str) and (mean or is_sensitive(
+            settings, camp.get("exemplar_scores"), camp.get("exemplar_policy_label"), camp.get("exemplar_decided_label"))):
+        out["exemplar_text"] = mask_text(out["exemplar_text"])
+    if mean or members_sensitive(settings, camp):
+        out["top_terms"] = _terms(camp.get("top_terms"))
+    if "members" in camp:
+        out["members"] = [dict(m, text=mask_text(m["text"])) if isinstance(m.get("text"), str) and (mean or is_sensitive(
+            settings, m.get("scores"), m.get("policy_label"), m.get("decided_label"))) else m
+            for m in camp.get("members") or []]
+    return out

@@ -129,9 +129,31 @@ def _campaign_sample(conn: Any, campaign_id: int, exclude: Optional[str], settin
                         .join(M, M.c.item_id == I.c.id).where(M.c.campaign_id == campaign_id, I.c.id != (exclude or ""))
                         .order_by(M.c.similarity.desc(), I.c.id).limit(n)).mappings().all()
     preds = predictions_of_record(conn, [r["id"] for r in rows])
+    decided = current_decisions(conn, [r["id"] for r in rows])
     return [{"item_id": r["id"], "text": r["text"], "linked_by": r["linked_by"], "similarity": r["similarity"],
-             OWN_FLAG: is_sensitive(settings, (preds.get(r["id"]) or {}).get("scores"), r["policy_label"])}
+             OWN_FLAG: is_sensitive(settings, (preds.get(r["id"]) or {}).get("scores"), r["policy_label"],
+                                    (decided.get(r["id"]) or {}).get("label"))}
             for r in rows]
+
+
+def case_masked(conn: Any, case_row: Any, item: Any, settings: ReviewSettings) -> bool:
+    """Whether a case's own texts are masked until revealed: the suggestion's scores or the
+    item's source label say so; for a campaign case also any member by its own rule (its scores,
+    source and decided label), since the exemplar on screen, the sample and the top terms come
+    from its members, and a member masked on its own case must not show here on the mean."""
+    if item is None:
+        return False
+    if should_mask(settings, (suggestion(conn, case_row) or {}).get("scores") or {}, item["policy_label"]):
+        return True
+    if case_row["campaign_id"] is None:
+        return False
+    M, I = CampaignMember.__table__, Item.__table__
+    rows = conn.execute(select(I.c.id, I.c.policy_label).join(M, M.c.item_id == I.c.id)
+                        .where(M.c.campaign_id == case_row["campaign_id"])).all()
+    ids = [r.id for r in rows]
+    preds, decided = predictions_of_record(conn, ids), current_decisions(conn, ids)
+    return any(is_sensitive(settings, (preds.get(r.id) or {}).get("scores"), r.policy_label,
+                            (decided.get(r.id) or {}).get("label")) for r in rows)
 
 
 def campaign_announcement(store: Store, case_id: int, viewer: Optional[Actor],
@@ -180,9 +202,8 @@ def review_packet(store: Store, taxonomy: Taxonomy, case_id: int, settings: Revi
         if campaign and case_row["campaign_id"] is not None:
             campaign = dict(campaign, sample=_campaign_sample(conn, case_row["campaign_id"], item_id, settings))
         revealed = viewer is not None and has_revealed(conn, viewer, case_id)
-    scores = (pred or {}).get("scores") or {}
+        masked = case_masked(conn, case_row, item, settings)
     suggested = (pred or {}).get("label") or view.get("predicted_label") or taxonomy.benign_label
-    masked = should_mask(settings, scores, item["policy_label"] if item else None) if item else False
     due = view.get("due_at")
     due_dt = dt.datetime.fromisoformat(due) if isinstance(due, str) else due
     packet: dict[str, Any] = {

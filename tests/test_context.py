@@ -74,7 +74,9 @@ def test_policy_text_author_history_and_decision_history(world, taxonomy, review
                                                                         ("lee", "hate", "remove_and_warn")]
     assert hist[0]["superseded_by"] == hist[1]["id"] and not hist[0]["current"]
     assert hist[1]["supersedes_id"] == hist[0]["id"] and hist[1]["current"]
-    assert hist[0]["rationale"] == "insult" and hist[0]["created_at"]
+    assert hist[0]["rationale"] == mask_text("insult") and hist[0]["created_at"]  # masked until revealed
+    reveal_text(store, old1, "bob")
+    assert case_context(store, taxonomy, old1, "bob", review_settings)["history"][0]["rationale"] == "insult"
     # the author's other items: masked texts, with their current decisions
     new = _case_of(store, "new")
     ctx = case_context(store, taxonomy, new, "bob", review_settings)
@@ -93,7 +95,8 @@ def test_reveal_unmasks_for_that_analyst_only(world, taxonomy, review_settings):
     mine = case_context(store, taxonomy, new, "bob", review_settings)
     theirs = case_context(store, taxonomy, new, "carol", review_settings)
     assert mine["revealed"] and not mine["masked"]
-    assert {r["item_id"]: r["text"] for r in mine["author"]["recent"]}["old1"] == "those people are filthy vermin"
+    # the author's other items follow their own rule: this reveal unmasks this case's texts only
+    assert {r["item_id"]: r["text"] for r in mine["author"]["recent"]}["old1"] == mask_text("those people are filthy vermin")
     assert not theirs["revealed"]
     assert {r["item_id"]: r["text"] for r in theirs["author"]["recent"]}["old1"] == mask_text("those people are filthy vermin")
     # a reveal of another case does not unmask this one
@@ -110,6 +113,9 @@ def test_notes_and_tags_of_item_and_campaign(world, taxonomy, review_settings):
     add_tag(store, "campaign", cid, "wave-3", "lee")
     ctx = case_context(store, taxonomy, _case_of(store, "new"), "bob", review_settings)
     assert ctx["campaign_id"] == cid
+    assert [n["body"] for n in ctx["notes"]["item"]] == [mask_text("reported twice by the same user")]  # masked case
+    reveal_text(store, _case_of(store, "new"), "bob")
+    ctx = case_context(store, taxonomy, _case_of(store, "new"), "bob", review_settings)
     assert [n["body"] for n in ctx["notes"]["item"]] == ["reported twice by the same user"]
     assert ctx["notes"]["campaign"][0]["author"] == "lee"
     assert ctx["tags"] == {"item": ["brigading"], "campaign": ["wave-3"]}
@@ -154,9 +160,12 @@ def test_open_appeals_carry_decision_rationale_and_reason(world, taxonomy, revie
     store, cfg = world
     filed = appeal(store, "old1", "u9", "I was quoting a song", taxonomy, config=cfg)
     [a] = open_appeals(store, review_settings, config=cfg)
-    assert a["case_id"] == filed["id"] and a["reason"] == "I was quoting a song" and a["appellant"] == "u9"
-    assert (a["decision"]["reviewer"], a["decision"]["label"], a["decision"]["rationale"]) == ("lee", "hate",
-                                                                                              "targets a group")
+    assert a["case_id"] == filed["id"] and a["reason"] == mask_text("I was quoting a song") and a["appellant"] == "u9"
+    assert (a["decision"]["reviewer"], a["decision"]["label"], a["decision"]["rationale"]) == (
+        "lee", "hate", mask_text("targets a group"))  # they quote the text: masked with it
     assert a["still_current"] and a["masked"] and "vermin" not in a["text"]
+    reveal_text(store, filed["id"], "ann")
+    [a] = open_appeals(store, review_settings, config=cfg, principal="ann")
+    assert (a["reason"], a["decision"]["rationale"]) == ("I was quoting a song", "targets a group")
     resolve_appeal(store, taxonomy, filed["id"], "ann", "confirm", "slur used to demean", config=cfg)
     assert open_appeals(store, review_settings, config=cfg) == []

@@ -35,11 +35,12 @@ def side_by_side(a: Optional[dict[str, Any]]) -> tuple[str, str, str]:
     if a is None:
         return "Pick an open appeal.", "", ""
     d = a["decision"]
-    item = (f"**Case {a['case_id']}** · item `{md_escape(a['item_id'])}`\n\n> {md_escape(a['text'])}"
+    item = (f"**Case {md_escape(a['case_id'])}** · item `{md_escape(a['item_id'])}`\n\n> {md_escape(a['text'])}"
             + ("\n\n*Masked: possibly offensive (reveal it on the Review tab, audited).*" if a["masked"] else ""))
-    original = (f"**Original decision #{d.get('id')}**: **{d.get('label')} / {d.get('action')}** "
-                f"({d.get('policy_ref') or 'no policy ref'})\n\nby **{md_escape(d.get('reviewer'))}**, "
-                f"{local_time(d.get('created_at'), zone=True)}, kind {d.get('kind')}\n\n"
+    original = (f"**Original decision #{md_escape(d.get('id'))}**: **{md_escape(d.get('label'))} / "
+                f"{md_escape(d.get('action'))}** ({md_escape(d.get('policy_ref') or 'no policy ref')})\n\n"
+                f"by **{md_escape(d.get('reviewer'))}**, "
+                f"{local_time(d.get('created_at'), zone=True)}, kind {md_escape(d.get('kind'))}\n\n"
                 f"**Rationale:** {md_escape(d.get('rationale') or '— none given —')}"
                 + ("" if a["still_current"] else "\n\n*This decision was corrected since the appeal was filed.*"))
     reason = (f"**Appellant:** {md_escape(a.get('appellant'))}, filed {local_time(a.get('filed_at'), zone=True)}\n\n"
@@ -53,14 +54,22 @@ def build_appeals_tab(app: "AppContext", tab: gr.Tab, who: Optional[gr.Textbox] 
     taxonomy = app.taxonomy()
     who_in = who if who is not None else gr.State("")
 
-    def listing() -> tuple[Any, Any]:
-        appeals = open_appeals(app.store(), app.review(), config=app.queues())
+    def viewer(name: str, request: Optional[gr.Request]) -> Any:
+        """Who reads the appeals: texts, reasons and rationales unmask only for their own reveal."""
+        try:
+            return actor(app, name or "", request)
+        except PermissionDenied:
+            return None
+
+    def listing(name: str, request: gr.Request) -> tuple[Any, Any]:
+        appeals = open_appeals(app.store(), app.review(), config=app.queues(), principal=viewer(name, request))
         label = f"Appeal to decide ({len(appeals)} open)" if appeals else "No open appeals"
         return (appeal_rows(appeals), gr.update(choices=[(f"case {a['case_id']} · {a['item_id']}", a["case_id"])
                                                           for a in appeals], value=None, label=label))
 
-    def show(case_id: Optional[int]) -> tuple[Any, ...]:
-        found = next((a for a in open_appeals(app.store(), app.review(), config=app.queues())
+    def show(case_id: Optional[int], name: str, request: gr.Request) -> tuple[Any, ...]:
+        found = next((a for a in open_appeals(app.store(), app.review(), config=app.queues(),
+                                              principal=viewer(name, request))
                       if a["case_id"] == case_id), None) if case_id is not None else None
         if found is None:  # nothing picked (or just resolved): keep the result line as it is
             return (*side_by_side(None), gr.update(), gr.update())
@@ -81,7 +90,7 @@ def build_appeals_tab(app: "AppContext", tab: gr.Tab, who: Optional[gr.Textbox] 
                                  rationale, label=label or None, action=action or None, config=app.queues())
         except (ValueError, PermissionDenied) as exc:
             return f"**Not resolved:** {md_escape(exc)}", gr.update(), gr.update(), gr.update()
-        rows, choices = listing()
+        rows, choices = listing(name, request)
         verb = "reversed (appeal upheld)" if out["upheld"] else "confirmed (appeal denied)"
         return (f"**Saved:** case {int(case_id)}: decision {verb}; new decision #{out['decision_id']}.",
                 rows, choices, "")
@@ -112,9 +121,9 @@ def build_appeals_tab(app: "AppContext", tab: gr.Tab, who: Optional[gr.Textbox] 
         except (AttributeError, IndexError, TypeError, ValueError):
             return gr.update()
 
-    refresh.click(listing, None, [table, pick])
+    refresh.click(listing, [who_in], [table, pick])
     table.select(row_picked, [table], [pick])
-    pick.change(show, [pick], [item_md, original_md, reason_md, label, result])
+    pick.change(show, [pick, who_in], [item_md, original_md, reason_md, label, result])
     label.input(on_label, [label], [action])
     resolve_btn.click(resolve, [pick, outcome, label, action, rationale, who_in], [result, table, pick, rationale])
-    tab.select(listing, None, [table, pick])
+    tab.select(listing, [who_in], [table, pick])

@@ -4,7 +4,8 @@ its timeline plot and its members page by page, and one decision applied to the 
 
 Readable at 1366x768: the list leads with size, last seen and top terms; times are local to the
 minute; HTML entities are decoded; every text a campaign shows (exemplar, member texts, top
-terms) goes through the masking rule on the campaign's mean model scores, like case texts.
+terms) goes through `labeling.masking.mask_campaign`: each text by its own rule, or the campaign's
+mean rule; the tab has no reveal.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from core.hooks import PermissionDenied
 from clustering.explore import campaign_detail, campaign_timeline, list_campaigns
 from labeling.cases import campaign_case
 from labeling.decisions import bulk_preview, decide
-from labeling.masking import mask_text, should_mask
+from labeling.masking import mask_campaign
 
 from .format import decoded, local_time, md_escape, of_total, page_span, short, zone_name
 from .session import actor
@@ -32,7 +33,7 @@ LIST_HEADERS = ["id", "size", "last seen", "top terms", "first seen", "decided",
 MEMBER_HEADERS = ["item", "seen", "why linked", "decided", "text"]
 
 
-def _terms(top_terms: Any, n: int = 6) -> list[str]:
+def _terms(top_terms: Any, n: Optional[int] = 6) -> list[str]:
     return [decoded(t[0] if isinstance(t, (list, tuple)) else t) for t in (top_terms or [])[:n]]
 
 
@@ -86,24 +87,23 @@ def build_campaigns_tab(app: "AppContext", tab: gr.Tab, who: gr.Textbox) -> None
     status walk in the browser (issue 17), and an analyst who never opens the tab never pays."""
     store, taxonomy = app.store(), app.taxonomy()
 
-    def masked(camp: dict[str, Any]) -> bool:
-        # Campaign texts are masked like case texts, on the campaign's mean scores.
-        return should_mask(app.review(), camp.get("mean_scores"), None)
-
-    def shown(camp: dict[str, Any], text: Any) -> str:
-        plain = decoded(text)
-        return mask_text(plain) if masked(camp) else plain
+    def shown(camp: dict[str, Any]) -> dict[str, Any]:
+        """`camp` with its texts decoded (as people read them), then masked (`mask_campaign`)."""
+        plain = dict(camp, exemplar_text=decoded(camp.get("exemplar_text")), top_terms=_terms(camp.get("top_terms"), None))
+        if "members" in camp:
+            plain["members"] = [dict(m, text=decoded(m.get("text"))) for m in camp["members"]]
+        return mask_campaign(app.review(), plain)
 
     def terms(camp: dict[str, Any], n: int = 6) -> str:
-        return ", ".join(shown(camp, t) for t in _terms(camp.get("top_terms"), n)) or "—"
+        return ", ".join((camp.get("top_terms") or [])[:n]) or "—"
 
     def campaign_table() -> list[list[Any]]:
         try:
-            rows = list_campaigns(store, limit=100, taxonomy=taxonomy)
+            rows = [shown(r) for r in list_campaigns(store, limit=100, taxonomy=taxonomy)]
         except Exception as exc:  # noqa: BLE001 - no campaigns built yet
             return [[None, 0, "", str(exc), "", "", ""]]
         return [[r.get("id"), r.get("size"), local_time(r.get("last_seen")), terms(r, 5),
-                 local_time(r.get("first_seen")), r.get("decided", 0), short(shown(r, r.get("exemplar_text")), 90)]
+                 local_time(r.get("first_seen")), r.get("decided", 0), short(r.get("exemplar_text"), 90)]
                 for r in rows]
 
     def summary_md(d: dict[str, Any]) -> str:
@@ -118,7 +118,7 @@ def build_campaigns_tab(app: "AppContext", tab: gr.Tab, who: gr.Textbox) -> None
                 ents.append(f"{kind}: " + "; ".join(vals))
         top = sorted(mean.items(), key=lambda kv: -kv[1])[:3]
         return (f"### Campaign {d.get('id')}: {d.get('size')} items ({d.get('status')})\n"
-                f"**Exemplar:** {md_escape(shown(d, d.get('exemplar_text')))}\n\n"
+                f"**Exemplar:** {md_escape(d.get('exemplar_text'))}\n\n"
                 f"- seen from {local_time(d.get('first_seen'))} to {local_time(d.get('last_seen'), zone=True)}; "
                 f"{growth.get('last_hour', 0)} new in the last hour, {growth.get('last_day', 0)} in the last day\n"
                 f"- top terms: {md_escape(terms(d, 8))}\n"
@@ -131,14 +131,14 @@ def build_campaigns_tab(app: "AppContext", tab: gr.Tab, who: gr.Textbox) -> None
             return "Pick a campaign id.", None, [], "", 1
         cid = int(campaign_id)
         try:
-            d = campaign_detail(store, cid, members_limit=0, taxonomy=taxonomy)
+            d = shown(campaign_detail(store, cid, members_limit=0, taxonomy=taxonomy))
             png = campaign_timeline(store, cid, png_path=store.path("plots", f"campaign-{cid}-timeline.png"))["png"]
         except Exception as exc:  # noqa: BLE001 - unknown id, no campaigns built yet
             return f"Warning: {exc}", None, [], "", 1
         members = sorted(d.get("members", []), key=lambda m: (str(m.get("seen") or ""), m["item_id"]))  # as they came
         page, start, end = page_span(int(page or 1), MEMBERS_PAGE, len(members))
         rows = [[m["item_id"], local_time(m["seen"]), linked_short(m["linked_by"], m["similarity"]),
-                 m["decided_label"] or "—", short(shown(d, m["text"]), 140)] for m in members[start:end]]
+                 m["decided_label"] or "—", short(m["text"], 140)] for m in members[start:end]]
         count = (f"Members {start + 1}–{end}: {of_total(end - start, len(members), 'members')} "
                  f"(page {page} of {max(1, -(-len(members) // MEMBERS_PAGE))}; times in {zone_name()})"
                  if members else "No members.")
