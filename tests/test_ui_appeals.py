@@ -34,8 +34,10 @@ def _seed(store, make_scored, taxonomy, queue_config):
              {"id": "h", "author": "troll", "text": "you people are vile trash and should leave",
               "created_at": T0.isoformat()},
              {"id": "h2", "author": "troll2", "text": "you people are vile trash, leave now",
+              "created_at": T0.isoformat()},
+             {"id": "hx", "author": "troll3", "text": "those people are vile vermin, get out",
               "created_at": T0.isoformat()}]
-    scores = {r["id"]: SCAM for r in rows if r["id"] not in ("h", "h2")} | {"h": HATE, "h2": HATE}
+    scores = {r["id"]: SCAM for r in rows if r["id"] not in ("h", "h2", "hx")} | {"h": HATE, "h2": HATE, "hx": HATE}
     make_scored(store, rows, scores, build=False, columns=ColumnMap(id="id", author="author", created="created_at"))
     kinds = ["same_text,similarity", "similarity", "similarity,phone:090617", "seed"]
     with store.begin() as conn:
@@ -62,19 +64,23 @@ def _seed(store, make_scored, taxonomy, queue_config):
            config=cfg)
     appeal = APP.appeal(store, "reports:ap", "shop-owner", "This is our real courier notice, not a scam", taxonomy,
                         config=cfg)
-    return cid, appeal["id"]
+    with store.read() as conn:
+        hate = conn.execute(select(Case.id).where(Case.item_id == "reports:hx", Case.campaign_id.is_(None))).scalar()
+    decide(store, taxonomy, hate, "ann", "hate", action="remove", rationale="calls people vile vermin", config=cfg)
+    masked = APP.appeal(store, "reports:hx", "troll3", "vile vermin was a quote", taxonomy, config=cfg)
+    return cid, appeal["id"], masked["id"]
 
 
 def _page(browser):
     return browser.new_context(viewport={"width": 1366, "height": 768}).new_page()
 
 
-def _open_appeal(page, appeal_case: int) -> None:
+def _open_appeal(page, appeal_case: int, item: str = "reports:ap") -> None:
     page.get_by_role("tab", name="Appeals").click()
     page.wait_for_selector("#wb-appeals", timeout=20000)
     page.wait_for_function(f"() => document.querySelector('#wb-appeals').innerText.includes('{appeal_case}')",
                            timeout=20000)
-    page.locator("#wb-appeals [role=gridcell]", has_text="reports:ap").first.click()
+    page.locator("#wb-appeals [role=gridcell]", has_text=item).first.click()
     try:
         page.wait_for_function("() => document.querySelector('#wb-appeal-original').innerText"
                                ".includes('Original decision')", timeout=20000)
@@ -108,7 +114,7 @@ def test_lead_decides_an_appeal_and_the_other_tabs_read_well(sqlite_store, make_
     from workbench.context import AppContext
     from workbench.ui import serve
 
-    cid, appeal_case = _seed(sqlite_store, make_scored, taxonomy, queue_config)
+    cid, appeal_case, masked_appeal = _seed(sqlite_store, make_scored, taxonomy, queue_config)
     roles = load_roles(config_dir())
     add_user(sqlite_store, "boss", "admin", actor="setup", roles=roles, password="boss-pass-123")
     add_user(sqlite_store, "ann", "lead", actor="setup", roles=roles, password="ann-pass-123")
@@ -236,5 +242,17 @@ def test_lead_decides_an_appeal_and_the_other_tabs_read_well(sqlite_store, make_
             notes = [dict(r) for r in conn.execute(select(Note.__table__)).mappings()]
         assert [(n["author"], n["entity_type"]) for n in notes] == [("lou", "item")]
         _shot(page, "review-context.png", full=True)
+
+        # Appeals of a masked text: the text and what quotes it stay masked until this lead reveals it
+        _open_appeal(page, masked_appeal, "reports:hx")
+        panes = page.inner_text("#wb-appeal-item") + page.inner_text("#wb-appeal-original") + \
+            page.inner_text("#wb-appeal-reason")
+        assert "vermin" not in panes and "v•••" in panes
+        page.click("#wb-appeal-reveal")
+        page.wait_for_function("() => document.querySelector('#wb-appeal-item').innerText.includes('vermin')",
+                               timeout=20000)
+        assert "vile vermin was a quote" in page.inner_text("#wb-appeal-reason")
+        assert "calls people vile vermin" in page.inner_text("#wb-appeal-original")
+        _shot(page, "appeals-revealed.png")
     finally:
         app.close()

@@ -13,6 +13,7 @@ import gradio as gr
 
 from core.hooks import PermissionDenied
 from labeling.appeals import open_appeals, resolve_appeal
+from labeling.packets import reveal_text
 
 from .format import local_time, md_escape, short, zone_name
 from .session import actor
@@ -36,7 +37,8 @@ def side_by_side(a: Optional[dict[str, Any]]) -> tuple[str, str, str]:
         return "Pick an open appeal.", "", ""
     d = a["decision"]
     item = (f"**Case {md_escape(a['case_id'])}** · item `{md_escape(a['item_id'])}`\n\n> {md_escape(a['text'])}"
-            + ("\n\n*Masked: possibly offensive (reveal it on the Review tab, audited).*" if a["masked"] else ""))
+            + ("\n\n*Masked: possibly offensive, with the reason and rationale that quote it (Reveal text: "
+               "audited).*" if a["masked"] else ""))
     original = (f"**Original decision #{md_escape(d.get('id'))}**: **{md_escape(d.get('label'))} / "
                 f"{md_escape(d.get('action'))}** ({md_escape(d.get('policy_ref') or 'no policy ref')})\n\n"
                 f"by **{md_escape(d.get('reviewer'))}**, "
@@ -75,6 +77,16 @@ def build_appeals_tab(app: "AppContext", tab: gr.Tab, who: Optional[gr.Textbox] 
             return (*side_by_side(None), gr.update(), gr.update())
         return (*side_by_side(found), gr.update(value=taxonomy.benign_label), "")
 
+    def reveal(case_id: Optional[int], name: str, request: gr.Request) -> tuple[Any, ...]:
+        """The appeal's text, reason and rationale unmasked for this lead (`reveal`; audited)."""
+        if case_id is None:
+            return (*side_by_side(None), gr.update(), "**Pick an appeal first.**")
+        try:
+            reveal_text(app.store(), int(case_id), actor(app, name, request))
+        except (ValueError, PermissionDenied) as exc:
+            return (gr.update(),) * 4 + (f"**Not revealed:** {md_escape(exc)}",)
+        return show(case_id, name, request)
+
     def on_label(label: Optional[str]) -> Any:
         if not label:
             return gr.update()
@@ -104,6 +116,7 @@ def build_appeals_tab(app: "AppContext", tab: gr.Tab, who: Optional[gr.Textbox] 
         item_md = gr.Markdown("Pick an open appeal.", elem_id="wb-appeal-item")
         original_md = gr.Markdown(elem_id="wb-appeal-original")
         reason_md = gr.Markdown(elem_id="wb-appeal-reason")
+    reveal_btn = gr.Button("Reveal text (audited)", size="sm", elem_id="wb-appeal-reveal")
     with gr.Row():
         outcome = gr.Radio(choices=OUTCOMES, value="confirm", label="Outcome", elem_id="wb-appeal-outcome", scale=2)
         label = gr.Dropdown(choices=taxonomy.labels, value=taxonomy.benign_label, label="Label if reversed", scale=1)
@@ -124,6 +137,7 @@ def build_appeals_tab(app: "AppContext", tab: gr.Tab, who: Optional[gr.Textbox] 
     refresh.click(listing, [who_in], [table, pick])
     table.select(row_picked, [table], [pick])
     pick.change(show, [pick, who_in], [item_md, original_md, reason_md, label, result])
+    reveal_btn.click(reveal, [pick, who_in], [item_md, original_md, reason_md, label, result])
     label.input(on_label, [label], [action])
     resolve_btn.click(resolve, [pick, outcome, label, action, rationale, who_in], [result, table, pick, rationale])
     tab.select(listing, [who_in], [table, pick])
