@@ -29,6 +29,16 @@ def _format_chars() -> dict[int, None]:
     return {c: None for r in planes for c in r if unicodedata.category(chr(c)) == "Cf"}
 
 
+def visible_text(text: str) -> str:
+    """The text as a reader sees it: NFKC, invisible format (Cf) characters dropped; case and
+    spacing kept. What a model reads, so a zero-width space or a fullwidth letter cannot make
+    one copy of a wave score differently from its readable twin (which shares its hash)."""
+    out = unicodedata.normalize("NFKC", text)
+    if not out.isprintable():
+        out = unicodedata.normalize("NFKC", out.translate(_format_chars()))
+    return out
+
+
 def normalize_light(text: str) -> str:
     """NFKC, invisible format characters dropped, spacing collapsed, casefolded: the form every
     hash, template, entity and pattern match reads, so an invisible character cannot evade them."""

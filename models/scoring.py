@@ -7,6 +7,8 @@ Sentence embeddings go through the text-hash cache, so the copies in a scam wave
 
 Odd input has a defined outcome instead of failing the batch:
 - empty or whitespace-only text: no model call; the benign label with score 1, flag `empty`;
+- text over `window_chars` (and up to `max_chars`): scored over windows as below, flag `windows`
+  only (every character is read, so routing treats it as any other text);
 - text over `max_chars`: scored whole, over windows of `window_chars` characters (see
   `text_windows`: head, tail and strided chunks overlapping by `window_overlap`, at most
   `max_windows` of them), combined by `combine_windows` (the most violating window decides each
@@ -16,6 +18,9 @@ Odd input has a defined outcome instead of failing the batch:
   queue, never to low-risk (`labeling.routing`). Windows are short (320 characters by default,
   about two SMS) because the models learn from short messages: a 5,000-character window that is
   94% benign padding reads as benign to them however plain the scam at its end;
+- invisible format characters (zero-width, soft hyphen, bidi controls) are dropped and the text
+  NFKC-normalised before the model reads it (`core.text.visible_text`), so a copy of a wave
+  obfuscated that way scores as its readable twin, which shares its hash;
 - bytes that were not UTF-8: surrogate escapes (how Python keeps them) are replaced by U+FFFD
   for the model, and text already holding U+FFFD (decoded upstream with errors="replace") is
   scored as it is; both get flag `undecodable`.
@@ -31,7 +36,7 @@ from core.hooks import check_permission
 from core.principals import SYSTEM, Actor
 from core.schema import Item, Prediction, utcnow
 from core.store import insert_ignore
-from core.text import has_undecodable_bytes, text_hash
+from core.text import has_undecodable_bytes, text_hash, visible_text
 
 if TYPE_CHECKING:  # pragma: no cover
     from core.store import Store
@@ -109,11 +114,12 @@ def prepare_text(text: Optional[str], max_chars: int, stored_hash: Optional[str]
         flags["undecodable"] = True
     elif "\ufffd" in text:
         flags["undecodable"] = True
+    text = visible_text(text)  # hashes alike with the raw text: the memo and the cache stay keyed by it
     if not text.strip():
         flags["empty"] = True
     windows: list[tuple[str, str]] = []
+    size = min(window_chars or max_chars, max_chars)
     if len(text) > max_chars:
-        size = min(window_chars or max_chars, max_chars)
         starts, truncated = text_windows(len(text), size, window_overlap, max_windows)
         if len(starts) > 1:
             flags.update(windowed=True, windows=len(starts))
@@ -121,6 +127,14 @@ def prepare_text(text: Optional[str], max_chars: int, stored_hash: Optional[str]
         flags["truncated"] = truncated
         flags["original_chars"] = len(text)
         text = text[:max_chars]
+    elif len(text) > size and max_windows > 1:
+        # Read whole, but in windows: benign padding up to max_chars drowned a payload at its end
+        # as surely as past it. Every character is read, so this alone does not route to a person.
+        starts, truncated = text_windows(len(text), size, window_overlap, max_windows)
+        windows = [(w, text_hash(w)) for w in (text[s:s + size] for s in starts)]
+        flags["windows"] = len(starts)
+        if truncated:
+            flags.update(truncated=True, original_chars=len(text))
     h = stored_hash if (stored_hash and not flags) else text_hash(text)
     return PreparedText(text, h, flags, windows)
 
@@ -246,10 +260,16 @@ def score_items(store: "Store", taxonomy: "Taxonomy", model_version: Optional[st
     check_permission(actor, "score", model_version or "champion")
     cfg = config
     chunk = int(chunk_size or cfg.scoring.chunk_size)
+    if chunk < 1 or (limit is not None and limit < 0):
+        raise ValueError(f"chunk_size must be 1 or more and limit 0 or more, not {chunk} and {limit}")
     started = time.perf_counter()
     if model is None:
         model, row = load_model_version(store, model_version)
         version = row["id"]
+        if row.get("role") == "retired":  # its predictions would become the record where no champion's are
+            from .registry import RegistryError
+
+            raise RegistryError(f"model {version} is retired: it scores nothing (promote it back to use it)")
     else:
         if model_version is None:
             raise ValueError("pass model_version together with model")

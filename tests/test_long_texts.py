@@ -122,3 +122,56 @@ def test_long_texts_never_route_to_low_risk(taxonomy, queue_config, flags):
     row = plan_case(taxonomy, queue_config, _candidate("benign", 0.99, **flags), now)
     assert row["queue"] == queue_config.default_queue and row["meta"]["long_text"] == flags
     assert plan_case(taxonomy, queue_config, _candidate("spam", 0.9, **flags), now)["queue"] == "spam"
+
+
+def _toy_champion(store, taxonomy):
+    texts, ys = toy_corpus(16)
+    add_items(store, texts, ys)
+    return train_model(store, taxonomy, config=MODELS, kind="tfidf_lr", params={"min_df": 1}, promote_if="always",
+                       show_progress=False)["id"]
+
+
+def test_padding_under_max_chars_no_longer_hides_a_payload(sqlite_store, taxonomy, queue_config):
+    """Texts over `window_chars` but under `max_chars` were scored whole: 4,600 characters of
+    benign padding drowned the payload as surely as 5,300 did, with no flag at all."""
+    store = sqlite_store
+    version = _toy_champion(store, taxonomy)
+    padded = PADDING[:4600] + " " + PAYLOAD
+    assert len(padded) < MODELS.scoring.max_chars
+    model, _ = load_model_version(store, version)
+    assert model.labels[int(np.argmax(model.predict_proba([padded])[0]))] == "benign"  # read whole
+    [item] = add_items(store, [padded], [None], prefix="mid")
+    score_items(store, taxonomy, config=MODELS, show_progress=False)
+    with store.read() as conn:
+        got = conn.execute(select(Prediction).where(Prediction.item_id == item)).one()
+    assert got.label == "scam" and set(got.flags) == {"windows"} and got.flags["windows"] > 1
+    build_cases(store, taxonomy, queue_config, progress=False)
+    with store.read() as conn:
+        case = conn.execute(select(Case).where(Case.item_id == item)).one()
+    assert case.predicted_label == "scam" and "long_text" not in (case.meta or {})  # read whole: routed as usual
+
+
+def test_an_invisibly_obfuscated_copy_scores_as_its_readable_twin(sqlite_store, taxonomy):
+    """Copies sharing a hash share a score in a run, and the model used to read the first copy
+    raw: a zero-width space between every letter made it benign, and its readable twin with it."""
+    store = sqlite_store
+    _toy_champion(store, taxonomy)
+    hidden = "\u200b".join(PAYLOAD)
+    ids = add_items(store, [hidden, PAYLOAD], [None, None], prefix="zw")  # the obfuscated copy first
+    score_items(store, taxonomy, config=MODELS, show_progress=False)
+    with store.read() as conn:
+        got = {r.item_id: r for r in conn.execute(select(Prediction).where(Prediction.item_id.in_(ids)))}
+    assert [got[i].label for i in ids] == ["scam", "scam"] and got[ids[0]].scores == got[ids[1]].scores
+
+
+def test_a_retired_version_scores_nothing(sqlite_store, taxonomy):
+    from models.registry import RegistryError, retire
+
+    store = sqlite_store
+    champ = _toy_champion(store, taxonomy)
+    other = train_model(store, taxonomy, config=MODELS, kind="tfidf_lr", params={"min_df": 1, "C": 0.5},
+                        promote_if="never", show_progress=False)["id"]
+    retire(store, other, actor="eng", reason="test")
+    with pytest.raises(RegistryError, match="is retired"):
+        score_items(store, taxonomy, model_version=other, config=MODELS, show_progress=False)
+    assert score_items(store, taxonomy, model_version=champ, config=MODELS, show_progress=False).scored > 0
