@@ -24,7 +24,7 @@ class EmbeddingSettings(_Strict):
 
 class TrainingSettings(_Strict):
     default_kind: str = "hybrid"
-    seed: int = 13
+    seed: int = Field(default=13, ge=0, le=2**32 - 1)  # the kinds' seed (models.params.SEED)
     validation_fraction: float = Field(default=0.2, gt=0.0, lt=0.9)
     min_examples_per_label: int = Field(default=5, ge=2)
     reliability_bins: int = Field(default=15, ge=2, le=100)

@@ -3,7 +3,8 @@
 `Embedder` wraps a sentence-transformers model (the bundled all-MiniLM-L6-v2 by default; any
 hub name works where a network exists) and loads it lazily, so importing this module is cheap.
 `runtime="onnx"` / `"onnx-int8"` swap the PyTorch forward pass for ONNX Runtime (optionally
-dynamically quantised) behind the same API; their vectors get their own cache key.
+dynamically quantised) behind the same API; their vectors get their own cache key, and so do
+vectors truncated at another `max_seq_length` than the default 128 (`Embedder.model_id`).
 
 `EmbeddingCache` keeps vectors in the `embeddings` table keyed by (model id, text hash), and
 `embed_texts` is the one way callers should embed: it dedupes by hash, serves hits from the
@@ -12,6 +13,7 @@ what it had already encoded.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -27,6 +29,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from core.store import Store
 
 DEFAULT_MODEL_ID = "all-MiniLM-L6-v2"
+# Embedder's (and models.yaml's) truncation: vectors encoded at it keep the bare model id, so the
+# caches of existing stores stay valid; any other length is part of the key ("...@seq256").
+DEFAULT_MAX_SEQ_LENGTH = 128
 RUNTIMES = ("torch", "onnx", "onnx-int8")
 _ENV_MODEL = "WORKBENCH_EMBEDDING_MODEL"
 _ENV_RUNTIME = "WORKBENCH_EMBEDDING_RUNTIME"
@@ -45,24 +50,37 @@ def default_model_path() -> str:
 
 
 def model_id_for(name_or_path: str) -> str:
-    """A short, stable cache key for a model: the bundled folder is 'all-MiniLM-L6-v2'."""
+    """A short, stable cache key for a model: the bundled folder is 'all-MiniLM-L6-v2'; another
+    folder is its name and a digest of its resolved path ('minilm-1a2b3c4d'), since two folders
+    of one name may hold different models; a hub name is kept whole ('org/name'), except that
+    the sentence-transformers organisation is dropped ('all-MiniLM-L6-v2', the bundled model)."""
     p = Path(name_or_path)
     try:
         if p.exists() and p.resolve() == Path(bundled_model_path()).resolve():
             return DEFAULT_MODEL_ID
     except ImportError:  # pragma: no cover - bundled package missing
         pass
-    if p.exists():
-        parts = [x for x in p.resolve().parts if x not in ("model", "")]
-        return parts[-1] if parts else str(p)
-    return name_or_path.rstrip("/").split("/")[-1]
+    if p.exists() or _looks_like_path(name_or_path):
+        full = p.expanduser().resolve()
+        parts = [x for x in full.parts if x not in ("model", "", full.anchor)]
+        digest = hashlib.sha256(str(full).encode("utf-8", "surrogatepass")).hexdigest()[:8]
+        return f"{parts[-1] if parts else 'model'}-{digest}"
+    org, _, name = name_or_path.rstrip("/").rpartition("/")
+    return name if org in ("", "sentence-transformers") else f"{org}/{name}"
+
+
+def _looks_like_path(name: str) -> bool:
+    """A folder that is not there yet (never a hub name, which is 'name' or 'org/name')."""
+    return (os.path.isabs(name) or name.startswith(("./", "../", "~")) or "\\" in name
+            or name.rstrip("/").count("/") > 1)
 
 
 class Embedder:
     """Encodes texts into L2-normalised float32 vectors; the model loads on first use."""
 
     def __init__(self, model_name_or_path: str | None = None, batch_size: int = 64,
-                 device: str = "cpu", max_seq_length: int = 128, runtime: str | None = None) -> None:
+                 device: str = "cpu", max_seq_length: int = DEFAULT_MAX_SEQ_LENGTH,
+                 runtime: str | None = None) -> None:
         self.model_name_or_path = model_name_or_path or default_model_path()
         self.batch_size = batch_size
         self.device = device
@@ -71,7 +89,10 @@ class Embedder:
         if self.runtime not in RUNTIMES:
             raise ValueError(f"unknown embedding runtime {self.runtime!r} (known: {', '.join(RUNTIMES)})")
         base = model_id_for(self.model_name_or_path)
-        # Quantised or differently-computed vectors must never be mixed with fp32 ones in the cache.
+        # Vectors of texts cut at another length, or quantised / differently computed ones, must never
+        # be mixed with the default fp32 ones in the cache; the default settings keep the bare id.
+        if self.max_seq_length != DEFAULT_MAX_SEQ_LENGTH:
+            base = f"{base}@seq{self.max_seq_length}"
         self.model_id: str = base if self.runtime == "torch" else f"{base}@{self.runtime}"
         self._model: Any = None
         self._onnx: Any = None

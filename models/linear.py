@@ -54,7 +54,7 @@ class HybridClassifier(PolicyClassifier):
         "preprocess": [None, Options(PREPROCESSORS)],
         "embedding_weight": [Interval(numbers.Real, 0, None, closed="left")],
         "max_features": [_COUNT],
-        "min_df": [Interval(numbers.Integral, 0, None, closed="left")],
+        "min_df": [_COUNT],  # scikit-learn's TfidfVectorizer takes an int min_df >= 1 only
         "C": [_POSITIVE],
         "class_weight": [None, Options(("balanced",))],
         # multinomial: one softmax over the labels; ovr: a binary head per label (models.ovr), what a
@@ -143,9 +143,9 @@ class HybridClassifier(PolicyClassifier):
 
         texts = list(texts)
         blocks = []
-        for vec in (self._word, self._char):
+        for name, vec in (("word", self._word), ("char", self._char)):
             if vec is not None:
-                blocks.append(vec.fit_transform(texts) if fit else vec.transform(texts))
+                blocks.append(self._fit_vectorizer(name, vec, texts) if fit else vec.transform(texts))
         if self.needs_embeddings:
             if embeddings is None:
                 embeddings = self.embedder().encode(texts)
@@ -154,6 +154,16 @@ class HybridClassifier(PolicyClassifier):
                 raise ModelError(f"got {embeddings.shape[0]} embeddings for {len(texts)} texts")
             blocks.append(sp.csr_matrix(embeddings * self.embedding_weight))
         return sp.hstack(blocks, format="csr", dtype=np.float32) if len(blocks) > 1 else sp.csr_matrix(blocks[0])
+
+    def _fit_vectorizer(self, name: str, vec: Any, texts: list[str]) -> Any:
+        """fit_transform, with scikit-learn's complaint about the data and the n-gram settings
+        ("After pruning, no terms remain", min_df above the text count) as one ModelError line."""
+        try:
+            return vec.fit_transform(texts)
+        except ValueError as exc:
+            raise ModelError(f"{self.kind}: no {name} n-gram vocabulary from {len(texts)} training texts "
+                             f"with min_df={self.min_df}, max_features={self.max_features}: "
+                             f"{_one_line(exc)}") from exc
 
     def _new_head(self, class_weight: Optional[str] = None) -> Any:
         from sklearn.linear_model import LogisticRegression
@@ -166,14 +176,20 @@ class HybridClassifier(PolicyClassifier):
 
     def _fit_head(self, X: Any, y: np.ndarray, targets: np.ndarray | None) -> Any:
         """Logistic regression on hard labels, or on soft targets as one weighted row per
-        (item, label with a share): the log loss of a distribution is the share-weighted sum."""
-        if targets is None:
-            return self._new_head(self.class_weight).fit(X, y)
-        rows, cols = np.nonzero(targets > 0)
-        weight = targets[rows, cols]
-        if self.class_weight == "balanced":  # sklearn's rule, on the vote mass per label
-            weight = weight * balanced_weights(targets.sum(axis=0))[cols]
-        return self._new_head(None).fit(X[rows], cols, sample_weight=weight)
+        (item, label with a share): the log loss of a distribution is the share-weighted sum.
+        A ValueError of scikit-learn's (parameters it refuses) becomes one ModelError line."""
+        try:
+            if targets is None:
+                return self._new_head(self.class_weight).fit(X, y)
+            rows, cols = np.nonzero(targets > 0)
+            weight = targets[rows, cols]
+            if self.class_weight == "balanced":  # sklearn's rule, on the vote mass per label
+                weight = weight * balanced_weights(targets.sum(axis=0))[cols]
+            return self._new_head(None).fit(X[rows], cols, sample_weight=weight)
+        except ValueError as exc:
+            if isinstance(exc, ModelError):
+                raise
+            raise ModelError(f"{self.kind}: the logistic regression head cannot be fitted: {_one_line(exc)}") from exc
 
     def _full_logits(self, clf: Any, X: Any) -> np.ndarray:
         """Logits over all labels; labels absent from training get -inf (probability 0)."""
@@ -328,6 +344,12 @@ class HybridClassifier(PolicyClassifier):
             raise ModelError(f"{folder}: incomplete model state ({type(exc).__name__}: {exc})") from None
         if self.bias.shape != (len(self.labels),):
             raise ModelError(f"{folder}: calibration bias has shape {self.bias.shape}, not ({len(self.labels)},)")
+
+
+def _one_line(exc: BaseException) -> str:
+    """The first line of an exception's message (scikit-learn's run to several)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def logistic_from_arrays(clf: Any, coef: np.ndarray, intercept: np.ndarray, classes: np.ndarray) -> Any:

@@ -53,14 +53,21 @@ class Interval:
     def __str__(self) -> str:
         noun = "an int" if self.type is numbers.Integral else "a float"
         lo_closed, hi_closed = self.closed in ("left", "both"), self.closed in ("right", "both")
+        lo, hi = _bound(self.left), _bound(self.right)
         if self.left is not None and self.right is not None:
-            return (f"{noun} in {'[' if lo_closed else '('}{self.left:g}, "
-                    f"{self.right:g}{']' if hi_closed else ')'}")
+            return f"{noun} in {'[' if lo_closed else '('}{lo}, {hi}{']' if hi_closed else ')'}"
         if self.left is not None:
-            return f"{noun} {'>=' if lo_closed else '>'} {self.left:g}"
+            return f"{noun} {'>=' if lo_closed else '>'} {lo}"
         if self.right is not None:
-            return f"{noun} {'<=' if hi_closed else '<'} {self.right:g}"
+            return f"{noun} {'<=' if hi_closed else '<'} {hi}"
         return noun
+
+
+def _bound(value: Optional[float]) -> str:
+    """An int bound in full (2**32 - 1 reads 4294967295, not 4.29497e+09), a float as %g."""
+    if value is None or isinstance(value, numbers.Integral):
+        return str(value)
+    return f"{value:g}"
 
 
 class Options:
@@ -139,5 +146,6 @@ def _is_int(v: Any) -> bool:
 
 NGRAM_RANGE = Check(lambda v: isinstance(v, (list, tuple)) and len(v) == 2 and all(_is_int(x) for x in v)
                     and 1 <= v[0] <= v[1], "a pair of ints [lo, hi] with 1 <= lo <= hi")
-SEED = Interval(numbers.Integral, 0, None, closed="left")
+# scikit-learn and numpy take a random_state in [0, 2**32 - 1] only
+SEED = Interval(numbers.Integral, 0, 2**32 - 1, closed="both")
 PATH = Check(lambda v: isinstance(v, str) or hasattr(v, "__fspath__"), "a folder path")

@@ -4,7 +4,8 @@ Initialised from the bundled MiniLM weights (or any local folder / hub name), tr
 with a plain PyTorch loop (on the GPU when torch sees one, `device: auto`): progress bar,
 `max_steps` / `epochs` limits, batches grouped by length (`group_by_length`), and a checkpoint every
 `checkpoint_every` steps under `checkpoint_dir`, from which a killed run resumes (the checkpoint
-records a fingerprint of the training data, so it is never resumed on different data). A slice
+records a fingerprint of the training data, so it is never resumed on different data, and its step
+budget: a finished run is continued by a longer one, never stands in for a shorter one). A slice
 of the training data is held out to fit a temperature and per-label bias, so its probabilities
 are calibrated like the linear kinds'. `preprocess: social` feeds it the hybrid's normalised
 text (HTML entities decoded, links and @mentions as placeholders). `init_config` builds a randomly initialised model of the
@@ -196,7 +197,7 @@ class TransformerClassifier(PolicyClassifier):
             except Exception as exc:  # noqa: BLE001 - torch raises several kinds for a bad file
                 raise ModelError(f"{ckpt}: unreadable checkpoint ({type(exc).__name__}: {str(exc)[:200]}); "
                                  "delete it to train from the start") from None
-            if isinstance(state, dict) and state.get("fingerprint") == fingerprint:
+            if isinstance(state, dict) and state.get("fingerprint") == fingerprint and _resumable(state, total):
                 self._model.load_state_dict(state["model"])
                 optim.load_state_dict(state["optim"])
                 sched.load_state_dict(state["sched"])
@@ -231,7 +232,7 @@ class TransformerClassifier(PolicyClassifier):
                 tmp = ckpt.with_suffix(".tmp")
                 torch.save({"fingerprint": fingerprint, "model": self._model.state_dict(),
                             "optim": optim.state_dict(), "sched": sched.state_dict(), "step": step,
-                            "losses": losses}, tmp)
+                            "total": total, "losses": losses}, tmp)
                 tmp.replace(ckpt)
         bar.close()
         seconds_per_step = (time.perf_counter() - loop_started) / max(step - start_step, 1)
@@ -334,6 +335,19 @@ def _epoch_order(n: int, seed: int, start_step: int, batch_size: int,  # type: i
         step += 1
 
 
+def _resumable(state: dict[str, Any], total: int) -> bool:
+    """Whether a checkpoint of the same data and parameters continues a run of `total` steps: its
+    step is within the budget, and it is either the same schedule cut short (a killed run) or a
+    finished run that this longer one trains on. A run past `total`, or killed under another step
+    budget (its learning-rate schedule is another), is trained again from the start."""
+    step, saved_total = state.get("step"), state.get("total")
+    if not isinstance(step, int) or step > total:
+        return False
+    if saved_total is None:  # written before checkpoints kept their budget: the step bound only
+        return True
+    return saved_total == total or step == saved_total
+
+
 def _fingerprint(texts: Sequence[str], y: np.ndarray, params: dict[str, Any],
                  targets: np.ndarray | None = None) -> str:
     h = hashlib.sha256()
@@ -342,7 +356,8 @@ def _fingerprint(texts: Sequence[str], y: np.ndarray, params: dict[str, Any],
         h.update(f"\x00{label}\x01".encode())
     if targets is not None:
         h.update(np.round(targets, 6).astype(np.float64).tobytes())
-    # max_steps / epochs are left out so a finished run can be resumed to train for longer.
+    # max_steps / epochs are left out so a finished run can be resumed to train for longer; the
+    # checkpoint's step and total keep it from serving a shorter run (`_resumable`).
     skip = ("checkpoint_dir", "device", "max_steps", "epochs", "eval_batch_size", "checkpoint_every", "torch_threads")
     # Parameters added later count only when set, so checkpoints written before them still resume.
     unset_later = {"preprocess": None, "soft_labels": False, "group_by_length": False}

@@ -115,5 +115,6 @@ def test_onnx_runtime_reproduces_torch_vectors(tiny_st_path, tmp_path, monkeypat
     q = int8.encode(texts)
     np.testing.assert_allclose(np.linalg.norm(q, axis=1), 1.0, atol=1e-4)
     assert np.min(np.sum(q * ref, axis=1)) > 0.9
-    assert fp32.model_id == "tiny-st@onnx" and int8.model_id == "tiny-st@onnx-int8"
+    base = model_id_for(tiny_st_path)  # the folder's name and a digest of its path; 64 is not the default length
+    assert fp32.model_id == f"{base}@seq64@onnx" and int8.model_id == f"{base}@seq64@onnx-int8"
     assert len(list((tmp_path / "onnx").glob("*/model*.onnx"))) == 2  # exported once, reused after

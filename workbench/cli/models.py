@@ -441,8 +441,8 @@ def register_commands(cli: click.Group) -> None:
 
     @cli.command("score")
     @click.option("--model", "model_version", help="Version to score with (default: the champion).")
-    @click.option("--chunk-size", type=int, help="Items per transaction (default: scoring.chunk_size).")
-    @click.option("--limit", type=int, help="Stop after this many items (the next run continues).")
+    @click.option("--chunk-size", type=click.IntRange(min=1), help="Items per transaction (default: scoring.chunk_size).")
+    @click.option("--limit", type=click.IntRange(min=1), help="Stop after this many items (the next run continues).")
     @json_option
     @pass_app
     def score_cmd(app: AppContext, model_version: Optional[str], chunk_size: Optional[int],
