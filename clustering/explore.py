@@ -9,7 +9,7 @@ import datetime as dt
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Sequence
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from core.labels import current_decisions
 from core.predictions import predictions_of_record
@@ -66,19 +66,26 @@ def _exemplar(conn: Any, item_id: Optional[str]) -> dict[str, Any]:
             "exemplar_scores": (pred or {}).get("scores"), "exemplar_policy_label": row.policy_label if row else None,
             "exemplar_decided_label": _latest_decisions(conn, [item_id]).get(item_id) if row is not None else None}
 
+CAMPAIGN_STATUSES = ("active", "merged")
+"""The statuses `clustering.service` writes; a merged campaign keeps its id with size 0."""
+
+
 def list_campaigns(store: "Store", limit: int = 20, min_size: int = 2, status: str = "active",
                    sort: str = "size", taxonomy: Optional["Taxonomy"] = None,
                    now: Optional[dt.datetime] = None) -> list[dict[str, Any]]:
-    """Campaigns, biggest (or most recent: sort='last_seen') first, with their live facts."""
+    """Campaigns, biggest (or most recent: sort='last_seen') first, with their live facts.
+    `min_size` only filters active campaigns: a merged one has size 0 and would never be listed."""
     if sort not in ("size", "last_seen", "id"):
         raise CampaignError(f"unknown sort {sort!r} (size, last_seen, id)")
+    if status not in (*CAMPAIGN_STATUSES, "all"):
+        raise CampaignError(f"unknown status {status!r} ({', '.join(CAMPAIGN_STATUSES)}, all)")
     order = {"size": (_CT.c.size.desc(), _CT.c.id), "last_seen": (_CT.c.last_seen.desc(), _CT.c.id),
              "id": (_CT.c.id,)}[sort]
     benign = taxonomy.benign_label if taxonomy else "benign"
     now = now or utcnow()
     out = []
     with store.read() as conn:
-        q = select(_CT).where(_CT.c.size >= min_size).order_by(*order)
+        q = select(_CT).where(or_(_CT.c.status != "active", _CT.c.size >= min_size)).order_by(*order)
         if status != "all":
             q = q.where(_CT.c.status == status)
         if limit:

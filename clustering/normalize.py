@@ -22,24 +22,43 @@ _TLDS = (
     "com|net|org|info|biz|co|uk|tv|mobi|me|io|ly|ac|us|de|fr|ru|cn|in|eu|xyz|top|club|online|"
     "site|app|link|click|shop|store|live|gov|edu|ws|cc|to|gl|gd|it|nl|es|ie|au|ca"
 )
-_EMAIL = re.compile(r"[a-z0-9._%+-]+@[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,}")
+# Every pattern below costs linear time on any text (one long text must not stall `cluster`): a
+# match can only start at the beginning of a run (the lookbehinds) and repeats are bounded, so no
+# start re-scans a long run that an earlier start already scanned.
+_EMAIL = re.compile(
+    r"(?<![a-z0-9._%+-])[a-z0-9._%+-]{1,64}@[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,}"
+)
 # A URL with a scheme or a www. prefix; SMS often breaks it with a space after "http://wap." or
-# "www." ("http://wap. xxxmobilemovieclub.com"), which the optional `\s?` rejoins.
+# "www." ("http://wap. xxxmobilemovieclub.com"), which the optional `\s?` rejoins. Labels are
+# bounded (63 characters, as in DNS; at most 9 before the top-level domain).
 _URL_PREFIXED = re.compile(
-    r"(?:https?://|www\.)(?:\s?[a-z0-9-]+\.)*\s?[a-z0-9-]+(?:\.[a-z]{2,})+(?:[/?#][^\s]*)?"
+    r"(?:https?://|www\.)(?:\s?[a-z0-9-]{1,63}\.){0,8}\s?[a-z0-9-]{1,63}(?:\.[a-z]{2,})+(?:[/?#][^\s]*)?"
 )
 _URL_BARE = re.compile(
     r"(?<![@\w.-])(?:[a-z0-9-]+\.)+(?:" + _TLDS + r")(?![a-z0-9-])(?:/[^\s]*)?"
 )
+# Defanged links as threat-intel and spam write them ("hxxps://evil[.]com", "evil(dot)com"):
+# rewritten to the plain form before matching, so they link with the plain link.
+_DEFANG_SCHEME = re.compile(r"\bhxxp(s?)(?:://|\[:\]//)")
+_DEFANG_DOT = re.compile(r"(?<=[a-z0-9-]) ?(?:\[\.\]|\(\.\)|\{\.\}|\[dot\]|\(dot\)|\{dot\}) ?(?=[a-z0-9-])")
 # UK-style numbers: 0 + 9-10 digits, optionally grouped by spaces or dashes (0800 169 6031), or
 # +44 / 0044 international form. Digits glued to text ("08452810075over18's") still match.
 _PHONE = re.compile(
     r"(?<![\d£$€])(?:\+44\s?|0044\s?|0)(?:\d[\s-]?){8,9}\d"
 )
+# Obfuscated numbers `_PHONE` misses: digit by digit ("0 9 0 6 ..."), dotted ("0906.170.1461"),
+# bracketed ("(0906) 1701461") or with a trunk zero ("+44 (0) 906 ..."). A candidate is a whole
+# run of digits and separators; `_obfuscated_phone` keeps it only when its groups look like a
+# number (all single digits, or all of 3+ digits), so times, dates and prices stay out.
+_PHONE_RUN = re.compile(r"(?<![\w£$€.,/+-])(?:\+44|0044|\(0|0)(?:[ .()-]{1,3}\d|\d)+")
+_TRUNK = re.compile(r"^(?:\+44|0044) ?\(0\)")
 # Short codes: five digits starting 6-8 (UK premium SMS ranges) not part of money or a longer
-# number.
-_SHORTCODE = re.compile(r"(?<![\d£$€.,])[6-8]\d{4}(?![\d,]|\.\d|p\b|%)")
-_MONEY = re.compile(r"[£$€]\s?\d[\d,]*(?:\.\d+)?(?:k|m)?|\b\d[\d,]*(?:\.\d+)?\s?(?:pounds|gbp|usd|dollars|p\b|ppm\b)")
+# number, nor an amount ("75000 pounds", "75000k"); `_MONEY` spans are skipped as well.
+_SHORTCODE = re.compile(
+    r"(?<![\d£$€.,])[6-8]\d{4}(?![\d,]|\.\d|p\b|%|k\b| ?(?:quid|grand|euros?|bucks)\b)"
+)
+# `(?<!\d,)`: a number's inner comma group ("1,000") is never a start of its own (linear time).
+_MONEY = re.compile(r"[£$€]\s?\d[\d,]*(?:\.\d+)?(?:k|m)?|\b(?<!\d,)\d[\d,]*(?:\.\d+)?\s?(?:pounds|gbp|usd|dollars|p\b|ppm\b)")
 _WORD_WITH_DIGIT = re.compile(r"\b\w*\d\w*\b")
 _PUNCT_RUN = re.compile(r"([!?.,*\-_=~])\1+")
 _SPACE = re.compile(r"\s+")
@@ -89,6 +108,32 @@ def _phone_digits(raw: str) -> str:
     return digits
 
 
+def _obfuscated_phone(raw: str) -> str | None:
+    """The digits of a `_PHONE_RUN` candidate, or None when it does not look like one number:
+    its digit groups must be all single digits ("0 9 0 6 ...") or, past a lone leading 0, all of
+    3+ digits ("0906.170.1461"), so "01.02.2024 10.30" or "0.5p 1 2" are never a phone."""
+    trunk = _TRUNK.match(raw)
+    groups = re.findall(r"\d+", raw[trunk.end():] if trunk else raw)
+    intl = raw.startswith(("+44", "0044"))
+    if intl and not trunk:
+        groups = groups[1:]  # the country code is a group of its own
+    rest = groups[1:] if groups and groups[0] == "0" else groups
+    if not rest or not (all(len(g) == 1 for g in groups) or all(len(g) >= 3 for g in rest)):
+        return None
+    digits = ("0" if intl else "") + "".join(groups)
+    return digits if digits.startswith("0") and len(digits) in (10, 11) else None
+
+
+def _defang(light: str) -> str:
+    """`light` with defanged links made plain ("hxxps://a[.]com" -> "https://a.com"); a text
+    without one comes back unchanged."""
+    if "hxxp" in light:
+        light = _DEFANG_SCHEME.sub(r"http\1://", light)
+    if "." in light or "dot" in light:
+        light = _DEFANG_DOT.sub(".", light)
+    return light
+
+
 def _spans(pattern: re.Pattern[str], text: str) -> list[tuple[int, int, str]]:
     return [(m.start(), m.end(), m.group(0)) for m in pattern.finditer(text)]
 
@@ -101,7 +146,7 @@ def _entity_spans(light: str) -> list[tuple[int, int, str, str]]:
     def free(s: int, e: int) -> bool:
         return all(e <= ts or s >= te for ts, te in taken)
 
-    for s, e, raw in _spans(_EMAIL, light):
+    for s, e, raw in (_spans(_EMAIL, light) if "@" in light else []):
         found.append((s, e, "email", raw))
         taken.append((s, e))
     for pattern in (_URL_PREFIXED, _URL_BARE):
@@ -113,8 +158,15 @@ def _entity_spans(light: str) -> list[tuple[int, int, str, str]]:
         if free(s, e):
             found.append((s, e, "phone", _phone_digits(raw)))
             taken.append((s, e))
+    for s, e, raw in _spans(_PHONE_RUN, light):
+        digits = _obfuscated_phone(raw) if free(s, e) else None
+        if digits:
+            found.append((s, e, "phone", digits))
+            taken.append((s, e))
+    # an amount ("75000 pounds") is money, never a short code; the template still says <money>
+    money = [(s, e) for s, e, _raw in _spans(_MONEY, light)]
     for s, e, raw in _spans(_SHORTCODE, light):
-        if free(s, e):
+        if free(s, e) and all(e <= ms or s >= me for ms, me in money):
             found.append((s, e, "shortcode", raw))
             taken.append((s, e))
     return sorted(found)
@@ -150,17 +202,17 @@ def _template_from(light: str, spans: list[tuple[int, int, str, str]]) -> str:
 
 def analyse(text: str) -> tuple[str, Entities]:
     """`normalize_template(text)` and `extract_entities(text)` in one pass over the text."""
-    light = normalize_light(text)
+    light = _defang(normalize_light(text))
     spans = _entity_spans(light)
     return _template_from(light, spans), _entities_from(spans)
 
 
 def extract_entities(text: str) -> Entities:
     """URLs (and their hosts), e-mails, phone numbers (incl. 09xx premium) and SMS short codes."""
-    return _entities_from(_entity_spans(normalize_light(text)))
+    return _entities_from(_entity_spans(_defang(normalize_light(text))))
 
 
 def normalize_template(text: str) -> str:
     """The text with variable parts as tokens, so template variants of one message collide."""
-    light = normalize_light(text)
+    light = _defang(normalize_light(text))
     return _template_from(light, _entity_spans(light))

@@ -7,6 +7,7 @@ import numpy as np
 from sqlalchemy import select
 
 from core.labels import current_decisions
+from core.text import has_undecodable_bytes, normalize_light
 
 from .campaigns import CampaignGraph
 from .config import CampaignSettings
@@ -55,8 +56,12 @@ def _expand(store: "Store", graph: CampaignGraph, sims: np.ndarray, nodes: np.nd
 
 def search_text(store: "Store", text: str, settings: CampaignSettings, k: int = 10,
                 embedder: Optional["Embedder"] = None) -> list[dict[str, Any]]:
-    """The `k` indexed items nearest to a free text, most similar first."""
-    if not text.strip():
+    """The `k` indexed items nearest to a free text, most similar first. A text of invisible
+    characters only is empty (it would return arbitrary items); one holding bytes that are not
+    UTF-8 (a terminal in another encoding) is refused, as the tokenizer cannot read it."""
+    if has_undecodable_bytes(text):
+        raise CampaignError("search text is not UTF-8 (an undecodable byte; check the terminal's encoding)")
+    if not normalize_light(text):
         raise CampaignError("empty search text")
     graph = _load_graph(store, settings)
     embedder = embedder or make_embedder(settings)

@@ -95,7 +95,7 @@ def _matches(conn: Connection, field: Optional[str], value: str) -> tuple[dict[s
         take("text", conn.execute(select(I.c.id).where(I.c.text.icontains(value, autoescape=True))
                                   .order_by(I.c.created_at.desc(), I.c.id).limit(CAP)).scalars())
     if field == "case":
-        if not value.isdigit():
+        if not _is_id_number(value):
             raise SearchError(f"case: needs a case number, not {value!r}")
         row = conn.execute(select(C.c.item_id, C.c.campaign_id).where(C.c.id == int(value))).first()
         if row is not None and row.item_id:
@@ -103,10 +103,16 @@ def _matches(conn: Connection, field: Optional[str], value: str) -> tuple[dict[s
         elif row is not None:
             camps.append(int(row.campaign_id))
     if field == "campaign":
-        if not value.isdigit():
+        if not _is_id_number(value):
             raise SearchError(f"campaign: needs a campaign number, not {value!r}")
         camps += list(conn.execute(select(CP.c.id).where(CP.c.id == int(value))).scalars())
     return hits, list(dict.fromkeys(camps))
+
+
+def _is_id_number(value: str) -> bool:
+    """True for an ASCII decimal that fits a database id: `str.isdigit` also takes "²" (which
+    int() refuses) and SQLite overflows past 2**63 - 1, both a traceback rather than a refusal."""
+    return value.isascii() and value.isdigit() and len(value) <= 19 and int(value) < 2**63
 
 
 def _cases_of(conn: Connection, item_ids: list[str]) -> dict[str, dict[str, Any]]:

@@ -33,7 +33,7 @@ from core.labels import current_decisions
 from core.predictions import predictions_of_record
 from core.principals import Actor
 from core.schema import Case, Item, utcnow
-from core.text import normalize_light
+from core.text import has_undecodable_bytes, normalize_light
 from core.store import Store, serialise
 from core.taxonomy import Taxonomy
 
@@ -69,10 +69,15 @@ line), not an example; core.ingest has no text-length cap to reuse."""
 
 def check_example(text: str, where: str) -> str:
     """`text` stripped, refused (one line, `where` naming the file and line or the query) when it
-    holds a NUL byte or runs past MAX_EXAMPLE_CHARS: either means the input is not what was meant."""
+    holds a NUL byte, bytes that are not UTF-8 (the tokenizer cannot read them), only invisible
+    characters, or runs past MAX_EXAMPLE_CHARS: each means the input is not what was meant."""
     if "\x00" in text:
         raise QueueError(f"{where}: NUL byte in the example text")
+    if has_undecodable_bytes(text):
+        raise QueueError(f"{where}: the example text is not UTF-8 (an undecodable byte; check the terminal's encoding)")
     s = text.strip()
+    if s and not normalize_light(s):
+        raise QueueError(f"{where}: the example text has only invisible characters")
     if len(s) > MAX_EXAMPLE_CHARS:
         raise QueueError(f"{where}: example text is {len(s):,} characters, over the limit of "
                          f"{MAX_EXAMPLE_CHARS:,}")
@@ -87,6 +92,8 @@ def check_keyword(text: str, where: str) -> str:
     """A keyword, normalised as texts are matched (`normalize_light`), or a one-line refusal."""
     if "\x00" in text:
         raise QueueError(f"{where}: NUL byte in the keyword")
+    if has_undecodable_bytes(text):
+        raise QueueError(f"{where}: the keyword is not UTF-8 (an undecodable byte; check the terminal's encoding)")
     k = normalize_light(text)
     if not k:
         raise QueueError(f"{where}: empty keyword")
@@ -281,7 +288,10 @@ def seed_cases(store: Store, taxonomy: Taxonomy, config: QueueConfig, actor: Act
     check_permission(actor, "build_cases", f"seed {policy}")
     if policy not in taxonomy.policies:
         raise QueueError(f"unknown policy {policy!r} (known: {', '.join(taxonomy.policies)})")
-    examples = [e.strip() for e in examples if e and e.strip()]
+    for i, e in enumerate(examples, 1):  # what `check_example` refuses would crash the tokenizer
+        if e and has_undecodable_bytes(e):
+            raise QueueError(f"example {i}: the example text is not UTF-8 (an undecodable byte)")
+    examples = [e.strip() for e in examples if e and normalize_light(e)]  # invisible-only is empty
     keywords = list(dict.fromkeys(check_keyword(k, f"keyword {i}") for i, k in enumerate(keywords, 1)))
     if not examples and not keywords:
         raise QueueError("seeding needs at least one non-empty example text, query or keyword")

@@ -66,7 +66,8 @@ def register_commands(cli: click.Group) -> None:
     @campaigns.command("list")
     @click.option("--limit", default=20, show_default=True, help="How many campaigns (0 = all).")
     @click.option("--min-size", default=2, show_default=True, help="Only campaigns with at least this many items.")
-    @click.option("--status", default="active", show_default=True, help="active, merged or all.")
+    @click.option("--status", type=click.Choice(["active", "merged", "all"]), default="active", show_default=True,
+                  help="Campaign status; --min-size only filters active ones (a merged campaign has size 0).")
     @click.option("--sort", type=click.Choice(["size", "last_seen", "id"]), default="size", show_default=True)
     @json_option
     @pass_app
