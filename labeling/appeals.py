@@ -26,8 +26,8 @@ from .cases import case_view
 from .claims import check_actionable, lock_case
 from .decisions import _close, _insert_decision, _is_appeal, _validate
 from .errors import AppealPending, DecisionError
-from .context import may_reveal, was_revealed
-from .masking import is_sensitive, mask_fields, mask_text
+from .context import was_revealed
+from .masking import is_sensitive, mask_fields, mask_text, may_reveal
 from .priority import PINNED, score_features
 from .queue_config import QueueConfig
 from .review_config import ReviewSettings

@@ -18,7 +18,7 @@ from typing import Any, Optional
 
 from sqlalchemy import Connection, and_, select
 
-from core.hooks import PermissionDenied, check_permission
+from core.hooks import check_permission
 from core.labels import current_decisions
 from core.predictions import predictions_of_record
 from core.principals import Actor, actor_name
@@ -28,7 +28,7 @@ from core.taxonomy import Taxonomy
 
 from .cases import suggestion
 from .errors import QueueError
-from .masking import mask_fields, shown_text
+from .masking import mask_fields, may_reveal, shown_text
 from .notes import notes_of, tags_of
 from .packets import case_masked
 from .review_config import ReviewSettings
@@ -60,15 +60,6 @@ def item_history(conn: Connection, item_id: str, limit: int = HISTORY_LIMIT) -> 
              "model_label": r["model_label"], "supersedes_id": r["supersedes_id"],
              "superseded_by": by_sup.get(r["id"]), "current": record is not None and record["id"] == r["id"]}
             for r in rows]
-
-
-def may_reveal(principal: Actor) -> bool:
-    """Whether `principal` holds `reveal`: a reveal recorded before the role lost it unmasks nothing."""
-    try:
-        check_permission(principal, "reveal")
-    except PermissionDenied:
-        return False
-    return True
 
 
 def author_context(conn: Connection, author_id: Optional[str], exclude_item: Optional[str],

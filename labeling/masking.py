@@ -15,6 +15,9 @@ from __future__ import annotations
 import re
 from typing import Any, Optional
 
+from core.hooks import PermissionDenied, check_permission
+from core.principals import Actor
+
 from .review_config import ReviewSettings
 
 _WORD = re.compile(r"[^\W\d_]{2,}", re.UNICODE)
@@ -130,3 +133,13 @@ def mask_campaign(settings: ReviewSettings, camp: dict[str, Any]) -> dict[str, A
             settings, m.get("scores"), m.get("policy_label"), m.get("decided_label"))) else m
             for m in camp.get("members") or []]
     return out
+
+
+def may_reveal(principal: Actor) -> bool:
+    """Whether `principal` holds `reveal`: a reveal recorded before the role lost it unmasks
+    nothing, and without it a text match on a masked item is not shown."""
+    try:
+        check_permission(principal, "reveal")
+    except PermissionDenied:
+        return False
+    return True

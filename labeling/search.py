@@ -16,7 +16,7 @@ from typing import Any, Optional
 
 from sqlalchemy import Connection, select
 
-from core.hooks import PermissionDenied, check_permission
+from core.hooks import check_permission
 from core.labels import current_decisions
 from core.predictions import predictions_of_record
 from core.principals import Actor
@@ -24,7 +24,7 @@ from core.schema import Campaign, CampaignMember, Case, Item, Note, Tag
 from core.store import Store
 
 from .errors import LabelingError
-from .masking import shown_text
+from .masking import may_reveal, shown_text
 from .notes import normalise_tag, tags_of
 from .review_config import ReviewSettings
 
@@ -50,14 +50,6 @@ def parse_query(query: object) -> tuple[Optional[str], str]:
     if sep and head.lower() in FIELDS and rest.strip():
         return head.lower(), rest.strip()
     return None, q
-
-
-def _may_reveal(principal: Actor) -> bool:
-    try:
-        check_permission(principal, "reveal")
-    except PermissionDenied:
-        return False
-    return True
 
 
 def _matches(conn: Connection, field: Optional[str], value: str) -> tuple[dict[str, set[str]], list[int]]:
@@ -136,7 +128,7 @@ def search(store: Store, query: str, principal: Actor, settings: ReviewSettings,
     check_permission(principal, "read", "search")
     field, value = parse_query(query)
     limit, offset = max(1, min(int(limit), 500)), max(0, int(offset))
-    reveal_ok = _may_reveal(principal)
+    reveal_ok = may_reveal(principal)
     with store.read() as conn:
         hits, camps = _matches(conn, field, value)
         ids = list(hits)
