@@ -33,7 +33,8 @@ from core.taxonomy import Taxonomy
 from core.text import pattern_search
 
 from .config import EvaluationConfig
-from .estimates import accuracy_estimate, inverse_probability_weights, policy_estimates, proportion, z_value
+from .estimates import (accuracy_estimate, inverse_probability_weights, policy_estimates, proportion, wilson,
+                        z_value)
 
 
 def auc(y: Sequence[bool], s: Sequence[float]) -> Optional[float]:
@@ -48,8 +49,15 @@ def auc(y: Sequence[bool], s: Sequence[float]) -> Optional[float]:
     return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
+SMALL_AUC_UNITS = 10  # positives (or negatives) under which Hanley-McNeil's interval is not trusted alone
+
+
 def auc_estimate(y: Sequence[bool], s: Sequence[float], conf: float = 0.9) -> dict[str, Any]:
-    """AUC with n_pos, n_neg and the Hanley-McNeil (1982) interval."""
+    """AUC with n_pos, n_neg and the Hanley-McNeil (1982) interval. Where that fails (an AUC of 0
+    or 1, whose variance it puts at 0, so one positive and one negative ranked right read [1, 1];
+    or under `SMALL_AUC_UNITS` of the rarer class) the interval is widened to at least a Wilson
+    interval of the AUC as a proportion over min(n_pos, n_neg) units (AUC(1 - AUC) / min(n_pos,
+    n_neg) bounds its variance)."""
     y = np.asarray(y, dtype=bool)
     n_pos, n_neg = int(y.sum()), int((~y).sum())
     a = auc(y, s)
@@ -59,6 +67,10 @@ def auc_estimate(y: Sequence[bool], s: Sequence[float], conf: float = 0.9) -> di
         var = (a * (1 - a) + (n_pos - 1) * (q1 - a * a) + (n_neg - 1) * (q2 - a * a)) / (n_pos * n_neg)
         half = z_value(conf) * math.sqrt(max(var, 0.0))
         out["lo"], out["hi"] = max(0.0, a - half), min(1.0, a + half)
+        units = min(n_pos, n_neg)
+        if a in (0.0, 1.0) or units < SMALL_AUC_UNITS:
+            w_lo, w_hi = wilson(a * units, units, conf)
+            out["lo"], out["hi"] = min(out["lo"], w_lo), max(out["hi"], w_hi)
     return out
 
 

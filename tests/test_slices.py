@@ -20,6 +20,11 @@ def test_auc_by_hand():
     assert sl.auc([1, 1], [0.2, 0.3]) is None
     e = sl.auc_estimate(Y, S, conf=0.9)
     assert (e["n_pos"], e["n_neg"]) == (4, 4) and e["lo"] < 13 / 16 < e["hi"]
+    # Hanley-McNeil puts the variance of a perfect ranking at 0: one pair ranked right is not [1, 1]
+    one = sl.auc_estimate([1, 0], [0.9, 0.1], conf=0.9)
+    assert one["estimate"] == 1.0 and one["lo"] < 0.3 and one["hi"] == 1.0
+    perfect = sl.auc_estimate([1] * 100 + [0] * 100, [1.0] * 100 + [0.0] * 100, conf=0.9)
+    assert 0.95 < perfect["lo"] < 1.0
 
 
 def test_jigsaw_bias_aucs_by_hand():
