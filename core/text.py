@@ -34,7 +34,7 @@ def visible_text(text: str) -> str:
     spacing kept. What a model reads, so a zero-width space or a fullwidth letter cannot make
     one copy of a wave score differently from its readable twin (which shares its hash)."""
     out = unicodedata.normalize("NFKC", text)
-    if not out.isprintable():
+    if not out.isprintable():  # only then can it hold one; a text without one hashes as it always did
         out = unicodedata.normalize("NFKC", out.translate(_format_chars()))
     return out
 
@@ -42,10 +42,7 @@ def visible_text(text: str) -> str:
 def normalize_light(text: str) -> str:
     """NFKC, invisible format characters dropped, spacing collapsed, casefolded: the form every
     hash, template, entity and pattern match reads, so an invisible character cannot evade them."""
-    light = _SPACE.sub(" ", unicodedata.normalize("NFKC", text))
-    if not light.isprintable():  # only then can it hold one; a text without one hashes as it always did
-        light = _SPACE.sub(" ", unicodedata.normalize("NFKC", light.translate(_format_chars())))
-    return light.strip().casefold()
+    return _SPACE.sub(" ", visible_text(text)).strip().casefold()
 
 
 def pattern_search(regex: "re.Pattern[str]", text: Optional[str]) -> bool:

@@ -174,7 +174,8 @@ def test_served_on_the_same_server_as_the_ui(api):
         blocks.close()
 
 
-def test_new_items_are_scored_and_queued_when_a_champion_exists(api):
+def toy_champion(api) -> None:
+    """A first tfidf_lr champion over 60 toy items in the API's store."""
     from models.registry import train_model
     from test_models_fixtures import add_items, toy_corpus
 
@@ -182,6 +183,10 @@ def test_new_items_are_scored_and_queued_when_a_champion_exists(api):
     add_items(api.ctx.store(), texts, ys)
     train_model(api.ctx.store(), api.ctx.taxonomy(), config=api.ctx.models(), kind="tfidf_lr",
                 params={"min_df": 1}, show_progress=False)
+
+
+def test_new_items_are_scored_and_queued_when_a_champion_exists(api):
+    toy_champion(api)
     batch = {"source": "platform", "items": [{"id": "s1", "text": "WINNER claim your free prize now, text back"}]}
     body = api.post("/api/v1/items", json=batch, headers=auth(api, "eng")).json()
     assert body["stored"] == 1 and body["scored"] >= 1 and body["cases"] is not None

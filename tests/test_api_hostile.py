@@ -14,7 +14,7 @@ from sqlalchemy import func, select  # noqa: E402
 
 from core.schema import IngestRun, Item  # noqa: E402
 from core.webhook_signature import signature_header, verify_signature  # noqa: E402
-from test_api import api as api_fixture, auth  # noqa: E402  (the fixture and its token helper)
+from test_api import api as api_fixture, auth, toy_champion  # noqa: E402  (the fixture and its token helper)
 import workbench.api as wapi  # noqa: E402
 from workbench.api import create_app  # noqa: E402
 
@@ -45,13 +45,8 @@ def test_a_lone_surrogate_refuses_the_whole_batch_naming_the_field(api):
 
 def test_items_stored_but_never_scored_are_scored_on_the_retry(api):
     from core.ingest import ColumnMap, ingest_paths
-    from models.registry import train_model
-    from test_models_fixtures import add_items, toy_corpus
 
-    texts, ys = toy_corpus(12)
-    add_items(api.ctx.store(), texts, ys)
-    train_model(api.ctx.store(), api.ctx.taxonomy(), config=api.ctx.models(), kind="tfidf_lr",
-                params={"min_df": 1}, show_progress=False)
+    toy_champion(api)
     batch = {"source": "platform", "items": [{"id": "r1", "text": "WINNER claim your free prize now"}]}
     # An earlier request stored the row, then failed before scoring it.
     rows = api.ctx.store().data_dir / "rows.jsonl"
