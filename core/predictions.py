@@ -2,16 +2,22 @@
 
 An item may be scored by several model versions (a challenger scored beside the champion, a
 retired model's old rows). The rule every reader follows (queues, review packets, bulk
-decisions, campaign facts, item listings, status): the champion's newest prediction of the
-item; where the champion never scored it, the newest prediction of any model, so that nothing
-scored is left out. A challenger's scores never become what an analyst is shown or judged
-against until it is promoted.
+decisions, campaign facts, item listings, status), in order of precedence:
+
+1. the champion's newest prediction of the item;
+2. where the champion never scored it, the newest prediction of a version that was champion
+   once (a former champion, retired or not): what the team relied on when the item was scored;
+3. only where no champion ever scored it, the newest prediction of any model, so that nothing
+   scored is left out.
+
+So a challenger's scores never displace a champion's, present or past, as what an analyst is
+shown or judged against until it is promoted; "newest" is the largest prediction id.
 """
 from __future__ import annotations
 
 from typing import Any, Iterable, Optional
 
-from sqlalchemy import Connection, Select, exists, func, select
+from sqlalchemy import Connection, Select, case, func, select
 
 from .schema import ModelVersion, Prediction
 
@@ -26,30 +32,35 @@ def champion_version(conn: Connection) -> Optional[str]:
                         .order_by(_MV.c.promoted_at.desc()).limit(1)).scalar()
 
 
+def _versions(conn: Connection) -> dict[str, int]:
+    """model version id -> its precedence rank (0 champion, 1 former champion, 2 any other)."""
+    champ = champion_version(conn)
+    return {v: 0 if v == champ else (1 if promoted is not None else 2)
+            for v, promoted in conn.execute(select(_MV.c.id, _MV.c.promoted_at))}
+
+
 def record_ids(conn: Connection) -> Select[Any]:
     """A SELECT of the prediction id of record of every scored item (one id per item)."""
-    newest = select(func.max(P.c.id)).group_by(P.c.item_id)
     champ = champion_version(conn)
-    if champ is None:
-        return newest
-    other = P.alias("p_champ")
-    by_champ = select(func.max(P.c.id)).where(P.c.model_version == champ).group_by(P.c.item_id)
-    rest = (select(func.max(P.c.id))
-            .where(~exists(select(1).where(other.c.item_id == P.c.item_id, other.c.model_version == champ)))
-            .group_by(P.c.item_id))
-    return by_champ.union_all(rest)
+    if champ is None:  # no champion: the newest of any model
+        return select(func.max(P.c.id)).group_by(P.c.item_id)
+    rank = case((_MV.c.id == champ, 0), (_MV.c.promoted_at.is_not(None), 1), else_=2)
+    ordered = (select(P.c.id, func.row_number().over(partition_by=P.c.item_id,
+                                                     order_by=(rank, P.c.id.desc())).label("n"))
+               .select_from(P.outerjoin(_MV, _MV.c.id == P.c.model_version))).subquery("ranked")
+    return select(ordered.c.id).where(ordered.c.n == 1)
 
 
 def predictions_of_record(conn: Connection, item_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
     """item id -> its prediction of record (the row as a dict); unscored items are absent."""
-    champ = champion_version(conn)
+    ranks = _versions(conn)
     ids = list(dict.fromkeys(i for i in item_ids if i is not None))
     out: dict[str, dict[str, Any]] = {}
     for start in range(0, len(ids), _CHUNK):
         rows = conn.execute(select(P).where(P.c.item_id.in_(ids[start:start + _CHUNK])).order_by(P.c.id))
         for r in rows.mappings():
             prev = out.get(r["item_id"])
-            # Rows come oldest first: a newer row wins unless it would displace the champion's.
-            if prev is None or r["model_version"] == champ or prev["model_version"] != champ:
+            # Rows come oldest first: a newer row wins unless its version ranks below the kept one's.
+            if prev is None or ranks.get(r["model_version"], 2) <= ranks.get(prev["model_version"], 2):
                 out[r["item_id"]] = dict(r)
     return out

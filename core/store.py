@@ -15,7 +15,7 @@ from typing import Any, Iterator
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.orm import Session
 
-from . import audit
+from . import audit, textsearch
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 DEFAULT_DATA_DIR = "workbench-data"
@@ -85,6 +85,7 @@ class Store:
             cur.execute("PRAGMA wal_autocheckpoint=10000")
             cur.execute("PRAGMA temp_store=MEMORY")
             cur.close()
+            textsearch.register_sqlite(dbapi_conn)
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn):  # type: ignore[no-untyped-def]

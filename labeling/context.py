@@ -30,7 +30,7 @@ from .cases import suggestion
 from .errors import QueueError
 from .masking import mask_fields, may_reveal, shown_text
 from .notes import notes_of, tags_of
-from .packets import case_masked
+from .packets import case_masked, is_blind
 from .review_config import ReviewSettings
 from .wellbeing import has_revealed
 
@@ -113,8 +113,8 @@ def case_context(store: Store, taxonomy: Taxonomy, case_id: int, principal: Acto
         # blind review: an audit case (a uniform draw, or a lead's re-review of a decided item) and
         # a calibration copy show no decision on the item (other reviewers' copies included), so
         # the reviewer is neither anchored nor told what the others chose
-        blind = case["is_audit"] or case["calibration_set"]
-        history = mask_fields(item_history(conn, item_id), ("rationale",), masked) if item_id and not blind else []
+        history = (mask_fields(item_history(conn, item_id), ("rationale",), masked)
+                   if item_id and not is_blind(case) else [])
         notes = {"item": notes_of(conn, "item", [item_id])[item_id] if item_id else [],
                  "campaign": notes_of(conn, "campaign", [campaign_id])[str(campaign_id)] if campaign_id else []}
         notes = {k: mask_fields(v, ("body",), masked) for k, v in notes.items()}

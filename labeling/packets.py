@@ -12,7 +12,7 @@ import json
 import os
 import secrets
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 from sqlalchemy import and_, or_, select
 
@@ -40,6 +40,25 @@ from .wellbeing import has_revealed, record_reveal
 
 # Case fields the analyst never sees: QA-audit and calibration draws are blind.
 BLIND_FIELDS = ("is_audit", "calibration_set")
+
+
+def is_blind(case: Mapping[str, Any]) -> bool:
+    """True for a case reviewed blind (a QA-audit draw, a lead's re-review, a calibration copy):
+    its reviewer sees no decision on the item, other reviewers' copies included, and not that it
+    is a draw, so they are neither anchored nor told what the others chose."""
+    return bool(case.get("is_audit") or case.get("calibration_set"))
+
+
+def blind_view(view: dict[str, Any]) -> dict[str, Any]:
+    """`view` (a case view or packet) as its reviewer may see it: a blind case loses its draw
+    flags and the item's decisions; any other case is returned unchanged."""
+    if not is_blind(view.get("case") if isinstance(view.get("case"), Mapping) else view):
+        return view
+    out = {k: v for k, v in view.items() if k not in BLIND_FIELDS}
+    out["decisions"] = []
+    if isinstance(out.get("case"), Mapping):
+        out["case"] = {k: v for k, v in out["case"].items() if k not in BLIND_FIELDS}
+    return out
 
 
 def _iso(v: Any) -> Any:
@@ -220,7 +239,8 @@ def review_packet(store: Store, taxonomy: Taxonomy, case_id: int, settings: Revi
         "campaign": campaign,
         "campaign_case": campaign_announcement(store, case_id, viewer, now) if case_row["campaign_id"] is not None
         else None,
-        "decisions": [{k: v for k, v in d.items() if k not in ("kind",)} for d in view.get("decisions", [])],
+        "decisions": [] if is_blind(case_row) else [{k: v for k, v in d.items() if k not in ("kind",)}
+                                                    for d in view.get("decisions", [])],
         "author": author,
         "similar_decisions": similar_decisions(store, item_id, item["text_hash"], settings, campaign_settings) if item else [],
         "suggested_label": suggested,
@@ -253,9 +273,11 @@ def _write_private(folder: Path, name: str, text: str) -> Path:
     return path
 
 
-def show_case(store: Store, case_id: int, settings: ReviewSettings, reveal_by: Optional[Actor] = None) -> dict[str, Any]:
+def show_case(store: Store, case_id: int, settings: ReviewSettings, reveal_by: Optional[Actor] = None,
+              blind: bool = False) -> dict[str, Any]:
     """A case for display (`cases show`, `next`): its item text masked by the one masking rule,
-    unless `reveal_by` names who reveals it (then the reveal is audited)."""
+    unless `reveal_by` names who reveals it (then the reveal is audited). `blind`: the reviewer's
+    own view (`next`), through `blind_view`; a lead inspecting a case sees it whole."""
     with store.read() as conn:
         view = case_view(conn, case_id, raw_text=True)
         case_row = conn.execute(select(Case.__table__).where(Case.id == case_id)).mappings().first()
@@ -270,7 +292,7 @@ def show_case(store: Store, case_id: int, settings: ReviewSettings, reveal_by: O
             shown = shown_text(settings, item["text"], (seen or {}).get("scores"), policy)
             view["masked"] = shown != item["text"]
             item["text"] = shown
-    return view
+    return blind_view(view) if blind else view
 
 
 def reveal_text(store: Store, case_id: int, analyst: Actor, now: Optional[dt.datetime] = None) -> str:

@@ -3,7 +3,9 @@
 One query box for the Search tab, `workbench find` and scripts. A query is free text, or one
 field with a prefix: `id:sms_spam:12`, `author:u1`, `tag:bank-impersonation`, `case:42`,
 `campaign:7`, `text:prize`, `note:callback`. Free text matches an item id or an author exactly,
-a tag, a note, or a part of the text (case-insensitive).
+a tag, a note, or a part of the text. Text and notes match in their `normalize_light` form on
+both sides (any letter's case, compatibility forms, invisible characters, runs of spaces):
+`core.textsearch`.
 
 Rights: searching needs `read`. Texts come back masked by the one masking rule (search never
 reveals), and a principal who may not `reveal` gets no text match on an item whose text would
@@ -22,6 +24,8 @@ from core.predictions import predictions_of_record
 from core.principals import Actor
 from core.schema import Campaign, CampaignMember, Case, Item, Note, Tag
 from core.store import Store
+from core.text import normalize_light
+from core.textsearch import contains_folded
 
 from .errors import LabelingError
 from .masking import may_reveal, shown_text
@@ -77,14 +81,15 @@ def _matches(conn: Connection, field: Optional[str], value: str) -> tuple[dict[s
             take("tag", conn.execute(select(TG.c.entity_id).where(live, TG.c.entity_type == "item").limit(CAP)).scalars())
             camps += [int(c) for c in conn.execute(select(TG.c.entity_id).where(live, TG.c.entity_type == "campaign")
                                                    .limit(CAP)).scalars()]
-    if field in (None, "note"):
-        take("note", conn.execute(select(N.c.entity_id).where(N.c.entity_type == "item",
-                                                              N.c.body.icontains(value, autoescape=True))
+    dialect, visible = conn.dialect.name, bool(normalize_light(value))  # only invisible: no text match
+    if field in (None, "note") and visible:
+        in_note = contains_folded(N.c.body, value, dialect)
+        take("note", conn.execute(select(N.c.entity_id).where(N.c.entity_type == "item", in_note)
                                   .limit(CAP)).scalars())
         camps += [int(c) for c in conn.execute(select(N.c.entity_id).where(
-            N.c.entity_type == "campaign", N.c.body.icontains(value, autoescape=True)).limit(CAP)).scalars()]
-    if field in (None, "text"):
-        take("text", conn.execute(select(I.c.id).where(I.c.text.icontains(value, autoescape=True))
+            N.c.entity_type == "campaign", in_note).limit(CAP)).scalars()]
+    if field in (None, "text") and visible:
+        take("text", conn.execute(select(I.c.id).where(contains_folded(I.c.text, value, dialect))
                                   .order_by(I.c.created_at.desc(), I.c.id).limit(CAP)).scalars())
     if field == "case":
         if not _is_id_number(value):

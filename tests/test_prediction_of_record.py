@@ -1,4 +1,4 @@
-"""One rule for which prediction counts (`core.predictions`): the champion's newest, else the newest.
+"""One rule for which prediction counts (`core.predictions`): the champion's, a former champion's, any.
 
 The defect this guards against: after `workbench score --model <challenger>` the review screen
 suggested the challenger's label while a confirm was judged against the champion's, so a plain
@@ -80,3 +80,52 @@ def test_without_a_champion_the_newest_prediction_counts(sqlite_store, taxonomy)
         assert champion_version(conn) is None
         record = predictions_of_record(conn, ["toy:00000", "toy:00001"])
     assert {p["model_version"] for p in record.values()} == {second}
+
+
+def test_a_former_champions_prediction_outranks_a_never_promoted_challengers(any_store, taxonomy):
+    """Items the champion never scored keep what a champion once said, not a shadow challenger's
+    newer scores (the fallback took the newest of any model), in both readers of the rule."""
+    from models.registry import promote
+    from core.predictions import record_ids
+    from core.schema import Prediction
+
+    store = any_store
+    texts, ys = toy_corpus(6)
+    ids = add_items(store, texts, ys)
+    first = train_model(store, taxonomy, config=MODELS, kind="tfidf_lr", params=FAST, show_progress=False)["id"]
+    score_items(store, taxonomy, config=MODELS, model_version=first, show_progress=False)  # every item
+    second = train_model(store, taxonomy, config=MODELS, kind="tfidf_lr", params={"min_df": 1, "C": 0.5},
+                         promote_if="never", show_progress=False)["id"]
+    promote(store, second)
+    score_items(store, taxonomy, config=MODELS, model_version=second, limit=2, show_progress=False)
+    shadow = train_model(store, taxonomy, config=MODELS, kind="tfidf_lr", params={"min_df": 1, "C": 2.0},
+                         promote_if="never", show_progress=False)["id"]
+    score_items(store, taxonomy, config=MODELS, model_version=shadow, show_progress=False)  # newest rows
+    P = Prediction.__table__
+    with store.read() as conn:
+        record = {i: p["model_version"] for i, p in predictions_of_record(conn, ids).items()}
+        by_sql = dict(conn.execute(select(P.c.item_id, P.c.model_version).where(P.c.id.in_(record_ids(conn)))).all())
+    assert record == by_sql
+    assert sorted(record.values()).count(second) == 2
+    assert set(record.values()) == {first, second}, record  # the shadow challenger counts nowhere
+
+
+def test_only_a_challengers_prediction_still_counts(sqlite_store, taxonomy):
+    """Nothing scored is left out: an item only a never-promoted model scored has that record."""
+    from core.predictions import record_ids
+    from core.schema import Prediction
+
+    texts, ys = toy_corpus(6)
+    ids = add_items(sqlite_store, texts, ys)
+    champ = train_model(sqlite_store, taxonomy, config=MODELS, kind="tfidf_lr", params=FAST,
+                        show_progress=False)["id"]
+    score_items(sqlite_store, taxonomy, config=MODELS, model_version=champ, limit=3, show_progress=False)
+    other = train_model(sqlite_store, taxonomy, config=MODELS, kind="tfidf_lr", params={"min_df": 1, "C": 2.0},
+                        promote_if="never", show_progress=False)["id"]
+    score_items(sqlite_store, taxonomy, config=MODELS, model_version=other, show_progress=False)
+    P = Prediction.__table__
+    with sqlite_store.read() as conn:
+        record = {i: p["model_version"] for i, p in predictions_of_record(conn, ids).items()}
+        by_sql = dict(conn.execute(select(P.c.item_id, P.c.model_version).where(P.c.id.in_(record_ids(conn)))).all())
+    assert record == by_sql and len(record) == len(ids)
+    assert sorted(record.values()) == sorted([champ] * 3 + [other] * (len(ids) - 3))

@@ -31,9 +31,10 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, field_validator
 
@@ -106,6 +107,24 @@ def _one_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
+MAX_ERRORS_SHOWN = 20  # a batch of 10,000 bad rows answers with the first few, and the count
+
+
+def validation_errors(errors: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """A request that failed validation, as one line naming where (`items[3].text`) and why, plus
+    the first errors as {loc, msg, type}. The offending input is never echoed back: it is hostile
+    and may be megabytes."""
+    shown = []
+    for e in errors[:MAX_ERRORS_SHOWN]:
+        loc = [str(p) for p in e.get("loc", ()) if p not in ("body", "query", "path", "header")]
+        where = "".join(f"[{p}]" if p.isdigit() else f".{p}" for p in loc).lstrip(".") or "request"
+        msg = (str(e.get("msg", "invalid")).splitlines() or ["invalid"])[0][:300]
+        shown.append({"loc": where, "msg": msg, "type": str(e.get("type", ""))})
+    first = shown[0] if shown else {"loc": "request", "msg": "invalid request"}
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return {"detail": f"{first['loc']}: {first['msg']}{more}", "errors": shown}
+
+
 def _depth(value: Any) -> int:
     """Nesting depth of JSON-like `value` (a scalar is 0), without recursion: the input is hostile."""
     deepest, todo = 0, [(value, 1)]
@@ -172,6 +191,10 @@ def create_api(app: "AppContext") -> FastAPI:
     api = FastAPI(title="T&S workbench API", version="1", docs_url="/docs", redoc_url="/redoc",
                   openapi_url="/openapi.json")
     api.add_middleware(_BodyLimit, limit=MAX_BODY_BYTES)
+
+    @api.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse(validation_errors(exc.errors()), status_code=422)
 
     @api.exception_handler(PermissionDenied)
     async def _denied(request: Request, exc: PermissionDenied) -> JSONResponse:

@@ -241,7 +241,7 @@ def register_commands(cli: click.Group) -> None:
         with _user_errors():
             c = next_case(app.store(), analyst, queue, lease_seconds=lease, config=app.queues(), detail=False)
             if c is not None:
-                c = show_case(app.store(), c["id"], app.review())
+                c = show_case(app.store(), c["id"], app.review(), blind=True)
         if c is None:
             _emit({"case": None, "queue": queue}, as_json, lambda _: click.echo(f"queue {queue} is empty"))
             raise SystemExit(3)
