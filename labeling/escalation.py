@@ -6,7 +6,9 @@ cases whose SLA is about to lapse escalated, priorities refreshed (urgency grows
 The escalation queue holds an item once: a campaign case covers its members (deciding it
 decides them), so when a campaign's case is in the escalation queue its members' own cases
 are not escalated beside it. They wait in their own queues marked `covered_by` (`fold_covered`),
-and an analyst escalating such a member adds the reason to the campaign's escalated case.
+and an analyst escalating such a member adds the reason to the campaign's escalated case. Either
+way the campaign's case takes the member's tier and due time where stricter (the sweep skips a
+covered member, so its own SLA would otherwise lapse unwatched).
 """
 from __future__ import annotations
 
@@ -53,21 +55,20 @@ def escalate(store: Store, taxonomy: Taxonomy, case_id: int, actor: Actor, reaso
         cover = _escalated_campaign_case(conn, config, case)
         if cover is not None:  # its campaign is already escalated: one entry per item
             _cover(conn, config, case, cover, now)
-            meta = dict(cover["meta"] or {})
-            meta["item_escalations"] = [*meta.get("item_escalations", []),
-                                        {"case_id": case_id, "by": actor, "reason": reason.strip()}][-50:]
-            conn.execute(update(C).where(C.c.id == cover["id"]).values(meta=meta, updated_at=now))
+            tier, due = _escalated_tier(taxonomy, case, severity, now)
+            _take_stricter(conn, taxonomy, config, cover["id"], [{"case_id": case_id, "by": actor,
+                           "reason": reason.strip(), "severity": tier, "due_at": due}], actor, now)
             audit.record(conn, actor, "case.escalate", "case", case_id,
                          {"from_queue": case["queue"], "reason": reason.strip(), "severity": severity,
                           "folded_into": cover["id"]})
             view = case_view(conn, cover["id"], with_history=False)
             view["folded_from"] = case_id
             return view
-        _move_to_escalation(conn, taxonomy, config, case, reason.strip(), now, severity)
+        _move_to_escalation(conn, taxonomy, config, case, reason.strip(), now, severity, by=actor)
         audit.record(conn, actor, "case.escalate", "case", case_id,
                      {"from_queue": case["queue"], "reason": reason.strip(), "severity": severity})
         if case["campaign_id"] is not None:
-            fold_covered(conn, config, now, [case_id])
+            fold_covered(conn, taxonomy, config, now, [case_id])
         return case_view(conn, case_id, with_history=False)
 
 
@@ -108,10 +109,11 @@ def _cover(conn: Connection, config: QueueConfig, case: Mapping[str, Any], cover
         queue=home, state="open", claimed_by=None, lease_expires_at=None, meta=meta, updated_at=now)).rowcount)
 
 
-def fold_covered(conn: Connection, config: QueueConfig, now: dt.datetime,
+def fold_covered(conn: Connection, taxonomy: Taxonomy, config: QueueConfig, now: dt.datetime,
                  campaign_case_ids: Optional[list[int]] = None) -> int:
     """Members' own cases waiting in the escalation queue beside their campaign's escalated case
-    go back to their queues, covered by it (a held one stays with its holder); the count moved."""
+    go back to their queues, covered by it (a held one stays with its holder), and it takes their
+    tier and due time where stricter (`_take_stricter`); the count moved."""
     q = select(C.c.id, C.c.campaign_id).where(C.c.queue == config.escalation_queue, C.c.state.in_(LIVE),
                                               C.c.campaign_id.is_not(None))
     if campaign_case_ids is not None:
@@ -126,26 +128,75 @@ def fold_covered(conn: Connection, config: QueueConfig, now: dt.datetime,
         if dupes:
             audit.record(conn, SYSTEM["sweeper"], "case.fold", "case", cover_id,
                          {"covered": [d["id"] for d in dupes][:200], "count": len(dupes)})
+            _take_stricter(conn, taxonomy, config, cover_id, [
+                {"case_id": d["id"], "by": (d["meta"] or {}).get("escalated_by"), "reason": d["escalation_reason"],
+                 "severity": d["severity"], "due_at": d["due_at"]} for d in dupes], SYSTEM["sweeper"], now)
         moved += len(dupes)
     return moved
 
 
-def _move_to_escalation(conn: Connection, taxonomy: Taxonomy, config: QueueConfig, case: Mapping[str, Any],
-                        reason: str, now: dt.datetime, severity: Optional[str] = None, human: bool = True) -> bool:
-    """Move `case` (a row as read) to the escalation queue; False when another writer changed it
-    since (a compare-and-swap on state and `updated_at`: claims do not take the builds' lock, so
-    on PostgreSQL the sweep must not escalate, and unclaim, a case an analyst has just claimed)."""
-    tier = case["severity"]
-    if severity and (tier is None or taxonomy.sla_minutes(severity) < taxonomy.sla_minutes(tier)):
-        tier = severity
+def _stricter_tier(taxonomy: Taxonomy, tier: Optional[str], other: Optional[str]) -> Optional[str]:
+    """Of two tiers (either may be None), the one with the shorter SLA."""
+    if other and (tier is None or taxonomy.sla_minutes(other) < taxonomy.sla_minutes(tier)):
+        return other
+    return tier
+
+
+def _escalated_tier(taxonomy: Taxonomy, case: Mapping[str, Any], severity: Optional[str],
+                    now: dt.datetime) -> tuple[Optional[str], Optional[dt.datetime]]:
+    """The tier and due time escalating `case` (at `severity`, if given) sets: the stricter tier,
+    due within its SLA from now at the latest."""
+    tier = _stricter_tier(taxonomy, case["severity"], severity)
     due = case["due_at"]
     if tier:
         tier_due = now + dt.timedelta(minutes=taxonomy.sla_minutes(tier))
         due = min(due, tier_due) if due else tier_due
+    return tier, due
+
+
+def _take_stricter(conn: Connection, taxonomy: Taxonomy, config: QueueConfig, cover_id: int,
+                   covered: list[dict[str, Any]], actor: Actor, now: dt.datetime) -> None:
+    """The covering case takes the covered escalations' tier and due time where stricter, since the
+    sweep no longer escalates a covered case (a P0 member under a P1 campaign keeps its 30 minutes),
+    and lists them in `item_escalations`. `covered`: case_id, by, reason, severity, due_at each."""
+    cover = lock_case(conn, cover_id)  # read again, locked on PostgreSQL: its meta gains entries
+    tier, due = cover["severity"], cover["due_at"]
+    for c in covered:
+        tier = _stricter_tier(taxonomy, tier, c["severity"])
+        due = min(due, c["due_at"]) if due and c["due_at"] else due or c["due_at"]
+    meta = dict(cover["meta"] or {})
+    meta["item_escalations"] = [*meta.get("item_escalations", []), *(
+        {k: c[k] for k in ("case_id", "by", "reason", "severity")} for c in covered)][-50:]
+    values: dict[str, Any] = {"meta": meta, "updated_at": now}
+    if (tier, due) != (cover["severity"], cover["due_at"]):
+        features = dict(meta.get("features") or {}, severity=tier)
+        features["risk"] = max(float(features.get("risk", 0.0)), tier_weight(taxonomy, tier))
+        priority, why, terms = score_features(taxonomy, features, config, cover["created_at"], due, now)
+        meta.update(features=features, terms=terms)
+        values.update(severity=tier, due_at=due, priority=priority, priority_reason=why)
+        audit.record(conn, actor, "case.raise", "case", cover_id,
+                     {"severity": [cover["severity"], tier], "due_at": [_iso(cover["due_at"]), _iso(due)],
+                      "from_cases": [c["case_id"] for c in covered][:200]})
+    conn.execute(update(C).where(C.c.id == cover_id).values(**values))
+
+
+def _iso(t: Optional[dt.datetime]) -> Optional[str]:
+    return t.isoformat() if t else None
+
+
+def _move_to_escalation(conn: Connection, taxonomy: Taxonomy, config: QueueConfig, case: Mapping[str, Any],
+                        reason: str, now: dt.datetime, severity: Optional[str] = None, human: bool = True,
+                        by: Optional[str] = None) -> bool:
+    """Move `case` (a row as read) to the escalation queue; False when another writer changed it
+    since (a compare-and-swap on state and `updated_at`: claims do not take the builds' lock, so
+    on PostgreSQL the sweep must not escalate, and unclaim, a case an analyst has just claimed)."""
+    tier, due = _escalated_tier(taxonomy, case, severity, now)
     meta = dict(case["meta"] or {})
     features = dict(meta.get("features") or {}, severity=tier, escalation=reason.split(":")[0][:60])
     features["risk"] = max(float(features.get("risk", 0.0)), tier_weight(taxonomy, tier))
-    meta.update(features=features, escalated_from=case["queue"])
+    meta.update(features=features, escalated_by=by)
+    if case["queue"] != config.escalation_queue:  # re-escalated (e.g. raised to P0): it keeps its home queue
+        meta["escalated_from"] = case["queue"]
     priority, why, terms = score_features(taxonomy, features, config, case["created_at"], due, now)
     meta["terms"] = terms
     return bool(conn.execute(update(C).where(unchanged(case["id"], case["state"], case["updated_at"])).values(
@@ -198,12 +249,13 @@ def sweep(store: Store, taxonomy: Taxonomy, config: QueueConfig,
                     if hit:
                         why = (f"sla: {max(m, 0):.0f} of {taxonomy.sla_minutes(r['severity'])} minutes left "
                                f"on the {r['severity']} SLA" if m > 0 else f"sla: {r['severity']} SLA lapsed")
-                        if not _move_to_escalation(conn, taxonomy, config, r, why, now, human=False):
+                        if not _move_to_escalation(conn, taxonomy, config, r, why, now, human=False,
+                                                   by=actor_name(SYSTEM["sweeper"])):
                             continue  # claimed (or otherwise changed) since it was read: left as it is
                         audit.record(conn, SYSTEM["sweeper"], "case.escalate", "case", r["id"],
                                      {"from_queue": r["queue"], "reason": why})
                         out["sla_escalated"] += 1
-        out["folded"] = fold_covered(conn, config, now)
+        out["folded"] = fold_covered(conn, taxonomy, config, now)
         if out["sla_escalated"] or out["leases_expired"] or out["folded"]:
             audit.record(conn, SYSTEM["sweeper"], "cases.sweep", "queue", None,
                          dict(out, **({"requested_by": actor_name(requested_by)} if requested_by is not None else {})))
