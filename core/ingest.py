@@ -20,7 +20,8 @@ source has none). Nothing is lost or rewritten without a trace; every row read e
   `1` (write ids as text or integers). A value longer than its column in `core.schema` (an
   author over 200 characters), a NUL in any field used, and an id or author holding a control or
   invisible format character are quarantined too, so one row never costs its chunk; ids and
-  authors are NFC-normalised, so ids that look identical are one id.
+  authors are NFC-normalised, so ids that look identical are one id. A lone surrogate (a JSON
+  `"\\ud800"`, which UTF-8 cannot encode) in any field used is quarantined the same way.
 
 So read = stored + duplicate + conflict + quarantined, and `lost` (rows read but neither written
 nor quarantined: a chunk the store refused, a quarantine write that failed) is 0 unless the
@@ -176,6 +177,33 @@ def _label_value(value: Any) -> Any:
     return value[0] if isinstance(value, tuple) else value
 
 
+def _lone_surrogate(value: Any) -> Optional[int]:
+    """1-based place of the first lone surrogate in a string of `value` (keys too), or None.
+
+    UTF-8 cannot encode one, so the store would refuse the whole chunk holding the row."""
+    if isinstance(value, str):
+        if value.isascii():
+            return None
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            return exc.start + 1
+        return None
+    parts = [x for kv in value.items() for x in kv] if isinstance(value, dict) else value
+    if isinstance(parts, (list, tuple)):
+        for v in parts:
+            at = _lone_surrogate(v)
+            if at is not None:
+                return at
+    return None
+
+
+def _check_unicode(value: Any, column: Optional[str], what: str) -> None:
+    at = _lone_surrogate(value)
+    if at is not None:
+        raise BadRow(column or what, f"{what} is not valid Unicode (lone surrogate at character {at})")
+
+
 class RowBuilder:
     """Turns one input row into an item dict, or raises BadRow naming the field and reason."""
 
@@ -211,8 +239,10 @@ class RowBuilder:
             raise BadRow(text_col, "wrong encoding: text is not valid UTF-8")
         if "\x00" in text:
             raise BadRow(text_col, "text contains NUL bytes")
+        _check_unicode(text, text_col, "text")
 
         author = ident_text(row.get(c.author), c.author, "author") if c.author else None
+        _check_unicode(author, c.author, "author")
         created = None
         if c.created:
             raw_time = row.get(c.created)
@@ -234,6 +264,7 @@ class RowBuilder:
             raw_id = ident_text(row.get(c.id), c.id, "id")
             if not raw_id:
                 raise BadRow(c.id or "id", "missing id")
+            _check_unicode(raw_id, c.id, "id")
         else:
             key = "\x1f".join([self.source, author or "", created.isoformat() if created else "", text])
             raw_id = "h" + hashlib.sha1(key.encode("utf-8")).hexdigest()[:20]
@@ -251,6 +282,7 @@ class RowBuilder:
                     raise BadRow(col, "wrong encoding: value is not valid UTF-8")
                 if has_nul(row[col]):
                     raise BadRow(col, "value contains NUL bytes")
+                _check_unicode(row[col], col, "value")
                 meta[col] = jsonable(row[col])
         item = {"id": item_id, "source": self.source, "surface": self.surface, "text": text,
                 "text_hash": text_hash(text), "author_id": author, "created_at": created,
@@ -258,9 +290,10 @@ class RowBuilder:
                 "metadata": meta, "ingest_run_id": self.run_id, "ingested_at": self.now}
         for name, limit in self.limits:
             value = item.get(name)
+            column, what = self.fields.get(name, (name, name))
             if isinstance(value, str) and len(value) > limit:
-                column, what = self.fields.get(name, (name, name))
                 raise BadRow(column or name, f"{what} longer than {limit} characters")
+            _check_unicode(value, column or name, what)
         return item
 
     def _map_label(self, raw: Any, text: str) -> tuple[str, str]:

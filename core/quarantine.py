@@ -3,7 +3,8 @@
 Every record names `file`, `line` (the line, or the row for Parquet and Hugging Face input),
 `field` and `reason`, with `source`, `run_id`, `quarantined_at` (UTC) and the raw `row` for
 repair; a `conflict` record also holds `id`, `stored_text` and `new_text`. Undecodable bytes are
-written as `\\xNN` escapes so every line is valid UTF-8 JSON.
+written as `\\xNN` escapes and a record holding a lone surrogate as ASCII JSON (`\\ud800`), so
+every line is valid UTF-8 JSON.
 
 The file holds raw input, which may be personal data: it is created with mode 0600, and
 `configs/retention.yaml` (`quarantine.max_age_days`) says how long records are kept. `purge`
@@ -134,9 +135,10 @@ class QuarantineWriter:
     def write(self, record: dict[str, Any]) -> None:
         assert self._fh is not None, "use QuarantineWriter as a context manager"
         record = {**record, "quarantined_at": utcnow().isoformat(timespec="seconds")}
+        line = json.dumps(printable(record), ensure_ascii=False, default=str)
         try:
-            line = json.dumps(printable(record), ensure_ascii=False, default=str)
-        except UnicodeError:  # pragma: no cover - a value printable() does not reach
+            line.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate ("\ud800" in JSON input): dumps passes it, UTF-8 cannot
             line = json.dumps(printable(record), ensure_ascii=True, default=str)
         self._fh.write(line + "\n")
         self._fh.flush()

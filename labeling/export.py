@@ -1,14 +1,23 @@
 """Export labels as a Hugging Face dataset: the hand-off from review to training and evaluation.
 
 Each row is an item with its current label: the latest non-superseded human decision where
-there is one (`label_origin = "human"`), else, on request, the source's own label mapped
-through the taxonomy (`"source"`). The label is a `ClassLabel` over the taxonomy's policies, in
-the class order every model uses, and each row keeps what an auditor asks for: who decided,
-the action and policy reference, the rationale, and what the model said at the time.
+there is one (`label_origin = "human"`), else the resolution of its calibration copies
+(`"calibration"`, the label training uses: `labeling.training_data.calibration_labels`), else,
+on request, the source's own label mapped through the taxonomy (`"source"`). The label is a
+`ClassLabel` over the taxonomy's policies, in the class order every model uses, and each row
+keeps what an auditor asks for: who decided, the action and policy reference, the rationale,
+what the model said at the time, and the item's notes (a JSON list) and tags.
+
+The folder is written whole or not at all: both outputs go to a temporary sibling folder that
+replaces `out_dir` only once both are written, and a folder that holds anything is replaced
+only when asked (`overwrite`), so an earlier export is never lost by accident.
 """
 from __future__ import annotations
 
 import datetime as dt
+import os
+import secrets
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -39,11 +48,21 @@ class ExportError(RuntimeError):
 
 
 def label_rows(store: Store, taxonomy: Taxonomy, include_source_labels: bool = False,
-               source: Optional[str] = None) -> list[dict[str, Any]]:
-    """One dict per labelled item (human decisions first, source labels if asked), sorted by id."""
+               source: Optional[str] = None, calibration_rule: Optional[str] = None) -> list[dict[str, Any]]:
+    """One dict per labelled item (human decisions, then calibration copies resolved by
+    `calibration_rule` as training resolves them, then source labels if asked), sorted by id."""
+    from .training_data import calibration_labels
+
+    if calibration_rule is None:
+        from models.config import LearningSettings
+
+        calibration_rule = LearningSettings().calibration_rule
     I = Item.__table__
     with store.read() as conn:
         decided = current_decisions(conn, kinds=AUTHORITATIVE_KINDS)
+        calib, _ = calibration_labels(conn, calibration_rule)
+        for item_id, c in calib.items():
+            decided.setdefault(item_id, c)  # a decision of record wins over the copies, as in training
         ids = sorted(decided)
         items: dict[str, Any] = {}
         for i in range(0, len(ids), _CHUNK):
@@ -67,6 +86,9 @@ def label_rows(store: Store, taxonomy: Taxonomy, include_source_labels: bool = F
         label = d["label"] if d else it["policy_label"]
         if label not in taxonomy.policies:
             continue  # a label of an older taxonomy with no counterpart now; re-map before exporting
+        if d is not None and d.get("kind") == "calibration":
+            rows.append(_calibration_row(it, d, taxonomy, extra[item_id]))
+            continue
         rows.append({
             "id": item_id, "text": it["text"], "label": label, "label_origin": "human" if d else "source",
             "source": it["source"], "surface": it["surface"], "author_id": it["author_id"],
@@ -81,6 +103,16 @@ def label_rows(store: Store, taxonomy: Taxonomy, include_source_labels: bool = F
             **extra[item_id],
         })
     return rows
+
+
+def _calibration_row(it: Any, c: dict[str, Any], taxonomy: Taxonomy, extra: dict[str, Any]) -> dict[str, Any]:
+    """An item labelled by its calibration copies: no single decision, so the reviewers are listed."""
+    return {**dict.fromkeys(col for col in COLUMNS if col != "split"),  # no decision: its columns are None
+            "id": it["id"], "text": it["text"], "label": c["label"], "label_origin": "calibration",
+            "source": it["source"], "surface": it["surface"], "author_id": it["author_id"],
+            "created_at": _iso(it["created_at"]), "source_label": it["source_label"], "decision_kind": "calibration",
+            "reviewer": ",".join(c["reviewers"]), "decided_at": _iso(c["decided_at"]),
+            "taxonomy_version": it["taxonomy_version"] or taxonomy.version, **extra}
 
 
 def _iso(v: Any) -> Optional[str]:
@@ -105,16 +137,22 @@ def to_dataset(rows: list[dict[str, Any]], taxonomy: Taxonomy) -> Any:
 
 def export_labels(store: Store, taxonomy: Taxonomy, out_dir: str | Path, include_source_labels: bool = False,
                   source: Optional[str] = None, push_to_hub: Optional[str] = None,
-                  actor: Actor = SYSTEM["system"], splits: Optional["LearningSettings"] = None) -> dict[str, Any]:
+                  actor: Actor = SYSTEM["system"], splits: Optional["LearningSettings"] = None,
+                  overwrite: bool = False) -> dict[str, Any]:
     """Write the labels as a dataset folder (`save_to_disk`) plus a Parquet file; optionally push.
-    Needs `export`. With `splits` (models.yaml `learning`), each row carries its side of the
-    campaign-grouped training split (`split`: train / test / excluded), the one `workbench
-    retrain` uses (`labeling.training_data.assign_splits`; stored, so it never moves)."""
+    Needs `export`. A non-empty `out_dir` is replaced only with `overwrite`. With `splits`
+    (models.yaml `learning`), each row carries its side of the campaign-grouped training split
+    (`split`: train / test / excluded), the one `workbench retrain` uses
+    (`labeling.training_data.assign_splits`; stored, so it never moves), and calibration copies
+    are resolved by its `calibration_rule`."""
     from core import audit
 
     check_permission(actor, "export", str(out_dir))
 
-    rows = label_rows(store, taxonomy, include_source_labels, source)
+    out = Path(out_dir)
+    replaced = _check_destination(out, overwrite)
+    rows = label_rows(store, taxonomy, include_source_labels, source,
+                      splits.calibration_rule if splits is not None else None)
     if not rows:
         raise ExportError("no labels to export: decide some cases first, or pass --include-source-labels")
     warnings: list[str] = []
@@ -128,20 +166,62 @@ def export_labels(store: Store, taxonomy: Taxonomy, out_dir: str | Path, include
             r["split"] = sides[r["id"]]
         warnings = sides.warnings
     ds = to_dataset(rows, taxonomy)
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        ds.save_to_disk(str(out / "dataset"))
-        ds.to_parquet(str(out / "labels.parquet"))
-    except OSError as exc:
-        raise ExportError(f"{out}: cannot write the export: {exc}") from None
+    _write_whole(ds, out, overwrite)
     if push_to_hub:
         ds.push_to_hub(push_to_hub)
     origins = {o: sum(1 for r in rows if r["label_origin"] == o) for o in ("human", "source")}
+    calibrated = sum(1 for r in rows if r["label_origin"] == "calibration")
+    if calibrated:
+        origins["calibration"] = calibrated
     counts = {lab: sum(1 for r in rows if r["label"] == lab) for lab in taxonomy.labels}
     summary = {"rows": len(rows), "by_origin": origins, "by_label": counts, "path": str(out / "dataset"),
                "parquet": str(out / "labels.parquet"), "taxonomy_version": taxonomy.version,
-               "pushed_to": push_to_hub, "warnings": warnings}
+               "pushed_to": push_to_hub, "replaced": replaced, "warnings": warnings}
     with store.begin() as conn:
         audit.record(conn, actor, "labels.export", "dataset", str(out), summary)
     return summary
+
+
+def _check_destination(out: Path, overwrite: bool) -> bool:
+    """Whether `out` holds anything (to be replaced); ExportError when it is not a folder, or holds
+    something and `overwrite` was not given: checked before any work, so a refusal costs nothing."""
+    try:
+        if not out.exists():
+            return False
+        if not out.is_dir():
+            raise ExportError(f"{out}: exists and is not a folder")
+        full = any(out.iterdir())
+    except OSError as exc:
+        raise ExportError(f"{out}: cannot read the destination: {exc.strerror or exc}") from None
+    if full and not overwrite:
+        raise ExportError(f"{out}: the folder is not empty (an earlier export?); pass --overwrite to replace it")
+    return full
+
+
+def _write_whole(ds: Any, out: Path, overwrite: bool) -> None:
+    """Both outputs into a temporary sibling folder, which then takes `out`'s place (the old one
+    is renamed aside, the new renamed in, the old deleted): no reader ever sees half an export."""
+    target = out.resolve()
+    tmp = target.with_name(f".{target.name}.export-{secrets.token_hex(4)}")
+    old: Optional[Path] = None
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir()
+        ds.save_to_disk(str(tmp / "dataset"))
+        ds.to_parquet(str(tmp / "labels.parquet"))
+        _check_destination(out, overwrite)  # still true? another writer may have filled it meanwhile
+        if target.exists():
+            old = target.with_name(f".{target.name}.old-{secrets.token_hex(4)}")
+            os.rename(target, old)
+        try:
+            os.rename(tmp, target)
+        except OSError:
+            if old is not None:
+                os.rename(old, target)  # put the earlier export back
+            raise
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except OSError as exc:
+        raise ExportError(f"{out}: cannot write the export: {exc}") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # gone already when renamed in

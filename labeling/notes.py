@@ -9,6 +9,7 @@ searchable (`labeling.search`) and travel with the exported labels (`labeling.ex
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from typing import Any, Iterable, Optional
 
@@ -153,8 +154,14 @@ def list_notes(store: Store, entity_type: str, entity_id: Any) -> dict[str, Any]
 
 
 def export_fields(conn: Connection, item_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
-    """item id -> {"notes": note bodies as "author: body" lines, "tags": comma list}: the export's columns."""
+    """item id -> {"notes": a JSON list of {author, body, created_at}, oldest first, "tags": comma
+    list}: the export's columns. JSON, not "author: body" lines, so a body holding a newline and
+    "lead: ..." cannot pass for a note by someone else."""
     ids = list(item_ids)
     notes, tags = notes_of(conn, "item", ids), tags_of(conn, "item", ids)
-    return {i: {"notes": "\n".join(f"{n['author']}: {n['body']}" for n in notes.get(i, [])) or None,
-                "tags": ",".join(tags.get(i, [])) or None} for i in ids}
+
+    def as_json(ns: list[dict[str, Any]]) -> Optional[str]:
+        return json.dumps([{k: n[k] for k in ("author", "body", "created_at")} for n in ns],
+                          ensure_ascii=False) if ns else None
+
+    return {i: {"notes": as_json(notes.get(i, [])), "tags": ",".join(tags.get(i, [])) or None} for i in ids}

@@ -2,6 +2,8 @@
 permission-checked by role, listed, and carried into the label export."""
 from __future__ import annotations
 
+import json
+
 import pytest
 from sqlalchemy import select, text
 
@@ -98,5 +100,6 @@ def test_export_carries_notes_and_tags(sqlite_store, taxonomy, queue_config, tmp
     add_note(sqlite_store, "item", "a", "carrier confirmed", "ann")
     add_tag(sqlite_store, "item", "a", "carrier", "ann")
     rows = {r["id"]: r for r in label_rows(sqlite_store, taxonomy)}
-    assert rows["a"]["notes"] == "ann: carrier confirmed" and rows["a"]["tags"] == "carrier"
+    assert [(n["author"], n["body"]) for n in json.loads(rows["a"]["notes"])] == [("ann", "carrier confirmed")]
+    assert rows["a"]["tags"] == "carrier"
     assert rows["b"]["notes"] is None and rows["b"]["tags"] is None

@@ -279,10 +279,12 @@ def register_commands(cli: click.Group) -> None:
                   help="Also export items labelled only by their source (marked label_origin=source).")
     @click.option("--source", help="Only items of this source.")
     @click.option("--push-to-hub", metavar="REPO", help="Also push the dataset to this Hugging Face Hub repo.")
+    @click.option("--overwrite", is_flag=True,
+                  help="Replace OUT_DIR when it is not empty (an earlier export); refused otherwise.")
     @json_option
     @pass_app
     def export(app: AppContext, out_dir: str, include_source_labels: bool, source: Optional[str],
-               push_to_hub: Optional[str], as_json: bool) -> None:
+               push_to_hub: Optional[str], overwrite: bool, as_json: bool) -> None:
         """Export current labels as a Hugging Face dataset (save_to_disk folder + Parquet).
 
         Human decisions win over source labels; each row keeps reviewer, action, policy reference,
@@ -297,13 +299,14 @@ def register_commands(cli: click.Group) -> None:
 
         try:
             summary = export_labels(app.store(), app.taxonomy(), out_dir, include_source_labels, source, push_to_hub,
-                                    actor=acting(app), splits=app.models().learning)
+                                    actor=acting(app), splits=app.models().learning, overwrite=overwrite)
         except ExportError as exc:
             raise click.ClickException(str(exc)) from None
         for w in summary["warnings"]:
             click.echo(f"warning: {w}", err=True)
         emit(summary, as_json, lambda d: click.echo(
-            f"exported {d['rows']} labelled items ({d['by_origin']['human']} human, {d['by_origin']['source']} source) "
+            f"exported {d['rows']} labelled items ({d['by_origin']['human']} human, "
+            f"{d['by_origin'].get('calibration', 0)} calibration, {d['by_origin']['source']} source) "
             f"to {d['path']} and {d['parquet']}"))
 
 
