@@ -493,6 +493,10 @@ def _check_name(path: str, what: str, value: str, origin: str) -> None:
     if bad is not None:
         raise IngestError(f"{path}: the {what} name from {origin} contains the control or invisible "
                           f"character U+{ord(bad):04X}; pass --{what}")
+    at = _lone_surrogate(value)
+    if at is not None:  # undecodable bytes in a file name: every row would be quarantined for it
+        raise IngestError(f"{path}: the {what} name from {origin} is not valid Unicode (character {at}); "
+                          f"pass --{what}")
 
 
 def _source_from_path(path: str) -> str:

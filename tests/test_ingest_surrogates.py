@@ -48,3 +48,13 @@ def test_the_writer_falls_back_to_ascii_json_for_a_lone_surrogate(tmp_path):
     first, second = path.read_bytes().decode("utf-8").splitlines()
     assert "café" in first  # readable text stays as it is
     assert json.loads(second)["row"]["text"] == "bad \ud800" and second.isascii()
+
+
+def test_a_source_name_that_is_not_unicode_is_refused_up_front(sqlite_store, taxonomy, tmp_path):
+    from core.ingest import IngestError
+
+    src = tmp_path / "in.csv"
+    src.write_bytes(b"id,text\n1,fine\n")
+    with pytest.raises(IngestError, match="source name .* is not valid Unicode"):
+        ingest_paths(sqlite_store, taxonomy, [str(src)], source="feed\udcff", columns=ColumnMap(id="id"),
+                     progress=False)
