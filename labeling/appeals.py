@@ -8,7 +8,7 @@ the appealed one.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 from sqlalchemy import insert, select, update
 
@@ -24,7 +24,7 @@ from core.text import reason_length_error
 
 from .cases import case_view
 from .claims import check_actionable, lock_case
-from .decisions import _close, _insert_decision, _is_appeal, _validate
+from .decisions import D, _close, _insert_decision, _is_appeal, _not_undone, _validate
 from .errors import AppealPending, DecisionError
 from .context import was_revealed
 from .masking import is_sensitive, mask_fields, mask_text, may_reveal
@@ -101,8 +101,8 @@ def resolve_appeal(store: Store, taxonomy: Taxonomy, case_id: int, analyst: Acto
     """Confirm or reverse the appealed decision; either way a new "appeal" decision supersedes it.
 
     A reversal (the appeal is upheld) defaults to the benign label and its default action, and
-    must change the label or the action. Needs `resolve_appeal`; nobody resolves an appeal of a
-    decision they made (separation of duties).
+    must change the label or the action. Needs `resolve_appeal`; nobody who made one of the item's
+    decisions (not undone) resolves its appeal (separation of duties).
     """
     if outcome not in OUTCOMES:
         raise DecisionError(f"outcome must be one of {', '.join(OUTCOMES)}, not {outcome!r}")
@@ -126,9 +126,7 @@ def resolve_appeal(store: Store, taxonomy: Taxonomy, case_id: int, analyst: Acto
         current = current_decisions(conn, [case["item_id"]]).get(case["item_id"])
         if current is None:
             raise DecisionError(f"item {case['item_id']!r} has no decision any more")
-        if current["reviewer"] == analyst:
-            raise DecisionError(f"{analyst} made the appealed decision {current['id']}: an appeal is resolved by "
-                                f"someone else (separation of duties)")
+        _check_not_decider(conn, case, current, analyst)
         if outcome == "confirm":
             label, action = current["label"], current["action"]
             severity, policy_ref = current["severity"], current["policy_ref"]
@@ -160,6 +158,20 @@ def resolve_appeal(store: Store, taxonomy: Taxonomy, case_id: int, analyst: Acto
     view.update(decision_id=new_id, outcome=outcome, upheld=outcome == "reverse")
     decision_recorded([new_id], view, analyst, "appeal", label, action)
     return view
+
+
+def _check_not_decider(conn: Any, case: Mapping[str, Any], current: Mapping[str, Any], analyst: str) -> None:
+    """Nobody resolves an appeal on an item they decided: not the appealed decision's reviewer, not
+    the current one's (a lead's correction since), nor any other reviewer of a decision not undone."""
+    appealed = ((case["meta"] or {}).get("appeal") or {}).get("decision") or {}
+    for which, dec in (("appealed", appealed), ("current", current)):
+        if dec.get("reviewer") == analyst:
+            raise DecisionError(f"{analyst} made the {which} decision {dec.get('id')}: an appeal is resolved by "
+                                f"someone else (separation of duties)")
+    deciders = set(conn.execute(select(D.c.reviewer).where(D.c.item_id == case["item_id"], _not_undone())).scalars())
+    if analyst in deciders:
+        raise DecisionError(f"{analyst} decided item {case['item_id']!r} before: an appeal is resolved by someone "
+                            f"who made none of its decisions (separation of duties)")
 
 
 def open_appeals(store: Store, settings: ReviewSettings, *, config: QueueConfig, principal: Optional[Actor] = None,

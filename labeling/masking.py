@@ -18,6 +18,7 @@ from typing import Any, Optional
 from core.hooks import PermissionDenied, check_permission
 from core.principals import Actor
 
+from .priority import ESCALATED
 from .review_config import ReviewSettings
 
 _WORD = re.compile(r"[^\W\d_]{2,}", re.UNICODE)
@@ -77,6 +78,12 @@ def mask_packet(packet: dict[str, Any], revealed: bool) -> dict[str, Any]:
     out = dict(packet, revealed=bool(revealed and packet.get("masked")))
     if out.get("item") and hide:
         out["item"] = dict(out["item"], text=mask_text(out["item"]["text"]))
+    if hide and isinstance(out.get("case"), dict):  # an escalation's reason often quotes the text
+        out["case"] = mask_fields([out["case"]], ("escalation_reason",), True)[0]
+        why = out["case"].get("priority_reason")
+        if isinstance(why, str) and why.startswith(ESCALATED):
+            head, sep, rest = why[len(ESCALATED):].partition("; ")
+            out["case"]["priority_reason"] = ESCALATED + mask_text(head) + sep + rest
     camp = out.get("campaign")
     if camp:
         camp = dict(camp)

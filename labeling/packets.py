@@ -32,7 +32,7 @@ from .cases import case_view, suggestion
 from .decisions import bulk_preview
 from .errors import QueueError
 from .escalation import escalate
-from .masking import OWN_FLAG, is_sensitive, mask_packet, should_mask, shown_text
+from .masking import OWN_FLAG, is_sensitive, mask_fields, mask_packet, mask_text, should_mask, shown_text
 from .queue_config import QueueConfig
 from .review_config import ReviewSettings
 from .routing import patterns_match
@@ -309,10 +309,24 @@ def reveal_text(store: Store, case_id: int, analyst: Actor, now: Optional[dt.dat
     return row.text
 
 
+# What people wrote in an audit payload (a note, a rationale, an appeal's or escalation's reason):
+# as sensitive as the text it is about, so masked with it.
+TIMELINE_TEXT = ("body", "rationale", "reason")
+
+
+def _timeline(events: list[Any], hide: bool) -> list[dict[str, Any]]:
+    """The audit events of a case and its item; while `hide`, what people wrote in them is masked."""
+    return [{"ts": _iso(e["ts"]), "actor": e["actor"], "action": e["action"],
+             "payload": mask_fields([e["payload"]], TIMELINE_TEXT, hide)[0] if isinstance(e["payload"], dict)
+             else e["payload"]} for e in events]
+
+
 def escalation_packet(store: Store, taxonomy: Taxonomy, case_id: int, settings: ReviewSettings,
                       campaign_settings: CampaignSettings, reason: str = "",
                       severity: Optional[str] = None) -> dict[str, Any]:
-    """Summary, evidence, timeline, linked campaign and a recommended next step, for a hand-off."""
+    """Summary, evidence, timeline, linked campaign and a recommended next step, for a hand-off.
+    Masked like the review screen (no viewer: never revealed), the reason and the timeline's notes,
+    rationales and reasons included: the filed packet leaves the tool."""
     packet = review_packet(store, taxonomy, case_id, settings, campaign_settings)
     item, pred, case = packet["item"] or {}, packet["prediction"] or {}, packet["case"]
     with store.read() as conn:
@@ -341,7 +355,7 @@ def escalation_packet(store: Store, taxonomy: Taxonomy, case_id: int, settings: 
         parts.append("matches " + ", ".join(c.id for c in matched))
     summary = "; ".join(parts) + "."
     return {
-        "case_id": case_id, "summary": summary, "reason": reason,
+        "case_id": case_id, "summary": summary, "reason": mask_text(reason) if packet["masked"] else reason,
         "masked": packet["masked"],  # the text as the review screen shows it; reveal with `cases show --reveal`
         "evidence": {"item": {**{k: v for k, v in item.items() if k != "author_id"},
                               "author_ref": _author_ref(item.get("author_id"))}, "model": pred,
@@ -349,8 +363,7 @@ def escalation_packet(store: Store, taxonomy: Taxonomy, case_id: int, settings: 
                                              for c in matched],
                      "entities": (campaign or {}).get("entities"),
                      "similar_decisions": packet["similar_decisions"]},
-        "timeline": [{"ts": _iso(e["ts"]), "actor": e["actor"], "action": e["action"], "payload": e["payload"]}
-                     for e in events],
+        "timeline": _timeline(list(events), bool(packet["masked"])),
         "campaign": campaign,
         "author": {**{k: v for k, v in packet["author"].items() if k != "author_id"},
                    "author_ref": _author_ref(packet["author"].get("author_id"))},

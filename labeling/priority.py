@@ -16,6 +16,10 @@ from core.taxonomy import Taxonomy
 
 from .queue_config import PriorityConfig, QueueConfig
 
+# A priority reason starts with this and the escalation's reason (up to "; ") when escalated: the
+# reason may quote the text, so `masking.mask_packet` masks that part on a masked case.
+ESCALATED = "ESCALATED "
+
 TERMS = ("risk", "uncertainty", "campaign_size", "campaign_growth", "reports", "urgency")
 
 
@@ -109,7 +113,7 @@ def explain_priority(priority: float, terms: Mapping[str, float], features: Mapp
         return f"reports {value:.3f} ({int(f.get('reports', 0))} user reports)"
 
     parts = [describe(k, v) for k, v in sorted(terms.items(), key=lambda kv: -kv[1]) if v >= 5e-4]
-    head = f"ESCALATED {features['escalation']}; " if features.get("escalation") else ""
+    head = f"{ESCALATED}{features['escalation']}; " if features.get("escalation") else ""
     return f"{head}{priority:.3f} = " + (" + ".join(parts) if parts else "no risk signal")
 
 

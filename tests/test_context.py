@@ -164,8 +164,8 @@ def test_open_appeals_carry_decision_rationale_and_reason(world, taxonomy, revie
     assert (a["decision"]["reviewer"], a["decision"]["label"], a["decision"]["rationale"]) == (
         "lee", "hate", mask_text("targets a group"))  # they quote the text: masked with it
     assert a["still_current"] and a["masked"] and "vermin" not in a["text"]
-    reveal_text(store, filed["id"], "ann")
-    [a] = open_appeals(store, review_settings, config=cfg, principal="ann")
+    reveal_text(store, filed["id"], "bob")
+    [a] = open_appeals(store, review_settings, config=cfg, principal="bob")
     assert (a["reason"], a["decision"]["rationale"]) == ("I was quoting a song", "targets a group")
-    resolve_appeal(store, taxonomy, filed["id"], "ann", "confirm", "slur used to demean", config=cfg)
+    resolve_appeal(store, taxonomy, filed["id"], "bob", "confirm", "slur used to demean", config=cfg)
     assert open_appeals(store, review_settings, config=cfg) == []

@@ -2,7 +2,7 @@
 the appellant's reason) and confirms the decision or reverses it, with a rationale.
 
 The rules are the service's (`labeling.appeals.resolve_appeal`): `resolve_appeal` permission
-(leads), and nobody resolves an appeal of their own decision (separation of duties); a refusal
+(leads), and nobody resolves an appeal of an item they decided (separation of duties); a refusal
 is shown beside the button, in the service's words.
 """
 from __future__ import annotations
