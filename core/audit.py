@@ -11,8 +11,11 @@ Chains written before the key existed (plain SHA-256, chain version 0) stay vali
 keyed event after them is a seal (`audit.chain.keyed`) that names how many unkeyed events come
 before it, their last hash, and a digest of every decision row that existed then. Unkeyed
 events are accepted only before the seal; after it, every event must verify with the key.
-`core.store.Store.migrate` writes the seal when it upgrades a store that has unkeyed events, so
-a chain with events but no keyed one is reported (a recomputation without the key).
+Only `core.store.Store.migrate` writes the seal, and only over a chain with no keyed event at all
+(the one-time upgrade of a pre-key store). `record` never seals: it refuses to chain onto a head
+not signed with this key, so a chain recomputed without the key (or under another key) stays
+reported instead of being sealed by the next ordinary write. A missing key file is created only
+while the chain holds no keyed event; otherwise the key that signed them is elsewhere.
 
 Decisions are bound to their events: `bind(conn, ids)` gives each decision row's content hash,
 which the decision.create / decision.correct / decision.undo / appeal.resolve payloads carry
@@ -26,7 +29,9 @@ and never alarms on events appended since.
 
 `record` must run inside the caller's write transaction, so the event commits or rolls back
 with the change it describes. On PostgreSQL it takes a transaction-scoped advisory lock; on
-SQLite the write transaction is already `BEGIN IMMEDIATE`, so the chain never forks.
+SQLite the write transaction is already `BEGIN IMMEDIATE`, so the chain never forks. Event ids
+need not be contiguous (PostgreSQL's sequence skips the ids of rolled-back inserts): order comes
+from the ids, integrity from `prev_hash`.
 """
 from __future__ import annotations
 
@@ -75,9 +80,15 @@ class AuditKey:
             if key is not None else None
         self.last_keyed_head: Optional[str] = None  # a head this process knows is keyed
 
-    def get(self) -> bytes:
+    def get(self, conn: Optional[Connection] = None) -> bytes:
+        """The key bytes. A missing key file is created, unless `conn`'s chain already holds keyed
+        events: the key that signed them lives elsewhere, and a new one would fork the chain."""
         if self._key is None:
             assert self.path is not None
+            if conn is not None and not self.path.exists() and _holds_keyed_events(conn):
+                raise AuditError(f"no audit key file at {self.path}, but the audit chain already holds events "
+                                 "signed with a key: put that key there (mode 0600), or point --audit-key-file "
+                                 "(WORKBENCH_AUDIT_KEY_FILE) at it")
             self._key = _load_or_create(self.path)
         return self._key
 
@@ -160,6 +171,22 @@ def _row_keyed_hash(key: bytes, row: Mapping[str, Any]) -> str:
                       row["entity_id"], row["payload"])
 
 
+def _is_unkeyed(row: Mapping[str, Any]) -> bool:
+    """The event's hash is the chain-version-0 (plain SHA-256) one: written before the key existed."""
+    return event_hash(row["prev_hash"], row["ts"], row["actor"], row["action"], row["entity_type"],
+                      row["entity_id"], row["payload"]) == row["hash"]
+
+
+def _holds_keyed_events(conn: Connection) -> bool:
+    """Whether any event is not plain SHA-256 (keyed, under any key, or edited); newest first, so a
+    keyed chain answers at its first row and only a wholly unkeyed chain is read to the end."""
+    rows = conn.execute(select(_T).order_by(_T.c.id.desc()).execution_options(yield_per=10000)).mappings()
+    try:
+        return any(not _is_unkeyed(row) for row in rows)
+    finally:
+        rows.close()
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, dt.datetime):
         return value.isoformat(timespec="microseconds")
@@ -200,17 +227,15 @@ def _insert(conn: Connection, key: bytes, prev: str, actor: str, action: str, en
 
 
 def _chain_head(conn: Connection, akey: AuditKey) -> str:
-    """The hash to chain onto; writes the seal first when the head is not keyed (an old chain)."""
-    head_hash = conn.execute(select(_T.c.hash).order_by(_T.c.id.desc()).limit(1)).scalar()
-    if head_hash is None:
-        return GENESIS
-    if head_hash == akey.last_keyed_head:
-        return head_hash
+    """The hash to chain onto. Never seals: chaining a keyed event onto a head this key did not sign
+    would vouch for whatever came before it (a chain recomputed without the key, or another key's)."""
     head = _head_row(conn)
-    assert head is not None
-    if _row_keyed_hash(akey.get(), head) == head_hash:
-        return head_hash
-    return _write_seal(conn, akey, head_hash)
+    if head is None:
+        return GENESIS
+    if head["hash"] == akey.last_keyed_head or _row_keyed_hash(akey.get(conn), head) == head["hash"]:
+        return head["hash"]
+    raise AuditError(f"the audit chain's head (event {head['id']}) is not signed with this store's key: "
+                     "run `workbench audit verify`")
 
 
 def _write_seal(conn: Connection, akey: AuditKey, prev: str) -> str:
@@ -222,34 +247,36 @@ def _write_seal(conn: Connection, akey: AuditKey, prev: str) -> str:
             agg.update(f"{row['id']}:{decision_digest(row)}\n".encode())
     payload = {"algorithm": ALGORITHM, "legacy_events": legacy, "legacy_head": prev,
                "decisions_upto": upto, "decisions_sha256": agg.hexdigest(), "key_id": akey.key_id}
-    return _insert(conn, akey.get(), prev, "system", SEAL_ACTION, "audit_chain", None, payload)
+    return _insert(conn, akey.get(conn), prev, "system", SEAL_ACTION, "audit_chain", None, payload)
 
 
 def record(conn: Connection, actor: "Actor", action: str, entity_type: Optional[str] = None,
            entity_id: Optional[str | int] = None, payload: Optional[dict[str, Any]] = None) -> str:
     """Append one keyed event in the caller's transaction; returns its hash. `actor` is a name or
-    a `Principal` (its name is recorded)."""
+    a `Principal` (its name is recorded). AuditError when the chain's head is not signed with this
+    store's key (tampered, or another key): nothing is written onto it."""
     actor = actor_name(actor)
     akey = connection_key(conn)
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
     prev = _chain_head(conn, akey)
     eid = None if entity_id is None else str(entity_id)
-    digest = _insert(conn, akey.get(), prev, actor, action, entity_type, eid, payload)
+    digest = _insert(conn, akey.get(conn), prev, actor, action, entity_type, eid, payload)
     akey.last_keyed_head = digest
     return digest
 
 
 def seal(conn: Connection) -> Optional[str]:
-    """Key an old (unkeyed) chain now: writes the seal event when the head is unkeyed."""
+    """Key a chain written before the key existed (run by `Store.migrate` only): writes the seal
+    when the chain has events and none of them is keyed; returns its hash, or None. A chain with any
+    keyed event is never sealed again: unkeyed events after keyed ones are tampering, for verify."""
     akey = connection_key(conn)
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
-    head = conn.execute(select(_T.c.hash).order_by(_T.c.id.desc()).limit(1)).scalar()
-    if head is None:
+    head = _head_row(conn)
+    if head is None or not _is_unkeyed(head) or _holds_keyed_events(conn):
         return None
-    new = _chain_head(conn, akey)
-    return new if new != head else None
+    return _write_seal(conn, akey, head["hash"])
 
 
 # -- checkpoints ------------------------------------------------------------------------------
@@ -295,6 +322,8 @@ def read_checkpoints(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
             out.append({"head": str(cp["head"]), "count": int(cp["count"]), "time": str(cp.get("time", "?"))})
         except (ValueError, KeyError, TypeError):
             raise AuditError(f"{path}:{n}: not a checkpoint line ({{head, count, time}})") from None
+        if out[-1]["count"] < 0:
+            raise AuditError(f"{path}:{n}: a checkpoint's count cannot be negative ({out[-1]['count']})")
     return out
 
 
@@ -348,6 +377,20 @@ class _Problems(list):  # type: ignore[type-arg]
         return list(self) + ([f"… and {self.more} more problems"] if self.more else [])
 
 
+def _one_snapshot(conn: Connection) -> None:
+    """PostgreSQL's READ COMMITTED gives each statement its own moment, so a decision committed
+    between the event scan and the decision scan looks unbound; REPEATABLE READ gives one. Only
+    possible before the transaction's first query: otherwise open it with `Store.read(snapshot=True)`.
+    SQLite's read transaction is one snapshot already."""
+    if conn.dialect.name != "postgresql":
+        return
+    if conn.get_execution_options().get("isolation_level") not in (None, "READ COMMITTED"):
+        return
+    status = getattr(getattr(conn.connection.dbapi_connection, "info", None), "transaction_status", None)
+    if status is not None and int(status) == 0:  # idle: no statement has run in this transaction yet
+        conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+
+
 def verify(conn: Connection, expect_head: Optional[str] = None,
            checkpoints: Optional[list[Mapping[str, Any]]] = None, key: Optional[AuditKey] = None,
            max_problems: int = 20, check_decisions: bool = True) -> VerifyResult:
@@ -355,26 +398,28 @@ def verify(conn: Connection, expect_head: Optional[str] = None,
 
     `expect_head`: a hash printed earlier by `head`; it must still be in the chain (events
     appended since are fine). `checkpoints`: [{head, count, time}]; the event at position
-    `count` must have hash `head`.
+    `count` must have hash `head`. Position 0 is the genesis (GENESIS, an empty store), which
+    every chain starts from. On PostgreSQL, an untouched READ COMMITTED transaction is made
+    REPEATABLE READ first, so the scans (and a `head` read after) see one moment.
     """
-    kb = (key or connection_key(conn)).get()
+    _one_snapshot(conn)
+    kb = (key or connection_key(conn)).get(conn)
     problems = _Problems(max_problems)
     at = {int(cp["count"]): cp for cp in checkpoints or []}
-    seen_at: dict[int, str] = {}
-    prev, count, keyed, legacy, expected_id = GENESIS, 0, 0, 0, None
+    seen_at: dict[int, str] = {0: GENESIS}
+    prev, count, keyed, legacy = GENESIS, 0, 0, 0
     seal: Optional[Mapping[str, Any]] = None
     bound: dict[int, tuple[str, int]] = {}
-    found_head = expect_head is None
+    found_head = expect_head is None or expect_head == GENESIS
     rows = conn.execute(select(_T).order_by(_T.c.id).execution_options(yield_per=10000)).mappings()
     for row in rows:
         count += 1
         eid = row["id"]
-        if expected_id is not None and eid != expected_id:
-            problems.add(f"event ids jump from {expected_id - 1} to {eid}: events deleted")
-        expected_id = eid + 1
+        # No id-contiguity check: ids of rolled-back inserts are skipped on PostgreSQL; a deleted
+        # event breaks the next one's prev_hash, and a cut tail is for checkpoints / expect_head.
         if row["prev_hash"] != prev:
             problems.add(f"event {eid}: prev_hash does not match the event before it "
-                         "(an event was deleted or re-ordered)")
+                         "(events deleted or re-ordered)")
         if _row_keyed_hash(kb, row) == row["hash"]:
             if row["action"] == SEAL_ACTION:
                 p = row["payload"] or {}
@@ -386,8 +431,7 @@ def verify(conn: Connection, expect_head: Optional[str] = None,
                 problems.add(f"event {eid}: the first keyed event after {legacy} unkeyed ones is not the "
                              "chain seal (unkeyed events were inserted)")
             keyed += 1
-        elif not keyed and event_hash(row["prev_hash"], row["ts"], row["actor"], row["action"],
-                                      row["entity_type"], row["entity_id"], row["payload"]) == row["hash"]:
+        elif not keyed and _is_unkeyed(row):
             legacy += 1
         else:
             problems.add(f"event {eid}: contents do not match its keyed hash (edited, or the chain was "

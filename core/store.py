@@ -20,6 +20,7 @@ from . import audit, textsearch
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 DEFAULT_DATA_DIR = "workbench-data"
 DB_FILE = "workbench.db"
+_MIGRATE_LOCK = 0x7773_6d67  # advisory lock id for schema upgrades on PostgreSQL
 
 
 class StoreError(RuntimeError):
@@ -57,6 +58,9 @@ class Store:
             self.data_dir.mkdir(parents=True, exist_ok=True)
         self.engine = self._make_engine(write=True, echo=echo)
         self.read_engine = self._make_engine(write=False, echo=echo) if self.is_sqlite else self.engine
+        # SQLite's read transaction is one snapshot; PostgreSQL's READ COMMITTED is one per statement.
+        self._snapshot_engine = self.read_engine if self.is_sqlite else \
+            self.engine.execution_options(isolation_level="REPEATABLE READ")
 
     # -- engines -------------------------------------------------------------------------
     def _make_engine(self, write: bool, echo: bool) -> Engine:
@@ -109,9 +113,11 @@ class Store:
         """A write transaction (commits on success, rolls back on error)."""
         return self.engine.begin()
 
-    def read(self) -> contextlib.AbstractContextManager[Connection]:
-        """A read-only transaction that never blocks writers."""
-        return self.read_engine.begin()
+    def read(self, snapshot: bool = False) -> contextlib.AbstractContextManager[Connection]:
+        """A read-only transaction that never blocks writers. `snapshot=True`: every statement sees
+        the same moment on PostgreSQL too (REPEATABLE READ), for reads that must agree with each
+        other, such as verifying the audit chain against the decisions and then reading its head."""
+        return (self._snapshot_engine if snapshot else self.read_engine).begin()
 
     @contextlib.contextmanager
     def session(self) -> Iterator[Session]:
@@ -184,16 +190,20 @@ class Store:
         return cfg
 
     def migrate(self) -> str:
-        """Bring the schema to the newest migration (creating it on an empty database)."""
+        """Bring the schema to the newest migration (creating it on an empty database), and seal a
+        chain written before the audit key existed, in one transaction."""
         from alembic import command
 
         self.data_dir.mkdir(parents=True, exist_ok=True)
         cfg = self._alembic_config()
         with self.engine.begin() as conn:
+            if not self.is_sqlite:
+                # Processes starting at once upgrade one after the other (the next one finds the
+                # schema at head); SQLite's BEGIN IMMEDIATE already serialises them.
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATE_LOCK})
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
-        with self.engine.begin() as conn:
-            audit.seal(conn)  # key a chain written before the key existed (a no-op otherwise)
+            audit.seal(conn)  # key a chain with no keyed event yet (a no-op otherwise)
         return self.schema_revision() or ""
 
     def schema_revision(self) -> str | None:

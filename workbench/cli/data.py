@@ -26,6 +26,7 @@ def register_commands(cli: click.Group) -> None:
           workbench --db postgresql://postgres@127.0.0.1/test init --json
         """
         store = app.store()
+        store.migrate()  # at head too: seals a chain a plain `alembic upgrade` left without a keyed event
         tax = app.taxonomy()
         data = {"database": store.display_url, "data_dir": str(store.data_dir),
                 "schema_revision": store.schema_revision(), "taxonomy_version": tax.version,
@@ -173,7 +174,7 @@ def register_commands(cli: click.Group) -> None:
 
         try:
             cps = audit_log.read_checkpoints(checkpoint_file) if checkpoint_file else None
-            with app.store().read() as conn:
+            with app.store().read(snapshot=True) as conn:
                 result = audit_log.verify(conn, expect_head=expect_head, checkpoints=cps,
                                           check_decisions=not no_decisions)
         except audit_log.AuditError as exc:
@@ -237,7 +238,7 @@ def register_commands(cli: click.Group) -> None:
         store = app.store()
         target = Path(path) if path else store.data_dir / audit_log.CHECKPOINT_FILE
         try:
-            with store.read() as conn:
+            with store.read(snapshot=True) as conn:
                 if not no_verify:
                     cps = audit_log.read_checkpoints(target) if target.exists() else None
                     result = audit_log.verify(conn, checkpoints=cps)
