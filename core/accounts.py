@@ -10,11 +10,12 @@ and the HTTP API present.
   or revoking a token takes effect on the next call, with nothing cached.
 - `verify_password` takes the same path whatever happens (unknown name, disabled or locked
   account, no password set, wrong password): one argon2 verification, against a dummy hash when
-  there is no real one, so its timing does not tell whether a name exists. Failed attempts are
-  counted per name in the `users` row (so the count holds across processes and restarts): after
-  `MAX_FAILED` failures in a row the account is locked for `LOCKOUT` (every attempt is refused
-  meanwhile, the right password included), and a success resets the count. Unknown names have
-  no row and so no counter: guessing them only costs the attacker argon2's time.
+  there is no real one, so its timing does not tell whether a name exists. Attempts are
+  counted per name in the `users` row (so the count holds across processes and restarts), each
+  one before its check, in one write, so concurrent guesses share the limit: after `MAX_FAILED`
+  failures in a row the account is locked for `LOCKOUT` (every attempt is refused meanwhile,
+  the right password included), and a success resets the count. Unknown names have no row and
+  so no counter: guessing them only costs the attacker argon2's time.
 
 Every change (user added, disabled, role set, token created or revoked, an account locked) is
 an audit event. Managing accounts needs the `users` permission, tokens the `tokens` one.
@@ -26,7 +27,7 @@ import hashlib
 import secrets
 from typing import Any, Optional, Sequence
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, or_, select, update
 
 from . import audit
 from .hooks import check_permission
@@ -68,8 +69,9 @@ def _check(name: str) -> str:
         raise AccountError(str(exc)) from None
 
 
-def _user(conn: Any, name: str) -> dict[str, Any]:
-    row = conn.execute(select(U).where(U.c.name == name)).mappings().first()
+def _user(conn: Any, name: str, lock: bool = False) -> dict[str, Any]:
+    q = select(U).where(U.c.name == name)
+    row = conn.execute(q.with_for_update() if lock else q).mappings().first()
     if row is None:
         raise AccountError(f"no user {name!r} (see `workbench users list`)")
     return dict(row)
@@ -127,8 +129,10 @@ def _managers(conn: Any, roles: Any) -> list[str]:
 
 
 def _change_user(store: Any, name: str, actor: Actor, action: str, values: dict[str, Any],
-                 payload: dict[str, Any], end_sessions: Optional[str] = None, roles: Any = None) -> dict[str, Any]:
-    """Update a user's row, audited; `end_sessions` (a reason) also ends their web sessions.
+                 payload: dict[str, Any], end_sessions: Optional[str] = None, roles: Any = None,
+                 revoke_tokens: Optional[str] = None) -> dict[str, Any]:
+    """Update a user's row, audited; `end_sessions` (a reason) also ends their web sessions,
+    `revoke_tokens` (a reason) revokes their live tokens for good.
 
     With `roles`, a change that would leave no enabled account able to manage accounts is
     refused: nobody could hand out a token or a role again short of editing the database.
@@ -150,15 +154,30 @@ def _change_user(store: Any, name: str, actor: Actor, action: str, values: dict[
         audit.record(conn, actor, action, "user", name, dict(payload, was=was))
         if end_sessions is not None:
             end_user_sessions(conn, user["id"], name, end_sessions, actor)
+        revoked = _revoke_user_tokens(conn, user["id"], name, revoke_tokens, actor) if revoke_tokens else None
         user.update(values)
-    return {"name": name, "role": user["role"], "disabled": user["disabled"]}
+    out = {"name": name, "role": user["role"], "disabled": user["disabled"]}
+    return dict(out, tokens_revoked=revoked) if revoked is not None else out
+
+
+def _revoke_user_tokens(conn: Any, user_id: int, name: str, reason: str, actor: Actor) -> int:
+    """Revoke every live token of a user inside the caller's transaction, each audited like
+    `revoke_token` (with the reason). Returns how many."""
+    now = utcnow()
+    live = conn.execute(select(T.c.id, T.c.prefix).where(T.c.user_id == user_id, T.c.revoked_at.is_(None))).all()
+    for row in live:
+        conn.execute(update(T).where(T.c.id == row.id).values(revoked_at=now))
+        audit.record(conn, actor, "token.revoke", "api_token", row.id,
+                     {"user": name, "prefix": row.prefix, "reason": reason})
+    return len(live)
 
 
 def disable_user(store: Any, name: str, *, actor: Actor, roles: Any) -> dict[str, Any]:
     """Disable an account: its tokens, password and web sessions stop working at once. Audited.
-    The last enabled account that may manage accounts is not disabled."""
+    Its tokens are revoked, not just suspended, so enabling it again does not revive a token
+    that leaked meanwhile. The last enabled account that may manage accounts is not disabled."""
     return _change_user(store, name, actor, "user.disable", {"disabled": True}, {}, end_sessions="disabled",
-                        roles=roles)
+                        roles=roles, revoke_tokens="disabled")
 
 
 def enable_user(store: Any, name: str, *, actor: Actor) -> dict[str, Any]:
@@ -192,38 +211,52 @@ def _dummy_hash() -> str:
 def verify_password(store: Any, name: str, password: str, now: Optional[dt.datetime] = None) -> Optional[Principal]:
     """The user's Principal when `password` is right and the account is enabled and not locked; else None.
 
-    One argon2 verification on every path (see the module notes); failures are counted and lock
-    the account for LOCKOUT after MAX_FAILED in a row."""
+    One argon2 verification on every path (see the module notes). The attempt is counted before
+    the check, in one write, so concurrent guesses cannot all pass a stale "not locked" read: at
+    most MAX_FAILED are checked against the real hash, then the account locks for LOCKOUT."""
     from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
     now = now or utcnow()
-    with store.read() as conn:
-        user = conn.execute(select(U).where(U.c.name == name)).mappings().first() if isinstance(name, str) else None
-    usable = (user is not None and not user["disabled"] and user["password_hash"] is not None
-              and not (user["locked_until"] is not None and user["locked_until"] > now))
+    user = _take_attempt(store, name, now) if isinstance(name, str) else None
     try:
-        ok = _hasher().verify(user["password_hash"] if usable else _dummy_hash(), password or "")
+        ok = _hasher().verify(user["password_hash"] if user is not None else _dummy_hash(), password or "")
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         ok = False
-    ok = ok and usable
     if user is None:
-        return None
+        return None  # unknown, disabled, locked, no password, or MAX_FAILED attempts already counted
     with store.begin() as conn:
-        if ok:
-            if user["failed_logins"] or user["locked_until"] is not None:
-                conn.execute(update(U).where(U.c.id == user["id"]).values(failed_logins=0, locked_until=None))
-            return Principal(user["name"], user["role"], "user")
-        if user["locked_until"] is not None and user["locked_until"] > now:
-            return None  # already locked: the attempt is refused, the lock not extended
-        failed = int(conn.execute(update(U).where(U.c.id == user["id"])
-                                  .values(failed_logins=U.c.failed_logins + 1)
-                                  .returning(U.c.failed_logins)).scalar_one())
-        if failed >= MAX_FAILED:
-            until = now + LOCKOUT
-            conn.execute(update(U).where(U.c.id == user["id"]).values(locked_until=until, failed_logins=0))
-            audit.record(conn, "system", "user.locked", "user", user["name"],
-                         {"failed_logins": failed, "until": until.isoformat()})
+        if ok:  # the slot and any earlier failures are cleared; re-read so a disable meanwhile wins
+            row = conn.execute(update(U).where(U.c.id == user["id"], U.c.disabled.is_(False))
+                               .values(failed_logins=0, locked_until=None).returning(U.c.role)).first()
+            return Principal(user["name"], row.role, "user") if row is not None else None
+        # the slot stays counted as a failure; the first failure at the limit locks the account
+        _lock(conn, update(U).where(U.c.id == user["id"], U.c.failed_logins >= MAX_FAILED), user["name"], now)
     return None
+
+
+def _take_attempt(store: Any, name: str, now: dt.datetime) -> Optional[dict[str, Any]]:
+    """Count one sign-in attempt of `name` up front (failures and attempts in flight together) and
+    return its row; None when it may not be checked (no such usable account, locked, or at the limit).
+
+    An attempt beyond the limit locks the account, so a count left behind by a crash mid-check
+    cannot refuse the account for ever: the lock expires."""
+    usable = (U.c.name == name, U.c.disabled.is_(False), U.c.password_hash.is_not(None),
+              or_(U.c.locked_until.is_(None), U.c.locked_until <= now))
+    with store.begin() as conn:
+        row = conn.execute(update(U).where(*usable, U.c.failed_logins < MAX_FAILED)
+                           .values(failed_logins=U.c.failed_logins + 1)
+                           .returning(U.c.id, U.c.name, U.c.password_hash)).mappings().first()
+        if row is None:
+            _lock(conn, update(U).where(*usable, U.c.failed_logins >= MAX_FAILED), name, now)
+    return dict(row) if row is not None else None
+
+
+def _lock(conn: Any, query: Any, name: str, now: dt.datetime) -> None:
+    """Lock the account that `query` (an UPDATE of its row, filtered) still matches; audited."""
+    until = now + LOCKOUT
+    if conn.execute(query.values(locked_until=until, failed_logins=0).returning(U.c.id)).first() is not None:
+        audit.record(conn, "system", "user.locked", "user", name,
+                     {"failed_logins": MAX_FAILED, "until": until.isoformat()})
 
 
 # -- tokens ----------------------------------------------------------------------------------
@@ -243,7 +276,7 @@ def create_token(store: Any, name: str, *, actor: Actor, expires_days: Optional[
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     expires = now + dt.timedelta(days=expires_days) if expires_days is not None else None
     with store.begin() as conn:
-        user = _user(conn, name)
+        user = _user(conn, name, lock=True)  # a concurrent disable cannot miss the new token
         if user["disabled"]:
             raise AccountError(f"user {name!r} is disabled")
         tid = int(conn.execute(insert(T).values(
@@ -292,12 +325,12 @@ def principal_for_token(store: Any, token: str, now: Optional[dt.datetime] = Non
                            .where(T.c.token_hash == token_hash(token.strip()))).first()
     if row is None:
         raise AccountError("unknown token (check WORKBENCH_TOKEN or --token)")
+    if row.disabled:  # first: disabling revokes the tokens too, and this says why
+        raise AccountError(f"user {row.name} is disabled")
     if row.revoked_at is not None:
         raise AccountError(f"token {row.id} of {row.name} was revoked")
     if row.expires_at is not None and row.expires_at <= now:
         raise AccountError(f"token {row.id} of {row.name} expired at {row.expires_at:%Y-%m-%d %H:%M} UTC")
-    if row.disabled:
-        raise AccountError(f"user {row.name} is disabled")
     return Principal(row.name, row.role, "user", tuple(row.scopes) if row.scopes else None)
 
 

@@ -102,7 +102,8 @@ def test_a_disabled_users_token_stops_working_at_once(any_store):
     with pytest.raises(AccountError, match="user bob is disabled"):
         principal_for_token(any_store, tok)
     accounts.enable_user(any_store, "bob", actor="ada")
-    assert principal_for_token(any_store, tok).name == "bob"
+    with pytest.raises(AccountError, match="was revoked"):  # disabling revoked it for good
+        principal_for_token(any_store, tok)
 
 
 def test_unknown_expired_and_revoked_tokens(sqlite_store):
@@ -238,9 +239,15 @@ def test_decide_without_a_token_is_refused_and_an_analyst_may_not_promote(tmp_pa
     ada = json.loads(_cli(tmp_path, "users", "add", "ada", "--role", "admin", "--json").output)["token"]["token"]
     _cli(tmp_path, "users", "add", "ann", "--role", "analyst", token=ada)
     ann = json.loads(_cli(tmp_path, "tokens", "create", "ann", "--json", token=ada).output)["token"]
+    from models.registry import artifact_digest, artifact_dir
+
     store = _store(tmp_path)
+    folder = artifact_dir(store, "m1")   # `promote` verifies a version's files first: a stand-in artifact
+    folder.mkdir(parents=True)
+    (folder / "model.json").write_text("{}")
     with store.begin() as conn:
         conn.execute(insert(ModelVersion.__table__).values(id="m1", kind="tfidf_lr", artifact_path="models/m1",
+                                                           artifact_sha256=artifact_digest(folder),
                                                            role="challenger", labels=["benign", "spam"]))
     store.dispose()
     res = _cli(tmp_path, "decide", "1", "--label", "scam")

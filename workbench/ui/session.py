@@ -1,16 +1,16 @@
 """Who acts in the web UI: the signed-in user once the store has accounts, else the name typed.
 
 With accounts, Gradio's login page (`launch(auth=...)`, checked by `core.accounts.verify_password`:
-argon2 and the per-account lockout) guards every page, queue and `/gradio_api` endpoint: a
-request without a session gets 401 and never reaches a callback. The session itself (in the
-store, idle timeout, logout, cookies, CSRF, login throttle, SSO proxy) is `web_guard`'s. Each
-callback builds the Principal from the session's user name, re-reading the account, so a
-disabled user stops at once and their role is what the services check. The analyst box only
-names the actor on a store without accounts (served on loopback).
+argon2 and the per-account lockout, in a worker thread) guards every page, queue and
+`/gradio_api` endpoint: a request without a session gets 401 and never reaches a callback. The
+session itself (in the store, idle timeout, logout, cookies, CSRF, login throttle, SSO proxy) is
+`web_guard`'s. Each callback builds the Principal from the session's user name, re-reading the
+account, so a disabled user stops at once and their role is what the services check. The
+analyst box only names the actor on a store without accounts (served on loopback).
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Optional
 
 import gradio as gr
 
@@ -32,13 +32,30 @@ def actor(app: "AppContext", who: str, request: Optional[gr.Request]) -> Any:
     return who.strip()
 
 
-def login_check(app: "AppContext") -> Optional[Callable[[str, str], bool]]:
-    """Gradio's `auth` callable for a store with accounts (None without: no login page)."""
+LOGIN_THREADS = 4  # password checks at once: argon2 takes ~64 MiB and a core each
+
+
+def login_check(app: "AppContext") -> Optional[Callable[[str, str], Awaitable[bool]]]:
+    """Gradio's `auth` callable for a store with accounts (None without: no login page).
+
+    A coroutine, so Gradio awaits it: the check (argon2, store writes) runs in a worker thread
+    instead of freezing the event loop for everyone, in a pool of its own so a flood of sign-ins
+    cannot take the threads other requests need."""
     if not app.has_users():
         return None
+    import anyio
+    import anyio.to_thread
+
     from core.accounts import verify_password
 
-    def check(username: str, password: str) -> bool:
+    limiter: list[anyio.CapacityLimiter] = []  # made on first use, inside the server's event loop
+
+    def verify(username: str, password: str) -> bool:
         return verify_password(app.store(), username, password) is not None
+
+    async def check(username: str, password: str) -> bool:
+        if not limiter:
+            limiter.append(anyio.CapacityLimiter(LOGIN_THREADS))
+        return await anyio.to_thread.run_sync(verify, username, password, limiter=limiter[0])
 
     return check

@@ -26,7 +26,8 @@ a random token in `app.tokens` and in cookies; every page and `/gradio_api` rout
   token API under `/api/v1`, needs an Origin (else a Referer) of the server itself or of
   `allowed_origins`; otherwise 403 before anything runs. The session cookie is also SameSite.
 - Failed sign-ins are counted per client address (`login.max_failures_per_client` per
-  `window_seconds`, then 429 without checking the password), on top of the per-account lockout.
+  `window_seconds`, then 429 without checking the password), on top of the per-account lockout;
+  an attempt counts from its arrival until it succeeds, so concurrent ones share the limit.
 - Single sign-on: with `sso.enabled`, a request whose TCP peer is in `trusted_proxies` and that
   carries `sso.user_header` acts as that account (it must exist and be enabled, else 403; never
   created here). From any other peer the header is dropped and the login page applies.
@@ -130,30 +131,37 @@ class SessionTokens:
 
 
 class _Throttle:
-    """Failed sign-ins per client address within a sliding window (in this process)."""
+    """Failed sign-ins per client address within a sliding window (in this process).
+
+    An attempt takes its slot before the password is checked (`reserve`), so requests sent
+    together cannot all pass the check before any failure is counted; a success gives it back."""
 
     def __init__(self) -> None:
         self._fails: dict[str, collections.deque[float]] = collections.defaultdict(collections.deque)
         self._lock = threading.Lock()
 
-    def blocked(self, client: str, limit: int, window: float) -> float:
-        """Seconds to wait (0: not blocked)."""
-        now = time.monotonic()
-        with self._lock:
-            q = self._fails.get(client)
-            if not q:
-                return 0.0
-            while q and q[0] <= now - window:
-                q.popleft()
-            return (q[0] + window - now) if len(q) >= limit else 0.0
-
-    def fail(self, client: str, keep: float = 3600.0) -> None:
+    def reserve(self, client: str, limit: int, window: float, keep: float = 3600.0) -> tuple[float, Optional[float]]:
+        """(seconds to wait, None) when failures and attempts in flight reach `limit`; else (0, a
+        slot), counted as a failure until `release(client, slot)`."""
         now = time.monotonic()
         with self._lock:
             if len(self._fails) > 10_000:  # many addresses: forget those quiet for `keep` seconds
                 for k in [k for k, q in self._fails.items() if not q or q[-1] < now - keep]:
                     del self._fails[k]
-            self._fails[client].append(now)
+            q = self._fails[client]
+            while q and q[0] <= now - window:
+                q.popleft()
+            if len(q) >= limit:
+                return max(q[0] + window - now, 0.0), None
+            q.append(now)
+            return 0.0, now
+
+    def release(self, client: str, slot: float) -> None:
+        """The attempt succeeded: it is not a failure."""
+        with self._lock:
+            q = self._fails.get(client)
+            if q is not None and slot in q:
+                q.remove(slot)
 
 
 def _headers(scope: dict[str, Any]) -> dict[str, str]:
@@ -348,10 +356,13 @@ class WebGuard:
             await _respond(send, 401, {"detail": "not signed in (or the session ended)"},
                            [("set-cookie", self.clear_cookie(secure))] if stale else None)
             return
-        if path in ("/login", "/login/") and method == "POST":
-            wait = self.throttle.blocked(where["client"], self.web.login.max_failures_per_client,
-                                         self.web.login.window_seconds)
-            if wait > 0:
+        is_login = path in ("/login", "/login/") and method == "POST"
+        slot: Optional[float] = None
+        if is_login:  # a slot now, before the check: concurrent attempts share the limit
+            login = self.web.login
+            wait, slot = self.throttle.reserve(where["client"], login.max_failures_per_client, login.window_seconds,
+                                               keep=max(3600.0, login.window_seconds))
+            if slot is None:
                 await _respond(send, 429, {"detail": f"too many failed sign-ins from {where['client']}: "
                                                      f"try again in {int(wait) + 1} s"},
                                [("retry-after", str(int(wait) + 1))])
@@ -368,7 +379,6 @@ class WebGuard:
         if jar:
             kept.append((b"cookie", "; ".join(f"{k}={v}" for k, v in jar.items()).encode("latin-1")))
         scope["headers"] = kept
-        is_login = path in ("/login", "/login/") and method == "POST"
 
         async def send_out(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
@@ -379,14 +389,14 @@ class WebGuard:
                     new = _cookies("; ".join(v.decode("latin-1").split(";")[0] for k, v in message.get("headers", [])
                                              if k.lower() == b"set-cookie"))
                     got = next((v for k, v in new.items() if k.startswith("access-token")), None)
+                    if status < 400 and slot is not None:  # not a failure; anything else keeps the slot
+                        self.throttle.release(where["client"], slot)
                     if status == 200 and got:
                         out.append((b"set-cookie", self.set_cookie(got, secure).encode("latin-1")))
                         if cookie_value and cookie_value != got:  # signing in again ends the old session
                             from core.web_sessions import end_session
 
                             await run_in_threadpool(end_session, self.ctx.store(), cookie_value)
-                    elif status >= 400:
-                        self.throttle.fail(where["client"], keep=max(3600.0, self.web.login.window_seconds))
                 elif stale:
                     out.append((b"set-cookie", self.clear_cookie(secure).encode("latin-1")))
                 message = dict(message, headers=out)
