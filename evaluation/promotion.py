@@ -260,16 +260,28 @@ def compare_and_promote(store: "Store", taxonomy: "Taxonomy", ld: "LearningData"
                         echo: Callable[..., None]) -> dict[str, Any]:
     """Steps 3-5 of the module doc for a registered `challenger_id`: score the evaluation sets of
     `ld` (`labeling.training_data.learning_data`) with champion and challenger, gate, report,
-    audit, promote (through the gate, or forced), rescore. The callers check permissions first."""
-    from models.registry import ChampionChanged, load_model_version, promote as promote_version
+    audit, promote (through the gate, or forced), rescore. The callers check permissions first.
+    A champion whose artifact fails its check cannot be compared with: only a forced promotion
+    replaces it (the way out of a broken champion), with no comparison and the reason recorded."""
+    from models.registry import ChampionChanged, RegistryError, load_model_version, promote as promote_version
 
     cfg, pcfg = models_config, models_config.promotion
     challenger_model, challenger_row = load_model_version(store, challenger_id)
-    champion_model = load_model_version(store, champ["id"])[0] if champ else None
+    champion_model, unloadable = None, None
+    if champ:
+        try:
+            champion_model = load_model_version(store, champ["id"])[0]
+        except RegistryError as exc:
+            if not (promote and force):
+                raise PromotionError(
+                    f"the champion {champ['id']}'s artifact is unusable ({exc}): roll back with "
+                    f"`workbench models promote VERSION --force --reason \"...\"`") from None
+            unloadable = f"champion unloadable: {exc}"
+            echo(f"warning: {unloadable}; promoting without a comparison (forced)")
     labels = list(taxonomy.labels)
     comparisons: dict[str, dict[str, Any]] = {}
     reliability = None
-    for set_name in pcfg.sets:
+    for set_name in pcfg.sets if unloadable is None else ():
         data, groups = ld.test_set(set_name)
         y = np.array([labels.index(lab) for lab in data.labels], dtype=int)
         pb, predb = score_set(store, challenger_model, data, labels, cfg)
@@ -281,6 +293,9 @@ def compare_and_promote(store: "Store", taxonomy: "Taxonomy", ld: "LearningData"
     if champ is None:
         verdict = {"passed": True, "metric": pcfg.metric, "min_lower_bound": pcfg.min_lower_bound, "sets": {},
                    "reason": "no champion yet: the challenger becomes the first champion"}
+    elif unloadable is not None:
+        verdict = {"passed": False, "metric": pcfg.metric, "min_lower_bound": pcfg.min_lower_bound, "sets": {},
+                   "reason": unloadable}
     else:
         verdict = gate(comparisons, pcfg.metric, pcfg.min_lower_bound, pcfg.min_items, pcfg.mcnemar_alpha,
                        pcfg.mcnemar_test)
@@ -309,7 +324,8 @@ def compare_and_promote(store: "Store", taxonomy: "Taxonomy", ld: "LearningData"
         audit.record(conn, actor, "model.gate", "model_version", challenger_id, summary)
         if forced:
             audit.record(conn, actor, "model.force_promote", "model_version", challenger_id,
-                         {"reason": reason, "approved_by": actor_name(actor), "gate": summary})
+                         {"reason": reason, "approved_by": actor_name(actor), "gate": summary,
+                          **({"champion_unloadable": unloadable} if unloadable else {})})
     if promoted:
         why = ("first champion" if champ is None else
                f"forced by {actor_name(actor)} over the gate: {reason}" if forced else

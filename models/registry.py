@@ -66,8 +66,34 @@ def _row_dict(row: Any) -> dict[str, Any]:
 
 
 def new_version_id(kind: str) -> str:
-    """`<kind>-<UTC yyyymmdd-hhmmss>-<4 hex>`: sortable by time, unique across processes."""
-    return f"{kind}-{dt.datetime.now(dt.timezone.utc):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+    """`<kind>-<UTC yyyymmdd-hhmmss>-<8 hex>`: sortable by time, unique across processes."""
+    return f"{kind}-{dt.datetime.now(dt.timezone.utc):%Y%m%d-%H%M%S}-{secrets.token_hex(4)}"
+
+
+_ID_TRIES = 10
+
+
+def _claim_version(store: "Store", kind: str) -> tuple[str, Path]:
+    """A fresh version id and its artifact folder, created here: an id already registered, or whose
+    folder exists (another training drew it), is drawn again, so no call writes into, or cleans
+    up, another version's folder."""
+    from sqlalchemy import select
+
+    t = _table()
+    (store.data_dir / MODELS_DIR).mkdir(parents=True, exist_ok=True)
+    for _ in range(_ID_TRIES):
+        version = new_version_id(kind)
+        with store.read() as conn:
+            if conn.execute(select(t.c.id).where(t.c.id == version)).first() is not None:
+                continue
+        folder = artifact_dir(store, version)
+        try:
+            folder.mkdir(exist_ok=False)
+        except FileExistsError:
+            continue
+        return version, folder
+    raise RegistryError(f"no free version id for kind {kind!r} after {_ID_TRIES} tries (last {version!r}): "
+                        f"check {store.data_dir / MODELS_DIR} for stray folders")
 
 
 def artifact_dir(store: "Store", version: str) -> Path:
@@ -194,10 +220,15 @@ def promote(store: "Store", version: str, actor: Actor = SYSTEM["system"], reaso
     under the registry's row lock: a gate compared `version` with one champion, and when another
     promotion ran meanwhile (a second retrain, `serve`'s automatic one, another host) promoting
     now would put it over a champion it was never compared with, so `ChampionChanged` is raised
-    and nothing changes."""
+    and nothing changes. The artifact is verified first (`verify_artifact`): a version that
+    cannot be loaded never becomes champion, whichever path promotes it."""
     from sqlalchemy import select, update
 
     check_permission(actor, "promote", f"model_version {version}")
+    try:  # before the row lock: hashing a large artifact must not hold it
+        verify_artifact(store, get_model(store, version))
+    except RegistryError as exc:
+        raise RegistryError(f"{exc} (not promoted)") from None
     approver = actor_name(actor)
     t = _table()
     with store.begin() as conn:
@@ -272,6 +303,16 @@ def embeddings_for(store: "Store", model: PolicyClassifier, texts: Sequence[str]
     return embed_texts(list(texts), embedder, EmbeddingCache(store, embedder.model_id), show_progress=show_progress)
 
 
+def check_training_args(taxonomy: "Taxonomy", config: "ModelsConfig", kind: Optional[str] = None,
+                        params: Optional[dict[str, Any]] = None) -> str:
+    """The kind `train_model` would train (default: `training.default_kind`), once it and its
+    parameters are valid (a one-line ModelError otherwise): callers check before any work that
+    stores something, such as the train/test sides `labeling.training_data` records."""
+    kind = kind or config.training.default_kind
+    make_classifier(kind, taxonomy.labels, **{**config.kind_params(kind), **(params or {})})
+    return kind
+
+
 def train_model(store: "Store", taxonomy: "Taxonomy", kind: Optional[str] = None,
                 params: Optional[dict[str, Any]] = None, *, config: "ModelsConfig",
                 sources: Optional[Sequence[str]] = None, parent: Optional[str] = None,
@@ -312,7 +353,6 @@ def train_model(store: "Store", taxonomy: "Taxonomy", kind: Optional[str] = None
     if len(data) == 0 or len(set(data.labels)) < 2:
         raise ModelError("no labelled items to train on (need two or more policy labels): "
                          "ingest a labelled dataset first, e.g. `workbench ingest FILE --preset sms_spam`")
-    version = new_version_id(kind)
     if "checkpoint_dir" in kind_class(kind).param_names() and not merged.get("checkpoint_dir"):
         # Same kind, parameters and data after a kill: the transformer resumes from here.
         merged["checkpoint_dir"] = str(store.path("checkpoints", f"{kind}-{data.fingerprint()[:16]}", "x").parent)
@@ -339,8 +379,8 @@ def train_model(store: "Store", taxonomy: "Taxonomy", kind: Optional[str] = None
                     "validation_fraction": cfg.training.validation_fraction,
                     "label_counts": data.label_counts(), "dropped": data.dropped,
                     "labels_from_decisions": sum(1 for o in data.origin if o == "decision")})
-    folder = artifact_dir(store, version)
-    try:
+    version, folder = _claim_version(store, kind)
+    try:  # the folder is this call's own (`_claim_version`): removing it on failure touches no other version
         model.save(folder)
         (folder / "metrics.json").write_text(json.dumps(metrics, indent=2))
         plot_reliability(proba, y, str(folder / "reliability.png"),

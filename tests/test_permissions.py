@@ -30,6 +30,16 @@ ALL_OPS = LEAD_OPS | ENGINEER_OPS | ACCOUNT_OPS
 EXPECTED = {"viewer": set(), "analyst": ANALYST_OPS, "lead": LEAD_OPS, "engineer": ENGINEER_OPS, "admin": ALL_OPS}
 
 
+def _artifact(store, version):
+    """A stand-in artifact folder and its digest: `promote` verifies a version's files first."""
+    from models.registry import artifact_digest, artifact_dir
+
+    folder = artifact_dir(store, version)
+    folder.mkdir(parents=True)
+    (folder / "model.json").write_text("{}")
+    return artifact_digest(folder)
+
+
 @pytest.fixture
 def cfg(queue_config):
     return queue_config.model_copy(update={"qa_share": 0.0, "calibration_sets": []})
@@ -58,7 +68,8 @@ class Scene:
         with store.begin() as conn:
             conn.execute(insert(ModelVersion.__table__), [
                 {"id": v, "kind": "tfidf_lr", "artifact_path": f"models/{v}", "role": "challenger",
-                 "labels": taxonomy.labels, "created_at": T0} for v in ("m-promote", "m-retire")])
+                 "artifact_sha256": _artifact(store, v), "labels": taxonomy.labels, "created_at": T0}
+                for v in ("m-promote", "m-retire")])
         add_user(store, "ada", "admin", actor="setup", roles=roles)
 
     def claimed(self, name):
@@ -300,7 +311,7 @@ def test_promotion_records_who_approved_it(sqlite_store, taxonomy, roles):
     with sqlite_store.begin() as conn:
         conn.execute(insert(ModelVersion.__table__).values(
             id="m1", kind="tfidf_lr", artifact_path="models/m1", role="challenger", labels=taxonomy.labels,
-            created_at=T0))
+            artifact_sha256=_artifact(sqlite_store, "m1"), created_at=T0))
     with pytest.raises(PermissionDenied, match="needs permission 'promote'"):
         promote(sqlite_store, "m1", actor=Principal("ann", "analyst"))
     promote(sqlite_store, "m1", actor=Principal("eng", "engineer"), reason="beats the champion")

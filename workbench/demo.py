@@ -24,14 +24,21 @@ class DemoError(RuntimeError):
 
 
 def models_step(app: AppContext, echo: Echo) -> dict[str, Any]:
-    """Train (or reuse) the default model on the grouped train side, promote it, score every item."""
+    """Train (or reuse) the default model on the grouped train side; the first becomes champion, a
+    later one only through the gate (a re-run never replaces a champion unchecked); score every item."""
+    from evaluation.promotion import promote_through_gate
     from labeling.training_data import learning_data
     from models.demo import models_demo
 
     cfg = app.models()
     ld = learning_data(app.store(), app.taxonomy(), cfg.learning, "demo",
                        min_examples_per_label=cfg.training.min_examples_per_label)
-    return models_demo(app.store(), app.taxonomy(), cfg, echo, *ld.fit_sets(cfg.training.seed))
+
+    def gate(version: str) -> dict[str, Any]:
+        return promote_through_gate(app.store(), app.taxonomy(), version, models_config=cfg, queue_config=None,
+                                    actor="demo", rescore="none", show_progress=False)
+
+    return models_demo(app.store(), app.taxonomy(), cfg, echo, *ld.fit_sets(cfg.training.seed), gate=gate)
 
 
 def campaigns_step(app: AppContext, echo: Echo) -> dict[str, Any]:

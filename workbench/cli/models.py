@@ -164,10 +164,14 @@ def register_commands(cli: click.Group) -> None:
           workbench models train --kind transformer --param max_steps=200 --no-promote
         """
         from labeling.training_data import learning_data
-        from models.registry import champion, get_model, train_model
+        from models.registry import champion, check_training_args, get_model, train_model
 
         echo = (lambda *a, **k: None) if as_json else click.echo
         cfg = app.models()
+        # Before learning_data, which stores every labelled item's train/test side for good.
+        _call(check_training_args, app.taxonomy(), cfg, kind, _parse_params(params))
+        if parent is not None:
+            _call(get_model, app.store(), parent)
         gated = promote_if == "always" and champion(app.store()) is not None  # only the first champion skips the gate
         if gated:
             from core.hooks import check_permission
