@@ -67,11 +67,13 @@ def growth(times: Sequence[dt.datetime], now: dt.datetime) -> dict[str, float | 
         return {"per_hour": 0.0, "per_day": 0.0, "last_hour": 0, "last_day": 0}
     first, last = min(times), max(times)
     hours = max((last - first).total_seconds() / 3600.0, 1.0)
+    zero = dt.timedelta(0)
+    # A member dated after `now` (a clock ahead, or `now` in the past) is not a recent arrival.
     return {
         "per_hour": round(len(times) / hours, 3),
         "per_day": round(len(times) / max(hours / 24.0, 1.0), 3),
-        "last_hour": sum(1 for t in times if now - t <= dt.timedelta(hours=1)),
-        "last_day": sum(1 for t in times if now - t <= dt.timedelta(days=1)),
+        "last_hour": sum(1 for t in times if zero <= now - t <= dt.timedelta(hours=1)),
+        "last_day": sum(1 for t in times if zero <= now - t <= dt.timedelta(days=1)),
     }
 
 

@@ -62,6 +62,8 @@ _MONEY = re.compile(r"[£$€]\s?\d[\d,]*(?:\.\d+)?(?:k|m)?|\b(?<!\d,)\d[\d,]*(?
 _WORD_WITH_DIGIT = re.compile(r"\b\w*\d\w*\b")
 _PUNCT_RUN = re.compile(r"([!?.,*\-_=~])\1+")
 _SPACE = re.compile(r"\s+")
+# The www./wap./m. prefix of a host (not its only label: "m.com" stays as it is).
+_SUBDOMAIN = re.compile(r"^(?:www|wap|m)\.(?=[^/?#]*\.)")
 
 
 @dataclass(frozen=True)
@@ -90,13 +92,15 @@ def _host_of(url: str) -> str:
     u = re.sub(r"\s", "", url)
     u = re.sub(r"^https?://", "", u)
     host = re.split(r"[/?#]", u, maxsplit=1)[0].strip(".")
-    host = re.sub(r"^(?:www|wap|m)\.", "", host)
-    return host
+    return _SUBDOMAIN.sub("", host)
 
 
 def _clean_url(url: str) -> str:
+    """The URL without scheme, the www./wap./m. prefix `_host_of` drops, trailing punctuation or '/':
+    one link written several ways is one entity."""
     u = re.sub(r"\s", "", url).rstrip(".,;:!?)'\"")
-    return re.sub(r"^https?://", "", u)
+    u = re.sub(r"^https?://", "", u)
+    return _SUBDOMAIN.sub("", u).rstrip("/")
 
 
 def _phone_digits(raw: str) -> str:

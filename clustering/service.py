@@ -6,8 +6,10 @@ CampaignMember), so `workbench items` and the queues see them. A run writes the 
 (campaigns, members, one audit event, all in one transaction) and saves the graph after, so an
 interrupted run leaves the new items unattached and the next run attaches them again.
 
-Campaign ids stay stable across runs: a component keeps the id of the existing campaign most of
-its members were in; a campaign absorbed into a bigger one is marked `merged`.
+Campaign ids stay stable across runs: an existing campaign's id goes to the component holding
+most of its old members (so a split leaves the id, its case and tags with the majority); the
+other part records `split_from`. A campaign left with no members is marked `merged`, records
+`merged_into`, and its waiting case is closed in the same transaction (it has nothing to decide).
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ from sqlalchemy import bindparam, delete, func, insert, select, update
 from core import audit
 from core.hooks import check_permission
 from core.principals import SYSTEM, Actor, actor_name
-from core.schema import Campaign, CampaignMember, Item, utcnow
+from core.schema import Campaign, CampaignMember, Case, Item, utcnow
 from core.text import text_hash
 
 from . import facts
@@ -44,6 +46,8 @@ TERMS_REFRESH_GROWTH = 0.25  # recompute a campaign's top terms once it grew thi
 _CT = Campaign.__table__
 _MT = CampaignMember.__table__
 _IT = Item.__table__
+_CS = Case.__table__
+WAITING = ("open", "claimed", "escalated")  # campaign case states still in a queue
 
 
 class CampaignError(RuntimeError):
@@ -270,8 +274,8 @@ def _write_campaigns(store: "Store", graph: CampaignGraph, comps: Components, to
     # Read and plan outside the write transaction (only clustering runs, serialised by the run
     # lock, write campaign members), so reviewers' writes are not blocked while facts are computed.
     with store.read() as conn:
-        old_rows: dict[str, tuple[int, Optional[str], Optional[float]]] = {}
-        cols = (_MT.c.item_id, _MT.c.campaign_id, _MT.c.linked_by, _MT.c.similarity)
+        old_rows: dict[str, tuple[int, Optional[str], Optional[float], Any]] = {}
+        cols = (_MT.c.item_id, _MT.c.campaign_id, _MT.c.linked_by, _MT.c.similarity, _MT.c.added_at)
         if full:
             old_rows = {r[0]: tuple(r[1:]) for r in conn.execute(select(*cols))}
         else:
@@ -279,16 +283,12 @@ def _write_campaigns(store: "Store", graph: CampaignGraph, comps: Components, to
                 old_rows.update({r[0]: tuple(r[1:]) for r in conn.execute(select(*cols).where(_MT.c.item_id.in_(chunk)))})
         old_camp = {k: v[0] for k, v in old_rows.items()}
         reported = sorted((g for g in groups if len(g) >= settings.min_campaign_size), key=lambda g: (-len(g), g[0]))
-        # Ids first: a component keeps the id of the campaign most of its members were in.
-        claimed: set[int] = set()
-        cids: list[Optional[int]] = []
-        for g in reported:
-            votes = Counter(old_camp[ids[r]] for r in g.tolist() if ids[r] in old_camp)
-            cid = next((c for c, _ in sorted(votes.items(), key=lambda x: (-x[1], x[0])) if c not in claimed), None)
-            if cid is not None:
-                claimed.add(cid)
-            cids.append(cid)
-        kept_terms = _reusable_terms(conn, reported, cids, old_camp, ids)
+        votes = [Counter(old_camp[ids[r]] for r in g.tolist() if ids[r] in old_camp) for g in reported]
+        cids = assign_ids(votes, [len(g) for g in reported])
+        claimed = {c for c in cids if c is not None}
+        split_from = [sorted(c for c in v if c in claimed and c != cid) for v, cid in zip(votes, cids)]
+        stored = _stored_reasons(conn, sorted(claimed))
+        kept_terms = _reusable_terms(stored, reported, cids, old_camp, ids)
         # Items of campaigns whose terms are recomputed need their text (new items: in hand).
         need_text = [ids[r] for g, kt in zip(reported, kept_terms) if kt is None
                      for r in g[:_TERM_SAMPLE].tolist() if ids[r] not in templates]
@@ -298,11 +298,15 @@ def _write_campaigns(store: "Store", graph: CampaignGraph, comps: Components, to
     plans: list[tuple[Optional[int], dict[str, Any], np.ndarray, list[tuple[str, Optional[float]]]]] = []
     from tqdm.auto import tqdm
 
-    for g, cid, kt in tqdm(list(zip(reported, cids, kept_terms)), desc="campaign facts", unit="campaign",
-                           leave=False, disable=len(reported) < 2000):
+    for g, cid, kt, parts in tqdm(list(zip(reported, cids, kept_terms, split_from)), desc="campaign facts",
+                                  unit="campaign", leave=False, disable=len(reported) < 2000):
         reasons = graph.link_reasons(comps, g, mentions)
-        plans.append((cid, _campaign_facts(graph, comps, g, texts, templates, settings, n_classes,
-                                            mentions, reasons, kt), g, reasons))
+        f = _campaign_facts(graph, comps, g, texts, templates, settings, n_classes, mentions, reasons, kt)
+        # Provenance survives later runs: a split once recorded stays recorded.
+        earlier = (stored.get(cid, (None, {}))[1] or {}).get("split_from", []) if cid is not None else []
+        if parts or earlier:
+            f["link_reasons"]["split_from"] = sorted(set(earlier) | set(parts))
+        plans.append((cid, f, g, reasons))
     with store.begin() as conn:
         new_rows = [{**f, "created_at": now, "updated_at": now, "status": "active"} for cid, f, _, _ in plans if cid is None]
         new_ids: list[int] = []
@@ -319,17 +323,23 @@ def _write_campaigns(store: "Store", graph: CampaignGraph, comps: Components, to
         # Members: rewrite only rows whose campaign or reason changed; drop those now in none.
         it = iter(new_ids)
         member_rows = []
-        staying: set[str] = set()
-        for cid, _f, g, reasons in plans:
+        now_camp: dict[str, int] = {}
+        final: list[tuple[int, dict[str, Any], set[str]]] = []
+        split_now: dict[str, list[int]] = {}
+        for (cid, f, g, reasons), parts in zip(plans, split_from):
             cid = cid if cid is not None else next(it)
+            final.append((cid, f, {ids[r] for r in g.tolist()}))
+            if parts:
+                split_now[str(cid)] = parts
             for r, (why, sim) in zip(g.tolist(), reasons):
                 item = ids[r]
-                staying.add(item)
+                now_camp[item] = cid
                 old = old_rows.get(item)
                 if old is None or old[0] != cid or old[1] != why or not _same_sim(old[2], sim):
-                    member_rows.append({"item_id": item, "campaign_id": cid, "linked_by": why,
-                                        "similarity": sim, "added_at": now})
-        stale = [i for i in old_rows if i not in staying] + [m["item_id"] for m in member_rows if m["item_id"] in old_rows]
+                    # A member staying in its campaign keeps the time it joined (growth counts joins).
+                    member_rows.append({"item_id": item, "campaign_id": cid, "linked_by": why, "similarity": sim,
+                                        "added_at": old[3] if old is not None and old[0] == cid else now})
+        stale = [i for i in old_rows if i not in now_camp] + [m["item_id"] for m in member_rows if m["item_id"] in old_rows]
         for chunk in _chunks(stale):
             conn.execute(delete(_MT).where(_MT.c.item_id.in_(chunk)))
         for chunk in _chunks(member_rows, 5000):
@@ -339,15 +349,22 @@ def _write_campaigns(store: "Store", graph: CampaignGraph, comps: Components, to
         gone = set(old_camp.values()) - kept
         if full:
             gone |= set(conn.execute(select(_CT.c.id).where(_CT.c.status == "active")).scalars()) - kept
+        into: dict[int, Optional[int]] = {}
         if gone:
             conn.execute(update(_CT).where(_CT.c.id.in_(sorted(gone))).values(
                 status="merged", size=0, updated_at=now))
             merged = gone
+            into = _record_merges(conn, gone, old_rows, now_camp, now)
+        closed = _close_merged_cases(conn, into, actor, now)
+        refreshed = _refresh_case_exemplars(conn, final, now)
         summary = {
             "mode": "full" if full else "incremental", "reason": reason, **stats,
             "items_clustered": len(ids), "components_touched": int(len(touched)),
             "campaigns_created": created, "campaigns_updated": updated, "campaigns_merged": len(merged),
             "member_rows_written": len(member_rows),
+            "merged_into": {str(k): v for k, v in sorted(into.items())},
+            "split_from": split_now,
+            "cases_closed": closed, "case_exemplars_refreshed": refreshed,
             "campaigns_active": conn.execute(select(func.count()).select_from(_CT)
                                              .where(_CT.c.status == "active")).scalar_one(),
             "index": {"kind": graph.index.kind, "size": len(graph.index),
@@ -359,22 +376,102 @@ def _write_campaigns(store: "Store", graph: CampaignGraph, comps: Components, to
     return summary
 
 
-def _reusable_terms(conn: Any, reported: list[np.ndarray], cids: list[Optional[int]],
-                    old_camp: dict[str, int], ids: list[str]) -> list[Optional[tuple[list[Any], int]]]:
+def assign_ids(votes: Sequence[Counter[int]], sizes: Sequence[int]) -> list[Optional[int]]:
+    """The existing campaign id each group keeps (None: a new campaign), from `votes[g][cid]`, the
+    number of group g's members that were in campaign cid.
+
+    Why across all groups at once: an id goes to the group holding most of its old members, so a
+    split leaves the id (and the case, decisions and tags attached to it) with the majority even
+    when the other part grew bigger. Greedy over (most votes, bigger group, lower id); each id and
+    each group is used once.
+    """
+    if len(votes) != len(sizes):
+        raise ValueError(f"assign_ids: {len(votes)} vote counts for {len(sizes)} groups")
+    cands = sorted((-n, -sizes[g], cid, g) for g, v in enumerate(votes) for cid, n in v.items() if n > 0)
+    out: list[Optional[int]] = [None] * len(votes)
+    used: set[int] = set()
+    for _n, _size, cid, g in cands:
+        if out[g] is None and cid not in used:
+            out[g] = cid
+            used.add(cid)
+    return out
+
+
+def _stored_reasons(conn: Any, cids: Sequence[int]) -> dict[int, tuple[Any, dict[str, Any]]]:
+    """(top terms, link reasons) of the retained campaigns, as stored."""
+    stored: dict[int, tuple[Any, dict[str, Any]]] = {}
+    for chunk in _chunks(list(cids)):
+        for cid, terms, reasons in conn.execute(select(_CT.c.id, _CT.c.top_terms, _CT.c.link_reasons)
+                                                .where(_CT.c.id.in_(chunk))):
+            stored[cid] = (terms, reasons or {})
+    return stored
+
+
+def _record_merges(conn: Any, gone: set[int], old_rows: dict[str, tuple[Any, ...]], now_camp: dict[str, int],
+                   now: Any) -> dict[int, Optional[int]]:
+    """Each emptied campaign's `merged_into` (the campaign holding most of its old members; None when
+    they are in none, a dissolved campaign), stored in its link reasons; {campaign: merged_into}."""
+    dest: dict[int, Counter[int]] = {c: Counter() for c in gone}
+    for item, old in old_rows.items():
+        if old[0] in dest and item in now_camp:
+            dest[old[0]][now_camp[item]] += 1
+    into = {c: (min(v.items(), key=lambda x: (-x[1], x[0]))[0] if v else None) for c, v in dest.items()}
+    for cid, reasons in conn.execute(select(_CT.c.id, _CT.c.link_reasons).where(_CT.c.id.in_(sorted(gone)))).all():
+        conn.execute(update(_CT).where(_CT.c.id == cid).values(
+            link_reasons={**(reasons or {}), "merged_into": into.get(cid)}, updated_at=now))
+    return into
+
+
+def _close_merged_cases(conn: Any, into: dict[int, Optional[int]], actor: str, now: Any) -> int:
+    """Close the waiting cases of merged campaigns, this run's and any an earlier run left open
+    (nothing left to decide; left open they would be served, escalated and fail on decide).
+    `decided` is the schema's one terminal state; the meta and audit event say it closed without a
+    decision, and why. The count closed."""
+    rows = conn.execute(
+        select(_CS.c.id, _CS.c.campaign_id, _CS.c.state, _CS.c.claimed_by, _CS.c.meta, _CT.c.link_reasons)
+        .join(_CT, _CT.c.id == _CS.c.campaign_id)
+        .where(_CT.c.status == "merged", _CS.c.state.in_(WAITING)).order_by(_CS.c.id)).mappings().all()
+    closed = 0
+    for r in rows:
+        dest = into[r["campaign_id"]] if r["campaign_id"] in into else (r["link_reasons"] or {}).get("merged_into")
+        why = {"reason": "campaign_merged", "campaign": r["campaign_id"], "merged_into": dest}
+        done = conn.execute(update(_CS).where(_CS.c.id == r["id"], _CS.c.state.in_(WAITING)).values(
+            state="decided", resolved_at=now, lease_expires_at=None, updated_at=now,
+            meta={**(r["meta"] or {}), "closed": {**why, "without_decision": True}})).rowcount
+        if done:
+            closed += 1
+            audit.record(conn, actor, "case.close", "case", r["id"],
+                         {**why, "from_state": r["state"], "held_by": r["claimed_by"]})
+    return closed
+
+
+def _refresh_case_exemplars(conn: Any, final: list[tuple[int, dict[str, Any], set[str]]], now: Any) -> int:
+    """Point a waiting campaign case whose item left the campaign at the campaign's exemplar, so the
+    case shows a current member; the count changed."""
+    members = {cid: (f["exemplar_item_id"], items) for cid, f, items in final}
+    n = 0
+    for chunk in _chunks(sorted(members)):
+        for cid_, case_id, item in conn.execute(select(_CS.c.campaign_id, _CS.c.id, _CS.c.item_id).where(
+                _CS.c.campaign_id.in_(chunk), _CS.c.state.in_(WAITING))).all():
+            exemplar, items = members[cid_]
+            if item not in items:
+                n += conn.execute(update(_CS).where(_CS.c.id == case_id, _CS.c.state.in_(WAITING)).values(
+                    item_id=exemplar, updated_at=now)).rowcount
+    return n
+
+
+def _reusable_terms(stored: dict[int, tuple[Any, dict[str, Any]]], reported: list[np.ndarray],
+                    cids: list[Optional[int]], old_camp: dict[str, int],
+                    ids: list[str]) -> list[Optional[tuple[list[Any], int]]]:
     """Stored top terms (and the size they were computed at) that may be kept, per campaign.
 
     Terms are recomputed for new and merged campaigns and once a campaign has grown by
     TERMS_REFRESH_GROWTH since they were computed; otherwise an attach leaves them as they are.
     """
-    retained = [c for c in cids if c is not None]
-    stored: dict[int, tuple[Any, Any]] = {}
-    for chunk in _chunks(retained):
-        for cid, terms, reasons in conn.execute(select(_CT.c.id, _CT.c.top_terms, _CT.c.link_reasons)
-                                                .where(_CT.c.id.in_(chunk))):
-            stored[cid] = (terms, (reasons or {}).get("top_terms_at_size"))
     out: list[Optional[tuple[list[Any], int]]] = []
     for g, cid in zip(reported, cids):
-        terms, at = stored.get(cid, (None, None)) if cid is not None else (None, None)
+        terms, reasons = stored.get(cid, (None, {})) if cid is not None else (None, {})
+        at = reasons.get("top_terms_at_size")
         # Terms stay while the campaign has neither grown nor shrunk (a split) much since.
         fresh = (terms and at and at / (1 + TERMS_REFRESH_GROWTH) <= len(g) < at * (1 + TERMS_REFRESH_GROWTH)
                  and all(old_camp.get(ids[r], cid) == cid for r in g.tolist()))
