@@ -319,7 +319,8 @@ def browser_run(data: Path, queue: str, n: int, inline: bool = False) -> tuple[l
             keys["metrics_start"] = metrics()  # type: ignore[assignment]
             dropped = 0
             for _ in range(n):
-                page.wait_for_timeout(100)  # an analyst reads first; the next key only once the server's
+                # an analyst reads first (a second key within 400 ms of a case change is ignored);
+                page.wait_for_timeout(450)  # the next key only once the server's
                 page.keyboard.press("c")    # answer is applied (one in flight is ignored: trigger_mode "once")
                 try:
                     wait_next(current, 10000)

@@ -8,14 +8,14 @@ its cost does not grow with the backlog.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Mapping, Optional
+from typing import Any, Collection, Mapping, Optional
 
 from sqlalchemy import Connection, exists, func, insert, select, update
 
 from core import audit
 from core.hooks import check_permission
 from core.principals import SYSTEM, Actor, actor_name
-from core.schema import Case, CaseSkip, utcnow
+from core.schema import Case, CaseSkip, Decision, utcnow
 from core.store import Store
 
 from .cases import case_view
@@ -24,6 +24,7 @@ from .queue_config import QueueConfig
 
 C = Case.__table__
 SK = CaseSkip.__table__
+D = Decision.__table__
 
 def _now(now: Optional[dt.datetime]) -> dt.datetime:
     return now or utcnow()
@@ -62,14 +63,29 @@ def claim_query(config: QueueConfig, queue: str, analyst: str, dialect: str = "s
     return q
 
 
+def own_claim_query(queue: str, analyst: str, now: dt.datetime, exclude: Collection[int] = (),
+                    dialect: str = "sqlite"):  # type: ignore[no-untyped-def]
+    """The analyst's own live claim in `queue` (best first, as claimed), not one of `exclude`."""
+    q = select(C.c.id).where(C.c.queue == queue, C.c.state == "claimed", C.c.claimed_by == analyst,
+                             C.c.lease_expires_at > now)
+    if exclude:
+        q = q.where(C.c.id.not_in([int(i) for i in exclude]))
+    q = q.order_by(C.c.priority.desc(), C.c.id.asc()).limit(1)
+    if dialect == "postgresql":
+        q = q.with_for_update(skip_locked=True, of=C)
+    return q
+
+
 def next_case(store: Store, analyst: Actor, queue: str, config: QueueConfig, lease_seconds: Optional[int] = None,
-              now: Optional[dt.datetime] = None,
-              detail: bool = True) -> Optional[dict[str, Any]]:
+              now: Optional[dt.datetime] = None, detail: bool = True, resume: bool = False,
+              exclude: Collection[int] = ()) -> Optional[dict[str, Any]]:
     """Claim the best waiting case of `queue` for `analyst` with a lease; None when it is empty.
 
     Atomic: on PostgreSQL the row is taken with FOR UPDATE SKIP LOCKED, on SQLite the write
     transaction holds the database write lock from its first statement. Cases the analyst
     skipped (or a sibling calibration copy of one they hold) are not offered to them.
+    `resume`: first the analyst's own live claim in `queue` (not one of `exclude`), its lease
+    renewed: a review screen reloaded mid-case continues where it was, not stranding its cases.
     """
     who = actor_name(analyst)
     if not who or not who.strip():
@@ -84,6 +100,10 @@ def next_case(store: Store, analyst: Actor, queue: str, config: QueueConfig, lea
     check_permission(analyst, "claim", f"queue {queue}")
     with store.begin() as conn:
         reclaim_expired(conn, config, now)
+        case_id = None if not resume else conn.execute(own_claim_query(queue, who, now, exclude,
+                                                                       conn.dialect.name)).scalar()
+        if case_id is not None:
+            return _resume(conn, case_id, queue, who, now, now + dt.timedelta(seconds=lease), detail)
         case_id = conn.execute(claim_query(config, queue, who, conn.dialect.name)).scalar()
         if case_id is None:
             return None
@@ -98,6 +118,16 @@ def next_case(store: Store, analyst: Actor, queue: str, config: QueueConfig, lea
                      {"queue": queue, "lease_expires_at": expires.isoformat()})
         return case_view(conn, case_id) if detail else {"id": case_id, "queue": queue, "claimed_by": who,
                                                          "lease_expires_at": expires}
+
+
+def _resume(conn: Connection, case_id: int, queue: str, who: str, now: dt.datetime, expires: dt.datetime,
+            detail: bool) -> dict[str, Any]:
+    """The analyst's own live claim taken up again (in the caller's tx): its lease renewed."""
+    conn.execute(update(C).where(C.c.id == case_id).values(lease_expires_at=expires, updated_at=now))
+    audit.record(conn, who, "case.claim", "case", case_id,
+                 {"queue": queue, "lease_expires_at": expires.isoformat(), "resumed": True})
+    return case_view(conn, case_id) if detail else {"id": case_id, "queue": queue, "claimed_by": who,
+                                                     "lease_expires_at": expires}
 
 
 def _exclude_calibration_siblings(conn: Connection, case_id: int, item_id: Optional[str], cal_set: str,
@@ -178,12 +208,29 @@ def renew(store: Store, case_id: int, analyst: Actor, config: QueueConfig, lease
         case = lock_case(conn, case_id)
         live = case["lease_expires_at"] is not None and case["lease_expires_at"] > now
         if case["state"] != "claimed" or case["claimed_by"] != who or not live:
-            raise QueueError(f"case {case_id} is no longer held by {who}: the hold lapsed and the case went back "
-                             f"to its queue" + (f" (now held by {case['claimed_by']})" if case["state"] == "claimed"
-                                                and case["claimed_by"] != who else ""))
+            raise QueueError(f"case {case_id} is no longer held by {who}: {_why_lost(conn, case, who)}")
         expires = now + dt.timedelta(seconds=lease)
         conn.execute(update(C).where(C.c.id == case_id).values(lease_expires_at=expires, updated_at=now))
     return {"id": case_id, "claimed_by": who, "lease_expires_at": expires}
+
+
+def _why_lost(conn: Connection, case: Mapping[str, Any], who: str) -> str:
+    """What became of a case whose hold `who` lost, in the words the review screen shows."""
+    state = case["state"]
+    if state == "decided":
+        by = conn.execute(select(D.c.reviewer).where(D.c.case_id == case["id"]).order_by(D.c.id.desc())
+                          .limit(1)).scalar() or case["claimed_by"]
+        return f"it was decided by {by}" if by else "it was decided"
+    if state == "escalated":
+        by = (case["meta"] or {}).get("escalated_by")
+        return f"it was escalated{f' by {by}' if by else ''} and waits in the {case['queue']} queue"
+    if state == "claimed" and case["claimed_by"] != who:
+        return f"the hold lapsed and the case is now held by {case['claimed_by']}"
+    if state == "claimed":
+        return "the hold lapsed (the case may go back to its queue)"
+    if state == "open":
+        return "the hold lapsed and the case went back to its queue"
+    return f"it is {state} now"
 
 
 def claim_case(store: Store, case_id: int, analyst: Actor, config: QueueConfig,

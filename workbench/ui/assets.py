@@ -5,7 +5,11 @@ Keys on the Review tab (not while typing in a text box, except Ctrl+Enter and Es
 the reason; Ctrl+Enter sends), Ctrl+Enter saves, c confirms the model, n next, r reveal, s skip,
 x release, u undo, ? the list of keys, Esc leaves the text box. On `c` the page first shows the
 analyst's next case, claimed ahead and rendered (masked) by the server into a hidden box; the
-server's answer then replaces that view (review.confirm).
+server's answer then replaces that view (review.confirm). Until it does, the keys and controls
+that act on a case are off (what they did would land on the case being decided). A key or click
+that acts on a case (c, Ctrl+Enter, s, x) is ignored, saying so, when the case changed since the
+last one and that was under GUARD_MS ago: a double Ctrl+Enter or `c` must not decide a case
+nobody read, and a first press is never ignored. Clicking Escalate enters escalation mode.
 """
 from __future__ import annotations
 
@@ -32,6 +36,11 @@ SHORTCUTS_JS = """
   }
   window.wbLastActivity = Date.now();
   window.wbMode = 'decide';
+  const GUARD_MS = 400;  // a second press this soon after the first, on a new case, was meant for the one before
+  let last = {at: 0, on: null};  // the last key or click that acted on a case, and that case
+  let picked = false;    // the analyst picked a label or action on this case (then `c` shows no next case early)
+  const tooSoon = () => last.on !== lastCase && Date.now() - last.at < GUARD_MS;
+  const pressed = () => { last = {at: Date.now(), on: lastCase}; };
   const $ = (sel) => document.querySelector(sel);
   const typing = (t) => t && (t.tagName === 'TEXTAREA' || t.isContentEditable ||
       (t.tagName === 'INPUT' && !['radio', 'checkbox', 'button', 'submit'].includes(t.type)));
@@ -48,6 +57,23 @@ SHORTCUTS_JS = """
     if (el) { el.textContent = text || ''; el.style.display = text ? 'block' : 'none'; }
   };
   const focusRationale = () => { const t = $('#wb-rationale textarea'); if (t) t.focus(); };
+  const flash = (text) => { hint(text); setTimeout(() => { const el = document.getElementById('wb-mode'); if (el && el.textContent === text) hint(''); }, 1500); };
+  const IGNORED = 'Ignored: this case appeared right after your last key. Press it again to act on this case.';
+  // While the optimistic view is up, what acts on a case is off: the tab's case is still the one
+  // being decided, and the server's answer replaces the view (and what was typed into it).
+  const LOCK = ['#wb-label input', '#wb-action input', '#wb-rationale textarea', '#wb-policy-ref input',
+    '#wb-buttons button:not(#wb-confirm)', '#wb-reveal', '#wb-next', '#wb-open input', '#wb-open-btn',
+    '#wb-ctx-note textarea', '#wb-ctx-note-target input', '#wb-ctx-tag textarea', '#wb-ctx-tag input',
+    '#wb-ctx-add-note', '#wb-ctx-add-tag', '#wb-ctx-remove-tag'].join(', ');
+  const BUSY = ['1', '2', '3', '4', '5', '6', '7', '8', '9', 'a', 'o', 'e', 'r', 's', 'x', 'u', 'n', 'c'];
+  let locked = false;
+  const lock = (on) => {
+    locked = on;
+    if (!on) { document.querySelectorAll('[data-wb-locked]').forEach((el) => { el.disabled = false; el.removeAttribute('data-wb-locked'); }); return; }
+    const a = document.activeElement; if (a && typing(a)) a.blur();
+    document.querySelectorAll(LOCK).forEach((el) => { if (!el.disabled) { el.disabled = true; el.setAttribute('data-wb-locked', '1'); } });
+  };
+  const inFlight = () => !!document.querySelector('#wb-header .wb-head[data-optimistic]');
   const help = () => {
     let el = document.getElementById('wb-help');
     if (!el) {
@@ -77,10 +103,15 @@ SHORTCUTS_JS = """
     if (head.getAttribute('data-kind') !== 'item' || pre.getAttribute('data-kind') !== 'item') return false;
     if (head.hasAttribute('data-optimistic') || pre.getAttribute('data-case') === head.getAttribute('data-case')) return false;
     if (window.wbMode !== 'decide' || document.querySelector('.wb-err .wb-msg, #wb-lease.wb-lost')) return false;
+    if (picked) return false;  // the server may refuse `c` for the analyst's pick: no next case shown early
+    const from = head.getAttribute('data-case');
     boxes[0].innerHTML = pre.getAttribute('data-head');
-    boxes[0].querySelector('.wb-head').setAttribute('data-optimistic', '1');
+    const shown = boxes[0].querySelector('.wb-head');
+    shown.setAttribute('data-optimistic', '1');
+    shown.setAttribute('data-from', from);  // `c`'s own click still speaks for this case (review_actions.page_case_js)
     boxes[1].innerHTML = pre.getAttribute('data-text');
     boxes[2].innerHTML = pre.getAttribute('data-side');
+    lock(true);
     return true;
   };
   // The click right after the swapped view's frame: Gradio's own work before the request (~6 ms of
@@ -93,14 +124,39 @@ SHORTCUTS_JS = """
   };
   const activity = () => { window.wbLastActivity = Date.now(); };
   document.addEventListener('mousedown', activity, true);
+  document.addEventListener('change', (e) => {
+    if (e.target && e.target.closest && e.target.closest('#wb-label, #wb-action')) picked = true;
+  }, true);
+  // A click on a button that acts on the case: not right after a new case appeared; Escalate
+  // also enters escalation mode (then Ctrl+Enter sends the reason typed in the box).
+  document.addEventListener('click', (e) => {
+    const b = e.target && e.target.closest && e.target.closest('#wb-confirm, #wb-decide, #wb-escalate, #wb-skip, #wb-release');
+    if (!b) return;
+    if (e.isTrusted && tooSoon()) { e.preventDefault(); e.stopImmediatePropagation(); flash(IGNORED); return; }
+    if (e.isTrusted) pressed();  // a key's own click (not trusted) was counted at the key
+    if (b.id === 'wb-escalate') {
+      window.wbMode = 'escalate';
+      hint('Escalating: type the reason, then Ctrl+Enter (or Escalate) to send (Esc cancels).');
+      const box = $('#wb-rationale textarea');
+      if (box && !box.value.trim()) setTimeout(() => box.focus(), 0);
+    }
+  }, true);
   document.addEventListener('keydown', (e) => {
     activity();
     const t = e.target;
     if (!reviewShown()) return;
-    if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) {
+    const save = e.key === 'Enter' && (e.ctrlKey || e.metaKey);
+    const plainKey = !(e.ctrlKey || e.metaKey || e.altKey || typing(t));
+    if (inFlight() && (save || (plainKey && BUSY.includes(e.key)))) { e.preventDefault(); e.stopPropagation(); return; }
+    if (save || (plainKey && ['c', 's', 'x'].includes(e.key))) {
+      if (tooSoon()) { e.preventDefault(); e.stopPropagation(); flash(IGNORED); return; }
+      pressed();
+    }
+    if (save) {
       e.preventDefault(); e.stopPropagation();
       if (t && t.blur && typing(t)) t.dispatchEvent(new Event('input', {bubbles: true}));
-      setTimeout(() => click(window.wbMode === 'escalate' ? 'wb-escalate' : 'wb-decide'), 60);
+      const on = lastCase;  // the click goes only to the case the key was pressed on
+      setTimeout(() => { if (lastCase === on && !inFlight()) click(window.wbMode === 'escalate' ? 'wb-escalate' : 'wb-decide'); }, 60);
       return;
     }
     if (e.key === 'Escape') {
@@ -125,7 +181,6 @@ SHORTCUTS_JS = """
     if (k === 'o') { e.preventDefault(); window.wbMode = 'decide'; hint('Override: type why, then Ctrl+Enter to save.'); focusRationale(); return; }
     if (k === 'e') { e.preventDefault(); window.wbMode = 'escalate'; hint('Escalating: type the reason, then Ctrl+Enter to send (Esc cancels).'); focusRationale(); return; }
     if (k === '?') { e.preventDefault(); help(); return; }
-    if (k === 'c' && document.querySelector('#wb-header .wb-head[data-optimistic]')) { e.preventDefault(); return; }  // one in flight
     if (k === 'c' && optimistic()) { e.preventDefault(); afterPaint(() => click('wb-confirm')); return; }
     const ids = {c: 'wb-confirm', n: 'wb-next', r: 'wb-reveal', s: 'wb-skip', x: 'wb-release', u: 'wb-undo'};
     if (ids[k]) { e.preventDefault(); click(ids[k]); }
@@ -156,8 +211,9 @@ SHORTCUTS_JS = """
     const head = document.querySelector('#wb-header .wb-head');
     // an optimistic view is not yet the case on screen: the boxes are emptied when the server's is
     const id = !head ? null : head.hasAttribute('data-optimistic') ? lastCase : head.getAttribute('data-case');
+    if (locked && head && !head.hasAttribute('data-optimistic')) lock(false);  // the server's answer is in
     if (id !== lastCase) {  // a new case: back to the top, out of any text box, mode reset
-      lastCase = id; window.wbMode = 'decide'; hint('');
+      lastCase = id; window.wbMode = 'decide'; hint(''); picked = false;
       window.scrollTo(0, 0);
       const a = document.activeElement; if (a && typing(a)) a.blur();
       // the rationale and the note and tag boxes start empty for each case (the page empties them:

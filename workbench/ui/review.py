@@ -7,8 +7,10 @@ Each callback is a few lines over one `labeling` service call; `Screen.show` tur
 the service returns (already masked: `labeling.masking.mask_packet`) into the tab's outputs.
 The analyst's next case is claimed ahead (a normal lease) and rendered, masked like any case,
 into a hidden box; on `c` the page shows it at once and the server's answer then replaces that
-view (a refusal puts the case back). A timer renews both leases while the case is on screen
-(`labeling.claims.renew`) and refreshes the queue counts; the page counts the lease down.
+view (a refusal puts the case back). Each key that acts on a case sends the case id the page
+shows and is refused when that is not the tab's case (review_actions). A timer renews both leases
+while the case is on screen (`labeling.claims.renew`) and refreshes the queue counts; the page
+counts the lease down.
 Keys (assets.SHORTCUTS_JS): 1-9 label, a action, o override rationale, e escalate, Ctrl+Enter
 save, c confirm, n next, r reveal, s skip, x release, u undo, ? help.
 """
@@ -20,6 +22,7 @@ import html
 import inspect
 import re
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import gradio as gr
@@ -34,7 +37,9 @@ from labeling.wellbeing import exposure, preferences, set_preferences
 
 from .context_panel import build_context_panel, context_values
 from .render import (counts_choices, empty_header, header_html, lease_html, message_html, plain, prefetch_html,
-                     restored_html, saved_message, side_html, status_html, text_html, where_error_goes)
+                     restored_html, saved_message, side_html, status_html, text_html)
+from .review_actions import (confirm_refusal, lost_note, needs_confirm, page_case_js, refused, untouched,
+                             wrong_case)
 from .format import md_escape
 from .session import actor
 
@@ -43,10 +48,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 # What a service refuses with (LabelingError is a ValueError): shown to the analyst, never a crash.
 SERVICE_ERRORS = (ValueError, PermissionDenied)
-# The case's outputs a refusal leaves as they are: header, text, side column, label, action,
-# policy reference. The rationale box is no output: the page empties it when the case on screen
-# changes (assets.SHORTCUTS_JS), so what was typed stays on a refusal.
-KEPT = 6
 # What one key event has read already (the store's accounts, the principal): each key asked
 # the store for both up to four times (issue 17). Set per event by `wired`; None elsewhere.
 _EVENT: contextvars.ContextVar[Optional[dict[Any, Any]]] = contextvars.ContextVar("wb_review_event", default=None)
@@ -145,28 +146,18 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
             return (*head, case_id, *([gr.update()] * len(ctx_components)))
         return (*head, case_id, *context_values(app, packet, principal))
 
-    def kept(packet: dict[str, Any], armed: Optional[int], exc: Exception, what: str = "Not saved",
-             restore: Optional[tuple[str, str, str]] = None) -> tuple[Any, ...]:
-        """A refusal: keep the packet and everything typed; the reason goes beside its control.
-        `restore` (render.restored_html): the case's header, text and side column sent again."""
-        msg = f"{what}: {plain(str(exc))}"
-        spot = where_error_goes(str(exc))
-        errs = {k: message_html(msg, "error") if spot == k else "" for k in ("label", "rationale", "buttons")}
-        lease = lease_html(None, settings, lost=msg) if spot == "lease" else gr.update()
-        if spot == "lease":
-            errs["buttons"] = message_html(msg, "error")
-        case = restore or (gr.update(),) * 3
-        return (packet, armed, *case, *([gr.update()] * (KEPT - 3)), errs["label"], errs["rationale"], errs["buttons"],
-                lease, gr.update(), gr.update(), gr.update())
+    kept = partial(refused, settings)  # a refusal: the packet and everything typed kept
 
     def packet_for(case_id: int, principal: Any) -> dict[str, Any]:
         return review_packet(store, taxonomy, case_id, settings, app.campaigns(), viewer=principal)
 
-    def fetch_ahead(principal: Any, queue: str) -> tuple[Optional[int], str]:
-        """Claim the analyst's next case of `queue` ahead (a normal lease) and render it, masked
-        as the screen would show it, for the hidden box the page swaps in on `c`."""
+    def fetch_ahead(principal: Any, queue: str, on_screen: Optional[int]) -> tuple[Optional[int], str]:
+        """Claim the analyst's next case of `queue` ahead (a normal lease; first one of theirs a
+        reload left held, never the one `on_screen`) and render it, masked as the screen would
+        show it, for the hidden box the page swaps in on `c`."""
         try:
-            case = next_case(store, principal, queue, config=qconfig, detail=False)
+            case = next_case(store, principal, queue, config=qconfig, detail=False, resume=True,
+                             exclude=() if on_screen is None else (on_screen,))
             if case is not None:
                 return case["id"], prefetch_html(packet_for(case["id"], principal), prefs_of(principal))
         except SERVICE_ERRORS:
@@ -198,13 +189,14 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
             principal = principal or who_of(who, request)
             packet = promoted(ahead, principal, queue)
             if packet is None:
-                case = next_case(store, principal, queue, config=qconfig, detail=False)
+                case = next_case(store, principal, queue, config=qconfig, detail=False, resume=True)  # a reload resumes
                 packet = packet_for(case["id"], principal) if case else None
         except SERVICE_ERRORS as exc:
             return show(None, None, queue, plain(str(exc)), "error")
         if packet is None:
             return show(None, principal, queue, f"{message} Queue {queue} is empty.".strip(), switch_queue=switch_queue)
-        return show(packet, principal, queue, message, switch_queue=switch_queue, ahead=fetch_ahead(principal, queue))
+        return show(packet, principal, queue, message, switch_queue=switch_queue,
+                    ahead=fetch_ahead(principal, queue, packet["case"]["id"]))
 
     def claim(who: str, queue: str, ahead: Optional[int], request: gr.Request) -> tuple[Any, ...]:
         return claim_next(who, queue, request, ahead=ahead)
@@ -221,7 +213,7 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
             drop(ahead, principal)  # the next case is claimed ahead anew, after the one opened
             claim_case(store, case_id, principal, qconfig)
             return show(packet_for(case_id, principal), principal, queue, f"Opened case {case_id}.",
-                        ahead=fetch_ahead(principal, queue))
+                        ahead=fetch_ahead(principal, queue, case_id))
         except SERVICE_ERRORS as exc:
             return show(None, None, queue, f"Cannot open case {case_id}: {plain(str(exc))}", "error")
 
@@ -230,17 +222,6 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
             return gr.update(), gr.update(), ""
         pol = taxonomy.policies[label]
         return gr.update(choices=pol.actions, value=pol.default_action), pol.policy_ref, ""
-
-    def needs_confirm(packet: dict[str, Any], armed: Optional[int], what: str) -> Optional[tuple[Any, ...]]:
-        """A campaign decision asks once more, saying how many items it will label."""
-        cc = packet.get("campaign_case")
-        if not cc or armed == packet["case"]["id"]:
-            return None
-        n = cc["will_decide"]
-        msg = (f"This decides {n} items of campaign {cc['campaign_id']} ({cc['already_decided']} already decided). "
-               f"Press {what} again, or Confirm, to decide {n} items.")
-        return (packet, packet["case"]["id"], *([gr.update()] * KEPT), "", "",
-                message_html(msg, "confirm"), gr.update(), gr.update(), gr.update(), gr.update())
 
     def submit(packet: Optional[dict[str, Any]], armed: Optional[int], who: str, queue: str, label: str,
                action: str, policy_ref: str, rationale: str, ahead: Optional[int], request: gr.Request,
@@ -269,12 +250,16 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
         return claim_next(who, queue, request, saved_message(case_id, label, action, out), principal=principal,
                           ahead=ahead)
 
-    def confirm(packet: Optional[dict[str, Any]], armed: Optional[int], who: str, queue: str, ahead: Optional[int],
-                request: gr.Request) -> tuple[Any, ...]:
-        """`c`: the model's label and default action. The page may already show the case claimed
-        ahead (assets.SHORTCUTS_JS); this response replaces that view either way."""
+    def confirm(packet: Optional[dict[str, Any]], armed: Optional[int], who: str, queue: str, label: Optional[str],
+                action: Optional[str], ahead: Optional[int], request: gr.Request) -> tuple[Any, ...]:
+        """`c`: the model's label and default action, only while the screen shows them (`label`,
+        `action`). The page may already show the case claimed ahead (assets.SHORTCUTS_JS); this
+        response replaces that view either way."""
         if packet is None:
             return claim_next(who, queue, request, ahead=ahead)
+        why = confirm_refusal(packet, label, action, taxonomy.policies)
+        if why:
+            return kept(packet, armed, ValueError(why), restore=restored_html(packet, prefs_of(viewer(who, request))))
         label = packet["suggested_label"]
         choice = packet["choices"][label]
         return submit(packet, armed, who, queue, label, choice["default_action"], choice["policy_ref"], "", ahead,
@@ -285,7 +270,8 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
         if packet is None:
             return show(None, None, queue, "No case to escalate.", "error")
         if not (reason or "").strip():
-            return kept(packet, armed, ValueError("say why you escalate: type the reason in the box, then Ctrl+Enter"),
+            return kept(packet, armed, ValueError("say why you escalate: type the reason in the box, then Ctrl+Enter "
+                                                  "or Escalate again"),
                         "Not escalated")
         try:
             out = escalate_with_packet(store, taxonomy, packet["case"]["id"], who_of(who, request), reason, qconfig,
@@ -340,13 +326,17 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
         return show(packet_for(out["case_id"], principal), principal, queue,
                     f"Undone: your {out['label']} / {out['action']} on case {out['case_id']} "
                     f"({len(out['undone'])} decision{'s' if len(out['undone']) != 1 else ''}). Decide it again.",
-                    ahead=None if ahead is not None else fetch_ahead(principal, queue))
+                    ahead=None if ahead is not None else fetch_ahead(principal, queue, out["case_id"]))
 
-    def reveal(packet: Optional[dict[str, Any]], who: str, queue: str, request: gr.Request) -> tuple[Any, ...]:
-        """The case's own texts unmasked (audited): the text, the side column and the context panel."""
+    def reveal(packet: Optional[dict[str, Any]], who: str, queue: str, page: Any,
+               request: gr.Request) -> tuple[Any, ...]:
+        """The case's own texts unmasked (audited): the text, the side column and the context panel;
+        only the case the page shows (`page`)."""
         n_ctx = len(ctx_components)
         if packet is None or not packet.get("item"):
             return (gr.update(),) * (6 + n_ctx)
+        if (why := wrong_case(packet, page)) is not None:
+            return untouched(6 + n_ctx, 3, f"Not revealed: {why}")
         try:
             principal = who_of(who, request)
             reveal_text(store, packet["case"]["id"], principal)
@@ -380,8 +370,7 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
                     same = (None, prefetch_html(None))
             out = renew(store, case_id, principal, qconfig)
         except SERVICE_ERRORS as exc:
-            return lease_html(None, settings, lost=f"Lost: {plain(str(exc))}. What you typed is kept; press n "
-                                                  f"for the next case, or open this one again by its id."), None, *same
+            return lease_html(None, settings, lost=lost_note(str(exc))), None, *same
         fresh = {"case": case_id, "expires": out["lease_expires_at"]}
         return (lease_html(dict(packet, case=dict(packet["case"], lease_expires_at=fresh["expires"])), settings), fresh,
                 *same)
@@ -396,7 +385,7 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
         drop(ahead, principal)
         if packet is None or queue not in qconfig.queues:
             return None, prefetch_html(None)
-        return fetch_ahead(principal, queue)
+        return fetch_ahead(principal, queue, packet["case"]["id"])
 
     def refresh_counts(who: str, queue: str, request: gr.Request) -> tuple[Any, Any, Any]:
         principal = viewer(who, request)
@@ -496,6 +485,7 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
                 ctx_components.extend(build_context_panel(app, packet_state, who))
     prefetch = html_box(prefetch_html(None), elem_id="wb-prefetch")  # hidden (assets.CSS)
     idle_ms = gr.Number(value=0, visible="hidden", elem_id="wb-idle")
+    page_case = gr.Textbox(visible="hidden", elem_id="wb-page-case")  # the case the page shows (page_case_js)
     heartbeat_timer = gr.Timer(settings.heartbeat_seconds)
     counts_timer = gr.Timer(settings.counts_refresh_seconds)
 
@@ -528,14 +518,20 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
         key, issue 17). The queue list and the break offer are outputs only of a key that
         `switches` the queue (the break button): a decision or a claim changes neither the queue
         nor the exposure the offer follows (reveal, the counts timer and the list's own event
-        update it), and each output costs the page on every key."""
+        update it), and each output costs the page on every key. A key with `page_case` among its
+        inputs is refused, untouched, when the page showed another case than the tab's."""
         n_in = len(inputs)
+        page = inputs.index(page_case) if page_case in inputs else None
+        outs = [*outputs, status, break_btn] if switches else [*outputs[:-1], status]
 
         def with_after(*args: Any) -> tuple[Any, ...]:
             shown, request = args[n_in], args[n_in + 1]
+            why = wrong_case(args[inputs.index(packet_state)], args[page]) if page is not None else None
+            if why:
+                return untouched(len(outs) + 1 + len(ctx_components), outs.index(buttons_err), f"Not done: {why}")
             token = _EVENT.set({})
             try:
-                out = fn(*args[:n_in], request)
+                out = fn(*(a for i, a in enumerate(args[:n_in]) if i != page), request)
                 packet = out[0] if isinstance(out[0], dict) and "case" in out[0] else None
                 out = settle_ahead(out, packet, args[inputs.index(ahead_state)], args[inputs.index(who)], request)
                 q = args[inputs.index(queue_in)] if queue_in in inputs else (break_queue_name(None) or qconfig.default_queue)
@@ -552,26 +548,28 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
         with_after.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
         with_after.__annotations__ = {"request": gr.Request}
         with_after.__name__ = fn.__name__
-        outs = [*outputs, status, break_btn] if switches else [*outputs[:-1], status]
         return event(with_after, [*inputs, shown_state], [*outs, shown_state, *ctx_components],
+                     js=None if page is None else page_case_js(page, confirm=fn is confirm),
                      show_progress="hidden", trigger_mode="once", queue=False, preprocess=False, postprocess=False)
 
     wire: list[tuple[Any, Callable[..., Any], list[Any]]] = [
         (next_btn.click, claim, [who, queue_in, ahead_state]),
         (open_btn.click, open_case, [who, queue_in, open_in, ahead_state]),
         (open_in.submit, open_case, [who, queue_in, open_in, ahead_state]),
-        (confirm_btn.click, confirm, [packet_state, armed_state, who, queue_in, ahead_state]),
+        (confirm_btn.click, confirm, [packet_state, armed_state, who, queue_in, label_in, action_in, ahead_state,
+                                      page_case]),
         (decide_btn.click, submit, [packet_state, armed_state, who, queue_in, label_in, action_in, policy_in,
-                                    rationale_in, ahead_state]),
-        (escalate_btn.click, escalate, [packet_state, armed_state, who, queue_in, rationale_in, ahead_state]),
-        (skip_btn.click, skip_case, [packet_state, who, queue_in, ahead_state]),
-        (release_btn.click, release_case, [packet_state, who, queue_in, ahead_state]),
-        (undo_btn.click, undo, [packet_state, who, queue_in, ahead_state]),
+                                    rationale_in, ahead_state, page_case]),
+        (escalate_btn.click, escalate, [packet_state, armed_state, who, queue_in, rationale_in, ahead_state,
+                                        page_case]),
+        (skip_btn.click, skip_case, [packet_state, who, queue_in, ahead_state, page_case]),
+        (release_btn.click, release_case, [packet_state, who, queue_in, ahead_state, page_case]),
+        (undo_btn.click, undo, [packet_state, who, queue_in, ahead_state, page_case]),
     ]
     for event, fn, inputs in wire:
         wired(event, fn, inputs)
-    reveal_btn.click(reveal, [packet_state, who, queue_in],
-                     [packet_state, text, side, buttons_err, status, break_btn, *ctx_components],
+    reveal_btn.click(reveal, [packet_state, who, queue_in, page_case],
+                     [packet_state, text, side, buttons_err, status, break_btn, *ctx_components], js=page_case_js(3),
                      show_progress="hidden")
     label_in.input(on_label, [label_in], [action_in, policy_in, label_err], show_progress="hidden")
     held_state = gr.State(None)  # the last renewal: {"case": id, "expires": datetime}

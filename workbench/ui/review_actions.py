@@ -1,0 +1,102 @@
+"""What keeps a key of the Review tab on the case the analyst sees (review.build_review_tab).
+
+The page may show a case the server has not yet put in the tab's state (the optimistic view of
+`c`, assets.SHORTCUTS_JS), so each key that acts on a case sends the case id its page shows
+(`page_case_js`) and the server refuses a key whose case is not the tab's (`wrong_case`) instead
+of acting on another case. `c` saves the model's suggestion only while the screen shows it
+(`confirm_refusal`). Also the refusal outputs the tab's keys share (`refused`, `needs_confirm`).
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import gradio as gr
+
+from .render import lease_html, message_html, plain, where_error_goes
+
+# The case's outputs a refusal leaves as they are: header, text, side column, label, action,
+# policy reference. The rationale box is no output: the page empties it when the case on screen
+# changes (assets.SHORTCUTS_JS), so what was typed stays on a refusal.
+KEPT = 6
+
+
+def page_case_js(at: int, confirm: bool = False) -> str:
+    """An event's `js`: input `at` becomes the case id the page's header shows ('' for none).
+    During the optimistic view of `c` the header shows the next case; only `c`'s own click
+    (`confirm`) still speaks for the case it was pressed on (`data-from`)."""
+    shown = "(h.getAttribute('data-case') || '')"
+    pick = f"h.hasAttribute('data-optimistic') ? (h.getAttribute('data-from') || '') : {shown}" if confirm else shown
+    return (f"(...a) => {{ const h = document.querySelector('#wb-header .wb-head'); a[{int(at)}] = h ? ({pick}) : ''; "
+            "return a; }")
+
+
+def wrong_case(packet: Optional[dict[str, Any]], page_case: Any) -> Optional[str]:
+    """Why a key must not act: the page shows another case than the tab's (None: it may act).
+    No case in the tab: nothing to act on, so nothing to check."""
+    if packet is None:
+        return None
+    tab = int(packet["case"]["id"])
+    text = str(page_case if page_case is not None else "").strip()
+    if not text:
+        return f"the page did not say which case it shows (this tab's case is {tab}): nothing was done"
+    if text != str(tab):
+        return (f"the page shows case {text} but this tab's case is {tab}: nothing was done; "
+                "wait until the screen settles, then press the key again")
+    return None
+
+
+def confirm_refusal(packet: dict[str, Any], label: Optional[str], action: Optional[str],
+                    policies: dict[str, Any]) -> Optional[str]:
+    """Why `c` (the model's label and default action) must not save: the screen shows another
+    pick. No label on screen reads as the model's; an action a fast key left out of step with the
+    label is the label's default (as review.submit reads it)."""
+    model = packet["suggested_label"]
+    default = packet["choices"][model]["default_action"]
+    if not label or label == model:
+        pol = policies.get(model)
+        if not action or action == default or (pol is not None and action not in pol.actions):
+            return None
+    picked = f"{label or model} / {action or default}"
+    return (f"the label you picked ({picked}) is not the model's ({model} / {default}): Ctrl+Enter saves yours; "
+            f"c confirms only the model's")
+
+
+def lost_note(message: str) -> str:
+    """The lease line when the heartbeat finds the hold lost; `message` is renew's reason."""
+    again = ", or open this one again by its id" if "lapsed" in message else ""
+    return f"Lost: {plain(message)}. What you typed is kept; press n for the next case{again}."
+
+
+def refused(settings: Any, packet: dict[str, Any], armed: Optional[int], exc: Exception, what: str = "Not saved",
+            restore: Optional[tuple[str, str, str]] = None) -> tuple[Any, ...]:
+    """A refusal: keep the packet and everything typed; the reason goes beside its control.
+    `restore` (render.restored_html): the case's header, text and side column sent again."""
+    msg = f"{what}: {plain(str(exc))}"
+    spot = where_error_goes(str(exc))
+    errs = {k: message_html(msg, "error") if spot == k else "" for k in ("label", "rationale", "buttons")}
+    lease = lease_html(None, settings, lost=msg) if spot == "lease" else gr.update()
+    if spot == "lease":
+        errs["buttons"] = message_html(msg, "error")
+    case = restore or (gr.update(),) * 3
+    return (packet, armed, *case, *([gr.update()] * (KEPT - 3)), errs["label"], errs["rationale"], errs["buttons"],
+            lease, gr.update(), gr.update(), gr.update())
+
+
+def needs_confirm(packet: dict[str, Any], armed: Optional[int], what: str) -> Optional[tuple[Any, ...]]:
+    """A campaign decision asks once more, saying how many items it will label."""
+    cc = packet.get("campaign_case")
+    if not cc or armed == packet["case"]["id"]:
+        return None
+    n = cc["will_decide"]
+    msg = (f"This decides {n} items of campaign {cc['campaign_id']} ({cc['already_decided']} already decided). "
+           f"Press {what} again, or Confirm, to decide {n} items.")
+    return (packet, packet["case"]["id"], *([gr.update()] * KEPT), "", "",
+            message_html(msg, "confirm"), gr.update(), gr.update(), gr.update(), gr.update())
+
+
+def untouched(n: int, at: int, message: str) -> tuple[Any, ...]:
+    """`n` outputs left as they are but output `at`, which says `message` (an error): a key
+    refused before it touched anything (the tab's state, the claim ahead, the context panel)."""
+    out: list[Any] = [gr.update()] * n
+    out[at] = message_html(message, "error")
+    return tuple(out)
