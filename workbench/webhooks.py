@@ -9,9 +9,12 @@ of an environment variable or a file, enabled, max attempts, back-off base and c
 transaction) to the endpoints: fan out, claim with a lease, POST the JSON body signed with
 HMAC-SHA256 (`core/webhook_signature.py`), record the attempt, and on failure retry after an
 exponential back-off with full jitter (uniform(0, min(cap, base * 2**(n-1)))) until the
-endpoint's `max_attempts`, then dead-letter. At least once: a worker killed between sending and
-recording is found by its expired lease and the event sent again with the same
-`Idempotency-Key`. It runs inside `workbench serve` (`start_webhook_worker`, a daemon thread)
+endpoint's `max_attempts`, then dead-letter. Each endpoint has its own sender thread (deliveries
+to one endpoint go one at a time, in claim order), so a receiver that hangs holds back only its
+own deliveries; one that does not answer (timeout, refused connection) is rested for its back-off
+rather than costing a timeout per delivery (a circuit breaker). At least once: a worker killed
+between sending and recording is found by its expired lease and the event sent again with the
+same `Idempotency-Key`. It runs inside `workbench serve` (`start_webhook_worker`, a daemon thread)
 and as `workbench webhooks deliver` for cron.
 """
 from __future__ import annotations
@@ -28,6 +31,8 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from concurrent import futures
+from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping, Optional
 
@@ -43,6 +48,7 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 WEBHOOKS_FILE = "webhooks.yaml"
+MAX_PARALLEL = 8  # endpoints sent to at once by one worker; more wait for a free sender
 EventType = Literal["decision.created", "decision.corrected", "appeal.resolved", "campaign.decided"]
 assert set(EventType.__args__) == set(EVENT_TYPES)  # type: ignore[attr-defined]
 
@@ -213,7 +219,8 @@ class DeliveryWorker:
 
     def __init__(self, store: "Store", config: WebhookConfig, name: Optional[str] = None,
                  send: Sender = http_post, rng: Optional[random.Random] = None,
-                 lease_seconds: Optional[float] = None, batch_size: Optional[int] = None) -> None:
+                 lease_seconds: Optional[float] = None, batch_size: Optional[int] = None,
+                 max_parallel: int = MAX_PARALLEL) -> None:
         self.store = store
         self.config = config
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -221,10 +228,18 @@ class DeliveryWorker:
         self.rng = rng or random.Random()
         self.lease_seconds = lease_seconds or config.lease_seconds
         self.batch_size = batch_size or config.batch_size
+        if max_parallel < 1:
+            raise ConfigError(f"max_parallel must be at least 1, got {max_parallel}")
+        self.max_parallel = max_parallel
         slowest = max((e.timeout_seconds for e in config.endpoints), default=0.0)
         if self.lease_seconds < slowest + 1:
             raise ConfigError(f"lease of {self.lease_seconds:g} s is shorter than an endpoint's timeout "
                               f"({slowest:g} s) plus a second: two workers could send the same delivery")
+        self._lock = threading.Lock()  # guards rng and the circuit state, shared by the senders
+        self._busy: dict[str, Future[dict[str, int]]] = {}  # endpoint -> its sender still running
+        self._started: dict[str, float] = {}  # endpoint -> when its last sender started (fair turns)
+        self._failures: dict[str, int] = {}  # endpoint -> sends in a row it did not answer
+        self._open_until: dict[str, float] = {}  # endpoint -> monotonic time its circuit closes
 
     # -- one delivery ------------------------------------------------------------------------
     def _deliver(self, row: Mapping[str, Any], started: Any) -> str:
@@ -239,8 +254,10 @@ class DeliveryWorker:
                    IDEMPOTENCY_HEADER: row["idempotency_key"], "Workbench-Event": row["event_type"],
                    "Workbench-Event-Id": row["event_id"], "Workbench-Delivery": str(row["id"]),
                    "Workbench-Attempt": str(row["attempts"])}
+        answered: Optional[bool] = None  # a sender that raised says nothing about the receiver
         try:
             code, error = self.send(ep.url, body, headers, ep.timeout_seconds)
+            answered = code is not None  # None: a timeout or a connection failure
         except Exception as exc:  # noqa: BLE001 - one endpoint's failure is that delivery's attempt, never
             # the worker's: an uncaught error would leave the batch leased and stall every endpoint.
             code, error = None, f"{type(exc).__name__}: {exc}"[:500]
@@ -250,11 +267,33 @@ class DeliveryWorker:
         if not ok and row["attempts"] < ep.max_attempts:
             import datetime as dt
 
-            retry_at = now + dt.timedelta(seconds=backoff_delay(
-                row["attempts"], ep.backoff_base_seconds, ep.backoff_cap_seconds, self.rng))
+            with self._lock:
+                delay = backoff_delay(row["attempts"], ep.backoff_base_seconds, ep.backoff_cap_seconds, self.rng)
+            retry_at = now + dt.timedelta(seconds=delay)
         with self.store.begin() as conn:
-            return finish(conn, row["id"], self.name, row["attempts"], started, ok=ok, status_code=code,
-                          error=None if ok else (error or f"HTTP {code}"), retry_at=retry_at, now=now)
+            status = finish(conn, row["id"], self.name, row["attempts"], started, ok=ok, status_code=code,
+                            error=None if ok else (error or f"HTTP {code}"), retry_at=retry_at, now=now)
+        if answered is not None:
+            self._note_answer(ep, answered, error)
+        return status
+
+    def _note_answer(self, ep: Endpoint, answered: bool, error: Optional[str]) -> None:
+        """Circuit breaker: a send the receiver did not answer rests the endpoint for its back-off
+        (growing with each such send in a row), so a hanging receiver costs one timeout per rest,
+        not one per delivery; any answer closes the circuit."""
+        with self._lock:
+            if answered:
+                self._failures.pop(ep.name, None)
+                self._open_until.pop(ep.name, None)
+                return
+            n = self._failures[ep.name] = self._failures.get(ep.name, 0) + 1
+            rest = backoff_delay(n, ep.backoff_base_seconds, ep.backoff_cap_seconds, self.rng)
+            self._open_until[ep.name] = time.monotonic() + rest
+        log.warning("webhook endpoint %s did not answer (%s); resting it %.1f s", ep.name, error, rest)
+
+    def _circuit_open(self, name: str) -> bool:
+        with self._lock:
+            return time.monotonic() < self._open_until.get(name, 0.0)
 
     # -- passes --------------------------------------------------------------------------------
     def fan_out(self) -> int:
@@ -269,30 +308,76 @@ class DeliveryWorker:
             if n < 500:
                 return total
 
-    def run_pass(self, deadline: Optional[float] = None) -> dict[str, int]:
-        """Fan out new events, then deliver everything due now (until `deadline`, a monotonic time)."""
+    def _drain(self, ep: Endpoint, deadline: Optional[float], stop: threading.Event) -> dict[str, int]:
+        """One endpoint's sender: claim its due deliveries (`batch_size` at a time, in the claim's
+        order) and send them one by one until none is due, the deadline, `stop`, or its circuit opens."""
         from core.outbox import claim, release
         from core.schema import utcnow
 
-        stats = {"fanned_out": self.fan_out(), "delivered": 0, "retrying": 0, "dead": 0, "released": 0}
-        names = [e.name for e in self.config.enabled]
-        slowest = max((e.timeout_seconds for e in self.config.enabled), default=0.0)
-        while names and (deadline is None or time.monotonic() < deadline):
+        stats = {"delivered": 0, "retrying": 0, "dead": 0, "released": 0}
+        while not stop.is_set() and not self._circuit_open(ep.name) and \
+                (deadline is None or time.monotonic() < deadline):
             claimed_at = time.monotonic()
             with self.store.begin() as conn:
-                rows = claim(conn, names, self.name, self.lease_seconds, self.batch_size, now=utcnow())
+                rows = claim(conn, [ep.name], self.name, self.lease_seconds, self.batch_size, now=utcnow())
             if not rows:
                 break
             for i, row in enumerate(rows):
                 # Never start a send that could outlive the lease (half a second spare); hand the
-                # rest back. The first row of a claim is always sent, so a pass makes progress.
-                late = i > 0 and time.monotonic() - claimed_at + slowest > self.lease_seconds - 0.5
-                if late or (i > 0 and deadline is not None and time.monotonic() >= deadline):
+                # rest back, as on the deadline, on `stop` and when the endpoint stopped answering.
+                # The first row of a claim is always sent, so a pass makes progress.
+                late = time.monotonic() - claimed_at + ep.timeout_seconds > self.lease_seconds - 0.5
+                if i > 0 and (late or stop.is_set() or self._circuit_open(ep.name)
+                              or (deadline is not None and time.monotonic() >= deadline)):
                     with self.store.begin() as conn:
                         stats["released"] += release(conn, [r["id"] for r in rows[i:]], self.name)
                     break
                 status = self._deliver(row, utcnow())
                 stats["delivered" if status == "delivered" else "retrying" if status == "pending" else "dead"] += 1
+        return stats
+
+    def _start(self, ep: Endpoint, deadline: Optional[float], stop: threading.Event) -> None:
+        future: Future[dict[str, int]] = Future()
+
+        def job() -> None:
+            try:
+                future.set_result(self._drain(ep, deadline, stop))
+            except BaseException as exc:  # noqa: BLE001 - handed to the pass that collects it
+                future.set_exception(exc)
+
+        self._busy[ep.name] = future
+        self._started[ep.name] = time.monotonic()
+        # Daemon threads: a receiver that hangs never holds up the process's exit.
+        threading.Thread(target=job, name=f"webhook-{ep.name}", daemon=True).start()
+
+    def _collect(self, stats: dict[str, int], timeout: Optional[float]) -> None:
+        """Wait up to `timeout` (None: until all are done) for the running senders; add the counts
+        of those done to `stats` (a sender's error is raised here, once)."""
+        if self._busy:
+            futures.wait(list(self._busy.values()), timeout=timeout)
+        for name, future in list(self._busy.items()):
+            if future.done():
+                del self._busy[name]
+                for k, v in future.result().items():
+                    stats[k] += v
+
+    def run_pass(self, deadline: Optional[float] = None, stop: Optional[threading.Event] = None,
+                 wait: Optional[float] = None) -> dict[str, int]:
+        """Fan out new events, then deliver everything due now (until `deadline`, a monotonic time).
+
+        Each endpoint has its own sender (at most `max_parallel` at once), so a receiver that hangs
+        holds back only its own deliveries. The pass waits for its senders, or at most `wait`
+        seconds: a sender still running goes on, its endpoint skipped and its counts added by a
+        later pass."""
+        stop = stop or threading.Event()
+        stats = {"fanned_out": self.fan_out(), "delivered": 0, "retrying": 0, "dead": 0, "released": 0}
+        self._collect(stats, 0)
+        ready = [e for e in self.config.enabled if e.name not in self._busy and not self._circuit_open(e.name)]
+        for ep in sorted(ready, key=lambda e: self._started.get(e.name, 0.0)):  # longest idle first
+            if len(self._busy) >= self.max_parallel:
+                break
+            self._start(ep, deadline, stop)
+        self._collect(stats, wait)
         return stats
 
     def run(self, stop: Optional[threading.Event] = None, once: bool = False,
@@ -301,18 +386,24 @@ class DeliveryWorker:
         stop = stop or threading.Event()
         deadline = time.monotonic() + max_seconds if max_seconds else None
         totals: dict[str, int] = {}
-        while not stop.is_set():
-            stats = self.run_pass(deadline)
-            for k, v in stats.items():
-                totals[k] = totals.get(k, 0) + v
-            if once or (deadline is not None and time.monotonic() >= deadline):
-                break
-            busy = stats["fanned_out"] or stats["delivered"] or stats["retrying"] or stats["dead"]
-            if not busy:
-                wait = self.config.poll_seconds
-                if deadline is not None:
+        try:
+            while not stop.is_set():
+                wait = None if once else self.config.poll_seconds
+                if wait is not None and deadline is not None:
                     wait = min(wait, max(0.0, deadline - time.monotonic()))
-                stop.wait(wait)
+                stats = self.run_pass(deadline, stop, wait)
+                for k, v in stats.items():
+                    totals[k] = totals.get(k, 0) + v
+                if once or (deadline is not None and time.monotonic() >= deadline):
+                    break
+                busy = stats["fanned_out"] or stats["delivered"] or stats["retrying"] or stats["dead"]
+                if not busy and not self._busy:  # a running sender already made the pass wait
+                    stop.wait(wait or 0.0)
+        finally:
+            rest = {k: 0 for k in ("delivered", "retrying", "dead", "released")}
+            self._collect(rest, None)  # senders stop at the deadline or `stop` (after one send at most)
+            for k, v in rest.items():
+                totals[k] = totals.get(k, 0) + v
         return totals
 
 
