@@ -14,6 +14,7 @@ from sqlalchemy import Connection, and_, case as sql_case, exists, func, insert,
 
 from core import audit
 from core.hooks import PermissionDenied, check_permission
+from core.labels import current_decisions
 from core.principals import SYSTEM, Actor
 from core.predictions import predictions_of_record, record_ids
 from core.schema import Campaign, CampaignMember, Case, Decision, Item, Prediction, utcnow
@@ -160,13 +161,42 @@ def _keep_seed(row: dict[str, Any], old_meta: Mapping[str, Any], old_queue: str,
     row.update(queue=old_queue, state=config.waiting_state(old_queue))
 
 
+WAITING = ("open", "escalated", "claimed")  # a case still to be decided
+
+
+def _last_campaign_cases(conn: Connection, campaign_ids: Sequence[int]) -> dict[int, tuple[int, Any]]:
+    """campaign id -> (its latest case id, when its cases were last resolved), for campaigns that had one."""
+    out: dict[int, tuple[int, Any]] = {}
+    done = func.max(func.coalesce(C.c.resolved_at, C.c.updated_at))
+    for i in range(0, len(campaign_ids), 900):
+        for cid, case_id, at in conn.execute(select(C.c.campaign_id, func.max(C.c.id), done).where(
+                C.c.campaign_id.in_(campaign_ids[i:i + 900])).group_by(C.c.campaign_id)):
+            out[int(cid)] = (int(case_id), _as_dt(at))
+    return out
+
+
+def _joined_undecided(conn: Connection, campaign_id: int, since: dt.datetime) -> list[str]:
+    """Members that joined the campaign after `since` and have no human decision: a wave that
+    kept growing after its campaign decision, which a new campaign case should cover."""
+    joined = conn.execute(select(CM.c.item_id).where(CM.c.campaign_id == campaign_id, CM.c.added_at > since)
+                          ).scalars().all()
+    decided = current_decisions(conn, joined) if joined else {}
+    return [i for i in joined if i not in decided]
+
+
 def _campaign_candidates(conn: Connection, taxonomy: Taxonomy, growth: dict[int, int]) -> Iterable[Candidate]:
-    has_case = exists(select(1).where(C.c.campaign_id == CP.c.id))
-    camps = conn.execute(select(CP).where(CP.c.status == "active", ~has_case).order_by(CP.c.id)).mappings().all()
+    """Active campaigns with no waiting case that need one: never cased, or grown since their last
+    case was resolved (undecided members joined after it: `_joined_undecided`)."""
+    waiting = exists(select(1).where(C.c.campaign_id == CP.c.id, C.c.state.in_(WAITING)))
+    camps = conn.execute(select(CP).where(CP.c.status == "active", ~waiting).order_by(CP.c.id)).mappings().all()
     if not camps:
         return
+    last = _last_campaign_cases(conn, [int(c["id"]) for c in camps])
     latest = record_ids(conn)
     for camp in camps:
+        before = last.get(int(camp["id"]))
+        if before is not None and not _joined_undecided(conn, int(camp["id"]), before[1]):
+            continue  # decided, and nothing new to decide
         rows = conn.execute(
             select(P.c.item_id, P.c.scores, P.c.uncertainty, P.c.model_version, I.c.text, I.c.surface,
                    I.c.source, I.c["metadata"].label("meta"))
@@ -183,11 +213,13 @@ def _campaign_candidates(conn: Connection, taxonomy: Taxonomy, growth: dict[int,
                         model_version=exemplar.model_version, campaign_id=int(camp["id"]),
                         surface=exemplar.surface, source=exemplar.source, language=_language(exemplar.meta),
                         campaign_size=size, campaign_growth=growth.get(int(camp["id"]), 0) / size,
-                        reports=sum(_reports(r.meta) for r in rows), extra={"campaign_case": True})
+                        reports=sum(_reports(r.meta) for r in rows),
+                        extra={"campaign_case": True, **({"follow_up_of": before[0]} if before else {})})
 
 
 def _already_cased(conn: Connection, chunk: Sequence[Candidate]) -> set[tuple[Any, bool]]:
-    """(item id, False) / (campaign id, True) of the chunk's candidates that already have a case."""
+    """(item id, False) / (campaign id, True) of the chunk's candidates that already have a case:
+    for a campaign, a waiting one, or it is no longer active (merged since it was read)."""
     items = [c.item_id for c in chunk if not c.is_campaign]
     camps = [c.campaign_id for c in chunk if c.is_campaign]
     out: set[tuple[Any, bool]] = set()
@@ -196,7 +228,9 @@ def _already_cased(conn: Connection, chunk: Sequence[Candidate]) -> set[tuple[An
             C.c.item_id.in_(items[i:i + 900]), C.c.campaign_id.is_(None))).scalars()}
     for i in range(0, len(camps), 900):
         out |= {(r, True) for r in conn.execute(select(C.c.campaign_id).where(
-            C.c.campaign_id.in_(camps[i:i + 900]))).scalars()}
+            C.c.campaign_id.in_(camps[i:i + 900]), C.c.state.in_(WAITING))).scalars()}
+        out |= {(r, True) for r in conn.execute(select(CP.c.id).where(
+            CP.c.id.in_(camps[i:i + 900]), CP.c.status != "active")).scalars()}
     return out
 
 
@@ -207,7 +241,8 @@ def build_cases(store: Store, taxonomy: Taxonomy, config: QueueConfig,
     Needs `build_cases`.
 
     Idempotent: an item or campaign that already has a case gets no second one, so it can run
-    after every scoring batch. Waiting item cases whose item was re-scored by a newer model are
+    after every scoring batch; a campaign decided before gets a new case only once undecided
+    members have joined since (`_campaign_candidates`), a merged campaign none. Waiting item cases whose item was re-scored by a newer model are
     re-planned in place (`rescored`), so a promotion re-orders the backlog.
     """
     check_permission(actor, "build_cases", "queues")
@@ -233,6 +268,8 @@ def build_cases(store: Store, taxonomy: Taxonomy, config: QueueConfig,
             for cand, row in planned:
                 if (row["campaign_id"] if cand.is_campaign else cand.item_id, cand.is_campaign) in taken:
                     continue
+                if cand.extra.get("follow_up_of"):  # a grown campaign's next case (`_joined_undecided`)
+                    row["meta"]["follow_up_of"] = cand.extra["follow_up_of"]
                 copies = calibration_copies(config, cand.key, row)
                 rows.append(row)
                 rows.extend(copies)
@@ -358,11 +395,26 @@ def queue_overview(store: Store) -> dict[str, int]:
 
 
 def campaign_case(store: Store, campaign_id: int) -> Optional[int]:
-    """The waiting case of a campaign (to act on the whole campaign at once), if there is one."""
+    """The waiting case of an active campaign (to act on the whole campaign at once), if there is
+    one: a merged campaign's members are another campaign's, so its case has none to decide."""
     with store.read() as conn:
-        return conn.execute(select(C.c.id).where(C.c.campaign_id == campaign_id,
-                                                 C.c.state.in_(("open", "escalated", "claimed")))
-                            .order_by(C.c.id.desc()).limit(1)).scalar()
+        return conn.execute(select(C.c.id).join(CP, CP.c.id == C.c.campaign_id).where(
+            C.c.campaign_id == campaign_id, C.c.state.in_(WAITING), CP.c.status == "active")
+            .order_by(C.c.id.desc()).limit(1)).scalar()
+
+
+def campaign_case_state(store: Store, campaign_id: int) -> dict[str, Any]:
+    """Why a campaign has a waiting case or not, for the Campaigns tab: its status (None when
+    unknown), the waiting case, its latest case, and how many undecided members joined since that
+    one was resolved (a case for them comes with the next `build_cases`)."""
+    with store.read() as conn:
+        status = conn.execute(select(CP.c.status).where(CP.c.id == campaign_id)).scalar()
+        last = _last_campaign_cases(conn, [campaign_id]).get(campaign_id)
+        waiting = conn.execute(select(C.c.id).where(C.c.campaign_id == campaign_id, C.c.state.in_(WAITING))
+                               .order_by(C.c.id.desc()).limit(1)).scalar()
+        joined = _joined_undecided(conn, campaign_id, last[1]) if last and waiting is None else []
+    return {"status": status, "waiting": waiting if status == "active" else None,
+            "last_case": last[0] if last else None, "joined_undecided": len(joined)}
 
 
 def queue_status(store: Store, config: QueueConfig, now: Optional[dt.datetime] = None) -> dict[str, dict[str, Any]]:

@@ -22,7 +22,7 @@ from core.hooks import check_permission, decision_recorded
 from core.labels import current_decisions, lock_item_decisions
 from core.predictions import predictions_of_record
 from core.principals import Actor, actor_name
-from core.schema import CampaignMember, Case, Decision, Prediction, utcnow
+from core.schema import Campaign, CampaignMember, Case, Decision, Prediction, utcnow
 from core.store import Store
 from core.text import reason_length_error
 from core.taxonomy import Taxonomy
@@ -38,6 +38,7 @@ _CHUNK = 900  # stay under SQLite's bound-parameter limit
 # Markdown and the panels' HTML, so letters, digits, space and . _ - / # : only, no link.
 POLICY_REF = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._/#:-]{0,99}")
 C = Case.__table__
+CP = Campaign.__table__
 CM = CampaignMember.__table__
 D = Decision.__table__
 P = Prediction.__table__
@@ -129,22 +130,24 @@ def _insert_decision(conn: Connection, **row: Any) -> int:
 def decide(store: Store, taxonomy: Taxonomy, case_id: int, analyst: Actor, label: str,
            action: Optional[str] = None, severity: Optional[str] = None, policy_ref: Optional[str] = None,
            rationale: Optional[str] = None, kind: str = "review", now: Optional[dt.datetime] = None,
-           *, config: QueueConfig, existing: str = "supersede") -> dict[str, Any]:
+           *, config: QueueConfig, existing: Optional[str] = None) -> dict[str, Any]:
     """Decide a case (one transaction): validate, record what the model said, close, audit.
 
     `action` defaults to the policy's default action (a one-key confirm). The kind follows the
     case: QA audit, calibration copy, escalation, or "bulk" for a campaign case, which writes one
     decision per member item and closes the members' own waiting cases (`bulk_preview` shows
-    the effect first). A member whose own case another analyst holds is left out; a member that
-    already has a human decision gets one superseding it (`existing="supersede"`, counted as
-    rework) or is left out (`existing="skip"`).
+    the effect first). A member whose own case another analyst holds is left out, and so is one
+    whose label is an appeal's outcome or who has an appeal pending (only an appeal settles it); a
+    member that already has a human decision gets one superseding it (`existing="supersede"`,
+    counted as rework) or is left out (`existing="skip"`). Left None, `existing` is "skip" on a
+    campaign decided before (its new case is for the members that joined since), else "supersede".
 
     Permissions (configs/roles.yaml): `decide`; a campaign case also `bulk`; a QA-audit case of an
     item that already has a human decision also `qa_review`, and never by whoever made one of
     that item's decisions (separation of duties). A case of the label-error re-review queue is
     decided as that re-review (`_label_review`: a correction or a confirmation, `qa_review`).
     """
-    if existing not in EXISTING:
+    if existing is not None and existing not in EXISTING:
         raise DecisionError(f"existing must be one of {', '.join(EXISTING)}, not {existing!r}")
     now = now or utcnow()
     rationale = (rationale or "").strip() or None
@@ -230,26 +233,59 @@ def _check_qa_review(conn: Connection, principal: Actor, case: Mapping[str, Any]
     check_permission(principal, "qa_review", f"case {case['id']}")
 
 
-def _bulk_plan(conn: Connection, case: Mapping[str, Any], analyst: str, now: dt.datetime) -> dict[str, Any]:
-    """Who a campaign decision would touch: members, those held by another analyst, those decided."""
+def _default_existing(conn: Connection, case: Mapping[str, Any]) -> str:
+    """"skip" when the campaign had a campaign decision before (this case is for the members that
+    joined since, `labeling.cases._joined_undecided`), else "supersede"."""
+    before = conn.execute(select(D.c.id).where(D.c.campaign_id == case["campaign_id"], D.c.kind == "bulk",
+                                               D.c.case_id != case["id"]).limit(1)).scalar()
+    return "skip" if before is not None else "supersede"
+
+
+def _bulk_plan(conn: Connection, case: Mapping[str, Any], analyst: str, now: dt.datetime,
+               existing: Optional[str] = None, config: Optional[QueueConfig] = None) -> dict[str, Any]:
+    """Who a campaign decision touches, one count for `_bulk` and `bulk_preview`: members; those
+    left out for an appeal (an appeal's outcome, or one pending), then those held by another
+    analyst, then those decided when `existing` is "skip"; `targets` get a decision, and `decided`
+    holds the current decisions among them (superseded)."""
+    status = conn.execute(select(CP.c.status).where(CP.c.id == case["campaign_id"])).scalar()
+    if status is not None and status != "active":
+        raise DecisionError(f"campaign {case['campaign_id']} of case {case['id']} is {status}: its members "
+                            f"joined another campaign, decide that campaign's case instead")
     members = conn.execute(select(CM.c.item_id).where(CM.c.campaign_id == case["campaign_id"])
                            .order_by(CM.c.item_id)).scalars().all()
     if not members:
         raise DecisionError(f"campaign {case['campaign_id']} of case {case['id']} has no members")
+    existing = existing or _default_existing(conn, case)
+    decided = current_decisions(conn, members)
+    appeal = {m for m, d in decided.items() if d["kind"] == "appeal"}
     held: dict[str, str] = {}
     for start in range(0, len(members), _CHUNK):
+        chunk = members[start:start + _CHUNK]
+        appeal |= {r["item_id"] for r in conn.execute(select(C.c.item_id, C.c.queue, C.c.meta).where(
+            C.c.item_id.in_(chunk), C.c.campaign_id.is_(None), C.c.state.in_(("open", "escalated", "claimed"))
+        )).mappings() if (r["meta"] or {}).get("appeal") or (config is not None and _is_appeal(r, config))}
         for item_id, holder in conn.execute(select(C.c.item_id, C.c.claimed_by).where(
-                C.c.item_id.in_(members[start:start + _CHUNK]), C.c.campaign_id.is_(None),
+                C.c.item_id.in_(chunk), C.c.campaign_id.is_(None),
                 C.c.state == "claimed", C.c.claimed_by != analyst, C.c.lease_expires_at > now)):
             held[item_id] = holder
-    decided = current_decisions(conn, members)
-    return {"members": list(members), "held": held, "decided": decided}
+    held = {m: who for m, who in held.items() if m not in appeal}
+    left = [m for m in members if m not in appeal and m not in held]
+    skipped_decided = sorted(m for m in left if m in decided) if existing == "skip" else []
+    targets = [m for m in left if m not in skipped_decided]
+    return {"members": list(members), "appeal": sorted(appeal), "held": held, "existing": existing,
+            "skipped_decided": skipped_decided, "targets": targets,
+            "decided": {m: decided[m] for m in targets if m in decided}}
 
 
-def bulk_preview(store: Store, case_id: int, analyst: Actor, now: Optional[dt.datetime] = None) -> dict[str, Any]:
-    """What deciding a campaign case would do, to show before confirming: how many members get a
-    decision, how many are held by other analysts (left out), and how many already have a human
-    decision (superseded, or left out with `existing="skip"`), with those decisions' labels."""
+def bulk_preview(store: Store, case_id: int, analyst: Actor, now: Optional[dt.datetime] = None,
+                 existing: Optional[str] = None, config: Optional[QueueConfig] = None) -> dict[str, Any]:
+    """What deciding a campaign case would do, to show before confirming, counted as `decide`
+    counts it: members, those left out (`skipped_appeal`, `held_by_others`, `skipped_decided`),
+    how many get a decision (`will_decide`), and how many of those supersede a human decision
+    (`already_decided`, with those decisions' labels). `existing` as in `decide` (`existing`
+    in the result: what None means for this case)."""
+    if existing is not None and existing not in EXISTING:
+        raise DecisionError(f"existing must be one of {', '.join(EXISTING)}, not {existing!r}")
     now, analyst = now or utcnow(), actor_name(analyst)
     with store.read() as conn:
         case = conn.execute(select(C).where(C.c.id == case_id)).mappings().first()
@@ -257,30 +293,30 @@ def bulk_preview(store: Store, case_id: int, analyst: Actor, now: Optional[dt.da
             raise DecisionError(f"no case {case_id}")
         if case["campaign_id"] is None:
             return {"case_id": case_id, "campaign_id": None, "members": 1, "held_by_others": {},
+                    "skipped_appeal": [], "skipped_decided": [], "will_decide": 1, "existing": existing,
                     "already_decided": 0, "already_decided_labels": {}}
-        plan = _bulk_plan(conn, case, analyst, now)
+        plan = _bulk_plan(conn, case, analyst, now, existing, config)
     labels: dict[str, int] = {}
     for d in plan["decided"].values():
         labels[d["label"]] = labels.get(d["label"], 0) + 1
     return {"case_id": case_id, "campaign_id": case["campaign_id"], "members": len(plan["members"]),
-            "held_by_others": dict(plan["held"]), "already_decided": len(plan["decided"]),
-            "already_decided_labels": labels}
+            "held_by_others": dict(plan["held"]), "skipped_appeal": plan["appeal"],
+            "skipped_decided": plan["skipped_decided"], "will_decide": len(plan["targets"]),
+            "existing": plan["existing"], "already_decided": len(plan["decided"]), "already_decided_labels": labels}
 
 
 def _bulk(conn: Connection, config: QueueConfig, case: Mapping[str, Any], analyst: str, common: dict[str, Any],
-          now: dt.datetime, existing: str) -> tuple[list[int], list[int], dict[str, Any]]:
+          now: dt.datetime, existing: Optional[str]) -> tuple[list[int], list[int], dict[str, Any]]:
     """One decision per member of the campaign (its own model prediction recorded); close member cases.
 
-    Members whose own case another analyst holds are left out (their cases untouched); members
-    with a human decision get one that supersedes it, or are left out when `existing="skip"`.
-    Only members' ordinary review cases close (`_ordinary_member_case`).
+    Who is left out is `_bulk_plan`'s (appeals, held by others, decided with `existing="skip"`);
+    the others with a human decision get one that supersedes it. Only members' ordinary review
+    cases close (`_ordinary_member_case`).
     """
     lock_member_decisions(conn, conn.execute(select(CM.c.item_id).where(CM.c.campaign_id == case["campaign_id"]))
                           .scalars().all())
-    plan = _bulk_plan(conn, case, analyst, now)
-    held, decided = plan["held"], plan["decided"]
-    skipped_decided = sorted(decided) if existing == "skip" else []
-    targets = [m for m in plan["members"] if m not in held and m not in skipped_decided]
+    plan = _bulk_plan(conn, case, analyst, now, existing, config)
+    held, decided, targets = plan["held"], plan["decided"], plan["targets"]
     preds = predictions_of_record(conn, targets)
     rows = []
     for item_id in targets:
@@ -306,8 +342,9 @@ def _bulk(conn: Connection, config: QueueConfig, case: Mapping[str, Any], analys
         waiting = conn.execute(update(C).where(C.c.id.in_(waiting), free).values(
             state="decided", resolved_at=now, lease_expires_at=None, updated_at=now,
             first_action_at=func.coalesce(C.c.first_action_at, now)).returning(C.c.id)).scalars().all()
-    info = {"skipped_held": sorted(held), "superseded": sum(1 for r in rows if r["supersedes_id"]),
-            "skipped_decided": skipped_decided}
+    info = {"skipped_held": sorted(held), "skipped_appeal": plan["appeal"],
+            "superseded": sum(1 for r in rows if r["supersedes_id"]), "skipped_decided": plan["skipped_decided"],
+            "existing": plan["existing"]}
     return list(ids), list(waiting), info
 
 

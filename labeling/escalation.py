@@ -21,7 +21,7 @@ from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
 from core import audit
 from core.hooks import check_permission
 from core.principals import SYSTEM, Actor, actor_name
-from core.schema import CampaignMember, Case
+from core.schema import Campaign, CampaignMember, Case
 from core.store import Store
 from core.taxonomy import Taxonomy
 from core.text import reason_length_error
@@ -34,6 +34,7 @@ from .queue_config import QueueConfig
 
 C = Case.__table__
 CM = CampaignMember.__table__
+CP = Campaign.__table__
 LIVE = ("open", "escalated", "claimed")
 
 def escalate(store: Store, taxonomy: Taxonomy, case_id: int, actor: Actor, reason: str, config: QueueConfig,
@@ -209,7 +210,8 @@ def _move_to_escalation(conn: Connection, taxonomy: Taxonomy, config: QueueConfi
 def sweep(store: Store, taxonomy: Taxonomy, config: QueueConfig,
           now: Optional[dt.datetime] = None, progress: bool = False, chunk_size: int = 5000,
           requested_by: Optional[Actor] = None) -> dict[str, int]:
-    """Periodic upkeep: lapsed leases back to the queue, SLA-lapsing cases escalated, priorities refreshed.
+    """Periodic upkeep: lapsed leases back to the queue, SLA-lapsing cases escalated, priorities refreshed
+    (neither for the case of a campaign no longer active: merged, its members are another's).
 
     Priorities carry an SLA-urgency term, so they are recomputed here from the features stored
     with each case; run it every few minutes (cron, or the UI's timer). It acts as the reserved
@@ -221,8 +223,10 @@ def sweep(store: Store, taxonomy: Taxonomy, config: QueueConfig,
         check_permission(requested_by, "sweep", "queues")
     now = _now(now)
     out = {"leases_expired": 0, "sla_escalated": 0, "reprioritised": 0, "folded": 0}
-    waiting = or_(and_(C.c.state == "open", C.c.queue != config.escalation_queue),
-                  C.c.state == "escalated")
+    # A merged campaign's case has no members left to decide: it is neither escalated nor re-ranked.
+    live_campaign = or_(C.c.campaign_id.is_(None), C.c.campaign_id.in_(select(CP.c.id).where(CP.c.status == "active")))
+    waiting = and_(or_(and_(C.c.state == "open", C.c.queue != config.escalation_queue),
+                       C.c.state == "escalated"), live_campaign)
     with store.begin() as conn:
         _lock_builds(conn)
         while True:
@@ -236,6 +240,7 @@ def sweep(store: Store, taxonomy: Taxonomy, config: QueueConfig,
             horizon = max(taxonomy.sla_minutes(t) for t in tiers) * config.sla_escalation.remaining_fraction
             rows = conn.execute(select(C).where(
                 C.c.state == "open", C.c.severity.in_(tiers), C.c.due_at <= now + dt.timedelta(minutes=horizon),
+                live_campaign,
                 C.c.queue.notin_([config.escalation_queue, config.appeals_queue, config.calibration_queue])
             )).mappings().all()
             if rows:

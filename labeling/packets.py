@@ -196,7 +196,7 @@ def campaign_announcement(store: Store, case_id: int, viewer: Optional[Actor],
             "label_mix": dict(sorted(mix.items(), key=lambda kv: -kv[1])),
             "unscored": preview["members"] - len(preds), "already_decided": preview["already_decided"],
             "already_decided_labels": preview["already_decided_labels"], "held_by_others": held,
-            "will_decide": preview["members"] - held}
+            "will_decide": preview["will_decide"]}
 
 
 def review_packet(store: Store, taxonomy: Taxonomy, case_id: int, settings: ReviewSettings,

@@ -148,8 +148,9 @@ def register_commands(cli: click.Group) -> None:
         held = ", ".join(f"{i} ({who})" for i, who in p["held_by_others"].items()) or "none"
         _emit(p, as_json, lambda _: click.echo(
             f"case {case_id}: {p['members']} member(s); held by other analysts (left out): {held}; "
-            f"already decided: {p['already_decided']} {p['already_decided_labels'] or ''} "
-            f"(superseded, or left out with --existing skip)"))
+            f"already decided, to be superseded: {p['already_decided']} {p['already_decided_labels'] or ''}; "
+            f"left out: {len(p['skipped_decided'])} decided (--existing skip), {len(p['skipped_appeal'])} settled or "
+            f"pending by appeal; will decide {p['will_decide']}"))
 
     @cases.command("rescore")
     @_json
@@ -254,13 +255,14 @@ def register_commands(cli: click.Group) -> None:
     @click.option("--severity", help="Severity tier (default: the policy's tier).")
     @click.option("--policy-ref", help="Policy reference (default: the policy's).")
     @click.option("--rationale", help="Why; required to override the model or on an escalated case.")
-    @click.option("--existing", type=click.Choice(["supersede", "skip"]), default="supersede", show_default=True,
-                  help="Campaign cases: members a human already decided get a superseding decision, or are left out.")
+    @click.option("--existing", type=click.Choice(["supersede", "skip"]), default=None,
+                  help="Campaign cases: members a human already decided get a superseding decision, or are left "
+                       "out (default: skip on a campaign decided before, else supersede).")
     @_as
     @_json
     @click.pass_obj
     def decide_cmd(app: Any, case_id: int, label: str, action: Optional[str], severity: Optional[str],
-                   policy_ref: Optional[str], rationale: Optional[str], existing: str, analyst: str,
+                   policy_ref: Optional[str], rationale: Optional[str], existing: Optional[str], analyst: str,
                    as_json: bool) -> None:
         """Decide a case: validated against the taxonomy, audited, case closed (campaign: bulk).
 

@@ -16,7 +16,7 @@ import gradio as gr
 
 from core.hooks import PermissionDenied
 from clustering.explore import campaign_detail, campaign_timeline, list_campaigns
-from labeling.cases import campaign_case
+from labeling.cases import campaign_case, campaign_case_state
 from labeling.decisions import bulk_preview, decide
 from labeling.masking import mask_campaign
 
@@ -126,7 +126,8 @@ def build_campaigns_tab(app: "AppContext", tab: gr.Tab, who: gr.Textbox) -> None
                 f"- model, mean over members: " + ", ".join(f"{k} {v:.2f}" for k, v in top) + "\n"
                 f"- decided members: {d.get('decided', 0)} of {d.get('size')} ({mix})")
 
-    def show_campaign(campaign_id: Optional[float], page: Optional[float]) -> tuple[Any, ...]:
+    def show_campaign(campaign_id: Optional[float], page: Optional[float], who: str = "",
+                      request: Optional[gr.Request] = None) -> tuple[Any, ...]:
         if campaign_id is None:
             return "Pick a campaign id.", None, [], "", 1
         cid = int(campaign_id)
@@ -143,23 +144,48 @@ def build_campaigns_tab(app: "AppContext", tab: gr.Tab, who: gr.Textbox) -> None
                  f"(page {page} of {max(1, -(-len(members) // MEMBERS_PAGE))}; times in {zone_name()})"
                  if members else "No members.")
         body = (summary_md(d) + "\n\n" + why_linked_md(members, int(d.get("size") or 0), d.get("link_reasons") or {})
-                + preview_md(cid))
+                + preview_md(cid, who, request))
         return body, png, rows, count, page
 
-    def page_of(campaign_id: Optional[float], page: Optional[float], by: int) -> tuple[Any, ...]:
-        return show_campaign(campaign_id, max(1, int(page or 1) + by))
+    def page_of(campaign_id: Optional[float], page: Optional[float], by: int, who: str = "",
+                request: Optional[gr.Request] = None) -> tuple[Any, ...]:
+        return show_campaign(campaign_id, max(1, int(page or 1) + by), who, request)
 
-    def preview_md(cid: int) -> str:
-        """What applying a decision would do, said before the button is pressed."""
+    def no_case_md(cid: int) -> str:
+        """Why there is nothing to apply, and what would change that."""
+        s = campaign_case_state(store, cid)
+        if s["status"] is None:
+            return f"No campaign {cid}."
+        if s["status"] != "active":
+            return (f"Campaign {cid} is {s['status']}: its members joined another campaign; apply the decision "
+                    "there.")
+        if s["joined_undecided"]:
+            return (f"Campaign {cid} was decided (case {s['last_case']}); {s['joined_undecided']} undecided members "
+                    "joined since: run `workbench cases build` for a campaign case covering them.")
+        if s["last_case"] is not None:
+            return (f"Campaign {cid} was decided (case {s['last_case']}) and no undecided member joined since: "
+                    "nothing to apply. Members that join later get a new campaign case with `workbench cases build`.")
+        return (f"Campaign {cid} has no campaign case yet (run `workbench cases build`; it needs two scored "
+                "members).")
+
+    def preview_md(cid: int, who: str = "", request: Optional[gr.Request] = None) -> str:
+        """What applying a decision would do for whoever applies it, said before the button is pressed."""
         case_id = campaign_case(store, cid)
         if case_id is None:
-            return "\n\nNo waiting campaign case: nothing to apply."
-        p = bulk_preview(store, case_id, "")
-        held = len(p["held_by_others"])
-        decided = ", ".join(f"{n} {lab}" for lab, n in p["already_decided_labels"].items())
-        return (f"\n\n**Applying a decision** labels {p['members'] - held} of {p['members']} members"
+            return "\n\n" + no_case_md(cid)
+        try:
+            p = bulk_preview(store, case_id, actor(app, who or "", request), config=app.queues())
+        except SERVICE_ERRORS as exc:
+            return f"\n\nWarning: {exc}"
+        held, appeal, decided = len(p["held_by_others"]), len(p["skipped_appeal"]), len(p["skipped_decided"])
+        labels = ", ".join(f"{n} {lab}" for lab, n in p["already_decided_labels"].items())
+        follow_up = p["existing"] == "skip"
+        return (f"\n\n**Applying a decision** labels {p['will_decide']} of {p['members']} members"
+                + (f"; {appeal} settled or pending on appeal are left out" if appeal else "")
                 + (f"; {held} held by other analysts are left out" if held else "")
-                + (f"; {p['already_decided']} already decided ({decided}) get a superseding decision, "
+                + (f"; {decided} already decided are left out (the campaign was decided before: this case is for "
+                   "the members that joined since)" if follow_up and decided else "")
+                + (f"; {p['already_decided']} already decided ({labels}) get a superseding decision, "
                    "or are left out if you tick the box" if p["already_decided"] else "") + ".")
 
     def on_label(label: Optional[str]) -> Any:
@@ -174,15 +200,16 @@ def build_campaigns_tab(app: "AppContext", tab: gr.Tab, who: gr.Textbox) -> None
             return "Pick a campaign id."
         case_id = campaign_case(store, int(campaign_id))
         if case_id is None:
-            return f"Warning: Campaign {int(campaign_id)} has no waiting case (run `workbench cases build`)."
+            return f"Warning: {no_case_md(int(campaign_id))}"
         try:
+            # Unticked: the case's own default (a campaign decided before leaves its decided members out).
             out = decide(store, taxonomy, case_id, actor(app, who, request), label, action=action or None,
-                         rationale=rationale or None, config=app.queues(),
-                         existing="skip" if keep_decided else "supersede")
+                         rationale=rationale or None, config=app.queues(), existing="skip" if keep_decided else None)
         except SERVICE_ERRORS as exc:
             return f"Warning: Not saved: {exc}"
         bulk = out.get("bulk") or {}
-        left = [f"{len(bulk[k])} {what}" for k, what in (("skipped_held", "held by other analysts"),
+        left = [f"{len(bulk[k])} {what}" for k, what in (("skipped_appeal", "settled or pending on appeal"),
+                                                         ("skipped_held", "held by other analysts"),
                                                          ("skipped_decided", "already decided")) if bulk.get(k)]
         return (f"Saved: {label} / {action} applied to {len(out.get('decision_ids', []))} items of campaign "
                 f"{int(campaign_id)}" + (f"; left out {', '.join(left)}" if left else "")
@@ -212,26 +239,31 @@ def build_campaigns_tab(app: "AppContext", tab: gr.Tab, who: gr.Textbox) -> None
     bulk_btn = gr.Button("Apply to the whole campaign", variant="stop")
     bulk_out = gr.Markdown()
 
-    def pick(rows: Any, evt: gr.SelectData) -> tuple[Any, ...]:
+    def pick(rows: Any, name: str, evt: gr.SelectData, request: gr.Request) -> tuple[Any, ...]:
         try:
             cid = evt.row_value[0] if evt.row_value is not None else rows.iloc[evt.index[0]].tolist()[0]
             cid = int(cid)
         except (AttributeError, IndexError, TypeError, ValueError):
             return (gr.update(),) * 6
-        return (cid, *show_campaign(cid, 1))
+        return (cid, *show_campaign(cid, 1, name, request))
 
-    def prev(cid: Optional[float], p: Optional[float]) -> tuple[Any, ...]:
-        return page_of(cid, p, -1)
+    def first(cid: Optional[float], name: str, request: gr.Request) -> tuple[Any, ...]:
+        return show_campaign(cid, 1, name, request)
 
-    def nxt(cid: Optional[float], p: Optional[float]) -> tuple[Any, ...]:
-        return page_of(cid, p, +1)
+    def prev(cid: Optional[float], p: Optional[float], name: str = "",
+             request: Optional[gr.Request] = None) -> tuple[Any, ...]:
+        return page_of(cid, p, -1, name, request)
+
+    def nxt(cid: Optional[float], p: Optional[float], name: str = "",
+            request: Optional[gr.Request] = None) -> tuple[Any, ...]:
+        return page_of(cid, p, +1, name, request)
 
     detail_outs = [camp_md, timeline, members, members_count, page]
     refresh.click(campaign_table, None, table)
-    show_btn.click(lambda cid: show_campaign(cid, 1), [camp_id], detail_outs)
-    table.select(pick, [table], [camp_id, *detail_outs])
-    prev_btn.click(prev, [camp_id, page], detail_outs)
-    next_btn.click(nxt, [camp_id, page], detail_outs)
+    show_btn.click(first, [camp_id, who], detail_outs)
+    table.select(pick, [table, who], [camp_id, *detail_outs])
+    prev_btn.click(prev, [camp_id, page, who], detail_outs)
+    next_btn.click(nxt, [camp_id, page, who], detail_outs)
     bulk_label.input(on_label, [bulk_label], [bulk_action])
     bulk_btn.click(act_on_campaign, [camp_id, who, bulk_label, bulk_action, bulk_rationale, bulk_keep], bulk_out)
     tab.select(campaign_table, None, table)
