@@ -25,6 +25,7 @@ from sqlalchemy import Connection, and_, func, insert, or_, select, update
 
 from . import audit
 from .hooks import check_permission
+from .labels import AUTHORITATIVE_KINDS, current_decisions
 from .schema import Decision, OutboxEvent, WebhookAttempt, WebhookDelivery, utcnow
 
 EVENT_TYPES = ("decision.created", "decision.corrected", "appeal.resolved", "campaign.decided")
@@ -60,12 +61,23 @@ def enqueue(conn: Connection, event_type: str, payload: Mapping[str, Any], key: 
     return event_id
 
 
+def enforces(kind: str, undone_kind: Optional[str] = None) -> bool:
+    """Whether a decision row of `kind` is the platform's business: one of the label of record's
+    kinds (`core.labels.AUTHORITATIVE_KINDS`), or an "undo" row taking back one of them
+    (`undone_kind`). Calibration copies, their corrections and undos only measure agreement."""
+    return kind in AUTHORITATIVE_KINDS or (kind == "undo" and undone_kind in AUTHORITATIVE_KINDS)
+
+
 def decision_event(conn: Connection, event_type: str, decision_ids: Iterable[int], **context: Any) -> Optional[str]:
-    """Enqueue the event for decisions just written in this transaction (none: no event).
+    """Enqueue the event for decisions just written in this transaction, those that enforce
+    something (`enforces`); none: no event.
 
     The payload lists each decision's fields of `DECISION_FIELDS` plus `context` (case id,
-    campaign id, ...); the idempotency key is the event type and the lowest decision id, which
-    no other event shares.
+    campaign id, ...). An "undo" row has no label, action, severity or policy reference in it,
+    only `undoes` (the decision it takes back), and a `decision.corrected` event says what each
+    of its items ends with (`effective`: item id -> its decision of record's id, label and action,
+    or None: nothing to enforce), so a receiver never has to work out an undo's outcome. The
+    idempotency key is the event type and the lowest decision id sent, which no other event shares.
     """
     ids = sorted(int(i) for i in decision_ids)
     if not ids:
@@ -75,8 +87,23 @@ def decision_event(conn: Connection, event_type: str, decision_ids: Iterable[int
     for start in range(0, len(ids), _CHUNK):
         rows += [{k: _jsonable(v) for k, v in r.items()} for r in conn.execute(
             select(*cols).where(D.c.id.in_(ids[start:start + _CHUNK])).order_by(D.c.id)).mappings()]
+    undone_ids = sorted({r["supersedes_id"] for r in rows if r["kind"] == "undo" and r["supersedes_id"] is not None})
+    undone: dict[int, str] = {}
+    for start in range(0, len(undone_ids), _CHUNK):
+        undone.update(conn.execute(select(D.c.id, D.c.kind).where(D.c.id.in_(undone_ids[start:start + _CHUNK]))).all())
+    rows = [r for r in rows if enforces(r["kind"], undone.get(r["supersedes_id"]))]
+    if not rows:
+        return None
+    for r in rows:
+        if r["kind"] == "undo":
+            r.update(label=None, action=None, severity=None, policy_ref=None, undoes=r["supersedes_id"])
     payload = {**{k: _jsonable(v) for k, v in context.items()}, "decision_count": len(rows), "decisions": rows}
-    return enqueue(conn, event_type, payload, f"{event_type}:{ids[0]}")
+    if event_type == "decision.corrected":
+        items = list(dict.fromkeys(r["item_id"] for r in rows if r["item_id"] is not None))
+        record = current_decisions(conn, items)
+        payload["effective"] = {i: {"decision_id": d["id"], "label": d["label"], "action": d["action"]}
+                                if (d := record.get(i)) is not None else None for i in items}
+    return enqueue(conn, event_type, payload, f"{event_type}:{rows[0]['id']}")
 
 
 def event_body(event: Mapping[str, Any]) -> bytes:

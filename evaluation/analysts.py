@@ -36,6 +36,7 @@ from core.principals import Actor
 from core.schema import DECISION_KINDS
 from core.store import Store
 from labeling.label_errors import LABEL_ERROR_COUNTS, tally_label_errors
+from labeling.rereview import as_acts
 
 from .config import EvaluationConfig
 from .data import decision_events, taken_back
@@ -53,7 +54,7 @@ def qa_pass_pairs(events: Sequence[Mapping[str, Any]]) -> list[tuple[str, bool]]
     gone = taken_back(events)
     by_item: dict[str, list[Mapping[str, Any]]] = {}
     pairs: list[tuple[str, bool]] = []
-    for e in sorted(events, key=lambda e: (e["created_at"], e["id"])):
+    for e in sorted(as_acts(events), key=lambda e: (e["created_at"], e["id"])):
         if e["item_id"] is None or e["id"] in gone:
             continue
         if e["kind"] == "qa_audit" and e["supersedes_id"] is None:  # a correction keeps its kind: not a re-review

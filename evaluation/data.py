@@ -23,7 +23,7 @@ from core.schema import CampaignMember, Case, Decision, Item, Prediction
 from core.store import Store
 from core.taxonomy import Taxonomy
 from labeling.learning import served_as
-from labeling.rereview import is_rereview
+from labeling.rereview import as_acts, is_rereview
 
 _CHUNK = 900  # stay under SQLite's bound-parameter limit
 EVENT_KINDS = ("review", "qa_audit", "bulk", "escalation")  # acts judged against the model
@@ -135,7 +135,7 @@ def decision_events(store: Store, kinds: Sequence[str] = EVENT_KINDS) -> list[di
                    D.c.model_version, D.c.model_label, D.c.model_score, D.c.is_override, D.c.supersedes_id,
                    D.c.created_at, C.c.queue).outerjoin(C, C.c.id == D.c.case_id)
             .where(D.c.kind.in_(list(kinds))).order_by(D.c.id)).mappings()]
-        return one_per_labelling_act(conn, rows)
+        return as_acts(one_per_labelling_act(conn, rows))
 
 
 def taken_back(events: Sequence[Mapping[str, Any]]) -> set[int]:

@@ -20,6 +20,7 @@ from core.plotting import pyplot, serialised
 from core.schema import Case, Decision, utcnow
 from labeling.cases import filter_cases
 from labeling.queue_config import QueueConfig
+from labeling.rereview import as_acts
 
 from .data import one_per_labelling_act
 from .estimates import proportion
@@ -146,6 +147,7 @@ def ops_kpis(store: Any, now: Optional[dt.datetime] = None, queue: Optional[str]
         decs = [d for d in conn.execute(select(D.c.id, D.c.case_id, D.c.item_id, D.c.reviewer, D.c.kind, D.c.label,
                                                D.c.action, D.c.supersedes_id, D.c.is_override)).mappings()
                 if (not (queue or policy or surface)) or d["case_id"] in case_ids]
+        decs = as_acts(decs)  # a re-review answer is a judgement of its own, not rework
         acts = one_per_labelling_act(conn, [dict(d) for d in decs])
     work = [c for c in cases if not c["calibration_set"] and c["queue"] != config.appeals_queue]
     appeals = [c for c in cases if c["queue"] == config.appeals_queue]

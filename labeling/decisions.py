@@ -31,6 +31,7 @@ from .cases import case_view, suggestion
 from .claims import check_actionable, lock_case
 from .errors import DecisionError
 from .queue_config import QueueConfig
+from .rereview import same_verdict
 
 EXISTING = ("supersede", "skip")  # what a campaign decision does to members a human already decided
 _CHUNK = 900  # stay under SQLite's bound-parameter limit
@@ -144,8 +145,10 @@ def decide(store: Store, taxonomy: Taxonomy, case_id: int, analyst: Actor, label
 
     Permissions (configs/roles.yaml): `decide`; a campaign case also `bulk`; a QA-audit case of an
     item that already has a human decision also `qa_review`, and never by whoever made one of
-    that item's decisions (separation of duties). A case of the label-error re-review queue is
-    decided as that re-review (`_label_review`: a correction or a confirmation, `qa_review`).
+    that item's decisions (separation of duties); such a re-review supersedes the item's decision
+    of record and is sent as `decision.corrected` only when it changes the label or the action. A
+    case of the label-error re-review queue is decided as that re-review (`_label_review`: a
+    correction or a confirmation, `qa_review`).
     """
     if existing is not None and existing not in EXISTING:
         raise DecisionError(f"existing must be one of {', '.join(EXISTING)}, not {existing!r}")
@@ -153,17 +156,21 @@ def decide(store: Store, taxonomy: Taxonomy, case_id: int, analyst: Actor, label
     rationale = (rationale or "").strip() or None
     if (too_long := reason_length_error(rationale, "a rationale")) is not None:
         raise DecisionError(too_long)
+    given = (bool(action), severity is not None, bool((policy_ref or "").strip()))  # not the policy's defaults
     action, severity, policy_ref = _validate(taxonomy, label, action, severity, policy_ref)
     check_permission(analyst, "decide", f"case {case_id}")
     principal, analyst = analyst, actor_name(analyst)
     with store.begin() as conn:
+        item = conn.execute(select(C.c.item_id).where(C.c.id == case_id, C.c.campaign_id.is_(None))).scalar()
+        if item:  # the item's lock before the case row, as every writer takes them: a re-review supersedes
+            lock_item_decisions(conn, item)
         case = lock_case(conn, case_id)
         if _is_appeal(case, config):
             raise DecisionError(f"case {case_id} is an appeal: a lead resolves it (Appeals tab, or "
                                 f"`workbench appeals resolve`)")
         check_actionable(case, analyst, now)
         review = _label_review(conn, taxonomy, case, config, principal, label, action, severity, policy_ref,
-                               rationale, now)
+                               rationale, now, given)
         if review is not None:  # a re-review of a suspected label error: a correction or a confirmation
             view = case_view(conn, case_id, with_history=False)
         else:
@@ -191,17 +198,26 @@ def decide(store: Store, taxonomy: Taxonomy, case_id: int, analyst: Actor, label
             ids: list[int] = []
             closed_members: list[int] = []
             bulk: dict[str, Any] = {}
+            # A QA audit of a decided item re-reviews its decision of record: the answer supersedes it.
+            reviewed = current_decisions(conn, [case["item_id"]]).get(case["item_id"]) \
+                if kind == "qa_audit" and case["item_id"] else None
             if case["campaign_id"] is not None:
                 ids, closed_members, bulk = _bulk(conn, config, case, analyst, common, now, existing)
             else:
                 ids.append(_insert_decision(conn, item_id=case["item_id"], model_version=version,
-                                            model_label=model_label, model_score=model_score,
-                                            is_override=override, **common))
+                                            model_label=model_label, model_score=model_score, is_override=override,
+                                            supersedes_id=reviewed["id"] if reviewed else None, **common))
             _close(conn, case_id, analyst, now)
-            outbox.decision_event(conn, "campaign.decided" if case["campaign_id"] is not None else "decision.created",
-                                  ids, case_id=case_id, campaign_id=case["campaign_id"], queue=case["queue"])
+            if reviewed is None:
+                outbox.decision_event(conn, "campaign.decided" if case["campaign_id"] is not None
+                                      else "decision.created", ids, case_id=case_id, campaign_id=case["campaign_id"],
+                                      queue=case["queue"])
+            elif not same_verdict(common, reviewed):  # an agreeing re-review changes nothing the platform enforces
+                outbox.decision_event(conn, "decision.corrected", ids, case_id=case_id, corrects=reviewed["id"],
+                                      queue=case["queue"])
             audit.record(conn, analyst, "decision.create", "case", case_id,
                          {"decisions": ids if len(ids) <= 50 else {"count": len(ids), "first": ids[0], "last": ids[-1]},
+                          **({"supersedes": reviewed["id"]} if reviewed else {}),
                           "kind": kind, "label": label, "action": action, "severity": severity,
                           "model_label": model_label, "model_score": model_score, "is_override": override,
                           "rationale": rationale, "closed_member_cases": len(closed_members),
@@ -214,7 +230,7 @@ def decide(store: Store, taxonomy: Taxonomy, case_id: int, analyst: Actor, label
                     label_review=review)
         if ids:
             decision_recorded(ids, {"id": review["reviewed_case_id"], "item_id": case["item_id"], "campaign_id": None},
-                              analyst, review["kind"], label, action)
+                              analyst, review["kind"], label, review["action"])
         return view
     view.update(decision_ids=ids, kind=kind, is_override=override, closed_member_cases=closed_members, bulk=bulk)
     decision_recorded(ids, view, analyst, kind, label, action)
@@ -368,13 +384,16 @@ def _supersede(conn: Connection, taxonomy: Taxonomy, old: Mapping[str, Any], ana
 
 def _label_review(conn: Connection, taxonomy: Taxonomy, case: Mapping[str, Any], config: QueueConfig,
                   principal: Actor, label: str, action: str, severity: Optional[str], policy_ref: str,
-                  rationale: Optional[str], now: dt.datetime) -> Optional[dict[str, Any]]:
+                  rationale: Optional[str], now: dt.datetime,
+                  given: tuple[bool, bool, bool] = (True, True, True)) -> Optional[dict[str, Any]]:
     """Decide a case of the label-error re-review queue (`labeling.label_errors`) as that re-review.
 
     Why here: such a case asks whether an earlier decision was right, so an ordinary decision on
-    it would add a second, unrelated label of record. A label other than the suspected decision's
-    becomes a correction superseding it; the same label confirms it (no new decision); a decision
-    superseded since the scan closes the case as `superseded` (the later decision stands). Needs
+    it would add a second, unrelated label of record. Any change (label or action, and severity or
+    policy reference where `given`: (action, severity, policy_ref) chosen, not defaulted) becomes a
+    correction superseding it; with the same label what was not chosen stays the decision's, and
+    nothing changed confirms it (no new decision); a decision superseded since the scan closes the
+    case as `superseded` (the later decision stands). Needs
     `qa_review` and a rationale, and never by the analyst who made the decision under review
     (separation of duties). None for any other case (the ordinary path goes on)."""
     info = (case.get("meta") or {}).get("label_error")
@@ -405,18 +424,21 @@ def _label_review(conn: Connection, taxonomy: Taxonomy, case: Mapping[str, Any],
         return {"case_id": case["id"], "outcome": "superseded", "decision_id": int(old["id"]), "correction_id": None,
                 "superseded_by": int(newer), "label": old["label"], "kind": old["kind"],
                 "reviewed_case_id": old["case_id"]}
+    if label == old["label"]:  # what the lead left unchosen stays as decided, not the policy's default
+        action, severity, policy_ref = (new if chosen else old[k] for new, chosen, k in zip(
+            (action, severity, policy_ref), given, ("action", "severity", "policy_ref")))
     fixed = None
-    if label != old["label"]:
+    if (label, action, severity, policy_ref) != (old["label"], old["action"], old["severity"], old["policy_ref"]):
         fixed = _supersede(conn, taxonomy, old, who, label, action, severity, policy_ref, rationale, now,
                            label_review_case=case["id"])
     outcome = "corrected" if fixed else "confirmed"
     _close(conn, case["id"], who, now, dict(case["meta"] or {}, label_error=dict(
         info, outcome=outcome, resolved_by=who, resolved_label=label, correction_id=fixed)))
     audit.record(conn, who, "label_error.resolve", "case", case["id"],
-                 {"decision": old["id"], "given": old["label"], "label": label, "outcome": outcome,
+                 {"decision": old["id"], "given": old["label"], "label": label, "action": action, "outcome": outcome,
                   "rationale": rationale, "correction": fixed})
     return {"case_id": case["id"], "outcome": outcome, "decision_id": int(old["id"]), "correction_id": fixed,
-            "label": label, "kind": old["kind"], "reviewed_case_id": old["case_id"]}
+            "label": label, "action": action, "kind": old["kind"], "reviewed_case_id": old["case_id"]}
 
 
 def correct(store: Store, taxonomy: Taxonomy, decision_id: int, analyst: Actor, label: str,
@@ -424,7 +446,8 @@ def correct(store: Store, taxonomy: Taxonomy, decision_id: int, analyst: Actor, 
             policy_ref: Optional[str] = None, now: Optional[dt.datetime] = None) -> dict[str, Any]:
     """Correct a decision: a new row superseding it (the old row stays, as the triggers demand).
 
-    Needs `correct`, and `correct_others` for a decision someone else made."""
+    Needs `correct`, and `correct_others` for a decision someone else made. An "undo" row is no
+    label, so it is refused (correct the item's decision of record, or re-decide the case)."""
     if not rationale or not rationale.strip():
         raise DecisionError("a correction needs a rationale")
     if (too_long := reason_length_error(rationale, "a rationale")) is not None:
@@ -437,14 +460,30 @@ def correct(store: Store, taxonomy: Taxonomy, decision_id: int, analyst: Actor, 
         old = conn.execute(select(D).where(D.c.id == decision_id)).mappings().first()
         if old is None:
             raise DecisionError(f"no decision {decision_id}")
+        if old["kind"] == "undo":
+            raise DecisionError(f"decision {decision_id} is an undo of decision {old['supersedes_id']}, not a label: "
+                                f"{_after_undo(conn, decision_id)}")
         if old["reviewer"] != analyst:
             check_permission(principal, "correct_others", f"decision {decision_id} of {old['reviewer']}")
         if old["item_id"]:
             lock_item_decisions(conn, old["item_id"])
-        newer = conn.execute(select(D.c.id).where(D.c.supersedes_id == decision_id)).scalar()
+        newer = conn.execute(select(D.c.id, D.c.kind).where(D.c.supersedes_id == decision_id)).first()
+        if newer is not None and newer.kind == "undo":
+            raise DecisionError(f"decision {decision_id} was undone (decision {newer.id}): "
+                                f"{_after_undo(conn, newer.id)}")
         if newer is not None:
-            raise DecisionError(f"decision {decision_id} was already superseded by {newer}; correct that one")
+            raise DecisionError(f"decision {decision_id} was already superseded by {newer.id}; correct that one")
         new_id = _supersede(conn, taxonomy, old, analyst, label, action, severity, policy_ref, rationale.strip(), now)
     decision_recorded([new_id], {"id": old["case_id"], "item_id": old["item_id"], "campaign_id": old["campaign_id"]},
                       analyst, old["kind"], label, action)
     return {"decision_id": new_id, "supersedes_id": decision_id, "label": label, "action": action}
+
+
+def _after_undo(conn: Connection, undo_id: int) -> str:
+    """What to do instead of correcting an undo row or what it took back: correct the decision it
+    restored, else re-decide the case (or correct the item's decision of record)."""
+    restored = conn.execute(select(D.c.id).where(D.c.supersedes_id == undo_id)).scalar()
+    if restored is not None:
+        return f"correct decision {restored}, the decision it restored"
+    case_id = conn.execute(select(D.c.case_id).where(D.c.id == undo_id)).scalar()
+    return f"re-decide case {case_id}, or correct the item's decision of record"

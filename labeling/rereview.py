@@ -4,8 +4,10 @@ Each drawn item gets a QA-audit case in the lead's re-review queue (`label_error
 queues.yaml). The case carries nothing of the decision under review: the screen shows it as any
 other case and the context panel leaves out the item's decision history for audit cases
 (`labeling.context`), so the re-reviewer decides blind. `labeling.decisions.decide` records the
-answer as a `qa_audit` decision (`qa_review` needed, never by the analyst who decided the item),
-and `evaluation.analysts` turns those into each analyst's QA pass rate.
+answer as a `qa_audit` decision (`qa_review` needed, never by the analyst who decided the item)
+that supersedes the item's decision of record, so the platform hears only of a change (an
+agreeing answer sends nothing, `same_verdict`), and `evaluation.analysts` turns those into each
+analyst's QA pass rate (`is_rereview_answer` tells an answer from a correction).
 
 A re-review case is marked `meta["rereview"]` and has no `audit_inclusion`: it is drawn from
 decided items (served in risk order), not from traffic, so the model-quality estimates must not
@@ -15,7 +17,7 @@ separation of duties of `decide`).
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Mapping, Optional
+from typing import Any, Iterable, Mapping, Optional
 
 import numpy as np
 from sqlalchemy import insert, select
@@ -41,6 +43,33 @@ def is_rereview(case: Mapping[str, Any]) -> bool:
     `rereview` marker existed are known by their priority reason, which only this module writes."""
     meta = case.get("meta") or {}
     return bool(isinstance(meta, dict) and meta.get("rereview")) or case.get("priority_reason") == REREVIEW_REASON
+
+
+def same_verdict(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Same label and action: what the enforcement platform acts on."""
+    return (a["label"], a["action"]) == (b["label"], b["action"])
+
+
+def is_rereview_answer(decision: Mapping[str, Any], superseded: Optional[Mapping[str, Any]]) -> bool:
+    """True for a `qa_audit` decision that answers a QA case rather than corrects one: it
+    supersedes nothing, or a decision of another case (a correction keeps its case and kind).
+    `superseded`: the row it supersedes, None when unknown to the caller."""
+    return decision["kind"] == "qa_audit" and (
+        decision["supersedes_id"] is None or superseded is None or superseded["case_id"] != decision["case_id"])
+
+
+def as_acts(decisions: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Decision rows as labelling acts, for rates over them: a re-review answer supersedes the
+    decision it re-reviews (so the label of record and the platform follow it), yet as a judgement
+    it is a first one, set beside that decision (a QA pass or fail), not a change of it (rework).
+    Here such an answer supersedes nothing and `rereviews_id` names the decision it re-reviewed."""
+    rows = [dict(d) for d in decisions]
+    by_id = {d["id"]: d for d in rows}
+    for d in rows:
+        if d["kind"] == "qa_audit" and d["supersedes_id"] is not None \
+                and is_rereview_answer(d, by_id.get(d["supersedes_id"])):
+            d["rereviews_id"], d["supersedes_id"] = d["supersedes_id"], None
+    return rows
 
 
 def draw_rereviews(store: Store, config: QueueConfig, lead: Actor, n: int, *, analyst: Optional[str] = None,

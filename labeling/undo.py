@@ -2,7 +2,8 @@
 
 Decisions are append-only, so an undo is a correction: one "undo" row per decision taken back,
 each superseding it (an "undo" row is no label itself), an audit event, a `decision.corrected`
-outbox event (so an enforcement already sent can be reverted), and the label of record as it was
+outbox event when the platform heard of the decision (so its enforcement can be reverted; the
+event says each item's outcome, `core.outbox.decision_event`), and the label of record as it was
 before the decision: where the undone row superseded a decision that would be the label of record
 again, a restoring row re-asserts it (a copy of that decision, its reviewer's, superseding the
 "undo" row), so every reader of `core.labels.current_decisions` (export, training) sees it without
@@ -28,6 +29,7 @@ from core.store import Store
 from .claims import lock_case
 from .errors import DecisionError
 from .queue_config import QueueConfig
+from .rereview import is_rereview_answer, same_verdict
 
 C = Case.__table__
 D = Decision.__table__
@@ -116,8 +118,10 @@ def undo_last(store: Store, analyst: Actor, config: QueueConfig, window_seconds:
             conn.execute(update(C).where(C.c.id == case_id).values(
                 state="claimed", claimed_by=who, lease_expires_at=expires, resolved_at=None, updated_at=now))
         written = [*ids, *restored.values()]
-        outbox.decision_event(conn, "decision.corrected", written, case_id=case_id, undone=[d["id"] for d in group],
-                              restored=sorted(restored))
+        before = {p["id"]: p for p in prior}
+        if not all(_unsent(d, before.get(d["supersedes_id"])) for d in group):
+            outbox.decision_event(conn, "decision.corrected", written, case_id=case_id,
+                                  undone=[d["id"] for d in group], restored=sorted(restored))
         audit.record(conn, analyst, "decision.undo", "case", case_id,
                      {"undone": [d["id"] for d in group] if len(group) <= 50 else {"count": len(group)},
                       "undo_rows": len(ids), "reopened_member_cases": len(reopened),
@@ -128,6 +132,11 @@ def undo_last(store: Store, analyst: Actor, config: QueueConfig, window_seconds:
     return {"case_id": case_id, "undone": [d["id"] for d in group], "undo_ids": list(ids),
             "restored": restored, "reopened_member_cases": [r[0] for r in reopened], "label": last["label"],
             "action": last["action"], "lease_expires_at": expires}
+
+
+def _unsent(decision: Any, superseded: Optional[dict[str, Any]]) -> bool:
+    """An agreeing re-review answer: never sent (`labeling.decisions.decide`), so neither is its undo."""
+    return superseded is not None and is_rereview_answer(decision, superseded) and same_verdict(decision, superseded)
 
 
 def _restore(conn: Connection, group: Sequence[Any], undo_ids: Sequence[int],
