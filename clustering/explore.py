@@ -144,21 +144,30 @@ def campaign_timeline(store: "Store", campaign_id: int, freq: str = "auto",
 
 @serialised
 def _plot_timeline(campaign_id: int, series: list[tuple[dt.datetime, int, int]], freq: str, path: Path) -> Path:
+    """Bars of new members and the running size, times in UTC (as stored); one legend for both
+    axes, above the plot, so it never covers a bar or the line."""
     plt = pyplot()
 
     path.parent.mkdir(parents=True, exist_ok=True)
+    unit = "hour" if freq == "h" else "day"
     fig, ax = plt.subplots(figsize=(8, 3.5))
+    handles: list[Any] = []
     if series:
         xs = [s for s, _, _ in series]
         width = (1 / 24 if freq == "h" else 1.0) * 0.8
-        ax.bar(xs, [n for _, n, _ in series], width=width, color="#d95f02", label=f"new members per {'hour' if freq == 'h' else 'day'}")
+        handles.append(ax.bar(xs, [n for _, n, _ in series], width=width, color="#d95f02",
+                              label=f"new members per {unit}"))
         ax2 = ax.twinx()
-        ax2.plot(xs, [c for _, _, c in series], color="#1b9e77", marker=".", label="campaign size")
+        handles += ax2.plot(xs, [c for _, _, c in series], color="#1b9e77", marker=".", label="campaign size")
         ax2.set_ylabel("size")
-        ax2.legend(loc="upper right")
+        ax2.set_ylim(bottom=0)
+        step = dt.timedelta(hours=1) if freq == "h" else dt.timedelta(days=1)
+        ax.set_xlim(xs[0] - step, xs[-1] + step)  # one bucket alone would fill the plot, ticks in minutes
     ax.set_ylabel("new members")
-    ax.legend(loc="upper left")
-    ax.set_title(f"Campaign {campaign_id}: growth")
+    ax.set_xlabel(f"{unit} (UTC)")
+    ax.set_title(f"Campaign {campaign_id}: growth", pad=22 if handles else 6)
+    if handles:
+        ax.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False, fontsize=8)
     fig.autofmt_xdate()
     fig.tight_layout()
     fig.savefig(path, dpi=100)

@@ -331,7 +331,8 @@ def drift_markdown(report: DriftReport) -> str:
                      f"{ch.n_reference} | {ch.n_current} |")
     if report.model_versions:
         lines += ["", "Scored by: " + "; ".join(
-            f"{w}: " + ", ".join(f"{v} ({n})" for v, n in sorted(vs.items())) for w, vs in report.model_versions.items())]
+            f"{w}: " + (", ".join(f"{v} ({n})" for v, n in sorted(vs.items())) or "none")
+            for w, vs in report.model_versions.items())]
     lines += ["", "Statistics: PSI and Jensen-Shannon distance (natural log) of each policy's score on "
               "reference-quantile bins; JS distance of predicted-label shares; cross-validated ROC AUC of a "
               "classifier telling the windows' embeddings apart (0.5 = indistinguishable); new campaigns per "

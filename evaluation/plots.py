@@ -134,7 +134,8 @@ def estimates_png(per_policy: Mapping[str, Mapping[str, Mapping[str, Any]]],
 
 @serialised
 def score_split_png(confirmed: Sequence[float], overridden: Sequence[float]) -> Optional[bytes]:
-    """Histograms of the model's score for confirmed and for overridden decisions."""
+    """Histograms of the model's score for confirmed and for overridden decisions, each bar the
+    share of its group in that bin (the groups differ in size: raw counts would hide the shape)."""
     if not len(confirmed) and not len(overridden):
         return None
     plt = pyplot()
@@ -142,8 +143,10 @@ def score_split_png(confirmed: Sequence[float], overridden: Sequence[float]) -> 
     bins = np.linspace(0, 1, 21)
     for values, name, colour in ((confirmed, "confirmed", "#27ae60"), (overridden, "overridden", "#c0392b")):
         if len(values):
-            ax.hist(values, bins=bins, alpha=0.6, density=True, label=f"{name} (n={len(values)})", color=colour)
+            ax.hist(values, bins=bins, alpha=0.6, weights=np.full(len(values), 1 / len(values)),
+                    label=f"{name} (n={len(values)})", color=colour)
     ax.set_xlabel("model's score of its label")
+    ax.set_ylabel("share of the group")
     ax.set_title("Scores of confirmed vs overridden decisions", fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()

@@ -75,6 +75,33 @@ def _val(v: Any) -> str:
     return "-" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
+def _counts(d: Any) -> str:
+    """`{"a": 2, "b": 1}` as "a 2, b 1" (`none` when empty)."""
+    return ", ".join(f"{k} {v}" for k, v in d.items()) if isinstance(d, dict) and d else "none"
+
+
+def training_data_lines(stats: dict[str, Any]) -> list[str]:
+    """The training data's counts (`LearningData.stats`) as a small table and sentences, as the
+    other sections read, instead of Python dicts."""
+    if not stats:
+        return ["No counts recorded."]
+    split, human = stats.get("by_split") or {}, stats.get("human_by_split") or {}
+    lines = [f"{stats.get('items', '-')} labelled items, {stats.get('human_labels', '-')} of them with a human "
+             "label, split by campaign group:", "", "| side | items | human labels |", "|---|---|---|"]
+    lines += [f"| {side} | {split.get(side, 0)} | {human.get(side, 0)} |" for side in dict.fromkeys([*split, *human])]
+    lines += ["", f"- calibration copies resolved: {stats.get('calibration_resolved', 0)}",
+              f"- bulk (campaign) decisions: {stats.get('bulk_decisions', 0)}, covering "
+              f"{stats.get('bulk_members', 0)} members, {stats.get('bulk_kept', 0)} kept",
+              f"- mean weight of a human label: {_val(stats.get('mean_human_weight'))}",
+              f"- left out: {_counts(stats.get('dropped'))}"]
+    known = {"items", "human_labels", "by_split", "human_by_split", "calibration_resolved", "bulk_decisions",
+             "bulk_members", "bulk_kept", "mean_human_weight", "dropped", "warnings"}
+    lines += [f"- {k.replace('_', ' ')}: {_counts(v) if isinstance(v, dict) else v}"
+              for k, v in stats.items() if k not in known]
+    lines += [f"- **Warning:** {w}" for w in stats.get("warnings") or ()]
+    return lines
+
+
 def write_markdown(path: str | Path, result: dict[str, Any], png_name: str) -> str:
     """The Markdown report of one retrain (`evaluation.promotion.retrain_and_gate`'s result)."""
     g = result["gate"]
@@ -115,7 +142,7 @@ def write_markdown(path: str | Path, result: dict[str, Any], png_name: str) -> s
                           + f", exact p = {m['p_value']}, mid-p = {m.get('mid_p')}"]
         lines.append("")
     stats = result.get("data") or {}
-    lines += ["## Training data", "", "```", *(f"{k}: {v}" for k, v in stats.items()), "```", "",
+    lines += ["## Training data", "", *training_data_lines(stats), "",
               f"![comparison]({png_name})", ""]
     Path(path).write_text("\n".join(lines), encoding="utf-8")
     return str(path)

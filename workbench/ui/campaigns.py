@@ -1,6 +1,8 @@
 """The Campaigns tab: the list of campaigns, one campaign's facts, why its members are linked,
 its timeline plot and its members page by page, and one decision applied to the whole campaign
-(its campaign case, decided in bulk).
+(its campaign case, decided in bulk). After a decision the campaign and the list are shown again;
+what applying would do is said as such only to whoever may (permission `bulk`), to anyone else as
+what a lead's decision would do.
 
 Readable at 1366x768: the list leads with size, last seen and top terms; times are local to the
 minute; HTML entities are decoded; every text a campaign shows (exemplar, member texts, top
@@ -14,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import gradio as gr
 
-from core.hooks import PermissionDenied
+from core.hooks import PermissionDenied, check_permission
 from clustering.explore import campaign_detail, campaign_timeline, list_campaigns
 from labeling.cases import campaign_case, campaign_case_state
 from labeling.decisions import bulk_preview, decide
@@ -174,19 +176,29 @@ def build_campaigns_tab(app: "AppContext", tab: gr.Tab, who: gr.Textbox) -> None
         if case_id is None:
             return "\n\n" + no_case_md(cid)
         try:
-            p = bulk_preview(store, case_id, actor(app, who or "", request), config=app.queues())
+            principal = actor(app, who or "", request)
+            p = bulk_preview(store, case_id, principal, config=app.queues())
         except SERVICE_ERRORS as exc:
             return f"\n\nWarning: {exc}"
+        try:  # as `decide` checks it: a viewer or analyst reads what a lead's decision would do
+            check_permission(principal, "bulk", f"campaign {cid}")
+            may = True
+        except PermissionDenied:
+            may = False
         held, appeal, decided = len(p["held_by_others"]), len(p["skipped_appeal"]), len(p["skipped_decided"])
         labels = ", ".join(f"{n} {lab}" for lab, n in p["already_decided_labels"].items())
         follow_up = p["existing"] == "skip"
-        return (f"\n\n**Applying a decision** labels {p['will_decide']} of {p['members']} members"
+        head = ("**Applying a decision** labels" if may else
+                "**Only a lead applies a decision here** (permission 'bulk'). A lead's decision would label")
+        return (f"\n\n{head} {p['will_decide']} of {p['members']} members"
                 + (f"; {appeal} settled or pending on appeal are left out" if appeal else "")
                 + (f"; {held} held by other analysts are left out" if held else "")
                 + (f"; {decided} already decided are left out (the campaign was decided before: this case is for "
                    "the members that joined since)" if follow_up and decided else "")
-                + (f"; {p['already_decided']} already decided ({labels}) get a superseding decision, "
-                   "or are left out if you tick the box" if p["already_decided"] else "") + ".")
+                + ((f"; {p['already_decided']} already decided ({labels}) get a superseding decision, "
+                    "or are left out if you tick the box" if may else
+                    f"; {p['already_decided']} already decided ({labels}) would get a superseding decision, "
+                    "or be left out if the lead ticks the box") if p["already_decided"] else "") + ".")
 
     def on_label(label: Optional[str]) -> Any:
         if not label:
@@ -214,6 +226,14 @@ def build_campaigns_tab(app: "AppContext", tab: gr.Tab, who: gr.Textbox) -> None
         return (f"Saved: {label} / {action} applied to {len(out.get('decision_ids', []))} items of campaign "
                 f"{int(campaign_id)}" + (f"; left out {', '.join(left)}" if left else "")
                 + (f"; superseded {bulk['superseded']} earlier decisions" if bulk.get("superseded") else "") + ".")
+
+    def shown_again(campaign_id: Optional[float], p: Optional[float], who: str,
+                    request: gr.Request) -> tuple[Any, ...]:
+        """After a decision: the campaign (its decided count, members, what is left to apply) and
+        the list again; left as they were, they said nothing was decided yet."""
+        if campaign_id is None:
+            return (*(gr.update(),) * 5, gr.update())
+        return (*show_campaign(campaign_id, p, who, request), campaign_table())
 
     refresh = gr.Button("Refresh campaigns", size="sm")
     table = gr.Dataframe(headers=LIST_HEADERS, interactive=False, wrap=True, elem_id="wb-campaigns",
@@ -265,5 +285,6 @@ def build_campaigns_tab(app: "AppContext", tab: gr.Tab, who: gr.Textbox) -> None
     prev_btn.click(prev, [camp_id, page, who], detail_outs)
     next_btn.click(nxt, [camp_id, page, who], detail_outs)
     bulk_label.input(on_label, [bulk_label], [bulk_action])
-    bulk_btn.click(act_on_campaign, [camp_id, who, bulk_label, bulk_action, bulk_rationale, bulk_keep], bulk_out)
+    bulk_btn.click(act_on_campaign, [camp_id, who, bulk_label, bulk_action, bulk_rationale, bulk_keep],
+                   bulk_out).then(shown_again, [camp_id, page, who], [*detail_outs, table])
     tab.select(campaign_table, None, table)

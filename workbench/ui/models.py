@@ -8,13 +8,16 @@ the gate passes, or forced with a reason by someone allowed `force_promote` (a r
 open cases are then rescored in the background (`app.rescore_job`, as serve's automatic retrain
 does); the status line follows that job. **Retrain a challenger** starts `retrain_and_gate` in
 the background (`workbench.learning.start_retrain`, one at a time), its steps and verdict in the
-same status line. Refusals are shown beside the button, in the service's words.
+same status line. Refusals are shown beside the button, in the service's words (its command
+line flags put as the tab's Force box and Reason field). The header checks the champion's model
+files (`models.registry.verify_artifact`) and says so plainly when they are missing or changed.
 """
 from __future__ import annotations
 
 import os
 import re
 import uuid
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 import gradio as gr
@@ -56,6 +59,68 @@ def without_images(markdown: str) -> str:
     """The report's Markdown without its image references: the tab shows the PNG beside it, and
     a relative path would be fetched from the server's root."""
     return re.sub(r"!\[[^\]]*\]\([^)]*\)", "", markdown)
+
+
+# The tab's own controls, named as a refusal names them.
+ROLLBACK = "pick a version, tick Force over the gate, give a Reason and press Promote through the gate"
+
+
+def tab_words(message: str) -> str:
+    """A promotion refusal in this tab's words: the CLI's `--force` / `--reason` (the service
+    speaks to the command line) become the Force box and the Reason field beside the button."""
+    text = re.sub(r'(?: with)? `?workbench models promote VERSION --force --reason "[^"]*"`?', ": " + ROLLBACK,
+                  str(message))
+    text = re.sub(r"--force needs a --reason", "forcing needs a reason: tick Force over the gate and give a Reason",
+                  text)
+    return text.replace("--force", "Force over the gate").replace("--reason", "Reason")
+
+
+_CHECKED: dict[tuple[str, str], tuple[Any, Optional[str]]] = {}  # (data dir, version): (files' stat, problem)
+
+
+def _files_stat(folder: Path) -> Optional[tuple[Any, ...]]:
+    """Each file's path, size and modification time under `folder` (None when it cannot be read)."""
+    try:
+        return tuple(sorted((p.relative_to(folder).as_posix(), s.st_size, s.st_mtime_ns)
+                            for p in folder.rglob("*") for s in (p.lstat(),)))
+    except OSError:
+        return None
+
+
+def champion_problem(store: Any, row: dict[str, Any]) -> Optional[str]:
+    """Why the champion's model files cannot be used (`verify_artifact`: missing, changed, outside
+    the data directory), or None. The digest is recomputed only when a file's size or time
+    changed since the last check, so a large artifact is not re-read on every refresh."""
+    from models.registry import RegistryError, artifact_folder, verify_artifact
+
+    key = (str(store.data_dir), str(row.get("id")))
+    try:
+        folder = artifact_folder(store, row)
+        stat = (row.get("artifact_sha256"), _files_stat(folder)) if folder.is_dir() else None
+    except RegistryError:
+        stat = None
+    if stat is not None and stat[1] is not None and key in _CHECKED and _CHECKED[key][0] == stat:
+        return _CHECKED[key][1]
+    try:
+        verify_artifact(store, row)
+        problem = None
+    except (RegistryError, OSError) as exc:
+        problem = str(exc)
+    if stat is not None and stat[1] is not None:
+        _CHECKED[key] = (stat, problem)
+    return problem
+
+
+def champion_line(store: Any, models: list[dict[str, Any]]) -> str:
+    """The header's first sentence: the champion, and a plain warning when its files fail their check."""
+    champ = next((m for m in models if m["role"] == "champion"), None)
+    if champ is None:
+        return "No champion yet."
+    problem = champion_problem(store, champ)
+    if problem is None:
+        return f"Champion: **{md_escape(champ['id'])}**."
+    return (f"Champion: **{md_escape(champ['id'])}**. **Warning: the champion's model files are missing or "
+            f"changed, so it cannot score**: {md_escape(problem)}. To roll back, {md_escape(ROLLBACK)}.")
 
 
 def rescore_line(app: "AppContext") -> str:
@@ -126,9 +191,7 @@ def build_models_tab(app: "AppContext", tab: gr.Tab, who: Optional[gr.Textbox] =
             verdicts = gate_verdicts(app.store(), principal)
         except PermissionDenied as exc:
             return f"Not shown: {md_escape(exc)}", [], [], gr.update(choices=[]), None
-        champ = next((m["id"] for m in models if m["role"] == "champion"), None)
-        head = ((f"Champion: **{md_escape(champ)}**." if champ else "No champion yet.") + retrain_line(app)
-                + auto_retrain_line(app) + rescore_line(app))
+        head = champion_line(app.store(), models) + retrain_line(app) + auto_retrain_line(app) + rescore_line(app)
         choices = [(f"{m['id']} ({m['role']})", m["id"]) for m in models]
         history = gate_history_png(app, verdicts)
         return head, version_rows(models), verdict_rows(verdicts), gr.update(choices=choices), history
@@ -154,7 +217,8 @@ def build_models_tab(app: "AppContext", tab: gr.Tab, who: Optional[gr.Textbox] =
                                        force=bool(force), reason=reason or "", rescore="background",
                                        show_progress=False)
         except (PermissionDenied, ModelError) as exc:
-            return (f"**Not promoted:** {md_escape(exc)}", *listing(name, request), gr.update(), gr.update())
+            return (f"**Not promoted:** {md_escape(tab_words(str(exc)))}", *listing(name, request), gr.update(),
+                    gr.update())
         if out.get("rescore_job") is not None:
             app.rescore_job = out["rescore_job"]  # followed by the status line and the API
         what = ("forced over the gate" if out["forced"] else "promoted through the gate" if out["promoted"]
@@ -169,7 +233,7 @@ def build_models_tab(app: "AppContext", tab: gr.Tab, who: Optional[gr.Textbox] =
         try:
             start_retrain(app, actor(app, name or "", request))
         except (PermissionDenied, ModelError) as exc:
-            return (f"**Not started:** {md_escape(exc)}", *listing(name, request))
+            return (f"**Not started:** {md_escape(tab_words(str(exc)))}", *listing(name, request))
         return ("**Retrain started**: a challenger on the base data and the human labels, then the gate. "
                 "Refresh for its steps and verdict.", *listing(name, request))
 

@@ -106,7 +106,7 @@ def build_operations_tab(app: "AppContext", tab: gr.Tab) -> None:
         with gr.Column(scale=3):
             summary = gr.Dataframe(headers=["measure", "value", "what it counts"], interactive=False, wrap=True,
                                    label="Queue KPIs", column_widths=["26%", "16%", "58%"], elem_id="wb-ops-kpis",
-                                   max_height=480)
+                                   max_height=1200)  # every KPI in view at 1366x768, no inner scrollbar
         with gr.Column(scale=4):
             queues = gr.Dataframe(headers=QUEUE_HEADERS, interactive=False, label="Waiting cases per queue",
                                   elem_id="wb-ops-queues", max_height=360, wrap=True,

@@ -29,7 +29,20 @@ def actor(app: "AppContext", who: str, request: Optional[gr.Request]) -> Any:
             raise PermissionDenied("sign in first")
         app.roles()  # the roles policy (core.permissions) is installed once per process
         return principal_for_user(app.store(), name)
-    return who.strip()
+    return box_name(who)
+
+
+def box_name(who: Optional[str]) -> str:
+    """The analyst box's name once the CLI's `--as` check accepts it: a blank, odd or reserved
+    name would be recorded as the actor. Refused as PermissionDenied (one line), which every
+    caller already shows beside its button, before any service is called."""
+    from core.hooks import PermissionDenied
+    from core.principals import InvalidName, check_name
+
+    try:
+        return check_name((who or "").strip(), "name")
+    except InvalidName as exc:
+        raise PermissionDenied(f"type your name in the Analyst box ({exc})") from None
 
 
 LOGIN_THREADS = 4  # password checks at once: argon2 takes ~64 MiB and a core each
