@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import sqlite3
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from labeling.claims import next_case
 from labeling.queue_config import load_queue_config
 
 from test_queue_support import T0, add_scored
+from test_tamper import _sql as _attacker_sql
 
 E = AuditEvent.__table__
 D = Decision.__table__
@@ -56,18 +56,8 @@ def _verify(store: Store, **kw) -> audit.VerifyResult:
 def _sql(store: Store, *statements: str) -> None:
     """SQL as someone with database access (a plain connection on SQLite), triggers dropped."""
     names = [f"{t}_no_{v}" for t in ("decisions", "audit_events") for v in ("update", "delete", "replace", "truncate")]
-    if store.is_sqlite:
-        db = sqlite3.connect(store.data_dir / "workbench.db")
-        try:
-            for s in [f"DROP TRIGGER IF EXISTS {n}" for n in names] + list(statements):
-                db.execute(s)
-            db.commit()
-        finally:
-            db.close()
-    else:
-        with store.engine.begin() as conn:
-            for s in [f"DROP TRIGGER IF EXISTS {n} ON {n.split('_no_')[0]}" for n in names] + list(statements):
-                conn.execute(text(s))
+    drops = [f"DROP TRIGGER IF EXISTS {n}" + ("" if store.is_sqlite else f" ON {n.split('_no_')[0]}") for n in names]
+    _attacker_sql(store, *drops, *statements)
 
 
 def _plain_hash(prev: str, r: dict) -> str:
