@@ -6,6 +6,7 @@ policy does not need to read a traceback.
 """
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any, TypeVar
@@ -85,8 +86,21 @@ def load_model(path: Path, model: type[M]) -> M:
         loaded = model.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(path, exc)) from None
-    raise_problems(path, _booleans_as_numbers(model, data))
+    raise_problems(path, _booleans_as_numbers(model, data) + _non_finite(data))
     return loaded
+
+
+def _non_finite(data: Any, where: str = "") -> list[tuple[str, str]]:
+    """Every YAML `.inf` / `.nan` in `data`, by dotted field: numeric bounds such as `gt=0` let
+    infinity through, and no setting of a workbench config means anything with it (an infinite
+    weight or threshold turns sums into NaN far from the file that caused it)."""
+    if isinstance(data, float) and not math.isfinite(data):
+        return [(where or "(top level)", f"must be a finite number, got {data}")]
+    if isinstance(data, dict):
+        return [p for k, v in data.items() for p in _non_finite(v, f"{where}.{k}" if where else str(k))]
+    if isinstance(data, list):
+        return [p for i, v in enumerate(data) for p in _non_finite(v, f"{where}[{i}]")]
+    return []
 
 
 _NUMBER_ERRORS = frozenset({"int_type", "float_type", "decimal_type"})

@@ -142,8 +142,8 @@ def export_labels(store: Store, taxonomy: Taxonomy, out_dir: str | Path, include
     """Write the labels as a dataset folder (`save_to_disk`) plus a Parquet file; optionally push.
     Needs `export`. A non-empty `out_dir` is replaced only with `overwrite`. With `splits`
     (models.yaml `learning`), each row carries its side of the campaign-grouped training split
-    (`split`: train / test / excluded), the one `workbench retrain` uses
-    (`labeling.training_data.assign_splits`; stored, so it never moves), and calibration copies
+    (`split`: train / test / excluded), the one `workbench retrain` uses (`training_sides`:
+    stored, so it never moves; `excluded` for a row training leaves out), and calibration copies
     are resolved by its `calibration_rule`."""
     from core import audit
 
@@ -157,14 +157,11 @@ def export_labels(store: Store, taxonomy: Taxonomy, out_dir: str | Path, include
         raise ExportError("no labels to export: decide some cases first, or pass --include-source-labels")
     warnings: list[str] = []
     if splits is not None:
-        from .training_data import assign_splits, group_keys
+        from .training_data import EXCLUDED
 
-        with store.read() as conn:
-            groups = group_keys(conn, {r["id"]: r["text"] for r in rows})
-        sides = assign_splits(store, groups, splits, actor, action="export")
+        sides, warnings = training_sides(store, taxonomy, splits, actor)
         for r in rows:
-            r["split"] = sides[r["id"]]
-        warnings = sides.warnings
+            r["split"] = sides.get(r["id"], EXCLUDED)
     ds = to_dataset(rows, taxonomy)
     _write_whole(ds, out, overwrite)
     if push_to_hub:
@@ -180,6 +177,21 @@ def export_labels(store: Store, taxonomy: Taxonomy, out_dir: str | Path, include
     with store.begin() as conn:
         audit.record(conn, actor, "labels.export", "dataset", str(out), summary)
     return summary
+
+
+def training_sides(store: Store, taxonomy: Taxonomy, splits: "LearningSettings",
+                   actor: Actor) -> tuple[dict[str, str], list[str]]:
+    """(item id -> the side training puts it on, warnings): read from the very data `workbench
+    retrain` assembles (`labeling.training_data.learning_data`, every source, no label left out
+    for rarity). Why not the exported rows alone: whether a campaign straddles the sides depends
+    on all its labelled members, source-labelled ones and other sources' included, so a side
+    worked out from the rows of a human-only or one-source export could say `test` for an item
+    training leaves out. An exported row training does not use (a bulk decision's copy of a
+    text, say) is `excluded`."""
+    from .training_data import learning_data
+
+    ld = learning_data(store, taxonomy, splits, actor, min_examples_per_label=0, action="export")
+    return dict(zip(ld.data.ids, ld.split)), list(ld.stats["warnings"])
 
 
 def _check_destination(out: Path, overwrite: bool) -> bool:

@@ -22,16 +22,17 @@ import datetime as dt
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select, update
 
 from core import audit
 from core.hooks import check_permission
 from core.labels import current_decisions
-from core.principals import Actor
-from core.schema import Case, Item, utcnow
+from core.principals import Actor, actor_name
+from core.schema import Case, Decision, Item, utcnow
 from core.store import Store, serialise
 from core.taxonomy import Taxonomy
 
+from .cases import unchanged
 from .decisions import decide
 from .errors import DecisionError, QueueError
 from .queue_config import QueueConfig
@@ -40,6 +41,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from models.embeddings import Embedder
 
 C = Case.__table__
+D = Decision.__table__
 I = Item.__table__
 
 
@@ -62,6 +64,8 @@ def out_of_fold_probs(X: Any, y: np.ndarray, n_labels: int, folds: int = 5,
     out = np.zeros((n, n_labels))
     g = np.asarray(groups if groups is not None else np.arange(n))
     counts = np.bincount(y, minlength=n_labels)
+    if len(np.unique(g)) < 2:  # every row in one group (one text): no fold can hold a row out
+        raise ValueError("out-of-fold probabilities need rows of at least 2 groups (distinct texts)")
     k = int(max(2, min(folds, counts[counts > 0].max() if counts.any() else 2, len(np.unique(g)))))
     splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
     for tr, te in splitter.split(np.zeros((n, 1)), y, g):
@@ -151,6 +155,11 @@ def find_label_errors(store: Store, taxonomy: Taxonomy, config: QueueConfig, act
     now = now or utcnow()
     from models.embeddings import EmbeddingCache, embed_texts
 
+    closed = 0
+    if limit:  # 0 ranks and counts only: nothing is written
+        with store.begin() as conn:
+            serialise(conn, "label-errors")
+            closed = _close_superseded(conn, queue, actor, now)
     with store.read() as conn:
         dec = current_decisions(conn)
         ids = sorted(dec)
@@ -162,9 +171,9 @@ def find_label_errors(store: Store, taxonomy: Taxonomy, config: QueueConfig, act
     rows, groups, waves = _scanned(ids, texts, dec, taxonomy)
     labels_used = sorted({dec[i]["label"] for i in rows}, key=taxonomy.labels.index)
     summary: dict[str, Any] = {"decided": len(rows), "labels": labels_used, "flagged": 0, "queued": 0,
-                               "already_queued": 0, "cases": []}
-    if len(rows) < 10 or len(labels_used) < 2:
-        summary["note"] = "too few decided items (or only one label) to learn from"
+                               "already_queued": 0, "closed_superseded": closed, "cases": []}
+    if len(rows) < 10 or len(labels_used) < 2 or len(set(groups)) < 2:
+        summary["note"] = "too few decided items (or only one label, or one distinct text) to learn from"
         summary["by_analyst"] = _per_analyst([dec[i] for i in rows], np.zeros(len(rows), bool))
         return summary
     col = {lab: j for j, lab in enumerate(labels_used)}
@@ -246,6 +255,44 @@ def _scanned(ids: Sequence[str], texts: Mapping[str, Any], dec: Mapping[str, dic
     return rows, groups, {i: len(waves[wave_of[i]]) for i in rows if i in wave_of}
 
 
+def _superseded(conn: Any, decision_ids: Iterable[Any]) -> dict[int, int]:
+    """decision id -> the id of a decision superseding it (a correction, an undo, an appeal's
+    outcome), for those of `decision_ids` that one supersedes."""
+    ids = sorted({int(i) for i in decision_ids if i is not None})
+    out: dict[int, int] = {}
+    for i in range(0, len(ids), 900):
+        out.update((int(old), int(new)) for old, new in conn.execute(
+            select(D.c.supersedes_id, func.min(D.c.id)).where(D.c.supersedes_id.in_(ids[i:i + 900]))
+            .group_by(D.c.supersedes_id)))
+    return out
+
+
+def _close_superseded(conn: Any, queue: str, actor: Actor, now: dt.datetime) -> int:
+    """Close the waiting re-review cases whose decision was corrected, undone or reversed since it
+    was queued, as `superseded` (what deciding such a case does, `labeling.decisions`): left open,
+    the lead is served a decision that is no longer the label of record, and the next scan may
+    queue the item's newer decision beside it. A case someone holds is theirs to resolve."""
+    rows = conn.execute(select(C.c.id, C.c.meta, C.c.updated_at)
+                        .where(C.c.queue == queue, C.c.state == "open")).all()
+    infos = {r.id: ((r.meta or {}).get("label_error") or {}) for r in rows}
+    newer = _superseded(conn, (i.get("decision_id") for i in infos.values()))
+    who, closed = actor_name(actor), 0
+    for r in rows:
+        info = infos[r.id]
+        by = newer.get(int(info["decision_id"])) if info.get("decision_id") is not None else None
+        if by is None:
+            continue
+        meta = dict(r.meta or {}, label_error=dict(info, outcome="superseded", superseded_by=by, resolved_by=who))
+        if conn.execute(update(C).where(unchanged(r.id, "open", r.updated_at)).values(
+                state="decided", resolved_at=now, claimed_by=who, lease_expires_at=None, meta=meta,
+                updated_at=now)).rowcount:
+            audit.record(conn, actor, "label_error.resolve", "case", r.id,
+                         {"decision": info["decision_id"], "given": info.get("given_label"), "outcome": "superseded",
+                          "superseded_by": by, "rationale": "superseded before the re-review (closed by the scan)"})
+            closed += 1
+    return closed
+
+
 def _queued_decisions(conn: Any, queue: str) -> set[Any]:
     """The decision ids already queued for re-review in `queue` (any state)."""
     return {((r.meta or {}).get("label_error") or {}).get("decision_id")
@@ -306,5 +353,9 @@ def label_error_counts(store: Store, config: QueueConfig) -> dict[str, dict[str,
     """`tally_label_errors` over the cases of the configured re-review queue."""
     queue = _queue(config)
     with store.read() as conn:
-        return tally_label_errors((r.meta or {}).get("label_error")
-                                  for r in conn.execute(select(C.c.meta).where(C.c.queue == queue)))
+        infos = [(r.meta or {}).get("label_error") for r in conn.execute(select(C.c.meta).where(C.c.queue == queue))]
+        # A case still waiting whose decision was superseded since (corrected, undone, reversed) will
+        # close as superseded, with no verdict: counted so now, not as pending.
+        newer = _superseded(conn, (i.get("decision_id") for i in infos if i and not i.get("outcome")))
+    return tally_label_errors(dict(i, outcome="superseded") if i and not i.get("outcome") and i.get("decision_id")
+                              is not None and int(i["decision_id"]) in newer else i for i in infos)

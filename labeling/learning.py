@@ -12,8 +12,8 @@ for cases chosen by uncertainty times diversity:
   cached embeddings of `models.embeddings`).
 
 Claims are untouched (`labeling.claims` takes the highest priority): a pass pins each chosen case
-at the priority of its slot, so that of the next `horizon` claims the configured share are
-learning cases, interleaved evenly with the risk order (`interleave_priorities`) after any
+at the priority of its slot, so that of the next `horizon` claims (or of the cases waiting,
+when fewer wait) the configured share are learning cases, interleaved evenly with the risk order (`interleave_priorities`) after any
 cold-start seeds (`labeling.seeding`), which lead the queue; `among_seeds` of the claims while
 the seeds last are learning cases interleaved with them (0: every seed first;
 `among_seeds_new_surface` when the seeds come from a source the champion never learnt from). A
@@ -29,7 +29,7 @@ import math
 from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, or_, select, update
 
 from core import audit
 from core.hooks import check_permission
@@ -72,7 +72,8 @@ def learning_candidates(unc: np.ndarray, k: int, min_uncertainty: float = 0.0, p
 
 def select_learning(unc: np.ndarray, k: int, emb: Optional[np.ndarray] = None,
                     groups: Optional[Sequence[Any]] = None, min_uncertainty: float = 0.0,
-                    max_similarity: float = 0.9, pool: int = 20) -> list[int]:
+                    max_similarity: float = 0.9, pool: int = 20, served_groups: Sequence[Any] = (),
+                    served_emb: Optional[np.ndarray] = None) -> list[int]:
     """Indices of up to `k` rows, in pick order: uncertain (>= `min_uncertainty`) and diverse.
 
     Greedy uncertainty-weighted k-center: each pick maximises uncertainty x (1 - the largest
@@ -80,6 +81,8 @@ def select_learning(unc: np.ndarray, k: int, emb: Optional[np.ndarray] = None,
     text) or within `max_similarity` of a pick is never taken. `emb` holds unit-length rows (a row
     of NaN where no vector is known: then only its groups keep it apart). Only the `pool` x k most
     uncertain eligible rows are considered, which bounds the cost on a large backlog.
+    `served_groups` / `served_emb` (unit rows, NaN where unknown) are learning cases already
+    served and not yet learnt from: picks so far, as far as groups and clusters go.
     """
     unc = np.asarray(unc, dtype=float)
     cand = learning_candidates(unc, k, min_uncertainty, pool)
@@ -107,6 +110,17 @@ def select_learning(unc: np.ndarray, k: int, emb: Optional[np.ndarray] = None,
     u = unc[cand]
     dist = np.ones(cand.size)  # 1 - max similarity to the picks so far
     alive = np.ones(cand.size, dtype=bool)
+    done = [ids[x] for g in served_groups for x in (g if isinstance(g, (set, frozenset, list, tuple)) else [g])
+            if x is not None and x in ids]
+    if done:
+        alive &= ~np.isin(gid, done).any(axis=1)
+    if vec is not None and served_emb is not None and len(served_emb):
+        S = np.asarray(served_emb, dtype=np.float32)
+        S = S[~np.isnan(S).any(axis=1)]
+        if len(S):
+            sim = (vec @ S.T).max(axis=1)
+            dist = np.minimum(dist, np.clip(1.0 - sim, 0.0, 1.0))
+            alive &= ~(known & (sim >= max_similarity))
     out: list[int] = []
     while len(out) < k and alive.any():
         score = np.where(alive, u * dist, -np.inf)
@@ -123,11 +137,17 @@ def select_learning(unc: np.ndarray, k: int, emb: Optional[np.ndarray] = None,
     return out
 
 
+def _floor(x: float) -> int:
+    """floor(x), where x is a count times or over a share: 100 x 0.29 is 28.999999999999996 and
+    7 / 0.28 is 24.999999999999996 in floating point, which plain floor takes one too low."""
+    return int(math.floor(x + 1e-9))
+
+
 def slot_positions(k: int, share: float) -> list[int]:
     """Claim positions (0-based) of `k` learning cases spread evenly at `share` of the claims."""
     if k <= 0 or share <= 0:
         return []
-    return [int(math.floor((j + 1) / share)) - 1 for j in range(k)]
+    return [_floor((j + 1) / share) - 1 for j in range(k)]
 
 
 def interleave_priorities(risk_priorities: Sequence[float], k: int, share: float,
@@ -237,6 +257,21 @@ def queue_seeds_surface(store: Store, config: QueueConfig, queue: str) -> Option
         return seeds_surface(conn, [r.source for r in rows if _is_seed(r)], config.learning)
 
 
+def _in_flight(conn: Any, queue: str) -> list[Any]:
+    """The learning cases of `queue` served and not yet learnt from: claimed, or decided since the
+    champion was trained (all decided ones while there is none). A re-plan (the serve sweeper's,
+    every few seconds) replaces a claimed learning case; without these, its campaign mate or a
+    near-copy, passed over only because of it, would be the next learning case."""
+    trained = None
+    champ = champion_version(conn)
+    if champ is not None:
+        trained = conn.execute(select(MV.c.created_at).where(MV.c.id == champ)).scalar()
+    decided = C.c.state == "decided" if trained is None else and_(C.c.state == "decided", C.c.resolved_at >= trained)
+    return conn.execute(select(C.c.item_id, I.c.text_hash).join(I, I.c.id == C.c.item_id)
+                        .where(C.c.queue == queue, C.c.campaign_id.is_(None), C.c.priority_reason.like("learning:%"),
+                               or_(C.c.state == "claimed", decided))).all()
+
+
 def _unpinned(features: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in features.items() if k != "learning"}
 
@@ -256,10 +291,12 @@ def plan_queue(store: Store, taxonomy: Taxonomy, config: QueueConfig, queue: str
         item_ids = [r.item_id for r in rows if r.item_id]
         records = predictions_of_record(conn, item_ids)
         surface = seeds_surface(conn, [r.source for r in rows if _is_seed(r)], settings)
+        served = _in_flight(conn, queue)
         camp: dict[str, int] = {}
-        for i in range(0, len(item_ids), 900):
+        members = item_ids + [r.item_id for r in served]
+        for i in range(0, len(members), 900):
             camp.update(dict(conn.execute(select(CM.c.item_id, CM.c.campaign_id)
-                                          .where(CM.c.item_id.in_(item_ids[i:i + 900]))).all()))
+                                          .where(CM.c.item_id.in_(members[i:i + 900]))).all()))
     # Risk-order priority of every waiting case, as if no case were pinned for learning.
     risk = np.zeros(len(rows))
     for i, r in enumerate(rows):
@@ -274,15 +311,21 @@ def plan_queue(store: Store, taxonomy: Taxonomy, config: QueueConfig, queue: str
                          and not _is_seed(r)
                          and not ((r.meta or {}).get("features") or {}).get("escalation")
                          for r in rows], dtype=bool)
-    k_max = int(math.floor(settings.horizon * share)) if share > 0 else 0
+    # The share of the next `horizon` claims, or of the cases waiting when fewer wait: a short
+    # queue is not served (and marked) as learning cases beyond its share.
+    k_max = _floor(min(settings.horizon, len(rows)) * share) if share > 0 else 0
     pick: list[int] = []
     if k_max and eligible.any():
         idx = np.flatnonzero(eligible)
         idx = idx[learning_candidates(unc[idx], k_max, settings.min_uncertainty)]  # vectors for these only
-        emb = _cached_vectors(store, embedding_model, [rows[i].text_hash or "" for i in idx])
+        vecs = _cached_vectors(store, embedding_model, [rows[i].text_hash or "" for i in idx]
+                               + [r.text_hash or "" for r in served])
+        emb, done_emb = (None, None) if vecs is None else (vecs[:len(idx)], vecs[len(idx):])
         groups = [(("campaign", camp[rows[i].item_id]) if rows[i].item_id in camp else None,
                    ("text", rows[i].text_hash)) for i in idx]
-        chosen = select_learning(unc[idx], k_max, emb, groups, settings.min_uncertainty, settings.max_similarity)
+        done = [(("campaign", camp[r.item_id]) if r.item_id in camp else None, ("text", r.text_hash)) for r in served]
+        chosen = select_learning(unc[idx], k_max, emb, groups, settings.min_uncertainty, settings.max_similarity,
+                                 served_groups=done, served_emb=done_emb)
         pick = [int(idx[c]) for c in chosen]
     picked = set(pick)
     # A cold start's seeds (pinned by `labeling.seeding`) lead the queue: an engineer asked for

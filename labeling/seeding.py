@@ -65,6 +65,7 @@ MAX_EXAMPLE_CHARS = 10_000
 """Longest example text or query, in characters. The embedder reads only its first few hundred
 tokens (`models.yaml` max_seq_length), so a longer one is a mistake (a whole thread or file on one
 line), not an example; core.ingest has no text-length cap to reuse."""
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # JSON's "\ud800" escape decodes to one; no tokenizer reads it
 
 
 def check_example(text: str, where: str) -> str:
@@ -75,6 +76,8 @@ def check_example(text: str, where: str) -> str:
         raise QueueError(f"{where}: NUL byte in the example text")
     if has_undecodable_bytes(text):
         raise QueueError(f"{where}: the example text is not UTF-8 (an undecodable byte; check the terminal's encoding)")
+    if _LONE_SURROGATE.search(text):
+        raise QueueError(f"{where}: the example text holds a lone surrogate (an escape such as \\ud800), not Unicode text")
     s = text.strip()
     if s and not normalize_light(s):
         raise QueueError(f"{where}: the example text has only invisible characters")
@@ -94,6 +97,8 @@ def check_keyword(text: str, where: str) -> str:
         raise QueueError(f"{where}: NUL byte in the keyword")
     if has_undecodable_bytes(text):
         raise QueueError(f"{where}: the keyword is not UTF-8 (an undecodable byte; check the terminal's encoding)")
+    if _LONE_SURROGATE.search(text):
+        raise QueueError(f"{where}: the keyword holds a lone surrogate (an escape such as \\ud800), not Unicode text")
     k = normalize_light(text)
     if not k:
         raise QueueError(f"{where}: empty keyword")
@@ -128,6 +133,12 @@ def read_examples(path: str) -> list[str]:
     file of objects with a `text` field. UTF-8, a leading BOM dropped; the file is refused past
     MAX_EXAMPLES_FILE_BYTES (before it is read whole) or MAX_EXAMPLES, an example past
     MAX_EXAMPLE_CHARS or with a NUL byte. One-line errors name the file and line."""
+    return [text for _, text in read_example_lines(path)]
+
+
+def read_example_lines(path: str) -> list[tuple[int, str]]:
+    """`read_examples` with each text's line number, so a later check (a keyword's) names the
+    line an editor shows, not the ordinal among the lines kept (comments and blanks are skipped)."""
     import json
     from pathlib import Path
 
@@ -152,7 +163,7 @@ def read_examples(path: str) -> list[str]:
         n = raw[:exc.start + bom].count(b"\n") + 1
         raise QueueError(f"{path} line {n}: not UTF-8 text ({exc.reason} at byte {exc.start + bom})") from None
     jsonl = p.suffix.lower() == ".jsonl"
-    out: list[str] = []
+    out: list[tuple[int, str]] = []
     for n, line in enumerate(text.split("\n"), 1):  # "\n" only: line numbers as an editor shows them
         where = f"{path} line {n}"
         s = line.strip()
@@ -165,12 +176,16 @@ def read_examples(path: str) -> list[str]:
                 obj = json.loads(s)
             except json.JSONDecodeError as exc:
                 raise QueueError(f"{where}: invalid JSON ({exc.msg})") from None
+            except RecursionError:  # a line of 100,000 "[" fits the byte cap
+                raise QueueError(f"{where}: invalid JSON (nested too deeply)") from None
+            except ValueError as exc:  # e.g. an integer of more digits than Python converts
+                raise QueueError(f"{where}: invalid JSON ({str(exc).split(';')[0]})") from None
             if not isinstance(obj, dict) or not isinstance(obj.get("text"), str) or not obj["text"].strip():
                 raise QueueError(f"{where}: field 'text' must be a non-empty string")
             s, where = obj["text"], f"{where}, field 'text'"
         if len(out) >= MAX_EXAMPLES:
             raise QueueError(f"{where}: more than {MAX_EXAMPLES:,} examples, the limit of an examples file")
-        out.append(check_example(s, where))
+        out.append((n, check_example(s, where)))
     if not out:
         raise QueueError(f"{path}: no examples (one text per line)")
     return out
@@ -291,6 +306,8 @@ def seed_cases(store: Store, taxonomy: Taxonomy, config: QueueConfig, actor: Act
     for i, e in enumerate(examples, 1):  # what `check_example` refuses would crash the tokenizer
         if e and has_undecodable_bytes(e):
             raise QueueError(f"example {i}: the example text is not UTF-8 (an undecodable byte)")
+        if e and _LONE_SURROGATE.search(e):
+            raise QueueError(f"example {i}: the example text holds a lone surrogate, not Unicode text")
     examples = [e.strip() for e in examples if e and normalize_light(e)]  # invisible-only is empty
     keywords = list(dict.fromkeys(check_keyword(k, f"keyword {i}") for i, k in enumerate(keywords, 1)))
     if not examples and not keywords:

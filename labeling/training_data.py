@@ -8,12 +8,15 @@ group, and its sample weight:
   supersedes, so corrections, undos and appeal reversals win), else the resolution of the item's
   calibration copies (`resolve_calibration`, rule `learning.calibration_rule`), else the
   source's own label through the taxonomy.
-- **A bulk decision counts once per distinct text**: the members a campaign decision labelled
-  are reduced to one per template-normalised text (`clustering.normalize.normalize_template`);
+- **A bulk decision counts once per distinct text**: the members a campaign's decisions labelled
+  alike (the first one and the follow-ups for members that joined later) are reduced to one per
+  template-normalised text (`template_hash`);
   the other copies are left out of training and evaluation altogether (their source labels
   too, which the human decision overrules), so a 300-member wave of 4 templates is 4 examples.
 - **Grouped, stable splits** (`assign_splits`): the group of an item is its campaign
-  (`campaign:<id>`), else its light-normalised text (`text:<hash>`, exact copies). A group
+  (`campaign:<id>`), else its template-normalised text (`text:<hash>`: copies that differ only in
+  case, spacing, Unicode form, numbers, links or phone numbers, as a wave's variants do;
+  `text_group`). A group
   without any stored side gets one from a salted hash of its key (`learning.split_salt`,
   `learning.test_fraction`); the side is stored per item (`learning_splits`) and never moves.
   A new member takes its group's stored side. When a later clustering run joins groups
@@ -23,7 +26,8 @@ group, and its sample weight:
   merge or are re-clustered; a pure hash would then move items that a champion trained on
   into the test side.
 - **Weights** (`human_weights`): a human label weighs `human_weight` x recency x scarcity
-  (capped at `max_weight`) against 1.0 for a source label; recency decays with a half-life,
+  (capped at `max_weight`) against 1.0 for a source label; recency decays with a half-life (from
+  when the judgement was made: a decision an undo restored is as old as the original),
   scarcity favours sources (surfaces) with few decisions, so a few hundred decisions on a new
   surface move a model trained on tens of thousands of source labels.
 """
@@ -31,6 +35,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence
@@ -61,6 +66,8 @@ D = Decision.__table__
 I = Item.__table__
 CM = CampaignMember.__table__
 LS = LearningSplit.__table__
+_TOKEN = re.compile(r"<(?:url|phone|shortcode|email|money|num)>")  # clustering.normalize's tokens
+_LITERAL = re.compile(r"[^\W\d_]")  # a letter left once the tokens are gone
 
 
 # -- pure rules ------------------------------------------------------------------------------
@@ -96,7 +103,12 @@ def human_weights(decided_at: Sequence[Optional[dt.datetime]], sources: Sequence
     """Sample weight of each human label: human_weight x (1 + recency_boost x 0.5^(age/half-life))
     / (1 + recency_boost) x min(max_scarcity, sqrt(scarce_source_decisions / n_source)) floored at
     1, capped at max_weight. A fresh decision weighs `human_weight`; an old one tends to
-    human_weight / (1 + boost); a source with a quarter of the reference count weighs twice."""
+    human_weight / (1 + boost); a source with a quarter of the reference count weighs twice.
+    An infinite `human_weight` or `recency_boost` (YAML `.inf` passes the config's bounds) is
+    refused by name: it makes a weight infinite or NaN (which the cap then hides as max_weight)."""
+    for name in ("human_weight", "recency_boost"):
+        if not np.isfinite(getattr(settings, name)):
+            raise ValueError(f"models.yaml learning.{name}: must be a finite number, not {getattr(settings, name)!r}")
     n_by_source = Counter(sources)
     out = np.empty(len(sources))
     boost = settings.recency_boost
@@ -110,14 +122,12 @@ def human_weights(decided_at: Sequence[Optional[dt.datetime]], sources: Sequence
 
 def one_per_text(members: Mapping[Any, Sequence[tuple[str, str]]]) -> set[str]:
     """Of each bulk decision's members (key -> [(item id, text)]), the item ids kept: the first
-    id (sorted) per distinct template-normalised text."""
-    from clustering.normalize import normalize_template
-
+    id (sorted) per distinct template-normalised text (`template_hash`)."""
     keep: set[str] = set()
     for rows in members.values():
         seen: set[str] = set()
         for item_id, text in sorted(rows):
-            tpl = normalize_template(text or "")
+            tpl = template_hash(text)
             if tpl not in seen:
                 seen.add(tpl)
                 keep.add(item_id)
@@ -144,26 +154,78 @@ def _leads(conn: Connection) -> set[str]:
 
 def calibration_labels(conn: Connection, rule: str) -> tuple[dict[str, dict[str, Any]], int]:
     """(item id -> {label, decided_at, reviewers}, ties left out) from the calibration copies
-    nothing supersedes; each reviewer's latest copy counts once."""
+    nothing supersedes; each reviewer's latest copy counts once. A correction of a copy (or the
+    row an undo restored) is the vote of the copy's reviewer, whoever wrote it (`_copy_owners`):
+    a lead correcting an analyst's copy changes that analyst's vote, not the lead's own; it
+    counts as a lead's vote for the `lead` rule."""
     later = aliased(D)
-    rows = conn.execute(select(D.c.item_id, D.c.reviewer, D.c.label, D.c.created_at, D.c.id)
+    rows = conn.execute(select(D.c.item_id, D.c.reviewer, D.c.label, D.c.created_at, D.c.id, D.c.supersedes_id)
                         .where(D.c.kind == "calibration", D.c.item_id.is_not(None),
                                ~exists(select(1).where(later.c.supersedes_id == D.c.id)))
                         .order_by(D.c.created_at, D.c.id)).all()
-    by_item: dict[str, dict[str, tuple[str, dt.datetime]]] = defaultdict(dict)
-    for item_id, reviewer, label, created, _ in rows:
-        by_item[item_id][reviewer] = (label, created)  # later rows overwrite: the latest per reviewer
+    owner = _copy_owners(conn, rows)
+    by_item: dict[str, dict[str, tuple[str, dt.datetime, str]]] = defaultdict(dict)
+    for item_id, reviewer, label, created, row_id, _ in rows:
+        by_item[item_id][owner.get(row_id, reviewer)] = (label, created, reviewer)  # later rows overwrite
     leads = _leads(conn) if rule == "lead" else set()
     out, ties = {}, 0
     for item_id, votes in by_item.items():
-        ordered = sorted(votes.items(), key=lambda kv: kv[1][1])
-        label = resolve_calibration([(r, lab) for r, (lab, _) in ordered], rule, leads)
+        ordered = sorted(votes.values(), key=lambda v: v[1])
+        label = resolve_calibration([(who, lab) for lab, _, who in ordered], rule, leads)
         if label is None:
             ties += 1
             continue
-        out[item_id] = {"label": label, "decided_at": max(t for _, t in votes.values()), "kind": "calibration",
+        out[item_id] = {"label": label, "decided_at": max(t for _, t, _ in votes.values()), "kind": "calibration",
                         "reviewers": sorted(votes)}
     return out, ties
+
+
+def _copy_owners(conn: Connection, rows: Sequence[Any]) -> dict[int, str]:
+    """decision id -> the reviewer of the calibration copy at the root of its supersession chain,
+    for the `rows` (id at index 4, supersedes_id at 5) that supersede something."""
+    parent: dict[int, tuple[Optional[int], str]] = {}
+    todo, asked = {r[5] for r in rows if r[5] is not None}, set()
+    while todo:
+        ids = sorted(todo)
+        asked |= todo
+        for i in range(0, len(ids), _CHUNK):
+            for row_id, sup, reviewer in conn.execute(select(D.c.id, D.c.supersedes_id, D.c.reviewer)
+                                                      .where(D.c.id.in_(ids[i:i + _CHUNK]))):
+                parent[row_id] = (sup, reviewer)
+        todo = {sup for sup, _ in parent.values() if sup is not None} - asked
+    out: dict[int, str] = {}
+    for r in rows:
+        sup, seen = r[5], {r[4]}
+        who = r[1]
+        while sup is not None and sup in parent and sup not in seen:
+            seen.add(sup)
+            sup, who = parent[sup][0], parent[sup][1]
+        if r[5] is not None:
+            out[r[4]] = who
+    return out
+
+
+def _restored_at(conn: Connection, decisions: Iterable[dict[str, Any]]) -> None:
+    """Set `decided_at` of each restoring row among `decisions` (an undo re-asserted the decision
+    the undone one superseded: a copy of it, written at the undo, `labeling.undo`) to when that
+    decision was made: the restore is no fresh judgement, so it must not weigh as a recent one."""
+    U, C, A = aliased(D), aliased(D), aliased(D)
+    pending = {d["supersedes_id"]: d for d in decisions if d.get("supersedes_id") is not None}
+    for _ in range(8):  # a restored decision may itself be a restoring row (undone twice); bounded
+        ids, found = sorted(pending), {}
+        for i in range(0, len(ids), _CHUNK):
+            found.update({u: (at, sup) for u, at, sup in conn.execute(
+                select(U.c.id, A.c.created_at, A.c.supersedes_id)
+                .join(C, C.c.id == U.c.supersedes_id).join(A, A.c.id == C.c.supersedes_id)
+                .where(U.c.id.in_(ids[i:i + _CHUNK]), U.c.kind == "undo"))})
+        after: dict[int, dict[str, Any]] = {}
+        for undo_id, (at, sup) in found.items():
+            pending[undo_id]["decided_at"] = at
+            if sup is not None:
+                after[sup] = pending[undo_id]
+        if not after:
+            return
+        pending = after
 
 
 def _rereview_decisions(conn: Connection, decisions: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -180,14 +242,37 @@ def _rereview_decisions(conn: Connection, decisions: Iterable[dict[str, Any]]) -
     return [d for d in audits if d["case_id"] in rereview]
 
 
+def template_hash(text: Optional[str]) -> str:
+    """Hex SHA-1 of the template-normalised text (`clustering.normalize.normalize_template`): what
+    "the same text" means for a bulk decision's copies and (`text_group`) for the split."""
+    from clustering.normalize import normalize_template
+
+    return hashlib.sha1(normalize_template(text or "").encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def text_group(text: Optional[str]) -> str:
+    """The group key of an item outside any campaign: `text:` + its `template_hash`, so a wave's
+    variants (another callback number, prize or link) share a side; `text:` + the exact
+    (light-normalised) hash when the template is variable parts only (`<num> <url>`), which says
+    nothing about the message and would lump unrelated texts together."""
+    from clustering.normalize import normalize_template
+
+    tpl = normalize_template(text or "")
+    if _LITERAL.search(_TOKEN.sub(" ", tpl)):
+        return "text:" + hashlib.sha1(tpl.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"text:{text_hash(text or '')}"
+
+
 def group_keys(conn: Connection, items: Mapping[str, str]) -> dict[str, str]:
-    """item id -> its group: the items joined by a shared campaign or a shared text (light hash),
-    keyed `campaign:<id>` (the smallest campaign id among them) when any is a campaign member,
-    else `text:<hash>`.
+    """item id -> its group: the items joined by a shared campaign or a shared template-normalised
+    text (`text_group`), keyed `campaign:<id>` (the smallest campaign id among them) when any is
+    a campaign member, else `text:<hash>`.
 
     Why texts join campaigns: a copy of a campaign member's text that arrives after the last
     `workbench cluster` is in no campaign yet; keyed by its text alone it drew a side of its own
-    and could sit on the test side while its twin trained."""
+    and could sit on the test side while its twin trained. Why the template and not the exact
+    text: a wave's copies differ in the callback number, prize or link (that is what the template
+    folds), so keyed by exact text each variant drew its own side and one wave sat on both."""
     camp: dict[str, int] = {}
     ids = list(items)
     for i in range(0, len(ids), _CHUNK):
@@ -205,7 +290,7 @@ def group_keys(conn: Connection, items: Mapping[str, str]) -> dict[str, str]:
         kind, _, value = k.partition(":")
         return (0, int(value), "") if kind == "campaign" else (1, 0, value)
 
-    texts = {i: f"text:{text_hash(t or '')}" for i, t in items.items()}
+    texts = {i: text_group(t) for i, t in items.items()}
     for i, key in texts.items():
         if i in camp:
             a, b = root(key), root(f"campaign:{camp[i]}")
@@ -333,6 +418,7 @@ def learning_data(store: "Store", taxonomy: "Taxonomy", settings: "LearningSetti
     dropped: Counter[str] = Counter()
     with store.read() as conn:
         human = {i: dict(d, decided_at=d["created_at"]) for i, d in current_decisions(conn).items()}
+        _restored_at(conn, human.values())
         for d in _rereview_decisions(conn, human.values()):
             d["kind"] = "rereview"  # a lead's blind re-review: a draw of decided items, not the QA sample
         calib, ties = calibration_labels(conn, settings.calibration_rule)
@@ -343,12 +429,17 @@ def learning_data(store: "Store", taxonomy: "Taxonomy", settings: "LearningSetti
             q = q.where(I.c.source.in_(sorted(set(sources))))
         rows = [r for r in conn.execute(q) if r[2] is not None or r[0] in human]
     dropped.update({"calibration ties (no majority)": ties} if ties else {})
-    # A bulk decision counts once per distinct text.
+    # A bulk decision counts once per distinct text: per campaign and label, so the follow-up
+    # campaign decisions of the members that joined later (a case of their own) do not count a
+    # template again.
     bulk: dict[Any, list[tuple[str, str]]] = defaultdict(list)
     texts = {r[0]: r[1] for r in rows}
+    decisions = set()  # (case, campaign, label): the campaign decisions themselves, for the stats
     for item_id, d in human.items():
         if d.get("kind") == "bulk" and item_id in texts:
-            bulk[(d.get("case_id") or d.get("campaign_id"), d["label"])].append((item_id, texts[item_id]))
+            who = ("campaign", d["campaign_id"]) if d.get("campaign_id") is not None else ("case", d.get("case_id"))
+            bulk[(who, d["label"])].append((item_id, texts[item_id]))
+            decisions.add((d.get("case_id"), d.get("campaign_id"), d["label"]))
     keep_bulk = one_per_text(bulk)
     bulk_members = {i for members in bulk.values() for i, _ in members}
     kept = []
@@ -391,7 +482,7 @@ def learning_data(store: "Store", taxonomy: "Taxonomy", settings: "LearningSetti
              "by_split": {s: int((split == s).sum()) for s in ("train", "test", EXCLUDED)},
              "human_by_split": {s: int(sum(1 for i in hidx if split[i] == s)) for s in ("train", "test", EXCLUDED)},
              "calibration_resolved": sum(1 for i in hidx if kept[i][6].get("kind") == "calibration"),
-             "bulk_decisions": len(bulk), "bulk_members": len(bulk_members), "bulk_kept": len(keep_bulk),
+             "bulk_decisions": len(decisions), "bulk_members": len(bulk_members), "bulk_kept": len(keep_bulk),
              "dropped": dict(dropped), "warnings": sides.warnings,
              "mean_human_weight": round(float(weights[hidx].mean()), 4) if hidx else None}
     return LearningData(data, split, [groups_by_id[k[0]] for k in kept], weights,

@@ -65,7 +65,7 @@ class LearningSettings(_Strict):
     recency_half_life_days: float = Field(default=30.0, gt=0.0)
     scarce_source_decisions: int = Field(default=200, ge=1)  # sources with fewer decisions weigh more ...
     max_scarcity: float = Field(default=3.0, ge=1.0)         # ... up to this factor (sqrt(ref / n))
-    max_weight: float = Field(default=20.0, ge=1.0)
+    max_weight: float = Field(default=20.0, ge=1.0, le=1000.0)  # a retrain repeats a label up to this many times
     # Candidates of `workbench retrain --tune-weight` (grouped cross-validation on the training side).
     weight_grid: list[float] = Field(default_factory=lambda: [1.0, 3.0, 10.0])
     tune_folds: int = Field(default=3, ge=2, le=10)

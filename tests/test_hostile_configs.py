@@ -17,6 +17,7 @@ from core.quarantine import load_retention, printable
 from core.store import open_store
 from core.taxonomy import load_taxonomy
 from labeling.queue_config import load_queue_config
+from models.config import load_models_config
 from workbench.cli import cli
 
 
@@ -180,3 +181,35 @@ def test_printable_walks_deep_input_without_recursion():
     while node:
         node, depth = node[0], depth + 1
     assert depth == 5000
+
+
+# -- non-finite and absurd numbers: `.inf` passes pydantic's `gt=0` bounds -------------------------
+@pytest.mark.parametrize("old,new,field", [
+    ("human_weight: 10.0", "human_weight: .inf", "learning.human_weight"),
+    ("recency_boost: 1.0", "recency_boost: .Inf", "learning.recency_boost"),
+    ("max_weight: 20.0", "max_weight: .nan", "learning.max_weight"),
+])
+def test_a_non_finite_learning_setting_is_refused_by_file_and_field(cfg, old, new, field):
+    _edit(cfg / "models.yaml", old, new)
+    with pytest.raises(ConfigError) as err:
+        load_models_config(cfg)
+    msg = str(err.value)
+    assert "models.yaml" in msg and field in msg and "\n" not in msg
+
+
+def test_a_repeat_cap_in_the_millions_is_refused(cfg):
+    _edit(cfg / "models.yaml", "max_weight: 20.0", "max_weight: 1000000")
+    with pytest.raises(ConfigError, match=r"models\.yaml.*learning\.max_weight"):
+        load_models_config(cfg)
+
+
+def test_infinity_is_refused_in_every_config_loaded_through_the_shared_loader(cfg):
+    """The rule sits in `core.config.load_model`, so the queue config refuses it too."""
+    _edit(cfg / "queues.yaml", "appeal_sla_minutes: 1440", "appeal_sla_minutes: .inf")
+    with pytest.raises(ConfigError, match=r"queues\.yaml.*appeal_sla_minutes"):
+        load_queue_config(cfg, load_taxonomy(cfg))
+
+
+def test_the_shipped_configs_load(cfg):
+    assert load_models_config(cfg).learning.max_weight == 20.0
+    load_queue_config(cfg, load_taxonomy(cfg))

@@ -77,7 +77,8 @@ def register_commands(cli: click.Group) -> None:
           workbench seed --policy spam --from-decisions --surface sms   # round two
           workbench seed --policy scam --keyword "gift card" --keyword zelle --keywords scam_words.txt
         """
-        from labeling.seeding import check_example, check_keyword, decided_examples, read_examples, seed_cases
+        from labeling.seeding import (check_example, check_keyword, decided_examples, read_example_lines, read_examples,
+                                      seed_cases)
 
         with _user_errors():
             examples = (read_examples(examples_file) if examples_file else []) + [
@@ -90,8 +91,7 @@ def register_commands(cli: click.Group) -> None:
                 examples += found
             words = [check_keyword(k, f"--keyword {i}") for i, k in enumerate(keywords, 1)]
             if keywords_file:
-                words += [check_keyword(k, f"{keywords_file} keyword {i}")
-                          for i, k in enumerate(read_examples(keywords_file), 1)]
+                words += [check_keyword(k, f"{keywords_file} line {n}") for n, k in read_example_lines(keywords_file)]
             if not examples and not words:
                 raise click.UsageError("give --examples FILE, --query TEXT, --keyword WORD or --from-decisions")
             out = seed_cases(app.store(), app.taxonomy(), app.queues(), _acting(app), policy=policy,
@@ -159,6 +159,8 @@ def register_commands(cli: click.Group) -> None:
                           f"{app.queues().label_errors.min_label_quality:g})" if o.get("candidates") else "")
                        + f"; {o['queued']} queued for re-review"
                        + (f", {o['already_queued']} already there" if o.get("already_queued") else "")
+                       + (f"; {o['closed_superseded']} waiting cases closed as superseded (their decision was "
+                          "corrected, undone or reversed since)" if o.get("closed_superseded") else "")
                        + (f" ({o['note']})" if o.get("note") else ""))
             for c in o["cases"][:20]:
                 click.echo(f"  {c['item_id']}: given {c['given_label']} by {c['reviewer']}, model {c['model_label']} "
