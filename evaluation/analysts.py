@@ -14,7 +14,9 @@ Definitions:
   kappa between the two.
 - Peer agreement: on calibration sets, every (analyst, other rater) pair on the same item: the
   share of equal labels and Cohen's kappa.
-- Override rate: share of the analyst's decisions that overruled the model's label.
+- Override rate: share of the analyst's first judgements of the model's suggestion that overruled
+  it (`data.first_judgements`: a correction is rework, not a judgement of the model), the rule of
+  the report's override rate, so the analysts' counts add up to it.
 - Throughput: decisions per day with at least one decision (active day).
 - Rework: share of the analyst's original decisions later superseded with another label or
   action (a correction, an appeal reversal).
@@ -39,7 +41,7 @@ from labeling.label_errors import LABEL_ERROR_COUNTS, tally_label_errors
 from labeling.rereview import as_acts
 
 from .config import EvaluationConfig
-from .data import decision_events, taken_back
+from .data import decision_events, first_judgements, taken_back
 from .estimates import proportion
 from .metrics import cohen_kappa
 
@@ -151,6 +153,7 @@ def analyst_table(events: Sequence[Mapping[str, Any]], gold: Mapping[str, Mappin
     label_errors = label_errors or {}
     gone = taken_back(events)
     judged = [e for e in events if e["kind"] in JUDGED and e["id"] not in gone]
+    first = {e["id"] for e in first_judgements(events) if e["kind"] in JUDGED and e.get("model_label")}
     calibration = live_calibration(events)
     qa: dict[str, list[bool]] = {}
     for who, ok in qa_pass_pairs(events):
@@ -163,7 +166,7 @@ def analyst_table(events: Sequence[Mapping[str, Any]], gold: Mapping[str, Mappin
     rows = []
     for name in names:
         mine = [e for e in judged if str(e["reviewer"]) == name]
-        with_model = [e for e in mine if e.get("model_label")]
+        with_model = [e for e in mine if e["id"] in first]
         days = {e["created_at"].date() for e in mine}
         passed = qa.get(name, [])
         flags = rework.get(name, [])

@@ -73,13 +73,45 @@ def _language(meta: Any) -> Optional[str]:
     return None
 
 
+def _case_chains(conn: Any, rows: Sequence[Mapping[str, Any]]) -> dict[int, list[Any]]:
+    """Decision id of each row -> the case ids of its chain: its own, then those of the decisions it
+    supersedes, back to one that supersedes nothing. Why: an appeal's outcome, a lead's re-review, a
+    campaign decision or a QA answer after one supersedes a decision from a case of its own, and the
+    traffic QA-audit draw is a fact about the item, not about whichever case decided it last: read
+    from the last case alone, the audit lost its appealed items (reversals of the model's calls)."""
+    D = Decision.__table__
+    link = {d.id: (d.supersedes_id, d.case_id) for d in _chunked(
+        conn, select(D.c.id, D.c.supersedes_id, D.c.case_id), D.c.item_id, [r["item_id"] for r in rows])}
+    out: dict[int, list[Any]] = {}
+    for r in rows:
+        at, chain = r["id"], [r["case_id"]]
+        seen = {at}
+        while link.get(at, (None, None))[0] in link and link[at][0] not in seen:
+            at = link[at][0]
+            seen.add(at)
+            chain.append(link[at][1])
+        out[r["id"]] = chain
+    return out
+
+
+def _audit_and_origin(chain: Sequence[Any]) -> tuple[Any, Any]:
+    """(the traffic QA-audit case of a chain's cases, else None; the case it started in). Only a QA
+    draw from traffic is the audit sample: a lead's re-review of decided items (also an `is_audit`
+    case, decided as `qa_audit`) is not, and its label counts as any other decision."""
+    present = [c for c in chain if c is not None]
+    audit = next((c for c in present if c.is_audit and not is_rereview(c._mapping)), None)
+    return audit, (present[-1] if present else None)
+
+
 def decision_rows(store: Store, taxonomy: Taxonomy) -> list[dict[str, Any]]:
     """Current human labels joined with the scores the model showed when each was decided.
 
-    Each row: item_id, human, model, model_version, decided_at, kind, reviewer, is_audit (a case
-    of the QA draw from traffic; a lead's re-review, `labeling.rereview.is_rereview`, is not),
-    inclusion (the audit draw's probability; None before it was stored), queue, served (why the
-    case was served, `labeling.learning.served_as`; None without a case), proba (over
+    Each row: item_id, human, model, model_version, decided_at, kind, reviewer, is_audit (a decision
+    of the label's chain was made on a case of the QA draw from traffic, whatever superseded it
+    since: `_case_chains`; a lead's re-review, `labeling.rereview.is_rereview`, is no such case),
+    inclusion (the audit draw's probability; None before it was stored), queue and served (of that
+    audit case, else of the case the chain started in: why it was served,
+    `labeling.learning.served_as`; None without a case), proba (over
     `taxonomy.labels`, None when the prediction is gone), source, surface, language, campaign
     (member of one), text.
     """
@@ -88,11 +120,12 @@ def decision_rows(store: Store, taxonomy: Taxonomy) -> list[dict[str, Any]]:
         decided = current_decisions(conn, kinds=AUTHORITATIVE_KINDS)
         rows = one_per_labelling_act(conn, [d for d in decided.values() if d["model_version"] and d["model_label"]])
         ids = [r["item_id"] for r in rows]
+        chains = _case_chains(conn, rows)
         scores = {(p.item_id, p.model_version): p.scores
                   for p in _chunked(conn, select(P.c.item_id, P.c.model_version, P.c.scores), P.c.item_id, ids)}
         cases = {c.id: c for c in _chunked(conn, select(C.c.id, C.c.is_audit, C.c.audit_inclusion, C.c.queue,
                                                            C.c.meta, C.c.priority_reason),
-                                            C.c.id, [r["case_id"] for r in rows])}
+                                            C.c.id, [c for chain in chains.values() for c in chain])}
         items = {i.id: i for i in _chunked(conn, select(I.c.id, I.c.source, I.c.surface, I.c["metadata"].label("meta"),
                                                         I.c.text), I.c.id, ids)}
         members = {m for (m,) in _chunked(conn, select(CM.c.item_id), CM.c.item_id, ids)}
@@ -101,12 +134,10 @@ def decision_rows(store: Store, taxonomy: Taxonomy) -> list[dict[str, Any]]:
         if r["label"] not in taxonomy.policies or r["model_label"] not in taxonomy.policies:
             continue
         sc = scores.get((r["item_id"], r["model_version"]))
-        case = cases.get(r["case_id"])
+        audit_case, origin = _audit_and_origin([cases.get(c) for c in chains[r["id"]]])
+        case = audit_case or origin
         item = items.get(r["item_id"])
-        # Only a QA draw from traffic is the audit sample: a lead's re-review of decided items (also an
-        # `is_audit` case, decided as `qa_audit`) is not, and its label counts as any other decision.
-        rereview = case is not None and is_rereview(case._mapping)
-        is_audit = bool(case.is_audit) and not rereview if case is not None else r["kind"] == "qa_audit"
+        is_audit = audit_case is not None if case is not None else r["kind"] == "qa_audit"
         out.append({"item_id": r["item_id"], "human": r["label"], "model": r["model_label"],
                     "model_version": r["model_version"], "decided_at": r["created_at"], "kind": r["kind"],
                     "reviewer": r["reviewer"], "is_audit": is_audit,
@@ -148,3 +179,12 @@ def taken_back(events: Sequence[Mapping[str, Any]]) -> set[int]:
     out = {s for s in undo_rows.values() if s is not None}
     out |= {e["id"] for e in events if e["kind"] != "undo" and e["supersedes_id"] in undo_rows}
     return out
+
+
+def first_judgements(events: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The `events` (labelling acts, `labeling.rereview.as_acts`, with their "undo" rows) that judge
+    the model's suggestion for the first time: no "undo" row, nothing an undo took back or restored
+    (`taken_back`), no correction (it supersedes an earlier act of the item: rework). One rule for
+    the override rate of the report (`overrides`) and of the operations KPIs (`ops`)."""
+    gone = taken_back(events)
+    return [e for e in events if e["kind"] != "undo" and e["id"] not in gone and e["supersedes_id"] is None]

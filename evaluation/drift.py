@@ -40,6 +40,8 @@ from core.plotting import pyplot, serialised
 
 from . import drift_stats as ds
 from .drift_stats import WindowData
+from .plots import label_text
+from .render import plain
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
@@ -323,15 +325,16 @@ def drift_markdown(report: DriftReport) -> str:
     lines = ["## Drift", "",
              f"Reference {r[0]:%Y-%m-%d %H:%M} – {r[1]:%Y-%m-%d %H:%M} UTC ({report.n_reference} items), "
              f"current {c[0]:%Y-%m-%d %H:%M} – {c[1]:%Y-%m-%d %H:%M} UTC ({report.n_current} items).",
-             "", f"**{len(alarms)} alarm(s)**" + (": " + ", ".join(a.check for a in alarms) if alarms else "."), "",
+             "", f"**{len(alarms)} alarm(s)**" + (": " + ", ".join(plain(a.check) for a in alarms) if alarms else "."),
+             "",
              "| check | statistic | threshold | status | n reference | n current |", "|---|---|---|---|---|---|"]
     for ch in report.checks:
         status = "**ALARM**" if ch.alarm else ch.status
-        lines.append(f"| {ch.check} | {_fmt(ch.statistic)} | {ch.threshold:g} | {status} | "
+        lines.append(f"| {plain(ch.check)} | {_fmt(ch.statistic)} | {ch.threshold:g} | {status} | "
                      f"{ch.n_reference} | {ch.n_current} |")
     if report.model_versions:
         lines += ["", "Scored by: " + "; ".join(
-            f"{w}: " + (", ".join(f"{v} ({n})" for v, n in sorted(vs.items())) or "none")
+            f"{w}: " + (", ".join(f"{plain(v)} ({n})" for v, n in sorted(vs.items())) or "none")
             for w, vs in report.model_versions.items())]
     lines += ["", "Statistics: PSI and Jensen-Shannon distance (natural log) of each policy's score on "
               "reference-quantile bins; JS distance of predicted-label shares; cross-validated ROC AUC of a "
@@ -349,7 +352,6 @@ def plot_drift(report: DriftReport) -> "Figure":
     campaign checks also need p < alpha to alarm, so a bar past the line can stay blue.
     """
     plt = pyplot()
-
     checks = report.checks
     fig, ax = plt.subplots(figsize=(7.5, 0.28 * len(checks) + 1.4))
     ys = np.arange(len(checks))[::-1]
@@ -369,8 +371,8 @@ def plot_drift(report: DriftReport) -> "Figure":
     ax.barh(ys, vals, color=colours)
     ax.axvline(1.0, color="black", lw=1, ls="--")
     ax.set_yticks(ys)
-    ax.set_yticklabels([ch.check + (" (not enough data)" if ch.status == NOT_ENOUGH else "") for ch in checks],
-                       fontsize=8)
+    ax.set_yticklabels([label_text(ch.check) + (" (not enough data)" if ch.status == NOT_ENOUGH else "")
+                        for ch in checks], fontsize=8)
     ax.set_xlim(0, 3.05)
     ax.set_xlabel("statistic / threshold, capped at 3 (AUC: its excess over 0.5)")
     ax.set_title(f"Drift: {len(report.alarms)} alarm(s); current {report.current[0]:%Y-%m-%d} – "

@@ -54,7 +54,8 @@ def wilson(k: float, n: float, conf: float = 0.9) -> tuple[float, float]:
     denom = 1.0 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # at p = 0 (p = 1) the bound is exactly 0 (1); rounding left 1 - 1e-16, an interval beside its own estimate
+    return (0.0 if p <= 0.0 else max(0.0, centre - half)), (1.0 if p >= 1.0 else min(1.0, centre + half))
 
 
 def wilson_width(p: float, n: float, conf: float = 0.9) -> float:

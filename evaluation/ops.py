@@ -22,7 +22,7 @@ from labeling.cases import filter_cases
 from labeling.queue_config import QueueConfig
 from labeling.rereview import as_acts
 
-from .data import one_per_labelling_act
+from .data import first_judgements, one_per_labelling_act, taken_back
 from .estimates import proportion
 
 WAITING_STATES = ("open", "escalated", "claimed")
@@ -145,17 +145,22 @@ def ops_kpis(store: Any, now: Optional[dt.datetime] = None, queue: Optional[str]
         cases = conn.execute(q).mappings().all()
         case_ids = {c["id"] for c in cases}
         decs = [d for d in conn.execute(select(D.c.id, D.c.case_id, D.c.item_id, D.c.reviewer, D.c.kind, D.c.label,
-                                               D.c.action, D.c.supersedes_id, D.c.is_override)).mappings()
+                                               D.c.action, D.c.supersedes_id, D.c.is_override,
+                                               D.c.model_label)).mappings()
                 if (not (queue or policy or surface)) or d["case_id"] in case_ids]
         decs = as_acts(decs)  # a re-review answer is a judgement of its own, not rework
         acts = one_per_labelling_act(conn, [dict(d) for d in decs])
     work = [c for c in cases if not c["calibration_set"] and c["queue"] != config.appeals_queue]
     appeals = [c for c in cases if c["queue"] == config.appeals_queue]
-    # calibration copies are practice, and an "undo" row takes a decision back rather than making one
-    enforce = [d for d in decs if d["kind"] not in ("calibration", "undo")]
-    acts_enforce = [d for d in acts if d["kind"] not in ("calibration", "undo")]
+    # calibration copies are practice, and an "undo" row takes a decision back rather than making one:
+    # neither it, the decision it took back nor the row it restored (a copy) is a decision of anyone's
+    gone = taken_back(decs)
+    enforce = [d for d in decs if d["kind"] not in ("calibration", "undo") and d["id"] not in gone]
+    acts_enforce = [d for d in acts if d["kind"] not in ("calibration", "undo") and d["id"] not in gone]
     now_s = float(_epoch([now])[0])
-    judged = [bool(d["is_override"]) for d in acts_enforce if d["kind"] != "appeal"]
+    # the override rate counts first judgements only, as the evaluation report does (`first_judgements`)
+    judged = [bool(d["is_override"]) for d in first_judgements(acts)
+              if d["kind"] not in ("calibration", "appeal") and d["model_label"]]
     upheld = [((c["meta"] or {}).get("appeal") or {}).get("outcome") for c in appeals]
     upheld = [o for o in upheld if o]
     rework = rework_counts([d["id"] for d in enforce], [d["supersedes_id"] for d in enforce],
@@ -185,7 +190,7 @@ def ops_kpis(store: Any, now: Optional[dt.datetime] = None, queue: Optional[str]
         "resolved_per_analyst": per_analyst([d["reviewer"] for d in enforce], [d["case_id"] for d in enforce]),
         "decisions": len(enforce),
         "labelling_acts": len(acts_enforce),  # a bulk decision counts once per distinct text
-        "override_rate": rate([bool(d["is_override"]) for d in acts_enforce if d["kind"] != "appeal"]),
+        "override_rate": rate(judged),
         "rework_rate": rework_rate([d["id"] for d in enforce], [d["supersedes_id"] for d in enforce],
                                    [d["label"] for d in enforce], [d["action"] for d in enforce]),
         "escalation_rate": rate([c["escalation_reason"] is not None for c in work]),

@@ -22,7 +22,7 @@ from core.store import Store
 from core.taxonomy import Taxonomy
 
 from .config import EvaluationConfig
-from .data import EVENT_KINDS, decision_events, taken_back
+from .data import EVENT_KINDS, decision_events, first_judgements
 from .estimates import proportion, wilson
 
 
@@ -145,10 +145,8 @@ def override_telemetry(store: Store, taxonomy: Taxonomy, config: EvaluationConfi
     suggestion (review, QA audit and re-review, escalation, bulk per distinct text); a correction
     is rework (`evaluation.analysts`), not a new judgement of the model; a decision taken back
     with undo (a slip) and the row an undo restored are no judgement at all (`taken_back`)."""
-    everything = decision_events(store, kinds=(*EVENT_KINDS, "undo"))
-    gone = taken_back(everything)
-    events = [e for e in everything if e["kind"] != "undo" and e["id"] not in gone and e["model_label"]
-              and e["supersedes_id"] is None and (model_version is None or e["model_version"] == model_version)]
+    events = [e for e in first_judgements(decision_events(store, kinds=(*EVENT_KINDS, "undo")))
+              if e["model_label"] and (model_version is None or e["model_version"] == model_version)]
     end = now or (max(e["created_at"] for e in events) + dt.timedelta(seconds=1) if events else utcnow())
     span = ((end - min(e["created_at"] for e in events)).total_seconds() / 86400) if events else 0.0
     days = window_days_for(span, config.override_window_days)

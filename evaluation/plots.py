@@ -16,6 +16,12 @@ from core.plotting import pyplot, serialised
 from .estimates import wilson
 
 
+def label_text(v: Any) -> str:
+    """`v` as a plot label drawn as written: matplotlib reads `$...$` as mathtext, so a policy or
+    model version named with dollar signs drew as a formula, or (`$\\foo{$`) failed the whole report."""
+    return str(v).replace("$", r"\$")
+
+
 @serialised
 def _png(fig: Any) -> bytes:
     buf = io.BytesIO()
@@ -48,7 +54,7 @@ def override_rate_png(windows: Sequence[Mapping[str, Any]], groups: Optional[Map
     ax.plot(x, y, color="#2e86c1", marker="o", label="all decisions")
     for name, g in list((groups or {}).items())[:5]:
         gy, _, _ = series(g["windows"])
-        ax.plot(x, gy, marker=".", linewidth=1, alpha=0.8, label=str(name))
+        ax.plot(x, gy, marker=".", linewidth=1, alpha=0.8, label=label_text(name))
     for xi, w in zip(x, windows):
         ax.annotate(f"n={w['n']}", (xi, 0.0), textcoords="offset points", xytext=(0, 3), ha="center", fontsize=7,
                     color="#555")
@@ -123,7 +129,7 @@ def estimates_png(per_policy: Mapping[str, Mapping[str, Mapping[str, Any]]],
     for name, c in colours.items():
         ax.plot([], [], "o", color=c, label=name)
     ax.set_yticks(range(len(policies)))
-    ax.set_yticklabels(policies)
+    ax.set_yticklabels([label_text(p) for p in policies])
     ax.set_ylim(len(policies) - 0.55, -0.55)
     ax.set_xlim(0, 1.12)
     ax.set_xlabel(title + ": estimate with interval", fontsize=9)

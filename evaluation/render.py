@@ -30,6 +30,22 @@ class Section:
     markdown: Optional[str] = None  # a section rendered elsewhere (drift), used as it is
 
 
+class Md(str):
+    """Markdown this code writes itself (a cell's **changed**): rendered as markup. Every other
+    cell and header is plain text, escaped, so a name from the data cannot become markup."""
+
+
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>!|#~])")
+_ESCAPED = re.compile(r"\\([!-/:-@\[-`{-~])")  # CommonMark: a backslash escapes any ASCII punctuation
+
+
+def plain(v: Any) -> str:
+    """`v` as text that Markdown shows as written: a policy, slice, analyst, queue or model name, or
+    an item's language, reaches the report from configs and ingested data, and a `<img onerror>`,
+    `[link](url)` or `![pixel](url)` in it must stay text in report.md (the HTML escapes it too)."""
+    return _MD_SPECIAL.sub(r"\\\1", " ".join(str(v).splitlines()))
+
+
 def num(v: Optional[float], digits: int = 3) -> str:
     return "n/a" if v is None else f"{v:.{digits}f}"
 
@@ -37,25 +53,25 @@ def num(v: Optional[float], digits: int = 3) -> str:
 def est(e: Optional[Mapping[str, Any]], digits: int = 2, with_n: bool = True) -> str:
     """"0.42 [0.31, 0.54] n=57" for an estimate dict; "n/a (n=0)" when there is nothing to estimate."""
     if not e or e.get("estimate") is None:
-        return f"n/a (n={e.get('n', 0) if e else 0})"
+        return Md(f"n/a (n={e.get('n', 0) if e else 0})")
     out = f"{e['estimate']:.{digits}f}"
     if e.get("lo") is not None:
         out += f" [{e['lo']:.{digits}f}, {e['hi']:.{digits}f}]"
-    return out + (f" n={e['n']}" if with_n else "")
+    return Md(out + (f" n={e['n']}" if with_n else ""))  # numbers only: no escaping needed
 
 
 def kappa(e: Mapping[str, Any]) -> str:
-    return est(e) + ("" if e.get("kappa") is None else f", κ {e['kappa']:.2f}")
+    return Md(est(e) + ("" if e.get("kappa") is None else f", κ {e['kappa']:.2f}"))
 
 
 # -- Markdown --------------------------------------------------------------------------------
 def _md_cell(v: Any) -> str:
-    return str(v).replace("|", "\\|").replace("\n", " ")
+    return " ".join(v.splitlines()) if isinstance(v, Md) else plain(v)
 
 
 def table_markdown(t: Table) -> str:
     lines = ([f"*{t.caption}*", ""] if t.caption else []) + [
-        "| " + " | ".join(t.headers) + " |", "|" + "---|" * len(t.headers)]
+        "| " + " | ".join(_md_cell(h) for h in t.headers) + " |", "|" + "---|" * len(t.headers)]
     lines += ["| " + " | ".join(_md_cell(c) for c in r) + " |" for r in t.rows]
     return "\n".join(lines)
 
@@ -102,11 +118,19 @@ CSS = """
 
 
 def inline_html(text: str) -> str:
-    """Escape, then the little Markdown the section texts use: **bold**, *italic*, `code`."""
-    t = html.escape(text)
+    """Escape, then the little Markdown the section texts use: **bold**, *italic*, `code`; a
+    backslash-escaped character (`plain`) is shown as itself and starts no markup."""
+    held: list[str] = []
+
+    def hold(m: re.Match[str]) -> str:
+        held.append(m.group(1))
+        return f"\x00{len(held) - 1}\x00"
+
+    t = html.escape(_ESCAPED.sub(hold, text.replace("\x00", "")))
     t = _BOLD.sub(r"<b>\1</b>", t)
     t = _CODE.sub(r"<code>\1</code>", t)
-    return _ITAL.sub(r"<i>\1</i>", t)
+    t = _ITAL.sub(r"<i>\1</i>", t)
+    return re.sub("\x00(\\d+)\x00", lambda m: html.escape(held[int(m.group(1))]), t)
 
 
 def _markdown_to_html(md: str) -> str:
@@ -119,7 +143,7 @@ def _markdown_to_html(md: str) -> str:
             para.clear()
         if table:
             rows = [r for r in table if not re.fullmatch(r"\|(\s*:?-+:?\s*\|)+", r.strip())]
-            cells = [[c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", r.strip())[1:-1]] for r in rows]
+            cells = [[Md(c.strip()) for c in re.split(r"(?<!\\)\|", r.strip())[1:-1]] for r in rows]
             if cells:
                 out.append(table_html(Table(cells[0], cells[1:])))
             table.clear()
@@ -148,9 +172,13 @@ def _markdown_to_html(md: str) -> str:
     return "\n".join(out)
 
 
+def _html_cell(v: Any) -> str:
+    return inline_html(v) if isinstance(v, Md) else html.escape(str(v))
+
+
 def table_html(t: Table) -> str:
-    head = "".join(f"<th>{inline_html(str(h))}</th>" for h in t.headers)
-    body = "".join("<tr>" + "".join(f"<td>{inline_html(str(c))}</td>" for c in r) + "</tr>" for r in t.rows)
+    head = "".join(f"<th>{_html_cell(h)}</th>" for h in t.headers)
+    body = "".join("<tr>" + "".join(f"<td>{_html_cell(c)}</td>" for c in r) + "</tr>" for r in t.rows)
     cap = f"<caption>{inline_html(t.caption)}</caption>" if t.caption else ""
     return f'<div class="wb-scroll"><table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 

@@ -21,7 +21,6 @@ from sqlalchemy import and_, func, select
 
 from core.hooks import PermissionDenied, check_permission
 from core.principals import SYSTEM, Actor
-from core.labels import AUTHORITATIVE_KINDS, current_decisions
 from core.predictions import champion_version
 from core.schema import Case, Decision, Item, Prediction
 from core.store import Store
@@ -229,8 +228,10 @@ TITLE = "Model evaluation against human decisions"
 
 
 def _header(s: dict[str, Any]) -> str:
-    return (f"Generated {s['generated'][:16].replace('T', ' ')} UTC · taxonomy {s['taxonomy_version']} · "
-            f"model {s['model_version'] or 'all versions'}")
+    from .render import plain
+
+    return (f"Generated {s['generated'][:16].replace('T', ' ')} UTC · taxonomy {plain(s['taxonomy_version'])} · "
+            f"model {plain(s['model_version'] or 'all versions')}")
 
 
 def summary_html(summary: dict[str, Any]) -> str:

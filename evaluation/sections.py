@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from .render import Section, Table, est, kappa, num
+from .render import Md, Section, Table, est, kappa, num, plain
 
 
 def _estimate_sections(s: Mapping[str, Any]) -> list[Section]:
@@ -50,7 +50,7 @@ def _group_table(name: str, groups: Mapping[str, Any]) -> Table:
         rows.append([g, est(v["overall"]), est(ws[-2]) if len(ws) > 1 else "n/a", est(ws[-1]),
                      "n/a" if ch.get("change") is None else f"{ch['change']:+.2f} [{ch['lo']:+.2f}, {ch['hi']:+.2f}]",
                      "n/a" if ch.get("pvalue") is None else f"{ch['pvalue']:.3f}",
-                     "**changed**" if ch.get("significant") else ""])
+                     Md("**changed**") if ch.get("significant") else ""])
     return Table([name, "all windows", "previous window", "last window", "change", "p", ""], rows,
                  f"override rate per {name}")
 
@@ -122,7 +122,7 @@ def _slice_section(s: Mapping[str, Any]) -> Section:
             "AUC within the slice; BPSN (background positive, subgroup negative) low = false positives against "
             "the slice; BNSP (background negative, subgroup positive) low = misses within it (Borkan et al. 2019). "
             f"Model≠human: the current human label differs from the model's. Slices under {s['min_slice_n']} "
-            "decisions are marked small." + (f" No decisions yet: {', '.join(empty)}." if empty else ""))
+            "decisions are marked small." + (f" No decisions yet: {plain(', '.join(empty))}." if empty else ""))
     return Section("Slices and bias", text,
                    [Table(["slice", "n", "audits", "model≠human", "FPR", "FNR", "subgroup AUC", "BPSN AUC",
                            "BNSP AUC"], rows),
@@ -133,7 +133,7 @@ def _analyst_section(s: Mapping[str, Any]) -> Section:
     a = s["analysts"]
     title = "Analyst quality (leads only)"
     if "refused" in a:
-        return Section(title, f"Not shown: {a['refused']}")
+        return Section(title, f"Not shown: {plain(a['refused'])}")
     rows = [[r["analyst"], r["decisions"], r["active_days"], num(r["per_active_day"], 1), est(r["qa_pass_rate"]),
              kappa(r["gold_agreement"]), kappa(r["peer_agreement"]), est(r["override_rate"]), est(r["rework_rate"]),
              r["label_errors"]["queued"], r["label_errors"]["corrected"], r["label_errors"]["confirmed"]]
@@ -164,5 +164,5 @@ def evaluation_sections(s: Mapping[str, Any]) -> list[Section]:
     if d.get("markdown"):
         out.append(Section("Drift", markdown=d["markdown"], plots=["drift"]))
     else:
-        out.append(Section("Drift", d.get("error", "Drift was not computed.")))
+        out.append(Section("Drift", plain(d.get("error", "Drift was not computed."))))
     return out

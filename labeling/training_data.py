@@ -104,8 +104,9 @@ def human_weights(decided_at: Sequence[Optional[dt.datetime]], sources: Sequence
     / (1 + recency_boost) x min(max_scarcity, sqrt(scarce_source_decisions / n_source)) floored at
     1, capped at max_weight. A fresh decision weighs `human_weight`; an old one tends to
     human_weight / (1 + boost); a source with a quarter of the reference count weighs twice.
-    An infinite `human_weight` or `recency_boost` (YAML `.inf` passes the config's bounds) is
-    refused by name: it makes a weight infinite or NaN (which the cap then hides as max_weight)."""
+    An infinite `human_weight` or `recency_boost` is refused by name (the config loader refuses
+    `.inf`; settings built in code, e.g. by `model_copy`, skip it): it makes a weight infinite or
+    NaN, which the cap then hides as max_weight."""
     for name in ("human_weight", "recency_boost"):
         if not np.isfinite(getattr(settings, name)):
             raise ValueError(f"models.yaml learning.{name}: must be a finite number, not {getattr(settings, name)!r}")
