@@ -10,7 +10,7 @@ import datetime as dt
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
-from sqlalchemy import Connection, and_, case as sql_case, exists, func, insert, select, update
+from sqlalchemy import ColumnElement, Connection, and_, case as sql_case, exists, func, insert, select, update
 
 from core import audit
 from core.hooks import PermissionDenied, check_permission
@@ -34,6 +34,30 @@ I = Item.__table__
 CM = CampaignMember.__table__
 CP = Campaign.__table__
 D = Decision.__table__
+# A campaign's status: "active" while its members are its own, "merged" once a clustering run
+# moved them into another campaign (clustering.service), whose case decides them.
+ACTIVE = "active"
+
+
+def campaign_is_active() -> ColumnElement[bool]:
+    """The one rule of a live campaign, over `campaigns`: its status is active. A merged campaign's
+    members are another's, so its case is not built anew, claimed, decided, escalated or re-ranked
+    (its waiting case is closed by the next clustering run)."""
+    return CP.c.status == ACTIVE
+
+
+def of_live_campaign() -> ColumnElement[bool]:
+    """Over `cases`: an item case, or a case of an active campaign (`campaign_is_active`). A
+    primary-key probe per case row read, so a claim still reads its index in order."""
+    return ~exists(select(1).where(CP.c.id == C.c.campaign_id, ~campaign_is_active()))
+
+
+def inactive_campaign(conn: Connection, campaign_id: Optional[int]) -> Optional[str]:
+    """The status of campaign `campaign_id` when it is not active (`campaign_is_active`), for a
+    refusal to name; None for an active campaign or no campaign."""
+    if campaign_id is None:
+        return None
+    return conn.execute(select(CP.c.status).where(CP.c.id == campaign_id, ~campaign_is_active())).scalar()
 
 
 def _reports(meta: Any) -> int:
@@ -188,7 +212,7 @@ def _campaign_candidates(conn: Connection, taxonomy: Taxonomy, growth: dict[int,
     """Active campaigns with no waiting case that need one: never cased, or grown since their last
     case was resolved (undecided members joined after it: `_joined_undecided`)."""
     waiting = exists(select(1).where(C.c.campaign_id == CP.c.id, C.c.state.in_(WAITING)))
-    camps = conn.execute(select(CP).where(CP.c.status == "active", ~waiting).order_by(CP.c.id)).mappings().all()
+    camps = conn.execute(select(CP).where(campaign_is_active(), ~waiting).order_by(CP.c.id)).mappings().all()
     if not camps:
         return
     last = _last_campaign_cases(conn, [int(c["id"]) for c in camps])
@@ -230,7 +254,7 @@ def _already_cased(conn: Connection, chunk: Sequence[Candidate]) -> set[tuple[An
         out |= {(r, True) for r in conn.execute(select(C.c.campaign_id).where(
             C.c.campaign_id.in_(camps[i:i + 900]), C.c.state.in_(WAITING))).scalars()}
         out |= {(r, True) for r in conn.execute(select(CP.c.id).where(
-            CP.c.id.in_(camps[i:i + 900]), CP.c.status != "active")).scalars()}
+            CP.c.id.in_(camps[i:i + 900]), ~campaign_is_active())).scalars()}
     return out
 
 
@@ -399,7 +423,7 @@ def campaign_case(store: Store, campaign_id: int) -> Optional[int]:
     one: a merged campaign's members are another campaign's, so its case has none to decide."""
     with store.read() as conn:
         return conn.execute(select(C.c.id).join(CP, CP.c.id == C.c.campaign_id).where(
-            C.c.campaign_id == campaign_id, C.c.state.in_(WAITING), CP.c.status == "active")
+            C.c.campaign_id == campaign_id, C.c.state.in_(WAITING), campaign_is_active())
             .order_by(C.c.id.desc()).limit(1)).scalar()
 
 
@@ -413,7 +437,7 @@ def campaign_case_state(store: Store, campaign_id: int) -> dict[str, Any]:
         waiting = conn.execute(select(C.c.id).where(C.c.campaign_id == campaign_id, C.c.state.in_(WAITING))
                                .order_by(C.c.id.desc()).limit(1)).scalar()
         joined = _joined_undecided(conn, campaign_id, last[1]) if last and waiting is None else []
-    return {"status": status, "waiting": waiting if status == "active" else None,
+    return {"status": status, "waiting": waiting if status == ACTIVE else None,
             "last_case": last[0] if last else None, "joined_undecided": len(joined)}
 
 

@@ -3,7 +3,8 @@
 Atomic: on PostgreSQL `SELECT ... FOR UPDATE SKIP LOCKED`; on SQLite the store's write
 transactions are `BEGIN IMMEDIATE`, so select-then-update is serialised across processes. The
 claim reads the first entry of the `ix_cases_claim` index (queue, state, priority DESC, id), so
-its cost does not grow with the backlog.
+its cost does not grow with the backlog. A case of a campaign no longer active (merged into
+another; `clustering.service` closes it on its next run) is never offered: deciding it is refused.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from core.principals import SYSTEM, Actor, actor_name
 from core.schema import Case, CaseSkip, Decision, utcnow
 from core.store import Store
 
-from .cases import case_view
+from .cases import case_view, inactive_campaign, of_live_campaign
 from .errors import QueueError
 from .queue_config import QueueConfig
 
@@ -54,9 +55,11 @@ def reclaim_expired(conn: Connection, config: QueueConfig, now: dt.datetime, lim
 
 
 def claim_query(config: QueueConfig, queue: str, analyst: str, dialect: str = "sqlite"):  # type: ignore[no-untyped-def]
-    """The claim SELECT: first waiting case of the queue in index order, not skipped by the analyst."""
+    """The claim SELECT: first waiting case of the queue in index order, not skipped by the analyst,
+    not of a merged campaign."""
     skipped = exists(select(1).where(SK.c.case_id == C.c.id, SK.c.analyst == analyst))
-    q = (select(C.c.id).where(C.c.queue == queue, C.c.state == config.waiting_state(queue), ~skipped)
+    q = (select(C.c.id).where(C.c.queue == queue, C.c.state == config.waiting_state(queue), ~skipped,
+                              of_live_campaign())
          .order_by(C.c.priority.desc(), C.c.id.asc()).limit(1))
     if dialect == "postgresql":
         q = q.with_for_update(skip_locked=True, of=C)
@@ -65,9 +68,10 @@ def claim_query(config: QueueConfig, queue: str, analyst: str, dialect: str = "s
 
 def own_claim_query(queue: str, analyst: str, now: dt.datetime, exclude: Collection[int] = (),
                     dialect: str = "sqlite"):  # type: ignore[no-untyped-def]
-    """The analyst's own live claim in `queue` (best first, as claimed), not one of `exclude`."""
+    """The analyst's own live claim in `queue` (best first, as claimed), not one of `exclude`, not
+    of a merged campaign."""
     q = select(C.c.id).where(C.c.queue == queue, C.c.state == "claimed", C.c.claimed_by == analyst,
-                             C.c.lease_expires_at > now)
+                             C.c.lease_expires_at > now, of_live_campaign())
     if exclude:
         q = q.where(C.c.id.not_in([int(i) for i in exclude]))
     q = q.order_by(C.c.priority.desc(), C.c.id.asc()).limit(1)
@@ -248,6 +252,9 @@ def claim_case(store: Store, case_id: int, analyst: Actor, config: QueueConfig,
         if case["queue"] == config.appeals_queue:
             raise QueueError(f"case {case_id} is an appeal: a lead resolves it on the Appeals tab")
         check_actionable(case, who, now)
+        if (status := inactive_campaign(conn, case["campaign_id"])) is not None:
+            raise QueueError(f"case {case_id} is of campaign {case['campaign_id']}, which is {status}: its members "
+                             f"joined another campaign, claim that campaign's case instead")
         expires = now + dt.timedelta(seconds=config.lease_seconds)
         conn.execute(update(C).where(C.c.id == case_id).values(
             state="claimed", claimed_by=who, lease_expires_at=expires,

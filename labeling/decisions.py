@@ -22,12 +22,12 @@ from core.hooks import check_permission, decision_recorded
 from core.labels import current_decisions, lock_item_decisions
 from core.predictions import predictions_of_record
 from core.principals import Actor, actor_name
-from core.schema import Campaign, CampaignMember, Case, Decision, Prediction, utcnow
+from core.schema import CampaignMember, Case, Decision, Prediction, utcnow
 from core.store import Store
 from core.text import reason_length_error
 from core.taxonomy import Taxonomy
 
-from .cases import case_view, suggestion
+from .cases import case_view, inactive_campaign, suggestion
 from .claims import check_actionable, lock_case
 from .errors import DecisionError
 from .queue_config import QueueConfig
@@ -39,7 +39,6 @@ _CHUNK = 900  # stay under SQLite's bound-parameter limit
 # Markdown and the panels' HTML, so letters, digits, space and . _ - / # : only, no link.
 POLICY_REF = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._/#:-]{0,99}")
 C = Case.__table__
-CP = Campaign.__table__
 CM = CampaignMember.__table__
 D = Decision.__table__
 P = Prediction.__table__
@@ -263,8 +262,7 @@ def _bulk_plan(conn: Connection, case: Mapping[str, Any], analyst: str, now: dt.
     left out for an appeal (an appeal's outcome, or one pending), then those held by another
     analyst, then those decided when `existing` is "skip"; `targets` get a decision, and `decided`
     holds the current decisions among them (superseded)."""
-    status = conn.execute(select(CP.c.status).where(CP.c.id == case["campaign_id"])).scalar()
-    if status is not None and status != "active":
+    if (status := inactive_campaign(conn, case["campaign_id"])) is not None:
         raise DecisionError(f"campaign {case['campaign_id']} of case {case['id']} is {status}: its members "
                             f"joined another campaign, decide that campaign's case instead")
     members = conn.execute(select(CM.c.item_id).where(CM.c.campaign_id == case["campaign_id"])
@@ -382,6 +380,30 @@ def _supersede(conn: Connection, taxonomy: Taxonomy, old: Mapping[str, Any], ana
     return new_id
 
 
+def _label_error(case: Mapping[str, Any], config: QueueConfig) -> Optional[dict[str, Any]]:
+    """The `label_error` record of a case of the label-error re-review queue (escalated from it
+    included), None for any other case: the one test of "this case re-reviews a decision"."""
+    meta = case.get("meta") or {}
+    info = meta.get("label_error")
+    home = case["queue"] if case["queue"] != config.escalation_queue else meta.get("escalated_from")
+    if config.label_errors.queue is None or home != config.label_errors.queue or not info:
+        return None
+    return dict(info)
+
+
+def decision_under_review(store: Store, case_id: int, config: QueueConfig) -> Optional[dict[str, Any]]:
+    """The decision a label-review case re-reviews (id, reviewer, label, action, severity,
+    policy_ref), which `decide` judges the lead's answer against: a screen fills its form with it,
+    so that keeping everything confirms it. None for any other case (or a decision gone)."""
+    with store.read() as conn:
+        case = conn.execute(select(C).where(C.c.id == case_id)).mappings().first()
+        info = None if case is None else _label_error(case, config)
+        row = None if info is None else conn.execute(select(
+            D.c.id, D.c.reviewer, D.c.label, D.c.action, D.c.severity, D.c.policy_ref).where(
+            D.c.id == int(info["decision_id"]))).mappings().first()
+    return None if row is None else dict(row)
+
+
 def _label_review(conn: Connection, taxonomy: Taxonomy, case: Mapping[str, Any], config: QueueConfig,
                   principal: Actor, label: str, action: str, severity: Optional[str], policy_ref: str,
                   rationale: Optional[str], now: dt.datetime,
@@ -396,9 +418,8 @@ def _label_review(conn: Connection, taxonomy: Taxonomy, case: Mapping[str, Any],
     case as `superseded` (the later decision stands). Needs
     `qa_review` and a rationale, and never by the analyst who made the decision under review
     (separation of duties). None for any other case (the ordinary path goes on)."""
-    info = (case.get("meta") or {}).get("label_error")
-    home = case["queue"] if case["queue"] != config.escalation_queue else (case.get("meta") or {}).get("escalated_from")
-    if config.label_errors.queue is None or home != config.label_errors.queue or not info:
+    info = _label_error(case, config)
+    if info is None:
         return None
     check_permission(principal, "qa_review", f"case {case['id']}")
     who = actor_name(principal)

@@ -21,12 +21,12 @@ from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
 from core import audit
 from core.hooks import check_permission
 from core.principals import SYSTEM, Actor, actor_name
-from core.schema import Campaign, CampaignMember, Case
+from core.schema import CampaignMember, Case
 from core.store import Store
 from core.taxonomy import Taxonomy
 from core.text import reason_length_error
 
-from .cases import _lock_builds, case_view, unchanged
+from .cases import _lock_builds, case_view, of_live_campaign, unchanged
 from .claims import _now, check_actionable, lock_case, reclaim_expired
 from .errors import QueueError
 from .priority import PRIORITY_EPSILON, score_features, sla_lapsing, tier_weight
@@ -34,7 +34,6 @@ from .queue_config import QueueConfig
 
 C = Case.__table__
 CM = CampaignMember.__table__
-CP = Campaign.__table__
 LIVE = ("open", "escalated", "claimed")
 
 def escalate(store: Store, taxonomy: Taxonomy, case_id: int, actor: Actor, reason: str, config: QueueConfig,
@@ -224,7 +223,7 @@ def sweep(store: Store, taxonomy: Taxonomy, config: QueueConfig,
     now = _now(now)
     out = {"leases_expired": 0, "sla_escalated": 0, "reprioritised": 0, "folded": 0}
     # A merged campaign's case has no members left to decide: it is neither escalated nor re-ranked.
-    live_campaign = or_(C.c.campaign_id.is_(None), C.c.campaign_id.in_(select(CP.c.id).where(CP.c.status == "active")))
+    live_campaign = of_live_campaign()
     waiting = and_(or_(and_(C.c.state == "open", C.c.queue != config.escalation_queue),
                        C.c.state == "escalated"), live_campaign)
     with store.begin() as conn:

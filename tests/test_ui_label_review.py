@@ -51,7 +51,7 @@ def test_a_lead_corrects_a_flagged_decision_in_the_review_screen(reviewed, brows
         page.screenshot(path=str(SHOTS / "review-label-error.png"))
         line = page.inner_text("#wb-relabel-line")  # the decision under review, before any key
         assert "Re-review of bob's decision: benign" in line and "Out-of-fold model: spam (0.9" in line
-        assert "label quality 0.0" in line and "another label writes a correction" in line
+        assert "label quality 0.0" in line and "another writes a correction" in line
         assert "label error? given benign by bob, model says spam" in page.inner_text(".wb-why")
         page.get_by_role("radio", name="spam").first.check()
         page.fill("#wb-rationale textarea", "prize and call-now wording: spam, bob's slip")

@@ -60,8 +60,8 @@ def label_review_line(p: dict[str, Any]) -> str:
     return (f"<div class='wb-relabel' id='wb-relabel-line'>Re-review of <b>{esc(lr.get('reviewer') or '?')}</b>'s "
             f"decision: <b>{esc(lr.get('given_label') or '?')}</b>. Out-of-fold model: <b>{esc(lr.get('model_label') or '?')}</b>"
             f"{_number(' ({:.2f})', lr.get('confidence'))}{_number(', label quality {:.2f}', lr.get('quality'))}. "
-            f"The same label confirms it; another label writes a correction that supersedes it "
-            f"(a rationale either way).</div>")
+            f"Its label, action and policy reference unchanged confirm it; another writes a correction that "
+            f"supersedes it (a rationale either way).</div>")
 
 
 def _number(template: str, value: Any) -> str:

@@ -38,8 +38,8 @@ from labeling.wellbeing import exposure, preferences, set_preferences
 from .context_panel import build_context_panel, context_values
 from .render import (counts_choices, empty_header, header_html, lease_html, message_html, plain, prefetch_html,
                      restored_html, saved_message, side_html, status_html, text_html)
-from .review_actions import (confirm_refusal, lost_note, needs_confirm, page_case_js, refused, untouched,
-                             wrong_case)
+from .review_actions import (chosen_fields, confirm_refusal, form_values, lost_note, needs_confirm, page_case_js,
+                             refused, under_review_note, untouched, with_under_review, wrong_case)
 from .format import md_escape
 from .session import actor
 
@@ -126,12 +126,11 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
             return (None, None, empty_header(message if kind == "info" else ""), "", side_html(None),
                     None, gr.update(choices=[], value=None), "", "", "",
                     message_html(message, kind) if kind != "info" else "", lease_html(None, settings), *pre, queue_list)
-        label = packet["suggested_label"]
-        choice = packet["choices"][label]
-        prefs = prefs_of(principal)
+        label, actions, action, policy_ref = form_values(packet)  # a re-review: the decision under review's
+        prefs, message = prefs_of(principal), f"{message} {under_review_note(packet)}".strip()
         return (packet, None, header_html(packet, message), text_html(packet, prefs), side_html(packet),
-                label, gr.update(choices=choice["actions"], value=choice["default_action"]),
-                choice["policy_ref"], "", "", "", lease_html(packet, settings), *pre, queue_list)
+                label, gr.update(choices=actions, value=action), policy_ref, "", "", "", lease_html(packet, settings),
+                *pre, queue_list)
 
     def after_case(packet: Optional[dict[str, Any]], shown: Optional[int], who: str, queue: str,
                    request: gr.Request) -> tuple[Any, ...]:
@@ -149,7 +148,8 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
     kept = partial(refused, settings)  # a refusal: the packet and everything typed kept
 
     def packet_for(case_id: int, principal: Any) -> dict[str, Any]:
-        return review_packet(store, taxonomy, case_id, settings, app.campaigns(), viewer=principal)
+        return with_under_review(review_packet(store, taxonomy, case_id, settings, app.campaigns(), viewer=principal),
+                                 store, qconfig)
 
     def fetch_ahead(principal: Any, queue: str, on_screen: Optional[int]) -> tuple[Optional[int], str]:
         """Claim the analyst's next case of `queue` ahead (a normal lease; first one of theirs a
@@ -217,11 +217,13 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
         except SERVICE_ERRORS as exc:
             return show(None, None, queue, f"Cannot open case {case_id}: {plain(str(exc))}", "error")
 
-    def on_label(label: Optional[str]) -> tuple[Any, Any, Any]:
+    def on_label(label: Optional[str], packet: Optional[dict[str, Any]]) -> tuple[Any, Any, Any]:
         if not label or label not in taxonomy.policies:
             return gr.update(), gr.update(), ""
-        pol = taxonomy.policies[label]
-        return gr.update(choices=pol.actions, value=pol.default_action), pol.policy_ref, ""
+        pol = taxonomy.policies[label]  # a re-review's own label brings back its decision's action and reference
+        _, actions, action, ref = form_values(packet, label) if packet else (label, pol.actions, pol.default_action,
+                                                                            pol.policy_ref)
+        return gr.update(choices=actions, value=action), ref, ""
 
     def submit(packet: Optional[dict[str, Any]], armed: Optional[int], who: str, queue: str, label: str,
                action: str, policy_ref: str, rationale: str, ahead: Optional[int], request: gr.Request,
@@ -231,12 +233,7 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
         if not label:
             return kept(packet, armed, ValueError("pick a label first (keys 1-9)"),
                         restore=restored_html(packet, prefs_of(viewer(who, request))))
-        pol = taxonomy.policies.get(label)
-        if pol is not None:  # the action and reference follow the label; a value a fast key left
-            if action not in pol.actions:  # out of step with it is not the analyst's choice
-                action = pol.default_action
-            if policy_ref in {p.policy_ref for p in taxonomy.policies.values()}:
-                policy_ref = pol.policy_ref
+        action, policy_ref = chosen_fields(taxonomy.policies, label, action, policy_ref)
         ask = needs_confirm(packet, armed, key)
         if ask is not None:
             return ask
@@ -571,7 +568,7 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
     reveal_btn.click(reveal, [packet_state, who, queue_in, page_case],
                      [packet_state, text, side, buttons_err, status, break_btn, *ctx_components], js=page_case_js(3),
                      show_progress="hidden")
-    label_in.input(on_label, [label_in], [action_in, policy_in, label_err], show_progress="hidden")
+    label_in.input(on_label, [label_in, packet_state], [action_in, policy_in, label_err], show_progress="hidden")
     held_state = gr.State(None)  # the last renewal: {"case": id, "expires": datetime}
     heartbeat_timer.tick(heartbeat, [packet_state, held_state, ahead_state, who, idle_ms],
                          [lease, held_state, ahead_state, prefetch],

@@ -4,13 +4,16 @@ The page may show a case the server has not yet put in the tab's state (the opti
 `c`, assets.SHORTCUTS_JS), so each key that acts on a case sends the case id its page shows
 (`page_case_js`) and the server refuses a key whose case is not the tab's (`wrong_case`) instead
 of acting on another case. `c` saves the model's suggestion only while the screen shows it
-(`confirm_refusal`). Also the refusal outputs the tab's keys share (`refused`, `needs_confirm`).
+(`confirm_refusal`). A label-review case's form starts from the decision under review
+(`form_values`). Also the refusal outputs the tab's keys share (`refused`, `needs_confirm`).
 """
 from __future__ import annotations
 
 from typing import Any, Optional
 
 import gradio as gr
+
+from labeling.decisions import decision_under_review
 
 from .render import lease_html, message_html, plain, where_error_goes
 
@@ -59,6 +62,56 @@ def confirm_refusal(packet: dict[str, Any], label: Optional[str], action: Option
     picked = f"{label or model} / {action or default}"
     return (f"the label you picked ({picked}) is not the model's ({model} / {default}): Ctrl+Enter saves yours; "
             f"c confirms only the model's")
+
+
+def chosen_fields(policies: dict[str, Any], label: str, action: Optional[str],
+                  policy_ref: Optional[str]) -> tuple[Optional[str], str]:
+    """(action, policy_ref) of the form as `decide` takes them for `label`: the action and the
+    reference follow the label, so an action a fast key left out of step with it is the label's
+    default, and a taxonomy reference in the box (the one the screen filled in, or another label's)
+    is no choice at all: '' lets the service fill in the label's own, and a label re-review keeps
+    the reference of the decision it confirms (a custom one included) instead of "correcting" it
+    to the default. Only a reference the analyst typed that is none of the taxonomy's is sent."""
+    pol = policies.get(label)
+    if pol is None:
+        return action, policy_ref or ""
+    if action not in pol.actions:
+        action = pol.default_action
+    if policy_ref in {p.policy_ref for p in policies.values()}:
+        policy_ref = ""
+    return action, policy_ref or ""
+
+
+def with_under_review(packet: dict[str, Any], store: Any, config: Any) -> dict[str, Any]:
+    """`packet` (a label-review case's) with the decision under review's label, action, severity
+    and reference in `label_review["decision"]` (`labeling.decisions.decision_under_review`),
+    which the form starts from; any other packet as it is."""
+    if packet.get("label_review") is not None:
+        packet["label_review"]["decision"] = decision_under_review(store, packet["case"]["id"], config)
+    return packet
+
+
+def form_values(packet: dict[str, Any], label: Optional[str] = None) -> tuple[str, list[str], str, str]:
+    """(label, actions, action, policy_ref) the form shows for `label` (None: the case's own).
+    A label-review case starts from the decision under review, and its label brings back that
+    decision's action and reference, so keeping them confirms it (`decide` corrects only what
+    changed); any other label, or case, brings the policy's defaults."""
+    under = (packet.get("label_review") or {}).get("decision")
+    label = label or (under["label"] if under and under["label"] in packet["choices"] else packet["suggested_label"])
+    choice = packet["choices"][label]
+    if under and under["label"] == label and under["action"] in choice["actions"]:
+        return label, choice["actions"], under["action"], under["policy_ref"] or choice["policy_ref"]
+    return label, choice["actions"], choice["default_action"], choice["policy_ref"]
+
+
+def under_review_note(packet: Optional[dict[str, Any]]) -> str:
+    """On a label-review case, what the form was filled with and what saving it does."""
+    under = ((packet or {}).get("label_review") or {}).get("decision")
+    if not under:
+        return ""
+    return (f"The form shows {under['reviewer']}'s decision under review ({under['label']} / {under['action']} / "
+            f"{under['policy_ref']}): saving it unchanged confirms it; another label, action or policy "
+            f"reference writes a correction (a rationale either way).")
 
 
 def lost_note(message: str) -> str:

@@ -7,8 +7,9 @@ a random token in `app.tokens` and in cookies; every page and `/gradio_api` rout
 `app.tokens.get(cookie)` for the user and answers 401 (or the login page) without one. Here:
 
 - `app.tokens` becomes `SessionTokens`, backed by `core.web_sessions`: a login starts a session
-  in the store, and each lookup re-reads it (idle timeout, absolute expiry, revoked, disabled
-  user: None, so 401 / the login page).
+  in the store, and each request re-reads it (idle timeout, absolute expiry, revoked, disabled
+  user: None, so 401 / the login page), in a worker thread: Gradio's synchronous `app.tokens`
+  calls run on the event loop, so they never touch the store (see `SessionTokens`).
 - Gradio's cookies (`SameSite=None`, a random per-process name) are replaced on the way out by
   one cookie of ours, `<cookie_name>_<port>` (a stable name, so a restart keeps sessions),
   HttpOnly, SameSite (Strict by default), Secure when served over https. On the way in, our
@@ -49,7 +50,7 @@ import secrets
 import threading
 import time
 from http.cookies import SimpleCookie
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 from urllib.parse import urlsplit
 
 from starlette.concurrency import run_in_threadpool
@@ -63,7 +64,23 @@ PEER_KEY = "workbench.peer"
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 API_PREFIX = "/api/v1"
 LOOPBACK_NAMES = ("localhost", "localhost.localdomain")
-_client: contextvars.ContextVar[Optional[str]] = contextvars.ContextVar("workbench_login_client", default=None)
+
+
+class _Request:
+    """One guarded request, for Gradio's `app.tokens` calls in it: the client, the tokens the guard
+    checked (token -> user), and the session writes Gradio asked for (`flush`: in order, off the loop)."""
+
+    def __init__(self, owner: "SessionTokens", client: Optional[str], known: dict[str, str]) -> None:
+        self.owner, self.client, self.known = owner, client, known
+        self.pending: list[tuple[Callable[..., None], tuple[Any, ...]]] = []
+
+    async def flush(self) -> None:
+        while self.pending:
+            fn, args = self.pending.pop(0)
+            await run_in_threadpool(fn, *args)
+
+
+_request: contextvars.ContextVar[Optional[_Request]] = contextvars.ContextVar("workbench_request", default=None)
 
 
 class SessionTokens:
@@ -71,7 +88,12 @@ class SessionTokens:
 
     Gradio sets `tokens[token] = username` after a good password and asks `tokens.get(token)` on
     every request. SSO requests get a per-process token (never sent to a browser) that maps to
-    the proxy's user and is re-checked against the account on every lookup."""
+    the proxy's user and is re-checked against the account on every lookup.
+
+    Gradio calls these on the event loop, where a slow store stalls everyone: inside a guarded
+    request a lookup answers from the guard's own check (made in a worker thread; a token it did
+    not check is unknown) and a session start or end is written by the guard, in a worker thread,
+    before the response leaves. Outside one (a direct call) the store is used here."""
 
     def __init__(self, app: "AppContext") -> None:
         self.app = app
@@ -82,18 +104,30 @@ class SessionTokens:
     def _idle(self) -> dt.timedelta:
         return dt.timedelta(seconds=self.app.web().session.idle_timeout_seconds)
 
-    def __setitem__(self, token: str, username: str) -> None:
+    def _here(self) -> Optional[_Request]:
+        req = _request.get()
+        return req if req is not None and req.owner is self else None
+
+    def _start(self, token: str, username: str, client: Optional[str]) -> None:
         from core.web_sessions import start_session
 
         hours = self.app.web().session.absolute_timeout_hours
-        start_session(self.app.store(), token, username, absolute=dt.timedelta(hours=hours), client=_client.get())
+        start_session(self.app.store(), token, username, absolute=dt.timedelta(hours=hours), client=client)
+
+    def __setitem__(self, token: str, username: str) -> None:
+        req = self._here()
+        if req is None:
+            self._start(token, username, None)
+        else:
+            req.pending.append((self._start, (token, username, req.client)))
 
     def get(self, token: Optional[str], default: Optional[str] = None) -> Optional[str]:
         from core.accounts import AccountError, principal_for_user
         from core.web_sessions import session_user
 
-        if not token:
-            return default
+        req = self._here()
+        if req is not None or not token:  # a guarded request: the guard's check, no store on the loop
+            return req.known.get(token, default) if req is not None and token else default
         name = self._proxy.get(token)
         if name is not None:
             try:
@@ -115,7 +149,12 @@ class SessionTokens:
     def __delitem__(self, token: str) -> None:
         from core.web_sessions import end_session
 
-        end_session(self.app.store(), token)
+        req = self._here()
+        if req is None:
+            end_session(self.app.store(), token)
+        else:
+            req.known.pop(token, None)
+            req.pending.append((end_session, (self.app.store(), token)))
 
     def keys(self) -> list[str]:
         return []  # sessions are not enumerable (only hashes are stored); logout is ours (WebGuard)
@@ -314,6 +353,7 @@ class WebGuard:
 
         # Who is this? SSO header from a trusted proxy, else our session cookie.
         sso_name: Optional[str] = None
+        sso_user: Optional[str] = None  # the account's name, checked off the loop
         sso = self.web.sso
         header_key = sso.user_header.lower().encode("latin-1")
         if login_on and sso.enabled and where["trusted"] and header_key.decode() in headers:
@@ -321,7 +361,7 @@ class WebGuard:
 
             sso_name = headers[header_key.decode()].strip()
             try:
-                await run_in_threadpool(principal_for_user, self.ctx.store(), sso_name)
+                sso_user = (await run_in_threadpool(principal_for_user, self.ctx.store(), sso_name)).name
             except AccountError:
                 await _respond(send, 403, {"detail": f"the signed-in user {sso_name!r} has no enabled workbench "
                                                      f"account (an admin adds it: workbench users add)"})
@@ -380,8 +420,13 @@ class WebGuard:
             kept.append((b"cookie", "; ".join(f"{k}={v}" for k, v in jar.items()).encode("latin-1")))
         scope["headers"] = kept
 
+        # Gradio's `app.tokens` calls in this request answer from this check (no store on the loop).
+        name = sso_user if sso_name is not None else (info.principal.name if info else None)
+        request = _Request(self.tokens, where["client"], {token: name} if token and name else {})
+
         async def send_out(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
+                await request.flush()  # sessions Gradio started or ended: stored before it answers
                 out = [(k, v) for k, v in message.get("headers", [])
                        if not (k.lower() == b"set-cookie" and v.startswith(b"access-token"))]
                 if is_login:
@@ -402,11 +447,11 @@ class WebGuard:
                 message = dict(message, headers=out)
             await send(message)
 
-        reset = _client.set(where["client"])
+        reset = _request.set(request)
         try:
             await self.app(scope, receive, send_out)
         finally:
-            _client.reset(reset)
+            _request.reset(reset)
 
     async def session_info(self, send: Any, login_on: bool, sso_name: Optional[str], info: Any, stale: bool,
                            secure: bool) -> None:
