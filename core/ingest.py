@@ -21,7 +21,9 @@ source has none). Nothing is lost or rewritten without a trace; every row read e
   author over 200 characters), a NUL in any field used, and an id or author holding a control or
   invisible format character are quarantined too, so one row never costs its chunk; ids and
   authors are NFC-normalised, so ids that look identical are one id. A lone surrogate (a JSON
-  `"\\ud800"`, which UTF-8 cannot encode) in any field used is quarantined the same way.
+  `"\\ud800"`, which UTF-8 cannot encode) in any field used is quarantined the same way, and so
+  is a metadata value holding infinity or a nested NaN (JSON has neither: PostgreSQL would refuse
+  the chunk; a NaN value itself is a missing one).
 
 So read = stored + duplicate + conflict + quarantined, and `lost` (rows read but neither written
 nor quarantined: a chunk the store refused, a quarantine write that failed) is 0 unless the
@@ -36,17 +38,18 @@ import hashlib
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional
 
 from . import audit
 from .hooks import check_permission
 from .principals import SYSTEM, Actor, actor_name
 from .quarantine import QuarantineWriter, printable
 from .readers import (FORMATS, BadRow, IngestError, csv, detect_format, has_bad_bytes, has_nul, ident_text,
-                      jsonable, parse_time, preview, read_delimited, read_hf, read_jsonl, read_parquet, type_name)
+                      jsonable, lone_surrogate, name_problem, non_finite, parse_time, preview, read_delimited,
+                      read_hf, read_jsonl, read_parquet, type_name)
 from .schema import IngestRun, Item
 from .store import insert_ignore
-from .text import has_undecodable_bytes, invisible_char, text_hash
+from .text import has_undecodable_bytes, text_hash
 
 __all__ = ["FORMATS", "PRESETS", "BadRow", "ColumnMap", "IngestError", "IngestSummary", "RowBuilder",
            "detect_format", "ingest_paths", "parse_time", "read_delimited", "read_hf", "read_jsonl",
@@ -67,12 +70,16 @@ class ColumnMap:
     created: Optional[str] = None
     label: Optional[str] = None
     meta: list[str] = field(default_factory=list)
+    # Every column a row has besides the mapped ones is metadata, as that row has it (the API's
+    # items each carry their own keys; a row is never given another row's keys).
+    meta_all: bool = False
 
     def merged_over(self, base: "ColumnMap") -> "ColumnMap":
         """Explicit options win over a preset's mapping."""
         return ColumnMap(id=self.id or base.id, text=self.text or base.text,
                          author=self.author or base.author, created=self.created or base.created,
-                         label=self.label or base.label, meta=self.meta or base.meta)
+                         label=self.label or base.label, meta=self.meta or base.meta,
+                         meta_all=self.meta_all or base.meta_all)
 
 
 @dataclass(frozen=True)
@@ -177,29 +184,8 @@ def _label_value(value: Any) -> Any:
     return value[0] if isinstance(value, tuple) else value
 
 
-def _lone_surrogate(value: Any) -> Optional[int]:
-    """1-based place of the first lone surrogate in a string of `value` (keys too), or None.
-
-    UTF-8 cannot encode one, so the store would refuse the whole chunk holding the row."""
-    if isinstance(value, str):
-        if value.isascii():
-            return None
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            return exc.start + 1
-        return None
-    parts = [x for kv in value.items() for x in kv] if isinstance(value, dict) else value
-    if isinstance(parts, (list, tuple)):
-        for v in parts:
-            at = _lone_surrogate(v)
-            if at is not None:
-                return at
-    return None
-
-
 def _check_unicode(value: Any, column: Optional[str], what: str) -> None:
-    at = _lone_surrogate(value)
+    at = lone_surrogate(value)
     if at is not None:
         raise BadRow(column or what, f"{what} is not valid Unicode (lone surrogate at character {at})")
 
@@ -219,6 +205,7 @@ class RowBuilder:
         # The schema's string column limits, checked per row: the store would refuse the chunk.
         self.limits = [(col.name, col.type.length) for col in Item.__table__.columns
                        if getattr(col.type, "length", None)]
+        self.mapped = {columns.id, columns.text or "text", columns.author, columns.created, columns.label}
         self.fields = {"id": (columns.id or "id", "id"), "author_id": (columns.author, "author"),
                        "source_label": (columns.label, "label"), "policy_label": (columns.label, "policy label")}
 
@@ -273,17 +260,22 @@ class RowBuilder:
             item_id = f"{self.source}:h{hashlib.sha1(raw_id.encode()).hexdigest()[:24]}"
 
         meta = None
-        if c.meta:
+        meta_cols = [k for k in row if k not in self.mapped] if c.meta_all else c.meta
+        if meta_cols:
             meta = {}
-            for col in c.meta:
+            for col in meta_cols:
                 if col not in row:
                     raise BadRow(col, f"missing metadata column {col!r}")
-                if has_bad_bytes(row[col]):
+                if has_bad_bytes(row[col]) or has_bad_bytes(col):
                     raise BadRow(col, "wrong encoding: value is not valid UTF-8")
+                if has_nul(col):
+                    raise BadRow(col, "metadata key contains NUL bytes")
                 if has_nul(row[col]):
                     raise BadRow(col, "value contains NUL bytes")
-                _check_unicode(row[col], col, "value")
+                _check_unicode([col, row[col]], col, "value")
                 meta[col] = jsonable(row[col])
+                if non_finite(meta[col]) is not None:  # JSON has none: the store would refuse the chunk
+                    raise BadRow(col, f"value holds the number {non_finite(meta[col])}, which JSON cannot hold")
         item = {"id": item_id, "source": self.source, "surface": self.surface, "text": text,
                 "text_hash": text_hash(text), "author_id": author, "created_at": created,
                 "source_label": source_label, "policy_label": policy, "taxonomy_version": self.version,
@@ -317,8 +309,10 @@ def ingest_paths(store: Any, taxonomy: Any, paths: list[str], preset: Optional[s
                  source: Optional[str] = None, fmt: Optional[str] = None,
                  columns: Optional[ColumnMap] = None, surface: Optional[str] = None,
                  split: str = "train", chunk_size: int = 20000, limit: Optional[int] = None,
-                 actor: Actor = SYSTEM["ingest"], progress: bool = True) -> IngestSummary:
+                 actor: Actor = SYSTEM["ingest"], progress: bool = True,
+                 report: Optional[Callable[[dict[str, Any]], None]] = None) -> IngestSummary:
     """Ingest every path; raises IngestError before writing anything if a path is unusable.
+    `report` is called with each quarantine record (conflicts too) once it is written.
 
     Runs as the reserved system principal `ingest` unless a person starts it (`actor`, who
     needs the `ingest` permission and is recorded on the run)."""
@@ -349,7 +343,7 @@ def ingest_paths(store: Any, taxonomy: Any, paths: list[str], preset: Optional[s
     files = []
     for path, file_fmt in plan:
         files.append(_ingest_one(store, taxonomy, path, file_fmt, preset, source, columns, surface,
-                                 split, chunk_size, limit, run_id, progress))
+                                 split, chunk_size, limit, run_id, progress, report))
 
     summary = IngestSummary(run_id=run_id, files=files, quarantine_path=str(store.quarantine_path))
     counts = summary.counts()
@@ -365,7 +359,7 @@ def ingest_paths(store: Any, taxonomy: Any, paths: list[str], preset: Optional[s
 def _ingest_one(store: Any, taxonomy: Any, path: str, fmt: str, preset: Optional[str],
                 source: Optional[str], columns: Optional[ColumnMap], surface: Optional[str],
                 split: str, chunk_size: int, limit: Optional[int], run_id: int,
-                progress: bool) -> FileSummary:
+                progress: bool, report: Optional[Callable[[dict[str, Any]], None]] = None) -> FileSummary:
     from tqdm import tqdm
 
     pre = PRESETS.get(preset) if preset else None
@@ -381,7 +375,8 @@ def _ingest_one(store: Any, taxonomy: Any, path: str, fmt: str, preset: Optional
 
     if fmt in ("csv", "tsv"):
         quoting = pre.quoting if pre and not from_hub else csv.QUOTE_MINIMAL
-        rows: Iterable[tuple[int, dict[str, Any]]] = read_delimited(path, "\t" if fmt == "tsv" else ",", quoting)
+        used = [c for c in (cols.id, cols.text or "text", cols.author, cols.created, cols.label, *cols.meta) if c]
+        rows: Iterable[tuple[int, dict[str, Any]]] = read_delimited(path, "\t" if fmt == "tsv" else ",", quoting, used)
     elif fmt == "jsonl":
         rows = read_jsonl(path)
     elif fmt == "parquet":  # only the mapped columns: an unused column's bad value costs nothing
@@ -395,7 +390,7 @@ def _ingest_one(store: Any, taxonomy: Any, path: str, fmt: str, preset: Optional
                leave=False)
     try:
         with QuarantineWriter(store.quarantine_path) as qw:
-            sink = _Sink(qw, str(path), src, run_id, summary)
+            sink = _Sink(qw, str(path), src, run_id, summary, report)
             writer = _ChunkWriter(store, summary, chunk_size, sink, cols.text or "text")
             try:
                 summary.error = _read_all(rows, build, writer, sink, summary, limit, path, bar)
@@ -454,8 +449,10 @@ class _Abort(Exception):
 class _Sink:
     """Writes one quarantine record and counts the row only once the record is written."""
 
-    def __init__(self, writer: QuarantineWriter, path: str, source: str, run_id: int, summary: FileSummary) -> None:
+    def __init__(self, writer: QuarantineWriter, path: str, source: str, run_id: int, summary: FileSummary,
+                 report: Optional[Callable[[dict[str, Any]], None]] = None) -> None:
         self.writer = writer
+        self.report = report
         self.path = path
         self.source = source
         self.run_id = run_id
@@ -463,14 +460,17 @@ class _Sink:
 
     def put(self, lineno: int, field_name: str, reason: str, row: dict[str, Any], count: str = "quarantined",
             **extra: Any) -> None:
+        record = {"file": self.path, "line": lineno, "field": field_name, "reason": reason,
+                  "source": self.source, "run_id": self.run_id, **extra, "row": _quarantine_row(row)}
         try:
-            self.writer.write({"file": self.path, "line": lineno, "field": field_name, "reason": reason,
-                               "source": self.source, "run_id": self.run_id, **extra, "row": _quarantine_row(row)})
+            self.writer.write(record)
         except (OSError, ValueError) as exc:
             self.summary.lost += 1
             raise _Abort(f"cannot write the quarantine {self.writer.path}: {_one_line(exc)}") from None
         setattr(self.summary, count, getattr(self.summary, count) + 1)
         self.summary.note(reason)
+        if self.report is not None:
+            self.report(record)
 
 
 def _quarantine_row(row: dict[str, Any]) -> Any:
@@ -485,18 +485,9 @@ def _source_name(path: str, preset: Optional[str], source: Optional[str]) -> str
 
 def _check_name(path: str, what: str, value: str, origin: str) -> None:
     """Refuse up front, in one line, a source or surface name the items table cannot hold."""
-    limit = Item.__table__.c[what].type.length
-    if len(value) > limit:
-        raise IngestError(f"{path}: the {what} name from {origin} is {len(value)} characters long, "
-                          f"the most is {limit} ({value[:40]!r}...); pass a shorter --{what}")
-    bad = invisible_char(value)
-    if bad is not None:
-        raise IngestError(f"{path}: the {what} name from {origin} contains the control or invisible "
-                          f"character U+{ord(bad):04X}; pass --{what}")
-    at = _lone_surrogate(value)
-    if at is not None:  # undecodable bytes in a file name: every row would be quarantined for it
-        raise IngestError(f"{path}: the {what} name from {origin} is not valid Unicode (character {at}); "
-                          f"pass --{what}")
+    problem = name_problem(what, value, Item.__table__.c[what].type.length)
+    if problem is not None:
+        raise IngestError(f"{path}: {problem.replace(' name ', f' name from {origin} ', 1)}; pass --{what}")
 
 
 def _source_from_path(path: str) -> str:

@@ -18,6 +18,10 @@ Otherwise the line where the quote opened is quarantined ("unbalanced quote", na
 the quote opened in) and reading starts again at the next line, so the rows it swallowed are
 read as rows. A legitimate multi-line text (whose inner lines are prose) passes.
 
+**Ambiguous or mis-encoded input.** A header naming a mapped column twice (CSV, TSV, Parquet) and
+a file whose byte-order mark says UTF-16 or UTF-32 fail at once with one line; a JSONL object
+holding a key twice is a bad row (`json.loads` would keep the last value silently).
+
 **Local paths.** A path that does not exist but looks local (starts with `.`, `/` or `~`, holds a
 backslash or more than one `/`, ends in a file extension, or names a folder that exists, as in
 `data/posts`) fails at once with "no such file or folder"; only `owner/name` shapes go to the Hub.
@@ -116,6 +120,8 @@ def parse_time(value: Any) -> Optional[dt.datetime]:
         except ValueError:
             ts = dt.datetime.fromisoformat(s.replace("Z", "+00:00") if s.endswith("Z") else s)
         else:
+            if not math.isfinite(num):  # the text "nan" or "inf" is no time (a NaN value is a missing one)
+                raise ValueError(f"not a time: {s!r}")
             return parse_time(num)
     if ts.tzinfo is not None:
         ts = ts.astimezone(dt.timezone.utc).replace(tzinfo=None)
@@ -184,6 +190,57 @@ def has_nul(value: Any) -> bool:
     return False
 
 
+def lone_surrogate(value: Any) -> Optional[int]:
+    """1-based place of the first lone surrogate in a string of `value` (keys too), or None.
+
+    UTF-8 cannot encode one, so the store would refuse the whole chunk holding the row."""
+    if isinstance(value, str):
+        if value.isascii():
+            return None
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            return exc.start + 1
+        return None
+    parts = [x for kv in value.items() for x in kv] if isinstance(value, dict) else value
+    if isinstance(parts, (list, tuple)):
+        for v in parts:
+            at = lone_surrogate(v)
+            if at is not None:
+                return at
+    return None
+
+
+def non_finite(value: Any) -> Optional[float]:
+    """The first NaN or infinity anywhere in `value` (a JSON-like value), or None.
+
+    JSON has no such numbers: PostgreSQL refuses the chunk holding one in a JSON column. Walks
+    with its own stack: the input is hostile."""
+    todo = [value]
+    while todo:
+        v = todo.pop()
+        if isinstance(v, float) and not math.isfinite(v):
+            return v
+        if isinstance(v, dict):
+            todo.extend(v.values())
+        elif isinstance(v, (list, tuple)):
+            todo.extend(v)
+    return None
+
+
+def name_problem(what: str, value: str, limit: int) -> Optional[str]:
+    """Why `value` cannot be a source or surface name (the items table's rule), or None."""
+    if len(value) > limit:
+        return f"the {what} name is {len(value)} characters long, the most is {limit} ({value[:40]!r}...)"
+    bad = invisible_char(value)
+    if bad is not None:
+        return f"the {what} name contains the control or invisible character U+{ord(bad):04X}"
+    at = lone_surrogate(value)
+    if at is not None:  # undecodable bytes in a file name: every row would be quarantined for it
+        return f"the {what} name is not valid Unicode (character {at})"
+    return None
+
+
 def jsonable(value: Any) -> Any:
     if isinstance(value, (dt.datetime, dt.date)):
         return value.isoformat()
@@ -238,13 +295,34 @@ class _Lines:
         self.pending.extendleft(reversed(lines))
 
 
-def read_delimited(path: str, delimiter: str, quoting: int) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Rows of a CSV/TSV file; bytes that are not UTF-8 survive as surrogates, flagged later."""
+_BOMS = ((b"\xff\xfe\x00\x00", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32"), (b"\xff\xfe", "UTF-16"),
+         (b"\xfe\xff", "UTF-16"))
+
+
+def _check_utf8(path: str) -> None:
+    """IngestError for a file whose byte-order mark says UTF-16 or UTF-32: read as UTF-8 every
+    row would be quarantined for a reason that hides the cause."""
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    for bom, name in _BOMS:
+        if head.startswith(bom):
+            raise IngestError(f"{path}: the file is {name} (its byte-order mark says so); save it as UTF-8")
+
+
+def read_delimited(path: str, delimiter: str, quoting: int,
+                   columns: Optional[list[str]] = None) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Rows of a CSV/TSV file; bytes that are not UTF-8 survive as surrogates, flagged later.
+
+    A header naming one of `columns` (those mapped to fields) twice is an IngestError: which of
+    the two values is the text would be a guess (an unused duplicate costs nothing)."""
+    _check_utf8(path)
     with open(path, "r", encoding="utf-8-sig", errors="surrogateescape", newline="") as fh:
         lines = _Lines(fh, delimiter, '"')
         reader = csv.reader(lines, delimiter=delimiter, quoting=quoting, strict=True)
+        skipped = 0  # blank lines before the header: the header is the first line with a field
         try:
-            header = next(reader)
+            while not (header := next(reader)):
+                skipped, lines.taken = skipped + len(lines.taken), []
         except StopIteration:
             return
         except (csv.Error, _Swallowed) as exc:
@@ -252,8 +330,9 @@ def read_delimited(path: str, delimiter: str, quoting: int) -> Iterator[tuple[in
             raise IngestError(f"{path}: cannot parse the header: {what}") from None
         if header and header[0].startswith("\ufeff"):
             header[0] = header[0][1:]
+        _check_unique(path, header, columns or ())
         width = lines.width = len(header)
-        lineno = 1 + len(lines.taken)  # the number of the record's first line
+        lineno = 1 + skipped + len(lines.taken)  # the number of the record's first line
         while True:
             lines.taken = []
             problem: Optional[str] = None
@@ -306,6 +385,16 @@ def read_delimited(path: str, delimiter: str, quoting: int) -> Iterator[tuple[in
             reader = csv.reader(lines, delimiter=delimiter, quoting=quoting, strict=True)
 
 
+def _check_unique(path: str, names: list[str], used: Any) -> None:
+    """IngestError when a column mapped to a field (one of `used`) is named twice in the file:
+    which of the two values is meant would be a guess (an unused duplicate costs nothing)."""
+    for name in used:
+        places = [str(i + 1) for i, h in enumerate(names) if h == name]
+        if len(places) > 1:
+            raise IngestError(f"{path}: the header names column {name!r} {len(places)} times "
+                              f"(columns {', '.join(places)}); rename all but one")
+
+
 def _open_column(taken: list[str], header: list[str], delimiter: str) -> str:
     """The column a record's first line leaves open (its last field once the quote is closed)."""
     if not taken:
@@ -319,13 +408,37 @@ def _open_column(taken: list[str], header: list[str], delimiter: str) -> str:
 
 
 # -- JSONL, Parquet, Hugging Face ----------------------------------------------------------------
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(f"duplicate key {key!r} in a JSON object: which value is meant is a guess")
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object as a dict, refusing a key given twice (json.loads would keep the last value
+    silently: `{"text": "benign", "text": "scam"}` reads differently elsewhere)."""
+    obj = dict(pairs)
+    if len(obj) < len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return obj
+
+
 def read_jsonl(path: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Rows of a JSONL file: a line that is not one JSON object, or holds a key twice, is a bad row."""
+    _check_utf8(path)
     with open(path, "r", encoding="utf-8-sig", errors="surrogateescape") as fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
                 continue
             try:
-                obj = json.loads(line)
+                obj = json.loads(line, object_pairs_hook=_unique_keys)
+            except _DuplicateKey as exc:
+                yield lineno, {"__error__": BadRow(exc.key, str(exc)), "__raw__": line[:500]}
+                continue
             except (ValueError, RecursionError) as exc:  # a syntax error, nesting too deep, an int too long
                 yield lineno, {"__error__": BadRow("row", f"invalid JSON: {_json_problem(exc)}"),
                                "__raw__": line[:500]}
@@ -359,6 +472,7 @@ def read_parquet(path: str, batch_rows: int = 10_000,
     except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a corrupt file
         raise IngestError(f"{path}: not a readable Parquet file: {exc}") from None
     keep = None if columns is None else set(columns)
+    _check_unique(path, names, keep or ())
     wanted = None if keep is None else [c for c in names if c in keep]
     row = 0
     for batch in pf.iter_batches(batch_size=batch_rows, columns=wanted):

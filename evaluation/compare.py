@@ -144,7 +144,7 @@ def paired_bootstrap(y: Sequence[int], proba_a: np.ndarray, proba_b: np.ndarray,
     if pa.shape != (n, len(labels)) or pb.shape != (n, len(labels)):
         raise ValueError(f"probabilities must be ({n}, {len(labels)}), got {pa.shape} and {pb.shape}")
     out: dict[str, Any] = {"n": n, "groups": len(set(groups)) if groups is not None else n,
-                           "confidence": confidence, "bootstrap": n_boot}
+                           "classes": int(len(np.unique(y))), "confidence": confidence, "bootstrap": n_boot}
     if n == 0:
         out.update(macro_f1={"champion": None, "challenger": None, **_interval(np.array([]), np.nan, confidence)},
                    auc={})
@@ -218,7 +218,9 @@ def gate(comparisons: dict[str, dict[str, Any]], metric: str, min_lower_bound: f
     labels asks another question (a first model of a new policy can rank its items far better
     than chance while calling a few old items by the new label), so its interval alone gates, as
     the Brier score's does (a proper score of the probabilities, not of the arg-max). Smaller
-    sets are reported, not counted; no qualifying set means no promotion (no evidence). Returns
+    sets are reported, not counted, and so is a set whose labels are all one class (`classes`
+    under 2: a challenger calling everything that class scores a perfect macro F1 and Brier score
+    there, whatever it does elsewhere); no qualifying set means no promotion (no evidence). Returns
     {passed, reason, metric, min_lower_bound, mcnemar_alpha, mcnemar_test, sets: {name: {gating,
     passed, n, lower, delta, upper, mcnemar_p}}}."""
     sets: dict[str, Any] = {}
@@ -228,7 +230,8 @@ def gate(comparisons: dict[str, dict[str, Any]], metric: str, min_lower_bound: f
     for name, comp in comparisons.items():
         entry = metric_interval(comp, metric)
         units = comp.get("groups", comp.get("n", 0))  # independent units: a bootstrap over a few groups under-covers
-        gating = units >= min_items and entry is not None
+        one_class = comp.get("classes", 2) < 2   # nothing to tell apart: "always that class" scores best
+        gating = units >= min_items and entry is not None and not one_class
         ok_interval = bool(gating and entry["lower"] > min_lower_bound)
         m = (comp.get("mcnemar") or {}) if uses_mcnemar else {}
         p = mcnemar_p(m, mcnemar_test) if m else None
@@ -237,27 +240,30 @@ def gate(comparisons: dict[str, dict[str, Any]], metric: str, min_lower_bound: f
         sets[name] = {"gating": gating, "passed": ok if gating else None, "n": comp.get("n", 0),
                       "lower": entry["lower"] if entry else None, "delta": entry["delta"] if entry else None,
                       "upper": entry.get("upper") if entry else None, "mcnemar_p": p}
+        why = None
+        if entry is not None:  # the figures; a one-class set shows them beside "reported only"
+            why = (f"{metric} delta {entry['delta']:+.4f}, lower bound {entry['lower']:+.4f} "
+                   f"{'>' if entry['lower'] > min_lower_bound else '<='} {min_lower_bound:+.4f}")
+            if mcnemar_alpha is not None and m:
+                verdict = ("passes" if ok_mcnemar else f"fails: not < {mcnemar_alpha}" if p >= mcnemar_alpha
+                           else "fails: in the champion's favour")
+                fav_a, fav_b = _favour(m)
+                why += (f"; McNemar {'mid-p' if mcnemar_test == 'mid_p' else 'p'} {p:.4g} (challenger right alone "
+                        f"on {m['only_challenger_right']}, champion on {m['only_champion_right']}"
+                        + (f"; by group {fav_b} to {fav_a}" if m.get("units") == "groups" else "") + f") {verdict}")
         if not gating:
             reasons.append(f"{name}: {comp.get('n', 0)} items"
                            + (f" in {units} groups" if units != comp.get("n", 0) else "")
                            + ("" if entry else f", no {metric}")
-                           + f" (under {min_items} or not computable: reported only)")
+                           + (", all of one class" if one_class and comp.get("n") else "")
+                           + f" (under {min_items}, one class or not computable: reported only)"
+                           + (f": {why}" if one_class and why else ""))
             continue
-        why = (f"{name}: {metric} delta {entry['delta']:+.4f}, lower bound {entry['lower']:+.4f} "
-               f"{'>' if ok_interval else '<='} {min_lower_bound:+.4f}")
-        if mcnemar_alpha is not None and m:
-            verdict = ("passes" if ok_mcnemar else f"fails: not < {mcnemar_alpha}" if p >= mcnemar_alpha
-                       else "fails: in the champion's favour")
-            fav_a, fav_b = _favour(m)
-            units = m.get("units", "items")
-            why += (f"; McNemar {'mid-p' if mcnemar_test == 'mid_p' else 'p'} {p:.4g} (challenger right alone on "
-                    f"{m['only_challenger_right']}, champion on {m['only_champion_right']}"
-                    + (f"; by group {fav_b} to {fav_a}" if units == "groups" else "") + f") {verdict}")
-        reasons.append(why)
+        reasons.append(f"{name}: {why}")
     gating = [s for s in sets.values() if s["gating"]]
     passed = bool(gating) and all(s["passed"] for s in gating)
     if not gating:
-        reasons.append("no evaluation set large enough: not promoted")
+        reasons.append("no evaluation set large enough and of two classes or more: not promoted")
     return {"passed": passed, "metric": metric, "min_lower_bound": min_lower_bound, "mcnemar_alpha": mcnemar_alpha,
             "mcnemar_test": mcnemar_test,
             "sets": sets, "reason": "; ".join(reasons)}

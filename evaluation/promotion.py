@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
-from sqlalchemy import Integer, func, select
+from sqlalchemy import Integer, exists, func, select
+from sqlalchemy.orm import aliased
 
 from core import audit
 from core.backoff import exponential_backoff
@@ -45,7 +46,7 @@ from core.text import reason_length_error
 from models.base import ModelError
 
 from .compare import gate, paired_bootstrap
-from .promotion_report import plot_comparison, write_markdown
+from .promotion_report import left_out_line, plot_comparison, write_markdown
 
 if TYPE_CHECKING:  # pragma: no cover
     from core.store import Store
@@ -172,6 +173,8 @@ def _retrain_and_gate(store: "Store", taxonomy: "Taxonomy", cfg: "ModelsConfig",
     echo(f"  {ld.stats['items']} items ({ld.stats['human_labels']} human labels); "
          f"train {ld.stats['by_split']['train']}, test {ld.stats['by_split']['test']}, "
          f"excluded {ld.stats['by_split']['excluded']}; {len(train)} training rows after weighting")
+    if (left_out := left_out_line(ld.stats)) is not None:
+        echo(f"  {left_out}")
     row = train_model(store, taxonomy, kind=kind, params=merged, config=cfg, parent=champ["id"] if champ else None,
                       promote_if="never", actor=actor, data=train, validation=test_side, train_side_only=True,
                       show_progress=show_progress, echo=echo)
@@ -198,6 +201,9 @@ def _check_promotion(actor: Actor, promote: bool, force: bool, reason: str, what
         raise PromotionError("rescoring open cases needs the queue config (or rescore='none')")
     if promote:
         check_permission(actor, "promote", what)
+        if rescore != "none":  # the rescore's own checks came after the promotion: it stood, every case stale
+            check_permission(actor, "score", "open cases")
+            check_permission(actor, "build_cases", "open cases")
     if (too_long := reason_length_error(reason, "a reason")) is not None:
         raise PromotionError(too_long)
     if force:
@@ -214,7 +220,8 @@ def promote_through_gate(store: "Store", taxonomy: "Taxonomy", version: str, *, 
     """Promote an already trained `version` (`workbench models promote`) by the same rule as a
     retrain: compared with the champion on the same held-out human labels, promoted only when
     the gate passes, or with `force` and a `reason` (a rollback is a forced promotion: the audit
-    log says why). Without a champion, or when `version` is the champion, no comparison is due.
+    log says why). Without a champion, or when `version` is the champion, no comparison is due
+    (a first champion still has the open cases rescored).
 
     Returns `compare_and_promote`'s dict (`gate.reason` says why when nothing changed)."""
     from labeling.training_data import learning_data
@@ -231,8 +238,11 @@ def promote_through_gate(store: "Store", taxonomy: "Taxonomy", version: str, *, 
         except ChampionChanged as exc:
             raise PromotionRefused(str(exc)) from None
         why = "no champion yet: the first champion" if champ is None else "already the champion"
-        return {"challenger": row["id"], "champion": champ["id"] if champ else None, "kind": row["kind"],
-                "promoted": result["changed"], "forced": False, "gate": {"passed": True, "reason": why}}
+        out = {"challenger": row["id"], "champion": champ["id"] if champ else None, "kind": row["kind"],
+               "promoted": result["changed"], "forced": False, "gate": {"passed": True, "reason": why}}
+        if result["changed"]:  # open cases built on another model's predictions follow the first champion
+            _rescore_after(out, store, taxonomy, models_config, queue_config, actor, rescore, show_progress)
+        return out
     echo("assembling the held-out human labels (campaign-grouped splits)")
     ld = learning_data(store, taxonomy, models_config.learning, actor, now=now or utcnow(),
                        min_examples_per_label=models_config.training.min_examples_per_label)
@@ -310,7 +320,7 @@ def compare_and_promote(store: "Store", taxonomy: "Taxonomy", ld: "LearningData"
                                                        item_split_warning(challenger_row)) if w]}
     for w in result["warnings"]:
         echo(f"warning: {w}")
-    folder = Path(report_dir) if report_dir else store.path("reports", f"promotion-{challenger_id}", "x").parent
+    folder = Path(report_dir) if report_dir else _report_folder(store, challenger_id)
     folder.mkdir(parents=True, exist_ok=True)
     png = plot_comparison(folder / "comparison.png", result["champion"] or "(none)", challenger_id, comparisons,
                           reliability)
@@ -339,19 +349,41 @@ def compare_and_promote(store: "Store", taxonomy: "Taxonomy", ld: "LearningData"
                              {"compared_with": result["champion"], "reason": str(exc)})
             raise PromotionRefused(str(exc)) from None
         echo(f"promoted {challenger_id}: {why}")
-        if rescore == "foreground":
-            from labeling.rescore import rescore_open_cases
-
-            result["rescore"] = rescore_open_cases(store, taxonomy, models_config=cfg, queue_config=queue_config,
-                                                   actor=actor, progress=show_progress)
-        elif rescore == "background":
-            from labeling.rescore import start_background_rescore
-
-            result["rescore_job"] = start_background_rescore(store, taxonomy, models_config=cfg,
-                                                             queue_config=queue_config, actor=actor)
+        _rescore_after(result, store, taxonomy, cfg, queue_config, actor, rescore, show_progress)
     else:
         echo(f"not promoted: {verdict['reason']}")
     return result
+
+
+def _rescore_after(result: dict[str, Any], store: "Store", taxonomy: "Taxonomy", cfg: "ModelsConfig",
+                   queue_config: Optional["QueueConfig"], actor: Actor, rescore: str, show_progress: bool) -> None:
+    """After a promotion, the open cases as `rescore` says: `result['rescore']` (foreground, with a
+    progress bar), `result['rescore_job']` (background) or nothing."""
+    if rescore == "foreground":
+        from labeling.rescore import rescore_open_cases
+
+        result["rescore"] = rescore_open_cases(store, taxonomy, models_config=cfg, queue_config=queue_config,
+                                               actor=actor, progress=show_progress)
+    elif rescore == "background":
+        from labeling.rescore import start_background_rescore
+
+        result["rescore_job"] = start_background_rescore(store, taxonomy, models_config=cfg,
+                                                         queue_config=queue_config, actor=actor)
+
+
+def _report_folder(store: "Store", challenger_id: str) -> Path:
+    """A new folder for one verdict's report: `reports/promotion-<challenger>`, else `-2`, `-3`...
+    Why: a later verdict on the same version (`models promote` after a refused retrain, a
+    rollback) wrote over the report that the first verdict's audit row (`model.gate`) names."""
+    base = store.path("reports", "x").parent / f"promotion-{challenger_id}"
+    for k in range(1, 10_000):
+        folder = base if k == 1 else base.with_name(f"{base.name}-{k}")
+        try:
+            folder.mkdir(exist_ok=False)  # exclusive: two verdicts at once get two folders
+            return folder
+        except FileExistsError:
+            continue
+    raise PromotionError(f"no free report folder for {challenger_id} under {base.parent}")
 
 
 def retrain_due(store: "Store", config: "ModelsConfig",
@@ -359,14 +391,17 @@ def retrain_due(store: "Store", config: "ModelsConfig",
                 now: Optional[dt.datetime] = None) -> dict[str, Any]:
     """Whether an automatic retrain should start now (`auto_retrain` in models.yaml): `due` and
     the reason. Counted since the champion was trained: new human decisions (at least
-    `after_decisions`), the override rate of decisions on the champion's suggestions (at or
-    above `override_rate_alarm`, over at least `alarm_min_decisions`), and with `drift_alarm`
+    `after_decisions`; none an undo took back or wrote, `_stands`), the override rate of decisions
+    on the champion's suggestions (at or above `override_rate_alarm`, over at least
+    `alarm_min_decisions`), and with `drift_alarm`
     the drift report `drift` computes (`evaluation.drift.drift_report`): an alarm counts when
     the champion was trained before its current window began (a champion that already saw the
     drifted window is not retrained again for it). A retrain the gate refused starts the count
     again: new decisions and the drift window are counted from the last gate verdict when it is
-    later than the champion, and the override alarm then needs `alarm_min_decisions` decisions
-    since that verdict, so a refused retrain is not repeated at every check on the same evidence.
+    later than the champion, and the override rate is then that of the champion's decisions since
+    that verdict (at least `alarm_min_decisions` of them), so a refused retrain is not repeated at
+    every check on the same evidence (on the champion's lifetime rate, 20 fresh decisions with no
+    override re-fired an alarm that 20 overridden ones before the verdict had raised).
     An automatic retrain that failed (`record_retrain_failure`) is not due again before
     `failure_backoff_seconds` x 2^(failures - 1) after the latest failure (at most
     `failure_backoff_cap_seconds`), failures counted since the champion or the last gate verdict:
@@ -388,9 +423,10 @@ def retrain_due(store: "Store", config: "ModelsConfig",
         if gated is not None and (since is None or _naive_utc(gated) > _naive_utc(since)):
             since = gated   # the last retrain (promoted or refused) already saw the decisions before it
         new = conn.execute(select(func.count()).select_from(D).where(
-            D.c.kind.in_(AUTHORITATIVE_KINDS + ("calibration",)), D.c.created_at > since)).scalar() or 0
+            D.c.kind.in_(AUTHORITATIVE_KINDS + ("calibration",)), D.c.created_at > since, _stands())).scalar() or 0
         seen, overrides = conn.execute(select(func.count(), func.sum(D.c.is_override.cast(Integer))).where(
-            D.c.model_version == champ["id"], D.c.kind.in_(AUTHORITATIVE_KINDS))).one()
+            D.c.model_version == champ["id"], D.c.kind.in_(AUTHORITATIVE_KINDS), D.c.created_at > since,
+            _stands())).one()   # since the last verdict: its retrain already answered the decisions before it
         failed = conn.execute(select(AE.c.ts, AE.c.payload).where(AE.c.action == RETRAIN_FAILED, AE.c.ts > since)
                               .order_by(AE.c.ts)).all()
     seen, overrides = int(seen or 0), int(overrides or 0)
@@ -431,6 +467,17 @@ def retrain_due(store: "Store", config: "ModelsConfig",
                                            f"{out['override_rate']} (alarm {ac.override_rate_alarm})"
                                            + (f"; drift alarms {out.get('drift_alarms') or 'none'}"
                                               if ac.drift_alarm and drift is not None else "")}
+
+
+def _stands() -> Any:
+    """The decisions `retrain_due` counts (new ones, and the champion's for the override rate): none
+    an undo took back (an "undo" row supersedes it) and none an undo wrote (a restoring row, which
+    supersedes its "undo" row, re-asserts a decision counted already): cases decided and taken
+    back at once made a retrain due with no label changed."""
+    undo = aliased(Decision.__table__)
+    D = Decision.__table__
+    return (~exists().where(undo.c.supersedes_id == D.c.id, undo.c.kind == "undo")
+            & ~exists().where(undo.c.id == D.c.supersedes_id, undo.c.kind == "undo"))
 
 
 def record_retrain_failure(store: "Store", actor: Actor, trigger: str, exc: BaseException) -> None:

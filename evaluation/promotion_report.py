@@ -80,6 +80,15 @@ def _counts(d: Any) -> str:
     return ", ".join(f"{k} {v}" for k, v in d.items()) if isinstance(d, dict) and d else "none"
 
 
+def left_out_line(stats: dict[str, Any]) -> Optional[str]:
+    """What the training data left out (`LearningData.stats['dropped']`: labels outside the
+    taxonomy, too rare, bulk copies...) as one line for the console, None when nothing was:
+    `retrain` and `models train` printed only the counts kept, so a policy renamed after the
+    analysts used it lost all its human labels without a word outside the report."""
+    dropped = (stats or {}).get("dropped")
+    return f"left out: {_counts(dropped)}" if isinstance(dropped, dict) and dropped else None
+
+
 def training_data_lines(stats: dict[str, Any]) -> list[str]:
     """The training data's counts (`LearningData.stats`) as a small table and sentences, as the
     other sections read, instead of Python dicts."""

@@ -15,6 +15,10 @@ champion has scored. `rescore_open_cases`:
 4. re-plans the learning share (`labeling.learning`) where queues.yaml gives one: its pinned
    cases were chosen by the old model's uncertainty.
 
+Steps 1-3 run again (up to `_ROUNDS`) while open cases remain whose items the champion has not
+scored: cases opened meanwhile, by step 2 itself for items scored before the promotion but not
+cased yet, or by another process.
+
 `start_background_rescore` runs the same in a daemon thread (serve); its progress is the
 returned `RescoreJob` (done / total), its result or error kept on the job.
 """
@@ -50,6 +54,7 @@ CM = CampaignMember.__table__
 I = Item.__table__
 P = Prediction.__table__
 _CHUNK = 900
+_ROUNDS = 3   # score, re-plan, refresh; again for cases opened meanwhile (`rescore_open_cases`)
 
 
 def _rescorable(rereview_queue: Optional[str]) -> Any:
@@ -205,9 +210,22 @@ def rescore_open_cases(store: "Store", taxonomy: "Taxonomy", *, models_config: "
         ids = _items_to_score(conn, champ, queue_config.label_errors.queue) if champ else []
     if champ is None:
         return {"champion": None, "scored": 0, "replanned": 0, "refreshed": 0, "stale_left": 0}
-    scored = _score(store, taxonomy, models_config, champ, ids, progress, tick)
-    built = build_cases(store, taxonomy, queue_config, now=now, actor=actor, progress=False)
-    refreshed = _refresh(store, taxonomy, queue_config, champ, now)
+    scored = replanned = new_cases = refreshed = 0
+    for _ in range(_ROUNDS):
+        scored += _score(store, taxonomy, models_config, champ, ids, progress, tick)
+        built = build_cases(store, taxonomy, queue_config, now=now, actor=actor, progress=False)
+        replanned += int(built.get("rescored", 0))
+        new_cases += int(built.get("cases", 0))
+        refreshed += _refresh(store, taxonomy, queue_config, champ, now)
+        # Cases opened meanwhile on an older model's prediction: by `build_cases` above, for items
+        # scored before the promotion but not cased yet, or by another process. Their items were
+        # not in `ids`; left alone they kept the old prediction with the rescore reported done.
+        with store.read() as conn:
+            if champion_version(conn) != champ:  # promoted over meanwhile: its own rescore takes over
+                break
+            ids = _items_to_score(conn, champ, queue_config.label_errors.queue)
+        if not ids:
+            break
     learning = None
     if queue_config.learning.queues:  # the pinned learning cases were the old model's uncertain ones
         from models.embeddings import Embedder
@@ -216,8 +234,8 @@ def rescore_open_cases(store: "Store", taxonomy: "Taxonomy", *, models_config: "
 
         learning = apply_learning_share(store, taxonomy, queue_config, actor, now=now,
                                         embedding_model=Embedder.from_settings(models_config.embedding).model_id)
-    return {"champion": champ, "scored": scored, "replanned": int(built.get("rescored", 0)),
-            "new_cases": int(built.get("cases", 0)), "refreshed": refreshed,
+    return {"champion": champ, "scored": scored, "replanned": replanned,
+            "new_cases": new_cases, "refreshed": refreshed,
             "stale_left": len(stale_open_cases(store, queue_config)), "learning": learning}
 
 
@@ -246,6 +264,7 @@ def start_background_rescore(store: "Store", taxonomy: "Taxonomy", *, models_con
 
     def tick(n: int) -> None:
         job.done += n
+        job.total = max(job.total, job.done)  # items of cases opened meanwhile are scored too
 
     def run() -> None:
         try:

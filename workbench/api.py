@@ -11,6 +11,8 @@ item) with a one-line `detail`.
   ingest's own validation and quarantine (`core.ingest.ingest_paths` over a temporary JSONL
   file in the data folder); idempotent by the platform's id (`<source>:<id>`). Needs `ingest`.
   When a champion model exists, new items are scored and their cases built (`score=false` skips).
+  `refused` names each item not stored: `{index, id, field, reason, conflict}` (index in the batch).
+  Each item keeps its own metadata keys.
   A batch is refused whole (nothing stored) for a text over `MAX_TEXT_CHARS`, metadata nested
   deeper than `MAX_METADATA_DEPTH` or larger than `MAX_METADATA_BYTES`, or a string that is not
   valid Unicode; a request body over `MAX_BODY_BYTES` is a 413.
@@ -287,35 +289,34 @@ def ingest_batch(app: "AppContext", batch: ItemBatch, who: "Principal", score: b
 
     check_permission(who, "ingest", "items")  # before writing anything
     _check_encodable(batch)  # a row the JSONL file cannot hold would stop the batch half stored
+    _check_surfaces(batch)  # so would a surface the items table cannot hold, in a later group
     store, taxonomy = app.store(), app.taxonomy()
-    meta_keys: list[str] = []
-    for it in batch.items:
+    for i, it in enumerate(batch.items):
         for k in it.metadata or {}:
             if k.startswith("__"):
-                raise ValueError(f"metadata key {k!r}: keys may not start with '__'")
-            if k not in meta_keys:
-                meta_keys.append(k)
-    groups: dict[Optional[str], list[ItemIn]] = {}
-    for it in batch.items:
-        groups.setdefault(it.surface or batch.surface, []).append(it)
+                raise ValueError(f"items[{i}].metadata: key {k!r}: keys may not start with '__'")
+    groups: dict[Optional[str], list[int]] = {}  # surface -> the batch indices of its items, in order
+    for i, it in enumerate(batch.items):
+        groups.setdefault(it.surface or batch.surface, []).append(i)
 
     counts = {k: 0 for k in ("read", "stored", "duplicate", "conflict", "quarantined", "lost")}
-    runs, reasons, errors = [], {}, []
+    runs, reasons, errors, refused = [], {}, [], []
+    # Each row carries only its own metadata keys (meta_all): never another item's, as null.
     columns = ColumnMap(id=_COLS["id"], text=_COLS["text"], author=_COLS["author"],
-                        created=_COLS["created"], meta=meta_keys)
+                        created=_COLS["created"], meta_all=True)
     folder = store.data_dir / "api-batches"
     folder.mkdir(parents=True, exist_ok=True)
-    for surface, items in groups.items():
+    for surface, indices in groups.items():
         fd, path = tempfile.mkstemp(prefix=f"{batch.source}-", suffix=".jsonl", dir=folder)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                for it in items:
-                    meta = it.metadata or {}
+                for it in (batch.items[i] for i in indices):
                     row = {_COLS["id"]: it.id, _COLS["text"]: it.text, _COLS["author"]: it.author,
-                           _COLS["created"]: it.created_at, **{k: meta.get(k) for k in meta_keys}}
+                           _COLS["created"]: it.created_at, **(it.metadata or {})}
                     fh.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
             summary = ingest_paths(store, taxonomy, [path], source=batch.source, fmt="jsonl", columns=columns,
-                                   surface=surface, actor=who, progress=False)
+                                   surface=surface, actor=who, progress=False,
+                                   report=lambda rec, at=indices: refused.append(_refused(batch, at, rec)))
         finally:
             os.unlink(path)
         runs.append(summary.run_id)
@@ -326,13 +327,27 @@ def ingest_batch(app: "AppContext", batch: ItemBatch, who: "Principal", score: b
                 reasons[reason] = reasons.get(reason, 0) + n
             if f.error:
                 errors.append(f.error)
-    out: dict[str, Any] = {"source": batch.source, **counts, "quarantine_reasons": reasons, "ingest_runs": runs,
+    out: dict[str, Any] = {"source": batch.source, **counts, "quarantine_reasons": reasons,
+                           "refused": sorted(refused, key=lambda r: r["index"]), "ingest_runs": runs,
                            "errors": errors, "scored": None, "cases": None}
     if score and (counts["stored"] or counts["duplicate"]):
         # Duplicates only: a retry, maybe of a batch stored by a request that failed before
         # scoring; score what the champion has not seen, or those items would never be.
         out.update(_score_new(app, only_if_unscored=not counts["stored"]))
     return out
+
+
+def _refused(batch: ItemBatch, indices: list[int], record: Mapping[str, Any]) -> dict[str, Any]:
+    """A quarantine record as the platform can act on it: which item of its batch (the record's
+    line in the group's file is that group's item), which field, why; never the stored text."""
+    line = record.get("line")  # one item a line, so always in range; a callback must not raise
+    index = indices[line - 1] if isinstance(line, int) and 0 < line <= len(indices) else -1
+    names = {v: "created_at" if k == "created" else k for k, v in _COLS.items()}
+    col = str(record["field"])
+    ident = batch.items[index].id if index >= 0 else None  # echoed only when it can be an id: hostile input
+    shown = ident if type(ident) in (str, int) and len(str(ident)) <= 200 else None
+    return {"index": index, "id": shown, "field": names.get(col) or ("item" if col == "row" else f"metadata.{col}"),
+            "reason": str(record["reason"])[:300], "conflict": "stored_text" in record}
 
 
 def _check_encodable(batch: ItemBatch) -> None:
@@ -343,6 +358,20 @@ def _check_encodable(batch: ItemBatch) -> None:
         for name in ("id", "text", "author", "created_at", "surface", "metadata"):
             if not _encodable(getattr(it, name)):
                 raise ValueError(f"items[{i}].{name}: not valid Unicode (a lone surrogate); send UTF-8 text")
+
+
+def _check_surfaces(batch: ItemBatch) -> None:
+    """ValueError naming `items[i].surface` (or `surface`) for a name the items table cannot hold
+    (`core.readers.name_problem`, file ingest's rule), before any group is stored."""
+    from core.readers import name_problem
+    from core.schema import Item
+
+    limit = Item.__table__.c.surface.type.length
+    named = [("surface", batch.surface)] + [(f"items[{i}].surface", it.surface) for i, it in enumerate(batch.items)]
+    for where, value in named:
+        problem = name_problem("surface", value, limit) if value else None
+        if problem is not None:
+            raise ValueError(f"{where}: {problem}")
 
 
 def _encodable(value: Any) -> bool:
@@ -375,7 +404,8 @@ def _item_or_404(app: "AppContext", item_id: str, who: "Principal") -> dict[str,
     from core.items import get_item  # the same view as `workbench items --json`
 
     check_permission(who, "read", f"item {item_id}")
-    item = get_item(app.store(), item_id)
+    # No stored id holds NUL (ingest refuses one), and PostgreSQL refuses it in a query: a 500.
+    item = get_item(app.store(), item_id) if "\x00" not in item_id else None
     if item is None:
         raise HTTPException(404, f"no item {item_id!r}")
     return item

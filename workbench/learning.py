@@ -198,13 +198,13 @@ def retrain_state(job: Optional[RetrainJob]) -> dict[str, Any]:
 def start_retrain(app: Any, actor: Any) -> RetrainJob:
     """Start `retrain_and_gate` for `actor` in a thread (never forced: the gate alone decides);
     after a promotion the open cases are rescored as `app.rescore_job`. Permissions (`train`,
-    `promote`, `score`) are checked here, before the thread, so a refusal is the caller's error;
-    a second retrain while one runs is refused (`PromotionError`)."""
+    `promote`, and the rescore's `score` and `build_cases`) are checked here, before the thread, so
+    a refusal is the caller's error; a second retrain while one runs is refused (`PromotionError`)."""
     from core.hooks import check_permission
     from core.principals import actor_name
     from evaluation.promotion import PromotionError, retrain_and_gate
 
-    for action in ("train", "promote", "score"):
+    for action in ("train", "promote", "score", "build_cases"):
         check_permission(actor, action, "retrain")
     if not app.retrain_lock.acquire(blocking=False):
         running = app.retrain_job

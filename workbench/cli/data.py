@@ -11,6 +11,9 @@ from core.hooks import hookimpl
 
 from .common import ID, AppContext, acting, emit, json_option, pass_app, principal_option
 
+# A count of rows: PostgreSQL refuses a negative LIMIT / OFFSET or one past 32 bits with a traceback.
+COUNT = click.IntRange(0, 2**31 - 1)
+
 
 @hookimpl
 def register_commands(cli: click.Group) -> None:
@@ -50,7 +53,7 @@ def register_commands(cli: click.Group) -> None:
     @click.option("--surface", help="Surface of the items (sms, comment, post, listing, ...).")
     @click.option("--split", default="train", show_default=True, help="Split of a Hugging Face dataset.")
     @click.option("--chunk-size", default=20000, show_default=True, help="Rows per transaction.")
-    @click.option("--limit", type=int, help="Stop after this many rows per input (for a quick look).")
+    @click.option("--limit", type=COUNT, help="Stop after this many rows per input (for a quick look).")
     @principal_option("actor", help="Who runs the ingest (audit log); on a store without accounts, default: the OS user.")
     @json_option
     @pass_app
@@ -117,8 +120,8 @@ def register_commands(cli: click.Group) -> None:
     @click.option("--predicted", help="Only items whose latest prediction is this label.")
     @click.option("--state", help="Only items whose case is in this state (open, claimed, decided, ...).")
     @click.option("--campaign", type=ID, help="Only members of this campaign.")
-    @click.option("--limit", default=20, show_default=True, help="How many items (0 = all).")
-    @click.option("--offset", default=0, show_default=True)
+    @click.option("--limit", type=COUNT, default=20, show_default=True, help="How many items (0 = all).")
+    @click.option("--offset", type=COUNT, default=0, show_default=True)
     @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
     @pass_app
     def items(app: AppContext, source: Optional[str], label: Optional[str], predicted: Optional[str],
@@ -257,7 +260,7 @@ def register_commands(cli: click.Group) -> None:
                                                  + (f" (posted: HTTP {d['posted']})" if "posted" in d else "")))
 
     @audit.command("log")
-    @click.option("--limit", default=20, show_default=True)
+    @click.option("--limit", type=COUNT, default=20, show_default=True)
     @json_option
     @pass_app
     def audit_log_cmd(app: AppContext, limit: int, as_json: bool) -> None:

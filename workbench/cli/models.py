@@ -164,7 +164,7 @@ def register_commands(cli: click.Group) -> None:
           workbench models train --kind transformer --param max_steps=200 --no-promote
         """
         from labeling.training_data import learning_data
-        from models.registry import champion, check_training_args, get_model, train_model
+        from models.registry import check_training_args, get_model, train_model
 
         echo = (lambda *a, **k: None) if as_json else click.echo
         cfg = app.models()
@@ -172,7 +172,9 @@ def register_commands(cli: click.Group) -> None:
         _call(check_training_args, app.taxonomy(), cfg, kind, _parse_params(params))
         if parent is not None:
             _call(get_model, app.store(), parent)
-        gated = promote_if == "always" and champion(app.store()) is not None  # only the first champion skips the gate
+        # Every --promote goes through promote_through_gate, the first champion too: a champion made
+        # by another host while this one trained is then compared with, not replaced with no gate.
+        gated = promote_if == "always"
         if gated:
             from core.hooks import check_permission
 
@@ -180,7 +182,9 @@ def register_commands(cli: click.Group) -> None:
         ld = _call(learning_data, app.store(), app.taxonomy(), cfg.learning, actor, sources=list(sources) or None,
                    min_examples_per_label=cfg.training.min_examples_per_label)
         data, validation = ld.fit_sets(cfg.training.seed)
-        for w in ld.stats["warnings"]:
+        from evaluation.promotion_report import left_out_line
+
+        for w in ld.stats["warnings"] + [line for line in (left_out_line(ld.stats),) if line]:
             click.echo(f"warning: {w}", err=True)
         result = _call(train_model, app.store(), app.taxonomy(), kind=kind, params=_parse_params(params),
                        config=cfg, parent=parent, data=data, validation=validation, train_side_only=True,
@@ -390,7 +394,7 @@ def register_commands(cli: click.Group) -> None:
                   help="After a promotion, leave the open cases as they are (run `workbench score` and "
                        "`workbench cases build` later).")
     @click.option("--report-dir", type=click.Path(file_okay=False), help="Where to write comparison.md / .png "
-                  "(default: <data dir>/reports/promotion-<challenger>).")
+                  "(default: <data dir>/reports/promotion-<challenger>, -2, -3 ... for a later verdict on it).")
     @principal_option("actor", help="Who retrains (audit log); on a store without accounts, default: the OS user.")
     @json_option
     @pass_app
