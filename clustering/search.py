@@ -7,7 +7,7 @@ import numpy as np
 from sqlalchemy import select
 
 from core.labels import current_decisions
-from core.text import has_undecodable_bytes, normalize_light
+from core.text import has_undecodable_bytes, lone_surrogate_at, normalize_light
 
 from .campaigns import CampaignGraph
 from .config import CampaignSettings
@@ -58,9 +58,13 @@ def search_text(store: "Store", text: str, settings: CampaignSettings, k: int = 
                 embedder: Optional["Embedder"] = None) -> list[dict[str, Any]]:
     """The `k` indexed items nearest to a free text, most similar first. A text of invisible
     characters only is empty (it would return arbitrary items); one holding bytes that are not
-    UTF-8 (a terminal in another encoding) is refused, as the tokenizer cannot read it."""
+    UTF-8 (a terminal in another encoding) or another lone surrogate is refused, as the tokenizer
+    cannot read it."""
     if has_undecodable_bytes(text):
         raise CampaignError("search text is not UTF-8 (an undecodable byte; check the terminal's encoding)")
+    at = lone_surrogate_at(text)
+    if at is not None:
+        raise CampaignError(f"search text is not Unicode text (a lone surrogate such as \\ud800 at character {at})")
     if not normalize_light(text):
         raise CampaignError("empty search text")
     graph = _load_graph(store, settings)

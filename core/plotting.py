@@ -5,6 +5,9 @@ drawn at once in one process (two retrains' comparison reports, a report beside 
 `workbench serve`) fail with a `ParseException` or draw into each other. Every function that
 draws is `serialised`, and gets pyplot from `pyplot()`, imported lazily (`workbench --help`
 never loads matplotlib).
+
+Every name that comes from data or a config (a policy, queue, tier, analyst, model version,
+campaign entity, slice) goes through `label_text` before it becomes plot text.
 """
 from __future__ import annotations
 
@@ -34,3 +37,10 @@ def serialised(fn: F) -> F:
             return fn(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
+
+
+def label_text(v: Any) -> str:
+    """`v` as plot text drawn as written: matplotlib reads `$...$` as mathtext, so a policy, queue,
+    analyst or model version named with dollar signs drew as a formula, or (`$\\foo{$`) failed the
+    whole figure with a ValueError. The one rule for every name that becomes plot text."""
+    return str(v).replace("$", r"\$")

@@ -15,7 +15,8 @@ shown or judged against until it is promoted; "newest" is the largest prediction
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, Optional
+import math
+from typing import Any, Iterable, Mapping, Optional
 
 from sqlalchemy import Connection, Select, case, func, select
 
@@ -24,6 +25,43 @@ from .schema import ModelVersion, Prediction
 P = Prediction.__table__
 _MV = ModelVersion.__table__
 _CHUNK = 900  # stay under SQLite's bound-parameter limit
+_SLACK = 1e-6  # float rounding past 0 or 1 (scores are stored to 6 places) is still a probability
+
+
+def _bad_probability(v: Any) -> Optional[str]:
+    """Why `v` is not a probability (a finite number in [0, 1]), or None when it is one."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return f"is {type(v).__name__} {str(v)[:40]!r}, not a number"
+    if not math.isfinite(v):
+        return f"is {v}"
+    if not -_SLACK <= v <= 1.0 + _SLACK:
+        return f"is {v:g}, outside [0, 1]"
+    return None
+
+
+def prediction_problem(row: Mapping[str, Any]) -> Optional[str]:
+    """Why a prediction row (`score`, `scores`, `uncertainty`) cannot be stored or planned, or None.
+
+    The one rule for a prediction's numbers, kept here beside the prediction of record: every
+    per-policy score, the top score and the uncertainty are finite numbers in [0, 1]. A NaN or
+    an infinity from a broken model stored as NULL (SQLite) or was refused with the whole batch
+    (PostgreSQL's JSON has no NaN), and later made a case's priority NaN. `models.scoring` refuses
+    such a row before it is written; case building skips a stored one (written before this rule)
+    with this reason, so one bad row never stops a batch. The answer names the field, e.g.
+    "scores['benign'] is nan"."""
+    scores = row.get("scores")
+    if not isinstance(scores, Mapping) or not scores:
+        return "scores is missing (a prediction has one score per policy)"
+    for label, v in scores.items():
+        bad = _bad_probability(v)
+        if bad:
+            return f"scores[{str(label)[:60]!r}] {bad}"
+    for name in ("score", "uncertainty"):
+        if row.get(name) is not None:
+            bad = _bad_probability(row[name])
+            if bad:
+                return f"{name} {bad}"
+    return None
 
 
 def champion_version(conn: Connection) -> Optional[str]:

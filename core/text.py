@@ -19,7 +19,8 @@ import unicodedata
 from typing import Optional
 
 _SPACE = re.compile(r"\s+")
-_SURROGATE = re.compile("[\udc80-\udcff]")
+_SURROGATE = re.compile("[\udc80-\udcff]")  # what `surrogateescape` makes of a byte that is not UTF-8
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # any surrogate code point: a str never holds a pair
 
 
 @functools.cache
@@ -71,8 +72,33 @@ def text_hash(text: str) -> str:
 
 
 def has_undecodable_bytes(text: str) -> bool:
-    """True when `text` was decoded with `surrogateescape` and held bytes that are not UTF-8."""
+    """True when `text` was decoded with `surrogateescape` and held bytes that are not UTF-8
+    (a subset of `lone_surrogate_at`: say "not UTF-8, check the encoding" for these)."""
     return bool(_SURROGATE.search(text))
+
+
+def lone_surrogate_at(text: str) -> Optional[int]:
+    """1-based place of the first lone surrogate (U+D800 to U+DFFF) in `text`, or None.
+
+    The one rule for "not Unicode text": a JSON escape such as `\\ud800` decodes to one, and so
+    does a byte that is not UTF-8 read with `surrogateescape`; UTF-8 cannot encode either, so a
+    tokenizer, a PostgreSQL column or a JSON file refuses it. Inputs check it before they use
+    the text, and refuse it in one line naming where."""
+    if text.isascii():  # the common case, in C
+        return None
+    m = _LONE_SURROGATE.search(text)
+    return m.start() + 1 if m else None
+
+
+def has_lone_surrogate(text: str) -> bool:
+    """True when `text` holds a lone surrogate (see `lone_surrogate_at`)."""
+    return lone_surrogate_at(text) is not None
+
+
+def replace_lone_surrogates(text: str) -> str:
+    """`text` with each lone surrogate replaced by U+FFFD: what a model reads where refusing is not
+    an option (scoring stored text: the batch goes on, the prediction is flagged `undecodable`)."""
+    return _LONE_SURROGATE.sub("\ufffd", text) if lone_surrogate_at(text) is not None else text
 
 
 # A rationale or reason a person writes (a decision, a correction, a forced promotion) is kept in

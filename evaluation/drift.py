@@ -36,11 +36,10 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.config import config_file, load_model
-from core.plotting import pyplot, serialised
+from core.plotting import label_text, pyplot, serialised
 
 from . import drift_stats as ds
 from .drift_stats import WindowData
-from .plots import label_text
 from .render import plain
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -24,6 +24,10 @@ confidence `conf`, the `method` and, for weighted samples, the Kish effective sa
 - Precision, recall and F1 are all ratios of sums over audited items: precision = sum(tp) /
   sum(pred), recall = sum(tp) / sum(true), F1 = sum(2 tp) / sum(true + pred), so one ratio
   estimator serves all three.
+- Prevalence (`prevalence_estimates`): the share of traffic whose human label is each policy,
+  read off the QA audit alone (a random draw of the traffic; the model-ranked queue is not one):
+  sum(w [label = policy]) / sum(w), the same ratio estimator with the same intervals (Wilson for
+  a uniform audit, `stratified_posterior` over strata x the model's prediction for a weighted one).
 - `audits_needed` says how many further audits would bring an interval to a target width.
 """
 from __future__ import annotations
@@ -340,6 +344,40 @@ def policy_estimates(y_true: Sequence[str], y_pred: Sequence[str], labels: Seque
                 est["method"] = "bootstrap"
             row[name] = est
         out[lab] = row
+    return out
+
+
+def prevalence_estimates(y_true: Sequence[str], labels: Sequence[str], y_pred: Optional[Sequence[str]] = None,
+                         weights: Optional[Sequence[float]] = None, strata: Optional[Sequence[Any]] = None,
+                         conf: float = 0.9, seed: int = 0) -> dict[str, Estimate]:
+    """Per policy label: its prevalence, the share of the sampled traffic whose human label
+    (`y_true`) it is, as an estimate; empty when nothing was audited.
+
+    Only a random sample says this (the QA audit; the model-ranked queue over-represents what the
+    model flags). Uniform: k / n with its Wilson interval. Weighted (1 / inclusion probability):
+    the Horvitz-Thompson (Hajek) share with the `stratified_posterior` interval, its cells the
+    strata x whether the model predicted the policy (`y_pred`; the same cells as precision and
+    recall), so a policy that hides in the rarely audited benign band keeps its uncertainty.
+    Every label is reported, a zero prevalence too: its upper bound is the figure that matters.
+    `n` is the number of audited items."""
+    yt = np.asarray(y_true, dtype=object)
+    w = None if weights is None else np.asarray(weights, dtype=np.float64)
+    if not len(yt):
+        return {}
+    yp = None if y_pred is None else np.asarray(y_pred, dtype=object)
+    if yp is not None and len(yp) != len(yt):
+        raise ValueError("y_true and y_pred must have one entry per unit")
+    out: dict[str, Estimate] = {}
+    for li, lab in enumerate(labels):
+        t = (yt == lab).astype(float)
+        est = ratio_estimate(t, np.ones(len(t)), w, strata, conf)
+        if w is not None:
+            group = [0] * len(t) if yp is None else (yp == lab).tolist()
+            post = stratified_posterior(t > 0, group, w, strata, seed=seed + li)
+            pos = np.sum([v[0] for v in post.values()], axis=0)
+            neg = np.sum([v[1] for v in post.values()], axis=0)
+            est = _posterior_interval(est, pos, pos + neg, conf)
+        out[lab] = est
     return out
 
 

@@ -16,7 +16,7 @@ from typing import Any, Iterable, Mapping, Optional, Sequence
 import numpy as np
 from sqlalchemy import select
 
-from core.plotting import pyplot, serialised
+from core.plotting import label_text, pyplot, serialised
 from core.schema import Case, Decision, utcnow
 from labeling.cases import filter_cases
 from labeling.queue_config import QueueConfig
@@ -212,12 +212,15 @@ def plot_kpis(kpis: Mapping[str, Any], path: Any) -> str:
     queues = kpis["queues"]
     tiers = [t for t, v in kpis["sla"].items() if v["met"] + v["missed"]]
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4), gridspec_kw={"width_ratios": [1.6, 1]})
-    names = list(queues)
-    a1.barh(names, [queues[q]["backlog"] for q in names], color="#47a", label="backlog")
-    a1.barh(names, [queues[q]["total"] - queues[q]["backlog"] for q in names],
+    names = list(queues)  # bars by position, labelled through `label_text` (config names)
+    ys = range(len(names))
+    a1.barh(ys, [queues[q]["backlog"] for q in names], color="#47a", label="backlog")
+    a1.barh(ys, [queues[q]["total"] - queues[q]["backlog"] for q in names],
             left=[queues[q]["backlog"] for q in names], color="#bbb", label="done")
+    a1.set_yticks(list(ys), [label_text(q) for q in names])
     a1.set_title(f"Cases per queue (as of {kpis['as_of']})"), a1.legend(loc="best")
-    a2.bar(tiers, [kpis["sla"][t]["rate"] for t in tiers], color="#4a7")
+    a2.bar(range(len(tiers)), [kpis["sla"][t]["rate"] for t in tiers], color="#4a7")
+    a2.set_xticks(range(len(tiers)), [label_text(t) for t in tiers])
     a2.axhline(0.95, color="#c44", linestyle="--", linewidth=1)
     a2.set_ylim(0, 1.05), a2.set_title("SLA compliance per tier")
     fig.tight_layout()

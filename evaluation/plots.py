@@ -11,15 +11,9 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
-from core.plotting import pyplot, serialised
+from core.plotting import label_text, pyplot, serialised
 
 from .estimates import wilson
-
-
-def label_text(v: Any) -> str:
-    """`v` as a plot label drawn as written: matplotlib reads `$...$` as mathtext, so a policy or
-    model version named with dollar signs drew as a formula, or (`$\\foo{$`) failed the whole report."""
-    return str(v).replace("$", r"\$")
 
 
 @serialised
@@ -63,7 +57,7 @@ def override_rate_png(windows: Sequence[Mapping[str, Any]], groups: Optional[Map
     ax.set_ylim(0, 1)
     ax.set_ylabel("override rate")
     ax.set_xlabel("window ending")
-    ax.set_title(title, fontsize=10)
+    ax.set_title(label_text(title), fontsize=10)
     ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     return _png(fig)
@@ -100,7 +94,7 @@ def reliability_png(proba: np.ndarray, y: np.ndarray, conf: float = 0.9, n_bins:
     ax.errorbar(xs, ys, yerr=[err_lo, err_hi], fmt="o-", color="#c0392b", capsize=3, markersize=4)
     ax.set_ylim(0, 1.02)
     ax.set_ylabel("accuracy")
-    ax.set_title(f"{title} (n={len(y)}, {int(conf * 100)}% Wilson bars)", fontsize=9)
+    ax.set_title(f"{label_text(title)} (n={len(y)}, {int(conf * 100)}% Wilson bars)", fontsize=9)
     axn.bar((edges[:-1] + edges[1:]) / 2, counts, width=1 / n_bins * 0.9, color="#888")
     axn.set_xlabel("model confidence (top score)")
     axn.set_ylabel("n")
@@ -132,7 +126,7 @@ def estimates_png(per_policy: Mapping[str, Mapping[str, Mapping[str, Any]]],
     ax.set_yticklabels([label_text(p) for p in policies])
     ax.set_ylim(len(policies) - 0.55, -0.55)
     ax.set_xlim(0, 1.12)
-    ax.set_xlabel(title + ": estimate with interval", fontsize=9)
+    ax.set_xlabel(label_text(title) + ": estimate with interval", fontsize=9)
     ax.legend(fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, frameon=False)
     fig.tight_layout()
     return _png(fig)

@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from core.plotting import pyplot, serialised
+from core.plotting import label_text, pyplot, serialised
 
 from .compare import PREDICTION_METRICS
 
@@ -35,9 +35,9 @@ def plot_comparison(path: str | Path, champion: str, challenger: str, comparison
             ax.bar(centers[mask], bins["accuracy"][mask], width=0.9 / n_bins, color="#4C72B0")
             ax.plot(centers[mask], bins["confidence"][mask], "_", color="#C44E52", ms=12, mew=2)
             ece = expected_calibration_error(proba, y, n_bins)
-            ax.set_title(f"{who}: {name}\nECE {ece:.3f}, n = {len(y)} (test split)", fontsize=9)
+            ax.set_title(f"{who}: {label_text(name)}\nECE {ece:.3f}, n = {len(y)} (test split)", fontsize=9)
         else:
-            ax.set_title(f"{who}: {name}\n(no human-labelled test items)", fontsize=9)
+            ax.set_title(f"{who}: {label_text(name)}\n(no human-labelled test items)", fontsize=9)
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
         ax.set_xlabel("confidence (top score)")
@@ -56,7 +56,7 @@ def plot_comparison(path: str | Path, champion: str, challenger: str, comparison
                     fmt="o", color=colours[set_name], capsize=3)
     ax.axvline(0, color="gray", lw=1)
     ax.set_yticks(range(len(rows)))
-    ax.set_yticklabels([f"{what} ({s}, n={comparisons[s]['n']})" for s, what, _ in rows], fontsize=8)
+    ax.set_yticklabels([label_text(f"{what} ({s}, n={comparisons[s]['n']})") for s, what, _ in rows], fontsize=8)
     ax.set_xlabel("challenger - champion (bootstrap interval)")
     ax.set_title("per-policy deltas", fontsize=9)
     ax.invert_yaxis()
@@ -182,12 +182,12 @@ def plot_gate_history(path: str | Path, verdicts: list[dict[str, Any]], set_name
     bound = rows[-1].get("min_lower_bound")
     a1.axhline(0.0 if bound is None else bound, color="#333", linestyle="--", linewidth=1)
     metric = rows[-1].get("metric") or "metric"
-    a1.set_title(f"Challenger - champion, {metric} on {set_name} (green passed, grey refused, red forced over it)",
+    a1.set_title(f"Challenger - champion, {label_text(metric)} on {label_text(set_name)} (green passed, grey refused, red forced over it)",
                  fontsize=9)
     a1.set_xlabel("gate verdict, oldest first"), a1.set_ylabel("difference with interval")
     a1.set_xticks(x)
     a2.bar(x, [v["sets"][set_name].get("n", 0) for v in rows], color="#3a6ea5")
-    a2.set_title(f"held-out human labels in {set_name}", fontsize=9), a2.set_xticks(x)
+    a2.set_title(f"held-out human labels in {label_text(set_name)}", fontsize=9), a2.set_xticks(x)
     a2.set_xlabel("gate verdict, oldest first")
     fig.tight_layout()
     fig.savefig(path, dpi=100)

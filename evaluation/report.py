@@ -32,7 +32,7 @@ from .analysts import analyst_quality
 from .config import EvaluationConfig
 from .overrides import override_telemetry
 from .slices import slice_report
-from .data import decision_rows, one_per_labelling_act  # noqa: F401 - re-exported (ops, older callers)
+from .data import decision_rows
 
 
 def _quality(rows: list[dict[str, Any]], taxonomy: Taxonomy) -> dict[str, Any]:
@@ -152,16 +152,21 @@ def _as_dt(v: Any) -> dt.datetime:
 
 
 def _audit_estimates(audit: list[dict[str, Any]], taxonomy: Taxonomy, config: EvaluationConfig) -> dict[str, Any]:
-    """Precision / recall / F1 per policy on the QA-audit sample, weighted when the draw was stratified."""
+    """Precision / recall / F1 and prevalence per policy on the QA-audit sample, weighted when the
+    draw was stratified."""
     pis = [r["inclusion"] for r in audit]
     w = es.inverse_probability_weights(pis)
     weighted = w is not None
     human, model = [r["human"] for r in audit], [r["model"] for r in audit]
     per_policy = es.policy_estimates(human, model, taxonomy.labels, w, conf=config.confidence,
                                      method=config.interval_method)
+    prevalence = es.prevalence_estimates(human, taxonomy.labels, model, w, conf=config.confidence)
     return {"n": len(audit), "weighted": weighted, "strata": len({p for p in pis if p}), "per_policy": per_policy,
             "accuracy": es.accuracy_estimate(human, model, w, conf=config.confidence),
-            "table": es.estimates_table(per_policy, len(audit), config.target_width)}
+            "table": es.estimates_table(per_policy, len(audit), config.target_width),
+            "prevalence": prevalence,
+            "prevalence_table": es.estimates_table({lab: {"prevalence": e} for lab, e in prevalence.items()},
+                                                   len(audit), config.target_width)}
 
 
 def evaluation_summary(store: Store, taxonomy: Taxonomy, actor: Actor, *, config: EvaluationConfig,

@@ -24,16 +24,22 @@ def _estimate_sections(s: Mapping[str, Any]) -> list[Section]:
         rows.append([lab, est(m["precision"]), est(m["recall"]), est(m["f1"]), " / ".join(more)]
                     + ([" / ".join(num(m[k].get("n_eff"), 1) for k in ("precision", "recall", "f1"))] if weighted else []))
     design = (f"stratified by predicted policy and score band ({qa['strata']} inclusion probabilities); each "
-              "audit weighted by 1 / its inclusion probability (ratio estimator, linearised variance, Wilson at "
-              "the effective n)") if weighted else "uniform (every case had the same chance); Wilson intervals"
+              "audit weighted by 1 / its inclusion probability (ratio estimator; interval from a stratified "
+              "posterior of the population totals)") if weighted else "uniform (every case had the same chance); Wilson intervals"
     text = (f"{qa['n']} audited decisions; design: {design}. {int(s['confidence'] * 100)}% intervals. "
             f"*n* is the number of audited items in the rate's denominator (predicted the policy for precision, "
-            f"truly the policy for recall). Further audits: how many more would bring each interval (P / R / F1) "
+            f"truly the policy for recall; every audited item for prevalence, the share of traffic that "
+            f"is the policy). Further audits: how many more would bring each interval (P / R / F1) "
             f"to a width of {w:.2f}. Accuracy: {est(qa['accuracy'], 3)}.")
     headers = ["policy", "precision", "recall", "F1", f"further audits to width {w:.2f} (P / R / F1)",
                *(["n_eff (P / R / F1)"] if weighted else [])]
-    out = [Section("QA-audit estimates (unbiased precision and recall)", text,
-                   [Table(headers, rows)] if rows else [], ["estimates"])]
+    prev = [[r["policy"], est(qa["prevalence"][r["policy"]], 3),
+             "n/a" if r["audits_to_target"] is None else str(r["audits_to_target"])]
+            + ([num(r["n_eff"], 1)] if weighted else []) for r in qa.get("prevalence_table", [])]
+    tables = ([Table(headers, rows)] if rows else []) + ([Table(
+        ["policy", "prevalence", f"further audits to width {w:.2f}", *(["n_eff"] if weighted else [])], prev,
+        "prevalence: the share of traffic whose human label is the policy, from the QA audit")] if prev else [])
+    out = [Section("QA-audit estimates (unbiased precision, recall and prevalence)", text, tables, ["estimates"])]
     rows = [[lab, est(m["precision"]), est(m["recall"]), est(m["f1"])] for lab, m in alld["per_policy"].items()]
     out.append(Section("All decisions (model-ranked review)",
                        "Every current human label against the model's label at decision time. The queue shows the "

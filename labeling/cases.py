@@ -16,14 +16,14 @@ from core import audit
 from core.hooks import PermissionDenied, check_permission
 from core.labels import current_decisions
 from core.principals import SYSTEM, Actor
-from core.predictions import predictions_of_record, record_ids
+from core.predictions import prediction_problem, predictions_of_record, record_ids
 from core.schema import Campaign, CampaignMember, Case, Decision, Item, Prediction, utcnow
 from core.store import Store, serialise
 from core.taxonomy import Taxonomy
 
 from .errors import QueueError
 from .masking import mask_text
-from .priority import label_harm_weights, score_features
+from .priority import PriorityError, label_harm_weights, score_features
 from .queue_config import QueueConfig
 from .routing import Candidate, plan_case
 from .sampling import calibration_copies
@@ -155,7 +155,10 @@ def _rescore_open_cases(conn: Connection, taxonomy: Taxonomy, config: QueueConfi
 def _replan_one(conn: Connection, taxonomy: Taxonomy, config: QueueConfig, r: Any, growth: dict[int, int],
                 harm: np.ndarray, now: dt.datetime, out: dict[str, int]) -> bool:
     """Re-plan one case of `_rescore_open_cases`; False when another writer changed it since `r` was read."""
-    row = plan_case(taxonomy, config, _candidate(r, growth), r.case_created, harm)
+    row, why = _plan(taxonomy, config, _candidate(r, growth), r.case_created, harm)
+    if row is None:  # a broken newer prediction: the case keeps its plan from the one before
+        out["rescore_skipped"] = out.get("rescore_skipped", 0) + 1
+        return True
     _keep_seed(row, r.case_meta or {}, r.case_queue, config)
     priority, why, terms = score_features(taxonomy, row["meta"]["features"], config, r.case_created,
                                           row["due_at"], now)
@@ -226,8 +229,9 @@ def _campaign_candidates(conn: Connection, taxonomy: Taxonomy, growth: dict[int,
                    I.c.source, I.c["metadata"].label("meta"))
             .join(CM, CM.c.item_id == P.c.item_id).join(I, I.c.id == P.c.item_id)
             .where(CM.c.campaign_id == camp["id"], P.c.id.in_(latest))).all()
+        rows = [r for r in rows if prediction_problem({"scores": r.scores, "uncertainty": r.uncertainty}) is None]
         if len(rows) < 2:
-            continue  # a campaign case needs at least two scored members
+            continue  # a campaign case needs at least two scored members (a broken score is none)
         mean = {lbl: float(np.mean([float((r.scores or {}).get(lbl, 0.0)) for r in rows])) for lbl in taxonomy.labels}
         label = max(mean, key=mean.get)
         exemplar = next((r for r in rows if r.item_id == camp["exemplar_item_id"]), rows[0])
@@ -258,6 +262,22 @@ def _already_cased(conn: Connection, chunk: Sequence[Candidate]) -> set[tuple[An
     return out
 
 
+_SKIPPED_KEPT = 20  # reasons a build's summary keeps (the count is exact)
+
+
+def _plan(taxonomy: Taxonomy, config: QueueConfig, cand: Candidate, now: dt.datetime,
+          harm: np.ndarray) -> tuple[Optional[dict[str, Any]], Optional[str]]:
+    """(the case row of a candidate, None), or (None, why) for one whose stored prediction no
+    priority can come from (`prediction_problem`, `PriorityError`): it is skipped, not the build."""
+    problem = prediction_problem({"score": cand.score, "scores": cand.scores, "uncertainty": cand.uncertainty})
+    if problem is None:
+        try:
+            return plan_case(taxonomy, config, cand, now, harm), None
+        except PriorityError as exc:
+            problem = str(exc)
+    return None, f"{cand.key}: {problem}; no case built"
+
+
 def build_cases(store: Store, taxonomy: Taxonomy, config: QueueConfig,
                 now: Optional[dt.datetime] = None, actor: Actor = SYSTEM["system"], progress: bool = True,
                 chunk_size: int = 5000) -> dict[str, Any]:
@@ -275,7 +295,8 @@ def build_cases(store: Store, taxonomy: Taxonomy, config: QueueConfig,
     now = now or utcnow()
     harm = label_harm_weights(taxonomy)
     summary: dict[str, Any] = {"cases": 0, "item_cases": 0, "campaign_cases": 0, "audit": 0,
-                               "escalated": 0, "calibration_copies": 0, "by_queue": {}}
+                               "escalated": 0, "calibration_copies": 0, "by_queue": {},
+                               "skipped": 0, "skipped_reasons": []}
     # Read and plan without the write lock; write in chunks so claims interleave with a big build.
     with store.read() as conn:
         growth = _campaign_growth(conn, config, now)
@@ -284,7 +305,15 @@ def build_cases(store: Store, taxonomy: Taxonomy, config: QueueConfig,
     bar = tqdm(total=len(candidates), desc="building cases", unit="case", disable=not progress, leave=False)
     for start in range(0, len(candidates), chunk_size):
         chunk = candidates[start:start + chunk_size]
-        planned = [(cand, plan_case(taxonomy, config, cand, now, harm)) for cand in chunk]
+        planned = []
+        for cand in chunk:
+            row, why = _plan(taxonomy, config, cand, now, harm)
+            if row is None:
+                summary["skipped"] += 1
+                if len(summary["skipped_reasons"]) < _SKIPPED_KEPT:
+                    summary["skipped_reasons"].append(why)
+                continue
+            planned.append((cand, row))
         with store.begin() as conn:
             _lock_builds(conn)
             taken = _already_cased(conn, chunk)  # a concurrent build may have got there first

@@ -117,6 +117,30 @@ def explain_priority(priority: float, terms: Mapping[str, float], features: Mapp
     return f"{head}{priority:.3f} = " + (" + ".join(parts) if parts else "no risk signal")
 
 
+class PriorityError(ValueError):
+    """A case's features hold a number no priority can be computed from (NaN, infinite, negative)."""
+
+
+_NUMERIC = ("risk", "uncertainty", "campaign_size", "campaign_growth", "reports", "score")
+
+
+def features_problem(features: Mapping[str, Any]) -> Optional[str]:
+    """Why a case's stored features cannot be ranked (one line naming the feature), or None.
+
+    A NaN from a broken model passed `np.clip` untouched and made the priority NaN, which the
+    store refused for the whole build (`cases.priority` is NOT NULL); `score_features` raises
+    `PriorityError` with this reason instead, so a caller can skip that one case and count it."""
+    for name in _NUMERIC:
+        v = features.get(name)
+        if v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            return f"feature {name} is {type(v).__name__} {str(v)[:40]!r}, not a number"
+        if not math.isfinite(v) or v < 0:
+            return f"feature {name} is {v:g}" + ("" if math.isfinite(v) else " (a model score was not a number)")
+    return None
+
+
 def _epoch(t: dt.datetime) -> float:
     return (t - dt.datetime(1970, 1, 1)).total_seconds()
 
@@ -139,7 +163,11 @@ def score_features(taxonomy: Taxonomy, features: Mapping[str, Any], config: Queu
                    created: dt.datetime, due: Optional[dt.datetime], now: dt.datetime) -> tuple[float, str, dict[str, float]]:
     """(priority, one-line reason, term contributions) of one case from its stored features.
 
-    A case a learning or seed pass placed (`pinned`) keeps that priority; its reason says why."""
+    A case a learning or seed pass placed (`pinned`) keeps that priority; its reason says why.
+    Features no priority can come from (`features_problem`) raise `PriorityError`, never a NaN."""
+    problem = features_problem(features)
+    if problem is not None:
+        raise PriorityError(f"no priority: {problem}")
     used = float(sla_used(_epoch(created), _epoch(due), _epoch(now))) if due else 0.0
     terms = priority_terms(config.priority, risk=features.get("risk", 0.0),
                            uncertainty=features.get("uncertainty", 0.0),

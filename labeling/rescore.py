@@ -38,7 +38,7 @@ from core.principals import Actor
 from core.schema import CampaignMember, Case, Item, Prediction, utcnow
 
 from .cases import build_cases, unchanged
-from .priority import label_harm_weights, score_features
+from .priority import PriorityError, label_harm_weights, score_features
 from .routing import Candidate, plan_case
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -115,10 +115,11 @@ def _score(store: "Store", taxonomy: "Taxonomy", models_config: "ModelsConfig", 
                 emb = embeddings_for(store, model, [u[0] for u in units], show_progress=False, config=models_config)
             fields = predict_rows(model, prepared, taxonomy.benign_label, emb, sc.uncertainty)
             now = utcnow()
-            with store.begin() as conn:
-                _insert_predictions(conn, [{"item_id": r[0], "model_version": champ, "taxonomy_version": taxonomy.version,
-                                            "created_at": now, **f} for r, f in zip(rows, fields)])
-            done += len(rows)
+            with store.begin() as conn:  # a refused row (a NaN score) leaves its item unscored, not counted
+                refused = _insert_predictions(conn, [{"item_id": r[0], "model_version": champ,
+                                                      "taxonomy_version": taxonomy.version, "created_at": now, **f}
+                                                     for r, f in zip(rows, fields)])
+            done += len(rows) - len(refused)
             bar.update(len(rows))
             tick(len(rows))
     finally:
@@ -170,13 +171,19 @@ def _refresh_round(store: "Store", taxonomy: "Taxonomy", config: "QueueConfig", 
                                  campaign_size=int(feats.get("campaign_size") or len(rows)),
                                  campaign_growth=float(feats.get("campaign_growth") or 0.0),
                                  reports=int(feats.get("reports") or 0), extra={"campaign_case": True})
-                planned = plan_case(taxonomy, config, cand, case["created_at"], harm)
+                try:
+                    planned = plan_case(taxonomy, config, cand, case["created_at"], harm)
+                except PriorityError:
+                    continue  # an old stored prediction no priority comes from: the case keeps its plan
                 values: dict[str, Any] = {"predicted_label": label, "model_version": champ,
                                           "meta": dict(meta, scores=planned["meta"]["scores"],
                                                        features=planned["meta"]["features"])}
                 if case["state"] == "open":
-                    priority, why, terms = score_features(taxonomy, planned["meta"]["features"], config,
-                                                          case["created_at"], case["due_at"], now)
+                    try:
+                        priority, why, terms = score_features(taxonomy, planned["meta"]["features"], config,
+                                                              case["created_at"], case["due_at"], now)
+                    except PriorityError:
+                        continue
                     values.update(priority=priority, priority_reason=why,
                                   meta=dict(values["meta"], terms=terms))
             else:

@@ -33,7 +33,7 @@ from core.labels import current_decisions
 from core.predictions import predictions_of_record
 from core.principals import Actor
 from core.schema import Case, Item, utcnow
-from core.text import has_undecodable_bytes, normalize_light
+from core.text import has_lone_surrogate, has_undecodable_bytes, normalize_light
 from core.store import Store, serialise
 from core.taxonomy import Taxonomy
 
@@ -65,7 +65,6 @@ MAX_EXAMPLE_CHARS = 10_000
 """Longest example text or query, in characters. The embedder reads only its first few hundred
 tokens (`models.yaml` max_seq_length), so a longer one is a mistake (a whole thread or file on one
 line), not an example; core.ingest has no text-length cap to reuse."""
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # JSON's "\ud800" escape decodes to one; no tokenizer reads it
 
 
 def check_example(text: str, where: str) -> str:
@@ -76,7 +75,7 @@ def check_example(text: str, where: str) -> str:
         raise QueueError(f"{where}: NUL byte in the example text")
     if has_undecodable_bytes(text):
         raise QueueError(f"{where}: the example text is not UTF-8 (an undecodable byte; check the terminal's encoding)")
-    if _LONE_SURROGATE.search(text):
+    if has_lone_surrogate(text):
         raise QueueError(f"{where}: the example text holds a lone surrogate (an escape such as \\ud800), not Unicode text")
     s = text.strip()
     if s and not normalize_light(s):
@@ -97,7 +96,7 @@ def check_keyword(text: str, where: str) -> str:
         raise QueueError(f"{where}: NUL byte in the keyword")
     if has_undecodable_bytes(text):
         raise QueueError(f"{where}: the keyword is not UTF-8 (an undecodable byte; check the terminal's encoding)")
-    if _LONE_SURROGATE.search(text):
+    if has_lone_surrogate(text):
         raise QueueError(f"{where}: the keyword holds a lone surrogate (an escape such as \\ud800), not Unicode text")
     k = normalize_light(text)
     if not k:
@@ -306,7 +305,7 @@ def seed_cases(store: Store, taxonomy: Taxonomy, config: QueueConfig, actor: Act
     for i, e in enumerate(examples, 1):  # what `check_example` refuses would crash the tokenizer
         if e and has_undecodable_bytes(e):
             raise QueueError(f"example {i}: the example text is not UTF-8 (an undecodable byte)")
-        if e and _LONE_SURROGATE.search(e):
+        if e and has_lone_surrogate(e):
             raise QueueError(f"example {i}: the example text holds a lone surrogate, not Unicode text")
     examples = [e.strip() for e in examples if e and normalize_light(e)]  # invisible-only is empty
     keywords = list(dict.fromkeys(check_keyword(k, f"keyword {i}") for i, k in enumerate(keywords, 1)))

@@ -10,7 +10,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from core.plotting import pyplot, serialised
+from core.plotting import label_text, pyplot, serialised
 
 
 def margin_uncertainty(proba: np.ndarray) -> np.ndarray:
@@ -152,7 +152,7 @@ def plot_reliability(proba: np.ndarray, y: np.ndarray, path: str, title: str = "
     ax.plot(centers[mask], bins["confidence"][mask], "_", color="#C44E52", ms=14, mew=2,
             label="mean confidence (gap = miscalibration)")
     ax.set_ylabel("accuracy")
-    ax.set_title(f"{title}\nECE = {ece:.3f}, n = {int(bins['count'].sum())}")
+    ax.set_title(f"{label_text(title)}\nECE = {ece:.3f}, n = {int(bins['count'].sum())}")  # a model version
     ax.legend(loc="upper left", fontsize=8)
     ax.set_ylim(0, 1)
     ax2.bar(centers, bins["count"], width=width * 0.9, color="#55A868")

@@ -21,9 +21,16 @@ Odd input has a defined outcome instead of failing the batch:
 - invisible format characters (zero-width, soft hyphen, bidi controls) are dropped and the text
   NFKC-normalised before the model reads it (`core.text.visible_text`), so a copy of a wave
   obfuscated that way scores as its readable twin, which shares its hash;
-- bytes that were not UTF-8: surrogate escapes (how Python keeps them) are replaced by U+FFFD
-  for the model, and text already holding U+FFFD (decoded upstream with errors="replace") is
-  scored as it is; both get flag `undecodable`.
+- bytes that were not UTF-8: surrogate escapes (how Python keeps them), and any other lone
+  surrogate (a JSON `\\ud800` stored before ingest refused them), are replaced by U+FFFD for the
+  model (`core.text.replace_lone_surrogates`; a tokenizer cannot read them), and text already
+  holding U+FFFD (decoded upstream with errors="replace") is scored as it is; all get flag
+  `undecodable`.
+
+A model's output is checked before it is stored (`core.predictions.prediction_problem`: every
+score and the uncertainty a finite number in [0, 1]): a broken or hostile model's NaN, infinity
+or out-of-range score leaves that item unscored, with the reason (item and field) in the
+summary's `refused`, and the rest of the batch is stored.
 """
 from __future__ import annotations
 
@@ -33,10 +40,11 @@ from typing import TYPE_CHECKING, Any, Optional, Sequence
 import numpy as np
 
 from core.hooks import check_permission
+from core.predictions import prediction_problem
 from core.principals import SYSTEM, Actor
 from core.schema import Item, Prediction, utcnow
 from core.store import insert_ignore
-from core.text import has_undecodable_bytes, text_hash, visible_text
+from core.text import has_lone_surrogate, replace_lone_surrogates, text_hash, visible_text
 
 if TYPE_CHECKING:  # pragma: no cover
     from core.store import Store
@@ -47,6 +55,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 _MEMO_LIMIT = 200_000  # scores kept per run for repeated texts (about 10 MB)
+_REFUSED_KEPT = 20  # refusal reasons a summary keeps (the count is exact)
 
 
 @dataclass
@@ -109,8 +118,8 @@ def prepare_text(text: Optional[str], max_chars: int, stored_hash: Optional[str]
     """Apply the odd-input rules above; `stored_hash` is reused when the text is unchanged."""
     flags: dict[str, Any] = {}
     text = text or ""
-    if has_undecodable_bytes(text):
-        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    if has_lone_surrogate(text):
+        text = replace_lone_surrogates(text)
         flags["undecodable"] = True
     elif "\ufffd" in text:
         flags["undecodable"] = True
@@ -149,6 +158,8 @@ class ScoreSummary:
     embeddings_encoded: int = 0
     embeddings_cached: int = 0
     seconds: float = 0.0
+    unscored: int = 0  # items whose prediction `_insert_predictions` refused (left unscored)
+    refused: list[str] = field(default_factory=list)  # why, one line each (the first _REFUSED_KEPT)
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -160,7 +171,9 @@ class ScoreSummary:
         flags = ", ".join(f"{k}={v}" for k, v in sorted(self.flags.items())) or "none"
         return (f"scored {self.scored} items with {self.model_version} in {self.seconds:.1f}s "
                 f"({self.skipped_already_scored} already scored); labels: {labels}; flags: {flags}; "
-                f"embeddings encoded {self.embeddings_encoded}, from cache {self.embeddings_cached}")
+                f"embeddings encoded {self.embeddings_encoded}, from cache {self.embeddings_cached}"
+                + (f"; {self.unscored} left unscored (the model's output was refused: "
+                   f"{self.refused[0]}{' ...' if self.unscored > 1 else ''})" if self.unscored else ""))
 
 
 class _CountingCache:
@@ -222,9 +235,25 @@ def predict_rows(model: "PolicyClassifier", prepared: Sequence[PreparedText], be
     return rows
 
 
-def _insert_predictions(conn: Any, rows: list[dict[str, Any]]) -> None:
-    """Insert prediction rows; one already stored for an item and model (a concurrent run) stays."""
-    conn.execute(insert_ignore(conn.dialect.name, Prediction.__table__, ["item_id", "model_version"]), rows)
+def _insert_predictions(conn: Any, rows: list[dict[str, Any]]) -> dict[str, str]:
+    """Insert prediction rows; one already stored for an item and model (a concurrent run) stays.
+
+    The one place predictions are written (scoring, rescoring after a promotion): a row
+    `prediction_problem` refuses (a NaN, infinite or out-of-range score) is not written, its item
+    stays unscored by this model, and item id -> the reason comes back, one line each ("item 'x':
+    scores['spam'] is nan (model M); left unscored"); the other rows are stored."""
+    good: list[dict[str, Any]] = []
+    refused: dict[str, str] = {}
+    for r in rows:
+        problem = prediction_problem(r)
+        if problem is None:
+            good.append(r)
+        else:
+            refused[r["item_id"]] = (f"item {str(r['item_id'])[:80]!r}: {problem} "
+                                     f"(model {r.get('model_version')}); left unscored")
+    if good:
+        conn.execute(insert_ignore(conn.dialect.name, Prediction.__table__, ["item_id", "model_version"]), good)
+    return refused
 
 
 def count_unscored(store: "Store", model_version: str) -> tuple[int, int]:
@@ -330,13 +359,17 @@ def score_items(store: "Store", taxonomy: "Taxonomy", model_version: Optional[st
             rows = [{"item_id": item[0], "model_version": version, "taxonomy_version": taxonomy.version,
                      "created_at": now, **f} for item, f in zip(items, fields)]
             with store.begin() as conn:
-                _insert_predictions(conn, rows)
-            for f in fields:
+                refused = _insert_predictions(conn, rows)
+            summary.unscored += len(refused)
+            summary.refused += list(refused.values())[:max(_REFUSED_KEPT - len(summary.refused), 0)]
+            for item, f in zip(items, fields):
+                if item[0] in refused:
+                    continue
                 summary.by_label[f["label"]] = summary.by_label.get(f["label"], 0) + 1
                 for flag, value in (f["flags"] or {}).items():
                     if value is True:
                         summary.flags[flag] = summary.flags.get(flag, 0) + 1
-            summary.scored += len(rows)
+            summary.scored += len(rows) - len(refused)
             bar.update(len(rows))
     finally:
         bar.close()

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
-from core.plotting import pyplot, serialised
+from core.plotting import label_text, pyplot, serialised
 from evaluation.ops import ops_kpis
 
 from .format import local_time, minutes, percent
@@ -59,19 +59,22 @@ def ops_chart(k: dict[str, Any], path: Any) -> str:
     people = list(k["resolved_per_analyst"].items())[:10][::-1]
     fig, (a1, a2, a3) = plt.subplots(1, 3, figsize=(12.5, 3.2), gridspec_kw={"width_ratios": [1.5, 1, 1]})
     back = [k["queues"][q].get("backlog", 0) for q in queues]
-    a1.barh(queues, back, color="#3a6ea5", label="backlog")
-    a1.barh(queues, [k["queues"][q].get("total", 0) - b for q, b in zip(queues, back)], left=back, color="#c8c8c8",
-            label="done")
+    a1.barh(range(len(queues)), back, color="#3a6ea5", label="backlog")
+    a1.barh(range(len(queues)), [k["queues"][q].get("total", 0) - b for q, b in zip(queues, back)], left=back,
+            color="#c8c8c8", label="done")
+    a1.set_yticks(range(len(queues)), [label_text(q) for q in queues])  # names from configs: `label_text`
     a1.set_title("Cases per queue"), a1.legend(loc="lower right", fontsize=8), a1.tick_params(labelsize=8)
     if tiers:
-        a2.bar(tiers, [100 * k["sla"][t]["rate"] for t in tiers], color="#4a9a6a", width=0.5)
+        a2.bar(range(len(tiers)), [100 * k["sla"][t]["rate"] for t in tiers], color="#4a9a6a", width=0.5)
+        a2.set_xticks(range(len(tiers)), [label_text(t) for t in tiers])
         a2.axhline(95, color="#c44", linestyle="--", linewidth=1, label="95% target")
         a2.legend(loc="lower right", fontsize=8)
     else:
         a2.text(0.5, 0.5, "no case closed or overdue yet", ha="center", va="center", transform=a2.transAxes)
     a2.set_ylim(0, 105), a2.set_ylabel("% met"), a2.set_title("SLA compliance per tier")
     if people:
-        a3.barh([p for p, _ in people], [n for _, n in people], color="#8a6bb0")
+        a3.barh(range(len(people)), [n for _, n in people], color="#8a6bb0")
+        a3.set_yticks(range(len(people)), [label_text(p) for p, _ in people])  # analyst names
     else:
         a3.text(0.5, 0.5, "no decisions yet", ha="center", va="center", transform=a3.transAxes)
     a3.set_title("Cases decided per analyst"), a3.tick_params(labelsize=8)
