@@ -408,13 +408,13 @@ def _open_column(taken: list[str], header: list[str], delimiter: str) -> str:
 
 
 # -- JSONL, Parquet, Hugging Face ----------------------------------------------------------------
-class _DuplicateKey(ValueError):
+class DuplicateKey(ValueError):
     def __init__(self, key: str) -> None:
         super().__init__(f"duplicate key {key!r} in a JSON object: which value is meant is a guess")
         self.key = key
 
 
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """A JSON object as a dict, refusing a key given twice (json.loads would keep the last value
     silently: `{"text": "benign", "text": "scam"}` reads differently elsewhere)."""
     obj = dict(pairs)
@@ -422,7 +422,7 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         seen: set[str] = set()
         for key, _ in pairs:
             if key in seen:
-                raise _DuplicateKey(key)
+                raise DuplicateKey(key)
             seen.add(key)
     return obj
 
@@ -435,8 +435,8 @@ def read_jsonl(path: str) -> Iterator[tuple[int, dict[str, Any]]]:
             if not line.strip():
                 continue
             try:
-                obj = json.loads(line, object_pairs_hook=_unique_keys)
-            except _DuplicateKey as exc:
+                obj = json.loads(line, object_pairs_hook=unique_keys)
+            except DuplicateKey as exc:
                 yield lineno, {"__error__": BadRow(exc.key, str(exc)), "__raw__": line[:500]}
                 continue
             except (ValueError, RecursionError) as exc:  # a syntax error, nesting too deep, an int too long

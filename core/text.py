@@ -112,3 +112,25 @@ def reason_length_error(text: str | None, what: str, limit: int = MAX_REASON_CHA
     if text is not None and len(text) > limit:
         return f"{what} has at most {limit:,} characters, this one has {len(text):,}"
     return None
+
+
+def text_error(text: str, what: str) -> Optional[str]:
+    """The one-line refusal for free text people write (a note, an appeal's reason, its rationale)
+    that the store cannot keep or a terminal would obey: a NUL byte (PostgreSQL refuses it), a lone
+    surrogate (not UTF-8), or a control character other than tab and line breaks (`workbench notes`
+    prints bodies as they are: an escape sequence would rewrite the screen). None when it is fine."""
+    if (at := lone_surrogate_at(text)) is not None:
+        return f"{what} holds a lone surrogate at character {at} (not valid Unicode)"
+    bad = next((i for i, ch in enumerate(text) if unicodedata.category(ch) == "Cc" and ch not in "\t\n\r"), None)
+    if bad is not None:
+        return f"{what} holds a control character at character {bad + 1} (U+{ord(text[bad]):04X})"
+    return None
+
+
+def free_text_error(text: Optional[str], what: str, limit: int = MAX_REASON_CHARS) -> Optional[str]:
+    """The one rule for a reason or rationale a person writes: within `limit` characters
+    (`reason_length_error`) and text the store can keep and a terminal will not obey
+    (`text_error`). None when it is fine."""
+    if text is None:
+        return None
+    return reason_length_error(text, what, limit) or text_error(text, what)

@@ -40,9 +40,7 @@ def gate_verdicts(store: "Store", actor: Actor, limit: int = 50,
         q = q.where(A.c.entity_type == "model_version", A.c.entity_id == challenger)
     with store.read() as conn:
         rows = conn.execute(q.order_by(A.c.id.desc()).limit(limit)).all()
-        lost = dict(conn.execute(select(A.c.entity_id, A.c.payload).where(
-            A.c.action == "model.promote_refused", A.c.entity_type == "model_version",
-            A.c.entity_id.in_({r.entity_id for r in rows}))).all()) if rows else {}
+        lost = _refusals(conn, rows)
     out = []
     for r in rows:
         p = r.payload if isinstance(r.payload, dict) else {}
@@ -56,18 +54,43 @@ def gate_verdicts(store: "Store", actor: Actor, limit: int = 50,
                     "warnings": [w for w in gate.get("warnings") or () if isinstance(w, str)],
                     "forced": r.action == "model.force_promote",
                     "force_reason": p.get("reason") if r.action == "model.force_promote" else None,
-                    "promote_refused": (lost[r.entity_id] or {}).get("reason") if r.entity_id in lost else None})
+                    "promote_refused": lost.get(r.id)})
+    return out
+
+
+def _refusals(conn: Any, rows: list[Any]) -> dict[int, str]:
+    """Verdict event id -> why its promotion was refused (`model.promote_refused`: the
+    compare-and-swap lost to another promotion). A refusal belongs to the verdict it followed,
+    the challenger's latest `model.gate` (and that gate's `model.force_promote`), never to an
+    earlier or a later verdict of the same version."""
+    if not rows:
+        return {}
+    events = conn.execute(select(A.c.id, A.c.action, A.c.entity_id, A.c.payload).where(
+        A.c.action.in_(GATE_ACTIONS + ("model.promote_refused",)), A.c.entity_type == "model_version",
+        A.c.entity_id.in_({r.entity_id for r in rows})).order_by(A.c.id)).all()
+    open_: dict[str, list[int]] = {}  # version -> the events of its verdict awaiting an outcome
+    out: dict[int, str] = {}
+    for e in events:
+        if e.action == "model.gate":
+            open_[e.entity_id] = [e.id]
+        elif e.action == "model.force_promote":
+            open_.setdefault(e.entity_id, []).append(e.id)
+        else:
+            p = e.payload if isinstance(e.payload, dict) else {}
+            for vid in open_.pop(e.entity_id, []):
+                out[vid] = str(p.get("reason") or "promotion refused")
     return out
 
 
 def verdict_word(v: Optional[dict[str, Any]]) -> str:
     """A verdict of `gate_verdicts` in words, the same in the Models tab and the CLI: forced over
-    the gate, passed, passed but not promoted (another promotion landed first: the compare-and-swap
-    of `models.registry.promote`), refused; `—` when never compared."""
+    the gate, passed, either of them not promoted (another promotion landed first: the
+    compare-and-swap of `models.registry.promote`), refused; `—` when never compared."""
     if not v:
         return "—"
     if v["forced"]:
-        return "forced over the gate"
+        return "forced, not promoted: the champion changed meanwhile" if v.get("promote_refused") else \
+            "forced over the gate"
     if v["passed"]:
         return "passed, not promoted: the champion changed meanwhile" if v.get("promote_refused") else "passed"
     return "refused"

@@ -20,7 +20,7 @@ from core.principals import Actor, actor_name
 from core.schema import Case, Item, utcnow
 from core.store import Store, serialise
 from core.taxonomy import Taxonomy
-from core.text import reason_length_error
+from core.text import free_text_error
 
 from .cases import case_view
 from .claims import check_actionable, lock_case
@@ -45,13 +45,16 @@ def appeal(store: Store, item_id: str, appellant: Actor, reason: str, taxonomy: 
     """
     if not reason or not reason.strip():
         raise DecisionError("an appeal needs a reason")
-    if (too_long := reason_length_error(reason, "an appeal's reason")) is not None:
-        raise DecisionError(too_long)
+    if (bad := free_text_error(reason, "an appeal's reason")) is not None:
+        raise DecisionError(bad)
     now = now or utcnow()
     check_permission(appellant, "appeal", f"item {item_id}")
     appellant = actor_name(appellant)
     with store.begin() as conn:
         serialise(conn, f"appeal:{item_id}")  # a retried filing waits, then finds this one waiting
+        # The item's decision lock, as every writer takes it: an undo or a correction committing
+        # meanwhile is waited for, so the appeal never names a decision already taken back.
+        lock_item_decisions(conn, item_id)
         current = current_decisions(conn, [item_id]).get(item_id)
         if current is None:
             raise DecisionError(f"item {item_id!r} has no decision to appeal")
@@ -108,8 +111,8 @@ def resolve_appeal(store: Store, taxonomy: Taxonomy, case_id: int, analyst: Acto
         raise DecisionError(f"outcome must be one of {', '.join(OUTCOMES)}, not {outcome!r}")
     if not rationale or not rationale.strip():
         raise DecisionError("resolving an appeal needs a rationale")
-    if (too_long := reason_length_error(rationale, "a rationale")) is not None:
-        raise DecisionError(too_long)
+    if (bad := free_text_error(rationale, "a rationale")) is not None:
+        raise DecisionError(bad)
     now = now or utcnow()
     check_permission(analyst, "resolve_appeal", f"case {case_id}")
     analyst = actor_name(analyst)

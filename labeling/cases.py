@@ -117,14 +117,17 @@ def _candidate(r: Any, growth: dict[int, int]) -> Candidate:
                      reports=_reports(r.meta), flags=dict(r.flags or {}))
 
 
-def _item_candidates(conn: Connection, now: dt.datetime, growth: dict[int, int]) -> Iterable[Candidate]:
+def _item_candidates(conn: Connection, now: dt.datetime, growth: dict[int, int],
+                     item_ids: Optional[Sequence[str]] = None) -> Iterable[Candidate]:
     has_case = exists(select(1).where(C.c.item_id == P.c.item_id, C.c.campaign_id.is_(None)))
-    for r in conn.execute(_prediction_rows(conn, where=[~has_case]).order_by(P.c.id)):
+    where = [~has_case] + ([P.c.item_id.in_(list(item_ids))] if item_ids is not None else [])
+    for r in conn.execute(_prediction_rows(conn, where=where).order_by(P.c.id)):
         yield _candidate(r, growth)
 
 
 def _rescore_open_cases(conn: Connection, taxonomy: Taxonomy, config: QueueConfig, now: dt.datetime,
-                        growth: dict[int, int], harm: np.ndarray) -> dict[str, int]:
+                        growth: dict[int, int], harm: np.ndarray,
+                        item_ids: Optional[Sequence[str]] = None) -> dict[str, int]:
     """Re-plan waiting item cases whose item has a newer model's prediction (after a promotion).
 
     Only unclaimed cases in an ordinary queue move: their queue, severity, due time (from the
@@ -138,6 +141,7 @@ def _rescore_open_cases(conn: Connection, taxonomy: Taxonomy, config: QueueConfi
                          C.c.updated_at.label("case_updated"),
                          where=[C.c.state == "open", C.c.campaign_id.is_(None), C.c.calibration_set.is_(None),
                                 C.c.queue.notin_(special), P.c.model_version != C.c.model_version]
+                         + ([P.c.item_id.in_(list(item_ids))] if item_ids is not None else [])
                          ).join(C, C.c.item_id == P.c.item_id)
     out = {"rescored": 0, "rescored_escalated": 0}
     rows, changed = conn.execute(q).all(), []
@@ -280,9 +284,10 @@ def _plan(taxonomy: Taxonomy, config: QueueConfig, cand: Candidate, now: dt.date
 
 def build_cases(store: Store, taxonomy: Taxonomy, config: QueueConfig,
                 now: Optional[dt.datetime] = None, actor: Actor = SYSTEM["system"], progress: bool = True,
-                chunk_size: int = 5000) -> dict[str, Any]:
+                chunk_size: int = 5000, item_ids: Optional[Sequence[str]] = None) -> dict[str, Any]:
     """Turn every scored item and every active campaign without a case into one; returns counts.
-    Needs `build_cases`.
+    Needs `build_cases`. With `item_ids` (an API batch) only those items' cases are built and
+    re-planned, and no campaign case: the caller acts on its own batch, not the whole store.
 
     Idempotent: an item or campaign that already has a case gets no second one, so it can run
     after every scoring batch; a campaign decided before gets a new case only once undecided
@@ -300,8 +305,9 @@ def build_cases(store: Store, taxonomy: Taxonomy, config: QueueConfig,
     # Read and plan without the write lock; write in chunks so claims interleave with a big build.
     with store.read() as conn:
         growth = _campaign_growth(conn, config, now)
-        candidates = list(_item_candidates(conn, now, growth))
-        candidates += list(_campaign_candidates(conn, taxonomy, growth))
+        candidates = list(_item_candidates(conn, now, growth, item_ids))
+        if item_ids is None:
+            candidates += list(_campaign_candidates(conn, taxonomy, growth))
     bar = tqdm(total=len(candidates), desc="building cases", unit="case", disable=not progress, leave=False)
     for start in range(0, len(candidates), chunk_size):
         chunk = candidates[start:start + chunk_size]
@@ -338,7 +344,7 @@ def build_cases(store: Store, taxonomy: Taxonomy, config: QueueConfig,
     bar.close()
     with store.begin() as conn:
         _lock_builds(conn)
-        summary.update(_rescore_open_cases(conn, taxonomy, config, now, growth, harm))
+        summary.update(_rescore_open_cases(conn, taxonomy, config, now, growth, harm, item_ids))
         if summary["cases"] or summary["rescored"]:
             audit.record(conn, actor, "cases.build", "queue", None,
                          {k: v for k, v in summary.items()} | {"config_version": config.version})

@@ -24,7 +24,7 @@ from core.predictions import predictions_of_record
 from core.principals import Actor, actor_name
 from core.schema import CampaignMember, Case, Decision, Prediction, utcnow
 from core.store import Store
-from core.text import reason_length_error
+from core.text import free_text_error
 from core.taxonomy import Taxonomy
 
 from .cases import case_view, inactive_campaign, suggestion
@@ -153,7 +153,7 @@ def decide(store: Store, taxonomy: Taxonomy, case_id: int, analyst: Actor, label
         raise DecisionError(f"existing must be one of {', '.join(EXISTING)}, not {existing!r}")
     now = now or utcnow()
     rationale = (rationale or "").strip() or None
-    if (too_long := reason_length_error(rationale, "a rationale")) is not None:
+    if (too_long := free_text_error(rationale, "a rationale")) is not None:
         raise DecisionError(too_long)
     given = (bool(action), severity is not None, bool((policy_ref or "").strip()))  # not the policy's defaults
     action, severity, policy_ref = _validate(taxonomy, label, action, severity, policy_ref)
@@ -471,7 +471,7 @@ def correct(store: Store, taxonomy: Taxonomy, decision_id: int, analyst: Actor, 
     label, so it is refused (correct the item's decision of record, or re-decide the case)."""
     if not rationale or not rationale.strip():
         raise DecisionError("a correction needs a rationale")
-    if (too_long := reason_length_error(rationale, "a rationale")) is not None:
+    if (too_long := free_text_error(rationale, "a rationale")) is not None:
         raise DecisionError(too_long)
     now = now or utcnow()
     action, severity, policy_ref = _validate(taxonomy, label, action, severity, policy_ref)

@@ -24,7 +24,7 @@ from core.principals import SYSTEM, Actor, actor_name
 from core.schema import CampaignMember, Case
 from core.store import Store
 from core.taxonomy import Taxonomy
-from core.text import reason_length_error
+from core.text import free_text_error
 
 from .cases import _lock_builds, case_view, of_live_campaign, unchanged
 from .claims import _now, check_actionable, lock_case, reclaim_expired
@@ -41,7 +41,7 @@ def escalate(store: Store, taxonomy: Taxonomy, case_id: int, actor: Actor, reaso
     """Move a waiting or claimed case to the escalation queue with the reason recorded."""
     if not reason or not reason.strip():
         raise QueueError("escalating needs a reason")
-    if (too_long := reason_length_error(reason, "an escalation's reason")) is not None:
+    if (too_long := free_text_error(reason, "an escalation's reason")) is not None:
         raise QueueError(too_long)
     if severity is not None and severity not in taxonomy.severities:
         raise QueueError(f"unknown severity {severity!r} (known: {', '.join(taxonomy.severities)})")

@@ -79,11 +79,7 @@ def mask_packet(packet: dict[str, Any], revealed: bool) -> dict[str, Any]:
     if out.get("item") and hide:
         out["item"] = dict(out["item"], text=mask_text(out["item"]["text"]))
     if hide and isinstance(out.get("case"), dict):  # an escalation's reason often quotes the text
-        out["case"] = mask_fields([out["case"]], ("escalation_reason",), True)[0]
-        why = out["case"].get("priority_reason")
-        if isinstance(why, str) and why.startswith(ESCALATED):
-            head, sep, rest = why[len(ESCALATED):].partition("; ")
-            out["case"]["priority_reason"] = ESCALATED + mask_text(head) + sep + rest
+        out["case"] = mask_case_reasons(out["case"])
     camp = out.get("campaign")
     if camp:
         camp = dict(camp)
@@ -102,8 +98,27 @@ def mask_packet(packet: dict[str, Any], revealed: bool) -> dict[str, Any]:
     out["decisions"] = [dict(d, rationale=mask_text(d["rationale"])) if hide and isinstance(d.get("rationale"), str)
                         else d for d in out.get("decisions") or []]
     if out.get("appeal") and hide:
-        out["appeal"] = {k: mask_text(v) if isinstance(v, str) and k in ("reason", "rationale") else v
-                         for k, v in out["appeal"].items()}
+        out["appeal"] = mask_appeal(out["appeal"])
+    return out
+
+
+def mask_case_reasons(case: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a case row with what people wrote on it masked: the escalation's reason, and the
+    head of an escalated case's priority reason (which repeats it)."""
+    out = mask_fields([case], ("escalation_reason",), True)[0]
+    why = out.get("priority_reason")
+    if isinstance(why, str) and why.startswith(ESCALATED):
+        head, sep, rest = why[len(ESCALATED):].partition("; ")
+        out["priority_reason"] = ESCALATED + mask_text(head) + sep + rest
+    return out
+
+
+def mask_appeal(appeal: dict[str, Any]) -> dict[str, Any]:
+    """A copy of an appeal's packet (`appeals.appeal`) with the appellant's reason, the resolution's
+    rationale and the appealed decision's rationale masked: each may quote the text."""
+    out = {k: mask_text(v) if isinstance(v, str) and k in ("reason", "rationale") else v for k, v in appeal.items()}
+    if isinstance(out.get("decision"), dict):
+        out["decision"] = mask_fields([out["decision"]], ("rationale",), True)[0]
     return out
 
 

@@ -17,16 +17,21 @@ from sqlalchemy import Connection, select, update
 
 from core import audit
 from core.hooks import check_permission
+from core.labels import current_decisions
+from core.predictions import predictions_of_record
 from core.principals import Actor, actor_name
-from core.schema import NOTE_TARGETS, Campaign, Item, Note, Tag, utcnow
+from core.schema import NOTE_TARGETS, Campaign, CampaignMember, Item, Note, Tag, utcnow
 from core.store import Store
+from core.text import text_error
 
 from .errors import LabelingError
+from .masking import is_sensitive, mask_fields
+from .review_config import ReviewSettings
 
 MAX_NOTE_CHARS = 4000
 # A tag: lower-case letters, digits and '-', '_', '.', ':' (at most 50), starting with a letter or digit.
 TAG_RE = re.compile(r"[a-z0-9][a-z0-9._:-]{0,49}")
-N, TG = Note.__table__, Tag.__table__
+N, TG, I, CM = Note.__table__, Tag.__table__, Item.__table__, CampaignMember.__table__
 _CHUNK = 900
 
 
@@ -74,6 +79,8 @@ def add_note(store: Store, entity_type: str, entity_id: Any, body: str, actor: A
     text = body.strip()
     if len(text) > MAX_NOTE_CHARS:
         raise NoteError(f"a note has at most {MAX_NOTE_CHARS} characters, this one has {len(text)}")
+    if (bad := text_error(text, "a note")) is not None:
+        raise NoteError(bad)
     now = now or utcnow()
     who = actor_name(actor)
     with store.begin() as conn:
@@ -145,12 +152,43 @@ def tags_of(conn: Connection, entity_type: str, ids: Iterable[Any]) -> dict[str,
     return {k: sorted(set(v)) for k, v in out.items()}
 
 
-def list_notes(store: Store, entity_type: str, entity_id: Any) -> dict[str, Any]:
-    """An item's or campaign's notes (oldest first) and current tags."""
+def sensitive_campaigns(conn: Connection, campaign_ids: list[int], settings: ReviewSettings) -> set[int]:
+    """Those of `campaign_ids` with a member whose text is masked by its own rule (scores, source
+    and decided label): their notes are as hidden as that text."""
+    out: set[int] = set()
+    for start in range(0, len(campaign_ids), _CHUNK):
+        rows = conn.execute(select(CM.c.campaign_id, I.c.id, I.c.policy_label).join(I, I.c.id == CM.c.item_id)
+                            .where(CM.c.campaign_id.in_(campaign_ids[start:start + _CHUNK]))).all()
+        ids = [r.id for r in rows]
+        preds, decided = predictions_of_record(conn, ids), current_decisions(conn, ids)
+        out |= {int(r.campaign_id) for r in rows if is_sensitive(
+            settings, (preds.get(r.id) or {}).get("scores"), r.policy_label, (decided.get(r.id) or {}).get("label"))}
+    return out
+
+
+def list_notes(store: Store, entity_type: str, entity_id: Any,
+               settings: Optional[ReviewSettings] = None) -> dict[str, Any]:
+    """An item's or campaign's notes (oldest first) and current tags. Given the review settings,
+    the bodies are masked (and `masked` says so) while the item's text, or any campaign member's, is
+    masked by its own rule: a note is as sensitive as the text it is about, and this listing
+    never reveals (the Review tab's context panel shows them once the case is revealed)."""
     with store.read() as conn:
         key = _target(conn, entity_type, entity_id)
-        return {"entity_type": entity_type, "entity_id": key, "notes": notes_of(conn, entity_type, [key])[key],
-                "tags": tags_of(conn, entity_type, [key])[key]}
+        notes = notes_of(conn, entity_type, [key])[key]
+        masked = settings is not None and bool(notes) and (
+            bool(sensitive_campaigns(conn, [int(key)], settings)) if entity_type == "campaign"
+            else _item_sensitive(conn, key, settings))
+        out = {"entity_type": entity_type, "entity_id": key, "notes": mask_fields(notes, ("body",), masked),
+               "tags": tags_of(conn, entity_type, [key])[key]}
+    return out if settings is None else dict(out, masked=masked)
+
+
+def _item_sensitive(conn: Connection, item_id: str, settings: ReviewSettings) -> bool:
+    """Whether an item's text is masked by its own rule (scores, source and decided label)."""
+    policy = conn.execute(select(Item.policy_label).where(Item.id == item_id)).scalar()
+    pred = predictions_of_record(conn, [item_id]).get(item_id) or {}
+    decided = current_decisions(conn, [item_id]).get(item_id) or {}
+    return is_sensitive(settings, pred.get("scores"), policy, decided.get("label"))
 
 
 def export_fields(conn: Connection, item_ids: Iterable[str]) -> dict[str, dict[str, Any]]:

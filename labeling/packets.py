@@ -32,7 +32,8 @@ from .cases import case_view, suggestion
 from .decisions import bulk_preview
 from .errors import QueueError
 from .escalation import escalate
-from .masking import OWN_FLAG, is_sensitive, mask_fields, mask_packet, mask_text, should_mask, shown_text
+from .masking import (OWN_FLAG, is_sensitive, mask_appeal, mask_case_reasons, mask_fields, mask_packet, mask_text,
+                      should_mask)
 from .queue_config import QueueConfig
 from .review_config import ReviewSettings
 from .routing import patterns_match
@@ -156,13 +157,16 @@ def _campaign_sample(conn: Any, campaign_id: int, exclude: Optional[str], settin
 
 
 def case_masked(conn: Any, case_row: Any, item: Any, settings: ReviewSettings) -> bool:
-    """Whether a case's own texts are masked until revealed: the suggestion's scores or the
-    item's source label say so; for a campaign case also any member by its own rule (its scores,
-    source and decided label), since the exemplar on screen, the sample and the top terms come
-    from its members, and a member masked on its own case must not show here on the mean."""
+    """Whether a case's own texts are masked until revealed: the suggestion's scores, the item's
+    source label or its decided label (as search, the author history and the appeals list mask
+    it) say so; for a campaign case also any member by its own rule (its scores, source and
+    decided label), since the exemplar on screen, the sample and the top terms come from its
+    members, and a member masked on its own case must not show here on the mean."""
     if item is None:
         return False
-    if should_mask(settings, (suggestion(conn, case_row) or {}).get("scores") or {}, item["policy_label"]):
+    decided = (current_decisions(conn, [item["id"]]).get(item["id"]) or {}).get("label")
+    if should_mask(settings, (suggestion(conn, case_row) or {}).get("scores") or {}, item["policy_label"]) \
+            or decided in settings.mask_policies:
         return True
     if case_row["campaign_id"] is None:
         return False
@@ -275,24 +279,42 @@ def _write_private(folder: Path, name: str, text: str) -> Path:
 
 def show_case(store: Store, case_id: int, settings: ReviewSettings, reveal_by: Optional[Actor] = None,
               blind: bool = False) -> dict[str, Any]:
-    """A case for display (`cases show`, `next`): its item text masked by the one masking rule,
-    unless `reveal_by` names who reveals it (then the reveal is audited). `blind`: the reviewer's
-    own view (`next`), through `blind_view`; a lead inspecting a case sees it whole."""
+    """A case for display (`cases show`, `next`): masked by the rule of the review screen
+    (`case_masked`) unless `reveal_by` names who reveals it (then the reveal is audited): the item
+    text, and what people wrote about it (rationales, the escalation's and the appeal's reasons).
+    `blind`: the reviewer's own view (`next`), through `blind_view`; a lead sees it whole."""
     with store.read() as conn:
         view = case_view(conn, case_id, raw_text=True)
         case_row = conn.execute(select(Case.__table__).where(Case.id == case_id)).mappings().first()
-        seen = suggestion(conn, case_row)
-        policy = conn.execute(select(Item.policy_label).where(Item.id == view.get("item_id"))).scalar()
+        row = conn.execute(select(Item.__table__).where(Item.id == view.get("item_id"))).mappings().first() \
+            if view.get("item_id") else None
+        masked = case_masked(conn, case_row, row, settings)
     item = view.get("item")
-    if item:
-        if reveal_by:
-            item["text"] = reveal_text(store, case_id, reveal_by)
-            view["masked"] = False
-        else:
-            shown = shown_text(settings, item["text"], (seen or {}).get("scores"), policy)
-            view["masked"] = shown != item["text"]
-            item["text"] = shown
+    if item and reveal_by:
+        item["text"] = reveal_text(store, case_id, reveal_by)
+        masked = False
+    view["masked"] = masked
+    if masked:
+        view = mask_case_reasons(view)
+        view["item"] = dict(item, text=mask_text(item["text"])) if item else item
+        view["decisions"] = mask_fields(view.get("decisions") or [], ("rationale",), True)
+        if isinstance(view.get("meta"), dict):
+            view["meta"] = _mask_meta(view["meta"])
     return blind_view(view) if blind else view
+
+
+def _mask_meta(meta: dict[str, Any]) -> dict[str, Any]:
+    """A case's meta with the reasons people wrote masked: the appeal's, the escalation's (kept as
+    a priority feature) and those of the members' escalations it covers."""
+    out = dict(meta)
+    if isinstance(out.get("appeal"), dict):
+        out["appeal"] = mask_appeal(out["appeal"])
+    if isinstance(out.get("features"), dict) and isinstance(out["features"].get("escalation"), str):
+        out["features"] = dict(out["features"], escalation=mask_text(out["features"]["escalation"]))
+    if isinstance(out.get("item_escalations"), list):
+        out["item_escalations"] = [mask_fields([e], ("reason",), True)[0] if isinstance(e, dict) else e
+                                   for e in out["item_escalations"]]
+    return out
 
 
 def reveal_text(store: Store, case_id: int, analyst: Actor, now: Optional[dt.datetime] = None) -> str:

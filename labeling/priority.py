@@ -141,8 +141,14 @@ def features_problem(features: Mapping[str, Any]) -> Optional[str]:
     return None
 
 
+def utc_naive(t: dt.datetime) -> dt.datetime:
+    """`t` as the store keeps times: naive UTC. An aware time (any zone, either side of a DST change)
+    is converted, so an SLA window is measured in elapsed time, never in a zone's wall-clock time."""
+    return t.astimezone(dt.timezone.utc).replace(tzinfo=None) if t.tzinfo is not None else t
+
+
 def _epoch(t: dt.datetime) -> float:
-    return (t - dt.datetime(1970, 1, 1)).total_seconds()
+    return (utc_naive(t) - dt.datetime(1970, 1, 1)).total_seconds()
 
 
 # Features that pin a case's place in its queue (set by `labeling.learning` and `labeling.seeding`):

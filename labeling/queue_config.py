@@ -21,14 +21,39 @@ class _Strict(BaseModel):
 
 
 class RouteWhen(_Strict):
-    policy: Optional[list[str]] = None
-    severity: Optional[list[str]] = None
-    surface: Optional[list[str]] = None
-    language: Optional[list[str]] = None
-    source: Optional[list[str]] = None
+    """A route's conditions; a list names the values that match (an empty one would match nothing)."""
+    policy: Optional[list[str]] = Field(default=None, min_length=1)
+    severity: Optional[list[str]] = Field(default=None, min_length=1)
+    surface: Optional[list[str]] = Field(default=None, min_length=1)
+    language: Optional[list[str]] = Field(default=None, min_length=1)
+    source: Optional[list[str]] = Field(default=None, min_length=1)
     campaign: Optional[bool] = None
     min_score: Optional[float] = Field(default=None, ge=0.0, le=1.0)
     max_score: Optional[float] = Field(default=None, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _band(self) -> "RouteWhen":
+        if self.min_score is not None and self.max_score is not None and self.min_score > self.max_score:
+            raise ValueError(f"min_score {self.min_score} is above max_score {self.max_score}: the route matches nothing")
+        return self
+
+    def covers(self, other: "RouteWhen") -> bool:
+        """True when every case `other` matches, this matches too (so a later `other` is dead).
+
+        Needs no taxonomy: a benign-only route lets long texts through (`routing.route`), but it
+        covers only routes whose policy is a subset of its own, which let them through as well."""
+        for name in _LIST_CONDITIONS:
+            mine, theirs = getattr(self, name), getattr(other, name)
+            if mine is not None and (theirs is None or not set(theirs) <= set(mine)):
+                return False
+        if self.campaign is not None and self.campaign != other.campaign:
+            return False
+        if self.min_score is not None and (other.min_score is None or other.min_score < self.min_score):
+            return False
+        return self.max_score is None or (other.max_score is not None and other.max_score <= self.max_score)
+
+
+_LIST_CONDITIONS = ("policy", "severity", "surface", "language", "source")
 
 
 class Route(_Strict):
@@ -207,6 +232,39 @@ class QueueConfig(_Strict):
                     out.append((f"routes.{i}.when.severity", f"unknown tier {t!r}"))
         return out
 
+    def routing_problems(self) -> list[tuple[str, str]]:
+        """(field, problem) for queue roles that validate one by one but break together.
+
+        Escalation, appeals, calibration and label re-review queues hold cases that only their
+        own path creates (criteria or the SLA sweep with a reason; an appeal of a decision; a
+        calibration copy; a label-error re-review): a route or the default queue sending ordinary
+        cases there strands them (an appeal case without a decision can be neither decided nor
+        resolved; the SLA sweep never escalates a case in the calibration or appeals queue), and two
+        roles on one queue make its cases wait in a state it is never claimed in. A route that an
+        earlier one covers never matches (routes are tried in order). Checked on load from the
+        file; `benchmarks/estimates.py` builds a one-queue config in code for its QA draws alone."""
+        out: list[tuple[str, str]] = []
+        roles = {"escalation_queue": self.escalation_queue, "appeals_queue": self.appeals_queue,
+                 "calibration_queue": self.calibration_queue}
+        if self.label_errors.queue is not None:
+            roles["label_errors.queue"] = self.label_errors.queue
+        seen: dict[str, str] = {}
+        for key, q in roles.items():
+            if q in seen:
+                out.append((key, f"{q!r} is already {seen[q]}: each of these roles needs its own queue"))
+            seen.setdefault(q, key)
+        if self.default_queue in seen:
+            out.append(("default_queue", f"{self.default_queue!r} is the {seen[self.default_queue]}, "
+                                         f"not a queue for ordinary cases"))
+        for j, r in enumerate(self.routes):
+            if r.queue in seen:
+                out.append((f"routes.{j}.queue", f"{r.queue!r} is the {seen[r.queue]}: a route may not send cases there"))
+            earlier = next((i for i in range(j) if self.routes[i].when.covers(r.when)), None)
+            if earlier is not None:
+                out.append((f"routes.{j}", f"never matches: routes.{earlier} (queue {self.routes[earlier].queue!r}) "
+                                           f"takes every case it would; routes are tried in order, put it first"))
+        return out
+
     def waiting_state(self, queue: str) -> str:
         """The state a case waits in: 'escalated' in the escalation queue, else 'open'."""
         return "escalated" if queue == self.escalation_queue else "open"
@@ -216,6 +274,7 @@ def load_queue_config(path: str | Path, taxonomy: Optional[Taxonomy] = None) -> 
     """Load `queues.yaml` (a file or a configs folder); with a taxonomy, also check its names."""
     p = config_file(path, QUEUES_FILE)
     cfg = load_model(p, QueueConfig)
+    raise_problems(p, cfg.routing_problems())
     if taxonomy is not None:
         raise_problems(p, cfg.check_against(taxonomy))
     return cfg

@@ -88,8 +88,10 @@ def stale_open_cases(store: "Store", queue_config: Optional["QueueConfig"] = Non
             _rescorable(rereview), (C.c.model_version != champ) | C.c.model_version.is_(None))).scalars())
 
 
-def _score(store: "Store", taxonomy: "Taxonomy", models_config: "ModelsConfig", champ: str, ids: list[str],
-           progress: bool, tick: Callable[[int], None]) -> int:
+def score_ids(store: "Store", taxonomy: "Taxonomy", models_config: "ModelsConfig", champ: str, ids: list[str],
+              progress: bool, tick: Callable[[int], None]) -> int:
+    """Score exactly the items `ids` with the champion `champ` (the rescore after a promotion,
+    an API batch); returns how many predictions were stored (a refused row is not counted)."""
     from tqdm.auto import tqdm
 
     from models.registry import embeddings_for, load_model_version
@@ -219,7 +221,7 @@ def rescore_open_cases(store: "Store", taxonomy: "Taxonomy", *, models_config: "
         return {"champion": None, "scored": 0, "replanned": 0, "refreshed": 0, "stale_left": 0}
     scored = replanned = new_cases = refreshed = 0
     for _ in range(_ROUNDS):
-        scored += _score(store, taxonomy, models_config, champ, ids, progress, tick)
+        scored += score_ids(store, taxonomy, models_config, champ, ids, progress, tick)
         built = build_cases(store, taxonomy, queue_config, now=now, actor=actor, progress=False)
         replanned += int(built.get("rescored", 0))
         new_cases += int(built.get("cases", 0))

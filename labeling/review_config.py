@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from core.config import config_file, load_model, raise_problems
 from core.taxonomy import Taxonomy
+
+if TYPE_CHECKING:
+    from .queue_config import QueueConfig
 
 REVIEW_FILE = "review.yaml"
 
@@ -42,8 +45,26 @@ class ReviewSettings(BaseModel):
         return str(value) if isinstance(value, (int, float)) else value
 
 
-def load_review_settings(path: str | Path, taxonomy: Optional[Taxonomy] = None) -> ReviewSettings:
-    """Load `review.yaml` (a file or a configs folder); with a taxonomy, also check the policy names."""
+def queue_problems(settings: ReviewSettings, queues: "QueueConfig") -> list[tuple[str, str]]:
+    """(field, problem) where review.yaml and queues.yaml each validate but clash: a heartbeat no
+    shorter than the lease lets a claim lapse between two renewals (the analyst loses every case
+    read for longer than a lease), and a break queue that is unknown (the screen silently fell back
+    to the default queue) or is the escalation queue (the most severe, not a milder one)."""
+    out = []
+    if settings.heartbeat_seconds >= queues.lease_seconds:
+        out.append(("heartbeat_seconds", f"{settings.heartbeat_seconds} must be below queues.yaml lease_seconds "
+                                         f"{queues.lease_seconds}, or a claim lapses between two renewals"))
+    if settings.break_queue is not None and settings.break_queue not in queues.queues:
+        out.append(("break_queue", f"{settings.break_queue!r} is not a queue in queues.yaml"))
+    elif settings.break_queue is not None and settings.break_queue == queues.escalation_queue:
+        out.append(("break_queue", f"{settings.break_queue!r} is the escalation queue, not a milder one"))
+    return out
+
+
+def load_review_settings(path: str | Path, taxonomy: Optional[Taxonomy] = None,
+                         queues: Optional["QueueConfig"] = None) -> ReviewSettings:
+    """Load `review.yaml` (a file or a configs folder); with a taxonomy, also check the policy names,
+    with the queue config, its timers and break queue against it (`queue_problems`)."""
     p = config_file(path, REVIEW_FILE)
     settings = load_model(p, ReviewSettings)
     if taxonomy is not None:
@@ -51,4 +72,6 @@ def load_review_settings(path: str | Path, taxonomy: Optional[Taxonomy] = None) 
         tiers = [t for t in settings.severe_tiers if t not in taxonomy.severities]
         raise_problems(p, ([("mask_policies", f"unknown policies {unknown}")] if unknown else [])
                        + ([("severe_tiers", f"unknown tiers {tiers}")] if tiers else []))
+    if queues is not None:
+        raise_problems(p, queue_problems(settings, queues))
     return settings

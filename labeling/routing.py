@@ -20,7 +20,7 @@ import numpy as np
 from core.taxonomy import EscalationCriterion, Taxonomy
 from core.text import pattern_search
 
-from .priority import label_harm_weights, risk_scores, score_features, tier_weight
+from .priority import label_harm_weights, risk_scores, score_features, tier_weight, utc_naive
 from .queue_config import QueueConfig
 from .sampling import audit_draw
 
@@ -115,7 +115,10 @@ def route(config: QueueConfig, cand: Candidate, severity: Optional[str], benign:
 
 def plan_case(taxonomy: Taxonomy, config: QueueConfig, cand: Candidate, now: dt.datetime,
               harm: Optional[np.ndarray] = None) -> dict[str, Any]:
-    """The row of the case a candidate becomes: queue, state, severity, due time, priority, QA flag."""
+    """The row of the case a candidate becomes: queue, state, severity, due time, priority, QA flag.
+
+    Times are naive UTC as the store keeps them; an aware `now` is converted first (`utc_naive`)."""
+    now = utc_naive(now)
     harm = label_harm_weights(taxonomy) if harm is None else harm
     probs = np.array([[float(cand.scores.get(lbl, 0.0)) for lbl in taxonomy.labels]])
     risk = float(risk_scores(probs, harm)[0])

@@ -8,8 +8,9 @@ both sides (any letter's case, compatibility forms, invisible characters, runs o
 `core.textsearch`.
 
 Rights: searching needs `read`. Texts come back masked by the one masking rule (search never
-reveals), and a principal who may not `reveal` gets no text match on an item whose text would
-be masked: otherwise searching for a word would show which hidden texts contain it.
+reveals), and a principal who may not `reveal` gets no text or note match on an item whose text
+would be masked, nor a note match on a campaign with such a member: otherwise searching for a
+word would show which hidden texts, or notes about them (masked with them), contain it.
 """
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ from core.textsearch import contains_folded
 
 from .errors import LabelingError
 from .masking import may_reveal, shown_text
-from .notes import normalise_tag, tags_of
+from .notes import normalise_tag, sensitive_campaigns, tags_of
 from .review_config import ReviewSettings
 
 I, C, N, TG, CP, CM = (Item.__table__, Case.__table__, Note.__table__, Tag.__table__, Campaign.__table__,
@@ -56,14 +57,18 @@ def parse_query(query: object) -> tuple[Optional[str], str]:
     return None, q
 
 
-def _matches(conn: Connection, field: Optional[str], value: str) -> tuple[dict[str, set[str]], list[int]]:
-    """item id -> the fields it matched; campaign ids matched (by tag or id)."""
+def _matches(conn: Connection, field: Optional[str], value: str) -> tuple[dict[str, set[str]], dict[int, set[str]]]:
+    """item id -> the fields it matched; campaign id -> the fields it matched (tag, note, case, id)."""
     hits: dict[str, set[str]] = {}
-    camps: list[int] = []
+    camps: dict[int, set[str]] = {}
 
     def take(kind: str, ids: Any) -> None:
         for i in ids:
             hits.setdefault(i, set()).add(kind)
+
+    def take_camps(kind: str, ids: Any) -> None:
+        for c in ids:
+            camps.setdefault(int(c), set()).add(kind)
 
     if field in (None, "id"):
         take("id", conn.execute(select(I.c.id).where(I.c.id == value)).scalars())
@@ -79,15 +84,15 @@ def _matches(conn: Connection, field: Optional[str], value: str) -> tuple[dict[s
         if tag:
             live = (TG.c.tag == tag) & TG.c.removed_at.is_(None)
             take("tag", conn.execute(select(TG.c.entity_id).where(live, TG.c.entity_type == "item").limit(CAP)).scalars())
-            camps += [int(c) for c in conn.execute(select(TG.c.entity_id).where(live, TG.c.entity_type == "campaign")
-                                                   .limit(CAP)).scalars()]
+            take_camps("tag", conn.execute(select(TG.c.entity_id).where(live, TG.c.entity_type == "campaign")
+                                           .limit(CAP)).scalars())
     dialect, visible = conn.dialect.name, bool(normalize_light(value))  # only invisible: no text match
     if field in (None, "note") and visible:
         in_note = contains_folded(N.c.body, value, dialect)
         take("note", conn.execute(select(N.c.entity_id).where(N.c.entity_type == "item", in_note)
                                   .limit(CAP)).scalars())
-        camps += [int(c) for c in conn.execute(select(N.c.entity_id).where(
-            N.c.entity_type == "campaign", in_note).limit(CAP)).scalars()]
+        take_camps("note", conn.execute(select(N.c.entity_id).where(
+            N.c.entity_type == "campaign", in_note).limit(CAP)).scalars())
     if field in (None, "text") and visible:
         take("text", conn.execute(select(I.c.id).where(contains_folded(I.c.text, value, dialect))
                                   .order_by(I.c.created_at.desc(), I.c.id).limit(CAP)).scalars())
@@ -98,12 +103,12 @@ def _matches(conn: Connection, field: Optional[str], value: str) -> tuple[dict[s
         if row is not None and row.item_id:
             take("case", [row.item_id])
         elif row is not None:
-            camps.append(int(row.campaign_id))
+            take_camps("case", [row.campaign_id])
     if field == "campaign":
         if not _is_id_number(value):
             raise SearchError(f"campaign: needs a campaign number, not {value!r}")
-        camps += list(conn.execute(select(CP.c.id).where(CP.c.id == int(value))).scalars())
-    return hits, list(dict.fromkeys(camps))
+        take_camps("campaign", conn.execute(select(CP.c.id).where(CP.c.id == int(value))).scalars())
+    return hits, camps
 
 
 def _is_id_number(value: str) -> bool:
@@ -135,7 +140,7 @@ def search(store: Store, query: str, principal: Actor, settings: ReviewSettings,
     limit, offset = max(1, min(int(limit), 500)), max(0, int(offset))
     reveal_ok = may_reveal(principal)
     with store.read() as conn:
-        hits, camps = _matches(conn, field, value)
+        hits, camp_hits = _matches(conn, field, value)
         ids = list(hits)
         info: dict[str, Any] = {}
         for i in range(0, len(ids), 900):
@@ -149,7 +154,13 @@ def search(store: Store, query: str, principal: Actor, settings: ReviewSettings,
             shown[i] = shown_text(settings, r["text"], (preds.get(i) or {}).get("scores"), r["policy_label"],
                                   (decided.get(i) or {}).get("label"))
             if not reveal_ok and shown[i] != r["text"]:
-                hits[i].discard("text")  # no probing of hidden texts without the right to reveal
+                # no probing of hidden texts, nor of the notes about them (masked with them),
+                # without the right to reveal
+                hits[i] -= {"text", "note"}
+        if not reveal_ok:
+            for c in sensitive_campaigns(conn, [c for c, kinds in camp_hits.items() if "note" in kinds], settings):
+                camp_hits[c].discard("note")
+        camps = [c for c, kinds in camp_hits.items() if kinds]
         keep = [i for i in info if hits[i]]
         keep.sort(key=lambda i: (info[i]["created_at"] or dt.datetime.min, i), reverse=True)
         keep.sort(key=lambda i: not hits[i] & {"id", "case"})  # an exact id first, then newest first

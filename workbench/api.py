@@ -10,12 +10,17 @@ item) with a one-line `detail`.
 - `POST /api/v1/items`: a batch of up to `MAX_BATCH` items for one `source`, through file
   ingest's own validation and quarantine (`core.ingest.ingest_paths` over a temporary JSONL
   file in the data folder); idempotent by the platform's id (`<source>:<id>`). Needs `ingest`.
-  When a champion model exists, new items are scored and their cases built (`score=false` skips).
+  When a champion model exists, the batch's own items (never the rest of the store) are scored
+  and their cases built, as the token's user: by default only when the token also has `score`
+  and `build_cases` (otherwise they are stored unscored and `not_scored` says why, in one line);
+  `score=true` demands it (403 before anything is stored when the token lacks either);
+  `score=false` skips it.
   `refused` names each item not stored: `{index, id, field, reason, conflict}` (index in the batch).
   Each item keeps its own metadata keys.
   A batch is refused whole (nothing stored) for a text over `MAX_TEXT_CHARS`, metadata nested
   deeper than `MAX_METADATA_DEPTH` or larger than `MAX_METADATA_BYTES`, or a string that is not
-  valid Unicode; a request body over `MAX_BODY_BYTES` is a 413.
+  valid Unicode; a request body over `MAX_BODY_BYTES` is a 413, one holding a key twice in an
+  object a 422 naming its path (`items[3].text`), as file ingest refuses such a JSONL row.
 - `GET /api/v1/items/{item_id}`: the item with its prediction of record, campaign, case and
   current decision; text masked as the UI masks it (`labeling.masking`) unless `reveal=true`
   (needs `reveal`; audited). Needs `read`.
@@ -38,9 +43,11 @@ from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field, field_validator
 
 from core.principals import Principal  # standard library only
+from core.readers import DuplicateKey, unique_keys  # file ingest's one rule for a key given twice
 from core.text import MAX_REASON_CHARS  # standard library only
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -141,7 +148,9 @@ def _depth(value: Any) -> int:
 
 class _BodyLimit:
     """ASGI middleware refusing a request body over `limit` bytes with 413, by its Content-Length
-    and by the bytes actually received (a chunked body has none), before any route parses it."""
+    and by the bytes actually received (a chunked body has none), before any route parses it.
+    A JSON body is parsed here, once: a key given twice is a 422 naming where (json.loads would
+    keep the last value silently), and the route reads the parsed body (`_ParsedRequest`)."""
 
     def __init__(self, app: Any, limit: int = MAX_BODY_BYTES) -> None:
         self.app, self.limit = app, limit
@@ -167,6 +176,14 @@ class _BodyLimit:
             if not message.get("more_body", False):
                 break
         body, replayed = b"".join(chunks), False
+        if body and _is_json(scope):
+            try:  # parsed here once, for the route too (`_ParsedRequest`)
+                scope[_PARSED] = json.loads(body, object_pairs_hook=unique_keys)
+            except DuplicateKey:
+                await JSONResponse(_duplicate_key(body), status_code=422)(scope, receive, send)
+                return
+            except (ValueError, RecursionError):
+                pass  # not JSON: FastAPI's own parse answers it (422 json_invalid)
 
         async def replay() -> dict[str, Any]:
             nonlocal replayed
@@ -182,6 +199,65 @@ class _BodyLimit:
         await JSONResponse({"detail": detail}, status_code=413)(scope, receive, send)
 
 
+_PARSED = "workbench.json_body"  # the scope key holding the body `_BodyLimit` parsed
+
+
+def _is_json(scope: Mapping[str, Any]) -> bool:
+    """Whether FastAPI would parse this request's body as JSON (its content type says so)."""
+    ctype = dict(scope.get("headers") or []).get(b"content-type", b"").split(b";")[0].strip().lower()
+    return ctype == b"application/json" or (ctype.startswith(b"application/") and ctype.endswith(b"+json"))
+
+
+def _duplicate_key(body: bytes) -> dict[str, Any]:
+    """The 422 answer for a body holding a key twice in one object, naming its JSON path
+    (`items[0].text`) as `validation_errors` names a field. Only on this error path is the body
+    parsed a second time, to find where."""
+    found: list[tuple[int, str, str]] = []
+
+    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        try:
+            return unique_keys(pairs)
+        except DuplicateKey as exc:
+            obj = dict(pairs)
+            found.append((id(obj), exc.key, str(exc)))
+            return obj
+
+    doc = json.loads(body, object_pairs_hook=hook)
+    target, key, why = found[0]
+    where, todo = "", [(doc, "")]
+    while todo:  # without recursion: the input is hostile
+        v, path = todo.pop()
+        if id(v) == target:
+            where = path
+            break
+        if isinstance(v, dict):
+            todo.extend((c, f"{path}.{str(k)[:100]}") for k, c in v.items())
+        elif isinstance(v, list):
+            todo.extend((c, f"{path}[{i}]") for i, c in enumerate(v))
+    loc = f"{where}.{key[:100]}".lstrip(".")
+    return {"detail": f"{loc}: {why}; send each key once",
+            "errors": [{"loc": loc, "msg": why, "type": "duplicate_key"}]}
+
+
+class _ParsedRequest(Request):
+    """A request whose JSON body `_BodyLimit` already parsed (duplicate keys refused): not twice."""
+
+    async def json(self) -> Any:
+        if _PARSED in self.scope:
+            return self.scope[_PARSED]
+        return await super().json()
+
+
+class _ParsedRoute(APIRoute):
+    def get_route_handler(self) -> Any:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Any:
+            return await handler(_ParsedRequest(request.scope, request.receive))
+
+        return route
+
+
 def create_api(app: "AppContext") -> FastAPI:
     """The API as its own FastAPI app, routes relative to where it is mounted (`PREFIX`)."""
     from core.accounts import AccountError
@@ -192,6 +268,7 @@ def create_api(app: "AppContext") -> FastAPI:
     app.roles()  # installs the role policy the services check
     api = FastAPI(title="T&S workbench API", version="1", docs_url="/docs", redoc_url="/redoc",
                   openapi_url="/openapi.json")
+    api.router.route_class = _ParsedRoute
     api.add_middleware(_BodyLimit, limit=MAX_BODY_BYTES)
 
     @api.exception_handler(RequestValidationError)
@@ -231,7 +308,8 @@ def create_api(app: "AppContext") -> FastAPI:
             raise HTTPException(401, _one_line(exc), headers={"WWW-Authenticate": "Bearer"}) from None
 
     @api.post("/items", summary="Ingest a batch of items (needs ingest)")
-    def post_items(batch: ItemBatch, score: bool = True, who: "Principal" = Depends(principal)) -> dict[str, Any]:
+    def post_items(batch: ItemBatch, score: Optional[bool] = None,
+                   who: "Principal" = Depends(principal)) -> dict[str, Any]:
         return ingest_batch(app, batch, who, score=score)
 
     @api.get("/items/{item_id:path}/appeals", include_in_schema=False)
@@ -281,13 +359,27 @@ def mount_api(app: "AppContext", server: Any) -> None:
 
 
 # -- the work behind each route -----------------------------------------------------------------
-def ingest_batch(app: "AppContext", batch: ItemBatch, who: "Principal", score: bool = True) -> dict[str, Any]:
+def ingest_batch(app: "AppContext", batch: ItemBatch, who: "Principal",
+                 score: Optional[bool] = None) -> dict[str, Any]:
     """Write the batch as JSONL in the data folder and ingest it as a file (same validation,
-    quarantine, idempotency and audit); one ingest run per surface in the batch."""
-    from core.hooks import check_permission
+    quarantine, idempotency and audit); one ingest run per surface in the batch. Then the batch's
+    own items, and only they, are scored by the champion and their cases built, as `who`
+    (`_score_batch`): `score=None` does so when `who` may (`score`, `build_cases`) and otherwise
+    says why not in `not_scored`; `score=True` refuses the request (403, nothing stored) when
+    `who` may not; `score=False` skips it."""
+    from core.hooks import PermissionDenied, check_permission
     from core.ingest import ColumnMap, ingest_paths
 
     check_permission(who, "ingest", "items")  # before writing anything
+    not_scored = None if score is not False else "score=false: stored, not scored"
+    if score is not False:
+        try:
+            check_permission(who, "score", "api batch")
+            check_permission(who, "build_cases", "api batch")
+        except PermissionDenied as exc:
+            if score:  # asked for explicitly: refused before anything is written
+                raise
+            not_scored = f"{_one_line(exc)}: stored, not scored (`workbench score` and `cases build` pick them up)"
     _check_encodable(batch)  # a row the JSONL file cannot hold would stop the batch half stored
     _check_surfaces(batch)  # so would a surface the items table cannot hold, in a later group
     store, taxonomy = app.store(), app.taxonomy()
@@ -329,11 +421,33 @@ def ingest_batch(app: "AppContext", batch: ItemBatch, who: "Principal", score: b
                 errors.append(f.error)
     out: dict[str, Any] = {"source": batch.source, **counts, "quarantine_reasons": reasons,
                            "refused": sorted(refused, key=lambda r: r["index"]), "ingest_runs": runs,
-                           "errors": errors, "scored": None, "cases": None}
-    if score and (counts["stored"] or counts["duplicate"]):
-        # Duplicates only: a retry, maybe of a batch stored by a request that failed before
+                           "errors": errors, "scored": None, "cases": None, "not_scored": not_scored}
+    if not_scored is None and (counts["stored"] or counts["duplicate"]):
+        # Duplicates too: a retry, maybe of a batch stored by a request that failed before
         # scoring; score what the champion has not seen, or those items would never be.
-        out.update(_score_new(app, only_if_unscored=not counts["stored"]))
+        out.update(_score_batch(app, who, _batch_item_ids(batch, out["refused"])))
+    return out
+
+
+def _batch_item_ids(batch: ItemBatch, refused: list[dict[str, Any]]) -> list[str]:
+    """The store ids of the batch's items that ingest stored or found stored (not those it
+    refused), by file ingest's rule (`core.ingest`: `<source>:<id>`, hashed when too long)."""
+    import hashlib
+
+    from core.ingest import MAX_ID_LEN
+    from core.readers import BadRow, ident_text
+
+    skip = {r["index"] for r in refused}
+    out = []
+    for i, it in enumerate(batch.items):
+        try:
+            raw = ident_text(it.id, "id", "id") if i not in skip else None
+        except BadRow:
+            raw = None
+        if raw:
+            item_id = f"{batch.source}:{raw}"
+            out.append(item_id if len(item_id) <= MAX_ID_LEN
+                       else f"{batch.source}:h{hashlib.sha1(raw.encode()).hexdigest()[:24]}")
     return out
 
 
@@ -382,21 +496,33 @@ def _encodable(value: Any) -> bool:
     return True
 
 
-def _score_new(app: "AppContext", only_if_unscored: bool = False) -> dict[str, Any]:
-    """Score what the champion has not seen yet and build the cases; nothing without a champion
-    (nor, with `only_if_unscored`, when every item already has its prediction)."""
-    from core.predictions import champion_version
-    from labeling.cases import build_cases
-    from models.scoring import count_unscored, score_items
+def _score_batch(app: "AppContext", who: "Principal", item_ids: list[str]) -> dict[str, Any]:
+    """Score the batch's items the champion has not seen (`item_ids`, nothing else in the store)
+    and build their cases, as `who` (its `score` / `build_cases` already checked by the caller);
+    `not_scored` says why nothing was done when there is no champion."""
+    from sqlalchemy import select
 
-    store, taxonomy = app.store(), app.taxonomy()
+    from core.predictions import champion_version
+    from core.schema import Case, Prediction
+    from labeling.cases import build_cases
+    from labeling.rescore import score_ids  # scores exactly the ids given, with the champion
+
+    store, P, C = app.store(), Prediction.__table__, Case.__table__
+    todo, uncased = set(item_ids), set(item_ids)
     with store.read() as conn:
         champ = champion_version(conn)
-    if champ is None or (only_if_unscored and not count_unscored(store, champ)[0]):
-        return {}
-    scored = score_items(store, taxonomy, config=app.models(), show_progress=False)
-    cases = build_cases(store, taxonomy, app.queues(), progress=False)
-    return {"scored": scored.scored, "cases": cases}
+        if champ is None:
+            return {"not_scored": "no champion model yet: stored, not scored (`workbench score` scores them)"}
+        for start in range(0, len(item_ids), 900):
+            chunk = item_ids[start:start + 900]
+            todo -= set(conn.execute(select(P.c.item_id).where(P.c.model_version == champ,
+                                                                P.c.item_id.in_(chunk))).scalars())
+            uncased -= set(conn.execute(select(C.c.item_id).where(C.c.campaign_id.is_(None),
+                                                                  C.c.item_id.in_(chunk))).scalars())
+    scored = score_ids(store, app.taxonomy(), app.models(), champ, sorted(todo), False, lambda n: None)
+    cases = (build_cases(store, app.taxonomy(), app.queues(), actor=who, progress=False, item_ids=item_ids)
+             if scored or uncased else None)
+    return {"scored": scored, "cases": cases}
 
 
 def _item_or_404(app: "AppContext", item_id: str, who: "Principal") -> dict[str, Any]:
@@ -419,8 +545,9 @@ def item_view(app: "AppContext", item_id: str, who: "Principal", reveal: bool = 
     item = _item_or_404(app, item_id, who)
     if reveal:
         check_permission(who, "reveal", f"item {item_id}")
-        with app.store().begin() as conn:
-            audit.record(conn, who, "text.reveal", "item", item_id, {"via": "api"})
+        with app.store().begin() as conn:  # charged to the reader's exposure, as a reveal on the screen is
+            if not _charge_reveal(conn, who, item_id):
+                audit.record(conn, who, "text.reveal", "item", item_id, {"via": "api"})
         item["masked"] = False
     else:
         pred, dec = item.get("prediction") or {}, item.get("decision") or {}
@@ -428,6 +555,21 @@ def item_view(app: "AppContext", item_id: str, who: "Principal", reveal: bool = 
         item["masked"] = shown != item["text"]
         item["text"] = shown
     return item
+
+
+def _charge_reveal(conn: Any, who: "Principal", item_id: str) -> bool:
+    """Record an API reveal against the item's newest case (`labeling.wellbeing.record_reveal`:
+    exposure counts it, with that case's severity); False when the item has no case or this
+    reader revealed that case before (the caller then audits the reveal alone)."""
+    from sqlalchemy import select
+
+    from core.schema import Case, utcnow
+    from labeling.wellbeing import record_reveal
+
+    C = Case.__table__
+    case = conn.execute(select(C.c.id, C.c.severity).where(C.c.item_id == item_id)
+                        .order_by(C.c.id.desc()).limit(1)).first()
+    return case is not None and record_reveal(conn, who, case.id, item_id, case.severity, utcnow())
 
 
 def decisions_page(app: "AppContext", who: "Principal", after: int = 0, limit: int = 100) -> dict[str, Any]:

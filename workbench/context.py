@@ -160,10 +160,11 @@ class AppContext:
         return self._once("queues", lambda: load_queue_config(self.config_dir, taxonomy=self.taxonomy()))
 
     def review(self) -> "ReviewSettings":
-        """`review.yaml`, checked against the taxonomy."""
+        """`review.yaml`, checked against the taxonomy and the queues (its timers, its break queue)."""
         from labeling.review_config import load_review_settings
 
-        return self._once("review", lambda: load_review_settings(self.config_dir, taxonomy=self.taxonomy()))
+        return self._once("review", lambda: load_review_settings(self.config_dir, taxonomy=self.taxonomy(),
+                                                                  queues=self.queues()))
 
     def campaigns(self) -> "CampaignSettings":
         """`campaigns.yaml`."""

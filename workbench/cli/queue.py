@@ -87,7 +87,7 @@ def register_commands(cli: click.Group) -> None:
     @click.option("--policy", help="Only cases whose predicted policy is this.")
     @click.option("--surface", help="Only items of this surface (sms, post, ...).")
     @click.option("--audit", "audit_only", is_flag=True, help="Only QA-audit cases.")
-    @click.option("--limit", default=20, show_default=True, help="How many (0 = all).")
+    @click.option("--limit", default=20, show_default=True, type=click.IntRange(min=0), help="How many (0 = all).")
     @_json
     @click.pass_obj
     def cases_list(app: Any, queue: Optional[str], state: Optional[str], policy: Optional[str],
@@ -100,6 +100,7 @@ def register_commands(cli: click.Group) -> None:
         """
         from labeling.cases import list_cases
 
+        _check_state(state)
         rows = list_cases(app.store(), queue=queue, state=state, policy=policy, surface=surface,
                           audit_only=audit_only, limit=limit or None)
         _emit(rows, as_json, lambda rs: [click.echo(
@@ -420,7 +421,7 @@ def register_commands(cli: click.Group) -> None:
 
     @appeals.command("list")
     @click.option("--state", default="open", show_default=True, help="open, claimed or decided.")
-    @click.option("--limit", default=20, show_default=True)
+    @click.option("--limit", default=20, show_default=True, type=click.IntRange(min=0), help="How many (0 = all).")
     @_json
     @click.pass_obj
     def appeals_list(app: Any, state: str, limit: int, as_json: bool) -> None:
@@ -432,10 +433,19 @@ def register_commands(cli: click.Group) -> None:
         """
         from labeling.cases import list_cases
 
+        _check_state(state)
         with _user_errors():
             rows = list_cases(app.store(), queue=app.queues().appeals_queue, state=state, limit=limit or None)
         _emit(rows, as_json, lambda rs: [click.echo(
             f"{r['id']:>7} {r['state']:<8} item {r['item_id']}  due {r['due_at']}") for r in rs])
+
+
+def _check_state(state: Optional[str]) -> None:
+    """A misspelt --state would list nothing, as if no case were in it: name the states instead."""
+    from core.schema import CASE_STATES
+
+    if state is not None and state not in CASE_STATES:
+        raise click.BadParameter(f"{state!r} is not a case state ({', '.join(CASE_STATES)})", param_hint="'--state'")
 
 
 def _bulk_note(bulk: dict[str, Any]) -> str:

@@ -121,7 +121,7 @@ def register_commands(cli: click.Group) -> None:
 
         acting(app)
         with user_errors():
-            out = list_notes(app.store(), target, target_id)
+            out = list_notes(app.store(), target, target_id, app.review())  # masked bodies on a masked text
 
         def human(o: dict[str, Any]) -> None:
             click.echo(f"{o['entity_type']} {o['entity_id']}: tags {', '.join(o['tags']) or '-'}")
