@@ -18,6 +18,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import zipfile
+import zlib
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +29,7 @@ import numpy as np
 
 from .config import CampaignSettings
 from .index import IndexError_, VectorIndex
-from .normalize import Entities
+from .normalize import NORMALIZE_VERSION, Entities
 from .persist import append_log, read_log
 
 GRAPH_ARRAYS = "graph.npz"
@@ -36,6 +38,31 @@ ITEMS_LOG = "graph_items.jsonl"
 ENTITIES_LOG = "graph_entities.jsonl"
 _SEARCH_BATCH = 2048
 _EPOCH = dt.datetime(1970, 1, 1)
+# graph.npz: each array, whether it holds positions ("i") or numbers ("f"), and what it indexes
+# (its values must lie in [0, that count)) or which array it runs beside (same length).
+_ARRAY_KINDS = {"item_node": ("i", "nodes", "items"), "item_time": ("f", None, "items"),
+                "edge_a": ("i", "nodes", None), "edge_b": ("i", "nodes", "edge_a"),
+                "edge_sim": ("f", None, "edge_a"), "ent_item": ("i", "items", None),
+                "ent_key": ("i", "entities", "ent_item")}
+
+
+def _arrays_problem(arrays: dict[str, np.ndarray], n_items: int, n_nodes: int, n_entities: int) -> str | None:
+    """What is wrong with graph.npz's arrays (None when nothing): a missing one, a wrong kind or
+    length, a position outside what it points into. A damaged or edited file would otherwise
+    fail deep in a run, or read outside the faiss index (which ends the process)."""
+    counts = {"items": n_items, "nodes": n_nodes, "entities": n_entities}
+    for name, (kind, points_to, beside) in _ARRAY_KINDS.items():
+        a = arrays.get(name)
+        if a is None:
+            return f"no array '{name}'"
+        if a.ndim != 1 or (a.dtype.kind not in "iu" if kind == "i" else a.dtype.kind != "f"):
+            return f"array '{name}' is {a.dtype} of shape {a.shape}, expected a 1-d {'integer' if kind == 'i' else 'float'} array"
+        want = counts.get(beside, len(arrays[beside]) if beside in arrays else None) if beside else None
+        if want is not None and len(a) != want:
+            return f"array '{name}' holds {len(a)} values, expected {want}"
+        if points_to and len(a) and (a.min() < 0 or a.max() >= counts[points_to]):
+            return f"array '{name}' points outside the {counts[points_to]} {points_to}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -96,8 +123,10 @@ class CampaignGraph:
         self.ent_key = _empty_i64()
         # Term counts of every item's template text: the corpus side of class-based TF-IDF.
         self.term_counts: Counter[str] = Counter()
-        # Settings the saved graph was built with (None for a new graph).
+        # Settings the saved graph was built with (None for a new graph), and the version of the
+        # template and entity rules its items were read with (`normalize.NORMALIZE_VERSION`).
         self.built_with: dict[str, Any] | None = None
+        self.normalized_with: int | None = NORMALIZE_VERSION
         # Newest `ingested_at` among the items added: where to look for new items next time.
         self.watermark: dt.datetime | None = None
         # (values, bytes) already in each append-only log on disk.
@@ -359,6 +388,7 @@ class CampaignGraph:
         meta = {"settings": self.settings.model_dump(mode="json"), "items": len(self.item_ids),
                 "nodes": len(self.index), "edges": int(len(self.edge_a)), "entities": len(self.entity_keys),
                 "logs": {k: list(v) for k, v in self._logged.items()}, "term_counts": dict(self.term_counts),
+                "normalize_version": self.normalized_with,
                 "watermark": self.watermark.isoformat() if self.watermark else None}
         tmp_meta = d / (GRAPH_META + ".tmp")
         tmp_meta.write_text(json.dumps(meta), encoding="utf-8")
@@ -380,11 +410,14 @@ class CampaignGraph:
         try:
             meta = json.loads(path.read_text(encoding="utf-8"))
             path = d / GRAPH_ARRAYS
-            arrays = np.load(path)
+            with np.load(path) as npz:  # every array read now: a damaged member fails here, not later
+                arrays = {name: npz[name] for name in _ARRAY_KINDS if name in npz.files}
         except FileNotFoundError as exc:
             raise IndexError_(f"{exc.filename}: campaign graph missing; {rebuild}") from None
-        except ValueError as exc:  # not JSON, not UTF-8, or a graph.npz that is no archive
-            raise IndexError_(f"{path}: campaign graph unreadable ({str(exc).splitlines()[0]}); {rebuild}") from None
+        except (ValueError, EOFError, OSError, zipfile.BadZipFile, zlib.error) as exc:
+            # not JSON, not UTF-8, an empty or truncated graph.npz, one that is no archive
+            raise IndexError_(f"{path}: campaign graph unreadable "
+                              f"({(str(exc).splitlines() or [type(exc).__name__])[0]}); {rebuild}") from None
         if not isinstance(meta, dict):
             raise IndexError_(f"{d / GRAPH_META}: expected a JSON object, got {type(meta).__name__}; {rebuild}")
         self = cls(settings, index.dim, index.model_id)
@@ -399,17 +432,15 @@ class CampaignGraph:
         except (KeyError, FileNotFoundError, ValueError, TypeError, AttributeError) as exc:
             raise IndexError_(f"{d}: campaign graph metadata or logs unreadable ({exc}); {rebuild}") from None
         self._item_row = {k: i for i, k in enumerate(self.item_ids)}
-        try:
-            for name in ("item_node", "item_time", "edge_a", "edge_b", "edge_sim", "ent_item", "ent_key"):
-                setattr(self, name, arrays[name])
-        except KeyError as exc:
-            raise IndexError_(f"{d / GRAPH_ARRAYS}: no array {exc}; run `workbench cluster --rebuild`") from None
+        if meta.get("nodes") != len(index) or len(self.entity_keys) != meta.get("entities"):
+            raise IndexError_(f"{d}: campaign graph and index disagree (a run was interrupted?); {rebuild}")
+        problem = _arrays_problem(arrays, len(self.item_ids), len(index), len(self.entity_keys))
+        if problem:
+            raise IndexError_(f"{d / GRAPH_ARRAYS}: {problem} (a run was interrupted, or the file was "
+                              f"changed?); {rebuild}")
+        for name in _ARRAY_KINDS:
+            setattr(self, name, arrays[name])
         self._entity_id = {k: i for i, k in enumerate(self.entity_keys)}
         self.built_with = meta.get("settings")
-        if (len(self.item_node) != len(self.item_ids) or len(self.item_time) != len(self.item_ids)
-                or meta.get("nodes") != len(index)
-                or len(self.entity_keys) != meta.get("entities")
-                or (len(self.item_node) and self.item_node.max() >= len(index))):
-            raise IndexError_(f"{d}: campaign graph and index disagree (a run was interrupted?); "
-                              "run `workbench cluster --rebuild`")
+        self.normalized_with = meta.get("normalize_version")
         return self

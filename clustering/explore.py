@@ -68,6 +68,16 @@ def _exemplar(conn: Any, item_id: Optional[str]) -> dict[str, Any]:
 
 CAMPAIGN_STATUSES = ("active", "merged")
 """The statuses `clustering.service` writes; a merged campaign keeps its id with size 0."""
+MAX_COUNT = 1_000_000  # the most rows a list, a member list or a search returns at once
+
+
+def check_count(value: int, what: str, least: int = 0) -> int:
+    """`value` when it is a whole number from `least` to MAX_COUNT, else a one-line CampaignError:
+    a negative limit silently meant "all" on SQLite (and all but the last few members) and failed
+    on PostgreSQL; a huge one overflowed the database driver."""
+    if type(value) is not int or not least <= value <= MAX_COUNT:
+        raise CampaignError(f"{what} must be a whole number from {least} to {MAX_COUNT:,}, got {value!r}")
+    return value
 
 
 def list_campaigns(store: "Store", limit: int = 20, min_size: int = 2, status: str = "active",
@@ -75,6 +85,8 @@ def list_campaigns(store: "Store", limit: int = 20, min_size: int = 2, status: s
                    now: Optional[dt.datetime] = None) -> list[dict[str, Any]]:
     """Campaigns, biggest (or most recent: sort='last_seen') first, with their live facts.
     `min_size` only filters active campaigns: a merged one has size 0 and would never be listed."""
+    check_count(limit, "limit")
+    check_count(min_size, "min size")
     if sort not in ("size", "last_seen", "id"):
         raise CampaignError(f"unknown sort {sort!r} (size, last_seen, id)")
     if status not in (*CAMPAIGN_STATUSES, "all"):
@@ -106,6 +118,7 @@ def _campaign_dict(row: Any) -> dict[str, Any]:
 def campaign_detail(store: "Store", campaign_id: int, members_limit: int = 20,
                     taxonomy: Optional["Taxonomy"] = None, now: Optional[dt.datetime] = None) -> dict[str, Any]:
     """One campaign with its facts and its first members (with why each is linked)."""
+    check_count(members_limit, "members")
     benign = taxonomy.benign_label if taxonomy else "benign"
     with store.read() as conn:
         row = _campaign_row(conn, campaign_id)

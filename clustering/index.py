@@ -267,8 +267,9 @@ class VectorIndex:
                 raise FileNotFoundError(2, "missing", str(d / INDEX_FILE))
         except FileNotFoundError as exc:
             raise IndexError_(f"{exc.filename}: index file missing; {rebuild}") from None
-        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
-            raise IndexError_(f"{d}: index metadata unreadable ({exc}); {rebuild}") from None
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError, EOFError, OSError) as exc:
+            # an empty or truncated index_delta.npy is an EOFError or ValueError
+            raise IndexError_(f"{d}: index metadata unreadable ({exc or type(exc).__name__}); {rebuild}") from None
         if delta.ndim != 2 or delta.shape[1] != meta["dim"] or delta.dtype.kind not in "fiu":
             raise IndexError_(f"{d / DELTA_FILE}: expected vectors of shape (n, {meta['dim']}), got {delta.shape} "
                               f"{delta.dtype}; {rebuild}")

@@ -4,23 +4,32 @@ A scam wave sends one template with a fresh callback number, claim code or prize
 message. `normalize_template` maps those variable parts to tokens (`<url>`, `<phone>`,
 `<shortcode>`, `<email>`, `<money>`, `<num>`) so the variants collide, while
 `extract_entities` keeps the values themselves: a shared premium number or URL host links
-messages even when their wording differs. Both run on `workbench.text.normalize_light`
-output, so case, Unicode form and spacing never matter.
+messages even when their wording differs. Both run on `core.text.normalize_light` output,
+so case, Unicode form and spacing never matter, with what a reader cannot tell apart folded too
+(`_forms`): other scripts' digits, dashes inside a number, an ideographic dot in a link, and
+Greek or Cyrillic look-alike letters in Latin text, so a wave written with them stays one wave.
 """
 from __future__ import annotations
 
+import functools
 import re
+import unicodedata
 from dataclasses import dataclass, field
 
 from core.text import normalize_light
 
 ENTITY_KINDS = ("url", "host", "email", "phone", "shortcode")
+# Bumped whenever a text's template or entities change; a graph built under another version is
+# re-clustered by the next `workbench cluster` (old and new items would otherwise not collide).
+NORMALIZE_VERSION = 2
 
 # Top-level domains seen in the wild in SMS / social spam; a bare `name.tld` is only taken as a
 # host with one of these, so "e.g" or "u.s" never become hosts.
 _TLDS = (
     "com|net|org|info|biz|co|uk|tv|mobi|me|io|ly|ac|us|de|fr|ru|cn|in|eu|xyz|top|club|online|"
-    "site|app|link|click|shop|store|live|gov|edu|ws|cc|to|gl|gd|it|nl|es|ie|au|ca"
+    "site|app|link|click|shop|store|live|gov|edu|ws|cc|to|gl|gd|it|nl|es|ie|au|ca|"
+    # gTLDs much abused by scam waves that are no English word ("quiz.win", "ok.today" are not hosts)
+    "vip|icu|buzz|cyou|sbs|cfd|pw"
 )
 # Every pattern below costs linear time on any text (one long text must not stall `cluster`): a
 # match can only start at the beginning of a run (the lookbehinds) and repeats are bounded, so no
@@ -31,11 +40,18 @@ _EMAIL = re.compile(
 # A URL with a scheme or a www. prefix; SMS often breaks it with a space after "http://wap." or
 # "www." ("http://wap. xxxmobilemovieclub.com"), which the optional `\s?` rejoins. Labels are
 # bounded (63 characters, as in DNS; at most 9 before the top-level domain).
+# Labels take any letter, so an internationalised host ("münchen-preis.de") is one too; its value
+# is stored in punycode (`_ascii_host`), the form its xn-- spelling already has.
 _URL_PREFIXED = re.compile(
-    r"(?:https?://|www\.)(?:\s?[a-z0-9-]{1,63}\.){0,8}\s?[a-z0-9-]{1,63}(?:\.[a-z]{2,})+(?:[/?#][^\s]*)?"
+    r"(?:https?://|www\.)(?:\s?[\w-]{1,63}\.){0,8}\s?[\w-]{1,63}(?:\.[a-z]{2,})+(?::\d{1,5})?(?:[/?#][^\s]*)?"
 )
 _URL_BARE = re.compile(
-    r"(?<![@\w.-])(?:[a-z0-9-]+\.)+(?:" + _TLDS + r")(?![a-z0-9-])(?:/[^\s]*)?"
+    r"(?<![@\w.-])(?:[\w-]+\.)+(?:" + _TLDS + r")(?![\w-])(?:/[^\s]*)?"
+)
+# A host written as an IP address: with a scheme, or bare when a path or port follows.
+_URL_IP = re.compile(
+    r"(?:https?://|(?<![\w.:/-])(?=(?:\d{1,3}\.){3}\d{1,3}(?:/|:\d)))(?:\d{1,3}\.){3}\d{1,3}(?![\d.]\d)"
+    r"(?::\d{1,5})?(?:[/?#][^\s]*)?"
 )
 # Defanged links as threat-intel and spam write them ("hxxps://evil[.]com", "evil(dot)com"):
 # rewritten to the plain form before matching, so they link with the plain link.
@@ -64,6 +80,55 @@ _PUNCT_RUN = re.compile(r"([!?.,*\-_=~])\1+")
 _SPACE = re.compile(r"\s+")
 # The www./wap./m. prefix of a host (not its only label: "m.com" stays as it is).
 _SUBDOMAIN = re.compile(r"^(?:www|wap|m)\.(?=[^/?#]*\.)")
+_DEFAULT_PORT = re.compile(r"^([^/?#]*):(?:80|443)(?=$|[/?#])")
+
+# -- folding what a reader cannot tell apart --------------------------------------------------
+# Every fold maps one character to one character, so a span found in the folded text is the same
+# span of the text as written (`_forms`): URLs keep their real host (a look-alike domain is
+# another domain), while templates and patterns read the folded form.
+# Dashes a phone number is written with ("0906–170–1461"), folded only between digits.
+_DIGIT_DASH = re.compile(r"(?:(?<=\d)|(?<=\d ))[\u2010-\u2015\u2212\u2043\ufe58](?= ?\d)")
+# The ideographic full stop, which browsers read as a dot in a host name ("prize。com").
+_IDEO_DOT = re.compile(r"(?<=[a-z0-9-])\u3002(?=[a-z0-9])")
+# Cyrillic and Greek letters that look like Latin ones (as casefolded; an upper-case look-alike
+# such as Cyrillic Н or Т folds to the letter it imitated), and Latin small capitals.
+_LOOKALIKE = {
+    "а": "a", "в": "b", "е": "e", "ё": "e", "һ": "h", "н": "h", "і": "i", "ї": "i", "ј": "j", "к": "k",
+    "ӏ": "l", "м": "m", "о": "o", "р": "p", "ԛ": "q", "г": "r", "ѕ": "s", "т": "t", "ц": "u", "ѵ": "v",
+    "ԝ": "w", "х": "x", "у": "y", "ү": "y", "с": "c", "ԁ": "d", "ɡ": "g",
+    "α": "a", "β": "b", "ε": "e", "ζ": "z", "η": "h", "ι": "i", "κ": "k", "μ": "m", "ν": "v", "ο": "o",
+    "ρ": "p", "τ": "t", "υ": "u", "χ": "x", "γ": "y", "ω": "w",
+}
+_SMALL_CAPS = dict(zip("ᴀʙᴄᴅᴇꜰɢʜɪᴊᴋʟᴍɴᴏᴘʀꜱᴛᴜᴠᴡʏᴢɑɩı", "abcdefghijklmnoprstuvwyzaii"))
+_GREEK_CYRILLIC = re.compile(r"[\u0370-\u03ff\u0400-\u052f\u1f00-\u1fff]")
+_ASCII_LETTER = re.compile(r"[a-z]")
+_TOKEN = re.compile(r"\S+")
+
+
+@functools.cache
+def _always_table() -> dict[int, str]:
+    """Non-ASCII decimal digits ("٠٩٠٦", "०९०६": NFKC keeps them) to ASCII, and Latin small capitals."""
+    table = {c: str(unicodedata.decimal(chr(c))) for c in range(0x80, 0x20000)
+             if unicodedata.category(chr(c)) == "Nd"}
+    table.update({ord(k): v for k, v in _SMALL_CAPS.items()})
+    return table
+
+
+_LOOKALIKE_TABLE = {ord(k): v for k, v in _LOOKALIKE.items()}
+
+
+def _unconfuse(text: str) -> str:
+    """Greek and Cyrillic look-alikes read as the Latin letters they imitate: in every word that
+    mixes them with Latin letters, and everywhere when the text has Latin letters and no other
+    Greek or Cyrillic letter (a Latin text in disguise). Genuine Greek or Cyrillic words stay."""
+    found = _GREEK_CYRILLIC.findall(text)
+    if not found:
+        return text
+    if _ASCII_LETTER.search(text) and all(ch in _LOOKALIKE for ch in found):
+        return text.translate(_LOOKALIKE_TABLE)
+    return _TOKEN.sub(lambda m: m.group(0).translate(_LOOKALIKE_TABLE)
+                      if _ASCII_LETTER.search(m.group(0)) and _GREEK_CYRILLIC.search(m.group(0)) else m.group(0),
+                      text)
 
 
 @dataclass(frozen=True)
@@ -91,16 +156,30 @@ class Entities:
 def _host_of(url: str) -> str:
     u = re.sub(r"\s", "", url)
     u = re.sub(r"^https?://", "", u)
-    host = re.split(r"[/?#]", u, maxsplit=1)[0].strip(".")
+    host = re.split(r"[/?#:]", u, maxsplit=1)[0].strip(".")
     return _SUBDOMAIN.sub("", host)
 
 
+def _ascii_host(host: str) -> str:
+    """An internationalised host in punycode ("xn--..."), as a browser resolves it; as written
+    when it is no valid IDNA name."""
+    if host.isascii() or len(host) > 253 or any(len(label) > 63 for label in host.split(".")):
+        return host  # (no DNS name is longer; punycode time grows with the square of a label)
+    try:
+        return host.encode("idna").decode("ascii")
+    except UnicodeError:
+        return host
+
+
 def _clean_url(url: str) -> str:
-    """The URL without scheme, the www./wap./m. prefix `_host_of` drops, trailing punctuation or '/':
-    one link written several ways is one entity."""
+    """The URL without scheme, the www./wap./m. prefix `_host_of` drops, a default port, trailing
+    punctuation or '/', its host in punycode: one link written several ways is one entity."""
     u = re.sub(r"\s", "", url).rstrip(".,;:!?)'\"")
     u = re.sub(r"^https?://", "", u)
-    return _SUBDOMAIN.sub("", u).rstrip("/")
+    u = _DEFAULT_PORT.sub(r"\1", _SUBDOMAIN.sub("", u)).rstrip("/")
+    cut = re.search(r"[/?#:]", u)
+    end = cut.start() if cut else len(u)
+    return _ascii_host(u[:end]) + u[end:]
 
 
 def _phone_digits(raw: str) -> str:
@@ -128,22 +207,54 @@ def _obfuscated_phone(raw: str) -> str | None:
     return digits if digits.startswith("0") and len(digits) in (10, 11) else None
 
 
-def _defang(light: str) -> str:
-    """`light` with defanged links made plain ("hxxps://a[.]com" -> "https://a.com"); a text
-    without one comes back unchanged."""
-    if "hxxp" in light:
-        light = _DEFANG_SCHEME.sub(r"http\1://", light)
-    if "." in light or "dot" in light:
-        light = _DEFANG_DOT.sub(".", light)
-    return light
+def _defang(light: str, written: str | None = None) -> tuple[str, str]:
+    """`light` with defanged links made plain ("hxxps://a[.]com" -> "https://a.com"), and the same
+    replacements made at the same places in `written` (its unfolded twin, `light` by default)."""
+    written = light if written is None else written
+    for needed, pattern, plain in ((("hxxp",), _DEFANG_SCHEME, lambda m: f"http{m.group(1)}://"),
+                                   ((".", "dot"), _DEFANG_DOT, lambda m: ".")):
+        if not any(n in light for n in needed):  # the common case: nothing to rewrite
+            continue
+        out, twin, pos = [], [], 0
+        for m in pattern.finditer(light):
+            out += [light[pos:m.start()], plain(m)]
+            twin += [written[pos:m.start()], plain(m)]
+            pos = m.end()
+        if pos:
+            light, written = "".join(out) + light[pos:], "".join(twin) + written[pos:]
+    return light, written
+
+
+def _forms(text: str) -> tuple[str, str]:
+    """(folded, written): the text as every pattern and template reads it (light-normalised,
+    digits, dashes between digits, ideographic dots and look-alike letters folded, links
+    defanged), and the same characters with letters as written, for the real host of a URL."""
+    light = normalize_light(text)
+    if light.isascii():  # the common case: nothing to fold
+        return _defang(light)
+    written = _DIGIT_DASH.sub("-", light.translate(_always_table()))
+    light = _unconfuse(written)
+    dots = [m.start() for m in _IDEO_DOT.finditer(light)]  # read on the folded letters
+    if dots:
+        light, written = (_put(light, dots, "."), _put(written, dots, "."))
+    return _defang(light, written)
+
+
+def _put(text: str, places: list[int], ch: str) -> str:
+    chars = list(text)
+    for i in places:
+        chars[i] = ch
+    return "".join(chars)
 
 
 def _spans(pattern: re.Pattern[str], text: str) -> list[tuple[int, int, str]]:
     return [(m.start(), m.end(), m.group(0)) for m in pattern.finditer(text)]
 
 
-def _entity_spans(light: str) -> list[tuple[int, int, str, str]]:
-    """Non-overlapping (start, end, kind, value) spans, the earlier-listed kind winning overlaps."""
+def _entity_spans(light: str, written: str | None = None) -> list[tuple[int, int, str, str]]:
+    """Non-overlapping (start, end, kind, value) spans, the earlier-listed kind winning overlaps.
+    A URL's value is read from `written` (the same span, letters as written: `_forms`)."""
+    written = light if written is None else written
     found: list[tuple[int, int, str, str]] = []
     taken: list[tuple[int, int]] = []
 
@@ -153,10 +264,10 @@ def _entity_spans(light: str) -> list[tuple[int, int, str, str]]:
     for s, e, raw in (_spans(_EMAIL, light) if "@" in light else []):
         found.append((s, e, "email", raw))
         taken.append((s, e))
-    for pattern in (_URL_PREFIXED, _URL_BARE):
-        for s, e, raw in _spans(pattern, light):
+    for pattern in (_URL_IP, _URL_PREFIXED, _URL_BARE):
+        for s, e, _raw in _spans(pattern, light):
             if free(s, e):
-                found.append((s, e, "url", _clean_url(raw)))
+                found.append((s, e, "url", _clean_url(written[s:e])))
                 taken.append((s, e))
     for s, e, raw in _spans(_PHONE, light):
         if free(s, e):
@@ -206,17 +317,17 @@ def _template_from(light: str, spans: list[tuple[int, int, str, str]]) -> str:
 
 def analyse(text: str) -> tuple[str, Entities]:
     """`normalize_template(text)` and `extract_entities(text)` in one pass over the text."""
-    light = _defang(normalize_light(text))
-    spans = _entity_spans(light)
+    light, written = _forms(text)
+    spans = _entity_spans(light, written)
     return _template_from(light, spans), _entities_from(spans)
 
 
 def extract_entities(text: str) -> Entities:
     """URLs (and their hosts), e-mails, phone numbers (incl. 09xx premium) and SMS short codes."""
-    return _entities_from(_entity_spans(_defang(normalize_light(text))))
+    return _entities_from(_entity_spans(*_forms(text)))
 
 
 def normalize_template(text: str) -> str:
     """The text with variable parts as tokens, so template variants of one message collide."""
-    light = _defang(normalize_light(text))
-    return _template_from(light, _entity_spans(light))
+    light, written = _forms(text)
+    return _template_from(light, _entity_spans(light, written))

@@ -11,6 +11,7 @@ from core.text import has_undecodable_bytes, lone_surrogate_at, normalize_light
 
 from .campaigns import CampaignGraph
 from .config import CampaignSettings
+from .explore import check_count
 from .index import IndexError_
 from .service import _IT, _MT, CampaignError, _fetch_items, graph_dir, make_embedder, prepare
 
@@ -60,6 +61,7 @@ def search_text(store: "Store", text: str, settings: CampaignSettings, k: int = 
     characters only is empty (it would return arbitrary items); one holding bytes that are not
     UTF-8 (a terminal in another encoding) or another lone surrogate is refused, as the tokenizer
     cannot read it."""
+    check_count(k, "k", least=1)
     if has_undecodable_bytes(text):
         raise CampaignError("search text is not UTF-8 (an undecodable byte; check the terminal's encoding)")
     at = lone_surrogate_at(text)
@@ -79,6 +81,7 @@ def search_text(store: "Store", text: str, settings: CampaignSettings, k: int = 
 
 def similar_items(store: "Store", item_id: str, settings: CampaignSettings, k: int = 10) -> list[dict[str, Any]]:
     """The `k` items nearest to an indexed item (its exact copies first), the item itself left out."""
+    check_count(k, "k", least=1)
     graph = _load_graph(store, settings)
     if item_id not in graph:
         with store.read() as conn:

@@ -33,7 +33,7 @@ from . import facts
 from .campaigns import CampaignGraph, Components
 from .config import CampaignSettings
 from .index import IndexError_
-from .normalize import analyse, normalize_template
+from .normalize import NORMALIZE_VERSION, analyse, normalize_template
 
 if TYPE_CHECKING:  # pragma: no cover
     from models.embeddings import Embedder
@@ -131,6 +131,9 @@ def _load_or_new_graph(store: "Store", settings: CampaignSettings, embedder: "Em
                 reason = f"embedding model changed ({graph.model_id} -> {embedder.model_id})"
             elif built is None or built.linking_key() != settings.linking_key():
                 reason = "linking settings in campaigns.yaml changed"
+            elif graph.normalized_with != NORMALIZE_VERSION:
+                reason = (f"template and entity rules changed (version {graph.normalized_with} -> "
+                          f"{NORMALIZE_VERSION})")
             else:
                 return graph, None
     return CampaignGraph(settings, embedder.dim, embedder.model_id), reason
@@ -229,11 +232,15 @@ def _labels_path(store: "Store") -> Path:
 
 
 def _saved_labels(store: "Store", n: int) -> Optional[np.ndarray]:
+    """The last run's component labels (only which components to rewrite depends on them), or
+    None when missing, unreadable or not this graph's: then every component is rewritten."""
     p = _labels_path(store)
-    if not p.exists():
+    try:
+        labels = np.load(p)
+    except (OSError, EOFError, ValueError):  # missing, empty, truncated, not an .npy
         return None
-    labels = np.load(p)
-    return labels if len(labels) == n else None
+    ok = labels.ndim == 1 and labels.dtype.kind in "iu" and len(labels) == n
+    return labels if ok and (not n or (labels.min() >= 0 and labels.max() < n)) else None
 
 
 def _save_labels(store: "Store", labels: np.ndarray) -> None:
