@@ -17,28 +17,31 @@ Nothing here reads configuration: endpoints, leases and back-off arrive as argum
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import uuid
 from typing import Any, Iterable, Mapping, Optional
 
-from sqlalchemy import Connection, and_, func, insert, or_, select, update
+from sqlalchemy import Connection, Select, and_, bindparam, exists, func, insert, or_, select, update
 
 from . import audit
 from .hooks import check_permission
 from .labels import AUTHORITATIVE_KINDS, current_decisions
-from .schema import Decision, OutboxEvent, WebhookAttempt, WebhookDelivery, utcnow
+from .schema import Decision, OutboxEvent, OutboxItem, WebhookAttempt, WebhookDelivery, utcnow
 
 EVENT_TYPES = ("decision.created", "decision.corrected", "appeal.resolved", "campaign.decided")
 
 O = OutboxEvent.__table__
 WD = WebhookDelivery.__table__
 WA = WebhookAttempt.__table__
+OI = OutboxItem.__table__
 D = Decision.__table__
 
 # What an event tells the platform about each decision (never item text or the rationale).
 DECISION_FIELDS = ("id", "case_id", "item_id", "campaign_id", "reviewer", "kind", "label", "action",
                    "severity", "policy_ref", "supersedes_id", "taxonomy_version", "created_at")
 _CHUNK = 500
+ITEM_ID_MAX = OI.c.item_id.type.length
 
 
 class OutboxError(ValueError):
@@ -49,15 +52,27 @@ def _jsonable(value: Any) -> Any:
     return value.isoformat() if isinstance(value, (dt.datetime, dt.date)) else value
 
 
+def _items(payload: Any) -> set[str]:
+    """The items an event's decisions are about: what orders its deliveries."""
+    rows = payload.get("decisions") if isinstance(payload, Mapping) else None
+    return {str(d["item_id"]) for d in rows or () if isinstance(d, Mapping) and d.get("item_id") is not None}
+
+
 def enqueue(conn: Connection, event_type: str, payload: Mapping[str, Any], key: str,
             now: Optional[dt.datetime] = None) -> str:
-    """Write one outbox event in the caller's transaction; returns its event id (a uuid4)."""
+    """Write one outbox event in the caller's transaction, with the items it is about
+    (`outbox_items`, what orders its deliveries); returns its event id (a uuid4)."""
     if event_type not in EVENT_TYPES:
         raise OutboxError(f"unknown event type {event_type!r} (known: {', '.join(EVENT_TYPES)})")
+    body = json.loads(json.dumps(dict(payload), default=_jsonable))
+    items = sorted(_items(body))
+    if any(len(i) > ITEM_ID_MAX for i in items):
+        raise OutboxError(f"{event_type} event {key!r}: an item id is longer than {ITEM_ID_MAX} characters")
     event_id = str(uuid.uuid4())
-    conn.execute(insert(O).values(event_id=event_id, event_type=event_type, idempotency_key=key,
-                                  payload=json.loads(json.dumps(dict(payload), default=_jsonable)),
-                                  created_at=now or utcnow()))
+    oid = conn.execute(insert(O).values(event_id=event_id, event_type=event_type, idempotency_key=key,
+                                        payload=body, created_at=now or utcnow())).inserted_primary_key[0]
+    if items:
+        conn.execute(insert(OI), [{"outbox_id": oid, "item_id": i} for i in items])
     return event_id
 
 
@@ -146,11 +161,40 @@ def fan_out(conn: Connection, subscriptions: Mapping[str, Iterable[str]], limit:
     return len(events)
 
 
+@functools.cache
+def _held_query() -> Select:
+    """The held check of `_held`, built once (its aliases cost more to build than to run)."""
+    cand, waiting = WD.alias("cand"), WD.alias("waiting")
+    mine, older, prior = OI.alias("mine"), OI.alias("older"), O.alias("prior")
+    pending_here = exists().where(waiting.c.event_id == prior.c.event_id, waiting.c.endpoint == cand.c.endpoint,
+                                  waiting.c.status == "pending").correlate_except(waiting)
+    blocker = (select(older.c.outbox_id).join(prior, prior.c.id == older.c.outbox_id)
+               .where(older.c.item_id == mine.c.item_id, older.c.outbox_id < mine.c.outbox_id,
+                      or_(prior.c.fanned_out_at.is_(None), pending_here)))
+    return (select(cand.c.id).join(O, O.c.event_id == cand.c.event_id).join(mine, mine.c.outbox_id == O.c.id)
+            .where(cand.c.id.in_(bindparam("ids", expanding=True)), exists(blocker)).distinct())
+
+
+def _held(conn: Connection, ids: list[int]) -> set[int]:
+    """Which of the deliveries `ids` must wait for an older event (smaller outbox id) about one of
+    their items: one with a pending delivery to the same endpoint (retrying, or leased by another
+    worker), or one not fanned out yet (a fan-out may be under way in another transaction). So a
+    correction never reaches an endpoint before the decision it corrects, however many workers.
+
+    One query over the given deliveries: `outbox_items` by primary key for their items, then
+    `ix_outbox_items_item` for older events about those items. Its cost follows the deliveries
+    asked about and their items' histories, not the backlog."""
+    if not ids:
+        return set()
+    return set(conn.execute(_held_query(), {"ids": list(ids)}).scalars())
+
+
 def claim(conn: Connection, endpoints: Iterable[str], worker: str, lease_seconds: float, limit: int = 20,
           now: Optional[dt.datetime] = None) -> list[dict[str, Any]]:
     """Lease up to `limit` due deliveries of `endpoints` to `worker`; each counts as an attempt.
 
-    Due: pending, `next_attempt_at` reached, and no live lease. A row whose lease expired was
+    Due: pending, `next_attempt_at` reached, no live lease, and no older event about one of its
+    items still waiting for that endpoint (`_held`). A row whose lease expired was
     being sent by a worker that died: that attempt's outcome is unknown, recorded as such, and
     the event is sent again (at least once). Returns the deliveries joined with their events.
     """
@@ -158,10 +202,19 @@ def claim(conn: Connection, endpoints: Iterable[str], worker: str, lease_seconds
     names = list(endpoints)
     if not names:
         return []
+    due_now = (WD.c.status == "pending", WD.c.endpoint.in_(names), WD.c.next_attempt_at <= now,
+               or_(WD.c.lease_expires_at.is_(None), WD.c.lease_expires_at <= now))
+    order = (WD.c.next_attempt_at, WD.c.id)
+    # Candidates beyond `limit`, so deliveries held back by an older one do not block the rest.
+    candidates = list(conn.execute(select(WD.c.id).where(*due_now).order_by(*order).limit(limit * 5)).scalars())
+    if not candidates:
+        return []
+    held = _held(conn, candidates)
+    free = [i for i in candidates if i not in held]
+    if not free:
+        return []
     q = (select(WD.c.id, WD.c.lease_owner, WD.c.attempts, WD.c.lease_expires_at)
-         .where(WD.c.status == "pending", WD.c.endpoint.in_(names), WD.c.next_attempt_at <= now,
-                or_(WD.c.lease_expires_at.is_(None), WD.c.lease_expires_at <= now))
-         .order_by(WD.c.next_attempt_at, WD.c.id).limit(limit))
+         .where(*due_now, WD.c.id.in_(free)).order_by(*order).limit(limit))
     if conn.dialect.name == "postgresql":
         q = q.with_for_update(skip_locked=True)
     due = conn.execute(q).mappings().all()

@@ -355,6 +355,19 @@ class OutboxEvent(Base):
     )
 
 
+class OutboxItem(Base):
+    """Which items an outbox event is about (`core.outbox.enqueue` writes them with the event):
+    the index behind per-item delivery order, so a claim finds an older event about the same
+    item without reading the backlog's payloads. Derived from `outbox.payload`, like the outbox
+    itself not evidence: no append-only trigger."""
+
+    __tablename__ = "outbox_items"
+    outbox_id: Mapped[int] = mapped_column(ForeignKey("outbox.id", name="fk_outbox_items_event"), primary_key=True)
+    item_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+
+    __table_args__ = (Index("ix_outbox_items_item", "item_id", "outbox_id"),)
+
+
 class WebhookDelivery(Base):
     """One event for one endpoint: pending until delivered, dead after the last attempt.
     A worker holds it while sending (`lease_owner`, `lease_expires_at`)."""

@@ -64,10 +64,12 @@ def verify_signature(secret: Secret, header: str, body: bytes, tolerance: int = 
     and its timestamp is within `tolerance` seconds of `now` (default: the current time).
 
     False for a changed body, a wrong secret, a stale or future timestamp, or a malformed
-    header. `body` must be the raw bytes received. Several `v1=` entries are accepted (any one
-    matching is enough), so a sender can sign with an old and a new secret while rotating.
+    header, and always for an empty `secret` (a receiver whose secret variable is unset would
+    otherwise accept anyone's header signed with the empty key). `body` must be the raw bytes
+    received. Several `v1=` entries are accepted (any one matching is enough), so a sender can
+    sign with an old and a new secret while rotating.
     """
-    if not isinstance(header, str):
+    if not isinstance(header, str) or not _key(secret):
         return False
     ts, sigs = parse_signature_header(header)
     if ts is None or not sigs:

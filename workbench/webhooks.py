@@ -29,6 +29,7 @@ import socket
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from concurrent import futures
@@ -49,6 +50,8 @@ log = logging.getLogger(__name__)
 
 WEBHOOKS_FILE = "webhooks.yaml"
 MAX_PARALLEL = 8  # endpoints sent to at once by one worker; more wait for a free sender
+MAX_BACKOFF_SECONDS = 7 * 86400  # a longer wait is a typo (and past year 9999 a crash after the send)
+MAX_LEASE_SECONDS = 3600  # a worker that dies holds its deliveries this long: longer is as good as lost
 EventType = Literal["decision.created", "decision.corrected", "appeal.resolved", "campaign.decided"]
 assert set(EventType.__args__) == set(EVENT_TYPES)  # type: ignore[attr-defined]
 
@@ -63,15 +66,27 @@ class EndpointSpec(BaseModel):
     secret_file: Optional[str] = None
     enabled: bool = True
     max_attempts: int = Field(8, ge=1, le=100)
-    backoff_base_seconds: float = Field(5.0, gt=0)
-    backoff_cap_seconds: float = Field(3600.0, gt=0)
+    backoff_base_seconds: float = Field(5.0, gt=0, le=MAX_BACKOFF_SECONDS)
+    backoff_cap_seconds: float = Field(3600.0, gt=0, le=MAX_BACKOFF_SECONDS)
     timeout_seconds: float = Field(10.0, gt=0, le=120)
 
     @field_validator("url")
     @classmethod
     def _http_url(cls, v: str) -> str:
-        if not re.match(r"^https?://[^\s/]+", v):
-            raise ValueError("must be an http:// or https:// URL")
+        """Checked whole, as it will be sent: a flaw found only at send time would fail every
+        delivery, and credentials in it would be copied into each attempt's error and the log."""
+        if not re.match(r"^https?://[^\s/]+", v) or re.search(r"[\x00-\x20\x7f]", v):
+            raise ValueError("must be an http:// or https:// URL without spaces or control characters")
+        try:
+            parts = urllib.parse.urlsplit(v)
+            parts.port  # noqa: B018 - raises on a port that is not a number from 0 to 65535
+        except ValueError as exc:
+            raise ValueError(f"not a valid URL ({exc})") from None
+        if not parts.hostname:
+            raise ValueError("names no host")
+        if "@" in parts.netloc:
+            raise ValueError("must not hold credentials (user:password@host): "
+                             "the secret goes in secret_env or secret_file")
         return v
 
     @model_validator(mode="after")
@@ -88,7 +103,7 @@ class WorkerSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     poll_seconds: float = Field(2.0, gt=0)
-    lease_seconds: float = Field(60.0, gt=0)
+    lease_seconds: float = Field(60.0, gt=0, le=MAX_LEASE_SECONDS)
     batch_size: int = Field(20, ge=1, le=1000)
 
 
@@ -188,27 +203,110 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-_opener = urllib.request.build_opener(_NoRedirect())
+class _Deadline:
+    """The connections of one POST, cut when its time is up: a socket timeout bounds each read,
+    not the exchange, so a receiver that drips its answer a byte at a time would otherwise hold
+    the sender for ever (and outlive the lease: another worker would send the delivery again)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.expired = self.done = False
+        self.conns: list[http.client.HTTPConnection] = []
+
+    @staticmethod
+    def _shut(conn: http.client.HTTPConnection) -> None:
+        if conn.sock is not None:
+            try:
+                conn.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def cut(self) -> None:
+        with self.lock:
+            if self.done:  # answered in time
+                return
+            self.expired = True
+            for conn in self.conns:
+                self._shut(conn)
+
+    def finish(self) -> bool:
+        """Whether the time ran out; after this the timer cuts nothing."""
+        with self.lock:
+            self.done = True
+            return self.expired
+
+    def watch(self, cls: type[http.client.HTTPConnection]) -> Callable[..., http.client.HTTPConnection]:
+        deadline = self
+
+        class Watched(cls):  # type: ignore[valid-type, misc]
+            def connect(self) -> None:
+                super().connect()
+                with deadline.lock:
+                    deadline.conns.append(self)
+                    if deadline.expired:  # the time ran out while connecting
+                        deadline._shut(self)
+
+        return Watched
+
+
+class _HTTP(urllib.request.HTTPHandler):
+    def __init__(self, deadline: _Deadline) -> None:
+        super().__init__()
+        self.deadline = deadline
+
+    def http_open(self, req: urllib.request.Request) -> Any:
+        return self.do_open(self.deadline.watch(http.client.HTTPConnection), req)
+
+
+class _HTTPS(urllib.request.HTTPSHandler):
+    def __init__(self, deadline: _Deadline) -> None:
+        super().__init__()
+        self.deadline = deadline
+
+    def https_open(self, req: urllib.request.Request) -> Any:
+        return self.do_open(self.deadline.watch(http.client.HTTPSConnection), req,
+                            context=self._context)  # type: ignore[attr-defined]
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
+
+
+def _printable(text: str) -> str:
+    """One line without control characters: a receiver's answer is stored as the attempt's error
+    and printed by `workbench webhooks list/show`, where escape sequences would drive the terminal."""
+    return _CONTROL.sub(" ", text).strip()[:500]
 
 
 def http_post(url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> tuple[Optional[int], Optional[str]]:
-    """POST `body`; (status code, None) on 2xx, (status or None, error text) otherwise."""
+    """POST `body`; (status code, None) on 2xx, (status or None, error text) otherwise. The whole
+    exchange ends within `timeout` seconds (`_Deadline`); redirects are not followed."""
+    deadline = _Deadline()
+    opener = urllib.request.build_opener(_NoRedirect(), _HTTP(deadline), _HTTPS(deadline))
     req = urllib.request.Request(url, data=body, method="POST", headers=dict(headers))
+    timer = threading.Timer(timeout, deadline.cut)
+    timer.daemon = True
+    timer.start()
     try:
-        with _opener.open(req, timeout=timeout) as resp:
+        with opener.open(req, timeout=timeout) as resp:
             resp.read(65536)
-            return resp.status, None
+        if deadline.finish():  # cut mid-answer (a cut reads as the end of the headers or body)
+            return None, f"TimeoutError: no complete answer within {timeout:g} s"
+        return resp.status, None
     except urllib.error.HTTPError as exc:
         try:
             detail = exc.read(300).decode("utf-8", "replace")
         except Exception:  # noqa: BLE001 - the status is what matters
             detail = ""
-        return exc.code, f"HTTP {exc.code} {exc.reason}: {detail}".strip()[:500]
+        return exc.code, _printable(f"HTTP {exc.code} {exc.reason}: {detail}")
     except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
         # HTTPException: a receiver that answers with something other than HTTP (BadStatusLine,
         # LineTooLong, IncompleteRead) fails this attempt like a refused connection.
+        if deadline.expired:
+            return None, f"TimeoutError: no complete answer within {timeout:g} s"
         reason = getattr(exc, "reason", exc)
-        return None, f"{type(exc).__name__}: {reason}"[:500]
+        return None, _printable(f"{type(exc).__name__}: {reason}")
+    finally:
+        timer.cancel()
 
 
 Sender = Callable[[str, bytes, Mapping[str, str], float], tuple[Optional[int], Optional[str]]]
@@ -226,8 +324,11 @@ class DeliveryWorker:
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.send = send
         self.rng = rng or random.Random()
-        self.lease_seconds = lease_seconds or config.lease_seconds
+        self.lease_seconds = config.lease_seconds if lease_seconds is None else lease_seconds
         self.batch_size = batch_size or config.batch_size
+        if not 0 < self.lease_seconds <= MAX_LEASE_SECONDS:  # also NaN
+            raise ConfigError(f"lease must be more than 0 and at most {MAX_LEASE_SECONDS} s, "
+                              f"got {self.lease_seconds:g}")
         if max_parallel < 1:
             raise ConfigError(f"max_parallel must be at least 1, got {max_parallel}")
         self.max_parallel = max_parallel

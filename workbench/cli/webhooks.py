@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import math
 from typing import Any, Iterator, Optional
 
 import click
@@ -31,6 +32,13 @@ def _errors() -> Iterator[None]:
             raise click.ClickException(str(exc)) from None
 
 
+def _finite(ctx: click.Context, param: click.Parameter, value: Optional[float]) -> Optional[float]:
+    """A number of seconds: NaN or infinity would make the worker run for ever (or crash mid-claim)."""
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"must be a finite number of seconds, got {value}")
+    return value
+
+
 def _print_rows(rows: list[dict[str, Any]]) -> None:
     if not rows:
         click.echo("no deliveries")
@@ -50,8 +58,9 @@ def register_commands(cli: click.Group) -> None:
 
     @webhooks.command("deliver")
     @click.option("--once", is_flag=True, help="One pass: deliver what is due now, then exit (for cron).")
-    @click.option("--max-seconds", type=float, default=None, help="Stop after this many seconds.")
-    @click.option("--lease-seconds", type=float, default=None,
+    @click.option("--max-seconds", type=click.FloatRange(min=0, min_open=True), default=None, callback=_finite,
+                  help="Stop after this many seconds.")
+    @click.option("--lease-seconds", type=click.FloatRange(min=0, min_open=True), default=None, callback=_finite,
                   help="How long a claimed delivery is held (default: worker.lease_seconds of the config).")
     @_json
     @click.pass_obj
