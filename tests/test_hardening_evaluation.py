@@ -8,11 +8,9 @@ import re
 
 import numpy as np
 import pytest
-from sqlalchemy import select
 
 from core.config import config_dir
 from core.principals import Principal
-from core.schema import Case
 from evaluation import data as ed
 from evaluation import plots, render
 from evaluation.analysts import analyst_quality
@@ -26,8 +24,8 @@ from evaluation.report import _audit_estimates, write_report
 from labeling import appeals as APP
 from labeling.cases import build_cases
 from labeling.decisions import correct, decide
-from labeling.queue_config import load_queue_config
 from labeling.undo import undo_last
+from test_evaluation_integrity import _cases as _item_cases, _cfg  # the same store helpers
 from test_queue_support import T0, add_scored
 
 EVIL_LANG = "<img src=x onerror=alert(1)>"
@@ -35,16 +33,6 @@ EVIL_SURFACE = "[click me](https://evil.example/phish)"
 EVIL_SOURCE = "![pixel](https://tracker.example/p.png)"
 EVIL_POLICY = "$\\foo{$"
 LEAD = Principal("lena", "lead")
-
-
-def _cfg(taxonomy, **update):
-    return load_queue_config(config_dir(), taxonomy=taxonomy).model_copy(
-        update={"calibration_sets": [], "qa_share": 0.0, "qa_strata": [], **update})
-
-
-def _item_cases(store):
-    with store.read() as conn:
-        return dict(conn.execute(select(Case.item_id, Case.id).where(Case.campaign_id.is_(None))).all())
 
 
 def test_appealed_audit_items_stay_in_the_audit_sample(any_store, taxonomy):
