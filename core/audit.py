@@ -27,6 +27,11 @@ optionally posted to a webhook); `verify(checkpoints=...)` checks that the event
 `count` still has hash `head`, which finds truncation, deletion, re-ordering and recomputation
 and never alarms on events appended since.
 
+Secret values (`SECRET_KEYS`) never enter a payload: `record` refuses them. Older versions wrote
+some (`user.set_password`'s `was.password_hash`): `redact` removes them, no hash changed, after a
+keyed `audit.redact` event records the event, fields, a keyed digest of each value and the hash of
+the redacted contents (migration 0011 allows no other UPDATE); `verify` accepts only those.
+
 `record` must run inside the caller's write transaction, so the event commits or rolls back
 with the change it describes. On PostgreSQL it takes a transaction-scoped advisory lock; on
 SQLite the write transaction is already `BEGIN IMMEDIATE`, so the chain never forks. Event ids
@@ -42,11 +47,11 @@ import json
 import os
 import secrets
 import stat
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional
 
-from sqlalchemy import Connection, func, insert, select, text
+from sqlalchemy import Connection, Text, cast, func, insert, or_, select, text, update
 
 from .principals import Actor, actor_name
 from .schema import AuditEvent, Decision, utcnow
@@ -57,11 +62,16 @@ KEY_FILE = "audit.key"
 CHECKPOINT_FILE = "audit-checkpoints.jsonl"
 KEY_INFO = "wb_audit_key"  # where the store puts the AuditKey in each connection's `info`
 SEAL_ACTION = "audit.chain.keyed"
+REDACT_ACTION = "audit.redact"
+REDACTED = "[redacted]"
+SECRET_KEYS = frozenset({"password", "password_hash", "token", "token_hash", "session_hash", "secret", "api_key",
+                         "secret_key", "private_key", "client_secret", "access_token", "refresh_token"})
 BINDING_ACTIONS = ("decision.create", "decision.correct", "decision.undo", "appeal.resolve")
 _LOCK_KEY = 0x7773_6175  # advisory lock id for the chain on PostgreSQL
 _T = AuditEvent.__table__
 _D = Decision.__table__
 _MIN_KEY_BYTES = 16
+_Claims = dict[int, tuple[int, Mapping[str, Any]]]  # event id -> (its newest redaction's id, that payload)
 
 
 class AuditError(RuntimeError):
@@ -254,7 +264,12 @@ def record(conn: Connection, actor: "Actor", action: str, entity_type: Optional[
            entity_id: Optional[str | int] = None, payload: Optional[dict[str, Any]] = None) -> str:
     """Append one keyed event in the caller's transaction; returns its hash. `actor` is a name or
     a `Principal` (its name is recorded). AuditError when the chain's head is not signed with this
-    store's key (tampered, or another key): nothing is written onto it."""
+    store's key (tampered, or another key): nothing is written onto it; or when the payload holds
+    a secret value (`SECRET_KEYS`): the log is read by many and kept forever."""
+    found = _secret_paths(payload)
+    if found:
+        raise AuditError(f"audit event {action}: payload field {'.'.join(map(str, found[0]))} holds a secret value; "
+                         "record whether it is set (true/false), never the value")
     actor = actor_name(actor)
     akey = connection_key(conn)
     if conn.dialect.name == "postgresql":
@@ -267,16 +282,103 @@ def record(conn: Connection, actor: "Actor", action: str, entity_type: Optional[
 
 
 def seal(conn: Connection) -> Optional[str]:
-    """Key a chain written before the key existed (run by `Store.migrate` only): writes the seal
-    when the chain has events and none of them is keyed; returns its hash, or None. A chain with any
-    keyed event is never sealed again: unkeyed events after keyed ones are tampering, for verify."""
+    """The chain's upkeep after an upgrade (run by `Store.migrate` only, as the owner). Keys a chain
+    written before the key existed: writes the seal when the chain has events and none of them is
+    keyed; returns its hash, or None. A chain with any keyed event is never sealed again: unkeyed
+    events after keyed ones are tampering, for verify. Then `redact`s (as "system") what older
+    versions stored, unless the head is not signed with this key (`audit verify` says why)."""
     akey = connection_key(conn)
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
     head = _head_row(conn)
-    if head is None or not _is_unkeyed(head) or _holds_keyed_events(conn):
-        return None
-    return _write_seal(conn, akey, head["hash"])
+    sealed = None
+    if head is not None and _is_unkeyed(head) and not _holds_keyed_events(conn):
+        sealed = _write_seal(conn, akey, head["hash"])
+    try:
+        redact(conn, "system")
+    except AuditError:
+        pass  # an unsigned head or an unusable key: refused at the next write, reported by verify
+    return sealed
+
+
+# -- secrets and their redaction ----------------------------------------------------------------
+def _secret_paths(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Where a payload holds a secret: a `SECRET_KEYS` key whose value is not None, a flag, a number
+    or REDACTED ("password": true only says one is set)."""
+    out: list[tuple[Any, ...]] = []
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for k, v in items:
+        flag = v is None or isinstance(v, (bool, int, float)) or v == REDACTED
+        out += [path + (k,)] if isinstance(k, str) and k.lower() in SECRET_KEYS and not flag else \
+            _secret_paths(v, path + (k,))
+    return out
+
+
+def _claims(conn: Connection, kb: bytes) -> _Claims:
+    """The newest redaction of each event, among those whose keyed hash verifies (a forged one vouches
+    for nothing)."""
+    out: _Claims = {}
+    for row in conn.execute(select(_T).where(_T.c.action == REDACT_ACTION).order_by(_T.c.id)).mappings():
+        p = row["payload"]
+        if isinstance(p, dict) and isinstance(p.get("event"), int) and _row_keyed_hash(kb, row) == row["hash"]:
+            out[p["event"]] = (row["id"], p)
+    return out
+
+
+def _attested(claims: _Claims, row: Mapping[str, Any], current: str) -> Optional[str]:
+    """"keyed" or "legacy" (how its hash was made) when the event's contents, keyed hash `current`,
+    are exactly what its newest redaction, written after it, recorded; else None."""
+    rid, p = claims.get(row["id"], (0, {}))
+    ok = rid > row["id"] and p.get("hash") == row["hash"] and p.get("redacted_hash") == current
+    return str(p["chain"]) if ok and p.get("chain") in ("keyed", "legacy") else None
+
+
+def redact(conn: Connection, actor: "Actor", reason: str = "a secret value in an audit payload",
+           dry_run: bool = False) -> dict[str, list[dict[str, Any]]]:
+    """Remove the secret values (`SECRET_KEYS`) older versions stored in payloads, verifiably. Per
+    event, a keyed `audit.redact` event (its ts and actor: when, by whom) first records the event,
+    the fields, a keyed digest of each value (proof, with the key, of what was removed), the
+    event's hash and that of its redacted contents; then the values become REDACTED in that payload.
+    An event whose contents do not verify is left as is ("refused"): redacting would vouch for the
+    edit. Returns {"redacted", "refused"}: lists of {event, action, fields}; `dry_run` only lists.
+    Needs UPDATE on audit_events (the owner role); AuditError when the head is not signed."""
+    actor = actor_name(actor)
+    akey = connection_key(conn)
+    if conn.dialect.name == "postgresql" and not dry_run:
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
+    body = func.lower(cast(_T.c.payload, Text))  # a cheap pre-filter: only these are parsed
+    near = or_(*(body.like(f'%"{k}"%') for k in sorted(SECRET_KEYS)))
+    rows = conn.execute(select(_T).where(near).order_by(_T.c.id)).mappings().all()
+    out: dict[str, list[dict[str, Any]]] = {"redacted": [], "refused": []}
+    claims: Optional[_Claims] = None
+    for row in rows:
+        paths = _secret_paths(row["payload"])
+        if not paths or row["action"] == REDACT_ACTION:
+            continue
+        kb = akey.get(conn)
+        claims = _claims(conn, kb) if claims is None else claims
+        current = _row_keyed_hash(kb, row)
+        kind = "keyed" if current == row["hash"] else "legacy" if _is_unkeyed(row) else \
+            _attested(claims, row, current)
+        entry = {"event": row["id"], "action": row["action"], "fields": [".".join(map(str, p)) for p in paths]}
+        out["redacted" if kind else "refused"].append(entry)
+        if kind is None or dry_run:
+            continue
+        payload = json.loads(json.dumps(row["payload"]))
+        fields = []
+        for path in paths:
+            parent = payload
+            for step in path[:-1]:
+                parent = parent[step]
+            value = json.dumps(parent[path[-1]], sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+            fields.append({"path": list(path), "hmac": hmac.digest(
+                kb, b"workbench audit redaction\0" + value.encode("utf-8"), "sha256").hex()})
+            parent[path[-1]] = REDACTED
+        record(conn, actor, REDACT_ACTION, "audit_event", row["id"],
+               {"event": row["id"], "action": row["action"], "fields": fields, "hash": row["hash"],
+                "redacted_hash": _row_keyed_hash(kb, dict(row, payload=payload)), "chain": kind, "reason": reason})
+        conn.execute(update(_T).where(_T.c.id == row["id"]).values(payload=payload))
+    return out
 
 
 # -- checkpoints ------------------------------------------------------------------------------
@@ -355,11 +457,10 @@ class VerifyResult:
     legacy_events: int = 0
     decisions: int = 0
     checkpoints: int = 0
+    redacted_events: int = 0  # events whose secret values were removed, each under a recorded redaction
 
     def as_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "events": self.events, "head": self.head, "problems": self.problems,
-                "keyed_events": self.keyed_events, "legacy_events": self.legacy_events,
-                "decisions": self.decisions, "checkpoints": self.checkpoints}
+        return asdict(self)
 
 
 class _Problems(list):  # type: ignore[type-arg]
@@ -399,15 +500,17 @@ def verify(conn: Connection, expect_head: Optional[str] = None,
     `expect_head`: a hash printed earlier by `head`; it must still be in the chain (events
     appended since are fine). `checkpoints`: [{head, count, time}]; the event at position
     `count` must have hash `head`. Position 0 is the genesis (GENESIS, an empty store), which
-    every chain starts from. On PostgreSQL, an untouched READ COMMITTED transaction is made
-    REPEATABLE READ first, so the scans (and a `head` read after) see one moment.
+    every chain starts from. A redacted event verifies by its newest verified redaction. On
+    PostgreSQL, an untouched READ COMMITTED transaction is made REPEATABLE READ first, so the scans
+    (and a `head` read after) see one moment.
     """
     _one_snapshot(conn)
     kb = (key or connection_key(conn)).get(conn)
     problems = _Problems(max_problems)
     at = {int(cp["count"]): cp for cp in checkpoints or []}
     seen_at: dict[int, str] = {0: GENESIS}
-    prev, count, keyed, legacy = GENESIS, 0, 0, 0
+    prev, count, keyed, legacy, redacted = GENESIS, 0, 0, 0, 0
+    claims = _claims(conn, kb)
     seal: Optional[Mapping[str, Any]] = None
     bound: dict[int, tuple[str, int]] = {}
     found_head = expect_head is None or expect_head == GENESIS
@@ -420,7 +523,13 @@ def verify(conn: Connection, expect_head: Optional[str] = None,
         if row["prev_hash"] != prev:
             problems.add(f"event {eid}: prev_hash does not match the event before it "
                          "(events deleted or re-ordered)")
-        if _row_keyed_hash(kb, row) == row["hash"]:
+        current = _row_keyed_hash(kb, row)
+        redacted_as = None if current == row["hash"] else _attested(claims, row, current)
+        redacted += redacted_as is not None
+        if redacted_as is None and claims.get(eid, (0, {}))[0] > eid:
+            problems.add(f"event {eid}: contents are not what redaction event {claims[eid][0]} left (edited, or the "
+                         f"removed values put back: {row['action']} by {row['actor']})")
+        elif current == row["hash"] or redacted_as == "keyed":
             if row["action"] == SEAL_ACTION:
                 p = row["payload"] or {}
                 if keyed or p.get("legacy_events") != legacy or p.get("legacy_head") != row["prev_hash"]:
@@ -431,7 +540,7 @@ def verify(conn: Connection, expect_head: Optional[str] = None,
                 problems.add(f"event {eid}: the first keyed event after {legacy} unkeyed ones is not the "
                              "chain seal (unkeyed events were inserted)")
             keyed += 1
-        elif not keyed and _is_unkeyed(row):
+        elif not keyed and (redacted_as == "legacy" or _is_unkeyed(row)):
             legacy += 1
         else:
             problems.add(f"event {eid}: contents do not match its keyed hash (edited, or the chain was "
@@ -459,7 +568,8 @@ def verify(conn: Connection, expect_head: Optional[str] = None,
         problems.add(f"expected head {str(expect_head)[:16]}… is not in the chain: events deleted or recomputed")
     decisions = _check_decisions(conn, seal, bound, problems) if check_decisions else 0
     return VerifyResult(ok=not problems, events=count, head=prev, problems=problems.final(),
-                        keyed_events=keyed, legacy_events=legacy, decisions=decisions, checkpoints=len(at))
+                        keyed_events=keyed, legacy_events=legacy, decisions=decisions, checkpoints=len(at),
+                        redacted_events=redacted)
 
 
 def _check_decisions(conn: Connection, seal: Optional[Mapping[str, Any]],

@@ -186,6 +186,7 @@ def register_commands(cli: click.Group) -> None:
         def human(_: Any) -> None:
             if result.ok:
                 old = f", {result.legacy_events} from before the key" if result.legacy_events else ""
+                old += f", {result.redacted_events} redacted" if result.redacted_events else ""
                 click.echo(f"audit chain intact: {result.events} events ({result.keyed_events} keyed{old}), "
                            f"{result.decisions} decisions bound, {result.checkpoints} checkpoints held, "
                            f"head {result.head}")
@@ -196,6 +197,39 @@ def register_commands(cli: click.Group) -> None:
 
         emit(result.as_dict(), as_json, human)
         if not result.ok:
+            sys.exit(1)
+
+    @audit.command("redact")
+    @click.option("--dry-run", is_flag=True, help="List events and fields holding secret values; change nothing.")
+    @click.option("--reason", default="a secret value in an audit payload", show_default=True,
+                  help="Recorded in each audit.redact event.")
+    @principal_option("actor", help="Who redacts (audit log); on a store without accounts, default: the OS user.")
+    @json_option
+    @pass_app
+    def audit_redact(app: AppContext, dry_run: bool, reason: str, actor: Any, as_json: bool) -> None:
+        """Remove password and token hashes that older versions wrote into audit payloads, verifiably:
+        each removal is first recorded as a keyed audit.redact event, and no stored hash changes.
+        `workbench init` does it on upgrade; run this as the database owner role.
+
+        \b
+        Examples:
+          workbench audit redact --dry-run --json
+          workbench audit redact --as admin --reason "old password hashes"
+        """
+        from core import audit as audit_log
+        from core.hooks import check_permission
+
+        check_permission(actor, "users", "audit log")
+        store = app.store()
+        try:
+            with (store.read() if dry_run else store.begin()) as conn:
+                out = audit_log.redact(conn, actor, reason=reason, dry_run=dry_run)
+        except audit_log.AuditError as exc:
+            raise click.ClickException(str(exc)) from None
+        emit(out, as_json, lambda d: click.echo(
+            f"{'would redact' if dry_run else 'redacted'} {len(d['redacted'])} events; "
+            f"{len(d['refused'])} refused (contents do not verify: run `workbench audit verify`)"))
+        if out["refused"]:
             sys.exit(1)
 
     @audit.command("head")
