@@ -12,12 +12,20 @@ the stored edges in one vectorised pass (milliseconds even at 200k items), so an
 becomes too common stops linking everywhere at once, exactly as in a full re-cluster. Only the
 similarity search, the expensive part, is incremental. With the HNSW index the search is
 approximate, so equality with a full re-cluster then holds up to HNSW recall.
+
+Public entities never link (`public_entities`): a scam wave citing a real gov.uk page or a
+bank's helpline as a decoy would otherwise pull every honest message citing it into the
+campaign and under its bulk action. Public are links, hosts and e-mails on a `public_hosts`
+host, `public_phones`, and links and e-mails on a host the store itself shows in more than
+`entity_max_df` unrelated texts (distinct similarity groups, which a sender cannot fake by
+sending more copies of one wave).
 """
 from __future__ import annotations
 
 import datetime as dt
 import json
 import os
+import re
 import zipfile
 import zlib
 from collections import Counter
@@ -102,6 +110,17 @@ def _empty_i64() -> np.ndarray:
     return np.empty(0, dtype=np.int64)
 
 
+def _host_of_entity(kind: str, value: str) -> str:
+    """The host a url, host or email entity value lives on ("" for other kinds)."""
+    if kind == "host":
+        return value
+    if kind == "email":
+        return value.rsplit("@", 1)[-1]
+    if kind == "url":
+        return re.split(r"[/?#:]", value, maxsplit=1)[0]
+    return ""
+
+
 class CampaignGraph:
     """Items, their nodes in a `VectorIndex`, similarity edges and entity mentions."""
 
@@ -131,6 +150,10 @@ class CampaignGraph:
         self.watermark: dt.datetime | None = None
         # (values, bytes) already in each append-only log on disk.
         self._logged: dict[str, tuple[int, int]] = {}
+        # Per entity key, in key order: its host ("" for phones and short codes), and whether it
+        # is on a `public_hosts` host or a `public_phones` number (settings-only facts).
+        self._key_host: list[str] = []
+        self._key_listed: list[bool] = []
 
     # -- building -----------------------------------------------------------------------
     @property
@@ -241,6 +264,39 @@ class CampaignGraph:
         pairs = np.unique(self.ent_key * n_nodes + self.item_node[self.ent_item])
         return np.bincount(pairs // n_nodes, minlength=n_keys)
 
+    def _key_facts(self) -> tuple[list[str], np.ndarray]:
+        """(host per entity key, listed-as-public per key), extended for keys added since."""
+        st = self.settings
+        suffixes = tuple("." + h for h in st.public_hosts)
+        listed_hosts, phones = set(st.public_hosts), set(st.public_phones)
+        for key in self.entity_keys[len(self._key_host):]:
+            kind, value = key.split(":", 1)
+            host = _host_of_entity(kind, value)
+            self._key_host.append(host)
+            self._key_listed.append(value in phones if kind == "phone"
+                                    else bool(host) and (host in listed_hosts or host.endswith(suffixes)))
+        return self._key_host, np.asarray(self._key_listed, dtype=bool)
+
+    def public_entities(self) -> np.ndarray:
+        """bool per entity key: public, so it never links (module docstring says which are)."""
+        from scipy.sparse import coo_matrix
+        from scipy.sparse.csgraph import connected_components
+
+        n_keys, n_nodes = len(self.entity_keys), len(self.index)
+        hosts, public = self._key_facts()
+        if not n_keys or not len(self.ent_key):
+            return public
+        # Similarity groups: texts linked by similarity alone (copies of one text are one node).
+        graph = coo_matrix((np.ones(len(self.edge_a), dtype=np.int8), (self.edge_a, self.edge_b)),
+                           shape=(n_nodes, n_nodes))
+        n_groups, group = connected_components(graph, directed=False)
+        pairs = np.unique(self.ent_key * n_groups + group[self.item_node[self.ent_item]])
+        spread = np.bincount(pairs // n_groups, minlength=n_keys)  # unrelated texts per key
+        host_key = np.fromiter((self._entity_id.get(f"host:{h}", -1) if h else -1 for h in hosts),
+                               np.int64, n_keys)
+        common = spread > self.settings.entity_max_df
+        return public | ((host_key >= 0) & common[np.maximum(host_key, 0)])
+
     def components(self) -> Components:
         """Connected components over items, nodes (text/similarity links) and rare entities."""
         from scipy.sparse import coo_matrix
@@ -248,7 +304,7 @@ class CampaignGraph:
 
         n_items, n_nodes, n_keys = len(self.item_ids), len(self.index), len(self.entity_keys)
         df = self.entity_df()
-        active = (df >= 2) & (df <= self.settings.entity_max_df)
+        active = (df >= 2) & (df <= self.settings.entity_max_df) & ~self.public_entities()
         mention = active[self.ent_key] if n_keys else np.zeros(0, dtype=bool)
         items = np.arange(n_items, dtype=np.int64)
         src = np.concatenate([items, n_items + self.edge_a, self.ent_item[mention]])

@@ -1,6 +1,7 @@
 """`configs/campaigns.yaml`: thresholds and index parameters of campaign clustering."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal, Optional
 
@@ -8,9 +9,15 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from core.config import config_file, load_model
 
-from .normalize import ENTITY_KINDS
+from .normalize import ENTITY_KINDS, _ascii_host, extract_entities
 
 CAMPAIGNS_FILE = "campaigns.yaml"
+# Public sites that scams cite to look genuine (or to pull an innocent message that cites the
+# same page into their campaign): a link to one says nothing about who sent a message. A host
+# covers its subdomains ("gov.uk" covers www.gov.uk and hmrc.gov.uk; "gov" every .gov site).
+DEFAULT_PUBLIC_HOSTS = ("gov.uk", "nhs.uk", "police.uk", "parliament.uk", "gov", "europa.eu", "who.int",
+                        "google.com", "wikipedia.org", "bbc.co.uk")
+_HOST_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 
 
 class IndexSettings(BaseModel):
@@ -43,6 +50,11 @@ class CampaignSettings(BaseModel):
     entity_max_df: int = Field(default=10, ge=2)
     # Hosts that never link on their own (shorteners, big platforms); their full URLs still do.
     ignore_hosts: tuple[str, ...] = ()
+    # Links, hosts and e-mail addresses on these hosts (and their subdomains), and these phone
+    # numbers, never link items (they still show among a campaign's shared entities, as not
+    # linking): three scams citing a gov.uk page must not pull in an honest message citing it.
+    public_hosts: tuple[str, ...] = DEFAULT_PUBLIC_HOSTS
+    public_phones: tuple[str, ...] = ()
     min_campaign_size: int = Field(default=2, ge=2)
     # Similarity links chain: A~B and B~C joins A and C however far apart they are. A component
     # with more distinct texts than this is split by raising the similarity threshold inside it
@@ -59,6 +71,34 @@ class CampaignSettings(BaseModel):
     def _lower_hosts(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(h.strip().lower() for h in value)
 
+    @field_validator("public_hosts", mode="before")
+    @classmethod
+    def _public_hosts(cls, value: object) -> tuple[str, ...]:
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"expected a list of host names, got {type(value).__name__}")
+        out = []
+        for h in value:
+            host = h.strip().lower().removeprefix("*.").removeprefix("www.").strip(".") if isinstance(h, str) else ""
+            host = _ascii_host(host.replace("\u3002", "."))  # as entities store it: punycode
+            if not host or not all(_HOST_LABEL.fullmatch(label) for label in host.split(".")):
+                raise ValueError(f"{h!r} is not a host name such as gov.uk (letters, digits, '-' and dots only)")
+            out.append(host)
+        return tuple(dict.fromkeys(out))
+
+    @field_validator("public_phones", mode="before")
+    @classmethod
+    def _public_phones(cls, value: object) -> tuple[str, ...]:
+        """Numbers as the entity rules read them, so "0300 200 3300" matches 03002003300 in a text."""
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"expected a list of phone numbers, got {type(value).__name__}")
+        out = []
+        for raw in value:
+            phones = extract_entities(str(raw)).phone if isinstance(raw, (str, int)) else ()
+            if len(phones) != 1:
+                raise ValueError(f"{raw!r} is not one phone number as campaign entities read them")
+            out.append(phones[0])
+        return tuple(dict.fromkeys(out))
+
     @field_validator("entity_kinds")
     @classmethod
     def _known_kinds(cls, value: tuple[str, ...]) -> tuple[str, ...]:
@@ -71,7 +111,8 @@ class CampaignSettings(BaseModel):
         """The settings a stored graph was built with; any change needs a full re-cluster."""
         return {"embed": self.embed, "similarity_threshold": self.similarity_threshold,
                 "entity_kinds": list(self.entity_kinds), "entity_max_df": self.entity_max_df,
-                "ignore_hosts": sorted(self.ignore_hosts)}
+                "ignore_hosts": sorted(self.ignore_hosts), "public_hosts": sorted(self.public_hosts),
+                "public_phones": sorted(self.public_phones)}
 
 
 def load_campaign_settings(path: str | Path | None = None) -> CampaignSettings:
