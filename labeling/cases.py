@@ -23,7 +23,7 @@ from core.taxonomy import Taxonomy
 
 from .errors import QueueError
 from .masking import mask_text
-from .priority import PriorityError, label_harm_weights, score_features
+from .priority import ESCALATED_AT, PriorityError, label_harm_weights, score_features, tier_weight
 from .queue_config import QueueConfig
 from .routing import Candidate, plan_case
 from .sampling import calibration_copies
@@ -131,14 +131,17 @@ def _rescore_open_cases(conn: Connection, taxonomy: Taxonomy, config: QueueConfi
     """Re-plan waiting item cases whose item has a newer model's prediction (after a promotion).
 
     Only unclaimed cases in an ordinary queue move: their queue, severity, due time (from the
-    case's creation), escalation and priority follow the new prediction; the audit flag and the
-    case id stay.
+    case's creation), escalation and priority follow the new prediction; the audit flag, the case
+    id and what a person or a pass recorded in its meta stay. A case held by an escalation (folded
+    back under its campaign's escalated case, or escalated itself: `_held_by_escalation`) keeps
+    its place and window; only the model's part of it is refreshed (`_refresh_held`).
     """
     special = [q for q in (config.escalation_queue, config.appeals_queue, config.calibration_queue,
                            config.label_errors.queue) if q is not None]  # re-review cases keep their suggestion
     q = _prediction_rows(conn, C.c.id.label("case_id"), C.c.created_at.label("case_created"), C.c.is_audit,
                          C.c.queue.label("case_queue"), C.c.meta.label("case_meta"),
-                         C.c.updated_at.label("case_updated"),
+                         C.c.updated_at.label("case_updated"), C.c.severity.label("case_severity"),
+                         C.c.due_at.label("case_due"), C.c.escalation_reason.label("case_escalation"),
                          where=[C.c.state == "open", C.c.campaign_id.is_(None), C.c.calibration_set.is_(None),
                                 C.c.queue.notin_(special), P.c.model_version != C.c.model_version]
                          + ([P.c.item_id.in_(list(item_ids))] if item_ids is not None else [])
@@ -163,7 +166,12 @@ def _replan_one(conn: Connection, taxonomy: Taxonomy, config: QueueConfig, r: An
     if row is None:  # a broken newer prediction: the case keeps its plan from the one before
         out["rescore_skipped"] = out.get("rescore_skipped", 0) + 1
         return True
-    _keep_seed(row, r.case_meta or {}, r.case_queue, config)
+    old_meta, held = dict(r.case_meta or {}), _held_by_escalation(r)
+    if held:
+        _refresh_held(taxonomy, row, r)
+    else:
+        _keep_seed(row, old_meta, r.case_queue, config)
+        row["meta"] = _merged_meta(old_meta, row["meta"])
     priority, why, terms = score_features(taxonomy, row["meta"]["features"], config, r.case_created,
                                           row["due_at"], now)
     # A compare-and-swap: claims and decisions do not take the builds' lock, so on PostgreSQL a
@@ -176,7 +184,7 @@ def _replan_one(conn: Connection, taxonomy: Taxonomy, config: QueueConfig, r: An
     if not done.rowcount:
         return False
     out["rescored"] += 1
-    out["rescored_escalated"] += int(row["escalation_reason"] is not None)
+    out["rescored_escalated"] += int(row["escalation_reason"] is not None and not held)  # escalated by the re-plan
     return True
 
 
@@ -190,6 +198,47 @@ def _keep_seed(row: dict[str, Any], old_meta: Mapping[str, Any], old_queue: str,
     row["meta"]["features"]["seed"] = pin
     row["meta"].update({k: old_meta[k] for k in ("seed", "seeded_from") if k in old_meta})
     row.update(queue=old_queue, state=config.waiting_state(old_queue))
+
+
+# Meta a re-plan takes from the plan (`routing.plan_case`); other keys (a fold's `covered_by`, a
+# packet, a seed's record) are what a person or a pass did, and stay. A learning pin does not: the
+# old model's uncertainty chose it (`labeling.learning` re-plans the share); nor an uncarried seed.
+_PLANNED_META = ("features", "terms", "scores", "long_text", "member_of_campaign", "learning", "seed", "seeded_from")
+# The features a held case takes from the new prediction (as `labeling.rescore` refreshes one).
+_MODEL_FEATURES = ("risk", "uncertainty", "label", "score", "campaign_size", "campaign_growth", "reports")
+
+
+def _merged_meta(old: Mapping[str, Any], planned: Mapping[str, Any]) -> dict[str, Any]:
+    """The plan's meta over the case's own (a re-plan used to replace it all: `covered_by` went)."""
+    return {**{k: v for k, v in old.items() if k not in _PLANNED_META}, **planned}
+
+
+def _held_by_escalation(r: Any) -> bool:
+    """True for a waiting case an escalation holds: folded under its campaign's escalated case
+    (`covered_by`), or escalated itself and waiting again in an ordinary queue. Re-planned anew, it
+    lost its fold, tier and window, or went back to the escalation queue beside its campaign's case."""
+    meta, feats = r.case_meta or {}, (r.case_meta or {}).get("features") or {}
+    return bool(meta.get("covered_by") is not None or meta.get("escalated_from") or feats.get("escalation")
+                or feats.get(ESCALATED_AT) or r.case_escalation is not None)
+
+
+def _refresh_held(taxonomy: Taxonomy, row: dict[str, Any], r: Any) -> None:
+    """Turn the fresh plan `row` of a held case (`_held_by_escalation`) into a refresh of the
+    model's part only: its queue, state, tier, due time, escalation reason and meta stay; label,
+    scores and the model's features follow the new prediction. An escalated case's risk never
+    drops below what the escalation set (at least its tier's weight), as in `labeling.rescore`."""
+    old, fresh = dict(r.case_meta or {}), row["meta"]["features"]
+    was = dict(old.get("features") or {})
+    feats = dict(was, **{k: fresh[k] for k in _MODEL_FEATURES if k in fresh})
+    feats["severity"] = r.case_severity
+    if was.get("escalation") or r.case_escalation is not None:
+        tier = r.case_severity if r.case_severity in taxonomy.severities else None
+        feats["risk"] = max(float(fresh.get("risk") or 0.0), float(was.get("risk") or 0.0),
+                            tier_weight(taxonomy, tier))
+    meta = {**{k: v for k, v in old.items() if k != "long_text"}, "features": feats, "scores": row["meta"]["scores"],
+            **{k: row["meta"][k] for k in ("long_text",) if k in row["meta"]}}
+    row.update(queue=r.case_queue, state="open", severity=r.case_severity, due_at=r.case_due,
+               escalation_reason=r.case_escalation, meta=meta)
 
 
 WAITING = ("open", "escalated", "claimed")  # a case still to be decided

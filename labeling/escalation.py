@@ -7,8 +7,9 @@ The escalation queue holds an item once: a campaign case covers its members (dec
 decides them), so when a campaign's case is in the escalation queue its members' own cases
 are not escalated beside it. They wait in their own queues marked `covered_by` (`fold_covered`),
 and an analyst escalating such a member adds the reason to the campaign's escalated case. Either
-way the campaign's case takes the member's tier and due time where stricter (the sweep skips a
-covered member, so its own SLA would otherwise lapse unwatched).
+way the campaign's case takes the member's tier and due time where stricter; so does it when the
+sweep finds a covered member's own SLA lapsing (`_raise_for_covered`): the member is not escalated
+beside it, and its SLA would otherwise lapse unwatched.
 """
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ from core.text import free_text_error
 from .cases import _lock_builds, case_view, of_live_campaign, unchanged
 from .claims import _now, check_actionable, lock_case, reclaim_expired
 from .errors import QueueError
-from .priority import PRIORITY_EPSILON, score_features, sla_lapsing, tier_weight
+from .priority import ESCALATED_AT, PRIORITY_EPSILON, score_features, sla_lapsing, tier_weight
 from .queue_config import QueueConfig
 
 C = Case.__table__
@@ -54,8 +55,10 @@ def escalate(store: Store, taxonomy: Taxonomy, case_id: int, actor: Actor, reaso
         check_actionable(case, actor, now)
         cover = _escalated_campaign_case(conn, config, case)
         if cover is not None:  # its campaign is already escalated: one entry per item
+            tier, due = _escalated_tier(taxonomy, config, case, severity, now)
+            if _already_folded(case, cover, actor, reason.strip(), tier):  # a retry: nothing new to add
+                return dict(case_view(conn, cover["id"], with_history=False), folded_from=case_id, retried=True)
             _cover(conn, config, case, cover, now)
-            tier, due = _escalated_tier(taxonomy, case, severity, now)
             _take_stricter(conn, taxonomy, config, cover["id"], [{"case_id": case_id, "by": actor,
                            "reason": reason.strip(), "severity": tier, "due_at": due}], actor, now)
             audit.record(conn, actor, "case.escalate", "case", case_id,
@@ -64,12 +67,36 @@ def escalate(store: Store, taxonomy: Taxonomy, case_id: int, actor: Actor, reaso
             view = case_view(conn, cover["id"], with_history=False)
             view["folded_from"] = case_id
             return view
+        if _same_open_escalation(taxonomy, config, case, actor, reason.strip(), severity, now):
+            return dict(case_view(conn, case_id, with_history=False), retried=True)  # a double submit or retry
         _move_to_escalation(conn, taxonomy, config, case, reason.strip(), now, severity, by=actor)
         audit.record(conn, actor, "case.escalate", "case", case_id,
                      {"from_queue": case["queue"], "reason": reason.strip(), "severity": severity})
         if case["campaign_id"] is not None:
             fold_covered(conn, taxonomy, config, now, [case_id])
         return case_view(conn, case_id, with_history=False)
+
+
+def _same_open_escalation(taxonomy: Taxonomy, config: QueueConfig, case: Mapping[str, Any], actor: str,
+                          reason: str, severity: Optional[str], now: dt.datetime) -> bool:
+    """True when escalating would repeat the open escalation as it stands (a double submit, a
+    retry of the action): waiting in the escalation queue, by the same person, for the same
+    reason, at no stricter tier. It is then left as it is: no second audit event, no new packet
+    (`packets.escalate_with_packet`), its SLA clock not restarted."""
+    if case["queue"] != config.escalation_queue or case["state"] != "escalated":
+        return False
+    if (case["meta"] or {}).get("escalated_by") != actor or case["escalation_reason"] != reason:
+        return False
+    return _escalated_tier(taxonomy, config, case, severity, now) == (case["severity"], case["due_at"])
+
+
+def _already_folded(case: Mapping[str, Any], cover: Mapping[str, Any], actor: str, reason: str,
+                    tier: Optional[str]) -> bool:
+    """True when this member's escalation is already listed on its campaign's case, word for word."""
+    if (case["meta"] or {}).get("covered_by") != cover["id"]:
+        return False
+    entry = {"case_id": case["id"], "by": actor, "reason": reason, "severity": tier}
+    return any(e == entry for e in (cover["meta"] or {}).get("item_escalations", []))
 
 
 def _check_escalatable(case: Mapping[str, Any], config: QueueConfig) -> None:
@@ -142,15 +169,17 @@ def _stricter_tier(taxonomy: Taxonomy, tier: Optional[str], other: Optional[str]
     return tier
 
 
-def _escalated_tier(taxonomy: Taxonomy, case: Mapping[str, Any], severity: Optional[str],
+def _escalated_tier(taxonomy: Taxonomy, config: QueueConfig, case: Mapping[str, Any], severity: Optional[str],
                     now: dt.datetime) -> tuple[Optional[str], Optional[dt.datetime]]:
     """The tier and due time escalating `case` (at `severity`, if given) sets: the stricter tier,
-    due within its SLA from now at the latest."""
+    due within its SLA from now. The escalation queue's window is its own: a case entering it
+    gets the tier's SLA from now (its due time before is kept in meta `due_before_escalation`);
+    one re-escalated there keeps its due time unless the new tier's is sooner."""
     tier = _stricter_tier(taxonomy, case["severity"], severity)
     due = case["due_at"]
     if tier:
         tier_due = now + dt.timedelta(minutes=taxonomy.sla_minutes(tier))
-        due = min(due, tier_due) if due else tier_due
+        due = min(due, tier_due) if due and case["queue"] == config.escalation_queue else tier_due
     return tier, due
 
 
@@ -190,13 +219,17 @@ def _move_to_escalation(conn: Connection, taxonomy: Taxonomy, config: QueueConfi
     """Move `case` (a row as read) to the escalation queue; False when another writer changed it
     since (a compare-and-swap on state and `updated_at`: claims do not take the builds' lock, so
     on PostgreSQL the sweep must not escalate, and unclaim, a case an analyst has just claimed)."""
-    tier, due = _escalated_tier(taxonomy, case, severity, now)
+    tier, due = _escalated_tier(taxonomy, config, case, severity, now)
     meta = dict(case["meta"] or {})
     features = dict(meta.get("features") or {}, severity=tier, escalation=reason.split(":")[0][:60])
     features["risk"] = max(float(features.get("risk", 0.0)), tier_weight(taxonomy, tier))
+    if case["queue"] != config.escalation_queue or due != case["due_at"]:
+        features[ESCALATED_AT] = now.isoformat()  # the SLA clock of this escalation's window starts now
     meta.update(features=features, escalated_by=by)
     if case["queue"] != config.escalation_queue:  # re-escalated (e.g. raised to P0): it keeps its home queue
         meta["escalated_from"] = case["queue"]
+        meta["escalation_opened_at"] = now.isoformat()  # one open escalation: one packet (`packets`)
+        meta["due_before_escalation"] = _iso(case["due_at"])
     priority, why, terms = score_features(taxonomy, features, config, case["created_at"], due, now)
     meta["terms"] = terms
     return bool(conn.execute(update(C).where(unchanged(case["id"], case["state"], case["updated_at"])).values(
@@ -247,9 +280,11 @@ def sweep(store: Store, taxonomy: Taxonomy, config: QueueConfig,
                 sla = np.array([taxonomy.sla_minutes(r["severity"]) for r in rows])
                 mask = sla_lapsing(left, sla, np.ones(len(rows), bool), config.sla_escalation.remaining_fraction)
                 covered = _covered_items(conn, config, [r["item_id"] for r in rows if r["campaign_id"] is None])
+                lapsing_covered = []
                 for r, hit, m in zip(rows, mask, left):
                     if hit and r["campaign_id"] is None and r["item_id"] in covered:
-                        continue  # its campaign's case is in the escalation queue already
+                        lapsing_covered.append(r)  # its campaign's case is in the escalation queue already
+                        continue
                     if hit:
                         why = (f"sla: {max(m, 0):.0f} of {taxonomy.sla_minutes(r['severity'])} minutes left "
                                f"on the {r['severity']} SLA" if m > 0 else f"sla: {r['severity']} SLA lapsed")
@@ -259,6 +294,7 @@ def sweep(store: Store, taxonomy: Taxonomy, config: QueueConfig,
                         audit.record(conn, SYSTEM["sweeper"], "case.escalate", "case", r["id"],
                                      {"from_queue": r["queue"], "reason": why})
                         out["sla_escalated"] += 1
+                _raise_for_covered(conn, taxonomy, config, lapsing_covered, now)
         out["folded"] = fold_covered(conn, taxonomy, config, now)
         if out["sla_escalated"] or out["leases_expired"] or out["folded"]:
             audit.record(conn, SYSTEM["sweeper"], "cases.sweep", "queue", None,
@@ -291,6 +327,36 @@ def sweep(store: Store, taxonomy: Taxonomy, config: QueueConfig,
         bar.update(len(rows))
     bar.close()
     return out
+
+
+def _raise_for_covered(conn: Connection, taxonomy: Taxonomy, config: QueueConfig,
+                       members: list[Mapping[str, Any]], now: dt.datetime) -> None:
+    """A covered member whose own SLA is lapsing stays in its queue, but its campaign's escalated
+    case takes its tier and due time where stricter (`_take_stricter`, listed as "sla: covered
+    member"): skipped, a P1 member due in 4 hours under a campaign case due in 3 days lapsed
+    unwatched. Only a member that makes the case stricter is taken, so a second sweep (and a
+    campaign past the 50 listed entries) adds nothing again."""
+    by_cover: dict[int, list[dict[str, Any]]] = {}
+    covers: dict[int, dict[str, Any]] = {}
+    for r in members:
+        cover = _escalated_campaign_case(conn, config, r)
+        if cover is None:
+            continue
+        cover = covers.setdefault(cover["id"], cover)
+        if not _stricter_than(taxonomy, r["severity"], r["due_at"], cover["severity"], cover["due_at"]):
+            continue
+        by_cover.setdefault(cover["id"], []).append({"case_id": r["id"], "by": None, "reason": "sla: covered member",
+                                                     "severity": r["severity"], "due_at": r["due_at"]})
+    for cover_id, entries in by_cover.items():
+        _take_stricter(conn, taxonomy, config, cover_id, entries, SYSTEM["sweeper"], now)
+
+
+def _stricter_than(taxonomy: Taxonomy, tier: Optional[str], due: Optional[dt.datetime],
+                   than_tier: Optional[str], than_due: Optional[dt.datetime]) -> bool:
+    """True when (tier, due) would raise a case at (than_tier, than_due): a shorter SLA, or sooner due."""
+    if _stricter_tier(taxonomy, than_tier, tier) != than_tier:
+        return True
+    return due is not None and (than_due is None or due < than_due)
 
 
 def _covered_items(conn: Connection, config: QueueConfig, item_ids: list[Optional[str]]) -> set[str]:

@@ -34,6 +34,7 @@ from .errors import QueueError
 from .escalation import escalate
 from .masking import (OWN_FLAG, is_sensitive, mask_appeal, mask_case_reasons, mask_fields, mask_packet, mask_text,
                       should_mask)
+from .priority import ESCALATED_AT
 from .queue_config import QueueConfig
 from .review_config import ReviewSettings
 from .routing import patterns_match
@@ -229,10 +230,14 @@ def review_packet(store: Store, taxonomy: Taxonomy, case_id: int, settings: Revi
     suggested = (pred or {}).get("label") or view.get("predicted_label") or taxonomy.benign_label
     due = view.get("due_at")
     due_dt = dt.datetime.fromisoformat(due) if isinstance(due, str) else due
+    meta = view["meta"] if isinstance(view.get("meta"), dict) else {}
     packet: dict[str, Any] = {
-        "case": {k: view.get(k) for k in ("id", "queue", "state", "priority", "priority_reason", "severity",
-                                          "due_at", "escalation_reason", "claimed_by", "lease_expires_at",
-                                          "campaign_id", "item_id")},
+        "case": {**{k: view.get(k) for k in ("id", "queue", "state", "priority", "priority_reason", "severity",
+                                             "due_at", "escalation_reason", "claimed_by", "lease_expires_at",
+                                             "campaign_id", "item_id", "created_at")},
+                 # an escalated case's SLA window starts here (`priority.sla_start`); created_at stays the case's
+                 "escalated_at": (meta.get("features") or {}).get(ESCALATED_AT) if view.get("escalation_reason")
+                 else None},
         "minutes_left": None if due_dt is None else round((due_dt - now).total_seconds() / 60, 1),
         "item": None if item is None else {
             "id": item["id"], "source": item["source"], "surface": item["surface"],
@@ -252,7 +257,6 @@ def review_packet(store: Store, taxonomy: Taxonomy, case_id: int, settings: Revi
                            "policy_ref": pol.policy_ref, "severity": pol.severity}
                     for name, pol in taxonomy.policies.items()},
     }
-    meta = view["meta"] if isinstance(view.get("meta"), dict) else {}
     if meta.get("appeal"):
         packet["appeal"] = meta["appeal"]
     if isinstance(meta.get("label_error"), dict):  # a re-review case: the decision under review and why
@@ -398,15 +402,54 @@ def escalation_packet(store: Store, taxonomy: Taxonomy, case_id: int, settings: 
 def escalate_with_packet(store: Store, taxonomy: Taxonomy, case_id: int, analyst: Actor, reason: str,
                          config: QueueConfig, settings: ReviewSettings, campaign_settings: CampaignSettings,
                          severity: Optional[str] = None) -> dict[str, Any]:
-    """Escalate the case and file its packet (JSON in the data dir, path in the audit log). Needs `escalate`."""
+    """Escalate the case and file its packet (JSON in the data dir, path in the audit log). Needs `escalate`.
+
+    One packet per open escalation: a retry, a double submit, or escalating again a case that
+    waits in (or was claimed from) the escalation queue returns the packet already filed for it
+    (`filed` False); a new escalation after that one ended (the case went back to its queue,
+    covered by its campaign's case) files a new one. The check and the filing hold the case's
+    lock (PostgreSQL; SQLite's write lock), so two sessions escalating at once file one."""
     check_permission(analyst, "escalate", f"case {case_id}")
     packet = escalation_packet(store, taxonomy, case_id, settings, campaign_settings, reason, severity=severity)
     view = escalate(store, taxonomy, case_id, analyst, reason, config, severity=severity)
-    path = _write_private(store.path("packets", "x").parent,
-                          f"case-{case_id}-{utcnow():%Y%m%dT%H%M%S%f}-{secrets.token_hex(4)}.json",
-                          json.dumps(packet, indent=2, default=str, ensure_ascii=False))
+    folder = store.path("packets", "x").parent
     with store.begin() as conn:
+        row = conn.execute(select(Case.__table__).where(Case.id == case_id).with_for_update()
+                           if conn.dialect.name == "postgresql" else select(Case.__table__).where(Case.id == case_id)
+                           ).mappings().one()
+        key = _escalation_key(conn, int(view["id"]))
+        meta = dict(row["meta"] or {})
+        filed = meta.get("escalation_packet") if isinstance(meta.get("escalation_packet"), dict) else None
+        if filed and filed.get("key") == key and _readable_packet(folder, filed.get("path")) is not None:
+            return {"case": view, "packet": _readable_packet(folder, filed["path"]), "packet_path": filed["path"],
+                    "filed": False}
+        path = _write_private(folder, f"case-{case_id}-{utcnow():%Y%m%dT%H%M%S%f}-{secrets.token_hex(4)}.json",
+                              json.dumps(packet, indent=2, default=str, ensure_ascii=False))
+        meta["escalation_packet"] = {"key": key, "path": str(path)}
+        conn.execute(Case.__table__.update().where(Case.id == case_id).values(meta=meta, updated_at=utcnow()))
         audit.record(conn, analyst, "escalation.packet", "case", case_id,
                      {"path": str(path), "summary": packet["summary"],
                       "next_step": packet["recommended_next_step"]})
-    return {"case": view, "packet": packet, "packet_path": str(path)}
+    return {"case": view, "packet": packet, "packet_path": str(path), "filed": True}
+
+
+def _escalation_key(conn: Any, holder_id: int) -> str:
+    """Which open escalation a case is in: the case holding it in the escalation queue (itself, or
+    its campaign's case when folded) and when that escalation opened."""
+    holder = conn.execute(select(Case.__table__).where(Case.id == holder_id)).mappings().one()
+    opened = (holder["meta"] or {}).get("escalation_opened_at") or _iso(holder["created_at"])
+    return f"case {holder_id} escalated {opened}"
+
+
+def _readable_packet(folder: Path, path: Any) -> Optional[dict[str, Any]]:
+    """The packet filed at `path` (inside the packets folder), or None when it is gone or unreadable."""
+    if not isinstance(path, str):
+        return None
+    p = Path(path)
+    try:
+        if p.resolve().parent != folder.resolve():
+            return None
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None

@@ -165,6 +165,27 @@ def pinned(features: Mapping[str, Any]) -> Optional[tuple[float, str]]:
     return None
 
 
+# The feature `labeling.escalation` sets when a case enters the escalation queue (ISO time, naive UTC):
+# the escalation has its own SLA window, so its urgency clock starts there, not at the case's creation.
+ESCALATED_AT = "escalated_at"
+
+
+def sla_start(features: Mapping[str, Any], created: dt.datetime, due: Optional[dt.datetime]) -> dt.datetime:
+    """When a case's SLA clock started: its escalation (`ESCALATED_AT`) where one lies between its
+    creation and its due time, else its creation. Without it, a case escalated after 20 hours in
+    a 24-hour queue showed 83% of its SLA used the moment it reached the escalation queue."""
+    at = features.get(ESCALATED_AT)
+    if not isinstance(at, str):
+        return created
+    try:
+        start = utc_naive(dt.datetime.fromisoformat(at))
+    except ValueError:  # hand-edited meta: the creation clock, never a crash in the sweep
+        return created
+    if utc_naive(created) <= start and (due is None or start < utc_naive(due)):
+        return start
+    return created
+
+
 def score_features(taxonomy: Taxonomy, features: Mapping[str, Any], config: QueueConfig,
                    created: dt.datetime, due: Optional[dt.datetime], now: dt.datetime) -> tuple[float, str, dict[str, float]]:
     """(priority, one-line reason, term contributions) of one case from its stored features.
@@ -174,7 +195,7 @@ def score_features(taxonomy: Taxonomy, features: Mapping[str, Any], config: Queu
     problem = features_problem(features)
     if problem is not None:
         raise PriorityError(f"no priority: {problem}")
-    used = float(sla_used(_epoch(created), _epoch(due), _epoch(now))) if due else 0.0
+    used = float(sla_used(_epoch(sla_start(features, created, due)), _epoch(due), _epoch(now))) if due else 0.0
     terms = priority_terms(config.priority, risk=features.get("risk", 0.0),
                            uncertainty=features.get("uncertainty", 0.0),
                            campaign_size=features.get("campaign_size", 0),

@@ -10,8 +10,10 @@ champion has scored. `rescore_open_cases`:
    due time, priority follow the new prediction);
 3. refreshes the cases `build_cases` leaves where they are: a campaign case gets its members'
    new mean scores, label and priority; a claimed case, or one in the escalation, appeals or
-   calibration queue, keeps its queue and holder and gets the new label and scores; the lead's
-   re-review queue is left alone (its cases show the label-error scan's suggestion, or none);
+   calibration queue, keeps its queue and holder and gets the new label, scores and risk. Only
+   the model's features change: an escalation (its reason, clock and raised tier) stays, and an
+   escalated case's risk never drops below what the escalation set; the lead's re-review queue
+   is left alone (its cases show the label-error scan's suggestion, or none);
 4. re-plans the learning share (`labeling.learning`) where queues.yaml gives one: its pinned
    cases were chosen by the old model's uncertainty.
 
@@ -38,7 +40,8 @@ from core.principals import Actor
 from core.schema import CampaignMember, Case, Item, Prediction, utcnow
 
 from .cases import build_cases, unchanged
-from .priority import PriorityError, label_harm_weights, score_features
+from .priority import (PriorityError, features_problem, label_harm_weights, risk_scores, score_features,
+                       tier_weight)
 from .routing import Candidate, plan_case
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -48,7 +51,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from .queue_config import QueueConfig
 
-OPEN_STATES = ("open", "claimed", "escalated", "appealed")
+# Not `appealed`: that is the decided case whose decision is under appeal (the appeal is its own open
+# case); rescored, its label, scores and features of record, what the decision was made on, were rewritten.
+OPEN_STATES = ("open", "claimed", "escalated")
 C = Case.__table__
 CM = CampaignMember.__table__
 I = Item.__table__
@@ -95,11 +100,12 @@ def score_ids(store: "Store", taxonomy: "Taxonomy", models_config: "ModelsConfig
     from tqdm.auto import tqdm
 
     from models.registry import embeddings_for, load_model_version
-    from models.scoring import _insert_predictions, predict_rows, prepare_text
+    from models.scoring import _insert_predictions, check_model_labels, predict_rows, prepare_text
 
     if not ids:
         return 0
     model, _ = load_model_version(store, champ)
+    check_model_labels(model, champ, taxonomy)  # before anything is written
     sc = models_config.scoring
     bar = tqdm(total=len(ids), desc=f"rescoring open cases with {champ}", unit="item", disable=not progress)
     done = 0
@@ -146,10 +152,42 @@ def _refresh(store: "Store", taxonomy: "Taxonomy", config: "QueueConfig", champ:
     return refreshed
 
 
+# What a refresh takes from the champion's prediction; every other feature (an escalation, its
+# clock `ESCALATED_AT`, a seed or learning pin) is what a person or a pass did to the case, and stays.
+_MODEL_FEATURES = ("risk", "uncertainty", "label", "score", "campaign_size", "campaign_growth", "reports")
+
+
+def _escalated(case: Any, config: "QueueConfig") -> bool:
+    """True for a case escalated by an analyst, the sweep or a criterion: waiting or held in the
+    escalation queue, or folded back home under its campaign's escalation still marked as one."""
+    feats = (case["meta"] or {}).get("features") or {}
+    return (case["state"] == "escalated" or case["queue"] == config.escalation_queue
+            or bool(feats.get("escalation")) or case["escalation_reason"] is not None)
+
+
+def _refreshed_features(taxonomy: "Taxonomy", config: "QueueConfig", case: Any,
+                        fresh: dict[str, Any]) -> dict[str, Any]:
+    """The case's features with the champion's `fresh` ones over the model's part only. The old
+    refresh put a campaign case's fresh plan in their place: an escalated case lost its
+    escalation, its SLA clock and its raised tier and risk, and the sweep ranked it as the new
+    model's P3. An escalated case keeps its tier, and its risk may rise with the new model but
+    never drops below what the escalation set (at least its tier's weight)."""
+    old = dict((case["meta"] or {}).get("features") or {})
+    escalated = _escalated(case, config)
+    keys = _MODEL_FEATURES + (() if escalated or "severity" not in fresh else ("severity",))
+    feats = dict(old, **{k: fresh[k] for k in keys if k in fresh})
+    if escalated:
+        tier = case["severity"] if case["severity"] in taxonomy.severities else None
+        floor = max(float(old.get("risk") or 0.0), tier_weight(taxonomy, tier))
+        feats["risk"] = max(float(fresh.get("risk") or 0.0), floor)
+    return feats
+
+
 def _refresh_round(store: "Store", taxonomy: "Taxonomy", config: "QueueConfig", champ: str, now: dt.datetime,
                    harm: np.ndarray, only: Optional[list[int]]) -> tuple[int, list[int]]:
     """One pass of `_refresh` over the stale open cases (`only` these ids when given): the count
-    written and the ids another writer changed meanwhile."""
+    written and the ids another writer changed meanwhile. A waiting case is ranked at once (an
+    open campaign case, an escalated case), the rest at the sweep once they wait again."""
     refreshed, changed = 0, []
     with store.begin() as conn:
         q = select(C).where(_rescorable(config.label_errors.queue),
@@ -177,25 +215,24 @@ def _refresh_round(store: "Store", taxonomy: "Taxonomy", config: "QueueConfig", 
                     planned = plan_case(taxonomy, config, cand, case["created_at"], harm)
                 except PriorityError:
                     continue  # an old stored prediction no priority comes from: the case keeps its plan
-                values: dict[str, Any] = {"predicted_label": label, "model_version": champ,
-                                          "meta": dict(meta, scores=planned["meta"]["scores"],
-                                                       features=planned["meta"]["features"])}
-                if case["state"] == "open":
-                    try:
-                        priority, why, terms = score_features(taxonomy, planned["meta"]["features"], config,
-                                                              case["created_at"], case["due_at"], now)
-                    except PriorityError:
-                        continue
-                    values.update(priority=priority, priority_reason=why,
-                                  meta=dict(values["meta"], terms=terms))
+                fresh, new_scores = planned["meta"]["features"], planned["meta"]["scores"]
             else:
                 pred = predictions_of_record(conn, [case["item_id"]]).get(case["item_id"]) if case["item_id"] else None
                 if pred is None or pred["model_version"] != champ:
                     continue
-                feats = dict(meta.get("features") or {}, label=pred["label"], score=round(float(pred["score"]), 6),
-                             uncertainty=round(float(pred["uncertainty"] or 0.0), 6))
-                values = {"predicted_label": pred["label"], "model_version": champ,
-                          "meta": dict(meta, features=feats, scores=dict(pred["scores"] or {}))}
+                label, new_scores = pred["label"], dict(pred["scores"] or {})
+                probs = np.array([[float(new_scores.get(lab, 0.0)) for lab in taxonomy.labels]])
+                fresh = {"label": label, "score": round(float(pred["score"]), 6),
+                         "uncertainty": round(float(pred["uncertainty"] or 0.0), 6),
+                         "risk": round(float(risk_scores(probs, harm)[0]), 6)}
+            feats = _refreshed_features(taxonomy, config, case, fresh)
+            if features_problem(feats) is not None:
+                continue  # a prediction no priority comes from: the case keeps its features
+            values: dict[str, Any] = {"predicted_label": label, "model_version": champ,
+                                      "meta": dict(meta, scores=new_scores, features=feats)}
+            if case["state"] == "escalated" or (case["state"] == "open" and case["campaign_id"] is not None):
+                priority, why, terms = score_features(taxonomy, feats, config, case["created_at"], case["due_at"], now)
+                values.update(priority=priority, priority_reason=why, meta=dict(values["meta"], terms=terms))
             done = conn.execute(update(C).where(unchanged(case["id"], case["state"], case["updated_at"]))
                                 .values(**values, updated_at=now))
             if done.rowcount:

@@ -125,8 +125,11 @@ def plan_case(taxonomy: Taxonomy, config: QueueConfig, cand: Candidate, now: dt.
     severity = taxonomy.severity_of(cand.label) if cand.label in taxonomy.policies else None
     severity = severity or config.benign_tier
     crit = match_escalation(taxonomy, cand.text, cand.scores, cand.campaign_size if cand.is_campaign else None)
-    reason = None
+    reason = home = None
     if crit is not None:
+        # Its route at its policy's tier: folded under its campaign's escalation it goes back there
+        # (`escalation._cover`), as an analyst-escalated case goes back to the queue it came from.
+        home = route(config, cand, severity, taxonomy.benign_label)
         if taxonomy.severities[crit.severity].sla_minutes < taxonomy.severities[severity].sla_minutes:
             severity = crit.severity
         risk = max(risk, tier_weight(taxonomy, crit.severity))
@@ -150,5 +153,6 @@ def plan_case(taxonomy: Taxonomy, config: QueueConfig, cand: Candidate, now: dt.
         "meta": {"features": features, "terms": terms, "scores": {k: round(float(v), 6) for k, v in cand.scores.items()},
                  **({"campaign_case": True} if cand.is_campaign else {}),
                  **({"long_text": dict(cand.flags)} if cand.long_text else {}),
+                 **({"escalated_from": home} if home is not None else {}),
                  **({"member_of_campaign": cand.campaign_id} if cand.campaign_id and not cand.is_campaign else {})},
     }

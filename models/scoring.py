@@ -267,6 +267,18 @@ def count_unscored(store: "Store", model_version: str) -> tuple[int, int]:
     return max(total - done, 0), total
 
 
+def check_model_labels(model: Any, version: str, taxonomy: "Taxonomy") -> None:
+    """Raise RegistryError when `model` predicts labels the taxonomy no longer has: a model trained
+    before the taxonomy lost a label would store predictions (and so case labels) no policy
+    knows. Every path that writes predictions calls it before writing anything."""
+    missing = sorted(set(model.labels) - set(taxonomy.labels))
+    if missing:
+        from .registry import RegistryError
+
+        raise RegistryError(f"model {version} predicts labels the taxonomy no longer has: {missing}; "
+                            "retrain it against the current taxonomy")
+
+
 def score_items(store: "Store", taxonomy: "Taxonomy", model_version: Optional[str] = None,
                 chunk_size: Optional[int] = None, *, config: "ModelsConfig",
                 limit: Optional[int] = None, show_progress: bool = True,
@@ -303,12 +315,7 @@ def score_items(store: "Store", taxonomy: "Taxonomy", model_version: Optional[st
         if model_version is None:
             raise ValueError("pass model_version together with model")
         version = model_version
-    missing = sorted(set(model.labels) - set(taxonomy.labels))
-    if missing:
-        from .registry import RegistryError
-
-        raise RegistryError(f"model {version} predicts labels the taxonomy no longer has: {missing}; "
-                            "retrain it against the current taxonomy")
+    check_model_labels(model, version, taxonomy)
     summary = ScoreSummary(model_version=version)
     uses_emb = getattr(model, "needs_embeddings", model.uses_embeddings)
     cache = None

@@ -9,9 +9,9 @@ import datetime as dt
 import threading
 from typing import Any, Callable, Iterable, Optional
 
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 
-from core.schema import Campaign, CampaignMember, Item, Prediction
+from core.schema import Campaign, CampaignMember, Case, Item, Prediction
 from core.text import text_hash
 
 T0 = dt.datetime(2026, 11, 25, 8, 0, 0)
@@ -83,3 +83,23 @@ def at_once(*calls: Callable[[], Any], catch: tuple[type[BaseException], ...] = 
     for t in threads:
         t.join(30)
     return out
+
+
+def quiet(queue_config):
+    """The queue config without QA draws, calibration sets or learning shares: only the cases a
+    test builds, planned by their own features."""
+    return queue_config.model_copy(update={"qa_share": 0.0, "calibration_sets": [],
+                                           "learning": queue_config.learning.model_copy(update={"queues": {}})})
+
+
+def case_row(store, case_id: int) -> dict[str, Any]:
+    """One case's stored row."""
+    with store.read() as conn:
+        return dict(conn.execute(select(Case.__table__).where(Case.id == case_id)).mappings().one())
+
+
+def case_ids(store, campaign_key: Callable[[int], str] = lambda c: "campaign") -> dict[str, int]:
+    """{item id, or `campaign_key(campaign id)` for a campaign case: case id}."""
+    with store.read() as conn:
+        rows = conn.execute(select(Case.id, Case.item_id, Case.campaign_id)).all()
+    return {(campaign_key(r.campaign_id) if r.campaign_id is not None else r.item_id): r.id for r in rows}
