@@ -17,10 +17,11 @@ choice is to be made), by swapping one part of the loop at a time, everything el
 - `policy`: the learning pick's uncertainty as the binary uncertainty of the policy being
   learnt (1 - |2 p(policy) - 1|) once the model scores it, instead of the margin over every
   label (on Davidson mostly the known benign / offensive boundary);
-- `crossfit` / `crossfitrandom`: the loop / random decisions through a gate whose `test_split`
-  also holds the train-side decisions made since the champion was trained, scored by the
-  challenger out of fold (`Diagnostic.gate_step`): how much of the loop's lag in production behind
-  its own challengers is the gate's lack of evidence on a young surface?
+- `crossfit` / `crossfitrandom`: the loop / random decisions through a gate on the `pooled` set
+  (`promotion.sets: [pooled, qa_audit]`, `Sim.cross_fit`: the test split plus the train-side
+  decisions made since the champion was trained, scored by the challenger out of fold) whatever
+  models.yaml says: how much of the loop's lag in production behind its own challengers is the
+  gate's lack of evidence on a young surface? (`--gate-sets` sets the gate of every mode.)
 - `mix<P>`: queues.yaml `learning.among_seeds` set to P%: that share of each batch while seeds
   wait goes to the learning pick (over a champion still blind to the policy: mostly diversity)
   instead of seeds, so that the first challengers see the surface as it is, not only its
@@ -59,8 +60,6 @@ class Diagnostic(Sim):
 
     mode = "loop"
     seed = 0
-    champ_cut = 0  # `crossfit*`: how many decisions the champion in production was trained after
-    FOLDS = 3
 
     fixed_mix: float | None = None  # `mix<P>`
     so_far: list[int] = []  # the decisions up to the last gate step (`adapt<P>`)
@@ -78,30 +77,12 @@ class Diagnostic(Sim):
         self.fixed_mix = value
 
     def run(self, strategy: str, seed: int, champion: np.ndarray) -> list[dict]:
-        self.champ_cut, self.so_far = 0, []
+        self.so_far = []
         return super().run(strategy, seed, champion)
 
     def gate_step(self, decided: list[int], uniform: set[int], champ: np.ndarray, chall: np.ndarray) -> dict:
-        """`crossfit*`: the gate's `test_split` also holds the train-side decisions made since the
-        champion was trained (it never saw them), scored by the challenger out of fold (FOLDS
-        folds by text hash, each fold's model trained on the base and the other train-side
-        decisions): about twice the evidence on a young surface, at FOLDS extra fits."""
         self.so_far = list(decided)
-        if not self.mode.startswith("crossfit"):
-            return super().gate_step(decided, uniform, champ, chall)
-        train = [i for i in decided if not self.side_test[i]]
-        post = [i for i in decided[self.champ_cut:] if not self.side_test[i]]
-        fold = {i: int(self.sur_hash[i][:8], 16) % self.FOLDS for i in post}
-        oof: dict[int, np.ndarray] = {}
-        for f in range(self.FOLDS):
-            hold = {i for i in post if fold[i] == f}
-            if hold:
-                P = self.fit([i for i in train if i not in hold])
-                oof.update({i: P[i] for i in hold})
-        verdict = super().gate_step(decided, uniform, champ, chall, extra=oof)
-        if verdict["passed"]:
-            self.champ_cut = len(decided)
-        return verdict
+        return super().gate_step(decided, uniform, champ, chall)
 
     def learning_pick(self, probs: np.ndarray, remaining: np.ndarray, n: int) -> list[int]:
         if self.mode in ("loop", "shadow", "crossfit") or self.mode.startswith(("mix", "adapt")):
@@ -143,6 +124,8 @@ def main() -> None:
     ap.add_argument("--base-n", type=int, default=8000)
     ap.add_argument("--neighbours", type=int, default=None,
                     help="Seed neighbours per cold-start round (default: seeding.neighbours in queues.yaml).")
+    ap.add_argument("--gate-sets", default=None,
+                    help="The gate's evaluation sets, comma-separated (default: models.yaml promotion.sets).")
     ap.add_argument("--append", action="store_true", help="Append the JSON line to benchmarks/measured.jsonl.")
     args = ap.parse_args()
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
@@ -158,13 +141,17 @@ def main() -> None:
     if args.neighbours is not None and args.neighbours <= 0:
         ap.error("--neighbours must be a positive integer")
     sim = Diagnostic(args.base_n, COLD_SHARE, neighbours=args.neighbours, variant=args.variant,
-                     gate_metric="auc:hate" if args.variant in ("new_policy", "tweets_surface") else None)
+                     gate_metric="auc:hate" if args.variant in ("new_policy", "tweets_surface") else None,
+                     gate_sets=args.gate_sets.split(",") if args.gate_sets else None)
+    gates = {False: sim.pcfg, True: type(sim.pcfg).model_validate({**sim.pcfg.model_dump(),
+                                                                   "sets": ["pooled", "qa_audit"]})}
     champ = sim.fit([])
     out: dict = {}
     for mode in modes:
         per: dict = {"auc_100": [], "auc_200": [], "challenger_200": []}
         for seed in seeds:
             sim.mode, sim.seed = ("loop" if mode == "random" else mode), seed
+            sim.pcfg = gates[mode.startswith("crossfit")]
             sim.learn_from = "challenger" if mode == "shadow" else "champion"
             sim.cold_mix = int(mode[3:]) / 100 if mode.startswith("mix") else None
             strategy = "random" if mode in ("random", "crossfitrandom") else "loop"
@@ -178,7 +165,7 @@ def main() -> None:
                          "sd": round(float(np.std(v, ddof=1)), 4) if len(v) > 1 else 0.0, "per_seed": v}
                      for k, v in per.items()}
     emit({"benchmark": "loop_diagnostics", "variant": args.variant, "seeds": seeds,
-          "seeding_neighbours": sim.qcfg.seeding.neighbours, "modes": out,
+          "seeding_neighbours": sim.qcfg.seeding.neighbours, "modes": out, "gate_sets": gates[False].sets,
           "loop_among_seeds": sim.qcfg.learning.seed_mix(sim.share, new_surface=sim.new_surface),
           "note": "production (after the gate) and challenger AUC on unreviewed items; diagnostics, no target",
           "seconds": round(time.time() - t0, 1), "date": time.strftime("%Y-%m-%d")}, args.append)

@@ -22,9 +22,11 @@ decisions; after every 20 a challenger is trained and goes through the promotion
 - gate (`evaluation.compare.paired_bootstrap` + `gate`, models.yaml `promotion`): the decisions
   are split by the product's salted text hash (`labeling.training_data.proposed_side`,
   `--test-fraction`, default 0.35); the challenger learns from the base plus the train side and is
-  compared with the champion on the test side (`test_split`) and on its uniform-QA part
-  (`qa_audit`); a set under `min_items` is reported, not counted, and with no qualifying set the
-  champion stays. The champion (the model in production) scores the queue and is what the AUC
+  compared with the champion on models.yaml's `promotion.sets` (`--gate-sets`): the test side
+  (`test_split`), that plus the train-side decisions made since the champion's data, scored by
+  the challenger out of fold (`pooled`, `Sim.cross_fit` as `evaluation.cross_fit`), the test
+  side's uniform-QA part (`qa_audit`); a set under `min_items` is reported, not counted, and with
+  no qualifying set the champion stays. The champion (the model in production) scores the queue and is what the AUC
   measures; every challenger's AUC is reported too.
 
 - `loop` (as built): cold-start seeds around five example spam texts (`labeling.seeding`:
@@ -49,9 +51,7 @@ decisions and >= 0.98 after 200, above both comparisons.
 messages and on the Davidson tweets with every hate label hidden (those tweets unlabelled); the
 surface is the Davidson tweets, the seeds come from five example hate tweets, and the measure is
 hate AUC on the tweets nobody reviewed (target >= 0.85 after 200 decisions, above both).
-
-For context, `full_label_reference_auc`: the same model with every label of the surface known
-(3-fold CV over the surface alone), the ceiling beside which 200 decisions are read.
+`full_label_reference_auc`, for context: the same model with every surface label known (3-fold CV).
 
 Prints one JSON line (appended to benchmarks/measured.jsonl with --append); the curves go to
 benchmarks/results/<variant>.png. `--dump-decisions FILE` also writes the base, the surface and
@@ -74,10 +74,10 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import numpy as np  # noqa: E402
 
 from learning_data import RESULTS, ROOT, emit, load, log  # noqa: E402
+from surface_plot import STRATEGIES, plot  # noqa: E402
 
 BUDGET = 200
 STEP = 20
-STRATEGIES = ("loop", "risk", "random")
 # The learning share of the new surface's queue while it is cold. Chosen on seed 1 alone (not a
 # reported seed), 3,000-tweet base: AUC@100 / @200 of the loop with share 0.2: 0.959 / 0.963 (seed
 # 13 trial), 0.5: 0.972 / 0.975, 0.9: 0.973 / 0.983, 1.0 (20 neighbours): 0.977 / 0.985. A queue in
@@ -116,7 +116,7 @@ class Sim:
     def __init__(self, base_n: int, share: float | None = None, neighbours: int | None = None,
                  uniform_share: float | None = None, variant: str = "new_surface",
                  test_fraction: float = TEST_FRACTION, gate_metric: str | None = None,
-                 head: str | None = None, reseed: bool = True) -> None:
+                 head: str | None = None, reseed: bool = True, gate_sets: list[str] | None = None) -> None:
         sys.path.insert(0, str(ROOT))
         import scipy.sparse as sp
 
@@ -138,6 +138,8 @@ class Sim:
         self.pcfg = mcfg.promotion
         if gate_metric:  # e.g. auc:hate for a new policy (models.yaml `promotion.metric` takes it too)
             self.pcfg = self.pcfg.model_copy(update={"metric": gate_metric})
+        if gate_sets:  # e.g. test_split,qa_audit: the gate before `pooled` (models.yaml `promotion.sets`)
+            self.pcfg = type(self.pcfg).model_validate({**self.pcfg.model_dump(), "sets": gate_sets})
         self.hp = mcfg.kind_params("hybrid")
         self.C = float(self.hp.get("C", 4.0))
         sms, dav = load("sms_spam"), load("davidson")
@@ -303,12 +305,10 @@ class Sim:
         """The ceiling for context: the same model and features trained with every surface label
         known (stratified `folds`-fold cross-validation over the surface alone, no base), the
         policy's AUC out of fold. What 200 decisions are measured against is far fewer labels."""
+        import scipy.sparse as sp
         from sklearn.model_selection import StratifiedKFold
 
-        out = np.zeros((len(self.sur_y), len(self.labels)))
-        import scipy.sparse as sp
-
-        ngrams, _ = self.cv["chosen"]
+        out, (ngrams, _) = np.zeros((len(self.sur_y), len(self.labels))), self.cv["chosen"]
         for tr, ho in StratifiedKFold(folds, shuffle=True, random_state=1).split(self.E_sur, self.sur_y):
             X = (sp.hstack([self.vocab.features(self.sur_rows[tr], self.sur_rows), self.E_sur], format="csr")
                  if ngrams else self.E_sur)  # the vocabulary of the training folds
@@ -363,17 +363,42 @@ class Sim:
         by_risk = [int(remaining[j]) for j in np.argsort(-risk, kind="stable") if int(remaining[j]) not in taken]
         return learn + by_risk[: k - len(learn)]
 
-    def gate_step(self, decided: list[int], uniform: set[int], champ: np.ndarray,
-                  chall: np.ndarray, extra: dict[int, np.ndarray] | None = None) -> dict:
+    def cross_fit(self, decided: list[int]) -> dict[int, np.ndarray]:
+        """The product's `pooled` set beyond the test split (`evaluation.cross_fit`): the train-side
+        decisions in groups first decided after the champion's data (`champ_cut` decisions), each
+        scored by a model of the challenger's kind trained on the base and the other train-side
+        decisions without its fold (`promotion.cross_fit_folds` folds, `fold_of` the group)."""
+        from evaluation.cross_fit import fold_of
+
+        folds = self.pcfg.cross_fit_folds
+        seen = {self.sur_hash[i] for i in decided[:self.champ_cut]}
+        train = [i for i in decided if not self.side_test[i]]
+        post = [i for i in train if self.sur_hash[i] not in seen]
+        fold = {i: fold_of(self.sur_hash[i], folds) for i in post}
+        oof: dict[int, np.ndarray] = {}
+        for f in range(folds):
+            hold = [i for i in post if fold[i] == f]
+            if hold:
+                held = {self.sur_hash[i] for i in hold}
+                P = self.fit([i for i in train if self.sur_hash[i] not in held])
+                oof.update({i: P[i] for i in hold})
+        return oof
+
+    def gate_step(self, decided: list[int], uniform: set[int], champ: np.ndarray, chall: np.ndarray) -> dict:
         """The product's gate (`evaluation.compare.paired_bootstrap` + `gate`, models.yaml `promotion`) on
-        the test side of the decisions so far and its uniform QA part: champion against challenger
-        on the same items (`extra`: more `test_split` items with the challenger's probabilities)."""
+        the test side of the decisions so far, its uniform QA part and (`pooled`) the test side
+        plus the challenger's out-of-fold scores of `cross_fit`: champion against challenger on
+        the same items."""
         import warnings
 
         from evaluation.compare import gate, paired_bootstrap
 
-        test, extra, pc, comps = [i for i in decided if self.side_test[i]], extra or {}, self.pcfg, {}
-        for name, items in (("test_split", test + sorted(extra)), ("qa_audit", [i for i in test if i in uniform])):
+        test, pc, comps = [i for i in decided if self.side_test[i]], self.pcfg, {}
+        extra = self.cross_fit(decided) if "pooled" in pc.sets else {}
+        for name, items in (("test_split", test), ("pooled", test + sorted(extra)),
+                            ("qa_audit", [i for i in test if i in uniform])):
+            if name not in pc.sets:
+                continue
             idx = np.array(items, dtype=int)
             y = self.sur_y[idx]
             pa = champ[idx]
@@ -383,8 +408,9 @@ class Sim:
                 comps[name] = paired_bootstrap(y, pa, pb, pa.argmax(axis=1), pb.argmax(axis=1), self.labels,
                                                groups=[self.sur_hash[i] for i in idx], n_boot=pc.bootstrap,
                                                seed=pc.seed, confidence=pc.confidence)
-        comps = {k: v for k, v in comps.items() if k in pc.sets}
         v = gate(comps, pc.metric, pc.min_lower_bound, pc.min_items, pc.mcnemar_alpha, pc.mcnemar_test)
+        if v["passed"]:
+            self.champ_cut = len(decided)
         return {"passed": bool(v["passed"]), "n_test": len(test) + len(extra), "reason": v["reason"]}
 
     def run(self, strategy: str, seed: int, champion: np.ndarray) -> list[dict]:
@@ -399,6 +425,7 @@ class Sim:
         if strategy == "random":
             uniform = set(random_order[:BUDGET])
         decided: list[int] = []
+        self.champ_cut = 0  # decisions the champion in production was trained on (`cross_fit`)
         champ_probs = latest = champion
         knows_policy = False  # has a model that learned the policy been promoted?
         curve = []
@@ -475,6 +502,8 @@ def main() -> None:
                     help=f"The gate's held-out share of the decisions (default {TEST_FRACTION}).")
     ap.add_argument("--gate-metric", default=None,
                     help="The gate's metric (default: models.yaml promotion.metric), e.g. auc:hate.")
+    ap.add_argument("--gate-sets", default=None,
+                    help="The gate's evaluation sets, comma-separated (default: models.yaml promotion.sets).")
     ap.add_argument("--variant", choices=["new_surface", "new_policy"], default="new_surface")
     ap.add_argument("--no-reseed", action="store_true",
                     help="Seed once only (default: while no promoted model knows the policy, seed again around "
@@ -489,7 +518,8 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     t0 = time.time()
     sim = Sim(args.base_n, args.share, args.neighbours, args.uniform_share, args.variant, args.test_fraction,
-              args.gate_metric, args.head, not args.no_reseed)
+              args.gate_metric, args.head, not args.no_reseed,
+              args.gate_sets.split(",") if args.gate_sets else None)
     policy = "+".join(sim.pos_labels)
     log(f"[{args.variant}] champion trained on {len(sim.base_y)} items ({sim.features_name()}); surface "
         f"{len(sim.sur_y)} ({int(sim.pos.sum())} {policy})")
@@ -564,36 +594,6 @@ def main() -> None:
         sim.dump(args.dump_decisions)
         report["decisions_dump"] = args.dump_decisions
     emit(report, args.append)
-
-
-def plot(xs: list[int], mean: dict, sd: dict, champ_auc: float, path, policy: str, variant: str,
-         targets: list[float], challenger: dict | None = None) -> None:
-    """Production AUC (champion after the gate; band: sd over seeds) per strategy, and each
-    strategy's challengers dashed."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    for z, (s, colour) in enumerate(zip(STRATEGIES, ("tab:blue", "tab:orange", "tab:gray"))):
-        # the loop drawn last, on top: it shares the seed rounds with risk order until a promotion
-        ax.plot(xs, mean[s], marker="o", ms=3, color=colour, label=s, zorder=3 + len(STRATEGIES) - z)
-        ax.fill_between(xs, np.clip(mean[s] - sd[s], 0, 1), np.clip(mean[s] + sd[s], 0, 1), color=colour, alpha=0.2)
-        if challenger is not None:
-            ax.plot(xs, challenger[s], ls="--", lw=1, color=colour, label=f"{s}: every challenger")
-    ax.axhline(champ_auc, ls=":", color="black", lw=1, label="champion before any decision")
-    for y in targets:
-        ax.axhline(y, ls="--", color="tab:red", lw=0.8)
-    ax.set_ylim(top=1.005)
-    ax.set_xlabel("human decisions")
-    ax.set_ylabel(f"{policy} AUC on unreviewed items\n(model in production after the gate)")
-    ax.set_title("New surface: SMS spam, Davidson-only champion" if variant == "new_surface"
-                 else "New policy: hate, champion with hate labels hidden")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 if __name__ == "__main__":

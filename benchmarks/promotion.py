@@ -90,6 +90,14 @@ def fit_predict(kind: str, params: dict, labels: list[str], texts: list[str], y:
     return proba, model.predict_from_proba(proba)
 
 
+def sms_grouped(tax) -> tuple[list[str], np.ndarray, list[str], np.ndarray]:  # noqa: ANN001
+    """The SMS Spam Collection: (texts, policy labels, the labels present, template groups)."""
+    df = load_labelled("sms_spam", taxonomy=tax)
+    texts = df.text.tolist()
+    y_all = np.array(df.policy_label.tolist(), dtype=object)
+    return texts, y_all, sorted(set(y_all)), np.array([normalize_template(t) for t in texts], dtype=object)
+
+
 def run_trials(args: argparse.Namespace) -> dict:
     tax = load_taxonomy()
     cfg = load_models_config()
@@ -99,11 +107,7 @@ def run_trials(args: argparse.Namespace) -> dict:
     if args.mcnemar_test:  # exact or mid_p: the same trials through the gate with the other McNemar p
         pc = pc.model_copy(update={"mcnemar_test": args.mcnemar_test})
     labels = list(tax.labels)
-    df = load_labelled("sms_spam", taxonomy=tax)
-    texts = df.text.tolist()
-    y_all = np.array(df.policy_label.tolist(), dtype=object)
-    present = sorted(set(y_all))
-    groups_all = np.array([normalize_template(t) for t in texts], dtype=object)
+    texts, y_all, present, groups_all = sms_grouped(tax)
     uniq = np.unique(groups_all)
     params = {**cfg.kind_params(args.kind), **({"min_df": 1} if args.kind == "tfidf_lr" else {})}
     outcome: dict[str, dict[str, list]] = {k: {"gate": [], "interval_only": [], "naive": [], "mcnemar": [], "delta": [], "lower": []}

@@ -46,16 +46,16 @@ from core.text import reason_length_error
 from models.base import ModelError
 
 from .compare import gate, paired_bootstrap
+from .cross_fit import CrossFit, cross_fit, pooled_note
 from .promotion_report import left_out_line, plot_comparison, write_markdown
+from .scoring import score_set
 
 if TYPE_CHECKING:  # pragma: no cover
     from core.store import Store
     from core.taxonomy import Taxonomy
     from labeling.queue_config import QueueConfig
     from labeling.training_data import LearningData
-    from models.base import PolicyClassifier
     from models.config import ModelsConfig
-    from models.training import TrainingSet
 
     from .drift import DriftReport
 
@@ -76,30 +76,6 @@ class PromotionRefused(PromotionError):
 
 
 RETRAIN_FAILED = "model.retrain_failed"   # audit action of an automatic retrain that raised
-
-
-def aligned_proba(model: "PolicyClassifier", proba: np.ndarray, labels: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """(probabilities, predicted label indices) in `labels` order from a model's own columns: a
-    label the model does not know scores 0; the prediction keeps the model's decision weights."""
-    out = np.zeros((proba.shape[0], len(labels)))
-    index = {lab: j for j, lab in enumerate(labels)}
-    for j, lab in enumerate(model.labels):
-        if lab in index:
-            out[:, index[lab]] = proba[:, j]
-    pred_own = model.predict_from_proba(proba)
-    pred = np.array([index.get(model.labels[int(k)], -1) for k in pred_own], dtype=int)
-    return out, pred
-
-
-def score_set(store: "Store", model: "PolicyClassifier", data: "TrainingSet", labels: Sequence[str],
-              config: "ModelsConfig") -> tuple[np.ndarray, np.ndarray]:
-    """`aligned_proba` of `model` on the texts of `data` (embeddings from the cache)."""
-    from models.registry import embeddings_for
-
-    if not len(data):
-        return np.zeros((0, len(labels))), np.zeros(0, dtype=int)
-    emb = embeddings_for(store, model, data.texts, show_progress=False, config=config)
-    return aligned_proba(model, model.predict_proba(list(data.texts), emb), labels)
 
 
 def _challenger_params(cfg: "ModelsConfig", kind: str, champ: Optional[dict[str, Any]],
@@ -177,10 +153,14 @@ def _retrain_and_gate(store: "Store", taxonomy: "Taxonomy", cfg: "ModelsConfig",
         echo(f"  {left_out}")
     row = train_model(store, taxonomy, kind=kind, params=merged, config=cfg, parent=champ["id"] if champ else None,
                       promote_if="never", actor=actor, data=train, validation=test_side, train_side_only=True,
+                      decisions_through=ld.stats["decisions_through"],
                       show_progress=show_progress, echo=echo)
+    cf = (cross_fit(store, taxonomy, ld, champ, kind=kind, params=merged, config=cfg, seed=cfg.training.seed,
+                    show_progress=show_progress, echo=echo) if "pooled" in cfg.promotion.sets else None)
     return compare_and_promote(store, taxonomy, ld, champ, row["id"], kind=kind, models_config=cfg,
                                queue_config=queue_config, actor=actor, promote=promote, force=force, reason=reason,
-                               rescore=rescore, report_dir=report_dir, show_progress=show_progress, echo=echo)
+                               rescore=rescore, report_dir=report_dir, show_progress=show_progress, echo=echo,
+                               cross_fitted=cf)
 
 
 def _check_metric(cfg: "ModelsConfig", taxonomy: "Taxonomy") -> None:
@@ -267,12 +247,13 @@ def compare_and_promote(store: "Store", taxonomy: "Taxonomy", ld: "LearningData"
                         challenger_id: str, *, kind: str, models_config: "ModelsConfig",
                         queue_config: Optional["QueueConfig"], actor: Actor, promote: bool, force: bool, reason: str,
                         rescore: str, report_dir: Optional[str], show_progress: bool,
-                        echo: Callable[..., None]) -> dict[str, Any]:
+                        echo: Callable[..., None], cross_fitted: Optional[CrossFit] = None) -> dict[str, Any]:
     """Steps 3-5 of the module doc for a registered `challenger_id`: score the evaluation sets of
     `ld` (`labeling.training_data.learning_data`) with champion and challenger, gate, report,
     audit, promote (through the gate, or forced), rescore. The callers check permissions first.
     A champion whose artifact fails its check cannot be compared with: only a forced promotion
-    replaces it (the way out of a broken champion), with no comparison and the reason recorded."""
+    replaces it (the way out of a broken champion), with no comparison and the reason recorded.
+    `cross_fitted`: the retrain's out-of-fold scores that make the `pooled` set (`evaluation.cross_fit`)."""
     from models.registry import ChampionChanged, RegistryError, load_model_version, promote as promote_version
 
     cfg, pcfg = models_config, models_config.promotion
@@ -292,13 +273,15 @@ def compare_and_promote(store: "Store", taxonomy: "Taxonomy", ld: "LearningData"
     comparisons: dict[str, dict[str, Any]] = {}
     reliability = None
     for set_name in pcfg.sets if unloadable is None else ():
-        data, groups = ld.test_set(set_name)
-        y = np.array([labels.index(lab) for lab in data.labels], dtype=int)
+        data, groups = ld.test_set("test_split" if set_name == "pooled" else set_name)
         pb, predb = score_set(store, challenger_model, data, labels, cfg)
+        if set_name == "pooled" and cross_fitted is not None:
+            data, groups, pb, predb = cross_fitted.extend(ld, data, groups, pb, predb)
+        y = np.array([labels.index(lab) for lab in data.labels], dtype=int)
         pa, preda = score_set(store, champion_model, data, labels, cfg) if champion_model else (pb, predb)
         comparisons[set_name] = paired_bootstrap(y, pa, pb, preda, predb, labels, groups=groups,
                                                  n_boot=pcfg.bootstrap, seed=pcfg.seed, confidence=pcfg.confidence)
-        if set_name == "test_split":
+        if set_name == "test_split" or (set_name == "pooled" and "test_split" not in pcfg.sets):
             reliability = {"champion": (pa, y), "challenger": (pb, y)}
     if champ is None:
         verdict = {"passed": True, "metric": pcfg.metric, "min_lower_bound": pcfg.min_lower_bound, "sets": {},
@@ -316,6 +299,7 @@ def compare_and_promote(store: "Store", taxonomy: "Taxonomy", ld: "LearningData"
                               "forced_by": actor_name(actor) if forced else None,
                               "force_reason": reason if forced else None, "confidence": pcfg.confidence,
                               "gate": verdict, "comparisons": comparisons, "data": ld.stats,
+                              "pooled": pooled_note(pcfg.sets if unloadable is None else (), cross_fitted),
                               "warnings": [w for w in (item_split_warning(champ),
                                                        item_split_warning(challenger_row)) if w]}
     for w in result["warnings"]:

@@ -129,6 +129,8 @@ def write_markdown(path: str | Path, result: dict[str, Any], png_name: str) -> s
              "## Evaluation sets", ""]
     for name, comp in result["comparisons"].items():
         lines += [f"### {name} ({comp['n']} items, {comp['groups']} groups)", ""]
+        if name == "pooled" and result.get("pooled"):
+            lines += [f"The test split plus {result['pooled']['note']} (`evaluation.cross_fit`).", ""]
         if not comp["n"]:
             lines += ["No items.", ""]
             continue
@@ -158,13 +160,16 @@ def write_markdown(path: str | Path, result: dict[str, Any], png_name: str) -> s
 
 
 @serialised
-def plot_gate_history(path: str | Path, verdicts: list[dict[str, Any]], set_name: str = "test_split") -> Optional[str]:
+def plot_gate_history(path: str | Path, verdicts: list[dict[str, Any]], set_name: Optional[str] = None) -> Optional[str]:
     """One PNG of the gate over time (`evaluation.model_overview.gate_verdicts`, any order): per
     verdict, challenger - champion on `set_name` (point) with its interval (the bar: the lower
     bound the gate reads, to the upper one where recorded), green when it passed the gate, red
     when refused and then forced over it, grey when refused; beside it, how many held-out human
-    labels each verdict stood on. None when no verdict has the set."""
+    labels each verdict stood on. None when no verdict has the set. `set_name` defaults to
+    `pooled` where a verdict has it (models.yaml `promotion.sets`), else `test_split`."""
     plt = pyplot()
+    if set_name is None:
+        set_name = "pooled" if any("pooled" in (v.get("sets") or {}) for v in verdicts) else "test_split"
 
     forced = {v["challenger"] for v in verdicts if v.get("forced")}  # its gate row is drawn, in red
     rows = [v for v in sorted(verdicts, key=lambda v: v["event"]) if not v.get("forced")

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
-from sqlalchemy import Connection, exists, select
+from sqlalchemy import Connection, exists, func, select
 from sqlalchemy.orm import aliased
 
 from core.hooks import check_permission
@@ -370,6 +370,9 @@ class LearningData:
     decision_kind: list[Optional[str]]   # the kind of the human decision behind the label, else None
     # (`rereview` for a qa_audit decision on a lead's blind re-review: not the uniform sample)
     stats: dict[str, Any] = field(default_factory=dict)
+    # The id of the item's first decision of any kind (undone or superseded ones too: ids grow
+    # with every decision, whatever its clock says); None for an item with a source label.
+    first_decision: list[Optional[int]] = field(default_factory=list)
 
     def _where(self, mask: np.ndarray) -> np.ndarray:
         return np.flatnonzero(mask)
@@ -407,6 +410,19 @@ class LearningData:
         idx = self._where(mask)
         return self.data.subset(idx), [self.groups[i] for i in idx]
 
+    def unseen_after(self, through: int) -> np.ndarray:
+        """Indices of the train-side human labels in groups that a model trained on the data as of
+        decision id `through` (`stats['decisions_through']` of its `learning_data`) cannot have
+        learnt from: every member of the group (campaign or template text) was first decided
+        after it, and none has a source label. Such a champion never saw them, so they are held
+        out from it (the gate's `pooled` set, `evaluation.cross_fit`). Empty when unknown."""
+        if len(self.first_decision) != len(self.split):
+            return np.zeros(0, dtype=int)
+        seen = {g for g, t in zip(self.groups, self.first_decision) if t is None or t <= through}
+        human = np.array([o == "decision" for o in self.data.origin], dtype=bool)
+        fresh = np.array([g not in seen for g in self.groups], dtype=bool)
+        return self._where((self.split == "train") & human & fresh)
+
 
 def learning_data(store: "Store", taxonomy: "Taxonomy", settings: "LearningSettings", actor: Actor, *,
                   sources: Optional[Sequence[str]] = None, min_examples_per_label: int = 1,
@@ -429,6 +445,9 @@ def learning_data(store: "Store", taxonomy: "Taxonomy", settings: "LearningSetti
         if sources:
             q = q.where(I.c.source.in_(sorted(set(sources))))
         rows = [r for r in conn.execute(q) if r[2] is not None or r[0] in human]
+        # The data is as of this decision: a model trained on it never saw a later first decision.
+        through = conn.execute(select(func.max(D.c.id))).scalar()
+    sourced = {r[0] for r in rows if r[2] is not None}
     dropped.update({"calibration ties (no majority)": ties} if ties else {})
     # A bulk decision counts once per distinct text: per campaign and label, so the follow-up
     # campaign decisions of the members that joined later (a case of their own) do not count a
@@ -485,6 +504,19 @@ def learning_data(store: "Store", taxonomy: "Taxonomy", settings: "LearningSetti
              "calibration_resolved": sum(1 for i in hidx if kept[i][6].get("kind") == "calibration"),
              "bulk_decisions": len(decisions), "bulk_members": len(bulk_members), "bulk_kept": len(keep_bulk),
              "dropped": dict(dropped), "warnings": sides.warnings,
-             "mean_human_weight": round(float(weights[hidx].mean()), 4) if hidx else None}
+             "mean_human_weight": round(float(weights[hidx].mean()), 4) if hidx else None,
+             "decisions_through": int(through) if through is not None else 0}
+    with store.read() as conn:
+        first = _first_decision(conn, [k[0] for k in kept if k[0] not in sourced])
     return LearningData(data, split, [groups_by_id[k[0]] for k in kept], weights,
-                        [k[6].get("kind") if k[6] else None for k in kept], stats)
+                        [k[6].get("kind") if k[6] else None for k in kept], stats,
+                        [None if k[0] in sourced else first.get(k[0]) for k in kept])
+
+
+def _first_decision(conn: Connection, ids: Sequence[str]) -> dict[str, int]:
+    """item id -> the id of its first decision of any kind (undone and superseded ones included)."""
+    out: dict[str, int] = {}
+    for i in range(0, len(ids), _CHUNK):
+        out.update(dict(conn.execute(select(D.c.item_id, func.min(D.c.id))
+                                     .where(D.c.item_id.in_(ids[i:i + _CHUNK])).group_by(D.c.item_id)).all()))
+    return out

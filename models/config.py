@@ -90,7 +90,11 @@ class PromotionSettings(_Strict):
     # Also required: McNemar's p below this, the challenger right on more disagreements (None: off).
     mcnemar_alpha: Optional[float] = Field(default=0.05, gt=0.0, lt=1.0)
     mcnemar_test: Literal["exact", "mid_p"] = "mid_p"   # evaluation.compare.MCNEMAR_TESTS (configs/models.yaml says why)
-    sets: list[Literal["test_split", "qa_audit"]] = Field(default_factory=lambda: ["test_split", "qa_audit"])
+    # pooled: the test split plus the train-side human labels the champion never learnt from, which
+    # the challenger scores out of fold (`evaluation.cross_fit`: cross_fit_folds extra fits)
+    sets: list[Literal["test_split", "qa_audit", "pooled"]] = Field(
+        default_factory=lambda: ["test_split", "qa_audit"], min_length=1)
+    cross_fit_folds: int = Field(default=3, ge=2, le=10)
 
     @field_validator("metric")
     @classmethod

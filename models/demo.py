@@ -20,7 +20,7 @@ Gate = Callable[[str], dict[str, Any]]   # version -> `evaluation.promotion.prom
 
 def models_demo(store: "Store", taxonomy: "Taxonomy", cfg: "ModelsConfig", echo: Callable[..., None],
                 data: "TrainingSet", validation: Optional["TrainingSet"],
-                gate: Optional[Gate] = None) -> dict[str, Any]:
+                gate: Optional[Gate] = None, decisions_through: Optional[int] = None) -> dict[str, Any]:
     """Reuse a version of the default kind trained on exactly `data` and the taxonomy, else train
     one on `data` and validate it on `validation`; without a champion it becomes the first, with
     one it is promoted only through `gate` (none given: it stays a challenger). Then score every
@@ -50,7 +50,8 @@ def models_demo(store: "Store", taxonomy: "Taxonomy", cfg: "ModelsConfig", echo:
         candidate = reuse
     else:
         candidate = train_model(store, taxonomy, kind=kind, config=cfg, actor="demo", data=data, validation=validation,
-                                promote_if="never" if current else "no_champion", train_side_only=True, echo=echo)
+                                promote_if="never" if current else "no_champion", train_side_only=True,
+                                decisions_through=decisions_through, echo=echo)
         m = candidate["metrics"]
         echo(f"  trained {candidate['id']}: validation accuracy {m['accuracy']:.3f}, macro F1 {m['macro_f1']:.3f}, "
              f"ECE {m['ece']:.3f}; diagram {candidate['reliability_png']}")

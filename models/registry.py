@@ -318,7 +318,8 @@ def train_model(store: "Store", taxonomy: "Taxonomy", kind: Optional[str] = None
                 sources: Optional[Sequence[str]] = None, parent: Optional[str] = None,
                 promote_if: str = "no_champion", actor: Actor = SYSTEM["system"], data: Optional["TrainingSet"] = None,
                 validation: Optional["TrainingSet"] = None, train_side_only: bool = False,
-                show_progress: bool = True, echo: Echo = lambda *a, **k: None) -> dict[str, Any]:
+                decisions_through: Optional[int] = None, show_progress: bool = True,
+                echo: Echo = lambda *a, **k: None) -> dict[str, Any]:
     """Train a new version on the store's labelled items, validate it, register it. Audited.
 
     Splits the examples with the configured seed (80/20 by default), fits on the training side,
@@ -330,7 +331,9 @@ def train_model(store: "Store", taxonomy: "Taxonomy", kind: Optional[str] = None
     and is measured on `validation` instead of a seeded split of `data`. `train_side_only`:
     `data` is the store's grouped train side (`LearningData.fit_sets`), recorded in the metrics
     so that the gate knows this version never saw a test-side item, even when the test side was
-    still empty and a seeded split of `data` validated it.
+    still empty and a seeded split of `data` validated it. `decisions_through`: the store's
+    last decision id when `data` was assembled (`LearningData.stats`), recorded so that the gate
+    knows which later human labels this version never saw (`evaluation.cross_fit`).
     """
     from sqlalchemy import insert
 
@@ -376,6 +379,8 @@ def train_model(store: "Store", taxonomy: "Taxonomy", kind: Optional[str] = None
     metrics.update({"n_train": len(train), "n_validation": len(val),
                     "split_seed": None if validation is not None and len(validation) else seed,
                     "train_side_only": bool(train_side_only),
+                    "decisions_through": int(decisions_through) if train_side_only and decisions_through is not None
+                    else None,
                     "validation_fraction": cfg.training.validation_fraction,
                     "label_counts": data.label_counts(), "dropped": data.dropped,
                     "labels_from_decisions": sum(1 for o in data.origin if o == "decision")})

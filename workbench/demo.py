@@ -38,7 +38,8 @@ def models_step(app: AppContext, echo: Echo) -> dict[str, Any]:
         return promote_through_gate(app.store(), app.taxonomy(), version, models_config=cfg, queue_config=None,
                                     actor="demo", rescore="none", show_progress=False)
 
-    return models_demo(app.store(), app.taxonomy(), cfg, echo, *ld.fit_sets(cfg.training.seed), gate=gate)
+    return models_demo(app.store(), app.taxonomy(), cfg, echo, *ld.fit_sets(cfg.training.seed), gate=gate,
+                       decisions_through=ld.stats["decisions_through"])
 
 
 def campaigns_step(app: AppContext, echo: Echo) -> dict[str, Any]:

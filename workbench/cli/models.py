@@ -73,6 +73,11 @@ def _retrain(app: AppContext, cfg: Any, kind: Optional[str], params: tuple[str, 
                        f"({', '.join(chosen['policies'])} AUC): "
                        + ", ".join(f"{h}: {a:.4f}" for h, a in chosen["scores"].items()))
     echo = (lambda *a, **k: None) if as_json else click.echo
+    if (tune_weight or tune_head) and "pooled" in cfg.promotion.sets:
+        # The choice was made on the train-side human labels `pooled` would score: the test split instead.
+        sets = list(dict.fromkeys("test_split" if s == "pooled" else s for s in cfg.promotion.sets))
+        cfg = cfg.model_copy(update={"promotion": cfg.promotion.model_copy(update={"sets": sets})})
+        echo("gate: test_split instead of pooled (the tuning chose on the train-side labels pooled would score)")
     return retrain_and_gate(app.store(), app.taxonomy(), models_config=cfg,
                             queue_config=None if no_rescore else app.queues(), actor=actor, kind=kind,
                             params=_parse_params(params), sources=list(sources) or None, promote=not no_promote,
@@ -188,6 +193,7 @@ def register_commands(cli: click.Group) -> None:
             click.echo(f"warning: {w}", err=True)
         result = _call(train_model, app.store(), app.taxonomy(), kind=kind, params=_parse_params(params),
                        config=cfg, parent=parent, data=data, validation=validation, train_side_only=True,
+                       decisions_through=ld.stats["decisions_through"],
                        promote_if="never" if gated else (promote_if or "no_champion"), actor=actor,
                        show_progress=not as_json, echo=echo)
         if gated:
