@@ -20,7 +20,7 @@ import datetime as dt
 import functools
 import json
 import uuid
-from typing import Any, Iterable, Mapping, Optional
+from typing import Any, Callable, Iterable, Mapping, Optional
 
 from sqlalchemy import Connection, Select, and_, bindparam, exists, func, insert, or_, select, update
 
@@ -166,11 +166,11 @@ def _held_query() -> Select:
     """The held check of `_held`, built once (its aliases cost more to build than to run)."""
     cand, waiting = WD.alias("cand"), WD.alias("waiting")
     mine, older, prior = OI.alias("mine"), OI.alias("older"), O.alias("prior")
-    pending_here = exists().where(waiting.c.event_id == prior.c.event_id, waiting.c.endpoint == cand.c.endpoint,
-                                  waiting.c.status == "pending").correlate_except(waiting)
+    waiting_here = exists().where(waiting.c.event_id == prior.c.event_id, waiting.c.endpoint == cand.c.endpoint,
+                                  waiting.c.status.in_(("pending", "dead"))).correlate_except(waiting)
     blocker = (select(older.c.outbox_id).join(prior, prior.c.id == older.c.outbox_id)
                .where(older.c.item_id == mine.c.item_id, older.c.outbox_id < mine.c.outbox_id,
-                      or_(prior.c.fanned_out_at.is_(None), pending_here)))
+                      or_(prior.c.fanned_out_at.is_(None), waiting_here)))
     return (select(cand.c.id).join(O, O.c.event_id == cand.c.event_id).join(mine, mine.c.outbox_id == O.c.id)
             .where(cand.c.id.in_(bindparam("ids", expanding=True)), exists(blocker)).distinct())
 
@@ -178,8 +178,9 @@ def _held_query() -> Select:
 def _held(conn: Connection, ids: list[int]) -> set[int]:
     """Which of the deliveries `ids` must wait for an older event (smaller outbox id) about one of
     their items: one with a pending delivery to the same endpoint (retrying, or leased by another
-    worker), or one not fanned out yet (a fan-out may be under way in another transaction). So a
-    correction never reaches an endpoint before the decision it corrects, however many workers.
+    worker), or a dead one (`_park`), or one not fanned out yet (a fan-out may be under way in
+    another transaction). So a correction never reaches an endpoint before the decision it
+    corrects, however many workers, and however late a dead one is re-driven.
 
     One query over the given deliveries: `outbox_items` by primary key for their items, then
     `ix_outbox_items_item` for older events about those items. Its cost follows the deliveries
@@ -189,14 +190,64 @@ def _held(conn: Connection, ids: list[int]) -> set[int]:
     return set(conn.execute(_held_query(), {"ids": list(ids)}).scalars())
 
 
+@functools.cache
+def _parked_query() -> Select:
+    """Per given delivery, each older event about one of its items whose delivery to the same
+    endpoint is dead: (delivery id, dead delivery id, item id), the oldest dead one first."""
+    cand, dead = WD.alias("cand"), WD.alias("dead")
+    mine, older, prior = OI.alias("mine"), OI.alias("older"), O.alias("prior")
+    return (select(cand.c.id, dead.c.id, older.c.item_id)
+            .select_from(cand.join(O, O.c.event_id == cand.c.event_id).join(mine, mine.c.outbox_id == O.c.id)
+                         .join(older, and_(older.c.item_id == mine.c.item_id, older.c.outbox_id < mine.c.outbox_id))
+                         .join(prior, prior.c.id == older.c.outbox_id)
+                         .join(dead, and_(dead.c.event_id == prior.c.event_id, dead.c.endpoint == cand.c.endpoint,
+                                          dead.c.status == "dead")))
+            .where(cand.c.id.in_(bindparam("ids", expanding=True))).order_by(cand.c.id, dead.c.id))
+
+
+def _park(conn: Connection, ids: list[int], now: dt.datetime) -> int:
+    """Dead-letter the held deliveries `ids` whose older event about one of their items is dead
+    for the same endpoint: sending them would put a correction before the decision it corrects
+    once an operator re-drives the dead one, and waiting pending would crowd the claim's
+    candidates for ever. `retry` of the dead one (or `replay`) re-drives them after it, in order.
+    No attempt is counted; a lease that ran out is recorded as a lost attempt, as in `claim`."""
+    first: dict[int, tuple[int, str]] = {}
+    for cand, dead_id, item in conn.execute(_parked_query(), {"ids": ids}):
+        first.setdefault(cand, (dead_id, item))
+    if not first:
+        return 0
+    rows = conn.execute(select(WD.c.id, WD.c.lease_owner, WD.c.attempts, WD.c.lease_expires_at)
+                        .where(WD.c.id.in_(list(first))).order_by(WD.c.id)).mappings().all()
+    parked = 0
+    for r in rows:
+        dead_id, item = first[r["id"]]
+        res = conn.execute(update(WD).where(
+            WD.c.id == r["id"], WD.c.status == "pending",
+            WD.c.lease_owner.is_(None) if r["lease_owner"] is None else WD.c.lease_owner == r["lease_owner"],
+            or_(WD.c.lease_expires_at.is_(None), WD.c.lease_expires_at <= now)).values(
+            status="dead", lease_owner=None, lease_expires_at=None, updated_at=now,
+            last_error=f"parked behind dead delivery {dead_id} (an older event about item {item!r}): "
+                       f"retry it and this one follows"))
+        if not res.rowcount:
+            continue
+        parked += 1
+        if r["lease_owner"] is not None:
+            conn.execute(insert(WA).values(delivery_id=r["id"], attempt=r["attempts"], worker=r["lease_owner"],
+                                           started_at=r["lease_expires_at"], finished_at=now,
+                                           error="worker lost before acknowledging (lease expired); outcome unknown"))
+    return parked
+
+
 def claim(conn: Connection, endpoints: Iterable[str], worker: str, lease_seconds: float, limit: int = 20,
           now: Optional[dt.datetime] = None) -> list[dict[str, Any]]:
     """Lease up to `limit` due deliveries of `endpoints` to `worker`; each counts as an attempt.
 
     Due: pending, `next_attempt_at` reached, no live lease, and no older event about one of its
-    items still waiting for that endpoint (`_held`). A row whose lease expired was
-    being sent by a worker that died: that attempt's outcome is unknown, recorded as such, and
-    the event is sent again (at least once). Returns the deliveries joined with their events.
+    items still waiting for that endpoint (`_held`); one held behind a dead delivery is
+    dead-lettered after it (`_park`), so per item the order holds when dead ones are re-driven.
+    A row whose lease expired was being sent by a worker that died: that attempt's outcome is
+    unknown, recorded as such, and the event is sent again (at least once). Returns the
+    deliveries joined with their events.
     """
     now = now or utcnow()
     names = list(endpoints)
@@ -210,6 +261,8 @@ def claim(conn: Connection, endpoints: Iterable[str], worker: str, lease_seconds
     if not candidates:
         return []
     held = _held(conn, candidates)
+    if held:
+        _park(conn, sorted(held), now)
     free = [i for i in candidates if i not in held]
     if not free:
         return []
@@ -300,45 +353,97 @@ def attempts_of(conn: Connection, delivery_id: int) -> list[dict[str, Any]]:
         select(WA).where(WA.c.delivery_id == delivery_id).order_by(WA.c.id)).mappings()]
 
 
+def _later_dead(conn: Connection, ids: list[int]) -> set[int]:
+    """Dead deliveries, to the same endpoint, of newer events about an item of deliveries `ids`."""
+    src, fol, src_ev, fol_ev = WD.alias("src"), WD.alias("fol"), O.alias("src_ev"), O.alias("fol_ev")
+    src_it, fol_it = OI.alias("src_it"), OI.alias("fol_it")
+    q = (select(fol.c.id).select_from(
+        src.join(src_ev, src_ev.c.event_id == src.c.event_id).join(src_it, src_it.c.outbox_id == src_ev.c.id)
+        .join(fol_it, and_(fol_it.c.item_id == src_it.c.item_id, fol_it.c.outbox_id > src_it.c.outbox_id))
+        .join(fol_ev, fol_ev.c.id == fol_it.c.outbox_id)
+        .join(fol, and_(fol.c.event_id == fol_ev.c.event_id, fol.c.endpoint == src.c.endpoint)))
+         .where(src.c.id.in_(ids), fol.c.status == "dead").distinct())
+    return set(conn.execute(q).scalars())
+
+
+def _later_events(conn: Connection, event_ids: list[str], event_types: list[str]) -> set[str]:
+    """Fanned-out events of `event_types` newer than, and about an item of, the events `event_ids`."""
+    src, fol, src_it, fol_it = O.alias("src"), O.alias("fol"), OI.alias("src_it"), OI.alias("fol_it")
+    q = (select(fol.c.event_id).select_from(
+        src.join(src_it, src_it.c.outbox_id == src.c.id)
+        .join(fol_it, and_(fol_it.c.item_id == src_it.c.item_id, fol_it.c.outbox_id > src_it.c.outbox_id))
+        .join(fol, fol.c.id == fol_it.c.outbox_id))
+         .where(src.c.event_id.in_(event_ids), fol.c.event_type.in_(event_types), fol.c.fanned_out_at.is_not(None))
+         .distinct())
+    return set(conn.execute(q).scalars())
+
+
+def _closure(conn: Connection, seeds: list[Any], step: Callable[[Connection, list[Any]], set[Any]]) -> set[Any]:
+    """Everything `step(conn, chunk)` reaches from `seeds`, transitively, less the seeds: a newer
+    event about another of the first newer event's items must follow as well."""
+    seen, frontier, found = set(seeds), list(seeds), set()
+    while frontier:
+        new: set[Any] = set()
+        for start in range(0, len(frontier), _CHUNK):
+            new |= step(conn, frontier[start:start + _CHUNK]) - seen
+        seen |= new
+        found |= new
+        frontier = sorted(new)
+    return found
+
+
 def retry(conn: Connection, ids: Iterable[int] = (), endpoint: Optional[str] = None, all_dead: bool = False,
           now: Optional[dt.datetime] = None, *, actor: Any) -> int:
     """Dead deliveries (the given ids, or every dead one of `endpoint` / all with `all_dead`)
-    become pending again, due now, with a fresh count of attempts. Returns how many. Needs the
-    `webhooks` permission; audited."""
+    become pending again, due now, with a fresh count of attempts. Named ids bring along the dead
+    deliveries to the same endpoint of newer events about their items (those parked behind
+    them, `_park`), which the held check then sends after them: per item, order holds. Returns
+    how many. Needs the `webhooks` permission; audited."""
     check_permission(actor, "webhooks", f"endpoint {endpoint}" if endpoint else None)
     now = now or utcnow()
     ids = list(ids)
     if not ids and not endpoint and not all_dead:
         raise OutboxError("name delivery ids, an endpoint, or all dead deliveries")
     cond = [WD.c.status == "dead"]
+    following: set[int] = set()
+    if ids:  # an endpoint's (or all) dead ones, named without ids, are every follower already
+        chosen = list(conn.execute(select(WD.c.id).where(WD.c.id.in_(ids), *cond,
+                                                         *([WD.c.endpoint == endpoint] if endpoint else []))).scalars())
+        following = _closure(conn, chosen, _later_dead)
     if ids:
-        cond.append(WD.c.id.in_(ids))
+        cond.append(or_(WD.c.id.in_(ids), WD.c.id.in_(sorted(following))) if following else WD.c.id.in_(ids))
     if endpoint:
         cond.append(WD.c.endpoint == endpoint)
     res = conn.execute(update(WD).where(and_(*cond)).values(
         status="pending", attempts=0, next_attempt_at=now, lease_owner=None, lease_expires_at=None, updated_at=now))
     audit.record(conn, actor, "webhooks.retry", "endpoint", endpoint,
-                 {"ids": ids[:100], "all_dead": all_dead, "retried": int(res.rowcount or 0)})
+                 {"ids": ids[:100], "all_dead": all_dead, "retried": int(res.rowcount or 0),
+                  "following": len(following)})
     return int(res.rowcount or 0)
 
 
 def replay(conn: Connection, endpoint: str, event_types: Iterable[str], event_ids: Iterable[str] = (),
            since: Optional[dt.datetime] = None, now: Optional[dt.datetime] = None, *, actor: Any) -> int:
     """Send events to `endpoint` again (same event id and idempotency key): the named events, or
-    those created since `since`, of the endpoint's event types. Delivered or dead deliveries
-    become pending; events the endpoint never had (it was added later) get a delivery. Returns
-    how many deliveries are now pending because of it. Needs the `webhooks` permission; audited."""
+    those created since `since`, of the endpoint's event types, and the newer events of those
+    types about their items (sent after them, so per item the order holds). Delivered or dead
+    deliveries become pending; events the endpoint never had (it was added later) get a
+    delivery. Returns how many deliveries are now pending because of it. Needs the `webhooks` permission; audited."""
     check_permission(actor, "webhooks", f"endpoint {endpoint}")
     now = now or utcnow()
     event_ids = list(event_ids)
     if not event_ids and since is None:
         raise OutboxError("name event ids or --since")
-    q = select(O.c.event_id).where(O.c.event_type.in_(list(event_types)), O.c.fanned_out_at.is_not(None))
+    types = list(event_types)
+    q = select(O.c.event_id).where(O.c.event_type.in_(types), O.c.fanned_out_at.is_not(None))
     if event_ids:
         q = q.where(O.c.event_id.in_(event_ids))
     if since is not None:
         q = q.where(O.c.created_at >= since)
-    wanted = conn.execute(q).scalars().all()
+    wanted = list(conn.execute(q).scalars())
+    # Newer events about their items go again too, after them (the held check): a replayed
+    # decision never ends up after the correction the endpoint already had.
+    wanted += sorted(_closure(conn, wanted, lambda c, chunk: _later_events(c, chunk, types)))
     n = 0
     for start in range(0, len(wanted), _CHUNK):
         chunk = wanted[start:start + _CHUNK]

@@ -7,7 +7,9 @@ of an environment variable or a file, enabled, max attempts, back-off base and c
 
 `DeliveryWorker` moves events from the outbox (`core/outbox.py`, written in each decision's own
 transaction) to the endpoints: fan out, claim with a lease, POST the JSON body signed with
-HMAC-SHA256 (`core/webhook_signature.py`), record the attempt, and on failure retry after an
+HMAC-SHA256 (`core/webhook_signature.py`: v2 covers the timestamp, the `Idempotency-Key` and the
+body; the legacy v1 header, timestamp and body only, is sent too unless the endpoint sets
+`legacy_signature: false`), record the attempt, and on failure retry after an
 exponential back-off with full jitter (uniform(0, min(cap, base * 2**(n-1)))) until the
 endpoint's `max_attempts`, then dead-letter. Each endpoint has its own sender thread (deliveries
 to one endpoint go one at a time, in claim order), so a receiver that hangs holds back only its
@@ -69,6 +71,7 @@ class EndpointSpec(BaseModel):
     backoff_base_seconds: float = Field(5.0, gt=0, le=MAX_BACKOFF_SECONDS)
     backoff_cap_seconds: float = Field(3600.0, gt=0, le=MAX_BACKOFF_SECONDS)
     timeout_seconds: float = Field(10.0, gt=0, le=120)
+    legacy_signature: bool = True  # also send the v1 header (timestamp and body only)
 
     @field_validator("url")
     @classmethod
@@ -127,6 +130,7 @@ class Endpoint:
     backoff_base_seconds: float = 5.0
     backoff_cap_seconds: float = 3600.0
     timeout_seconds: float = 10.0
+    legacy_signature: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -187,7 +191,8 @@ def load_webhooks(config_dir: Path, environ: Mapping[str, str]) -> WebhookConfig
             if not secret and e.enabled and file.exists():
                 problems.append((f"{where}.secret_file", f"{file} is empty"))
         endpoints.append(Endpoint(e.name, e.url, tuple(e.events), secret, e.enabled, e.max_attempts,
-                                  e.backoff_base_seconds, e.backoff_cap_seconds, e.timeout_seconds))
+                                  e.backoff_base_seconds, e.backoff_cap_seconds, e.timeout_seconds,
+                                  e.legacy_signature))
     raise_problems(path, problems)
     w = spec.worker
     return WebhookConfig(tuple(endpoints), w.poll_seconds, w.lease_seconds, w.batch_size, path)
@@ -346,17 +351,17 @@ class DeliveryWorker:
     def _deliver(self, row: Mapping[str, Any], started: Any) -> str:
         from core.outbox import event_body, finish
         from core.schema import utcnow
-        from core.webhook_signature import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, signature_header
+        from core.webhook_signature import signature_headers
 
         ep = self.config.endpoint(row["endpoint"])
         body = event_body(row)
-        headers = {"Content-Type": "application/json", "User-Agent": "ts-workbench-webhooks/1",
-                   SIGNATURE_HEADER: signature_header(ep.secret, body),
-                   IDEMPOTENCY_HEADER: row["idempotency_key"], "Workbench-Event": row["event_type"],
-                   "Workbench-Event-Id": row["event_id"], "Workbench-Delivery": str(row["id"]),
-                   "Workbench-Attempt": str(row["attempts"])}
         answered: Optional[bool] = None  # a sender that raised says nothing about the receiver
-        try:
+        try:  # signing refuses a key no header can carry: that delivery's failed attempt, like a send
+            headers = {"Content-Type": "application/json", "User-Agent": "ts-workbench-webhooks/1",
+                       **signature_headers(ep.secret, body, row["idempotency_key"], legacy=ep.legacy_signature),
+                       "Workbench-Event": row["event_type"],
+                       "Workbench-Event-Id": row["event_id"], "Workbench-Delivery": str(row["id"]),
+                       "Workbench-Attempt": str(row["attempts"])}
             code, error = self.send(ep.url, body, headers, ep.timeout_seconds)
             answered = code is not None  # None: a timeout or a connection failure
         except Exception as exc:  # noqa: BLE001 - one endpoint's failure is that delivery's attempt, never

@@ -158,7 +158,9 @@ def register_commands(cli: click.Group) -> None:
     @click.pass_obj
     def retry(app: Any, delivery_ids: tuple[int, ...], endpoint: Optional[str], all_dead: bool,
               as_json: bool) -> None:
-        """Make dead deliveries pending again, due now, with a fresh count of attempts.
+        """Make dead deliveries pending again, due now, with a fresh count of attempts. Named
+        deliveries bring along the dead deliveries of newer events about the same items (parked
+        behind them), sent after them.
 
         \b
         Example:
@@ -171,7 +173,8 @@ def register_commands(cli: click.Group) -> None:
             who = app.principal()
             with app.store().begin() as conn:
                 n = retry_dead(conn, delivery_ids, endpoint=endpoint, all_dead=all_dead, actor=who)
-        _emit({"retried": n}, as_json, lambda d: click.echo(f"{d['retried']} dead deliveries pending again"))
+        _emit({"retried": n}, as_json, lambda d: click.echo(
+            f"{d['retried']} dead deliveries pending again (with the newer events about their items, sent after them)"))
 
     @webhooks.command("replay")
     @click.option("--endpoint", required=True, help="The endpoint to send the events to again.")
@@ -181,8 +184,9 @@ def register_commands(cli: click.Group) -> None:
     @click.pass_obj
     def replay(app: Any, endpoint: str, event_ids: tuple[str, ...], since: Optional[dt.datetime],
                as_json: bool) -> None:
-        """Send events to an endpoint again (same event id and idempotency key), delivered or not;
-        also events from before the endpoint was configured.
+        """Send events to an endpoint again (same event id and idempotency key), delivered or not,
+        and the newer events about the same items after them; also events from before the
+        endpoint was configured.
 
         \b
         Example:
