@@ -16,12 +16,15 @@ The checks (thresholds in `configs/drift.yaml`, Evidently's defaults where it ha
 - `label_mix`: Jensen-Shannon distance of the shares of predicted labels;
 - `embedding`: a domain classifier's cross-validated ROC AUC on the cached sentence embeddings
   (the `embeddings` table that scoring and `workbench cluster` fill; nothing is encoded here);
-- `campaign_emergence`: campaigns first seen in the window per 1,000 items, current against
+- `campaign_emergence`: campaigns first seen in the window per 1,000 distinct texts, current against
   reference (ratio, one-sided exact test): a new scam wave or brigading;
 - `override_rate`: analysts overriding the model more (or less) often on the current window's
   items (two-proportion test).
 A window below a check's minimum size gives "not enough data" instead of an alarm: small windows
-make every distance look large. `compare_windows` runs the checks on arrays (`WindowData`), the
+make every distance look large. A distance alarms only where its test agrees (KS for scores, Holm-
+corrected over the policies; chi-square for the label mix), as the rate checks already did. From
+the store, each window counts a text once (copies of one text are one row), so flooding a window
+with one text neither raises nor hides an alarm. `compare_windows` runs the checks on arrays (`WindowData`), the
 same code for the store and for benchmarks/drift.py.
 """
 from __future__ import annotations
@@ -71,11 +74,13 @@ class ScoreCheck(_Section):
     js_distance: float = Field(default=0.1, gt=0, le=0.84)
     bins: int = Field(default=10, ge=2, le=100)
     min_items: int = Field(default=1000, ge=1)
+    alpha: float = Field(default=0.01, gt=0, lt=1)  # family-wise over the policies (Holm on KS p)
 
 
 class LabelMixCheck(_Section):
     js_distance: float = Field(default=0.1, gt=0, le=0.84)
     min_items: int = Field(default=1000, ge=1)
+    alpha: float = Field(default=0.01, gt=0, lt=1)  # chi-square test of the label counts
 
 
 class EmbeddingCheck(_Section):
@@ -191,6 +196,13 @@ def _result(check: str, stat: Optional[float], threshold: float, alarm: bool, n_
     return CheckResult(check, stat, threshold, alarm, status, n_ref, n_cur, msg, detail)
 
 
+def _finite_rows(x: Optional[np.ndarray]) -> int:
+    if x is None or len(x) == 0:
+        return 0
+    arr = np.asarray(x, dtype=np.float64)
+    return int(np.isfinite(arr.reshape(len(arr), -1)).all(axis=1).sum())
+
+
 def _too_small(check: str, threshold: float, n_ref: int, n_cur: int, need: int, what: str = "items",
                hint: str = "") -> CheckResult:
     msg = (f"{check}: not enough data ({n_ref} reference, {n_cur} current {what}; "
@@ -201,7 +213,21 @@ def _too_small(check: str, threshold: float, n_ref: int, n_cur: int, need: int, 
 def score_checks(ref: WindowData, cur: WindowData, policies: Sequence[str], cfg: ScoreCheck) -> list[CheckResult]:
     """PSI and JS distance of each policy's score column, over its finite scores: non-finite ones
     are left out and counted in the message and detail (`nonfinite_ref`, `nonfinite_cur`), and
-    too few finite ones is "not enough data", never "ok"."""
+    too few finite ones is "not enough data", never "ok".
+
+    An alarm needs the distance past its threshold and the KS test significant after Holm's
+    correction over the policies measured (`ks_pvalue_holm` < alpha): a distance alone on
+    windows of a few hundred items passed 0.1 by chance (17.6 false alarms a run over 30
+    policies at 200 items a window), and each extra policy was another draw."""
+    measured: dict[int, dict[str, Any]] = {}
+    for j in range(len(policies)):
+        r = ref.scores[:, j] if len(ref.scores) else np.zeros(0)
+        c = cur.scores[:, j] if len(cur.scores) else np.zeros(0)
+        if min(int(np.isfinite(r).sum()), int(np.isfinite(c).sum())) >= cfg.min_items:
+            measured[j] = ds.score_shift(r, c, cfg.bins)
+    adjusted = ds.holm_adjusted([s["ks_pvalue"] for s in measured.values()])
+    for (j, s), p in zip(measured.items(), adjusted):
+        s.update(ks_pvalue_holm=float(p), alpha=cfg.alpha, family=len(measured))
     out = []
     for j, pol in enumerate(policies):
         r = ref.scores[:, j] if len(ref.scores) else np.zeros(0)
@@ -213,26 +239,31 @@ def score_checks(ref: WindowData, cur: WindowData, policies: Sequence[str], cfg:
             out += [_too_small(f"score_psi:{pol}", cfg.psi, n1, n2, cfg.min_items, "finite scores", extra),
                     _too_small(f"score_js:{pol}", cfg.js_distance, n1, n2, cfg.min_items, "finite scores", extra)]
             continue
-        s = ds.score_shift(r, c, cfg.bins)
-        out.append(_result(f"score_psi:{pol}", s["psi"], cfg.psi, s["psi"] > cfg.psi, n1, n2, "PSI", s, extra))
-        out.append(_result(f"score_js:{pol}", s["js"], cfg.js_distance, s["js"] > cfg.js_distance, n1, n2,
+        s = measured[j]
+        sig = bool(s["ks_pvalue_holm"] < cfg.alpha)  # NaN compares False: nothing tested, no alarm
+        extra += f", KS p {s['ks_pvalue_holm']:.2g} (Holm, {s['family']} policies) vs alpha {cfg.alpha:g}"
+        out.append(_result(f"score_psi:{pol}", s["psi"], cfg.psi, sig and s["psi"] > cfg.psi, n1, n2, "PSI", s, extra))
+        out.append(_result(f"score_js:{pol}", s["js"], cfg.js_distance, sig and s["js"] > cfg.js_distance, n1, n2,
                            "JS distance", s, extra))
     return out
 
 
 def label_mix_check(ref: WindowData, cur: WindowData, policies: Sequence[str], cfg: LabelMixCheck) -> CheckResult:
-    """Jensen-Shannon distance of predicted-label shares."""
+    """Jensen-Shannon distance of predicted-label shares; an alarm also needs the chi-square test's
+    p below alpha (a distance alone passes 0.1 by chance on small windows of many labels)."""
     n1, n2 = len(ref.predicted), len(cur.predicted)
     if min(n1, n2) < cfg.min_items:
         return _too_small("label_mix", cfg.js_distance, n1, n2, cfg.min_items, "scored items")
     s = ds.label_mix_shift(ref.predicted, cur.predicted, policies)
-    return _result("label_mix", s["js"], cfg.js_distance, s["js"] > cfg.js_distance, n1, n2, "JS distance", s)
+    s["alpha"] = cfg.alpha
+    alarm = bool(s["js"] > cfg.js_distance and s["chi2_pvalue"] < cfg.alpha)
+    return _result("label_mix", s["js"], cfg.js_distance, alarm, n1, n2, "JS distance", s,
+                   f", chi-square p {s['chi2_pvalue']:.2g} vs alpha {cfg.alpha:g}")
 
 
 def embedding_check(ref: WindowData, cur: WindowData, cfg: EmbeddingCheck, seed: int = 0) -> CheckResult:
     """Domain classifier AUC on the windows' cached embeddings."""
-    n1 = 0 if ref.embeddings is None else len(ref.embeddings)
-    n2 = 0 if cur.embeddings is None else len(cur.embeddings)
+    n1, n2 = _finite_rows(ref.embeddings), _finite_rows(cur.embeddings)  # a NaN vector is no vector
     if min(n1, n2) < cfg.min_items:
         return _too_small("embedding", cfg.auc, n1, n2, cfg.min_items, "items with a cached embedding",
                           hint="; `workbench cluster` or scoring with an embedding model fills the cache")
@@ -241,8 +272,11 @@ def embedding_check(ref: WindowData, cur: WindowData, cfg: EmbeddingCheck, seed:
 
 
 def campaign_check(ref: WindowData, cur: WindowData, cfg: CampaignCheck) -> CheckResult:
-    """New campaigns per 1,000 items: alarm when the ratio reaches `rate_ratio` and p < alpha."""
-    n1, n2 = ref.n_items, cur.n_items
+    """New campaigns per 1,000 distinct texts (items where unknown): alarm when the ratio reaches
+    `rate_ratio` and p < alpha. Distinct texts, because a flood of copies of one text into the
+    current window diluted its rate and hid a real emergence."""
+    n1 = ref.n_items if ref.n_texts is None else ref.n_texts
+    n2 = cur.n_items if cur.n_texts is None else cur.n_texts
     if ref.new_campaigns is None or cur.new_campaigns is None:
         return _too_small("campaign_emergence", cfg.rate_ratio, n1, n2, cfg.min_items,
                           hint="; the store has no campaigns: run `workbench cluster`")

@@ -31,7 +31,9 @@ class WindowData:
     record; `embeddings` are the cached vectors of the window's items (None: none cached);
     `new_campaigns` counts campaigns whose earliest member falls in the window (None: the store
     has no campaigns); `decisions` / `overrides` count current human labels on the window's items
-    that differ from the model label the analyst saw.
+    that differ from the model label the analyst saw. `n_texts` counts distinct texts (None: not
+    known, `n_items` is used): read from the store, scores, labels and embeddings are one row per
+    distinct text, so a flood of copies of one text weighs as one text.
     """
 
     n_items: int
@@ -41,6 +43,7 @@ class WindowData:
     new_campaigns: Optional[int] = None
     decisions: int = 0
     overrides: int = 0
+    n_texts: Optional[int] = None
 
 
 def quantile_edges(reference: np.ndarray, bins: int = 10) -> np.ndarray:
@@ -56,8 +59,12 @@ def quantile_edges(reference: np.ndarray, bins: int = 10) -> np.ndarray:
     if len(ref) == 0:
         return np.array([-np.inf, np.inf])
     edges = np.unique(np.quantile(ref, np.linspace(0, 1, bins + 1)))
-    if len(edges) < 2:
-        edges = np.array([ref.min() - 0.5, ref.max() + 0.5])
+    if len(edges) <= 2:
+        # A reference of one or two values (a policy the model never scores above 0, a model that
+        # outputs 0 or 1): opening both ends left one bin, so PSI and JS read 0 against any
+        # current window. The top value gets a bin of its own, with one below and one above it.
+        top = edges[-1]
+        return np.array([-np.inf, top, np.nextafter(top, np.inf), np.inf])
     edges[0], edges[-1] = -np.inf, np.inf
     return edges
 
@@ -68,6 +75,31 @@ def binned_shares(reference: np.ndarray, current: np.ndarray, bins: int = 10) ->
     ref, cur = finite(reference), finite(current)
     edges = quantile_edges(ref, bins)
     return (np.histogram(ref, edges)[0] / max(len(ref), 1), np.histogram(cur, edges)[0] / max(len(cur), 1))
+
+
+def psi_of_shares(p: np.ndarray, q: np.ndarray, eps: float = 1e-4) -> float:
+    """PSI of two share vectors on the same bins, shares clipped at `eps` (as `em.psi` does): the
+    bins `binned_shares` made, so PSI and JS always measure one binning."""
+    p, q = np.clip(np.asarray(p, dtype=np.float64), eps, None), np.clip(np.asarray(q, dtype=np.float64), eps, None)
+    return float(((q - p) * np.log(q / p)).sum())
+
+
+def holm_adjusted(pvalues: Sequence[float]) -> np.ndarray:
+    """Holm step-down adjusted p-values (NaN stays NaN, and counts in no family).
+
+    Why: one test per policy at level alpha false-alarms about alpha x policies times a run;
+    comparing Holm-adjusted p-values with alpha keeps the chance of any false alarm in the run
+    at alpha (family-wise), whatever the number of policies."""
+    p = np.asarray(pvalues, dtype=np.float64)
+    out = np.full(p.shape, np.nan)
+    ok = np.flatnonzero(np.isfinite(p))
+    m = len(ok)
+    if m == 0:
+        return out
+    order = ok[np.argsort(p[ok], kind="stable")]
+    adj = np.maximum.accumulate(np.minimum(1.0, (m - np.arange(m)) * p[order]))
+    out[order] = adj
+    return out
 
 
 def js_distance(p: np.ndarray, q: np.ndarray) -> float:
@@ -99,7 +131,7 @@ def score_shift(reference: np.ndarray, current: np.ndarray, bins: int = 10) -> d
         return {"psi": nan, "js": nan, "ks": nan, "ks_pvalue": nan, "mean_ref": nan, "mean_cur": nan, **counts}
     p, q = binned_shares(ref, cur, bins)
     ks = em.ks_statistic(ref, cur)
-    return {"psi": em.psi(ref, cur, bins=bins), "js": js_distance(p, q), "ks": ks["statistic"],
+    return {"psi": psi_of_shares(p, q), "js": js_distance(p, q), "ks": ks["statistic"],
             "ks_pvalue": ks["pvalue"], "mean_ref": float(ref.mean()), "mean_cur": float(cur.mean()), **counts}
 
 
@@ -141,14 +173,18 @@ def domain_classifier_auc(reference: np.ndarray, current: np.ndarray, folds: int
     content changed. Out-of-fold probabilities (stratified k-fold) keep the model from grading
     its own training rows. Windows larger than `max_per_window` are subsampled (seeded) to bound
     the cost; the AUC does not depend on the class balance. Under no drift the AUC scatters around
-    0.5 with sd ~ sqrt((n_ref + n_cur) / (12 n_ref n_cur)), about 0.018 at 500 a window.
+    0.5 with sd ~ sqrt((n_ref + n_cur) / (12 n_ref n_cur)), about 0.018 at 500 a window. Rows
+    with a non-finite value are left out and counted (`nonfinite_reference`, `nonfinite_current`).
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
     rng = np.random.default_rng(seed)
-    ref, cur = np.asarray(reference, dtype=np.float32), np.asarray(current, dtype=np.float32)
+    ref, cur = _finite_rows(reference), _finite_rows(current)
+    dropped = {"nonfinite_reference": len(reference) - len(ref), "nonfinite_current": len(current) - len(cur)}
+    if ref.shape[1:] != cur.shape[1:]:
+        raise ValueError(f"embeddings of different sizes: {ref.shape[1:]} reference, {cur.shape[1:]} current")
     if max_per_window is not None:
         if len(ref) > max_per_window:
             ref = ref[rng.choice(len(ref), max_per_window, replace=False)]
@@ -156,13 +192,22 @@ def domain_classifier_auc(reference: np.ndarray, current: np.ndarray, folds: int
             cur = cur[rng.choice(len(cur), max_per_window, replace=False)]
     k = min(folds, len(ref), len(cur))
     if k < 2:
-        return {"auc": float("nan"), "n_reference": len(ref), "n_current": len(cur), "folds": k}
+        return {"auc": float("nan"), "n_reference": len(ref), "n_current": len(cur), "folds": k, **dropped}
     x = np.vstack([ref, cur])
     y = np.r_[np.zeros(len(ref), dtype=int), np.ones(len(cur), dtype=int)]
     clf = LogisticRegression(C=C, max_iter=1000, class_weight="balanced")
     cv = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
     proba = cross_val_predict(clf, x, y, cv=cv, method="predict_proba")[:, 1]
-    return {"auc": float(roc_auc_score(y, proba)), "n_reference": len(ref), "n_current": len(cur), "folds": k}
+    return {"auc": float(roc_auc_score(y, proba)), "n_reference": len(ref), "n_current": len(cur), "folds": k,
+            **dropped}
+
+
+def _finite_rows(x: Any) -> np.ndarray:
+    """`x` as a 2-D float32 array without its rows holding a NaN or infinity: a vector a broken
+    embedding model stored made the classifier raise, and the whole drift report with it."""
+    arr = np.asarray(x, dtype=np.float32)
+    arr = arr.reshape(len(arr), -1) if arr.ndim != 2 else arr
+    return arr[np.isfinite(arr).all(axis=1)]
 
 
 def two_proportion_test(k_ref: int, n_ref: int, k_cur: int, n_cur: int,

@@ -7,6 +7,13 @@ same functions, so the figures it prints mean what `workbench queues` shows.
 Definitions: time to first action = case creation to first claim (a human opened it); time to
 resolution = creation to decision; an SLA is met when the case is decided by its due time,
 missed when decided later or still undecided after it, and pending otherwise.
+
+Escalations: a case entering the escalation queue gets a fresh window (`due_at` = escalation time +
+its tier's SLA) and keeps its earlier due time in meta `due_before_escalation`. The commitment
+made when the case was created is that earlier due time, so `sla` (per tier) and the
+`commitment` of `sla_by_queue` (per home queue) count against it: a case escalated after its
+SLA lapsed and decided inside the escalation's new window is a miss there. The escalation's own
+window is reported apart (`sla_escalation` per tier, `escalation_window` per home queue).
 """
 from __future__ import annotations
 
@@ -66,6 +73,31 @@ def sla_compliance(tiers: Sequence[Optional[str]], due: Any, resolved: Any, now:
         out[tier] = {"cases": int(m.sum()), "met": n_met, "missed": n_missed,
                      "pending": int(m.sum()) - n_met - n_missed,
                      "rate": (n_met / (n_met + n_missed)) if (n_met + n_missed) else None}
+    return out
+
+
+def commitment_due(due: Any, due_before: Any) -> np.ndarray:
+    """The due time first committed to: `due_before` (the due time a case had before it was
+    escalated; NaN: never escalated, or it had none) where known, else `due`."""
+    due, due_before = _f(due), _f(due_before)
+    return np.where(np.isnan(due_before), due, due_before)
+
+
+def sla_by_queue(home: Sequence[str], escalated: Sequence[bool], due: Any, due_before: Any, resolved: Any,
+                 now: float) -> dict[str, dict[str, Any]]:
+    """Per home queue (where a case was before any escalation): `commitment` = SLA compliance
+    against the due time first committed to, and `escalation_window` = compliance of the
+    escalations out of that queue against the escalation's own window (None: no escalation).
+    Apart, because a reset window made a lapsed commitment look met."""
+    orig = commitment_due(due, due_before)
+    esc = np.asarray(escalated, dtype=bool)
+    home_arr = np.asarray(list(home), dtype=object)
+    out: dict[str, dict[str, Any]] = {}
+    for q in sorted({str(h) for h in home_arr}):
+        m = home_arr == q
+        window = sla_compliance(["q"] * int((m & esc).sum()), _f(due)[m & esc], _f(resolved)[m & esc], now)
+        out[q] = {"commitment": sla_compliance(["q"] * int(m.sum()), orig[m], _f(resolved)[m], now).get("q"),
+                  "escalation_window": window.get("q")}
     return out
 
 
@@ -132,6 +164,26 @@ def _epoch(values: Iterable[Optional[dt.datetime]]) -> np.ndarray:
     return np.array([(v - base).total_seconds() if v is not None else np.nan for v in values], dtype=float)
 
 
+def _due_before(case: Mapping[str, Any]) -> Optional[dt.datetime]:
+    """A case's due time before its escalation (meta `due_before_escalation`), naive UTC; None when
+    it was never escalated or had none. A value that is no ISO time raises a one-line error."""
+    v = (case["meta"] or {}).get("due_before_escalation")
+    if v is None:
+        return None
+    try:
+        t = dt.datetime.fromisoformat(str(v))
+    except ValueError:
+        raise ValueError(f"case {case['id']}: meta field 'due_before_escalation' is not an ISO time: {v!r}") from None
+    return t.astimezone(dt.timezone.utc).replace(tzinfo=None) if t.tzinfo is not None else t
+
+
+def _home(case: Mapping[str, Any], config: QueueConfig) -> str:
+    """The queue a case came from: `escalated_from` for a case in the escalation queue."""
+    if case["queue"] == config.escalation_queue:
+        return str((case["meta"] or {}).get("escalated_from") or case["queue"])
+    return str(case["queue"])
+
+
 def ops_kpis(store: Any, now: Optional[dt.datetime] = None, queue: Optional[str] = None,
              policy: Optional[str] = None, surface: Optional[str] = None,
              *, config: QueueConfig) -> dict[str, Any]:
@@ -158,6 +210,11 @@ def ops_kpis(store: Any, now: Optional[dt.datetime] = None, queue: Optional[str]
     enforce = [d for d in decs if d["kind"] not in ("calibration", "undo") and d["id"] not in gone]
     acts_enforce = [d for d in acts if d["kind"] not in ("calibration", "undo") and d["id"] not in gone]
     now_s = float(_epoch([now])[0])
+    # SLAs against the due time first committed to; escalations also against their own window
+    w_due, w_before = _epoch(c["due_at"] for c in work), _epoch(_due_before(c) for c in work)
+    w_done = _epoch(c["resolved_at"] for c in work)
+    w_esc = np.array([c["queue"] == config.escalation_queue for c in work], dtype=bool)
+    w_tiers = [c["severity"] for c in work]
     # the override rate counts first judgements only, as the evaluation report does (`first_judgements`)
     judged = [bool(d["is_override"]) for d in first_judgements(acts)
               if d["kind"] not in ("calibration", "appeal") and d["model_label"]]
@@ -181,8 +238,9 @@ def ops_kpis(store: Any, now: Optional[dt.datetime] = None, queue: Optional[str]
         "backlog": sum(c["state"] in WAITING_STATES for c in cases),
         "overdue": int(sum(c["state"] in WAITING_STATES and c["due_at"] is not None and c["due_at"] < now
                            for c in cases)),
-        "sla": sla_compliance([c["severity"] for c in work], _epoch(c["due_at"] for c in work),
-                              _epoch(c["resolved_at"] for c in work), now_s),
+        "sla": sla_compliance(w_tiers, commitment_due(w_due, w_before), w_done, now_s),
+        "sla_escalation": sla_compliance([t for t, e in zip(w_tiers, w_esc) if e], w_due[w_esc], w_done[w_esc], now_s),
+        "sla_by_queue": sla_by_queue([_home(c, config) for c in work], w_esc, w_due, w_before, w_done, now_s),
         "median_minutes_to_first_action": median_minutes(_epoch(c["created_at"] for c in work),
                                                          _epoch(c["first_action_at"] for c in work)),
         "median_minutes_to_resolution": median_minutes(_epoch(c["created_at"] for c in work),
