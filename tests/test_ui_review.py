@@ -107,10 +107,23 @@ def test_campaign_case_is_announced_and_asks_before_deciding(store, browser_page
         _open_case(page, camp)
         line = page.inner_text("#wb-campaign-line")
         assert "Campaign case: 3 items" in line and "3 scam" in line and "0 already decided" in line
+        # A double tap: a second `c` the moment the count appears is ignored, saying so.
+        page.evaluate("""() => { window.wbTapped = new Promise(done => {
+            const seen = new MutationObserver(() => {
+              if (!document.querySelector('#wb-buttons-err .wb-confirm')) return;
+              seen.disconnect();
+              document.dispatchEvent(new KeyboardEvent('keydown', {key: 'c', bubbles: true}));
+              done(true);
+            });
+            seen.observe(document.body, {subtree: true, childList: true, characterData: true});
+          }); }""")
         page.keyboard.press("c")
         page.wait_for_selector("text=/Press c again, or Confirm, to decide 3 items/", timeout=20000)
+        assert page.evaluate("() => window.wbTapped")
+        page.wait_for_selector("text=/the count to confirm appeared right after your last key/", timeout=20000)
         assert decisions(store) == []
         _shot(page, "review-campaign-confirm.png")
+        page.wait_for_timeout(500)  # read, then press again
         page.keyboard.press("c")
         page.wait_for_selector("text=/Saved case .* on 3 items/", timeout=20000)
         assert len(decisions(store)) == 3 and {d["kind"] for d in decisions(store)} == {"bulk"}
@@ -321,13 +334,17 @@ def gated_decide(monkeypatch):
 
     import workbench.ui.review as review
 
-    gate, real = threading.Event(), review.decide
+    gate = threading.Event()
 
-    def held(*args, **kwargs):
-        gate.wait(60)
-        return real(*args, **kwargs)
+    def gated(real):
+        def held(*args, **kwargs):
+            gate.wait(60)
+            return real(*args, **kwargs)
+        return held
 
-    monkeypatch.setattr(review, "decide", held)
+    # The hold check first (`review_hold.check_held`), then the decision: the request's whole way.
+    monkeypatch.setattr(review, "check_held", gated(review.check_held))
+    monkeypatch.setattr(review, "decide", gated(review.decide))
     yield gate
     gate.set()
 

@@ -9,7 +9,8 @@ server's answer then replaces that view (review.confirm). Until it does, the key
 that act on a case are off (what they did would land on the case being decided). A key or click
 that acts on a case (c, Ctrl+Enter, s, x) is ignored, saying so, when the case changed since the
 last one and that was under GUARD_MS ago: a double Ctrl+Enter or `c` must not decide a case
-nobody read, and a first press is never ignored. Clicking Escalate enters escalation mode.
+nobody read, and a first press is never ignored; nor within GUARD_MS of a campaign case's "this
+decides N items, press again" appearing (a double `c` decided 3 items with no time to read it). Clicking Escalate enters escalation mode.
 """
 from __future__ import annotations
 
@@ -39,7 +40,9 @@ SHORTCUTS_JS = """
   const GUARD_MS = 400;  // a second press this soon after the first, on a new case, was meant for the one before
   let last = {at: 0, on: null};  // the last key or click that acted on a case, and that case
   let picked = false;    // the analyst picked a label or action on this case (then `c` shows no next case early)
-  const tooSoon = () => last.on !== lastCase && Date.now() - last.at < GUARD_MS;
+  let asked = 0, asking = false;  // when a campaign case's "decides N items, press again" appeared
+  const askedNow = () => asked > last.at && Date.now() - asked < GUARD_MS;  // a double tap skips the count
+  const tooSoon = () => (last.on !== lastCase && Date.now() - last.at < GUARD_MS) || askedNow();
   const pressed = () => { last = {at: Date.now(), on: lastCase}; };
   const $ = (sel) => document.querySelector(sel);
   const typing = (t) => t && (t.tagName === 'TEXTAREA' || t.isContentEditable ||
@@ -59,6 +62,8 @@ SHORTCUTS_JS = """
   const focusRationale = () => { const t = $('#wb-rationale textarea'); if (t) t.focus(); };
   const flash = (text) => { hint(text); setTimeout(() => { const el = document.getElementById('wb-mode'); if (el && el.textContent === text) hint(''); }, 1500); };
   const IGNORED = 'Ignored: this case appeared right after your last key. Press it again to act on this case.';
+  const IGNORED_ASK = 'Ignored: the count to confirm appeared right after your last key. Read it, then press again.';
+  const ignored = () => flash(askedNow() ? IGNORED_ASK : IGNORED);
   // While the optimistic view is up, what acts on a case is off: the tab's case is still the one
   // being decided, and the server's answer replaces the view (and what was typed into it).
   const LOCK = ['#wb-label input', '#wb-action input', '#wb-rationale textarea', '#wb-policy-ref input',
@@ -132,7 +137,7 @@ SHORTCUTS_JS = """
   document.addEventListener('click', (e) => {
     const b = e.target && e.target.closest && e.target.closest('#wb-confirm, #wb-decide, #wb-escalate, #wb-skip, #wb-release');
     if (!b) return;
-    if (e.isTrusted && tooSoon()) { e.preventDefault(); e.stopImmediatePropagation(); flash(IGNORED); return; }
+    if (e.isTrusted && tooSoon()) { e.preventDefault(); e.stopImmediatePropagation(); ignored(); return; }
     if (e.isTrusted) pressed();  // a key's own click (not trusted) was counted at the key
     if (b.id === 'wb-escalate') {
       window.wbMode = 'escalate';
@@ -149,7 +154,7 @@ SHORTCUTS_JS = """
     const plainKey = !(e.ctrlKey || e.metaKey || e.altKey || typing(t));
     if (inFlight() && (save || (plainKey && BUSY.includes(e.key)))) { e.preventDefault(); e.stopPropagation(); return; }
     if (save || (plainKey && ['c', 's', 'x'].includes(e.key))) {
-      if (tooSoon()) { e.preventDefault(); e.stopPropagation(); flash(IGNORED); return; }
+      if (tooSoon()) { e.preventDefault(); e.stopPropagation(); ignored(); return; }
       pressed();
     }
     if (save) {
@@ -206,6 +211,9 @@ SHORTCUTS_JS = """
   let lastCase = null;
   const onChange = () => {
     groupRadios(); localTimes(); keepSections();
+    const ask = !!document.querySelector('#wb-buttons-err .wb-confirm');
+    if (ask && !asking) asked = Date.now();
+    asking = ask;
     const lease = document.getElementById('wb-lease');
     if (lease && !lease.querySelector('.wb-clock') && lease.getAttribute('data-expires')) clockTick();
     const head = document.querySelector('#wb-header .wb-head');

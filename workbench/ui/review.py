@@ -40,6 +40,7 @@ from .render import (counts_choices, empty_header, header_html, lease_html, mess
                      restored_html, saved_message, side_html, status_html, text_html)
 from .review_actions import (chosen_fields, confirm_refusal, form_values, lost_note, needs_confirm, page_case_js,
                              refused, under_review_note, untouched, with_under_review, wrong_case)
+from .review_hold import STORE_ERRORS, check_held, refusal
 from .format import md_escape
 from .session import actor
 
@@ -48,14 +49,14 @@ if TYPE_CHECKING:  # pragma: no cover
 
 # What a service refuses with (LabelingError is a ValueError): shown to the analyst, never a crash.
 SERVICE_ERRORS = (ValueError, PermissionDenied)
+FAILURES = (*SERVICE_ERRORS, *STORE_ERRORS)  # and a busy store: a refusal too (review_hold.refusal)
 # What one key event has read already (the store's accounts, the principal): each key asked
 # the store for both up to four times (issue 17). Set per event by `wired`; None elsewhere.
 _EVENT: contextvars.ContextVar[Optional[dict[Any, Any]]] = contextvars.ContextVar("wb_review_event", default=None)
 
 
 def html_box(value: Any = None, **kw: Any) -> gr.HTML:
-    """A gr.HTML without Gradio's default on-load script (it re-ran on every update of the
-    value, and the page slowed down a little with every case)."""
+    """A gr.HTML without Gradio's default on-load script (it re-ran on every update: issue 17)."""
     return gr.HTML(value, js_on_load=None, **kw)
 
 
@@ -191,8 +192,9 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
             if packet is None:
                 case = next_case(store, principal, queue, config=qconfig, detail=False, resume=True)  # a reload resumes
                 packet = packet_for(case["id"], principal) if case else None
-        except SERVICE_ERRORS as exc:
-            return show(None, None, queue, plain(str(exc)), "error")
+        except FAILURES as exc:
+            why = plain(str(refusal(exc, "no next case was claimed: press n")))
+            return show(None, None, queue, f"{message} {why}".strip(), "error")
         if packet is None:
             return show(None, principal, queue, f"{message} Queue {queue} is empty.".strip(), switch_queue=switch_queue)
         return show(packet, principal, queue, message, switch_queue=switch_queue,
@@ -240,10 +242,11 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
         case_id = packet["case"]["id"]
         try:
             principal = who_of(who, request)
+            check_held(store, case_id, principal, qconfig)  # a lost hold is refused, not decided blind
             out = decide(store, taxonomy, case_id, principal, label, action=action or None,
                          policy_ref=policy_ref or None, rationale=rationale or None, config=qconfig)
-        except SERVICE_ERRORS as exc:
-            return kept(packet, armed, exc, restore=restored_html(packet, prefs_of(viewer(who, request))))
+        except FAILURES as exc:
+            return kept(packet, armed, refusal(exc), restore=restored_html(packet, prefs_of(viewer(who, request))))
         return claim_next(who, queue, request, saved_message(case_id, label, action, out), principal=principal,
                           ahead=ahead)
 
@@ -271,10 +274,11 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
                                                   "or Escalate again"),
                         "Not escalated")
         try:
+            check_held(store, packet["case"]["id"], who_of(who, request), qconfig)
             out = escalate_with_packet(store, taxonomy, packet["case"]["id"], who_of(who, request), reason, qconfig,
                                        settings, app.campaigns())
-        except SERVICE_ERRORS as exc:
-            return kept(packet, armed, exc, "Not escalated")
+        except FAILURES as exc:
+            return kept(packet, armed, refusal(exc), "Not escalated")
         folded = out["case"].get("folded_from")
         return claim_next(who, queue, request, f"Escalated case {packet['case']['id']}"
                           + (f" (its campaign's case {out['case']['id']} was escalated already: reason added there)"
