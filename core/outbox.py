@@ -12,6 +12,9 @@ worker (`workbench/webhooks.py`) then:
    delivery whose lease ran out (its worker died) is claimed again and the lost attempt recorded;
 3. records each attempt's outcome (`finish`): delivered, retried later, or dead.
 
+An operator re-drives dead deliveries (`retry`, `replay`) or gives up on one the receiver will
+always refuse (`discard`: it becomes `discarded`, and the deliveries parked behind it go out).
+
 Nothing here reads configuration: endpoints, leases and back-off arrive as arguments.
 """
 from __future__ import annotations
@@ -27,6 +30,7 @@ from sqlalchemy import Connection, Select, and_, bindparam, exists, func, insert
 from . import audit
 from .hooks import check_permission
 from .labels import AUTHORITATIVE_KINDS, current_decisions
+from .principals import actor_name
 from .schema import Decision, OutboxEvent, OutboxItem, WebhookAttempt, WebhookDelivery, utcnow
 
 EVENT_TYPES = ("decision.created", "decision.corrected", "appeal.resolved", "campaign.decided")
@@ -42,6 +46,9 @@ DECISION_FIELDS = ("id", "case_id", "item_id", "campaign_id", "reviewer", "kind"
                    "severity", "policy_ref", "supersedes_id", "taxonomy_version", "created_at")
 _CHUNK = 500
 ITEM_ID_MAX = OI.c.item_id.type.length
+# How `_park` starts a parked delivery's last_error: `discard` releases exactly those.
+PARKED = "parked behind dead delivery "
+REASON_MAX = 500
 
 
 class OutboxError(ValueError):
@@ -216,6 +223,17 @@ def _park(conn: Connection, ids: list[int], now: dt.datetime) -> int:
         first.setdefault(cand, (dead_id, item))
     if not first:
         return 0
+    # Lock the dead ones parked behind (PostgreSQL) and park only behind those still dead: a
+    # `retry` or `discard` of one, under way in another transaction, then waits for this one and
+    # sees what it parked; otherwise its follower would stay parked behind a re-driven or
+    # discarded delivery that nothing re-drives again. SQLite serialises writers already.
+    q = select(WD.c.id).where(WD.c.id.in_(sorted({d for d, _ in first.values()})), WD.c.status == "dead")
+    if conn.dialect.name == "postgresql":
+        q = q.with_for_update(read=True)
+    still_dead = set(conn.execute(q).scalars())
+    first = {cand: blocker for cand, blocker in first.items() if blocker[0] in still_dead}
+    if not first:
+        return 0
     rows = conn.execute(select(WD.c.id, WD.c.lease_owner, WD.c.attempts, WD.c.lease_expires_at)
                         .where(WD.c.id.in_(list(first))).order_by(WD.c.id)).mappings().all()
     parked = 0
@@ -226,8 +244,8 @@ def _park(conn: Connection, ids: list[int], now: dt.datetime) -> int:
             WD.c.lease_owner.is_(None) if r["lease_owner"] is None else WD.c.lease_owner == r["lease_owner"],
             or_(WD.c.lease_expires_at.is_(None), WD.c.lease_expires_at <= now)).values(
             status="dead", lease_owner=None, lease_expires_at=None, updated_at=now,
-            last_error=f"parked behind dead delivery {dead_id} (an older event about item {item!r}): "
-                       f"retry it and this one follows"))
+            last_error=f"{PARKED}{dead_id} (an older event about item {item!r}): "
+                       f"retry it (or discard it) and this one follows"))
         if not res.rowcount:
             continue
         parked += 1
@@ -353,8 +371,9 @@ def attempts_of(conn: Connection, delivery_id: int) -> list[dict[str, Any]]:
         select(WA).where(WA.c.delivery_id == delivery_id).order_by(WA.c.id)).mappings()]
 
 
-def _later_dead(conn: Connection, ids: list[int]) -> set[int]:
-    """Dead deliveries, to the same endpoint, of newer events about an item of deliveries `ids`."""
+def _later_dead(conn: Connection, ids: list[int], parked_only: bool = False) -> set[int]:
+    """Dead deliveries, to the same endpoint, of newer events about an item of deliveries `ids`
+    (with `parked_only`, those `_park` dead-lettered, not those that failed their own attempts)."""
     src, fol, src_ev, fol_ev = WD.alias("src"), WD.alias("fol"), O.alias("src_ev"), O.alias("fol_ev")
     src_it, fol_it = OI.alias("src_it"), OI.alias("fol_it")
     q = (select(fol.c.id).select_from(
@@ -363,6 +382,8 @@ def _later_dead(conn: Connection, ids: list[int]) -> set[int]:
         .join(fol_ev, fol_ev.c.id == fol_it.c.outbox_id)
         .join(fol, and_(fol.c.event_id == fol_ev.c.event_id, fol.c.endpoint == src.c.endpoint)))
          .where(src.c.id.in_(ids), fol.c.status == "dead").distinct())
+    if parked_only:
+        q = q.where(fol.c.last_error.startswith(PARKED, autoescape=True))
     return set(conn.execute(q).scalars())
 
 
@@ -406,9 +427,12 @@ def retry(conn: Connection, ids: Iterable[int] = (), endpoint: Optional[str] = N
         raise OutboxError("name delivery ids, an endpoint, or all dead deliveries")
     cond = [WD.c.status == "dead"]
     following: set[int] = set()
+    # Lock the chosen ones first (PostgreSQL): a claim parking a follower behind one of them
+    # finishes before the followers are looked up (`_park`), so none is left behind.
+    q = select(WD.c.id).where(*cond, *([WD.c.id.in_(ids)] if ids else []),
+                              *([WD.c.endpoint == endpoint] if endpoint else []))
+    chosen = list(conn.execute(q.with_for_update() if conn.dialect.name == "postgresql" else q).scalars())
     if ids:  # an endpoint's (or all) dead ones, named without ids, are every follower already
-        chosen = list(conn.execute(select(WD.c.id).where(WD.c.id.in_(ids), *cond,
-                                                         *([WD.c.endpoint == endpoint] if endpoint else []))).scalars())
         following = _closure(conn, chosen, _later_dead)
     if ids:
         cond.append(or_(WD.c.id.in_(ids), WD.c.id.in_(sorted(following))) if following else WD.c.id.in_(ids))
@@ -447,8 +471,9 @@ def replay(conn: Connection, endpoint: str, event_types: Iterable[str], event_id
     n = 0
     for start in range(0, len(wanted), _CHUNK):
         chunk = wanted[start:start + _CHUNK]
-        have = set(conn.execute(select(WD.c.event_id).where(WD.c.endpoint == endpoint,
-                                                            WD.c.event_id.in_(chunk))).scalars())
+        # Locked first (PostgreSQL): one a claim is parking right now is seen dead, not pending.
+        q = select(WD.c.event_id).where(WD.c.endpoint == endpoint, WD.c.event_id.in_(chunk))
+        have = set(conn.execute(q.with_for_update() if conn.dialect.name == "postgresql" else q).scalars())
         res = conn.execute(update(WD).where(WD.c.endpoint == endpoint, WD.c.event_id.in_(chunk),
                                             WD.c.status != "pending").values(
             status="pending", attempts=0, next_attempt_at=now, lease_owner=None, lease_expires_at=None,
@@ -462,3 +487,57 @@ def replay(conn: Connection, endpoint: str, event_types: Iterable[str], event_id
     audit.record(conn, actor, "webhooks.replay", "endpoint", endpoint,
                  {"events": event_ids[:100], "since": since.isoformat() if since else None, "pending": n})
     return n
+
+
+def discard(conn: Connection, ids: Iterable[int], reason: str, now: Optional[dt.datetime] = None, *,
+            actor: Any) -> dict[str, list[int]]:
+    """Give up on dead deliveries the receiver will always refuse (its item deleted on the
+    platform, a malformed event): they become `discarded` and hold nothing back any more, and
+    the deliveries parked behind them (`_park`; transitively, through other parked ones) become
+    pending again, due now, with a fresh count of attempts; the held check sends them in order.
+    A follower dead after its own attempts stays dead (it holds its own followers, as before).
+
+    Only dead deliveries, all or none: a pending or delivered one is refused (OutboxError, one
+    line, nothing changed). The last error is kept after the reason; `replay` can still send a
+    discarded one later. Needs the `webhooks` permission; each discard is audited with who, why
+    and what it released. Returns the ids discarded and released."""
+    ids = sorted({int(i) for i in ids})
+    check_permission(actor, "webhooks", f"delivery {ids[0]}" + (f" and {len(ids) - 1} more" if len(ids) > 1 else "")
+                     if ids else None)
+    now = now or utcnow()
+    why = " ".join(str(reason or "").split())
+    if not ids:
+        raise OutboxError("name the dead deliveries to discard (see: workbench webhooks list --status dead)")
+    if not why:
+        raise OutboxError("discarding a delivery needs a reason (--reason): why the receiver will never accept it")
+    if len(why) > REASON_MAX:
+        raise OutboxError(f"the reason is {len(why)} characters long; at most {REASON_MAX} characters")
+    rows: dict[int, dict[str, Any]] = {}
+    for start in range(0, len(ids), _CHUNK):
+        q = select(WD.c.id, WD.c.status, WD.c.endpoint, WD.c.event_id, WD.c.last_error).where(
+            WD.c.id.in_(ids[start:start + _CHUNK]))
+        if conn.dialect.name == "postgresql":  # a claim parking behind them waits, or is waited for
+            q = q.with_for_update()
+        rows.update((r["id"], dict(r)) for r in conn.execute(q).mappings())
+    missing = [i for i in ids if i not in rows]
+    if missing:
+        raise OutboxError(f"no delivery {', '.join(map(str, missing[:10]))}; nothing was discarded")
+    alive = [f"delivery {i} is {rows[i]['status']}" for i in ids if rows[i]["status"] != "dead"]
+    if alive:
+        raise OutboxError(f"{', '.join(alive[:10])}: only a dead delivery can be discarded; nothing was discarded")
+    who = actor_name(actor)
+    for i in ids:
+        old = rows[i]["last_error"]
+        conn.execute(update(WD).where(WD.c.id == i, WD.c.status == "dead").values(
+            status="discarded", lease_owner=None, lease_expires_at=None, updated_at=now,
+            last_error=f"discarded by {who}: {why}" + (f" (last error: {old})" if old else "")))
+    released = sorted(_closure(conn, ids, lambda c, chunk: _later_dead(c, chunk, parked_only=True)))
+    for start in range(0, len(released), _CHUNK):
+        conn.execute(update(WD).where(WD.c.id.in_(released[start:start + _CHUNK]), WD.c.status == "dead").values(
+            status="pending", attempts=0, next_attempt_at=now, lease_owner=None, lease_expires_at=None,
+            updated_at=now))
+    for i in ids:
+        audit.record(conn, actor, "webhooks.discard", "webhook_delivery", i,
+                     {"reason": why, "endpoint": rows[i]["endpoint"], "event_id": rows[i]["event_id"],
+                      "last_error": rows[i]["last_error"], "released": released[:100], "released_count": len(released)})
+    return {"discarded": ids, "released": released}

@@ -331,8 +331,9 @@ class AuditEvent(Base):
     hash: Mapped[str] = mapped_column(String(64), unique=True)
 
 
-# Webhook delivery states (workbench/webhooks.py).
-DELIVERY_STATES = ("pending", "delivered", "dead")
+# Webhook delivery states (workbench/webhooks.py); `discarded`: dead, and an operator gave up on it
+# (core.outbox.discard). `status` is a plain String(20) without a CHECK: a new state needs no migration.
+DELIVERY_STATES = ("pending", "delivered", "dead", "discarded")
 
 
 class OutboxEvent(Base):
@@ -369,7 +370,8 @@ class OutboxItem(Base):
 
 
 class WebhookDelivery(Base):
-    """One event for one endpoint: pending until delivered, dead after the last attempt.
+    """One event for one endpoint: pending until delivered, dead after the last attempt, discarded
+    when an operator gives up on a dead one.
     A worker holds it while sending (`lease_owner`, `lease_expires_at`)."""
 
     __tablename__ = "webhook_deliveries"

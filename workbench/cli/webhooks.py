@@ -1,4 +1,4 @@
-"""Webhook commands: deliver (for cron), list, show, retry, replay.
+"""Webhook commands: deliver (for cron), list, show, retry, replay, discard.
 
 Thin wrappers over `workbench.webhooks` (the delivery worker, `configs/webhooks.yaml`) and
 `core.outbox` (the outbox and delivery rows). Top-level imports stay light (click and the
@@ -19,6 +19,9 @@ from .common import ID
 from .common import emit as _emit
 from .common import json_option as _json
 from .common import user_errors as _user_errors
+
+# core.schema.DELIVERY_STATES, spelled out: importing the schema here would load SQLAlchemy for --help.
+STATES = ("pending", "delivered", "dead", "discarded")
 
 
 @contextlib.contextmanager
@@ -89,7 +92,7 @@ def register_commands(cli: click.Group) -> None:
             "  ".join(f"{k}={v}" for k, v in s.items()) + ("" if config.enabled else "  (no enabled endpoint)")))
 
     @webhooks.command("list")
-    @click.option("--status", type=click.Choice(["pending", "delivered", "dead"]), help="Only this status.")
+    @click.option("--status", type=click.Choice(list(STATES)), help="Only this status.")
     @click.option("--endpoint", help="Only this endpoint.")
     @click.option("--event", "event_id", help="Only the deliveries of this event id.")
     @click.option("--limit", default=50, show_default=True, help="How many, newest first.")
@@ -200,3 +203,28 @@ def register_commands(cli: click.Group) -> None:
             with app.store().begin() as conn:
                 n = replay_events(conn, ep.name, ep.events, event_ids, since, actor=who)
         _emit({"pending": n}, as_json, lambda d: click.echo(f"{d['pending']} deliveries to {endpoint} pending"))
+
+    @webhooks.command("discard")
+    @click.argument("delivery_ids", nargs=-1, required=True, type=ID)
+    @click.option("--reason", required=True, help="Why the receiver will never accept it (audited).")
+    @_json
+    @click.pass_obj
+    def discard(app: Any, delivery_ids: tuple[int, ...], reason: str, as_json: bool) -> None:
+        """Give up on dead deliveries the receiver will always refuse (their item was deleted on
+        the platform, a malformed event): they become `discarded`, and the deliveries parked
+        behind them are pending again, due now, sent in order. Only dead deliveries; audited with
+        who and why. `replay --event` can still send a discarded one later.
+
+        \b
+        Example:
+          workbench webhooks discard 1207 --reason "item deleted on the platform (422 for ever)"
+        """
+        from core.outbox import discard as discard_dead
+
+        with _errors():
+            who = app.principal()
+            with app.store().begin() as conn:
+                done = discard_dead(conn, delivery_ids, reason, actor=who)
+        _emit(done, as_json, lambda d: click.echo(
+            f"{len(d['discarded'])} dead deliveries discarded; {len(d['released'])} parked behind them pending again "
+            "(sent in order)"))
