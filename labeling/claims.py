@@ -262,3 +262,16 @@ def claim_case(store: Store, case_id: int, analyst: Actor, config: QueueConfig,
         audit.record(conn, analyst, "case.claim", "case", case_id,
                      {"queue": case["queue"], "lease_expires_at": expires.isoformat(), "by_id": True})
     return {"id": case_id, "queue": case["queue"], "claimed_by": who, "lease_expires_at": expires}
+
+
+def check_holder(conn: Connection, case: Mapping[str, Any], who: str, now: dt.datetime) -> None:
+    """Raise QueueError unless `who` holds the case (its row locked by the caller) on a lease live
+    at `now`, naming what became of it: a screen acts only on the case it still has, and checking
+    in the transaction that acts leaves no gap in which the hold can change (`holder_only`)."""
+    live = case["lease_expires_at"] is not None and case["lease_expires_at"] > now
+    if case["state"] == "claimed" and case["claimed_by"] == who and live:
+        return
+    if case["state"] == "claimed" and case["claimed_by"] and case["claimed_by"] != who:
+        raise QueueError(f"case {case['id']} is claimed by {case['claimed_by']} now, no longer by {who}: "
+                         "nothing was saved; press n for the next case")
+    raise QueueError(f"case {case['id']} is no longer held by {who}: {_why_lost(conn, case, who)}")

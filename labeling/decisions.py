@@ -28,7 +28,7 @@ from core.text import free_text_error
 from core.taxonomy import Taxonomy
 
 from .cases import case_view, inactive_campaign, suggestion
-from .claims import check_actionable, lock_case
+from .claims import check_actionable, check_holder, lock_case
 from .errors import DecisionError
 from .queue_config import QueueConfig
 from .rereview import same_verdict
@@ -130,7 +130,7 @@ def _insert_decision(conn: Connection, **row: Any) -> int:
 def decide(store: Store, taxonomy: Taxonomy, case_id: int, analyst: Actor, label: str,
            action: Optional[str] = None, severity: Optional[str] = None, policy_ref: Optional[str] = None,
            rationale: Optional[str] = None, kind: str = "review", now: Optional[dt.datetime] = None,
-           *, config: QueueConfig, existing: Optional[str] = None) -> dict[str, Any]:
+           *, config: QueueConfig, existing: Optional[str] = None, holder_only: bool = False) -> dict[str, Any]:
     """Decide a case (one transaction): validate, record what the model said, close, audit.
 
     `action` defaults to the policy's default action (a one-key confirm). The kind follows the
@@ -148,6 +148,9 @@ def decide(store: Store, taxonomy: Taxonomy, case_id: int, analyst: Actor, label
     of record and is sent as `decision.corrected` only when it changes the label or the action. A
     case of the label-error re-review queue is decided as that re-review (`_label_review`: a
     correction or a confirmation, `qa_review`).
+
+    `holder_only` (the Review screen): only a case `analyst` still holds on a live lease, checked
+    under the case's lock (`claims.check_holder`); otherwise a waiting or lapsed case is decided too.
     """
     if existing is not None and existing not in EXISTING:
         raise DecisionError(f"existing must be one of {', '.join(EXISTING)}, not {existing!r}")
@@ -164,6 +167,8 @@ def decide(store: Store, taxonomy: Taxonomy, case_id: int, analyst: Actor, label
         if item:  # the item's lock before the case row, as every writer takes them: a re-review supersedes
             lock_item_decisions(conn, item)
         case = lock_case(conn, case_id)
+        if holder_only:
+            check_holder(conn, case, analyst, now)
         if _is_appeal(case, config):
             raise DecisionError(f"case {case_id} is an appeal: a lead resolves it (Appeals tab, or "
                                 f"`workbench appeals resolve`)")

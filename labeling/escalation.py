@@ -28,7 +28,7 @@ from core.taxonomy import Taxonomy
 from core.text import free_text_error
 
 from .cases import _lock_builds, case_view, of_live_campaign, unchanged
-from .claims import _now, check_actionable, lock_case, reclaim_expired
+from .claims import _now, check_actionable, check_holder, lock_case, reclaim_expired
 from .errors import QueueError
 from .priority import ESCALATED_AT, PRIORITY_EPSILON, score_features, sla_lapsing, tier_weight
 from .queue_config import QueueConfig
@@ -38,8 +38,12 @@ CM = CampaignMember.__table__
 LIVE = ("open", "escalated", "claimed")
 
 def escalate(store: Store, taxonomy: Taxonomy, case_id: int, actor: Actor, reason: str, config: QueueConfig,
-             severity: Optional[str] = None, now: Optional[dt.datetime] = None) -> dict[str, Any]:
-    """Move a waiting or claimed case to the escalation queue with the reason recorded."""
+             severity: Optional[str] = None, now: Optional[dt.datetime] = None, *,
+             holder_only: bool = False) -> dict[str, Any]:
+    """Move a waiting or claimed case to the escalation queue with the reason recorded.
+
+    `holder_only` (the Review screen): only a case `actor` still holds on a live lease, checked
+    under the case's lock (`claims.check_holder`), so a hold lost meanwhile is never escalated."""
     if not reason or not reason.strip():
         raise QueueError("escalating needs a reason")
     if (too_long := free_text_error(reason, "an escalation's reason")) is not None:
@@ -51,6 +55,8 @@ def escalate(store: Store, taxonomy: Taxonomy, case_id: int, actor: Actor, reaso
     actor = actor_name(actor)
     with store.begin() as conn:
         case = lock_case(conn, case_id)
+        if holder_only:
+            check_holder(conn, case, actor, now)
         _check_escalatable(case, config)
         check_actionable(case, actor, now)
         cover = _escalated_campaign_case(conn, config, case)

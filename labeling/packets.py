@@ -401,17 +401,18 @@ def escalation_packet(store: Store, taxonomy: Taxonomy, case_id: int, settings: 
 
 def escalate_with_packet(store: Store, taxonomy: Taxonomy, case_id: int, analyst: Actor, reason: str,
                          config: QueueConfig, settings: ReviewSettings, campaign_settings: CampaignSettings,
-                         severity: Optional[str] = None) -> dict[str, Any]:
+                         severity: Optional[str] = None, *, holder_only: bool = False) -> dict[str, Any]:
     """Escalate the case and file its packet (JSON in the data dir, path in the audit log). Needs `escalate`.
 
     One packet per open escalation: a retry, a double submit, or escalating again a case that
     waits in (or was claimed from) the escalation queue returns the packet already filed for it
     (`filed` False); a new escalation after that one ended (the case went back to its queue,
     covered by its campaign's case) files a new one. The check and the filing hold the case's
-    lock (PostgreSQL; SQLite's write lock), so two sessions escalating at once file one."""
+    lock (PostgreSQL; SQLite's write lock), so two sessions escalating at once file one.
+    `holder_only` as in `escalation.escalate`: a case no longer held is refused and files nothing."""
     check_permission(analyst, "escalate", f"case {case_id}")
     packet = escalation_packet(store, taxonomy, case_id, settings, campaign_settings, reason, severity=severity)
-    view = escalate(store, taxonomy, case_id, analyst, reason, config, severity=severity)
+    view = escalate(store, taxonomy, case_id, analyst, reason, config, severity=severity, holder_only=holder_only)
     folder = store.path("packets", "x").parent
     with store.begin() as conn:
         row = conn.execute(select(Case.__table__).where(Case.id == case_id).with_for_update()

@@ -342,8 +342,7 @@ def gated_decide(monkeypatch):
             return real(*args, **kwargs)
         return held
 
-    # The hold check first (`review_hold.check_held`), then the decision: the request's whole way.
-    monkeypatch.setattr(review, "check_held", gated(review.check_held))
+    # The decision, which checks the hold itself (`holder_only`): the request's whole way.
     monkeypatch.setattr(review, "decide", gated(review.decide))
     yield gate
     gate.set()

@@ -40,7 +40,7 @@ from .render import (counts_choices, empty_header, header_html, lease_html, mess
                      restored_html, saved_message, side_html, status_html, text_html)
 from .review_actions import (chosen_fields, confirm_refusal, form_values, lost_note, needs_confirm, page_case_js,
                              refused, under_review_note, untouched, with_under_review, wrong_case)
-from .review_hold import STORE_ERRORS, check_held, refusal
+from .review_hold import STORE_ERRORS, refusal
 from .format import md_escape
 from .session import actor
 
@@ -241,10 +241,9 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
             return ask
         case_id = packet["case"]["id"]
         try:
-            principal = who_of(who, request)
-            check_held(store, case_id, principal, qconfig)  # a lost hold is refused, not decided blind
+            principal = who_of(who, request)  # holder_only: a lost hold is refused, not decided blind
             out = decide(store, taxonomy, case_id, principal, label, action=action or None,
-                         policy_ref=policy_ref or None, rationale=rationale or None, config=qconfig)
+                         policy_ref=policy_ref or None, rationale=rationale or None, config=qconfig, holder_only=True)
         except FAILURES as exc:
             return kept(packet, armed, refusal(exc), restore=restored_html(packet, prefs_of(viewer(who, request))))
         return claim_next(who, queue, request, saved_message(case_id, label, action, out), principal=principal,
@@ -274,9 +273,8 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
                                                   "or Escalate again"),
                         "Not escalated")
         try:
-            check_held(store, packet["case"]["id"], who_of(who, request), qconfig)
             out = escalate_with_packet(store, taxonomy, packet["case"]["id"], who_of(who, request), reason, qconfig,
-                                       settings, app.campaigns())
+                                       settings, app.campaigns(), holder_only=True)
         except FAILURES as exc:
             return kept(packet, armed, refusal(exc), "Not escalated")
         folded = out["case"].get("folded_from")
