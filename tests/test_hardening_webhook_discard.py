@@ -22,29 +22,12 @@ from core.hooks import PermissionDenied
 from core.principals import Principal
 from core.schema import DELIVERY_STATES, AuditEvent, WebhookDelivery
 
+from test_hardening_webhook_replay import _drain, _event
 from test_queue_support import T0
 from webhook_support import SECRET, SECRET_ENV, write_config
 
 ACTOR = "ops"
 REASON = "item deleted on the platform; the receiver answers 422 for ever"
-
-
-def _event(conn, n: int, *items) -> str:
-    return outbox.enqueue(conn, "decision.created", {"decisions": [{"id": n, "item_id": i} for i in items]},
-                          f"decision.created:{n}")
-
-
-def _drain(store) -> list[str]:
-    """Claim and acknowledge one delivery at a time: the order the endpoint gets them in."""
-    got = []
-    while True:
-        with store.begin() as conn:
-            rows = outbox.claim(conn, ["enforcement"], "w", 60, limit=1)
-            if not rows:
-                return got
-            outbox.finish(conn, rows[0]["id"], "w", rows[0]["attempts"], T0, ok=True, status_code=200, error=None,
-                          retry_at=None)
-        got.append(rows[0]["idempotency_key"])
 
 
 def _rows(store) -> dict[int, dict]:

@@ -23,13 +23,11 @@ from core.config import config_dir
 from core.schema import OutboxEvent, WebhookDelivery
 from core.webhook_signature import (IDEMPOTENCY_HEADER, SIGNATURE_HEADER, SIGNATURE_V2_HEADER, signature_headers,
                                     verify, verify_signature)
-from labeling import decisions as DEC
-from labeling.cases import build_cases
-from labeling.claims import next_case
 from labeling.queue_config import load_queue_config
 from workbench.webhooks import DeliveryWorker, load_webhooks
 
-from test_queue_support import T0, add_scored
+from test_hardening_webhooks2 import _correct, _decide
+from test_queue_support import T0
 from webhook_support import SECRET, SECRET_ENV, write_config
 
 ENV = {SECRET_ENV: SECRET}
@@ -55,21 +53,6 @@ class Recorder:
 def cfg(taxonomy):
     return load_queue_config(config_dir(), taxonomy=taxonomy).model_copy(
         update={"qa_share": 0.0, "calibration_sets": []})
-
-
-def _decide(store, taxonomy, cfg, items: list[str]) -> dict[str, int]:
-    add_scored(store, taxonomy, [{"id": i, "label": "scam", "p": 0.9} for i in items])
-    build_cases(store, taxonomy, cfg, now=T0, progress=False)
-    ids = {}
-    for _ in items:
-        c = next_case(store, "ann", "fraud", now=T0, config=cfg)
-        [ids[c["item_id"]]] = DEC.decide(store, taxonomy, c["id"], "ann", "scam", "block_sender", now=T0,
-                                         config=cfg)["decision_ids"]
-    return ids
-
-
-def _correct(store, taxonomy, decision_id: int) -> None:
-    DEC.correct(store, taxonomy, decision_id, "ann", "benign", "not a scam after all", action="no_action")
 
 
 def _deliveries(store) -> list[dict]:
