@@ -63,6 +63,29 @@ def finite(values: Any) -> np.ndarray:
     return v[np.isfinite(v)]
 
 
+def quantile_edges(reference: np.ndarray, bins: int = 10) -> np.ndarray:
+    """Bin edges at the reference sample's quantiles, open at both ends (the bins `psi` and the drift checks use).
+
+    Why reference quantiles: every bin holds about the same share of the reference, so a shift
+    anywhere in the range moves mass between well-populated bins; ties (many scores of exactly
+    0) collapse duplicate edges into fewer bins instead of empty ones. Non-finite values are
+    left out (one NaN made every quantile NaN, one bin, PSI 0); with no finite value the single
+    bin (-inf, inf) comes back, which measures nothing: `score_shift` reports NaN then.
+    """
+    ref = finite(reference)
+    if len(ref) == 0:
+        return np.array([-np.inf, np.inf])
+    edges = np.unique(np.quantile(ref, np.linspace(0, 1, bins + 1)))
+    if len(edges) <= 2:
+        # A reference of one or two values (a policy the model never scores above 0, a model that
+        # outputs 0 or 1): opening both ends left one bin, so PSI and JS read 0 against any
+        # current window. The top value gets a bin of its own, with one below and one above it.
+        top = edges[-1]
+        return np.array([-np.inf, top, np.nextafter(top, np.inf), np.inf])
+    edges[0], edges[-1] = -np.inf, np.inf
+    return edges
+
+
 def psi(reference: np.ndarray, current: np.ndarray, bins: int = 10, eps: float = 1e-4) -> float:
     """Population stability index of `current` against `reference`, on reference-quantile bins.
 
@@ -73,10 +96,7 @@ def psi(reference: np.ndarray, current: np.ndarray, bins: int = 10, eps: float =
     ref, cur = finite(reference), finite(current)
     if len(ref) == 0 or len(cur) == 0:
         return float("nan")
-    edges = np.unique(np.quantile(ref, np.linspace(0, 1, bins + 1)))
-    if len(edges) < 2:
-        edges = np.array([ref.min() - 0.5, ref.max() + 0.5])
-    edges[0], edges[-1] = -np.inf, np.inf
+    edges = quantile_edges(ref, bins)
     r = np.histogram(ref, edges)[0] / len(ref)
     c = np.histogram(cur, edges)[0] / len(cur)
     r, c = np.clip(r, eps, None), np.clip(c, eps, None)

@@ -111,6 +111,17 @@ def test_sla_by_queue_on_arrays():
 
 
 # -- drift: statistics on degenerate windows -------------------------------------------------------
+def test_the_evaluation_reports_psi_bins_a_one_valued_reference_the_same_way():
+    """`evaluation.metrics.psi` (the evaluation report's per-label PSI) had its own edges: a
+    reference scored 0 throughout gave one bin and PSI 0.0 against a current window at 0.9."""
+    from evaluation import metrics as em
+
+    assert em.psi(np.zeros(2000), np.full(2000, 0.9)) > 5
+    assert em.psi(np.zeros(2000), np.zeros(1500)) == pytest.approx(0.0, abs=1e-9)
+    assert em.psi(np.zeros(2000), np.full(2000, 0.9)) == pytest.approx(
+        ds.score_shift(np.zeros(2000), np.full(2000, 0.9))["psi"], rel=1e-12)  # one rule: the same bins
+
+
 def test_a_one_valued_reference_still_measures_a_shift():
     """A policy the model scored 0 on every reference item made one bin (-inf, inf): PSI and JS
     read 0.0 against a current window scored 0.9 throughout, while KS read 1.0."""
