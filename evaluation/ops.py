@@ -215,6 +215,8 @@ def ops_kpis(store: Any, now: Optional[dt.datetime] = None, queue: Optional[str]
     w_done = _epoch(c["resolved_at"] for c in work)
     w_esc = np.array([c["queue"] == config.escalation_queue for c in work], dtype=bool)
     w_tiers = [c["severity"] for c in work]
+    # the commitment by the tier it was made at (an escalation may have raised it, e.g. P2 -> P0)
+    w_first = [(c["meta"] or {}).get("severity_before_escalation", c["severity"]) for c in work]
     # the override rate counts first judgements only, as the evaluation report does (`first_judgements`)
     judged = [bool(d["is_override"]) for d in first_judgements(acts)
               if d["kind"] not in ("calibration", "appeal") and d["model_label"]]
@@ -238,7 +240,7 @@ def ops_kpis(store: Any, now: Optional[dt.datetime] = None, queue: Optional[str]
         "backlog": sum(c["state"] in WAITING_STATES for c in cases),
         "overdue": int(sum(c["state"] in WAITING_STATES and c["due_at"] is not None and c["due_at"] < now
                            for c in cases)),
-        "sla": sla_compliance(w_tiers, commitment_due(w_due, w_before), w_done, now_s),
+        "sla": sla_compliance(w_first, commitment_due(w_due, w_before), w_done, now_s),
         "sla_escalation": sla_compliance([t for t, e in zip(w_tiers, w_esc) if e], w_due[w_esc], w_done[w_esc], now_s),
         "sla_by_queue": sla_by_queue([_home(c, config) for c in work], w_esc, w_due, w_before, w_done, now_s),
         "median_minutes_to_first_action": median_minutes(_epoch(c["created_at"] for c in work),

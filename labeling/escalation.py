@@ -236,6 +236,7 @@ def _move_to_escalation(conn: Connection, taxonomy: Taxonomy, config: QueueConfi
         meta["escalated_from"] = case["queue"]
         meta["escalation_opened_at"] = now.isoformat()  # one open escalation: one packet (`packets`)
         meta["due_before_escalation"] = _iso(case["due_at"])
+        meta["severity_before_escalation"] = case["severity"]  # the tier that commitment was made at
     priority, why, terms = score_features(taxonomy, features, config, case["created_at"], due, now)
     meta["terms"] = terms
     return bool(conn.execute(update(C).where(unchanged(case["id"], case["state"], case["updated_at"])).values(

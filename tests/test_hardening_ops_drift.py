@@ -71,6 +71,19 @@ def test_an_escalation_after_the_sla_lapsed_is_a_miss_of_the_commitment(any_stor
     assert cfg.escalation_queue not in k["sla_by_queue"]  # counted where it came from
 
 
+def test_a_commitment_is_counted_at_the_tier_it_was_made_at(any_store, taxonomy, cfg):
+    """Escalated at P0 after its P2 SLA lapsed: the lapsed commitment was a P2 one (it counted
+    under P0, a tier that case never promised), the escalation's window a P0 one."""
+    add_scored(any_store, taxonomy, [{"id": "h1", "label": "harassment", "p": 0.9, "text": "you are a clown and a fool"}])
+    build_cases(any_store, taxonomy, cfg, now=T0, progress=False)
+    case = _case_of(any_store, "h1")
+    escalate(any_store, taxonomy, case["id"], "ann", "a threat", cfg, severity="P0", now=T0 + dt.timedelta(hours=25))
+    assert _case_of(any_store, "h1")["severity"] == "P0"
+    k = ops.ops_kpis(any_store, now=T0 + dt.timedelta(hours=30), config=cfg)
+    assert k["sla"]["P2"]["missed"] == 1 and "P0" not in k["sla"]
+    assert k["sla_escalation"]["P0"]["cases"] == 1 and "P2" not in k["sla_escalation"]
+
+
 def test_a_waiting_escalation_past_its_first_due_time_is_missed_not_pending(any_store, taxonomy, cfg):
     add_scored(any_store, taxonomy, [{"id": "h1", "label": "harassment", "p": 0.9, "text": "you are a clown and a fool"}])
     build_cases(any_store, taxonomy, cfg, now=T0, progress=False)
