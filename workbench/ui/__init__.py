@@ -114,7 +114,11 @@ def serve(app: "AppContext", host: str = "127.0.0.1", port: int = 7860, analyst:
                   # localStorage on every event: each key grew ~1 ms slower per case until 100 (issue
                   # 17), and it kept revealed texts in the browser after the session. Off.
                   run_history=False,
-                  app_kwargs={"middleware": [guard_middleware(app, port)]})
+                  app_kwargs={"middleware": [guard_middleware(app, port)]},
+                  # Gradio's own "is localhost reachable" probe gives up after one 3 s HEAD and then
+                  # refuses to start (a loaded machine failed a test's launch): `_reachable` waits.
+                  _frontend=False)
+    _reachable(blocks.local_url)
     record_peer(blocks)
     from ..api import mount_api  # the /api/v1 HTTP API (bearer tokens), ahead of Gradio's routes
 
@@ -122,3 +126,22 @@ def serve(app: "AppContext", host: str = "127.0.0.1", port: int = 7860, analyst:
     if block:
         blocks.block_thread()
     return blocks
+
+
+def _reachable(url: str, seconds: float = 30.0) -> None:
+    """Wait until the server just started answers at `url` (any HTTP answer: the login guard may
+    refuse), up to `seconds`; a one-line error when it never does."""
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            httpx.head(url, timeout=5)
+            return
+        except httpx.HTTPError as exc:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the web UI started but {url} does not answer ({type(exc).__name__}): "
+                                   "check the host, port and any proxy settings") from None
+            time.sleep(0.5)
