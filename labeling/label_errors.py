@@ -3,7 +3,8 @@
 Analysts make mistakes, and a wrong decision flows straight into training. Here every current
 human decision (the label of record, `core.labels`) is checked against out-of-fold probabilities
 of a model trained on the other decisions (logistic regression on the cached MiniLM embeddings
-beside word n-gram TF-IDF, `label_features`; folds grouped by text so copies of a wave never sit on both sides). cleanlab's confident learning
+beside word n-gram TF-IDF, `label_features`; folds grouped as training groups its split, by campaign
+and template-normalised text, so the variants of a wave never sit on both sides). cleanlab's confident learning
 (Northcutt et al. 2021) flags the items whose given label the model finds implausible; flagged
 items and those of label quality (self-confidence) under `min_label_quality` are ranked by that
 quality, and the top `label_errors.max_cases` become cases in the lead's re-review queue (`label_errors.queue` of
@@ -168,7 +169,10 @@ def find_label_errors(store: Store, taxonomy: Taxonomy, config: QueueConfig, act
             for r in conn.execute(select(I.c.id, I.c.text, I.c.text_hash).where(I.c.id.in_(ids[i:i + 900]))):
                 texts[r.id] = r
         queued = _queued_decisions(conn, queue)
-    rows, groups, waves = _scanned(ids, texts, dec, taxonomy)
+        from .training_data import group_keys
+
+        group_of = group_keys(conn, {i: r.text for i, r in texts.items()})
+    rows, groups, waves = _scanned(ids, texts, dec, taxonomy, group_of)
     labels_used = sorted({dec[i]["label"] for i in rows}, key=taxonomy.labels.index)
     summary: dict[str, Any] = {"decided": len(rows), "labels": labels_used, "flagged": 0, "queued": 0,
                                "already_queued": 0, "closed_superseded": closed, "cases": []}
@@ -233,25 +237,49 @@ def find_label_errors(store: Store, taxonomy: Taxonomy, config: QueueConfig, act
 
 
 def _scanned(ids: Sequence[str], texts: Mapping[str, Any], dec: Mapping[str, dict[str, Any]],
-             taxonomy: Taxonomy) -> tuple[list[str], list[str], dict[str, int]]:
+             taxonomy: Taxonomy, group_of: Optional[Mapping[str, str]] = None
+             ) -> tuple[list[str], list[str], dict[str, int]]:
     """(the decided items the scan learns from, their fold groups, kept bulk member -> wave size).
+
+    Fold groups are training's (`training_data.group_keys`, `group_of`: one campaign, or one
+    template-normalised text, is one group), else the exact text: grouped by exact text, a wave's
+    variants decided one by one sat in each other's training folds and vouched for the label
+    an analyst gave them all.
 
     A campaign (bulk) decision is one judgement: its members count once per distinct template
     (`training_data.one_per_text`, as in training) and share one fold group. Counted per member,
     a wrongly decided wave's template variants sat in each other's training folds and vouched for
-    the wrong label. Other decisions are grouped by exact text (copies share a fold)."""
+    the wrong label. Keyed by campaign and label as training keys them: the follow-up decision of
+    the members that joined later (a case of its own) is the same judgement, not a second wave.
+    Other decisions are grouped by exact text (copies share a fold)."""
     from .training_data import one_per_text
 
     usable = [i for i in ids if i in texts and dec[i]["label"] in taxonomy.policies]
     waves: dict[Any, list[tuple[str, str]]] = {}
     for i in usable:
-        if dec[i].get("kind") == "bulk":
-            waves.setdefault((dec[i].get("case_id") or dec[i].get("campaign_id"), dec[i]["label"]), []).append(
-                (i, texts[i].text))
+        d = dec[i]
+        if d.get("kind") == "bulk":
+            who = ("campaign", d["campaign_id"]) if d.get("campaign_id") is not None else ("case", d.get("case_id"))
+            waves.setdefault((who, d["label"]), []).append((i, texts[i].text))
     keep = one_per_text(waves)
     wave_of = {i: key for key, members in waves.items() for i, _ in members}
     rows = [i for i in usable if i not in wave_of or i in keep]
-    groups = [f"bulk:{wave_of[i]}" if i in wave_of else f"text:{texts[i].text_hash}" for i in rows]
+    parent: dict[str, str] = {}
+
+    def root(k: str) -> str:
+        while parent.setdefault(k, k) != k:
+            k = parent[k]
+        return k
+
+    def key(i: str) -> str:
+        return (group_of or {}).get(i) or f"text:{texts[i].text_hash}"
+
+    for members in waves.values():  # a campaign decision is one group, with whatever its members share
+        first = root(key(members[0][0]))
+        for i, _ in members[1:]:
+            if (other := root(key(i))) != first:
+                parent[other] = first
+    groups = [root(key(i)) for i in rows]
     return rows, groups, {i: len(waves[wave_of[i]]) for i in rows if i in wave_of}
 
 
@@ -294,9 +322,14 @@ def _close_superseded(conn: Any, queue: str, actor: Actor, now: dt.datetime) -> 
 
 
 def _queued_decisions(conn: Any, queue: str) -> set[Any]:
-    """The decision ids already queued for re-review in `queue` (any state)."""
-    return {((r.meta or {}).get("label_error") or {}).get("decision_id")
-            for r in conn.execute(select(C.c.meta).where(C.c.queue == queue))}
+    """The decision ids already queued for re-review in `queue` (any state), and the corrections
+    leads made resolving them: a correction is the lead's verdict on the very disagreement the
+    scan found (a label or action kept against the model), so queueing it again asks again."""
+    out: set[Any] = set()
+    for r in conn.execute(select(C.c.meta).where(C.c.queue == queue)):
+        info = (r.meta or {}).get("label_error") or {}
+        out.update(v for v in (info.get("decision_id"), info.get("correction_id")) if v is not None)
+    return out
 
 
 def _per_analyst(decisions: Sequence[dict[str, Any]], flagged: np.ndarray) -> dict[str, dict[str, Any]]:

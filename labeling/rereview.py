@@ -75,7 +75,7 @@ def as_acts(decisions: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
 def draw_rereviews(store: Store, config: QueueConfig, lead: Actor, n: int, *, analyst: Optional[str] = None,
                    seed: int = 0, now: Optional[dt.datetime] = None) -> dict[str, Any]:
     """Queue `n` decided items, drawn uniformly (of `analyst`'s decisions if given), for blind
-    re-review. Items with a waiting or claimed re-review already are not drawn twice.
+    re-review. Items with a waiting, claimed or escalated re-review already are not drawn twice.
 
     Needs `qa_review`. Returns the number of candidates, the case ids created and the queue."""
     check_permission(lead, "qa_review", "draw re-reviews")
@@ -92,8 +92,12 @@ def draw_rereviews(store: Store, config: QueueConfig, lead: Actor, n: int, *, an
         # What waits for a re-review, drawn and written under the case writers' lock: two leads
         # drawing at once must not queue the same item twice (each reading the other's as absent).
         serialise(conn, "case-builds")
-        pending = set(conn.execute(select(C.c.item_id).where(
-            C.c.queue == queue, C.c.is_audit.is_(True), C.c.state.in_(["open", "claimed"]))).scalars())
+        # Escalated ones too: an escalated re-review waits in the escalation queue (its home kept in
+        # `escalated_from`), and drawing its item again made two re-reviews of one decision.
+        pending = {r.item_id for r in conn.execute(select(C.c.item_id, C.c.queue, C.c.meta).where(
+            C.c.queue.in_([queue, config.escalation_queue]), C.c.is_audit.is_(True),
+            C.c.state.in_(["open", "claimed", "escalated"])))
+            if r.queue == queue or (r.meta or {}).get("escalated_from") == queue}
         candidates = sorted(i for i, d in decided.items()
                             if i not in pending and (analyst is None or d["reviewer"] == analyst))
         rng = np.random.default_rng(seed)

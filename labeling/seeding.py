@@ -128,8 +128,9 @@ def keyword_similarities(texts: Sequence[str], keywords: Sequence[str], draws: S
 
 
 def read_examples(path: str) -> list[str]:
-    """Example texts from a file: one per line (blank lines and `#` comments skipped), or a JSONL
-    file of objects with a `text` field. UTF-8, a leading BOM dropped; the file is refused past
+    """Example texts from a file: one per line (blank lines and `#` comments skipped), a JSONL
+    file of objects with a `text` field, or a CSV / TSV file with a `text` column (a .json
+    document is refused). UTF-8, a leading BOM dropped; the file is refused past
     MAX_EXAMPLES_FILE_BYTES (before it is read whole) or MAX_EXAMPLES, an example past
     MAX_EXAMPLE_CHARS or with a NUL byte. One-line errors name the file and line."""
     return [text for _, text in read_example_lines(path)]
@@ -161,12 +162,18 @@ def read_example_lines(path: str) -> list[tuple[int, str]]:
         bom = 3 if raw.startswith(b"\xef\xbb\xbf") else 0
         n = raw[:exc.start + bom].count(b"\n") + 1
         raise QueueError(f"{path} line {n}: not UTF-8 text ({exc.reason} at byte {exc.start + bom})") from None
-    jsonl = p.suffix.lower() == ".jsonl"
+    suffix = p.suffix.lower()
+    if suffix == ".json":
+        raise QueueError(f"{path}: a .json file is not read (one JSON document, not one example per line): "
+                         "give JSONL (.jsonl, one object with a 'text' field per line) or one text per line")
+    jsonl = suffix == ".jsonl"
+    lines = _table_cells(path, text, "\t" if suffix == ".tsv" else ",") if suffix in (".csv", ".tsv") else \
+        enumerate(text.split("\n"), 1)  # "\n" only: line numbers as an editor shows them
     out: list[tuple[int, str]] = []
-    for n, line in enumerate(text.split("\n"), 1):  # "\n" only: line numbers as an editor shows them
+    for n, line in lines:
         where = f"{path} line {n}"
         s = line.strip()
-        if not s or s.startswith("#"):
+        if not s or (s.startswith("#") and suffix not in (".csv", ".tsv")):
             continue
         if "\x00" in s:
             raise QueueError(f"{where}: NUL byte in the example text")
@@ -188,6 +195,28 @@ def read_example_lines(path: str) -> list[tuple[int, str]]:
     if not out:
         raise QueueError(f"{path}: no examples (one text per line)")
     return out
+
+
+def _table_cells(path: str, text: str, delimiter: str) -> list[tuple[int, str]]:
+    """(line, cell) of the `text` column of a CSV / TSV examples file, the first row its header:
+    a spreadsheet export read line by line made its header an example and kept each row's quotes
+    and other columns in the text. One-line errors name the file and line."""
+    import csv
+    import io
+
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    try:
+        header = next(reader, None)
+        if header is None:
+            return []
+        names = [h.strip().lower() for h in header]
+        if "text" not in names:
+            raise QueueError(f"{path} line 1: no 'text' column (columns: {', '.join(h.strip() for h in header)})")
+        col = names.index("text")
+        return [(reader.line_num, row[col] if col < len(row) else "") for row in reader]
+    except csv.Error as exc:
+        raise QueueError(f"{path} line {reader.line_num}: not valid {'TSV' if delimiter == chr(9) else 'CSV'} "
+                         f"({exc})") from None
 
 
 def decided_examples(store: Store, taxonomy: Taxonomy, policy: str, source: Optional[str] = None,
@@ -226,6 +255,7 @@ def nearest_round_robin(sims: np.ndarray, n: int, min_similarity: float,
     rows, m = sims.shape
     if rows == 0 or m == 0 or n <= 0:
         return []
+    n = min(int(n), rows)  # no more picks than rows: a huge `n` ("all of them") sizes nothing by itself
     V = None
     if vectors is not None and max_similarity is not None:
         V = np.asarray(vectors)   # no copy of a large pool's vectors: rows are read as they are tried

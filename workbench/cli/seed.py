@@ -44,7 +44,8 @@ def register_commands(cli: click.Group) -> None:
     @cli.command("seed")
     @click.option("--policy", required=True, help="The policy the seeds are for (a taxonomy label).")
     @click.option("--examples", "examples_file", type=click.Path(dir_okay=False),
-                  help="File of example texts: one per line, or JSONL with a `text` field "
+                  help="File of example texts: one per line, JSONL with a `text` field, or CSV / TSV with a "
+                       "`text` column "
                        "(UTF-8; at most 1,000 examples of 10,000 characters, 4 MiB).")
     @click.option("--query", "queries", multiple=True, help="An example text, embedded like the examples (repeatable).")
     @click.option("--keyword", "keywords", multiple=True,
