@@ -10,7 +10,9 @@ what the model said at the time, and the item's notes (a JSON list) and tags.
 
 The folder is written whole or not at all: both outputs go to a temporary sibling folder that
 replaces `out_dir` only once both are written, and a folder that holds anything is replaced
-only when asked (`overwrite`), so an earlier export is never lost by accident.
+only when asked (`overwrite`), so an earlier export is never lost by accident; and only when it
+holds nothing but an earlier export, so `--overwrite` never deletes the store's folder or anyone's
+files. A Hub push creates a private repo, and a failed one still leaves the written folder audited.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import datetime as dt
 import os
 import secrets
 import shutil
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -41,6 +44,7 @@ COLUMNS = ["id", "text", "label", "label_origin", "source", "surface", "author_i
            "source_label", "decision_id", "decision_kind", "reviewer", "action", "severity", "policy_ref",
            "rationale", "decided_at", "model_version", "model_label", "model_score", "is_override",
            "taxonomy_version", "notes", "tags", "split"]
+OUTPUTS = ("dataset", "labels.parquet")  # all an export folder holds: --overwrite replaces nothing else
 
 
 class ExportError(RuntimeError):
@@ -48,10 +52,13 @@ class ExportError(RuntimeError):
 
 
 def label_rows(store: Store, taxonomy: Taxonomy, include_source_labels: bool = False,
-               source: Optional[str] = None, calibration_rule: Optional[str] = None) -> list[dict[str, Any]]:
+               source: Optional[str] = None, calibration_rule: Optional[str] = None,
+               left_out: Optional[Counter[str]] = None) -> list[dict[str, Any]]:
     """One dict per labelled item (human decisions, then calibration copies resolved by
-    `calibration_rule` as training resolves them, then source labels if asked), sorted by id."""
-    from .training_data import calibration_labels
+    `calibration_rule` as training resolves them, then source labels if asked), sorted by id.
+    An item whose label the taxonomy no longer has is left out, counted in `left_out` (as
+    training counts it: "unknown label X"), so the export can say so."""
+    from .training_data import restored_at, calibration_labels
 
     if calibration_rule is None:
         from models.config import LearningSettings
@@ -59,7 +66,9 @@ def label_rows(store: Store, taxonomy: Taxonomy, include_source_labels: bool = F
         calibration_rule = LearningSettings().calibration_rule
     I = Item.__table__
     with store.read() as conn:
-        decided = current_decisions(conn, kinds=AUTHORITATIVE_KINDS)
+        decided = {i: dict(d, decided_at=d["created_at"])
+                   for i, d in current_decisions(conn, kinds=AUTHORITATIVE_KINDS).items()}
+        restored_at(conn, decided.values())  # a decision an undo restored is as old as the original, as in training
         calib, _ = calibration_labels(conn, calibration_rule)
         for item_id, c in calib.items():
             decided.setdefault(item_id, c)  # a decision of record wins over the copies, as in training
@@ -84,8 +93,10 @@ def label_rows(store: Store, taxonomy: Taxonomy, include_source_labels: bool = F
         if d is None and not include_source_labels:
             continue
         label = d["label"] if d else it["policy_label"]
-        if label not in taxonomy.policies:
-            continue  # a label of an older taxonomy with no counterpart now; re-map before exporting
+        if label not in taxonomy.policies:  # a label of an older taxonomy with no counterpart now
+            if left_out is not None:
+                left_out[f"unknown label {label}"] += 1
+            continue
         if d is not None and d.get("kind") == "calibration":
             rows.append(_calibration_row(it, d, taxonomy, extra[item_id]))
             continue
@@ -96,13 +107,21 @@ def label_rows(store: Store, taxonomy: Taxonomy, include_source_labels: bool = F
             "decision_id": d["id"] if d else None, "decision_kind": d["kind"] if d else None,
             "reviewer": d["reviewer"] if d else None, "action": d["action"] if d else None,
             "severity": d["severity"] if d else None, "policy_ref": d["policy_ref"] if d else None,
-            "rationale": d["rationale"] if d else None, "decided_at": _iso(d["created_at"]) if d else None,
+            "rationale": d["rationale"] if d else None, "decided_at": _iso(d["decided_at"]) if d else None,
             "model_version": d["model_version"] if d else None, "model_label": d["model_label"] if d else None,
             "model_score": d["model_score"] if d else None, "is_override": bool(d["is_override"]) if d else None,
             "taxonomy_version": (d["taxonomy_version"] if d else it["taxonomy_version"]) or taxonomy.version,
             **extra[item_id],
         })
     return rows
+
+
+def _left_out_warning(left_out: Counter[str], version: str) -> str:
+    """One line: how many labelled items the taxonomy's labels could not carry, and which labels."""
+    n, labels = sum(left_out.values()), sorted(k.removeprefix("unknown label ") for k in left_out)
+    many = len(labels) > 1
+    return (f"{n} labelled item{'s' if n != 1 else ''} left out: label{'s' if many else ''} {', '.join(labels)} "
+            f"{'are' if many else 'is'} not in taxonomy {version} (re-map them before exporting)")
 
 
 def _calibration_row(it: Any, c: dict[str, Any], taxonomy: Taxonomy, extra: dict[str, Any]) -> dict[str, Any]:
@@ -151,21 +170,23 @@ def export_labels(store: Store, taxonomy: Taxonomy, out_dir: str | Path, include
 
     out = Path(out_dir)
     replaced = _check_destination(out, overwrite)
+    left_out: Counter[str] = Counter()
     rows = label_rows(store, taxonomy, include_source_labels, source,
-                      splits.calibration_rule if splits is not None else None)
+                      splits.calibration_rule if splits is not None else None, left_out)
+    warnings = [_left_out_warning(left_out, taxonomy.version)] if left_out else []
     if not rows:
-        raise ExportError("no labels to export: decide some cases first, or pass --include-source-labels")
-    warnings: list[str] = []
+        raise ExportError("no labels to export: decide some cases first, or pass --include-source-labels"
+                          + (f" ({warnings[0]})" if warnings else ""))
     if splits is not None:
         from .training_data import EXCLUDED
 
-        sides, warnings = training_sides(store, taxonomy, splits, actor)
+        sides, split_warnings = training_sides(store, taxonomy, splits, actor)
+        warnings += split_warnings
         for r in rows:
             r["split"] = sides.get(r["id"], EXCLUDED)
     ds = to_dataset(rows, taxonomy)
     _write_whole(ds, out, overwrite)
-    if push_to_hub:
-        ds.push_to_hub(push_to_hub)
+    push_error = _push(ds, push_to_hub) if push_to_hub else None
     origins = {o: sum(1 for r in rows if r["label_origin"] == o) for o in ("human", "source")}
     calibrated = sum(1 for r in rows if r["label_origin"] == "calibration")
     if calibrated:
@@ -173,10 +194,26 @@ def export_labels(store: Store, taxonomy: Taxonomy, out_dir: str | Path, include
     counts = {lab: sum(1 for r in rows if r["label"] == lab) for lab in taxonomy.labels}
     summary = {"rows": len(rows), "by_origin": origins, "by_label": counts, "path": str(out / "dataset"),
                "parquet": str(out / "labels.parquet"), "taxonomy_version": taxonomy.version,
-               "pushed_to": push_to_hub, "replaced": replaced, "warnings": warnings}
-    with store.begin() as conn:
+               "pushed_to": None if push_error else push_to_hub, "replaced": replaced, "warnings": warnings,
+               "left_out": dict(left_out)}
+    if push_error:
+        summary["push_error"] = push_error
+    with store.begin() as conn:  # the folder is written either way: its event is recorded either way
         audit.record(conn, actor, "labels.export", "dataset", str(out), summary)
+    if push_error:
+        raise ExportError(f"{out}: written ({len(rows)} rows), but the push to {push_to_hub} failed: {push_error}")
     return summary
+
+
+def _push(ds: Any, repo: str) -> Optional[str]:
+    """Push to the Hub, into a private repo where it creates one (an existing repo keeps its
+    visibility); the failure's first line (offline, no token, a bad repo id), or None: the local
+    export is written by then, so a failed push must not hide it from the audit."""
+    try:
+        ds.push_to_hub(repo, private=True)  # user content, authors and reviewers: a repo it creates is never public
+    except (OSError, ValueError) as exc:  # the hub's HTTP, connection and offline errors are OSErrors
+        return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return None
 
 
 def training_sides(store: Store, taxonomy: Taxonomy, splits: "LearningSettings",
@@ -207,6 +244,10 @@ def _check_destination(out: Path, overwrite: bool) -> bool:
         raise ExportError(f"{out}: cannot read the destination: {exc.strerror or exc}") from None
     if full and not overwrite:
         raise ExportError(f"{out}: the folder is not empty (an earlier export?); pass --overwrite to replace it")
+    if full and (foreign := sorted(p.name for p in out.iterdir() if p.name not in OUTPUTS)):
+        raise ExportError(f"{out}: holds {', '.join(foreign[:5])}{', ...' if len(foreign) > 5 else ''}, not only an "
+                          f"earlier export's {' and '.join(OUTPUTS)}: choose another folder (--overwrite replaces "
+                          f"only an export)")
     return full
 
 

@@ -44,7 +44,8 @@ def _iso(v: Any) -> Any:
 
 
 def _target(conn: Connection, entity_type: str, entity_id: Any) -> str:
-    """The target's id as stored (text), after checking the kind and that it exists."""
+    """The target's id as stored (text; a campaign's as its number reads, one spelling), after
+    checking the kind and that it exists."""
     if entity_type not in NOTE_TARGETS:
         raise NoteError(f"notes and tags go on {' or '.join(NOTE_TARGETS)}, not {entity_type!r}")
     key = str(entity_id).strip()
@@ -54,6 +55,7 @@ def _target(conn: Connection, entity_type: str, entity_id: Any) -> str:
         if not (key.isascii() and key.isdigit()) or int(key) >= 2 ** 63:  # what the store's ids can hold
             raise NoteError(f"campaign id must be a number below 2**63, not {entity_id!r}")
         found = conn.execute(select(Campaign.id).where(Campaign.id == int(key))).scalar()
+        key = str(found) if found is not None else key  # "007" is campaign 7: its notes and tags are kept under "7"
     if found is None:
         raise NoteError(f"no {entity_type} {key!r}")
     return key

@@ -206,7 +206,7 @@ def _copy_owners(conn: Connection, rows: Sequence[Any]) -> dict[int, str]:
     return out
 
 
-def _restored_at(conn: Connection, decisions: Iterable[dict[str, Any]]) -> None:
+def restored_at(conn: Connection, decisions: Iterable[dict[str, Any]]) -> None:
     """Set `decided_at` of each restoring row among `decisions` (an undo re-asserted the decision
     the undone one superseded: a copy of it, written at the undo, `labeling.undo`) to when that
     decision was made: the restore is no fresh judgement, so it must not weigh as a recent one."""
@@ -435,7 +435,7 @@ def learning_data(store: "Store", taxonomy: "Taxonomy", settings: "LearningSetti
     dropped: Counter[str] = Counter()
     with store.read() as conn:
         human = {i: dict(d, decided_at=d["created_at"]) for i, d in current_decisions(conn).items()}
-        _restored_at(conn, human.values())
+        restored_at(conn, human.values())
         for d in _rereview_decisions(conn, human.values()):
             d["kind"] = "rereview"  # a lead's blind re-review: a draw of decided items, not the QA sample
         calib, ties = calibration_labels(conn, settings.calibration_rule)

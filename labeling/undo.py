@@ -9,7 +9,8 @@ again, a restoring row re-asserts it (a copy of that decision, its reviewer's, s
 "undo" row), so every reader of `core.labels.current_decisions` (export, training) sees it without
 a rule of its own. A case that had no decision before comes back into the analyst's hands with a
 fresh lease, and a campaign decision's member cases that it closed go back to their queues; a case
-whose earlier decision is restored stays decided.
+whose earlier decision is restored stays decided. A decision under appeal is not undone (a lead
+settles it): a single case says so by its state, a campaign decision by its members' appeal cases.
 """
 from __future__ import annotations
 
@@ -91,6 +92,7 @@ def undo_last(store: Store, analyst: Actor, config: QueueConfig, window_seconds:
                              .order_by(D.c.id)).mappings().all()
         if not group:  # a lead corrected it since `last_decision` read it
             raise DecisionError(f"nothing to undo: decision {last['id']} was corrected meanwhile")
+        _refuse_appealed(conn, config, [d["item_id"] for d in group if d["item_id"]])
         rows = [dict(case_id=case_id, item_id=d["item_id"], campaign_id=d["campaign_id"], reviewer=who, kind="undo",
                      label=d["label"], action=d["action"], severity=d["severity"], policy_ref=d["policy_ref"],
                      rationale=f"undone by {who} within {window_seconds} s", model_version=d["model_version"],
@@ -132,6 +134,20 @@ def undo_last(store: Store, analyst: Actor, config: QueueConfig, window_seconds:
     return {"case_id": case_id, "undone": [d["id"] for d in group], "undo_ids": list(ids),
             "restored": restored, "reopened_member_cases": [r[0] for r in reopened], "label": last["label"],
             "action": last["action"], "lease_expires_at": expires}
+
+
+def _refuse_appealed(conn: Connection, config: QueueConfig, item_ids: Sequence[str]) -> None:
+    """DecisionError when one of the items has an appeal pending: it names the decision being taken
+    back, and could never be resolved (its item would have no decision, or another one). A single
+    case moves to "appealed" and is refused by its state; a campaign decision's members need this.
+    Called under the items' decision locks, which a filing takes too."""
+    for start in range(0, len(item_ids), 900):
+        hit = conn.execute(select(C.c.item_id, C.c.id).where(
+            C.c.item_id.in_(item_ids[start:start + 900]), C.c.queue == config.appeals_queue,
+            C.c.state.in_(("open", "claimed", "escalated"))).order_by(C.c.id).limit(1)).first()
+        if hit is not None:
+            raise DecisionError(f"item {hit[0]!r} has an appeal pending (case {hit[1]}): the decision can no longer "
+                                f"be undone (resolve the appeal, or ask a lead to correct it)")
 
 
 def _unsent(decision: Any, superseded: Optional[dict[str, Any]]) -> bool:

@@ -316,9 +316,9 @@ def register_commands(cli: click.Group) -> None:
     @click.option("--include-source-labels", is_flag=True,
                   help="Also export items labelled only by their source (marked label_origin=source).")
     @click.option("--source", help="Only items of this source.")
-    @click.option("--push-to-hub", metavar="REPO", help="Also push the dataset to this Hugging Face Hub repo.")
+    @click.option("--push-to-hub", metavar="REPO", help="Also push the dataset to this Hugging Face Hub repo (created private).")
     @click.option("--overwrite", is_flag=True,
-                  help="Replace OUT_DIR when it is not empty (an earlier export); refused otherwise.")
+                  help="Replace OUT_DIR when it holds an earlier export (only dataset/ and labels.parquet); refused otherwise.")
     @json_option
     @pass_app
     def export(app: AppContext, out_dir: str, include_source_labels: bool, source: Optional[str],
