@@ -44,8 +44,8 @@ from . import audit
 from .hooks import check_permission
 from .principals import SYSTEM, Actor, actor_name
 from .quarantine import QuarantineWriter, printable
-from .readers import (FORMATS, BadRow, IngestError, csv, detect_format, has_bad_bytes, has_nul, ident_text,
-                      jsonable, lone_surrogate, name_problem, non_finite, parse_time, preview, read_delimited,
+from .readers import (FORMATS, PSEUDO_COLUMNS, BadRow, IngestError, csv, detect_format, has_bad_bytes, has_nul,
+                      ident_text, jsonable, lone_surrogate, name_problem, non_finite, parse_time, preview, read_delimited,
                       read_hf, read_jsonl, read_parquet, type_name)
 from .schema import IngestRun, Item
 from .store import insert_ignore
@@ -55,7 +55,7 @@ __all__ = ["FORMATS", "PRESETS", "BadRow", "ColumnMap", "IngestError", "IngestSu
            "detect_format", "ingest_paths", "parse_time", "read_delimited", "read_hf", "read_jsonl",
            "read_parquet"]
 
-ROW_NUMBER = "@row"  # pseudo-column: the 1-based data row number (same in a file and on the Hub)
+ROW_NUMBER = PSEUDO_COLUMNS[0]  # pseudo-column "@row": the 1-based data row number (same in a file and on the Hub)
 MAX_ID_LEN: int = Item.__table__.c.id.type.length
 COUNTS = ("read", "stored", "duplicate", "conflict", "quarantined", "lost")
 

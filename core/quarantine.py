@@ -4,7 +4,8 @@ Every record names `file`, `line` (the line, or the row for Parquet and Hugging 
 `field` and `reason`, with `source`, `run_id`, `quarantined_at` (UTC) and the raw `row` for
 repair; a `conflict` record also holds `id`, `stored_text` and `new_text`. Undecodable bytes are
 written as `\\xNN` escapes and a record holding a lone surrogate as ASCII JSON (`\\ud800`), so
-every line is valid UTF-8 JSON.
+every line is valid UTF-8 JSON; a NaN or infinity (JSONL input may hold one) is written as the
+text "NaN", "Infinity" or "-Infinity".
 
 The file holds raw input, which may be personal data: it is created with mode 0600, and
 `configs/retention.yaml` (`quarantine.max_age_days`) says how long records are kept. `purge`
@@ -18,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import math
 import os
 import tempfile
 import time
@@ -63,11 +65,14 @@ def utcnow() -> dt.datetime:
 def _escaped(value: Any) -> Any:
     if isinstance(value, str) and has_undecodable_bytes(value):
         return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    if isinstance(value, float) and not math.isfinite(value):  # JSON has no NaN: json.dumps would write one
+        return json.dumps(value)  # as the text "NaN", "Infinity" or "-Infinity"
     return value
 
 
 def printable(value: Any) -> Any:
-    """Undecodable bytes as `\\xNN` escapes (keys too), so the record is valid UTF-8 JSON.
+    """Undecodable bytes as `\\xNN` escapes (keys too) and NaN or infinity as text ("NaN"), so
+    the record is valid UTF-8 JSON (a strict parser refuses `NaN`; jq reads it as null).
 
     Walks with its own stack, not recursion: deeply nested input cannot exhaust Python's.
     """
@@ -114,7 +119,10 @@ def _lock(path: Path, exclusive: bool) -> Iterator[None]:
 
 
 class QuarantineWriter:
-    """Appends records, each flushed as it is written, so a record counted is a record on disk."""
+    """Appends records, each flushed as it is written, so a record counted is a record on disk.
+
+    A file whose last line was cut short (a crash or a full disk mid-write) gets its line ended
+    first: appended to it, the next record would be unreadable too."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -123,9 +131,16 @@ class QuarantineWriter:
 
     def __enter__(self) -> "QuarantineWriter":
         self._stack.enter_context(_lock(self.path, exclusive=False))
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
         with contextlib.suppress(OSError):  # a file made before 0600 was the rule, or not ours
             os.fchmod(fd, 0o600)
+        try:  # a record torn by a crash or a full disk: end its line, or the next record joins it
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                os.write(fd, b"\n")
+        except OSError:
+            os.close(fd)
+            raise
         self._fh = self._stack.enter_context(open(fd, "a", encoding="utf-8"))
         return self
 

@@ -18,9 +18,10 @@ Otherwise the line where the quote opened is quarantined ("unbalanced quote", na
 the quote opened in) and reading starts again at the next line, so the rows it swallowed are
 read as rows. A legitimate multi-line text (whose inner lines are prose) passes.
 
-**Ambiguous or mis-encoded input.** A header naming a mapped column twice (CSV, TSV, Parquet) and
-a file whose byte-order mark says UTF-16 or UTF-32 fail at once with one line; a JSONL object
-holding a key twice is a bad row (`json.loads` would keep the last value silently).
+**Ambiguous or mis-encoded input.** A header naming a mapped column twice or not at all (CSV,
+TSV, Parquet), a file whose byte-order mark says UTF-16 or UTF-32 and a compressed file (gzip,
+zip, bzip2, xz, zstd) fail at once with one line; a JSONL object holding a key twice is a bad
+row (`json.loads` would keep the last value silently).
 
 **Local paths.** A path that does not exist but looks local (starts with `.`, `/` or `~`, holds a
 backslash or more than one `/`, ends in a file extension, or names a folder that exists, as in
@@ -45,6 +46,7 @@ _EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", "
 # Extensions that mark a missing path as a local file (never a Hub id).
 _FILE_EXTENSIONS = set(_EXTENSIONS) | {".txt", ".gz", ".bz2", ".xz", ".zst", ".zip", ".xls", ".xlsx", ".feather"}
 MAX_RECORD_LINES = 10_000  # a quoted field running longer than this is taken as an unclosed quote
+PSEUDO_COLUMNS = ("@row",)  # ingest's ROW_NUMBER: mapped, but no column of the file
 _UNCLOSED = "unbalanced quote: the quoted field opened on this line is not closed"
 
 csv.field_size_limit(min(2**31 - 1, 1 << 28))
@@ -101,7 +103,7 @@ def _looks_like_hub_id(path: str) -> bool:
 
 # -- values as read: times, ids, types ----------------------------------------------------------
 def parse_time(value: Any) -> Optional[dt.datetime]:
-    """ISO 8601 text, epoch seconds (or milliseconds), or a datetime; returned as naive UTC."""
+    """ISO 8601 text (basic `20240115` too), epoch seconds (or milliseconds), or a datetime; as naive UTC."""
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
     if isinstance(value, float) and math.isnan(value):
@@ -115,13 +117,12 @@ def parse_time(value: Any) -> Optional[dt.datetime]:
         ts = dt.datetime.fromtimestamp(seconds, dt.timezone.utc)
     else:
         s = str(value).strip()
-        try:
-            num = float(s)
-        except ValueError:
+        try:  # ISO first: a basic-format date ("20240115") is a float too, and read so it is 1970-08-23
             ts = dt.datetime.fromisoformat(s.replace("Z", "+00:00") if s.endswith("Z") else s)
-        else:
+        except ValueError:
+            num = float(s)  # epoch seconds or milliseconds as text; else the ValueError is the row's
             if not math.isfinite(num):  # the text "nan" or "inf" is no time (a NaN value is a missing one)
-                raise ValueError(f"not a time: {s!r}")
+                raise ValueError(f"not a time: {s!r}") from None
             return parse_time(num)
     if ts.tzinfo is not None:
         ts = ts.astimezone(dt.timezone.utc).replace(tzinfo=None)
@@ -299,11 +300,20 @@ _BOMS = ((b"\xff\xfe\x00\x00", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32"), (b"\x
          (b"\xfe\xff", "UTF-16"))
 
 
+_COMPRESSED = ((b"\x1f\x8b", "gzip-compressed"), (b"PK\x03\x04", "a zip archive"),
+               (b"\xfd7zXZ\x00", "xz-compressed"), (b"\x28\xb5\x2f\xfd", "zstd-compressed"))
+
+
 def _check_utf8(path: str) -> None:
-    """IngestError for a file whose byte-order mark says UTF-16 or UTF-32: read as UTF-8 every
-    row would be quarantined for a reason that hides the cause."""
+    """IngestError for a file whose byte-order mark says UTF-16 or UTF-32, or that is compressed:
+    read as UTF-8 text every row would be quarantined (binary noise) for a reason that hides the cause."""
     with open(path, "rb") as fh:
-        head = fh.read(4)
+        head = fh.read(10)
+    packed = [name for magic, name in _COMPRESSED if head.startswith(magic)]
+    if head[:3] == b"BZh" and head[4:10] == b"1AY&SY":
+        packed.append("bzip2-compressed")
+    if packed:
+        raise IngestError(f"{path}: the file is {packed[0]}, not text; decompress it first")
     for bom, name in _BOMS:
         if head.startswith(bom):
             raise IngestError(f"{path}: the file is {name} (its byte-order mark says so); save it as UTF-8")
@@ -313,8 +323,9 @@ def read_delimited(path: str, delimiter: str, quoting: int,
                    columns: Optional[list[str]] = None) -> Iterator[tuple[int, dict[str, Any]]]:
     """Rows of a CSV/TSV file; bytes that are not UTF-8 survive as surrogates, flagged later.
 
-    A header naming one of `columns` (those mapped to fields) twice is an IngestError: which of
-    the two values is the text would be a guess (an unused duplicate costs nothing)."""
+    A header naming one of `columns` (those mapped to fields) twice or not at all is an
+    IngestError: which of two values is the text would be a guess (an unused duplicate costs
+    nothing), and a missing column would cost or blank every row."""
     _check_utf8(path)
     with open(path, "r", encoding="utf-8-sig", errors="surrogateescape", newline="") as fh:
         lines = _Lines(fh, delimiter, '"')
@@ -330,7 +341,7 @@ def read_delimited(path: str, delimiter: str, quoting: int,
             raise IngestError(f"{path}: cannot parse the header: {what}") from None
         if header and header[0].startswith("\ufeff"):
             header[0] = header[0][1:]
-        _check_unique(path, header, columns or ())
+        _check_mapped(path, header, columns or ())
         width = lines.width = len(header)
         lineno = 1 + skipped + len(lines.taken)  # the number of the record's first line
         while True:
@@ -385,9 +396,17 @@ def read_delimited(path: str, delimiter: str, quoting: int,
             reader = csv.reader(lines, delimiter=delimiter, quoting=quoting, strict=True)
 
 
-def _check_unique(path: str, names: list[str], used: Any) -> None:
+def _check_mapped(path: str, names: list[str], used: Any, where: str = "header") -> None:
     """IngestError when a column mapped to a field (one of `used`) is named twice in the file:
-    which of the two values is meant would be a guess (an unused duplicate costs nothing)."""
+    which of the two values is meant would be a guess (an unused duplicate costs nothing), or is
+    not in it at all: a mistyped author or time column would store every item without one (and
+    hash ids that a corrected re-ingest stores again), a mistyped text or label column would
+    copy every row into the quarantine."""
+    missing = [n for n in used if n not in names and n not in PSEUDO_COLUMNS]
+    if missing:
+        shown = ", ".join(repr(n) for n in names[:20]) + (", ..." if len(names) > 20 else "")
+        raise IngestError(f"{path}: no column {missing[0]!r} in the {where} (it has {shown or 'none'}); "
+                          f"check the column mapping (--*-column options)")
     for name in used:
         places = [str(i + 1) for i, h in enumerate(names) if h == name]
         if len(places) > 1:
@@ -428,9 +447,12 @@ def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def read_jsonl(path: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Rows of a JSONL file: a line that is not one JSON object, or holds a key twice, is a bad row."""
+    """Rows of a JSONL file: a line that is not one JSON object, or holds a key twice, is a bad row.
+
+    Lines end at LF only: a bare CR is JSON whitespace (or a bad row's stray byte), and splitting
+    there would break a record in two and put every later line number off by one."""
     _check_utf8(path)
-    with open(path, "r", encoding="utf-8-sig", errors="surrogateescape") as fh:
+    with open(path, "r", encoding="utf-8-sig", errors="surrogateescape", newline="\n") as fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
                 continue
@@ -452,7 +474,7 @@ def read_jsonl(path: str) -> Iterator[tuple[int, dict[str, Any]]]:
 
 def _json_problem(exc: BaseException) -> str:
     if isinstance(exc, json.JSONDecodeError):
-        return f"{exc.msg} at column {exc.colno}"
+        return f"{exc.msg.removesuffix(' at')} at column {exc.colno}"  # "Invalid control character at"
     if isinstance(exc, RecursionError):
         return "nested too deeply"
     return f"unreadable value ({str(exc).split(';')[0].strip() or type(exc).__name__})"
@@ -472,7 +494,7 @@ def read_parquet(path: str, batch_rows: int = 10_000,
     except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a corrupt file
         raise IngestError(f"{path}: not a readable Parquet file: {exc}") from None
     keep = None if columns is None else set(columns)
-    _check_unique(path, names, keep or ())
+    _check_mapped(path, names, keep or (), "schema")
     wanted = None if keep is None else [c for c in names if c in keep]
     row = 0
     for batch in pf.iter_batches(batch_size=batch_rows, columns=wanted):

@@ -95,6 +95,7 @@ def load_labelled(name: str, shared_dir: Optional[str | os.PathLike[str]] = None
     rows ingest would quarantine are left out here too (they are not trainable). `vote_shares`
     is the annotators' share per policy label where the source records votes (else None); rows
     whose vote counts cannot be read keep their label and are listed in `attrs["unreadable_votes"]`.
+    A file whose header lacks a column the preset maps raises IngestError (every row would be left out).
     """
     import pandas as pd
 
@@ -107,7 +108,9 @@ def load_labelled(name: str, shared_dir: Optional[str | os.PathLike[str]] = None
     if loc.fmt == "hf":
         rows, cols = read_hf(loc.path, "train"), pre.hub_columns
     else:
-        rows, cols = read_delimited(loc.path, "\t" if pre.fmt == "tsv" else ",", pre.quoting), pre.columns
+        cols = pre.columns  # a mapped column the header lacks fails in one line, not as an empty frame
+        used = [c for c in (cols.id, cols.text, cols.label, *cols.meta) if c is not None]
+        rows = read_delimited(loc.path, "\t" if pre.fmt == "tsv" else ",", pre.quoting, used)
     build = RowBuilder(tax, pre.source, tax.sources[pre.source].surface if pre.source in tax.sources else "post",
                        ColumnMap(id=cols.id, text=cols.text, label=cols.label, meta=cols.meta), run_id=0)
     out, bad_votes = [], []

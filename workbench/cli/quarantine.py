@@ -39,7 +39,8 @@ def register_commands(cli: click.Group) -> None:
         """Rows ingest could not store (raw input, may hold personal data) and their retention."""
 
     @quarantine.command("list")
-    @click.option("--limit", default=50, show_default=True, help="How many of the newest records to print (0 = all).")
+    @click.option("--limit", type=click.IntRange(min=0), default=50, show_default=True,
+                  help="How many of the newest records to print (0 = all).")
     @json_option
     @pass_app
     def quarantine_list(app: AppContext, limit: int, as_json: bool) -> None:
