@@ -12,7 +12,9 @@ campaign); other items' texts then follow their own rule (`shown_text`).
 """
 from __future__ import annotations
 
+import functools
 import re
+import unicodedata
 from typing import Any, Optional
 
 from core.hooks import PermissionDenied, check_permission
@@ -21,14 +23,36 @@ from core.principals import Actor
 from .priority import ESCALATED
 from .review_config import ReviewSettings
 
-_WORD = re.compile(r"[^\W\d_]{2,}", re.UNICODE)
+_LETTER = r"[^\W\d_]"
 # Per-row flag set while a packet is built: True when that row's own text is sensitive.
 OWN_FLAG = "_sensitive"
 
 
+@functools.cache
+def _word() -> "re.Pattern[str]":
+    """A word: letters, with any combining marks (Mn, Mc, Me) or invisible format characters (Cf)
+    inside or after them. A zero-width space, soft hyphen or combining accent after each letter
+    made every letter a word of one, which was shown: "v<ZWSP>i<ZWSP>l<ZWSP>e" read "vile"."""
+    planes = (range(0x20000), range(0xE0000, 0xE1000))  # where every mark and format character lives
+    glue = [c for r in planes for c in r if unicodedata.category(chr(c)) in ("Mn", "Mc", "Me", "Cf")]
+    spans: list[list[int]] = []
+    for c in glue:
+        if spans and spans[-1][1] == c - 1:
+            spans[-1][1] = c
+        else:
+            spans.append([c, c])
+    cls = "[" + "".join(re.escape(chr(a)) + ("-" + re.escape(chr(b)) if b > a else "") for a, b in spans) + "]"
+    return re.compile(f"{_LETTER}(?:{cls}*{_LETTER})+{cls}*")
+
+
 def mask_text(text: str) -> str:
-    """Keep the shape (first letter, length, punctuation, numbers, links) and hide the words."""
-    return _WORD.sub(lambda m: m.group(0)[0] + "•" * (len(m.group(0)) - 1), text)
+    """Keep the shape (first letter, length, punctuation, numbers, links) and hide the words: a
+    word's first letter stays, each further letter becomes "•", its marks and invisible characters go."""
+    def hide(m: "re.Match[str]") -> str:
+        word = m.group(0)
+        letters = word if word.isalpha() else re.findall(_LETTER, word)  # the common case: letters only
+        return letters[0] + "•" * (len(letters) - 1)
+    return _word().sub(hide, text)
 
 
 def should_mask(settings: ReviewSettings, scores: Optional[dict[str, float]], policy_label: Optional[str]) -> bool:

@@ -25,7 +25,7 @@ from core.predictions import predictions_of_record
 from core.principals import Actor
 from core.schema import Campaign, CampaignMember, Case, Item, Note, Tag
 from core.store import Store
-from core.text import normalize_light
+from core.text import lone_surrogate_at, normalize_light
 from core.textsearch import contains_folded
 
 from .errors import LabelingError
@@ -51,18 +51,31 @@ def parse_query(query: object) -> tuple[Optional[str], str]:
     q = query.strip()
     if len(q) > 500:
         raise SearchError(f"a query has at most 500 characters, this one has {len(q)}")
+    # no stored text holds either: on SQLite a NUL ended the pattern ("text:<NUL>" matched every
+    # item), on PostgreSQL it and a surrogate were a driver error rather than a refusal
+    if "\x00" in q:
+        raise SearchError(f"a query cannot hold a NUL character (one at character {q.index(chr(0)) + 1})")
+    at = lone_surrogate_at(q)
+    if at is not None:
+        raise SearchError(f"a query must be Unicode text (a lone surrogate such as \\ud800 at character {at})")
     head, sep, rest = q.partition(":")
     if sep and head.lower() in FIELDS and rest.strip():
         return head.lower(), rest.strip()
     return None, q
 
 
-def _matches(conn: Connection, field: Optional[str], value: str) -> tuple[dict[str, set[str]], dict[int, set[str]]]:
-    """item id -> the fields it matched; campaign id -> the fields it matched (tag, note, case, id)."""
+def _matches(conn: Connection, field: Optional[str], value: str
+             ) -> tuple[dict[str, set[str]], dict[int, set[str]], bool]:
+    """item id -> the fields it matched; campaign id -> the fields it matched (tag, note, case, id);
+    whether a field's item matches stopped at `CAP` (there may be more than those looked at)."""
     hits: dict[str, set[str]] = {}
     camps: dict[int, set[str]] = {}
+    capped = False
 
     def take(kind: str, ids: Any) -> None:
+        nonlocal capped
+        ids = list(ids)
+        capped = capped or len(ids) >= CAP
         for i in ids:
             hits.setdefault(i, set()).add(kind)
 
@@ -108,7 +121,7 @@ def _matches(conn: Connection, field: Optional[str], value: str) -> tuple[dict[s
         if not _is_id_number(value):
             raise SearchError(f"campaign: needs a campaign number, not {value!r}")
         take_camps("campaign", conn.execute(select(CP.c.id).where(CP.c.id == int(value))).scalars())
-    return hits, camps
+    return hits, camps, capped
 
 
 def _is_id_number(value: str) -> bool:
@@ -134,13 +147,14 @@ def _cases_of(conn: Connection, item_ids: list[str]) -> dict[str, dict[str, Any]
 def search(store: Store, query: str, principal: Actor, settings: ReviewSettings, limit: int = 50,
            offset: int = 0) -> dict[str, Any]:
     """Items and campaigns matching `query` (see the module notes), newest items first, a page of
-    `limit` from `offset`, with `total` matches (`capped` when the count stopped at the cap)."""
+    `limit` from `offset`, with `total` matches (`capped` when a field's matches stopped at the cap:
+    the total is then a lower bound, even where hidden texts left fewer than the cap to show)."""
     check_permission(principal, "read", "search")
     field, value = parse_query(query)
     limit, offset = max(1, min(int(limit), 500)), max(0, int(offset))
     reveal_ok = may_reveal(principal)
     with store.read() as conn:
-        hits, camp_hits = _matches(conn, field, value)
+        hits, camp_hits, capped = _matches(conn, field, value)
         ids = list(hits)
         info: dict[str, Any] = {}
         for i in range(0, len(ids), 900):
@@ -183,5 +197,5 @@ def search(store: Store, query: str, principal: Actor, settings: ReviewSettings,
                   "last_seen": r["last_seen"].isoformat() if r["last_seen"] else None,
                   "tags": camp_tags.get(str(r["id"]), [])} for r in camp_rows]
     return {"query": query.strip(), "field": field or "any", "total": len(keep),
-            "capped": len(keep) >= CAP, "offset": offset, "limit": limit,
+            "capped": capped, "offset": offset, "limit": limit,
             "results": results, "campaigns": campaigns}

@@ -42,8 +42,8 @@ def campaign_rows(out: dict[str, Any]) -> list[list[Any]]:
 def summary_md(out: dict[str, Any]) -> str:
     n, total = len(out["results"]), out["total"]
     start = out["offset"] + 1 if n else 0
-    count = (f"{start}–{out['offset'] + n} of {total}{'+' if out['capped'] else ''}" if total > n
-             else f"{total}")
+    more = "+" if out["capped"] else ""  # a lower bound, also when all it found fits one page
+    count = f"{start}–{out['offset'] + n} of {total}{more}" if total > n else f"{total}{more}"
     camps = f"; {len(out['campaigns'])} campaigns" if out["campaigns"] else ""
     return f"**{count} items**{camps} for `{md_escape(out['query'])}` (times in {zone_name()}; texts masked as on Review)."
 
