@@ -18,7 +18,10 @@ and the HTTP API present.
   so no counter: guessing them only costs the attacker argon2's time.
 
 Every change (user added, disabled, role set, token created or revoked, an account locked) is
-an audit event. Managing accounts needs the `users` permission, tokens the `tokens` one.
+an audit event. Managing accounts needs the `users` permission, tokens the `tokens` one, and
+nobody hands out more than they hold (`core.permissions.check_grant`): a role, or a token, that
+allows an action the actor's own role and token scopes do not is refused, and so is a change
+to an account whose role does. Names are unique whatever their case ('Bob' is 'bob').
 """
 from __future__ import annotations
 
@@ -27,7 +30,7 @@ import hashlib
 import secrets
 from typing import Any, Optional, Sequence
 
-from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy import func, insert, or_, select, text, update
 
 from . import audit
 from .hooks import check_permission
@@ -40,6 +43,8 @@ TOKEN_PREFIX = "wbt_"
 MAX_FAILED = 5
 LOCKOUT = dt.timedelta(minutes=15)
 _DUMMY: list[str] = []  # an argon2 hash of a random password, computed once, for the constant path
+_NAMES_LOCK = 0x7773_7573  # advisory lock id on PostgreSQL: one account added at a time (names unique by case)
+MAX_ID = 2**31 - 1  # ids are 32-bit integers on PostgreSQL: a larger one names no token
 
 
 class AccountError(ValueError):
@@ -69,9 +74,19 @@ def _check(name: str) -> str:
         raise AccountError(str(exc)) from None
 
 
+def _valid(name: object) -> bool:
+    """Whether `name` could be an account's (every account passed `check_name`): anything else, a
+    NUL byte included (PostgreSQL refuses it in a query), names no account and never reaches the store."""
+    try:
+        check_name(name)
+        return True
+    except InvalidName:
+        return False
+
+
 def _user(conn: Any, name: str, lock: bool = False) -> dict[str, Any]:
     q = select(U).where(U.c.name == name)
-    row = conn.execute(q.with_for_update() if lock else q).mappings().first()
+    row = conn.execute(q.with_for_update() if lock else q).mappings().first() if _valid(name) else None
     if row is None:
         raise AccountError(f"no user {name!r} (see `workbench users list`)")
     return dict(row)
@@ -90,15 +105,20 @@ def add_user(store: Any, name: str, role: str, *, actor: Actor, roles: Any, pass
 
     The first account must be an admin: once one exists the command line needs a token, and
     only an admin can hand tokens out."""
+    from .permissions import check_grant
+
     check_permission(actor, "users", f"user {name}")
     _check(name)
     try:
         roles.check_role(role)
     except ValueError as exc:
         raise AccountError(str(exc)) from None
+    check_grant(actor, role, what=f"add user {name} as {role}")
     hashed = hash_password(password) if password is not None else None
     now = now or utcnow()
     with store.begin() as conn:
+        if conn.dialect.name == "postgresql":  # else 'Bob' and 'bob' added at once would both pass the check
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _NAMES_LOCK})
         if conn.execute(select(U.c.id).where(func.lower(U.c.name) == name.lower())).first() is not None:
             raise AccountError(f"user {name!r} already exists")
         first = conn.execute(select(U.c.id).limit(1)).first() is None
@@ -138,12 +158,14 @@ def _change_user(store: Any, name: str, actor: Actor, action: str, values: dict[
     refused: nobody could hand out a token or a role again short of editing the database.
     The audit record keeps the old values, except a password hash (it is secret; a hash in
     the append-only log could be cracked offline by anyone who reads the log)."""
+    from .permissions import check_grant
     from .web_sessions import end_user_sessions
 
     check_permission(actor, "users", f"user {name}")
     with store.begin() as conn:
         before = _managers(conn, roles) if roles is not None else []
         user = _user(conn, name)
+        check_grant(actor, user["role"], what=f"change user {name} ({user['role']})")
         conn.execute(update(U).where(U.c.id == user["id"]).values(updated_at=utcnow(), **values))
         if before and not _managers(conn, roles):
             raise AccountError(f"{name} is the last enabled account allowed to manage accounts: "
@@ -187,10 +209,13 @@ def enable_user(store: Any, name: str, *, actor: Actor) -> dict[str, Any]:
 
 def set_role(store: Any, name: str, role: str, *, actor: Actor, roles: Any) -> dict[str, Any]:
     """Give an account another role (effective on its next request). Audited."""
+    from .permissions import check_grant
+
     try:
         roles.check_role(role)
     except ValueError as exc:
         raise AccountError(str(exc)) from None
+    check_grant(actor, role, what=f"give {name} the role {role}")
     return _change_user(store, name, actor, "user.set_role", {"role": role}, {"role": role}, roles=roles)
 
 
@@ -217,7 +242,7 @@ def verify_password(store: Any, name: str, password: str, now: Optional[dt.datet
     from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
     now = now or utcnow()
-    user = _take_attempt(store, name, now) if isinstance(name, str) else None
+    user = _take_attempt(store, name, now) if _valid(name) else None
     try:
         ok = _hasher().verify(user["password_hash"] if user is not None else _dummy_hash(), password or "")
     except (VerifyMismatchError, VerificationError, InvalidHashError):
@@ -263,7 +288,7 @@ def _lock(conn: Any, query: Any, name: str, now: dt.datetime) -> None:
 def create_token(store: Any, name: str, *, actor: Actor, expires_days: Optional[float] = None,
                  scopes: Optional[Sequence[str]] = None, now: Optional[dt.datetime] = None) -> dict[str, Any]:
     """A new token for user `name`: returned once under "token"; only its hash is stored. Audited."""
-    from .permissions import check_scopes
+    from .permissions import check_grant, check_scopes
 
     check_permission(actor, "tokens", f"user {name}")
     if expires_days is not None and not expires_days > 0:
@@ -274,11 +299,15 @@ def create_token(store: Any, name: str, *, actor: Actor, expires_days: Optional[
         raise AccountError(str(exc)) from None
     now = now or utcnow()
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    expires = now + dt.timedelta(days=expires_days) if expires_days is not None else None
+    try:
+        expires = now + dt.timedelta(days=expires_days) if expires_days is not None else None
+    except (OverflowError, ValueError):  # inf, or past the year 9999
+        raise AccountError(f"--expires {expires_days!r} days is too far ahead") from None
     with store.begin() as conn:
         user = _user(conn, name, lock=True)  # a concurrent disable cannot miss the new token
         if user["disabled"]:
             raise AccountError(f"user {name!r} is disabled")
+        check_grant(actor, user["role"], scope_list, what=f"create a token for {name} ({user['role']})")
         tid = int(conn.execute(insert(T).values(
             user_id=user["id"], token_hash=token_hash(token), prefix=token[:12], scopes=scope_list,
             created_by=actor_name(actor), created_at=now, expires_at=expires).returning(T.c.id)).scalar_one())
@@ -303,7 +332,7 @@ def revoke_token(store: Any, token_id: int, *, actor: Actor, now: Optional[dt.da
     now = now or utcnow()
     with store.begin() as conn:
         row = conn.execute(select(T.c.id, T.c.revoked_at, T.c.prefix, U.c.name).join(U, U.c.id == T.c.user_id)
-                           .where(T.c.id == token_id)).first()
+                           .where(T.c.id == token_id)).first() if 0 < token_id <= MAX_ID else None
         if row is None:
             raise AccountError(f"no token {token_id} (see `workbench tokens list`)")
         if row.revoked_at is not None:

@@ -12,12 +12,12 @@ policy abstains.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .config import DEFAULT_CONFIG_DIR, ConfigError, config_file, load_model, raise_problems
-from .hooks import hookimpl
+from .hooks import PermissionDenied, hookimpl, pm
 from .principals import Principal
 
 ROLES_FILE = "roles.yaml"
@@ -145,6 +145,32 @@ class RolePolicy:
             pm.unregister(old)
         pm.register(self, name=self.PLUGIN_NAME)
         return self
+
+
+def _held(roles: RolesConfig, role: str, scopes: Optional[Sequence[str]]) -> frozenset[str]:
+    """The actions a role narrowed by scopes allows, '*' spelled out (plus '*' itself when whole)."""
+    acts = roles.actions(role)
+    out = set(ACTIONS | {ALL}) if ALL in acts else set(acts)
+    if scopes and ALL not in scopes:
+        out &= set(scopes)
+    return frozenset(out)
+
+
+def check_grant(actor: Any, role: str, scopes: Optional[Sequence[str]] = None, what: str = "") -> None:
+    """Nobody hands out more than they hold: an account or token that a Principal creates or
+    changes (`role`, narrowed by a token's `scopes`) may not allow anything the Principal's own
+    role and token scopes do not. Else a token scoped to `tokens` could mint an unscoped admin
+    token, or one scoped to `users` set an admin's password and sign in as them.
+    Abstains like `RolePolicy` (plain strings, system principals, no policy installed)."""
+    policy = pm.get_plugin(RolePolicy.PLUGIN_NAME)
+    if not isinstance(actor, Principal) or actor.kind == "system" or policy is None:
+        return
+    missing = _held(policy.roles, role, scopes) - _held(policy.roles, actor.role, actor.scopes)
+    if missing:
+        held = f"{actor.role}" + (f", token scopes {','.join(actor.scopes)}" if actor.scopes else "")
+        raise PermissionDenied(f"{actor.name} ({held}) may not {what}: it would allow "
+                               f"{', '.join(sorted(missing)[:6])}{' ...' if len(missing) > 6 else ''}, "
+                               f"which {actor.name} may not do")
 
 
 def allowed(roles: RolesConfig, actor: Principal, action: str) -> bool:

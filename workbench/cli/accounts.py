@@ -19,9 +19,15 @@ from .common import AppContext, acting, emit, json_option, pass_app, user_errors
 
 
 def _read_password(password_stdin: bool) -> Optional[str]:
+    """The first line of stdin (without its newline); one line of error when it is not UTF-8 text
+    (bytes that do not decode, or that the locale let through as surrogates argon2 cannot hash)."""
     if not password_stdin:
         return None
-    line = sys.stdin.readline()
+    try:
+        line = sys.stdin.readline()
+        line.encode("utf-8")
+    except UnicodeError:
+        raise click.ClickException("the password on stdin is not UTF-8 text") from None
     return line[:-1] if line.endswith("\n") else line
 
 
