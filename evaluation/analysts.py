@@ -8,7 +8,9 @@ table.
 
 Definitions:
 - QA pass rate: of an analyst's decisions that a lead later re-reviewed blind (a QA-audit
-  decision by someone else on the same item), the share where the re-review gave the same label.
+  decision by someone else on the same item: the decision the answer re-reviewed, a campaign
+  copy's bulk decision included), the share where the re-review gave the same label (the label
+  the QA case ended with, its corrections included).
 - Gold agreement: on calibration copies, the share of the analyst's labels equal to the item's
   label of record decided by someone else (review, QA audit, appeal, escalation), and Cohen's
   kappa between the two.
@@ -48,21 +50,49 @@ from .metrics import cohen_kappa
 JUDGED = ("review", "qa_audit", "bulk", "escalation")  # acts by an analyst on a case of their own
 
 
-def qa_pass_pairs(events: Sequence[Mapping[str, Any]]) -> list[tuple[str, bool]]:
+def qa_pass_pairs(events: Sequence[Mapping[str, Any]], left_out: Sequence[Mapping[str, Any]] = ()
+                  ) -> list[tuple[str, bool]]:
     """(analyst, passed) for every QA-audit decision that re-reviewed someone else's decision.
 
-    The re-reviewed decision is the latest earlier one on the item (of kinds `JUDGED`) by another
-    reviewer; passed when the labels agree. Undone decisions and restored rows take no part."""
+    The re-reviewed decision is the one the answer names (`rereviews_id`, `labeling.rereview.as_acts`;
+    found in `events` or in `left_out`, the bulk copies `_left_out` reads back) when it is a live
+    decision of kinds `JUDGED` by another reviewer: the latest earlier one left in the events was,
+    for a re-reviewed campaign copy, the decision the bulk one had replaced, whose analyst took the
+    QA fail. Otherwise (an answer from before re-reviews named it, an undo-restored row, an appeal
+    outcome) it is the latest earlier one on the item (of kinds `JUDGED`) by another reviewer.
+    Passed when the labels agree, the answer's label being the last of its corrections in the QA
+    case (a re-reviewer's corrected slip read as the analyst's fail, though an undone one counted
+    nowhere). Undone decisions and restored rows take no part."""
     gone = taken_back(events)
+    acts = as_acts(events)
+    by_id = {**{e["id"]: e for e in left_out}, **{e["id"]: e for e in acts}}
+    fixed = {e["supersedes_id"]: e for e in acts if e["kind"] == "qa_audit" and e["supersedes_id"] in by_id
+             and e["id"] not in gone and e["case_id"] == by_id[e["supersedes_id"]]["case_id"]}
+
+    def verdict(answer: Mapping[str, Any], analyst: Any) -> Any:
+        """The label the QA case ended with: the answer's own corrections, not the analyst's."""
+        seen = {answer["id"]}
+        while answer["id"] in fixed and fixed[answer["id"]]["reviewer"] != analyst \
+                and fixed[answer["id"]]["id"] not in seen:
+            answer = fixed[answer["id"]]
+            seen.add(answer["id"])
+        return answer["label"]
+
     by_item: dict[str, list[Mapping[str, Any]]] = {}
     pairs: list[tuple[str, bool]] = []
-    for e in sorted(as_acts(events), key=lambda e: (e["created_at"], e["id"])):
+    for e in sorted(acts, key=lambda e: (e["created_at"], e["id"])):
         if e["item_id"] is None or e["id"] in gone:
             continue
         if e["kind"] == "qa_audit" and e["supersedes_id"] is None:  # a correction keeps its kind: not a re-review
-            earlier = [p for p in by_item.get(e["item_id"], []) if p["reviewer"] != e["reviewer"]]
+            named = by_id.get(e.get("rereviews_id"))
+            if named is not None and named["id"] not in gone and named["kind"] in JUDGED \
+                    and named["reviewer"] != e["reviewer"]:
+                earlier = [named]
+            else:
+                earlier = [p for p in by_item.get(e["item_id"], []) if p["reviewer"] != e["reviewer"]]
             if earlier:
-                pairs.append((str(earlier[-1]["reviewer"]), earlier[-1]["label"] == e["label"]))
+                who = earlier[-1]["reviewer"]
+                pairs.append((str(who), earlier[-1]["label"] == verdict(e, who)))
         if e["kind"] in JUDGED:
             by_item.setdefault(e["item_id"], []).append(e)
     return pairs
@@ -116,13 +146,17 @@ def peer_pairs(calibration: Sequence[Mapping[str, Any]]) -> dict[str, list[tuple
     return out
 
 
-def rework_flags(events: Sequence[Mapping[str, Any]]) -> dict[str, list[bool]]:
+def rework_flags(events: Sequence[Mapping[str, Any]], left_out: Sequence[Mapping[str, Any]] = ()
+                 ) -> dict[str, list[bool]]:
     """analyst -> one flag per original decision (superseding nothing): later changed or not.
-    A decision undone, an undone correction and a row an undo restored are no original and no change."""
+    A decision undone, an undone correction and a row an undo restored are no original and no change.
+    `left_out`: decisions the events leave out that may change one of them (a campaign decision's
+    copy, collapsed to one per text, that superseded an analyst's decision of that copy: without
+    it the same change counted as rework or not by which copy the analyst had decided)."""
     by_id = {e["id"]: e for e in events}
     gone = taken_back(events)
     changed: set[int] = set()
-    for e in events:
+    for e in [*events, *(d for d in left_out if d["id"] not in by_id)]:
         s = e["supersedes_id"]
         if s is not None and s in by_id and e["kind"] != "undo" and e["id"] not in gone and (
                 by_id[s]["label"], by_id[s]["action"]) != (e["label"], e["action"]):
@@ -143,22 +177,24 @@ def _agreement(pairs: Sequence[tuple[str, str]], conf: float) -> dict[str, Any]:
 
 
 def analyst_table(events: Sequence[Mapping[str, Any]], gold: Mapping[str, Mapping[str, Any]],
-                  conf: float = 0.9, label_errors: Optional[Mapping[str, Mapping[str, int]]] = None
-                  ) -> list[dict[str, Any]]:
+                  conf: float = 0.9, label_errors: Optional[Mapping[str, Mapping[str, int]]] = None,
+                  left_out: Sequence[Mapping[str, Any]] = ()) -> list[dict[str, Any]]:
     """One row per analyst, sorted by name: every figure of the module doc, each with its n.
 
     `label_errors`: `labeling.label_errors.tally_label_errors` per analyst; an analyst it names
     gets a row even without a decision of `JUDGED` kinds, so no flagged decision drops out.
-    `events` should include the "undo" rows: undone decisions and restored rows are no judgement."""
+    `events` should include the "undo" rows: undone decisions and restored rows are no judgement.
+    `left_out`: decisions `events` leave out (`_left_out`: collapsed bulk copies) that QA pass rates
+    and rework must still see."""
     label_errors = label_errors or {}
     gone = taken_back(events)
     judged = [e for e in events if e["kind"] in JUDGED and e["id"] not in gone]
     first = {e["id"] for e in first_judgements(events) if e["kind"] in JUDGED and e.get("model_label")}
     calibration = live_calibration(events)
     qa: dict[str, list[bool]] = {}
-    for who, ok in qa_pass_pairs(events):
+    for who, ok in qa_pass_pairs(events, left_out):
         qa.setdefault(who, []).append(ok)
-    golds, peers, rework = gold_pairs(calibration, gold), peer_pairs(calibration), rework_flags(events)
+    golds, peers, rework = gold_pairs(calibration, gold), peer_pairs(calibration), rework_flags(events, left_out)
     raters = {str(e["reviewer"]) for e in events  # whoever answered calibration, even if that answer drops out
               if e["kind"] == "calibration" and e["supersedes_id"] is None and e["id"] not in gone}
     names = sorted({str(e["reviewer"]) for e in judged} | {str(e["reviewer"]) for e in calibration}
@@ -193,7 +229,7 @@ def analyst_quality(store: Store, actor: Actor, config: EvaluationConfig,
         e["calibration_set"] = cal_sets.get(e["case_id"])
     gold = current_labels(store, {e["item_id"] for e in events if e["kind"] == "calibration" and e["item_id"]})
     label_errors = _label_errors(store)
-    rows = analyst_table(events, gold, config.confidence, label_errors)
+    rows = analyst_table(events, gold, config.confidence, label_errors, _left_out(store, events))
     if analyst is not None:
         rows = [r for r in rows if r["analyst"] == analyst]
     return {"analysts": rows, "sorted_by": "name", "confidence": config.confidence,
@@ -211,6 +247,28 @@ def _label_errors(store: Store) -> dict[str, dict[str, int]]:
     with store.read() as conn:
         metas = conn.execute(select(C.c.meta).where(C.c.meta["label_error"].as_string().is_not(None))).scalars()
         return tally_label_errors((m or {}).get("label_error") for m in metas)
+
+
+def _left_out(store: Store, events: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The bulk decisions `events` left out (copies collapsed to one per text,
+    `data.one_per_labelling_act`) that a QA answer re-reviews or that supersede one of `events`:
+    who decided a re-reviewed copy, and whose decision a campaign decision changed."""
+    from sqlalchemy import select
+
+    from core.schema import Decision
+
+    D = Decision.__table__
+    have = [e["id"] for e in events]
+    named = sorted({e["rereviews_id"] for e in events if e.get("rereviews_id") is not None} - set(have))
+    cols = (D.c.id, D.c.case_id, D.c.item_id, D.c.reviewer, D.c.kind, D.c.label, D.c.action, D.c.supersedes_id)
+    out: dict[int, dict[str, Any]] = {}
+    with store.read() as conn:
+        for column, keys in ((D.c.supersedes_id, have), (D.c.id, named)):
+            for i in range(0, len(keys), 900):  # SQLite's bound-parameter limit
+                out.update({r["id"]: dict(r) for r in conn.execute(
+                    select(*cols).where(D.c.kind == "bulk", column.in_(keys[i:i + 900]))).mappings()})
+    seen = set(have)
+    return [r for i, r in sorted(out.items()) if i not in seen]
 
 
 def _calibration_sets(store: Store, case_ids: Sequence[Optional[int]]) -> dict[int, str]:

@@ -165,7 +165,8 @@ def stratified_posterior(positive: Sequence[bool], group: Sequence[Any], weights
       uncertainty instead of a point mass at zero, without a prior's worth of phantom positives
       in every heavy cell.
     A census cell (pi_c = 1) is known exactly. Returns {group: (positive totals, negative
-    totals)}, each an array of `draws`.
+    totals)}, each an array of `draws`. Groups are drawn in a fixed (sorted) order, not the rows'
+    first-seen one: the same audit read in another row order gave another interval.
     """
     pos = np.asarray(positive, dtype=bool)
     grp = np.asarray(list(group), dtype=object)
@@ -177,7 +178,7 @@ def stratified_posterior(positive: Sequence[bool], group: Sequence[Any], weights
     st = _strata_keys(w, strata)
     rng = np.random.default_rng(seed)
     out: dict[Any, tuple[np.ndarray, np.ndarray]] = {}
-    for g in dict.fromkeys(grp.tolist()):
+    for g in sorted(set(grp.tolist()), key=repr):
         in_g = grp == g
         n_g = int(in_g.sum())
         tot_pos, tot_neg = np.zeros(draws), np.zeros(draws)
