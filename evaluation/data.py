@@ -14,6 +14,7 @@ A campaign decided in bulk counts once per distinct text (`one_per_labelling_act
 """
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any, Mapping, Optional, Sequence
 
 from sqlalchemy import select
@@ -27,6 +28,24 @@ from labeling.rereview import as_acts, is_rereview
 
 _CHUNK = 900  # stay under SQLite's bound-parameter limit
 EVENT_KINDS = ("review", "qa_audit", "bulk", "escalation")  # acts judged against the model
+PENDING_STATES = ("open", "claimed", "escalated")  # a case not yet decided
+
+
+def audit_response(conn: Any) -> dict[float, float]:
+    """Per inclusion probability of the traffic QA-audit draw, the share of the cases it drew
+    that are decided so far (re-reviews, a draw of decided items, are no part of it). The
+    estimators weight a band's decided audits up by its inverse
+    (`estimates.inverse_probability_weights`)."""
+    C = Case.__table__
+    drawn: Counter[float] = Counter()
+    decided: Counter[float] = Counter()
+    for c in conn.execute(select(C.c.audit_inclusion, C.c.state, C.c.meta, C.c.priority_reason)
+                          .where(C.c.is_audit.is_(True), C.c.audit_inclusion.isnot(None))):
+        if is_rereview(c._mapping):
+            continue
+        drawn[float(c.audit_inclusion)] += 1
+        decided[float(c.audit_inclusion)] += c.state not in PENDING_STATES
+    return {p: decided[p] / n for p, n in drawn.items()}
 
 
 def one_per_labelling_act(conn: Any, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -109,7 +128,8 @@ def decision_rows(store: Store, taxonomy: Taxonomy) -> list[dict[str, Any]]:
     Each row: item_id, human, model, model_version, decided_at, kind, reviewer, is_audit (a decision
     of the label's chain was made on a case of the QA draw from traffic, whatever superseded it
     since: `_case_chains`; a lead's re-review, `labeling.rereview.is_rereview`, is no such case),
-    inclusion (the audit draw's probability; None before it was stored), queue and served (of that
+    inclusion (the audit draw's probability; None before it was stored), response (the share of
+    that probability's drawn audits decided so far: `audit_response`), queue and served (of that
     audit case, else of the case the chain started in: why it was served,
     `labeling.learning.served_as`; None without a case), proba (over
     `taxonomy.labels`, None when the prediction is gone), source, surface, language, campaign
@@ -129,6 +149,7 @@ def decision_rows(store: Store, taxonomy: Taxonomy) -> list[dict[str, Any]]:
         items = {i.id: i for i in _chunked(conn, select(I.c.id, I.c.source, I.c.surface, I.c["metadata"].label("meta"),
                                                         I.c.text), I.c.id, ids)}
         members = {m for (m,) in _chunked(conn, select(CM.c.item_id), CM.c.item_id, ids)}
+        response = audit_response(conn)
     out = []
     for r in rows:
         if r["label"] not in taxonomy.policies or r["model_label"] not in taxonomy.policies:
@@ -138,11 +159,12 @@ def decision_rows(store: Store, taxonomy: Taxonomy) -> list[dict[str, Any]]:
         case = audit_case or origin
         item = items.get(r["item_id"])
         is_audit = audit_case is not None if case is not None else r["kind"] == "qa_audit"
+        inclusion = (float(case.audit_inclusion) if is_audit and case is not None and case.audit_inclusion
+                     else None)
         out.append({"item_id": r["item_id"], "human": r["label"], "model": r["model_label"],
                     "model_version": r["model_version"], "decided_at": r["created_at"], "kind": r["kind"],
                     "reviewer": r["reviewer"], "is_audit": is_audit,
-                    "inclusion": (float(case.audit_inclusion) if is_audit and case is not None and case.audit_inclusion
-                                  else None),
+                    "inclusion": inclusion, "response": response.get(inclusion) if inclusion else None,
                     "queue": case.queue if case is not None else None,
                     "served": served_as(dict(case._mapping, is_audit=is_audit)) if case is not None else None,
                     "proba": [float(sc.get(lab, 0.0)) for lab in taxonomy.labels] if sc else None,

@@ -233,16 +233,26 @@ def _posterior_interval(est: Estimate, num: np.ndarray, den: np.ndarray, conf: f
     return est
 
 
-def inverse_probability_weights(inclusion: Sequence[Optional[float]]) -> Optional[np.ndarray]:
-    """Weights 1 / pi for audited units, or None when every unit had the same probability (a
-    uniform audit: plain counts are then exact). Units without a stored probability (cases
-    built before it was recorded) count as drawn at the most common stored one."""
-    known = [float(p) for p in inclusion if p]
+def inverse_probability_weights(inclusion: Sequence[Optional[float]],
+                                response: Optional[Sequence[Optional[float]]] = None) -> Optional[np.ndarray]:
+    """Weights 1 / (pi x r) for audited (decided) units, or None when every unit had the same
+    chance (a uniform audit: plain counts are then exact).
+
+    pi is the draw's inclusion probability; r (`response`, same order, default 1) the share of the
+    unit's stratum (its pi) that is decided so far: audits still waiting in a band stand for
+    traffic too, so the band's decided ones carry them (a nonresponse adjustment within strata,
+    taking a band's pending audits to be like its decided ones). Without it a band whose audits
+    are mostly pending is under-weighted and the estimates lean to the bands worked first. Units
+    without a stored probability (cases built before it was recorded) count as drawn at the most
+    common stored one."""
+    resp = list(response) if response is not None else [None] * len(inclusion)
+    eff = [float(p) * (float(r) if r else 1.0) if p else None for p, r in zip(inclusion, resp)]
+    known = [e for e in eff if e]
     if not known or len(set(known)) == 1:
         return None
     values, counts = np.unique(known, return_counts=True)
     fill = float(values[counts.argmax()])
-    return np.array([1.0 / float(p) if p else 1.0 / fill for p in inclusion], dtype=np.float64)
+    return np.array([1.0 / e if e else 1.0 / fill for e in eff], dtype=np.float64)
 
 
 def bootstrap_interval(stat: Callable[[np.ndarray], Optional[float]], n: int, conf: float = 0.9,

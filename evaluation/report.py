@@ -155,7 +155,7 @@ def _audit_estimates(audit: list[dict[str, Any]], taxonomy: Taxonomy, config: Ev
     """Precision / recall / F1 and prevalence per policy on the QA-audit sample, weighted when the
     draw was stratified."""
     pis = [r["inclusion"] for r in audit]
-    w = es.inverse_probability_weights(pis)
+    w = es.inverse_probability_weights(pis, [r.get("response") for r in audit])
     weighted = w is not None
     human, model = [r["human"] for r in audit], [r["model"] for r in audit]
     per_policy = es.policy_estimates(human, model, taxonomy.labels, w, conf=config.confidence,

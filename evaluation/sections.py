@@ -24,8 +24,8 @@ def _estimate_sections(s: Mapping[str, Any]) -> list[Section]:
         rows.append([lab, est(m["precision"]), est(m["recall"]), est(m["f1"]), " / ".join(more)]
                     + ([" / ".join(num(m[k].get("n_eff"), 1) for k in ("precision", "recall", "f1"))] if weighted else []))
     design = (f"stratified by predicted policy and score band ({qa['strata']} inclusion probabilities); each "
-              "audit weighted by 1 / its inclusion probability (ratio estimator; interval from a stratified "
-              "posterior of the population totals)") if weighted else "uniform (every case had the same chance); Wilson intervals"
+              "audit weighted by 1 / its inclusion probability, and up by its band's share of audits still "
+              "pending (ratio estimator; interval from a stratified posterior of the population totals)") if weighted else "uniform (every case had the same chance); Wilson intervals"
     text = (f"{qa['n']} audited decisions; design: {design}. {int(s['confidence'] * 100)}% intervals. "
             f"*n* is the number of audited items in the rate's denominator (predicted the policy for precision, "
             f"truly the policy for recall; every audited item for prevalence, the share of traffic that "

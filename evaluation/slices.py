@@ -112,7 +112,7 @@ def quality_figures(rows: Sequence[dict[str, Any]], taxonomy: Taxonomy, config: 
     m_benign = np.array([m == benign for m in model], dtype=bool)
     over = sum(h != m for h, m in zip(human, model))
     audit = [r for r in rows if r["is_audit"]]
-    w = inverse_probability_weights([r.get("inclusion") for r in audit])
+    w = inverse_probability_weights([r.get("inclusion") for r in audit], [r.get("response") for r in audit])
     return {
         "n": len(rows), "audits": len(audit),
         "override_rate": proportion(over, len(rows), conf),

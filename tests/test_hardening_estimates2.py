@@ -105,3 +105,37 @@ def test_a_corrected_rereview_answer_is_the_qa_verdict(any_store, taxonomy, role
     correct(any_store, taxonomy, answer, QA, "scam", rationale="misclicked", now=T0 + dt.timedelta(hours=2))
     ann = {r["analyst"]: r for r in an.analyst_quality(any_store, QA, config)["analysts"]}["ann"]
     assert (ann["qa_pass_rate"]["k"], ann["qa_pass_rate"]["n"]) == (1, 1)
+
+
+def test_audits_still_pending_in_a_band_are_carried_by_its_decided_ones(any_store, make_scored, queue_config,
+                                                                        taxonomy):
+    """A band whose audits are mostly still waiting stands for as much traffic as when they are all
+    decided: its decided audits weigh 1 / (inclusion x share decided). Weighted by 1 / inclusion
+    alone, the band worked first (here the spam-flagged one, a census) swamped the estimate."""
+    from evaluation.report import evaluation_summary
+    from labeling.queue_config import QaStratum
+
+    cfg = queue_config.model_copy(update={"qa_share": 0.5, "calibration_sets": [],
+                                          "qa_strata": [QaStratum(policy=["spam"], share=1.0)]})
+    spam = {"benign": 0.1, "spam": 0.8, "scam": 0.05, "hate": 0.03, "harassment": 0.02}
+    ham = {"benign": 0.9, "spam": 0.05, "scam": 0.03, "hate": 0.01, "harassment": 0.01}
+    make_scored(any_store, [{"id": str(i), "text": f"message {i}"} for i in range(60)],
+                {str(i): spam if i < 10 else ham for i in range(60)}, build=False)
+    build_cases(any_store, taxonomy, cfg, progress=False)
+    with any_store.read() as conn:
+        cases = conn.execute(select(Case.id, Case.item_id, Case.audit_inclusion, Case.predicted_label)
+                             .where(Case.is_audit.is_(True)).order_by(Case.id)).all()
+    benign_band = [c for c in cases if c.predicted_label == "benign"]
+    assert {c.audit_inclusion for c in cases} == {1.0, 0.5} and len(benign_band) >= 9
+    worked = [c for c in cases if c.predicted_label == "spam"] + benign_band[: len(benign_band) // 3]
+    w = {}
+    for c in worked:  # predicted spam is spam; a benign prediction is right
+        label = "spam" if c.predicted_label == "spam" else "benign"
+        DEC.decide(any_store, taxonomy, c.id, "ann", label, config=cfg)
+        share = 1.0 if c.predicted_label == "spam" else (len(benign_band) // 3) / len(benign_band)
+        w[c.id] = (label, 1.0 / (c.audit_inclusion * share))
+    expected = sum(x for lab, x in w.values() if lab == "spam") / sum(x for _, x in w.values())
+    s = evaluation_summary(any_store, taxonomy, "lea", config=load_evaluation_config(config_dir()))
+    qa = s["estimates"]["qa_audit"]
+    assert qa["weighted"] and qa["n"] == len(worked)
+    assert qa["prevalence"]["spam"]["estimate"] == pytest.approx(expected)  # 10 / (10 + 2 x 3 x k), not 10 / (10 + 2k)
