@@ -30,6 +30,13 @@ def _format_chars() -> dict[int, None]:
     return {c: None for r in planes for c in r if unicodedata.category(chr(c)) == "Cf"}
 
 
+def stated(text: Optional[str]) -> Optional[str]:
+    """A reason or rationale as stored (stripped), None when it says nothing a reader can see:
+    blank, or only invisible format characters (a zero-width space met "a rationale is required")."""
+    text = (text or "").strip()
+    return text if text and visible_text(text).strip() else None
+
+
 def visible_text(text: str) -> str:
     """The text as a reader sees it: NFKC, invisible format (Cf) characters dropped; case and
     spacing kept. What a model reads, so a zero-width space or a fullwidth letter cannot make

@@ -20,7 +20,7 @@ from core.principals import Actor, actor_name
 from core.schema import Case, Item, utcnow
 from core.store import Store, serialise
 from core.taxonomy import Taxonomy
-from core.text import free_text_error
+from core.text import free_text_error, stated
 
 from .cases import case_view
 from .claims import check_actionable, lock_case
@@ -43,7 +43,7 @@ def appeal(store: Store, item_id: str, appellant: Actor, reason: str, taxonomy: 
     The case carries the original decision, its rationale and the evidence the analyst saw
     (text, model scores, campaign, priority reason), and the decided case moves to 'appealed'.
     """
-    if not reason or not reason.strip():
+    if not stated(reason):
         raise DecisionError("an appeal needs a reason")
     if (bad := free_text_error(reason, "an appeal's reason")) is not None:
         raise DecisionError(bad)
@@ -109,7 +109,7 @@ def resolve_appeal(store: Store, taxonomy: Taxonomy, case_id: int, analyst: Acto
     """
     if outcome not in OUTCOMES:
         raise DecisionError(f"outcome must be one of {', '.join(OUTCOMES)}, not {outcome!r}")
-    if not rationale or not rationale.strip():
+    if not stated(rationale):
         raise DecisionError("resolving an appeal needs a rationale")
     if (bad := free_text_error(rationale, "a rationale")) is not None:
         raise DecisionError(bad)

@@ -21,6 +21,7 @@ from core.store import Store
 
 from .cases import case_view, inactive_campaign, of_live_campaign
 from .errors import QueueError
+from .priority import utc_naive
 from .queue_config import QueueConfig
 
 C = Case.__table__
@@ -28,7 +29,9 @@ SK = CaseSkip.__table__
 D = Decision.__table__
 
 def _now(now: Optional[dt.datetime]) -> dt.datetime:
-    return now or utcnow()
+    """`now` as the store keeps times (naive UTC; an aware time of any zone converted), else the
+    clock: a lease written or compared in another zone's wall-clock time is hours off."""
+    return utc_naive(now) if now is not None else utcnow()
 
 
 def expired_query(now: dt.datetime, limit: int = 500, dialect: str = "sqlite"):  # type: ignore[no-untyped-def]
@@ -117,7 +120,7 @@ def next_case(store: Store, analyst: Actor, queue: str, config: QueueConfig, lea
             first_action_at=func.coalesce(C.c.first_action_at, now), updated_at=now))
         row = conn.execute(select(C.c.item_id, C.c.calibration_set).where(C.c.id == case_id)).one()
         if row.calibration_set:
-            _exclude_calibration_siblings(conn, case_id, row.item_id, row.calibration_set, who, now)
+            exclude_calibration_siblings(conn, case_id, row.item_id, row.calibration_set, who, now)
         audit.record(conn, who, "case.claim", "case", case_id,
                      {"queue": queue, "lease_expires_at": expires.isoformat()})
         return case_view(conn, case_id) if detail else {"id": case_id, "queue": queue, "claimed_by": who,
@@ -134,8 +137,10 @@ def _resume(conn: Connection, case_id: int, queue: str, who: str, now: dt.dateti
                                                      "lease_expires_at": expires}
 
 
-def _exclude_calibration_siblings(conn: Connection, case_id: int, item_id: Optional[str], cal_set: str,
-                                  analyst: str, now: dt.datetime) -> None:
+def exclude_calibration_siblings(conn: Connection, case_id: int, item_id: Optional[str], cal_set: str,
+                                 analyst: str, now: dt.datetime) -> None:
+    """Never offer `analyst` the other copies of a calibration copy they took (claimed by `n` or
+    by id, or decided): they could not answer it twice, so `n` would serve a case they cannot decide."""
     already = exists(select(1).where(SK.c.case_id == C.c.id, SK.c.analyst == analyst))
     sibs = conn.execute(select(C.c.id).where(C.c.item_id == item_id, C.c.calibration_set == cal_set,
                                              C.c.id != case_id, ~already)).scalars().all()
@@ -259,6 +264,8 @@ def claim_case(store: Store, case_id: int, analyst: Actor, config: QueueConfig,
         conn.execute(update(C).where(C.c.id == case_id).values(
             state="claimed", claimed_by=who, lease_expires_at=expires,
             first_action_at=func.coalesce(C.c.first_action_at, now), updated_at=now))
+        if case["calibration_set"]:
+            exclude_calibration_siblings(conn, case_id, case["item_id"], case["calibration_set"], who, now)
         audit.record(conn, analyst, "case.claim", "case", case_id,
                      {"queue": case["queue"], "lease_expires_at": expires.isoformat(), "by_id": True})
     return {"id": case_id, "queue": case["queue"], "claimed_by": who, "lease_expires_at": expires}

@@ -22,13 +22,13 @@ from core.hooks import check_permission, decision_recorded
 from core.labels import current_decisions, lock_item_decisions
 from core.predictions import predictions_of_record
 from core.principals import Actor, actor_name
-from core.schema import CampaignMember, Case, Decision, Prediction, utcnow
+from core.schema import CampaignMember, Case, Decision, Prediction
 from core.store import Store
-from core.text import free_text_error
+from core.text import free_text_error, stated
 from core.taxonomy import Taxonomy
 
 from .cases import case_view, inactive_campaign, suggestion
-from .claims import check_actionable, check_holder, lock_case
+from .claims import _now, check_actionable, check_holder, exclude_calibration_siblings, lock_case
 from .errors import DecisionError
 from .queue_config import QueueConfig
 from .rereview import same_verdict
@@ -77,6 +77,21 @@ def _model_seen(conn: Connection, case: Mapping[str, Any]) -> tuple[Optional[str
         return None, None, None
     score = seen["score"]
     return seen["model_version"], seen["label"], None if score is None else float(score)
+
+
+def _check_seen(case_id: int, seen: Optional[Mapping[str, Any]], version: Optional[str],
+                label: Optional[str]) -> None:
+    """DecisionError when the model's suggestion changed since the screen showed `seen` (None: no
+    check): a rescore between showing and saving made a plain confirm an override needing a
+    rationale, and recorded a model label the analyst never saw."""
+    if seen is None:
+        return
+    shown = (seen.get("model_version"), seen.get("label")) if seen else (None, None)
+    if shown != (version, label):
+        def say(v: Optional[str], lab: Optional[str]) -> str:
+            return f"{lab} ({v})" if lab else "no suggestion"
+        raise DecisionError(f"case {case_id} was rescored since it was shown: the model now suggests "
+                            f"{say(version, label)}, not {say(*shown)}; nothing was saved, reload the case")
 
 
 def _decision_kind(case: Mapping[str, Any], config: QueueConfig, kind: str) -> str:
@@ -130,7 +145,8 @@ def _insert_decision(conn: Connection, **row: Any) -> int:
 def decide(store: Store, taxonomy: Taxonomy, case_id: int, analyst: Actor, label: str,
            action: Optional[str] = None, severity: Optional[str] = None, policy_ref: Optional[str] = None,
            rationale: Optional[str] = None, kind: str = "review", now: Optional[dt.datetime] = None,
-           *, config: QueueConfig, existing: Optional[str] = None, holder_only: bool = False) -> dict[str, Any]:
+           *, config: QueueConfig, existing: Optional[str] = None, holder_only: bool = False,
+           seen: Optional[Mapping[str, Any]] = None) -> dict[str, Any]:
     """Decide a case (one transaction): validate, record what the model said, close, audit.
 
     `action` defaults to the policy's default action (a one-key confirm). The kind follows the
@@ -151,11 +167,14 @@ def decide(store: Store, taxonomy: Taxonomy, case_id: int, analyst: Actor, label
 
     `holder_only` (the Review screen): only a case `analyst` still holds on a live lease, checked
     under the case's lock (`claims.check_holder`); otherwise a waiting or lapsed case is decided too.
+    `seen` (a screen): the suggestion it showed (the packet's `prediction`, `{}` for none); a
+    rescore since then refuses the decision (`_check_seen`), so it is never judged, or recorded,
+    against a model answer the analyst did not see.
     """
     if existing is not None and existing not in EXISTING:
         raise DecisionError(f"existing must be one of {', '.join(EXISTING)}, not {existing!r}")
-    now = now or utcnow()
-    rationale = (rationale or "").strip() or None
+    now = _now(now)
+    rationale = stated(rationale)
     if (too_long := free_text_error(rationale, "a rationale")) is not None:
         raise DecisionError(too_long)
     given = (bool(action), severity is not None, bool((policy_ref or "").strip()))  # not the policy's defaults
@@ -190,7 +209,9 @@ def decide(store: Store, taxonomy: Taxonomy, case_id: int, analyst: Actor, label
                 if twice is not None:
                     raise DecisionError(f"{analyst} already answered item {case['item_id']!r} in calibration set "
                                      f"{case['calibration_set']!r}; agreement needs different analysts")
+                exclude_calibration_siblings(conn, case_id, case["item_id"], case["calibration_set"], analyst, now)
             version, model_label, model_score = _model_seen(conn, case)
+            _check_seen(case_id, seen, version, model_label)
             override = model_label is not None and label != model_label
             if override and not rationale:
                 raise DecisionError(f"a rationale is required to override the model's label "
@@ -283,8 +304,9 @@ def _bulk_plan(conn: Connection, case: Mapping[str, Any], analyst: str, now: dt.
         appeal |= {r["item_id"] for r in conn.execute(select(C.c.item_id, C.c.queue, C.c.meta).where(
             C.c.item_id.in_(chunk), C.c.campaign_id.is_(None), C.c.state.in_(("open", "escalated", "claimed"))
         )).mappings() if (r["meta"] or {}).get("appeal") or (config is not None and _is_appeal(r, config))}
+        # a held calibration copy is no hold on the member: its answer never becomes the label of record
         for item_id, holder in conn.execute(select(C.c.item_id, C.c.claimed_by).where(
-                C.c.item_id.in_(chunk), C.c.campaign_id.is_(None),
+                C.c.item_id.in_(chunk), C.c.campaign_id.is_(None), C.c.calibration_set.is_(None),
                 C.c.state == "claimed", C.c.claimed_by != analyst, C.c.lease_expires_at > now)):
             held[item_id] = holder
     held = {m: who for m, who in held.items() if m not in appeal}
@@ -305,7 +327,7 @@ def bulk_preview(store: Store, case_id: int, analyst: Actor, now: Optional[dt.da
     in the result: what None means for this case)."""
     if existing is not None and existing not in EXISTING:
         raise DecisionError(f"existing must be one of {', '.join(EXISTING)}, not {existing!r}")
-    now, analyst = now or utcnow(), actor_name(analyst)
+    now, analyst = _now(now), actor_name(analyst)
     with store.read() as conn:
         case = conn.execute(select(C).where(C.c.id == case_id)).mappings().first()
         if case is None:
@@ -474,11 +496,12 @@ def correct(store: Store, taxonomy: Taxonomy, decision_id: int, analyst: Actor, 
 
     Needs `correct`, and `correct_others` for a decision someone else made. An "undo" row is no
     label, so it is refused (correct the item's decision of record, or re-decide the case)."""
-    if not rationale or not rationale.strip():
+    reason = stated(rationale)
+    if reason is None:
         raise DecisionError("a correction needs a rationale")
-    if (too_long := free_text_error(rationale, "a rationale")) is not None:
+    if (too_long := free_text_error(reason, "a rationale")) is not None:
         raise DecisionError(too_long)
-    now = now or utcnow()
+    now = _now(now)
     action, severity, policy_ref = _validate(taxonomy, label, action, severity, policy_ref)
     check_permission(analyst, "correct", f"decision {decision_id}")
     principal, analyst = analyst, actor_name(analyst)
@@ -499,7 +522,7 @@ def correct(store: Store, taxonomy: Taxonomy, decision_id: int, analyst: Actor, 
                                 f"{_after_undo(conn, newer.id)}")
         if newer is not None:
             raise DecisionError(f"decision {decision_id} was already superseded by {newer.id}; correct that one")
-        new_id = _supersede(conn, taxonomy, old, analyst, label, action, severity, policy_ref, rationale.strip(), now)
+        new_id = _supersede(conn, taxonomy, old, analyst, label, action, severity, policy_ref, reason, now)
     decision_recorded([new_id], {"id": old["case_id"], "item_id": old["item_id"], "campaign_id": old["campaign_id"]},
                       analyst, old["kind"], label, action)
     return {"decision_id": new_id, "supersedes_id": decision_id, "label": label, "action": action}

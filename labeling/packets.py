@@ -251,7 +251,9 @@ def review_packet(store: Store, taxonomy: Taxonomy, case_id: int, settings: Revi
         "decisions": [] if is_blind(case_row) else [{k: v for k, v in d.items() if k not in ("kind",)}
                                                     for d in view.get("decisions", [])],
         "author": author,
-        "similar_decisions": similar_decisions(store, item_id, item["text_hash"], settings, campaign_settings) if item else [],
+        # blind: a decided copy of the same text (similarity 1.0) would be the answer
+        "similar_decisions": similar_decisions(store, item_id, item["text_hash"], settings, campaign_settings)
+        if item and not is_blind(case_row) else [],
         "suggested_label": suggested,
         "choices": {name: {"actions": pol.actions, "default_action": pol.default_action,
                            "policy_ref": pol.policy_ref, "severity": pol.severity}

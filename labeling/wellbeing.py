@@ -20,6 +20,7 @@ from core.schema import Reveal, UserPreference, utcnow
 from core.store import Store, insert_ignore
 
 from .errors import QueueError
+from .priority import utc_naive
 from .review_config import ReviewSettings
 
 R = Reveal.__table__
@@ -34,7 +35,7 @@ def record_reveal(conn: Connection, analyst: Actor, case_id: int, item_id: Optio
     double click, two tabs) store and audit one and neither fails."""
     who = actor_name(analyst)
     stmt = insert_ignore(conn.dialect.name, R, ["analyst", "case_id"]).values(
-        analyst=who, case_id=case_id, item_id=item_id, severity=severity, created_at=now)
+        analyst=who, case_id=case_id, item_id=item_id, severity=severity, created_at=utc_naive(now))
     if conn.execute(stmt.returning(R.c.id)).first() is None:
         return False
     audit.record(conn, analyst, "text.reveal", "item", item_id, {"case_id": case_id, "severity": severity})
@@ -49,8 +50,9 @@ def has_revealed(conn: Connection, analyst: Actor, case_id: int) -> bool:
 
 def exposure(store: Store, analyst: Actor, settings: ReviewSettings,
              now: Optional[dt.datetime] = None) -> dict[str, Any]:
-    """Severe reveals by `analyst` within the last `shift_hours`, against the budget."""
-    now = now or utcnow()
+    """Severe reveals by `analyst` within the last `shift_hours`, against the budget (`now` in
+    any zone: reveals are stored in naive UTC, so an aware time is converted, not read as UTC)."""
+    now = utc_naive(now) if now is not None else utcnow()
     since = now - dt.timedelta(hours=settings.shift_hours)
     with store.read() as conn:
         severe = conn.execute(select(func.count()).select_from(R).where(

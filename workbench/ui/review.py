@@ -243,7 +243,8 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
         try:
             principal = who_of(who, request)  # holder_only: a lost hold is refused, not decided blind
             out = decide(store, taxonomy, case_id, principal, label, action=action or None,
-                         policy_ref=policy_ref or None, rationale=rationale or None, config=qconfig, holder_only=True)
+                         policy_ref=policy_ref or None, rationale=rationale or None, config=qconfig, holder_only=True,
+                         seen=packet.get("prediction") or {})
         except FAILURES as exc:
             return kept(packet, armed, refusal(exc), restore=restored_html(packet, prefs_of(viewer(who, request))))
         return claim_next(who, queue, request, saved_message(case_id, label, action, out), principal=principal,
