@@ -42,7 +42,7 @@ from core.labels import AUTHORITATIVE_KINDS
 from core.principals import Actor, actor_name
 from core.schema import AuditEvent, Decision, ModelVersion, utcnow
 from core.store import Busy
-from core.text import reason_length_error
+from core.text import free_text_error
 from models.base import ModelError
 
 from .compare import gate, paired_bootstrap
@@ -184,8 +184,8 @@ def _check_promotion(actor: Actor, promote: bool, force: bool, reason: str, what
         if rescore != "none":  # the rescore's own checks came after the promotion: it stood, every case stale
             check_permission(actor, "score", "open cases")
             check_permission(actor, "build_cases", "open cases")
-    if (too_long := reason_length_error(reason, "a reason")) is not None:
-        raise PromotionError(too_long)
+    if (bad := free_text_error(reason, "a reason")) is not None:  # kept in the audit log, printed by `models gates`
+        raise PromotionError(bad)
     if force:
         if not reason.strip():
             raise PromotionError("--force needs a --reason (kept in the audit log)")
@@ -210,6 +210,7 @@ def promote_through_gate(store: "Store", taxonomy: "Taxonomy", version: str, *, 
     _check_promotion(actor, True, force, reason, f"model_version {version}", rescore, queue_config)
     _check_metric(models_config, taxonomy)
     row = get_model(store, version)  # an unknown version is a one-line RegistryError
+    _check_labels(row, taxonomy)
     champ = champion(store)
     if champ is None or champ["id"] == row["id"]:
         try:
@@ -229,6 +230,17 @@ def promote_through_gate(store: "Store", taxonomy: "Taxonomy", version: str, *, 
     return compare_and_promote(store, taxonomy, ld, champ, row["id"], kind=row["kind"], models_config=models_config,
                                queue_config=queue_config, actor=actor, promote=True, force=force, reason=reason,
                                rescore=rescore, report_dir=report_dir, show_progress=show_progress, echo=echo)
+
+
+def _check_labels(row: dict[str, Any], taxonomy: "Taxonomy") -> None:
+    """Refuse a version that predicts labels the taxonomy no longer has (trained before it lost a
+    policy): made champion, forced or first, it could score nothing (`models.scoring`
+    refuses it), so the promotion stood and every rescore after it failed."""
+    missing = sorted(set(row.get("labels") or ()) - set(taxonomy.labels))
+    if missing:
+        raise PromotionError(f"model {row['id']} predicts labels the taxonomy no longer has: {missing} (trained for "
+                             f"taxonomy {row.get('taxonomy_version')}, now {taxonomy.version}): not promoted; "
+                             "retrain it against the current taxonomy")
 
 
 def item_split_warning(row: Optional[dict[str, Any]]) -> Optional[str]:
@@ -328,6 +340,8 @@ def compare_and_promote(store: "Store", taxonomy: "Taxonomy", ld: "LearningData"
             promote_version(store, challenger_id, actor=actor, reason=why,
                             expect_champion=champ["id"] if champ else None)
         except ChampionChanged as exc:  # the verdict above stands; the record says why it promoted nothing
+            result.update(promoted=False, promote_refused=str(exc))  # the report said "promoted"
+            write_markdown(folder / "comparison.md", result, "comparison.png")
             with store.begin() as conn:
                 audit.record(conn, actor, "model.promote_refused", "model_version", challenger_id,
                              {"compared_with": result["champion"], "reason": str(exc)})

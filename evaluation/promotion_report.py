@@ -14,6 +14,7 @@ import numpy as np
 from core.plotting import label_text, pyplot, serialised
 
 from .compare import PREDICTION_METRICS
+from .render import plain
 
 
 @serialised
@@ -112,12 +113,14 @@ def training_data_lines(stats: dict[str, Any]) -> list[str]:
 
 
 def write_markdown(path: str | Path, result: dict[str, Any], png_name: str) -> str:
-    """The Markdown report of one retrain (`evaluation.promotion.retrain_and_gate`'s result)."""
+    """The Markdown report of one retrain (`evaluation.promotion.retrain_and_gate`'s result);
+    `promote_refused` (the champion changed after the gate) says why a passed verdict promoted nothing."""
     g = result["gate"]
     lines = [f"# Challenger {result['challenger']} against champion {result.get('champion') or '(none)'}", "",
              f"**Verdict: {'promoted' if result['promoted'] else 'not promoted'}**"
-             + (" (forced by " + str(result.get("forced_by")) + ": " + str(result.get("force_reason")) + ")"
-                if result.get("forced") else ""),
+             + (f": {result['promote_refused']}" if result.get("promote_refused") else "")
+             + (f" (forced by {plain(result.get('forced_by'))}: {plain(result.get('force_reason'))})"
+                if result.get("forced") else ""),  # free text: no heading, link or tag of its own (Models tab)
              "", f"Gate: {g['metric']} lower bound of the {int(result['confidence'] * 100)}% paired bootstrap "
              f"interval above {g['min_lower_bound']:+g}"
              + (f" and McNemar's {'mid-p' if g.get('mcnemar_test') == 'mid_p' else 'exact p'} below "

@@ -31,6 +31,7 @@ from core import audit
 from core.hooks import check_permission
 from core.principals import SYSTEM, Actor, actor_name
 from core.schema import ModelVersion, utcnow
+from core.text import free_text_error
 
 from .base import ModelError, PolicyClassifier
 from .kinds import kind_class, load_classifier, make_classifier
@@ -220,7 +221,8 @@ def promote(store: "Store", version: str, actor: Actor = SYSTEM["system"], reaso
     under the registry's row lock: a gate compared `version` with one champion, and when another
     promotion ran meanwhile (a second retrain, `serve`'s automatic one, another host) promoting
     now would put it over a champion it was never compared with, so `ChampionChanged` is raised
-    and nothing changes. The artifact is verified first (`verify_artifact`): a version that
+    and nothing changes (unless `version` is the champion already, e.g. a concurrent promotion of
+    it won: nothing to refuse, `changed` is False). The artifact is verified first (`verify_artifact`): a version that
     cannot be loaded never becomes champion, whichever path promotes it."""
     from sqlalchemy import select, update
 
@@ -237,14 +239,14 @@ def promote(store: "Store", version: str, actor: Actor = SYSTEM["system"], reaso
         if version not in roles:
             raise RegistryError(f"unknown model version {version!r} (see `workbench models list`)")
         current = next((v for v, r in roles.items() if r == "champion"), None)
+        previous = [v for v, r in roles.items() if r == "champion" and v != version]
+        if roles[version] == "champion" and not previous:  # a concurrent promotion of it won: no refusal
+            return {"champion": version, "previous": None, "changed": False}
         if expect_champion is not ANY_CHAMPION and current != expect_champion:
             raise ChampionChanged(
                 f"the champion is now {current or 'none'}, not {expect_champion or 'none'} that {version} was "
                 f"compared with (another promotion ran meanwhile): nothing promoted; run the gate again "
                 f"(`workbench models promote {version}`)")
-        previous = [v for v, r in roles.items() if r == "champion" and v != version]
-        if roles[version] == "champion" and not previous:
-            return {"champion": version, "previous": None, "changed": False}
         if previous:
             conn.execute(update(t).where(t.c.id.in_(previous)).values(role="challenger"))
         conn.execute(update(t).where(t.c.id == version).values(role="champion", promoted_at=utcnow(),
@@ -260,6 +262,8 @@ def retire(store: "Store", version: str, actor: Actor = SYSTEM["system"], reason
     from sqlalchemy import select, update
 
     check_permission(actor, "retire", f"model_version {version}")
+    if (bad := free_text_error(reason, "a retirement's reason")) is not None:  # kept for good in the audit log
+        raise RegistryError(bad)
     t = _table()
     with store.begin() as conn:
         role = conn.execute(select(t.c.role).where(t.c.id == version).with_for_update()).scalar()
