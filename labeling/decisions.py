@@ -146,7 +146,8 @@ def decide(store: Store, taxonomy: Taxonomy, case_id: int, analyst: Actor, label
            action: Optional[str] = None, severity: Optional[str] = None, policy_ref: Optional[str] = None,
            rationale: Optional[str] = None, kind: str = "review", now: Optional[dt.datetime] = None,
            *, config: QueueConfig, existing: Optional[str] = None, holder_only: bool = False,
-           seen: Optional[Mapping[str, Any]] = None) -> dict[str, Any]:
+           seen: Optional[Mapping[str, Any]] = None,
+           members: Optional[Iterable[str]] = None) -> dict[str, Any]:
     """Decide a case (one transaction): validate, record what the model said, close, audit.
 
     `action` defaults to the policy's default action (a one-key confirm). The kind follows the
@@ -169,7 +170,9 @@ def decide(store: Store, taxonomy: Taxonomy, case_id: int, analyst: Actor, label
     under the case's lock (`claims.check_holder`); otherwise a waiting or lapsed case is decided too.
     `seen` (a screen): the suggestion it showed (the packet's `prediction`, `{}` for none); a
     rescore since then refuses the decision (`_check_seen`), so it is never judged, or recorded,
-    against a model answer the analyst did not see.
+    against a model answer the analyst did not see. `members` (a campaign case, a screen): the
+    members its preview listed; if the campaign's members differ under the decision's locks,
+    nothing is saved (a member joining between the check and the save was labelled unseen).
     """
     if existing is not None and existing not in EXISTING:
         raise DecisionError(f"existing must be one of {', '.join(EXISTING)}, not {existing!r}")
@@ -227,7 +230,8 @@ def decide(store: Store, taxonomy: Taxonomy, case_id: int, analyst: Actor, label
             reviewed = current_decisions(conn, [case["item_id"]]).get(case["item_id"]) \
                 if kind == "qa_audit" and case["item_id"] else None
             if case["campaign_id"] is not None:
-                ids, closed_members, bulk = _bulk(conn, config, case, analyst, common, now, existing)
+                ids, closed_members, bulk = _bulk(conn, config, case, analyst, common, now, existing,
+                                                  None if members is None else set(members))
             else:
                 ids.append(_insert_decision(conn, item_id=case["item_id"], model_version=version,
                                             model_label=model_label, model_score=model_score, is_override=override,
@@ -347,15 +351,19 @@ def bulk_preview(store: Store, case_id: int, analyst: Actor, now: Optional[dt.da
 
 
 def _bulk(conn: Connection, config: QueueConfig, case: Mapping[str, Any], analyst: str, common: dict[str, Any],
-          now: dt.datetime, existing: Optional[str]) -> tuple[list[int], list[int], dict[str, Any]]:
+          now: dt.datetime, existing: Optional[str],
+          expected: Optional[set[str]] = None) -> tuple[list[int], list[int], dict[str, Any]]:
     """One decision per member of the campaign (its own model prediction recorded); close member cases.
 
     Who is left out is `_bulk_plan`'s (appeals, held by others, decided with `existing="skip"`);
     the others with a human decision get one that supersedes it. Only members' ordinary review
     cases close (`_ordinary_member_case`).
     """
-    lock_member_decisions(conn, conn.execute(select(CM.c.item_id).where(CM.c.campaign_id == case["campaign_id"]))
-                          .scalars().all())
+    now_members = conn.execute(select(CM.c.item_id).where(CM.c.campaign_id == case["campaign_id"])).scalars().all()
+    lock_member_decisions(conn, now_members)
+    if expected is not None and set(now_members) != expected:
+        raise DecisionError(f"campaign {case['campaign_id']} changed since it was previewed ({len(expected)} members "
+                            f"then, {len(now_members)} now): nothing was saved; show it again")
     plan = _bulk_plan(conn, case, analyst, now, existing, config)
     held, decided, targets = plan["held"], plan["decided"], plan["targets"]
     preds = predictions_of_record(conn, targets)

@@ -245,3 +245,15 @@ def test_campaigns_tab_previews_for_the_lead_who_applies(sqlite_store, taxonomy,
     body = fns["prev"](cid, 2, "lead", None)[0]
     assert "labels 4 of 4 members." in body and "held by other" not in body
     assert "labels 3 of 4 members; 1 held by other analysts" in fns["prev"](cid, 2, "ann", None)[0]
+
+
+def test_a_campaign_decision_for_the_members_previewed_refuses_a_changed_campaign(any_store, taxonomy, cfg):
+    """The Campaigns tab passes the members its preview listed: a member that joined between the
+    tab's check and the save (under the decision's locks) refuses the whole decision."""
+    cid = _camp(any_store, taxonomy, cfg, ["m0", "m1", "m2"])
+    case = _case(any_store, cid)
+    with pytest.raises(DecisionError, match="changed since it was previewed .2 members then, 3 now"):
+        DEC.decide(any_store, taxonomy, case["id"], "lead", "scam", config=cfg, members=["m0", "m1"])
+    assert current_labels(any_store) == {}
+    out = DEC.decide(any_store, taxonomy, case["id"], "lead", "scam", config=cfg, members=["m2", "m1", "m0"])
+    assert len(out["decision_ids"]) == 3

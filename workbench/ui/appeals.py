@@ -69,10 +69,16 @@ def build_appeals_tab(app: "AppContext", tab: gr.Tab, who: Optional[gr.Textbox] 
         return (appeal_rows(appeals), gr.update(choices=[(f"case {a['case_id']} · {a['item_id']}", a["case_id"])
                                                           for a in appeals], value=None, label=label))
 
+    def open_appeal(case_id: Any, name: str, request: Optional[gr.Request]) -> Optional[dict[str, Any]]:
+        """The open appeal `case_id` as the list offers it to this viewer; None for any other case id
+        (resolved since, never an appeal, or not one of the choices a client was offered)."""
+        if case_id is None:
+            return None
+        return next((a for a in open_appeals(app.store(), app.review(), config=app.queues(),
+                                             principal=viewer(name, request)) if a["case_id"] == case_id), None)
+
     def show(case_id: Optional[int], name: str, request: gr.Request) -> tuple[Any, ...]:
-        found = next((a for a in open_appeals(app.store(), app.review(), config=app.queues(),
-                                              principal=viewer(name, request))
-                      if a["case_id"] == case_id), None) if case_id is not None else None
+        found = open_appeal(case_id, name, request)
         if found is None:  # nothing picked (or just resolved): keep the result line as it is
             return (*side_by_side(None), gr.update(), gr.update())
         return (*side_by_side(found), gr.update(value=taxonomy.benign_label), "")
@@ -81,6 +87,9 @@ def build_appeals_tab(app: "AppContext", tab: gr.Tab, who: Optional[gr.Textbox] 
         """The appeal's text, reason and rationale unmasked for this lead (`reveal`; audited)."""
         if case_id is None:
             return (*side_by_side(None), gr.update(), "**Pick an appeal first.**")
+        if open_appeal(case_id, name, request) is None:  # a reveal is audited and counts toward exposure
+            return (gr.update(),) * 4 + (f"**Not revealed:** case {md_escape(case_id)} is not an open appeal "
+                                         "(resolved since, or never one): Refresh appeals.",)
         try:
             reveal_text(app.store(), int(case_id), actor(app, name, request))
         except (ValueError, PermissionDenied) as exc:

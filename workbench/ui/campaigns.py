@@ -11,6 +11,8 @@ mean rule; the tab has no reveal.
 """
 from __future__ import annotations
 
+import os
+import uuid
 from collections import Counter
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -33,6 +35,27 @@ SERVICE_ERRORS = (ValueError, PermissionDenied)
 MEMBERS_PAGE = 50
 LIST_HEADERS = ["id", "size", "last seen", "top terms", "first seen", "decided", "exemplar"]
 MEMBER_HEADERS = ["item", "seen", "why linked", "decided", "text"]
+MAX_ID = 2**31 - 1  # the largest id a campaigns row holds (PostgreSQL INTEGER): a bigger one names none
+
+
+def campaign_number(value: Any, what: str = "campaign id") -> int:
+    """The Campaign id (or Members page) box as a whole number from 1: a client may send 1e30,
+    inf or NaN, which would fail in `int()` or in the store's query instead of being refused."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"the {what} must be a whole number, not {value!r}") from None
+    if not (number.is_integer() and 1 <= number <= MAX_ID):
+        raise ValueError(f"the {what} must be a whole number from 1 to {MAX_ID}, not {value!r}")
+    return int(number)
+
+
+def seen_snapshot(cid: int, case_id: Optional[int], members: list[dict[str, Any]]) -> dict[str, Any]:
+    """What a lead read before applying (campaign, its case, each member and its decided label):
+    applying is refused when this changed, so a decision never covers members the preview did
+    not count, nor a campaign other than the one shown."""
+    return {"campaign": cid, "case": case_id,
+            "members": sorted([m["item_id"], m.get("decided_label") or ""] for m in members)}
 
 
 def _terms(top_terms: Any, n: Optional[int] = 6) -> list[str]:
@@ -131,27 +154,65 @@ def build_campaigns_tab(app: "AppContext", tab: gr.Tab, who: gr.Textbox) -> None
     def show_campaign(campaign_id: Optional[float], page: Optional[float], who: str = "",
                       request: Optional[gr.Request] = None) -> tuple[Any, ...]:
         if campaign_id is None:
-            return "Pick a campaign id.", None, [], "", 1
-        cid = int(campaign_id)
+            return "Pick a campaign id.", None, [], "", 1, {}
         try:
+            cid = campaign_number(campaign_id)
             d = shown(campaign_detail(store, cid, members_limit=0, taxonomy=taxonomy))
-            png = campaign_timeline(store, cid, png_path=store.path("plots", f"campaign-{cid}-timeline.png"))["png"]
+            png = timeline_png(cid)
         except Exception as exc:  # noqa: BLE001 - unknown id, no campaigns built yet
-            return f"Warning: {exc}", None, [], "", 1
+            return f"Warning: {exc}", None, [], "", 1, {}
+        case_id = campaign_case(store, cid)
         members = sorted(d.get("members", []), key=lambda m: (str(m.get("seen") or ""), m["item_id"]))  # as they came
-        page, start, end = page_span(int(page or 1), MEMBERS_PAGE, len(members))
+        page, start, end = page_span(page_number(page), MEMBERS_PAGE, len(members))
         rows = [[m["item_id"], local_time(m["seen"]), linked_short(m["linked_by"], m["similarity"]),
                  m["decided_label"] or "—", short(m["text"], 140)] for m in members[start:end]]
         count = (f"Members {start + 1}–{end}: {of_total(end - start, len(members), 'members')} "
                  f"(page {page} of {max(1, -(-len(members) // MEMBERS_PAGE))}; times in {zone_name()})"
                  if members else "No members.")
         body = (summary_md(d) + "\n\n" + why_linked_md(members, int(d.get("size") or 0), d.get("link_reasons") or {})
-                + preview_md(cid, who, request))
-        return body, png, rows, count, page
+                + preview_md(cid, case_id, who, request))
+        return body, png, rows, count, page, seen_snapshot(cid, case_id, members)
+
+    def timeline_png(cid: int) -> str:
+        """The campaign's timeline PNG, drawn aside and swapped in whole: Gradio reads the returned
+        file after the callback, and a second lead showing the campaign rewrote it in place."""
+        final = store.path("plots", f"campaign-{cid}-timeline.png")
+        tmp = final.with_name(f".campaign-{cid}-{uuid.uuid4().hex}.png")
+        os.replace(campaign_timeline(store, cid, png_path=tmp)["png"], final)
+        return str(final)
+
+    def page_number(page: Any) -> int:
+        """The Members page box; anything but a whole number from 1 is page 1."""
+        try:
+            return campaign_number(page or 1, "members page")
+        except ValueError:
+            return 1
 
     def page_of(campaign_id: Optional[float], page: Optional[float], by: int, who: str = "",
                 request: Optional[gr.Request] = None) -> tuple[Any, ...]:
-        return show_campaign(campaign_id, max(1, int(page or 1) + by), who, request)
+        return show_campaign(campaign_id, max(1, page_number(page) + by), who, request)
+
+    def changed_since(cid: int, case_id: int, seen: dict[str, Any]) -> Optional[str]:
+        """Why applying now would not do what the preview the lead read said (None when it would):
+        another campaign than the one shown, or members joined, left or decided since. With nothing
+        shown yet there is no preview to contradict: the Saved line says what was done."""
+        if not seen:
+            return None
+        if seen.get("campaign") != cid:
+            return (f"campaign {cid} is not the campaign shown: press Show and read what applying would do "
+                    "before applying.")
+        try:
+            now = seen_snapshot(cid, case_id, campaign_detail(store, cid, members_limit=0,
+                                                              taxonomy=taxonomy).get("members") or [])
+        except SERVICE_ERRORS as exc:
+            return str(exc)
+        if now == seen:
+            return None
+        def counts(snap: dict[str, Any]) -> str:
+            return f"{len(snap['members'])} members, {sum(1 for _, lab in snap['members'] if lab)} decided"
+        return (f"campaign {cid} changed since it was shown ({counts(seen)} then; {counts(now)} now"
+                + ("; another campaign case" if seen.get("case") != case_id else "")
+                + "): it is shown again with what applying would do now; apply again if that still holds.")
 
     def no_case_md(cid: int) -> str:
         """Why there is nothing to apply, and what would change that."""
@@ -170,9 +231,8 @@ def build_campaigns_tab(app: "AppContext", tab: gr.Tab, who: gr.Textbox) -> None
         return (f"Campaign {cid} has no campaign case yet (run `workbench cases build`; it needs two scored "
                 "members).")
 
-    def preview_md(cid: int, who: str = "", request: Optional[gr.Request] = None) -> str:
+    def preview_md(cid: int, case_id: Optional[int], who: str = "", request: Optional[gr.Request] = None) -> str:
         """What applying a decision would do for whoever applies it, said before the button is pressed."""
-        case_id = campaign_case(store, cid)
         if case_id is None:
             return "\n\n" + no_case_md(cid)
         try:
@@ -207,16 +267,26 @@ def build_campaigns_tab(app: "AppContext", tab: gr.Tab, who: gr.Textbox) -> None
         return gr.update(choices=pol.actions, value=pol.default_action)
 
     def act_on_campaign(campaign_id: Optional[float], who: str, label: str, action: str, rationale: str,
-                        keep_decided: bool, request: gr.Request) -> str:
+                        keep_decided: bool, request: gr.Request, seen: Optional[dict[str, Any]] = None) -> str:
+        """Decide the campaign's case in bulk. `seen` is what the page showed (the tab's state; None for
+        a trusted in-process caller): refused when the page shows another campaign, or this one
+        changed since it was shown."""
         if campaign_id is None:
             return "Pick a campaign id."
-        case_id = campaign_case(store, int(campaign_id))
+        try:
+            campaign_id = campaign_number(campaign_id)
+        except ValueError as exc:
+            return f"Warning: Not saved: {exc}"
+        case_id = campaign_case(store, campaign_id)
         if case_id is None:
-            return f"Warning: {no_case_md(int(campaign_id))}"
+            return f"Warning: {no_case_md(campaign_id)}"
+        if seen is not None and (why := changed_since(campaign_id, case_id, seen)) is not None:
+            return f"Warning: Not saved: {why}"
         try:
             # Unticked: the case's own default (a campaign decided before leaves its decided members out).
             out = decide(store, taxonomy, case_id, actor(app, who, request), label, action=action or None,
-                         rationale=rationale or None, config=app.queues(), existing="skip" if keep_decided else None)
+                         rationale=rationale or None, config=app.queues(), existing="skip" if keep_decided else None,
+                         members=[m for m, _ in seen["members"]] if seen else None)
         except SERVICE_ERRORS as exc:
             return f"Warning: Not saved: {exc}"
         bulk = out.get("bulk") or {}
@@ -232,7 +302,7 @@ def build_campaigns_tab(app: "AppContext", tab: gr.Tab, who: gr.Textbox) -> None
         """After a decision: the campaign (its decided count, members, what is left to apply) and
         the list again; left as they were, they said nothing was decided yet."""
         if campaign_id is None:
-            return (*(gr.update(),) * 5, gr.update())
+            return (gr.update(),) * 7
         return (*show_campaign(campaign_id, p, who, request), campaign_table())
 
     refresh = gr.Button("Refresh campaigns", size="sm")
@@ -258,13 +328,14 @@ def build_campaigns_tab(app: "AppContext", tab: gr.Tab, who: gr.Textbox) -> None
         bulk_keep = gr.Checkbox(label="Leave out members already decided", value=False)
     bulk_btn = gr.Button("Apply to the whole campaign", variant="stop")
     bulk_out = gr.Markdown()
+    seen = gr.State({})  # what the page last showed (`seen_snapshot`), kept on the server: applying checks it
 
     def pick(rows: Any, name: str, evt: gr.SelectData, request: gr.Request) -> tuple[Any, ...]:
         try:
             cid = evt.row_value[0] if evt.row_value is not None else rows.iloc[evt.index[0]].tolist()[0]
             cid = int(cid)
         except (AttributeError, IndexError, TypeError, ValueError):
-            return (gr.update(),) * 6
+            return (gr.update(),) * 7
         return (cid, *show_campaign(cid, 1, name, request))
 
     def first(cid: Optional[float], name: str, request: gr.Request) -> tuple[Any, ...]:
@@ -278,13 +349,13 @@ def build_campaigns_tab(app: "AppContext", tab: gr.Tab, who: gr.Textbox) -> None
             request: Optional[gr.Request] = None) -> tuple[Any, ...]:
         return page_of(cid, p, +1, name, request)
 
-    detail_outs = [camp_md, timeline, members, members_count, page]
+    detail_outs = [camp_md, timeline, members, members_count, page, seen]
     refresh.click(campaign_table, None, table)
     show_btn.click(first, [camp_id, who], detail_outs)
     table.select(pick, [table, who], [camp_id, *detail_outs])
     prev_btn.click(prev, [camp_id, page, who], detail_outs)
     next_btn.click(nxt, [camp_id, page, who], detail_outs)
     bulk_label.input(on_label, [bulk_label], [bulk_action])
-    bulk_btn.click(act_on_campaign, [camp_id, who, bulk_label, bulk_action, bulk_rationale, bulk_keep],
+    bulk_btn.click(act_on_campaign, [camp_id, who, bulk_label, bulk_action, bulk_rationale, bulk_keep, seen],
                    bulk_out).then(shown_again, [camp_id, page, who], [*detail_outs, table])
     tab.select(campaign_table, None, table)

@@ -6,6 +6,8 @@ the three as bar charts.
 """
 from __future__ import annotations
 
+import os
+import uuid
 from typing import TYPE_CHECKING, Any
 
 import gradio as gr
@@ -97,7 +99,12 @@ def build_operations_tab(app: "AppContext", tab: gr.Tab) -> None:
     def kpis() -> tuple[Any, ...]:
         store = app.store()
         k = ops_kpis(store, config=app.queues())
-        png = ops_chart(k, store.path("plots", "operations.png"))
+        # Drawn aside, then swapped in whole: Gradio reads the returned file after this returns, and
+        # another viewer's refresh rewriting it in place served a truncated PNG (1 read in 10).
+        final = store.path("plots", "operations.png")
+        tmp = final.with_name(f".operations-{uuid.uuid4().hex}.png")
+        os.replace(ops_chart(k, tmp), final)
+        png = str(final)
         when = f"As of {local_time(k['as_of'], zone=True)}."
         analysts = [[name, n] for name, n in k["resolved_per_analyst"].items()]
         return when, summary_rows(k), queue_rows(k), sla_rows(k), analysts, png
