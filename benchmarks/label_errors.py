@@ -5,7 +5,8 @@ The decided items are a shared dataset's labelled items (all 5,574 SMS messages;
 For each seed (`--seeds`, default 13,17,23) 5% of the decided labels are flipped to another label
 at random; the product's pipeline (`labeling.label_errors`: out-of-fold probabilities of a
 logistic regression on the cached MiniLM embeddings beside word n-gram TF-IDF, folds grouped
-by text, then cleanlab's confident learning; flagged or low-quality items queued, ranked by self-confidence label
+by template-normalised text as the scan groups them (`training_data.text_group`: the
+benchmark has no campaigns), then cleanlab's confident learning; flagged or low-quality items queued, ranked by self-confidence label
 quality) fills a re-review queue of 500. Reported: precision and recall of the flipped items in
 the top 500, beside cleanlab's own default ranking (self-confidence label quality) as the
 reference, of the same probabilities (`cleanlab_default`) and of a plain MiniLM-only logistic
@@ -46,13 +47,13 @@ def main() -> None:
     args = ap.parse_args()
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     sys.path.insert(0, str(ROOT))
-    from core.text import text_hash
+    from labeling.training_data import text_group
     from labeling.label_errors import default_ranking, label_features, out_of_fold_probs, rank_label_errors
     from labeling.queue_config import load_queue_config
 
     qcfg = load_queue_config(ROOT / "configs").label_errors
     report: dict = {"benchmark": "label_errors", "seeds": seeds, "flip_share": FLIP, "top": TOP,
-                    "pipeline": f"OOF LR on MiniLM + word 1-2-gram TF-IDF ({qcfg.folds} folds grouped by text) + cleanlab find_label_issues "
+                    "pipeline": f"OOF LR on MiniLM + word 1-2-gram TF-IDF ({qcfg.folds} folds grouped by template text) + cleanlab find_label_issues "
                                 f"(prune_by_noise_rate); queued if flagged or self-confidence "
                                 f"quality < {qcfg.min_label_quality}",
                     "reference": "cleanlab get_label_quality_scores default (self_confidence), lowest first, of the same "
@@ -64,7 +65,7 @@ def main() -> None:
         labels = sorted(set(d.labels))
         col = {lab: j for j, lab in enumerate(labels)}
         y_all = np.array([col[lab] for lab in d.labels])
-        hashes_all = [text_hash(t) for t in d.texts]
+        hashes_all = [text_group(t) for t in d.texts]  # the scan's fold groups outside campaigns (template)
         res: dict = {"ours": {"precision": [], "recall": [], "queued": []}, "cleanlab_default": {"precision": [], "recall": []},
                      "cleanlab_default_minilm": {"precision": [], "recall": []}}
         for seed in seeds:
