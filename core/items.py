@@ -25,7 +25,9 @@ def store_status(store: Any) -> dict[str, Any]:
         rows = conn.execute(select(col, func.count()).group_by(col).order_by(func.count().desc()))
         return {str(k) if k is not None else "(none)": n for k, n in rows}
 
-    with store.read() as conn:
+    # One snapshot (PostgreSQL's READ COMMITTED would give each count its own moment, so the
+    # totals and their breakdowns could disagree while an ingest runs; SQLite's read is one already).
+    with store.read(snapshot=True) as conn:
         by_prediction = conn.execute(
             select(Prediction.label, func.count()).where(Prediction.id.in_(record_ids(conn)))
             .group_by(Prediction.label)).all()
@@ -51,7 +53,9 @@ def iter_items(store: Any, source: Optional[str] = None, label: Optional[str] = 
                offset: int = 0) -> Iterator[dict[str, Any]]:
     """Items matching the filters, in id order, each with prediction, campaign and case attached.
 
-    Pages through the table so `limit=None` streams every item without loading them all.
+    Pages through the table so `limit=None` streams every item without loading them all. Each
+    page after the first starts after the last id seen (not at an offset): items ingested while
+    the listing runs never make a page repeat or skip an item.
     """
     query = select(Item.__table__).order_by(Item.id)
     if source:
@@ -69,15 +73,16 @@ def iter_items(store: Any, source: Optional[str] = None, label: Optional[str] = 
         query = query.where(Item.id.in_(select(CampaignMember.item_id).where(
             CampaignMember.campaign_id == campaign)))
     remaining = limit
-    pos = offset
+    last: Optional[str] = None
     while remaining is None or remaining > 0:
         size = PAGE if remaining is None else min(PAGE, remaining)
-        with store.read() as conn:
-            page = conn.execute(query.offset(pos).limit(size)).mappings().all()
+        page_query = query.offset(offset) if last is None else query.where(Item.id > last)
+        with store.read(snapshot=True) as conn:  # a row's prediction, case and decision of one moment
+            page = conn.execute(page_query.limit(size)).mappings().all()
             if not page:
                 return
             yield from _attach(conn, page)
-        pos += len(page)
+        last = page[-1]["id"]
         if remaining is not None:
             remaining -= len(page)
         if len(page) < size:
@@ -117,7 +122,7 @@ def _attach(conn: Any, page: list[Any]) -> Iterator[dict[str, Any]]:
 def get_item(store: Any, item_id: str) -> Optional[dict[str, Any]]:
     """One item with its prediction of record, campaign, case and current decision (the same
     view as `workbench items --json`), or None when there is no such item."""
-    with store.read() as conn:
+    with store.read(snapshot=True) as conn:
         rows = conn.execute(select(Item.__table__).where(Item.id == item_id)).mappings().all()
         return next(_attach(conn, rows), None)
 

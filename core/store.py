@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from pathlib import Path
 from typing import Any, Iterator
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import Session
 
 from . import audit, textsearch
@@ -52,12 +55,20 @@ class Store:
         self.data_dir = Path(data_dir) if data_dir else Path(DEFAULT_DATA_DIR)
         self.audit_key = audit.AuditKey(audit_key, None if audit_key is not None else
                                         Path(audit_key_file) if audit_key_file else self.data_dir / audit.KEY_FILE)
-        self.url = normalise_url(url) if url else f"sqlite:///{self.data_dir / DB_FILE}"
+        # The default file's URL is built, not formatted: a data dir holding `?`, `#` or `%xx` would
+        # otherwise be read as a query string or an escape and the database land somewhere else.
+        self.url = normalise_url(url) if url else URL.create(
+            "sqlite", database=str(self.data_dir / DB_FILE)).render_as_string(hide_password=False)
         self.is_sqlite = self.url.startswith("sqlite")
         if self.is_sqlite:
             self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.engine = self._make_engine(write=True, echo=echo)
-        self.read_engine = self._make_engine(write=False, echo=echo) if self.is_sqlite else self.engine
+        try:
+            self.engine = self._make_engine(write=True, echo=echo)
+            self.read_engine = self._make_engine(write=False, echo=echo) if self.is_sqlite else self.engine
+        except (ArgumentError, ValueError, ImportError) as exc:  # unparseable, bad port, unknown driver
+            raise StoreError(f"cannot use the database URL {_mask_password(self.url)}: {_first_line(exc)} "
+                             "(use postgresql://USER:PASSWORD@HOST:PORT/NAME, or no --db for SQLite "
+                             "in the data dir)") from None
         # SQLite's read transaction is one snapshot; PostgreSQL's READ COMMITTED is one per statement.
         self._snapshot_engine = self.read_engine if self.is_sqlite else \
             self.engine.execution_options(isolation_level="REPEATABLE READ")
@@ -191,7 +202,10 @@ class Store:
 
     def migrate(self) -> str:
         """Bring the schema to the newest migration (creating it on an empty database), and seal a
-        chain written before the audit key existed, in one transaction."""
+        chain written before the audit key existed, in one transaction. Refuses, in one line and
+        with nothing changed, a schema written by a newer workbench (downgrading the code must
+        not touch its data) and a database that holds other tables but no workbench schema (a
+        wrong `--db` must not get the workbench's tables added beside its own)."""
         from alembic import command
 
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -201,10 +215,38 @@ class Store:
                 # Processes starting at once upgrade one after the other (the next one finds the
                 # schema at head); SQLite's BEGIN IMMEDIATE already serialises them.
                 conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATE_LOCK})
+            current = self._check_upgradable(conn)
             cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+            try:
+                command.upgrade(cfg, "head")
+            except DBAPIError as exc:  # e.g. a role without DDL rights: one line, not a traceback
+                raise StoreError(f"cannot upgrade the database schema at {self.display_url} from "
+                                 f"{current or 'empty'} to {self.head_revision()}: {_first_line(exc)} "
+                                 "(nothing was changed)") from None
             audit.seal(conn)  # key a chain with no keyed event yet (a no-op otherwise)
         return self.schema_revision() or ""
+
+    def _check_upgradable(self, conn: Connection) -> str | None:
+        """The schema revision `conn` is at, or StoreError when no migration here may start from it."""
+        from alembic.script import ScriptDirectory
+
+        tables = set(inspect(conn).get_table_names())
+        current = conn.execute(text("SELECT version_num FROM alembic_version")).scalar() \
+            if "alembic_version" in tables else None
+        if current is None:
+            others = sorted(tables - {"alembic_version"})
+            if others:
+                raise StoreError(f"the database at {self.display_url} has {len(others)} tables "
+                                 f"({', '.join(others[:5])}{', ...' if len(others) > 5 else ''}) but no "
+                                 "workbench schema version: not a workbench database; point --db at an "
+                                 "empty database or a workbench one")
+            return None
+        script = ScriptDirectory.from_config(self._alembic_config())
+        if current not in {rev.revision for rev in script.walk_revisions()}:
+            raise StoreError(f"the database at {self.display_url} is at schema revision {current!r}, "
+                             f"newer than this workbench knows (its newest is {script.get_current_head()}): "
+                             "it was upgraded by a newer workbench; run that version, nothing was changed")
+        return current
 
     def schema_revision(self) -> str | None:
         with self.read() as conn:
@@ -222,7 +264,7 @@ class Store:
         try:
             current = self.schema_revision()
         except Exception as exc:  # connection refused, bad URL, unreadable file
-            raise StoreError(f"cannot open the database at {self.display_url}: {exc}") from None
+            raise StoreError(f"cannot open the database at {self.display_url}: {_first_line(exc)}") from None
         if current is None:
             self.migrate()
             return
@@ -232,7 +274,22 @@ class Store:
 
     @property
     def display_url(self) -> str:
+        """The URL for messages: never the password; a SQLite file as its plain path."""
+        if self.is_sqlite:
+            return f"sqlite:///{self.engine.url.database}"
         return self.engine.url.render_as_string(hide_password=True)
+
+
+def _mask_password(url: str) -> str:
+    """`url` with any password replaced by ***, for a URL SQLAlchemy could not even parse."""
+    return re.sub(r"(//[^/@:]*):[^/]*@", r"\1:***@", url)
+
+
+def _first_line(exc: BaseException) -> str:
+    """A driver error's own first line (without SQLAlchemy's statement and background link)."""
+    inner = getattr(exc, "orig", None) or exc
+    lines = [ln.strip() for ln in str(inner).splitlines() if ln.strip()]
+    return lines[0] if lines else type(exc).__name__
 
 
 def insert_ignore(dialect: str, table: Any, key: list[str]) -> Any:
