@@ -10,7 +10,8 @@ import click
 
 from core.hooks import hookimpl
 
-from .common import ID, AppContext, PngPath, emit, json_option, pass_app, principal_option, user_errors
+from .common import (ID, AppContext, PngPath, emit, json_option, masked_hits, one_line, pass_app,
+                     principal_option, user_errors)
 
 
 def _service_call(fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -20,7 +21,7 @@ def _service_call(fn: Any, *args: Any, **kwargs: Any) -> Any:
 
 
 def _short(text: Optional[str], n: int = 70) -> str:
-    return (text or "").replace("\n", " ")[:n]
+    return one_line(text, n)
 
 
 @hookimpl
@@ -81,8 +82,11 @@ def register_commands(cli: click.Group) -> None:
         """
         from clustering.explore import list_campaigns
 
+        from labeling.masking import mask_campaign
+
         rows = _service_call(list_campaigns, app.store(), limit=limit, min_size=min_size, status=status,
                              sort=sort, taxonomy=app.taxonomy())
+        rows = [mask_campaign(app.review(), r) for r in rows]  # as the Campaigns tab shows them (no reveal)
 
         def human(rs: list[dict[str, Any]]) -> None:
             if not rs:
@@ -109,8 +113,10 @@ def register_commands(cli: click.Group) -> None:
         """
         from clustering.explore import campaign_detail
 
-        d = _service_call(campaign_detail, app.store(), campaign_id, members_limit=members,
-                          taxonomy=app.taxonomy())
+        from labeling.masking import mask_campaign
+
+        d = mask_campaign(app.review(), _service_call(campaign_detail, app.store(), campaign_id,
+                                                      members_limit=members, taxonomy=app.taxonomy()))
 
         def human(c: dict[str, Any]) -> None:
             click.echo(f"campaign {c['id']} ({c['status']}): {c['size']} items, first seen {c['first_seen']}, "
@@ -180,7 +186,7 @@ def register_commands(cli: click.Group) -> None:
         """
         from clustering.search import search_text
 
-        hits = _service_call(search_text, app.store(), text, k=k, settings=app.campaigns())
+        hits = masked_hits(app, _service_call(search_text, app.store(), text, k=k, settings=app.campaigns()))
         emit(hits, as_json, _print_hits)
 
     @cli.command("similar")
@@ -197,5 +203,5 @@ def register_commands(cli: click.Group) -> None:
         """
         from clustering.search import similar_items
 
-        hits = _service_call(similar_items, app.store(), item_id, k=k, settings=app.campaigns())
+        hits = masked_hits(app, _service_call(similar_items, app.store(), item_id, k=k, settings=app.campaigns()))
         emit(hits, as_json, _print_hits)

@@ -23,6 +23,16 @@ def emit(data: Any, as_json: bool, human: Callable[[Any], None]) -> None:
         human(data)
 
 
+def one_line(text: Optional[str], n: int = 70) -> str:
+    """An item's text on one terminal line, at most `n` characters: whitespace runs become one
+    space and any other control character its escape (`\\x1b`), so a hostile text's escape
+    sequence (an OSC 52 clipboard write, a line erase) is shown, never run by the terminal."""
+    flat = " ".join((text or "").split())
+    if flat.isprintable():  # the common case, in C
+        return flat[:n]
+    return "".join(ch if ch.isprintable() or ch == " " else ascii(ch)[1:-1] for ch in flat)[:n]
+
+
 class PngPath(click.Path):
     """Where a command writes a PNG: a file path whose folder exists (a usage error, one line,
     before any work; matplotlib would otherwise fail after it, with a traceback)."""
@@ -89,6 +99,55 @@ def acting(app: AppContext, as_name: Optional[str] = None) -> Any:
     """The principal for a command without `--as` (one-line errors)."""
     with user_errors():
         return app.principal(as_name)
+
+
+def masked_case_rows(app: AppContext, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Case list rows (`labeling.cases.list_cases`) as the review screen shows them unrevealed: the
+    item text and what people wrote (the escalation's reason) masked where the case is
+    (`packets.case_masked`, the one rule); a list has no reveal, `cases show --reveal` has."""
+    from sqlalchemy import select
+
+    from core.schema import Case, Item
+    from labeling.masking import mask_case_reasons, mask_text
+    from labeling.packets import case_masked
+
+    ids, out = [r["id"] for r in rows], []
+    with app.store().read() as conn:
+        cases, items = {}, {}
+        for at in range(0, len(ids), 900):  # under SQLite's bound-parameter limit
+            chunk = conn.execute(select(Case.__table__).where(Case.id.in_(ids[at:at + 900]))).mappings().all()
+            cases.update((c["id"], c) for c in chunk)
+            item_ids = [c["item_id"] for c in chunk if c["item_id"]]
+            items.update((i["id"], i) for i in conn.execute(
+                select(Item.__table__).where(Item.id.in_(item_ids))).mappings()) if item_ids else None
+        for r in rows:
+            case = cases.get(r["id"])
+            if case is None or not case_masked(conn, case, items.get(case["item_id"]), app.review()):
+                out.append(r)
+                continue
+            row = mask_case_reasons(r)
+            if isinstance(row.get("text"), str):
+                row["text"] = mask_text(row["text"])
+            out.append(row)
+    return out
+
+
+def masked_hits(app: AppContext, hits: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Nearest-neighbour hits (`clustering.search`) with each text masked by its own rule
+    (`masking.shown_text`: scores of record, source and decided label), as `find` masks them:
+    a search never reveals."""
+    from core.predictions import predictions_of_record
+    from labeling.masking import shown_text
+
+    with app.store().read() as conn:
+        preds = predictions_of_record(conn, [h["item_id"] for h in hits])
+    out = []
+    for h in hits:
+        text = h.get("text")
+        shown = text if not isinstance(text, str) else shown_text(
+            app.review(), text, (preds.get(h["item_id"]) or {}).get("scores"), h.get("label"), h.get("decided_label"))
+        out.append(dict(h, text=shown, masked=shown != text))
+    return out
 
 
 @contextlib.contextmanager

@@ -17,12 +17,15 @@ def register_commands(cli: click.Group) -> None:
         """Measure the model against human decisions: overrides, precision/recall, calibration, drift."""
 
     @eval_group.command("report")
-    @click.argument("out_dir", type=click.Path(file_okay=False), default="workbench-data/reports/latest")
+    @click.argument("out_dir", type=click.Path(file_okay=False), required=False)
     @click.option("--model", "model_version", help="Only decisions made on this model version (default: all).")
     @json_option
     @pass_app
-    def eval_report(app: AppContext, out_dir: str, model_version: Optional[str], as_json: bool) -> None:
+    def eval_report(app: AppContext, out_dir: Optional[str], model_version: Optional[str], as_json: bool) -> None:
         """Write report.html (one self-contained file, plots embedded) and report.md with PNGs.
+
+        OUT_DIR defaults to reports/latest in the data directory (of this store, wherever the
+        command runs).
 
         QA-audit precision / recall / F1 per policy with intervals and the audits still needed,
         override rates over time (per model version, policy, queue) with a test of change, the
@@ -40,6 +43,7 @@ def register_commands(cli: click.Group) -> None:
         with user_errors():
             config = load_evaluation_config(app.config_dir)
             drift_config = load_drift_config(app.config_dir)
+            out_dir = out_dir or str(app.store().path("reports", "latest", "report.html").parent)
             result = write_report(app.store(), app.taxonomy(), out_dir, model_version, actor=acting(app),
                                   config=config, drift_config=drift_config)
 

@@ -12,7 +12,7 @@ import click
 
 from core.hooks import hookimpl
 
-from .common import ID, PngPath
+from .common import ID, PngPath, masked_case_rows
 from .common import acting as _acting
 from .common import as_option as _as
 from .common import emit as _emit
@@ -101,8 +101,9 @@ def register_commands(cli: click.Group) -> None:
         from labeling.cases import list_cases
 
         _check_state(state)
-        rows = list_cases(app.store(), queue=queue, state=state, policy=policy, surface=surface,
-                          audit_only=audit_only, limit=limit or None)
+        _check_filters(app, queue, policy)
+        rows = masked_case_rows(app, list_cases(app.store(), queue=queue, state=state, policy=policy, surface=surface,
+                                                audit_only=audit_only, limit=limit or None))
         _emit(rows, as_json, lambda rs: [click.echo(
             f"{r['id']:>7} {r['queue']:<16} {r['state']:<9} {r['severity'] or '-':<3} "
             f"{'A' if r['is_audit'] else ' '} {r['priority_reason']}") for r in rs])
@@ -218,6 +219,7 @@ def register_commands(cli: click.Group) -> None:
         """
         from evaluation.ops import ops_kpis, plot_kpis
 
+        _check_filters(app, queue, policy)
         with _user_errors():
             k = ops_kpis(app.store(), queue=queue, policy=policy, surface=surface, config=app.queues())
         if plot_path:
@@ -435,7 +437,8 @@ def register_commands(cli: click.Group) -> None:
 
         _check_state(state)
         with _user_errors():
-            rows = list_cases(app.store(), queue=app.queues().appeals_queue, state=state, limit=limit or None)
+            rows = masked_case_rows(app, list_cases(app.store(), queue=app.queues().appeals_queue, state=state,
+                                                    limit=limit or None))
         _emit(rows, as_json, lambda rs: [click.echo(
             f"{r['id']:>7} {r['state']:<8} item {r['item_id']}  due {r['due_at']}") for r in rs])
 
@@ -446,6 +449,17 @@ def _check_state(state: Optional[str]) -> None:
 
     if state is not None and state not in CASE_STATES:
         raise click.BadParameter(f"{state!r} is not a case state ({', '.join(CASE_STATES)})", param_hint="'--state'")
+
+
+def _check_filters(app: Any, queue: Optional[str], policy: Optional[str]) -> None:
+    """A misspelt --queue or --policy would list nothing (or zero KPIs), as if it were empty: name
+    the known ones instead, as `next` does for a queue."""
+    with _user_errors():
+        queues, labels = list(app.queues().queues), list(app.taxonomy().labels)
+    if queue is not None and queue not in queues:
+        raise click.BadParameter(f"unknown queue {queue!r} (known: {', '.join(queues)})", param_hint="'--queue'")
+    if policy is not None and policy not in labels:
+        raise click.BadParameter(f"unknown policy {policy!r} (known: {', '.join(labels)})", param_hint="'--policy'")
 
 
 def _bulk_note(bulk: dict[str, Any]) -> str:

@@ -12,21 +12,23 @@ import click
 
 from core.hooks import hookimpl
 
-from .common import AppContext, acting, emit, json_option, pass_app, principal_option, user_errors
+from .common import AppContext, acting, emit, json_option, one_line, pass_app, principal_option, user_errors
 
 TARGETS = click.Choice(["item", "campaign"])
 
 
 def _one_line(text: str, n: int = 70) -> str:
-    return " ".join((text or "").split())[:n]
+    return one_line(text, n)
 
 
 @hookimpl
 def register_commands(cli: click.Group) -> None:
     @cli.command("find")
     @click.argument("query")
-    @click.option("--limit", default=20, show_default=True, help="Results per page (at most 500).")
-    @click.option("--offset", default=0, show_default=True, help="Skip this many results (the next page).")
+    @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 500),
+                  help="Results per page (1 to 500).")
+    @click.option("--offset", default=0, show_default=True, type=click.IntRange(min=0),
+                  help="Skip this many results (the next page).")
     @json_option
     @pass_app
     def find_cmd(app: AppContext, query: str, limit: int, offset: int, as_json: bool) -> None:

@@ -77,7 +77,8 @@ def register_commands(cli: click.Group) -> None:
 
     @cli.command()
     @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
-    @click.option("--port", default=7860, show_default=True, help="Port of the web UI.")
+    @click.option("--port", default=7860, show_default=True, type=click.IntRange(1, 65535),
+                  help="Port of the web UI (1-65535).")
     @click.option("--as", "analyst", metavar="NAME",
                   help="Default analyst name in the UI on a store without accounts (default: the OS user); "
                        "with accounts everyone signs in on the page.")
