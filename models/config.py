@@ -156,6 +156,10 @@ class ModelsConfig(_Strict):
                 from .base import ModelError
                 from .ensemble import member_spec
 
+                problem = unmet(params["members"], kind_class(kind)._parameter_constraints.get("members", [object]))
+                if problem:
+                    problems.append(f"{kind}.members: {problem}")
+                    continue
                 for i, member in enumerate(params["members"]):
                     try:
                         member_spec(member, i)

@@ -31,7 +31,7 @@ import numpy as np
 # Importing the kind modules of the default members registers them (models.kinds registers all).
 from . import linear, transformer  # noqa: F401
 from .base import ModelError, PolicyClassifier, load_registered, new_registered, register_kind, registered_class
-from .calibration import tune_decision_weights
+from .calibration import platt_targets, tune_decision_weights
 from .params import PATH, SEED, Check, Interval, Options
 from .training import grouped_folds, grouped_holdout
 
@@ -202,7 +202,7 @@ class EnsembleClassifier(PolicyClassifier):
         under `folds`) and the (m, n, k) out-of-fold log-probabilities of every item."""
         logp = np.zeros((len(self.members), len(yi), len(self.labels)))
         sets, infos = [], []
-        for f, (fit_idx, held_idx) in enumerate(grouped_folds(texts, yi, self.blend_folds, self.seed)):
+        for f, (fit_idx, held_idx) in enumerate(self._blend_fold_pairs(texts, yi)):
             models, fold_infos = self._fit_members(self._new_members(f"-fold{f}"), texts, yi, fit_idx, embeddings,
                                                    targets, show_progress)
             held_emb = None if embeddings is None else np.asarray(embeddings)[held_idx]
@@ -210,6 +210,22 @@ class EnsembleClassifier(PolicyClassifier):
             sets.append(models)
             infos.append(fold_infos)
         return sets, [{**info, "folds": [fi[j] for fi in infos]} for j, info in enumerate(infos[0])], logp
+
+    def _blend_fold_pairs(self, texts: list[str], yi: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        """`grouped_folds` for the cross-fit, or one ModelError line naming `blend_folds` when the
+        data cannot give that many folds (fewer distinct texts) or a fold would train the members
+        on one label (scikit-learn's bare ValueError, or a member's "needs two labels", otherwise)."""
+        try:
+            pairs = grouped_folds(texts, yi, self.blend_folds, self.seed)
+        except ValueError as exc:
+            raise ModelError(f"{self.kind}: blend_folds={self.blend_folds} cannot split {len(yi)} training texts "
+                             f"({exc}); lower blend_folds or set it to 0") from None
+        for f, (fit_idx, _) in enumerate(pairs):
+            if len(np.unique(yi[fit_idx])) < 2:
+                raise ModelError(f"{self.kind}: blend_folds={self.blend_folds}: fold {f} leaves the members one label "
+                                 f"to train on ({self.labels[int(yi[fit_idx][0])] if len(fit_idx) else 'none'}); "
+                                 "lower blend_folds or set it to 0")
+        return pairs
 
     def _fit_members(self, models: list[PolicyClassifier], texts: list[str], yi: np.ndarray, idx: np.ndarray,
                      embeddings: np.ndarray | None, targets: np.ndarray | None,
@@ -289,7 +305,11 @@ def member_spec(spec: Any, i: int) -> dict[str, Any]:
         raise ModelError(f"ensemble member {i} has unknown key(s) {sorted(unknown)} (known: kind, params)")
     if spec["kind"] == EnsembleClassifier.kind:
         raise ModelError("an ensemble cannot contain an ensemble")
-    params = dict(spec.get("params") or {})
+    params = spec.get("params")
+    if params is not None and not isinstance(params, dict):
+        raise ModelError(f"ensemble member {i} ({spec['kind']}): params must be a mapping of parameter: value "
+                         f"(or left out), not {params!r}")
+    params = dict(params or {})
     unknown = sorted(set(params) - set(registered_class(spec["kind"]).param_names()) | ({"labels"} & set(params)))
     if unknown:
         raise ModelError(f"ensemble member {i} ({spec['kind']}) has no parameter(s) {', '.join(unknown)}")
@@ -299,7 +319,8 @@ def member_spec(spec: Any, i: int) -> dict[str, Any]:
 def fit_blend(logp: np.ndarray, y: np.ndarray, present: np.ndarray, k: int,
               per_label: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Member weights and a per-label bias b (length k, zero for absent labels) minimising the log
-    loss of softmax(sum_j a_j * logp[j] + b) on held-out data; `logp` is (m, n, len(present)) with
+    loss of softmax(sum_j a_j * logp[j] + b) on held-out data, against Platt's smoothed targets
+    (`calibration.platt_targets`); `logp` is (m, n, len(present)) with
     the `present` columns, `y` holds label indices among `present`'s values. The weights are a (m,),
     or with `per_label` a (m, k), one weight per member and label (zero for absent labels): a member
     may be trusted more on one policy than on another, at m * k parameters instead of m."""
@@ -308,8 +329,8 @@ def fit_blend(logp: np.ndarray, y: np.ndarray, present: np.ndarray, k: int,
     col = {c: j for j, c in enumerate(present)}
     yy = np.array([col[v] for v in y])
     m, n, c = logp.shape
-    rows = np.arange(n)
     na = m * c if per_label else m
+    target = platt_targets(yy, c)  # a finite optimum where the held-out slice is separable
 
     def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
         a, b = theta[:na], theta[na:]
@@ -317,10 +338,8 @@ def fit_blend(logp: np.ndarray, y: np.ndarray, present: np.ndarray, k: int,
         z = z - z.max(axis=1, keepdims=True)
         lse = np.log(np.exp(z).sum(axis=1))
         p = np.exp(z - lse[:, None])
-        g = p
-        g[rows, yy] -= 1.0
-        g /= n
-        value = float((lse - z[rows, yy]).mean())
+        g = (p - target) / n
+        value = float((lse - (target * z).sum(axis=1)).mean())
         grad_a = np.einsum("jnc,nc->jc", logp, g).ravel() if per_label else np.einsum("jnc,nc->j", logp, g)
         return value, np.concatenate([grad_a, g.sum(axis=0)])
 

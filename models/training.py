@@ -186,17 +186,20 @@ def stratified_split(ids: Sequence[str], labels: Sequence[str], fraction: float,
 
 # -- a model's own held-out rows: every copy of a text on one side ------------------------------
 def _text_codes(texts: Sequence[str]) -> np.ndarray:
-    """An integer per row, shared by the rows with the same text."""
+    """An integer per row, shared by the rows with the same text as the workbench counts copies:
+    the same `text_hash` (case, spacing and invisible characters aside), the key the scoring
+    memo and the embedding cache give one score and one vector, so such twins are one text to
+    the models too and must not sit on both sides of a split."""
     codes: dict[str, int] = {}
-    return np.array([codes.setdefault(t, len(codes)) for t in texts], dtype=int)
+    return np.array([codes.setdefault(text_hash(t), len(codes)) for t in texts], dtype=int)
 
 
 def grouped_fold_count(texts: Sequence[str], y: Sequence[int], wanted: int) -> int:
     """How many folds `grouped_folds` can make with every present label in every fold: `wanted`,
-    at most the fewest distinct texts of any label (under 2: no folds)."""
-    distinct: dict[int, set[str]] = {}
-    for t, lab in zip(texts, y):
-        distinct.setdefault(int(lab), set()).add(t)
+    at most the fewest distinct texts (`_text_codes`) of any label (under 2: no folds)."""
+    distinct: dict[int, set[int]] = {}
+    for t, lab in zip(_text_codes(texts), y):
+        distinct.setdefault(int(lab), set()).add(int(t))
     return min([wanted, *(len(v) for v in distinct.values())]) if distinct else 0
 
 
@@ -218,14 +221,14 @@ def grouped_holdout(texts: Sequence[str], labels: Sequence[str], fraction: float
                     seed: int) -> tuple[np.ndarray, np.ndarray]:
     """`stratified_split` of the distinct texts (each under its first row's label, keyed by its
     hash), every row following its text: (fit, held-out) row indices with no text on both sides
-    (see `grouped_folds` for why)."""
-    first: dict[str, int] = {}
-    for i, t in enumerate(texts):
-        first.setdefault(t, i)
+    (texts as `_text_codes` counts them; see `grouped_folds` for why)."""
+    codes = _text_codes(texts)
+    first: dict[int, int] = {}
+    for i, c in enumerate(codes):
+        first.setdefault(int(c), i)
     reps = np.fromiter(first.values(), dtype=int, count=len(first))
     _, hold_rep = stratified_split([text_hash(texts[i]) for i in reps], [labels[i] for i in reps], fraction, seed)
-    held = {texts[i] for i in reps[hold_rep]}
-    mask = np.fromiter((t in held for t in texts), dtype=bool, count=len(texts))
+    mask = np.isin(codes, codes[reps[hold_rep]])
     return np.flatnonzero(~mask), np.flatnonzero(mask)
 
 
