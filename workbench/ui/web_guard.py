@@ -32,6 +32,9 @@ a random token in `app.tokens` and in cookies; every page and `/gradio_api` rout
 - Single sign-on: with `sso.enabled`, a request whose TCP peer is in `trusted_proxies` and that
   carries `sso.user_header` acts as that account (it must exist and be enabled, else 403; never
   created here). From any other peer the header is dropped and the login page applies.
+- Every answer says it may not be framed elsewhere (clickjacking of the decide buttons); the
+  anonymous login page carries no API map; cross-origin reads only for `allowed_origins`
+  (`web_guard_page`, which also holds the page script `SESSION_JS`).
 - Without accounts (no login page; `workbench serve` only allows loopback then) the Host header
   must be a loopback name, so a DNS-rebinding page cannot drive the UI.
 
@@ -55,6 +58,8 @@ from urllib.parse import urlsplit
 
 from starlette.concurrency import run_in_threadpool
 
+from .web_guard_page import SESSION_JS, hide_api_info, limit_cors, with_security_headers
+
 if TYPE_CHECKING:  # pragma: no cover
     from core.web_config import WebConfig
 
@@ -64,6 +69,8 @@ PEER_KEY = "workbench.peer"
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 API_PREFIX = "/api/v1"
 LOOPBACK_NAMES = ("localhost", "localhost.localdomain")
+UNTRUSTED_HEADERS = (b"x-forwarded-host", b"x-forwarded-proto")  # from others than trusted_proxies
+__all__ = ["SESSION_JS", "SessionTokens", "WebGuard", "guard_middleware", "record_peer"]
 
 
 class _Request:
@@ -254,7 +261,7 @@ async def _respond(send: Any, status: int, body: dict[str, Any], headers: Option
     hdrs = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()),
             (b"cache-control", b"no-store")]
     hdrs += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers or []]
-    await send({"type": "http.response.start", "status": status, "headers": hdrs})
+    await send({"type": "http.response.start", "status": status, "headers": with_security_headers(hdrs)})
     await send({"type": "http.response.body", "body": data})
 
 
@@ -267,6 +274,7 @@ class WebGuard:
         self.port = port
         self.tokens = SessionTokens(ctx)
         self.throttle = _Throttle()
+        self.cors_limited = False
 
     # -- helpers ---------------------------------------------------------------------------------
     @property
@@ -331,6 +339,8 @@ class WebGuard:
         server = scope.get("app")
         if server is not None and not isinstance(getattr(server, "tokens", None), SessionTokens):
             server.tokens = self.tokens  # before any login can reach Gradio's plain dict
+        if server is not None and not self.cors_limited:  # Gradio's CORS layer, outside: allowed_origins only
+            self.cors_limited = limit_cors(server, lambda origin: _origin_of(origin) in self.web.allowed_origins)
         login_on = getattr(server, "auth", None) is not None
         path, method = scope.get("path", "/"), scope.get("method", "GET")
         headers = _headers(scope)
@@ -409,9 +419,14 @@ class WebGuard:
                 return
 
         # Hand Gradio our identity under its own cookie name; drop whatever the client sent for it
-        # and the SSO header (so no other layer reads an unchecked one).
+        # and the SSO header (so no other layer reads an unchecked one). Gradio builds the page's
+        # root URL (where its login form posts the password) from X-Forwarded-Host / -Proto and
+        # X-Gradio-Server: believed only from a trusted proxy, the last never.
         scope = dict(scope)
-        kept = [(k, v) for k, v in scope["headers"] if k.lower() not in (b"cookie", header_key)]
+        dropped = (b"cookie", header_key, b"x-gradio-server") + (() if where["trusted"] else UNTRUSTED_HEADERS)
+        kept = [(k, v) for k, v in scope["headers"] if k.lower() not in dropped]
+        if where["scheme"] in ("http", "https"):  # uvicorn believed X-Forwarded-Proto from any loopback peer
+            scope["scheme"] = where["scheme"]
         jar = {k: v for k, v in _cookies(headers.get("cookie", "")).items()
                if not k.startswith("access-token") and k != self.cookie_name}
         if token is not None and server is not None:
@@ -423,6 +438,9 @@ class WebGuard:
         # Gradio's `app.tokens` calls in this request answer from this check (no store on the loop).
         name = sso_user if sso_name is not None else (info.principal.name if info else None)
         request = _Request(self.tokens, where["client"], {token: name} if token and name else {})
+        # The login page a visitor without a session gets: Gradio embeds its whole API map in it.
+        anonymous_page = login_on and token is None and method == "GET" and path in ("/", "")
+        held: list[dict[str, Any]] = []
 
         async def send_out(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
@@ -444,7 +462,19 @@ class WebGuard:
                             await run_in_threadpool(end_session, self.ctx.store(), cookie_value)
                 elif stale:
                     out.append((b"set-cookie", self.clear_cookie(secure).encode("latin-1")))
-                message = dict(message, headers=out)
+                message = dict(message, headers=with_security_headers(out))
+                if anonymous_page:
+                    held.append(message)  # sent with the page's body, once it is rewritten
+                    return
+            elif anonymous_page and message["type"] == "http.response.body":
+                held.append(message)
+                if message.get("more_body", False):
+                    return
+                start, body = held[0], hide_api_info(b"".join(m.get("body", b"") for m in held[1:]))
+                hdrs = [(k, v) for k, v in start["headers"] if k.lower() not in (b"content-length", b"cache-control")]
+                await send(dict(start, headers=hdrs + [(b"content-length", str(len(body)).encode()),
+                                                       (b"cache-control", b"no-store")]))
+                message = {"type": "http.response.body", "body": body}
             await send(message)
 
         reset = _request.set(request)
@@ -494,7 +524,7 @@ class WebGuard:
         target = (self.web.sso.logout_url if via_sso and self.web.sso.logout_url else f"{root}/")
         hdrs = [(b"location", target.encode("latin-1")), (b"content-length", b"0"), (b"cache-control", b"no-store"),
                 (b"set-cookie", self.clear_cookie(secure).encode("latin-1"))]
-        await send({"type": "http.response.start", "status": 303, "headers": hdrs})
+        await send({"type": "http.response.start", "status": 303, "headers": with_security_headers(hdrs)})
         await send({"type": "http.response.body", "body": b""})
 
 
@@ -531,68 +561,3 @@ def guard_middleware(ctx: "AppContext", port: int) -> Any:
 
     ctx.web()  # a broken web.yaml fails here, before the server starts
     return Middleware(WebGuard, ctx=ctx, port=port)
-
-
-# Shown on every page: who is signed in, a Log out button, and the idle timeout enforced in the
-# browser too (a 401 from /session or from a Gradio call goes back to the login page).
-SESSION_JS = """
-<script>
-(() => {
-  const base = new URL('./', location.href);
-  let bar = null;
-  const back = () => location.replace(base.href);
-  async function poll() {
-    let r;
-    try { r = await fetch(new URL('session', base), {credentials: 'same-origin', cache: 'no-store'}); }
-    catch (e) { return null; }
-    if (r.status === 401) { if (bar) back(); return null; }
-    return r.ok ? r.json() : null;
-  }
-  const origFetch = window.fetch;
-  window.fetch = async (...args) => {
-    const r = await origFetch(...args);
-    const url = String(args[0] && args[0].url ? args[0].url : args[0]);
-    if (bar && r.status === 401 && url.includes('gradio_api')) back();
-    return r;
-  };
-  async function start() {
-    const s = await poll();
-    if (!s || !s.user) return;
-    bar = document.createElement('div');
-    bar.id = 'wb-session';
-    bar.style.cssText = 'position:fixed;top:6px;right:12px;z-index:1000;font-size:0.9em;' +
-      'background:var(--background-fill-primary);padding:2px 8px;border-radius:6px;';
-    const who = document.createElement('span');
-    who.id = 'wb-signed-in';
-    who.textContent = 'Signed in as ' + s.user + ' (' + s.role + ') ';
-    bar.appendChild(who);
-    if (s.via === 'sso') {
-      if (s.logout) { const a = document.createElement('a'); a.id = 'wb-logout'; a.href = s.logout;
-        a.textContent = 'Log out'; bar.appendChild(a); }
-    } else {
-      const f = document.createElement('form');
-      f.method = 'post'; f.action = new URL('logout', base).href; f.style.display = 'inline';
-      const b = document.createElement('button'); b.id = 'wb-logout'; b.type = 'submit'; b.textContent = 'Log out';
-      b.style.cssText = 'text-decoration:underline;cursor:pointer;';
-      f.appendChild(b); bar.appendChild(f);
-    }
-    document.body.appendChild(bar);
-    const every = Math.max(1, Math.min(30, (s.idle_timeout_seconds || 120) / 4)) * 1000;
-    setInterval(poll, every);
-    if (s.via !== 'sso') {
-      const gap = Math.max(0.5, Math.min(60, s.idle_timeout_seconds / 10)) * 1000;
-      let last = 0;
-      const touch = () => {
-        const now = Date.now();
-        if (now - last < gap) return;
-        last = now;
-        origFetch(new URL('session/touch', base), {method: 'POST', credentials: 'same-origin'})
-          .then((r) => { if (r.status === 401) back(); }).catch(() => {});
-      };
-      for (const ev of ['keydown', 'pointerdown', 'wheel']) document.addEventListener(ev, touch, true);
-    }
-  }
-  if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', start); else start();
-})();
-</script>
-"""
