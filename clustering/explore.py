@@ -175,7 +175,7 @@ def _plot_timeline(campaign_id: int, series: list[tuple[dt.datetime, int, int]],
         ax2.set_ylabel("size")
         ax2.set_ylim(bottom=0)
         step = dt.timedelta(hours=1) if freq == "h" else dt.timedelta(days=1)
-        ax.set_xlim(xs[0] - step, xs[-1] + step)  # one bucket alone would fill the plot, ticks in minutes
+        ax.set_xlim(max(xs[0], dt.datetime.min + step) - step, xs[-1] + step)  # one bucket alone would fill the plot, ticks in minutes
     ax.set_ylabel("new members")
     ax.set_xlabel(f"{unit} (UTC)")
     ax.set_title(f"Campaign {campaign_id}: growth", pad=22 if handles else 6)

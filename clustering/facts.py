@@ -77,8 +77,14 @@ def growth(times: Sequence[dt.datetime], now: dt.datetime) -> dict[str, float | 
     }
 
 
+# Gaps are filled with empty buckets up to this many in all: one member dated decades off (a bad
+# or hostile time) would otherwise make hundreds of thousands of buckets, and plotting them hangs.
+MAX_TIMELINE_BUCKETS = 2000
+
+
 def timeline(times: Iterable[dt.datetime], freq: str = "h") -> list[tuple[dt.datetime, int, int]]:
-    """(bucket start, new members, cumulative size) per hour (`h`) or day (`D`), gaps filled with 0."""
+    """(bucket start, new members, cumulative size) per hour (`h`) or day (`D`), gaps filled with 0
+    while the span holds at most `MAX_TIMELINE_BUCKETS` buckets; past that, only buckets with members."""
     if freq not in ("h", "D"):
         raise ValueError(f"freq must be 'h' or 'D', got {freq!r}")
     step = dt.timedelta(hours=1) if freq == "h" else dt.timedelta(days=1)
@@ -92,6 +98,11 @@ def timeline(times: Iterable[dt.datetime], freq: str = "h") -> list[tuple[dt.dat
         return []
     out = []
     cur, end, total = min(counts), max(counts), 0
+    if (end - cur) // step >= MAX_TIMELINE_BUCKETS:
+        for start in sorted(counts):
+            total += counts[start]
+            out.append((start, counts[start], total))
+        return out
     while cur <= end:
         total += counts.get(cur, 0)
         out.append((cur, counts.get(cur, 0), total))

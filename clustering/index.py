@@ -290,6 +290,13 @@ class VectorIndex:
                                   f"{rebuild}") from None
         if int(base.d) != self.dim:
             raise IndexError_(f"{d / INDEX_FILE}: vectors of dimension {base.d}, index.json says {self.dim}; {rebuild}")
+        # Another kind or metric (a file from elsewhere, or left by an interrupted switch) would
+        # fail on first use (no `.hnsw`), abort in a flat-style range search, or rank by distance.
+        want = faiss.IndexHNSWFlat if meta["kind"] == "hnsw" else faiss.IndexFlat
+        if not isinstance(base, want) or base.metric_type != faiss.METRIC_INNER_PRODUCT:
+            metric = "inner product" if base.metric_type == faiss.METRIC_INNER_PRODUCT else f"metric {base.metric_type}"
+            raise IndexError_(f"{d / INDEX_FILE}: a {type(base).__name__} index ({metric}), index.json says "
+                              f"{meta['kind']} over inner product; {rebuild}")
         self._base = base
         self.kind = meta["kind"]
         self._set_ef()

@@ -1,6 +1,7 @@
 """Nearest-neighbour search over the campaign index: free-text search and "similar to this item"."""
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
@@ -24,10 +25,14 @@ def _load_graph(store: "Store", settings: CampaignSettings) -> CampaignGraph:
     d = graph_dir(store)
     if not CampaignGraph.exists(d):
         raise CampaignError("nothing indexed yet; run `workbench cluster` first")
-    try:
-        return CampaignGraph.load(d, settings)
-    except IndexError_ as exc:
-        raise CampaignError(str(exc)) from None
+    for attempt in range(4):  # a cluster run saves its files one after another: a reader may land between
+        try:
+            return CampaignGraph.load(d, settings)
+        except IndexError_ as exc:
+            if attempt == 3:
+                raise CampaignError(str(exc)) from None
+            time.sleep(0.2)
+    raise AssertionError("unreachable")
 
 def _expand(store: "Store", graph: CampaignGraph, sims: np.ndarray, nodes: np.ndarray, k: int,
             exclude: Optional[str] = None) -> list[dict[str, Any]]:

@@ -14,6 +14,7 @@ other part records `split_from`. A campaign left with no members is marked `merg
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -26,13 +27,14 @@ from sqlalchemy import bindparam, delete, func, insert, select, update
 from core import audit
 from core.hooks import check_permission
 from core.principals import SYSTEM, Actor, actor_name
-from core.schema import Campaign, CampaignMember, Case, Item, utcnow
+from core.schema import AuditEvent, Campaign, CampaignMember, Case, Item, utcnow
 from core.text import text_hash
 
 from . import facts
 from .campaigns import CampaignGraph, Components
 from .config import CampaignSettings
 from .index import IndexError_
+from .persist import atomic_write
 from .normalize import NORMALIZE_VERSION, analyse, normalize_template
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -135,8 +137,42 @@ def _load_or_new_graph(store: "Store", settings: CampaignSettings, embedder: "Em
                 reason = (f"template and entity rules changed (version {graph.normalized_with} -> "
                           f"{NORMALIZE_VERSION})")
             else:
-                return graph, None
+                reason = _unrecorded_run(store)
+                if reason is None:
+                    return graph, None
     return CampaignGraph(settings, embedder.dim, embedder.model_id), reason
+
+
+def _run_path(store: "Store") -> Path:
+    return store.path(CAMPAIGN_DIR, "run.json")
+
+
+def _unrecorded_run(store: "Store") -> Optional[str]:
+    """Why the saved graph cannot be trusted for this database (None: it can): the database must
+    hold the audit event of the run that saved it. The graph lives in the data dir, the campaigns
+    in the database: a new, reset or restored database (re-ingested with the same item ids) must
+    not be read as "already clustered", or it never gets its campaigns."""
+    try:
+        digest = json.loads(_run_path(store).read_text(encoding="utf-8"))["audit_hash"]
+    except FileNotFoundError:
+        return "no record of the run that saved the index (saved by an older version, or copied in)"
+    except (OSError, ValueError, KeyError, TypeError):
+        digest = None
+    if not isinstance(digest, str):
+        return f"{_run_path(store)} unreadable"
+    t = AuditEvent.__table__
+    with store.read() as conn:
+        found = conn.execute(select(t.c.id).where(t.c.hash == digest, t.c.action.in_(
+            ("campaigns.attach", "campaigns.rebuild")))).first()
+    return None if found else "the database does not record the run that saved the index (a new or restored database?)"
+
+
+def _output_changed(graph: CampaignGraph, settings: CampaignSettings) -> Optional[str]:
+    """Settings that shape only what is written (not the graph) and changed since the saved run;
+    None when none did. Every campaign is then written again (no component's labels changed)."""
+    built = graph.built_with or {}
+    changed = [k for k in ("min_campaign_size", "top_terms") if built.get(k) != getattr(settings, k)]
+    return f"{' and '.join(changed)} in campaigns.yaml changed" if changed else None
 
 
 def _new_item_ids(conn: Any, graph: CampaignGraph) -> tuple[list[str], bool]:
@@ -180,6 +216,8 @@ def cluster(store: "Store", settings: CampaignSettings, rebuild: bool = False,
                     "index holds items the store no longer has"
                 new_ids, _ = _new_item_ids(conn, graph)
             rows = _fetch_items(conn, new_ids, [_IT.c.text, _IT.c.ingested_at, _item_time().label("seen")])
+        fresh_terms = reason is None and "top_terms" in (_output_changed(graph, settings) or "")
+        reason = reason or _output_changed(graph, settings)
         prev_labels = None if reason else _saved_labels(store, len(graph))
         timings["load"] = time.perf_counter() - t0
 
@@ -215,12 +253,14 @@ def cluster(store: "Store", settings: CampaignSettings, rebuild: bool = False,
         t3 = time.perf_counter()
         touched = _touched_labels(comps.labels, prev_labels)
         templates = {i: p.template for i, p in zip(new_ids, prepared)}
-        summary = _write_campaigns(store, graph, comps, touched, settings, templates, actor,
-                                   full=reason is not None, reason=reason, stats=stats.as_dict())
+        summary, digest = _write_campaigns(store, graph, comps, touched, settings, templates, actor,
+                                           full=reason is not None, reason=reason, stats=stats.as_dict(),
+                                           fresh_terms=fresh_terms)
         timings["write"] = time.perf_counter() - t3
         t4 = time.perf_counter()
         graph.save(graph_dir(store))
         _save_labels(store, comps.labels)
+        atomic_write(_run_path(store), json.dumps({"audit_hash": digest}).encode("utf-8"))
         timings["save"] = time.perf_counter() - t4
     timings["total"] = time.perf_counter() - t0
     summary["seconds"] = {k: round(v, 3) for k, v in timings.items()}
@@ -266,7 +306,9 @@ def _touched_labels(labels: np.ndarray, prev: Optional[np.ndarray]) -> np.ndarra
 
 def _write_campaigns(store: "Store", graph: CampaignGraph, comps: Components, touched: np.ndarray,
                      settings: CampaignSettings, templates: dict[str, str], actor: str, full: bool,
-                     reason: Optional[str], stats: dict[str, int]) -> dict[str, Any]:
+                     reason: Optional[str], stats: dict[str, int],
+                     fresh_terms: bool = False) -> tuple[dict[str, Any], str]:
+    """Write the touched components as campaigns in one transaction; (summary, its audit hash)."""
     labels = comps.labels
     mask = np.isin(labels, touched)
     rows = np.flatnonzero(mask)
@@ -295,7 +337,7 @@ def _write_campaigns(store: "Store", graph: CampaignGraph, comps: Components, to
         claimed = {c for c in cids if c is not None}
         split_from = [sorted(c for c in v if c in claimed and c != cid) for v, cid in zip(votes, cids)]
         stored = _stored_reasons(conn, sorted(claimed))
-        kept_terms = _reusable_terms(stored, reported, cids, old_camp, ids)
+        kept_terms = [None] * len(reported) if fresh_terms else _reusable_terms(stored, reported, cids, old_camp, ids)
         # Items of campaigns whose terms are recomputed need their text (new items: in hand).
         need_text = [ids[r] for g, kt in zip(reported, kept_terms) if kt is None
                      for r in g[:_TERM_SAMPLE].tolist() if ids[r] not in templates]
@@ -378,9 +420,9 @@ def _write_campaigns(store: "Store", graph: CampaignGraph, comps: Components, to
                       "hnsw_min_size": graph.index.hnsw_min_size,
                       "switched_at_size": graph.index.switched_at_size},
         }
-        audit.record(conn, actor, "campaigns.rebuild" if full else "campaigns.attach", "campaigns", None,
-                     {k: v for k, v in summary.items()})
-    return summary
+        digest = audit.record(conn, actor, "campaigns.rebuild" if full else "campaigns.attach", "campaigns", None,
+                              {k: v for k, v in summary.items()})
+    return summary, digest
 
 
 def assign_ids(votes: Sequence[Counter[int]], sizes: Sequence[int]) -> list[Optional[int]]:

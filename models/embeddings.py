@@ -51,8 +51,8 @@ def default_model_path() -> str:
 
 def model_id_for(name_or_path: str) -> str:
     """A short, stable cache key for a model: the bundled folder is 'all-MiniLM-L6-v2'; another
-    folder is its name and a digest of its resolved path ('minilm-1a2b3c4d'), since two folders
-    of one name may hold different models; a hub name is kept whole ('org/name'), except that
+    folder is its name and a digest of its resolved path and model files ('minilm-1a2b3c4d'),
+    since two folders of one name, or one folder over time, may hold different models; a hub name is kept whole ('org/name'), except that
     the sentence-transformers organisation is dropped ('all-MiniLM-L6-v2', the bundled model)."""
     p = Path(name_or_path)
     try:
@@ -63,10 +63,28 @@ def model_id_for(name_or_path: str) -> str:
     if p.exists() or _looks_like_path(name_or_path):
         full = p.expanduser().resolve()
         parts = [x for x in full.parts if x not in ("model", "", full.anchor)]
-        digest = hashlib.sha256(str(full).encode("utf-8", "surrogatepass")).hexdigest()[:8]
-        return f"{parts[-1] if parts else 'model'}-{digest}"
+        return f"{parts[-1] if parts else 'model'}-{_folder_digest(full)}"
     org, _, name = name_or_path.rstrip("/").rpartition("/")
     return name if org in ("", "sentence-transformers") else f"{org}/{name}"
+
+
+# Files whose change changes the vectors: weights, configs (pooling, dense layers), tokenizer files.
+_MODEL_FILE_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".onnx", ".json", ".txt", ".model")
+
+
+def _folder_digest(full: Path) -> str:
+    """Digest of a model folder's path and of its model files' names, sizes and modification times
+    (top level and the module folders one below, as sentence-transformers lays them out): a model
+    retrained or replaced in place gets a new cache key, so its vectors never mix with the old
+    ones. Reads no file contents, so it stays cheap."""
+    h = hashlib.sha256(str(full).encode("utf-8", "surrogatepass"))
+    if full.is_dir():
+        for f in sorted([*full.glob("*"), *full.glob("*/*")]):
+            rel = f.relative_to(full)
+            if f.suffix in _MODEL_FILE_SUFFIXES and not any(x.startswith(".") for x in rel.parts) and f.is_file():
+                st = f.stat()
+                h.update(f"\0{rel.as_posix()}:{st.st_size}:{st.st_mtime_ns}".encode("utf-8", "surrogatepass"))
+    return h.hexdigest()[:8]
 
 
 def _looks_like_path(name: str) -> bool:
