@@ -12,26 +12,7 @@ from __future__ import annotations
 import json
 import re
 
-import pytest
-from test_web_session import Server, _configs, _users
-
-
-@pytest.fixture
-def served(sqlite_store, tmp_path):
-    """`served(web_yaml)`: a server over a store with three users, configured by that web.yaml."""
-    started: list[Server] = []
-
-    def start(web_yaml: str = "{}\n") -> Server:
-        if not started:
-            _users(sqlite_store)
-        srv = Server(sqlite_store, _configs(tmp_path, web_yaml))
-        started.append(srv)
-        return srv
-
-    yield start
-    for srv in started:
-        srv.close()
-
+from test_web_session import served  # noqa: F401  (the fixture: a server over a store with users)
 
 MAP = re.compile(rb"window\.gradio_api_info = (.*?);</script>", re.S)
 
