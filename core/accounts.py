@@ -35,7 +35,7 @@ from sqlalchemy import func, insert, or_, select, text, update
 from . import audit
 from .hooks import check_permission
 from .principals import Actor, InvalidName, Principal, actor_name, check_name
-from .schema import ApiToken, User, utcnow
+from .schema import MAX_ROW_ID, ApiToken, User, utcnow
 
 U = User.__table__
 T = ApiToken.__table__
@@ -44,7 +44,6 @@ MAX_FAILED = 5
 LOCKOUT = dt.timedelta(minutes=15)
 _DUMMY: list[str] = []  # an argon2 hash of a random password, computed once, for the constant path
 _NAMES_LOCK = 0x7773_7573  # advisory lock id on PostgreSQL: one account added at a time (names unique by case)
-MAX_ID = 2**31 - 1  # ids are 32-bit integers on PostgreSQL: a larger one names no token
 
 
 class AccountError(ValueError):
@@ -332,7 +331,7 @@ def revoke_token(store: Any, token_id: int, *, actor: Actor, now: Optional[dt.da
     now = now or utcnow()
     with store.begin() as conn:
         row = conn.execute(select(T.c.id, T.c.revoked_at, T.c.prefix, U.c.name).join(U, U.c.id == T.c.user_id)
-                           .where(T.c.id == token_id)).first() if 0 < token_id <= MAX_ID else None
+                           .where(T.c.id == token_id)).first() if 0 < token_id <= MAX_ROW_ID else None
         if row is None:
             raise AccountError(f"no token {token_id} (see `workbench tokens list`)")
         if row.revoked_at is not None:

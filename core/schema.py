@@ -36,6 +36,7 @@ class Base(DeclarativeBase):
 
 
 # Case states, in the order a case usually moves through them.
+MAX_ROW_ID = 2**31 - 1  # every integer id column is 32-bit on PostgreSQL: a larger number names no row
 CASE_STATES = ("open", "claimed", "decided", "escalated", "appealed")
 # Decision kinds.
 # "undo": an analyst took back their own decision within the undo window (labeling.undo); it

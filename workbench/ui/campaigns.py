@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import gradio as gr
 
 from core.hooks import PermissionDenied, check_permission
+from core.schema import MAX_ROW_ID
 from clustering.explore import campaign_detail, campaign_timeline, list_campaigns
 from labeling.cases import campaign_case, campaign_case_state
 from labeling.decisions import bulk_preview, decide
@@ -35,7 +36,6 @@ SERVICE_ERRORS = (ValueError, PermissionDenied)
 MEMBERS_PAGE = 50
 LIST_HEADERS = ["id", "size", "last seen", "top terms", "first seen", "decided", "exemplar"]
 MEMBER_HEADERS = ["item", "seen", "why linked", "decided", "text"]
-MAX_ID = 2**31 - 1  # the largest id a campaigns row holds (PostgreSQL INTEGER): a bigger one names none
 
 
 def campaign_number(value: Any, what: str = "campaign id") -> int:
@@ -45,8 +45,8 @@ def campaign_number(value: Any, what: str = "campaign id") -> int:
         number = float(value)
     except (TypeError, ValueError):
         raise ValueError(f"the {what} must be a whole number, not {value!r}") from None
-    if not (number.is_integer() and 1 <= number <= MAX_ID):
-        raise ValueError(f"the {what} must be a whole number from 1 to {MAX_ID}, not {value!r}")
+    if not (number.is_integer() and 1 <= number <= MAX_ROW_ID):
+        raise ValueError(f"the {what} must be a whole number from 1 to {MAX_ROW_ID}, not {value!r}")
     return int(number)
 
 
