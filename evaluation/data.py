@@ -167,10 +167,26 @@ def decision_rows(store: Store, taxonomy: Taxonomy) -> list[dict[str, Any]]:
                     "inclusion": inclusion, "response": response.get(inclusion) if inclusion else None,
                     "queue": case.queue if case is not None else None,
                     "served": served_as(dict(case._mapping, is_audit=is_audit)) if case is not None else None,
-                    "proba": [float(sc.get(lab, 0.0)) for lab in taxonomy.labels] if sc else None,
+                    "proba": score_row(sc, list(taxonomy.labels), missing=0.0) if sc else None,
                     "source": item.source if item else None, "surface": item.surface if item else None,
                     "language": _language(item.meta) if item else None,
                     "campaign": r["item_id"] in members, "text": item.text if item else ""})
+    return out
+
+
+def score_row(scores: Any, labels: list[str], missing: float = float("nan")) -> list[float]:
+    """One prediction's score per label: NaN for a null score or one that is no number (a broken
+    model's row), which the checks leave out and count (`float(None)` raised, ending the report);
+    `missing` for a label the prediction has no key for (drift: NaN; the evaluation rows: 0.0, a
+    label added to the taxonomy after the model, so its older predictions stay usable)."""
+    sc = scores if isinstance(scores, dict) else {}
+    out = []
+    for lab in labels:
+        v = sc.get(lab, missing)
+        try:
+            out.append(float(v) if v is not None and not isinstance(v, bool) else float("nan"))
+        except (TypeError, ValueError):
+            out.append(float("nan"))
     return out
 
 

@@ -53,6 +53,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 DRIFT_FILE = "drift.yaml"
 OK, ALARM, NOT_ENOUGH = "ok", "alarm", "not enough data"
+MAX_WINDOW_DAYS = 3650  # the bound `WindowSettings` puts on drift.yaml, for the command's options too
+FUTURE_SLACK = dt.timedelta(days=1)  # a source's clock or time zone a little ahead is no future item
 
 
 class DriftError(ValueError):
@@ -65,8 +67,8 @@ class _Section(BaseModel):
 
 
 class WindowSettings(_Section):
-    reference_days: float = Field(default=28, gt=0, le=3650)
-    current_days: float = Field(default=7, gt=0, le=3650)
+    reference_days: float = Field(default=28, gt=0, le=MAX_WINDOW_DAYS)
+    current_days: float = Field(default=7, gt=0, le=MAX_WINDOW_DAYS)
 
 
 class ScoreCheck(_Section):
@@ -318,9 +320,16 @@ def compare_windows(ref: WindowData, cur: WindowData, policies: Sequence[str], c
 # -- from the store --------------------------------------------------------------------------
 def window_bounds(now: dt.datetime, reference_days: float, current_days: float
                   ) -> tuple[tuple[dt.datetime, dt.datetime], tuple[dt.datetime, dt.datetime]]:
-    """(reference, current) as (start, end] pairs: current ends at `now`, reference ends where it starts."""
-    cur_start = now - dt.timedelta(days=current_days)
-    return (cur_start - dt.timedelta(days=reference_days), cur_start), (cur_start, now)
+    """(reference, current) as (start, end] pairs: current ends at `now`, reference ends where it starts.
+
+    Raises DriftError (one line) when the windows would start before the year 1: `--now 0001-01-02`
+    or `--current-days inf` ended the command in an OverflowError traceback."""
+    try:
+        cur_start = now - dt.timedelta(days=current_days)
+        return (cur_start - dt.timedelta(days=reference_days), cur_start), (cur_start, now)
+    except (OverflowError, ValueError):
+        raise DriftError(f"windows of {reference_days:g} + {current_days:g} days before {now:%Y-%m-%d %H:%M} "
+                         "start before the year 1") from None
 
 
 def drift_report(store: "Store", config: DriftConfig, taxonomy: "Taxonomy", *, now: Optional[dt.datetime] = None,
@@ -328,22 +337,27 @@ def drift_report(store: "Store", config: DriftConfig, taxonomy: "Taxonomy", *, n
     """Every drift check between the reference and current windows of item time, from the store.
 
     `now` (naive UTC, or aware and converted) ends the current window; default: the newest item
-    time (created, else ingested), so a store replayed from old data is measured where its data
-    is. Window lengths default to `config.windows`. Raises DriftError on an empty store.
+    time (created, else ingested) not after the clock (`FUTURE_SLACK` allowed), so a store
+    replayed from old data is measured where its data is, and an item dated in the future (a
+    typo, or planted to blind the checks) cannot move both windows past every real item; only
+    when every item is dated after the clock does the newest one end them. Window lengths default
+    to `config.windows`, at most `MAX_WINDOW_DAYS` each. Raises DriftError on an empty store.
     """
+    from core.schema import utcnow
+
     from .drift_store import embedding_model_id, newest_item_time, read_windows
 
     if now is not None and now.tzinfo is not None:
         now = now.astimezone(dt.timezone.utc).replace(tzinfo=None)
     if now is None:
-        now = newest_item_time(store)
+        now = newest_item_time(store, not_after=utcnow() + FUTURE_SLACK) or newest_item_time(store)
         if now is None:
             raise DriftError("the store has no items: nothing to compare")
     ref_days = reference_days if reference_days is not None else config.windows.reference_days
     cur_days = current_days if current_days is not None else config.windows.current_days
     for name, v in (("--reference-days", ref_days), ("--current-days", cur_days)):
-        if not v > 0:
-            raise DriftError(f"{name} must be more than 0 days, got {v}")
+        if not 0 < v <= MAX_WINDOW_DAYS:  # NaN fails too
+            raise DriftError(f"{name} must be more than 0 and at most {MAX_WINDOW_DAYS} days, got {v:g}")
     reference, current = window_bounds(now, ref_days, cur_days)
     ref, cur, versions = read_windows(store, embedding_model_id(config.embedding.model), taxonomy, reference, current)
     checks = compare_windows(ref, cur, taxonomy.labels, config)
@@ -409,7 +423,8 @@ def plot_drift(report: DriftReport) -> "Figure":
     ax.set_xlim(0, 3.05)
     ax.set_xlabel("statistic / threshold, capped at 3 (AUC: its excess over 0.5)")
     ax.set_title(f"Drift: {len(report.alarms)} alarm(s); current {report.current[0]:%Y-%m-%d} – "
-                 f"{report.current[1]:%Y-%m-%d} vs the {(report.reference[1] - report.reference[0]).days} days before",
+                 f"{report.current[1]:%Y-%m-%d} vs the "
+                 f"{(report.reference[1] - report.reference[0]).total_seconds() / 86400:g} days before",
                  fontsize=9)
     fig.tight_layout()
     return fig

@@ -20,7 +20,7 @@ from core.labels import AUTHORITATIVE_KINDS, current_decisions
 from core.predictions import record_ids
 from core.schema import CampaignMember, Item, Prediction
 
-from .data import collapse_bulk
+from .data import collapse_bulk, score_row
 from .drift_stats import WindowData
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -42,10 +42,15 @@ def _as_dt(v: Any) -> Optional[dt.datetime]:
     return dt.datetime.fromisoformat(str(v))
 
 
-def newest_item_time(store: "Store") -> Optional[dt.datetime]:
-    """The newest item time in the store (None when it has no items)."""
+def newest_item_time(store: "Store", not_after: Optional[dt.datetime] = None) -> Optional[dt.datetime]:
+    """The newest item time in the store, of the items dated up to `not_after` when given (None
+    when there is none): `drift_report` ends its default windows there, and one ingested item dated
+    9999-12-31 put both windows in the year 9999, every check "not enough data", no alarm ever."""
+    q = select(func.max(item_time()))
+    if not_after is not None:
+        q = q.where(item_time() <= not_after)
     with store.read() as conn:
-        return _as_dt(conn.execute(select(func.max(item_time()))).scalar())
+        return _as_dt(conn.execute(q).scalar())
 
 
 def embedding_model_id(name: Optional[str]) -> str:
@@ -94,21 +99,6 @@ def _one_per_text(side: dict[str, int], hashes: dict[str, Optional[str]]) -> set
     return set(first.values())
 
 
-def _score_row(scores: Any, labels: list[str]) -> list[float]:
-    """One prediction's score per label; NaN for a score that is missing, null or no number (a
-    broken model's row, a label added since), which the checks leave out and count. It was 0.0,
-    a score no model gave (and `float(None)` raised, ending the report)."""
-    sc = scores if isinstance(scores, dict) else {}
-    out = []
-    for lab in labels:
-        v = sc.get(lab)
-        try:
-            out.append(float(v) if v is not None and not isinstance(v, bool) else float("nan"))
-        except (TypeError, ValueError):
-            out.append(float("nan"))
-    return out
-
-
 def read_windows(store: "Store", embedding_model: str, taxonomy: "Taxonomy",
                  reference: tuple[dt.datetime, dt.datetime], current: tuple[dt.datetime, dt.datetime]
                  ) -> tuple[WindowData, WindowData, dict[str, dict[str, int]]]:
@@ -139,7 +129,7 @@ def read_windows(store: "Store", embedding_model: str, taxonomy: "Taxonomy",
         versions[s][version] = versions[s].get(version, 0) + 1
         if item_id not in scored:
             continue
-        scores[s].append(_score_row(sc, labels))
+        scores[s].append(score_row(sc, labels))
         predicted[s].append(label)
     new_campaigns: list[Optional[int]] = [None, None]
     if firsts:

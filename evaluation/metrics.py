@@ -63,6 +63,18 @@ def finite(values: Any) -> np.ndarray:
     return v[np.isfinite(v)]
 
 
+def finite_row(values: Any) -> bool:
+    """True when `values` is a score vector of finite numbers only: a stored prediction whose
+    score is NaN or infinite (a broken model's row, a hand edit) is no score, and one such row
+    made the calibration error and the slices' AUCs read "nan" in the report."""
+    if values is None:
+        return False
+    try:
+        return bool(np.isfinite(np.asarray(values, dtype=np.float64)).all())
+    except (TypeError, ValueError):
+        return False
+
+
 def quantile_edges(reference: np.ndarray, bins: int = 10) -> np.ndarray:
     """Bin edges at the reference sample's quantiles, open at both ends (the bins `psi` and the drift checks use).
 

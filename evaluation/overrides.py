@@ -104,10 +104,12 @@ def confusion_matrix(model: Sequence[str], human: Sequence[str], labels: Sequenc
 
 def score_split(scores: Sequence[Optional[float]], overridden: Sequence[bool]) -> dict[str, Any]:
     """The model's score of its own label for confirmed and for overridden decisions: n, mean,
-    quartiles, and the AUC of the score at telling a confirm from an override (0.5: no signal)."""
+    quartiles, and the AUC of the score at telling a confirm from an override (0.5: no signal).
+    A missing or non-finite score is left out (an infinite one made the mean "inf" and a
+    quartile NaN in the report)."""
     s = np.asarray([np.nan if v is None else float(v) for v in scores], dtype=np.float64)
     o = np.asarray(overridden, dtype=bool)
-    ok = ~np.isnan(s)
+    ok = np.isfinite(s)
     out: dict[str, Any] = {}
     for name, m in (("confirmed", ok & ~o), ("overridden", ok & o)):
         v = s[m]
@@ -123,6 +125,10 @@ def score_split(scores: Sequence[Optional[float]], overridden: Sequence[bool]) -
     else:
         out["auc"] = None
     return out
+
+
+def _finite(v: Any) -> bool:
+    return v is not None and math.isfinite(float(v))
 
 
 def _grouped(events: list[dict[str, Any]], key: str, bounds: list[tuple[dt.datetime, dt.datetime]],
@@ -145,6 +151,8 @@ def override_telemetry(store: Store, taxonomy: Taxonomy, config: EvaluationConfi
     suggestion (review, QA audit and re-review, escalation, bulk per distinct text); a correction
     is rework (`evaluation.analysts`), not a new judgement of the model; a decision taken back
     with undo (a slip) and the row an undo restored are no judgement at all (`taken_back`)."""
+    if now is not None and now.tzinfo is not None:  # decision times are naive UTC
+        now = now.astimezone(dt.timezone.utc).replace(tzinfo=None)
     events = [e for e in first_judgements(decision_events(store, kinds=(*EVENT_KINDS, "undo")))
               if e["model_label"] and (model_version is None or e["model_version"] == model_version)]
     end = now or (max(e["created_at"] for e in events) + dt.timedelta(seconds=1) if events else utcnow())
@@ -172,7 +180,7 @@ def override_telemetry(store: Store, taxonomy: Taxonomy, config: EvaluationConfi
         "scores": score_split([e["model_score"] for e in events], [bool(e["is_override"]) for e in events]),
         # the values behind `scores`, for its plot (report.evaluation_summary drops them from the JSON)
         "_score_values": {"confirmed": [float(e["model_score"]) for e in events
-                                        if e["model_score"] is not None and not e["is_override"]],
+                                        if _finite(e["model_score"]) and not e["is_override"]],
                           "overridden": [float(e["model_score"]) for e in events
-                                         if e["model_score"] is not None and e["is_override"]]},
+                                         if _finite(e["model_score"]) and e["is_override"]]},
     }

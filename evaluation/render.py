@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import html
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Sequence
@@ -46,22 +47,29 @@ def plain(v: Any) -> str:
     return _MD_SPECIAL.sub(r"\\\1", " ".join(str(v).splitlines()))
 
 
+def measured(v: Any) -> bool:
+    """A number to show: not None, NaN or infinite (a 0/0 or a non-finite stored score read as
+    "nan" in a report, a figure a reader takes for a measurement)."""
+    return v is not None and math.isfinite(v)
+
+
 def num(v: Optional[float], digits: int = 3) -> str:
-    return "n/a" if v is None else f"{v:.{digits}f}"
+    return f"{v:.{digits}f}" if measured(v) else "n/a"
 
 
 def est(e: Optional[Mapping[str, Any]], digits: int = 2, with_n: bool = True) -> str:
-    """"0.42 [0.31, 0.54] n=57" for an estimate dict; "n/a (n=0)" when there is nothing to estimate."""
-    if not e or e.get("estimate") is None:
+    """"0.42 [0.31, 0.54] n=57" for an estimate dict; "n/a (n=0)" when there is nothing to estimate
+    (or the estimate is not a finite number); no interval when either bound is not one."""
+    if not e or not measured(e.get("estimate")):
         return Md(f"n/a (n={e.get('n', 0) if e else 0})")
     out = f"{e['estimate']:.{digits}f}"
-    if e.get("lo") is not None:
+    if measured(e.get("lo")) and measured(e.get("hi")):
         out += f" [{e['lo']:.{digits}f}, {e['hi']:.{digits}f}]"
     return Md(out + (f" n={e['n']}" if with_n else ""))  # numbers only: no escaping needed
 
 
 def kappa(e: Mapping[str, Any]) -> str:
-    return Md(est(e) + ("" if e.get("kappa") is None else f", κ {e['kappa']:.2f}"))
+    return Md(est(e) + (f", κ {e['kappa']:.2f}" if measured(e.get("kappa")) else ""))
 
 
 # -- Markdown --------------------------------------------------------------------------------

@@ -43,7 +43,7 @@ def _quality(rows: list[dict[str, Any]], taxonomy: Taxonomy) -> dict[str, Any]:
     idx = {lab: i for i, lab in enumerate(taxonomy.labels)}
     y = np.array([idx[r["human"]] for r in rows])
     yhat = np.array([idx[r["model"]] for r in rows])
-    with_p = [r for r in rows if r["proba"] is not None]
+    with_p = [r for r in rows if em.finite_row(r["proba"])]
     out = classification_summary(y, yhat, taxonomy.labels)
     if len(with_p) == len(rows):
         proba = np.array([r["proba"] for r in rows])
@@ -182,8 +182,9 @@ def evaluation_summary(store: Store, taxonomy: Taxonomy, actor: Actor, *, config
     audit = [r for r in rows if r["is_audit"]]
     human, model = [r["human"] for r in rows], [r["model"] for r in rows]
     idx = {lab: i for i, lab in enumerate(taxonomy.labels)}
-    scored = [r for r in rows if r["proba"] is not None]
-    proba = np.array([r["proba"] for r in scored]).reshape(-1, len(taxonomy.labels))
+    scored = [r for r in rows if em.finite_row(r["proba"])]  # a NaN score calibrates nothing
+    nonfinite = sum(r["proba"] is not None for r in rows) - len(scored)
+    proba = np.array([r["proba"] for r in scored], dtype=np.float64).reshape(-1, len(taxonomy.labels))
     proba = proba / np.clip(proba.sum(axis=1, keepdims=True), 1e-12, None)
     y = np.array([idx[r["human"]] for r in scored], dtype=int)
     from models.metrics import expected_calibration_error
@@ -197,7 +198,8 @@ def evaluation_summary(store: Store, taxonomy: Taxonomy, actor: Actor, *, config
                       "all_decisions": {"per_policy": es.policy_estimates(human, model, taxonomy.labels,
                                                                           conf=config.confidence),
                                         "accuracy": es.accuracy_estimate(human, model, conf=config.confidence)}},
-        "calibration": {"n": len(scored), "ece": expected_calibration_error(proba, y) if len(scored) else None},
+        "calibration": {"n": len(scored), "ece": expected_calibration_error(proba, y) if len(scored) else None,
+                        "nonfinite": nonfinite},
         "overrides": override_telemetry(store, taxonomy, config, now=now, model_version=model_version),
         "agreement": agreement(store),
         "slices": slice_report(rows, taxonomy, config),

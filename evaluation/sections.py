@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from .render import Md, Section, Table, est, kappa, num, plain
+from .render import Md, Section, Table, est, kappa, measured, num, plain
 
 
 def _estimate_sections(s: Mapping[str, Any]) -> list[Section]:
@@ -96,7 +96,9 @@ def _calibration_and_agreement(s: Mapping[str, Any]) -> list[Section]:
     c = s["calibration"]
     out = [Section("Calibration on human labels",
                    f"Expected calibration error {num(c['ece'])} over n = {c['n']} decisions with the model's scores "
-                   "(all decisions: model-ranked, so read it together with the QA-audit figures).",
+                   "(all decisions: model-ranked, so read it together with the QA-audit figures)."
+                   + (f" Left out: {c['nonfinite']} decisions whose stored scores are not finite numbers."
+                      if c.get("nonfinite") else ""),
                    plots=["reliability"])]
     rows = [[name, v["items"], v["raters_per_item"], v["method"] or "n/a", num(v["kappa"])]
             for name, v in s["agreement"].items()]
@@ -110,7 +112,10 @@ def _slice_section(s: Mapping[str, Any]) -> Section:
     sl = s["slices"]
 
     def auc(e: Mapping[str, Any]) -> str:
-        return "n/a" if e["estimate"] is None else f"{e['estimate']:.2f} [{e['lo']:.2f}, {e['hi']:.2f}]"
+        if not measured(e["estimate"]):
+            return "n/a"
+        return f"{e['estimate']:.2f}" + (f" [{e['lo']:.2f}, {e['hi']:.2f}]" if measured(e["lo"]) and measured(e["hi"])
+                                         else "")
 
     rows, f1_rows = [], []
     policies = list(s["estimates"]["all_decisions"]["per_policy"])

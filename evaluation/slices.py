@@ -35,6 +35,7 @@ from core.text import pattern_search
 from .config import EvaluationConfig
 from .estimates import (accuracy_estimate, inverse_probability_weights, policy_estimates, proportion, wilson,
                         z_value)
+from .metrics import finite_row
 
 
 def auc(y: Sequence[bool], s: Sequence[float]) -> Optional[float]:
@@ -130,9 +131,9 @@ def slice_report(rows: Sequence[dict[str, Any]], taxonomy: Taxonomy, config: Eva
     """Every quality figure per slice, with the bias AUCs of each slice against its background."""
     benign = taxonomy.benign_label
     j = taxonomy.labels.index(benign)
-    scored = np.array([r["proba"] is not None for r in rows], dtype=bool)
+    scored = np.array([finite_row(r["proba"]) for r in rows], dtype=bool)  # a NaN score ranks nowhere
     y = np.array([r["human"] != benign for r in rows], dtype=bool)
-    s = np.array([1.0 - (r["proba"][j] if r["proba"] is not None else 0.0) for r in rows], dtype=np.float64)
+    s = np.array([1.0 - (float(r["proba"][j]) if ok else 0.0) for r, ok in zip(rows, scored)], dtype=np.float64)
     out: dict[str, Any] = {"overall": quality_figures(rows, taxonomy, config), "slices": {},
                            "overall_auc": auc_estimate(y[scored], s[scored], config.confidence)}
     for name, mask in slice_masks(rows, config).items():

@@ -234,7 +234,7 @@ def test_windows_by_item_time():
     assert cur == (NOW - dt.timedelta(days=7), NOW) and ref == (NOW - dt.timedelta(days=35), NOW - dt.timedelta(days=7))
 
 
-def test_drift_report_on_identical_windows(any_store, taxonomy, tmp_path):
+def test_drift_report_on_identical_windows(any_store, taxonomy, tmp_path, monkeypatch):
     fill(any_store, taxonomy, tmp_path, shift=False)
     rep = drift_report(any_store, SMALL, taxonomy, now=NOW)
     assert (rep.n_reference, rep.n_current) == (1000, 600)  # old and future items fall outside
@@ -246,6 +246,7 @@ def test_drift_report_on_identical_windows(any_store, taxonomy, tmp_path):
     assert (by["override_rate"].n_reference, by["override_rate"].n_current) == (500, 300)
     assert rep.model_versions == {"reference": {"m1": 1000}, "current": {"m1": 600}}  # the prediction of record
     # default `now`: the newest item time (the last "future" row, 30 days on): days 24-30 are current
+    monkeypatch.setattr("core.schema.utcnow", lambda: NOW + dt.timedelta(days=40))  # the clock is past every item
     later = drift_report(any_store, SMALL, taxonomy)
     assert later.now == NOW + dt.timedelta(days=30) and later.n_current == 7
 

@@ -7,7 +7,7 @@ import click
 
 from core.hooks import hookimpl
 
-from .common import AppContext, acting, emit, json_option, pass_app, user_errors
+from .common import AppContext, acting, emit, json_option, one_line, pass_app, user_errors
 
 
 @hookimpl
@@ -111,7 +111,7 @@ def register_commands(cli: click.Group) -> None:
             click.echo(f"reference {r[0]:%Y-%m-%d %H:%M} - {r[1]:%Y-%m-%d %H:%M} ({report.n_reference} items), "
                        f"current {c[0]:%Y-%m-%d %H:%M} - {c[1]:%Y-%m-%d %H:%M} ({report.n_current} items)")
             for ch in (report.alarms if check else report.checks):
-                click.echo(("ALARM " if ch.alarm else "") + ch.message)
+                click.echo(one_line(("ALARM " if ch.alarm else "") + ch.message, 2000))
             if check:
                 skipped = sum(ch.status == "not enough data" for ch in report.checks)
                 click.echo(f"{len(report.alarms)} alarm(s) in {len(report.checks)} checks"
