@@ -53,6 +53,7 @@ from typing import Any, Iterable, Mapping, Optional
 
 from sqlalchemy import Connection, Text, cast, func, insert, or_, select, text, update
 
+from . import audit_vacuum, audit_values
 from .principals import Actor, actor_name
 from .schema import AuditEvent, Decision, utcnow
 
@@ -226,10 +227,10 @@ def _head_row(conn: Connection) -> Optional[Mapping[str, Any]]:
 
 
 def _insert(conn: Connection, key: bytes, prev: str, actor: str, action: str, entity_type: Optional[str],
-            entity_id: Optional[str], payload: Optional[dict[str, Any]]) -> str:
-    ts = utcnow()
-    # Round-trip the payload through JSON so the hash covers exactly what the database stores.
-    payload = json.loads(json.dumps(payload, default=str)) if payload is not None else None
+            entity_id: Optional[str | int], payload: Optional[dict[str, Any]]) -> str:
+    ts = utcnow()  # the hash covers exactly what the database stores and gives back (`audit_values`)
+    payload = audit_values.json_safe(payload) if payload is not None else None
+    actor, action, entity_type, entity_id = audit_values.event_texts(_T, actor, action, entity_type, entity_id)
     digest = keyed_hash(key, prev, ts, actor, action, entity_type, entity_id, payload)
     conn.execute(insert(_T).values(ts=ts, actor=actor, action=action, entity_type=entity_type,
                                    entity_id=entity_id, payload=payload, prev_hash=prev, hash=digest))
@@ -275,8 +276,7 @@ def record(conn: Connection, actor: "Actor", action: str, entity_type: Optional[
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
     prev = _chain_head(conn, akey)
-    eid = None if entity_id is None else str(entity_id)
-    digest = _insert(conn, akey.get(conn), prev, actor, action, entity_type, eid, payload)
+    digest = _insert(conn, akey.get(conn), prev, actor, action, entity_type, entity_id, payload)
     akey.last_keyed_head = digest
     return digest
 
@@ -378,6 +378,7 @@ def redact(conn: Connection, actor: "Actor", reason: str = "a secret value in an
                {"event": row["id"], "action": row["action"], "fields": fields, "hash": row["hash"],
                 "redacted_hash": _row_keyed_hash(kb, dict(row, payload=payload)), "chain": kind, "reason": reason})
         conn.execute(update(_T).where(_T.c.id == row["id"]).values(payload=payload))
+        audit_vacuum.after_commit(conn)  # PostgreSQL keeps the old row version, secret included
     return out
 
 
