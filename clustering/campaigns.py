@@ -35,6 +35,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from . import facts
 from .config import CampaignSettings
 from .index import IndexError_, VectorIndex
 from .normalize import NORMALIZE_VERSION, Entities
@@ -277,19 +278,24 @@ class CampaignGraph:
                                     else bool(host) and (host in listed_hosts or host.endswith(suffixes)))
         return self._key_host, np.asarray(self._key_listed, dtype=bool)
 
-    def public_entities(self) -> np.ndarray:
-        """bool per entity key: public, so it never links (module docstring says which are)."""
+    def similarity_groups(self) -> np.ndarray:
+        """Group per node: texts linked by similarity alone (copies of one text are one node)."""
         from scipy.sparse import coo_matrix
         from scipy.sparse.csgraph import connected_components
 
-        n_keys, n_nodes = len(self.entity_keys), len(self.index)
+        n_nodes = len(self.index)
+        graph = coo_matrix((np.ones(len(self.edge_a), dtype=np.int8), (self.edge_a, self.edge_b)),
+                           shape=(n_nodes, n_nodes))
+        return connected_components(graph, directed=False)[1]
+
+    def public_entities(self) -> np.ndarray:
+        """bool per entity key: public, so it never links (module docstring says which are)."""
+        n_keys = len(self.entity_keys)
         hosts, public = self._key_facts()
         if not n_keys or not len(self.ent_key):
             return public
-        # Similarity groups: texts linked by similarity alone (copies of one text are one node).
-        graph = coo_matrix((np.ones(len(self.edge_a), dtype=np.int8), (self.edge_a, self.edge_b)),
-                           shape=(n_nodes, n_nodes))
-        n_groups, group = connected_components(graph, directed=False)
+        group = self.similarity_groups()
+        n_groups = int(group.max()) + 1
         pairs = np.unique(self.ent_key * n_groups + group[self.item_node[self.ent_item]])
         spread = np.bincount(pairs // n_groups, minlength=n_keys)  # unrelated texts per key
         host_key = np.fromiter((self._entity_id.get(f"host:{h}", -1) if h else -1 for h in hosts),
@@ -306,6 +312,8 @@ class CampaignGraph:
         df = self.entity_df()
         active = (df >= 2) & (df <= self.settings.entity_max_df) & ~self.public_entities()
         mention = active[self.ent_key] if n_keys else np.zeros(0, dtype=bool)
+        if mention.any():  # a key links a similarity group only when it speaks for the group
+            mention &= facts.characteristic_mentions(self.ent_item, self.ent_key, self._text_groups())
         items = np.arange(n_items, dtype=np.int64)
         src = np.concatenate([items, n_items + self.edge_a, self.ent_item[mention]])
         dst = np.concatenate([n_items + self.item_node, n_items + self.edge_b,
@@ -315,7 +323,7 @@ class CampaignGraph:
         _, comp = connected_components(graph, directed=False)
         comp = comp[:n_items]
         if self.settings.max_campaign_texts and n_items:
-            comp = self._split_chained(comp, active)
+            comp = self._split_chained(comp, mention)
         # Canonical labels: the smallest item row of each component (independent of add order).
         smallest = np.full(comp.max() + 1 if n_items else 0, n_items, dtype=np.int64)
         np.minimum.at(smallest, comp, items)
@@ -325,7 +333,15 @@ class CampaignGraph:
         return Components(labels=smallest[comp], active_entity=active, node_max_sim=node_max,
                           node_items=np.bincount(self.item_node, minlength=n_nodes))
 
-    def _split_chained(self, comp: np.ndarray, active: np.ndarray) -> np.ndarray:
+    def _text_groups(self) -> np.ndarray:
+        """Group per item by similarity alone, oversized chains split as `_split_chained` splits
+        them: the groups whose members must mostly carry an entity for it to link them."""
+        group = self.similarity_groups()[self.item_node]
+        if self.settings.max_campaign_texts and len(group):
+            group = self._split_chained(group, np.zeros(len(self.ent_key), dtype=bool))
+        return group
+
+    def _split_chained(self, comp: np.ndarray, mention: np.ndarray) -> np.ndarray:
         """Split components of more than `max_campaign_texts` distinct texts (a stricter method).
 
         Inside oversized components only similarity edges at a raised threshold are kept (rare
@@ -342,7 +358,6 @@ class CampaignGraph:
         n_nodes = len(self.index)
         node_comp = np.full(n_nodes, -1, dtype=np.int64)
         node_comp[self.item_node] = comp
-        mention = active[self.ent_key] if len(self.entity_keys) else np.zeros(0, dtype=bool)
         ent_node, ent_key = self.item_node[self.ent_item[mention]], self.ent_key[mention]
         # Work on the edges and mentions inside oversized parts only; both shrink level by level.
         ea, eb, es = self.edge_a, self.edge_b, self.edge_sim

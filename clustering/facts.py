@@ -53,6 +53,35 @@ def class_tfidf_top_terms(class_counts: Counter[str], corpus_counts: Counter[str
     return [(t, round(w, 5)) for t, w in scored[:k]]
 
 
+# An entity links a similarity group (texts linked by similarity alone) to others only when at
+# least this share of the group's items carry it. One post that copies an innocent group's text
+# and adds a scam's number (or a decoy also planted in one post of another campaign) no longer
+# pulls the whole group into a campaign: to drag n innocent items in, an attacker must now post
+# at least n items of their own carrying the entity, and every one of them is in the campaign too.
+ENTITY_MIN_SHARE = 0.5
+
+
+def characteristic_mentions(mention_item: np.ndarray, mention_key: np.ndarray, item_group: np.ndarray,
+                            min_share: float = ENTITY_MIN_SHARE) -> np.ndarray:
+    """bool per entity mention (item `mention_item[i]` mentions key `mention_key[i]`): whether at
+    least `min_share` of the items in that item's similarity group (`item_group`, one per item)
+    mention the key too, so the key speaks for the group and may link it to other groups."""
+    mention_item = np.asarray(mention_item, dtype=np.int64)
+    mention_key = np.asarray(mention_key, dtype=np.int64)
+    item_group = np.asarray(item_group, dtype=np.int64)
+    if not len(mention_item):
+        return np.zeros(0, dtype=bool)
+    _, item_group = np.unique(item_group, return_inverse=True)  # any labels, numbered 0..n-1
+    item_group = item_group.ravel()
+    n_items, n_groups = len(item_group), int(item_group.max()) + 1
+    # (key, item) pairs counted once, then (key, group) pairs counted over them
+    pairs = np.unique(mention_key * n_items + mention_item)
+    codes, carried = np.unique(pairs // n_items * n_groups + item_group[pairs % n_items], return_counts=True)
+    count = carried[np.searchsorted(codes, mention_key * n_groups + item_group[mention_item])]
+    size = np.bincount(item_group, minlength=n_groups)[item_group[mention_item]]
+    return count >= min_share * size - 1e-9
+
+
 def exemplar_row(vectors: np.ndarray, weights: np.ndarray | None = None) -> int:
     """Row of the vector closest to the (weighted) centroid: the most typical member."""
     if not len(vectors):

@@ -11,6 +11,7 @@ Greek or Cyrillic look-alike letters in Latin text, so a wave written with them 
 """
 from __future__ import annotations
 
+import bisect
 import functools
 import re
 import unicodedata
@@ -21,7 +22,7 @@ from core.text import normalize_light
 ENTITY_KINDS = ("url", "host", "email", "phone", "shortcode")
 # Bumped whenever a text's template or entities change; a graph built under another version is
 # re-clustered by the next `workbench cluster` (old and new items would otherwise not collide).
-NORMALIZE_VERSION = 2
+NORMALIZE_VERSION = 3
 
 # Top-level domains seen in the wild in SMS / social spam; a bare `name.tld` is only taken as a
 # host with one of these, so "e.g" or "u.s" never become hosts.
@@ -58,9 +59,12 @@ _URL_IP = re.compile(
 _DEFANG_SCHEME = re.compile(r"\bhxxp(s?)(?:://|\[:\]//)")
 _DEFANG_DOT = re.compile(r"(?<=[a-z0-9-]) ?(?:\[\.\]|\(\.\)|\{\.\}|\[dot\]|\(dot\)|\{dot\}) ?(?=[a-z0-9-])")
 # UK-style numbers: 0 + 9-10 digits, optionally grouped by spaces or dashes (0800 169 6031), or
-# +44 / 0044 international form. Digits glued to text ("08452810075over18's") still match.
+# +44 / 0044 international form. Digits glued to text ("08452810075over18's") still match, but
+# not the first digits of a longer number (an order or tracking number): those of two different
+# numbers made one phone key and linked unrelated texts. A trunk 0 after +44 ("+44 07700 ...")
+# is read from the 0: taken after the country code it made a 12-digit number cut short.
 _PHONE = re.compile(
-    r"(?<![\d£$€])(?:\+44\s?|0044\s?|0)(?:\d[\s-]?){8,9}\d"
+    r"(?<![\d£$€])(?:(?:\+44|0044)\s?(?!0)|0)(?:\d[\s-]?){8,9}\d(?!\d)"
 )
 # Obfuscated numbers `_PHONE` misses: digit by digit ("0 9 0 6 ..."), dotted ("0906.170.1461"),
 # bracketed ("(0906) 1701461") or with a trunk zero ("+44 (0) 906 ..."). A candidate is a whole
@@ -204,6 +208,8 @@ def _obfuscated_phone(raw: str) -> str | None:
     if not rest or not (all(len(g) == 1 for g in groups) or all(len(g) >= 3 for g in rest)):
         return None
     digits = ("0" if intl else "") + "".join(groups)
+    if intl and digits.startswith("00"):  # "+44 07700 900123": the trunk 0 written after +44
+        digits = digits[1:]
     return digits if digits.startswith("0") and len(digits) in (10, 11) else None
 
 
@@ -251,39 +257,56 @@ def _spans(pattern: re.Pattern[str], text: str) -> list[tuple[int, int, str]]:
     return [(m.start(), m.end(), m.group(0)) for m in pattern.finditer(text)]
 
 
+class _Taken:
+    """Non-overlapping spans kept sorted, so whether a new one overlaps any costs a binary search
+    (checking every span taken so far made a text of thousands of numbers or links quadratic:
+    100 KB of short codes took 11 s in `cluster`)."""
+
+    def __init__(self) -> None:
+        self.starts: list[int] = []
+        self.ends: list[int] = []
+
+    def free(self, s: int, e: int) -> bool:
+        i = bisect.bisect_right(self.starts, s)  # spans before i start at or before s
+        return not (i and self.ends[i - 1] > s) and (i == len(self.starts) or self.starts[i] >= e)
+
+    def add(self, s: int, e: int) -> None:
+        i = bisect.bisect_right(self.starts, s)
+        self.starts.insert(i, s)
+        self.ends.insert(i, e)
+
+
 def _entity_spans(light: str, written: str | None = None) -> list[tuple[int, int, str, str]]:
     """Non-overlapping (start, end, kind, value) spans, the earlier-listed kind winning overlaps.
     A URL's value is read from `written` (the same span, letters as written: `_forms`)."""
     written = light if written is None else written
     found: list[tuple[int, int, str, str]] = []
-    taken: list[tuple[int, int]] = []
+    taken = _Taken()
 
-    def free(s: int, e: int) -> bool:
-        return all(e <= ts or s >= te for ts, te in taken)
+    def take(s: int, e: int, kind: str, value: str) -> None:
+        found.append((s, e, kind, value))
+        taken.add(s, e)
 
     for s, e, raw in (_spans(_EMAIL, light) if "@" in light else []):
-        found.append((s, e, "email", raw))
-        taken.append((s, e))
+        take(s, e, "email", raw)
     for pattern in (_URL_IP, _URL_PREFIXED, _URL_BARE):
         for s, e, _raw in _spans(pattern, light):
-            if free(s, e):
-                found.append((s, e, "url", _clean_url(written[s:e])))
-                taken.append((s, e))
+            if taken.free(s, e):
+                take(s, e, "url", _clean_url(written[s:e]))
     for s, e, raw in _spans(_PHONE, light):
-        if free(s, e):
-            found.append((s, e, "phone", _phone_digits(raw)))
-            taken.append((s, e))
+        if taken.free(s, e):
+            take(s, e, "phone", _phone_digits(raw))
     for s, e, raw in _spans(_PHONE_RUN, light):
-        digits = _obfuscated_phone(raw) if free(s, e) else None
+        digits = _obfuscated_phone(raw) if taken.free(s, e) else None
         if digits:
-            found.append((s, e, "phone", digits))
-            taken.append((s, e))
+            take(s, e, "phone", digits)
     # an amount ("75000 pounds") is money, never a short code; the template still says <money>
-    money = [(s, e) for s, e, _raw in _spans(_MONEY, light)]
+    money = _Taken()
+    for s, e, _raw in _spans(_MONEY, light):
+        money.add(s, e)
     for s, e, raw in _spans(_SHORTCODE, light):
-        if free(s, e) and all(e <= ms or s >= me for ms, me in money):
-            found.append((s, e, "shortcode", raw))
-            taken.append((s, e))
+        if taken.free(s, e) and money.free(s, e):
+            take(s, e, "shortcode", raw)
     return sorted(found)
 
 
