@@ -434,24 +434,6 @@ def audits_needed(est: Estimate, audits: int, target_width: float) -> Optional[i
     return max(0, int(math.ceil(hi / per_audit)) - audits)
 
 
-def neyman_allocation(sizes: Sequence[float], sds: Sequence[float], budget: int,
-                      floor: int = 2) -> np.ndarray:
-    """Audits per stratum minimising the variance of a total: n_h proportional to N_h S_h.
-
-    Each stratum gets at least `floor` (so its variance can be estimated) and at most N_h.
-    """
-    N, S = np.asarray(sizes, dtype=np.float64), np.asarray(sds, dtype=np.float64)
-    share = N * np.maximum(S, 1e-9)
-    n = np.minimum(N, np.maximum(floor, budget * share / share.sum()))
-    for _ in range(20):  # rescale the uncapped strata so the budget is spent
-        free = n < N
-        spare = budget - n.sum()
-        if abs(spare) < 0.5 or not free.any():
-            break
-        n[free] = np.minimum(N[free], np.maximum(floor, n[free] + spare * share[free] / share[free].sum()))
-    return np.round(n).astype(int)
-
-
 def estimates_table(per_policy: Mapping[str, Mapping[str, Estimate]], audits: int,
                     target_width: float) -> list[dict[str, Any]]:
     """Rows (policy, measure, estimate, n, lo, hi, further audits to the target width) for display."""

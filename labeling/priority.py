@@ -123,19 +123,34 @@ class PriorityError(ValueError):
 
 _NUMERIC = ("risk", "uncertainty", "campaign_size", "campaign_growth", "reports", "score")
 
+# A count from the feed (user reports, campaign members) as a priority feature: past this its
+# term is long saturated (`reports_ref`, `campaign_size_ref`), and a float holds it exactly.
+MAX_COUNT = 10**9
+
+
+def feed_count(value: Any) -> int:
+    """A count an item's metadata or a campaign gives (user reports, members) as a feature: 0 for a
+    negative one, at most `MAX_COUNT`. A reports value of -1 in an ingested row made the item's
+    case refused (`features_problem`: never queued), and one of 400 digits overflowed `float` and
+    stopped every case build; the count only raises a saturating term, so neither means anything."""
+    return min(max(int(value), 0), MAX_COUNT)
+
 
 def features_problem(features: Mapping[str, Any]) -> Optional[str]:
     """Why a case's stored features cannot be ranked (one line naming the feature), or None.
 
     A NaN from a broken model passed `np.clip` untouched and made the priority NaN, which the
     store refused for the whole build (`cases.priority` is NOT NULL); `score_features` raises
-    `PriorityError` with this reason instead, so a caller can skip that one case and count it."""
+    `PriorityError` with this reason instead, so a caller can skip that one case and count it.
+    A feature stored as null is a missing one (its default, `score_features`)."""
     for name in _NUMERIC:
         v = features.get(name)
         if v is None:
             continue
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             return f"feature {name} is {type(v).__name__} {str(v)[:40]!r}, not a number"
+        if isinstance(v, int) and v > MAX_COUNT:  # float() of a long one overflows
+            return f"feature {name} is over {MAX_COUNT:,}"
         if not math.isfinite(v) or v < 0:
             return f"feature {name} is {v:g}" + ("" if math.isfinite(v) else " (a model score was not a number)")
     return None
@@ -157,11 +172,14 @@ PINNED = ("seed", "learning")
 
 
 def pinned(features: Mapping[str, Any]) -> Optional[tuple[float, str]]:
-    """(priority, reason) where a learning or seed pass placed the case, else None."""
+    """(priority, reason) where a learning or seed pass placed the case, else None. A pin that is
+    no finite number (NaN or infinity in hand-edited meta, a bool) is none: it made the priority
+    NaN, which a sweep never rewrote (no difference from NaN exceeds `PRIORITY_EPSILON`)."""
     for key in PINNED:
         pin = features.get(key)
-        if isinstance(pin, Mapping) and isinstance(pin.get("priority"), (int, float)):
-            return float(pin["priority"]), f"{key}: {pin.get('why') or ''}".rstrip(": ")
+        p = pin.get("priority") if isinstance(pin, Mapping) else None
+        if isinstance(p, (int, float)) and not isinstance(p, bool) and abs(p) <= MAX_COUNT:  # not NaN nor infinity
+            return float(p), f"{key}: {pin.get('why') or ''}".rstrip(": ")
     return None
 
 
@@ -179,7 +197,7 @@ def sla_start(features: Mapping[str, Any], created: dt.datetime, due: Optional[d
         return created
     try:
         start = utc_naive(dt.datetime.fromisoformat(at))
-    except ValueError:  # hand-edited meta: the creation clock, never a crash in the sweep
+    except (ValueError, OverflowError):  # hand-edited meta (a year-9999 time west of UTC): the creation clock
         return created
     if utc_naive(created) <= start and (due is None or start < utc_naive(due)):
         return start
@@ -195,6 +213,9 @@ def score_features(taxonomy: Taxonomy, features: Mapping[str, Any], config: Queu
     problem = features_problem(features)
     if problem is not None:
         raise PriorityError(f"no priority: {problem}")
+    # A number stored as null is missing, as `features_problem` reads it: `np.asarray(None,
+    # dtype=float)` is NaN, which made the priority NaN (frozen by the sweep, see `pinned`).
+    features = {k: v for k, v in features.items() if not (v is None and k in _NUMERIC)}
     used = float(sla_used(_epoch(sla_start(features, created, due)), _epoch(due), _epoch(now))) if due else 0.0
     terms = priority_terms(config.priority, risk=features.get("risk", 0.0),
                            uncertainty=features.get("uncertainty", 0.0),

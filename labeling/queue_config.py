@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from core.config import config_file, load_model, raise_problems
 from core.taxonomy import MAX_SLA_MINUTES, Taxonomy
+from core.text import invisible_char
 
 QUEUES_FILE = "queues.yaml"
 
@@ -61,19 +62,25 @@ class Route(_Strict):
     when: RouteWhen = Field(default_factory=RouteWhen)
 
 
+# Each term is in [0, 1.5]: a weight past this only makes the sums overflow (two weights of
+# 1e308 made a priority of infinity, which no later refresh ever moves).
+MAX_WEIGHT = 1000.0
+
+
 class PriorityWeights(_Strict):
-    risk: float = Field(default=1.0, ge=0)
-    uncertainty: float = Field(default=0.0, ge=0)
-    campaign_size: float = Field(default=0.0, ge=0)
-    campaign_growth: float = Field(default=0.0, ge=0)
-    reports: float = Field(default=0.0, ge=0)
-    urgency: float = Field(default=0.0, ge=0)
+    risk: float = Field(default=1.0, ge=0, le=MAX_WEIGHT)
+    uncertainty: float = Field(default=0.0, ge=0, le=MAX_WEIGHT)
+    campaign_size: float = Field(default=0.0, ge=0, le=MAX_WEIGHT)
+    campaign_growth: float = Field(default=0.0, ge=0, le=MAX_WEIGHT)
+    reports: float = Field(default=0.0, ge=0, le=MAX_WEIGHT)
+    urgency: float = Field(default=0.0, ge=0, le=MAX_WEIGHT)
 
 
 class PriorityConfig(_Strict):
     weights: PriorityWeights = Field(default_factory=PriorityWeights)
     campaign_size_ref: int = Field(default=100, gt=1)
-    growth_window_hours: float = Field(default=24.0, gt=0)
+    # At most a year, as an SLA: 1e300 hours overflowed the window's start and stopped every build.
+    growth_window_hours: float = Field(default=24.0, gt=0, le=MAX_SLA_MINUTES / 60)
     reports_ref: int = Field(default=10, gt=0)
 
 
@@ -82,10 +89,15 @@ class SlaEscalation(_Strict):
     remaining_fraction: float = Field(default=0.25, ge=0.0, le=1.0)
 
 
+# Copies of one case per calibration set: each goes to another analyst, and every copy is a row
+# the build writes at once (`reviewers: 1000000` wrote a million rows per drawn case).
+MAX_CALIBRATION_REVIEWERS = 20
+
+
 class CalibrationSet(_Strict):
     name: str = Field(min_length=1)
     share: float = Field(ge=0.0, le=1.0)
-    reviewers: int = Field(ge=2)
+    reviewers: int = Field(ge=2, le=MAX_CALIBRATION_REVIEWERS)
 
 
 class LearningShare(_Strict):
@@ -152,7 +164,7 @@ class SeedSettings(_Strict):
 class QaStratum(_Strict):
     """A band of the stratified QA audit (issue 19): cases whose predicted policy is in `policy`
     and whose score of it is in [min_score, max_score) are audited with probability `share`."""
-    policy: Optional[list[str]] = None
+    policy: Optional[list[str]] = Field(default=None, min_length=1)
     min_score: float = Field(default=0.0, ge=0.0, le=1.0)
     max_score: float = Field(default=1.0, ge=0.0, le=1.0)
     share: float = Field(gt=0.0, le=1.0)
@@ -162,6 +174,29 @@ class QaStratum(_Strict):
         if self.min_score >= self.max_score:
             raise ValueError(f"min_score {self.min_score} must be below max_score {self.max_score}")
         return self
+
+    def covers(self, other: "QaStratum") -> bool:
+        """True when every case `other` takes, this takes too (so a later `other` is dead)."""
+        policy = self.policy is None or (other.policy is not None and set(other.policy) <= set(self.policy))
+        return policy and self.min_score <= other.min_score and other.max_score <= self.max_score
+
+
+def name_problems(field: str, names: list[str]) -> list[str]:
+    """Problems with names a person picks from (queues, calibration sets): blank, padded, holding
+    a control or invisible character, or one differing from another only in case. Such a second
+    queue loaded beside `general` as `General`, looked the same in every list, and a route to it
+    filled a queue nobody drained."""
+    out, seen = [], {}
+    for name in names:
+        ch = invisible_char(name)
+        if not name.strip() or name != name.strip() or ch is not None:
+            why = f"holds the character U+{ord(ch):04X}" if ch is not None else "is blank or padded with spaces"
+            out.append(f"{field}: {name!r} {why}")
+        key = name.casefold()
+        if key in seen:
+            out.append(f"{field}: {name!r} and {seen[key]!r} differ only in case")
+        seen.setdefault(key, name)
+    return out
 
 
 class QueueConfig(_Strict):
@@ -189,7 +224,8 @@ class QueueConfig(_Strict):
 
     @model_validator(mode="after")
     def _queues_known(self) -> "QueueConfig":
-        problems = []
+        problems = name_problems("queues", list(self.queues)) + name_problems(
+            "calibration_sets", [c.name for c in self.calibration_sets])
         for key in ("default_queue", "escalation_queue", "appeals_queue", "calibration_queue"):
             if getattr(self, key) not in self.queues:
                 problems.append(f"{key}: {getattr(self, key)!r} is not listed under `queues`")
@@ -206,6 +242,11 @@ class QueueConfig(_Strict):
         names = [c.name for c in self.calibration_sets]
         if len(names) != len(set(names)):
             problems.append("calibration_sets: names must be unique")
+        for j, band in enumerate(self.qa_strata):
+            earlier = next((i for i in range(j) if self.qa_strata[i].covers(band)), None)
+            if earlier is not None:  # first match wins: its share was never used
+                problems.append(f"qa_strata.{j}: never matches: qa_strata.{earlier} takes every case it would; "
+                                f"put it first")
         if problems:
             raise ValueError("; ".join(problems))
         return self

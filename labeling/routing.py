@@ -20,7 +20,7 @@ import numpy as np
 from core.taxonomy import EscalationCriterion, Taxonomy
 from core.text import pattern_search
 
-from .priority import label_harm_weights, risk_scores, score_features, tier_weight, utc_naive
+from .priority import feed_count, label_harm_weights, risk_scores, score_features, tier_weight, utc_naive
 from .queue_config import QueueConfig
 from .sampling import audit_draw
 
@@ -139,8 +139,8 @@ def plan_case(taxonomy: Taxonomy, config: QueueConfig, cand: Candidate, now: dt.
         queue = route(config, cand, severity, taxonomy.benign_label)
     due = now + dt.timedelta(minutes=taxonomy.sla_minutes(severity))
     features = {"risk": round(risk, 6), "uncertainty": round(float(cand.uncertainty), 6),
-                "campaign_size": cand.campaign_size, "campaign_growth": round(cand.campaign_growth, 6),
-                "reports": cand.reports, "severity": severity, "label": cand.label,
+                "campaign_size": feed_count(cand.campaign_size), "campaign_growth": round(cand.campaign_growth, 6),
+                "reports": feed_count(cand.reports), "severity": severity, "label": cand.label,
                 "score": round(float(cand.score), 6), "escalation": crit.id if crit else None}
     priority, why, terms = score_features(taxonomy, features, config, now, due, now)
     is_audit, inclusion = audit_draw(config, cand.key, cand.label, cand.score)  # stratified QA (issue 19)
