@@ -66,14 +66,11 @@ class CampaignSettings(BaseModel):
     top_terms: int = Field(default=8, ge=1, le=50)
     index: IndexSettings = IndexSettings()
 
-    @field_validator("ignore_hosts")
+    @field_validator("ignore_hosts", "public_hosts", mode="before")
     @classmethod
-    def _lower_hosts(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(h.strip().lower() for h in value)
-
-    @field_validator("public_hosts", mode="before")
-    @classmethod
-    def _public_hosts(cls, value: object) -> tuple[str, ...]:
+    def _hosts(cls, value: object) -> tuple[str, ...]:
+        """Host names as entities store them (lower case, no `www.`, punycode): `www.bit.ly` or
+        `BIT.LY.` in ignore_hosts was kept as written and so never matched the entity `bit.ly`."""
         if not isinstance(value, (list, tuple)):
             raise ValueError(f"expected a list of host names, got {type(value).__name__}")
         out = []

@@ -11,14 +11,47 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from .config import config_file, load_model
+from .config import config_file, load_model, version_text
 from .text import pattern_search
 
 TAXONOMY_FILE = "taxonomy.yaml"
 # One year: longer is a typo, and a deadline past year 9999 cannot be computed at all.
 MAX_SLA_MINUTES = 525_600
+# The store's columns (core.schema; tests/test_hardening_config_taxonomy.py keeps them equal): a
+# longer name loads here, then PostgreSQL refuses the first case or decision that records it.
+MAX_LABEL_CHARS = 50      # policy labels, action names: decisions.label / .action, items.policy_label
+MAX_TIER_CHARS = 10       # severity tiers: cases.severity, decisions.severity
+MAX_VERSION_CHARS = 50    # taxonomy_version columns
+MAX_REF_CHARS = 100       # decisions.policy_ref, items.source_label, items.source
+# Policy labels, tiers, actions and escalation ids are names a program reads (model classes, the
+# store, `auc:<policy>`, command-line options, the UI's buttons): letters, digits, '_' and '-'.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+
+
+def _name_problems(names: list[str], what: str, limit: int) -> list[str]:
+    """Why each of `names` cannot be a `what` name, and names that differ only in case (two
+    buttons or store values a reader cannot tell apart); empty when all are fine."""
+    out, seen = [], {}
+    for name in names:
+        if not _NAME.fullmatch(name):
+            out.append(f"{what} {name!r}: use letters, digits, '_' and '-' only, starting with a letter or digit")
+        elif len(name) > limit:
+            out.append(f"{what} {name!r}: at most {limit} characters (the store's column), it has {len(name)}")
+        folded = name.casefold()
+        if folded in seen:
+            out.append(f"{what} {name!r} and {seen[folded]!r} differ only in case")
+        seen.setdefault(folded, name)
+    return out
+
+
+def _no_repeats(values: list[str]) -> list[str]:
+    """A list of names each given once: a repeat is a slip that shows twice on screen."""
+    repeated = sorted({v for v in values if values.count(v) > 1})
+    if repeated:
+        raise ValueError(f"listed more than once: {', '.join(repeated)}")
+    return values
 
 
 class _Strict(BaseModel):
@@ -34,7 +67,7 @@ def _prose(value: str) -> str:
 
 
 class Severity(_Strict):
-    name: str
+    name: str = Field(min_length=1)
     sla_minutes: int = Field(gt=0, le=MAX_SLA_MINUTES)
     weight: float = Field(gt=0)
     description: str = ""
@@ -61,7 +94,7 @@ class Policy(_Strict):
     title: str
     violating: bool
     severity: Optional[str] = None
-    policy_ref: str = Field(min_length=1)
+    policy_ref: str = Field(min_length=1, max_length=MAX_REF_CHARS)
     actions: list[str] = Field(min_length=1)
     default_action: str
     # The policy text an analyst reads beside the case (the Review tab's context panel): what
@@ -75,6 +108,8 @@ class Policy(_Strict):
     @classmethod
     def _prose_or_empty(cls, value: str) -> str:
         return _prose(value) if value else value
+
+    _unique_actions = field_validator("actions")(_no_repeats)
 
     @model_validator(mode="after")
     def _text_complete(self) -> "Policy":
@@ -91,6 +126,8 @@ class EscalationCriterion(_Strict):
     patterns: list[str] = Field(default_factory=list)
     min_score: float = Field(default=0.0, ge=0.0, le=1.0)
     min_campaign_size: Optional[int] = Field(default=None, gt=0)
+
+    _unique_policies = field_validator("policies")(_no_repeats)
 
     @field_validator("patterns")
     @classmethod
@@ -144,10 +181,23 @@ class SourceMap(_Strict):
     @field_validator("labels", "votes", mode="before")
     @classmethod
     def _keys_as_text(cls, value: object) -> object:
-        # YAML reads `0:` as an int; source labels are compared as text.
-        if isinstance(value, dict):
-            return {str(k): v for k, v in value.items()}
-        return value
+        """Keys as ingest looks them up (`_label_key`): YAML reads `0:` as an int, and a source
+        label is compared as stripped text. `yes:` (YAML 1.1 true), `null:` or a key that meets
+        another one once read so (`0` and "0") would map a label nobody wrote, so they are refused."""
+        if not isinstance(value, dict):
+            return value
+        out: dict[str, object] = {}
+        for k, v in value.items():
+            if isinstance(k, bool) or k is None or not isinstance(k, (str, int, float)):
+                raise ValueError(f"source label {k!r} is not text: put it in quotes (YAML reads yes/no/on/off "
+                                 f"as true/false and null or ~ as nothing)")
+            key = _label_key(k)
+            if not key or len(key) > MAX_REF_CHARS:
+                raise ValueError(f"source label {k!r}: 1 to {MAX_REF_CHARS} characters")
+            if key in out:
+                raise ValueError(f"source label {k!r} is given twice (as {key!r})")
+            out[key] = v
+        return out
 
 
 class Taxonomy(_Strict):
@@ -158,10 +208,32 @@ class Taxonomy(_Strict):
     escalation: list[EscalationCriterion] = Field(default_factory=list)
     sources: dict[str, SourceMap] = Field(default_factory=dict)
 
-    @field_validator("version", mode="before")
+    _version_as_text = field_validator("version", mode="before")(version_text)
+
+    @field_validator("version")
     @classmethod
-    def _version_as_text(cls, value: object) -> object:
-        return str(value) if isinstance(value, (int, float)) else value
+    def _version_fits(cls, value: str) -> str:
+        if len(value) > MAX_VERSION_CHARS:
+            raise ValueError(f"at most {MAX_VERSION_CHARS} characters (the store's column), it has {len(value)}")
+        return value
+
+    @field_validator("severities", "actions", "policies", "sources")
+    @classmethod
+    def _names(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        what, limit = {"severities": ("tier", MAX_TIER_CHARS), "actions": ("action", MAX_LABEL_CHARS),
+                       "policies": ("policy", MAX_LABEL_CHARS), "sources": ("source", MAX_REF_CHARS)}[info.field_name]
+        problems = _name_problems(list(value), what, limit)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
+
+    @field_validator("escalation")
+    @classmethod
+    def _criterion_ids(cls, value: list[EscalationCriterion]) -> list[EscalationCriterion]:
+        problems = _name_problems([c.id for c in value], "criterion id", MAX_LABEL_CHARS)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
 
     @model_validator(mode="after")
     def _cross_references(self) -> "Taxonomy":

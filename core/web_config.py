@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from pathlib import Path
 from typing import Literal, Optional, Union
 
@@ -22,8 +23,10 @@ Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
 class SessionSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    idle_timeout_seconds: int = Field(1800, gt=0)   # no request that counts as activity for this long: signed out
-    absolute_timeout_hours: float = Field(12, gt=0)  # signed out this long after signing in, active or not
+    # Bounded so a session's deadline is a date: past about 2.7 million years timedelta overflows
+    # and every sign-in (or request) ended in a server error.
+    idle_timeout_seconds: int = Field(1800, gt=0, le=7 * 86400)  # no request that counts as activity for this long: signed out
+    absolute_timeout_hours: float = Field(12, gt=0, le=366 * 24)  # signed out this long after signing in, active or not
     cookie_name: str = Field("wb_session", pattern=r"^[A-Za-z0-9_-]{1,40}$")
     same_site: Literal["strict", "lax"] = "strict"
     # auto: Secure when the request came over https (directly or per a trusted proxy's X-Forwarded-Proto)
@@ -34,7 +37,7 @@ class LoginSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     # Per client address, on top of the per-account lockout of core.accounts (5 in a row -> 15 min).
     max_failures_per_client: int = Field(20, gt=0)
-    window_seconds: int = Field(900, gt=0)
+    window_seconds: int = Field(900, gt=0, le=7 * 86400)
 
 
 class SsoSettings(BaseModel):
@@ -42,6 +45,20 @@ class SsoSettings(BaseModel):
     enabled: bool = False
     user_header: str = Field("X-Forwarded-User", pattern=r"^[A-Za-z0-9-]{1,64}$")
     logout_url: Optional[str] = None  # where "Log out" sends the browser (the proxy's sign-out), e.g. /oauth2/sign_out
+
+    @field_validator("logout_url")
+    @classmethod
+    def _logout_url(cls, v: Optional[str]) -> Optional[str]:
+        """A path on this site or an http(s) URL, printable ASCII without spaces: it becomes a
+        link's href and a Location header, where `javascript:` runs script in the signed-in page,
+        a line break splits the header and a non-Latin-1 character made every SSO logout fail."""
+        if v is None:
+            return v
+        if not re.fullmatch(r"[!-~]{1,2000}", v) or not (
+                (v.startswith("/") and not v.startswith("//")) or v.lower().startswith(("https://", "http://"))):
+            raise ValueError(f"{v[:80]!r} is not a path such as /oauth2/sign_out or an https:// URL "
+                             f"(printable ASCII, no spaces)")
+        return v
 
 
 class WebConfig(BaseModel):
@@ -65,16 +82,20 @@ class WebConfig(BaseModel):
         out = []
         for i, cidr in enumerate(v):
             try:
-                out.append(ipaddress.ip_network(str(cidr).strip(), strict=False))
+                net = ipaddress.ip_network(str(cidr).strip(), strict=False)
             except ValueError:
                 raise ValueError(f"item {i}: {cidr!r} is not an IP address or CIDR (e.g. 10.0.0.5/32)") from None
+            if net.prefixlen == 0:  # every address: anyone could send the SSO header and sign in as anyone
+                raise ValueError(f"item {i}: {cidr!r} trusts every address; name the proxies themselves")
+            out.append(net)
         return out
 
     @field_validator("allowed_origins")
     @classmethod
     def _origins(cls, v: list[str]) -> list[str]:
         for o in v:
-            if not o.startswith(("http://", "https://")) or o.rstrip("/").count("/") != 2:
+            if (not o.startswith(("http://", "https://")) or o.rstrip("/").count("/") != 2
+                    or not re.fullmatch(r"[A-Za-z0-9.:/\[\]-]+", o)):
                 raise ValueError(f"{o!r} is not an origin like https://workbench.example.org")
         return [o.rstrip("/").lower() for o in v]
 

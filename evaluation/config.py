@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from core.config import config_file, load_model
+from core.config import config_file, load_model, version_text
 
 EVALUATION_FILE = "evaluation.yaml"
 SLICE_KINDS = ("source", "surface", "language", "campaign", "identity", "served")
@@ -32,10 +32,7 @@ class EvaluationConfig(BaseModel):
     min_slice_n: int = Field(default=30, ge=1)
     identity_terms: dict[str, list[str]] = Field(default_factory=dict)
 
-    @field_validator("version", mode="before")
-    @classmethod
-    def _version_as_text(cls, value: object) -> object:
-        return str(value) if isinstance(value, (int, float)) else value
+    _version_as_text = field_validator("version", mode="before")(version_text)
 
     @field_validator("identity_terms")
     @classmethod

@@ -8,9 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from core.config import config_file, load_model, raise_problems
+from core.config import config_file, load_model, raise_problems, version_text
 from core.taxonomy import MAX_SLA_MINUTES, Taxonomy
 from core.text import invisible_char
 
@@ -181,6 +181,9 @@ class QaStratum(_Strict):
         return policy and self.min_score <= other.min_score and other.max_score <= self.max_score
 
 
+MAX_NAME = 100  # the store's column for a case's queue and calibration set
+
+
 def name_problems(field: str, names: list[str]) -> list[str]:
     """Problems with names a person picks from (queues, calibration sets): blank, padded, holding
     a control or invisible character, or one differing from another only in case. Such a second
@@ -192,6 +195,8 @@ def name_problems(field: str, names: list[str]) -> list[str]:
         if not name.strip() or name != name.strip() or ch is not None:
             why = f"holds the character U+{ord(ch):04X}" if ch is not None else "is blank or padded with spaces"
             out.append(f"{field}: {name!r} {why}")
+        elif len(name) > MAX_NAME:  # cases.queue / cases.calibration_set: PostgreSQL refused it at case creation
+            out.append(f"{field}: {name[:40]!r}... is {len(name)} characters, over {MAX_NAME}")
         key = name.casefold()
         if key in seen:
             out.append(f"{field}: {name!r} and {seen[key]!r} differ only in case")
@@ -201,6 +206,7 @@ def name_problems(field: str, names: list[str]) -> list[str]:
 
 class QueueConfig(_Strict):
     version: str = Field(min_length=1)
+    _version_as_text = field_validator("version", mode="before")(version_text)
     queues: dict[str, str] = Field(min_length=1)
     routes: list[Route] = Field(default_factory=list)
     default_queue: str

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from core.config import config_file, load_model, raise_problems
+from core.config import config_file, load_model, raise_problems, version_text
 from core.taxonomy import Taxonomy
 
 if TYPE_CHECKING:
@@ -17,17 +17,19 @@ REVIEW_FILE = "review.yaml"
 
 class ReviewSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    version: str
+    version: str = Field(min_length=1)
     mask_policies: list[str] = Field(default_factory=list)
     mask_min_score: float = Field(default=0.15, ge=0.0, le=1.0)
     similar_k: int = Field(default=8, ge=0, le=100)
     author_history: int = Field(default=15, ge=0, le=500)
     timeline_events: int = Field(default=50, ge=1, le=1000)
-    sweep_every_seconds: int = Field(default=300, ge=0)
+    # 0: no sweep while serving. At most a day: a longer wait overflows the sweeper thread's
+    # timer (it died at once, and cases past their SLA were never escalated).
+    sweep_every_seconds: int = Field(default=300, ge=0, le=86400)
     # The screen's lease heartbeat and timers (seconds).
     heartbeat_seconds: int = Field(default=60, ge=1, le=3600)
-    lease_warning_seconds: int = Field(default=120, ge=0)
-    idle_seconds: int = Field(default=900, ge=1)
+    lease_warning_seconds: int = Field(default=120, ge=0, le=86400)
+    idle_seconds: int = Field(default=900, ge=1, le=86400)
     counts_refresh_seconds: int = Field(default=30, ge=1, le=3600)
     # `u` takes back one's own last decision for this long after it was saved.
     undo_seconds: int = Field(default=120, ge=0, le=86400)
@@ -39,10 +41,7 @@ class ReviewSettings(BaseModel):
     default_blur: bool = True
     default_grayscale: bool = False
 
-    @field_validator("version", mode="before")
-    @classmethod
-    def _version_as_text(cls, value: object) -> object:
-        return str(value) if isinstance(value, (int, float)) else value
+    _version_as_text = field_validator("version", mode="before")(version_text)
 
 
 def queue_problems(settings: ReviewSettings, queues: "QueueConfig") -> list[tuple[str, str]]:

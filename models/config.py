@@ -162,9 +162,17 @@ class ModelsConfig(_Strict):
                     continue
                 for i, member in enumerate(params["members"]):
                     try:
-                        member_spec(member, i)
+                        spec = member_spec(member, i)
                     except ModelError as exc:
                         problems.append(f"{kind}.members[{i}]: {exc}")
+                        continue
+                    # A member's params meet its kind's constraints here, as a kind's own do above:
+                    # found at training time, a bad one failed after the members before it had trained.
+                    constraints = kind_class(spec["kind"])._parameter_constraints
+                    for name, value in spec["params"].items():
+                        problem = unmet(value, constraints.get(name, [object]))
+                        if problem:
+                            problems.append(f"{kind}.members[{i}].params.{name}: {problem}")
         if problems:
             raise ValueError("; ".join(problems))
         return kinds

@@ -105,6 +105,8 @@ STRATA = "seed: 20261125"
     (STRATA, "qa_strata:\n  - {policy: [], share: 0.5}\n" + STRATA, "qa_strata.0.policy"),
     ("risk: 1.0,", "risk: 1e308,", "priority.weights.risk': Input should be less than or equal to 1000"),
     ("growth_window_hours: 24", "growth_window_hours: 1e300", "priority.growth_window_hours': Input should be less"),
+    ("  general:", "  " + "q" * 101 + ': "x"\n  general:', "queues: 'qqq.*is 101 characters, over 100"),
+    ('version: "2026.11.1"', "version: 1.10", "write the version in quotes"),
 ])
 def test_queue_settings_that_validated_but_misled_or_overflowed_are_refused(tmp_path, taxonomy, old, new, problem):
     """A second queue `General` loaded beside `general` (a route there filled a queue nobody
