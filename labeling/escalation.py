@@ -27,7 +27,7 @@ from core.store import Store
 from core.taxonomy import Taxonomy
 from core.text import free_text_error
 
-from .cases import _lock_builds, case_view, of_live_campaign, unchanged
+from .cases import _lock_builds, case_view, inactive_campaign, of_live_campaign, unchanged
 from .claims import _now, check_actionable, check_holder, lock_case, reclaim_expired
 from .errors import QueueError
 from .priority import ESCALATED_AT, PRIORITY_EPSILON, score_features, sla_lapsing, tier_weight
@@ -44,12 +44,7 @@ def escalate(store: Store, taxonomy: Taxonomy, case_id: int, actor: Actor, reaso
 
     `holder_only` (the Review screen): only a case `actor` still holds on a live lease, checked
     under the case's lock (`claims.check_holder`), so a hold lost meanwhile is never escalated."""
-    if not reason or not reason.strip():
-        raise QueueError("escalating needs a reason")
-    if (too_long := free_text_error(reason, "an escalation's reason")) is not None:
-        raise QueueError(too_long)
-    if severity is not None and severity not in taxonomy.severities:
-        raise QueueError(f"unknown severity {severity!r} (known: {', '.join(taxonomy.severities)})")
+    check_request(taxonomy, reason, severity)
     now = _now(now)
     check_permission(actor, "escalate", f"case {case_id}")
     actor = actor_name(actor)
@@ -58,6 +53,10 @@ def escalate(store: Store, taxonomy: Taxonomy, case_id: int, actor: Actor, reaso
         if holder_only:
             check_holder(conn, case, actor, now)
         _check_escalatable(case, config)
+        if (status := inactive_campaign(conn, case["campaign_id"])) is not None:
+            # nothing claims, sweeps or decides it (`of_live_campaign`): escalated, it waited unseen
+            raise QueueError(f"case {case_id} is of campaign {case['campaign_id']}, which is {status}: its members "
+                             f"joined another campaign, escalate that campaign's case instead")
         check_actionable(case, actor, now)
         cover = _escalated_campaign_case(conn, config, case)
         if cover is not None:  # its campaign is already escalated: one entry per item
@@ -81,6 +80,18 @@ def escalate(store: Store, taxonomy: Taxonomy, case_id: int, actor: Actor, reaso
         if case["campaign_id"] is not None:
             fold_covered(conn, taxonomy, config, now, [case_id])
         return case_view(conn, case_id, with_history=False)
+
+
+def check_request(taxonomy: Taxonomy, reason: Optional[str], severity: Optional[str]) -> None:
+    """Refuse, in one line, a reason or severity no escalation may carry (blank, over the free-text
+    rule of `core.text`, an unknown tier): checked before any work, so `packets.escalate_with_packet`
+    builds no packet for a request `escalate` would refuse."""
+    if not reason or not reason.strip():
+        raise QueueError("escalating needs a reason")
+    if (bad := free_text_error(reason, "an escalation's reason")) is not None:
+        raise QueueError(bad)
+    if severity is not None and severity not in taxonomy.severities:
+        raise QueueError(f"unknown severity {severity!r} (known: {', '.join(taxonomy.severities)})")
 
 
 def _same_open_escalation(taxonomy: Taxonomy, config: QueueConfig, case: Mapping[str, Any], actor: str,

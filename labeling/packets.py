@@ -11,10 +11,11 @@ import hashlib
 import json
 import os
 import secrets
+import unicodedata
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, func, or_, select
 
 from clustering.config import CampaignSettings
 from clustering.search import similar_items
@@ -31,10 +32,10 @@ from core.taxonomy import Taxonomy
 from .cases import case_view, suggestion
 from .decisions import bulk_preview
 from .errors import QueueError
-from .escalation import escalate
+from .escalation import check_request, escalate
 from .masking import (OWN_FLAG, is_sensitive, mask_appeal, mask_case_reasons, mask_fields, mask_packet, mask_text,
                       should_mask)
-from .priority import ESCALATED_AT
+from .priority import ESCALATED_AT, utc_naive
 from .queue_config import QueueConfig
 from .review_config import ReviewSettings
 from .routing import patterns_match
@@ -214,7 +215,7 @@ def review_packet(store: Store, taxonomy: Taxonomy, case_id: int, settings: Revi
 
     The suggestion is `cases.suggestion`, the same one a decision is judged against.
     """
-    now = now or utcnow()
+    now = utc_naive(now) if now is not None else utcnow()  # the store's naive UTC: an aware `now` raised
     with store.read() as conn:
         view = case_view(conn, case_id, raw_text=True)
         item_id = view.get("item_id")
@@ -362,8 +363,10 @@ def escalation_packet(store: Store, taxonomy: Taxonomy, case_id: int, settings: 
         A = AuditEvent.__table__
         cond = or_(and_(A.c.entity_type == "case", A.c.entity_id == str(case_id)),
                    and_(A.c.entity_type == "item", A.c.entity_id == str(item.get("id"))))
+        # the newest events, oldest first: the oldest N left out what happened last (notes, an undo)
         events = conn.execute(select(A.c.ts, A.c.actor, A.c.action, A.c.payload).where(cond)
-                              .order_by(A.c.id).limit(settings.timeline_events)).mappings().all()
+                              .order_by(A.c.id.desc()).limit(settings.timeline_events)).mappings().all()[::-1]
+        total = conn.execute(select(func.count()).select_from(A).where(cond)).scalar() or 0
     label = pred.get("label") or packet["suggested_label"]
     matched = [c for c in taxonomy.escalation if raw_text and patterns_match(c, raw_text)]
     tier = severity or case.get("severity") or (taxonomy.severity_of(label) if label in taxonomy.policies else None)
@@ -392,6 +395,7 @@ def escalation_packet(store: Store, taxonomy: Taxonomy, case_id: int, settings: 
                      "entities": (campaign or {}).get("entities"),
                      "similar_decisions": packet["similar_decisions"]},
         "timeline": _timeline(list(events), bool(packet["masked"])),
+        "timeline_left_out": max(int(total) - len(events), 0),  # older events, in the audit log
         "campaign": campaign,
         "author": {**{k: v for k, v in packet["author"].items() if k != "author_id"},
                    "author_ref": _author_ref(packet["author"].get("author_id"))},
@@ -412,10 +416,11 @@ def escalate_with_packet(store: Store, taxonomy: Taxonomy, case_id: int, analyst
     covered by its campaign's case) files a new one. The check and the filing hold the case's
     lock (PostgreSQL; SQLite's write lock), so two sessions escalating at once file one.
     `holder_only` as in `escalation.escalate`: a case no longer held is refused and files nothing."""
+    check_request(taxonomy, reason, severity)  # refused before the packet is built, as `escalate` would
     check_permission(analyst, "escalate", f"case {case_id}")
     packet = escalation_packet(store, taxonomy, case_id, settings, campaign_settings, reason, severity=severity)
     view = escalate(store, taxonomy, case_id, analyst, reason, config, severity=severity, holder_only=holder_only)
-    folder = store.path("packets", "x").parent
+    folder = store.data_dir / "packets"  # made by `_write_private`: a failure there is reported, not raised
     with store.begin() as conn:
         row = conn.execute(select(Case.__table__).where(Case.id == case_id).with_for_update()
                            if conn.dialect.name == "postgresql" else select(Case.__table__).where(Case.id == case_id)
@@ -426,14 +431,40 @@ def escalate_with_packet(store: Store, taxonomy: Taxonomy, case_id: int, analyst
         if filed and filed.get("key") == key and _readable_packet(folder, filed.get("path")) is not None:
             return {"case": view, "packet": _readable_packet(folder, filed["path"]), "packet_path": filed["path"],
                     "filed": False}
-        path = _write_private(folder, f"case-{case_id}-{utcnow():%Y%m%dT%H%M%S%f}-{secrets.token_hex(4)}.json",
-                              json.dumps(packet, indent=2, default=str, ensure_ascii=False))
+        try:
+            path = _write_private(folder, f"case-{case_id}-{utcnow():%Y%m%dT%H%M%S%f}-{secrets.token_hex(4)}.json",
+                                  inert_json(packet))
+        except OSError as exc:  # the escalation stands: a retry files the packet (none is recorded)
+            raise QueueError(f"case {case_id} is escalated, but its packet could not be written under {folder} "
+                             f"({exc.strerror or exc}): fix that and escalate it again to file it") from None
         meta["escalation_packet"] = {"key": key, "path": str(path)}
         conn.execute(Case.__table__.update().where(Case.id == case_id).values(meta=meta, updated_at=utcnow()))
         audit.record(conn, analyst, "escalation.packet", "case", case_id,
                      {"path": str(path), "summary": packet["summary"],
                       "next_step": packet["recommended_next_step"]})
     return {"case": view, "packet": packet, "packet_path": str(path), "filed": True}
+
+
+def inert_json(data: Any) -> str:
+    """`data` as indented JSON that reads as it is wherever the file is opened: every character a
+    terminal or an editor would obey or hide (C0 and C1 controls, bidi overrides and isolates, other
+    invisible format characters, line and paragraph separators, lone surrogates) written as a
+    `\\uXXXX` escape. `ensure_ascii=False` escapes only C0: an item's CSI (U+009B) cleared the screen
+    of whoever ran `cat` on the packet, and an RLO (U+202E) made its evidence read backwards. JSON
+    readers load the same strings; the letters of any script stay as they are."""
+    text = json.dumps(data, indent=2, default=str, ensure_ascii=False)
+    if text.replace("\n", " ").isprintable():  # the common case, in C
+        return text
+    return "".join(ch if ch.isprintable() or ch == "\n" or unicodedata.category(ch) == "Zs" else _escape(ch)
+                   for ch in text)
+
+
+def _escape(ch: str) -> str:
+    code = ord(ch)
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    code -= 0x10000  # a JSON escape beyond the BMP is a surrogate pair
+    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
 
 
 def _escalation_key(conn: Any, holder_id: int) -> str:

@@ -20,6 +20,7 @@ from core.schema import Reveal, UserPreference, utcnow
 from core.store import Store, insert_ignore
 
 from .errors import QueueError
+from .masking import may_reveal
 from .priority import utc_naive
 from .review_config import ReviewSettings
 
@@ -43,7 +44,11 @@ def record_reveal(conn: Connection, analyst: Actor, case_id: int, item_id: Optio
 
 
 def has_revealed(conn: Connection, analyst: Actor, case_id: int) -> bool:
-    """Whether `analyst` revealed case `case_id` (its texts are then unmasked for them)."""
+    """Whether `analyst` revealed case `case_id` and still holds `reveal` (its texts are then
+    unmasked for them): a reveal recorded before their role or token lost it unmasks nothing
+    (`masking.may_reveal`), else a demoted analyst kept reading every text they once revealed."""
+    if not may_reveal(analyst):
+        return False
     return conn.execute(select(R.c.id).where(R.c.analyst == actor_name(analyst), R.c.case_id == case_id)
                         .limit(1)).first() is not None
 
