@@ -72,15 +72,18 @@ def new_registered(kind: str, labels: Sequence[str], **params: Any) -> "PolicyCl
 
 
 def load_registered(path: str | Path) -> "PolicyClassifier":
-    """A classifier saved by `save`, of a registered kind (see `kinds.load_classifier`)."""
+    """A classifier saved by `save`, of a registered kind (see `kinds.load_classifier`). The folder
+    is hostile input: a link inside it (to /etc/passwd, to another model's weights) is refused
+    before anything is read, and each kind checks its arrays' types, shapes and finiteness."""
     folder = Path(path)
     meta_path = folder / META_FILE
     if not meta_path.is_file():
         raise ModelError(f"{folder}: not a saved model (no {META_FILE})")
+    refuse_links(folder)
     try:
         meta = json.loads(meta_path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelError(f"{folder}: unreadable {META_FILE} ({exc})") from None
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise ModelError(f"{folder}: unreadable {META_FILE} ({_first_line(exc)})") from None
     if not isinstance(meta, dict) or not isinstance(meta.get("params", {}), dict):
         raise ModelError(f"{folder}: {META_FILE} is not a model description")
     model = new_registered(meta.get("kind"), meta.get("labels") or [], **meta.get("params", {}))
@@ -208,8 +211,32 @@ class PolicyClassifier:
         raise NotImplementedError
 
     def _load_state(self, folder: Path, meta: dict[str, Any]) -> None:
-        self.decision_weights = np.asarray(meta.get("decision_weights") or np.ones(len(self.labels)), dtype=float)
+        saved = meta.get("decision_weights")
+        weights = real_array(np.ones(len(self.labels)) if saved is None else saved, f"{folder}: {META_FILE} "
+                             "decision_weights", (len(self.labels),))
+        if (weights <= 0).any():  # a zero or negative weight silently never (or inversely) predicts a label
+            raise ModelError(f"{folder}: {META_FILE} decision_weights must all be > 0, got {weights.tolist()}")
+        self.decision_weights = weights
         self.fit_info = meta.get("fit_info", {})
+
+    def _checked_proba(self, proba: Any, n: int) -> np.ndarray:
+        """`proba` once it is an (n, labels) array of distributions (finite, in [0, 1], rows summing to
+        1): what a model hands to scoring is stored as the record, so a broken model (NaN or zero
+        temperature, an overflow) is one ModelError here instead of NaN or lopsided scores there."""
+        proba = np.asarray(proba, dtype=float)
+        k = len(self.labels)
+        if proba.shape != (n, k):
+            raise ModelError(f"{self.kind}: probabilities of shape {proba.shape}, not ({n}, {k}): the model is broken")
+        bad = (~np.isfinite(proba).all(axis=1) | (proba < -_PROBA_TOL).any(axis=1) | (proba > 1 + _PROBA_TOL).any(axis=1)
+               | (np.abs(proba.sum(axis=1) - 1.0) > _PROBA_TOL))
+        if n and bad.all():
+            raise ModelError(f"{self.kind}: every text got scores that are not probabilities "
+                             f"({np.round(proba[0], 6).tolist()}): the model is broken, nothing scored with it")
+        # some rows only (one text overflowed): those become NaN rows, which scoring leaves
+        # unwritten and names (`core.predictions.prediction_problem`), so one hostile text cannot
+        # stop the batch
+        proba[bad] = np.nan
+        return np.clip(proba, 0.0, 1.0)
 
     # -- helpers for subclasses ------------------------------------------------------------
     def _encode_labels(self, y: Sequence[str]) -> np.ndarray:
@@ -238,6 +265,50 @@ class PolicyClassifier:
     def _check_fitted(self) -> None:
         if not self.is_fitted:
             raise ModelError(f"this {self.kind} model has not been fitted")
+
+
+_PROBA_TOL = 1e-6
+
+
+def refuse_links(folder: Path) -> None:
+    """ModelError when anything inside `folder` is a symbolic link or not a plain file or folder:
+    a model reads only its own files (a link could read /etc/passwd, or another model's weights)."""
+    for p in sorted(folder.rglob("*")):
+        if p.is_symlink() or not (p.is_file() or p.is_dir()):
+            raise ModelError(f"{folder}: {p.relative_to(folder).as_posix()} is a link or special file: refused")
+
+
+def real_array(value: Any, what: str, shape: Optional[tuple[int, ...]] = None) -> np.ndarray:
+    """`value` as a float array (integers as float64) once it holds real numbers only (no strings, objects, complex),
+    every one finite, and has `shape` when given; else a one-line ModelError naming `what`.
+    A NaN weight does not fail loudly downstream: it turns a label's probability into 0, or every
+    score into NaN, so saved arrays are checked when they are read."""
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError) as exc:
+        raise ModelError(f"{what} is not an array of numbers ({_first_line(exc)})") from None
+    if arr.dtype.kind not in "iuf":
+        raise ModelError(f"{what} holds {arr.dtype} values, not real numbers")
+    if arr.dtype.kind != "f":  # a saved float32 stays float32: scores reproduce exactly
+        arr = arr.astype(np.float64)
+    if shape is not None and arr.shape != shape:
+        raise ModelError(f"{what} has shape {arr.shape}, not {shape}")
+    if not np.isfinite(arr).all():
+        raise ModelError(f"{what} holds {int((~np.isfinite(arr)).sum())} NaN or infinite value(s)")
+    return arr
+
+
+def checked_temperature(value: Any, what: str) -> float:
+    """A saved calibration temperature once it is a finite number > 0: 0 or NaN makes every score
+    NaN, a negative one turns the ranking of the labels upside down."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(float(value)) or value <= 0:
+        raise ModelError(f"{what} must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
 def _jsonable(value: Any) -> Any:

@@ -30,11 +30,13 @@ import numpy as np
 
 # Importing the kind modules of the default members registers them (models.kinds registers all).
 from . import linear, transformer  # noqa: F401
-from .base import ModelError, PolicyClassifier, load_registered, new_registered, register_kind, registered_class
+from .base import (ModelError, PolicyClassifier, load_registered, new_registered, real_array, register_kind,
+                   registered_class)
 from .calibration import platt_targets, tune_decision_weights
 from .params import PATH, SEED, Check, Interval, Options
 from .training import grouped_folds, grouped_holdout
 
+_DEFAULT_MEMBER_MODULES = (linear, transformer)  # used for their registration only (keeps pyflakes quiet)
 BLEND_FILE = "blend.json"
 MEMBERS_DIR = "members"
 DEFAULT_MEMBERS = ({"kind": "hybrid"}, {"kind": "transformer"})
@@ -256,7 +258,7 @@ class EnsembleClassifier(PolicyClassifier):
         texts = list(texts)
         if not texts:
             return np.zeros((0, len(self.labels)))
-        return self.blend(self.member_log_proba(texts, embeddings))
+        return self._checked_proba(self.blend(self.member_log_proba(texts, embeddings)), len(texts))
 
     # -- persistence ---------------------------------------------------------------------
     def _save_state(self, folder: Path) -> None:
@@ -273,12 +275,11 @@ class EnsembleClassifier(PolicyClassifier):
             raise ModelError(f"{folder}: ensemble blend {BLEND_FILE} is missing")
         try:
             blend = json.loads((folder / BLEND_FILE).read_text())
-            self.weights = np.asarray(blend["weights"], dtype=float)
-            self.bias = np.asarray(blend["bias"], dtype=float)
-            self.present = np.asarray(blend["present"], dtype=int)
-            k = int(blend.get("member_sets", 1))
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise ModelError(f"{folder}: unreadable {BLEND_FILE} ({exc})") from None
+            weights, bias, present = blend["weights"], blend["bias"], blend["present"]
+            k = blend.get("member_sets", 1)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+            raise ModelError(f"{folder}: unreadable {BLEND_FILE} ({str(exc).splitlines()[0][:200] if str(exc) else exc!r})") from None
+        self._check_blend(folder, weights, bias, present, k)
         self._sets = [[load_registered(_member_dir(folder, f, k, i)) for i in range(len(self.members))]
                       for f in range(k)]
         specs = self.member_specs()
@@ -286,6 +287,28 @@ class EnsembleClassifier(PolicyClassifier):
             for spec, m in zip(specs, models):
                 if m.kind != spec["kind"] or m.labels != self.labels:
                     raise ModelError(f"{folder}: saved member {m.kind} does not match the ensemble's {spec['kind']}")
+
+
+    def _check_blend(self, folder: Path, weights: Any, bias: Any, present: Any, sets: Any) -> None:
+        """Set the saved blend once its shapes fit the members and labels and its numbers are finite:
+        a NaN weight makes every score NaN, a short weight list or a repeated label silently blends
+        the wrong members or puts one label's score on two."""
+        m, k, what = len(self.members), len(self.labels), f"{folder}: {BLEND_FILE}"
+        if isinstance(sets, bool) or not isinstance(sets, int) or not 1 <= sets <= MAX_MEMBER_SETS:
+            raise ModelError(f"{what} member_sets must be an int in [1, {MAX_MEMBER_SETS}], got {sets!r}")
+        idx = real_array(present, f"{what} present")
+        if (idx.ndim != 1 or len(idx) < 2 or (idx != np.round(idx)).any() or (idx < 0).any() or (idx >= k).any()
+                or len(np.unique(idx)) != len(idx)):
+            raise ModelError(f"{what} present must list distinct label indices in [0, {k}), got {present!r}")
+        w = real_array(weights, f"{what} weights")
+        if w.shape not in ((m,), (m, k)):
+            raise ModelError(f"{what} weights have shape {w.shape}, not ({m},) or ({m}, {k}) for {m} members")
+        if (w < 0).any():  # fitted with a bound at 0: a negative weight trusts a member upside down
+            raise ModelError(f"{what} weights must be >= 0, got {w.tolist()}")
+        self.weights, self.bias, self.present = w, real_array(bias, f"{what} bias", (k,)), idx.astype(int)
+
+
+MAX_MEMBER_SETS = 100  # cross-fit folds kept; far more than anyone fits
 
 
 def _member_dir(folder: Path, set_index: int, n_sets: int, i: int) -> Path:

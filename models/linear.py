@@ -23,7 +23,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from .base import ModelError, PolicyClassifier, register_kind
+from .base import ModelError, PolicyClassifier, checked_temperature, real_array, register_kind
 from .calibration import apply_temperature_bias, fit_temperature_bias, nll, tune_decision_weights
 from .embeddings import RUNTIMES
 from .metrics import softmax
@@ -36,6 +36,7 @@ ARRAYS_FILE = "linear.npz"
 STATE_FILE = "linear.json"
 LEGACY_PICKLE = "linear.pkl"  # written by earlier versions; never loaded (a pickle can run code)
 STATE_FORMAT = 1
+MAX_ARRAYS_BYTES = 4 << 30  # unpacked: 300,000 n-grams x 2 vocabularies x a few labels is ~50 MB
 
 _POSITIVE = Interval(numbers.Real, 0, None, closed="neither")
 _COUNT = Interval(numbers.Integral, 1, None, closed="left")
@@ -104,6 +105,7 @@ class HybridClassifier(PolicyClassifier):
         self._char: Any = None
         self._clf: Any = None
         self._embedder: Any = None
+        self._n_features: Optional[int] = None  # columns the fitted head reads
         self.temperature = 1.0
         self.bias: Optional[np.ndarray] = None
 
@@ -153,7 +155,11 @@ class HybridClassifier(PolicyClassifier):
             if embeddings.shape[0] != len(texts):
                 raise ModelError(f"got {embeddings.shape[0]} embeddings for {len(texts)} texts")
             blocks.append(sp.csr_matrix(embeddings * self.embedding_weight))
-        return sp.hstack(blocks, format="csr", dtype=np.float32) if len(blocks) > 1 else sp.csr_matrix(blocks[0])
+        X = sp.hstack(blocks, format="csr", dtype=np.float32) if len(blocks) > 1 else sp.csr_matrix(blocks[0])
+        if not fit and self._n_features is not None and X.shape[1] != self._n_features:
+            raise ModelError(f"{self.kind}: the head reads {self._n_features} features, these texts give {X.shape[1]} "
+                             "(sentence embeddings of another size than the model was trained on?)")
+        return X
 
     def _fit_vectorizer(self, name: str, vec: Any, texts: list[str]) -> Any:
         """fit_transform, with scikit-learn's complaint about the data and the n-gram settings
@@ -239,6 +245,7 @@ class HybridClassifier(PolicyClassifier):
                 self.decision_weights = tune_decision_weights(proba, yi, present)
             info["calibration_folds"] = folds
         self._clf = self._fit_head(X, yi, soft)
+        self._n_features = int(X.shape[1])
         bar.update(1)
         info["soft_targets"] = soft is not None
         bar.close()
@@ -257,7 +264,7 @@ class HybridClassifier(PolicyClassifier):
         if len(texts) == 0:
             return np.zeros((0, len(self.labels)))
         X = self._features(texts, embeddings, fit=False)
-        return self._calibrate(self._full_logits(self._clf, X))
+        return self._checked_proba(self._calibrate(self._full_logits(self._clf, X)), len(texts))
 
     # -- persistence: arrays in .npz, vocabularies and scalars in JSON -------------------
     def _head_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -318,13 +325,22 @@ class HybridClassifier(PolicyClassifier):
         try:
             state = json.loads((folder / STATE_FILE).read_text(encoding="ascii"))
             with np.load(folder / ARRAYS_FILE, allow_pickle=False) as npz:
+                size = sum(i.file_size for i in npz.zip.infolist())
+                if size > MAX_ARRAYS_BYTES:  # a small, deflated file that unpacks into all the memory
+                    raise ModelError(f"{folder}: {ARRAYS_FILE} unpacks to {size} bytes (over {MAX_ARRAYS_BYTES}): refused")
                 arrays = {k: npz[k] for k in npz.files}
-        except (OSError, ValueError, UnicodeDecodeError) as exc:
-            raise ModelError(f"{folder}: unreadable model state ({exc})") from None
+        except (OSError, ValueError, UnicodeDecodeError, RecursionError) as exc:
+            if isinstance(exc, ModelError):
+                raise
+            raise ModelError(f"{folder}: unreadable model state ({_one_line(exc)})") from None
         if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
             raise ModelError(f"{folder}: {STATE_FILE} has an unknown format")
+        # Every saved number is checked before it is used (a NaN coefficient silently gives its label 0).
+        arrays = {k: v if k == "head_classes" else real_array(v, f"{folder}: {ARRAYS_FILE} {k}")
+                  for k, v in arrays.items()}
         try:
             self._vectorizers()
+            width = 0
             for name in ("word", "char"):
                 vec, terms = getattr(self, f"_{name}"), state["vocabularies"].get(name)
                 if (vec is None) != (terms is None):
@@ -332,18 +348,34 @@ class HybridClassifier(PolicyClassifier):
                 if vec is not None:
                     if not isinstance(terms, list) or not all(isinstance(t, str) for t in terms):
                         raise ModelError(f"{folder}: saved {name} vocabulary is not a list of n-grams")
+                    if len(set(terms)) != len(terms) or not terms:
+                        raise ModelError(f"{folder}: saved {name} vocabulary is empty or repeats an n-gram")
+                    idf = arrays[f"{name}_idf"]
+                    if idf.shape != (len(terms),):
+                        raise ModelError(f"{folder}: saved {name} idf has shape {idf.shape}, not ({len(terms)},) "
+                                         "as its vocabulary")
                     vec.vocabulary_ = {t: i for i, t in enumerate(terms)}
                     vec.fixed_vocabulary_ = False
-                    vec.idf_ = arrays[f"{name}_idf"]
+                    vec.idf_ = idf
+                    width += len(terms)
             self._clf = self._head_from_state(state["head"], arrays)
-            self.temperature = float(state["temperature"])
-            self.bias = np.asarray(arrays["bias"], dtype=float)
-        except (KeyError, TypeError, ValueError) as exc:
+            self.temperature = checked_temperature(state["temperature"], f"{folder}: {STATE_FILE} temperature")
+            self.bias = arrays["bias"]
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             if isinstance(exc, ModelError):
                 raise
             raise ModelError(f"{folder}: incomplete model state ({type(exc).__name__}: {exc})") from None
         if self.bias.shape != (len(self.labels),):
             raise ModelError(f"{folder}: calibration bias has shape {self.bias.shape}, not ({len(self.labels)},)")
+        self._n_features = _head_width(self._clf)
+        if (self._n_features <= width) if self.needs_embeddings else (self._n_features != width):
+            raise ModelError(f"{folder}: the saved head reads {self._n_features} features, the saved vocabularies "
+                             f"give {width}{' plus the sentence embedding' if self.needs_embeddings else ''}")
+
+
+def _head_width(clf: Any) -> int:
+    """How many features a fitted head reads (its coefficient columns)."""
+    return int(clf.ratios_[0].shape[0] if hasattr(clf, "ratios_") else clf.coef_.shape[1])
 
 
 def _one_line(exc: BaseException) -> str:

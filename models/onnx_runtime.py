@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from .base import ModelError
+
 _ENV_CACHE = "WORKBENCH_ONNX_CACHE"
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -29,27 +31,51 @@ def onnx_cache_dir() -> Path:
 
 
 def _weights_digest(source: str) -> str:
-    """Short digest of a local model folder's weight files, or of the hub name."""
+    """Short SHA-256 of a local model folder, or of the hub name: every file (relative path, size
+    and bytes; hidden folders such as .git left out), since the weights, the configs and the
+    tokenizer files all change the vectors. Contents, not modification times: a file swapped in
+    with its old size and time still gets a fresh export instead of the stale graph."""
     folder = Path(source)
-    h = hashlib.sha1()
+    h = hashlib.sha256()
     if folder.is_dir():
-        for f in sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin")):
-            st = f.stat()
-            h.update(f"{f.name}:{st.st_size}:{int(st.st_mtime)}".encode())
+        files = sorted((f.relative_to(folder), f) for f in folder.rglob("*") if f.is_file())
+        for rel, f in files:
+            if any(part.startswith(".") for part in rel.parts):
+                continue
+            h.update(f"{rel.as_posix()}\0{f.stat().st_size}\0".encode("utf-8", "surrogateescape"))
+            with f.open("rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
     else:
-        h.update(source.encode())
-    return h.hexdigest()[:12]
+        h.update(source.encode("utf-8", "surrogateescape"))
+    return h.hexdigest()[:16]
 
 
 def _transformer_folder(source: str) -> str:
-    """The folder (or hub name) of the transformer inside a sentence-transformers model."""
+    """The folder (or hub name) of the transformer inside a sentence-transformers model; a
+    `modules.json` that is not a list of modules, or whose path leads outside `source`, is one
+    ModelError line (it would otherwise load another folder's model)."""
     import json
 
     modules = Path(source) / "modules.json"
-    if modules.is_file():
-        for m in json.loads(modules.read_text()):
-            if m.get("type", "").endswith("Transformer"):
-                return str(Path(source) / m.get("path", "")) if m.get("path") else source
+    if not modules.is_file():
+        return source
+    try:
+        listed = json.loads(modules.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as exc:
+        raise ModelError(f"{modules}: unreadable ({str(exc).splitlines()[0][:200] if str(exc) else exc!r})") from None
+    if not isinstance(listed, list) or not all(isinstance(m, dict) for m in listed):
+        raise ModelError(f"{modules}: not a list of modules")
+    for m in listed:
+        if str(m.get("type", "")).endswith("Transformer"):
+            sub = m.get("path") or ""
+            if not isinstance(sub, str):
+                raise ModelError(f"{modules}: the transformer's path {sub!r} is not a folder name")
+            root = Path(source).resolve()
+            target = (root / sub).resolve()
+            if target != root and root not in target.parents:
+                raise ModelError(f"{modules}: the transformer's path {sub!r} leads outside {source}: refused")
+            return str(Path(source) / sub) if sub else source
     return source
 
 
@@ -59,8 +85,9 @@ def export_onnx(source: str, out: Path) -> Path:
     from transformers import AutoModel, AutoTokenizer
 
     folder = _transformer_folder(source)
-    tok = AutoTokenizer.from_pretrained(folder)
-    model = AutoModel.from_pretrained(folder, attn_implementation="eager").eval()
+    # trust_remote_code=False: a config naming code of its own (auto_map) is refused, never run or asked about
+    tok = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
+    model = AutoModel.from_pretrained(folder, attn_implementation="eager", trust_remote_code=False).eval()
 
     class Pooled(torch.nn.Module):
         def __init__(self, inner: Any) -> None:
@@ -140,7 +167,7 @@ class OnnxEncoder:
         if self.threads:
             opts.intra_op_num_threads = int(self.threads)
         self._session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        self._tokenizer = AutoTokenizer.from_pretrained(path.parent / "tokenizer")
+        self._tokenizer = AutoTokenizer.from_pretrained(path.parent / "tokenizer", trust_remote_code=False)
 
     def encode(self, texts: list[str], show_progress: bool = False) -> np.ndarray:
         """(n, dim) float32 unit vectors; batches are formed by length to cut padding."""
@@ -158,7 +185,10 @@ class OnnxEncoder:
             feeds = {k: enc[k].astype(np.int64) for k in INPUTS if k in enc}
             if "token_type_ids" not in feeds:
                 feeds["token_type_ids"] = np.zeros_like(feeds["input_ids"])
-            vecs = self._session.run(None, feeds)[0]
+            vecs = np.asarray(self._session.run(None, feeds)[0])
+            if vecs.ndim != 2 or len(vecs) != len(idx) or not np.isfinite(vecs).all():
+                raise ModelError(f"ONNX model {self.model_path()} gave {vecs.shape} outputs for {len(idx)} texts, "
+                                 "or NaN / infinite values: a broken or replaced export (delete it to export again)")
             for j, v in zip(idx, vecs):
                 out[j] = v
         return np.stack(out).astype(np.float32) if texts else np.zeros((0, 0), dtype=np.float32)

@@ -20,8 +20,10 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
 import secrets
 import shutil
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
@@ -122,14 +124,28 @@ def _artifact_files(folder: Path) -> list[tuple[str, Path]]:
     return sorted(out)
 
 
-def artifact_digest(folder: str | Path) -> str:
-    """Hex SHA-256 over an artifact folder: each file's relative path, size and bytes, in path order."""
+def artifact_digest(folder: str | Path, copy_to: Optional[Path] = None) -> str:
+    """Hex SHA-256 over an artifact folder: each file's relative path, size and bytes, in path order.
+    With `copy_to`, the bytes hashed are also written there (a new folder): a copy that holds
+    exactly what was hashed, which a file swapped in after the check can no longer change."""
     h = hashlib.sha256()
     for rel, p in _artifact_files(Path(folder)):
-        h.update(f"{rel}\0{p.stat().st_size}\0".encode("utf-8", "surrogateescape"))
-        with p.open("rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
+        # O_NOFOLLOW: a file replaced by a link after the listing is an error, not read through
+        fd = os.open(p, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        with os.fdopen(fd, "rb") as f:
+            h.update(f"{rel}\0{os.fstat(fd).st_size}\0".encode("utf-8", "surrogateescape"))
+            out = None
+            if copy_to is not None:
+                (copy_to / rel).parent.mkdir(parents=True, exist_ok=True)
+                out = (copy_to / rel).open("xb")
+            try:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
+                    if out is not None:
+                        out.write(block)
+            finally:
+                if out is not None:
+                    out.close()
     return h.hexdigest()
 
 
@@ -145,8 +161,10 @@ def artifact_folder(store: "Store", row: dict[str, Any]) -> Path:
     return resolved
 
 
-def verify_artifact(store: "Store", row: dict[str, Any]) -> Path:
-    """The artifact folder of `row` once its place and its SHA-256 check out (see the module doc)."""
+def verify_artifact(store: "Store", row: dict[str, Any], copy_to: Optional[Path] = None) -> Path:
+    """The artifact folder of `row` once its place and its SHA-256 check out (see the module doc).
+    With `copy_to` (a folder not there yet) the files are copied there as they are hashed, and that
+    copy is returned: what is loaded from it is what was checked (no swap after the check)."""
     folder = artifact_folder(store, row)
     version = row.get("id")
     if not folder.is_dir():
@@ -156,7 +174,7 @@ def verify_artifact(store: "Store", row: dict[str, Any]) -> Path:
         raise RegistryError(f"model {version} has no recorded artifact digest (registered before digests were "
                             "kept): refused; retrain it with `workbench models train`")
     try:
-        actual = artifact_digest(folder)
+        actual = artifact_digest(folder, copy_to)
     except (RegistryError, OSError) as exc:
         raise RegistryError(f"model {version}: artifact folder {folder} cannot be checked ({exc}): refused") from None
     if actual != expected:
@@ -164,7 +182,7 @@ def verify_artifact(store: "Store", row: dict[str, Any]) -> Path:
         unexpected = f"; unexpected: {', '.join(odd)}" if odd else ""
         raise RegistryError(f"model {version}: artifact folder {folder} does not match its recorded SHA-256 "
                             f"(a file was changed, added or removed{unexpected}): refused; retrain it")
-    return folder
+    return folder if copy_to is None else copy_to
 
 
 # -- queries ---------------------------------------------------------------------------------
@@ -180,10 +198,25 @@ def list_models(store: "Store", include_retired: bool = True) -> list[dict[str, 
         return [_row_dict(r) for r in conn.execute(q)]
 
 
+_VERSION_MAX = 100  # model_versions.id is a String(100)
+
+
+def check_version_name(version: Any) -> str:
+    """`version` once it can name a registry row: a string of at most 100 characters, without
+    control characters (a NUL is a DataError on PostgreSQL), path separators or dot-only names
+    (a version names its artifact folder); RegistryError otherwise, the name cut short."""
+    if (not isinstance(version, str) or not version or len(version) > _VERSION_MAX or version.strip(".") == ""
+            or any(c in version for c in "/\\") or any(ord(c) < 32 or ord(c) == 127 for c in version)):
+        shown = repr(version[:60]) + ("..." if len(version) > 60 else "") if isinstance(version, str) else repr(version)
+        raise RegistryError(f"not a model version name: {shown} (see `workbench models list`)")
+    return version
+
+
 def get_model(store: "Store", version: str) -> dict[str, Any]:
     """One version's row as a dict; RegistryError when unknown. `champion` names the champion."""
     from sqlalchemy import select
 
+    check_version_name(version)
     t = _table()
     with store.read() as conn:
         if version == "champion":
@@ -206,9 +239,24 @@ def champion(store: "Store") -> Optional[dict[str, Any]]:
 
 
 def load_model_version(store: "Store", version: str | None = None) -> tuple[PolicyClassifier, dict[str, Any]]:
-    """The classifier of `version` (default: the champion) and its registry row."""
+    """The classifier of `version` (default: the champion) and its registry row.
+
+    Loaded from a private copy made while the digest is computed (`verify_artifact(copy_to=)`),
+    so a file replaced in the models folder between the check and the load is never read; the
+    loaded model must then be of the row's kind and labels (in order: a reordered label list
+    would put every score on the wrong policy)."""
     row = get_model(store, version or "champion")
-    return load_classifier(verify_artifact(store, row)), row
+    with tempfile.TemporaryDirectory(prefix="workbench-model-") as tmp:
+        copy = verify_artifact(store, row, Path(tmp) / "artifact")
+        try:
+            model = load_classifier(copy)
+        except ModelError as exc:  # named by the registered folder, not the private copy
+            where = str(artifact_folder(store, row))
+            raise RegistryError(f"model {row.get('id')}: {str(exc).replace(str(copy), where)}") from None
+    if model.kind != row.get("kind") or list(model.labels) != list(row.get("labels") or []):
+        raise RegistryError(f"model {row.get('id')}: its saved files are a {model.kind} over {model.labels}, the "
+                            f"registry says a {row.get('kind')} over {row.get('labels')}: refused; retrain it")
+    return model, row
 
 
 # -- role changes ----------------------------------------------------------------------------
@@ -226,6 +274,7 @@ def promote(store: "Store", version: str, actor: Actor = SYSTEM["system"], reaso
     cannot be loaded never becomes champion, whichever path promotes it."""
     from sqlalchemy import select, update
 
+    check_version_name(version)
     check_permission(actor, "promote", f"model_version {version}")
     try:  # before the row lock: hashing a large artifact must not hold it
         verify_artifact(store, get_model(store, version))
@@ -261,6 +310,7 @@ def retire(store: "Store", version: str, actor: Actor = SYSTEM["system"], reason
     """Mark a version retired (kept for the record, never used to score). Not the champion. Needs `retire`."""
     from sqlalchemy import select, update
 
+    check_version_name(version)
     check_permission(actor, "retire", f"model_version {version}")
     if (bad := free_text_error(reason, "a retirement's reason")) is not None:  # kept for good in the audit log
         raise RegistryError(bad)

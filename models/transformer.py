@@ -23,7 +23,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from .base import ModelError, PolicyClassifier, register_kind
+from .base import ModelError, PolicyClassifier, checked_temperature, real_array, register_kind
 from .calibration import apply_temperature_bias, fit_temperature_bias
 from .params import PATH, SEED, Interval, Options
 from .preprocessing import PREPROCESSORS, social_text
@@ -131,7 +131,7 @@ class TransformerClassifier(PolicyClassifier):
         source = self._source()
         id2label = dict(enumerate(self.labels))
         label2id = {v: k for k, v in id2label.items()}
-        self._tokenizer = AutoTokenizer.from_pretrained(source)
+        self._tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False)
         if self.init_config:  # an empty mapping, like null, means the pretrained weights
             cfg = dict(self.init_config)
             model_type = cfg.pop("model_type", "bert")
@@ -141,7 +141,7 @@ class TransformerClassifier(PolicyClassifier):
         else:
             self._model = AutoModelForSequenceClassification.from_pretrained(
                 source, num_labels=len(self.labels), id2label=id2label, label2id=label2id,
-                ignore_mismatched_sizes=True)
+                ignore_mismatched_sizes=True, trust_remote_code=False)
         self._model.to(self.torch_device)
 
     def _prepare(self, texts: Sequence[str]) -> list[str]:
@@ -275,7 +275,8 @@ class TransformerClassifier(PolicyClassifier):
         texts = list(texts)
         if not texts:
             return np.zeros((0, len(self.labels)))
-        return apply_temperature_bias(self._logits(texts).astype(np.float64), self.temperature, self._bias())
+        return self._checked_proba(apply_temperature_bias(self._logits(texts).astype(np.float64), self.temperature,
+                                                          self._bias()), len(texts))
 
     def _bias(self) -> np.ndarray:
         return np.zeros(len(self.labels)) if self.bias is None else self.bias
@@ -297,15 +298,82 @@ class TransformerClassifier(PolicyClassifier):
             raise ModelError(f"{folder}: transformer calibration {CALIB_FILE} is missing")
         try:
             calib = json.loads((folder / CALIB_FILE).read_text())
-            self.temperature, self.bias = float(calib["temperature"]), np.asarray(calib["bias"], dtype=float)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+            temperature, bias = calib["temperature"], calib["bias"]
+        except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
             raise ModelError(f"{folder}: unreadable {CALIB_FILE} ({exc})") from None
-        if self.bias.shape != (len(self.labels),):
-            raise ModelError(f"{folder}: calibration bias has shape {self.bias.shape}, not ({len(self.labels)},)")
-        self._tokenizer = AutoTokenizer.from_pretrained(folder / HF_DIR)
-        # safetensors only: a pickled pytorch_model.bin in the folder is never read.
-        self._model = AutoModelForSequenceClassification.from_pretrained(
-            folder / HF_DIR, use_safetensors=True).to(self.torch_device).eval()
+        self.temperature = checked_temperature(temperature, f"{folder}: {CALIB_FILE} temperature")
+        self.bias = real_array(bias, f"{folder}: {CALIB_FILE} calibration bias", (len(self.labels),))
+        hf = folder / HF_DIR
+        check_hf_folder(hf)
+        try:  # the libraries raise many kinds for a malformed file: each is one line here
+            self._tokenizer = AutoTokenizer.from_pretrained(hf, trust_remote_code=False, local_files_only=True)
+            # safetensors only: a pickled pytorch_model.bin in the folder is never read.
+            model, info = AutoModelForSequenceClassification.from_pretrained(
+                hf, use_safetensors=True, trust_remote_code=False, local_files_only=True, output_loading_info=True)
+        except Exception as exc:  # noqa: BLE001
+            raise ModelError(f"{folder}: the transformer in {HF_DIR}/ cannot be loaded "
+                             f"({type(exc).__name__}: {_first_line(exc)})") from None
+        self._model = model
+        self._check_loaded(folder, info)
+        self._model = self._model.to(self.torch_device).eval()
+
+    def _check_loaded(self, folder: Path, info: dict[str, Any]) -> None:
+        """Refuse a loaded transformer whose weights would give silently wrong scores: weights missing
+        from the file or of another shape (transformers fills them in at random and only logs it),
+        another label list than the model's, or a NaN or infinite parameter."""
+        gaps = sorted(info.get("missing_keys") or []) + sorted(str(k[0]) for k in info.get("mismatched_keys") or [])
+        if gaps or info.get("error_msgs"):
+            raise ModelError(f"{folder}: {HF_DIR}/ weights missing or of the wrong shape: "
+                             f"{', '.join(gaps[:5]) or _first_line(Exception(*info['error_msgs']))}: refused")
+        cfg = self._model.config
+        saved = [cfg.id2label.get(i, cfg.id2label.get(str(i))) for i in range(cfg.num_labels)]
+        if saved != self.labels:
+            raise ModelError(f"{folder}: {HF_DIR}/config.json labels {saved} are not the model's {self.labels}")
+        for name, tensor in self._model.state_dict().items():
+            if tensor.is_floating_point() and not bool(tensor.isfinite().all()):
+                raise ModelError(f"{folder}: {HF_DIR}/ weight {name} holds NaN or infinite values: refused")
+
+
+MAX_HF_FILE_BYTES = 64 << 20  # any file beside the weights (tokenizers of large vocabularies are ~20 MB)
+_FLOAT_DTYPES = {"F16", "BF16", "F32", "F64"}
+
+
+def check_hf_folder(hf: Path) -> None:
+    """Refuse a saved transformer folder before transformers reads it: code of its own (a `.py` file,
+    an `auto_map` in a config, which `trust_remote_code` would run), a tokenizer or config file
+    too large to be one, or weights that are not floating point (integers load silently, as zeros)."""
+    from safetensors import safe_open
+
+    for p in sorted(hf.rglob("*")):
+        rel = p.relative_to(hf).as_posix()
+        if p.is_symlink() or not (p.is_file() or p.is_dir()):
+            raise ModelError(f"{hf}: {rel} is a link or special file: refused")
+        if p.suffix in (".py", ".pyc", ".so"):
+            raise ModelError(f"{hf}: {rel} is code: a saved model is data only, refused")
+        if p.is_dir() or p.suffix == ".safetensors":
+            continue
+        if p.stat().st_size > MAX_HF_FILE_BYTES:
+            raise ModelError(f"{hf}: {rel} has {p.stat().st_size} bytes (over {MAX_HF_FILE_BYTES}): refused")
+        if p.suffix == ".json":
+            try:
+                doc = json.loads(p.read_text(encoding="utf-8"))
+            except (OSError, ValueError, RecursionError) as exc:
+                raise ModelError(f"{hf}: unreadable {rel} ({_first_line(exc)})") from None
+            if isinstance(doc, dict) and "auto_map" in doc:
+                raise ModelError(f"{hf}: {rel} names code to run (auto_map): refused")
+    for p in sorted(hf.glob("*.safetensors")):
+        try:
+            with safe_open(str(p), framework="np") as f:
+                odd = sorted({f.get_slice(k).get_dtype() for k in f.keys()} - _FLOAT_DTYPES)
+        except Exception as exc:  # noqa: BLE001 - safetensors raises its own kind for a bad file
+            raise ModelError(f"{hf}: unreadable {p.name} ({type(exc).__name__}: {_first_line(exc)})") from None
+        if odd:
+            raise ModelError(f"{hf}: {p.name} holds {', '.join(odd)} tensors, not floating-point weights: refused")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
 def _epoch_order(n: int, seed: int, start_step: int, batch_size: int,  # type: ignore[no-untyped-def]
