@@ -21,7 +21,10 @@ Every change (user added, disabled, role set, token created or revoked, an accou
 an audit event. Managing accounts needs the `users` permission, tokens the `tokens` one, and
 nobody hands out more than they hold (`core.permissions.check_grant`): a role, or a token, that
 allows an action the actor's own role and token scopes do not is refused, and so is a change
-to an account whose role does. Names are unique whatever their case ('Bob' is 'bob').
+to an account whose role does. Names are unique whatever their case ('Bob' is 'bob'). The last
+enabled manager, and the last one with a live token allowing `users` (the only way to manage
+accounts), is neither disabled nor demoted; account changes lock the enabled accounts' rows and
+re-read the acting account, so a principal demoted or disabled meanwhile changes nothing.
 """
 from __future__ import annotations
 
@@ -36,6 +39,7 @@ from . import audit
 from .hooks import check_permission
 from .principals import Actor, InvalidName, Principal, actor_name, check_name
 from .schema import MAX_ROW_ID, ApiToken, User, utcnow
+from .text import invisible_char, lone_surrogate_at
 
 U = User.__table__
 T = ApiToken.__table__
@@ -57,8 +61,18 @@ def _hasher() -> Any:
 
 
 def hash_password(password: str) -> str:
+    """The argon2 hash of a password someone can type at the sign-in page: at least 8 characters,
+    not all blank, and no control or invisible character (a browser drops a line ending from a
+    password field, so `secret\\r` read from a Windows line would never sign in) nor a lone surrogate."""
     if not isinstance(password, str) or len(password) < 8:
         raise AccountError("a password needs at least 8 characters")
+    if not password.strip():
+        raise AccountError("a password must not be blank")
+    if (at := lone_surrogate_at(password)) is not None:
+        raise AccountError(f"a password must be Unicode text: a lone surrogate at character {at}")
+    if (ch := invisible_char(password)) is not None:
+        raise AccountError(f"a password must not hold a control or invisible character (U+{ord(ch):04X}): "
+                           "nobody could type it at the sign-in page")
     return _hasher().hash(password)
 
 
@@ -118,6 +132,7 @@ def add_user(store: Any, name: str, role: str, *, actor: Actor, roles: Any, pass
     with store.begin() as conn:
         if conn.dialect.name == "postgresql":  # else 'Bob' and 'bob' added at once would both pass the check
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _NAMES_LOCK})
+        _acting(conn, actor)
         if conn.execute(select(U.c.id).where(func.lower(U.c.name) == name.lower())).first() is not None:
             raise AccountError(f"user {name!r} already exists")
         first = conn.execute(select(U.c.id).limit(1)).first() is None
@@ -141,10 +156,43 @@ def list_users(store: Any) -> list[dict[str, Any]]:
              "created_at": r["created_at"]} for r in rows]
 
 
-def _managers(conn: Any, roles: Any) -> list[str]:
-    """Names of the enabled accounts whose role may manage accounts (`users`), rows locked."""
-    rows = conn.execute(select(U.c.name, U.c.role).where(U.c.disabled.is_(False)).with_for_update()).all()
-    return [r.name for r in rows if roles.allows(r.role, "users")]
+def _managers(conn: Any, roles: Any) -> tuple[set[str], set[str]]:
+    """(names of the enabled accounts whose role may manage accounts (`users`), those of them
+    someone can manage accounts as now), their rows locked.
+
+    Accounts are managed from the command line, which needs a token (neither the web UI nor the
+    HTTP API manages accounts), so a manager is usable only with a live token (not revoked, not
+    expired) whose scopes allow `users` (`core.permissions.allowed`): a password alone signs in to
+    the web UI, where no account or token can be handed out."""
+    from .permissions import allowed
+
+    rows = conn.execute(select(U.c.id, U.c.name, U.c.role).where(U.c.disabled.is_(False)).order_by(U.c.id)
+                        .with_for_update()).all()
+    role = {r.id: r for r in rows if roles.allows(r.role, "users")}
+    now = utcnow()
+    live = conn.execute(select(T.c.user_id, T.c.scopes).where(
+        T.c.user_id.in_(list(role)), T.c.revoked_at.is_(None),
+        or_(T.c.expires_at.is_(None), T.c.expires_at > now))).all() if role else []
+    usable = {role[t.user_id].name for t in live
+              if allowed(roles, Principal(role[t.user_id].name, role[t.user_id].role, "user",
+                                          tuple(t.scopes) if t.scopes else None), "users")}
+    return {r.name for r in role.values()}, usable
+
+
+def _acting(conn: Any, actor: Actor) -> None:
+    """Lock every enabled account's row (in id order, so account changes run one at a time without
+    deadlocks), then refuse an account's principal whose row changed since it was read (its role,
+    or disabled): a request authorised just before a concurrent demotion or disable would
+    otherwise act on authority the account no longer has (two managers demoting each other)."""
+    conn.execute(select(U.c.id).where(U.c.disabled.is_(False)).order_by(U.c.id).with_for_update())
+    if not isinstance(actor, Principal) or actor.kind != "user":
+        return
+    row = conn.execute(select(U.c.role, U.c.disabled).where(U.c.name == actor.name)).first() \
+        if _valid(actor.name) else None
+    if row is not None and (row.disabled or row.role != actor.role):  # None: a script's own Principal
+        now = "disabled" if row.disabled else f"now {row.role}"
+        raise AccountError(f"{actor.name} ({actor.role}) may not manage accounts: the account changed "
+                           f"meanwhile ({now})")
 
 
 def _change_user(store: Any, name: str, actor: Actor, action: str, values: dict[str, Any],
@@ -153,8 +201,9 @@ def _change_user(store: Any, name: str, actor: Actor, action: str, values: dict[
     """Update a user's row, audited; `end_sessions` (a reason) also ends their web sessions,
     `revoke_tokens` (a reason) revokes their live tokens for good.
 
-    With `roles`, a change that would leave no enabled account able to manage accounts is
-    refused: nobody could hand out a token or a role again short of editing the database.
+    With `roles`, a change that would leave no enabled account able to manage accounts, or none
+    with a live token to do it with (`_managers`), is refused: nobody could hand out a token or
+    a role again short of editing the database.
     The audit record keeps the old values, except a password hash (it is secret; a hash in
     the append-only log could be cracked offline by anyone who reads the log)."""
     from .permissions import check_grant
@@ -162,13 +211,20 @@ def _change_user(store: Any, name: str, actor: Actor, action: str, values: dict[
 
     check_permission(actor, "users", f"user {name}")
     with store.begin() as conn:
-        before = _managers(conn, roles) if roles is not None else []
+        _acting(conn, actor)
+        before = _managers(conn, roles) if roles is not None else None
         user = _user(conn, name)
         check_grant(actor, user["role"], what=f"change user {name} ({user['role']})")
         conn.execute(update(U).where(U.c.id == user["id"]).values(updated_at=utcnow(), **values))
-        if before and not _managers(conn, roles):
-            raise AccountError(f"{name} is the last enabled account allowed to manage accounts: "
-                               "give another account such a role first")
+        if before is not None:
+            after = _managers(conn, roles)
+            if before[0] and not after[0]:
+                raise AccountError(f"{name} is the last enabled account allowed to manage accounts: "
+                                   "give another account such a role first")
+            if before[1] and not after[1]:
+                raise AccountError(f"{name} is the last enabled account allowed to manage accounts with a live "
+                                   "token allowing 'users': give another account such a role and a token "
+                                   "(`workbench tokens create`) first")
         was = {k: (user[k] is not None if k == "password_hash" else user[k]) for k in values}
         if "password_hash" in was:
             was["password"] = was.pop("password_hash")
@@ -243,7 +299,9 @@ def verify_password(store: Any, name: str, password: str, now: Optional[dt.datet
     now = now or utcnow()
     user = _take_attempt(store, name, now) if _valid(name) else None
     try:
-        ok = _hasher().verify(user["password_hash"] if user is not None else _dummy_hash(), password or "")
+        # text argon2 can encode: a lone surrogate (not UTF-8) is a wrong password, not a traceback
+        typed = password if isinstance(password, str) and lone_surrogate_at(password) is None else ""
+        ok = _hasher().verify(user["password_hash"] if user is not None else _dummy_hash(), typed)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         ok = False
     if user is None:
@@ -303,6 +361,7 @@ def create_token(store: Any, name: str, *, actor: Actor, expires_days: Optional[
     except (OverflowError, ValueError):  # inf, or past the year 9999
         raise AccountError(f"--expires {expires_days!r} days is too far ahead") from None
     with store.begin() as conn:
+        _acting(conn, actor)
         user = _user(conn, name, lock=True)  # a concurrent disable cannot miss the new token
         if user["disabled"]:
             raise AccountError(f"user {name!r} is disabled")

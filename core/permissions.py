@@ -17,7 +17,7 @@ from typing import Any, Optional, Sequence
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .config import DEFAULT_CONFIG_DIR, ConfigError, config_file, load_model, raise_problems
-from .hooks import PermissionDenied, hookimpl, pm
+from .hooks import PermissionDenied, check_permission, hookimpl, pm
 from .principals import Principal
 
 ROLES_FILE = "roles.yaml"
@@ -176,3 +176,17 @@ def check_grant(actor: Any, role: str, scopes: Optional[Sequence[str]] = None, w
 def allowed(roles: RolesConfig, actor: Principal, action: str) -> bool:
     """What the policy answers for `actor` and `action`, without the plugin manager."""
     return RolePolicy(roles).permission_allowed(actor, action, None) is not False
+
+
+def refusal(actor: Any, action: str, resource: Optional[str] = None) -> Optional[str]:
+    """None when `check_permission` lets `actor` do `action`, else its one-line refusal; None for
+    an actor means nobody was named, refused too. For views that show less instead of failing:
+    the Operations KPIs show team totals, and per-analyst figures only with `analyst_quality`."""
+    if actor is None:
+        return f"nobody named may {action}" + (f" {resource}" if resource else "") + \
+            f": needs permission '{action}' (configs/roles.yaml)"
+    try:
+        check_permission(actor, action, resource)
+    except PermissionDenied as exc:
+        return str(exc)
+    return None

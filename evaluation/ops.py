@@ -23,7 +23,9 @@ from typing import Any, Iterable, Mapping, Optional, Sequence
 import numpy as np
 from sqlalchemy import select
 
+from core.permissions import refusal
 from core.plotting import label_text, pyplot, serialised
+from core.principals import Actor
 from core.schema import Case, Decision, utcnow
 from labeling.cases import filter_cases
 from labeling.queue_config import QueueConfig
@@ -184,10 +186,18 @@ def _home(case: Mapping[str, Any], config: QueueConfig) -> str:
     return str(case["queue"])
 
 
+ANALYST_FIGURES = "analyst_quality"  # the permission per-analyst figures need (leads; configs/roles.yaml)
+
+
 def ops_kpis(store: Any, now: Optional[dt.datetime] = None, queue: Optional[str] = None,
              policy: Optional[str] = None, surface: Optional[str] = None,
-             *, config: QueueConfig) -> dict[str, Any]:
-    """Every KPI above, computed from the store; filters apply to cases (and their decisions)."""
+             *, config: QueueConfig, actor: Optional[Actor] = None) -> dict[str, Any]:
+    """Every KPI above, computed from the store; filters apply to cases (and their decisions).
+
+    Per-analyst figures (`resolved_per_analyst`) are for whoever may see analyst quality
+    (`analyst_quality`, leads): for `actor` without it, or no actor, they are None and
+    `resolved_per_analyst_refused` says why; team totals are everyone's. Every door (UI tab,
+    command line) passes its principal here, so the rule is this one place."""
     C, D = Case.__table__, Decision.__table__
     now = now or utcnow()
     q = filter_cases(select(C.c.id, C.c.queue, C.c.state, C.c.severity, C.c.created_at, C.c.due_at,
@@ -210,6 +220,7 @@ def ops_kpis(store: Any, now: Optional[dt.datetime] = None, queue: Optional[str]
     enforce = [d for d in decs if d["kind"] not in ("calibration", "undo") and d["id"] not in gone]
     acts_enforce = [d for d in acts if d["kind"] not in ("calibration", "undo") and d["id"] not in gone]
     now_s = float(_epoch([now])[0])
+    refused = refusal(actor, ANALYST_FIGURES, "per-analyst figures")
     # SLAs against the due time first committed to; escalations also against their own window
     w_due, w_before = _epoch(c["due_at"] for c in work), _epoch(_due_before(c) for c in work)
     w_done = _epoch(c["resolved_at"] for c in work)
@@ -247,7 +258,9 @@ def ops_kpis(store: Any, now: Optional[dt.datetime] = None, queue: Optional[str]
                                                          _epoch(c["first_action_at"] for c in work)),
         "median_minutes_to_resolution": median_minutes(_epoch(c["created_at"] for c in work),
                                                        _epoch(c["resolved_at"] for c in work)),
-        "resolved_per_analyst": per_analyst([d["reviewer"] for d in enforce], [d["case_id"] for d in enforce]),
+        "resolved_per_analyst": None if refused else per_analyst([d["reviewer"] for d in enforce],
+                                                                 [d["case_id"] for d in enforce]),
+        "resolved_per_analyst_refused": refused,
         "decisions": len(enforce),
         "labelling_acts": len(acts_enforce),  # a bulk decision counts once per distinct text
         "override_rate": rate(judged),

@@ -72,7 +72,7 @@ def test_ops_kpis_count_an_undone_slip_nowhere(sqlite_store, taxonomy, roles):
     for k, item in enumerate(("a0", "a1")):
         decide(sqlite_store, taxonomy, cases[item], "ann", "scam", action="block_sender", rationale="prize lure",
                now=t + dt.timedelta(seconds=10 + k), config=cfg)
-    kpis = ops_kpis(sqlite_store, now=T0 + dt.timedelta(hours=1), config=cfg)
+    kpis = ops_kpis(sqlite_store, now=T0 + dt.timedelta(hours=1), config=cfg, actor="lead")
     assert kpis["decisions"] == 2 and kpis["labelling_acts"] == 2
     assert kpis["override_rate"] == 0.0 and kpis["rework_rate"] == 0.0
     ov = kpis["rate_intervals"]["override_rate"]

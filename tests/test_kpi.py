@@ -84,7 +84,7 @@ def test_ops_kpis_from_the_store(any_store, taxonomy):
 
 
 def ops_kpis_at(store, now, cfg, **filters):
-    return ops.ops_kpis(store, now=now, config=cfg, **filters)
+    return ops.ops_kpis(store, now=now, config=cfg, actor="lead", **filters)
 
 
 def test_a_bulk_decision_counts_once_per_distinct_text(sqlite_store, taxonomy):

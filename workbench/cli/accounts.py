@@ -19,7 +19,8 @@ from .common import AppContext, acting, emit, json_option, pass_app, user_errors
 
 
 def _read_password(password_stdin: bool) -> Optional[str]:
-    """The first line of stdin (without its newline); one line of error when it is not UTF-8 text
+    """The first line of stdin (without its line ending, `\\n` or a Windows `\\r\\n`: a `\\r` kept would
+    be a password nobody can type at the sign-in page); one line of error when it is not UTF-8 text
     (bytes that do not decode, or that the locale let through as surrogates argon2 cannot hash)."""
     if not password_stdin:
         return None
@@ -28,7 +29,7 @@ def _read_password(password_stdin: bool) -> Optional[str]:
         line.encode("utf-8")
     except UnicodeError:
         raise click.ClickException("the password on stdin is not UTF-8 text") from None
-    return line[:-1] if line.endswith("\n") else line
+    return line.removesuffix("\n").removesuffix("\r")
 
 
 @hookimpl

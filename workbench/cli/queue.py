@@ -221,7 +221,8 @@ def register_commands(cli: click.Group) -> None:
 
         _check_filters(app, queue, policy)
         with _user_errors():
-            k = ops_kpis(app.store(), queue=queue, policy=policy, surface=surface, config=app.queues())
+            k = ops_kpis(app.store(), queue=queue, policy=policy, surface=surface, config=app.queues(),
+                         actor=_acting(app))
         if plot_path:
             k["plot"] = plot_kpis(k, plot_path)
         _emit(k, as_json, _print_kpis)
@@ -498,3 +499,5 @@ def _print_kpis(k: dict[str, Any]) -> None:
         click.echo(f"plot: {k['plot']}")
     if k["resolved_per_analyst"]:
         click.echo("resolved per analyst: " + ", ".join(f"{a}={n}" for a, n in k["resolved_per_analyst"].items()))
+    elif k.get("resolved_per_analyst_refused"):
+        click.echo(f"resolved per analyst: not shown ({k['resolved_per_analyst_refused']})")

@@ -205,6 +205,7 @@ def register_commands(cli: click.Group) -> None:
         from labeling.label_errors import label_error_counts
 
         with _user_errors():
+            app.require("analyst_quality", "label-error counts per analyst")
             out = label_error_counts(app.store(), app.queues())
         _emit(out, as_json, lambda o: click.echo("\n".join(
             f"{who}: {r['queued']} queued, {r['corrected']} corrected, {r['confirmed']} confirmed, "

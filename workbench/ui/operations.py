@@ -2,20 +2,25 @@
 
 A summary table (backlog, overdue, speed, override, rework, escalation, audit share, appeals),
 the cases per queue and state, SLA compliance per tier, decisions per analyst, and one PNG of
-the three as bar charts.
+the three as bar charts. Decisions per analyst follow the viewer's role: `ops_kpis` is handed the
+signed-in user's principal and leaves them out without `analyst_quality` (leads); without
+accounts the viewer is the local admin, as on the command line.
 """
 from __future__ import annotations
 
 import os
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Optional
 
 import gradio as gr
 
+from core.hooks import PermissionDenied
 from core.plotting import label_text, pyplot, serialised
+from core.principals import local_principal
 from evaluation.ops import ops_kpis
 
 from .format import local_time, minutes, percent
+from .session import actor
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..context import AppContext
@@ -58,7 +63,7 @@ def ops_chart(k: dict[str, Any], path: Any) -> str:
 
     queues = sorted(k["queues"], key=lambda q: k["queues"][q].get("backlog", 0))
     tiers = [t for t, v in k["sla"].items() if v["met"] + v["missed"]]
-    people = list(k["resolved_per_analyst"].items())[:10][::-1]
+    people = list((k.get("resolved_per_analyst") or {}).items())[:10][::-1]
     fig, (a1, a2, a3) = plt.subplots(1, 3, figsize=(12.5, 3.2), gridspec_kw={"width_ratios": [1.5, 1, 1]})
     back = [k["queues"][q].get("backlog", 0) for q in queues]
     a1.barh(range(len(queues)), back, color="#3a6ea5", label="backlog")
@@ -78,7 +83,8 @@ def ops_chart(k: dict[str, Any], path: Any) -> str:
         a3.barh(range(len(people)), [n for _, n in people], color="#8a6bb0")
         a3.set_yticks(range(len(people)), [label_text(p) for p, _ in people])  # analyst names
     else:
-        a3.text(0.5, 0.5, "no decisions yet", ha="center", va="center", transform=a3.transAxes)
+        shown = "leads only (analyst_quality)" if k.get("resolved_per_analyst_refused") else "no decisions yet"
+        a3.text(0.5, 0.5, shown, ha="center", va="center", transform=a3.transAxes)
     a3.set_title("Cases decided per analyst"), a3.tick_params(labelsize=8)
     for ax in (a1, a3):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # counts of cases, never 0.2 of one
@@ -96,9 +102,19 @@ def build_operations_tab(app: "AppContext", tab: gr.Tab) -> None:
     """Lay out the Operations tab and wire it: refreshed each time `tab` is opened (not on page
     load, which would put its outputs in every Review key's status walk; issue 17) and by its button."""
 
-    def kpis() -> tuple[Any, ...]:
+    def viewer(request: Optional[gr.Request]) -> Any:
+        """The signed-in user's principal (accounts), else the local admin; None (team totals
+        only) when the session names no usable account."""
+        if not app.has_users():
+            return local_principal("local")
+        try:
+            return actor(app, "", request)
+        except (PermissionDenied, ValueError):  # no session, or AccountError: unknown or disabled
+            return None
+
+    def kpis(request: Optional[gr.Request] = None) -> tuple[Any, ...]:
         store = app.store()
-        k = ops_kpis(store, config=app.queues())
+        k = ops_kpis(store, config=app.queues(), actor=viewer(request))
         # Drawn aside, then swapped in whole: Gradio reads the returned file after this returns, and
         # another viewer's refresh rewriting it in place served a truncated PNG (1 read in 10).
         final = store.path("plots", "operations.png")
@@ -106,7 +122,10 @@ def build_operations_tab(app: "AppContext", tab: gr.Tab) -> None:
         os.replace(ops_chart(k, tmp), final)
         png = str(final)
         when = f"As of {local_time(k['as_of'], zone=True)}."
-        analysts = [[name, n] for name, n in k["resolved_per_analyst"].items()]
+        refused = k["resolved_per_analyst_refused"]
+        analysts = gr.update(value=[[name, n] for name, n in (k["resolved_per_analyst"] or {}).items()],
+                             label="Decided per analyst" + (": leads only (needs permission 'analyst_quality')"
+                                                            if refused else ""))
         return when, summary_rows(k), queue_rows(k), sla_rows(k), analysts, png
 
     with gr.Row():
