@@ -5,16 +5,17 @@ or a reloaded UI always sees the file as it is now.
 """
 from __future__ import annotations
 
+import logging
 import math
 import re
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
 from .config import config_file, load_model, version_text
-from .text import pattern_search
+from .text import Searchable, compile_pattern, pattern_search
 
 TAXONOMY_FILE = "taxonomy.yaml"
 # One year: longer is a typo, and a deadline past year 9999 cannot be computed at all.
@@ -28,6 +29,7 @@ MAX_REF_CHARS = 100       # decisions.policy_ref, items.source_label, items.sour
 # Policy labels, tiers, actions and escalation ids are names a program reads (model classes, the
 # store, `auc:<policy>`, command-line options, the UI's buttons): letters, digits, '_' and '-'.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+_log = logging.getLogger("workbench.taxonomy")
 
 
 def _name_problems(names: list[str], what: str, limit: int) -> list[str]:
@@ -131,12 +133,12 @@ class EscalationCriterion(_Strict):
 
     @field_validator("patterns")
     @classmethod
-    def _patterns_compile(cls, value: list[str]) -> list[str]:
+    def _patterns_compile(cls, value: list[str], info: ValidationInfo) -> list[str]:
         for pattern in value:
             try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise ValueError(f"pattern {pattern!r} is not a valid regular expression: {exc}") from None
+                compile_pattern(pattern)
+            except ValueError as exc:
+                raise ValueError(f"criterion {info.data.get('id', '?')}: {exc}") from None
         return value
 
     @model_validator(mode="after")
@@ -146,8 +148,9 @@ class EscalationCriterion(_Strict):
         return self
 
     @cached_property
-    def regexes(self) -> list[re.Pattern[str]]:
-        return [re.compile(p, re.IGNORECASE) for p in self.patterns]
+    def regexes(self) -> list[Searchable]:
+        """The patterns compiled on RE2 (`core.text.compile_pattern`): they read attacker-written text."""
+        return [compile_pattern(p) for p in self.patterns]
 
 
 class RefineRule(_Strict):
@@ -158,15 +161,12 @@ class RefineRule(_Strict):
     @field_validator("pattern")
     @classmethod
     def _pattern_compiles(cls, value: str) -> str:
-        try:
-            re.compile(value)
-        except re.error as exc:
-            raise ValueError(f"not a valid regular expression: {exc}") from None
+        compile_pattern(value)  # its ValueError names the pattern
         return value
 
     @cached_property
-    def regex(self) -> re.Pattern[str]:
-        return re.compile(self.pattern, re.IGNORECASE)
+    def regex(self) -> Searchable:
+        return compile_pattern(self.pattern)
 
 
 class SourceMap(_Strict):
@@ -207,6 +207,7 @@ class Taxonomy(_Strict):
     policies: dict[str, Policy] = Field(min_length=2)
     escalation: list[EscalationCriterion] = Field(default_factory=list)
     sources: dict[str, SourceMap] = Field(default_factory=dict)
+    _unknown_tiers: set[str] = PrivateAttr(default_factory=set)  # warned of once per loaded taxonomy
 
     _version_as_text = field_validator("version", mode="before")(version_text)
 
@@ -291,8 +292,27 @@ class Taxonomy(_Strict):
     def severity_of(self, policy: str) -> Optional[str]:
         return self.policies[policy].severity
 
+    @property
+    def lowest_tier(self) -> str:
+        """The tier of least harm weight (then longest SLA): what a stored tier no longer configured reads as."""
+        return min(self.severities, key=lambda t: (self.severities[t].weight, -self.severities[t].sla_minutes))
+
+    def stored_tier(self, tier: Optional[str]) -> Optional[str]:
+        """A tier read from the store as this taxonomy knows it: None for none, the tier itself
+        when configured, else `lowest_tier`, with one warning per tier (`_unknown_tiers`). A tier
+        removed from the file while cases and decisions still name it raised KeyError in every
+        weight and SLA lookup: the sweep, escalations and appeals stopped."""
+        if tier is None or tier in self.severities:
+            return tier
+        if tier not in self._unknown_tiers:
+            self._unknown_tiers.add(tier)
+            _log.warning("severity tier %r of stored cases or decisions is not in the taxonomy (version %s): "
+                         "read as its lowest tier %r, weight and SLA", tier, self.version, self.lowest_tier)
+        return self.lowest_tier
+
     def sla_minutes(self, tier: str) -> int:
-        return self.severities[tier].sla_minutes
+        """A tier's SLA; a tier no longer configured has the lowest tier's (`stored_tier`)."""
+        return self.severities[self.stored_tier(tier) or tier].sla_minutes
 
     def map_source_label(self, source: str, raw_label: object, text: str = "") -> Optional[str]:
         """Policy label for a source's own label, or None when the source has no mapping.

@@ -16,7 +16,7 @@ import functools
 import hashlib
 import re
 import unicodedata
-from typing import Optional
+from typing import Any, Optional, Protocol
 
 _SPACE = re.compile(r"\s+")
 _SURROGATE = re.compile("[\udc80-\udcff]")  # what `surrogateescape` makes of a byte that is not UTF-8
@@ -53,12 +53,61 @@ def normalize_light(text: str) -> str:
     return _SPACE.sub(" ", visible_text(text)).strip().casefold()
 
 
-def pattern_search(regex: "re.Pattern[str]", text: Optional[str]) -> bool:
+class Searchable(Protocol):
+    """A compiled pattern: `compile_pattern`'s RE2 regex, or a `re.Pattern` the code builds itself."""
+
+    def search(self, text: str) -> Any: ...
+
+
+def compile_pattern(pattern: str) -> Searchable:
+    """A configured pattern (escalation criteria, refine rules) compiled, case-insensitive, on RE2.
+
+    These run on every candidate's text, which an attacker writes: on Python's backtracking `re`,
+    `(a+)+$` doubled its time with each character (0.62 s at 22 a's), so one 40-character post
+    hung every case build. RE2 runs in time linear in the text, whatever the pattern. ValueError,
+    one line, for a pattern RE2 cannot run as written (`pattern_problem`)."""
+    import re2  # google-re2; here, so `workbench --help` does not load it
+
+    problem = pattern_problem(pattern)
+    if problem is None:
+        options = re2.Options()
+        options.case_sensitive, options.log_errors, options.never_capture = False, False, True
+        try:
+            return re2.compile(pattern, options)
+        except re2.error as exc:
+            why = exc.args[0].decode("utf-8", "replace") if exc.args and isinstance(exc.args[0], bytes) else str(exc)
+            problem = (f"{why} (RE2 has no backreferences, lookarounds, atomic groups, possessive "
+                       f"quantifiers, \\Z (write \\z) or (?x))")
+    raise ValueError(f"pattern '{pattern}' is not a valid regular expression for RE2: {problem}")
+
+
+def pattern_problem(pattern: str) -> Optional[str]:
+    """Why RE2 would run `pattern` otherwise than Python's `re` reads it, though it compiles; None
+    when it would not. `{,n}` is the characters themselves on RE2 (`{0,n}` on `re`); RE2's `\\b`
+    and `\\w` know only ASCII letters, so next to a word in another script they never match."""
+    escapes, i = set(), 0
+    while i < len(pattern):
+        if pattern[i] == "\\":
+            escapes.add(pattern[i + 1:i + 2])
+            i += 2
+            continue
+        if pattern[i] == "{" and re.match(r",[0-9]+\}", pattern[i + 1:]):
+            return "RE2 reads {,n} as the characters themselves: write {0,n}"
+        i += 1
+    other_script = not pattern.isascii() or bool(escapes & set("pPx"))
+    if other_script and escapes & set("bBwW"):
+        return ("RE2's \\b and \\w match ASCII letters only, so next to a word in another script they never "
+                "match: write [\\pL\\pN_] for \\w and (^|[^\\pL\\pN_]) for \\b")
+    return None
+
+
+def pattern_search(regex: Searchable, text: Optional[str]) -> bool:
     """True when `regex` matches the text as received or its `normalize_light` form: the one rule
     for a configured pattern (escalation criteria, identity slices, packets), so an invisible
     character or a compatibility form inside a trigger word cannot keep a text from matching,
-    and a pattern written against the raw text still matches."""
-    raw = text or ""
+    and a pattern written against the raw text still matches. A lone surrogate reads as U+FFFD
+    (RE2 reads UTF-8, which cannot hold one)."""
+    raw = replace_lone_surrogates(text or "")
     return bool(regex.search(raw)) or bool(regex.search(normalize_light(raw)))
 
 

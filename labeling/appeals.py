@@ -66,7 +66,7 @@ def appeal(store: Store, item_id: str, appellant: Actor, reason: str, taxonomy: 
         orig = conn.execute(select(C).where(C.c.id == current["case_id"])).mappings().first() if current["case_id"] else None
         orig_meta = dict((orig or {}).get("meta") or {})
         item = predictions_of_record(conn, [item_id]).get(item_id)
-        tier = current["severity"] or config.benign_tier
+        tier = taxonomy.stored_tier(current["severity"]) or config.benign_tier  # a tier since removed: the lowest
         # Not the original case's seed or learning pin: that placed it in its review queue, and
         # would put this appeal ahead of those due sooner in the appeals queue.
         features = {k: v for k, v in (orig_meta.get("features") or {"risk": 0.0, "label": current["label"],

@@ -37,10 +37,11 @@ def label_harm_weights(taxonomy: Taxonomy) -> np.ndarray:
 
 
 def tier_weight(taxonomy: Taxonomy, tier: Optional[str]) -> float:
-    """A tier's harm weight over the largest tier weight (0 for no tier)."""
+    """A tier's harm weight over the largest tier weight (0 for no tier); a stored tier no longer
+    configured weighs as the lowest tier (`Taxonomy.stored_tier`)."""
     if not tier:
         return 0.0
-    return taxonomy.severities[tier].weight / max(s.weight for s in taxonomy.severities.values())
+    return taxonomy.severities[taxonomy.stored_tier(tier)].weight / max(s.weight for s in taxonomy.severities.values())
 
 
 def risk_scores(probs: np.ndarray, harm_weights: np.ndarray) -> np.ndarray:

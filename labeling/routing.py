@@ -130,7 +130,7 @@ def plan_case(taxonomy: Taxonomy, config: QueueConfig, cand: Candidate, now: dt.
         # Its route at its policy's tier: folded under its campaign's escalation it goes back there
         # (`escalation._cover`), as an analyst-escalated case goes back to the queue it came from.
         home = route(config, cand, severity, taxonomy.benign_label)
-        if taxonomy.severities[crit.severity].sla_minutes < taxonomy.severities[severity].sla_minutes:
+        if taxonomy.sla_minutes(crit.severity) < taxonomy.sla_minutes(severity):
             severity = crit.severity
         risk = max(risk, tier_weight(taxonomy, crit.severity))
         queue = config.escalation_queue
