@@ -198,15 +198,36 @@ def _when(rec: Optional[dict[str, Any]], runs: dict[int, dt.datetime]) -> Option
         try:
             ts = dt.datetime.fromisoformat(stamp)
             return ts.astimezone(dt.timezone.utc).replace(tzinfo=None) if ts.tzinfo else ts
-        except ValueError:
+        except (ValueError, OverflowError):  # hand-edited: not a time, or one UTC cannot hold (year 1, +01:00)
             return None
     run = rec.get("run_id")
     return runs.get(run) if isinstance(run, int) else None
 
 
+def _utf8(text: str) -> str:
+    """`text` as UTF-8 can print it: undecodable bytes as `\\xNN`, a lone surrogate as `\\udNNN`
+    (read back from a record `ensure_ascii` wrote, or from a hand-edited line)."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return _escaped(text).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _listed(value: Any) -> Any:
+    """A record's value as the listing shows it: an integer or None as it is, text UTF-8 safe,
+    anything else a hand edit put there (a list, NaN) as its JSON text, so `--json` stays valid."""
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    if not isinstance(value, str):
+        value = json.dumps(value, ensure_ascii=True, default=str)
+    return _utf8(value)
+
+
 def list_quarantine(store: Any, max_age_days: int, now: Optional[dt.datetime] = None) -> dict[str, Any]:
     """Every record's place, reason and age (no row contents), counts per reason, and how many
-    are past the retention of `max_age_days`."""
+    are past the retention of `max_age_days`. Every value is valid UTF-8 (for `--json` and a
+    terminal): the file may hold lone surrogates or hand edits."""
     now = now or utcnow()
     path, runs = store.quarantine_path, _run_times(store)
     out, reasons, past, undated = [], {}, 0, 0
@@ -218,13 +239,13 @@ def list_quarantine(store: Any, max_age_days: int, now: Optional[dt.datetime] = 
         elif age > max_age_days:
             past += 1
         rec = rec or {}
-        reason = str(rec.get("reason", "unreadable quarantine line"))
+        reason = _utf8(str(rec.get("reason", "unreadable quarantine line")))
         key = reason.split(" (")[0].split(": ")[0]
         reasons[key] = reasons.get(key, 0) + 1
-        out.append({"file": rec.get("file"), "line": rec.get("line"), "field": rec.get("field"), "reason": reason,
-                    "source": rec.get("source"), "run_id": rec.get("run_id"),
+        out.append({**{k: _listed(rec.get(k)) for k in ("file", "line", "field")}, "reason": reason,
+                    **{k: _listed(rec.get(k)) for k in ("source", "run_id")},
                     "quarantined_at": when.isoformat(timespec="seconds") if when else None, "age_days": age})
-    return {"path": str(path), "records": len(out), "max_age_days": max_age_days, "past_retention": past,
+    return {"path": _utf8(str(path)), "records": len(out), "max_age_days": max_age_days, "past_retention": past,
             "undated": undated, "by_reason": reasons, "items": out}
 
 
@@ -243,15 +264,18 @@ def purge_quarantine(store: Any, older_than_days: float, actor: Any,
     cutoff = now - dt.timedelta(days=older_than_days)
     path, runs = store.quarantine_path, _run_times(store)
     removed = kept = 0
+    # Rewrite the file a symlink points to (writers append through it): replacing the link
+    # itself would leave every purged record in its target, personal data kept past retention.
+    real = Path(os.path.realpath(path))
     with _lock(path, exclusive=True):
         tmp = None
-        if path.exists():
-            fd, tmp = tempfile.mkstemp(prefix=".quarantine-", suffix=".tmp", dir=path.parent)
+        if real.exists():
+            fd, tmp = tempfile.mkstemp(prefix=".quarantine-", suffix=".tmp", dir=real.parent)
         try:
             if tmp is not None:
                 os.fchmod(fd, 0o600)
                 with open(fd, "w", encoding="utf-8", errors="surrogateescape", newline="") as out:
-                    for line, rec in _records(path):
+                    for line, rec in _records(real):
                         when = _when(rec, runs)
                         if when is not None and when < cutoff:
                             removed += 1
@@ -266,7 +290,7 @@ def purge_quarantine(store: Any, older_than_days: float, actor: Any,
             with store.begin() as conn:
                 audit.record(conn, actor, "quarantine_purge", "quarantine", path.name, result)
                 if tmp is not None:
-                    os.replace(tmp, path)
+                    os.replace(tmp, real)
                     tmp = None
         finally:
             if tmp is not None:

@@ -91,6 +91,27 @@ def _row(row: dict[str, Any], fields: tuple[str, ...], mask_all: bool) -> dict[s
     return out
 
 
+def mask_metadata(meta: Any) -> Any:
+    """A copy of an item's metadata with every string in it masked (`masking.mask_text`), keys,
+    numbers and booleans kept: extra source columns are often free text (a reporter's comment, a
+    title) that quotes or repeats the masked text. Without recursion: the input is hostile."""
+    if isinstance(meta, str):
+        return mask_text(meta)
+    if not isinstance(meta, (dict, list)):
+        return meta
+    root: Any = dict(meta) if isinstance(meta, dict) else list(meta)
+    todo = [root]
+    while todo:
+        node = todo.pop()
+        for k, v in list(node.items() if isinstance(node, dict) else enumerate(node)):
+            if isinstance(v, str):
+                node[k] = mask_text(v)
+            elif isinstance(v, (dict, list)):
+                node[k] = dict(v) if isinstance(v, dict) else list(v)
+                todo.append(node[k])
+    return root
+
+
 def mask_packet(packet: dict[str, Any], revealed: bool) -> dict[str, Any]:
     """The packet as it may leave the server: see the module notes. `packet["masked"]` says
     whether the case's own text is sensitive; `revealed` whether this viewer revealed it.
@@ -100,8 +121,9 @@ def mask_packet(packet: dict[str, Any], revealed: bool) -> dict[str, Any]:
     """
     hide = bool(packet.get("masked")) and not revealed
     out = dict(packet, revealed=bool(revealed and packet.get("masked")))
-    if out.get("item") and hide:
-        out["item"] = dict(out["item"], text=mask_text(out["item"]["text"]))
+    if out.get("item") and hide:  # extra source columns are often free text quoting it
+        out["item"] = dict(out["item"], text=mask_text(out["item"]["text"]),
+                           metadata=mask_metadata(out["item"].get("metadata")))
     if hide and isinstance(out.get("case"), dict):  # an escalation's reason often quotes the text
         out["case"] = mask_case_reasons(out["case"])
     camp = out.get("campaign")

@@ -11,7 +11,6 @@ import hashlib
 import json
 import os
 import secrets
-import unicodedata
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
@@ -21,6 +20,7 @@ from clustering.config import CampaignSettings
 from clustering.search import similar_items
 from clustering.service import CampaignError
 from core import audit
+from core.json_text import inert_json as _inert_json
 from core.hooks import check_permission
 from core.labels import current_decisions
 from core.predictions import predictions_of_record
@@ -446,25 +446,9 @@ def escalate_with_packet(store: Store, taxonomy: Taxonomy, case_id: int, analyst
 
 
 def inert_json(data: Any) -> str:
-    """`data` as indented JSON that reads as it is wherever the file is opened: every character a
-    terminal or an editor would obey or hide (C0 and C1 controls, bidi overrides and isolates, other
-    invisible format characters, line and paragraph separators, lone surrogates) written as a
-    `\\uXXXX` escape. `ensure_ascii=False` escapes only C0: an item's CSI (U+009B) cleared the screen
-    of whoever ran `cat` on the packet, and an RLO (U+202E) made its evidence read backwards. JSON
-    readers load the same strings; the letters of any script stay as they are."""
-    text = json.dumps(data, indent=2, default=str, ensure_ascii=False)
-    if text.replace("\n", " ").isprintable():  # the common case, in C
-        return text
-    return "".join(ch if ch.isprintable() or ch == "\n" or unicodedata.category(ch) == "Zs" else _escape(ch)
-                   for ch in text)
-
-
-def _escape(ch: str) -> str:
-    code = ord(ch)
-    if code < 0x10000:
-        return f"\\u{code:04x}"
-    code -= 0x10000  # a JSON escape beyond the BMP is a surrogate pair
-    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+    """`data` as indented JSON with every character a terminal would obey or hide escaped
+    (`core.json_text.inert_json`, the one rule for files and the command line)."""
+    return _inert_json(data, indent=2)
 
 
 def _escalation_key(conn: Any, holder_id: int) -> str:

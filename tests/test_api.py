@@ -75,12 +75,12 @@ def test_get_item_masked_and_revealed(api):
     r = api.get("/api/v1/items/platform:p1", headers=auth(api, "vic"))
     assert r.status_code == 200, r.text
     item = r.json()
-    assert item["id"] == "platform:p1" and item["author_id"] == "u1" and item["metadata"] == {"country": "GB"}
+    assert item["id"] == "platform:p1" and item["author_id"] == "u1" and item["metadata"] == {"country": "G•"}  # masked with the text
     assert item["masked"] is True and item["text"] != "hello there friend"  # no scores yet: masked
     assert item["prediction"] is None and item["case"] is None and item["decision"] is None
     assert api.get("/api/v1/items/platform:p1?reveal=true", headers=auth(api, "vic")).status_code == 403
     shown = api.get("/api/v1/items/platform:p1?reveal=true", headers=auth(api, "ann")).json()
-    assert shown["text"] == "hello there friend" and shown["masked"] is False
+    assert shown["text"] == "hello there friend" and shown["masked"] is False and shown["metadata"] == {"country": "GB"}
     assert api.get("/api/v1/items/platform:nope", headers=auth(api, "vic")).status_code == 404
 
 

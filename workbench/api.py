@@ -22,8 +22,10 @@ item) with a one-line `detail`.
   valid Unicode; a request body over `MAX_BODY_BYTES` is a 413, one holding a key twice in an
   object a 422 naming its path (`items[3].text`), as file ingest refuses such a JSONL row.
 - `GET /api/v1/items/{item_id}`: the item with its prediction of record, campaign, case and
-  current decision; text masked as the UI masks it (`labeling.masking`) unless `reveal=true`
-  (needs `reveal`; audited). Needs `read`.
+  current decision; text and every string in its metadata masked as the UI masks the text
+  (`labeling.masking`) unless `reveal=true` (needs `reveal`; audited and counted toward the
+  reader's exposure as a reveal on the screen is, a case-less item's too: `workbench.api_reveal`).
+  Needs `read`.
 - `POST /api/v1/items/{item_id}/appeals`: `{reason}` files an appeal on the user's behalf.
 - `GET /api/v1/decisions?after=<id>&limit=<n>`: decisions in id order, `next_cursor` to page on.
 - `GET /api/v1/jobs/rescore`: the latest rescoring of the open cases after an automatic promotion
@@ -49,6 +51,8 @@ from pydantic import BaseModel, Field, field_validator
 from core.principals import Principal  # standard library only
 from core.readers import DuplicateKey, unique_keys  # file ingest's one rule for a key given twice
 from core.text import MAX_REASON_CHARS  # standard library only
+
+from .api_reveal import item_or_404 as _item_or_404, item_view  # the item view and its reveal
 
 if TYPE_CHECKING:  # pragma: no cover
     from .context import AppContext
@@ -523,53 +527,6 @@ def _score_batch(app: "AppContext", who: "Principal", item_ids: list[str]) -> di
     cases = (build_cases(store, app.taxonomy(), app.queues(), actor=who, progress=False, item_ids=item_ids)
              if scored or uncased else None)
     return {"scored": scored, "cases": cases}
-
-
-def _item_or_404(app: "AppContext", item_id: str, who: "Principal") -> dict[str, Any]:
-    from core.hooks import check_permission
-    from core.items import get_item  # the same view as `workbench items --json`
-
-    check_permission(who, "read", f"item {item_id}")
-    # No stored id holds NUL (ingest refuses one), and PostgreSQL refuses it in a query: a 500.
-    item = get_item(app.store(), item_id) if "\x00" not in item_id else None
-    if item is None:
-        raise HTTPException(404, f"no item {item_id!r}")
-    return item
-
-
-def item_view(app: "AppContext", item_id: str, who: "Principal", reveal: bool = False) -> dict[str, Any]:
-    from core import audit
-    from core.hooks import check_permission
-    from labeling.masking import shown_text
-
-    item = _item_or_404(app, item_id, who)
-    if reveal:
-        check_permission(who, "reveal", f"item {item_id}")
-        with app.store().begin() as conn:  # charged to the reader's exposure, as a reveal on the screen is
-            if not _charge_reveal(conn, who, item_id):
-                audit.record(conn, who, "text.reveal", "item", item_id, {"via": "api"})
-        item["masked"] = False
-    else:
-        pred, dec = item.get("prediction") or {}, item.get("decision") or {}
-        shown = shown_text(app.review(), item["text"], pred.get("scores"), item.get("policy_label"), dec.get("label"))
-        item["masked"] = shown != item["text"]
-        item["text"] = shown
-    return item
-
-
-def _charge_reveal(conn: Any, who: "Principal", item_id: str) -> bool:
-    """Record an API reveal against the item's newest case (`labeling.wellbeing.record_reveal`:
-    exposure counts it, with that case's severity); False when the item has no case or this
-    reader revealed that case before (the caller then audits the reveal alone)."""
-    from sqlalchemy import select
-
-    from core.schema import Case, utcnow
-    from labeling.wellbeing import record_reveal
-
-    C = Case.__table__
-    case = conn.execute(select(C.c.id, C.c.severity).where(C.c.item_id == item_id)
-                        .order_by(C.c.id.desc()).limit(1)).first()
-    return case is not None and record_reveal(conn, who, case.id, item_id, case.severity, utcnow())
 
 
 def decisions_page(app: "AppContext", who: "Principal", after: int = 0, limit: int = 100) -> dict[str, Any]:

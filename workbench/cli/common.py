@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import os
 from typing import Any, Callable, Iterator, Optional
 
 import click
+
+from core.json_text import inert_json  # standard library only
 
 from ..context import AppContext
 
@@ -16,9 +17,11 @@ pass_app = click.make_pass_decorator(AppContext)
 
 
 def emit(data: Any, as_json: bool, human: Callable[[Any], None]) -> None:
-    """Print `data` as one JSON document, or hand it to `human` for a readable rendering."""
+    """Print `data` as one JSON document, or hand it to `human` for a readable rendering. The JSON
+    escapes what a terminal would obey or hide (`core.json_text.inert_json`): a C1 CSI or a bidi
+    override in an item's text is shown as `\\u009b`, never run."""
     if as_json:
-        click.echo(json.dumps(data, default=str, ensure_ascii=False))
+        click.echo(inert_json(data))
     else:
         human(data)
 
@@ -60,6 +63,30 @@ class IdType(click.IntRange):
 
 
 ID = IdType()  # the type of every id argument and option
+
+
+class UnicodeText(click.ParamType):
+    """Free text from the command line (a filter, an id, a reason): a byte that is not UTF-8 in
+    argv arrives as a lone surrogate, which a database query, an audit event or JSON output
+    cannot encode (a UnicodeEncodeError traceback); refused here in one line naming the
+    parameter (`core.text.lone_surrogate_at`, the one rule)."""
+
+    name = "text"
+
+    def convert(self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> Any:
+        from core.text import lone_surrogate_at
+
+        if isinstance(value, str):
+            at = lone_surrogate_at(value)
+            if at is not None:
+                self.fail(f"is not valid Unicode text (a byte that is not UTF-8, or a lone surrogate, "
+                          f"at character {at}): check the terminal's encoding", param, ctx)
+            if "\x00" in value:
+                self.fail("contains a NUL character", param, ctx)
+        return value
+
+
+TEXT = UnicodeText()  # the type of a free-text argument or option that reaches the store
 
 
 def json_option(f: Callable[..., Any]) -> Callable[..., Any]:

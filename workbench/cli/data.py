@@ -8,8 +8,10 @@ from typing import Any, Optional
 import click
 
 from core.hooks import hookimpl
+from core.json_text import inert_json  # standard library only
 
-from .common import ID, AppContext, acting, emit, json_option, pass_app, principal_option
+from .common import (ID, TEXT, AppContext, acting, emit, json_option, one_line, pass_app, principal_option,
+                     user_errors)
 
 # A count of rows: PostgreSQL refuses a negative LIMIT / OFFSET or one past 32 bits with a traceback.
 COUNT = click.IntRange(0, 2**31 - 1)
@@ -94,8 +96,8 @@ def register_commands(cli: click.Group) -> None:
                                    fmt=fmt, columns=columns, surface=surface, split=split,
                                    chunk_size=chunk_size, limit=limit, actor=actor)
         except IngestError as exc:
-            raise click.ClickException(str(exc)) from None
-        emit(summary.as_dict(), as_json, lambda _: click.echo(summary.describe()))
+            raise click.ClickException(_no_escapes(str(exc))) from None
+        emit(summary.as_dict(), as_json, lambda _: click.echo(_no_escapes(summary.describe())))
         if not summary.ok:
             sys.exit(1)
 
@@ -115,10 +117,10 @@ def register_commands(cli: click.Group) -> None:
         emit(data, as_json, _print_status)
 
     @cli.command()
-    @click.option("--source", help="Only items from this source.")
-    @click.option("--label", help="Only items whose source label maps to this policy.")
-    @click.option("--predicted", help="Only items whose latest prediction is this label.")
-    @click.option("--state", help="Only items whose case is in this state (open, claimed, decided, ...).")
+    @click.option("--source", type=TEXT, help="Only items from this source.")
+    @click.option("--label", type=TEXT, help="Only items whose source label maps to this policy.")
+    @click.option("--predicted", type=TEXT, help="Only items whose latest prediction is this label.")
+    @click.option("--state", type=TEXT, help="Only items whose case is in this state (open, claimed, decided, ...).")
     @click.option("--campaign", type=ID, help="Only members of this campaign.")
     @click.option("--limit", type=COUNT, default=20, show_default=True, help="How many items (0 = all).")
     @click.option("--offset", type=COUNT, default=0, show_default=True)
@@ -128,33 +130,41 @@ def register_commands(cli: click.Group) -> None:
               state: Optional[str], campaign: Optional[int], limit: int, offset: int, as_json: bool) -> None:
         """List items with their source label, latest prediction, campaign and case state.
 
+        Needs `read`. Texts are masked as on the Review tab and in `find` (`masked` says so);
+        a terminal escape sequence in a text is shown as its escape, never run.
+
         \b
         Examples:
           workbench items --source sms_spam --label spam --limit 5
           workbench items --state open --json | head
         """
+        from core.hooks import check_permission
         from core.items import iter_items
 
+        with user_errors():
+            check_permission(acting(app), "read", "items")
         rows = iter_items(app.store(), source=source, label=label, predicted=predicted, state=state,
                           campaign=campaign, limit=limit or None, offset=offset)
+        settings = app.review()
         for row in rows:
+            row = _masked_item(settings, row)
             if as_json:
-                click.echo(json.dumps(row, default=str, ensure_ascii=False))
+                click.echo(inert_json(row))
             else:
                 pred = row.get("prediction") or {}
                 guess = f"{pred['label']}:{pred['score']:.2f}" if pred else "-"
-                text = row["text"].replace("\n", " ")
-                click.echo(f"{row['id']:<24} {row['source_label'] or '-':<8} {guess:<16} "
+                click.echo(f"{one_line(row['id'], 200):<24} {one_line(row['source_label'] or '-'):<8} {guess:<16} "
                            f"{row.get('campaign_id') or '-':<6} {(row.get('case') or {}).get('state', '-'):<9} "
-                           f"{text[:70]}")
+                           f"{one_line(row['text'], 70)}")
 
     @cli.group()
     def audit() -> None:
         """The tamper-evident audit log."""
 
     @audit.command("verify")
-    @click.option("--expect-head", help="A hash printed by an earlier `audit head`: it must still be in the chain "
-                                        "(events appended since are fine).")
+    @click.option("--expect-head", type=TEXT,
+                  help="A hash printed by an earlier `audit head`: it must still be in the chain "
+                       "(events appended since are fine).")
     @click.option("--checkpoint", "checkpoint_file", type=click.Path(dir_okay=False),
                   help="A file written by `audit checkpoint`: the event at each line's count must have its hash.")
     @click.option("--no-decisions", is_flag=True, help="Skip checking decisions against their audit events.")
@@ -201,7 +211,7 @@ def register_commands(cli: click.Group) -> None:
 
     @audit.command("redact")
     @click.option("--dry-run", is_flag=True, help="List events and fields holding secret values; change nothing.")
-    @click.option("--reason", default="a secret value in an audit payload", show_default=True,
+    @click.option("--reason", type=TEXT, default="a secret value in an audit payload", show_default=True,
                   help="Recorded in each audit.redact event.")
     @principal_option("actor", help="Who redacts (audit log); on a store without accounts, default: the OS user.")
     @json_option
@@ -315,7 +325,7 @@ def register_commands(cli: click.Group) -> None:
     @click.argument("out_dir", type=click.Path(file_okay=False))
     @click.option("--include-source-labels", is_flag=True,
                   help="Also export items labelled only by their source (marked label_origin=source).")
-    @click.option("--source", help="Only items of this source.")
+    @click.option("--source", type=TEXT, help="Only items of this source.")
     @click.option("--push-to-hub", metavar="REPO", help="Also push the dataset to this Hugging Face Hub repo (created private).")
     @click.option("--overwrite", is_flag=True,
                   help="Replace OUT_DIR when it holds an earlier export (only dataset/ and labels.parquet); refused otherwise.")
@@ -346,6 +356,24 @@ def register_commands(cli: click.Group) -> None:
             f"exported {d['rows']} labelled items ({d['by_origin']['human']} human, "
             f"{d['by_origin'].get('calibration', 0)} calibration, {d['by_origin']['source']} source) "
             f"to {d['path']} and {d['parquet']}"))
+
+
+def _no_escapes(text: str) -> str:
+    """Each line with its control characters as escapes (`one_line`), its indent kept: a file
+    name (`ingest incoming/*` of uploaded files) may hold an escape sequence the terminal would run."""
+    return "\n".join(line[:len(line) - len(line.lstrip())] + one_line(line, len(line) * 12)
+                     for line in text.splitlines())
+
+
+def _masked_item(settings: Any, row: dict[str, Any]) -> dict[str, Any]:
+    """An item row with its text masked by its own rule (`masking.shown_text`: scores of record,
+    source policy, decided label), as the HTTP API's item view shows it without a reveal."""
+    from labeling.masking import mask_metadata, shown_text
+
+    pred, dec = row.get("prediction") or {}, row.get("decision") or {}
+    shown = shown_text(settings, row["text"], pred.get("scores"), row.get("policy_label"), dec.get("label"))
+    hidden = shown != row["text"]  # extra source columns are often free text quoting it
+    return dict(row, text=shown, masked=hidden, metadata=mask_metadata(row.get("metadata")) if hidden else row.get("metadata"))
 
 
 def _print_status(d: dict[str, Any]) -> None:

@@ -12,7 +12,7 @@ import click
 
 from core.hooks import hookimpl
 
-from .common import AppContext, emit, json_option, pass_app, principal_option, user_errors
+from .common import AppContext, emit, json_option, one_line, pass_app, principal_option, user_errors
 
 MAX_RETENTION_DAYS = 36_500  # core.quarantine.MAX_RETENTION_DAYS; not imported, so `--help` stays light
 
@@ -21,13 +21,21 @@ def _print_list(d: dict[str, Any], limit: int) -> None:
     click.echo(f"{d['records']} quarantined rows in {d['path']}; {d['past_retention']} older than the "
                f"retention of {d['max_age_days']} days" + (f", {d['undated']} undated" if d["undated"] else ""))
     for reason, n in sorted(d["by_reason"].items(), key=lambda kv: -kv[1]):
-        click.echo(f"  {n:>7}  {reason}")
+        click.echo(f"  {n:>7}  {_shown(reason)}")
     shown = d["items"][-limit:] if limit else d["items"]
     if shown:
         click.echo(f"newest {len(shown)}:" if len(shown) < d["records"] else "records:")
     for r in shown:
         age = "undated" if r["age_days"] is None else f"{r['age_days']:.1f} days"
-        click.echo(f"  {r['file']}:{r['line']}  field {r['field']}  run {r['run_id']}  {age}  {r['reason']}")
+        click.echo(f"  {_shown(r['file'])}:{_shown(r['line'])}  field {_shown(r['field'])}  run {_shown(r['run_id'])}"
+                   f"  {age}  {_shown(r['reason'])}")
+
+
+def _shown(value: Any) -> str:
+    """A record's value on one line, its control characters as escapes: a file name, a JSON key
+    (the field of a duplicate key) or a hand edit may hold an escape sequence (OSC 52 writes the
+    clipboard), which the terminal must show, not run."""
+    return one_line(str(value), 500)
 
 
 @hookimpl

@@ -12,7 +12,7 @@ import click
 
 from core.hooks import hookimpl
 
-from .common import AppContext, acting, emit, json_option, one_line, pass_app, principal_option, user_errors
+from .common import TEXT, AppContext, acting, emit, json_option, one_line, pass_app, principal_option, user_errors
 
 TARGETS = click.Choice(["item", "campaign"])
 
@@ -65,7 +65,7 @@ def register_commands(cli: click.Group) -> None:
 
     @cli.command("note")
     @click.argument("target", type=TARGETS)
-    @click.argument("target_id")
+    @click.argument("target_id", type=TEXT)
     @click.argument("body")
     @principal_option("actor")
     @json_option
@@ -85,7 +85,7 @@ def register_commands(cli: click.Group) -> None:
 
     @cli.command("tag")
     @click.argument("target", type=TARGETS)
-    @click.argument("target_id")
+    @click.argument("target_id", type=TEXT)
     @click.argument("tag")
     @click.option("--remove", is_flag=True, help="Take the tag off instead.")
     @principal_option("actor")
@@ -109,7 +109,7 @@ def register_commands(cli: click.Group) -> None:
 
     @cli.command("notes")
     @click.argument("target", type=TARGETS)
-    @click.argument("target_id")
+    @click.argument("target_id", type=TEXT)
     @json_option
     @pass_app
     def notes_cmd(app: AppContext, target: str, target_id: str, as_json: bool) -> None:

@@ -15,7 +15,7 @@ import click
 
 from core.hooks import hookimpl
 
-from .common import ID
+from .common import ID, TEXT
 from .common import emit as _emit
 from .common import json_option as _json
 from .common import user_errors as _user_errors
@@ -93,9 +93,10 @@ def register_commands(cli: click.Group) -> None:
 
     @webhooks.command("list")
     @click.option("--status", type=click.Choice(list(STATES)), help="Only this status.")
-    @click.option("--endpoint", help="Only this endpoint.")
-    @click.option("--event", "event_id", help="Only the deliveries of this event id.")
-    @click.option("--limit", default=50, show_default=True, help="How many, newest first.")
+    @click.option("--endpoint", type=TEXT, help="Only this endpoint.")
+    @click.option("--event", "event_id", type=TEXT, help="Only the deliveries of this event id.")
+    @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 2**31 - 1),
+                  help="How many, newest first (1 to 2147483647).")
     @_json
     @click.pass_obj
     def list_(app: Any, status: Optional[str], endpoint: Optional[str], event_id: Optional[str], limit: int,
@@ -155,7 +156,7 @@ def register_commands(cli: click.Group) -> None:
 
     @webhooks.command("retry")
     @click.argument("delivery_ids", nargs=-1, type=ID)
-    @click.option("--endpoint", help="Every dead delivery of this endpoint.")
+    @click.option("--endpoint", type=TEXT, help="Every dead delivery of this endpoint.")
     @click.option("--all-dead", is_flag=True, help="Every dead delivery.")
     @_json
     @click.pass_obj
@@ -180,8 +181,8 @@ def register_commands(cli: click.Group) -> None:
             f"{d['retried']} dead deliveries pending again (with the newer events about their items, sent after them)"))
 
     @webhooks.command("replay")
-    @click.option("--endpoint", required=True, help="The endpoint to send the events to again.")
-    @click.option("--event", "event_ids", multiple=True, help="An event id (repeatable).")
+    @click.option("--endpoint", type=TEXT, required=True, help="The endpoint to send the events to again.")
+    @click.option("--event", "event_ids", type=TEXT, multiple=True, help="An event id (repeatable).")
     @click.option("--since", type=click.DateTime(), help="Every event created since (UTC), e.g. 2026-12-01.")
     @_json
     @click.pass_obj
@@ -206,7 +207,7 @@ def register_commands(cli: click.Group) -> None:
 
     @webhooks.command("discard")
     @click.argument("delivery_ids", nargs=-1, required=True, type=ID)
-    @click.option("--reason", required=True, help="Why the receiver will never accept it (audited).")
+    @click.option("--reason", type=TEXT, required=True, help="Why the receiver will never accept it (audited).")
     @_json
     @click.pass_obj
     def discard(app: Any, delivery_ids: tuple[int, ...], reason: str, as_json: bool) -> None:

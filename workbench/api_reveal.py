@@ -1,0 +1,122 @@
+"""The HTTP API's item view and its reveal (`GET /api/v1/items/{id}?reveal=true`), out of
+`workbench.api` so that module stays small.
+
+A reveal through the API is counted as the Review screen and `cases show --reveal` count one
+(`labeling.wellbeing.record_reveal`: stored once per reader and case, audited, severe tiers
+against the shift's exposure budget): against the item's newest case with that case's severity;
+an item without a case (never scored, or scored and not cased yet) once per reader and item, at
+the tier its own evidence points to (`item_severity`). Before, a case-less item's reveal was
+audited and never counted: reading any number of severe texts left exposure at 0.
+
+Without a reveal the item's text is masked by its own rule (`masking.shown_text`), and so is
+every string in its metadata (extra source columns, often free text: a reporter's comment quotes
+the text).
+"""
+from __future__ import annotations
+
+import hashlib
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+from fastapi import HTTPException
+
+from core.principals import Principal  # standard library only
+
+if TYPE_CHECKING:  # pragma: no cover
+    from core.taxonomy import Taxonomy
+
+    from .context import AppContext
+
+# reveals.case_id is NOT NULL and unique per reader: a case-less reveal is stored under a key no
+# case id takes (negative), one per item, that fits a 32-bit integer column.
+_KEY_SPACE = 2**31 - 1
+
+
+def caseless_key(item_id: str) -> int:
+    """The `reveals.case_id` a reveal of an item without a case is stored under: negative (a case
+    id is positive), the same for every reveal of that item, so each reader counts it once."""
+    digest = hashlib.sha256(item_id.encode("utf-8", "surrogatepass")).digest()
+    return -(1 + int.from_bytes(digest[:8], "big") % _KEY_SPACE)
+
+
+def item_severity(conn: Any, taxonomy: "Taxonomy", item_id: str) -> Optional[str]:
+    """The tier a reveal of an item without a case counts at: the most severe its prediction of
+    record, source policy label, decided label or a matched escalation criterion points to (as a
+    case for it would be tiered, `routing.plan_case`); the most severe tier when none of them is
+    known (unknown content counts as severe, as masking treats it as sensitive); None for an
+    item only ever judged benign."""
+    from sqlalchemy import select
+
+    from core.labels import current_decisions
+    from core.predictions import predictions_of_record
+    from core.schema import Item
+    from labeling.routing import match_escalation
+
+    I = Item.__table__
+    row = conn.execute(select(I.c.text, I.c.policy_label).where(I.c.id == item_id)).first()
+    pred = predictions_of_record(conn, [item_id]).get(item_id) or {}
+    decided = (current_decisions(conn, [item_id]).get(item_id) or {}).get("label")
+    labels = [lab for lab in (pred.get("label"), row.policy_label if row else None, decided) if lab]
+    ranked = sorted(taxonomy.severities, key=taxonomy.sla_minutes)  # most severe first
+    if not labels:
+        return ranked[0] if ranked else None
+    tiers = {taxonomy.severity_of(lab) for lab in labels if lab in taxonomy.policies}
+    crit = match_escalation(taxonomy, row.text, pred.get("scores") or {}) if row is not None and pred else None
+    if crit is not None:
+        tiers.add(crit.severity)
+    return next((t for t in ranked if t in tiers), None)
+
+
+def charge_item_reveal(conn: Any, who: Principal, item_id: str, taxonomy: Callable[[], "Taxonomy"]) -> bool:
+    """Record a reveal of `item_id` by `who` through `wellbeing.record_reveal` (in the caller's
+    transaction): against the item's newest case, or for an item without one under its
+    `caseless_key` at `item_severity` (`taxonomy` is only called then). False when this reader
+    revealed it before: already counted, the caller audits the access alone."""
+    from sqlalchemy import select
+
+    from core.schema import Case, utcnow
+    from labeling.wellbeing import record_reveal
+
+    C = Case.__table__
+    case = conn.execute(select(C.c.id, C.c.severity).where(C.c.item_id == item_id)
+                        .order_by(C.c.id.desc()).limit(1)).first()
+    if case is not None:
+        return record_reveal(conn, who, case.id, item_id, case.severity, utcnow())
+    return record_reveal(conn, who, caseless_key(item_id), item_id, item_severity(conn, taxonomy(), item_id),
+                         utcnow())
+
+
+def item_or_404(app: "AppContext", item_id: str, who: Principal) -> dict[str, Any]:
+    """The item as `workbench items --json` shows it (unmasked: the caller masks); needs `read`."""
+    from core.hooks import check_permission
+    from core.items import get_item
+
+    check_permission(who, "read", f"item {item_id}")
+    # No stored id holds NUL (ingest refuses one), and PostgreSQL refuses it in a query: a 500.
+    item = get_item(app.store(), item_id) if "\x00" not in item_id else None
+    if item is None:
+        raise HTTPException(404, f"no item {item_id!r}")
+    return item
+
+
+def item_view(app: "AppContext", item_id: str, who: Principal, reveal: bool = False) -> dict[str, Any]:
+    """The item with its prediction, case and decision: text and metadata masked by the text's
+    own rule (`masking.is_sensitive`) unless `reveal` (needs `reveal`; counted and audited)."""
+    from core import audit
+    from core.hooks import check_permission
+    from labeling.masking import is_sensitive, mask_metadata, mask_text
+
+    item = item_or_404(app, item_id, who)
+    if reveal:
+        check_permission(who, "reveal", f"item {item_id}")
+        with app.store().begin() as conn:  # charged to the reader's exposure, as a reveal on the screen is
+            if not charge_item_reveal(conn, who, item_id, lambda: app.taxonomy()):
+                audit.record(conn, who, "text.reveal", "item", item_id, {"via": "api"})
+        item["masked"] = False
+        return item
+    pred, dec = item.get("prediction") or {}, item.get("decision") or {}
+    shown, meta = item["text"], item.get("metadata")
+    if is_sensitive(app.review(), pred.get("scores"), item.get("policy_label"), dec.get("label")):
+        shown, meta = mask_text(item["text"]), mask_metadata(meta)
+    item["masked"] = shown != item["text"] or meta != item.get("metadata")
+    item["text"], item["metadata"] = shown, meta
+    return item
