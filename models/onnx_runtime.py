@@ -8,11 +8,15 @@ the feed-forward output projections in fp32 because their post-GELU inputs carry
 int8 cannot represent (quantising them costs most of the cosine loss).
 
 Exported files live in `$WORKBENCH_ONNX_CACHE` (default `~/.cache/ts-workbench/onnx`), in a
-folder named for the model and a digest of its weights, so a changed model re-exports.
+folder named for the model and a digest of its files' contents, so a changed model re-exports;
+each graph has a sidecar (`model.onnx.json`) recording the full digest of the folder it was
+exported from and its own SHA-256, checked on every load: a planted or stale graph is exported
+again, never run.
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -20,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from .base import ModelError
+from .model_folder import check_sentence_folder, content_digest, sentence_modules
 
 _ENV_CACHE = "WORKBENCH_ONNX_CACHE"
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -31,50 +36,19 @@ def onnx_cache_dir() -> Path:
 
 
 def _weights_digest(source: str) -> str:
-    """Short SHA-256 of a local model folder, or of the hub name: every file (relative path, size
-    and bytes; hidden folders such as .git left out), since the weights, the configs and the
-    tokenizer files all change the vectors. Contents, not modification times: a file swapped in
-    with its old size and time still gets a fresh export instead of the stale graph."""
-    folder = Path(source)
-    h = hashlib.sha256()
-    if folder.is_dir():
-        files = sorted((f.relative_to(folder), f) for f in folder.rglob("*") if f.is_file())
-        for rel, f in files:
-            if any(part.startswith(".") for part in rel.parts):
-                continue
-            h.update(f"{rel.as_posix()}\0{f.stat().st_size}\0".encode("utf-8", "surrogateescape"))
-            with f.open("rb") as fh:
-                for block in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(block)
-    else:
-        h.update(source.encode("utf-8", "surrogateescape"))
-    return h.hexdigest()[:16]
+    """Short content digest of a local model folder, or of the hub name (`model_folder.content_digest`:
+    every file's path, size and bytes, so a file swapped in with its old size and time still gets
+    a fresh export instead of the stale graph)."""
+    return content_digest(source)[:16]
 
 
 def _transformer_folder(source: str) -> str:
     """The folder (or hub name) of the transformer inside a sentence-transformers model; a
-    `modules.json` that is not a list of modules, or whose path leads outside `source`, is one
-    ModelError line (it would otherwise load another folder's model)."""
-    import json
-
-    modules = Path(source) / "modules.json"
-    if not modules.is_file():
-        return source
-    try:
-        listed = json.loads(modules.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError) as exc:
-        raise ModelError(f"{modules}: unreadable ({str(exc).splitlines()[0][:200] if str(exc) else exc!r})") from None
-    if not isinstance(listed, list) or not all(isinstance(m, dict) for m in listed):
-        raise ModelError(f"{modules}: not a list of modules")
-    for m in listed:
+    `modules.json` that is not a list of sentence-transformers modules inside `source` is one
+    ModelError line (`model_folder.sentence_modules`: it would otherwise load another folder's model)."""
+    for m in sentence_modules(source):
         if str(m.get("type", "")).endswith("Transformer"):
             sub = m.get("path") or ""
-            if not isinstance(sub, str):
-                raise ModelError(f"{modules}: the transformer's path {sub!r} is not a folder name")
-            root = Path(source).resolve()
-            target = (root / sub).resolve()
-            if target != root and root not in target.parents:
-                raise ModelError(f"{modules}: the transformer's path {sub!r} leads outside {source}: refused")
             return str(Path(source) / sub) if sub else source
     return source
 
@@ -85,6 +59,8 @@ def export_onnx(source: str, out: Path) -> Path:
     from transformers import AutoModel, AutoTokenizer
 
     folder = _transformer_folder(source)
+    if Path(source).is_dir():  # code (auto_map, .py) and foreign module classes refused before anything loads
+        check_sentence_folder(source)
     # trust_remote_code=False: a config naming code of its own (auto_map) is refused, never run or asked about
     tok = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
     model = AutoModel.from_pretrained(folder, attn_implementation="eager", trust_remote_code=False).eval()
@@ -105,7 +81,7 @@ def export_onnx(source: str, out: Path) -> Path:
     if "token_type_ids" not in enc:
         enc["token_type_ids"] = torch.zeros_like(enc["input_ids"])
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp.onnx")
+    tmp = out.with_name(f"{out.stem}.{os.getpid()}.tmp.onnx")
     dyn = {name: {0: "batch", 1: "seq"} for name in INPUTS}
     dyn["embedding"] = {0: "batch"}
     with torch.no_grad():
@@ -124,11 +100,59 @@ def quantize_onnx(fp32: Path, out: Path) -> Path:
     graph = onnx.load(str(fp32), load_external_data=False).graph
     keep_fp32 = [n.name for n in graph.node
                  if n.op_type == "MatMul" and "/output/dense" in n.name and "attention" not in n.name]
-    tmp = out.with_suffix(".tmp.onnx")
+    tmp = out.with_name(f"{out.stem}.{os.getpid()}.tmp.onnx")
     quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8, per_channel=True,
                      op_types_to_quantize=["MatMul"], nodes_to_exclude=keep_fp32)
     tmp.replace(out)
     return out
+
+
+def _sidecar(graph: Path) -> Path:
+    return graph.with_name(graph.name + ".json")
+
+
+def _verified(graph: Path, source_sha: str, from_sha: str | None = None) -> bytes | None:
+    """The graph's bytes when its sidecar ties it to `source_sha` (and, for the int8 graph, to the
+    fp32 graph `from_sha`) and its bytes and tokenizer folder hash as recorded; None otherwise."""
+    try:
+        meta = json.loads(_sidecar(graph).read_text(encoding="utf-8"))
+        if not (isinstance(meta, dict) and meta.get("source_sha256") == source_sha
+                and meta.get("from_sha256") == from_sha):
+            return None
+        data = graph.read_bytes()
+    except (OSError, ValueError, RecursionError):
+        return None
+    if (hashlib.sha256(data).hexdigest() != meta.get("sha256")
+            or content_digest(graph.parent / "tokenizer") != meta.get("tokenizer_sha256")):
+        return None
+    return data
+
+
+def _seal(graph: Path, source_sha: str, from_sha: str | None = None) -> bytes:
+    """Write `graph`'s sidecar (see `OnnxEncoder._graph`); returns the bytes it describes."""
+    data = graph.read_bytes()
+    meta = {"source_sha256": source_sha, "from_sha256": from_sha, "sha256": hashlib.sha256(data).hexdigest(),
+            "tokenizer_sha256": content_digest(graph.parent / "tokenizer")}
+    tmp = graph.with_name(f"{graph.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    tmp.replace(_sidecar(graph))
+    return data
+
+
+def _clear_entry(folder: Path) -> None:
+    """Remove what an entry that did not check out holds (graphs, sidecars, tokenizer files, a
+    link planted in their place), so that the export writes into an empty folder."""
+    import shutil
+
+    if folder.is_symlink():
+        folder.unlink()
+    if not folder.is_dir():
+        return
+    for p in folder.iterdir():
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
 
 
 class OnnxEncoder:
@@ -143,30 +167,50 @@ class OnnxEncoder:
         self.threads = threads
         self._session: Any = None
         self._tokenizer: Any = None
+        self._path: Path | None = None
 
     def model_path(self) -> Path:
-        """Path of the (exported, and if asked quantised) ONNX file, created when missing."""
-        folder = onnx_cache_dir() / f"{Path(self.source).name or 'model'}-{_weights_digest(self.source)}"
+        """Path of the (exported, and if asked quantised) ONNX file, created when missing or when it
+        does not check out against its sidecar (see `_graph`)."""
+        return self._graph()[0]
+
+    def _graph(self) -> tuple[Path, bytes]:
+        """(path, bytes) of the graph to run. The cache is a folder anyone with write access to it
+        could fill, so an entry counts only with its sidecar (`model.onnx.json`): the full digest
+        of the model folder it was exported from, its own SHA-256 and its tokenizer folder's; a
+        graph without one, of other bytes, or of another source (a crafted `model.onnx`, a cut-short
+        export) is exported again. The bytes returned are the ones checked (no swap after the check)."""
+        source_sha = content_digest(self.source)
+        folder = onnx_cache_dir() / f"{Path(self.source).name or 'model'}-{source_sha[:16]}"
         fp32 = folder / "model.onnx"
-        if not fp32.exists():
+        data = _verified(fp32, source_sha)
+        if data is None:
+            _clear_entry(folder)
             export_onnx(self.source, fp32)
+            if content_digest(self.source) != source_sha:
+                raise ModelError(f"embedding model {self.source} changed while it was exported: refused (run again)")
+            data = _seal(fp32, source_sha)
         if not self.quantize:
-            return fp32
+            return fp32, data
         int8 = folder / "model-int8.onnx"
-        if not int8.exists():
+        fp32_sha = hashlib.sha256(data).hexdigest()
+        q = _verified(int8, source_sha, fp32_sha)
+        if q is None:
             quantize_onnx(fp32, int8)
-        return int8
+            q = _seal(int8, source_sha, fp32_sha)
+        return int8, q
 
     def _load(self) -> None:
         import onnxruntime as ort
         from transformers import AutoTokenizer
 
-        path = self.model_path()
+        path, data = self._graph()
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if self.threads:
             opts.intra_op_num_threads = int(self.threads)
-        self._session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self._path = path
+        self._session = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
         self._tokenizer = AutoTokenizer.from_pretrained(path.parent / "tokenizer", trust_remote_code=False)
 
     def encode(self, texts: list[str], show_progress: bool = False) -> np.ndarray:
@@ -187,7 +231,7 @@ class OnnxEncoder:
                 feeds["token_type_ids"] = np.zeros_like(feeds["input_ids"])
             vecs = np.asarray(self._session.run(None, feeds)[0])
             if vecs.ndim != 2 or len(vecs) != len(idx) or not np.isfinite(vecs).all():
-                raise ModelError(f"ONNX model {self.model_path()} gave {vecs.shape} outputs for {len(idx)} texts, "
+                raise ModelError(f"ONNX model {self._path} gave {vecs.shape} outputs for {len(idx)} texts, "
                                  "or NaN / infinite values: a broken or replaced export (delete it to export again)")
             for j, v in zip(idx, vecs):
                 out[j] = v

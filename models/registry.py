@@ -36,6 +36,7 @@ from core.schema import ModelVersion, utcnow
 from core.text import free_text_error
 
 from .base import ModelError, PolicyClassifier
+from .embedding_pin import check_embedding_pin
 from .kinds import kind_class, load_classifier, make_classifier
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -256,6 +257,10 @@ def load_model_version(store: "Store", version: str | None = None) -> tuple[Poli
     if model.kind != row.get("kind") or list(model.labels) != list(row.get("labels") or []):
         raise RegistryError(f"model {row.get('id')}: its saved files are a {model.kind} over {model.labels}, the "
                             f"registry says a {row.get('kind')} over {row.get('labels')}: refused; retrain it")
+    try:  # trained on other vectors than its embedding model now gives: every score would be wrong
+        check_embedding_pin(model, str(row.get("id")))
+    except ModelError as exc:
+        raise RegistryError(str(exc)) from None
     return model, row
 
 
@@ -391,6 +396,7 @@ def train_model(store: "Store", taxonomy: "Taxonomy", kind: Optional[str] = None
     """
     from sqlalchemy import insert
 
+    from .embedding_pin import record_embedding_pin
     from .metrics import plot_reliability
     from .training import stratified_split, training_examples
 
@@ -428,6 +434,7 @@ def train_model(store: "Store", taxonomy: "Taxonomy", kind: Optional[str] = None
     emb_all = embeddings_for(store, model, all_texts, show_progress=show_progress, config=cfg)
     model.fit(train.texts, train.labels, embeddings=None if emb_all is None else emb_all[train_idx],
               show_progress=show_progress, targets=train.targets(model.labels))
+    record_embedding_pin(model)  # the embedding folder's contents, in model.json: under the artifact digest
     metrics, proba, y = evaluate(model, val.texts, val.labels,
                                  None if emb_all is None else emb_all[val_idx], cfg.training.reliability_bins)
     metrics.update({"n_train": len(train), "n_validation": len(val),

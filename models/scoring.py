@@ -182,8 +182,8 @@ class _CountingCache:
     def __init__(self, cache: Any) -> None:
         self.cache, self.hits, self.puts = cache, 0, 0
 
-    def get(self, hashes: list[str]) -> dict[str, np.ndarray]:
-        got = self.cache.get(hashes)
+    def get(self, hashes: list[str], dim: Optional[int] = None) -> dict[str, np.ndarray]:
+        got = self.cache.get(hashes, dim=dim)
         self.hits += len(got)
         return got
 
@@ -295,6 +295,7 @@ def score_items(store: "Store", taxonomy: "Taxonomy", model_version: Optional[st
     from sqlalchemy import and_, select
     from tqdm.auto import tqdm
 
+    from .embedding_pin import check_embedding_pin
     from .embeddings import Embedder, EmbeddingCache, embed_texts
     from .registry import load_model_version
 
@@ -323,6 +324,8 @@ def score_items(store: "Store", taxonomy: "Taxonomy", model_version: Optional[st
         if embedder is None:
             embedder = model.embedder() if hasattr(model, "embedder") else Embedder()
         embedder.batch_size = cfg.embedding.batch_size
+        # trained on other vectors (a folder's weights swapped, $WORKBENCH_EMBEDDING_MODEL moved): refused
+        check_embedding_pin(model, version, embedder)
         cache = _CountingCache(EmbeddingCache(store, embedder.model_id))
     todo, total = count_unscored(store, version)
     summary.skipped_already_scored = total - todo

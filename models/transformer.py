@@ -25,6 +25,7 @@ import numpy as np
 
 from .base import ModelError, PolicyClassifier, checked_temperature, real_array, register_kind
 from .calibration import apply_temperature_bias, fit_temperature_bias
+from .model_folder import check_hf_folder
 from .params import PATH, SEED, Interval, Options
 from .preprocessing import PREPROCESSORS, social_text
 from .training import grouped_holdout
@@ -332,43 +333,6 @@ class TransformerClassifier(PolicyClassifier):
         for name, tensor in self._model.state_dict().items():
             if tensor.is_floating_point() and not bool(tensor.isfinite().all()):
                 raise ModelError(f"{folder}: {HF_DIR}/ weight {name} holds NaN or infinite values: refused")
-
-
-MAX_HF_FILE_BYTES = 64 << 20  # any file beside the weights (tokenizers of large vocabularies are ~20 MB)
-_FLOAT_DTYPES = {"F16", "BF16", "F32", "F64"}
-
-
-def check_hf_folder(hf: Path) -> None:
-    """Refuse a saved transformer folder before transformers reads it: code of its own (a `.py` file,
-    an `auto_map` in a config, which `trust_remote_code` would run), a tokenizer or config file
-    too large to be one, or weights that are not floating point (integers load silently, as zeros)."""
-    from safetensors import safe_open
-
-    for p in sorted(hf.rglob("*")):
-        rel = p.relative_to(hf).as_posix()
-        if p.is_symlink() or not (p.is_file() or p.is_dir()):
-            raise ModelError(f"{hf}: {rel} is a link or special file: refused")
-        if p.suffix in (".py", ".pyc", ".so"):
-            raise ModelError(f"{hf}: {rel} is code: a saved model is data only, refused")
-        if p.is_dir() or p.suffix == ".safetensors":
-            continue
-        if p.stat().st_size > MAX_HF_FILE_BYTES:
-            raise ModelError(f"{hf}: {rel} has {p.stat().st_size} bytes (over {MAX_HF_FILE_BYTES}): refused")
-        if p.suffix == ".json":
-            try:
-                doc = json.loads(p.read_text(encoding="utf-8"))
-            except (OSError, ValueError, RecursionError) as exc:
-                raise ModelError(f"{hf}: unreadable {rel} ({_first_line(exc)})") from None
-            if isinstance(doc, dict) and "auto_map" in doc:
-                raise ModelError(f"{hf}: {rel} names code to run (auto_map): refused")
-    for p in sorted(hf.glob("*.safetensors")):
-        try:
-            with safe_open(str(p), framework="np") as f:
-                odd = sorted({f.get_slice(k).get_dtype() for k in f.keys()} - _FLOAT_DTYPES)
-        except Exception as exc:  # noqa: BLE001 - safetensors raises its own kind for a bad file
-            raise ModelError(f"{hf}: unreadable {p.name} ({type(exc).__name__}: {_first_line(exc)})") from None
-        if odd:
-            raise ModelError(f"{hf}: {p.name} holds {', '.join(odd)} tensors, not floating-point weights: refused")
 
 
 def _first_line(exc: BaseException) -> str:

@@ -240,11 +240,11 @@ def test_a_malformed_tokenizer_is_one_model_error_line(fresh, content):
 
 
 def test_an_oversized_tokenizer_file_is_refused_unread(fresh, monkeypatch):
-    from models import transformer
+    from models import model_folder
 
     folder = fresh("transformer")
     size = (folder / "hf" / "tokenizer.json").stat().st_size
-    monkeypatch.setattr(transformer, "MAX_HF_FILE_BYTES", size - 1)
+    monkeypatch.setattr(model_folder, "MAX_HF_FILE_BYTES", size - 1)
     _refused(folder, "tokenizer.json has", "refused")
 
 
