@@ -142,8 +142,9 @@ def _load_or_create(path: Path) -> bytes:
                          f"chmod 600 {path}")
     try:
         key = bytes.fromhex(raw)
-    except ValueError:
-        key = raw.encode("utf-8")
+    except ValueError:  # one bad digit would silently be another key: text, "none is keyed with it"
+        raise AuditError(f"the audit key file {path} does not hold a key in hex (as written on creation; "
+                         "a text secret: write its bytes in hex, the same key)") from None
     return _check_key(key, f"the audit key in {path}")
 
 
@@ -431,20 +432,17 @@ def read_checkpoints(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
 
 
 def post_checkpoint(url: str, checkpoint: Mapping[str, Any], timeout: float = 5.0) -> int:
-    """POST the checkpoint as JSON to a webhook or log pipeline; returns the HTTP status."""
-    import urllib.error
-    import urllib.request
+    """POST the checkpoint as JSON to a witness; returns the HTTP status. `core.http_post`: within
+    `timeout` in all, no redirect followed; the URL is printed without its credentials."""
+    from .http_post import http_post, public_url  # urllib, ssl: only for the rare --post
 
     if not url.startswith(("https://", "http://")):
-        raise AuditError(f"--post needs an http(s) URL, not {url!r}")
+        raise AuditError(f"--post needs an http(s) URL, not {public_url(url)!r}")
     body = json.dumps({k: checkpoint[k] for k in ("head", "count", "time")}).encode("utf-8")
-    req = urllib.request.Request(url, data=body, method="POST",
-                                 headers={"Content-Type": "application/json", "User-Agent": "workbench-audit"})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - scheme checked above
-            return int(resp.status)
-    except (urllib.error.URLError, OSError) as exc:
-        raise AuditError(f"could not post the checkpoint to {url}: {getattr(exc, 'reason', exc)}") from None
+    status, error = http_post(url, body, {"Content-Type": "application/json", "User-Agent": "workbench-audit"}, timeout)
+    if error is not None or status is None:
+        raise AuditError(f"could not post the checkpoint to {public_url(url)}: {error}")
+    return status
 
 
 # -- verifying --------------------------------------------------------------------------------

@@ -22,7 +22,6 @@ and as `workbench webhooks deliver` for cron.
 from __future__ import annotations
 
 import dataclasses
-import http.client
 import logging
 import os
 import random
@@ -30,9 +29,7 @@ import re
 import socket
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 import uuid
 from concurrent import futures
 from concurrent.futures import Future
@@ -43,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from core.backoff import exponential_backoff
 from core.config import ConfigError, load_model, raise_problems
+from core.http_post import http_post  # the one outbound POST: hard deadline, no redirects
 from core.outbox import EVENT_TYPES
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -201,117 +199,6 @@ def load_webhooks(config_dir: Path, environ: Mapping[str, str]) -> WebhookConfig
 def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> float:
     """Full jitter: uniform(0, `core.backoff.exponential_backoff`) seconds before the next try."""
     return rng.uniform(0.0, exponential_backoff(attempt, base, cap))
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:  # a redirect is a failure
-        return None
-
-
-class _Deadline:
-    """The connections of one POST, cut when its time is up: a socket timeout bounds each read,
-    not the exchange, so a receiver that drips its answer a byte at a time would otherwise hold
-    the sender for ever (and outlive the lease: another worker would send the delivery again)."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.expired = self.done = False
-        self.conns: list[http.client.HTTPConnection] = []
-
-    @staticmethod
-    def _shut(conn: http.client.HTTPConnection) -> None:
-        if conn.sock is not None:
-            try:
-                conn.sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def cut(self) -> None:
-        with self.lock:
-            if self.done:  # answered in time
-                return
-            self.expired = True
-            for conn in self.conns:
-                self._shut(conn)
-
-    def finish(self) -> bool:
-        """Whether the time ran out; after this the timer cuts nothing."""
-        with self.lock:
-            self.done = True
-            return self.expired
-
-    def watch(self, cls: type[http.client.HTTPConnection]) -> Callable[..., http.client.HTTPConnection]:
-        deadline = self
-
-        class Watched(cls):  # type: ignore[valid-type, misc]
-            def connect(self) -> None:
-                super().connect()
-                with deadline.lock:
-                    deadline.conns.append(self)
-                    if deadline.expired:  # the time ran out while connecting
-                        deadline._shut(self)
-
-        return Watched
-
-
-class _HTTP(urllib.request.HTTPHandler):
-    def __init__(self, deadline: _Deadline) -> None:
-        super().__init__()
-        self.deadline = deadline
-
-    def http_open(self, req: urllib.request.Request) -> Any:
-        return self.do_open(self.deadline.watch(http.client.HTTPConnection), req)
-
-
-class _HTTPS(urllib.request.HTTPSHandler):
-    def __init__(self, deadline: _Deadline) -> None:
-        super().__init__()
-        self.deadline = deadline
-
-    def https_open(self, req: urllib.request.Request) -> Any:
-        return self.do_open(self.deadline.watch(http.client.HTTPSConnection), req,
-                            context=self._context)  # type: ignore[attr-defined]
-
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
-
-
-def _printable(text: str) -> str:
-    """One line without control characters: a receiver's answer is stored as the attempt's error
-    and printed by `workbench webhooks list/show`, where escape sequences would drive the terminal."""
-    return _CONTROL.sub(" ", text).strip()[:500]
-
-
-def http_post(url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> tuple[Optional[int], Optional[str]]:
-    """POST `body`; (status code, None) on 2xx, (status or None, error text) otherwise. The whole
-    exchange ends within `timeout` seconds (`_Deadline`); redirects are not followed."""
-    deadline = _Deadline()
-    opener = urllib.request.build_opener(_NoRedirect(), _HTTP(deadline), _HTTPS(deadline))
-    req = urllib.request.Request(url, data=body, method="POST", headers=dict(headers))
-    timer = threading.Timer(timeout, deadline.cut)
-    timer.daemon = True
-    timer.start()
-    try:
-        with opener.open(req, timeout=timeout) as resp:
-            resp.read(65536)
-        if deadline.finish():  # cut mid-answer (a cut reads as the end of the headers or body)
-            return None, f"TimeoutError: no complete answer within {timeout:g} s"
-        return resp.status, None
-    except urllib.error.HTTPError as exc:
-        try:
-            detail = exc.read(300).decode("utf-8", "replace")
-        except Exception:  # noqa: BLE001 - the status is what matters
-            detail = ""
-        return exc.code, _printable(f"HTTP {exc.code} {exc.reason}: {detail}")
-    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
-        # HTTPException: a receiver that answers with something other than HTTP (BadStatusLine,
-        # LineTooLong, IncompleteRead) fails this attempt like a refused connection.
-        if deadline.expired:
-            return None, f"TimeoutError: no complete answer within {timeout:g} s"
-        reason = getattr(exc, "reason", exc)
-        return None, _printable(f"{type(exc).__name__}: {reason}")
-    finally:
-        timer.cancel()
 
 
 Sender = Callable[[str, bytes, Mapping[str, str], float], tuple[Optional[int], Optional[str]]]
