@@ -3,7 +3,8 @@
 Items with the same template-normalised text share one vector (one index position, a *node*);
 nodes link when their cosine similarity passes the threshold (faiss range search); items link
 when they share a rare entity (URL, host, e-mail, phone number, short code). Campaigns are the
-connected components of that graph.
+similarity groups joined through the entities that speak for them, never through a hub (one post
+carrying two campaigns' numbers joins one of them: `facts.link_groups`).
 
 Incremental by construction: `add` searches only the new nodes against the index (which
 already holds every older node), so the similarity edge set after `add(a); add(b)` is the set
@@ -47,6 +48,8 @@ ITEMS_LOG = "graph_items.jsonl"
 ENTITIES_LOG = "graph_entities.jsonl"
 _SEARCH_BATCH = 2048
 _EPOCH = dt.datetime(1970, 1, 1)
+# Shared entities stored (and shown) per campaign and kind; the rest are counted, not listed.
+MAX_SHARED_PER_KIND = 20
 # graph.npz: each array, whether it holds positions ("i") or numbers ("f"), and what it indexes
 # (its values must lie in [0, that count)) or which array it runs beside (same length).
 _ARRAY_KINDS = {"item_node": ("i", "nodes", "items"), "item_time": ("f", None, "items"),
@@ -91,7 +94,8 @@ class Components:
     """Component label per item row (labels are the smallest item row of each component)."""
 
     labels: np.ndarray
-    active_entity: np.ndarray  # bool per entity key: links (2 <= distinct texts <= max_df)
+    active_entity: np.ndarray  # bool per entity key: may link (2 <= distinct texts <= max_df, not public)
+    link_mention: np.ndarray  # bool per entity mention (graph.ent_item order): it links its item here
     node_max_sim: np.ndarray  # best similarity of each node to another node (0 if none)
     node_items: np.ndarray  # items per node
 
@@ -147,6 +151,7 @@ class CampaignGraph:
         # template and entity rules its items were read with (`normalize.NORMALIZE_VERSION`).
         self.built_with: dict[str, Any] | None = None
         self.normalized_with: int | None = NORMALIZE_VERSION
+        self.linked_with: int | None = facts.LINKING_VERSION  # as saved; a run rewrites campaigns when stale
         # Newest `ingested_at` among the items added: where to look for new items next time.
         self.watermark: dt.datetime | None = None
         # (values, bytes) already in each append-only log on disk.
@@ -304,34 +309,39 @@ class CampaignGraph:
         return public | ((host_key >= 0) & common[np.maximum(host_key, 0)])
 
     def components(self) -> Components:
-        """Connected components over items, nodes (text/similarity links) and rare entities."""
-        from scipy.sparse import coo_matrix
-        from scipy.sparse.csgraph import connected_components
-
+        """Campaigns: similarity groups joined by the rare entities that speak for them (no hubs:
+        `facts.link_groups`), oversized ones split."""
         n_items, n_nodes, n_keys = len(self.item_ids), len(self.index), len(self.entity_keys)
         df = self.entity_df()
         active = (df >= 2) & (df <= self.settings.entity_max_df) & ~self.public_entities()
         mention = active[self.ent_key] if n_keys else np.zeros(0, dtype=bool)
-        if mention.any():  # a key links a similarity group only when it speaks for the group
-            mention &= facts.characteristic_mentions(self.ent_item, self.ent_key, self._text_groups())
         items = np.arange(n_items, dtype=np.int64)
-        src = np.concatenate([items, n_items + self.edge_a, self.ent_item[mention]])
-        dst = np.concatenate([n_items + self.item_node, n_items + self.edge_b,
-                              n_items + n_nodes + self.ent_key[mention]])
-        size = n_items + n_nodes + n_keys
-        graph = coo_matrix((np.ones(len(src), dtype=np.int8), (src, dst)), shape=(size, size))
-        _, comp = connected_components(graph, directed=False)
-        comp = comp[:n_items]
+        group = self._text_groups() if n_items else items
+        link = np.zeros(len(mention), dtype=bool)
+        comp = group
+        if mention.any():  # a key links a similarity group only when it speaks for the group, never as a hub
+            cand = facts.characteristic_mentions(self.ent_item[mention], self.ent_key[mention], group)
+            comp, link[mention] = facts.link_groups(self.ent_item[mention], self.ent_key[mention], group, cand,
+                                                    *(self._ranks() if cand.any() else (None, None)))
         if self.settings.max_campaign_texts and n_items:
-            comp = self._split_chained(comp, mention)
+            comp = self._split_chained(comp, link)
         # Canonical labels: the smallest item row of each component (independent of add order).
         smallest = np.full(comp.max() + 1 if n_items else 0, n_items, dtype=np.int64)
         np.minimum.at(smallest, comp, items)
         node_max = np.zeros(n_nodes, dtype=np.float32)
         np.maximum.at(node_max, self.edge_a, self.edge_sim)
         np.maximum.at(node_max, self.edge_b, self.edge_sim)
-        return Components(labels=smallest[comp], active_entity=active, node_max_sim=node_max,
+        return Components(labels=smallest[comp], active_entity=active, link_mention=link, node_max_sim=node_max,
                           node_items=np.bincount(self.item_node, minlength=n_nodes))
+
+    def _ranks(self) -> tuple[np.ndarray, np.ndarray]:
+        """Rank of each item id and of each entity key: tie-breaks that do not depend on the order
+        items were added (a re-cluster adds them in another order than the runs that attached them)."""
+        def rank(values: list[str]) -> np.ndarray:
+            out = np.empty(len(values), dtype=np.int64)
+            out[np.argsort(np.asarray(values, dtype=object), kind="stable")] = np.arange(len(values))
+            return out
+        return rank(self.item_ids), rank(self.entity_keys)
 
     def _text_groups(self) -> np.ndarray:
         """Group per item by similarity alone, oversized chains split as `_split_chained` splits
@@ -349,7 +359,8 @@ class CampaignGraph:
         `split_max_threshold`. All oversized parts of one level are split by one connected-
         components pass: an edge kept at a higher threshold was kept at every lower one, so no
         edge crosses two parts. A pure function of the stored edges, so attach and re-cluster
-        still agree.
+        still agree. Only `mention`s (those that link) keep linking, and only inside their part:
+        a split never joins what it was given apart.
         """
         from scipy.sparse import coo_matrix
         from scipy.sparse.csgraph import connected_components
@@ -369,14 +380,15 @@ class CampaignGraph:
             if thr > st.split_max_threshold + 1e-9 or not big.any():
                 break
             in_big = (node_comp >= 0) & big[np.maximum(node_comp, 0)]
-            sel = in_big[ea] & in_big[eb] & (es >= thr)
+            sel = in_big[ea] & in_big[eb] & (es >= thr) & (node_comp[ea] == node_comp[eb])
             ea, eb, es = ea[sel], eb[sel], es[sel]
             inside = in_big[ent_node]
             ent_node, ent_key = ent_node[inside], ent_key[inside]
             nodes = np.flatnonzero(in_big)
             local = np.full(n_nodes, -1, dtype=np.int64)
             local[nodes] = np.arange(len(nodes))
-            keys, key_idx = np.unique(ent_key, return_inverse=True)
+            keys, key_idx = np.unique(node_comp[ent_node] * max(len(self.entity_keys), 1) + ent_key,
+                                      return_inverse=True)
             src = np.concatenate([local[ea], local[ent_node]])
             dst = np.concatenate([local[eb], len(nodes) + key_idx.ravel()])
             size = len(nodes) + len(keys)
@@ -394,12 +406,13 @@ class CampaignGraph:
         return _EPOCH + dt.timedelta(seconds=float(t.min())), _EPOCH + dt.timedelta(seconds=float(t.max()))
 
     def mentions(self, rows: np.ndarray) -> dict[int, list[int]]:
-        """Entity key ids mentioned by each of `rows` (one pass; pass the result to the two below)."""
+        """The entity mentions (positions in `ent_item` / `ent_key`) of each of `rows` (one pass;
+        pass the result to the two below)."""
         out: dict[int, list[int]] = {}
         if len(self.ent_key) and len(rows):
-            want = np.isin(self.ent_item, rows)
-            for r, k in zip(self.ent_item[want].tolist(), self.ent_key[want].tolist()):
-                out.setdefault(r, []).append(k)
+            want = np.flatnonzero(np.isin(self.ent_item, rows))
+            for r, m in zip(self.ent_item[want].tolist(), want.tolist()):
+                out.setdefault(r, []).append(m)
         return out
 
     def link_reasons(self, comps: Components, rows: np.ndarray,
@@ -410,7 +423,7 @@ class CampaignGraph:
         nodes = self.item_node[rows]
         copies = (comps.node_items[nodes] > 1).tolist()
         best = comps.node_max_sim[nodes].tolist()
-        active = comps.active_entity
+        links = comps.link_mention
         out: list[tuple[str, float | None]] = []
         for r, copy, b in zip(rows.tolist(), copies, best):
             parts: list[str] = []
@@ -421,24 +434,36 @@ class CampaignGraph:
             if b > 0:
                 parts.append("similarity")
                 sim = max(sim or 0.0, b)
-            ks = mentions.get(r)
-            if ks:
-                parts.extend(sorted(self.entity_keys[k] for k in ks if active[k]))
+            ms = mentions.get(r)
+            if ms:  # only the mentions that link it (not a decoy its group does not carry, nor a hub's other key)
+                parts.extend(sorted(self.entity_keys[k] for k in self.ent_key[ms][links[ms]].tolist()))
             out.append((",".join(parts)[:200] or "seed", sim))
         return out
 
-    def shared_entities(self, comps: Components, rows: np.ndarray,
-                        mentions: dict[int, list[int]] | None = None) -> dict[str, list[dict[str, Any]]]:
-        """Entities mentioned by at least two of `rows`, by kind, most frequent first."""
+    def shared_entities(self, comps: Components, rows: np.ndarray, mentions: dict[int, list[int]] | None = None,
+                        per_kind: int = MAX_SHARED_PER_KIND) -> tuple[dict[str, list[dict[str, Any]]], dict[str, int]]:
+        """(entities mentioned by at least two of `rows`, by kind, at most `per_kind` of each;
+        how many more of each kind were left out). Ranked by how many members carry them, those
+        that link first, then by value: 25,000 numbers padding a 100 KB text neither bloat the
+        stored row nor push out the number every member carries."""
         mentions = self.mentions(rows) if mentions is None else mentions
-        counts = Counter(k for r in np.asarray(rows).tolist() for k in mentions.get(r, ()))
+        ms = np.asarray([m for r in np.asarray(rows).tolist() for m in mentions.get(r, ())], dtype=np.int64)
+        n = len(self.item_ids) + 1  # one per (key, item): an item repeating a value counts once
+        keys = np.unique(self.ent_key[ms] * n + self.ent_item[ms]) // n
+        links = np.zeros(len(self.entity_keys), dtype=bool)
+        links[self.ent_key[ms][comps.link_mention[ms]]] = True
+        count = Counter(keys.tolist())
         out: dict[str, list[dict[str, Any]]] = {}
-        for k, c in counts.most_common():
-            if c < 2:
-                continue
+        left: dict[str, int] = {}
+        for k in sorted((k for k, c in count.items() if c >= 2),
+                        key=lambda k: (-count[k], not links[k], self.entity_keys[k])):
             kind, value = self.entity_keys[k].split(":", 1)
-            out.setdefault(kind, []).append({"value": value, "items": c, "links": bool(comps.active_entity[k])})
-        return out
+            shown = out.setdefault(kind, [])
+            if len(shown) < per_kind:
+                shown.append({"value": value, "items": count[k], "links": bool(links[k])})
+            else:
+                left[kind] = left.get(kind, 0) + 1
+        return out, left
 
     # -- persistence --------------------------------------------------------------------
     def save(self, directory: str | os.PathLike[str]) -> None:
@@ -459,7 +484,7 @@ class CampaignGraph:
         meta = {"settings": self.settings.model_dump(mode="json"), "items": len(self.item_ids),
                 "nodes": len(self.index), "edges": int(len(self.edge_a)), "entities": len(self.entity_keys),
                 "logs": {k: list(v) for k, v in self._logged.items()}, "term_counts": dict(self.term_counts),
-                "normalize_version": self.normalized_with,
+                "normalize_version": self.normalized_with, "linking_version": facts.LINKING_VERSION,
                 "watermark": self.watermark.isoformat() if self.watermark else None}
         tmp_meta = d / (GRAPH_META + ".tmp")
         tmp_meta.write_text(json.dumps(meta), encoding="utf-8")
@@ -514,4 +539,5 @@ class CampaignGraph:
         self._entity_id = {k: i for i, k in enumerate(self.entity_keys)}
         self.built_with = meta.get("settings")
         self.normalized_with = meta.get("normalize_version")
+        self.linked_with = meta.get("linking_version")
         return self

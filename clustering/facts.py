@@ -82,6 +82,108 @@ def characteristic_mentions(mention_item: np.ndarray, mention_key: np.ndarray, i
     return count >= min_share * size - 1e-9
 
 
+# Linking is not transitive through a hub: one post carrying campaign A's number and campaign B's
+# short code (or a few copies of it) joins one of them, never both. Two groups of at least this
+# many items merge through an entity only when it is carried by at least ENTITY_MIN_SHARE of each
+# (so to merge two campaigns of n items, an attacker posts about n bridge items, all of which then
+# sit in the merged campaign); a smaller group (a message and its echo) may join either side.
+HUB_MIN_ITEMS = 3
+# Version of these linking rules and of what a campaign stores from them (link reasons, shared
+# entities). A graph saved under another version has every campaign written again on its next run
+# (the graph itself is kept: components are recomputed from its edges on every run anyway).
+LINKING_VERSION = 2
+
+
+def link_groups(mention_item: np.ndarray, mention_key: np.ndarray, item_group: np.ndarray,
+                candidate: np.ndarray, item_rank: np.ndarray | None = None, key_rank: np.ndarray | None = None,
+                min_share: float = ENTITY_MIN_SHARE, min_size: int = HUB_MIN_ITEMS) -> tuple[np.ndarray, np.ndarray]:
+    """(cluster per item, bool per mention: it links) when similarity groups (`item_group`) are
+    joined through shared entity keys, hubs refused as `HUB_MIN_ITEMS` says.
+
+    Mentions are of linkable keys; `candidate` marks those that speak for their group
+    (`characteristic_mentions`), the only ones that may link. Keys are taken most-carried first,
+    then by `key_rank`; per key, the clusters holding a candidate group merge when the key is at
+    least `min_share` of each, and one that is not joins only while one side is under `min_size`
+    items; passes repeat until nothing merges. Ties go by `item_rank` (e.g. the rank of item ids),
+    never by storage order, so a re-cluster reading the items in another order agrees. A mention
+    links when another group of its cluster carries its key as a candidate too.
+    """
+    mention_item = np.asarray(mention_item, dtype=np.int64)
+    mention_key = np.asarray(mention_key, dtype=np.int64)
+    candidate = np.asarray(candidate, dtype=bool)
+    _, unit = np.unique(np.asarray(item_group, dtype=np.int64), return_inverse=True)
+    unit = unit.ravel()
+    n_items, n_units = len(unit), int(unit.max()) + 1 if len(unit) else 0
+    links = np.zeros(len(mention_item), dtype=bool)
+    if not candidate.any():
+        return unit, links
+    n_keys = int(mention_key.max()) + 1
+    # items of each group carrying each key (every mention counts towards a cluster's share)
+    pairs = np.unique(mention_key * n_items + mention_item)
+    ku, count = np.unique(pairs // n_items * n_units + unit[pairs % n_items], return_counts=True)
+    cand = np.unique(mention_key[candidate] * n_units + unit[mention_item[candidate]])
+    spans = np.bincount(cand // n_units, minlength=n_keys) >= 2  # keys that could join two groups
+    cand = cand[spans[cand // n_units]]
+    if not len(cand):
+        return unit, links
+    ranks = np.arange(n_items) if item_rank is None else np.asarray(item_rank)
+    rank = np.full(n_units, np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(rank, unit, ranks)
+    size = np.bincount(unit, minlength=n_units).tolist()
+    rank_l = rank.tolist()
+    parent = list(range(n_units))
+    carried: dict[int, dict[int, int]] = {}  # root -> {key: items of the cluster carrying it}
+    held = spans[ku // n_units]
+    for code, c in zip(ku[held].tolist(), count[held].tolist()):
+        carried.setdefault(code % n_units, {})[code // n_units] = c
+    by_key: dict[int, list[int]] = {}
+    for code in cand.tolist():
+        by_key.setdefault(code // n_units, []).append(code % n_units)
+    total = {k: sum(carried[u][k] for u in us) for k, us in by_key.items()}
+    krank = (lambda k: k) if key_rank is None else (lambda k: int(key_rank[k]))
+    order = sorted(by_key, key=lambda k: (-total[k], krank(k)))
+
+    def find(u: int) -> int:
+        while parent[u] != u:
+            parent[u] = parent[parent[u]]
+            u = parent[u]
+        return u
+
+    def union(a: int, b: int) -> int:
+        if len(carried.get(a, ())) < len(carried.get(b, ())):
+            a, b = b, a
+        parent[b] = a
+        size[a] += size[b]
+        rank_l[a] = min(rank_l[a], rank_l[b])
+        into = carried.setdefault(a, {})
+        for k, c in carried.pop(b, {}).items():
+            into[k] = into.get(k, 0) + c
+        return a
+
+    merged = True
+    while merged:
+        merged = False
+        for k in order:
+            roots = sorted({find(u) for u in by_key[k]}, key=lambda r: (-carried[r].get(k, 0), rank_l[r]))
+            if len(roots) < 2:
+                continue
+            share = [r for r in roots if carried[r].get(k, 0) >= min_share * size[r] - 1e-9]
+            rest = [r for r in roots if r not in share]
+            core = share.pop(0) if share else rest.pop(0)
+            for r in share:  # the key speaks for each of them
+                core, merged = union(core, r), True
+            for r in rest:  # the key is a minority of r: joins while one side is small (core grows)
+                if min(size[r], size[core]) < min_size:
+                    core, merged = union(core, r), True
+    root = np.fromiter((find(u) for u in range(n_units)), np.int64, n_units)
+    # A candidate links when another group of its cluster holds the key as a candidate too.
+    cand_root = cand // n_units * n_units + root[cand % n_units]
+    codes, n_groups = np.unique(cand_root, return_counts=True)
+    linking = cand[n_groups[np.searchsorted(codes, cand_root)] >= 2]
+    links = candidate & np.isin(mention_key * n_units + unit[mention_item], linking)
+    return root[unit], links
+
+
 def exemplar_row(vectors: np.ndarray, weights: np.ndarray | None = None) -> int:
     """Row of the vector closest to the (weighted) centroid: the most typical member."""
     if not len(vectors):

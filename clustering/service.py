@@ -168,11 +168,15 @@ def _unrecorded_run(store: "Store") -> Optional[str]:
 
 
 def _output_changed(graph: CampaignGraph, settings: CampaignSettings) -> Optional[str]:
-    """Settings that shape only what is written (not the graph) and changed since the saved run;
-    None when none did. Every campaign is then written again (no component's labels changed)."""
+    """Settings that shape only what is written (not the graph) and changed since the saved run, or
+    the linking rules' version (`facts.LINKING_VERSION`); None when neither did. Every campaign is
+    then written again (no component's labels changed)."""
     built = graph.built_with or {}
     changed = [k for k in ("min_campaign_size", "top_terms") if built.get(k) != getattr(settings, k)]
-    return f"{' and '.join(changed)} in campaigns.yaml changed" if changed else None
+    if changed:
+        return f"{' and '.join(changed)} in campaigns.yaml changed"
+    stale = graph.linked_with != facts.LINKING_VERSION
+    return f"campaign linking rules changed (version {graph.linked_with} -> {facts.LINKING_VERSION})" if stale else None
 
 
 def _new_item_ids(conn: Any, graph: CampaignGraph) -> tuple[list[str], bool]:
@@ -560,12 +564,14 @@ def _campaign_facts(graph: CampaignGraph, comps: Components, rows: np.ndarray,
     for why, _sim in reasons:
         for part in why.split(","):
             by_reason[part.split(":", 1)[0] if ":" in part else part] += 1
+    entities, left_out = graph.shared_entities(comps, rows, mentions)
     return {
         "size": int(len(rows)), "exemplar_item_id": exemplar,
         "first_seen": first_seen, "last_seen": last_seen,
         "top_terms": top_terms,
-        "entities": graph.shared_entities(comps, rows, mentions),
+        "entities": entities,
         "link_reasons": {"members_by_reason": dict(by_reason.most_common()), "top_terms_at_size": terms_at,
+                         **({"entities_left_out": left_out} if left_out else {}),
                          "distinct_texts": int(len(nodes)),
                          "similarity_threshold": settings.similarity_threshold,
                          "entity_max_df": settings.entity_max_df},

@@ -206,7 +206,7 @@ def entities_text(entities: Any, n: int = 4) -> str:
         shown = []
         for v in list(values or [])[:n]:
             if isinstance(v, dict):
-                shown.append(f"{v.get('value')} ({v.get('items', '?')} items{'' if v.get('links', True) else ', too common to link'})")
+                shown.append(f"{v.get('value')} ({v.get('items', '?')} items{'' if v.get('links', True) else ', does not link'})")
             else:
                 shown.append(str(v))
         if shown:
