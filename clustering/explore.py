@@ -34,6 +34,13 @@ def _member_ids(conn: Any, campaign_id: int) -> list[str]:
     return list(conn.execute(select(_MT.c.item_id).where(_MT.c.campaign_id == campaign_id)
                              .order_by(_MT.c.item_id)).scalars())
 
+def _utc(now: Optional[dt.datetime]) -> dt.datetime:
+    """`now` as the store keeps times, naive UTC (an aware one is converted): growth subtracted
+    an aware `now` from the stored naive times, a TypeError traceback."""
+    if now is None:
+        return utcnow()
+    return now.astimezone(dt.timezone.utc).replace(tzinfo=None) if now.tzinfo is not None else now
+
 def _latest_decisions(conn: Any, item_ids: Sequence[str]) -> dict[str, str]:
     """Current human label per item: the label of record (`core.labels`)."""
     return {k: d["label"] for k, d in current_decisions(conn, item_ids).items()}
@@ -91,12 +98,13 @@ def list_campaigns(store: "Store", limit: int = 20, min_size: int = 2, status: s
         raise CampaignError(f"unknown sort {sort!r} (size, last_seen, id)")
     if status not in (*CAMPAIGN_STATUSES, "all"):
         raise CampaignError(f"unknown status {status!r} ({', '.join(CAMPAIGN_STATUSES)}, all)")
-    order = {"size": (_CT.c.size.desc(), _CT.c.id), "last_seen": (_CT.c.last_seen.desc(), _CT.c.id),
+    # a campaign without a time last on both stores (PostgreSQL put NULL first in a descending sort)
+    order = {"size": (_CT.c.size.desc(), _CT.c.id), "last_seen": (_CT.c.last_seen.desc().nulls_last(), _CT.c.id),
              "id": (_CT.c.id,)}[sort]
     benign = taxonomy.benign_label if taxonomy else "benign"
-    now = now or utcnow()
+    now = _utc(now)
     out = []
-    with store.read() as conn:
+    with store.read(snapshot=True) as conn:  # a campaign merged mid-read: its row and members of one moment
         q = select(_CT).where(or_(_CT.c.status != "active", _CT.c.size >= min_size)).order_by(*order)
         if status != "all":
             q = q.where(_CT.c.status == status)
@@ -117,19 +125,23 @@ def _campaign_dict(row: Any) -> dict[str, Any]:
 
 def campaign_detail(store: "Store", campaign_id: int, members_limit: int = 20,
                     taxonomy: Optional["Taxonomy"] = None, now: Optional[dt.datetime] = None) -> dict[str, Any]:
-    """One campaign with its facts and its first members (with why each is linked)."""
+    """One campaign with its facts and its first members (with why each is linked). Read at one
+    moment (a merge meanwhile showed an active campaign with another's or no members); the links
+    by campaign, not by a list of every shown member's id (over 65,535 failed on PostgreSQL)."""
     check_count(members_limit, "members")
     benign = taxonomy.benign_label if taxonomy else "benign"
-    with store.read() as conn:
+    with store.read(snapshot=True) as conn:
         row = _campaign_row(conn, campaign_id)
         members = _member_ids(conn, campaign_id)
         shown = members[:members_limit] if members_limit else members
-        links = {r.item_id: r for r in conn.execute(select(_MT).where(_MT.c.item_id.in_(shown)))} if shown else {}
+        wanted = set(shown)
+        links = {r.item_id: r for r in conn.execute(select(_MT).where(_MT.c.campaign_id == campaign_id))
+                 if r.item_id in wanted}
         items = _fetch_items(conn, shown, [_IT.c.text, _IT.c.source, _IT.c.policy_label, _item_time().label("seen")])
         decided = _latest_decisions(conn, shown)
         scores = {k: p["scores"] for k, p in predictions_of_record(conn, shown).items()}
         detail = {**_campaign_dict(row), **_exemplar(conn, row["exemplar_item_id"]),
-                  **_live_facts(conn, campaign_id, members, benign, now or utcnow())}
+                  **_live_facts(conn, campaign_id, members, benign, _utc(now))}
     detail["members"] = [{"item_id": i, "source": items[i].source, "seen": items[i].seen,
                           "linked_by": links[i].linked_by, "similarity": links[i].similarity,
                           "decided_label": decided.get(i), "text": items[i].text,
@@ -140,19 +152,36 @@ def campaign_detail(store: "Store", campaign_id: int, members_limit: int = 20,
 def campaign_timeline(store: "Store", campaign_id: int, freq: str = "auto",
                       png_path: Optional[str | Path] = None) -> dict[str, Any]:
     """Members per hour or day with the running size; writes a PNG plot when `png_path` is given."""
-    with store.read() as conn:
+    if freq not in ("auto", "h", "D"):
+        raise CampaignError(f"unknown timeline frequency {freq!r} (auto, h, D)")
+    with store.read(snapshot=True) as conn:
         _campaign_row(conn, campaign_id)
         members = _member_ids(conn, campaign_id)
         times = [r.seen for r in _fetch_items(conn, members, [_item_time().label("seen")]).values() if r.seen is not None]
     if freq == "auto":
         span = (max(times) - min(times)) if times else dt.timedelta(0)
         freq = "h" if span <= dt.timedelta(days=7) else "D"
-    series = facts.timeline(times, freq)
+    series = _series(times, freq)
     out: dict[str, Any] = {"campaign_id": campaign_id, "freq": "hour" if freq == "h" else "day",
                            "buckets": [{"start": s, "new": n, "size": c} for s, n, c in series]}
     if png_path:
         out["png"] = str(_plot_timeline(campaign_id, series, freq, Path(png_path)))
     return out
+
+
+def _series(times: Sequence[dt.datetime], freq: str) -> list[tuple[dt.datetime, int, int]]:
+    """`facts.timeline`, also for a member dated in the last hour or day a datetime holds (year
+    9999): filling gaps, it stepped one bucket past the last, an OverflowError traceback. Such
+    times are counted one bucket earlier and the buckets moved back (whole hours and days)."""
+    step = dt.timedelta(hours=1) if freq == "h" else dt.timedelta(days=1)
+    if times and max(times) > dt.datetime.max - 2 * step and min(times) >= dt.datetime.min + step:
+        return [(s + step, n, c) for s, n, c in facts.timeline([t - step for t in times], freq)]
+    return facts.timeline(times, freq)
+
+
+# The latest time matplotlib's date axis takes: its float day numbers round datetime.max up to
+# the year 10000, which it refuses.
+_LAST_PLOTTED = dt.datetime(9999, 12, 31, 23, 59, 59)
 
 
 @serialised
@@ -175,7 +204,9 @@ def _plot_timeline(campaign_id: int, series: list[tuple[dt.datetime, int, int]],
         ax2.set_ylabel("size")
         ax2.set_ylim(bottom=0)
         step = dt.timedelta(hours=1) if freq == "h" else dt.timedelta(days=1)
-        ax.set_xlim(max(xs[0], dt.datetime.min + step) - step, xs[-1] + step)  # one bucket alone would fill the plot, ticks in minutes
+        # one bucket alone would fill the plot, ticks in minutes; a member dated year 1 or 9999
+        # has no bucket before or after it (that overflowed: a traceback instead of the plot)
+        ax.set_xlim(max(xs[0], dt.datetime.min + step) - step, min(xs[-1], _LAST_PLOTTED - step) + step)
     ax.set_ylabel("new members")
     ax.set_xlabel(f"{unit} (UTC)")
     ax.set_title(f"Campaign {campaign_id}: growth", pad=22 if handles else 6)

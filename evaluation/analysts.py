@@ -13,15 +13,22 @@ Definitions:
   the QA case ended with, its corrections included).
 - Gold agreement: on calibration copies, the share of the analyst's labels equal to the item's
   label of record decided by someone else (review, QA audit, appeal, escalation), and Cohen's
-  kappa between the two.
-- Peer agreement: on calibration sets, every (analyst, other rater) pair on the same item: the
-  share of equal labels and Cohen's kappa.
+  kappa between the two. One answer per analyst and item (their latest): an item drawn into two
+  calibration sets counted twice for whoever answered both.
+- Peer agreement: on calibration items, every (analyst, other rater) pair on the same item (each
+  rater's latest answer, whichever set asked): the share of equal labels and Cohen's kappa.
+- Kappa is None (`kappa_note` says why) when both sides gave one and the same label throughout:
+  chance agreement is then 1 and kappa 0/0, undefined; it read as a perfect 1.0.
 - Override rate: share of the analyst's first judgements of the model's suggestion that overruled
   it (`data.first_judgements`: a correction is rework, not a judgement of the model), the rule of
   the report's override rate, so the analysts' counts add up to it.
-- Throughput: decisions per day with at least one decision (active day).
-- Rework: share of the analyst's original decisions later superseded with another label or
-  action (a correction, an appeal reversal).
+- Throughput: decisions per day with at least one decision (active day). A campaign decided in
+  one action (its "bulk" rows, one per distinct text) is one decision here: one click read as
+  hundreds. Override and rework rates keep one per text, the report's rule.
+- Rework: share of the analyst's original decisions whose label or action no longer stands at
+  the end of their chain of later decisions (a correction, an appeal reversal). A change that a
+  later one (an appeal) reversed back to the analyst's label is no rework of theirs: the
+  corrector's mistake read as the original decider's.
 - Decisions taken back with undo, and the rows an undo restored, count nowhere (`taken_back`).
   A calibration answer counts only live (`live_calibration`): a lead's correction of it is the
   lead's label, not the rater's, so that answer drops out rather than show agreement the rater
@@ -121,22 +128,33 @@ def live_calibration(events: Sequence[Mapping[str, Any]]) -> list[Mapping[str, A
     return out
 
 
+def _latest_answers(calibration: Sequence[Mapping[str, Any]]) -> dict[Any, dict[str, Mapping[str, Any]]]:
+    """item -> {rater: their latest answer}: one answer per rater and item, whichever calibration
+    set asked (an item drawn into two sets was counted twice for whoever answered both)."""
+    out: dict[Any, dict[str, Mapping[str, Any]]] = {}
+    for e in sorted(calibration, key=lambda e: e["id"]):
+        out.setdefault(e["item_id"], {})[str(e["reviewer"])] = e
+    return out
+
+
 def gold_pairs(calibration: Sequence[Mapping[str, Any]], gold: Mapping[str, Mapping[str, Any]]
                ) -> dict[str, list[tuple[str, str]]]:
-    """analyst -> [(their calibration label, the gold label)] where a gold label by someone else exists."""
+    """analyst -> [(their calibration label, the gold label)] where a gold label by someone else
+    exists, one per analyst and item (`_latest_answers`)."""
     out: dict[str, list[tuple[str, str]]] = {}
-    for e in calibration:
-        g = gold.get(e["item_id"])
-        if g is not None and g["reviewer"] != e["reviewer"]:
-            out.setdefault(str(e["reviewer"]), []).append((e["label"], g["label"]))
+    for item, raters in _latest_answers(calibration).items():
+        g = gold.get(item)
+        for who, e in raters.items():
+            if g is not None and g["reviewer"] != e["reviewer"]:
+                out.setdefault(who, []).append((e["label"], g["label"]))
     return out
 
 
 def peer_pairs(calibration: Sequence[Mapping[str, Any]]) -> dict[str, list[tuple[str, str]]]:
-    """analyst -> [(their label, a peer's label)] over every other rater of the same calibration item."""
-    by_item: dict[tuple[Any, str], dict[str, str]] = {}
-    for e in calibration:
-        by_item.setdefault((e.get("calibration_set"), e["item_id"]), {})[str(e["reviewer"])] = e["label"]
+    """analyst -> [(their label, a peer's label)] over every other rater of the same calibration
+    item, one answer per rater and item (`_latest_answers`)."""
+    by_item = {item: {who: e["label"] for who, e in raters.items()}
+               for item, raters in _latest_answers(calibration).items()}
     out: dict[str, list[tuple[str, str]]] = {}
     for raters in by_item.values():
         for a, la in raters.items():
@@ -148,32 +166,57 @@ def peer_pairs(calibration: Sequence[Mapping[str, Any]]) -> dict[str, list[tuple
 
 def rework_flags(events: Sequence[Mapping[str, Any]], left_out: Sequence[Mapping[str, Any]] = ()
                  ) -> dict[str, list[bool]]:
-    """analyst -> one flag per original decision (superseding nothing): later changed or not.
-    A decision undone, an undone correction and a row an undo restored are no original and no change.
-    `left_out`: decisions the events leave out that may change one of them (a campaign decision's
-    copy, collapsed to one per text, that superseded an analyst's decision of that copy: without
-    it the same change counted as rework or not by which copy the analyst had decided)."""
+    """analyst -> one flag per original decision (superseding nothing): whether the label and
+    action standing at the end of its chain differ from its own. A decision undone and a row an
+    undo restored are no original; an undone correction changes nothing (its undo restored the
+    label), nor does a change an appeal reversed back to the analyst's label (counted against the
+    original decider, it was the corrector's mistake). `left_out`: decisions the events leave out
+    that may change one of them (a campaign decision's copy, collapsed to one per text, that
+    superseded an analyst's decision of that copy: without it the same change counted as rework
+    or not by which copy the analyst had decided)."""
     by_id = {e["id"]: e for e in events}
     gone = taken_back(events)
-    changed: set[int] = set()
-    for e in [*events, *(d for d in left_out if d["id"] not in by_id)]:
-        s = e["supersedes_id"]
-        if s is not None and s in by_id and e["kind"] != "undo" and e["id"] not in gone and (
-                by_id[s]["label"], by_id[s]["action"]) != (e["label"], e["action"]):
-            while by_id.get(s, {}).get("supersedes_id") is not None:  # back to the original
-                s = by_id[s]["supersedes_id"]
-            changed.add(s)
+    after: dict[int, Mapping[str, Any]] = {}  # decision id -> the (latest) decision superseding it
+    for e in sorted([*events, *(d for d in left_out if d["id"] not in by_id)], key=lambda e: e["id"]):
+        if e["supersedes_id"] is not None:
+            after[e["supersedes_id"]] = e
+
+    def standing(e: Mapping[str, Any]) -> tuple[Any, Any]:
+        """(label, action) at the end of the chain from `e`: its last decision that is no "undo"
+        row (an undo's restoring row carries the label it restored)."""
+        last, seen = e, {e["id"]}
+        while e["id"] in after and after[e["id"]]["id"] not in seen:
+            e = after[e["id"]]
+            seen.add(e["id"])
+            if e["kind"] != "undo":
+                last = e
+        return last["label"], last["action"]
+
     out: dict[str, list[bool]] = {}
     for e in events:
         if e["supersedes_id"] is None and e["kind"] in JUDGED and e["id"] not in gone:
-            out.setdefault(str(e["reviewer"]), []).append(e["id"] in changed)
+            out.setdefault(str(e["reviewer"]), []).append(standing(e) != (e["label"], e["action"]))
     return out
 
 
 def _agreement(pairs: Sequence[tuple[str, str]], conf: float) -> dict[str, Any]:
+    """The share of equal labels with its interval, and Cohen's kappa; kappa None with a
+    `kappa_note` where it is undefined: no pairs, or one and the same label on both sides (chance
+    agreement 1, kappa 0/0; `metrics.cohen_kappa` gives 1.0 there, sklearn NaN)."""
     est = proportion(sum(a == b for a, b in pairs), len(pairs), conf)
-    est["kappa"] = cohen_kappa([a for a, _ in pairs], [b for _, b in pairs]) if pairs else None
+    if not pairs:
+        est["kappa"], est["kappa_note"] = None, "no pairs"
+    elif len({lab for pair in pairs for lab in pair}) < 2:
+        est["kappa"], est["kappa_note"] = None, "undefined: one label only on both sides"
+    else:
+        est["kappa"], est["kappa_note"] = cohen_kappa([a for a, _ in pairs], [b for _, b in pairs]), None
     return est
+
+
+def _act(e: Mapping[str, Any]) -> Any:
+    """One decision act: a campaign decided in one action writes a "bulk" row per copy (one per
+    distinct text after the collapse), all of its case and of one moment."""
+    return ("bulk", e["case_id"], e["created_at"]) if e["kind"] == "bulk" else e["id"]
 
 
 def analyst_table(events: Sequence[Mapping[str, Any]], gold: Mapping[str, Mapping[str, Any]],
@@ -203,12 +246,13 @@ def analyst_table(events: Sequence[Mapping[str, Any]], gold: Mapping[str, Mappin
     for name in names:
         mine = [e for e in judged if str(e["reviewer"]) == name]
         with_model = [e for e in mine if e["id"] in first]
+        acts = {_act(e) for e in mine}
         days = {e["created_at"].date() for e in mine}
         passed = qa.get(name, [])
         flags = rework.get(name, [])
         rows.append({
-            "analyst": name, "decisions": len(mine), "active_days": len(days),
-            "per_active_day": (len(mine) / len(days)) if days else None,
+            "analyst": name, "decisions": len(acts), "active_days": len(days),
+            "per_active_day": (len(acts) / len(days)) if days else None,
             "qa_pass_rate": proportion(sum(passed), len(passed), conf),
             "gold_agreement": _agreement(golds.get(name, []), conf),
             "peer_agreement": _agreement(peers.get(name, []), conf),
