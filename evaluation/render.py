@@ -69,7 +69,8 @@ def est(e: Optional[Mapping[str, Any]], digits: int = 2, with_n: bool = True) ->
 
 
 def kappa(e: Mapping[str, Any]) -> str:
-    return Md(est(e) + (f", κ {e['kappa']:.2f}" if measured(e.get("kappa")) else ""))
+    return Md(est(e) + (f", κ {e['kappa']:.2f}" if measured(e.get("kappa")) else
+                        f", κ n/a ({e['kappa_note']})" if e.get("kappa_note") else ""))
 
 
 # -- Markdown --------------------------------------------------------------------------------

@@ -164,3 +164,11 @@ def test_a_campaign_of_more_members_than_a_query_takes_parameters_is_shown_whole
     cid = add_campaign(pg_store, ids)
     d = explore.campaign_detail(pg_store, cid, members_limit=0, taxonomy=taxonomy)  # was an OperationalError
     assert len(d["members"]) == len(ids) and d["members"][0]["linked_by"] == "test"
+
+
+def test_an_undefined_kappa_reads_n_a_with_its_reason_in_the_report():
+    from evaluation import render
+
+    e = {"estimate": 1.0, "lo": 0.3, "hi": 1.0, "n": 2, "kappa": None, "kappa_note": "undefined: one label only on both sides"}
+    assert render.kappa(e).endswith(", κ n/a (undefined: one label only on both sides)")
+    assert render.kappa(dict(e, kappa=0.5, kappa_note=None)).endswith(", κ 0.50")
