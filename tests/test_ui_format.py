@@ -18,7 +18,7 @@ def test_times_entities_and_counts():
     assert decoded("&amp;#128545;") == "😡"  # an entity of an entity
     assert short("word " * 40, 20).endswith("…") and len(short("word " * 40, 20)) <= 20
     assert md_escape("<script>x</script> [link](http://e) **b**") == (
-        "&lt;script&gt;x&lt;/script&gt; \\[link\\]\\(http://e\\) \\*\\*b\\*\\*")
+        "&lt;script&gt;x&lt;/script&gt; \\[link\\]\\(http\\://e\\) \\*\\*b\\*\\*")
     assert of_total(50, 144, "members") == "50 of 144 members" and of_total(12, 12, "members") == "12 members"
     assert page_span(3, 50, 144) == (3, 100, 144) and page_span(9, 50, 144) == (3, 100, 144)
     assert page_span(0, 50, 0) == (1, 0, 0)

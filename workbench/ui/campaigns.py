@@ -25,7 +25,7 @@ from labeling.cases import campaign_case, campaign_case_state
 from labeling.decisions import bulk_preview, decide
 from labeling.masking import mask_campaign
 
-from .format import decoded, local_time, md_escape, of_total, page_span, short, zone_name
+from .format import decoded, local_time, md_escape, of_total, page_span, readable, short, zone_name
 from .session import actor
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -73,10 +73,16 @@ def reason_kinds(linked_by: Optional[str]) -> tuple[str, ...]:
 
 
 def _reason_words(kind: str, threshold: Any) -> str:
-    sim = f" (cosine ≥ {threshold})" if threshold is not None else ""
+    """A reason kind in words, for Markdown: the kind and the threshold are stored values, escaped."""
+    sim = f" (cosine ≥ {_number_md(threshold)})" if threshold is not None else ""
     return {"same_text": "the same text as another member", "similarity": f"similar{sim} to another text",
             "seed": "the member the campaign grew from (no link of its own)"}.get(
-        kind, f"shares a {kind.replace('_', ' ')} with other members")
+        kind, f"shares a {md_escape(kind.replace('_', ' '))} with other members")
+
+
+def _number_md(value: Any) -> str:
+    """A stored number as Markdown: `0.85` as written, anything else escaped text."""
+    return f"{value:g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else md_escape(value)
 
 
 def why_linked_md(members: list[dict[str, Any]], size: int, link_reasons: dict[str, Any]) -> str:
@@ -91,7 +97,8 @@ def why_linked_md(members: list[dict[str, Any]], size: int, link_reasons: dict[s
     if len(members) < size:
         lines.append(f"- {size - len(members)}: not listed (members since removed or merged)")
     overlap = sum(per_reason.values())
-    lines.append("\nPer reason: " + " · ".join(f"{k.replace('_', ' ')} {n}" for k, n in per_reason.most_common())
+    lines.append("\nPer reason: " + " · ".join(f"{md_escape(k.replace('_', ' '))} {n}"
+                                                for k, n in per_reason.most_common())
                  + (f". A member linked for several reasons counts under each, so these add to {overlap} for "
                     f"{len(members)} members." if overlap != len(members) else "."))
     return "\n".join(lines)
@@ -127,28 +134,28 @@ def build_campaigns_tab(app: "AppContext", tab: gr.Tab, who: gr.Textbox) -> None
             rows = [shown(r) for r in list_campaigns(store, limit=100, taxonomy=taxonomy)]
         except Exception as exc:  # noqa: BLE001 - no campaigns built yet
             return [[None, 0, "", str(exc), "", "", ""]]
-        return [[r.get("id"), r.get("size"), local_time(r.get("last_seen")), terms(r, 5),
+        return [[r.get("id"), r.get("size"), local_time(r.get("last_seen")), readable(terms(r, 5)),
                  local_time(r.get("first_seen")), r.get("decided", 0), short(r.get("exemplar_text"), 90)]
                 for r in rows]
 
     def summary_md(d: dict[str, Any]) -> str:
         mean = d.get("mean_scores") or {}
         growth = d.get("growth") or {}
-        mix = ", ".join(f"{n} {lab}" for lab, n in (d.get("label_mix") or {}).items()) or "none"
+        mix = md_escape(", ".join(f"{n} {lab}" for lab, n in (d.get("label_mix") or {}).items()) or "none")
         ents = []
         for kind, values in (d.get("entities") or {}).items():
             vals = [f"{md_escape(v.get('value'))} ({v.get('items')} items)" for v in list(values or [])[:3]
                     if isinstance(v, dict)]
             if vals:
-                ents.append(f"{kind}: " + "; ".join(vals))
+                ents.append(f"{md_escape(kind)}: " + "; ".join(vals))
         top = sorted(mean.items(), key=lambda kv: -kv[1])[:3]
-        return (f"### Campaign {d.get('id')}: {d.get('size')} items ({d.get('status')})\n"
+        return (f"### Campaign {d.get('id')}: {d.get('size')} items ({md_escape(d.get('status'))})\n"
                 f"**Exemplar:** {md_escape(d.get('exemplar_text'))}\n\n"
                 f"- seen from {local_time(d.get('first_seen'))} to {local_time(d.get('last_seen'), zone=True)}; "
                 f"{growth.get('last_hour', 0)} new in the last hour, {growth.get('last_day', 0)} in the last day\n"
                 f"- top terms: {md_escape(terms(d, 8))}\n"
                 f"- shared entities: {' · '.join(ents) or 'none'}\n"
-                f"- model, mean over members: " + ", ".join(f"{k} {v:.2f}" for k, v in top) + "\n"
+                f"- model, mean over members: " + ", ".join(f"{md_escape(k)} {v:.2f}" for k, v in top) + "\n"
                 f"- decided members: {d.get('decided', 0)} of {d.get('size')} ({mix})")
 
     def show_campaign(campaign_id: Optional[float], page: Optional[float], who: str = "",

@@ -32,7 +32,7 @@ from labeling.context import case_context
 from labeling.notes import add_note, add_tag, remove_tag
 
 from .format import local_time, short
-from .render import esc, table_html, when
+from .render import WRAP, esc, table_html, when
 from .session import actor
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -105,7 +105,7 @@ def rows_html(headers: list[str], rows: list[list[Any]], empty: str, widths: lis
     markup; an `Html` cell was made here). Why not gr.Dataframe: two of them re-rendered on every
     case cost the page more than the rest of the case together (issue 17); `data-case` says which
     case the table belongs to."""
-    cells = [[c if isinstance(c, Html) else html.escape(str(c)) for c in r] for r in rows]
+    cells = [[c if isinstance(c, Html) else esc(str(c)) for c in r] for r in rows]
     return (f"<div class='wb-ctx-table' data-case='{html.escape(str(case_id or ''))}'>"
             f"{table_html(headers, cells, empty, widths)}</div>")
 
@@ -124,7 +124,7 @@ def panel_html(ctx: Optional[dict[str, Any]]) -> str:
     ctx = ctx or {}
     case_id = ctx.get("case_id") or ""
     author = ctx.get("author") or {}
-    return (f"<div class='wb-ctx' data-case='{html.escape(str(case_id))}'>"
+    return (f"<div class='wb-ctx' data-case='{html.escape(str(case_id))}' {WRAP}>"
             + section("policy", "Policy", f"<div id='wb-ctx-policy'>{policy_html(ctx.get('policy'))}</div>")
             + section("history", "Item history (every decision, superseded ones too)",
                       f"<div id='wb-ctx-history'>{history_html(ctx.get('history') or [], case_id)}</div>")
@@ -148,7 +148,7 @@ def notes_html(ctx: dict[str, Any]) -> str:
                         for n in ctx["notes"][kind]) or "<li>no notes yet</li>"
         parts.append(f"<div><b>On {title}</b> · tags: "
                      + (", ".join(f"<code>{esc(t)}</code>" for t in tags) if tags else "none") + f"<ul>{lines}</ul></div>")
-    return f"<div class='wb-notes'>{''.join(parts) or 'No notes.'}</div>"
+    return f"<div class='wb-notes' {WRAP}>{''.join(parts) or 'No notes.'}</div>"
 
 
 def _targets(ctx: dict[str, Any]) -> list[str]:
@@ -184,7 +184,7 @@ def build_context_panel(app: "AppContext", case_state: gr.State, who: Optional[g
 
     def refreshed(packet: dict[str, Any], who_acts: Any, message: str) -> tuple[Any, Any]:
         """The notes list again, and the box that was used emptied."""
-        gr.Info(message)
+        gr.Info(html.escape(message))  # a toast is HTML: the tag or error may quote what was typed
         ctx = case_context(app.store(), app.taxonomy(), int(packet["case"]["id"]), who_acts, app.review())
         return notes_html(ctx), ""
 
@@ -197,7 +197,7 @@ def build_context_panel(app: "AppContext", case_state: gr.State, who: Optional[g
             add_note(app.store(), target, target_id(packet, target), body, who_acts)
             return refreshed(packet, who_acts, f"Note added to the {target}.")
         except ERRORS as exc:
-            gr.Warning(f"Note not added: {exc}")
+            gr.Warning(html.escape(f"Note not added: {exc}"))
             return gr.update(), gr.update()
 
     def on_tag(packet: Optional[dict[str, Any]], target: str, tag: str, name: str, remove: bool,
@@ -210,7 +210,7 @@ def build_context_panel(app: "AppContext", case_state: gr.State, who: Optional[g
             out = fn(app.store(), target, target_id(packet, target), tag, who_acts)
             return refreshed(packet, who_acts, f"Tag {out['tag']!r} {'removed from' if remove else 'on'} the {target}.")
         except ERRORS as exc:
-            gr.Warning(f"Tag not {'removed' if remove else 'added'}: {exc}")
+            gr.Warning(html.escape(f"Tag not {'removed' if remove else 'added'}: {exc}"))
             return gr.update(), gr.update()
 
     panel = gr.HTML(panel_html(None), js_on_load=None, elem_id="wb-ctx-panel")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import html
+import re
 from typing import Any, Optional
 
 
@@ -52,9 +53,22 @@ def decoded(text: Any) -> str:
     return html.unescape(out) if "&" in out else out
 
 
+# Bidi embeddings, overrides and isolates: invisible, yet they reorder what follows them, so
+# "\u202egpj.exe" reads "exe.jpg" and a URL reads backwards. Shown as their code point instead.
+_BIDI_CONTROLS = {c: f"[U+{c:04X}]" for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))}
+
+
+def readable(text: Any) -> str:
+    """Text as it is shown on any tab: entities decoded (`decoded`), and each bidi control that
+    would reorder the text on screen written as its code point (`[U+202E]`), so what an analyst
+    reads is what the text says. The one display rule under `short`, `md_escape` and `render.esc`;
+    masking reads the text before it (a rule must match what the author wrote)."""
+    return decoded(text).translate(_BIDI_CONTROLS)
+
+
 def short(text: Any, n: int = 120) -> str:
-    """One line, at most `n` characters, cut at a word with an ellipsis."""
-    flat = " ".join(decoded(text).split())
+    """One line, at most `n` characters, cut at a word with an ellipsis (`readable` text)."""
+    flat = " ".join(readable(text).split())
     if len(flat) <= n:
         return flat
     cut = flat[: n - 1].rsplit(" ", 1)[0] if " " in flat[: n - 1] else flat[: n - 1]
@@ -92,11 +106,31 @@ def page_span(page: int, size: int, total: int) -> tuple[int, int, int]:
     return page, start, min(start + size, total)
 
 
-_MD_SPECIAL = "\\`*_{}[]()#+-.!|<>~"
+# Markdown syntax escaped in user text; `$` too (it starts Gradio's LaTeX), and `.` (Gradio's
+# Markdown makes a bare `www.…` or `name@host.tld` a live link), and the `:` of `http:` (`_SCHEME`).
+_MD_SPECIAL = "\\`*_{}[]()#+-.!|~$"
+_SCHEME = re.compile(r"(?:https?|ftp)(?=:)", re.IGNORECASE)  # even inside a word: "xhttp://…" links
 
 
 def md_escape(text: Any) -> str:
-    """User-written text (notes, rationales, item texts) safe inside Markdown: entities decoded,
-    then HTML and Markdown syntax escaped, so nothing typed becomes a link, heading or tag."""
-    out = html.escape(decoded(text), quote=False)
-    return "".join("\\" + ch if ch in _MD_SPECIAL and ch not in "<>" else ch for ch in out)
+    """User-written text (notes, rationales, item texts, entities) safe inside Markdown: `readable`,
+    then HTML and Markdown syntax escaped, so nothing typed becomes a tag, link, image, heading,
+    formula or a clickable URL."""
+    out = "".join("\\" + ch if ch in _MD_SPECIAL else ch for ch in html.escape(readable(text), quote=False))
+    return _SCHEME.sub(lambda m: m.group(0) + "\\", out)
+
+
+_RAW_HTML = re.compile(r"\\?([<>])")
+# What still makes something live in such text: `[` (links, images), `$` (LaTeX), `@` (an email
+# autolink), and a URL's `http:` or `www.` (a backslash after the word keeps the text, not the link).
+_LIVE = re.compile(rf"(?<!\\)([\[$@])|{_SCHEME.pattern}|www(?=\.)", re.IGNORECASE)
+
+
+def inert_markdown(markdown: str) -> str:
+    """Markdown this code wrote (headings, bold, tables) around text it may not have escaped (a
+    stored report): its images dropped, and no raw HTML, link, image, autolinked URL or formula
+    left in it, so a name or reason inside cannot load a pixel or run a `javascript:` link; bidi
+    controls shown as in `readable`. Text already escaped (`\\<`) reads the same."""
+    out = re.sub(r"!\[[^\]]*\]\([^)]*\)", "", markdown).translate(_BIDI_CONTROLS)
+    out = _RAW_HTML.sub(lambda m: "&lt;" if m.group(1) == "<" else "&gt;", out)
+    return _LIVE.sub(lambda m: "\\" + m.group(1) if m.group(1) else m.group(0) + "\\", out)

@@ -27,7 +27,7 @@ from evaluation.model_overview import comparison_report, gate_verdicts, model_ov
 from evaluation.promotion_report import plot_gate_history
 from models.base import ModelError
 
-from .format import local_time, md_escape, short, zone_name
+from .format import inert_markdown, local_time, md_escape, short, zone_name
 from .session import actor
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -53,12 +53,6 @@ def verdict_rows(verdicts: list[dict[str, Any]]) -> list[list[Any]]:
     return [[local_time(v["at"]), v["challenger"], v["champion"] or "—", verdict_word(v), v["metric"] or "—",
              short(v["force_reason"] if v["forced"] else v["reason"], 160)
              + "".join(f" | warning: {w}" for w in v["warnings"]), v["actor"]] for v in verdicts]
-
-
-def without_images(markdown: str) -> str:
-    """The report's Markdown without its image references: the tab shows the PNG beside it, and
-    a relative path would be fetched from the server's root."""
-    return re.sub(r"!\[[^\]]*\]\([^)]*\)", "", markdown)
 
 
 # The tab's own controls, named as a refusal names them.
@@ -203,7 +197,9 @@ def build_models_tab(app: "AppContext", tab: gr.Tab, who: Optional[gr.Textbox] =
             r = comparison_report(app.store(), actor(app, name or "", request), version)
         except PermissionDenied as exc:
             return f"Not shown: {md_escape(exc)}", gr.update(value=None, visible=False)
-        return ((without_images(r["markdown"]) if r["markdown"] else f"*{md_escape(r['note'])}*"),
+        # The report file is Markdown with names and reasons in it: shown inert (no image, whose
+        # relative path would be fetched from the server's root, nor tag, link or live URL).
+        return ((inert_markdown(r["markdown"]) if r["markdown"] else f"*{md_escape(r['note'])}*"),
                 gr.update(value=r["png"], visible=r["png"] is not None))
 
     def promote(version: Optional[str], force: bool, reason: str, name: str, request: gr.Request) -> tuple[Any, ...]:

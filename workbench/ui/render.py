@@ -10,17 +10,21 @@ import html
 import itertools
 from typing import Any, Optional
 
-from .format import decoded
+from .format import md_escape, readable
 
 # Stamps that make a refusal's re-sent case HTML differ from what the page last got (`restored_html`).
 _SENT = itertools.count(1)
+# On the blocks that hold user text: a URL or a word of 500 letters wraps inside its column
+# instead of running under the next one (the style is inherited by every element inside).
+WRAP = "style='overflow-wrap:anywhere'"
 EMPTY_HEADER = "No case claimed. Pick a queue and press <b>Next</b> (<kbd>n</kbd>), or open a case by its id."
 
 
 def esc(text: Any) -> str:
     """User-written or stored text as HTML text, the one rule for every HTML block the screen makes:
-    entities decoded first (`format.decoded`: `&#128545;` is an emoji), then escaped; line breaks kept."""
-    return html.escape(decoded(text)).replace("\n", "<br>")
+    `format.readable` first (entities decoded: `&#128545;` is an emoji; bidi controls shown), then
+    escaped; line breaks kept."""
+    return html.escape(readable(text)).replace("\n", "<br>")
 
 
 def when(value: Any) -> str:
@@ -99,11 +103,11 @@ def header_html(p: dict[str, Any], message: str = "") -> str:
     if c.get("escalation_reason"):
         tags.append(f"escalated: {esc(c['escalation_reason'])}")
     kind = "campaign" if c.get("campaign_id") is not None else "item"
-    return (f"<div class='wb-head' data-case='{int(c['id'])}' data-kind='{kind}'>"
+    return (f"<div class='wb-head' data-case='{int(c['id'])}' data-kind='{kind}' {WRAP}>"
             f"<span class='wb-case-title'>Case {int(c['id'])} · {esc(c['queue'])} · {esc(c.get('severity') or 'no tier')} · "
             f"{due}</span>{' · ' + ' · '.join(tags) if tags else ''}"
             f"{campaign_line(p)}{label_review_line(p)}"
-            f"<div class='wb-why' title=\"{html.escape(decoded(c.get('priority_reason') or ''))}\">"
+            f"<div class='wb-why' title=\"{html.escape(readable(c.get('priority_reason') or ''))}\">"
             f"<b>Why first:</b> {esc(c.get('priority_reason') or '—')}</div>"
             f"{message_html(message)}</div>")
 
@@ -130,8 +134,8 @@ def header_md(p: dict[str, Any]) -> str:
     c = p["case"]
     left = p.get("minutes_left")
     due = "no SLA" if left is None else (f"**overdue by {-left:.0f} min**" if left < 0 else f"due in {left:.0f} min")
-    return (f"### Case {c['id']} · {c['queue']} · {c.get('severity') or 'no tier'} · {due}\n\n"
-            f"**Why first:** {c.get('priority_reason') or '—'}")
+    return (f"### Case {md_escape(c['id'])} · {md_escape(c['queue'])} · {md_escape(c.get('severity') or 'no tier')} · "
+            f"{due}\n\n**Why first:** {md_escape(c.get('priority_reason') or '—')}")
 
 
 def text_html(p: dict[str, Any], prefs: Optional[dict[str, bool]] = None) -> str:
@@ -154,7 +158,7 @@ def text_html(p: dict[str, Any], prefs: Optional[dict[str, bool]] = None) -> str
     if sample and p.get("campaign_case"):
         rows = "".join(f"<li>{esc(m['text'][:160])}</li>" for m in sample)
         more = f"<div class='wb-sample'><small>Other members:</small><ul>{rows}</ul></div>"
-    return f"<div class='{cls}'>{meta}{body}{note}{more}</div>"
+    return f"<div class='{cls}' {WRAP}>{meta}{body}{note}{more}</div>"
 
 
 def model_html(p: dict[str, Any]) -> str:
@@ -177,8 +181,8 @@ def model_md(p: dict[str, Any]) -> str:
     if not pred:
         return "No model prediction for this case."
     flags = ", ".join(k for k, v in (pred.get("flags") or {}).items() if v)
-    return (f"Model **{pred['label']}** at {pred['score']:.2f} (uncertainty {pred['uncertainty']:.2f}) · "
-            f"`{pred['model_version']}`" + (f" · input flags: {flags}" if flags else ""))
+    return (f"Model **{md_escape(pred['label'])}** at {pred['score']:.2f} (uncertainty {pred['uncertainty']:.2f}) · "
+            f"{md_escape(pred['model_version'])}" + (f" · input flags: {md_escape(flags)}" if flags else ""))
 
 
 def table_html(headers: list[str], rows: list[list[str]], empty: str, widths: Optional[list[str]] = None,
@@ -218,11 +222,11 @@ def campaign_md(p: dict[str, Any]) -> str:
     camp = p.get("campaign")
     if not camp:
         return "Not part of a campaign."
-    shown = entities_text(camp.get("entities"))
-    why = f" · linked by {camp['linked_by']}" if camp.get("linked_by") else ""
-    return (f"**Campaign {camp.get('id')}** · {camp.get('members', camp.get('size'))} items · first "
-            f"{camp.get('first_seen') or '?'} · last {camp.get('last_seen') or '?'}{why}\n\nShared entities: {shown}\n\n"
-            f"Top terms: {terms_text(camp.get('top_terms'))}")
+    shown = md_escape(entities_text(camp.get("entities")))
+    why = f" · linked by {md_escape(camp['linked_by'])}" if camp.get("linked_by") else ""
+    return (f"**Campaign {md_escape(camp.get('id'))}** · {md_escape(camp.get('members', camp.get('size')))} items · "
+            f"first {md_escape(camp.get('first_seen') or '?')} · last {md_escape(camp.get('last_seen') or '?')}{why}\n\n"
+            f"Shared entities: {shown}\n\nTop terms: {md_escape(terms_text(camp.get('top_terms')))}")
 
 
 def campaign_html(p: dict[str, Any]) -> str:
@@ -245,7 +249,7 @@ def side_html(p: Optional[dict[str, Any]]) -> str:
     camp = campaign_html(p) if p else ""
     similar = similar_html(p) if p else ""
     case = int(p["case"]["id"]) if p else ""  # two cases' columns differ even where their scores do not
-    return (f"<div id='wb-model' data-case='{case}'>{model}</div><div id='wb-campaign'>{camp}</div>"
+    return (f"<div id='wb-model' data-case='{case}' {WRAP}>{model}</div><div id='wb-campaign' {WRAP}>{camp}</div>"
             f"<details class='wb-acc' data-acc='similar'><summary>Similar past decisions</summary>"
             f"<div id='wb-similar'>{similar}</div></details>")
 
@@ -268,18 +272,19 @@ def similar_html(p: dict[str, Any]) -> str:
 
 
 def campaign_detail_md(d: dict[str, Any], exemplar: str) -> str:
-    """The Campaigns tab's summary of `clustering.explore.campaign_detail` (exemplar already masked if need be)."""
+    """The Campaigns tab's summary of `clustering.explore.campaign_detail` (exemplar already masked
+    if need be), every stored text escaped (`format.md_escape`)."""
     mean = d.get("mean_scores") or {}
     growth = d.get("growth") or {}
-    return (f"### Campaign {d.get('id')}: {d.get('size')} items ({d.get('status')})\n"
-            f"**Exemplar:** {exemplar}\n\n"
-            f"- first seen {d.get('first_seen')}, last seen {d.get('last_seen')}; growth: "
+    return (f"### Campaign {md_escape(d.get('id'))}: {md_escape(d.get('size'))} items ({md_escape(d.get('status'))})\n"
+            f"**Exemplar:** {md_escape(exemplar)}\n\n"
+            f"- first seen {md_escape(d.get('first_seen'))}, last seen {md_escape(d.get('last_seen'))}; growth: "
             f"{growth.get('last_hour', 0)} in the last hour, {growth.get('last_day', 0)} in the last day\n"
-            f"- shared entities: {entities_text(d.get('entities'))}\n"
-            f"- top terms: {terms_text(d.get('top_terms'))}\n"
-            f"- why linked: {(d.get('link_reasons') or {}).get('members_by_reason', {})}\n"
-            f"- model mean scores: " + ", ".join(f"{k} {v:.2f}" for k, v in mean.items()) + "\n"
-            f"- decided members: {d.get('decided', 0)}; label mix {d.get('label_mix') or {}}")
+            f"- shared entities: {md_escape(entities_text(d.get('entities')))}\n"
+            f"- top terms: {md_escape(terms_text(d.get('top_terms')))}\n"
+            f"- why linked: {md_escape((d.get('link_reasons') or {}).get('members_by_reason', {}))}\n"
+            f"- model mean scores: " + ", ".join(f"{md_escape(k)} {v:.2f}" for k, v in mean.items()) + "\n"
+            f"- decided members: {d.get('decided', 0)}; label mix {md_escape(d.get('label_mix') or {})}")
 
 
 def lease_html(packet: Optional[dict[str, Any]], settings: Any, lost: str = "", idle: bool = False) -> str:
