@@ -316,8 +316,7 @@ def compare_and_promote(store: "Store", taxonomy: "Taxonomy", ld: "LearningData"
                                                        item_split_warning(challenger_row)) if w]}
     for w in result["warnings"]:
         echo(f"warning: {w}")
-    folder = Path(report_dir) if report_dir else _report_folder(store, challenger_id)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = _report_folder(store, challenger_id, report_dir)
     png = plot_comparison(folder / "comparison.png", result["champion"] or "(none)", challenger_id, comparisons,
                           reliability)
     result.update(png=png, report=str(folder / "comparison.md"))
@@ -369,17 +368,21 @@ def _rescore_after(result: dict[str, Any], store: "Store", taxonomy: "Taxonomy",
                                                          queue_config=queue_config, actor=actor)
 
 
-def _report_folder(store: "Store", challenger_id: str) -> Path:
-    """A new folder for one verdict's report: `reports/promotion-<challenger>`, else `-2`, `-3`...
-    Why: a later verdict on the same version (`models promote` after a refused retrain, a
-    rollback) wrote over the report that the first verdict's audit row (`model.gate`) names."""
-    base = store.path("reports", "x").parent / f"promotion-{challenger_id}"
+def _report_folder(store: "Store", challenger_id: str, report_dir: Optional[str] = None) -> Path:
+    """A folder of one verdict's report: `report_dir` (default `reports/promotion-<challenger>`),
+    else the same name with `-2`, `-3`... Why: a later verdict on the same version (`models
+    promote` after a refused retrain, a rollback), or any verdict given the same `--report-dir`,
+    wrote over the report that the first verdict's audit row (`model.gate`) names. The folder is
+    claimed by creating its comparison.md exclusively: two verdicts at once get two folders."""
+    base = (Path(report_dir).expanduser().resolve() if report_dir
+            else store.path("reports", "x").parent / f"promotion-{challenger_id}")
     for k in range(1, 10_000):
-        folder = base if k == 1 else base.with_name(f"{base.name}-{k}")
+        folder = base if k == 1 else base.parent / f"{base.name}-{k}"
         try:
-            folder.mkdir(exist_ok=False)  # exclusive: two verdicts at once get two folders
-            return folder
-        except FileExistsError:
+            folder.mkdir(parents=True, exist_ok=True)
+            with open(folder / "comparison.md", "x", encoding="utf-8"):
+                return folder
+        except (FileExistsError, NotADirectoryError):
             continue
     raise PromotionError(f"no free report folder for {challenger_id} under {base.parent}")
 

@@ -399,8 +399,9 @@ def register_commands(cli: click.Group) -> None:
     @click.option("--no-rescore", "no_rescore", is_flag=True,
                   help="After a promotion, leave the open cases as they are (run `workbench score` and "
                        "`workbench cases build` later).")
-    @click.option("--report-dir", type=click.Path(file_okay=False), help="Where to write comparison.md / .png "
-                  "(default: <data dir>/reports/promotion-<challenger>, -2, -3 ... for a later verdict on it).")
+    @click.option("--report-dir", type=click.Path(file_okay=False), help="Where to write comparison.md / .png; a folder holding an "
+                  "earlier verdict's report is kept and this one goes to <dir>-2, -3 ... "
+                  "(default: <data dir>/reports/promotion-<challenger>, -2, -3 ...).")
     @principal_option("actor", help="Who retrains (audit log); on a store without accounts, default: the OS user.")
     @json_option
     @pass_app
