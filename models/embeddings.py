@@ -114,7 +114,8 @@ class Embedder:
         self.max_seq_length = max_seq_length
         self.runtime = runtime or os.environ.get(_ENV_RUNTIME) or "torch"
         if self.runtime not in RUNTIMES:
-            raise ValueError(f"unknown embedding runtime {self.runtime!r} (known: {', '.join(RUNTIMES)})")
+            raise ModelError(f"unknown embedding runtime {self.runtime!r} (known: {', '.join(RUNTIMES)}; "
+                             f"set by runtime= or ${_ENV_RUNTIME})")
         # what the cache key, the pin of a trained model and the load check all compare: the folder's
         # contents (of the name, for a hub model) when this embedder was made
         self.source_digest: str = content_digest(self.model_name_or_path)

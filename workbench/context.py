@@ -65,9 +65,17 @@ class AppContext:
 
     def store(self) -> "Store":
         if self._store is None:
-            from core.store import open_store
+            from sqlalchemy.exc import OperationalError
 
-            self._store = open_store(self.data_dir, self.db, audit_key_file=self.audit_key_file)
+            from core.store import StoreError, open_store
+
+            try:
+                self._store = open_store(self.data_dir, self.db, audit_key_file=self.audit_key_file)
+            except (OSError, OperationalError) as exc:  # a read-only or full disk: one line, not a traceback
+                where = self.data_dir or "the default data dir"
+                why = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+                raise StoreError(f"cannot open the store in {where}: {why[0] if why else type(exc).__name__} "
+                                 "(check the folder is writable and the disk has space, or pass --data-dir)") from None
             if self.on_open is not None:
                 try:
                     self.on_open(self)
@@ -78,16 +86,17 @@ class AppContext:
         return self._store
 
     def roles(self) -> "RolesConfig":
-        """`roles.yaml`; loading it registers the role policy (`core.permissions.RolePolicy`) on
-        the plugin manager, replacing any earlier one."""
+        """`roles.yaml`; the role policy (`core.permissions.RolePolicy`) of this context is put on
+        the plugin manager, replacing any other, at every call (so at every `principal()`)."""
         from core.permissions import RolePolicy, load_roles
 
-        def load() -> "RolesConfig":
-            roles = load_roles(self.config_dir)
-            RolePolicy(roles).install(self.plugins)
-            return roles
-
-        return self._once("roles", load)
+        roles = self._once("roles", lambda: load_roles(self.config_dir))
+        policy = self._once("role_policy", lambda: RolePolicy(roles))
+        # The policy is one per process: another context (other configs) may have replaced it
+        # since, and this one's checks must not run under that context's roles.
+        if self.plugins.get_plugin(RolePolicy.PLUGIN_NAME) is not policy:
+            policy.install(self.plugins)
+        return roles
 
     def has_users(self) -> bool:
         from core.accounts import has_users

@@ -10,7 +10,8 @@ report, drift, search) is in `demo_loop`.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Optional
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Optional
 
 from core.hooks import DemoStep, hookimpl, pm
 
@@ -96,10 +97,76 @@ def collect_steps() -> list[DemoStep]:
     return sorted(steps, key=lambda s: (s.order, s.name))
 
 
+def _first_line(exc: BaseException) -> str:
+    """A driver's or the OS's own first line of an error (not SQLAlchemy's statement dump)."""
+    inner = getattr(exc, "orig", None) or exc
+    lines = [ln.strip() for ln in str(inner).splitlines() if ln.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
+def _stopping_errors() -> tuple[type[BaseException], ...]:
+    """What stops a step without being a bug: the machine (a full disk, a read-only or vanished
+    data dir, a locked database) or a service refusing its input in one line (an embedding model
+    that cannot be loaded, too little data)."""
+    from sqlalchemy.exc import OperationalError
+
+    from clustering.service import CampaignError
+    from labeling.errors import LabelingError
+    from models.base import ModelError
+
+    return OSError, OperationalError, ModelError, CampaignError, LabelingError
+
+
+@contextmanager
+def _step(name: str, where: str, echo: Echo) -> Iterator[None]:
+    """A step that stops becomes one DemoError line naming it; Ctrl-C says what to do. Each
+    service commits its own work, so the steps before stay and a rerun goes on from there."""
+    from core.hooks import PermissionDenied
+
+    try:
+        yield
+    except KeyboardInterrupt:
+        echo(f"interrupted in step {name!r}: what it committed is kept; rerun `workbench demo` to go on")
+        raise
+    except Exception as exc:
+        if isinstance(exc, PermissionDenied) or not isinstance(exc, _stopping_errors()):
+            raise  # a refusal is the command line's one line already; anything else is a bug to see
+        raise DemoError(f"demo step {name!r} stopped: {_first_line(exc)} (data in {where}); the steps before it "
+                        "are kept: fix that and rerun `workbench demo`") from None
+
+
+def _ingest_failure(name: str, summary: Any) -> Optional[str]:
+    """Why a dataset's ingest cannot feed the demo (None when it can): the file failed or was cut
+    short, a row was lost, or nothing was stored. Rows that were stored stay (a rerun skips them)."""
+    if summary.ok:
+        return None
+    f = summary.files[0]
+    why = (f.error.removeprefix(f"{f.path}: ") if f.error else f"{f.lost} rows lost" if f.lost else "no rows"
+           if not f.read else f"none of its {f.read} rows could be stored (see {summary.quarantine_path})"
+           if not f.stored + f.duplicate else f"read {f.read} rows but their counts do not add up")
+    return f"dataset {name!r}: {f.path}: {why}"
+
+
 def run_demo(app: AppContext, shared_data: Optional[str] = None, limit: Optional[int] = None,
              skip: set[str] | frozenset[str] = frozenset(), echo: Echo = print) -> dict[str, Any]:
-    from core.ingest import ingest_paths
+    """Ingest, then every demo step; DemoError (one line) when it cannot start or a step stops."""
+    from core.ingest import IngestError, ingest_paths
     from core.sources import SHARED_DATASETS, DataNotFound, locate_dataset
+
+    steps = collect_steps()
+    known = ["ingest", *(s.name for s in steps)]
+    unknown = sorted(set(skip) - set(known))
+    if unknown:  # a typo would otherwise run the step it meant to skip
+        raise DemoError(f"--skip {unknown[0]}: no such demo step (steps: {', '.join(known)})")
+    if limit is not None and limit < 1:
+        raise DemoError(f"--limit {limit}: must be at least 1 row per dataset")
+    locations = {}
+    if "ingest" not in skip:  # every dataset found before anything is written
+        for name in SHARED_DATASETS:
+            try:
+                locations[name] = locate_dataset(name, shared_data)
+            except DataNotFound as exc:
+                raise DemoError(str(exc)) from None
 
     store, tax = app.store(), app.taxonomy()
     echo(f"workbench demo: data in {store.display_url}, taxonomy {tax.version}")
@@ -108,25 +175,31 @@ def run_demo(app: AppContext, shared_data: Optional[str] = None, limit: Optional
     started = time.perf_counter()
     if "ingest" not in skip:
         per_dataset = {}
-        for name in SHARED_DATASETS:
-            try:
-                location = locate_dataset(name, shared_data)
-            except DataNotFound as exc:
-                raise DemoError(str(exc)) from None
-            echo(f"[ingest] {name}: {location.description}")
-            summary = ingest_paths(store, tax, [location.path], preset=name, fmt=location.fmt,
-                                   limit=limit, actor="demo")
-            echo("  " + summary.describe().replace("\n", "\n  "))
-            per_dataset[name] = summary.as_dict()
+        with _step("ingest", store.display_url, echo):
+            for name, location in locations.items():
+                echo(f"[ingest] {name}: {location.description}")
+                try:
+                    summary = ingest_paths(store, tax, [location.path], preset=name, fmt=location.fmt,
+                                           limit=limit, actor="demo")
+                except IngestError as exc:
+                    raise DemoError(f"dataset {name!r}: {exc}") from None
+                echo("  " + summary.describe().replace("\n", "\n  "))
+                failure = _ingest_failure(name, summary)
+                if failure:  # the rest of the loop on half the data would look like a result
+                    fix = ("the store refused rows (disk space?)" if summary.total("lost")
+                           else "fix the file (or pass --shared-data FOLDER)")
+                    raise DemoError(f"{failure}; {fix} and rerun: rows already stored are kept, not duplicated")
+                per_dataset[name] = summary.as_dict()
         report["steps"]["ingest"] = per_dataset
     report["timings"] = {"ingest": round(time.perf_counter() - started, 2)}
 
-    for step in collect_steps():
+    for step in steps:
         if step.name in skip:
             continue
         t0 = time.perf_counter()
         echo(f"[{step.name}]")
-        report["steps"][step.name] = step.run(app, echo)
+        with _step(step.name, store.display_url, echo):
+            report["steps"][step.name] = step.run(app, echo)
         report["timings"][step.name] = round(time.perf_counter() - t0, 2)
     echo(f"demo done in {sum(report['timings'].values()):.1f}s")
     return report

@@ -17,11 +17,11 @@ import random
 from collections import Counter
 from typing import TYPE_CHECKING, Any, Optional, Sequence
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from core.hooks import PermissionDenied
 from core.principals import Principal
-from core.schema import CampaignMember, Item
+from core.schema import CampaignMember, Decision, Item
 
 if TYPE_CHECKING:  # pragma: no cover
     from core.store import Store
@@ -49,6 +49,13 @@ def source_answer(store: "Store", case: dict[str, Any]) -> Optional[str]:
             counts = Counter(r for r in rows if r)
             return counts.most_common(1)[0][0] if counts else None
         return conn.execute(select(Item.policy_label).where(Item.id == case["item_id"])).scalar()
+
+
+def team_cases(store: "Store", team: Sequence[Principal] = TEAM) -> int:
+    """How many cases `team` has decided in this store (an earlier demo run's included)."""
+    with store.read() as conn:
+        return int(conn.execute(select(func.count(Decision.case_id.distinct()))
+                                .where(Decision.reviewer.in_([p.name for p in team]))).scalar() or 0)
 
 
 def simulate_decisions(store: "Store", taxonomy: "Taxonomy", config: "QueueConfig", n: int, *,

@@ -40,15 +40,19 @@ VIEWER = Principal("demo-viewer", "viewer", "local")
 
 
 def decisions_step(app: "AppContext", echo: Echo) -> dict[str, Any]:
-    """A simulated team decides DECISIONS cases (`workbench.demo_analysts`)."""
-    from .demo_analysts import TEAM, simulate_decisions
+    """A simulated team decides DECISIONS cases (`workbench.demo_analysts`), counting the cases it
+    decided in an earlier run on this store: a rerun tops up, it does not decide DECISIONS more."""
+    from .demo_analysts import TEAM, simulate_decisions, team_cases
 
     app.roles()  # the role matrix applies to the simulated analysts
-    out = simulate_decisions(app.store(), app.taxonomy(), app.queues(), DECISIONS)
+    earlier = team_cases(app.store(), TEAM)
+    out = simulate_decisions(app.store(), app.taxonomy(), app.queues(), max(DECISIONS - earlier, 0))
+    out["earlier"] = earlier
     echo(f"  {len(TEAM)} simulated analysts decided {out['cases']} cases ({out['decisions']} decisions with "
          f"campaign members; {out['qa_audit']} QA audits, {out['overrides']} overrides of the model, "
          f"{out['slips']} decisions deliberately wrong for the label-error scan, {out['skipped']} cases skipped "
-         f"as not theirs)")
+         f"as not theirs)" + (f"; {earlier} more in an earlier run of the demo (it decides {DECISIONS} in all)"
+                              if earlier else ""))
     echo("  by queue: " + ", ".join(f"{q}={n}" for q, n in sorted(out["by_queue"].items()))
          + "; decide yourself with `workbench next --queue QUEUE` or `workbench serve`")
     return out
@@ -64,6 +68,11 @@ def retrain_step(app: "AppContext", echo: Echo) -> dict[str, Any]:
     if champ is None:
         echo("  no champion to challenge: skipped (`workbench models train` makes one)")
         return {"skipped": "no champion"}
+    new = _new_decisions(app)
+    if not new:  # a rerun: the same data again would only add a copy of the last challenger
+        echo(f"  no human decision since {champ['id']} was trained or the last retrain's verdict: nothing new to "
+             "learn from, skipped (`workbench retrain` runs one anyway)")
+        return {"skipped": "no new decisions"}
     kind = champ["kind"]
     if kind not in FAST_KINDS:
         kind = FAST_KIND
@@ -80,6 +89,17 @@ def retrain_step(app: "AppContext", echo: Echo) -> dict[str, Any]:
     return {k: result[k] for k in ("challenger", "champion", "kind", "promoted", "report", "png")} | {
         "gate": {k: result["gate"][k] for k in ("passed", "metric", "reason")},
         "rescore": rescored}
+
+
+def _new_decisions(app: "AppContext") -> int:
+    """Human decisions since the champion was trained or the last gate verdict, counted as
+    `workbench retrain --if-due` counts them (`evaluation.promotion.retrain_due`)."""
+    from evaluation.promotion import retrain_due
+
+    cfg = app.models()
+    counting = cfg.auto_retrain.model_copy(update={"enabled": True, "after_decisions": 1, "override_rate_alarm": None,
+                                                   "drift_alarm": False})
+    return int(retrain_due(app.store(), cfg.model_copy(update={"auto_retrain": counting})).get("new_decisions", 0))
 
 
 def label_errors_step(app: "AppContext", echo: Echo) -> dict[str, Any]:
