@@ -8,7 +8,10 @@ checkpoints posted to a witness): the rules live here once.
   receiver points, another host included (127.0.0.1, 169.254.169.254: a request forgery).
 - Only http:// and https://, and never a URL with credentials (user:password@host): urllib does not
   send them, it looks the whole `user:password@host` up as a host name and prints it in its errors.
-  `public_url` is the URL as it may be printed.
+  `public_url` is the URL as it may be printed (errors, logs, audit events, listings): no
+  credentials, the query string's values and the fragment masked (`?token=***`, keys kept), and
+  path segments that look like a token masked (`/services/T0/B0/***`); `redact` masks the same
+  parts wherever they appear in an error text. What is sent is the URL as given.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ import re
 import socket
 import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import Any, Callable, Mapping, Optional
 
@@ -24,9 +28,66 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
 _USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@")
 
 
+_AUTHORITY = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^/?#]*)(.*)$", re.S)
+_MASK = "***"
+
+
+def _token_like(segment: str) -> bool:
+    """A path segment that may be a secret: long, and mixing digits and letters (a UUID, Discord's
+    token) or letters of both cases (Slack's). Words, dates and numeric ids stay readable."""
+    if len(segment) < 16:
+        return False
+    digit, lower, upper = (bool(re.search(p, segment)) for p in (r"[0-9]", r"[a-z]", r"[A-Z]"))
+    return (digit and (lower or upper)) or (len(segment) >= 20 and lower and upper)
+
+
+def _split_secrets(url: str) -> tuple[str, list[str]]:
+    """(`url` as it may be printed, the secret parts taken out of it), one reading for both."""
+    secrets: list[str] = []
+    m = _AUTHORITY.match(url)
+    authority, rest = (m.group(1), m.group(2)) if m else ("", url)
+    if "@" in authority:  # user:password@host
+        scheme, _, host = authority.partition("://")
+        userinfo, _, host = host.rpartition("@")
+        secrets.append(userinfo)
+        authority = f"{scheme}://{_MASK}@{host}"
+    rest, hash_, fragment = rest.partition("#")
+    path, q, query = rest.partition("?")
+    segments = path.split("/")
+    for i, seg in enumerate(segments):
+        if _token_like(seg):
+            secrets.append(seg)
+            segments[i] = _MASK
+    items = []
+    for item in query.split("&") if query else []:
+        key, eq, value = item.partition("=")
+        if not eq and key:  # `?SECRET`: a bare item is a value
+            secrets.append(key)
+            key = _MASK
+        elif value:
+            secrets.append(value)
+            value = _MASK
+        items.append(f"{key}{eq}{value}")
+    if fragment:
+        secrets.append(fragment)
+    shown = authority + "/".join(segments) + (q + "&".join(items)) + (hash_ + (_MASK if fragment else ""))
+    return shown, secrets
+
+
 def public_url(url: str) -> str:
-    """`url` without the credentials of its `user:password@` part, to print in errors and events."""
-    return _printable(_USERINFO.sub(r"\1***@", url))
+    """`url` as it may be printed in errors, logs, audit events and listings (see the module doc)."""
+    return _printable(_split_secrets(url)[0])
+
+
+def redact(text: str, url: str) -> str:
+    """`text` (an error about `url`: urllib's, a receiver's answer) with the secret parts of `url`,
+    as given or percent-decoded, masked as `public_url` masks them; one printable line."""
+    shown, secrets = _split_secrets(url)
+    text = text.replace(url, shown)
+    found = {s for s in secrets if len(s) >= 4} | {urllib.parse.unquote_plus(s) for s in secrets if len(s) >= 4}
+    for secret in sorted(found, key=len, reverse=True):  # the longest first: never half of one
+        text = text.replace(secret, _MASK)
+    return _printable(text)
 
 
 def _printable(text: str) -> str:
@@ -112,11 +173,12 @@ def http_post(url: str, body: bytes, headers: Mapping[str, str], timeout: float)
         return None, "ValueError: the URL holds credentials (user:password@host), which are never sent"
     deadline = _Deadline()
     opener = urllib.request.build_opener(_NoRedirect(), _HTTP(deadline), _HTTPS(deadline))
-    req = urllib.request.Request(url, data=body, method="POST", headers=dict(headers))
     timer = threading.Timer(timeout, deadline.cut)
     timer.daemon = True
     timer.start()
     try:
+        # Built inside the try: a URL urllib cannot parse (`http://[::1/x`) is this POST's error.
+        req = urllib.request.Request(url, data=body, method="POST", headers=dict(headers))
         with opener.open(req, timeout=timeout) as resp:
             resp.read(65536)
         if deadline.finish():  # cut mid-answer (a cut reads as the end of the headers or body)
@@ -127,13 +189,13 @@ def http_post(url: str, body: bytes, headers: Mapping[str, str], timeout: float)
             detail = exc.read(300).decode("utf-8", "replace")
         except Exception:  # noqa: BLE001 - the status is what matters
             detail = ""
-        return exc.code, _printable(f"HTTP {exc.code} {exc.reason}: {detail}")
+        return exc.code, redact(f"HTTP {exc.code} {exc.reason}: {detail}", url)  # an answer may echo the URL
     except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
         # HTTPException: a receiver that answers with something other than HTTP (BadStatusLine,
         # LineTooLong, IncompleteRead) fails this attempt like a refused connection.
         if deadline.expired:
             return None, f"TimeoutError: no complete answer within {timeout:g} s"
         reason = getattr(exc, "reason", exc)
-        return None, _printable(f"{type(exc).__name__}: {reason}")
+        return None, redact(f"{type(exc).__name__}: {reason}", url)  # urllib's errors quote the URL
     finally:
         timer.cancel()

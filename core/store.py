@@ -313,7 +313,29 @@ def serialise(conn: Connection, name: str) -> None:
 def open_store(data_dir: str | os.PathLike[str] | None = None, url: str | None = None, *,
                audit_key: bytes | str | None = None,
                audit_key_file: str | os.PathLike[str] | None = None) -> Store:
-    """Open a store and make sure its schema is current: the one way commands get a store."""
-    store = Store(data_dir, url, audit_key=audit_key, audit_key_file=audit_key_file)
-    store.ensure_ready()
+    """Open a store and make sure its schema is current: the one way commands get a store. A data
+    dir that cannot be created, a full or read-only disk while the schema is written, or a file
+    that is no database is one StoreError line naming the data dir (every caller gets it: the
+    command line, the API, benchmarks), never a traceback; the store is released first."""
+    where = Path(data_dir) if data_dir else Path(DEFAULT_DATA_DIR)
+    try:
+        store = Store(data_dir, url, audit_key=audit_key, audit_key_file=audit_key_file)
+    except (OSError, DBAPIError) as exc:
+        raise _cannot_open(where, _mask_password(normalise_url(url)) if url else None, exc) from None
+    try:
+        store.ensure_ready()
+    except BaseException as exc:
+        store.dispose()
+        if isinstance(exc, (OSError, DBAPIError)):
+            raise _cannot_open(where, None if store.is_sqlite else store.display_url, exc) from None
+        raise
     return store
+
+
+def _cannot_open(where: Path, db: str | None, exc: BaseException) -> StoreError:
+    """The one line for a store that cannot be opened: the data dir, the database unless it is the
+    SQLite file there, the cause's first line and what to check."""
+    on = f" (database {db})" if db else ""
+    msg = (f"cannot open the store in {where}{on}: {_first_line(exc)} (check the folder is writable and the "
+           "disk has space, or pass --data-dir)")
+    return StoreError(" ".join(msg.splitlines()))  # a data dir named with a line break stays one line

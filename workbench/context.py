@@ -14,7 +14,9 @@ registers the role policy on the plugin manager, once per process.
 """
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
@@ -35,6 +37,11 @@ if TYPE_CHECKING:  # pragma: no cover
     from core.web_config import WebConfig
     from labeling.rescore import RescoreJob
     from workbench.webhooks import WebhookConfig
+
+
+log = logging.getLogger(__name__)
+# How long `close()` waits, in all, for the background threads of the context to end.
+CLOSE_WAIT_SECONDS = 15.0
 
 
 class AppContext:
@@ -62,20 +69,16 @@ class AppContext:
         # lock that keeps one retrain at a time in this process (the automatic one takes it too).
         self.retrain_job: Optional["RetrainJob"] = None
         self.retrain_lock = threading.Lock()
+        # Background threads started for this context (`track`): stopped and joined by `close()`.
+        self._background: list[tuple[threading.Thread, Optional[threading.Event]]] = []
 
     def store(self) -> "Store":
         if self._store is None:
-            from sqlalchemy.exc import OperationalError
+            from core.store import open_store
 
-            from core.store import StoreError, open_store
-
-            try:
-                self._store = open_store(self.data_dir, self.db, audit_key_file=self.audit_key_file)
-            except (OSError, OperationalError) as exc:  # a read-only or full disk: one line, not a traceback
-                where = self.data_dir or "the default data dir"
-                why = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-                raise StoreError(f"cannot open the store in {where}: {why[0] if why else type(exc).__name__} "
-                                 "(check the folder is writable and the disk has space, or pass --data-dir)") from None
+            # A data dir that cannot be created, a full disk, a file that is no database: open_store's
+            # own one-line StoreError, as for every other caller.
+            self._store = open_store(self.data_dir, self.db, audit_key_file=self.audit_key_file)
             if self.on_open is not None:
                 try:
                     self.on_open(self)
@@ -144,7 +147,43 @@ class AppContext:
         check_permission(who, action, resource)
         return who
 
-    def close(self) -> None:
+    def track(self, thread: threading.Thread, stop: Optional[threading.Event] = None) -> None:
+        """Make `thread` (a daemon working on this context's store) part of the context: `close()`
+        sets its `stop` event and waits for it, so it does not write to the store after close."""
+        self._background.append((thread, stop))
+
+    def close(self, wait: float = CLOSE_WAIT_SECONDS) -> None:
+        """Stop the background work of this context, then release the store.
+
+        Tracked threads (`track`: the webhook worker) are signalled to stop. They, and the running
+        retrain (`retrain_job`) and rescoring (`rescore_job`), are joined for `wait` seconds in all:
+        those two have no stop signal (`retrain_and_gate` and `rescore_open_cases` run to their end),
+        so close waits for them, bounded; one still running is logged by name and cut at the
+        process's exit as by a crash, which both survive (each rescored batch is its own
+        transaction and `serve` rescores the stale open cases when it starts again; a cut retrain
+        promotes nothing). Giving them a stop signal is for `labeling.rescore` and
+        `workbench.learning`, which start them."""
+        for _thread, stop in self._background:
+            if stop is not None:
+                stop.set()
+        jobs = [(t.name, t) for t, _stop in self._background]
+        for name, job in (("retrain", self.retrain_job), ("rescoring", self.rescore_job)):
+            thread = getattr(job, "thread", None)
+            if thread is not None:
+                jobs.append((name, thread))
+        deadline = time.monotonic() + wait
+        running = []
+        for name, thread in jobs:
+            if thread is threading.current_thread():  # closed from inside the job: it ends after this
+                continue
+            if thread.is_alive():
+                thread.join(max(0.0, deadline - time.monotonic()))
+            if thread.is_alive():
+                running.append(name)
+        if running:
+            log.warning("closing the workbench with %s still running after %g s: cut at exit, as by a crash",
+                        ", ".join(running), wait)
+        self._background = [(t, stop) for t, stop in self._background if t.is_alive()]
         if self._store is not None:
             self._store.dispose()
 

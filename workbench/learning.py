@@ -168,7 +168,10 @@ def start_auto_retrain(app: Any) -> Optional[threading.Event]:
             except Exception as exc:  # noqa: BLE001 - keep serving; the next check retries
                 log.warning("automatic retrain failed: %s", exc)
 
-    threading.Thread(target=loop, name="auto-retrain", daemon=True).start()
+    thread = threading.Thread(target=loop, name="auto-retrain", daemon=True)
+    thread.start()
+    if getattr(app, "track", None) is not None:
+        app.track(thread, stop)  # AppContext.close() stops and joins it
     return stop
 
 

@@ -40,7 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from core.backoff import exponential_backoff
 from core.config import ConfigError, load_model, raise_problems
-from core.http_post import http_post  # the one outbound POST: hard deadline, no redirects
+from core.http_post import http_post, redact  # the one outbound POST: hard deadline, no redirects
 from core.outbox import EVENT_TYPES
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -117,10 +117,11 @@ class WebhooksFile(BaseModel):
 
 @dataclasses.dataclass(frozen=True)
 class Endpoint:
-    """A configured endpoint with its secret read (never printed: `repr` leaves it out)."""
+    """A configured endpoint with its secret read (never printed: `repr` leaves it and the URL, which
+    may hold a token, out; `core.http_post.public_url(url)` is the URL as it may be printed)."""
 
     name: str
-    url: str
+    url: str = dataclasses.field(repr=False)
     events: tuple[str, ...]
     secret: bytes = dataclasses.field(repr=False)
     enabled: bool = True
@@ -253,7 +254,9 @@ class DeliveryWorker:
             answered = code is not None  # None: a timeout or a connection failure
         except Exception as exc:  # noqa: BLE001 - one endpoint's failure is that delivery's attempt, never
             # the worker's: an uncaught error would leave the batch leased and stall every endpoint.
-            code, error = None, f"{type(exc).__name__}: {exc}"[:500]
+            code, error = None, f"{type(exc).__name__}: {exc}"
+        if error is not None:  # stored, listed and logged: never the URL's token (any sender's error)
+            error = redact(error, ep.url)
         ok = error is None and code is not None and 200 <= code < 300
         now = utcnow()
         retry_at = None
@@ -402,7 +405,9 @@ class DeliveryWorker:
 
 def start_webhook_worker(app: Any) -> Optional[threading.Event]:
     """Run a `DeliveryWorker` in a daemon thread (for `workbench serve`; `app` is the
-    application context) when an endpoint is enabled; set the returned event to stop it. Errors are logged and the loop goes on."""
+    application context) when an endpoint is enabled; set the returned event to stop it. Errors are
+    logged and the loop goes on. The thread is tracked by the context (`AppContext.track`): closing
+    it stops the worker (after the send in flight) before the store is released."""
     config = app.webhooks()
     if not config.enabled:
         return None
@@ -417,5 +422,9 @@ def start_webhook_worker(app: Any) -> Optional[threading.Event]:
                 log.warning("webhook delivery failed: %s", exc)
                 stop.wait(config.poll_seconds)
 
-    threading.Thread(target=loop, name="webhook-worker", daemon=True).start()
+    thread = threading.Thread(target=loop, name="webhook-worker", daemon=True)
+    thread.start()
+    track = getattr(app, "track", None)  # an AppContext; a test's stand-in may have none
+    if track is not None:
+        track(thread, stop)
     return stop

@@ -81,7 +81,10 @@ def start_sweeper(app: "AppContext", every_seconds: int) -> Optional[threading.E
             except Exception as exc:  # noqa: BLE001 - keep serving; the next sweep retries
                 log.warning("queue sweep failed: %s", exc)
 
-    threading.Thread(target=loop, name="queue-sweeper", daemon=True).start()
+    thread = threading.Thread(target=loop, name="queue-sweeper", daemon=True)
+    thread.start()
+    if getattr(app, "track", None) is not None:
+        app.track(thread, stop)  # AppContext.close() stops and joins it
     return stop
 
 
