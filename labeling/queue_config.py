@@ -147,6 +147,8 @@ class LabelErrorSettings(_Strict):
     max_cases: int = Field(default=500, gt=0)
     folds: int = Field(default=5, ge=2, le=20)
     min_label_quality: float = Field(default=0.5, ge=0.0, le=1.0)
+    min_label_decisions: int = Field(default=5, ge=1, le=10**6)
+    max_queued_share: float = Field(default=0.1, gt=0.0, le=1.0)
 
 
 class SeedSettings(_Strict):
