@@ -52,6 +52,14 @@ class SessionInfo:
     expires_at: dt.datetime
 
 
+def _utc(now: Optional[dt.datetime]) -> dt.datetime:
+    """`now` as the store keeps times (naive UTC): an aware time from a caller is converted, not
+    compared with a naive one (a TypeError on every check) nor stored with its offset dropped."""
+    if now is None:
+        return utcnow()
+    return now.astimezone(dt.timezone.utc).replace(tzinfo=None) if now.tzinfo is not None else now
+
+
 def session_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
@@ -60,7 +68,7 @@ def start_session(store: Any, token: str, name: str, *, absolute: dt.timedelta, 
                   now: Optional[dt.datetime] = None) -> int:
     """Record a session for user `name` (who has just proven their password), keyed by the hash of
     its cookie value. Audited. SessionError for an unknown or disabled user."""
-    now = now or utcnow()
+    now = _utc(now)
     with store.begin() as conn:
         user = conn.execute(select(U.c.id, U.c.disabled).where(U.c.name == name)).first()
         if user is None or user.disabled:
@@ -89,7 +97,7 @@ def session_user(store: Any, token: Optional[str], *, idle: dt.timedelta, touch:
     every `idle / 10`, capped at a minute)."""
     if not isinstance(token, str) or not token:
         return None
-    now = now or utcnow()
+    now = _utc(now)
     with store.read() as conn:
         row = conn.execute(select(S.c.id, S.c.created_at, S.c.last_seen_at, S.c.expires_at, S.c.ended_at,
                                   U.c.name, U.c.role, U.c.disabled)
@@ -114,7 +122,7 @@ def end_session(store: Any, token: Optional[str], reason: str = "logout", now: O
     """End the session of a cookie value (logout). Audited; False when there was no live one."""
     if not isinstance(token, str) or not token:
         return False
-    now = now or utcnow()
+    now = _utc(now)
     with store.begin() as conn:
         row = conn.execute(select(S.c.id, S.c.ended_at, U.c.name).join(U, U.c.id == S.c.user_id)
                            .where(S.c.token_hash == session_hash(token))).first()
@@ -128,7 +136,7 @@ def end_user_sessions(conn: Any, user_id: int, name: str, reason: str, actor: Ac
                       now: Optional[dt.datetime] = None) -> int:
     """End every live session of a user inside the caller's transaction (disable, new password,
     revoke); each one audited. Returns how many ended."""
-    now = now or utcnow()
+    now = _utc(now)
     live = conn.execute(select(S.c.id).where(S.c.user_id == user_id, S.c.ended_at.is_(None))).scalars().all()
     for sid in live:
         _end(conn, sid, name, reason, now, actor)

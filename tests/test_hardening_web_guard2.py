@@ -86,3 +86,16 @@ def test_the_login_page_root_is_not_taken_from_an_untrusted_client(served):
     assert status == 200 and _root(body) == "https://workbench.example.org"
     status, _, body = proxied.req("GET", "/", headers={"X-Gradio-Server": "http://evil.example"})
     assert _root(body) == proxied.origin
+
+
+def test_a_second_cookie_of_our_name_is_no_session(served):
+    """With `Cookie: <valid>; wb_session_P=junk` the request was refused but `junk; <valid>` was
+    let in: whichever came last won, so a cookie planted by a sibling subdomain or a plain-http
+    neighbour chose the victim's session. A name sent twice now reads as no session either way."""
+    srv = served()
+    good = srv.sign_in("ann", "ann-pass-123")
+    assert srv.user(good) == "ann"
+    planted = f"{srv.cookie_name}=junk"
+    for cookie in (f"{good}; {planted}", f"{planted}; {good}"):
+        assert srv.user(cookie) is None, cookie
+        assert srv.req("GET", "/session", headers={"Cookie": cookie})[0] == 401, cookie

@@ -4,8 +4,9 @@ With accounts, Gradio's login page (`launch(auth=...)`, checked by `core.account
 argon2 and the per-account lockout, in a worker thread) guards every page, queue and
 `/gradio_api` endpoint: a request without a session gets 401 and never reaches a callback. The
 session itself (in the store, idle timeout, logout, cookies, CSRF, login throttle, SSO proxy) is
-`web_guard`'s. Each callback builds the Principal from the session's user name, re-reading the
-account, so a disabled user stops at once and their role is what the services check. The
+`web_guard`'s. Each callback builds the Principal from the request's session, re-reading it
+and the account, so a session ended (logout, idle, revoked) or a user disabled while the event
+waited in Gradio's queue stops there, and the role the services check is the account's now. The
 analyst box only names the actor on a store without accounts (served on loopback).
 """
 from __future__ import annotations
@@ -21,15 +22,49 @@ if TYPE_CHECKING:  # pragma: no cover
 def actor(app: "AppContext", who: str, request: Optional[gr.Request]) -> Any:
     """The Principal of the session's user (accounts), else the analyst box's name."""
     if app.has_users():
-        from core.accounts import principal_for_user
+        from core.accounts import AccountError, principal_for_user
         from core.hooks import PermissionDenied
 
         name = getattr(request, "username", None)
         if not name:
             raise PermissionDenied("sign in first")
         app.roles()  # the roles policy (core.permissions) is installed once per process
-        return principal_for_user(app.store(), name)
+        token = session_token(request)
+        if token is not None and not token.startswith("sso-"):  # SSO: the proxy's user, re-read below
+            from core.web_sessions import session_user
+
+            info = session_user(app.store(), token, idle=_idle(app))
+            if info is None or info.principal.name != name:
+                raise PermissionDenied("your session ended (logout, timeout or revoked): sign in again")
+            return info.principal
+        try:
+            return principal_for_user(app.store(), name)
+        except AccountError as exc:  # disabled or gone since the request was let in: a refusal
+            raise PermissionDenied(f"{exc}: sign in again") from None
     return box_name(who)
+
+
+def session_token(request: Any) -> Optional[str]:
+    """The session token the web guard handed Gradio for this request (`access-token*` cookie;
+    the guard drops any a client sends itself), or None (no guard: a direct call).
+
+    Gradio checks the session when an event joins its queue and runs the callback later (after
+    the queue's wait, or a generator's steps): a logout, revocation or idle end meanwhile must
+    stop the action, so `actor` checks the session again, not just the account."""
+    cookies = getattr(request, "cookies", None)
+    try:
+        for key in list(cookies.keys()) if cookies is not None else []:
+            if str(key).startswith("access-token") and isinstance(cookies[key], str) and cookies[key]:
+                return cookies[key]
+    except (AttributeError, KeyError, TypeError):
+        return None
+    return None
+
+
+def _idle(app: "AppContext") -> Any:
+    import datetime as dt
+
+    return dt.timedelta(seconds=app.web().session.idle_timeout_seconds)
 
 
 def box_name(who: Optional[str]) -> str:

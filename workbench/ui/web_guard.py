@@ -220,16 +220,22 @@ def _headers(scope: dict[str, Any]) -> dict[str, str]:
 
 
 def _cookies(raw: str) -> dict[str, str]:
-    jar: SimpleCookie = SimpleCookie()
+    """The request's cookies by name; a name sent twice reads as empty (no session): a sibling
+    subdomain or a plain-http neighbour can plant a second cookie of our name, and whichever came
+    last won (the victim signed out, or acting in the attacker's session)."""
     out: dict[str, str] = {}
+    twice: set[str] = set()
     for part in raw.split(";"):  # one by one: a malformed pair must not drop the others
+        jar: SimpleCookie = SimpleCookie()
         try:
             jar.load(part.strip())
         except Exception:  # noqa: BLE001 - an unparsable cookie is ignored
             continue
-    for k, morsel in jar.items():
-        out[k] = morsel.value
-    return out
+        for k, morsel in jar.items():
+            if k in out:
+                twice.add(k)
+            out[k] = morsel.value
+    return {k: ("" if k in twice else v) for k, v in out.items()}
 
 
 def _origin_of(url: str) -> Optional[str]:
