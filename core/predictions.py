@@ -64,10 +64,18 @@ def prediction_problem(row: Mapping[str, Any]) -> Optional[str]:
     return None
 
 
+def champion_query() -> Select[Any]:
+    """The champion as a SELECT: the role's most recently promoted row. One promoted before the
+    time was recorded (NULL) comes last on both stores (PostgreSQL sorts NULL first when
+    descending, SQLite last), and the id breaks a tie, so two rows holding the role (a legacy or
+    hand-edited registry) name the same champion on SQLite and PostgreSQL."""
+    return (select(_MV.c.id).where(_MV.c.role == "champion")
+            .order_by(_MV.c.promoted_at.desc().nulls_last(), _MV.c.id.desc()).limit(1))
+
+
 def champion_version(conn: Connection) -> Optional[str]:
     """The id of the champion model version (the most recently promoted one), or None."""
-    return conn.execute(select(_MV.c.id).where(_MV.c.role == "champion")
-                        .order_by(_MV.c.promoted_at.desc()).limit(1)).scalar()
+    return conn.execute(champion_query()).scalar()
 
 
 def _versions(conn: Connection) -> dict[str, int]:
@@ -78,10 +86,13 @@ def _versions(conn: Connection) -> dict[str, int]:
 
 
 def record_ids(conn: Connection) -> Select[Any]:
-    """A SELECT of the prediction id of record of every scored item (one id per item)."""
-    champ = champion_version(conn)
-    if champ is None:  # no champion: the newest of any model
-        return select(func.max(P.c.id)).group_by(P.c.item_id)
+    """A SELECT of the prediction id of record of every scored item (one id per item).
+
+    The champion is a subquery of the SELECT, not a value read now: the SELECT may run later
+    (a listing's pages, another transaction), and a promotion in between must not leave it
+    ranking the old champion first while `predictions_of_record` ranks the new one. With no
+    champion, a former champion's prediction still outranks a never-promoted model's, as there."""
+    champ = champion_query().scalar_subquery()
     rank = case((_MV.c.id == champ, 0), (_MV.c.promoted_at.is_not(None), 1), else_=2)
     ordered = (select(P.c.id, func.row_number().over(partition_by=P.c.item_id,
                                                      order_by=(rank, P.c.id.desc())).label("n"))

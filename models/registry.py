@@ -31,6 +31,7 @@ import numpy as np
 
 from core import audit
 from core.hooks import check_permission
+from core.predictions import champion_query
 from core.principals import SYSTEM, Actor, actor_name
 from core.schema import ModelVersion, utcnow
 from core.text import free_text_error
@@ -221,7 +222,7 @@ def get_model(store: "Store", version: str) -> dict[str, Any]:
     t = _table()
     with store.read() as conn:
         if version == "champion":
-            row = conn.execute(select(t).where(t.c.role == "champion")).first()
+            row = conn.execute(select(t).where(t.c.id == champion_query().scalar_subquery())).first()
             if row is None:
                 raise RegistryError("there is no champion model yet: train one with `workbench models train`")
         else:
