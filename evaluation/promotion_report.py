@@ -108,7 +108,7 @@ def training_data_lines(stats: dict[str, Any]) -> list[str]:
              "bulk_members", "bulk_kept", "mean_human_weight", "dropped", "warnings"}
     lines += [f"- {k.replace('_', ' ')}: {_counts(v) if isinstance(v, dict) else v}"
               for k, v in stats.items() if k not in known]
-    lines += [f"- **Warning:** {plain(w)}" for w in stats.get("warnings") or ()]
+    lines += [f"- **Warning:** {w}" for w in stats.get("warnings") or ()]
     return lines
 
 
@@ -128,7 +128,7 @@ def write_markdown(path: str | Path, result: dict[str, Any], png_name: str) -> s
                 and g["metric"] in PREDICTION_METRICS else "")
              + " on every evaluation set with enough items.",
              "", f"{g['reason']}", "",
-             *(line for w in result.get("warnings") or () for line in (f"**Warning:** {plain(w)}", "")),
+             *(line for w in result.get("warnings") or () for line in (f"**Warning:** {w}", "")),
              "## Evaluation sets", ""]
     for name, comp in result["comparisons"].items():
         lines += [f"### {name} ({comp['n']} items, {comp['groups']} groups)", ""]
