@@ -17,7 +17,6 @@ from sqlalchemy import select
 
 from clustering import campaigns, explore, facts, service
 from clustering.campaigns import CampaignGraph
-from clustering.config import CampaignSettings, IndexSettings
 from clustering.normalize import Entities, extract_entities
 from core.config import config_dir
 from core.labels import current_labels
@@ -26,27 +25,12 @@ from labeling import decisions as DEC
 from labeling.cases import build_cases, campaign_case
 from labeling.queue_config import load_queue_config
 from test_campaigns import HashingEmbedder, add_items, campaign_of, partition
+from test_hardening_campaign_entities import _campaign, _settings, _wave
 from test_queue_support import T0, add_scored
 
 PRIZE = "URGENT! You have won a guaranteed cash prize. Call 09061701939 now to claim, valid 12hrs only"
 TONES = "Your free ringtone is waiting to be collected. Simply text the password MIX to 85069 to verify."
 HUB = "hey there, call 09061701939 or text 85069"
-
-
-def _settings(**kw) -> CampaignSettings:
-    return CampaignSettings(**{**dict(similarity_threshold=0.8, index=IndexSettings(hnsw_min_size=10_000)), **kw})
-
-
-def _wave(n: int, dim: int, rng: np.random.Generator, axis: int) -> np.ndarray:
-    v = np.zeros((n, dim), dtype=np.float32)
-    v[:, axis] = 1.0
-    v[:, axis + 1:axis + 3] = 0.05 * rng.normal(size=(n, 2))
-    return v / np.linalg.norm(v, axis=1, keepdims=True)  # every pair ~0.99: one wave
-
-
-def _campaign(g: CampaignGraph, item: str) -> set[str]:
-    labels = g.components().labels
-    return {g.item_ids[r] for r in np.flatnonzero(labels == labels[g.row(item)])}
 
 
 def _waves(hubs: list[str], b_axes: tuple[int, ...] = (10,)) -> tuple[list[str], list[str], list[Entities], dict]:
