@@ -22,7 +22,7 @@ from core.text import normalize_light
 ENTITY_KINDS = ("url", "host", "email", "phone", "shortcode")
 # Bumped whenever a text's template or entities change; a graph built under another version is
 # re-clustered by the next `workbench cluster` (old and new items would otherwise not collide).
-NORMALIZE_VERSION = 3
+NORMALIZE_VERSION = 4  # 4: an e-mail's domain kept as written (look-alikes in punycode)
 
 # Top-level domains seen in the wild in SMS / social spam; a bare `name.tld` is only taken as a
 # host with one of these, so "e.g" or "u.s" never become hosts.
@@ -288,7 +288,8 @@ def _entity_spans(light: str, written: str | None = None) -> list[tuple[int, int
         taken.add(s, e)
 
     for s, e, raw in (_spans(_EMAIL, light) if "@" in light else []):
-        take(s, e, "email", raw)
+        at = raw.rindex("@")  # the local part folded; the domain as written: a look-alike is another domain
+        take(s, e, "email", f"{raw[:at]}@{_ascii_host(written[s + at + 1:e].lower())}")
     for pattern in (_URL_IP, _URL_PREFIXED, _URL_BARE):
         for s, e, _raw in _spans(pattern, light):
             if taken.free(s, e):

@@ -36,11 +36,19 @@ def append_log(path: Path, values: list[str], saved: tuple[int, int] | None) -> 
 
 
 def read_log(path: Path, count: int, nbytes: int) -> list[str]:
-    """The first `count` values of a log (exactly `nbytes` bytes); ValueError when they are not there."""
+    """The first `count` values of a log (exactly `nbytes` bytes); ValueError when they are not
+    there or are not strings. A damaged or planted log (a line of 100,000 "[", numbers for item
+    ids) was a RecursionError traceback, or loaded ints as ids that then matched nothing."""
     with open(path, "rb") as fh:
         data = fh.read(nbytes)
     text = data.decode("utf-8")
-    values = json.loads("[" + ",".join(text.splitlines()) + "]") if text else []
+    try:
+        values = json.loads("[" + ",".join(text.splitlines()) + "]") if text else []
+    except RecursionError:
+        raise ValueError(f"{path.name}: values nested too deeply to be ids or keys") from None
     if len(values) != count:
         raise ValueError(f"{path.name}: {len(values)} values, expected {count}")
+    bad = next((i for i, v in enumerate(values) if not isinstance(v, str)), None)
+    if bad is not None:
+        raise ValueError(f"{path.name}: line {bad + 1} is {type(values[bad]).__name__}, expected a string")
     return values

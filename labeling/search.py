@@ -29,7 +29,7 @@ from core.text import lone_surrogate_at, normalize_light
 from core.textsearch import contains_folded
 
 from .errors import LabelingError
-from .masking import may_reveal, shown_text
+from .masking import is_sensitive, mask_text, may_reveal
 from .notes import normalise_tag, sensitive_campaigns, tags_of
 from .review_config import ReviewSettings
 
@@ -165,11 +165,13 @@ def search(store: Store, query: str, principal: Actor, settings: ReviewSettings,
         decided = current_decisions(conn, list(info))
         shown: dict[str, str] = {}
         for i, r in info.items():
-            shown[i] = shown_text(settings, r["text"], (preds.get(i) or {}).get("scores"), r["policy_label"],
-                                  (decided.get(i) or {}).get("label"))
-            if not reveal_ok and shown[i] != r["text"]:
+            sensitive = is_sensitive(settings, (preds.get(i) or {}).get("scores"), r["policy_label"],
+                                     (decided.get(i) or {}).get("label"))
+            shown[i] = mask_text(r["text"]) if sensitive else r["text"]
+            if not reveal_ok and sensitive:
                 # no probing of hidden texts, nor of the notes about them (masked with them),
-                # without the right to reveal
+                # without the right to reveal; by the rule, not by whether masking changed the
+                # text: "1488" has no word to mask, its notes are hidden all the same
                 hits[i] -= {"text", "note"}
         if not reveal_ok:
             for c in sensitive_campaigns(conn, [c for c, kinds in camp_hits.items() if "note" in kinds], settings):
