@@ -75,7 +75,9 @@ def fold_of(group: str, folds: int) -> int:
 
 def unseen_by(champ: Optional[dict[str, Any]], ld: "LearningData") -> tuple[np.ndarray, Optional[str]]:
     """(indices of the train-side human labels `champ` never learnt from, or why there are none
-    to add)."""
+    to add). A `decisions_through` that is not a whole decision id (a hand-edited registry row:
+    "abc", NaN, true) adds none: it raised ValueError after the challenger was trained, or (true)
+    read as decision 1 and held out nearly every human label as unseen."""
     metrics = (champ or {}).get("metrics") or {}
     through = metrics.get("decisions_through")
     if champ is None:
@@ -83,7 +85,10 @@ def unseen_by(champ: Optional[dict[str, Any]], ld: "LearningData") -> tuple[np.n
     if not metrics.get("train_side_only") or through is None:
         return np.zeros(0, dtype=int), (f"{champ['id']}'s training data is not recorded (trained elsewhere or "
                                         f"before the record existed): the test split alone")
-    idx = ld.unseen_after(int(through))
+    if isinstance(through, bool) or not isinstance(through, int):  # the registry writes an int; a hand edit may not
+        return np.zeros(0, dtype=int), (f"{champ['id']}'s recorded decisions_through {str(through)[:40]!r} is not a "
+                                        f"decision id: the test split alone")
+    idx = ld.unseen_after(through)
     return idx, None if len(idx) else "no train-side human label is newer than the champion's data"
 
 

@@ -14,6 +14,7 @@ import numpy as np
 from core.plotting import label_text, pyplot, serialised
 
 from .estimates import wilson
+from .render import measured, percent
 
 
 @serialised
@@ -67,9 +68,16 @@ def override_rate_png(windows: Sequence[Mapping[str, Any]], groups: Optional[Map
 def reliability_png(proba: np.ndarray, y: np.ndarray, conf: float = 0.9, n_bins: int = 10,
                     title: str = "Reliability on human labels") -> Optional[bytes]:
     """Accuracy of the model's top label against its confidence, per confidence bin, with Wilson
-    bars and the bin counts; the diagonal is perfect calibration."""
+    bars and the bin counts; the diagonal is perfect calibration. A row with a score that is not
+    a finite number is left out (it fell into the top bin and counted in n); None when none is left."""
     proba, y = np.asarray(proba, dtype=float), np.asarray(y)
     if proba.size == 0:
+        return None
+    if proba.ndim != 2 or len(y) != len(proba):
+        raise ValueError(f"reliability: {len(y)} labels for {len(proba)} score rows")
+    keep = np.isfinite(proba).all(axis=1)
+    proba, y = proba[keep], y[keep]
+    if not len(proba):
         return None
     top = proba.max(axis=1)
     correct = proba.argmax(axis=1) == y
@@ -94,7 +102,7 @@ def reliability_png(proba: np.ndarray, y: np.ndarray, conf: float = 0.9, n_bins:
     ax.errorbar(xs, ys, yerr=[err_lo, err_hi], fmt="o-", color="#c0392b", capsize=3, markersize=4)
     ax.set_ylim(0, 1.02)
     ax.set_ylabel("accuracy")
-    ax.set_title(f"{label_text(title)} (n={len(y)}, {int(conf * 100)}% Wilson bars)", fontsize=9)
+    ax.set_title(f"{label_text(title)} (n={len(y)}, {percent(conf)} Wilson bars)", fontsize=9)
     axn.bar((edges[:-1] + edges[1:]) / 2, counts, width=1 / n_bins * 0.9, color="#888")
     axn.set_xlabel("model confidence (top score)")
     axn.set_ylabel("n")
@@ -105,9 +113,10 @@ def reliability_png(proba: np.ndarray, y: np.ndarray, conf: float = 0.9, n_bins:
 @serialised
 def estimates_png(per_policy: Mapping[str, Mapping[str, Mapping[str, Any]]],
                   title: str = "QA-audit estimates per policy") -> Optional[bytes]:
-    """Precision, recall and F1 per policy as points with interval error bars and their n."""
+    """Precision, recall and F1 per policy as points with interval error bars and their n; a
+    point without a finite estimate is not drawn, one without finite bounds has no bar."""
     rows = [(lab, name, est) for lab, ms in per_policy.items() for name, est in ms.items()
-            if est.get("estimate") is not None]
+            if measured(est.get("estimate"))]
     if not rows:
         return None
     plt = pyplot()
@@ -116,10 +125,11 @@ def estimates_png(per_policy: Mapping[str, Mapping[str, Mapping[str, Any]]],
     colours = {"precision": "#2e86c1", "recall": "#c0392b", "f1": "#27ae60"}
     offsets = {"precision": -0.22, "recall": 0.0, "f1": 0.22}
     for lab, name, est in rows:
-        yv = policies.index(lab) + offsets[name]
-        ax.errorbar([est["estimate"]], [yv], xerr=[[max(0.0, est["estimate"] - est["lo"])], [max(0.0, est["hi"] - est["estimate"])]],
+        yv, e = policies.index(lab) + offsets[name], est["estimate"]
+        lo, hi = (est["lo"], est["hi"]) if measured(est.get("lo")) and measured(est.get("hi")) else (e, e)
+        ax.errorbar([e], [yv], xerr=[[max(0.0, e - lo)], [max(0.0, hi - e)]],
                     fmt="o", color=colours[name], capsize=3, markersize=4)
-        ax.annotate(f"n={est['n']}", (est["hi"], yv), xytext=(4, -3), textcoords="offset points", fontsize=7)
+        ax.annotate(f"n={est.get('n', '?')}", (hi, yv), xytext=(4, -3), textcoords="offset points", fontsize=7)
     for name, c in colours.items():
         ax.plot([], [], "o", color=c, label=name)
     ax.set_yticks(range(len(policies)))
@@ -135,7 +145,10 @@ def estimates_png(per_policy: Mapping[str, Mapping[str, Mapping[str, Any]]],
 @serialised
 def score_split_png(confirmed: Sequence[float], overridden: Sequence[float]) -> Optional[bytes]:
     """Histograms of the model's score for confirmed and for overridden decisions, each bar the
-    share of its group in that bin (the groups differ in size: raw counts would hide the shape)."""
+    share of its group in that bin (the groups differ in size: raw counts would hide the shape).
+    A score that is not a finite number is left out (it counted in n and in every bar's share)."""
+    confirmed, overridden = (np.asarray(v, dtype=float).ravel() for v in (confirmed, overridden))
+    confirmed, overridden = confirmed[np.isfinite(confirmed)], overridden[np.isfinite(overridden)]
     if not len(confirmed) and not len(overridden):
         return None
     plt = pyplot()

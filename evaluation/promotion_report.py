@@ -14,7 +14,7 @@ import numpy as np
 from core.plotting import label_text, pyplot, serialised
 
 from .compare import PREDICTION_METRICS
-from .render import plain
+from .render import percent, plain
 
 
 @serialised
@@ -121,7 +121,7 @@ def write_markdown(path: str | Path, result: dict[str, Any], png_name: str) -> s
              + (f": {result['promote_refused']}" if result.get("promote_refused") else "")
              + (f" (forced by {plain(result.get('forced_by'))}: {plain(result.get('force_reason'))})"
                 if result.get("forced") else ""),  # free text: no heading, link or tag of its own (Models tab)
-             "", f"Gate: {g['metric']} lower bound of the {int(result['confidence'] * 100)}% paired bootstrap "
+             "", f"Gate: {g['metric']} lower bound of the {percent(result['confidence'])} paired bootstrap "
              f"interval above {g['min_lower_bound']:+g}"
              + (f" and McNemar's {'mid-p' if g.get('mcnemar_test') == 'mid_p' else 'exact p'} below "
                 f"{g['mcnemar_alpha']} in the challenger's favour" if g.get("mcnemar_alpha") is not None

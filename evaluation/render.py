@@ -53,6 +53,12 @@ def measured(v: Any) -> bool:
     return v is not None and math.isfinite(v)
 
 
+def percent(conf: float) -> str:
+    """A confidence level as a percentage ("90%", "99.5%"): `int(conf * 100)` read 0.58 as "57%"
+    (0.58 * 100 is 57.99999999999999), a label that no longer matched the interval drawn."""
+    return f"{round(conf * 100, 6):.12g}%"
+
+
 def num(v: Optional[float], digits: int = 3) -> str:
     return f"{v:.{digits}f}" if measured(v) else "n/a"
 

@@ -14,7 +14,15 @@ if TYPE_CHECKING:  # pragma: no cover
 
 def aligned_proba(model: "PolicyClassifier", proba: np.ndarray, labels: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """(probabilities, predicted label indices) in `labels` order from a model's own columns: a
-    label the model does not know scores 0; the prediction keeps the model's decision weights."""
+    label the model does not know scores 0; the prediction keeps the model's decision weights.
+    Probabilities not of shape (n, the model's labels) are a `ModelError` in one line: a broken
+    artifact's extra column was read as a label past the model's list (IndexError mid-gate)."""
+    from models.base import ModelError
+
+    proba = np.asarray(proba, dtype=np.float64)
+    if proba.ndim != 2 or proba.shape[1] != len(model.labels):
+        raise ModelError(f"{type(model).__name__}: probabilities of shape {proba.shape} for "
+                         f"{len(model.labels)} labels ({', '.join(map(str, model.labels))[:200]})")
     out = np.zeros((proba.shape[0], len(labels)))
     index = {lab: j for j, lab in enumerate(labels)}
     for j, lab in enumerate(model.labels):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from .render import Md, Section, Table, est, kappa, measured, num, plain
+from .render import Md, Section, Table, est, kappa, measured, num, percent, plain
 
 
 def _estimate_sections(s: Mapping[str, Any]) -> list[Section]:
@@ -26,7 +26,7 @@ def _estimate_sections(s: Mapping[str, Any]) -> list[Section]:
     design = (f"stratified by predicted policy and score band ({qa['strata']} inclusion probabilities); each "
               "audit weighted by 1 / its inclusion probability, and up by its band's share of audits still "
               "pending (ratio estimator; interval from a stratified posterior of the population totals)") if weighted else "uniform (every case had the same chance); Wilson intervals"
-    text = (f"{qa['n']} audited decisions; design: {design}. {int(s['confidence'] * 100)}% intervals. "
+    text = (f"{qa['n']} audited decisions; design: {design}. {percent(s['confidence'])} intervals. "
             f"*n* is the number of audited items in the rate's denominator (predicted the policy for precision, "
             f"truly the policy for recall; every audited item for prevalence, the share of traffic that "
             f"is the policy). Further audits: how many more would bring each interval (P / R / F1) "
@@ -168,7 +168,7 @@ def evaluation_sections(s: Mapping[str, Any]) -> list[Section]:
         f"**{s['decisions']}** current human labels joined with the prediction the analyst saw, "
         f"**{s['estimates']['qa_audit']['n']}** of them from the QA audit; override rate over all decisions "
         f"judged against the model: **{est(s['overrides']['overall'], 3)}**. Intervals: "
-        f"{int(s['confidence'] * 100)}%."))]
+        f"{percent(s['confidence'])}."))]
     out += _estimate_sections(s) + _override_sections(s) + _calibration_and_agreement(s)
     out += [_slice_section(s), _analyst_section(s)]
     d = s.get("drift") or {}

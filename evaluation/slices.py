@@ -38,9 +38,20 @@ from .estimates import (accuracy_estimate, inverse_probability_weights, policy_e
 from .metrics import finite_row
 
 
-def auc(y: Sequence[bool], s: Sequence[float]) -> Optional[float]:
-    """ROC AUC of scores `s` for binary `y` (ties count one half); None without both classes."""
+def ranked(y: Sequence[bool], s: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """(y, s) as arrays without the items whose score is NaN: a NaN ranks nowhere, and one of them
+    made every rank NaN (an AUC of "nan" with an interval of [0, 1]). An infinite score ranks."""
     y, s = np.asarray(y, dtype=bool), np.asarray(s, dtype=np.float64)
+    if y.shape != s.shape:
+        raise ValueError(f"labels and scores: {y.size} and {s.size} given, one score per label")
+    keep = ~np.isnan(s)
+    return y[keep], s[keep]
+
+
+def auc(y: Sequence[bool], s: Sequence[float]) -> Optional[float]:
+    """ROC AUC of scores `s` for binary `y` (ties count one half; a NaN score left out); None
+    without both classes."""
+    y, s = ranked(y, s)
     n_pos, n_neg = int(y.sum()), int((~y).sum())
     if n_pos == 0 or n_neg == 0:
         return None
@@ -58,8 +69,8 @@ def auc_estimate(y: Sequence[bool], s: Sequence[float], conf: float = 0.9) -> di
     or 1, whose variance it puts at 0, so one positive and one negative ranked right read [1, 1];
     or under `SMALL_AUC_UNITS` of the rarer class) the interval is widened to at least a Wilson
     interval of the AUC as a proportion over min(n_pos, n_neg) units (AUC(1 - AUC) / min(n_pos,
-    n_neg) bounds its variance)."""
-    y = np.asarray(y, dtype=bool)
+    n_neg) bounds its variance). Items with a NaN score are left out of the counts as of the AUC."""
+    y, s = ranked(y, s)
     n_pos, n_neg = int(y.sum()), int((~y).sum())
     a = auc(y, s)
     out: dict[str, Any] = {"estimate": a, "n_pos": n_pos, "n_neg": n_neg, "n": n_pos + n_neg, "lo": None, "hi": None}
@@ -84,16 +95,37 @@ def bias_aucs(y: Sequence[bool], s: Sequence[float], in_group: Sequence[bool], c
             "bnsp_auc": auc_estimate(y[bnsp], s[bnsp], conf)}
 
 
+MAX_VALUES_PER_KIND = 50  # slices of one kind; the rarer values share one "other" slice
+
+
+def _value_masks(kind: str, values: Sequence[Any]) -> dict[str, np.ndarray]:
+    """One mask per value (sorted) of the `MAX_VALUES_PER_KIND` most frequent ones, the rest in one
+    "(other: n values)" slice. Why: the language comes from ingested metadata, and 8,000 decided
+    items with 8,000 distinct languages made 8,000 slices (a mask of every row each: quadratic in
+    time and memory, 25 s there) and a table of 8,000 rows in the report."""
+    present = [str(v) for v in values if v]
+    if not present:
+        return {}
+    names, inverse, counts = np.unique(present, return_inverse=True, return_counts=True)
+    keep = np.sort(np.argsort(-counts, kind="stable")[:MAX_VALUES_PER_KIND])
+    code = np.full(len(values), -1)
+    code[[i for i, v in enumerate(values) if v]] = inverse
+    out = {f"{kind}={names[j]}": code == j for j in keep}
+    if len(names) > len(keep):
+        other = f"{kind}=(other: {len(names) - len(keep)} values)"
+        out[other if other not in out else other + " "] = (code >= 0) & ~np.isin(code, keep)
+    return out
+
+
 def slice_masks(rows: Sequence[dict[str, Any]], config: EvaluationConfig) -> dict[str, np.ndarray]:
     """Slice name ("source=sms", "campaign=member", "identity=religion", ...) -> row mask.
 
-    Values seen once per kind become one slice each; `language` only when some item has one."""
+    Each value seen per kind becomes one slice, up to `MAX_VALUES_PER_KIND` (the most frequent;
+    the rest share one); `language` only when some item has one."""
     out: dict[str, np.ndarray] = {}
     for kind in config.slices:
         if kind in ("source", "surface", "language", "served"):
-            values = [r.get(kind) for r in rows]
-            for v in sorted({v for v in values if v}):
-                out[f"{kind}={v}"] = np.array([x == v for x in values], dtype=bool)
+            out.update(_value_masks(kind, [r.get(kind) for r in rows]))
         elif kind == "campaign":
             m = np.array([bool(r.get("campaign")) for r in rows], dtype=bool)
             out["campaign=member"], out["campaign=not member"] = m, ~m

@@ -31,15 +31,19 @@ if TYPE_CHECKING:  # pragma: no cover
 
 def _fit_on(ld: "LearningData", idx: np.ndarray, weights: np.ndarray, kind: str, labels: Sequence[str],
             params: dict[str, Any], seed: int, embeddings: Optional[np.ndarray], position: dict[str, int]) -> Any:
-    """A `kind` model fitted on the items `idx` of `ld`, each repeated by its weight (as the
-    product trains), with their cached embeddings (`position`: item id -> row)."""
+    """A `kind` model fitted on the items `idx` of `ld`, each repeated by its weight, with their
+    cached embeddings (`position`: item id -> row) and the annotators' vote shares as soft targets,
+    as the product trains (`models.registry.train_model`): without them a `soft_labels` kind was
+    tuned on hard labels it never trains on. No `checkpoint_dir`: a fold model resuming from, or
+    writing over, the checkpoint of the run it is tuning for (as `cross_fit` leaves it out too)."""
     from models.kinds import make_classifier
     from models.training import replicate_by_weight
 
     rep = replicate_by_weight(ld.data.subset(idx), weights, seed)
     rows = np.array([position[i] for i in rep.ids], dtype=int)
-    model = make_classifier(kind, list(labels), **params)
-    return model.fit(rep.texts, rep.labels, embeddings=None if embeddings is None else embeddings[rows])
+    model = make_classifier(kind, list(labels), **{k: v for k, v in params.items() if k != "checkpoint_dir"})
+    return model.fit(rep.texts, rep.labels, embeddings=None if embeddings is None else embeddings[rows],
+                     targets=rep.targets(model.labels))
 
 
 def _store_side(store: "Store", taxonomy: "Taxonomy", cfg: "ModelsConfig", actor: Actor, what: str,
