@@ -1,5 +1,10 @@
 """The label of record: an item's human label is its latest decision that nothing supersedes.
 
+"Latest" is the store's order, the decision's id (`record_key`), never its `created_at`: that is
+the writing server's clock, and two servers a few minutes apart (or a caller's `now`) let an
+older decision outrank a newer one. Every writer of an item's decisions holds its decision lock
+(`lock_item_decisions`), so on either database its ids follow the order they were committed in.
+
 Decisions are append-only, so the label is derived, never stored: a correction or an appeal
 outcome supersedes an earlier row and the derived label follows. Calibration decisions measure
 agreement between analysts and are left out by default (they do not enforce anything).
@@ -20,6 +25,12 @@ _D = Decision.__table__
 _CHUNK = 900  # stay under SQLite's bound-parameter limit
 
 
+def record_key(row: Any) -> int:
+    """The order of an item's decisions for the label of record (the later the greater): its id,
+    the store's insertion order (see the module's docstring), the one rule every reader uses."""
+    return int(row["id"])
+
+
 def lock_item_decisions(conn: Connection, item_id: str) -> None:
     """Hold `item_id`'s decision lock until the transaction ends. A writer that supersedes one of
     an item's decisions (a correction, an undo, an appeal's outcome, a re-review's verdict) takes
@@ -30,7 +41,8 @@ def lock_item_decisions(conn: Connection, item_id: str) -> None:
 
 def current_decisions(conn: Connection, item_ids: Optional[Iterable[str]] = None,
                       kinds: Sequence[str] = AUTHORITATIVE_KINDS) -> dict[str, dict[str, Any]]:
-    """item id -> its latest non-superseded decision row (as a dict), in the caller's transaction."""
+    """item id -> its latest (`record_key`) non-superseded decision row (as a dict), in the caller's
+    transaction."""
     later = aliased(_D)
     # An anti-join, not NOT EXISTS: supersedes_id has no index, and SQLite ran the NOT EXISTS once
     # per row (quadratic: 10,000 decisions took 10 s), where it builds an automatic index for a join.
@@ -41,7 +53,7 @@ def current_decisions(conn: Connection, item_ids: Optional[Iterable[str]] = None
     def take(rows: Iterable[Any]) -> None:
         for r in rows:
             prev = out.get(r["item_id"])
-            if prev is None or (r["created_at"], r["id"]) > (prev["created_at"], prev["id"]):
+            if prev is None or record_key(r) > record_key(prev):
                 out[r["item_id"]] = dict(r)
 
     if item_ids is None:

@@ -87,7 +87,7 @@ def qa_pass_pairs(events: Sequence[Mapping[str, Any]], left_out: Sequence[Mappin
 
     by_item: dict[str, list[Mapping[str, Any]]] = {}
     pairs: list[tuple[str, bool]] = []
-    for e in sorted(acts, key=lambda e: (e["created_at"], e["id"])):
+    for e in sorted(acts, key=lambda e: e["id"]):  # store order (`core.labels.record_key`), not app clocks
         if e["item_id"] is None or e["id"] in gone:
             continue
         if e["kind"] == "qa_audit" and e["supersedes_id"] is None:  # a correction keeps its kind: not a re-review

@@ -18,6 +18,7 @@ from core.hooks import check_permission
 from core.principals import SYSTEM, Actor, actor_name
 from core.schema import Case, CaseSkip, Decision, utcnow
 from core.store import Store
+from core.text import free_text_error
 
 from .cases import case_view, inactive_campaign, of_live_campaign
 from .errors import QueueError
@@ -176,8 +177,14 @@ def check_actionable(case: Mapping[str, Any], analyst: Actor, now: dt.datetime) 
 def release(store: Store, case_id: int, analyst: Actor, config: QueueConfig, now: Optional[dt.datetime] = None,
             reason: Optional[str] = None,
             _action: str = "case.release") -> dict[str, Any]:
-    """Give a claimed case back to its queue, priority unchanged."""
+    """Give a claimed case back to its queue, priority unchanged. A `reason` (a skip's) is free text
+    a person writes, kept in the store and the audit log: it follows `core.text.free_text_error`."""
     now = _now(now)
+    if reason is not None:
+        bad = f"the reason must be text, not {type(reason).__name__}" if not isinstance(reason, str) \
+            else free_text_error(reason, "the reason")
+        if bad is not None:
+            raise QueueError(f"case {case_id}: {bad}; nothing was changed")
     check_permission(analyst, "skip" if _action == "case.skip" else "release", f"case {case_id}")
     principal, analyst = analyst, actor_name(analyst)
     with store.begin() as conn:

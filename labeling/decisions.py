@@ -50,9 +50,19 @@ def _not_undone() -> Any:
     return and_(D.c.kind != "undo", ~exists().where(undo.c.supersedes_id == D.c.id, undo.c.kind == "undo"))
 
 
+def _check_text(**fields: Any) -> None:
+    """DecisionError naming the first field given something other than text: a list or a number
+    from a hostile caller failed deep inside (an unhashable label, `.strip()` of a rationale) as a
+    TypeError, not as a refusal."""
+    for name, value in fields.items():
+        if value is not None and not isinstance(value, str):
+            raise DecisionError(f"{name} must be text, not {type(value).__name__}")
+
+
 def _validate(taxonomy: Taxonomy, label: str, action: Optional[str], severity: Optional[str],
               policy_ref: Optional[str]) -> tuple[str, Optional[str], str]:
     """(action, severity, policy_ref) with the policy's defaults filled in; DecisionError when invalid."""
+    _check_text(label=label, action=action, severity=severity, policy_ref=policy_ref)
     if label not in taxonomy.policies:
         raise DecisionError(f"unknown policy label {label!r} (known: {', '.join(taxonomy.policies)})")
     pol = taxonomy.policies[label]
@@ -177,6 +187,7 @@ def decide(store: Store, taxonomy: Taxonomy, case_id: int, analyst: Actor, label
     if existing is not None and existing not in EXISTING:
         raise DecisionError(f"existing must be one of {', '.join(EXISTING)}, not {existing!r}")
     now = _now(now)
+    _check_text(label=label, action=action, severity=severity, policy_ref=policy_ref, rationale=rationale)
     rationale = stated(rationale)
     if (too_long := free_text_error(rationale, "a rationale")) is not None:
         raise DecisionError(too_long)
@@ -504,6 +515,7 @@ def correct(store: Store, taxonomy: Taxonomy, decision_id: int, analyst: Actor, 
 
     Needs `correct`, and `correct_others` for a decision someone else made. An "undo" row is no
     label, so it is refused (correct the item's decision of record, or re-decide the case)."""
+    _check_text(rationale=rationale)
     reason = stated(rationale)
     if reason is None:
         raise DecisionError("a correction needs a rationale")

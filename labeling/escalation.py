@@ -86,6 +86,9 @@ def check_request(taxonomy: Taxonomy, reason: Optional[str], severity: Optional[
     """Refuse, in one line, a reason or severity no escalation may carry (blank, over the free-text
     rule of `core.text`, an unknown tier): checked before any work, so `packets.escalate_with_packet`
     builds no packet for a request `escalate` would refuse."""
+    for name, value in (("an escalation's reason", reason), ("a severity", severity)):
+        if value is not None and not isinstance(value, str):  # a list from a hostile caller: no TypeError
+            raise QueueError(f"{name} must be text, not {type(value).__name__}")
     if not reason or not reason.strip():
         raise QueueError("escalating needs a reason")
     if (bad := free_text_error(reason, "an escalation's reason")) is not None:

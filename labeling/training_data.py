@@ -163,7 +163,7 @@ def calibration_labels(conn: Connection, rule: str) -> tuple[dict[str, dict[str,
     rows = conn.execute(select(D.c.item_id, D.c.reviewer, D.c.label, D.c.created_at, D.c.id, D.c.supersedes_id)
                         .where(D.c.kind == "calibration", D.c.item_id.is_not(None),
                                ~exists(select(1).where(later.c.supersedes_id == D.c.id)))
-                        .order_by(D.c.created_at, D.c.id)).all()
+                        .order_by(D.c.id)).all()  # store order: the rule of `core.labels.record_key`
     owner = _copy_owners(conn, rows)
     by_item: dict[str, dict[str, tuple[str, dt.datetime, str]]] = defaultdict(dict)
     for item_id, reviewer, label, created, row_id, _ in rows:

@@ -22,12 +22,12 @@ from sqlalchemy.orm import aliased
 
 from core import audit, outbox
 from core.hooks import check_permission, decision_recorded
-from core.labels import AUTHORITATIVE_KINDS, current_decisions, lock_item_decisions
+from core.labels import AUTHORITATIVE_KINDS, current_decisions, lock_item_decisions, record_key
 from core.principals import Actor, actor_name
-from core.schema import Case, Decision, utcnow
+from core.schema import Case, Decision
 from core.store import Store
 
-from .claims import lock_case
+from .claims import _now, lock_case
 from .errors import DecisionError
 from .queue_config import QueueConfig
 from .rereview import is_rereview_answer, same_verdict
@@ -49,7 +49,7 @@ def last_decision(store: Store, analyst: Actor, window_seconds: int,
                   now: Optional[dt.datetime] = None) -> Optional[dict[str, Any]]:
     """The analyst's newest decision if it can still be undone (within the window, not yet
     superseded, of an undoable kind); None otherwise."""
-    now, who = now or utcnow(), actor_name(analyst)
+    now, who = _now(now), actor_name(analyst)  # an aware time converted, as the store keeps times
     later = aliased(D)
     with store.read() as conn:
         row = conn.execute(select(D).where(D.c.reviewer == who, D.c.kind != "undo", ~_restoring())
@@ -67,7 +67,7 @@ def undo_last(store: Store, analyst: Actor, config: QueueConfig, window_seconds:
     `window_seconds`; the label of record is the one before it, and a case that had no decision
     before comes back claimed by them (`lease_expires_at`; None when the case stays decided).
     Needs `correct` (one's own decision)."""
-    now, who = now or utcnow(), actor_name(analyst)
+    now, who = _now(now), actor_name(analyst)  # an aware time converted, as the store keeps times
     last = last_decision(store, analyst, window_seconds, now)
     if last is None:
         raise DecisionError(f"nothing to undo: your last decision is older than {window_seconds} seconds, "
@@ -170,7 +170,7 @@ def _restore(conn: Connection, group: Sequence[Any], undo_ids: Sequence[int],
     back = []
     for p in prior:
         rival = live.get(p["item_id"]) if p["kind"] in AUTHORITATIVE_KINDS else None
-        if rival is None or (rival["created_at"], rival["id"]) < (p["created_at"], p["id"]):
+        if rival is None or record_key(rival) < record_key(p):
             back.append(p)
     if not back:
         return prior, {}

@@ -139,8 +139,7 @@ def _decisions(store, n_items, seed=7):
     ref = {}
     for r in rows:
         if r["kind"] in AUTHORITATIVE_KINDS and r["id"] not in superseded:
-            if r["item_id"] not in ref or (r["created_at"], r["id"]) > (ref[r["item_id"]]["created_at"],
-                                                                        ref[r["item_id"]]["id"]):
+            if r["item_id"] not in ref or r["id"] > ref[r["item_id"]]["id"]:
                 ref[r["item_id"]] = r
     return ids, {i: r["id"] for i, r in ref.items()}
 
