@@ -12,6 +12,12 @@ checkpoints posted to a witness): the rules live here once.
   credentials, the query string's values and the fragment masked (`?token=***`, keys kept), and
   path segments that look like a token masked (`/services/T0/B0/***`); `redact` masks the same
   parts wherever they appear in an error text. What is sent is the URL as given.
+- No proxy from the environment (HTTP_PROXY, HTTPS_PROXY and NO_PROXY, which urllib's default
+  opener honours): the POST goes straight to the host of the URL. Those variables are set
+  for package downloads and model hubs, or injected (a CGI `Proxy:` header becomes HTTP_PROXY),
+  and would silently hand every signed enforcement payload, and a token in the URL, to another
+  host, beyond the redirect rule above. A deployment whose egress must pass a proxy allows the
+  receivers' hosts through its firewall instead: a refused connection shows in each attempt.
 """
 from __future__ import annotations
 
@@ -166,13 +172,18 @@ class _HTTPS(urllib.request.HTTPSHandler):
 
 def http_post(url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> tuple[Optional[int], Optional[str]]:
     """POST `body`; (status code, None) on 2xx, (status or None, error text) otherwise. The whole
-    exchange ends within `timeout` seconds (`_Deadline`); redirects are not followed."""
+    exchange ends within `timeout` seconds (`_Deadline`); redirects are not followed; no proxy."""
     if not re.match(r"(?i)^https?://", url):
         return None, "ValueError: not an http:// or https:// URL"
     if _USERINFO.match(url):
         return None, "ValueError: the URL holds credentials (user:password@host), which are never sent"
+    m = _AUTHORITY.match(url)
+    if m and not m.group(2).isascii():  # http.client would fail each attempt: "ordinal not in range(128)"
+        return None, "ValueError: the URL's path or query holds non-ASCII characters: percent-encode them"
     deadline = _Deadline()
-    opener = urllib.request.build_opener(_NoRedirect(), _HTTP(deadline), _HTTPS(deadline))
+    # ProxyHandler({}): no proxy from the environment (see the module doc).
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirect(), _HTTP(deadline),
+                                         _HTTPS(deadline))
     timer = threading.Timer(timeout, deadline.cut)
     timer.daemon = True
     timer.start()

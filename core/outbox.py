@@ -22,6 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
+import math
 import uuid
 from typing import Any, Callable, Iterable, Mapping, Optional
 
@@ -32,6 +33,8 @@ from .hooks import check_permission
 from .labels import AUTHORITATIVE_KINDS, current_decisions
 from .principals import actor_name
 from .schema import Decision, OutboxEvent, OutboxItem, WebhookAttempt, WebhookDelivery, utcnow
+from .store import insert_ignore
+from .text import lone_surrogate_at, text_error
 
 EVENT_TYPES = ("decision.created", "decision.corrected", "appeal.resolved", "campaign.decided")
 
@@ -65,13 +68,39 @@ def _items(payload: Any) -> set[str]:
     return {str(d["item_id"]) for d in rows or () if isinstance(d, Mapping) and d.get("item_id") is not None}
 
 
+def _unsendable(value: Any, path: str) -> Optional[str]:
+    """Where in `value` the first thing no receiver can read is, and what: a lone surrogate (no
+    UTF-8 text holds one: `event_body` could not encode the event, on every retry) or a NaN or
+    infinity (not JSON: PostgreSQL refuses it, SQLite would store it and send invalid JSON)."""
+    if isinstance(value, str):
+        if (at := lone_surrogate_at(value)) is not None:
+            return f"{path} holds a lone surrogate at character {at} (not UTF-8 text)"
+    elif isinstance(value, float) and not math.isfinite(value):
+        return f"{path} is {value}, not a JSON number"
+    elif isinstance(value, Mapping):
+        for k, v in value.items():
+            found = _unsendable(k, f"{path} (a key)") or _unsendable(v, f"{path}.{ascii(k)[1:-1]}")
+            if found:
+                return found
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            if found := _unsendable(v, f"{path}[{i}]"):
+                return found
+    return None
+
+
 def enqueue(conn: Connection, event_type: str, payload: Mapping[str, Any], key: str,
             now: Optional[dt.datetime] = None) -> str:
     """Write one outbox event in the caller's transaction, with the items it is about
-    (`outbox_items`, what orders its deliveries); returns its event id (a uuid4)."""
+    (`outbox_items`, what orders its deliveries); returns its event id (a uuid4). A payload no
+    receiver could read (`_unsendable`) is refused here, in the decision's transaction, on both
+    stores alike, rather than stored and failing its delivery for ever."""
     if event_type not in EVENT_TYPES:
         raise OutboxError(f"unknown event type {event_type!r} (known: {', '.join(EVENT_TYPES)})")
     body = json.loads(json.dumps(dict(payload), default=_jsonable))
+    problem = _unsendable(key, "idempotency key") or _unsendable(body, "payload")
+    if problem:
+        raise OutboxError(f"{event_type} event {key!a}: {problem}")
     items = sorted(_items(body))
     if any(len(i) > ITEM_ID_MAX for i in items):
         raise OutboxError(f"{event_type} event {key!r}: an item id is longer than {ITEM_ID_MAX} characters")
@@ -134,7 +163,11 @@ def event_body(event: Mapping[str, Any]) -> bytes:
     doc = {"id": event["event_id"], "type": event["event_type"], "idempotency_key": event["idempotency_key"],
            "created_at": created.isoformat() + "Z" if isinstance(created, dt.datetime) else created,
            "data": event["payload"]}
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    try:
+        return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate, stored before `enqueue` refused them: sent escaped
+        # (\udcff), the same bytes on every redelivery, rather than failing the worker on each claim.
+        return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
 
 
 # -- fan-out and claims --------------------------------------------------------------------------
@@ -465,6 +498,11 @@ def replay(conn: Connection, endpoint: str, event_types: Iterable[str], event_id
     if since is not None:
         q = q.where(O.c.created_at >= since)
     wanted = list(conn.execute(q).scalars())
+    if event_ids and since is None:  # a typo, or an event of another type: not a silent "0 pending"
+        unknown = [e for e in dict.fromkeys(event_ids) if e not in set(wanted)]
+        if unknown:
+            raise OutboxError(f"no event {', '.join(map(repr, unknown[:10]))} of {endpoint}'s types "
+                              f"({', '.join(types)}) has been fanned out yet; nothing was replayed")
     # Newer events about their items go again too, after them (the held check): a replayed
     # decision never ends up after the correction the endpoint already had.
     wanted += sorted(_closure(conn, wanted, lambda c, chunk: _later_events(c, chunk, types)))
@@ -481,9 +519,9 @@ def replay(conn: Connection, endpoint: str, event_types: Iterable[str], event_id
         n += int(res.rowcount or 0)
         new = [dict(event_id=e, endpoint=endpoint, status="pending", attempts=0, next_attempt_at=now,
                     created_at=now, updated_at=now) for e in chunk if e not in have]
-        if new:
-            conn.execute(insert(WD), new)
-            n += len(new)
+        if new:  # another replay may be inserting the same rows now (PostgreSQL): one row each, no error
+            n += len(conn.execute(insert_ignore(conn.dialect.name, WD, ["event_id", "endpoint"])
+                                  .values(new).returning(WD.c.id)).all())
     audit.record(conn, actor, "webhooks.replay", "endpoint", endpoint,
                  {"events": event_ids[:100], "since": since.isoformat() if since else None, "pending": n})
     return n
@@ -512,6 +550,8 @@ def discard(conn: Connection, ids: Iterable[int], reason: str, now: Optional[dt.
         raise OutboxError("discarding a delivery needs a reason (--reason): why the receiver will never accept it")
     if len(why) > REASON_MAX:
         raise OutboxError(f"the reason is {len(why)} characters long; at most {REASON_MAX} characters")
+    if problem := text_error(why, "the reason"):  # stored in last_error, which `webhooks list` prints
+        raise OutboxError(f"{problem}; nothing was discarded")
     rows: dict[int, dict[str, Any]] = {}
     for start in range(0, len(ids), _CHUNK):
         q = select(WD.c.id, WD.c.status, WD.c.endpoint, WD.c.event_id, WD.c.last_error).where(

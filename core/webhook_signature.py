@@ -75,10 +75,7 @@ def verify_signature(secret: Secret, header: str, body: bytes, tolerance: int = 
     if ts is None or not sigs:
         return False
     current = time.time() if now is None else now
-    try:
-        if tolerance is not None and abs(current - ts) > tolerance:
-            return False
-    except OverflowError:  # a timestamp of hundreds of digits
+    if tolerance is not None and not _within(current, ts, tolerance):
         return False
     expected = compute_signature(secret, ts, body).encode("ascii")
     # Compared as bytes: compare_digest raises TypeError on a str with non-ASCII characters, and a
@@ -128,6 +125,16 @@ def _parse(header: str, scheme: str) -> tuple[Optional[int], list[str]]:
     return ts, sigs
 
 
+def _within(now: float, ts: int, tolerance: float) -> bool:
+    """Whether `ts` is within `tolerance` seconds of `now`. Asked as "within", never as "too far":
+    every comparison with NaN is false, so a NaN `now` or tolerance (a receiver's clock or config
+    gone wrong) would otherwise pass every timestamp and turn replay protection off."""
+    try:
+        return abs(now - ts) <= tolerance
+    except OverflowError:  # a timestamp of hundreds of digits
+        return False
+
+
 def _body_key(body: bytes) -> Optional[str]:
     try:
         doc = json.loads(body)
@@ -157,11 +164,7 @@ def verify(secret: Secret, header: str, idempotency_key: str, body: bytes, toler
     ts, sigs = _parse(header, "v2")
     if ts is None or not sigs:
         return False
-    current = time.time() if now is None else now
-    try:
-        if abs(current - ts) > tolerance:
-            return False
-    except OverflowError:  # a timestamp of hundreds of digits
+    if not _within(time.time() if now is None else now, ts, tolerance):
         return False
     try:
         expected = compute_signature_v2(secret, ts, idempotency_key, bytes(body)).encode("ascii")

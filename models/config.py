@@ -113,8 +113,8 @@ class AutoRetrainSettings(_Strict):
     alarm_min_decisions: int = Field(default=50, ge=1)
     drift_alarm: bool = False   # any alarm of `workbench eval drift` (configs/drift.yaml) in a window after the champion
     check_seconds: int = Field(default=900, ge=10)              # how often serve checks
-    failure_backoff_seconds: int = Field(default=3600, ge=10)   # wait after a failed automatic retrain, doubling
-    failure_backoff_cap_seconds: int = Field(default=86400, ge=10)  # per failure in a row, up to this
+    failure_backoff_seconds: int = Field(default=3600, ge=10, le=366 * 86400)   # wait after a failed automatic retrain, doubling
+    failure_backoff_cap_seconds: int = Field(default=86400, ge=10, le=366 * 86400)  # per failure in a row, up to this
 
     @model_validator(mode="after")
     def _cap_not_below_base(self) -> "AutoRetrainSettings":

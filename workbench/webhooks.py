@@ -88,6 +88,8 @@ class EndpointSpec(BaseModel):
         if "@" in parts.netloc:
             raise ValueError("must not hold credentials (user:password@host): "
                              "the secret goes in secret_env or secret_file")
+        if not (parts.path + parts.query + parts.fragment).isascii():
+            raise ValueError("the path or query holds non-ASCII characters: percent-encode them")
         return v
 
     @model_validator(mode="after")
@@ -178,7 +180,10 @@ def load_webhooks(config_dir: Path, environ: Mapping[str, str]) -> WebhookConfig
             value = environ.get(e.secret_env, "")
             if not value and e.enabled:
                 problems.append((f"{where}.secret_env", f"environment variable {e.secret_env} is not set or empty"))
-            secret = value.encode("utf-8")
+            try:
+                secret = value.encode("utf-8")
+            except UnicodeEncodeError:  # undecodable bytes in the environment arrive as lone surrogates
+                problems.append((f"{where}.secret_env", f"environment variable {e.secret_env} is not UTF-8 text"))
         else:
             file = Path(e.secret_file or "")
             file = file if file.is_absolute() else path.parent / file
@@ -242,9 +247,9 @@ class DeliveryWorker:
         from core.webhook_signature import signature_headers
 
         ep = self.config.endpoint(row["endpoint"])
-        body = event_body(row)
         answered: Optional[bool] = None  # a sender that raised says nothing about the receiver
         try:  # signing refuses a key no header can carry: that delivery's failed attempt, like a send
+            body = event_body(row)  # (so is a body that cannot be built: not a sender crashed mid-batch)
             headers = {"Content-Type": "application/json", "User-Agent": "ts-workbench-webhooks/1",
                        **signature_headers(ep.secret, body, row["idempotency_key"], legacy=ep.legacy_signature),
                        "Workbench-Event": row["event_type"],
