@@ -27,10 +27,20 @@ class SessionSettings(BaseModel):
     # and every sign-in (or request) ended in a server error.
     idle_timeout_seconds: int = Field(1800, gt=0, le=7 * 86400)  # no request that counts as activity for this long: signed out
     absolute_timeout_hours: float = Field(12, gt=0, le=366 * 24)  # signed out this long after signing in, active or not
+    # Served over https the cookie is `__Host-<cookie_name>_<port>` (web_guard); a name of its own
+    # with a `__Host-` / `__Secure-` prefix is refused: over plain http browsers drop such a cookie
+    # (no sign-in ever held) and over https it would be doubly prefixed.
     cookie_name: str = Field("wb_session", pattern=r"^[A-Za-z0-9_-]{1,40}$")
     same_site: Literal["strict", "lax"] = "strict"
     # auto: Secure when the request came over https (directly or per a trusted proxy's X-Forwarded-Proto)
     secure_cookies: Literal["auto", "always"] = "auto"
+
+    @field_validator("cookie_name")
+    @classmethod
+    def _unprefixed(cls, v: str) -> str:
+        if v.lower().startswith(("__host-", "__secure-")):
+            raise ValueError(f"{v!r}: leave out the __Host- / __Secure- prefix (added over https by itself)")
+        return v
 
 
 class LoginSettings(BaseModel):

@@ -17,6 +17,14 @@ an ended session never comes back. `last_seen_at` is written at most every `touc
 fraction of the idle timeout), not on every request.
 
 Starting and ending sessions are audit events (`session.start`, `session.end`).
+
+A sign-in proves the password first and starts its session a moment later: a reset in between
+(it ends every live session, and this one was not live yet) must not leave a session opened with
+the old password, so the sign-in passes the `password_stamp` it read before the check and the
+session starts only while the account still has that password (the account's row locked, so a
+reset running at the same time either sees the new session or is seen by it). The absolute
+timeout is applied when a session is read too (`absolute`), so a lowered one in the config bounds
+the sessions already live, not just the next ones.
 """
 from __future__ import annotations
 
@@ -29,7 +37,7 @@ from sqlalchemy import func, insert, select, update
 
 from . import audit
 from .hooks import check_permission
-from .principals import Actor, Principal
+from .principals import Actor, InvalidName, Principal, check_name
 from .schema import User, WebSession, utcnow
 
 U = User.__table__
@@ -64,15 +72,37 @@ def session_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
+def _stamp(password_hash: Optional[str]) -> Optional[str]:
+    return None if password_hash is None else hashlib.sha256(password_hash.encode("utf-8")).hexdigest()
+
+
+def password_stamp(store: Any, name: object) -> Optional[str]:
+    """A fingerprint of user `name`'s password as it is now (None: no such account or no
+    password). Read before checking a sign-in's password and handed to `start_session`, so a
+    reset between the check and the session's start is noticed (the hash itself never leaves)."""
+    try:
+        check_name(name)  # a NUL or an odd name names no account (PostgreSQL refuses a NUL)
+    except InvalidName:
+        return None
+    with store.read() as conn:
+        return _stamp(conn.execute(select(U.c.password_hash).where(U.c.name == name)).scalar())
+
+
 def start_session(store: Any, token: str, name: str, *, absolute: dt.timedelta, client: Optional[str] = None,
-                  now: Optional[dt.datetime] = None) -> int:
+                  now: Optional[dt.datetime] = None, stamp: Optional[str] = None) -> int:
     """Record a session for user `name` (who has just proven their password), keyed by the hash of
-    its cookie value. Audited. SessionError for an unknown or disabled user."""
+    its cookie value. Audited. SessionError for an unknown or disabled user, and with `stamp`
+    (`password_stamp` read before the password was checked) when the password changed since."""
     now = _utc(now)
     with store.begin() as conn:
-        user = conn.execute(select(U.c.id, U.c.disabled).where(U.c.name == name)).first()
+        # locked: a password reset at the same time waits, then ends this session too (or this waits
+        # for the reset and sees the new password)
+        user = conn.execute(select(U.c.id, U.c.disabled, U.c.password_hash).where(U.c.name == name)
+                            .with_for_update()).first()
         if user is None or user.disabled:
             raise SessionError(f"user {name!r} cannot sign in")
+        if stamp is not None and _stamp(user.password_hash) != stamp:
+            raise SessionError(f"the password of {name!r} changed while signing in: sign in with the new one")
         sid = int(conn.execute(insert(S).values(
             token_hash=session_hash(token), user_id=user.id, client=(client or None) and client[:64],
             created_at=now, last_seen_at=now, expires_at=now + absolute).returning(S.c.id)).scalar_one())
@@ -90,11 +120,13 @@ def _end(conn: Any, sid: int, name: str, reason: str, now: dt.datetime, actor: A
 
 
 def session_user(store: Any, token: Optional[str], *, idle: dt.timedelta, touch: bool = False,
-                 now: Optional[dt.datetime] = None) -> Optional[SessionInfo]:
+                 now: Optional[dt.datetime] = None, absolute: Optional[dt.timedelta] = None) -> Optional[SessionInfo]:
     """The live session of a cookie value, or None (no such session, ended, idle or past its
     absolute expiry, or its user disabled). A session found dead here is ended on record (its
     reason says why). `touch`: this request counts as activity (refresh `last_seen_at`, at most
-    every `idle / 10`, capped at a minute)."""
+    every `idle / 10`, capped at a minute). `absolute`: the configured absolute timeout now; a
+    session started under a longer one ends that long after it began (a lowered timeout bounds
+    the sessions already live at their next use)."""
     if not isinstance(token, str) or not token:
         return None
     now = _utc(now)
@@ -104,7 +136,8 @@ def session_user(store: Any, token: Optional[str], *, idle: dt.timedelta, touch:
                            .join(U, U.c.id == S.c.user_id).where(S.c.token_hash == session_hash(token))).first()
     if row is None or row.ended_at is not None:
         return None
-    reason = ("disabled" if row.disabled else "expired" if row.expires_at <= now
+    expires = row.expires_at if absolute is None else min(row.expires_at, row.created_at + absolute)
+    reason = ("disabled" if row.disabled else "expired" if expires <= now
               else "idle" if now - row.last_seen_at > idle else None)
     if reason is not None:
         with store.begin() as conn:
@@ -115,7 +148,7 @@ def session_user(store: Any, token: Optional[str], *, idle: dt.timedelta, touch:
         with store.begin() as conn:
             conn.execute(update(S).where(S.c.id == row.id).values(last_seen_at=now))
         last_seen = now
-    return SessionInfo(row.id, Principal(row.name, row.role, "user"), row.created_at, last_seen, row.expires_at)
+    return SessionInfo(row.id, Principal(row.name, row.role, "user"), row.created_at, last_seen, expires)
 
 
 def end_session(store: Any, token: Optional[str], reason: str = "logout", now: Optional[dt.datetime] = None) -> bool:

@@ -33,7 +33,7 @@ def actor(app: "AppContext", who: str, request: Optional[gr.Request]) -> Any:
         if token is not None and not token.startswith("sso-"):  # SSO: the proxy's user, re-read below
             from core.web_sessions import session_user
 
-            info = session_user(app.store(), token, idle=_idle(app))
+            info = session_user(app.store(), token, idle=_idle(app), absolute=_absolute(app))
             if info is None or info.principal.name != name:
                 raise PermissionDenied("your session ended (logout, timeout or revoked): sign in again")
             return info.principal
@@ -67,6 +67,13 @@ def _idle(app: "AppContext") -> Any:
     return dt.timedelta(seconds=app.web().session.idle_timeout_seconds)
 
 
+def _absolute(app: "AppContext") -> Any:
+    """The configured absolute timeout now: a lowered one bounds sessions started before it."""
+    import datetime as dt
+
+    return dt.timedelta(hours=app.web().session.absolute_timeout_hours)
+
+
 def box_name(who: Optional[str]) -> str:
     """The analyst box's name once the CLI's `--as` check accepts it: a blank, odd or reserved
     name would be recorded as the actor. Refused as PermissionDenied (one line), which every
@@ -88,22 +95,31 @@ def login_check(app: "AppContext") -> Optional[Callable[[str, str], Awaitable[bo
 
     A coroutine, so Gradio awaits it: the check (argon2, store writes) runs in a worker thread
     instead of freezing the event loop for everyone, in a pool of its own so a flood of sign-ins
-    cannot take the threads other requests need."""
+    cannot take the threads other requests need. The account's password stamp is read before the
+    check and handed to the guard, so a reset between the check and the session's start (which
+    ends every live session, and this one was not yet) refuses that session instead."""
     if not app.has_users():
         return None
     import anyio
     import anyio.to_thread
 
     from core.accounts import verify_password
+    from core.web_sessions import password_stamp
+
+    from .web_guard import note_password_stamp
 
     limiter: list[anyio.CapacityLimiter] = []  # made on first use, inside the server's event loop
 
-    def verify(username: str, password: str) -> bool:
-        return verify_password(app.store(), username, password) is not None
+    def verify(username: str, password: str) -> tuple[bool, Optional[str]]:
+        stamp = password_stamp(app.store(), username)  # before the check: a reset after it shows
+        return verify_password(app.store(), username, password) is not None, stamp
 
     async def check(username: str, password: str) -> bool:
         if not limiter:
             limiter.append(anyio.CapacityLimiter(LOGIN_THREADS))
-        return await anyio.to_thread.run_sync(verify, username, password, limiter=limiter[0])
+        ok, stamp = await anyio.to_thread.run_sync(verify, username, password, limiter=limiter[0])
+        if ok:
+            note_password_stamp(username, stamp)
+        return ok
 
     return check

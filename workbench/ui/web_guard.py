@@ -12,9 +12,12 @@ a random token in `app.tokens` and in cookies; every page and `/gradio_api` rout
   calls run on the event loop, so they never touch the store (see `SessionTokens`).
 - Gradio's cookies (`SameSite=None`, a random per-process name) are replaced on the way out by
   one cookie of ours, `<cookie_name>_<port>` (a stable name, so a restart keeps sessions),
-  HttpOnly, SameSite (Strict by default), Secure when served over https. On the way in, our
-  cookie is checked and handed to Gradio under its own cookie name; any `access-token*` cookie
-  a client sends itself is dropped.
+  HttpOnly, SameSite (Strict by default); over https (or `secure_cookies: always`) it is Secure
+  and named `__Host-...` (only this host over https may set it: no planting by a sibling domain
+  or a plain-http neighbour; an unprefixed one is not read then). On the way in, our cookie is
+  checked and handed to Gradio under its own cookie name; any `access-token*` cookie a client
+  sends itself is dropped. A sign-in's session starts only while the account still has the
+  password that was checked (`web_sessions.password_stamp`): a reset racing it wins.
 - Activity refreshes the session: loading the page, and a key press or click in it (the page
   script posts `/session/touch`, at most every tenth of the idle timeout). Gradio's own calls do
   not count, since timers in the page fire them with nobody there, so an open but unused tab
@@ -26,9 +29,10 @@ a random token in `app.tokens` and in cookies; every page and `/gradio_api` rout
 - CSRF: every state-changing request (any method but GET / HEAD / OPTIONS), except the bearer-
   token API under `/api/v1`, needs an Origin (else a Referer) of the server itself or of
   `allowed_origins`; otherwise 403 before anything runs. The session cookie is also SameSite.
-- Failed sign-ins are counted per client address (`login.max_failures_per_client` per
-  `window_seconds`, then 429 without checking the password), on top of the per-account lockout;
-  an attempt counts from its arrival until it succeeds, so concurrent ones share the limit.
+- Failed sign-ins are counted per client address, an IPv6 one by its /64 (`web_throttle`:
+  `login.max_failures_per_client` per `window_seconds`, then 429 without checking the password),
+  on top of the per-account lockout; an attempt counts from its arrival until it succeeds, so
+  concurrent ones share the limit.
 - Single sign-on: with `sso.enabled`, a request whose TCP peer is in `trusted_proxies` and that
   carries `sso.user_header` acts as that account (it must exist and be enabled, else 403; never
   created here). From any other peer the header is dropped and the login page applies.
@@ -44,14 +48,12 @@ the scope; a request with `X-Forwarded-For` but no recorded peer is never truste
 """
 from __future__ import annotations
 
-import collections
 import contextvars
 import datetime as dt
 import ipaddress
 import json
 import secrets
 import threading
-import time
 from http.cookies import SimpleCookie
 from typing import TYPE_CHECKING, Any, Callable, Optional
 from urllib.parse import urlsplit
@@ -59,6 +61,7 @@ from urllib.parse import urlsplit
 from starlette.concurrency import run_in_threadpool
 
 from .web_guard_page import SESSION_JS, hide_api_info, limit_cors, with_security_headers
+from .web_throttle import Throttle
 
 if TYPE_CHECKING:  # pragma: no cover
     from core.web_config import WebConfig
@@ -80,6 +83,7 @@ class _Request:
     def __init__(self, owner: "SessionTokens", client: Optional[str], known: dict[str, str]) -> None:
         self.owner, self.client, self.known = owner, client, known
         self.pending: list[tuple[Callable[..., None], tuple[Any, ...]]] = []
+        self.stamps: dict[str, str] = {}  # user -> password stamp read before this sign-in's check
 
     async def flush(self) -> None:
         while self.pending:
@@ -88,6 +92,14 @@ class _Request:
 
 
 _request: contextvars.ContextVar[Optional[_Request]] = contextvars.ContextVar("workbench_request", default=None)
+
+
+def note_password_stamp(username: str, stamp: Optional[str]) -> None:
+    """Called by the login check (`session.login_check`) inside a guarded sign-in: the password
+    stamp it read before checking `username`'s password, for the session Gradio then starts."""
+    req = _request.get()
+    if req is not None and stamp is not None:
+        req.stamps[username] = stamp
 
 
 class SessionTokens:
@@ -111,22 +123,24 @@ class SessionTokens:
     def _idle(self) -> dt.timedelta:
         return dt.timedelta(seconds=self.app.web().session.idle_timeout_seconds)
 
+    def _absolute(self) -> dt.timedelta:
+        return dt.timedelta(hours=self.app.web().session.absolute_timeout_hours)
+
     def _here(self) -> Optional[_Request]:
         req = _request.get()
         return req if req is not None and req.owner is self else None
 
-    def _start(self, token: str, username: str, client: Optional[str]) -> None:
+    def _start(self, token: str, username: str, client: Optional[str], stamp: Optional[str] = None) -> None:
         from core.web_sessions import start_session
 
-        hours = self.app.web().session.absolute_timeout_hours
-        start_session(self.app.store(), token, username, absolute=dt.timedelta(hours=hours), client=client)
+        start_session(self.app.store(), token, username, absolute=self._absolute(), client=client, stamp=stamp)
 
     def __setitem__(self, token: str, username: str) -> None:
         req = self._here()
         if req is None:
             self._start(token, username, None)
         else:
-            req.pending.append((self._start, (token, username, req.client)))
+            req.pending.append((self._start, (token, username, req.client, req.stamps.get(username))))
 
     def get(self, token: Optional[str], default: Optional[str] = None) -> Optional[str]:
         from core.accounts import AccountError, principal_for_user
@@ -141,7 +155,7 @@ class SessionTokens:
                 return principal_for_user(self.app.store(), name).name
             except AccountError:
                 return default
-        info = session_user(self.app.store(), token, idle=self._idle())
+        info = session_user(self.app.store(), token, idle=self._idle(), absolute=self._absolute())
         return info.principal.name if info is not None else default
 
     def __getitem__(self, token: str) -> str:
@@ -174,40 +188,6 @@ class SessionTokens:
                 tok = "sso-" + secrets.token_urlsafe(32)
                 self._proxy_by_name[name], self._proxy[tok] = tok, name
             return tok
-
-
-class _Throttle:
-    """Failed sign-ins per client address within a sliding window (in this process).
-
-    An attempt takes its slot before the password is checked (`reserve`), so requests sent
-    together cannot all pass the check before any failure is counted; a success gives it back."""
-
-    def __init__(self) -> None:
-        self._fails: dict[str, collections.deque[float]] = collections.defaultdict(collections.deque)
-        self._lock = threading.Lock()
-
-    def reserve(self, client: str, limit: int, window: float, keep: float = 3600.0) -> tuple[float, Optional[float]]:
-        """(seconds to wait, None) when failures and attempts in flight reach `limit`; else (0, a
-        slot), counted as a failure until `release(client, slot)`."""
-        now = time.monotonic()
-        with self._lock:
-            if len(self._fails) > 10_000:  # many addresses: forget those quiet for `keep` seconds
-                for k in [k for k, q in self._fails.items() if not q or q[-1] < now - keep]:
-                    del self._fails[k]
-            q = self._fails[client]
-            while q and q[0] <= now - window:
-                q.popleft()
-            if len(q) >= limit:
-                return max(q[0] + window - now, 0.0), None
-            q.append(now)
-            return 0.0, now
-
-    def release(self, client: str, slot: float) -> None:
-        """The attempt succeeded: it is not a failure."""
-        with self._lock:
-            q = self._fails.get(client)
-            if q is not None and slot in q:
-                q.remove(slot)
 
 
 def _headers(scope: dict[str, Any]) -> dict[str, str]:
@@ -279,7 +259,7 @@ class WebGuard:
         self.ctx = ctx
         self.port = port
         self.tokens = SessionTokens(ctx)
-        self.throttle = _Throttle()
+        self.throttle = Throttle()
         self.cors_limited = False
 
     # -- helpers ---------------------------------------------------------------------------------
@@ -290,6 +270,10 @@ class WebGuard:
     @property
     def cookie_name(self) -> str:
         return f"{self.web.session.cookie_name}_{self.port}"
+
+    def cookie_for(self, secure: bool) -> str:
+        """Our cookie's name: `__Host-` prefixed when Secure, so only this host over https sets it."""
+        return f"__Host-{self.cookie_name}" if secure else self.cookie_name
 
     def peer(self, scope: dict[str, Any], headers: dict[str, str]) -> Optional[str]:
         """The TCP peer: recorded before uvicorn's X-Forwarded-For rewrite, else (no such header,
@@ -331,7 +315,7 @@ class WebGuard:
 
     def set_cookie(self, token: str, secure: bool) -> str:
         s = self.web.session
-        return (f"{self.cookie_name}={token}; Path=/; HttpOnly; SameSite={s.same_site.capitalize()}"
+        return (f"{self.cookie_for(secure)}={token}; Path=/; HttpOnly; SameSite={s.same_site.capitalize()}"
                 + ("; Secure" if secure else ""))
 
     def clear_cookie(self, secure: bool) -> str:
@@ -382,7 +366,7 @@ class WebGuard:
                 await _respond(send, 403, {"detail": f"the signed-in user {sso_name!r} has no enabled workbench "
                                                      f"account (an admin adds it: workbench users add)"})
                 return
-        cookie_value = _cookies(headers.get("cookie", "")).get(self.cookie_name)
+        cookie_value = _cookies(headers.get("cookie", "")).get(self.cookie_for(secure))
         # Activity is what a person does: load the page, or press a key / click in it (the page
         # script's POST /session/touch). Gradio calls are not: timers poll on their own.
         activity = (method == "GET" and path in ("/", "")) or (method == "POST" and path == "/session/touch")
@@ -392,7 +376,8 @@ class WebGuard:
 
             info = await run_in_threadpool(lambda: session_user(
                 self.ctx.store(), cookie_value, touch=activity,
-                idle=dt.timedelta(seconds=self.web.session.idle_timeout_seconds)))
+                idle=dt.timedelta(seconds=self.web.session.idle_timeout_seconds),
+                absolute=dt.timedelta(hours=self.web.session.absolute_timeout_hours)))
         token = self.tokens.proxy_token(sso_name) if sso_name is not None else (cookie_value if info else None)
         stale = bool(cookie_value) and info is None and sso_name is None
 
@@ -405,7 +390,7 @@ class WebGuard:
                            [("set-cookie", self.clear_cookie(secure))] if stale else None)
             return
         if path in ("/logout", "/logout/"):
-            await self.logout(scope, send, headers, method, cookie_value, sso_name is not None, secure)
+            await self.logout(scope, send, headers, where, method, cookie_value, sso_name is not None, secure)
             return
         if login_on and token is None and method not in SAFE_METHODS and path.startswith("/gradio_api/"):
             # Gradio leaves a few POSTs unguarded (/cancel, /stream/…, /reset): none without a session.
@@ -434,7 +419,7 @@ class WebGuard:
         if where["scheme"] in ("http", "https"):  # uvicorn believed X-Forwarded-Proto from any loopback peer
             scope["scheme"] = where["scheme"]
         jar = {k: v for k, v in _cookies(headers.get("cookie", "")).items()
-               if not k.startswith("access-token") and k != self.cookie_name}
+               if not k.startswith("access-token") and k not in (self.cookie_name, self.cookie_for(True))}
         if token is not None and server is not None:
             jar[f"access-token-unsecure-{server.cookie_id}"] = token
         if jar:
@@ -446,11 +431,23 @@ class WebGuard:
         request = _Request(self.tokens, where["client"], {token: name} if token and name else {})
         # The login page a visitor without a session gets: Gradio embeds its whole API map in it.
         anonymous_page = login_on and token is None and method == "GET" and path in ("/", "")
+        from core.web_sessions import SessionError
+
         held: list[dict[str, Any]] = []
+        refused: list[bool] = []  # a sign-in whose session could not start: Gradio's answer is dropped
 
         async def send_out(message: dict[str, Any]) -> None:
+            if refused:
+                return
             if message["type"] == "http.response.start":
-                await request.flush()  # sessions Gradio started or ended: stored before it answers
+                try:
+                    await request.flush()  # sessions Gradio started or ended: stored before it answers
+                except SessionError as exc:  # disabled, or the password reset, since the check
+                    if not is_login:
+                        raise
+                    refused.append(True)
+                    await _respond(send, 400, {"detail": str(exc)})
+                    return
                 out = [(k, v) for k, v in message.get("headers", [])
                        if not (k.lower() == b"set-cookie" and v.startswith(b"access-token"))]
                 if is_login:
@@ -511,17 +508,19 @@ class WebGuard:
                                    "logout": "logout", "idle_timeout_seconds": s.idle_timeout_seconds,
                                    "expires_at": info.expires_at.isoformat() + "Z"})
 
-    async def logout(self, scope: dict[str, Any], send: Any, headers: dict[str, str], method: str,
-                     cookie_value: Optional[str], via_sso: bool, secure: bool) -> None:
+    async def logout(self, scope: dict[str, Any], send: Any, headers: dict[str, str], where: dict[str, Any],
+                     method: str, cookie_value: Optional[str], via_sso: bool, secure: bool) -> None:
         """End the session in the store, clear the cookie, back to the login page (or the SSO
-        proxy's sign-out). A GET only from the site itself (Sec-Fetch-Site), so a link elsewhere
-        cannot sign anyone out."""
+        proxy's sign-out). A GET only from the site itself (Sec-Fetch-Site; from a browser that
+        sends none, a Referer of this server), so a link elsewhere cannot sign anyone out."""
         from core.web_sessions import end_session
 
         if method not in ("GET", "POST"):
             await _respond(send, 405, {"detail": "use POST /logout"})
             return
-        if method == "GET" and headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
+        site = headers.get("sec-fetch-site")
+        if method == "GET" and (site not in ("same-origin", "none") if site is not None
+                                else self.csrf_problem(headers, where) is not None):
             await _respond(send, 403, {"detail": "cross-site logout refused"})
             return
         if cookie_value:
