@@ -16,7 +16,9 @@ from labeling.appeals import open_appeals, resolve_appeal
 from labeling.packets import reveal_text
 
 from .format import local_time, md_escape, short, zone_name
+from .review_hold import STORE_ERRORS
 from .session import actor
+from .tab_access import check_reader, one_line, row_id, said
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..context import AppContext
@@ -64,7 +66,11 @@ def build_appeals_tab(app: "AppContext", tab: gr.Tab, who: Optional[gr.Textbox] 
             return None
 
     def listing(name: str, request: gr.Request) -> tuple[Any, Any]:
-        appeals = open_appeals(app.store(), app.review(), config=app.queues(), principal=viewer(name, request))
+        try:
+            check_reader(app, name, request, "appeals")  # a session ended, or a role without `read`
+            appeals = open_appeals(app.store(), app.review(), config=app.queues(), principal=viewer(name, request))
+        except (PermissionDenied, *STORE_ERRORS) as exc:
+            return [], gr.update(choices=[], value=None, label=f"Not shown: {one_line(exc, 'refresh appeals')}")
         label = f"Appeal to decide ({len(appeals)} open)" if appeals else "No open appeals"
         return (appeal_rows(appeals), gr.update(choices=[(f"case {a['case_id']} · {a['item_id']}", a["case_id"])
                                                           for a in appeals], value=None, label=label))
@@ -74,11 +80,15 @@ def build_appeals_tab(app: "AppContext", tab: gr.Tab, who: Optional[gr.Textbox] 
         (resolved since, never an appeal, or not one of the choices a client was offered)."""
         if case_id is None:
             return None
+        check_reader(app, name, request, "appeals")
         return next((a for a in open_appeals(app.store(), app.review(), config=app.queues(),
                                              principal=viewer(name, request)) if a["case_id"] == case_id), None)
 
     def show(case_id: Optional[int], name: str, request: gr.Request) -> tuple[Any, ...]:
-        found = open_appeal(case_id, name, request)
+        try:
+            found = open_appeal(case_id, name, request)
+        except (PermissionDenied, *STORE_ERRORS) as exc:
+            return (*side_by_side(None), gr.update(), f"**Not shown:** {said(exc, 'pick the appeal again')}")
         if found is None:  # nothing picked (or just resolved): keep the result line as it is
             return (*side_by_side(None), gr.update(), gr.update())
         return (*side_by_side(found), gr.update(value=taxonomy.benign_label), "")
@@ -87,17 +97,21 @@ def build_appeals_tab(app: "AppContext", tab: gr.Tab, who: Optional[gr.Textbox] 
         """The appeal's text, reason and rationale unmasked for this lead (`reveal`; audited)."""
         if case_id is None:
             return (*side_by_side(None), gr.update(), "**Pick an appeal first.**")
-        if open_appeal(case_id, name, request) is None:  # a reveal is audited and counts toward exposure
+        try:
+            found = open_appeal(case_id, name, request)
+        except (PermissionDenied, *STORE_ERRORS) as exc:
+            return (gr.update(),) * 4 + (f"**Not revealed:** {said(exc, 'nothing was revealed: try again')}",)
+        if found is None:  # a reveal is audited and counts toward exposure
             return (gr.update(),) * 4 + (f"**Not revealed:** case {md_escape(case_id)} is not an open appeal "
                                          "(resolved since, or never one): Refresh appeals.",)
         try:
             reveal_text(app.store(), int(case_id), actor(app, name, request))
-        except (ValueError, PermissionDenied) as exc:
-            return (gr.update(),) * 4 + (f"**Not revealed:** {md_escape(exc)}",)
+        except (ValueError, PermissionDenied, *STORE_ERRORS) as exc:
+            return (gr.update(),) * 4 + (f"**Not revealed:** {said(exc, 'nothing was revealed: try again')}",)
         return show(case_id, name, request)
 
     def on_label(label: Optional[str]) -> Any:
-        if not label:
+        if not label or label not in taxonomy.policies:  # a client may send any value: no KeyError
             return gr.update()
         pol = taxonomy.policies[label]
         return gr.update(choices=pol.actions, value=pol.default_action)
@@ -107,10 +121,12 @@ def build_appeals_tab(app: "AppContext", tab: gr.Tab, who: Optional[gr.Textbox] 
         if case_id is None:
             return "**Pick an appeal first.**", gr.update(), gr.update(), gr.update()
         try:
-            out = resolve_appeal(app.store(), taxonomy, int(case_id), actor(app, name, request), outcome,
+            case_id = row_id(case_id, "appeal's case id")  # 1e30 or inf failed in int() or the store's query
+            out = resolve_appeal(app.store(), taxonomy, case_id, actor(app, name, request), outcome,
                                  rationale, label=label or None, action=action or None, config=app.queues())
-        except (ValueError, PermissionDenied) as exc:
-            return f"**Not resolved:** {md_escape(exc)}", gr.update(), gr.update(), gr.update()
+        except (ValueError, PermissionDenied, *STORE_ERRORS) as exc:
+            return f"**Not resolved:** {said(exc, 'nothing was saved: resolve again')}", gr.update(), gr.update(), \
+                gr.update()
         rows, choices = listing(name, request)
         verb = "reversed (appeal upheld)" if out["upheld"] else "confirmed (appeal denied)"
         return (f"**Saved:** case {int(case_id)}: decision {verb}; new decision #{out['decision_id']}.",
@@ -140,7 +156,7 @@ def build_appeals_tab(app: "AppContext", tab: gr.Tab, who: Optional[gr.Textbox] 
         try:
             row = evt.row_value if evt.row_value is not None else rows.iloc[evt.index[0]].tolist()
             return int(row[0])
-        except (AttributeError, IndexError, TypeError, ValueError):
+        except (AttributeError, IndexError, TypeError, ValueError, OverflowError):  # a cell of inf: no crash
             return gr.update()
 
     refresh.click(listing, [who_in], [table, pick])

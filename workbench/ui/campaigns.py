@@ -26,13 +26,15 @@ from labeling.decisions import bulk_preview, decide
 from labeling.masking import mask_campaign
 
 from .format import decoded, local_time, md_escape, of_total, page_span, readable, short, zone_name
+from .review_hold import STORE_ERRORS
 from .session import actor
+from .tab_access import check_reader, one_line, said
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..context import AppContext
 
-# What a service refuses with (LabelingError is a ValueError): shown, never a crash.
-SERVICE_ERRORS = (ValueError, PermissionDenied)
+# What a service refuses with (LabelingError is a ValueError), and a store busy or gone: shown, never a crash.
+SERVICE_ERRORS = (ValueError, PermissionDenied, *STORE_ERRORS)
 MEMBERS_PAGE = 50
 LIST_HEADERS = ["id", "size", "last seen", "top terms", "first seen", "decided", "exemplar"]
 MEMBER_HEADERS = ["item", "seen", "why linked", "decided", "text"]
@@ -129,11 +131,13 @@ def build_campaigns_tab(app: "AppContext", tab: gr.Tab, who: gr.Textbox) -> None
     def terms(camp: dict[str, Any], n: int = 6) -> str:
         return ", ".join((camp.get("top_terms") or [])[:n]) or "—"
 
-    def campaign_table() -> list[list[Any]]:
+    def campaign_table(name: str = "", request: Optional[gr.Request] = None) -> list[list[Any]]:
+        """The list, for whoever may read it (`check_reader`); a refusal or a failure is one line."""
         try:
+            check_reader(app, name, request, "campaigns")
             rows = [shown(r) for r in list_campaigns(store, limit=100, taxonomy=taxonomy)]
-        except Exception as exc:  # noqa: BLE001 - no campaigns built yet
-            return [[None, 0, "", str(exc), "", "", ""]]
+        except Exception as exc:  # noqa: BLE001 - no campaigns built yet, refused, a store failure
+            return [[None, 0, "", one_line(exc, "nothing is listed: refresh"), "", "", ""]]
         return [[r.get("id"), r.get("size"), local_time(r.get("last_seen")), readable(terms(r, 5)),
                  local_time(r.get("first_seen")), r.get("decided", 0), short(r.get("exemplar_text"), 90)]
                 for r in rows]
@@ -164,10 +168,11 @@ def build_campaigns_tab(app: "AppContext", tab: gr.Tab, who: gr.Textbox) -> None
             return "Pick a campaign id.", None, [], "", 1, {}
         try:
             cid = campaign_number(campaign_id)
+            check_reader(app, who, request, f"campaign {cid}")
             d = shown(campaign_detail(store, cid, members_limit=0, taxonomy=taxonomy))
             png = timeline_png(cid)
-        except Exception as exc:  # noqa: BLE001 - unknown id, no campaigns built yet
-            return f"Warning: {exc}", None, [], "", 1, {}
+        except Exception as exc:  # noqa: BLE001 - unknown id, no campaigns built yet, refused, store failure
+            return f"Warning: {said(exc, 'nothing is shown: press Show again')}", None, [], "", 1, {}
         case_id = campaign_case(store, cid)
         members = sorted(d.get("members", []), key=lambda m: (str(m.get("seen") or ""), m["item_id"]))  # as they came
         page, start, end = page_span(page_number(page), MEMBERS_PAGE, len(members))
@@ -212,7 +217,7 @@ def build_campaigns_tab(app: "AppContext", tab: gr.Tab, who: gr.Textbox) -> None
             now = seen_snapshot(cid, case_id, campaign_detail(store, cid, members_limit=0,
                                                               taxonomy=taxonomy).get("members") or [])
         except SERVICE_ERRORS as exc:
-            return str(exc)
+            return said(exc, "nothing was saved: apply again")
         if now == seen:
             return None
         def counts(snap: dict[str, Any]) -> str:
@@ -246,7 +251,7 @@ def build_campaigns_tab(app: "AppContext", tab: gr.Tab, who: gr.Textbox) -> None
             principal = actor(app, who or "", request)
             p = bulk_preview(store, case_id, principal, config=app.queues())
         except SERVICE_ERRORS as exc:
-            return f"\n\nWarning: {exc}"
+            return f"\n\nWarning: {said(exc, 'what applying would do is not known: press Show again')}"
         try:  # as `decide` checks it: a viewer or analyst reads what a lead's decision would do
             check_permission(principal, "bulk", f"campaign {cid}")
             may = True
@@ -268,7 +273,7 @@ def build_campaigns_tab(app: "AppContext", tab: gr.Tab, who: gr.Textbox) -> None
                     "or be left out if the lead ticks the box") if p["already_decided"] else "") + ".")
 
     def on_label(label: Optional[str]) -> Any:
-        if not label:
+        if not label or label not in taxonomy.policies:  # a client may send any value: no KeyError
             return gr.update()
         pol = taxonomy.policies[label]
         return gr.update(choices=pol.actions, value=pol.default_action)
@@ -284,9 +289,12 @@ def build_campaigns_tab(app: "AppContext", tab: gr.Tab, who: gr.Textbox) -> None
             campaign_id = campaign_number(campaign_id)
         except ValueError as exc:
             return f"Warning: Not saved: {exc}"
-        case_id = campaign_case(store, campaign_id)
-        if case_id is None:
-            return f"Warning: {no_case_md(campaign_id)}"
+        try:
+            case_id = campaign_case(store, campaign_id)
+            if case_id is None:
+                return f"Warning: {no_case_md(campaign_id)}"
+        except STORE_ERRORS as exc:
+            return f"Warning: Not saved: {said(exc)}"
         if seen is not None and (why := changed_since(campaign_id, case_id, seen)) is not None:
             return f"Warning: Not saved: {why}"
         try:
@@ -295,11 +303,12 @@ def build_campaigns_tab(app: "AppContext", tab: gr.Tab, who: gr.Textbox) -> None
                          rationale=rationale or None, config=app.queues(), existing="skip" if keep_decided else None,
                          members=[m for m, _ in seen["members"]] if seen else None)
         except SERVICE_ERRORS as exc:
-            return f"Warning: Not saved: {exc}"
+            return f"Warning: Not saved: {said(exc)}"
         bulk = out.get("bulk") or {}
         left = [f"{len(bulk[k])} {what}" for k, what in (("skipped_appeal", "settled or pending on appeal"),
                                                          ("skipped_held", "held by other analysts"),
                                                          ("skipped_decided", "already decided")) if bulk.get(k)]
+        action = action or taxonomy.policies[label].default_action  # as `decide` filled it in: no blank
         return (f"Saved: {label} / {action} applied to {len(out.get('decision_ids', []))} items of campaign "
                 f"{int(campaign_id)}" + (f"; left out {', '.join(left)}" if left else "")
                 + (f"; superseded {bulk['superseded']} earlier decisions" if bulk.get("superseded") else "") + ".")
@@ -310,7 +319,7 @@ def build_campaigns_tab(app: "AppContext", tab: gr.Tab, who: gr.Textbox) -> None
         the list again; left as they were, they said nothing was decided yet."""
         if campaign_id is None:
             return (gr.update(),) * 7
-        return (*show_campaign(campaign_id, p, who, request), campaign_table())
+        return (*show_campaign(campaign_id, p, who, request), campaign_table(who, request))
 
     refresh = gr.Button("Refresh campaigns", size="sm")
     table = gr.Dataframe(headers=LIST_HEADERS, interactive=False, wrap=True, elem_id="wb-campaigns",
@@ -341,7 +350,7 @@ def build_campaigns_tab(app: "AppContext", tab: gr.Tab, who: gr.Textbox) -> None
         try:
             cid = evt.row_value[0] if evt.row_value is not None else rows.iloc[evt.index[0]].tolist()[0]
             cid = int(cid)
-        except (AttributeError, IndexError, TypeError, ValueError):
+        except (AttributeError, IndexError, TypeError, ValueError, OverflowError):  # a cell of inf: no crash
             return (gr.update(),) * 7
         return (cid, *show_campaign(cid, 1, name, request))
 
@@ -357,7 +366,7 @@ def build_campaigns_tab(app: "AppContext", tab: gr.Tab, who: gr.Textbox) -> None
         return page_of(cid, p, +1, name, request)
 
     detail_outs = [camp_md, timeline, members, members_count, page, seen]
-    refresh.click(campaign_table, None, table)
+    refresh.click(campaign_table, [who], table)
     show_btn.click(first, [camp_id, who], detail_outs)
     table.select(pick, [table, who], [camp_id, *detail_outs])
     prev_btn.click(prev, [camp_id, page, who], detail_outs)
@@ -365,4 +374,4 @@ def build_campaigns_tab(app: "AppContext", tab: gr.Tab, who: gr.Textbox) -> None
     bulk_label.input(on_label, [bulk_label], [bulk_action])
     bulk_btn.click(act_on_campaign, [camp_id, who, bulk_label, bulk_action, bulk_rationale, bulk_keep, seen],
                    bulk_out).then(shown_again, [camp_id, page, who], [*detail_outs, table])
-    tab.select(campaign_table, None, table)
+    tab.select(campaign_table, [who], table)

@@ -12,12 +12,14 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import gradio as gr
 
-from core.hooks import PermissionDenied
+from core.hooks import PermissionDenied, check_permission
 from evaluation.config import load_evaluation_config
 from evaluation.drift import load_drift_config
 from evaluation.report import evaluation_summary, summary_html
 
+from .review_hold import STORE_ERRORS
 from .session import actor
+from .tab_access import one_line
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..context import AppContext
@@ -32,11 +34,12 @@ def build_evaluation_tab(app: "AppContext", who: Optional[Any] = None) -> None:
     def evaluation(name: Optional[str], request: gr.Request) -> str:
         try:
             principal = actor(app, name or "", request)
+            check_permission(principal, "read", "evaluation report")  # roles.yaml: read covers reports
             config = app._once("evaluation", lambda: load_evaluation_config(app.config_dir))
             drift = app._once("drift", lambda: load_drift_config(app.config_dir))
             summary = evaluation_summary(app.store(), app.taxonomy(), principal, config=config, drift_config=drift)
-        except PermissionDenied as exc:
-            return f"<p>Not shown: {html.escape(str(exc))}</p>"
+        except (PermissionDenied, ValueError, *STORE_ERRORS) as exc:  # ValueError: a config that does not load
+            return f"<p>Not shown: {html.escape(one_line(exc, 'press Compute report again'))}</p>"
         return summary_html(summary)
 
     eval_btn = gr.Button("Compute report", size="sm", elem_id="wb-eval-compute")

@@ -28,7 +28,9 @@ from evaluation.promotion_report import plot_gate_history
 from models.base import ModelError
 
 from .format import inert_markdown, local_time, md_escape, short, zone_name
+from .review_hold import STORE_ERRORS
 from .session import actor
+from .tab_access import one_line, said
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..context import AppContext
@@ -183,8 +185,8 @@ def build_models_tab(app: "AppContext", tab: gr.Tab, who: Optional[gr.Textbox] =
             principal = actor(app, name or "", request)
             models = model_overview(app.store(), principal)
             verdicts = gate_verdicts(app.store(), principal)
-        except PermissionDenied as exc:
-            return f"Not shown: {md_escape(exc)}", [], [], gr.update(choices=[]), None
+        except (PermissionDenied, *STORE_ERRORS) as exc:
+            return f"Not shown: {said(exc, 'press Refresh')}", [], [], gr.update(choices=[]), None
         head = champion_line(app.store(), models) + retrain_line(app) + auto_retrain_line(app) + rescore_line(app)
         choices = [(f"{m['id']} ({m['role']})", m["id"]) for m in models]
         history = gate_history_png(app, verdicts)
@@ -195,8 +197,8 @@ def build_models_tab(app: "AppContext", tab: gr.Tab, who: Optional[gr.Textbox] =
             return "Pick a version to read its comparison with the champion it met.", gr.update(visible=False)
         try:
             r = comparison_report(app.store(), actor(app, name or "", request), version)
-        except PermissionDenied as exc:
-            return f"Not shown: {md_escape(exc)}", gr.update(value=None, visible=False)
+        except (PermissionDenied, OSError, *STORE_ERRORS) as exc:  # OSError: the report file unreadable
+            return f"Not shown: {said(exc, 'pick the version again')}", gr.update(value=None, visible=False)
         # The report file is Markdown with names and reasons in it: shown inert (no image, whose
         # relative path would be fetched from the server's root, nor tag, link or live URL).
         return ((inert_markdown(r["markdown"]) if r["markdown"] else f"*{md_escape(r['note'])}*"),
@@ -212,9 +214,9 @@ def build_models_tab(app: "AppContext", tab: gr.Tab, who: Optional[gr.Textbox] =
                                        queue_config=app.queues(), actor=actor(app, name or "", request),
                                        force=bool(force), reason=reason or "", rescore="background",
                                        show_progress=False)
-        except (PermissionDenied, ModelError) as exc:
-            return (f"**Not promoted:** {md_escape(tab_words(str(exc)))}", *listing(name, request), gr.update(),
-                    gr.update())
+        except (PermissionDenied, ModelError, *STORE_ERRORS) as exc:
+            return (f"**Not promoted:** {md_escape(tab_words(one_line(exc)))}", *listing(name, request),
+                    gr.update(), gr.update())
         if out.get("rescore_job") is not None:
             app.rescore_job = out["rescore_job"]  # followed by the status line and the API
         what = ("forced over the gate" if out["forced"] else "promoted through the gate" if out["promoted"]
@@ -228,8 +230,8 @@ def build_models_tab(app: "AppContext", tab: gr.Tab, who: Optional[gr.Textbox] =
 
         try:
             start_retrain(app, actor(app, name or "", request))
-        except (PermissionDenied, ModelError) as exc:
-            return (f"**Not started:** {md_escape(tab_words(str(exc)))}", *listing(name, request))
+        except (PermissionDenied, ModelError, *STORE_ERRORS) as exc:
+            return (f"**Not started:** {md_escape(tab_words(one_line(exc)))}", *listing(name, request))
         return ("**Retrain started**: a challenger on the base data and the human labels, then the gate. "
                 "Refresh for its steps and verdict.", *listing(name, request))
 

@@ -4,7 +4,8 @@ A summary table (backlog, overdue, speed, override, rework, escalation, audit sh
 the cases per queue and state, SLA compliance per tier, decisions per analyst, and one PNG of
 the three as bar charts. Decisions per analyst follow the viewer's role: `ops_kpis` is handed the
 signed-in user's principal and leaves them out without `analyst_quality` (leads); without
-accounts the viewer is the local admin, as on the command line.
+accounts the viewer is the local admin, as on the command line. With accounts, a session that
+names no usable account (ended, disabled) or a role without `read` is refused in one line.
 """
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ from core.principals import local_principal
 from evaluation.ops import ops_kpis
 
 from .format import local_time, minutes, percent
-from .session import actor
+from .review_hold import STORE_ERRORS
+from .tab_access import check_reader, said
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..context import AppContext
@@ -103,18 +105,19 @@ def build_operations_tab(app: "AppContext", tab: gr.Tab) -> None:
     load, which would put its outputs in every Review key's status walk; issue 17) and by its button."""
 
     def viewer(request: Optional[gr.Request]) -> Any:
-        """The signed-in user's principal (accounts), else the local admin; None (team totals
-        only) when the session names no usable account."""
+        """The signed-in user's principal holding `read` (accounts; PermissionDenied when the
+        session names no usable account, or the role may not read), else the local admin."""
         if not app.has_users():
             return local_principal("local")
-        try:
-            return actor(app, "", request)
-        except (PermissionDenied, ValueError):  # no session, or AccountError: unknown or disabled
-            return None
+        return check_reader(app, "", request, "operations")
 
     def kpis(request: Optional[gr.Request] = None) -> tuple[Any, ...]:
         store = app.store()
-        k = ops_kpis(store, config=app.queues(), actor=viewer(request))
+        try:
+            k = ops_kpis(store, config=app.queues(), actor=viewer(request))
+        except (PermissionDenied, ValueError, *STORE_ERRORS) as exc:  # ValueError: AccountError
+            return (f"Not shown: {said(exc, 'press Refresh')}", [], [], [],
+                    gr.update(value=[], label="Decided per analyst"), None)
         # Drawn aside, then swapped in whole: Gradio reads the returned file after this returns, and
         # another viewer's refresh rewriting it in place served a truncated PNG (1 read in 10).
         final = store.path("plots", "operations.png")

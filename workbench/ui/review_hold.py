@@ -12,18 +12,20 @@ showed a bare "Error" and, after `c`, left the next case on screen as if this on
 """
 from __future__ import annotations
 
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, TimeoutError as PoolTimeout
 
 from labeling.errors import QueueError
 
-# What a store that is busy or gone raises through a service (a transaction rolled back).
-STORE_ERRORS = (DBAPIError,)
+# What a store that is busy or gone raises through a service (a transaction rolled back), and a
+# connection pool with every connection taken for its whole timeout (busy too; not a DBAPIError).
+STORE_ERRORS = (DBAPIError, PoolTimeout)
 
 
 def refusal(exc: Exception, then: str = "nothing was saved: press the key again") -> Exception:
     """`exc` as the screen says it: a store failure becomes a one-line refusal (no SQL, no
     values) saying `then` (what became of the key), any other refusal stays as it is."""
     if isinstance(exc, STORE_ERRORS):
-        kind = type(exc.orig).__name__ if exc.orig is not None else type(exc).__name__
+        orig = getattr(exc, "orig", None)
+        kind = type(orig).__name__ if orig is not None else type(exc).__name__
         return QueueError(f"the store is busy or unavailable ({kind}), {then}")
     return exc

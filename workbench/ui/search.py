@@ -15,7 +15,9 @@ from core.hooks import PermissionDenied
 from labeling.search import search
 
 from .format import local_time, md_escape, short, zone_name
+from .review_hold import STORE_ERRORS
 from .session import actor
+from .tab_access import page_number, row_id, said
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..context import AppContext
@@ -56,12 +58,12 @@ def build_search_tab(app: "AppContext", who: Optional[gr.Textbox] = None,
     who_in = who if who is not None else gr.State("")
 
     def run(query: str, page: float, name: str, request: gr.Request) -> tuple[Any, ...]:
-        page = max(1, int(page or 1))
+        page = page_number(page)  # NaN, inf or text from a client failed in int()
         try:
             out = search(app.store(), query, actor(app, name, request), app.review(), limit=PAGE,
                          offset=(page - 1) * PAGE)
-        except (ValueError, PermissionDenied) as exc:
-            return f"**Not searched:** {md_escape(exc)}", [], [], 1
+        except (ValueError, PermissionDenied, *STORE_ERRORS) as exc:
+            return f"**Not searched:** {said(exc, 'search again')}", [], [], 1
         if out["total"] and not out["results"] and page > 1:  # past the last page: show the last one
             return run(query, -(-out["total"] // PAGE), name, request)
         return summary_md(out), result_rows(out), campaign_rows(out), page
@@ -70,7 +72,7 @@ def build_search_tab(app: "AppContext", who: Optional[gr.Textbox] = None,
         return run(query, 1, name, request)
 
     def step(query: str, page: float, name: str, request: gr.Request, by: int) -> tuple[Any, ...]:
-        return run(query, max(1, int(page or 1) + by), name, request)
+        return run(query, max(1, page_number(page) + by), name, request)
 
     def prev(query: str, page: float, name: str, request: gr.Request) -> tuple[Any, ...]:
         return step(query, page, name, request, -1)
@@ -82,13 +84,17 @@ def build_search_tab(app: "AppContext", who: Optional[gr.Textbox] = None,
         """A clicked row: its case id goes into the box the Review tab opens cases from."""
         try:
             row = evt.row_value if evt.row_value is not None else rows.iloc[evt.index[0]].tolist()
+            case, item = (list(row) + [None, None])[:2]
         except (AttributeError, IndexError, TypeError):
             return gr.update(), ""
-        case = row[0]
         if case in ("—", None, ""):
-            return None, f"Item {md_escape(row[1])} has no case."
+            return None, f"Item {md_escape(item)} has no case."
+        try:  # the table is the client's: a cell may hold any text or number
+            case = row_id(case, "case id")
+        except ValueError as exc:
+            return None, f"**Not a case:** {md_escape(exc)}"
         how = "press **Open in Review**" if open_in_review else "open it on the Review tab with this id"
-        return int(case), f"Case **{int(case)}** (item `{md_escape(row[1])}`): {how}."
+        return case, f"Case **{case}** (item `{md_escape(item)}`): {how}."
 
     with gr.Row():
         query = gr.Textbox(label="Search", placeholder="text, item id, author, or tag:…, note:…, case:…, campaign:…",
