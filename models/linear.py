@@ -143,7 +143,7 @@ class HybridClassifier(PolicyClassifier):
     def _features(self, texts: Sequence[str], embeddings: np.ndarray | None, fit: bool) -> Any:
         import scipy.sparse as sp
 
-        texts = list(texts)
+        texts = checked_texts(texts, self.kind)
         blocks = []
         for name, vec in (("word", self._word), ("char", self._char)):
             if vec is not None:
@@ -151,15 +151,34 @@ class HybridClassifier(PolicyClassifier):
         if self.needs_embeddings:
             if embeddings is None:
                 embeddings = self.embedder().encode(texts)
-            embeddings = np.asarray(embeddings, dtype=np.float32)
-            if embeddings.shape[0] != len(texts):
-                raise ModelError(f"got {embeddings.shape[0]} embeddings for {len(texts)} texts")
-            blocks.append(sp.csr_matrix(embeddings * self.embedding_weight))
+            embeddings = self._checked_embeddings(embeddings, len(texts))
+            bad = np.flatnonzero(~np.isfinite(embeddings).all(axis=1))
+            if len(bad):
+                raise ModelError(f"{self.kind}: embedding row {int(bad[0])} holds NaN or infinite values "
+                                 f"({len(bad)} row(s) in all)")
+            with np.errstate(over="ignore"):
+                scaled = embeddings * np.float32(self.embedding_weight)
+            if not np.isfinite(scaled).all():  # a valid but huge weight overflows float32
+                raise ModelError(f"{self.kind}: embedding_weight={self.embedding_weight!r} times the embeddings "
+                                 "overflows float32: use a smaller weight")
+            blocks.append(sp.csr_matrix(scaled))
         X = sp.hstack(blocks, format="csr", dtype=np.float32) if len(blocks) > 1 else sp.csr_matrix(blocks[0])
         if not fit and self._n_features is not None and X.shape[1] != self._n_features:
             raise ModelError(f"{self.kind}: the head reads {self._n_features} features, these texts give {X.shape[1]} "
                              "(sentence embeddings of another size than the model was trained on?)")
         return X
+
+    def _checked_embeddings(self, embeddings: Any, n: int) -> np.ndarray:
+        """`embeddings` as an (n, dim) float32 array, or one ModelError line: a 1-D, 3-D or
+        non-numeric array otherwise fails deep in scipy with a message naming nothing."""
+        try:
+            arr = np.asarray(embeddings)
+        except (TypeError, ValueError) as exc:
+            raise ModelError(f"{self.kind}: embeddings are not an array of numbers ({_one_line(exc)})") from None
+        if arr.dtype.kind not in "iuf" or arr.ndim != 2 or arr.shape[0] != n:
+            raise ModelError(f"{self.kind}: embeddings must be an ({n}, dim) array of numbers, one row per text; "
+                             f"got shape {arr.shape} of {arr.dtype}")
+        return arr.astype(np.float32)
 
     def _fit_vectorizer(self, name: str, vec: Any, texts: list[str]) -> Any:
         """fit_transform, with scikit-learn's complaint about the data and the n-gram settings
@@ -214,15 +233,23 @@ class HybridClassifier(PolicyClassifier):
         from .training import grouped_fold_count, grouped_folds
 
         self._validate_params()
+        self.is_fitted = False  # until this fit ends: a failed refit leaves no half-replaced model to score with
+        texts = checked_texts(texts, self.kind)  # once: a generator would be empty for the folds below
         yi = self._encode_labels(y)
+        if len(yi) != len(texts):
+            raise ModelError(f"{self.kind}: got {len(yi)} labels for {len(texts)} texts")
         soft = self._soft_targets(targets, len(yi))
         self._vectorizers()
         X = self._features(texts, embeddings, fit=True)
         present = np.unique(yi)
         calibrate = self.calibration != "none" or self.decision_objective is not None
-        texts = list(texts)
         folds = grouped_fold_count(texts, yi, self.calibration_folds)
-        steps = (folds if calibrate and folds >= 2 else 0) + 1
+        pairs = grouped_folds(texts, yi, folds, self.seed) if calibrate and folds >= 2 else []
+        if any(len(np.unique(yi[tr])) < 2 for tr, _ in pairs):
+            # copies of one text under two labels can leave a fold's fitting rows one label only:
+            # too little data to calibrate on, as with under two folds (no head fits one label)
+            pairs = []
+        steps = len(pairs) + 1
         bar = tqdm(total=steps, desc=f"fitting {self.kind}", unit="fit", disable=not show_progress, leave=False)
         self.temperature, self.bias = 1.0, np.zeros(len(self.labels))
         self.decision_weights = np.ones(len(self.labels))
@@ -230,7 +257,7 @@ class HybridClassifier(PolicyClassifier):
                                 "label_counts": {self.labels[i]: int(c) for i, c in enumerate(np.bincount(yi, minlength=len(self.labels))) if c}}
         if steps > 1:
             oof = np.zeros((len(yi), len(self.labels)))
-            for tr, ho in grouped_folds(texts, yi, folds, self.seed):
+            for tr, ho in pairs:
                 clf = self._fit_head(X[tr], yi[tr], None if soft is None else soft[tr])
                 oof[ho] = self._full_logits(clf, X[ho])
                 bar.update(1)
@@ -261,10 +288,22 @@ class HybridClassifier(PolicyClassifier):
 
     def predict_proba(self, texts: Sequence[str], embeddings: np.ndarray | None = None) -> np.ndarray:
         self._check_fitted()
+        texts = checked_texts(texts, self.kind)
         if len(texts) == 0:
             return np.zeros((0, len(self.labels)))
+        bad = np.zeros(len(texts), dtype=bool)
+        if embeddings is not None and self.needs_embeddings:
+            # a NaN or infinite vector (a broken cache entry) spoils its own row, not the batch:
+            # scored as a zero vector, then handed on as a NaN row (see `_checked_proba`)
+            embeddings = self._checked_embeddings(embeddings, len(texts))
+            bad = ~np.isfinite(embeddings).all(axis=1)
+            if bad.all():
+                raise ModelError(f"{self.kind}: every embedding row holds NaN or infinite values")
+            embeddings[bad] = 0.0
         X = self._features(texts, embeddings, fit=False)
-        return self._checked_proba(self._calibrate(self._full_logits(self._clf, X)), len(texts))
+        proba = self._calibrate(self._full_logits(self._clf, X))
+        proba[bad] = np.nan
+        return self._checked_proba(proba, len(texts))
 
     # -- persistence: arrays in .npz, vocabularies and scalars in JSON -------------------
     def _head_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -376,6 +415,22 @@ class HybridClassifier(PolicyClassifier):
 def _head_width(clf: Any) -> int:
     """How many features a fitted head reads (its coefficient columns)."""
     return int(clf.ratios_[0].shape[0] if hasattr(clf, "ratios_") else clf.coef_.shape[1])
+
+
+def checked_texts(texts: Any, kind: str) -> list[str]:
+    """`texts` as a list once it is a sequence of strings, else one ModelError line naming the
+    first bad row. Why: one string would be scored character by character, and a None or NaN row
+    (a missing value of a data frame) fails inside scikit-learn with a message naming nothing."""
+    if isinstance(texts, (str, bytes)):
+        raise ModelError(f"{kind}: texts must be a list of strings, not one {type(texts).__name__}")
+    try:
+        out = list(texts)
+    except TypeError:
+        raise ModelError(f"{kind}: texts must be a list of strings, not {type(texts).__name__}") from None
+    for i, t in enumerate(out):
+        if not isinstance(t, str):
+            raise ModelError(f"{kind}: text {i} is a {type(t).__name__}, not a string")
+    return out
 
 
 def _one_line(exc: BaseException) -> str:

@@ -12,7 +12,8 @@ the kernel's coarse clock can give two writes in one tick the same ctime.
 `check_hf_folder` refuses a transformers folder that holds code (a `.py` file, a config's
 `auto_map`), oversized side files or non-float weights; `check_sentence_folder` adds the
 sentence-transformers `modules.json` rules (module classes of sentence-transformers only, module
-folders inside the model folder).
+folders inside the model folder) and refuses pickled weights (`pytorch_model.bin`), which
+sentence-transformers would read where no safetensors file is.
 """
 from __future__ import annotations
 
@@ -27,6 +28,9 @@ from .base import ModelError, _first_line
 
 MAX_HF_FILE_BYTES = 64 << 20  # any file beside the weights (tokenizers of large vocabularies are ~20 MB)
 _FLOAT_DTYPES = {"F16", "BF16", "F32", "F64"}
+# pickle formats (torch.save, joblib): sentence-transformers reads a pytorch_model.bin where no
+# safetensors file is, unchecked by the dtype rule (integer weights give zero vectors), by unpickling
+_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib")
 _RACY_NS = 2 * 10**9
 _MEMO: dict[tuple[Any, ...], str] = {}
 _MEMO_LOCK = threading.Lock()
@@ -151,6 +155,11 @@ def sentence_modules(source: str | Path) -> list[dict[str, Any]]:
 def check_sentence_folder(source: str | Path) -> None:
     """Refuse a sentence-transformers folder before it is loaded: `sentence_modules`' rules, then
     `check_hf_folder`'s over the whole folder (its module folders included; an integer
-    `position_ids` buffer allowed)."""
+    `position_ids` buffer allowed), and no pickled weights anywhere in it (the transformer kind
+    loads with `use_safetensors=True`, so only here would one be read)."""
     sentence_modules(source)
+    for p in sorted(Path(source).rglob("*")):
+        if p.suffix.lower() in _PICKLE_SUFFIXES:
+            raise ModelError(f"{source}: {p.relative_to(source).as_posix()} is a pickle (read by unpickling it): "
+                             "weights are safetensors only, refused")
     check_hf_folder(Path(source), int_buffers=_INT_BUFFERS)

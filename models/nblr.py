@@ -137,4 +137,12 @@ def nb_log_count_ratio(X: Any, positive: np.ndarray, weight: np.ndarray, alpha: 
     weight = np.asarray(weight, dtype=float)
     p = alpha + np.asarray(X.T @ (weight * positive)).ravel()
     q = alpha + np.asarray(X.T @ (weight * ~positive)).ravel()
-    return np.log((p / p.sum()) / (q / q.sum())).astype(np.float32)
+    return (_log_share(p) - _log_share(q)).astype(np.float32)
+
+
+def _log_share(v: np.ndarray) -> np.ndarray:
+    """log(v / v.sum()) for positive v, finite for any alpha > 0: computed directly, p / p.sum()
+    underflows to 0 for a tiny alpha and p.sum() overflows for a huge one (an infinite or NaN
+    ratio, which the head then refuses with a message that names no parameter)."""
+    top = v.max()
+    return np.log(v) - np.log(top) - np.log((v / top).sum())

@@ -144,8 +144,12 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, numbers.Integral) and not _is_bool(v)
 
 
+# hi is bounded: a text of L characters has about L * hi n-grams of up to hi characters each, so an
+# unbounded hi ([1, 100000]) makes every long text O(L^3) bytes of n-grams (4 texts of 1,500
+# characters exhaust 3 GB); the useful ranges end near 5 (words 1-2, characters 1-5 here)
+MAX_NGRAM = 20
 NGRAM_RANGE = Check(lambda v: isinstance(v, (list, tuple)) and len(v) == 2 and all(_is_int(x) for x in v)
-                    and 1 <= v[0] <= v[1], "a pair of ints [lo, hi] with 1 <= lo <= hi")
+                    and 1 <= v[0] <= v[1] <= MAX_NGRAM, f"a pair of ints [lo, hi] with 1 <= lo <= hi <= {MAX_NGRAM}")
 # scikit-learn and numpy take a random_state in [0, 2**32 - 1] only
 SEED = Interval(numbers.Integral, 0, 2**32 - 1, closed="both")
 PATH = Check(lambda v: isinstance(v, str) or hasattr(v, "__fspath__"), "a folder path")

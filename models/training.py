@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Iterable, Optional, Sequence
+from typing import TYPE_CHECKING, Iterable, Optional, Sequence, Sized
 
 import numpy as np
 
@@ -75,6 +75,7 @@ def target_matrix(shares: Sequence[Optional[dict[str, float]]], y: Sequence[str]
                   labels: Sequence[str]) -> np.ndarray:
     """(n, len(labels)) rows summing to 1: an item's vote shares where it has them, else the
     one-hot of its label `y`; shares for labels outside `labels` are dropped and the row renormalised."""
+    _same_length(shares=shares, labels=y)
     col = {lab: j for j, lab in enumerate(labels)}
     out = np.zeros((len(y), len(labels)))
     for i, (share, lab) in enumerate(zip(shares, y)):
@@ -85,8 +86,10 @@ def target_matrix(shares: Sequence[Optional[dict[str, float]]], y: Sequence[str]
         total = out[i].sum()
         if total > 0:
             out[i] /= total
-        else:
+        elif lab in col:
             out[i, col[lab]] = 1.0
+        else:
+            raise ValueError(f"row {i}: label {lab!r} is not among the labels {list(labels)}")
     return out
 
 
@@ -96,6 +99,7 @@ def data_fingerprint(ids: Sequence[str], texts: Sequence[str], labels: Sequence[
     shares count where it has them, so data without votes keeps its old fingerprint)."""
 
     shares = shares or [None] * len(ids)
+    _same_length(ids=ids, texts=texts, labels=labels, shares=shares)
     rows = sorted(f"{i}\x1f{lab}\x1f{text_hash(t)}"
                   + (f"\x1f{sorted((k, round(v, 6)) for k, v in s.items())}" if s else "")
                   for i, t, lab, s in zip(ids, texts, labels, shares))
@@ -170,6 +174,7 @@ def stratified_split(ids: Sequence[str], labels: Sequence[str], fraction: float,
     """
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"fraction must be between 0 and 1, got {fraction}")
+    _same_length(ids=ids, labels=labels)
     keys = np.array([int(hashlib.blake2b(f"{seed}:{i}".encode(), digest_size=8).hexdigest(), 16) for i in ids],
                     dtype=np.uint64)
     labels_arr = np.asarray(labels, dtype=object)
@@ -182,6 +187,15 @@ def stratified_split(ids: Sequence[str], labels: Sequence[str], fraction: float,
         hold.append(members[:k])
         train.append(members[k:])
     return np.sort(np.concatenate(train)).astype(int), np.sort(np.concatenate(hold)).astype(int)
+
+
+def _same_length(**columns: Sized) -> None:
+    """ValueError naming the columns when parallel columns differ in length: zip and fancy
+    indexing would otherwise drop the surplus rows silently (from both sides of a split, from a
+    fingerprint)."""
+    sizes = {name: len(col) for name, col in columns.items()}
+    if len(set(sizes.values())) > 1:
+        raise ValueError("parallel columns differ in length: " + ", ".join(f"{k} {v}" for k, v in sizes.items()))
 
 
 # -- a model's own held-out rows: every copy of a text on one side ------------------------------
@@ -197,6 +211,7 @@ def _text_codes(texts: Sequence[str]) -> np.ndarray:
 def grouped_fold_count(texts: Sequence[str], y: Sequence[int], wanted: int) -> int:
     """How many folds `grouped_folds` can make with every present label in every fold: `wanted`,
     at most the fewest distinct texts (`_text_codes`) of any label (under 2: no folds)."""
+    _same_length(texts=texts, labels=y)
     distinct: dict[int, set[int]] = {}
     for t, lab in zip(_text_codes(texts), y):
         distinct.setdefault(int(lab), set()).add(int(t))
@@ -222,6 +237,7 @@ def grouped_holdout(texts: Sequence[str], labels: Sequence[str], fraction: float
     """`stratified_split` of the distinct texts (each under its first row's label, keyed by its
     hash), every row following its text: (fit, held-out) row indices with no text on both sides
     (texts as `_text_codes` counts them; see `grouped_folds` for why)."""
+    _same_length(texts=texts, labels=labels)
     codes = _text_codes(texts)
     first: dict[int, int] = {}
     for i, c in enumerate(codes):
