@@ -190,3 +190,13 @@ def free_text_error(text: Optional[str], what: str, limit: int = MAX_REASON_CHAR
     if text is None:
         return None
     return reason_length_error(text, what, limit) or text_error(text, what)
+
+
+def one_line(text: Optional[str], n: int = 70) -> str:
+    """An item's text on one terminal line, at most `n` characters: whitespace runs become one
+    space and any other control character its escape (`\\x1b`), so a hostile text's escape
+    sequence (an OSC 52 clipboard write, a line erase) is shown, never run by the terminal."""
+    flat = " ".join((text or "").split())
+    if flat.isprintable():  # the common case, in C
+        return flat[:n]
+    return "".join(ch if ch.isprintable() or ch == " " else ascii(ch)[1:-1] for ch in flat)[:n]

@@ -179,6 +179,7 @@ def drift_step(app: "AppContext", echo: Echo) -> dict[str, Any]:
 
 def find_step(app: "AppContext", echo: Echo) -> dict[str, Any]:
     """`workbench find`: items by text, id, author, tag or note, texts masked for a viewer."""
+    from core.text import one_line
     from labeling.search import search
 
     app.roles()
@@ -187,7 +188,7 @@ def find_step(app: "AppContext", echo: Echo) -> dict[str, Any]:
          + ("; the newest, as a viewer sees them (masking rules applied):" if out["results"] else ""))
     for r in out["results"]:
         case = f"case {r['case_id']}" if r["case_id"] is not None else "no case"
-        text = " ".join((r["text"] or "").split())[:70]
+        text = one_line(r["text"], 70)  # a hostile text's escape sequence shown, never run
         echo(f"    {r['item_id']:<20} {case:<11} {r['decided'] or r['predicted'] or '-':<10} {text}")
     echo("  narrow it with a prefix: id:, author:, tag:, note:, text:, case:, campaign: (`workbench find --help`)")
     return {"query": FIND_QUERY, "total": out["total"], "shown": len(out["results"])}

@@ -9,9 +9,11 @@ from typing import Any, Optional
 import click
 
 from core.hooks import hookimpl
+from core.text import one_line  # standard library only
 
-from .common import (ID, AppContext, PngPath, emit, json_option, masked_hits, one_line, pass_app,
+from .common import (ID, TEXT, AppContext, PngPath, emit, json_option, masked_hits, pass_app,
                      principal_option, user_errors)
+from .guards import file_errors, require_read
 
 
 def _service_call(fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -62,7 +64,13 @@ def register_commands(cli: click.Group) -> None:
 
     @cli.group("campaigns")
     def campaigns() -> None:
-        """Scam-wave campaigns: near-duplicate items linked by similarity and shared entities."""
+        """Scam-wave campaigns: near-duplicate items linked by similarity and shared entities.
+
+        \b
+        Example:
+          workbench campaigns list --sort last_seen --limit 10
+          workbench campaigns show 3 --members 5
+        """
 
     @campaigns.command("list")
     @click.option("--limit", default=20, show_default=True, help="How many campaigns (0 = all).")
@@ -84,6 +92,7 @@ def register_commands(cli: click.Group) -> None:
 
         from labeling.masking import mask_campaign
 
+        require_read(app, "campaigns")
         rows = _service_call(list_campaigns, app.store(), limit=limit, min_size=min_size, status=status,
                              sort=sort, taxonomy=app.taxonomy())
         rows = [mask_campaign(app.review(), r) for r in rows]  # as the Campaigns tab shows them (no reveal)
@@ -115,6 +124,7 @@ def register_commands(cli: click.Group) -> None:
 
         from labeling.masking import mask_campaign
 
+        require_read(app, f"campaign {campaign_id}")
         d = mask_campaign(app.review(), _service_call(campaign_detail, app.store(), campaign_id,
                                                       members_limit=members, taxonomy=app.taxonomy()))
 
@@ -125,15 +135,18 @@ def register_commands(cli: click.Group) -> None:
             click.echo(f"growth: {g['per_hour']}/hour, {g['per_day']}/day; last hour +{g['last_hour']}, "
                        f"last day +{g['last_day']}")
             click.echo(f"exemplar {c['exemplar_item_id']}: {_short(c['exemplar_text'], 100)}")
-            click.echo("top terms: " + ", ".join(t for t, _ in c["top_terms"]))
+            click.echo("top terms: " + _short(", ".join(t for t, _ in c["top_terms"]), 500))
+            # A URL's path is cut from an item's text as it was (an ESC, a BEL: an OSC 52 clipboard
+            # write), and a member's linked_by names it: shown as escapes, never run.
             for kind, vals in c["entities"].items():
-                click.echo(f"shared {kind}: " + ", ".join(f"{v['value']} x{v['items']}" for v in vals[:6]))
+                click.echo(f"shared {_short(kind, 40)}: " + ", ".join(f"{_short(v['value'], 200)} x{v['items']}"
+                                                                     for v in vals[:6]))
             click.echo(f"link reasons: {c['link_reasons'].get('members_by_reason', {})}")
             click.echo(f"decided: {c['decided']} {c['label_mix']}; scored: {c['scored']} "
                        f"mean violation score {c['mean_violation_score']}")
             for m in c["members"]:
                 sim = "" if m["similarity"] is None else f"{m['similarity']:.2f}"
-                click.echo(f"  {m['item_id']:<22} {sim:>4} {m['linked_by'][:40]:<40} {_short(m['text'], 60)}")
+                click.echo(f"  {m['item_id']:<22} {sim:>4} {_short(m['linked_by'], 40):<40} {_short(m['text'], 60)}")
 
         emit(d, as_json, human)
 
@@ -153,10 +166,12 @@ def register_commands(cli: click.Group) -> None:
         """
         from clustering.explore import campaign_timeline
 
+        require_read(app, f"campaign {campaign_id}")
         store = app.store()
-        path = png_path or str(store.path("campaigns", "plots", f"campaign_{campaign_id}.png"))
-        data = _service_call(campaign_timeline, store, campaign_id,
-                             freq={"auto": "auto", "hour": "h", "day": "D"}[freq], png_path=path)
+        with file_errors("write the timeline plot"):  # a file where the plots folder belongs, a full disk
+            path = png_path or str(store.path("campaigns", "plots", f"campaign_{campaign_id}.png"))
+            data = _service_call(campaign_timeline, store, campaign_id,
+                                 freq={"auto": "auto", "hour": "h", "day": "D"}[freq], png_path=path)
 
         def human(t: dict[str, Any]) -> None:
             for b in t["buckets"][-48:]:
@@ -186,11 +201,12 @@ def register_commands(cli: click.Group) -> None:
         """
         from clustering.search import search_text
 
+        require_read(app, "search")
         hits = masked_hits(app, _service_call(search_text, app.store(), text, k=k, settings=app.campaigns()))
         emit(hits, as_json, _print_hits)
 
     @cli.command("similar")
-    @click.argument("item_id")
+    @click.argument("item_id", type=TEXT)
     @click.option("-k", "--k", "k", default=10, show_default=True, help="How many items.")
     @json_option
     @pass_app
@@ -203,5 +219,6 @@ def register_commands(cli: click.Group) -> None:
         """
         from clustering.search import similar_items
 
+        require_read(app, f"item {item_id}")
         hits = masked_hits(app, _service_call(similar_items, app.store(), item_id, k=k, settings=app.campaigns()))
         emit(hits, as_json, _print_hits)

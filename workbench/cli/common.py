@@ -26,16 +26,6 @@ def emit(data: Any, as_json: bool, human: Callable[[Any], None]) -> None:
         human(data)
 
 
-def one_line(text: Optional[str], n: int = 70) -> str:
-    """An item's text on one terminal line, at most `n` characters: whitespace runs become one
-    space and any other control character its escape (`\\x1b`), so a hostile text's escape
-    sequence (an OSC 52 clipboard write, a line erase) is shown, never run by the terminal."""
-    flat = " ".join((text or "").split())
-    if flat.isprintable():  # the common case, in C
-        return flat[:n]
-    return "".join(ch if ch.isprintable() or ch == " " else ascii(ch)[1:-1] for ch in flat)[:n]
-
-
 class PngPath(click.Path):
     """Where a command writes a PNG: a file path whose folder exists (a usage error, one line,
     before any work; matplotlib would otherwise fail after it, with a traceback)."""

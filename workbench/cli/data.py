@@ -9,9 +9,11 @@ import click
 
 from core.hooks import hookimpl
 from core.json_text import inert_json  # standard library only
+from core.text import one_line  # standard library only
 
-from .common import (ID, TEXT, AppContext, acting, emit, json_option, one_line, pass_app, principal_option,
+from .common import (ID, TEXT, AppContext, acting, emit, json_option, pass_app, principal_option,
                      user_errors)
+from .guards import require_read
 
 # A count of rows: PostgreSQL refuses a negative LIMIT / OFFSET or one past 32 bits with a traceback.
 COUNT = click.IntRange(0, 2**31 - 1)
@@ -111,6 +113,7 @@ def register_commands(cli: click.Group) -> None:
         Example:
           workbench status --json | jq .items
         """
+        require_read(app, "status")
         from core.items import store_status
 
         data = store_status(app.store())
@@ -183,6 +186,7 @@ def register_commands(cli: click.Group) -> None:
           workbench audit verify --json
           workbench audit verify --checkpoint /secure/audit-checkpoints.jsonl
         """
+        require_read(app, "audit log")
         from core import audit as audit_log
 
         try:

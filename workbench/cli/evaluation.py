@@ -6,19 +6,45 @@ from typing import Optional
 import click
 
 from core.hooks import hookimpl
+from core.text import one_line  # standard library only
 
-from .common import AppContext, acting, emit, json_option, one_line, pass_app, user_errors
+from .common import TEXT, AppContext, acting, emit, json_option, pass_app, user_errors
+from .guards import file_errors, require_read
+
+
+def _check_model_version(app: AppContext, version: str) -> None:
+    """A misspelt --model measured nothing and wrote an empty report with exit 0, as if that model
+    had no decisions: name the known versions instead (the registry's and those decisions name)."""
+    from sqlalchemy import select, union
+
+    from core.schema import Decision, ModelVersion
+
+    with app.store().read() as conn:
+        known = sorted(v for v in conn.execute(union(
+            select(ModelVersion.id), select(Decision.model_version).where(Decision.model_version.is_not(None)))
+        ).scalars())
+    if version not in known:
+        shown = ", ".join(one_line(v, 100) for v in known[:20]) + (" ..." if len(known) > 20 else "")
+        raise click.BadParameter(f"unknown model version {version!r} (known: {shown or 'none yet'})",
+                                 param_hint="'--model'")
 
 
 @hookimpl
 def register_commands(cli: click.Group) -> None:
     @cli.group("eval")
     def eval_group() -> None:
-        """Measure the model against human decisions: overrides, precision/recall, calibration, drift."""
+        """Measure the model against human decisions: overrides, precision/recall, calibration, drift.
+
+        \b
+        Example:
+          workbench eval report ./reports/week-48
+          workbench eval drift --check
+        """
 
     @eval_group.command("report")
     @click.argument("out_dir", type=click.Path(file_okay=False), required=False)
-    @click.option("--model", "model_version", help="Only decisions made on this model version (default: all).")
+    @click.option("--model", "model_version", type=TEXT,
+                  help="Only decisions made on this model version (default: all).")
     @json_option
     @pass_app
     def eval_report(app: AppContext, out_dir: Optional[str], model_version: Optional[str], as_json: bool) -> None:
@@ -40,10 +66,13 @@ def register_commands(cli: click.Group) -> None:
         from evaluation.drift import load_drift_config
         from evaluation.report import write_report
 
-        with user_errors():
+        with user_errors(), file_errors("write the report"):  # a file where the folder belongs, a full disk
             config = load_evaluation_config(app.config_dir)
             drift_config = load_drift_config(app.config_dir)
             out_dir = out_dir or str(app.store().path("reports", "latest", "report.html").parent)
+            if model_version is not None:
+                app.require("evaluate", out_dir)
+                _check_model_version(app, model_version)
             result = write_report(app.store(), app.taxonomy(), out_dir, model_version, actor=acting(app),
                                   config=config, drift_config=drift_config)
 
@@ -101,6 +130,7 @@ def register_commands(cli: click.Group) -> None:
             config = load_drift_config(app.config_dir)
             with user_errors():
                 store, taxonomy = app.store(), app.taxonomy()
+            require_read(app, "drift")
             report = drift_report(store, config, taxonomy, now=now, reference_days=reference_days,
                                   current_days=current_days)
         except (ConfigError, DriftError, click.ClickException) as exc:

@@ -13,6 +13,7 @@ import click
 from core.hooks import hookimpl
 
 from .common import AppContext, PngPath, acting, emit, json_option, pass_app, principal_option, user_errors
+from .guards import require_read
 
 
 def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -220,6 +221,7 @@ def register_commands(cli: click.Group) -> None:
         Example:
           workbench models list --all --json
         """
+        require_read(app, "models")
         from models.registry import list_models
 
         rows = list_models(app.store(), include_retired=include_retired)

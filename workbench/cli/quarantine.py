@@ -11,8 +11,10 @@ from typing import Any, Optional
 import click
 
 from core.hooks import hookimpl
+from core.text import one_line  # standard library only
 
-from .common import AppContext, emit, json_option, one_line, pass_app, principal_option, user_errors
+from .common import AppContext, emit, json_option, pass_app, principal_option, user_errors
+from .guards import file_errors, require_read
 
 MAX_RETENTION_DAYS = 36_500  # core.quarantine.MAX_RETENTION_DAYS; not imported, so `--help` stays light
 
@@ -44,7 +46,13 @@ def register_commands(cli: click.Group) -> None:
 
     @cli.group()
     def quarantine() -> None:
-        """Rows ingest could not store (raw input, may hold personal data) and their retention."""
+        """Rows ingest could not store (raw input, may hold personal data) and their retention.
+
+        \b
+        Example:
+          workbench quarantine list --limit 20
+          workbench quarantine purge --older-than 30 --json
+        """
 
     @quarantine.command("list")
     @click.option("--limit", type=click.IntRange(min=0), default=50, show_default=True,
@@ -64,7 +72,8 @@ def register_commands(cli: click.Group) -> None:
         """
         from core.quarantine import QuarantineError, list_quarantine
 
-        with user_errors():
+        require_read(app, "quarantine")
+        with user_errors(), file_errors("read the quarantine"):
             days = app.retention().quarantine.max_age_days
             try:
                 data = list_quarantine(app.store(), days)
@@ -92,7 +101,8 @@ def register_commands(cli: click.Group) -> None:
         """
         from core.quarantine import QuarantineError, purge_quarantine
 
-        with user_errors():
+        # An OSError (a full disk, a read-only folder) leaves the file as it was: one line, no traceback.
+        with user_errors(), file_errors("purge the quarantine"):
             days = older_than if older_than is not None else app.retention().quarantine.max_age_days
             try:
                 result = purge_quarantine(app.store(), days, actor)

@@ -18,6 +18,7 @@ from .common import as_option as _as
 from .common import emit as _emit
 from .common import json_option as _json
 from .common import user_errors as _user_errors
+from .guards import require_read
 
 
 def _print_case(c: dict[str, Any]) -> None:
@@ -98,6 +99,7 @@ def register_commands(cli: click.Group) -> None:
         Example:
           workbench cases list --queue fraud --state open --limit 5
         """
+        require_read(app, "cases")
         from labeling.cases import list_cases
 
         _check_state(state)
@@ -434,6 +436,7 @@ def register_commands(cli: click.Group) -> None:
         Example:
           workbench appeals list --json
         """
+        require_read(app, "appeals")
         from labeling.cases import list_cases
 
         _check_state(state)

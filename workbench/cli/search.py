@@ -11,8 +11,10 @@ from typing import Any
 import click
 
 from core.hooks import hookimpl
+from core.text import one_line  # standard library only
 
-from .common import TEXT, AppContext, acting, emit, json_option, one_line, pass_app, principal_option, user_errors
+from .common import TEXT, AppContext, acting, emit, json_option, pass_app, principal_option, user_errors
+from .guards import require_read
 
 TARGETS = click.Choice(["item", "campaign"])
 
@@ -119,15 +121,18 @@ def register_commands(cli: click.Group) -> None:
         Example:
           workbench notes campaign 7
         """
-        from labeling.notes import list_notes
+        from labeling.notes import MAX_NOTE_CHARS, list_notes
 
-        acting(app)
+        require_read(app, f"{target} {target_id}")
         with user_errors():
             out = list_notes(app.store(), target, target_id, app.review())  # masked bodies on a masked text
 
         def human(o: dict[str, Any]) -> None:
             click.echo(f"{o['entity_type']} {o['entity_id']}: tags {', '.join(o['tags']) or '-'}")
             for n in o["notes"]:
-                click.echo(f"  {n['created_at'][:16]} {n['author']}: {n['body']}")
+                # On one line, its escapes shown: a note's line break forged a second note under it,
+                # and a bidi override (U+202E) made the terminal show it backwards.
+                click.echo(f"  {n['created_at'][:16]} {one_line(n['author'], 200)}: "
+                           f"{one_line(n['body'], MAX_NOTE_CHARS * 6)}")
 
         emit(out, as_json, human)

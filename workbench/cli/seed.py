@@ -12,7 +12,7 @@ import click
 from core.hooks import hookimpl
 
 from ..learning import embedder_for, learning_pass
-from .common import ID
+from .common import ID, TEXT
 from .common import acting as _acting
 from .common import as_option as _as
 from .common import emit as _emit
@@ -55,8 +55,8 @@ def register_commands(cli: click.Group) -> None:
     @click.option("--from-decisions", "from_decisions", is_flag=True,
                   help="Use the texts of the items already decided as the policy (newest 200) as examples: "
                        "a second round while no promoted model knows the policy.")
-    @click.option("--source", help="Only items of this source (a new source).")
-    @click.option("--surface", help="Only items of this surface (a new surface).")
+    @click.option("--source", type=TEXT, help="Only items of this source (a new source).")
+    @click.option("--surface", type=TEXT, help="Only items of this surface (a new surface).")
     @click.option("--neighbours", type=int, default=None, help="How many seed cases (default: seeding.neighbours).")
     @click.option("--uniform-share", type=float, default=None,
                   help="Uniform QA sample, as a share of the seeds (default: seeding.uniform_share).")
@@ -214,8 +214,9 @@ def register_commands(cli: click.Group) -> None:
 
     @cli.command("rereview")
     @click.option("--n", "n", type=int, default=20, show_default=True, help="How many decided items to draw.")
-    @click.option("--analyst", "of_analyst", default=None, help="Draw only from this analyst's decisions.")
-    @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the uniform draw.")
+    @click.option("--analyst", "of_analyst", type=TEXT, default=None, help="Draw only from this analyst's decisions.")
+    @click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True,
+                  help="Seed of the uniform draw (0 or more; numpy refuses a negative one).")
     @_as
     @_json
     @click.pass_obj

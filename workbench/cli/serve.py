@@ -1,14 +1,15 @@
 """`workbench demo` (the whole loop on the shared data) and `workbench serve` (the review UI)."""
 from __future__ import annotations
 
+import contextlib
 import json
-from typing import Optional
+from typing import Iterator, Optional
 
 import click
 
 from core.hooks import hookimpl
 
-from .common import AppContext, json_option, pass_app, user_errors
+from .common import TEXT, AppContext, json_option, pass_app, user_errors
 
 # What `workbench demo` does on the store, each needing its permission (it runs them as the system).
 DEMO_ACTIONS = ("ingest", "train", "score", "cluster", "build_cases", "promote", "evaluate")
@@ -34,6 +35,17 @@ def check_serve_host(host: str, has_users: bool) -> None:
             f"refusing to serve on {host}: this store has no accounts, so anyone reaching the port could act "
             f"as anyone. Add one first (`workbench users add NAME --role admin --password-stdin`), "
             f"or serve on 127.0.0.1")
+
+
+@contextlib.contextmanager
+def _serving(host: str, port: int) -> Iterator[None]:
+    """The web server's start failing on the machine (the port taken, a host name that does not
+    resolve: Gradio's OSError) as one line naming host and port, not a traceback."""
+    try:
+        yield
+    except OSError as exc:
+        raise click.ClickException(f"cannot serve on {host}:{port} (the port taken, or a host name that does not "
+                                   f"resolve?): {' '.join(str(exc).split())}") from None
 
 
 @hookimpl
@@ -70,19 +82,20 @@ def register_commands(cli: click.Group) -> None:
         if then_serve:
             from ..ui import serve as serve_ui
 
-            click.echo("serving the review UI on http://127.0.0.1:7860 (Ctrl+C to stop)")
-            serve_ui(app)
+            click.echo("serving the review UI on http://127.0.0.1:7860 (Ctrl+C to stop)", err=as_json)
+            with _serving("127.0.0.1", 7860):
+                serve_ui(app)
         elif not as_json:
             click.echo("next: `workbench serve` opens the review UI on http://127.0.0.1:7860")
 
     @cli.command()
-    @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+    @click.option("--host", default="127.0.0.1", show_default=True, type=TEXT, help="Interface to listen on.")
     @click.option("--port", default=7860, show_default=True, type=click.IntRange(1, 65535),
                   help="Port of the web UI (1-65535).")
     @click.option("--as", "analyst", metavar="NAME",
                   help="Default analyst name in the UI on a store without accounts (default: the OS user); "
                        "with accounts everyone signs in on the page.")
-    @click.option("--queue", help="Queue shown first (default: the one with most waiting cases).")
+    @click.option("--queue", type=TEXT, help="Queue shown first (default: the one with most waiting cases).")
     @pass_app
     def serve(app: AppContext, host: str, port: int, analyst: Optional[str], queue: Optional[str]) -> None:
         """Serve the review workbench (Gradio web UI) over this store.
@@ -94,14 +107,20 @@ def register_commands(cli: click.Group) -> None:
         # The server itself needs no token: with accounts, every user signs in on the page and
         # each action runs as that user's principal (workbench/ui/session.py).
         app.on_open = None
+        if not host.strip():  # the server would pick its own, not the one the "serving" line names
+            raise click.BadParameter("is empty: name an interface, such as 127.0.0.1", param_hint="'--host'")
         with user_errors():
             check_serve_host(host, app.has_users())
             name = "" if app.has_users() else app.principal(analyst).name
             web = app.web()  # configs/web.yaml: a broken file stops here, before the server starts
+            queues = list(app.queues().queues)
+        if queue is not None and queue not in queues:  # else the page opened on no queue, as if it were empty
+            raise click.BadParameter(f"unknown queue {queue!r} (known: {', '.join(queues)})", param_hint="'--queue'")
         from ..ui import serve as serve_ui
 
         click.echo(f"serving {app.store().display_url} on http://{host}:{port} (Ctrl+C to stop)"
                    + (f" with sign-in (idle timeout {web.session.idle_timeout_seconds} s"
                       + (f"; single sign-on by {web.sso.user_header} from {', '.join(map(str, web.trusted_proxies))}"
                          if web.sso.enabled else "") + ")" if app.has_users() else ""))
-        serve_ui(app, host=host, port=port, analyst=name, queue=queue)
+        with _serving(host, port):
+            serve_ui(app, host=host, port=port, analyst=name, queue=queue)

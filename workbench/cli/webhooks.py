@@ -19,6 +19,7 @@ from .common import ID, TEXT
 from .common import emit as _emit
 from .common import json_option as _json
 from .common import user_errors as _user_errors
+from .guards import require_read
 
 # core.schema.DELIVERY_STATES, spelled out: importing the schema here would load SQLAlchemy for --help.
 STATES = ("pending", "delivered", "dead", "discarded")
@@ -107,6 +108,7 @@ def register_commands(cli: click.Group) -> None:
         Example:
           workbench webhooks list --status dead
         """
+        require_read(app, "webhook deliveries")
         from core.outbox import list_deliveries, summary
 
         with _errors(), app.store().read() as conn:
