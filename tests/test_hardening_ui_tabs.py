@@ -17,6 +17,7 @@ from labeling.queue_config import load_queue_config
 from test_campaign_bulk_integrity import _App, _camp
 from test_hardening_ui_render import _live
 from test_queue_support import T0
+from test_ui_tabs_fixes import _Accounts as _TabsAccounts
 from test_ui_tabs_fixes import _blocks_fns, _campaigns, _models
 
 NAN, INF = float("nan"), float("inf")
@@ -192,14 +193,7 @@ def test_a_connection_pool_timeout_is_a_busy_store():
 
 # --- 3. who reads: the role policy, on every call ----------------------------------------------------
 
-class _Accounts(_App):
-    def __init__(self, store, taxonomy, cfg, roles):
-        super().__init__(store, taxonomy, cfg, users=True)
-        self._r = roles
-
-    def roles(self):
-        return self._r
-
+class _Accounts(_TabsAccounts):
     def web(self):
         from core.web_config import load_web_config
 
