@@ -3,7 +3,10 @@ checkpoints posted to a witness): the rules live here once.
 
 - The whole exchange ends within its timeout (`_Deadline`): a socket timeout bounds each read, not
   the exchange, so a receiver that drips its answer a byte at a time would otherwise hold the
-  caller for ever.
+  caller for ever. The host name is looked up within it too (`_Deadline.resolve`): a resolver
+  that hangs (a name server that never answers, glibc's retries) is no timeout of the socket's.
+  The connection then goes to the address found, while the Host header, TLS's SNI and the
+  certificate check still use the name in the URL (http.client's own `_create_connection` hook).
 - Redirects are not followed: urllib turns a 301/302 answer to a POST into a GET to wherever the
   receiver points, another host included (127.0.0.1, 169.254.169.254: a request forgery).
 - Only http:// and https://, and never a URL with credentials (user:password@host): urllib does not
@@ -25,6 +28,7 @@ import http.client
 import re
 import socket
 import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -110,10 +114,63 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 class _Deadline:
     """The connections of one POST, cut when its time is up (see the module doc)."""
 
-    def __init__(self) -> None:
+    def __init__(self, timeout: float) -> None:
         self.lock = threading.Lock()
         self.expired = self.done = False
         self.conns: list[http.client.HTTPConnection] = []
+        self.end = time.monotonic() + timeout
+
+    def left(self) -> float:
+        return self.end - time.monotonic()
+
+    def resolve(self, host: str, port: int) -> list[tuple[Any, ...]]:
+        """`socket.getaddrinfo` in a daemon thread, waited for at most the time left: the lookup
+        cannot be interrupted, so one that hangs is left to end on its own (one idle thread; the
+        worker's circuit breaker then rests the endpoint) while this POST fails with a timeout."""
+        found: list[Any] = []
+        done = threading.Event()
+
+        def lookup() -> None:
+            try:
+                found.append(socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM))
+            except BaseException as exc:  # noqa: BLE001 - raised in the caller's thread below
+                found.append(exc)
+            done.set()
+
+        threading.Thread(target=lookup, name="http-post-resolve", daemon=True).start()
+        if not done.wait(max(0.0, self.left())):
+            self.cut()
+            raise TimeoutError(f"looking up {host} took longer than the time left")
+        if isinstance(found[0], BaseException):
+            raise found[0]
+        return found[0]
+
+    def create_connection(self, address: tuple[str, int], timeout: Any = None,
+                          source_address: Optional[tuple[str, int]] = None) -> socket.socket:
+        """`socket.create_connection` within the deadline: the name looked up by `resolve`, each
+        address tried for no longer than the time left, which then bounds each read (the TLS
+        handshake included, before `connect` hands the connection to the timer's watch)."""
+        host, port = address
+        error: Optional[OSError] = None
+        per_read = timeout if isinstance(timeout, (int, float)) else None
+        for family, kind, proto, _, sockaddr in self.resolve(host, port):
+            left = self.left()
+            if not left > 0:
+                break
+            sock = socket.socket(family, kind, proto)
+            try:
+                sock.settimeout(left if per_read is None else min(per_read, left))
+                if source_address:
+                    sock.bind(source_address)
+                sock.connect(sockaddr)
+                return sock
+            except OSError as exc:
+                sock.close()
+                error = exc
+        if not self.left() > 0:
+            self.cut()
+            raise TimeoutError(f"no connection to {host} within the time left") from error
+        raise error or OSError(f"no address found for {host}")
 
     @staticmethod
     def _shut(conn: http.client.HTTPConnection) -> None:
@@ -141,6 +198,11 @@ class _Deadline:
         deadline = self
 
         class Watched(cls):  # type: ignore[valid-type, misc]
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                super().__init__(*args, **kwargs)
+                # What `connect` opens its socket with; SNI and the certificate check keep self.host.
+                self._create_connection = deadline.create_connection
+
             def connect(self) -> None:
                 super().connect()
                 with deadline.lock:
@@ -180,7 +242,7 @@ def http_post(url: str, body: bytes, headers: Mapping[str, str], timeout: float)
     m = _AUTHORITY.match(url)
     if m and not m.group(2).isascii():  # http.client would fail each attempt: "ordinal not in range(128)"
         return None, "ValueError: the URL's path or query holds non-ASCII characters: percent-encode them"
-    deadline = _Deadline()
+    deadline = _Deadline(timeout)
     # ProxyHandler({}): no proxy from the environment (see the module doc).
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirect(), _HTTP(deadline),
                                          _HTTPS(deadline))
@@ -204,7 +266,7 @@ def http_post(url: str, body: bytes, headers: Mapping[str, str], timeout: float)
     except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
         # HTTPException: a receiver that answers with something other than HTTP (BadStatusLine,
         # LineTooLong, IncompleteRead) fails this attempt like a refused connection.
-        if deadline.expired:
+        if deadline.expired or deadline.left() <= 0:  # a socket's timeout may beat the timer by a hair
             return None, f"TimeoutError: no complete answer within {timeout:g} s"
         reason = getattr(exc, "reason", exc)
         return None, redact(f"{type(exc).__name__}: {reason}", url)  # urllib's errors quote the URL

@@ -9,7 +9,8 @@ worker (`workbench/webhooks.py`) then:
    (`fan_out`: one `webhook_deliveries` row per endpoint, the event marked `fanned_out_at`);
 2. claims due deliveries with a lease (`claim`: `FOR UPDATE SKIP LOCKED` on PostgreSQL, the
    `BEGIN IMMEDIATE` write lock on SQLite), so two workers never send the same row at once; a
-   delivery whose lease ran out (its worker died) is claimed again and the lost attempt recorded;
+   delivery whose lease ran out (its worker died; the store's clock says so, never a worker's:
+   `core.lease_clock`) is claimed again and the lost attempt recorded;
 3. records each attempt's outcome (`finish`): delivered, retried later, or dead.
 
 An operator re-drives dead deliveries (`retry`, `replay`) or gives up on one the receiver will
@@ -31,6 +32,7 @@ from sqlalchemy import Connection, Select, and_, bindparam, exists, func, insert
 from . import audit
 from .hooks import check_permission
 from .labels import AUTHORITATIVE_KINDS, current_decisions
+from .lease_clock import lease_now
 from .principals import actor_name
 from .schema import Decision, OutboxEvent, OutboxItem, WebhookAttempt, WebhookDelivery, utcnow
 from .store import insert_ignore
@@ -245,12 +247,13 @@ def _parked_query() -> Select:
             .where(cand.c.id.in_(bindparam("ids", expanding=True))).order_by(cand.c.id, dead.c.id))
 
 
-def _park(conn: Connection, ids: list[int], now: dt.datetime) -> int:
+def _park(conn: Connection, ids: list[int], now: dt.datetime, clock: dt.datetime) -> int:
     """Dead-letter the held deliveries `ids` whose older event about one of their items is dead
     for the same endpoint: sending them would put a correction before the decision it corrects
     once an operator re-drives the dead one, and waiting pending would crowd the claim's
     candidates for ever. `retry` of the dead one (or `replay`) re-drives them after it, in order.
-    No attempt is counted; a lease that ran out is recorded as a lost attempt, as in `claim`."""
+    No attempt is counted; a lease that ran out (by the store's `clock`) is recorded as a lost
+    attempt, as in `claim`."""
     first: dict[int, tuple[int, str]] = {}
     for cand, dead_id, item in conn.execute(_parked_query(), {"ids": ids}):
         first.setdefault(cand, (dead_id, item))
@@ -275,7 +278,7 @@ def _park(conn: Connection, ids: list[int], now: dt.datetime) -> int:
         res = conn.execute(update(WD).where(
             WD.c.id == r["id"], WD.c.status == "pending",
             WD.c.lease_owner.is_(None) if r["lease_owner"] is None else WD.c.lease_owner == r["lease_owner"],
-            or_(WD.c.lease_expires_at.is_(None), WD.c.lease_expires_at <= now)).values(
+            or_(WD.c.lease_expires_at.is_(None), WD.c.lease_expires_at <= clock)).values(
             status="dead", lease_owner=None, lease_expires_at=None, updated_at=now,
             last_error=f"{PARKED}{dead_id} (an older event about item {item!r}): "
                        f"retry it (or discard it) and this one follows"))
@@ -299,13 +302,17 @@ def claim(conn: Connection, endpoints: Iterable[str], worker: str, lease_seconds
     A row whose lease expired was being sent by a worker that died: that attempt's outcome is
     unknown, recorded as such, and the event is sent again (at least once). Returns the
     deliveries joined with their events.
+
+    `now` (the worker's clock) says what is due and stamps the rows; a lease is set and checked in
+    the store's time (`core.lease_clock`), so a worker whose clock runs ahead never takes a live one.
     """
     now = now or utcnow()
     names = list(endpoints)
     if not names:
         return []
+    clock = lease_now(conn)
     due_now = (WD.c.status == "pending", WD.c.endpoint.in_(names), WD.c.next_attempt_at <= now,
-               or_(WD.c.lease_expires_at.is_(None), WD.c.lease_expires_at <= now))
+               or_(WD.c.lease_expires_at.is_(None), WD.c.lease_expires_at <= clock))
     order = (WD.c.next_attempt_at, WD.c.id)
     # Candidates beyond `limit`, so deliveries held back by an older one do not block the rest.
     candidates = list(conn.execute(select(WD.c.id).where(*due_now).order_by(*order).limit(limit * 5)).scalars())
@@ -313,7 +320,7 @@ def claim(conn: Connection, endpoints: Iterable[str], worker: str, lease_seconds
         return []
     held = _held(conn, candidates)
     if held:
-        _park(conn, sorted(held), now)
+        _park(conn, sorted(held), now, clock)
     free = [i for i in candidates if i not in held]
     if not free:
         return []
@@ -331,7 +338,7 @@ def claim(conn: Connection, endpoints: Iterable[str], worker: str, lease_seconds
         conn.execute(insert(WA), lost)
     ids = [r["id"] for r in due]
     conn.execute(update(WD).where(WD.c.id.in_(ids)).values(
-        lease_owner=worker, lease_expires_at=now + dt.timedelta(seconds=lease_seconds),
+        lease_owner=worker, lease_expires_at=clock + dt.timedelta(seconds=lease_seconds),
         attempts=WD.c.attempts + 1, updated_at=now))
     got = conn.execute(
         select(WD.c.id, WD.c.endpoint, WD.c.attempts, O.c.event_id, O.c.event_type, O.c.payload,

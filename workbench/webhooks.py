@@ -16,7 +16,8 @@ to one endpoint go one at a time, in claim order), so a receiver that hangs hold
 own deliveries; one that does not answer (timeout, refused connection) is rested for its back-off
 rather than costing a timeout per delivery (a circuit breaker). At least once: a worker killed
 between sending and recording is found by its expired lease and the event sent again with the
-same `Idempotency-Key`. It runs inside `workbench serve` (`start_webhook_worker`, a daemon thread)
+same `Idempotency-Key`. Leases run on the store's clock (`core.lease_clock`), never a worker
+host's, so a host whose clock is off never sends a delivery another worker is still sending. It runs inside `workbench serve` (`start_webhook_worker`, a daemon thread)
 and as `workbench webhooks deliver` for cron.
 """
 from __future__ import annotations
