@@ -471,13 +471,14 @@ def retrain_due(store: "Store", config: "ModelsConfig",
 
 
 def _stands() -> Any:
-    """The decisions `retrain_due` counts (new ones, and the champion's for the override rate): none
-    an undo took back (an "undo" row supersedes it) and none an undo wrote (a restoring row, which
-    supersedes its "undo" row, re-asserts a decision counted already): cases decided and taken
-    back at once made a retrain due with no label changed."""
+    """The decisions `retrain_due` counts (new ones, and the champion's for the override rate): the
+    labels of record only, none a later decision superseded (a correction, an undo, an appeal's
+    outcome: four decisions each corrected once counted as eight), and none an undo wrote (a
+    restoring row, which supersedes its "undo" row, re-asserts a decision counted already): cases
+    decided and taken back at once made a retrain due with no label changed."""
     undo = aliased(Decision.__table__)
     D = Decision.__table__
-    return (~exists().where(undo.c.supersedes_id == D.c.id, undo.c.kind == "undo")
+    return (~exists().where(undo.c.supersedes_id == D.c.id)
             & ~exists().where(undo.c.id == D.c.supersedes_id, undo.c.kind == "undo"))
 
 

@@ -158,8 +158,7 @@ def rank_label_errors(labels: np.ndarray, pred_probs: np.ndarray) -> tuple[np.nd
     from cleanlab.filter import find_label_issues
     from cleanlab.rank import get_label_quality_scores
 
-    labels = np.asarray(labels, dtype=int)
-    pred_probs = np.asarray(pred_probs, dtype=float)
+    labels, pred_probs = _checked_probs(labels, pred_probs)
     quality = get_label_quality_scores(labels, pred_probs, method="self_confidence")
     try:
         # n_jobs=1: cleanlab's default forks a multiprocessing pool, and a fork from a threaded
@@ -170,6 +169,27 @@ def rank_label_errors(labels: np.ndarray, pred_probs: np.ndarray) -> tuple[np.nd
         flagged = quality < 0.5
     order = np.argsort(quality, kind="stable")
     return order, flagged, quality
+
+
+def _checked_probs(labels: Any, pred_probs: Any) -> tuple[np.ndarray, np.ndarray]:
+    """`labels` and `pred_probs` as arrays, or a ValueError naming the first bad row. Why: a NaN
+    row went through cleanlab unnoticed, its quality NaN (never queued) and the confident joint's
+    per-label thresholds NaN, so not one decision of that label was flagged any more."""
+    labels = np.asarray(labels, dtype=int)
+    pred_probs = np.asarray(pred_probs, dtype=float)
+    if pred_probs.ndim != 2 or labels.shape != (pred_probs.shape[0],):
+        raise ValueError(f"pred_probs of shape {pred_probs.shape} do not match {labels.shape[0]} labels")
+    bad = ~np.isfinite(pred_probs).all(axis=1)
+    bad |= ((pred_probs < 0) | (pred_probs > 1)).any(axis=1) | (np.abs(pred_probs.sum(axis=1) - 1.0) > 1e-3)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"pred_probs row {row} is not a probability distribution ({pred_probs[row].tolist()}); "
+                         f"{int(bad.sum())} such row(s)")
+    if labels.size and (labels.min() < 0 or labels.max() >= pred_probs.shape[1]):
+        row = int(np.flatnonzero((labels < 0) | (labels >= pred_probs.shape[1]))[0])
+        raise ValueError(f"label {int(labels[row])} of row {row} is not a column of pred_probs "
+                         f"({pred_probs.shape[1]} labels)")
+    return labels, pred_probs
 
 
 def default_ranking(labels: np.ndarray, pred_probs: np.ndarray) -> np.ndarray:
@@ -193,10 +213,11 @@ def find_label_errors(store: Store, taxonomy: Taxonomy, config: QueueConfig, act
                       progress: bool = False) -> dict[str, Any]:
     """Rank the decided items by how likely their label is wrong and queue the top ones.
 
-    Needs `build_cases`. A decision already queued for re-review (in any state) is not queued
-    again. Returns counts, the queued cases (item, decision, given / model label, confidence,
-    quality) and per-analyst counts; `skipped_labels` (labels not judged, `fold_support`), `cap`
-    and `capped` (`queue_cap`) and a `note` saying why."""
+    Needs `build_cases`. A decision already queued for re-review (in any state), or an item with
+    a re-review still pending (`_pending_items`), is not queued again. Returns counts, the queued
+    cases (item, decision, given / model label, confidence, quality) and per-analyst counts;
+    `skipped_labels` (labels not judged, `fold_support`), `cap` and `capped` (`queue_cap`) and a
+    `note` saying why."""
     check_permission(actor, "build_cases", "label errors")
     queue = _queue(config)
     limit = config.label_errors.max_cases if max_cases is None else int(max_cases)
@@ -218,6 +239,7 @@ def find_label_errors(store: Store, taxonomy: Taxonomy, config: QueueConfig, act
             for r in conn.execute(select(I.c.id, I.c.text, I.c.text_hash).where(I.c.id.in_(ids[i:i + 900]))):
                 texts[r.id] = r
         queued = _queued_decisions(conn, queue)
+        pending = _pending_items(conn, queue, config)
         from .training_data import group_keys
 
         group_of = group_keys(conn, {i: r.text for i, r in texts.items()})
@@ -256,12 +278,13 @@ def find_label_errors(store: Store, taxonomy: Taxonomy, config: QueueConfig, act
     for pos, j in enumerate(ranked):
         if len(new_rows) >= min(limit, cap):
             if cap < limit:  # the cap, not max_cases, stopped it: say how many wait for a later scan
-                summary["capped"] = sum(1 for k in ranked[pos:] if candidate[k] and dec[rows[k]]["id"] not in queued)
+                summary["capped"] = sum(1 for k in ranked[pos:] if candidate[k] and dec[rows[k]]["id"] not in queued
+                                        and rows[k] not in pending)
             break
         if not candidate[j]:
             continue
         d = dec[rows[j]]
-        if d["id"] in queued:
+        if d["id"] in queued or rows[j] in pending:
             summary["already_queued"] = summary.get("already_queued", 0) + 1
             continue
         m = int(np.argmax(probs[j]))
@@ -286,11 +309,15 @@ def find_label_errors(store: Store, taxonomy: Taxonomy, config: QueueConfig, act
             # Another scan may have queued some of these while this one computed: re-read under
             # the scan's lock, so a decision is queued once however many scans run at a time.
             serialise(conn, "label-errors")
+            serialise(conn, "case-builds")  # and under the lock a blind re-review draw queues under
             queued = _queued_decisions(conn, queue)
-            fresh = [r for r in new_rows if r["meta"]["label_error"]["decision_id"] not in queued]
+            pending = _pending_items(conn, queue, config)
+            fresh = [r for r in new_rows if r["meta"]["label_error"]["decision_id"] not in queued
+                     and r["item_id"] not in pending]
             summary["already_queued"] += len(new_rows) - len(fresh)
             new_rows = fresh
-            summary["cases"] = [c for c in summary["cases"] if c["decision_id"] not in queued]
+            summary["cases"] = [c for c in summary["cases"]
+                                if c["decision_id"] not in queued and c["item_id"] not in pending]
             if new_rows:
                 conn.execute(insert(C), new_rows)
                 audit.record(conn, actor, "cases.label_errors", "queue", None, {
@@ -403,6 +430,17 @@ def _queued_decisions(conn: Any, queue: str) -> set[Any]:
         info = (r.meta or {}).get("label_error") or {}
         out.update(v for v in (info.get("decision_id"), info.get("correction_id")) if v is not None)
     return out
+
+
+def _pending_items(conn: Any, queue: str, config: QueueConfig) -> set[str]:
+    """Items with a re-review still waiting, held or escalated in `queue` (escalated from it
+    included), of any kind: a blind QA re-review (`labeling.rereview`) or a label-error case of an
+    earlier decision. Why: the scan queued a slip beside its item's blind QA case, two re-reviews
+    of one decision, the label-error case showing the lead what the blind one hides."""
+    rows = conn.execute(select(C.c.item_id, C.c.queue, C.c.meta).where(
+        C.c.queue.in_([queue, config.escalation_queue]), C.c.state.in_(["open", "claimed", "escalated"]),
+        C.c.item_id.is_not(None)))
+    return {r.item_id for r in rows if r.queue == queue or (r.meta or {}).get("escalated_from") == queue}
 
 
 def _per_analyst(decisions: Sequence[dict[str, Any]], flagged: np.ndarray) -> dict[str, dict[str, Any]]:

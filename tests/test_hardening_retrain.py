@@ -100,6 +100,33 @@ def test_decisions_taken_back_with_undo_do_not_make_a_retrain_due(sqlite_store, 
     assert due["new_decisions"] == 0 and due["champion_decisions"] == 0 and due["override_rate"] is None
 
 
+def test_a_corrected_decision_counts_once_toward_an_automatic_retrain(sqlite_store, taxonomy, queue_config):
+    """Four decisions each corrected once counted as eight new decisions (and eight of the
+    champion's for the override rate): the retrain was due at six with four labels."""
+    from labeling.decisions import correct
+
+    store = sqlite_store
+    texts, ys = toy_corpus(10, seed=2)
+    ids = add_items(store, texts, [None] * len(texts))
+    champ = train_model(store, taxonomy, config=MODELS, kind="tfidf_lr", params=FAST,
+                        data=_rotated(TrainingSet(ids, texts, ys, ["source"] * len(ids))), promote_if="always",
+                        show_progress=False)["id"]
+    score_items(store, taxonomy, config=MODELS, model_version=champ, show_progress=False)
+    cfg = queue_config.model_copy(update={"calibration_sets": [], "qa_share": 0.0})
+    build_cases(store, taxonomy, cfg, progress=False)
+    on = MODELS.model_copy(update={"auto_retrain": MODELS.auto_retrain.model_copy(update={
+        "enabled": True, "after_decisions": 6, "override_rate_alarm": 0.99, "alarm_min_decisions": 100})})
+    done = 0
+    for queue in cfg.queues:
+        while done < 4 and (case := next_case(store, "ann", queue, config=cfg)) is not None:
+            made = decide(store, taxonomy, case["id"], "ann", "benign", "no_action", rationale="fine", config=cfg)
+            correct(store, taxonomy, made["decision_ids"][0], "ann", "spam", "on second look")
+            done += 1
+    assert done == 4
+    due = retrain_due(store, on)
+    assert due["new_decisions"] == 4 and due["champion_decisions"] == 4 and due["due"] is False, due
+
+
 # -- reports: one folder per verdict ----------------------------------------------------------
 def test_a_later_verdict_on_the_same_version_keeps_the_first_report(loop, taxonomy):
     store, champ, ids = loop

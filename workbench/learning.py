@@ -14,7 +14,8 @@ failure in a row, so a lasting failure is not retrained at every check.
 A retrain can also be started from the web UI's Models tab (`start_retrain`): the same
 `retrain_and_gate` in a thread, its steps and outcome on a `RetrainJob` (`app.retrain_job`, what
 `GET /api/v1/jobs/retrain` reports). One retrain at a time per process: both paths take
-`app.retrain_lock`, and the automatic check skips while the lock is held.
+`app.retrain_lock`, and the automatic check skips while the lock is held. An automatic retrain
+is on `app.retrain_job` too (by `system`), so readers and a refused UI retrain see the one running.
 """
 from __future__ import annotations
 
@@ -124,33 +125,52 @@ def check_and_retrain(app: Any) -> Optional[dict[str, Any]]:
     """One check: the retrain's result when one was due and ran, else None. After a promotion
     the rescoring job is `app.rescore_job` (and `result['rescore_job']`), followed to its end:
     its counts are `result['rescore']` (None when it failed; the error is on the job)."""
-    from core.principals import SYSTEM
+    from core.principals import SYSTEM, actor_name
     from evaluation.promotion import RetrainBusy, failure_recorded, retrain_and_gate, retrain_due
 
     due = retrain_due(app.store(), app.models(), drift=drift_check(app))
     if not due["due"]:
         return None
+    rescoring = getattr(app, "rescore_job", None)
+    if rescoring is not None and not rescoring.finished:
+        # A UI retrain's promotion (or `resume_rescore`) leaves its rescoring running after the lock is
+        # released: a promotion now cut it short, and its thread, no longer `app.rescore_job`, went
+        # unjoined by `AppContext.close`.
+        log.info("automatic retrain due (%s), but the open cases are still being rescored: the next check "
+                 "retries", due["reason"])
+        return None
     if not app.retrain_lock.acquire(blocking=False):
         log.info("automatic retrain due (%s), but a retrain is running: the next check retries", due["reason"])
         return None
+    # On `app.retrain_job` as a UI retrain is: the Models tab and `GET /api/v1/jobs/retrain` showed the
+    # previous (finished) UI job, and a refused Retrain click named it as the one running.
+    previous = getattr(app, "retrain_job", None)
+    job = RetrainJob(by=actor_name(SYSTEM["system"]), started_at=_now_iso(),
+                     steps=[f"automatic retrain: {due['reason']}"])
+    app.retrain_job = job
     try:
         log.info("automatic retrain: %s", due["reason"])
         with failure_recorded(app.store(), SYSTEM["system"], due["reason"]):  # a failure backs off
             result = retrain_and_gate(app.store(), app.taxonomy(), models_config=app.models(),
                                       queue_config=app.queues(), actor=SYSTEM["system"], rescore="background",
-                                      show_progress=False)
+                                      show_progress=False, echo=job.step)
+        job.result = _outcome(result)
     except RetrainBusy as exc:  # another process or host is retraining: its verdict will count
         log.info("automatic retrain due (%s), but %s: the next check retries", due["reason"], exc)
+        app.retrain_job = previous  # nothing ran here
         return None
+    except BaseException as exc:
+        job.error = f"{type(exc).__name__}: {exc}"
+        raise
     finally:
         app.retrain_lock.release()
     log.info("automatic retrain: %s %s (%s)", result["challenger"],
              "promoted" if result["promoted"] else "not promoted", result["gate"]["reason"])
-    job = result.get("rescore_job")
-    if job is not None:
-        app.rescore_job = job  # one assignment: readers see the previous job or this one
-        follow_rescore(job)
-        result["rescore"] = job.result
+    rescore = result.get("rescore_job")
+    if rescore is not None:
+        app.rescore_job = rescore  # one assignment: readers see the previous job or this one
+        follow_rescore(rescore)
+        result["rescore"] = rescore.result
     return result
 
 
@@ -186,6 +206,24 @@ class RetrainJob:
     error: Optional[str] = None
     thread: Optional[threading.Thread] = field(default=None, repr=False)
 
+    @property
+    def finished(self) -> bool:
+        return self.result is not None or self.error is not None
+
+    def step(self, message: Any = "", *_: Any, **__: Any) -> None:
+        """`retrain_and_gate`'s `echo`: each line it prints becomes a step readers see."""
+        self.steps.append(str(message).strip())
+
+
+def _now_iso() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _outcome(out: dict[str, Any]) -> dict[str, Any]:
+    """What a retrain job keeps of `retrain_and_gate`'s result."""
+    return {"challenger": out["challenger"], "champion": out["champion"], "promoted": out["promoted"],
+            "gate": out["gate"]["reason"], "report": out.get("report")}
+
 
 def retrain_state(job: Optional[RetrainJob]) -> dict[str, Any]:
     """A retrain job as readers see it (the API, the Models tab): `state` none, running, finished
@@ -210,23 +248,20 @@ def start_retrain(app: Any, actor: Any) -> RetrainJob:
     for action in ("train", "promote", "score", "build_cases"):
         check_permission(actor, action, "retrain")
     if not app.retrain_lock.acquire(blocking=False):
-        running = app.retrain_job
-        since = f" (started {running.started_at} by {running.by})" if running is not None else ""
+        running = getattr(app, "retrain_job", None)
+        since = (f" (started {running.started_at} by {running.by})"
+                 if running is not None and not running.finished else "")  # a finished job is not the one running
         raise PromotionError(f"a retrain is already running{since}: wait for its verdict")
-    job = RetrainJob(by=actor_name(actor), started_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
-
-    def step(message: Any = "", *_: Any, **__: Any) -> None:
-        job.steps.append(str(message).strip())
+    job = RetrainJob(by=actor_name(actor), started_at=_now_iso())
 
     def run() -> None:
         try:
             out = retrain_and_gate(app.store(), app.taxonomy(), models_config=app.models(), queue_config=app.queues(),
-                                   actor=actor, rescore="background", show_progress=False, echo=step)
+                                   actor=actor, rescore="background", show_progress=False, echo=job.step)
             rescore = out.get("rescore_job")
             if rescore is not None:
                 app.rescore_job = rescore
-            job.result = {"challenger": out["challenger"], "champion": out["champion"], "promoted": out["promoted"],
-                          "gate": out["gate"]["reason"], "report": out.get("report")}
+            job.result = _outcome(out)
         except Exception as exc:  # noqa: BLE001 - kept on the job: a thread has no caller to raise to
             job.error = f"{type(exc).__name__}: {exc}"
             log.warning("retrain started by %s failed: %s", job.by, job.error)
