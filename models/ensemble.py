@@ -33,6 +33,7 @@ from . import linear, transformer  # noqa: F401
 from .base import (ModelError, PolicyClassifier, load_registered, new_registered, real_array, register_kind,
                    registered_class)
 from .calibration import platt_targets, tune_decision_weights
+from .linear import checked_texts
 from .params import PATH, SEED, Check, Interval, Options
 from .training import grouped_folds, grouped_holdout
 
@@ -128,7 +129,8 @@ class EnsembleClassifier(PolicyClassifier):
     def member_log_proba(self, texts: Sequence[str], embeddings: np.ndarray | None = None) -> np.ndarray:
         """(m, n, k) each member's log-probabilities, averaged over the member sets: the blend's inputs."""
         self._check_fitted()
-        texts = list(texts)
+        texts = checked_texts(texts, self.kind)
+        embeddings = self._checked_embeddings(embeddings, len(texts))
         return np.mean([self._member_log_proba(texts, embeddings, models) for models in self._sets], axis=0)
 
     @property
@@ -144,20 +146,54 @@ class EnsembleClassifier(PolicyClassifier):
 
     def _member_log_proba(self, texts: Sequence[str], embeddings: np.ndarray | None,
                           models: Sequence[PolicyClassifier]) -> np.ndarray:
-        """(m, n, k) clipped log-probabilities of each member."""
+        """(m, n, k) clipped log-probabilities of each member; ModelError names a member whose output is
+        not (n, labels) numbers (np.stack's "all input arrays must have the same shape" names none)."""
         out = []
-        for m in models:
+        for i, m in enumerate(models):
             emb = embeddings if getattr(m, "needs_embeddings", m.uses_embeddings) else None
-            out.append(np.log(np.clip(m.predict_proba(texts, embeddings=emb), 1e-9, 1.0)))
-        return np.stack(out)
+            try:
+                proba = np.asarray(m.predict_proba(texts, embeddings=emb), dtype=float)
+            except (TypeError, ValueError) as exc:
+                if isinstance(exc, ModelError):
+                    raise
+                raise ModelError(f"{self.kind} member {i} ({m.kind}): probabilities are not numbers "
+                                 f"({_first_line(exc)})") from None
+            if proba.shape != (len(texts), len(self.labels)):
+                raise ModelError(f"{self.kind} member {i} ({m.kind}): probabilities of shape {proba.shape}, "
+                                 f"not ({len(texts)}, {len(self.labels)})")
+            out.append(np.log(np.clip(proba, 1e-9, 1.0)))  # a NaN row stays NaN: `_checked_proba` names it
+        return np.stack(out) if out else np.zeros((0, len(texts), len(self.labels)))
+
+    def _checked_embeddings(self, embeddings: Any, n: int, finite: bool = False) -> np.ndarray | None:
+        """`embeddings` as an (n, dim) array (None stays None), or one ModelError line: more rows than
+        texts were silently misaligned, fewer an IndexError. With `finite` (fitting), a NaN row is
+        refused too: in the blend slice it made the blend weights NaN."""
+        if embeddings is None:
+            return None
+        try:
+            arr = np.asarray(embeddings)
+        except (TypeError, ValueError) as exc:
+            raise ModelError(f"{self.kind}: embeddings are not an array of numbers ({_first_line(exc)})") from None
+        if arr.dtype.kind not in "iuf" or arr.ndim != 2 or arr.shape[0] != n:
+            raise ModelError(f"{self.kind}: embeddings must be an ({n}, dim) array of numbers, one row per text; "
+                             f"got shape {arr.shape} of {arr.dtype}")
+        bad = np.flatnonzero(~np.isfinite(arr).all(axis=1)) if finite else []
+        if len(bad):
+            raise ModelError(f"{self.kind}: embedding row {int(bad[0])} holds NaN or infinite values "
+                             f"({len(bad)} row(s) in all)")
+        return arr
 
     # -- fitting -------------------------------------------------------------------------
     def fit(self, texts: Sequence[str], y: Sequence[str], embeddings: np.ndarray | None = None,
             show_progress: bool = False, targets: np.ndarray | None = None) -> "EnsembleClassifier":
         self._validate_params()
+        self.is_fitted = False  # until this fit ends: a failed refit leaves no old members under a new blend
         specs = self.member_specs()
-        texts = list(texts)
+        texts = checked_texts(texts, self.kind)
         yi = self._encode_labels(y)
+        if len(yi) != len(texts):
+            raise ModelError(f"{self.kind}: got {len(yi)} labels for {len(texts)} texts")
+        embeddings = self._checked_embeddings(embeddings, len(texts), finite=True)
         if targets is not None and np.shape(targets) != (len(yi), len(self.labels)):
             raise ModelError(f"soft targets must have shape ({len(yi)}, {len(self.labels)}), got {np.shape(targets)}")
         if self.blend_folds:
@@ -171,6 +207,7 @@ class EnsembleClassifier(PolicyClassifier):
             blend_emb = None if embeddings is None else np.asarray(embeddings)[blend_idx]
             logp = self._member_log_proba([texts[i] for i in blend_idx], blend_emb, models)
             sets, n_train = [models], int(len(fit_idx))
+        self._check_blend_inputs(logp, blend_idx, specs)
         present = np.unique(yi)
         self.weights, self.bias = fit_blend(logp[:, :, present], yi[blend_idx], present, len(self.labels),
                                             per_label=self.blend_weights == "per_label")
@@ -195,6 +232,15 @@ class EnsembleClassifier(PolicyClassifier):
         self._sets = sets
         self.is_fitted = True
         return self
+
+    def _check_blend_inputs(self, logp: np.ndarray, blend_idx: np.ndarray, specs: list[dict[str, Any]]) -> None:
+        """ModelError naming the member and the training row whose held-out score is NaN: the optimiser
+        then stops at its start, and the ensemble is fitted with weights learned from nothing."""
+        for j, spec in enumerate(specs):
+            bad = np.flatnonzero(~np.isfinite(logp[j]).all(axis=1))
+            if len(bad):
+                raise ModelError(f"{self.kind} member {j} ({spec['kind']}) gave no probabilities for training text "
+                                 f"{int(blend_idx[bad[0]])} ({len(bad)} text(s) in all): the blend cannot be fitted")
 
     def _cross_fit(self, texts: list[str], yi: np.ndarray, embeddings: np.ndarray | None,
                    targets: np.ndarray | None, show_progress: bool
@@ -237,9 +283,14 @@ class EnsembleClassifier(PolicyClassifier):
         sub_emb = None if embeddings is None else np.asarray(embeddings)[idx]
         sub_targets = None if targets is None else np.asarray(targets)[idx]
         infos = []
-        for m in models:
+        for i, m in enumerate(models):
             emb = sub_emb if getattr(m, "needs_embeddings", m.uses_embeddings) else None
-            m.fit(sub_texts, sub_y, embeddings=emb, show_progress=show_progress, targets=sub_targets)
+            try:
+                m.fit(sub_texts, sub_y, embeddings=emb, show_progress=show_progress, targets=sub_targets)
+            except Exception as exc:  # noqa: BLE001 - say which member failed; the cause stays chained
+                raise ModelError(f"{self.kind} member {i} ({m.kind}) failed to fit: "
+                                 f"{exc if isinstance(exc, ModelError) else f'{type(exc).__name__}: {exc}'}"
+                                 .splitlines()[0][:400]) from exc
             infos.append({"kind": m.kind, **{k: v for k, v in m.fit_info.items() if k != "loss_curve"}})
         return models, infos
 
@@ -255,7 +306,7 @@ class EnsembleClassifier(PolicyClassifier):
 
     def predict_proba(self, texts: Sequence[str], embeddings: np.ndarray | None = None) -> np.ndarray:
         self._check_fitted()
-        texts = list(texts)
+        texts = checked_texts(texts, self.kind)
         if not texts:
             return np.zeros((0, len(self.labels)))
         return self._checked_proba(self.blend(self.member_log_proba(texts, embeddings)), len(texts))
@@ -309,6 +360,11 @@ class EnsembleClassifier(PolicyClassifier):
 
 
 MAX_MEMBER_SETS = 100  # cross-fit folds kept; far more than anyone fits
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
 def _member_dir(folder: Path, set_index: int, n_sets: int, i: int) -> Path:

@@ -17,6 +17,7 @@ import hashlib
 import json
 import math
 import numbers
+import re
 import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -25,18 +26,24 @@ import numpy as np
 
 from .base import ModelError, PolicyClassifier, checked_temperature, real_array, register_kind
 from .calibration import apply_temperature_bias, fit_temperature_bias
+from .linear import checked_texts
 from .model_folder import check_hf_folder
-from .params import PATH, SEED, Interval, Options
+from .params import PATH, SEED, Check, Interval, Options
 from .preprocessing import PREPROCESSORS, social_text
 from .training import grouped_holdout
+from .transformer_checkpoint import load_checkpoint, read_header, save_checkpoint
 from .weights import balanced_weights
 
 HF_DIR = "hf"
-CKPT_FILE = "checkpoint.pt"
+CKPT_FILE = "checkpoint.safetensors"  # tensors and JSON only (`transformer_checkpoint`); never a pickle
 CALIB_FILE = "calibration.json"
 
+MAX_THREADS = 1024  # torch.set_num_threads overflows past a C int ("Overflow when unpacking long")
 _POSITIVE = Interval(numbers.Real, 0, None, closed="neither")
 _COUNT = Interval(numbers.Integral, 1, None, closed="left")
+# what torch's `.to()` takes here: another string ("gpu") failed only at fit, in torch's words
+DEVICE = Check(lambda v: isinstance(v, str) and re.fullmatch(r"auto|cpu|mps|cuda(:\d{1,3})?", v) is not None,
+               "'auto', 'cpu', 'mps', 'cuda' or 'cuda:<n>'")
 
 
 @register_kind
@@ -61,8 +68,8 @@ class TransformerClassifier(PolicyClassifier):
         "checkpoint_dir": [None, PATH],
         "checkpoint_every": [_COUNT],
         "eval_batch_size": [_COUNT],
-        "device": [str],
-        "torch_threads": [None, _COUNT],
+        "device": [DEVICE],
+        "torch_threads": [None, Interval(numbers.Integral, 1, MAX_THREADS, closed="both")],
         "group_by_length": [bool],
         "seed": [SEED],
     }
@@ -111,6 +118,8 @@ class TransformerClassifier(PolicyClassifier):
                 import torch
 
                 self._device = "cuda" if torch.cuda.is_available() else "cpu"
+            elif self.device.startswith("cuda") and not _cuda_available():
+                raise ModelError(f"{self.kind}: device={self.device!r} but torch sees no CUDA GPU; use 'auto' or 'cpu'")
             else:
                 self._device = self.device
         return self._device
@@ -132,23 +141,40 @@ class TransformerClassifier(PolicyClassifier):
         source = self._source()
         id2label = dict(enumerate(self.labels))
         label2id = {v: k for k, v in id2label.items()}
-        self._tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False)
-        if self.init_config:  # an empty mapping, like null, means the pretrained weights
-            cfg = dict(self.init_config)
-            model_type = cfg.pop("model_type", "bert")
-            config = AutoConfig.for_model(model_type, vocab_size=self._tokenizer.vocab_size, num_labels=len(self.labels),
-                                          id2label=id2label, label2id=label2id, **cfg)
-            self._model = AutoModelForSequenceClassification.from_config(config)
-        else:
-            self._model = AutoModelForSequenceClassification.from_pretrained(
-                source, num_labels=len(self.labels), id2label=id2label, label2id=label2id,
-                ignore_mismatched_sizes=True, trust_remote_code=False)
+        try:  # transformers raises many kinds, some pages long, for a bad folder or config: one line here
+            self._tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False)
+            if self.init_config:  # an empty mapping, like null, means the pretrained weights
+                cfg = dict(self.init_config)
+                model_type = cfg.pop("model_type", "bert")
+                config = AutoConfig.for_model(model_type, vocab_size=self._tokenizer.vocab_size,
+                                              num_labels=len(self.labels), id2label=id2label, label2id=label2id, **cfg)
+                self._model = AutoModelForSequenceClassification.from_config(config)
+            else:
+                self._model = AutoModelForSequenceClassification.from_pretrained(
+                    source, num_labels=len(self.labels), id2label=id2label, label2id=label2id,
+                    ignore_mismatched_sizes=True, trust_remote_code=False)
+        except Exception as exc:  # noqa: BLE001
+            what = "init_config" if self.init_config else f"base_model {source!r}"
+            raise ModelError(f"{self.kind}: cannot build the model from {what} "
+                             f"({type(exc).__name__}: {_first_line(exc)[:200]})") from exc
+        self._check_max_length(source)
         self._model.to(self.torch_device)
 
+    def _check_max_length(self, where: Any) -> None:
+        """ModelError when `max_length` exceeds the model's position embeddings: every text longer
+        than those then fails deep in torch ("size of tensor a (402) must match ... (128)"), and
+        one long text stops its whole batch."""
+        limit = getattr(self._model.config, "max_position_embeddings", None)
+        if isinstance(limit, int) and self.max_length > limit:
+            raise ModelError(f"{where}: {self.kind} max_length={self.max_length} exceeds the model's {limit} "
+                             f"positions: set max_length <= {limit}")
+
     def _prepare(self, texts: Sequence[str]) -> list[str]:
+        # a lone surrogate ("\\ud800" in JSON) is no UTF-8: the tokenizer refuses the whole batch for it
+        texts = [_valid_unicode(t) for t in texts]
         if self.preprocess == "social":  # links and @mentions as one token each: more room for the words
             return [social_text(t) for t in texts]
-        return list(texts)
+        return texts
 
     def _batch(self, texts: Sequence[str]) -> dict[str, Any]:
         enc = self._tokenizer(self._prepare(texts), truncation=True, max_length=self.max_length, padding=True,
@@ -168,9 +194,15 @@ class TransformerClassifier(PolicyClassifier):
         from transformers import get_linear_schedule_with_warmup
 
         self._validate_params()
-        texts = list(texts)
+        self.is_fitted = False  # until this fit ends: a failed refit leaves no half-trained model to score with
+        texts = checked_texts(texts, self.kind)
         yi = self._encode_labels(y)
+        if len(yi) != len(texts):
+            raise ModelError(f"{self.kind}: got {len(yi)} labels for {len(texts)} texts")
         soft = self._soft_targets(targets, len(yi))
+        ckpt = Path(self.checkpoint_dir) / CKPT_FILE if self.checkpoint_dir else None
+        if ckpt is not None:  # checked before training, not when the first checkpoint is written
+            _check_checkpoint_path(ckpt)
         self._build()
         self.decision_weights = np.ones(len(self.labels))
         if self.calibration_fraction > 0:
@@ -189,20 +221,12 @@ class TransformerClassifier(PolicyClassifier):
         # With soft targets the loss is the cross-entropy to each item's vote distribution.
         loss_fn = torch.nn.CrossEntropyLoss(weight=weight)
         fingerprint = _fingerprint(texts, yi, {**self.typed_params(), "init_config": self.init_config or None}, soft)
-        ckpt = Path(self.checkpoint_dir) / CKPT_FILE if self.checkpoint_dir else None
         step, losses = 0, []
         resumed_from = None
         if ckpt is not None and ckpt.is_file():
-            try:  # tensors and plain containers only: a checkpoint is data, never code
-                state = torch.load(ckpt, map_location=self.torch_device, weights_only=True)
-            except Exception as exc:  # noqa: BLE001 - torch raises several kinds for a bad file
-                raise ModelError(f"{ckpt}: unreadable checkpoint ({type(exc).__name__}: {str(exc)[:200]}); "
-                                 "delete it to train from the start") from None
-            if isinstance(state, dict) and state.get("fingerprint") == fingerprint and _resumable(state, total):
-                self._model.load_state_dict(state["model"])
-                optim.load_state_dict(state["optim"])
-                sched.load_state_dict(state["sched"])
-                step, losses = int(state["step"]), list(state["losses"])
+            state, tensors = read_header(ckpt)  # a checkpoint is data, never code: no unpickling at all
+            if state.get("fingerprint") == fingerprint and _resumable(state, total):
+                step, losses = load_checkpoint(ckpt, state, tensors, self._model, optim, sched)
                 resumed_from = step
         # Batches of similar length pad less: 2.4x fewer seconds per step on Davidson's tweets.
         lengths = self._token_lengths([texts[i] for i in train_idx]) if self.group_by_length else None
@@ -219,6 +243,9 @@ class TransformerClassifier(PolicyClassifier):
             target = (torch.as_tensor(soft[idx], dtype=torch.float32, device=self.torch_device) if soft is not None
                       else torch.as_tensor(yi[idx], device=self.torch_device))
             loss = loss_fn(logits, target)
+            if not bool(torch.isfinite(loss)):  # before the step and the checkpoint: NaN weights are never kept
+                raise ModelError(f"{self.kind}: training diverged at step {step + 1} (loss {loss.item()}); "
+                                 f"lower learning_rate (now {self.learning_rate!r})")
             loss.backward()
             torch.nn.utils.clip_grad_norm_(self._model.parameters(), 1.0)
             optim.step()
@@ -229,12 +256,7 @@ class TransformerClassifier(PolicyClassifier):
             bar.update(1)
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
             if ckpt is not None and (step % self.checkpoint_every == 0 or step == total):
-                ckpt.parent.mkdir(parents=True, exist_ok=True)
-                tmp = ckpt.with_suffix(".tmp")
-                torch.save({"fingerprint": fingerprint, "model": self._model.state_dict(),
-                            "optim": optim.state_dict(), "sched": sched.state_dict(), "step": step,
-                            "total": total, "losses": losses}, tmp)
-                tmp.replace(ckpt)
+                save_checkpoint(ckpt, fingerprint, self._model, optim, sched, step, total, losses)
         bar.close()
         seconds_per_step = (time.perf_counter() - loop_started) / max(step - start_step, 1)
         self._model.eval()
@@ -273,7 +295,7 @@ class TransformerClassifier(PolicyClassifier):
 
     def predict_proba(self, texts: Sequence[str], embeddings: np.ndarray | None = None) -> np.ndarray:
         self._check_fitted()
-        texts = list(texts)
+        texts = checked_texts(texts, self.kind)
         if not texts:
             return np.zeros((0, len(self.labels)))
         return self._checked_proba(apply_temperature_bias(self._logits(texts).astype(np.float64), self.temperature,
@@ -316,6 +338,7 @@ class TransformerClassifier(PolicyClassifier):
                              f"({type(exc).__name__}: {_first_line(exc)})") from None
         self._model = model
         self._check_loaded(folder, info)
+        self._check_max_length(folder)
         self._model = self._model.to(self.torch_device).eval()
 
     def _check_loaded(self, folder: Path, info: dict[str, Any]) -> None:
@@ -333,6 +356,30 @@ class TransformerClassifier(PolicyClassifier):
         for name, tensor in self._model.state_dict().items():
             if tensor.is_floating_point() and not bool(tensor.isfinite().all()):
                 raise ModelError(f"{folder}: {HF_DIR}/ weight {name} holds NaN or infinite values: refused")
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def _valid_unicode(text: str) -> str:
+    """`text` with lone surrogates as U+FFFD (valid text unchanged), so the tokenizer can encode it."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+def _check_checkpoint_path(ckpt: Path) -> None:
+    """ModelError when the checkpoint cannot be written where asked (`checkpoint_dir` a file, the
+    checkpoint a folder): found before training, not when the first checkpoint is due."""
+    if ckpt.parent.exists() and not ckpt.parent.is_dir():
+        raise ModelError(f"{ckpt.parent}: checkpoint_dir is not a folder")
+    if ckpt.exists() and not ckpt.is_file():
+        raise ModelError(f"{ckpt}: the checkpoint is not a plain file; remove it or pick another checkpoint_dir")
 
 
 def _first_line(exc: BaseException) -> str:

@@ -239,21 +239,26 @@ def test_a_folder_without_the_state_files_is_refused(fitted, tmp_path):
         load_classifier(saved)
 
 
-def test_a_transformer_checkpoint_is_loaded_as_weights_only(tmp_path):
-    import torch
+def test_a_transformer_checkpoint_is_data_never_unpickled(tmp_path):
+    import json
+
+    from safetensors import safe_open
 
     params = {**tiny_params("transformer", tmp_path), "max_steps": 1, "calibration_fraction": 0.0}
-    ckpt = tmp_path / "ckpt" / "checkpoint.pt"
+    ckpt = tmp_path / "ckpt" / "checkpoint.safetensors"
     ckpt.parent.mkdir(parents=True)
     marker = tmp_path / "code-ran"
-    torch.save({"fingerprint": "x", "evil": _Boom(str(marker))}, ckpt)
+    ckpt.write_bytes(pickle.dumps({"fingerprint": "x", "evil": _Boom(str(marker))}))
+    (ckpt.parent / "checkpoint.pt").write_bytes(pickle.dumps({"fingerprint": "x", "evil": _Boom(str(marker))}))
     texts, ys = toy_corpus(3, seed=2)
     with pytest.raises(ModelError, match="unreadable checkpoint"):
         make_classifier("transformer", LABELS, **params).fit(texts, ys)
     assert not marker.exists()
     ckpt.unlink()
-    model = make_classifier("transformer", LABELS, **params).fit(texts, ys)  # writes a weights-only checkpoint
-    state = torch.load(ckpt, weights_only=True)
+    model = make_classifier("transformer", LABELS, **params).fit(texts, ys)  # writes a safetensors checkpoint
+    with safe_open(str(ckpt), framework="pt") as f:
+        state = json.loads(f.metadata()["state"])
     assert state["step"] == 1 and isinstance(state["fingerprint"], str)
     again = make_classifier("transformer", LABELS, **{**params, "max_steps": 2}).fit(texts, ys)
     assert again.fit_info["resumed_from"] == 1 and model.fit_info["resumed_from"] is None
+    assert not marker.exists()  # the old pickle checkpoint.pt beside it was never read

@@ -90,18 +90,25 @@ def test_a_finished_longer_run_is_not_reused_by_a_shorter_one(tmp_path):
 
 
 def test_a_killed_run_is_resumed_only_under_its_own_step_budget(tmp_path):
-    import torch
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
 
     texts, ys = toy_corpus(4, seed=4)
     ckpt = tmp_path / "ckpt"
     _tiny(2, str(ckpt)).fit(texts, ys)
-    state = torch.load(ckpt / "checkpoint.pt", weights_only=True)
-    state["total"] = 5  # as if a 5-step run had been killed after its second step
-    torch.save(state, ckpt / "checkpoint.pt")
+    path = ckpt / "checkpoint.safetensors"
+    with safe_open(str(path), framework="pt") as f:
+        state, tensors = json.loads(f.metadata()["state"]), {k: f.get_tensor(k) for k in f.keys()}
+
+    def write(total: int) -> None:
+        save_file(tensors, str(path), metadata={"state": json.dumps({**state, "total": total})})
+
+    write(5)  # as if a 5-step run had been killed after its second step
     other = _tiny(3, str(ckpt)).fit(texts, ys)  # another schedule: trained from the start
     assert other.fit_info["resumed_from"] is None and other.fit_info["steps"] == 3
-    state["total"] = 3
-    torch.save(state, ckpt / "checkpoint.pt")
+    write(3)
     same = _tiny(3, str(ckpt)).fit(texts, ys)  # its own schedule: resumed
     assert same.fit_info["resumed_from"] == 2 and same.fit_info["steps"] == 3
 
