@@ -16,7 +16,8 @@ Definitions:
   kappa between the two. One answer per analyst and item (their latest): an item drawn into two
   calibration sets counted twice for whoever answered both.
 - Peer agreement: on calibration items, every (analyst, other rater) pair on the same item (each
-  rater's latest answer, whichever set asked): the share of equal labels and Cohen's kappa.
+  rater's latest answer, whichever set asked): the share of equal labels and Cohen's kappa. Its
+  interval is as sure as the items, not the pairs (`peer_items`): one answer per item.
 - Kappa is None (`kappa_note` says why) when both sides gave one and the same label throughout:
   chance agreement is then 1 and kappa 0/0, undefined; it read as a perfect 1.0.
 - Override rate: share of the analyst's first judgements of the model's suggestion that overruled
@@ -51,7 +52,7 @@ from labeling.rereview import as_acts
 
 from .config import EvaluationConfig
 from .data import decision_events, first_judgements, taken_back
-from .estimates import proportion
+from .estimates import proportion, ratio_estimate, wilson
 from .metrics import cohen_kappa
 
 JUDGED = ("review", "qa_audit", "bulk", "escalation")  # acts by an analyst on a case of their own
@@ -66,7 +67,9 @@ def qa_pass_pairs(events: Sequence[Mapping[str, Any]], left_out: Sequence[Mappin
     decision of kinds `JUDGED` by another reviewer: the latest earlier one left in the events was,
     for a re-reviewed campaign copy, the decision the bulk one had replaced, whose analyst took the
     QA fail. Otherwise (an answer from before re-reviews named it, an undo-restored row, an appeal
-    outcome) it is the latest earlier one on the item (of kinds `JUDGED`) by another reviewer.
+    outcome) it is the latest earlier one on the item (of kinds `JUDGED`) by another reviewer; but
+    an answer naming a live decision of its own reviewer checks nobody (the fallback credited the
+    QA verdict to whoever decided the item before that reviewer's own, superseded, decision).
     Passed when the labels agree, the answer's label being the last of its corrections in the QA
     case (a re-reviewer's corrected slip read as the analyst's fail, though an undone one counted
     nowhere). Undone decisions and restored rows take no part."""
@@ -92,7 +95,9 @@ def qa_pass_pairs(events: Sequence[Mapping[str, Any]], left_out: Sequence[Mappin
             continue
         if e["kind"] == "qa_audit" and e["supersedes_id"] is None:  # a correction keeps its kind: not a re-review
             named = by_id.get(e.get("rereviews_id"))
-            if named is not None and named["id"] not in gone and named["kind"] in JUDGED \
+            if named is not None and named["id"] not in gone and str(named["reviewer"]) == str(e["reviewer"]):
+                earlier = []  # a re-review of one's own decision (rows from before it was refused) checks nobody
+            elif named is not None and named["id"] not in gone and named["kind"] in JUDGED \
                     and named["reviewer"] != e["reviewer"]:
                 earlier = [named]
             else:
@@ -164,6 +169,21 @@ def peer_pairs(calibration: Sequence[Mapping[str, Any]]) -> dict[str, list[tuple
     return out
 
 
+def peer_items(calibration: Sequence[Mapping[str, Any]]) -> dict[str, list[tuple[int, int]]]:
+    """analyst -> one (equal labels, peers) per calibration item they rated beside others: the
+    units of `peer_pairs`' interval. Why: an item's pairs are one answer of the analyst set beside
+    each peer, not independent trials; with ten raters on one item, 9 of 9 pairs read as
+    [0.77, 1.0], the certainty of nine items from one."""
+    out: dict[str, list[tuple[int, int]]] = {}
+    for raters in _latest_answers(calibration).values():
+        labels = {who: e["label"] for who, e in raters.items()}
+        for a, la in labels.items():
+            peers = [lb for b, lb in labels.items() if b != a]
+            if peers:
+                out.setdefault(a, []).append((sum(la == lb for lb in peers), len(peers)))
+    return out
+
+
 def rework_flags(events: Sequence[Mapping[str, Any]], left_out: Sequence[Mapping[str, Any]] = ()
                  ) -> dict[str, list[bool]]:
     """analyst -> one flag per original decision (superseding nothing): whether the label and
@@ -199,11 +219,19 @@ def rework_flags(events: Sequence[Mapping[str, Any]], left_out: Sequence[Mapping
     return out
 
 
-def _agreement(pairs: Sequence[tuple[str, str]], conf: float) -> dict[str, Any]:
+def _agreement(pairs: Sequence[tuple[str, str]], conf: float,
+               items: Optional[Sequence[tuple[int, int]]] = None) -> dict[str, Any]:
     """The share of equal labels with its interval, and Cohen's kappa; kappa None with a
     `kappa_note` where it is undefined: no pairs, or one and the same label on both sides (chance
-    agreement 1, kappa 0/0; `metrics.cohen_kappa` gives 1.0 there, sklearn NaN)."""
+    agreement 1, kappa 0/0; `metrics.cohen_kappa` gives 1.0 there, sklearn NaN). `items`: the
+    pairs grouped by item (`peer_items`); where an item gave several, the interval is Wilson's at
+    the effective n of the ratio estimator over items (`estimates.ratio_estimate`), at most the
+    items: one answer per item, however many peers it is set beside."""
     est = proportion(sum(a == b for a, b in pairs), len(pairs), conf)
+    if items and len(items) < len(pairs):
+        n_eff = min(float(len(items)), ratio_estimate([k for k, _ in items], [n for _, n in items])["n_eff"])
+        lo, hi = wilson(est["estimate"] * n_eff, n_eff, conf)
+        est.update(lo=lo, hi=hi, items=len(items), n_eff=n_eff, method="wilson-by-item")
     if not pairs:
         est["kappa"], est["kappa_note"] = None, "no pairs"
     elif len({lab for pair in pairs for lab in pair}) < 2:
@@ -238,6 +266,7 @@ def analyst_table(events: Sequence[Mapping[str, Any]], gold: Mapping[str, Mappin
     for who, ok in qa_pass_pairs(events, left_out):
         qa.setdefault(who, []).append(ok)
     golds, peers, rework = gold_pairs(calibration, gold), peer_pairs(calibration), rework_flags(events, left_out)
+    peer_units = peer_items(calibration)
     raters = {str(e["reviewer"]) for e in events  # whoever answered calibration, even if that answer drops out
               if e["kind"] == "calibration" and e["supersedes_id"] is None and e["id"] not in gone}
     names = sorted({str(e["reviewer"]) for e in judged} | {str(e["reviewer"]) for e in calibration}
@@ -255,7 +284,7 @@ def analyst_table(events: Sequence[Mapping[str, Any]], gold: Mapping[str, Mappin
             "per_active_day": (len(acts) / len(days)) if days else None,
             "qa_pass_rate": proportion(sum(passed), len(passed), conf),
             "gold_agreement": _agreement(golds.get(name, []), conf),
-            "peer_agreement": _agreement(peers.get(name, []), conf),
+            "peer_agreement": _agreement(peers.get(name, []), conf, peer_units.get(name)),
             "override_rate": proportion(sum(bool(e["is_override"]) for e in with_model), len(with_model), conf),
             "rework_rate": proportion(sum(flags), len(flags), conf),
             "label_errors": dict(label_errors.get(name) or dict.fromkeys(LABEL_ERROR_COUNTS, 0)),
@@ -282,7 +311,9 @@ def analyst_quality(store: Store, actor: Actor, config: EvaluationConfig,
 
 def _label_errors(store: Store) -> dict[str, dict[str, int]]:
     """Per analyst, the re-review cases of the label-error scan, found by their `label_error` meta:
-    the evaluation config does not name the queue they sit in."""
+    the evaluation config does not name the queue they sit in. A record that is no mapping counts
+    nowhere and a reviewer that is no string is read as one (a hand-edited or corrupt row raised
+    AttributeError or TypeError, and every lead's report lost its analyst part)."""
     from sqlalchemy import select
 
     from core.schema import Case
@@ -290,7 +321,9 @@ def _label_errors(store: Store) -> dict[str, dict[str, int]]:
     C = Case.__table__
     with store.read() as conn:
         metas = conn.execute(select(C.c.meta).where(C.c.meta["label_error"].as_string().is_not(None))).scalars()
-        return tally_label_errors((m or {}).get("label_error") for m in metas)
+        infos = [m.get("label_error") for m in metas if isinstance(m, dict)]
+    return tally_label_errors(dict(i, reviewer=None if i.get("reviewer") is None else str(i["reviewer"]))
+                              for i in infos if isinstance(i, dict))
 
 
 def _left_out(store: Store, events: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:

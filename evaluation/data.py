@@ -26,6 +26,8 @@ from core.taxonomy import Taxonomy
 from labeling.learning import served_as
 from labeling.rereview import as_acts, is_rereview
 
+from .estimates import as_probability
+
 _CHUNK = 900  # stay under SQLite's bound-parameter limit
 EVENT_KINDS = ("review", "qa_audit", "bulk", "escalation")  # acts judged against the model
 PENDING_STATES = ("open", "claimed", "escalated")  # a case not yet decided
@@ -41,10 +43,11 @@ def audit_response(conn: Any) -> dict[float, float]:
     decided: Counter[float] = Counter()
     for c in conn.execute(select(C.c.audit_inclusion, C.c.state, C.c.meta, C.c.priority_reason)
                           .where(C.c.is_audit.is_(True), C.c.audit_inclusion.isnot(None))):
-        if is_rereview(c._mapping):
+        p = as_probability(c.audit_inclusion)
+        if is_rereview(c._mapping) or p is None:  # no probability (a corrupt row): `decision_rows` says None
             continue
-        drawn[float(c.audit_inclusion)] += 1
-        decided[float(c.audit_inclusion)] += c.state not in PENDING_STATES
+        drawn[p] += 1
+        decided[p] += c.state not in PENDING_STATES
     return {p: decided[p] / n for p, n in drawn.items()}
 
 
@@ -128,7 +131,8 @@ def decision_rows(store: Store, taxonomy: Taxonomy) -> list[dict[str, Any]]:
     Each row: item_id, human, model, model_version, decided_at, kind, reviewer, is_audit (a decision
     of the label's chain was made on a case of the QA draw from traffic, whatever superseded it
     since: `_case_chains`; a lead's re-review, `labeling.rereview.is_rereview`, is no such case),
-    inclusion (the audit draw's probability; None before it was stored), response (the share of
+    inclusion (the audit draw's probability; None before it was stored, or where the stored value
+    is no probability: `estimates.as_probability`), response (the share of
     that probability's drawn audits decided so far: `audit_response`), queue and served (of that
     audit case, else of the case the chain started in: why it was served,
     `labeling.learning.served_as`; None without a case), proba (over
@@ -159,8 +163,7 @@ def decision_rows(store: Store, taxonomy: Taxonomy) -> list[dict[str, Any]]:
         case = audit_case or origin
         item = items.get(r["item_id"])
         is_audit = audit_case is not None if case is not None else r["kind"] == "qa_audit"
-        inclusion = (float(case.audit_inclusion) if is_audit and case is not None and case.audit_inclusion
-                     else None)
+        inclusion = as_probability(case.audit_inclusion) if is_audit and case is not None else None
         out.append({"item_id": r["item_id"], "human": r["label"], "model": r["model_label"],
                     "model_version": r["model_version"], "decided_at": r["created_at"], "kind": r["kind"],
                     "reviewer": r["reviewer"], "is_audit": is_audit,

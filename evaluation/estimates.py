@@ -233,6 +233,20 @@ def _posterior_interval(est: Estimate, num: np.ndarray, den: np.ndarray, conf: f
     return est
 
 
+MIN_PROBABILITY = 1e-9  # an audit drawn at under one in a billion stands for more traffic than a store holds
+
+
+def as_probability(v: Any) -> Optional[float]:
+    """`v` as a probability in [`MIN_PROBABILITY`, 1], else None (missing, not a number, or out of
+    range): a stored inclusion probability or response share is read from rows anyone with the
+    database can edit, and a weight of 1e300 overflowed the posterior's draws (ValueError)."""
+    try:
+        p = float(v) if v is not None and not isinstance(v, bool) else None
+    except (TypeError, ValueError):
+        return None
+    return p if p is not None and MIN_PROBABILITY <= p <= 1.0 else None
+
+
 def inverse_probability_weights(inclusion: Sequence[Optional[float]],
                                 response: Optional[Sequence[Optional[float]]] = None) -> Optional[np.ndarray]:
     """Weights 1 / (pi x r) for audited (decided) units, or None when every unit had the same
@@ -244,9 +258,15 @@ def inverse_probability_weights(inclusion: Sequence[Optional[float]],
     taking a band's pending audits to be like its decided ones). Without it a band whose audits
     are mostly pending is under-weighted and the estimates lean to the bands worked first. Units
     without a stored probability (cases built before it was recorded) count as drawn at the most
-    common stored one."""
+    common stored one, and so does a stored value that is no probability (`as_probability`: NaN,
+    negative, infinite, above 1, under one in a billion: a hand-edited or corrupt row). As a
+    weight it stopped the whole report (ValueError) or, above 1, weighed its audit as a fraction
+    of an item. A response that is no probability counts as 1 (all decided)."""
     resp = list(response) if response is not None else [None] * len(inclusion)
-    eff = [float(p) * (float(r) if r else 1.0) if p else None for p, r in zip(inclusion, resp)]
+    eff: list[Optional[float]] = []
+    for p, r in zip(inclusion, resp):
+        pi = as_probability(p)
+        eff.append(pi * (as_probability(r) or 1.0) if pi else None)
     known = [e for e in eff if e]
     if not known or len(set(known)) == 1:
         return None

@@ -38,13 +38,16 @@ class Md(str):
 
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>!|#~])")
 _ESCAPED = re.compile(r"\\([!-/:-@\[-`{-~])")  # CommonMark: a backslash escapes any ASCII punctuation
+# Bidirectional controls (U+202A-202E, U+2066-2069) shown as their code points: a name holding
+# U+202E made a row of figures read backwards in a text viewer.
+_BIDI = {c: f"[U+{c:04X}]" for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))}
 
 
 def plain(v: Any) -> str:
     """`v` as text that Markdown shows as written: a policy, slice, analyst, queue or model name, or
     an item's language, reaches the report from configs and ingested data, and a `<img onerror>`,
     `[link](url)` or `![pixel](url)` in it must stay text in report.md (the HTML escapes it too)."""
-    return _MD_SPECIAL.sub(r"\\\1", " ".join(str(v).splitlines()))
+    return _MD_SPECIAL.sub(r"\\\1", " ".join(str(v).splitlines())).translate(_BIDI)
 
 
 def measured(v: Any) -> bool:

@@ -153,7 +153,8 @@ def _analyst_section(s: Mapping[str, Any]) -> Section:
             "(`workbench label-errors scan`): those columns are 0.")
     return Section(title, "For coaching, sorted by name (not a ranking). QA pass: the lead's blind re-review gave "
                           "the same label; gold: calibration labels against the label of record by someone else; "
-                          "peers: every other rater of the same calibration item; rework: own decisions later "
+                          "peers: every other rater of the same calibration item (n counts the pairs, the interval "
+                          "the items: one answer per item, however many peers); rework: own decisions later "
                           "changed. Each with its interval and n. Label errors: own decisions the confident-learning "
                           "scan queued for a lead's re-review, of them confirmed errors (corrected) and confirmed "
                           "correct; the rest are pending." + scan,

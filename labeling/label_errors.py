@@ -485,9 +485,9 @@ def tally_label_errors(infos: Iterable[Optional[Mapping[str, Any]]]) -> dict[str
     Pure, so the CLI and the evaluation report count alike."""
     out: dict[str, dict[str, int]] = {}
     for info in infos:
-        if not info:
+        if not isinstance(info, Mapping) or not info:  # a corrupt record is no count
             continue
-        row = out.setdefault(info.get("reviewer") or "?", dict.fromkeys(LABEL_ERROR_COUNTS, 0))
+        row = out.setdefault(str(info.get("reviewer") or "?"), dict.fromkeys(LABEL_ERROR_COUNTS, 0))
         row["queued"] += 1
         row[info["outcome"] if info.get("outcome") in ("corrected", "confirmed", "superseded") else "pending"] += 1
     return dict(sorted(out.items()))
@@ -497,7 +497,8 @@ def label_error_counts(store: Store, config: QueueConfig) -> dict[str, dict[str,
     """`tally_label_errors` over the cases of the configured re-review queue."""
     queue = _queue(config)
     with store.read() as conn:
-        infos = [(r.meta or {}).get("label_error") for r in conn.execute(select(C.c.meta).where(C.c.queue == queue))]
+        infos = [r.meta.get("label_error") if isinstance(r.meta, Mapping) else None
+                 for r in conn.execute(select(C.c.meta).where(C.c.queue == queue))]
         # A case still waiting whose decision was superseded since (corrected, undone, reversed) will
         # close as superseded, with no verdict: counted so now, not as pending.
         newer = _superseded(conn, (i.get("decision_id") for i in infos if i and not i.get("outcome")))
