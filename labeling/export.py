@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import secrets
 import shutil
 from collections import Counter
@@ -31,6 +32,7 @@ from core.principals import SYSTEM, Actor
 from core.schema import Item
 from core.store import Store
 from core.taxonomy import Taxonomy
+from core.text import one_line
 
 from core.labels import AUTHORITATIVE_KINDS, current_decisions
 
@@ -45,6 +47,8 @@ COLUMNS = ["id", "text", "label", "label_origin", "source", "surface", "author_i
            "rationale", "decided_at", "model_version", "model_label", "model_score", "is_override",
            "taxonomy_version", "notes", "tags", "split"]
 OUTPUTS = ("dataset", "labels.parquet")  # all an export folder holds: --overwrite replaces nothing else
+# What `save_to_disk` writes in `dataset` (and `datasets` caches of a loaded copy's `map`).
+_DATASET_FILE = re.compile(r"(?:data|cache)-[0-9a-z-]+\.arrow|state\.json|dataset_info\.json")
 
 
 class ExportError(RuntimeError):
@@ -206,14 +210,31 @@ def export_labels(store: Store, taxonomy: Taxonomy, out_dir: str | Path, include
 
 
 def _push(ds: Any, repo: str) -> Optional[str]:
-    """Push to the Hub, into a private repo where it creates one (an existing repo keeps its
-    visibility); the failure's first line (offline, no token, a bad repo id), or None: the local
+    """Push to the Hub, into a private repo where it creates one (an existing public repo is
+    refused); the failure's first line (offline, no token, a bad repo id), or None: the local
     export is written by then, so a failed push must not hide it from the audit."""
     try:
+        if _is_public(repo):
+            return (f"{repo} is a public dataset repo and the export holds the texts, their authors and notes: "
+                    f"make it private first, or name another repo")
         ds.push_to_hub(repo, private=True)  # user content, authors and reviewers: a repo it creates is never public
     except (OSError, ValueError) as exc:  # the hub's HTTP, connection and offline errors are OSErrors
         return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
     return None
+
+
+def _is_public(repo: str) -> bool:
+    """Whether `repo` is an existing dataset repo anyone may read: `push_to_hub` keeps an existing
+    repo's visibility, so `private=True` alone pushed every text, author and note into a public
+    one. False when it does not exist (the push creates it private) or cannot be looked up (then
+    the push fails too, and says why)."""
+    from huggingface_hub import HfApi
+
+    try:
+        info = HfApi().repo_info(repo, repo_type="dataset")
+    except (OSError, ValueError):  # not found (an HTTP error, an OSError), offline, a bad repo id
+        return False
+    return getattr(info, "private", None) is False
 
 
 def training_sides(store: Store, taxonomy: Taxonomy, splits: "LearningSettings",
@@ -240,15 +261,37 @@ def _check_destination(out: Path, overwrite: bool) -> bool:
         if not out.is_dir():
             raise ExportError(f"{out}: exists and is not a folder")
         full = any(out.iterdir())
+        if full and not overwrite:
+            raise ExportError(f"{out}: the folder is not empty (an earlier export?); pass --overwrite to replace it")
+        if full and (foreign := sorted(p.name for p in out.iterdir() if p.name not in OUTPUTS)):
+            raise ExportError(f"{out}: holds {_names(foreign)}, not only an earlier export's "
+                              f"{' and '.join(OUTPUTS)}: choose another folder (--overwrite replaces only an export)")
+        if full and (odd := _not_an_export(out)):
+            raise ExportError(f"{out}: {odd}, not what an export writes: choose another folder (--overwrite "
+                              f"replaces only an export)")
     except OSError as exc:
         raise ExportError(f"{out}: cannot read the destination: {exc.strerror or exc}") from None
-    if full and not overwrite:
-        raise ExportError(f"{out}: the folder is not empty (an earlier export?); pass --overwrite to replace it")
-    if full and (foreign := sorted(p.name for p in out.iterdir() if p.name not in OUTPUTS)):
-        raise ExportError(f"{out}: holds {', '.join(foreign[:5])}{', ...' if len(foreign) > 5 else ''}, not only an "
-                          f"earlier export's {' and '.join(OUTPUTS)}: choose another folder (--overwrite replaces "
-                          f"only an export)")
     return full
+
+
+def _names(names: list[str]) -> str:
+    """The first few file names, each on one line with its escapes shown (a name may hold a line break)."""
+    return ", ".join(one_line(n, 100) for n in names[:5]) + (", ..." if len(names) > 5 else "")
+
+
+def _not_an_export(out: Path) -> Optional[str]:
+    """Why `out`'s `dataset` or `labels.parquet` is not what an export writes, or None: the names
+    alone let --overwrite delete a folder of one's own called `dataset`, a Spark `labels.parquet`
+    folder of part files, or the link to one."""
+    dataset, parquet = out / "dataset", out / "labels.parquet"
+    if parquet.is_symlink() or (parquet.exists() and not parquet.is_file()):
+        return "its labels.parquet is not a file"
+    if dataset.is_symlink() or (dataset.exists() and not dataset.is_dir()):
+        return "its dataset is not a folder"
+    if dataset.is_dir() and (odd := sorted(p.name for p in dataset.iterdir() if p.is_symlink() or not p.is_file()
+                                           or not _DATASET_FILE.fullmatch(p.name))):
+        return f"its dataset folder holds {_names(odd)}"
+    return None
 
 
 def _write_whole(ds: Any, out: Path, overwrite: bool) -> None:

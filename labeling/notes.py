@@ -22,7 +22,7 @@ from core.predictions import predictions_of_record
 from core.principals import Actor, actor_name
 from core.schema import NOTE_TARGETS, Campaign, CampaignMember, Item, Note, Tag, utcnow
 from core.store import Store
-from core.text import text_error
+from core.text import stated, text_error
 
 from .errors import LabelingError
 from .masking import is_sensitive, mask_fields
@@ -76,7 +76,7 @@ def add_note(store: Store, entity_type: str, entity_id: Any, body: str, actor: A
              now: Optional[dt.datetime] = None) -> dict[str, Any]:
     """Append a note to an item or a campaign; audited. Needs `note`."""
     check_permission(actor, "note", f"{entity_type} {entity_id}")
-    if not isinstance(body, str) or not body.strip():
+    if not isinstance(body, str) or stated(body) is None:  # zero-width spaces alone are a blank note too
         raise NoteError("a note must not be blank")
     text = body.strip()
     if len(text) > MAX_NOTE_CHARS:

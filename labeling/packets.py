@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import hmac
 import json
 import os
 import secrets
@@ -268,9 +269,14 @@ def review_packet(store: Store, taxonomy: Taxonomy, case_id: int, settings: Revi
     return mask_packet(packet, revealed)
 
 
-def _author_ref(author_id: Optional[str]) -> Optional[str]:
-    """A stable reference to an author that is not the id itself (packets leave the tool)."""
-    return None if not author_id else "author-" + hashlib.sha256(author_id.encode("utf-8")).hexdigest()[:16]
+def _author_ref(key: bytes, author_id: Optional[str]) -> Optional[str]:
+    """A stable reference to an author that is not the id itself (packets leave the tool): keyed
+    with the store's secret (`key`, the audit key, under a label of its own). A plain hash of the
+    id was undone by hashing the candidates: an SMS sender's phone number, a handle in a user list."""
+    if not author_id:
+        return None
+    return "author-" + hmac.new(key, b"escalation author ref\x00" + author_id.encode("utf-8", "surrogatepass"),
+                                hashlib.sha256).hexdigest()[:16]
 
 
 def _write_private(folder: Path, name: str, text: str) -> Path:
@@ -350,6 +356,23 @@ def _timeline(events: list[Any], hide: bool) -> list[dict[str, Any]]:
              else e["payload"]} for e in events]
 
 
+# Other items' texts in an escalation packet (the author's other items, similar decisions,
+# campaign members) are context, cut to this many characters: ingest sets no length on a text and
+# the author history alone may list 500, so one prolific author's packet ran to many megabytes.
+# The case's own text is the evidence and stays whole.
+CONTEXT_CHARS = 2000
+
+
+def _clipped(rows: Any, fields: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Copies of `rows` with each of `fields` cut to `CONTEXT_CHARS`, saying how much was left out."""
+    def clip(v: Any) -> Any:
+        if not isinstance(v, str) or len(v) <= CONTEXT_CHARS:
+            return v
+        return f"{v[:CONTEXT_CHARS]}... ({len(v) - CONTEXT_CHARS:,} more characters)"
+    return [{k: clip(v) if k in fields else v for k, v in r.items()} if isinstance(r, dict) else r
+            for r in rows or []]
+
+
 def escalation_packet(store: Store, taxonomy: Taxonomy, case_id: int, settings: ReviewSettings,
                       campaign_settings: CampaignSettings, reason: str = "",
                       severity: Optional[str] = None) -> dict[str, Any]:
@@ -367,6 +390,7 @@ def escalation_packet(store: Store, taxonomy: Taxonomy, case_id: int, settings: 
         events = conn.execute(select(A.c.ts, A.c.actor, A.c.action, A.c.payload).where(cond)
                               .order_by(A.c.id.desc()).limit(settings.timeline_events)).mappings().all()[::-1]
         total = conn.execute(select(func.count()).select_from(A).where(cond)).scalar() or 0
+        key = store.audit_key.get(conn)  # with `conn`: never a new key file beside a chain signed elsewhere
     label = pred.get("label") or packet["suggested_label"]
     matched = [c for c in taxonomy.escalation if raw_text and patterns_match(c, raw_text)]
     tier = severity or case.get("severity") or (taxonomy.severity_of(label) if label in taxonomy.policies else None)
@@ -376,6 +400,8 @@ def escalation_packet(store: Store, taxonomy: Taxonomy, case_id: int, settings: 
     else:
         step = policy.default_action if policy else "no_action"
     campaign = packet.get("campaign")
+    if campaign and campaign.get("sample"):
+        campaign = dict(campaign, sample=_clipped(campaign["sample"], ("text",)))
     parts = [f"Case {case_id} ({case.get('queue')}, {tier or 'no tier'}): model says {label}"
              + (f" at {pred['score']:.2f}" if pred.get("score") is not None else "")]
     if campaign:
@@ -389,16 +415,17 @@ def escalation_packet(store: Store, taxonomy: Taxonomy, case_id: int, settings: 
         "case_id": case_id, "summary": summary, "reason": mask_text(reason) if packet["masked"] else reason,
         "masked": packet["masked"],  # the text as the review screen shows it; reveal with `cases show --reveal`
         "evidence": {"item": {**{k: v for k, v in item.items() if k != "author_id"},
-                              "author_ref": _author_ref(item.get("author_id"))}, "model": pred,
+                              "author_ref": _author_ref(key, item.get("author_id"))}, "model": pred,
                      "escalation_criteria": [{"id": c.id, "description": c.description, "severity": c.severity}
                                              for c in matched],
                      "entities": (campaign or {}).get("entities"),
-                     "similar_decisions": packet["similar_decisions"]},
+                     "similar_decisions": _clipped(packet["similar_decisions"], ("text", "rationale"))},
         "timeline": _timeline(list(events), bool(packet["masked"])),
         "timeline_left_out": max(int(total) - len(events), 0),  # older events, in the audit log
         "campaign": campaign,
         "author": {**{k: v for k, v in packet["author"].items() if k != "author_id"},
-                   "author_ref": _author_ref(packet["author"].get("author_id"))},
+                   "recent": _clipped(packet["author"].get("recent"), ("text",)),
+                   "author_ref": _author_ref(key, packet["author"].get("author_id"))},
         "recommended_next_step": {"action": step, "severity": tier,
                                   "policy_ref": policy.policy_ref if policy else None,
                                   "sla_minutes": taxonomy.sla_minutes(tier) if tier in taxonomy.severities else None},

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Optional
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, func, select, update
 
 from core import audit
 from core.hooks import check_permission
@@ -89,10 +89,14 @@ def set_preferences(store: Store, user: Actor, settings: ReviewSettings, **prefs
     check_permission(user, "read", f"preferences of {who}")
     now = utcnow()
     with store.begin() as conn:
-        row = conn.execute(select(U.c.prefs).where(U.c.user_name == who)).first()
-        merged = dict((row.prefs if row else None) or {}, **{k: bool(v) for k, v in prefs.items()})
-        if row is None:
-            conn.execute(insert(U).values(user_name=who, prefs=merged, updated_at=now))
-        else:
-            conn.execute(update(U).where(U.c.user_name == who).values(prefs=merged, updated_at=now))
+        # The row first (an insert that skips an existing one), then read it locked: two saves at
+        # once (blur and grayscale ticked together) raised a duplicate key for a new user on
+        # PostgreSQL, and for a known one the second write dropped the first's setting.
+        conn.execute(insert_ignore(conn.dialect.name, U, ["user_name"]).values(user_name=who, prefs={},
+                                                                               updated_at=now))
+        q = select(U.c.prefs).where(U.c.user_name == who)
+        row = conn.execute(q.with_for_update() if conn.dialect.name == "postgresql" else q).first()
+        stored = row.prefs if row is not None and isinstance(row.prefs, dict) else {}
+        merged = dict(stored, **{k: bool(v) for k, v in prefs.items()})
+        conn.execute(update(U).where(U.c.user_name == who).values(prefs=merged, updated_at=now))
     return preferences(store, user, settings)
