@@ -17,12 +17,16 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 
-from core.text import normalize_light
+from core.text import normalize_light, visible_text
 
 ENTITY_KINDS = ("url", "host", "email", "phone", "shortcode")
 # Bumped whenever a text's template or entities change; a graph built under another version is
 # re-clustered by the next `workbench cluster` (old and new items would otherwise not collide).
-NORMALIZE_VERSION = 4  # 4: an e-mail's domain kept as written (look-alikes in punycode)
+# 4: an e-mail's domain kept as written (look-alikes in punycode). 5: a URL's path kept in its
+# written case (short links are case-sensitive), a WhatsApp link's number a phone, e-mails with an
+# internationalised domain or a non-ASCII local part, "O" for 0 and "/" in numbers, and spelled or
+# spaced dots in an unambiguous link ("www dot x dot com", "x . com/claim", "x dot co dot uk").
+NORMALIZE_VERSION = 5
 
 # Top-level domains seen in the wild in SMS / social spam; a bare `name.tld` is only taken as a
 # host with one of these, so "e.g" or "u.s" never become hosts.
@@ -35,8 +39,13 @@ _TLDS = (
 # Every pattern below costs linear time on any text (one long text must not stall `cluster`): a
 # match can only start at the beginning of a run (the lookbehinds) and repeats are bounded, so no
 # start re-scans a long run that an earlier start already scanned.
+# The local part takes Latin, Greek and Cyrillic letters ("möller@", "иван@"): ASCII-only, it began
+# mid-word, and "möller@x.de" and "mäller@x.de" were both "ller@x.de". Scripts written without
+# spaces stay out, so "请联系support@x.com" is still "support@x.com". The domain takes any letter
+# ("x@münchen.de"), stored in punycode like a URL's host.
+_EMAIL_LOCAL = r"a-z0-9._%+\u00c0-\u024f\u0370-\u03ff\u0400-\u052f-"
 _EMAIL = re.compile(
-    r"(?<![a-z0-9._%+-])[a-z0-9._%+-]{1,64}@[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,}"
+    r"(?<![" + _EMAIL_LOCAL + r"])[" + _EMAIL_LOCAL + r"]{1,64}@[\w-]+(?:\.[\w-]+)*\.[a-z]{2,}"
 )
 # A URL with a scheme or a www. prefix; SMS often breaks it with a space after "http://wap." or
 # "www." ("http://wap. xxxmobilemovieclub.com"), which the optional `\s?` rejoins. Labels are
@@ -58,6 +67,17 @@ _URL_IP = re.compile(
 # rewritten to the plain form before matching, so they link with the plain link.
 _DEFANG_SCHEME = re.compile(r"\bhxxp(s?)(?:://|\[:\]//)")
 _DEFANG_DOT = re.compile(r"(?<=[a-z0-9-]) ?(?:\[\.\]|\(\.\)|\{\.\}|\[dot\]|\(dot\)|\{dot\}) ?(?=[a-z0-9-])")
+# A host with dots spelled out or spaced ("evil dot com", "evil . com"), rejoined only where no
+# sentence reads so (`_spelled_host`): after www or a scheme, spaced before a path ("x . com/a"),
+# ending "co dot uk" or " . com"; "ok. me too", "ok . me too", "the dot com bubble" stay words.
+# A sentence's end (". ") is no separator, so "thanks. evil . com" is evil.com. At most 5 labels
+# of 63 characters: each start (a word's first letter) reads a bounded stretch (linear time).
+_SEP = r"(?: dot | \. ?|\.)"
+_SPELLED_HOST = re.compile(r"(?<![\w.-])(?:[a-z0-9-]{1,63}" + _SEP + r"){1,5}(?:" + _TLDS + r")(?![\w-])/?")
+_SEP_RE = re.compile(_SEP)
+_SPACED_SEP = re.compile(r" dot | \.")
+_SPELLED_SURE = re.compile(r"^www" + _SEP + r"|(?:^|[ .])(?:co|org|ac|gov|ltd|plc|net|me)" + _SEP + r"uk/?$"
+                           r"| \. (?:com|net|org|info|biz|xyz|icu)$")
 # UK-style numbers: 0 + 9-10 digits, optionally grouped by spaces or dashes (0800 169 6031), or
 # +44 / 0044 international form. Digits glued to text ("08452810075over18's") still match, but
 # not the first digits of a longer number (an order or tracking number): those of two different
@@ -67,10 +87,21 @@ _PHONE = re.compile(
     r"(?<![\d£$€])(?:(?:\+44|0044)\s?(?!0)|0)(?:\d[\s-]?){8,9}\d(?!\d)"
 )
 # Obfuscated numbers `_PHONE` misses: digit by digit ("0 9 0 6 ..."), dotted ("0906.170.1461"),
-# bracketed ("(0906) 1701461") or with a trunk zero ("+44 (0) 906 ..."). A candidate is a whole
+# bracketed ("(0906) 1701461"), slashed ("0906/170/1461": a '/' only before 3+ digits, so a date
+# or "1461/2" ends the run) or with a trunk zero ("+44 (0) 906 ..."). A candidate is a whole
 # run of digits and separators; `_obfuscated_phone` keeps it only when its groups look like a
 # number (all single digits, or all of 3+ digits), so times, dates and prices stay out.
-_PHONE_RUN = re.compile(r"(?<![\w£$€.,/+-])(?:\+44|0044|\(0|0)(?:[ .()-]{1,3}\d|\d)+")
+_PHONE_RUN = re.compile(r"(?<![\w£$€.,/+-])(?:\+44|0044|\(0|0)(?:[ .()-]{1,3}\d|/\d{3}|\d)+")
+# The same with letter O for zero ("09OO 123 4567", "O7700 900123"); `_o_phone` decides. No
+# trailing condition, so a start never fails after reading its run (linear, like `_PHONE_RUN`).
+_PHONE_O_RUN = re.compile(r"(?<![\w£$€.,/+-])(?:\+44|0044|\(0|0|o)(?:[ .()-]{1,3}[\do]|/[\do]{3}|[\do])*")
+_O_NEAR_DIGIT = re.compile(r"\do|o\d")
+# A WhatsApp chat link's number ("wa.me/447700900123", "api.whatsapp.com/send?phone=44..."), read
+# from the cleaned URL: the same number as "07700 900123" in another text. UK numbers only, as
+# every phone entity (a number in another country has no trunk form to link with).
+_WA_ME = re.compile(r"wa\.me/(?:\+|%2b)?(\d{9,15})(?![\w])", re.I)
+_WA_SEND = re.compile(r"(?:api\.|web\.)?whatsapp\.com/send/?\?(?:[^#&]*&)*?phone=(?:\+|%2b)?(\d{9,15})(?![\w])",
+                      re.I)
 _TRUNK = re.compile(r"^(?:\+44|0044) ?\(0\)")
 # Short codes: five digits starting 6-8 (UK premium SMS ranges) not part of money or a longer
 # number, nor an amount ("75000 pounds", "75000k"); `_MONEY` spans are skipped as well.
@@ -84,6 +115,8 @@ _PUNCT_RUN = re.compile(r"([!?.,*\-_=~])\1+")
 _SPACE = re.compile(r"\s+")
 # The www./wap./m. prefix of a host (not its only label: "m.com" stays as it is).
 _SUBDOMAIN = re.compile(r"^(?:www|wap|m)\.(?=[^/?#]*\.)")
+# A URL's scheme and host: the part whose case does not matter (its path's does).
+_AUTHORITY = re.compile(r"(?:https?://)?[^/?#]*")
 _DEFAULT_PORT = re.compile(r"^([^/?#]*):(?:80|443)(?=$|[/?#])")
 
 # -- folding what a reader cannot tell apart --------------------------------------------------
@@ -175,9 +208,15 @@ def _ascii_host(host: str) -> str:
         return host
 
 
-def _clean_url(url: str) -> str:
+def _clean_url(url: str, cased: str | None = None) -> str:
     """The URL without scheme, the www./wap./m. prefix `_host_of` drops, a default port, trailing
-    punctuation or '/', its host in punycode: one link written several ways is one entity."""
+    punctuation or '/', its host in punycode: one link written several ways is one entity. Its
+    path, query and fragment are read from `cased` (the same span in its written case): a short
+    link's path is case-sensitive, "bit.ly/AbCd" and "bit.ly/aBcD" are two links."""
+    if cased is not None:
+        m = _AUTHORITY.match(url)
+        host_end = m.end() if m else 0
+        url = url[:host_end] + cased[host_end:]
     u = re.sub(r"\s", "", url).rstrip(".,;:!?)'\"")
     u = re.sub(r"^https?://", "", u)
     u = _DEFAULT_PORT.sub(r"\1", _SUBDOMAIN.sub("", u)).rstrip("/")
@@ -205,7 +244,7 @@ def _obfuscated_phone(raw: str) -> str | None:
     if intl and not trunk:
         groups = groups[1:]  # the country code is a group of its own
     rest = groups[1:] if groups and groups[0] == "0" else groups
-    if not rest or not (all(len(g) == 1 for g in groups) or all(len(g) >= 3 for g in rest)):
+    if not rest or not (all(len(g) == 1 for g in groups) and "/" not in raw or all(len(g) >= 3 for g in rest)):
         return None
     digits = ("0" if intl else "") + "".join(groups)
     if intl and digits.startswith("00"):  # "+44 07700 900123": the trunk 0 written after +44
@@ -213,37 +252,100 @@ def _obfuscated_phone(raw: str) -> str | None:
     return digits if digits.startswith("0") and len(digits) in (10, 11) else None
 
 
-def _defang(light: str, written: str | None = None) -> tuple[str, str]:
-    """`light` with defanged links made plain ("hxxps://a[.]com" -> "https://a.com"), and the same
-    replacements made at the same places in `written` (its unfolded twin, `light` by default)."""
-    written = light if written is None else written
-    for needed, pattern, plain in ((("hxxp",), _DEFANG_SCHEME, lambda m: f"http{m.group(1)}://"),
-                                   ((".", "dot"), _DEFANG_DOT, lambda m: ".")):
+def _o_phone(raw: str, after: str) -> str | None:
+    """The digits of a `_PHONE_O_RUN` candidate with letter O for zero, or None: an O must sit in a
+    group with a real digit 1-9 ("09oo", not "0 or"), 4+ such digits in all, no letter right after
+    it (a word), and with O read as 0 it must be a number `_PHONE` or `_obfuscated_phone` takes."""
+    if "o" not in raw or after.isalpha() or len(re.findall(r"[1-9]", raw)) < 4:
+        return None
+    if any("o" in g and not re.search(r"[1-9]", g) for g in re.findall(r"[\do]+", raw)):
+        return None
+    folded = raw.replace("o", "0")
+    return _phone_digits(folded) if _PHONE.fullmatch(folded) else _obfuscated_phone(folded)
+
+
+def _whatsapp_phone(url: str) -> str | None:
+    """The UK number a cleaned WhatsApp chat link opens, in the form of every phone entity."""
+    m = _WA_ME.match(url) or _WA_SEND.match(url)
+    if not m or not m.group(1).startswith("44"):
+        return None
+    digits = "0" + m.group(1)[2:].removeprefix("0")  # "+44 0..." as "+44 ..." (see `_PHONE`)
+    return digits if len(digits) in (10, 11) else None
+
+
+def _edit(text: str, edits: list[tuple[int, int, str]]) -> str:
+    out, pos = [], 0
+    for s, e, new in edits:
+        out += [text[pos:s], new]
+        pos = e
+    return "".join(out) + text[pos:]
+
+
+def _spelled_host(light: str, m: re.Match[str]) -> bool:
+    """Whether a `_SPELLED_HOST` candidate is a link and no sentence: it has a spaced or spelled
+    dot, and www or a scheme before it, a path after a spaced dot, or a "co dot uk" or " . com"
+    ending."""
+    span = m.group(0)
+    if not _SPACED_SEP.search(span):
+        return False
+    if span.endswith("/") and " ." in span and light[m.end():m.end() + 1] not in ("", " "):
+        return True  # ("the dot com/internet era" is a sentence)
+    return bool(_SPELLED_SURE.search(span)) or light.endswith("://", 0, m.start())
+
+
+def _defang(light: str, *twins: str) -> tuple[str, ...]:
+    """`light` with defanged links made plain ("hxxps://a[.]com" -> "https://a.com", "www dot a
+    dot com" -> "www.a.com"), and the same replacements made at the same places in each of
+    `twins` (its unfolded copies, `light` itself when none is given)."""
+    twins = twins or (light,)
+    for needed, find in ((("hxxp",), lambda t: [(m.start(), m.end(), f"http{m.group(1)}://")
+                                                 for m in _DEFANG_SCHEME.finditer(t)]),
+                         ((".", "dot"), lambda t: [(m.start(), m.end(), ".") for m in _DEFANG_DOT.finditer(t)]),
+                         ((" dot ", " ."), lambda t: [(m.start() + d.start(), m.start() + d.end(), ".")
+                                                          for m in _SPELLED_HOST.finditer(t) if _spelled_host(t, m)
+                                                          for d in _SEP_RE.finditer(m.group(0))])):
         if not any(n in light for n in needed):  # the common case: nothing to rewrite
             continue
-        out, twin, pos = [], [], 0
-        for m in pattern.finditer(light):
-            out += [light[pos:m.start()], plain(m)]
-            twin += [written[pos:m.start()], plain(m)]
-            pos = m.end()
-        if pos:
-            light, written = "".join(out) + light[pos:], "".join(twin) + written[pos:]
-    return light, written
+        edits = find(light)
+        if edits:
+            light, twins = _edit(light, edits), tuple(_edit(t, edits) for t in twins)
+    return (light, *twins)
 
 
-def _forms(text: str) -> tuple[str, str]:
-    """(folded, written): the text as every pattern and template reads it (light-normalised,
+@functools.cache
+def _long_fold_table() -> dict[int, str]:
+    """The characters whose casefold is longer than one ("ß" -> "ss"), to their casefold."""
+    return {c: chr(c).casefold() for c in range(0x10000) if len(chr(c).casefold()) != 1}
+
+
+def _cased(text: str, light: str) -> str:
+    """`light` with the case as written (what casefold changed, aligned character by character:
+    "ß" is "ss" in both), or `light` itself where the two do not line up."""
+    cased = _SPACE.sub(" ", visible_text(text)).strip()
+    if len(cased) != len(light):  # a character that folds to two ("ß" -> "ss") is written so
+        cased = cased.translate(_long_fold_table())
+    return cased if len(cased) == len(light) and cased.casefold() == light else light
+
+
+def _forms(text: str) -> tuple[str, str, str]:
+    """(folded, written, cased): the text as every pattern and template reads it (light-normalised,
     digits, dashes between digits, ideographic dots and look-alike letters folded, links
-    defanged), and the same characters with letters as written, for the real host of a URL."""
+    defanged), the same characters with letters as written, for the real host of a URL, and
+    those again in their written case, for a URL's case-sensitive path."""
     light = normalize_light(text)
+    cased = _cased(text, light)
     if light.isascii():  # the common case: nothing to fold
-        return _defang(light)
-    written = _DIGIT_DASH.sub("-", light.translate(_always_table()))
+        light, written, cased = _defang(light, light, cased)
+        return light, written, cased
+    table = _always_table()
+    written = _DIGIT_DASH.sub("-", light.translate(table))
+    cased = _DIGIT_DASH.sub("-", cased.translate(table))
     light = _unconfuse(written)
     dots = [m.start() for m in _IDEO_DOT.finditer(light)]  # read on the folded letters
     if dots:
-        light, written = (_put(light, dots, "."), _put(written, dots, "."))
-    return _defang(light, written)
+        light, written, cased = (_put(light, dots, "."), _put(written, dots, "."), _put(cased, dots, "."))
+    light, written, cased = _defang(light, written, cased)
+    return light, written, cased
 
 
 def _put(text: str, places: list[int], ch: str) -> str:
@@ -276,10 +378,12 @@ class _Taken:
         self.ends.insert(i, e)
 
 
-def _entity_spans(light: str, written: str | None = None) -> list[tuple[int, int, str, str]]:
+def _entity_spans(light: str, written: str | None = None, cased: str | None = None) -> list[tuple[int, int, str, str]]:
     """Non-overlapping (start, end, kind, value) spans, the earlier-listed kind winning overlaps.
-    A URL's value is read from `written` (the same span, letters as written: `_forms`)."""
+    A URL's host is read from `written` (the same span, letters as written: `_forms`), its path
+    from `cased` (in its written case too)."""
     written = light if written is None else written
+    cased = written if cased is None else cased
     found: list[tuple[int, int, str, str]] = []
     taken = _Taken()
 
@@ -293,12 +397,16 @@ def _entity_spans(light: str, written: str | None = None) -> list[tuple[int, int
     for pattern in (_URL_IP, _URL_PREFIXED, _URL_BARE):
         for s, e, _raw in _spans(pattern, light):
             if taken.free(s, e):
-                take(s, e, "url", _clean_url(written[s:e]))
+                take(s, e, "url", _clean_url(written[s:e], cased[s:e]))
     for s, e, raw in _spans(_PHONE, light):
         if taken.free(s, e):
             take(s, e, "phone", _phone_digits(raw))
     for s, e, raw in _spans(_PHONE_RUN, light):
         digits = _obfuscated_phone(raw) if taken.free(s, e) else None
+        if digits:
+            take(s, e, "phone", digits)
+    for s, e, raw in (_spans(_PHONE_O_RUN, light) if _O_NEAR_DIGIT.search(light) else []):
+        digits = _o_phone(raw, light[e:e + 1]) if taken.free(s, e) else None
         if digits:
             take(s, e, "phone", digits)
     # an amount ("75000 pounds") is money, never a short code; the template still says <money>
@@ -319,6 +427,9 @@ def _entities_from(spans: list[tuple[int, int, str, str]]) -> Entities:
             host = _host_of(value)
             if host:
                 values["host"].add(host)
+            phone = _whatsapp_phone(value)
+            if phone:
+                values["phone"].add(phone)
         elif kind == "email":
             values["host"].add(value.rsplit("@", 1)[1])
     return Entities(**{k: tuple(sorted(v)) for k, v in values.items()})
@@ -341,8 +452,8 @@ def _template_from(light: str, spans: list[tuple[int, int, str, str]]) -> str:
 
 def analyse(text: str) -> tuple[str, Entities]:
     """`normalize_template(text)` and `extract_entities(text)` in one pass over the text."""
-    light, written = _forms(text)
-    spans = _entity_spans(light, written)
+    light, written, cased = _forms(text)
+    spans = _entity_spans(light, written, cased)
     return _template_from(light, spans), _entities_from(spans)
 
 
@@ -353,5 +464,5 @@ def extract_entities(text: str) -> Entities:
 
 def normalize_template(text: str) -> str:
     """The text with variable parts as tokens, so template variants of one message collide."""
-    light, written = _forms(text)
-    return _template_from(light, _entity_spans(light, written))
+    light, written, cased = _forms(text)
+    return _template_from(light, _entity_spans(light, written, cased))
