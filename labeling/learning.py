@@ -143,15 +143,20 @@ def _floor(x: float) -> int:
     return int(math.floor(x + 1e-9))
 
 
-def slot_positions(k: int, share: float) -> list[int]:
-    """Claim positions (0-based) of `k` learning cases spread evenly at `share` of the claims."""
+def slot_positions(k: int, share: float, credit: float = 0.0) -> list[int]:
+    """Claim positions (0-based) of `k` learning cases spread evenly at `share` of the claims.
+
+    `credit`: the learning cases owed by the claims served since the last one (`claim_credit`, in
+    [-1, 1 - share]): each claim adds `share`, and a learning case is due when the credit reaches 1.
+    A plan made after every claim (the serve sweeper's) otherwise put the first slot `1 / share`
+    claims ahead each time, and no learning case was ever claimed."""
     if k <= 0 or share <= 0:
         return []
-    return [_floor((j + 1) / share) - 1 for j in range(k)]
+    return [max(_floor((j + 1 - credit) / share) - 1, 0) for j in range(k)]
 
 
 def interleave_priorities(risk_priorities: Sequence[float], k: int, share: float,
-                          ceiling: Optional[float] = None) -> list[float]:
+                          ceiling: Optional[float] = None, credit: float = 0.0) -> list[float]:
     """Priorities for `k` learning cases so that, among the risk-ordered cases (priorities given
     in claim order, highest first), claims serve `share` of learning cases, evenly spread.
 
@@ -160,11 +165,12 @@ def interleave_priorities(risk_priorities: Sequence[float], k: int, share: float
     several learning cases between the same two risk cases keep their pick order. Where two risk
     cases tie, the learning case ties with them too (claims then order by case id). With
     `ceiling` (the lowest priority of the cases pinned ahead of the risk order: a cold start's
-    seeds), no learning case goes above it while the first risk case stays below it.
+    seeds), no learning case goes above it while the first risk case stays below it. `credit`: as
+    `slot_positions`.
     """
     risk = [float(p) for p in risk_priorities]
     n = len(risk)
-    slots = [min(pos - j, n) for j, pos in enumerate(slot_positions(k, share))]
+    slots = [min(pos - j, n) for j, pos in enumerate(slot_positions(k, share, credit))]
     out: list[float] = []
     for j, r in enumerate(slots):
         if n == 0:
@@ -272,6 +278,28 @@ def _in_flight(conn: Any, queue: str) -> list[Any]:
                                or_(C.c.state == "claimed", decided))).all()
 
 
+def claim_credit(conn: Any, queue: str, share: float) -> float:
+    """The learning cases owed to `queue`'s claims, in [-1, 1 - share] (`slot_positions`): the
+    credit the last learning case claimed left (`meta.learning.credit`, 0 before any) plus `share`
+    per item case first claimed since. At most one case is owed at once: a queue whose learning
+    candidates ran out is not served a run of them when they come back."""
+    if share <= 0:
+        return 0.0
+    base = (C.c.queue == queue, C.c.campaign_id.is_(None), C.c.first_action_at.is_not(None))
+    learning = C.c.priority_reason.like("learning:%")
+    anchor = conn.execute(select(C.c.first_action_at, C.c.meta).where(*base, learning)
+                          .order_by(C.c.first_action_at.desc(), C.c.id.desc()).limit(1)).first()
+    since = select(C.c.id).where(*base, or_(C.c.priority_reason.is_(None), ~learning))
+    credit = 0.0
+    if anchor is not None:
+        since = since.where(C.c.first_action_at > anchor.first_action_at)
+        stored = ((anchor.meta or {}).get("learning") or {}).get("credit") if isinstance(anchor.meta, dict) else None
+        credit = float(stored) if type(stored) in (int, float) and math.isfinite(stored) else 0.0
+    enough = int(math.ceil(2.0 / share)) + 1  # past this many claims the credit is at its cap anyway
+    n = int(conn.execute(select(func.count()).select_from(since.limit(enough).subquery())).scalar() or 0)
+    return min(max(credit + share * n, -1.0), 1.0 - share)
+
+
 def _unpinned(features: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in features.items() if k != "learning"}
 
@@ -292,6 +320,7 @@ def plan_queue(store: Store, taxonomy: Taxonomy, config: QueueConfig, queue: str
         records = predictions_of_record(conn, item_ids)
         surface = seeds_surface(conn, [r.source for r in rows if _is_seed(r)], settings)
         served = _in_flight(conn, queue)
+        credit = claim_credit(conn, queue, share)
         camp: dict[str, int] = {}
         members = item_ids + [r.item_id for r in served]
         for i in range(0, len(members), 900):
@@ -306,11 +335,15 @@ def plan_queue(store: Store, taxonomy: Taxonomy, config: QueueConfig, queue: str
         else:
             risk[i] = float(r.priority or 0.0)
     scores = [(records.get(r.item_id) or {}).get("scores") or {} for r in rows]
-    unc = uncertainty(probs_matrix(scores, taxonomy.labels), settings.measure) if rows else np.zeros(0)
+    probs = probs_matrix(scores, taxonomy.labels)
+    unc = uncertainty(probs, settings.measure) if rows else np.zeros(0)
+    # A prediction that scores none of the taxonomy's labels (a model of a retired taxonomy) reads
+    # as a perfect tie, the most uncertain case of all; the model is not unsure there, it is silent.
+    knows = probs.sum(axis=1) > 0 if rows else np.zeros(0, dtype=bool)
     eligible = np.array([bool(r.item_id in records) and not r.is_audit and r.calibration_set is None
                          and not _is_seed(r)
                          and not ((r.meta or {}).get("features") or {}).get("escalation")
-                         for r in rows], dtype=bool)
+                         for r in rows], dtype=bool) & knows
     # The share of the next `horizon` claims, or of the cases waiting when fewer wait: a short
     # queue is not served (and marked) as learning cases beyond its share.
     k_max = _floor(min(settings.horizon, len(rows)) * share) if share > 0 else 0
@@ -342,15 +375,16 @@ def plan_queue(store: Store, taxonomy: Taxonomy, config: QueueConfig, queue: str
                   key=lambda i: (-risk[i], rows[i].id))
     mix = settings.seed_mix(share, new_surface=surface is not None) if seeded else 0.0
     k_seed = sum(1 for j, pos in enumerate(slot_positions(len(pick), mix)) if pos - j < len(seeded))
+    credit = 0.0 if seeded else credit  # the claims since the last learning case count only in risk order
     prios = (interleave_priorities([risk[i] for i in seeded], k_seed, mix)
              + interleave_priorities([risk[i] for i in rest], len(pick) - k_seed, share,
-                                     ceiling=min((risk[i] for i in seeded), default=None)))
+                                     ceiling=min((risk[i] for i in seeded), default=None), credit=credit))
     # Claim number as planned: among the seeds at their slots, then after the seeds (and the
     # learning cases among them) at the share's slot (or after the risk cases left).
     head = len(seeded) + k_seed
+    after = slot_positions(len(pick) - k_seed, share, credit)
     claims = ([pos + 1 for pos in slot_positions(k_seed, mix)]
-              + [head + min(pos, j + len(rest)) + 1
-                 for j, pos in enumerate(slot_positions(len(pick) - k_seed, share))])
+              + [head + min(pos, j + len(rest)) + 1 for j, pos in enumerate(after)])
     pin: dict[int, dict[str, Any]] = {}
     for j, (i, p) in enumerate(zip(pick, prios)):
         r = rows[i]
@@ -363,6 +397,9 @@ def plan_queue(store: Store, taxonomy: Taxonomy, config: QueueConfig, queue: str
                      "measure": settings.measure, "rank": j + 1, "campaign_id": camp.get(r.item_id),
                      "share": mix if j < k_seed else share, "among_seeds": j < k_seed,
                      "new_surface": surface if j < k_seed else None,
+                     # what is owed once it is claimed (`claim_credit`): its slot's claims less itself
+                     "credit": None if j < k_seed else
+                     round(credit + share * (after[j - k_seed] + 1) - (j - k_seed + 1), 6),
                      "planned_at": now.isoformat()}
     unpin = [r.id for r in rows if "learning" in ((r.meta or {}).get("features") or {}) and r.id not in pin]
     return {"queue": queue, "share": share, "waiting": len(rows), "eligible": int(eligible.sum()),

@@ -17,6 +17,7 @@ separation of duties of `decide`).
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 from typing import Any, Iterable, Mapping, Optional
 
 import numpy as np
@@ -26,13 +27,14 @@ from core import audit
 from core.hooks import check_permission
 from core.labels import current_decisions
 from core.principals import Actor
-from core.schema import Case, utcnow
+from core.schema import Case, Decision, utcnow
 from core.store import Store, serialise
 
 from .errors import QueueError
 from .queue_config import QueueConfig
 
 C = Case.__table__
+D = Decision.__table__
 REVIEWED_KINDS = ("review", "bulk", "escalation")  # the analysts' own judgements
 REREVIEW_REASON = "QA audit (uniform draw)"  # the priority reason of every re-review case, older ones too
 
@@ -72,15 +74,36 @@ def as_acts(decisions: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+def _check_analyst(conn: Any, analyst: str) -> None:
+    """Refuse an `analyst` who never decided an item (a misspelt name): a draw of their decisions
+    read "0 of 0 decided items", as if they had decided nothing worth a look. The refusal names
+    the closest names that did decide."""
+    names = sorted(conn.execute(select(D.c.reviewer).distinct().where(D.c.kind.in_(REVIEWED_KINDS))).scalars())
+    if analyst in names:
+        return  # decided before, every decision since superseded: an honest 0 candidates
+    close = difflib.get_close_matches(analyst, names, n=3, cutoff=0.6) or \
+        [n for n in names if n.casefold() == analyst.casefold()]
+    raise QueueError(f"no decisions by analyst {analyst!r}"
+                     + (f" (did you mean {', '.join(map(repr, close))}?)" if close else
+                        f" ({len(names)} analysts have decisions)" if names else " (no item is decided yet)"))
+
+
 def draw_rereviews(store: Store, config: QueueConfig, lead: Actor, n: int, *, analyst: Optional[str] = None,
-                   seed: int = 0, now: Optional[dt.datetime] = None) -> dict[str, Any]:
+                   seed: Optional[int] = None, now: Optional[dt.datetime] = None) -> dict[str, Any]:
     """Queue `n` decided items, drawn uniformly (of `analyst`'s decisions if given), for blind
     re-review. Items with a waiting, claimed or escalated re-review already are not drawn twice.
 
-    Needs `qa_review`. Returns the number of candidates, the case ids created and the queue."""
+    Needs `qa_review`; an `analyst` who never decided an item is refused (`_check_analyst`).
+    `seed` fixes the draw (the same candidates, the same items); None draws one from the OS: a
+    fixed default let an analyst work out which of their decisions a draw would take. Returns the
+    number of candidates, the case ids created, the queue and the seed (to repeat the draw)."""
     check_permission(lead, "qa_review", "draw re-reviews")
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise QueueError(f"the number of re-reviews must be a positive whole number, not {n!r}")
+    if seed is None:
+        seed = int(np.random.SeedSequence().entropy % 2**63)  # recorded below: the draw can be repeated
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise QueueError(f"the seed of a re-review draw must be a whole number of 0 or more, not {seed!r}")
     queue = config.label_errors.queue
     if queue is None or queue not in config.queues:
         raise QueueError("no label_errors.queue in queues.yaml: name the lead's re-review queue there")
@@ -88,16 +111,19 @@ def draw_rereviews(store: Store, config: QueueConfig, lead: Actor, n: int, *, an
     ids: list[int] = []
     with store.read() as conn:  # the big read, outside the writers' lock (SQLite's blocks claims)
         decided = current_decisions(conn, kinds=REVIEWED_KINDS)
+        if analyst is not None and not any(d["reviewer"] == analyst for d in decided.values()):
+            _check_analyst(conn, analyst)
     with store.begin() as conn:
         # What waits for a re-review, drawn and written under the case writers' lock: two leads
         # drawing at once must not queue the same item twice (each reading the other's as absent).
         serialise(conn, "case-builds")
         # Escalated ones too: an escalated re-review waits in the escalation queue (its home kept in
-        # `escalated_from`), and drawing its item again made two re-reviews of one decision.
+        # `escalated_from`), and drawing its item again made two re-reviews of one decision. So do
+        # the label-error scan's cases (not audit cases): a blind draw beside one re-reviewed twice.
         pending = {r.item_id for r in conn.execute(select(C.c.item_id, C.c.queue, C.c.meta).where(
-            C.c.queue.in_([queue, config.escalation_queue]), C.c.is_audit.is_(True),
+            C.c.queue.in_([queue, config.escalation_queue]),
             C.c.state.in_(["open", "claimed", "escalated"])))
-            if r.queue == queue or (r.meta or {}).get("escalated_from") == queue}
+            if r.queue == queue or (r.meta if isinstance(r.meta, dict) else {}).get("escalated_from") == queue}
         candidates = sorted(i for i, d in decided.items()
                             if i not in pending and (analyst is None or d["reviewer"] == analyst))
         rng = np.random.default_rng(seed)
@@ -113,5 +139,6 @@ def draw_rereviews(store: Store, config: QueueConfig, lead: Actor, n: int, *, an
             ids.append(conn.execute(insert(C).values(**row).returning(C.c.id)).scalar_one())
         if rows:
             audit.record(conn, lead, "cases.rereview", "queue", None,
-                         {"queue": queue, "drawn": len(ids), "candidates": len(candidates), "analyst": analyst})
-    return {"queue": queue, "candidates": len(candidates), "drawn": len(ids), "case_ids": ids}
+                         {"queue": queue, "drawn": len(ids), "candidates": len(candidates), "analyst": analyst,
+                          "seed": seed})
+    return {"queue": queue, "candidates": len(candidates), "drawn": len(ids), "case_ids": ids, "seed": seed}

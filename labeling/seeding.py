@@ -5,8 +5,8 @@ uncertainty alone would serve analysts almost only negatives. An engineer gives 
 example texts or a query (`workbench seed --policy P --examples FILE` / `--query TEXT`); the items
 of the scope (a source and/or surface, else every item) nearest to them by cosine similarity of the
 cached MiniLM embeddings become the first cases of the queue policy P routes to, one per distinct
-text, round-robin over the examples so each gets neighbours. A uniform QA sample of the same scope
-(blind to the model and to the examples, `sampling.uniform_draw`) is interleaved, so the first
+text and per campaign, round-robin over the examples so each gets neighbours. A uniform QA sample
+of the same scope (blind to the model and to the examples, `sampling.uniform_draw`) is interleaved, so the first
 labels are not all of one kind and precision and recall can be estimated. Seed cases are pinned at
 the head of their queue (`priority.pinned`), explained as `seed: ...`, and items a human already
 decided or someone holds are left alone.
@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import os
 import re
+import stat
 from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 import numpy as np
@@ -32,7 +34,7 @@ from core.hooks import check_permission
 from core.labels import current_decisions
 from core.predictions import predictions_of_record
 from core.principals import Actor
-from core.schema import Case, Item, utcnow
+from core.schema import CampaignMember, Case, Item, utcnow
 from core.text import has_lone_surrogate, has_undecodable_bytes, normalize_light
 from core.store import Store, serialise
 from core.taxonomy import Taxonomy
@@ -49,6 +51,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 C = Case.__table__
 I = Item.__table__
+CM = CampaignMember.__table__
 
 
 # Limits of an examples file (`workbench seed --examples`). An engineer seeding a new policy writes a
@@ -143,15 +146,20 @@ def read_example_lines(path: str) -> list[tuple[int, str]]:
     from pathlib import Path
 
     p = Path(path)
-    if not p.is_file():
-        raise QueueError(f"{path}: no such examples file")
+    not_regular = QueueError(f"{path}: not a regular file (a device, FIFO or directory): give a text file of examples")
+    if not p.is_file():  # /dev/zero, a FIFO or a directory exists: "no such file" sent one looking for a typo
+        raise not_regular if p.exists() else QueueError(f"{path}: no such examples file")
     limit = f"the limit of an examples file is {MAX_EXAMPLES_FILE_BYTES // (1024 * 1024)} MiB"
     try:
-        size = p.stat().st_size
-        if size > MAX_EXAMPLES_FILE_BYTES:
-            raise QueueError(f"{path}: {size:,} bytes, {limit}")
-        with p.open("rb") as fh:  # bounded: a file grown since the stat is still not read whole
-            raw = fh.read(MAX_EXAMPLES_FILE_BYTES + 1)
+        # Non-blocking, and checked again on the open file: a path swapped for a FIFO since the
+        # check above would otherwise block the open until something wrote to it.
+        with os.fdopen(os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)), "rb") as fh:
+            info = os.fstat(fh.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise not_regular
+            if info.st_size > MAX_EXAMPLES_FILE_BYTES:
+                raise QueueError(f"{path}: {info.st_size:,} bytes, {limit}")
+            raw = fh.read(MAX_EXAMPLES_FILE_BYTES + 1)  # bounded: a file grown since the stat is not read whole
     except OSError as exc:
         raise QueueError(f"{path}: cannot read the examples file ({exc.strerror or exc})") from None
     if len(raw) > MAX_EXAMPLES_FILE_BYTES:
@@ -247,7 +255,8 @@ def nearest_round_robin(sims: np.ndarray, n: int, min_similarity: float,
                         max_similarity: Optional[float] = None) -> list[tuple[int, int, float]]:
     """Up to `n` (row, example, similarity) picks from an (items x examples) similarity matrix:
     each example in turn takes its nearest row not yet taken, with similarity >= `min_similarity`
-    and a group (e.g. the text hash) not yet taken. With `vectors` (the rows' unit embeddings) and
+    and a group (e.g. the text hash; a tuple holds several, e.g. text and campaign) not yet taken.
+    With `vectors` (the rows' unit embeddings) and
     `max_similarity`, a row within that cosine of a row already taken is passed over too: one
     label of a template teaches what ten near-copies would, so the seeds spread over more of what
     the examples resemble. Pure; the seed order."""
@@ -279,7 +288,8 @@ def nearest_round_robin(sims: np.ndarray, n: int, min_similarity: float,
                     ptr[e] = rows
                     break
                 g = groups[r] if groups is not None else None
-                if r in taken_rows or (g is not None and g in taken_groups):
+                keys = [x for x in g if x is not None] if isinstance(g, tuple) else [] if g is None else [g]
+                if r in taken_rows or any(x in taken_groups for x in keys):
                     continue
                 v = V[r].astype(np.float32) if V is not None else None
                 if v is not None and np.isnan(v).any():
@@ -287,8 +297,7 @@ def nearest_round_robin(sims: np.ndarray, n: int, min_similarity: float,
                 if v is not None and out and float((taken_v[:len(out)] @ v).max()) >= max_similarity:
                     continue
                 taken_rows.add(r)
-                if g is not None:
-                    taken_groups.add(g)
+                taken_groups.update(keys)
                 if v is not None:
                     taken_v[len(out)] = v
                 out.append((r, e, float(sims[r, e])))
@@ -342,6 +351,9 @@ def seed_cases(store: Store, taxonomy: Taxonomy, config: QueueConfig, actor: Act
     if not examples and not keywords:
         raise QueueError("seeding needs at least one non-empty example text, query or keyword")
     settings = config.seeding
+    if neighbours is not None and (isinstance(neighbours, bool) or not isinstance(neighbours, (int, float, np.number))
+                                   or not float(neighbours).is_integer()):  # NaN, 2.5, "8": not int()'s guess
+        raise QueueError(f"neighbours must be a positive whole number, not {neighbours!r}")
     n_seed = settings.neighbours if neighbours is None else int(neighbours)
     share = settings.uniform_share if uniform_share is None else float(uniform_share)
     near = settings.max_similarity if max_similarity is None else float(max_similarity)
@@ -374,7 +386,11 @@ def seed_cases(store: Store, taxonomy: Taxonomy, config: QueueConfig, actor: Act
     if keywords:
         draws = [uniform_draw(r.id, f"{salt}:keyword") for r in pool]
         sims = np.hstack([sims, keyword_similarities([r.text for r in pool], keywords, draws)])
-    picks = nearest_round_robin(sims, n_seed, settings.min_similarity, [r.text_hash for r in pool], vecs, near)
+    # One seed per text and per campaign: a spam wave varied past the near-copy threshold (or with
+    # --max-similarity 1) otherwise fills the seeds with one campaign, which its campaign case decides.
+    camp = _campaigns(store, [r.id for r in pool])
+    groups = [(("text", r.text_hash), ("campaign", camp[r.id]) if r.id in camp else None) for r in pool]
+    picks = nearest_round_robin(sims, n_seed, settings.min_similarity, groups, vecs, near)
     chosen = {r for r, _, _ in picks}
     n_uni = int(round(share * len(picks))) if picks else int(round(share * n_seed))
     rest = sorted((i for i in range(len(pool)) if i not in chosen), key=lambda i: uniform_draw(pool[i].id, salt))
@@ -385,6 +401,16 @@ def seed_cases(store: Store, taxonomy: Taxonomy, config: QueueConfig, actor: Act
     out = _write_seeds(store, taxonomy, config, actor, policy, [*examples, *keywords], pool, order, now,
                        {"source": source, "surface": surface}, inclusion, n_examples=len(examples))
     return {**out, "keywords": len(keywords), "max_similarity": near}
+
+
+def _campaigns(store: Store, item_ids: Sequence[str]) -> dict[str, int]:
+    """item id -> the campaign it is a member of, for the items given that are members."""
+    out: dict[str, int] = {}
+    with store.read() as conn:
+        for i in range(0, len(item_ids), 900):
+            out.update(conn.execute(select(CM.c.item_id, CM.c.campaign_id)
+                                    .where(CM.c.item_id.in_(item_ids[i:i + 900]))).all())
+    return out
 
 
 def _write_seeds(store: Store, taxonomy: Taxonomy, config: QueueConfig, actor: Actor, policy: str,

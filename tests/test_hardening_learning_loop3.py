@@ -151,6 +151,16 @@ def test_an_item_drawn_for_blind_re_review_is_not_queued_beside_it_as_a_label_er
     assert out["already_queued"] >= 2, out  # said, not silently skipped
 
 
+def test_an_item_queued_as_a_label_error_is_not_drawn_beside_it_for_blind_re_review(any_store, taxonomy, lcfg):
+    """The reverse order: the scan queued bob's slips, then a blind draw of every decided item
+    queued them again (82 cases for 80 items)."""
+    decided_store(any_store, taxonomy, lcfg, 40, {"s3": "benign", "c5": "spam"})
+    out = find_label_errors(any_store, taxonomy, lcfg, "eng", BagOfWords(), now=T0, max_cases=5)
+    assert out["queued"] >= 2, out
+    draw_rereviews(any_store, lcfg, "lea", 80, now=T0)
+    items = [i for i, _ in _lead_queue(any_store)]
+    assert len(items) == len(set(items)) == 80
+
 
 def test_the_automatic_retrain_waits_for_a_rescoring_still_running(any_store, taxonomy, queue_config, monkeypatch):
     """A UI retrain promoted and released the lock with its rescoring still running: the next

@@ -215,12 +215,13 @@ def register_commands(cli: click.Group) -> None:
     @cli.command("rereview")
     @click.option("--n", "n", type=int, default=20, show_default=True, help="How many decided items to draw.")
     @click.option("--analyst", "of_analyst", type=TEXT, default=None, help="Draw only from this analyst's decisions.")
-    @click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True,
-                  help="Seed of the uniform draw (0 or more; numpy refuses a negative one).")
+    @click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=None,
+                  help="Seed of the uniform draw, to repeat one (default: a fresh one, printed).")
     @_as
     @_json
     @click.pass_obj
-    def rereview(app: Any, n: int, of_analyst: Optional[str], seed: int, analyst: Any, as_json: bool) -> None:
+    def rereview(app: Any, n: int, of_analyst: Optional[str], seed: Optional[int], analyst: Any,
+                 as_json: bool) -> None:
         """Draw decided items uniformly into the lead's queue for a blind QA re-review.
 
         The re-reviewer sees a case like any other (no earlier decision on it); their answer is a
@@ -236,4 +237,4 @@ def register_commands(cli: click.Group) -> None:
             out = draw_rereviews(app.store(), app.queues(), analyst, n, analyst=of_analyst, seed=seed)
         _emit(out, as_json, lambda o: click.echo(
             f"{o['drawn']} of {o['candidates']} decided items queued for blind re-review in {o['queue']}; "
-            f"work them with `workbench next --queue {o['queue']}`"))
+            f"work them with `workbench next --queue {o['queue']}` (seed {o['seed']})"))
