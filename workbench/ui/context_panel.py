@@ -33,12 +33,15 @@ from labeling.notes import add_note, add_tag, remove_tag
 
 from .format import local_time, short
 from .render import WRAP, esc, table_html, when
+from .review_hold import STORE_ERRORS
 from .session import actor
+from .tab_access import one_line
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..context import AppContext
 
-ERRORS = (ValueError, PermissionDenied)
+# A refusal, or a store that fails (busy, gone): said in one line, without its SQL (`one_line`).
+ERRORS = (ValueError, PermissionDenied, *STORE_ERRORS)
 # Few, wide columns: the panel sits in the Review tab's narrow right-hand column.
 HISTORY_HEADERS = ["when · who", "decision", "rationale"]
 AUTHOR_HEADERS = ["item · posted", "model → decided", "text"]
@@ -160,7 +163,12 @@ def context_values(app: "AppContext", packet: Optional[dict[str, Any]], principa
     review packet, or the empty panel for None."""
     if not packet or not (packet.get("case") or {}).get("id"):
         return panel_html(None), "<div class='wb-notes'>No notes.</div>", gr.update(choices=["item"], value="item")
-    ctx = case_context(app.store(), app.taxonomy(), int(packet["case"]["id"]), principal, app.review())
+    try:
+        ctx = case_context(app.store(), app.taxonomy(), int(packet["case"]["id"]), principal, app.review())
+    except ERRORS as exc:  # the key's own answer (a decision saved) stands: the panel says why it is empty
+        why = esc(f"Context not shown: {one_line(exc, 'open the case again to see it')}")
+        return (f"<div class='wb-ctx' data-case='' {WRAP}>{why}</div>", "<div class='wb-notes'>No notes.</div>",
+                gr.update(choices=["item"], value="item"))
     targets = _targets(ctx) or ["item"]
     default = "campaign" if packet["case"].get("campaign_id") is not None and "campaign" in targets else targets[0]
     return panel_html(ctx), notes_html(ctx), gr.update(choices=targets, value=default)
@@ -185,7 +193,10 @@ def build_context_panel(app: "AppContext", case_state: gr.State, who: Optional[g
     def refreshed(packet: dict[str, Any], who_acts: Any, message: str) -> tuple[Any, Any]:
         """The notes list again, and the box that was used emptied."""
         gr.Info(html.escape(message))  # a toast is HTML: the tag or error may quote what was typed
-        ctx = case_context(app.store(), app.taxonomy(), int(packet["case"]["id"]), who_acts, app.review())
+        try:
+            ctx = case_context(app.store(), app.taxonomy(), int(packet["case"]["id"]), who_acts, app.review())
+        except ERRORS:  # saved all the same (the toast says so): the list shows it when read again
+            return gr.update(), ""
         return notes_html(ctx), ""
 
     def on_note(packet: Optional[dict[str, Any]], target: str, body: str, name: str,
@@ -197,7 +208,7 @@ def build_context_panel(app: "AppContext", case_state: gr.State, who: Optional[g
             add_note(app.store(), target, target_id(packet, target), body, who_acts)
             return refreshed(packet, who_acts, f"Note added to the {target}.")
         except ERRORS as exc:
-            gr.Warning(html.escape(f"Note not added: {exc}"))
+            gr.Warning(html.escape(f"Note not added: {one_line(exc, 'nothing was saved: try again')}"))
             return gr.update(), gr.update()
 
     def on_tag(packet: Optional[dict[str, Any]], target: str, tag: str, name: str, remove: bool,
@@ -210,7 +221,8 @@ def build_context_panel(app: "AppContext", case_state: gr.State, who: Optional[g
             out = fn(app.store(), target, target_id(packet, target), tag, who_acts)
             return refreshed(packet, who_acts, f"Tag {out['tag']!r} {'removed from' if remove else 'on'} the {target}.")
         except ERRORS as exc:
-            gr.Warning(html.escape(f"Tag not {'removed' if remove else 'added'}: {exc}"))
+            said = one_line(exc, "nothing was changed: try again")
+            gr.Warning(html.escape(f"Tag not {'removed' if remove else 'added'}: {said}"))
             return gr.update(), gr.update()
 
     panel = gr.HTML(panel_html(None), js_on_load=None, elem_id="wb-ctx-panel")

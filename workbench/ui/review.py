@@ -28,18 +28,20 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 import gradio as gr
 
 from core.hooks import PermissionDenied
-from labeling.cases import queue_counts, queue_status, start_queue
+from labeling.cases import queue_status, start_queue
 from labeling.claims import claim_case, next_case, release, renew, skip
 from labeling.decisions import decide
 from labeling.packets import escalate_with_packet, review_packet, reveal_text
 from labeling.undo import undo_last
-from labeling.wellbeing import exposure, preferences, set_preferences
+from labeling.wellbeing import set_preferences
 
 from .context_panel import build_context_panel, context_values
-from .render import (counts_choices, empty_header, header_html, lease_html, message_html, plain, prefetch_html,
+from .render import (counts_choices, empty_header, header_html, lease_html, message_html, prefetch_html,
                      restored_html, saved_message, side_html, status_html, text_html)
-from .review_actions import (chosen_fields, confirm_refusal, form_values, lost_note, needs_confirm, page_case_js,
-                             refused, under_review_note, untouched, with_under_review, wrong_case)
+from .review_actions import (chosen_fields, confirm_refusal, form_note, form_values, lost_note, needs_confirm,
+                             page_case_js, refused, untouched, with_under_review, wrong_case)
+from .review_guard import (FAILURES, case_number, counts_view, display_prefs, done_already, exposure_of,
+                           finite_numbers, status_line, told)
 from .review_hold import STORE_ERRORS, refusal
 from .format import md_escape
 from .session import actor
@@ -47,9 +49,9 @@ from .session import actor
 if TYPE_CHECKING:  # pragma: no cover
     from ..context import AppContext
 
-# What a service refuses with (LabelingError is a ValueError): shown to the analyst, never a crash.
+# What a service refuses with (LabelingError is a ValueError): shown to the analyst, never a crash;
+# FAILURES adds a busy store, a refusal too on every key (review_guard.told, review_hold.refusal).
 SERVICE_ERRORS = (ValueError, PermissionDenied)
-FAILURES = (*SERVICE_ERRORS, *STORE_ERRORS)  # and a busy store: a refusal too (review_hold.refusal)
 # What one key event has read already (the store's accounts, the principal): each key asked
 # the store for both up to four times (issue 17). Set per event by `wired`; None elsewhere.
 _EVENT: contextvars.ContextVar[Optional[dict[Any, Any]]] = contextvars.ContextVar("wb_review_event", default=None)
@@ -99,18 +101,10 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
         """The principal, or None (no name given yet, or not allowed)."""
         try:
             return who_of(who, request) if (accounts() or (who or "").strip()) else None
-        except SERVICE_ERRORS:
+        except FAILURES:
             return None
 
-    def expo_of(principal: Any) -> Optional[dict[str, Any]]:
-        try:
-            return exposure(store, principal, settings) if principal else None
-        except SERVICE_ERRORS:
-            return None
-
-    def prefs_of(principal: Any) -> dict[str, bool]:
-        return preferences(store, principal, settings) if principal else {
-            "blur": settings.default_blur, "grayscale": settings.default_grayscale}
+    expo_of, prefs_of = partial(exposure_of, store, settings), partial(display_prefs, store, settings)
 
     def show(packet: Optional[dict[str, Any]], principal: Any, queue: Optional[str], message: str = "",
              kind: str = "info", switch_queue: bool = False,
@@ -128,7 +122,7 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
                     None, gr.update(choices=[], value=None), "", "", "",
                     message_html(message, kind) if kind != "info" else "", lease_html(None, settings), *pre, queue_list)
         label, actions, action, policy_ref = form_values(packet)  # a re-review: the decision under review's
-        prefs, message = prefs_of(principal), f"{message} {under_review_note(packet)}".strip()
+        prefs, message = prefs_of(principal), f"{message} {form_note(packet)}".strip()
         return (packet, None, header_html(packet, message), text_html(packet, prefs), side_html(packet),
                 label, gr.update(choices=actions, value=action), policy_ref, "", "", "", lease_html(packet, settings),
                 *pre, queue_list)
@@ -141,7 +135,7 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
         expo = expo_of(principal)
         case_id = packet["case"]["id"] if packet else None
         # one queue's count (an index range), not `queue_status` over every live case: this runs on every key
-        head = (status_html({queue: queue_counts(store, queue)}, queue, expo), break_update(expo, queue))
+        head = (status_line(store, queue, expo), break_update(expo, queue))
         if case_id == shown and packet is not None:
             return (*head, case_id, *([gr.update()] * len(ctx_components)))
         return (*head, case_id, *context_values(app, packet, principal))
@@ -149,8 +143,8 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
     kept = partial(refused, settings)  # a refusal: the packet and everything typed kept
 
     def packet_for(case_id: int, principal: Any) -> dict[str, Any]:
-        return with_under_review(review_packet(store, taxonomy, case_id, settings, app.campaigns(), viewer=principal),
-                                 store, qconfig)
+        return finite_numbers(with_under_review(review_packet(store, taxonomy, case_id, settings, app.campaigns(),
+                                                              viewer=principal), store, qconfig))
 
     def fetch_ahead(principal: Any, queue: str, on_screen: Optional[int]) -> tuple[Optional[int], str]:
         """Claim the analyst's next case of `queue` ahead (a normal lease; first one of theirs a
@@ -161,7 +155,7 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
                              exclude=() if on_screen is None else (on_screen,))
             if case is not None:
                 return case["id"], prefetch_html(packet_for(case["id"], principal), prefs_of(principal))
-        except SERVICE_ERRORS:
+        except FAILURES:
             pass
         return None, prefetch_html(None)
 
@@ -170,14 +164,14 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
         the analyst's (lapsed, or taken) or is of another queue (`wired` then gives it back)."""
         try:
             packet = renew(store, ahead, principal, qconfig) and packet_for(ahead, principal) if ahead else None
-        except SERVICE_ERRORS:
+        except FAILURES:
             return None
         return packet if packet and packet["case"]["queue"] == queue else None
 
     def drop(ahead: Optional[int], principal: Any) -> None:
         """Give the case claimed ahead back to its queue (quietly: its hold may have lapsed)."""
         if ahead is not None:
-            with contextlib.suppress(*SERVICE_ERRORS):
+            with contextlib.suppress(*FAILURES):
                 release(store, ahead, principal, qconfig)
 
     def claim_next(who: str, queue: str, request: gr.Request, message: str = "", switch_queue: bool = False,
@@ -193,7 +187,7 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
                 case = next_case(store, principal, queue, config=qconfig, detail=False, resume=True)  # a reload resumes
                 packet = packet_for(case["id"], principal) if case else None
         except FAILURES as exc:
-            why = plain(str(refusal(exc, "no next case was claimed: press n")))
+            why = told(exc, "no next case was claimed: press n")
             return show(None, None, queue, f"{message} {why}".strip(), "error")
         if packet is None:
             return show(None, principal, queue, f"{message} Queue {queue} is empty.".strip(), switch_queue=switch_queue)
@@ -207,17 +201,17 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
         if case_text is None or not str(case_text).strip():
             return show(None, None, queue, "Type a case number first.", "error")
         try:
-            case_id = int(str(case_text).strip().lstrip("#"))
-        except ValueError:
-            return show(None, None, queue, f"{case_text!r} is not a case number.", "error")
+            case_id = case_number(case_text)
+        except ValueError as exc:
+            return show(None, None, queue, f"Cannot open case: {exc}.", "error")
         try:
             principal = who_of(who, request)
             drop(ahead, principal)  # the next case is claimed ahead anew, after the one opened
             claim_case(store, case_id, principal, qconfig)
             return show(packet_for(case_id, principal), principal, queue, f"Opened case {case_id}.",
                         ahead=fetch_ahead(principal, queue, case_id))
-        except SERVICE_ERRORS as exc:
-            return show(None, None, queue, f"Cannot open case {case_id}: {plain(str(exc))}", "error")
+        except FAILURES as exc:
+            return show(None, None, queue, f"Cannot open case {case_id}: {told(exc)}", "error")
 
     def on_label(label: Optional[str], packet: Optional[dict[str, Any]]) -> tuple[Any, Any, Any]:
         if not label or label not in taxonomy.policies:
@@ -246,6 +240,9 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
                          policy_ref=policy_ref or None, rationale=rationale or None, config=qconfig, holder_only=True,
                          seen=packet.get("prediction") or {})
         except FAILURES as exc:
+            if isinstance(exc, ValueError) and done_already(store, case_id, viewer(who, request)) == "saved":
+                return claim_next(who, queue, request, f"Case {case_id} was saved already (a key sent twice, or "
+                                  "another tab): nothing was saved twice.", ahead=ahead)
             return kept(packet, armed, refusal(exc), restore=restored_html(packet, prefs_of(viewer(who, request))))
         return claim_next(who, queue, request, saved_message(case_id, label, action, out), principal=principal,
                           ahead=ahead)
@@ -277,6 +274,10 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
             out = escalate_with_packet(store, taxonomy, packet["case"]["id"], who_of(who, request), reason, qconfig,
                                        settings, app.campaigns(), holder_only=True)
         except FAILURES as exc:
+            if isinstance(exc, ValueError) and done_already(store, packet["case"]["id"],
+                                                             viewer(who, request)) == "escalated":
+                return claim_next(who, queue, request, f"Case {packet['case']['id']} was escalated already (a key sent "
+                                  "twice, or another tab): nothing was sent twice.", ahead=ahead)
             return kept(packet, armed, refusal(exc), "Not escalated")
         folded = out["case"].get("folded_from")
         return claim_next(who, queue, request, f"Escalated case {packet['case']['id']}"
@@ -289,8 +290,8 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
             return claim_next(who, queue, request, ahead=ahead)
         try:
             skip(store, packet["case"]["id"], who_of(who, request), qconfig)
-        except SERVICE_ERRORS as exc:
-            return show(None, None, queue, plain(str(exc)), "error")
+        except FAILURES as exc:
+            return show(None, None, queue, f"Not skipped: {told(exc, 'nothing was changed: press n')}", "error")
         return claim_next(who, queue, request, f"Skipped case {packet['case']['id']}.", ahead=ahead)
 
     def release_case(packet: Optional[dict[str, Any]], who: str, queue: str, ahead: Optional[int],
@@ -301,8 +302,8 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
         try:
             principal = who_of(who, request)
             release(store, packet["case"]["id"], principal, qconfig)
-        except SERVICE_ERRORS as exc:
-            return show(None, None, queue, plain(str(exc)), "error")
+        except FAILURES as exc:
+            return show(None, None, queue, f"Not released: {told(exc, 'nothing was changed: press n')}", "error")
         return show(None, principal, queue, f"Released case {packet['case']['id']}.")
 
     def undo(packet: Optional[dict[str, Any]], who: str, queue: str, ahead: Optional[int],
@@ -312,16 +313,16 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
         try:
             principal = who_of(who, request)
             out = undo_last(store, principal, qconfig, settings.undo_seconds)
-        except SERVICE_ERRORS as exc:
+        except FAILURES as exc:
             if packet is not None:
-                return kept(packet, None, exc, "Not undone")
-            return show(None, None, queue, f"Not undone: {plain(str(exc))}", "error")
+                return kept(packet, None, refusal(exc, "nothing was undone: press u again"), "Not undone")
+            return show(None, None, queue, f"Not undone: {told(exc, 'nothing was undone: press u again')}", "error")
         if out["lease_expires_at"] is None:  # it corrected an earlier decision, which is back: nothing to decide
             return show(packet, principal, queue,
                         f"Undone: your {out['label']} / {out['action']} on case {out['case_id']}; the decision "
                         "it replaced is the label of record again (the case stays decided).", ahead=None)
         if packet is not None and packet["case"]["id"] != out["case_id"]:
-            with contextlib.suppress(*SERVICE_ERRORS):  # the case on screen goes back; the undone one comes back
+            with contextlib.suppress(*FAILURES):  # the case on screen goes back; the undone one comes back
                 release(store, packet["case"]["id"], principal, qconfig)
         return show(packet_for(out["case_id"], principal), principal, queue,
                     f"Undone: your {out['label']} / {out['action']} on case {out['case_id']} "
@@ -339,15 +340,14 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
             return untouched(6 + n_ctx, 3, f"Not revealed: {why}")
         try:
             principal = who_of(who, request)
+            renew(store, packet["case"]["id"], principal, qconfig)  # only a case still held: not one lost meanwhile
             reveal_text(store, packet["case"]["id"], principal)
             fresh = packet_for(packet["case"]["id"], principal)
-        except SERVICE_ERRORS as exc:
-            return (gr.update(), gr.update(), gr.update(), message_html(plain(str(exc)), "error"), gr.update(),
-                    gr.update(), *([gr.update()] * n_ctx))
+        except FAILURES as exc:
+            return untouched(6 + n_ctx, 3, f"Not revealed: {told(exc, 'nothing was revealed: press r again')}")
         expo = expo_of(principal)
-        return (fresh, text_html(fresh, prefs_of(principal)), side_html(fresh), "",
-                status_html({queue: queue_counts(store, queue)}, queue, expo), break_update(expo, queue),
-                *context_values(app, fresh, principal))
+        return (fresh, text_html(fresh, prefs_of(principal)), side_html(fresh), "", status_line(store, queue, expo),
+                break_update(expo, queue), *context_values(app, fresh, principal))
 
     def heartbeat(packet: Optional[dict[str, Any]], held: Optional[dict[str, Any]], ahead: Optional[int], who: str,
                   idle_ms: Optional[float], request: gr.Request) -> tuple[Any, ...]:
@@ -369,8 +369,9 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
                 except SERVICE_ERRORS:
                     same = (None, prefetch_html(None))
             out = renew(store, case_id, principal, qconfig)
-        except SERVICE_ERRORS as exc:
-            return lease_html(None, settings, lost=lost_note(str(exc))), None, *same
+        except FAILURES as exc:  # a failing store loses no hold: the clock as it was, the next tick tries again
+            return (gr.update(), held, *same) if isinstance(exc, STORE_ERRORS) else (
+                lease_html(None, settings, lost=lost_note(str(exc))), None, *same)
         fresh = {"case": case_id, "expires": out["lease_expires_at"]}
         return (lease_html(dict(packet, case=dict(packet["case"], lease_expires_at=fresh["expires"])), settings), fresh,
                 *same)
@@ -380,7 +381,7 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
         """Another queue picked: the case claimed ahead goes back, the next comes from that queue."""
         try:
             principal = who_of(who, request)
-        except SERVICE_ERRORS:
+        except FAILURES:
             return gr.update(), gr.update()
         drop(ahead, principal)
         if packet is None or queue not in qconfig.queues:
@@ -388,11 +389,9 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
         return fetch_ahead(principal, queue, packet["case"]["id"])
 
     def refresh_counts(who: str, queue: str, request: gr.Request) -> tuple[Any, Any, Any]:
-        principal = viewer(who, request)
-        status = queue_status(store, qconfig)
-        expo = expo_of(principal)
-        return (status_html(status, queue, expo), break_update(expo, queue),
-                gr.update(choices=counts_choices(status, list(qconfig.queues))))
+        expo = expo_of(viewer(who, request))
+        line, choices = counts_view(store, qconfig, queue, expo)  # a failing store: the line says so, the list stays
+        return line, break_update(expo, queue), gr.update() if choices is None else gr.update(choices=choices)
 
     def break_queue_name(queue: Optional[str]) -> Optional[str]:
         return settings.break_queue if settings.break_queue in qconfig.queues else None
@@ -404,7 +403,7 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
                          value=f"Take a break, or switch to the {target} queue")
 
     def to_break(who: str, ahead: Optional[int], request: gr.Request) -> tuple[Any, ...]:
-        with contextlib.suppress(*SERVICE_ERRORS):
+        with contextlib.suppress(*FAILURES):
             drop(ahead, who_of(who, request))  # claimed ahead in the queue left
         return claim_next(who, break_queue_name(None) or qconfig.default_queue, request,
                           "Switched to a milder queue.", switch_queue=True)
@@ -412,7 +411,7 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
     def save_prefs(packet: Optional[dict[str, Any]], who: str, blur: bool, gray: bool, request: gr.Request) -> Any:
         try:
             prefs = set_preferences(store, who_of(who, request), settings, blur=bool(blur), grayscale=bool(gray))
-        except SERVICE_ERRORS:
+        except FAILURES:
             prefs = {"blur": bool(blur), "grayscale": bool(gray)}
         return text_html(packet, prefs) if packet else ""
 
@@ -421,7 +420,7 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
         name = (getattr(request, "username", None) or who) if app.has_users() else who
         try:
             principal = who_of(name, request) if name and name.strip() else None
-        except SERVICE_ERRORS:
+        except FAILURES:
             principal = None
         status = queue_status(store, qconfig)
         first = queue or (start_queue(store, principal, qconfig, status=status) if principal else None) \
@@ -503,7 +502,7 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
             out, new = (*out[:at], None, prefetch_html(None), *out[at + 2:]), None
         now = new if new is None or isinstance(new, int) else held
         if held is not None and held != now and (packet is None or packet["case"]["id"] != held):
-            with contextlib.suppress(*SERVICE_ERRORS):
+            with contextlib.suppress(*FAILURES):
                 drop(held, who_of(who, request))
         return out
 

@@ -54,6 +54,9 @@ def confirm_refusal(packet: dict[str, Any], label: Optional[str], action: Option
     pick. No label on screen reads as the model's; an action a fast key left out of step with the
     label is the label's default (as review.submit reads it)."""
     model = packet["suggested_label"]
+    if model not in packet["choices"]:  # a label the taxonomy no longer has: nothing for `c` to save
+        return (f"the model's label ({model}) is not one of the taxonomy's labels: pick a label (keys 1-9), then "
+                "Ctrl+Enter saves it")
     default = packet["choices"][model]["default_action"]
     if not label or label == model:
         pol = policies.get(model)
@@ -91,21 +94,30 @@ def with_under_review(packet: dict[str, Any], store: Any, config: Any) -> dict[s
     return packet
 
 
-def form_values(packet: dict[str, Any], label: Optional[str] = None) -> tuple[str, list[str], str, str]:
+def form_values(packet: dict[str, Any],
+                label: Optional[str] = None) -> tuple[Optional[str], list[str], Optional[str], str]:
     """(label, actions, action, policy_ref) the form shows for `label` (None: the case's own).
     A label-review case starts from the decision under review, and its label brings back that
     decision's action and reference, so keeping them confirms it (`decide` corrects only what
-    changed); any other label, or case, brings the policy's defaults."""
+    changed); any other label, or case, brings the policy's defaults. A model's label the
+    taxonomy no longer has (a model trained before a label was retired) picks nothing: the
+    analyst picks one (`form_note`); it failed the whole screen, on every `n` again."""
     under = (packet.get("label_review") or {}).get("decision")
     label = label or (under["label"] if under and under["label"] in packet["choices"] else packet["suggested_label"])
-    choice = packet["choices"][label]
+    choice = packet["choices"].get(label)
+    if choice is None:
+        return None, [], None, ""
     if under and under["label"] == label and under["action"] in choice["actions"]:
         return label, choice["actions"], under["action"], under["policy_ref"] or choice["policy_ref"]
     return label, choice["actions"], choice["default_action"], choice["policy_ref"]
 
 
-def under_review_note(packet: Optional[dict[str, Any]]) -> str:
-    """On a label-review case, what the form was filled with and what saving it does."""
+def form_note(packet: Optional[dict[str, Any]]) -> str:
+    """What the form was filled with, where that needs saying: on a label-review case the decision
+    under review and what saving it does; a model's label the taxonomy no longer has."""
+    model = (packet or {}).get("suggested_label")
+    if packet and model not in (packet.get("choices") or {}):
+        return f"The model's label ({model}) is not one of the taxonomy's labels: pick a label (keys 1-9)."
     under = ((packet or {}).get("label_review") or {}).get("decision")
     if not under:
         return ""
