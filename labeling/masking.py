@@ -13,6 +13,7 @@ campaign); other items' texts then follow their own rule (`shown_text`).
 from __future__ import annotations
 
 import functools
+import math
 import re
 import unicodedata
 from typing import Any, Optional
@@ -61,7 +62,17 @@ def should_mask(settings: ReviewSettings, scores: Optional[dict[str, float]], po
         return True
     if not scores:
         return True
-    return any(float(scores.get(p, 0.0)) >= settings.mask_min_score for p in settings.mask_policies)
+    return any(_likely(scores.get(p, 0.0), settings.mask_min_score) for p in settings.mask_policies)
+
+
+def _likely(v: Any, threshold: float) -> bool:
+    """A score at or above `threshold`; a NaN, a text or nothing where a score should be is not
+    known, so it masks (failing closed: `nan >= 0.15` is False, which showed a hate text)."""
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        return True
+    return not math.isfinite(x) or x >= threshold
 
 
 def is_sensitive(settings: ReviewSettings, scores: Optional[dict[str, float]], *labels: Optional[str]) -> bool:

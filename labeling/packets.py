@@ -40,7 +40,7 @@ from .priority import ESCALATED_AT, utc_naive
 from .queue_config import QueueConfig
 from .review_config import ReviewSettings
 from .routing import patterns_match
-from .wellbeing import has_revealed, record_reveal
+from .wellbeing import has_revealed, record_reveal, reveal_tier
 
 # Case fields the analyst never sees: QA-audit and calibration draws are blind.
 BLIND_FIELDS = ("is_audit", "calibration_set")
@@ -291,7 +291,7 @@ def _write_private(folder: Path, name: str, text: str) -> Path:
 
 
 def show_case(store: Store, case_id: int, settings: ReviewSettings, reveal_by: Optional[Actor] = None,
-              blind: bool = False) -> dict[str, Any]:
+              blind: bool = False, taxonomy: Optional[Taxonomy] = None) -> dict[str, Any]:
     """A case for display (`cases show`, `next`): masked by the rule of the review screen
     (`case_masked`) unless `reveal_by` names who reveals it (then the reveal is audited): the item
     text, and what people wrote about it (rationales, the escalation's and the appeal's reasons).
@@ -304,7 +304,7 @@ def show_case(store: Store, case_id: int, settings: ReviewSettings, reveal_by: O
         masked = case_masked(conn, case_row, row, settings)
     item = view.get("item")
     if item and reveal_by:
-        item["text"] = reveal_text(store, case_id, reveal_by)
+        item["text"] = reveal_text(store, case_id, reveal_by, taxonomy=taxonomy, settings=settings)
         masked = False
     view["masked"] = masked
     if masked:
@@ -330,17 +330,23 @@ def _mask_meta(meta: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def reveal_text(store: Store, case_id: int, analyst: Actor, now: Optional[dt.datetime] = None) -> str:
+def reveal_text(store: Store, case_id: int, analyst: Actor, now: Optional[dt.datetime] = None, *,
+                taxonomy: Optional[Taxonomy] = None, settings: Optional[ReviewSettings] = None) -> str:
     """The unmasked text of a case's item. Needs `reveal`. The case then stays revealed for this
     analyst (`review_packet(viewer=...)` unmasks its texts), the reveal is audited once, and it
-    counts toward the analyst's exposure (`wellbeing.exposure`)."""
+    counts toward the analyst's exposure (`wellbeing.exposure`) at `wellbeing.reveal_tier` (the
+    case's tier or its text's evidence, the more severe; the case's tier alone without both)."""
     check_permission(analyst, "reveal", f"case {case_id}")
     with store.begin() as conn:
         row = conn.execute(select(Item.text, Item.id, Case.severity).join(Case.__table__, Case.item_id == Item.id)
                            .where(Case.id == case_id)).first()
         if row is None:
             raise QueueError(f"case {case_id} has no item text to reveal")
-        record_reveal(conn, analyst, case_id, row.id, row.severity, now or utcnow())
+        tier = row.severity
+        if taxonomy is not None and settings is not None:
+            case = conn.execute(select(Case.__table__).where(Case.id == case_id)).mappings().first()
+            tier = reveal_tier(conn, taxonomy, settings, row.id, case)
+        record_reveal(conn, analyst, case_id, row.id, tier, now or utcnow())
     return row.text
 
 

@@ -5,24 +5,36 @@ A reveal is stored once per analyst and case (`reveals`): the case then stays re
 analyst, the audit log gets one event, and reveals of severe tiers within the shift count
 against `exposure_budget` (configs/review.yaml), after which the screen offers a break or a
 milder queue.
+
+The tier a reveal is stored at is `reveal_tier`, one rule for every door (the Review screen,
+`cases show --reveal`, the API's item view with or without a case): the most severe of the
+case's tier and what the revealed text's own evidence points to. A case's tier comes from the
+model's top label alone, so a text masked for its source label, a decided label, a matched
+escalation criterion or a hate score below the top label was counted as not severe.
 """
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Mapping, Optional
 
 from sqlalchemy import Connection, func, select, update
 
 from core import audit
 from core.hooks import check_permission
+from core.labels import current_decisions
+from core.predictions import prediction_problem, predictions_of_record
 from core.principals import Actor, actor_name
-from core.schema import Reveal, UserPreference, utcnow
+from core.schema import Item, Reveal, UserPreference, utcnow
 from core.store import Store, insert_ignore
 
 from .errors import QueueError
 from .masking import may_reveal
 from .priority import utc_naive
 from .review_config import ReviewSettings
+from .routing import match_escalation
+
+if TYPE_CHECKING:  # pragma: no cover
+    from core.taxonomy import Taxonomy
 
 R = Reveal.__table__
 U = UserPreference.__table__
@@ -41,6 +53,38 @@ def record_reveal(conn: Connection, analyst: Actor, case_id: int, item_id: Optio
         return False
     audit.record(conn, analyst, "text.reveal", "item", item_id, {"case_id": case_id, "severity": severity})
     return True
+
+
+def reveal_tier(conn: Connection, taxonomy: "Taxonomy", settings: ReviewSettings, item_id: Optional[str],
+                case: Optional[Mapping[str, Any]] = None) -> Optional[str]:
+    """The tier a reveal of `item_id` counts at (`record_reveal`, `exposure`): the most severe of
+    `case`'s stored tier (its row; None for an item without a case) and what the text's evidence
+    points to, as masking reads it (`masking.is_sensitive`): the model's label and every masked
+    policy (`settings.mask_policies`) scored at `mask_min_score` or more, the source policy label,
+    the decided label, a matched escalation criterion (`routing.match_escalation`). Scores are the
+    prediction of record, else those stored on the case (`cases.suggestion`); a text no model
+    scored (or whose scores are no probabilities, `prediction_problem`) counts at the most severe
+    tier, as masking treats it as sensitive. None for a text only ever judged benign, without a case."""
+    ranked = sorted(taxonomy.severities, key=taxonomy.sla_minutes)  # most severe first
+    tiers = {taxonomy.stored_tier(case.get("severity"))} if case is not None else set()
+    row = None
+    if item_id is not None:
+        I = Item.__table__
+        row = conn.execute(select(I.c.text, I.c.policy_label).where(I.c.id == item_id)).first()
+    if row is None:  # no text revealed beyond what the case says
+        return next((t for t in ranked if t in tiers), case.get("severity") if case is not None else None)
+    pred = predictions_of_record(conn, [item_id]).get(item_id) or {}
+    scores = pred.get("scores") if pred else ((case or {}).get("meta") or {}).get("scores")
+    if prediction_problem({"scores": scores}) is not None:  # none, or not numbers (a corrupt row)
+        return ranked[0] if ranked else None  # unknown content: as severe as it may be
+    decided = (current_decisions(conn, [item_id]).get(item_id) or {}).get("label")
+    labels = {pred.get("label") or (case or {}).get("predicted_label"), row.policy_label, decided}
+    labels |= {p for p in settings.mask_policies if scores.get(p, 0.0) >= settings.mask_min_score}
+    tiers |= {taxonomy.severity_of(lab) for lab in labels if isinstance(lab, str) and lab in taxonomy.policies}
+    crit = match_escalation(taxonomy, row.text or "", scores)
+    if crit is not None:
+        tiers.add(crit.severity)
+    return next((t for t in ranked if t in tiers), None)
 
 
 def has_revealed(conn: Connection, analyst: Actor, case_id: int) -> bool:

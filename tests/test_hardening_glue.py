@@ -57,7 +57,7 @@ def test_an_api_reveal_counts_toward_the_readers_exposure(sqlite_store, taxonomy
                                         for i in range(3)] + [{"id": "loose", "label": "hate", "scores": HATE,
                                                                "text": "no case yet"}])
     build_cases(sqlite_store, taxonomy, cfg, progress=False)
-    app = types.SimpleNamespace(store=lambda: sqlite_store, review=lambda: review_settings)
+    app = types.SimpleNamespace(store=lambda: sqlite_store, review=lambda: review_settings, taxonomy=lambda: taxonomy)
     ann = Principal("ann", "analyst")
     for i in (0, 1, 2, 2):  # the second read of v2 is one reveal of its case
         assert item_view(app, f"v{i}", ann, reveal=True)["text"] == f"vile text {i}"

@@ -3,10 +3,11 @@
 
 A reveal through the API is counted as the Review screen and `cases show --reveal` count one
 (`labeling.wellbeing.record_reveal`: stored once per reader and case, audited, severe tiers
-against the shift's exposure budget): against the item's newest case with that case's severity;
-an item without a case (never scored, or scored and not cased yet) once per reader and item, at
-the tier its own evidence points to (`item_severity`). Before, a case-less item's reveal was
-audited and never counted: reading any number of severe texts left exposure at 0.
+against the shift's exposure budget): against the item's newest case, or for an item without a
+case (never scored, or scored and not cased yet) once per reader and item, at the tier of the one
+rule every door uses (`wellbeing.reveal_tier`: the case's tier or the text's own evidence, the
+more severe). Before, a case-less item's reveal was audited and never counted: reading any number
+of severe texts left exposure at 0.
 
 Without a reveal the item's text is masked by its own rule (`masking.shown_text`), and so is
 every string in its metadata (extra source columns, often free text: a reporter's comment quotes
@@ -15,7 +16,7 @@ the text).
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any
 
 from fastapi import HTTPException
 
@@ -23,6 +24,7 @@ from core.principals import Principal  # standard library only
 
 if TYPE_CHECKING:  # pragma: no cover
     from core.taxonomy import Taxonomy
+    from labeling.review_config import ReviewSettings
 
     from .context import AppContext
 
@@ -38,51 +40,22 @@ def caseless_key(item_id: str) -> int:
     return -(1 + int.from_bytes(digest[:8], "big") % _KEY_SPACE)
 
 
-def item_severity(conn: Any, taxonomy: "Taxonomy", item_id: str) -> Optional[str]:
-    """The tier a reveal of an item without a case counts at: the most severe its prediction of
-    record, source policy label, decided label or a matched escalation criterion points to (as a
-    case for it would be tiered, `routing.plan_case`); the most severe tier when none of them is
-    known (unknown content counts as severe, as masking treats it as sensitive); None for an
-    item only ever judged benign."""
-    from sqlalchemy import select
-
-    from core.labels import current_decisions
-    from core.predictions import predictions_of_record
-    from core.schema import Item
-    from labeling.routing import match_escalation
-
-    I = Item.__table__
-    row = conn.execute(select(I.c.text, I.c.policy_label).where(I.c.id == item_id)).first()
-    pred = predictions_of_record(conn, [item_id]).get(item_id) or {}
-    decided = (current_decisions(conn, [item_id]).get(item_id) or {}).get("label")
-    labels = [lab for lab in (pred.get("label"), row.policy_label if row else None, decided) if lab]
-    ranked = sorted(taxonomy.severities, key=taxonomy.sla_minutes)  # most severe first
-    if not labels:
-        return ranked[0] if ranked else None
-    tiers = {taxonomy.severity_of(lab) for lab in labels if lab in taxonomy.policies}
-    crit = match_escalation(taxonomy, row.text, pred.get("scores") or {}) if row is not None and pred else None
-    if crit is not None:
-        tiers.add(crit.severity)
-    return next((t for t in ranked if t in tiers), None)
-
-
-def charge_item_reveal(conn: Any, who: Principal, item_id: str, taxonomy: Callable[[], "Taxonomy"]) -> bool:
+def charge_item_reveal(conn: Any, who: Principal, item_id: str, taxonomy: "Taxonomy",
+                       settings: "ReviewSettings") -> bool:
     """Record a reveal of `item_id` by `who` through `wellbeing.record_reveal` (in the caller's
     transaction): against the item's newest case, or for an item without one under its
-    `caseless_key` at `item_severity` (`taxonomy` is only called then). False when this reader
-    revealed it before: already counted, the caller audits the access alone."""
+    `caseless_key`, at `wellbeing.reveal_tier` either way (the case's tier or the text's evidence,
+    the more severe). False when this reader revealed it before: already counted, the caller
+    audits the access alone."""
     from sqlalchemy import select
 
     from core.schema import Case, utcnow
-    from labeling.wellbeing import record_reveal
+    from labeling.wellbeing import record_reveal, reveal_tier
 
     C = Case.__table__
-    case = conn.execute(select(C.c.id, C.c.severity).where(C.c.item_id == item_id)
-                        .order_by(C.c.id.desc()).limit(1)).first()
-    if case is not None:
-        return record_reveal(conn, who, case.id, item_id, case.severity, utcnow())
-    return record_reveal(conn, who, caseless_key(item_id), item_id, item_severity(conn, taxonomy(), item_id),
-                         utcnow())
+    case = conn.execute(select(C).where(C.c.item_id == item_id).order_by(C.c.id.desc()).limit(1)).mappings().first()
+    tier = reveal_tier(conn, taxonomy, settings, item_id, case)
+    return record_reveal(conn, who, case["id"] if case is not None else caseless_key(item_id), item_id, tier, utcnow())
 
 
 def item_or_404(app: "AppContext", item_id: str, who: Principal) -> dict[str, Any]:
@@ -109,7 +82,7 @@ def item_view(app: "AppContext", item_id: str, who: Principal, reveal: bool = Fa
     if reveal:
         check_permission(who, "reveal", f"item {item_id}")
         with app.store().begin() as conn:  # charged to the reader's exposure, as a reveal on the screen is
-            if not charge_item_reveal(conn, who, item_id, lambda: app.taxonomy()):
+            if not charge_item_reveal(conn, who, item_id, app.taxonomy(), app.review()):
                 audit.record(conn, who, "text.reveal", "item", item_id, {"via": "api"})
         item["masked"] = False
         return item

@@ -130,7 +130,7 @@ def register_commands(cli: click.Group) -> None:
             raise click.UsageError("--reveal needs --as NAME or a token (the reveal is audited)")
         who = _acting(app, analyst) if reveal else None
         with _user_errors():
-            c = show_case(app.store(), case_id, app.review(), reveal_by=who)
+            c = show_case(app.store(), case_id, app.review(), reveal_by=who, taxonomy=app.taxonomy())
         _emit(c, as_json, _print_case)
 
     @cases.command("preview")

@@ -105,7 +105,8 @@ def build_appeals_tab(app: "AppContext", tab: gr.Tab, who: Optional[gr.Textbox] 
             return (gr.update(),) * 4 + (f"**Not revealed:** case {md_escape(case_id)} is not an open appeal "
                                          "(resolved since, or never one): Refresh appeals.",)
         try:
-            reveal_text(app.store(), int(case_id), actor(app, name, request))
+            reveal_text(app.store(), int(case_id), actor(app, name, request), taxonomy=app.taxonomy(),
+                        settings=app.review())
         except (ValueError, PermissionDenied, *STORE_ERRORS) as exc:
             return (gr.update(),) * 4 + (f"**Not revealed:** {said(exc, 'nothing was revealed: try again')}",)
         return show(case_id, name, request)

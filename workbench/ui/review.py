@@ -341,7 +341,7 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
         try:
             principal = who_of(who, request)
             renew(store, packet["case"]["id"], principal, qconfig)  # only a case still held: not one lost meanwhile
-            reveal_text(store, packet["case"]["id"], principal)
+            reveal_text(store, packet["case"]["id"], principal, taxonomy=taxonomy, settings=settings)
             fresh = packet_for(packet["case"]["id"], principal)
         except FAILURES as exc:
             return untouched(6 + n_ctx, 3, f"Not revealed: {told(exc, 'nothing was revealed: press r again')}")
