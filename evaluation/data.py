@@ -137,7 +137,15 @@ def decision_rows(store: Store, taxonomy: Taxonomy) -> list[dict[str, Any]]:
     audit case, else of the case the chain started in: why it was served,
     `labeling.learning.served_as`; None without a case), proba (over
     `taxonomy.labels`, None when the prediction is gone), source, surface, language, campaign
-    (member of one), text.
+    (member of one), text, retired (the human's or the model's label is no longer a policy of
+    `taxonomy`).
+
+    A retired label is kept as written, not dropped: dropping it hid the evidence against the
+    model (two of six audited "scam" calls labelled spam by humans read as precision 4/4 once spam
+    was retired, not 4/6). Kept, the model's current-policy call on a retired human label counts
+    as its false positive, a retired model label as a miss of the human's current policy, and both
+    stay in the prevalence and accuracy denominators; no policy of the taxonomy is the retired one,
+    so it gets no figures of its own (`retired_counts` says how many rows carry one).
     """
     P, C, I, CM = Prediction.__table__, Case.__table__, Item.__table__, CampaignMember.__table__
     with store.read() as conn:
@@ -156,8 +164,6 @@ def decision_rows(store: Store, taxonomy: Taxonomy) -> list[dict[str, Any]]:
         response = audit_response(conn)
     out = []
     for r in rows:
-        if r["label"] not in taxonomy.policies or r["model_label"] not in taxonomy.policies:
-            continue
         sc = scores.get((r["item_id"], r["model_version"]))
         audit_case, origin = _audit_and_origin([cases.get(c) for c in chains[r["id"]]])
         case = audit_case or origin
@@ -173,8 +179,23 @@ def decision_rows(store: Store, taxonomy: Taxonomy) -> list[dict[str, Any]]:
                     "proba": score_row(sc, list(taxonomy.labels), missing=0.0) if sc else None,
                     "source": item.source if item else None, "surface": item.surface if item else None,
                     "language": _language(item.meta) if item else None,
-                    "campaign": r["item_id"] in members, "text": item.text if item else ""})
+                    "campaign": r["item_id"] in members, "text": item.text if item else "",
+                    "retired": r["label"] not in taxonomy.policies or r["model_label"] not in taxonomy.policies})
     return out
+
+
+def retired_counts(rows: Sequence[Mapping[str, Any]], taxonomy: Taxonomy) -> dict[str, Any]:
+    """How many `decision_rows` carry a retired policy label (the human's or the model's), how many
+    of them are QA audits, and the rows per retired label: the report states it beside the figures
+    that keep those rows, so a reader knows how much rests on policies no longer configured."""
+    labels: Counter[str] = Counter()
+    n = audit = 0
+    for r in rows:
+        gone = {str(lab) for lab in (r["human"], r["model"]) if lab not in taxonomy.policies}
+        if gone:
+            n, audit = n + 1, audit + bool(r["is_audit"])
+            labels.update(gone)
+    return {"decisions": n, "qa_audit": audit, "labels": dict(sorted(labels.items()))}
 
 
 def score_row(scores: Any, labels: list[str], missing: float = float("nan")) -> list[float]:

@@ -32,7 +32,7 @@ from .analysts import analyst_quality
 from .config import EvaluationConfig
 from .overrides import override_telemetry
 from .slices import slice_report
-from .data import decision_rows
+from .data import decision_rows, retired_counts
 
 
 def _quality(rows: list[dict[str, Any]], taxonomy: Taxonomy) -> dict[str, Any]:
@@ -40,17 +40,22 @@ def _quality(rows: list[dict[str, Any]], taxonomy: Taxonomy) -> dict[str, Any]:
 
     if not rows:
         return {"n": 0}
-    idx = {lab: i for i, lab in enumerate(taxonomy.labels)}
+    # a retired label (`data.decision_rows` keeps it) is a class of its own after the current ones,
+    # so the confusion stays exact: an index lookup of it raised KeyError, ending the report
+    retired = sorted({lab for r in rows for lab in (r["human"], r["model"]) if lab not in taxonomy.policies}, key=str)
+    labels = list(taxonomy.labels) + [f"{lab} (retired)" for lab in retired]
+    idx = {lab: i for i, lab in enumerate(list(taxonomy.labels) + retired)}
     y = np.array([idx[r["human"]] for r in rows])
     yhat = np.array([idx[r["model"]] for r in rows])
-    with_p = [r for r in rows if em.finite_row(r["proba"])]
-    out = classification_summary(y, yhat, taxonomy.labels)
-    if len(with_p) == len(rows):
-        proba = np.array([r["proba"] for r in rows])
+    out = classification_summary(y, yhat, labels)
+    out["retired"] = sum(bool(r.get("retired")) for r in rows)
+    cal = [r["model"] in taxonomy.policies for r in rows]  # a retired model label's own score is gone
+    if any(cal) and all(em.finite_row(r["proba"]) for r, ok in zip(rows, cal) if ok):
+        proba = np.array([r["proba"] for r, ok in zip(rows, cal) if ok])
         proba = proba / np.clip(proba.sum(axis=1, keepdims=True), 1e-12, None)
         from models.metrics import expected_calibration_error
 
-        out["ece"] = expected_calibration_error(proba, y)
+        out["ece"] = expected_calibration_error(proba, y[np.array(cal)])  # a retired human label: top label wrong
     out["override_rate"] = em.override_rate([r["model"] for r in rows], [r["human"] for r in rows])
     return out
 
@@ -182,11 +187,14 @@ def evaluation_summary(store: Store, taxonomy: Taxonomy, actor: Actor, *, config
     audit = [r for r in rows if r["is_audit"]]
     human, model = [r["human"] for r in rows], [r["model"] for r in rows]
     idx = {lab: i for i, lab in enumerate(taxonomy.labels)}
-    scored = [r for r in rows if em.finite_row(r["proba"])]  # a NaN score calibrates nothing
-    nonfinite = sum(r["proba"] is not None for r in rows) - len(scored)
+    # calibration: a retired model label's own score is not among the current policies' (left out,
+    # counted); a retired human label is kept as class -1, the model's top label judged wrong
+    current = [r for r in rows if r["model"] in idx]
+    scored = [r for r in current if em.finite_row(r["proba"])]  # a NaN score calibrates nothing
+    nonfinite = sum(r["proba"] is not None for r in current) - len(scored)
     proba = np.array([r["proba"] for r in scored], dtype=np.float64).reshape(-1, len(taxonomy.labels))
     proba = proba / np.clip(proba.sum(axis=1, keepdims=True), 1e-12, None)
-    y = np.array([idx[r["human"]] for r in scored], dtype=int)
+    y = np.array([idx.get(r["human"], -1) for r in scored], dtype=int)
     from models.metrics import expected_calibration_error
 
     out: dict[str, Any] = {
@@ -199,7 +207,8 @@ def evaluation_summary(store: Store, taxonomy: Taxonomy, actor: Actor, *, config
                                                                           conf=config.confidence),
                                         "accuracy": es.accuracy_estimate(human, model, conf=config.confidence)}},
         "calibration": {"n": len(scored), "ece": expected_calibration_error(proba, y) if len(scored) else None,
-                        "nonfinite": nonfinite},
+                        "nonfinite": nonfinite, "retired_model": len(rows) - len(current)},
+        "retired": retired_counts(rows, taxonomy),
         "overrides": override_telemetry(store, taxonomy, config, now=now, model_version=model_version),
         "agreement": agreement(store),
         "slices": slice_report(rows, taxonomy, config),

@@ -98,7 +98,10 @@ def _calibration_and_agreement(s: Mapping[str, Any]) -> list[Section]:
                    f"Expected calibration error {num(c['ece'])} over n = {c['n']} decisions with the model's scores "
                    "(all decisions: model-ranked, so read it together with the QA-audit figures)."
                    + (f" Left out: {c['nonfinite']} decisions whose stored scores are not finite numbers."
-                      if c.get("nonfinite") else ""),
+                      if c.get("nonfinite") else "")
+                   + (f" Left out: {c['retired_model']} decisions whose model label is a retired policy (its "
+                      "score is not among the current policies'); a retired human label counts as a wrong top label."
+                      if c.get("retired_model") else ""),
                    plots=["reliability"])]
     rows = [[name, v["items"], v["raters_per_item"], v["method"] or "n/a", num(v["kappa"])]
             for name, v in s["agreement"].items()]
@@ -163,13 +166,25 @@ def _analyst_section(s: Mapping[str, Any]) -> Section:
                            "confirmed errors", "confirmed correct"], rows)] if rows else [])
 
 
+def _retired_line(s: Mapping[str, Any]) -> str:
+    """The summary's sentence on decisions that carry a retired policy label (`data.retired_counts`),
+    empty without any: the figures keep them, and the reader learns how many there are."""
+    r = s.get("retired") or {}
+    if not r.get("decisions"):
+        return ""
+    labels = ", ".join(f"{plain(lab)}: {n}" for lab, n in r["labels"].items())
+    return (f" **{r['decisions']}** of these decisions carry a policy label no longer in the taxonomy ({labels}), "
+            f"{r['qa_audit']} of them from the QA audit: they count against the model's current policies "
+            "and in every denominator; a retired policy gets no figures of its own.")
+
+
 def evaluation_sections(s: Mapping[str, Any]) -> list[Section]:
     """Every section of the report, in reading order."""
     out = [Section("Summary", (
         f"**{s['decisions']}** current human labels joined with the prediction the analyst saw, "
         f"**{s['estimates']['qa_audit']['n']}** of them from the QA audit; override rate over all decisions "
         f"judged against the model: **{est(s['overrides']['overall'], 3)}**. Intervals: "
-        f"{percent(s['confidence'])}."))]
+        f"{percent(s['confidence'])}." + _retired_line(s)))]
     out += _estimate_sections(s) + _override_sections(s) + _calibration_and_agreement(s)
     out += [_slice_section(s), _analyst_section(s)]
     d = s.get("drift") or {}
