@@ -87,7 +87,8 @@ def shown_text(settings: ReviewSettings, text: str, scores: Optional[dict[str, f
     return mask_text(text) if is_sensitive(settings, scores, *labels) else text
 
 
-def _terms(terms: Any) -> Any:
+def mask_terms(terms: Any) -> Any:
+    """A campaign's top terms, each term masked (its count kept): shown while the case is masked."""
     return [[mask_text(str(t[0])), *t[1:]] if isinstance(t, (list, tuple)) else mask_text(str(t))
             for t in (terms or [])]
 
@@ -141,7 +142,7 @@ def mask_packet(packet: dict[str, Any], revealed: bool) -> dict[str, Any]:
     if camp:
         camp = dict(camp)
         if hide:
-            camp["top_terms"] = _terms(camp.get("top_terms"))
+            camp["top_terms"] = mask_terms(camp.get("top_terms"))
             if isinstance(camp.get("exemplar_text"), str):
                 camp["exemplar_text"] = mask_text(camp["exemplar_text"])
         # Members are the case's own texts once revealed; else masked with it, or by their own rule.
@@ -206,7 +207,7 @@ def mask_campaign(settings: ReviewSettings, camp: dict[str, Any]) -> dict[str, A
             settings, camp.get("exemplar_scores"), camp.get("exemplar_policy_label"), camp.get("exemplar_decided_label"))):
         out["exemplar_text"] = mask_text(out["exemplar_text"])
     if mean or members_sensitive(settings, camp):
-        out["top_terms"] = _terms(camp.get("top_terms"))
+        out["top_terms"] = mask_terms(camp.get("top_terms"))
     if "members" in camp:
         out["members"] = [dict(m, text=mask_text(m["text"])) if isinstance(m.get("text"), str) and (mean or is_sensitive(
             settings, m.get("scores"), m.get("policy_label"), m.get("decided_label"))) else m

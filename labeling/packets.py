@@ -36,11 +36,12 @@ from .errors import QueueError
 from .escalation import check_request, escalate
 from .masking import (OWN_FLAG, is_sensitive, mask_appeal, mask_case_reasons, mask_fields, mask_packet, mask_text,
                       should_mask)
+from .masking import mask_terms
 from .priority import ESCALATED_AT, utc_naive
 from .queue_config import QueueConfig
 from .review_config import ReviewSettings
 from .routing import patterns_match
-from .wellbeing import has_revealed, record_reveal, reveal_tier
+from .wellbeing import has_revealed, record_reveal, reveal_tier, shown_members
 
 # Case fields the analyst never sees: QA-audit and calibration draws are blind.
 BLIND_FIELDS = ("is_audit", "calibration_set")
@@ -144,13 +145,11 @@ def similar_decisions(store: Store, item_id: str, text_hash: str, settings: Revi
     return rows[:k]
 
 
-def _campaign_sample(conn: Any, campaign_id: int, exclude: Optional[str], settings: ReviewSettings,
-                     n: int = 5) -> list[dict[str, Any]]:
-    """A few members of a campaign besides its exemplar (raw texts, flagged for `mask_packet`)."""
-    M, I = CampaignMember.__table__, Item.__table__
-    rows = conn.execute(select(I.c.id, I.c.text, I.c.policy_label, M.c.linked_by, M.c.similarity)
-                        .join(M, M.c.item_id == I.c.id).where(M.c.campaign_id == campaign_id, I.c.id != (exclude or ""))
-                        .order_by(M.c.similarity.desc(), I.c.id).limit(n)).mappings().all()
+def _campaign_sample(conn: Any, campaign_id: int, exclude: Optional[str], settings: ReviewSettings
+                     ) -> list[dict[str, Any]]:
+    """A few members of a campaign besides its exemplar (raw texts, flagged for `mask_packet`):
+    `wellbeing.shown_members`, the ones a reveal of the case unmasks and counts (`reveal_tier`)."""
+    rows = shown_members(conn, campaign_id, exclude)
     preds = predictions_of_record(conn, [r["id"] for r in rows])
     decided = current_decisions(conn, [r["id"] for r in rows])
     return [{"item_id": r["id"], "text": r["text"], "linked_by": r["linked_by"], "similarity": r["similarity"],
@@ -313,6 +312,8 @@ def show_case(store: Store, case_id: int, settings: ReviewSettings, reveal_by: O
         view["decisions"] = mask_fields(view.get("decisions") or [], ("rationale",), True)
         if isinstance(view.get("meta"), dict):
             view["meta"] = _mask_meta(view["meta"])
+        if isinstance(view.get("campaign"), dict):  # its top terms come from every member, as on the screen
+            view["campaign"] = dict(view["campaign"], top_terms=mask_terms(view["campaign"].get("top_terms")))
     return blind_view(view) if blind else view
 
 

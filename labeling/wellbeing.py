@@ -24,7 +24,7 @@ from core.hooks import check_permission
 from core.labels import current_decisions
 from core.predictions import prediction_problem, predictions_of_record
 from core.principals import Actor, actor_name
-from core.schema import Item, Reveal, UserPreference, utcnow
+from core.schema import CampaignMember, Item, Reveal, UserPreference, utcnow
 from core.store import Store, insert_ignore
 
 from .errors import QueueError
@@ -39,6 +39,8 @@ if TYPE_CHECKING:  # pragma: no cover
 R = Reveal.__table__
 U = UserPreference.__table__
 PREFERENCE_KEYS = ("blur", "grayscale")
+# Members of a campaign its case's packet shows beside the case's item (`shown_members`).
+SAMPLE_MEMBERS = 5
 
 
 def record_reveal(conn: Connection, analyst: Actor, case_id: int, item_id: Optional[str],
@@ -55,35 +57,57 @@ def record_reveal(conn: Connection, analyst: Actor, case_id: int, item_id: Optio
     return True
 
 
+def shown_members(conn: Connection, campaign_id: int, exclude: Optional[str],
+                  n: int = SAMPLE_MEMBERS) -> list[Any]:
+    """The members of a campaign its case's packet shows beside the case's item (`exclude`): the
+    `n` most similar, by id on ties (id, text, policy_label, linked_by, similarity). One rule for
+    `packets._campaign_sample` and `reveal_tier`, since a reveal unmasks exactly these."""
+    M, I = CampaignMember.__table__, Item.__table__
+    return list(conn.execute(select(I.c.id, I.c.text, I.c.policy_label, M.c.linked_by, M.c.similarity)
+                             .join(M, M.c.item_id == I.c.id).where(M.c.campaign_id == campaign_id,
+                                                                   I.c.id != (exclude or ""))
+                             .order_by(M.c.similarity.desc(), I.c.id).limit(n)).mappings().all())
+
+
 def reveal_tier(conn: Connection, taxonomy: "Taxonomy", settings: ReviewSettings, item_id: Optional[str],
                 case: Optional[Mapping[str, Any]] = None) -> Optional[str]:
     """The tier a reveal of `item_id` counts at (`record_reveal`, `exposure`): the most severe of
-    `case`'s stored tier (its row; None for an item without a case) and what the text's evidence
-    points to, as masking reads it (`masking.is_sensitive`): the model's label and every masked
-    policy (`settings.mask_policies`) scored at `mask_min_score` or more, the source policy label,
-    the decided label, a matched escalation criterion (`routing.match_escalation`). Scores are the
-    prediction of record, else those stored on the case (`cases.suggestion`); a text no model
-    scored (or whose scores are no probabilities, `prediction_problem`) counts at the most severe
-    tier, as masking treats it as sensitive. None for a text only ever judged benign, without a case."""
+    `case`'s stored tier (its row; None for an item without a case) and what each revealed text's
+    evidence points to, as masking reads it (`masking.is_sensitive`): the model's label and every
+    masked policy (`settings.mask_policies`) scored at `mask_min_score` or more, the source policy
+    label, the decided label, a matched escalation criterion (`routing.match_escalation`). The
+    revealed texts are the item's and, for a campaign case, the members its packet shows
+    (`shown_members`): the reveal unmasks them too, so a spam campaign masked for one hate member
+    counts as hate. Scores are the prediction of record, else (the item's) those stored on the case
+    (`cases.suggestion`); a text no model scored (or whose scores are no probabilities,
+    `prediction_problem`) counts at the most severe tier, as masking treats it as sensitive. None
+    for a text only ever judged benign, without a case."""
     ranked = sorted(taxonomy.severities, key=taxonomy.sla_minutes)  # most severe first
     tiers = {taxonomy.stored_tier(case.get("severity"))} if case is not None else set()
-    row = None
-    if item_id is not None:
-        I = Item.__table__
-        row = conn.execute(select(I.c.text, I.c.policy_label).where(I.c.id == item_id)).first()
-    if row is None:  # no text revealed beyond what the case says
+    I = Item.__table__
+    texts = list(conn.execute(select(I.c.id, I.c.text, I.c.policy_label).where(I.c.id == item_id))
+                 .mappings().all()) if item_id is not None else []
+    if case is not None and case.get("campaign_id") is not None:
+        texts += shown_members(conn, case["campaign_id"], case.get("item_id") or item_id)
+    if not texts:  # no text revealed beyond what the case says
         return next((t for t in ranked if t in tiers), case.get("severity") if case is not None else None)
-    pred = predictions_of_record(conn, [item_id]).get(item_id) or {}
-    scores = pred.get("scores") if pred else ((case or {}).get("meta") or {}).get("scores")
-    if prediction_problem({"scores": scores}) is not None:  # none, or not numbers (a corrupt row)
-        return ranked[0] if ranked else None  # unknown content: as severe as it may be
-    decided = (current_decisions(conn, [item_id]).get(item_id) or {}).get("label")
-    labels = {pred.get("label") or (case or {}).get("predicted_label"), row.policy_label, decided}
-    labels |= {p for p in settings.mask_policies if scores.get(p, 0.0) >= settings.mask_min_score}
-    tiers |= {taxonomy.severity_of(lab) for lab in labels if isinstance(lab, str) and lab in taxonomy.policies}
-    crit = match_escalation(taxonomy, row.text or "", scores)
-    if crit is not None:
-        tiers.add(crit.severity)
+    ids = [t["id"] for t in texts]
+    preds, decisions = predictions_of_record(conn, ids), current_decisions(conn, ids)
+    for t in texts:
+        own = t["id"] == item_id
+        pred = preds.get(t["id"]) or {}
+        stored = ((case or {}).get("meta") or {}).get("scores") if own else None  # a member has no case of its own here
+        scores = pred.get("scores") if pred else stored
+        if prediction_problem({"scores": scores}) is not None:  # none, or not numbers (a corrupt row)
+            return ranked[0] if ranked else None  # unknown content: as severe as it may be
+        decided = (decisions.get(t["id"]) or {}).get("label")
+        labels = {pred.get("label") or ((case or {}).get("predicted_label") if own else None), t["policy_label"],
+                  decided}
+        labels |= {p for p in settings.mask_policies if scores.get(p, 0.0) >= settings.mask_min_score}
+        tiers |= {taxonomy.severity_of(lab) for lab in labels if isinstance(lab, str) and lab in taxonomy.policies}
+        crit = match_escalation(taxonomy, t["text"] or "", scores)
+        if crit is not None:
+            tiers.add(crit.severity)
     return next((t for t in ranked if t in tiers), None)
 
 
