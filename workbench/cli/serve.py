@@ -94,7 +94,7 @@ def register_commands(cli: click.Group) -> None:
                   help="Port of the web UI (1-65535).")
     @click.option("--as", "analyst", metavar="NAME",
                   help="Default analyst name in the UI on a store without accounts (default: the OS user); "
-                       "with accounts everyone signs in on the page.")
+                       "refused on a store with accounts, where everyone signs in on the page.")
     @click.option("--queue", type=TEXT, help="Queue shown first (default: the one with most waiting cases).")
     @pass_app
     def serve(app: AppContext, host: str, port: int, analyst: Optional[str], queue: Optional[str]) -> None:
@@ -111,7 +111,12 @@ def register_commands(cli: click.Group) -> None:
             raise click.BadParameter("is empty: name an interface, such as 127.0.0.1", param_hint="'--host'")
         with user_errors():
             check_serve_host(host, app.has_users())
-            name = "" if app.has_users() else app.principal(analyst).name
+            accounts = app.has_users()
+            if accounts and analyst is not None:  # it was ignored without a word: the sign-in decides who acts
+                raise click.BadParameter("has no effect on a store with accounts: everyone signs in on the page, "
+                                         "and each action runs as that user; serve without --as",
+                                         param_hint="'--as'")
+            name = "" if accounts else app.principal(analyst).name
             web = app.web()  # configs/web.yaml: a broken file stops here, before the server starts
             queues = list(app.queues().queues)
         if queue is not None and queue not in queues:  # else the page opened on no queue, as if it were empty

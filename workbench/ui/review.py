@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 import gradio as gr
 
 from core.hooks import PermissionDenied
-from labeling.cases import queue_status, start_queue
 from labeling.claims import claim_case, next_case, release, renew, skip
 from labeling.decisions import decide
 from labeling.packets import escalate_with_packet, review_packet, reveal_text
@@ -36,12 +35,12 @@ from labeling.undo import undo_last
 from labeling.wellbeing import set_preferences
 
 from .context_panel import build_context_panel, context_values
-from .render import (counts_choices, empty_header, header_html, lease_html, message_html, prefetch_html,
+from .render import (empty_header, header_html, lease_html, message_html, prefetch_html,
                      restored_html, saved_message, side_html, status_html, text_html)
-from .review_actions import (chosen_fields, confirm_refusal, form_note, form_values, lost_note, needs_confirm,
-                             page_case_js, refused, untouched, with_under_review, wrong_case)
+from .review_actions import (chosen_fields, confirm_refusal, form_note, form_values, html_box, lost_note,
+                             needs_confirm, page_case_js, refused, untouched, with_under_review, wrong_case)
 from .review_guard import (FAILURES, case_number, counts_view, display_prefs, done_already, exposure_of,
-                           finite_numbers, status_line, told)
+                           finite_numbers, load_name, queue_choices, repeat_note, start_view, status_line, told, unread)
 from .review_hold import STORE_ERRORS, refusal
 from .format import md_escape
 from .session import actor
@@ -55,11 +54,6 @@ SERVICE_ERRORS = (ValueError, PermissionDenied)
 # What one key event has read already (the store's accounts, the principal): each key asked
 # the store for both up to four times (issue 17). Set per event by `wired`; None elsewhere.
 _EVENT: contextvars.ContextVar[Optional[dict[Any, Any]]] = contextvars.ContextVar("wb_review_event", default=None)
-
-
-def html_box(value: Any = None, **kw: Any) -> gr.HTML:
-    """A gr.HTML without Gradio's default on-load script (it re-ran on every update: issue 17)."""
-    return gr.HTML(value, js_on_load=None, **kw)
 
 
 @dataclass
@@ -115,8 +109,7 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
         timer (re-rendering the list on every key costs the screen more than the count is worth).
         `ahead`: the case claimed ahead and its hidden rendering (None: both as they are)."""
         pre = ahead if ahead is not None else (gr.update(), gr.update())
-        queue_list = (gr.update(choices=counts_choices(queue_status(store, qconfig), list(qconfig.queues)), value=queue)
-                      if switch_queue else gr.update())
+        queue_list = gr.update(value=queue, **queue_choices(store, qconfig)) if switch_queue else gr.update()
         if packet is None:
             return (None, None, empty_header(message if kind == "info" else ""), "", side_html(None),
                     None, gr.update(choices=[], value=None), "", "", "",
@@ -135,7 +128,8 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
         expo = expo_of(principal)
         case_id = packet["case"]["id"] if packet else None
         # one queue's count (an index range), not `queue_status` over every live case: this runs on every key
-        head = (status_line(store, queue, expo), break_update(expo, queue))
+        head = (unread(accounts, partial(who_of, who, request)) or status_line(store, queue, expo),
+                break_update(expo, queue))
         if case_id == shown and packet is not None:
             return (*head, case_id, *([gr.update()] * len(ctx_components)))
         return (*head, case_id, *context_values(app, packet, principal))
@@ -291,6 +285,8 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
         try:
             skip(store, packet["case"]["id"], who_of(who, request), qconfig)
         except FAILURES as exc:
+            if note := repeat_note(store, exc, packet["case"]["id"], viewer(who, request), "skip"):
+                return claim_next(who, queue, request, note, ahead=ahead)  # the case its first press put on screen
             return show(None, None, queue, f"Not skipped: {told(exc, 'nothing was changed: press n')}", "error")
         return claim_next(who, queue, request, f"Skipped case {packet['case']['id']}.", ahead=ahead)
 
@@ -303,6 +299,8 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
             principal = who_of(who, request)
             release(store, packet["case"]["id"], principal, qconfig)
         except FAILURES as exc:
+            if note := repeat_note(store, exc, packet["case"]["id"], viewer(who, request), "release"):
+                return show(None, None, queue, note)
             return show(None, None, queue, f"Not released: {told(exc, 'nothing was changed: press n')}", "error")
         return show(None, principal, queue, f"Released case {packet['case']['id']}.")
 
@@ -324,9 +322,13 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
         if packet is not None and packet["case"]["id"] != out["case_id"]:
             with contextlib.suppress(*FAILURES):  # the case on screen goes back; the undone one comes back
                 release(store, packet["case"]["id"], principal, qconfig)
-        return show(packet_for(out["case_id"], principal), principal, queue,
-                    f"Undone: your {out['label']} / {out['action']} on case {out['case_id']} "
-                    f"({len(out['undone'])} decision{'s' if len(out['undone']) != 1 else ''}). Decide it again.",
+        done = f"Undone: your {out['label']} / {out['action']} on case {out['case_id']}"
+        try:
+            back = packet_for(out["case_id"], principal)
+        except FAILURES as exc:  # the undo is saved and the case is the analyst's again: `n` shows it
+            return show(None, principal, queue, f"{done}; {told(exc, 'the case is not shown: press n')}", "error")
+        return show(back, principal, queue, f"{done} ({len(out['undone'])} decision"
+                    f"{'s' if len(out['undone']) != 1 else ''}). Decide it again.",
                     ahead=None if ahead is not None else fetch_ahead(principal, queue, out["case_id"]))
 
     def reveal(packet: Optional[dict[str, Any]], who: str, queue: str, page: Any,
@@ -346,7 +348,8 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
         except FAILURES as exc:
             return untouched(6 + n_ctx, 3, f"Not revealed: {told(exc, 'nothing was revealed: press r again')}")
         expo = expo_of(principal)
-        return (fresh, text_html(fresh, prefs_of(principal)), side_html(fresh), "", status_line(store, queue, expo),
+        return (fresh, text_html(fresh, prefs_of(principal)), side_html(fresh), "",
+                unread(accounts, lambda: principal) or status_line(store, queue, expo),
                 break_update(expo, queue), *context_values(app, fresh, principal))
 
     def heartbeat(packet: Optional[dict[str, Any]], held: Optional[dict[str, Any]], ahead: Optional[int], who: str,
@@ -389,8 +392,9 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
         return fetch_ahead(principal, queue, packet["case"]["id"])
 
     def refresh_counts(who: str, queue: str, request: gr.Request) -> tuple[Any, Any, Any]:
-        expo = expo_of(viewer(who, request))
-        line, choices = counts_view(store, qconfig, queue, expo)  # a failing store: the line says so, the list stays
+        expo, why = expo_of(viewer(who, request)), unread(accounts, partial(who_of, who, request))
+        # no `read` (a session ended), or a failing store: the line says so, the list stays
+        line, choices = (why, None) if why else counts_view(store, qconfig, queue, expo)
         return line, break_update(expo, queue), gr.update() if choices is None else gr.update(choices=choices)
 
     def break_queue_name(queue: Optional[str]) -> Optional[str]:
@@ -417,18 +421,13 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
 
     def on_load(who: str, request: gr.Request) -> tuple[Any, ...]:
         """The session's start: the most urgent queue this analyst may work, their display settings."""
-        name = (getattr(request, "username", None) or who) if app.has_users() else who
-        try:
-            principal = who_of(name, request) if name and name.strip() else None
-        except FAILURES:
-            principal = None
-        status = queue_status(store, qconfig)
-        first = queue or (start_queue(store, principal, qconfig, status=status) if principal else None) \
-            or start_queue(store, "", qconfig, status=status) or qconfig.default_queue
-        prefs = prefs_of(principal)
-        expo = expo_of(principal)
-        return (name, gr.update(choices=counts_choices(status, list(qconfig.queues)), value=first),
-                status_html(status, first, expo), prefs["blur"], prefs["grayscale"], break_update(expo, first))
+        name = load_name(app, who, request)
+        principal = viewer(name, request) if name and name.strip() else None
+        prefs, expo = prefs_of(principal), expo_of(principal)
+        first, line, choices = start_view(store, qconfig, queue, principal, expo,
+                                          unread(accounts, partial(who_of, name, request)))
+        return (name, gr.update(value=first) if choices is None else gr.update(choices=choices, value=first), line,
+                prefs["blur"], prefs["grayscale"], break_update(expo, first))
 
     # -- layout ---------------------------------------------------------------------------------
     packet_state = gr.State(None)

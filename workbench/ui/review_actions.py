@@ -23,6 +23,11 @@ from .render import lease_html, message_html, plain, where_error_goes
 KEPT = 6
 
 
+def html_box(value: Any = None, **kw: Any) -> gr.HTML:
+    """A gr.HTML without Gradio's default on-load script (it re-ran on every update: issue 17)."""
+    return gr.HTML(value, js_on_load=None, **kw)
+
+
 def page_case_js(at: int, confirm: bool = False) -> str:
     """An event's `js`: input `at` becomes the case id the page's header shows ('' for none).
     During the optimistic view of `c` the header shows the next case; only `c`'s own click

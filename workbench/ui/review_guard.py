@@ -14,18 +14,23 @@ whatever the store or a stored row holds (audit of the Review screen).
   the case, so the second is no refusal ("Not saved", the decided case back on screen over the
   next one) but the same next case.
 - A case number a client types (`case_number`): a whole number the store can hold.
+- `s` or `x` sent twice with the tab's old state (`repeat_note`): the second met "not claimed",
+  cleared the screen and gave back the case the first press put on screen.
+- The queue counts need `read` on a store with accounts (`unread`, as tab_access.check_reader),
+  checked on the server each time they are shown; the page's first counts (`start_view`) were
+  read unguarded, so a busy store at page load broke the page.
 """
 from __future__ import annotations
 
 import math
 from typing import Any, Optional
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from core.hooks import PermissionDenied
+from core.hooks import PermissionDenied, check_permission
 from core.principals import actor_name
-from core.schema import Case, Decision
-from labeling.cases import queue_counts, queue_status
+from core.schema import AuditEvent, Case, Decision
+from labeling.cases import queue_counts, queue_status, start_queue
 from labeling.wellbeing import exposure, preferences
 
 from .render import counts_choices, esc, plain, status_html
@@ -35,7 +40,9 @@ from .tab_access import one_line, row_id
 # What a key may meet: a service's refusal (LabelingError is a ValueError) or a failing store.
 FAILURES = (ValueError, PermissionDenied, *STORE_ERRORS)
 AGAIN = "nothing was changed: press the key again"
-C, D = Case.__table__, Decision.__table__
+C, D, A = Case.__table__, Decision.__table__, AuditEvent.__table__
+# How far back in the audit log `repeat_note` looks (a range of its primary key, not a scan of it all).
+RECENT_EVENTS = 50_000
 
 
 def told(exc: Exception, then: str = AGAIN) -> str:
@@ -92,6 +99,15 @@ def counts_view(store: Any, config: Any, queue: Optional[str],
     return status_html(status, queue, expo), counts_choices(status, list(config.queues))
 
 
+def queue_choices(store: Any, config: Any) -> dict[str, Any]:
+    """The queue list's choices with their counts, as a `gr.update`'s keywords; none (the list as
+    it is) while the store fails: the break button's queue switch raised a bare "Error"."""
+    try:
+        return {"choices": counts_choices(queue_status(store, config), list(config.queues))}
+    except STORE_ERRORS:
+        return {}
+
+
 def _number(value: Any) -> Optional[float]:
     """`value` as a finite float, or None (a NaN, an infinity, a text, a bool, nothing)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
@@ -137,3 +153,63 @@ def done_already(store: Any, case_id: int, principal: Any) -> Optional[str]:
     if case.state == "escalated" and (case.meta or {}).get("escalated_by") == who:
         return "escalated"
     return None
+
+
+def repeat_note(store: Any, exc: Exception, case_id: int, principal: Any, key: str) -> Optional[str]:
+    """What the screen says when `key` ('skip' or 'release') is refused for `case_id` because
+    `principal`'s own last act on it was that key (a key sent twice with the tab's old state);
+    None for any other refusal, a case held again by them, and while the store fails."""
+    who = actor_name(principal)
+    if not isinstance(exc, ValueError) or not who:
+        return None
+    try:
+        with store.read() as conn:
+            held = conn.execute(select(C.c.claimed_by).where(C.c.id == case_id)).scalar()
+            top = conn.execute(select(func.max(A.c.id))).scalar() or 0  # a repeat is seconds old: the log's tail
+            last = conn.execute(select(A.c.action).where(
+                A.c.id > top - RECENT_EVENTS, A.c.entity_type == "case", A.c.entity_id == str(case_id),
+                A.c.actor == who).order_by(A.c.id.desc()).limit(1)).scalar()
+    except STORE_ERRORS:
+        return None
+    if held == who or last != f"case.{key}":
+        return None
+    done = "skipped" if key == "skip" else "released"
+    return f"Case {case_id} was {done} already (a key sent twice, or another tab): nothing was {done} twice."
+
+
+def unread(accounts: Any, principal: Any) -> Optional[str]:
+    """The "N left" line saying why the queue counts are not shown, or None (show them): on a
+    store with accounts (`accounts()`), the principal (`principal()`: raises when the session
+    ended) must hold `read`, as tab_access.check_reader; they were shown to any request."""
+    try:
+        if accounts():
+            check_permission(principal(), "read", "queue counts")
+    except FAILURES as exc:
+        return f"<div id='wb-status' class='wb-status'>{esc(told(exc, 'the counts are not shown'))}</div>"
+    return None
+
+
+def load_name(app: Any, who: str, request: Any) -> str:
+    """The analyst box at page load: the signed-in user's name on a store with accounts, else
+    `who` (also while the store fails: page load raised a bare "Error")."""
+    try:
+        return (getattr(request, "username", None) or who) if app.has_users() else who
+    except FAILURES:
+        return who
+
+
+def start_view(store: Any, config: Any, queue: Optional[str], principal: Any, expo: Optional[dict[str, Any]],
+               refused: Optional[str] = None) -> tuple[str, str, Optional[list[tuple[str, str]]]]:
+    """The page's first queue (`queue`, else the most urgent this principal may work), its "N
+    left" line and the queue list's choices; while the store fails, `queue` or the default, a
+    line saying so, and None (the list as it is): page load raised a bare "Error". `refused`
+    (`unread`'s line): no counts are read, that line is shown."""
+    if refused:
+        return queue or config.default_queue, refused, None
+    try:
+        status = queue_status(store, config)
+        first = queue or (start_queue(store, principal, config, status=status) if principal else None) \
+            or start_queue(store, "", config, status=status) or config.default_queue
+    except STORE_ERRORS as exc:
+        return queue or config.default_queue, _unknown(queue or config.default_queue, exc), None
+    return first, status_html(status, first, expo), counts_choices(status, list(config.queues))
