@@ -33,7 +33,7 @@ from . import linear, transformer  # noqa: F401
 from .base import (ModelError, PolicyClassifier, load_registered, new_registered, real_array, register_kind,
                    registered_class)
 from .calibration import platt_targets, tune_decision_weights
-from .linear import checked_texts
+from .linear import checked_embeddings, checked_texts
 from .params import PATH, SEED, Check, Interval, Options
 from .training import grouped_folds, grouped_holdout
 
@@ -170,13 +170,7 @@ class EnsembleClassifier(PolicyClassifier):
         refused too: in the blend slice it made the blend weights NaN."""
         if embeddings is None:
             return None
-        try:
-            arr = np.asarray(embeddings)
-        except (TypeError, ValueError) as exc:
-            raise ModelError(f"{self.kind}: embeddings are not an array of numbers ({_first_line(exc)})") from None
-        if arr.dtype.kind not in "iuf" or arr.ndim != 2 or arr.shape[0] != n:
-            raise ModelError(f"{self.kind}: embeddings must be an ({n}, dim) array of numbers, one row per text; "
-                             f"got shape {arr.shape} of {arr.dtype}")
+        arr = checked_embeddings(self.kind, embeddings, n)
         bad = np.flatnonzero(~np.isfinite(arr).all(axis=1)) if finite else []
         if len(bad):
             raise ModelError(f"{self.kind}: embedding row {int(bad[0])} holds NaN or infinite values "

@@ -169,16 +169,8 @@ class HybridClassifier(PolicyClassifier):
         return X
 
     def _checked_embeddings(self, embeddings: Any, n: int) -> np.ndarray:
-        """`embeddings` as an (n, dim) float32 array, or one ModelError line: a 1-D, 3-D or
-        non-numeric array otherwise fails deep in scipy with a message naming nothing."""
-        try:
-            arr = np.asarray(embeddings)
-        except (TypeError, ValueError) as exc:
-            raise ModelError(f"{self.kind}: embeddings are not an array of numbers ({_one_line(exc)})") from None
-        if arr.dtype.kind not in "iuf" or arr.ndim != 2 or arr.shape[0] != n:
-            raise ModelError(f"{self.kind}: embeddings must be an ({n}, dim) array of numbers, one row per text; "
-                             f"got shape {arr.shape} of {arr.dtype}")
-        return arr.astype(np.float32)
+        """`embeddings` as an (n, dim) float32 array, or one ModelError line (`checked_embeddings`)."""
+        return checked_embeddings(self.kind, embeddings, n).astype(np.float32)
 
     def _fit_vectorizer(self, name: str, vec: Any, texts: list[str]) -> Any:
         """fit_transform, with scikit-learn's complaint about the data and the n-gram settings
@@ -431,6 +423,19 @@ def checked_texts(texts: Any, kind: str) -> list[str]:
         if not isinstance(t, str):
             raise ModelError(f"{kind}: text {i} is a {type(t).__name__}, not a string")
     return out
+
+
+def checked_embeddings(kind: str, embeddings: Any, n: int) -> np.ndarray:
+    """`embeddings` as an (n, dim) numeric array, or one ModelError line naming `kind`: a 1-D, 3-D
+    or non-numeric array otherwise fails deep in scipy with a message naming nothing."""
+    try:
+        arr = np.asarray(embeddings)
+    except (TypeError, ValueError) as exc:
+        raise ModelError(f"{kind}: embeddings are not an array of numbers ({_one_line(exc)})") from None
+    if arr.dtype.kind not in "iuf" or arr.ndim != 2 or arr.shape[0] != n:
+        raise ModelError(f"{kind}: embeddings must be an ({n}, dim) array of numbers, one row per text; "
+                         f"got shape {arr.shape} of {arr.dtype}")
+    return arr
 
 
 def _one_line(exc: BaseException) -> str:

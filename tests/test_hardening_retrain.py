@@ -76,8 +76,9 @@ def test_a_one_class_evaluation_set_is_reported_not_gating():
 
 
 # -- the automatic retrain counts decisions that stand ------------------------------------------
-def test_decisions_taken_back_with_undo_do_not_make_a_retrain_due(sqlite_store, taxonomy, queue_config):
-    store = sqlite_store
+def _scored_cases(store, taxonomy, queue_config):
+    """A tfidf_lr champion scoring 10 toy items, their cases built (no calibration, no QA): the
+    queue config the cases were built with."""
     texts, ys = toy_corpus(10, seed=2)
     ids = add_items(store, texts, [None] * len(texts))
     champ = train_model(store, taxonomy, config=MODELS, kind="tfidf_lr", params=FAST,
@@ -86,6 +87,12 @@ def test_decisions_taken_back_with_undo_do_not_make_a_retrain_due(sqlite_store, 
     score_items(store, taxonomy, config=MODELS, model_version=champ, show_progress=False)
     cfg = queue_config.model_copy(update={"calibration_sets": [], "qa_share": 0.0})
     build_cases(store, taxonomy, cfg, progress=False)
+    return cfg
+
+
+def test_decisions_taken_back_with_undo_do_not_make_a_retrain_due(sqlite_store, taxonomy, queue_config):
+    store = sqlite_store
+    cfg = _scored_cases(store, taxonomy, queue_config)
     on = MODELS.model_copy(update={"auto_retrain": MODELS.auto_retrain.model_copy(update={
         "enabled": True, "after_decisions": 6, "override_rate_alarm": 0.5, "alarm_min_decisions": 6})})
     done = 0
@@ -106,14 +113,7 @@ def test_a_corrected_decision_counts_once_toward_an_automatic_retrain(sqlite_sto
     from labeling.decisions import correct
 
     store = sqlite_store
-    texts, ys = toy_corpus(10, seed=2)
-    ids = add_items(store, texts, [None] * len(texts))
-    champ = train_model(store, taxonomy, config=MODELS, kind="tfidf_lr", params=FAST,
-                        data=_rotated(TrainingSet(ids, texts, ys, ["source"] * len(ids))), promote_if="always",
-                        show_progress=False)["id"]
-    score_items(store, taxonomy, config=MODELS, model_version=champ, show_progress=False)
-    cfg = queue_config.model_copy(update={"calibration_sets": [], "qa_share": 0.0})
-    build_cases(store, taxonomy, cfg, progress=False)
+    cfg = _scored_cases(store, taxonomy, queue_config)
     on = MODELS.model_copy(update={"auto_retrain": MODELS.auto_retrain.model_copy(update={
         "enabled": True, "after_decisions": 6, "override_rate_alarm": 0.99, "alarm_min_decisions": 100})})
     done = 0
