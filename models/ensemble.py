@@ -30,8 +30,8 @@ import numpy as np
 
 # Importing the kind modules of the default members registers them (models.kinds registers all).
 from . import linear, transformer  # noqa: F401
-from .base import (ModelError, PolicyClassifier, load_registered, new_registered, real_array, register_kind,
-                   registered_class)
+from .base import (ModelError, PolicyClassifier, _first_line, load_registered, new_registered, real_array,
+                   register_kind, registered_class)
 from .calibration import platt_targets, tune_decision_weights
 from .linear import checked_embeddings, checked_texts
 from .params import PATH, SEED, Check, Interval, Options
@@ -354,11 +354,6 @@ class EnsembleClassifier(PolicyClassifier):
 
 
 MAX_MEMBER_SETS = 100  # cross-fit folds kept; far more than anyone fits
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
 def _member_dir(folder: Path, set_index: int, n_sets: int, i: int) -> Path:

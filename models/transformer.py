@@ -24,7 +24,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from .base import ModelError, PolicyClassifier, checked_temperature, real_array, register_kind
+from .base import ModelError, PolicyClassifier, _first_line, checked_temperature, real_array, register_kind
 from .calibration import apply_temperature_bias, fit_temperature_bias
 from .linear import checked_texts
 from .model_folder import check_hf_folder
@@ -380,11 +380,6 @@ def _check_checkpoint_path(ckpt: Path) -> None:
         raise ModelError(f"{ckpt.parent}: checkpoint_dir is not a folder")
     if ckpt.exists() and not ckpt.is_file():
         raise ModelError(f"{ckpt}: the checkpoint is not a plain file; remove it or pick another checkpoint_dir")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
 def _epoch_order(n: int, seed: int, start_step: int, batch_size: int,  # type: ignore[no-untyped-def]
