@@ -7,6 +7,14 @@ checkpoints posted to a witness): the rules live here once.
   that hangs (a name server that never answers, glibc's retries) is no timeout of the socket's.
   The connection then goes to the address found, while the Host header, TLS's SNI and the
   certificate check still use the name in the URL (http.client's own `_create_connection` hook).
+- Lookups run on one small pool shared by the process (`_Resolver`, RESOLVER_SLOTS daemon threads):
+  nothing can interrupt `getaddrinfo`, so a lookup whose POST gave up holds its thread until the
+  name server answers. Once every slot is held so, a POST fails at once with a one-line error
+  (the outbox's back-off retries it like any failed POST) instead of starting one more thread per
+  attempt, which a name server that never answers would grow without bound. An IP address in
+  the URL needs no lookup and never waits for a slot. A host name must be ASCII (its xn-- form):
+  http.client would send a non-ASCII name in the Host header as Latin-1 bytes while the lookup,
+  SNI and certificate check use its IDNA form.
 - Redirects are not followed: urllib turns a 301/302 answer to a POST into a GET to wherever the
   receiver points, another host included (127.0.0.1, 169.254.169.254: a request forgery).
 - Only http:// and https://, and never a URL with credentials (user:password@host): urllib does not
@@ -24,7 +32,10 @@ checkpoints posted to a witness): the rules live here once.
 """
 from __future__ import annotations
 
+import collections
 import http.client
+import ipaddress
+import os
 import re
 import socket
 import threading
@@ -111,6 +122,83 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
+RESOLVER_SLOTS = 8  # lookup threads shared by every POST of the process (see the module doc)
+
+
+class _Lookup:
+    __slots__ = ("host", "port", "done", "state", "result")
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.done = threading.Event()
+        self.state = "queued"  # then "running", then "finished"
+        self.result: Any = None  # getaddrinfo's list, or what it raised
+
+
+class _Resolver:
+    """`socket.getaddrinfo` on at most `slots` daemon threads, started as needed and kept. A lookup
+    its POST gave up on while it ran is stuck: it holds its thread until the name server answers.
+    When every slot is stuck a lookup fails at once; one given up while still queued never runs."""
+
+    def __init__(self, slots: int) -> None:
+        self.slots = slots
+        self._reset()
+
+    def _reset(self) -> None:
+        """Empty, with no thread: also a forked child's state (the parent's threads are not in it)."""
+        self.cond = threading.Condition()
+        self.queue: collections.deque[_Lookup] = collections.deque()
+        self.threads = self.idle = 0
+        self.stuck: dict[_Lookup, str] = {}  # running lookups whose POST gave up -> their host
+
+    def lookup(self, host: str, port: int, wait: float) -> list[tuple[Any, ...]]:
+        job = _Lookup(host, port)
+        with self.cond:
+            if len(self.stuck) >= self.slots:
+                names = ", ".join(sorted(set(self.stuck.values())))
+                raise OSError(f"{host} not looked up: all {self.slots} DNS lookup threads still wait for a name "
+                              f"server that has not answered ({names}); the POST is retried later")
+            if len(self.queue) >= self.idle and self.threads < self.slots:  # no idle thread for this one
+                threading.Thread(target=self._work, name="http-post-resolve", daemon=True).start()
+                self.threads += 1  # (a thread that cannot start fails this POST before it queues)
+            self.queue.append(job)
+            self.cond.notify()
+        if not job.done.wait(wait):
+            with self.cond:
+                if job.state == "queued":  # never started: it never will
+                    self.queue.remove(job)
+                elif job.state == "running":
+                    self.stuck[job] = host
+                if job.state != "finished":
+                    raise TimeoutError(f"looking up {host} took longer than the time left")
+        if isinstance(job.result, BaseException):
+            raise job.result
+        return job.result
+
+    def _work(self) -> None:
+        while True:
+            with self.cond:
+                while not self.queue:
+                    self.idle += 1
+                    self.cond.wait()
+                    self.idle -= 1
+                job = self.queue.popleft()
+                job.state = "running"
+            try:
+                job.result = socket.getaddrinfo(job.host, job.port, 0, socket.SOCK_STREAM)
+            except BaseException as exc:  # noqa: BLE001 - raised in the POST's thread
+                job.result = exc
+            with self.cond:
+                job.state = "finished"
+                self.stuck.pop(job, None)
+            job.done.set()
+
+
+_RESOLVER = _Resolver(RESOLVER_SLOTS)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_RESOLVER._reset)
+
+
 class _Deadline:
     """The connections of one POST, cut when its time is up (see the module doc)."""
 
@@ -124,26 +212,21 @@ class _Deadline:
         return self.end - time.monotonic()
 
     def resolve(self, host: str, port: int) -> list[tuple[Any, ...]]:
-        """`socket.getaddrinfo` in a daemon thread, waited for at most the time left: the lookup
-        cannot be interrupted, so one that hangs is left to end on its own (one idle thread; the
-        worker's circuit breaker then rests the endpoint) while this POST fails with a timeout."""
-        found: list[Any] = []
-        done = threading.Event()
-
-        def lookup() -> None:
-            try:
-                found.append(socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM))
-            except BaseException as exc:  # noqa: BLE001 - raised in the caller's thread below
-                found.append(exc)
-            done.set()
-
-        threading.Thread(target=lookup, name="http-post-resolve", daemon=True).start()
-        if not done.wait(max(0.0, self.left())):
+        """`socket.getaddrinfo` on the shared pool (`_Resolver`), waited for at most the time left:
+        the lookup cannot be interrupted, so one that hangs keeps its slot until it ends on its own
+        while this POST fails with a timeout (the worker's circuit breaker then rests the endpoint).
+        An IP address is no lookup: it is read here, never queued behind a hanging name server."""
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            pass
+        else:
+            return socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
+        try:
+            return _RESOLVER.lookup(host, port, max(0.0, self.left()))
+        except TimeoutError:
             self.cut()
-            raise TimeoutError(f"looking up {host} took longer than the time left")
-        if isinstance(found[0], BaseException):
-            raise found[0]
-        return found[0]
+            raise
 
     def create_connection(self, address: tuple[str, int], timeout: Any = None,
                           source_address: Optional[tuple[str, int]] = None) -> socket.socket:
@@ -242,6 +325,8 @@ def http_post(url: str, body: bytes, headers: Mapping[str, str], timeout: float)
     m = _AUTHORITY.match(url)
     if m and not m.group(2).isascii():  # http.client would fail each attempt: "ordinal not in range(128)"
         return None, "ValueError: the URL's path or query holds non-ASCII characters: percent-encode them"
+    if m and not m.group(1).isascii():  # sent in the Host header as Latin-1, looked up as IDNA
+        return None, "ValueError: the URL's host holds non-ASCII characters: give its ASCII (xn--) form"
     deadline = _Deadline(timeout)
     # ProxyHandler({}): no proxy from the environment (see the module doc).
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirect(), _HTTP(deadline),

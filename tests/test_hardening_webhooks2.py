@@ -162,6 +162,7 @@ def test_an_empty_secret_verifies_nothing():
     ("http://svc:hunter2@hooks.example", "must not hold credentials"),
     ("http://127.0.0.1:99999/h", "not a valid URL"),
     ("http://127.0.0.1/a b", "without spaces or control characters"),
+    ("http://bücher.test/h", "host holds non-ASCII characters"),
 ])
 def test_a_bad_endpoint_url_is_a_config_error(tmp_path, url, problem):
     folder = write_config(tmp_path / "cfg", f'"{url}"')

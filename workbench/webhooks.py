@@ -91,6 +91,9 @@ class EndpointSpec(BaseModel):
                              "the secret goes in secret_env or secret_file")
         if not (parts.path + parts.query + parts.fragment).isascii():
             raise ValueError("the path or query holds non-ASCII characters: percent-encode them")
+        if not parts.netloc.isascii():
+            # refused here, not at every send (core.http_post refuses it too): one config error
+            raise ValueError("the host holds non-ASCII characters: give its ASCII (xn--) form")
         return v
 
     @model_validator(mode="after")
