@@ -11,7 +11,8 @@ The file holds raw input, which may be personal data: it is created with mode 06
 `configs/retention.yaml` (`quarantine.max_age_days`) says how long records are kept. `purge`
 drops records older than that, keeps every other record byte for byte (a record it cannot date
 is kept), rewrites the file atomically (a 0600 temp file, then `os.replace`) and records an
-audit event. Writers (ingest) hold a shared lock on `<file>.lock` while the file is open and
+audit event; a store that fails to commit that event gets the old file back. A line Python cannot
+decode (not JSON, an integer of thousands of digits, nesting too deep) is listed as unreadable and kept. Writers (ingest) hold a shared lock on `<file>.lock` while the file is open and
 purge an exclusive one, so a purge never drops a record appended while it runs.
 """
 from __future__ import annotations
@@ -174,7 +175,7 @@ def _records(path: Path) -> Iterator[tuple[str, Optional[dict[str, Any]]]]:
                 continue
             try:
                 rec = json.loads(line)
-            except json.JSONDecodeError:
+            except (ValueError, RecursionError):  # not JSON, an int too long to read, nesting too deep
                 rec = None
             yield line, rec if isinstance(rec, dict) else None
 
@@ -268,7 +269,7 @@ def purge_quarantine(store: Any, older_than_days: float, actor: Any,
     # itself would leave every purged record in its target, personal data kept past retention.
     real = Path(os.path.realpath(path))
     with _lock(path, exclusive=True):
-        tmp = None
+        tmp = prev = None
         if real.exists():
             fd, tmp = tempfile.mkstemp(prefix=".quarantine-", suffix=".tmp", dir=real.parent)
         try:
@@ -287,13 +288,35 @@ def purge_quarantine(store: Any, older_than_days: float, actor: Any,
             result = {"path": str(path), "removed": removed, "kept": kept, "older_than_days": older_than_days,
                       "cutoff": cutoff.isoformat(timespec="seconds")}
             # The event commits only once the file is replaced: no audited purge that did not happen.
+            # A commit that fails after the replace puts the file back (a hard link to it as it
+            # was): no purge that the audit log does not show either.
             with store.begin() as conn:
                 audit.record(conn, actor, "quarantine_purge", "quarantine", path.name, result)
                 if tmp is not None:
+                    prev = _linked_aside(real)
                     os.replace(tmp, real)
                     tmp = None
+        except BaseException:
+            if tmp is None and prev is not None:  # replaced, then the store failed: undo the purge
+                os.replace(prev, real)
+                prev = None
+            raise
         finally:
-            if tmp is not None:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
+            for left in (tmp, prev):
+                if left is not None:
+                    with contextlib.suppress(OSError):
+                        os.unlink(left)
     return result
+
+
+def _linked_aside(real: Path) -> Optional[str]:
+    """A hard link to the quarantine as it is (same inode, so mode 0600 and no copy), for putting
+    it back; None where the file system has no hard links (the purge then cannot be undone)."""
+    aside = str(real.with_name(f".{real.name}.purging"))
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(aside)  # left by a purge that crashed: the file itself is the truth
+    try:
+        os.link(real, aside)
+    except OSError:
+        return None
+    return aside

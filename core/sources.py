@@ -95,6 +95,8 @@ def load_labelled(name: str, shared_dir: Optional[str | os.PathLike[str]] = None
     rows ingest would quarantine are left out here too (they are not trainable). `vote_shares`
     is the annotators' share per policy label where the source records votes (else None); rows
     whose vote counts cannot be read keep their label and are listed in `attrs["unreadable_votes"]`.
+    An id given twice keeps its first row, as ingest does: a repeat is left out, and a row whose
+    text differs (ingest's conflict) is left out and listed in `attrs["conflicts"]`.
     A file whose header lacks a column the preset maps raises IngestError (every row would be left out).
     """
     import pandas as pd
@@ -113,7 +115,8 @@ def load_labelled(name: str, shared_dir: Optional[str | os.PathLike[str]] = None
         rows = read_delimited(loc.path, "\t" if pre.fmt == "tsv" else ",", pre.quoting, used)
     build = RowBuilder(tax, pre.source, tax.sources[pre.source].surface if pre.source in tax.sources else "post",
                        ColumnMap(id=cols.id, text=cols.text, label=cols.label, meta=cols.meta), run_id=0)
-    out, bad_votes = [], []
+    out, bad_votes, conflicts = [], [], []
+    texts: dict[str, str] = {}  # id -> the text ingest would store under it: the first row's
     for rowno, (lineno, row) in enumerate(rows, 1):
         if limit is not None and len(out) >= limit:
             break
@@ -123,6 +126,11 @@ def load_labelled(name: str, shared_dir: Optional[str | os.PathLike[str]] = None
             item = build(lineno, row, rowno)
         except BadRow:
             continue
+        if item["id"] in texts:  # an id read before: ingest keeps the first row, so do we
+            if texts[item["id"]] != item["text"]:  # ingest's conflict (quarantined), not a second label
+                conflicts.append(f"{loc.path} line {lineno}: id {item['id'][:80]!r} read before with a different text")
+            continue
+        texts[item["id"]] = item["text"]
         try:
             shares = tax.vote_shares(pre.source, item["metadata"], item["text"])
         except ValueError as exc:
@@ -132,4 +140,5 @@ def load_labelled(name: str, shared_dir: Optional[str | os.PathLike[str]] = None
         out.append((item["id"], item["text"], item["source_label"], item["policy_label"], shares))
     df = pd.DataFrame(out, columns=["id", "text", "source_label", "policy_label", "vote_shares"])
     df.attrs["unreadable_votes"] = bad_votes
+    df.attrs["conflicts"] = conflicts
     return df

@@ -21,8 +21,8 @@ from core.labels import current_decisions
 from core.predictions import predictions_of_record
 from core.principals import Actor, actor_name
 from core.schema import NOTE_TARGETS, Campaign, CampaignMember, Item, Note, Tag, utcnow
-from core.store import Store
-from core.text import stated, text_error
+from core.store import Store, serialise
+from core.text import has_lone_surrogate, one_line, stated, text_error
 
 from .errors import LabelingError
 from .masking import is_sensitive, mask_fields
@@ -33,6 +33,7 @@ MAX_NOTE_CHARS = 4000
 TAG_RE = re.compile(r"[a-z0-9][a-z0-9._:-]{0,49}")
 N, TG, I, CM = Note.__table__, Tag.__table__, Item.__table__, CampaignMember.__table__
 _CHUNK = 900
+_ID_LEN: int = Item.__table__.c.id.type.length
 
 
 class NoteError(LabelingError):
@@ -50,15 +51,26 @@ def _target(conn: Connection, entity_type: str, entity_id: Any) -> str:
         raise NoteError(f"notes and tags go on {' or '.join(NOTE_TARGETS)}, not {entity_type!r}")
     key = str(entity_id).strip()
     if entity_type == "item":
-        found = conn.execute(select(Item.id).where(Item.id == key)).scalar()
+        # An id no item can have (longer than the column, a NUL or a lone surrogate: the driver
+        # refuses those in a traceback) is not looked up: it names no item.
+        held = len(key) <= _ID_LEN and "\x00" not in key and not has_lone_surrogate(key)
+        found = conn.execute(select(Item.id).where(Item.id == key)).scalar() if held else None
     else:
-        if not (key.isascii() and key.isdigit()) or int(key) >= 2 ** 63:  # what the store's ids can hold
-            raise NoteError(f"campaign id must be a number below 2**63, not {entity_id!r}")
-        found = conn.execute(select(Campaign.id).where(Campaign.id == int(key))).scalar()
+        digits = key.lstrip("0") or "0"  # a 5000-digit number: int() refuses it in a traceback
+        if not (key.isascii() and key.isdigit()) or len(digits) > 19 or int(digits) >= 2 ** 63:  # what ids can hold
+            shown = key if len(key) <= 80 else key[:80] + "..."
+            raise NoteError(f"campaign id must be a number below 2**63, not {shown!r}")
+        found = conn.execute(select(Campaign.id).where(Campaign.id == int(digits))).scalar()
         key = str(found) if found is not None else key  # "007" is campaign 7: its notes and tags are kept under "7"
     if found is None:
-        raise NoteError(f"no {entity_type} {key!r}")
+        shown = key if len(key) <= 80 else key[:80] + "..."  # a 10 MB id is not echoed whole
+        raise NoteError(f"no {entity_type} {shown!r}")
     return key
+
+
+def _what(entity_type: Any, entity_id: Any) -> str:
+    """The target as a refusal names it: one line, escapes shown, not a 10 MB id echoed whole."""
+    return one_line(f"{entity_type} {entity_id}", 120)
 
 
 def normalise_tag(tag: object) -> str:
@@ -67,7 +79,8 @@ def normalise_tag(tag: object) -> str:
         raise NoteError("a tag must not be blank")
     t = "-".join(tag.strip().lower().split())
     if not TAG_RE.fullmatch(t):
-        raise NoteError(f"tag {tag!r} is not allowed: use 1 to 50 letters, digits, '-', '_', '.' or ':', "
+        shown = tag if len(tag) <= 80 else tag[:80] + "..."  # a 10 MB tag is not echoed whole
+        raise NoteError(f"tag {shown!r} is not allowed: use 1 to 50 letters, digits, '-', '_', '.' or ':', "
                         f"starting with a letter or digit")
     return t
 
@@ -75,7 +88,7 @@ def normalise_tag(tag: object) -> str:
 def add_note(store: Store, entity_type: str, entity_id: Any, body: str, actor: Actor,
              now: Optional[dt.datetime] = None) -> dict[str, Any]:
     """Append a note to an item or a campaign; audited. Needs `note`."""
-    check_permission(actor, "note", f"{entity_type} {entity_id}")
+    check_permission(actor, "note", _what(entity_type, entity_id))
     if not isinstance(body, str) or stated(body) is None:  # zero-width spaces alone are a blank note too
         raise NoteError("a note must not be blank")
     text = body.strip()
@@ -97,11 +110,14 @@ def add_note(store: Store, entity_type: str, entity_id: Any, body: str, actor: A
 def add_tag(store: Store, entity_type: str, entity_id: Any, tag: str, actor: Actor,
             now: Optional[dt.datetime] = None) -> dict[str, Any]:
     """Tag an item or a campaign (a tag it already has is left as it is: `added` False); audited. Needs `tag`."""
-    check_permission(actor, "tag", f"{entity_type} {entity_id}")
+    check_permission(actor, "tag", _what(entity_type, entity_id))
     t = normalise_tag(tag)
     now = now or utcnow()
     with store.begin() as conn:
         key = _target(conn, entity_type, entity_id)
+        # Two analysts adding the same tag at once: the second waits, then finds it live (on
+        # PostgreSQL both read "not there" and both inserted it; SQLite's BEGIN IMMEDIATE serialises).
+        serialise(conn, f"tag:{entity_type}:{key}:{t}")
         live = conn.execute(select(TG.c.id).where(TG.c.entity_type == entity_type, TG.c.entity_id == key,
                                                   TG.c.tag == t, TG.c.removed_at.is_(None))).scalar()
         if live is not None:
@@ -115,7 +131,7 @@ def add_tag(store: Store, entity_type: str, entity_id: Any, tag: str, actor: Act
 def remove_tag(store: Store, entity_type: str, entity_id: Any, tag: str, actor: Actor,
                now: Optional[dt.datetime] = None) -> dict[str, Any]:
     """Take a tag off an item or a campaign (stamped, not deleted); audited. Needs `tag`."""
-    check_permission(actor, "tag", f"{entity_type} {entity_id}")
+    check_permission(actor, "tag", _what(entity_type, entity_id))
     t = normalise_tag(tag)
     now = now or utcnow()
     with store.begin() as conn:

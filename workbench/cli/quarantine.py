@@ -20,8 +20,8 @@ MAX_RETENTION_DAYS = 36_500  # core.quarantine.MAX_RETENTION_DAYS; not imported,
 
 
 def _print_list(d: dict[str, Any], limit: int) -> None:
-    click.echo(f"{d['records']} quarantined rows in {d['path']}; {d['past_retention']} older than the "
-               f"retention of {d['max_age_days']} days" + (f", {d['undated']} undated" if d["undated"] else ""))
+    click.echo(f"{d['records']} quarantined rows in {_shown(d['path'], 8192)}; {d['past_retention']} older "
+               f"than the retention of {d['max_age_days']} days" + (f", {d['undated']} undated" if d["undated"] else ""))
     for reason, n in sorted(d["by_reason"].items(), key=lambda kv: -kv[1]):
         click.echo(f"  {n:>7}  {_shown(reason)}")
     shown = d["items"][-limit:] if limit else d["items"]
@@ -33,11 +33,11 @@ def _print_list(d: dict[str, Any], limit: int) -> None:
                    f"  {age}  {_shown(r['reason'])}")
 
 
-def _shown(value: Any) -> str:
+def _shown(value: Any, n: int = 500) -> str:
     """A record's value on one line, its control characters as escapes: a file name, a JSON key
-    (the field of a duplicate key) or a hand edit may hold an escape sequence (OSC 52 writes the
-    clipboard), which the terminal must show, not run."""
-    return one_line(str(value), 500)
+    (the field of a duplicate key), a hand edit or the data folder's own path may hold an escape
+    sequence (OSC 52 writes the clipboard), which the terminal must show, not run."""
+    return one_line(str(value), n)
 
 
 @hookimpl
@@ -110,4 +110,4 @@ def register_commands(cli: click.Group) -> None:
                 raise click.ClickException(str(exc)) from None
         emit(result, as_json, lambda d: click.echo(
             f"purged {d['removed']} quarantined rows older than {d['older_than_days']} days "
-            f"(before {d['cutoff']}); kept {d['kept']} in {d['path']}"))
+            f"(before {d['cutoff']}); kept {d['kept']} in {_shown(d['path'], 8192)}"))
