@@ -60,11 +60,11 @@ def _campaign_decided_over(store, taxonomy, copy):
     DEC.decide(store, taxonomy, own[copy], "ann", "benign", rationale="looks fine", now=T0, config=cfg)
     DEC.decide(store, taxonomy, camp, LEAD, "scam", rationale="a refund scam", now=T0 + dt.timedelta(hours=1),
                config=cfg, existing="supersede")
-    out = draw_rereviews(store, cfg, QA, 3, seed=1)
-    assert out["drawn"] == 3
-    for cid in out["case_ids"]:
-        DEC.decide(store, taxonomy, cid, QA, "scam", rationale="a refund scam", now=T0 + dt.timedelta(hours=2),
-                   config=cfg)
+    for k in range(3):  # one campaign decision is one unit of a draw: each copy in a draw of its own
+        out = draw_rereviews(store, cfg, QA, 3, seed=1 + k)
+        assert out["drawn"] == 1
+        DEC.decide(store, taxonomy, out["case_ids"][0], QA, "scam", rationale="a refund scam",
+                   now=T0 + dt.timedelta(hours=2), config=cfg)
     rows = an.analyst_quality(store, QA, load_evaluation_config(config_dir()))["analysts"]
     return {r["analyst"]: r for r in rows}
 

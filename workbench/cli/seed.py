@@ -213,7 +213,8 @@ def register_commands(cli: click.Group) -> None:
             for who, r in o.items()) or "no re-review cases"))
 
     @cli.command("rereview")
-    @click.option("--n", "n", type=int, default=20, show_default=True, help="How many decided items to draw.")
+    @click.option("--n", "n", type=int, default=20, show_default=True,
+                  help="How many decisions to draw (a campaign decision counts once).")
     @click.option("--analyst", "of_analyst", type=TEXT, default=None, help="Draw only from this analyst's decisions.")
     @click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=None,
                   help="Seed of the uniform draw, to repeat one (default: a fresh one, printed).")
@@ -222,10 +223,12 @@ def register_commands(cli: click.Group) -> None:
     @click.pass_obj
     def rereview(app: Any, n: int, of_analyst: Optional[str], seed: Optional[int], analyst: Any,
                  as_json: bool) -> None:
-        """Draw decided items uniformly into the lead's queue for a blind QA re-review.
+        """Draw decisions uniformly into the lead's queue for a blind QA re-review.
 
-        The re-reviewer sees a case like any other (no earlier decision on it); their answer is a
-        QA-audit decision, and each analyst's QA pass rate in `workbench eval report` comes from these.
+        A campaign decision (every member decided in one action) is one decision, re-reviewed
+        through one of its members. The re-reviewer sees a case like any other (no earlier
+        decision on it); their answer is a QA-audit decision, and each analyst's QA pass rate in
+        `workbench eval report` comes from these.
 
         \b
         Example:
@@ -235,6 +238,11 @@ def register_commands(cli: click.Group) -> None:
 
         with _user_errors():
             out = draw_rereviews(app.store(), app.queues(), analyst, n, analyst=of_analyst, seed=seed)
-        _emit(out, as_json, lambda o: click.echo(
-            f"{o['drawn']} of {o['candidates']} decided items queued for blind re-review in {o['queue']}; "
-            f"work them with `workbench next --queue {o['queue']}` (seed {o['seed']})"))
+
+        def human(o: dict[str, Any]) -> None:
+            click.echo(f"{o['drawn']} of {o['candidates']} decisions queued for blind re-review in {o['queue']}; "
+                       f"work them with `workbench next --queue {o['queue']}` (seed {o['seed']})")
+            for c in o.get("campaign_decisions", []):
+                click.echo(f"  case {c['case_id']}: one member ({c['item_id']}) of campaign {c['campaign_id']}'s "
+                           f"decision of {c['members']} members (case {c['campaign_case_id']})")
+        _emit(out, as_json, human)
