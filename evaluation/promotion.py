@@ -40,14 +40,15 @@ from core.backoff import exponential_backoff
 from core.hooks import check_permission
 from core.labels import AUTHORITATIVE_KINDS
 from core.principals import Actor, actor_name
-from core.schema import AuditEvent, Decision, ModelVersion, utcnow
+from core.schema import AuditEvent, Decision, utcnow
 from core.store import Busy
-from core.text import free_text_error
+from core.text import free_text_error, one_line
 from models.base import ModelError
 
 from .compare import gate, paired_bootstrap
 from .cross_fit import CrossFit, cross_fit, pooled_note
 from .promotion_report import left_out_line, plot_comparison, write_markdown
+from .retrain_mark import after_marks, counting_marks, naive_utc as _naive_utc
 from .scoring import score_set
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -322,6 +323,7 @@ def compare_and_promote(store: "Store", taxonomy: "Taxonomy", ld: "LearningData"
     result.update(png=png, report=str(folder / "comparison.md"))
     write_markdown(folder / "comparison.md", result, "comparison.png")
     summary = {"champion": result["champion"], "passed": verdict["passed"], "metric": verdict["metric"],
+               "decisions_through": ld.stats.get("decisions_through"),  # where `retrain_due` counts from
                "min_lower_bound": verdict["min_lower_bound"], "mcnemar_alpha": verdict.get("mcnemar_alpha"),
                "mcnemar_test": verdict.get("mcnemar_test"), "sets": verdict["sets"], "reason": verdict["reason"],
                "report": result["report"], "warnings": result["warnings"]}
@@ -407,7 +409,9 @@ def retrain_due(store: "Store", config: "ModelsConfig",
     `failure_backoff_seconds` x 2^(failures - 1) after the latest failure (at most
     `failure_backoff_cap_seconds`), failures counted since the champion or the last gate verdict:
     a retrain that fails for a lasting reason (memory, disk, a broken model) is not started again
-    at every check. Read-only."""
+    at every check. "Since" is by decision id (the last one the champion's data or the verdict held),
+    never the writing server's clock; rows without that id keep the time rule
+    (`evaluation.retrain_mark`). Read-only."""
     from models.registry import champion
 
     ac = config.auto_retrain
@@ -416,30 +420,32 @@ def retrain_due(store: "Store", config: "ModelsConfig",
     champ = champion(store)
     if champ is None:
         return {"due": False, "reason": "no champion: train one with `workbench models train`"}
-    D, MV, AE = Decision.__table__, ModelVersion.__table__, AuditEvent.__table__
+    D, AE = Decision.__table__, AuditEvent.__table__
     with store.read() as conn:
-        # The stored time itself (the registry's dict rounds it to the second).
-        since = conn.execute(select(MV.c.created_at).where(MV.c.id == champ["id"])).scalar()
-        gated = conn.execute(select(func.max(AE.c.ts)).where(AE.c.action == "model.gate")).scalar()
-        if gated is not None and (since is None or _naive_utc(gated) > _naive_utc(since)):
-            since = gated   # the last retrain (promoted or refused) already saw the decisions before it
+        # After the champion's data and the last verdict (its retrain already saw the decisions before
+        # it), by decision id: `created_at` is the writing server's clock (`evaluation.retrain_mark`).
+        mark, earlier = counting_marks(conn, champ)
+        after = after_marks(mark, earlier)
         new = conn.execute(select(func.count()).select_from(D).where(
-            D.c.kind.in_(AUTHORITATIVE_KINDS + ("calibration",)), D.c.created_at > since, _stands())).scalar() or 0
+            D.c.kind.in_(AUTHORITATIVE_KINDS + ("calibration",)), after, _stands())).scalar() or 0
         seen, overrides = conn.execute(select(func.count(), func.sum(D.c.is_override.cast(Integer))).where(
-            D.c.model_version == champ["id"], D.c.kind.in_(AUTHORITATIVE_KINDS), D.c.created_at > since,
+            D.c.model_version == champ["id"], D.c.kind.in_(AUTHORITATIVE_KINDS), after,
             _stands())).one()   # since the last verdict: its retrain already answered the decisions before it
-        failed = conn.execute(select(AE.c.ts, AE.c.payload).where(AE.c.action == RETRAIN_FAILED, AE.c.ts > since)
-                              .order_by(AE.c.ts)).all()
+        failed = conn.execute(select(AE.c.ts, AE.c.payload).where(AE.c.action == RETRAIN_FAILED,
+                                                                  mark.events_after(AE.c.id, AE.c.ts))
+                              .order_by(AE.c.id)).all()
+    since = mark.time
     seen, overrides = int(seen or 0), int(overrides or 0)
     out = {"champion": champ["id"], "new_decisions": int(new), "champion_decisions": seen,
-           "override_rate": round(overrides / seen, 4) if seen else None, "failed_retrains": len(failed)}
+           "override_rate": round(overrides / seen, 4) if seen else None, "failed_retrains": len(failed),
+           "after_decision": mark.decision_id}
     if failed:
         last = _naive_utc(failed[-1].ts)
         wait = exponential_backoff(len(failed), ac.failure_backoff_seconds, ac.failure_backoff_cap_seconds)
         retry_at = last + dt.timedelta(seconds=wait)
         out["retry_after"] = retry_at.isoformat(timespec="seconds")
         if _naive_utc(now or utcnow()) < retry_at:
-            error = str((failed[-1].payload or {}).get("error", "?"))
+            error = one_line(str((failed[-1].payload or {}).get("error", "?")), 200)  # SQL errors span lines
             return {**out, "due": False,
                     "reason": f"the last automatic retrain failed at {last:%Y-%m-%d %H:%M} UTC ({error}); "
                               f"{len(failed)} failure(s) since {champ['id']} or the last gate verdict, next try "
@@ -508,8 +514,3 @@ def failure_recorded(store: "Store", actor: Actor, trigger: str) -> Iterator[Non
         except Exception as err:  # noqa: BLE001 - the store itself may be what failed: keep the first error
             exc.add_note(f"(the failure could not be recorded either: {err})")
         raise
-
-
-def _naive_utc(t: dt.datetime) -> dt.datetime:
-    return t.astimezone(dt.timezone.utc).replace(tzinfo=None) if t.tzinfo is not None else t
-

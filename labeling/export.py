@@ -57,11 +57,12 @@ class ExportError(RuntimeError):
 
 def label_rows(store: Store, taxonomy: Taxonomy, include_source_labels: bool = False,
                source: Optional[str] = None, calibration_rule: Optional[str] = None,
-               left_out: Optional[Counter[str]] = None) -> list[dict[str, Any]]:
+               left_out: Optional[Counter[str]] = None, tiers: Optional[Counter[str]] = None) -> list[dict[str, Any]]:
     """One dict per labelled item (human decisions, then calibration copies resolved by
     `calibration_rule` as training resolves them, then source labels if asked), sorted by id.
     An item whose label the taxonomy no longer has is left out, counted in `left_out` (as
-    training counts it: "unknown label X"), so the export can say so."""
+    training counts it: "unknown label X"), so the export can say so. `tiers` counts the rows
+    by the severity tier of their text (`text_tier`; "none" for a text judged benign throughout)."""
     from .training_data import restored_at, calibration_labels
 
     if calibration_rule is None:
@@ -103,21 +104,41 @@ def label_rows(store: Store, taxonomy: Taxonomy, include_source_labels: bool = F
             continue
         if d is not None and d.get("kind") == "calibration":
             rows.append(_calibration_row(it, d, taxonomy, extra[item_id]))
-            continue
-        rows.append({
-            "id": item_id, "text": it["text"], "label": label, "label_origin": "human" if d else "source",
-            "source": it["source"], "surface": it["surface"], "author_id": it["author_id"],
-            "created_at": _iso(it["created_at"]), "source_label": it["source_label"],
-            "decision_id": d["id"] if d else None, "decision_kind": d["kind"] if d else None,
-            "reviewer": d["reviewer"] if d else None, "action": d["action"] if d else None,
-            "severity": d["severity"] if d else None, "policy_ref": d["policy_ref"] if d else None,
-            "rationale": d["rationale"] if d else None, "decided_at": _iso(d["decided_at"]) if d else None,
-            "model_version": d["model_version"] if d else None, "model_label": d["model_label"] if d else None,
-            "model_score": d["model_score"] if d else None, "is_override": bool(d["is_override"]) if d else None,
-            "taxonomy_version": (d["taxonomy_version"] if d else it["taxonomy_version"]) or taxonomy.version,
-            **extra[item_id],
-        })
+        else:
+            rows.append(_decided_row(it, d, label, taxonomy, extra[item_id]))
+        if tiers is not None:
+            tiers[text_tier(taxonomy, rows[-1], it["policy_label"]) or "none"] += 1
     return rows
+
+
+def text_tier(taxonomy: Taxonomy, row: dict[str, Any], policy_label: Optional[str]) -> Optional[str]:
+    """The severity tier an exported (unmasked) text counts at: the most severe of its label's, the
+    decision's recorded tier, the model's label when the analyst decided, and the source's policy
+    label (what a reveal would weigh: `wellbeing.reveal_tier` ranks tiers the same way); None for a
+    text every one of them calls benign."""
+    found = {taxonomy.severity_of(lab) for lab in (row.get("label"), row.get("model_label"), policy_label)
+             if lab in taxonomy.policies}
+    found.add(taxonomy.stored_tier(row.get("severity")))
+    return next((t for t in sorted(taxonomy.severities, key=taxonomy.sla_minutes) if t in found), None)
+
+
+def _decided_row(it: Any, d: Optional[dict[str, Any]], label: str, taxonomy: Taxonomy,
+                 extra: dict[str, Any]) -> dict[str, Any]:
+    """An item labelled by its decision of record (`d`), else by its source."""
+    item_id = it["id"]
+    return {
+        "id": item_id, "text": it["text"], "label": label, "label_origin": "human" if d else "source",
+        "source": it["source"], "surface": it["surface"], "author_id": it["author_id"],
+        "created_at": _iso(it["created_at"]), "source_label": it["source_label"],
+        "decision_id": d["id"] if d else None, "decision_kind": d["kind"] if d else None,
+        "reviewer": d["reviewer"] if d else None, "action": d["action"] if d else None,
+        "severity": d["severity"] if d else None, "policy_ref": d["policy_ref"] if d else None,
+        "rationale": d["rationale"] if d else None, "decided_at": _iso(d["decided_at"]) if d else None,
+        "model_version": d["model_version"] if d else None, "model_label": d["model_label"] if d else None,
+        "model_score": d["model_score"] if d else None, "is_override": bool(d["is_override"]) if d else None,
+        "taxonomy_version": (d["taxonomy_version"] if d else it["taxonomy_version"]) or taxonomy.version,
+        **extra,
+    }
 
 
 def _left_out_warning(left_out: Counter[str], version: str) -> str:
@@ -167,7 +188,9 @@ def export_labels(store: Store, taxonomy: Taxonomy, out_dir: str | Path, include
     (models.yaml `learning`), each row carries its side of the campaign-grouped training split
     (`split`: train / test / excluded), the one `workbench retrain` uses (`training_sides`:
     stored, so it never moves; `excluded` for a row training leaves out), and calibration copies
-    are resolved by its `calibration_rule`."""
+    are resolved by its `calibration_rule`. The texts leave unmasked (training needs them raw): the
+    `labels.export` audit event counts them by severity tier (`unmasked_by_tier`, `text_tier`), so
+    the leads see how much severe content an export handed out."""
     from core import audit
 
     check_permission(actor, "export", str(out_dir))
@@ -175,8 +198,9 @@ def export_labels(store: Store, taxonomy: Taxonomy, out_dir: str | Path, include
     out = Path(out_dir)
     replaced = _check_destination(out, overwrite)
     left_out: Counter[str] = Counter()
+    tiers: Counter[str] = Counter()
     rows = label_rows(store, taxonomy, include_source_labels, source,
-                      splits.calibration_rule if splits is not None else None, left_out)
+                      splits.calibration_rule if splits is not None else None, left_out, tiers)
     warnings = [_left_out_warning(left_out, taxonomy.version)] if left_out else []
     if not rows:
         raise ExportError("no labels to export: decide some cases first, or pass --include-source-labels"
@@ -199,7 +223,9 @@ def export_labels(store: Store, taxonomy: Taxonomy, out_dir: str | Path, include
     summary = {"rows": len(rows), "by_origin": origins, "by_label": counts, "path": str(out / "dataset"),
                "parquet": str(out / "labels.parquet"), "taxonomy_version": taxonomy.version,
                "pushed_to": None if push_error else push_to_hub, "replaced": replaced, "warnings": warnings,
-               "left_out": dict(left_out)}
+               "left_out": dict(left_out),
+               # Every text leaves unmasked (training needs it raw): how many of each tier, for the leads.
+               "unmasked_by_tier": {t: tiers[t] for t in (*taxonomy.severities, "none")}}
     if push_error:
         summary["push_error"] = push_error
     with store.begin() as conn:  # the folder is written either way: its event is recorded either way

@@ -434,6 +434,9 @@ def learning_data(store: "Store", taxonomy: "Taxonomy", settings: "LearningSetti
     known = set(taxonomy.labels)
     dropped: Counter[str] = Counter()
     with store.read() as conn:
+        # Read first: a decision committed while the labels are read then counts as new (for the
+        # retrain counter), never as seen; the data is as of this decision at most.
+        through = conn.execute(select(func.max(D.c.id))).scalar()
         human = {i: dict(d, decided_at=d["created_at"]) for i, d in current_decisions(conn).items()}
         restored_at(conn, human.values())
         for d in _rereview_decisions(conn, human.values()):
@@ -445,8 +448,6 @@ def learning_data(store: "Store", taxonomy: "Taxonomy", settings: "LearningSetti
         if sources:
             q = q.where(I.c.source.in_(sorted(set(sources))))
         rows = [r for r in conn.execute(q) if r[2] is not None or r[0] in human]
-        # The data is as of this decision: a model trained on it never saw a later first decision.
-        through = conn.execute(select(func.max(D.c.id))).scalar()
     sourced = {r[0] for r in rows if r[2] is not None}
     dropped.update({"calibration ties (no majority)": ties} if ties else {})
     # A bulk decision counts once per distinct text: per campaign and label, so the follow-up

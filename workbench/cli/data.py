@@ -356,6 +356,8 @@ def register_commands(cli: click.Group) -> None:
             raise click.ClickException(str(exc)) from None
         for w in summary["warnings"]:
             click.echo(f"warning: {w}", err=True)
+        click.echo("unmasked texts by tier: " + ", ".join(
+            f"{t}={n}" for t, n in summary["unmasked_by_tier"].items()), err=True)
         emit(summary, as_json, lambda d: click.echo(
             f"exported {d['rows']} labelled items ({d['by_origin']['human']} human, "
             f"{d['by_origin'].get('calibration', 0)} calibration, {d['by_origin']['source']} source) "
