@@ -457,7 +457,9 @@ class Tag(Base):
 
 class Reveal(Base):
     """An analyst unmasked a case's texts (labeling.wellbeing): the case stays revealed for them,
-    the reveal is audited once, and severe reveals count against the shift's exposure budget."""
+    the reveal is audited once, and severe reveals count against the shift's exposure budget. A
+    reveal of an item without a case has a negative `case_id` (`wellbeing.caseless_key`) and is
+    found by analyst and `item_id`."""
 
     __tablename__ = "reveals"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -470,6 +472,8 @@ class Reveal(Base):
     __table_args__ = (
         UniqueConstraint("analyst", "case_id", name="uq_reveals_analyst_case"),
         Index("ix_reveals_analyst_time", "analyst", "created_at"),
+        # a reveal of an item without a case is found by reader and item (migration 0012)
+        Index("ix_reveals_analyst_item", "analyst", "item_id"),
     )
 
 

@@ -294,7 +294,11 @@ def show_case(store: Store, case_id: int, settings: ReviewSettings, reveal_by: O
     """A case for display (`cases show`, `next`): masked by the rule of the review screen
     (`case_masked`) unless `reveal_by` names who reveals it (then the reveal is audited): the item
     text, and what people wrote about it (rationales, the escalation's and the appeal's reasons).
-    `blind`: the reviewer's own view (`next`), through `blind_view`; a lead sees it whole."""
+    `blind`: the reviewer's own view (`next`), through `blind_view`; a lead sees it whole. A
+    reveal needs `taxonomy` (`reveal_text`'s tier rule): without it one is refused, never counted
+    at the case's tier alone."""
+    if reveal_by and taxonomy is None:
+        raise QueueError(f"case {case_id}: a reveal needs the taxonomy to count it at its tier (taxonomy=...)")
     with store.read() as conn:
         view = case_view(conn, case_id, raw_text=True)
         case_row = conn.execute(select(Case.__table__).where(Case.id == case_id)).mappings().first()
@@ -332,21 +336,21 @@ def _mask_meta(meta: dict[str, Any]) -> dict[str, Any]:
 
 
 def reveal_text(store: Store, case_id: int, analyst: Actor, now: Optional[dt.datetime] = None, *,
-                taxonomy: Optional[Taxonomy] = None, settings: Optional[ReviewSettings] = None) -> str:
+                taxonomy: Taxonomy, settings: ReviewSettings) -> str:
     """The unmasked text of a case's item. Needs `reveal`. The case then stays revealed for this
     analyst (`review_packet(viewer=...)` unmasks its texts), the reveal is audited once, and it
     counts toward the analyst's exposure (`wellbeing.exposure`) at `wellbeing.reveal_tier` (the
-    case's tier or its text's evidence, the more severe; the case's tier alone without both)."""
+    case's tier or its text's evidence, the more severe). `taxonomy` and `settings` have no
+    default: without them the case's tier alone was stored, and a caller that forgot them
+    undercounted severe exposure."""
     check_permission(analyst, "reveal", f"case {case_id}")
     with store.begin() as conn:
-        row = conn.execute(select(Item.text, Item.id, Case.severity).join(Case.__table__, Case.item_id == Item.id)
+        row = conn.execute(select(Item.text, Item.id).join(Case.__table__, Case.item_id == Item.id)
                            .where(Case.id == case_id)).first()
         if row is None:
             raise QueueError(f"case {case_id} has no item text to reveal")
-        tier = row.severity
-        if taxonomy is not None and settings is not None:
-            case = conn.execute(select(Case.__table__).where(Case.id == case_id)).mappings().first()
-            tier = reveal_tier(conn, taxonomy, settings, row.id, case)
+        case = conn.execute(select(Case.__table__).where(Case.id == case_id)).mappings().first()
+        tier = reveal_tier(conn, taxonomy, settings, row.id, case)
         record_reveal(conn, analyst, case_id, row.id, tier, now or utcnow())
     return row.text
 

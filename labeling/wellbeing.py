@@ -11,10 +11,16 @@ The tier a reveal is stored at is `reveal_tier`, one rule for every door (the Re
 case's tier and what the revealed text's own evidence points to. A case's tier comes from the
 model's top label alone, so a text masked for its source label, a decided label, a matched
 escalation criterion or a hate score below the top label was counted as not severe.
+
+A reveal of an item without a case (the API's item view) is stored once per reader and item
+(`record_caseless_reveal`): found by reader and item id, under a negative `case_id` of the item's
+own (`caseless_key`). The key was a 31-bit hash of the id alone, so two items whose keys collided
+shared one row and the second item's reveal was never counted.
 """
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from typing import TYPE_CHECKING, Any, Mapping, Optional
 
 from sqlalchemy import Connection, func, select, update
@@ -26,6 +32,7 @@ from core.predictions import prediction_problem, predictions_of_record
 from core.principals import Actor, actor_name
 from core.schema import CampaignMember, Item, Reveal, UserPreference, utcnow
 from core.store import Store, insert_ignore
+from core.text import one_line
 
 from .errors import QueueError
 from .masking import may_reveal
@@ -41,6 +48,12 @@ U = UserPreference.__table__
 PREFERENCE_KEYS = ("blur", "grayscale")
 # Members of a campaign its case's packet shows beside the case's item (`shown_members`).
 SAMPLE_MEMBERS = 5
+# reveals.case_id is NOT NULL and unique per reader: a case-less reveal is stored under a key no
+# case id takes (negative) that fits a 32-bit integer column (`caseless_key`).
+CASELESS_KEY_SPACE = 2**31 - 1
+# Keys tried for one case-less reveal before giving up: each is taken by another item of the same
+# reader with odds (reveals / 2**31), so a second is rare and the 64th only a broken store.
+CASELESS_PROBES = 64
 
 
 def record_reveal(conn: Connection, analyst: Actor, case_id: int, item_id: Optional[str],
@@ -55,6 +68,36 @@ def record_reveal(conn: Connection, analyst: Actor, case_id: int, item_id: Optio
         return False
     audit.record(conn, analyst, "text.reveal", "item", item_id, {"case_id": case_id, "severity": severity})
     return True
+
+
+def caseless_key(item_id: str, attempt: int = 0) -> int:
+    """The `reveals.case_id` probe `attempt` of a reveal of `item_id`, an item without a case:
+    negative (a case id is positive), a hash of the id reduced to 31 bits. Probe 0 is the key
+    every case-less reveal was stored under before `record_caseless_reveal` (such rows exist)."""
+    data = item_id.encode("utf-8", "surrogatepass") + (b"\x00probe %d" % attempt if attempt else b"")
+    return -(1 + int.from_bytes(hashlib.sha256(data).digest()[:8], "big") % CASELESS_KEY_SPACE)
+
+
+def record_caseless_reveal(conn: Connection, analyst: Actor, item_id: str, severity: Optional[str],
+                           now: dt.datetime) -> bool:
+    """`record_reveal` for an item without a case, once per reader and item: True when this was
+    the first. A reveal is found by reader and item id (a row under any negative key, an old one
+    too), else stored under the first of the item's keys (`caseless_key`, probe 0 first) no other
+    item of this reader holds: two items whose keys collide each count, and two reveals of one item
+    at once follow the same probes and store one."""
+    who = actor_name(analyst)
+    mine = select(R.c.id).where(R.c.analyst == who, R.c.item_id == item_id, R.c.case_id < 0).limit(1)
+    if conn.execute(mine).first() is not None:
+        return False
+    for attempt in range(CASELESS_PROBES):
+        key = caseless_key(item_id, attempt)
+        if record_reveal(conn, analyst, key, item_id, severity, now):
+            return True
+        holder = conn.execute(select(R.c.item_id).where(R.c.analyst == who, R.c.case_id == key)).first()
+        if holder is not None and holder.item_id == item_id:  # the same reveal, stored at once beside this one
+            return False
+    raise QueueError(f"reveal of item {one_line(item_id, 120)!r} by {one_line(who, 60)!r}: no free reveal key "
+                     f"after {CASELESS_PROBES} tries (the reveals table may be damaged)")
 
 
 def shown_members(conn: Connection, campaign_id: int, exclude: Optional[str],
@@ -93,10 +136,12 @@ def reveal_tier(conn: Connection, taxonomy: "Taxonomy", settings: ReviewSettings
         return next((t for t in ranked if t in tiers), case.get("severity") if case is not None else None)
     ids = [t["id"] for t in texts]
     preds, decisions = predictions_of_record(conn, ids), current_decisions(conn, ids)
+    meta = (case or {}).get("meta")
+    meta = meta if isinstance(meta, Mapping) else {}  # a corrupt row: no stored scores, not a failed reveal
     for t in texts:
         own = t["id"] == item_id
         pred = preds.get(t["id"]) or {}
-        stored = ((case or {}).get("meta") or {}).get("scores") if own else None  # a member has no case of its own here
+        stored = meta.get("scores") if own else None  # a member has no case of its own here
         scores = pred.get("scores") if pred else stored
         if prediction_problem({"scores": scores}) is not None:  # none, or not numbers (a corrupt row)
             return ranked[0] if ranked else None  # unknown content: as severe as it may be
@@ -142,7 +187,8 @@ def preferences(store: Store, user: Actor, settings: ReviewSettings) -> dict[str
     out = {"blur": settings.default_blur, "grayscale": settings.default_grayscale}
     with store.read() as conn:
         row = conn.execute(select(U.c.prefs).where(U.c.user_name == actor_name(user))).scalar()
-    out.update({k: bool(v) for k, v in (row or {}).items() if k in PREFERENCE_KEYS})
+    # a row that is no object (hand-edited, corrupt) reads as none set, as `set_preferences` reads it
+    out.update({k: bool(v) for k, v in (row if isinstance(row, dict) else {}).items() if k in PREFERENCE_KEYS})
     return out
 
 

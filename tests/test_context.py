@@ -75,7 +75,7 @@ def test_policy_text_author_history_and_decision_history(world, taxonomy, review
     assert hist[0]["superseded_by"] == hist[1]["id"] and not hist[0]["current"]
     assert hist[1]["supersedes_id"] == hist[0]["id"] and hist[1]["current"]
     assert hist[0]["rationale"] == mask_text("insult") and hist[0]["created_at"]  # masked until revealed
-    reveal_text(store, old1, "bob")
+    reveal_text(store, old1, "bob", taxonomy=taxonomy, settings=review_settings)
     assert case_context(store, taxonomy, old1, "bob", review_settings)["history"][0]["rationale"] == "insult"
     # the author's other items: masked texts, with their current decisions
     new = _case_of(store, "new")
@@ -91,7 +91,7 @@ def test_policy_text_author_history_and_decision_history(world, taxonomy, review
 def test_reveal_unmasks_for_that_analyst_only(world, taxonomy, review_settings):
     store, cfg = world
     new = _case_of(store, "new")
-    reveal_text(store, new, "bob")
+    reveal_text(store, new, "bob", taxonomy=taxonomy, settings=review_settings)
     mine = case_context(store, taxonomy, new, "bob", review_settings)
     theirs = case_context(store, taxonomy, new, "carol", review_settings)
     assert mine["revealed"] and not mine["masked"]
@@ -114,7 +114,7 @@ def test_notes_and_tags_of_item_and_campaign(world, taxonomy, review_settings):
     ctx = case_context(store, taxonomy, _case_of(store, "new"), "bob", review_settings)
     assert ctx["campaign_id"] == cid
     assert [n["body"] for n in ctx["notes"]["item"]] == [mask_text("reported twice by the same user")]  # masked case
-    reveal_text(store, _case_of(store, "new"), "bob")
+    reveal_text(store, _case_of(store, "new"), "bob", taxonomy=taxonomy, settings=review_settings)
     ctx = case_context(store, taxonomy, _case_of(store, "new"), "bob", review_settings)
     assert [n["body"] for n in ctx["notes"]["item"]] == ["reported twice by the same user"]
     assert ctx["notes"]["campaign"][0]["author"] == "lee"
@@ -164,7 +164,7 @@ def test_open_appeals_carry_decision_rationale_and_reason(world, taxonomy, revie
     assert (a["decision"]["reviewer"], a["decision"]["label"], a["decision"]["rationale"]) == (
         "lee", "hate", mask_text("targets a group"))  # they quote the text: masked with it
     assert a["still_current"] and a["masked"] and "vermin" not in a["text"]
-    reveal_text(store, filed["id"], "bob")
+    reveal_text(store, filed["id"], "bob", taxonomy=taxonomy, settings=review_settings)
     [a] = open_appeals(store, review_settings, config=cfg, principal="bob")
     assert (a["reason"], a["decision"]["rationale"]) == ("I was quoting a song", "targets a group")
     resolve_appeal(store, taxonomy, filed["id"], "bob", "confirm", "slur used to demean", config=cfg)

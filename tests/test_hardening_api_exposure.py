@@ -75,8 +75,8 @@ def test_an_api_reveal_of_an_item_without_a_case_counts_toward_exposure(api, any
                                            for i in ("screen", "cli")])
     build_cases(any_store, ctx.taxonomy(), quiet(queue_config), progress=False)
     cases = case_ids(any_store)
-    reveal_text(any_store, cases["screen"], ANN)
-    show_case(any_store, cases["cli"], ctx.review(), reveal_by=ANN)
+    reveal_text(any_store, cases["screen"], ANN, taxonomy=ctx.taxonomy(), settings=ctx.review())
+    show_case(any_store, cases["cli"], ctx.review(), reveal_by=ANN, taxonomy=ctx.taxonomy())
     add_scored(any_store, ctx.taxonomy(), [{"id": f"v{i}", "label": "hate", "scores": HATE, "text": f"vile {i}"}
                                            for i in range(3)]
                + [{"id": "fine", "label": "benign", "scores": BENIGN, "text": "see you at lunch"}])  # no cases

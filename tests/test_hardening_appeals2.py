@@ -160,7 +160,7 @@ def test_cases_show_masks_what_people_wrote_about_a_masked_case(sqlite_store, ta
         view = show_case(sqlite_store, case, review_settings)
         assert view["masked"] and _leaks(view) == []
     assert show_case(sqlite_store, filed["id"], review_settings, blind=True)["masked"]
-    shown = show_case(sqlite_store, filed["id"], review_settings, reveal_by="lee")
+    shown = show_case(sqlite_store, filed["id"], review_settings, reveal_by="lee", taxonomy=taxonomy)
     assert not shown["masked"] and shown["meta"]["appeal"]["reason"] == f"I only quoted {WORD}"
     assert shown["decisions"][0]["rationale"] == f"uses {WORD} against a group"
 

@@ -53,7 +53,7 @@ def _one_case(store, taxonomy, cfg, scores, text, **kw) -> int:
 def test_a_reveal_unmasks_nothing_once_the_reader_lost_reveal(any_store, taxonomy, cfg, review_settings,
                                                               campaign_settings, roles):
     case_id = _one_case(any_store, taxonomy, cfg, HATE, "SECRETSLUR vile")
-    reveal_text(any_store, case_id, Principal("ann", "analyst"))
+    reveal_text(any_store, case_id, Principal("ann", "analyst"), taxonomy=taxonomy, settings=review_settings)
 
     def shown(who):
         p = review_packet(any_store, taxonomy, case_id, review_settings, campaign_settings, viewer=who)

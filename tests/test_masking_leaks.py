@@ -52,7 +52,7 @@ def test_a_reveal_leaves_the_authors_other_items_to_their_own_rule(sqlite_store,
     _author(sqlite_store, ["mild", "vile"], "troll")
     build_cases(sqlite_store, taxonomy, _cfg(queue_config), progress=False)
     case = _case_of(sqlite_store, "mild")
-    reveal_text(sqlite_store, case, "ann")  # ann reveals this case only
+    reveal_text(sqlite_store, case, "ann", taxonomy=taxonomy, settings=review_settings)  # ann reveals this case only
     ctx = case_context(sqlite_store, taxonomy, case, "ann", review_settings)
     assert ctx["revealed"] and not ctx["masked"]
     row = ctx["author"]["recent"][0]
@@ -76,7 +76,7 @@ def test_rationales_and_notes_of_a_masked_case_are_masked_until_revealed(sqlite_
     assert ctx["history"][0]["rationale"] == mask_text("uses SECRETSLUR against a group")
     assert ctx["notes"]["item"][0]["body"] == mask_text("author posted SECRETSLUR twice")
     assert "SECRETSLUR" not in panel_html(ctx) + notes_html(ctx)
-    reveal_text(sqlite_store, case, "bob")  # bob's own reveal shows them, to bob
+    reveal_text(sqlite_store, case, "bob", taxonomy=taxonomy, settings=review_settings)  # bob's own reveal: to bob
     ctx = case_context(sqlite_store, taxonomy, case, "bob", review_settings)
     assert ctx["history"][0]["rationale"] == "uses SECRETSLUR against a group"
     assert ctx["notes"]["item"][0]["body"] == "author posted SECRETSLUR twice"
@@ -101,7 +101,7 @@ def test_appeals_mask_reason_and_rationale_unless_this_viewer_revealed(sqlite_st
         assert a["reason"] == mask_text("I only quoted SECRETSLUR")
         assert a["decision"]["rationale"] == mask_text("uses SECRETSLUR against a group")
         assert "SECRETSLUR" not in "".join(side_by_side(a)) + str(appeal_rows([a]))
-    reveal_text(sqlite_store, filed["id"], lee)
+    reveal_text(sqlite_store, filed["id"], lee, taxonomy=taxonomy, settings=review_settings)
     a = open_appeals(sqlite_store, review_settings, config=cfg, principal=lee)[0]
     assert not a["masked"] and a["reason"] == "I only quoted SECRETSLUR"
     assert a["decision"]["rationale"] == "uses SECRETSLUR against a group"

@@ -102,7 +102,7 @@ class Scene:
         elif op == "escalate_with_packet":
             packets.escalate_with_packet(s, tax, self.claimed(p.name), p, "threat", cfg, self.review, self.campaigns)
         elif op == "reveal":
-            assert packets.reveal_text(s, self.claimed("someone"), p)
+            assert packets.reveal_text(s, self.claimed("someone"), p, taxonomy=tax, settings=self.review)
         elif op == "appeal":
             case, _ = self.decided("other")
             with s.read() as conn:

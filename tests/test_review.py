@@ -41,7 +41,8 @@ def test_packet_masks_and_reveal_is_audited(sqlite_store, taxonomy, make_scored,
     assert packet["suggested_label"] == "hate"
     assert packet["choices"]["hate"]["default_action"] == taxonomy.policies["hate"].default_action
     assert packet["author"]["items"] == 1 and packet["author"]["recent"][0]["item_id"] == "reports:s"
-    assert packets.reveal_text(sqlite_store, case_id, "alice") == "they are vermin"
+    assert packets.reveal_text(sqlite_store, case_id, "alice", taxonomy=taxonomy,
+                               settings=review_settings) == "they are vermin"
     with sqlite_store.read() as conn:
         ev = conn.execute(select(AuditEvent.actor, AuditEvent.action).order_by(AuditEvent.id.desc())).first()
     assert tuple(ev) == ("alice", "text.reveal")
@@ -120,7 +121,7 @@ def test_show_case_masks_unless_revealed_and_the_reveal_is_audited(sqlite_store,
     case_id = _case_of(sqlite_store, "reports:h")
     shown = packets.show_case(sqlite_store, case_id, review_settings)
     assert shown["masked"] and "vermin" not in shown["item"]["text"]
-    revealed = packets.show_case(sqlite_store, case_id, review_settings, reveal_by="lead")
+    revealed = packets.show_case(sqlite_store, case_id, review_settings, reveal_by="lead", taxonomy=taxonomy)
     assert revealed["item"]["text"] == "they are vermin"
     with sqlite_store.read() as conn:
         ev = conn.execute(select(AuditEvent.actor, AuditEvent.action).order_by(AuditEvent.id.desc())).first()

@@ -82,8 +82,9 @@ def test_every_text_of_a_masked_packet_is_masked_until_revealed(store, taxonomy,
     assert p["similar_decisions"] and p["campaign"]["top_terms"][0][0] == mask_text(SLUR)
     assert p["campaign"]["sample"] and p["author"]["recent"]
     assert "_sensitive" not in dumped
-    assert packets.reveal_text(store, camp_case, "alice").lower().startswith("they are")
-    assert packets.reveal_text(store, camp_case, "alice")  # a second reveal is not audited again
+    reveal = dict(taxonomy=taxonomy, settings=review_settings)
+    assert packets.reveal_text(store, camp_case, "alice", **reveal).lower().startswith("they are")
+    assert packets.reveal_text(store, camp_case, "alice", **reveal)  # a second reveal is not audited again
     with store.read() as conn:
         reveals = conn.execute(select(func.count()).select_from(AuditEvent).where(
             AuditEvent.action == "text.reveal")).scalar()
@@ -219,12 +220,12 @@ def test_an_item_sits_once_in_the_escalation_queue(store, taxonomy, queue_config
     assert all(n == 1 for i, n in per_item.items() if i in members)
 
 
-def test_exposure_and_preferences(store, review_settings):
+def test_exposure_and_preferences(store, taxonomy, review_settings):
     h = case_of(store, "reports:h1")
     with store.begin() as conn:
         conn.execute(update(Case.__table__).where(Case.id == h).values(severity=review_settings.severe_tiers[0]))
-    packets.reveal_text(store, h, "alice")
-    packets.reveal_text(store, case_of(store, "reports:b1"), "alice")
+    packets.reveal_text(store, h, "alice", taxonomy=taxonomy, settings=review_settings)
+    packets.reveal_text(store, case_of(store, "reports:b1"), "alice", taxonomy=taxonomy, settings=review_settings)
     ex = exposure(store, "alice", review_settings)
     assert ex["severe"] == 1 and ex["revealed"] == 2 and not ex["over_budget"]
     assert exposure(store, "bob", review_settings)["severe"] == 0

@@ -136,13 +136,14 @@ def test_campaign_undo_waits_for_an_appeal_on_a_member(pg_store, taxonomy, cfg, 
 
 
 @pytest.mark.postgres
-def test_a_reveal_sent_twice_at_once_stores_one(pg_store, taxonomy, cfg):
+def test_a_reveal_sent_twice_at_once_stores_one(pg_store, taxonomy, cfg, review_settings):
     add_scored(pg_store, taxonomy, [{"id": "it1", "label": "hate", "p": 0.9, "text": "some hateful text"}])
     build_cases(pg_store, taxonomy, cfg, progress=False)
     with pg_store.read() as conn:
         case_id = conn.execute(select(Case.id)).scalar()
     got: list[object] = []
-    worker = threading.Thread(target=lambda: got.append(_catch(lambda: reveal_text(pg_store, case_id, "ann"))))
+    worker = threading.Thread(target=lambda: got.append(_catch(lambda: reveal_text(
+        pg_store, case_id, "ann", taxonomy=taxonomy, settings=review_settings))))
     with pg_store.begin() as conn:  # the first reveal, not yet committed when the second arrives
         assert record_reveal(conn, "ann", case_id, "it1", None, utcnow())
         worker.start()

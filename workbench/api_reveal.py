@@ -15,7 +15,6 @@ the text).
 """
 from __future__ import annotations
 
-import hashlib
 from typing import TYPE_CHECKING, Any
 
 from fastapi import HTTPException
@@ -28,34 +27,26 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from .context import AppContext
 
-# reveals.case_id is NOT NULL and unique per reader: a case-less reveal is stored under a key no
-# case id takes (negative), one per item, that fits a 32-bit integer column.
-_KEY_SPACE = 2**31 - 1
-
-
-def caseless_key(item_id: str) -> int:
-    """The `reveals.case_id` a reveal of an item without a case is stored under: negative (a case
-    id is positive), the same for every reveal of that item, so each reader counts it once."""
-    digest = hashlib.sha256(item_id.encode("utf-8", "surrogatepass")).digest()
-    return -(1 + int.from_bytes(digest[:8], "big") % _KEY_SPACE)
-
 
 def charge_item_reveal(conn: Any, who: Principal, item_id: str, taxonomy: "Taxonomy",
                        settings: "ReviewSettings") -> bool:
     """Record a reveal of `item_id` by `who` through `wellbeing.record_reveal` (in the caller's
-    transaction): against the item's newest case, or for an item without one under its
-    `caseless_key`, at `wellbeing.reveal_tier` either way (the case's tier or the text's evidence,
-    the more severe). False when this reader revealed it before: already counted, the caller
-    audits the access alone."""
+    transaction): against the item's newest case, or for an item without one once per reader and
+    item (`wellbeing.record_caseless_reveal`: found by item id, never by a hashed key two items
+    may share), at `wellbeing.reveal_tier` either way (the case's tier or the text's evidence, the
+    more severe). False when this reader revealed it before: already counted, the caller audits
+    the access alone."""
     from sqlalchemy import select
 
     from core.schema import Case, utcnow
-    from labeling.wellbeing import record_reveal, reveal_tier
+    from labeling.wellbeing import record_caseless_reveal, record_reveal, reveal_tier
 
     C = Case.__table__
     case = conn.execute(select(C).where(C.c.item_id == item_id).order_by(C.c.id.desc()).limit(1)).mappings().first()
     tier = reveal_tier(conn, taxonomy, settings, item_id, case)
-    return record_reveal(conn, who, case["id"] if case is not None else caseless_key(item_id), item_id, tier, utcnow())
+    if case is None:
+        return record_caseless_reveal(conn, who, item_id, tier, utcnow())
+    return record_reveal(conn, who, case["id"], item_id, tier, utcnow())
 
 
 def item_or_404(app: "AppContext", item_id: str, who: Principal) -> dict[str, Any]:
