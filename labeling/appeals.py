@@ -28,6 +28,7 @@ from .decisions import D, _close, _insert_decision, _is_appeal, _not_undone, _va
 from .errors import AppealPending, DecisionError
 from .context import was_revealed
 from .masking import is_sensitive, mask_fields, mask_text, may_reveal
+from .packets import case_masked
 from .priority import PINNED, score_features
 from .queue_config import QueueConfig
 from .review_config import ReviewSettings
@@ -43,6 +44,8 @@ def appeal(store: Store, item_id: str, appellant: Actor, reason: str, taxonomy: 
     The case carries the original decision, its rationale and the evidence the analyst saw
     (text, model scores, campaign, priority reason), and the decided case moves to 'appealed'.
     """
+    if reason is not None and not isinstance(reason, str):  # a caller's list or number: no AttributeError
+        raise DecisionError(f"an appeal's reason must be text, not {type(reason).__name__}")
     if not stated(reason):
         raise DecisionError("an appeal needs a reason")
     if (bad := free_text_error(reason, "an appeal's reason")) is not None:
@@ -100,13 +103,19 @@ def appeal(store: Store, item_id: str, appellant: Actor, reason: str, taxonomy: 
 def resolve_appeal(store: Store, taxonomy: Taxonomy, case_id: int, analyst: Actor, outcome: str,
                    rationale: str, label: Optional[str] = None, action: Optional[str] = None,
                    severity: Optional[str] = None, policy_ref: Optional[str] = None,
-                   now: Optional[dt.datetime] = None, *, config: QueueConfig) -> dict[str, Any]:
-    """Confirm or reverse the appealed decision; either way a new "appeal" decision supersedes it.
+                   now: Optional[dt.datetime] = None, *, config: QueueConfig,
+                   seen_decision: Optional[int] = None) -> dict[str, Any]:
+    """Confirm or reverse the item's current decision; either way a new "appeal" decision supersedes it.
 
     A reversal (the appeal is upheld) defaults to the benign label and its default action, and
     must change the label or the action. Needs `resolve_appeal`; nobody who made one of the item's
-    decisions (not undone) resolves its appeal (separation of duties).
+    decisions (not undone) resolves its appeal (separation of duties). `seen_decision`: the id of
+    the decision the resolver was shown as current (the Appeals tab's); when the item's current
+    decision is another one now (a correction, or a decision on another of its cases, since), nothing
+    is saved: a confirmation would confirm a label they never read.
     """
+    if rationale is not None and not isinstance(rationale, str):
+        raise DecisionError(f"a rationale must be text, not {type(rationale).__name__}")
     if outcome not in OUTCOMES:
         raise DecisionError(f"outcome must be one of {', '.join(OUTCOMES)}, not {outcome!r}")
     if not stated(rationale):
@@ -129,6 +138,10 @@ def resolve_appeal(store: Store, taxonomy: Taxonomy, case_id: int, analyst: Acto
         current = current_decisions(conn, [case["item_id"]]).get(case["item_id"])
         if current is None:
             raise DecisionError(f"item {case['item_id']!r} has no decision any more")
+        if seen_decision is not None and current["id"] != seen_decision:
+            raise DecisionError(f"the decision on item {case['item_id']!r} changed since the appeal was shown "
+                                f"(decision {seen_decision} then, {current['id']} by {current['reviewer']} now): "
+                                "nothing was saved; Refresh appeals and read it again")
         _check_not_decider(conn, case, current, analyst)
         if outcome == "confirm":
             label, action = current["label"], current["action"]
@@ -180,32 +193,40 @@ def _check_not_decider(conn: Any, case: Mapping[str, Any], current: Mapping[str,
 def open_appeals(store: Store, settings: ReviewSettings, *, config: QueueConfig, principal: Optional[Actor] = None,
                  limit: int = 200) -> list[dict[str, Any]]:
     """Waiting appeals, oldest due first, each with the appealed decision (who, when, label,
-    action, rationale), the appellant's reason, and the item's text through the masking rule:
-    what a lead reads side by side before `resolve_appeal`. While the text is masked for
-    `principal` (not revealed by them on the Review tab, or no `reveal`; None: nobody), so are
-    the reason and the rationale, which quote it as `masking.mask_packet` says."""
+    action, rationale), the item's decision now if another since (`current`: a correction), the
+    appellant's reason, and the item's text through the masking rule: what a lead reads side by
+    side before `resolve_appeal`. While the text is masked for `principal` (not revealed by them,
+    or no `reveal`; None: nobody), so are the reason and the rationales, which quote it as
+    `masking.mask_packet` says. Masked when the case's own rule says so (`packets.case_masked`:
+    the scores of record, the source label, the label decided now, as the Review screen masks it)
+    or the appeal's evidence does (the scores and the label appealed)."""
     I = Item.__table__
     with store.read() as conn:
-        rows = conn.execute(select(C.c.id, C.c.item_id, C.c.state, C.c.claimed_by, C.c.due_at, C.c.meta,
-                                   I.c.text, I.c.policy_label)
+        rows = conn.execute(select(C, I.c.text, I.c.policy_label)
                             .join(I, I.c.id == C.c.item_id)
                             .where(C.c.queue == config.appeals_queue, C.c.state.in_(("open", "claimed")))
                             .order_by(C.c.due_at, C.c.id).limit(limit)).mappings().all()
         current = current_decisions(conn, [r["item_id"] for r in rows])
         viewer = actor_name(principal) if principal is not None and may_reveal(principal) else None
         revealed = {r["id"] for r in rows if viewer and was_revealed(conn, r["id"], r["item_id"], viewer)}
+        own_rule = {r["id"] for r in rows if r["id"] not in revealed and case_masked(
+            conn, r, {"id": r["item_id"], "policy_label": r["policy_label"]}, settings)}
     out = []
     for r in rows:
         packet = dict((r["meta"] or {}).get("appeal") or {})
         now_current = current.get(r["item_id"]) or {}
-        hide = r["id"] not in revealed and is_sensitive(
+        hide = r["id"] not in revealed and (r["id"] in own_rule or is_sensitive(
             settings, (packet.get("evidence") or {}).get("model_scores"), r["policy_label"],
-            (packet.get("decision") or {}).get("label"))
+            (packet.get("decision") or {}).get("label")))
         decision = mask_fields([dict(packet.get("decision") or {})], ("rationale",), hide)[0]
+        still = now_current.get("id") == decision.get("id")
+        now = None if still or not now_current else mask_fields([{
+            k: (v.isoformat() if isinstance(v, dt.datetime) else v) for k, v in now_current.items()
+            if k in ("id", "kind", "reviewer", "label", "action", "rationale", "created_at")}], ("rationale",), hide)[0]
         out.append({"case_id": r["id"], "item_id": r["item_id"], "state": r["state"], "claimed_by": r["claimed_by"],
                     "due_at": r["due_at"].isoformat() if r["due_at"] else None, "appellant": packet.get("appellant"),
                     "reason": mask_fields([packet], ("reason",), hide)[0].get("reason"),
-                    "filed_at": packet.get("filed_at"), "decision": decision,
-                    "still_current": now_current.get("id") == decision.get("id"),
+                    "filed_at": packet.get("filed_at"), "decision": decision, "still_current": still,
+                    "current": now, "current_id": now_current.get("id"),
                     "text": mask_text(r["text"]) if hide else r["text"], "masked": hide})
     return out

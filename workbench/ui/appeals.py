@@ -45,11 +45,33 @@ def side_by_side(a: Optional[dict[str, Any]]) -> tuple[str, str, str]:
                 f"{md_escape(d.get('action'))}** ({md_escape(d.get('policy_ref') or 'no policy ref')})\n\n"
                 f"by **{md_escape(d.get('reviewer'))}**, "
                 f"{local_time(d.get('created_at'), zone=True)}, kind {md_escape(d.get('kind'))}\n\n"
-                f"**Rationale:** {md_escape(d.get('rationale') or '— none given —')}"
-                + ("" if a["still_current"] else "\n\n*This decision was corrected since the appeal was filed.*"))
+                f"**Rationale:** {md_escape(d.get('rationale') or '— none given —')}" + since_filed(a))
     reason = (f"**Appellant:** {md_escape(a.get('appellant'))}, filed {local_time(a.get('filed_at'), zone=True)}\n\n"
               f"**Reason:** {md_escape(a.get('reason'))}\n\nDue {local_time(a.get('due_at'), zone=True)}")
     return item, original, reason
+
+
+def since_filed(a: dict[str, Any]) -> str:
+    """The item's decision now, when another than the appealed one (a correction since): what a
+    confirmation keeps and a reversal replaces, so the lead reads it before resolving."""
+    if a["still_current"]:
+        return ""
+    now = a.get("current")
+    if not now:
+        return "\n\n*The item has no decision any more: this appeal cannot be resolved.*"
+    return (f"\n\n**Corrected since the appeal was filed:** now decision #{md_escape(now.get('id'))}, "
+            f"**{md_escape(now.get('label'))} / {md_escape(now.get('action'))}** "
+            f"by **{md_escape(now.get('reviewer'))}**, "
+            f"{local_time(now.get('created_at'), zone=True)}: confirming keeps it, reversing replaces it.\n\n"
+            f"**Its rationale:** {md_escape(now.get('rationale') or '— none given —')}")
+
+
+def shown(a: Optional[dict[str, Any]], seen: Optional[dict[str, Any]]) -> dict[str, Any]:
+    """The tab's state once `a` is on screen (None: nothing is): the case and the item's decision
+    it shows as current, which resolving checks; a case just saved is kept (`resolve`)."""
+    if a is None:
+        return {k: v for k, v in (seen or {}).items() if k == "saved"}
+    return {"case": a["case_id"], "decision": a["current_id"]}
 
 
 def build_appeals_tab(app: "AppContext", tab: gr.Tab, who: Optional[gr.Textbox] = None) -> None:
@@ -84,32 +106,48 @@ def build_appeals_tab(app: "AppContext", tab: gr.Tab, who: Optional[gr.Textbox] 
         return next((a for a in open_appeals(app.store(), app.review(), config=app.queues(),
                                              principal=viewer(name, request)) if a["case_id"] == case_id), None)
 
-    def show(case_id: Optional[int], name: str, request: gr.Request) -> tuple[Any, ...]:
+    def show(case_id: Optional[int], name: str, request: gr.Request, seen: Optional[dict[str, Any]] = None
+             ) -> tuple[Any, ...]:
+        """The picked appeal; another appeal than the one on screen starts the outcome, label,
+        action and rationale afresh (what was typed for one appeal must not resolve the next)."""
+        keep = (gr.update(),) * 4
         try:
             found = open_appeal(case_id, name, request)
         except (PermissionDenied, *STORE_ERRORS) as exc:
-            return (*side_by_side(None), gr.update(), f"**Not shown:** {said(exc, 'pick the appeal again')}")
+            return (*side_by_side(None), *keep, shown(None, seen),
+                    f"**Not shown:** {said(exc, 'pick the appeal again')}")
         if found is None:  # nothing picked (or just resolved): keep the result line as it is
-            return (*side_by_side(None), gr.update(), gr.update())
-        return (*side_by_side(found), gr.update(value=taxonomy.benign_label), "")
+            return (*side_by_side(None), *keep, shown(None, seen), gr.update())
+        if (seen or {}).get("case") == found["case_id"]:  # the same appeal again: what was typed stays
+            return (*side_by_side(found), *keep, shown(found, seen), "")
+        pol = taxonomy.policies[taxonomy.benign_label]
+        return (*side_by_side(found), gr.update(value=taxonomy.benign_label),
+                gr.update(choices=pol.actions, value=pol.default_action), gr.update(value="confirm"),
+                gr.update(value=""), shown(found, seen), "")
 
-    def reveal(case_id: Optional[int], name: str, request: gr.Request) -> tuple[Any, ...]:
-        """The appeal's text, reason and rationale unmasked for this lead (`reveal`; audited)."""
+    def reveal(case_id: Optional[int], name: str, request: gr.Request, seen: Optional[dict[str, Any]] = None
+               ) -> tuple[Any, ...]:
+        """The appeal's text, reason and rationale unmasked for this lead (`reveal`; audited); what
+        they chose or typed to resolve it stays."""
         if case_id is None:
-            return (*side_by_side(None), gr.update(), "**Pick an appeal first.**")
+            return (*side_by_side(None), shown(None, seen), "**Pick an appeal first.**")
         try:
             found = open_appeal(case_id, name, request)
         except (PermissionDenied, *STORE_ERRORS) as exc:
-            return (gr.update(),) * 4 + (f"**Not revealed:** {said(exc, 'nothing was revealed: try again')}",)
+            return (gr.update(),) * 3 + (seen, f"**Not revealed:** {said(exc, 'nothing was revealed: try again')}")
         if found is None:  # a reveal is audited and counts toward exposure
-            return (gr.update(),) * 4 + (f"**Not revealed:** case {md_escape(case_id)} is not an open appeal "
-                                         "(resolved since, or never one): Refresh appeals.",)
+            return (gr.update(),) * 3 + (seen, f"**Not revealed:** case {md_escape(case_id)} is not an open appeal "
+                                               "(resolved since, or never one): Refresh appeals.")
         try:
             reveal_text(app.store(), int(case_id), actor(app, name, request), taxonomy=app.taxonomy(),
                         settings=app.review())
         except (ValueError, PermissionDenied, *STORE_ERRORS) as exc:
-            return (gr.update(),) * 4 + (f"**Not revealed:** {said(exc, 'nothing was revealed: try again')}",)
-        return show(case_id, name, request)
+            return (gr.update(),) * 3 + (seen, f"**Not revealed:** {said(exc, 'nothing was revealed: try again')}")
+        try:
+            found = open_appeal(case_id, name, request)
+        except (PermissionDenied, *STORE_ERRORS) as exc:
+            return (gr.update(),) * 3 + (seen, f"**Revealed, not shown:** {said(exc, 'press Reveal again')}")
+        return (*side_by_side(found), shown(found, seen), "")
 
     def on_label(label: Optional[str]) -> Any:
         if not label or label not in taxonomy.policies:  # a client may send any value: no KeyError
@@ -118,20 +156,28 @@ def build_appeals_tab(app: "AppContext", tab: gr.Tab, who: Optional[gr.Textbox] 
         return gr.update(choices=pol.actions, value=pol.default_action)
 
     def resolve(case_id: Optional[int], outcome: str, label: str, action: str, rationale: str, name: str,
-                request: gr.Request) -> tuple[Any, ...]:
+                request: gr.Request, seen: Optional[dict[str, Any]] = None) -> tuple[Any, ...]:
+        """Resolve the appeal on screen. `seen` is what the tab shows (its state; None for a direct
+        call): another case, or an item whose decision changed since it was shown, is refused; the
+        button pressed again on the appeal just saved keeps its Saved line."""
+        keep = (gr.update(),) * 3
         if case_id is None:
-            return "**Pick an appeal first.**", gr.update(), gr.update(), gr.update()
+            return ("**Pick an appeal first.**", *keep, seen)
         try:
             case_id = row_id(case_id, "appeal's case id")  # 1e30 or inf failed in int() or the store's query
+            if seen is not None and seen.get("saved") == case_id:
+                return (gr.update(), *keep, seen)  # the same press twice: saved once, said once
+            if seen is not None and seen.get("case") != case_id:
+                raise ValueError(f"case {case_id} is not the appeal shown: pick it and read it before resolving")
             out = resolve_appeal(app.store(), taxonomy, case_id, actor(app, name, request), outcome,
-                                 rationale, label=label or None, action=action or None, config=app.queues())
+                                 rationale, label=label or None, action=action or None, config=app.queues(),
+                                 seen_decision=(seen or {}).get("decision"))
         except (ValueError, PermissionDenied, *STORE_ERRORS) as exc:
-            return f"**Not resolved:** {said(exc, 'nothing was saved: resolve again')}", gr.update(), gr.update(), \
-                gr.update()
+            return (f"**Not resolved:** {said(exc, 'nothing was saved: resolve again')}", *keep, seen)
         rows, choices = listing(name, request)
         verb = "reversed (appeal upheld)" if out["upheld"] else "confirmed (appeal denied)"
         return (f"**Saved:** case {int(case_id)}: decision {verb}; new decision #{out['decision_id']}.",
-                rows, choices, "")
+                rows, choices, "", {"saved": case_id})
 
     refresh = gr.Button("Refresh appeals", size="sm")
     table = gr.Dataframe(headers=HEADERS, interactive=False, wrap=True, elem_id="wb-appeals",
@@ -145,13 +191,15 @@ def build_appeals_tab(app: "AppContext", tab: gr.Tab, who: Optional[gr.Textbox] 
     reveal_btn = gr.Button("Reveal text (audited)", size="sm", elem_id="wb-appeal-reveal")
     with gr.Row():
         outcome = gr.Radio(choices=OUTCOMES, value="confirm", label="Outcome", elem_id="wb-appeal-outcome", scale=2)
-        label = gr.Dropdown(choices=taxonomy.labels, value=taxonomy.benign_label, label="Label if reversed", scale=1)
+        label = gr.Dropdown(choices=taxonomy.labels, value=taxonomy.benign_label, label="Label if reversed", scale=1,
+                            elem_id="wb-appeal-label")
         pol = taxonomy.policies[taxonomy.benign_label]
         action = gr.Dropdown(choices=pol.actions, value=pol.default_action, label="Action if reversed", scale=1,
-                             allow_custom_value=True)
+                             allow_custom_value=True, elem_id="wb-appeal-action")
     rationale = gr.Textbox(label="Rationale (required)", lines=2, elem_id="wb-appeal-rationale")
     resolve_btn = gr.Button("Resolve appeal", variant="primary", elem_id="wb-appeal-resolve")
     result = gr.Markdown(elem_id="wb-appeal-result")
+    seen = gr.State({})  # the appeal on screen and its item's decision then (`shown`): resolving checks it
     def row_picked(rows: Any, evt: gr.SelectData) -> Any:
         """A clicked row of the list picks that appeal."""
         try:
@@ -162,8 +210,10 @@ def build_appeals_tab(app: "AppContext", tab: gr.Tab, who: Optional[gr.Textbox] 
 
     refresh.click(listing, [who_in], [table, pick])
     table.select(row_picked, [table], [pick])
-    pick.change(show, [pick, who_in], [item_md, original_md, reason_md, label, result])
-    reveal_btn.click(reveal, [pick, who_in], [item_md, original_md, reason_md, label, result])
+    pick.change(show, [pick, who_in, seen], [item_md, original_md, reason_md, label, action, outcome, rationale,
+                                             seen, result])
+    reveal_btn.click(reveal, [pick, who_in, seen], [item_md, original_md, reason_md, seen, result])
     label.input(on_label, [label], [action])
-    resolve_btn.click(resolve, [pick, outcome, label, action, rationale, who_in], [result, table, pick, rationale])
+    resolve_btn.click(resolve, [pick, outcome, label, action, rationale, who_in, seen],
+                      [result, table, pick, rationale, seen])
     tab.select(listing, [who_in], [table, pick])

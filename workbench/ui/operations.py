@@ -100,6 +100,27 @@ def sla_rows(k: dict[str, Any]) -> list[list[Any]]:
     return [[t, v["cases"], v["met"], v["missed"], v["pending"], percent(v["rate"])] for t, v in k["sla"].items()]
 
 
+CHART = ("plots", "operations.png")
+
+
+def chart_file(store: Any, k: dict[str, Any]) -> tuple[Optional[str], str]:
+    """(the chart's file, "") once drawn; (None, one line naming the file) when the data dir cannot
+    take it (full, read-only, `plots` not a folder), which lost the KPIs read fine to a bare "Error".
+    Drawn aside, then swapped in whole: Gradio reads the returned file after this returns, and
+    another viewer's refresh rewriting it in place served a truncated PNG (1 read in 10)."""
+    tmp = None
+    try:
+        final = store.path(*CHART)
+        tmp = final.with_name(f".operations-{uuid.uuid4().hex}.png")
+        os.replace(ops_chart(k, tmp), final)
+        return str(final), ""
+    except OSError as exc:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+        why = exc.strerror or type(exc).__name__
+        return None, f"Chart not drawn: cannot write {'/'.join(CHART)} in the data dir ({why})."
+
+
 def build_operations_tab(app: "AppContext", tab: gr.Tab) -> None:
     """Lay out the Operations tab and wire it: refreshed each time `tab` is opened (not on page
     load, which would put its outputs in every Review key's status walk; issue 17) and by its button."""
@@ -118,13 +139,8 @@ def build_operations_tab(app: "AppContext", tab: gr.Tab) -> None:
         except (PermissionDenied, ValueError, *STORE_ERRORS) as exc:  # ValueError: AccountError
             return (f"Not shown: {said(exc, 'press Refresh')}", [], [], [],
                     gr.update(value=[], label="Decided per analyst"), None)
-        # Drawn aside, then swapped in whole: Gradio reads the returned file after this returns, and
-        # another viewer's refresh rewriting it in place served a truncated PNG (1 read in 10).
-        final = store.path("plots", "operations.png")
-        tmp = final.with_name(f".operations-{uuid.uuid4().hex}.png")
-        os.replace(ops_chart(k, tmp), final)
-        png = str(final)
-        when = f"As of {local_time(k['as_of'], zone=True)}."
+        png, unsaved = chart_file(store, k)
+        when = f"As of {local_time(k['as_of'], zone=True)}." + (f" {unsaved}" if unsaved else "")  # words of ours
         refused = k["resolved_per_analyst_refused"]
         analysts = gr.update(value=[[name, n] for name, n in (k["resolved_per_analyst"] or {}).items()],
                              label="Decided per analyst" + (": leads only (needs permission 'analyst_quality')"
