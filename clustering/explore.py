@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Collection, Optional, Sequence
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 
 from core.labels import current_decisions
-from core.predictions import predictions_of_record
+from core.predictions import prediction_problem, predictions_of_record
 from core.plotting import pyplot, serialised
 from core.schema import utcnow
 
@@ -45,25 +45,159 @@ def _latest_decisions(conn: Any, item_ids: Sequence[str]) -> dict[str, str]:
     """Current human label per item: the label of record (`core.labels`)."""
     return {k: d["label"] for k, d in current_decisions(conn, item_ids).items()}
 
+def top_terms_of(stored: Any) -> list[list[Any]]:
+    """Stored top terms as [term, weight] pairs, at most `MAX_TERMS`: a plain term (as older rows
+    and `ui.render.terms_text` allow) or a term that is no text is read as its text, anything
+    else no list at all; `campaigns list` unpacked `term, weight` and failed on a plain term."""
+    if not isinstance(stored, (list, tuple)):
+        return []
+    out = []
+    for t in list(stored)[:MAX_TERMS]:
+        pair = list(t) if isinstance(t, (list, tuple)) else [t]
+        if pair:
+            out.append([str(pair[0]), pair[1] if len(pair) > 1 else None])
+    return out
+
+
+# What `term_evidence` reads of a campaign's texts: each distinct text once, none longer than
+# TERM_TEXT_CHARS (a longer one is taken to carry every term), at most TERM_TEXTS texts and
+# TERM_CHARS characters in all (about 0.1 s of ASCII, 1 s of other text, per campaign listed).
+# Past those, every term takes the whole campaign's evidence (any sensitive member masks all).
+TERM_TEXTS = 2000
+TERM_CHARS = 300_000
+TERM_TEXT_CHARS = 5000
+MAX_TERMS = 50  # as many as `clustering.config` lets a campaign keep
+TERM_MEMBERS = 5000  # the most members `term_evidence` reads for a case view
+
+
+def _valid_scores(pred: Any) -> Optional[dict[str, float]]:
+    """A prediction's scores when they are probabilities (`core.predictions.prediction_problem`),
+    else None (the member counts as unscored): a text stored as a score failed the whole list (a
+    ValueError), a NaN placed after a lower score was dropped from the highest score per policy."""
+    scores = (pred or {}).get("scores") if isinstance(pred, dict) else None
+    if isinstance(scores, dict) and scores and all(
+            type(v) in (float, int) and 0.0 <= v <= 1.0 for v in scores.values()):  # the common case, fast
+        return scores
+    return dict(scores) if prediction_problem({"scores": scores}) is None else None
+
+
+def evidence(ids: Sequence[str], scores: dict[str, dict[str, float]], labels: dict[str, set[str]],
+             unknown: int = 0) -> dict[str, Any]:
+    """What the masking rule (`labeling.masking.members_sensitive`) reads about members `ids`: how
+    many have no usable score (plus `unknown` texts nothing is known about), the highest score per
+    policy, and their source and decided labels."""
+    got = [scores[i] for i in ids if i in scores]
+    policies = sorted({p for s in got for p in s})
+    return {"members": len(ids), "unscored": len(ids) - len(got) + unknown,
+            "max_scores": {p: max(float(s.get(p, 0.0)) for s in got) for p in policies},
+            "member_labels": sorted({lab for i in ids for lab in labels.get(i, ())})}
+
+
+def _term_evidence(conn: Any, members: Sequence[str], terms: Sequence[str], scores: dict[str, dict[str, float]],
+                   labels: dict[str, set[str]], sizes: dict[str, tuple[Any, int]], exclude: Collection[str] = ()
+                   ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """(per top term, over all the terms) the `evidence` of the members they come from, other than
+    `exclude`: those whose text carries the term (`facts.text_terms`, each distinct text read
+    once). A term no member carries (terms kept from members that since left) counts one unknown
+    member. `sizes`: member -> (text hash, length)."""
+    if not terms:
+        return [], evidence([], scores, labels)
+    groups: dict[Any, list[str]] = {}
+    length: dict[Any, int] = {}
+    for i in members:
+        if i in sizes:
+            key = sizes[i][0] or ("id", i)
+            groups.setdefault(key, []).append(i)
+            length[key] = sizes[i][1]
+    keys = list(groups)
+    short = [k for k in keys if length[k] <= TERM_TEXT_CHARS]
+    if len(keys) > TERM_TEXTS or sum(length[k] for k in short) > TERM_CHARS:
+        # too much to read: each term the whole campaign's
+        whole = evidence([i for i in members if i not in exclude], scores, labels)
+        return [whole for _ in terms], whole
+    texts = _fetch_items(conn, [groups[k][0] for k in short], [_IT.c.text])
+    words = [facts.text_terms(texts[groups[k][0]].text or "") if groups[k][0] in texts and length[k] <= TERM_TEXT_CHARS
+             else None for k in keys]
+    carried = [[i for row in rows for i in groups[keys[row]]] for rows in facts.term_carriers(terms, words)]
+    unknown = [0 if ids else 1 for ids in carried]
+    carried = [[i for i in ids if i not in exclude] for ids in carried]
+    every = sorted({i for ids in carried for i in ids})
+    return ([evidence(ids, scores, labels, unknown=u) for ids, u in zip(carried, unknown)],
+            evidence(every, scores, labels, unknown=sum(unknown)))
+
+
+def term_evidence(conn: Any, campaign_id: int, exclude: Collection[str] = (),
+                  max_members: int = TERM_MEMBERS) -> tuple[list[list[Any]], list[dict[str, Any]]]:
+    """A campaign's top terms (`top_terms_of`) and, per term, the `evidence` of the members it
+    comes from other than `exclude` (for a case view: the texts its reveal unmasks and counts,
+    `labeling.wellbeing.shown_members` and the case's item), as `campaign_detail` reads it. A
+    campaign of more than `max_members` is not read (a case view is built for every case of its
+    members): each term is then of unknown members (one unscored), which masks it."""
+    row = _campaign_row(conn, campaign_id)
+    members = _member_ids(conn, campaign_id)
+    terms = top_terms_of(row["top_terms"])
+    if len(members) > max_members:
+        return terms, [evidence([], {}, {}, unknown=1) for _ in terms]
+    rows = _fetch_items(conn, members, [_IT.c.policy_label, _IT.c.text_hash, func.length(_IT.c.text).label("chars")])
+    decided = _latest_decisions(conn, members)
+    scores = {k: s for k, s in ((k, _valid_scores(p)) for k, p in predictions_of_record(conn, members).items())
+              if s is not None}
+    per_term, _ = _term_evidence(conn, members, [t for t, _ in terms], scores, _labels(rows, decided),
+                                 _sizes(rows), set(exclude))
+    return terms, per_term
+
+
+def _labels(rows: dict[str, Any], decided: dict[str, str]) -> dict[str, set[str]]:
+    """Member -> its source policy label and decided label (those it has)."""
+    out = {i: {r.policy_label} if isinstance(r.policy_label, str) and r.policy_label else set() for i, r in rows.items()}
+    for i, lab in decided.items():
+        out.setdefault(i, set()).add(lab)
+    return out
+
+
+def _sizes(rows: dict[str, Any]) -> dict[str, tuple[Any, int]]:
+    return {i: (r.text_hash, int(r.chars or 0)) for i, r in rows.items()}
+
+
 def _live_facts(conn: Any, campaign_id: int, members: Sequence[str], benign: str,
-                now: dt.datetime) -> dict[str, Any]:
-    """Facts that change without re-clustering: growth, decided label mix, mean model score."""
-    rows = _fetch_items(conn, members, [_item_time().label("seen"), _IT.c.policy_label]).values()
-    times = [r.seen for r in rows if r.seen is not None]
-    mix = facts.label_mix(_latest_decisions(conn, members).values())
-    preds = {k: p["scores"] or {} for k, p in predictions_of_record(conn, members).items()}
-    means = facts.mean_scores(preds.values())
-    sources = {r.policy_label for r in rows if r.policy_label}
+                now: dt.datetime, top_terms: Any = ()) -> dict[str, Any]:
+    return _facts_read(conn, members, benign, now, top_terms)[0]
+
+
+def _facts_read(conn: Any, members: Sequence[str], benign: str, now: dt.datetime,
+                top_terms: Any) -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
+    """Facts that change without re-clustering: growth, decided label mix, mean model score, and
+    what the masking rule needs to know of the members the top terms come from.
+
+    The top terms are computed from every member (up to `service._TERM_SAMPLE`), not from the few
+    a view lists, and their masking is decided by the evidence of the members each term comes
+    from (`term_evidence`, one per term; `unscored`, `max_scores`, `member_labels` over all of
+    them), not by the members shown: a slur carried only by members no view listed was printed
+    wherever the listed ones were benign. Terms computed from the listed members only would say
+    the same safely, but trend analysts read top terms to learn what a whole wave says, across
+    thousands of members, the same in the list (no members listed) as in any page of members;
+    with this rule every term still speaks for the whole campaign, and a member's sensitivity
+    masks only the terms its text carries (the whole campaign's, past `TERM_TEXTS`)."""
+    rows = _fetch_items(conn, members, [_item_time().label("seen"), _IT.c.policy_label, _IT.c.text_hash,
+                                        func.length(_IT.c.text).label("chars")])
+    times = [r.seen for r in rows.values() if r.seen is not None]
+    decided = _latest_decisions(conn, members)
+    mix = facts.label_mix(decided.values())
+    preds = predictions_of_record(conn, members)
+    scores = {k: s for k, s in ((k, _valid_scores(p)) for k, p in preds.items()) if s is not None}
+    means = facts.mean_scores(scores.values())
+    per_term, every = _term_evidence(conn, members, [t for t, _ in top_terms_of(top_terms)], scores,
+                                     _labels(rows, decided), _sizes(rows))
     return {
         "growth": facts.growth(times, now),
         "decided": sum(mix.values()), "label_mix": mix,
-        "scored": len(preds), "mean_scores": means,
+        "scored": len(scores), "mean_scores": means,
         "mean_violation_score": round(1.0 - means[benign], 4) if benign in means else None,
-        # what the masking rule needs to know whether any member is sensitive (labeling.masking)
-        "unscored": sum(1 for m in members if not preds.get(m)),
-        "max_scores": {p: max(float(s.get(p, 0.0)) for s in preds.values()) for p in {p for s in preds.values() for p in s}},
-        "member_labels": sorted(sources | set(mix)),
-    }
+        # what the masking rule reads (labeling.masking): the members the top terms come from
+        "term_evidence": per_term,
+        "unscored": every["unscored"], "max_scores": every["max_scores"], "member_labels": every["member_labels"],
+    }, rows, decided
+
 
 def _exemplar(conn: Any, item_id: Optional[str]) -> dict[str, Any]:
     """The exemplar's text with what the masking rule needs: its scores, source and decided label."""
@@ -113,40 +247,57 @@ def list_campaigns(store: "Store", limit: int = 20, min_size: int = 2, status: s
         for row in conn.execute(q).mappings().all():
             members = _member_ids(conn, row["id"])
             out.append({**_campaign_dict(row), **_exemplar(conn, row["exemplar_item_id"]),
-                        **_live_facts(conn, row["id"], members, benign, now)})
+                        **_live_facts(conn, row["id"], members, benign, now, row["top_terms"])})
     return out
 
 def _campaign_dict(row: Any) -> dict[str, Any]:
     return {"id": row["id"], "status": row["status"], "size": row["size"],
             "first_seen": row["first_seen"], "last_seen": row["last_seen"],
-            "exemplar_item_id": row["exemplar_item_id"], "top_terms": row["top_terms"] or [],
+            "exemplar_item_id": row["exemplar_item_id"], "top_terms": top_terms_of(row["top_terms"]),
             "entities": row["entities"] or {}, "link_reasons": row["link_reasons"] or {},
             "updated_at": row["updated_at"]}
 
 def campaign_detail(store: "Store", campaign_id: int, members_limit: int = 20,
-                    taxonomy: Optional["Taxonomy"] = None, now: Optional[dt.datetime] = None) -> dict[str, Any]:
-    """One campaign with its facts and its first members (with why each is linked). Read at one
-    moment (a merge meanwhile showed an active campaign with another's or no members); the links
-    by campaign, not by a list of every shown member's id (over 65,535 failed on PostgreSQL)."""
+                    taxonomy: Optional["Taxonomy"] = None, now: Optional[dt.datetime] = None, *,
+                    members_offset: int = 0, members_order: str = "id", with_links: bool = False) -> dict[str, Any]:
+    """One campaign with its facts and a page of its members (with why each is linked): from
+    `members_offset` (moved back to the last page's start when past the end; `members_offset` in
+    the answer says where it starts), `members_limit` of them (0 = all), by item id or by when
+    they came (`members_order="seen"`, then by id). `with_links` adds `member_links`: every member
+    in that order with why it is linked and its decided label, without its text, so a page of a
+    campaign of 100,000 members reads 50 texts, not every text (the Campaigns tab read and masked
+    them all on each page). Read at one moment (a merge meanwhile showed an active campaign with
+    another's or no members); the links by campaign, not by a list of every shown member's id
+    (over 65,535 failed on PostgreSQL)."""
     check_count(members_limit, "members")
+    check_count(members_offset, "members offset")
+    if members_order not in ("id", "seen"):
+        raise CampaignError(f"unknown member order {members_order!r} (id, seen)")
     benign = taxonomy.benign_label if taxonomy else "benign"
     with store.read(snapshot=True) as conn:
         row = _campaign_row(conn, campaign_id)
         members = _member_ids(conn, campaign_id)
-        shown = members[:members_limit] if members_limit else members
-        wanted = set(shown)
-        links = {r.item_id: r for r in conn.execute(select(_MT).where(_MT.c.campaign_id == campaign_id))
-                 if r.item_id in wanted}
+        live, rows, decided = _facts_read(conn, members, benign, _utc(now), row["top_terms"])
+        links = {r.item_id: r for r in conn.execute(select(_MT).where(_MT.c.campaign_id == campaign_id))}
+        listed = [i for i in members if i in rows and i in links]
+        if members_order == "seen":
+            listed.sort(key=lambda i: (str(rows[i].seen or ""), i))
+        step = max(members_limit, 1)
+        start = members_offset if members_offset < len(listed) else max(0, (len(listed) - 1) // step * step)
+        shown = listed[start:start + members_limit] if members_limit else listed[start:]
         items = _fetch_items(conn, shown, [_IT.c.text, _IT.c.source, _IT.c.policy_label, _item_time().label("seen")])
-        decided = _latest_decisions(conn, shown)
         scores = {k: p["scores"] for k, p in predictions_of_record(conn, shown).items()}
-        detail = {**_campaign_dict(row), **_exemplar(conn, row["exemplar_item_id"]),
-                  **_live_facts(conn, campaign_id, members, benign, _utc(now))}
+        detail = {**_campaign_dict(row), **_exemplar(conn, row["exemplar_item_id"]), **live}
     detail["members"] = [{"item_id": i, "source": items[i].source, "seen": items[i].seen,
                           "linked_by": links[i].linked_by, "similarity": links[i].similarity,
                           "decided_label": decided.get(i), "text": items[i].text,
                           "scores": scores.get(i), "policy_label": items[i].policy_label}
-                         for i in shown if i in items and i in links]
+                         for i in shown if i in items]
+    detail["members_offset"] = start
+    if with_links:
+        detail["member_links"] = [{"item_id": i, "seen": rows[i].seen, "linked_by": links[i].linked_by,
+                                   "similarity": links[i].similarity, "decided_label": decided.get(i)}
+                                  for i in listed]
     return detail
 
 def campaign_timeline(store: "Store", campaign_id: int, freq: str = "auto",

@@ -14,6 +14,10 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from core.text import normalize_light
+
+from .normalize import normalize_template
+
 _TOKEN = re.compile(r"<[a-z]+>|[a-z][a-z']+")
 
 
@@ -31,6 +35,30 @@ def terms_of(template: str, stop_words: frozenset[str] | None = None) -> list[st
     stop = stop_words if stop_words is not None else _stop_words()
     return [t.strip("'") for t in _TOKEN.findall(template)
             if not t.startswith("<") and t.strip("'") not in stop and len(t.strip("'")) > 1]
+
+
+def text_terms(text: str) -> frozenset[str]:
+    """The content words a campaign's top terms may have come from in `text` (`terms_of` of its
+    template). Plain ASCII is read in its light form (`core.text.normalize_light`): the template
+    only swaps entities, money and numbers for tokens, so that holds the template's words and
+    maybe more (more is safe: a text said to carry a term only adds its evidence to that term's)
+    at a tenth of `normalize_template`'s cost; any other text goes through the template, which
+    folds look-alike letters ("vеrmin" with a Cyrillic е is the term "vermin")."""
+    light = normalize_light(text or "")
+    # stop words kept: no top term is one, and their list costs scikit-learn's import
+    return frozenset(terms_of(light if light.isascii() else normalize_template(text), frozenset()))
+
+
+def term_carriers(terms: Sequence[str], text_words: Sequence[frozenset[str] | None]) -> list[list[int]]:
+    """Per term of `terms`, the rows of `text_words` (each text's `text_terms`; None for a text
+    whose words are not known, e.g. one too long to read) that carry it. A row of unknown words
+    carries every term: its evidence counts towards each."""
+    out: list[list[int]] = [[] for _ in terms]
+    for row, words in enumerate(text_words):
+        for k, term in enumerate(terms):
+            if words is None or term in words:
+                out[k].append(row)
+    return out
 
 
 def class_tfidf_top_terms(class_counts: Counter[str], corpus_counts: Counter[str], n_classes: int,

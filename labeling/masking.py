@@ -27,6 +27,9 @@ from .review_config import ReviewSettings
 _LETTER = r"[^\W\d_]"
 # Per-row flag set while a packet is built: True when that row's own text is sensitive.
 OWN_FLAG = "_sensitive"
+# A packet's campaign: per top term, True when members it comes from, other than the texts the
+# case shows (and a reveal of it counts), are sensitive (`terms_sensitive`). Never left in a packet.
+TERMS_FLAG = "_terms_sensitive"
 
 
 @functools.cache
@@ -141,6 +144,10 @@ def mask_packet(packet: dict[str, Any], revealed: bool) -> dict[str, Any]:
     camp = out.get("campaign")
     if camp:
         camp = dict(camp)
+        flags = camp.pop(TERMS_FLAG, None)
+        if not hide and isinstance(flags, list):  # a term whose members beyond the case's own texts are sensitive
+            camp["top_terms"] = [mask_terms([t])[0] if k >= len(flags) or flags[k] else t
+                                 for k, t in enumerate(camp.get("top_terms") or [])]
         if hide:
             camp["top_terms"] = mask_terms(camp.get("top_terms"))
             if isinstance(camp.get("exemplar_text"), str):
@@ -196,6 +203,23 @@ def members_sensitive(settings: ReviewSettings, camp: dict[str, Any]) -> bool:
     return is_sensitive(settings, camp.get("max_scores"), *(camp.get("member_labels") or []))
 
 
+def terms_sensitive(settings: ReviewSettings, per_term: list[Any]) -> list[bool]:
+    """Per top term, whether the members it comes from (`clustering.explore`'s `term_evidence`,
+    one summary per term) hold one sensitive by its own rule, or one nothing is known about (a
+    term no member carries is unknown); a term only texts left out of the summary carry is not."""
+    return [not isinstance(ev, dict) or bool(ev.get("unscored", 1)) or (bool(ev.get("members")) and is_sensitive(
+        settings, ev.get("max_scores"), *(ev.get("member_labels") or []))) for ev in per_term]
+
+
+def _terms_by_evidence(settings: ReviewSettings, camp: dict[str, Any]) -> Any:
+    """The campaign's top terms, each masked by `terms_sensitive`; all of them (`members_sensitive`)
+    when there is no summary per term."""
+    terms, per_term = camp.get("top_terms") or [], camp.get("term_evidence")
+    if isinstance(per_term, list) and len(per_term) == len(terms):
+        return [mask_terms([t])[0] if hide else t for t, hide in zip(terms, terms_sensitive(settings, per_term))]
+    return mask_terms(terms) if members_sensitive(settings, camp) else camp.get("top_terms")
+
+
 def mask_campaign(settings: ReviewSettings, camp: dict[str, Any]) -> dict[str, Any]:
     """A campaign (`clustering.explore`'s list row or detail) as the Campaigns tab, which has no
     reveal, may show it: the exemplar and each member by its own rule (scores, source and decided
@@ -206,8 +230,7 @@ def mask_campaign(settings: ReviewSettings, camp: dict[str, Any]) -> dict[str, A
     if isinstance(out.get("exemplar_text"), str) and (mean or is_sensitive(
             settings, camp.get("exemplar_scores"), camp.get("exemplar_policy_label"), camp.get("exemplar_decided_label"))):
         out["exemplar_text"] = mask_text(out["exemplar_text"])
-    if mean or members_sensitive(settings, camp):
-        out["top_terms"] = mask_terms(camp.get("top_terms"))
+    out["top_terms"] = mask_terms(camp.get("top_terms")) if mean else _terms_by_evidence(settings, camp)
     if "members" in camp:
         out["members"] = [dict(m, text=mask_text(m["text"])) if isinstance(m.get("text"), str) and (mean or is_sensitive(
             settings, m.get("scores"), m.get("policy_label"), m.get("decided_label"))) else m

@@ -18,6 +18,7 @@ from typing import Any, Mapping, Optional
 from sqlalchemy import and_, func, or_, select
 
 from clustering.config import CampaignSettings
+from clustering.explore import term_evidence
 from clustering.search import similar_items
 from clustering.service import CampaignError
 from core import audit
@@ -36,7 +37,7 @@ from .errors import QueueError
 from .escalation import check_request, escalate
 from .masking import (OWN_FLAG, is_sensitive, mask_appeal, mask_case_reasons, mask_fields, mask_packet, mask_text,
                       should_mask)
-from .masking import mask_terms
+from .masking import TERMS_FLAG, mask_terms, terms_sensitive
 from .priority import ESCALATED_AT, utc_naive
 from .queue_config import QueueConfig
 from .review_config import ReviewSettings
@@ -158,6 +159,20 @@ def _campaign_sample(conn: Any, campaign_id: int, exclude: Optional[str], settin
             for r in rows]
 
 
+def _campaign_terms(conn: Any, campaign: dict[str, Any], item_id: Optional[str],
+                    settings: ReviewSettings) -> dict[str, Any]:
+    """`campaign` with its top terms flagged for `mask_packet` (`TERMS_FLAG`), each by the members
+    it comes from other than the texts this case shows and a reveal of it counts (the item, the
+    sample): a term carried by hate members the case does not show stays masked, revealed or not
+    (an item case of a plain spam member printed a slur from its campaign's other members)."""
+    shown = {item_id, *(m["item_id"] for m in campaign.get("sample") or [])} - {None}
+    try:
+        terms, per_term = term_evidence(conn, int(campaign["id"]), exclude=shown)
+    except CampaignError:  # its row is gone: nothing known of its members
+        return dict(campaign, **{TERMS_FLAG: [True] * len(campaign.get("top_terms") or [])})
+    return dict(campaign, top_terms=terms, **{TERMS_FLAG: terms_sensitive(settings, per_term)})
+
+
 def case_masked(conn: Any, case_row: Any, item: Any, settings: ReviewSettings) -> bool:
     """Whether a case's own texts are masked until revealed: the suggestion's scores, the item's
     source label or its decided label (as search, the author history and the appeals list mask
@@ -226,6 +241,8 @@ def review_packet(store: Store, taxonomy: Taxonomy, case_id: int, settings: Revi
         campaign = view.get("campaign") or (_item_campaign(conn, item_id) if item_id else None)
         if campaign and case_row["campaign_id"] is not None:
             campaign = dict(campaign, sample=_campaign_sample(conn, case_row["campaign_id"], item_id, settings))
+        if campaign and campaign.get("id") is not None:  # top terms from members the packet does not show
+            campaign = _campaign_terms(conn, campaign, item_id, settings)
         revealed = viewer is not None and has_revealed(conn, viewer, case_id)
         masked = case_masked(conn, case_row, item, settings)
     suggested = (pred or {}).get("label") or view.get("predicted_label") or taxonomy.benign_label
@@ -305,6 +322,13 @@ def show_case(store: Store, case_id: int, settings: ReviewSettings, reveal_by: O
         row = conn.execute(select(Item.__table__).where(Item.id == view.get("item_id"))).mappings().first() \
             if view.get("item_id") else None
         masked = case_masked(conn, case_row, row, settings)
+        camp = view.get("campaign")
+        if isinstance(camp, dict) and camp.get("id") is not None:  # the members a reveal counts: item and sample
+            sample = [{"item_id": r["id"]} for r in shown_members(conn, int(camp["id"]), view.get("item_id"))]
+            terms = _campaign_terms(conn, dict(camp, sample=sample), view.get("item_id"), settings)
+            flags = terms.pop(TERMS_FLAG)
+            view["campaign"] = dict(camp, top_terms=[mask_terms([t])[0] if flag else t
+                                                     for t, flag in zip(terms["top_terms"], flags)])
     item = view.get("item")
     if item and reveal_by:
         item["text"] = reveal_text(store, case_id, reveal_by, taxonomy=taxonomy, settings=settings)

@@ -143,7 +143,7 @@ def test_campaigns_mask_each_member_by_its_own_rule(sqlite_store, taxonomy, queu
     build_cases(sqlite_store, taxonomy, _cfg(queue_config), progress=False)
     listed = mask_campaign(review_settings, list_campaigns(sqlite_store, taxonomy=taxonomy)[0])
     assert listed["exemplar_text"] == mask_text(SLUR)  # the mean says spam; the exemplar's own rule masks
-    assert [t[0] for t in listed["top_terms"]] == [mask_text("secretslur"), mask_text("cash")]
+    assert [t[0] for t in listed["top_terms"]] == [mask_text("secretslur"), "cash"]
     detail = mask_campaign(review_settings, campaign_detail(sqlite_store, cid, members_limit=0, taxonomy=taxonomy))
     texts = {m["item_id"]: m["text"] for m in detail["members"]}
     assert texts["vile"] == mask_text(SLUR) and texts["s0"] == "Win cash now ref 0"

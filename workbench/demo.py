@@ -53,7 +53,10 @@ def campaigns_step(app: AppContext, echo: Echo) -> dict[str, Any]:
     echo(f"  {summary['mode']} clustering of {summary['items_clustered']} items: "
          f"{summary['campaigns_active']} campaigns, index {summary['index']['kind']} "
          f"({summary['index']['size']} distinct texts) in {summary['seconds']['total']:.1f}s")
-    top = list_campaigns(store, limit=3, taxonomy=app.taxonomy())
+    from labeling.masking import mask_campaign
+
+    # printed to whoever runs the demo: masked by the rule every campaign view uses
+    top = [mask_campaign(app.review(), c) for c in list_campaigns(store, limit=3, taxonomy=app.taxonomy())]
     for c in top:
         terms = ", ".join(t for t, _ in c["top_terms"][:5])
         echo(f"  campaign {c['id']}: {c['size']} items [{terms}] e.g. {str(c['exemplar_text'])[:70]!r}")

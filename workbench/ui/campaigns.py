@@ -169,15 +169,17 @@ def build_campaigns_tab(app: "AppContext", tab: gr.Tab, who: gr.Textbox) -> None
         try:
             cid = campaign_number(campaign_id)
             check_reader(app, who, request, f"campaign {cid}")
-            d = shown(campaign_detail(store, cid, members_limit=0, taxonomy=taxonomy))
+            # one page of texts (members as they came), every member's link and label without its text
+            d = shown(campaign_detail(store, cid, members_limit=MEMBERS_PAGE, taxonomy=taxonomy, members_order="seen",
+                                      members_offset=(page_number(page) - 1) * MEMBERS_PAGE, with_links=True))
             png = timeline_png(cid)
         except Exception as exc:  # noqa: BLE001 - unknown id, no campaigns built yet, refused, store failure
             return f"Warning: {said(exc, 'nothing is shown: press Show again')}", None, [], "", 1, {}
         case_id = campaign_case(store, cid)
-        members = sorted(d.get("members", []), key=lambda m: (str(m.get("seen") or ""), m["item_id"]))  # as they came
-        page, start, end = page_span(page_number(page), MEMBERS_PAGE, len(members))
+        members = d.get("member_links") or []
+        page, start, end = page_span(d.get("members_offset", 0) // MEMBERS_PAGE + 1, MEMBERS_PAGE, len(members))
         rows = [[m["item_id"], local_time(m["seen"]), linked_short(m["linked_by"], m["similarity"]),
-                 m["decided_label"] or "—", short(m["text"], 140)] for m in members[start:end]]
+                 m["decided_label"] or "—", short(m["text"], 140)] for m in d.get("members") or []]
         count = (f"Members {start + 1}–{end}: {of_total(end - start, len(members), 'members')} "
                  f"(page {page} of {max(1, -(-len(members) // MEMBERS_PAGE))}; times in {zone_name()})"
                  if members else "No members.")
@@ -214,8 +216,8 @@ def build_campaigns_tab(app: "AppContext", tab: gr.Tab, who: gr.Textbox) -> None
             return (f"campaign {cid} is not the campaign shown: press Show and read what applying would do "
                     "before applying.")
         try:
-            now = seen_snapshot(cid, case_id, campaign_detail(store, cid, members_limit=0,
-                                                              taxonomy=taxonomy).get("members") or [])
+            now = seen_snapshot(cid, case_id, campaign_detail(store, cid, members_limit=1, taxonomy=taxonomy,
+                                                              with_links=True).get("member_links") or [])
         except SERVICE_ERRORS as exc:
             return said(exc, "nothing was saved: apply again")
         if now == seen:
@@ -289,6 +291,12 @@ def build_campaigns_tab(app: "AppContext", tab: gr.Tab, who: gr.Textbox) -> None
             campaign_id = campaign_number(campaign_id)
         except ValueError as exc:
             return f"Warning: Not saved: {exc}"
+        try:  # who applies, and that they may, before anything about the campaign is read or said:
+            # a request signed out (or a session revoked) learnt the campaign's cases and counts
+            principal = actor(app, who, request)
+            check_permission(principal, "bulk", f"campaign {campaign_id}")
+        except SERVICE_ERRORS as exc:
+            return f"Warning: Not saved: {said(exc)}"
         try:
             case_id = campaign_case(store, campaign_id)
             if case_id is None:
@@ -299,7 +307,7 @@ def build_campaigns_tab(app: "AppContext", tab: gr.Tab, who: gr.Textbox) -> None
             return f"Warning: Not saved: {why}"
         try:
             # Unticked: the case's own default (a campaign decided before leaves its decided members out).
-            out = decide(store, taxonomy, case_id, actor(app, who, request), label, action=action or None,
+            out = decide(store, taxonomy, case_id, principal, label, action=action or None,
                          rationale=rationale or None, config=app.queues(), existing="skip" if keep_decided else None,
                          members=[m for m, _ in seen["members"]] if seen else None)
         except SERVICE_ERRORS as exc:
