@@ -23,7 +23,7 @@ from core.taxonomy import Taxonomy
 from core.text import free_text_error, stated
 
 from .cases import case_view
-from .claims import check_actionable, lock_case
+from .claims import check_actionable, lease_clock, lock_case
 from .decisions import D, _close, _insert_decision, _is_appeal, _not_undone, _validate
 from .errors import AppealPending, DecisionError
 from .context import was_revealed
@@ -122,7 +122,7 @@ def resolve_appeal(store: Store, taxonomy: Taxonomy, case_id: int, analyst: Acto
         raise DecisionError("resolving an appeal needs a rationale")
     if (bad := free_text_error(rationale, "a rationale")) is not None:
         raise DecisionError(bad)
-    now = now or utcnow()
+    asked, now = now, now or utcnow()
     check_permission(analyst, "resolve_appeal", f"case {case_id}")
     analyst = actor_name(analyst)
     with store.begin() as conn:
@@ -134,7 +134,7 @@ def resolve_appeal(store: Store, taxonomy: Taxonomy, case_id: int, analyst: Acto
         case = lock_case(conn, case_id)
         if not _is_appeal(case, config):  # escalated before escalating appeals was refused: still one
             raise DecisionError(f"case {case_id} is not an appeal (queue {case['queue']})")
-        check_actionable(case, analyst, now)
+        check_actionable(case, analyst, lease_clock(conn, asked))
         current = current_decisions(conn, [case["item_id"]]).get(case["item_id"])
         if current is None:
             raise DecisionError(f"item {case['item_id']!r} has no decision any more")

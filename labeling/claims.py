@@ -5,6 +5,11 @@ transactions are `BEGIN IMMEDIATE`, so select-then-update is serialised across p
 claim reads the first entry of the `ix_cases_claim` index (queue, state, priority DESC, id), so
 its cost does not grow with the backlog. A case of a campaign no longer active (merged into
 another; `clustering.service` closes it on its next run) is never offered: deciding it is refused.
+
+Whose clock: a lease is set on one app server and checked on others, so it is set and compared in
+the store's time (`lease_clock`: `core.lease_clock.lease_now`, read once in the transaction), never
+the process's own; a server whose clock ran ahead took over every live claim. A `now` passed in
+(tests, replays) is used as given.
 """
 from __future__ import annotations
 
@@ -15,9 +20,10 @@ from sqlalchemy import Connection, exists, func, insert, select, update
 
 from core import audit
 from core.hooks import check_permission
+from core.lease_clock import lease_now
 from core.principals import SYSTEM, Actor, actor_name
 from core.schema import Case, CaseSkip, Decision, utcnow
-from core.store import Store
+from core.store import Store, serialise
 from core.text import free_text_error
 
 from .cases import case_view, inactive_campaign, of_live_campaign
@@ -35,6 +41,21 @@ def _now(now: Optional[dt.datetime]) -> dt.datetime:
     return utc_naive(now) if now is not None else utcnow()
 
 
+def lease_clock(conn: Connection, now: Optional[dt.datetime] = None) -> dt.datetime:
+    """The time leases are set from and compared with in `conn`'s transaction: `now` as given
+    (naive UTC), else the store's clock (`lease_now`), so app servers whose clocks differ agree on
+    who holds a case. Read it once per transaction and use it for every lease there."""
+    return _now(now) if now is not None else lease_now(conn)
+
+
+def claims_of(conn: Connection, who: str) -> None:
+    """Run `who`'s claims (and decisions) one after another, taken first in the transaction, before
+    any row lock. Two at once (a double-pressed `n`, two tabs) each took a calibration copy and
+    then wrote its sibling, the other's row, off for `who`: a deadlock on PostgreSQL, or `who` held
+    two copies of one item. Serialised, the second sees the first's. (SQLite serialises writes.)"""
+    serialise(conn, f"claims-of:{who}")
+
+
 def expired_query(now: dt.datetime, limit: int = 500, dialect: str = "sqlite"):  # type: ignore[no-untyped-def]
     """Claimed cases whose lease lapsed, in `ix_cases_lease` order (ordering by id would scan the table)."""
     q = (select(C.c.id, C.c.queue, C.c.claimed_by).where(C.c.state == "claimed", C.c.lease_expires_at < now)
@@ -44,8 +65,11 @@ def expired_query(now: dt.datetime, limit: int = 500, dialect: str = "sqlite"): 
     return q
 
 
-def reclaim_expired(conn: Connection, config: QueueConfig, now: dt.datetime, limit: int = 500) -> list[int]:
-    """Return cases whose lease lapsed to the queue they wait in; the ids returned (in the caller's tx)."""
+def reclaim_expired(conn: Connection, config: QueueConfig, now: Optional[dt.datetime] = None,
+                    limit: int = 500) -> list[int]:
+    """Return cases whose lease lapsed to the queue they wait in; the ids returned (in the caller's tx).
+    Lapsed in `now`, else in the store's time (`lease_clock`)."""
+    now = lease_clock(conn, now)
     rows = conn.execute(expired_query(now, limit, conn.dialect.name)).all()
     for state in ("open", "escalated"):
         ids = [r.id for r in rows if config.waiting_state(r.queue) == state]
@@ -98,15 +122,16 @@ def next_case(store: Store, analyst: Actor, queue: str, config: QueueConfig, lea
     who = actor_name(analyst)
     if not who or not who.strip():
         raise QueueError("an analyst name is required to claim a case")
-    if queue not in config.queues:
+    if not isinstance(queue, str) or queue not in config.queues:  # a list failed as "unhashable type"
         raise QueueError(f"unknown queue {queue!r} (known: {', '.join(config.queues)})")
     lease = config.lease_seconds if lease_seconds is None else lease_seconds
     if isinstance(lease, bool) or not isinstance(lease, int) or not 0 < lease <= config.max_lease_seconds:
         raise QueueError(f"a lease must be 1 to {config.max_lease_seconds} seconds (max_lease_seconds in "
                          f"queues.yaml), not {lease_seconds!r}")
-    now = _now(now)
     check_permission(analyst, "claim", f"queue {queue}")
     with store.begin() as conn:
+        claims_of(conn, who)
+        now = lease_clock(conn, now)
         reclaim_expired(conn, config, now)
         case_id = None if not resume else conn.execute(own_claim_query(queue, who, now, exclude,
                                                                        conn.dialect.name)).scalar()
@@ -179,7 +204,6 @@ def release(store: Store, case_id: int, analyst: Actor, config: QueueConfig, now
             _action: str = "case.release") -> dict[str, Any]:
     """Give a claimed case back to its queue, priority unchanged. A `reason` (a skip's) is free text
     a person writes, kept in the store and the audit log: it follows `core.text.free_text_error`."""
-    now = _now(now)
     if reason is not None:
         bad = f"the reason must be text, not {type(reason).__name__}" if not isinstance(reason, str) \
             else free_text_error(reason, "the reason")
@@ -188,6 +212,7 @@ def release(store: Store, case_id: int, analyst: Actor, config: QueueConfig, now
     check_permission(analyst, "skip" if _action == "case.skip" else "release", f"case {case_id}")
     principal, analyst = analyst, actor_name(analyst)
     with store.begin() as conn:
+        now = lease_clock(conn, now)
         case = lock_case(conn, case_id)
         if case["state"] != "claimed" or case["claimed_by"] != analyst:
             holder = f"claimed by {case['claimed_by']}" if case["state"] == "claimed" else case["state"]
@@ -219,8 +244,9 @@ def renew(store: Store, case_id: int, analyst: Actor, config: QueueConfig, lease
         raise QueueError(f"a lease must be 1 to {config.max_lease_seconds} seconds (max_lease_seconds in "
                          f"queues.yaml), not {lease_seconds!r}")
     check_permission(analyst, "claim", f"case {case_id}")
-    who, now = actor_name(analyst), _now(now)
+    who = actor_name(analyst)
     with store.begin() as conn:
+        now = lease_clock(conn, now)
         case = lock_case(conn, case_id)
         live = case["lease_expires_at"] is not None and case["lease_expires_at"] > now
         if case["state"] != "claimed" or case["claimed_by"] != who or not live:
@@ -254,11 +280,13 @@ def claim_case(store: Store, case_id: int, analyst: Actor, config: QueueConfig,
     """Claim one case by its id ("open case" on the review screen): it must be waiting (or
     already held by `analyst`, which renews the lease). Needs `claim`; never takes a case another
     analyst holds, and not an appeal (those are resolved by a lead on the Appeals tab)."""
-    who, now = actor_name(analyst), _now(now)
+    who = actor_name(analyst)
     if not who or not who.strip():
         raise QueueError("an analyst name is required to claim a case")
     check_permission(analyst, "claim", f"case {case_id}")
     with store.begin() as conn:
+        claims_of(conn, who)
+        now = lease_clock(conn, now)
         reclaim_expired(conn, config, now)
         case = lock_case(conn, case_id)
         if case["queue"] == config.appeals_queue:

@@ -28,7 +28,8 @@ from core.text import free_text_error, stated
 from core.taxonomy import Taxonomy
 
 from .cases import case_view, inactive_campaign, suggestion
-from .claims import _now, check_actionable, check_holder, exclude_calibration_siblings, lock_case
+from .claims import (_now, check_actionable, check_holder, claims_of, exclude_calibration_siblings, lease_clock,
+                     lock_case)
 from .errors import DecisionError
 from .queue_config import QueueConfig
 from .rereview import same_verdict
@@ -186,7 +187,7 @@ def decide(store: Store, taxonomy: Taxonomy, case_id: int, analyst: Actor, label
     """
     if existing is not None and existing not in EXISTING:
         raise DecisionError(f"existing must be one of {', '.join(EXISTING)}, not {existing!r}")
-    now = _now(now)
+    asked, now = now, _now(now)  # the decision's stamps; leases are compared in the store's time
     _check_text(label=label, action=action, severity=severity, policy_ref=policy_ref, rationale=rationale)
     rationale = stated(rationale)
     if (too_long := free_text_error(rationale, "a rationale")) is not None:
@@ -196,16 +197,18 @@ def decide(store: Store, taxonomy: Taxonomy, case_id: int, analyst: Actor, label
     check_permission(analyst, "decide", f"case {case_id}")
     principal, analyst = analyst, actor_name(analyst)
     with store.begin() as conn:
+        claims_of(conn, analyst)  # before any lock: a calibration copy writes its siblings off for them
         item = conn.execute(select(C.c.item_id).where(C.c.id == case_id, C.c.campaign_id.is_(None))).scalar()
         if item:  # the item's lock before the case row, as every writer takes them: a re-review supersedes
             lock_item_decisions(conn, item)
         case = lock_case(conn, case_id)
+        clock = lease_clock(conn, asked)
         if holder_only:
-            check_holder(conn, case, analyst, now)
+            check_holder(conn, case, analyst, clock)
         if _is_appeal(case, config):
             raise DecisionError(f"case {case_id} is an appeal: a lead resolves it (Appeals tab, or "
                                 f"`workbench appeals resolve`)")
-        check_actionable(case, analyst, now)
+        check_actionable(case, analyst, clock)
         review = _label_review(conn, taxonomy, case, config, principal, label, action, severity, policy_ref,
                                rationale, now, given)
         if review is not None:  # a re-review of a suspected label error: a correction or a confirmation
@@ -242,7 +245,7 @@ def decide(store: Store, taxonomy: Taxonomy, case_id: int, analyst: Actor, label
                 if kind == "qa_audit" and case["item_id"] else None
             if case["campaign_id"] is not None:
                 ids, closed_members, bulk = _bulk(conn, config, case, analyst, common, now, existing,
-                                                  None if members is None else set(members))
+                                                  None if members is None else set(members), clock)
             else:
                 ids.append(_insert_decision(conn, item_id=case["item_id"], model_version=version,
                                             model_label=model_label, model_score=model_score, is_override=override,
@@ -302,7 +305,7 @@ def _bulk_plan(conn: Connection, case: Mapping[str, Any], analyst: str, now: dt.
     """Who a campaign decision touches, one count for `_bulk` and `bulk_preview`: members; those
     left out for an appeal (an appeal's outcome, or one pending), then those held by another
     analyst, then those decided when `existing` is "skip"; `targets` get a decision, and `decided`
-    holds the current decisions among them (superseded)."""
+    holds the current decisions among them (superseded). `now`: the lease clock (`claims.lease_clock`)."""
     if (status := inactive_campaign(conn, case["campaign_id"])) is not None:
         raise DecisionError(f"campaign {case['campaign_id']} of case {case['id']} is {status}: its members "
                             f"joined another campaign, decide that campaign's case instead")
@@ -342,8 +345,9 @@ def bulk_preview(store: Store, case_id: int, analyst: Actor, now: Optional[dt.da
     in the result: what None means for this case)."""
     if existing is not None and existing not in EXISTING:
         raise DecisionError(f"existing must be one of {', '.join(EXISTING)}, not {existing!r}")
-    now, analyst = _now(now), actor_name(analyst)
+    analyst = actor_name(analyst)
     with store.read() as conn:
+        now = lease_clock(conn, now)
         case = conn.execute(select(C).where(C.c.id == case_id)).mappings().first()
         if case is None:
             raise DecisionError(f"no case {case_id}")
@@ -363,19 +367,21 @@ def bulk_preview(store: Store, case_id: int, analyst: Actor, now: Optional[dt.da
 
 def _bulk(conn: Connection, config: QueueConfig, case: Mapping[str, Any], analyst: str, common: dict[str, Any],
           now: dt.datetime, existing: Optional[str],
-          expected: Optional[set[str]] = None) -> tuple[list[int], list[int], dict[str, Any]]:
+          expected: Optional[set[str]] = None,
+          clock: Optional[dt.datetime] = None) -> tuple[list[int], list[int], dict[str, Any]]:
     """One decision per member of the campaign (its own model prediction recorded); close member cases.
 
     Who is left out is `_bulk_plan`'s (appeals, held by others, decided with `existing="skip"`);
     the others with a human decision get one that supersedes it. Only members' ordinary review
-    cases close (`_ordinary_member_case`).
+    cases close (`_ordinary_member_case`). `clock`: the leases' (`claims.lease_clock`), else `now`.
     """
+    clock = now if clock is None else clock
     now_members = conn.execute(select(CM.c.item_id).where(CM.c.campaign_id == case["campaign_id"])).scalars().all()
     lock_member_decisions(conn, now_members)
     if expected is not None and set(now_members) != expected:
         raise DecisionError(f"campaign {case['campaign_id']} changed since it was previewed ({len(expected)} members "
                             f"then, {len(now_members)} now): nothing was saved; show it again")
-    plan = _bulk_plan(conn, case, analyst, now, existing, config)
+    plan = _bulk_plan(conn, case, analyst, clock, existing, config)
     held, decided, targets = plan["held"], plan["decided"], plan["targets"]
     preds = predictions_of_record(conn, targets)
     rows = []
@@ -398,7 +404,7 @@ def _bulk(conn: Connection, config: QueueConfig, case: Mapping[str, Any], analys
     if waiting:
         # Claims do not wait for this transaction: on PostgreSQL a member case another analyst
         # claimed since `_bulk_plan` read them stays theirs (their decision, later, is the latest).
-        free = or_(C.c.state != "claimed", C.c.claimed_by == analyst, C.c.lease_expires_at <= now)
+        free = or_(C.c.state != "claimed", C.c.claimed_by == analyst, C.c.lease_expires_at <= clock)
         waiting = conn.execute(update(C).where(C.c.id.in_(waiting), free).values(
             state="decided", resolved_at=now, lease_expires_at=None, updated_at=now,
             first_action_at=func.coalesce(C.c.first_action_at, now)).returning(C.c.id)).scalars().all()

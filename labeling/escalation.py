@@ -28,7 +28,7 @@ from core.taxonomy import Taxonomy
 from core.text import free_text_error
 
 from .cases import _lock_builds, case_view, inactive_campaign, of_live_campaign, unchanged
-from .claims import _now, check_actionable, check_holder, lock_case, reclaim_expired
+from .claims import _now, check_actionable, check_holder, lease_clock, lock_case, reclaim_expired
 from .errors import QueueError
 from .priority import ESCALATED_AT, PRIORITY_EPSILON, score_features, sla_lapsing, tier_weight
 from .queue_config import QueueConfig
@@ -45,19 +45,20 @@ def escalate(store: Store, taxonomy: Taxonomy, case_id: int, actor: Actor, reaso
     `holder_only` (the Review screen): only a case `actor` still holds on a live lease, checked
     under the case's lock (`claims.check_holder`), so a hold lost meanwhile is never escalated."""
     check_request(taxonomy, reason, severity)
-    now = _now(now)
+    asked, now = now, _now(now)
     check_permission(actor, "escalate", f"case {case_id}")
     actor = actor_name(actor)
     with store.begin() as conn:
         case = lock_case(conn, case_id)
+        clock = lease_clock(conn, asked)  # leases on the store's clock (labeling.claims)
         if holder_only:
-            check_holder(conn, case, actor, now)
+            check_holder(conn, case, actor, clock)
         _check_escalatable(case, config)
         if (status := inactive_campaign(conn, case["campaign_id"])) is not None:
             # nothing claims, sweeps or decides it (`of_live_campaign`): escalated, it waited unseen
             raise QueueError(f"case {case_id} is of campaign {case['campaign_id']}, which is {status}: its members "
                              f"joined another campaign, escalate that campaign's case instead")
-        check_actionable(case, actor, now)
+        check_actionable(case, actor, clock)
         cover = _escalated_campaign_case(conn, config, case)
         if cover is not None:  # its campaign is already escalated: one entry per item
             tier, due = _escalated_tier(taxonomy, config, case, severity, now)
@@ -274,7 +275,7 @@ def sweep(store: Store, taxonomy: Taxonomy, config: QueueConfig,
 
     if requested_by is not None:
         check_permission(requested_by, "sweep", "queues")
-    now = _now(now)
+    asked, now = now, _now(now)
     out = {"leases_expired": 0, "sla_escalated": 0, "reprioritised": 0, "folded": 0}
     # A merged campaign's case has no members left to decide: it is neither escalated nor re-ranked.
     live_campaign = of_live_campaign()
@@ -283,7 +284,7 @@ def sweep(store: Store, taxonomy: Taxonomy, config: QueueConfig,
     with store.begin() as conn:
         _lock_builds(conn)
         while True:
-            got = reclaim_expired(conn, config, now)
+            got = reclaim_expired(conn, config, asked)
             out["leases_expired"] += len(got)
             if len(got) < 500:
                 break

@@ -27,7 +27,7 @@ from core.principals import Actor, actor_name
 from core.schema import Case, Decision
 from core.store import Store
 
-from .claims import _now, lock_case
+from .claims import _now, lease_clock, lock_case
 from .errors import DecisionError
 from .queue_config import QueueConfig
 from .rereview import is_rereview_answer, same_verdict
@@ -67,6 +67,7 @@ def undo_last(store: Store, analyst: Actor, config: QueueConfig, window_seconds:
     `window_seconds`; the label of record is the one before it, and a case that had no decision
     before comes back claimed by them (`lease_expires_at`; None when the case stays decided).
     Needs `correct` (one's own decision)."""
+    asked = now  # as given: a lease given back is on the store's clock unless a test fixes the time
     now, who = _now(now), actor_name(analyst)  # an aware time converted, as the store keeps times
     last = last_decision(store, analyst, window_seconds, now)
     if last is None:
@@ -116,7 +117,7 @@ def undo_last(store: Store, analyst: Actor, config: QueueConfig, window_seconds:
                     state=config.waiting_state(queue), resolved_at=None, claimed_by=None, updated_at=now))
         expires = None
         if not kept:
-            expires = now + dt.timedelta(seconds=config.lease_seconds)
+            expires = lease_clock(conn, asked) + dt.timedelta(seconds=config.lease_seconds)
             conn.execute(update(C).where(C.c.id == case_id).values(
                 state="claimed", claimed_by=who, lease_expires_at=expires, resolved_at=None, updated_at=now))
         written = [*ids, *restored.values()]
