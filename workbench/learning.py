@@ -16,6 +16,9 @@ A retrain can also be started from the web UI's Models tab (`start_retrain`): th
 `GET /api/v1/jobs/retrain` reports). One retrain at a time per process: both paths take
 `app.retrain_lock`, and the automatic check skips while the lock is held. An automatic retrain
 is on `app.retrain_job` too (by `system`), so readers and a refused UI retrain see the one running.
+A UI retrain also waits for the rescoring of the last promotion, as the automatic check does; a
+promotion from the Models tab (`promote_now`) is one at a time per process. A job's error is one
+line (`job_error`): a store failure without its SQL.
 """
 from __future__ import annotations
 
@@ -102,7 +105,8 @@ def rescore_state(job: Optional["RescoreJob"]) -> dict[str, Any]:
         return {"state": "none", "done": 0, "total": 0, "result": None, "error": None}
     state = "failed" if job.error is not None else "finished" if job.result is not None else "running"
     return {"state": state, "done": job.done, "total": job.total,
-            "result": dict(job.result) if job.result is not None else None, "error": job.error}
+            "result": dict(job.result) if job.result is not None else None,
+            "error": None if job.error is None else error_line(job.error)}
 
 
 def follow_rescore(job: "RescoreJob", every: float = PROGRESS_EVERY) -> None:
@@ -160,7 +164,7 @@ def check_and_retrain(app: Any) -> Optional[dict[str, Any]]:
         app.retrain_job = previous  # nothing ran here
         return None
     except BaseException as exc:
-        job.error = f"{type(exc).__name__}: {exc}"
+        job.error = job_error(exc)
         raise
     finally:
         app.retrain_lock.release()
@@ -215,6 +219,30 @@ class RetrainJob:
         self.steps.append(str(message).strip())
 
 
+def job_error(exc: BaseException) -> str:
+    """`exc` as a job keeps it for readers (the Models tab, `GET /api/v1/jobs/...`, the log): one
+    line, a store failure without its SQL and values (they were the whole statement, over lines)."""
+    from sqlalchemy.exc import DBAPIError, TimeoutError as PoolTimeout
+
+    if isinstance(exc, (DBAPIError, PoolTimeout)):
+        orig = getattr(exc, "orig", None)
+        return f"the store is busy or unavailable ({type(orig if orig is not None else exc).__name__})"
+    return error_line(f"{type(exc).__name__}: {exc}")
+
+
+def error_line(text: Any) -> str:
+    """A job's error text on one line, cut before a store error's `[SQL: ...]` (a rescoring job's
+    error is written by `labeling.rescore`) and at 500 characters, control characters escaped."""
+    from core.text import one_line
+
+    text = str(text)
+    cut = text.find("[SQL:")
+    if cut >= 0:
+        head = text[:cut].split("\n")[0]
+        text = f"the store is busy or unavailable ({head.split(':')[0].strip() or 'store error'})"
+    return one_line(text, 500)
+
+
 def _now_iso() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -233,20 +261,28 @@ def retrain_state(job: Optional[RetrainJob]) -> dict[str, Any]:
         return {"state": "none", "by": None, "started_at": None, "steps": [], "result": None, "error": None}
     state = "failed" if job.error is not None else "finished" if job.result is not None else "running"
     return {"state": state, "by": job.by, "started_at": job.started_at, "steps": list(job.steps[-20:]),
-            "result": dict(job.result) if job.result is not None else None, "error": job.error}
+            "result": dict(job.result) if job.result is not None else None,
+            "error": None if job.error is None else error_line(job.error)}
 
 
 def start_retrain(app: Any, actor: Any) -> RetrainJob:
     """Start `retrain_and_gate` for `actor` in a thread (never forced: the gate alone decides);
     after a promotion the open cases are rescored as `app.rescore_job`. Permissions (`train`,
     `promote`, and the rescore's `score` and `build_cases`) are checked here, before the thread, so
-    a refusal is the caller's error; a second retrain while one runs is refused (`PromotionError`)."""
+    a refusal is the caller's error; a second retrain while one runs, or while the open cases are
+    still rescored after a promotion, is refused (`PromotionError`). A failure is the job's
+    `error`, one line (`job_error`)."""
     from core.hooks import check_permission
     from core.principals import actor_name
     from evaluation.promotion import PromotionError, retrain_and_gate
 
     for action in ("train", "promote", "score", "build_cases"):
         check_permission(actor, action, "retrain")
+    rescoring = getattr(app, "rescore_job", None)
+    if rescoring is not None and not rescoring.finished:  # as the automatic check waits for it: a promotion
+        # now cut it short and left its thread unjoined (no longer `app.rescore_job`), two rescores at once
+        raise PromotionError(f"the open cases are still being rescored after the last promotion ({rescoring.done} "
+                             f"of {rescoring.total} items): retrain once it has finished")
     if not app.retrain_lock.acquire(blocking=False):
         running = getattr(app, "retrain_job", None)
         since = (f" (started {running.started_at} by {running.by})"
@@ -263,12 +299,50 @@ def start_retrain(app: Any, actor: Any) -> RetrainJob:
                 app.rescore_job = rescore
             job.result = _outcome(out)
         except Exception as exc:  # noqa: BLE001 - kept on the job: a thread has no caller to raise to
-            job.error = f"{type(exc).__name__}: {exc}"
+            job.error = job_error(exc)
             log.warning("retrain started by %s failed: %s", job.by, job.error)
         finally:
             app.retrain_lock.release()
 
-    app.retrain_job = job
+    previous, app.retrain_job = getattr(app, "retrain_job", None), job
     job.thread = threading.Thread(target=run, name="workbench-retrain", daemon=True)
-    job.thread.start()
+    try:
+        job.thread.start()
+    except BaseException:  # no thread (RuntimeError: can't start new thread): the lock was held for good,
+        app.retrain_job = previous  # and the job shown running for ever
+        app.retrain_lock.release()
+        raise
     return job
+
+
+_LOCKS = threading.Lock()  # guards the making of a context's promotion lock
+
+
+def promote_now(app: Any, version: str, actor: Any, *, force: bool = False, reason: str = "") -> dict[str, Any]:
+    """`promote_through_gate` for the Models tab: `version` compared with the champion and promoted
+    through the gate (or forced with a reason), the open cases then rescored in the background as
+    `app.rescore_job`. One promotion at a time per process: two engineers pressing Promote at once
+    (or one pressing twice) each compared and forced it, both audited as forced over the gate, and
+    each started a rescoring of the open cases; the second is now refused (`PromotionError`) while
+    the first runs. Another process's promotion meets the registry's compare-and-swap."""
+    from core.principals import actor_name
+    from evaluation.promotion import PromotionError, promote_through_gate
+
+    with _LOCKS:
+        lock = getattr(app, "promote_lock", None)
+        if lock is None:
+            lock = app.promote_lock = threading.Lock()
+    if not lock.acquire(blocking=False):
+        by = getattr(app, "promoting_by", None) or "someone"
+        raise PromotionError(f"another promotion is running here (by {by}): wait for its verdict, then refresh")
+    try:
+        app.promoting_by = actor_name(actor)
+        out = promote_through_gate(app.store(), app.taxonomy(), version, models_config=app.models(),
+                                   queue_config=app.queues(), actor=actor, force=force, reason=reason,
+                                   rescore="background", show_progress=False)
+    finally:
+        app.promoting_by = None
+        lock.release()
+    if out.get("rescore_job") is not None:
+        app.rescore_job = out["rescore_job"]  # followed by the Models tab and `GET /api/v1/jobs/rescore`
+    return out

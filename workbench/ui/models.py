@@ -4,16 +4,19 @@ promotion that goes through the same gate as `workbench models promote`.
 Reading is `evaluation.model_overview` (the audit log's `model.gate` events, so the tab and the
 CLI tell the same history); promoting is `evaluation.promotion.promote_through_gate`: the
 version is compared with the champion on the same held-out human labels and promoted only when
-the gate passes, or forced with a reason by someone allowed `force_promote` (a rollback). The
-open cases are then rescored in the background (`app.rescore_job`, as serve's automatic retrain
-does); the status line follows that job. **Retrain a challenger** starts `retrain_and_gate` in
-the background (`workbench.learning.start_retrain`, one at a time), its steps and verdict in the
-same status line. Refusals are shown beside the button, in the service's words (its command
+the gate passes, or forced with a reason by someone allowed `force_promote` (a rollback), one
+promotion at a time (`workbench.learning.promote_now`). The open cases are then rescored in the
+background (`app.rescore_job`, as serve's automatic retrain does); the status line follows that
+job. **Retrain a challenger** starts `retrain_and_gate` in the background
+(`workbench.learning.start_retrain`, one at a time), its steps and verdict in the same status
+line. Refusals are shown beside the button, in the service's words (its command
 line flags put as the tab's Force box and Reason field). The header checks the champion's model
 files (`models.registry.verify_artifact`) and says so plainly when they are missing or changed.
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import re
 import uuid
@@ -23,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import gradio as gr
 
 from core.hooks import PermissionDenied
+from core.text import text_error
 from evaluation.model_overview import comparison_report, gate_verdicts, model_overview, verdict_word
 from evaluation.promotion_report import plot_gate_history
 from models.base import ModelError
@@ -35,6 +39,7 @@ from .tab_access import one_line, said
 if TYPE_CHECKING:  # pragma: no cover
     from ..context import AppContext
 
+log = logging.getLogger(__name__)
 VERSION_HEADERS = ["version", "kind", "role", "trained", "promoted", "validation macro F1", "latest gate verdict"]
 VERDICT_HEADERS = ["when", "challenger", "compared with", "verdict", "metric", "gate's reason", "by"]
 
@@ -165,14 +170,34 @@ def auto_retrain_line(app: "AppContext") -> str:
 def gate_history_png(app: "AppContext", verdicts: list[dict[str, Any]]) -> Optional[str]:
     """The gate-over-time PNG of `verdicts`, written whole before it replaces the previous one
     (two viewers refreshing at once never read a half-written file). Drawing itself is serialised
-    by `core.plotting` (pyplot is not thread-safe, and Gradio runs callbacks in a pool)."""
-    final = app.store().path("plots", "gate-history.png")
-    tmp = final.with_name(f".gate-history-{uuid.uuid4().hex}.png")
-    written = plot_gate_history(tmp, verdicts)
-    if written is None:
+    by `core.plotting` (pyplot is not thread-safe, and Gradio runs callbacks in a pool). None when
+    it cannot be written (a full disk, a `plots` that is no folder): the tables still show."""
+    tmp = None
+    try:
+        final = app.store().path("plots", "gate-history.png")
+        tmp = final.with_name(f".gate-history-{uuid.uuid4().hex}.png")
+        if plot_gate_history(tmp, verdicts) is None:
+            return None
+        os.replace(tmp, final)
+    except OSError as exc:
+        log.warning("the gate history plot was not written: %s", exc)
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
         return None
-    os.replace(tmp, final)
     return str(final)
+
+
+def picked_version(version: Any) -> str:
+    """The Version box's value once it can name a model version: a client may send any text
+    (a lone surrogate failed in the store's driver, a NUL or a number read as the store failing),
+    refused in one line (RegistryError) before any query."""
+    from models.registry import RegistryError, check_version_name
+
+    check_version_name(version)
+    if (bad := text_error(version, "the version")) is not None:
+        raise RegistryError(f"not a model version name: {bad} (pick one from the list)")
+    return version
 
 
 def build_models_tab(app: "AppContext", tab: gr.Tab, who: Optional[gr.Textbox] = None) -> None:
@@ -196,8 +221,8 @@ def build_models_tab(app: "AppContext", tab: gr.Tab, who: Optional[gr.Textbox] =
         if not version:
             return "Pick a version to read its comparison with the champion it met.", gr.update(visible=False)
         try:
-            r = comparison_report(app.store(), actor(app, name or "", request), version)
-        except (PermissionDenied, OSError, *STORE_ERRORS) as exc:  # OSError: the report file unreadable
+            r = comparison_report(app.store(), actor(app, name or "", request), picked_version(version))
+        except (PermissionDenied, ModelError, OSError, *STORE_ERRORS) as exc:  # OSError: the report unreadable
             return f"Not shown: {said(exc, 'pick the version again')}", gr.update(value=None, visible=False)
         # The report file is Markdown with names and reasons in it: shown inert (no image, whose
         # relative path would be fetched from the server's root, nor tag, link or live URL).
@@ -205,20 +230,16 @@ def build_models_tab(app: "AppContext", tab: gr.Tab, who: Optional[gr.Textbox] =
                 gr.update(value=r["png"], visible=r["png"] is not None))
 
     def promote(version: Optional[str], force: bool, reason: str, name: str, request: gr.Request) -> tuple[Any, ...]:
-        from evaluation.promotion import promote_through_gate
+        from workbench.learning import promote_now
 
         if not version:
             return ("**Pick a version first.**", *listing(name, request), gr.update(), gr.update())
         try:
-            out = promote_through_gate(app.store(), app.taxonomy(), version, models_config=app.models(),
-                                       queue_config=app.queues(), actor=actor(app, name or "", request),
-                                       force=bool(force), reason=reason or "", rescore="background",
-                                       show_progress=False)
-        except (PermissionDenied, ModelError, *STORE_ERRORS) as exc:
+            out = promote_now(app, picked_version(version), actor(app, name or "", request), force=bool(force),
+                              reason=reason or "")
+        except (PermissionDenied, ModelError, OSError, *STORE_ERRORS) as exc:  # OSError: the report not written
             return (f"**Not promoted:** {md_escape(tab_words(one_line(exc)))}", *listing(name, request),
                     gr.update(), gr.update())
-        if out.get("rescore_job") is not None:
-            app.rescore_job = out["rescore_job"]  # followed by the status line and the API
         what = ("forced over the gate" if out["forced"] else "promoted through the gate" if out["promoted"]
                 else "not promoted")
         line = f"**{md_escape(version)}: {what}.** Gate: {md_escape(out['gate']['reason'])}"
@@ -230,7 +251,7 @@ def build_models_tab(app: "AppContext", tab: gr.Tab, who: Optional[gr.Textbox] =
 
         try:
             start_retrain(app, actor(app, name or "", request))
-        except (PermissionDenied, ModelError, *STORE_ERRORS) as exc:
+        except (PermissionDenied, ModelError, RuntimeError, *STORE_ERRORS) as exc:  # RuntimeError: no thread
             return (f"**Not started:** {md_escape(tab_words(one_line(exc)))}", *listing(name, request))
         return ("**Retrain started**: a challenger on the base data and the human labels, then the gate. "
                 "Refresh for its steps and verdict.", *listing(name, request))
