@@ -11,9 +11,18 @@ from sqlalchemy import func, select
 
 from .labels import current_decisions
 from .predictions import champion_version, predictions_of_record, record_ids
-from .schema import AuditEvent, Campaign, CampaignMember, Case, Decision, Item, Prediction
+from .schema import MAX_ROW_ID, AuditEvent, Campaign, CampaignMember, Case, Decision, Item, Prediction
+from .text import has_lone_surrogate
 
 PAGE = 1000
+MAX_ROWS = 2**63 - 1  # the most LIMIT and OFFSET hold on both stores (SQLite's own integer)
+
+
+def _storable(value: str) -> bool:
+    """False for a string no stored id or label holds, which a query cannot carry: a NUL (ingest
+    refuses one, PostgreSQL refuses it in a query: a DataError) or a lone surrogate (UTF-8 cannot
+    encode it: a UnicodeEncodeError on both stores). Looking one up finds nothing."""
+    return "\x00" not in value and not has_lone_surrogate(value)
 
 
 def store_status(store: Any) -> dict[str, Any]:
@@ -55,8 +64,14 @@ def iter_items(store: Any, source: Optional[str] = None, label: Optional[str] = 
 
     Pages through the table so `limit=None` streams every item without loading them all. Each
     page after the first starts after the last id seen (not at an offset): items ingested while
-    the listing runs never make a page repeat or skip an item.
+    the listing runs never make a page repeat or skip an item. A filter no stored row can match
+    (a campaign number past the 32-bit id column, a NUL or lone surrogate in a text filter) or an
+    offset past the last row lists nothing; a negative offset counts as 0.
     """
+    offset = max(offset, 0)
+    if offset > MAX_ROWS or (campaign is not None and not 1 <= campaign <= MAX_ROW_ID) or \
+            not all(_storable(v) for v in (source, label, predicted, state) if v):
+        return
     query = select(Item.__table__).order_by(Item.id)
     if source:
         query = query.where(Item.source == source)
@@ -121,13 +136,21 @@ def _attach(conn: Any, page: list[Any]) -> Iterator[dict[str, Any]]:
 
 def get_item(store: Any, item_id: str) -> Optional[dict[str, Any]]:
     """One item with its prediction of record, campaign, case and current decision (the same
-    view as `workbench items --json`), or None when there is no such item."""
+    view as `workbench items --json`), or None when there is no such item (as for an id no stored
+    item can have: a NUL, a lone surrogate)."""
+    if not _storable(item_id):
+        return None
     with store.read(snapshot=True) as conn:
         rows = conn.execute(select(Item.__table__).where(Item.id == item_id)).mappings().all()
         return next(_attach(conn, rows), None)
 
 
 def recent_audit_events(store: Any, limit: int = 20) -> list[dict[str, Any]]:
+    """The newest `limit` audit events, newest first: none for a limit of 0 or less (SQLite read
+    LIMIT -1 as no limit and returned the whole log; PostgreSQL refused it), at most every event."""
+    if limit <= 0:
+        return []
+    limit = min(limit, MAX_ROWS)
     with store.read() as conn:
         rows = conn.execute(select(AuditEvent.__table__).order_by(AuditEvent.id.desc()).limit(limit)).mappings()
         return [dict(r) for r in rows]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import sqlite3
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -19,6 +20,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import Session
 
 from . import audit, textsearch
+from .text import lone_surrogate_at, one_line
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 DEFAULT_DATA_DIR = "workbench-data"
@@ -57,9 +59,15 @@ class Store:
                                         Path(audit_key_file) if audit_key_file else self.data_dir / audit.KEY_FILE)
         # The default file's URL is built, not formatted: a data dir holding `?`, `#` or `%xx` would
         # otherwise be read as a query string or an escape and the database land somewhere else.
+        # The file itself is opened by its bytes (`_sqlite_file`): a data dir holding a byte that is
+        # not UTF-8 (a surrogate-escaped str) cannot be written in a URL, which then names it escaped.
+        self._sqlite_file = None if url else os.path.abspath(self.data_dir / DB_FILE)
         self.url = normalise_url(url) if url else URL.create(
-            "sqlite", database=str(self.data_dir / DB_FILE)).render_as_string(hide_password=False)
+            "sqlite", database=_printable_path(self._sqlite_file)).render_as_string(hide_password=False)
         self.is_sqlite = self.url.startswith("sqlite")
+        if not self.is_sqlite and (at := lone_surrogate_at(self.url)) is not None:  # the driver cannot send it
+            raise StoreError(f"cannot use the database URL {_mask_password(self.url)}: it holds a byte that is "
+                             f"not UTF-8 at character {at} (check the terminal's encoding)")
         if self.is_sqlite:
             self.data_dir.mkdir(parents=True, exist_ok=True)
         try:
@@ -69,6 +77,12 @@ class Store:
             raise StoreError(f"cannot use the database URL {_mask_password(self.url)}: {_first_line(exc)} "
                              "(use postgresql://USER:PASSWORD@HOST:PORT/NAME, or no --db for SQLite "
                              "in the data dir)") from None
+        if self.is_sqlite and (self.engine.url.database in (None, "", ":memory:")
+                               or self.engine.url.query.get("mode") == "memory"):
+            # Each pooled connection would open its own, empty database: "no such table" tracebacks.
+            raise StoreError(f"cannot use the database URL {_mask_password(self.url)}: an in-memory SQLite "
+                             "database is gone when its connection closes and is not shared by the next "
+                             "(use sqlite:///PATH, or no --db for SQLite in the data dir)")
         # SQLite's read transaction is one snapshot; PostgreSQL's READ COMMITTED is one per statement.
         self._snapshot_engine = self.read_engine if self.is_sqlite else \
             self.engine.execution_options(isolation_level="REPEATABLE READ")
@@ -79,8 +93,10 @@ class Store:
             engine = create_engine(self.url, echo=echo, pool_pre_ping=True, future=True)
             self._carry_audit_key(engine)
             return engine
-        engine = create_engine(self.url, echo=echo, future=True,
-                               connect_args={"timeout": 60, "check_same_thread": False})
+        args: dict[str, Any] = {"timeout": 60, "check_same_thread": False}
+        path = self._sqlite_file
+        engine = create_engine(self.url, echo=echo, future=True, connect_args=args, **(
+            {} if path is None else {"creator": lambda: sqlite3.connect(os.fsencode(path), **args)}))
         self._carry_audit_key(engine)
 
         @event.listens_for(engine, "connect")
@@ -274,15 +290,32 @@ class Store:
 
     @property
     def display_url(self) -> str:
-        """The URL for messages: never the password; a SQLite file as its plain path."""
+        """The URL for messages: never the password (nor one given as `?password=`, which libpq
+        takes too); a SQLite file as its plain path."""
         if self.is_sqlite:
-            return f"sqlite:///{self.engine.url.database}"
-        return self.engine.url.render_as_string(hide_password=True)
+            return f"sqlite:///{_printable_path(self.engine.url.database or '')}"
+        return _hide_query_secrets(self.engine.url.render_as_string(hide_password=True))
+
+
+def _printable_path(path: str) -> str:
+    """`path` as UTF-8 can write it: each byte that is not UTF-8 as its escape (`\\xff`)."""
+    try:
+        return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a lone surrogate no byte decodes to (only an API caller can pass one)
+        return path.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _mask_password(url: str) -> str:
-    """`url` with any password replaced by ***, for a URL SQLAlchemy could not even parse."""
-    return re.sub(r"(//[^/@:]*):[^/]*@", r"\1:***@", url)
+    """`url` with any password replaced by ***, for a URL SQLAlchemy could not even parse: all
+    between the user's `:` and the last `@` (a password may hold `/` or `@`), and query secrets;
+    on one line, a control character (a line break, a terminal escape) shown as its escape."""
+    return one_line(_hide_query_secrets(re.sub(r"^([^:/?#]*://[^/@:?#]*):.*@", r"\1:***@", url, flags=re.S)), 500)
+
+
+def _hide_query_secrets(url: str) -> str:
+    """`url` with the value of each query parameter naming a password or secret (libpq's
+    `password`, `sslpassword`) replaced by ***."""
+    return re.sub(r"([?&][^=&#]*(?:pass|secret|token)[^=&#]*=)[^&#]*", r"\1***", url, flags=re.I)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -15,9 +15,9 @@ import functools
 import unicodedata
 from typing import Any, Callable, Iterable
 
-from sqlalchemy import ColumnElement, String, func, literal, literal_column
+from sqlalchemy import ColumnElement, String, false, func, literal, literal_column
 
-from .text import normalize_light
+from .text import has_lone_surrogate, normalize_light
 
 FOLD_FUNCTION = "wb_fold"  # the SQLite function name the store registers
 
@@ -57,17 +57,18 @@ def folded(column: Any, dialect: str) -> ColumnElement[Any]:
 
 
 def contains_folded(column: Any, value: str, dialect: str) -> ColumnElement[bool]:
-    """True where `column`, folded, contains `value`, folded; LIKE wildcards in `value` are literal.
-    On PostgreSQL the query is folded by the same SQL as the column: folded in Python, "Straße"
-    and "İstanbul" did not find themselves there."""
+    """True where `column`, folded, contains `value`, folded: a plain substring test (`instr`,
+    `strpos`), so `%`, `_` and `\\` in `value` are literal and its length has no limit (as a LIKE
+    pattern, SQLite refused one over 50,000 bytes: "pattern too complex"). On PostgreSQL the query
+    is folded by the same SQL as the column: folded in Python, "Straße" and "İstanbul" did not find
+    themselves there. A `value` that folds to nothing (only spaces or invisible characters) matches
+    nothing, and so does one no stored text holds, which the drivers cannot send: a NUL (it matched
+    every row on SQLite, a DataError on PostgreSQL) or a lone surrogate (a UnicodeEncodeError)."""
+    if "\x00" in value or has_lone_surrogate(value) or not normalize_light(value):
+        return false()
     if dialect == "sqlite":
-        needle: ColumnElement[Any] = literal(normalize_light(value), String)
-    else:
-        needle = folded(literal(value, String), dialect)
-    escaped = func.replace(func.replace(func.replace(needle, "/", "//", type_=String), "%", "/%", type_=String),
-                           "_", "/_", type_=String)
-    pattern = literal("%", String).concat(escaped).concat(literal("%", String))
-    return folded(column, dialect).like(pattern, escape="/")
+        return func.instr(folded(column, dialect), literal(normalize_light(value), String)) > 0
+    return func.strpos(folded(column, dialect), folded(literal(value, String), dialect)) > 0
 
 
 def register_sqlite(dbapi_conn: Any) -> None:

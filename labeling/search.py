@@ -23,7 +23,7 @@ from core.hooks import check_permission
 from core.labels import current_decisions
 from core.predictions import predictions_of_record
 from core.principals import Actor
-from core.schema import Campaign, CampaignMember, Case, Item, Note, Tag
+from core.schema import MAX_ROW_ID, Campaign, CampaignMember, Case, Item, Note, Tag
 from core.store import Store
 from core.text import lone_surrogate_at, normalize_light
 from core.textsearch import contains_folded
@@ -112,7 +112,9 @@ def _matches(conn: Connection, field: Optional[str], value: str
     if field == "case":
         if not _is_id_number(value):
             raise SearchError(f"case: needs a case number, not {value!r}")
-        row = conn.execute(select(C.c.item_id, C.c.campaign_id).where(C.c.id == int(value))).first()
+        # an id past the 32-bit id columns names no row (PostgreSQL: "integer out of range")
+        row = conn.execute(select(C.c.item_id, C.c.campaign_id).where(C.c.id == int(value))).first() \
+            if int(value) <= MAX_ROW_ID else None
         if row is not None and row.item_id:
             take("case", [row.item_id])
         elif row is not None:
@@ -120,7 +122,8 @@ def _matches(conn: Connection, field: Optional[str], value: str
     if field == "campaign":
         if not _is_id_number(value):
             raise SearchError(f"campaign: needs a campaign number, not {value!r}")
-        take_camps("campaign", conn.execute(select(CP.c.id).where(CP.c.id == int(value))).scalars())
+        take_camps("campaign", conn.execute(select(CP.c.id).where(CP.c.id == int(value))).scalars()
+                   if int(value) <= MAX_ROW_ID else [])
     return hits, camps, capped
 
 
