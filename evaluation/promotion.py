@@ -212,6 +212,9 @@ def promote_through_gate(store: "Store", taxonomy: "Taxonomy", version: str, *, 
     _check_metric(models_config, taxonomy)
     row = get_model(store, version)  # an unknown version is a one-line RegistryError
     _check_labels(row, taxonomy)
+    if row.get("role") == "retired":  # before the gate's work (registry.promote refuses it too, under its lock)
+        raise PromotionError(f"{row['id']} is retired (kept for the record, never used to score): "
+                             f"not promoted; train or pick another version")
     champ = champion(store)
     if champ is None or champ["id"] == row["id"]:
         try:

@@ -208,7 +208,8 @@ def check_version_name(version: Any) -> str:
     control characters (a NUL is a DataError on PostgreSQL), path separators or dot-only names
     (a version names its artifact folder); RegistryError otherwise, the name cut short."""
     if (not isinstance(version, str) or not version or len(version) > _VERSION_MAX or version.strip(".") == ""
-            or any(c in version for c in "/\\") or any(ord(c) < 32 or ord(c) == 127 for c in version)):
+            or any(c in version for c in "/\\")
+            or any(ord(c) < 32 or ord(c) == 127 or 0xD800 <= ord(c) <= 0xDFFF for c in version)):
         shown = repr(version[:60]) + ("..." if len(version) > 60 else "") if isinstance(version, str) else repr(version)
         raise RegistryError(f"not a model version name: {shown} (see `workbench models list`)")
     return version
@@ -297,6 +298,9 @@ def promote(store: "Store", version: str, actor: Actor = SYSTEM["system"], reaso
         previous = [v for v, r in roles.items() if r == "champion" and v != version]
         if roles[version] == "champion" and not previous:  # a concurrent promotion of it won: no refusal
             return {"champion": version, "previous": None, "changed": False}
+        if roles[version] == "retired":  # under the lock: a retire that won the race is seen
+            raise RegistryError(f"{version} is retired (kept for the record, never used to score): "
+                                f"not promoted; train or pick another version")
         if expect_champion is not ANY_CHAMPION and current != expect_champion:
             raise ChampionChanged(
                 f"the champion is now {current or 'none'}, not {expect_champion or 'none'} that {version} was "

@@ -145,3 +145,31 @@ def test_a_second_gated_promotion_of_the_same_version_is_no_refusal(loop, taxono
     assert promote(store, v, actor="eng", expect_champion=champ)["changed"]
     again = promote(store, v, actor="eng", expect_champion=champ)
     assert again == {"champion": v, "previous": None, "changed": False}
+
+
+def test_a_retired_version_is_never_promoted(loop, taxonomy, queue_config):  # noqa: F811
+    """"A retired version scores nothing", yet `models promote` (gated or forced) and the Models
+    tab's Promote made one champion again, picked from a listing taken before it was retired."""
+    from models.registry import RegistryError, promote, retire
+
+    store, champ, _ = loop
+    old = train_model(store, taxonomy, config=MODELS, kind="tfidf_lr", params=FAST, promote_if="never",
+                      show_progress=False)["id"]
+    retire(store, old, actor="eng", reason="superseded")
+    with pytest.raises(PromotionError, match=f"^{old} is retired") as err:
+        promote_through_gate(store, taxonomy, old, models_config=MODELS, queue_config=queue_config, actor="eng",
+                             force=True, reason="rollback", show_progress=False)
+    assert len(str(err.value).splitlines()) == 1
+    with pytest.raises(RegistryError, match="is retired"):  # the registry's own door, under its row lock
+        promote(store, old, actor="eng", reason="rollback")
+    assert get_model(store, old)["role"] == "retired"
+    with store.read() as conn:
+        assert champion_version(conn) == champ
+
+
+def test_a_version_name_with_a_lone_surrogate_is_refused_in_one_line():
+    """It reached the driver: an encoding traceback on both stores."""
+    from models.registry import RegistryError, check_version_name
+
+    with pytest.raises(RegistryError, match="not a model version name"):
+        check_version_name("v1\ud800")
