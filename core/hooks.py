@@ -80,7 +80,24 @@ def check_permission(actor: Actor, action: str, resource: Optional[str] = None) 
 
 
 def decision_recorded(decision_ids: list[int], case: dict[str, Any], actor: Actor, kind: str,
-                      label: str, action: str) -> None:
-    """Tell every plugin about committed decisions (after the transaction, never inside it)."""
-    pm.hook.decision_recorded(decision_ids=list(decision_ids), case=case, actor=actor_name(actor), kind=kind,
-                              label=label, action=action)
+                      label: str, action: str) -> list[str]:
+    """Tell every plugin about committed decisions (after the transaction, never inside it).
+
+    The decisions are stored by then: a plugin that raises is logged (one line) and the next one
+    still called, never raised to the caller, whose screen would say "not saved" over a saved
+    decision (and the analyst decide it again). Returns the one-line failures, one per plugin."""
+    import logging
+
+    from .text import one_line
+
+    kwargs = {"decision_ids": list(decision_ids), "case": case, "actor": actor_name(actor), "kind": kind,
+              "label": label, "action": action}
+    failed: list[str] = []
+    for impl in reversed(pm.hook.decision_recorded.get_hookimpls()):  # pluggy's order: last registered first
+        try:
+            impl.function(*[kwargs[a] for a in impl.argnames])
+        except Exception as exc:  # noqa: BLE001 - a plugin's failure must not read as a lost decision
+            failed.append(one_line(f"plugin {impl.plugin_name}: decision_recorded failed after decisions "
+                                   f"{kwargs['decision_ids'][:5]} were stored: {type(exc).__name__}: {exc}", 300))
+            logging.getLogger("workbench.plugins").error(failed[-1])
+    return failed

@@ -112,3 +112,29 @@ def test_plugins_add_commands_and_demo_steps(tmp_path):
     finally:
         pm.unregister(extra)
         cli.commands.pop("hello-plugin", None)
+
+
+class Broken:
+    @hookimpl
+    def decision_recorded(self, decision_ids, case, actor, kind, label, action):
+        raise RuntimeError("the enforcement bus is down\nretry later")
+
+
+def test_a_plugin_failing_after_the_commit_never_reads_as_a_lost_decision(sqlite_store, taxonomy, queue_config,
+                                                                        plugin, caplog):
+    """The decision was stored, then the plugin's error reached the caller: the Review screen and
+    the Appeals tab said "not saved" over a saved decision, and later plugins were never told."""
+    cfg = queue_config.model_copy(update={"qa_share": 0.0, "calibration_sets": []})
+    case = _one_case(sqlite_store, taxonomy, cfg)
+    rec = plugin()
+    broken = Broken()
+    pm.register(broken)  # registered last: called first, before the recorder
+    try:
+        out = decide(sqlite_store, taxonomy, case["id"], "ann", "scam", config=cfg)
+    finally:
+        pm.unregister(broken)
+    assert out["state"] == "decided" and len(out["decision_ids"]) == 1
+    assert [c["ids"] for c in rec.calls] == [out["decision_ids"]]
+    logged = [r.getMessage() for r in caplog.records if r.name == "workbench.plugins"]
+    assert len(logged) == 1 and "RuntimeError: the enforcement bus is down retry later" in logged[0]
+    assert "\n" not in logged[0]
