@@ -12,7 +12,10 @@ The folder is written whole or not at all: both outputs go to a temporary siblin
 replaces `out_dir` only once both are written, and a folder that holds anything is replaced
 only when asked (`overwrite`), so an earlier export is never lost by accident; and only when it
 holds nothing but an earlier export, so `--overwrite` never deletes the store's folder or anyone's
-files. A Hub push creates a private repo, and a failed one still leaves the written folder audited.
+files. The folder is swapped in only inside the transaction that records its `labels.export` event,
+and swapped back out if that does not commit: unmasked texts are never left on disk unaudited. A Hub
+push creates a private repo, goes only where the Hub says the repo is private or does not exist (a
+failed lookup refuses it), and a failed one still leaves the written folder audited.
 """
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 
 from core.hooks import check_permission
 from core.principals import SYSTEM, Actor
@@ -213,54 +217,105 @@ def export_labels(store: Store, taxonomy: Taxonomy, out_dir: str | Path, include
         for r in rows:
             r["split"] = sides.get(r["id"], EXCLUDED)
     ds = to_dataset(rows, taxonomy)
-    _write_whole(ds, out, overwrite)
-    push_error = _push(ds, push_to_hub) if push_to_hub else None
-    origins = {o: sum(1 for r in rows if r["label_origin"] == o) for o in ("human", "source")}
-    calibrated = sum(1 for r in rows if r["label_origin"] == "calibration")
-    if calibrated:
-        origins["calibration"] = calibrated
-    counts = {lab: sum(1 for r in rows if r["label"] == lab) for lab in taxonomy.labels}
-    summary = {"rows": len(rows), "by_origin": origins, "by_label": counts, "path": str(out / "dataset"),
-               "parquet": str(out / "labels.parquet"), "taxonomy_version": taxonomy.version,
-               "pushed_to": None if push_error else push_to_hub, "replaced": replaced, "warnings": warnings,
-               "left_out": dict(left_out),
-               # Every text leaves unmasked (training needs it raw): how many of each tier, for the leads.
-               "unmasked_by_tier": {t: tiers[t] for t in (*taxonomy.severities, "none")}}
-    if push_error:
-        summary["push_error"] = push_error
-    with store.begin() as conn:  # the folder is written either way: its event is recorded either way
-        audit.record(conn, actor, "labels.export", "dataset", str(out), summary)
+    target, tmp = _write_temp(ds, out, overwrite)
+    try:
+        push_error = _push(ds, push_to_hub) if push_to_hub else None
+        origins = {o: sum(1 for r in rows if r["label_origin"] == o) for o in ("human", "source")}
+        calibrated = sum(1 for r in rows if r["label_origin"] == "calibration")
+        if calibrated:
+            origins["calibration"] = calibrated
+        counts = {lab: sum(1 for r in rows if r["label"] == lab) for lab in taxonomy.labels}
+        summary = {"rows": len(rows), "by_origin": origins, "by_label": counts, "path": str(out / "dataset"),
+                   "parquet": str(out / "labels.parquet"), "taxonomy_version": taxonomy.version,
+                   "pushed_to": None if push_error else push_to_hub, "replaced": replaced, "warnings": warnings,
+                   "left_out": dict(left_out),
+                   # Every text leaves unmasked (training needs it raw): how many of each tier, for the leads.
+                   "unmasked_by_tier": {t: tiers[t] for t in (*taxonomy.severities, "none")}}
+        if push_error:
+            summary["push_error"] = push_error
+        # The folder takes `out`'s place only inside the transaction that records its event, and is
+        # taken back out if that does not commit: an export is never left on disk unaudited.
+        old: Optional[Path] = None
+        swapped = False
+        try:
+            with store.begin() as conn:
+                audit.record(conn, actor, "labels.export", "dataset", str(out), summary)
+                old = _swap_in(tmp, target, out, overwrite)
+                swapped = True
+        except BaseException as exc:
+            if swapped:
+                _swap_back(tmp, target, old)
+            if isinstance(exc, ExportError) or not isinstance(exc, (SQLAlchemyError, RuntimeError, OSError)):
+                raise
+            pushed = f"; it was pushed to {push_to_hub} already" if push_to_hub and not push_error else ""
+            raise ExportError(f"{out}: not exported: its audit event could not be recorded ({_first_line(exc)}), "
+                              f"so nothing was written{' and the earlier export is kept' if replaced else ''}"
+                              f"{pushed}") from None
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # gone already when swapped in
     if push_error:
         raise ExportError(f"{out}: written ({len(rows)} rows), but the push to {push_to_hub} failed: {push_error}")
     return summary
 
 
+def _first_line(exc: BaseException) -> str:
+    """The error's first line (a store error spans lines: the statement, the background link), escapes shown."""
+    return one_line((str(exc).strip().splitlines() or [type(exc).__name__])[0], 300)
+
+
 def _push(ds: Any, repo: str) -> Optional[str]:
-    """Push to the Hub, into a private repo where it creates one (an existing public repo is
-    refused); the failure's first line (offline, no token, a bad repo id), or None: the local
-    export is written by then, so a failed push must not hide it from the audit."""
+    """Push to the Hub, into a private repo where it creates one (an existing public repo, or one
+    whose visibility cannot be checked, is refused); the failure's first line (offline, no token, a
+    bad repo id), or None: the local export is written by then, so a failed push must not hide it
+    from the audit (any error: a timeout is no OSError)."""
     try:
-        if _is_public(repo):
-            return (f"{repo} is a public dataset repo and the export holds the texts, their authors and notes: "
-                    f"make it private first, or name another repo")
+        refusal = _push_refusal(repo)
+        if refusal:
+            return refusal
         ds.push_to_hub(repo, private=True)  # user content, authors and reviewers: a repo it creates is never public
-    except (OSError, ValueError) as exc:  # the hub's HTTP, connection and offline errors are OSErrors
-        return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    except Exception as exc:  # the hub's HTTP, connection and offline errors, and the HTTP client's own
+        return _first_line(exc)
     return None
 
 
-def _is_public(repo: str) -> bool:
-    """Whether `repo` is an existing dataset repo anyone may read: `push_to_hub` keeps an existing
-    repo's visibility, so `private=True` alone pushed every text, author and note into a public
-    one. False when it does not exist (the push creates it private) or cannot be looked up (then
-    the push fails too, and says why)."""
+def _push_refusal(repo: str) -> Optional[str]:
+    """Why the export must not go to `repo`, or None. `push_to_hub` keeps an existing repo's
+    visibility, so `private=True` alone pushed every text, author and note into a public one: only a
+    repo the Hub says is private, or one it says does not exist (the push creates it private), may
+    have it. A lookup that failed otherwise (rate limit, 5xx, timeout) says nothing about the repo,
+    so the push is refused, not tried. Offline mode blocks the push as well, which then says why."""
     from huggingface_hub import HfApi
+    from huggingface_hub.errors import OfflineModeIsEnabled
 
     try:
         info = HfApi().repo_info(repo, repo_type="dataset")
-    except (OSError, ValueError):  # not found (an HTTP error, an OSError), offline, a bad repo id
+    except OfflineModeIsEnabled:
+        return None
+    except Exception as exc:
+        if _not_found(exc):
+            return None
+        return f"could not check whether {repo} is private: {_first_line(exc)}; not pushed"
+    private = getattr(info, "private", None)
+    if private is False:
+        return (f"{repo} is a public dataset repo and the export holds the texts, their authors and notes: "
+                f"make it private first, or name another repo")
+    if private is not True:
+        return f"could not check whether {repo} is private: the Hub did not say; not pushed"
+    return None
+
+
+def _not_found(exc: BaseException) -> bool:
+    """Whether a repo lookup failed because the repo does not exist (or is not visible to us, so not
+    public): RepositoryNotFoundError, or a plain 404. A gated repo exists, and anyone may ask for it."""
+    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
+
+    if isinstance(exc, GatedRepoError):
         return False
-    return getattr(info, "private", None) is False
+    if isinstance(exc, RepositoryNotFoundError):
+        return True
+    return type(exc) is HfHubHTTPError and getattr(getattr(exc, "response", None), "status_code", None) == 404
 
 
 def training_sides(store: Store, taxonomy: Taxonomy, splits: "LearningSettings",
@@ -320,18 +375,32 @@ def _not_an_export(out: Path) -> Optional[str]:
     return None
 
 
-def _write_whole(ds: Any, out: Path, overwrite: bool) -> None:
-    """Both outputs into a temporary sibling folder, which then takes `out`'s place (the old one
-    is renamed aside, the new renamed in, the old deleted): no reader ever sees half an export."""
+def _write_temp(ds: Any, out: Path, overwrite: bool) -> tuple[Path, Path]:
+    """(where the export goes, a temporary sibling folder holding both outputs): `_swap_in` then
+    puts it in place. Rechecks the destination (another writer may have filled it meanwhile)."""
     target = out.resolve()
     tmp = target.with_name(f".{target.name}.export-{secrets.token_hex(4)}")
-    old: Optional[Path] = None
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp.mkdir()
         ds.save_to_disk(str(tmp / "dataset"))
         ds.to_parquet(str(tmp / "labels.parquet"))
-        _check_destination(out, overwrite)  # still true? another writer may have filled it meanwhile
+        _check_destination(out, overwrite)
+    except BaseException as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise ExportError(f"{out}: cannot write the export: {exc}") from None
+        raise
+    return target, tmp
+
+
+def _swap_in(tmp: Path, target: Path, out: Path, overwrite: bool) -> Optional[Path]:
+    """`tmp` takes `target`'s place (the old one is renamed aside, the new renamed in): no reader
+    ever sees half an export. Returns where the earlier export was put aside (the caller deletes it
+    once the export is recorded), or None."""
+    _check_destination(out, overwrite)  # still true? another writer may have filled it meanwhile
+    old: Optional[Path] = None
+    try:
         if target.exists():
             old = target.with_name(f".{target.name}.old-{secrets.token_hex(4)}")
             os.rename(target, old)
@@ -341,9 +410,20 @@ def _write_whole(ds: Any, out: Path, overwrite: bool) -> None:
             if old is not None:
                 os.rename(old, target)  # put the earlier export back
             raise
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
     except OSError as exc:
         raise ExportError(f"{out}: cannot write the export: {exc}") from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)  # gone already when renamed in
+    return old
+
+
+def _swap_back(tmp: Path, target: Path, old: Optional[Path]) -> None:
+    """Undo `_swap_in` when its event did not commit: the new export back out (deleted, whatever
+    happens), the earlier one back in place."""
+    try:
+        os.rename(target, tmp)
+    except OSError:
+        shutil.rmtree(target, ignore_errors=True)
+    if old is not None:
+        try:
+            os.rename(old, target)
+        except OSError:
+            pass  # left aside under its hidden name, never deleted
