@@ -27,6 +27,7 @@ from core.store import Store
 from core.text import free_text_error, stated
 from core.taxonomy import Taxonomy
 
+from .appeal_holds import check_no_waiting_appeal
 from .cases import case_view, inactive_campaign, suggestion
 from .claims import (_now, check_actionable, check_holder, claims_of, exclude_calibration_siblings, lease_clock,
                      lock_case)
@@ -175,7 +176,8 @@ def decide(store: Store, taxonomy: Taxonomy, case_id: int, analyst: Actor, label
     that item's decisions (separation of duties); such a re-review supersedes the item's decision
     of record and is sent as `decision.corrected` only when it changes the label or the action. A
     case of the label-error re-review queue is decided as that re-review (`_label_review`: a
-    correction or a confirmation, `qa_review`).
+    correction or a confirmation, `qa_review`). Either re-review is refused while the item's appeal
+    waits (`labeling.appeal_holds`: the appeal settles its label), checked under the item's lock.
 
     `holder_only` (the Review screen): only a case `analyst` still holds on a live lease, checked
     under the case's lock (`claims.check_holder`); otherwise a waiting or lapsed case is decided too.
@@ -209,6 +211,8 @@ def decide(store: Store, taxonomy: Taxonomy, case_id: int, analyst: Actor, label
             raise DecisionError(f"case {case_id} is an appeal: a lead resolves it (Appeals tab, or "
                                 f"`workbench appeals resolve`)")
         check_actionable(case, analyst, clock)
+        if _label_error(case, config) is not None or _decision_kind(case, config, kind) == "qa_audit":
+            check_no_waiting_appeal(conn, config, case["item_id"])  # a re-review answer supersedes
         review = _label_review(conn, taxonomy, case, config, principal, label, action, severity, policy_ref,
                                rationale, now, given)
         if review is not None:  # a re-review of a suspected label error: a correction or a confirmation

@@ -36,6 +36,7 @@ from core.schema import Case, Decision, Item, utcnow
 from core.store import Store, serialise
 from core.taxonomy import Taxonomy
 
+from .appeal_holds import waiting_appeals
 from .cases import unchanged
 from .decisions import decide
 from .errors import DecisionError, QueueError
@@ -214,7 +215,8 @@ def find_label_errors(store: Store, taxonomy: Taxonomy, config: QueueConfig, act
     """Rank the decided items by how likely their label is wrong and queue the top ones.
 
     Needs `build_cases`. A decision already queued for re-review (in any state), or an item with
-    a re-review still pending (`_pending_items`), is not queued again. Returns counts, the queued
+    a re-review still pending (`_pending_items`), is not queued again; nor is an item whose appeal
+    waits (`under_appeal`: the appeal settles its label, `labeling.appeal_holds`). Returns counts, the queued
     cases (item, decision, given / model label, confidence, quality) and per-analyst counts;
     `skipped_labels` (labels not judged, `fold_support`), `cap` and `capped` (`queue_cap`) and a
     `note` saying why."""
@@ -240,13 +242,14 @@ def find_label_errors(store: Store, taxonomy: Taxonomy, config: QueueConfig, act
                 texts[r.id] = r
         queued = _queued_decisions(conn, queue)
         pending = _pending_items(conn, queue, config)
+        appealed = set(waiting_appeals(conn, config))
         from .training_data import group_keys
 
         group_of = group_keys(conn, {i: r.text for i, r in texts.items()})
     rows, groups, waves = _scanned(ids, texts, dec, taxonomy, group_of)
     labels_used = sorted({dec[i]["label"] for i in rows}, key=taxonomy.labels.index)
     summary: dict[str, Any] = {"decided": len(rows), "labels": labels_used, "flagged": 0, "queued": 0,
-                               "already_queued": 0, "capped": 0, "skipped_labels": {}, "closed_superseded": closed,
+                               "already_queued": 0, "under_appeal": 0, "capped": 0, "skipped_labels": {}, "closed_superseded": closed,
                                "cases": []}
     if len(rows) < 10 or len(labels_used) < 2 or len(set(groups)) < 2:
         summary["note"] = "too few decided items (or only one label, or one distinct text) to learn from"
@@ -279,11 +282,14 @@ def find_label_errors(store: Store, taxonomy: Taxonomy, config: QueueConfig, act
         if len(new_rows) >= min(limit, cap):
             if cap < limit:  # the cap, not max_cases, stopped it: say how many wait for a later scan
                 summary["capped"] = sum(1 for k in ranked[pos:] if candidate[k] and dec[rows[k]]["id"] not in queued
-                                        and rows[k] not in pending)
+                                        and rows[k] not in pending and rows[k] not in appealed)
             break
         if not candidate[j]:
             continue
         d = dec[rows[j]]
+        if rows[j] in appealed:  # a re-review's correction would replace the decision under appeal
+            summary["under_appeal"] += 1
+            continue
         if d["id"] in queued or rows[j] in pending:
             summary["already_queued"] = summary.get("already_queued", 0) + 1
             continue
@@ -312,12 +318,15 @@ def find_label_errors(store: Store, taxonomy: Taxonomy, config: QueueConfig, act
             serialise(conn, "case-builds")  # and under the lock a blind re-review draw queues under
             queued = _queued_decisions(conn, queue)
             pending = _pending_items(conn, queue, config)
+            appealed = set(waiting_appeals(conn, config, [r["item_id"] for r in new_rows]))
+            summary["under_appeal"] += sum(1 for r in new_rows if r["item_id"] in appealed)
+            new_rows = [r for r in new_rows if r["item_id"] not in appealed]
             fresh = [r for r in new_rows if r["meta"]["label_error"]["decision_id"] not in queued
                      and r["item_id"] not in pending]
             summary["already_queued"] += len(new_rows) - len(fresh)
             new_rows = fresh
-            summary["cases"] = [c for c in summary["cases"]
-                                if c["decision_id"] not in queued and c["item_id"] not in pending]
+            summary["cases"] = [c for c in summary["cases"] if c["decision_id"] not in queued
+                                and c["item_id"] not in pending and c["item_id"] not in appealed]
             if new_rows:
                 conn.execute(insert(C), new_rows)
                 audit.record(conn, actor, "cases.label_errors", "queue", None, {
