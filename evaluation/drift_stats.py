@@ -14,6 +14,7 @@ windows cannot be told apart.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
@@ -121,12 +122,14 @@ def label_mix_shift(reference: Sequence[str], current: Sequence[str], labels: Se
     """
     from scipy.stats import chi2_contingency
 
-    ref, cur = np.asarray(reference, dtype=object), np.asarray(current, dtype=object)
-    labels = list(labels)
-    extra = sorted({str(x) for x in np.concatenate([ref, cur])} - set(labels))
+    # Counted by their text: a label that is not a str (None, a number) was listed under its text
+    # with a share of 0 while counted nowhere, so the shares of a window left it out.
+    ref, cur = Counter(str(x) for x in reference), Counter(str(x) for x in current)
+    labels = [str(lab) for lab in labels]
+    extra = sorted((set(ref) | set(cur)) - set(labels))
     labels += extra  # a label the taxonomy no longer has still counts as a change
-    rc = np.array([(ref == lab).sum() for lab in labels], dtype=np.float64)
-    cc = np.array([(cur == lab).sum() for lab in labels], dtype=np.float64)
+    rc = np.array([ref[lab] for lab in labels], dtype=np.float64)
+    cc = np.array([cur[lab] for lab in labels], dtype=np.float64)
     out: dict[str, Any] = {"ref_shares": {}, "cur_shares": {}, "js": float("nan"), "chi2_pvalue": float("nan")}
     if rc.sum() == 0 or cc.sum() == 0:
         return out
@@ -160,6 +163,8 @@ def domain_classifier_auc(reference: np.ndarray, current: np.ndarray, folds: int
     rng = np.random.default_rng(seed)
     ref, cur = _finite_rows(reference), _finite_rows(current)
     dropped = {"nonfinite_reference": len(reference) - len(ref), "nonfinite_current": len(current) - len(cur)}
+    if len(ref) == 0 or len(cur) == 0:  # nothing to tell apart, whatever the other window's width
+        return {"auc": float("nan"), "n_reference": len(ref), "n_current": len(cur), "folds": 0, **dropped}
     if ref.shape[1:] != cur.shape[1:]:
         raise ValueError(f"embeddings of different sizes: {ref.shape[1:]} reference, {cur.shape[1:]} current")
     if max_per_window is not None:
@@ -183,6 +188,8 @@ def _finite_rows(x: Any) -> np.ndarray:
     """`x` as a 2-D float32 array without its rows holding a NaN or infinity: a vector a broken
     embedding model stored made the classifier raise, and the whole drift report with it."""
     arr = np.asarray(x, dtype=np.float32)
+    if arr.size == 0:  # an empty window ([] or shape (0,)): reshape(0, -1) raised ValueError
+        return arr.reshape(0, arr.shape[1] if arr.ndim == 2 else 0)
     arr = arr.reshape(len(arr), -1) if arr.ndim != 2 else arr
     return arr[np.isfinite(arr).all(axis=1)]
 
@@ -193,23 +200,34 @@ def two_proportion_test(k_ref: int, n_ref: int, k_cur: int, n_cur: int,
 
     `alternative`: "two-sided", or "increase" (only a rise of the current rate counts). Returns
     both rates, their difference (current - reference), z and the p-value; p is 1.0 when the
-    pooled rate is 0 or 1 (no variation to test).
+    pooled rate is 0 or 1 (no variation to test). When a cell of the 2 x 2 table expects fewer
+    than 5 counts the normal approximation does not hold (0 of 3 against 3 of 3 read p 0.014),
+    so the p-value is Fisher's exact test's (`exact` says which). A count below 0 or above its
+    total is a ValueError in one line, not a math domain error.
     """
-    from scipy.stats import norm
+    from scipy.stats import fisher_exact, norm
 
     if alternative not in ("two-sided", "increase"):
         raise ValueError(f"alternative must be 'two-sided' or 'increase', got {alternative!r}")
+    for name, k, n in (("reference", k_ref, n_ref), ("current", k_cur, n_cur)):
+        if k < 0 or (n > 0 and k > n):
+            raise ValueError(f"two_proportion_test: {name} count {k} is not within 0..{n}")
     nan = float("nan")
     if n_ref <= 0 or n_cur <= 0:
         return {"rate_ref": nan, "rate_cur": nan, "difference": nan, "z": nan, "pvalue": nan}
+    k_ref, n_ref, k_cur, n_cur = int(k_ref), int(n_ref), int(k_cur), int(n_cur)
     p1, p2 = k_ref / n_ref, k_cur / n_cur
     pooled = (k_ref + k_cur) / (n_ref + n_cur)
     se = math.sqrt(pooled * (1 - pooled) * (1 / n_ref + 1 / n_cur))
     if se == 0:
-        return {"rate_ref": p1, "rate_cur": p2, "difference": p2 - p1, "z": 0.0, "pvalue": 1.0}
+        return {"rate_ref": p1, "rate_cur": p2, "difference": p2 - p1, "z": 0.0, "pvalue": 1.0, "exact": False}
     z = (p2 - p1) / se
+    if min(pooled, 1 - pooled) * min(n_ref, n_cur) < 5:  # the smallest expected cell
+        table = [[k_cur, n_cur - k_cur], [k_ref, n_ref - k_ref]]
+        p = float(fisher_exact(table, alternative="two-sided" if alternative == "two-sided" else "greater").pvalue)
+        return {"rate_ref": p1, "rate_cur": p2, "difference": p2 - p1, "z": float(z), "pvalue": p, "exact": True}
     p = float(2 * norm.sf(abs(z))) if alternative == "two-sided" else float(norm.sf(z))
-    return {"rate_ref": p1, "rate_cur": p2, "difference": p2 - p1, "z": float(z), "pvalue": p}
+    return {"rate_ref": p1, "rate_cur": p2, "difference": p2 - p1, "z": float(z), "pvalue": p, "exact": False}
 
 
 def emergence_test(new_ref: int, items_ref: int, new_cur: int, items_cur: int) -> dict[str, Any]:

@@ -2,9 +2,10 @@
 
 `tune_human_weight` folds the human labels of the train side by their group (campaign or text,
 so copies never sit on both sides of a fold), and for each candidate weight of
-`learning.weight_grid` trains on all source labels of the train side plus the human labels of
-the other folds, weighted, and measures macro F1 on the held-out fold's human labels. The test
-side is never read, so the gate's comparison stays clean. Ties go to the smaller weight.
+`learning.weight_grid` trains on the source labels of the train side outside the held-out fold's
+groups plus the human labels of the other folds, weighted, and measures macro F1 on the held-out
+fold's human labels. The test side is never read, so the gate's comparison stays clean. Ties go
+to the smaller weight.
 
 `tune_head` chooses the `hybrid` kind's head (one multinomial softmax, or a binary head per label:
 `models.ovr`) the same way, over the whole train side (source and human labels, folded by group,
@@ -90,17 +91,29 @@ def cv_human_weight(ld: "LearningData", labels: Sequence[str], kind: str, params
         return {"chosen": base_weight, "scores": {}, "folds": 0,
                 "reason": f"{len(human)} human labels in {n_groups} group(s) on the train side: nothing to fold"}
     k = min(folds, n_groups)
-    splits = list(GroupKFold(n_splits=k).split(human, groups=groups))
+    # A fold's training side: the source labels outside its held groups (a campaign-mate or copy
+    # of a held human label that a source labelled sat on both sides of every fold) and the other
+    # folds' human labels. A side of one label cannot be fitted (ModelError): that fold is left out.
+    splits = []
+    for fit_h, held_h in GroupKFold(n_splits=k).split(human, groups=groups):
+        held_groups = set(groups[held_h].tolist())
+        src = np.array([i for i in source if ld.groups[i] not in held_groups], dtype=int)
+        if _two_labels(ld, np.concatenate([src, human[fit_h]])):
+            splits.append((src, fit_h, held_h))
+    if not splits:
+        return {"chosen": base_weight, "scores": {}, "folds": 0,
+                "reason": f"no fold of the {len(human)} human labels leaves two labels to train on"}
     position = {item_id: j for j, item_id in enumerate(ld.data.ids)}
     scores: dict[float, float] = {}
-    bar = tqdm(total=len(grid) * k, desc="tuning the human weight", unit="fit", disable=not show_progress, leave=False)
+    bar = tqdm(total=len(grid) * len(splits), desc="tuning the human weight", unit="fit", disable=not show_progress,
+               leave=False)
     for w in grid:
         f1s = []
-        for fit_h, held_h in splits:
-            idx = np.concatenate([source, human[fit_h]])
+        for src, fit_h, held_h in splits:
+            idx = np.concatenate([src, human[fit_h]])
             weights = ld.weights[idx].copy()
             is_h = np.zeros(len(idx), dtype=bool)
-            is_h[len(source):] = True
+            is_h[len(src):] = True
             weights[is_h] = np.minimum(max_weight, weights[is_h] * (w / base_weight))
             model = _fit_on(ld, idx, weights, kind, labels, params, seed, embeddings, position)
             held = human[held_h]
@@ -112,7 +125,12 @@ def cv_human_weight(ld: "LearningData", labels: Sequence[str], kind: str, params
     bar.close()
     best = max(scores.values())
     chosen = min(w for w, f in scores.items() if f >= best - 1e-9)
-    return {"chosen": chosen, "scores": scores, "folds": k}
+    return {"chosen": chosen, "scores": scores, "folds": len(splits)}
+
+
+def _two_labels(ld: "LearningData", idx: np.ndarray) -> bool:
+    """Whether the items `idx` of `ld` hold two different labels (what a fit needs)."""
+    return len({ld.data.labels[int(i)] for i in idx}) >= 2
 
 
 def tune_human_weight(store: "Store", taxonomy: "Taxonomy", *, models_config: "ModelsConfig", actor: Actor,
@@ -153,10 +171,17 @@ def cv_head(ld: "LearningData", labels: Sequence[str], kind: str, params: dict[s
     position = {item_id: j for j, item_id in enumerate(ld.data.ids)}
     cols = [list(labels).index(p) for p in policies]
     scores: dict[str, float] = {}
-    bar = tqdm(total=len(HEADS) * k, desc="choosing the head", unit="fit", disable=not show_progress, leave=False)
+    # A fold whose training side holds one label cannot be fitted (ModelError mid-tuning), and the
+    # other folds then score that one label only: no AUC to choose on.
+    splits = list(GroupKFold(n_splits=k).split(train, groups=groups))
+    if not all(_two_labels(ld, train[f]) for f, _ in splits):
+        return {"chosen": current, "scores": {}, "folds": 0, "policies": policies,
+                "reason": "a fold leaves one label to train on: nothing to fold"}
+    bar = tqdm(total=len(HEADS) * k, desc="choosing the head", unit="fit", disable=not show_progress,
+               leave=False)
     for head in HEADS:
         oof = np.zeros((len(train), len(labels)))
-        for fit_i, held_i in GroupKFold(n_splits=k).split(train, groups=groups):
+        for fit_i, held_i in splits:
             model = _fit_on(ld, train[fit_i], ld.weights[train[fit_i]], kind, labels,
                             {**params, "head": head, "calibration": "none", "decision_objective": None},
                             seed, embeddings, position)
