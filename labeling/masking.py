@@ -13,6 +13,7 @@ campaign); other items' texts then follow their own rule (`shown_text`).
 from __future__ import annotations
 
 import functools
+import html
 import math
 import re
 import unicodedata
@@ -51,12 +52,15 @@ def _word() -> "re.Pattern[str]":
 
 def mask_text(text: str) -> str:
     """Keep the shape (first letter, length, punctuation, numbers, links) and hide the words: a
-    word's first letter stays, each further letter becomes "•", its marks and invisible characters go."""
+    word's first letter stays, each further letter becomes "•", its marks and invisible characters go.
+    Masked as a page shows it: every tab decodes entities twice (`workbench.ui.format.decoded`), so
+    `&#118;&#105;&#108;&#101;` (no letters to hide) read "vile" on screen; a "&" left after decoding
+    becomes "＆" (U+FF06), so no later decoding turns the masked text back into words."""
     def hide(m: "re.Match[str]") -> str:
         word = m.group(0)
         letters = word if word.isalpha() else re.findall(_LETTER, word)  # the common case: letters only
         return letters[0] + "•" * (len(letters) - 1)
-    return _word().sub(hide, text)
+    return _word().sub(hide, html.unescape(html.unescape(text))).replace("&", "\uff06")
 
 
 def should_mask(settings: ReviewSettings, scores: Optional[dict[str, float]], policy_label: Optional[str]) -> bool:
