@@ -132,6 +132,14 @@ class QuarantineWriter:
 
     def __enter__(self) -> "QuarantineWriter":
         self._stack.enter_context(_lock(self.path, exclusive=False))
+        try:
+            self._open()
+        except BaseException:  # __exit__ will not run: let go of the lock, or a purge waits on it
+            self._stack.close()
+            raise
+        return self
+
+    def _open(self) -> None:
         fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
         with contextlib.suppress(OSError):  # a file made before 0600 was the rule, or not ours
             os.fchmod(fd, 0o600)
@@ -143,7 +151,6 @@ class QuarantineWriter:
             os.close(fd)
             raise
         self._fh = self._stack.enter_context(open(fd, "a", encoding="utf-8"))
-        return self
 
     def __exit__(self, *exc: Any) -> None:
         self._stack.close()
@@ -225,10 +232,15 @@ def _listed(value: Any) -> Any:
     return _utf8(value)
 
 
-def list_quarantine(store: Any, max_age_days: int, now: Optional[dt.datetime] = None) -> dict[str, Any]:
+def list_quarantine(store: Any, max_age_days: int, now: Optional[dt.datetime] = None, *,
+                    principal: Any) -> dict[str, Any]:
     """Every record's place, reason and age (no row contents), counts per reason, and how many
     are past the retention of `max_age_days`. Every value is valid UTF-8 (for `--json` and a
-    terminal): the file may hold lone surrogates or hand edits."""
+    terminal): the file may hold lone surrogates or hand edits. Needs `read`, checked here, so
+    no caller can forget it."""
+    from .hooks import check_permission
+
+    check_permission(principal, "read", "quarantine")
     now = now or utcnow()
     path, runs = store.quarantine_path, _run_times(store)
     out, reasons, past, undated = [], {}, 0, 0

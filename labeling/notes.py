@@ -185,11 +185,13 @@ def sensitive_campaigns(conn: Connection, campaign_ids: list[int], settings: Rev
 
 
 def list_notes(store: Store, entity_type: str, entity_id: Any,
-               settings: Optional[ReviewSettings] = None) -> dict[str, Any]:
+               settings: Optional[ReviewSettings] = None, *, principal: Actor) -> dict[str, Any]:
     """An item's or campaign's notes (oldest first) and current tags. Given the review settings,
     the bodies are masked (and `masked` says so) while the item's text, or any campaign member's, is
     masked by its own rule: a note is as sensitive as the text it is about, and this listing
-    never reveals (the Review tab's context panel shows them once the case is revealed)."""
+    never reveals (the Review tab's context panel shows them once the case is revealed). Needs
+    `read`, checked here (before the target is looked up), so no caller can forget it."""
+    check_permission(principal, "read", _what(entity_type, entity_id))
     with store.read() as conn:
         key = _target(conn, entity_type, entity_id)
         notes = notes_of(conn, entity_type, [key])[key]

@@ -137,11 +137,11 @@ def test_listed_notes_on_a_masked_text_are_masked(sqlite_store, taxonomy, review
     add_note(sqlite_store, "item", "vile", f"author wrote {WORD}", "ann")
     add_note(sqlite_store, "campaign", camp, f"wave says {WORD}", "ann")
     add_note(sqlite_store, "item", "ok", "carrier confirmed", "ann")
-    got = list_notes(sqlite_store, "item", "vile", review_settings)
+    got = list_notes(sqlite_store, "item", "vile", review_settings, principal="tester")
     assert got["masked"] and [n["body"] for n in got["notes"]] == [mask_text(f"author wrote {WORD}")]
-    got = list_notes(sqlite_store, "campaign", camp, review_settings)
+    got = list_notes(sqlite_store, "campaign", camp, review_settings, principal="tester")
     assert got["masked"] and [n["body"] for n in got["notes"]] == [mask_text(f"wave says {WORD}")]
-    got = list_notes(sqlite_store, "item", "ok", review_settings)
+    got = list_notes(sqlite_store, "item", "ok", review_settings, principal="tester")
     assert not got["masked"] and [n["body"] for n in got["notes"]] == ["carrier confirmed"]
 
 

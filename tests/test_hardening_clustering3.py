@@ -62,7 +62,7 @@ def test_a_viewer_cannot_probe_the_notes_of_a_sensitive_text_that_has_no_word_to
                                      {"id": "b1", "label": "benign", "p": 0.97, "text": "see you at 6"}])
     add_note(any_store, "item", "h1", "numerology of the movement", LEAD)
     add_note(any_store, "item", "b1", "numerology club", LEAD)
-    assert list_notes(any_store, "item", "h1", review_settings)["masked"]  # the note is hidden from a viewer
+    assert list_notes(any_store, "item", "h1", review_settings, principal="tester")["masked"]  # the note is hidden from a viewer
     assert _found(any_store, review_settings, "note:numerology", VIEWER) == ["b1"]
     assert _found(any_store, review_settings, "note:numerology", LEAD) == ["b1", "h1"]
     assert _found(any_store, review_settings, "h1", VIEWER) == ["h1"]  # found by its id, as before

@@ -122,10 +122,10 @@ def test_a_campaign_id_written_with_leading_zeros_is_the_same_campaign(any_store
     assert note["entity_id"] == str(cid)
     assert add_tag(any_store, "campaign", f" 0{cid} ", "wave-7", "ann")["added"] is True
     assert add_tag(any_store, "campaign", cid, "wave-7", "ann")["added"] is False  # not a second live copy
-    got = list_notes(any_store, "campaign", cid)  # what the Review screen's context panel asks for
+    got = list_notes(any_store, "campaign", cid, principal="tester")  # what the Review screen's context panel asks for
     assert [n["body"] for n in got["notes"]] == ["Premium-rate numbers"] and got["tags"] == ["wave-7"]
     remove_tag(any_store, "campaign", f"0{cid}", "wave-7", "ann")
-    assert list_notes(any_store, "campaign", f"00{cid}")["tags"] == []
+    assert list_notes(any_store, "campaign", f"00{cid}", principal="tester")["tags"] == []
 
 
 def test_a_pushed_export_creates_a_private_repo(decided_store, taxonomy, tmp_path, monkeypatch):

@@ -125,7 +125,7 @@ def test_a_torn_last_quarantine_line_does_not_swallow_the_next_record(sqlite_sto
     src.write_text('{"id": "1", "text": ""}\n{"id": "2", "text": "fine"}\n', encoding="utf-8")
     s = ingest_paths(sqlite_store, taxonomy, [str(src)], columns=ColumnMap(id="id"), progress=False)
     assert s.total("quarantined") == 1
-    listed = list_quarantine(sqlite_store, 30)
+    listed = list_quarantine(sqlite_store, 30, principal="tester")
     assert listed["by_reason"] == {"unreadable quarantine line": 1, "missing text": 1}
     assert listed["items"][-1]["line"] == 1 and listed["items"][-1]["file"] == str(src)
 

@@ -41,7 +41,7 @@ def _cli(store, *args):
 def test_a_quarantine_line_python_cannot_decode_is_listed_and_kept_not_a_traceback(any_store, bad):
     path = any_store.quarantine_path
     path.write_text(OLD + "\n" + bad + "\n", encoding="utf-8")
-    listed = list_quarantine(any_store, 30)
+    listed = list_quarantine(any_store, 30, principal="tester")
     assert listed["records"] == 2 and listed["undated"] == 1 and listed["past_retention"] == 1
     assert listed["by_reason"] == {"missing text": 1, "unreadable quarantine line": 1}
     res = _cli(any_store, "quarantine", "list")
@@ -58,7 +58,7 @@ def test_a_note_or_tag_on_an_id_the_store_cannot_hold_is_a_one_line_refusal(any_
     calls = [lambda: add_note(any_store, "item", eid, "seen before", "ann"),
              lambda: add_tag(any_store, "item", eid, "wave-7", "ann"),
              lambda: remove_tag(any_store, "item", eid, "wave-7", "ann"),
-             lambda: list_notes(any_store, "item", eid)]
+             lambda: list_notes(any_store, "item", eid, principal="tester")]
     for call in calls:
         with pytest.raises(NoteError, match="^no item ") as err:
             call()
@@ -69,7 +69,7 @@ def test_a_note_or_tag_on_an_id_the_store_cannot_hold_is_a_one_line_refusal(any_
 
 def test_a_campaign_id_of_thousands_of_digits_is_a_one_line_refusal(any_store, taxonomy, roles):
     for call in (lambda: add_note(any_store, "campaign", "9" * 5000, "x", "ann"),
-                 lambda: list_notes(any_store, "campaign", "1" * 5000)):
+                 lambda: list_notes(any_store, "campaign", "1" * 5000, principal="tester")):
         with pytest.raises(NoteError, match="must be a number below 2\\*\\*63") as err:
             call()
         assert len(str(err.value)) < 200
@@ -119,7 +119,7 @@ def test_two_analysts_adding_the_same_tag_at_once_leave_one_live_tag(any_store, 
         events = conn.execute(select(AuditEvent.id).where(AuditEvent.action == "tag.add")).all()
     assert live == 1 and len(events) == 1
     remove_tag(any_store, "item", "a", "wave-7", "bob")
-    assert list_notes(any_store, "item", "a")["tags"] == []
+    assert list_notes(any_store, "item", "a", principal="tester")["tags"] == []
 
 
 

@@ -32,16 +32,16 @@ def test_notes_and_tags_on_items_and_campaigns(any_store, taxonomy, roles):
     assert add_tag(any_store, "item", "a", "bank-impersonation", ann)["added"] is False  # no duplicate
     add_tag(any_store, "item", "a", "wave-7", ann)
     add_tag(any_store, "campaign", str(cid), "wave-7", ann)
-    got = list_notes(any_store, "item", "a")
+    got = list_notes(any_store, "item", "a", principal="tester")
     assert [n["body"] for n in got["notes"]] == ["Same lure as last week's wave", "Sender also on the bank list"]
     assert got["tags"] == ["bank-impersonation", "wave-7"]
     remove_tag(any_store, "item", "a", "wave-7", ann)
-    assert list_notes(any_store, "item", "a")["tags"] == ["bank-impersonation"]
+    assert list_notes(any_store, "item", "a", principal="tester")["tags"] == ["bank-impersonation"]
     with pytest.raises(NoteError, match="has no tag 'wave-7'"):
         remove_tag(any_store, "item", "a", "wave-7", ann)
     add_tag(any_store, "item", "a", "wave-7", ann)  # added again: a new row, live again
-    assert list_notes(any_store, "item", "a")["tags"] == ["bank-impersonation", "wave-7"]
-    camp = list_notes(any_store, "campaign", cid)
+    assert list_notes(any_store, "item", "a", principal="tester")["tags"] == ["bank-impersonation", "wave-7"]
+    camp = list_notes(any_store, "campaign", cid, principal="tester")
     assert camp["tags"] == ["wave-7"] and camp["notes"][0]["body"].startswith("Premium-rate")
     # every change is audited, with who and what
     assert len(_events(any_store, "note.add")) == 3
@@ -56,7 +56,7 @@ def test_notes_are_append_only(any_store, taxonomy):
         with pytest.raises(Exception, match="append-only"):
             with any_store.begin() as conn:
                 conn.execute(text(stmt))
-    assert [n["body"] for n in list_notes(any_store, "item", "a")["notes"]] == ["first"]
+    assert [n["body"] for n in list_notes(any_store, "item", "a", principal="tester")["notes"]] == ["first"]
 
 
 def test_refusals_are_one_line(sqlite_store, taxonomy, roles):
@@ -83,7 +83,7 @@ def test_refusals_are_one_line(sqlite_store, taxonomy, roles):
         with pytest.raises(NoteError, match=message) as err:
             call()
         assert "\n" not in str(err.value)
-    assert list_notes(sqlite_store, "item", "a") == {"entity_type": "item", "entity_id": "a", "notes": [], "tags": []}
+    assert list_notes(sqlite_store, "item", "a", principal="tester") == {"entity_type": "item", "entity_id": "a", "notes": [], "tags": []}
 
 
 def test_export_carries_notes_and_tags(sqlite_store, taxonomy, queue_config, tmp_path):

@@ -13,8 +13,8 @@ import click
 from core.hooks import hookimpl
 from core.text import one_line  # standard library only
 
-from .common import AppContext, emit, json_option, pass_app, principal_option, user_errors
-from .guards import file_errors, require_read
+from .common import AppContext, acting, emit, json_option, pass_app, principal_option, user_errors
+from .guards import file_errors
 
 MAX_RETENTION_DAYS = 36_500  # core.quarantine.MAX_RETENTION_DAYS; not imported, so `--help` stays light
 
@@ -72,11 +72,11 @@ def register_commands(cli: click.Group) -> None:
         """
         from core.quarantine import QuarantineError, list_quarantine
 
-        require_read(app, "quarantine")
+        who = acting(app)
         with user_errors(), file_errors("read the quarantine"):
             days = app.retention().quarantine.max_age_days
             try:
-                data = list_quarantine(app.store(), days)
+                data = list_quarantine(app.store(), days, principal=who)  # checks `read` itself
             except QuarantineError as exc:
                 raise click.ClickException(str(exc)) from None
         emit(data, as_json, lambda d: _print_list(d, limit))

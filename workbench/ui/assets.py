@@ -215,7 +215,7 @@ SHORTCUTS_JS = """
     if (ask && !asking) asked = Date.now();
     asking = ask;
     const lease = document.getElementById('wb-lease');
-    if (lease && !lease.querySelector('.wb-clock') && lease.getAttribute('data-expires')) clockTick();
+    if (lease && lease.getAttribute('data-expires') && (!lease.querySelector('.wb-clock') || leaseKey(lease) !== leaseGot.key)) clockTick();
     const head = document.querySelector('#wb-header .wb-head');
     // an optimistic view is not yet the case on screen: the boxes are emptied when the server's is
     const id = !head ? null : head.hasAttribute('data-optimistic') ? lastCase : head.getAttribute('data-case');
@@ -236,13 +236,24 @@ SHORTCUTS_JS = """
   // puts a <time>'s server text back (and drops data-local, a section's data-seen) without adding
   // or removing a node.
   new MutationObserver(onChange).observe(document.documentElement, {childList: true, subtree: true,
-    characterData: true, attributes: true, attributeFilter: ['data-local', 'data-seen']});
+    characterData: true, attributes: true, attributeFilter: ['data-local', 'data-seen', 'data-left']});
   const fmt = (s) => Math.floor(s / 60) + ':' + pad(Math.floor(s % 60));
+  // The lease clock counts down the seconds left as the server saw them (data-left) from when this
+  // page received them, never against this computer's clock, which may be minutes off (a fast one
+  // showed a live hold as lost, a slow one a lapsed hold as live). Time since arrival is the larger
+  // of performance.now()'s (monotonic) and Date.now()'s (which goes on through a laptop's sleep):
+  // a clock set right or wrong mid-count errs toward less time left, never a lapsed hold shown live.
+  const leaseKey = (el) => [el.getAttribute('data-left'), el.getAttribute('data-expires'),
+    el.getAttribute('data-case'), el.getAttribute('data-idle')].join('|');
+  let leaseGot = {key: null, left: 0, at: 0, wall: 0};
   const clockTick = () => {  // the lease clock
     const el = document.getElementById('wb-lease'); if (!el) return;
-    const exp = Number(el.getAttribute('data-expires') || 0);
-    if (!exp) return;
-    const left = (exp - Date.now()) / 1000, warn = Number(el.getAttribute('data-warn') || 0);
+    const exp = Number(el.getAttribute('data-expires') || 0), sent = el.getAttribute('data-left') || '';
+    if (!exp || !sent) return;
+    const key = leaseKey(el);
+    if (key !== leaseGot.key) leaseGot = {key, left: Number(sent), at: performance.now(), wall: Date.now()};
+    const since = Math.max(performance.now() - leaseGot.at, Date.now() - leaseGot.wall, 0) / 1000;
+    const left = leaseGot.left - since, warn = Number(el.getAttribute('data-warn') || 0);
     let clock = el.querySelector('.wb-clock');
     if (!clock) { clock = document.createElement('span'); clock.className = 'wb-clock'; el.appendChild(clock); }
     if (left <= 0) { el.className = 'wb-lease wb-lost'; clock.textContent = ': the hold lapsed; the case may be back in the queue.'; }

@@ -287,18 +287,29 @@ def campaign_detail_md(d: dict[str, Any], exemplar: str) -> str:
             f"- decided members: {d.get('decided', 0)}; label mix {md_escape(d.get('label_mix') or {})}")
 
 
-def lease_html(packet: Optional[dict[str, Any]], settings: Any, lost: str = "", idle: bool = False) -> str:
+def lease_html(packet: Optional[dict[str, Any]], settings: Any, lost: str = "", idle: bool = False,
+               now: Optional[dt.datetime] = None) -> str:
     """The lease clock: the page counts it down every second (assets), warns `lease_warning_seconds`
-    before the end, and says plainly when the hold was lost."""
+    before the end, and says plainly when the hold was lost.
+
+    `data-left` is the seconds left as this server sees them at `now` (naive UTC; default the
+    clock now): the page counts down from when it received them, not against its own clock, which
+    may be minutes off (a fast laptop showed a live hold as lost, a slow one a lapsed hold as live).
+    `data-expires` (the end, ms since the epoch) stays for whatever else reads it."""
     if lost:
-        return f"<div id='wb-lease' class='wb-lease wb-lost' data-expires=''>{esc(lost)}</div>"
+        return f"<div id='wb-lease' class='wb-lease wb-lost' data-expires='' data-left=''>{esc(lost)}</div>"
     if not packet or not packet["case"].get("lease_expires_at"):
-        return "<div id='wb-lease' class='wb-lease' data-expires=''></div>"
+        return "<div id='wb-lease' class='wb-lease' data-expires='' data-left=''></div>"
     exp = packet["case"]["lease_expires_at"]
     exp = dt.datetime.fromisoformat(exp) if isinstance(exp, str) else exp
+    if exp.tzinfo is not None:  # an aware end (an ISO string with an offset) as naive UTC, like the store's
+        exp = exp.astimezone(dt.timezone.utc).replace(tzinfo=None)
     ms = int((exp - dt.datetime(1970, 1, 1)).total_seconds() * 1000)
+    now = now or dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    left = max(0.0, (exp - now).total_seconds())
     note = " (renewal paused: no activity; press any key to keep the case)" if idle else ""
-    return (f"<div id='wb-lease' class='wb-lease' data-expires='{ms}' data-warn='{settings.lease_warning_seconds}' "
+    return (f"<div id='wb-lease' class='wb-lease' data-expires='{ms}' data-left='{left:.3f}' "
+            f"data-warn='{settings.lease_warning_seconds}' "
             f"data-case='{int(packet['case']['id'])}' data-idle='{int(idle)}'>Hold on case {int(packet['case']['id'])}"
             f"{esc(note)}</div>")
 
