@@ -14,12 +14,14 @@ QA-audit and calibration cases are blind: no decision on the item is shown.
 from __future__ import annotations
 
 import datetime as dt
+import html
 from typing import Any, Optional
 
-from sqlalchemy import Connection, and_, select
+from sqlalchemy import Connection, and_, case as when_, func, or_, select
+from sqlalchemy.orm import aliased
 
 from core.hooks import check_permission
-from core.labels import current_decisions
+from core.labels import AUTHORITATIVE_KINDS, current_decisions
 from core.predictions import predictions_of_record
 from core.principals import Actor, actor_name
 from core.schema import CampaignMember, Case, Decision, Item
@@ -28,8 +30,8 @@ from core.taxonomy import Taxonomy
 
 from .cases import suggestion
 from .errors import QueueError
-from .masking import mask_fields, may_reveal, shown_text
-from .notes import notes_of, tags_of
+from .masking import is_sensitive, mask_text, may_reveal
+from .notes import notes_of, sensitive_campaigns, tags_of
 from .packets import case_masked, is_blind
 from .review_config import ReviewSettings
 from .wellbeing import has_revealed
@@ -42,6 +44,19 @@ def _iso(v: Any) -> Any:
     return v.isoformat() if isinstance(v, dt.datetime) else v
 
 
+def hidden(text: str) -> str:
+    """`masking.mask_text` of `text` as a page reads it: the panel decodes HTML entities twice
+    (`workbench.ui.format.readable`), so "&#118;&#105;&#108;&#101;" (no letter to mask) was shown
+    as "vile". Decoded as the page does, masked, and any "&" left (an entity nested deeper) made
+    one the page cannot decode."""
+    return mask_text(html.unescape(html.unescape(text))).replace("&", "\uff06")
+
+
+def hide_fields(rows: list[dict[str, Any]], fields: tuple[str, ...], hide: bool) -> list[dict[str, Any]]:
+    """`masking.mask_fields` by `hidden`: copies of `rows`, `fields` masked when `hide`."""
+    return [{k: hidden(v) if hide and k in fields and isinstance(v, str) else v for k, v in r.items()} for r in rows]
+
+
 def was_revealed(conn: Connection, case_id: int, item_id: Optional[str], who: str) -> bool:
     """Whether `who` revealed this case (the one record of reveals, `labeling.wellbeing`)."""
     return bool(item_id) and has_revealed(conn, who, case_id)
@@ -49,9 +64,12 @@ def was_revealed(conn: Connection, case_id: int, item_id: Optional[str], who: st
 
 def item_history(conn: Connection, item_id: str, limit: int = HISTORY_LIMIT) -> list[dict[str, Any]]:
     """Every decision on an item, oldest first, superseded ones included and marked, with what
-    superseded them; `current` marks the label of record."""
-    rows = conn.execute(select(D).where(D.c.item_id == item_id).order_by(D.c.created_at, D.c.id)
-                        .limit(limit)).mappings().all()
+    superseded them; `current` marks the label of record. Past `limit` decisions, the newest
+    `limit` in the store's order (`core.labels.record_key`, the id, never the writer's clock): the
+    oldest first cut the label of record off, and a decision superseded by one past the cut read
+    as neither superseded nor current."""
+    rows = list(reversed(conn.execute(select(D).where(D.c.item_id == item_id).order_by(D.c.id.desc())
+                                      .limit(limit)).mappings().all()))
     by_sup = {r["supersedes_id"]: r["id"] for r in rows if r["supersedes_id"] is not None}
     record = current_decisions(conn, [item_id]).get(item_id)
     return [{"id": r["id"], "case_id": r["case_id"], "kind": r["kind"], "reviewer": r["reviewer"],
@@ -60,6 +78,22 @@ def item_history(conn: Connection, item_id: str, limit: int = HISTORY_LIMIT) -> 
              "model_label": r["model_label"], "supersedes_id": r["supersedes_id"],
              "superseded_by": by_sup.get(r["id"]), "current": record is not None and record["id"] == r["id"]}
             for r in rows]
+
+
+def author_totals(conn: Connection, cond: Any) -> tuple[int, int, int]:
+    """(items, decided, enforced against) over every item matching `cond`, counted in the store:
+    an author's items were all read, and their decisions, so one with 100,000 items made each
+    case's panel read them all. Decided is `current_decisions`' rule in SQL: an item's latest
+    (`record_key`: the greatest id) authoritative decision that nothing supersedes."""
+    items = int(conn.execute(select(func.count()).select_from(I).where(cond)).scalar() or 0)
+    later = aliased(D)
+    latest = (select(func.max(D.c.id).label("id")).select_from(D.join(I, I.c.id == D.c.item_id)
+                                                              .outerjoin(later, later.c.supersedes_id == D.c.id))
+              .where(cond, D.c.kind.in_(AUTHORITATIVE_KINDS), later.c.id.is_(None)).group_by(D.c.item_id).subquery())
+    enforced = when_((or_(D.c.action.is_(None), D.c.action != "no_action"), 1), else_=0)
+    decided, violations = conn.execute(select(func.count(), func.coalesce(func.sum(enforced), 0))
+                                       .select_from(latest.join(D, D.c.id == latest.c.id))).one()
+    return items, int(decided or 0), int(violations or 0)
 
 
 def author_context(conn: Connection, author_id: Optional[str], exclude_item: Optional[str],
@@ -74,19 +108,19 @@ def author_context(conn: Connection, author_id: Optional[str], exclude_item: Opt
         cond = and_(cond, I.c.id != exclude_item)
     rows = conn.execute(select(I.c.id, I.c.text, I.c.created_at, I.c.policy_label).where(cond)
                         .order_by(I.c.created_at.desc(), I.c.id.desc()).limit(settings.author_history)).mappings().all()
-    all_ids = list(conn.execute(select(I.c.id).where(cond)).scalars())
-    decided = current_decisions(conn, all_ids)
+    decided = current_decisions(conn, [r["id"] for r in rows])
     preds = predictions_of_record(conn, [r["id"] for r in rows])
     recent = []
     for r in rows:
         d, p = decided.get(r["id"]) or {}, preds.get(r["id"]) or {}
-        text = shown_text(settings, r["text"], p.get("scores"), r["policy_label"], d.get("label"))
+        sensitive = is_sensitive(settings, p.get("scores"), r["policy_label"], d.get("label"))  # `shown_text`'s rule
+        text = hidden(r["text"]) if sensitive else r["text"]
         recent.append({"item_id": r["id"], "created_at": _iso(r["created_at"]), "text": text,
-                       "masked": text != r["text"], "predicted": p.get("label"), "decided": d.get("label"),
+                       "masked": sensitive, "predicted": p.get("label"), "decided": d.get("label"),
                        "action": d.get("action"), "reviewer": d.get("reviewer"),
                        "decided_at": _iso(d.get("created_at"))})
-    return {"author_id": author_id, "items": len(all_ids), "decided": len(decided),
-            "violations": sum(1 for d in decided.values() if d["action"] != "no_action"), "recent": recent}
+    items, n_decided, violations = author_totals(conn, cond)
+    return {"author_id": author_id, "items": items, "decided": n_decided, "violations": violations, "recent": recent}
 
 
 def case_context(store: Store, taxonomy: Taxonomy, case_id: int, principal: Actor, settings: ReviewSettings,
@@ -113,11 +147,15 @@ def case_context(store: Store, taxonomy: Taxonomy, case_id: int, principal: Acto
         # blind review: an audit case (a uniform draw, or a lead's re-review of a decided item) and
         # a calibration copy show no decision on the item (other reviewers' copies included), so
         # the reviewer is neither anchored nor told what the others chose
-        history = (mask_fields(item_history(conn, item_id), ("rationale",), masked)
+        history = (hide_fields(item_history(conn, item_id), ("rationale",), masked)
                    if item_id and not is_blind(case) else [])
         notes = {"item": notes_of(conn, "item", [item_id])[item_id] if item_id else [],
                  "campaign": notes_of(conn, "campaign", [campaign_id])[str(campaign_id)] if campaign_id else []}
-        notes = {k: mask_fields(v, ("body",), masked) for k, v in notes.items()}
+        # a campaign's notes are as hidden as its members (`notes.list_notes`): an item case of a
+        # plain member showed notes quoting its hate members until the case was revealed
+        hide = {"item": masked, "campaign": masked or (not revealed and bool(notes["campaign"]) and bool(
+            sensitive_campaigns(conn, [int(campaign_id)], settings)))}
+        notes = {k: hide_fields(v, ("body",), hide[k]) for k, v in notes.items()}
         tags = {"item": tags_of(conn, "item", [item_id])[item_id] if item_id else [],
                 "campaign": tags_of(conn, "campaign", [campaign_id])[str(campaign_id)] if campaign_id else []}
     return {"case_id": case_id, "item_id": item_id, "campaign_id": campaign_id, "revealed": bool(revealed),
