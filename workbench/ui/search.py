@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 import gradio as gr
 
 from core.hooks import PermissionDenied
+from core.text import one_line
 from labeling.search import search
 
 from .format import local_time, md_escape, short, zone_name
@@ -47,7 +48,9 @@ def summary_md(out: dict[str, Any]) -> str:
     more = "+" if out["capped"] else ""  # a lower bound, also when all it found fits one page
     count = f"{start}–{out['offset'] + n} of {total}{more}" if total > n else f"{total}{more}"
     camps = f"; {len(out['campaigns'])} campaigns" if out["campaigns"] else ""
-    return f"**{count} items**{camps} for `{md_escape(out['query'])}` (times in {zone_name()}; texts masked as on Review)."
+    # one line, escaped as Markdown text: in a `code span` the escapes showed as written ("&lt;b&gt;")
+    query = md_escape(one_line(out["query"], 120))
+    return f"**{count} items**{camps} for “{query}” (times in {zone_name()}; texts masked as on Review)."
 
 
 def build_search_tab(app: "AppContext", who: Optional[gr.Textbox] = None,
@@ -71,7 +74,9 @@ def build_search_tab(app: "AppContext", who: Optional[gr.Textbox] = None,
     def first(query: str, name: str, request: gr.Request) -> tuple[Any, ...]:
         return run(query, 1, name, request)
 
-    def step(query: str, page: float, name: str, request: gr.Request, by: int) -> tuple[Any, ...]:
+    def step(query: Any, page: Any, name: Any, request: gr.Request, by: int) -> tuple[Any, ...]:
+        """Not preprocessed (see the wiring): the texts as Gradio's Textbox gives them, the page raw."""
+        query, name = ("" if v is None else str(v) for v in (query, name))
         return run(query, max(1, page_number(page) + by), name, request)
 
     def prev(query: str, page: float, name: str, request: gr.Request) -> tuple[Any, ...]:
@@ -80,21 +85,27 @@ def build_search_tab(app: "AppContext", who: Optional[gr.Textbox] = None,
     def nxt(query: str, page: float, name: str, request: gr.Request) -> tuple[Any, ...]:
         return step(query, page, name, request, +1)
 
+    def forget() -> tuple[Any, str]:
+        """A new search or page: the case picked from the last results is no longer one of them, so
+        "Open in Review" no longer opens it."""
+        return None, ""
+
     def pick(rows: Any, evt: gr.SelectData) -> tuple[Any, str]:
         """A clicked row: its case id goes into the box the Review tab opens cases from."""
-        try:
+        try:  # the event's row and index are the client's: an index of {} failed in a KeyError
             row = evt.row_value if evt.row_value is not None else rows.iloc[evt.index[0]].tolist()
             case, item = (list(row) + [None, None])[:2]
-        except (AttributeError, IndexError, TypeError):
+        except (AttributeError, LookupError, TypeError, ValueError):
             return gr.update(), ""
+        item = one_line(str(item), 80)  # a cell of any text: no line break, no lone surrogate (a crash in JSON)
         if case in ("—", None, ""):
             return None, f"Item {md_escape(item)} has no case."
         try:  # the table is the client's: a cell may hold any text or number
             case = row_id(case, "case id")
         except ValueError as exc:
-            return None, f"**Not a case:** {md_escape(exc)}"
+            return None, f"**Not a case:** {md_escape(one_line(str(exc), 160))}"  # a cell of 1e400 digits
         how = "press **Open in Review**" if open_in_review else "open it on the Review tab with this id"
-        return case, f"Case **{case}** (item `{md_escape(item)}`): {how}."
+        return case, f"Case **{case}** (item “{md_escape(item)}”): {how}."
 
     with gr.Row():
         query = gr.Textbox(label="Search", placeholder="text, item id, author, or tag:…, note:…, case:…, campaign:…",
@@ -118,8 +129,10 @@ def build_search_tab(app: "AppContext", who: Optional[gr.Textbox] = None,
     outs = [summary, results, campaigns, page]
     go.click(first, [query, who_in], outs)
     query.submit(first, [query, who_in], outs)
-    prev_btn.click(prev, [query, page, who_in], outs)
-    next_btn.click(nxt, [query, page, who_in], outs)
+    # the page box raw: Gradio's Number refused NaN, inf, text and 0 itself, as a bare "Error"
+    prev_btn.click(prev, [query, page, who_in], outs, preprocess=False)
+    next_btn.click(nxt, [query, page, who_in], outs, preprocess=False)
+    gr.on([go.click, query.submit, prev_btn.click, next_btn.click], forget, None, [case_box, opened], queue=False)
     results.select(pick, [results], [case_box, opened])
     if open_in_review and open_btn is not None:
         open_in_review(open_btn.click, case_box, opened)
