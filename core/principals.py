@@ -64,9 +64,9 @@ def check_name(name: object, what: str = "name") -> str:
     if not isinstance(name, str) or not name.strip():
         raise InvalidName(f"a {what} must not be blank")
     if name != name.strip():
-        raise InvalidName(f"{what} {name!r} has leading or trailing whitespace")
+        raise InvalidName(f"{what} {name[:40]!r} has leading or trailing whitespace")
     if not NAME_RE.fullmatch(name):
-        raise InvalidName(f"{what} {name!r} is not allowed: use 1 to 100 letters, digits, '.', '_', '@' or '-', "
+        raise InvalidName(f"{what} {name[:40]!r} is not allowed: use 1 to 100 letters, digits, '.', '_', '@' or '-', "
                          f"starting with a letter or digit")
     if name.lower() in RESERVED_NAMES:
         raise InvalidName(f"{what} {name!r} is reserved for the workbench's own jobs "

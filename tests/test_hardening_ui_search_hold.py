@@ -139,3 +139,18 @@ def test_a_page_a_client_sends_reaches_the_tab_through_gradio(sqlite_store, taxo
         assert out[0].startswith("**2 items** for “message”") and out[3] == 1  # was: ComponentProcessingError
     out = asyncio.run(demo.process_api(fns["nxt"], ["message", page, ["lead"]], SessionState(demo)))["data"]
     assert out[0].startswith("**Not searched:** type your name in the Analyst box") and "\n" not in out[0]
+
+
+def test_a_refused_name_is_quoted_short_and_a_non_text_name_is_blank():
+    """A 3,000-character name came back whole in the refusal; a list in the analyst box (keys are
+    wired without Gradio's processing) was an AttributeError, a bare "Error"."""
+    from core.hooks import PermissionDenied
+    from core.principals import InvalidName, check_name
+    from workbench.ui.session import box_name
+
+    for name in ("x!" * 1500, " " + "y" * 3000):
+        with pytest.raises(InvalidName) as err:
+            check_name(name)
+        assert len(str(err.value)) < 200
+    with pytest.raises(PermissionDenied, match="must not be blank"):
+        box_name(["ann"])

@@ -82,7 +82,7 @@ def box_name(who: Optional[str]) -> str:
     from core.principals import InvalidName, check_name
 
     try:
-        return check_name((who or "").strip(), "name")
+        return check_name(who.strip() if isinstance(who, str) else "", "name")
     except InvalidName as exc:
         raise PermissionDenied(f"type your name in the Analyst box ({exc})") from None
 
