@@ -6,13 +6,30 @@ re-review (`labeling.rereview`) or a label-error re-review (`labeling.label_erro
 a decision that supersedes the item's decision of record, so such an answer is refused while the
 appeal waits (`decide`, under the item's decision lock, which filing an appeal takes too), and
 the label-error scan does not queue such an item (a campaign decision leaves it alone as well).
+So is any other answer on one of the item's own cases (an ordinary review or an escalation left
+open beside the decision under appeal, e.g. a campaign member's case claimed while the campaign
+was decided): its decision would become the label of record in the appeal's place.
+
+Once the appeal is resolved its outcome stands (`closes_behind_appeal`): a case that would write
+the item's label of record over it (a blind re-review or QA audit drawn before the appeal, or an
+ordinary case left open beside it) is closed without a decision, and its answer is refused in one
+line that says so. Refused and left open it would wait for ever (served on every `n`); answered,
+the QA answer superseded the appeal's outcome (`core.labels.record_key`: the later decision is the
+label of record), which neither the draw nor a campaign decision does. A label-error case is left
+to `labeling.decisions._label_review`: it names the decision it re-reviews, and one superseded
+since (by the appeal's outcome too) closes it as `superseded`.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, Optional
+import datetime as dt
+from typing import Any, Iterable, Mapping, Optional
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, func, select, update
 
+from core import audit
+from core.hooks import check_permission
+from core.labels import current_decisions
+from core.principals import Actor, actor_name
 from core.schema import Case
 
 from .errors import DecisionError
@@ -50,12 +67,44 @@ def waiting_appeals(conn: Connection, config: QueueConfig,
     return out
 
 
-def check_no_waiting_appeal(conn: Connection, config: QueueConfig, item_id: Optional[str]) -> None:
-    """Refuse a re-review answer on `item_id` while its appeal waits (one line). Call it holding
-    the item's decision lock (`core.labels.lock_item_decisions`): an appeal is filed under it."""
+def check_no_waiting_appeal(conn: Connection, config: QueueConfig, item_id: Optional[str],
+                            what: str = "re-review") -> None:
+    """Refuse an answer on `item_id` while its appeal waits (one line; `what` the case is). Call it
+    holding the item's decision lock (`core.labels.lock_item_decisions`): an appeal is filed under it."""
     if not item_id:
         return
     case_id = waiting_appeals(conn, config, [item_id]).get(item_id)
     if case_id is not None:
         raise DecisionError(f"item {item_id!r} has an appeal waiting (case {case_id}): the appeal settles its "
-                            f"label; skip this re-review")
+                            f"label; skip this {what}")
+
+
+def writes_label_of_record(case: Mapping[str, Any]) -> bool:
+    """An item case whose decision becomes the item's label of record (a review, an escalation, a QA
+    audit or blind re-review): not a campaign case (its plan leaves appealed members out), nor a
+    calibration copy (its answer is no label of record)."""
+    return case["campaign_id"] is None and bool(case["item_id"]) and not case["calibration_set"]
+
+
+def closes_behind_appeal(conn: Connection, case: Mapping[str, Any], who: Actor, now: dt.datetime,
+                         needs: Optional[str] = None) -> Optional[str]:
+    """When `case`'s item's label of record is an appeal's outcome, close `case` without a decision
+    (meta `closed_behind_appeal`, an audit event) and return the one-line refusal for its answer;
+    None otherwise. Call it under the item's decision lock and the case's row lock, on a case
+    `writes_label_of_record` and not of the label-error queue; the caller commits, then refuses.
+    `needs`: the permission its answer needs (`qa_review` for a re-review), needed to close it too."""
+    outcome = current_decisions(conn, [case["item_id"]]).get(case["item_id"])
+    if outcome is None or outcome["kind"] != "appeal":
+        return None
+    if needs is not None:
+        check_permission(who, needs, f"case {case['id']}")
+    who = actor_name(who)
+    note = {"decision_id": int(outcome["id"]), "appeal_case_id": outcome["case_id"], "closed_by": who}
+    conn.execute(update(C).where(C.c.id == case["id"]).values(
+        state="decided", resolved_at=now, claimed_by=who, lease_expires_at=None, updated_at=now,
+        first_action_at=func.coalesce(C.c.first_action_at, now),
+        meta=dict(case["meta"] or {}, closed_behind_appeal=note)))
+    audit.record(conn, who, "case.closed_behind_appeal", "case", case["id"], note)
+    return (f"case {case['id']} closed without a decision: item {case['item_id']!r} was appealed since it was "
+            f"queued, and its appeal's outcome (decision {outcome['id']}, appeal case {outcome['case_id']}) "
+            f"stands as its label; nothing was saved")

@@ -27,7 +27,7 @@ from core.store import Store
 from core.text import free_text_error, stated
 from core.taxonomy import Taxonomy
 
-from .appeal_holds import check_no_waiting_appeal
+from .appeal_holds import check_no_waiting_appeal, closes_behind_appeal, writes_label_of_record
 from .cases import case_view, inactive_campaign, suggestion
 from .claims import (_now, check_actionable, check_holder, claims_of, exclude_calibration_siblings, lease_clock,
                      lock_case)
@@ -176,8 +176,9 @@ def decide(store: Store, taxonomy: Taxonomy, case_id: int, analyst: Actor, label
     that item's decisions (separation of duties); such a re-review supersedes the item's decision
     of record and is sent as `decision.corrected` only when it changes the label or the action. A
     case of the label-error re-review queue is decided as that re-review (`_label_review`: a
-    correction or a confirmation, `qa_review`). Either re-review is refused while the item's appeal
-    waits (`labeling.appeal_holds`: the appeal settles its label), checked under the item's lock.
+    correction or a confirmation, `qa_review`). Any answer that would be the item's label of record
+    is refused while the item's appeal waits, and once it is resolved such a case closes without a
+    decision, its answer refused in one line (`labeling.appeal_holds`: the appeal's outcome stands).
 
     `holder_only` (the Review screen): only a case `analyst` still holds on a live lease, checked
     under the case's lock (`claims.check_holder`); otherwise a waiting or lapsed case is decided too.
@@ -211,11 +212,16 @@ def decide(store: Store, taxonomy: Taxonomy, case_id: int, analyst: Actor, label
             raise DecisionError(f"case {case_id} is an appeal: a lead resolves it (Appeals tab, or "
                                 f"`workbench appeals resolve`)")
         check_actionable(case, analyst, clock)
-        if _label_error(case, config) is not None or _decision_kind(case, config, kind) == "qa_audit":
-            check_no_waiting_appeal(conn, config, case["item_id"])  # a re-review answer supersedes
-        review = _label_review(conn, taxonomy, case, config, principal, label, action, severity, policy_ref,
-                               rationale, now, given)
-        if review is not None:  # a re-review of a suspected label error: a correction or a confirmation
+        rereview = _label_error(case, config) is not None or _decision_kind(case, config, kind) == "qa_audit"
+        if rereview or writes_label_of_record(case):  # its answer would be the label of record
+            check_no_waiting_appeal(conn, config, case["item_id"], "re-review" if rereview else "case")
+        behind = closes_behind_appeal(conn, case, principal, now, "qa_review" if rereview else None) \
+            if writes_label_of_record(case) and _label_error(case, config) is None else None
+        review = None if behind else _label_review(conn, taxonomy, case, config, principal, label, action, severity,
+                                                   policy_ref, rationale, now, given)
+        if behind:  # closed without a decision: the appeal's outcome stands (`labeling.appeal_holds`)
+            pass
+        elif review is not None:  # a re-review of a suspected label error: a correction or a confirmation
             view = case_view(conn, case_id, with_history=False)
         else:
             kind = _decision_kind(case, config, kind)
@@ -271,6 +277,8 @@ def decide(store: Store, taxonomy: Taxonomy, case_id: int, analyst: Actor, label
                           "bound": audit.bind(conn, ids),
                           **({"bulk": {k: len(v) if isinstance(v, list) else v for k, v in bulk.items()}} if bulk else {})})
             view = case_view(conn, case_id, with_history=False)
+    if behind:
+        raise DecisionError(behind)  # after the commit: the case stays closed
     if review is not None:
         ids = [review["correction_id"]] if review["correction_id"] else []
         view.update(decision_ids=ids, kind="label_review", is_override=False, closed_member_cases=[], bulk={},
