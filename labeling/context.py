@@ -14,7 +14,6 @@ QA-audit and calibration cases are blind: no decision on the item is shown.
 from __future__ import annotations
 
 import datetime as dt
-import html
 from typing import Any, Optional
 
 from sqlalchemy import Connection, and_, case as when_, func, or_, select
@@ -30,7 +29,7 @@ from core.taxonomy import Taxonomy
 
 from .cases import suggestion
 from .errors import QueueError
-from .masking import is_sensitive, mask_text, may_reveal
+from .masking import is_sensitive, mask_fields, mask_text, may_reveal
 from .notes import notes_of, sensitive_campaigns, tags_of
 from .packets import case_masked, is_blind
 from .review_config import ReviewSettings
@@ -42,19 +41,6 @@ HISTORY_LIMIT = 200
 
 def _iso(v: Any) -> Any:
     return v.isoformat() if isinstance(v, dt.datetime) else v
-
-
-def hidden(text: str) -> str:
-    """`masking.mask_text` of `text` as a page reads it: the panel decodes HTML entities twice
-    (`workbench.ui.format.readable`), so "&#118;&#105;&#108;&#101;" (no letter to mask) was shown
-    as "vile". Decoded as the page does, masked, and any "&" left (an entity nested deeper) made
-    one the page cannot decode."""
-    return mask_text(html.unescape(html.unescape(text))).replace("&", "\uff06")
-
-
-def hide_fields(rows: list[dict[str, Any]], fields: tuple[str, ...], hide: bool) -> list[dict[str, Any]]:
-    """`masking.mask_fields` by `hidden`: copies of `rows`, `fields` masked when `hide`."""
-    return [{k: hidden(v) if hide and k in fields and isinstance(v, str) else v for k, v in r.items()} for r in rows]
 
 
 def was_revealed(conn: Connection, case_id: int, item_id: Optional[str], who: str) -> bool:
@@ -114,7 +100,7 @@ def author_context(conn: Connection, author_id: Optional[str], exclude_item: Opt
     for r in rows:
         d, p = decided.get(r["id"]) or {}, preds.get(r["id"]) or {}
         sensitive = is_sensitive(settings, p.get("scores"), r["policy_label"], d.get("label"))  # `shown_text`'s rule
-        text = hidden(r["text"]) if sensitive else r["text"]
+        text = mask_text(r["text"]) if sensitive else r["text"]
         recent.append({"item_id": r["id"], "created_at": _iso(r["created_at"]), "text": text,
                        "masked": sensitive, "predicted": p.get("label"), "decided": d.get("label"),
                        "action": d.get("action"), "reviewer": d.get("reviewer"),
@@ -147,7 +133,7 @@ def case_context(store: Store, taxonomy: Taxonomy, case_id: int, principal: Acto
         # blind review: an audit case (a uniform draw, or a lead's re-review of a decided item) and
         # a calibration copy show no decision on the item (other reviewers' copies included), so
         # the reviewer is neither anchored nor told what the others chose
-        history = (hide_fields(item_history(conn, item_id), ("rationale",), masked)
+        history = (mask_fields(item_history(conn, item_id), ("rationale",), masked)
                    if item_id and not is_blind(case) else [])
         notes = {"item": notes_of(conn, "item", [item_id])[item_id] if item_id else [],
                  "campaign": notes_of(conn, "campaign", [campaign_id])[str(campaign_id)] if campaign_id else []}
@@ -155,7 +141,7 @@ def case_context(store: Store, taxonomy: Taxonomy, case_id: int, principal: Acto
         # plain member showed notes quoting its hate members until the case was revealed
         hide = {"item": masked, "campaign": masked or (not revealed and bool(notes["campaign"]) and bool(
             sensitive_campaigns(conn, [int(campaign_id)], settings)))}
-        notes = {k: hide_fields(v, ("body",), hide[k]) for k, v in notes.items()}
+        notes = {k: mask_fields(v, ("body",), hide[k]) for k, v in notes.items()}
         tags = {"item": tags_of(conn, "item", [item_id])[item_id] if item_id else [],
                 "campaign": tags_of(conn, "campaign", [campaign_id])[str(campaign_id)] if campaign_id else []}
     return {"case_id": case_id, "item_id": item_id, "campaign_id": campaign_id, "revealed": bool(revealed),

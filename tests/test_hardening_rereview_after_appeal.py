@@ -12,7 +12,6 @@ import pytest
 from sqlalchemy import select, update
 
 from core.config import config_dir
-from core.labels import current_decisions
 from core.hooks import PermissionDenied
 from core.principals import Principal
 from core.schema import AuditEvent, Case, Decision
@@ -22,6 +21,7 @@ from labeling.cases import build_cases, campaign_case
 from labeling.errors import DecisionError, QueueError
 from labeling.queue_config import load_queue_config
 from labeling.rereview import draw_rereviews
+from test_hardening_appeal_holds import _record
 from test_queue_support import T0, add_campaign, add_scored
 
 C = Case.__table__
@@ -32,11 +32,6 @@ D = Decision.__table__
 def cfg(taxonomy):
     return load_queue_config(config_dir(), taxonomy=taxonomy).model_copy(update={"qa_share": 0.0,
                                                                                   "calibration_sets": []})
-
-
-def _record(store, item):
-    with store.read() as conn:
-        return current_decisions(conn, [item])[item]
 
 
 def _case(store, case_id):
