@@ -157,7 +157,8 @@ def text_html(p: dict[str, Any], prefs: Optional[dict[str, bool]] = None) -> str
     more = ""
     if sample and p.get("campaign_case"):
         rows = "".join(f"<li>{esc(m['text'][:160])}</li>" for m in sample)
-        more = f"<div class='wb-sample'><small>Other members:</small><ul>{rows}</ul></div>"
+        shown = " class='wb-revealed'" if p.get("revealed") else ""  # revealed members blur as the text does
+        more = f"<div class='wb-sample'><small>Other members:</small><ul{shown}>{rows}</ul></div>"
     return f"<div class='{cls}' {WRAP}>{meta}{body}{note}{more}</div>"
 
 
