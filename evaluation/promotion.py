@@ -311,7 +311,7 @@ def compare_and_promote(store: "Store", taxonomy: "Taxonomy", ld: "LearningData"
     promoted = bool(promote and (verdict["passed"] or force))
     forced = bool(promoted and force and not verdict["passed"])
     result: dict[str, Any] = {"challenger": challenger_id, "champion": champ["id"] if champ else None,
-                              "kind": kind, "promoted": promoted, "forced": forced,
+                              "kind": kind, "promoted": promoted, "forced": forced, "evaluate_only": not promote,
                               "forced_by": actor_name(actor) if forced else None,
                               "force_reason": reason if forced else None, "confidence": pcfg.confidence,
                               "gate": verdict, "comparisons": comparisons, "data": ld.stats,
@@ -352,6 +352,8 @@ def compare_and_promote(store: "Store", taxonomy: "Taxonomy", ld: "LearningData"
             raise PromotionRefused(str(exc)) from None
         echo(f"promoted {challenger_id}: {why}")
         _rescore_after(result, store, taxonomy, cfg, queue_config, actor, rescore, show_progress)
+    elif not promote and verdict["passed"]:
+        echo(f"passed the gate, not promoted (evaluated only): {verdict['reason']}")
     else:
         echo(f"not promoted: {verdict['reason']}")
     return result

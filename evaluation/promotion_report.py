@@ -112,12 +112,23 @@ def training_data_lines(stats: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _verdict(result: dict[str, Any]) -> str:
+    """The report's verdict: a challenger evaluated only (`--no-promote`) that passed the gate
+    reads as passed and waiting, not as refused."""
+    if result["promoted"]:
+        return "promoted"
+    if result.get("evaluate_only") and result["gate"].get("passed") and not result.get("promote_refused"):
+        return ("passed the gate, not promoted (evaluated only: promote it on the Models tab or with "
+                f"`workbench models promote` {plain(result['challenger'])})")
+    return "not promoted"
+
+
 def write_markdown(path: str | Path, result: dict[str, Any], png_name: str) -> str:
     """The Markdown report of one retrain (`evaluation.promotion.retrain_and_gate`'s result);
     `promote_refused` (the champion changed after the gate) says why a passed verdict promoted nothing."""
     g = result["gate"]
     lines = [f"# Challenger {result['challenger']} against champion {result.get('champion') or '(none)'}", "",
-             f"**Verdict: {'promoted' if result['promoted'] else 'not promoted'}**"
+             f"**Verdict: {_verdict(result)}**"
              + (f": {result['promote_refused']}" if result.get("promote_refused") else "")
              + (f" (forced by {plain(result.get('forced_by'))}: {plain(result.get('force_reason'))})"
                 if result.get("forced") else ""),  # free text: no heading, link or tag of its own (Models tab)
