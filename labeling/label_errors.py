@@ -216,7 +216,9 @@ def find_label_errors(store: Store, taxonomy: Taxonomy, config: QueueConfig, act
 
     Needs `build_cases`. A decision already queued for re-review (in any state), or an item with
     a re-review still pending (`_pending_items`), is not queued again; nor is an item whose appeal
-    waits (`under_appeal`: the appeal settles its label, `labeling.appeal_holds`). Returns counts, the queued
+    waits (`under_appeal`: the appeal settles its label, `labeling.appeal_holds`) or whose label of
+    record is an appeal's outcome (`appeal_outcome`: it stands), and a decision no longer of record
+    when the cases are written (`changed_since_scan`). Returns counts, the queued
     cases (item, decision, given / model label, confidence, quality) and per-analyst counts;
     `skipped_labels` (labels not judged, `fold_support`), `cap` and `capped` (`queue_cap`) and a
     `note` saying why."""
@@ -249,8 +251,9 @@ def find_label_errors(store: Store, taxonomy: Taxonomy, config: QueueConfig, act
     rows, groups, waves = _scanned(ids, texts, dec, taxonomy, group_of)
     labels_used = sorted({dec[i]["label"] for i in rows}, key=taxonomy.labels.index)
     summary: dict[str, Any] = {"decided": len(rows), "labels": labels_used, "flagged": 0, "queued": 0,
-                               "already_queued": 0, "under_appeal": 0, "capped": 0, "skipped_labels": {}, "closed_superseded": closed,
-                               "cases": []}
+                               "already_queued": 0, "under_appeal": 0, "appeal_outcome": 0, "changed_since_scan": 0,
+                               "capped": 0,
+                               "skipped_labels": {}, "closed_superseded": closed, "cases": []}
     if len(rows) < 10 or len(labels_used) < 2 or len(set(groups)) < 2:
         summary["note"] = "too few decided items (or only one label, or one distinct text) to learn from"
         summary["by_analyst"] = _per_analyst([dec[i] for i in rows], np.zeros(len(rows), bool))
@@ -277,18 +280,25 @@ def find_label_errors(store: Store, taxonomy: Taxonomy, config: QueueConfig, act
     summary["skipped_labels"] = {lab: {"decisions": int((y == c).sum()), "fewest_in_training": int(support[c])}
                                  for lab, c in col.items() if (y == c).any() and support[c] < min_decisions}
     summary["by_analyst"] = _per_analyst([dec[i] for i in rows], flagged)
+    # An item whose label of record is an appeal's outcome (a decision of kind "appeal"): the outcome
+    # stands (`labeling.appeal_holds`), so a lead's correction may not replace it. Still learnt from.
+    settled = {i for i in rows if dec[i].get("kind") == "appeal"}
     new_rows, ranked = [], order.tolist()
     for pos, j in enumerate(ranked):
         if len(new_rows) >= min(limit, cap):
             if cap < limit:  # the cap, not max_cases, stopped it: say how many wait for a later scan
                 summary["capped"] = sum(1 for k in ranked[pos:] if candidate[k] and dec[rows[k]]["id"] not in queued
-                                        and rows[k] not in pending and rows[k] not in appealed)
+                                        and rows[k] not in pending and rows[k] not in appealed
+                                        and rows[k] not in settled)
             break
         if not candidate[j]:
             continue
         d = dec[rows[j]]
         if rows[j] in appealed:  # a re-review's correction would replace the decision under appeal
             summary["under_appeal"] += 1
+            continue
+        if rows[j] in settled:  # ... or the appeal's outcome
+            summary["appeal_outcome"] += 1
             continue
         if d["id"] in queued or rows[j] in pending:
             summary["already_queued"] = summary.get("already_queued", 0) + 1
@@ -321,12 +331,21 @@ def find_label_errors(store: Store, taxonomy: Taxonomy, config: QueueConfig, act
             appealed = set(waiting_appeals(conn, config, [r["item_id"] for r in new_rows]))
             summary["under_appeal"] += sum(1 for r in new_rows if r["item_id"] in appealed)
             new_rows = [r for r in new_rows if r["item_id"] not in appealed]
+            # The label of record may have changed since the scan read it (an appeal resolved, a
+            # correction or an undo): queue only a decision still of record, never an appeal's outcome.
+            record = current_decisions(conn, [r["item_id"] for r in new_rows])
+            moved = {r["item_id"] for r in new_rows if (record.get(r["item_id"]) or {}).get("id")
+                     != r["meta"]["label_error"]["decision_id"]}
+            late = sum(1 for i in moved if (record.get(i) or {}).get("kind") == "appeal")
+            summary["appeal_outcome"] += late
+            summary["changed_since_scan"] += len(moved) - late
+            new_rows = [r for r in new_rows if r["item_id"] not in moved]
             fresh = [r for r in new_rows if r["meta"]["label_error"]["decision_id"] not in queued
                      and r["item_id"] not in pending]
             summary["already_queued"] += len(new_rows) - len(fresh)
             new_rows = fresh
-            summary["cases"] = [c for c in summary["cases"] if c["decision_id"] not in queued
-                                and c["item_id"] not in pending and c["item_id"] not in appealed]
+            summary["cases"] = [c for c in summary["cases"] if c["decision_id"] not in queued and c["item_id"]
+                                not in pending and c["item_id"] not in appealed and c["item_id"] not in moved]
             if new_rows:
                 conn.execute(insert(C), new_rows)
                 audit.record(conn, actor, "cases.label_errors", "queue", None, {
@@ -336,6 +355,9 @@ def find_label_errors(store: Store, taxonomy: Taxonomy, config: QueueConfig, act
              "a training fold): " + ", ".join(f"{lab} ({v['decisions']} decided)"
                                               for lab, v in summary["skipped_labels"].items())
              ] if summary["skipped_labels"] else []
+    if summary["appeal_outcome"]:
+        notes.append(f"{summary['appeal_outcome']} item(s) whose label is an appeal's outcome left alone "
+                     "(the outcome stands)")
     if summary["capped"]:
         notes.append(f"{summary['capped']} more likely errors left for a later scan: one scan queues at most "
                      f"{cap} ({float(settings.max_queued_share):.0%} of the "
@@ -392,10 +414,31 @@ def _scanned(ids: Sequence[str], texts: Mapping[str, Any], dec: Mapping[str, dic
     return rows, groups, {i: len(waves[wave_of[i]]) for i in rows if i in wave_of}
 
 
+def _info(meta: Any) -> dict[str, Any]:
+    """A re-review case's `label_error` record; {} where its meta or the record is no object (a
+    hand-edited or corrupt row): read as no record. Why: one such row failed every later scan and
+    `label_error_counts` (AttributeError)."""
+    info = meta.get("label_error") if isinstance(meta, Mapping) else None
+    return dict(info) if isinstance(info, Mapping) else {}
+
+
+def _decision_ref(value: Any) -> Optional[int]:
+    """A decision id stored in a record, as an int; None when absent or no whole number (a corrupt
+    record, which named no decision: `int("abc")` failed the scan)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    try:
+        return int(value) if isinstance(value, (int, str)) else None
+    except ValueError:
+        return None
+
+
 def _superseded(conn: Any, decision_ids: Iterable[Any]) -> dict[int, int]:
     """decision id -> the id of a decision superseding it (a correction, an undo, an appeal's
     outcome), for those of `decision_ids` that one supersedes."""
-    ids = sorted({int(i) for i in decision_ids if i is not None})
+    ids = sorted({i for i in map(_decision_ref, decision_ids) if i is not None})
     out: dict[int, int] = {}
     for i in range(0, len(ids), 900):
         out.update((int(old), int(new)) for old, new in conn.execute(
@@ -411,15 +454,16 @@ def _close_superseded(conn: Any, queue: str, actor: Actor, now: dt.datetime) -> 
     queue the item's newer decision beside it. A case someone holds is theirs to resolve."""
     rows = conn.execute(select(C.c.id, C.c.meta, C.c.updated_at)
                         .where(C.c.queue == queue, C.c.state == "open")).all()
-    infos = {r.id: ((r.meta or {}).get("label_error") or {}) for r in rows}
+    infos = {r.id: _info(r.meta) for r in rows}
     newer = _superseded(conn, (i.get("decision_id") for i in infos.values()))
     who, closed = actor_name(actor), 0
     for r in rows:
         info = infos[r.id]
-        by = newer.get(int(info["decision_id"])) if info.get("decision_id") is not None else None
+        ref = _decision_ref(info.get("decision_id"))
+        by = newer.get(ref) if ref is not None else None
         if by is None:
             continue
-        meta = dict(r.meta or {}, label_error=dict(info, outcome="superseded", superseded_by=by, resolved_by=who))
+        meta = dict(r.meta, label_error=dict(info, outcome="superseded", superseded_by=by, resolved_by=who))
         if conn.execute(update(C).where(unchanged(r.id, "open", r.updated_at)).values(
                 state="decided", resolved_at=now, claimed_by=who, lease_expires_at=None, meta=meta,
                 updated_at=now)).rowcount:
@@ -436,8 +480,9 @@ def _queued_decisions(conn: Any, queue: str) -> set[Any]:
     scan found (a label or action kept against the model), so queueing it again asks again."""
     out: set[Any] = set()
     for r in conn.execute(select(C.c.meta).where(C.c.queue == queue)):
-        info = (r.meta or {}).get("label_error") or {}
-        out.update(v for v in (info.get("decision_id"), info.get("correction_id")) if v is not None)
+        info = _info(r.meta)
+        out.update(v for v in map(_decision_ref, (info.get("decision_id"), info.get("correction_id")))
+                   if v is not None)
     return out
 
 
@@ -449,7 +494,8 @@ def _pending_items(conn: Any, queue: str, config: QueueConfig) -> set[str]:
     rows = conn.execute(select(C.c.item_id, C.c.queue, C.c.meta).where(
         C.c.queue.in_([queue, config.escalation_queue]), C.c.state.in_(["open", "claimed", "escalated"]),
         C.c.item_id.is_not(None)))
-    return {r.item_id for r in rows if r.queue == queue or (r.meta or {}).get("escalated_from") == queue}
+    return {r.item_id for r in rows if r.queue == queue
+            or (isinstance(r.meta, Mapping) and r.meta.get("escalated_from") == queue)}
 
 
 def _per_analyst(decisions: Sequence[dict[str, Any]], flagged: np.ndarray) -> dict[str, dict[str, Any]]:
@@ -510,6 +556,7 @@ def label_error_counts(store: Store, config: QueueConfig) -> dict[str, dict[str,
                  for r in conn.execute(select(C.c.meta).where(C.c.queue == queue))]
         # A case still waiting whose decision was superseded since (corrected, undone, reversed) will
         # close as superseded, with no verdict: counted so now, not as pending.
-        newer = _superseded(conn, (i.get("decision_id") for i in infos if i and not i.get("outcome")))
-    return tally_label_errors(dict(i, outcome="superseded") if i and not i.get("outcome") and i.get("decision_id")
-                              is not None and int(i["decision_id"]) in newer else i for i in infos)
+        open_ = [i if isinstance(i, Mapping) and not i.get("outcome") else None for i in infos]
+        newer = _superseded(conn, (i.get("decision_id") for i in open_ if i))
+    return tally_label_errors(dict(i, outcome="superseded") if o and _decision_ref(o.get("decision_id")) in newer
+                              else i for i, o in zip(infos, open_))

@@ -15,7 +15,9 @@ escalation criterion or a hate score below the top label was counted as not seve
 A reveal of an item without a case (the API's item view) is stored once per reader and item
 (`record_caseless_reveal`): found by reader and item id, under a negative `case_id` of the item's
 own (`caseless_key`). The key was a 31-bit hash of the id alone, so two items whose keys collided
-shared one row and the second item's reveal was never counted.
+shared one row and the second item's reveal was never counted. Stored rows are per case (or per
+item without one), but `exposure` counts one reader's exposure to one item once: a case-less
+reveal of an item that later got a case, revealed again on that case, was counted twice.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ import datetime as dt
 import hashlib
 from typing import TYPE_CHECKING, Any, Mapping, Optional
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, exists, func, select, update
 
 from core import audit
 from core.hooks import check_permission
@@ -169,15 +171,27 @@ def has_revealed(conn: Connection, analyst: Actor, case_id: int) -> bool:
 def exposure(store: Store, analyst: Actor, settings: ReviewSettings,
              now: Optional[dt.datetime] = None) -> dict[str, Any]:
     """Severe reveals by `analyst` within the last `shift_hours`, against the budget (`now` in
-    any zone: reveals are stored in naive UTC, so an aware time is converted, not read as UTC)."""
+    any zone: reveals are stored in naive UTC, so an aware time is converted, not read as UTC).
+
+    One reader's exposure to one item's text counts once, whichever door revealed it: a reveal
+    is counted when no earlier reveal of the same item by the same reader exists in this shift
+    (for `severe`, no earlier severe one: a text read again in a later shift is exposure again). Why: a case-less reveal through the API (`record_caseless_reveal`)
+    and the reveal of the case the item got later are two rows, and counting rows charged one
+    text read twice. A reveal with no item id counts on its own. The look-up per reveal is
+    served by the index on reader and item (migration 0012)."""
     now = utc_naive(now) if now is not None else utcnow()
     since = now - dt.timedelta(hours=settings.shift_hours)
+    who, tiers = actor_name(analyst), list(settings.severe_tiers)
+    E = R.alias("earlier")
+
+    def first(*also: Any) -> Any:
+        return ~exists().where(E.c.analyst == R.c.analyst, E.c.item_id == R.c.item_id, E.c.id < R.c.id,
+                               E.c.created_at >= since, *also)
+
+    mine = select(func.count()).select_from(R).where(R.c.analyst == who, R.c.created_at >= since)
     with store.read() as conn:
-        severe = conn.execute(select(func.count()).select_from(R).where(
-            R.c.analyst == actor_name(analyst), R.c.created_at >= since,
-            R.c.severity.in_(list(settings.severe_tiers)))).scalar() or 0
-        total = conn.execute(select(func.count()).select_from(R).where(
-            R.c.analyst == actor_name(analyst), R.c.created_at >= since)).scalar() or 0
+        severe = conn.execute(mine.where(R.c.severity.in_(tiers), first(E.c.severity.in_(tiers)))).scalar() or 0
+        total = conn.execute(mine.where(first())).scalar() or 0
     return {"severe": int(severe), "revealed": int(total), "budget": settings.exposure_budget,
             "over_budget": severe >= settings.exposure_budget, "shift_hours": settings.shift_hours}
 
