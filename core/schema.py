@@ -191,6 +191,10 @@ class Case(Base):
     escalation_reason: Mapped[Optional[str]] = mapped_column(Text)
     claimed_by: Mapped[Optional[str]] = mapped_column(String(100))
     lease_expires_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    # When the latest claim began (the store's clock), so a heartbeat cannot renew a hold past
+    # queues.yaml's max_hold_seconds (labeling.claims.renew). NULL on cases claimed before 0013:
+    # the cap then starts at the first renewal.
+    claimed_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
     first_action_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
     resolved_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
     reopened_from: Mapped[Optional[int]] = mapped_column(Integer)

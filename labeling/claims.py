@@ -6,6 +6,11 @@ claim reads the first entry of the `ix_cases_claim` index (queue, state, priorit
 its cost does not grow with the backlog. A case of a campaign no longer active (merged into
 another; `clustering.service` closes it on its next run) is never offered: deciding it is refused.
 
+Hold cap: a claim's whole hold, renewals included, ends `max_hold_seconds` (queues.yaml) after
+`cases.claimed_at`, the store's time the claim began: a tab left open renewed its lease forever
+and sat on the case. A row claimed before that column existed (NULL) starts its cap at its next
+renewal. A fresh claim (after the hold ended, or of a case someone released) starts a new one.
+
 Whose clock: a lease is set on one app server and checked on others, so it is set and compared in
 the store's time (`lease_clock`: `core.lease_clock.lease_now`, read once in the transaction), never
 the process's own; a server whose clock ran ahead took over every live claim. A `now` passed in
@@ -16,7 +21,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Collection, Mapping, Optional
 
-from sqlalchemy import Connection, exists, func, insert, select, update
+from sqlalchemy import Connection, exists, func, insert, or_, select, update
 
 from core import audit
 from core.hooks import check_permission
@@ -95,11 +100,13 @@ def claim_query(config: QueueConfig, queue: str, analyst: str, dialect: str = "s
 
 
 def own_claim_query(queue: str, analyst: str, now: dt.datetime, exclude: Collection[int] = (),
-                    dialect: str = "sqlite"):  # type: ignore[no-untyped-def]
+                    dialect: str = "sqlite", held_since: Optional[dt.datetime] = None):  # type: ignore[no-untyped-def]
     """The analyst's own live claim in `queue` (best first, as claimed), not one of `exclude`, not
-    of a merged campaign."""
+    of a merged campaign; with `held_since`, not one claimed before it (its hold reached the cap)."""
     q = select(C.c.id).where(C.c.queue == queue, C.c.state == "claimed", C.c.claimed_by == analyst,
                              C.c.lease_expires_at > now, of_live_campaign())
+    if held_since is not None:
+        q = q.where(or_(C.c.claimed_at.is_(None), C.c.claimed_at > held_since))
     if exclude:
         q = q.where(C.c.id.not_in([int(i) for i in exclude]))
     q = q.order_by(C.c.priority.desc(), C.c.id.asc()).limit(1)
@@ -133,16 +140,17 @@ def next_case(store: Store, analyst: Actor, queue: str, config: QueueConfig, lea
         claims_of(conn, who)
         now = lease_clock(conn, now)
         reclaim_expired(conn, config, now)
+        since = now - dt.timedelta(seconds=config.max_hold_seconds)
         case_id = None if not resume else conn.execute(own_claim_query(queue, who, now, exclude,
-                                                                       conn.dialect.name)).scalar()
+                                                                       conn.dialect.name, since)).scalar()
         if case_id is not None:
-            return _resume(conn, case_id, queue, who, now, now + dt.timedelta(seconds=lease), detail)
+            return _resume(conn, case_id, queue, who, now, config, lease, detail)
         case_id = conn.execute(claim_query(config, queue, who, conn.dialect.name)).scalar()
         if case_id is None:
             return None
         expires = now + dt.timedelta(seconds=lease)
         conn.execute(update(C).where(C.c.id == case_id).values(
-            state="claimed", claimed_by=who, lease_expires_at=expires,
+            state="claimed", claimed_by=who, lease_expires_at=expires, claimed_at=now,
             first_action_at=func.coalesce(C.c.first_action_at, now), updated_at=now))
         row = conn.execute(select(C.c.item_id, C.c.calibration_set).where(C.c.id == case_id)).one()
         if row.calibration_set:
@@ -153,10 +161,14 @@ def next_case(store: Store, analyst: Actor, queue: str, config: QueueConfig, lea
                                                          "lease_expires_at": expires}
 
 
-def _resume(conn: Connection, case_id: int, queue: str, who: str, now: dt.datetime, expires: dt.datetime,
-            detail: bool) -> dict[str, Any]:
-    """The analyst's own live claim taken up again (in the caller's tx): its lease renewed."""
-    conn.execute(update(C).where(C.c.id == case_id).values(lease_expires_at=expires, updated_at=now))
+def _resume(conn: Connection, case_id: int, queue: str, who: str, now: dt.datetime, config: QueueConfig,
+            lease: int, detail: bool) -> dict[str, Any]:
+    """The analyst's own live claim taken up again (in the caller's tx): its lease renewed, within
+    the hold's cap (`held_lease`)."""
+    case = {"id": case_id, "claimed_at": conn.execute(select(C.c.claimed_at).where(C.c.id == case_id)).scalar()}
+    start, expires = held_lease(case, who, config, now, lease)
+    conn.execute(update(C).where(C.c.id == case_id).values(lease_expires_at=expires, claimed_at=start,
+                                                           updated_at=now))
     audit.record(conn, who, "case.claim", "case", case_id,
                  {"queue": queue, "lease_expires_at": expires.isoformat(), "resumed": True})
     return case_view(conn, case_id) if detail else {"id": case_id, "queue": queue, "claimed_by": who,
@@ -237,7 +249,8 @@ def renew(store: Store, case_id: int, analyst: Actor, config: QueueConfig, lease
     """Extend the holder's lease: the review screen's heartbeat while the case is on screen.
 
     Needs `claim`. Only the holder of a live lease may renew it (a lapsed lease is lost: the
-    case may already be someone else's), and never past `max_lease_seconds` from now.
+    case may already be someone else's), never past `max_lease_seconds` from now, and never past
+    `max_hold_seconds` from the claim (`held_lease`): refused once the hold reached it.
     """
     lease = config.lease_seconds if lease_seconds is None else lease_seconds
     if isinstance(lease, bool) or not isinstance(lease, int) or not 0 < lease <= config.max_lease_seconds:
@@ -249,11 +262,39 @@ def renew(store: Store, case_id: int, analyst: Actor, config: QueueConfig, lease
         now = lease_clock(conn, now)
         case = lock_case(conn, case_id)
         live = case["lease_expires_at"] is not None and case["lease_expires_at"] > now
-        if case["state"] != "claimed" or case["claimed_by"] != who or not live:
+        mine = case["state"] == "claimed" and case["claimed_by"] == who
+        cap = None if case["claimed_at"] is None else case["claimed_at"] + dt.timedelta(seconds=config.max_hold_seconds)
+        if mine and cap is not None and case["lease_expires_at"] is not None and case["lease_expires_at"] >= cap:
+            held_lease(case, who, config, now, lease)  # its lease ran to the cap: say so, not only "lapsed"
+        if not mine or not live:
             raise QueueError(f"case {case_id} is no longer held by {who}: {_why_lost(conn, case, who)}")
-        expires = now + dt.timedelta(seconds=lease)
-        conn.execute(update(C).where(C.c.id == case_id).values(lease_expires_at=expires, updated_at=now))
+        start, expires = held_lease(case, who, config, now, lease)
+        conn.execute(update(C).where(C.c.id == case_id).values(lease_expires_at=expires, claimed_at=start,
+                                                               updated_at=now))
     return {"id": case_id, "claimed_by": who, "lease_expires_at": expires}
+
+
+def held_lease(case: Mapping[str, Any], who: str, config: QueueConfig, now: dt.datetime,
+               lease: int) -> tuple[dt.datetime, dt.datetime]:
+    """(claim start, lease end) for renewing `who`'s hold of `case` at `now`: the lease from now,
+    never past the claim's start + `max_hold_seconds`, so no heartbeat holds a case forever. A
+    row claimed before `claimed_at` was stored (NULL) starts its cap now. QueueError (one line)
+    once the hold reached the cap."""
+    start = case["claimed_at"] if case["claimed_at"] is not None else now
+    end = start + dt.timedelta(seconds=config.max_hold_seconds)
+    if now >= end:
+        raise QueueError(f"case {case['id']} has been held by {who} for {_span(now - start)} since it was claimed, "
+                         f"the most max_hold_seconds ({config.max_hold_seconds} in queues.yaml) allows: the hold is "
+                         f"not renewed; claim the case again to keep it")
+    return start, min(now + dt.timedelta(seconds=lease), end)
+
+
+def _span(delta: dt.timedelta) -> str:
+    """A duration as a person reads it: '4 h 5 min', '12 min', '40 s'."""
+    secs = max(int(delta.total_seconds()), 0)
+    if secs >= 3600:
+        return f"{secs // 3600} h {secs % 3600 // 60} min"
+    return f"{secs // 60} min" if secs >= 60 else f"{secs} s"
 
 
 def _why_lost(conn: Connection, case: Mapping[str, Any], who: str) -> str:
@@ -278,8 +319,9 @@ def _why_lost(conn: Connection, case: Mapping[str, Any], who: str) -> str:
 def claim_case(store: Store, case_id: int, analyst: Actor, config: QueueConfig,
                now: Optional[dt.datetime] = None) -> dict[str, Any]:
     """Claim one case by its id ("open case" on the review screen): it must be waiting (or
-    already held by `analyst`, which renews the lease). Needs `claim`; never takes a case another
-    analyst holds, and not an appeal (those are resolved by a lead on the Appeals tab)."""
+    already held by `analyst`, which renews the lease within the hold's cap, `held_lease`). Needs
+    `claim`; never takes a case another analyst holds, and not an appeal (those are resolved by a
+    lead on the Appeals tab)."""
     who = actor_name(analyst)
     if not who or not who.strip():
         raise QueueError("an analyst name is required to claim a case")
@@ -295,9 +337,12 @@ def claim_case(store: Store, case_id: int, analyst: Actor, config: QueueConfig,
         if (status := inactive_campaign(conn, case["campaign_id"])) is not None:
             raise QueueError(f"case {case_id} is of campaign {case['campaign_id']}, which is {status}: its members "
                              f"joined another campaign, claim that campaign's case instead")
-        expires = now + dt.timedelta(seconds=config.lease_seconds)
+        held = case["state"] == "claimed" and case["claimed_by"] == who and case["lease_expires_at"] is not None \
+            and case["lease_expires_at"] > now  # its own live hold: a renewal, not a fresh claim
+        start, expires = held_lease(case, who, config, now, config.lease_seconds) if held \
+            else (now, now + dt.timedelta(seconds=config.lease_seconds))
         conn.execute(update(C).where(C.c.id == case_id).values(
-            state="claimed", claimed_by=who, lease_expires_at=expires,
+            state="claimed", claimed_by=who, lease_expires_at=expires, claimed_at=start,
             first_action_at=func.coalesce(C.c.first_action_at, now), updated_at=now))
         if case["calibration_set"]:
             exclude_calibration_siblings(conn, case_id, case["item_id"], case["calibration_set"], who, now)

@@ -219,6 +219,9 @@ class QueueConfig(_Strict):
     appeal_sla_minutes: int = Field(default=1440, gt=0, le=MAX_SLA_MINUTES)
     lease_seconds: int = Field(default=900, gt=0)
     max_lease_seconds: int = Field(default=4 * 3600, gt=0, le=MAX_SLA_MINUTES * 60)
+    # The longest one claim may be held, renewals included (labeling.claims.renew): a tab left
+    # open renewed its lease forever. At least max_lease_seconds, or one lease outlasts the cap.
+    max_hold_seconds: int = Field(default=4 * 3600, gt=0, le=MAX_SLA_MINUTES * 60)
     qa_share: float = Field(default=0.05, ge=0.0, le=1.0)
     # Stratified QA audit (labeling.sampling.audit_inclusion): first matching band wins, else qa_share.
     qa_strata: list[QaStratum] = Field(default_factory=list)
@@ -242,6 +245,9 @@ class QueueConfig(_Strict):
                 problems.append(f"routes.{i}.queue: {r.queue!r} is not listed under `queues`")
         if self.lease_seconds > self.max_lease_seconds:
             problems.append(f"lease_seconds: {self.lease_seconds} is over max_lease_seconds {self.max_lease_seconds}")
+        if self.max_hold_seconds < self.max_lease_seconds:
+            problems.append(f"max_hold_seconds: {self.max_hold_seconds} is under max_lease_seconds "
+                            f"{self.max_lease_seconds}: one lease would outlast the cap on a whole hold")
         for q in self.learning.queues:
             if q not in self.queues:
                 problems.append(f"learning.queues: {q!r} is not listed under `queues`")

@@ -117,9 +117,11 @@ def undo_last(store: Store, analyst: Actor, config: QueueConfig, window_seconds:
                     state=config.waiting_state(queue), resolved_at=None, claimed_by=None, updated_at=now))
         expires = None
         if not kept:
-            expires = lease_clock(conn, asked) + dt.timedelta(seconds=config.lease_seconds)
+            start = lease_clock(conn, asked)  # a new hold: its cap (max_hold_seconds) counts from here
+            expires = start + dt.timedelta(seconds=config.lease_seconds)
             conn.execute(update(C).where(C.c.id == case_id).values(
-                state="claimed", claimed_by=who, lease_expires_at=expires, resolved_at=None, updated_at=now))
+                state="claimed", claimed_by=who, lease_expires_at=expires, claimed_at=start, resolved_at=None,
+                updated_at=now))
         written = [*ids, *restored.values()]
         before = {p["id"]: p for p in prior}
         if not all(_unsent(d, before.get(d["supersedes_id"])) for d in group):

@@ -118,7 +118,7 @@ def test_the_upgrade_to_0012_keeps_every_reveal_and_an_old_one_still_counts_once
     before = _rows(any_store)
     store = open_store(any_store.data_dir, None if any_store.is_sqlite else any_store.url)
     try:
-        assert store.schema_revision() == "0012" == store.head_revision()
+        assert store.schema_revision() == store.head_revision()
         assert "ix_reveals_analyst_item" in {ix["name"] for ix in sa_inspect(store.engine).get_indexes("reveals")}
         assert _rows(store) == before
         for item_id in (A, B, A, B):

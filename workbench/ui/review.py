@@ -41,7 +41,7 @@ from .review_actions import (chosen_fields, confirm_refusal, form_note, form_val
                              needs_confirm, page_case_js, refused, untouched, with_under_review, wrong_case)
 from .review_guard import (FAILURES, case_number, counts_view, display_prefs, done_already, exposure_of,
                            finite_numbers, load_name, queue_choices, repeat_note, start_view, status_line, told, unread)
-from .review_hold import STORE_ERRORS, refusal
+from .review_hold import STORE_ERRORS, idle_now, refusal
 from .format import md_escape
 from .session import actor
 
@@ -362,7 +362,7 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
         case_id = packet["case"]["id"]
         expires = held["expires"] if held and held.get("case") == case_id else packet["case"]["lease_expires_at"]
         shown = dict(packet, case=dict(packet["case"], lease_expires_at=expires))
-        if (idle_ms or 0) / 1000 > settings.idle_seconds:
+        if idle_now(idle_ms, settings.idle_seconds):  # NaN, negative, not a number: idle
             return lease_html(shown, settings, idle=True), held, *same
         try:
             principal = who_of(who, request)

@@ -12,6 +12,9 @@ showed a bare "Error" and, after `c`, left the next case on screen as if this on
 """
 from __future__ import annotations
 
+import math
+from typing import Any
+
 from sqlalchemy.exc import DBAPIError, TimeoutError as PoolTimeout
 
 from labeling.errors import QueueError
@@ -29,3 +32,14 @@ def refusal(exc: Exception, then: str = "nothing was saved: press the key again"
         kind = type(orig).__name__ if orig is not None else type(exc).__name__
         return QueueError(f"the store is busy or unavailable ({kind}), {then}")
     return exc
+
+
+def idle_now(idle_ms: Any, idle_seconds: float) -> bool:
+    """True when the page's idle time (ms since the analyst's last key or click) says the hold
+    should not be renewed: past `idle_seconds`, or not a finite, non-negative number (NaN
+    compared as "active" and a hostile or broken page renewed the hold forever)."""
+    if isinstance(idle_ms, bool) or not isinstance(idle_ms, (int, float)):
+        return True
+    if isinstance(idle_ms, float) and not math.isfinite(idle_ms):
+        return True
+    return idle_ms < 0 or idle_ms > idle_seconds * 1000  # no division: a huge int overflowed a float
