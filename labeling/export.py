@@ -13,9 +13,12 @@ replaces `out_dir` only once both are written, and a folder that holds anything 
 only when asked (`overwrite`), so an earlier export is never lost by accident; and only when it
 holds nothing but an earlier export, so `--overwrite` never deletes the store's folder or anyone's
 files. The folder is swapped in only inside the transaction that records its `labels.export` event,
-and swapped back out if that does not commit: unmasked texts are never left on disk unaudited. A Hub
-push creates a private repo, goes only where the Hub says the repo is private or does not exist (a
-failed lookup refuses it), and a failed one still leaves the written folder audited.
+and swapped back out if that does not commit: unmasked texts are never left on disk unaudited; the
+folder is its owner's alone (0700). A Hub push is recorded before any byte leaves (`labels.push`,
+state "intended": repo, rows, unmasked texts by tier), and its result after (in `labels.export`, else
+in a second `labels.push`): no intent recorded, nothing pushed. It creates a private repo, goes only
+where the Hub says the repo is private or does not exist (a failed lookup refuses it), and a failed
+one still leaves the written folder audited. A repo id the Hub would refuse is refused before any work.
 """
 from __future__ import annotations
 
@@ -198,6 +201,8 @@ def export_labels(store: Store, taxonomy: Taxonomy, out_dir: str | Path, include
     from core import audit
 
     check_permission(actor, "export", str(out_dir))
+    if push_to_hub is not None:
+        _check_repo(push_to_hub)  # before any work: a typo (or "" from an unset variable) never writes, nor pushes
 
     out = Path(out_dir)
     replaced = _check_destination(out, overwrite)
@@ -217,22 +222,27 @@ def export_labels(store: Store, taxonomy: Taxonomy, out_dir: str | Path, include
         for r in rows:
             r["split"] = sides.get(r["id"], EXCLUDED)
     ds = to_dataset(rows, taxonomy)
+    origins = {o: sum(1 for r in rows if r["label_origin"] == o) for o in ("human", "source")}
+    calibrated = sum(1 for r in rows if r["label_origin"] == "calibration")
+    if calibrated:
+        origins["calibration"] = calibrated
+    counts = {lab: sum(1 for r in rows if r["label"] == lab) for lab in taxonomy.labels}
+    summary = {"rows": len(rows), "by_origin": origins, "by_label": counts, "path": str(out / "dataset"),
+               "parquet": str(out / "labels.parquet"), "taxonomy_version": taxonomy.version,
+               "pushed_to": None, "replaced": replaced, "warnings": warnings, "left_out": dict(left_out),
+               "source": source, "include_source_labels": include_source_labels,  # what was asked for
+               # Every text leaves unmasked (training needs it raw): how many of each tier, for the leads.
+               "unmasked_by_tier": {t: tiers[t] for t in (*taxonomy.severities, "none")}}
     target, tmp = _write_temp(ds, out, overwrite)
     try:
-        push_error = _push(ds, push_to_hub) if push_to_hub else None
-        origins = {o: sum(1 for r in rows if r["label_origin"] == o) for o in ("human", "source")}
-        calibrated = sum(1 for r in rows if r["label_origin"] == "calibration")
-        if calibrated:
-            origins["calibration"] = calibrated
-        counts = {lab: sum(1 for r in rows if r["label"] == lab) for lab in taxonomy.labels}
-        summary = {"rows": len(rows), "by_origin": origins, "by_label": counts, "path": str(out / "dataset"),
-                   "parquet": str(out / "labels.parquet"), "taxonomy_version": taxonomy.version,
-                   "pushed_to": None if push_error else push_to_hub, "replaced": replaced, "warnings": warnings,
-                   "left_out": dict(left_out),
-                   # Every text leaves unmasked (training needs it raw): how many of each tier, for the leads.
-                   "unmasked_by_tier": {t: tiers[t] for t in (*taxonomy.severities, "none")}}
-        if push_error:
-            summary["push_error"] = push_error
+        push_error: Optional[str] = None
+        if push_to_hub:
+            # The copy leaving for the Hub is recorded first: no byte goes out unaudited.
+            summary["push_intent"] = _record_push_intent(store, actor, push_to_hub, out, summary, replaced)
+            push_error = _push(ds, push_to_hub)
+            summary["pushed_to"] = None if push_error else push_to_hub
+            if push_error:
+                summary["push_error"] = push_error
         # The folder takes `out`'s place only inside the transaction that records its event, and is
         # taken back out if that does not commit: an export is never left on disk unaudited.
         old: Optional[Path] = None
@@ -245,31 +255,94 @@ def export_labels(store: Store, taxonomy: Taxonomy, out_dir: str | Path, include
         except BaseException as exc:
             if swapped:
                 _swap_back(tmp, target, old)
-            if isinstance(exc, ExportError) or not isinstance(exc, (SQLAlchemyError, RuntimeError, OSError)):
+            if not isinstance(exc, (ExportError, SQLAlchemyError, RuntimeError, OSError)):
                 raise
-            pushed = f"; it was pushed to {push_to_hub} already" if push_to_hub and not push_error else ""
-            raise ExportError(f"{out}: not exported: its audit event could not be recorded ({_first_line(exc)}), "
-                              f"so nothing was written{' and the earlier export is kept' if replaced else ''}"
-                              f"{pushed}") from None
+            pushed = _push_outcome(store, actor, push_to_hub, summary) if push_to_hub else ""
+            if isinstance(exc, ExportError):
+                raise ExportError(f"{exc}{pushed}") from None
+            raise ExportError(f"{escaped(out)}: not exported: its audit event could not be recorded "
+                              f"({_first_line(exc)}), so nothing was written"
+                              f"{' and the earlier export is kept' if replaced else ''}{pushed}") from None
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # gone already when swapped in
     if push_error:
-        raise ExportError(f"{out}: written ({len(rows)} rows), but the push to {push_to_hub} failed: {push_error}")
+        raise ExportError(f"{escaped(out)}: written ({len(rows)} rows), but the push to {push_to_hub} failed: "
+                          f"{push_error}")
     return summary
 
 
-def _first_line(exc: BaseException) -> str:
+def _record_push_intent(store: Store, actor: Actor, repo: str, out: Path, summary: dict[str, Any],
+                        replaced: bool) -> str:
+    """Commit a `labels.push` event (state "intended": the repo, how many rows, the unmasked texts by
+    tier; the actor is the event's) before the push sends anything, and return its hash, which the
+    export's own event then names. Why first: once the bytes are on the Hub, a store that fails to
+    record them leaves user content outside with no trace. Not recorded: ExportError, nothing pushed."""
+    from core import audit
+
+    intent = {"repo": repo, "state": "intended", "rows": summary["rows"], "path": summary["path"],
+              "source": summary["source"], "include_source_labels": summary["include_source_labels"],
+              "taxonomy_version": summary["taxonomy_version"], "unmasked_by_tier": summary["unmasked_by_tier"]}
+    try:
+        with store.begin() as conn:
+            return audit.record(conn, actor, "labels.push", "dataset", repo, intent)
+    except (SQLAlchemyError, RuntimeError, OSError) as exc:
+        raise ExportError(f"{escaped(out)}: not exported: the push to {repo} could not be recorded "
+                          f"({_first_line(exc)}), so nothing was pushed or written"
+                          f"{' and the earlier export is kept' if replaced else ''}") from None
+
+
+def _push_outcome(store: Store, actor: Actor, repo: str, summary: dict[str, Any]) -> str:
+    """When the export's own event failed after a push was tried: record the push's result on its
+    own (`labels.push`, state pushed / failed) and say, as the tail of one line, what happened to it
+    and what the audit log holds (the intent event stands whatever happens here)."""
+    from core import audit
+
+    error = summary.get("push_error")
+    result = {"repo": repo, "state": "failed" if error else "pushed", "error": error,
+              "intent": summary.get("push_intent"), "rows": summary["rows"], "exported": False}
+    said = f"; the push to {repo} failed as well ({error})" if error else f"; it was pushed to {repo} already"
+    try:
+        with store.begin() as conn:
+            audit.record(conn, actor, "labels.push", "dataset", repo, result)
+    except (SQLAlchemyError, RuntimeError, OSError) as exc:
+        return f"{said}: only its intent is recorded (the result could not be: {_first_line(exc, 150)})"
+    return f"{said} (recorded as its labels.push event)"
+
+
+def _check_repo(repo: str) -> None:
+    """ExportError, in one line, when `repo` is not a Hub repo id ("name" or "namespace/name"):
+    the Hub would refuse it only after the export was written and audited, in a message holding
+    the id whole (line breaks and all)."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(repo)
+    except HFValidationError:
+        raise ExportError(f"--push-to-hub '{escaped(repo, 100)}': not a Hub repo id (namespace/name, each of letters, "
+                          "digits, '-', '_' and '.', at most 96 characters); nothing was written or pushed") from None
+
+
+def escaped(value: object, n: int = 300) -> str:
+    """A path or name for a one-line message: control characters, and the lone surrogates that
+    stand for a non-UTF-8 name's bytes, as escapes; cut to `n` characters."""
+    text = str(value)
+    shown = text if text.isprintable() else "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+    return shown if len(shown) <= n else shown[:n - 1] + "…"
+
+
+def _first_line(exc: BaseException, n: int = 300) -> str:
     """The error's first line (a store error spans lines: the statement, the background link), escapes shown."""
-    return one_line((str(exc).strip().splitlines() or [type(exc).__name__])[0], 300)
+    return one_line((str(exc).strip().splitlines() or [type(exc).__name__])[0], n)
 
 
 def _push(ds: Any, repo: str) -> Optional[str]:
     """Push to the Hub, into a private repo where it creates one (an existing public repo, or one
     whose visibility cannot be checked, is refused); the failure's first line (offline, no token, a
-    bad repo id), or None: the local export is written by then, so a failed push must not hide it
-    from the audit (any error: a timeout is no OSError)."""
+    bad repo id), or None. Called only once its intent is recorded (`_record_push_intent`); a failed
+    push must not hide the local export from the audit (any error: a timeout is no OSError)."""
     try:
         refusal = _push_refusal(repo)
         if refusal:
@@ -340,18 +413,19 @@ def _check_destination(out: Path, overwrite: bool) -> bool:
         if not out.exists():
             return False
         if not out.is_dir():
-            raise ExportError(f"{out}: exists and is not a folder")
+            raise ExportError(f"{escaped(out)}: exists and is not a folder")
         full = any(out.iterdir())
         if full and not overwrite:
-            raise ExportError(f"{out}: the folder is not empty (an earlier export?); pass --overwrite to replace it")
+            raise ExportError(f"{escaped(out)}: the folder is not empty (an earlier export?); "
+                              "pass --overwrite to replace it")
         if full and (foreign := sorted(p.name for p in out.iterdir() if p.name not in OUTPUTS)):
-            raise ExportError(f"{out}: holds {_names(foreign)}, not only an earlier export's "
+            raise ExportError(f"{escaped(out)}: holds {_names(foreign)}, not only an earlier export's "
                               f"{' and '.join(OUTPUTS)}: choose another folder (--overwrite replaces only an export)")
         if full and (odd := _not_an_export(out)):
-            raise ExportError(f"{out}: {odd}, not what an export writes: choose another folder (--overwrite "
+            raise ExportError(f"{escaped(out)}: {odd}, not what an export writes: choose another folder (--overwrite "
                               f"replaces only an export)")
     except OSError as exc:
-        raise ExportError(f"{out}: cannot read the destination: {exc.strerror or exc}") from None
+        raise ExportError(f"{escaped(out)}: cannot read the destination: {exc.strerror or _first_line(exc)}") from None
     return full
 
 
@@ -382,14 +456,15 @@ def _write_temp(ds: Any, out: Path, overwrite: bool) -> tuple[Path, Path]:
     tmp = target.with_name(f".{target.name}.export-{secrets.token_hex(4)}")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp.mkdir()
+        tmp.mkdir(mode=0o700)  # unmasked texts, authors and notes: the owner's alone, as packets are
+        os.chmod(tmp, 0o700)  # whatever the umask
         ds.save_to_disk(str(tmp / "dataset"))
         ds.to_parquet(str(tmp / "labels.parquet"))
         _check_destination(out, overwrite)
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(exc, OSError):
-            raise ExportError(f"{out}: cannot write the export: {exc}") from None
+            raise ExportError(f"{escaped(out)}: cannot write the export: {_first_line(exc)}") from None
         raise
     return target, tmp
 
@@ -411,7 +486,7 @@ def _swap_in(tmp: Path, target: Path, out: Path, overwrite: bool) -> Optional[Pa
                 os.rename(old, target)  # put the earlier export back
             raise
     except OSError as exc:
-        raise ExportError(f"{out}: cannot write the export: {exc}") from None
+        raise ExportError(f"{escaped(out)}: cannot write the export: {_first_line(exc)}") from None
     return old
 
 

@@ -347,7 +347,7 @@ def register_commands(cli: click.Group) -> None:
           workbench export ./exports/2026-11 --include-source-labels
           python -c "import datasets; print(datasets.load_from_disk('./exports/2026-11/dataset'))"
         """
-        from labeling.export import ExportError, export_labels
+        from labeling.export import ExportError, escaped, export_labels
 
         try:
             summary = export_labels(app.store(), app.taxonomy(), out_dir, include_source_labels, source, push_to_hub,
@@ -361,7 +361,7 @@ def register_commands(cli: click.Group) -> None:
         emit(summary, as_json, lambda d: click.echo(
             f"exported {d['rows']} labelled items ({d['by_origin']['human']} human, "
             f"{d['by_origin'].get('calibration', 0)} calibration, {d['by_origin']['source']} source) "
-            f"to {d['path']} and {d['parquet']}"))
+            f"to {escaped(d['path'], 1000)} and {escaped(d['parquet'], 1000)}"))  # a non-UTF-8 name crashed the echo
 
 
 def _no_escapes(text: str) -> str:
