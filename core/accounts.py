@@ -23,8 +23,9 @@ nobody hands out more than they hold (`core.permissions.check_grant`): a role, o
 allows an action the actor's own role and token scopes do not is refused, and so is a change
 to an account whose role does. Names are unique whatever their case ('Bob' is 'bob'). The last
 enabled manager, and the last one with a live token allowing `users` (the only way to manage
-accounts), is neither disabled nor demoted; account changes lock the enabled accounts' rows and
-re-read the acting account, so a principal demoted or disabled meanwhile changes nothing.
+accounts), is neither disabled nor demoted, and that last live token is not revoked; account
+changes (token revocations and sign-outs included) lock the enabled accounts' rows and re-read the
+acting account, so a principal demoted or disabled meanwhile changes nothing.
 """
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ from .hooks import check_permission
 from .principals import Actor, InvalidName, Principal, actor_name, check_name
 from .schema import MAX_ROW_ID, ApiToken, User, utcnow
 from .text import invisible_char, lone_surrogate_at
+from .web_sessions import acting_changed
 
 U = User.__table__
 T = ApiToken.__table__
@@ -47,6 +49,7 @@ TOKEN_PREFIX = "wbt_"
 MAX_FAILED = 5
 LOCKOUT = dt.timedelta(minutes=15)
 _DUMMY: list[str] = []  # an argon2 hash of a random password, computed once, for the constant path
+LAST_TOKEN_HOLDER = "last enabled account allowed to manage accounts with a live token allowing 'users'"
 _NAMES_LOCK = 0x7773_7573  # advisory lock id on PostgreSQL: one account added at a time (names unique by case)
 
 
@@ -180,19 +183,12 @@ def _managers(conn: Any, roles: Any) -> tuple[set[str], set[str]]:
 
 
 def _acting(conn: Any, actor: Actor) -> None:
-    """Lock every enabled account's row (in id order, so account changes run one at a time without
-    deadlocks), then refuse an account's principal whose row changed since it was read (its role,
-    or disabled): a request authorised just before a concurrent demotion or disable would
-    otherwise act on authority the account no longer has (two managers demoting each other)."""
-    conn.execute(select(U.c.id).where(U.c.disabled.is_(False)).order_by(U.c.id).with_for_update())
-    if not isinstance(actor, Principal) or actor.kind != "user":
-        return
-    row = conn.execute(select(U.c.role, U.c.disabled).where(U.c.name == actor.name)).first() \
-        if _valid(actor.name) else None
-    if row is not None and (row.disabled or row.role != actor.role):  # None: a script's own Principal
-        now = "disabled" if row.disabled else f"now {row.role}"
-        raise AccountError(f"{actor.name} ({actor.role}) may not manage accounts: the account changed "
-                           f"meanwhile ({now})")
+    """Lock every enabled account's row, then refuse an account's principal whose row changed since
+    it was read (`web_sessions.acting_changed`): a request authorised just before a concurrent
+    demotion or disable would otherwise act on authority the account no longer has."""
+    problem = acting_changed(conn, actor)
+    if problem is not None:
+        raise AccountError(problem)
 
 
 def _change_user(store: Any, name: str, actor: Actor, action: str, values: dict[str, Any],
@@ -222,9 +218,8 @@ def _change_user(store: Any, name: str, actor: Actor, action: str, values: dict[
                 raise AccountError(f"{name} is the last enabled account allowed to manage accounts: "
                                    "give another account such a role first")
             if before[1] and not after[1]:
-                raise AccountError(f"{name} is the last enabled account allowed to manage accounts with a live "
-                                   "token allowing 'users': give another account such a role and a token "
-                                   "(`workbench tokens create`) first")
+                raise AccountError(f"{name} is the {LAST_TOKEN_HOLDER}: give another account such a role and "
+                                   "a token (`workbench tokens create`) first")
         was = {k: (user[k] is not None if k == "password_hash" else user[k]) for k in values}
         if "password_hash" in was:
             was["password"] = was.pop("password_hash")
@@ -304,15 +299,19 @@ def verify_password(store: Any, name: str, password: str, now: Optional[dt.datet
         ok = _hasher().verify(user["password_hash"] if user is not None else _dummy_hash(), typed)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         ok = False
-    if user is None:
-        return None  # unknown, disabled, locked, no password, or MAX_FAILED attempts already counted
+    if not _valid(name):
+        return None  # a name no account can have: nothing to tell apart, nothing to write
+    # unknown, disabled, locked, no password, or MAX_FAILED attempts already counted (user None):
+    # the same second write as a wrong password, on no row (id 0), so no store round trip more
+    # or less tells a real account from an unknown name
     with store.begin() as conn:
-        if ok:  # the slot and any earlier failures are cleared; re-read so a disable meanwhile wins
+        if ok and user is not None:  # the slot and earlier failures are cleared; re-read so a disable meanwhile wins
             row = conn.execute(update(U).where(U.c.id == user["id"], U.c.disabled.is_(False))
                                .values(failed_logins=0, locked_until=None).returning(U.c.role)).first()
             return Principal(user["name"], row.role, "user") if row is not None else None
         # the slot stays counted as a failure; the first failure at the limit locks the account
-        _lock(conn, update(U).where(U.c.id == user["id"], U.c.failed_logins >= MAX_FAILED), user["name"], now)
+        _lock(conn, update(U).where(U.c.id == (user["id"] if user is not None else 0),
+                                    U.c.failed_logins >= MAX_FAILED), user["name"] if user is not None else name, now)
     return None
 
 
@@ -376,6 +375,10 @@ def create_token(store: Any, name: str, *, actor: Actor, expires_days: Optional[
 
 
 def list_tokens(store: Any, name: Optional[str] = None) -> list[dict[str, Any]]:
+    """Tokens (never the tokens themselves), of user `name` only when given: a name no account
+    can have (a NUL, undecodable bytes) has none, instead of a traceback from the store."""
+    if name is not None and not _valid(name):
+        return []
     q = (select(T.c.id, U.c.name.label("user"), T.c.prefix, T.c.scopes, T.c.created_by, T.c.created_at,
                 T.c.expires_at, T.c.revoked_at).join(U, U.c.id == T.c.user_id).order_by(T.c.id))
     if name is not None:
@@ -384,18 +387,33 @@ def list_tokens(store: Any, name: Optional[str] = None) -> list[dict[str, Any]]:
         return [dict(r) for r in conn.execute(q).mappings()]
 
 
-def revoke_token(store: Any, token_id: int, *, actor: Actor, now: Optional[dt.datetime] = None) -> dict[str, Any]:
-    """Revoke a token (by the id `tokens list` shows); it stops working at once. Audited."""
+def revoke_token(store: Any, token_id: int, *, actor: Actor, roles: Any = None,
+                 now: Optional[dt.datetime] = None) -> dict[str, Any]:
+    """Revoke a token (by the id `tokens list` shows); it stops working at once. Audited.
+
+    As for account changes, the acting principal's row is re-read (`_acting`) and nobody revokes
+    a token allowing more than they hold (`check_grant`). With `roles`, the last live token
+    anyone can manage accounts with is not revoked (`_managers`): once accounts exist the command
+    line needs a token, so nobody could hand out a token or a role again; create another first."""
+    from .permissions import check_grant
+
     check_permission(actor, "tokens", f"token {token_id}")
     now = now or utcnow()
     with store.begin() as conn:
-        row = conn.execute(select(T.c.id, T.c.revoked_at, T.c.prefix, U.c.name).join(U, U.c.id == T.c.user_id)
+        _acting(conn, actor)
+        before = _managers(conn, roles) if roles is not None else None
+        row = conn.execute(select(T.c.id, T.c.revoked_at, T.c.prefix, T.c.scopes, U.c.name, U.c.role)
+                           .join(U, U.c.id == T.c.user_id)
                            .where(T.c.id == token_id)).first() if 0 < token_id <= MAX_ROW_ID else None
         if row is None:
             raise AccountError(f"no token {token_id} (see `workbench tokens list`)")
         if row.revoked_at is not None:
             return {"id": token_id, "user": row.name, "revoked": True, "changed": False}
+        check_grant(actor, row.role, row.scopes, what=f"revoke token {token_id} of {row.name} ({row.role})")
         conn.execute(update(T).where(T.c.id == token_id).values(revoked_at=now))
+        if before is not None and before[1] and not _managers(conn, roles)[1]:
+            raise AccountError(f"token {token_id} is the last live token of the {LAST_TOKEN_HOLDER}: create "
+                               f"another (`workbench tokens create`) before revoking it")
         audit.record(conn, actor, "token.revoke", "api_token", token_id, {"user": row.name, "prefix": row.prefix})
     return {"id": token_id, "user": row.name, "revoked": True, "changed": True}
 
@@ -406,10 +424,12 @@ def principal_for_token(store: Any, token: str, now: Optional[dt.datetime] = Non
     if not isinstance(token, str) or not token.strip():
         raise AccountError("no token given (set WORKBENCH_TOKEN or pass --token)")
     now = now or utcnow()
+    # a token is ASCII (`wbt_` + URL-safe characters): anything else (stray bytes in WORKBENCH_TOKEN,
+    # read as lone surrogates that do not encode) is no token, not a traceback
     with store.read() as conn:
         row = conn.execute(select(T.c.id, T.c.scopes, T.c.expires_at, T.c.revoked_at, U.c.name, U.c.role,
                                   U.c.disabled).join(U, U.c.id == T.c.user_id)
-                           .where(T.c.token_hash == token_hash(token.strip()))).first()
+                           .where(T.c.token_hash == token_hash(token.strip()))).first() if token.isascii() else None
     if row is None:
         raise AccountError("unknown token (check WORKBENCH_TOKEN or --token)")
     if row.disabled:  # first: disabling revokes the tokens too, and this says why

@@ -76,6 +76,15 @@ def _stamp(password_hash: Optional[str]) -> Optional[str]:
     return None if password_hash is None else hashlib.sha256(password_hash.encode("utf-8")).hexdigest()
 
 
+def _named(name: object) -> bool:
+    """Whether `name` could be an account's (every account passed `check_name`)."""
+    try:
+        check_name(name)
+        return True
+    except InvalidName:
+        return False
+
+
 def password_stamp(store: Any, name: object) -> Optional[str]:
     """A fingerprint of user `name`'s password as it is now (None: no such account or no
     password). Read before checking a sign-in's password and handed to `start_session`, so a
@@ -176,19 +185,42 @@ def end_user_sessions(conn: Any, user_id: int, name: str, reason: str, actor: Ac
     return len(live)
 
 
+def acting_changed(conn: Any, actor: Actor) -> Optional[str]:
+    """Lock every enabled account's row (in id order, so account changes run one at a time without
+    deadlocks), then say why an account's principal may not manage accounts when its row changed
+    since it was read (its role, or disabled); None when it may (or is no account's: a script's).
+    Here, not in `accounts`, so signing users out (this module) checks it too without a cycle."""
+    conn.execute(select(U.c.id).where(U.c.disabled.is_(False)).order_by(U.c.id).with_for_update())
+    if not isinstance(actor, Principal) or actor.kind != "user" or not _named(actor.name):
+        return None
+    row = conn.execute(select(U.c.role, U.c.disabled).where(U.c.name == actor.name)).first()
+    if row is None or not (row.disabled or row.role != actor.role):
+        return None
+    now = "disabled" if row.disabled else f"now {row.role}"
+    return f"{actor.name} ({actor.role}) may not manage accounts: the account changed meanwhile ({now})"
+
+
 def revoke_sessions(store: Any, name: str, *, actor: Actor, now: Optional[dt.datetime] = None) -> dict[str, Any]:
     """Sign a user out everywhere (needs `users`): every live session ends at once. Audited."""
+    from .permissions import check_grant
+
     check_permission(actor, "users", f"user {name}")
     with store.begin() as conn:
-        user = conn.execute(select(U.c.id).where(U.c.name == name)).first()
+        if (problem := acting_changed(conn, actor)) is not None:  # as every account change
+            raise SessionError(problem)
+        user = conn.execute(select(U.c.id, U.c.role).where(U.c.name == name)).first() if _named(name) else None
         if user is None:
-            raise SessionError(f"no user {name!r} (see `workbench users list`)")
+            raise SessionError(f"no user {str(name)[:40]!r} (see `workbench users list`)")
+        check_grant(actor, user.role, what=f"sign out user {name} ({user.role})")  # as disabling it would be
         ended = end_user_sessions(conn, user.id, name, "revoked", actor, now)
     return {"user": name, "ended": ended}
 
 
 def list_sessions(store: Any, name: Optional[str] = None, live_only: bool = True) -> list[dict[str, Any]]:
-    """Sessions, newest first (never the cookie or its hash)."""
+    """Sessions, newest first (never the cookie or its hash); none for a name no account can have
+    (a NUL, undecodable bytes), instead of a traceback from the store."""
+    if name is not None and not _named(name):
+        return []
     q = (select(S.c.id, U.c.name.label("user"), S.c.client, S.c.created_at, S.c.last_seen_at, S.c.expires_at,
                 S.c.ended_at, S.c.end_reason).join(U, U.c.id == S.c.user_id).order_by(S.c.id.desc()))
     if name is not None:

@@ -21,9 +21,13 @@ from .common import AppContext, acting, emit, json_option, pass_app, user_errors
 def _read_password(password_stdin: bool) -> Optional[str]:
     """The first line of stdin (without its line ending, `\\n` or a Windows `\\r\\n`: a `\\r` kept would
     be a password nobody can type at the sign-in page); one line of error when it is not UTF-8 text
-    (bytes that do not decode, or that the locale let through as surrogates argon2 cannot hash)."""
+    (bytes that do not decode, or that the locale let through as surrogates argon2 cannot hash).
+    A person at a terminal is asked twice without echo: read as a line, the password was shown on
+    screen (and left in the terminal's scrollback) as it was typed."""
     if not password_stdin:
         return None
+    if sys.stdin.isatty():
+        return click.prompt("Password", hide_input=True, confirmation_prompt=True, err=True)
     try:
         line = sys.stdin.readline()
         line.encode("utf-8")
@@ -262,6 +266,6 @@ def register_commands(cli: click.Group) -> None:
         from core.accounts import revoke_token
 
         with user_errors():
-            out = revoke_token(app.store(), token_id, actor=acting(app))
+            out = revoke_token(app.store(), token_id, actor=acting(app), roles=app.roles())
         emit(out, as_json, lambda o: click.echo(f"token {o['id']} of {o['user']} revoked"
                                                 + ("" if o["changed"] else " (already)")))
