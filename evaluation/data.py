@@ -150,14 +150,20 @@ def decision_rows(store: Store, taxonomy: Taxonomy) -> list[dict[str, Any]]:
     P, C, I, CM = Prediction.__table__, Case.__table__, Item.__table__, CampaignMember.__table__
     with store.read() as conn:
         decided = current_decisions(conn, kinds=AUTHORITATIVE_KINDS)
-        rows = one_per_labelling_act(conn, [d for d in decided.values() if d["model_version"] and d["model_label"]])
-        ids = [r["item_id"] for r in rows]
-        chains = _case_chains(conn, rows)
-        scores = {(p.item_id, p.model_version): p.scores
-                  for p in _chunked(conn, select(P.c.item_id, P.c.model_version, P.c.scores), P.c.item_id, ids)}
+        judged = [d for d in decided.values() if d["model_version"] and d["model_label"]]
+        chains = _case_chains(conn, judged)
         cases = {c.id: c for c in _chunked(conn, select(C.c.id, C.c.is_audit, C.c.audit_inclusion, C.c.queue,
                                                            C.c.meta, C.c.priority_reason),
                                             C.c.id, [c for chain in chains.values() for c in chain])}
+        # a campaign's copies collapse to one per text: an audited copy stands for it (the first copy
+        # did, and an audited item a campaign decision re-labelled dropped out of the audit sample)
+        audited = {r["id"] for r in judged
+                   if _audit_and_origin([cases.get(c) for c in chains[r["id"]]])[0] is not None}
+        keep = {r["id"] for r in one_per_labelling_act(conn, sorted(judged, key=lambda r: r["id"] not in audited))}
+        rows = [r for r in judged if r["id"] in keep]
+        ids = [r["item_id"] for r in rows]
+        scores = {(p.item_id, p.model_version): p.scores
+                  for p in _chunked(conn, select(P.c.item_id, P.c.model_version, P.c.scores), P.c.item_id, ids)}
         items = {i.id: i for i in _chunked(conn, select(I.c.id, I.c.source, I.c.surface, I.c["metadata"].label("meta"),
                                                         I.c.text), I.c.id, ids)}
         members = {m for (m,) in _chunked(conn, select(CM.c.item_id), CM.c.item_id, ids)}

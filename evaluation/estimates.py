@@ -337,6 +337,10 @@ def policy_estimates(y_true: Sequence[str], y_pred: Sequence[str], labels: Seque
         raise ValueError(f"method must be 'wilson' or 'bootstrap', not {method!r}")
     yt, yp = np.asarray(y_true, dtype=object), np.asarray(y_pred, dtype=object)
     w = None if weights is None else np.asarray(weights, dtype=np.float64)
+    # the bootstrap resamples within the design's strata: without `strata`, the units of equal
+    # weight, as `ratio_estimate` and `stratified_posterior` read them (it resampled the whole
+    # audit as one stratum, so a resample could lose the heavy band altogether)
+    boot_strata = strata if strata is not None or w is None or len(w) != len(yt) else _strata_keys(w, None)
     out: dict[str, dict[str, Estimate]] = {}
     for li, lab in enumerate(labels):
         t, p = (yt == lab).astype(float), (yp == lab).astype(float)
@@ -371,7 +375,7 @@ def policy_estimates(y_true: Sequence[str], y_pred: Sequence[str], labels: Seque
                     return float((ww[idx] * num[idx]).sum() / d) if d > 0 else None
 
                 est["lo"], est["hi"] = _union((est["lo"], est["hi"]),
-                                              bootstrap_interval(stat, len(num), conf, n_boot, seed, strata))
+                                              bootstrap_interval(stat, len(num), conf, n_boot, seed, boot_strata))
                 est["method"] = "bootstrap"
             row[name] = est
         out[lab] = row

@@ -42,7 +42,10 @@ def cohen_kappa(a: Sequence[Any], b: Sequence[Any]) -> Optional[float]:
 
 
 def fleiss_kappa(counts: np.ndarray) -> Optional[float]:
-    """Fleiss' kappa from an (items, categories) matrix of rating counts (equal raters per item)."""
+    """Fleiss' kappa from an (items, categories) matrix of rating counts (equal raters per item);
+    None when it is undefined: every rating one and the same category makes chance agreement 1
+    and kappa 0/0 (it read as a perfect 1.0 in the report's agreement table, though raters who
+    all say "benign" to benign items show no skill; statsmodels gives NaN there)."""
     counts = np.asarray(counts, dtype=np.float64)
     if counts.size == 0:
         return None
@@ -53,7 +56,7 @@ def fleiss_kappa(counts: np.ndarray) -> Optional[float]:
     p_j = counts.sum(axis=0) / counts.sum()
     p_i = ((counts * counts).sum(axis=1) - r) / (r * (r - 1))
     pe = float((p_j * p_j).sum())
-    return 1.0 if pe >= 1.0 else float((p_i.mean() - pe) / (1.0 - pe))
+    return None if pe >= 1.0 else float((p_i.mean() - pe) / (1.0 - pe))
 
 
 def finite(values: Any) -> np.ndarray:
@@ -63,16 +66,23 @@ def finite(values: Any) -> np.ndarray:
     return v[np.isfinite(v)]
 
 
+PROBABILITY_SLACK = 1e-6  # stored scores are rounded to 6 places: `core.predictions`' own slack
+
+
 def finite_row(values: Any) -> bool:
-    """True when `values` is a score vector of finite numbers only: a stored prediction whose
-    score is NaN or infinite (a broken model's row, a hand edit) is no score, and one such row
-    made the calibration error and the slices' AUCs read "nan" in the report."""
+    """True when `values` is a score vector of probabilities: finite numbers in [0, 1] (give or
+    take `PROBABILITY_SLACK`), the rule `core.predictions.prediction_problem` puts on a stored
+    prediction. A stored score that is NaN or infinite (a broken model's row, a hand edit) is no
+    score, and one such row made the calibration error and the slices' AUCs read "nan" in the
+    report; one of 1000 or -999 (a row stored before that rule) is no probability either: it
+    stayed in and made the calibration error over 100, a figure that lives in [0, 1]."""
     if values is None:
         return False
     try:
-        return bool(np.isfinite(np.asarray(values, dtype=np.float64)).all())
+        v = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError):
         return False
+    return bool(np.isfinite(v).all() and (v >= -PROBABILITY_SLACK).all() and (v <= 1.0 + PROBABILITY_SLACK).all())
 
 
 def quantile_edges(reference: np.ndarray, bins: int = 10) -> np.ndarray:

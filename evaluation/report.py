@@ -32,7 +32,7 @@ from .analysts import analyst_quality
 from .config import EvaluationConfig
 from .overrides import override_telemetry
 from .slices import slice_report
-from .data import decision_rows, retired_counts
+from .data import decision_rows, retired_counts, score_row
 
 
 def _quality(rows: list[dict[str, Any]], taxonomy: Taxonomy) -> dict[str, Any]:
@@ -49,13 +49,17 @@ def _quality(rows: list[dict[str, Any]], taxonomy: Taxonomy) -> dict[str, Any]:
     yhat = np.array([idx[r["model"]] for r in rows])
     out = classification_summary(y, yhat, labels)
     out["retired"] = sum(bool(r.get("retired")) for r in rows)
-    cal = [r["model"] in taxonomy.policies for r in rows]  # a retired model label's own score is gone
-    if any(cal) and all(em.finite_row(r["proba"]) for r, ok in zip(rows, cal) if ok):
-        proba = np.array([r["proba"] for r, ok in zip(rows, cal) if ok])
+    # a retired model label's own score is gone; a stored score that is no probability calibrates
+    # nothing and is left out, counted (one such row dropped the whole ECE, silently)
+    cal = np.array([r["model"] in taxonomy.policies and em.finite_row(r["proba"]) for r in rows], dtype=bool)
+    out["ece_n"] = int(cal.sum())
+    out["ece_unscored"] = sum(r["model"] in taxonomy.policies for r in rows) - out["ece_n"]
+    if cal.any():
+        proba = np.array([r["proba"] for r, ok in zip(rows, cal) if ok], dtype=np.float64)
         proba = proba / np.clip(proba.sum(axis=1, keepdims=True), 1e-12, None)
         from models.metrics import expected_calibration_error
 
-        out["ece"] = expected_calibration_error(proba, y[np.array(cal)])  # a retired human label: top label wrong
+        out["ece"] = expected_calibration_error(proba, y[cal])  # a retired human label: top label wrong
     out["override_rate"] = em.override_rate([r["model"] for r in rows], [r["human"] for r in rows])
     return out
 
@@ -105,7 +109,9 @@ def agreement(store: Store) -> dict[str, Any]:
             kappa, method = em.fleiss_kappa(counts) if len(counts) else None, "fleiss" if r > 2 else "scott"
         else:
             kappa, method = None, None
-        out[cal] = {"items": len(full), "raters_per_item": r, "kappa": kappa, "method": method}
+        note = None if kappa is not None else ("undefined: one label only" if r >= 2 and len(full)
+                                               else "fewer than 2 raters per item")
+        out[cal] = {"items": len(full), "raters_per_item": r, "kappa": kappa, "method": method, "kappa_note": note}
     return out
 
 
@@ -134,8 +140,9 @@ def score_drift(store: Store, taxonomy: Taxonomy, reference: Optional[tuple[dt.d
         def window(bounds: tuple[dt.datetime, dt.datetime]) -> np.ndarray:
             q = (select(P.c.scores).join(I, I.c.id == P.c.item_id)
                  .where(P.c.model_version == version, and_(t >= bounds[0], t < bounds[1])))
-            return np.array([[float(s.get(lab, 0.0)) for lab in taxonomy.labels] for (s,) in conn.execute(q)]
-                            ).reshape(-1, len(taxonomy.labels))
+            # a null or non-number score is NaN (left out by PSI and KS); `float(None)` ended the call
+            return np.array([score_row(s, list(taxonomy.labels), missing=0.0) for (s,) in conn.execute(q)],
+                            dtype=np.float64).reshape(-1, len(taxonomy.labels))
 
         ref, cur = window(reference), window(current)
     out: dict[str, Any] = {"model_version": version, "reference": [reference[0].isoformat(), reference[1].isoformat()],
@@ -144,10 +151,14 @@ def score_drift(store: Store, taxonomy: Taxonomy, reference: Optional[tuple[dt.d
     if len(ref) and len(cur):
         for j, lab in enumerate(taxonomy.labels):
             ks = em.ks_statistic(ref[:, j], cur[:, j])
-            out["per_label"][lab] = {"psi": em.psi(ref[:, j], cur[:, j]), "ks": ks["statistic"],
-                                     "ks_pvalue": ks["pvalue"], "mean_ref": float(ref[:, j].mean()),
-                                     "mean_cur": float(cur[:, j].mean())}
-        out["max_psi"] = max(v["psi"] for v in out["per_label"].values())
+            r, c = em.finite(ref[:, j]), em.finite(cur[:, j])
+            out["per_label"][lab] = {"psi": em.psi(r, c), "ks": ks["statistic"], "ks_pvalue": ks["pvalue"],
+                                     "mean_ref": float(r.mean()) if len(r) else float("nan"),
+                                     "mean_cur": float(c.mean()) if len(c) else float("nan")}
+        # over the measured policies: Python's max kept a NaN PSI met first (a policy without a finite
+        # score) and hid the others' drift, or skipped it met later (the answer hung on label order)
+        psis = [v["psi"] for v in out["per_label"].values() if np.isfinite(v["psi"])]
+        out["max_psi"] = max(psis) if psis else float("nan")
         out["_arrays"] = (ref, cur)
     return out
 
@@ -190,7 +201,7 @@ def evaluation_summary(store: Store, taxonomy: Taxonomy, actor: Actor, *, config
     # calibration: a retired model label's own score is not among the current policies' (left out,
     # counted); a retired human label is kept as class -1, the model's top label judged wrong
     current = [r for r in rows if r["model"] in idx]
-    scored = [r for r in current if em.finite_row(r["proba"])]  # a NaN score calibrates nothing
+    scored = [r for r in current if em.finite_row(r["proba"])]  # NaN, or out of [0, 1]: calibrates nothing
     nonfinite = sum(r["proba"] is not None for r in current) - len(scored)
     proba = np.array([r["proba"] for r in scored], dtype=np.float64).reshape(-1, len(taxonomy.labels))
     proba = proba / np.clip(proba.sum(axis=1, keepdims=True), 1e-12, None)
