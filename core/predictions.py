@@ -16,9 +16,9 @@ shown or judged against until it is promoted; "newest" is the largest prediction
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Mapping, Optional
+from typing import Any, Iterable, Mapping, Optional, Sequence
 
-from sqlalchemy import Connection, Select, case, func, select
+from sqlalchemy import Connection, Select, Subquery, case, func, select
 
 from .schema import ModelVersion, Prediction
 
@@ -92,12 +92,24 @@ def record_ids(conn: Connection) -> Select[Any]:
     (a listing's pages, another transaction), and a promotion in between must not leave it
     ranking the old champion first while `predictions_of_record` ranks the new one. With no
     champion, a former champion's prediction still outranks a never-promoted model's, as there."""
+    ordered = ranked_predictions([P.c.id])
+    return select(ordered.c.id).where(ordered.c.n == 1)
+
+
+def ranked_predictions(columns: Sequence[Any], *, within: Any = None, where: Any = None,
+                       name: str = "ranked") -> Subquery:
+    """A subquery of `columns` of predictions and `n`, 1 on each item's prediction of record (the
+    champion's, then a former champion's, then any model's; newest first): the ranking rule in SQL,
+    as `predictions_of_record` applies it in Python. `within` (a table with `item_id`, joined) and
+    `where` rank only the predictions a caller needs, e.g. one campaign's members, where the
+    whole table would rank every prediction in the store."""
     champ = champion_query().scalar_subquery()
     rank = case((_MV.c.id == champ, 0), (_MV.c.promoted_at.is_not(None), 1), else_=2)
-    ordered = (select(P.c.id, func.row_number().over(partition_by=P.c.item_id,
-                                                     order_by=(rank, P.c.id.desc())).label("n"))
-               .select_from(P.outerjoin(_MV, _MV.c.id == P.c.model_version))).subquery("ranked")
-    return select(ordered.c.id).where(ordered.c.n == 1)
+    source = P if within is None else P.join(within, within.c.item_id == P.c.item_id)
+    q = (select(*columns, func.row_number().over(partition_by=P.c.item_id,
+                                                 order_by=(rank, P.c.id.desc())).label("n"))
+         .select_from(source.outerjoin(_MV, _MV.c.id == P.c.model_version)))
+    return (q if where is None else q.where(where)).subquery(name)
 
 
 def predictions_of_record(conn: Connection, item_ids: Iterable[str]) -> dict[str, dict[str, Any]]:

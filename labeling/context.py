@@ -3,7 +3,8 @@
 For a case and the principal looking at it: the policy text of the label the model suggests
 (definition, enforcement guidance, examples, from the taxonomy), the author's other items with
 their past decisions, the item's whole decision history (superseded decisions included: who,
-when, label, action, rationale), and the notes and tags on the item and its campaign.
+when, label, action, rationale), and the notes and tags on the item and its campaign (the
+newest `notes.NOTES_SHOWN` notes of each, `notes_older` counting the rest up to `notes.NOTES_COUNTED`).
 
 Texts leave through the one masking rule (`labeling.masking`) unless this principal revealed
 this case (`labeling.wellbeing.has_revealed`) and may reveal: a reveal unmasks that case's texts
@@ -16,11 +17,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Optional
 
-from sqlalchemy import Connection, and_, case as when_, func, or_, select
-from sqlalchemy.orm import aliased
+from sqlalchemy import Connection, and_, select
 
 from core.hooks import check_permission
-from core.labels import AUTHORITATIVE_KINDS, current_decisions
+from core.labels import current_decisions
 from core.predictions import predictions_of_record
 from core.principals import Actor, actor_name
 from core.schema import CampaignMember, Case, Decision, Item
@@ -30,8 +30,8 @@ from core.taxonomy import Taxonomy
 from .cases import suggestion
 from .errors import QueueError
 from .masking import is_sensitive, mask_fields, mask_text, may_reveal
-from .notes import notes_of, sensitive_campaigns, tags_of
-from .packets import case_masked, is_blind
+from .notes import recent_notes, sensitive_campaigns, tags_of
+from .packets import author_totals, case_masked, is_blind
 from .review_config import ReviewSettings
 from .wellbeing import has_revealed
 
@@ -64,22 +64,6 @@ def item_history(conn: Connection, item_id: str, limit: int = HISTORY_LIMIT) -> 
              "model_label": r["model_label"], "supersedes_id": r["supersedes_id"],
              "superseded_by": by_sup.get(r["id"]), "current": record is not None and record["id"] == r["id"]}
             for r in rows]
-
-
-def author_totals(conn: Connection, cond: Any) -> tuple[int, int, int]:
-    """(items, decided, enforced against) over every item matching `cond`, counted in the store:
-    an author's items were all read, and their decisions, so one with 100,000 items made each
-    case's panel read them all. Decided is `current_decisions`' rule in SQL: an item's latest
-    (`record_key`: the greatest id) authoritative decision that nothing supersedes."""
-    items = int(conn.execute(select(func.count()).select_from(I).where(cond)).scalar() or 0)
-    later = aliased(D)
-    latest = (select(func.max(D.c.id).label("id")).select_from(D.join(I, I.c.id == D.c.item_id)
-                                                              .outerjoin(later, later.c.supersedes_id == D.c.id))
-              .where(cond, D.c.kind.in_(AUTHORITATIVE_KINDS), later.c.id.is_(None)).group_by(D.c.item_id).subquery())
-    enforced = when_((or_(D.c.action.is_(None), D.c.action != "no_action"), 1), else_=0)
-    decided, violations = conn.execute(select(func.count(), func.coalesce(func.sum(enforced), 0))
-                                       .select_from(latest.join(D, D.c.id == latest.c.id))).one()
-    return items, int(decided or 0), int(violations or 0)
 
 
 def author_context(conn: Connection, author_id: Optional[str], exclude_item: Optional[str],
@@ -135,8 +119,11 @@ def case_context(store: Store, taxonomy: Taxonomy, case_id: int, principal: Acto
         # the reviewer is neither anchored nor told what the others chose
         history = (mask_fields(item_history(conn, item_id), ("rationale",), masked)
                    if item_id and not is_blind(case) else [])
-        notes = {"item": notes_of(conn, "item", [item_id])[item_id] if item_id else [],
-                 "campaign": notes_of(conn, "campaign", [campaign_id])[str(campaign_id)] if campaign_id else []}
+        # the newest notes only, and how many older ones there are: a campaign annotated case by
+        # case holds thousands, and every one was read and sent with each case of its members
+        shown = {"item": recent_notes(conn, "item", item_id) if item_id else ([], 0),
+                 "campaign": recent_notes(conn, "campaign", campaign_id) if campaign_id else ([], 0)}
+        notes = {k: v[0] for k, v in shown.items()}
         # a campaign's notes are as hidden as its members (`notes.list_notes`): an item case of a
         # plain member showed notes quoting its hate members until the case was revealed
         hide = {"item": masked, "campaign": masked or (not revealed and bool(notes["campaign"]) and bool(
@@ -146,4 +133,5 @@ def case_context(store: Store, taxonomy: Taxonomy, case_id: int, principal: Acto
                 "campaign": tags_of(conn, "campaign", [campaign_id])[str(campaign_id)] if campaign_id else []}
     return {"case_id": case_id, "item_id": item_id, "campaign_id": campaign_id, "revealed": bool(revealed),
             "masked": masked, "policy": taxonomy.policy_text(label) if label in taxonomy.policies else None,
-            "author": author, "history": history, "notes": notes, "tags": tags}
+            "author": author, "history": history, "notes": notes, "tags": tags,
+            "notes_older": {k: v[1] for k, v in shown.items()}}

@@ -9,6 +9,10 @@ not revealed by the viewer, every text in it is masked: the item, the similar pa
 (texts and rationales), the campaign's top terms, exemplar and members, the author's other
 items and the earlier decisions' rationales. A reveal unmasks the case's own texts (item,
 campaign); other items' texts then follow their own rule (`shown_text`).
+
+`sensitive_scores_sql` and `label_sensitive_sql` are the same rule as SQL conditions, for the
+question "is any member of this campaign sensitive" (`notes.sensitive_campaigns`), which must
+not read 100,000 members into Python on each page view; a test holds the two forms together.
 """
 from __future__ import annotations
 
@@ -18,6 +22,9 @@ import math
 import re
 import unicodedata
 from typing import Any, Optional
+
+from sqlalchemy import Float, Numeric, and_, case, cast, false, func, literal_column, or_, true
+from sqlalchemy.dialects.postgresql import JSONB
 
 from core.hooks import PermissionDenied, check_permission
 from core.principals import Actor
@@ -85,6 +92,44 @@ def _likely(v: Any, threshold: float) -> bool:
 def is_sensitive(settings: ReviewSettings, scores: Optional[dict[str, float]], *labels: Optional[str]) -> bool:
     """`should_mask` for a text's scores, or any of `labels` (source policy, a human decision) sensitive."""
     return should_mask(settings, scores, None) or any(lab in settings.mask_policies for lab in labels if lab)
+
+
+def sensitive_scores_sql(settings: ReviewSettings, dialect: str, scores: Any) -> Any:
+    """`should_mask(settings, scores, None)` as a SQL condition on `scores`, a prediction's JSON
+    scores (SQL NULL: no prediction), so "is any of a campaign's 100,000 members sensitive" is one
+    EXISTS in the store, not every member read into Python. The same rule: no scores, or a masked
+    policy's score at `mask_min_score` or more (a missing one read as 0.0); where the Python form
+    fails closed (a null, a text, a non-finite number) or would raise (scores not an object), so
+    does this: anything but a JSON number there masks, and scores SQLite cannot read as JSON. `dialect`: "sqlite" or "postgresql"."""
+    thr = settings.mask_min_score
+    missing = true() if _likely(0.0, thr) else false()
+    if dialect == "postgresql":
+        kind = func.json_typeof(scores)
+        empty = cast(scores, JSONB) == literal_column("'{}'::jsonb")
+        per = [(func.json_typeof(scores.op("->")(p)), cast(scores.op("->>")(p), Numeric), ("number",))
+               for p in settings.mask_policies]
+    else:
+        kind = func.json_type(scores)
+        empty = func.json(scores) == "{}"
+        paths = [f'$."{p}"' for p in settings.mask_policies]  # a taxonomy label, bound as a value
+        per = [(func.json_type(scores, path), cast(func.json_extract(scores, path), Float), ("integer", "real"))
+               for path in paths]
+    # a number past +-1e308 is an infinity (JSON's 1e999): not finite, so it masks, as `_likely` says
+    likely = [case((t.is_(None), missing),
+                   (t.in_(number), or_(v.is_(None), v >= thr, v > 1e308, v < -1e308)), else_=true())
+              for t, v, number in per]
+    rule = or_(scores.is_(None), kind.is_(None), kind != "object", empty, *likely)
+    if dialect == "postgresql":
+        return rule
+    # SQLite kept a NaN as JSON it cannot read (`{"hate": NaN}`: "malformed JSON" failed the page):
+    # scores it cannot read mask, as a NaN does
+    return case((func.json_valid(scores) == 1, rule), else_=true())
+
+
+def label_sensitive_sql(settings: ReviewSettings, label: Any) -> Any:
+    """`is_sensitive`'s label part as a SQL condition: `label` (a source or decided label column)
+    is a masked policy."""
+    return and_(label.is_not(None), label.in_(list(settings.mask_policies)))
 
 
 def shown_text(settings: ReviewSettings, text: str, scores: Optional[dict[str, float]],

@@ -15,7 +15,8 @@ import secrets
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, case as when_, func, or_, select
+from sqlalchemy.orm import aliased
 
 from clustering.config import CampaignSettings
 from clustering.explore import term_evidence
@@ -24,10 +25,10 @@ from clustering.service import CampaignError
 from core import audit
 from core.json_text import inert_json as _inert_json
 from core.hooks import check_permission
-from core.labels import current_decisions
+from core.labels import AUTHORITATIVE_KINDS, current_decisions
 from core.predictions import predictions_of_record
 from core.principals import Actor
-from core.schema import AuditEvent, Campaign, CampaignMember, Case, Item, utcnow
+from core.schema import AuditEvent, Campaign, CampaignMember, Case, Decision, Item, utcnow
 from core.store import Store
 from core.taxonomy import Taxonomy
 
@@ -35,6 +36,7 @@ from .cases import case_view, suggestion
 from .decisions import bulk_preview
 from .errors import QueueError
 from .escalation import check_request, escalate
+from .notes import record_predictions, sensitive_campaigns
 from .masking import (OWN_FLAG, is_sensitive, mask_appeal, mask_case_reasons, mask_fields, mask_packet, mask_text,
                       should_mask)
 from .masking import TERMS_FLAG, mask_terms, terms_sensitive
@@ -84,6 +86,24 @@ def _item_campaign(conn: Any, item_id: str) -> Optional[dict[str, Any]]:
     return out
 
 
+def author_totals(conn: Any, cond: Any) -> tuple[int, int, int]:
+    """(items, decided, enforced against) over every item matching `cond`, counted in the store:
+    an author's items were all read, and their decisions, so one with 100,000 items made each
+    case's context panel (`context.author_context`) and review packet (`author_history`) read
+    them all. Decided is `current_decisions`' rule in SQL: an item's latest
+    (`record_key`: the greatest id) authoritative decision that nothing supersedes."""
+    I, D = Item.__table__, Decision.__table__
+    items = int(conn.execute(select(func.count()).select_from(I).where(cond)).scalar() or 0)
+    later = aliased(D)
+    latest = (select(func.max(D.c.id).label("id")).select_from(D.join(I, I.c.id == D.c.item_id)
+                                                              .outerjoin(later, later.c.supersedes_id == D.c.id))
+              .where(cond, D.c.kind.in_(AUTHORITATIVE_KINDS), later.c.id.is_(None)).group_by(D.c.item_id).subquery())
+    enforced = when_((or_(D.c.action.is_(None), D.c.action != "no_action"), 1), else_=0)
+    decided, violations = conn.execute(select(func.count(), func.coalesce(func.sum(enforced), 0))
+                                       .select_from(latest.join(D, D.c.id == latest.c.id))).one()
+    return items, int(decided or 0), int(violations or 0)
+
+
 def author_history(conn: Any, author_id: Optional[str], exclude_item: Optional[str],
                    settings: ReviewSettings) -> dict[str, Any]:
     """The author's other items, newest first, with their prediction and current human label.
@@ -97,19 +117,17 @@ def author_history(conn: Any, author_id: Optional[str], exclude_item: Optional[s
         cond = and_(cond, I.c.id != exclude_item)
     rows = conn.execute(select(I.c.id, I.c.text, I.c.created_at, I.c.policy_label).where(cond)
                         .order_by(I.c.created_at.desc(), I.c.id.desc()).limit(limit)).mappings().all()
-    total = conn.execute(select(I.c.id).where(cond)).all()
     ids = [r["id"] for r in rows]
     preds = predictions_of_record(conn, ids)
-    decided = current_decisions(conn, [r[0] for r in total])
-    violating = sum(1 for d in decided.values() if d["action"] != "no_action")
+    decided = current_decisions(conn, ids)  # the totals are counted in the store: every item was read
     recent = [{"item_id": r["id"], "created_at": _iso(r["created_at"]), "text": r["text"],
                OWN_FLAG: is_sensitive(settings, (preds.get(r["id"]) or {}).get("scores"), r["policy_label"],
                                       (decided.get(r["id"]) or {}).get("label")),
                "predicted": (preds.get(r["id"]) or {}).get("label"),
                "decided": (decided.get(r["id"]) or {}).get("label"),
                "action": (decided.get(r["id"]) or {}).get("action")} for r in rows]
-    return {"author_id": author_id, "items": len(total), "decided": len(decided), "violations": violating,
-            "recent": recent}
+    items, n_decided, violations = author_totals(conn, cond)
+    return {"author_id": author_id, "items": items, "decided": n_decided, "violations": violations, "recent": recent}
 
 
 def similar_decisions(store: Store, item_id: str, text_hash: str, settings: ReviewSettings,
@@ -187,13 +205,8 @@ def case_masked(conn: Any, case_row: Any, item: Any, settings: ReviewSettings) -
         return True
     if case_row["campaign_id"] is None:
         return False
-    M, I = CampaignMember.__table__, Item.__table__
-    rows = conn.execute(select(I.c.id, I.c.policy_label).join(M, M.c.item_id == I.c.id)
-                        .where(M.c.campaign_id == case_row["campaign_id"])).all()
-    ids = [r.id for r in rows]
-    preds, decided = predictions_of_record(conn, ids), current_decisions(conn, ids)
-    return any(is_sensitive(settings, (preds.get(r.id) or {}).get("scores"), r.policy_label,
-                            (decided.get(r.id) or {}).get("label")) for r in rows)
+    # asked of the store, one row at most: every member was read (100,000 for one scam wave)
+    return bool(sensitive_campaigns(conn, [case_row["campaign_id"]], settings))
 
 
 def campaign_announcement(store: Store, case_id: int, viewer: Optional[Actor],
@@ -205,17 +218,16 @@ def campaign_announcement(store: Store, case_id: int, viewer: Optional[Actor],
         campaign_id = conn.execute(select(Case.campaign_id).where(Case.id == case_id)).scalar()
         if campaign_id is None:
             return {}
-        members = conn.execute(select(CampaignMember.item_id).where(CampaignMember.campaign_id == campaign_id)
-                               ).scalars().all()
-        preds = predictions_of_record(conn, list(members))
-    mix: dict[str, int] = {}
-    for p in preds.values():
-        mix[p["label"]] = mix.get(p["label"], 0) + 1
+        # counted in the store: every member's prediction of record was read (100,000 rows)
+        record = record_predictions(CampaignMember.campaign_id == campaign_id)
+        counts = conn.execute(select(record.c.label, func.count()).where(record.c.n == 1)
+                              .group_by(record.c.label)).all()
+    mix = {label: int(n) for label, n in sorted(counts, key=lambda r: (-int(r[1]), str(r[0])))}
     preview = bulk_preview(store, case_id, viewer or "", now=now)
     held = len(preview["held_by_others"])
     return {"campaign_id": campaign_id, "members": preview["members"],
-            "label_mix": dict(sorted(mix.items(), key=lambda kv: -kv[1])),
-            "unscored": preview["members"] - len(preds), "already_decided": preview["already_decided"],
+            "label_mix": mix, "unscored": preview["members"] - sum(mix.values()),
+            "already_decided": preview["already_decided"],
             "already_decided_labels": preview["already_decided_labels"], "held_by_others": held,
             "will_decide": preview["will_decide"]}
 

@@ -29,7 +29,7 @@ import gradio as gr
 
 from core.hooks import PermissionDenied
 from labeling.context import case_context
-from labeling.notes import add_note, add_tag, remove_tag
+from labeling.notes import NOTES_COUNTED, add_note, add_tag, remove_tag
 
 from .format import local_time, short
 from .render import WRAP, esc, table_html, when
@@ -138,7 +138,8 @@ def panel_html(ctx: Optional[dict[str, Any]]) -> str:
 
 
 def notes_html(ctx: dict[str, Any]) -> str:
-    """Notes of the item and its campaign, oldest first, and their tags: text as typed, never markup."""
+    """Notes of the item and its campaign, oldest first (the newest `labeling.notes.NOTES_SHOWN` of each, with how
+    many older ones are not shown), and their tags: text as typed, never markup."""
     parts = []
     for kind, title in (("item", f"item <code>{esc(ctx.get('item_id'))}</code>"),
                         ("campaign", f"campaign {esc(ctx.get('campaign_id'))}")):
@@ -147,11 +148,23 @@ def notes_html(ctx: dict[str, Any]) -> str:
         if kind == "item" and not ctx.get("item_id"):
             continue
         tags = ctx["tags"][kind]
-        lines = "".join(f"<li>{when(n['created_at'])} <b>{esc(n['author'])}</b>: {esc(n['body'])}</li>"
-                        for n in ctx["notes"][kind]) or "<li>no notes yet</li>"
+        lines = older_line(kind, (ctx.get("notes_older") or {}).get(kind, 0), ctx) + "".join(
+            f"<li>{when(n['created_at'])} <b>{esc(n['author'])}</b>: {esc(n['body'])}</li>"
+            for n in ctx["notes"][kind]) or "<li>no notes yet</li>"
         parts.append(f"<div><b>On {title}</b> · tags: "
                      + (", ".join(f"<code>{esc(t)}</code>" for t in tags) if tags else "none") + f"<ul>{lines}</ul></div>")
     return f"<div class='wb-notes' {WRAP}>{''.join(parts) or 'No notes.'}</div>"
+
+
+def older_line(kind: str, older: int, ctx: dict[str, Any]) -> str:
+    """Above the newest notes: how many older ones are not shown, and where to read them all (the
+    panel lists the newest `labeling.notes.NOTES_SHOWN`, counting older ones up to `NOTES_COUNTED`)."""
+    if not older:
+        return ""
+    many = f"{NOTES_COUNTED:,}+" if older >= NOTES_COUNTED else f"{older:,}"
+    target = ctx.get("item_id") if kind == "item" else ctx.get("campaign_id")
+    return (f"<li class='wb-notes-older'><i>{many} older notes not shown: <code>workbench notes {kind} "
+            f"{esc(target)}</code> lists them all.</i></li>")
 
 
 def _targets(ctx: dict[str, Any]) -> list[str]:
