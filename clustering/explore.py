@@ -134,10 +134,12 @@ def term_evidence(conn: Any, campaign_id: int, exclude: Collection[str] = (),
     campaign of more than `max_members` is not read (a case view is built for every case of its
     members): each term is then of unknown members (one unscored), which masks it."""
     row = _campaign_row(conn, campaign_id)
-    members = _member_ids(conn, campaign_id)
     terms = top_terms_of(row["top_terms"])
-    if len(members) > max_members:
+    held = conn.execute(select(func.count()).select_from(  # counted up to the cap: 100,000 ids were read first
+        select(_MT.c.item_id).where(_MT.c.campaign_id == campaign_id).limit(max_members + 1).subquery())).scalar()
+    if held > max_members:
         return terms, [evidence([], {}, {}, unknown=1) for _ in terms]
+    members = _member_ids(conn, campaign_id)
     rows = _fetch_items(conn, members, [_IT.c.policy_label, _IT.c.text_hash, func.length(_IT.c.text).label("chars")])
     decided = _latest_decisions(conn, members)
     scores = {k: s for k, s in ((k, _valid_scores(p)) for k, p in predictions_of_record(conn, members).items())
