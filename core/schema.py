@@ -251,6 +251,7 @@ class Decision(Base):
     __table_args__ = (
         Index("ix_decisions_item", "item_id", "created_at"),
         Index("ix_decisions_case", "case_id"),
+        Index("ix_decisions_supersedes", "supersedes_id"),  # "is it superseded": every label-of-record look-up
     )
 
 

@@ -216,7 +216,7 @@ def _sensitive_members(conn: Connection, ids: list[int], settings: ReviewSetting
     by_source = (select(CM.c.campaign_id).join(I, I.c.id == CM.c.item_id)
                  .where(CM.c.campaign_id.in_(ids), label_sensitive_sql(settings, I.c.policy_label)))
     # the label of record (`core.labels.current_decisions`): the latest authoritative decision
-    # nothing supersedes; grouped, not correlated: supersedes_id has no index (see there)
+    # nothing supersedes; grouped, not correlated (see there)
     later = aliased(D)
     latest = (select(func.max(D.c.id).label("id")).select_from(
         D.join(CM, CM.c.item_id == D.c.item_id).outerjoin(later, later.c.supersedes_id == D.c.id))

@@ -193,7 +193,7 @@ def test_the_upgrade_to_0013_keeps_every_case_and_an_old_claim_still_renews(any_
         before = [tuple(r) for r in conn.execute(select(*cols).order_by(C.c.id)).all()]
     store = open_store(any_store.data_dir, None if any_store.is_sqlite else any_store.url)
     try:
-        assert store.schema_revision() == "0013" == store.head_revision()
+        assert store.schema_revision() == store.head_revision()
         with store.read() as conn:
             assert [tuple(r) for r in conn.execute(select(*cols).order_by(C.c.id)).all()] == before
             assert conn.execute(select(C.c.claimed_at).where(C.c.id.in_([a, b]))).scalars().all() == [None, None]
