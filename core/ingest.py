@@ -11,8 +11,9 @@ source has none). Nothing is lost or rewritten without a trace; every row read e
   run has it). The stored item is never rewritten: the new row goes to the quarantine with both
   texts (`stored_text`, `new_text`) and reason "conflict", for a person to resolve (for instance
   by ingesting it under a new id). It is not stored as a new version;
-- **quarantined**: the row cannot become an item; its record in the quarantine file (see
-  `core.quarantine`) names file, line (row), field and reason, and it is counted once written.
+- **quarantined**: the row cannot become an item (a text over `MAX_TEXT_CHARS` too); its record
+  in the quarantine file (`core.quarantine`) names file, line (row), field and reason, and it is
+  counted once written.
   Undecodable bytes in any field used cost that row, never the file; so do text that is not a
   string (a dict, list, number or bool: the type is named) and ids or authors that are neither
   text nor integers. An integer id is kept as its decimal text (`1` -> `src:1`); a float id is
@@ -44,9 +45,9 @@ from . import audit
 from .hooks import check_permission
 from .principals import SYSTEM, Actor, actor_name
 from .quarantine import QuarantineWriter, printable
-from .readers import (FORMATS, PSEUDO_COLUMNS, BadRow, IngestError, csv, detect_format, has_bad_bytes, has_nul,
-                      ident_text, jsonable, lone_surrogate, name_problem, non_finite, parse_time, preview, read_delimited,
-                      read_hf, read_jsonl, read_parquet, type_name)
+from .readers import (FORMATS, MAX_TEXT_CHARS, PSEUDO_COLUMNS, BadRow, IngestError, csv, detect_format,
+                      has_bad_bytes, has_nul, ident_text, jsonable, lone_surrogate, name_problem, non_finite,
+                      parse_time, preview, read_delimited, read_hf, read_jsonl, read_parquet, type_name)
 from .schema import IngestRun, Item
 from .store import insert_ignore
 from .text import has_undecodable_bytes, text_hash
@@ -58,6 +59,9 @@ __all__ = ["FORMATS", "PRESETS", "BadRow", "ColumnMap", "IngestError", "IngestSu
 ROW_NUMBER = PSEUDO_COLUMNS[0]  # pseudo-column "@row": the 1-based data row number (same in a file and on the Hub)
 MAX_ID_LEN: int = Item.__table__.c.id.type.length
 COUNTS = ("read", "stored", "duplicate", "conflict", "quarantined", "lost")
+# Reasons a file's summary names apart: a reason may quote the row's value (an unparsable time),
+# so a file of a million bad times would print and store (ingest_runs.counts) a million lines.
+MAX_REASON_KINDS = 50
 
 
 @dataclass
@@ -130,7 +134,9 @@ class FileSummary:
         return self.read == self.stored + self.duplicate + self.conflict + self.quarantined
 
     def note(self, reason: str) -> None:
-        key = reason.split(" (")[0]
+        key = reason.split(" (")[0][:200]
+        if key not in self.reasons and len(self.reasons) >= MAX_REASON_KINDS:
+            key = "other reasons (each is in the quarantine file)"
         self.reasons[key] = self.reasons.get(key, 0) + 1
 
 
@@ -222,6 +228,8 @@ class RowBuilder:
             raise BadRow(text_col, f"text is {type_name(text)} ({preview(text)}), not a string")
         if not text.strip():
             raise BadRow(text_col, "missing text")
+        if len(text) > MAX_TEXT_CHARS:  # the API's rule too (`workbench.api`)
+            raise BadRow(text_col, f"text is {len(text)} characters, over MAX_TEXT_CHARS ({MAX_TEXT_CHARS})")
         if not text.isascii() and has_undecodable_bytes(text):
             raise BadRow(text_col, "wrong encoding: text is not valid UTF-8")
         if "\x00" in text:
@@ -547,7 +555,9 @@ class _ChunkWriter:
                 repeats.append(entry)
             else:
                 first[entry[1]["id"]] = entry
-        new = [item for _, item, _ in first.values()]
+        # In id order: two runs inserting overlapping ids in opposite orders would each hold a row
+        # the other waits for (on PostgreSQL a deadlock, and one run's whole chunk lost).
+        new = sorted((item for _, item, _ in first.values()), key=lambda it: it["id"])
         conflicts: list[tuple[int, dict[str, Any], dict[str, Any], str]] = []
         try:
             with self.store.begin() as conn:

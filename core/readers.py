@@ -21,7 +21,8 @@ read as rows. A legitimate multi-line text (whose inner lines are prose) passes.
 **Ambiguous or mis-encoded input.** A header naming a mapped column twice or not at all (CSV,
 TSV, Parquet), a file whose byte-order mark says UTF-16 or UTF-32 and a compressed file (gzip,
 zip, bzip2, xz, zstd) fail at once with one line; a JSONL object holding a key twice is a bad
-row (`json.loads` would keep the last value silently).
+row (`json.loads` would keep the last value silently). Files joined together (`cat`): a CSV/TSV
+line repeating the header is a bad row, not an item, and a BOM opening a later JSONL line is dropped.
 
 **Local paths.** A path that does not exist but looks local (starts with `.`, `/` or `~`, holds a
 backslash or more than one `/`, ends in a file extension, or names a folder that exists, as in
@@ -47,6 +48,9 @@ _EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", "
 _FILE_EXTENSIONS = set(_EXTENSIONS) | {".txt", ".gz", ".bz2", ".xz", ".zst", ".zip", ".xls", ".xlsx", ".feather"}
 MAX_RECORD_LINES = 10_000  # a quoted field running longer than this is taken as an unclosed quote
 PSEUDO_COLUMNS = ("@row",)  # ingest's ROW_NUMBER: mapped, but no column of the file
+# One item's text, by file or by the API: a 100 MB CSV field stored whole would be served,
+# masked, scored and shown whole on every screen that shows the item.
+MAX_TEXT_CHARS = 100_000
 _UNCLOSED = "unbalanced quote: the quoted field opened on this line is not closed"
 
 csv.field_size_limit(min(2**31 - 1, 1 << 28))
@@ -366,6 +370,10 @@ def read_delimited(path: str, delimiter: str, quoting: int,
                     yield start, {"__error__": BadRow("row", f"expected {width} fields, found {len(values)}"),
                                   "__raw__": values}
                     continue
+                if width > 1 and [values[0].removeprefix("\ufeff"), *values[1:]] == header:
+                    yield start, {"__error__": BadRow("row", "the header line again (files joined together?)"),
+                                  "__raw__": values}
+                    continue
                 yield start, dict(zip(header, values))
                 continue
             if len(taken) <= 1:  # one line that does not parse (a final unclosed quote included)
@@ -429,7 +437,8 @@ def _open_column(taken: list[str], header: list[str], delimiter: str) -> str:
 # -- JSONL, Parquet, Hugging Face ----------------------------------------------------------------
 class DuplicateKey(ValueError):
     def __init__(self, key: str) -> None:
-        super().__init__(f"duplicate key {key!r} in a JSON object: which value is meant is a guess")
+        shown = repr(key) if len(key) <= 100 else repr(key[:100]) + "..."  # hostile: one short line
+        super().__init__(f"duplicate key {shown} in a JSON object: which value is meant is a guess")
         self.key = key
 
 
@@ -456,6 +465,8 @@ def read_jsonl(path: str) -> Iterator[tuple[int, dict[str, Any]]]:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
                 continue
+            if line.startswith("\ufeff"):  # files joined with `cat`: JSON has no BOM, so no row holds one
+                line = line[1:]
             try:
                 obj = json.loads(line, object_pairs_hook=unique_keys)
             except DuplicateKey as exc:

@@ -3,9 +3,9 @@
 A thin FastAPI layer over the same services as the command line and the UI, handed the
 application context. Every request needs `Authorization: Bearer <token>` (a token from
 `workbench tokens create`): 401 without one or with an unknown, revoked or expired token, or a
-disabled user; the services check the role policy (`roles.yaml`, narrowed by the token's scopes)
-and a refusal is a 403 naming the missing permission. Domain errors are 400 (404 for an unknown
-item) with a one-line `detail`.
+disabled user (checked before a request's body is read); the services check the role policy
+(`roles.yaml`, narrowed by the token's scopes) and a refusal is a 403 naming the missing
+permission. Domain errors are 400 (404 for an unknown item) with a one-line `detail`.
 
 - `POST /api/v1/items`: a batch of up to `MAX_BATCH` items for one `source`, through file
   ingest's own validation and quarantine (`core.ingest.ingest_paths` over a temporary JSONL
@@ -20,7 +20,9 @@ item) with a one-line `detail`.
   A batch is refused whole (nothing stored) for a text over `MAX_TEXT_CHARS`, metadata nested
   deeper than `MAX_METADATA_DEPTH` or larger than `MAX_METADATA_BYTES`, or a string that is not
   valid Unicode; a request body over `MAX_BODY_BYTES` is a 413, one holding a key twice in an
-  object a 422 naming its path (`items[3].text`), as file ingest refuses such a JSONL row.
+  object a 422 naming its path (`items[3].text`), as file ingest refuses such a JSONL row, and
+  so is a field an item does not have (`items[0].author_id`: other fields go in `metadata`).
+  A batch the store refused in part (`lost`) is a 503 with the same body: retry it.
 - `GET /api/v1/items/{item_id}`: the item with its prediction of record, campaign, case and
   current decision; text and every string in its metadata masked as the UI masks the text
   (`labeling.masking`) unless `reveal=true` (needs `reveal`; audited and counted toward the
@@ -40,17 +42,18 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from starlette.concurrency import run_in_threadpool
 
 from core.principals import Principal  # standard library only
-from core.readers import DuplicateKey, unique_keys  # file ingest's one rule for a key given twice
-from core.text import MAX_REASON_CHARS  # standard library only
+from core.readers import MAX_TEXT_CHARS, DuplicateKey, unique_keys  # file ingest's own rules
+from core.text import MAX_REASON_CHARS, one_line  # standard library only
 
 from .api_reveal import item_or_404 as _item_or_404, item_view  # the item view and its reveal
 
@@ -62,7 +65,7 @@ MAX_BATCH = 1000
 MAX_PAGE = 1000
 MAX_CURSOR = 2**63 - 1  # the largest id a 64-bit integer column holds
 MAX_BODY_BYTES = 32 * 1024 * 1024  # a whole request; a full batch of ordinary posts is far below
-MAX_TEXT_CHARS = 100_000  # one item's text
+# MAX_TEXT_CHARS (one item's text) is file ingest's own limit (`core.readers`).
 MAX_METADATA_DEPTH = 32  # levels of nested objects and lists in one item's metadata
 MAX_METADATA_BYTES = 64 * 1024  # one item's metadata, as JSON
 # The temporary file's own column names, so no metadata key can collide with them.
@@ -74,8 +77,11 @@ DECISION_FIELDS = ("id", "case_id", "item_id", "campaign_id", "reviewer", "kind"
 
 class ItemIn(BaseModel):
     """One item as the platform has it. `id` and `text` are optional here so that a row lacking
-    them is quarantined (as file ingest does) rather than refusing the whole batch."""
+    them is quarantined (as file ingest does) rather than refusing the whole batch. A field not
+    named here is refused (422 naming it), never dropped: `author_id` for `author` would store
+    every item without its author."""
 
+    model_config = ConfigDict(extra="forbid")
     # Any, not Union[str, int]: lax validation would turn 1.0 and true into 1; file ingest's own
     # rules (`core.readers.ident_text`, its time parser) quarantine what they cannot take.
     id: Optional[Any] = None
@@ -107,6 +113,7 @@ class ItemIn(BaseModel):
 
 
 class ItemBatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # `score` in the body, not the query, is no silent default
     source: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     items: list[ItemIn] = Field(min_length=1, max_length=MAX_BATCH)
     surface: Optional[str] = None
@@ -129,9 +136,11 @@ def validation_errors(errors: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     and may be megabytes."""
     shown = []
     for e in errors[:MAX_ERRORS_SHOWN]:
-        loc = [str(p) for p in e.get("loc", ()) if p not in ("body", "query", "path", "header")]
+        loc = [one_line(str(p), 100) for p in e.get("loc", ()) if p not in ("body", "query", "path", "header")]
         where = "".join(f"[{p}]" if p.isdigit() else f".{p}" for p in loc).lstrip(".") or "request"
         msg = (str(e.get("msg", "invalid")).splitlines() or ["invalid"])[0][:300]
+        if e.get("type") == "extra_forbidden":  # the key is hostile input: named (cut) in `loc` only
+            msg = "unknown field (an item's own fields go in its metadata)"
         shown.append({"loc": where, "msg": msg, "type": str(e.get("type", ""))})
     first = shown[0] if shown else {"loc": "request", "msg": "invalid request"}
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
@@ -154,19 +163,33 @@ class _BodyLimit:
     """ASGI middleware refusing a request body over `limit` bytes with 413, by its Content-Length
     and by the bytes actually received (a chunked body has none), before any route parses it.
     A JSON body is parsed here, once: a key given twice is a 422 naming where (json.loads would
-    keep the last value silently), and the route reads the parsed body (`_ParsedRequest`)."""
+    keep the last value silently), and the route reads the parsed body (`_ParsedRequest`).
+    A request that may carry a body is authenticated first (`authenticate`, raising a 401
+    HTTPException): an anonymous client's 32 MB of JSON is never read or parsed (seconds of CPU
+    and hundreds of MB each); the route reuses the principal found."""
 
-    def __init__(self, app: Any, limit: int = MAX_BODY_BYTES) -> None:
-        self.app, self.limit = app, limit
+    def __init__(self, app: Any, limit: int = MAX_BODY_BYTES,
+                 authenticate: Optional[Callable[[Optional[str]], Principal]] = None) -> None:
+        self.app, self.limit, self.authenticate = app, limit, authenticate
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = dict(scope.get("headers") or []).get(b"content-length", b"")
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length", b"")
         if declared.strip().isdigit() and int(declared) > self.limit:
             await self._refuse(scope, receive, send)
             return
+        may_have_body = (scope.get("method") not in ("GET", "HEAD", "OPTIONS") or b"transfer-encoding" in headers
+                         or declared.strip() not in (b"", b"0"))
+        if self.authenticate is not None and may_have_body:
+            given = headers.get(b"authorization")
+            try:  # a store read: off the event loop
+                scope[_PRINCIPAL] = await run_in_threadpool(self.authenticate, given and given.decode("latin-1"))
+            except HTTPException as exc:
+                await JSONResponse({"detail": exc.detail}, exc.status_code, exc.headers)(scope, receive, send)
+                return
         chunks, size = [], 0
         while True:
             message = await receive()
@@ -204,6 +227,7 @@ class _BodyLimit:
 
 
 _PARSED = "workbench.json_body"  # the scope key holding the body `_BodyLimit` parsed
+_PRINCIPAL = "workbench.principal"  # the scope key holding who `_BodyLimit` authenticated
 
 
 def _is_json(scope: Mapping[str, Any]) -> bool:
@@ -235,10 +259,10 @@ def _duplicate_key(body: bytes) -> dict[str, Any]:
             where = path
             break
         if isinstance(v, dict):
-            todo.extend((c, f"{path}.{str(k)[:100]}") for k, c in v.items())
+            todo.extend((c, f"{path}.{one_line(str(k), 100)}") for k, c in v.items())
         elif isinstance(v, list):
             todo.extend((c, f"{path}[{i}]") for i, c in enumerate(v))
-    loc = f"{where}.{key[:100]}".lstrip(".")
+    loc = f"{where}.{one_line(key, 100)}".lstrip(".")
     return {"detail": f"{loc}: {why}; send each key once",
             "errors": [{"loc": loc, "msg": why, "type": "duplicate_key"}]}
 
@@ -273,7 +297,20 @@ def create_api(app: "AppContext") -> FastAPI:
     api = FastAPI(title="T&S workbench API", version="1", docs_url="/docs", redoc_url="/redoc",
                   openapi_url="/openapi.json")
     api.router.route_class = _ParsedRoute
-    api.add_middleware(_BodyLimit, limit=MAX_BODY_BYTES)
+
+    def authenticate(authorization: Optional[str]) -> "Principal":
+        from core.accounts import principal_for_token
+
+        scheme, _, token = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise HTTPException(401, "send Authorization: Bearer <token> (workbench tokens create NAME)",
+                                headers={"WWW-Authenticate": "Bearer"})
+        try:
+            return principal_for_token(app.store(), token.strip())
+        except AccountError as exc:
+            raise HTTPException(401, _one_line(exc), headers={"WWW-Authenticate": "Bearer"}) from None
+
+    api.add_middleware(_BodyLimit, limit=MAX_BODY_BYTES, authenticate=authenticate)
 
     @api.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -299,22 +336,20 @@ def create_api(app: "AppContext") -> FastAPI:
     async def _value(request: Request, exc: ValueError) -> JSONResponse:
         return JSONResponse({"detail": _one_line(exc)}, status_code=400)
 
-    def principal(authorization: Optional[str] = Header(None)) -> "Principal":
-        from core.accounts import principal_for_token
-
-        scheme, _, token = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise HTTPException(401, "send Authorization: Bearer <token> (workbench tokens create NAME)",
-                                headers={"WWW-Authenticate": "Bearer"})
-        try:
-            return principal_for_token(app.store(), token.strip())
-        except AccountError as exc:
-            raise HTTPException(401, _one_line(exc), headers={"WWW-Authenticate": "Bearer"}) from None
+    def principal(request: Request, authorization: Optional[str] = Header(None)) -> "Principal":
+        known = request.scope.get(_PRINCIPAL)  # found by `_BodyLimit` before it read the body
+        return known if isinstance(known, Principal) else authenticate(authorization)
 
     @api.post("/items", summary="Ingest a batch of items (needs ingest)")
     def post_items(batch: ItemBatch, score: Optional[bool] = None,
-                   who: "Principal" = Depends(principal)) -> dict[str, Any]:
-        return ingest_batch(app, batch, who, score=score)
+                   who: "Principal" = Depends(principal)) -> Any:
+        out = ingest_batch(app, batch, who, score=score)
+        if out["lost"] or out["errors"]:  # not stored: a 2xx would tell the platform they were
+            detail = f"{out['lost']} items not stored ({out['errors'][0] if out['errors'] else 'lost'}); " \
+                     "retry the batch: stored items count as duplicates"
+            return JSONResponse({"detail": _one_line(ValueError(detail))[:500], **out}, 503,
+                                headers={"Retry-After": "5"})
+        return out
 
     @api.get("/items/{item_id:path}/appeals", include_in_schema=False)
     def _appeals_get() -> None:

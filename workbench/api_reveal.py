@@ -58,7 +58,7 @@ def item_or_404(app: "AppContext", item_id: str, who: Principal) -> dict[str, An
     # No stored id holds NUL (ingest refuses one), and PostgreSQL refuses it in a query: a 500.
     item = get_item(app.store(), item_id) if "\x00" not in item_id else None
     if item is None:
-        raise HTTPException(404, f"no item {item_id!r}")
+        raise HTTPException(404, f"no item {item_id[:200]!r}" + ("..." if len(item_id) > 200 else ""))  # named short
     return item
 
 
