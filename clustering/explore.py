@@ -188,8 +188,9 @@ def _facts_read(conn: Any, members: Sequence[str], benign: str, now: dt.datetime
     preds = predictions_of_record(conn, members)
     scores = {k: s for k, s in ((k, _valid_scores(p)) for k, p in preds.items()) if s is not None}
     means = facts.mean_scores(scores.values())
+    labels = _labels(rows, decided)
     per_term, every = _term_evidence(conn, members, [t for t, _ in top_terms_of(top_terms)], scores,
-                                     _labels(rows, decided), _sizes(rows))
+                                     labels, _sizes(rows))
     return {
         "growth": facts.growth(times, now),
         "decided": sum(mix.values()), "label_mix": mix,
@@ -198,6 +199,8 @@ def _facts_read(conn: Any, members: Sequence[str], benign: str, now: dt.datetime
         # what the masking rule reads (labeling.masking): the members the top terms come from
         "term_evidence": per_term,
         "unscored": every["unscored"], "max_scores": every["max_scores"], "member_labels": every["member_labels"],
+        # the shared entities (URLs, hosts, e-mail addresses) may come from any member: all of them
+        "entity_evidence": evidence(members, scores, labels),
     }, rows, decided
 
 
@@ -225,10 +228,12 @@ def check_count(value: int, what: str, least: int = 0) -> int:
 
 def list_campaigns(store: "Store", limit: int = 20, min_size: int = 2, status: str = "active",
                    sort: str = "size", taxonomy: Optional["Taxonomy"] = None,
-                   now: Optional[dt.datetime] = None) -> list[dict[str, Any]]:
-    """Campaigns, biggest (or most recent: sort='last_seen') first, with their live facts.
-    `min_size` only filters active campaigns: a merged one has size 0 and would never be listed."""
+                   now: Optional[dt.datetime] = None, *, offset: int = 0) -> list[dict[str, Any]]:
+    """Campaigns, biggest (or most recent: sort='last_seen') first, with their live facts, from
+    the `offset`th on (pages of a stable order: ties by id). `min_size` only filters active
+    campaigns: a merged one has size 0 and would never be listed."""
     check_count(limit, "limit")
+    check_count(offset, "offset")
     check_count(min_size, "min size")
     if sort not in ("size", "last_seen", "id"):
         raise CampaignError(f"unknown sort {sort!r} (size, last_seen, id)")
@@ -246,6 +251,8 @@ def list_campaigns(store: "Store", limit: int = 20, min_size: int = 2, status: s
             q = q.where(_CT.c.status == status)
         if limit:
             q = q.limit(limit)
+        if offset:
+            q = q.offset(offset)
         for row in conn.execute(q).mappings().all():
             members = _member_ids(conn, row["id"])
             out.append({**_campaign_dict(row), **_exemplar(conn, row["exemplar_item_id"]),
@@ -289,7 +296,8 @@ def campaign_detail(store: "Store", campaign_id: int, members_limit: int = 20,
         shown = listed[start:start + members_limit] if members_limit else listed[start:]
         items = _fetch_items(conn, shown, [_IT.c.text, _IT.c.source, _IT.c.policy_label, _item_time().label("seen")])
         scores = {k: p["scores"] for k, p in predictions_of_record(conn, shown).items()}
-        detail = {**_campaign_dict(row), **_exemplar(conn, row["exemplar_item_id"]), **live}
+        detail = {**_campaign_dict(row), **_exemplar(conn, row["exemplar_item_id"]), **live,
+                  "successor": _successor(conn, row)}
     detail["members"] = [{"item_id": i, "source": items[i].source, "seen": items[i].seen,
                           "linked_by": links[i].linked_by, "similarity": links[i].similarity,
                           "decided_label": decided.get(i), "text": items[i].text,
@@ -301,6 +309,26 @@ def campaign_detail(store: "Store", campaign_id: int, members_limit: int = 20,
                                    "similarity": links[i].similarity, "decided_label": decided.get(i)}
                                   for i in listed]
     return detail
+
+def _successor(conn: Any, row: Any) -> Optional[int]:
+    """The active campaign a merged campaign's members are in now: its `merged_into`, followed
+    while that one was merged too (a chain of runs); None when the chain ends in no campaign or
+    loops (a damaged store). An active campaign is its own."""
+    seen: set[int] = set()
+    while row is not None and row["status"] != "active":
+        seen.add(row["id"])
+        into = (row["link_reasons"] or {}).get("merged_into") if isinstance(row["link_reasons"], dict) else None
+        if type(into) is not int or into in seen or len(seen) > 1000:
+            return None
+        row = conn.execute(select(_CT.c.id, _CT.c.status, _CT.c.link_reasons).where(_CT.c.id == into)).mappings().first()
+    return None if row is None else int(row["id"])
+
+
+def campaign_successor(store: "Store", campaign_id: int) -> Optional[int]:
+    """`_successor` of a campaign by id: where a decision on a merged campaign belongs."""
+    with store.read() as conn:
+        return _successor(conn, _campaign_row(conn, campaign_id))
+
 
 def campaign_timeline(store: "Store", campaign_id: int, freq: str = "auto",
                       png_path: Optional[str | Path] = None) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from .campaigns import CampaignGraph
 from .config import CampaignSettings
 from .explore import check_count
 from .index import IndexError_
-from .service import _IT, _MT, CampaignError, _fetch_items, graph_dir, make_embedder, prepare
+from .service import _IT, _MT, CampaignError, _chunks, _fetch_items, graph_dir, make_embedder, prepare
 
 if TYPE_CHECKING:  # pragma: no cover
     from core.store import Store
@@ -53,7 +53,9 @@ def _expand(store: "Store", graph: CampaignGraph, sims: np.ndarray, nodes: np.nd
     ids = [h for h, _ in hits]
     with store.read() as conn:
         items = _fetch_items(conn, ids, [_IT.c.text, _IT.c.policy_label, _IT.c.source])
-        camps = dict(conn.execute(select(_MT.c.item_id, _MT.c.campaign_id).where(_MT.c.item_id.in_(ids))).all()) if ids else {}
+        camps: dict[str, int] = {}
+        for chunk in _chunks(ids):  # one IN list of every hit failed past 65,535 on PostgreSQL (-k 70000)
+            camps.update(conn.execute(select(_MT.c.item_id, _MT.c.campaign_id).where(_MT.c.item_id.in_(chunk))).all())
         decided = {k: d["label"] for k, d in current_decisions(conn, ids).items()}
     return [{"item_id": i, "similarity": round(s, 4), "label": items[i].policy_label if i in items else None,
              "decided_label": decided.get(i), "campaign_id": camps.get(i), "source": items[i].source if i in items else None,
@@ -79,6 +81,11 @@ def search_text(store: "Store", text: str, settings: CampaignSettings, k: int = 
     if embedder.model_id != graph.model_id:
         raise CampaignError(f"the index was built with {graph.model_id}, not {embedder.model_id}; "
                             "run `workbench cluster --rebuild`")
+    # as the index's texts were embedded: `embed` changed in campaigns.yaml before a rebuild
+    # embedded the query another way than every indexed text (an exact copy scored 0.69)
+    built = (graph.built_with or {}).get("embed") if isinstance(graph.built_with, dict) else None
+    if built in ("template", "raw") and built != settings.embed:
+        settings = settings.model_copy(update={"embed": built})
     query = prepare(text, settings).embed_text
     vec = embedder.encode([query])
     sims, nodes = graph.index.search(vec, min(k, len(graph.index)))

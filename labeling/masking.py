@@ -198,6 +198,7 @@ def mask_packet(packet: dict[str, Any], revealed: bool) -> dict[str, Any]:
             camp["top_terms"] = [mask_terms([t])[0] if k >= len(flags) or flags[k] else t
                                  for k, t in enumerate(camp.get("top_terms") or [])]
         if hide:
+            camp = mask_entity_values(camp)
             camp["top_terms"] = mask_terms(camp.get("top_terms"))
             if isinstance(camp.get("exemplar_text"), str):
                 camp["exemplar_text"] = mask_text(camp["exemplar_text"])
@@ -284,7 +285,31 @@ def mask_campaign(settings: ReviewSettings, camp: dict[str, Any]) -> dict[str, A
         out["members"] = [dict(m, text=mask_text(m["text"])) if isinstance(m.get("text"), str) and (mean or is_sensitive(
             settings, m.get("scores"), m.get("policy_label"), m.get("decided_label"))) else m
             for m in camp.get("members") or []]
+    if mean or members_sensitive(settings, camp.get("entity_evidence") or {}):  # no summary: masked
+        out = mask_entity_values(out)
     return out
+
+
+def mask_entity_values(camp: dict[str, Any]) -> dict[str, Any]:
+    """`camp` with its shared entities' values and the values its members' reasons name
+    (`linked_by`: "similarity,url:host/path") masked: a hate wave's URL, host or e-mail address was
+    shown raw beside its masked exemplar and terms (a phone number, no words, reads the same)."""
+    out = dict(camp)
+    if isinstance(camp.get("entities"), dict):
+        out["entities"] = {kind: [dict(v, value=mask_text(str(v["value"]))) if isinstance(v, dict)
+                                  and v.get("value") is not None else v for v in vals]
+                           if isinstance(vals, list) else vals for kind, vals in camp["entities"].items()}
+    for key in ("members", "member_links"):
+        if isinstance(camp.get(key), list):
+            out[key] = [dict(m, linked_by=_masked_reasons(m.get("linked_by"))) if isinstance(m, dict) else m
+                        for m in out.get(key) or camp[key]]
+    return out
+
+
+def _masked_reasons(linked_by: Any) -> Any:
+    if not isinstance(linked_by, str):
+        return linked_by
+    return ",".join(f"{k}:{mask_text(v)}" if sep else k for k, sep, v in (p.partition(":") for p in linked_by.split(",")))
 
 
 def may_reveal(principal: Actor) -> bool:

@@ -26,6 +26,14 @@ def _short(text: Optional[str], n: int = 70) -> str:
     return one_line(text, n)
 
 
+def _masked(settings: Any, camp: dict[str, Any]) -> dict[str, Any]:
+    """`camp` as the Campaigns tab shows it (no reveal): `labeling.masking.mask_campaign`, its
+    shared entities' values included."""
+    from labeling.masking import mask_campaign
+
+    return mask_campaign(settings, camp)
+
+
 @hookimpl
 def register_commands(cli: click.Group) -> None:
     @cli.command("cluster")
@@ -74,13 +82,16 @@ def register_commands(cli: click.Group) -> None:
 
     @campaigns.command("list")
     @click.option("--limit", default=20, show_default=True, help="How many campaigns (0 = all).")
+    @click.option("--offset", default=0, show_default=True,
+                  help="Leave out this many first (the next page: --offset 20 after --limit 20).")
     @click.option("--min-size", default=2, show_default=True, help="Only campaigns with at least this many items.")
     @click.option("--status", type=click.Choice(["active", "merged", "all"]), default="active", show_default=True,
                   help="Campaign status; --min-size only filters active ones (a merged campaign has size 0).")
     @click.option("--sort", type=click.Choice(["size", "last_seen", "id"]), default="size", show_default=True)
     @json_option
     @pass_app
-    def list_cmd(app: AppContext, limit: int, min_size: int, status: str, sort: str, as_json: bool) -> None:
+    def list_cmd(app: AppContext, limit: int, offset: int, min_size: int, status: str, sort: str,
+                 as_json: bool) -> None:
         """List campaigns with size, growth, top terms, decided label mix and mean model score.
 
         \b
@@ -90,16 +101,14 @@ def register_commands(cli: click.Group) -> None:
         """
         from clustering.explore import list_campaigns
 
-        from labeling.masking import mask_campaign
-
         require_read(app, "campaigns")
         rows = _service_call(list_campaigns, app.store(), limit=limit, min_size=min_size, status=status,
-                             sort=sort, taxonomy=app.taxonomy())
-        rows = [mask_campaign(app.review(), r) for r in rows]  # as the Campaigns tab shows them (no reveal)
+                             sort=sort, taxonomy=app.taxonomy(), offset=offset)
+        rows = [_masked(app.review(), r) for r in rows]  # as the Campaigns tab shows them (no reveal)
 
         def human(rs: list[dict[str, Any]]) -> None:
             if not rs:
-                click.echo("no campaigns; run `workbench cluster`")
+                click.echo(f"no campaigns past the first {offset}" if offset else "no campaigns; run `workbench cluster`")
             for c in rs:
                 terms = ", ".join(t for t, _ in c["top_terms"][:4])
                 score = "-" if c["mean_violation_score"] is None else f"{c['mean_violation_score']:.2f}"
@@ -122,13 +131,14 @@ def register_commands(cli: click.Group) -> None:
         """
         from clustering.explore import campaign_detail
 
-        from labeling.masking import mask_campaign
-
         require_read(app, f"campaign {campaign_id}")
-        d = mask_campaign(app.review(), _service_call(campaign_detail, app.store(), campaign_id,
-                                                      members_limit=members, taxonomy=app.taxonomy()))
+        d = _masked(app.review(), _service_call(campaign_detail, app.store(), campaign_id,
+                                                members_limit=members, taxonomy=app.taxonomy()))
 
         def human(c: dict[str, Any]) -> None:
+            if c["status"] == "merged":  # where its members, and a decision on them, are now
+                click.echo(f"merged into campaign {c['successor']}" if c.get("successor")
+                           else "merged: its members are in no campaign now")
             click.echo(f"campaign {c['id']} ({c['status']}): {c['size']} items, first seen {c['first_seen']}, "
                        f"last seen {c['last_seen']}")
             g = c["growth"]

@@ -20,7 +20,7 @@ import gradio as gr
 
 from core.hooks import PermissionDenied, check_permission
 from core.schema import MAX_ROW_ID
-from clustering.explore import campaign_detail, campaign_timeline, list_campaigns
+from clustering.explore import campaign_detail, campaign_successor, campaign_timeline, list_campaigns
 from labeling.cases import campaign_case, campaign_case_state
 from labeling.decisions import bulk_preview, decide
 from labeling.masking import mask_campaign
@@ -36,15 +36,20 @@ if TYPE_CHECKING:  # pragma: no cover
 # What a service refuses with (LabelingError is a ValueError), and a store busy or gone: shown, never a crash.
 SERVICE_ERRORS = (ValueError, PermissionDenied, *STORE_ERRORS)
 MEMBERS_PAGE = 50
+LIST_LIMIT = 100  # campaigns the list shows; a last row says when there are more
 LIST_HEADERS = ["id", "size", "last seen", "top terms", "first seen", "decided", "exemplar"]
 MEMBER_HEADERS = ["item", "seen", "why linked", "decided", "text"]
 
 
 def campaign_number(value: Any, what: str = "campaign id") -> int:
     """The Campaign id (or Members page) box as a whole number from 1: a client may send 1e30,
-    inf or NaN, which would fail in `int()` or in the store's query instead of being refused."""
+    inf or NaN, which would fail in `int()` or in the store's query instead of being refused, or a
+    whole number too big for a float (an OverflowError traceback from Apply and the page buttons)."""
     try:
         number = float(value)
+    except OverflowError:  # not printed: a number of over 4,300 digits fails in `str()` too
+        raise ValueError(f"the {what} must be a whole number from 1 to {MAX_ROW_ID}, not a number that large") \
+            from None
     except (TypeError, ValueError):
         raise ValueError(f"the {what} must be a whole number, not {value!r}") from None
     if not (number.is_integer() and 1 <= number <= MAX_ROW_ID):
@@ -135,12 +140,17 @@ def build_campaigns_tab(app: "AppContext", tab: gr.Tab, who: gr.Textbox) -> None
         """The list, for whoever may read it (`check_reader`); a refusal or a failure is one line."""
         try:
             check_reader(app, name, request, "campaigns")
-            rows = [shown(r) for r in list_campaigns(store, limit=100, taxonomy=taxonomy)]
+            listed = list_campaigns(store, limit=LIST_LIMIT + 1, taxonomy=taxonomy)
+            rows = [shown(r) for r in listed[:LIST_LIMIT]]
         except Exception as exc:  # noqa: BLE001 - no campaigns built yet, refused, a store failure
             return [[None, 0, "", one_line(exc, "nothing is listed: refresh"), "", "", ""]]
+        # past the first 100 the list ended there, as if there were no more campaigns
+        more = ([[None, None, "", f"More campaigns than the {LIST_LIMIT} biggest listed: type a campaign id, or "
+                  f"run `workbench campaigns list --offset {LIST_LIMIT}`", "", "", ""]]
+                if len(listed) > LIST_LIMIT else [])
         return [[r.get("id"), r.get("size"), local_time(r.get("last_seen")), readable(terms(r, 5)),
                  local_time(r.get("first_seen")), r.get("decided", 0), short(r.get("exemplar_text"), 90)]
-                for r in rows]
+                for r in rows] + more
 
     def summary_md(d: dict[str, Any]) -> str:
         mean = d.get("mean_scores") or {}
@@ -153,7 +163,10 @@ def build_campaigns_tab(app: "AppContext", tab: gr.Tab, who: gr.Textbox) -> None
             if vals:
                 ents.append(f"{md_escape(kind)}: " + "; ".join(vals))
         top = sorted(mean.items(), key=lambda kv: -kv[1])[:3]
-        return (f"### Campaign {d.get('id')}: {d.get('size')} items ({md_escape(d.get('status'))})\n"
+        status = md_escape(d.get("status"))
+        if d.get("status") == "merged":
+            status += f" into campaign {d['successor']}" if d.get("successor") else ", its members in no campaign now"
+        return (f"### Campaign {d.get('id')}: {d.get('size')} items ({status})\n"
                 f"**Exemplar:** {md_escape(d.get('exemplar_text'))}\n\n"
                 f"- seen from {local_time(d.get('first_seen'))} to {local_time(d.get('last_seen'), zone=True)}; "
                 f"{growth.get('last_hour', 0)} new in the last hour, {growth.get('last_day', 0)} in the last day\n"
@@ -234,8 +247,9 @@ def build_campaigns_tab(app: "AppContext", tab: gr.Tab, who: gr.Textbox) -> None
         if s["status"] is None:
             return f"No campaign {cid}."
         if s["status"] != "active":
-            return (f"Campaign {cid} is {s['status']}: its members joined another campaign; apply the decision "
-                    "there.")
+            into = campaign_successor(store, cid)
+            return (f"Campaign {cid} is {s['status']}: " + (f"its members are in campaign {into} now; apply the "
+                    f"decision there." if into else "its members are in no campaign now; nothing to apply."))
         if s["joined_undecided"]:
             return (f"Campaign {cid} was decided (case {s['last_case']}); {s['joined_undecided']} undecided members "
                     "joined since: run `workbench cases build` for a campaign case covering them.")
