@@ -43,10 +43,12 @@ def text_terms(text: str) -> frozenset[str]:
     only swaps entities, money and numbers for tokens, so that holds the template's words and
     maybe more (more is safe: a text said to carry a term only adds its evidence to that term's)
     at a tenth of `normalize_template`'s cost; any other text goes through the template, which
-    folds look-alike letters ("vеrmin" with a Cyrillic е is the term "vermin")."""
-    light = normalize_light(text or "")
+    folds look-alike letters ("vеrmin" with a Cyrillic е is the term "vermin"), drops marks and
+    reads a right-to-left override as shown. Whether the text is plain is read on the text as
+    written: its light form drops the override, and "\u202emialc" was the term "mialc"."""
+    text = text or ""
     # stop words kept: no top term is one, and their list costs scikit-learn's import
-    return frozenset(terms_of(light if light.isascii() else normalize_template(text), frozenset()))
+    return frozenset(terms_of(normalize_light(text) if text.isascii() else normalize_template(text), frozenset()))
 
 
 def term_carriers(terms: Sequence[str], text_words: Sequence[frozenset[str] | None]) -> list[list[int]]:

@@ -6,8 +6,10 @@ message. `normalize_template` maps those variable parts to tokens (`<url>`, `<ph
 `extract_entities` keeps the values themselves: a shared premium number or URL host links
 messages even when their wording differs. Both run on `core.text.normalize_light` output,
 so case, Unicode form and spacing never matter, with what a reader cannot tell apart folded too
-(`_forms`): other scripts' digits, dashes inside a number, an ideographic dot in a link, and
-Greek or Cyrillic look-alike letters in Latin text, so a wave written with them stays one wave.
+(`_forms`): other scripts' digits, dashes inside a number, an ideographic dot in a link,
+Greek or Cyrillic look-alike letters in Latin text, combining marks piled on Latin text
+("z̴a̴l̴g̴o̴") and a link reversed under a right-to-left override, so a wave written with them
+stays one wave.
 """
 from __future__ import annotations
 
@@ -26,7 +28,11 @@ ENTITY_KINDS = ("url", "host", "email", "phone", "shortcode")
 # written case (short links are case-sensitive), a WhatsApp link's number a phone, e-mails with an
 # internationalised domain or a non-ASCII local part, "O" for 0 and "/" in numbers, and spelled or
 # spaced dots in an unambiguous link ("www dot x dot com", "x . com/claim", "x dot co dot uk").
-NORMALIZE_VERSION = 5
+# 6: combining marks on Latin letters, digits or punctuation dropped ("z̴a̴l̴g̴o̴"), a right-to-left
+# override read as shown, "[at]" for @, a number spelled in words after "call", no number with a
+# second trunk zero ("0 0 0 0 0 0 0 0 0 0", "0033 1 23 45 67 89"), an O-number before "or" kept,
+# "[", "]", "_", "*" and "·" between a number's digit groups.
+NORMALIZE_VERSION = 6
 
 # Top-level domains seen in the wild in SMS / social spam; a bare `name.tld` is only taken as a
 # host with one of these, so "e.g" or "u.s" never become hosts.
@@ -66,6 +72,9 @@ _URL_IP = re.compile(
 # Defanged links as threat-intel and spam write them ("hxxps://evil[.]com", "evil(dot)com"):
 # rewritten to the plain form before matching, so they link with the plain link.
 _DEFANG_SCHEME = re.compile(r"\bhxxp(s?)(?:://|\[:\]//)")
+# "[at]" for @ in an e-mail ("claims[at]x.com", "claims (at) x (dot) com"; read after the dots are
+# made plain), only where a dotted domain follows: "meet me (at) home" stays as written.
+_DEFANG_AT = re.compile(r"(?<=[\w.%+-]) ?(?:\[at\]|\(at\)|\{at\}|\[@\]|\(@\)|\{@\}) ?(?=[\w-]{1,63}\.[\w-])")
 _DEFANG_DOT = re.compile(r"(?<=[a-z0-9-]) ?(?:\[\.\]|\(\.\)|\{\.\}|\[dot\]|\(dot\)|\{dot\}) ?(?=[a-z0-9-])")
 # A host with dots spelled out or spaced ("evil dot com", "evil . com"), rejoined only where no
 # sentence reads so (`_spelled_host`): after www or a scheme, spaced before a path ("x . com/a"),
@@ -91,10 +100,11 @@ _PHONE = re.compile(
 # or "1461/2" ends the run) or with a trunk zero ("+44 (0) 906 ..."). A candidate is a whole
 # run of digits and separators; `_obfuscated_phone` keeps it only when its groups look like a
 # number (all single digits, or all of 3+ digits), so times, dates and prices stay out.
-_PHONE_RUN = re.compile(r"(?<![\w£$€.,/+-])(?:\+44|0044|\(0|0)(?:[ .()-]{1,3}\d|/\d{3}|\d)+")
+# Square brackets, "_", "*" and a middle dot separate groups too ("[0906] 170 1461", "0906*170*1461").
+_PHONE_RUN = re.compile(r"(?<![\w£$€.,/+-])(?:\+44|0044|[(\[]0|0)(?:[ .()\[\]_*·-]{1,3}\d|/\d{3}|\d)+")
 # The same with letter O for zero ("09OO 123 4567", "O7700 900123"); `_o_phone` decides. No
 # trailing condition, so a start never fails after reading its run (linear, like `_PHONE_RUN`).
-_PHONE_O_RUN = re.compile(r"(?<![\w£$€.,/+-])(?:\+44|0044|\(0|0|o)(?:[ .()-]{1,3}[\do]|/[\do]{3}|[\do])*")
+_PHONE_O_RUN = re.compile(r"(?<![\w£$€.,/+-])(?:\+44|0044|[(\[]0|0|o)(?:[ .()\[\]_*·-]{1,3}[\do]|/[\do]{3}|[\do])*")
 _O_NEAR_DIGIT = re.compile(r"\do|o\d")
 # A WhatsApp chat link's number ("wa.me/447700900123", "api.whatsapp.com/send?phone=44..."), read
 # from the cleaned URL: the same number as "07700 900123" in another text. UK numbers only, as
@@ -102,6 +112,14 @@ _O_NEAR_DIGIT = re.compile(r"\do|o\d")
 _WA_ME = re.compile(r"wa\.me/(?:\+|%2b)?(\d{9,15})(?![\w])", re.I)
 _WA_SEND = re.compile(r"(?:api\.|web\.)?whatsapp\.com/send/?\?(?:[^#&]*&)*?phone=(?:\+|%2b)?(\d{9,15})(?![\w])",
                       re.I)
+# A number spelled in words ("zero seven seven zero zero ...", "oh nine oh six"), after a word that
+# says a number follows; `_word_phone` keeps a whole run of 10 or 11 digits only. A run is read
+# once (no start after "-" or inside a word), each start reads a bounded stretch (linear).
+_DIGIT_WORD = {"zero": "0", "oh": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5",
+               "six": "6", "seven": "7", "eight": "8", "nine": "9"}
+_DW = "|".join(_DIGIT_WORD)
+_PHONE_WORDS = re.compile(r"(?<![\w-])(?:zero|oh)(?:(?: ?- ?| )(?:" + _DW + r")){9,10}(?![\w-])")
+_PHONE_CUE = re.compile(r"\b(?:call|ring|dial|phone|tel|text|txt|number|no|mobile|whatsapp|contact|on)\W{0,3}$")
 _TRUNK = re.compile(r"^(?:\+44|0044) ?\(0\)")
 # Short codes: five digits starting 6-8 (UK premium SMS ranges) not part of money or a longer
 # number, nor an amount ("75000 pounds", "75000k"); `_MONEY` spans are skipped as well.
@@ -140,6 +158,12 @@ _SMALL_CAPS = dict(zip("ᴀʙᴄᴅᴇꜰɢʜɪᴊᴋʟᴍɴᴏᴘʀꜱᴛᴜᴠ
 _GREEK_CYRILLIC = re.compile(r"[\u0370-\u03ff\u0400-\u052f\u1f00-\u1fff]")
 _ASCII_LETTER = re.compile(r"[a-z]")
 _TOKEN = re.compile(r"\S+")
+# A right-to-left override (U+202E) shows the characters after it, to a closing PDF (U+202C), the
+# next embedding or override, or the line's end, in reverse: "\u202emoc.live//:ptth" reads
+# "http://evil.com". Such a run with no right-to-left letter is read as shown (`_as_shown`).
+_OVERRIDE = re.compile("\u202e([^\u202a-\u202e\u2066-\u2069\n\r\u2028\u2029]*)(\u202c?)")
+_WHITESPACE = re.compile(r"\s")
+_RTL_LETTER = re.compile("[\u0590-\u08ff\ufb1d-\ufdff\ufe70-\ufefe\U00010800-\U00010fff\U0001e800-\U0001efff]")
 
 
 @functools.cache
@@ -152,6 +176,49 @@ def _always_table() -> dict[int, str]:
 
 
 _LOOKALIKE_TABLE = {ord(k): v for k, v in _LOOKALIKE.items()}
+
+
+@functools.cache
+def _stray_marks() -> re.Pattern[str]:
+    """A run of combining marks (Mn, Mc, Me) NFKC left on an ASCII character, a look-alike or a Latin
+    letter, with that character: no composed form exists ("z̴a̴l̴g̴o̴", a strike-through), so no
+    language writes it; the marks dropped, a marked link, number or word reads as the plain one.
+    Zalgo piles on accents that compose too ("ẁ̖҉"): two or more marks left on an accented Latin
+    letter go with its accents (`_bare`); one (a Yoruba tone on "ẹ") stays, as do marks after other
+    letters (Devanagari vowel signs, Hebrew points). Linear: a match is one character and its marks."""
+    planes = (range(0x300, 0x20000), range(0xE0100, 0xE01F0))  # where the marks live
+    spans: list[list[int]] = []
+    for c in (c for r in planes for c in r if unicodedata.category(chr(c)) in ("Mn", "Mc", "Me")):
+        if spans and spans[-1][1] == c - 1:
+            spans[-1][1] = c
+        else:
+            spans.append([c, c])
+    marks = "".join(re.escape(chr(a)) + ("-" + re.escape(chr(b)) if b > a else "") for a, b in spans)
+    return re.compile(r"[\x20-\x7e\u00c0-\u024f\u1e00-\u1eff" + "".join(_LOOKALIKE) + "][" + marks + "]+")
+
+
+def _accented(ch: str) -> bool:
+    """Whether `ch` is an accented Latin letter (a `_stray_marks` base past ASCII, no look-alike)."""
+    return "\u00c0" <= ch <= "\u1eff" and not _GREEK_CYRILLIC.match(ch)
+
+
+def _bare(ch: str) -> str:
+    """An accented Latin letter without its accents ("ẁ" -> "w"); any other character as it is."""
+    return unicodedata.normalize("NFD", ch)[0] if _accented(ch) else ch
+
+
+def _as_shown(text: str) -> str:
+    """`text` with each right-to-left override run of Latin text (`_OVERRIDE`) in the order it is
+    shown, so a reversed link or number reads as its plain copy; other text as written. Only a
+    deliberate run: closed by a PDF, or one token (a link, a number, a file name). An override
+    dropped into a wave's words, left open, shows them garbled: read as an invisible character,
+    so the copy still reads as the plain text it was written as."""
+    def shown(m: re.Match[str]) -> str:
+        run = m.group(1)
+        if _RTL_LETTER.search(run) or not (m.group(2) or not _WHITESPACE.search(run)):
+            return m.group(0)
+        return "\u202e" + run[::-1] + m.group(2)
+    return _OVERRIDE.sub(shown, text)
 
 
 def _unconfuse(text: str) -> str:
@@ -225,13 +292,27 @@ def _clean_url(url: str, cased: str | None = None) -> str:
     return _ascii_host(u[:end]) + u[end:]
 
 
-def _phone_digits(raw: str) -> str:
+def _uk_number(digits: str | None) -> str | None:
+    """`digits` when they can be a UK number in trunk form (0, then a digit 1-9, 10 or 11 digits in
+    all), else None: "0 0 0 0 0 0 0 0 0 0" or a foreign "0033 1 23 45 67 89" read from its first 0
+    made one phone key of unrelated texts."""
+    return digits if digits and len(digits) in (10, 11) and digits[0] == "0" and digits[1] != "0" else None
+
+
+def _phone_digits(raw: str) -> str | None:
     digits = re.sub(r"\D", "", raw)
     if digits.startswith("0044"):
         digits = "0" + digits[4:]
     elif digits.startswith("44") and raw.lstrip().startswith("+"):
         digits = "0" + digits[2:]
-    return digits
+    return _uk_number(digits)
+
+
+def _word_phone(light: str, s: int, raw: str) -> str | None:
+    """The digits of a `_PHONE_WORDS` run after a word saying a number follows ("call", "on"), or None."""
+    if not _PHONE_CUE.search(light, max(0, s - 16), s):
+        return None
+    return _uk_number("".join(_DIGIT_WORD[w] for w in re.findall(r"[a-z]+", raw)))
 
 
 def _obfuscated_phone(raw: str) -> str | None:
@@ -249,7 +330,7 @@ def _obfuscated_phone(raw: str) -> str | None:
     digits = ("0" if intl else "") + "".join(groups)
     if intl and digits.startswith("00"):  # "+44 07700 900123": the trunk 0 written after +44
         digits = digits[1:]
-    return digits if digits.startswith("0") and len(digits) in (10, 11) else None
+    return _uk_number(digits)
 
 
 def _o_phone(raw: str, after: str) -> str | None:
@@ -269,8 +350,7 @@ def _whatsapp_phone(url: str) -> str | None:
     m = _WA_ME.match(url) or _WA_SEND.match(url)
     if not m or not m.group(1).startswith("44"):
         return None
-    digits = "0" + m.group(1)[2:].removeprefix("0")  # "+44 0..." as "+44 ..." (see `_PHONE`)
-    return digits if len(digits) in (10, 11) else None
+    return _uk_number("0" + m.group(1)[2:].removeprefix("0"))  # "+44 0..." as "+44 ..." (see `_PHONE`)
 
 
 def _edit(text: str, edits: list[tuple[int, int, str]]) -> str:
@@ -303,7 +383,9 @@ def _defang(light: str, *twins: str) -> tuple[str, ...]:
                          ((".", "dot"), lambda t: [(m.start(), m.end(), ".") for m in _DEFANG_DOT.finditer(t)]),
                          ((" dot ", " ."), lambda t: [(m.start() + d.start(), m.start() + d.end(), ".")
                                                           for m in _SPELLED_HOST.finditer(t) if _spelled_host(t, m)
-                                                          for d in _SEP_RE.finditer(m.group(0))])):
+                                                          for d in _SEP_RE.finditer(m.group(0))]),
+                         (("at]", "at)", "at}", "@]", "@)", "@}"),
+                          lambda t: [(m.start(), m.end(), "@") for m in _DEFANG_AT.finditer(t)])):
         if not any(n in light for n in needed):  # the common case: nothing to rewrite
             continue
         edits = find(light)
@@ -332,14 +414,20 @@ def _forms(text: str) -> tuple[str, str, str]:
     digits, dashes between digits, ideographic dots and look-alike letters folded, links
     defanged), the same characters with letters as written, for the real host of a URL, and
     those again in their written case, for a URL's case-sensitive path."""
+    if "\u202e" in text:
+        text = _as_shown(text)
     light = normalize_light(text)
     cased = _cased(text, light)
     if light.isascii():  # the common case: nothing to fold
         light, written, cased = _defang(light, light, cased)
         return light, written, cased
     table = _always_table()
-    written = _DIGIT_DASH.sub("-", light.translate(table))
-    cased = _DIGIT_DASH.sub("-", cased.translate(table))
+    written, cased = light.translate(table), cased.translate(table)
+    marks = [(m.start(), m.end()) for m in _stray_marks().finditer(written)
+             if m.end() - m.start() > 2 or not _accented(m.group(0)[0])]
+    if marks:  # dropped at the same places in both: they stay aligned
+        written, cased = (_edit(t, [(a, b, _bare(t[a])) for a, b in marks]) for t in (written, cased))
+    written, cased = _DIGIT_DASH.sub("-", written), _DIGIT_DASH.sub("-", cased)
     light = _unconfuse(written)
     dots = [m.start() for m in _IDEO_DOT.finditer(light)]  # read on the folded letters
     if dots:
@@ -399,14 +487,23 @@ def _entity_spans(light: str, written: str | None = None, cased: str | None = No
             if taken.free(s, e):
                 take(s, e, "url", _clean_url(written[s:e], cased[s:e]))
     for s, e, raw in _spans(_PHONE, light):
-        if taken.free(s, e):
-            take(s, e, "phone", _phone_digits(raw))
+        digits = _phone_digits(raw) if taken.free(s, e) else None
+        if digits:
+            take(s, e, "phone", digits)
     for s, e, raw in _spans(_PHONE_RUN, light):
         digits = _obfuscated_phone(raw) if taken.free(s, e) else None
         if digits:
             take(s, e, "phone", digits)
     for s, e, raw in (_spans(_PHONE_O_RUN, light) if _O_NEAR_DIGIT.search(light) else []):
+        body = raw.rstrip("o")
+        if light[e:e + 1].isalpha() and body != raw and body[-1:] in tuple(" .()[]_*·-"):
+            raw = body.rstrip(" .()[]_*·-")  # the run read on into a word ("... 1461 or"): no digit
+            e = s + len(raw)
         digits = _o_phone(raw, light[e:e + 1]) if taken.free(s, e) else None
+        if digits:
+            take(s, e, "phone", digits)
+    for s, e, raw in (_spans(_PHONE_WORDS, light) if "zero" in light or "oh" in light else []):
+        digits = _word_phone(light, s, raw) if taken.free(s, e) else None
         if digits:
             take(s, e, "phone", digits)
     # an amount ("75000 pounds") is money, never a short code; the template still says <money>

@@ -32,7 +32,9 @@ from core.principals import Actor
 from .priority import ESCALATED
 from .review_config import ReviewSettings
 
-_LETTER = r"[^\W\d_]"
+# A letter, or a symbol that shows one: circled, parenthesised, squared and regional-indicator
+# letters ("ⓥⓘⓛⓔ", "🅥🅘🅛🅔", "⒱⒤⒧⒠": So symbols, not letters, so such a word was shown as written).
+_LETTER = r"(?:[^\W\d_]|[\u249c-\u24e9\U0001f110-\U0001f189\U0001f1e6-\U0001f1ff])"
 # Per-row flag set while a packet is built: True when that row's own text is sensitive.
 OWN_FLAG = "_sensitive"
 # A packet's campaign: per top term, True when members it comes from, other than the texts the
