@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from core.config import config_file, load_model
 
 MODELS_FILE = "models.yaml"
+MAX_CHUNK_SIZE = 1_000_000  # scoring.chunk_size (models.scoring reads it)
 
 
 class _Strict(BaseModel):
@@ -31,7 +32,8 @@ class TrainingSettings(_Strict):
 
 
 class ScoringSettings(_Strict):
-    chunk_size: int = Field(default=1000, gt=0)
+    # items per transaction, read at once: one past 2**63 was an OverflowError from the database
+    chunk_size: int = Field(default=1000, gt=0, le=MAX_CHUNK_SIZE)
     # Texts over max_chars are scored over windows of window_chars characters overlapping by
     # window_overlap, at most max_windows of them (models.scoring.text_windows); 1 scores the head only.
     max_chars: int = Field(default=5000, gt=0)
@@ -85,7 +87,7 @@ class PromotionSettings(_Strict):
     min_lower_bound: float = 0.0        # promote only when the interval's lower bound is above this
     confidence: float = Field(default=0.95, gt=0.5, lt=1.0)
     bootstrap: int = Field(default=1000, ge=100)
-    seed: int = 13
+    seed: int = Field(default=13, ge=0, le=2**32 - 1)  # numpy's bootstrap refused a negative one after training
     min_items: int = Field(default=30, ge=1)   # an evaluation set with fewer items is reported, not gating
     # Also required: McNemar's p below this, the challenger right on more disagreements (None: off).
     mcnemar_alpha: Optional[float] = Field(default=0.05, gt=0.0, lt=1.0)
@@ -173,6 +175,8 @@ class ModelsConfig(_Strict):
                         problem = unmet(value, constraints.get(name, [object]))
                         if problem:
                             problems.append(f"{kind}.members[{i}].params.{name}: {problem}")
+            if not problems:
+                problems += _combination_problems(kind, params or {})
         if problems:
             raise ValueError("; ".join(problems))
         return kinds
@@ -213,6 +217,20 @@ class ModelsConfig(_Strict):
         if not isinstance(member, dict) or not isinstance(member.get("kind"), str):
             return member  # the ensemble names the problem when it is built
         return {**member, "params": {**self.kind_params(member["kind"]), **(member.get("params") or {})}}
+
+
+def _combination_problems(kind: str, params: dict[str, Any]) -> list[str]:
+    """The checks a kind makes across its parameters (`_validate_combination`, an ensemble's
+    members' own), made when the file is read: each value was valid alone, and the kind was
+    refused only at training (hybrid with no n-grams and no embedding, nblr with no n-grams)."""
+    from .base import ModelError
+    from .kinds import make_classifier
+
+    try:
+        make_classifier(kind, ["a", "b"], **params)  # constructors only store; nothing is loaded
+    except ModelError as exc:
+        return [str(exc)]
+    return []
 
 
 def load_models_config(path: str | Path | None = None) -> ModelsConfig:

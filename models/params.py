@@ -136,7 +136,17 @@ def unmet(value: Any, constraints: Sequence[Any]) -> Optional[str]:
     wanted = [describe(c) for c in constraints]
     # "null" reads best last: "must be a float > 0 or null"
     wanted = [w for w in wanted if w != "null"] + [w for w in wanted if w == "null"]
-    return f"must be {' or '.join(wanted)}, got {value!r}"
+    return f"must be {' or '.join(wanted)}, got {shown(value)}"
+
+
+_SHOWN_CHARS = 120
+
+
+def shown(value: Any) -> str:
+    """`repr(value)`, cut to `_SHOWN_CHARS` characters: a value pasted by mistake (a whole file as
+    a string, a list of a million numbers) came back whole in the one-line error that names it."""
+    text = repr(value)
+    return text if len(text) <= _SHOWN_CHARS else f"{text[:_SHOWN_CHARS]}... ({len(text)} characters)"
 
 
 # -- shared constraints -------------------------------------------------------------------------

@@ -34,7 +34,7 @@ from core.hooks import check_permission
 from core.predictions import champion_query
 from core.principals import SYSTEM, Actor, actor_name
 from core.schema import ModelVersion, utcnow
-from core.text import free_text_error
+from core.text import free_text_error, text_error
 
 from .base import ModelError, PolicyClassifier
 from .embedding_pin import check_embedding_pin
@@ -111,6 +111,9 @@ def _table() -> Any:
 
 # -- artifacts: confined to the data directory, hashed at training, checked before loading -----
 _CODE_SUFFIXES = (".pkl", ".pickle", ".joblib", ".pt", ".pth", ".bin")  # named when found
+# a whole artifact, read and copied when loaded: a fine-tuned transformer is well under 1 GB, the
+# linear kinds' arrays are capped at 4 GB unpacked (`linear.MAX_ARRAYS_BYTES`)
+MAX_ARTIFACT_BYTES = 8 << 30
 
 
 def _artifact_files(folder: Path) -> list[tuple[str, Path]]:
@@ -129,9 +132,17 @@ def _artifact_files(folder: Path) -> list[tuple[str, Path]]:
 def artifact_digest(folder: str | Path, copy_to: Optional[Path] = None) -> str:
     """Hex SHA-256 over an artifact folder: each file's relative path, size and bytes, in path order.
     With `copy_to`, the bytes hashed are also written there (a new folder): a copy that holds
-    exactly what was hashed, which a file swapped in after the check can no longer change."""
+    exactly what was hashed, which a file swapped in after the check can no longer change.
+    A folder over `MAX_ARTIFACT_BYTES` is refused from its sizes, before a byte is read or copied:
+    a planted 10 GB file was hashed whole and copied into the temporary folder first."""
     h = hashlib.sha256()
-    for rel, p in _artifact_files(Path(folder)):
+    files = _artifact_files(Path(folder))
+    sizes = [(p.stat().st_size, rel) for rel, p in files]
+    if sum(size for size, _ in sizes) > MAX_ARTIFACT_BYTES:
+        size, rel = max(sizes)
+        raise RegistryError(f"the folder holds {sum(s for s, _ in sizes)} bytes (over {MAX_ARTIFACT_BYTES}; "
+                            f"largest: {rel}, {size} bytes)")
+    for rel, p in files:
         # O_NOFOLLOW: a file replaced by a link after the listing is an error, not read through
         fd = os.open(p, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
         with os.fdopen(fd, "rb") as f:
@@ -283,6 +294,10 @@ def promote(store: "Store", version: str, actor: Actor = SYSTEM["system"], reaso
 
     check_version_name(version)
     check_permission(actor, "promote", f"model_version {version}")
+    # kept for good in the audit log (`retire` refused such a reason, `promote` stored it on both
+    # stores); no length rule here: the gate's reason wraps the one a person wrote
+    if isinstance(reason, str) and (bad := text_error(reason, "a promotion's reason")) is not None:
+        raise RegistryError(bad)
     try:  # before the row lock: hashing a large artifact must not hold it
         verify_artifact(store, get_model(store, version))
     except RegistryError as exc:
@@ -413,8 +428,8 @@ def train_model(store: "Store", taxonomy: "Taxonomy", kind: Optional[str] = None
     cfg = config
     kind = kind or cfg.training.default_kind
     merged = {**cfg.kind_params(kind), **(params or {})}
-    if parent is not None:
-        get_model(store, parent)  # raises for an unknown parent
+    if parent is not None:  # raises for an unknown parent; `champion` is recorded as the version it names now
+        parent = get_model(store, parent)["id"]
     if data is None:
         data = training_examples(store, taxonomy, sources=sources,
                                  min_examples_per_label=cfg.training.min_examples_per_label)
@@ -434,6 +449,9 @@ def train_model(store: "Store", taxonomy: "Taxonomy", kind: Optional[str] = None
         train_idx, val_idx = stratified_split(data.ids, data.labels, cfg.training.validation_fraction, seed)
         train, val = data.subset(train_idx), data.subset(val_idx)
         all_texts = data.texts
+    if len(val) == 0:  # every label once: evaluating nothing was an IndexError, after the fit
+        raise ModelError(f"nothing to validate {kind} on: no label has two or more distinct items "
+                         f"({', '.join(f'{k}={v}' for k, v in data.label_counts().items())}); label more items")
     echo(f"  training {kind} on {len(train)} items, validating on {len(val)} "
          f"({', '.join(f'{k}={v}' for k, v in data.label_counts().items())})")
     emb_all = embeddings_for(store, model, all_texts, show_progress=show_progress, config=cfg)

@@ -270,13 +270,18 @@ def count_unscored(store: "Store", model_version: str) -> tuple[int, int]:
 def check_model_labels(model: Any, version: str, taxonomy: "Taxonomy") -> None:
     """Raise RegistryError when `model` predicts labels the taxonomy no longer has: a model trained
     before the taxonomy lost a label would store predictions (and so case labels) no policy
-    knows. Every path that writes predictions calls it before writing anything."""
+    knows; or lacks the taxonomy's benign label (now another policy), which empty texts get and
+    every score is read against (it was a bare "ValueError: 'x' is not in list" mid-run). Every
+    path that writes predictions calls it before writing anything."""
+    from .registry import RegistryError
+
     missing = sorted(set(model.labels) - set(taxonomy.labels))
     if missing:
-        from .registry import RegistryError
-
         raise RegistryError(f"model {version} predicts labels the taxonomy no longer has: {missing}; "
                             "retrain it against the current taxonomy")
+    if taxonomy.benign_label not in model.labels:
+        raise RegistryError(f"model {version} has no label {taxonomy.benign_label!r}, the taxonomy's benign "
+                            f"policy (it predicts {list(model.labels)}): retrain it against the current taxonomy")
 
 
 def score_items(store: "Store", taxonomy: "Taxonomy", model_version: Optional[str] = None,
@@ -295,6 +300,7 @@ def score_items(store: "Store", taxonomy: "Taxonomy", model_version: Optional[st
     from sqlalchemy import and_, select
     from tqdm.auto import tqdm
 
+    from .config import MAX_CHUNK_SIZE
     from .embedding_pin import check_embedding_pin
     from .embeddings import Embedder, EmbeddingCache, embed_texts
     from .registry import load_model_version
@@ -302,8 +308,10 @@ def score_items(store: "Store", taxonomy: "Taxonomy", model_version: Optional[st
     check_permission(actor, "score", model_version or "champion")
     cfg = config
     chunk = int(chunk_size or cfg.scoring.chunk_size)
-    if chunk < 1 or (limit is not None and limit < 0):
-        raise ValueError(f"chunk_size must be 1 or more and limit 0 or more, not {chunk} and {limit}")
+    if not 1 <= chunk <= MAX_CHUNK_SIZE or (limit is not None and limit < 0):  # past 2**63: the database's OverflowError
+        from .base import ModelError  # a ValueError the CLI prints as one line
+
+        raise ModelError(f"chunk_size must be 1 to {MAX_CHUNK_SIZE} and limit 0 or more, not {chunk} and {limit}")
     started = time.perf_counter()
     if model is None:
         model, row = load_model_version(store, model_version)

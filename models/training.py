@@ -170,11 +170,22 @@ def stratified_split(ids: Sequence[str], labels: Sequence[str], fraction: float,
 
     Depending only on (seed, id), an item keeps its side when other items are added, so a
     retrained challenger is validated on the same items as its parent where they overlap.
-    Labels with fewer than 2 items stay wholly in training.
+    Labels with fewer than 2 items stay wholly in training. Rows sharing an id (a human label
+    repeated by its weight, `replicate_by_weight`) are one item, on one side: split by row, the
+    copies landed on both and the validation scores were in-sample for exactly those labels.
     """
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"fraction must be between 0 and 1, got {fraction}")
     _same_length(ids=ids, labels=labels)
+    first: dict[str, int] = {}
+    for i, item in enumerate(ids):
+        first.setdefault(item, i)
+    if len(first) < len(ids):  # each id under its first row's label, every row following its id
+        distinct = list(first)
+        _, hold_first = stratified_split(distinct, [labels[i] for i in first.values()], fraction, seed)
+        held = {distinct[j] for j in hold_first}
+        mask = np.fromiter((item in held for item in ids), dtype=bool, count=len(ids))
+        return np.flatnonzero(~mask), np.flatnonzero(mask)
     keys = np.array([int(hashlib.blake2b(f"{seed}:{i}".encode(), digest_size=8).hexdigest(), 16) for i in ids],
                     dtype=np.uint64)
     labels_arr = np.asarray(labels, dtype=object)
