@@ -40,7 +40,7 @@ from core.backoff import exponential_backoff
 from core.hooks import check_permission
 from core.labels import AUTHORITATIVE_KINDS
 from core.principals import Actor, actor_name
-from core.schema import AuditEvent, Decision, utcnow
+from core.schema import AuditEvent, Decision, Item, utcnow
 from core.store import Busy
 from core.text import free_text_error, one_line
 from models.base import ModelError
@@ -432,7 +432,8 @@ def retrain_due(store: "Store", config: "ModelsConfig",
         mark, earlier = counting_marks(conn, champ)
         after = after_marks(mark, earlier)
         new = conn.execute(select(func.count()).select_from(D).where(
-            D.c.kind.in_(AUTHORITATIVE_KINDS + ("calibration",)), after, _stands())).scalar() or 0
+            D.c.kind.in_(AUTHORITATIVE_KINDS + ("calibration",)), D.c.kind != "bulk", after, _stands())).scalar() or 0
+        new += _bulk_texts(conn, after)
         seen, overrides = conn.execute(select(func.count(), func.sum(D.c.is_override.cast(Integer))).where(
             D.c.model_version == champ["id"], D.c.kind.in_(AUTHORITATIVE_KINDS), after,
             _stands())).one()   # since the last verdict: its retrain already answered the decisions before it
@@ -479,6 +480,19 @@ def retrain_due(store: "Store", config: "ModelsConfig",
                                            f"{out['override_rate']} (alarm {ac.override_rate_alarm})"
                                            + (f"; drift alarms {out.get('drift_alarms') or 'none'}"
                                               if ac.drift_alarm and drift is not None else "")}
+
+
+def _bulk_texts(conn: Any, after: Any) -> int:
+    """The new bulk decisions `retrain_due` counts: once per campaign (else case), label and
+    template-normalised text, as training learns them (`labeling.training_data`): one click on
+    a 600-member wave of 4 templates is 4 new labels, not 600 (it made a retrain due alone)."""
+    from labeling.training_data import template_hash
+
+    D, I = Decision.__table__, Item.__table__
+    rows = conn.execute(select(D.c.campaign_id, D.c.case_id, D.c.label, func.min(I.c.text))
+                        .join(I, I.c.id == D.c.item_id).where(D.c.kind == "bulk", after, _stands())
+                        .group_by(D.c.campaign_id, D.c.case_id, D.c.label, I.c.text_hash))
+    return len({(("campaign", c) if c is not None else ("case", k), lab, template_hash(t)) for c, k, lab, t in rows})
 
 
 def _stands() -> Any:

@@ -82,6 +82,9 @@ def cv_human_weight(ld: "LearningData", labels: Sequence[str], kind: str, params
     from sklearn.model_selection import GroupKFold
     from tqdm.auto import tqdm
 
+    bad = [w for w in grid if isinstance(w, bool) or not isinstance(w, (int, float)) or not np.isfinite(w) or w <= 0]
+    if bad or not len(grid):  # NaN failed the first fit with "weights must be finite"; inf tuned the cap
+        raise ValueError(f"models.yaml learning.weight_grid: give finite positive weights, not {bad or list(grid)!r}")
     train = np.flatnonzero(ld.split == "train")
     human = np.array([i for i in train if ld.data.origin[i] == "decision"], dtype=int)
     source = np.array([i for i in train if ld.data.origin[i] != "decision"], dtype=int)

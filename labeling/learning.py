@@ -408,6 +408,20 @@ def plan_queue(store: Store, taxonomy: Taxonomy, config: QueueConfig, queue: str
             "pin": pin, "unpin": unpin}
 
 
+def left_pinned(store: Store, config: QueueConfig) -> list[str]:
+    """The queues outside `learning.queues` that still hold waiting learning cases (a queue's line
+    taken out of the config): a pass at share 0 unpins them, or they kept the `learning:` reason
+    and a priority the sweep never raises. One probe per such queue, on the claim index."""
+    out = []
+    with store.read() as conn:
+        for q in config.queues:
+            if q not in config.learning.queues and conn.execute(
+                    select(C.c.id).where(C.c.queue == q, C.c.state == config.waiting_state(q),
+                                         C.c.priority_reason.like("learning:%")).limit(1)).first() is not None:
+                out.append(q)
+    return out
+
+
 def apply_learning_share(store: Store, taxonomy: Taxonomy, config: QueueConfig, actor: Actor,
                          now: Optional[dt.datetime] = None, embedding_model: Optional[str] = None,
                          queues: Optional[Sequence[str]] = None) -> dict[str, Any]:
@@ -419,7 +433,7 @@ def apply_learning_share(store: Store, taxonomy: Taxonomy, config: QueueConfig, 
     check_permission(actor, "build_cases", "queues")
     now = now or utcnow()
     out: dict[str, Any] = {}
-    names = list(queues) if queues is not None else list(config.learning.queues)
+    names = list(queues) if queues is not None else [*config.learning.queues, *left_pinned(store, config)]
     for q in names:
         if q not in config.queues:
             from .errors import QueueError

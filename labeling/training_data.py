@@ -22,9 +22,12 @@ group, and its sample weight:
   A new member takes its group's stored side. When a later clustering run joins groups
   assigned to different sides, the members stored as test are left out (`excluded`) for as
   long as the group straddles, so no campaign is ever on both sides of an evaluation and no
-  item changes side. Why stored and not only hashed: a campaign's key changes when campaigns
-  merge or are re-clustered; a pure hash would then move items that a champion trained on
-  into the test side.
+  item changes side. A campaign member outside the data (its decision undone, its label
+  retired, another source) keeps its stored side in its group's count: a champion may have
+  trained on it, so its mates join its side, a test member beside it is left out, and the
+  gate's `pooled` set does not count the group as unseen. Why stored and not only hashed: a
+  campaign's key changes when campaigns merge or are re-clustered; a pure hash would then move
+  items that a champion trained on into the test side.
 - **Weights** (`human_weights`): a human label weighs `human_weight` x recency x scarcity
   (capped at `max_weight`) against 1.0 for a source label; recency decays with a half-life (from
   when the judgement was made: a decision an undo restored is as old as the original),
@@ -165,18 +168,19 @@ def calibration_labels(conn: Connection, rule: str) -> tuple[dict[str, dict[str,
                                ~exists(select(1).where(later.c.supersedes_id == D.c.id)))
                         .order_by(D.c.id)).all()  # store order: the rule of `core.labels.record_key`
     owner = _copy_owners(conn, rows)
-    by_item: dict[str, dict[str, tuple[str, dt.datetime, str]]] = defaultdict(dict)
+    by_item: dict[str, dict[str, tuple[str, dt.datetime, str, int]]] = defaultdict(dict)
     for item_id, reviewer, label, created, row_id, _ in rows:
-        by_item[item_id][owner.get(row_id, reviewer)] = (label, created, reviewer)  # later rows overwrite
+        by_item[item_id][owner.get(row_id, reviewer)] = (label, created, reviewer, row_id)  # later rows overwrite
     leads = _leads(conn) if rule == "lead" else set()
     out, ties = {}, 0
     for item_id, votes in by_item.items():
-        ordered = sorted(votes.values(), key=lambda v: v[1])
-        label = resolve_calibration([(who, lab) for lab, _, who in ordered], rule, leads)
+        # The latest lead vote by the store's order (the row id), never the writing server's clock.
+        ordered = sorted(votes.values(), key=lambda v: v[3])
+        label = resolve_calibration([(who, lab) for lab, _, who, _ in ordered], rule, leads)
         if label is None:
             ties += 1
             continue
-        out[item_id] = {"label": label, "decided_at": max(t for _, t, _ in votes.values()), "kind": "calibration",
+        out[item_id] = {"label": label, "decided_at": max(v[1] for v in votes.values()), "kind": "calibration",
                         "reviewers": sorted(votes)}
     return out, ties
 
@@ -227,6 +231,32 @@ def restored_at(conn: Connection, decisions: Iterable[dict[str, Any]]) -> None:
         if not after:
             return
         pending = after
+
+
+def appealed_audits(conn: Connection, decisions: Iterable[dict[str, Any]]) -> None:
+    """Give each `appeal` decision among `decisions` whose chain (what it supersedes, and so on)
+    starts at a `qa_audit` decision that decision's kind and case: the appeal's outcome (reversed
+    or confirmed) is the label of an item the uniform QA-audit sample drew, and leaving contested
+    items out of the gate's `qa_audit` set biased the sample towards the uncontested."""
+    pending = {d["id"]: d for d in decisions if d.get("kind") == "appeal" and d.get("supersedes_id") is not None}
+    walk = {i: d["supersedes_id"] for i, d in pending.items()}   # appeal id -> the row reached so far
+    for _ in range(32):   # a chain per correction / appeal / undo: bounded
+        ids, found = sorted(set(walk.values())), {}
+        for i in range(0, len(ids), _CHUNK):
+            found.update({r.id: r for r in conn.execute(select(D.c.id, D.c.kind, D.c.case_id, D.c.supersedes_id)
+                                                        .where(D.c.id.in_(ids[i:i + _CHUNK])))})
+        nxt = {}
+        for appeal_id, row_id in walk.items():
+            r = found.get(row_id)
+            if r is None:
+                continue
+            if r.supersedes_id is not None and r.supersedes_id != row_id:
+                nxt[appeal_id] = r.supersedes_id
+            elif r.kind == "qa_audit":
+                pending[appeal_id].update(kind="qa_audit", case_id=r.case_id)
+        if not nxt:
+            return
+        walk = nxt
 
 
 def _rereview_decisions(conn: Connection, decisions: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -303,9 +333,11 @@ def group_keys(conn: Connection, items: Mapping[str, str]) -> dict[str, str]:
 
 class Sides(dict):
     """item id -> 'train' / 'test' / 'excluded' (`assign_splits`), with `warnings`: the lines
-    about the sides stored by this call (`unclustered_warning`)."""
+    about the sides stored by this call (`unclustered_warning`), and `absent`: group key -> the
+    ids of its campaign mates outside the data that hold a stored side (`_absent_mates`)."""
 
     warnings: list[str]
+    absent: dict[str, list[str]]
 
 
 def assign_splits(store: "Store", groups: Mapping[str, str], settings: "LearningSettings", actor: Actor,
@@ -319,10 +351,11 @@ def assign_splits(store: "Store", groups: Mapping[str, str], settings: "Learning
     by_group: dict[str, list[str]] = defaultdict(list)
     for i in ids:
         by_group[groups[i]].append(i)
+    absent = _absent_mates(store, groups)
     new_rows: list[dict[str, Any]] = []
     now = utcnow()
     for key, members in by_group.items():
-        sides = {stored[m] for m in members if m in stored}
+        sides = {stored[m] for m in members if m in stored} | set(absent.get(key, {}).values())
         if not sides:
             side = proposed_side(key, settings.split_salt, settings.test_fraction)
         elif len(sides) == 1:
@@ -341,10 +374,33 @@ def assign_splits(store: "Store", groups: Mapping[str, str], settings: "Learning
         stored.update(_stored_sides(store, [r["item_id"] for r in new_rows]))  # a concurrent run may have won
     out = Sides()
     out.warnings = [w for w in (unclustered_warning(len(new_rows), clustered),) if w]
+    out.absent = {key: sorted(mates) for key, mates in absent.items()}
     for key, members in by_group.items():
-        straddles = len({stored[m] for m in members}) > 1
+        straddles = len({stored[m] for m in members} | set(absent.get(key, {}).values())) > 1
         for m in members:
             out[m] = EXCLUDED if straddles and stored[m] == "test" else stored[m]
+    return out
+
+
+def _absent_mates(store: "Store", groups: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    """group key -> {item id: stored side} of its campaigns' members that are not in `groups` (a
+    decision undone, a label retired or left out): a champion may have trained on them, so their
+    side still counts for the group's new members and for whether it straddles."""
+    camp: dict[str, int] = {}
+    ids = sorted(groups)
+    with store.read() as conn:
+        for i in range(0, len(ids), _CHUNK):
+            camp.update(dict(conn.execute(select(CM.c.item_id, CM.c.campaign_id)
+                                          .where(CM.c.item_id.in_(ids[i:i + _CHUNK]))).all()))
+        key_of = {c: groups[i] for i, c in camp.items()}
+        cids = sorted(key_of)
+        out: dict[str, dict[str, str]] = defaultdict(dict)
+        for i in range(0, len(cids), _CHUNK):
+            for item_id, cid, side in conn.execute(select(CM.c.item_id, CM.c.campaign_id, LS.c.split)
+                                                   .join(LS, LS.c.item_id == CM.c.item_id)
+                                                   .where(CM.c.campaign_id.in_(cids[i:i + _CHUNK]))):
+                if item_id not in groups:
+                    out[key_of[cid]][item_id] = side
     return out
 
 
@@ -373,6 +429,9 @@ class LearningData:
     # The id of the item's first decision of any kind (undone or superseded ones too: ids grow
     # with every decision, whatever its clock says); None for an item with a source label.
     first_decision: list[Optional[int]] = field(default_factory=list)
+    # group -> the first decision id of its campaign mates outside the data that hold a stored
+    # side (0 when one has a source label): a model may have learnt the group from them.
+    absent_first: dict[str, int] = field(default_factory=dict)
 
     def _where(self, mask: np.ndarray) -> np.ndarray:
         return np.flatnonzero(mask)
@@ -419,6 +478,7 @@ class LearningData:
         if len(self.first_decision) != len(self.split):
             return np.zeros(0, dtype=int)
         seen = {g for g, t in zip(self.groups, self.first_decision) if t is None or t <= through}
+        seen |= {g for g, t in self.absent_first.items() if t <= through}
         human = np.array([o == "decision" for o in self.data.origin], dtype=bool)
         fresh = np.array([g not in seen for g in self.groups], dtype=bool)
         return self._where((self.split == "train") & human & fresh)
@@ -439,6 +499,7 @@ def learning_data(store: "Store", taxonomy: "Taxonomy", settings: "LearningSetti
         through = conn.execute(select(func.max(D.c.id))).scalar()
         human = {i: dict(d, decided_at=d["created_at"]) for i, d in current_decisions(conn).items()}
         restored_at(conn, human.values())
+        appealed_audits(conn, human.values())
         for d in _rereview_decisions(conn, human.values()):
             d["kind"] = "rereview"  # a lead's blind re-review: a draw of decided items, not the QA sample
         calib, ties = calibration_labels(conn, settings.calibration_rule)
@@ -507,11 +568,17 @@ def learning_data(store: "Store", taxonomy: "Taxonomy", settings: "LearningSetti
              "dropped": dict(dropped), "warnings": sides.warnings,
              "mean_human_weight": round(float(weights[hidx].mean()), 4) if hidx else None,
              "decisions_through": int(through) if through is not None else 0}
+    absent = sorted({i for mates in sides.absent.values() for i in mates})
     with store.read() as conn:
-        first = _first_decision(conn, [k[0] for k in kept if k[0] not in sourced])
+        first = _first_decision(conn, [k[0] for k in kept if k[0] not in sourced] + absent)
+        for i in range(0, len(absent), _CHUNK):
+            first.update({r: 0 for r in conn.execute(select(I.c.id).where(
+                I.c.id.in_(absent[i:i + _CHUNK]), I.c.policy_label.is_not(None))).scalars()})
+    absent_first = {g: min(first[i] for i in mates if i in first) for g, mates in sides.absent.items()
+                    if any(i in first for i in mates)}
     return LearningData(data, split, [groups_by_id[k[0]] for k in kept], weights,
                         [k[6].get("kind") if k[6] else None for k in kept], stats,
-                        [None if k[0] in sourced else first.get(k[0]) for k in kept])
+                        [None if k[0] in sourced else first.get(k[0]) for k in kept], absent_first)
 
 
 def _first_decision(conn: Connection, ids: Sequence[str]) -> dict[str, int]:

@@ -62,9 +62,18 @@ def sweep_once(app: Any, actor: Any = None, progress: bool = False) -> dict[str,
     from labeling.escalation import sweep
 
     out = sweep(app.store(), app.taxonomy(), app.queues(), progress=progress, requested_by=actor)
-    if app.queues().learning.queues:
+    if learning_due(app):
         out["learning"] = learning_pass(app, actor if actor is not None else SYSTEM["sweeper"])
     return out
+
+
+def learning_due(app: Any) -> bool:
+    """Whether a learning pass has work: a queue with a share, or one taken out of
+    `learning.queues` that still holds pinned learning cases (`labeling.learning.left_pinned`):
+    with the last line removed the pass never ran, and those cases stayed pinned for good."""
+    from labeling.learning import left_pinned
+
+    return bool(app.queues().learning.queues) or bool(left_pinned(app.store(), app.queues()))
 
 
 def resume_rescore(app: Any) -> Optional["RescoreJob"]:

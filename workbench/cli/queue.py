@@ -72,9 +72,9 @@ def register_commands(cli: click.Group) -> None:
 
         with _user_errors():
             summary = build_cases(app.store(), app.taxonomy(), app.queues(), actor=_acting(app), progress=not as_json)
-            if app.queues().learning.queues:  # issue 18: re-plan the learning share after a build
-                from ..learning import learning_pass
+            from ..learning import learning_due, learning_pass
 
+            if learning_due(app):  # issue 18: re-plan the learning share after a build
                 summary["learning"] = learning_pass(app, _acting(app))
         _emit(summary, as_json, lambda s: click.echo(
             f"{s['cases']} new cases ({s['item_cases']} items, {s['campaign_cases']} campaigns): "
