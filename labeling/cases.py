@@ -23,9 +23,10 @@ from core.taxonomy import Taxonomy
 
 from .errors import QueueError
 from .masking import mask_text
-from .priority import ESCALATED_AT, PriorityError, label_harm_weights, score_features, tier_weight
+from .priority import PriorityError, label_harm_weights, score_features, utc_naive
+from .replan import _held_by_escalation, _keep_seed, _merged_meta, _refresh_held
 from .queue_config import QueueConfig
-from .routing import Candidate, plan_case
+from .routing import Candidate, plan_case, route
 from .sampling import calibration_copies
 
 C = Case.__table__
@@ -99,8 +100,8 @@ def _lock_builds(conn: Connection) -> None:
 def _prediction_rows(conn: Connection, *extra: Any, where: Sequence[Any] = ()):  # type: ignore[no-untyped-def]
     """Latest prediction per item joined with the item and its campaign (plus `extra` columns)."""
     return (select(P.c.item_id, P.c.model_version, P.c.label, P.c.score, P.c.scores, P.c.uncertainty, P.c.flags,
-                   I.c.text, I.c.surface, I.c.source, I.c["metadata"].label("meta"), CM.c.campaign_id, CP.c.size,
-                   *extra)
+                   I.c.text, I.c.surface, I.c.source, I.c["metadata"].label("meta"), I.c.ingested_at.label("arrived"),
+                   CM.c.campaign_id, CP.c.size, *extra)
             .join(I, I.c.id == P.c.item_id)
             .outerjoin(CM, CM.c.item_id == P.c.item_id)
             .outerjoin(CP, CP.c.id == CM.c.campaign_id)
@@ -114,7 +115,7 @@ def _candidate(r: Any, growth: dict[int, int]) -> Candidate:
                      model_version=r.model_version, campaign_id=r.campaign_id, surface=r.surface,
                      source=r.source, language=_language(r.meta), campaign_size=size,
                      campaign_growth=(growth.get(r.campaign_id, 0) / size) if size else 0.0,
-                     reports=_reports(r.meta), flags=dict(r.flags or {}))
+                     reports=_reports(r.meta), flags=dict(r.flags or {}), arrived_at=_as_dt(r.arrived))
 
 
 def _item_candidates(conn: Connection, now: dt.datetime, growth: dict[int, int],
@@ -134,7 +135,8 @@ def _rescore_open_cases(conn: Connection, taxonomy: Taxonomy, config: QueueConfi
     case's creation), escalation and priority follow the new prediction; the audit flag, the case
     id and what a person or a pass recorded in its meta stay. A case held by an escalation (folded
     back under its campaign's escalated case, or escalated itself: `_held_by_escalation`) keeps
-    its place and window; only the model's part of it is refreshed (`_refresh_held`).
+    its place and window; only the model's part of it is refreshed (`_refresh_held`). A case
+    waiting in a queue no longer in queues.yaml is re-planned too, into a queue that is (`rerouted`).
     """
     special = [q for q in (config.escalation_queue, config.appeals_queue, config.calibration_queue,
                            config.label_errors.queue) if q is not None]  # re-review cases keep their suggestion
@@ -143,7 +145,8 @@ def _rescore_open_cases(conn: Connection, taxonomy: Taxonomy, config: QueueConfi
                          C.c.updated_at.label("case_updated"), C.c.severity.label("case_severity"),
                          C.c.due_at.label("case_due"), C.c.escalation_reason.label("case_escalation"),
                          where=[C.c.state == "open", C.c.campaign_id.is_(None), C.c.calibration_set.is_(None),
-                                C.c.queue.notin_(special), P.c.model_version != C.c.model_version]
+                                C.c.queue.notin_(special),
+                                (P.c.model_version != C.c.model_version) | C.c.queue.notin_(list(config.queues))]
                          + ([P.c.item_id.in_(list(item_ids))] if item_ids is not None else [])
                          ).join(C, C.c.item_id == P.c.item_id)
     out = {"rescored": 0, "rescored_escalated": 0}
@@ -162,7 +165,8 @@ def _rescore_open_cases(conn: Connection, taxonomy: Taxonomy, config: QueueConfi
 def _replan_one(conn: Connection, taxonomy: Taxonomy, config: QueueConfig, r: Any, growth: dict[int, int],
                 harm: np.ndarray, now: dt.datetime, out: dict[str, int]) -> bool:
     """Re-plan one case of `_rescore_open_cases`; False when another writer changed it since `r` was read."""
-    row, why = _plan(taxonomy, config, _candidate(r, growth), r.case_created, harm)
+    cand = _candidate(r, growth)
+    row, why = _plan(taxonomy, config, cand, r.case_created, harm)
     if row is None:  # a broken newer prediction: the case keeps its plan from the one before
         out["rescore_skipped"] = out.get("rescore_skipped", 0) + 1
         return True
@@ -172,6 +176,9 @@ def _replan_one(conn: Connection, taxonomy: Taxonomy, config: QueueConfig, r: An
     else:
         _keep_seed(row, old_meta, r.case_queue, config)
         row["meta"] = _merged_meta(old_meta, row["meta"])
+    rerouted = r.case_queue not in config.queues  # removed from queues.yaml while it waited: no claim took it
+    if row["queue"] not in config.queues:  # held or a seed: kept in its queue, which is gone
+        row.update(queue=route(config, cand, row["severity"], taxonomy.benign_label), state="open")
     priority, why, terms = score_features(taxonomy, row["meta"]["features"], config, r.case_created,
                                           row["due_at"], now)
     # A compare-and-swap: claims and decisions do not take the builds' lock, so on PostgreSQL a
@@ -184,61 +191,9 @@ def _replan_one(conn: Connection, taxonomy: Taxonomy, config: QueueConfig, r: An
     if not done.rowcount:
         return False
     out["rescored"] += 1
+    out["rerouted"] = out.get("rerouted", 0) + int(rerouted)
     out["rescored_escalated"] += int(row["escalation_reason"] is not None and not held)  # escalated by the re-plan
     return True
-
-
-def _keep_seed(row: dict[str, Any], old_meta: Mapping[str, Any], old_queue: str, config: QueueConfig) -> None:
-    """A cold-start seed (`labeling.seeding`) keeps its pin, its queue and its record through a
-    re-plan for a newer model: the engineer asked for it at the head of that queue, and the new
-    model is the one the seeds are there to teach. An escalation criterion still wins."""
-    pin = (old_meta.get("features") or {}).get("seed")
-    if not pin or row["escalation_reason"] is not None:
-        return
-    row["meta"]["features"]["seed"] = pin
-    row["meta"].update({k: old_meta[k] for k in ("seed", "seeded_from") if k in old_meta})
-    row.update(queue=old_queue, state=config.waiting_state(old_queue))
-
-
-# Meta a re-plan takes from the plan (`routing.plan_case`); other keys (a fold's `covered_by`, a
-# packet, a seed's record) are what a person or a pass did, and stay. A learning pin does not: the
-# old model's uncertainty chose it (`labeling.learning` re-plans the share); nor an uncarried seed.
-_PLANNED_META = ("features", "terms", "scores", "long_text", "member_of_campaign", "learning", "seed", "seeded_from")
-# The features a held case takes from the new prediction (as `labeling.rescore` refreshes one).
-_MODEL_FEATURES = ("risk", "uncertainty", "label", "score", "campaign_size", "campaign_growth", "reports")
-
-
-def _merged_meta(old: Mapping[str, Any], planned: Mapping[str, Any]) -> dict[str, Any]:
-    """The plan's meta over the case's own (a re-plan used to replace it all: `covered_by` went)."""
-    return {**{k: v for k, v in old.items() if k not in _PLANNED_META}, **planned}
-
-
-def _held_by_escalation(r: Any) -> bool:
-    """True for a waiting case an escalation holds: folded under its campaign's escalated case
-    (`covered_by`), or escalated itself and waiting again in an ordinary queue. Re-planned anew, it
-    lost its fold, tier and window, or went back to the escalation queue beside its campaign's case."""
-    meta, feats = r.case_meta or {}, (r.case_meta or {}).get("features") or {}
-    return bool(meta.get("covered_by") is not None or meta.get("escalated_from") or feats.get("escalation")
-                or feats.get(ESCALATED_AT) or r.case_escalation is not None)
-
-
-def _refresh_held(taxonomy: Taxonomy, row: dict[str, Any], r: Any) -> None:
-    """Turn the fresh plan `row` of a held case (`_held_by_escalation`) into a refresh of the
-    model's part only: its queue, state, tier, due time, escalation reason and meta stay; label,
-    scores and the model's features follow the new prediction. An escalated case's risk never
-    drops below what the escalation set (at least its tier's weight), as in `labeling.rescore`."""
-    old, fresh = dict(r.case_meta or {}), row["meta"]["features"]
-    was = dict(old.get("features") or {})
-    feats = dict(was, **{k: fresh[k] for k in _MODEL_FEATURES if k in fresh})
-    feats["severity"] = r.case_severity
-    if was.get("escalation") or r.case_escalation is not None:
-        tier = r.case_severity if r.case_severity in taxonomy.severities else None
-        feats["risk"] = max(float(fresh.get("risk") or 0.0), float(was.get("risk") or 0.0),
-                            tier_weight(taxonomy, tier))
-    meta = {**{k: v for k, v in old.items() if k != "long_text"}, "features": feats, "scores": row["meta"]["scores"],
-            **{k: row["meta"][k] for k in ("long_text",) if k in row["meta"]}}
-    row.update(queue=r.case_queue, state="open", severity=r.case_severity, due_at=r.case_due,
-               escalation_reason=r.case_escalation, meta=meta)
 
 
 WAITING = ("open", "escalated", "claimed")  # a case still to be decided
@@ -346,7 +301,7 @@ def build_cases(store: Store, taxonomy: Taxonomy, config: QueueConfig,
     check_permission(actor, "build_cases", "queues")
     from tqdm import tqdm
 
-    now = now or utcnow()
+    now = utc_naive(now) if now is not None else utcnow()  # aware: SQLite kept its wall clock, not UTC
     harm = label_harm_weights(taxonomy)
     summary: dict[str, Any] = {"cases": 0, "item_cases": 0, "campaign_cases": 0, "audit": 0,
                                "escalated": 0, "calibration_copies": 0, "by_queue": {},

@@ -78,10 +78,10 @@ class PriorityWeights(_Strict):
 
 class PriorityConfig(_Strict):
     weights: PriorityWeights = Field(default_factory=PriorityWeights)
-    campaign_size_ref: int = Field(default=100, gt=1)
+    campaign_size_ref: int = Field(default=100, gt=1, le=10**9)  # log1p of a 400-digit ref overflowed every build
     # At most a year, as an SLA: 1e300 hours overflowed the window's start and stopped every build.
     growth_window_hours: float = Field(default=24.0, gt=0, le=MAX_SLA_MINUTES / 60)
-    reports_ref: int = Field(default=10, gt=0)
+    reports_ref: int = Field(default=10, gt=0, le=10**9)
 
 
 class SlaEscalation(_Strict):

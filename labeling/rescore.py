@@ -10,7 +10,9 @@ champion has scored. `rescore_open_cases`:
    due time, priority follow the new prediction);
 3. refreshes the cases `build_cases` leaves where they are: a campaign case gets its members'
    new mean scores, label and priority; a claimed case, or one in the escalation, appeals or
-   calibration queue, keeps its queue and holder and gets the new label, scores and risk. Only
+   calibration queue, keeps its queue and holder and gets the new label, scores and risk; one
+   in an ordinary queue (not escalated) also gets the new label's tier and the due time that tier
+   gives from its SLA's start (`_follow_tier`), as a re-planned open case does. Only
    the model's features change: an escalation (its reason, clock and raised tier) stays, and an
    escalated case's risk never drops below what the escalation set; the lead's re-review queue
    is left alone (its cases show the label-error scan's suggestion, or none);
@@ -41,7 +43,7 @@ from core.schema import CampaignMember, Case, Item, Prediction, utcnow
 
 from .cases import build_cases, unchanged
 from .priority import (PriorityError, features_problem, label_harm_weights, risk_scores, score_features,
-                       tier_weight)
+                       sla_start, tier_weight, utc_naive)
 from .routing import Candidate, plan_case
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -183,6 +185,32 @@ def _refreshed_features(taxonomy: "Taxonomy", config: "QueueConfig", case: Any,
     return feats
 
 
+def _tier(taxonomy: "Taxonomy", config: "QueueConfig", label: str) -> str:
+    """The tier a case predicted `label` is planned at (`routing.plan_case`, before any escalation)."""
+    return (taxonomy.severity_of(label) if label in taxonomy.policies else None) or config.benign_tier
+
+
+def _ordinary(case: Any, config: "QueueConfig") -> bool:
+    """A case not escalated (`_escalated`) in a queue that routing fills (not appeals, calibration
+    or re-review): its tier and due time are the model's, as a plan's."""
+    special = (config.escalation_queue, config.appeals_queue, config.calibration_queue, config.label_errors.queue)
+    return not _escalated(case, config) and case["queue"] not in special
+
+
+def _follow_tier(taxonomy: "Taxonomy", config: "QueueConfig", case: Any, feats: dict[str, Any]) -> dict[str, Any]:
+    """The tier and due time of a refreshed case that is not escalated and waits, or is held, in an
+    ordinary queue: its new label's, due from its SLA's start (`sla_start`), as `build_cases`
+    re-plans an open one. A case claimed during the rescore kept the old model's tier and window:
+    a spam (P3) case the new model reads as a scam (P1) went back to its queue due in three days,
+    ranked as P3 by urgency, and the SLA sweep (tiers P0 and P1) never escalated it. Escalated,
+    appeal, calibration and re-review cases keep theirs (their own clocks, `_escalated`)."""
+    tier = feats.get("severity")
+    if not _ordinary(case, config) or tier not in taxonomy.severities or tier == case["severity"]:
+        return {}
+    start = sla_start(feats, case["created_at"], None)
+    return {"severity": tier, "due_at": utc_naive(start) + dt.timedelta(minutes=taxonomy.sla_minutes(tier))}
+
+
 def _refresh_round(store: "Store", taxonomy: "Taxonomy", config: "QueueConfig", champ: str, now: dt.datetime,
                    harm: np.ndarray, only: Optional[list[int]]) -> tuple[int, list[int]]:
     """One pass of `_refresh` over the stale open cases (`only` these ids when given): the count
@@ -223,15 +251,18 @@ def _refresh_round(store: "Store", taxonomy: "Taxonomy", config: "QueueConfig", 
                 label, new_scores = pred["label"], dict(pred["scores"] or {})
                 probs = np.array([[float(new_scores.get(lab, 0.0)) for lab in taxonomy.labels]])
                 fresh = {"label": label, "score": round(float(pred["score"]), 6),
+                         **({"severity": _tier(taxonomy, config, label)} if _ordinary(case, config) else {}),
                          "uncertainty": round(float(pred["uncertainty"] or 0.0), 6),
                          "risk": round(float(risk_scores(probs, harm)[0]), 6)}
             feats = _refreshed_features(taxonomy, config, case, fresh)
             if features_problem(feats) is not None:
                 continue  # a prediction no priority comes from: the case keeps its features
             values: dict[str, Any] = {"predicted_label": label, "model_version": champ,
-                                      "meta": dict(meta, scores=new_scores, features=feats)}
+                                      "meta": dict(meta, scores=new_scores, features=feats),
+                                      **_follow_tier(taxonomy, config, case, feats)}
             if case["state"] == "escalated" or (case["state"] == "open" and case["campaign_id"] is not None):
-                priority, why, terms = score_features(taxonomy, feats, config, case["created_at"], case["due_at"], now)
+                priority, why, terms = score_features(taxonomy, feats, config, case["created_at"],
+                                                     values.get("due_at", case["due_at"]), now)
                 values.update(priority=priority, priority_reason=why, meta=dict(values["meta"], terms=terms))
             done = conn.execute(update(C).where(unchanged(case["id"], case["state"], case["updated_at"]))
                                 .values(**values, updated_at=now))
@@ -250,7 +281,7 @@ def rescore_open_cases(store: "Store", taxonomy: "Taxonomy", *, models_config: "
     `build_cases`."""
     check_permission(actor, "score", "open cases")
     check_permission(actor, "build_cases", "open cases")
-    now = now or utcnow()
+    now = utc_naive(now) if now is not None else utcnow()  # aware: SQLite kept its wall clock, not UTC
     with store.read() as conn:
         champ = champion_version(conn)
         ids = _items_to_score(conn, champ, queue_config.label_errors.queue) if champ else []

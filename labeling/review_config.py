@@ -48,15 +48,23 @@ def queue_problems(settings: ReviewSettings, queues: "QueueConfig") -> list[tupl
     """(field, problem) where review.yaml and queues.yaml each validate but clash: a heartbeat no
     shorter than the lease lets a claim lapse between two renewals (the analyst loses every case
     read for longer than a lease), and a break queue that is unknown (the screen silently fell back
-    to the default queue) or is the escalation queue (the most severe, not a milder one)."""
+    to the default queue) or is the escalation queue (the most severe, not a milder one), or a
+    lead's queue (appeals, label re-review: `start_queue` never offers it to an analyst). A lease
+    warning no shorter than the lease showed "hold ending" from the moment of every claim."""
     out = []
     if settings.heartbeat_seconds >= queues.lease_seconds:
         out.append(("heartbeat_seconds", f"{settings.heartbeat_seconds} must be below queues.yaml lease_seconds "
                                          f"{queues.lease_seconds}, or a claim lapses between two renewals"))
+    if settings.lease_warning_seconds >= queues.lease_seconds:
+        out.append(("lease_warning_seconds", f"{settings.lease_warning_seconds} must be below queues.yaml "
+                                             f"lease_seconds {queues.lease_seconds}, or every claim starts warned"))
+    leads = {queues.appeals_queue: "appeals queue", queues.label_errors.queue: "label re-review queue"}
     if settings.break_queue is not None and settings.break_queue not in queues.queues:
         out.append(("break_queue", f"{settings.break_queue!r} is not a queue in queues.yaml"))
     elif settings.break_queue is not None and settings.break_queue == queues.escalation_queue:
         out.append(("break_queue", f"{settings.break_queue!r} is the escalation queue, not a milder one"))
+    elif settings.break_queue is not None and settings.break_queue in leads:
+        out.append(("break_queue", f"{settings.break_queue!r} is the {leads[settings.break_queue]}, a lead's"))
     return out
 
 

@@ -20,7 +20,8 @@ import numpy as np
 from core.taxonomy import EscalationCriterion, Taxonomy
 from core.text import pattern_search
 
-from .priority import feed_count, label_harm_weights, risk_scores, score_features, tier_weight, utc_naive
+from .priority import (ARRIVED_AT, feed_count, label_harm_weights, risk_scores, score_features, tier_weight,
+                       utc_naive)
 from .queue_config import QueueConfig
 from .sampling import audit_draw
 
@@ -44,6 +45,7 @@ class Candidate:
     reports: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
     flags: dict[str, Any] = field(default_factory=dict)  # the prediction's flags (models.scoring)
+    arrived_at: Optional[dt.datetime] = None  # when the item arrived (`ingested_at`): its SLA starts there
 
     @property
     def key(self) -> str:
@@ -117,8 +119,12 @@ def plan_case(taxonomy: Taxonomy, config: QueueConfig, cand: Candidate, now: dt.
               harm: Optional[np.ndarray] = None) -> dict[str, Any]:
     """The row of the case a candidate becomes: queue, state, severity, due time, priority, QA flag.
 
-    Times are naive UTC as the store keeps them; an aware `now` is converted first (`utc_naive`)."""
+    Times are naive UTC as the store keeps them; an aware `now` is converted first (`utc_naive`).
+    The SLA is owed from the item's arrival (`cand.arrived_at`) when it came before `now`: an item
+    ingested a day before its case was built had a full fresh SLA, a P1 due 28 hours after it
+    arrived instead of 4; the case's `created_at` stays `now`, the clock's start is `ARRIVED_AT`."""
     now = utc_naive(now)
+    start = min(now, utc_naive(cand.arrived_at)) if cand.arrived_at is not None else now
     harm = label_harm_weights(taxonomy) if harm is None else harm
     probs = np.array([[float(cand.scores.get(lbl, 0.0)) for lbl in taxonomy.labels]])
     risk = float(risk_scores(probs, harm)[0])
@@ -137,11 +143,12 @@ def plan_case(taxonomy: Taxonomy, config: QueueConfig, cand: Candidate, now: dt.
         reason = f"{crit.id}: {crit.description}"
     else:
         queue = route(config, cand, severity, taxonomy.benign_label)
-    due = now + dt.timedelta(minutes=taxonomy.sla_minutes(severity))
+    due = start + dt.timedelta(minutes=taxonomy.sla_minutes(severity))
     features = {"risk": round(risk, 6), "uncertainty": round(float(cand.uncertainty), 6),
                 "campaign_size": feed_count(cand.campaign_size), "campaign_growth": round(cand.campaign_growth, 6),
                 "reports": feed_count(cand.reports), "severity": severity, "label": cand.label,
-                "score": round(float(cand.score), 6), "escalation": crit.id if crit else None}
+                "score": round(float(cand.score), 6), "escalation": crit.id if crit else None,
+                **({ARRIVED_AT: start.isoformat()} if start < now else {})}
     priority, why, terms = score_features(taxonomy, features, config, now, due, now)
     is_audit, inclusion = audit_draw(config, cand.key, cand.label, cand.score)  # stratified QA (issue 19)
     return {

@@ -165,7 +165,7 @@ def test_a_claimed_item_case_gets_the_new_models_risk(any_store, taxonomy, cfg):
     assert (row["state"], row["claimed_by"], row["predicted_label"]) == ("claimed", "ann", "hate")
     assert row["meta"]["features"]["risk"] == _risk(taxonomy, new)  # was the old model's 0.05525
     sweep(any_store, taxonomy, cfg, now=AT + dt.timedelta(seconds=cfg.lease_seconds + 1))  # ann's lease lapses
-    assert "risk 0.186 (hate p=0.90, P2)" in _row(any_store, case_id)["priority_reason"]
+    assert "risk 0.186 (hate p=0.90, P1)" in _row(any_store, case_id)["priority_reason"]  # the new label's tier
 
 
 def test_a_rescore_leaves_an_appealed_decided_case_as_it_was_decided(any_store, taxonomy, cfg):
