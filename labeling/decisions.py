@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections import Counter
 from typing import Any, Iterable, Mapping, Optional
 
 from sqlalchemy import Connection, and_, exists, func, insert, or_, select, update
@@ -28,6 +29,7 @@ from core.text import free_text_error, stated
 from core.taxonomy import Taxonomy
 
 from .appeal_holds import check_no_waiting_appeal, closes_behind_appeal, writes_label_of_record
+from .bulk_counts import held_by_other, plan_counts
 from .cases import case_view, inactive_campaign, suggestion
 from .claims import (_now, check_actionable, check_holder, claims_of, exclude_calibration_siblings, lease_clock,
                      lock_case)
@@ -120,7 +122,8 @@ def _decision_kind(case: Mapping[str, Any], config: QueueConfig, kind: str) -> s
 
 def _is_appeal(case: Mapping[str, Any], config: QueueConfig) -> bool:
     """An appeal case, wherever it waits: only `resolve_appeal` settles it (that permission, and
-    never by whoever made the appealed decision), so no other path may decide or close it."""
+    never by whoever made the appealed decision), so no other path may decide or close it.
+    `_bulk_plan`'s test in SQL, for a campaign's members: `bulk_counts.appeal_case` (change both)."""
     meta = case["meta"] or {}
     return case["queue"] == config.appeals_queue or bool(meta.get("appeal")) \
         or meta.get("escalated_from") == config.appeals_queue
@@ -312,19 +315,25 @@ def _default_existing(conn: Connection, case: Mapping[str, Any]) -> str:
     return "skip" if before is not None else "supersede"
 
 
+def _check_campaign(conn: Connection, case: Mapping[str, Any], members: Optional[int] = None) -> None:
+    """DecisionError: the campaign of `case` merged into another, or (`members` counted) has none."""
+    if members is None and (status := inactive_campaign(conn, case["campaign_id"])) is not None:
+        raise DecisionError(f"campaign {case['campaign_id']} of case {case['id']} is {status}: its members "
+                            f"joined another campaign, decide that campaign's case instead")
+    if members == 0:
+        raise DecisionError(f"campaign {case['campaign_id']} of case {case['id']} has no members")
+
+
 def _bulk_plan(conn: Connection, case: Mapping[str, Any], analyst: str, now: dt.datetime,
                existing: Optional[str] = None, config: Optional[QueueConfig] = None) -> dict[str, Any]:
     """Who a campaign decision touches, one count for `_bulk` and `bulk_preview`: members; those
     left out for an appeal (an appeal's outcome, or one pending), then those held by another
     analyst, then those decided when `existing` is "skip"; `targets` get a decision, and `decided`
     holds the current decisions among them (superseded). `now`: the lease clock (`claims.lease_clock`)."""
-    if (status := inactive_campaign(conn, case["campaign_id"])) is not None:
-        raise DecisionError(f"campaign {case['campaign_id']} of case {case['id']} is {status}: its members "
-                            f"joined another campaign, decide that campaign's case instead")
+    _check_campaign(conn, case)
     members = conn.execute(select(CM.c.item_id).where(CM.c.campaign_id == case["campaign_id"])
                            .order_by(CM.c.item_id)).scalars().all()
-    if not members:
-        raise DecisionError(f"campaign {case['campaign_id']} of case {case['id']} has no members")
+    _check_campaign(conn, case, len(members))
     existing = existing or _default_existing(conn, case)
     decided = current_decisions(conn, members)
     appeal = {m for m, d in decided.items() if d["kind"] == "appeal"}
@@ -334,10 +343,8 @@ def _bulk_plan(conn: Connection, case: Mapping[str, Any], analyst: str, now: dt.
         appeal |= {r["item_id"] for r in conn.execute(select(C.c.item_id, C.c.queue, C.c.meta).where(
             C.c.item_id.in_(chunk), C.c.campaign_id.is_(None), C.c.state.in_(("open", "escalated", "claimed"))
         )).mappings() if (r["meta"] or {}).get("appeal") or (config is not None and _is_appeal(r, config))}
-        # a held calibration copy is no hold on the member: its answer never becomes the label of record
         for item_id, holder in conn.execute(select(C.c.item_id, C.c.claimed_by).where(
-                C.c.item_id.in_(chunk), C.c.campaign_id.is_(None), C.c.calibration_set.is_(None),
-                C.c.state == "claimed", C.c.claimed_by != analyst, C.c.lease_expires_at > now)):
+                C.c.item_id.in_(chunk), held_by_other(analyst, now))):  # the rule `bulk_counts` counts
             held[item_id] = holder
     held = {m: who for m, who in held.items() if m not in appeal}
     left = [m for m in members if m not in appeal and m not in held]
@@ -350,11 +357,23 @@ def _bulk_plan(conn: Connection, case: Mapping[str, Any], analyst: str, now: dt.
 
 def bulk_preview(store: Store, case_id: int, analyst: Actor, now: Optional[dt.datetime] = None,
                  existing: Optional[str] = None, config: Optional[QueueConfig] = None) -> dict[str, Any]:
-    """What deciding a campaign case would do, to show before confirming, counted as `decide`
-    counts it: members, those left out (`skipped_appeal`, `held_by_others`, `skipped_decided`),
-    how many get a decision (`will_decide`), and how many of those supersede a human decision
-    (`already_decided`, with those decisions' labels). `existing` as in `decide` (`existing`
-    in the result: what None means for this case)."""
+    """What deciding a campaign case would do, counted as `decide` counts it: members, those left
+    out (`skipped_appeal`, `held_by_others`, `skipped_decided`, each member named), how many get a
+    decision (`will_decide`), how many of those supersede a human decision (`already_decided`,
+    with those decisions' labels). `existing` as in `decide` (`existing` in the result: what None
+    means for this case). Every member is planned: a page view asks `bulk_counts`."""
+    return _preview(store, case_id, analyst, now, existing, config, False)
+
+
+def bulk_counts(store: Store, case_id: int, analyst: Actor, now: Optional[dt.datetime] = None,
+                existing: Optional[str] = None, config: Optional[QueueConfig] = None) -> dict[str, Any]:
+    """`bulk_preview` with counts for its lists, asked of the store (`bulk_counts.plan_counts`): for a
+    page view, which planned every member (100,000 for one scam wave); `decide` plans under its locks."""
+    return _preview(store, case_id, analyst, now, existing, config, True)
+
+
+def _preview(store: Store, case_id: int, analyst: Actor, now: Optional[dt.datetime], existing: Optional[str],
+             config: Optional[QueueConfig], counted: bool) -> dict[str, Any]:
     if existing is not None and existing not in EXISTING:
         raise DecisionError(f"existing must be one of {', '.join(EXISTING)}, not {existing!r}")
     analyst = actor_name(analyst)
@@ -364,13 +383,17 @@ def bulk_preview(store: Store, case_id: int, analyst: Actor, now: Optional[dt.da
         if case is None:
             raise DecisionError(f"no case {case_id}")
         if case["campaign_id"] is None:
-            return {"case_id": case_id, "campaign_id": None, "members": 1, "held_by_others": {},
-                    "skipped_appeal": [], "skipped_decided": [], "will_decide": 1, "existing": existing,
-                    "already_decided": 0, "already_decided_labels": {}}
+            return {"case_id": case_id, "campaign_id": None, "members": 1, "held_by_others": 0 if counted else {},
+                    "skipped_appeal": 0 if counted else [], "skipped_decided": 0 if counted else [],
+                    "will_decide": 1, "existing": existing, "already_decided": 0, "already_decided_labels": {}}
+        if counted:  # the plan's checks, then its counts
+            _check_campaign(conn, case)
+            out = plan_counts(conn, case["campaign_id"], analyst, now, existing or _default_existing(conn, case),
+                              config)
+            _check_campaign(conn, case, out["members"])
+            return {"case_id": case_id, "campaign_id": case["campaign_id"], **out}
         plan = _bulk_plan(conn, case, analyst, now, existing, config)
-    labels: dict[str, int] = {}
-    for d in plan["decided"].values():
-        labels[d["label"]] = labels.get(d["label"], 0) + 1
+    labels = dict(Counter(d["label"] for d in plan["decided"].values()))
     return {"case_id": case_id, "campaign_id": case["campaign_id"], "members": len(plan["members"]),
             "held_by_others": dict(plan["held"]), "skipped_appeal": plan["appeal"],
             "skipped_decided": plan["skipped_decided"], "will_decide": len(plan["targets"]),

@@ -14,11 +14,10 @@ import re
 from typing import Any, Iterable, Optional
 
 from sqlalchemy import Connection, and_, func, select, union, update
-from sqlalchemy.orm import aliased
 
 from core import audit
 from core.hooks import check_permission
-from core.labels import AUTHORITATIVE_KINDS, current_decisions
+from core.labels import current_decisions, record_decision_ids
 from core.predictions import predictions_of_record, ranked_predictions
 from core.principals import Actor, actor_name
 from core.schema import (NOTE_TARGETS, Campaign, CampaignMember, Decision, Item, Note, Prediction, Tag,
@@ -215,13 +214,7 @@ def _sensitive_members(conn: Connection, ids: list[int], settings: ReviewSetting
     dialect = conn.dialect.name
     by_source = (select(CM.c.campaign_id).join(I, I.c.id == CM.c.item_id)
                  .where(CM.c.campaign_id.in_(ids), label_sensitive_sql(settings, I.c.policy_label)))
-    # the label of record (`core.labels.current_decisions`): the latest authoritative decision
-    # nothing supersedes; grouped, not correlated (see there)
-    later = aliased(D)
-    latest = (select(func.max(D.c.id).label("id")).select_from(
-        D.join(CM, CM.c.item_id == D.c.item_id).outerjoin(later, later.c.supersedes_id == D.c.id))
-        .where(CM.c.campaign_id.in_(ids), D.c.kind.in_(AUTHORITATIVE_KINDS), later.c.id.is_(None))
-        .group_by(D.c.item_id).subquery("latest"))
+    latest = record_decision_ids(within=CM, where=CM.c.campaign_id.in_(ids), name="latest")  # the label of record
     by_decision = (select(CM.c.campaign_id).select_from(latest.join(D, D.c.id == latest.c.id)
                                                           .join(CM, CM.c.item_id == D.c.item_id))
                    .where(label_sensitive_sql(settings, D.c.label)))

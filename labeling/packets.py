@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from sqlalchemy import and_, case as when_, func, or_, select
-from sqlalchemy.orm import aliased
 
 from clustering.config import CampaignSettings
 from clustering.explore import term_evidence
@@ -25,7 +24,7 @@ from clustering.service import CampaignError
 from core import audit
 from core.json_text import inert_json as _inert_json
 from core.hooks import check_permission
-from core.labels import AUTHORITATIVE_KINDS, current_decisions
+from core.labels import current_decisions, record_decision_ids
 from core.predictions import predictions_of_record
 from core.principals import Actor
 from core.schema import AuditEvent, Campaign, CampaignMember, Case, Decision, Item, utcnow
@@ -33,7 +32,7 @@ from core.store import Store
 from core.taxonomy import Taxonomy
 
 from .cases import case_view, suggestion
-from .decisions import bulk_preview
+from .decisions import bulk_counts
 from .errors import QueueError
 from .escalation import check_request, escalate
 from .notes import record_predictions, sensitive_campaigns
@@ -90,14 +89,10 @@ def author_totals(conn: Any, cond: Any) -> tuple[int, int, int]:
     """(items, decided, enforced against) over every item matching `cond`, counted in the store:
     an author's items were all read, and their decisions, so one with 100,000 items made each
     case's context panel (`context.author_context`) and review packet (`author_history`) read
-    them all. Decided is `current_decisions`' rule in SQL: an item's latest
-    (`record_key`: the greatest id) authoritative decision that nothing supersedes."""
+    them all. Decided is `current_decisions`' rule in SQL (`core.labels.record_decision_ids`)."""
     I, D = Item.__table__, Decision.__table__
     items = int(conn.execute(select(func.count()).select_from(I).where(cond)).scalar() or 0)
-    later = aliased(D)
-    latest = (select(func.max(D.c.id).label("id")).select_from(D.join(I, I.c.id == D.c.item_id)
-                                                              .outerjoin(later, later.c.supersedes_id == D.c.id))
-              .where(cond, D.c.kind.in_(AUTHORITATIVE_KINDS), later.c.id.is_(None)).group_by(D.c.item_id).subquery())
+    latest = record_decision_ids(within=I, on=I.c.id == D.c.item_id, where=cond, name="latest")
     enforced = when_((or_(D.c.action.is_(None), D.c.action != "no_action"), 1), else_=0)
     decided, violations = conn.execute(select(func.count(), func.coalesce(func.sum(enforced), 0))
                                        .select_from(latest.join(D, D.c.id == latest.c.id))).one()
@@ -223,8 +218,8 @@ def campaign_announcement(store: Store, case_id: int, viewer: Optional[Actor],
         counts = conn.execute(select(record.c.label, func.count()).where(record.c.n == 1)
                               .group_by(record.c.label)).all()
     mix = {label: int(n) for label, n in sorted(counts, key=lambda r: (-int(r[1]), str(r[0])))}
-    preview = bulk_preview(store, case_id, viewer or "", now=now)
-    held = len(preview["held_by_others"])
+    preview = bulk_counts(store, case_id, viewer or "", now=now)  # counted in the store, as the mix is
+    held = preview["held_by_others"]
     return {"campaign_id": campaign_id, "members": preview["members"],
             "label_mix": mix, "unscored": preview["members"] - sum(mix.values()),
             "already_decided": preview["already_decided"],

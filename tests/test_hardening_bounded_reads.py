@@ -240,8 +240,8 @@ def test_a_campaign_cases_announcement_counts_its_label_mix_in_the_store(any_sto
         case_id = max(v for k, v in case.items() if k.startswith("camp"))
         with s.read() as conn:  # as counted before: every member's prediction of record, in Python
             labels = [p["label"] for p in predictions_of_record(conn, ids).values()]
-        full = packets.bulk_preview(s, case_id, "")
-        monkeypatch.setattr(packets, "bulk_preview", lambda *a, **k: full)  # decisions' own reads, not these
+        full = packets.bulk_counts(s, case_id, "")
+        monkeypatch.setattr(packets, "bulk_counts", lambda *a, **k: full)  # decisions' own reads, not these
         with _asked(s) as seen:
             got[n] = packets.campaign_announcement(s, case_id, None)
         asked[n] = tuple(seen)

@@ -22,7 +22,7 @@ from core.hooks import PermissionDenied, check_permission
 from core.schema import MAX_ROW_ID
 from clustering.explore import campaign_detail, campaign_successor, campaign_timeline, list_campaigns
 from labeling.cases import campaign_case, campaign_case_state
-from labeling.decisions import bulk_preview, decide
+from labeling.decisions import bulk_counts, decide
 from labeling.masking import mask_campaign
 
 from .format import decoded, local_time, md_escape, of_total, page_span, readable, short, zone_name
@@ -265,7 +265,7 @@ def build_campaigns_tab(app: "AppContext", tab: gr.Tab, who: gr.Textbox) -> None
             return "\n\n" + no_case_md(cid)
         try:
             principal = actor(app, who or "", request)
-            p = bulk_preview(store, case_id, principal, config=app.queues())
+            p = bulk_counts(store, case_id, principal, config=app.queues())
         except SERVICE_ERRORS as exc:
             return f"\n\nWarning: {said(exc, 'what applying would do is not known: press Show again')}"
         try:  # as `decide` checks it: a viewer or analyst reads what a lead's decision would do
@@ -273,7 +273,7 @@ def build_campaigns_tab(app: "AppContext", tab: gr.Tab, who: gr.Textbox) -> None
             may = True
         except PermissionDenied:
             may = False
-        held, appeal, decided = len(p["held_by_others"]), len(p["skipped_appeal"]), len(p["skipped_decided"])
+        held, appeal, decided = p["held_by_others"], p["skipped_appeal"], p["skipped_decided"]
         labels = ", ".join(f"{n} {lab}" for lab, n in p["already_decided_labels"].items())
         follow_up = p["existing"] == "skip"
         head = ("**Applying a decision** labels" if may else
