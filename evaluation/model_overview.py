@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from core.hooks import check_permission
 from core.principals import Actor
@@ -41,6 +41,11 @@ def gate_verdicts(store: "Store", actor: Actor, limit: int = 50,
     with store.read() as conn:
         rows = conn.execute(q.order_by(A.c.id.desc()).limit(limit)).all()
         lost = _refusals(conn, rows)
+    return _verdicts(rows, lost)
+
+
+def _verdicts(rows: list[Any], lost: dict[int, str]) -> list[dict[str, Any]]:
+    """The audit rows of gate events as `gate_verdicts` returns them."""
     out = []
     for r in rows:
         p = r.payload if isinstance(r.payload, dict) else {}
@@ -102,11 +107,17 @@ def model_overview(store: "Store", actor: Actor, include_retired: bool = True) -
     from models.registry import list_models
 
     check_permission(actor, "read", "models")
-    latest: dict[str, dict[str, Any]] = {}
-    for v in gate_verdicts(store, actor, limit=1000):
-        if v["action"] == "model.gate":
-            latest.setdefault(v["challenger"], v)
-    return [{**m, "verdict": latest.get(m["id"])} for m in list_models(store, include_retired=include_retired)]
+    models = list_models(store, include_retired=include_retired)
+    # each version's latest `model.gate`, asked per version: the newest 1,000 gate events of any
+    # version (what this read before) lost an older champion's verdict once 1,000 retrains were gated
+    latest_ids = select(func.max(A.c.id)).where(A.c.action == "model.gate", A.c.entity_type == "model_version",
+                                                A.c.entity_id.is_not(None)).group_by(A.c.entity_id)
+    with store.read() as conn:
+        rows = conn.execute(select(A.c.id, A.c.ts, A.c.actor, A.c.action, A.c.entity_id, A.c.payload)
+                            .where(A.c.id.in_(latest_ids)).order_by(A.c.id.desc())).all()
+        lost = _refusals(conn, rows)
+    latest = {v["challenger"]: v for v in _verdicts(rows, lost)}
+    return [{**m, "verdict": latest.get(m["id"])} for m in models]
 
 
 def comparison_report(store: "Store", actor: Actor, version: str) -> dict[str, Any]:

@@ -6,7 +6,10 @@ same functions, so the figures it prints mean what `workbench queues` shows.
 
 Definitions: time to first action = case creation to first claim (a human opened it); time to
 resolution = creation to decision; an SLA is met when the case is decided by its due time,
-missed when decided later or still undecided after it, and pending otherwise.
+missed when decided later or still undecided after it, and pending otherwise. A case closed
+with no decision (a merged campaign's, one behind an appeal: `closed_without_decision`) is in
+neither, nor in the time to resolution: it is counted apart. The rework rate counts labelling
+acts (a campaign decided in one action: one per text), the override rate's rule.
 
 Escalations: a case entering the escalation queue gets a fresh window (`due_at` = escalation time +
 its tier's SLA) and keeps its earlier due time in meta `due_before_escalation`. The commitment
@@ -31,7 +34,7 @@ from labeling.cases import filter_cases
 from labeling.queue_config import QueueConfig
 from labeling.rereview import as_acts
 
-from .data import first_judgements, one_per_labelling_act, taken_back
+from .data import collapse_bulk, first_judgements, taken_back
 from .estimates import proportion
 
 WAITING_STATES = ("open", "escalated", "claimed")
@@ -119,18 +122,25 @@ def per_analyst(reviewers: Sequence[str], case_ids: Sequence[Any]) -> dict[str, 
 
 
 def rework_rate(ids: Sequence[int], supersedes: Sequence[Optional[int]], labels: Sequence[str],
-                actions: Sequence[str]) -> Optional[float]:
+                actions: Sequence[str], acts: Optional[Sequence[Any]] = None) -> Optional[float]:
     """Share of original decisions later superseded by one with a different label or action.
 
-    Originals are decisions that supersede nothing; None when there are none.
+    Originals are decisions that supersede nothing; None when there are none. `acts`: the
+    labelling act of each decision (`act_keys`), counted once (see `rework_counts`).
     """
-    k, n = rework_counts(ids, supersedes, labels, actions)
+    k, n = rework_counts(ids, supersedes, labels, actions, acts)
     return k / n if n else None
 
 
 def rework_counts(ids: Sequence[int], supersedes: Sequence[Optional[int]], labels: Sequence[str],
-                  actions: Sequence[str]) -> tuple[int, int]:
-    """(originals later changed, originals): the counts behind `rework_rate`."""
+                  actions: Sequence[str], acts: Optional[Sequence[Any]] = None) -> tuple[int, int]:
+    """(originals later changed, originals): the counts behind `rework_rate`.
+
+    `acts` (default: each decision its own act) groups the decisions into labelling acts: a
+    campaign decided in one action wrote one row per member, and counted per row its 300 copies
+    of one text were 300 originals (one analyst's reworked decision read as 1/301, not 1/2). An
+    act is an original when one of its rows is, and reworked when one of those rows was changed."""
+    act_of = dict(zip(ids, acts if acts is not None else ids))
     by_id = {i: (lab, act) for i, lab, act in zip(ids, labels, actions)}
     originals = [i for i, s in zip(ids, supersedes) if s is None]
     if not originals:
@@ -146,7 +156,26 @@ def rework_counts(ids: Sequence[int], supersedes: Sequence[Optional[int]], label
         while s in parent:
             s = parent[s]
         roots.add(s)
-    return len(roots & set(originals)), len(originals)
+    return len({act_of[i] for i in roots & set(originals)}), len({act_of[i] for i in originals})
+
+
+def act_keys(rows: Sequence[Mapping[str, Any]], hashes: Mapping[Any, str]) -> list[Any]:
+    """The labelling act of each decision row, the rule of `data.collapse_bulk`: a "bulk" row is
+    (case, label, text hash), one per distinct text of a campaign decision; any other row its id."""
+    return [("bulk", r["case_id"], r["label"], hashes.get(r["item_id"], r["item_id"])) if r["kind"] == "bulk"
+            else r["id"] for r in rows]
+
+
+def _text_hashes(conn: Any, rows: Sequence[Mapping[str, Any]]) -> dict[Any, str]:
+    """Item id -> text hash of the items of the "bulk" rows (chunked: SQLite's parameter limit)."""
+    from core.schema import Item
+
+    I = Item.__table__
+    ids = sorted({r["item_id"] for r in rows if r["kind"] == "bulk" and r["item_id"] is not None})
+    out: dict[Any, str] = {}
+    for i in range(0, len(ids), 900):
+        out.update(dict(conn.execute(select(I.c.id, I.c.text_hash).where(I.c.id.in_(ids[i:i + 900]))).all()))
+    return out
 
 
 def appeals_upheld_rate(outcomes: Sequence[Optional[str]]) -> Optional[float]:
@@ -186,6 +215,19 @@ def _home(case: Mapping[str, Any], config: QueueConfig) -> str:
     return str(case["queue"])
 
 
+def closed_without_decision(case: Mapping[str, Any]) -> bool:
+    """Whether a "decided" case was closed with no decision of anyone's: a merged campaign's case
+    (meta `closed.without_decision`, `clustering.service`), one closed behind an appeal's outcome
+    (`closed_behind_appeal`, `labeling.appeal_holds`), a label-error re-review the scan closed as
+    superseded. Why: the closing time read as a decision, so a merge or a scan "met" SLAs nobody
+    met and pulled the time to resolution toward the moment it ran; the item's work lies elsewhere."""
+    meta = case["meta"] if isinstance(case["meta"], dict) else {}
+    closed, review = meta.get("closed"), meta.get("label_error")
+    return case["state"] == "decided" and bool(
+        (isinstance(closed, dict) and closed.get("without_decision")) or meta.get("closed_behind_appeal")
+        or (isinstance(review, dict) and review.get("outcome") == "superseded"))
+
+
 ANALYST_FIGURES = "analyst_quality"  # the permission per-analyst figures need (leads; configs/roles.yaml)
 
 
@@ -200,19 +242,26 @@ def ops_kpis(store: Any, now: Optional[dt.datetime] = None, queue: Optional[str]
     command line) passes its principal here, so the rule is this one place."""
     C, D = Case.__table__, Decision.__table__
     now = now or utcnow()
+    if now.tzinfo is not None:  # the store keeps naive UTC: an aware time compared with it raised TypeError
+        now = now.astimezone(dt.timezone.utc).replace(tzinfo=None)
     q = filter_cases(select(C.c.id, C.c.queue, C.c.state, C.c.severity, C.c.created_at, C.c.due_at,
                             C.c.first_action_at, C.c.resolved_at, C.c.escalation_reason, C.c.calibration_set,
                             C.c.is_audit, C.c.meta, C.c.predicted_label), queue=queue, policy=policy, surface=surface)
     with store.read() as conn:
         cases = conn.execute(q).mappings().all()
         case_ids = {c["id"] for c in cases}
-        decs = [d for d in conn.execute(select(D.c.id, D.c.case_id, D.c.item_id, D.c.reviewer, D.c.kind, D.c.label,
-                                               D.c.action, D.c.supersedes_id, D.c.is_override,
-                                               D.c.model_label)).mappings()
+        dq = select(D.c.id, D.c.case_id, D.c.item_id, D.c.reviewer, D.c.kind, D.c.label, D.c.action,
+                    D.c.supersedes_id, D.c.is_override, D.c.model_label)
+        if queue or policy or surface:  # the filtered cases' decisions, asked of the store (every one was read)
+            dq = dq.where(D.c.case_id.in_(filter_cases(select(C.c.id), queue=queue, policy=policy, surface=surface)))
+        decs = [d for d in conn.execute(dq).mappings()
                 if (not (queue or policy or surface)) or d["case_id"] in case_ids]
         decs = as_acts(decs)  # a re-review answer is a judgement of its own, not rework
-        acts = one_per_labelling_act(conn, [dict(d) for d in decs])
+        hashes = _text_hashes(conn, decs)
+    acts = collapse_bulk([dict(d) for d in decs], hashes)  # `data.one_per_labelling_act`, hashes read once
     work = [c for c in cases if not c["calibration_set"] and c["queue"] != config.appeals_queue]
+    unworked = [c for c in work if closed_without_decision(c)]  # left out of SLAs and times, counted apart
+    timed = [c for c in work if not closed_without_decision(c)]
     appeals = [c for c in cases if c["queue"] == config.appeals_queue]
     # calibration copies are practice, and an "undo" row takes a decision back rather than making one:
     # neither it, the decision it took back nor the row it restored (a copy) is a decision of anyone's
@@ -222,19 +271,20 @@ def ops_kpis(store: Any, now: Optional[dt.datetime] = None, queue: Optional[str]
     now_s = float(_epoch([now])[0])
     refused = refusal(actor, ANALYST_FIGURES, "per-analyst figures")
     # SLAs against the due time first committed to; escalations also against their own window
-    w_due, w_before = _epoch(c["due_at"] for c in work), _epoch(_due_before(c) for c in work)
-    w_done = _epoch(c["resolved_at"] for c in work)
-    w_esc = np.array([c["queue"] == config.escalation_queue for c in work], dtype=bool)
-    w_tiers = [c["severity"] for c in work]
+    w_due, w_before = _epoch(c["due_at"] for c in timed), _epoch(_due_before(c) for c in timed)
+    w_done = _epoch(c["resolved_at"] for c in timed)
+    w_esc = np.array([c["queue"] == config.escalation_queue for c in timed], dtype=bool)
+    w_tiers = [c["severity"] for c in timed]
     # the commitment by the tier it was made at (an escalation may have raised it, e.g. P2 -> P0)
-    w_first = [(c["meta"] or {}).get("severity_before_escalation", c["severity"]) for c in work]
+    w_first = [(c["meta"] or {}).get("severity_before_escalation", c["severity"]) for c in timed]
     # the override rate counts first judgements only, as the evaluation report does (`first_judgements`)
     judged = [bool(d["is_override"]) for d in first_judgements(acts)
               if d["kind"] not in ("calibration", "appeal") and d["model_label"]]
     upheld = [((c["meta"] or {}).get("appeal") or {}).get("outcome") for c in appeals]
     upheld = [o for o in upheld if o]
+    # rework per labelling act, the report's rule: a campaign decision is one original per text
     rework = rework_counts([d["id"] for d in enforce], [d["supersedes_id"] for d in enforce],
-                           [d["label"] for d in enforce], [d["action"] for d in enforce])
+                           [d["label"] for d in enforce], [d["action"] for d in enforce], act_keys(enforce, hashes))
     # every rate below with its n and 90% Wilson interval (evaluation.estimates)
     intervals = {
         "override_rate": proportion(sum(judged), len(judged)),
@@ -247,25 +297,26 @@ def ops_kpis(store: Any, now: Optional[dt.datetime] = None, queue: Optional[str]
         "as_of": now.isoformat(timespec="seconds"),
         "filters": {"queue": queue, "policy": policy, "surface": surface},
         "cases": len(cases),
+        "closed_without_decision": len(unworked),
         "queues": queue_volume([c["queue"] for c in cases], [c["state"] for c in cases]),
         "backlog": sum(c["state"] in WAITING_STATES for c in cases),
+        # calibration copies carry their case's due time but owe no SLA (practice, as in `sla`)
         "overdue": int(sum(c["state"] in WAITING_STATES and c["due_at"] is not None and c["due_at"] < now
-                           for c in cases)),
+                           and not c["calibration_set"] for c in cases)),
         "sla": sla_compliance(w_first, commitment_due(w_due, w_before), w_done, now_s),
         "sla_escalation": sla_compliance([t for t, e in zip(w_tiers, w_esc) if e], w_due[w_esc], w_done[w_esc], now_s),
-        "sla_by_queue": sla_by_queue([_home(c, config) for c in work], w_esc, w_due, w_before, w_done, now_s),
+        "sla_by_queue": sla_by_queue([_home(c, config) for c in timed], w_esc, w_due, w_before, w_done, now_s),
         "median_minutes_to_first_action": median_minutes(_epoch(c["created_at"] for c in work),
                                                          _epoch(c["first_action_at"] for c in work)),
-        "median_minutes_to_resolution": median_minutes(_epoch(c["created_at"] for c in work),
-                                                       _epoch(c["resolved_at"] for c in work)),
+        "median_minutes_to_resolution": median_minutes(_epoch(c["created_at"] for c in timed),
+                                                       _epoch(c["resolved_at"] for c in timed)),
         "resolved_per_analyst": None if refused else per_analyst([d["reviewer"] for d in enforce],
                                                                  [d["case_id"] for d in enforce]),
         "resolved_per_analyst_refused": refused,
         "decisions": len(enforce),
         "labelling_acts": len(acts_enforce),  # a bulk decision counts once per distinct text
         "override_rate": rate(judged),
-        "rework_rate": rework_rate([d["id"] for d in enforce], [d["supersedes_id"] for d in enforce],
-                                   [d["label"] for d in enforce], [d["action"] for d in enforce]),
+        "rework_rate": (rework[0] / rework[1]) if rework[1] else None,
         "escalation_rate": rate([c["escalation_reason"] is not None for c in work]),
         "audit_share": rate([bool(c["is_audit"]) for c in work]),
         "appeals": len(appeals),

@@ -37,13 +37,16 @@ def summary_rows(k: dict[str, Any]) -> list[list[Any]]:
     appeals_sla = (k.get("appeals_sla") or {}).get("rate")
     return [
         ["backlog", k["backlog"], "cases waiting or claimed, not yet decided"],
-        ["overdue", k["overdue"], "waiting cases past their SLA due time"],
-        ["cases", k["cases"], "all cases, every state"],
+        ["overdue", k["overdue"], "waiting cases past their SLA due time (calibration copies owe none)"],
+        ["cases", k["cases"], "all cases, every state" + (
+            f"; {k['closed_without_decision']} closed without a decision (a merged campaign's, behind an appeal), "
+            "left out of SLA and time to resolution" if k.get("closed_without_decision") else "")],
         ["decisions", k["decisions"], f"{k['labelling_acts']} labelling acts (a bulk decision counts once per text)"],
         ["time to first action", minutes(k["median_minutes_to_first_action"]), "median, case creation to first claim"],
         ["time to resolution", minutes(k["median_minutes_to_resolution"]), "median, case creation to decision"],
         ["override rate", percent(k["override_rate"]), "decisions that changed the model's label"],
-        ["rework rate", percent(k["rework_rate"]), "decisions later superseded with another label or action"],
+        ["rework rate", percent(k["rework_rate"]),
+         "decisions later superseded with another label or action (a bulk decision counts once per text)"],
         ["escalation rate", percent(k["escalation_rate"]), "cases escalated"],
         ["QA audit share", percent(k["audit_share"]), "cases drawn for QA audit"],
         ["appeals", k["appeals"], f"SLA met {percent(appeals_sla)}, upheld {percent(k['appeals_upheld_rate'])}"],
