@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Mapping, Optional
 
+import numpy as np
 from sqlalchemy import insert, select, update
 
 from core import audit, outbox
@@ -29,11 +30,12 @@ from .errors import AppealPending, DecisionError
 from .context import was_revealed
 from .masking import is_sensitive, mask_fields, mask_text, may_reveal
 from .packets import case_masked
-from .priority import PINNED, score_features
+from .priority import ARRIVED_AT, ESCALATED_AT, PINNED, label_harm_weights, risk_scores, score_features
 from .queue_config import QueueConfig
 from .review_config import ReviewSettings
 
 OUTCOMES = ("confirm", "reverse")
+_NOT_CARRIED = frozenset((*PINNED, ARRIVED_AT, ESCALATED_AT))  # the original case's pins and clocks
 C = Case.__table__
 
 
@@ -69,11 +71,15 @@ def appeal(store: Store, item_id: str, appellant: Actor, reason: str, taxonomy: 
         orig = conn.execute(select(C).where(C.c.id == current["case_id"])).mappings().first() if current["case_id"] else None
         orig_meta = dict((orig or {}).get("meta") or {})
         item = predictions_of_record(conn, [item_id]).get(item_id)
+        bulk = orig is not None and orig["campaign_id"] is not None
+        if bulk:  # a campaign's decision: the evidence and the priority are this item's, not the campaign's
+            orig_meta = _member_evidence(taxonomy, item, current)
         tier = taxonomy.stored_tier(current["severity"]) or config.benign_tier  # a tier since removed: the lowest
         # Not the original case's seed or learning pin: that placed it in its review queue, and
-        # would put this appeal ahead of those due sooner in the appeals queue.
+        # would put this appeal ahead of those due sooner in the appeals queue. Nor its SLA clock's
+        # start (the item's arrival, its escalation): the appeal's SLA is owed from its filing.
         features = {k: v for k, v in (orig_meta.get("features") or {"risk": 0.0, "label": current["label"],
-                                                                  "score": 0.0}).items() if k not in PINNED}
+                                                                  "score": 0.0}).items() if k not in _NOT_CARRIED}
         features.update(severity=tier, escalation=None)
         due = now + dt.timedelta(minutes=config.appeal_sla_minutes)
         priority, why, terms = score_features(taxonomy, features, config, now, due, now)
@@ -89,7 +95,8 @@ def appeal(store: Store, item_id: str, appellant: Actor, reason: str, taxonomy: 
         case_id = int(conn.execute(insert(C).values(
             item_id=item_id, campaign_id=None, queue=config.appeals_queue, state="open", priority=priority,
             priority_reason=f"appeal of decision {current['id']}; {why}", severity=tier,
-            predicted_label=(orig or {}).get("predicted_label"), model_version=(orig or {}).get("model_version"),
+            predicted_label=(item or {}).get("label") if bulk else (orig or {}).get("predicted_label"),
+            model_version=(item or {}).get("model_version") if bulk else (orig or {}).get("model_version"),
             due_at=due, is_audit=False, reopened_from=current["case_id"], created_at=now, updated_at=now,
             meta={"features": features, "terms": terms, "scores": orig_meta.get("scores") or {}, "appeal": packet},
         ).returning(C.c.id)).scalar_one())
@@ -98,6 +105,21 @@ def appeal(store: Store, item_id: str, appellant: Actor, reason: str, taxonomy: 
         audit.record(conn, appellant, "appeal.file", "case", case_id,
                      {"item_id": item_id, "decision_id": current["id"], "reason": reason.strip()})
         return case_view(conn, case_id)
+
+
+def _member_evidence(taxonomy: Taxonomy, pred: Optional[Mapping[str, Any]],
+                     current: Mapping[str, Any]) -> dict[str, Any]:
+    """The meta an appeal of one member of a campaign decision takes its evidence from: the member's
+    own prediction of record (its scores, label, risk), not the campaign case's, whose scores are
+    the members' average and whose size and growth would rank one item's appeal as a whole wave."""
+    if pred is None or not isinstance(pred.get("scores"), Mapping):
+        return {"features": {"risk": 0.0, "label": current["label"], "score": 0.0}, "scores": {}}
+    scores = {k: float(v) for k, v in pred["scores"].items()}
+    probs = np.array([scores.get(name, 0.0) for name in taxonomy.policies], dtype=float)
+    risk = float(risk_scores(probs, label_harm_weights(taxonomy))[0])
+    features = {"risk": round(risk, 6), "uncertainty": round(float(pred.get("uncertainty") or 0.0), 6),
+                "label": pred.get("label"), "score": round(float(pred.get("score") or 0.0), 6)}
+    return {"features": features, "scores": scores}
 
 
 def resolve_appeal(store: Store, taxonomy: Taxonomy, case_id: int, analyst: Actor, outcome: str,
@@ -178,8 +200,13 @@ def resolve_appeal(store: Store, taxonomy: Taxonomy, case_id: int, analyst: Acto
 
 def _check_not_decider(conn: Any, case: Mapping[str, Any], current: Mapping[str, Any], analyst: str) -> None:
     """Nobody resolves an appeal on an item they decided: not the appealed decision's reviewer, not
-    the current one's (a lead's correction since), nor any other reviewer of a decision not undone."""
-    appealed = ((case["meta"] or {}).get("appeal") or {}).get("decision") or {}
+    the current one's (a lead's correction since), nor any other reviewer of a decision not undone;
+    nor its appellant (a lead filing for a user, or an account that is both), who would judge their own claim."""
+    packet = (case["meta"] or {}).get("appeal") or {}
+    if packet.get("appellant") == analyst:  # the appellant's side never judges its own appeal
+        raise DecisionError(f"{analyst} filed appeal case {case['id']}: an appeal is resolved by someone else "
+                            f"(separation of duties)")
+    appealed = packet.get("decision") or {}
     for which, dec in (("appealed", appealed), ("current", current)):
         if dec.get("reviewer") == analyst:
             raise DecisionError(f"{analyst} made the {which} decision {dec.get('id')}: an appeal is resolved by "

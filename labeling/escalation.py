@@ -242,7 +242,7 @@ def _move_to_escalation(conn: Connection, taxonomy: Taxonomy, config: QueueConfi
     on PostgreSQL the sweep must not escalate, and unclaim, a case an analyst has just claimed)."""
     tier, due = _escalated_tier(taxonomy, config, case, severity, now)
     meta = dict(case["meta"] or {})
-    features = dict(meta.get("features") or {}, severity=tier, escalation=reason.split(":")[0][:60])
+    features = dict(meta.get("features") or {}, severity=tier, escalation=escalation_tag(reason))
     features["risk"] = max(float(features.get("risk", 0.0)), tier_weight(taxonomy, tier))
     if case["queue"] != config.escalation_queue or due != case["due_at"]:
         features[ESCALATED_AT] = now.isoformat()  # the SLA clock of this escalation's window starts now
@@ -259,6 +259,13 @@ def _move_to_escalation(conn: Connection, taxonomy: Taxonomy, config: QueueConfi
         escalation_reason=reason, severity=tier, due_at=due, priority=priority, priority_reason=why,
         first_action_at=func.coalesce(C.c.first_action_at, now) if human else C.c.first_action_at,
         meta=meta, updated_at=now)).rowcount)
+
+
+def escalation_tag(reason: str) -> str:
+    """The head of a reason (up to its first ':', 60 characters) that a case's priority reason repeats
+    after `ESCALATED`. Without a ';': `masking.mask_case_reasons` masks that head up to the first
+    "; ", so a reason's own "; " left its tail, which may quote a masked text, unmasked."""
+    return reason.split(":")[0].replace(";", ",")[:60]
 
 
 def sweep(store: Store, taxonomy: Taxonomy, config: QueueConfig,
