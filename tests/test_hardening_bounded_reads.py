@@ -9,10 +9,9 @@ the masking rule's (`masking.is_sensitive` over each member, as read before) on 
 """
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 
-from sqlalchemy import event, insert, select
+from sqlalchemy import insert, select
 
 from core.labels import current_decisions
 from core.predictions import predictions_of_record
@@ -22,28 +21,10 @@ from labeling.notes import sensitive_campaigns
 from labeling.packets import case_masked
 
 from test_queue_support import MODEL, T0, add_campaign, add_scored
+from test_queue_support import asked as _asked
 
 BENIGN = {"benign": 0.95, "spam": 0.02, "scam": 0.01, "hate": 0.01, "harassment": 0.01}
 HATE = {"benign": 0.1, "spam": 0.05, "scam": 0.05, "hate": 0.75, "harassment": 0.05}
-
-
-@contextlib.contextmanager
-def _asked(store):
-    """(statements run, values bound) while inside: what a read asks of the store."""
-    seen = [0, 0]
-
-    def count(conn, cursor, statement, params, context, executemany):
-        seen[0] += 1
-        seen[1] += len(params) if isinstance(params, (list, tuple, dict)) else 0
-
-    engines = {id(e): e for e in (store.engine, getattr(store, "read_engine", store.engine))}.values()
-    for e in engines:
-        event.listen(e, "before_cursor_execute", count)
-    try:
-        yield seen
-    finally:
-        for e in engines:
-            event.remove(e, "before_cursor_execute", count)
 
 
 def _items(store, ids, policy_label=None):

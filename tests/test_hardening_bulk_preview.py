@@ -10,11 +10,10 @@ held-by-another, superseded and undecided members, on both stores.
 """
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 
 import pytest
-from sqlalchemy import event, insert, select, update
+from sqlalchemy import insert, select, update
 
 from core.schema import Campaign, Case, Decision
 from labeling import decisions as DEC
@@ -23,28 +22,10 @@ from labeling.bulk_counts import appeal_case
 from labeling.cases import build_cases
 
 from test_queue_support import T0, add_campaign, add_scored, case_ids, quiet
+from test_queue_support import asked as _asked
 
 C, D = Case.__table__, Decision.__table__
 LIVE, LAPSED = T0 + dt.timedelta(hours=1), T0 - dt.timedelta(minutes=1)
-
-
-@contextlib.contextmanager
-def _asked(store):
-    """(statements run, values bound) while inside: what a read asks of the store."""
-    seen = [0, 0]
-
-    def count(conn, cursor, statement, params, context, executemany):
-        seen[0] += 1
-        seen[1] += len(params) if isinstance(params, (list, tuple, dict)) else 0
-
-    engines = {id(e): e for e in (store.engine, getattr(store, "read_engine", store.engine))}.values()
-    for e in engines:
-        event.listen(e, "before_cursor_execute", count)
-    try:
-        yield seen
-    finally:
-        for e in engines:
-            event.remove(e, "before_cursor_execute", count)
 
 
 def _counted(full):

@@ -10,9 +10,9 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import select
 
-from core.schema import Case, ModelVersion, Prediction
+from core.schema import Case
 from labeling.cases import build_cases
 from labeling.claims import claim_case
 from labeling.escalation import sweep
@@ -20,6 +20,7 @@ from labeling.priority import ARRIVED_AT, score_features, sla_start
 from labeling.rescore import rescore_open_cases
 from test_promotion_gate import MODELS
 from test_queue_support import T0, add_scored, case_ids, case_row, quiet, scores_for
+from test_hardening_rescore_escalated import _promote  # a new champion the open cases do not carry yet
 
 CHAMP = "test-model-2"
 AT = T0 + dt.timedelta(hours=1)         # a claim
@@ -30,18 +31,6 @@ EST = dt.timezone(dt.timedelta(hours=-5))
 @pytest.fixture
 def cfg(queue_config):
     return quiet(queue_config)
-
-
-def _promote(store, taxonomy, new_scores):
-    """A new champion whose predictions (item id -> scores) the open cases do not carry yet."""
-    with store.begin() as conn:
-        conn.execute(insert(ModelVersion.__table__).values(
-            id=CHAMP, kind="test", artifact_path="-", role="champion", labels=taxonomy.labels, created_at=AT,
-            promoted_at=AT))
-        conn.execute(insert(Prediction.__table__), [
-            {"item_id": i, "model_version": CHAMP, "label": max(s, key=s.get), "score": max(s.values()), "scores": s,
-             "uncertainty": round(1 - max(s.values()), 6), "taxonomy_version": taxonomy.version, "created_at": AT}
-            for i, s in new_scores.items()])
 
 
 def _rescore(store, taxonomy, cfg, now=LATER):
