@@ -86,20 +86,22 @@ def test_n_left_line_counts_as_queue_status(sqlite_store, taxonomy, queue_config
     from core.schema import Case
     from labeling.cases import build_cases, queue_counts, queue_status
     from labeling.claims import next_case
-    from test_queue_support import add_scored
+    from test_queue_support import T0, add_scored
     from workbench.ui.review import status_html
 
     add_scored(sqlite_store, taxonomy, [{"id": f"s{i}", "label": "spam", "p": 0.9} for i in range(5)]
                + [{"id": f"f{i}", "label": "scam", "p": 0.9} for i in range(3)])
-    build_cases(sqlite_store, taxonomy, queue_config, progress=False)
+    # on the items' own clock: an SLA counts from arrival (T0), so read against the wall clock
+    # every case of T0 would be overdue
+    build_cases(sqlite_store, taxonomy, queue_config, progress=False, now=T0)
     next_case(sqlite_store, "ann", "spam", config=queue_config)  # claimed: no longer waiting
     with sqlite_store.begin() as conn:  # two overdue
         ids = conn.execute(Case.__table__.select().where(Case.queue == "spam", Case.state == "open")).all()
         conn.execute(update(Case.__table__).where(Case.id.in_([r.id for r in ids[:2]]))
                      .values(due_at=dt.datetime(2020, 1, 1)))
-    status = queue_status(sqlite_store, queue_config)
+    status = queue_status(sqlite_store, queue_config, now=T0)
     assert status["spam"]["waiting"] == 4 and status["spam"]["overdue"] == 2
     for q in queue_config.queues:
-        counts = queue_counts(sqlite_store, q)
+        counts = queue_counts(sqlite_store, q, now=T0)
         assert counts == {"waiting": status[q]["waiting"], "overdue": status[q]["overdue"]}, q
         assert status_html({q: counts}, q, None) == status_html(status, q, None)
