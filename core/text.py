@@ -200,3 +200,12 @@ def one_line(text: Optional[str], n: int = 70) -> str:
     if flat.isprintable():  # the common case, in C
         return flat[:n]
     return "".join(ch if ch.isprintable() or ch == " " else ascii(ch)[1:-1] for ch in flat)[:n]
+
+
+def escaped(value: object, n: int = 300) -> str:
+    """A path or name for a one-line message, kept as written (unlike `one_line`, whitespace is
+    not folded): control characters, and the lone surrogates that stand for a non-UTF-8 name's
+    bytes, as escapes; cut to `n` characters."""
+    text = str(value)
+    shown = text if text.isprintable() else "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+    return shown if len(shown) <= n else shown[:n - 1] + "…"

@@ -39,7 +39,7 @@ from core.principals import SYSTEM, Actor
 from core.schema import Item
 from core.store import Store
 from core.taxonomy import Taxonomy
-from core.text import one_line
+from core.text import escaped, one_line
 
 from core.labels import AUTHORITATIVE_KINDS, current_decisions
 
@@ -323,14 +323,6 @@ def _check_repo(repo: str) -> None:
     except HFValidationError:
         raise ExportError(f"--push-to-hub '{escaped(repo, 100)}': not a Hub repo id (namespace/name, each of letters, "
                           "digits, '-', '_' and '.', at most 96 characters); nothing was written or pushed") from None
-
-
-def escaped(value: object, n: int = 300) -> str:
-    """A path or name for a one-line message: control characters, and the lone surrogates that
-    stand for a non-UTF-8 name's bytes, as escapes; cut to `n` characters."""
-    text = str(value)
-    shown = text if text.isprintable() else "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
-    return shown if len(shown) <= n else shown[:n - 1] + "…"
 
 
 def _first_line(exc: BaseException, n: int = 300) -> str:

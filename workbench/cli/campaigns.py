@@ -26,14 +26,6 @@ def _short(text: Optional[str], n: int = 70) -> str:
     return one_line(text, n)
 
 
-def _masked(settings: Any, camp: dict[str, Any]) -> dict[str, Any]:
-    """`camp` as the Campaigns tab shows it (no reveal): `labeling.masking.mask_campaign`, its
-    shared entities' values included."""
-    from labeling.masking import mask_campaign
-
-    return mask_campaign(settings, camp)
-
-
 @hookimpl
 def register_commands(cli: click.Group) -> None:
     @cli.command("cluster")
@@ -100,11 +92,12 @@ def register_commands(cli: click.Group) -> None:
           workbench campaigns list --sort last_seen --json | jq '.[0]'
         """
         from clustering.explore import list_campaigns
+        from labeling.masking import mask_campaign  # as the Campaigns tab shows them
 
         require_read(app, "campaigns")
         rows = _service_call(list_campaigns, app.store(), limit=limit, min_size=min_size, status=status,
                              sort=sort, taxonomy=app.taxonomy(), offset=offset)
-        rows = [_masked(app.review(), r) for r in rows]  # as the Campaigns tab shows them (no reveal)
+        rows = [mask_campaign(app.review(), r) for r in rows]  # as the Campaigns tab shows them (no reveal)
 
         def human(rs: list[dict[str, Any]]) -> None:
             if not rs:
@@ -130,9 +123,10 @@ def register_commands(cli: click.Group) -> None:
           workbench campaigns show 3 --members 5
         """
         from clustering.explore import campaign_detail
+        from labeling.masking import mask_campaign  # as the Campaigns tab shows them
 
         require_read(app, f"campaign {campaign_id}")
-        d = _masked(app.review(), _service_call(campaign_detail, app.store(), campaign_id,
+        d = mask_campaign(app.review(), _service_call(campaign_detail, app.store(), campaign_id,
                                                 members_limit=members, taxonomy=app.taxonomy()))
 
         def human(c: dict[str, Any]) -> None:

@@ -347,7 +347,8 @@ def register_commands(cli: click.Group) -> None:
           workbench export ./exports/2026-11 --include-source-labels
           python -c "import datasets; print(datasets.load_from_disk('./exports/2026-11/dataset'))"
         """
-        from labeling.export import ExportError, escaped, export_labels
+        from core.text import escaped
+        from labeling.export import ExportError, export_labels
 
         try:
             summary = export_labels(app.store(), app.taxonomy(), out_dir, include_source_labels, source, push_to_hub,
