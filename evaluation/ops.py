@@ -3,6 +3,9 @@
 Pure functions over arrays (times as epoch seconds, NaN where missing) compute each figure; one
 function, `ops_kpis`, reads the store and applies them. The queue simulation benchmark uses the
 same functions, so the figures it prints mean what `workbench queues` shows.
+Counts of the store as it stands (cases, per queue and state, backlog, overdue) are SQL
+aggregates; the rest can be asked over a KPI period (`since`, `in_period`: the Operations tab's),
+and then only that period's cases and decisions are read.
 
 Definitions: time to first action = case creation to first claim (a human opened it); time to
 resolution = creation to decision; an SLA is met when the case is decided by its due time,
@@ -24,7 +27,7 @@ import datetime as dt
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import and_, case as sql_case, func, or_, select
 
 from core.permissions import refusal
 from core.plotting import label_text, pyplot, serialised
@@ -190,6 +193,10 @@ def harm_exposure(wait_hours: Any, weights: Any) -> float:
 
 
 # ---------------------------------------------------------------------------------------------
+def _naive_utc(t: dt.datetime) -> dt.datetime:
+    return t.astimezone(dt.timezone.utc).replace(tzinfo=None) if t.tzinfo is not None else t
+
+
 def _epoch(values: Iterable[Optional[dt.datetime]]) -> np.ndarray:
     base = dt.datetime(1970, 1, 1)
     return np.array([(v - base).total_seconds() if v is not None else np.nan for v in values], dtype=float)
@@ -206,6 +213,16 @@ def _due_before(case: Mapping[str, Any]) -> Optional[dt.datetime]:
     except ValueError:
         raise ValueError(f"case {case['id']}: meta field 'due_before_escalation' is not an ISO time: {v!r}") from None
     return t.astimezone(dt.timezone.utc).replace(tzinfo=None) if t.tzinfo is not None else t
+
+
+def is_appeal(case: Mapping[str, Any], config: QueueConfig) -> bool:
+    """An appeal case wherever it waits: in the appeals queue, filed as one (meta `appeal`), or
+    escalated out of that queue (a store escalated before `escalation._check_escalatable` refused
+    it), the rule of `labeling.decisions._is_appeal`. Why: counted by queue alone, such an appeal
+    fell out of the appeals figures and into the review SLAs, times and escalation rate."""
+    meta = case["meta"] if isinstance(case["meta"], dict) else {}
+    return case["queue"] == config.appeals_queue or bool(meta.get("appeal")) \
+        or meta.get("escalated_from") == config.appeals_queue
 
 
 def _home(case: Mapping[str, Any], config: QueueConfig) -> str:
@@ -231,38 +248,76 @@ def closed_without_decision(case: Mapping[str, Any]) -> bool:
 ANALYST_FIGURES = "analyst_quality"  # the permission per-analyst figures need (leads; configs/roles.yaml)
 
 
+def in_period(since: dt.datetime) -> Any:
+    """Cases of a KPI period: created or decided since `since`, or not decided yet (the work at
+    hand, however old). Why: the Operations tab read every case and decision ever stored on each
+    refresh; a case decided before the period changes no figure of it and is no longer read."""
+    C = Case.__table__
+    return or_(C.c.created_at >= since, C.c.resolved_at >= since, C.c.state != "decided")
+
+
+def _stock(conn: Any, now: dt.datetime, queue: Optional[str], policy: Optional[str],
+           surface: Optional[str]) -> tuple[dict[str, dict[str, int]], int, int, int]:
+    """(cases per queue and state as `queue_volume`, cases, backlog, overdue) over every case, as
+    COUNT ... GROUP BY queue, state: one row per queue and state read, however many cases."""
+    C = Case.__table__
+    late = and_(C.c.state.in_(WAITING_STATES), C.c.due_at.is_not(None), C.c.due_at < now,
+                or_(C.c.calibration_set.is_(None), C.c.calibration_set == ""))  # calibration owes no SLA
+    q = filter_cases(select(C.c.queue, C.c.state, func.count().label("n"),
+                            func.coalesce(func.sum(sql_case((late, 1), else_=0)), 0).label("late")),
+                     queue=queue, policy=policy, surface=surface).group_by(C.c.queue, C.c.state)
+    queues: dict[str, dict[str, int]] = {}
+    n_cases = n_backlog = n_late = 0
+    for r in conn.execute(q).all():
+        row = queues.setdefault(str(r.queue), {"total": 0, "backlog": 0})
+        n = int(r.n)
+        row[r.state] = row.get(r.state, 0) + n
+        row["total"] += n
+        row["backlog"] += n * int(r.state in WAITING_STATES)
+        n_cases, n_late = n_cases + n, n_late + int(r.late or 0)
+        n_backlog += n * int(r.state in WAITING_STATES)
+    return dict(sorted(queues.items())), n_cases, n_backlog, n_late
+
+
 def ops_kpis(store: Any, now: Optional[dt.datetime] = None, queue: Optional[str] = None,
              policy: Optional[str] = None, surface: Optional[str] = None,
-             *, config: QueueConfig, actor: Optional[Actor] = None) -> dict[str, Any]:
+             *, config: QueueConfig, actor: Optional[Actor] = None,
+             since: Optional[dt.datetime] = None) -> dict[str, Any]:
     """Every KPI above, computed from the store; filters apply to cases (and their decisions).
+
+    `cases`, `queues`, `backlog` and `overdue` count every case (SQL aggregates). The rest (SLAs,
+    times, decisions, rates, appeals) are over the KPI period from `since` (`in_period`; the
+    decisions of its cases), every case when None: only the period's rows are read.
 
     Per-analyst figures (`resolved_per_analyst`) are for whoever may see analyst quality
     (`analyst_quality`, leads): for `actor` without it, or no actor, they are None and
     `resolved_per_analyst_refused` says why; team totals are everyone's. Every door (UI tab,
     command line) passes its principal here, so the rule is this one place."""
     C, D = Case.__table__, Decision.__table__
-    now = now or utcnow()
-    if now.tzinfo is not None:  # the store keeps naive UTC: an aware time compared with it raised TypeError
-        now = now.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    now = _naive_utc(now or utcnow())  # the store keeps naive UTC: an aware time compared with it raised TypeError
+    since = _naive_utc(since) if since is not None else None
     q = filter_cases(select(C.c.id, C.c.queue, C.c.state, C.c.severity, C.c.created_at, C.c.due_at,
                             C.c.first_action_at, C.c.resolved_at, C.c.escalation_reason, C.c.calibration_set,
                             C.c.is_audit, C.c.meta, C.c.predicted_label), queue=queue, policy=policy, surface=surface)
+    ids = filter_cases(select(C.c.id), queue=queue, policy=policy, surface=surface)
+    if since is not None:
+        q, ids = q.where(in_period(since)), ids.where(in_period(since))
     with store.read() as conn:
+        queues, n_cases, n_backlog, n_overdue = _stock(conn, now, queue, policy, surface)
         cases = conn.execute(q).mappings().all()
-        case_ids = {c["id"] for c in cases}
         dq = select(D.c.id, D.c.case_id, D.c.item_id, D.c.reviewer, D.c.kind, D.c.label, D.c.action,
                     D.c.supersedes_id, D.c.is_override, D.c.model_label)
-        if queue or policy or surface:  # the filtered cases' decisions, asked of the store (every one was read)
-            dq = dq.where(D.c.case_id.in_(filter_cases(select(C.c.id), queue=queue, policy=policy, surface=surface)))
-        decs = [d for d in conn.execute(dq).mappings()
-                if (not (queue or policy or surface)) or d["case_id"] in case_ids]
-        decs = as_acts(decs)  # a re-review answer is a judgement of its own, not rework
+        if queue or policy or surface:  # the filtered cases' decisions, asked of the store
+            dq = dq.where(D.c.case_id.in_(ids))
+        elif since is not None:  # the period's cases' decisions, and those of no case made in it
+            dq = dq.where(or_(D.c.case_id.in_(ids), and_(D.c.case_id.is_(None), D.c.created_at >= since)))
+        decs = as_acts(conn.execute(dq).mappings())  # a re-review answer is a judgement of its own, not rework
         hashes = _text_hashes(conn, decs)
     acts = collapse_bulk([dict(d) for d in decs], hashes)  # `data.one_per_labelling_act`, hashes read once
-    work = [c for c in cases if not c["calibration_set"] and c["queue"] != config.appeals_queue]
+    work = [c for c in cases if not c["calibration_set"] and not is_appeal(c, config)]
     unworked = [c for c in work if closed_without_decision(c)]  # left out of SLAs and times, counted apart
     timed = [c for c in work if not closed_without_decision(c)]
-    appeals = [c for c in cases if c["queue"] == config.appeals_queue]
+    appeals = [c for c in cases if is_appeal(c, config)]
     # calibration copies are practice, and an "undo" row takes a decision back rather than making one:
     # neither it, the decision it took back nor the row it restored (a copy) is a decision of anyone's
     gone = taken_back(decs)
@@ -296,13 +351,12 @@ def ops_kpis(store: Any, now: Optional[dt.datetime] = None, queue: Optional[str]
     return {
         "as_of": now.isoformat(timespec="seconds"),
         "filters": {"queue": queue, "policy": policy, "surface": surface},
-        "cases": len(cases),
+        "since": since.isoformat(timespec="seconds") if since is not None else None,
+        "cases": n_cases,
         "closed_without_decision": len(unworked),
-        "queues": queue_volume([c["queue"] for c in cases], [c["state"] for c in cases]),
-        "backlog": sum(c["state"] in WAITING_STATES for c in cases),
-        # calibration copies carry their case's due time but owe no SLA (practice, as in `sla`)
-        "overdue": int(sum(c["state"] in WAITING_STATES and c["due_at"] is not None and c["due_at"] < now
-                           and not c["calibration_set"] for c in cases)),
+        "queues": queues,
+        "backlog": n_backlog,
+        "overdue": n_overdue,  # calibration copies carry their case's due time but owe no SLA (`_stock`)
         "sla": sla_compliance(w_first, commitment_due(w_due, w_before), w_done, now_s),
         "sla_escalation": sla_compliance([t for t, e in zip(w_tiers, w_esc) if e], w_due[w_esc], w_done[w_esc], now_s),
         "sla_by_queue": sla_by_queue([_home(c, config) for c in timed], w_esc, w_due, w_before, w_done, now_s),
@@ -342,7 +396,8 @@ def plot_kpis(kpis: Mapping[str, Any], path: Any) -> str:
     a1.barh(ys, [queues[q]["total"] - queues[q]["backlog"] for q in names],
             left=[queues[q]["backlog"] for q in names], color="#bbb", label="done")
     a1.set_yticks(list(ys), [label_text(q) for q in names])
-    a1.set_title(f"Cases per queue (as of {kpis['as_of']})"), a1.legend(loc="best")
+    # `as_of` is naive UTC: named so, or a reader in New York took 14:00 UTC for 14:00 their time
+    a1.set_title(f"Cases per queue (as of {str(kpis['as_of']).replace('T', ' ')[:16]} UTC)"), a1.legend(loc="best")
     a2.bar(range(len(tiers)), [kpis["sla"][t]["rate"] for t in tiers], color="#4a7")
     a2.set_xticks(range(len(tiers)), [label_text(t) for t in tiers])
     a2.axhline(0.95, color="#c44", linestyle="--", linewidth=1)

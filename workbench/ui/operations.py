@@ -6,9 +6,12 @@ the three as bar charts. Decisions per analyst follow the viewer's role: `ops_kp
 signed-in user's principal and leaves them out without `analyst_quality` (leads); without
 accounts the viewer is the local admin, as on the command line. With accounts, a session that
 names no usable account (ended, disabled) or a role without `read` is refused in one line.
+Backlog, overdue and cases count every case (SQL aggregates); the rest is over the last
+`PERIOD_DAYS` (`evaluation.ops.in_period`), so a refresh reads the same rows however old the store.
 """
 from __future__ import annotations
 
+import datetime as dt
 import os
 import uuid
 from typing import TYPE_CHECKING, Any, Optional
@@ -18,6 +21,7 @@ import gradio as gr
 from core.hooks import PermissionDenied
 from core.plotting import label_text, pyplot, serialised
 from core.principals import local_principal
+from core.schema import utcnow
 from evaluation.ops import ops_kpis
 
 from .format import local_time, minutes, percent
@@ -39,7 +43,8 @@ def summary_rows(k: dict[str, Any]) -> list[list[Any]]:
         ["backlog", k["backlog"], "cases waiting or claimed, not yet decided"],
         ["overdue", k["overdue"], "waiting cases past their SLA due time (calibration copies owe none)"],
         ["cases", k["cases"], "all cases, every state" + (
-            f"; {k['closed_without_decision']} closed without a decision (a merged campaign's, behind an appeal), "
+            f"; {k['closed_without_decision']} {'of the period ' if k.get('since') else ''}closed without a "
+            "decision (a merged campaign's, behind an appeal), "
             "left out of SLA and time to resolution" if k.get("closed_without_decision") else "")],
         ["decisions", k["decisions"], f"{k['labelling_acts']} labelling acts (a bulk decision counts once per text)"],
         ["time to first action", minutes(k["median_minutes_to_first_action"]), "median, case creation to first claim"],
@@ -104,6 +109,14 @@ def sla_rows(k: dict[str, Any]) -> list[list[Any]]:
 
 
 CHART = ("plots", "operations.png")
+PERIOD_DAYS = 30  # the KPI period of the flows (SLAs, times, decisions, rates): what one refresh reads
+
+
+def as_of_line(k: dict[str, Any]) -> str:
+    """When the figures were taken and over what: counts over every case, the rest over the period."""
+    return (f"As of {local_time(k['as_of'], zone=True)}. Backlog, overdue and cases: every case; the rest: cases "
+            f"created, decided or open since {local_time(k['since'], zone=True)}" if k.get("since") else
+            f"As of {local_time(k['as_of'], zone=True)}") + "."
 
 
 def chart_file(store: Any, k: dict[str, Any]) -> tuple[Optional[str], str]:
@@ -138,12 +151,14 @@ def build_operations_tab(app: "AppContext", tab: gr.Tab) -> None:
     def kpis(request: Optional[gr.Request] = None) -> tuple[Any, ...]:
         store = app.store()
         try:
-            k = ops_kpis(store, config=app.queues(), actor=viewer(request))
+            now = utcnow()  # a period of the last PERIOD_DAYS: a refresh reads its rows, not every one stored
+            k = ops_kpis(store, now=now, since=now - dt.timedelta(days=PERIOD_DAYS), config=app.queues(),
+                         actor=viewer(request))
         except (PermissionDenied, ValueError, *STORE_ERRORS) as exc:  # ValueError: AccountError
             return (f"Not shown: {said(exc, 'press Refresh')}", [], [], [],
                     gr.update(value=[], label="Decided per analyst"), None)
         png, unsaved = chart_file(store, k)
-        when = f"As of {local_time(k['as_of'], zone=True)}." + (f" {unsaved}" if unsaved else "")  # words of ours
+        when = as_of_line(k) + (f" {unsaved}" if unsaved else "")  # words of ours
         refused = k["resolved_per_analyst_refused"]
         analysts = gr.update(value=[[name, n] for name, n in (k["resolved_per_analyst"] or {}).items()],
                              label="Decided per analyst" + (": leads only (needs permission 'analyst_quality')"
