@@ -206,6 +206,8 @@ class Case(Base):
     __table_args__ = (
         Index("ix_cases_item", "item_id"),
         Index("ix_cases_lease", "state", "lease_expires_at"),
+        Index("ix_cases_created", "created_at"),  # the Operations tab's period (0015)
+        Index("ix_cases_resolved", "resolved_at"),
     )
 
 
@@ -335,6 +337,10 @@ class AuditEvent(Base):
     payload: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)
     prev_hash: Mapped[str] = mapped_column(String(64), unique=True)
     hash: Mapped[str] = mapped_column(String(64), unique=True)
+    __table_args__ = (
+        Index("ix_audit_action", "action", "id"),  # the latest gate verdict, training, redactions (0015)
+        Index("ix_audit_entity", "entity_type", "entity_id", "id"),  # a case's or item's timeline
+    )
 
 
 # Webhook delivery states (workbench/webhooks.py); `discarded`: dead, and an operator gave up on it

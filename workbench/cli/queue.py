@@ -21,6 +21,15 @@ from .common import user_errors as _user_errors
 from .guards import require_read
 
 
+def _named(p: dict[str, Any], key: str, name: Any = lambda i, _: str(i)) -> str:
+    """A preview's count of one kind left out, then the members it names and how many it does not."""
+    total, named = p[f"{key}_total"], p[key]
+    pairs = named.items() if isinstance(named, dict) else ((i, None) for i in named)
+    shown = ", ".join(name(i, who) for i, who in pairs)
+    more = f" and {total - len(named)} more" if total > len(named) else ""
+    return f"{total}" + (f" ({shown}{more})" if shown else "")
+
+
 def _print_case(c: dict[str, Any]) -> None:
     item = c.get("item") or {}
     click.echo(f"case {c['id']}  queue {c['queue']}  state {c['state']}  severity {c.get('severity') or '-'}  "
@@ -135,26 +144,34 @@ def register_commands(cli: click.Group) -> None:
 
     @cases.command("preview")
     @click.argument("case_id", type=ID)
+    @click.option("--existing", type=click.Choice(["supersede", "skip"]), default=None,
+                  help="As `decide --existing`: what the decision would do to members a human already decided.")
+    @click.option("--show", "shown", type=click.IntRange(0, 1000), default=20, show_default=True,
+                  help="Members named for each kind left out (the counts are always the whole campaign's).")
     @_as
     @_json
     @click.pass_obj
-    def cases_preview(app: Any, case_id: int, analyst: str, as_json: bool) -> None:
+    def cases_preview(app: Any, case_id: int, existing: Optional[str], shown: int, analyst: str,
+                      as_json: bool) -> None:
         """What deciding a campaign case would do: members, those held by others, those already decided.
+
+        Counted in the store whatever the campaign's size; of each kind of member left out, the
+        first --show are named.
 
         \b
         Example:
           workbench cases preview 97 --as lead
         """
-        from labeling.decisions import bulk_preview
+        from labeling.bulk_preview import preview
 
         with _user_errors():
-            p = bulk_preview(app.store(), case_id, analyst)
-        held = ", ".join(f"{i} ({who})" for i, who in p["held_by_others"].items()) or "none"
+            p = preview(app.store(), case_id, analyst, existing=existing, config=app.queues(), shown=shown)
         _emit(p, as_json, lambda _: click.echo(
-            f"case {case_id}: {p['members']} member(s); held by other analysts (left out): {held}; "
-            f"already decided, to be superseded: {p['already_decided']} {p['already_decided_labels'] or ''}; "
-            f"left out: {len(p['skipped_decided'])} decided (--existing skip), {len(p['skipped_appeal'])} settled or "
-            f"pending by appeal; will decide {p['will_decide']}"))
+            f"case {case_id}: {p['members']} member(s); will decide {p['will_decide']}; already decided, to be "
+            f"superseded: {p['already_decided']} {p['already_decided_labels'] or ''}; left out: "
+            f"held by other analysts {_named(p, 'held_by_others', lambda i, who: f'{i} ({who})')}; "
+            f"settled or pending by appeal {_named(p, 'skipped_appeal')}; "
+            f"decided (--existing skip) {_named(p, 'skipped_decided')}"))
 
     @cases.command("rescore")
     @_json
@@ -207,10 +224,12 @@ def register_commands(cli: click.Group) -> None:
     @click.option("--surface", help="Only items of this surface.")
     @click.option("--plot", "plot_path", type=PngPath(),
                   help="Also write a PNG of backlog per queue and SLA compliance per tier.")
+    @click.option("--days", type=click.IntRange(min=1, max=3650),
+                  help="SLAs, times, decisions and rates over the last N days only (backlog and cases: every case).")
     @_json
     @click.pass_obj
     def queues_cmd(app: Any, queue: Optional[str], policy: Optional[str], surface: Optional[str],
-                   plot_path: Optional[str], as_json: bool) -> None:
+                   plot_path: Optional[str], days: Optional[int], as_json: bool) -> None:
         """Operations KPIs: volume and backlog per queue, SLA compliance per tier, speed, rework, appeals.
 
         \b
@@ -218,13 +237,18 @@ def register_commands(cli: click.Group) -> None:
           workbench queues
           workbench queues --policy scam --json | jq .sla
           workbench queues --plot queues.png
+          workbench queues --days 30
         """
+        import datetime as dt
+
+        from core.schema import utcnow
         from evaluation.ops import ops_kpis, plot_kpis
 
         _check_filters(app, queue, policy)
+        now = utcnow()
         with _user_errors():
             k = ops_kpis(app.store(), queue=queue, policy=policy, surface=surface, config=app.queues(),
-                         actor=_acting(app))
+                         actor=_acting(app), now=now, since=now - dt.timedelta(days=days) if days else None)
         if plot_path:
             k["plot"] = plot_kpis(k, plot_path)
         _emit(k, as_json, _print_kpis)
