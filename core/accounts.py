@@ -9,13 +9,22 @@ and the HTTP API present.
 - `principal_for_token` reads the user's row every time: disabling a user, changing their role
   or revoking a token takes effect on the next call, with nothing cached.
 - `verify_password` takes the same path whatever happens (unknown name, disabled or locked
-  account, no password set, wrong password): one argon2 verification, against a dummy hash when
-  there is no real one, so its timing does not tell whether a name exists. Attempts are
-  counted per name in the `users` row (so the count holds across processes and restarts), each
-  one before its check, in one write, so concurrent guesses share the limit: after `MAX_FAILED`
-  failures in a row the account is locked for `LOCKOUT` (every attempt is refused meanwhile,
-  the right password included), and a success resets the count. Unknown names have no row and
-  so no counter: guessing them only costs the attacker argon2's time.
+  account, no password, wrong password): one argon2 verification, against a dummy hash when
+  there is no real one, so its timing does not tell whether a name exists.
+- Guessing is limited without handing an attacker who knows a name the power to lock its owner
+  out (OWASP; "smart lockout"). Each (account, client address) pair has its own limit
+  (`web_sessions.SourceLimiter`: after 5 failures that client is locked out of that account,
+  the lock doubling each time); the web guard limits each address over all names
+  (`web_throttle`). Across addresses the account counts failures in its `users` row (so the
+  count holds across processes and restarts), each attempt before its check, in one write:
+  after `MAX_FAILED` in a row it locks for `LOCKOUT`, then admits one guess per lock, each
+  doubling it up to `LOCKOUT_CAP` (at most 14 guesses in a day from any number of addresses,
+  6 a day after). That lock applies to unfamiliar clients only: from an address the account
+  signed in from within 90 days (`web_sessions.familiar_client`) the right password still signs
+  in during an attack, and a new address gets in once the lock ends. A success from an
+  unfamiliar client resets the count (a familiar one's leaves it: the attack goes on). Unknown names have no row and so no
+  count: guessing them only costs the attacker argon2's time. Every lock is audited
+  (`user.locked`, `login.source_locked`) with the client it came from.
 
 Every change (user added, disabled, role set, token created or revoked, an account locked) is
 an audit event. Managing accounts needs the `users` permission, tokens the `tokens` one, and
@@ -32,6 +41,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import secrets
+import threading
+import weakref
 from typing import Any, Optional, Sequence
 
 from sqlalchemy import func, insert, or_, select, text, update
@@ -41,13 +52,17 @@ from .hooks import check_permission
 from .principals import Actor, InvalidName, Principal, actor_name, check_name
 from .schema import MAX_ROW_ID, ApiToken, User, utcnow
 from .text import invisible_char, lone_surrogate_at
-from .web_sessions import acting_changed
+from .web_sessions import SIGN_IN_CLIENT, SOURCE_MAX_FAILED, SourceLimiter, acting_changed, client_key, familiar_client
 
 U = User.__table__
 T = ApiToken.__table__
 TOKEN_PREFIX = "wbt_"
-MAX_FAILED = 5
-LOCKOUT = dt.timedelta(minutes=15)
+MAX_FAILED = 5  # failures in a row from unfamiliar clients, then the account locks out unfamiliar clients
+LOCKOUT = dt.timedelta(minutes=15)  # the first such lock; each failure past it doubles the next
+LOCKOUT_CAP = dt.timedelta(hours=4)
+FORGET_AFTER = dt.timedelta(days=1)  # a day past its last lock, an account's count starts over
+_SOURCES: "weakref.WeakKeyDictionary[Any, SourceLimiter]" = weakref.WeakKeyDictionary()
+_SOURCES_LOCK = threading.Lock()
 _DUMMY: list[str] = []  # an argon2 hash of a random password, computed once, for the constant path
 LAST_TOKEN_HOLDER = "last enabled account allowed to manage accounts with a live token allowing 'users'"
 _NAMES_LOCK = 0x7773_7573  # advisory lock id on PostgreSQL: one account added at a time (names unique by case)
@@ -283,61 +298,133 @@ def _dummy_hash() -> str:
     return _DUMMY[0]
 
 
-def verify_password(store: Any, name: str, password: str, now: Optional[dt.datetime] = None) -> Optional[Principal]:
-    """The user's Principal when `password` is right and the account is enabled and not locked; else None.
+def verify_password(store: Any, name: str, password: str, now: Optional[dt.datetime] = None,
+                    client: Optional[str] = None) -> Optional[Principal]:
+    """The user's Principal when `password` is right, the account enabled and neither it nor this
+    `client` (an address: `web_sessions.client_key`) locked out of it; else None.
 
-    One argon2 verification on every path (see the module notes). The attempt is counted before
-    the check, in one write, so concurrent guesses cannot all pass a stale "not locked" read: at
-    most MAX_FAILED are checked against the real hash, then the account locks for LOCKOUT."""
+    One argon2 verification on every path (see the module notes). Each attempt takes its slots
+    before the check (the client's for this account, the account's for unfamiliar clients), so
+    concurrent guesses cannot all pass a stale "not locked" read. `client` defaults to the web
+    login's (`web_sessions.SIGN_IN_CLIENT`); without one (a direct call) the attempt counts as an
+    unfamiliar client's."""
     from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
     now = now or utcnow()
-    user = _take_attempt(store, name, now) if _valid(name) else None
+    client = client if client is not None else SIGN_IN_CLIENT.get()
+    key = client_key(client) if isinstance(client, str) and client else None
+    valid = _valid(name)
+    sources = source_limiter(store)
+    held = sources.take(name, key, now) if valid and key is not None else None
     try:
-        # text argon2 can encode: a lone surrogate (not UTF-8) is a wrong password, not a traceback
-        typed = password if isinstance(password, str) and lone_surrogate_at(password) is None else ""
-        ok = _hasher().verify(user["password_hash"] if user is not None else _dummy_hash(), typed)
-    except (VerifyMismatchError, VerificationError, InvalidHashError):
-        ok = False
-    if not _valid(name):
-        return None  # a name no account can have: nothing to tell apart, nothing to write
-    # unknown, disabled, locked, no password, or MAX_FAILED attempts already counted (user None):
-    # the same second write as a wrong password, on no row (id 0), so no store round trip more
-    # or less tells a real account from an unknown name
+        user = _take_attempt(store, name, now, key) if valid and held is None else None
+        try:
+            # text argon2 can encode: a lone surrogate (not UTF-8) is a wrong password, not a traceback
+            typed = password if isinstance(password, str) and lone_surrogate_at(password) is None else ""
+            ok = _hasher().verify(user["password_hash"] if user is not None else _dummy_hash(), typed)
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            ok = False
+    except BaseException:
+        if valid and held is None and key is not None:
+            sources.release(name, key)  # not checked (the store failed): no failure of this client
+        raise
+    if not valid or held is not None:
+        return None  # a name no account can have, or this client is locked out of it: nothing to write
+    ok = ok and user is not None
+    until = sources.settle(name, key, ok, now) if key is not None else None
+    # unknown, disabled, locked, no password, or the account's slots taken (user None): the same
+    # second write as a wrong password, on no row (id 0), so no store round trip more or less
+    # tells a real account from an unknown name
     with store.begin() as conn:
-        if ok and user is not None:  # the slot and earlier failures are cleared; re-read so a disable meanwhile wins
-            row = conn.execute(update(U).where(U.c.id == user["id"], U.c.disabled.is_(False))
-                               .values(failed_logins=0, locked_until=None).returning(U.c.role)).first()
+        uid = user["id"] if user is not None else 0
+        if ok:  # re-read so a disable meanwhile wins; a familiar client's success leaves the account's count
+            if user["familiar"]:
+                row = conn.execute(select(U.c.role).where(U.c.id == uid, U.c.disabled.is_(False))).first()
+            else:
+                row = conn.execute(update(U).where(U.c.id == uid, U.c.disabled.is_(False))
+                                   .values(failed_logins=0, locked_until=None).returning(U.c.role)).first()
             return Principal(user["name"], row.role, "user") if row is not None else None
-        # the slot stays counted as a failure; the first failure at the limit locks the account
-        _lock(conn, update(U).where(U.c.id == (user["id"] if user is not None else 0),
-                                    U.c.failed_logins >= MAX_FAILED), user["name"] if user is not None else name, now)
+        row = conn.execute(select(U.c.failed_logins, U.c.locked_until).where(U.c.id == uid)
+                           .with_for_update()).first()
+        if until is not None:  # the failure that locks this client out of this account (after the row
+            # lock: the audit's lock comes second everywhere, as in account changes)
+            audit.record(conn, "system", "login.source_locked", "user", name,
+                         {"client": key, "failed_logins": SOURCE_MAX_FAILED, "until": until.isoformat()})
+        if row is None or user is None or user["familiar"]:
+            return None
+        if user["beyond"]:  # its lock was set when it took the slot: on record now that it failed
+            if row.locked_until is not None and row.locked_until > now:
+                _record_lock(conn, user["name"], row.failed_logins, row.locked_until, key)
+        elif row.failed_logins >= MAX_FAILED and not (row.locked_until is not None and row.locked_until > now):
+            _lock(conn, uid, user["name"], row.failed_logins, now, key)
     return None
 
 
-def _take_attempt(store: Any, name: str, now: dt.datetime) -> Optional[dict[str, Any]]:
-    """Count one sign-in attempt of `name` up front (failures and attempts in flight together) and
-    return its row; None when it may not be checked (no such usable account, locked, or at the limit).
+def source_limiter(store: Any) -> SourceLimiter:
+    """The failures per (account, client) of `store` in this process (one limiter per store, so
+    two stores served by one process share no counts)."""
+    with _SOURCES_LOCK:
+        found = _SOURCES.get(store)
+        if found is None:
+            found = _SOURCES[store] = SourceLimiter()
+        return found
 
-    An attempt beyond the limit locks the account, so a count left behind by a crash mid-check
-    cannot refuse the account for ever: the lock expires."""
-    usable = (U.c.name == name, U.c.disabled.is_(False), U.c.password_hash.is_not(None),
-              or_(U.c.locked_until.is_(None), U.c.locked_until <= now))
+
+def _lockout(failed: int) -> dt.timedelta:
+    """How long unfamiliar clients are locked out after `failed` failures in a row (>= MAX_FAILED):
+    LOCKOUT, doubling with each failure beyond, up to LOCKOUT_CAP."""
+    return min(LOCKOUT * 2 ** min(max(failed - MAX_FAILED, 0), 20), LOCKOUT_CAP)
+
+
+def _take_attempt(store: Any, name: str, now: dt.datetime, key: Optional[str]) -> Optional[dict[str, Any]]:
+    """Count one sign-in attempt of `name` up front and return its row (with `familiar`: from a
+    client it signed in from before, and `beyond`: past the account's MAX_FAILED); None when it may
+    not be checked (no such usable account, or locked out for unfamiliar clients).
+
+    A familiar client is not counted here (`source_limiter` limits it). For the others the account counts
+    failures and attempts in flight together: the first MAX_FAILED are free, then the account
+    locks for LOCKOUT; after that each attempt takes the lock's end, and locks for twice as long
+    before its check (so concurrent guesses get one), up to LOCKOUT_CAP: guesses from any number of
+    addresses are bounded per day. A success resets the count; so does a day past the last lock.
+    A count left at the limit by a crash mid-check, never locked, locks now (never refuses for ever)."""
     with store.begin() as conn:
-        row = conn.execute(update(U).where(*usable, U.c.failed_logins < MAX_FAILED)
-                           .values(failed_logins=U.c.failed_logins + 1)
-                           .returning(U.c.id, U.c.name, U.c.password_hash)).mappings().first()
+        row = conn.execute(select(U.c.id, U.c.name, U.c.password_hash, U.c.failed_logins, U.c.locked_until)
+                           .where(U.c.name == name, U.c.disabled.is_(False), U.c.password_hash.is_not(None))
+                           .with_for_update()).mappings().first()
+        # the same reads for an unknown name (on no row, id 0): no round trip more or less tells them apart
+        familiar = key is not None and familiar_client(conn, row["id"] if row is not None else 0, key, now)
         if row is None:
-            _lock(conn, update(U).where(*usable, U.c.failed_logins >= MAX_FAILED), name, now)
-    return dict(row) if row is not None else None
+            conn.execute(update(U).where(U.c.id == 0).values(failed_logins=U.c.failed_logins))
+            return None
+        out = dict(row, familiar=familiar, beyond=False)
+        if out["familiar"]:
+            return out
+        failed, until = row["failed_logins"], row["locked_until"]
+        if until is not None and now >= until + FORGET_AFTER:
+            failed, until = 0, None  # an old attack: start over
+        if until is not None and now < until:
+            return None
+        if failed < MAX_FAILED:
+            conn.execute(update(U).where(U.c.id == row["id"]).values(failed_logins=failed + 1, locked_until=until))
+            return out
+        if until is None:
+            _lock(conn, row["id"], row["name"], failed, now, key)
+            return None
+        conn.execute(update(U).where(U.c.id == row["id"]).values(failed_logins=failed + 1,
+                                                                  locked_until=now + _lockout(failed + 1)))
+        return dict(out, beyond=True)
 
 
-def _lock(conn: Any, query: Any, name: str, now: dt.datetime) -> None:
-    """Lock the account that `query` (an UPDATE of its row, filtered) still matches; audited."""
-    until = now + LOCKOUT
-    if conn.execute(query.values(locked_until=until, failed_logins=0).returning(U.c.id)).first() is not None:
-        audit.record(conn, "system", "user.locked", "user", name,
-                     {"failed_logins": MAX_FAILED, "until": until.isoformat()})
+def _lock(conn: Any, uid: int, name: str, failed: int, now: dt.datetime, key: Optional[str]) -> None:
+    """Lock account `uid` out for unfamiliar clients (`_lockout`); audited."""
+    until = now + _lockout(failed)
+    conn.execute(update(U).where(U.c.id == uid).values(locked_until=until))
+    _record_lock(conn, name, failed, until, key)
+
+
+def _record_lock(conn: Any, name: str, failed: int, until: dt.datetime, key: Optional[str]) -> None:
+    audit.record(conn, "system", "user.locked", "user", name,
+                 {"failed_logins": failed, "until": until.isoformat(), "client": key, "scope": "unfamiliar clients"})
 
 
 # -- tokens ----------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ the sessions already live, not just the next ones.
 """
 from __future__ import annotations
 
+import contextvars
 import datetime as dt
 import hashlib
 from dataclasses import dataclass
@@ -234,3 +235,98 @@ def list_sessions(store: Any, name: Optional[str] = None, live_only: bool = True
 def live_count(store: Any) -> int:
     with store.read() as conn:
         return int(conn.execute(select(func.count()).select_from(S).where(S.c.ended_at.is_(None))).scalar_one())
+
+
+# -- sign-in sources -------------------------------------------------------------------------
+FAMILIAR_FOR = dt.timedelta(days=90)  # a client an account signed in from this recently is familiar to it
+SOURCE_MAX_FAILED = 5  # failed sign-ins of one account from one client, then that client is locked out of it
+SOURCE_LOCKOUT = dt.timedelta(minutes=15)  # the first such lock; each next one of the same pair doubles
+SOURCE_LOCKOUT_CAP = dt.timedelta(hours=24)
+MAX_SOURCES = 10_000  # (account, client) pairs remembered at once
+# The address of the sign-in being checked, set by the web login (`workbench.ui.session`): a
+# password check without one (a direct call) counts as an unfamiliar client's.
+SIGN_IN_CLIENT: contextvars.ContextVar[Optional[str]] = contextvars.ContextVar("workbench_sign_in_client",
+                                                                               default=None)
+
+
+def client_key(client: str) -> str:
+    """The key a client's sign-ins count under: its address, except that an IPv6 client is its /64
+    (one subscriber or host holds a whole /64, so per address each new one brought a fresh
+    allowance) and an IPv4-mapped IPv6 address is its IPv4 address; anything else as given."""
+    import ipaddress
+
+    try:
+        ip = ipaddress.ip_address(client.strip("[]"))
+    except ValueError:
+        return client
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
+def familiar_client(conn: Any, user_id: int, key: str, now: dt.datetime) -> bool:
+    """Whether user `user_id` started a web session from client `key` (`client_key`) within
+    FAMILIAR_FOR: only someone who knew the password could have, so guesses from elsewhere do not
+    lock it out from there (the account-wide lock in `core.accounts` applies to unfamiliar clients)."""
+    rows = conn.execute(select(S.c.client).where(S.c.user_id == user_id, S.c.client.is_not(None),
+                                                 S.c.created_at >= now - FAMILIAR_FOR)
+                        .order_by(S.c.id.desc()).limit(200)).scalars().all()
+    return any(client_key(c) == key for c in rows)
+
+
+class SourceLimiter:
+    """Failed sign-ins per (account name, client key), in this process: after SOURCE_MAX_FAILED
+    the client is locked out of that account (SOURCE_LOCKOUT, doubling with each lock of the same
+    pair up to the cap), whoever else signs in to it from elsewhere. An attempt takes its slot
+    before the password is checked (`take`), so concurrent guesses share the limit; a success
+    forgets the pair. Pairs quiet past their lock and beyond MAX_SOURCES (least recent) are forgotten."""
+
+    def __init__(self, max_pairs: int = MAX_SOURCES) -> None:
+        import collections
+        import threading
+
+        self._pairs: "collections.OrderedDict[tuple[str, str], list[Any]]" = collections.OrderedDict()
+        self._lock = threading.Lock()
+        self.max_pairs = max(1, max_pairs)
+
+    def take(self, name: str, key: str, now: dt.datetime) -> Optional[dt.datetime]:
+        """None: the attempt may be checked (its slot counts as a failure until `settle`); else
+        the time the pair's lock ends (or `now` while the limit is held by attempts in flight)."""
+        with self._lock:
+            entry = self._pairs.get((name, key))
+            if entry is None:
+                entry = self._pairs[(name, key)] = [0, 0, None]  # in flight + failures, locks so far, until
+                while len(self._pairs) > self.max_pairs:
+                    self._pairs.popitem(last=False)
+            self._pairs.move_to_end((name, key))
+            if entry[2] is not None and now < entry[2]:
+                return entry[2]
+            if entry[0] >= SOURCE_MAX_FAILED:
+                return now
+            entry[0] += 1
+            return None
+
+    def release(self, name: str, key: str) -> None:
+        """The attempt was never checked (an error on the way): its slot is given back."""
+        with self._lock:
+            entry = self._pairs.get((name, key))
+            if entry is not None and entry[0] > 0:
+                entry[0] -= 1
+
+    def settle(self, name: str, key: str, ok: bool, now: dt.datetime) -> Optional[dt.datetime]:
+        """The attempt's outcome: a success forgets the pair; a failure that reaches the limit locks
+        it and returns until when (for the audit record)."""
+        with self._lock:
+            entry = self._pairs.get((name, key))
+            if entry is None:
+                return None
+            if ok:
+                del self._pairs[(name, key)]
+                return None
+            if entry[0] < SOURCE_MAX_FAILED:
+                return None
+            entry[0], entry[1] = 0, entry[1] + 1
+            entry[2] = now + min(SOURCE_LOCKOUT * 2 ** min(entry[1] - 1, 20), SOURCE_LOCKOUT_CAP)
+            return entry[2]

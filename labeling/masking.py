@@ -43,10 +43,9 @@ TERMS_FLAG = "_terms_sensitive"
 
 
 @functools.cache
-def _word() -> "re.Pattern[str]":
-    """A word: letters, with any combining marks (Mn, Mc, Me) or invisible format characters (Cf)
-    inside or after them. A zero-width space, soft hyphen or combining accent after each letter
-    made every letter a word of one, which was shown: "v<ZWSP>i<ZWSP>l<ZWSP>e" read "vile"."""
+def _glue() -> str:
+    """A character class of what may sit inside or after a letter without ending its word:
+    combining marks (Mn, Mc, Me) and invisible format characters (Cf)."""
     planes = (range(0x20000), range(0xE0000, 0xE1000))  # where every mark and format character lives
     glue = [c for r in planes for c in r if unicodedata.category(chr(c)) in ("Mn", "Mc", "Me", "Cf")]
     spans: list[list[int]] = []
@@ -55,13 +54,80 @@ def _word() -> "re.Pattern[str]":
             spans[-1][1] = c
         else:
             spans.append([c, c])
-    cls = "[" + "".join(re.escape(chr(a)) + ("-" + re.escape(chr(b)) if b > a else "") for a, b in spans) + "]"
+    return "[" + "".join(re.escape(chr(a)) + ("-" + re.escape(chr(b)) if b > a else "") for a, b in spans) + "]"
+
+
+@functools.cache
+def _word() -> "re.Pattern[str]":
+    """A word: letters, with any combining marks (Mn, Mc, Me) or invisible format characters (Cf)
+    inside or after them. A zero-width space, soft hyphen or combining accent after each letter
+    made every letter a word of one, which was shown: "v<ZWSP>i<ZWSP>l<ZWSP>e" read "vile"."""
+    cls = _glue()
     return re.compile(f"{_LETTER}(?:{cls}*{_LETTER})+{cls}*")
+
+
+# What may separate the letters of a word spelled out ("f u c k", "f.u.c.k", "f - u - c - k"):
+# spaces and line breaks (a dozen at most) with up to three punctuation marks (any marks or
+# invisible characters on them aside), never a letter, a digit or the mask's own "•".
+_SEP = re.compile(r"(?=.{1,12}$)\s*(?:(?:[^\w\s\u2022]|_)\s*){0,3}", re.S)
+MIN_SPELLED = 3  # letters in a row, one at a time, that read as a word
+
+
+@functools.cache
+def _token() -> "re.Pattern[str]":
+    """A word as `_word` reads it, or a single letter, with the marks and invisible characters after it."""
+    cls = _glue()
+    return re.compile(f"{_LETTER}(?:{cls}*{_LETTER})*{cls}*")
+
+
+def _ordinary(letters: list[str], seps: list[str]) -> bool:
+    """Separated letters that are no word: initials ("J. R. R.", "U.S.A.": up to three capitals,
+    each followed by a full stop; "F.U.C.K." is no one's) or a run of the alphabet ("a b c", "x, y, z")."""
+    if len(letters) <= 3 and all(ch.isupper() for ch in letters) and all(sep.startswith(".") for sep in seps):
+        return True
+    codes = [ord(ch.casefold()) for ch in letters]
+    return all(ch.isascii() for ch in letters) and all(b - a == 1 for a, b in zip(codes, codes[1:]))
+
+
+def _hide_spelled(text: str) -> str:
+    """`text` with each word spelled out (at least MIN_SPELLED single letters, separators between
+    them: `_SEP`) masked as a word is: its first letter kept, each further letter "•", the
+    separators kept, so the text keeps its length and shape (marks after a letter go, as in a
+    word). Each letter was a "word" of one, so "f u c k" was shown as written on a masked case while
+    "fuck" was masked. Initials and runs of the alphabet are left as written (`_ordinary`)."""
+    if len(text) < 2 * MIN_SPELLED - 1:
+        return text
+    glue, letter = re.compile(_glue()), re.compile(_LETTER)
+    out: list[str] = []
+    done = 0
+    run: list["re.Match[str]"] = []
+
+    def flush() -> None:
+        nonlocal done
+        if len(run) >= MIN_SPELLED:
+            letters = [letter.search(t.group(0)).group(0) for t in run]  # type: ignore[union-attr]
+            seps = [text[a.end():b.start()] for a, b in zip(run, run[1:])] + [text[run[-1].end():run[-1].end() + 1]]
+            if not _ordinary([glue.sub("", x) for x in letters], [glue.sub("", x) for x in seps]):
+                out.append(text[done:run[0].start()] + letters[0])
+                out.extend(sep + "•" for sep in seps[:-1])
+                done = run[-1].end()
+        run.clear()
+
+    for tok in _token().finditer(text):
+        if len(letter.findall(tok.group(0))) != 1:
+            flush()
+            continue
+        if run and not _SEP.fullmatch(glue.sub("", text[run[-1].end():tok.start()])[:13]):
+            flush()
+        run.append(tok)
+    flush()
+    return "".join(out) + text[done:]
 
 
 def mask_text(text: str) -> str:
     """Keep the shape (first letter, length, punctuation, numbers, links) and hide the words: a
     word's first letter stays, each further letter becomes "•", its marks and invisible characters go.
+    A word spelled out letter by letter ("f u c k", "f.u.c.k") is a word too (`_hide_spelled`).
     Masked as a page shows it: every tab decodes entities twice (`workbench.ui.format.decoded`), so
     `&#118;&#105;&#108;&#101;` (no letters to hide) read "vile" on screen; a "&" left after decoding
     becomes "＆" (U+FF06), so no later decoding turns the masked text back into words."""
@@ -69,7 +135,8 @@ def mask_text(text: str) -> str:
         word = m.group(0)
         letters = word if word.isalpha() else re.findall(_LETTER, word)  # the common case: letters only
         return letters[0] + "•" * (len(letters) - 1)
-    return _word().sub(hide, html.unescape(html.unescape(text))).replace("&", "\uff06")
+    decoded = html.unescape(html.unescape(text))
+    return _word().sub(hide, _hide_spelled(decoded)).replace("&", "\uff06")
 
 
 def should_mask(settings: ReviewSettings, scores: Optional[dict[str, float]], policy_label: Optional[str]) -> bool:

@@ -1,7 +1,8 @@
 """Who acts in the web UI: the signed-in user once the store has accounts, else the name typed.
 
 With accounts, Gradio's login page (`launch(auth=...)`, checked by `core.accounts.verify_password`:
-argon2 and the per-account lockout, in a worker thread) guards every page, queue and
+argon2 and the per-(account, address) and per-account limits, in a worker thread, given the
+client's address) guards every page, queue and
 `/gradio_api` endpoint: a request without a session gets 401 and never reaches a callback. The
 session itself (in the store, idle timeout, logout, cookies, CSRF, login throttle, SSO proxy) is
 `web_guard`'s. Each callback builds the Principal from the request's session, re-reading it
@@ -87,6 +88,17 @@ def box_name(who: Optional[str]) -> str:
         raise PermissionDenied(f"type your name in the Analyst box ({exc})") from None
 
 
+def login_client() -> Optional[str]:
+    """The address of the sign-in being checked (the web guard's view of the request: the peer,
+    or a trusted proxy's X-Forwarded-For), or None outside a guarded request. The password check
+    limits failures per (account, client) with it, so guesses lock out their source, not the
+    account's owner signing in from elsewhere (`core.accounts.verify_password`)."""
+    from . import web_guard
+
+    client = web_guard.current_client()  # Gradio's `auth` callable is given no request: the guard's context
+    return client if isinstance(client, str) and client and client != "unknown" else None
+
+
 LOGIN_THREADS = 4  # password checks at once: argon2 takes ~64 MiB and a core each
 
 
@@ -104,20 +116,25 @@ def login_check(app: "AppContext") -> Optional[Callable[[str, str], Awaitable[bo
     import anyio.to_thread
 
     from core.accounts import verify_password
-    from core.web_sessions import password_stamp
+    from core.web_sessions import SIGN_IN_CLIENT, password_stamp
 
     from .web_guard import note_password_stamp
 
     limiter: list[anyio.CapacityLimiter] = []  # made on first use, inside the server's event loop
 
-    def verify(username: str, password: str) -> tuple[bool, Optional[str]]:
+    def verify(username: str, password: str, client: Optional[str]) -> tuple[bool, Optional[str]]:
         stamp = password_stamp(app.store(), username)  # before the check: a reset after it shows
-        return verify_password(app.store(), username, password) is not None, stamp
+        reset = SIGN_IN_CLIENT.set(client)  # read by verify_password (its signature stays as it was)
+        try:
+            return verify_password(app.store(), username, password) is not None, stamp
+        finally:
+            SIGN_IN_CLIENT.reset(reset)
 
     async def check(username: str, password: str) -> bool:
         if not limiter:
             limiter.append(anyio.CapacityLimiter(LOGIN_THREADS))
-        ok, stamp = await anyio.to_thread.run_sync(verify, username, password, limiter=limiter[0])
+        ok, stamp = await anyio.to_thread.run_sync(verify, username, password, login_client(),
+                                                   limiter=limiter[0])
         if ok:
             note_password_stamp(username, stamp)
         return ok

@@ -2,7 +2,7 @@
 single-sign-on proxy mode, as one ASGI middleware around Gradio's app (`configs/web.yaml`).
 
 It builds on Gradio's own sign-in instead of replacing it. Gradio's `/login` checks the password
-with our `auth` callable (`core.accounts.verify_password`: argon2, per-account lockout) and puts
+with our `auth` callable (`core.accounts.verify_password`: argon2, per-(account, address) and per-account limits) and puts
 a random token in `app.tokens` and in cookies; every page and `/gradio_api` route then asks
 `app.tokens.get(cookie)` for the user and answers 401 (or the login page) without one. Here:
 
@@ -92,6 +92,13 @@ class _Request:
 
 
 _request: contextvars.ContextVar[Optional[_Request]] = contextvars.ContextVar("workbench_request", default=None)
+
+
+def current_client() -> Optional[str]:
+    """The client address of the guarded request being served (None outside one): Gradio gives
+    its `auth` callable no request, so the sign-in check asks here (`session.login_client`)."""
+    req = _request.get()
+    return req.client if req is not None else None
 
 
 def note_password_stamp(username: str, stamp: Optional[str]) -> None:

@@ -8,23 +8,13 @@ of failed sign-ins and the limit limited nothing. An IPv4-mapped IPv6 address is
 from __future__ import annotations
 
 import collections
-import ipaddress
 import threading
 import time
 from typing import Optional
 
+from core.web_sessions import client_key  # one definition, shared with the per-account limits
 
-def client_key(client: str) -> str:
-    """The key failed sign-ins of `client` (an address, or a placeholder such as "unknown") count under."""
-    try:
-        ip = ipaddress.ip_address(client.strip("[]"))
-    except ValueError:
-        return client
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
-        return str(ipaddress.IPv6Network((ip, 64), strict=False))
-    return str(ip)
+__all__ = ["MAX_CLIENTS", "Throttle", "client_key"]
 
 
 MAX_CLIENTS = 10_000  # clients remembered at once (a few hundred bytes each)
@@ -40,8 +30,8 @@ class Throttle:
     for `keep` seconds, and beyond `max_clients` the least recent. Before, past 10,000 clients every
     attempt scanned them all under the lock and none active within the hour was forgotten: a host
     holding many addresses (an IPv6 /48 is 65,536 /64s) grew the table without bound and slowed
-    every sign-in. Forgetting a client beyond the cap forgets its failures; the per-account lockout
-    (`core.accounts`) still holds."""
+    every sign-in. Forgetting a client beyond the cap forgets its failures; the per-(account, client)
+    and per-account limits (`core.accounts.verify_password`) still hold."""
 
     def __init__(self, max_clients: int = MAX_CLIENTS) -> None:
         self._fails: collections.OrderedDict[str, collections.deque[float]] = collections.OrderedDict()
