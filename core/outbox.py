@@ -30,6 +30,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional
 from sqlalchemy import Connection, Select, and_, bindparam, exists, func, insert, or_, select, update
 
 from . import audit
+from .event_scope import item_scoped
 from .hooks import check_permission
 from .labels import AUTHORITATIVE_KINDS, current_decisions
 from .lease_clock import lease_now
@@ -151,6 +152,8 @@ def decision_event(conn: Connection, event_type: str, decision_ids: Iterable[int
         if r["kind"] == "undo":
             r.update(label=None, action=None, severity=None, policy_ref=None, undoes=r["supersedes_id"])
     payload = {**{k: _jsonable(v) for k, v in context.items()}, "decision_count": len(rows), "decisions": rows}
+    if event_type != "campaign.decided":  # one item's rows: a campaign is context, never the target
+        payload = item_scoped(payload)
     if event_type == "decision.corrected":
         items = list(dict.fromkeys(r["item_id"] for r in rows if r["item_id"] is not None))
         record = current_decisions(conn, items)

@@ -14,6 +14,7 @@ import numpy as np
 from sqlalchemy import insert, select, update
 
 from core import audit, outbox
+from core.event_scope import item_scoped
 from core.hooks import check_permission, decision_recorded
 from core.labels import current_decisions, lock_item_decisions
 from core.predictions import predictions_of_record
@@ -23,6 +24,7 @@ from core.store import Store, serialise
 from core.taxonomy import Taxonomy
 from core.text import free_text_error, stated
 
+from .appeal_holds import waiting_appeals
 from .cases import case_view
 from .claims import check_actionable, lease_clock, lock_case
 from .decisions import D, _close, _insert_decision, _is_appeal, _not_undone, _validate
@@ -40,12 +42,20 @@ C = Case.__table__
 
 
 def appeal(store: Store, item_id: str, appellant: Actor, reason: str, taxonomy: Taxonomy,
-           now: Optional[dt.datetime] = None, *, config: QueueConfig) -> dict[str, Any]:
+           now: Optional[dt.datetime] = None, *, config: QueueConfig,
+           decision_id: Optional[int] = None) -> dict[str, Any]:
     """File an appeal against an item's current decision: a new case in the appeals queue.
 
     The case carries the original decision, its rationale and the evidence the analyst saw
     (text, model scores, campaign, priority reason), and the decided case moves to 'appealed'.
+    `decision_id`: the decision the appellant contests (the one the platform enforced, from its
+    event); when the item's decision of record is another one now (corrected, reversed or undone
+    since), nothing is filed: the appeal would contest a decision they were never told of.
+    One appeal waits per item, wherever it waits (`appeal_holds.waiting_appeals`: also one
+    escalated from the appeals queue before escalating appeals was refused).
     """
+    if decision_id is not None and (isinstance(decision_id, bool) or not isinstance(decision_id, int)):
+        raise DecisionError(f"an appeal's decision_id must be a decision's id, not {decision_id!r}")
     if reason is not None and not isinstance(reason, str):  # a caller's list or number: no AttributeError
         raise DecisionError(f"an appeal's reason must be text, not {type(reason).__name__}")
     if not stated(reason):
@@ -63,11 +73,12 @@ def appeal(store: Store, item_id: str, appellant: Actor, reason: str, taxonomy: 
         current = current_decisions(conn, [item_id]).get(item_id)
         if current is None:
             raise DecisionError(f"item {item_id!r} has no decision to appeal")
-        pending = conn.execute(select(C.c.id).where(
-            C.c.item_id == item_id, C.c.queue == config.appeals_queue,
-            C.c.state.in_(("open", "claimed")))).scalar()
+        pending = waiting_appeals(conn, config, [item_id]).get(item_id)
         if pending is not None:
             raise AppealPending(item_id, pending)
+        if decision_id is not None and current["id"] != decision_id:
+            raise DecisionError(f"decision {decision_id} is not item {item_id!r}'s decision of record (decision "
+                                f"{current['id']} is, since): nothing was filed; appeal that one if it is contested")
         orig = conn.execute(select(C).where(C.c.id == current["case_id"])).mappings().first() if current["case_id"] else None
         orig_meta = dict((orig or {}).get("meta") or {})
         item = predictions_of_record(conn, [item_id]).get(item_id)
@@ -187,7 +198,7 @@ def resolve_appeal(store: Store, taxonomy: Taxonomy, case_id: int, analyst: Acto
         if case["reopened_from"]:
             conn.execute(update(C).where(C.c.id == case["reopened_from"], C.c.state == "appealed")
                          .values(state="decided", updated_at=now))
-        outbox.decision_event(conn, "appeal.resolved", [new_id], case_id=case_id, outcome=outcome, upheld=outcome == "reverse")
+        _appeal_event(conn, new_id, case_id=case_id, outcome=outcome)
         audit.record(conn, analyst, "appeal.resolve", "case", case_id,
                      {"outcome": outcome, "decision_id": new_id, "supersedes": current["id"],
                       "from": [current["label"], current["action"]], "to": [label, action],
@@ -196,6 +207,21 @@ def resolve_appeal(store: Store, taxonomy: Taxonomy, case_id: int, analyst: Acto
     view.update(decision_id=new_id, outcome=outcome, upheld=outcome == "reverse")
     decision_recorded([new_id], view, analyst, "appeal", label, action)
     return view
+
+
+def _appeal_event(conn: Any, decision_id: int, **context: Any) -> Optional[str]:
+    """The `appeal.resolved` event of the appeal decision `decision_id`, naming its item only
+    (`core.event_scope.item_scoped`): `outbox.decision_event` lists each decision's campaign id as its own, and for
+    a member of a campaign decision that read as the campaign's appeal. Same key, fields and rules
+    (`outbox.enforces`) as `decision_event`; the stored decision row keeps its campaign id."""
+    cols = [D.c[f] for f in outbox.DECISION_FIELDS]
+    row = conn.execute(select(*cols).where(D.c.id == decision_id)).mappings().one()
+    if not outbox.enforces(row["kind"]):
+        return None
+    dec = {k: (v.isoformat() if isinstance(v, (dt.datetime, dt.date)) else v) for k, v in row.items()}
+    payload = item_scoped({**context, "upheld": context.get("outcome") == "reverse",
+                           "scope": "item", "decision_count": 1, "decisions": [dec]})
+    return outbox.enqueue(conn, "appeal.resolved", payload, f"appeal.resolved:{decision_id}")
 
 
 def _check_not_decider(conn: Any, case: Mapping[str, Any], current: Mapping[str, Any], analyst: str) -> None:

@@ -246,6 +246,10 @@ def _move_to_escalation(conn: Connection, taxonomy: Taxonomy, config: QueueConfi
     features["risk"] = max(float(features.get("risk", 0.0)), tier_weight(taxonomy, tier))
     if case["queue"] != config.escalation_queue or due != case["due_at"]:
         features[ESCALATED_AT] = now.isoformat()  # the SLA clock of this escalation's window starts now
+    # Append-only: a second escalation (a lead raising it, the case escalated again after it went
+    # back to its queue) replaced the column's reason, and the first was lost from what a lead reads.
+    meta["escalations"] = [*escalation_history(case), {"by": by, "reason": reason, "severity": tier,
+                                                       "at": now.isoformat()}]
     meta.update(features=features, escalated_by=by)
     if case["queue"] != config.escalation_queue:  # re-escalated (e.g. raised to P0): it keeps its home queue
         meta["escalated_from"] = case["queue"]
@@ -259,6 +263,22 @@ def _move_to_escalation(conn: Connection, taxonomy: Taxonomy, config: QueueConfi
         escalation_reason=reason, severity=tier, due_at=due, priority=priority, priority_reason=why,
         first_action_at=func.coalesce(C.c.first_action_at, now) if human else C.c.first_action_at,
         meta=meta, updated_at=now)).rowcount)
+
+
+def escalation_history(case: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every escalation of `case`, oldest first: `meta.escalations` as appended by each one, or for a
+    case escalated before that list was kept (or by an escalation criterion when it was built) its
+    one reason on record, from the `escalation_reason` column."""
+    meta = case.get("meta") if isinstance(case.get("meta"), dict) else {}
+    kept = meta.get("escalations")
+    if isinstance(kept, list):
+        return [dict(e) for e in kept if isinstance(e, dict)]
+    if case.get("escalation_reason") is None:
+        return []
+    at = (meta.get("features") or {}).get(ESCALATED_AT) if isinstance(meta.get("features"), dict) else None
+    return [{"by": meta.get("escalated_by"), "reason": case["escalation_reason"],
+             "severity": case.get("severity"),
+             "at": meta.get("escalation_opened_at") or at}]
 
 
 def escalation_tag(reason: str) -> str:

@@ -34,7 +34,7 @@ from core.taxonomy import Taxonomy
 from .cases import case_view, suggestion
 from .decisions import bulk_counts
 from .errors import QueueError
-from .escalation import check_request, escalate
+from .escalation import check_request, escalate, escalation_history
 from .notes import record_predictions, sensitive_campaigns
 from .masking import (OWN_FLAG, is_sensitive, mask_appeal, mask_case_reasons, mask_fields, mask_packet, mask_text,
                       should_mask)
@@ -262,7 +262,9 @@ def review_packet(store: Store, taxonomy: Taxonomy, case_id: int, settings: Revi
                                              "campaign_id", "item_id", "created_at")},
                  # an escalated case's SLA window starts here (`priority.sla_start`); created_at stays the case's
                  "escalated_at": (meta.get("features") or {}).get(ESCALATED_AT) if view.get("escalation_reason")
-                 else None},
+                 else None,
+                 # every escalation, oldest first: a second one replaced the reason above, not these
+                 "escalations": escalation_history(view)},
         "minutes_left": None if due_dt is None else round((due_dt - now).total_seconds() / 60, 1),
         "item": None if item is None else {
             "id": item["id"], "source": item["source"], "surface": item["surface"],
@@ -288,8 +290,24 @@ def review_packet(store: Store, taxonomy: Taxonomy, case_id: int, settings: Revi
         packet["appeal"] = meta["appeal"]
     if isinstance(meta.get("label_error"), dict):  # a re-review case: the decision under review and why
         packet["label_review"] = {k: meta["label_error"].get(k) for k in
-                                  ("decision_id", "given_label", "reviewer", "model_label", "confidence", "quality")}
-    return mask_packet(packet, revealed)
+                                  ("decision_id", "given_label", "reviewer", "model_label", "confidence", "quality",
+                        "alternative", "alternative_confidence")}
+    out = mask_packet(packet, revealed)
+    if out.get("masked") and not out.get("revealed"):  # each reason may quote the text, as the one above
+        out["case"] = dict(out["case"], escalations=mask_fields(out["case"]["escalations"], ("reason",), True))
+        if isinstance(out.get("appeal"), dict):
+            out["appeal"] = _masked_appeal(out["appeal"])
+    return out
+
+
+def _masked_appeal(appeal: dict[str, Any]) -> dict[str, Any]:
+    """An appeal's packet masked (`masking.mask_appeal`), with its evidence too: the decided case's
+    escalation reason and priority reason (which repeats that reason's head) quote the text as
+    often as the reason an analyst gave, and were shown raw on a masked appeal."""
+    out = mask_appeal(appeal)
+    if isinstance(out.get("evidence"), dict):
+        out["evidence"] = mask_case_reasons(out["evidence"])
+    return out
 
 
 def _author_ref(key: bytes, author_id: Optional[str]) -> Optional[str]:
@@ -357,9 +375,12 @@ def _mask_meta(meta: dict[str, Any]) -> dict[str, Any]:
     a priority feature) and those of the members' escalations it covers."""
     out = dict(meta)
     if isinstance(out.get("appeal"), dict):
-        out["appeal"] = mask_appeal(out["appeal"])
+        out["appeal"] = _masked_appeal(out["appeal"])
     if isinstance(out.get("features"), dict) and isinstance(out["features"].get("escalation"), str):
         out["features"] = dict(out["features"], escalation=mask_text(out["features"]["escalation"]))
+    if isinstance(out.get("escalations"), list):  # the case's own escalations, oldest first
+        out["escalations"] = [mask_fields([e], ("reason",), True)[0] if isinstance(e, dict) else e
+                              for e in out["escalations"]]
     if isinstance(out.get("item_escalations"), list):
         out["item_escalations"] = [mask_fields([e], ("reason",), True)[0] if isinstance(e, dict) else e
                                    for e in out["item_escalations"]]

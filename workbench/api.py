@@ -121,6 +121,7 @@ class ItemBatch(BaseModel):
 
 class AppealIn(BaseModel):
     reason: str = Field(min_length=1, max_length=MAX_REASON_CHARS)  # the services' one rule
+    decision_id: Optional[int] = Field(None, ge=1)  # the decision contested (from its event)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -360,7 +361,8 @@ def create_api(app: "AppContext") -> FastAPI:
         from labeling.appeals import appeal
 
         _item_or_404(app, item_id, who)
-        case = appeal(app.store(), item_id, who, body.reason, app.taxonomy(), config=app.queues())
+        case = appeal(app.store(), item_id, who, body.reason, app.taxonomy(), config=app.queues(),
+                      decision_id=body.decision_id)
         return {k: case.get(k) for k in ("id", "item_id", "queue", "state", "priority", "due_at", "reopened_from")}
 
     @api.get("/items/{item_id:path}", summary="An item with its prediction, case and decision (needs read)")

@@ -38,6 +38,9 @@ def _print_case(c: dict[str, Any]) -> None:
     if c.get("claimed_by"):
         click.echo(f"  claimed by {c['claimed_by']} until {c.get('lease_expires_at')}")
     click.echo(f"  why first: {c.get('priority_reason')}")
+    for e in ((c.get("meta") or {}).get("escalations") or [])[:-1]:
+        if isinstance(e, dict):
+            click.echo(f"  escalated earlier by {e.get('by') or 'system'} at {e.get('at')}: {e.get('reason')}")
     if c.get("escalation_reason"):
         click.echo(f"  escalated: {c['escalation_reason']}")
     if c.get("campaign"):

@@ -56,6 +56,15 @@ def campaign_line(p: dict[str, Any]) -> str:
             f"One decision labels {cc['will_decide']} items.</div>")
 
 
+def _next_label(lr: dict[str, Any]) -> str:
+    """", next <b>X</b> (p)" when the model's first choice is the given label itself (it leans to
+    it only below the quality bar, `labeling.label_errors`): the label it would change to."""
+    alt = lr.get("alternative")
+    if not alt or lr.get("model_label") != lr.get("given_label"):
+        return ""
+    return f", next <b>{esc(alt)}</b>{_number(' ({:.2f})', lr.get('alternative_confidence'))}"
+
+
 def label_review_line(p: dict[str, Any]) -> str:
     """On a label-review case, the decision under review and what each answer does, said before any key."""
     lr = p.get("label_review")
@@ -63,7 +72,7 @@ def label_review_line(p: dict[str, Any]) -> str:
         return ""
     return (f"<div class='wb-relabel' id='wb-relabel-line'>Re-review of <b>{esc(lr.get('reviewer') or '?')}</b>'s "
             f"decision: <b>{esc(lr.get('given_label') or '?')}</b>. Out-of-fold model: <b>{esc(lr.get('model_label') or '?')}</b>"
-            f"{_number(' ({:.2f})', lr.get('confidence'))}{_number(', label quality {:.2f}', lr.get('quality'))}. "
+            f"{_number(' ({:.2f})', lr.get('confidence'))}{_next_label(lr)}{_number(', label quality {:.2f}', lr.get('quality'))}. "
             f"Its label, action and policy reference unchanged confirm it; another writes a correction that "
             f"supersedes it (a rationale either way).</div>")
 
@@ -100,6 +109,9 @@ def header_html(p: dict[str, Any], message: str = "") -> str:
     due = ("no SLA" if left is None else
            f"<b class='wb-overdue'>overdue by {_minutes(-left)}</b>" if left < 0 else f"due in {_minutes(left)}")
     tags = []
+    earlier = [e for e in (c.get("escalations") or [])[:-1] if isinstance(e, dict) and e.get("reason")]
+    if earlier:
+        tags.append("earlier: " + " → ".join(esc(f"{e['reason']} ({e.get('by') or 'system'})") for e in earlier))
     if c.get("escalation_reason"):
         tags.append(f"escalated: {esc(c['escalation_reason'])}")
     kind = "campaign" if c.get("campaign_id") is not None else "item"
