@@ -245,6 +245,7 @@ def find_label_errors(store: Store, taxonomy: Taxonomy, config: QueueConfig, act
         queued = _queued_decisions(conn, queue)
         pending = _pending_items(conn, queue, config)
         appealed = set(waiting_appeals(conn, config))
+        looked = _second_looks(conn, dec)
         from .training_data import group_keys
 
         group_of = group_keys(conn, {i: r.text for i, r in texts.items()})
@@ -252,7 +253,7 @@ def find_label_errors(store: Store, taxonomy: Taxonomy, config: QueueConfig, act
     labels_used = sorted({dec[i]["label"] for i in rows}, key=taxonomy.labels.index)
     summary: dict[str, Any] = {"decided": len(rows), "labels": labels_used, "flagged": 0, "queued": 0,
                                "already_queued": 0, "under_appeal": 0, "appeal_outcome": 0, "changed_since_scan": 0,
-                               "capped": 0,
+                               "corrected": 0, "capped": 0,
                                "skipped_labels": {}, "closed_superseded": closed, "cases": []}
     if len(rows) < 10 or len(labels_used) < 2 or len(set(groups)) < 2:
         summary["note"] = "too few decided items (or only one label, or one distinct text) to learn from"
@@ -289,7 +290,7 @@ def find_label_errors(store: Store, taxonomy: Taxonomy, config: QueueConfig, act
             if cap < limit:  # the cap, not max_cases, stopped it: say how many wait for a later scan
                 summary["capped"] = sum(1 for k in ranked[pos:] if candidate[k] and dec[rows[k]]["id"] not in queued
                                         and rows[k] not in pending and rows[k] not in appealed
-                                        and rows[k] not in settled)
+                                        and rows[k] not in settled and rows[k] not in looked)
             break
         if not candidate[j]:
             continue
@@ -300,26 +301,33 @@ def find_label_errors(store: Store, taxonomy: Taxonomy, config: QueueConfig, act
         if rows[j] in settled:  # ... or the appeal's outcome
             summary["appeal_outcome"] += 1
             continue
+        if rows[j] in looked:  # a correction or a blind re-review's answer: a second look settled it
+            summary["corrected"] += 1
+            continue
         if d["id"] in queued or rows[j] in pending:
             summary["already_queued"] = summary.get("already_queued", 0) + 1
             continue
-        m = int(np.argmax(probs[j]))
+        m, alt = _model_labels(probs[j], int(y[j]))
         info = {"decision_id": int(d["id"]), "given_label": d["label"], "model_label": labels_used[m],
                 "confidence": round(float(probs[j, m]), 4), "given_prob": round(float(probs[j, y[j]]), 4),
                 "quality": round(float(quality[j]), 4), "flagged": bool(flagged[j]), "reviewer": d["reviewer"],
-                "found_at": now.isoformat()}
-        why = (f"label error? given {d['label']} by {d['reviewer']}, model says {labels_used[m]} "
-               f"({info['confidence']:.2f}); label quality {info['quality']:.2f}"
+                "found_at": now.isoformat(), "alternative": labels_used[alt],
+                "alternative_confidence": round(float(probs[j, alt]), 4)}
+        says = (f"model says {labels_used[m]} ({info['confidence']:.2f})" if m != y[j] else
+                f"model leans to {labels_used[m]} only ({info['confidence']:.2f}), next {labels_used[alt]} "
+                f"({info['alternative_confidence']:.2f})")
+        why = (f"label error? given {d['label']} by {d['reviewer']}, {says}; label quality {info['quality']:.2f}"
                + ("" if flagged[j] else " (not flagged by confident learning)")
                + (f"; a campaign decision of {waves[rows[j]]} items: correct the campaign" if rows[j] in waves else ""))
         new_rows.append({"item_id": rows[j], "campaign_id": None, "queue": queue, "state": config.waiting_state(queue),
                          "priority": round(1.0 - float(quality[j]), 6),
-                         "priority_reason": why, "predicted_label": labels_used[m], "due_at": None,
+                         "priority_reason": why, "predicted_label": labels_used[alt], "due_at": None,
                          "is_audit": False, "created_at": now, "updated_at": now,
                          "meta": {"label_error": info, "scores": {lab: round(float(probs[j, c]), 6)
                                                                   for lab, c in col.items()}}})
-        summary["cases"].append({"item_id": rows[j], **{k: info[k] for k in
-                                 ("decision_id", "given_label", "model_label", "confidence", "quality", "reviewer")}})
+        summary["cases"].append({"item_id": rows[j], **{k: info[k] for k in (
+            "decision_id", "given_label", "model_label", "confidence", "quality", "reviewer", "alternative",
+            "alternative_confidence")}})
     if new_rows:
         with store.begin() as conn:
             # Another scan may have queued some of these while this one computed: re-read under
@@ -412,6 +420,36 @@ def _scanned(ids: Sequence[str], texts: Mapping[str, Any], dec: Mapping[str, dic
                 parent[other] = first
     groups = [root(key(i)) for i in rows]
     return rows, groups, {i: len(waves[wave_of[i]]) for i in rows if i in wave_of}
+
+
+def _model_labels(row: np.ndarray, given: int) -> tuple[int, int]:
+    """(the model's most likely label, the most likely label other than the given one), as columns
+    of one row of out-of-fold probabilities (ties: the first column). Why both: with three labels or
+    more a decision under the label-quality bar may still be the model's first choice, and its reason
+    read "given spam, model says spam"; the lead needs the label to weigh against the given one."""
+    row = np.asarray(row, dtype=float)
+    return int(np.argmax(row)), int(np.argmax(np.where(np.arange(row.size) == given, -np.inf, row)))
+
+
+def _second_looks(conn: Any, dec: Mapping[str, Mapping[str, Any]]) -> set[str]:
+    """Items whose decision of record is a second human look: a correction (superseding a non-"undo"
+    decision of its own case: `decisions.correct`, a label-review verdict) or a blind re-review's
+    answer (a `qa_audit` decision superseding one, `labeling.rereview`). Why: the scan queued such a
+    decision as a new label error ("given spam by lena"), asking again what a lead had settled. An
+    undo's restoring row (it supersedes the "undo" row) is the first judgement back, scanned."""
+    ids = sorted({int(d["supersedes_id"]) for d in dec.values() if d.get("supersedes_id") is not None})
+    before: dict[int, Any] = {}
+    for k in range(0, len(ids), 900):
+        before.update((r.id, r) for r in conn.execute(
+            select(D.c.id, D.c.case_id, D.c.kind).where(D.c.id.in_(ids[k:k + 900]))))
+    out: set[str] = set()
+    for i, d in dec.items():
+        prev = before.get(d.get("supersedes_id")) if d.get("supersedes_id") is not None else None
+        if prev is None or prev.kind == "undo":
+            continue
+        if d.get("kind") == "qa_audit" or prev.case_id == d.get("case_id"):
+            out.add(i)
+    return out
 
 
 def _info(meta: Any) -> dict[str, Any]:
@@ -524,7 +562,7 @@ def resolve_label_error(store: Store, taxonomy: Taxonomy, config: QueueConfig, c
         row = conn.execute(select(C.c.queue, C.c.meta).where(C.c.id == case_id)).first()
     if row is None:
         raise QueueError(f"no case {case_id}")
-    if row.queue != _queue(config) or not (row.meta or {}).get("label_error"):
+    if row.queue != _queue(config) or not _info(row.meta):  # a corrupt meta is none (no AttributeError)
         raise QueueError(f"case {case_id} is not a label-error re-review case")
     view = decide(store, taxonomy, case_id, lead, label, rationale=rationale, config=config, now=now)
     review = view["label_review"]

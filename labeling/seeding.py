@@ -41,6 +41,7 @@ from core.taxonomy import Taxonomy
 
 from .cases import unchanged
 from .errors import QueueError
+from .masking import mask_text
 from .priority import score_features
 from .queue_config import QueueConfig
 from .routing import Candidate, plan_case, route
@@ -139,17 +140,19 @@ def read_examples(path: str) -> list[str]:
     return [text for _, text in read_example_lines(path)]
 
 
-def read_example_lines(path: str) -> list[tuple[int, str]]:
+def read_example_lines(path: str, what: str = "examples") -> list[tuple[int, str]]:
     """`read_examples` with each text's line number, so a later check (a keyword's) names the
-    line an editor shows, not the ordinal among the lines kept (comments and blanks are skipped)."""
+    line an editor shows, not the ordinal among the lines kept (comments and blanks are skipped).
+    `what` names the file's contents in errors ("keywords" for `--keywords FILE`: its errors said
+    "no such examples file")."""
     import json
     from pathlib import Path
 
     p = Path(path)
-    not_regular = QueueError(f"{path}: not a regular file (a device, FIFO or directory): give a text file of examples")
+    not_regular = QueueError(f"{path}: not a regular file (a device, FIFO or directory): give a text file of {what}")
     if not p.is_file():  # /dev/zero, a FIFO or a directory exists: "no such file" sent one looking for a typo
-        raise not_regular if p.exists() else QueueError(f"{path}: no such examples file")
-    limit = f"the limit of an examples file is {MAX_EXAMPLES_FILE_BYTES // (1024 * 1024)} MiB"
+        raise not_regular if p.exists() else QueueError(f"{path}: no such {what} file")
+    limit = f"the limit of {'an' if what[0] in 'aeiou' else 'a'} {what} file is {MAX_EXAMPLES_FILE_BYTES // (1024 * 1024)} MiB"
     try:
         # Non-blocking, and checked again on the open file: a path swapped for a FIFO since the
         # check above would otherwise block the open until something wrote to it.
@@ -161,7 +164,7 @@ def read_example_lines(path: str) -> list[tuple[int, str]]:
                 raise QueueError(f"{path}: {info.st_size:,} bytes, {limit}")
             raw = fh.read(MAX_EXAMPLES_FILE_BYTES + 1)  # bounded: a file grown since the stat is not read whole
     except OSError as exc:
-        raise QueueError(f"{path}: cannot read the examples file ({exc.strerror or exc})") from None
+        raise QueueError(f"{path}: cannot read the {what} file ({exc.strerror or exc})") from None
     if len(raw) > MAX_EXAMPLES_FILE_BYTES:
         raise QueueError(f"{path}: over {MAX_EXAMPLES_FILE_BYTES:,} bytes, {limit}")
     try:
@@ -169,7 +172,9 @@ def read_example_lines(path: str) -> list[tuple[int, str]]:
     except UnicodeDecodeError as exc:
         bom = 3 if raw.startswith(b"\xef\xbb\xbf") else 0
         n = raw[:exc.start + bom].count(b"\n") + 1
-        raise QueueError(f"{path} line {n}: not UTF-8 text ({exc.reason} at byte {exc.start + bom})") from None
+        # A spreadsheet's or Notepad's "Unicode" export is UTF-16: say so, not just "invalid start byte".
+        utf16 = " (UTF-16, by its byte-order mark: save it as UTF-8)" if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else ""
+        raise QueueError(f"{path} line {n}: not UTF-8 text ({exc.reason} at byte {exc.start + bom}){utf16}") from None
     suffix = p.suffix.lower()
     if suffix == ".json":
         raise QueueError(f"{path}: a .json file is not read (one JSON document, not one example per line): "
@@ -178,8 +183,9 @@ def read_example_lines(path: str) -> list[tuple[int, str]]:
     lines = _table_cells(path, text, "\t" if suffix == ".tsv" else ",") if suffix in (".csv", ".tsv") else \
         enumerate(text.split("\n"), 1)  # "\n" only: line numbers as an editor shows them
     out: list[tuple[int, str]] = []
+    column = ", column 'text'" if suffix in (".csv", ".tsv") else ""
     for n, line in lines:
-        where = f"{path} line {n}"
+        where = f"{path} line {n}{column}"
         s = line.strip()
         if not s or (s.startswith("#") and suffix not in (".csv", ".tsv")):
             continue
@@ -198,10 +204,11 @@ def read_example_lines(path: str) -> list[tuple[int, str]]:
                 raise QueueError(f"{where}: field 'text' must be a non-empty string")
             s, where = obj["text"], f"{where}, field 'text'"
         if len(out) >= MAX_EXAMPLES:
-            raise QueueError(f"{where}: more than {MAX_EXAMPLES:,} examples, the limit of an examples file")
+            raise QueueError(f"{where}: more than {MAX_EXAMPLES:,} {what}, the limit of "
+                             f"{'an' if what[0] in 'aeiou' else 'a'} {what} file")
         out.append((n, check_example(s, where)))
     if not out:
-        raise QueueError(f"{path}: no examples (one text per line)")
+        raise QueueError(f"{path}: no {what} (one {'text ' if what == 'examples' else ''}per line)")
     return out
 
 
@@ -221,7 +228,12 @@ def _table_cells(path: str, text: str, delimiter: str) -> list[tuple[int, str]]:
         if "text" not in names:
             raise QueueError(f"{path} line 1: no 'text' column (columns: {', '.join(h.strip() for h in header)})")
         col = names.index("text")
-        return [(reader.line_num, row[col] if col < len(row) else "") for row in reader]
+        out: list[tuple[int, str]] = []
+        last = reader.line_num
+        for row in reader:  # a row's first line: a quoted cell over several lines ends on a later one
+            out.append((last + 1, row[col] if col < len(row) else ""))
+            last = reader.line_num
+        return out
     except csv.Error as exc:
         raise QueueError(f"{path} line {reader.line_num}: not valid {'TSV' if delimiter == chr(9) else 'CSV'} "
                          f"({exc})") from None
@@ -346,7 +358,14 @@ def seed_cases(store: Store, taxonomy: Taxonomy, config: QueueConfig, actor: Act
             raise QueueError(f"example {i}: the example text is not UTF-8 (an undecodable byte)")
         if e and has_lone_surrogate(e):
             raise QueueError(f"example {i}: the example text holds a lone surrogate, not Unicode text")
-    examples = [e.strip() for e in examples if e and normalize_light(e)]  # invisible-only is empty
+    # Invisible-only is empty; a repeat (a line twice, a --query also in the file, a decided text
+    # from --from-decisions) is the example once: each copy took a turn of the round-robin.
+    kept: dict[str, str] = {}
+    for e in examples:
+        key = normalize_light(e) if e else ""
+        if key and key not in kept:
+            kept[key] = e.strip()
+    examples = list(kept.values())
     keywords = list(dict.fromkeys(check_keyword(k, f"keyword {i}") for i, k in enumerate(keywords, 1)))
     if not examples and not keywords:
         raise QueueError("seeding needs at least one non-empty example text, query or keyword")
@@ -455,7 +474,9 @@ def _write_seeds(store: Store, taxonomy: Taxonomy, config: QueueConfig, actor: A
             rec = records.get(item.id)
             word = examples[e] if e is not None and e >= n_ex else None
             why = (f"uniform QA sample of the {policy} seed scope" if kind != "seed" else
-                   f"holds keyword {word!r} for policy {policy}" if word is not None else
+                   # masked: a keyword is often a slur, and a priority reason is shown on every
+                   # case list and screen, masked case or not (meta keeps it for the engineer)
+                   f"holds keyword {mask_text(word)!r} for policy {policy}" if word is not None else
                    f"similar ({s:.2f}) to example {e + 1} of {n_ex} for policy {policy}")
             pin = {"priority": round(top + 1.0 - (pos + 1) / (total + 1), 9), "why": why}
             info = {"policy": policy, "kind": kind, "seeded_at": now.isoformat(),

@@ -82,6 +82,11 @@ def register_commands(cli: click.Group) -> None:
                                       seed_cases)
 
         with _user_errors():
+            # Who and which policy first: a refusal (no `build_cases`, a misspelt policy) came only after
+            # every line of the examples file was fixed, or as "no item is decided as P yet".
+            app.require("build_cases", f"seed {policy}")
+            if policy not in app.taxonomy().policies:
+                raise click.UsageError(f"unknown policy {policy!r} (known: {', '.join(app.taxonomy().policies)})")
             examples = (read_examples(examples_file) if examples_file else []) + [
                 check_example(q, f"--query {i}") for i, q in enumerate(queries, 1)]
             if from_decisions:
@@ -92,7 +97,8 @@ def register_commands(cli: click.Group) -> None:
                 examples += found
             words = [check_keyword(k, f"--keyword {i}") for i, k in enumerate(keywords, 1)]
             if keywords_file:
-                words += [check_keyword(k, f"{keywords_file} line {n}") for n, k in read_example_lines(keywords_file)]
+                words += [check_keyword(k, f"{keywords_file} line {n}") for n, k in
+                          read_example_lines(keywords_file, what="keywords")]
             if not examples and not words:
                 raise click.UsageError("give --examples FILE, --query TEXT, --keyword WORD or --from-decisions")
             out = seed_cases(app.store(), app.taxonomy(), app.queues(), _acting(app), policy=policy,
@@ -160,12 +166,17 @@ def register_commands(cli: click.Group) -> None:
                           f"{app.queues().label_errors.min_label_quality:g})" if o.get("candidates") else "")
                        + f"; {o['queued']} queued for re-review"
                        + (f", {o['already_queued']} already there" if o.get("already_queued") else "")
+                       + (f", {o['corrected']} left alone as corrected or re-reviewed already" if o.get("corrected")
+                          else "")
                        + (f"; {o['closed_superseded']} waiting cases closed as superseded (their decision was "
                           "corrected, undone or reversed since)" if o.get("closed_superseded") else "")
                        + (f" ({o['note']})" if o.get("note") else ""))
             for c in o["cases"][:20]:
+                alt = c.get("alternative")  # the model leans to the given label itself: what it weighs next
                 click.echo(f"  {c['item_id']}: given {c['given_label']} by {c['reviewer']}, model {c['model_label']} "
-                           f"({c['confidence']:.2f}), quality {c['quality']:.2f}")
+                           f"({c['confidence']:.2f})"
+                           + (f", next {alt} ({c['alternative_confidence']:.2f})" if alt and alt != c["model_label"]
+                              else "") + f", quality {c['quality']:.2f}")
             for who, row in o.get("by_analyst", {}).items():
                 click.echo(f"  {who}: {row['flagged']} of {row['decided']} flagged")
         _emit(out, as_json, human)
