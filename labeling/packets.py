@@ -205,10 +205,13 @@ def case_masked(conn: Any, case_row: Any, item: Any, settings: ReviewSettings) -
 
 
 def campaign_announcement(store: Store, case_id: int, viewer: Optional[Actor],
-                          now: Optional[dt.datetime] = None) -> dict[str, Any]:
+                          now: Optional[dt.datetime] = None, *,
+                          config: Optional[QueueConfig] = None) -> dict[str, Any]:
     """What a decision on a campaign case touches, said before any key is pressed: members, the
     model's label mix over them, how many a human already decided, how many others hold, and
-    how many items the decision would label."""
+    how many items the decision would label. `config`: the queue config `decide` gets, so a
+    member whose own case waits in the appeals queue is left out here as there (None: only an
+    appeal packet leaves one out, for a caller that has no config)."""
     with store.read() as conn:
         campaign_id = conn.execute(select(Case.campaign_id).where(Case.id == case_id)).scalar()
         if campaign_id is None:
@@ -218,7 +221,7 @@ def campaign_announcement(store: Store, case_id: int, viewer: Optional[Actor],
         counts = conn.execute(select(record.c.label, func.count()).where(record.c.n == 1)
                               .group_by(record.c.label)).all()
     mix = {label: int(n) for label, n in sorted(counts, key=lambda r: (-int(r[1]), str(r[0])))}
-    preview = bulk_counts(store, case_id, viewer or "", now=now)  # counted in the store, as the mix is
+    preview = bulk_counts(store, case_id, viewer or "", now=now, config=config)  # in the store, as the mix is
     held = preview["held_by_others"]
     return {"campaign_id": campaign_id, "members": preview["members"],
             "label_mix": mix, "unscored": preview["members"] - sum(mix.values()),
@@ -229,11 +232,12 @@ def campaign_announcement(store: Store, case_id: int, viewer: Optional[Actor],
 
 def review_packet(store: Store, taxonomy: Taxonomy, case_id: int, settings: ReviewSettings,
                   campaign_settings: CampaignSettings, now: Optional[dt.datetime] = None,
-                  viewer: Optional[Actor] = None) -> dict[str, Any]:
+                  viewer: Optional[Actor] = None, *, config: Optional[QueueConfig] = None) -> dict[str, Any]:
     """Case, item, model suggestion, campaign, author, similar decisions, choices: everything
     the screen shows, passed through `masking.mask_packet` (masked unless `viewer` revealed
     this case). QA-audit and calibration flags are left out (blind review); a campaign case
-    carries `campaign_case`, what deciding it would touch.
+    carries `campaign_case`, what deciding it would touch, counted with `config` (the queue
+    config `decide` gets: pass it, or an appeals-queue member is announced as one it decides).
 
     The suggestion is `cases.suggestion`, the same one a decision is judged against.
     """
@@ -273,8 +277,8 @@ def review_packet(store: Store, taxonomy: Taxonomy, case_id: int, settings: Revi
         "masked": masked,
         "prediction": pred,
         "campaign": campaign,
-        "campaign_case": campaign_announcement(store, case_id, viewer, now) if case_row["campaign_id"] is not None
-        else None,
+        "campaign_case": campaign_announcement(store, case_id, viewer, now, config=config)
+        if case_row["campaign_id"] is not None else None,
         "decisions": [] if is_blind(case_row) else [{k: v for k, v in d.items() if k not in ("kind",)}
                                                     for d in view.get("decisions", [])],
         "author": author,
@@ -438,11 +442,11 @@ def _clipped(rows: Any, fields: tuple[str, ...]) -> list[dict[str, Any]]:
 
 def escalation_packet(store: Store, taxonomy: Taxonomy, case_id: int, settings: ReviewSettings,
                       campaign_settings: CampaignSettings, reason: str = "",
-                      severity: Optional[str] = None) -> dict[str, Any]:
+                      severity: Optional[str] = None, *, config: Optional[QueueConfig] = None) -> dict[str, Any]:
     """Summary, evidence, timeline, linked campaign and a recommended next step, for a hand-off.
     Masked like the review screen (no viewer: never revealed), the reason and the timeline's notes,
-    rationales and reasons included: the filed packet leaves the tool."""
-    packet = review_packet(store, taxonomy, case_id, settings, campaign_settings)
+    rationales and reasons included: the filed packet leaves the tool. `config` as in `review_packet`."""
+    packet = review_packet(store, taxonomy, case_id, settings, campaign_settings, config=config)
     item, pred, case = packet["item"] or {}, packet["prediction"] or {}, packet["case"]
     with store.read() as conn:
         raw_text = conn.execute(select(Item.text).where(Item.id == item.get("id"))).scalar() if item else None
@@ -508,7 +512,8 @@ def escalate_with_packet(store: Store, taxonomy: Taxonomy, case_id: int, analyst
     `holder_only` as in `escalation.escalate`: a case no longer held is refused and files nothing."""
     check_request(taxonomy, reason, severity)  # refused before the packet is built, as `escalate` would
     check_permission(analyst, "escalate", f"case {case_id}")
-    packet = escalation_packet(store, taxonomy, case_id, settings, campaign_settings, reason, severity=severity)
+    packet = escalation_packet(store, taxonomy, case_id, settings, campaign_settings, reason, severity=severity,
+                               config=config)
     view = escalate(store, taxonomy, case_id, analyst, reason, config, severity=severity, holder_only=holder_only)
     folder = store.data_dir / "packets"  # made by `_write_private`: a failure there is reported, not raised
     with store.begin() as conn:

@@ -138,7 +138,7 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
 
     def packet_for(case_id: int, principal: Any) -> dict[str, Any]:
         return finite_numbers(with_under_review(review_packet(store, taxonomy, case_id, settings, app.campaigns(),
-                                                              viewer=principal), store, qconfig))
+                                                              viewer=principal, config=qconfig), store, qconfig))
 
     def fetch_ahead(principal: Any, queue: str, on_screen: Optional[int]) -> tuple[Optional[int], str]:
         """Claim the analyst's next case of `queue` ahead (a normal lease; first one of theirs a
