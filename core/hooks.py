@@ -49,9 +49,11 @@ class HookSpecs:
 
     @hookspec(firstresult=True)
     def permission_allowed(self, actor: Actor, action: str, resource: Optional[str]) -> Optional[bool]:
-        """True or False to decide whether `actor` (a `core.principals.Principal`, or a plain name from
-        a trusted in-process caller) may do `action` on `resource`; None to abstain. The roles
-        matrix (`core.permissions.RolePolicy`) is the built-in implementation."""
+        """False to refuse `actor` (a `core.principals.Principal`, or a plain name from a trusted
+        in-process caller) `action` on `resource`; True or None to let it through. Every plugin is
+        asked (`check_permission`) and any refusal stands: a True never overrides another plugin's
+        False, and an answer that is not True, False or None, or a plugin that raises, refuses.
+        The roles matrix (`core.permissions.RolePolicy`) is the built-in implementation."""
 
 
 def make_plugin_manager(entry_points: bool = True) -> pluggy.PluginManager:
@@ -69,14 +71,53 @@ pm = make_plugin_manager()
 
 
 def check_permission(actor: Actor, action: str, resource: Optional[str] = None) -> None:
-    """Raise PermissionDenied when a plugin refuses; allowed when every plugin abstains.
+    """Raise PermissionDenied when any plugin refuses; allowed when every plugin abstains or allows.
+
+    Fails closed: every `permission_allowed` implementation is asked in pluggy's order (the role
+    policy first), and the first refusal stands whatever the others answer. pluggy's own
+    `firstresult` call let a plugin answering True first (a second `tryfirst` one) override the
+    roles' refusal, and a truthy or falsy non-bool (0, "no", []) read as allowed; a plugin that
+    raised was a 500 with its traceback in the log and nothing said to the client. A non-bool
+    answer or a raise is now a refusal naming the plugin, one line (wrappers only observe: skipped).
 
     The message names who, the action and the permission missing, e.g. "bob (analyst) may not
     promote model_version x: needs permission 'promote' (configs/roles.yaml)"."""
-    if pm.hook.permission_allowed(actor=actor, action=action, resource=resource) is False:
+    why = _refused_by(actor, action, resource)
+    if why is not None:
+        from .text import one_line
+
         who = f"{actor.name} ({actor.role})" if isinstance(actor, Principal) else actor
-        raise PermissionDenied(f"{who} may not {action}" + (f" {resource}" if resource else "")
-                               + f": needs permission '{action}' (configs/roles.yaml)")
+        what = f" {one_line(str(resource), 200)}" if resource else ""  # a hostile item id: one short line
+        raise PermissionDenied(f"{who} may not {action}{what}: {why}")
+
+
+def _refused_by(actor: Actor, action: str, resource: Optional[str]) -> Optional[str]:
+    """Why the plugins refuse (one line), or None when none does; see `check_permission`."""
+    import logging
+
+    from .text import one_line
+
+    kwargs = {"actor": actor, "action": action, "resource": resource}
+    for impl in reversed(pm.hook.permission_allowed.get_hookimpls()):  # pluggy's call order
+        if getattr(impl, "hookwrapper", False) or getattr(impl, "wrapper", False):
+            continue
+        name = impl.plugin_name if not impl.plugin_name.isdigit() else \
+            getattr(impl.plugin, "__name__", type(impl.plugin).__name__)  # registered without a name
+        try:
+            answer = impl.function(*[kwargs[a] for a in impl.argnames])
+        except Exception as exc:  # noqa: BLE001 - a failing policy refuses, it never lets through
+            # the client hears the plugin and the exception's type; its message (maybe internals) is logged
+            logging.getLogger("workbench.plugins").error(one_line(
+                f"permission plugin {name} failed on {action}: {type(exc).__name__}: {exc}", 300))
+            return one_line(f"permission plugin {name} failed ({type(exc).__name__}); refused until it is fixed", 300)
+        if answer is False:
+            return f"needs permission '{action}' (configs/roles.yaml)"
+        if answer is not None and answer is not True:
+            why = one_line(f"permission plugin {name} answered {type(answer).__name__}, not True, False or None; "
+                           "refused until it is fixed", 300)
+            logging.getLogger("workbench.plugins").error(why)
+            return why
+    return None
 
 
 def decision_recorded(decision_ids: list[int], case: dict[str, Any], actor: Actor, kind: str,

@@ -5,7 +5,8 @@ application context. Every request needs `Authorization: Bearer <token>` (a toke
 `workbench tokens create`): 401 without one or with an unknown, revoked or expired token, or a
 disabled user (checked before a request's body is read); the services check the role policy
 (`roles.yaml`, narrowed by the token's scopes) and a refusal is a 403 naming the missing
-permission. Domain errors are 400 (404 for an unknown item) with a one-line `detail`.
+permission, audited as `permission.denied` (`workbench.api_refusal`). Domain errors are 400
+(404 for an unknown item) with a one-line `detail`.
 
 - `POST /api/v1/items`: a batch of up to `MAX_BATCH` items for one `source`, through file
   ingest's own validation and quarantine (`core.ingest.ingest_paths` over a temporary JSONL
@@ -56,6 +57,7 @@ from core.readers import MAX_TEXT_CHARS, DuplicateKey, unique_keys  # file inges
 from core.text import MAX_REASON_CHARS, one_line  # standard library only
 
 from .api_reveal import item_or_404 as _item_or_404, item_view  # the item view and its reveal
+from .api_refusal import audit_refusal  # a 403 in the audit log
 
 if TYPE_CHECKING:  # pragma: no cover
     from .context import AppContext
@@ -317,8 +319,10 @@ def create_api(app: "AppContext") -> FastAPI:
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse(validation_errors(exc.errors()), status_code=422)
 
-    @api.exception_handler(PermissionDenied)
+    @api.exception_handler(PermissionDenied)  # audited: who tried what (`workbench.api_refusal`)
     async def _denied(request: Request, exc: PermissionDenied) -> JSONResponse:
+        await run_in_threadpool(audit_refusal, app, request.scope.get(_PRINCIPAL), request.method,
+                                request.scope.get("path", ""), _one_line(exc))
         return JSONResponse({"detail": _one_line(exc)}, status_code=403)
 
     @api.exception_handler(AccountError)
@@ -339,7 +343,8 @@ def create_api(app: "AppContext") -> FastAPI:
 
     def principal(request: Request, authorization: Optional[str] = Header(None)) -> "Principal":
         known = request.scope.get(_PRINCIPAL)  # found by `_BodyLimit` before it read the body
-        return known if isinstance(known, Principal) else authenticate(authorization)
+        who = request.scope[_PRINCIPAL] = known if isinstance(known, Principal) else authenticate(authorization)
+        return who  # kept in the scope: a refusal's audit event names who
 
     @api.post("/items", summary="Ingest a batch of items (needs ingest)")
     def post_items(batch: ItemBatch, score: Optional[bool] = None,
@@ -353,13 +358,15 @@ def create_api(app: "AppContext") -> FastAPI:
         return out
 
     @api.get("/items/{item_id:path}/appeals", include_in_schema=False)
-    def _appeals_get() -> None:
+    def _appeals_get(who: "Principal" = Depends(principal)) -> None:  # no route answers before the token
         raise HTTPException(405, "POST an appeal")
 
     @api.post("/items/{item_id:path}/appeals", summary="File an appeal on a user's behalf (needs appeal)")
     def post_appeal(item_id: str, body: AppealIn, who: "Principal" = Depends(principal)) -> dict[str, Any]:
+        from core.hooks import check_permission
         from labeling.appeals import appeal
 
+        check_permission(who, "appeal", f"item {item_id}")  # before the item is looked up: no 404 oracle
         _item_or_404(app, item_id, who)
         case = appeal(app.store(), item_id, who, body.reason, app.taxonomy(), config=app.queues(),
                       decision_id=body.decision_id)

@@ -69,9 +69,10 @@ def item_view(app: "AppContext", item_id: str, who: Principal, reveal: bool = Fa
     from core.hooks import check_permission
     from labeling.masking import is_sensitive, mask_metadata, mask_text
 
+    if reveal:  # before the item is looked up: a reader without `reveal` learns nothing (no 404 oracle)
+        check_permission(who, "reveal", f"item {item_id}")
     item = item_or_404(app, item_id, who)
     if reveal:
-        check_permission(who, "reveal", f"item {item_id}")
         with app.store().begin() as conn:  # charged to the reader's exposure, as a reveal on the screen is
             if not charge_item_reveal(conn, who, item_id, app.taxonomy(), app.review()):
                 audit.record(conn, who, "text.reveal", "item", item_id, {"via": "api"})
