@@ -6,7 +6,10 @@ there is one (`label_origin = "human"`), else the resolution of its calibration 
 on request, the source's own label mapped through the taxonomy (`"source"`). The label is a
 `ClassLabel` over the taxonomy's policies, in the class order every model uses, and each row
 keeps what an auditor asks for: who decided, the action and policy reference, the rationale,
-what the model said at the time, and the item's notes (a JSON list) and tags.
+what the model said at the time, and the item's notes (a JSON list) and tags. With the training
+settings, each row also carries its training `split` and `training_kind` (the decision kind
+training's evaluation sets read), taken with the labels as of one moment: read again while
+decisions arrive meanwhile, so a correction made during an export is wholly in or out.
 
 The folder is written whole or not at all: both outputs go to a temporary sibling folder that
 replaces `out_dir` only once both are written, and a folder that holds anything is replaced
@@ -49,10 +52,12 @@ if TYPE_CHECKING:  # pragma: no cover
     from models.config import LearningSettings
 
 _CHUNK = 900
+_TRIES = 3  # reads of the labels and sides before an export busy with decisions gives up
+_TRAINING_COLUMNS = ("split", "training_kind")  # set from `training_sides` when splits are asked for
 COLUMNS = ["id", "text", "label", "label_origin", "source", "surface", "author_id", "created_at",
            "source_label", "decision_id", "decision_kind", "reviewer", "action", "severity", "policy_ref",
            "rationale", "decided_at", "model_version", "model_label", "model_score", "is_override",
-           "taxonomy_version", "notes", "tags", "split"]
+           "taxonomy_version", "notes", "tags", "split", "training_kind"]
 OUTPUTS = ("dataset", "labels.parquet")  # all an export folder holds: --overwrite replaces nothing else
 # What `save_to_disk` writes in `dataset` (and `datasets` caches of a loaded copy's `map`).
 _DATASET_FILE = re.compile(r"(?:data|cache)-[0-9a-z-]+\.arrow|state\.json|dataset_info\.json")
@@ -64,12 +69,16 @@ class ExportError(RuntimeError):
 
 def label_rows(store: Store, taxonomy: Taxonomy, include_source_labels: bool = False,
                source: Optional[str] = None, calibration_rule: Optional[str] = None,
-               left_out: Optional[Counter[str]] = None, tiers: Optional[Counter[str]] = None) -> list[dict[str, Any]]:
+               left_out: Optional[Counter[str]] = None, tiers: Optional[Counter[str]] = None,
+               progress: bool = False) -> list[dict[str, Any]]:
     """One dict per labelled item (human decisions, then calibration copies resolved by
     `calibration_rule` as training resolves them, then source labels if asked), sorted by id.
     An item whose label the taxonomy no longer has is left out, counted in `left_out` (as
     training counts it: "unknown label X"), so the export can say so. `tiers` counts the rows
-    by the severity tier of their text (`text_tier`; "none" for a text judged benign throughout)."""
+    by the severity tier of their text (`text_tier`; "none" for a text judged benign throughout).
+    `progress`: a bar over the items read (a store of 100,000 decisions takes a while)."""
+    from tqdm import tqdm
+
     from .training_data import restored_at, calibration_labels
 
     if calibration_rule is None:
@@ -77,7 +86,7 @@ def label_rows(store: Store, taxonomy: Taxonomy, include_source_labels: bool = F
 
         calibration_rule = LearningSettings().calibration_rule
     I = Item.__table__
-    with store.read() as conn:
+    with store.read(snapshot=True) as conn:  # one moment: a decision made meanwhile is wholly in or out
         decided = {i: dict(d, decided_at=d["created_at"])
                    for i, d in current_decisions(conn, kinds=AUTHORITATIVE_KINDS).items()}
         restored_at(conn, decided.values())  # a decision an undo restored is as old as the original, as in training
@@ -86,9 +95,11 @@ def label_rows(store: Store, taxonomy: Taxonomy, include_source_labels: bool = F
             decided.setdefault(item_id, c)  # a decision of record wins over the copies, as in training
         ids = sorted(decided)
         items: dict[str, Any] = {}
-        for i in range(0, len(ids), _CHUNK):
-            for r in conn.execute(select(I).where(I.c.id.in_(ids[i:i + _CHUNK]))).mappings():
-                items[r["id"]] = r
+        with tqdm(total=len(ids), desc="exporting labels", unit="item", disable=not progress, leave=False) as bar:
+            for i in range(0, len(ids), _CHUNK):
+                for r in conn.execute(select(I).where(I.c.id.in_(ids[i:i + _CHUNK]))).mappings():
+                    items[r["id"]] = r
+                bar.update(len(ids[i:i + _CHUNK]))
         if include_source_labels:
             q = select(I).where(I.c.policy_label.is_not(None))
             if source:
@@ -158,7 +169,8 @@ def _left_out_warning(left_out: Counter[str], version: str) -> str:
 
 def _calibration_row(it: Any, c: dict[str, Any], taxonomy: Taxonomy, extra: dict[str, Any]) -> dict[str, Any]:
     """An item labelled by its calibration copies: no single decision, so the reviewers are listed."""
-    return {**dict.fromkeys(col for col in COLUMNS if col != "split"),  # no decision: its columns are None
+    # no decision: its columns are None
+    return {**dict.fromkeys(col for col in COLUMNS if col not in _TRAINING_COLUMNS),
             "id": it["id"], "text": it["text"], "label": c["label"], "label_origin": "calibration",
             "source": it["source"], "surface": it["surface"], "author_id": it["author_id"],
             "created_at": _iso(it["created_at"]), "source_label": it["source_label"], "decision_kind": "calibration",
@@ -189,7 +201,7 @@ def to_dataset(rows: list[dict[str, Any]], taxonomy: Taxonomy) -> Any:
 def export_labels(store: Store, taxonomy: Taxonomy, out_dir: str | Path, include_source_labels: bool = False,
                   source: Optional[str] = None, push_to_hub: Optional[str] = None,
                   actor: Actor = SYSTEM["system"], splits: Optional["LearningSettings"] = None,
-                  overwrite: bool = False) -> dict[str, Any]:
+                  overwrite: bool = False, progress: bool = False) -> dict[str, Any]:
     """Write the labels as a dataset folder (`save_to_disk`) plus a Parquet file; optionally push.
     Needs `export`. A non-empty `out_dir` is replaced only with `overwrite`. With `splits`
     (models.yaml `learning`), each row carries its side of the campaign-grouped training split
@@ -197,7 +209,9 @@ def export_labels(store: Store, taxonomy: Taxonomy, out_dir: str | Path, include
     stored, so it never moves; `excluded` for a row training leaves out), and calibration copies
     are resolved by its `calibration_rule`. The texts leave unmasked (training needs them raw): the
     `labels.export` audit event counts them by severity tier (`unmasked_by_tier`, `text_tier`), so
-    the leads see how much severe content an export handed out."""
+    the leads see how much severe content an export handed out. With `splits`, `by_split` and
+    `training_by_label` count the rows as training counts them (a bulk decision's copies of one
+    text once: the others are `excluded`). `progress`: bars while the labels are read."""
     from core import audit
 
     check_permission(actor, "export", str(out_dir))
@@ -206,21 +220,8 @@ def export_labels(store: Store, taxonomy: Taxonomy, out_dir: str | Path, include
 
     out = Path(out_dir)
     replaced = _check_destination(out, overwrite)
-    left_out: Counter[str] = Counter()
-    tiers: Counter[str] = Counter()
-    rows = label_rows(store, taxonomy, include_source_labels, source,
-                      splits.calibration_rule if splits is not None else None, left_out, tiers)
-    warnings = [_left_out_warning(left_out, taxonomy.version)] if left_out else []
-    if not rows:
-        raise ExportError("no labels to export: decide some cases first, or pass --include-source-labels"
-                          + (f" ({warnings[0]})" if warnings else ""))
-    if splits is not None:
-        from .training_data import EXCLUDED
-
-        sides, split_warnings = training_sides(store, taxonomy, splits, actor)
-        warnings += split_warnings
-        for r in rows:
-            r["split"] = sides.get(r["id"], EXCLUDED)
+    rows, left_out, tiers, warnings = _snapshot_rows(store, taxonomy, include_source_labels, source, splits, actor,
+                                                     progress=progress)
     ds = to_dataset(rows, taxonomy)
     origins = {o: sum(1 for r in rows if r["label_origin"] == o) for o in ("human", "source")}
     calibrated = sum(1 for r in rows if r["label_origin"] == "calibration")
@@ -233,6 +234,12 @@ def export_labels(store: Store, taxonomy: Taxonomy, out_dir: str | Path, include
                "source": source, "include_source_labels": include_source_labels,  # what was asked for
                # Every text leaves unmasked (training needs it raw): how many of each tier, for the leads.
                "unmasked_by_tier": {t: tiers[t] for t in (*taxonomy.severities, "none")}}
+    if splits is not None:  # as training counts them: what a model trained on the export learns from
+        from .training_data import EXCLUDED
+
+        summary["by_split"] = {s: sum(1 for r in rows if r["split"] == s) for s in ("train", "test", EXCLUDED)}
+        summary["training_by_label"] = {lab: sum(1 for r in rows if r["label"] == lab and r["split"] != EXCLUDED)
+                                        for lab in taxonomy.labels}
     target, tmp = _write_temp(ds, out, overwrite)
     try:
         push_error: Optional[str] = None
@@ -271,6 +278,51 @@ def export_labels(store: Store, taxonomy: Taxonomy, out_dir: str | Path, include
         raise ExportError(f"{escaped(out)}: written ({len(rows)} rows), but the push to {push_to_hub} failed: "
                           f"{push_error}")
     return summary
+
+
+def _last_decision(store: Store) -> tuple[int, int]:
+    """(how many decisions, the newest id): decisions are append-only (a correction, an undo, an
+    appeal's outcome is a new row), so an unchanged pair says that no decision was made between two
+    reads; the count too, since on PostgreSQL a lower id may commit after a higher one."""
+    from sqlalchemy import func
+
+    from core.schema import Decision
+
+    D = Decision.__table__
+    with store.read() as conn:
+        n, last = conn.execute(select(func.count(), func.max(D.c.id))).one()
+    return int(n or 0), int(last or 0)
+
+
+def _snapshot_rows(store: Store, taxonomy: Taxonomy, include_source_labels: bool, source: Optional[str],
+                   splits: Optional["LearningSettings"], actor: Actor, tries: int = _TRIES,
+                   progress: bool = False) -> tuple[list[dict[str, Any]], Counter[str], Counter[str], list[str]]:
+    """(rows, left out, tiers, warnings) as of one moment. The labels and the training sides are two
+    reads (`training_sides` runs `learning_data`, several transactions): a decision made between them
+    (a correction, an undo) was half in, its row holding the old label beside the side training gave
+    the new one. Read again while decisions arrive in between; after `tries`, refuse in one line."""
+    for _ in range(tries):
+        before = _last_decision(store)
+        left_out: Counter[str] = Counter()
+        tiers: Counter[str] = Counter()
+        rows = label_rows(store, taxonomy, include_source_labels, source,
+                          splits.calibration_rule if splits is not None else None, left_out, tiers, progress)
+        warnings = [_left_out_warning(left_out, taxonomy.version)] if left_out else []
+        if not rows:
+            raise ExportError("no labels to export: decide some cases first, or pass --include-source-labels"
+                              + (f" ({warnings[0]})" if warnings else ""))
+        if splits is not None:
+            from .training_data import EXCLUDED
+
+            sides, kinds, split_warnings = training_sides(store, taxonomy, splits, actor)
+            warnings += split_warnings
+            for r in rows:
+                r["split"] = sides.get(r["id"], EXCLUDED)
+                r["training_kind"] = kinds.get(r["id"])
+        if _last_decision(store) == before:
+            return rows, left_out, tiers, warnings
+    raise ExportError(f"not exported: decisions kept arriving while the labels were read ({tries} tries), so no "
+                      "consistent snapshot could be taken; nothing was written, try again")
 
 
 def _record_push_intent(store: Store, actor: Actor, repo: str, out: Path, summary: dict[str, Any],
@@ -384,24 +436,28 @@ def _not_found(exc: BaseException) -> bool:
 
 
 def training_sides(store: Store, taxonomy: Taxonomy, splits: "LearningSettings",
-                   actor: Actor) -> tuple[dict[str, str], list[str]]:
-    """(item id -> the side training puts it on, warnings): read from the very data `workbench
-    retrain` assembles (`labeling.training_data.learning_data`, every source, no label left out
-    for rarity). Why not the exported rows alone: whether a campaign straddles the sides depends
-    on all its labelled members, source-labelled ones and other sources' included, so a side
-    worked out from the rows of a human-only or one-source export could say `test` for an item
-    training leaves out. An exported row training does not use (a bulk decision's copy of a
-    text, say) is `excluded`."""
+                   actor: Actor) -> tuple[dict[str, str], dict[str, Optional[str]], list[str]]:
+    """(item id -> the side training puts it on, item id -> the decision kind training's evaluation
+    sets read (`qa_audit` for an appeal of a QA audit, `rereview` for a lead's re-review), warnings):
+    read from the very data `workbench retrain` assembles (`labeling.training_data.learning_data`,
+    every source, no label left out for rarity). Why not the exported rows alone: whether a
+    campaign straddles the sides depends on all its labelled members, source-labelled ones and
+    other sources' included, so a side worked out from the rows of a human-only or one-source
+    export could say `test` for an item training leaves out. An exported row training does not
+    use (a bulk decision's copy of a text, say) is `excluded`."""
     from .training_data import learning_data
 
     ld = learning_data(store, taxonomy, splits, actor, min_examples_per_label=0, action="export")
-    return dict(zip(ld.data.ids, ld.split)), list(ld.stats["warnings"])
+    return dict(zip(ld.data.ids, ld.split)), dict(zip(ld.data.ids, ld.decision_kind)), list(ld.stats["warnings"])
 
 
 def _check_destination(out: Path, overwrite: bool) -> bool:
     """Whether `out` holds anything (to be replaced); ExportError when it is not a folder, or holds
-    something and `overwrite` was not given: checked before any work, so a refusal costs nothing."""
+    something and `overwrite` was not given, or is a symbolic link: checked before any work, so a
+    refusal costs nothing."""
     try:
+        if out.is_symlink():  # the export would land wherever the link points (and --overwrite replace it)
+            raise ExportError(f"{escaped(out)}: is a symbolic link: name the folder itself; nothing was written")
         if not out.exists():
             return False
         if not out.is_dir():

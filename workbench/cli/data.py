@@ -352,7 +352,8 @@ def register_commands(cli: click.Group) -> None:
 
         try:
             summary = export_labels(app.store(), app.taxonomy(), out_dir, include_source_labels, source, push_to_hub,
-                                    actor=acting(app), splits=app.models().learning, overwrite=overwrite)
+                                    actor=acting(app), splits=app.models().learning, overwrite=overwrite,
+                                    progress=True)  # on stderr: the --json output stays clean
         except ExportError as exc:
             raise click.ClickException(str(exc)) from None
         for w in summary["warnings"]:
@@ -362,7 +363,9 @@ def register_commands(cli: click.Group) -> None:
         emit(summary, as_json, lambda d: click.echo(
             f"exported {d['rows']} labelled items ({d['by_origin']['human']} human, "
             f"{d['by_origin'].get('calibration', 0)} calibration, {d['by_origin']['source']} source) "
-            f"to {escaped(d['path'], 1000)} and {escaped(d['parquet'], 1000)}"))  # a non-UTF-8 name crashed the echo
+            f"to {escaped(d['path'], 1000)} and {escaped(d['parquet'], 1000)}"  # a non-UTF-8 name crashed the echo
+            + ("\nas training counts them (a bulk decision once per text): "
+               + ", ".join(f"{k}={v}" for k, v in d["by_split"].items()) if "by_split" in d else "")))
 
 
 def _no_escapes(text: str) -> str:
