@@ -23,7 +23,7 @@ import json
 import pytest
 from alembic import command
 from click.testing import CliRunner
-from sqlalchemy import event, insert, inspect as sa_inspect, select, update
+from sqlalchemy import insert, inspect as sa_inspect, select, update
 
 from core import audit
 from core.schema import AuditEvent, Campaign, Case, Decision
@@ -36,7 +36,7 @@ from labeling.cases import build_cases
 from labeling.errors import DecisionError
 from workbench.cli import cli
 
-from test_queue_support import T0, add_campaign, add_scored, asked, case_ids, quiet
+from test_queue_support import T0, add_campaign, add_scored, asked, case_ids, listening, quiet
 
 A, C, D = AuditEvent.__table__, Case.__table__, Decision.__table__
 LIVE = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) + dt.timedelta(days=1)  # live at T0 and now
@@ -71,14 +71,8 @@ def _statements(store):
     def keep(conn, cursor, statement, params, context, executemany):
         if "audit_events" in statement and "WHERE" in statement:
             seen.append((statement, params))
-    engines = {id(e): e for e in (store.engine, store.read_engine)}.values()
-    for e in engines:
-        event.listen(e, "before_cursor_execute", keep)
-    try:
+    with listening(store, keep):
         yield seen
-    finally:
-        for e in engines:
-            event.remove(e, "before_cursor_execute", keep)
 
 
 def _plan(conn, store, statement: str, params) -> str:

@@ -107,6 +107,19 @@ def case_ids(store, campaign_key: Callable[[int], str] = lambda c: "campaign") -
 
 
 @contextlib.contextmanager
+def listening(store: Any, hook: Callable[..., None]) -> Iterator[None]:
+    """`hook` on every statement either of the store's engines (writes, snapshot reads) runs while inside."""
+    engines = {id(e): e for e in (store.engine, getattr(store, "read_engine", store.engine))}.values()
+    for e in engines:
+        event.listen(e, "before_cursor_execute", hook)
+    try:
+        yield
+    finally:
+        for e in engines:
+            event.remove(e, "before_cursor_execute", hook)
+
+
+@contextlib.contextmanager
 def asked(store: Any) -> Iterator[list[int]]:
     """[statements run, values bound] while inside: what a read asks of the store, to prove a page
     view bounded (the same for 20 and 2,000 rows) without timing anything."""
@@ -116,11 +129,5 @@ def asked(store: Any) -> Iterator[list[int]]:
         seen[0] += 1
         seen[1] += len(params) if isinstance(params, (list, tuple, dict)) else 0
 
-    engines = {id(e): e for e in (store.engine, getattr(store, "read_engine", store.engine))}.values()
-    for e in engines:
-        event.listen(e, "before_cursor_execute", count)
-    try:
+    with listening(store, count):
         yield seen
-    finally:
-        for e in engines:
-            event.remove(e, "before_cursor_execute", count)
