@@ -43,6 +43,7 @@ from core.plotting import label_text, pyplot, serialised
 
 from . import drift_stats as ds
 from .drift_stats import WindowData
+from .plots import short_label
 from .render import plain
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -287,8 +288,11 @@ def campaign_check(ref: WindowData, cur: WindowData, cfg: CampaignCheck) -> Chec
     s = ds.emergence_test(ref.new_campaigns, n1, cur.new_campaigns, n2)
     s.update(new_ref=ref.new_campaigns, new_cur=cur.new_campaigns, alpha=cfg.alpha)
     ratio = s["ratio"]
+    if ratio is None and not cur.new_campaigns:  # 0 / 0: the ratio read 0.000, a fall to nothing
+        return _result("campaign_emergence", None, cfg.rate_ratio, False, n1, n2, "new-campaign rate ratio", s,
+                       ": no new campaign in either window")
     if ratio is None:  # none in the reference: any significant emergence counts as a rise
-        ratio = math.inf if cur.new_campaigns else 0.0
+        ratio = math.inf
     alarm = ratio >= cfg.rate_ratio and s["pvalue"] < cfg.alpha
     return _result("campaign_emergence", ratio, cfg.rate_ratio, alarm, n1, n2, "new-campaign rate ratio", s,
                    f", p {s['pvalue']:.2g} vs alpha {cfg.alpha:g}; {s['rate_ref']:.2f} -> {s['rate_cur']:.2f} per 1,000")
@@ -418,7 +422,9 @@ def plot_drift(report: DriftReport) -> "Figure":
     ax.barh(ys, vals, color=colours)
     ax.axvline(1.0, color="black", lw=1, ls="--")
     ax.set_yticks(ys)
-    ax.set_yticklabels([label_text(ch.check) + (" (not enough data)" if ch.status == NOT_ENOUGH else "")
+    # a check named after a long (or multiline) policy pushed the axes out of the figure: every
+    # label cut off ("tight layout not applied"); one short line each
+    ax.set_yticklabels([label_text(short_label(ch.check, 30)) + (" (not enough data)" if ch.status == NOT_ENOUGH else "")
                         for ch in checks], fontsize=8)
     ax.set_xlim(0, 3.05)
     ax.set_xlabel("statistic / threshold, capped at 3 (AUC: its excess over 0.5)")

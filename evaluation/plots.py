@@ -17,6 +17,14 @@ from .estimates import wilson
 from .render import measured, percent
 
 
+def short_label(name: Any, width: int = 32) -> str:
+    """A name as one line of at most `width` characters, for a tick, legend or title: a policy,
+    queue or model name with a newline drew on two lines, and a long one pushed the axes out of
+    the figure (matplotlib's "tight layout not applied"), its ticks and labels cut off."""
+    text = " ".join(str(name).split())
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
 @serialised
 def _png(fig: Any) -> bytes:
     buf = io.BytesIO()
@@ -49,7 +57,7 @@ def override_rate_png(windows: Sequence[Mapping[str, Any]], groups: Optional[Map
     ax.plot(x, y, color="#2e86c1", marker="o", label="all decisions")
     for name, g in list((groups or {}).items())[:5]:
         gy, _, _ = series(g["windows"])
-        ax.plot(x, gy, marker=".", linewidth=1, alpha=0.8, label=label_text(name))
+        ax.plot(x, gy, marker=".", linewidth=1, alpha=0.8, label=label_text(short_label(name)))
     for xi, w in zip(x, windows):
         ax.annotate(f"n={w['n']}", (xi, 0.0), textcoords="offset points", xytext=(0, 3), ha="center", fontsize=7,
                     color="#555")
@@ -121,7 +129,7 @@ def estimates_png(per_policy: Mapping[str, Mapping[str, Mapping[str, Any]]],
         return None
     plt = pyplot()
     policies = list(per_policy)
-    fig, ax = plt.subplots(figsize=(5.4, 0.5 * len(policies) + 1.3))
+    fig, ax = plt.subplots(figsize=(6.0, 0.5 * len(policies) + 1.3))
     colours = {"precision": "#2e86c1", "recall": "#c0392b", "f1": "#27ae60"}
     offsets = {"precision": -0.22, "recall": 0.0, "f1": 0.22}
     for lab, name, est in rows:
@@ -133,7 +141,12 @@ def estimates_png(per_policy: Mapping[str, Mapping[str, Mapping[str, Any]]],
     for name, c in colours.items():
         ax.plot([], [], "o", color=c, label=name)
     ax.set_yticks(range(len(policies)))
-    ax.set_yticklabels([label_text(p) for p in policies])
+    ax.set_yticklabels([label_text(short_label(p, 24)) for p in policies])
+    drawn = {lab for lab, _, _ in rows}
+    for i, p in enumerate(policies):  # a policy without a figure says so, not an empty row
+        if p not in drawn:
+            ax.annotate("no estimate (n=0)" if not any((e or {}).get("n") for e in per_policy[p].values())
+                        else "no estimate", (0.01, i), va="center", fontsize=7, color="#777")
     ax.set_ylim(len(policies) - 0.55, -0.55)
     ax.set_xlim(0, 1.12)
     ax.set_xlabel(label_text(title) + ": estimate with interval", fontsize=9)

@@ -6,6 +6,7 @@ evaluation set, so a lead sees at a glance where the challenger is better and ho
 """
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any, Optional
 
@@ -14,7 +15,8 @@ import numpy as np
 from core.plotting import label_text, pyplot, serialised
 
 from .compare import PREDICTION_METRICS
-from .render import percent, plain
+from .plots import short_label as _short
+from .render import ident, percent, plain, prose, write_atomic
 
 
 @serialised
@@ -25,7 +27,7 @@ def plot_comparison(path: str | Path, champion: str, challenger: str, comparison
 
     from models.metrics import expected_calibration_error, reliability_bins
 
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.6), gridspec_kw={"width_ratios": [1, 1, 1.4]})
     for ax, (who, name) in zip(axes[:2], (("champion", champion), ("challenger", challenger))):
         ax.plot([0, 1], [0, 1], "--", color="gray")
         if reliability and who in reliability and len(reliability[who][1]):
@@ -36,9 +38,9 @@ def plot_comparison(path: str | Path, champion: str, challenger: str, comparison
             ax.bar(centers[mask], bins["accuracy"][mask], width=0.9 / n_bins, color="#4C72B0")
             ax.plot(centers[mask], bins["confidence"][mask], "_", color="#C44E52", ms=12, mew=2)
             ece = expected_calibration_error(proba, y, n_bins)
-            ax.set_title(f"{who}: {label_text(name)}\nECE {ece:.3f}, n = {len(y)} (test split)", fontsize=9)
+            ax.set_title(f"{who}: {label_text(_short(name))}\nECE {ece:.3f}, n = {len(y)} (test split)", fontsize=9)
         else:
-            ax.set_title(f"{who}: {label_text(name)}\n(no human-labelled test items)", fontsize=9)
+            ax.set_title(f"{who}: {label_text(_short(name))}\n(no human-labelled test items)", fontsize=9)
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
         ax.set_xlabel("confidence (top score)")
@@ -53,18 +55,32 @@ def plot_comparison(path: str | Path, champion: str, challenger: str, comparison
                 rows.append((set_name, f"AUC {pol}", entry))
     colours = {name: c for name, c in zip(comparisons, ("#4C72B0", "#DD8452", "#55A868", "#8172B3"))}
     for k, (set_name, what, entry) in enumerate(rows):
-        ax.errorbar(entry["delta"], k, xerr=[[entry["delta"] - entry["lower"]], [entry["upper"] - entry["delta"]]],
-                    fmt="o", color=colours[set_name], capsize=3)
+        # the interval drawn as it is, the point on its own: a percentile bootstrap interval need
+        # not hold its point (F1 and AUC are not linear in the resample), and the error bar
+        # measured from the point was negative, a ValueError that ended the retrain after training
+        lo, hi = entry["lower"], entry["upper"]
+        ax.errorbar((lo + hi) / 2, k, xerr=(hi - lo) / 2, fmt="none", ecolor=colours[set_name], capsize=3)
+        ax.plot(entry["delta"], k, "o", color=colours[set_name])
     ax.axvline(0, color="gray", lw=1)
     ax.set_yticks(range(len(rows)))
-    ax.set_yticklabels([label_text(f"{what} ({s}, n={comparisons[s]['n']})") for s, what, _ in rows], fontsize=8)
+    ax.set_yticklabels([label_text(f"{_short(what, 36)} ({_short(s, 20)}, n={comparisons[s]['n']})") for s, what, _ in rows],
+                       fontsize=8)
     ax.set_xlabel("challenger - champion (bootstrap interval)")
     ax.set_title("per-policy deltas", fontsize=9)
     ax.invert_yaxis()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return str(path)
+    return _save(fig, path)
+
+
+def _save(fig: Any, path: str | Path) -> str:
+    """Draw `fig` to memory, then replace `path` in one step: `savefig(path)` opened the file
+    before drawing, so a drawing that failed left an empty or half PNG where the last good one was."""
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, format="png", dpi=100)
+    finally:
+        pyplot().close(fig)
+    return write_atomic(path, buf.getvalue())
 
 
 def _fmt(v: Any) -> str:
@@ -76,9 +92,11 @@ def _val(v: Any) -> str:
     return "-" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
-def _counts(d: Any) -> str:
-    """`{"a": 2, "b": 1}` as "a 2, b 1" (`none` when empty)."""
-    return ", ".join(f"{k} {v}" for k, v in d.items()) if isinstance(d, dict) and d else "none"
+def _counts(d: Any, markdown: bool = True) -> str:
+    """`{"a": 2, "b": 1}` as "a 2, b 1" (`none` when empty); names as Markdown text unless for the console."""
+    if not isinstance(d, dict) or not d:
+        return "none"
+    return ", ".join(f"{ident(k)} {prose(v)}" if markdown else f"{k} {v}" for k, v in d.items())
 
 
 def left_out_line(stats: dict[str, Any]) -> Optional[str]:
@@ -87,7 +105,7 @@ def left_out_line(stats: dict[str, Any]) -> Optional[str]:
     `retrain` and `models train` printed only the counts kept, so a policy renamed after the
     analysts used it lost all its human labels without a word outside the report."""
     dropped = (stats or {}).get("dropped")
-    return f"left out: {_counts(dropped)}" if isinstance(dropped, dict) and dropped else None
+    return f"left out: {_counts(dropped, markdown=False)}" if isinstance(dropped, dict) and dropped else None
 
 
 def training_data_lines(stats: dict[str, Any]) -> list[str]:
@@ -98,7 +116,8 @@ def training_data_lines(stats: dict[str, Any]) -> list[str]:
     split, human = stats.get("by_split") or {}, stats.get("human_by_split") or {}
     lines = [f"{stats.get('items', '-')} labelled items, {stats.get('human_labels', '-')} of them with a human "
              "label, split by campaign group:", "", "| side | items | human labels |", "|---|---|---|"]
-    lines += [f"| {side} | {split.get(side, 0)} | {human.get(side, 0)} |" for side in dict.fromkeys([*split, *human])]
+    lines += [f"| {ident(side)} | {ident(split.get(side, 0))} | {ident(human.get(side, 0))} |"
+              for side in dict.fromkeys([*split, *human])]
     lines += ["", f"- calibration copies resolved: {stats.get('calibration_resolved', 0)}",
               f"- bulk (campaign) decisions: {stats.get('bulk_decisions', 0)}, covering "
               f"{stats.get('bulk_members', 0)} members, {stats.get('bulk_kept', 0)} kept",
@@ -106,9 +125,9 @@ def training_data_lines(stats: dict[str, Any]) -> list[str]:
               f"- left out: {_counts(stats.get('dropped'))}"]
     known = {"items", "human_labels", "by_split", "human_by_split", "calibration_resolved", "bulk_decisions",
              "bulk_members", "bulk_kept", "mean_human_weight", "dropped", "warnings"}
-    lines += [f"- {k.replace('_', ' ')}: {_counts(v) if isinstance(v, dict) else v}"
+    lines += [f"- {ident(str(k).replace('_', ' '))}: {_counts(v) if isinstance(v, dict) else prose(v)}"
               for k, v in stats.items() if k not in known]
-    lines += [f"- **Warning:** {w}" for w in stats.get("warnings") or ()]
+    lines += [f"- **Warning:** {prose(w)}" for w in stats.get("warnings") or ()]
     return lines
 
 
@@ -123,30 +142,43 @@ def _verdict(result: dict[str, Any]) -> str:
     return "not promoted"
 
 
+def _thin(comp: dict[str, Any]) -> Optional[str]:
+    """The sentence on a set too small for its figures, None otherwise: one item or one group gave
+    the interval [0, 0] with P(not better) 1, read as a measured tie, and a set of one class
+    dropped every AUC row without a word."""
+    notes = []
+    if comp.get("groups", 2) < 2:
+        notes.append(f"{comp['groups']} group: a bootstrap interval needs at least 2, so lower, upper and "
+                     "P(not better) read n/a")
+    if comp.get("classes", 2) < 2:
+        notes.append("one class only among the human labels: no AUC (it needs items of both classes)")
+    return ("Not enough data: " + "; ".join(notes) + ".") if notes else None
+
+
 def write_markdown(path: str | Path, result: dict[str, Any], png_name: str) -> str:
     """The Markdown report of one retrain (`evaluation.promotion.retrain_and_gate`'s result);
     `promote_refused` (the champion changed after the gate) says why a passed verdict promoted nothing."""
     g = result["gate"]
-    lines = [f"# Challenger {result['challenger']} against champion {result.get('champion') or '(none)'}", "",
-             f"**Verdict: {_verdict(result)}**"
-             + (f": {result['promote_refused']}" if result.get("promote_refused") else "")
+    lines = [f"# Challenger {ident(result['challenger'])} against champion {ident(result.get('champion') or '(none)')}",
+             "", f"**Verdict: {_verdict(result)}**"
+             + (f": {prose(result['promote_refused'])}" if result.get("promote_refused") else "")
              + (f" (forced by {plain(result.get('forced_by'))}: {plain(result.get('force_reason'))})"
                 if result.get("forced") else ""),  # free text: no heading, link or tag of its own (Models tab)
-             "", f"Gate: {g['metric']} lower bound of the {percent(result['confidence'])} paired bootstrap "
+             "", f"Gate: {prose(g['metric'])} lower bound of the {percent(result['confidence'])} paired bootstrap "
              f"interval above {g['min_lower_bound']:+g}"
              + (f" and McNemar's {'mid-p' if g.get('mcnemar_test') == 'mid_p' else 'exact p'} below "
                 f"{g['mcnemar_alpha']} in the challenger's favour" if g.get("mcnemar_alpha") is not None
                 and g["metric"] in PREDICTION_METRICS else "")
              + " on every evaluation set with enough items.",
-             "", f"{g['reason']}", "",
-             *(line for w in result.get("warnings") or () for line in (f"**Warning:** {w}", "")),
+             "", prose(g["reason"]), "",
+             *(line for w in result.get("warnings") or () for line in (f"**Warning:** {prose(w)}", "")),
              "## Evaluation sets", ""]
     for name, comp in result["comparisons"].items():
-        lines += [f"### {name} ({comp['n']} items, {comp['groups']} groups)", ""]
+        lines += [f"### {ident(name)} ({comp['n']} items, {comp['groups']} groups)", ""]
         if name == "pooled" and result.get("pooled"):
             lines += [f"The test split plus {result['pooled']['note']} (`evaluation.cross_fit`).", ""]
         if comp.get("invalid"):
-            lines += [f"Not compared: {comp['invalid']}.", ""]
+            lines += [f"Not compared: {prose(comp['invalid'])}.", ""]
             continue
         if comp.get("unscored"):
             u = comp["unscored"]
@@ -156,16 +188,21 @@ def write_markdown(path: str | Path, result: dict[str, Any], png_name: str) -> s
         if not comp["n"]:
             lines += ["No items.", ""]
             continue
+        thin = _thin(comp)
+        if thin:
+            lines += [thin, ""]
         lines += ["| metric | champion | challenger | delta | lower | upper | P(not better) |",
                   "|---|---|---|---|---|---|---|"]
-        entries = [("macro F1", comp["macro_f1"])] + [(f"AUC {k}", v) for k, v in (comp.get("auc") or {}).items()]
+        entries = [("macro F1", comp["macro_f1"])] + [(f"AUC {ident(k)}", v) for k, v in (comp.get("auc") or {}).items()]
         if comp.get("auc_mean"):
             entries.append(("mean AUC", comp["auc_mean"]))
         if comp.get("brier"):
             entries.append(("Brier (lower is better; delta = champion - challenger)", comp["brier"]))
+        one = comp.get("groups", 2) < 2  # a bootstrap of one unit: an "interval" [d, d] that says nothing
         for what, e in entries:
+            lo, hi, pn = ("n/a",) * 3 if one else (_fmt(e.get("lower")), _fmt(e.get("upper")), _val(e.get("p_not_better")))
             lines.append(f"| {what} | {_val(e.get('champion'))} | {_val(e.get('challenger'))} | {_fmt(e.get('delta'))} | "
-                         f"{_fmt(e.get('lower'))} | {_fmt(e.get('upper'))} | {_val(e.get('p_not_better'))} |")
+                         f"{lo} | {hi} | {pn} |")
         m = comp.get("mcnemar") or {}
         if m:
             lines += ["", f"McNemar: {m['disagreements']} disagreements, champion alone right on "
@@ -177,8 +214,7 @@ def write_markdown(path: str | Path, result: dict[str, Any], png_name: str) -> s
     stats = result.get("data") or {}
     lines += ["## Training data", "", *training_data_lines(stats), "",
               f"![comparison]({png_name})", ""]
-    Path(path).write_text("\n".join(lines), encoding="utf-8")
-    return str(path)
+    return write_atomic(path, "\n".join(lines))
 
 
 @serialised
@@ -217,6 +253,4 @@ def plot_gate_history(path: str | Path, verdicts: list[dict[str, Any]], set_name
     a2.set_title(f"held-out human labels in {label_text(set_name)}", fontsize=9), a2.set_xticks(x)
     a2.set_xlabel("gate verdict, oldest first")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return str(path)
+    return _save(fig, path)

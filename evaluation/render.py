@@ -10,8 +10,11 @@ from __future__ import annotations
 import base64
 import html
 import math
+import os
 import re
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 
@@ -37,6 +40,9 @@ class Md(str):
 
 
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>!|#~])")
+# What GitHub-flavoured Markdown links without any markup (autolinks): `http:`, `www.` and an
+# e-mail's `@`; a backslash after the scheme (before the dot, the at) keeps them text
+_AUTOLINK = re.compile(r"((?:https?|ftp)(?=:)|www(?=\.))|@", re.IGNORECASE)
 _ESCAPED = re.compile(r"\\([!-/:-@\[-`{-~])")  # CommonMark: a backslash escapes any ASCII punctuation
 # Bidirectional controls (U+202A-202E, U+2066-2069) shown as their code points: a name holding
 # U+202E made a row of figures read backwards in a text viewer.
@@ -46,8 +52,53 @@ _BIDI = {c: f"[U+{c:04X}]" for c in (*range(0x202A, 0x202F), *range(0x2066, 0x20
 def plain(v: Any) -> str:
     """`v` as text that Markdown shows as written: a policy, slice, analyst, queue or model name, or
     an item's language, reaches the report from configs and ingested data, and a `<img onerror>`,
-    `[link](url)` or `![pixel](url)` in it must stay text in report.md (the HTML escapes it too)."""
-    return _MD_SPECIAL.sub(r"\\\1", " ".join(str(v).splitlines())).translate(_BIDI)
+    `[link](url)` or `![pixel](url)` in it must stay text in report.md (the HTML escapes it too);
+    so must a bare `http://…`, `www.…` or `name@host`, which a GFM viewer makes a live link."""
+    text = _MD_SPECIAL.sub(r"\\\1", " ".join(str(v).splitlines()))
+    return _AUTOLINK.sub(lambda m: m.group(1) + "\\" if m.group(1) else "\\@", text).translate(_BIDI)
+
+
+_IDENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*")
+
+
+def ident(v: Any) -> str:
+    """A model version or other id as written when it is a plain identifier (letters, digits,
+    `_ . : -`: nothing there starts markup but an intraword-safe `_`), so a search of report.md
+    for `tfidf_lr-2026…` finds it; anything else as `plain` text."""
+    s = str(v)
+    return s if _IDENT.fullmatch(s) and not re.search(r"(?i)www\.|(?:https?|ftp):", s) else plain(s)
+
+
+_PUNCT_AFTER_BACKSLASH = re.compile(r"\\(?=[!-/:-@\[-`{-~]|$)")
+_PROSE_SPECIAL = re.compile(r"([<>]|\](?=\())")
+
+
+def prose(v: Any) -> str:
+    """A sentence this code wrote around names from the data (a gate's reason, a warning, why a
+    set was not compared) as one line of Markdown that holds no tag, link, image or autolink:
+    `<`, `>`, the `](` of a link and a backslash that would escape them are escaped, as are bare
+    URLs and e-mails; backticks, `_` and `[0, 1]` stay as written (the raw file reads as before)."""
+    text = _PUNCT_AFTER_BACKSLASH.sub(r"\\\\", " ".join(str(v).splitlines()))
+    text = _PROSE_SPECIAL.sub(r"\\\1", text)
+    return _AUTOLINK.sub(lambda m: m.group(1) + "\\" if m.group(1) else "\\@", text).translate(_BIDI)
+
+
+def write_atomic(path: str | Path, data: bytes | str) -> str:
+    """Write `data` to `path` through a temporary file in the same folder and `os.replace`: a
+    reader (the UI, a browser) sees the old file or the new one, never half a PNG or report, and
+    a write that fails leaves the old file as it was."""
+    path = Path(path)
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(raw)
+        os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o644)  # mkstemp's is 0600
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return str(path)
 
 
 def measured(v: Any) -> bool:

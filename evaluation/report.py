@@ -275,7 +275,7 @@ def write_report(store: Store, taxonomy: Taxonomy, out_dir: str | Path, model_ve
     """report.md with PNG files beside it, and report.html with the same plots embedded (one
     self-contained file). Needs `evaluate`. Returns the figures (JSON-ready) and the paths."""
     check_permission(actor, "evaluate", str(out_dir))
-    from .render import report_html, report_markdown
+    from .render import report_html, report_markdown, write_atomic
     from .sections import evaluation_sections
 
     out = Path(out_dir)
@@ -284,15 +284,18 @@ def write_report(store: Store, taxonomy: Taxonomy, out_dir: str | Path, model_ve
                                  model_version=model_version, now=now)
     pngs = summary.pop("_png")
     files = {"reliability": "reliability_human.png"}
-    images: dict[str, str] = {}
-    for name, data in pngs.items():
-        images[name] = files.get(name, f"{name}.png")
-        (out / images[name]).write_bytes(data)
+    images = {name: files.get(name, f"{name}.png") for name in pngs}
     sections = evaluation_sections(summary)
     header = _header(summary)
     md, page = out / "report.md", out / "report.html"
-    md.write_text(report_markdown(TITLE, header, sections, images), encoding="utf-8")
-    page.write_text(report_html(TITLE, header, sections, pngs), encoding="utf-8")
+    # everything rendered before anything is written, and each file replaced in one step: a
+    # rendering error left a new report.md beside the last run's report.html, and a reader
+    # could open a half-written PNG or page
+    texts = {md: report_markdown(TITLE, header, sections, images), page: report_html(TITLE, header, sections, pngs)}
+    for name, data in pngs.items():
+        write_atomic(out / images[name], data)
+    for path, text in texts.items():
+        write_atomic(path, text)
     summary.update(report=str(md), html=str(page), plots={k: str(out / v) for k, v in images.items()})
     if summary.get("drift"):
         summary["drift"].pop("markdown", None)

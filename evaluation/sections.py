@@ -23,9 +23,16 @@ def _estimate_sections(s: Mapping[str, Any]) -> list[Section]:
                 for k in ("precision", "recall", "f1")]
         rows.append([lab, est(m["precision"]), est(m["recall"]), est(m["f1"]), " / ".join(more)]
                     + ([" / ".join(num(m[k].get("n_eff"), 1) for k in ("precision", "recall", "f1"))] if weighted else []))
+    # the interval method the figures carry (evaluation.yaml `interval_method`): the text said
+    # "Wilson" / "stratified posterior" whatever the table's intervals were computed with
+    boot = any(e.get("method") == "bootstrap" for m in qa["per_policy"].values() for e in m.values()
+               if isinstance(e, Mapping))
     design = (f"stratified by predicted policy and score band ({qa['strata']} inclusion probabilities); each "
               "audit weighted by 1 / its inclusion probability, and up by its band's share of audits still "
-              "pending (ratio estimator; interval from a stratified posterior of the population totals)") if weighted else "uniform (every case had the same chance); Wilson intervals"
+              "pending (ratio estimator; " + ("percentile bootstrap interval, resampled within strata)" if boot else
+                                             "interval from a stratified posterior of the population totals)")
+              ) if weighted else "uniform (every case had the same chance); " + (
+                  "percentile bootstrap intervals" if boot else "Wilson intervals")
     text = (f"{qa['n']} audited decisions; design: {design}. {percent(s['confidence'])} intervals. "
             f"*n* is the number of audited items in the rate's denominator (predicted the policy for precision, "
             f"truly the policy for recall; every audited item for prevalence, the share of traffic that "
@@ -103,7 +110,9 @@ def _calibration_and_agreement(s: Mapping[str, Any]) -> list[Section]:
                       "score is not among the current policies'); a retired human label counts as a wrong top label."
                       if c.get("retired_model") else ""),
                    plots=["reliability"])]
-    rows = [[name, v["items"], v["raters_per_item"], v["method"] or "n/a", num(v["kappa"])]
+    # kappa undefined (one label only, one rater) says why, as `report.agreement` notes it
+    rows = [[name, v["items"], v["raters_per_item"], v["method"] or "n/a",
+             num(v["kappa"]) if measured(v["kappa"]) else f"n/a ({v.get('kappa_note') or 'not enough data'})"]
             for name, v in s["agreement"].items()]
     out.append(Section("Agreement between analysts (calibration sets)",
                        "" if rows else "No calibration decisions yet.",
