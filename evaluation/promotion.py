@@ -381,6 +381,8 @@ def _report_folder(store: "Store", challenger_id: str, report_dir: Optional[str]
     promote` after a refused retrain, a rollback), or any verdict given the same `--report-dir`,
     wrote over the report that the first verdict's audit row (`model.gate`) names. The folder is
     claimed by creating its comparison.md exclusively: two verdicts at once get two folders."""
+    if not report_dir and (not challenger_id or any(c in challenger_id for c in "/\\\0") or ".." in challenger_id):
+        raise ValueError(f"model id {challenger_id!r} cannot name a report folder (a path in it): nothing written")
     base = (Path(report_dir).expanduser().resolve() if report_dir
             else store.path("reports", "x").parent / f"promotion-{challenger_id}")
     for k in range(1, 10_000):

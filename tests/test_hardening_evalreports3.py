@@ -328,3 +328,15 @@ def test_the_drift_plot_keeps_every_check_label_readable_beside_a_long_policy_na
     ticks = [t.get_text() for t in fig.axes[0].get_yticklabels()]
     assert all("\n" not in t and len(t) <= 60 for t in ticks), ticks
     assert fig.axes[0].get_position().x0 < 0.5  # the bars keep more than half the width
+
+
+@pytest.mark.parametrize("bad", ["../../etc/x", "a/b", "..", "a\\b", "x\x00y", ""])
+def test_a_model_id_that_is_a_path_names_no_report_folder(sqlite_store, bad):
+    """The promotion report's folder is named from the challenger's id: an id holding a path (never
+    made by the registry today, but read back from a store) must not write outside the reports."""
+    from evaluation.promotion import _report_folder
+
+    with pytest.raises(ValueError, match="cannot name a report folder"):
+        _report_folder(sqlite_store, bad)
+    assert not (sqlite_store.path("reports", "x").parent.parent / "etc").exists()
+    assert _report_folder(sqlite_store, "tfidf_lr-20261207-1").name == "promotion-tfidf_lr-20261207-1"
