@@ -222,18 +222,19 @@ def rework_flags(events: Sequence[Mapping[str, Any]], left_out: Sequence[Mapping
 def _agreement(pairs: Sequence[tuple[str, str]], conf: float,
                items: Optional[Sequence[tuple[int, int]]] = None) -> dict[str, Any]:
     """The share of equal labels with its interval, and Cohen's kappa; kappa None with a
-    `kappa_note` where it is undefined: no pairs, or one and the same label on both sides (chance
-    agreement 1, kappa 0/0; `metrics.cohen_kappa` gives 1.0 there, sklearn NaN). `items`: the
-    pairs grouped by item (`peer_items`); where an item gave several, the interval is Wilson's at
-    the effective n of the ratio estimator over items (`estimates.ratio_estimate`), at most the
-    items: one answer per item, however many peers it is set beside."""
+    `kappa_note` where it is undefined: no pairs ("not enough data": 0 or 1 rater), or one and the
+    same label on both sides (chance agreement 1, kappa 0/0; `metrics.cohen_kappa` gives 1.0
+    there, sklearn NaN). `items`: the pairs grouped by item (`peer_items`); where an item gave
+    several, the interval is Wilson's at the effective n of the ratio estimator over items
+    (`estimates.ratio_estimate`), at most the items: one answer per item, however many peers it
+    is set beside."""
     est = proportion(sum(a == b for a, b in pairs), len(pairs), conf)
     if items and len(items) < len(pairs):
         n_eff = min(float(len(items)), ratio_estimate([k for k, _ in items], [n for _, n in items])["n_eff"])
         lo, hi = wilson(est["estimate"] * n_eff, n_eff, conf)
         est.update(lo=lo, hi=hi, items=len(items), n_eff=n_eff, method="wilson-by-item")
-    if not pairs:
-        est["kappa"], est["kappa_note"] = None, "no pairs"
+    if not pairs:  # 0 or 1 rater: said in words, as the report's table shows it, never NaN
+        est["kappa"], est["kappa_note"] = None, "not enough data: no pairs"
     elif len({lab for pair in pairs for lab in pair}) < 2:
         est["kappa"], est["kappa_note"] = None, "undefined: one label only on both sides"
     else:

@@ -21,7 +21,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Collection, Mapping, Optional
 
-from sqlalchemy import Connection, exists, func, insert, or_, select, update
+from sqlalchemy import Connection, delete, exists, func, insert, or_, select, update
+from sqlalchemy.orm import aliased
 
 from core import audit
 from core.hooks import check_permission
@@ -81,9 +82,16 @@ def reclaim_expired(conn: Connection, config: QueueConfig, now: Optional[dt.date
         if ids:
             conn.execute(update(C).where(C.c.id.in_(ids)).values(
                 state=state, claimed_by=None, lease_expires_at=None, updated_at=now))
+    returned: dict[int, list[int]] = {}
+    copies = set(conn.execute(select(C.c.id).where(C.c.id.in_([r.id for r in rows]),
+                                                   C.c.calibration_set.is_not(None))).scalars()) if rows else set()
+    for r in rows:
+        if r.id in copies and r.claimed_by and (back := return_calibration_siblings(conn, r.id, r.claimed_by, now)):
+            returned[r.id] = back
     if rows:
         audit.record(conn, SYSTEM["system"], "case.lease_expired", "case", None,
-                     {"cases": [r.id for r in rows], "holders": sorted({r.claimed_by for r in rows if r.claimed_by})})
+                     {"cases": [r.id for r in rows], "holders": sorted({r.claimed_by for r in rows if r.claimed_by}),
+                      **({"calibration_siblings_returned": returned} if returned else {})})
     return [r.id for r in rows]
 
 
@@ -175,16 +183,53 @@ def _resume(conn: Connection, case_id: int, queue: str, who: str, now: dt.dateti
                                                      "lease_expires_at": expires}
 
 
+SIBLING = "calibration sibling"  # the reason of a skip row `exclude_calibration_siblings` writes
+
+
 def exclude_calibration_siblings(conn: Connection, case_id: int, item_id: Optional[str], cal_set: str,
                                  analyst: str, now: dt.datetime) -> None:
     """Never offer `analyst` the other copies of a calibration copy they took (claimed by `n` or
-    by id, or decided): they could not answer it twice, so `n` would serve a case they cannot decide."""
+    by id, or decided): they could not answer it twice, so `n` would serve a case they cannot decide.
+    The copies of every calibration set (`cal_set` is the taken copy's): an item drawn into two
+    sets served one analyst a copy from each, a second answer to an item already seen, neither
+    blind nor independent. A release or a lapse of the copy undoes this
+    (`return_calibration_siblings`); a skip does not (it declines the item)."""
+    if item_id is None:
+        return
     already = exists(select(1).where(SK.c.case_id == C.c.id, SK.c.analyst == analyst))
-    sibs = conn.execute(select(C.c.id).where(C.c.item_id == item_id, C.c.calibration_set == cal_set,
+    sibs = conn.execute(select(C.c.id).where(C.c.item_id == item_id, C.c.calibration_set.is_not(None),
                                              C.c.id != case_id, ~already)).scalars().all()
     if sibs:
-        conn.execute(insert(SK), [{"case_id": s, "analyst": analyst, "reason": "calibration sibling",
+        conn.execute(insert(SK), [{"case_id": s, "analyst": analyst, "reason": SIBLING,
                                    "created_at": now} for s in sibs])
+
+
+def return_calibration_siblings(conn: Connection, case_id: int, analyst: str, now: dt.datetime) -> list[int]:
+    """Offer `analyst` again the sibling copies of calibration copy `case_id`, which they gave back
+    (released, or let the lease lapse) without answering: the sibling skips
+    `exclude_calibration_siblings` wrote for them are removed, unless they answered the item (a
+    live calibration answer, any set) or hold another copy of it. Why: kept, once someone else
+    took the returned copy, the analyst who never answered got no copy of the item at all, and
+    with as many analysts as copies the item was never fully answered. Returns the sibling ids
+    given back (for the audit record); [] for a case that is no calibration copy."""
+    case = conn.execute(select(C.c.item_id, C.c.calibration_set).where(C.c.id == case_id)).first()
+    if case is None or not case.calibration_set or case.item_id is None:
+        return []
+    later = aliased(D)
+    answered = conn.execute(select(D.c.id).where(
+        D.c.item_id == case.item_id, D.c.reviewer == analyst, D.c.kind == "calibration",
+        ~exists().where(later.c.supersedes_id == D.c.id, later.c.kind == "undo")).limit(1)).first()
+    holds = conn.execute(select(C.c.id).where(
+        C.c.item_id == case.item_id, C.c.calibration_set.is_not(None), C.c.id != case_id, C.c.state == "claimed",
+        C.c.claimed_by == analyst, C.c.lease_expires_at > now).limit(1)).first()
+    if answered is not None or holds is not None:
+        return []
+    sibs = select(C.c.id).where(C.c.item_id == case.item_id, C.c.calibration_set.is_not(None), C.c.id != case_id)
+    back = conn.execute(select(SK.c.case_id).where(SK.c.analyst == analyst, SK.c.reason == SIBLING,
+                                                   SK.c.case_id.in_(sibs))).scalars().all()
+    if back:
+        conn.execute(delete(SK).where(SK.c.analyst == analyst, SK.c.reason == SIBLING, SK.c.case_id.in_(back)))
+    return sorted(back)
 
 
 def lock_case(conn: Connection, case_id: int) -> dict[str, Any]:
@@ -234,7 +279,10 @@ def release(store: Store, case_id: int, analyst: Actor, config: QueueConfig, now
                 conn.execute(insert(SK).values(case_id=case_id, analyst=analyst, reason=reason, created_at=now))
         conn.execute(update(C).where(C.c.id == case_id).values(
             state=config.waiting_state(case["queue"]), claimed_by=None, lease_expires_at=None, updated_at=now))
-        audit.record(conn, principal, _action, "case", case_id, {"queue": case["queue"], "reason": reason})
+        back = return_calibration_siblings(conn, case_id, analyst, now) if _action != "case.skip" else []
+        audit.record(conn, principal, _action, "case", case_id, {"queue": case["queue"], "reason": reason,
+                                                                 **({"calibration_siblings_returned": back}
+                                                                    if back else {})})
         return case_view(conn, case_id, with_history=False)
 
 

@@ -235,10 +235,10 @@ def decide(store: Store, taxonomy: Taxonomy, case_id: int, analyst: Actor, label
             if kind == "calibration":
                 twice = conn.execute(select(D.c.id).join(C, C.c.id == D.c.case_id).where(
                     D.c.item_id == case["item_id"], D.c.reviewer == analyst, D.c.kind == "calibration",
-                    C.c.calibration_set == case["calibration_set"], _not_undone())).first()
+                    C.c.calibration_set.is_not(None), _not_undone())).first()  # any set: one blind answer
                 if twice is not None:
-                    raise DecisionError(f"{analyst} already answered item {case['item_id']!r} in calibration set "
-                                     f"{case['calibration_set']!r}; agreement needs different analysts")
+                    raise DecisionError(f"{analyst} already answered item {case['item_id']!r} in a calibration set "
+                                        f"(now {case['calibration_set']!r}); agreement needs different analysts")
                 exclude_calibration_siblings(conn, case_id, case["item_id"], case["calibration_set"], analyst, now)
             version, model_label, model_score = _model_seen(conn, case)
             _check_seen(case_id, seen, version, model_label)

@@ -41,7 +41,7 @@ import hashlib
 import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Container, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 from sqlalchemy import Connection, exists, func, select
@@ -156,12 +156,14 @@ def _leads(conn: Connection) -> set[str]:
     return set(conn.execute(select(U.c.name).where(U.c.role.in_(LEAD_ROLES))).scalars())
 
 
-def calibration_labels(conn: Connection, rule: str) -> tuple[dict[str, dict[str, Any]], int]:
+def calibration_labels(conn: Connection, rule: str, decided: Container[str] = ()
+                       ) -> tuple[dict[str, dict[str, Any]], int]:
     """(item id -> {label, decided_at, reviewers}, ties left out) from the calibration copies
     nothing supersedes; each reviewer's latest copy counts once. A correction of a copy (or the
     row an undo restored) is the vote of the copy's reviewer, whoever wrote it (`_copy_owners`):
     a lead correcting an analyst's copy changes that analyst's vote, not the lead's own; it
-    counts as a lead's vote for the `lead` rule."""
+    counts as a lead's vote for the `lead` rule. A tie on an item of `decided` (a decision of
+    record settled it) is no tie left to report."""
     later = aliased(D)
     rows = conn.execute(select(D.c.item_id, D.c.reviewer, D.c.label, D.c.created_at, D.c.id, D.c.supersedes_id)
                         .where(D.c.kind == "calibration", D.c.item_id.is_not(None),
@@ -178,7 +180,7 @@ def calibration_labels(conn: Connection, rule: str) -> tuple[dict[str, dict[str,
         ordered = sorted(votes.values(), key=lambda v: v[3])
         label = resolve_calibration([(who, lab) for lab, _, who, _ in ordered], rule, leads)
         if label is None:
-            ties += 1
+            ties += item_id not in decided
             continue
         out[item_id] = {"label": label, "decided_at": max(v[1] for v in votes.values()), "kind": "calibration",
                         "reviewers": sorted(votes)}
@@ -502,7 +504,7 @@ def learning_data(store: "Store", taxonomy: "Taxonomy", settings: "LearningSetti
         appealed_audits(conn, human.values())
         for d in _rereview_decisions(conn, human.values()):
             d["kind"] = "rereview"  # a lead's blind re-review: a draw of decided items, not the QA sample
-        calib, ties = calibration_labels(conn, settings.calibration_rule)
+        calib, ties = calibration_labels(conn, settings.calibration_rule, decided=human)
         for item_id, c in calib.items():
             human.setdefault(item_id, c)  # a decision of record (an adjudication) wins over the copies
         q = select(I.c.id, I.c.text, I.c.policy_label, I.c.source, I.c["metadata"]).order_by(I.c.id)

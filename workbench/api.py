@@ -576,13 +576,14 @@ def _score_batch(app: "AppContext", who: "Principal", item_ids: list[str]) -> di
 def decisions_page(app: "AppContext", who: "Principal", after: int = 0, limit: int = 100) -> dict[str, Any]:
     from sqlalchemy import select
 
-    from core.hooks import check_permission
+    from core.permissions import check_permission, refusal  # the hooks' check, re-exported
     from core.schema import Decision
 
     check_permission(who, "read", "decisions")
     D = Decision.__table__
+    blind = [D.c.kind != "calibration"] if refusal(who, "analyst_quality") else []  # peers' answers; enforce nothing
     with app.store().read() as conn:
-        rows = conn.execute(select(*[D.c[f] for f in DECISION_FIELDS]).where(D.c.id > after)
+        rows = conn.execute(select(*[D.c[f] for f in DECISION_FIELDS]).where(D.c.id > after, *blind)
                             .order_by(D.c.id).limit(limit + 1)).mappings().all()
     page = [dict(r) for r in rows[:limit]]
     return {"decisions": page, "next_cursor": page[-1]["id"] if len(rows) > limit else None}
