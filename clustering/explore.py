@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Any, Collection, Optional, Sequence
 
 from sqlalchemy import func, or_, select
 
-from core.labels import current_decisions
-from core.predictions import prediction_problem, predictions_of_record
+from core.labels import current_decisions, record_decision_ids
+from core.predictions import prediction_problem, predictions_of_record, ranked_predictions
 from core.plotting import pyplot, serialised
-from core.schema import utcnow
+from core.schema import Decision, Prediction, utcnow
 
 from . import facts
 from .service import _CT, _IT, _MT, CampaignError, _fetch_items, _item_time
@@ -161,12 +161,38 @@ def _sizes(rows: dict[str, Any]) -> dict[str, tuple[Any, int]]:
     return {i: (r.text_hash, int(r.chars or 0)) for i, r in rows.items()}
 
 
-def _live_facts(conn: Any, campaign_id: int, members: Sequence[str], benign: str,
-                now: dt.datetime, top_terms: Any = ()) -> dict[str, Any]:
-    return _facts_read(conn, members, benign, now, top_terms)[0]
+def _member_rows(conn: Any, campaign_id: int) -> dict[str, Any]:
+    """Member id -> (seen, policy_label, text_hash, chars, linked_by, similarity), by item id, in one
+    statement joining the members to their items (a member whose item is gone has `chars` None)."""
+    q = (select(_MT.c.item_id, _item_time().label("seen"), _IT.c.policy_label, _IT.c.text_hash,
+                func.length(_IT.c.text).label("chars"), _IT.c.id.label("item"), _MT.c.linked_by, _MT.c.similarity)
+         .select_from(_MT.outerjoin(_IT, _IT.c.id == _MT.c.item_id))
+         .where(_MT.c.campaign_id == campaign_id).order_by(_MT.c.item_id))
+    return {r.item_id: r for r in conn.execute(q)}
 
 
-def _facts_read(conn: Any, members: Sequence[str], benign: str, now: dt.datetime,
+def _member_decisions(conn: Any, campaign_id: int) -> dict[str, str]:
+    """`_latest_decisions` of every member of the campaign in one statement (`core.labels`' rule in
+    SQL, `record_decision_ids`), not one per 900 members."""
+    rec = record_decision_ids(within=_MT, where=_MT.c.campaign_id == campaign_id)
+    d = Decision.__table__
+    return {i: lab for i, lab in conn.execute(select(rec.c.item_id, d.c.label).join(d, d.c.id == rec.c.id))}
+
+
+def _member_scores(conn: Any, campaign_id: int) -> dict[str, dict[str, float]]:
+    """Member -> the usable scores (`_valid_scores`) of its prediction of record, in one statement
+    (`core.predictions.ranked_predictions`, the rule `predictions_of_record` applies)."""
+    p = Prediction.__table__
+    ranked = ranked_predictions([p.c.item_id, p.c.scores], within=_MT, where=_MT.c.campaign_id == campaign_id)
+    rows = conn.execute(select(ranked.c.item_id, ranked.c.scores).where(ranked.c.n == 1))
+    return {k: s for k, s in ((i, _valid_scores({"scores": sc})) for i, sc in rows) if s is not None}
+
+
+def _live_facts(conn: Any, campaign_id: int, benign: str, now: dt.datetime, top_terms: Any = ()) -> dict[str, Any]:
+    return _facts_read(conn, campaign_id, benign, now, top_terms)[0]
+
+
+def _facts_read(conn: Any, campaign_id: int, benign: str, now: dt.datetime,
                 top_terms: Any) -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
     """Facts that change without re-clustering: growth, decided label mix, mean model score, and
     what the masking rule needs to know of the members the top terms come from.
@@ -179,14 +205,19 @@ def _facts_read(conn: Any, members: Sequence[str], benign: str, now: dt.datetime
     the same safely, but trend analysts read top terms to learn what a whole wave says, across
     thousands of members, the same in the list (no members listed) as in any page of members;
     with this rule every term still speaks for the whole campaign, and a member's sensitivity
-    masks only the terms its text carries (the whole campaign's, past `TERM_TEXTS`)."""
-    rows = _fetch_items(conn, members, [_item_time().label("seen"), _IT.c.policy_label, _IT.c.text_hash,
-                                        func.length(_IT.c.text).label("chars")])
+    masks only the terms its text carries (the whole campaign's, past `TERM_TEXTS`).
+
+    Each of the members' rows, decisions and predictions is read in one statement joined to the
+    campaign (`_member_rows`, `_member_decisions`, `_member_scores`): reading them by lists of
+    member ids took a statement per 500 members, 600 for a wave of 100,000, on every list and
+    page. `rows`: member -> its `_member_rows` row, for members whose item is stored."""
+    every_row = _member_rows(conn, campaign_id)
+    members = list(every_row)
+    rows = {i: r for i, r in every_row.items() if r.item is not None}
     times = [r.seen for r in rows.values() if r.seen is not None]
-    decided = _latest_decisions(conn, members)
+    decided = _member_decisions(conn, campaign_id)
     mix = facts.label_mix(decided.values())
-    preds = predictions_of_record(conn, members)
-    scores = {k: s for k, s in ((k, _valid_scores(p)) for k, p in preds.items()) if s is not None}
+    scores = _member_scores(conn, campaign_id)
     means = facts.mean_scores(scores.values())
     labels = _labels(rows, decided)
     per_term, every = _term_evidence(conn, members, [t for t, _ in top_terms_of(top_terms)], scores,
@@ -254,9 +285,8 @@ def list_campaigns(store: "Store", limit: int = 20, min_size: int = 2, status: s
         if offset:
             q = q.offset(offset)
         for row in conn.execute(q).mappings().all():
-            members = _member_ids(conn, row["id"])
             out.append({**_campaign_dict(row), **_exemplar(conn, row["exemplar_item_id"]),
-                        **_live_facts(conn, row["id"], members, benign, now, row["top_terms"])})
+                        **_live_facts(conn, row["id"], benign, now, row["top_terms"])})
     return out
 
 def _campaign_dict(row: Any) -> dict[str, Any]:
@@ -286,9 +316,9 @@ def campaign_detail(store: "Store", campaign_id: int, members_limit: int = 20,
     with store.read(snapshot=True) as conn:
         row = _campaign_row(conn, campaign_id)
         members = _member_ids(conn, campaign_id)
-        live, rows, decided = _facts_read(conn, members, benign, _utc(now), row["top_terms"])
-        links = {r.item_id: r for r in conn.execute(select(_MT).where(_MT.c.campaign_id == campaign_id))}
-        listed = [i for i in members if i in rows and i in links]
+        live, rows, decided = _facts_read(conn, campaign_id, benign, _utc(now), row["top_terms"])
+        links = rows  # each member's linked_by and similarity came with its row
+        listed = [i for i in members if i in rows]
         if members_order == "seen":
             listed.sort(key=lambda i: (str(rows[i].seen or ""), i))
         step = max(members_limit, 1)
@@ -337,12 +367,11 @@ def campaign_timeline(store: "Store", campaign_id: int, freq: str = "auto",
         raise CampaignError(f"unknown timeline frequency {freq!r} (auto, h, D)")
     with store.read(snapshot=True) as conn:
         _campaign_row(conn, campaign_id)
-        members = _member_ids(conn, campaign_id)
-        times = [r.seen for r in _fetch_items(conn, members, [_item_time().label("seen")]).values() if r.seen is not None]
+        times, counts = _member_times(conn, campaign_id)
     if freq == "auto":
         span = (max(times) - min(times)) if times else dt.timedelta(0)
         freq = "h" if span <= dt.timedelta(days=7) else "D"
-    series = _series(times, freq)
+    series = _series(times, freq, counts)
     out: dict[str, Any] = {"campaign_id": campaign_id, "freq": "hour" if freq == "h" else "day",
                            "buckets": [{"start": s, "new": n, "size": c} for s, n, c in series]}
     if png_path:
@@ -350,14 +379,26 @@ def campaign_timeline(store: "Store", campaign_id: int, freq: str = "auto",
     return out
 
 
-def _series(times: Sequence[dt.datetime], freq: str) -> list[tuple[dt.datetime, int, int]]:
+def _member_times(conn: Any, campaign_id: int) -> tuple[list[dt.datetime], list[int]]:
+    """(each distinct time a member of the campaign came, how many came then), in one statement
+    joining the members to their items: the timeline (drawn on every page of the Campaigns tab)
+    read every member id, then their items 500 ids at a time, one statement per 500 members."""
+    seen = _item_time()
+    rows = conn.execute(select(seen.label("seen"), func.count().label("n"))
+                        .select_from(_MT.join(_IT, _IT.c.id == _MT.c.item_id))
+                        .where(_MT.c.campaign_id == campaign_id, seen.is_not(None)).group_by(seen)).all()
+    return [r.seen for r in rows], [int(r.n) for r in rows]
+
+
+def _series(times: Sequence[dt.datetime], freq: str,
+            counts: Optional[Sequence[int]] = None) -> list[tuple[dt.datetime, int, int]]:
     """`facts.timeline`, also for a member dated in the last hour or day a datetime holds (year
     9999): filling gaps, it stepped one bucket past the last, an OverflowError traceback. Such
     times are counted one bucket earlier and the buckets moved back (whole hours and days)."""
     step = dt.timedelta(hours=1) if freq == "h" else dt.timedelta(days=1)
     if times and max(times) > dt.datetime.max - 2 * step and min(times) >= dt.datetime.min + step:
-        return [(s + step, n, c) for s, n, c in facts.timeline([t - step for t in times], freq)]
-    return facts.timeline(times, freq)
+        return [(s + step, n, c) for s, n, c in facts.timeline([t - step for t in times], freq, counts)]
+    return facts.timeline(times, freq, counts)
 
 
 # The latest time matplotlib's date axis takes: its float day numbers round datetime.max up to

@@ -243,9 +243,12 @@ def growth(times: Sequence[dt.datetime], now: dt.datetime) -> dict[str, float | 
 MAX_TIMELINE_BUCKETS = 2000
 
 
-def timeline(times: Iterable[dt.datetime], freq: str = "h") -> list[tuple[dt.datetime, int, int]]:
+def timeline(times: Iterable[dt.datetime], freq: str = "h",
+             counts: Iterable[int] | None = None) -> list[tuple[dt.datetime, int, int]]:
     """(bucket start, new members, cumulative size) per hour (`h`) or day (`D`), gaps filled with 0
-    while the span holds at most `MAX_TIMELINE_BUCKETS` buckets; past that, only buckets with members."""
+    while the span holds at most `MAX_TIMELINE_BUCKETS` buckets; past that, only buckets with members.
+    `counts`: how many members each of `times` stands for (1 each when None), so a store can
+    send each distinct time once with its count instead of one row per member."""
     if freq not in ("h", "D"):
         raise ValueError(f"freq must be 'h' or 'D', got {freq!r}")
     step = dt.timedelta(hours=1) if freq == "h" else dt.timedelta(days=1)
@@ -254,19 +257,24 @@ def timeline(times: Iterable[dt.datetime], freq: str = "h") -> list[tuple[dt.dat
         return t.replace(minute=0, second=0, microsecond=0) if freq == "h" else \
             t.replace(hour=0, minute=0, second=0, microsecond=0)
 
-    counts = Counter(bucket(t) for t in times)
-    if not counts:
+    per: Counter[dt.datetime] = Counter()
+    if counts is None:
+        per.update(bucket(t) for t in times)
+    else:
+        for t, n in zip(times, counts):
+            per[bucket(t)] += int(n)
+    if not per:
         return []
     out = []
-    cur, end, total = min(counts), max(counts), 0
+    cur, end, total = min(per), max(per), 0
     if (end - cur) // step >= MAX_TIMELINE_BUCKETS:
-        for start in sorted(counts):
-            total += counts[start]
-            out.append((start, counts[start], total))
+        for start in sorted(per):
+            total += per[start]
+            out.append((start, per[start], total))
         return out
     while cur <= end:
-        total += counts.get(cur, 0)
-        out.append((cur, counts.get(cur, 0), total))
+        total += per.get(cur, 0)
+        out.append((cur, per.get(cur, 0), total))
         cur += step
     return out
 

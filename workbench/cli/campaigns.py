@@ -4,6 +4,7 @@ Thin: every command calls `clustering` (service, explore, search). Top-level imp
 """
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any, Optional
 
 import click
@@ -24,6 +25,14 @@ def _service_call(fn: Any, *args: Any, **kwargs: Any) -> Any:
 
 def _short(text: Optional[str], n: int = 70) -> str:
     return one_line(text, n)
+
+
+def _utc(when: Any) -> str:
+    """A stored time (naive UTC) as `2026-11-25 08:00 UTC`; '-' for none: printed bare, a timeline
+    bucket or a first-seen time read as the analyst's local time, hours off a wave's real start."""
+    if when is None:
+        return "-"
+    return f"{when.isoformat(sep=' ', timespec='minutes')} UTC" if isinstance(when, dt.datetime) else f"{when} UTC"
 
 
 @hookimpl
@@ -133,8 +142,9 @@ def register_commands(cli: click.Group) -> None:
             if c["status"] == "merged":  # where its members, and a decision on them, are now
                 click.echo(f"merged into campaign {c['successor']}" if c.get("successor")
                            else "merged: its members are in no campaign now")
-            click.echo(f"campaign {c['id']} ({c['status']}): {c['size']} items, first seen {c['first_seen']}, "
-                       f"last seen {c['last_seen']}")
+            # stored naive UTC: said so, or an analyst east or west of UTC reads them as local times
+            click.echo(f"campaign {c['id']} ({c['status']}): {c['size']} items, first seen {_utc(c['first_seen'])}, "
+                       f"last seen {_utc(c['last_seen'])}")
             g = c["growth"]
             click.echo(f"growth: {g['per_hour']}/hour, {g['per_day']}/day; last hour +{g['last_hour']}, "
                        f"last day +{g['last_day']}")
@@ -178,8 +188,9 @@ def register_commands(cli: click.Group) -> None:
                                  freq={"auto": "auto", "hour": "h", "day": "D"}[freq], png_path=path)
 
         def human(t: dict[str, Any]) -> None:
+            # buckets are hours and days of UTC (as stored): said so, as the plot's axis says it
             for b in t["buckets"][-48:]:
-                click.echo(f"{b['start']}  +{b['new']:<5} size {b['size']}")
+                click.echo(f"{_utc(b['start'])}  +{b['new']:<5} size {b['size']}")
             click.echo(f"plot: {t['png']}")
 
         emit(data, as_json, human)

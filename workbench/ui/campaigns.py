@@ -221,10 +221,8 @@ def build_campaigns_tab(app: "AppContext", tab: gr.Tab, who: gr.Textbox) -> None
 
     def changed_since(cid: int, case_id: int, seen: dict[str, Any]) -> Optional[str]:
         """Why applying now would not do what the preview the lead read said (None when it would):
-        another campaign than the one shown, or members joined, left or decided since. With nothing
-        shown yet there is no preview to contradict: the Saved line says what was done."""
-        if not seen:
-            return None
+        another campaign than the one shown, or members joined, left or decided since. `seen` is
+        what a Show put in the page's state (`act_on_campaign` refuses an empty one)."""
         if seen.get("campaign") != cid:
             return (f"campaign {cid} is not the campaign shown: press Show and read what applying would do "
                     "before applying.")
@@ -297,8 +295,9 @@ def build_campaigns_tab(app: "AppContext", tab: gr.Tab, who: gr.Textbox) -> None
     def act_on_campaign(campaign_id: Optional[float], who: str, label: str, action: str, rationale: str,
                         keep_decided: bool, request: gr.Request, seen: Optional[dict[str, Any]] = None) -> str:
         """Decide the campaign's case in bulk. `seen` is what the page showed (the tab's state; None for
-        a trusted in-process caller): refused when the page shows another campaign, or this one
-        changed since it was shown."""
+        a trusted in-process caller): refused when the page shows no campaign or another one, or this
+        one changed since it was shown. An id typed in the box and applied before any Show decided
+        every member unread: the tab's state starts empty, and an empty state skipped the check."""
         if campaign_id is None:
             return "Pick a campaign id."
         try:
@@ -317,6 +316,9 @@ def build_campaigns_tab(app: "AppContext", tab: gr.Tab, who: gr.Textbox) -> None
                 return f"Warning: {no_case_md(campaign_id)}"
         except STORE_ERRORS as exc:
             return f"Warning: Not saved: {said(exc)}"
+        if seen is not None and not seen:  # the page showed no campaign (never, or a refusal): no preview read
+            return (f"Warning: Not saved: campaign {campaign_id} is not shown: press Show and read what applying "
+                    "would do before applying.")
         if seen is not None and (why := changed_since(campaign_id, case_id, seen)) is not None:
             return f"Warning: Not saved: {why}"
         try:
