@@ -94,7 +94,6 @@ class Preset:
     fmt: str
     columns: ColumnMap
     hub_id: str
-    hub_columns: ColumnMap
     quoting: int = csv.QUOTE_MINIMAL
 
 
@@ -102,15 +101,13 @@ PRESETS: dict[str, Preset] = {
     "sms_spam": Preset(
         source="sms_spam", fmt="tsv", quoting=csv.QUOTE_NONE,
         columns=ColumnMap(id=ROW_NUMBER, text="SMS", label="Label"),
-        hub_id="ucirvine/sms_spam", hub_columns=ColumnMap(id=ROW_NUMBER, text="sms", label="label"),
+        hub_id="ucirvine/sms_spam",
     ),
     "davidson": Preset(
         source="davidson", fmt="csv",
         columns=ColumnMap(id="", text="tweet", label="class",
                           meta=["count", "hate_speech", "offensive_language", "neither"]),
         hub_id="tdavidson/hate_speech_offensive",
-        hub_columns=ColumnMap(id=ROW_NUMBER, text="tweet", label="class",
-                              meta=["count", "hate_speech_count", "offensive_language_count", "neither_count"]),
     ),
 }
 
@@ -372,7 +369,7 @@ def _ingest_one(store: Any, taxonomy: Any, path: str, fmt: str, preset: Optional
 
     pre = PRESETS.get(preset) if preset else None
     from_hub = fmt == "hf" and not Path(path).exists()
-    base = (pre.hub_columns if from_hub else pre.columns) if pre else ColumnMap()
+    base = pre.columns if pre else ColumnMap()  # the Hub copy is read as the file (core.hub_rows.hub_as_local)
     cols = (columns or ColumnMap()).merged_over(base)
     src = _source_name(path, preset, source)
     smap = taxonomy.sources.get(src)
@@ -392,6 +389,9 @@ def _ingest_one(store: Any, taxonomy: Any, path: str, fmt: str, preset: Optional
         rows = read_parquet(path, columns=[c for c in mapped if c is not None and c != ROW_NUMBER])
     else:
         rows = read_hf(path, split)
+        if from_hub and preset in PRESETS:  # the same ids, texts and labels as the shared file
+            from .hub_rows import hub_as_local
+            rows = hub_as_local(preset, rows)
 
     build = RowBuilder(taxonomy, src, surf, cols, run_id)
     bar = tqdm(desc=f"ingest {Path(path).name}", unit=" rows", disable=not progress, mininterval=0.5,

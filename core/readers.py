@@ -409,16 +409,23 @@ def _check_mapped(path: str, names: list[str], used: Any, where: str = "header")
     which of the two values is meant would be a guess (an unused duplicate costs nothing), or is
     not in it at all: a mistyped author or time column would store every item without one (and
     hash ids that a corrected re-ingest stores again), a mistyped text or label column would
-    copy every row into the quarantine."""
+    copy every row into the quarantine. A header that spells a mapped column in another case or
+    with spaces around it is named as such (not read as the column: that would be a guess)."""
+    at = path
     missing = [n for n in used if n not in names and n not in PSEUDO_COLUMNS]
     if missing:
+        near = [f"column {i + 1} is {h!r}" for i, h in enumerate(names)
+                if isinstance(h, str) and h.strip().casefold() == missing[0].strip().casefold()]
+        if near:
+            raise IngestError(f"{at}: no column {missing[0]!r} in the {where}, but {', '.join(near[:3])} "
+                              f"(another case or spaces around it); rename it or map that spelling")
         shown = ", ".join(repr(n) for n in names[:20]) + (", ..." if len(names) > 20 else "")
-        raise IngestError(f"{path}: no column {missing[0]!r} in the {where} (it has {shown or 'none'}); "
+        raise IngestError(f"{at}: no column {missing[0]!r} in the {where} (it has {shown or 'none'}); "
                           f"check the column mapping (--*-column options)")
     for name in used:
         places = [str(i + 1) for i, h in enumerate(names) if h == name]
         if len(places) > 1:
-            raise IngestError(f"{path}: the header names column {name!r} {len(places)} times "
+            raise IngestError(f"{at}: the {where} names column {name!r} {len(places)} times "
                               f"(columns {', '.join(places)}); rename all but one")
 
 
