@@ -32,7 +32,8 @@ ENTITY_KINDS = ("url", "host", "email", "phone", "shortcode")
 # override read as shown, "[at]" for @, a number spelled in words after "call", no number with a
 # second trunk zero ("0 0 0 0 0 0 0 0 0 0", "0033 1 23 45 67 89"), an O-number before "or" kept,
 # "[", "]", "_", "*" and "·" between a number's digit groups.
-NORMALIZE_VERSION = 6
+# 7: a 2-digit area code after a bracketed trunk zero ("+44 (0)20 7946 0018", "0044 (0)20 ...").
+NORMALIZE_VERSION = 7
 
 # Top-level domains seen in the wild in SMS / social spam; a bare `name.tld` is only taken as a
 # host with one of these, so "e.g" or "u.s" never become hosts.
@@ -325,8 +326,9 @@ def _obfuscated_phone(raw: str) -> str | None:
     if intl and not trunk:
         groups = groups[1:]  # the country code is a group of its own
     rest = groups[1:] if groups and groups[0] == "0" else groups
-    if not rest or not (all(len(g) == 1 for g in groups) and "/" not in raw or all(len(g) >= 3 for g in rest)):
-        return None
+    if not rest or not (all(len(g) == 1 for g in groups) and "/" not in raw or all(len(g) >= 3 for g in rest)
+                        or trunk and len(rest[0]) >= 2 and all(len(g) >= 3 for g in rest[1:])):
+        return None  # (a London-style "+44 (0)20 7946 0018": a 2-digit area code after the trunk)
     digits = ("0" if intl else "") + "".join(groups)
     if intl and digits.startswith("00"):  # "+44 07700 900123": the trunk 0 written after +44
         digits = digits[1:]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
 from click.testing import CliRunner
 from sqlalchemy import insert, update
 
@@ -131,3 +132,19 @@ def test_the_cli_names_utc_on_a_campaigns_times(sqlite_store, taxonomy, tmp_path
     res = CliRunner().invoke(cli, [*base, "campaigns", "show", str(cid)])
     assert res.exit_code == 0, res.output
     assert "first seen 2026-11-25 08:00 UTC, last seen 2026-11-25 08:00 UTC" in res.output  # as add_campaign stored
+
+
+@pytest.mark.parametrize("t", ["tel: +44(0)20-7946-0018", "+44 (0)20 7946 0018", "0044 (0)20 7946 0018",
+                               "call 020 7946 0018"])
+def test_a_london_number_after_a_bracketed_trunk_zero_is_the_phone(t):
+    """'+44 (0)20 7946 0018' gave no phone at all, so it never linked to '020 7946 0018'."""
+    from clustering.normalize import extract_entities
+
+    assert extract_entities(t).phone == ("02079460018",)
+
+
+@pytest.mark.parametrize("t", ["+44 (0) 12 34 56", "+44 (0)1 2345 6789", "scores +44 (0)12 345 678"])
+def test_short_groups_after_a_bracketed_trunk_stay_no_phone(t):
+    from clustering.normalize import extract_entities
+
+    assert extract_entities(t).phone == ()
