@@ -3,7 +3,7 @@
 A note is free text, append-only like a decision (database triggers refuse UPDATE and DELETE;
 a correction is a new note). A tag is a short keyword (`repeat-offender`, `bank-impersonation`)
 that can be added and removed; removing one stamps it, so its history stays readable, and every
-change is an audit event. Both need a permission (`note`, `tag` in configs/roles.yaml), are
+change is an audit event. Both need a permission (`note`, `tag` in configs/roles.yaml, and `read`), are
 searchable (`labeling.search`) and travel with the exported labels (`labeling.export`).
 """
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import unicodedata
 from typing import Any, Iterable, Optional
 
 from sqlalchemy import Connection, and_, func, select, union, update
@@ -53,6 +54,8 @@ def _target(conn: Connection, entity_type: str, entity_id: Any) -> str:
         raise NoteError(f"notes and tags go on {' or '.join(NOTE_TARGETS)}, not {entity_type!r}")
     key = str(entity_id).strip()
     if entity_type == "item":
+        # ids are stored NFC (`core.readers`): "cafe<U+0301>" looks like, and is, item "café"
+        key = unicodedata.normalize("NFC", key) if not has_lone_surrogate(key) else key
         # An id no item can have (longer than the column, a NUL or a lone surrogate: the driver
         # refuses those in a traceback) is not looked up: it names no item.
         held = len(key) <= _ID_LEN and "\x00" not in key and not has_lone_surrogate(key)
@@ -68,6 +71,13 @@ def _target(conn: Connection, entity_type: str, entity_id: Any) -> str:
         shown = key if len(key) <= 80 else key[:80] + "..."  # a 10 MB id is not echoed whole
         raise NoteError(f"no {entity_type} {shown!r}")
     return key
+
+
+def _may_change(actor: Actor, action: str, entity_type: Any, entity_id: Any) -> None:
+    """`action` and `read` on the target: a token scoped to `note` alone wrote notes on items it
+    may not see, and learnt which ids exist from "no item 'x'" against success."""
+    check_permission(actor, action, _what(entity_type, entity_id))
+    check_permission(actor, "read", _what(entity_type, entity_id))
 
 
 def _what(entity_type: Any, entity_id: Any) -> str:
@@ -90,7 +100,7 @@ def normalise_tag(tag: object) -> str:
 def add_note(store: Store, entity_type: str, entity_id: Any, body: str, actor: Actor,
              now: Optional[dt.datetime] = None) -> dict[str, Any]:
     """Append a note to an item or a campaign; audited. Needs `note`."""
-    check_permission(actor, "note", _what(entity_type, entity_id))
+    _may_change(actor, "note", entity_type, entity_id)
     if not isinstance(body, str) or stated(body) is None:  # zero-width spaces alone are a blank note too
         raise NoteError("a note must not be blank")
     text = body.strip()
@@ -112,7 +122,7 @@ def add_note(store: Store, entity_type: str, entity_id: Any, body: str, actor: A
 def add_tag(store: Store, entity_type: str, entity_id: Any, tag: str, actor: Actor,
             now: Optional[dt.datetime] = None) -> dict[str, Any]:
     """Tag an item or a campaign (a tag it already has is left as it is: `added` False); audited. Needs `tag`."""
-    check_permission(actor, "tag", _what(entity_type, entity_id))
+    _may_change(actor, "tag", entity_type, entity_id)
     t = normalise_tag(tag)
     now = now or utcnow()
     with store.begin() as conn:
@@ -133,7 +143,7 @@ def add_tag(store: Store, entity_type: str, entity_id: Any, tag: str, actor: Act
 def remove_tag(store: Store, entity_type: str, entity_id: Any, tag: str, actor: Actor,
                now: Optional[dt.datetime] = None) -> dict[str, Any]:
     """Take a tag off an item or a campaign (stamped, not deleted); audited. Needs `tag`."""
-    check_permission(actor, "tag", _what(entity_type, entity_id))
+    _may_change(actor, "tag", entity_type, entity_id)
     t = normalise_tag(tag)
     now = now or utcnow()
     with store.begin() as conn:

@@ -15,6 +15,7 @@ word would show which hidden texts, or notes about them (masked with them), cont
 from __future__ import annotations
 
 import datetime as dt
+import unicodedata
 from typing import Any, Optional
 
 from sqlalchemy import Connection, select
@@ -83,10 +84,13 @@ def _matches(conn: Connection, field: Optional[str], value: str
         for c in ids:
             camps.setdefault(int(c), set()).add(kind)
 
+    # ids and authors are stored NFC (`core.readers`): "cafe<U+0301>" (e and a combining accent,
+    # the same on screen) found nothing where "café" finds the item
+    exact = unicodedata.normalize("NFC", value)
     if field in (None, "id"):
-        take("id", conn.execute(select(I.c.id).where(I.c.id == value)).scalars())
+        take("id", conn.execute(select(I.c.id).where(I.c.id == exact)).scalars())
     if field in (None, "author"):
-        take("author", conn.execute(select(I.c.id).where(I.c.author_id == value).limit(CAP)).scalars())
+        take("author", conn.execute(select(I.c.id).where(I.c.author_id == exact).limit(CAP)).scalars())
     if field in (None, "tag"):
         try:
             tag = normalise_tag(value)
@@ -102,10 +106,12 @@ def _matches(conn: Connection, field: Optional[str], value: str
     dialect, visible = conn.dialect.name, bool(normalize_light(value))  # only invisible: no text match
     if field in (None, "note") and visible:
         in_note = contains_folded(N.c.body, value, dialect)
+        # one row per item or campaign: an item with CAP matching notes filled the cap alone,
+        # and every other item whose note matched was left out
         take("note", conn.execute(select(N.c.entity_id).where(N.c.entity_type == "item", in_note)
-                                  .limit(CAP)).scalars())
+                                  .distinct().limit(CAP)).scalars())
         take_camps("note", conn.execute(select(N.c.entity_id).where(
-            N.c.entity_type == "campaign", in_note).limit(CAP)).scalars())
+            N.c.entity_type == "campaign", in_note).distinct().limit(CAP)).scalars())
     if field in (None, "text") and visible:
         take("text", conn.execute(select(I.c.id).where(contains_folded(I.c.text, value, dialect))
                                   .order_by(I.c.created_at.desc(), I.c.id).limit(CAP)).scalars())
@@ -151,7 +157,8 @@ def search(store: Store, query: str, principal: Actor, settings: ReviewSettings,
            offset: int = 0) -> dict[str, Any]:
     """Items and campaigns matching `query` (see the module notes), newest items first, a page of
     `limit` from `offset`, with `total` matches (`capped` when a field's matches stopped at the cap:
-    the total is then a lower bound, even where hidden texts left fewer than the cap to show)."""
+    the total is then a lower bound, even where hidden texts left fewer than the cap to show), and
+    the campaigns matching, the same page of them (a named one first, then newest), of `campaign_total`."""
     check_permission(principal, "read", "search")
     field, value = parse_query(query)
     limit, offset = max(1, min(int(limit), 500)), max(0, int(offset))
@@ -179,7 +186,11 @@ def search(store: Store, query: str, principal: Actor, settings: ReviewSettings,
         if not reveal_ok:
             for c in sensitive_campaigns(conn, [c for c, kinds in camp_hits.items() if "note" in kinds], settings):
                 camp_hits[c].discard("note")
-        camps = [c for c, kinds in camp_hits.items() if kinds]
+        # campaigns are paged as items are: a tag on 1000 campaigns listed all 1000 on every page
+        camps = sorted((c for c, kinds in camp_hits.items() if kinds),
+                       key=lambda c: (not camp_hits[c] & {"campaign", "case"}, -c))  # the named one, then newest
+        camp_total, camps = len(camps), camps[offset:offset + limit]
+        rank = {c: k for k, c in enumerate(camps)}
         keep = [i for i in info if hits[i]]
         keep.sort(key=lambda i: (info[i]["created_at"] or dt.datetime.min, i), reverse=True)
         keep.sort(key=lambda i: not hits[i] & {"id", "case"})  # an exact id first, then newest first
@@ -200,7 +211,8 @@ def search(store: Store, query: str, principal: Actor, settings: ReviewSettings,
                 "campaign_id": camp_of.get(i), "tags": tags.get(i, [])} for i in page]
     campaigns = [{"kind": "campaign", "campaign_id": r["id"], "size": r["size"], "case_id": camp_cases.get(r["id"]),
                   "last_seen": r["last_seen"].isoformat() if r["last_seen"] else None,
-                  "tags": camp_tags.get(str(r["id"]), [])} for r in camp_rows]
+                  "tags": camp_tags.get(str(r["id"]), [])}
+                 for r in sorted(camp_rows, key=lambda r: rank[r["id"]])]
     return {"query": query.strip(), "field": field or "any", "total": len(keep),
             "capped": capped, "offset": offset, "limit": limit,
-            "results": results, "campaigns": campaigns}
+            "results": results, "campaigns": campaigns, "campaign_total": camp_total}

@@ -61,6 +61,9 @@ def register_commands(cli: click.Group) -> None:
                            f"[{','.join(r['matched'])}] {_one_line(r['text'])}")
             for c in o["campaigns"]:
                 click.echo(f"  campaign {c['campaign_id']} ({c['size']} items) tags {', '.join(c['tags']) or '-'}")
+            if len(o["campaigns"]) < o.get("campaign_total", 0):  # campaigns page as items do (--offset)
+                click.echo(f"  {o['campaign_total']} campaigns match; showing {len(o['campaigns'])}"
+                           + (f" from {o['offset'] + 1}" if o["campaigns"] else ""))
 
         emit(out, as_json, human)
 

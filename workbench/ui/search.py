@@ -47,7 +47,8 @@ def summary_md(out: dict[str, Any]) -> str:
     start = out["offset"] + 1 if n else 0
     more = "+" if out["capped"] else ""  # a lower bound, also when all it found fits one page
     count = f"{start}–{out['offset'] + n} of {total}{more}" if total > n else f"{total}{more}"
-    camps = f"; {len(out['campaigns'])} campaigns" if out["campaigns"] else ""
+    n_camps = out.get("campaign_total", len(out["campaigns"]))  # all that match, a page of them shown
+    camps = f"; {n_camps} campaigns" if n_camps else ""
     # one line, escaped as Markdown text: in a `code span` the escapes showed as written ("&lt;b&gt;")
     query = md_escape(one_line(out["query"], 120))
     return f"**{count} items**{camps} for “{query}” (times in {zone_name()}; texts masked as on Review)."
@@ -67,8 +68,9 @@ def build_search_tab(app: "AppContext", who: Optional[gr.Textbox] = None,
                          offset=(page - 1) * PAGE)
         except (ValueError, PermissionDenied, *STORE_ERRORS) as exc:
             return f"**Not searched:** {said(exc, 'search again')}", [], [], 1
-        if out["total"] and not out["results"] and page > 1:  # past the last page: show the last one
-            return run(query, -(-out["total"] // PAGE), name, request)
+        last = -(-max(out["total"], out.get("campaign_total", 0)) // PAGE)  # items and campaigns page together
+        if last and not out["results"] and not out["campaigns"] and page > last:  # past the last: show the last
+            return run(query, last, name, request)
         return summary_md(out), result_rows(out), campaign_rows(out), page
 
     def first(query: str, name: str, request: gr.Request) -> tuple[Any, ...]:
