@@ -26,7 +26,8 @@ from core.json_text import inert_json as _inert_json
 from core.hooks import check_permission
 from core.labels import current_decisions, record_decision_ids
 from core.predictions import predictions_of_record
-from core.principals import Actor
+from core.permissions import refusal
+from core.principals import Actor, actor_name
 from core.schema import AuditEvent, Campaign, CampaignMember, Case, Decision, Item, utcnow
 from core.store import Store
 from core.taxonomy import Taxonomy
@@ -235,7 +236,8 @@ def review_packet(store: Store, taxonomy: Taxonomy, case_id: int, settings: Revi
                   viewer: Optional[Actor] = None, *, config: Optional[QueueConfig] = None) -> dict[str, Any]:
     """Case, item, model suggestion, campaign, author, similar decisions, choices: everything
     the screen shows, passed through `masking.mask_packet` (masked unless `viewer` revealed
-    this case). QA-audit and calibration flags are left out (blind review); a campaign case
+    this case). QA-audit and calibration flags are left out (blind review), and so are, for a
+    `viewer` who is no lead, the peers' calibration answers on the item (`_viewer_cut`); a campaign case
     carries `campaign_case`, what deciding it would touch, counted with `config` (the queue
     config `decide` gets: pass it, or an appeals-queue member is announced as one it decides).
 
@@ -280,7 +282,8 @@ def review_packet(store: Store, taxonomy: Taxonomy, case_id: int, settings: Revi
         "campaign_case": campaign_announcement(store, case_id, viewer, now, config=config)
         if case_row["campaign_id"] is not None else None,
         "decisions": [] if is_blind(case_row) else [{k: v for k, v in d.items() if k not in ("kind",)}
-                                                    for d in view.get("decisions", [])],
+                                                    for d in (_viewer_cut(view, viewer) if viewer is not None
+                                                              else view).get("decisions", [])],
         "author": author,
         # blind: a decided copy of the same text (similarity 1.0) would be the answer
         "similar_decisions": similar_decisions(store, item_id, item["text_hash"], settings, campaign_settings)
@@ -335,14 +338,37 @@ def _write_private(folder: Path, name: str, text: str) -> Path:
     return path
 
 
+def sees_blind_history(viewer: Optional[Actor]) -> bool:
+    """Whether `viewer` may see a blind case's history and other analysts' calibration answers:
+    leads (`analyst_quality`), as the API's decision feed rules. Nobody named sees none."""
+    return refusal(viewer, "analyst_quality") is None
+
+
+def _viewer_cut(view: dict[str, Any], viewer: Actor) -> dict[str, Any]:
+    """`view` as `viewer` may see it: a blind case (`is_blind`) through `blind_view`, and on any
+    case the other analysts' calibration answers left out, unless `viewer` is a lead. Why: `cases
+    show` on a calibration copy (or on an ordinary case of its item) printed the peers' answers
+    the analyst was about to give blind."""
+    if sees_blind_history(viewer):
+        return view
+    view = blind_view(view)
+    me = actor_name(viewer)
+    if isinstance(view.get("decisions"), list):
+        view = dict(view, decisions=[d for d in view["decisions"] if not (
+            isinstance(d, Mapping) and d.get("kind") == "calibration" and d.get("reviewer") != me)])
+    return view
+
+
 def show_case(store: Store, case_id: int, settings: ReviewSettings, reveal_by: Optional[Actor] = None,
-              blind: bool = False, taxonomy: Optional[Taxonomy] = None) -> dict[str, Any]:
+              blind: bool = False, taxonomy: Optional[Taxonomy] = None,
+              viewer: Optional[Actor] = None) -> dict[str, Any]:
     """A case for display (`cases show`, `next`): masked by the rule of the review screen
     (`case_masked`) unless `reveal_by` names who reveals it (then the reveal is audited): the item
     text, and what people wrote about it (rationales, the escalation's and the appeal's reasons).
     `blind`: the reviewer's own view (`next`), through `blind_view`; a lead sees it whole. A
-    reveal needs `taxonomy` (`reveal_text`'s tier rule): without it one is refused, never counted
-    at the case's tier alone."""
+    `viewer` (the command line's principal) gets the blind rule of the review screen unless a lead
+    (`_viewer_cut`). A reveal needs `taxonomy` (`reveal_text`'s tier rule): without it one is
+    refused, never counted at the case's tier alone."""
     if reveal_by and taxonomy is None:
         raise QueueError(f"case {case_id}: a reveal needs the taxonomy to count it at its tier (taxonomy=...)")
     with store.read() as conn:
@@ -371,7 +397,8 @@ def show_case(store: Store, case_id: int, settings: ReviewSettings, reveal_by: O
             view["meta"] = _mask_meta(view["meta"])
         if isinstance(view.get("campaign"), dict):  # its top terms come from every member, as on the screen
             view["campaign"] = dict(view["campaign"], top_terms=mask_terms(view["campaign"].get("top_terms")))
-    return blind_view(view) if blind else view
+    view = blind_view(view) if blind else view
+    return _viewer_cut(view, viewer) if viewer is not None else view
 
 
 def _mask_meta(meta: dict[str, Any]) -> dict[str, Any]:

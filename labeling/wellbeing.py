@@ -179,21 +179,45 @@ def exposure(store: Store, analyst: Actor, settings: ReviewSettings,
     and the reveal of the case the item got later are two rows, and counting rows charged one
     text read twice. A reveal with no item id counts on its own. The look-up per reveal is
     served by the index on reader and item (migration 0012)."""
+    rows = _exposure_counts(store, settings, now, [actor_name(analyst)])
+    severe, total = rows.get(actor_name(analyst), (0, 0))
+    return {"severe": int(severe), "revealed": int(total), "budget": settings.exposure_budget,
+            "over_budget": severe >= settings.exposure_budget, "shift_hours": settings.shift_hours}
+
+
+def _exposure_counts(store: Store, settings: ReviewSettings, now: Optional[dt.datetime],
+                     who: Optional[list[str]] = None) -> dict[str, tuple[int, int]]:
+    """(severe, revealed) per reader (`who`, else all) in the shift that ends at `now`: reveals
+    from `now - shift_hours` up to `now`, not after it. Why: a shift asked for at an earlier
+    time (the lead's view, a report) counted the next shift's reveals too."""
     now = utc_naive(now) if now is not None else utcnow()
-    since = now - dt.timedelta(hours=settings.shift_hours)
-    who, tiers = actor_name(analyst), list(settings.severe_tiers)
+    since, tiers = now - dt.timedelta(hours=settings.shift_hours), list(settings.severe_tiers)
     E = R.alias("earlier")
 
     def first(*also: Any) -> Any:
         return ~exists().where(E.c.analyst == R.c.analyst, E.c.item_id == R.c.item_id, E.c.id < R.c.id,
-                               E.c.created_at >= since, *also)
+                               E.c.created_at >= since, E.c.created_at <= now, *also)
 
-    mine = select(func.count()).select_from(R).where(R.c.analyst == who, R.c.created_at >= since)
+    q = select(R.c.analyst, func.count()).where(R.c.created_at >= since, R.c.created_at <= now)
+    if who is not None:
+        q = q.where(R.c.analyst.in_(who))
+    q = q.group_by(R.c.analyst)
     with store.read() as conn:
-        severe = conn.execute(mine.where(R.c.severity.in_(tiers), first(E.c.severity.in_(tiers)))).scalar() or 0
-        total = conn.execute(mine.where(first())).scalar() or 0
-    return {"severe": int(severe), "revealed": int(total), "budget": settings.exposure_budget,
-            "over_budget": severe >= settings.exposure_budget, "shift_hours": settings.shift_hours}
+        severe = dict(conn.execute(q.where(R.c.severity.in_(tiers), first(E.c.severity.in_(tiers)))).all())
+        total = dict(conn.execute(q.where(first())).all())
+    return {a: (int(severe.get(a, 0)), int(n)) for a, n in total.items()}
+
+
+def team_exposure(store: Store, lead: Actor, settings: ReviewSettings,
+                  now: Optional[dt.datetime] = None) -> list[dict[str, Any]]:
+    """Every reader's exposure this shift (`exposure`'s counts), most severe first, for a lead
+    (`analyst_quality`): who is over budget, never what they read (no item, case or text).
+    Why: the budget was shown only to the reader themself, so nobody could send them on a break."""
+    check_permission(lead, "analyst_quality", "exposure of every analyst")
+    rows = _exposure_counts(store, settings, now)
+    out = [{"analyst": a, "severe": s, "revealed": n, "budget": settings.exposure_budget,
+            "over_budget": s >= settings.exposure_budget} for a, (s, n) in rows.items()]
+    return sorted(out, key=lambda r: (-r["severe"], r["analyst"]))
 
 
 def preferences(store: Store, user: Actor, settings: ReviewSettings) -> dict[str, bool]:

@@ -140,10 +140,14 @@ def register_commands(cli: click.Group) -> None:
 
         if reveal and not analyst and not app.token:
             raise click.UsageError("--reveal needs --as NAME or a token (the reveal is audited)")
-        who = _acting(app, analyst) if reveal else None
+        # whoever runs it sees what the review screen shows them: a calibration copy blind, unless a lead
         with _user_errors():
-            c = show_case(app.store(), case_id, app.review(), reveal_by=who, taxonomy=app.taxonomy())
+            viewer = app.require("read", f"case {case_id}", analyst)
+            c = show_case(app.store(), case_id, app.review(), reveal_by=viewer if reveal else None,
+                          taxonomy=app.taxonomy(), viewer=viewer)
         _emit(c, as_json, _print_case)
+        if reveal:
+            _budget_note(app, viewer)
 
     @cases.command("preview")
     @click.argument("case_id", type=ID)
@@ -256,6 +260,24 @@ def register_commands(cli: click.Group) -> None:
             k["plot"] = plot_kpis(k, plot_path)
         _emit(k, as_json, _print_kpis)
 
+    @cli.command("exposure")
+    @_json
+    @click.pass_obj
+    def exposure_cmd(app: Any, as_json: bool) -> None:
+        """Severe reveals per analyst this shift against the budget (leads: analyst_quality); no content.
+
+        \b
+        Example:
+          workbench exposure --json
+        """
+        from labeling.wellbeing import team_exposure
+
+        with _user_errors():
+            rows = team_exposure(app.store(), _acting(app), app.review())
+        _emit(rows, as_json, lambda rs: [click.echo(
+            f"{r['analyst']:<20} severe {r['severe']:>4}/{r['budget']:<4} revealed {r['revealed']:>5}"
+            f"{'  OVER BUDGET' if r['over_budget'] else ''}") for r in rs] or click.echo("no reveals this shift"))
+
     @cli.command("next")
     @click.option("--queue", "-q", required=True, help="Queue to claim from.")
     @_as
@@ -275,7 +297,7 @@ def register_commands(cli: click.Group) -> None:
         with _user_errors():
             c = next_case(app.store(), analyst, queue, lease_seconds=lease, config=app.queues(), detail=False)
             if c is not None:
-                c = show_case(app.store(), c["id"], app.review(), blind=True)
+                c = show_case(app.store(), c["id"], app.review(), blind=True, viewer=analyst)
         if c is None:
             _emit({"case": None, "queue": queue}, as_json, lambda _: click.echo(f"queue {queue} is empty"))
             raise SystemExit(3)
@@ -472,6 +494,19 @@ def register_commands(cli: click.Group) -> None:
                                                     limit=limit or None))
         _emit(rows, as_json, lambda rs: [click.echo(
             f"{r['id']:>7} {r['state']:<8} item {r['item_id']}  due {r['due_at']}") for r in rs])
+
+
+def _budget_note(app: Any, who: Any) -> None:
+    """After a reveal on the command line, the break the review screen offers (on stderr): past
+    the shift's exposure budget the screen shows one, and `cases show --reveal` said nothing."""
+    from labeling.wellbeing import exposure
+
+    settings = app.review()
+    expo = exposure(app.store(), who, settings)
+    if expo["over_budget"]:
+        milder = f", or switch to the {settings.break_queue} queue" if settings.break_queue else ""
+        click.echo(f"note: {expo['severe']} severe reveals in the last {expo['shift_hours']:g} hours "
+                   f"(budget {expo['budget']}): take a break{milder}", err=True)
 
 
 def _check_state(state: Optional[str]) -> None:
