@@ -1,95 +1,25 @@
 """The HTTP API's refusals in the audit log, out of `workbench.api` so that module stays small.
 
 A 403 (the role policy, a token's scopes or a plugin refused) is recorded as one
-`permission.denied` event: who, which route (`GET /items/x`) and the one-line refusal. The log
-is where the workbench keeps what accounts tried (sign-in locks, refused promotions), and a
-low-privilege token probing routes it may not use was invisible there. Only an authenticated
-principal's refusal is recorded (a 401 has no name to record, and anonymous clients must not
-be able to grow the log), and at most `PER_MINUTE` of one principal's a minute: a token looping
-over refused routes must not grow the log without bound nor queue on the audit chain's lock; the
-next event recorded says how many were left out (`suppressed`). Recording never changes the
-answer: a store or chain failure is logged, the client still gets its 403.
+`permission.denied` event on surface `api`: who, which route (`GET /items/x`) and the one-line
+refusal. The budget, the rules (authenticated principals only, never changing the answer) and
+the recording are `workbench.refusals`', shared with the web UI and the CLI; the names here stay
+for the API and its tests (`budget_for` is looked up here at each call, so it can be replaced).
 """
 from __future__ import annotations
 
-import logging
-import threading
-import time
-import weakref
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
-from core.principals import Principal  # standard library only
+from .refusals import ACTION, PER_MINUTE, RefusalBudget, budget_for, clean as _clean
+from .refusals import audit_refusal as _record
 
 if TYPE_CHECKING:  # pragma: no cover
     from .context import AppContext
 
-ACTION = "permission.denied"
-PER_MINUTE = 10  # refusals of one principal recorded a minute; the rest are counted in the next
-log = logging.getLogger("workbench.api")
-
-
-class RefusalBudget:
-    """Per principal: at most `per_minute` recorded refusals in any 60-second window (a fixed
-    window from the first), and how many were left out since the last one recorded."""
-
-    def __init__(self, per_minute: int = PER_MINUTE, clock: Callable[[], float] = time.monotonic) -> None:
-        self.per_minute, self.clock = per_minute, clock
-        self._lock = threading.Lock()
-        self._window: dict[str, tuple[float, int, int]] = {}  # name -> (window start, recorded, suppressed)
-
-    def take(self, name: str) -> Optional[int]:
-        """The refusals suppressed before this one when it may be recorded; None when it may not."""
-        now = self.clock()
-        with self._lock:
-            if len(self._window) > 10_000:  # many principals: forget the windows that ended
-                self._window = {k: v for k, v in self._window.items() if now - v[0] < 60.0}
-            start, n, skipped = self._window.get(name, (now, 0, 0))
-            if now - start >= 60.0:
-                start, n = now, 0
-            if n >= self.per_minute:
-                self._window[name] = (start, n, skipped + 1)
-                return None
-            self._window[name] = (start, n + 1, 0)
-            return skipped
-
-
-_BUDGETS: "weakref.WeakKeyDictionary[Any, RefusalBudget]" = weakref.WeakKeyDictionary()
-_BUDGETS_LOCK = threading.Lock()
-
-
-def budget_for(app: Any) -> RefusalBudget:
-    """The refusal budget of one application context (one server: its principals' windows)."""
-    with _BUDGETS_LOCK:
-        if app not in _BUDGETS:
-            _BUDGETS[app] = RefusalBudget()
-        return _BUDGETS[app]
-
-
-def _clean(value: str, n: int) -> str:
-    """`value` on one printable line of at most `n` characters that every store takes (no NUL,
-    no lone surrogate): a path is the client's hostile input."""
-    from core.text import one_line
-
-    return one_line(value, n).encode("utf-8", "replace").decode("utf-8")
+__all__ = ["ACTION", "PER_MINUTE", "RefusalBudget", "audit_refusal", "budget_for", "_clean"]
 
 
 def audit_refusal(app: "AppContext", who: Optional[Any], method: str, path: str, detail: str) -> bool:
     """Record `who`'s refused request (`method` `path`, `detail` the 403's one line) as
-    `permission.denied`; True when recorded. Nothing for a caller that is not an authenticated
-    Principal; never raises (a failure is logged, one line)."""
-    from core import audit
-
-    if not isinstance(who, Principal):
-        return False
-    suppressed = budget_for(app).take(who.name)
-    if suppressed is None:
-        return False
-    try:
-        with app.store().begin() as conn:
-            audit.record(conn, who, ACTION, "api", _clean(f"{method} {path}", 200),
-                         {"detail": _clean(detail, 300), "role": who.role,
-                          "scoped": who.scopes is not None, **({"suppressed": suppressed} if suppressed else {})})
-    except Exception as exc:  # noqa: BLE001 - the refusal stands whether or not it is recorded
-        log.error("refusal of %s not audited: %s", who.name, _clean(f"{type(exc).__name__}: {exc}", 300))
-        return False
-    return True
+    `permission.denied` on surface `api`; True when recorded (see `workbench.refusals`)."""
+    return _record(app, who, "api", f"{method} {path}", detail, budgets=lambda a: budget_for(a))

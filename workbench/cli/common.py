@@ -185,4 +185,23 @@ def user_errors() -> Iterator[None]:
         yield
     except (LabelingError, ConfigError, PermissionDenied, ModelError, CampaignError, IngestError, ExportError,
             QuarantineError, AccountError, InvalidName) as exc:
+        if isinstance(exc, PermissionDenied):
+            audit_cli_refusal(exc)
         raise click.ClickException(str(exc)) from None
+
+
+def audit_cli_refusal(exc: BaseException) -> None:
+    """A command's refusal in the audit log (`workbench.refusals`: surface `cli`, the command's
+    path as the action), as the API's 403s are: a token probing commands it may not run shows
+    there. Only a token's principal (authenticated) is recorded; never raises, the one line stands."""
+    ctx = click.get_current_context(silent=True)
+    app = ctx.find_object(AppContext) if ctx is not None else None
+    if app is None or not app.token:
+        return
+    try:
+        who = app.principal()
+    except Exception:  # noqa: BLE001 - a token that no longer resolves: no one to record
+        return
+    from ..refusals import audit_refusal
+
+    audit_refusal(app, who, "cli", ctx.command_path, str(exc))

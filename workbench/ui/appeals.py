@@ -18,7 +18,7 @@ from labeling.packets import reveal_text
 from .format import local_time, md_escape, short, zone_name
 from .review_hold import STORE_ERRORS
 from .session import actor
-from .tab_access import check_reader, one_line, row_id, said
+from .tab_access import check_reader, one_line, refused, row_id, said
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..context import AppContext
@@ -142,6 +142,7 @@ def build_appeals_tab(app: "AppContext", tab: gr.Tab, who: Optional[gr.Textbox] 
             reveal_text(app.store(), int(case_id), actor(app, name, request), taxonomy=app.taxonomy(),
                         settings=app.review())
         except (ValueError, PermissionDenied, *STORE_ERRORS) as exc:
+            refused(app, name, request, f"reveal case {case_id}", exc)  # audited: who tried what
             return (gr.update(),) * 3 + (seen, f"**Not revealed:** {said(exc, 'nothing was revealed: try again')}")
         try:
             found = open_appeal(case_id, name, request)
@@ -173,6 +174,7 @@ def build_appeals_tab(app: "AppContext", tab: gr.Tab, who: Optional[gr.Textbox] 
                                  rationale, label=label or None, action=action or None, config=app.queues(),
                                  seen_decision=(seen or {}).get("decision"))
         except (ValueError, PermissionDenied, *STORE_ERRORS) as exc:
+            refused(app, name, request, f"resolve_appeal case {case_id}", exc)  # audited: who tried what
             return (f"**Not resolved:** {said(exc, 'nothing was saved: resolve again')}", *keep, seen)
         rows, choices = listing(name, request)
         verb = "reversed (appeal upheld)" if out["upheld"] else "confirmed (appeal denied)"

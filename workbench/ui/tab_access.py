@@ -7,13 +7,15 @@ policy on every call, so a role without it, or a session that ended while the ev
 Gradio's queue, is refused instead of shown the list. `row_id`: an id a client sent (a number
 box, a clicked cell, a dropdown) as a whole number the store can hold, else a one-line refusal.
 `said`: any refusal as one line of inert Markdown (a store failure without its SQL).
+`refused`: a PermissionDenied a callback caught, in the audit log as `workbench.refusals` records
+the API's 403s (surface `ui`), so a signed-in account probing the UI's actions shows there too.
 """
 from __future__ import annotations
 
 import math
 from typing import TYPE_CHECKING, Any, Optional
 
-from core.hooks import check_permission
+from core.hooks import PermissionDenied, check_permission
 from core.schema import MAX_ROW_ID
 
 from .format import md_escape
@@ -30,8 +32,33 @@ def check_reader(app: "AppContext", who: Optional[str], request: Any, what: str)
     if not app.has_users():
         return None
     principal = actor(app, who or "", request)
-    check_permission(principal, "read", what)
+    try:
+        check_permission(principal, "read", what)
+    except PermissionDenied as exc:
+        _audit(app, principal, f"read {what}", exc)
+        raise
     return principal
+
+
+def refused(app: "AppContext", who: Optional[str], request: Any, action: str, exc: BaseException) -> None:
+    """Audit `exc` when it is a refusal (PermissionDenied) of the session's signed-in principal
+    trying `action` (`workbench.refusals`: surface `ui`, budgeted); anything else, a store without
+    accounts or a session that ended, records nothing. Never raises: the callback still shows it."""
+    if not isinstance(exc, PermissionDenied):
+        return
+    try:
+        if not app.has_users():  # the analyst box's name is not an authenticated principal
+            return
+        principal = actor(app, who or "", request)
+    except Exception:  # noqa: BLE001 - no principal (session ended, store down): nothing to record
+        return
+    _audit(app, principal, action, exc)
+
+
+def _audit(app: "AppContext", principal: Any, action: str, exc: BaseException) -> None:
+    from ..refusals import audit_refusal
+
+    audit_refusal(app, principal, "ui", action, str(exc))
 
 
 def row_id(value: Any, what: str) -> int:
