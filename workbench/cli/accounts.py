@@ -40,7 +40,13 @@ def _read_password(password_stdin: bool) -> Optional[str]:
 def register_commands(cli: click.Group) -> None:
     @cli.group()
     def users() -> None:
-        """Accounts: add, list, disable, enable, set-role, set-password (needs the `users` permission)."""
+        """Accounts: add, list, disable, enable, set-role, set-password (needs the `users` permission).
+
+        \b
+        Example:
+          workbench users add ada --role admin
+          workbench users list
+        """
 
     @users.command("add")
     @click.argument("name")
@@ -204,7 +210,13 @@ def register_commands(cli: click.Group) -> None:
 
     @cli.group()
     def tokens() -> None:
-        """Tokens: create (shown once), list, revoke (needs the `tokens` permission)."""
+        """Tokens: create (shown once), list, revoke (needs the `tokens` permission).
+
+        \b
+        Example:
+          workbench tokens create bob --expires 90
+          workbench tokens list
+        """
 
     @tokens.command("create")
     @click.argument("name")

@@ -162,7 +162,13 @@ def register_commands(cli: click.Group) -> None:
 
     @cli.group()
     def audit() -> None:
-        """The tamper-evident audit log."""
+        """The tamper-evident audit log.
+
+        \b
+        Example:
+          workbench audit verify --json
+          workbench audit checkpoint
+        """
 
     @audit.command("verify")
     @click.option("--expect-head", type=TEXT,

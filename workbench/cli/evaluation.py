@@ -92,7 +92,7 @@ def register_commands(cli: click.Group) -> None:
     @click.option("--now", "now_text", metavar="ISO-TIME", default=None,
                   help="End of the current window (ISO time, UTC unless it says otherwise); default: the newest item time.")
     @click.option("--check", is_flag=True,
-                  help="Exit 1 when any alarm fires (one line each), 0 otherwise: for cron or CI.")
+                  help="Exit 1 when any alarm fires (one line each), 2 when it could not measure (empty store, broken config), 0 otherwise: for cron or CI.")
     @json_option
     @pass_app
     def eval_drift(app: AppContext, reference_days: Optional[float], current_days: Optional[float],

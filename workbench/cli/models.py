@@ -135,7 +135,12 @@ def register_commands(cli: click.Group) -> None:
 
     @cli.group("models")
     def models_group() -> None:
-        """Model registry: train classifiers, compare them, promote one champion."""
+        """Model registry: train classifiers, compare them, promote one champion.
+
+        \b
+        Example:
+          workbench models list
+        """
 
     @models_group.command("train")
     @click.option("--kind", help="Model kind (default: training.default_kind in models.yaml; see `models kinds`).")

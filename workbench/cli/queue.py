@@ -68,7 +68,13 @@ def register_commands(cli: click.Group) -> None:
 
     @cli.group()
     def cases() -> None:
-        """Cases: build them from predictions and campaigns, list, show, sweep."""
+        """Cases: build them from predictions and campaigns, list, show, preview, sweep, rescore.
+
+        \b
+        Example:
+          workbench cases build --json
+          workbench cases list --queue fraud
+        """
 
     @cases.command("build")
     @_json
@@ -444,7 +450,12 @@ def register_commands(cli: click.Group) -> None:
 
     @cli.group("appeals")
     def appeals() -> None:
-        """Appeals: list and resolve."""
+        """Appeals: list and resolve.
+
+        \b
+        Example:
+          workbench appeals list --json
+        """
 
     @appeals.command("resolve")
     @click.argument("case_id", type=ID)

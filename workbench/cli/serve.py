@@ -54,7 +54,7 @@ def register_commands(cli: click.Group) -> None:
     @click.option("--shared-data", type=click.Path(file_okay=False),
                   help="Folder with the shared datasets (default: ../shared/data, else the Hugging Face Hub).")
     @click.option("--limit", type=int, help="Rows per dataset (for a quick run).")
-    @click.option("--skip", "skip_steps", multiple=True, help="Skip a step by name (repeatable).")
+    @click.option("--skip", "skip_steps", multiple=True, help="Skip a step by name (repeatable): ingest, campaigns, models, cases, decisions, retrain, label-errors, eval-report, drift, find.")
     @click.option("--serve", "then_serve", is_flag=True, help="Then serve the review UI on http://127.0.0.1:7860.")
     @json_option
     @pass_app

@@ -58,7 +58,12 @@ def register_commands(cli: click.Group) -> None:
 
     @cli.group()
     def webhooks() -> None:
-        """Enforcement hand-off: deliver outbox events to the endpoints of configs/webhooks.yaml."""
+        """Enforcement hand-off: deliver outbox events to the endpoints of configs/webhooks.yaml.
+
+        \b
+        Example:
+          workbench webhooks list --status dead
+        """
 
     @webhooks.command("deliver")
     @click.option("--once", is_flag=True, help="One pass: deliver what is due now, then exit (for cron).")
