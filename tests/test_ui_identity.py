@@ -62,6 +62,9 @@ def _decide_campaign(page, cid: int) -> None:
     page.get_by_role("tab", name="Campaigns").click()
     page.wait_for_selector("text=Apply to the whole campaign", timeout=20000)
     page.get_by_label("Campaign id").fill(str(cid))
+    page.get_by_role("button", name="Show", exact=True).click()  # Apply reads what was shown first
+    page.wait_for_function("() => document.querySelector('#wb-members-count').innerText.includes('members')",
+                           timeout=20000)
     page.get_by_role("radio", name="scam").last.check()  # the campaign tab's label choice
     page.wait_for_timeout(500)
     page.get_by_role("button", name="Apply to the whole campaign").click()
