@@ -30,7 +30,7 @@ from core.permissions import load_roles  # noqa: E402
 from core.principals import Principal  # noqa: E402
 from core.schema import AuditEvent, Case  # noqa: E402
 from workbench.api import create_app  # noqa: E402
-from workbench.api_refusal import ACTION as DENIED  # noqa: E402
+from workbench.refusals import ACTION as DENIED  # noqa: E402
 from workbench.context import AppContext  # noqa: E402
 
 ITEM = "platform:p1"
@@ -106,10 +106,10 @@ def _denials(store, who: str) -> int:
 
 
 def test_every_route_and_principal_answers_its_cell_and_every_403_is_audited(any_store, monkeypatch):
-    from workbench import api_refusal
+    from workbench import refusals
 
-    every = api_refusal.RefusalBudget(per_minute=10_000)  # every cell counted
-    monkeypatch.setattr(api_refusal, "budget_for", lambda app: every)
+    every = refusals.RefusalBudget(per_minute=10_000)  # every cell counted
+    monkeypatch.setattr(refusals, "budget_for", lambda app: every)
     client = _api(any_store)
     wrong = []
     for method, path, body, who, want in MATRIX:
@@ -294,11 +294,11 @@ def test_an_oversize_body_is_a_413_and_a_small_anonymous_one_a_401(sqlite_store,
 def test_one_principals_refusals_are_recorded_at_most_per_minute_the_rest_counted(sqlite_store, monkeypatch):
     """A token looping over refused routes grew the audit log (and queued on its chain lock) without
     bound: at most PER_MINUTE of one principal's a minute, the next recorded says how many were left out."""
-    from workbench import api_refusal
+    from workbench import refusals
 
     clock = [0.0]
-    budget = api_refusal.RefusalBudget(per_minute=3, clock=lambda: clock[0])
-    monkeypatch.setattr(api_refusal, "budget_for", lambda app: budget)
+    budget = refusals.RefusalBudget(per_minute=3, clock=lambda: clock[0])
+    monkeypatch.setattr(refusals, "budget_for", lambda app: budget)
     client = _api(sqlite_store)
     for _ in range(8):
         assert _call(client, "GET", f"/items/{ITEM}?reveal=true", None, "viewer").status_code == 403

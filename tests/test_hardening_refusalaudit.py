@@ -20,7 +20,7 @@ from core.hooks import hookimpl, pm  # noqa: E402
 from core.permissions import load_roles  # noqa: E402
 from core.schema import AuditEvent  # noqa: E402
 from workbench.context import AppContext  # noqa: E402
-from workbench.api_refusal import ACTION  # noqa: E402
+from workbench.refusals import ACTION  # noqa: E402
 
 from test_ui_tabs_fixes import _blocks_fns  # noqa: E402
 
@@ -120,7 +120,7 @@ def test_the_budget_applies_across_surfaces(sqlite_store, no_campaigns):
     from fastapi.testclient import TestClient
 
     from workbench.api import create_app
-    from workbench.api_refusal import PER_MINUTE
+    from workbench.refusals import PER_MINUTE
 
     tokens = _accounts(sqlite_store)
     app = AppContext(store=sqlite_store)  # one server: the API and the UI on one context

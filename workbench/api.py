@@ -5,7 +5,7 @@ application context. Every request needs `Authorization: Bearer <token>` (a toke
 `workbench tokens create`): 401 without one or with an unknown, revoked or expired token, or a
 disabled user (checked before a request's body is read); the services check the role policy
 (`roles.yaml`, narrowed by the token's scopes) and a refusal is a 403 naming the missing
-permission, audited as `permission.denied` (`workbench.api_refusal`). Domain errors are 400
+permission, audited as `permission.denied` (`workbench.refusals`). Domain errors are 400
 (404 for an unknown item) with a one-line `detail`.
 
 - `POST /api/v1/items`: a batch of up to `MAX_BATCH` items for one `source`, through file
@@ -57,7 +57,7 @@ from core.readers import MAX_TEXT_CHARS, DuplicateKey, unique_keys  # file inges
 from core.text import MAX_REASON_CHARS, one_line  # standard library only
 
 from .api_reveal import item_or_404 as _item_or_404, item_view  # the item view and its reveal
-from .api_refusal import audit_refusal  # a 403 in the audit log
+from .refusals import audit_refusal  # a 403 in the audit log
 
 if TYPE_CHECKING:  # pragma: no cover
     from .context import AppContext
@@ -319,10 +319,10 @@ def create_api(app: "AppContext") -> FastAPI:
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse(validation_errors(exc.errors()), status_code=422)
 
-    @api.exception_handler(PermissionDenied)  # audited: who tried what (`workbench.api_refusal`)
+    @api.exception_handler(PermissionDenied)  # audited: who tried what (`workbench.refusals`)
     async def _denied(request: Request, exc: PermissionDenied) -> JSONResponse:
-        await run_in_threadpool(audit_refusal, app, request.scope.get(_PRINCIPAL), request.method,
-                                request.scope.get("path", ""), _one_line(exc))
+        await run_in_threadpool(audit_refusal, app, request.scope.get(_PRINCIPAL), "api",
+                                f"{request.method} {request.scope.get('path', '')}", _one_line(exc))
         return JSONResponse({"detail": _one_line(exc)}, status_code=403)
 
     @api.exception_handler(AccountError)

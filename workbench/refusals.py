@@ -76,18 +76,16 @@ def clean(value: str, n: int) -> str:
     return one_line(value, n).encode("utf-8", "replace").decode("utf-8")
 
 
-def audit_refusal(app: "AppContext", who: Optional[Any], surface: str, action: str, detail: str,
-                  budgets: Optional[Callable[[Any], RefusalBudget]] = None) -> bool:
+def audit_refusal(app: "AppContext", who: Optional[Any], surface: str, action: str, detail: str) -> bool:
     """Record `who`'s refused `action` on `surface` (`detail` the refusal's one line) as
     `permission.denied`; True when recorded. Nothing for a caller that is not an authenticated
-    Principal; never raises (a failure is logged, one line). `budgets` picks the budget of `app`
-    (`budget_for` unless given)."""
+    Principal; never raises (a failure is logged, one line). The budget is `budget_for(app)`'s."""
     if not isinstance(who, Principal):
         return False
     try:
         from core import audit
 
-        suppressed = (budgets or budget_for)(app).take(who.name)
+        suppressed = budget_for(app).take(who.name)
         if suppressed is None:
             return False
         with app.store().begin() as conn:
