@@ -488,6 +488,28 @@ class Reveal(Base):
     )
 
 
+class Exposure(Base):
+    """An analyst shown a case's texts unmasked again after its reveal (labeling.wellbeing): the
+    case stays revealed, so a later shift's reading stored no row and counted nothing (migration
+    0016). One row spans exposures of one case at one tier lying at most `wellbeing.EXPOSURE_GAP`
+    apart (`first_at` to `last_at`), so a shift holds an exposure exactly when it meets a span."""
+
+    __tablename__ = "exposures"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    analyst: Mapped[str] = mapped_column(String(100))
+    case_id: Mapped[int] = mapped_column(Integer)
+    item_id: Mapped[Optional[str]] = mapped_column(String(200))
+    severity: Mapped[Optional[str]] = mapped_column(String(10))
+    first_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    last_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+    __table_args__ = (
+        Index("ix_exposures_analyst_case", "analyst", "case_id", "id"),  # the span to extend
+        Index("ix_exposures_analyst_time", "analyst", "last_at"),  # one reader's shift
+        Index("ix_exposures_time", "last_at"),  # the team's shift (`team_exposure`)
+    )
+
+
 class UserPreference(Base):
     """Display settings remembered per user (labeling.wellbeing): blur, grayscale."""
 

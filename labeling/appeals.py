@@ -35,6 +35,7 @@ from .packets import case_masked
 from .priority import ARRIVED_AT, ESCALATED_AT, PINNED, label_harm_weights, risk_scores, score_features
 from .queue_config import QueueConfig
 from .review_config import ReviewSettings
+from .reviewer_names import name_reviewers, store_namer
 
 OUTCOMES = ("confirm", "reverse")
 _NOT_CARRIED = frozenset((*PINNED, ARRIVED_AT, ESCALATED_AT))  # the original case's pins and clocks
@@ -264,6 +265,7 @@ def open_appeals(store: Store, settings: ReviewSettings, *, config: QueueConfig,
         revealed = {r["id"] for r in rows if viewer and was_revealed(conn, r["id"], r["item_id"], viewer)}
         own_rule = {r["id"] for r in rows if r["id"] not in revealed and case_masked(
             conn, r, {"id": r["item_id"], "policy_label": r["policy_label"]}, settings)}
+        namer = store_namer(store, conn, principal) if principal is not None else (lambda name: name)  # a lead's
     out = []
     for r in rows:
         packet = dict((r["meta"] or {}).get("appeal") or {})
@@ -271,11 +273,12 @@ def open_appeals(store: Store, settings: ReviewSettings, *, config: QueueConfig,
         hide = r["id"] not in revealed and (r["id"] in own_rule or is_sensitive(
             settings, (packet.get("evidence") or {}).get("model_scores"), r["policy_label"],
             (packet.get("decision") or {}).get("label")))
-        decision = mask_fields([dict(packet.get("decision") or {})], ("rationale",), hide)[0]
+        decision = name_reviewers(mask_fields([dict(packet.get("decision") or {})], ("rationale",), hide), namer)[0]
         still = now_current.get("id") == decision.get("id")
-        now = None if still or not now_current else mask_fields([{
+        now = None if still or not now_current else name_reviewers(mask_fields([{
             k: (v.isoformat() if isinstance(v, dt.datetime) else v) for k, v in now_current.items()
-            if k in ("id", "kind", "reviewer", "label", "action", "rationale", "created_at")}], ("rationale",), hide)[0]
+            if k in ("id", "kind", "reviewer", "label", "action", "rationale", "created_at")}], ("rationale",), hide),
+            namer)[0]
         out.append({"case_id": r["id"], "item_id": r["item_id"], "state": r["state"], "claimed_by": r["claimed_by"],
                     "due_at": r["due_at"].isoformat() if r["due_at"] else None, "appellant": packet.get("appellant"),
                     "reason": mask_fields([packet], ("reason",), hide)[0].get("reason"),

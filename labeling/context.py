@@ -10,7 +10,9 @@ Texts leave through the one masking rule (`labeling.masking`) unless this princi
 this case (`labeling.wellbeing.has_revealed`) and may reveal: a reveal unmasks that case's texts
 (and what people wrote about it: rationales, notes) for that analyst only, and is audited once,
 by `packets.reveal_text`; the author's other items always follow their own rule (`shown_text`).
-QA-audit and calibration cases are blind: no decision on the item is shown.
+QA-audit and calibration cases are blind: no decision on the item is shown. Who decided (the
+history's and the author's items' `reviewer`) is named only to a lead, else a pseudonym
+(`labeling.reviewer_names`): an analyst anchored on which colleague decided.
 """
 from __future__ import annotations
 
@@ -33,6 +35,7 @@ from .masking import is_sensitive, mask_fields, mask_text, may_reveal
 from .notes import recent_notes, sensitive_campaigns, tags_of
 from .packets import author_totals, case_masked, is_blind
 from .review_config import ReviewSettings
+from .reviewer_names import name_reviewers, store_namer
 from .wellbeing import has_revealed
 
 I, C, D, CM = Item.__table__, Case.__table__, Decision.__table__, CampaignMember.__table__
@@ -113,11 +116,13 @@ def case_context(store: Store, taxonomy: Taxonomy, case_id: int, principal: Acto
         campaign_id = case["campaign_id"]
         if campaign_id is None and item_id:
             campaign_id = conn.execute(select(CM.c.campaign_id).where(CM.c.item_id == item_id)).scalar()
+        namer = store_namer(store, conn, principal)  # names for a lead, else pseudonyms
         author = author_context(conn, item["author_id"] if item else None, item_id, settings)
+        author["recent"] = name_reviewers(author["recent"], namer)
         # blind review: an audit case (a uniform draw, or a lead's re-review of a decided item) and
         # a calibration copy show no decision on the item (other reviewers' copies included), so
         # the reviewer is neither anchored nor told what the others chose
-        history = (mask_fields(item_history(conn, item_id), ("rationale",), masked)
+        history = (mask_fields(name_reviewers(item_history(conn, item_id), namer), ("rationale",), masked)
                    if item_id and not is_blind(case) else [])
         # the newest notes only, and how many older ones there are: a campaign annotated case by
         # case holds thousands, and every one was read and sent with each case of its members

@@ -43,8 +43,9 @@ from .masking import TERMS_FLAG, mask_terms, terms_sensitive
 from .priority import ESCALATED_AT, utc_naive
 from .queue_config import QueueConfig
 from .review_config import ReviewSettings
+from .reviewer_names import name_reviewers, store_namer
 from .routing import patterns_match
-from .wellbeing import has_revealed, record_reveal, reveal_tier, shown_members
+from .wellbeing import has_revealed, record_reveal, record_shown, reveal_tier, shown_members
 
 # Case fields the analyst never sees: QA-audit and calibration draws are blind.
 BLIND_FIELDS = ("is_audit", "calibration_set")
@@ -258,6 +259,9 @@ def review_packet(store: Store, taxonomy: Taxonomy, case_id: int, settings: Revi
             campaign = _campaign_terms(conn, campaign, item_id, settings)
         revealed = viewer is not None and has_revealed(conn, viewer, case_id)
         masked = case_masked(conn, case_row, item, settings)
+        namer = store_namer(store, conn, viewer) if viewer is not None else (lambda name: name)  # peers: a lead's
+    if revealed and masked:  # shown unmasked again, maybe in a later shift: counted in this one
+        record_shown(store, viewer, case_row, item_id, now, taxonomy=taxonomy, settings=settings)
     suggested = (pred or {}).get("label") or view.get("predicted_label") or taxonomy.benign_label
     due = view.get("due_at")
     due_dt = dt.datetime.fromisoformat(due) if isinstance(due, str) else due
@@ -281,12 +285,13 @@ def review_packet(store: Store, taxonomy: Taxonomy, case_id: int, settings: Revi
         "campaign": campaign,
         "campaign_case": campaign_announcement(store, case_id, viewer, now, config=config)
         if case_row["campaign_id"] is not None else None,
-        "decisions": [] if is_blind(case_row) else [{k: v for k, v in d.items() if k not in ("kind",)}
-                                                    for d in (_viewer_cut(view, viewer) if viewer is not None
-                                                              else view).get("decisions", [])],
+        "decisions": [] if is_blind(case_row) else name_reviewers(
+            [{k: v for k, v in d.items() if k not in ("kind",)}
+             for d in (_viewer_cut(view, viewer) if viewer is not None else view).get("decisions", [])], namer),
         "author": author,
         # blind: a decided copy of the same text (similarity 1.0) would be the answer
-        "similar_decisions": similar_decisions(store, item_id, item["text_hash"], settings, campaign_settings)
+        "similar_decisions": name_reviewers(similar_decisions(store, item_id, item["text_hash"], settings,
+                                                              campaign_settings), namer)
         if item and not is_blind(case_row) else [],
         "suggested_label": suggested,
         "choices": {name: {"actions": pol.actions, "default_action": pol.default_action,

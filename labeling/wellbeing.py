@@ -18,6 +18,12 @@ own (`caseless_key`). The key was a 31-bit hash of the id alone, so two items wh
 shared one row and the second item's reveal was never counted. Stored rows are per case (or per
 item without one), but `exposure` counts one reader's exposure to one item once: a case-less
 reveal of an item that later got a case, revealed again on that case, was counted twice.
+
+A case stays revealed for its reader, so reading it again in a later shift (it came back through
+re-review, an appeal, an escalation or the label-error queue; a reveal pressed again) stored
+nothing and that shift counted nothing. Every later exposure is kept (`record_exposure`,
+`exposures`, migration 0016) beside the first reveal, which is neither rewritten nor audited again,
+and each shift counts one reader's exposure to one item once.
 """
 from __future__ import annotations
 
@@ -25,14 +31,14 @@ import datetime as dt
 import hashlib
 from typing import TYPE_CHECKING, Any, Mapping, Optional
 
-from sqlalchemy import Connection, exists, func, select, update
+from sqlalchemy import Connection, case, func, select, union_all, update
 
 from core import audit
 from core.hooks import check_permission
 from core.labels import current_decisions
 from core.predictions import prediction_problem, predictions_of_record
 from core.principals import Actor, actor_name
-from core.schema import CampaignMember, Item, Reveal, UserPreference, utcnow
+from core.schema import CampaignMember, Exposure, Item, Reveal, UserPreference, utcnow
 from core.store import Store, insert_ignore
 from core.text import one_line
 
@@ -46,6 +52,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from core.taxonomy import Taxonomy
 
 R = Reveal.__table__
+X = Exposure.__table__
 U = UserPreference.__table__
 PREFERENCE_KEYS = ("blur", "grayscale")
 # Members of a campaign its case's packet shows beside the case's item (`shown_members`).
@@ -56,20 +63,67 @@ CASELESS_KEY_SPACE = 2**31 - 1
 # Keys tried for one case-less reveal before giving up: each is taken by another item of the same
 # reader with odds (reveals / 2**31), so a second is rare and the 64th only a broken store.
 CASELESS_PROBES = 64
+# Exposures of one case lying at most this far apart share one `exposures` row (a span): any shift
+# (`shift_hours`, at least this long) that meets a span then holds one of its exposures, and a
+# screen shown again and again writes one row, not one per view.
+EXPOSURE_GAP = dt.timedelta(minutes=10)
 
 
 def record_reveal(conn: Connection, analyst: Actor, case_id: int, item_id: Optional[str],
                   severity: Optional[str], now: dt.datetime) -> bool:
     """Store the reveal (in the caller's transaction) and audit it, once per analyst and case;
     True when this was the first. An insert that skips an existing reveal, so two at once (a
-    double click, two tabs) store and audit one and neither fails."""
-    who = actor_name(analyst)
+    double click, two tabs) store and audit one and neither fails. A case this analyst revealed
+    before is read again: an exposure at `now` (`record_exposure`), counted in this shift."""
+    if _first_reveal(conn, analyst, case_id, item_id, severity, now):
+        return True
+    record_exposure(conn, analyst, case_id, item_id, severity, now)
+    return False
+
+
+def _first_reveal(conn: Connection, analyst: Actor, case_id: int, item_id: Optional[str],
+                  severity: Optional[str], now: dt.datetime) -> bool:
+    """The reveal row and its audit event, unless this analyst holds one of `case_id`."""
     stmt = insert_ignore(conn.dialect.name, R, ["analyst", "case_id"]).values(
-        analyst=who, case_id=case_id, item_id=item_id, severity=severity, created_at=utc_naive(now))
+        analyst=actor_name(analyst), case_id=case_id, item_id=item_id, severity=severity,
+        created_at=utc_naive(now))
     if conn.execute(stmt.returning(R.c.id)).first() is None:
         return False
     audit.record(conn, analyst, "text.reveal", "item", item_id, {"case_id": case_id, "severity": severity})
     return True
+
+
+def record_exposure(conn: Connection, analyst: Actor, case_id: int, item_id: Optional[str],
+                    severity: Optional[str], now: dt.datetime) -> None:
+    """`analyst` was shown case `case_id`'s texts unmasked at `now` after revealing it (in the
+    caller's transaction): counted in the shift holding `now` (`exposure`), once per item. Why: a
+    case stays revealed, so reading it in a later shift stored nothing and counted nothing. Not
+    audited again (the reveal was). The span of this case and tier within `EXPOSURE_GAP` of `now`
+    grows to hold `now`, else a new one starts: a shift meets a span only where it holds one of
+    its exposures. Two at once may start two spans of one case; they count once."""
+    who, now = actor_name(analyst), utc_naive(now)
+    tier = X.c.severity.is_(None) if severity is None else X.c.severity == severity
+    span = conn.execute(select(X.c.id, X.c.first_at, X.c.last_at)
+                        .where(X.c.analyst == who, X.c.case_id == case_id, tier,
+                               X.c.first_at <= now + EXPOSURE_GAP, X.c.last_at >= now - EXPOSURE_GAP)
+                        .order_by(X.c.id.desc()).limit(1)).first()
+    if span is None:
+        conn.execute(X.insert().values(analyst=who, case_id=case_id, item_id=item_id, severity=severity,
+                                       first_at=now, last_at=now))
+    elif span.last_at < now:  # only ever widened: one read at once with an older `now` keeps it
+        conn.execute(update(X).where(X.c.id == span.id, X.c.last_at < now).values(last_at=now))
+    elif span.first_at > now:
+        conn.execute(update(X).where(X.c.id == span.id, X.c.first_at > now).values(first_at=now))
+
+
+def record_shown(store: Store, viewer: Actor, case: Mapping[str, Any], item_id: Optional[str], now: dt.datetime,
+                 *, taxonomy: "Taxonomy", settings: ReviewSettings) -> None:
+    """`record_exposure` in a transaction of its own, at `reveal_tier`, for a screen that shows
+    `viewer` the case (its row) they revealed before unmasked (`packets.review_packet`): the case
+    stays revealed, so such a view in a later shift was exposure no shift counted."""
+    with store.begin() as conn:
+        tier = reveal_tier(conn, taxonomy, settings, item_id, case)
+        record_exposure(conn, viewer, case["id"], item_id, tier, now)
 
 
 def caseless_key(item_id: str, attempt: int = 0) -> int:
@@ -88,12 +142,14 @@ def record_caseless_reveal(conn: Connection, analyst: Actor, item_id: str, sever
     item of this reader holds: two items whose keys collide each count, and two reveals of one item
     at once follow the same probes and store one."""
     who = actor_name(analyst)
-    mine = select(R.c.id).where(R.c.analyst == who, R.c.item_id == item_id, R.c.case_id < 0).limit(1)
-    if conn.execute(mine).first() is not None:
+    mine = select(R.c.case_id).where(R.c.analyst == who, R.c.item_id == item_id, R.c.case_id < 0).limit(1)
+    found = conn.execute(mine).first()
+    if found is not None:  # read again: an exposure of this shift, under the reveal's own key
+        record_exposure(conn, analyst, found.case_id, item_id, severity, now)
         return False
     for attempt in range(CASELESS_PROBES):
         key = caseless_key(item_id, attempt)
-        if record_reveal(conn, analyst, key, item_id, severity, now):
+        if _first_reveal(conn, analyst, key, item_id, severity, now):  # a key of another item: no exposure
             return True
         holder = conn.execute(select(R.c.item_id).where(R.c.analyst == who, R.c.case_id == key)).first()
         if holder is not None and holder.item_id == item_id:  # the same reveal, stored at once beside this one
@@ -173,12 +229,14 @@ def exposure(store: Store, analyst: Actor, settings: ReviewSettings,
     """Severe reveals by `analyst` within the last `shift_hours`, against the budget (`now` in
     any zone: reveals are stored in naive UTC, so an aware time is converted, not read as UTC).
 
-    One reader's exposure to one item's text counts once, whichever door revealed it: a reveal
-    is counted when no earlier reveal of the same item by the same reader exists in this shift
-    (for `severe`, no earlier severe one: a text read again in a later shift is exposure again). Why: a case-less reveal through the API (`record_caseless_reveal`)
-    and the reveal of the case the item got later are two rows, and counting rows charged one
-    text read twice. A reveal with no item id counts on its own. The look-up per reveal is
-    served by the index on reader and item (migration 0012)."""
+    One reader's exposure to one item's text counts once per shift, whichever door revealed it
+    and however often: a first reveal (`reveals`, at its time) and every later exposure of a case
+    revealed before (`exposures`, `record_exposure`) count together, once per item (`severe` when
+    any of them in the shift was at a severe tier). Why: a case-less reveal through the API
+    (`record_caseless_reveal`) and the reveal of the case the item got later are two rows, and
+    counting rows charged one text read twice; and a case read again in a later shift counted
+    nothing there, its one reveal row lying in an earlier shift. A reveal with no item id counts
+    on its own (by its case)."""
     rows = _exposure_counts(store, settings, now, [actor_name(analyst)])
     severe, total = rows.get(actor_name(analyst), (0, 0))
     return {"severe": int(severe), "revealed": int(total), "budget": settings.exposure_budget,
@@ -188,24 +246,24 @@ def exposure(store: Store, analyst: Actor, settings: ReviewSettings,
 def _exposure_counts(store: Store, settings: ReviewSettings, now: Optional[dt.datetime],
                      who: Optional[list[str]] = None) -> dict[str, tuple[int, int]]:
     """(severe, revealed) per reader (`who`, else all) in the shift that ends at `now`: reveals
-    from `now - shift_hours` up to `now`, not after it. Why: a shift asked for at an earlier
-    time (the lead's view, a report) counted the next shift's reveals too."""
+    and exposures from `now - shift_hours` up to `now`, not after it. Why: a shift asked for at
+    an earlier time (the lead's view, a report) counted the next shift's reveals too."""
     now = utc_naive(now) if now is not None else utcnow()
     since, tiers = now - dt.timedelta(hours=settings.shift_hours), list(settings.severe_tiers)
-    E = R.alias("earlier")
 
-    def first(*also: Any) -> Any:
-        return ~exists().where(E.c.analyst == R.c.analyst, E.c.item_id == R.c.item_id, E.c.id < R.c.id,
-                               E.c.created_at >= since, E.c.created_at <= now, *also)
+    def seen(t: Any, start: Any, end: Any) -> Any:
+        """The table's rows meeting the shift, keyed by item (by case for a row without one)."""
+        q = select(t.c.analyst.label("analyst"), t.c.item_id.label("item_id"),
+                   case((t.c.item_id.is_(None), t.c.case_id), else_=0).label("case_key"),
+                   case((t.c.severity.in_(tiers), 1), else_=0).label("severe")).where(start <= now, end >= since)
+        return q if who is None else q.where(t.c.analyst.in_(who))
 
-    q = select(R.c.analyst, func.count()).where(R.c.created_at >= since, R.c.created_at <= now)
-    if who is not None:
-        q = q.where(R.c.analyst.in_(who))
-    q = q.group_by(R.c.analyst)
+    rows = union_all(seen(R, R.c.created_at, R.c.created_at), seen(X, X.c.first_at, X.c.last_at)).subquery()
+    items = select(rows.c.analyst, func.max(rows.c.severe).label("severe")) \
+        .group_by(rows.c.analyst, rows.c.item_id, rows.c.case_key).subquery()
+    q = select(items.c.analyst, func.sum(items.c.severe), func.count()).group_by(items.c.analyst)
     with store.read() as conn:
-        severe = dict(conn.execute(q.where(R.c.severity.in_(tiers), first(E.c.severity.in_(tiers)))).all())
-        total = dict(conn.execute(q.where(first())).all())
-    return {a: (int(severe.get(a, 0)), int(n)) for a, n in total.items()}
+        return {a: (int(s or 0), int(n)) for a, s, n in conn.execute(q).all()}
 
 
 def team_exposure(store: Store, lead: Actor, settings: ReviewSettings,

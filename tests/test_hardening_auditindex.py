@@ -124,7 +124,7 @@ def test_the_upgrade_to_0015_adds_the_indexes_and_keeps_every_event(any_store):
         before = [tuple(r) for r in conn.execute(select(A).order_by(A.c.id)).all()]
     store = open_store(any_store.data_dir, None if any_store.is_sqlite else any_store.url)
     try:
-        assert store.schema_revision() == store.head_revision() == "0015"
+        assert store.schema_revision() == store.head_revision()
         with store.read() as conn:
             assert {k: _indexes(conn).get(k) for k in INDEXES} == INDEXES
             assert [tuple(r) for r in conn.execute(select(A).order_by(A.c.id)).all()] == before

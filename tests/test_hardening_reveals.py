@@ -134,7 +134,7 @@ def test_a_caseless_reveal_that_finds_every_probe_taken_is_one_line(sqlite_store
     import labeling.wellbeing as wellbeing
     from labeling.wellbeing import record_caseless_reveal
 
-    monkeypatch.setattr(wellbeing, "record_reveal", lambda *a, **k: False)
+    monkeypatch.setattr(wellbeing, "_first_reveal", lambda *a, **k: False)
     with sqlite_store.begin() as conn, pytest.raises(QueueError) as err:
         record_caseless_reveal(conn, ANN, "x\ny", "P1", utcnow())
     assert "\n" not in str(err.value) and "ann" in str(err.value) and "x y" in str(err.value)

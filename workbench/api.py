@@ -30,7 +30,8 @@ permission, audited as `permission.denied` (`workbench.refusals`). Domain errors
   reader's exposure as a reveal on the screen is, a case-less item's too: `workbench.api_reveal`).
   Needs `read`.
 - `POST /api/v1/items/{item_id}/appeals`: `{reason}` files an appeal on the user's behalf.
-- `GET /api/v1/decisions?after=<id>&limit=<n>`: decisions in id order, `next_cursor` to page on.
+- `GET /api/v1/decisions?after=<id>&limit=<n>`: decisions in id order, `next_cursor` to page on
+  (`workbench.api_decisions`: a reviewer's name only for a lead, else a stable pseudonym).
 - `GET /api/v1/jobs/rescore`: the latest rescoring of the open cases after an automatic promotion
   in `serve` (`workbench.learning`): state (none, running, finished, failed), done of total items
   scored, the counts when finished, the error when failed. Needs `read`.
@@ -56,6 +57,7 @@ from core.principals import Principal  # standard library only
 from core.readers import MAX_TEXT_CHARS, DuplicateKey, unique_keys  # file ingest's own rules
 from core.text import MAX_REASON_CHARS, one_line  # standard library only
 
+from .api_decisions import decisions_page, name_item_reviewer  # reviewers as the reader may see
 from .api_reveal import item_or_404 as _item_or_404, item_view  # the item view and its reveal
 from .refusals import audit_refusal  # a 403 in the audit log
 
@@ -72,9 +74,6 @@ MAX_METADATA_DEPTH = 32  # levels of nested objects and lists in one item's meta
 MAX_METADATA_BYTES = 64 * 1024  # one item's metadata, as JSON
 # The temporary file's own column names, so no metadata key can collide with them.
 _COLS = {"id": "__id", "text": "__text", "author": "__author", "created": "__created_at"}
-DECISION_FIELDS = ("id", "case_id", "item_id", "campaign_id", "reviewer", "kind", "label", "action", "severity",
-                   "policy_ref", "model_version", "model_label", "model_score", "is_override",
-                   "taxonomy_version", "supersedes_id", "created_at")
 
 
 class ItemIn(BaseModel):
@@ -374,7 +373,7 @@ def create_api(app: "AppContext") -> FastAPI:
 
     @api.get("/items/{item_id:path}", summary="An item with its prediction, case and decision (needs read)")
     def get_item(item_id: str, reveal: bool = False, who: "Principal" = Depends(principal)) -> dict[str, Any]:
-        return item_view(app, item_id, who, reveal)
+        return name_item_reviewer(app, who, item_view(app, item_id, who, reveal))
 
     @api.get("/decisions", summary="Decisions in id order, paged by cursor (needs read)")
     def get_decisions(after: int = Query(0, ge=0, le=MAX_CURSOR), limit: int = Query(100, ge=1, le=MAX_PAGE),
@@ -571,22 +570,6 @@ def _score_batch(app: "AppContext", who: "Principal", item_ids: list[str]) -> di
     cases = (build_cases(store, app.taxonomy(), app.queues(), actor=who, progress=False, item_ids=item_ids)
              if scored or uncased else None)
     return {"scored": scored, "cases": cases}
-
-
-def decisions_page(app: "AppContext", who: "Principal", after: int = 0, limit: int = 100) -> dict[str, Any]:
-    from sqlalchemy import select
-
-    from core.permissions import check_permission, refusal  # the hooks' check, re-exported
-    from core.schema import Decision
-
-    check_permission(who, "read", "decisions")
-    D = Decision.__table__
-    blind = [D.c.kind != "calibration"] if refusal(who, "analyst_quality") else []  # peers' answers; enforce nothing
-    with app.store().read() as conn:
-        rows = conn.execute(select(*[D.c[f] for f in DECISION_FIELDS]).where(D.c.id > after, *blind)
-                            .order_by(D.c.id).limit(limit + 1)).mappings().all()
-    page = [dict(r) for r in rows[:limit]]
-    return {"decisions": page, "next_cursor": page[-1]["id"] if len(rows) > limit else None}
 
 
 def job_view(app: "AppContext", who: "Principal", kind: str) -> dict[str, Any]:
