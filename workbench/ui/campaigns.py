@@ -2,7 +2,8 @@
 its timeline plot and its members page by page, and one decision applied to the whole campaign
 (its campaign case, decided in bulk). After a decision the campaign and the list are shown again;
 what applying would do is said as such only to whoever may (permission `bulk`), to anyone else as
-what a lead's decision would do.
+what a lead's decision would do; applying it refused (PermissionDenied) is in the audit log
+(`tab_access.refused`).
 
 Readable at 1366x768: the list leads with size, last seen and top terms; times are local to the
 minute; HTML entities are decoded; every text a campaign shows (exemplar, member texts, top
@@ -28,7 +29,7 @@ from labeling.masking import mask_campaign
 from .format import decoded, local_time, md_escape, of_total, page_span, readable, short, zone_name
 from .review_hold import STORE_ERRORS
 from .session import actor
-from .tab_access import check_reader, one_line, said
+from .tab_access import check_reader, one_line, refused, said
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..context import AppContext
@@ -309,6 +310,7 @@ def build_campaigns_tab(app: "AppContext", tab: gr.Tab, who: gr.Textbox) -> None
             principal = actor(app, who, request)
             check_permission(principal, "bulk", f"campaign {campaign_id}")
         except SERVICE_ERRORS as exc:
+            refused(app, who, request, f"bulk campaign {campaign_id}", exc)  # audited: who tried what
             return f"Warning: Not saved: {said(exc)}"
         try:
             case_id = campaign_case(store, campaign_id)
@@ -327,6 +329,7 @@ def build_campaigns_tab(app: "AppContext", tab: gr.Tab, who: gr.Textbox) -> None
                          rationale=rationale or None, config=app.queues(), existing="skip" if keep_decided else None,
                          members=[m for m, _ in seen["members"]] if seen else None)
         except SERVICE_ERRORS as exc:
+            refused(app, who, request, f"bulk campaign {campaign_id}", exc)
             return f"Warning: Not saved: {said(exc)}"
         bulk = out.get("bulk") or {}
         left = [f"{len(bulk[k])} {what}" for k, what in (("skipped_appeal", "settled or pending on appeal"),

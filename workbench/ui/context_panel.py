@@ -35,7 +35,7 @@ from .format import local_time, short
 from .render import WRAP, esc, table_html, when
 from .review_hold import STORE_ERRORS
 from .session import actor
-from .tab_access import one_line
+from .tab_access import one_line, refused
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..context import AppContext
@@ -221,6 +221,7 @@ def build_context_panel(app: "AppContext", case_state: gr.State, who: Optional[g
             add_note(app.store(), target, target_id(packet, target), body, who_acts)
             return refreshed(packet, who_acts, f"Note added to the {target}.")
         except ERRORS as exc:
+            refused(app, name, request, f"note on {target} {target_id(packet, target)}", exc)  # audited
             gr.Warning(html.escape(f"Note not added: {one_line(exc, 'nothing was saved: try again')}"))
             return gr.update(), gr.update()
 
@@ -234,6 +235,7 @@ def build_context_panel(app: "AppContext", case_state: gr.State, who: Optional[g
             out = fn(app.store(), target, target_id(packet, target), tag, who_acts)
             return refreshed(packet, who_acts, f"Tag {out['tag']!r} {'removed from' if remove else 'on'} the {target}.")
         except ERRORS as exc:
+            refused(app, name, request, f"{'untag' if remove else 'tag'} {target} {target_id(packet, target)}", exc)
             said = one_line(exc, "nothing was changed: try again")
             gr.Warning(html.escape(f"Tag not {'removed' if remove else 'added'}: {said}"))
             return gr.update(), gr.update()

@@ -19,7 +19,7 @@ from evaluation.report import evaluation_summary, summary_html
 
 from .review_hold import STORE_ERRORS
 from .session import actor
-from .tab_access import one_line
+from .tab_access import one_line, refused
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..context import AppContext
@@ -39,6 +39,7 @@ def build_evaluation_tab(app: "AppContext", who: Optional[Any] = None) -> None:
             drift = app._once("drift", lambda: load_drift_config(app.config_dir))
             summary = evaluation_summary(app.store(), app.taxonomy(), principal, config=config, drift_config=drift)
         except (PermissionDenied, ValueError, *STORE_ERRORS) as exc:  # ValueError: a config that does not load
+            refused(app, name, request, "read evaluation report", exc)  # audited: who tried what
             return f"<p>Not shown: {html.escape(one_line(exc, 'press Compute report again'))}</p>"
         return summary_html(summary)
 

@@ -10,7 +10,8 @@ background (`app.rescore_job`, as serve's automatic retrain does); the status li
 job. **Retrain a challenger** starts `retrain_and_gate` in the background
 (`workbench.learning.start_retrain`, one at a time), its steps and verdict in the same status
 line. Refusals are shown beside the button, in the service's words (its command
-line flags put as the tab's Force box and Reason field). The header checks the champion's model
+line flags put as the tab's Force box and Reason field), and a PermissionDenied is in the audit
+log (`tab_access.refused`). The header checks the champion's model
 files (`models.registry.verify_artifact`) and says so plainly when they are missing or changed.
 """
 from __future__ import annotations
@@ -34,7 +35,7 @@ from models.base import ModelError
 from .format import inert_markdown, local_time, md_escape, short, zone_name
 from .review_hold import STORE_ERRORS
 from .session import actor
-from .tab_access import one_line, said
+from .tab_access import one_line, refused, said
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..context import AppContext
@@ -211,6 +212,7 @@ def build_models_tab(app: "AppContext", tab: gr.Tab, who: Optional[gr.Textbox] =
             models = model_overview(app.store(), principal)
             verdicts = gate_verdicts(app.store(), principal)
         except (PermissionDenied, *STORE_ERRORS) as exc:
+            refused(app, name, request, "read models", exc)  # audited: who tried what
             return f"Not shown: {said(exc, 'press Refresh')}", [], [], gr.update(choices=[]), None
         head = champion_line(app.store(), models) + retrain_line(app) + auto_retrain_line(app) + rescore_line(app)
         choices = [(f"{m['id']} ({m['role']})", m["id"]) for m in models]
@@ -223,6 +225,7 @@ def build_models_tab(app: "AppContext", tab: gr.Tab, who: Optional[gr.Textbox] =
         try:
             r = comparison_report(app.store(), actor(app, name or "", request), picked_version(version))
         except (PermissionDenied, ModelError, OSError, *STORE_ERRORS) as exc:  # OSError: the report unreadable
+            refused(app, name, request, f"read the report of model {version}", exc)
             return f"Not shown: {said(exc, 'pick the version again')}", gr.update(value=None, visible=False)
         # The report file is Markdown with names and reasons in it: shown inert (no image, whose
         # relative path would be fetched from the server's root, nor tag, link or live URL).
@@ -238,6 +241,7 @@ def build_models_tab(app: "AppContext", tab: gr.Tab, who: Optional[gr.Textbox] =
             out = promote_now(app, picked_version(version), actor(app, name or "", request), force=bool(force),
                               reason=reason or "")
         except (PermissionDenied, ModelError, OSError, *STORE_ERRORS) as exc:  # OSError: the report not written
+            refused(app, name, request, f"{'force ' if force else ''}promote model {version}", exc)
             return (f"**Not promoted:** {md_escape(tab_words(one_line(exc)))}", *listing(name, request),
                     gr.update(), gr.update())
         what = ("forced over the gate" if out["forced"] else "promoted through the gate" if out["promoted"]
@@ -252,6 +256,7 @@ def build_models_tab(app: "AppContext", tab: gr.Tab, who: Optional[gr.Textbox] =
         try:
             start_retrain(app, actor(app, name or "", request))
         except (PermissionDenied, ModelError, RuntimeError, *STORE_ERRORS) as exc:  # RuntimeError: no thread
+            refused(app, name, request, "retrain a challenger", exc)
             return (f"**Not started:** {md_escape(tab_words(one_line(exc)))}", *listing(name, request))
         return ("**Retrain started**: a challenger on the base data and the human labels, then the gate. "
                 "Refresh for its steps and verdict.", *listing(name, request))

@@ -10,7 +10,7 @@ into a hidden box; on `c` the page shows it at once and the server's answer then
 view (a refusal puts the case back). Each key that acts on a case sends the case id the page
 shows and is refused when that is not the tab's case (review_actions). A timer renews both leases
 while the case is on screen (`labeling.claims.renew`) and refreshes the queue counts; the page
-counts the lease down.
+counts the lease down. A key refused (PermissionDenied) is in the audit log (tab_access.refused).
 Keys (assets.SHORTCUTS_JS): 1-9 label, a action, o override rationale, e escalate, Ctrl+Enter
 save, c confirm, n next, r reveal, s skip, x release, u undo, ? help.
 """
@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import html
 import inspect
-import re
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, Callable, Optional
@@ -37,13 +35,13 @@ from labeling.wellbeing import set_preferences
 from .context_panel import build_context_panel, context_values
 from .render import (empty_header, header_html, lease_html, message_html, prefetch_html,
                      restored_html, saved_message, side_html, status_html, text_html)
-from .review_actions import (chosen_fields, confirm_refusal, form_note, form_values, html_box, lost_note,
-                             needs_confirm, page_case_js, refused, untouched, with_under_review, wrong_case)
+from .review_actions import (chosen_fields, confirm_refusal, form_note, form_values, html_box, label_form, lost_note,
+                             needs_confirm, opened, page_case_js, refused, untouched, with_under_review, wrong_case)
 from .review_guard import (FAILURES, case_number, counts_view, display_prefs, done_already, exposure_of,
                            finite_numbers, load_name, queue_choices, repeat_note, start_view, status_line, told, unread)
 from .review_hold import STORE_ERRORS, idle_now, refusal
-from .format import md_escape
 from .session import actor
+from .tab_access import refused as audited
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..context import AppContext
@@ -181,6 +179,7 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
                 case = next_case(store, principal, queue, config=qconfig, detail=False, resume=True)  # a reload resumes
                 packet = packet_for(case["id"], principal) if case else None
         except FAILURES as exc:
+            audited(app, who, request, f"claim next case of queue {queue}", exc)
             why = told(exc, "no next case was claimed: press n")
             return show(None, None, queue, f"{message} {why}".strip(), "error")
         if packet is None:
@@ -205,15 +204,11 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
             return show(packet_for(case_id, principal), principal, queue, f"Opened case {case_id}.",
                         ahead=fetch_ahead(principal, queue, case_id))
         except FAILURES as exc:
+            audited(app, who, request, f"open case {case_id}", exc)
             return show(None, None, queue, f"Cannot open case {case_id}: {told(exc)}", "error")
 
     def on_label(label: Optional[str], packet: Optional[dict[str, Any]]) -> tuple[Any, Any, Any]:
-        if not label or label not in taxonomy.policies:
-            return gr.update(), gr.update(), ""
-        pol = taxonomy.policies[label]  # a re-review's own label brings back its decision's action and reference
-        _, actions, action, ref = form_values(packet, label) if packet else (label, pol.actions, pol.default_action,
-                                                                            pol.policy_ref)
-        return gr.update(choices=actions, value=action), ref, ""
+        return label_form(taxonomy.policies, label, packet)
 
     def submit(packet: Optional[dict[str, Any]], armed: Optional[int], who: str, queue: str, label: str,
                action: str, policy_ref: str, rationale: str, ahead: Optional[int], request: gr.Request,
@@ -234,6 +229,7 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
                          policy_ref=policy_ref or None, rationale=rationale or None, config=qconfig, holder_only=True,
                          seen=packet.get("prediction") or {})
         except FAILURES as exc:
+            audited(app, who, request, f"decide case {case_id}", exc)
             if isinstance(exc, ValueError) and done_already(store, case_id, viewer(who, request)) == "saved":
                 return claim_next(who, queue, request, f"Case {case_id} was saved already (a key sent twice, or "
                                   "another tab): nothing was saved twice.", ahead=ahead)
@@ -268,6 +264,7 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
             out = escalate_with_packet(store, taxonomy, packet["case"]["id"], who_of(who, request), reason, qconfig,
                                        settings, app.campaigns(), holder_only=True)
         except FAILURES as exc:
+            audited(app, who, request, f"escalate case {packet['case']['id']}", exc)
             if isinstance(exc, ValueError) and done_already(store, packet["case"]["id"],
                                                              viewer(who, request)) == "escalated":
                 return claim_next(who, queue, request, f"Case {packet['case']['id']} was escalated already (a key sent "
@@ -285,6 +282,7 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
         try:
             skip(store, packet["case"]["id"], who_of(who, request), qconfig)
         except FAILURES as exc:
+            audited(app, who, request, f"skip case {packet['case']['id']}", exc)
             if note := repeat_note(store, exc, packet["case"]["id"], viewer(who, request), "skip"):
                 return claim_next(who, queue, request, note, ahead=ahead)  # the case its first press put on screen
             return show(None, None, queue, f"Not skipped: {told(exc, 'nothing was changed: press n')}", "error")
@@ -299,6 +297,7 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
             principal = who_of(who, request)
             release(store, packet["case"]["id"], principal, qconfig)
         except FAILURES as exc:
+            audited(app, who, request, f"release case {packet['case']['id']}", exc)
             if note := repeat_note(store, exc, packet["case"]["id"], viewer(who, request), "release"):
                 return show(None, None, queue, note)
             return show(None, None, queue, f"Not released: {told(exc, 'nothing was changed: press n')}", "error")
@@ -312,6 +311,7 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
             principal = who_of(who, request)
             out = undo_last(store, principal, qconfig, settings.undo_seconds)
         except FAILURES as exc:
+            audited(app, who, request, "undo last decision", exc)
             if packet is not None:
                 return kept(packet, None, refusal(exc, "nothing was undone: press u again"), "Not undone")
             return show(None, None, queue, f"Not undone: {told(exc, 'nothing was undone: press u again')}", "error")
@@ -346,6 +346,7 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
             reveal_text(store, packet["case"]["id"], principal, taxonomy=taxonomy, settings=settings)
             fresh = packet_for(packet["case"]["id"], principal)
         except FAILURES as exc:
+            audited(app, who, request, f"reveal case {packet['case']['id']}", exc)
             return untouched(6 + n_ctx, 3, f"Not revealed: {told(exc, 'nothing was revealed: press r again')}")
         expo = expo_of(principal)
         return (fresh, text_html(fresh, prefs_of(principal)), side_html(fresh), "",
@@ -470,13 +471,13 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
             buttons_err = html_box(elem_id="wb-buttons-err", elem_classes=["wb-err"])
             with gr.Row(elem_id="wb-display", equal_height=True):
                 reveal_btn = gr.Button("Reveal text (r)", elem_id="wb-reveal", size="sm", scale=0, min_width=120)
-                blur_in = gr.Checkbox(label="Blur revealed text (hover reads)", value=settings.default_blur, elem_id="wb-blur",
+                blur_in = gr.Checkbox(label="Blur revealed text (hover, focus or b reads)", value=settings.default_blur, elem_id="wb-blur",
                                       scale=0, min_width=150, container=False)
                 gray_in = gr.Checkbox(label="Grayscale", value=settings.default_grayscale, elem_id="wb-gray",
                                       scale=0, min_width=110, container=False)
                 html_box("<div class='wb-keys'>Keys: <kbd>1</kbd>-<kbd>9</kbd> label · <kbd>a</kbd> action · "
                         "<kbd>c</kbd> confirm · <kbd>o</kbd> override · <kbd>e</kbd> escalate · <kbd>Ctrl</kbd>+"
-                        "<kbd>Enter</kbd> save · <kbd>u</kbd> undo · <kbd>n</kbd> next · <kbd>?</kbd> all keys</div>")
+                        "<kbd>Enter</kbd> save · <kbd>u</kbd> undo · <kbd>n</kbd> next · <kbd>b</kbd> unblur · <kbd>?</kbd> all keys</div>")
         with gr.Column(scale=2, min_width=360):
             side = html_box(side_html(None), elem_id="wb-side")  # model, campaign, similar decisions
             with gr.Accordion("Context: policy, history, notes", open=True, elem_id="wb-context"):
@@ -585,10 +586,7 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
 
     def open_from(event: Any, case_box: Any, tabs: Any, tab_id: str, note: Any) -> None:
         def switched(packet: Optional[dict[str, Any]], case_id: Any, refusal: str) -> tuple[Any, str]:
-            if packet and case_id is not None and int(packet["case"]["id"]) == int(case_id):
-                return gr.Tabs(selected=tab_id), f"Opened case {int(case_id)} on the Review tab."
-            why = html.unescape(re.sub(r"<[^>]+>", " ", refusal or "")).strip() or "pick a result with a case first"
-            return gr.update(), f"Not opened: {md_escape(why)}"
+            return opened(tab_id, packet, case_id, refusal)
 
         wired(event, open_case, [who, queue_in, case_box, ahead_state]).then(
             switched, [packet_state, case_box, buttons_err], [tabs, note], show_progress="hidden", queue=False)

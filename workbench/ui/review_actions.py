@@ -5,16 +5,20 @@ The page may show a case the server has not yet put in the tab's state (the opti
 (`page_case_js`) and the server refuses a key whose case is not the tab's (`wrong_case`) instead
 of acting on another case. `c` saves the model's suggestion only while the screen shows it
 (`confirm_refusal`). A label-review case's form starts from the decision under review
-(`form_values`). Also the refusal outputs the tab's keys share (`refused`, `needs_confirm`).
+(`form_values`, `label_form`). Also the refusal outputs the tab's keys share (`refused`,
+`needs_confirm`), and what "Open in Review" says (`opened`).
 """
 from __future__ import annotations
 
+import html
+import re
 from typing import Any, Optional
 
 import gradio as gr
 
 from labeling.decisions import decision_under_review
 
+from .format import md_escape
 from .render import lease_html, message_html, plain, where_error_goes
 
 # The case's outputs a refusal leaves as they are: header, text, side column, label, action,
@@ -117,6 +121,19 @@ def form_values(packet: dict[str, Any],
     return label, choice["actions"], choice["default_action"], choice["policy_ref"]
 
 
+def label_form(policies: dict[str, Any], label: Optional[str],
+               packet: Optional[dict[str, Any]]) -> tuple[Any, Any, Any]:
+    """A label picked (keys 1-9): the action list and policy reference follow it, the label's
+    error line empties; a label the taxonomy lacks (a client may send any value) changes nothing.
+    A re-review's own label brings back its decision's action and reference (`form_values`)."""
+    if not label or label not in policies:
+        return gr.update(), gr.update(), ""
+    pol = policies[label]
+    _, actions, action, ref = form_values(packet, label) if packet else (label, pol.actions, pol.default_action,
+                                                                        pol.policy_ref)
+    return gr.update(choices=actions, value=action), ref, ""
+
+
 def form_note(packet: Optional[dict[str, Any]]) -> str:
     """What the form was filled with, where that needs saying: on a label-review case the decision
     under review and what saving it does; a model's label the taxonomy no longer has."""
@@ -170,3 +187,13 @@ def untouched(n: int, at: int, message: str) -> tuple[Any, ...]:
     out: list[Any] = [gr.update()] * n
     out[at] = message_html(message, "error")
     return tuple(out)
+
+
+def opened(tab_id: str, packet: Optional[dict[str, Any]], case_id: Any, refusal: str) -> tuple[Any, str]:
+    """After "Open in Review" (review's `open_from`): switch to the Review tab (`tab_id`) when the
+    case asked for is on screen, else stay and say why in one line of inert Markdown (the
+    refusal the key put beside the buttons, its HTML stripped)."""
+    if packet and case_id is not None and int(packet["case"]["id"]) == int(case_id):
+        return gr.Tabs(selected=tab_id), f"Opened case {int(case_id)} on the Review tab."
+    why = html.unescape(re.sub(r"<[^>]+>", " ", refusal or "")).strip() or "pick a result with a case first"
+    return gr.update(), f"Not opened: {md_escape(why)}"

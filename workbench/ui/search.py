@@ -3,7 +3,8 @@
 rights, texts masked; a clicked row gives its case id, and "Open in Review" claims that case and
 shows it on the Review tab (`review.ReviewTab.open_from`).
 
-Each callback is a few lines over `labeling.search.search`.
+Each callback is a few lines over `labeling.search.search`; a search refused (PermissionDenied)
+is in the audit log (`tab_access.refused`).
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from labeling.search import search
 from .format import local_time, md_escape, short, zone_name
 from .review_hold import STORE_ERRORS
 from .session import actor
-from .tab_access import page_number, row_id, said
+from .tab_access import page_number, refused, row_id, said
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..context import AppContext
@@ -67,6 +68,7 @@ def build_search_tab(app: "AppContext", who: Optional[gr.Textbox] = None,
             out = search(app.store(), query, actor(app, name, request), app.review(), limit=PAGE,
                          offset=(page - 1) * PAGE)
         except (ValueError, PermissionDenied, *STORE_ERRORS) as exc:
+            refused(app, name, request, "search", exc)  # audited: who tried what (not the query's text)
             return f"**Not searched:** {said(exc, 'search again')}", [], [], 1
         last = -(-max(out["total"], out.get("campaign_total", 0)) // PAGE)  # items and campaigns page together
         if last and not out["results"] and not out["campaigns"] and page > last:  # past the last: show the last
