@@ -5,10 +5,19 @@ reveal is an audited action (`packets.reveal_text`), as T&S wellness practice as
 
 `mask_packet` is the one function every review packet passes through before it leaves the
 server (the Review screen, its Gradio API, the escalation packet): while the case is masked and
-not revealed by the viewer, every text in it is masked: the item, the similar past decisions
-(texts and rationales), the campaign's top terms, exemplar and members, the author's other
-items and the earlier decisions' rationales. A reveal unmasks the case's own texts (item,
-campaign); other items' texts then follow their own rule (`shown_text`).
+not revealed by the viewer, every text in it is masked: the item, the similar past decisions'
+texts, the campaign's top terms, exemplar and members, the author's other items and the earlier
+decisions' rationales. A reveal unmasks the case's own texts (item, campaign); other items' texts
+then follow their own rule (`shown_text`).
+
+A similar past decision's rationale is a colleague's note about another item, which the analyst
+reads to decide alike: masked word for word, "demo: the source dataset's label" read
+"d•••: t•• s••••• d•••••••'s l••••", useless. What makes a note sensitive is what it quotes, so
+where its item's text is masked the note is shown with its quotes masked (`mask_quotes`): each
+word that the item's text holds (or, while the case is masked, the case's own texts), as the
+text's own words are masked, and any word spelled out letter by letter; the analyst's own words
+stay. Rationales on the case itself (earlier decisions, escalations, appeals) are about the very
+text that is masked and stay masked whole until the reveal.
 
 `sensitive_scores_sql` and `label_sensitive_sql` are the same rule as SQL conditions, for the
 question "is any member of this campaign sensitive" (`notes.sensitive_campaigns`), which must
@@ -139,6 +148,60 @@ def mask_text(text: str) -> str:
     return _word().sub(hide, _hide_spelled(decoded)).replace("&", "\uff06")
 
 
+# Digits and signs written for letters ("f4gg0t", "$lut"): a quote in a note matched against the text.
+_LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "8": "b", "@": "a", "$": "s", "!": "i"})
+MAX_NOTE_WORD = 40  # letters: a longer "word" in a note is no prose, so it is masked
+MIN_STEM = 4  # letters a quoted word needs to match inside a longer one ("idiot" in "idiots")
+
+
+def _fold(chunk: str) -> str:
+    """A chunk of text as the letters it reads as: compatibility forms, accents and case folded, digits and
+    signs used as letters read as those letters, letter-like symbols ("🅥") as their letter, marks,
+    invisible characters and anything else dropped."""
+    out = []
+    for ch in unicodedata.normalize("NFKD", chunk.casefold()).translate(_LEET):
+        if ch.isalpha():
+            out.append(ch)
+        elif re.fullmatch(_LETTER, ch):
+            name = unicodedata.name(ch, "")
+            out.append(name.rsplit(" ", 1)[-1].lower() if "LETTER " in name else "")
+    return "".join(out)
+
+
+def _quoted(texts: tuple[str, ...]) -> tuple[set[str], str]:
+    """What a note may quote from `texts`: each whitespace-separated chunk folded (`_fold`), and
+    all of their letters run together (a word spelled out or split in the text)."""
+    words = [_fold(c) for t in texts for c in html.unescape(html.unescape(t)).split()]
+    return {w for w in words if w}, "".join(words)
+
+
+def mask_quotes(note: str, *texts: str) -> str:
+    """`note` (a rationale about `texts`) with what it quotes from them masked (first letter kept,
+    each further letter, digit or letter-like sign "•"), and the rest as written. A chunk (between spaces) is masked when its letters, read as
+    `_fold` reads them, are a word of the texts, appear in the texts' letters run together (at
+    least MIN_STEM of them), hold a word of the texts of MIN_STEM letters or more ("idiots"), or
+    run past MAX_NOTE_WORD; words spelled out letter by letter are masked whatever they say.
+    Decoded and its "&" made "＆" as `mask_text` does, so no later decoding makes new words."""
+    words, run = _quoted(texts)
+    stems = {w for w in words if len(w) >= MIN_STEM}
+
+    def quoted(key: str) -> bool:
+        if not key:
+            return False
+        if key in words or len(key) > MAX_NOTE_WORD or (len(key) >= MIN_STEM and key in run):
+            return True
+        return any(key[i:j] in stems for i in range(len(key)) for j in range(i + MIN_STEM, len(key) + 1))
+
+    def hide(chunk: str) -> str:  # first letter kept, every further letter, digit or letter-like sign "•"
+        keep = next((i for i, ch in enumerate(chunk) if _fold(ch) or ch.isdigit()), len(chunk))
+        rest = re.sub(_glue(), "", chunk[keep + 1:])
+        return chunk[:keep + 1] + "".join("•" if _fold(ch) or ch.isdigit() else ch for ch in rest)
+
+    decoded = _hide_spelled(html.unescape(html.unescape(note)))
+    shown = re.sub(r"\S+", lambda m: hide(m.group(0)) if quoted(_fold(m.group(0))) else m.group(0), decoded)
+    return shown.replace("&", "\uff06")
+
+
 def should_mask(settings: ReviewSettings, scores: Optional[dict[str, float]], policy_label: Optional[str]) -> bool:
     """Mask when a sensitive policy is likely, is the source's label, or nothing is known yet."""
     if policy_label in settings.mask_policies:
@@ -214,14 +277,29 @@ def mask_terms(terms: Any) -> Any:
             for t in (terms or [])]
 
 
-def _row(row: dict[str, Any], fields: tuple[str, ...], mask_all: bool) -> dict[str, Any]:
-    """A copy of `row` with `fields` masked when `mask_all` or the row's own flag says so."""
+def _row(row: dict[str, Any], fields: tuple[str, ...], mask_all: bool, notes: tuple[str, ...] = (),
+         case_texts: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A copy of `row` with `fields` masked when `mask_all` or the row's own flag says so; `notes`
+    (a rationale) then with their quotes of the row's text, and while `mask_all` of the case's own
+    `case_texts`, masked (`mask_quotes`)."""
     out = {k: v for k, v in row.items() if k != OWN_FLAG}
     if mask_all or row.get(OWN_FLAG, True):
         for f in fields:
             if isinstance(out.get(f), str):
                 out[f] = mask_text(out[f])
+        own = tuple(row[f] for f in fields if isinstance(row.get(f), str))
+        for f in notes:
+            if isinstance(out.get(f), str):
+                out[f] = mask_quotes(out[f], *own, *(case_texts if mask_all else ()))
     return out
+
+
+def _case_texts(packet: dict[str, Any]) -> tuple[str, ...]:
+    """The case's own texts as the server holds them: the item's, a campaign's exemplar and members."""
+    camp = packet.get("campaign") or {}
+    texts = [(packet.get("item") or {}).get("text"), camp.get("exemplar_text"),
+             *(m.get("text") for m in camp.get("sample") or [] if isinstance(m, dict))]
+    return tuple(t for t in texts if isinstance(t, str))
 
 
 def mask_metadata(meta: Any) -> Any:
@@ -275,7 +353,8 @@ def mask_packet(packet: dict[str, Any], revealed: bool) -> dict[str, Any]:
         camp["sample"] = [{k: v for k, v in m.items() if k != OWN_FLAG} if out["revealed"] else _row(m, ("text",), hide)
                           for m in camp.get("sample") or []]
         out["campaign"] = camp
-    out["similar_decisions"] = [_row(r, ("text", "rationale"), hide) for r in out.get("similar_decisions") or []]
+    own = _case_texts(packet) if hide else ()
+    out["similar_decisions"] = [_row(r, ("text",), hide, ("rationale",), own) for r in out.get("similar_decisions") or []]
     author = out.get("author")
     if author:
         out["author"] = dict(author, recent=[_row(r, ("text",), hide) for r in author.get("recent") or []])

@@ -3,7 +3,8 @@
 Keys on the Review tab (not while typing in a text box, except Ctrl+Enter and Esc):
 1-9 pick the label, a cycles the action, o focuses the rationale (override), e escalates (focus
 the reason; Ctrl+Enter sends), Ctrl+Enter saves, c confirms the model, n next, r reveal, s skip,
-x release, u undo, ? the list of keys, Esc leaves the text box. On `c` the page first shows the
+x release, u undo, b shows or blurs again the revealed text (blur is a well-being setting that
+only a hover used to clear: no key, nothing to focus), ? the list of keys, Esc leaves the text box. On `c` the page first shows the
 analyst's next case, claimed ahead and rendered (masked) by the server into a hidden box; the
 server's answer then replaces that view (review.confirm). Until it does, the keys and controls
 that act on a case are off (what they did would land on the case being decided). A key or click
@@ -53,12 +54,21 @@ SHORTCUTS_JS = """
   const groupRadios = () => {  // one radio group: one tab stop, arrows move (native behaviour)
     for (const id of ['wb-label', 'wb-action']) radios(id).forEach((r) => { r.name = id; });
   };
+  // The mode line goes above the rationale's row, not into it: a third item in that row took a
+  // third of its width from the rationale box at 1366 px.
   const hint = (text) => {
     let el = document.getElementById('wb-mode');
     const box = document.getElementById('wb-rationale');
-    if (!el && box) { el = document.createElement('div'); el.id = 'wb-mode'; box.parentNode.insertBefore(el, box); }
+    const row = box && box.closest('.row');  // Gradio wraps the row's text boxes in a .form
+    if (!el && row) { el = document.createElement('div'); el.id = 'wb-mode'; row.parentNode.insertBefore(el, row); }
     if (el) { el.textContent = text || ''; el.style.display = text ? 'block' : 'none'; }
   };
+  // `b`: the revealed text of the case on screen shown sharp (or blurred again), the keyboard's
+  // hover; on the text's block, whose own attributes Gradio leaves alone (it redraws what is inside:
+  // the page CSS only reaches inside .gradio-container), and dropped when the case changes (onChange).
+  const unblur = (on) => { const el = document.getElementById('wb-text'); if (!el) return;
+    if (on) el.setAttribute('data-wb-unblur', '1'); else el.removeAttribute('data-wb-unblur'); };
+  const unblurred = () => { const el = document.getElementById('wb-text'); return !!el && el.hasAttribute('data-wb-unblur'); };
   const focusRationale = () => { const t = $('#wb-rationale textarea'); if (t) t.focus(); };
   const flash = (text) => { hint(text); setTimeout(() => { const el = document.getElementById('wb-mode'); if (el && el.textContent === text) hint(''); }, 1500); };
   const IGNORED = 'Ignored: this case appeared right after your last key. Press it again to act on this case.';
@@ -87,7 +97,8 @@ SHORTCUTS_JS = """
         ['1-9', 'pick the label'], ['a', 'next enforcement action'], ['c', 'confirm the model (campaign: twice)'],
         ['o', 'override: type the rationale'], ['e', 'escalate: type the reason'],
         ['Ctrl+Enter', 'save (or send the escalation), also from the text box'], ['u', 'undo your last decision'],
-        ['n', 'next case'], ['r', 'reveal the text (audited)'], ['s', 'skip'], ['x', 'release'],
+        ['n', 'next case'], ['r', 'reveal the text (audited)'], ['b', 'show the revealed text sharp, or blur it again (this case)'],
+        ['s', 'skip'], ['x', 'release'],
         ['Esc', 'leave the text box'], ['?', 'this list']].map(([k, v]) => '<tr><td><kbd>' + k + '</kbd></td><td>' + v +
         '</td></tr>').join('') + '</table><small>Press ? or Esc to close.</small>';
       document.body.appendChild(el);
@@ -186,6 +197,7 @@ SHORTCUTS_JS = """
     if (k === 'o') { e.preventDefault(); window.wbMode = 'decide'; hint('Override: type why, then Ctrl+Enter to save.'); focusRationale(); return; }
     if (k === 'e') { e.preventDefault(); window.wbMode = 'escalate'; hint('Escalating: type the reason, then Ctrl+Enter to send (Esc cancels).'); focusRationale(); return; }
     if (k === '?') { e.preventDefault(); help(); return; }
+    if (k === 'b') { e.preventDefault(); unblur(!unblurred()); return; }
     if (k === 'c' && optimistic()) { e.preventDefault(); afterPaint(() => click('wb-confirm')); return; }
     const ids = {c: 'wb-confirm', n: 'wb-next', r: 'wb-reveal', s: 'wb-skip', x: 'wb-release', u: 'wb-undo'};
     if (ids[k]) { e.preventDefault(); click(ids[k]); }
@@ -221,7 +233,7 @@ SHORTCUTS_JS = """
     const id = !head ? null : head.hasAttribute('data-optimistic') ? lastCase : head.getAttribute('data-case');
     if (locked && head && !head.hasAttribute('data-optimistic')) lock(false);  // the server's answer is in
     if (id !== lastCase) {  // a new case: back to the top, out of any text box, mode reset
-      lastCase = id; window.wbMode = 'decide'; hint(''); picked = false;
+      lastCase = id; window.wbMode = 'decide'; hint(''); picked = false; unblur(false);
       window.scrollTo(0, 0);
       const a = document.activeElement; if (a && typing(a)) a.blur();
       // the rationale and the note and tag boxes start empty for each case (the page empties them:
@@ -276,7 +288,9 @@ CSS = """
           overflow-y: auto; background: var(--background-fill-secondary);}
 #wb-text .wb-masked {color: var(--body-text-color-subdued); font-family: monospace;}
 #wb-text .wb-blur .wb-revealed {filter: blur(5px); transition: filter 0.15s;}
-#wb-text .wb-blur .wb-revealed:hover {filter: none;}
+#wb-text .wb-blur .wb-revealed:hover, #wb-text .wb-blur:focus .wb-revealed, #wb-text .wb-blur:focus-within .wb-revealed,
+#wb-text[data-wb-unblur] .wb-blur .wb-revealed {filter: none;}
+#wb-text .wb-blur:focus-visible {outline: 2px solid var(--color-accent); outline-offset: 2px;}
 #wb-text .wb-gray {filter: grayscale(1);}
 #wb-text .wb-sample ul {margin: 0.2em 0 0 1.2em; font-size: 0.9em;}
 .wb-head {font-size: 0.95em; line-height: 1.35;}
@@ -295,13 +309,15 @@ CSS = """
 .wb-lease.wb-lost {color: #991b1b; font-weight: 600; background: rgba(220,38,38,0.12); padding: 1px 4px;}
 .wb-status {font-size: 0.88em;}
 .wb-over {color: #991b1b; font-weight: 600;}
-#wb-mode {display: none; font-size: 0.88em; color: #92400e; font-weight: 600;}
+#wb-mode {display: none; font-size: 0.88em; color: #92400e; font-weight: 600; padding: 0 10px;}
 .wb-model {font-size: 0.92em;}
 .wb-bar {display: grid; grid-template-columns: 6.5em 1fr 2.6em; align-items: center; gap: 4px; font-size: 0.85em;}
 .wb-bar i {display: block; height: 0.6em; background: var(--color-accent); border-radius: 2px;}
 .wb-table {table-layout: fixed; width: 100%; border-collapse: collapse; font-size: 0.82em;}
 .wb-table th, .wb-table td {padding: 2px 4px; border-bottom: 1px solid var(--border-color-primary);
                              overflow-wrap: anywhere; vertical-align: top; text-align: left;}
+.wb-table .wb-nobreak, #wb-similar .wb-table th {overflow-wrap: normal; word-break: normal; hyphens: none;}
+.wb-table .wb-nobreak {display: inline-block; max-width: 100%; overflow: hidden; vertical-align: top;}
 .wb-count, .wb-sub, .wb-empty {font-size: 0.82em; color: var(--body-text-color-subdued);}
 .wb-keys {font-size: 0.8em; color: var(--body-text-color-subdued);}
 .wb-keys kbd, #wb-help kbd {border: 1px solid #999; border-radius: 3px; padding: 0 4px; font-size: 0.85em;}

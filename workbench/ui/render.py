@@ -167,11 +167,14 @@ def text_html(p: dict[str, Any], prefs: Optional[dict[str, bool]] = None) -> str
     body = f"<div class='wb-body{state}'>{esc(item['text'])}</div>"
     sample = (p.get("campaign") or {}).get("sample") or []
     more = ""
+    # Focusable while blurred: focus (Tab, a click) shows the revealed text sharp as a hover does
+    # (assets.CSS), and `b` does from the keyboard (assets.SHORTCUTS_JS).
+    focus = " tabindex='0' aria-label='Case text: focus or press b to show the revealed text sharp'" if prefs.get("blur") else ""
     if sample and p.get("campaign_case"):
         rows = "".join(f"<li>{esc(m['text'][:160])}</li>" for m in sample)
         shown = " class='wb-revealed'" if p.get("revealed") else ""  # revealed members blur as the text does
         more = f"<div class='wb-sample'><small>Other members:</small><ul{shown}>{rows}</ul></div>"
-    return f"<div class='{cls}' {WRAP}>{meta}{body}{note}{more}</div>"
+    return f"<div class='{cls}'{focus} {WRAP}>{meta}{body}{note}{more}</div>"
 
 
 def model_html(p: dict[str, Any]) -> str:
@@ -277,11 +280,22 @@ def author_html(p: dict[str, Any]) -> str:
                              ["19%", "11%", "11%", "14%", "45%"], total=a.get("items"))
 
 
+def _words(value: Any) -> str:
+    """A short name (a label, an action, a reviewer) that wraps only between its parts: after an
+    "_" or a "-", never inside a word ("harass ment", "block_sen der" at 1366 px)."""
+    return f"<span class='wb-nobreak'>{esc(value).replace('_', '_<wbr>').replace('-', '-<wbr>')}</span>"
+
+
 def similar_html(p: dict[str, Any]) -> str:
-    rows = [[f"{float(r['similarity']):.2f}", esc(r["label"]), esc(r["action"]), esc(r["reviewer"]),
+    """Similar past decisions in the side column (about 440 px at 1366): the label and its action
+    share one column, one above the other, so no short name is broken inside a word (a reviewer's
+    name, which may be a long pseudonym, still wraps anywhere)."""
+    rows = [[f"<span class='wb-nobreak'>{float(r['similarity']):.2f}</span>",
+             f"{_words(r['label'])}<br><small>{_words(r['action'])}</small>",
+             esc(r["reviewer"]),
              esc((r.get("rationale") or "")[:80]), esc(r["text"][:140])] for r in p.get("similar_decisions") or []]
-    return table_html(["sim.", "label", "action", "by", "rationale", "text"], rows, "No similar past decisions.",
-                      ["8%", "11%", "14%", "10%", "20%", "37%"])
+    return table_html(["sim.", "decision", "by", "rationale", "text"], rows, "No similar past decisions.",
+                      ["9%", "21%", "12%", "23%", "35%"])
 
 
 def campaign_detail_md(d: dict[str, Any], exemplar: str) -> str:

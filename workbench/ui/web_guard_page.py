@@ -78,7 +78,9 @@ SESSION_JS = """
     if (!s || !s.user) return;
     bar = document.createElement('div');
     bar.id = 'wb-session';
-    bar.style.cssText = 'position:fixed;top:6px;right:12px;z-index:1000;font-size:0.9em;' +
+    // At the top of the page, above the tabs' right end, scrolling away with it: a fixed badge
+    // stayed over the side column's tables and buttons while the page scrolled.
+    bar.style.cssText = 'position:absolute;top:6px;right:12px;z-index:1000;font-size:0.9em;' +
       'background:var(--background-fill-primary);padding:2px 8px;border-radius:6px;';
     const who = document.createElement('span');
     who.id = 'wb-signed-in';
