@@ -1,6 +1,5 @@
-"""For the lead: the Evaluation tab's Compute report and the Review tab's context panel (note,
-tag, untag) showed a PermissionDenied without auditing it (evaluation.py, context_panel.py are
-outside this helper's files). Passes once the report's old/new text is applied; fails before."""
+"""The Evaluation tab's Compute report and the Review tab's context panel (note, tag, untag)
+showed a PermissionDenied without auditing it: now recorded as permission.denied (surface ui)."""
 from __future__ import annotations
 
 import pytest
@@ -9,17 +8,11 @@ pytest.importorskip("gradio")
 from workbench.context import AppContext  # noqa: E402
 
 from test_hardening_refusalaudit import _events, _signed_in  # noqa: E402
-from core.hooks import pm  # noqa: E402
-from test_hardening_refusals_ui import _people, _Refuse, _seen  # noqa: E402
+import test_hardening_refusals_ui as _rui  # noqa: E402
+from test_hardening_refusals_ui import _people, _seen  # noqa: E402
 from test_ui_tabs_fixes import _blocks_fns  # noqa: E402
 
-
-@pytest.fixture
-def refuse():
-    plugin = _Refuse()
-    pm.register(plugin)
-    yield plugin
-    pm.unregister(plugin)
+refuse = _rui.refuse  # the plugin fixture, shared
 
 
 def test_evaluation_refused_is_audited(sqlite_store, refuse):
