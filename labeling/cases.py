@@ -15,13 +15,14 @@ from sqlalchemy import ColumnElement, Connection, and_, case as sql_case, exists
 from core import audit
 from core.hooks import PermissionDenied, check_permission
 from core.labels import current_decisions
-from core.principals import SYSTEM, Actor
+from core.principals import SYSTEM, Actor, actor_name
 from core.predictions import prediction_problem, predictions_of_record, record_ids
 from core.schema import Campaign, CampaignMember, Case, Decision, Item, Prediction, utcnow
 from core.store import Store, serialise
 from core.taxonomy import Taxonomy
 
 from .errors import QueueError
+from .four_eyes import not_own_escalation, own_escalation
 from .masking import mask_text
 from .priority import PriorityError, label_harm_weights, score_features, utc_naive
 from .replan import _held_by_escalation, _keep_seed, _merged_meta, _refresh_held
@@ -480,11 +481,14 @@ def campaign_case_state(store: Store, campaign_id: int) -> dict[str, Any]:
             "last_case": last[0] if last else None, "joined_undecided": len(joined)}
 
 
-def queue_status(store: Store, config: QueueConfig, now: Optional[dt.datetime] = None) -> dict[str, dict[str, Any]]:
+def queue_status(store: Store, config: QueueConfig, now: Optional[dt.datetime] = None,
+                 viewer: Optional[Actor] = None) -> dict[str, dict[str, Any]]:
     """Per queue: waiting cases, overdue ones, those due within the hour, minutes to the first
-    due time, and claimed ones (the review screen's live counts and its start queue)."""
+    due time, and claimed ones (the review screen's live counts and its start queue). With a
+    `viewer`, the escalations they raised are not waiting for them (`four_eyes`): "escalation (1
+    left)" offered the escalator their own case."""
     now = now or utcnow()
-    waiting = C.c.state.in_(("open", "escalated"))
+    waiting = _waiting_for(config, viewer)
     soon = now + dt.timedelta(hours=1)
     with store.read() as conn:  # one pass over the live cases (the index on state leads)
         rows = conn.execute(select(
@@ -504,14 +508,38 @@ def queue_status(store: Store, config: QueueConfig, now: Optional[dt.datetime] =
     return out
 
 
-def queue_counts(store: Store, queue: str, now: Optional[dt.datetime] = None) -> dict[str, int]:
+def queue_counts(store: Store, queue: str, now: Optional[dt.datetime] = None, viewer: Optional[Actor] = None,
+                 config: Optional[QueueConfig] = None) -> dict[str, int]:
     """Waiting and overdue cases of one queue, as `queue_status` counts them: the review screen's
-    "N left" line after every key reads one queue's range of the claim index, not every live case."""
+    "N left" line after every key reads one queue's range of the claim index, not every live case.
+    With a `viewer` and the `config`, as `queue_status` counts them for that viewer."""
     now = now or utcnow()
     with store.read() as conn:
         n, overdue = conn.execute(select(func.count(), func.sum(case_when(C.c.due_at < now)))
-                                  .where(C.c.queue == queue, C.c.state.in_(("open", "escalated")))).one()
+                                  .where(C.c.queue == queue, _waiting_for(config, viewer))).one()
     return {"waiting": int(n or 0), "overdue": int(overdue or 0)}
+
+
+def _waiting_for(config: Optional[QueueConfig], viewer: Optional[Actor]) -> ColumnElement[bool]:
+    """Waiting (open or escalated) cases; for a named `viewer` (and a `config`), not the
+    escalations they raised, which they may not take (`four_eyes.not_own_escalation`)."""
+    waiting = C.c.state.in_(("open", "escalated"))
+    who = actor_name(viewer) if viewer is not None else None
+    if config is None or not who or not who.strip():
+        return waiting
+    return and_(waiting, not_own_escalation(who, config))
+
+
+def takeable_escalation(store: Store, config: QueueConfig, analyst: Actor, limit: int = 200) -> bool:
+    """True when the escalation queue holds a waiting case `analyst` may take: not only escalations
+    they raised (`four_eyes.own_escalation`, the rule in full). The start queue asks it before
+    opening escalations first. Past `limit` cases all barred (never seen), it answers True."""
+    who = actor_name(analyst)
+    with store.read() as conn:
+        rows = conn.execute(select(C.c.id, C.c.queue, C.c.meta).where(
+            C.c.queue == config.escalation_queue, C.c.state == "escalated", of_live_campaign(),
+            _waiting_for(config, who)).order_by(C.c.priority.desc(), C.c.id.asc()).limit(limit)).mappings().all()
+    return any(own_escalation(r, who or "", config) is None for r in rows) or len(rows) == limit
 
 
 def _as_dt(v: Any) -> dt.datetime:
@@ -526,18 +554,19 @@ def case_when(cond: Any) -> Any:
 
 def start_queue(store: Store, analyst: Actor, config: QueueConfig, now: Optional[dt.datetime] = None,
                 status: Optional[dict[str, dict[str, Any]]] = None) -> Optional[str]:
-    """The most urgent queue `analyst` may work: escalations first when any wait, then the queue
-    whose work is most at risk of missing its SLA (overdue, then due within the hour, then the
-    soonest due time), then the biggest backlog. Appeals are a lead's (the Appeals tab); a queue
-    the permission plugins refuse a claim in is passed over. None when nothing waits."""
-    status = status or queue_status(store, config, now)
+    """The most urgent queue `analyst` may work: escalations first when any wait that they may take
+    (not only ones they raised: `four_eyes`), then the queue whose work is most at risk of missing
+    its SLA (overdue, then due within the hour, then the soonest due time), then the biggest
+    backlog. Appeals are a lead's (the Appeals tab); a queue the permission plugins refuse a claim
+    in is passed over. None when nothing waits."""
+    status = status or queue_status(store, config, now, viewer=analyst)
 
     def allowed(q: str) -> bool:
         try:
             check_permission(analyst, "claim", f"queue {q}")
         except PermissionDenied:
             return False
-        return True
+        return q != config.escalation_queue or takeable_escalation(store, config, analyst)
 
     cands = [q for q, s in status.items() if s["waiting"] and q in config.queues and q != config.appeals_queue
              and allowed(q)]

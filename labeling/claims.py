@@ -34,6 +34,7 @@ from core.text import free_text_error
 
 from .cases import case_view, inactive_campaign, of_live_campaign
 from .errors import QueueError
+from .four_eyes import not_own_escalation, own_escalation, refuse_own_escalation
 from .priority import utc_naive
 from .queue_config import QueueConfig
 
@@ -95,13 +96,16 @@ def reclaim_expired(conn: Connection, config: QueueConfig, now: Optional[dt.date
     return [r.id for r in rows]
 
 
-def claim_query(config: QueueConfig, queue: str, analyst: str, dialect: str = "sqlite"):  # type: ignore[no-untyped-def]
+def claim_query(config: QueueConfig, queue: str, analyst: str, dialect: str = "sqlite",
+                exclude: Collection[int] = ()):  # type: ignore[no-untyped-def]
     """The claim SELECT: first waiting case of the queue in index order, not skipped by the analyst,
-    not of a merged campaign."""
+    not of a merged campaign, not one they escalated (`four_eyes`), not one of `exclude`."""
     skipped = exists(select(1).where(SK.c.case_id == C.c.id, SK.c.analyst == analyst))
-    q = (select(C.c.id).where(C.c.queue == queue, C.c.state == config.waiting_state(queue), ~skipped,
-                              of_live_campaign())
-         .order_by(C.c.priority.desc(), C.c.id.asc()).limit(1))
+    q = select(C.c.id).where(C.c.queue == queue, C.c.state == config.waiting_state(queue), ~skipped,
+                             of_live_campaign(), not_own_escalation(analyst, config))
+    if exclude:
+        q = q.where(C.c.id.not_in([int(i) for i in exclude]))
+    q = q.order_by(C.c.priority.desc(), C.c.id.asc()).limit(1)
     if dialect == "postgresql":
         q = q.with_for_update(skip_locked=True, of=C)
     return q
@@ -153,7 +157,7 @@ def next_case(store: Store, analyst: Actor, queue: str, config: QueueConfig, lea
                                                                        conn.dialect.name, since)).scalar()
         if case_id is not None:
             return _resume(conn, case_id, queue, who, now, config, lease, detail)
-        case_id = conn.execute(claim_query(config, queue, who, conn.dialect.name)).scalar()
+        case_id = _first_takeable(conn, config, queue, who)
         if case_id is None:
             return None
         expires = now + dt.timedelta(seconds=lease)
@@ -167,6 +171,21 @@ def next_case(store: Store, analyst: Actor, queue: str, config: QueueConfig, lea
                      {"queue": queue, "lease_expires_at": expires.isoformat()})
         return case_view(conn, case_id) if detail else {"id": case_id, "queue": queue, "claimed_by": who,
                                                          "lease_expires_at": expires}
+
+
+def _first_takeable(conn: Connection, config: QueueConfig, queue: str, who: str) -> Optional[int]:
+    """The claim query's first case `who` may take: one whose open escalation they raised earlier
+    (a lead raised it again since, so `escalated_by` no longer names them) is passed over
+    (`four_eyes.own_escalation`, the rule in full; the query filters on `escalated_by` alone)."""
+    barred: list[int] = []
+    while True:
+        case_id = conn.execute(claim_query(config, queue, who, conn.dialect.name, barred)).scalar()
+        if case_id is None:
+            return None
+        row = conn.execute(select(C.c.id, C.c.queue, C.c.meta).where(C.c.id == case_id)).mappings().one()
+        if own_escalation(row, who, config) is None:
+            return case_id
+        barred.append(case_id)
 
 
 def _resume(conn: Connection, case_id: int, queue: str, who: str, now: dt.datetime, config: QueueConfig,
@@ -385,6 +404,7 @@ def claim_case(store: Store, case_id: int, analyst: Actor, config: QueueConfig,
         if (status := inactive_campaign(conn, case["campaign_id"])) is not None:
             raise QueueError(f"case {case_id} is of campaign {case['campaign_id']}, which is {status}: its members "
                              f"joined another campaign, claim that campaign's case instead")
+        refuse_own_escalation(case, who, config, doing="claim")  # four eyes: not one's own escalation
         held = case["state"] == "claimed" and case["claimed_by"] == who and case["lease_expires_at"] is not None \
             and case["lease_expires_at"] > now  # its own live hold: a renewal, not a fresh claim
         start, expires = held_lease(case, who, config, now, config.lease_seconds) if held \

@@ -34,6 +34,7 @@ from .cases import case_view, inactive_campaign, suggestion
 from .claims import (_now, check_actionable, check_holder, claims_of, exclude_calibration_siblings, lease_clock,
                      lock_case)
 from .errors import DecisionError
+from .four_eyes import refuse_own_escalation
 from .queue_config import QueueConfig
 from .rereview import same_verdict
 
@@ -215,6 +216,7 @@ def decide(store: Store, taxonomy: Taxonomy, case_id: int, analyst: Actor, label
             raise DecisionError(f"case {case_id} is an appeal: a lead resolves it (Appeals tab, or "
                                 f"`workbench appeals resolve`)")
         check_actionable(case, analyst, clock)
+        refuse_own_escalation(case, analyst, config, DecisionError)  # four eyes, under the case's lock
         rereview = _label_error(case, config) is not None or _decision_kind(case, config, kind) == "qa_audit"
         if rereview or writes_label_of_record(case):  # its answer would be the label of record
             check_no_waiting_appeal(conn, config, case["item_id"], "re-review" if rereview else "case")
@@ -244,8 +246,7 @@ def decide(store: Store, taxonomy: Taxonomy, case_id: int, analyst: Actor, label
             _check_seen(case_id, seen, version, model_label)
             override = model_label is not None and label != model_label
             if override and not rationale:
-                raise DecisionError(f"a rationale is required to override the model's label "
-                                 f"({model_label} -> {label})")
+                raise DecisionError(f"a rationale is required to override the model's label ({model_label} -> {label})")
             if (case["state"] == "escalated" or case["queue"] == config.escalation_queue) and not rationale:
                 raise DecisionError(f"case {case_id} is escalated: a rationale is required (say why)")
             common = dict(case_id=case_id, reviewer=analyst, kind=kind, label=label, action=action, severity=severity,

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 
 from core.config import config_file, load_model, raise_problems, version_text
 from core.taxonomy import MAX_SLA_MINUTES, Taxonomy
@@ -222,6 +222,9 @@ class QueueConfig(_Strict):
     # The longest one claim may be held, renewals included (labeling.claims.renew): a tab left
     # open renewed its lease forever. At least max_lease_seconds, or one lease outlasts the cap.
     max_hold_seconds: int = Field(default=4 * 3600, gt=0, le=MAX_SLA_MINUTES * 60)
+    # Four eyes (labeling.four_eyes): whoever escalated a case may not claim or decide it. True
+    # only for a team of one, where nobody else could: the escalator then takes their own.
+    escalation_self_review: StrictBool = False
     qa_share: float = Field(default=0.05, ge=0.0, le=1.0)
     # Stratified QA audit (labeling.sampling.audit_inclusion): first matching band wins, else qa_share.
     qa_strata: list[QaStratum] = Field(default_factory=list)

@@ -140,11 +140,11 @@ def test_an_escalated_case_never_drops_below_its_escalation(any_store, taxonomy,
 def test_a_claimed_escalated_campaign_case_is_escalated_again_when_its_lease_lapses(any_store, taxonomy, cfg,
                                                                                   escalated):
     camp_case, _, new = escalated
-    claim_case(any_store, camp_case, "lead", cfg, now=AT + dt.timedelta(minutes=1))
+    claim_case(any_store, camp_case, "lee", cfg, now=AT + dt.timedelta(minutes=1))
     _promote(any_store, taxonomy, new)
     _rescore(any_store, taxonomy, cfg)
     held = _row(any_store, camp_case)
-    assert (held["state"], held["claimed_by"], held["model_version"]) == ("claimed", "lead", CHAMP)
+    assert (held["state"], held["claimed_by"], held["model_version"]) == ("claimed", "lee", CHAMP)
     lapsed = AT + dt.timedelta(minutes=1, seconds=cfg.lease_seconds + 1)
     sweep(any_store, taxonomy, cfg, now=lapsed)
     row = _row(any_store, camp_case)

@@ -160,7 +160,7 @@ def test_start_queue_prefers_escalations_then_sla_risk(store, taxonomy, queue_co
     first = start_queue(store, "alice", queue_config)
     assert first != queue_config.appeals_queue and status[first]["waiting"]
     escalate(store, taxonomy, case_of(store, "reports:b1"), "alice", "looks like a wave", queue_config)
-    assert start_queue(store, "alice", queue_config) == queue_config.escalation_queue
+    assert start_queue(store, "bob", queue_config) == queue_config.escalation_queue  # four eyes: not alice
     assert queue_status(store, queue_config)[queue_config.escalation_queue]["waiting"] >= 1
 
 
