@@ -35,6 +35,7 @@ from .hooks import check_permission
 from .labels import AUTHORITATIVE_KINDS, current_decisions
 from .lease_clock import lease_now
 from .principals import actor_name
+from .reviewer_pseudonym import platform_payload
 from .schema import Decision, OutboxEvent, OutboxItem, WebhookAttempt, WebhookDelivery, utcnow
 from .store import insert_ignore
 from .text import lone_surrogate_at, text_error
@@ -47,7 +48,8 @@ WA = WebhookAttempt.__table__
 OI = OutboxItem.__table__
 D = Decision.__table__
 
-# What an event tells the platform about each decision (never item text or the rationale).
+# What an event tells the platform about each decision (never item text or the rationale; the
+# reviewer as a pseudonym, `enqueue`: `core.reviewer_pseudonym`).
 DECISION_FIELDS = ("id", "case_id", "item_id", "campaign_id", "reviewer", "kind", "label", "action",
                    "severity", "policy_ref", "supersedes_id", "taxonomy_version", "created_at")
 _CHUNK = 500
@@ -97,10 +99,11 @@ def enqueue(conn: Connection, event_type: str, payload: Mapping[str, Any], key: 
     """Write one outbox event in the caller's transaction, with the items it is about
     (`outbox_items`, what orders its deliveries); returns its event id (a uuid4). A payload no
     receiver could read (`_unsendable`) is refused here, in the decision's transaction, on both
-    stores alike, rather than stored and failing its delivery for ever."""
+    stores alike, rather than stored and failing its delivery for ever. Each listed decision's
+    reviewer is stored as its pseudonym (`platform_payload`): every event type, one place."""
     if event_type not in EVENT_TYPES:
         raise OutboxError(f"unknown event type {event_type!r} (known: {', '.join(EVENT_TYPES)})")
-    body = json.loads(json.dumps(dict(payload), default=_jsonable))
+    body = platform_payload(conn, json.loads(json.dumps(dict(payload), default=_jsonable)))  # no analyst's name
     problem = _unsendable(key, "idempotency key") or _unsendable(body, "payload")
     if problem:
         raise OutboxError(f"{event_type} event {key!a}: {problem}")

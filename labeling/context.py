@@ -126,8 +126,8 @@ def case_context(store: Store, taxonomy: Taxonomy, case_id: int, principal: Acto
                    if item_id and not is_blind(case) else [])
         # the newest notes only, and how many older ones there are: a campaign annotated case by
         # case holds thousands, and every one was read and sent with each case of its members
-        shown = {"item": recent_notes(conn, "item", item_id) if item_id else ([], 0),
-                 "campaign": recent_notes(conn, "campaign", campaign_id) if campaign_id else ([], 0)}
+        shown = {"item": recent_notes(conn, "item", item_id, namer=namer) if item_id else ([], 0),
+                 "campaign": recent_notes(conn, "campaign", campaign_id, namer=namer) if campaign_id else ([], 0)}
         notes = {k: v[0] for k, v in shown.items()}
         # a campaign's notes are as hidden as its members (`notes.list_notes`): an item case of a
         # plain member showed notes quoting its hate members until the case was revealed

@@ -29,6 +29,7 @@ from core.text import has_lone_surrogate, one_line, stated, text_error
 from .errors import LabelingError
 from .masking import is_sensitive, label_sensitive_sql, mask_fields, sensitive_scores_sql
 from .review_config import ReviewSettings
+from .reviewer_names import Namer, name_reviewers, store_namer
 
 MAX_NOTE_CHARS = 4000
 # A tag: lower-case letters, digits and '-', '_', '.', ':' (at most 50), starting with a letter or digit.
@@ -177,16 +178,18 @@ NOTES_COUNTED = 10_000
 
 
 def recent_notes(conn: Connection, entity_type: str, entity_id: Any, limit: int = NOTES_SHOWN,
-                 count_to: int = NOTES_COUNTED) -> tuple[list[dict[str, Any]], int]:
+                 count_to: int = NOTES_COUNTED, namer: Optional[Namer] = None) -> tuple[list[dict[str, Any]], int]:
     """(the newest `limit` notes of one item or campaign, oldest first; how many older ones are
     left out, counted up to `count_to`): a page view reads a bounded number of rows, where the
     review screen listed every note of a campaign analysts annotate case by case. Both reads walk
-    the notes' index (entity, id) from the newest."""
+    the notes' index (entity, id) from the newest. `namer` (`reviewer_names.store_namer` of the
+    reader) shows each author as the reader may read a peer's name; none: the names as stored."""
     key = str(entity_id)
     cond = (N.c.entity_type == entity_type, N.c.entity_id == key)
     rows = conn.execute(select(N).where(*cond).order_by(N.c.id.desc()).limit(max(int(limit), 0))).mappings().all()
     notes = [{"id": r["id"], "author": r["author"], "body": r["body"], "created_at": _iso(r["created_at"])}
              for r in reversed(rows)]
+    notes = name_reviewers(notes, namer, "author") if namer is not None else notes
     if len(rows) < limit:
         return notes, 0
     older = select(N.c.id).where(*cond, N.c.id < rows[-1]["id"]).limit(max(int(count_to), 0)).subquery()
@@ -248,11 +251,12 @@ def list_notes(store: Store, entity_type: str, entity_id: Any,
     the bodies are masked (and `masked` says so) while the item's text, or any campaign member's, is
     masked by its own rule: a note is as sensitive as the text it is about, and this listing
     never reveals (the Review tab's context panel shows them once the case is revealed). Needs
-    `read`, checked here (before the target is looked up), so no caller can forget it."""
+    `read`, checked here (before the target is looked up), so no caller can forget it. Each
+    author as `principal` may read a peer's name (`reviewer_names`: a lead, or the author)."""
     check_permission(principal, "read", _what(entity_type, entity_id))
     with store.read() as conn:
         key = _target(conn, entity_type, entity_id)
-        notes = notes_of(conn, entity_type, [key])[key]
+        notes = name_reviewers(notes_of(conn, entity_type, [key])[key], store_namer(store, conn, principal), "author")
         masked = settings is not None and bool(notes) and (
             bool(sensitive_campaigns(conn, [int(key)], settings)) if entity_type == "campaign"
             else _item_sensitive(conn, key, settings))

@@ -1,5 +1,9 @@
 """Who may read which analyst made a decision: the one rule for every place that shows a reviewer.
 
+The rule and the pseudonym live in `core.reviewer_pseudonym` (the outbox, on the core floor,
+applies them to every webhook); this module re-exports them and adds what needs a store or a
+case view (`store_namer`, `name_case_view`).
+
 An analyst's name next to a ban is sensitive: an enforcement platform that forwards its data to
 users, or a leaked API token, would tell a banned user which analyst banned them (analyst
 safety), and a peer who sees who decided what anchors on the colleague rather than the policy.
@@ -21,52 +25,14 @@ calibration answers (`packets.sees_blind_history`, the API's decision feed).
 """
 from __future__ import annotations
 
-import hashlib
-import hmac
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Mapping, Optional
 
-from core.permissions import refusal
-from core.principals import RESERVED_NAMES, Actor, Principal, actor_name
+from core.principals import Actor
+from core.reviewer_pseudonym import (LEAD_PERMISSION, PREFIX, Namer, connection_namer, name_reviewers,
+                                     reviewer_namer, reviewer_pseudonym, sees_reviewer_names)
 
-LEAD_PERMISSION = "analyst_quality"
-_LABEL = b"workbench reviewer pseudonym\x00"  # this key's use, apart from the audit chain's and others'
-PREFIX = "reviewer#"
-
-Namer = Callable[[Optional[str]], Optional[str]]
-
-
-def sees_reviewer_names(viewer: Optional[Actor]) -> bool:
-    """Whether `viewer` reads every reviewer's name (see the module notes); nobody named does not."""
-    return viewer is not None and refusal(viewer, LEAD_PERMISSION) is None
-
-
-def reviewer_pseudonym(key: bytes, name: str) -> str:
-    """A stable stand-in for `name` that only the holder of `key` (the store's secret) can link to it."""
-    digest = hmac.new(key, _LABEL + name.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
-    return PREFIX + digest[:16]
-
-
-def reviewer_namer(viewer: Optional[Actor], key: bytes) -> Namer:
-    """The function that turns a stored reviewer name into what `viewer` may read (the rule is
-    asked once, not per row): the name itself, or its pseudonym under `key`."""
-    if sees_reviewer_names(viewer):
-        return lambda name: name
-    own = actor_name(viewer) if isinstance(viewer, (Principal, str)) else None
-    seen: dict[str, str] = {}  # a page of 1000 decisions holds a few reviewers
-
-    def shown(name: Optional[str]) -> Optional[str]:
-        if name is None or name == own or str(name).lower() in RESERVED_NAMES:
-            return name
-        if name not in seen:
-            seen[name] = reviewer_pseudonym(key, str(name))
-        return seen[name]
-
-    return shown
-
-
-def name_reviewers(rows: Iterable[dict[str, Any]], namer: Namer, field: str = "reviewer") -> list[dict[str, Any]]:
-    """`rows` (dicts) with `field` as `namer` shows it; rows without the field are kept as they are."""
-    return [{**r, field: namer(r[field])} if field in r else dict(r) for r in rows]
+__all__ = ["LEAD_PERMISSION", "PREFIX", "Namer", "connection_namer", "name_case_view", "name_reviewers",
+           "namer_for", "reviewer_namer", "reviewer_pseudonym", "sees_reviewer_names", "store_namer"]
 
 
 def store_namer(store: Any, conn: Any, viewer: Optional[Actor]) -> Namer:
@@ -75,3 +41,49 @@ def store_namer(store: Any, conn: Any, viewer: Optional[Actor]) -> Namer:
     if sees_reviewer_names(viewer):
         return lambda name: name
     return reviewer_namer(viewer, store.audit_key.get(conn))
+
+
+def namer_for(store: Any, viewer: Optional[Actor]) -> Namer:
+    """`store_namer` in its own read transaction, for a caller holding no connection (the command
+    line's listings); a lead's namer opens none."""
+    if sees_reviewer_names(viewer):
+        return lambda name: name
+    with store.read() as conn:
+        return store_namer(store, conn, viewer)
+
+
+def _named(entry: Any, namer: Namer, *fields: str) -> Any:
+    """`entry` (a dict) with each of `fields` it holds as `namer` shows it; anything else as it is."""
+    if not isinstance(entry, Mapping):
+        return entry
+    return {**entry, **{f: namer(entry[f]) for f in fields if f in entry and isinstance(entry[f], (str, type(None)))}}
+
+
+def name_case_view(view: Mapping[str, Any], namer: Namer) -> dict[str, Any]:
+    """A case view (`labeling.cases.case_view`, `packets.show_case`, a `list_cases` row, a review
+    packet's `case`) with every analyst's name in it as `namer` shows it: who holds or decided it
+    (`claimed_by`: a decided case keeps its decider there, which would tie a pseudonym to its name
+    through the case id), each decision's reviewer, who escalated it, who filed and resolved an
+    appeal and whose decision it contests, and whose decision a label review is about."""
+    out = _named(dict(view), namer, "claimed_by")
+    if isinstance(out.get("escalations"), list):  # a review packet's case: `escalation_history`
+        out["escalations"] = [_named(e, namer, "by") for e in out["escalations"]]
+    if isinstance(out.get("decisions"), list):
+        out["decisions"] = [_named(d, namer, "reviewer") for d in out["decisions"]]
+    meta = out.get("meta")
+    if isinstance(meta, Mapping):
+        meta = _named(dict(meta), namer, "escalated_by")
+        for key in ("escalations", "item_escalations"):
+            if isinstance(meta.get(key), list):
+                meta[key] = [_named(e, namer, "by") for e in meta[key]]
+        appeal = meta.get("appeal")
+        if isinstance(appeal, Mapping):
+            appeal = _named(appeal, namer, "appellant", "resolved_by")
+            if "decision" in appeal:
+                appeal["decision"] = _named(appeal["decision"], namer, "reviewer")
+            meta["appeal"] = appeal
+        for key in ("label_error", "label_review"):
+            if isinstance(meta.get(key), Mapping):
+                meta[key] = _named(meta[key], namer, "reviewer", "resolved_by")
+        out["meta"] = meta
+    return out

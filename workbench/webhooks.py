@@ -44,6 +44,7 @@ from core.config import ConfigError, load_model, raise_problems
 from core.http_post import http_post, redact  # the one outbound POST: hard deadline, no redirects
 from core.event_scope import item_scoped
 from core.outbox import EVENT_TYPES
+from core.reviewer_pseudonym import pseudonymous_payload
 
 if TYPE_CHECKING:  # pragma: no cover
     from core.store import Store
@@ -212,13 +213,16 @@ def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> 
     return rng.uniform(0.0, exponential_backoff(attempt, base, cap))
 
 
-def _as_sent(row: Mapping[str, Any]) -> Mapping[str, Any]:
+def _as_sent(row: Mapping[str, Any], key: bytes) -> Mapping[str, Any]:
     """The event as it is sent: only `campaign.decided` names a campaign as its target; in any other
     (an appeal's outcome or a lead's correction of one member of a campaign decision, also one
     stored before appeals were written so, pending or re-driven by `retry` / `replay`) each decision
     names its own item, the campaign as `origin_campaign_id` (`core.event_scope.item_scoped`): a
     receiver read one member's reversal as the whole campaign's. Deterministic, so every
-    redelivery sends the same bytes; the stored event is left as it is."""
+    redelivery sends the same bytes; the stored event is left as it is. Each decision's reviewer
+    goes out as its pseudonym under `key` (`core.reviewer_pseudonym`): an event stored before the
+    outbox wrote pseudonyms, retried or replayed, must not send an analyst's name."""
+    row = {**row, "payload": pseudonymous_payload(key, row["payload"])} if isinstance(row.get("payload"), Mapping) else row
     if row.get("event_type") == "campaign.decided" or not isinstance(row.get("payload"), Mapping):
         return row
     return {**row, "payload": item_scoped(row["payload"])}
@@ -266,7 +270,7 @@ class DeliveryWorker:
         ep = self.config.endpoint(row["endpoint"])
         answered: Optional[bool] = None  # a sender that raised says nothing about the receiver
         try:  # signing refuses a key no header can carry: that delivery's failed attempt, like a send
-            body = event_body(_as_sent(row))  # (so is a body that cannot be built: not a sender crashed mid-batch)
+            body = event_body(_as_sent(row, self.store.audit_key.get()))  # (so is a body that cannot be built: not a sender crashed mid-batch)
             headers = {"Content-Type": "application/json", "User-Agent": "ts-workbench-webhooks/1",
                        **signature_headers(ep.secret, body, row["idempotency_key"], legacy=ep.legacy_signature),
                        "Workbench-Event": row["event_type"],

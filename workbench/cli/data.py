@@ -144,13 +144,18 @@ def register_commands(cli: click.Group) -> None:
         from core.hooks import check_permission
         from core.items import iter_items
 
+        from labeling.reviewer_names import namer_for
+
         with user_errors():
-            check_permission(acting(app), "read", "items")
+            check_permission(who := acting(app), "read", "items")
+        namer = namer_for(app.store(), who)  # the decision's reviewer: a lead's, or its pseudonym
         rows = iter_items(app.store(), source=source, label=label, predicted=predicted, state=state,
                           campaign=campaign, limit=limit or None, offset=offset)
         settings = app.review()
         for row in rows:
             row = _masked_item(settings, row)
+            if isinstance(row.get("decision"), dict):
+                row["decision"] = dict(row["decision"], reviewer=namer(row["decision"].get("reviewer")))
             if as_json:
                 click.echo(inert_json(row))
             else:
@@ -318,14 +323,18 @@ def register_commands(cli: click.Group) -> None:
     @json_option
     @pass_app
     def audit_log_cmd(app: AppContext, limit: int, as_json: bool) -> None:
-        """Show the newest audit events.
+        """Show the newest audit events. Needs `analyst_quality` (a lead's right): every event
+        names its actor, and its payload who resolved, escalated or appealed what.
 
         \b
         Example:
           workbench audit log --limit 5
         """
         from core.items import recent_audit_events
+        from labeling.reviewer_names import LEAD_PERMISSION
 
+        with user_errors():  # who decided, revealed, escalated what: per-analyst figures and more
+            app.require(LEAD_PERMISSION, "audit log")
         events = recent_audit_events(app.store(), limit)
         emit(events, as_json, lambda ev: [click.echo(
             f"{e['id']:>6} {e['ts']} {e['actor']:<12} {e['action']:<20} {e['entity_type'] or ''}:{e['entity_id'] or ''} "

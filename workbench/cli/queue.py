@@ -122,8 +122,9 @@ def register_commands(cli: click.Group) -> None:
 
         _check_state(state)
         _check_filters(app, queue, policy)
-        rows = masked_case_rows(app, list_cases(app.store(), queue=queue, state=state, policy=policy, surface=surface,
-                                                audit_only=audit_only, limit=limit or None))
+        rows = _peers_named(app, _acting(app), masked_case_rows(app, list_cases(
+            app.store(), queue=queue, state=state, policy=policy, surface=surface, audit_only=audit_only,
+            limit=limit or None)))
         _emit(rows, as_json, lambda rs: [click.echo(
             f"{r['id']:>7} {r['queue']:<16} {r['state']:<9} {r['severity'] or '-':<3} "
             f"{'A' if r['is_audit'] else ' '} {r['priority_reason']}") for r in rs])
@@ -149,8 +150,9 @@ def register_commands(cli: click.Group) -> None:
         # whoever runs it sees what the review screen shows them: a calibration copy blind, unless a lead
         with _user_errors():
             viewer = app.require("read", f"case {case_id}", analyst)
-            c = show_case(app.store(), case_id, app.review(), reveal_by=viewer if reveal else None,
-                          taxonomy=app.taxonomy(), viewer=viewer)
+            c = _peers_named(app, viewer, [show_case(app.store(), case_id, app.review(),
+                                                     reveal_by=viewer if reveal else None, taxonomy=app.taxonomy(),
+                                                     viewer=viewer)])[0]
         _emit(c, as_json, _print_case)
         if reveal:
             _budget_note(app, viewer)
@@ -303,7 +305,8 @@ def register_commands(cli: click.Group) -> None:
         with _user_errors():
             c = next_case(app.store(), analyst, queue, lease_seconds=lease, config=app.queues(), detail=False)
             if c is not None:
-                c = show_case(app.store(), c["id"], app.review(), blind=True, viewer=analyst)
+                c = _peers_named(app, analyst, [show_case(app.store(), c["id"], app.review(), blind=True,
+                                                          viewer=analyst)])[0]
         if c is None:
             _emit({"case": None, "queue": queue}, as_json, lambda _: click.echo(f"queue {queue} is empty"))
             raise SystemExit(3)
@@ -337,7 +340,7 @@ def register_commands(cli: click.Group) -> None:
         with _user_errors():
             out = decide(app.store(), app.taxonomy(), case_id, analyst, label, action=action, severity=severity,
                          policy_ref=policy_ref, rationale=rationale, config=app.queues(), existing=existing)
-        _emit(out, as_json, lambda o: click.echo(
+        _emit(_peers_named(app, analyst, [out])[0], as_json, lambda o: click.echo(
             f"case {o['id']} decided: {label} ({o['kind']}, {len(o['decision_ids'])} decision(s)"
             f"{', overrides the model' if o['is_override'] else ''}"
             f"{', closed ' + str(len(o['closed_member_cases'])) + ' member cases' if o['closed_member_cases'] else ''})"
@@ -382,6 +385,7 @@ def register_commands(cli: click.Group) -> None:
 
         with _user_errors():
             out = skip(app.store(), case_id, analyst, reason=reason, config=app.queues())
+            out = _peers_named(app, analyst, [out])[0]  # the item's decisions: peers' names
         _emit(out, as_json, lambda o: click.echo(f"case {o['id']} skipped, back in {o['queue']}"))
 
     @cli.command("release")
@@ -400,6 +404,7 @@ def register_commands(cli: click.Group) -> None:
 
         with _user_errors():
             out = release(app.store(), case_id, analyst, config=app.queues())
+            out = _peers_named(app, analyst, [out])[0]  # the item's decisions: peers' names
         _emit(out, as_json, lambda o: click.echo(f"case {o['id']} released to {o['queue']}"))
 
     @cli.command("escalate")
@@ -425,7 +430,7 @@ def register_commands(cli: click.Group) -> None:
         with _user_errors():
             out = escalate_with_packet(app.store(), app.taxonomy(), case_id, analyst, reason, app.queues(),
                                        app.review(), app.campaigns(), severity=severity)
-        _emit(out, as_json, lambda o: click.echo(
+        _emit(dict(out, case=_peers_named(app, analyst, [out["case"]])[0]), as_json, lambda o: click.echo(
             f"case {o['case']['id']} escalated ({o['case']['severity']}, due {o['case']['due_at']}); "
             f"packet: {o['packet_path']}\n{o['packet']['summary']}"))
 
@@ -446,6 +451,7 @@ def register_commands(cli: click.Group) -> None:
 
         with _user_errors():
             out = appeal(app.store(), item_id, analyst, reason, app.taxonomy(), config=app.queues())
+            out = _peers_named(app, analyst, [out])[0]  # the appealed decision's reviewer, a peer's claim
         _emit(out, as_json, lambda o: click.echo(f"appeal case {o['id']} opened in {o['queue']} (due {o['due_at']})"))
 
     @cli.group("appeals")
@@ -501,10 +507,19 @@ def register_commands(cli: click.Group) -> None:
 
         _check_state(state)
         with _user_errors():
-            rows = masked_case_rows(app, list_cases(app.store(), queue=app.queues().appeals_queue, state=state,
-                                                    limit=limit or None))
+            rows = _peers_named(app, _acting(app), masked_case_rows(app, list_cases(
+                app.store(), queue=app.queues().appeals_queue, state=state, limit=limit or None)))
         _emit(rows, as_json, lambda rs: [click.echo(
             f"{r['id']:>7} {r['state']:<8} item {r['item_id']}  due {r['due_at']}") for r in rs])
+
+
+def _peers_named(app: Any, viewer: Any, views: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Case views with the analysts' names in them as `viewer` may read them (the one rule,
+    `labeling.reviewer_names`): a lead reads names, anyone else a peer's pseudonym."""
+    from labeling.reviewer_names import name_case_view, namer_for
+
+    namer = namer_for(app.store(), viewer)
+    return [name_case_view(v, namer) for v in views]
 
 
 def _budget_note(app: Any, who: Any) -> None:
