@@ -10,7 +10,7 @@ arbitrary file.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from sqlalchemy import func, select
 
@@ -101,16 +101,29 @@ def verdict_word(v: Optional[dict[str, Any]]) -> str:
     return "refused"
 
 
+def latest_verdict_text(v: Optional[dict[str, Any]], when: Callable[[str], str] = str) -> str:
+    """A version's latest verdict in one cell (the Models tab's "latest gate verdict"): the words
+    of `verdict_word` with the metric, and for a forced promotion who forced it, when, and why,
+    since the gate row under it says only "refused". `when` formats the ISO time (the tab's local time)."""
+    text = verdict_word(v) + (f" ({v['metric']})" if v and v.get("metric") else "")
+    if v and v.get("forced"):
+        text += f" by {v.get('actor') or '?'}" + (f" at {when(v['at'])}" if v.get("at") else "")
+        text += f": {v['force_reason']}" if v.get("force_reason") else ""
+    return text
+
+
 def model_overview(store: "Store", actor: Actor, include_retired: bool = True) -> list[dict[str, Any]]:
-    """The registry, newest first, each version with its latest gate verdict (None when it never
-    met the gate: a first champion, or a version trained and not yet compared). Needs `read`."""
+    """The registry, newest first, each version with its latest gate verdict, a forced promotion
+    included (`forced`, `actor`, `at`, `force_reason`; None when it never met the gate: a first
+    champion, or a version trained and not yet compared). Needs `read`."""
     from models.registry import list_models
 
     check_permission(actor, "read", "models")
     models = list_models(store, include_retired=include_retired)
-    # each version's latest `model.gate`, asked per version: the newest 1,000 gate events of any
-    # version (what this read before) lost an older champion's verdict once 1,000 retrains were gated
-    latest_ids = select(func.max(A.c.id)).where(A.c.action == "model.gate", A.c.entity_type == "model_version",
+    # each version's latest `model.gate` or `model.force_promote`, asked per version: the newest
+    # 1,000 gate events of any version (what this read before) lost an older champion's verdict once
+    # 1,000 retrains were gated; and a champion forced over the gate read "refused" (its gate row)
+    latest_ids = select(func.max(A.c.id)).where(A.c.action.in_(GATE_ACTIONS), A.c.entity_type == "model_version",
                                                 A.c.entity_id.is_not(None)).group_by(A.c.entity_id)
     with store.read() as conn:
         rows = conn.execute(select(A.c.id, A.c.ts, A.c.actor, A.c.action, A.c.entity_id, A.c.payload)
@@ -144,7 +157,10 @@ def comparison_report(store: "Store", actor: Actor, version: str) -> dict[str, A
 
 
 def _inside(store: "Store", path: Optional[str]) -> Optional[Path]:
-    """`path` resolved, when it lies inside the store's data directory; else None."""
+    """`path` resolved, when it lies inside the store's data directory; else, when it lay under a
+    `reports/` folder of a former data directory (the audit log keeps absolute paths: a data
+    folder moved or restored from a backup), the same file under this data directory's
+    `reports/` where it is there; else None. Never a file outside the data directory."""
     if not path or not isinstance(path, str):
         return None
     root = Path(store.data_dir).resolve()
@@ -152,4 +168,14 @@ def _inside(store: "Store", path: Optional[str]) -> Optional[Path]:
         p = Path(path).resolve()
     except (OSError, RuntimeError, ValueError):
         return None
-    return p if p.is_relative_to(root) else None
+    if p.is_relative_to(root):
+        return p
+    parts = Path(path).parts
+    for i in reversed([k for k, part in enumerate(parts) if part == "reports"]):
+        try:
+            moved = root.joinpath(*parts[i:]).resolve()
+        except (OSError, RuntimeError, ValueError):
+            continue
+        if moved.is_relative_to(root / "reports") and moved.is_file():  # `..` or a link out: not followed
+            return moved
+    return None

@@ -222,23 +222,25 @@ def plot_gate_history(path: str | Path, verdicts: list[dict[str, Any]], set_name
     """One PNG of the gate over time (`evaluation.model_overview.gate_verdicts`, any order): per
     verdict, challenger - champion on `set_name` (point) with its interval (the bar: the lower
     bound the gate reads, to the upper one where recorded), green when it passed the gate, red
-    when refused and then forced over it, grey when refused; beside it, how many held-out human
+    for the verdict a forced promotion overrode (`forced_over`: that one, not the version's earlier
+    refusals), grey when refused; beside it, how many held-out human
     labels each verdict stood on. None when no verdict has the set. `set_name` defaults to
     `pooled` where a verdict has it (models.yaml `promotion.sets`), else `test_split`."""
     plt = pyplot()
     if set_name is None:
         set_name = "pooled" if any("pooled" in (v.get("sets") or {}) for v in verdicts) else "test_split"
 
-    forced = {v["challenger"] for v in verdicts if v.get("forced")}  # its gate row is drawn, in red
-    rows = [v for v in sorted(verdicts, key=lambda v: v["event"]) if not v.get("forced")
-            and isinstance((v.get("sets") or {}).get(set_name), dict) and v["sets"][set_name].get("delta") is not None]
+    drawable = [v for v in sorted(verdicts, key=lambda v: v["event"])
+                if isinstance((v.get("sets") or {}).get(set_name), dict) and v["sets"][set_name].get("delta") is not None]
+    overridden = forced_over(verdicts)
+    rows = [v for v in drawable if not v.get("forced") or v["event"] in overridden]
     if not rows:
         return None
     x = np.arange(1, len(rows) + 1)
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(12.5, 3.4), gridspec_kw={"width_ratios": [2.2, 1]})
     for i, v in zip(x, rows):
         s = v["sets"][set_name]
-        colour = "#4a9a6a" if v.get("passed") else "#c44e52" if v["challenger"] in forced else "#8c8c8c"
+        colour = "#4a9a6a" if v.get("passed") else "#c44e52" if v["event"] in overridden else "#8c8c8c"
         top = s.get("upper") if s.get("upper") is not None else s["delta"]
         a1.plot([i, i], [s["lower"], top], color=colour, linewidth=2.5, solid_capstyle="butt")
         a1.plot(i, s["delta"], "o", color=colour, ms=6)
@@ -254,3 +256,16 @@ def plot_gate_history(path: str | Path, verdicts: list[dict[str, Any]], set_name
     a2.set_xlabel("gate verdict, oldest first")
     fig.tight_layout()
     return _save(fig, path)
+
+
+def forced_over(verdicts: list[dict[str, Any]]) -> set[int]:
+    """The events (`gate_verdicts`' `event`) a forced promotion overrode: per `model.force_promote`,
+    the same version's latest `model.gate` before it, or the force event itself when that gate is
+    not among `verdicts` (a `--limit` cut it off). Why: every verdict of a version ever forced was
+    drawn red, a refused retrain and a refused `models promote` days before included."""
+    out: set[int] = set()
+    gates = sorted((v for v in verdicts if not v.get("forced")), key=lambda v: v["event"])
+    for f in (v for v in verdicts if v.get("forced")):
+        before = [g["event"] for g in gates if g["challenger"] == f["challenger"] and g["event"] < f["event"]]
+        out.add(before[-1] if before else f["event"])
+    return out

@@ -79,8 +79,11 @@ def register_commands(cli: click.Group) -> None:
         def line(r: dict) -> None:
             o = r["overrides"]["overall"]
             rate = "n/a" if o["estimate"] is None else f"{o['estimate']:.1%} [{o['lo']:.1%}, {o['hi']:.1%}]"
-            click.echo(f"{r['decisions']} decisions ({r['estimates']['qa_audit']['n']} QA audits), override rate "
-                       f"{rate} n={o['n']}; report at {r['html']} and {r['report']} with {len(r['plots'])} plots")
+            # two counts of two things: items by their current human label (precision, recall,
+            # calibration) and each first judgement of the model's suggestion (the override rate)
+            click.echo(f"{r['decisions']} human-labelled items ({r['estimates']['qa_audit']['n']} from QA audits); "
+                       f"override rate {rate} over {o['n']} judgements of the model's suggestion; "
+                       f"report at {r['html']} and {r['report']} with {len(r['plots'])} plots")
 
         emit(result, as_json, line)
 
@@ -92,7 +95,8 @@ def register_commands(cli: click.Group) -> None:
     @click.option("--now", "now_text", metavar="ISO-TIME", default=None,
                   help="End of the current window (ISO time, UTC unless it says otherwise); default: the newest item time.")
     @click.option("--check", is_flag=True,
-                  help="Exit 1 when any alarm fires (one line each), 2 when it could not measure (empty store, broken config), 0 otherwise: for cron or CI.")
+                  help="Exit 1 when any alarm fires (one line each), 2 when it could not measure (empty store, broken config, "
+                       "no check with enough data), 0 otherwise: for cron or CI.")
     @json_option
     @pass_app
     def eval_drift(app: AppContext, reference_days: Optional[float], current_days: Optional[float],
@@ -101,7 +105,7 @@ def register_commands(cli: click.Group) -> None:
 
         Checks and thresholds: configs/drift.yaml. A window below a check's minimum size says
         "not enough data" instead of alarming. Exit status with --check: 0 no alarm, 1 alarm,
-        2 could not measure (empty store, broken config).
+        2 could not measure (empty store, broken config, or not one check with enough data).
 
         \b
         Example (cron, every morning; exit 1 mails the alarms):
@@ -111,7 +115,7 @@ def register_commands(cli: click.Group) -> None:
         import datetime as dt
 
         from core.config import ConfigError
-        from evaluation.drift import DriftError, drift_report, load_drift_config
+        from evaluation.drift import NOT_ENOUGH, DriftError, drift_report, load_drift_config
 
         now = None
         if now_text:
@@ -143,10 +147,19 @@ def register_commands(cli: click.Group) -> None:
             for ch in (report.alarms if check else report.checks):
                 click.echo(one_line(("ALARM " if ch.alarm else "") + ch.message, 2000))
             if check:
-                skipped = sum(ch.status == "not enough data" for ch in report.checks)
                 click.echo(f"{len(report.alarms)} alarm(s) in {len(report.checks)} checks"
                            + (f" ({skipped} with not enough data)" if skipped else ""))
 
+        skipped = sum(ch.status == NOT_ENOUGH for ch in report.checks)
         emit(report.to_dict(), as_json, human)
-        if check and report.alarms:
+        if not check:
+            return
+        if report.alarms:  # 1 wins: something measured alarmed; the rest unmeasured is said beside it
+            if skipped:
+                click.echo(f"exit 1: alarm; {skipped} of {len(report.checks)} checks could not be measured "
+                           "(not enough data)", err=True)
             click.get_current_context().exit(1)
+        if skipped == len(report.checks):  # every check "not enough data" (or none enabled): no all-clear
+            click.echo(f"exit 2: could not measure: none of the {len(report.checks)} checks had enough data "
+                       "(configs/drift.yaml minimums, or widen --reference-days / --current-days)", err=True)
+            click.get_current_context().exit(2)
