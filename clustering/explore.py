@@ -406,29 +406,43 @@ def _series(times: Sequence[dt.datetime], freq: str,
 _LAST_PLOTTED = dt.datetime(9999, 12, 31, 23, 59, 59)
 
 
+def _later(when: dt.datetime, by: dt.timedelta) -> dt.datetime:
+    """`when + by`, kept at or before `_LAST_PLOTTED` (a bucket in the year 9999 has no room after it)."""
+    return min(when, _LAST_PLOTTED - by) + by
+
+
 @serialised
 def _plot_timeline(campaign_id: int, series: list[tuple[dt.datetime, int, int]], freq: str, path: Path) -> Path:
     """Bars of new members and the running size, times in UTC (as stored); one legend for both
-    axes, above the plot, so it never covers a bar or the line."""
+    axes, above the plot, so it never covers a bar or the line.
+
+    A bar spans its bin, from its start (`align="edge"`, the bin's width): centred on its start,
+    the 13:00 bar reached back to 12:30, as if members came before 13:00. The size's point sits
+    mid-bin, above its bar. Both axes count members, so their ticks are whole numbers."""
+    from matplotlib.ticker import MaxNLocator
+
     plt = pyplot()
 
     path.parent.mkdir(parents=True, exist_ok=True)
     unit = "hour" if freq == "h" else "day"
     fig, ax = plt.subplots(figsize=(8, 3.5))
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     handles: list[Any] = []
     if series:
         xs = [s for s, _, _ in series]
-        width = (1 / 24 if freq == "h" else 1.0) * 0.8
-        handles.append(ax.bar(xs, [n for _, n, _ in series], width=width, color="#d95f02",
-                              label=f"new members per {unit}"))
+        step = dt.timedelta(hours=1) if freq == "h" else dt.timedelta(days=1)
+        handles.append(ax.bar(xs, [n for _, n, _ in series], width=step / dt.timedelta(days=1), align="edge",
+                              color="#d95f02", edgecolor="white", linewidth=0.5, label=f"new members per {unit}"))
         ax2 = ax.twinx()
-        handles += ax2.plot(xs, [c for _, _, c in series], color="#1b9e77", marker=".", label="campaign size")
+        handles += ax2.plot([_later(x, step / 2) for x in xs], [c for _, _, c in series], color="#1b9e77",
+                            marker=".", label="campaign size")
         ax2.set_ylabel("size")
         ax2.set_ylim(bottom=0)
-        step = dt.timedelta(hours=1) if freq == "h" else dt.timedelta(days=1)
+        ax2.yaxis.set_major_locator(MaxNLocator(integer=True))
         # one bucket alone would fill the plot, ticks in minutes; a member dated year 1 or 9999
         # has no bucket before or after it (that overflowed: a traceback instead of the plot)
-        ax.set_xlim(max(xs[0], dt.datetime.min + step) - step, min(xs[-1], _LAST_PLOTTED - step) + step)
+        # the last bar ends a bin after its start: one more bin of room after it
+        ax.set_xlim(max(xs[0], dt.datetime.min + step) - step, _later(xs[-1], 2 * step))
     ax.set_ylabel("new members")
     ax.set_xlabel(f"{unit} (UTC)")
     ax.set_title(f"Campaign {campaign_id}: growth", pad=22 if handles else 6)

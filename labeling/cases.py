@@ -21,6 +21,7 @@ from core.schema import Campaign, CampaignMember, Case, Decision, Item, Predicti
 from core.store import Store, serialise
 from core.taxonomy import Taxonomy
 
+from .campaign_label import campaign_prediction
 from .errors import QueueError
 from .four_eyes import not_own_escalation, own_escalation
 from .masking import mask_text
@@ -220,9 +221,13 @@ def _joined_undecided(conn: Connection, campaign_id: int, since: dt.datetime) ->
     return [i for i in joined if i not in decided]
 
 
-def _campaign_candidates(conn: Connection, taxonomy: Taxonomy, growth: dict[int, int]) -> Iterable[Candidate]:
+def _campaign_candidates(conn: Connection, taxonomy: Taxonomy, growth: dict[int, int],
+                         harm: Optional[np.ndarray] = None) -> Iterable[Candidate]:
     """Active campaigns with no waiting case that need one: never cased, or grown since their last
-    case was resolved (undecided members joined after it: `_joined_undecided`)."""
+    case was resolved (undecided members joined after it: `_joined_undecided`). A campaign's label,
+    score and scores come from its members' predictions of record by the model's own rule
+    (`campaign_label.campaign_prediction`), so it is routed (`plan_case`) and a bulk decision judged
+    (`suggestion`) against the label its members' item cases carry, not a raw mean's arg-max."""
     waiting = exists(select(1).where(C.c.campaign_id == CP.c.id, C.c.state.in_(WAITING)))
     camps = conn.execute(select(CP).where(campaign_is_active(), ~waiting).order_by(CP.c.id)).mappings().all()
     if not camps:
@@ -234,19 +239,18 @@ def _campaign_candidates(conn: Connection, taxonomy: Taxonomy, growth: dict[int,
         if before is not None and not _joined_undecided(conn, int(camp["id"]), before[1]):
             continue  # decided, and nothing new to decide
         rows = conn.execute(
-            select(P.c.item_id, P.c.scores, P.c.uncertainty, P.c.model_version, I.c.text, I.c.surface,
+            select(P.c.item_id, P.c.label, P.c.scores, P.c.uncertainty, P.c.model_version, I.c.text, I.c.surface,
                    I.c.source, I.c["metadata"].label("meta"))
             .join(CM, CM.c.item_id == P.c.item_id).join(I, I.c.id == P.c.item_id)
             .where(CM.c.campaign_id == camp["id"], P.c.id.in_(latest))).all()
         rows = [r for r in rows if prediction_problem({"scores": r.scores, "uncertainty": r.uncertainty}) is None]
         if len(rows) < 2:
             continue  # a campaign case needs at least two scored members (a broken score is none)
-        mean = {lbl: float(np.mean([float((r.scores or {}).get(lbl, 0.0)) for r in rows])) for lbl in taxonomy.labels}
-        label = max(mean, key=mean.get)
+        pred = campaign_prediction(taxonomy, [r._mapping for r in rows], harm)  # the members' rule, not a raw mean
         exemplar = next((r for r in rows if r.item_id == camp["exemplar_item_id"]), rows[0])
         size = max(int(camp["size"] or 0), len(rows))
-        yield Candidate(item_id=exemplar.item_id, text=exemplar.text, label=label, score=mean[label],
-                        scores=mean, uncertainty=float(np.mean([r.uncertainty or 0.0 for r in rows])),
+        yield Candidate(item_id=exemplar.item_id, text=exemplar.text, label=pred.label, score=pred.score,
+                        scores=pred.scores, uncertainty=pred.uncertainty,
                         model_version=exemplar.model_version, campaign_id=int(camp["id"]),
                         surface=exemplar.surface, source=exemplar.source, language=_language(exemplar.meta),
                         campaign_size=size, campaign_growth=growth.get(int(camp["id"]), 0) / size,
@@ -312,7 +316,7 @@ def build_cases(store: Store, taxonomy: Taxonomy, config: QueueConfig,
         growth = _campaign_growth(conn, config, now)
         candidates = list(_item_candidates(conn, now, growth, item_ids))
         if item_ids is None:
-            candidates += list(_campaign_candidates(conn, taxonomy, growth))
+            candidates += list(_campaign_candidates(conn, taxonomy, growth, harm))
     bar = tqdm(total=len(candidates), desc="building cases", unit="case", disable=not progress, leave=False)
     for start in range(0, len(candidates), chunk_size):
         chunk = candidates[start:start + chunk_size]
@@ -430,7 +434,7 @@ def suggestion(conn: Connection, case: Mapping[str, Any]) -> Optional[dict[str, 
     """What the model suggests for a case: the one answer the review screen shows and a decision
     is judged against (so a confirm is never counted as an override).
 
-    A campaign case suggests the mean label over its members (stored when the case was built);
+    A campaign case suggests its members' label (`campaign_label`, stored when the case was built);
     an item case its item's prediction of record (`core.predictions`); a case whose item has no
     prediction any more, what was stored on the case. None when the model said nothing.
     """

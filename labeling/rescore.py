@@ -9,7 +9,8 @@ champion has scored. `rescore_open_cases`:
 2. re-plans waiting item cases in the ordinary queues through `build_cases` (queue, severity,
    due time, priority follow the new prediction);
 3. refreshes the cases `build_cases` leaves where they are: a campaign case gets its members'
-   new mean scores, label and priority; a claimed case, or one in the escalation, appeals or
+   new mean scores, label (by the members' rule, labeling.campaign_label) and priority; a claimed
+   case, or one in the escalation, appeals or
    calibration queue, keeps its queue and holder and gets the new label, scores and risk; one
    in an ordinary queue (not escalated) also gets the new label's tier and the due time that tier
    gives from its SLA's start (`_follow_tier`), as a re-planned open case does. Only
@@ -41,6 +42,7 @@ from core.predictions import champion_version, predictions_of_record
 from core.principals import Actor
 from core.schema import CampaignMember, Case, Item, Prediction, utcnow
 
+from .campaign_label import campaign_prediction
 from .cases import build_cases, unchanged
 from .priority import (PriorityError, features_problem, label_harm_weights, risk_scores, score_features,
                        sla_start, tier_weight, utc_naive)
@@ -229,12 +231,11 @@ def _refresh_round(store: "Store", taxonomy: "Taxonomy", config: "QueueConfig", 
                 if not preds or any(p["model_version"] != champ for p in preds.values()):
                     continue
                 rows = list(preds.values())
-                scores = {lab: float(np.mean([float((p["scores"] or {}).get(lab, 0.0)) for p in rows]))
-                          for lab in taxonomy.labels}
-                label = max(scores, key=scores.get)
+                pred = campaign_prediction(taxonomy, rows, harm)  # the members' rule (labeling.campaign_label)
+                label = pred.label
                 feats = dict(meta.get("features") or {})
-                cand = Candidate(item_id=case["item_id"], text="", label=label, score=scores[label], scores=scores,
-                                 uncertainty=float(np.mean([p["uncertainty"] or 0.0 for p in rows])),
+                cand = Candidate(item_id=case["item_id"], text="", label=label, score=pred.score, scores=pred.scores,
+                                 uncertainty=pred.uncertainty,
                                  model_version=champ, campaign_id=case["campaign_id"],
                                  campaign_size=int(feats.get("campaign_size") or len(rows)),
                                  campaign_growth=float(feats.get("campaign_growth") or 0.0),
