@@ -190,7 +190,8 @@ def test_campaigns_tab_says_why_a_decided_campaign_has_no_case(sqlite_store, tax
     assert f"was decided (case {first}) and no undecided member joined since" in said
     _join(sqlite_store, taxonomy, cid, ["x0", "x1"], dt.datetime(2100, 1, 1))
     said = fns["act_on_campaign"](cid, "lead", "scam", "block_sender", "", False, None)
-    assert "2 undecided members joined since: run `workbench cases build`" in said
+    assert "2 undecided members joined since: they get a campaign case of their own when an engineer builds" in said
+    assert "`workbench cases build`" in said and "decide them one by one on the Review tab" in said
     build_cases(sqlite_store, taxonomy, cfg, now=T0 + dt.timedelta(hours=1), progress=False)
     assert "already decided are left out" in fns["prev"](cid, 2, "lead", None)[0]
     said = fns["act_on_campaign"](cid, "lead", "scam", "block_sender", "", False, None)

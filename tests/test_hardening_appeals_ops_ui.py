@@ -151,16 +151,15 @@ def test_another_appeal_picked_starts_its_inputs_afresh(sqlite_store, taxonomy, 
     other = _filed(sqlite_store, taxonomy, cfg, "b")
     tab = _Tab(_App(sqlite_store, taxonomy, cfg))
     seen = tab("show", first, "lou", None)["state"]
-    benign = taxonomy.policies[taxonomy.benign_label]
     again = tab("show", first, "lou", None, seen)  # the same appeal shown again: what was typed stays
     assert [again[k] for k in ("wb-appeal-label", "wb-appeal-action", "wb-appeal-outcome",
                                "wb-appeal-rationale")] == [KEEP] * 4
     revealed = tab("reveal", first, "lou", None, seen)
     assert not {"wb-appeal-label", "wb-appeal-action", "wb-appeal-outcome", "wb-appeal-rationale"} & set(revealed)
     nxt = tab("show", other, "lou", None, seen)
-    assert nxt["wb-appeal-outcome"]["value"] == "confirm" and nxt["wb-appeal-rationale"]["value"] == ""
-    assert nxt["wb-appeal-label"]["value"] == taxonomy.benign_label  # was: reset, and the action left as it was
-    assert nxt["wb-appeal-action"]["value"] == benign.default_action and nxt["state"]["case"] == other
+    assert nxt["wb-appeal-outcome"]["value"] is None and nxt["wb-appeal-rationale"]["value"] == ""
+    assert nxt["wb-appeal-label"]["value"] is None  # nothing pre-set: the lead picks the outcome and label
+    assert nxt["wb-appeal-action"]["value"] is None and nxt["state"]["case"] == other
 
 
 def test_resolve_pressed_twice_keeps_the_saved_line(sqlite_store, taxonomy, cfg):

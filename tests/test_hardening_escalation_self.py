@@ -138,3 +138,24 @@ def test_a_members_escalator_does_not_take_the_campaign_case_that_now_carries_it
     with pytest.raises(QueueError, match="escalated by alice"):
         claim_case(any_store, cases["campaign"], "alice", cfg, now=LATER)
     assert next_case(any_store, "cy", cfg.escalation_queue, config=cfg, now=LATER)["id"] == cases["campaign"]
+
+
+def test_the_review_screens_counts_leave_out_the_viewers_own_escalation(any_store, taxonomy, cfg):
+    """The Review tab's queue list and "N left" line (workbench.ui.review_guard) count the
+    escalation queue as each viewer may work it: alice's own escalation is not "1 left" for her."""
+    pytest.importorskip("gradio")
+    from workbench.ui.review_guard import counts_view, queue_choices, start_view, status_line
+
+    _escalated_by_alice(any_store, taxonomy, cfg, other=True)
+    esc = cfg.escalation_queue
+
+    def listed(who):
+        return dict((value, label) for label, value in queue_choices(any_store, cfg, who)["choices"])[esc]
+
+    assert "(0 left)" in listed("alice") and "(1 left" in listed("bob")
+    assert "<b>0 left</b>" in status_line(any_store, esc, None, "alice", cfg)
+    assert "<b>1 left</b>" in status_line(any_store, esc, None, "bob", cfg)
+    line, choices = counts_view(any_store, cfg, esc, None, "alice")
+    assert "(0 left)" in dict((v, lab) for lab, v in choices)[esc]
+    assert start_view(any_store, cfg, None, "alice", None)[0] != esc
+    assert start_view(any_store, cfg, None, "bob", None)[0] == esc

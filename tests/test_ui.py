@@ -187,7 +187,7 @@ def test_sign_in_roles_and_no_session_no_action(seeded, taxonomy, browser_page):
         # a viewer signs in and is refused a claim
         _sign_in(page, port, "vic", "vic-pass-123")
         page.keyboard.press("n")
-        page.wait_for_selector("text=/may not claim/", timeout=20000)
+        page.wait_for_selector("text=/Reviewing cases: only for the .*permission 'claim'/", timeout=20000)
 
         # the analyst signs in, claims and confirms with the keyboard; the decision is hers
         page.context.clear_cookies()

@@ -91,6 +91,8 @@ def _open_appeal(page, appeal_case: int, item: str = "reports:ap") -> None:
 
 def _resolve(page, rationale: str) -> None:
     page.get_by_label("Reverse it (appeal upheld)").check()
+    page.click("#wb-appeal-label input")
+    page.get_by_role("option", name="benign").click()
     page.fill("#wb-appeal-rationale textarea", rationale)
     page.click("#wb-appeal-resolve")
 

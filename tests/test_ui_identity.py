@@ -86,8 +86,11 @@ def test_lead_and_analyst_in_the_browser(world, tmp_path, browser_page):
         page.wait_for_selector("text=/Case \\d+ · spam/", timeout=20000)
         page.keyboard.press("c")
         page.wait_for_selector("text=/Saved:? case/", timeout=20000)
-        _decide_campaign(page, cid)
-        page.wait_for_selector("text=/Not saved: .*ann \\(analyst\\) may not bulk/", timeout=20000)
+        page.get_by_role("tab", name="Campaigns").click()
+        page.get_by_label("Campaign id").fill(str(cid))
+        page.get_by_role("button", name="Show", exact=True).click()
+        page.wait_for_selector("text=/whole campaign: only for the .*permission 'bulk'/", timeout=20000)
+        assert page.get_by_role("button", name="Apply to the whole campaign").is_disabled()
         assert [(d["item_id"], d["reviewer"]) for d in _decisions(store)] == [("solo", "ann")]
 
         # logout: back to the login page, the session ended in the store

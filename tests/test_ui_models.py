@@ -58,8 +58,8 @@ def test_an_engineer_promotes_through_the_gate_and_an_analyst_is_refused(loop, t
     page = _page(browser)
     _sign_in(page, port, "ann", "ann-pass-123")
     _open_models(page, challenger)
-    page.click("#wb-model-promote")
-    assert "needs permission 'promote'" in _wait_result(page, "Not promoted")
+    page.wait_for_selector("#wb-models-access", state="visible", timeout=20000)
+    assert page.locator("#wb-model-promote").is_disabled() and "permission 'promote'" in page.inner_text("#wb-models-access")
     with store.read() as conn:
         assert champion_version(conn) == champ
     page.context.close()

@@ -17,6 +17,7 @@ from labeling.packets import reveal_text
 
 from .format import local_time, md_escape, short, zone_name
 from .review_hold import STORE_ERRORS
+from .role_controls import held, may
 from .session import actor
 from .tab_access import check_reader, one_line, refused, row_id, said
 
@@ -120,9 +121,8 @@ def build_appeals_tab(app: "AppContext", tab: gr.Tab, who: Optional[gr.Textbox] 
             return (*side_by_side(None), *keep, shown(None, seen), gr.update())
         if (seen or {}).get("case") == found["case_id"]:  # the same appeal again: what was typed stays
             return (*side_by_side(found), *keep, shown(found, seen), "")
-        pol = taxonomy.policies[taxonomy.benign_label]
-        return (*side_by_side(found), gr.update(value=taxonomy.benign_label),
-                gr.update(choices=pol.actions, value=pol.default_action), gr.update(value="confirm"),
+        # nothing pre-picked: the lead picks the outcome, and a reversal's label (`resolve`)
+        return (*side_by_side(found), gr.update(value=None), gr.update(choices=[], value=None), gr.update(value=None),
                 gr.update(value=""), shown(found, seen), "")
 
     def reveal(case_id: Optional[int], name: str, request: gr.Request, seen: Optional[dict[str, Any]] = None
@@ -156,6 +156,18 @@ def build_appeals_tab(app: "AppContext", tab: gr.Tab, who: Optional[gr.Textbox] 
         pol = taxonomy.policies[label]
         return gr.update(choices=pol.actions, value=pol.default_action)
 
+    def unpicked(outcome: Optional[str], label: Optional[str], action: Optional[str]) -> Optional[str]:
+        """What the lead has still to pick, in one line (None: nothing). No outcome is pre-set, and
+        a reversal needs its label and action picked: a pre-set "confirm", or a reversal to the
+        benign label nobody chose, saved a decision the lead never made (audit: appeal 668)."""
+        if outcome not in {v for _, v in OUTCOMES}:
+            return "pick an outcome first: confirm the decision (appeal denied) or reverse it (appeal upheld)"
+        if outcome == "reverse" and (not label or label not in taxonomy.policies):
+            return "pick the label the item gets when reversed (Label if reversed), then its action"
+        if outcome == "reverse" and (not action or action not in taxonomy.policies[label].actions):
+            return f"pick the action for {label} (Action if reversed)"
+        return None
+
     def resolve(case_id: Optional[int], outcome: str, label: str, action: str, rationale: str, name: str,
                 request: gr.Request, seen: Optional[dict[str, Any]] = None) -> tuple[Any, ...]:
         """Resolve the appeal on screen. `seen` is what the tab shows (its state; None for a direct
@@ -170,8 +182,11 @@ def build_appeals_tab(app: "AppContext", tab: gr.Tab, who: Optional[gr.Textbox] 
                 return (gr.update(), *keep, seen)  # the same press twice: saved once, said once
             if seen is not None and seen.get("case") != case_id:
                 raise ValueError(f"case {case_id} is not the appeal shown: pick it and read it before resolving")
-            out = resolve_appeal(app.store(), taxonomy, case_id, actor(app, name, request), outcome,
-                                 rationale, label=label or None, action=action or None, config=app.queues(),
+            if (why := unpicked(outcome, label, action)) is not None:
+                raise ValueError(why)
+            reverse = outcome == "reverse"  # a confirmation keeps the decision: the label boxes say nothing
+            out = resolve_appeal(app.store(), taxonomy, case_id, actor(app, name, request), outcome, rationale,
+                                 label=label if reverse else None, action=action if reverse else None, config=app.queues(),
                                  seen_decision=(seen or {}).get("decision"))
         except (ValueError, PermissionDenied, *STORE_ERRORS) as exc:
             refused(app, name, request, f"resolve_appeal case {case_id}", exc)  # audited: who tried what
@@ -192,16 +207,22 @@ def build_appeals_tab(app: "AppContext", tab: gr.Tab, who: Optional[gr.Textbox] 
         reason_md = gr.Markdown(elem_id="wb-appeal-reason")
     reveal_btn = gr.Button("Reveal text (audited)", size="sm", elem_id="wb-appeal-reveal")
     with gr.Row():
-        outcome = gr.Radio(choices=OUTCOMES, value="confirm", label="Outcome", elem_id="wb-appeal-outcome", scale=2)
-        label = gr.Dropdown(choices=taxonomy.labels, value=taxonomy.benign_label, label="Label if reversed", scale=1,
-                            elem_id="wb-appeal-label")
-        pol = taxonomy.policies[taxonomy.benign_label]
-        action = gr.Dropdown(choices=pol.actions, value=pol.default_action, label="Action if reversed", scale=1,
+        outcome = gr.Radio(choices=OUTCOMES, value=None, label="Outcome (pick one)", elem_id="wb-appeal-outcome",
+                           scale=2)
+        label = gr.Dropdown(choices=taxonomy.labels, value=None, label="Label if reversed (pick one to reverse)",
+                            scale=1, elem_id="wb-appeal-label")
+        action = gr.Dropdown(choices=[], value=None, label="Action if reversed", scale=1,
                              allow_custom_value=True, elem_id="wb-appeal-action")
     rationale = gr.Textbox(label="Rationale (required)", lines=2, elem_id="wb-appeal-rationale")
     resolve_btn = gr.Button("Resolve appeal", variant="primary", elem_id="wb-appeal-resolve")
+    access = gr.Markdown(visible=False, elem_id="wb-appeal-access")  # who may resolve, for a role that may not
     result = gr.Markdown(elem_id="wb-appeal-result")
     seen = gr.State({})  # the appeal on screen and its item's decision then (`shown`): resolving checks it
+    def controls(name: str, request: gr.Request) -> tuple[Any, ...]:
+        """The resolve form only for a role that may resolve (role_controls): hidden otherwise,
+        with a line saying who may; the list and the appeal stay readable."""
+        return held(may(app, name, request, "resolve_appeal", "Resolving appeals"), 5, hide=True)
+
     def row_picked(rows: Any, evt: gr.SelectData) -> Any:
         """A clicked row of the list picks that appeal."""
         try:
@@ -219,3 +240,4 @@ def build_appeals_tab(app: "AppContext", tab: gr.Tab, who: Optional[gr.Textbox] 
     resolve_btn.click(resolve, [pick, outcome, label, action, rationale, who_in, seen],
                       [result, table, pick, rationale, seen])
     tab.select(listing, [who_in], [table, pick])
+    tab.select(controls, [who_in], [outcome, label, action, rationale, resolve_btn, access])

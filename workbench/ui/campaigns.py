@@ -28,6 +28,7 @@ from labeling.masking import mask_campaign
 
 from .format import decoded, local_time, md_escape, of_total, page_span, readable, short, zone_name
 from .review_hold import STORE_ERRORS
+from .role_controls import may
 from .session import actor
 from .tab_access import check_reader, one_line, refused, said
 
@@ -40,6 +41,14 @@ MEMBERS_PAGE = 50
 LIST_LIMIT = 100  # campaigns the list shows; a last row says when there are more
 LIST_HEADERS = ["id", "size", "last seen", "top terms", "first seen", "decided", "exemplar"]
 MEMBER_HEADERS = ["item", "seen", "why linked", "decided", "text"]
+# The detail pane before a campaign is shown (the timeline is hidden until there is one to draw).
+NOTHING_SHOWN = ("No campaign shown yet: pick a row in the list above, or type a campaign id and press Show, "
+                 "to see its facts, timeline and members.")
+
+
+def blank_id(value: Any) -> bool:
+    """Whether the Campaign id box is empty (None, or only spaces): nothing picked, not a bad id."""
+    return value is None or (isinstance(value, str) and not value.strip())
 
 
 def campaign_number(value: Any, what: str = "campaign id") -> int:
@@ -178,8 +187,8 @@ def build_campaigns_tab(app: "AppContext", tab: gr.Tab, who: gr.Textbox) -> None
 
     def show_campaign(campaign_id: Optional[float], page: Optional[float], who: str = "",
                       request: Optional[gr.Request] = None) -> tuple[Any, ...]:
-        if campaign_id is None:
-            return "Pick a campaign id.", None, [], "", 1, {}
+        if blank_id(campaign_id):
+            return NOTHING_SHOWN, gr.update(value=None, visible=False), [], "", 1, {}
         try:
             cid = campaign_number(campaign_id)
             check_reader(app, who, request, f"campaign {cid}")
@@ -188,7 +197,8 @@ def build_campaigns_tab(app: "AppContext", tab: gr.Tab, who: gr.Textbox) -> None
                                       members_offset=(page_number(page) - 1) * MEMBERS_PAGE, with_links=True))
             png = timeline_png(cid)
         except Exception as exc:  # noqa: BLE001 - unknown id, no campaigns built yet, refused, store failure
-            return f"Warning: {said(exc, 'nothing is shown: press Show again')}", None, [], "", 1, {}
+            return (f"Warning: {said(exc, 'nothing is shown: press Show again')}", gr.update(value=None, visible=False),
+                    [], "", 1, {})
         case_id = campaign_case(store, cid)
         members = d.get("member_links") or []
         page, start, end = page_span(d.get("members_offset", 0) // MEMBERS_PAGE + 1, MEMBERS_PAGE, len(members))
@@ -199,7 +209,7 @@ def build_campaigns_tab(app: "AppContext", tab: gr.Tab, who: gr.Textbox) -> None
                  if members else "No members.")
         body = (summary_md(d) + "\n\n" + why_linked_md(members, int(d.get("size") or 0), d.get("link_reasons") or {})
                 + preview_md(cid, case_id, who, request))
-        return body, png, rows, count, page, seen_snapshot(cid, case_id, members)
+        return body, gr.update(value=png, visible=True), rows, count, page, seen_snapshot(cid, case_id, members)
 
     def timeline_png(cid: int) -> str:
         """The campaign's timeline PNG, drawn aside and swapped in whole: Gradio reads the returned
@@ -251,12 +261,14 @@ def build_campaigns_tab(app: "AppContext", tab: gr.Tab, who: gr.Textbox) -> None
                     f"decision there." if into else "its members are in no campaign now; nothing to apply."))
         if s["joined_undecided"]:
             return (f"Campaign {cid} was decided (case {s['last_case']}); {s['joined_undecided']} undecided members "
-                    "joined since: run `workbench cases build` for a campaign case covering them.")
+                    f"joined since: they get a campaign case of their own when an engineer builds cases (`workbench "
+                    f"cases build`, permission build_cases); until then decide them one by one on the Review tab.")
         if s["last_case"] is not None:
             return (f"Campaign {cid} was decided (case {s['last_case']}) and no undecided member joined since: "
-                    "nothing to apply. Members that join later get a new campaign case with `workbench cases build`.")
-        return (f"Campaign {cid} has no campaign case yet (run `workbench cases build`; it needs two scored "
-                "members).")
+                    f"nothing to apply. A campaign decision is not applied again to decided members: to change one, "
+                    f"correct its decision (`workbench correct DECISION_ID --label LABEL`; a lead may correct others').")
+        return (f"Campaign {cid} has no campaign case yet: an engineer builds one (`workbench cases build`, "
+                "permission build_cases; it needs two scored members).")
 
     def preview_md(cid: int, case_id: Optional[int], who: str = "", request: Optional[gr.Request] = None) -> str:
         """What applying a decision would do for whoever applies it, said before the button is pressed."""
@@ -287,6 +299,23 @@ def build_campaigns_tab(app: "AppContext", tab: gr.Tab, who: gr.Textbox) -> None
                     f"; {p['already_decided']} already decided ({labels}) would get a superseding decision, "
                     "or be left out if the lead ticks the box") if p["already_decided"] else "") + ".")
 
+    def applicable(campaign_id: Any, who: str = "", request: Optional[gr.Request] = None) -> tuple[Any, Any]:
+        """The tick box and Apply as they can be used for the campaign shown: for a role without
+        `bulk` (role_controls), or with no campaign case open, nothing to apply (decided members are
+        corrected one by one, never re-applied: `decide` acts on a waiting campaign case), so both
+        are disabled and the box says why. The service checks both again on Apply."""
+        if (note := may(app, who, request, "bulk", "Applying a decision to the whole campaign")) is not None:
+            return gr.update(interactive=False, info=note), gr.update(interactive=False)
+        try:
+            open_case = None if blank_id(campaign_id) else campaign_case(store, campaign_number(campaign_id))
+        except (ValueError, *STORE_ERRORS):
+            open_case = None
+        if open_case is None:
+            why = "nothing to apply: this campaign has no open campaign case (see above)"
+            return gr.update(interactive=False, info=why), gr.update(interactive=False)
+        return (gr.update(interactive=True, info="ticked: members already decided keep their decision"),
+                gr.update(interactive=True))
+
     def on_label(label: Optional[str]) -> Any:
         if not label or label not in taxonomy.policies:  # a client may send any value: no KeyError
             return gr.update()
@@ -299,8 +328,8 @@ def build_campaigns_tab(app: "AppContext", tab: gr.Tab, who: gr.Textbox) -> None
         a trusted in-process caller): refused when the page shows no campaign or another one, or this
         one changed since it was shown. An id typed in the box and applied before any Show decided
         every member unread: the tab's state starts empty, and an empty state skipped the check."""
-        if campaign_id is None:
-            return "Pick a campaign id."
+        if blank_id(campaign_id):
+            return "Pick a campaign: a row in the list, or its id in the box."
         try:
             campaign_id = campaign_number(campaign_id)
         except ValueError as exc:
@@ -344,7 +373,7 @@ def build_campaigns_tab(app: "AppContext", tab: gr.Tab, who: gr.Textbox) -> None
                     request: gr.Request) -> tuple[Any, ...]:
         """After a decision: the campaign (its decided count, members, what is left to apply) and
         the list again; left as they were, they said nothing was decided yet."""
-        if campaign_id is None:
+        if blank_id(campaign_id):
             return (gr.update(),) * 7
         return (*show_campaign(campaign_id, p, who, request), campaign_table(who, request))
 
@@ -353,10 +382,12 @@ def build_campaigns_tab(app: "AppContext", tab: gr.Tab, who: gr.Textbox) -> None
                          column_widths=["5%", "6%", "13%", "24%", "13%", "7%", "32%"], max_height=330,
                          label=f"Campaigns, biggest first (times in {zone_name()}); click a row to show it")
     with gr.Row():
-        camp_id = gr.Number(label="Campaign id", precision=0, scale=2)
+        # empty, not 0 (Show said "must be a whole number from 1 ..., not 0" before anything was picked)
+        camp_id = gr.Textbox(label="Campaign id", placeholder="pick a row in the list or type an id", max_lines=1,
+                             scale=2, elem_id="wb-campaign-id")
         show_btn = gr.Button("Show", scale=1)
-    camp_md = gr.Markdown(elem_id="wb-campaign-detail")
-    timeline = gr.Image(label="Timeline", type="filepath", height=300)
+    camp_md = gr.Markdown(NOTHING_SHOWN, elem_id="wb-campaign-detail")
+    timeline = gr.Image(label="Timeline", type="filepath", height=300, visible=False, elem_id="wb-campaign-timeline")
     members_count = gr.Markdown(elem_id="wb-members-count")
     members = gr.Dataframe(headers=MEMBER_HEADERS, interactive=False, wrap=True, elem_id="wb-members",
                            column_widths=["15%", "13%", "17%", "9%", "46%"], max_height=420)
@@ -394,11 +425,13 @@ def build_campaigns_tab(app: "AppContext", tab: gr.Tab, who: gr.Textbox) -> None
 
     detail_outs = [camp_md, timeline, members, members_count, page, seen]
     refresh.click(campaign_table, [who], table)
-    show_btn.click(first, [camp_id, who], detail_outs)
-    table.select(pick, [table, who], [camp_id, *detail_outs])
+    show_btn.click(first, [camp_id, who], detail_outs).then(applicable, [camp_id, who], [bulk_keep, bulk_btn])
+    camp_id.submit(first, [camp_id, who], detail_outs).then(applicable, [camp_id, who], [bulk_keep, bulk_btn])
+    table.select(pick, [table, who], [camp_id, *detail_outs]).then(applicable, [camp_id, who], [bulk_keep, bulk_btn])
     prev_btn.click(prev, [camp_id, page, who], detail_outs)
     next_btn.click(nxt, [camp_id, page, who], detail_outs)
     bulk_label.input(on_label, [bulk_label], [bulk_action])
     bulk_btn.click(act_on_campaign, [camp_id, who, bulk_label, bulk_action, bulk_rationale, bulk_keep, seen],
-                   bulk_out).then(shown_again, [camp_id, page, who], [*detail_outs, table])
+                   bulk_out).then(shown_again, [camp_id, page, who], [*detail_outs, table]).then(
+                       applicable, [camp_id, who], [bulk_keep, bulk_btn])
     tab.select(campaign_table, [who], table)

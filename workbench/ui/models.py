@@ -28,12 +28,13 @@ import gradio as gr
 
 from core.hooks import PermissionDenied
 from core.text import text_error
-from evaluation.model_overview import comparison_report, gate_verdicts, model_overview, verdict_word
+from evaluation.model_overview import comparison_report, gate_verdicts, latest_verdict_text, model_overview, verdict_word
 from evaluation.promotion_report import plot_gate_history
 from models.base import ModelError
 
 from .format import inert_markdown, local_time, md_escape, short, zone_name
 from .review_hold import STORE_ERRORS
+from .role_controls import held, may
 from .session import actor
 from .tab_access import one_line, refused, said
 
@@ -53,7 +54,7 @@ def version_rows(models: list[dict[str, Any]]) -> list[list[Any]]:
         promoted = f"{local_time(m['promoted_at'])} by {m.get('promoted_by') or '—'}" if m.get("promoted_at") else "—"
         rows.append([m["id"], m["kind"], m["role"], local_time(m["created_at"]), promoted,
                      f"{f1:.3f}" if isinstance(f1, (int, float)) else "—",
-                     verdict_word(v) + (f" ({v['metric']})" if v and v.get("metric") else "")])
+                     latest_verdict_text(v, local_time)])
     return rows
 
 
@@ -261,10 +262,42 @@ def build_models_tab(app: "AppContext", tab: gr.Tab, who: Optional[gr.Textbox] =
         return ("**Retrain started**: a challenger on the base data and the human labels, then the gate. "
                 "Refresh for its steps and verdict.", *listing(name, request))
 
+    def gate_note(png: Any) -> tuple[Any, Any]:
+        """The gate-history plot, or in its place a line saying why there is none (it was a blank
+        image placeholder): no verdict yet, or the plot could not be drawn."""
+        if png:
+            return gr.update(value="", visible=False), gr.update(visible=True)
+        return (gr.update(value="*No gate history to plot yet: it appears after the first retrain or gated promotion "
+                                "(the verdicts table above lists any there are).*", visible=True),
+                gr.update(visible=False))
+
+    def picked(version: Optional[str]) -> Any:
+        """A version picked: the last "Pick a version first." (or a result about another version) goes."""
+        return "" if version else gr.update()
+
+    def controls(name: str, request: gr.Request) -> tuple[Any, ...]:
+        """Retrain and Promote as this session's role may use them (role_controls), when the tab opens."""
+        train = may(app, name, request, "train", "Retrain a challenger")
+        promote_ = may(app, name, request, "promote", "Promote")
+        note = " ".join(n for n in (train, promote_) if n) or None
+        retrain_up, note_up = held(train, 1)[0], held(note, 0)[0]
+        return (retrain_up, *held(promote_, 3)[:3], note_up)
+
+    # The controls and their message at the top, above the fold at 1366x768: a refusal printed
+    # below the tables (y 800) looked like nothing happened.
     with gr.Row():
         head = gr.Markdown(elem_id="wb-models-head")
         retrain_btn = gr.Button("Retrain a challenger", size="sm", scale=0, min_width=170, elem_id="wb-model-retrain")
         refresh = gr.Button("Refresh", size="sm", scale=0, min_width=100, elem_id="wb-models-refresh")
+    with gr.Row(equal_height=True):
+        pick = gr.Dropdown(choices=[], label="Version", elem_id="wb-model-pick", scale=2)
+        reason = gr.Textbox(label="Reason (kept in the audit log; required to force)", scale=3,
+                            elem_id="wb-model-reason")
+        force = gr.Checkbox(label="Force over the gate (a rollback; needs force_promote)", value=False, scale=1,
+                            elem_id="wb-model-force")
+        promote_btn = gr.Button("Promote through the gate", variant="primary", scale=1, elem_id="wb-model-promote")
+    access = gr.Markdown(visible=False, elem_id="wb-models-access")
+    result = gr.Markdown(elem_id="wb-model-result")
     versions = gr.Dataframe(headers=VERSION_HEADERS, interactive=False, wrap=True, elem_id="wb-models",
                             column_widths=["28%", "9%", "10%", "13%", "20%", "9%", "11%"], max_height=260,
                             label=f"Model versions, newest first (times in {zone_name()})")
@@ -273,22 +306,18 @@ def build_models_tab(app: "AppContext", tab: gr.Tab, who: Optional[gr.Textbox] =
                             label="Gate verdicts, newest first: every retrain and gated promotion")
     history = gr.Image(label="The gate over time: challenger - champion with its interval, and the held-out labels "
                              "it stood on", show_label=False, type="filepath", elem_id="wb-gate-history", height=260)
-    pick = gr.Dropdown(choices=[], label="Version", elem_id="wb-model-pick")
-    with gr.Row():
-        reason = gr.Textbox(label="Reason (kept in the audit log; required to force)", scale=3,
-                            elem_id="wb-model-reason")
-        force = gr.Checkbox(label="Force over the gate (a rollback; needs force_promote)", value=False, scale=1,
-                            elem_id="wb-model-force")
-        promote_btn = gr.Button("Promote through the gate", variant="primary", scale=1, elem_id="wb-model-promote")
-    result = gr.Markdown(elem_id="wb-model-result")
+    history_note = gr.Markdown(visible=False, elem_id="wb-gate-history-note")
     report_png = gr.Image(label="Reliability on the test split, and challenger - champion per policy with intervals",
                           show_label=False, type="filepath", elem_id="wb-model-png", height=320, visible=False)
     report_md = gr.Markdown("Pick a version to read its comparison with the champion it met.",
                             elem_id="wb-model-report")
 
     outs = [head, versions, verdicts, pick, history]
-    refresh.click(listing, [who_in], outs)
-    tab.select(listing, [who_in], outs)
+    refresh.click(listing, [who_in], outs).then(gate_note, [history], [history_note, history])
+    tab.select(listing, [who_in], outs).then(gate_note, [history], [history_note, history])
+    tab.select(controls, [who_in], [retrain_btn, promote_btn, force, reason, access])
     pick.change(report, [pick, who_in], [report_md, report_png])
-    promote_btn.click(promote, [pick, force, reason, who_in], [result, *outs, report_md, report_png])
-    retrain_btn.click(retrain, [who_in], [result, *outs])
+    pick.change(picked, [pick], [result])
+    promote_btn.click(promote, [pick, force, reason, who_in], [result, *outs, report_md, report_png]).then(
+        gate_note, [history], [history_note, history])
+    retrain_btn.click(retrain, [who_in], [result, *outs]).then(gate_note, [history], [history_note, history])

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import inspect
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, Callable, Optional
@@ -35,11 +34,14 @@ from labeling.wellbeing import set_preferences
 from .context_panel import build_context_panel, context_values
 from .render import (empty_header, header_html, lease_html, message_html, prefetch_html,
                      restored_html, saved_message, side_html, status_html, text_html)
-from .review_actions import (chosen_fields, confirm_refusal, form_note, form_values, html_box, label_form, lost_note,
+from .review_actions import (chosen_fields, form_note, form_values, html_box, label_form, lost_note,
                              needs_confirm, opened, page_case_js, refused, untouched, with_under_review, wrong_case)
-from .review_guard import (FAILURES, case_number, counts_view, display_prefs, done_already, exposure_of,
-                           finite_numbers, load_name, queue_choices, repeat_note, start_view, status_line, told, unread)
+from .review_confirm import confirm_choice, no_case_note
+from .review_counts import ListedCounts, as_event, known_counts, queue_name, unknown_queue
+from .review_guard import (FAILURES, case_number, counts_view, display_prefs, done_already, exposure_of, finite_numbers,
+                           line_and_list, load_name, queue_choices, repeat_note, start_view, status_line, told, unread)
 from .review_hold import STORE_ERRORS, idle_now, refusal
+from .role_controls import claim_controls
 from .session import actor
 from .tab_access import refused as audited
 
@@ -107,7 +109,7 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
         timer (re-rendering the list on every key costs the screen more than the count is worth).
         `ahead`: the case claimed ahead and its hidden rendering (None: both as they are)."""
         pre = ahead if ahead is not None else (gr.update(), gr.update())
-        queue_list = gr.update(value=queue, **queue_choices(store, qconfig)) if switch_queue else gr.update()
+        queue_list = gr.update(value=queue, **queue_choices(store, qconfig, principal)) if switch_queue else gr.update()
         if packet is None:
             return (None, None, empty_header(message if kind == "info" else ""), "", side_html(None),
                     None, gr.update(choices=[], value=None), "", "", "",
@@ -120,14 +122,16 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
 
     def after_case(packet: Optional[dict[str, Any]], shown: Optional[int], who: str, queue: str,
                    request: gr.Request) -> tuple[Any, ...]:
-        """What follows a case change: the "N left" line, the break offer, and the context panel
-        (re-rendered only when the case on screen changed; `shown` is the case it shows)."""
+        """After a key: the "N left" line, the break offer, the queue list's counts (review_counts),
+        the context panel (only when the case on screen changed from `shown`)."""
         principal = viewer(who, request)
         expo = expo_of(principal)
         case_id = packet["case"]["id"] if packet else None
         # one queue's count (an index range), not `queue_status` over every live case: this runs on every key
-        head = (unread(accounts, partial(who_of, who, request)) or status_line(store, queue, expo),
-                break_update(expo, queue))
+        why = unread(accounts, partial(who_of, who, request))
+        line, listing = (why, gr.update()) if why else line_and_list(store, queue, expo, listed, request,
+                                                                     list(qconfig.queues), principal, qconfig)
+        head = (line, break_update(expo, queue), listing)
         if case_id == shown and packet is not None:
             return (*head, case_id, *([gr.update()] * len(ctx_components)))
         return (*head, case_id, *context_values(app, packet, principal))
@@ -239,18 +243,15 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
 
     def confirm(packet: Optional[dict[str, Any]], armed: Optional[int], who: str, queue: str, label: Optional[str],
                 action: Optional[str], ahead: Optional[int], request: gr.Request) -> tuple[Any, ...]:
-        """`c`: the model's label and default action, only while the screen shows them (`label`,
-        `action`). The page may already show the case claimed ahead (assets.SHORTCUTS_JS); this
-        response replaces that view either way."""
-        if packet is None:
-            return claim_next(who, queue, request, ahead=ahead)
-        why = confirm_refusal(packet, label, action, taxonomy.policies)
-        if why:
+        """`c`: the model's suggestion, only while the screen shows it (review_confirm: not on a
+        label-review case, whose form needs a rationale; with no case on screen, nothing).
+        The page may show the case claimed ahead already; this response replaces it."""
+        if packet is None:  # nothing on screen: claims nothing (a second `c` decided a case unread)
+            return show(None, None, queue, no_case_note(), "error")
+        plan, why = confirm_choice(packet, label, action, taxonomy.policies)
+        if why or plan is None:
             return kept(packet, armed, ValueError(why), restore=restored_html(packet, prefs_of(viewer(who, request))))
-        label = packet["suggested_label"]
-        choice = packet["choices"][label]
-        return submit(packet, armed, who, queue, label, choice["default_action"], choice["policy_ref"], "", ahead,
-                      request, key="c")
+        return submit(packet, armed, who, queue, *plan, "", ahead, request, key="c")
 
     def escalate(packet: Optional[dict[str, Any]], armed: Optional[int], who: str, queue: str, reason: str,
                  ahead: Optional[int], request: gr.Request) -> tuple[Any, ...]:
@@ -350,7 +351,7 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
             return untouched(6 + n_ctx, 3, f"Not revealed: {told(exc, 'nothing was revealed: press r again')}")
         expo = expo_of(principal)
         return (fresh, text_html(fresh, prefs_of(principal)), side_html(fresh), "",
-                unread(accounts, lambda: principal) or status_line(store, queue, expo),
+                unread(accounts, lambda: principal) or status_line(store, queue, expo, principal, qconfig),
                 break_update(expo, queue), *context_values(app, fresh, principal))
 
     def heartbeat(packet: Optional[dict[str, Any]], held: Optional[dict[str, Any]], ahead: Optional[int], who: str,
@@ -388,15 +389,20 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
         except FAILURES:
             return gr.update(), gr.update()
         drop(ahead, principal)
+        queue = queue_name(queue, qconfig.queues) or ""
         if packet is None or queue not in qconfig.queues:
             return None, prefetch_html(None)
         return fetch_ahead(principal, queue, packet["case"]["id"])
 
     def refresh_counts(who: str, queue: str, request: gr.Request) -> tuple[Any, Any, Any]:
-        expo, why = expo_of(viewer(who, request)), unread(accounts, partial(who_of, who, request))
+        principal = viewer(who, request)
+        expo, why = expo_of(principal), unread(accounts, partial(who_of, who, request))
+        if (name := queue_name(queue, qconfig.queues)) is None:  # text typed into the list: back to a queue
+            return message_html(f"Not switched: {unknown_queue(queue)}", "error"), gr.update(), gr.update()
         # no `read` (a session ended), or a failing store: the line says so, the list stays
-        line, choices = (why, None) if why else counts_view(store, qconfig, queue, expo)
-        return line, break_update(expo, queue), gr.update() if choices is None else gr.update(choices=choices)
+        line, choices = (why, None) if why else counts_view(store, qconfig, name, expo, principal)
+        listed.put(request, known_counts(choices))
+        return line, break_update(expo, name), gr.update() if choices is None else gr.update(choices=choices)
 
     def break_queue_name(queue: Optional[str]) -> Optional[str]:
         return settings.break_queue if settings.break_queue in qconfig.queues else None
@@ -427,6 +433,7 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
         prefs, expo = prefs_of(principal), expo_of(principal)
         first, line, choices = start_view(store, qconfig, queue, principal, expo,
                                           unread(accounts, partial(who_of, name, request)))
+        listed.put(request, known_counts(choices))
         return (name, gr.update(value=first) if choices is None else gr.update(choices=choices, value=first), line,
                 prefs["blur"], prefs["grayscale"], break_update(expo, first))
 
@@ -439,7 +446,7 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
         who = gr.Textbox(value="" if signed else analyst, label="Signed in as" if signed else "Analyst",
                          interactive=not signed, scale=1, min_width=120, elem_id="wb-who")
         queue_in = gr.Dropdown(choices=[(q, q) for q in qconfig.queues], value=queue or qconfig.default_queue,
-                               label="Queue", scale=2, min_width=200, elem_id="wb-queue", allow_custom_value=True)
+                               label="Queue", scale=2, min_width=200, elem_id="wb-queue")
         next_btn = gr.Button("Next case (n)", elem_id="wb-next", variant="primary", scale=1, min_width=110)
         open_in = gr.Textbox(label="Open case #", scale=1, min_width=90, elem_id="wb-open", max_lines=1,
                              placeholder="id, Enter")
@@ -448,6 +455,7 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
             status = html_box(status_html({}, queue, None), elem_id="wb-status-box")
             lease = html_box(lease_html(None, settings), elem_id="wb-lease-box")
     break_btn = gr.Button("Take a break", visible=False, elem_id="wb-break", size="sm")
+    access = gr.Markdown(visible=False, elem_id="wb-review-access")  # a role that may not claim: who may
     header = html_box(empty_header(), elem_id="wb-header")
     with gr.Row(equal_height=False):
         with gr.Column(scale=3, min_width=480):
@@ -491,6 +499,7 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
     outputs = [packet_state, armed_state, header, text, side,
                label_in, action_in, policy_in, label_err, rationale_err, buttons_err, lease, ahead_state, prefetch, queue_in]
     shown_state = gr.State(None)  # the case the context panel shows
+    listed = ListedCounts()  # the counts each page's queue list shows (review_counts)
 
     def settle_ahead(out: tuple[Any, ...], packet: Optional[dict[str, Any]], held: Optional[int], who: str,
                      request: gr.Request) -> tuple[Any, ...]:
@@ -508,46 +517,42 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
 
     def wired(event: Any, fn: Callable[..., Any], inputs: list[Any], switches: bool = False) -> Any:
         """A key's event: the case's outputs and, in the same response, what follows a case change
-        (`after_case`). One event, not a chained `.then`: the page walks every output's status on
-        each event, and a second event per key cost more in the browser than it saved on the
-        server (measured, issue 17). Not queued (a confirm is one short transaction), no progress
-        overlay, a second key while one is in flight is dropped. No Gradio pre/postprocessing: the
-        inputs are plain text and states and the outputs text, HTML, states and updates, for which
-        both are the identity, and each one moved every value through a worker thread (~20 per
-        key, issue 17). The queue list and the break offer are outputs only of a key that
-        `switches` the queue (the break button): a decision or a claim changes neither the queue
-        nor the exposure the offer follows (reveal, the counts timer and the list's own event
-        update it), and each output costs the page on every key. A key with `page_case` among its
-        inputs is refused, untouched, when the page showed another case than the tab's."""
+        (`after_case`): one event, not a chained `.then` (a second event per key cost the browser
+        more than it saved: issue 17). Not queued, no progress overlay, a second key in flight is
+        dropped; no Gradio pre/postprocessing (plain values; each moved every value through a worker
+        thread). The break offer is an output only of a key that `switches` the queue; the queue
+        list of every key, re-rendered only when its count changed (review_counts). A key is refused,
+        untouched, when the page showed another case than the tab's, or its queue names none."""
         n_in = len(inputs)
         page = inputs.index(page_case) if page_case in inputs else None
         outs = [*outputs, status, break_btn] if switches else [*outputs[:-1], status]
 
         def with_after(*args: Any) -> tuple[Any, ...]:
             shown, request = args[n_in], args[n_in + 1]
-            why = wrong_case(args[inputs.index(packet_state)], args[page]) if page is not None else None
+            at = inputs.index(queue_in) if queue_in in inputs else None  # a list label reads as its queue
+            name = queue_name(args[at], qconfig.queues) if at is not None else None
+            why = (wrong_case(args[inputs.index(packet_state)], args[page]) if page is not None else None) or (
+                unknown_queue(args[at]) if at is not None and name is None else None)
             if why:
-                return untouched(len(outs) + 1 + len(ctx_components), outs.index(buttons_err), f"Not done: {why}")
+                return untouched(len(outs) + 1 + len(ctx_components) + (not switches), outs.index(buttons_err),
+                                 f"Not done: {why}")
+            args = args if at is None else (*args[:at], name, *args[at + 1:])
             token = _EVENT.set({})
             try:
                 out = fn(*(a for i, a in enumerate(args[:n_in]) if i != page), request)
                 packet = out[0] if isinstance(out[0], dict) and "case" in out[0] else None
                 out = settle_ahead(out, packet, args[inputs.index(ahead_state)], args[inputs.index(who)], request)
-                q = args[inputs.index(queue_in)] if queue_in in inputs else (break_queue_name(None) or qconfig.default_queue)
-                status_line, offer, *rest = after_case(packet, shown, args[inputs.index(who)], q, request)
+                q = name if at is not None else (break_queue_name(None) or qconfig.default_queue)
+                line, offer, listing, *rest = after_case(packet, shown, args[inputs.index(who)], q, request)
                 if switches:
-                    return (*out, status_line, offer, *rest)
-                return (*out[:-1], status_line, *rest)  # without the queue list and the break offer
+                    return (*out, line, offer, *rest)
+                return (*out[:-1], line, *rest, listing)  # the list's counts only, and no break offer
             finally:
                 _EVENT.reset(token)
 
-        # Gradio passes the request to a parameter annotated gr.Request: say so for the wrapper.
-        params = [inspect.Parameter(f"in{i}", inspect.Parameter.POSITIONAL_OR_KEYWORD) for i in range(n_in + 1)]
-        params.append(inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=gr.Request))
-        with_after.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
-        with_after.__annotations__ = {"request": gr.Request}
-        with_after.__name__ = fn.__name__
-        return event(with_after, [*inputs, shown_state], [*outs, shown_state, *ctx_components],
+        as_event(with_after, n_in + 1, fn.__name__)  # the inputs, the shown case, then the request
+        tail = [] if switches else [queue_in]  # a switch sends the list already
+        return event(with_after, [*inputs, shown_state], [*outs, shown_state, *ctx_components, *tail],
                      js=None if page is None else page_case_js(page, confirm=fn is confirm),
                      show_progress="hidden", trigger_mode="once", queue=False, preprocess=False, postprocess=False)
 
@@ -583,6 +588,7 @@ def build_review_tab(app: "AppContext", blocks: gr.Blocks, analyst: str, queue: 
     for box in (blur_in, gray_in):
         box.input(save_prefs, [packet_state, who, blur_in, gray_in], [text], show_progress="hidden")
     blocks.load(on_load, [who], [who, queue_in, status, blur_in, gray_in, break_btn])
+    blocks.load(claim_controls(app), [who], [next_btn, open_btn, open_in, confirm_btn, decide_btn, skip_btn, access])
 
     def open_from(event: Any, case_box: Any, tabs: Any, tab_id: str, note: Any) -> None:
         def switched(packet: Optional[dict[str, Any]], case_id: Any, refusal: str) -> tuple[Any, str]:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 from typing import Any, Optional
 
+import gradio as gr
 from sqlalchemy import func, select
 
 from core.hooks import PermissionDenied, check_permission
@@ -79,31 +80,52 @@ def _unknown(queue: Optional[str], exc: Exception) -> str:
     return f"<div id='wb-status' class='wb-status'>{esc(told(exc, f'the count of {queue} is unknown for now'))}</div>"
 
 
-def status_line(store: Any, queue: Optional[str], expo: Optional[dict[str, Any]]) -> str:
-    """The "N left" line of one queue; while the store fails, a line saying the count is unknown."""
+def status_line(store: Any, queue: Optional[str], expo: Optional[dict[str, Any]], principal: Any = None,
+                config: Any = None) -> str:
+    """The "N left" line of one queue (as `principal` may work it: not their own escalations);
+    while the store fails, a line saying the count is unknown."""
     try:
-        return status_html({queue or "": queue_counts(store, queue or "")}, queue, expo)
+        return status_html({queue or "": queue_counts(store, queue or "", viewer=principal, config=config)}, queue, expo)
     except STORE_ERRORS as exc:
         return _unknown(queue, exc)
 
 
+def line_and_list(store: Any, queue: Optional[str], expo: Optional[dict[str, Any]], listed: Any,
+                  request: Any, queues: list[str], principal: Any = None, config: Any = None) -> tuple[str, Any]:
+    """(the "N left" line, the queue list's update): one count query; the list re-rendered only
+    when that count differs from what this page's list shows (`listed`, a review_counts.ListedCounts, then updated); while the
+    store fails, a line saying the count is unknown and the list as it is."""
+    try:
+        counts = queue_counts(store, queue or "", viewer=principal, config=config)
+    except STORE_ERRORS as exc:
+        return _unknown(queue, exc), gr.update()
+    line = status_html({queue or "": counts}, queue, expo)
+    mine = {"waiting": int(counts.get("waiting") or 0), "overdue": int(counts.get("overdue") or 0)}
+    known = listed.get(request)
+    if known is None or queue not in queues or known.get(queue) == mine:
+        return line, gr.update()
+    known = dict(known, **{queue: mine})
+    listed.put(request, known)
+    return line, gr.update(choices=counts_choices(known, queues))
+
+
 def counts_view(store: Any, config: Any, queue: Optional[str],
-                expo: Optional[dict[str, Any]]) -> tuple[str, Optional[list[tuple[str, str]]]]:
+                expo: Optional[dict[str, Any]], principal: Any = None) -> tuple[str, Optional[list[tuple[str, str]]]]:
     """The counts timer's "N left" line and the queue list's choices with their counts; while the
     store fails, the line says so and the choices are None (the list stays as it is): the timer
     raised a bare "Error" on every tick."""
     try:
-        status = queue_status(store, config)
+        status = queue_status(store, config, viewer=principal)
     except STORE_ERRORS as exc:
         return _unknown(queue, exc), None
     return status_html(status, queue, expo), counts_choices(status, list(config.queues))
 
 
-def queue_choices(store: Any, config: Any) -> dict[str, Any]:
+def queue_choices(store: Any, config: Any, principal: Any = None) -> dict[str, Any]:
     """The queue list's choices with their counts, as a `gr.update`'s keywords; none (the list as
     it is) while the store fails: the break button's queue switch raised a bare "Error"."""
     try:
-        return {"choices": counts_choices(queue_status(store, config), list(config.queues))}
+        return {"choices": counts_choices(queue_status(store, config, viewer=principal), list(config.queues))}
     except STORE_ERRORS:
         return {}
 
@@ -207,7 +229,7 @@ def start_view(store: Any, config: Any, queue: Optional[str], principal: Any, ex
     if refused:
         return queue or config.default_queue, refused, None
     try:
-        status = queue_status(store, config)
+        status = queue_status(store, config, viewer=principal)
         first = queue or (start_queue(store, principal, config, status=status) if principal else None) \
             or start_queue(store, "", config, status=status) or config.default_queue
     except STORE_ERRORS as exc:
