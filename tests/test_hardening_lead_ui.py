@@ -158,5 +158,6 @@ def test_the_operations_chart_is_swapped_in_whole(sqlite_store, taxonomy, cfg):
 def test_the_campaign_timeline_is_swapped_in_whole(sqlite_store, taxonomy, cfg):
     cid = _camp(sqlite_store, taxonomy, cfg, ["m0", "m1", "m2"])
     first = _campaigns(_App(sqlite_store, taxonomy, cfg))["first"][0]
-    reads, torn = _torn_reads(first(cid, "lead", None)[1], lambda: first(cid, "lead", None))
+    plot = first(cid, "lead", None)[1]  # the timeline's update (shown, with its file) or its file
+    reads, torn = _torn_reads(plot["value"] if isinstance(plot, dict) else plot, lambda: first(cid, "lead", None))
     assert reads > 0 and torn == 0
